@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Install what the tests need (PostgreSQL from Debian, the Python package with its test extras)
+# and run the linters and the test suite. Safe to run again: it skips what is already there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+compgen -G "/usr/lib/postgresql/*/bin/initdb" > /dev/null || need_apt+=(postgresql)
+if ((${#need_apt[@]})); then
+  echo "==> installing system packages: ${need_apt[*]}"
+  if [ "$(id -u)" -eq 0 ]; then SUDO=(); else SUDO=(sudo); fi
+  "${SUDO[@]}" apt-get update -q
+  DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -q --no-install-recommends "${need_apt[@]}"
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  echo "==> creating .venv"
+  python3 -m venv .venv
+fi
+echo "==> installing headwater with its test extras"
+.venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
+
+echo "==> ruff"
+.venv/bin/ruff check src tests bench
+echo "==> mypy"
+.venv/bin/mypy
+echo "==> pytest"
+.venv/bin/pytest -q "$@"

@@ -1,0 +1,160 @@
+"""The ``headwater`` command."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+DEFAULT_DATA_DIR = Path("headwater-data")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    sys.exit(args.run(args) or 0)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="headwater",
+        description="Headwater: a self-hosted customer data platform that speaks Segment.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the server (every role in one process)")
+    _state_options(serve)
+    serve.add_argument("--config", type=Path, help="headwater.yaml to apply at start")
+    serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to listen on (default 8088)")
+    serve.add_argument(
+        "--role", choices=["all", "ingest", "worker"], default="all",
+        help="all roles (default); ingest: Tracking and REST APIs only; worker: log consumers",
+    )
+    serve.set_defaults(run=_serve)
+
+    apply = commands.add_parser("apply", help="make the workspace match a config file")
+    apply.add_argument("file", type=Path)
+    apply.add_argument("--dry-run", action="store_true", help="show the changes, change nothing")
+    _state_options(apply)
+    apply.set_defaults(run=_apply)
+
+    export = commands.add_parser("export", help="print the workspace as a config file")
+    _state_options(export)
+    export.set_defaults(run=_export)
+
+    tail = commands.add_parser("tail", help="follow a source's debugger (live events)")
+    tail.add_argument("source", help="source name or id")
+    tail.add_argument("--url", default="http://127.0.0.1:8088", help="the server's address")
+    tail.add_argument("--no-follow", action="store_true", help="print recent events and exit")
+    tail.set_defaults(run=_tail)
+    return parser
+
+
+def _state_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data-dir", type=Path, help=f"data directory (default ./{DEFAULT_DATA_DIR})"
+    )
+    parser.add_argument("--database", help="postgresql://… state database (default: SQLite)")
+
+
+def _settings(args: argparse.Namespace, config: Any = None) -> Any:
+    from headwater.config.apply import server_settings_overrides
+    from headwater.config.settings import ServerSettings
+
+    settings = ServerSettings(data_dir=DEFAULT_DATA_DIR)
+    if config is not None:
+        settings = replace(settings, **server_settings_overrides(config))
+    given = {
+        "data_dir": args.data_dir,
+        "database": args.database or os.environ.get("HEADWATER_DATABASE"),
+        "host": getattr(args, "host", None),
+        "port": getattr(args, "port", None),
+    }
+    return replace(settings, **{k: v for k, v in given.items() if v is not None})
+
+
+def _load(path: Path | None) -> Any:
+    if path is None:
+        return None
+    from headwater.config.model import ConfigError, load_config
+
+    try:
+        return load_config(path)
+    except (ConfigError, OSError) as exc:
+        raise SystemExit(f"headwater: cannot use {path}: {exc}") from exc
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from headwater.config.bootstrap import bootstrap
+    from headwater.server import Server
+
+    config = _load(args.config)
+    settings = _settings(args, config)
+    settings = replace(
+        settings, run_ingest=args.role in ("all", "ingest"),
+        run_consumers=args.role in ("all", "worker"),
+    )
+    prepared = bootstrap(settings, config)
+    server = Server(settings, prepared.admin_token_hash)
+    for note in prepared.notes:
+        print(note, flush=True)
+    where = settings.database.split("@")[-1] if settings.database else settings.data_dir
+    print(f"Headwater listening on http://{settings.host}:{settings.port} "
+          f"(state: {where}, role: {args.role})", flush=True)
+    uvicorn.run(
+        server, host=settings.host, port=settings.port, loop="uvloop", http="httptools",
+        lifespan="on", access_log=False, log_level="warning", proxy_headers=True,
+        timeout_graceful_shutdown=10,
+    )
+    return 0
+
+
+def _open_store(args: argparse.Namespace) -> Any:
+    from headwater.store.database import database_url, open_engine
+    from headwater.store.migrations import migrate
+    from headwater.store.workspace import WorkspaceStore
+
+    settings = _settings(args)
+    engine = open_engine(database_url(settings.data_dir, settings.database))
+    migrate(engine)
+    return WorkspaceStore(engine)
+
+
+def _apply(args: argparse.Namespace) -> int:
+    from headwater.config.apply import apply, plan
+
+    config = _load(args.file)
+    store = _open_store(args)
+    changes = plan(store, config)
+    print(changes.render())
+    if not args.dry_run:
+        apply(store, changes)
+    elif changes.changes:
+        print("(dry run: nothing was changed)")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from headwater.config.apply import export_config
+
+    sys.stdout.write(export_config(_open_store(args)))
+    return 0
+
+
+def _tail(args: argparse.Namespace) -> int:
+    from headwater.observe.tail import tail
+
+    token = os.environ.get("HEADWATER_ADMIN_TOKEN")
+    if not token:
+        raise SystemExit("headwater tail: set HEADWATER_ADMIN_TOKEN to the server's admin token.")
+    try:
+        tail(args.url, token, args.source, follow=not args.no_follow)
+    except KeyboardInterrupt:
+        pass
+    return 0

@@ -1,0 +1,69 @@
+"""What happens to the state database before a server starts.
+
+Migrate, apply the config file if one is given, create a workspace with one source on the very
+first start without a config, and settle the admin token: ``HEADWATER_ADMIN_TOKEN`` when set,
+else the token generated (and printed once) on first start, of which only a digest is kept.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field
+
+from headwater.api.auth import hash_token
+from headwater.config.apply import apply, plan
+from headwater.config.model import ConfigFile
+from headwater.config.settings import ServerSettings
+from headwater.store.database import database_url, open_engine
+from headwater.store.migrations import migrate
+from headwater.store.workspace import WorkspaceStore
+
+ADMIN_TOKEN_ENV = "HEADWATER_ADMIN_TOKEN"
+ADMIN_TOKEN_META = "admin_token_sha256"
+
+
+@dataclass
+class Bootstrap:
+    admin_token_hash: str
+    notes: list[str] = field(default_factory=list)
+
+
+def bootstrap(settings: ServerSettings, config: ConfigFile | None) -> Bootstrap:
+    engine = open_engine(database_url(settings.data_dir, settings.database))
+    try:
+        migrate(engine)
+        store = WorkspaceStore(engine)
+        notes: list[str] = []
+        if config is not None:
+            changes = plan(store, config)
+            notes.append(changes.render())
+            apply(store, changes)
+        elif store.workspace() is None:
+            store.ensure_workspace("default")
+            source = store.create_source("default")
+            notes.append(
+                f"Created workspace 'default' with source 'default'.\n"
+                f"  Write key: {source.write_keys[0]}"
+            )
+        token_hash, note = _admin_token_hash(store)
+        if note:
+            notes.append(note)
+        return Bootstrap(token_hash, notes)
+    finally:
+        engine.dispose()
+
+
+def _admin_token_hash(store: WorkspaceStore) -> tuple[str, str | None]:
+    token = os.environ.get(ADMIN_TOKEN_ENV)
+    if token:
+        return hash_token(token), None
+    stored = store.get_meta(ADMIN_TOKEN_META)
+    if stored:
+        return stored, None
+    token = secrets.token_urlsafe(32)
+    digest = hash_token(token)
+    store.set_meta(ADMIN_TOKEN_META, digest)
+    return digest, (
+        f"Admin token (shown once; set {ADMIN_TOKEN_ENV} to choose your own): {token}"
+    )

@@ -1,0 +1,41 @@
+"""Server settings: where data lives and how the roles behave.
+
+These come from the command line and the ``server:`` part of ``headwater.yaml``; they are not
+part of the workspace model (sources, destinations), which lives in the state database.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from headwater.store.database import Durability
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    data_dir: Path = Path("data")
+    database: str | None = None  # None: SQLite file in data_dir
+    host: str = "127.0.0.1"
+    port: int = 8088
+    # The URL browsers and SDKs use to reach this server; the analytics.js settings document
+    # points apiHost at it. None: http://{host}:{port}.
+    public_url: str | None = None
+    durability: Durability = "normal"
+    archive_retention_days: int = 90
+    dedup_window_hours: int = 48
+    # AC-021: a per-workspace ingest rate limit in events/second; None means off.
+    rate_limit_events_per_second: int | None = None
+    # Roles this process runs; `serve` runs them all.
+    run_ingest: bool = True
+    run_consumers: bool = True
+
+    @property
+    def base_url(self) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def archive_dir(self) -> Path:
+        return self.data_dir / "archive"

@@ -1,0 +1,307 @@
+"""The Tracking API: Segment's ``/v1/*`` routes as a raw ASGI application.
+
+This is the hot path, so it is plain ASGI with no framework: per request it reads the body once,
+decodes it once (msgspec), normalises each message, and waits for one group commit. Status
+codes follow Segment: 400 only for bodies that cannot be used at all (invalid JSON, over the
+size limits, no write key), 200 for everything else — messages that break the Spec are
+acknowledged and dropped under Segment's discard code, while their good neighbours are kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+
+from headwater.config.settings import ServerSettings
+from headwater.ingest.auth import write_key_from_body, write_key_from_header
+from headwater.ingest.body import BATCH_LIMIT, SINGLE_LIMIT, BodyError, read_body
+from headwater.ingest.committer import GroupCommitter, LogUnavailable, Submission
+from headwater.ingest.pixel import GIF, pixel_message
+from headwater.ingest.ratelimit import RateLimiter
+from headwater.ingest.settings_document import settings_document
+from headwater.ingest.sources import SourceCache
+from headwater.observe.metrics import Metrics
+from headwater.spec import discard
+from headwater.spec.normalize import Discard, RequestInfo, normalize
+from headwater.spec.timestamps import format_timestamp
+from headwater.store.workspace import SourceInfo
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+SINGLE_ROUTES = {
+    "identify": "identify", "track": "track", "page": "page", "screen": "screen",
+    "group": "group", "alias": "alias",
+    # analytics.js posts to the first letter of the type.
+    "i": "identify", "t": "track", "p": "page", "s": "screen", "g": "group", "a": "alias",
+}
+BATCH_ROUTES = {"batch", "b", "import"}
+PIXEL_TYPES = {"identify", "track", "page", "screen", "group", "alias"}
+MAX_BATCH_ITEMS = 2500
+
+_decode = msgspec.json.decode
+_encode = msgspec.json.encode
+_SUCCESS = b'{"success":true}'
+_JSON = (b"content-type", b"application/json")
+
+
+class TrackingAPI:
+    def __init__(
+        self,
+        *,
+        sources: SourceCache,
+        committer: GroupCommitter,
+        settings: ServerSettings,
+        metrics: Metrics,
+        rate_limiter: RateLimiter | None = None,
+    ) -> None:
+        self._sources = sources
+        self._committer = committer
+        self._settings = settings
+        self._metrics = metrics
+        self._rate_limiter = rate_limiter
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = dict(scope["headers"])
+        cors = _cors_headers(headers)
+        method = scope["method"]
+        name = scope["path"][4:]  # after "/v1/"
+        if method == "OPTIONS":
+            await _respond(send, 204, b"", cors + _preflight_headers(headers))
+            return
+        if method == "POST":
+            route_type = SINGLE_ROUTES.get(name)
+            if route_type is not None or name in BATCH_ROUTES:
+                status, body, extra = await self._ingest(scope, receive, headers, route_type)
+                self._metrics.request(status)
+                await _respond(send, status, body, cors + extra)
+                return
+            if name == "m":  # analytics.js's own telemetry: accepted and ignored
+                await _respond(send, 200, _SUCCESS, cors)
+                return
+        elif method == "GET":
+            if name.startswith("pixel/"):
+                await self._pixel(scope, name[6:])
+                await _respond(send, 200, GIF, [*cors, (b"content-type", b"image/gif"),
+                                                (b"cache-control", b"no-store")])
+                return
+            if name.startswith("projects/") and name.endswith("/settings"):
+                await self._settings_document(send, name[9:-9], cors)
+                return
+        await _respond(
+            send, 404, _error("not_found", f"There is no Tracking API route {method} {scope['path']}."),
+            cors,
+        )
+
+    # --- ingest -------------------------------------------------------------------------------
+
+    async def _ingest(
+        self, scope: Scope, receive: Receive, headers: dict[bytes, bytes], route_type: str | None
+    ) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+        received_at = datetime.now(UTC)
+        limit = SINGLE_LIMIT if route_type is not None else BATCH_LIMIT
+        try:
+            raw = await read_body(receive, headers, limit)
+        except BodyError as exc:
+            return 400, _error(exc.code, exc.message), []
+        try:
+            body = _decode(raw)
+        except msgspec.DecodeError as exc:
+            return 400, _error("invalid_json", f"The body is not valid JSON: {exc}."), []
+        if not isinstance(body, dict):
+            return 400, _error("invalid_json", "The body must be a JSON object."), []
+
+        write_key = write_key_from_header(headers.get(b"authorization")) or write_key_from_body(
+            body
+        )
+        if write_key is None:
+            return 400, _error(
+                "missing_write_key",
+                "No write key: send it as the HTTP Basic user name or as \"writeKey\" in the body.",
+            ), []
+        source = self._sources.lookup(write_key)
+        if source is None:
+            return 401, _error(
+                "unknown_write_key",
+                "No source has this write key. Copy the write key from the source's settings "
+                "(GET /api/v1/sources) into your SDK's configuration.",
+            ), []
+
+        client = scope.get("client")
+        request = RequestInfo(
+            received_at=received_at,
+            received_at_iso=format_timestamp(received_at),
+            client_ip=client[0] if client else None,
+            batch_context=_object_or_none(body.get("context")) if route_type is None else None,
+            batch_integrations=(
+                _object_or_none(body.get("integrations")) if route_type is None else None
+            ),
+            batch_sent_at=body.get("sentAt") if route_type is None else None,
+        )
+        submission = Submission(
+            workspace_id=source.workspace_id,
+            source_id=source.id,
+            received_at=request.received_at_iso,
+            events=[],
+            dropped=[],
+        )
+        if route_type is None:
+            count = self._collect_batch(body, request, source, submission)
+        else:
+            count = 1
+            self._collect(body, request, route_type, source, submission)
+
+        if self._rate_limiter is not None and count:
+            wait = self._rate_limiter.admit(source.workspace_id, count)
+            if wait:
+                seconds = str(wait).encode()
+                return 429, _error(
+                    "too_many_requests",
+                    "The workspace is over its ingest rate limit; retry after the given seconds.",
+                ), [(b"retry-after", seconds), (b"x-ratelimit-reset", seconds)]
+
+        metrics = self._metrics
+        metrics.received.inc(count)
+        for entry in submission.dropped:
+            metrics.rejected.labels(entry["reason"]).inc()
+        try:
+            result = await self._committer.submit(submission)
+        except LogUnavailable:
+            return 503, _error(
+                "unavailable",
+                "The event log cannot take writes right now; nothing was stored. Retry later.",
+            ), [(b"retry-after", b"5")]
+        metrics.accepted.inc(result.accepted)
+        if result.duplicates:
+            metrics.duplicates.inc(result.duplicates)
+        return 200, _SUCCESS, []
+
+    def _collect_batch(
+        self, body: dict[str, Any], request: RequestInfo, source: SourceInfo, sub: Submission
+    ) -> int:
+        """Normalise a batch's items into ``sub``; return how many messages it carried."""
+        items = body.get("batch")
+        if not isinstance(items, list):
+            body.pop("writeKey", None)
+            _drop(sub, discard.BAD_REQUEST, "\"batch\" must be an array of messages.", body)
+            return 1
+        if not items:
+            _drop(sub, discard.EMPTY_BATCH, "The batch contained no messages.", {"batch": []})
+            return 1
+        for index, item in enumerate(items):
+            if index >= MAX_BATCH_ITEMS:
+                _drop(sub, discard.TOO_MANY_MESSAGES,
+                      f"Only the first {MAX_BATCH_ITEMS} messages of a batch are accepted.", item)
+            else:
+                self._collect(item, request, None, source, sub)
+        if sub.dropped:
+            sub.flags.append(discard.MULTI_USER_ERROR if sub.events else discard.EMPTY_BATCH_RESULT)
+        return len(items)
+
+    def _collect(
+        self,
+        item: Any,
+        request: RequestInfo,
+        route_type: str | None,
+        source: SourceInfo,
+        sub: Submission,
+    ) -> None:
+        if not source.enabled:
+            _drop(sub, discard.SOURCE_DISABLED, "The source is disabled.", item)
+            return
+        result = normalize(item, request, route_type=route_type)
+        if isinstance(result, Discard):
+            _drop(sub, result.code, result.detail, item)
+        else:
+            sub.events.append(result)
+
+    # --- pixel and settings -------------------------------------------------------------------
+
+    async def _pixel(self, scope: Scope, pixel_type: str) -> None:
+        """Ingest the pixel's message if it has one; the GIF goes out whatever happens."""
+        if pixel_type not in PIXEL_TYPES:
+            return
+        message = pixel_message(scope.get("query_string", b""))
+        if message is None:
+            return
+        key = message.get("writeKey")
+        source = self._sources.lookup(key) if isinstance(key, str) else None
+        if source is None:
+            self._metrics.request(401)
+            return
+        received_at = datetime.now(UTC)
+        client = scope.get("client")
+        request = RequestInfo(
+            received_at=received_at,
+            received_at_iso=format_timestamp(received_at),
+            client_ip=client[0] if client else None,
+        )
+        sub = Submission(source.workspace_id, source.id, request.received_at_iso, [], [])
+        self._collect(message, request, pixel_type, source, sub)
+        self._metrics.received.inc()
+        try:
+            result = await self._committer.submit(sub)
+        except LogUnavailable:
+            self._metrics.request(503)
+            return
+        self._metrics.request(200)
+        self._metrics.accepted.inc(result.accepted)
+
+    async def _settings_document(
+        self, send: Send, write_key: str, cors: list[tuple[bytes, bytes]]
+    ) -> None:
+        source = self._sources.lookup(write_key)
+        if source is None:
+            await _respond(send, 404, _error("unknown_write_key", "No source has this write key."),
+                           cors)
+            return
+        document = settings_document(write_key, self._settings.base_url)
+        await _respond(send, 200, _encode(document),
+                       [*cors, (b"cache-control", b"public, max-age=60")])
+
+
+def _drop(sub: Submission, code: str, detail: str, item: Any) -> None:
+    if isinstance(item, dict):
+        item.pop("writeKey", None)  # write keys never land in stored messages
+    sub.dropped.append({"reason": code, "detail": detail, "message": item})
+
+
+def _object_or_none(value: Any) -> dict[str, Any] | None:
+    return value if isinstance(value, dict) else None
+
+
+def _error(code: str, message: str) -> bytes:
+    return _encode({"code": code, "message": message})
+
+
+def _cors_headers(headers: dict[bytes, bytes]) -> list[tuple[bytes, bytes]]:
+    origin = headers.get(b"origin")
+    if origin is None:
+        return [(b"access-control-allow-origin", b"*")]
+    return [(b"access-control-allow-origin", origin), (b"vary", b"Origin")]
+
+
+def _preflight_headers(headers: dict[bytes, bytes]) -> list[tuple[bytes, bytes]]:
+    requested = headers.get(b"access-control-request-headers")
+    return [
+        (b"access-control-allow-methods", b"GET, POST, OPTIONS"),
+        (b"access-control-allow-headers",
+         requested or b"Content-Type, Authorization, Content-Encoding"),
+        (b"access-control-max-age", b"86400"),
+    ]
+
+
+async def _respond(
+    send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]
+) -> None:
+    content_type = [] if any(h[0] == b"content-type" for h in headers) or not body else [_JSON]
+    await send({
+        "type": "http.response.start",
+        "status": status,
+        "headers": [*headers, *content_type, (b"content-length", str(len(body)).encode())],
+    })
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,207 @@
+"""One Headwater process: the roles it runs, wired together, as one ASGI application.
+
+``headwater serve`` runs every role here (Tracking API, REST API, log consumers) on one state
+database. Each role is a separate object; this module only builds them and routes requests:
+``/v1/*`` to the Tracking API, ``/health``, ``/ready`` and ``/metrics`` here, the rest to the
+REST API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+import sqlalchemy as sa
+
+from headwater.api.app import create_api
+from headwater.api.debugger import router as debugger_router
+from headwater.config.settings import ServerSettings
+from headwater.ingest.app import TrackingAPI
+from headwater.ingest.committer import GroupCommitter
+from headwater.ingest.ratelimit import RateLimiter
+from headwater.ingest.sources import SourceCache
+from headwater.observe.metrics import Metrics
+from headwater.pipeline.archive import Archive, ArchiveWriter
+from headwater.pipeline.consumer import Consumer
+from headwater.pipeline.observer import Observer
+from headwater.store import schema
+from headwater.store.database import database_url, open_engine
+from headwater.store.dedup import Deduplicator
+from headwater.store.log import EventLog
+from headwater.store.migrations import migrate
+from headwater.store.workspace import WorkspaceStore
+
+logger = logging.getLogger(__name__)
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+MAINTENANCE_INTERVAL = 60.0
+READY_PROBE_INTERVAL = 1.0
+
+
+@dataclass
+class Server:
+    settings: ServerSettings
+    admin_token_hash: str
+    metrics: Metrics = field(default_factory=Metrics)
+
+    def __post_init__(self) -> None:
+        self.engine = open_engine(
+            database_url(self.settings.data_dir, self.settings.database),
+            durability=self.settings.durability,
+        )
+        migrate(self.engine)
+        self.store = WorkspaceStore(self.engine)
+        self.log = EventLog(self.engine)
+        self.committer = GroupCommitter(self.engine, self.log, on_commit=self._observe_commit)
+        limit = self.settings.rate_limit_events_per_second
+        self.tracking = TrackingAPI(
+            sources=SourceCache(self.store),
+            committer=self.committer,
+            settings=self.settings,
+            metrics=self.metrics,
+            rate_limiter=RateLimiter(limit) if limit else None,
+        )
+        self.api = create_api(
+            self.engine, admin_token_hash=self.admin_token_hash, extra_routers=[debugger_router]
+        )
+        self.archive = Archive(self.settings.archive_dir)
+        owner = f"{os.uname().nodename}:{os.getpid()}"
+        self.consumers = [
+            Consumer(self.log, "archive", ArchiveWriter(self.settings.archive_dir), owner=owner),
+            Consumer(self.log, "observer", Observer(self.engine), owner=owner),
+        ]
+        for consumer in self.consumers:
+            self.log.register(consumer.group)
+        self._ready_checked = 0.0
+        self._maintenance: asyncio.Task[None] | None = None
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self.settings.run_ingest:
+            self.committer.start()
+        if self.settings.run_consumers:
+            for consumer in self.consumers:
+                consumer.start()
+
+    def stop(self) -> None:
+        for consumer in self.consumers:
+            consumer.stop()
+        self.committer.stop()
+        self.engine.dispose()
+
+    def maintain(self) -> None:
+        """Forget old dedup keys and purge the archive past its retention."""
+        window = self.settings.dedup_window_hours * 3600
+        Deduplicator(self.engine).expire(int(time.time()) - window)
+        self.archive.purge(self.settings.archive_retention_days)
+
+    async def _maintenance_loop(self) -> None:
+        while True:
+            try:
+                await asyncio.to_thread(self.maintain)
+            except Exception:
+                logger.exception("maintenance failed; will try again")
+            await asyncio.sleep(MAINTENANCE_INTERVAL)
+
+    # --- ASGI ---------------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path: str = scope["path"]
+            if path.startswith("/v1/"):
+                if self.settings.run_ingest:
+                    await self.tracking(scope, receive, send)
+                else:
+                    await _plain(send, 503, b'{"code":"unavailable","message":'
+                                 b'"This process runs the worker role only; send events to an '
+                                 b'ingest process."}', [(b"retry-after", b"5")])
+            elif path == "/health":
+                await _plain(send, 200, b'{"status":"ok"}')
+            elif path == "/ready":
+                ready, reason = await asyncio.to_thread(self.ready)
+                body = b'{"status":"ready"}' if ready else (
+                    b'{"status":"unavailable","reason":' + _json_str(reason) + b"}"
+                )
+                await _plain(send, 200 if ready else 503, body,
+                             [] if ready else [(b"retry-after", b"5")])
+            elif path == "/metrics":
+                await asyncio.to_thread(self._update_gauges)
+                await _plain(send, 200, self.metrics.render(),
+                             [(b"content-type", self.metrics.content_type.encode())])
+            else:
+                await self.api(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+        else:  # websockets are not served
+            await self.api(scope, receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    self.start()
+                    self._maintenance = asyncio.create_task(self._maintenance_loop())
+                except Exception as exc:
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                if self._maintenance is not None:
+                    self._maintenance.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await self._maintenance
+                await asyncio.to_thread(self.stop)
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    # --- health -------------------------------------------------------------------------------
+
+    def ready(self) -> tuple[bool, str]:
+        """Whether the event log takes writes: the last commit worked, or a probe write does."""
+        if self.committer.healthy and time.monotonic() - self._ready_checked < READY_PROBE_INTERVAL:
+            return True, ""
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    sa.delete(schema.meta).where(schema.meta.c.key == "ready_probe")
+                )
+                conn.execute(schema.meta.insert().values(key="ready_probe", value=str(time.time())))
+        except Exception as exc:
+            return False, f"the event log cannot take writes: {type(exc).__name__}: {exc}"
+        self._ready_checked = time.monotonic()
+        self.committer.healthy = True  # writes work again; the next commit will confirm
+        return True, ""
+
+    def _observe_commit(self, seconds: float, _records: int) -> None:
+        self.metrics.commit_seconds.observe(seconds)
+
+    def _update_gauges(self) -> None:
+        for consumer in self.consumers:
+            self.metrics.consumer_lag.labels(consumer.group).set(self.log.lag(consumer.group))
+
+
+async def _plain(
+    send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    headers = headers or []
+    if not any(h[0] == b"content-type" for h in headers):
+        headers = [*headers, (b"content-type", b"application/json")]
+    await send({"type": "http.response.start", "status": status,
+                "headers": [*headers, (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _json_str(text: str) -> bytes:
+    return msgspec.json.encode(text)

@@ -1,0 +1,70 @@
+"""Bring a state database up to the current schema.
+
+Migrations are numbered and recorded in ``schema_migrations``. Each one is idempotent — it
+creates what is missing and leaves what exists — so migration 1 may create tables in their
+current shape and a later migration that adds a column checks for it first. Several processes
+may start at once against PostgreSQL; an advisory lock makes them take turns.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from headwater.store import schema
+from headwater.store.database import is_sqlite, write_transaction
+
+LOG_PARTITIONS = 8
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    apply: Callable[[Connection], None]
+
+
+def _create_tables(conn: Connection) -> None:
+    schema.metadata.create_all(conn, checkfirst=True)
+
+
+def _seed_log_partitions(conn: Connection) -> None:
+    existing = {row[0] for row in conn.execute(sa.select(schema.log_partitions.c.partition))}
+    missing = [
+        {"partition": p, "next_offset": 1} for p in range(LOG_PARTITIONS) if p not in existing
+    ]
+    if missing:
+        conn.execute(schema.log_partitions.insert(), missing)
+
+
+MIGRATIONS: list[Migration] = [
+    Migration(1, "create tables", _create_tables),
+    Migration(2, "seed event log partitions", _seed_log_partitions),
+]
+
+
+def migrate(engine: Engine) -> list[int]:
+    """Apply every pending migration; return the versions applied now."""
+    applied_now: list[int] = []
+    with write_transaction(engine) as conn:
+        if not is_sqlite(engine):
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(4242001)"))
+        schema.schema_migrations.create(conn, checkfirst=True)
+        done = {row[0] for row in conn.execute(sa.select(schema.schema_migrations.c.version))}
+        for migration in MIGRATIONS:
+            if migration.version in done:
+                continue
+            migration.apply(conn)
+            conn.execute(
+                schema.schema_migrations.insert().values(
+                    version=migration.version,
+                    name=migration.name,
+                    applied_at=int(time.time()),
+                )
+            )
+            applied_now.append(migration.version)
+    return applied_now

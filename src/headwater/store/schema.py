@@ -1,0 +1,155 @@
+"""Every table of the state database, as SQLAlchemy Core metadata.
+
+One place to read the whole persistent state. Migrations (``migrations.py``) create these
+tables; modules that own a concept (``log.py``, ``workspace.py``, …) query them.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+# SQLite only makes an INTEGER PRIMARY KEY a rowid alias (auto-increment); BigInteger is not.
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+meta = sa.Table(
+    "meta",
+    metadata,
+    sa.Column("key", sa.String(100), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+schema_migrations = sa.Table(
+    "schema_migrations",
+    metadata,
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("applied_at", sa.BigInteger, nullable=False),
+)
+
+# --- workspace model -------------------------------------------------------------------------
+
+workspaces = sa.Table(
+    "workspaces",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("slug", sa.String(200), nullable=False, unique=True),
+    sa.Column("settings", sa.JSON, nullable=False, default=dict),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+)
+
+sources = sa.Table(
+    "sources",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("workspace_id", sa.String(40), sa.ForeignKey("workspaces.id"), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("slug", sa.String(200), nullable=False),
+    sa.Column("enabled", sa.Boolean, nullable=False, default=True),
+    sa.Column("settings", sa.JSON, nullable=False, default=dict),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+    sa.UniqueConstraint("workspace_id", "name", name="uq_sources_name"),
+    sa.UniqueConstraint("workspace_id", "slug", name="uq_sources_slug"),
+)
+
+write_keys = sa.Table(
+    "write_keys",
+    metadata,
+    sa.Column("key", sa.String(200), primary_key=True),
+    sa.Column(
+        "source_id", sa.String(40), sa.ForeignKey("sources.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    # A rotated-out key keeps working until it expires (NULL: no expiry).
+    sa.Column("expires_at", sa.BigInteger, nullable=True),
+    sa.Index("ix_write_keys_source", "source_id"),
+)
+
+# --- the event log (see docs/event-log.md) ---------------------------------------------------
+
+log_partitions = sa.Table(
+    "log_partitions",
+    metadata,
+    sa.Column("partition", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("next_offset", sa.BigInteger, nullable=False),
+)
+
+log_records = sa.Table(
+    "log_records",
+    metadata,
+    sa.Column("partition", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("offset", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("appended_at", sa.BigInteger, nullable=False),
+    sa.Column("payload", sa.LargeBinary, nullable=False),
+)
+
+log_groups = sa.Table(
+    "log_groups",
+    metadata,
+    sa.Column("group_name", sa.String(100), primary_key=True),
+    sa.Column("partition", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("committed_offset", sa.BigInteger, nullable=False),
+    sa.Column("owner", sa.String(100), nullable=True),
+    sa.Column("lease_expires_at", sa.BigInteger, nullable=False, default=0),
+)
+
+log_members = sa.Table(
+    "log_members",
+    metadata,
+    sa.Column("group_name", sa.String(100), primary_key=True),
+    sa.Column("owner", sa.String(100), primary_key=True),
+    sa.Column("heartbeat_at", sa.BigInteger, nullable=False),
+)
+
+# --- deduplication ---------------------------------------------------------------------------
+
+dedup = sa.Table(
+    "dedup",
+    metadata,
+    # 63-bit hash of (workspace id, messageId); see store/dedup.py for why a hash is enough.
+    sa.Column("key", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True,
+              autoincrement=False),
+    sa.Column("seen_at", sa.BigInteger, nullable=False),
+    sa.Index("ix_dedup_seen_at", "seen_at"),
+)
+
+# --- observability: counters (Delivery Overview) and the debugger -----------------------------
+
+counters = sa.Table(
+    "counters",
+    metadata,
+    sa.Column("minute", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("source_id", sa.String(40), primary_key=True),
+    sa.Column("destination_id", sa.String(40), primary_key=True),
+    sa.Column("step", sa.String(60), primary_key=True),
+    sa.Column("reason", sa.String(100), primary_key=True),
+    sa.Column("count", sa.BigInteger, nullable=False),
+)
+
+counter_samples = sa.Table(
+    "counter_samples",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("source_id", sa.String(40), nullable=False),
+    sa.Column("destination_id", sa.String(40), nullable=False),
+    sa.Column("step", sa.String(60), nullable=False),
+    sa.Column("reason", sa.String(100), nullable=False),
+    sa.Column("recorded_at", sa.BigInteger, nullable=False),
+    sa.Column("sample", sa.JSON, nullable=False),
+    sa.Index("ix_counter_samples_key", "source_id", "destination_id", "step", "reason"),
+)
+
+debugger_entries = sa.Table(
+    "debugger_entries",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("source_id", sa.String(40), nullable=False),
+    sa.Column("received_at", sa.String(40), nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),  # accepted | dropped
+    sa.Column("reason", sa.String(100), nullable=True),
+    sa.Column("entry", sa.JSON, nullable=False),
+    sa.Index("ix_debugger_source", "source_id", "id"),
+)
