@@ -100,7 +100,13 @@ def _serve(args: argparse.Namespace) -> int:
         settings, run_ingest=args.role in ("all", "ingest"),
         run_consumers=args.role in ("all", "worker"),
     )
-    prepared = bootstrap(settings, config)
+    from headwater.config.model import ConfigError
+    from headwater.store.workspace import WorkspaceError
+
+    try:
+        prepared = bootstrap(settings, config)
+    except (ConfigError, WorkspaceError) as exc:
+        raise SystemExit(f"headwater serve: cannot apply {args.config}: {exc}") from exc
     server = Server(settings, prepared.admin_token_hash)
     for note in prepared.notes:
         print(note, flush=True)
@@ -128,15 +134,20 @@ def _open_store(args: argparse.Namespace) -> Any:
 
 def _apply(args: argparse.Namespace) -> int:
     from headwater.config.apply import apply, plan
+    from headwater.config.model import ConfigError
+    from headwater.store.workspace import WorkspaceError
 
     config = _load(args.file)
     store = _open_store(args)
-    changes = plan(store, config)
-    print(changes.render())
-    if not args.dry_run:
-        apply(store, changes)
-    elif changes.changes:
-        print("(dry run: nothing was changed)")
+    try:
+        changes = plan(store, config)
+        print(changes.render())
+        if not args.dry_run:
+            apply(store, changes)
+        elif changes.changes:
+            print("(dry run: nothing was changed)")
+    except (ConfigError, WorkspaceError) as exc:
+        raise SystemExit(f"headwater apply: {exc}\nFix {args.file} and run apply again.") from exc
     return 0
 
 

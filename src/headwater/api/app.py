@@ -1,0 +1,138 @@
+"""The REST API: one FastAPI application for everything under ``/api/v1``.
+
+Every answer that is not a success has the Public API's error shape, whoever produced it: our
+routes (``ApiError``), the workspace model (its conflicts and unknown names), FastAPI's request
+validation, or the router (unknown path, wrong method). A client — the web app, Terraform-like
+tooling, a script — parses one shape, and bad input never turns into a 500.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.engine import Engine
+from starlette.exceptions import HTTPException
+
+import headwater
+from headwater.api import sources
+from headwater.api.auth import require_admin
+from headwater.api.errors import ApiError, error_body, handle_api_error
+from headwater.store.workspace import (
+    ConflictError,
+    InvalidError,
+    NotFoundError,
+    WorkspaceError,
+    WorkspaceStore,
+)
+
+PREFIX = "/api/v1"
+
+
+def create_api(
+    engine: Engine,
+    *,
+    admin_token_hash: str,
+    extra_routers: Sequence[APIRouter] = (),
+    clock: Callable[[], float] = time.time,
+) -> FastAPI:
+    """The REST API on ``engine``; ``extra_routers`` are mounted under ``/api/v1`` too."""
+    app = FastAPI(
+        title="Headwater API",
+        version=headwater.__version__,
+        description="Manage a Headwater workspace: sources and their write keys. Send "
+        "`Authorization: Bearer <admin token>` with every request.",
+        openapi_url=f"{PREFIX}/openapi.json",
+        docs_url=f"{PREFIX}/docs",
+        redoc_url=None,
+        # The docs and the OpenAPI document are not API routes, so they stay public.
+        dependencies=[Depends(require_admin)],
+    )
+    app.state.engine = engine
+    app.state.admin_token_hash = admin_token_hash
+    app.state.workspace_store = WorkspaceStore(engine, clock=clock)
+
+    app.add_exception_handler(ApiError, handle_api_error)
+    app.add_exception_handler(WorkspaceError, _workspace_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(Exception, _server_error)
+
+    app.include_router(sources.router, prefix=PREFIX)
+    for router in extra_routers:
+        app.include_router(router, prefix=PREFIX)
+    return app
+
+
+# --- error handlers --------------------------------------------------------------------------
+
+_WORKSPACE_ERRORS: list[tuple[type[WorkspaceError], int, str]] = [
+    (NotFoundError, 404, "not_found"),
+    (ConflictError, 409, "conflict"),
+    (InvalidError, 422, "validation"),
+]
+
+
+async def _workspace_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, WorkspaceError)
+    status, type_ = 400, "bad_request"
+    for cls, cls_status, cls_type in _WORKSPACE_ERRORS:
+        if isinstance(exc, cls):
+            status, type_ = cls_status, cls_type
+            break
+    field = sources.api_field(exc.field)
+    message = f"{field}: {exc.message}" if field and status == 422 else exc.message
+    return JSONResponse(error_body(type_, message, field), status_code=status)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    # FastAPI reads the body before the auth dependency runs; say 401 first, so a caller
+    # without the token learns nothing about the API's inputs.
+    try:
+        require_admin(request)
+    except ApiError as auth:
+        return await handle_api_error(request, auth)
+    errors: list[dict[str, object]] = []
+    status = 422
+    for error in exc.errors():
+        loc = [str(part) for part in error.get("loc", ())]
+        field = ".".join(loc[1:]) if loc and loc[0] in ("body", "query", "path", "header") else ""
+        if error.get("type") == "json_invalid":
+            status = 400
+            errors.append({"type": "bad_request", "message": "the body is not valid JSON"})
+            continue
+        message = str(error.get("msg", "invalid value"))
+        if loc == ["body"] and "json" not in request.headers.get("content-type", ""):
+            message = "send the body as a JSON object with Content-Type: application/json"
+        entry: dict[str, object] = {
+            "type": "validation",
+            "message": f"{field}: {message}" if field else message,
+        }
+        if field:
+            entry["field"] = field
+        errors.append(entry)
+    return JSONResponse({"errors": errors}, status_code=status)
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        body = error_body("not_found", f"no such endpoint: {request.method} {request.url.path}")
+    elif exc.status_code == 405:
+        body = error_body(
+            "method_not_allowed", f"{request.method} is not allowed on {request.url.path}"
+        )
+    else:
+        body = error_body("http_error", str(exc.detail))
+    return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+
+async def _server_error(_request: Request, _exc: Exception) -> JSONResponse:
+    # Starlette re-raises the exception after this answer, so the server logs it once.
+    return JSONResponse(
+        error_body("server", "the server failed; see its log for details"), status_code=500
+    )

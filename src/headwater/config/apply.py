@@ -1,0 +1,432 @@
+"""Make the workspace match a config file: plan the changes, show them, apply them.
+
+``plan`` only reads; ``apply`` runs the plan in one transaction, so a failed apply changes
+nothing. The file is the whole truth for the sections it has: a source missing from
+``sources:`` is deleted, and each listed source gets exactly the settings, flags and keys the
+file gives (a source listed without keys keeps its own). ``export_config`` writes the file
+that plans to no change, which makes "export, edit, apply" safe.
+
+Sources are matched by name, then by an explicit ``slug``, then by a shared write key: so a
+source renamed in the file keeps its id, slug and history instead of being deleted and
+created again.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import yaml
+
+from headwater.config.model import ConfigError, ConfigFile, SourceConfig
+from headwater.store.workspace import MAX_PAGE_SIZE, SourceInfo, WorkspaceStore, slugify
+
+# --- changes ---------------------------------------------------------------------------------
+
+
+class Change(ABC):
+    """One step of a plan: a line to show and the store calls that carry it out."""
+
+    @abstractmethod
+    def render(self) -> str: ...
+
+    @abstractmethod
+    def apply(self, store: WorkspaceStore) -> None: ...
+
+
+@dataclass(frozen=True)
+class CreateWorkspace(Change):
+    name: str
+
+    def render(self) -> str:
+        return f"+ workspace {self.name}"
+
+    def apply(self, store: WorkspaceStore) -> None:
+        store.ensure_workspace(self.name)
+
+
+@dataclass(frozen=True)
+class RenameWorkspace(Change):
+    old: str
+    new: str
+
+    def render(self) -> str:
+        return f"~ workspace: {self.old} → {self.new}"
+
+    def apply(self, store: WorkspaceStore) -> None:
+        store.ensure_workspace(self.new)
+
+
+@dataclass(frozen=True)
+class CreateSource(Change):
+    name: str
+    slug: str | None
+    enabled: bool
+    settings: Mapping[str, Any]
+    # (key, expires_at); None: one generated key.
+    write_keys: tuple[tuple[str, int | None], ...] | None
+
+    def render(self) -> str:
+        if self.write_keys is None:
+            details = ["write key generated"]
+        else:
+            keys = ", ".join(_key_text(k, e) for k, e in self.write_keys)
+            details = [f"write key{'s' if len(self.write_keys) > 1 else ''} {keys}"]
+        if self.slug is not None:
+            details.append(f"slug {self.slug}")
+        if not self.enabled:
+            details.append("disabled")
+        if self.settings:
+            details.append(f"settings {_value(_shown_settings(self.settings))}")
+        return f"+ source {self.name} ({'; '.join(details)})"
+
+    def apply(self, store: WorkspaceStore) -> None:
+        keys = self.write_keys or ()
+        first = keys[0] if keys else None
+        source = store.create_source(
+            self.name,
+            slug=self.slug,
+            write_key=first[0] if first else None,
+            enabled=self.enabled,
+            settings=self.settings,
+        )
+        if first is not None and first[1] is not None:
+            store.set_write_key_expiry(source.id, first[0], first[1])
+        for key, expires_at in keys[1:]:
+            store.add_write_key(source.id, key, expires_at=expires_at)
+
+
+@dataclass(frozen=True)
+class UpdateSource(Change):
+    source_id: str
+    name: str
+    field: str
+    old: Any
+    new: Any
+
+    def render(self) -> str:
+        old, new = self.old, self.new
+        if self.field == "settings":
+            old, new = _shown_settings(old), _shown_settings(new)
+        return f"~ source {self.name}: {self.field} {_value(old)} → {_value(new)}"
+
+    def apply(self, store: WorkspaceStore) -> None:
+        store.update_source(self.source_id, **{self.field: self.new})
+
+
+@dataclass(frozen=True)
+class DeleteSource(Change):
+    source_id: str
+    name: str
+
+    def render(self) -> str:
+        return f"- source {self.name}"
+
+    def apply(self, store: WorkspaceStore) -> None:
+        store.delete_source(self.source_id)
+
+
+@dataclass(frozen=True)
+class AddWriteKey(Change):
+    source_id: str
+    name: str
+    key: str
+    expires_at: int | None
+
+    def render(self) -> str:
+        return f"+ source {self.name}: write key {_key_text(self.key, self.expires_at)}"
+
+    def apply(self, store: WorkspaceStore) -> None:
+        store.add_write_key(self.source_id, self.key, expires_at=self.expires_at)
+
+
+@dataclass(frozen=True)
+class RemoveWriteKey(Change):
+    source_id: str
+    name: str
+    key: str
+
+    def render(self) -> str:
+        return f"- source {self.name}: write key {self.key}"
+
+    def apply(self, store: WorkspaceStore) -> None:
+        # The plan adds the source's new keys in the same transaction.
+        store.revoke_write_key(self.source_id, self.key, keep_one=False)
+
+
+@dataclass(frozen=True)
+class SetWriteKeyExpiry(Change):
+    source_id: str
+    name: str
+    key: str
+    old: int | None
+    new: int | None
+
+    def render(self) -> str:
+        return (
+            f"~ source {self.name}: write key {self.key} expires "
+            f"{_when(self.old)} → {_when(self.new)}"
+        )
+
+    def apply(self, store: WorkspaceStore) -> None:
+        store.set_write_key_expiry(self.source_id, self.key, self.new)
+
+
+@dataclass
+class Plan:
+    changes: list[Change] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.changes)
+
+    def render(self) -> str:
+        if not self.changes:
+            return "No changes."
+        return "\n".join(change.render() for change in self.changes)
+
+
+# --- planning --------------------------------------------------------------------------------
+
+
+def plan(store: WorkspaceStore, config: ConfigFile) -> Plan:
+    """The changes that make the workspace match ``config``, in the order they must run."""
+    changes: list[Change] = []
+    workspace = store.workspace()
+    if workspace is None:
+        changes.append(CreateWorkspace(config.workspace))
+    elif workspace.name != config.workspace:
+        changes.append(RenameWorkspace(workspace.name, config.workspace))
+    if config.sources is not None:
+        changes += _plan_sources(store, config.sources)
+    # Later sections (destinations, warehouses) plan here, each after what it refers to.
+    return Plan(changes)
+
+
+def apply(store: WorkspaceStore, changes: Plan) -> None:
+    """Carry out a plan in one transaction (all of it, or none if any step is refused)."""
+    with store.atomic():
+        for change in changes.changes:
+            change.apply(store)
+
+
+def _all_sources(store: WorkspaceStore) -> list[SourceInfo]:
+    sources: list[SourceInfo] = []
+    cursor: str | None = None
+    while True:
+        page = store.list_sources(cursor=cursor, count=MAX_PAGE_SIZE)
+        sources += page.sources
+        if page.next_cursor is None:
+            return sources
+        cursor = page.next_cursor
+
+
+def _match(
+    configs: Sequence[SourceConfig], existing: Sequence[SourceInfo]
+) -> list[SourceInfo | None]:
+    """Pair each configured source with the existing one it describes (None: a new one)."""
+    unmatched = {source.id: source for source in existing}
+    pairs: list[SourceInfo | None] = [None] * len(configs)
+    by_name = {source.name: source for source in existing}
+    for i, cfg in enumerate(configs):
+        if cfg.name in by_name:
+            pairs[i] = unmatched.pop(by_name[cfg.name].id)
+    for i, cfg in enumerate(configs):
+        if pairs[i] is None and cfg.slug is not None:
+            pairs[i] = _take(unmatched, slug=cfg.slug)
+    for i, cfg in enumerate(configs):
+        keys = {k.key for k in cfg.keys or ()}
+        if pairs[i] is None and keys:
+            pairs[i] = _take(unmatched, keys=keys)
+    return pairs
+
+
+def _take(
+    unmatched: dict[str, SourceInfo], *, slug: str | None = None, keys: set[str] | None = None
+) -> SourceInfo | None:
+    for source_id, source in unmatched.items():
+        if source.slug == slug or (keys and keys & set(source.write_keys)):
+            return unmatched.pop(source_id)
+    return None
+
+
+def _plan_sources(store: WorkspaceStore, configs: Sequence[SourceConfig]) -> list[Change]:
+    now = store.now()
+    existing = _all_sources(store)
+    pairs = _match(configs, existing)
+    matched_ids = {source.id for source in pairs if source is not None}
+
+    # Keys each configured source should end with (None: keep its own). Keys past their
+    # expiry are left out: they would be gone again at once.
+    desired: list[dict[str, int | None] | None] = []
+    for i, cfg in enumerate(configs):
+        if cfg.keys is None:
+            desired.append(None)
+            continue
+        listed = {k.key: _epoch(k.expires_at) for k in cfg.keys}
+        live = {k: e for k, e in listed.items() if e is None or e > now}
+        if not live:
+            raise ConfigError([f"sources[{i}]: every write key listed has expired"])
+        desired.append(live)
+    _check_key_owners(store, configs, pairs, desired, existing)
+
+    deletes: list[Change] = [
+        DeleteSource(source.id, source.name) for source in existing if source.id not in matched_ids
+    ]
+    updates: list[Change] = []
+    removals: list[Change] = []
+    additions: list[Change] = []
+    creates: list[Change] = []
+    for cfg, source, keys in zip(configs, pairs, desired, strict=True):
+        if source is None:
+            creates.append(
+                CreateSource(
+                    cfg.name,
+                    cfg.slug,
+                    cfg.enabled,
+                    cfg.settings,
+                    tuple(keys.items()) if keys is not None else None,
+                )
+            )
+            continue
+        wanted: dict[str, Any] = {
+            "name": cfg.name,
+            "slug": cfg.slug if cfg.slug is not None else source.slug,
+            "enabled": cfg.enabled,
+            "settings": cfg.settings,
+        }
+        for name, new in wanted.items():
+            old = getattr(source, name)
+            if old != new:
+                updates.append(UpdateSource(source.id, cfg.name, name, old, new))
+        if keys is None:
+            continue
+        current = {k.key: k.expires_at for k in store.write_keys(source.id)}
+        for key in sorted(current.keys() - keys.keys()):
+            removals.append(RemoveWriteKey(source.id, cfg.name, key))
+        for key, expires_at in keys.items():
+            if key not in current:
+                additions.append(AddWriteKey(source.id, cfg.name, key, expires_at))
+            elif current[key] != expires_at:
+                additions.append(
+                    SetWriteKeyExpiry(source.id, cfg.name, key, current[key], expires_at)
+                )
+    # Removals run before additions, so a key can move from one source to another.
+    return deletes + updates + removals + additions + creates
+
+
+def _check_key_owners(
+    store: WorkspaceStore,
+    configs: Sequence[SourceConfig],
+    pairs: Sequence[SourceInfo | None],
+    desired: Sequence[dict[str, int | None] | None],
+    existing: Sequence[SourceInfo],
+) -> None:
+    """Refuse, before anything runs, a key the file gives a source while another keeps it."""
+    kept: dict[str, str] = {}  # key → name of the source that still has it after the apply
+    for cfg, source, keys in zip(configs, pairs, desired, strict=True):
+        if source is not None and keys is None:
+            kept.update({key: cfg.name for key in source.write_keys})
+    in_workspace = {source.id for source in existing}
+    for key, owner in store.write_key_index().items():
+        if owner.id not in in_workspace:
+            kept[key] = f"{owner.name} (in another workspace)"
+    problems = []
+    for i, (cfg, keys) in enumerate(zip(configs, desired, strict=True)):
+        for key in keys or {}:
+            if key in kept and kept[key] != cfg.name:
+                problems.append(
+                    f"sources[{i}]: write key {key!r} belongs to source {kept[key]!r}, "
+                    "which keeps it"
+                )
+    if problems:
+        raise ConfigError(problems)
+
+
+# --- export ----------------------------------------------------------------------------------
+
+EXPORT_HEADER = (
+    "# Headwater workspace, written by `headwater export`.\n"
+    "# Edit and run `headwater apply <file>` (add --dry-run to see the changes first).\n"
+)
+
+
+def export_config(store: WorkspaceStore) -> str:
+    """The workspace as ``headwater.yaml``; applying it back changes nothing."""
+    workspace = store.workspace()
+    sources = []
+    for source in _all_sources(store):
+        item: dict[str, Any] = {"name": source.name}
+        if source.slug != slugify(source.name):
+            item["slug"] = source.slug
+        if not source.enabled:
+            item["enabled"] = False
+        keys = store.write_keys(source.id)
+        # Write keys are public (every browser carries one), so they are exported.
+        if len(keys) == 1 and keys[0].expires_at is None:
+            item["write_key"] = keys[0].key
+        else:
+            item["write_keys"] = [
+                k.key if k.expires_at is None else {"key": k.key, "expires_at": _iso(k.expires_at)}
+                for k in keys
+            ]
+        if source.settings:
+            item["settings"] = _exported_settings(source.settings)
+        sources.append(item)
+    data = {"workspace": workspace.name if workspace else "default", "sources": sources}
+    return EXPORT_HEADER + yaml.safe_dump(
+        data, sort_keys=False, allow_unicode=True, default_flow_style=False
+    )
+
+
+def server_settings_overrides(config: ConfigFile) -> dict[str, Any]:
+    """The ``server:`` section as keyword arguments for ``ServerSettings`` (only keys given)."""
+    if config.server is None:
+        return {}
+    return config.server.model_dump(exclude_unset=True)
+
+
+# --- secrets ---------------------------------------------------------------------------------
+# Source settings hold no secrets today. Destinations and warehouses will (API keys,
+# passwords): their settings must go through these two functions, which will replace each
+# secret field (as the destination's settings schema marks it) with a reference such as
+# "${ENV_VAR}" in exports and with "(secret)" in plans, so no secret reaches a file or a
+# terminal.
+
+
+def _exported_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
+    return dict(settings)
+
+
+def _shown_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
+    return dict(settings)
+
+
+# --- formatting ------------------------------------------------------------------------------
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Mapping):
+        return json.dumps(value, sort_keys=True, separators=(", ", ": "))
+    return str(value)
+
+
+def _epoch(when: datetime | None) -> int | None:
+    return None if when is None else int(when.timestamp())
+
+
+def _iso(epoch: int) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _when(epoch: int | None) -> str:
+    return "never" if epoch is None else _iso(epoch)
+
+
+def _key_text(key: str, expires_at: int | None) -> str:
+    return key if expires_at is None else f"{key} (expires {_iso(expires_at)})"

@@ -1,0 +1,289 @@
+"""The shape of ``headwater.yaml``, validated with pydantic.
+
+Each top-level section is one field of ``ConfigFile``; a later section (``destinations:``,
+``warehouses:``) is one more field here and one more planner in ``apply.py``. Unknown keys are
+errors, not ignored, so a typo never silently leaves something unmanaged. Errors name the path
+of the offending value (``sources[1].name: field required``).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from headwater.store.workspace import (
+    InvalidError,
+    check_name,
+    check_settings,
+    check_slug,
+    check_write_key,
+)
+
+
+class ConfigError(Exception):
+    """The config file cannot be used; ``problems`` lists each one as ``path: message``."""
+
+    def __init__(self, problems: list[str], source: str = "the config") -> None:
+        self.problems = problems
+        super().__init__(f"{source} is not valid:\n" + "\n".join(f"  {p}" for p in problems))
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _checked(check: Any, value: Any) -> Any:
+    """Run a store check so the file and the API accept exactly the same values."""
+    try:
+        return check(value)
+    except InvalidError as exc:
+        raise ValueError(exc.message) from exc
+
+
+class WriteKeyConfig(_Section):
+    """A write key; ``expires_at`` is set on a key in its rotation grace period."""
+
+    key: StrictStr
+    expires_at: datetime | None = None
+
+    @field_validator("key")
+    @classmethod
+    def _key(cls, value: str) -> str:
+        return str(_checked(check_write_key, value))
+
+    @field_validator("expires_at")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
+class SourceConfig(_Section):
+    name: StrictStr
+    slug: StrictStr | None = None
+    enabled: StrictBool = True
+    settings: dict[str, Any] = Field(default_factory=dict)
+    write_key: StrictStr | None = None
+    write_keys: list[WriteKeyConfig] | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return str(_checked(check_name, value))
+
+    @field_validator("slug")
+    @classmethod
+    def _slug(cls, value: str | None) -> str | None:
+        return None if value is None else str(_checked(check_slug, value))
+
+    @field_validator("settings")
+    @classmethod
+    def _settings(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return dict(_checked(check_settings, value))
+
+    @field_validator("write_key")
+    @classmethod
+    def _write_key(cls, value: str | None) -> str | None:
+        return None if value is None else str(_checked(check_write_key, value))
+
+    @field_validator("write_keys", mode="before")
+    @classmethod
+    def _plain_keys(cls, value: Any) -> Any:
+        # `- WK_a` is short for `- {key: WK_a}`.
+        if isinstance(value, list):
+            return [{"key": item} if isinstance(item, str) else item for item in value]
+        return value
+
+    @model_validator(mode="after")
+    def _one_key_field(self) -> SourceConfig:
+        if self.write_key is not None and self.write_keys is not None:
+            raise ValueError("give write_key or write_keys, not both")
+        if self.write_keys is not None:
+            if not self.write_keys:
+                raise ValueError("write_keys must not be empty (leave it out to keep the keys)")
+            keys = [k.key for k in self.write_keys]
+            if len(set(keys)) != len(keys):
+                raise ValueError("write_keys lists a key twice")
+        return self
+
+    @property
+    def keys(self) -> tuple[WriteKeyConfig, ...] | None:
+        """The keys the file asks for; None when it leaves the source's keys as they are."""
+        if self.write_key is not None:
+            return (WriteKeyConfig(key=self.write_key),)
+        if self.write_keys is not None:
+            return tuple(self.write_keys)
+        return None
+
+
+class ServerConfig(_Section):
+    """Read by ``headwater serve --config``; not part of the workspace, so ``apply`` skips it."""
+
+    host: StrictStr | None = None
+    port: StrictInt | None = Field(default=None, ge=1, le=65535)
+    public_url: StrictStr | None = None
+    durability: Literal["normal", "full"] = "normal"
+    archive_retention_days: StrictInt = Field(default=90, ge=1)
+    dedup_window_hours: StrictInt = Field(default=48, ge=1)
+    rate_limit_events_per_second: StrictInt | None = Field(default=None, ge=1)
+
+
+class ConfigFile(_Section):
+    workspace: StrictStr
+    # None: the file does not manage sources (the key is absent). A list, even empty, is the
+    # complete set: sources missing from it are deleted.
+    sources: list[SourceConfig] | None = None
+    server: ServerConfig | None = None
+
+    @field_validator("workspace")
+    @classmethod
+    def _workspace(cls, value: str) -> str:
+        return str(_checked(check_name, value))
+
+    @field_validator("sources", mode="before")
+    @classmethod
+    def _sources_not_null(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError(
+                "is empty; write `sources: []` to have no sources, or leave the key out "
+                "to leave sources as they are"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _unique(self) -> ConfigFile:
+        problems: list[str] = []
+        seen: dict[str, dict[str, int]] = {"name": {}, "slug": {}, "write key": {}}
+        for i, source in enumerate(self.sources or []):
+            values = {
+                "name": [source.name],
+                "slug": [source.slug] if source.slug else [],
+                "write key": [k.key for k in source.keys or ()],
+            }
+            for what, items in values.items():
+                for item in items:
+                    if item in seen[what]:
+                        problems.append(
+                            f"sources[{i}]: {what} {item!r} is already used by "
+                            f"sources[{seen[what][item]}]"
+                        )
+                    seen[what].setdefault(item, i)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
+def parse_config(data: object, source: str = "the config") -> ConfigFile:
+    """Validate already-parsed YAML (or JSON) data."""
+    if not isinstance(data, dict):
+        raise ConfigError(["the file must be a mapping with at least a `workspace:` key"], source)
+    try:
+        return ConfigFile.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_problems(exc), source) from None
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML 1.2 booleans: only true/false. YAML 1.1 also reads yes/no/on/off as booleans, so
+    ``name: off`` would be ``False`` (the "Norway problem")."""
+
+
+_BOOL_TAG = "tag:yaml.org,2002:bool"
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != _BOOL_TAG]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(
+    _BOOL_TAG, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
+def read_yaml(text: str) -> Any:
+    """Parse YAML as ``headwater.yaml`` is read (YAML 1.2 booleans)."""
+    return yaml.load(text, Loader=_Loader)  # a SafeLoader: no arbitrary objects
+
+
+def load_config(path: Path | str) -> ConfigFile:
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = read_yaml(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"not valid YAML: {exc}"], str(path)) from None
+    if data is None:
+        raise ConfigError(["the file is empty"], str(path))
+    return parse_config(data, str(path))
+
+
+# --- error messages --------------------------------------------------------------------------
+
+
+def _problems(exc: ValidationError) -> list[str]:
+    problems = []
+    for error in exc.errors():
+        loc = tuple(error["loc"])
+        kind = error["type"]
+        if kind == "missing":
+            message = "field required"
+        elif kind == "extra_forbidden":
+            allowed = ", ".join(_fields_at(loc[:-1]))
+            message = f"unknown key {loc[-1]!r}"
+            message += f" (expected one of: {allowed})" if allowed else ""
+        elif kind == "value_error":
+            message = str(error["ctx"]["error"]) if "ctx" in error else error["msg"]
+        else:
+            message = error["msg"][0].lower() + error["msg"][1:]
+        path = _path(loc)
+        problems.append(f"{path}: {message}" if path else message)
+    return problems
+
+
+def _path(loc: tuple[int | str, ...]) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else part
+    return path
+
+
+def _fields_at(loc: tuple[int | str, ...]) -> list[str]:
+    """The keys allowed at a path, found by walking the models (for "expected one of")."""
+    model: Any = ConfigFile
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part)
+        if field is None:
+            return []
+        model = _model_in(field.annotation)
+        if model is None:
+            return []
+    return list(model.model_fields)
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None

@@ -1,0 +1,403 @@
+"""The archive: every accepted event, per source, in hourly gzip NDJSON files.
+
+Replay, warehouses and the data lake read history from here rather than from the event log,
+which only keeps records until every consumer has passed them. Layout, under the archive
+directory (``<data dir>/archive``)::
+
+    <source_id>/<YYYY-MM-DD>/<HH>.ndjson.gz      one file per hour of ``receivedAt`` (UTC)
+
+Each flush appends one gzip member holding one JSON line per event; a multi-member gzip file
+is a valid gzip file, so ``gzip.open`` (or ``zcat``) reads it whole. The writer fsyncs before
+the consumer runner commits the log offset, so an archived event is durable before the log may
+forget it. A crash mid-write leaves a torn last member: readers stop at it, and the next write
+moves it aside (``<HH>.ndjson.gz.<offset>.torn``) before appending, so earlier members stay
+intact and nothing is thrown away. The events in a torn member come back anyway: their log
+offsets were never committed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import gzip
+import logging
+import os
+import re
+import time
+import zlib
+from collections import defaultdict
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any, BinaryIO
+from urllib.parse import unquote
+
+import msgspec
+
+from headwater.spec.timestamps import format_timestamp, parse_timestamp
+
+logger = logging.getLogger(__name__)
+
+GROUP = "archive"
+DEFAULT_RETENTION_DAYS = 90
+
+_GZIP_WBITS = 31  # zlib: gzip header and trailer, CRC checked at each member's end
+_READ_CHUNK = 1 << 20
+_MAX_OUTPUT = 1 << 22  # bound the memory one decompress call may take
+_HOUR = timedelta(hours=1)
+_KNOWN_FILES = 10_000
+_HOUR_FILE = re.compile(r"(\d{2})\.ndjson\.gz")
+_DATE_DIR = re.compile(r"(\d{4})-(\d{2})-(\d{2})")
+_SAFE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")
+_SAFE_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
+
+_decode = msgspec.json.Decoder().decode
+_encode = msgspec.json.Encoder().encode
+
+
+class ArchiveWriter:
+    """Log consumer handler: ``writer(records)`` with (partition, offset, payload) tuples."""
+
+    def __init__(self, archive_dir: Path | str, *, compresslevel: int = 6) -> None:
+        self._dir = Path(archive_dir)
+        self._level = compresslevel
+        # (inode, size) of each file after our last write: if the file still looks like
+        # that, nobody has written since and its tail needs no check.
+        self._known: dict[Path, tuple[int, int]] = {}
+
+    def __call__(self, records: list[tuple[int, int, bytes]]) -> None:
+        lines: dict[tuple[str, str, str], list[bytes]] = defaultdict(list)
+        for partition, offset, payload in records:
+            try:
+                record = _decode(payload)
+            except msgspec.DecodeError:
+                logger.error("archive: skipping a record that is not JSON (%d/%d)",
+                             partition, offset)
+                continue
+            if not isinstance(record, dict) or record.get("v") != 1:
+                logger.error("archive: skipping a record of unknown version (%d/%d)",
+                             partition, offset)
+                continue
+            source = str(record.get("source_id", ""))
+            fallback = record.get("received_at")
+            for event in record.get("events") or []:
+                if not isinstance(event, dict):
+                    continue
+                day, hour = _hour_of(event.get("receivedAt"), fallback)
+                lines[(source, day, hour)].append(_encode(event))
+        for (source, day, hour), batch in lines.items():
+            path = self._dir / _dir_name(source) / day / f"{hour}.ndjson.gz"
+            batch.append(b"")
+            member = gzip.compress(b"\n".join(batch), compresslevel=self._level, mtime=0)
+            self._append(path, member)
+
+    def _append(self, path: Path, member: bytes) -> None:
+        fd, created = _open_locked(path)
+        try:
+            stat = os.fstat(fd)
+            size = stat.st_size
+            known = self._known.pop(path, None)
+            if known != (stat.st_ino, size):
+                # Check what we have not written ourselves: from our last end if the file is
+                # the one we wrote and has only grown, else from the start.
+                start = known[1] if known and known[0] == stat.st_ino and known[1] <= size else 0
+                good = _complete_end(path, start)
+                if good < size:
+                    _set_aside(path, fd, good, size)
+                    os.ftruncate(fd, good)
+                    size = good
+            _write_all(fd, member)
+            os.fsync(fd)
+            if created:
+                _fsync_dir(path.parent)
+            if len(self._known) >= _KNOWN_FILES:
+                self._known.clear()  # past hours are rarely written again; forget them
+            self._known[path] = (stat.st_ino, size + len(member))
+        finally:
+            os.close(fd)  # also releases the lock
+
+
+class Archive:
+    """Reads, lists and purges the archive; the one interface replay and warehouses use."""
+
+    def __init__(self, archive_dir: Path | str) -> None:
+        self._dir = Path(archive_dir)
+
+    def sources(self) -> list[str]:
+        """Ids of the sources that have archived events."""
+        if not self._dir.is_dir():
+            return []
+        return sorted(unquote(p.name) for p in self._dir.iterdir() if p.is_dir())
+
+    def read(self, source_id: str, start: datetime, end: datetime) -> Iterator[dict[str, Any]]:
+        """Events with ``start <= receivedAt < end``, oldest hour first, in file order.
+
+        A messageId repeated by the log's at-least-once delivery is given once. Copies of one
+        event always share its ``receivedAt`` and so its hour file, so repeats are looked for
+        within each file, which keeps memory to one hour's ids on reads of any length.
+        Naive datetimes are taken as UTC.
+        """
+        start, end = _as_utc(start), _as_utc(end)
+        for hour_start, path in self._hour_files(source_id, start, end):
+            whole = start <= hour_start and hour_start + _HOUR <= end
+            seen: set[Any] = set()
+            for line in _read_lines(path):
+                try:
+                    event = _decode(line)
+                except msgspec.DecodeError:
+                    logger.warning("archive: skipping a line that is not JSON in %s", path)
+                    continue
+                if not isinstance(event, dict):
+                    continue
+                if not whole:
+                    at = parse_timestamp(event.get("receivedAt")) or hour_start
+                    if not start <= at < end:
+                        continue
+                message_id = event.get("messageId")
+                if isinstance(message_id, str | int):
+                    if message_id in seen:
+                        continue
+                    seen.add(message_id)
+                yield event
+
+    def purge(self, older_than_days: int = DEFAULT_RETENTION_DAYS, *,
+              now: datetime | None = None) -> int:
+        """Remove hour files wholly older than the retention; return how many went."""
+        cutoff = _as_utc(now or datetime.now(UTC)) - timedelta(days=older_than_days)
+        if not self._dir.is_dir():
+            return 0
+        removed = 0
+        for source_dir in sorted(p for p in self._dir.iterdir() if p.is_dir()):
+            for day_dir in sorted(source_dir.iterdir()):
+                day = _parse_day(day_dir.name)
+                if day is None or not day_dir.is_dir():
+                    continue
+                day_start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+                if day_start >= cutoff:
+                    continue
+                for path in sorted(day_dir.iterdir()):
+                    hour = _HOUR_FILE.match(path.name)  # also matches its .torn copies
+                    if hour is None:
+                        continue
+                    if day_start + timedelta(hours=int(hour.group(1)) + 1) <= cutoff:
+                        _unlink_locked(path)
+                        removed += path.name.endswith(".ndjson.gz")
+                _remove_if_empty(day_dir)
+            _remove_if_empty(source_dir)
+        return removed
+
+    def _hour_files(
+        self, source_id: str, start: datetime, end: datetime
+    ) -> Iterator[tuple[datetime, Path]]:
+        source_dir = self._dir / _dir_name(source_id)
+        if not source_dir.is_dir():
+            return
+        first, last = start.date(), end.date()
+        for day_dir in sorted(source_dir.iterdir()):
+            day = _parse_day(day_dir.name)
+            if day is None or not first <= day <= last:
+                continue
+            for path in sorted(day_dir.iterdir()):
+                hour = _HOUR_FILE.fullmatch(path.name)
+                if hour is None:
+                    continue
+                hour_start = datetime(day.year, day.month, day.day, int(hour.group(1)),
+                                      tzinfo=UTC)
+                if hour_start + _HOUR > start and hour_start < end:
+                    yield hour_start, path
+
+
+# --- file format ------------------------------------------------------------------------------
+
+
+def _members(f: BinaryIO) -> Iterator[tuple[bytes, int]]:
+    """Decompress member by member: ``(data, -1)`` chunks, then ``(b"", end)`` per member.
+
+    Stops quietly at a truncated or corrupt member; the last ``end`` seen is where the intact
+    part of the file ends.
+    """
+    decompressor = zlib.decompressobj(_GZIP_WBITS)
+    position = f.tell()  # file offset of the first byte of `pending`
+    while chunk := f.read(_READ_CHUNK):
+        pending = chunk
+        while pending:
+            try:
+                data = decompressor.decompress(pending, _MAX_OUTPUT)
+            except zlib.error as exc:
+                logger.warning("archive: corrupt gzip data in %s at %d: %s",
+                               getattr(f, "name", "?"), position, exc)
+                return
+            if data:
+                yield data, -1
+            if decompressor.eof:
+                rest = decompressor.unused_data
+                position += len(pending) - len(rest)
+                yield b"", position
+                decompressor = zlib.decompressobj(_GZIP_WBITS)
+            else:
+                rest = decompressor.unconsumed_tail
+                position += len(pending) - len(rest)
+            pending = rest
+
+
+def _read_lines(path: Path) -> Iterator[bytes]:
+    """The lines of a file's intact members and of the complete lines of a torn last one."""
+    partial = b""
+    with open(path, "rb") as f:
+        for data, end in _members(f):
+            if end >= 0:  # a member ends with its last line, newline or not
+                if partial:
+                    yield partial
+                partial = b""
+                continue
+            lines = (partial + data).split(b"\n")
+            partial = lines.pop()
+            yield from (line for line in lines if line)
+
+
+def _complete_end(path: Path, start: int) -> int:
+    """Offset where the last intact member that starts at or after ``start`` ends."""
+    good = start
+    with open(path, "rb") as f:
+        f.seek(start)
+        for _, end in _members(f):
+            if end >= 0:
+                good = end
+    return good
+
+
+def _set_aside(path: Path, fd: int, good: int, size: int) -> None:
+    """Copy a torn tail next to the file before it is cut off, so no byte is destroyed."""
+    aside = path.with_name(f"{path.name}.{good}.torn")
+    logger.warning("archive: %s has %d bytes of torn data after offset %d; moved to %s",
+                   path, size - good, good, aside.name)
+    with open(aside, "wb") as out:
+        offset = good
+        while offset < size:
+            chunk = os.pread(fd, min(_READ_CHUNK, size - offset), offset)
+            if not chunk:
+                break
+            out.write(chunk)
+            offset += len(chunk)
+        out.flush()
+        os.fsync(out.fileno())
+    _fsync_dir(path.parent)
+
+
+def _open_locked(path: Path) -> tuple[int, bool]:
+    """An O_APPEND descriptor holding the file's lock, and whether the file is new.
+
+    Other archive processes may append to the same hour file, and ``purge`` takes the lock
+    before it unlinks one; a file unlinked while we waited for its lock is opened again, so
+    nothing is written to a file that is gone. The descriptor is readable so that a torn
+    tail can be set aside.
+    """
+    flags = os.O_RDWR | os.O_APPEND | os.O_CLOEXEC
+    while True:
+        created = False
+        try:
+            fd = os.open(path, flags)
+        except FileNotFoundError:
+            _make_dirs(path.parent)
+            try:
+                fd = os.open(path, flags | os.O_CREAT, 0o644)
+            except FileNotFoundError:  # purge removed the emptied directory meanwhile
+                continue
+            created = True
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            if os.fstat(fd).st_nlink > 0:
+                return fd, created
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)
+
+
+def _unlink_locked(path: Path) -> None:
+    """Unlink a file once no writer is appending to it (see ``_open_locked``)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        path.unlink(missing_ok=True)
+    finally:
+        os.close(fd)
+
+
+def _make_dirs(directory: Path) -> None:
+    """Create missing directories and make each new entry durable in its parent."""
+    missing: list[Path] = []
+    current = directory
+    while not current.exists():
+        missing.append(current)
+        current = current.parent
+    for path in reversed(missing):
+        try:
+            path.mkdir()
+        except FileExistsError:
+            continue
+        _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def _remove_if_empty(directory: Path) -> None:
+    with contextlib.suppress(OSError):  # not empty (or already gone)
+        directory.rmdir()
+
+
+# --- names ------------------------------------------------------------------------------------
+
+
+def _hour_of(received_at: Any, fallback: Any) -> tuple[str, str]:
+    """(``YYYY-MM-DD``, ``HH``) of an event's receivedAt (UTC), read from the stored form."""
+    for value in (received_at, fallback):
+        if (
+            isinstance(value, str) and len(value) == 24 and value[10] == "T"
+            and value[23] == "Z" and value[13] == ":"
+        ):
+            return value[:10], value[11:13]
+        parsed = parse_timestamp(value)
+        if parsed is not None:
+            stored = format_timestamp(parsed)
+            return stored[:10], stored[11:13]
+    stored = format_timestamp(datetime.fromtimestamp(time.time(), UTC))
+    return stored[:10], stored[11:13]
+
+
+def _dir_name(source_id: str) -> str:
+    """A source id as a directory name: itself, or percent-encoded when it is not path-safe."""
+    if _SAFE_NAME.fullmatch(source_id):
+        return source_id
+    return "".join(chr(b) if b in _SAFE_BYTES else f"%{b:02X}" for b in source_id.encode())
+
+
+def _parse_day(name: str) -> date | None:
+    match = _DATE_DIR.fullmatch(name)
+    if match is None:
+        return None
+    try:
+        return date(int(match.group(1)), int(match.group(2)), int(match.group(3)))
+    except ValueError:
+        return None
+
+
+def _as_utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+

@@ -1,0 +1,67 @@
+"""Why a message was dropped: Segment's discard codes, plus the few Headwater adds.
+
+Segment shows these codes in Delivery Overview under *Failed on ingest*; users search its docs
+by them, so Segment's codes are used verbatim wherever Segment has one. The codes in the second
+block are Headwater's own, for cases Segment's table does not name (each is recorded in
+``docs/decisions.md``).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# --- Segment's codes (Delivery Overview, "Failed on ingest") ----------------------------------
+
+EMPTY_BATCH: Final = "empty_batch"
+EMPTY_BATCH_RESULT: Final = "empty_batch_result"
+MULTI_USER_ERROR: Final = "multi_user_error"
+NO_USER_ANON_ID: Final = "no_user_anon_id"
+ID_REQUIRED: Final = "id_required"
+ID_NOT_STRING: Final = "id_not_string"
+EVENT_NOT_DEFINED: Final = "event_not_defined"
+EVENT_NOT_STRING: Final = "event_not_string"
+PROPERTIES_NOT_OBJECT: Final = "properties_not_object"
+TRAITS_NOT_OBJECT: Final = "traits_not_object"
+NAME_NOT_STRING: Final = "name_not_string"
+CATEGORY_NOT_STRING: Final = "category_not_string"
+CONSENT_CATEGORYPREFERENCES_SHOULD_EXIST: Final = "consent_categorypreferences_should_exist"
+CONSENT_CATEGORYPREFERENCES_SHOULD_BE_OBJECT: Final = "consent_categorypreferences_should_be_object"
+CONSENT_CATEGORYPREFERENCES_FIELDS_SHOULD_BE_BOOL: Final = (
+    "consent_categorypreferences_fields_should_be_bool"
+)
+DEVICE_ADVERTISINGID_SHOULD_BE_STRING: Final = "device_advertisingid_should_be_string"
+CONSENT_VERSION_SHOULD_BE_NUMBER: Final = "consent_version_should_be_number"
+CONSENT_NEEDS_ANONYMOUS_ID_SET: Final = "consent_needs_anonymous_id_set"
+ANONYMOUS_ID_INVALID: Final = "anonymous_id_invalid"
+SOURCE_DISABLED: Final = "source_disabled"
+LOCKED_WORKSPACE: Final = "locked_workspace"
+BAD_REQUEST: Final = "bad_request"
+UNKNOWN_SOURCE: Final = "unknown_source"
+PROJECT_NOT_FOUND: Final = "project_not_found"
+TOO_MANY_REQUESTS: Final = "too_many_requests"
+
+SEGMENT_CODES: Final = frozenset({
+    EMPTY_BATCH, EMPTY_BATCH_RESULT, MULTI_USER_ERROR, NO_USER_ANON_ID, ID_REQUIRED,
+    ID_NOT_STRING, EVENT_NOT_DEFINED, EVENT_NOT_STRING, PROPERTIES_NOT_OBJECT, TRAITS_NOT_OBJECT,
+    NAME_NOT_STRING, CATEGORY_NOT_STRING, CONSENT_CATEGORYPREFERENCES_SHOULD_EXIST,
+    CONSENT_CATEGORYPREFERENCES_SHOULD_BE_OBJECT, CONSENT_CATEGORYPREFERENCES_FIELDS_SHOULD_BE_BOOL,
+    DEVICE_ADVERTISINGID_SHOULD_BE_STRING, CONSENT_VERSION_SHOULD_BE_NUMBER,
+    CONSENT_NEEDS_ANONYMOUS_ID_SET, ANONYMOUS_ID_INVALID, SOURCE_DISABLED, LOCKED_WORKSPACE,
+    BAD_REQUEST, UNKNOWN_SOURCE, PROJECT_NOT_FOUND, TOO_MANY_REQUESTS,
+})
+
+# --- Headwater's codes (Segment's table has none for these) -----------------------------------
+
+TOO_MANY_MESSAGES: Final = "too_many_messages"  # batch item past the 2,500th
+INVALID_TYPE: Final = "invalid_type"  # batch item without one of the six Spec types
+MESSAGE_TOO_LARGE: Final = "message_too_large"  # batch item over 32 KB of JSON
+MESSAGE_ID_INVALID: Final = "message_id_invalid"  # not a string or number, or over 100 chars
+GROUP_ID_REQUIRED: Final = "group_id_required"  # group call without a usable groupId
+PREVIOUS_ID_REQUIRED: Final = "previous_id_required"  # alias call without a usable previousId
+
+HEADWATER_CODES: Final = frozenset({
+    TOO_MANY_MESSAGES, INVALID_TYPE, MESSAGE_TOO_LARGE, MESSAGE_ID_INVALID, GROUP_ID_REQUIRED,
+    PREVIOUS_ID_REQUIRED,
+})
+
+ALL_CODES: Final = SEGMENT_CODES | HEADWATER_CODES

@@ -1,0 +1,213 @@
+"""Per-minute counts of what happened to messages, and a few sample messages per reason.
+
+This is the store behind Source Overview and Delivery Overview: every stage that receives,
+drops or delivers a message adds to a counter keyed by (source, destination, step, reason) in
+the minute it happened, and keeps up to ten samples per key so a discard reason can be shown
+with real payloads. Counts are upserted (``count = count + excluded.count``), so many writers
+can add to the same minute without reading first.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any, NamedTuple
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from headwater.store import schema
+
+# Steps, in Segment's pipeline order (Source Overview §5.3, Delivery Overview §8.1).
+RECEIVED = "received"
+FAILED_ON_INGEST = "failed_on_ingest"  # reason: the discard code
+DUPLICATE = "duplicate"
+ACCEPTED = "accepted"
+# A request-level discard code (``multi_user_error``, ``empty_batch_result``), counted once per
+# request. Kept apart from failed_on_ingest so that received = accepted + failed + duplicate.
+REQUEST_FLAG = "request_flag"
+
+SAMPLES_PER_KEY = 10
+
+_KEY_COLUMNS = ("source_id", "destination_id", "step", "reason")
+
+
+class CounterKey(NamedTuple):
+    source_id: str
+    destination_id: str  # "" when the step is not about a destination
+    step: str
+    reason: str  # "" when the step has no reason
+
+
+class Total(NamedTuple):
+    step: str
+    reason: str
+    events: int  # not "count": that name is taken by tuple.count
+
+
+class Sample(NamedTuple):
+    key: CounterKey
+    recorded_at: int  # unix seconds (the start of the minute it was counted in)
+    message: Any
+
+
+def minute_of(moment: datetime | float) -> int:
+    """The minute bucket (minutes since the Unix epoch) of a datetime or a Unix time."""
+    seconds = moment.timestamp() if isinstance(moment, datetime) else moment
+    return int(seconds // 60)
+
+
+class CounterStore:
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    # --- writing ------------------------------------------------------------------------------
+
+    def add(
+        self,
+        increments: Mapping[CounterKey, int],
+        samples: Mapping[CounterKey, Sequence[Any]] | None = None,
+        minute: int | None = None,
+    ) -> None:
+        """Add counts (and samples) for one minute in one transaction; default: this minute."""
+        if minute is None:
+            minute = minute_of(time.time())
+        with self._engine.begin() as conn:
+            self.add_in(conn, increments, samples or {}, minute)
+
+    def add_in(
+        self,
+        conn: Connection,
+        increments: Mapping[CounterKey, int],
+        samples: Mapping[CounterKey, Sequence[Any]],
+        minute: int,
+    ) -> None:
+        """Like ``add``, inside the caller's transaction (stages batch all their writes)."""
+        rows = [
+            {**key._asdict(), "minute": minute, "count": count}
+            for key, count in sorted(increments.items())  # one lock order across writers
+            if count
+        ]
+        if rows:
+            conn.execute(_upsert_counts(conn), rows)
+        sample_rows = []
+        for key, messages in sorted(samples.items()):
+            # Only the newest ten can survive the trim, so don't write the others.
+            for message in list(messages)[-SAMPLES_PER_KEY:]:
+                sample_rows.append({**key._asdict(), "recorded_at": minute * 60, "sample": message})
+        if sample_rows:
+            conn.execute(schema.counter_samples.insert(), sample_rows)
+            for key in sorted({CounterKey(*(r[c] for c in _KEY_COLUMNS)) for r in sample_rows}):
+                _trim_samples(conn, key)
+
+    def expire(self, before_minute: int) -> int:
+        """Forget counts older than ``before_minute``; return how many rows went."""
+        with self._engine.begin() as conn:
+            result = conn.execute(
+                sa.delete(schema.counters).where(schema.counters.c.minute < before_minute)
+            )
+        return int(result.rowcount or 0)
+
+    # --- reading ------------------------------------------------------------------------------
+
+    def totals(
+        self,
+        source_id: str | None = None,
+        destination_id: str | None = None,
+        since_minute: int | None = None,
+        until_minute: int | None = None,
+    ) -> list[Total]:
+        """Counts per (step, reason) over ``since_minute <= minute < until_minute``.
+
+        ``None`` leaves a filter out: ``destination_id=None`` sums every destination and the
+        source's own steps, ``destination_id=""`` gives only the source's own steps.
+        """
+        c = schema.counters.c
+        query = sa.select(c.step, c.reason, sa.func.sum(c["count"]).label("total"))
+        query = query.where(*_key_filter(schema.counters, source_id, destination_id))
+        if since_minute is not None:
+            query = query.where(c.minute >= since_minute)
+        if until_minute is not None:
+            query = query.where(c.minute < until_minute)
+        query = query.group_by(c.step, c.reason).order_by(c.step, c.reason)
+        with self._engine.connect() as conn:
+            return [Total(row.step, row.reason, int(row.total)) for row in conn.execute(query)]
+
+    def samples(
+        self,
+        source_id: str | None = None,
+        destination_id: str | None = None,
+        step: str | None = None,
+        reason: str | None = None,
+        *,
+        since_minute: int | None = None,
+        limit: int = SAMPLES_PER_KEY,
+    ) -> list[Sample]:
+        """The newest samples matching the filters, newest first."""
+        c = schema.counter_samples.c
+        query = sa.select(schema.counter_samples).where(
+            *_key_filter(schema.counter_samples, source_id, destination_id)
+        )
+        if step is not None:
+            query = query.where(c.step == step)
+        if reason is not None:
+            query = query.where(c.reason == reason)
+        if since_minute is not None:
+            query = query.where(c.recorded_at >= since_minute * 60)
+        query = query.order_by(c.id.desc()).limit(limit)
+        with self._engine.connect() as conn:
+            return [
+                Sample(
+                    CounterKey(row.source_id, row.destination_id, row.step, row.reason),
+                    int(row.recorded_at),
+                    row.sample,
+                )
+                for row in conn.execute(query)
+            ]
+
+
+def _key_filter(
+    table: sa.Table, source_id: str | None, destination_id: str | None
+) -> Iterable[sa.ColumnElement[bool]]:
+    if source_id is not None:
+        yield table.c.source_id == source_id
+    if destination_id is not None:
+        yield table.c.destination_id == destination_id
+
+
+def _upsert_counts(conn: Connection) -> Any:
+    """``INSERT … ON CONFLICT (key) DO UPDATE SET count = count + excluded.count``."""
+    dialect = conn.dialect.name
+    if dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        sqlite_stmt = sqlite_insert(schema.counters)
+        return sqlite_stmt.on_conflict_do_update(
+            index_elements=["minute", *_KEY_COLUMNS],
+            set_={"count": schema.counters.c["count"] + sqlite_stmt.excluded["count"]},
+        )
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        pg_stmt = pg_insert(schema.counters)
+        return pg_stmt.on_conflict_do_update(
+            index_elements=["minute", *_KEY_COLUMNS],
+            set_={"count": schema.counters.c["count"] + pg_stmt.excluded["count"]},
+        )
+    raise NotImplementedError(f"counters need SQLite or PostgreSQL, not {dialect}")
+
+
+def _trim_samples(conn: Connection, key: CounterKey) -> None:
+    """Delete a key's samples older than its tenth newest (one indexed statement)."""
+    t = schema.counter_samples
+    match = [t.c[name] == value for name, value in zip(_KEY_COLUMNS, key, strict=True)]
+    tenth = (
+        sa.select(t.c.id)
+        .where(*match)
+        .order_by(t.c.id.desc())
+        .offset(SAMPLES_PER_KEY - 1)
+        .limit(1)
+        .scalar_subquery()
+    )
+    conn.execute(sa.delete(t).where(*match, t.c.id < tenth))

@@ -1,0 +1,257 @@
+"""The durable event log: partitioned, consumed by groups, leased to processes.
+
+See docs/event-log.md for the contract. Offsets are dense per partition; an append holds its
+partition's counter row until commit, so offsets become visible in order and a consumer never
+skips a record that commits late.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from collections.abc import Callable, Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from headwater.store.database import is_sqlite, write_transaction
+from headwater.store.schema import log_groups, log_members, log_partitions, log_records
+
+Position = tuple[int, int]
+
+
+class EventLog:
+    def __init__(self, engine: Engine, *, clock: Callable[[], float] = time.time) -> None:
+        self._engine = engine
+        self._clock = clock
+        self._sqlite = is_sqlite(engine)
+        with engine.connect() as conn:
+            self.partitions = sorted(
+                conn.execute(sa.select(log_partitions.c.partition)).scalars()
+            )
+        self._next = itertools.cycle(self.partitions)
+
+    # --- writing ------------------------------------------------------------------------------
+
+    def append(self, payloads: Sequence[bytes]) -> list[Position]:
+        with self._engine.begin() as conn:
+            return self.append_in(conn, payloads)
+
+    def append_in(self, conn: Connection, payloads: Sequence[bytes]) -> list[Position]:
+        if not payloads:
+            return []
+        n = len(payloads)
+        if self._sqlite:
+            partition = next(self._next)
+            row = conn.execute(
+                sa.update(log_partitions)
+                .where(log_partitions.c.partition == partition)
+                .values(next_offset=log_partitions.c.next_offset + n)
+                .returning(log_partitions.c.next_offset)
+            ).one()
+        else:
+            start = next(self._next)
+            locked = (
+                sa.select(log_partitions.c.partition)
+                .order_by((log_partitions.c.partition - start + len(self.partitions))
+                          % len(self.partitions))
+                .limit(1)
+                .with_for_update(skip_locked=True)
+                .scalar_subquery()
+            )
+            row = conn.execute(
+                sa.update(log_partitions)
+                .where(log_partitions.c.partition == locked)
+                .values(next_offset=log_partitions.c.next_offset + n)
+                .returning(log_partitions.c.next_offset, log_partitions.c.partition)
+            ).first()
+            if row is None:  # every partition busy: wait for ours
+                row = conn.execute(
+                    sa.update(log_partitions)
+                    .where(log_partitions.c.partition == start)
+                    .values(next_offset=log_partitions.c.next_offset + n)
+                    .returning(log_partitions.c.next_offset, log_partitions.c.partition)
+                ).one()
+            partition = row[1]
+        first = row[0] - n
+        now = int(self._clock())
+        conn.execute(
+            log_records.insert(),
+            [
+                {"partition": partition, "offset": first + i, "appended_at": now, "payload": p}
+                for i, p in enumerate(payloads)
+            ],
+        )
+        return [(partition, first + i) for i in range(n)]
+
+    # --- consuming ----------------------------------------------------------------------------
+
+    def register(self, group: str) -> None:
+        with write_transaction(self._engine) as conn:
+            have = set(
+                conn.execute(
+                    sa.select(log_groups.c.partition).where(log_groups.c.group_name == group)
+                ).scalars()
+            )
+            for partition in self.partitions:
+                if partition in have:
+                    continue
+                oldest = conn.execute(
+                    sa.select(sa.func.min(log_records.c.offset)).where(
+                        log_records.c.partition == partition
+                    )
+                ).scalar()
+                if oldest is None:
+                    oldest = conn.execute(
+                        sa.select(log_partitions.c.next_offset).where(
+                            log_partitions.c.partition == partition
+                        )
+                    ).scalar_one()
+                conn.execute(log_groups.insert().values(
+                    group_name=group, partition=partition, committed_offset=oldest - 1,
+                    owner=None, lease_expires_at=0,
+                ))
+
+    def poll(self, group: str, partition: int, max: int) -> list[tuple[int, bytes]]:
+        with self._engine.connect() as conn:
+            committed = self._committed(conn, group, partition)
+            rows = conn.execute(
+                sa.select(log_records.c.offset, log_records.c.payload)
+                .where(log_records.c.partition == partition, log_records.c.offset > committed)
+                .order_by(log_records.c.offset)
+                .limit(max)
+            ).all()
+        return [(int(o), bytes(p)) for o, p in rows]
+
+    def commit(self, group: str, partition: int, offset: int, owner: str | None = None) -> bool:
+        where = [
+            log_groups.c.group_name == group,
+            log_groups.c.partition == partition,
+            log_groups.c.committed_offset < offset,
+        ]
+        if owner is not None:
+            where += [log_groups.c.owner == owner,
+                      log_groups.c.lease_expires_at >= int(self._clock())]
+        with self._engine.begin() as conn:
+            done = conn.execute(
+                sa.update(log_groups).where(*where).values(committed_offset=offset)
+            ).rowcount
+            if done:
+                return True
+            if owner is None:
+                return True  # already at or past the offset
+            held = conn.execute(
+                sa.select(log_groups.c.owner).where(
+                    log_groups.c.group_name == group, log_groups.c.partition == partition,
+                    log_groups.c.lease_expires_at >= int(self._clock()),
+                )
+            ).scalar()
+            return bool(held == owner)
+
+    def committed(self, group: str, partition: int) -> int:
+        with self._engine.connect() as conn:
+            return self._committed(conn, group, partition)
+
+    def _committed(self, conn: Connection, group: str, partition: int) -> int:
+        value = conn.execute(
+            sa.select(log_groups.c.committed_offset).where(
+                log_groups.c.group_name == group, log_groups.c.partition == partition
+            )
+        ).scalar()
+        if value is None:
+            raise KeyError(f"consumer group {group!r} is not registered; call register() first")
+        return int(value)
+
+    # --- leases -------------------------------------------------------------------------------
+
+    def acquire(self, group: str, owner: str, ttl_seconds: float) -> list[int]:
+        now = self._clock()
+        expires = int(math.ceil(now + ttl_seconds))
+        with write_transaction(self._engine) as conn:
+            updated = conn.execute(
+                sa.update(log_members)
+                .where(log_members.c.group_name == group, log_members.c.owner == owner)
+                .values(heartbeat_at=int(now))
+            ).rowcount
+            if not updated:
+                conn.execute(log_members.insert().values(
+                    group_name=group, owner=owner, heartbeat_at=int(now)))
+            live = conn.execute(
+                sa.select(sa.func.count()).select_from(log_members).where(
+                    log_members.c.group_name == group,
+                    log_members.c.heartbeat_at >= int(now - ttl_seconds),
+                )
+            ).scalar_one()
+            share = math.ceil(len(self.partitions) / max(1, live))
+            rows = conn.execute(
+                sa.select(log_groups.c.partition, log_groups.c.owner,
+                          log_groups.c.lease_expires_at)
+                .where(log_groups.c.group_name == group)
+                .order_by(log_groups.c.partition)
+                .with_for_update()
+            ).all()
+            mine = [p for p, o, exp in rows if o == owner and exp >= now]
+            free = [p for p, o, exp in rows if not (o is not None and o != owner and exp >= now)
+                    and p not in mine]
+            keep = mine[:share]
+            release = mine[share:]
+            take = free[: max(0, share - len(keep))]
+            held = sorted(keep + take)
+            if held:
+                conn.execute(
+                    sa.update(log_groups)
+                    .where(log_groups.c.group_name == group, log_groups.c.partition.in_(held))
+                    .values(owner=owner, lease_expires_at=expires)
+                )
+            if release:
+                conn.execute(
+                    sa.update(log_groups)
+                    .where(log_groups.c.group_name == group, log_groups.c.partition.in_(release))
+                    .values(owner=None, lease_expires_at=0)
+                )
+        return held
+
+    def release(self, group: str, owner: str) -> None:
+        with self._engine.begin() as conn:
+            conn.execute(
+                sa.update(log_groups)
+                .where(log_groups.c.group_name == group, log_groups.c.owner == owner)
+                .values(owner=None, lease_expires_at=0)
+            )
+            conn.execute(sa.delete(log_members).where(
+                log_members.c.group_name == group, log_members.c.owner == owner))
+
+    # --- retention ----------------------------------------------------------------------------
+
+    def truncate(self) -> int:
+        removed = 0
+        with self._engine.begin() as conn:
+            floors = dict(
+                conn.execute(
+                    sa.select(log_groups.c.partition, sa.func.min(log_groups.c.committed_offset))
+                    .group_by(log_groups.c.partition)
+                ).all()
+            )
+            for partition, floor in floors.items():
+                removed += conn.execute(
+                    sa.delete(log_records).where(
+                        log_records.c.partition == partition, log_records.c.offset <= floor
+                    )
+                ).rowcount or 0
+            conn.execute(sa.delete(log_members).where(
+                log_members.c.heartbeat_at < int(self._clock()) - 3600))
+        return removed
+
+    def lag(self, group: str) -> int:
+        with self._engine.connect() as conn:
+            value = conn.execute(
+                sa.select(sa.func.count())
+                .select_from(log_records.join(
+                    log_groups,
+                    (log_groups.c.partition == log_records.c.partition)
+                    & (log_groups.c.group_name == group),
+                ))
+                .where(log_records.c.offset > log_groups.c.committed_offset)
+            ).scalar_one()
+        return int(value)
