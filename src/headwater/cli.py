@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from dataclasses import replace
@@ -164,8 +165,6 @@ def _tail(args: argparse.Namespace) -> int:
     token = os.environ.get("HEADWATER_ADMIN_TOKEN")
     if not token:
         raise SystemExit("headwater tail: set HEADWATER_ADMIN_TOKEN to the server's admin token.")
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         tail(args.url, token, args.source, follow=not args.no_follow)
-    except KeyboardInterrupt:
-        pass
     return 0

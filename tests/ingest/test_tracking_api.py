@@ -362,7 +362,7 @@ def test_clevertap_export_ingests_like_any_client(server: LiveServer, client: ht
     response = client.post("/v1/import", json={"batch": batch}, headers=basic("WK_web"))
     assert response.status_code == 200
     assert [e["event"] for e in stored(server, user)] == names
-    assert [e for e in server.events() if e.get("anonymousId") == anonymous][0]["type"] == "identify"
+    assert next(e for e in server.events() if e.get("anonymousId") == anonymous)["type"] == "identify"
 
 
 def test_unknown_route_and_health(client: httpx.Client) -> None:

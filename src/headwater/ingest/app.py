@@ -93,8 +93,8 @@ class TrackingAPI:
                 await self._settings_document(send, name[9:-9], cors)
                 return
         await _respond(
-            send, 404, _error("not_found", f"There is no Tracking API route {method} {scope['path']}."),
-            cors,
+            send, 404,
+            _error("not_found", f"There is no Tracking API route {method} {scope['path']}."), cors,
         )
 
     # --- ingest -------------------------------------------------------------------------------

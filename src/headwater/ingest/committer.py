@@ -10,6 +10,7 @@ with load.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import threading
@@ -183,7 +184,6 @@ def _resolve(group: list[_Pending], action: Callable[[_Pending], None]) -> None:
                 if not p.future.done():
                     action(p)
 
-        try:
+        # A closed loop raises RuntimeError: nobody is waiting any more.
+        with contextlib.suppress(RuntimeError):
             loop.call_soon_threadsafe(settle)
-        except RuntimeError:  # the loop has closed; nobody is waiting any more
-            pass

@@ -59,7 +59,9 @@ def open_engine(url: str, *, durability: Durability = "normal", pool_size: int =
             conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
         return engine
-    return sa.create_engine(url, pool_size=pool_size, max_overflow=pool_size * 2, pool_pre_ping=True)
+    return sa.create_engine(
+        url, pool_size=pool_size, max_overflow=pool_size * 2, pool_pre_ping=True
+    )
 
 
 def is_sqlite(engine: Engine) -> bool:

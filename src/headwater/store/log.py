@@ -60,13 +60,15 @@ class EventLog:
                 .with_for_update(skip_locked=True)
                 .scalar_subquery()
             )
-            row = conn.execute(
+            found = conn.execute(
                 sa.update(log_partitions)
                 .where(log_partitions.c.partition == locked)
                 .values(next_offset=log_partitions.c.next_offset + n)
                 .returning(log_partitions.c.next_offset, log_partitions.c.partition)
             ).first()
-            if row is None:  # every partition busy: wait for ours
+            if found is not None:
+                row = found
+            else:  # every partition busy: wait for ours
                 row = conn.execute(
                     sa.update(log_partitions)
                     .where(log_partitions.c.partition == start)
@@ -167,7 +169,7 @@ class EventLog:
 
     def acquire(self, group: str, owner: str, ttl_seconds: float) -> list[int]:
         now = self._clock()
-        expires = int(math.ceil(now + ttl_seconds))
+        expires = math.ceil(now + ttl_seconds)
         with write_transaction(self._engine) as conn:
             updated = conn.execute(
                 sa.update(log_members)
