@@ -21,7 +21,7 @@ echo "==> installing headwater with its test extras"
 .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
 
 echo "==> ruff"
-.venv/bin/ruff check src tests
+.venv/bin/ruff check src tests bench
 echo "==> mypy"
 .venv/bin/mypy
 echo "==> pytest"

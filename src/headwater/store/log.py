@@ -228,7 +228,7 @@ class EventLog:
 
     def truncate(self) -> int:
         removed = 0
-        with self._engine.begin() as conn:
+        with write_transaction(self._engine) as conn:
             floors = dict(
                 conn.execute(
                     sa.select(log_groups.c.partition, sa.func.min(log_groups.c.committed_offset))

@@ -1,0 +1,116 @@
+"""Load test of the Tracking API with wrk, against a no-op ceiling and a real Headwater.
+
+    python bench/ingest.py [--duration 10] [--connections 64]
+
+The server runs on core 0 and wrk on core 1 (taskset), like the survey in the spec. Needs wrk
+(`apt-get install -y wrk`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+HERE = Path(__file__).resolve().parent
+CONFIG = """\
+workspace: bench
+sources:
+  - name: bench
+    write_key: BENCH_WRITE_KEY
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def pin(core: int) -> list[str]:
+    return ["taskset", "-c", str(core)] if shutil.which("taskset") else []
+
+
+def wait_ready(url: str, path: str) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url + path, timeout=1).status_code < 500:
+                return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise SystemExit(f"{url} did not come up")
+
+
+def wrk(url: str, script: str, duration: int, connections: int) -> dict[str, float]:
+    command = [*pin(1), "wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency",
+               "-s", str(HERE / script), url]
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    line = next(line for line in output.splitlines() if line.startswith("RESULT"))
+    return {k: float(v) for k, v in (part.split("=") for part in line.split()[1:])}
+
+
+def run(url: str, args: argparse.Namespace) -> dict[str, dict[str, float]]:
+    wrk(url + "/v1/track", "track.lua", 3, args.connections)  # warm-up
+    return {
+        "single": wrk(url + "/v1/track", "track.lua", args.duration, args.connections),
+        "batch": wrk(url + "/v1/batch", "batch.lua", args.duration, args.connections),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=64)
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        raise SystemExit("wrk is missing: apt-get install -y wrk")
+    results = {}
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    noop = subprocess.Popen([*pin(0), sys.executable, "-m", "uvicorn", "noop_app:app",
+                             "--port", str(port), "--loop", "uvloop", "--http", "httptools",
+                             "--no-access-log", "--log-level", "warning"], cwd=HERE)
+    try:
+        wait_ready(url, "/")
+        results["ceiling"] = run(url, args)
+    finally:
+        noop.send_signal(signal.SIGTERM)
+        noop.wait()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "headwater.yaml").write_text(CONFIG)
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        server = subprocess.Popen(
+            [*pin(0), sys.executable, "-m", "headwater", "serve", "--config",
+             f"{tmp}/headwater.yaml", "--data-dir", f"{tmp}/data", "--port", str(port)],
+            stdout=subprocess.DEVNULL)
+        try:
+            wait_ready(url, "/ready")
+            results["headwater"] = run(url, args)
+        finally:
+            server.send_signal(signal.SIGTERM)
+            server.wait()
+
+    print(f"{'':10} {'kind':7} {'req/s':>9} {'events/s':>10} {'p50 ms':>8} {'p99 ms':>8}")
+    for name, runs in results.items():
+        for kind, r in runs.items():
+            events = r.get("events_per_s", r["rps"])
+            print(f"{name:10} {kind:7} {r['rps']:9.0f} {events:10.0f} "
+                  f"{r['p50_ms']:8.2f} {r['p99_ms']:8.2f}  non-2xx={r['non2xx']:.0f}")
+    ratio = results["headwater"]["single"]["rps"] / results["ceiling"]["single"]["rps"]
+    print(f"single events: {ratio:.2f} of the no-op ceiling")
+
+
+if __name__ == "__main__":
+    main()
