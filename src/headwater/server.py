@@ -32,7 +32,13 @@ from headwater.pipeline.archive import Archive, ArchiveWriter
 from headwater.pipeline.consumer import Consumer
 from headwater.pipeline.observer import Observer
 from headwater.store import schema
-from headwater.store.database import database_url, open_engine
+from headwater.store.database import (
+    WalCheckpointer,
+    database_url,
+    is_sqlite,
+    open_engine,
+    write_transaction,
+)
 from headwater.store.dedup import Deduplicator
 from headwater.store.log import EventLog
 from headwater.store.migrations import migrate
@@ -58,7 +64,9 @@ class Server:
         self.engine = open_engine(
             database_url(self.settings.data_dir, self.settings.database),
             durability=self.settings.durability,
+            background_checkpoint=True,
         )
+        self.checkpointer = WalCheckpointer(self.engine) if is_sqlite(self.engine) else None
         migrate(self.engine)
         self.store = WorkspaceStore(self.engine)
         self.log = EventLog(self.engine)
@@ -88,6 +96,8 @@ class Server:
     # --- lifecycle ----------------------------------------------------------------------------
 
     def start(self) -> None:
+        if self.checkpointer is not None:
+            self.checkpointer.start()
         if self.settings.run_ingest:
             self.committer.start()
         if self.settings.run_consumers:
@@ -98,6 +108,8 @@ class Server:
         for consumer in self.consumers:
             consumer.stop()
         self.committer.stop()
+        if self.checkpointer is not None:
+            self.checkpointer.stop()
         self.engine.dispose()
 
     def maintain(self) -> None:
@@ -173,7 +185,7 @@ class Server:
         if self.committer.healthy and time.monotonic() - self._ready_checked < READY_PROBE_INTERVAL:
             return True, ""
         try:
-            with self.engine.begin() as conn:
+            with write_transaction(self.engine) as conn:
                 conn.execute(
                     sa.delete(schema.meta).where(schema.meta.c.key == "ready_probe")
                 )

@@ -81,7 +81,7 @@ def observe(engine: Engine, events: list[dict[str, Any]], source: str = "src_web
 
 def track(n: int, **extra: Any) -> dict[str, Any]:
     return {"type": "track", "event": "Order Completed", "userId": f"u{n}",
-            "messageId": f"m{n}", "receivedAt": f"2024-03-05T10:00:{n:02d}.000Z", **extra}
+            "messageId": f"m{n}", "receivedAt": "2024-03-05T10:00:00.000Z", **extra}
 
 
 # --- GET .../debugger -------------------------------------------------------------------------

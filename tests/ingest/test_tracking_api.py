@@ -120,7 +120,7 @@ def test_ac006_invalid_json_is_400(client: httpx.Client) -> None:
 
 
 def test_ac007_to_ac010_discard_codes(server: LiveServer, client: httpx.Client) -> None:
-    cases = [
+    cases: list[tuple[str, dict[str, Any], str]] = [
         ("/v1/track", {"event": "X"}, "no_user_anon_id"),
         ("/v1/track", {"userId": "u"}, "event_not_defined"),
         ("/v1/track", {"userId": "u", "event": 123}, "event_not_string"),

@@ -46,7 +46,8 @@ ALL_TIME = (utc(2000, 1, 1), utc(2100, 1, 1))
 def test_events_land_in_the_hour_file_of_their_received_at(tmp_path: Path) -> None:
     writer = ArchiveWriter(tmp_path)
     feed(writer,
-         record([event("m1", "2024-03-05T09:59:59.999Z"), event("m2", "2024-03-05T10:00:00.000Z")]),
+         record([event("m1", "2024-03-05T09:59:59.999Z")]),
+         record([event("m2", "2024-03-05T10:00:00.000Z")]),
          record([event("m3", "2024-03-06T00:30:00.000Z")], source="src_b"),
          record([], dropped=[{"reason": "no_user_anon_id", "message": {"type": "track"}}]))
 
@@ -128,8 +129,10 @@ def test_writer_sets_a_torn_tail_aside_and_keeps_earlier_members(tmp_path: Path)
 def test_read_window_bounds_and_order(tmp_path: Path) -> None:
     writer = ArchiveWriter(tmp_path)
     feed(writer,
-         record([event("a", "2024-03-05T09:59:59.999Z"), event("b", "2024-03-05T10:00:00.000Z"),
-                 event("c", "2024-03-05T10:29:59.999Z"), event("d", "2024-03-05T10:30:00.000Z")]),
+         record([event("a", "2024-03-05T09:59:59.999Z")]),
+         record([event("b", "2024-03-05T10:00:00.000Z")]),
+         record([event("c", "2024-03-05T10:29:59.999Z")]),
+         record([event("d", "2024-03-05T10:30:00.000Z")]),
          record([event("e", "2024-03-05T11:15:00.000Z")]),
          record([event("f", "2024-03-06T08:00:00.000Z")]),
          record([event("z", "2024-03-05T10:10:00.000Z")], source="src_b"))

@@ -149,10 +149,42 @@ def test_consumer_thread_starts_and_stops(engine: Engine) -> None:
     log = EventLog(engine)
     log.register("g")
     got = threading.Event()
-    consumer = Consumer(log, "g", lambda records: got.set(), idle_sleep=0.01)
+    consumer = Consumer(log, "g", lambda records: got.set(), interval=0.01)
     consumer.start()
     log.append([b"x"])
     assert got.wait(5)
     consumer.stop()
     with engine.connect() as conn:
         assert conn.execute(sa.text("select 1")).scalar() == 1
+
+
+def test_poll_many_and_commit_many_cover_several_partitions(engine: Engine) -> None:
+    clock = Clock()
+    log = EventLog(engine, clock=clock)
+    log.register("g")
+    first = log.append([b"a", b"b"])[0][0]
+    second = log.append([b"c"])[0][0]
+    assert first != second
+    polled = log.poll_many("g", [first, second], 1)
+    assert polled == {first: [(1, b"a")], second: [(1, b"c")]}
+    held = log.acquire("g", "p1", 10)
+    assert log.commit_many("g", {first: 1, second: 1}, owner="p1") == {first: True, second: True}
+    assert log.poll_many("g", held, 10)[first] == [(2, b"b")]
+    clock.now += 11
+    log.acquire("g", "p2", 10)
+    assert log.commit_many("g", {first: 2}, owner="p1") == {first: False}  # lease moved on
+    with pytest.raises(KeyError):
+        log.poll_many("nobody", [first], 10)
+
+
+def test_consumer_hands_one_pass_of_every_partition_to_the_handler(engine: Engine) -> None:
+    log = EventLog(engine)
+    log.register("g")
+    for _ in log.partitions:
+        log.append([b"x"])
+    calls: list[int] = []
+    consumer = Consumer(log, "g", lambda records: calls.append(len(records)), owner="c1")
+    assert consumer.run_once() == len(log.partitions)
+    assert calls == [len(log.partitions)]
+    assert consumer.run_once() == 0
+    consumer.stop()

@@ -22,6 +22,7 @@ from typing import Any
 import msgspec
 from sqlalchemy.engine import Engine
 
+from headwater.store.database import write_transaction
 from headwater.store.dedup import Deduplicator, dedup_key
 from headwater.store.log import EventLog
 
@@ -141,7 +142,7 @@ class GroupCommitter:
             sub_keys = [dedup_key(sub.workspace_id, e["messageId"]) for e in sub.events]
             per_submission.append(sub_keys)
             keys.update(dict.fromkeys(sub_keys))
-        with self._engine.begin() as conn:
+        with write_transaction(self._engine) as conn:
             fresh = self._dedup.claim_in(conn, keys)
             results: list[CommitResult] = []
             payloads: list[bytes] = []

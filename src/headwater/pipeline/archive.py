@@ -23,7 +23,6 @@ import gzip
 import logging
 import os
 import re
-import time
 import zlib
 from collections import defaultdict
 from collections.abc import Iterator
@@ -35,6 +34,7 @@ from urllib.parse import unquote
 import msgspec
 
 from headwater.spec.timestamps import format_timestamp, parse_timestamp
+from headwater.store.record import RecordError, decode_record
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +52,6 @@ _SAFE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")
 _SAFE_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
 
 _decode = msgspec.json.Decoder().decode
-_encode = msgspec.json.Encoder().encode
 
 
 class ArchiveWriter:
@@ -66,25 +65,17 @@ class ArchiveWriter:
         self._known: dict[Path, tuple[int, int]] = {}
 
     def __call__(self, records: list[tuple[int, int, bytes]]) -> None:
-        lines: dict[tuple[str, str, str], list[bytes]] = defaultdict(list)
+        lines: dict[tuple[str, str, str], list[msgspec.Raw | bytes]] = defaultdict(list)
         for partition, offset, payload in records:
             try:
-                record = _decode(payload)
-            except msgspec.DecodeError:
-                logger.error("archive: skipping a record that is not JSON (%d/%d)",
-                             partition, offset)
+                record = decode_record(payload)
+            except RecordError as exc:
+                logger.error("archive: skipping log record %d/%d: %s", partition, offset, exc)
                 continue
-            if not isinstance(record, dict) or record.get("v") != 1:
-                logger.error("archive: skipping a record of unknown version (%d/%d)",
-                             partition, offset)
-                continue
-            source = str(record.get("source_id", ""))
-            fallback = record.get("received_at")
-            for event in record.get("events") or []:
-                if not isinstance(event, dict):
-                    continue
-                day, hour = _hour_of(event.get("receivedAt"), fallback)
-                lines[(source, day, hour)].append(_encode(event))
+            if record.events:
+                # Every event of a record carries the request's arrival as its receivedAt.
+                day, hour = _hour_of(record.received_at)
+                lines[(record.source_id, day, hour)].extend(record.events)
         for (source, day, hour), batch in lines.items():
             path = self._dir / _dir_name(source) / day / f"{hour}.ndjson.gz"
             batch.append(b"")
@@ -365,19 +356,12 @@ def _remove_if_empty(directory: Path) -> None:
 # --- names ------------------------------------------------------------------------------------
 
 
-def _hour_of(received_at: Any, fallback: Any) -> tuple[str, str]:
-    """(``YYYY-MM-DD``, ``HH``) of an event's receivedAt (UTC), read from the stored form."""
-    for value in (received_at, fallback):
-        if (
-            isinstance(value, str) and len(value) == 24 and value[10] == "T"
-            and value[23] == "Z" and value[13] == ":"
-        ):
-            return value[:10], value[11:13]
-        parsed = parse_timestamp(value)
-        if parsed is not None:
-            stored = format_timestamp(parsed)
-            return stored[:10], stored[11:13]
-    stored = format_timestamp(datetime.fromtimestamp(time.time(), UTC))
+def _hour_of(received_at: str) -> tuple[str, str]:
+    """(``YYYY-MM-DD``, ``HH``) of a receivedAt (UTC), read from the stored form."""
+    if len(received_at) == 24 and received_at[10] == "T" and received_at[23] == "Z":
+        return received_at[:10], received_at[11:13]
+    parsed = parse_timestamp(received_at)
+    stored = format_timestamp(parsed if parsed is not None else datetime.now(UTC))
     return stored[:10], stored[11:13]
 
 

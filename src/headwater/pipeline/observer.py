@@ -14,10 +14,9 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
-import msgspec
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
@@ -25,22 +24,25 @@ from headwater.spec.timestamps import parse_timestamp
 from headwater.store import counters, schema
 from headwater.store.counters import CounterKey, CounterStore, minute_of
 from headwater.store.database import is_sqlite, write_transaction
+from headwater.store.record import RecordError, decode_record
 
 logger = logging.getLogger(__name__)
 
 GROUP = "observer"
 DEBUGGER_CAP = 500  # Segment's Source Debugger shows the latest 500 events
 
-_decode = msgspec.json.Decoder().decode
-
 
 class Observer:
     """Log consumer handler: ``observer(records)`` with (partition, offset, payload) tuples."""
 
-    def __init__(self, engine: Engine, *, group: str = GROUP) -> None:
+    def __init__(
+        self, engine: Engine, *, group: str = GROUP, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._engine = engine
+        self._clock = clock
         self._counters = CounterStore(engine)
         self._meta_prefix = f"consumer_offset/{group}/"
+        self._debugger_budget = _SampleBudget(2 * DEBUGGER_CAP, per_second=DEBUGGER_CAP)
 
     def __call__(self, records: list[tuple[int, int, bytes]]) -> None:
         if not records:
@@ -55,7 +57,7 @@ class Observer:
                 batch.add(payload, offset)
             for minute, increments in batch.increments.items():
                 self._counters.add_in(conn, increments, batch.samples.get(minute, {}), minute)
-            _append_debugger(conn, batch.entries)
+            _append_debugger(conn, batch.entries, self._debugger_budget, self._clock())
             last: dict[int, int] = {}
             for partition, offset, _ in fresh:
                 last[partition] = max(offset, last.get(partition, 0))
@@ -104,20 +106,15 @@ class _Batch:
 
     def add(self, payload: bytes, offset: int) -> None:
         try:
-            record = _decode(payload)
-        except msgspec.DecodeError:
-            logger.error("observer: skipping a log record that is not JSON (offset %d)", offset)
+            record = decode_record(payload)
+        except RecordError as exc:
+            logger.error("observer: skipping log record at offset %d: %s", offset, exc)
             return
-        if not isinstance(record, dict) or record.get("v") != 1:
-            logger.error("observer: skipping a log record of unknown version (offset %d)", offset)
-            return
-        source_id = str(record.get("source_id", ""))
-        received_at = str(record.get("received_at", ""))
+        source_id = record.source_id
+        received_at = record.received_at[:40]
         parsed = parse_timestamp(received_at)
         minute = minute_of(parsed if parsed is not None else time.time())
-        events: list[Any] = record.get("events") or []
-        dropped: list[Any] = record.get("dropped") or []
-        duplicates = int(record.get("duplicates") or 0)
+        events, dropped, duplicates = record.events, record.dropped, record.duplicates
 
         counts = self.increments[minute]
         counts[CounterKey(source_id, "", counters.RECEIVED, "")] += (
@@ -125,44 +122,67 @@ class _Batch:
         )
         counts[CounterKey(source_id, "", counters.ACCEPTED, "")] += len(events)
         counts[CounterKey(source_id, "", counters.DUPLICATE, "")] += duplicates
-        for flag in record.get("flags") or []:
-            counts[CounterKey(source_id, "", counters.REQUEST_FLAG, str(flag)[:100])] += 1
+        for flag in record.flags:
+            counts[CounterKey(source_id, "", counters.REQUEST_FLAG, flag[:100])] += 1
 
         for event in events:
-            at = event.get("receivedAt") if isinstance(event, dict) else None
+            # Left undecoded: the engine's JSON serialiser (msgspec) writes Raw as it is.
             self.entries.append({
                 "source_id": source_id,
-                "received_at": (at if isinstance(at, str) else received_at)[:40],
+                "received_at": received_at,
                 "status": "accepted",
                 "reason": None,
                 "entry": {"message": event},
             })
         for drop in dropped:
-            if not isinstance(drop, dict):
-                continue
-            reason = str(drop.get("reason") or "unknown")[:100]  # the column's width
-            message = drop.get("message")
+            reason = drop.reason[:100]  # the column's width
             key = CounterKey(source_id, "", counters.FAILED_ON_INGEST, reason)
             counts[key] += 1
-            self.samples[minute][key].append(message)
-            entry: dict[str, Any] = {"message": message}
-            if drop.get("detail"):
-                entry["detail"] = drop["detail"]
+            self.samples[minute][key].append(drop.message)
+            entry: dict[str, Any] = {"message": drop.message}
+            if drop.detail:
+                entry["detail"] = drop.detail
             self.entries.append({
                 "source_id": source_id,
-                "received_at": received_at[:40],
+                "received_at": received_at,
                 "status": "dropped",
                 "reason": reason,
                 "entry": entry,
             })
 
 
-def _append_debugger(conn: Connection, entries: list[dict[str, Any]]) -> None:
-    """Insert the newest 500 entries per source, then drop each touched source's older ones."""
+class _SampleBudget:
+    """How many debugger entries a source may add now: a token bucket per source.
+
+    Segment's debugger is a live sample, "not an exhaustive view". A burst of up to 1,000 is
+    written whole, so the debugger then shows exactly its newest 500; under sustained load a
+    source adds about 500 entries a second, so the debugger stays live without writing a row
+    for every event.
+    """
+
+    def __init__(self, burst: int, per_second: float) -> None:
+        self._burst = burst
+        self._rate = per_second
+        self._tokens: dict[str, tuple[float, float]] = {}  # source -> (tokens, at)
+
+    def take(self, source_id: str, wanted: int, now: float) -> int:
+        tokens, at = self._tokens.get(source_id, (float(self._burst), now))
+        tokens = min(float(self._burst), tokens + (now - at) * self._rate)
+        granted = min(wanted, int(tokens))
+        self._tokens[source_id] = (tokens - granted, now)
+        return granted
+
+
+def _append_debugger(
+    conn: Connection, entries: list[dict[str, Any]], budget: _SampleBudget, now: float
+) -> None:
+    """Insert the newest entries each source's budget allows, then trim each to the newest 500."""
+    wanted: Counter[str] = Counter(row["source_id"] for row in entries)
+    allowed = {source: budget.take(source, n, now) for source, n in wanted.items()}
     kept: list[dict[str, Any]] = []
     per_source: Counter[str] = Counter()
-    for row in reversed(entries):  # newest first, so the cap keeps the newest
-        if per_source[row["source_id"]] < DEBUGGER_CAP:
+    for row in reversed(entries):  # newest first, so the budget keeps the newest
+        if per_source[row["source_id"]] < allowed[row["source_id"]]:
             per_source[row["source_id"]] += 1
             kept.append(row)
     if not kept:

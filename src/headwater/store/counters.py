@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from headwater.store import schema
+from headwater.store.database import write_transaction
 
 # Steps, in Segment's pipeline order (Source Overview §5.3, Delivery Overview §8.1).
 RECEIVED = "received"
@@ -73,7 +74,7 @@ class CounterStore:
         """Add counts (and samples) for one minute in one transaction; default: this minute."""
         if minute is None:
             minute = minute_of(time.time())
-        with self._engine.begin() as conn:
+        with write_transaction(self._engine) as conn:
             self.add_in(conn, increments, samples or {}, minute)
 
     def add_in(
@@ -103,7 +104,7 @@ class CounterStore:
 
     def expire(self, before_minute: int) -> int:
         """Forget counts older than ``before_minute``; return how many rows went."""
-        with self._engine.begin() as conn:
+        with write_transaction(self._engine) as conn:
             result = conn.execute(
                 sa.delete(schema.counters).where(schema.counters.c.minute < before_minute)
             )

@@ -7,16 +7,27 @@ pragmas that make SQLite safe for several writers (WAL, busy timeout) are never 
 
 from __future__ import annotations
 
+import logging
+import threading
+import weakref
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, Literal
 
+import msgspec
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
 Durability = Literal["normal", "full"]
+
+logger = logging.getLogger(__name__)
+
+# SQLite has one writer at a time. Threads of one process queue on a Python lock instead of
+# SQLite's busy handler, which sleeps in steps of up to 100 ms and would put those sleeps
+# straight into the Tracking API's latency.
+_write_locks: weakref.WeakKeyDictionary[Engine, threading.Lock] = weakref.WeakKeyDictionary()
 
 
 def database_url(data_dir: Path, url: str | None) -> str:
@@ -30,11 +41,32 @@ def database_url(data_dir: Path, url: str | None) -> str:
     return f"sqlite:///{data_dir / 'state.db'}"
 
 
-def open_engine(url: str, *, durability: Durability = "normal", pool_size: int = 5) -> Engine:
-    """Create an engine with the settings Headwater relies on for its dialect."""
+def _json_text(value: Any) -> str:
+    # msgspec is several times faster than the json module, and writes msgspec.Raw (events
+    # kept undecoded by the pipeline) as they are.
+    return msgspec.json.encode(value).decode()
+
+
+def open_engine(
+    url: str,
+    *,
+    durability: Durability = "normal",
+    pool_size: int = 5,
+    background_checkpoint: bool = False,
+) -> Engine:
+    """Create an engine with the settings Headwater relies on for its dialect.
+
+    With ``background_checkpoint`` SQLite never checkpoints its WAL inside a commit (which
+    would stall the commit, and every request waiting on it, for the checkpoint's writes and
+    fsync); the caller runs a ``WalCheckpointer`` instead.
+    """
+    json_options: dict[str, Any] = {
+        "json_serializer": _json_text, "json_deserializer": msgspec.json.decode,
+    }
     if url.startswith("sqlite"):
         engine = sa.create_engine(
             url,
+            **json_options,
             connect_args={"check_same_thread": False, "timeout": 30, "isolation_level": None},
             pool_size=pool_size,
             max_overflow=pool_size * 2,
@@ -48,6 +80,8 @@ def open_engine(url: str, *, durability: Durability = "normal", pool_size: int =
             cursor.execute(f"PRAGMA synchronous={synchronous}")
             cursor.execute("PRAGMA busy_timeout=30000")
             cursor.execute("PRAGMA foreign_keys=ON")
+            if background_checkpoint:
+                cursor.execute("PRAGMA wal_autocheckpoint=0")
             cursor.close()
 
         @event.listens_for(engine, "begin")
@@ -58,9 +92,10 @@ def open_engine(url: str, *, durability: Durability = "normal", pool_size: int =
             immediate = conn.get_execution_options().get("write", False)
             conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
+        _write_locks[engine] = threading.Lock()
         return engine
     return sa.create_engine(
-        url, pool_size=pool_size, max_overflow=pool_size * 2, pool_pre_ping=True
+        url, pool_size=pool_size, max_overflow=pool_size * 2, pool_pre_ping=True, **json_options
     )
 
 
@@ -70,6 +105,63 @@ def is_sqlite(engine: Engine) -> bool:
 
 @contextmanager
 def write_transaction(engine: Engine) -> Iterator[Connection]:
-    """A transaction that reads and then writes (it holds SQLite's write lock from the start)."""
-    with engine.connect().execution_options(write=True) as conn, conn.begin():
+    """A transaction that writes: every write of Headwater's own stages goes through here.
+
+    On SQLite it holds the database's write lock from the start (``BEGIN IMMEDIATE``), after
+    queueing on the process's lock, so a transaction never waits inside SQLite.
+    """
+    lock = _write_locks.get(engine)
+    with (lock if lock is not None else nullcontext()), \
+            engine.connect().execution_options(write=True) as conn, conn.begin():
         yield conn
+
+
+class WalCheckpointer:
+    """Copies SQLite's WAL back into the database file from its own thread.
+
+    PASSIVE checkpoints run alongside readers and the writer, so commits never wait for them.
+    But under steady writes a PASSIVE checkpoint never finds the WAL idle, so the file is never
+    reset and grows; a large WAL slows every page read (SQLite searches its index block by
+    block). So once the WAL passes ``max_wal_bytes`` the checkpointer takes the write lock and
+    truncates it: by then PASSIVE has copied nearly everything, so the pause is short.
+    """
+
+    def __init__(
+        self, engine: Engine, interval: float = 1.0, max_wal_bytes: int = 64 << 20
+    ) -> None:
+        self._engine = engine
+        self._wal = Path(f"{engine.url.database}-wal")
+        self._interval = interval
+        self._max_wal_bytes = max_wal_bytes
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="wal-checkpoint", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+            self._thread = None
+
+    def checkpoint(self) -> None:
+        with self._engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+        try:
+            size = self._wal.stat().st_size
+        except FileNotFoundError:
+            return
+        if size > self._max_wal_bytes:
+            lock = _write_locks.get(self._engine)
+            with (lock if lock is not None else nullcontext()), self._engine.connect() as conn:
+                conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                self.checkpoint()
+            except Exception:  # a busy or broken database: try again next time
+                logger.exception("WAL checkpoint failed; will try again")

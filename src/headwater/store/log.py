@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -35,7 +35,7 @@ class EventLog:
     # --- writing ------------------------------------------------------------------------------
 
     def append(self, payloads: Sequence[bytes]) -> list[Position]:
-        with self._engine.begin() as conn:
+        with write_transaction(self._engine) as conn:
             return self.append_in(conn, payloads)
 
     def append_in(self, conn: Connection, payloads: Sequence[bytes]) -> list[Position]:
@@ -78,13 +78,21 @@ class EventLog:
             partition = row[1]
         first = row[0] - n
         now = int(self._clock())
-        conn.execute(
-            log_records.insert(),
-            [
-                {"partition": partition, "offset": first + i, "appended_at": now, "payload": p}
-                for i, p in enumerate(payloads)
-            ],
-        )
+        if self._sqlite:  # the hot path: straight to the driver, no per-row statement work
+            conn.exec_driver_sql(
+                'INSERT INTO log_records (partition, "offset", appended_at, payload) '
+                "VALUES (?, ?, ?, ?)",
+                [(partition, first + i, now, p) for i, p in enumerate(payloads)],
+            )
+        else:
+            conn.execute(
+                log_records.insert(),
+                [
+                    {"partition": partition, "offset": first + i, "appended_at": now,
+                     "payload": p}
+                    for i, p in enumerate(payloads)
+                ],
+            )
         return [(partition, first + i) for i in range(n)]
 
     # --- consuming ----------------------------------------------------------------------------
@@ -126,7 +134,44 @@ class EventLog:
             ).all()
         return [(int(o), bytes(p)) for o, p in rows]
 
+    def poll_many(
+        self, group: str, partitions: Sequence[int], max: int
+    ) -> dict[int, list[tuple[int, bytes]]]:
+        """``poll`` for several partitions, reading from one snapshot."""
+        with self._engine.connect() as conn, conn.begin():
+            committed = dict(conn.execute(
+                sa.select(log_groups.c.partition, log_groups.c.committed_offset).where(
+                    log_groups.c.group_name == group, log_groups.c.partition.in_(partitions))
+            ).all())
+            missing = set(partitions) - committed.keys()
+            if missing:
+                raise KeyError(f"consumer group {group!r} is not registered; call register()")
+            out: dict[int, list[tuple[int, bytes]]] = {}
+            for partition in partitions:
+                rows = conn.execute(
+                    sa.select(log_records.c.offset, log_records.c.payload)
+                    .where(log_records.c.partition == partition,
+                           log_records.c.offset > committed[partition])
+                    .order_by(log_records.c.offset)
+                    .limit(max)
+                ).all()
+                out[partition] = [(int(o), bytes(p)) for o, p in rows]
+        return out
+
+    def commit_many(
+        self, group: str, offsets: Mapping[int, int], owner: str | None = None
+    ) -> dict[int, bool]:
+        """``commit`` for several partitions in one transaction."""
+        with write_transaction(self._engine) as conn:
+            return {p: self._commit_in(conn, group, p, o, owner) for p, o in offsets.items()}
+
     def commit(self, group: str, partition: int, offset: int, owner: str | None = None) -> bool:
+        with write_transaction(self._engine) as conn:
+            return self._commit_in(conn, group, partition, offset, owner)
+
+    def _commit_in(
+        self, conn: Connection, group: str, partition: int, offset: int, owner: str | None
+    ) -> bool:
         where = [
             log_groups.c.group_name == group,
             log_groups.c.partition == partition,
@@ -135,21 +180,20 @@ class EventLog:
         if owner is not None:
             where += [log_groups.c.owner == owner,
                       log_groups.c.lease_expires_at >= int(self._clock())]
-        with self._engine.begin() as conn:
-            done = conn.execute(
-                sa.update(log_groups).where(*where).values(committed_offset=offset)
-            ).rowcount
-            if done:
-                return True
-            if owner is None:
-                return True  # already at or past the offset
-            held = conn.execute(
-                sa.select(log_groups.c.owner).where(
-                    log_groups.c.group_name == group, log_groups.c.partition == partition,
-                    log_groups.c.lease_expires_at >= int(self._clock()),
-                )
-            ).scalar()
-            return bool(held == owner)
+        done = conn.execute(
+            sa.update(log_groups).where(*where).values(committed_offset=offset)
+        ).rowcount
+        if done:
+            return True
+        if owner is None:
+            return True  # already at or past the offset
+        held = conn.execute(
+            sa.select(log_groups.c.owner).where(
+                log_groups.c.group_name == group, log_groups.c.partition == partition,
+                log_groups.c.lease_expires_at >= int(self._clock()),
+            )
+        ).scalar()
+        return bool(held == owner)
 
     def committed(self, group: str, partition: int) -> int:
         with self._engine.connect() as conn:
@@ -215,7 +259,7 @@ class EventLog:
         return held
 
     def release(self, group: str, owner: str) -> None:
-        with self._engine.begin() as conn:
+        with write_transaction(self._engine) as conn:
             conn.execute(
                 sa.update(log_groups)
                 .where(log_groups.c.group_name == group, log_groups.c.owner == owner)
@@ -226,21 +270,32 @@ class EventLog:
 
     # --- retention ----------------------------------------------------------------------------
 
-    def truncate(self) -> int:
+    def truncate(self, chunk: int = 1000) -> int:
+        """Remove records every group has committed past, ``chunk`` at most per transaction.
+
+        Short transactions keep the write lock free for the Tracking API's group commits.
+        """
         removed = 0
+        for partition in self.partitions:
+            while True:
+                with write_transaction(self._engine) as conn:
+                    floor = conn.execute(
+                        sa.select(sa.func.min(log_groups.c.committed_offset))
+                        .where(log_groups.c.partition == partition)
+                    ).scalar()
+                    oldest = conn.execute(
+                        sa.select(sa.func.min(log_records.c.offset))
+                        .where(log_records.c.partition == partition)
+                    ).scalar()
+                    if floor is None or oldest is None or oldest > floor:
+                        break
+                    removed += conn.execute(
+                        sa.delete(log_records).where(
+                            log_records.c.partition == partition,
+                            log_records.c.offset <= min(floor, oldest + chunk - 1),
+                        )
+                    ).rowcount or 0
         with write_transaction(self._engine) as conn:
-            floors = dict(
-                conn.execute(
-                    sa.select(log_groups.c.partition, sa.func.min(log_groups.c.committed_offset))
-                    .group_by(log_groups.c.partition)
-                ).all()
-            )
-            for partition, floor in floors.items():
-                removed += conn.execute(
-                    sa.delete(log_records).where(
-                        log_records.c.partition == partition, log_records.c.offset <= floor
-                    )
-                ).rowcount or 0
             conn.execute(sa.delete(log_members).where(
                 log_members.c.heartbeat_at < int(self._clock()) - 3600))
         return removed

@@ -1,0 +1,51 @@
+"""The event log's record payload, version 1 (see docs/event-log.md).
+
+The Tracking API writes one record per request; every stage after it reads records back. Stages
+decode into this typed shape so that events stay undecoded (``msgspec.Raw``) until a stage
+needs their fields: the archive writes them out byte for byte, and the observer decodes only the
+few it shows in the debugger.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+VERSION = 1
+
+
+class Dropped(msgspec.Struct):
+    """A message answered 200 but discarded, with Segment's discard code."""
+
+    reason: str
+    message: Any = None
+    detail: str | None = None
+
+
+class LogRecord(msgspec.Struct):
+    v: int
+    workspace_id: str
+    source_id: str
+    received_at: str  # the request's arrival, also every event's receivedAt
+    events: list[msgspec.Raw] = []
+    dropped: list[Dropped] = []
+    duplicates: int = 0
+    flags: list[str] = []
+
+
+_decoder = msgspec.json.Decoder(LogRecord)
+
+
+class RecordError(ValueError):
+    """A payload that is not a version 1 record."""
+
+
+def decode_record(payload: bytes) -> LogRecord:
+    try:
+        record = _decoder.decode(payload)
+    except msgspec.DecodeError as exc:  # also covers ValidationError
+        raise RecordError(str(exc)) from exc
+    if record.v != VERSION:
+        raise RecordError(f"unknown record version {record.v}")
+    return record
