@@ -127,7 +127,7 @@ class WalCheckpointer:
     """
 
     def __init__(
-        self, engine: Engine, interval: float = 1.0, max_wal_bytes: int = 64 << 20
+        self, engine: Engine, interval: float = 0.1, max_wal_bytes: int = 256 << 20
     ) -> None:
         self._engine = engine
         self._wal = Path(f"{engine.url.database}-wal")

@@ -42,13 +42,12 @@ class EventLog:
         if not payloads:
             return []
         n = len(payloads)
-        if self._sqlite:
+        if self._sqlite:  # the hot path: straight to the driver, no statement building
             partition = next(self._next)
-            row = conn.execute(
-                sa.update(log_partitions)
-                .where(log_partitions.c.partition == partition)
-                .values(next_offset=log_partitions.c.next_offset + n)
-                .returning(log_partitions.c.next_offset)
+            row = conn.exec_driver_sql(
+                "UPDATE log_partitions SET next_offset = next_offset + ? WHERE partition = ? "
+                "RETURNING next_offset",
+                (n, partition),
             ).one()
         else:
             start = next(self._next)
@@ -78,7 +77,7 @@ class EventLog:
             partition = row[1]
         first = row[0] - n
         now = int(self._clock())
-        if self._sqlite:  # the hot path: straight to the driver, no per-row statement work
+        if self._sqlite:
             conn.exec_driver_sql(
                 'INSERT INTO log_records (partition, "offset", appended_at, payload) '
                 "VALUES (?, ?, ?, ?)",
@@ -270,7 +269,7 @@ class EventLog:
 
     # --- retention ----------------------------------------------------------------------------
 
-    def truncate(self, chunk: int = 1000) -> int:
+    def truncate(self, chunk: int = 250) -> int:
         """Remove records every group has committed past, ``chunk`` at most per transaction.
 
         Short transactions keep the write lock free for the Tracking API's group commits.
