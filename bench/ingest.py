@@ -2,13 +2,16 @@
 
     python bench/ingest.py [--duration 10] [--connections 64]
 
-The server runs on core 0 and wrk on core 1 (taskset), like the survey in the spec. Needs wrk
+The server runs on core 0 and wrk on core 1 (taskset), like the survey in the spec. Three
+runs per server: single events as fast as they go, batches of 100, and single events at a fixed
+rate (``--rate``, paced by ``paced.lua``) for the latency at a given load. Needs wrk
 (`apt-get install -y wrk`).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import signal
 import socket
@@ -50,10 +53,13 @@ def wait_ready(url: str, path: str) -> None:
     raise SystemExit(f"{url} did not come up")
 
 
-def wrk(url: str, script: str, duration: int, connections: int) -> dict[str, float]:
+def wrk(url: str, script: str, duration: int, connections: int,
+        rate: int | None = None) -> dict[str, float]:
     command = [*pin(1), "wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency",
                "-s", str(HERE / script), url]
-    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    env = {**os.environ, "RATE": str(rate)} if rate else None
+    output = subprocess.run(command, capture_output=True, text=True, check=True, cwd=HERE,
+                            env=env).stdout
     line = next(line for line in output.splitlines() if line.startswith("RESULT"))
     return {k: float(v) for k, v in (part.split("=") for part in line.split()[1:])}
 
@@ -63,6 +69,8 @@ def run(url: str, args: argparse.Namespace) -> dict[str, dict[str, float]]:
     return {
         "single": wrk(url + "/v1/track", "track.lua", args.duration, args.connections),
         "batch": wrk(url + "/v1/batch", "batch.lua", args.duration, args.connections),
+        f"@{args.rate}/s": wrk(url + "/v1/track", "paced.lua", args.duration, args.connections,
+                               rate=args.rate),
     }
 
 
@@ -70,6 +78,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--rate", type=int, default=5000,
+                        help="requests a second of the fixed-rate latency run")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk is missing: apt-get install -y wrk")
