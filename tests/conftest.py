@@ -32,32 +32,53 @@ def _as_postgres(command: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
 
 
+class PostgresServer:
+    """A private PostgreSQL cluster on a loopback port; tests may stop and start it."""
+
+    def __init__(self) -> None:
+        self.bin_dir = _pg_bin()
+        self.base = Path(tempfile.mkdtemp(prefix="headwater-pg-"))
+        self.data, self.sock = self.base / "data", self.base / "sock"
+        self.sock.mkdir()
+        if os.geteuid() == 0:
+            shutil.chown(self.base, "postgres")
+            shutil.chown(self.sock, "postgres")
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = int(s.getsockname()[1])
+        subprocess.run(_as_postgres([str(self.bin_dir / "initdb"), "-D", str(self.data),
+                                     "-U", "postgres", "--auth=trust", "-E", "UTF8"]),
+                       check=True, capture_output=True)
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def start(self) -> None:
+        subprocess.run(_as_postgres([
+            str(self.bin_dir / "pg_ctl"), "-D", str(self.data), "-l", str(self.base / "log"),
+            "-w", "start", "-o",
+            f"-h 127.0.0.1 -p {self.port} -k {self.sock} -c fsync=off -c max_connections=200"]),
+            check=True, capture_output=True)
+
+    def stop(self, mode: str = "fast") -> None:
+        subprocess.run(_as_postgres([str(self.bin_dir / "pg_ctl"), "-D", str(self.data),
+                                     "-m", mode, "stop"]), capture_output=True)
+
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self.base, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """URL of a PostgreSQL server started for this test session (superuser `postgres`)."""
-    bin_dir = _pg_bin()
-    base = Path(tempfile.mkdtemp(prefix="headwater-pg-"))
-    data, sock = base / "data", base / "sock"
-    sock.mkdir()
-    if os.geteuid() == 0:
-        shutil.chown(base, "postgres")
-        shutil.chown(sock, "postgres")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    subprocess.run(_as_postgres([str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres",
-                                 "--auth=trust", "-E", "UTF8"]),
-                   check=True, capture_output=True)
-    subprocess.run(_as_postgres([
-        str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(base / "log"), "-w", "start",
-        "-o", f"-h 127.0.0.1 -p {port} -k {sock} -c fsync=off -c max_connections=200"]),
-        check=True, capture_output=True)
+    server = PostgresServer()
+    server.start()
     try:
-        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+        yield server.url
     finally:
-        subprocess.run(_as_postgres([str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast",
-                                     "stop"]), capture_output=True)
-        shutil.rmtree(base, ignore_errors=True)
+        server.remove()
 
 
 @pytest.fixture

@@ -113,7 +113,7 @@ def _serve(args: argparse.Namespace) -> int:
         print(note, flush=True)
     where = settings.database.split("@")[-1] if settings.database else settings.data_dir
     print(f"Headwater listening on http://{settings.host}:{settings.port} "
-          f"(state: {where}, role: {args.role})", flush=True)
+          f"(state: {where}, role: {args.role}, durability: {settings.durability})", flush=True)
     uvicorn.run(
         server, host=settings.host, port=settings.port, loop="uvloop", http="httptools",
         lifespan="on", access_log=False, log_level="warning", proxy_headers=True,

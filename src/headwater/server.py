@@ -19,6 +19,7 @@ from typing import Any
 
 import msgspec
 import sqlalchemy as sa
+from sqlalchemy.exc import OperationalError
 
 from headwater.api.app import create_api
 from headwater.api.debugger import router as debugger_router
@@ -200,8 +201,12 @@ class Server:
         self.metrics.commit_seconds.observe(seconds)
 
     def _update_gauges(self) -> None:
-        for consumer in self.consumers:
-            self.metrics.consumer_lag.labels(consumer.group).set(self.log.lag(consumer.group))
+        """Read the consumer lag; with the database down the gauges keep their last values."""
+        try:
+            for consumer in self.consumers:
+                self.metrics.consumer_lag.labels(consumer.group).set(self.log.lag(consumer.group))
+        except OperationalError as exc:
+            logger.warning("metrics: cannot read the consumer lag: %s", exc)
 
 
 async def _plain(

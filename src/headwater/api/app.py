@@ -8,6 +8,7 @@ tooling, a script — parses one shape, and bad input never turns into a 500.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
 
@@ -15,6 +16,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException
 
 import headwater
@@ -30,6 +32,8 @@ from headwater.store.workspace import (
 )
 
 PREFIX = "/api/v1"
+
+logger = logging.getLogger(__name__)
 
 
 def create_api(
@@ -59,6 +63,7 @@ def create_api(
     app.add_exception_handler(WorkspaceError, _workspace_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(OperationalError, _database_unavailable)
     app.add_exception_handler(Exception, _server_error)
 
     app.include_router(sources.router, prefix=PREFIX)
@@ -129,6 +134,15 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     else:
         body = error_body("http_error", str(exc.detail))
     return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+
+async def _database_unavailable(_request: Request, exc: Exception) -> JSONResponse:
+    # The state database is down or unreachable: the caller's request was fine, so say so.
+    logger.error("state database unavailable: %s", exc)
+    return JSONResponse(
+        error_body("unavailable", "the state database is unavailable; retry later"),
+        status_code=503, headers={"Retry-After": "5"},
+    )
 
 
 async def _server_error(_request: Request, _exc: Exception) -> JSONResponse:

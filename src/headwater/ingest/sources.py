@@ -8,10 +8,15 @@ or another one — takes effect within about a second.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 
+from sqlalchemy.exc import OperationalError
+
 from headwater.store.workspace import SourceInfo, WorkspaceStore
+
+logger = logging.getLogger(__name__)
 
 REFRESH_INTERVAL = 1.0
 # Rotated-out write keys expire without a config change; rebuild now and then to drop them.
@@ -29,7 +34,13 @@ class SourceCache:
 
     def lookup(self, write_key: str) -> SourceInfo | None:
         if self._clock() - self._checked_at >= REFRESH_INTERVAL:
-            self.refresh()
+            try:
+                self.refresh()
+            except OperationalError as exc:
+                # The database is down: answer from the map we have. The commit that
+                # follows fails too, and the client gets a 503 and retries.
+                self._checked_at = self._clock()
+                logger.warning("sources: cannot refresh the write keys: %s", exc)
         return self._index.get(write_key)
 
     def refresh(self, force: bool = False) -> None:
