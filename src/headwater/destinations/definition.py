@@ -1,0 +1,110 @@
+"""What a destination is: its catalog entry and the code that turns messages into requests.
+
+Each module under ``destinations/catalog/`` defines one ``DEFINITION``. Everything else (the
+router, the delivery engine, the REST API, the YAML config) reads only this shape, so adding a
+destination needs no change anywhere else.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+Message = dict[str, Any]
+
+ALL_METHODS = frozenset({"identify", "track", "page", "screen", "group", "alias"})
+
+
+class DestinationSettings(BaseModel):
+    """Base of every destination's settings model: unknown keys are an error, not ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True)
+class Request:
+    """One HTTP request to the destination, fully rendered."""
+
+    method: str
+    url: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+    body: bytes | None = None
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A request and the positions (in the rendered batch) of the messages it carries."""
+
+    request: Request
+    messages: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+
+class MessageRejected(Exception):
+    """The message lacks what this destination needs (``errors.discarded.MESSAGE_REJECTED``)."""
+
+
+class InvalidSettings(Exception):
+    """The instance's settings cannot serve this message (``errors.discarded.INVALID_SETTINGS``)."""
+
+
+# Renders the messages of one batch (a single message when the destination does not batch).
+# Raise MessageRejected / InvalidSettings for a single message; for a batch, leave the bad
+# message out of every Outgoing and report it through ``rejected``.
+Render = Callable[[Sequence[Message], Any], "Rendered"]
+
+
+@dataclass
+class Rendered:
+    outgoing: list[Outgoing] = field(default_factory=list)
+    # position -> (code, detail) for messages that will not be sent
+    rejected: dict[int, tuple[str, str]] = field(default_factory=dict)
+
+
+# Per message of one request: None when delivered, else the error code, from the response.
+# The default treats the whole request alike (Segment's "error amplification").
+Interpret = Callable[[Response, int], list[str | None] | None]
+
+
+@dataclass(frozen=True)
+class Batching:
+    """Limits of one batch request: whichever is reached first closes the batch."""
+
+    max_events: int
+    max_bytes: int
+    max_wait_seconds: float = 1.0
+
+
+@dataclass(frozen=True)
+class DestinationDefinition:
+    type: str  # the id used in headwater.yaml and the REST API, e.g. "webhook"
+    name: str  # the catalog name: the key of the integrations object
+    settings: builtins.type[DestinationSettings]
+    render: Render
+    methods: frozenset[str] = ALL_METHODS
+    aliases: tuple[str, ...] = ()  # other names the integrations object may use
+    secrets: frozenset[str] = frozenset()  # settings never shown after they are saved
+    default_enabled: bool = True  # value when the integrations object names neither it nor All
+    batching: Batching | None = None
+    concurrency: int = 4  # requests in flight per instance
+    rate_limit_per_second: float | None = None  # requests per second per instance
+    timeout_seconds: float = 10.0
+    interpret: Interpret | None = None
+    description: str = ""
+
+    @property
+    def integration_names(self) -> tuple[str, ...]:
+        return (self.name, *self.aliases)
+
+    def parse_settings(self, raw: Mapping[str, Any]) -> DestinationSettings:
+        return self.settings.model_validate(dict(raw))
