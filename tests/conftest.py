@@ -18,6 +18,7 @@ from sqlalchemy.engine import Engine
 
 from headwater.store.database import database_url, open_engine
 from headwater.store.migrations import migrate
+from tests.destinations.receiver import Receiver
 
 
 def _pg_bin() -> Path:
@@ -101,3 +102,11 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     migrate(db)
     yield db
     db.dispose()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A loopback HTTP server standing in for a destination's API."""
+    server = Receiver()
+    yield server
+    server.close()

@@ -32,6 +32,10 @@ class EventLog:
             )
         self._next = itertools.cycle(self.partitions)
 
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
     # --- writing ------------------------------------------------------------------------------
 
     def append(self, payloads: Sequence[bytes]) -> list[Position]:
@@ -162,7 +166,14 @@ class EventLog:
     ) -> dict[int, bool]:
         """``commit`` for several partitions in one transaction."""
         with write_transaction(self._engine) as conn:
-            return {p: self._commit_in(conn, group, p, o, owner) for p, o in offsets.items()}
+            return self.commit_many_in(conn, group, offsets, owner)
+
+    def commit_many_in(
+        self, conn: Connection, group: str, offsets: Mapping[int, int], owner: str | None = None
+    ) -> dict[int, bool]:
+        """``commit_many`` inside the caller's transaction: a stage that writes to the state
+        database commits its offsets with its own writes, so they happen exactly once."""
+        return {p: self._commit_in(conn, group, p, o, owner) for p, o in offsets.items()}
 
     def commit(self, group: str, partition: int, offset: int, owner: str | None = None) -> bool:
         with write_transaction(self._engine) as conn:

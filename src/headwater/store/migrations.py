@@ -44,6 +44,7 @@ def _seed_log_partitions(conn: Connection) -> None:
 MIGRATIONS: list[Migration] = [
     Migration(1, "create tables", _create_tables),
     Migration(2, "seed event log partitions", _seed_log_partitions),
+    Migration(3, "destinations and delivery queues", _create_tables),
 ]
 
 

@@ -68,6 +68,27 @@ write_keys = sa.Table(
     sa.Index("ix_write_keys_source", "source_id"),
 )
 
+destinations = sa.Table(
+    "destinations",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("workspace_id", sa.String(40), sa.ForeignKey("workspaces.id"), nullable=False),
+    sa.Column(
+        "source_id", sa.String(40), sa.ForeignKey("sources.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("type", sa.String(100), nullable=False),
+    sa.Column("enabled", sa.Boolean, nullable=False, default=True),
+    sa.Column("settings", sa.JSON, nullable=False, default=dict),  # secrets included
+    # How Headwater delivers (retry window, concurrency, rate): see DeliveryOptions.
+    sa.Column("delivery", sa.JSON, nullable=False, default=dict),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+    sa.UniqueConstraint("workspace_id", "name", name="uq_destinations_name"),
+    sa.Index("ix_destinations_source", "source_id"),
+)
+
 # --- the event log (see docs/event-log.md) ---------------------------------------------------
 
 log_partitions = sa.Table(
@@ -152,4 +173,44 @@ debugger_entries = sa.Table(
     sa.Column("reason", sa.String(100), nullable=True),
     sa.Column("entry", sa.JSON, nullable=False),
     sa.Index("ix_debugger_source", "source_id", "id"),
+)
+
+
+# --- delivery (see docs/delivery.md) ----------------------------------------------------------
+
+# One row per (destination instance, message) waiting to be delivered. The queue of a
+# source×destination pair is its rows; a row leaves when the message is delivered or given up.
+delivery_jobs = sa.Table(
+    "delivery_jobs",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column(
+        "destination_id", sa.String(40),
+        sa.ForeignKey("destinations.id", ondelete="CASCADE"), nullable=False,
+    ),
+    sa.Column("message_id", sa.String(200), nullable=False),
+    sa.Column("message", sa.LargeBinary, nullable=False),  # JSON, as it left the router
+    sa.Column("received_at_ms", sa.BigInteger, nullable=False),
+    sa.Column("enqueued_at_ms", sa.BigInteger, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("first_attempt_at_ms", sa.BigInteger, nullable=True),
+    sa.Column("next_attempt_at_ms", sa.BigInteger, nullable=False),
+    sa.Column("lease_owner", sa.String(200), nullable=True),
+    sa.Column("lease_expires_at_ms", sa.BigInteger, nullable=False, default=0),
+    sa.Column("last_error", sa.String(200), nullable=True),
+    sa.Column("replay", sa.Boolean, nullable=False, default=False),
+    sa.UniqueConstraint("destination_id", "message_id", name="uq_delivery_jobs_message"),
+    sa.Index("ix_delivery_jobs_due", "destination_id", "next_attempt_at_ms"),
+)
+
+# End-to-end latency (receivedAt → delivered) of delivered messages, for Event Delivery's P95:
+# up to LATENCY_SAMPLES_PER_MINUTE per destination and minute, so a busy minute stays small.
+delivery_latencies = sa.Table(
+    "delivery_latencies",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("destination_id", sa.String(40), nullable=False),
+    sa.Column("minute", sa.BigInteger, nullable=False),
+    sa.Column("latency_ms", sa.BigInteger, nullable=False),
+    sa.Index("ix_delivery_latencies_key", "destination_id", "minute"),
 )

@@ -115,11 +115,11 @@ class SourcePage(NamedTuple):
     total: int
 
 
-class _Unset(enum.Enum):
+class Unset(enum.Enum):
     UNSET = 0
 
 
-UNSET = _Unset.UNSET
+UNSET = Unset.UNSET
 """Marks an ``update_source`` argument that was not given (``None`` can be a value)."""
 
 
@@ -231,11 +231,12 @@ class WorkspaceStore:
     @contextmanager
     def atomic(self) -> Iterator[None]:
         """Run several changes in one transaction: all of them happen, or none."""
-        with self._write():
+        with self.writing():
             yield
 
     @contextmanager
-    def _write(self) -> Iterator[Connection]:
+    def writing(self) -> Iterator[Connection]:
+        """The current ``atomic`` transaction, or a new write transaction."""
         current: Connection | None = getattr(self._local, "conn", None)
         if current is not None:
             yield current
@@ -252,7 +253,8 @@ class WorkspaceStore:
             raise ConflictError(f"the change conflicts with another one: {exc.orig}") from exc
 
     @contextmanager
-    def _read(self) -> Iterator[Connection]:
+    def reading(self) -> Iterator[Connection]:
+        """The current ``atomic`` transaction, or a connection for reading."""
         current: Connection | None = getattr(self._local, "conn", None)
         if current is not None:
             yield current
@@ -263,14 +265,14 @@ class WorkspaceStore:
     # --- meta and the config version -----------------------------------------------------------
 
     def get_meta(self, key: str) -> str | None:
-        with self._read() as conn:
+        with self.reading() as conn:
             value: str | None = conn.execute(
                 sa.select(schema.meta.c.value).where(schema.meta.c.key == key)
             ).scalar_one_or_none()
             return value
 
     def set_meta(self, key: str, value: str) -> None:
-        with self._write() as conn:
+        with self.writing() as conn:
             insert = self._insert(schema.meta).values(key=key, value=value)
             conn.execute(
                 insert.on_conflict_do_update(
@@ -286,7 +288,8 @@ class WorkspaceStore:
         dialect = postgresql if self._engine.dialect.name == "postgresql" else sqlite
         return dialect.insert(table)
 
-    def _bump(self, conn: Connection) -> None:
+    def bump(self, conn: Connection) -> None:
+        """Raise the config version: processes caching the configuration reload it."""
         # One atomic upsert, so concurrent writers on PostgreSQL never lose a bump.
         value = schema.meta.c.value
         conn.execute(
@@ -301,14 +304,14 @@ class WorkspaceStore:
     # --- the workspace -------------------------------------------------------------------------
 
     def workspace(self) -> Workspace | None:
-        with self._read() as conn:
+        with self.reading() as conn:
             row = self._workspace_row(conn)
         return _workspace(row) if row is not None else None
 
     def ensure_workspace(self, name: str) -> Workspace:
         """Create the workspace, or rename it; its id and slug never change."""
         check_name(name, "workspace")
-        with self._write() as conn:
+        with self.writing() as conn:
             row = self._workspace_row(conn)
             if row is None:
                 self._create_workspace(conn, name)
@@ -318,7 +321,7 @@ class WorkspaceStore:
                     .where(schema.workspaces.c.id == row.id)
                     .values(name=name)
                 )
-                self._bump(conn)
+                self.bump(conn)
             new_row = self._workspace_row(conn)
         assert new_row is not None
         return _workspace(new_row)
@@ -342,10 +345,10 @@ class WorkspaceStore:
                 created_at=self.now(),
             )
         )
-        self._bump(conn)
+        self.bump(conn)
         return workspace_id
 
-    def _workspace_id(self, conn: Connection, *, create: bool = False) -> str | None:
+    def workspace_id(self, conn: Connection, *, create: bool = False) -> str | None:
         row = self._workspace_row(conn)
         if row is not None:
             return str(row.id)
@@ -355,7 +358,7 @@ class WorkspaceStore:
     # --- reading sources -----------------------------------------------------------------------
 
     def get_source(self, id_or_name: str) -> SourceInfo | None:
-        with self._read() as conn:
+        with self.reading() as conn:
             row = self._find(conn, id_or_name)
             return self._sources(conn, [row])[0] if row is not None else None
 
@@ -366,8 +369,8 @@ class WorkspaceStore:
         _check_count(count)
         after = _decode_cursor(cursor) if cursor else None
         src = schema.sources
-        with self._read() as conn:
-            workspace_id = self._workspace_id(conn)
+        with self.reading() as conn:
+            workspace_id = self.workspace_id(conn)
             if workspace_id is None:
                 return SourcePage([], None, 0)
             query = sa.select(src).where(src.c.workspace_id == workspace_id)
@@ -390,8 +393,8 @@ class WorkspaceStore:
         if after is None:
             return None
         src = schema.sources
-        with self._read() as conn:
-            workspace_id = self._workspace_id(conn)
+        with self.reading() as conn:
+            workspace_id = self.workspace_id(conn)
             names = list(
                 conn.execute(
                     sa.select(src.c.name)
@@ -404,13 +407,13 @@ class WorkspaceStore:
 
     def write_keys(self, id_or_name: str) -> list[WriteKey]:
         """A source's active write keys with their expiry (None: no expiry)."""
-        with self._read() as conn:
-            source_id = self._require(conn, id_or_name).id
+        with self.reading() as conn:
+            source_id = self.require(conn, id_or_name).id
             return self._active_keys(conn, [source_id]).get(source_id, [])
 
     def write_key_index(self) -> dict[str, SourceInfo]:
         """Every active write key → its source, in two queries (the Tracking API's cache)."""
-        with self._read() as conn:
+        with self.reading() as conn:
             rows = list(conn.execute(sa.select(schema.sources)))
             sources = self._sources(conn, rows, all_keys=True)
         return {key: source for source in sources for key in source.write_keys}
@@ -420,14 +423,15 @@ class WorkspaceStore:
         row = conn.execute(sa.select(src).where(src.c.id == id_or_name)).first()
         if row is not None:
             return row
-        workspace_id = self._workspace_id(conn)
+        workspace_id = self.workspace_id(conn)
         if workspace_id is None:
             return None
         return conn.execute(
             sa.select(src).where(src.c.workspace_id == workspace_id, src.c.name == id_or_name)
         ).first()
 
-    def _require(self, conn: Connection, id_or_name: str) -> Row[Any]:
+    def require(self, conn: Connection, id_or_name: str) -> Row[Any]:
+        """The source's row, by id or name; NotFoundError when there is none."""
         row = self._find(conn, id_or_name)
         if row is None:
             raise NotFoundError(f"no source has the id or name {id_or_name!r}")
@@ -471,7 +475,7 @@ class WorkspaceStore:
         ]
 
     def _reload(self, conn: Connection, source_id: str) -> SourceInfo:
-        return self._sources(conn, [self._require(conn, source_id)])[0]
+        return self._sources(conn, [self.require(conn, source_id)])[0]
 
     # --- changing sources ----------------------------------------------------------------------
 
@@ -492,8 +496,8 @@ class WorkspaceStore:
             check_write_key(write_key)
         clean_settings = check_settings(settings if settings is not None else {})
         src = schema.sources
-        with self._write() as conn:
-            workspace_id = self._workspace_id(conn, create=True)
+        with self.writing() as conn:
+            workspace_id = self.workspace_id(conn, create=True)
             assert workspace_id is not None
             self._check_name_free(conn, workspace_id, name)
             taken = self._slugs(conn, workspace_id)
@@ -516,17 +520,17 @@ class WorkspaceStore:
                 )
             )
             self._insert_key(conn, source_id, write_key or new_write_key(), None)
-            self._bump(conn)
+            self.bump(conn)
             return self._reload(conn, source_id)
 
     def update_source(
         self,
         id_or_name: str,
         *,
-        name: str | _Unset = UNSET,
-        slug: str | _Unset = UNSET,
-        enabled: bool | _Unset = UNSET,
-        settings: Mapping[str, Any] | _Unset = UNSET,
+        name: str | Unset = UNSET,
+        slug: str | Unset = UNSET,
+        enabled: bool | Unset = UNSET,
+        settings: Mapping[str, Any] | Unset = UNSET,
     ) -> SourceInfo:
         """Change what is given; a rename keeps the slug (warehouse schemas are named by it)."""
         values: dict[str, Any] = {}
@@ -541,8 +545,8 @@ class WorkspaceStore:
         if settings is not UNSET:
             values["settings"] = check_settings(settings)
         src = schema.sources
-        with self._write() as conn:
-            row = self._require(conn, id_or_name)
+        with self.writing() as conn:
+            row = self.require(conn, id_or_name)
             changed = {k: v for k, v in values.items() if _differs(getattr(row, k), v)}
             if not changed:
                 return self._sources(conn, [row])[0]
@@ -555,15 +559,15 @@ class WorkspaceStore:
             conn.execute(
                 src.update().where(src.c.id == row.id).values(**changed, updated_at=self.now())
             )
-            self._bump(conn)
+            self.bump(conn)
             return self._reload(conn, row.id)
 
     def delete_source(self, id_or_name: str) -> None:
-        with self._write() as conn:
-            row = self._require(conn, id_or_name)
+        with self.writing() as conn:
+            row = self.require(conn, id_or_name)
             conn.execute(schema.write_keys.delete().where(schema.write_keys.c.source_id == row.id))
             conn.execute(schema.sources.delete().where(schema.sources.c.id == row.id))
-            self._bump(conn)
+            self.bump(conn)
 
     def _check_name_free(self, conn: Connection, workspace_id: str, name: str) -> None:
         src = schema.sources
@@ -587,11 +591,11 @@ class WorkspaceStore:
         """Give a source one more active key (a given one, or a generated one)."""
         if key is not None:
             check_write_key(key)
-        with self._write() as conn:
-            row = self._require(conn, id_or_name)
+        with self.writing() as conn:
+            row = self.require(conn, id_or_name)
             new_key = key or new_write_key()
             self._insert_key(conn, row.id, new_key, expires_at)
-            self._bump(conn)
+            self.bump(conn)
             return new_key, self._reload(conn, row.id)
 
     def rotate_write_key(
@@ -607,8 +611,8 @@ class WorkspaceStore:
         if new_key is not None:
             check_write_key(new_key)
         wk = schema.write_keys
-        with self._write() as conn:
-            row = self._require(conn, id_or_name)
+        with self.writing() as conn:
+            row = self.require(conn, id_or_name)
             expires_at = self.now() + grace_seconds
             for old in self._active_keys(conn, [row.id]).get(row.id, []):
                 if old.expires_at is None or old.expires_at > expires_at:
@@ -617,7 +621,7 @@ class WorkspaceStore:
                     )
             key = new_key or new_write_key()
             self._insert_key(conn, row.id, key, None)
-            self._bump(conn)
+            self.bump(conn)
             return key, self._reload(conn, row.id)
 
     def revoke_write_key(
@@ -626,8 +630,8 @@ class WorkspaceStore:
         """Stop a key now. A source keeps at least one key unless ``keep_one`` is False
         (``apply`` removes and adds keys in one transaction, so it may pass through zero)."""
         wk = schema.write_keys
-        with self._write() as conn:
-            row = self._require(conn, id_or_name)
+        with self.writing() as conn:
+            row = self.require(conn, id_or_name)
             active = self._active_keys(conn, [row.id]).get(row.id, [])
             if key not in {k.key for k in active}:
                 raise NotFoundError(f"source {row.name!r} has no active write key {key!r}", "key")
@@ -637,7 +641,7 @@ class WorkspaceStore:
                     "key",
                 )
             conn.execute(wk.delete().where(wk.c.key == key))
-            self._bump(conn)
+            self.bump(conn)
             return self._reload(conn, row.id)
 
     def set_write_key_expiry(
@@ -645,13 +649,13 @@ class WorkspaceStore:
     ) -> SourceInfo:
         """Change when an active key stops working (None: never)."""
         wk = schema.write_keys
-        with self._write() as conn:
-            row = self._require(conn, id_or_name)
+        with self.writing() as conn:
+            row = self.require(conn, id_or_name)
             active = self._active_keys(conn, [row.id]).get(row.id, [])
             if key not in {k.key for k in active}:
                 raise NotFoundError(f"source {row.name!r} has no active write key {key!r}", "key")
             conn.execute(wk.update().where(wk.c.key == key).values(expires_at=expires_at))
-            self._bump(conn)
+            self.bump(conn)
             return self._reload(conn, row.id)
 
     def _insert_key(

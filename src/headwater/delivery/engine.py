@@ -1,0 +1,412 @@
+"""The delivery engine: workers that take jobs from the queues and call destinations.
+
+Each destination instance is a lane of its own: its own HTTP connection pool, its own
+concurrency and rate limit, its own circuit breaker, and at most one claim in flight per
+process. A destination that hangs or fails only ever occupies its own lane, so the others keep
+their latency (principle 3). A claim is rendered by the destination's module, sent, judged by
+the destination's answers, and settled in one transaction: delivered and discarded jobs leave
+the queue, retryable failures come back after a randomized exponential backoff (or the
+destination's Retry-After) until the retry window has passed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import msgspec
+from pydantic import ValidationError
+from sqlalchemy.engine import Engine
+
+from headwater.delivery import retry
+from headwater.delivery.queue import DeliveryQueue, Job, Settlement
+from headwater.delivery.redaction import Redactor
+from headwater.destinations.definition import (
+    DestinationDefinition,
+    InvalidSettings,
+    MessageRejected,
+    Outgoing,
+    Rendered,
+    Request,
+    Response,
+)
+from headwater.store.counters import CounterKey
+from headwater.store.destinations import DestinationCache, DestinationInfo
+
+logger = logging.getLogger(__name__)
+
+# Counter steps of Event Delivery (Delivery Overview's last stages).
+DELIVERED = "delivered"
+FAILED_DELIVERY = "failed_delivery"  # reason: errors.discarded.<code> or errors.expired.<code>
+RETRY = "retry"  # an attempt failed and will be retried; reason errors.awaiting-retry.<code>
+REPLAYED = "replayed"  # delivered by a replay: not part of Event Delivery's figures
+
+LEASE_SECONDS = 120.0
+UNBATCHED_CLAIM = 100  # jobs per claim for destinations that take one message a request
+BREAKER_AFTER = 3  # consecutive all-failed claims before the lane pauses
+BREAKER_MAX_PAUSE = 60.0
+
+_decode = msgspec.json.Decoder().decode
+
+
+@dataclass
+class _Lane:
+    """Per-destination state inside one process."""
+
+    destination_id: str
+    client: httpx.AsyncClient
+    busy: bool = False
+    failures: int = 0  # consecutive claims where nothing was delivered
+    paused_until: float = 0.0
+    tokens: float = 0.0
+    tokens_at: float = field(default_factory=time.monotonic)
+
+
+@dataclass(frozen=True)
+class _Result:
+    """The destination's answer to one request: a response, or the connection error's code."""
+
+    response: Response | None
+    error: str | None = None
+
+    @property
+    def code(self) -> str:
+        return str(self.response.status) if self.response is not None else str(self.error)
+
+
+class DeliveryEngine:
+    def __init__(
+        self,
+        engine: Engine,
+        destinations: DestinationCache,
+        *,
+        owner: str | None = None,
+        clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+        tick_seconds: float = 0.05,
+    ) -> None:
+        self._queue = DeliveryQueue(engine, clock)
+        self._destinations = destinations
+        self.owner = owner or f"{os.uname().nodename}:{os.getpid()}:delivery"
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._tick = tick_seconds
+        self._lanes: dict[str, _Lane] = {}
+        self._tasks: set[asyncio.Task[int]] = set()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping: asyncio.Event | None = None
+
+    @property
+    def queue(self) -> DeliveryQueue:
+        return self._queue
+
+    # --- running in the background -------------------------------------------------------------
+
+    def start(self) -> None:
+        ready = threading.Event()
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            self._stopping = asyncio.Event()
+            ready.set()
+            try:
+                loop.run_until_complete(self._run())
+            finally:
+                loop.run_until_complete(self.close())
+                loop.close()
+
+        self._thread = threading.Thread(target=run, name="delivery", daemon=True)
+        self._thread.start()
+        ready.wait()
+
+    def stop(self) -> None:
+        if self._thread is None or self._loop is None or self._stopping is None:
+            return
+        self._loop.call_soon_threadsafe(self._stopping.set)
+        self._thread.join(timeout=30)
+        self._thread = None
+
+    async def _run(self) -> None:
+        assert self._stopping is not None
+        while not self._stopping.is_set():
+            try:
+                await self.dispatch()
+            except Exception:
+                logger.exception("delivery: dispatch failed; trying again")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self._tick)
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=10)
+
+    async def dispatch(self) -> None:
+        """Start a claim on every lane that is free, not paused and has work due."""
+        destinations = await asyncio.to_thread(self._destinations.all)
+        for destination in destinations:
+            lane = self._lane(destination)
+            if lane.busy or lane.paused_until > time.monotonic():
+                continue
+            lane.busy = True
+            task = asyncio.create_task(self._claim_and_free(destination, lane))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _claim_and_free(self, destination: DestinationInfo, lane: _Lane) -> int:
+        try:
+            return await self.deliver(destination, wait_for_batch=True)
+        except Exception:
+            logger.exception("delivery to %s failed; will try again", destination.name)
+            return 0
+        finally:
+            lane.busy = False
+
+    async def run_until_idle(self, max_rounds: int = 100) -> int:
+        """Deliver everything due now, lane by lane, concurrently (for tests and replays)."""
+        total = 0
+        await asyncio.to_thread(self._destinations.refresh, True)
+        for _ in range(max_rounds):
+            destinations = await asyncio.to_thread(self._destinations.all)
+            done = await asyncio.gather(*(self.deliver(d) for d in destinations))
+            total += sum(done)
+            if not any(done):
+                break
+        return total
+
+    async def close(self) -> None:
+        for lane in self._lanes.values():
+            await lane.client.aclose()
+        self._lanes.clear()
+
+    # --- one claim -----------------------------------------------------------------------------
+
+    async def deliver(self, destination: DestinationInfo, *, wait_for_batch: bool = False) -> int:
+        """Claim due jobs of one destination, send them, settle them; the number handled."""
+        definition = destination.definition
+        lane = self._lane(destination)
+        limit = self._claim_size(destination, definition)
+        replay_only = not destination.enabled  # a disabled destination only gets replays
+        if wait_for_batch and definition.batching is not None:
+            count, oldest = await asyncio.to_thread(
+                self._queue.due, destination.id, replay_only=replay_only)
+            if count == 0:
+                return 0
+            waited = self._queue.now_ms() - (oldest or 0)
+            if count < limit and waited < definition.batching.max_wait_seconds * 1000:
+                return 0  # let the batch fill up a little longer
+        claimed = await asyncio.to_thread(
+            self._queue.claim, destination.id, limit, self.owner, LEASE_SECONDS,
+            replay_only=replay_only)
+        if not claimed:
+            return 0
+        settlement = await self._attempt(destination, definition, lane, claimed)
+        await asyncio.to_thread(self._queue.settle, self.owner, settlement)
+        return len(claimed)
+
+    def _claim_size(self, destination: DestinationInfo, definition: DestinationDefinition) -> int:
+        if definition.batching is None:
+            return UNBATCHED_CLAIM
+        size = definition.batching.max_events
+        if destination.delivery.batch_size:
+            size = min(size, destination.delivery.batch_size)
+        return size
+
+    async def _attempt(
+        self, destination: DestinationInfo, definition: DestinationDefinition, lane: _Lane,
+        claimed: Sequence[Job],
+    ) -> Settlement:
+        started = self._queue.now_ms()
+        messages = [_decode(job.message) for job in claimed]
+        redactor = Redactor(destination.settings, definition.secrets)
+        # verdicts[i]: every request that carried message i, judged
+        verdicts: list[list[retry.Verdict]] = [[] for _ in claimed]
+        carried: list[list[tuple[Request, _Result]]] = [[] for _ in claimed]
+        try:
+            settings = definition.parse_settings(destination.settings)
+        except ValidationError:
+            rendered = Rendered(rejected={i: ("INVALID_SETTINGS", "the settings are not valid")
+                                          for i in range(len(claimed))})
+        else:
+            rendered = _render(definition, settings, messages)
+        for position, (code, _detail) in rendered.rejected.items():
+            verdicts[position].append(retry.judge(code))
+
+        concurrency = destination.delivery.concurrency or definition.concurrency
+        gate = asyncio.Semaphore(concurrency)
+        rate = destination.delivery.rate_limit_per_second or definition.rate_limit_per_second
+
+        async def send(outgoing: Outgoing) -> None:
+            async with gate:
+                if rate:
+                    await self._take_token(lane, rate)
+                result = await _send(lane.client, outgoing.request)
+            per_message = _interpret(definition, result, len(outgoing.messages))
+            for position, code in zip(outgoing.messages, per_message, strict=True):
+                verdicts[position].append(retry.judge(code))
+                carried[position].append((outgoing.request, result))
+
+        await asyncio.gather(*(send(o) for o in rendered.outgoing))
+
+        finished = self._queue.now_ms()
+        settlement = Settlement(destination_id=destination.id, started_at_ms=started)
+        window_ms = int(destination.delivery.retry_window_hours * 3600 * 1000)
+        any_delivered = False
+        for position, job in enumerate(claimed):
+            if not verdicts[position]:  # the renderer sent it nowhere: nothing to deliver
+                verdicts[position].append(retry.Verdict(True, False, "200"))
+            verdict = retry.worst(verdicts[position])
+            key = CounterKey(destination.source_id, destination.id, "", "")
+            sample = None
+            if not verdict.delivered:
+                sample = _sample(messages[position], carried[position], verdict, redactor,
+                                 rendered.rejected.get(position))
+            if verdict.delivered:
+                any_delivered = True
+                settlement.done.append(job.id)
+                settlement.count(key._replace(step=REPLAYED if job.replay else DELIVERED))
+                if not job.replay:
+                    settlement.latencies_ms.append(max(0, finished - job.received_at_ms))
+            elif not verdict.retry:
+                settlement.done.append(job.id)
+                settlement.count(key._replace(step=FAILED_DELIVERY, reason=verdict.reason), 1,
+                                 sample)
+            else:
+                first = job.first_attempt_at_ms or started
+                delay = _retry_after(carried[position], self._clock())
+                if delay is None:
+                    delay = retry.next_delay(job.attempts + 1, self._rng)
+                next_at = finished + int(delay * 1000)
+                if next_at - first > window_ms:
+                    settlement.done.append(job.id)
+                    settlement.count(
+                        key._replace(step=FAILED_DELIVERY, reason=f"errors.expired.{verdict.code}"),
+                        1, sample)
+                else:
+                    settlement.retry.append((job, next_at, verdict.code))
+                    settlement.count(key._replace(step=RETRY, reason=verdict.reason), 1, sample)
+        self._update_breaker(lane, any_delivered or not rendered.outgoing)
+        return settlement
+
+    def _update_breaker(self, lane: _Lane, healthy: bool) -> None:
+        """Pause a lane whose claims keep failing whole, so a dead destination costs little."""
+        if healthy:
+            lane.failures = 0
+            lane.paused_until = 0.0
+            return
+        lane.failures += 1
+        if lane.failures >= BREAKER_AFTER:
+            pause = min(BREAKER_MAX_PAUSE, 2.0 ** (lane.failures - BREAKER_AFTER))
+            lane.paused_until = time.monotonic() + pause
+
+    async def _take_token(self, lane: _Lane, rate: float) -> None:
+        while True:
+            now = time.monotonic()
+            lane.tokens = min(rate, lane.tokens + (now - lane.tokens_at) * rate)
+            lane.tokens_at = now
+            if lane.tokens >= 1:
+                lane.tokens -= 1
+                return
+            await asyncio.sleep((1 - lane.tokens) / rate)
+
+    def _lane(self, destination: DestinationInfo) -> _Lane:
+        lane = self._lanes.get(destination.id)
+        if lane is None:
+            definition = destination.definition
+            concurrency = destination.delivery.concurrency or definition.concurrency
+            # A pool per destination: a hanging destination cannot take others' connections.
+            client = httpx.AsyncClient(
+                timeout=httpx.Timeout(definition.timeout_seconds),
+                limits=httpx.Limits(max_connections=concurrency,
+                                    max_keepalive_connections=concurrency),
+                follow_redirects=True,  # Segment follows 307s to the new URL
+            )
+            lane = self._lanes[destination.id] = _Lane(destination.id, client)
+        return lane
+
+
+def _render(
+    definition: DestinationDefinition, settings: Any, messages: list[dict[str, Any]]
+) -> Rendered:
+    """Render a batch at once, or message by message so one bad message fails alone."""
+    if definition.batching is not None:
+        return definition.render(messages, settings)
+    combined = Rendered()
+    for position, message in enumerate(messages):
+        try:
+            one = definition.render([message], settings)
+        except MessageRejected as exc:
+            combined.rejected[position] = ("MESSAGE_REJECTED", str(exc))
+            continue
+        except InvalidSettings as exc:
+            combined.rejected[position] = ("INVALID_SETTINGS", str(exc))
+            continue
+        if one.rejected:
+            combined.rejected[position] = next(iter(one.rejected.values()))
+        combined.outgoing.extend(
+            Outgoing(o.request, tuple(position for _ in o.messages)) for o in one.outgoing)
+    return combined
+
+
+async def _send(client: httpx.AsyncClient, request: Request) -> _Result:
+    try:
+        response = await client.request(request.method, request.url,
+                                        headers=dict(request.headers), content=request.body)
+    except httpx.TimeoutException:
+        return _Result(None, "ETIMEDOUT")
+    except httpx.ConnectError as exc:
+        text = str(exc).lower()
+        if "name or service not known" in text or "nodename nor servname" in text:
+            return _Result(None, "ENOTFOUND")
+        if "temporary failure in name resolution" in text:
+            return _Result(None, "EAI_AGAIN")
+        if "unreachable" in text:
+            return _Result(None, "EHOSTUNREACH")
+        return _Result(None, "ECONNREFUSED")
+    except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError):
+        return _Result(None, "ECONNRESET")
+    except httpx.HTTPError:
+        return _Result(None, "ECONNABORTED")
+    return _Result(Response(response.status_code, dict(response.headers), response.content))
+
+
+def _interpret(definition: DestinationDefinition, result: _Result, count: int) -> list[str]:
+    if result.response is not None and definition.interpret is not None:
+        per_message = definition.interpret(result.response, count)
+        if per_message is not None:
+            return [code or "200" for code in per_message]
+    return [result.code] * count
+
+
+def _retry_after(carried: list[tuple[Request, _Result]], now: float) -> float | None:
+    delays = [retry.retry_after(r.response.headers.get("retry-after"), now)
+              for _, r in carried if r.response is not None]
+    found = [d for d in delays if d is not None]
+    return max(found) if found else None
+
+
+def _sample(
+    message: dict[str, Any], carried: list[tuple[Request, _Result]], verdict: retry.Verdict,
+    redactor: Redactor, rejected: tuple[str, str] | None,
+) -> dict[str, Any]:
+    """Event Delivery's three payloads: You Sent, Request to Destination, Response."""
+    sample: dict[str, Any] = {"you_sent": message, "code": verdict.code}
+    if rejected is not None:
+        sample["detail"] = rejected[1]
+    failed = [(req, res) for req, res in carried if res.code == verdict.code] or carried
+    if failed:
+        request, result = failed[0]
+        sample["request"] = redactor.request(request)
+        sample["response"] = (
+            redactor.response(result.response) if result.response is not None
+            else {"error": result.error}
+        )
+    return sample

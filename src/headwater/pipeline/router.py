@@ -1,0 +1,140 @@
+"""The router: from the event log to the delivery queues of each destination instance.
+
+A consumer group of the log. For each accepted event and each enabled destination instance of
+its source, in Segment's order (§6.5): the destination supports the method, the event's
+``integrations`` object lets it through, then the instance's stages (filters and mappings come
+here); an event that passes is queued once for that instance. What is filtered is counted per
+destination with Segment's reason. The jobs and the log offsets are written in one
+transaction, so a record is routed exactly once even when the process dies mid-way.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import msgspec
+
+from headwater.delivery.queue import DeliveryQueue, NewJob
+from headwater.destinations import integrations
+from headwater.destinations.registry import integration_names
+from headwater.spec.timestamps import parse_timestamp
+from headwater.store.counters import CounterKey, CounterStore, minute_of
+from headwater.store.database import write_transaction
+from headwater.store.destinations import DestinationCache, DestinationInfo
+from headwater.store.log import EventLog
+from headwater.store.record import RecordError, decode_record
+
+logger = logging.getLogger(__name__)
+
+GROUP = "router"
+FILTERED_AT_DESTINATION = "filtered_at_destination"
+UNKNOWN_INTEGRATION = "unknown_integration"  # a note per source, not a filter
+
+UNSUPPORTED_EVENT_TYPE = "UNSUPPORTED_EVENT_TYPE"
+FILTERED_BY_INTEGRATIONS_OBJECT = "FILTERED_BY_INTEGRATIONS_OBJECT"
+
+# A stage sees the message bound for one instance and returns it (changed or not), or a
+# Segment reason code when the message stops here. The filters and mappings issue adds them.
+Stage = Callable[[dict[str, Any], DestinationInfo], "dict[str, Any] | str"]
+
+_decode = msgspec.json.Decoder().decode
+_encode = msgspec.json.Encoder().encode
+
+
+class LeaseLost(Exception):
+    """Another process owns a partition now; this pass's work is rolled back."""
+
+
+def destination_verdict(event: dict[str, Any], destination: DestinationInfo) -> str | None:
+    """Why the event does not go to this instance (a Segment reason), or None if it does."""
+    definition = destination.definition
+    if event.get("type") not in definition.methods:
+        return UNSUPPORTED_EVENT_TYPE
+    flags = event.get("integrations")
+    if not integrations.is_enabled(definition.integration_names, definition.default_enabled,
+                                   flags if isinstance(flags, dict) else None):
+        return FILTERED_BY_INTEGRATIONS_OBJECT
+    return None
+
+
+def run_stages(
+    event: dict[str, Any], destination: DestinationInfo, stages: Sequence[Stage]
+) -> dict[str, Any] | str:
+    for stage in stages:
+        result = stage(event, destination)
+        if isinstance(result, str):
+            return result
+        event = result
+    return event
+
+
+class Router:
+    """Log consumer handler: ``router(records)`` with (partition, offset, payload) tuples."""
+
+    def __init__(
+        self,
+        log: EventLog,
+        destinations: DestinationCache,
+        queue: DeliveryQueue,
+        *,
+        owner: str,
+        stages: Callable[[DestinationInfo], Sequence[Stage]] = lambda _d: (),
+    ) -> None:
+        self._log = log
+        self._engine = log.engine
+        self._destinations = destinations
+        self._queue = queue
+        self._owner = owner
+        self._stages = stages
+        self._counters = CounterStore(self._engine)
+
+    def __call__(self, records: list[tuple[int, int, bytes]]) -> None:
+        jobs: list[NewJob] = []
+        counts: dict[int, Counter[CounterKey]] = {}
+        known = integration_names()
+        offsets: dict[int, int] = {}
+        for partition, offset, payload in records:
+            offsets[partition] = max(offset, offsets.get(partition, 0))
+            try:
+                record = decode_record(payload)
+            except RecordError as exc:
+                logger.error("router: skipping log record %d/%d: %s", partition, offset, exc)
+                continue
+            destinations = [d for d in self._destinations.for_source(record.source_id)
+                            if d.enabled]
+            if not destinations or not record.events:
+                continue
+            received = parse_timestamp(record.received_at)
+            received_ms = int(received.timestamp() * 1000) if received else 0
+            tally = counts.setdefault(minute_of(received or 0), Counter())
+            for raw in record.events:
+                event: dict[str, Any] = _decode(raw)
+                flags = event.get("integrations")
+                for key in integrations.unknown(flags if isinstance(flags, dict) else None,
+                                                known):
+                    tally[CounterKey(record.source_id, "", UNKNOWN_INTEGRATION, key[:100])] += 1
+                for destination in destinations:
+                    reason = destination_verdict(event, destination)
+                    staged: dict[str, Any] | str = event
+                    if reason is None:
+                        staged = run_stages(event, destination, self._stages(destination))
+                        reason = staged if isinstance(staged, str) else None
+                    if reason is not None:
+                        tally[CounterKey(record.source_id, destination.id,
+                                         FILTERED_AT_DESTINATION, reason)] += 1
+                        continue
+                    body = bytes(raw) if staged is event else _encode(staged)
+                    jobs.append(NewJob(destination.id, str(event.get("messageId", "")), body,
+                                       received_ms))
+        with write_transaction(self._engine) as conn:
+            self._queue.enqueue_in(conn, jobs)
+            for minute, tally in counts.items():
+                if tally:
+                    self._counters.add_in(conn, tally, {}, minute)
+            refused = [p for p, ok in self._log.commit_many_in(
+                conn, GROUP, offsets, owner=self._owner).items() if not ok]
+            if refused:
+                raise LeaseLost(f"partitions {refused} moved to another router")

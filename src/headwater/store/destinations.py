@@ -1,0 +1,314 @@
+"""Destination instances: a destination of the catalog connected to one source.
+
+``headwater apply`` and the REST API both write through here, inside the workspace store's
+transactions, so the rules hold whichever door a change comes in by: a name unique in the
+workspace (the CLI and API address instances by name as well as id), a known type, and
+settings that the destination's own settings model accepts. Secrets are stored as given and
+never shown again: ``shown_settings`` replaces them with ``REDACTED``, and a ``REDACTED`` (or
+missing) secret in an update keeps the stored value, so an exported file applies cleanly.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy.engine import Connection, Row
+
+from headwater.destinations.definition import DestinationDefinition
+from headwater.destinations.registry import UnknownDestinationType, get
+from headwater.store import schema
+from headwater.store.workspace import (
+    UNSET,
+    ConflictError,
+    InvalidError,
+    NotFoundError,
+    Unset,
+    WorkspaceStore,
+    check_name,
+    check_settings,
+    new_id,
+)
+
+REDACTED = "[redacted]"
+
+
+class DeliveryOptions(BaseModel):
+    """How Headwater delivers to one instance; unset values take the destination's defaults."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    retry_window_hours: float = Field(default=4.0, gt=0, le=72)  # Segment: four hours
+    concurrency: int | None = Field(default=None, ge=1, le=64)  # requests in flight
+    rate_limit_per_second: float | None = Field(default=None, gt=0)
+    batch_size: int | None = Field(default=None, ge=1)  # at most the destination's own limit
+
+
+@dataclass(frozen=True)
+class DestinationInfo:
+    id: str
+    workspace_id: str
+    source_id: str
+    name: str
+    type: str
+    enabled: bool
+    settings: Mapping[str, Any]  # with secrets: for delivery only, never for display
+    delivery: DeliveryOptions
+    created_at: int
+    updated_at: int
+
+    @property
+    def definition(self) -> DestinationDefinition:
+        return get(self.type)
+
+    def shown_settings(self) -> dict[str, Any]:
+        return redact(self.type, self.settings)
+
+
+def redact(destination_type: str, settings: Mapping[str, Any]) -> dict[str, Any]:
+    """Settings fit to show: every secret that is set becomes ``REDACTED``."""
+    secrets = get(destination_type).secrets
+    return {k: (REDACTED if k in secrets and v not in (None, "", {}, []) else v)
+            for k, v in settings.items()}
+
+
+class DestinationStore:
+    def __init__(self, workspace: WorkspaceStore) -> None:
+        self._workspace = workspace
+
+    # --- reading -------------------------------------------------------------------------------
+
+    def list(self, source: str | None = None) -> list[DestinationInfo]:
+        """The workspace's destinations by name; only ``source``'s when given."""
+        d = schema.destinations
+        with self._workspace.reading() as conn:
+            workspace_id = self._workspace.workspace_id(conn)
+            if workspace_id is None:
+                return []
+            query = sa.select(d).where(d.c.workspace_id == workspace_id)
+            if source is not None:
+                query = query.where(d.c.source_id == self._workspace.require(conn, source).id)
+            return [_info(row) for row in conn.execute(query.order_by(d.c.name))]
+
+    def get(self, id_or_name: str) -> DestinationInfo | None:
+        with self._workspace.reading() as conn:
+            row = self._find(conn, id_or_name)
+            return _info(row) if row is not None else None
+
+    def require(self, id_or_name: str) -> DestinationInfo:
+        found = self.get(id_or_name)
+        if found is None:
+            raise NotFoundError(f"no destination has the id or name {id_or_name!r}")
+        return found
+
+    # --- changing ------------------------------------------------------------------------------
+
+    def create(
+        self,
+        name: str,
+        type: str,
+        source: str,
+        *,
+        enabled: bool = True,
+        settings: Mapping[str, Any] | None = None,
+        delivery: Mapping[str, Any] | None = None,
+    ) -> DestinationInfo:
+        check_name(name)
+        definition = _definition(type)
+        stored = _validated(definition, check_settings(settings or {}), {})
+        options = _options(delivery or {})
+        with self._workspace.writing() as conn:
+            workspace_id = self._workspace.workspace_id(conn, create=True)
+            assert workspace_id is not None
+            self._check_name_free(conn, workspace_id, name)
+            source_id = self._source_id(conn, source)
+            now = self._workspace.now()
+            destination_id = "dst_" + new_id()
+            conn.execute(schema.destinations.insert().values(
+                id=destination_id, workspace_id=workspace_id, source_id=source_id, name=name,
+                type=definition.type, enabled=bool(enabled), settings=stored,
+                delivery=options, created_at=now, updated_at=now,
+            ))
+            self._workspace.bump(conn)
+            return _info(self._require(conn, destination_id))
+
+    def update(
+        self,
+        id_or_name: str,
+        *,
+        name: str | Unset = UNSET,
+        source: str | Unset = UNSET,
+        enabled: bool | Unset = UNSET,
+        settings: Mapping[str, Any] | Unset = UNSET,
+        delivery: Mapping[str, Any] | Unset = UNSET,
+    ) -> DestinationInfo:
+        """Change what is given; ``settings`` replaces the settings, keeping unsent secrets."""
+        with self._workspace.writing() as conn:
+            row = self._require(conn, id_or_name)
+            values: dict[str, Any] = {}
+            if not isinstance(name, Unset) and name != row.name:
+                check_name(name)
+                self._check_name_free(conn, row.workspace_id, name)
+                values["name"] = name
+            if not isinstance(source, Unset):
+                values["source_id"] = self._source_id(conn, source)
+            if not isinstance(enabled, Unset):
+                if not isinstance(enabled, bool):
+                    raise InvalidError("must be true or false", "enabled")
+                values["enabled"] = enabled
+            if not isinstance(settings, Unset):
+                values["settings"] = _validated(
+                    _definition(row.type), check_settings(settings), dict(row.settings or {}))
+            if not isinstance(delivery, Unset):
+                values["delivery"] = _options(delivery)
+            if values:
+                values["updated_at"] = self._workspace.now()
+                conn.execute(sa.update(schema.destinations)
+                             .where(schema.destinations.c.id == row.id).values(**values))
+                self._workspace.bump(conn)
+            return _info(self._require(conn, row.id))
+
+    def delete(self, id_or_name: str) -> None:
+        with self._workspace.writing() as conn:
+            row = self._require(conn, id_or_name)
+            conn.execute(sa.delete(schema.delivery_jobs)
+                         .where(schema.delivery_jobs.c.destination_id == row.id))
+            conn.execute(sa.delete(schema.destinations)
+                         .where(schema.destinations.c.id == row.id))
+            self._workspace.bump(conn)
+
+    # --- helpers -------------------------------------------------------------------------------
+
+    def _find(self, conn: Connection, id_or_name: str) -> Row[Any] | None:
+        d = schema.destinations
+        row = conn.execute(sa.select(d).where(d.c.id == id_or_name)).first()
+        if row is not None:
+            return row
+        workspace_id = self._workspace.workspace_id(conn)
+        return conn.execute(
+            sa.select(d).where(d.c.workspace_id == workspace_id, d.c.name == id_or_name)
+        ).first()
+
+    def _require(self, conn: Connection, id_or_name: str) -> Row[Any]:
+        row = self._find(conn, id_or_name)
+        if row is None:
+            raise NotFoundError(f"no destination has the id or name {id_or_name!r}")
+        return row
+
+    def _source_id(self, conn: Connection, source: str) -> str:
+        try:
+            return str(self._workspace.require(conn, source).id)
+        except NotFoundError as exc:
+            raise NotFoundError(exc.message, "source") from None
+
+    @staticmethod
+    def _check_name_free(conn: Connection, workspace_id: str, name: str) -> None:
+        d = schema.destinations
+        taken = conn.execute(
+            sa.select(d.c.id).where(d.c.workspace_id == workspace_id, d.c.name == name)
+        ).first()
+        if taken is not None:
+            raise ConflictError(f"a destination named {name!r} already exists", "name")
+
+
+def _definition(destination_type: object) -> DestinationDefinition:
+    if not isinstance(destination_type, str):
+        raise InvalidError("must be a string", "type")
+    try:
+        return get(destination_type)
+    except UnknownDestinationType as exc:
+        raise InvalidError(str(exc.args[0]), "type") from None
+
+
+def _validated(
+    definition: DestinationDefinition, new: dict[str, Any], old: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The settings to store: secrets not sent (or sent as REDACTED) keep their old value."""
+    merged = dict(new)
+    for key in definition.secrets:
+        if merged.get(key, REDACTED) == REDACTED:
+            if key in old:
+                merged[key] = old[key]
+            else:
+                merged.pop(key, None)
+    try:
+        definition.parse_settings(merged)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        path = ".".join(str(p) for p in error["loc"])
+        message = str(error["ctx"]["error"]) if error["type"] == "value_error" and "ctx" in error \
+            else error["msg"]
+        if error["type"] == "missing" and path in definition.secrets:
+            message = f"{path} is a secret and must be given (it is never exported)"
+        raise InvalidError(f"{path}: {message}" if path else message,
+                           f"settings.{path}" if path else "settings") from None
+    return merged
+
+
+def _options(delivery: Mapping[str, Any]) -> dict[str, Any]:
+    try:
+        return DeliveryOptions.model_validate(check_settings(delivery, "delivery")).model_dump(
+            exclude_defaults=True)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        path = ".".join(str(p) for p in error["loc"])
+        raise InvalidError(f"{path}: {error['msg']}", f"delivery.{path}") from None
+
+
+def _info(row: Row[Any]) -> DestinationInfo:
+    return DestinationInfo(
+        id=row.id, workspace_id=row.workspace_id, source_id=row.source_id, name=row.name,
+        type=row.type, enabled=bool(row.enabled), settings=dict(row.settings or {}),
+        delivery=DeliveryOptions.model_validate(row.delivery or {}),
+        created_at=row.created_at, updated_at=row.updated_at,
+    )
+
+
+class DestinationCache:
+    """Every destination instance in memory, reloaded when the configuration changes.
+
+    The router and the delivery engine look destinations up for every record; the config
+    version (one row) is checked at most once a second, like the Tracking API's write keys.
+    """
+
+    def __init__(
+        self, store: DestinationStore, workspace: WorkspaceStore,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._store = store
+        self._workspace = workspace
+        self._clock = clock
+        self._version = -1
+        self._checked_at = float("-inf")
+        self._by_id: dict[str, DestinationInfo] = {}
+        self._by_source: dict[str, list[DestinationInfo]] = {}
+
+    def refresh(self, force: bool = False) -> None:
+        if not force and self._clock() - self._checked_at < 1.0:
+            return
+        self._checked_at = self._clock()
+        version = self._workspace.config_version()
+        if force or version != self._version:
+            self._version = version
+            found = self._store.list()
+            self._by_id = {d.id: d for d in found}
+            by_source: dict[str, list[DestinationInfo]] = {}
+            for destination in found:
+                by_source.setdefault(destination.source_id, []).append(destination)
+            self._by_source = by_source
+
+    def all(self) -> list[DestinationInfo]:
+        self.refresh()
+        return list(self._by_id.values())
+
+    def for_source(self, source_id: str) -> list[DestinationInfo]:
+        self.refresh()
+        return self._by_source.get(source_id, [])
+
+    def get(self, destination_id: str) -> DestinationInfo | None:
+        self.refresh()
+        return self._by_id.get(destination_id)

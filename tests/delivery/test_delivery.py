@@ -1,0 +1,163 @@
+"""Delivery through the router and the engine, against a loopback destination (AC-090 … 096)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+import sqlalchemy as sa
+
+from headwater.delivery.engine import DELIVERED, FAILED_DELIVERY, RETRY
+from headwater.store import schema
+from headwater.store.counters import CounterStore
+from tests.delivery.conftest import Pipeline, track
+from tests.destinations.receiver import Answer, Receiver
+
+
+def jobs(p: Pipeline) -> list[sa.Row[tuple[int, int, int]]]:
+    t = schema.delivery_jobs
+    with p.engine.connect() as conn:
+        return list(conn.execute(sa.select(t.c.attempts, t.c.next_attempt_at_ms,
+                                           t.c.first_attempt_at_ms).order_by(t.c.id)))
+
+
+def test_ac090_retried_until_delivered_once(pipeline: Pipeline, hook: Receiver) -> None:
+    dest = pipeline.add("hook", settings={"url": hook.url + "/in"})
+    hook.answer(Answer(status=500), Answer(status=500))
+    event = track()
+    pipeline.send(event)
+    assert pipeline.deliver() == 1
+    assert pipeline.delivery.queue.backlog(dest.id) == {"pending": 1, "retrying": 1}
+    [(attempts, next_at, first_at)] = jobs(pipeline)
+    assert attempts == 1
+    delay = next_at / 1000 - pipeline.clock.now
+    assert 2.5 <= delay <= 7.5  # the first retry comes within seconds (5 s ± 50 %)
+    assert pipeline.deliver() == 0  # not due yet
+    pipeline.clock.advance(8)
+    pipeline.deliver()
+    pipeline.clock.advance(20)
+    pipeline.deliver()
+    assert pipeline.delivery.queue.backlog(dest.id) == {"pending": 0, "retrying": 0}
+    assert [r.json()["messageId"] for r in hook.requests] == [event["messageId"]] * 3
+    totals = pipeline.totals(dest)
+    assert totals[(DELIVERED, "")] == 1
+    assert totals[(RETRY, "errors.awaiting-retry.500")] == 2
+
+
+def test_ac091_always_429_gives_up_after_four_hours(pipeline: Pipeline, hook: Receiver) -> None:
+    dest = pipeline.add("hook", settings={"url": hook.url + "/in"})
+    hook.default = Answer(status=429)
+    pipeline.send(track())
+    delays = []
+    for _ in range(200):
+        if pipeline.deliver() == 0 and not jobs(pipeline):
+            break
+        rows = jobs(pipeline)
+        if not rows:
+            break
+        delays.append(rows[0][1] / 1000 - pipeline.clock.now)
+        pipeline.clock.now = rows[0][1] / 1000
+    assert not jobs(pipeline)
+    assert len(delays) >= 8
+    assert delays[6] > delays[1] * 4  # exponential, randomized
+    first = hook.requests[0].at
+    assert first  # the receiver saw every attempt
+    totals = pipeline.totals(dest)
+    assert totals[(FAILED_DELIVERY, "errors.expired.429")] == 1
+    assert (DELIVERED, "") not in totals
+    # Attempts spread over the four-hour window and not beyond it.
+    assert sum(delays[:-1]) <= 4 * 3600
+
+
+def test_ac092_400_is_discarded_with_three_samples(pipeline: Pipeline, hook: Receiver) -> None:
+    dest = pipeline.add("hook", settings={"url": hook.url + "/in?token=very-secret-token",
+                                          "shared_secret": "s3cr3t-value",
+                                          "headers": {"Authorization": "Bearer abcdef123"}})
+    hook.answer(Answer(status=400, body=b'{"error":"bad signature for s3cr3t-value"}'))
+    event = track()
+    pipeline.send(event)
+    pipeline.deliver()
+    assert not jobs(pipeline)  # no retry
+    assert pipeline.totals(dest)[(FAILED_DELIVERY, "errors.discarded.400")] == 1
+    [sample] = CounterStore(pipeline.engine).samples(destination_id=dest.id)
+    shown = sample.message
+    assert shown["you_sent"]["messageId"] == event["messageId"]
+    assert shown["request"]["method"] == "POST"
+    assert shown["request"]["url"].endswith("/in?token=[redacted]")
+    assert shown["request"]["headers"]["Authorization"] == "[redacted]"
+    assert shown["request"]["headers"]["X-Signature"] == "[redacted]"
+    assert shown["request"]["body"]["messageId"] == event["messageId"]
+    assert shown["response"]["status"] == 400
+    assert shown["response"]["body"] == {"error": "bad signature for [redacted]"}
+    text = str(shown)
+    assert "very-secret-token" not in text and "s3cr3t" not in text and "abcdef123" not in text
+    # what was sent was signed with the secret, though
+    body = hook.requests[0].body
+    assert hook.requests[0].headers["x-signature"] == hmac.new(
+        b"s3cr3t-value", body, hashlib.sha1).hexdigest()
+
+
+def test_ac093_connection_refused_is_retried(pipeline: Pipeline, hook: Receiver) -> None:
+    url = hook.url
+    hook.close()  # nothing listens there any more
+    dest = pipeline.add("hook", settings={"url": url + "/in"})
+    pipeline.send(track())
+    pipeline.deliver()
+    assert pipeline.totals(dest)[(RETRY, "errors.awaiting-retry.ECONNREFUSED")] == 1
+    assert jobs(pipeline)[0][0] == 1
+
+
+def test_retry_after_is_honoured(pipeline: Pipeline, hook: Receiver) -> None:
+    pipeline.add("hook", settings={"url": hook.url + "/in"})
+    hook.answer(Answer(status=503, headers={"Retry-After": "120"}))
+    pipeline.send(track())
+    pipeline.deliver()
+    [(_attempts, next_at, _first)] = jobs(pipeline)
+    assert next_at / 1000 - pipeline.clock.now == 120
+
+
+def test_a_destination_down_two_hours_gets_everything_once_back(
+    pipeline: Pipeline, hook: Receiver
+) -> None:
+    dest = pipeline.add("hook", settings={"url": hook.url + "/in"})
+    hook.default = Answer(status=503)
+    events = [track() for _ in range(30)]
+    for start in range(0, 30, 10):
+        pipeline.send(*events[start:start + 10])
+        pipeline.clock.advance(600)
+    elapsed = 0.0
+    while elapsed < 2 * 3600:
+        pipeline.deliver()
+        pipeline.clock.advance(300)
+        elapsed += 300
+    hook.default = Answer(status=200)
+    for _ in range(31):  # the longest backoff is an hour
+        pipeline.deliver()
+        pipeline.clock.advance(120)
+    delivered = [r.json()["messageId"] for r in hook.requests if r.at and r.path == "/in"]
+    assert not jobs(pipeline)
+    assert pipeline.totals(dest)[(DELIVERED, "")] == 30
+    assert set(delivered) == {e["messageId"] for e in events}
+
+
+def test_restart_mid_schedule_loses_nothing(pipeline: Pipeline, hook: Receiver) -> None:
+    from headwater.delivery.engine import DeliveryEngine
+
+    dest = pipeline.add("hook", settings={"url": hook.url + "/in"})
+    hook.answer(*[Answer(status=502)] * 5)
+    pipeline.send(*[track() for _ in range(5)])
+    pipeline.deliver()
+    # A worker dies while holding a claim: its lease runs out and another worker takes over.
+    dying = pipeline.delivery.queue.claim(dest.id, 100, "worker-dead", 60)
+    assert dying == []  # none due yet: all are waiting for their retry
+    pipeline.clock.advance(10)
+    dying = pipeline.delivery.queue.claim(dest.id, 2, "worker-dead", 60)
+    assert len(dying) == 2
+    pipeline.delivery = DeliveryEngine(pipeline.engine, pipeline.cache(), owner="worker-2",
+                                       clock=pipeline.clock)
+    pipeline.deliver()
+    assert len(jobs(pipeline)) == 2  # the dead worker's jobs wait for its lease
+    pipeline.clock.advance(61)
+    pipeline.deliver()
+    assert not jobs(pipeline)
+    assert pipeline.totals(dest)[(DELIVERED, "")] == 5
