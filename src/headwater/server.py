@@ -24,6 +24,7 @@ from sqlalchemy.exc import OperationalError
 from headwater.api.app import create_api
 from headwater.api.debugger import router as debugger_router
 from headwater.config.settings import ServerSettings
+from headwater.delivery.engine import DeliveryEngine
 from headwater.ingest.app import TrackingAPI
 from headwater.ingest.committer import GroupCommitter
 from headwater.ingest.ratelimit import RateLimiter
@@ -32,6 +33,8 @@ from headwater.observe.metrics import Metrics
 from headwater.pipeline.archive import Archive, ArchiveWriter
 from headwater.pipeline.consumer import Consumer
 from headwater.pipeline.observer import Observer
+from headwater.pipeline.router import GROUP as ROUTER_GROUP
+from headwater.pipeline.router import Router
 from headwater.store import schema
 from headwater.store.database import (
     WalCheckpointer,
@@ -41,6 +44,7 @@ from headwater.store.database import (
     write_transaction,
 )
 from headwater.store.dedup import Deduplicator
+from headwater.store.destinations import DestinationCache, DestinationStore
 from headwater.store.log import EventLog
 from headwater.store.migrations import migrate
 from headwater.store.workspace import WorkspaceStore
@@ -85,9 +89,17 @@ class Server:
         )
         self.archive = Archive(self.settings.archive_dir)
         owner = f"{os.uname().nodename}:{os.getpid()}"
+        self.destinations = DestinationStore(self.store)
+        destination_cache = DestinationCache(self.destinations, self.store)
+        self.delivery = DeliveryEngine(self.engine, destination_cache, owner=f"{owner}:delivery")
+        router_owner = f"{owner}:router"
         self.consumers = [
             Consumer(self.log, "archive", ArchiveWriter(self.settings.archive_dir), owner=owner),
             Consumer(self.log, "observer", Observer(self.engine), owner=owner),
+            Consumer(self.log, ROUTER_GROUP,
+                     Router(self.log, destination_cache, self.delivery.queue,
+                            owner=router_owner),
+                     owner=router_owner),
         ]
         for consumer in self.consumers:
             self.log.register(consumer.group)
@@ -104,10 +116,12 @@ class Server:
         if self.settings.run_consumers:
             for consumer in self.consumers:
                 consumer.start()
+            self.delivery.start()
 
     def stop(self) -> None:
         for consumer in self.consumers:
             consumer.stop()
+        self.delivery.stop()
         self.committer.stop()
         if self.checkpointer is not None:
             self.checkpointer.stop()

@@ -14,11 +14,13 @@ from tests.delivery.conftest import Pipeline, track
 from tests.destinations.receiver import Answer, Receiver
 
 
-def jobs(p: Pipeline) -> list[sa.Row[tuple[int, int, int]]]:
+def jobs(p: Pipeline) -> list[tuple[int, int, int | None]]:
+    """(attempts, next attempt, first attempt) of every queued job, in queue order."""
     t = schema.delivery_jobs
     with p.engine.connect() as conn:
-        return list(conn.execute(sa.select(t.c.attempts, t.c.next_attempt_at_ms,
-                                           t.c.first_attempt_at_ms).order_by(t.c.id)))
+        return [(r[0], r[1], r[2]) for r in conn.execute(
+            sa.select(t.c.attempts, t.c.next_attempt_at_ms, t.c.first_attempt_at_ms)
+            .order_by(t.c.id))]
 
 
 def test_ac090_retried_until_delivered_once(pipeline: Pipeline, hook: Receiver) -> None:
@@ -29,6 +31,7 @@ def test_ac090_retried_until_delivered_once(pipeline: Pipeline, hook: Receiver) 
     assert pipeline.deliver() == 1
     assert pipeline.delivery.queue.backlog(dest.id) == {"pending": 1, "retrying": 1}
     [(attempts, next_at, first_at)] = jobs(pipeline)
+    assert first_at == int(pipeline.clock.now * 1000)
     assert attempts == 1
     delay = next_at / 1000 - pipeline.clock.now
     assert 2.5 <= delay <= 7.5  # the first retry comes within seconds (5 s ± 50 %)

@@ -22,7 +22,10 @@ from typing import Any
 
 import yaml
 
-from headwater.config.model import ConfigError, ConfigFile, SourceConfig
+from headwater.config.model import ConfigError, ConfigFile, DestinationConfig, SourceConfig
+from headwater.destinations.registry import UnknownDestinationType
+from headwater.destinations.registry import get as get_definition
+from headwater.store.destinations import REDACTED, DestinationStore, redact
 from headwater.store.workspace import MAX_PAGE_SIZE, SourceInfo, WorkspaceStore, slugify
 
 # --- changes ---------------------------------------------------------------------------------
@@ -176,6 +179,59 @@ class SetWriteKeyExpiry(Change):
         store.set_write_key_expiry(self.source_id, self.key, self.new)
 
 
+@dataclass(frozen=True)
+class CreateDestination(Change):
+    config: DestinationConfig
+
+    def render(self) -> str:
+        details = [f"type {self.config.type}", f"source {self.config.source}"]
+        if not self.config.enabled:
+            details.append("disabled")
+        if self.config.settings:
+            shown = _shown_destination_settings(self.config.type, self.config.settings)
+            details.append(f"settings {_value(shown)}")
+        if self.config.delivery:
+            details.append(f"delivery {_value(self.config.delivery)}")
+        return f"+ destination {self.config.name} ({'; '.join(details)})"
+
+    def apply(self, store: WorkspaceStore) -> None:
+        cfg = self.config
+        DestinationStore(store).create(cfg.name, cfg.type, cfg.source, enabled=cfg.enabled,
+                                       settings=cfg.settings, delivery=cfg.delivery)
+
+
+@dataclass(frozen=True)
+class UpdateDestination(Change):
+    destination_id: str
+    name: str
+    type: str
+    field: str
+    old: Any
+    new: Any
+
+    def render(self) -> str:
+        old, new = self.old, self.new
+        if self.field == "settings":
+            old = _shown_destination_settings(self.type, old)
+            new = _shown_destination_settings(self.type, new)
+        return f"~ destination {self.name}: {self.field} {_value(old)} → {_value(new)}"
+
+    def apply(self, store: WorkspaceStore) -> None:
+        DestinationStore(store).update(self.destination_id, **{self.field: self.new})
+
+
+@dataclass(frozen=True)
+class DeleteDestination(Change):
+    destination_id: str
+    name: str
+
+    def render(self) -> str:
+        return f"- destination {self.name}"
+
+    def apply(self, store: WorkspaceStore) -> None:
+        DestinationStore(store).delete(self.destination_id)
+
+
 @dataclass
 class Plan:
     changes: list[Change] = field(default_factory=list)
@@ -202,7 +258,9 @@ def plan(store: WorkspaceStore, config: ConfigFile) -> Plan:
         changes.append(RenameWorkspace(workspace.name, config.workspace))
     if config.sources is not None:
         changes += _plan_sources(store, config.sources)
-    # Later sections (destinations, warehouses) plan here, each after what it refers to.
+    if config.destinations is not None:
+        changes += _plan_destinations(store, config.destinations)
+    # Later sections (warehouses) plan here, each after what it refers to.
     return Plan(changes)
 
 
@@ -346,6 +404,55 @@ def _check_key_owners(
         raise ConfigError(problems)
 
 
+def _plan_destinations(
+    store: WorkspaceStore, configs: Sequence[DestinationConfig]
+) -> list[Change]:
+    """Destinations are matched by name; a new type is a new destination."""
+    existing = {d.name: d for d in DestinationStore(store).list()}
+    source_names = {s.id: s.name for s in _all_sources(store)}
+    deletes: list[Change] = []
+    updates: list[Change] = []
+    creates: list[Change] = []
+    listed = {cfg.name for cfg in configs}
+    for name, destination in existing.items():
+        if name not in listed:
+            deletes.append(DeleteDestination(destination.id, name))
+    for cfg in configs:
+        current = existing.get(cfg.name)
+        if current is None or current.type != cfg.type:
+            if current is not None:
+                deletes.append(DeleteDestination(current.id, cfg.name))
+            creates.append(CreateDestination(cfg))
+            continue
+        new_settings = _merged_secrets(cfg.type, cfg.settings, current.settings)
+        wanted: dict[str, tuple[Any, Any]] = {
+            "source": (source_names.get(current.source_id, current.source_id), cfg.source),
+            "enabled": (current.enabled, cfg.enabled),
+            "settings": (dict(current.settings), new_settings),
+            "delivery": (current.delivery.model_dump(exclude_defaults=True), cfg.delivery),
+        }
+        for field_name, (old, new) in wanted.items():
+            if old != new:
+                updates.append(UpdateDestination(current.id, cfg.name, cfg.type, field_name,
+                                                  old, new))
+    return deletes + updates + creates
+
+
+def _merged_secrets(
+    destination_type: str, settings: Mapping[str, Any], stored: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The settings the file means: a ``[redacted]`` secret (as exported) keeps its value."""
+    try:
+        secrets = get_definition(destination_type).secrets
+    except UnknownDestinationType:
+        return dict(settings)
+    merged = dict(settings)
+    for key in secrets:
+        if merged.get(key) == REDACTED and key in stored:
+            merged[key] = stored[key]
+    return merged
+
+
 # --- export ----------------------------------------------------------------------------------
 
 EXPORT_HEADER = (
@@ -376,7 +483,25 @@ def export_config(store: WorkspaceStore) -> str:
         if source.settings:
             item["settings"] = _exported_settings(source.settings)
         sources.append(item)
-    data = {"workspace": workspace.name if workspace else "default", "sources": sources}
+    data: dict[str, Any] = {"workspace": workspace.name if workspace else "default",
+                            "sources": sources}
+    destinations = []
+    for destination in DestinationStore(store).list():
+        entry: dict[str, Any] = {
+            "name": destination.name, "type": destination.type,
+            "source": _source_name(store, destination.source_id),
+        }
+        if not destination.enabled:
+            entry["enabled"] = False
+        if destination.settings:
+            # Secrets are never exported: "[redacted]" keeps the stored value on apply.
+            entry["settings"] = destination.shown_settings()
+        delivery = destination.delivery.model_dump(exclude_defaults=True)
+        if delivery:
+            entry["delivery"] = delivery
+        destinations.append(entry)
+    if destinations:
+        data["destinations"] = destinations
     return EXPORT_HEADER + yaml.safe_dump(
         data, sort_keys=False, allow_unicode=True, default_flow_style=False
     )
@@ -390,11 +515,9 @@ def server_settings_overrides(config: ConfigFile) -> dict[str, Any]:
 
 
 # --- secrets ---------------------------------------------------------------------------------
-# Source settings hold no secrets today. Destinations and warehouses will (API keys,
-# passwords): their settings must go through these two functions, which will replace each
-# secret field (as the destination's settings schema marks it) with a reference such as
-# "${ENV_VAR}" in exports and with "(secret)" in plans, so no secret reaches a file or a
-# terminal.
+# Source settings hold no secrets. Destination settings do (API keys, passwords): plans and
+# exports show them as "[redacted]" (as the destination's definition marks them), so no secret
+# reaches a file or a terminal.
 
 
 def _exported_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
@@ -403,6 +526,20 @@ def _exported_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
 
 def _shown_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
     return dict(settings)
+
+
+def _shown_destination_settings(
+    destination_type: str, settings: Mapping[str, Any]
+) -> dict[str, Any]:
+    try:
+        return redact(destination_type, settings)
+    except UnknownDestinationType:
+        return dict(settings)
+
+
+def _source_name(store: WorkspaceStore, source_id: str) -> str:
+    source = store.get_source(source_id)
+    return source.name if source is not None else source_id
 
 
 # --- formatting ------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ of the offending value (``sources[1].name: field required``).
 
 from __future__ import annotations
 
+import os
 import re
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,6 +23,7 @@ from pydantic import (
     StrictInt,
     StrictStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -132,6 +134,45 @@ class SourceConfig(_Section):
         return None
 
 
+_ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _from_environment(value: Any) -> Any:
+    """``${NAME}`` in a string setting is the environment variable NAME (secrets stay out of
+    files in git)."""
+    if isinstance(value, str):
+        def lookup(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in os.environ:
+                raise ValueError(f"the environment variable {name} is not set")
+            return os.environ[name]
+        return _ENV_REFERENCE.sub(lookup, value)
+    if isinstance(value, dict):
+        return {k: _from_environment(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_from_environment(v) for v in value]
+    return value
+
+
+class DestinationConfig(_Section):
+    name: StrictStr
+    type: StrictStr
+    source: StrictStr
+    enabled: StrictBool = True
+    settings: dict[str, Any] = Field(default_factory=dict)
+    delivery: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return str(_checked(check_name, value))
+
+    @field_validator("settings")
+    @classmethod
+    def _settings(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return dict(_checked(check_settings, _from_environment(value)))
+
+
 class ServerConfig(_Section):
     """Read by ``headwater serve --config``; not part of the workspace, so ``apply`` skips it."""
 
@@ -149,6 +190,8 @@ class ConfigFile(_Section):
     # None: the file does not manage sources (the key is absent). A list, even empty, is the
     # complete set: sources missing from it are deleted.
     sources: list[SourceConfig] | None = None
+    # Like sources: None leaves destinations alone; a list is the complete set.
+    destinations: list[DestinationConfig] | None = None
     server: ServerConfig | None = None
 
     @field_validator("workspace")
@@ -156,13 +199,13 @@ class ConfigFile(_Section):
     def _workspace(cls, value: str) -> str:
         return str(_checked(check_name, value))
 
-    @field_validator("sources", mode="before")
+    @field_validator("sources", "destinations", mode="before")
     @classmethod
-    def _sources_not_null(cls, value: Any) -> Any:
+    def _list_not_null(cls, value: Any, info: ValidationInfo) -> Any:
         if value is None:
             raise ValueError(
-                "is empty; write `sources: []` to have no sources, or leave the key out "
-                "to leave sources as they are"
+                f"is empty; write `{info.field_name}: []` to have none, or leave the key out "
+                f"to leave {info.field_name} as they are"
             )
         return value
 
@@ -184,6 +227,12 @@ class ConfigFile(_Section):
                             f"sources[{seen[what][item]}]"
                         )
                     seen[what].setdefault(item, i)
+        names: dict[str, int] = {}
+        for i, destination in enumerate(self.destinations or []):
+            if destination.name in names:
+                problems.append(f"destinations[{i}]: name {destination.name!r} is already used "
+                                f"by destinations[{names[destination.name]}]")
+            names.setdefault(destination.name, i)
         if problems:
             raise ValueError("; ".join(problems))
         return self

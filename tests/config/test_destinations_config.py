@@ -1,0 +1,115 @@
+"""Destinations in headwater.yaml: apply, plan output, export round trip, secrets kept out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import Engine
+
+from headwater.config.apply import apply, export_config, plan
+from headwater.config.model import ConfigError, parse_config, read_yaml
+from headwater.store.database import database_url, open_engine
+from headwater.store.destinations import DestinationStore
+from headwater.store.migrations import migrate
+from headwater.store.workspace import WorkspaceStore
+
+CONFIG = """
+workspace: acme
+sources:
+  - name: web
+    write_key: WK_web
+destinations:
+  - name: hook
+    type: webhook
+    source: web
+    settings:
+      url: http://127.0.0.1:9000/hook
+      shared_secret: ${HOOK_SECRET}
+    delivery:
+      retry_window_hours: 2
+"""
+
+
+@pytest.fixture
+def sqlite_engine(tmp_path: Path) -> Engine:
+    engine = open_engine(database_url(tmp_path, None))
+    migrate(engine)
+    return engine
+
+
+def test_apply_creates_then_nothing_then_export_round_trips(
+    sqlite_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOOK_SECRET", "from-the-environment")
+    store = WorkspaceStore(sqlite_engine)
+    config = parse_config(read_yaml(CONFIG))
+    first = plan(store, config)
+    text = first.render()
+    assert "+ destination hook (type webhook; source web; settings" in text
+    assert "from-the-environment" not in text and "[redacted]" in text
+    apply(store, first)
+    [hook] = DestinationStore(store).list()
+    assert hook.settings["shared_secret"] == "from-the-environment"
+    assert hook.delivery.retry_window_hours == 2
+    assert not plan(store, config)  # idempotent
+
+    exported = export_config(store)
+    assert "from-the-environment" not in exported
+    assert "shared_secret: '[redacted]'" in exported
+    assert not plan(store, parse_config(read_yaml(exported)))  # export, apply: no change
+
+    changed = CONFIG.replace("9000/hook", "9001/hook").replace("retry_window_hours: 2",
+                                                               "retry_window_hours: 3")
+    second = plan(store, parse_config(read_yaml(changed)))
+    assert second.render().splitlines() == [
+        '~ destination hook: settings {"shared_secret": "[redacted]", '
+        '"url": "http://127.0.0.1:9000/hook"} → {"shared_secret": "[redacted]", '
+        '"url": "http://127.0.0.1:9001/hook"}',
+        '~ destination hook: delivery {"retry_window_hours": 2.0} → {"retry_window_hours": 3}',
+    ]
+    apply(store, second)
+    assert DestinationStore(store).require("hook").settings["shared_secret"] == \
+        "from-the-environment"
+
+    gone = plan(store, parse_config(read_yaml(changed.split("destinations:")[0]
+                                              + "destinations: []\n")))
+    assert gone.render() == "- destination hook"
+
+
+def test_config_errors_name_the_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HOOK_SECRET", raising=False)
+    with pytest.raises(ConfigError) as missing_env:
+        parse_config(read_yaml(CONFIG))
+    assert "destinations[0].settings: the environment variable HOOK_SECRET is not set" in str(
+        missing_env.value)
+    twice = CONFIG.replace("${HOOK_SECRET}", "x") + """  - name: hook
+    type: webhook
+    source: web
+"""
+    with pytest.raises(ConfigError) as duplicate:
+        parse_config(read_yaml(twice))
+    assert "destinations[1]: name 'hook' is already used by destinations[0]" in str(
+        duplicate.value)
+
+
+def test_store_refuses_bad_settings_and_unknown_types(sqlite_engine: Engine) -> None:
+    from headwater.store.workspace import InvalidError, NotFoundError
+
+    store = WorkspaceStore(sqlite_engine)
+    store.ensure_workspace("acme")
+    store.create_source("web")
+    destinations = DestinationStore(store)
+    with pytest.raises(InvalidError) as unknown:
+        destinations.create("x", "no-such-thing", "web")
+    assert unknown.value.field == "type"
+    with pytest.raises(InvalidError) as bad:
+        destinations.create("x", "webhook", "web", settings={"url": "not a url"})
+    assert bad.value.field == "settings.url"
+    with pytest.raises(NotFoundError) as no_source:
+        destinations.create("x", "webhook", "mobile", settings={"url": "http://h/"})
+    assert no_source.value.field == "source"
+    with pytest.raises(InvalidError) as bad_delivery:
+        destinations.create("x", "webhook", "web", settings={"url": "http://h/"},
+                            delivery={"retry_window_hours": -1})
+    assert bad_delivery.value.field == "delivery.retry_window_hours"
