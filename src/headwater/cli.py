@@ -52,6 +52,19 @@ def _parser() -> argparse.ArgumentParser:
     tail.add_argument("--url", default="http://127.0.0.1:8088", help="the server's address")
     tail.add_argument("--no-follow", action="store_true", help="print recent events and exit")
     tail.set_defaults(run=_tail)
+
+    delivery = commands.add_parser("delivery", help="a destination's Event Delivery")
+    delivery.add_argument("destination", help="destination name or id")
+    delivery.add_argument("--url", default="http://127.0.0.1:8088", help="the server's address")
+    delivery.add_argument("--minutes", type=int, default=60, help="time range (default 60)")
+    delivery.set_defaults(run=_delivery)
+
+    replay = commands.add_parser("replay", help="deliver archived events to a destination again")
+    replay.add_argument("destination", help="destination name or id")
+    replay.add_argument("--start", required=True, help="ISO 8601 time, inclusive")
+    replay.add_argument("--end", required=True, help="ISO 8601 time, exclusive")
+    replay.add_argument("--url", default="http://127.0.0.1:8088", help="the server's address")
+    replay.set_defaults(run=_replay)
     return parser
 
 
@@ -159,12 +172,32 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _admin_token(command: str) -> str:
+    token = os.environ.get("HEADWATER_ADMIN_TOKEN")
+    if not token:
+        raise SystemExit(
+            f"headwater {command}: set HEADWATER_ADMIN_TOKEN to the server's admin token.")
+    return token
+
+
 def _tail(args: argparse.Namespace) -> int:
     from headwater.observe.tail import tail
 
-    token = os.environ.get("HEADWATER_ADMIN_TOKEN")
-    if not token:
-        raise SystemExit("headwater tail: set HEADWATER_ADMIN_TOKEN to the server's admin token.")
+    token = _admin_token("tail")
     with contextlib.suppress(KeyboardInterrupt):
         tail(args.url, token, args.source, follow=not args.no_follow)
+    return 0
+
+
+def _delivery(args: argparse.Namespace) -> int:
+    from headwater.observe.delivery_cli import show_delivery
+
+    show_delivery(args.url, _admin_token("delivery"), args.destination, args.minutes)
+    return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from headwater.observe.delivery_cli import start_replay
+
+    start_replay(args.url, _admin_token("replay"), args.destination, args.start, args.end)
     return 0

@@ -85,7 +85,8 @@ class Server:
             rate_limiter=RateLimiter(limit) if limit else None,
         )
         self.api = create_api(
-            self.engine, admin_token_hash=self.admin_token_hash, extra_routers=[debugger_router]
+            self.engine, admin_token_hash=self.admin_token_hash, extra_routers=[debugger_router],
+            archive_dir=self.settings.archive_dir,
         )
         self.archive = Archive(self.settings.archive_dir)
         owner = f"{os.uname().nodename}:{os.getpid()}"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -20,7 +21,7 @@ from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException
 
 import headwater
-from headwater.api import sources
+from headwater.api import destinations, sources
 from headwater.api.auth import require_admin
 from headwater.api.errors import ApiError, error_body, handle_api_error
 from headwater.store.workspace import (
@@ -41,13 +42,15 @@ def create_api(
     *,
     admin_token_hash: str,
     extra_routers: Sequence[APIRouter] = (),
+    archive_dir: Path = Path("archive"),
     clock: Callable[[], float] = time.time,
 ) -> FastAPI:
     """The REST API on ``engine``; ``extra_routers`` are mounted under ``/api/v1`` too."""
     app = FastAPI(
         title="Headwater API",
         version=headwater.__version__,
-        description="Manage a Headwater workspace: sources and their write keys. Send "
+        description="Manage a Headwater workspace: sources and their write keys, destinations, "
+        "Event Delivery and Replay. Send "
         "`Authorization: Bearer <admin token>` with every request.",
         openapi_url=f"{PREFIX}/openapi.json",
         docs_url=f"{PREFIX}/docs",
@@ -57,6 +60,7 @@ def create_api(
     )
     app.state.engine = engine
     app.state.admin_token_hash = admin_token_hash
+    app.state.archive_dir = archive_dir
     app.state.workspace_store = WorkspaceStore(engine, clock=clock)
 
     app.add_exception_handler(ApiError, handle_api_error)
@@ -67,6 +71,7 @@ def create_api(
     app.add_exception_handler(Exception, _server_error)
 
     app.include_router(sources.router, prefix=PREFIX)
+    app.include_router(destinations.router, prefix=PREFIX)
     for router in extra_routers:
         app.include_router(router, prefix=PREFIX)
     return app

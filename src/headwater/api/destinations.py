@@ -1,0 +1,176 @@
+"""``/api/v1/destinations``: destination instances, Event Delivery and Replay; the catalog.
+
+Same conventions as the sources API: camelCase bodies, ``{"data": …}``, instances addressed by
+id or name. Settings come back with every secret replaced by ``[redacted]``; sending
+``[redacted]`` (or leaving a secret out) in an update keeps the stored secret.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+from pydantic import BaseModel, ConfigDict, StrictBool, StrictStr, field_validator
+from pydantic.alias_generators import to_camel
+
+from headwater.delivery.queue import DeliveryQueue
+from headwater.delivery.replay import replay
+from headwater.delivery.report import event_delivery
+from headwater.destinations.registry import definitions
+from headwater.pipeline.archive import Archive
+from headwater.spec.timestamps import format_timestamp
+from headwater.store.destinations import DestinationInfo, DestinationStore
+from headwater.store.workspace import UNSET, WorkspaceStore
+
+router = APIRouter(tags=["destinations"])
+
+
+def destinations_of(request: Request) -> DestinationStore:
+    store: WorkspaceStore = request.app.state.workspace_store
+    return DestinationStore(store)
+
+
+Store = Annotated[DestinationStore, Depends(destinations_of)]
+IdOrName = Annotated[str, Path(alias="idOrName", description="The destination's id or name.")]
+
+
+def destination_json(destination: DestinationInfo) -> dict[str, Any]:
+    return {
+        "id": destination.id,
+        "name": destination.name,
+        "type": destination.type,
+        "catalogName": destination.definition.name,
+        "sourceId": destination.source_id,
+        "enabled": destination.enabled,
+        "settings": destination.shown_settings(),
+        "delivery": destination.delivery.model_dump(exclude_defaults=True),
+        "createdAt": _iso(destination.created_at),
+        "updatedAt": _iso(destination.updated_at),
+    }
+
+
+def _iso(epoch: int) -> str:
+    return format_timestamp(datetime.fromtimestamp(epoch, UTC))
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=False)
+
+
+class CreateDestinationBody(_Body):
+    name: StrictStr
+    type: StrictStr
+    source: StrictStr  # the source's id or name
+    enabled: StrictBool = True
+    settings: dict[str, Any] | None = None
+    delivery: dict[str, Any] | None = None
+
+
+class UpdateDestinationBody(_Body):
+    name: StrictStr | None = None
+    source: StrictStr | None = None
+    enabled: StrictBool | None = None
+    settings: dict[str, Any] | None = None
+    delivery: dict[str, Any] | None = None
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("must not be null (leave the field out to keep it)")
+        return value
+
+
+class ReplayBody(_Body):
+    start: datetime
+    end: datetime
+    types: list[StrictStr] = []
+    events: list[StrictStr] = []
+
+
+@router.get("/destinations", response_model=None)
+def list_destinations(
+    store: Store,
+    source: Annotated[str | None, Query(description="Only this source's (id or name).")] = None,
+) -> dict[str, Any]:
+    found = store.list(source)
+    return {"data": {"destinations": [destination_json(d) for d in found],
+                     "pagination": {"current": "", "totalEntries": len(found)}}}
+
+
+@router.post("/destinations", status_code=201, response_model=None)
+def create_destination(body: CreateDestinationBody, store: Store) -> dict[str, Any]:
+    destination = store.create(body.name, body.type, body.source, enabled=body.enabled,
+                               settings=body.settings, delivery=body.delivery)
+    return {"data": {"destination": destination_json(destination)}}
+
+
+@router.get("/destinations/{idOrName}", response_model=None)
+def get_destination(id_or_name: IdOrName, store: Store) -> dict[str, Any]:
+    return {"data": {"destination": destination_json(store.require(id_or_name))}}
+
+
+@router.patch("/destinations/{idOrName}", response_model=None)
+def update_destination(
+    body: UpdateDestinationBody, id_or_name: IdOrName, store: Store
+) -> dict[str, Any]:
+    given = body.model_dump(exclude_unset=True)
+    destination = store.update(
+        id_or_name,
+        name=given.get("name", UNSET),
+        source=given.get("source", UNSET),
+        enabled=given.get("enabled", UNSET),
+        settings=given.get("settings", UNSET),
+        delivery=given.get("delivery", UNSET),
+    )
+    return {"data": {"destination": destination_json(destination)}}
+
+
+@router.delete("/destinations/{idOrName}", response_model=None)
+def delete_destination(id_or_name: IdOrName, store: Store) -> dict[str, Any]:
+    store.delete(id_or_name)
+    return {"data": {"status": "SUCCESS"}}
+
+
+@router.get("/destinations/{idOrName}/delivery", response_model=None)
+def get_event_delivery(
+    id_or_name: IdOrName, store: Store, request: Request,
+    minutes: Annotated[int, Query(ge=1, le=14 * 24 * 60, description="Time range.")] = 60,
+) -> dict[str, Any]:
+    """Event Delivery: delivered, not delivered, retrying, P95 latency, errors with samples."""
+    destination = store.require(id_or_name)
+    return {"data": event_delivery(request.app.state.engine, destination, minutes=minutes)}
+
+
+@router.post("/destinations/{idOrName}/replay", response_model=None)
+def replay_destination(
+    body: ReplayBody, id_or_name: IdOrName, store: Store, request: Request
+) -> dict[str, Any]:
+    """Queue the archived events of [start, end) for this destination, enabled or not."""
+    destination = store.require(id_or_name)
+    archive = Archive(request.app.state.archive_dir)
+    result = replay(archive, DeliveryQueue(request.app.state.engine), destination,
+                    body.start, body.end, types=body.types, events=body.events)
+    return {"data": {"read": result.read, "queued": result.queued,
+                     "filtered": result.filtered}}
+
+
+@router.get("/catalog/destinations", response_model=None)
+def destination_catalog() -> dict[str, Any]:
+    """Every destination type this server can deliver to, with its settings schema."""
+    return {"data": {"destinations": [
+        {
+            "type": d.type,
+            "name": d.name,
+            "aliases": list(d.aliases),
+            "description": d.description,
+            "methods": sorted(d.methods),
+            "secrets": sorted(d.secrets),
+            "defaultInIntegrations": d.default_enabled,
+            "batching": None if d.batching is None else {
+                "maxEvents": d.batching.max_events, "maxBytes": d.batching.max_bytes},
+            "settings": d.settings.model_json_schema(),
+        }
+        for d in definitions().values()
+    ]}}

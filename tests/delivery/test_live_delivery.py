@@ -1,0 +1,171 @@
+"""Delivery through a live server: config file, Tracking API, router, queues, destinations."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.destinations.receiver import Answer, Receiver
+from tests.ingest.conftest import ADMIN_TOKEN, LiveServer
+
+AUTH = {"Authorization": "Basic V0tfd2ViOg=="}  # WK_web:
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+def config(tmp_path: Path, destinations: str) -> Path:
+    path = tmp_path / "headwater.yaml"
+    path.write_text("workspace: test\nsources:\n  - name: web\n    write_key: WK_web\n"
+                    "destinations:\n" + destinations)
+    return path
+
+
+def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def track(n: int) -> dict[str, Any]:
+    return {"userId": f"u{n}", "event": "Order Completed", "properties": {"n": n},
+            "messageId": f"live-{n}-{uuid.uuid4().hex[:8]}", "writeKey": "WK_web"}
+
+
+def test_events_reach_a_webhook_and_event_delivery_reports_them(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    path = config(tmp_path, f"""  - name: hook
+    type: webhook
+    source: web
+    settings:
+      url: {receiver.url}/hook
+      shared_secret: not-to-be-shown
+""")
+    live = LiveServer(data_dir=tmp_path / "data", config=path, role="all")
+    live.start()
+    try:
+        receiver.answer(Answer(status=400, body=b'{"error":"nope"}'))
+        sent = [track(n) for n in range(10)]
+        with httpx.Client(base_url=live.url, timeout=10) as http:
+            for event in sent:
+                assert http.post("/v1/track", json=event).status_code == 200
+            got = receiver.wait_for(10, timeout=20)
+            assert sorted(r.json()["messageId"] for r in got) == sorted(
+                e["messageId"] for e in sent)
+            assert all("writeKey" not in r.json() for r in got)
+            assert {r.json()["type"] for r in got} == {"track"}
+
+            def report() -> dict[str, Any]:
+                data: dict[str, Any] = http.get("/api/v1/destinations/hook/delivery",
+                                                headers=ADMIN).json()["data"]
+                return data
+            data = wait_for(lambda: report()["delivered"] == 9 and report(), 10, "the report")
+            assert data["notDelivered"] == 1
+            assert data["p95LatencyMs"] is not None and data["p95LatencyMs"] < 10_000
+            [error] = data["errors"]
+            assert error["code"] == "errors.discarded.400"
+            sample = error["samples"][0]
+            assert sample["responseFromDestination"]["body"] == {"error": "nope"}
+            assert sample["requestToDestination"]["headers"]["X-Signature"] == "[redacted]"
+            shown = http.get("/api/v1/destinations/hook", headers=ADMIN).json()
+            assert shown["data"]["destination"]["settings"]["shared_secret"] == "[redacted]"
+            assert "not-to-be-shown" not in str(shown) + str(data)
+
+        env = {**os.environ, "HEADWATER_ADMIN_TOKEN": ADMIN_TOKEN}
+        cli = subprocess.run([sys.executable, "-m", "headwater", "delivery", "hook", "--url",
+                              live.url], capture_output=True, text=True, env=env, timeout=30)
+        assert cli.returncode == 0, cli.stderr
+        assert "delivered      9" in cli.stdout
+        assert "1 × errors.discarded.400 (not_delivered)" in cli.stdout
+        assert "not-to-be-shown" not in cli.stdout
+    finally:
+        live.stop()
+
+
+def test_a_hanging_destination_does_not_slow_a_healthy_one(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    hanging = Receiver()
+    hanging.default = Answer(delay=30)
+    path = config(tmp_path, f"""  - name: stuck
+    type: webhook
+    source: web
+    settings: {{url: "{hanging.url}/never"}}
+  - name: healthy
+    type: webhook
+    source: web
+    settings: {{url: "{receiver.url}/fine"}}
+""")
+    live = LiveServer(data_dir=tmp_path / "data", config=path, role="all")
+    live.start()
+    try:
+        sent_at: dict[str, float] = {}
+        with httpx.Client(base_url=live.url, timeout=10) as http:
+            for n in range(40):
+                event = track(n)
+                sent_at[event["messageId"]] = time.time()
+                assert http.post("/v1/track", json=event).status_code == 200
+                time.sleep(0.05)
+        got = receiver.wait_for(40, timeout=30)
+        latencies = sorted(r.at - sent_at[r.json()["messageId"]] for r in got)
+        p95 = latencies[int(0.95 * len(latencies)) - 1]
+        assert p95 < 2.0, latencies
+        assert hanging.requests  # the stuck destination was being tried all along
+    finally:
+        live.stop()
+        hanging.close()
+
+
+def test_disabled_destination_gets_nothing_until_a_replay(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    path = config(tmp_path, f"""  - name: later
+    type: webhook
+    source: web
+    enabled: false
+    settings: {{url: "{receiver.url}/later"}}
+""")
+    live = LiveServer(data_dir=tmp_path / "data", config=path, role="all")
+    live.start()
+    try:
+        start = datetime.now(UTC) - timedelta(minutes=1)
+        sent = [track(n) for n in range(5)]
+        with httpx.Client(base_url=live.url, timeout=10) as http:
+            for event in sent:
+                assert http.post("/v1/track", json=event).status_code == 200
+            # Archived (the replay's source) but never delivered while disabled (AC-094).
+            wait_for(lambda: list((tmp_path / "data" / "archive").rglob("*.ndjson.gz")), 10,
+                     "the archive")
+            time.sleep(1.5)
+            assert receiver.requests == []
+            env = {**os.environ, "HEADWATER_ADMIN_TOKEN": ADMIN_TOKEN}
+            end = datetime.now(UTC) + timedelta(minutes=1)
+            cli = subprocess.run(
+                [sys.executable, "-m", "headwater", "replay", "later", "--url", live.url,
+                 "--start", start.isoformat(), "--end", end.isoformat()],
+                capture_output=True, text=True, env=env, timeout=30)
+            assert cli.returncode == 0, cli.stderr
+            assert "queued 5 for delivery" in cli.stdout
+            got = receiver.wait_for(5, timeout=20)
+            assert sorted(r.json()["messageId"] for r in got) == sorted(
+                e["messageId"] for e in sent)
+            def report() -> dict[str, Any]:
+                data: dict[str, Any] = http.get("/api/v1/destinations/later/delivery",
+                                                headers=ADMIN).json()["data"]
+                return data
+            data = wait_for(lambda: report()["replayed"] == 5 and report(), 10, "the report")
+            assert data["delivered"] == 0  # replays are not in Event Delivery
+    finally:
+        live.stop()
