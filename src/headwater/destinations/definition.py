@@ -96,7 +96,7 @@ class DestinationDefinition:
     secrets: frozenset[str] = frozenset()  # settings never shown after they are saved
     default_enabled: bool = True  # value when the integrations object names neither it nor All
     batching: Batching | None = None
-    concurrency: int = 4  # requests in flight per instance
+    concurrency: int = 16  # requests in flight per instance
     rate_limit_per_second: float | None = None  # requests per second per instance
     timeout_seconds: float = 10.0
     interpret: Interpret | None = None
