@@ -164,3 +164,43 @@ def test_restart_mid_schedule_loses_nothing(pipeline: Pipeline, hook: Receiver) 
     pipeline.deliver()
     assert not jobs(pipeline)
     assert pipeline.totals(dest)[(DELIVERED, "")] == 5
+
+
+def test_concurrency_and_rate_limit_per_destination(pipeline: Pipeline, hook: Receiver) -> None:
+    import time
+
+    hook.default = Answer(delay=0.2)
+    pipeline.add("hook", settings={"url": hook.url + "/in"}, delivery={"concurrency": 2})
+    pipeline.send(*[track() for _ in range(6)])
+    started = time.monotonic()
+    pipeline.deliver()
+    assert time.monotonic() - started >= 0.6  # 6 requests, 2 at a time, 0.2 s each
+    arrivals = sorted(r.at for r in hook.requests)
+    assert arrivals[2] - arrivals[0] >= 0.15  # the third waited for a free slot
+
+    hook.default = Answer()
+    hook.requests.clear()
+    pipeline.store.update("hook", delivery={"rate_limit_per_second": 10})
+    pipeline.send(*[track() for _ in range(15)])
+    started = time.monotonic()
+    pipeline.deliver()
+    assert len(hook.requests) == 15
+    assert time.monotonic() - started >= 1.2  # 15 requests at 10 a second
+
+
+def test_unsupported_types_and_the_integrations_object(pipeline: Pipeline, hook: Receiver) -> None:
+    dest = pipeline.add("hook", settings={"url": hook.url + "/in"})
+    kept = track(integrations={"mixpanel": False})  # unknown key: changes nothing
+    off = track(integrations={"Webhooks": False})
+    all_off = track(integrations={"All": False})
+    all_off_but = track(integrations={"All": False, "Webhooks": {"option": 1}})
+    pipeline.send(kept, off, all_off, all_off_but)
+    pipeline.deliver()
+    assert sorted(r.json()["messageId"] for r in hook.requests) == sorted(
+        [kept["messageId"], all_off_but["messageId"]])
+    totals = pipeline.totals(dest)
+    assert totals[("filtered_at_destination", "FILTERED_BY_INTEGRATIONS_OBJECT")] == 2
+    source_totals = {(t.step, t.reason): t.events
+                     for t in CounterStore(pipeline.engine).totals(source_id=pipeline.source_id,
+                                                                   destination_id="")}
+    assert source_totals[("unknown_integration", "mixpanel")] == 1
