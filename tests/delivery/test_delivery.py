@@ -204,3 +204,30 @@ def test_unsupported_types_and_the_integrations_object(pipeline: Pipeline, hook:
                      for t in CounterStore(pipeline.engine).totals(source_id=pipeline.source_id,
                                                                    destination_id="")}
     assert source_totals[("unknown_integration", "mixpanel")] == 1
+
+
+def test_two_workers_share_a_queue_without_sending_twice(
+    pipeline: Pipeline, hook: Receiver
+) -> None:
+    import asyncio
+
+    from headwater.delivery.engine import DeliveryEngine
+
+    dest = pipeline.add("hook", settings={"url": hook.url + "/in"})
+    events = [track() for _ in range(1000)]  # more than one claim
+    pipeline.send(*events)
+    workers = [DeliveryEngine(pipeline.engine, pipeline.cache(), owner=f"w{i}",
+                              clock=pipeline.clock) for i in range(2)]
+
+    async def both() -> list[int]:
+        try:
+            return list(await asyncio.gather(*(w.run_until_idle() for w in workers)))
+        finally:
+            for w in workers:
+                await w.close()
+
+    handled = asyncio.run(both())
+    assert sum(handled) == 1000 and all(handled)  # both took a share
+    ids = [r.json()["messageId"] for r in hook.requests]
+    assert sorted(ids) == sorted(e["messageId"] for e in events)  # each exactly once
+    assert pipeline.totals(dest)[(DELIVERED, "")] == 1000
