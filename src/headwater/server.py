@@ -36,6 +36,7 @@ from headwater.pipeline.observer import Observer
 from headwater.pipeline.router import GROUP as ROUTER_GROUP
 from headwater.pipeline.router import Router
 from headwater.store import schema
+from headwater.store.counters import CounterStore, minute_of
 from headwater.store.database import (
     WalCheckpointer,
     database_url,
@@ -57,6 +58,7 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 MAINTENANCE_INTERVAL = 60.0
 READY_PROBE_INTERVAL = 1.0
+COUNTER_RETENTION_DAYS = 14
 
 
 @dataclass
@@ -129,10 +131,15 @@ class Server:
         self.engine.dispose()
 
     def maintain(self) -> None:
-        """Forget old dedup keys and purge the archive past its retention."""
+        """Forget old dedup keys, counters and latencies; purge the archive past retention."""
+        now = time.time()
         window = self.settings.dedup_window_hours * 3600
-        Deduplicator(self.engine).expire(int(time.time()) - window)
+        Deduplicator(self.engine).expire(int(now) - window)
         self.archive.purge(self.settings.archive_retention_days)
+        # Delivery Overview and Event Delivery look back two weeks at most, as in Segment.
+        oldest_minute = minute_of(now) - COUNTER_RETENTION_DAYS * 24 * 60
+        CounterStore(self.engine).expire(oldest_minute)
+        self.delivery.queue.expire_latencies(oldest_minute)
 
     async def _maintenance_loop(self) -> None:
         while True:

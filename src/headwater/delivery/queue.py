@@ -174,6 +174,11 @@ class DeliveryQueue:
                 {"destination_id": destination, "minute": minute, "latency_ms": v}
                 for v in settlement.latencies_ms[:room]])
 
+    def expire_latencies(self, before_minute: int) -> int:
+        t = schema.delivery_latencies
+        with write_transaction(self._engine) as conn:
+            return int(conn.execute(sa.delete(t).where(t.c.minute < before_minute)).rowcount or 0)
+
     # --- reading -------------------------------------------------------------------------------
 
     def backlog(self, destination_id: str) -> Mapping[str, int]:
