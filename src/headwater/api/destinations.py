@@ -7,19 +7,19 @@ id or name. Settings come back with every secret replaced by ``[redacted]``; sen
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, StrictBool, StrictStr, field_validator
 from pydantic.alias_generators import to_camel
 
+from headwater.api.sources import iso as _iso
 from headwater.delivery.queue import DeliveryQueue
 from headwater.delivery.replay import replay
 from headwater.delivery.report import event_delivery
 from headwater.destinations.registry import definitions
 from headwater.pipeline.archive import Archive
-from headwater.spec.timestamps import format_timestamp
 from headwater.store.destinations import DestinationInfo, DestinationStore
 from headwater.store.workspace import UNSET, WorkspaceStore
 
@@ -48,10 +48,6 @@ def destination_json(destination: DestinationInfo) -> dict[str, Any]:
         "createdAt": _iso(destination.created_at),
         "updatedAt": _iso(destination.updated_at),
     }
-
-
-def _iso(epoch: int) -> str:
-    return format_timestamp(datetime.fromtimestamp(epoch, UTC))
 
 
 class _Body(BaseModel):

@@ -67,12 +67,13 @@ def source_json(source: SourceInfo) -> dict[str, Any]:
         "enabled": source.enabled,
         "writeKeys": list(source.write_keys),
         "settings": dict(source.settings),
-        "createdAt": _iso(source.created_at),
-        "updatedAt": _iso(source.updated_at),
+        "createdAt": iso(source.created_at),
+        "updatedAt": iso(source.updated_at),
     }
 
 
-def _iso(epoch: int) -> str:
+def iso(epoch: int) -> str:
+    """An epoch-seconds time as the API shows times."""
     return format_timestamp(datetime.fromtimestamp(epoch, UTC))
 
 
@@ -292,7 +293,7 @@ def rotate_write_key(
         id_or_name, body.grace_seconds, new_key=body.write_key
     )
     expiring = {
-        k.key: _iso(k.expires_at) for k in store.write_keys(source.id) if k.expires_at is not None
+        k.key: iso(k.expires_at) for k in store.write_keys(source.id) if k.expires_at is not None
     }
     return {
         "data": {

@@ -11,21 +11,17 @@ ClearBrain takes no group or alias calls.
 
 from __future__ import annotations
 
-import base64
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
-import msgspec
 from pydantic import Field, HttpUrl
 
 from headwater.destinations.definition import (
     DestinationDefinition,
     DestinationSettings,
     Message,
-    MessageRejected,
-    Outgoing,
     Rendered,
-    Request,
 )
+from headwater.destinations.partner import render_each
 
 TYPES = {"page": "pageview", "screen": "screenview", "identify": "identify", "track": "track"}
 
@@ -35,24 +31,8 @@ class ClearBrainSettings(DestinationSettings):
     api_key: str = Field(min_length=1)
 
 
-def subscription_request(message: Message, endpoint: str, api_key: str | None,
-                         types: Mapping[str, str]) -> Request:
-    """One message as Segment's subscription webhooks send it, ``type`` renamed by ``types``."""
-    kind = message.get("type")
-    if not isinstance(kind, str) or kind not in types:
-        raise MessageRejected(f"this destination takes {', '.join(types)} calls, not {kind!r}")
-    headers = {"Content-Type": "application/json", "User-Agent": "Segment.io/1.0"}
-    if api_key:
-        token = base64.b64encode(f"{api_key}:".encode()).decode()
-        headers["Authorization"] = f"Basic {token}"
-    body = msgspec.json.encode({**message, "type": types[kind]})
-    return Request("POST", endpoint, headers, body)
-
-
 def render(messages: Sequence[Message], settings: ClearBrainSettings) -> Rendered:
-    return Rendered(outgoing=[
-        Outgoing(subscription_request(m, str(settings.endpoint), settings.api_key, TYPES), (i,))
-        for i, m in enumerate(messages)])
+    return render_each(messages, str(settings.endpoint), settings.api_key, TYPES)
 
 
 DEFINITION = DestinationDefinition(

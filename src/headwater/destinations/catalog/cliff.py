@@ -1,6 +1,6 @@
 """Cliff (Cliff.ai): a partner ("subscription webhook") destination; its API is not public.
 
-The request is the one Segment's partner destinations get (see ``clearbrain``): each message
+The request is the one Segment's partner destinations get (see ``partner.py``): each message
 POSTed as JSON to the ``endpoint`` setting, which is required as Cliff publishes no URL, with
 the type renamed as Cliff's page names it: track → ``track``, page → ``pageview``, screen →
 ``screenview``, identify → ``identify``, group → ``group``; no alias calls. Cliff's settings
@@ -14,14 +14,13 @@ from collections.abc import Sequence
 
 from pydantic import HttpUrl
 
-from headwater.destinations.catalog.clearbrain import subscription_request
 from headwater.destinations.definition import (
     DestinationDefinition,
     DestinationSettings,
     Message,
-    Outgoing,
     Rendered,
 )
+from headwater.destinations.partner import render_each
 
 TYPES = {"track": "track", "page": "pageview", "screen": "screenview", "identify": "identify",
          "group": "group"}
@@ -33,9 +32,7 @@ class CliffSettings(DestinationSettings):
 
 
 def render(messages: Sequence[Message], settings: CliffSettings) -> Rendered:
-    return Rendered(outgoing=[
-        Outgoing(subscription_request(m, str(settings.endpoint), settings.api_key, TYPES), (i,))
-        for i, m in enumerate(messages)])
+    return render_each(messages, str(settings.endpoint), settings.api_key, TYPES)
 
 
 DEFINITION = DestinationDefinition(
