@@ -231,3 +231,51 @@ def test_two_workers_share_a_queue_without_sending_twice(
     ids = [r.json()["messageId"] for r in hook.requests]
     assert sorted(ids) == sorted(e["messageId"] for e in events)  # each exactly once
     assert pipeline.totals(dest)[(DELIVERED, "")] == 1000
+
+
+def test_ac095_p95_latency_is_the_95th_percentile_of_delivered_minus_received(
+    pipeline: Pipeline, hook: Receiver
+) -> None:
+    from headwater.delivery.report import event_delivery
+
+    dest = pipeline.add("hook", settings={"url": hook.url + "/in"})
+    hook.answer(Answer(status=500))  # one message waits 30 s for its retry
+    received = {}
+    for second in range(40):  # received one second apart
+        event = track()
+        received[event["messageId"]] = second
+        pipeline.send(event)
+        pipeline.clock.advance(1)
+    pipeline.clock.advance(60)
+    pipeline.deliver()  # at second 100
+    pipeline.clock.advance(30)
+    pipeline.deliver()  # at second 130, the retried one
+    retried = hook.requests[0].json()["messageId"]
+    latencies = sorted((130 if m == retried else 100) - s for m, s in received.items())
+    report = event_delivery(pipeline.engine, dest, now=pipeline.clock.now)
+    assert report["delivered"] == 40
+    assert report["p95LatencyMs"] == latencies[37] * 1000  # nearest rank: the 38th of 40
+
+
+def test_ac096_a_batch_that_fails_marks_every_message_in_it(
+    pipeline: Pipeline, hook: Receiver
+) -> None:
+    from headwater.delivery.report import event_delivery
+
+    dest = pipeline.add("forward", "segment",
+                        settings={"write_key": "WK", "endpoint": hook.url})
+    hook.answer(Answer(status=429))
+    events = [track() for _ in range(50)]
+    pipeline.send(*events)
+    pipeline.deliver()
+    assert len(hook.requests) == 1 and len(hook.requests[0].json()["batch"]) == 50
+    report = event_delivery(pipeline.engine, dest, now=pipeline.clock.now)
+    assert report["retrying"] == 50
+    [error] = report["errors"]
+    assert (error["code"], error["status"], error["count"]) == (
+        "errors.awaiting-retry.429", "retrying", 50)
+    pipeline.clock.advance(10)
+    pipeline.deliver()
+    assert pipeline.totals(dest)[(DELIVERED, "")] == 50
+    assert sorted(m["messageId"] for m in hook.requests[1].json()["batch"]) == sorted(
+        e["messageId"] for e in events)

@@ -150,6 +150,11 @@ class DeliveryEngine:
                 await asyncio.wait_for(self._stopping.wait(), self._tick)
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=10)
+        # Claims still sending (to a destination that hangs) are left unsettled: their lease
+        # runs out and a worker sends them again, so cancelling loses nothing.
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def dispatch(self) -> None:
         """Start a claim on every lane that is free, not paused and has work due."""

@@ -28,6 +28,22 @@ def is_enabled(names: Iterable[str], default: bool, integrations: Mapping[str, A
     return default
 
 
+def warehouse_enabled(warehouse_id: str, integrations: Mapping[str, Any] | None) -> bool:
+    """Whether a message is loaded into a warehouse: only the ``Warehouses`` key decides.
+
+    ``All: false`` does not stop warehouses; ``{"Warehouses": {"all": false}}`` does, and
+    ``{"Warehouses": {"warehouseIds": [...]}}`` names the only ones that load it.
+    """
+    value = (integrations or {}).get("Warehouses")
+    if isinstance(value, dict):
+        if "warehouseIds" in value:
+            ids = value["warehouseIds"]
+            return isinstance(ids, list) and warehouse_id in ids
+        if "all" in value:
+            return value["all"] is True
+    return True
+
+
 def options(names: Iterable[str], integrations: Mapping[str, Any] | None) -> dict[str, Any]:
     """The destination's options object from the integrations object, if one was given."""
     for name in names:
