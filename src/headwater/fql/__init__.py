@@ -1,0 +1,46 @@
+"""FQL, Segment's filter query language: ``parse(text).matches(event)``.
+
+Parse errors name their position (``FQLSyntaxError``); an event a statement cannot be
+evaluated on raises ``FQLEvaluationError``, and callers drop it (fail closed, as Segment does
+to protect PII). ``to_ir`` gives the browser matcher's form of a statement.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from headwater.fql.evaluate import Evaluator, compile_node
+from headwater.fql.functions import FQLEvaluationError
+from headwater.fql.ir import NotRepresentable, to_ir
+from headwater.fql.lexer import FQLSyntaxError
+from headwater.fql.syntax import MAX_BYTES, Node
+from headwater.fql.syntax import parse as parse_tree
+
+__all__ = ["MAX_BYTES", "Expression", "FQLEvaluationError", "FQLSyntaxError", "NotRepresentable",
+           "parse"]
+
+
+@dataclass(frozen=True)
+class Expression:
+    source: str
+    tree: Node = field(repr=False)
+    _evaluate: Evaluator = field(repr=False, compare=False)
+
+    def evaluate(self, event: Mapping[str, Any]) -> Any:
+        """The statement's value (any FQL type) for this event."""
+        return self._evaluate(event)
+
+    def matches(self, event: Mapping[str, Any]) -> bool:
+        """True only when the statement's value is literally ``true``."""
+        return self._evaluate(event) is True
+
+    def to_ir(self) -> Any:
+        """The browser matcher's form; raises ``NotRepresentable`` outside its subset."""
+        return to_ir(self.tree)
+
+
+def parse(text: str) -> Expression:
+    tree = parse_tree(text)
+    return Expression(text, tree, compile_node(tree))
