@@ -192,12 +192,15 @@ class CreateDestination(Change):
             details.append(f"settings {_value(shown)}")
         if self.config.delivery:
             details.append(f"delivery {_value(self.config.delivery)}")
+        if self.config.filters:
+            details.append(f"{len(self.config.filters)} filters")
         return f"+ destination {self.config.name} ({'; '.join(details)})"
 
     def apply(self, store: WorkspaceStore) -> None:
         cfg = self.config
         DestinationStore(store).create(cfg.name, cfg.type, cfg.source, enabled=cfg.enabled,
-                                       settings=cfg.settings, delivery=cfg.delivery)
+                                       settings=cfg.settings, delivery=cfg.delivery,
+                                       filters=cfg.filters)
 
 
 @dataclass(frozen=True)
@@ -430,6 +433,7 @@ def _plan_destinations(
             "enabled": (current.enabled, cfg.enabled),
             "settings": (dict(current.settings), new_settings),
             "delivery": (current.delivery.model_dump(exclude_defaults=True), cfg.delivery),
+            "filters": ([f.written() for f in current.filters], cfg.filters),
         }
         for field_name, (old, new) in wanted.items():
             if old != new:
@@ -499,6 +503,8 @@ def export_config(store: WorkspaceStore) -> str:
         delivery = destination.delivery.model_dump(exclude_defaults=True)
         if delivery:
             entry["delivery"] = delivery
+        if destination.filters:
+            entry["filters"] = [f.written() for f in destination.filters]
         destinations.append(entry)
     if destinations:
         data["destinations"] = destinations

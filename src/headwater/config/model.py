@@ -28,6 +28,7 @@ from pydantic import (
     model_validator,
 )
 
+from headwater.destinations.filters import check_filters
 from headwater.store.workspace import (
     InvalidError,
     check_name,
@@ -161,6 +162,12 @@ class DestinationConfig(_Section):
     enabled: StrictBool = True
     settings: dict[str, Any] = Field(default_factory=dict)
     delivery: dict[str, Any] = Field(default_factory=dict)
+    filters: list[dict[str, Any]] = Field(default_factory=list)
+
+    @field_validator("filters", mode="before")
+    @classmethod
+    def _filters(cls, value: Any) -> list[dict[str, Any]]:
+        return [f.written() for f in check_filters(value)]
 
     @field_validator("name")
     @classmethod

@@ -60,6 +60,18 @@ def destination_verdict(event: dict[str, Any], destination: DestinationInfo) -> 
     return None
 
 
+def destination_filters(
+    event: dict[str, Any], destination: DestinationInfo
+) -> dict[str, Any] | str:
+    """The instance's destination filters (Segment: after the integrations object)."""
+    apply = destination.apply_filters
+    return event if apply is None else apply(event)
+
+
+def default_stages(destination: DestinationInfo) -> Sequence[Stage]:
+    return (destination_filters,) if destination.filters else ()
+
+
 def run_stages(
     event: dict[str, Any], destination: DestinationInfo, stages: Sequence[Stage]
 ) -> dict[str, Any] | str:
@@ -81,7 +93,7 @@ class Router:
         queue: DeliveryQueue,
         *,
         owner: str,
-        stages: Callable[[DestinationInfo], Sequence[Stage]] = lambda _d: (),
+        stages: Callable[[DestinationInfo], Sequence[Stage]] = default_stages,
     ) -> None:
         self._log = log
         self._engine = log.engine

@@ -11,8 +11,9 @@ missing) secret in an update keeps the stored value, so an exported file applies
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import sqlalchemy as sa
@@ -20,6 +21,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.engine import Connection, Row
 
 from headwater.destinations.definition import DestinationDefinition
+from headwater.destinations.filters import (
+    Apply,
+    DestinationFilter,
+    FilterError,
+    check_filters,
+    compile_filters,
+)
 from headwater.destinations.registry import UnknownDestinationType, get
 from headwater.store import schema
 from headwater.store.workspace import (
@@ -60,10 +68,16 @@ class DestinationInfo:
     delivery: DeliveryOptions
     created_at: int
     updated_at: int
+    filters: tuple[DestinationFilter, ...] = field(default=(), compare=False)
 
     @property
     def definition(self) -> DestinationDefinition:
         return get(self.type)
+
+    @cached_property
+    def apply_filters(self) -> Apply | None:
+        """The enabled filters as one function (compiled once per configuration change)."""
+        return compile_filters(self.filters)
 
     def shown_settings(self) -> dict[str, Any]:
         return redact(self.type, self.settings)
@@ -116,11 +130,13 @@ class DestinationStore:
         enabled: bool = True,
         settings: Mapping[str, Any] | None = None,
         delivery: Mapping[str, Any] | None = None,
+        filters: Sequence[Any] = (),
     ) -> DestinationInfo:
         check_name(name)
         definition = _definition(type)
         stored = _validated(definition, check_settings(settings or {}), {})
         options = _options(delivery or {})
+        checked_filters = _filters(list(filters), ())
         with self._workspace.writing() as conn:
             workspace_id = self._workspace.workspace_id(conn, create=True)
             assert workspace_id is not None
@@ -131,7 +147,7 @@ class DestinationStore:
             conn.execute(schema.destinations.insert().values(
                 id=destination_id, workspace_id=workspace_id, source_id=source_id, name=name,
                 type=definition.type, enabled=bool(enabled), settings=stored,
-                delivery=options, created_at=now, updated_at=now,
+                delivery=options, filters=checked_filters, created_at=now, updated_at=now,
             ))
             self._workspace.bump(conn)
             return _info(self._require(conn, destination_id))
@@ -145,8 +161,10 @@ class DestinationStore:
         enabled: bool | Unset = UNSET,
         settings: Mapping[str, Any] | Unset = UNSET,
         delivery: Mapping[str, Any] | Unset = UNSET,
+        filters: Sequence[Any] | Unset = UNSET,
     ) -> DestinationInfo:
-        """Change what is given; ``settings`` replaces the settings, keeping unsent secrets."""
+        """Change what is given; ``settings`` replaces the settings, keeping unsent secrets;
+        ``filters`` replaces the filter list."""
         with self._workspace.writing() as conn:
             row = self._require(conn, id_or_name)
             values: dict[str, Any] = {}
@@ -165,11 +183,30 @@ class DestinationStore:
                     _definition(row.type), check_settings(settings), dict(row.settings or {}))
             if not isinstance(delivery, Unset):
                 values["delivery"] = _options(delivery)
+            if not isinstance(filters, Unset):
+                values["filters"] = _filters(filters, _info(row).filters)
             if values:
                 values["updated_at"] = self._workspace.now()
                 conn.execute(sa.update(schema.destinations)
                              .where(schema.destinations.c.id == row.id).values(**values))
                 self._workspace.bump(conn)
+            return _info(self._require(conn, row.id))
+
+    def edit_filters(
+        self, id_or_name: str,
+        edit: Callable[[Sequence[dict[str, Any]]], Sequence[dict[str, Any]]],
+    ) -> DestinationInfo:
+        """Change the filter list in one transaction: ``edit`` gets the stored list (as the API
+        shows it) and returns the new one, which is checked like any other."""
+        with self._workspace.writing() as conn:
+            row = self._require(conn, id_or_name)
+            current = _info(row).filters
+            conn.execute(sa.update(schema.destinations)
+                         .where(schema.destinations.c.id == row.id)
+                         .values(filters=_filters(
+                             list(edit([f.shown() for f in current])), current),
+                                 updated_at=self._workspace.now()))
+            self._workspace.bump(conn)
             return _info(self._require(conn, row.id))
 
     def delete(self, id_or_name: str) -> None:
@@ -259,13 +296,36 @@ def _options(delivery: Mapping[str, Any]) -> dict[str, Any]:
         raise InvalidError(f"{path}: {error['msg']}", f"delivery.{path}") from None
 
 
+def _filters(raw: Any, current: Sequence[DestinationFilter]) -> list[dict[str, Any]]:
+    try:
+        checked = check_filters(raw, current, new_id=lambda: "df_" + new_id())
+    except FilterError as exc:
+        raise InvalidError(str(exc), exc.field) from None
+    return [f.shown() for f in checked]
+
+
 def _info(row: Row[Any]) -> DestinationInfo:
     return DestinationInfo(
         id=row.id, workspace_id=row.workspace_id, source_id=row.source_id, name=row.name,
         type=row.type, enabled=bool(row.enabled), settings=dict(row.settings or {}),
         delivery=DeliveryOptions.model_validate(row.delivery or {}),
         created_at=row.created_at, updated_at=row.updated_at,
+        filters=tuple(_stored_filters(row.filters)),
     )
+
+
+def _stored_filters(stored: Any) -> list[DestinationFilter]:
+    """Stored filters; one that no longer validates is kept as it is, and ``compile_filters``
+    stops every event on it (fail closed) rather than the whole load failing."""
+    found = []
+    for raw in stored if isinstance(stored, list) else []:
+        raw = raw if isinstance(raw, dict) else {}
+        try:
+            found.append(DestinationFilter.model_validate(raw))
+        except ValueError:
+            found.append(DestinationFilter.model_construct(
+                id=str(raw.get("id", "")), if_=str(raw.get("if", "")), actions=[], enabled=True))
+    return found
 
 
 class DestinationCache:

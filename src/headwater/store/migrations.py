@@ -41,10 +41,19 @@ def _seed_log_partitions(conn: Connection) -> None:
         conn.execute(schema.log_partitions.insert(), missing)
 
 
+def _add_filters_and_mappings(conn: Connection) -> None:
+    present = {c["name"] for c in sa.inspect(conn).get_columns("destinations")}
+    for column in ("filters", "mappings"):
+        if column not in present:
+            conn.execute(sa.text(
+                f"ALTER TABLE destinations ADD COLUMN {column} JSON NOT NULL DEFAULT '[]'"))
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "create tables", _create_tables),
     Migration(2, "seed event log partitions", _seed_log_partitions),
     Migration(3, "destinations and delivery queues", _create_tables),
+    Migration(4, "destination filters and mappings", _add_filters_and_mappings),
 ]
 
 

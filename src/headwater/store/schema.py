@@ -85,6 +85,9 @@ destinations = sa.Table(
     sa.Column("delivery", sa.JSON, nullable=False, default=dict),
     sa.Column("created_at", sa.BigInteger, nullable=False),
     sa.Column("updated_at", sa.BigInteger, nullable=False),
+    # Destination filters (destinations/filters.py) and Actions mappings, in their order.
+    sa.Column("filters", sa.JSON, nullable=False, default=list),
+    sa.Column("mappings", sa.JSON, nullable=False, default=list),
     sa.UniqueConstraint("workspace_id", "name", name="uq_destinations_name"),
     sa.Index("ix_destinations_source", "source_id"),
 )

@@ -1,0 +1,73 @@
+"""Destination filters as a router stage: what reaches the destination, and what is counted."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from headwater.pipeline.router import FILTERED_AT_DESTINATION
+from headwater.store import schema
+from tests.delivery.conftest import Pipeline, track
+from tests.destinations.receiver import Receiver
+
+
+def test_filters_drop_and_edit_per_destination(pipeline: Pipeline, receiver: Receiver) -> None:
+    filtered = pipeline.add("filtered", settings={"url": receiver.url + "/filtered"}, filters=[
+        {"title": "Only tracks with a user", "if": "length(userId) < 1",
+         "actions": [{"type": "DROP"}]},
+        {"title": "No email", "if": "all", "actions": [
+            {"type": "DROP_PROPERTIES", "fields": {"properties": ["email"]}}]},
+    ])
+    pipeline.add("plain", settings={"url": receiver.url + "/plain"})
+    anonymous = track(userId=None, anonymousId="a-1")
+    known = track(properties={"email": "jo@example.com", "plan": "pro"})
+    pipeline.send(anonymous, known)
+    pipeline.deliver()
+    by_path: dict[str, list[dict[str, object]]] = {}
+    for request in receiver.requests:
+        by_path.setdefault(request.path, []).append(request.json())
+    [sent] = by_path["/filtered"]
+    assert sent["messageId"] == known["messageId"]
+    assert sent["properties"] == {"plan": "pro"}
+    # The other destination gets both events untouched.
+    assert sorted(m["messageId"] for m in by_path["/plain"]) == sorted(  # type: ignore[type-var]
+        [anonymous["messageId"], known["messageId"]])
+    assert {"email": "jo@example.com", "plan": "pro"} in [m["properties"] for m in by_path["/plain"]]
+    drop_id = filtered.filters[0].id
+    assert pipeline.totals(filtered)[(FILTERED_AT_DESTINATION,
+                                      f"FILTERED_BY_RULES:{drop_id}")] == 1
+
+
+def test_ac068_unsupported_type_is_counted_before_any_filter(
+    pipeline: Pipeline, receiver: Receiver
+) -> None:
+    slack = pipeline.add("slack", "slack", settings={"webhook_url": receiver.url + "/slack"}, filters=[
+        {"if": "all", "actions": [{"type": "DROP"}]}])
+    pipeline.send(track(type="screen", name="Home"))
+    assert pipeline.totals(slack) == {(FILTERED_AT_DESTINATION, "UNSUPPORTED_EVENT_TYPE"): 1}
+
+
+def test_ac056_a_stored_filter_that_does_not_parse_stops_every_event(
+    pipeline: Pipeline, receiver: Receiver
+) -> None:
+    hook = pipeline.add("hook", settings={"url": receiver.url + "/in"})
+    broken = [{"id": "df_broken", "if": 'userId = oops"', "actions": [{"type": "DROP"}]}]
+    with pipeline.workspace.writing() as conn:  # written by hand: the API would refuse it
+        conn.execute(sa.update(schema.destinations).where(schema.destinations.c.id == hook.id)
+                     .values(filters=broken))
+        pipeline.workspace.bump(conn)
+    pipeline.send(track(), track())
+    pipeline.deliver()
+    assert receiver.requests == []
+    assert pipeline.totals(hook) == {(FILTERED_AT_DESTINATION, "INTERNAL:df_broken"): 2}
+
+
+def test_ac069_a_filter_applies_to_events_routed_after_it(
+    pipeline: Pipeline, receiver: Receiver
+) -> None:
+    pipeline.add("hook", settings={"url": receiver.url + "/in"})
+    before = track()
+    pipeline.send(before)  # queued before the filter exists
+    pipeline.store.update("hook", filters=[{"if": "all", "actions": [{"type": "DROP"}]}])
+    pipeline.send(track())
+    pipeline.deliver()
+    assert [r.json()["messageId"] for r in receiver.requests] == [before["messageId"]]
