@@ -113,3 +113,60 @@ def test_store_refuses_bad_settings_and_unknown_types(sqlite_engine: Engine) -> 
         destinations.create("x", "webhook", "web", settings={"url": "http://h/"},
                             delivery={"retry_window_hours": -1})
     assert bad_delivery.value.field == "delivery.retry_window_hours"
+
+
+FILTERS = """
+workspace: acme
+sources:
+  - name: web
+    write_key: WK_web
+destinations:
+  - name: hook
+    type: webhook
+    source: web
+    settings: {url: "http://127.0.0.1:9000/hook"}
+    filters:
+      - title: Only tracks
+        if: "type != 'track'"
+        actions: [{type: DROP}]
+      - title: No email
+        if: all
+        actions: [{type: DROP_PROPERTIES, fields: {properties: [email], context: [ip]}}]
+"""
+
+
+def test_filters_in_the_config_file(sqlite_engine: Engine) -> None:
+    store = WorkspaceStore(sqlite_engine)
+    config = parse_config(read_yaml(FILTERS))
+    first = plan(store, config)
+    assert "2 filters" in first.render()
+    apply(store, first)
+    [hook] = DestinationStore(store).list()
+    assert [f.title for f in hook.filters] == ["Only tracks", "No email"]
+    ids = [f.id for f in hook.filters]
+    assert all(i.startswith("df_") for i in ids)
+    assert not plan(store, config)  # idempotent
+    exported = export_config(store)
+    assert "if: type != 'track'" in exported and "df_" not in exported
+    assert not plan(store, parse_config(read_yaml(exported)))
+
+    changed = FILTERS.replace("title: No email", "title: No email or IP")
+    second = plan(store, parse_config(read_yaml(changed)))
+    assert "~ destination hook: filters" in second.render()
+    apply(store, second)
+    [hook] = DestinationStore(store).list()
+    assert [f.id for f in hook.filters] == ids  # a filter keeps its id through edits
+    assert hook.filters[1].title == "No email or IP"
+
+
+@pytest.mark.parametrize(("replace", "message"), [
+    ("if: \"type != 'track'\"", "destinations[0].filters: [0].if: not valid FQL"),
+    ("actions: [{type: DROP}]", "destinations[0].filters: [0].actions.0: a SAMPLE action needs"),
+])
+def test_filter_errors_in_the_config_file_name_the_place(replace: str, message: str) -> None:
+    broken = FILTERS.replace(replace, {
+        "if: \"type != 'track'\"": "if: \"type != 'track\"",
+        "actions: [{type: DROP}]": "actions: [{type: SAMPLE}]"}[replace], 1)
+    with pytest.raises(ConfigError) as raised:
+        parse_config(read_yaml(broken))
+    assert message in str(raised.value)

@@ -125,7 +125,8 @@ def check_filters(raw: Any, current: Iterable[DestinationFilter] = (),
             where = ".".join(str(p) for p in error["loc"])
             message = str(error["ctx"]["error"]) if "ctx" in error and "error" in error["ctx"] \
                 else error["msg"]
-            raise FilterError(f"{where}: {message}" if where else message,
+            place = f"[{position}]" + (f".{where}" if where else "")
+            raise FilterError(f"{place}: {message}",
                               f"filters.{position}" + (f".{where}" if where else "")) from None
         if not checked.id:
             taken = {f.id for f in found}
