@@ -20,6 +20,14 @@ fi
 echo "==> installing headwater with its test extras"
 .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
 
+# The differential tests' oracles (tests/oracle): npm writes node_modules/.package-lock.json last,
+# so its age is the install's age.
+if [ ! -f tests/oracle/node_modules/.package-lock.json ] \
+    || [ tests/oracle/package-lock.json -nt tests/oracle/node_modules/.package-lock.json ]; then
+  echo "==> npm ci (test oracles)"
+  npm ci --prefix tests/oracle --no-audit --no-fund
+fi
+
 echo "==> ruff"
 .venv/bin/ruff check src tests bench
 echo "==> mypy"

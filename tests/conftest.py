@@ -19,6 +19,7 @@ from sqlalchemy.engine import Engine
 from headwater.store.database import database_url, open_engine
 from headwater.store.migrations import migrate
 from tests.destinations.receiver import Receiver
+from tests.oracle.fixture import oracle  # noqa: F401  (the Node oracles, for every test package)
 
 
 def _pg_bin() -> Path:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from pathlib import Path
+
 import sqlalchemy as sa
 
 from headwater.pipeline.router import FILTERED_AT_DESTINATION
@@ -71,3 +74,31 @@ def test_ac069_a_filter_applies_to_events_routed_after_it(
     pipeline.send(track())
     pipeline.deliver()
     assert [r.json()["messageId"] for r in receiver.requests] == [before["messageId"]]
+
+
+def test_replay_to_a_disabled_destination_still_applies_its_filters(
+    pipeline: Pipeline, receiver: Receiver, tmp_path: Path
+) -> None:
+    from headwater.delivery.replay import replay
+    from headwater.pipeline.archive import Archive, ArchiveWriter
+    from headwater.pipeline.consumer import Consumer
+
+    pipeline.add("hook", enabled=False, settings={"url": receiver.url + "/in"}, filters=[
+        {"if": "event = 'Page Scrolled'", "actions": [{"type": "DROP"}]}])
+    pipeline.log.register("archive")
+    kept, dropped = track(), track(event="Page Scrolled")
+    pipeline.send(kept, dropped)
+    archiver = Consumer(pipeline.log, "archive", ArchiveWriter(tmp_path), owner="archive")
+    while archiver.run_once():
+        pass
+    pipeline.deliver()
+    assert receiver.requests == []  # disabled: nothing while it is off
+    start = datetime.fromtimestamp(pipeline.clock.now - 3600, UTC)
+    end = datetime.fromtimestamp(pipeline.clock.now + 3600, UTC)
+    result = replay(Archive(tmp_path), pipeline.delivery.queue,
+                    pipeline.store.require("hook"), start, end)
+    assert (result.read, result.queued) == (2, 1)
+    rule = pipeline.store.require("hook").filters[0]
+    assert result.filtered == {f"FILTERED_BY_RULES:{rule.id}": 1}
+    pipeline.deliver()
+    assert [r.json()["messageId"] for r in receiver.requests] == [kept["messageId"]]

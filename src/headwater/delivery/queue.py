@@ -36,6 +36,7 @@ class NewJob:
     message: bytes
     received_at_ms: int
     replay: bool = False
+    mapping_id: str = ""  # the Actions mapping this job is for
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,7 @@ class Job:
     attempts: int
     first_attempt_at_ms: int | None
     replay: bool
+    mapping_id: str = ""
 
 
 @dataclass
@@ -87,15 +89,17 @@ class DeliveryQueue:
             return 0
         now = self.now_ms()
         insert = (sqlite.insert if self._sqlite else postgresql.insert)(jobs)
-        result = conn.execute(insert.on_conflict_do_nothing(), [
+        # RETURNING counts what was queued on both databases (a PostgreSQL executemany
+        # reports no row count).
+        result = conn.execute(insert.on_conflict_do_nothing().returning(jobs.c.id), [
             {"destination_id": j.destination_id, "message_id": j.message_id,
              "message": j.message, "received_at_ms": j.received_at_ms, "enqueued_at_ms": now,
              "attempts": 0, "first_attempt_at_ms": None, "next_attempt_at_ms": now,
              "lease_owner": None, "lease_expires_at_ms": 0, "last_error": None,
-             "replay": j.replay}
+             "replay": j.replay, "mapping_id": j.mapping_id}
             for j in new
         ])
-        return int(result.rowcount or 0)
+        return len(result.all())
 
     def enqueue(self, new: Sequence[NewJob]) -> int:
         with write_transaction(self._engine) as conn:
@@ -137,7 +141,8 @@ class DeliveryQueue:
             conn.execute(sa.update(jobs).where(jobs.c.id.in_([r.id for r in rows])).values(
                 lease_owner=owner, lease_expires_at_ms=now + int(lease_seconds * 1000)))
         return [Job(r.id, r.destination_id, r.message_id, bytes(r.message), r.received_at_ms,
-                    r.enqueued_at_ms, r.attempts, r.first_attempt_at_ms, bool(r.replay))
+                    r.enqueued_at_ms, r.attempts, r.first_attempt_at_ms, bool(r.replay),
+                    r.mapping_id)
                 for r in rows]
 
     # --- settling ------------------------------------------------------------------------------

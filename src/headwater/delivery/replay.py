@@ -17,7 +17,7 @@ import msgspec
 
 from headwater.delivery.queue import DeliveryQueue, NewJob
 from headwater.pipeline.archive import Archive
-from headwater.pipeline.router import Stage, destination_verdict, run_stages
+from headwater.pipeline.router import Stage, default_stages, destination_verdict, run_stages
 from headwater.spec.timestamps import parse_timestamp
 from headwater.store.destinations import DestinationInfo
 
@@ -41,10 +41,14 @@ def replay(
     *,
     types: Sequence[str] = (),
     events: Sequence[str] = (),
-    stages: Sequence[Stage] = (),
+    stages: Sequence[Stage] | None = None,
     progress: Callable[[ReplayResult], None] | None = None,
 ) -> ReplayResult:
-    """Queue the archived events of ``[start, end)``; ``types``/``events`` narrow them."""
+    """Queue the archived events of ``[start, end)``; ``types``/``events`` narrow them.
+
+    ``stages`` defaults to the instance's own (its destination filters still apply)."""
+    if stages is None:
+        stages = default_stages(destination)
     result = ReplayResult()
     pending: list[NewJob] = []
     for event in _selected(archive.read(destination.source_id, start, end), types, events):

@@ -49,11 +49,35 @@ def _add_filters_and_mappings(conn: Connection) -> None:
                 f"ALTER TABLE destinations ADD COLUMN {column} JSON NOT NULL DEFAULT '[]'"))
 
 
+def _jobs_per_mapping(conn: Connection) -> None:
+    """``delivery_jobs`` gets ``mapping_id`` and a unique key that includes it."""
+    present = {c["name"] for c in sa.inspect(conn).get_columns("delivery_jobs")}
+    if "mapping_id" in present:
+        return
+    jobs = schema.delivery_jobs
+    if conn.dialect.name == "sqlite":  # SQLite cannot drop a constraint: rebuild the table
+        conn.execute(sa.text("ALTER TABLE delivery_jobs RENAME TO delivery_jobs_old"))
+        conn.execute(sa.text("DROP INDEX IF EXISTS ix_delivery_jobs_due"))
+        jobs.create(conn)
+        columns = ", ".join(c.name for c in jobs.columns if c.name != "mapping_id")
+        conn.execute(sa.text(f"INSERT INTO delivery_jobs ({columns}) "
+                             f"SELECT {columns} FROM delivery_jobs_old"))
+        conn.execute(sa.text("DROP TABLE delivery_jobs_old"))
+        return
+    conn.execute(sa.text(
+        "ALTER TABLE delivery_jobs ADD COLUMN mapping_id VARCHAR(40) NOT NULL DEFAULT ''"))
+    conn.execute(sa.text("ALTER TABLE delivery_jobs DROP CONSTRAINT uq_delivery_jobs_message"))
+    for index in jobs.indexes:
+        if index.name == "uq_delivery_jobs_message_mapping":
+            index.create(conn)
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "create tables", _create_tables),
     Migration(2, "seed event log partitions", _seed_log_partitions),
     Migration(3, "destinations and delivery queues", _create_tables),
     Migration(4, "destination filters and mappings", _add_filters_and_mappings),
+    Migration(5, "delivery jobs per mapping", _jobs_per_mapping),
 ]
 
 

@@ -202,7 +202,10 @@ delivery_jobs = sa.Table(
     sa.Column("lease_expires_at_ms", sa.BigInteger, nullable=False, default=0),
     sa.Column("last_error", sa.String(200), nullable=True),
     sa.Column("replay", sa.Boolean, nullable=False, default=False),
-    sa.UniqueConstraint("destination_id", "message_id", name="uq_delivery_jobs_message"),
+    # An Actions destination gets one job per matching mapping; "" for other destinations.
+    sa.Column("mapping_id", sa.String(40), nullable=False, default="", server_default=""),
+    sa.Index("uq_delivery_jobs_message_mapping", "destination_id", "message_id", "mapping_id",
+             unique=True),
     sa.Index("ix_delivery_jobs_due", "destination_id", "next_attempt_at_ms"),
 )
 
