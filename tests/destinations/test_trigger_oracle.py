@@ -45,15 +45,18 @@ def trigger(r: random.Random) -> str:
     return text
 
 
+VALUES: dict[str, list[Any]] = {
+    "total": [0, 1, 9.5, 10, "10", None], "plan": ["pro", "Pro", "", None],
+    "coupon": ["X", None, 0], "flag": [True, False, "true"],
+    "items": [[{"id": "abc"}], [], "abc"]}
+
+
 def event(r: random.Random) -> dict[str, Any]:
     found: dict[str, Any] = {"type": r.choice(["track", "identify", "page"]),
                              "event": r.choice(TEXT[2:5]), "userId": r.choice(["u1", "10", None])}
     properties: dict[str, Any] = {}
     for key in r.sample(["total", "plan", "coupon", "flag", "items"], r.randint(0, 5)):
-        properties[key] = r.choice({
-            "total": [0, 1, 9.5, 10, "10", None], "plan": ["pro", "Pro", "", None],
-            "coupon": ["X", None, 0], "flag": [True, False, "true"],
-            "items": [[{"id": "abc"}], [], "abc"]}[key])
+        properties[key] = r.choice(VALUES[key])
     found["properties"] = properties
     if r.random() < 0.5:
         found["name"] = r.choice(["Home", "pro"])
@@ -72,7 +75,10 @@ def _usable(condition: Any) -> bool:
 
 def test_generated_triggers_parse_and_match_as_segment_does(oracle: NodeOracle) -> None:
     r = random.Random(11)
-    parse_cases, match_cases, ours_parsed, ours_matched = [], [], [], []
+    parse_cases: list[dict[str, Any]] = []
+    match_cases: list[dict[str, Any]] = []
+    ours_parsed: list[tuple[str, Any]] = []
+    ours_matched: list[tuple[str, dict[str, Any], bool]] = []
     for _ in range(2000):
         text = trigger(r)
         try:
