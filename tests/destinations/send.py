@@ -14,6 +14,7 @@ from headwater.destinations.registry import get
 def render(destination_type: str, settings: Mapping[str, Any],
            messages: Sequence[Message]) -> Rendered:
     definition = get(destination_type)
+    assert definition.render is not None, "an Actions destination renders through its mappings"
     return definition.render(messages, definition.parse_settings(settings))
 
 

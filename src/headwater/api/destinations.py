@@ -61,6 +61,8 @@ class CreateDestinationBody(_Body):
     enabled: StrictBool = True
     settings: dict[str, Any] | None = None
     delivery: dict[str, Any] | None = None
+    filters: list[dict[str, Any]] = []
+    mappings: list[dict[str, Any]] = []
 
 
 class UpdateDestinationBody(_Body):
@@ -98,7 +100,8 @@ def list_destinations(
 @router.post("/destinations", status_code=201, response_model=None)
 def create_destination(body: CreateDestinationBody, store: Store) -> dict[str, Any]:
     destination = store.create(body.name, body.type, body.source, enabled=body.enabled,
-                               settings=body.settings, delivery=body.delivery)
+                               settings=body.settings, delivery=body.delivery,
+                               filters=body.filters, mappings=body.mappings)
     return {"data": {"destination": destination_json(destination)}}
 
 
@@ -167,6 +170,12 @@ def destination_catalog() -> dict[str, Any]:
             "batching": None if d.batching is None else {
                 "maxEvents": d.batching.max_events, "maxBytes": d.batching.max_bytes},
             "settings": d.settings.model_json_schema(),
+            "actions": [
+                {"name": a.name, "title": a.title, "description": a.description,
+                 "fields": {n: {"type": f.type, "required": f.required, "multiple": f.multiple,
+                                "choices": list(f.choices) if f.choices else None,
+                                "description": f.description} for n, f in a.fields.items()}}
+                for a in d.actions.values()],
         }
         for d in definitions().values()
     ]}}

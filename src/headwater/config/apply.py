@@ -194,13 +194,15 @@ class CreateDestination(Change):
             details.append(f"delivery {_value(self.config.delivery)}")
         if self.config.filters:
             details.append(f"{len(self.config.filters)} filters")
+        if self.config.mappings:
+            details.append(f"{len(self.config.mappings)} mappings")
         return f"+ destination {self.config.name} ({'; '.join(details)})"
 
     def apply(self, store: WorkspaceStore) -> None:
         cfg = self.config
         DestinationStore(store).create(cfg.name, cfg.type, cfg.source, enabled=cfg.enabled,
                                        settings=cfg.settings, delivery=cfg.delivery,
-                                       filters=cfg.filters)
+                                       filters=cfg.filters, mappings=cfg.mappings)
 
 
 @dataclass(frozen=True)
@@ -434,6 +436,7 @@ def _plan_destinations(
             "settings": (dict(current.settings), new_settings),
             "delivery": (current.delivery.model_dump(exclude_defaults=True), cfg.delivery),
             "filters": ([f.written() for f in current.filters], cfg.filters),
+            "mappings": ([m.written() for m in current.mappings], cfg.mappings),
         }
         for field_name, (old, new) in wanted.items():
             if old != new:
@@ -505,6 +508,8 @@ def export_config(store: WorkspaceStore) -> str:
             entry["delivery"] = delivery
         if destination.filters:
             entry["filters"] = [f.written() for f in destination.filters]
+        if destination.mappings:
+            entry["mappings"] = [m.written() for m in destination.mappings]
         destinations.append(entry)
     if destinations:
         data["destinations"] = destinations

@@ -28,7 +28,10 @@ from pydantic import (
     model_validator,
 )
 
+from headwater.destinations.actions import check_mappings
 from headwater.destinations.filters import check_filters
+from headwater.destinations.registry import UnknownDestinationType
+from headwater.destinations.registry import get as get_definition
 from headwater.store.workspace import (
     InvalidError,
     check_name,
@@ -163,11 +166,27 @@ class DestinationConfig(_Section):
     settings: dict[str, Any] = Field(default_factory=dict)
     delivery: dict[str, Any] = Field(default_factory=dict)
     filters: list[dict[str, Any]] = Field(default_factory=list)
+    mappings: list[dict[str, Any]] = Field(default_factory=list)
 
     @field_validator("filters", mode="before")
     @classmethod
     def _filters(cls, value: Any) -> list[dict[str, Any]]:
         return [f.written() for f in check_filters(value)]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _mappings(cls, data: Any) -> Any:
+        """Mappings are checked against the actions of the destination's type."""
+        if not isinstance(data, dict) or not data.get("mappings"):
+            return data
+        try:
+            actions = get_definition(str(data.get("type"))).actions
+        except UnknownDestinationType:
+            return data  # the type's own error is reported where the type is used
+        if not actions:
+            raise ValueError(f"mappings: {data.get('type')} is not an Actions destination")
+        checked = check_mappings(actions, data["mappings"])
+        return {**data, "mappings": [m.written() for m in checked]}
 
     @field_validator("name")
     @classmethod

@@ -227,6 +227,8 @@ class DeliveryEngine:
         return len(claimed)
 
     def _claim_size(self, destination: DestinationInfo, definition: DestinationDefinition) -> int:
+        if definition.actions:  # a batching action's batch_size can be larger
+            return max(UNBATCHED_CLAIM, destination.compiled_mappings.largest_batch)
         if definition.batching is None:
             return UNBATCHED_CLAIM
         size = definition.batching.max_events
@@ -250,7 +252,11 @@ class DeliveryEngine:
             rendered = Rendered(rejected={i: ("INVALID_SETTINGS", "the settings are not valid")
                                           for i in range(len(claimed))})
         else:
-            rendered = _render(definition, settings, messages)
+            if definition.actions:
+                rendered = destination.compiled_mappings.render(
+                    [job.mapping_id for job in claimed], messages, settings)
+            else:
+                rendered = _render(definition, settings, messages)
         for position, (code, _detail) in rendered.rejected.items():
             verdicts[position].append(retry.judge(code))
 
@@ -350,6 +356,7 @@ def _render(
     definition: DestinationDefinition, settings: Any, messages: list[dict[str, Any]]
 ) -> Rendered:
     """Render a batch at once, or message by message so one bad message fails alone."""
+    assert definition.render is not None  # only Actions destinations have none
     if definition.batching is not None:
         return definition.render(messages, settings)
     combined = Rendered()

@@ -17,7 +17,7 @@ import msgspec
 
 from headwater.delivery.queue import DeliveryQueue, NewJob
 from headwater.pipeline.archive import Archive
-from headwater.pipeline.router import Stage, default_stages, destination_verdict, run_stages
+from headwater.pipeline.router import Stage, default_stages, route
 from headwater.spec.timestamps import parse_timestamp
 from headwater.store.destinations import DestinationInfo
 
@@ -53,17 +53,16 @@ def replay(
     pending: list[NewJob] = []
     for event in _selected(archive.read(destination.source_id, start, end), types, events):
         result.read += 1
-        reason = destination_verdict(event, destination)
-        staged: dict[str, Any] | str = event
-        if reason is None:
-            staged = run_stages(event, destination, stages)
-            reason = staged if isinstance(staged, str) else None
-        if reason is not None or isinstance(staged, str):
-            result.filtered[str(reason)] = result.filtered.get(str(reason), 0) + 1
+        routed = route(event, destination, stages)
+        if isinstance(routed, str):
+            result.filtered[routed] = result.filtered.get(routed, 0) + 1
             continue
+        staged, mapping_ids = routed
         received = parse_timestamp(event.get("receivedAt"))
-        pending.append(NewJob(destination.id, str(event.get("messageId", "")), _encode(staged),
-                              int(received.timestamp() * 1000) if received else 0, replay=True))
+        body = _encode(staged)
+        pending.extend(NewJob(destination.id, str(event.get("messageId", "")), body,
+                              int(received.timestamp() * 1000) if received else 0, replay=True,
+                              mapping_id=m) for m in mapping_ids)
         if len(pending) >= BATCH:
             result.queued += queue.enqueue(pending)
             pending = []

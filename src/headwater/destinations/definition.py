@@ -10,9 +10,12 @@ from __future__ import annotations
 import builtins
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:
+    from headwater.destinations.actions import ActionDefinition
 
 Message = dict[str, Any]
 
@@ -90,7 +93,7 @@ class DestinationDefinition:
     type: str  # the id used in headwater.yaml and the REST API, e.g. "webhook"
     name: str  # the catalog name: the key of the integrations object
     settings: builtins.type[DestinationSettings]
-    render: Render
+    render: Render | None = None  # None for an Actions destination: its actions render
     methods: frozenset[str] = ALL_METHODS
     aliases: tuple[str, ...] = ()  # other names the integrations object may use
     secrets: frozenset[str] = frozenset()  # settings never shown after they are saved
@@ -101,6 +104,8 @@ class DestinationDefinition:
     timeout_seconds: float = 10.0
     interpret: Interpret | None = None
     description: str = ""
+    # An Actions destination's actions, by name; its instances' mappings choose among them.
+    actions: Mapping[str, ActionDefinition] = field(default_factory=dict)
 
     @property
     def integration_names(self) -> tuple[str, ...]:

@@ -19,6 +19,7 @@ import msgspec
 
 from headwater.delivery.queue import DeliveryQueue, NewJob
 from headwater.destinations import integrations
+from headwater.destinations.actions import NO_MATCHING_MAPPING
 from headwater.destinations.registry import integration_names
 from headwater.spec.timestamps import parse_timestamp
 from headwater.store.counters import CounterKey, CounterStore, minute_of
@@ -70,6 +71,23 @@ def destination_filters(
 
 def default_stages(destination: DestinationInfo) -> Sequence[Stage]:
     return (destination_filters,) if destination.filters else ()
+
+
+def route(
+    event: dict[str, Any], destination: DestinationInfo, stages: Sequence[Stage]
+) -> tuple[dict[str, Any], list[str]] | str:
+    """The event as it goes to this instance with the mapping ids to queue it for ("" for a
+    destination without Actions), or the reason it does not go."""
+    reason = destination_verdict(event, destination)
+    if reason is not None:
+        return reason
+    staged = run_stages(event, destination, stages)
+    if isinstance(staged, str):
+        return staged
+    if not destination.definition.actions:
+        return staged, [""]
+    matched = destination.compiled_mappings.matching(staged)
+    return (staged, matched) if matched else NO_MATCHING_MAPPING
 
 
 def run_stages(
@@ -129,18 +147,15 @@ class Router:
                                                 known):
                     tally[CounterKey(record.source_id, "", UNKNOWN_INTEGRATION, key[:100])] += 1
                 for destination in destinations:
-                    reason = destination_verdict(event, destination)
-                    staged: dict[str, Any] | str = event
-                    if reason is None:
-                        staged = run_stages(event, destination, self._stages(destination))
-                        reason = staged if isinstance(staged, str) else None
-                    if reason is not None:
+                    routed = route(event, destination, self._stages(destination))
+                    if isinstance(routed, str):
                         tally[CounterKey(record.source_id, destination.id,
-                                         FILTERED_AT_DESTINATION, reason)] += 1
+                                         FILTERED_AT_DESTINATION, routed)] += 1
                         continue
+                    staged, mapping_ids = routed
                     body = bytes(raw) if staged is event else _encode(staged)
-                    jobs.append(NewJob(destination.id, str(event.get("messageId", "")), body,
-                                       received_ms))
+                    jobs.extend(NewJob(destination.id, str(event.get("messageId", "")), body,
+                                       received_ms, mapping_id=m) for m in mapping_ids)
         with write_transaction(self._engine) as conn:
             self._queue.enqueue_in(conn, jobs)
             for minute, tally in counts.items():

@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.engine import Connection, Row
 
+from headwater.destinations.actions import ActionMapping, ActionsError, Mappings, check_mappings
 from headwater.destinations.definition import DestinationDefinition
 from headwater.destinations.filters import (
     Apply,
@@ -69,6 +70,7 @@ class DestinationInfo:
     created_at: int
     updated_at: int
     filters: tuple[DestinationFilter, ...] = field(default=(), compare=False)
+    mappings: tuple[ActionMapping, ...] = field(default=(), compare=False)
 
     @property
     def definition(self) -> DestinationDefinition:
@@ -78,6 +80,11 @@ class DestinationInfo:
     def apply_filters(self) -> Apply | None:
         """The enabled filters as one function (compiled once per configuration change)."""
         return compile_filters(self.filters)
+
+    @cached_property
+    def compiled_mappings(self) -> Mappings:
+        """The Actions mappings, triggers parsed and fields compiled once per change."""
+        return Mappings.compile(self.definition.actions, self.mappings)
 
     def shown_settings(self) -> dict[str, Any]:
         return redact(self.type, self.settings)
@@ -131,12 +138,14 @@ class DestinationStore:
         settings: Mapping[str, Any] | None = None,
         delivery: Mapping[str, Any] | None = None,
         filters: Sequence[Any] = (),
+        mappings: Sequence[Any] = (),
     ) -> DestinationInfo:
         check_name(name)
         definition = _definition(type)
         stored = _validated(definition, check_settings(settings or {}), {})
         options = _options(delivery or {})
         checked_filters = _filters(list(filters), ())
+        checked_mappings = _mappings(definition, list(mappings), ())
         with self._workspace.writing() as conn:
             workspace_id = self._workspace.workspace_id(conn, create=True)
             assert workspace_id is not None
@@ -147,7 +156,8 @@ class DestinationStore:
             conn.execute(schema.destinations.insert().values(
                 id=destination_id, workspace_id=workspace_id, source_id=source_id, name=name,
                 type=definition.type, enabled=bool(enabled), settings=stored,
-                delivery=options, filters=checked_filters, created_at=now, updated_at=now,
+                delivery=options, filters=checked_filters, mappings=checked_mappings,
+                created_at=now, updated_at=now,
             ))
             self._workspace.bump(conn)
             return _info(self._require(conn, destination_id))
@@ -162,9 +172,10 @@ class DestinationStore:
         settings: Mapping[str, Any] | Unset = UNSET,
         delivery: Mapping[str, Any] | Unset = UNSET,
         filters: Sequence[Any] | Unset = UNSET,
+        mappings: Sequence[Any] | Unset = UNSET,
     ) -> DestinationInfo:
         """Change what is given; ``settings`` replaces the settings, keeping unsent secrets;
-        ``filters`` replaces the filter list."""
+        ``filters`` and ``mappings`` replace those lists."""
         with self._workspace.writing() as conn:
             row = self._require(conn, id_or_name)
             values: dict[str, Any] = {}
@@ -185,6 +196,9 @@ class DestinationStore:
                 values["delivery"] = _options(delivery)
             if not isinstance(filters, Unset):
                 values["filters"] = _filters(filters, _info(row).filters)
+            if not isinstance(mappings, Unset):
+                values["mappings"] = _mappings(_definition(row.type), mappings,
+                                               _info(row).mappings)
             if values:
                 values["updated_at"] = self._workspace.now()
                 conn.execute(sa.update(schema.destinations)
@@ -198,14 +212,30 @@ class DestinationStore:
     ) -> DestinationInfo:
         """Change the filter list in one transaction: ``edit`` gets the stored list (as the API
         shows it) and returns the new one, which is checked like any other."""
+        return self._edit(id_or_name, "filters", edit)
+
+    def edit_mappings(
+        self, id_or_name: str,
+        edit: Callable[[Sequence[dict[str, Any]]], Sequence[dict[str, Any]]],
+    ) -> DestinationInfo:
+        """As ``edit_filters``, for the Actions mappings."""
+        return self._edit(id_or_name, "mappings", edit)
+
+    def _edit(
+        self, id_or_name: str, column: str,
+        edit: Callable[[Sequence[dict[str, Any]]], Sequence[dict[str, Any]]],
+    ) -> DestinationInfo:
         with self._workspace.writing() as conn:
             row = self._require(conn, id_or_name)
-            current = _info(row).filters
+            info = _info(row)
+            if column == "filters":
+                value = _filters(list(edit([f.shown() for f in info.filters])), info.filters)
+            else:
+                value = _mappings(info.definition,
+                                  list(edit([m.shown() for m in info.mappings])), info.mappings)
             conn.execute(sa.update(schema.destinations)
                          .where(schema.destinations.c.id == row.id)
-                         .values(filters=_filters(
-                             list(edit([f.shown() for f in current])), current),
-                                 updated_at=self._workspace.now()))
+                         .values({column: value, "updated_at": self._workspace.now()}))
             self._workspace.bump(conn)
             return _info(self._require(conn, row.id))
 
@@ -304,6 +334,19 @@ def _filters(raw: Any, current: Sequence[DestinationFilter]) -> list[dict[str, A
     return [f.shown() for f in checked]
 
 
+def _mappings(definition: DestinationDefinition, raw: Any,
+              current: Sequence[ActionMapping]) -> list[dict[str, Any]]:
+    if raw and not definition.actions:
+        raise InvalidError(f"{definition.type} is not an Actions destination: it has no mappings",
+                           "mappings")
+    try:
+        checked = check_mappings(definition.actions, raw, current,
+                                 new_id=lambda: "map_" + new_id())
+    except ActionsError as exc:
+        raise InvalidError(str(exc), exc.field) from None
+    return [m.shown() for m in checked]
+
+
 def _info(row: Row[Any]) -> DestinationInfo:
     return DestinationInfo(
         id=row.id, workspace_id=row.workspace_id, source_id=row.source_id, name=row.name,
@@ -311,6 +354,7 @@ def _info(row: Row[Any]) -> DestinationInfo:
         delivery=DeliveryOptions.model_validate(row.delivery or {}),
         created_at=row.created_at, updated_at=row.updated_at,
         filters=tuple(_stored_filters(row.filters)),
+        mappings=tuple(_stored_mappings(row.mappings)),
     )
 
 
@@ -325,6 +369,20 @@ def _stored_filters(stored: Any) -> list[DestinationFilter]:
         except ValueError:
             found.append(DestinationFilter.model_construct(
                 id=str(raw.get("id", "")), if_=str(raw.get("if", "")), actions=[], enabled=True))
+    return found
+
+
+def _stored_mappings(stored: Any) -> list[ActionMapping]:
+    """Stored mappings; one that no longer validates is kept, and sends nothing."""
+    found = []
+    for raw in stored if isinstance(stored, list) else []:
+        raw = raw if isinstance(raw, dict) else {}
+        try:
+            found.append(ActionMapping.model_validate(raw))
+        except ValueError:
+            found.append(ActionMapping.model_construct(
+                id=str(raw.get("id", "")), name=str(raw.get("name", "")), enabled=False,
+                trigger="", action="", fields={}))
     return found
 
 

@@ -1,0 +1,102 @@
+"""Actions mappings in the REST API: ``/api/v1/destinations/{idOrName}/mappings``.
+
+List, create (disabled unless ``enabled`` is given, as in Segment), read, change, delete, and
+duplicate (a disabled copy named "<name> (Copy)"). The catalog lists each Actions
+destination's actions and their fields.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path
+from pydantic import BaseModel, ConfigDict, StrictBool, StrictStr, field_validator
+
+from headwater.api.destinations import IdOrName, Store
+from headwater.destinations.actions import ActionMapping, duplicate
+from headwater.store.destinations import DestinationInfo
+from headwater.store.workspace import NotFoundError
+
+router = APIRouter(tags=["actions mappings"])
+MappingId = Annotated[str, Path(alias="mappingId", description="The mapping's id.")]
+
+
+class MappingBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: StrictStr
+    trigger: StrictStr
+    action: StrictStr
+    fields: dict[str, Any] = {}
+    enabled: StrictBool = False
+
+
+class MappingChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: StrictStr | None = None
+    trigger: StrictStr | None = None
+    action: StrictStr | None = None
+    fields: dict[str, Any] | None = None
+    enabled: StrictBool | None = None
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("must not be null (leave the field out to keep it)")
+        return value
+
+
+def _one(destination: DestinationInfo, mapping_id: str) -> ActionMapping:
+    for found in destination.mappings:
+        if found.id == mapping_id:
+            return found
+    raise NotFoundError(f"destination {destination.name!r} has no mapping {mapping_id!r}")
+
+
+def _created(store: Store, id_or_name: str, body: dict[str, Any]) -> dict[str, Any]:
+    before = {m.id for m in store.require(id_or_name).mappings}
+    destination = store.edit_mappings(id_or_name, lambda mappings: [*mappings, body])
+    [created] = [m for m in destination.mappings if m.id not in before]
+    return {"data": {"mapping": created.shown()}}
+
+
+@router.get("/destinations/{idOrName}/mappings", response_model=None)
+def list_mappings(id_or_name: IdOrName, store: Store) -> dict[str, Any]:
+    return {"data": {"mappings": [m.shown() for m in store.require(id_or_name).mappings]}}
+
+
+@router.post("/destinations/{idOrName}/mappings", status_code=201, response_model=None)
+def create_mapping(body: MappingBody, id_or_name: IdOrName, store: Store) -> dict[str, Any]:
+    return _created(store, id_or_name, body.model_dump())
+
+
+@router.get("/destinations/{idOrName}/mappings/{mappingId}", response_model=None)
+def get_mapping(id_or_name: IdOrName, mapping_id: MappingId, store: Store) -> dict[str, Any]:
+    return {"data": {"mapping": _one(store.require(id_or_name), mapping_id).shown()}}
+
+
+@router.patch("/destinations/{idOrName}/mappings/{mappingId}", response_model=None)
+def update_mapping(
+    body: MappingChange, id_or_name: IdOrName, mapping_id: MappingId, store: Store
+) -> dict[str, Any]:
+    _one(store.require(id_or_name), mapping_id)
+    change = body.model_dump(exclude_unset=True)
+    destination = store.edit_mappings(id_or_name, lambda mappings: [
+        {**m, **change} if m["id"] == mapping_id else m for m in mappings])
+    return {"data": {"mapping": _one(destination, mapping_id).shown()}}
+
+
+@router.delete("/destinations/{idOrName}/mappings/{mappingId}", response_model=None)
+def delete_mapping(id_or_name: IdOrName, mapping_id: MappingId, store: Store) -> dict[str, Any]:
+    _one(store.require(id_or_name), mapping_id)
+    store.edit_mappings(id_or_name, lambda mappings: [m for m in mappings
+                                                       if m["id"] != mapping_id])
+    return {"data": {"status": "SUCCESS"}}
+
+
+@router.post("/destinations/{idOrName}/mappings/{mappingId}/duplicate", status_code=201,
+             response_model=None)
+def duplicate_mapping(id_or_name: IdOrName, mapping_id: MappingId, store: Store) -> dict[str, Any]:
+    return _created(store, id_or_name, duplicate(_one(store.require(id_or_name), mapping_id)))

@@ -1,0 +1,230 @@
+"""Destination Actions: mappings (a trigger, an action of the destination, a field mapping).
+
+An Actions destination declares its actions, each with a field schema and a ``perform`` that
+turns mapped payloads into requests. An instance holds up to 50 mappings; new ones start
+disabled. The router queues one job per matching enabled mapping (one event matching N
+mappings makes N requests; none matching is ``NO_MATCHING_MAPPING``), and the delivery engine
+maps each job's event through its mapping when it sends, so a retry uses the mapping as it is
+then.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from headwater.destinations.definition import Rendered
+from headwater.destinations.mapping import (
+    FieldSpec,
+    MappingError,
+    check_fields,
+    coerce_output,
+    compile_mapping,
+)
+from headwater.destinations.trigger import Trigger, TriggerError, parse_trigger
+
+MAX_MAPPINGS = 50
+NO_MATCHING_MAPPING = "NO_MATCHING_MAPPING"
+
+# Mapped payloads (one per message) and the instance's settings -> requests. Positions in the
+# result refer to the payloads given.
+Perform = Callable[[Sequence[Mapping[str, Any]], Any], Rendered]
+
+
+@dataclass(frozen=True)
+class ActionDefinition:
+    name: str  # the id a mapping names, e.g. "send"
+    title: str
+    fields: Mapping[str, FieldSpec]
+    perform: Perform
+    description: str = ""
+    default_trigger: str = ""
+    # The field holding how many messages ``perform`` sends in one request, if it batches.
+    batch_size_field: str | None = None
+    # Object fields whose keys are destination-field paths (``info[0].email``, AC-078).
+    keyed_fields: frozenset[str] = frozenset()
+
+
+class ActionMapping(BaseModel):
+    """One mapping as stored, exported and shown by the API."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = ""
+    name: str = Field(min_length=1, max_length=200)
+    enabled: bool = False  # Segment: new mappings start disabled
+    trigger: str = Field(min_length=1)
+    action: str = Field(min_length=1)
+    fields: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("trigger")
+    @classmethod
+    def _trigger(cls, value: str) -> str:
+        try:
+            parse_trigger(value)
+        except TriggerError as exc:
+            raise ValueError(f"not a valid trigger: {exc}") from None
+        return value
+
+    def shown(self) -> dict[str, Any]:
+        return self.model_dump()
+
+    def written(self) -> dict[str, Any]:
+        """As a config file writes it: no id, ``enabled`` always (it defaults to off)."""
+        return self.model_dump(exclude={"id"})
+
+
+class ActionsError(ValueError):
+    """A mapping list that cannot be saved; ``field`` says where (``mappings.3.fields.url``)."""
+
+    def __init__(self, message: str, field: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def check_mappings(
+    actions: Mapping[str, ActionDefinition], raw: Any, current: Iterable[ActionMapping] = (),
+    new_id: Callable[[], str] = lambda: "",
+) -> list[ActionMapping]:
+    """Validated mappings to store; ids kept by position as for destination filters."""
+    if not isinstance(raw, list):
+        raise ActionsError("must be a list of mappings", "mappings")
+    if len(raw) > MAX_MAPPINGS:
+        raise ActionsError(
+            f"a destination takes at most {MAX_MAPPINGS} mappings, not {len(raw)}", "mappings")
+    ids = [m.id for m in current]
+    found: list[ActionMapping] = []
+    for position, item in enumerate(raw):
+        place = f"mappings.{position}"
+        try:
+            checked = ActionMapping.model_validate(item)
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            where = ".".join(str(p) for p in error["loc"])
+            message = str(error["ctx"]["error"]) if "ctx" in error and "error" in error["ctx"] \
+                else error["msg"]
+            raise ActionsError(f"[{position}]" + (f".{where}" if where else "") + f": {message}",
+                               place + (f".{where}" if where else "")) from None
+        action = actions.get(checked.action)
+        if action is None:
+            known = ", ".join(sorted(actions)) or "none"
+            raise ActionsError(f"[{position}].action: unknown action {checked.action!r}; "
+                               f"this destination's actions: {known}", f"{place}.action")
+        try:
+            check_fields(checked.fields, action.fields)
+            _compile_fields(action, checked.fields)
+        except MappingError as exc:
+            raise ActionsError(f"[{position}].fields: {exc}", f"{place}.fields") from None
+        if not checked.id:
+            taken = {m.id for m in found}
+            reuse = ids[position] if position < len(ids) else ""
+            checked = checked.model_copy(
+                update={"id": reuse if reuse and reuse not in taken else new_id()})
+        found.append(checked)
+    given = [m.id for m in found if m.id]
+    if len(set(given)) != len(given):
+        raise ActionsError("two mappings have the same id", "mappings")
+    return found
+
+
+def _compile_fields(action: ActionDefinition,
+                    fields: Mapping[str, Any]) -> Callable[[Mapping[str, Any]], Any]:
+    """The fields' mapping; an object in one of the action's keyed fields builds nesting from
+    its keys' paths."""
+    keyed = {name: compile_mapping(value, expand_keys=True) for name, value in fields.items()
+             if name in action.keyed_fields and isinstance(value, dict)
+             and not any(str(k).startswith("@") for k in value)}
+    plain = compile_mapping({k: v for k, v in fields.items() if k not in keyed})
+    if not keyed:
+        return plain
+
+    def render(event: Mapping[str, Any]) -> Any:
+        found = plain(event)
+        for name, compiled in keyed.items():
+            found[name] = compiled(event)
+        return found
+
+    return render
+
+
+def duplicate(mapping: ActionMapping) -> dict[str, Any]:
+    """Segment's Duplicate: an exact copy named "<name> (Copy)", disabled."""
+    return {**mapping.model_dump(exclude={"id"}), "name": f"{mapping.name} (Copy)"[:200],
+            "enabled": False}
+
+
+@dataclass(frozen=True)
+class RunnableMapping:
+    id: str
+    trigger: Trigger
+    action: ActionDefinition
+    fields: Callable[[Mapping[str, Any]], Any]
+
+
+@dataclass(frozen=True)
+class Mappings:
+    """An instance's mappings, compiled once per configuration change."""
+
+    by_id: Mapping[str, RunnableMapping] = field(default_factory=dict)
+    enabled: tuple[RunnableMapping, ...] = ()
+    largest_batch: int = 0  # the largest literal batch size of an enabled batching mapping
+
+    @classmethod
+    def compile(cls, actions: Mapping[str, ActionDefinition],
+                mappings: Iterable[ActionMapping]) -> Mappings:
+        by_id: dict[str, RunnableMapping] = {}
+        enabled = []
+        largest = 0
+        for m in mappings:
+            action = actions.get(m.action)
+            if action is None:
+                continue
+            try:
+                compiled = RunnableMapping(m.id, parse_trigger(m.trigger), action,
+                                           _compile_fields(action, m.fields))
+            except (TriggerError, MappingError):
+                continue  # checked on save; a stored one that no longer compiles sends nothing
+            by_id[m.id] = compiled
+            if m.enabled:
+                enabled.append(compiled)
+                size = m.fields.get(action.batch_size_field or "")
+                if isinstance(size, int) and not isinstance(size, bool):
+                    largest = max(largest, size)
+        return cls(by_id, tuple(enabled), largest)
+
+    def matching(self, event: Mapping[str, Any]) -> list[str]:
+        """Ids of the enabled mappings whose trigger matches, in the mappings' order."""
+        return [m.id for m in self.enabled if m.trigger.matches(event)]
+
+    def render(self, mapping_ids: Sequence[str], messages: Sequence[Mapping[str, Any]],
+               settings: Any) -> Rendered:
+        """Requests for a claim of jobs: each message mapped by its job's mapping, then each
+        action's ``perform`` on its share; positions refer to ``messages``."""
+        rendered = Rendered()
+        groups: dict[str, list[tuple[int, Mapping[str, Any]]]] = {}
+        for position, (mapping_id, message) in enumerate(zip(mapping_ids, messages,
+                                                             strict=True)):
+            mapping = self.by_id.get(mapping_id)
+            if mapping is None or mapping not in self.enabled:
+                rendered.rejected[position] = (
+                    NO_MATCHING_MAPPING, "the mapping was disabled or deleted after routing")
+                continue
+            try:
+                payload = coerce_output(mapping.fields(message), mapping.action.fields)
+            except MappingError as exc:
+                rendered.rejected[position] = ("MESSAGE_REJECTED", str(exc))
+                continue
+            groups.setdefault(mapping_id, []).append((position, payload))
+        for mapping_id, members in groups.items():
+            action = self.by_id[mapping_id].action
+            done = action.perform([payload for _, payload in members], settings)
+            positions = [position for position, _ in members]
+            for outgoing in done.outgoing:
+                rendered.outgoing.append(type(outgoing)(
+                    outgoing.request, tuple(positions[i] for i in outgoing.messages)))
+            for i, reason in done.rejected.items():
+                rendered.rejected[positions[i]] = reason
+        return rendered
