@@ -18,13 +18,16 @@ PATHS = ["$.event", "$.userId", "$.properties.total", "$.properties.email", "$.p
          "$.context.traits.email", "$.properties.items[0].id", "properties.plan", "$.traits"]
 
 
+VALUES: dict[str, list[Any]] = {
+    "total": [0, 1, 27.5, -3, "12", None], "email": ["Jo@Example.com", "", None],
+    "tags": [["a", "b"], [], "x"], "items": [[{"id": "p1", "n": 2}, {"id": "p2"}], []],
+    "nested": [{"a": 1, "b": {"c": True}}, {}], "plan": ["pro", "yes", "no"]}
+
+
 def payload(r: random.Random) -> dict[str, Any]:
     properties: dict[str, Any] = {}
     for key in r.sample(["total", "email", "tags", "items", "nested", "plan"], r.randint(1, 6)):
-        properties[key] = r.choice({
-            "total": [0, 1, 27.5, -3, "12", None], "email": ["Jo@Example.com", "", None],
-            "tags": [["a", "b"], [], "x"], "items": [[{"id": "p1", "n": 2}, {"id": "p2"}], []],
-            "nested": [{"a": 1, "b": {"c": True}}, {}], "plan": ["pro", "yes", "no"]}[key])
+        properties[key] = r.choice(VALUES[key])
     found: dict[str, Any] = {"type": "track", "event": r.choice(["Order Completed", "yes"]),
                              "userId": r.choice(["u1", None]), "properties": properties}
     if r.random() < 0.5:
@@ -81,7 +84,8 @@ def mapping(r: random.Random) -> dict[str, Any]:
 
 def test_generated_mappings_render_as_actions_core_does(oracle: NodeOracle) -> None:
     r = random.Random(5)
-    cases, ours = [], []
+    cases: list[dict[str, Any]] = []
+    ours: list[tuple[dict[str, Any], dict[str, Any], Any]] = []
     for _ in range(3000):
         m, p = mapping(r), payload(r)
         try:
