@@ -114,8 +114,9 @@ def check_mappings(
             raise ActionsError(f"[{position}].action: unknown action {checked.action!r}; "
                                f"this destination's actions: {known}", f"{place}.action")
         try:
-            check_fields(checked.fields, action.fields)
-            _compile_fields(action, checked.fields)
+            fields = with_defaults(action, checked.fields)
+            check_fields(fields, action.fields)
+            _compile_fields(action, fields)
         except MappingError as exc:
             raise ActionsError(f"[{position}].fields: {exc}", f"{place}.fields") from None
         if not checked.id:
@@ -128,6 +129,13 @@ def check_mappings(
     if len(set(given)) != len(given):
         raise ActionsError("two mappings have the same id", "mappings")
     return found
+
+
+def with_defaults(action: ActionDefinition, fields: Mapping[str, Any]) -> dict[str, Any]:
+    """The mapping's fields, with the action's default mapping for each field left out."""
+    defaults = {name: spec.default for name, spec in action.fields.items()
+                if spec.default is not None and name not in fields}
+    return {**defaults, **fields}
 
 
 def _compile_fields(action: ActionDefinition,
@@ -184,7 +192,8 @@ class Mappings:
                 continue
             try:
                 compiled = RunnableMapping(m.id, parse_trigger(m.trigger), action,
-                                           _compile_fields(action, m.fields))
+                                           _compile_fields(action, with_defaults(action,
+                                                                                 m.fields)))
             except (TriggerError, MappingError):
                 continue  # checked on save; a stored one that no longer compiles sends nothing
             by_id[m.id] = compiled

@@ -1288,6 +1288,8 @@ class FieldSpec:
     multiple: bool = False
     choices: tuple[str, ...] | None = None
     description: str = ""
+    # The mapping used when a mapping leaves the field out (Segment's default mapping).
+    default: Any = None
 
     def __post_init__(self) -> None:
         if self.type not in _FIELD_TYPES:
