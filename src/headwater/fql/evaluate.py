@@ -44,6 +44,11 @@ def compile_node(node: Node) -> Evaluator:
         return lambda event: operand(event) is not True
     if isinstance(node, Logic):
         operands = [compile_node(o) for o in node.operands]
+        if len(operands) == 2:  # the common case, without a generator per event
+            first, second = operands
+            if node.operator == "and":
+                return lambda event: first(event) is True and second(event) is True
+            return lambda event: first(event) is True or second(event) is True
         if node.operator == "and":
             return lambda event: all(o(event) is True for o in operands)
         return lambda event: any(o(event) is True for o in operands)
@@ -53,6 +58,12 @@ def compile_node(node: Node) -> Evaluator:
 def _compare(node: Compare) -> Evaluator:
     left, right = compile_node(node.left), compile_node(node.right)
     operator = node.operator
+    if operator in ("=", "!=") and isinstance(node.right, Literal) and isinstance(
+            node.right.value, str):
+        text = node.right.value  # path = 'text', the most common statement: no type dispatch
+        if operator == "=":
+            return lambda event: (found := left(event)).__class__ is str and found == text
+        return lambda event: not ((found := left(event)).__class__ is str and found == text)
     if operator == "=":
         return lambda event: functions.equal(left(event), right(event))
     if operator == "!=":
