@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Install what the tests need (PostgreSQL from Debian, the Python package with its test extras)
+# Install what the tests need (PostgreSQL and Node.js from Debian, the Python package with its test
+# extras, the Node test oracles)
 # and run the linters and the test suite. Safe to run again: it skips what is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
 compgen -G "/usr/lib/postgresql/*/bin/initdb" > /dev/null || need_apt+=(postgresql)
+command -v npm > /dev/null || need_apt+=(nodejs npm)  # the differential tests' oracles
 if ((${#need_apt[@]})); then
   echo "==> installing system packages: ${need_apt[*]}"
   if [ "$(id -u)" -eq 0 ]; then SUDO=(); else SUDO=(sudo); fi
