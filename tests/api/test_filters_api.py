@@ -8,16 +8,10 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy.engine import Engine
 
-from headwater.api.app import create_api
-from headwater.api.auth import hash_token
-from headwater.store.database import database_url, open_engine
-from headwater.store.migrations import migrate
-from headwater.store.workspace import WorkspaceStore
+from tests.api.client import api_with_destination
 from tests.api.test_sources_api import assert_error
 
-TOKEN = "test-admin-token"
 DROP_ANONYMOUS = {"title": "Don't send event if userId is null",
                   "description": "Drop event if there is no userId on the request",
                   "if": "length( userId ) < 1", "actions": [{"type": "DROP"}], "enabled": True}
@@ -25,17 +19,8 @@ DROP_ANONYMOUS = {"title": "Don't send event if userId is null",
 
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[TestClient]:
-    engine: Engine = open_engine(database_url(tmp_path, None))
-    migrate(engine)
-    WorkspaceStore(engine).ensure_workspace("acme")
-    app = create_api(engine, admin_token_hash=hash_token(TOKEN))
-    with TestClient(app, headers={"Authorization": f"Bearer {TOKEN}"}) as http:
-        assert http.post("/api/v1/sources", json={"name": "web"}).status_code == 201
-        assert http.post("/api/v1/destinations", json={
-            "name": "hook", "type": "webhook", "source": "web",
-            "settings": {"url": "http://127.0.0.1:9/hook"}}).status_code == 201
+    with api_with_destination(tmp_path, {"name": "hook", "type": "webhook", "settings": {"url": "http://127.0.0.1:9/hook"}}) as http:
         yield http
-    engine.dispose()
 
 
 def create(client: TestClient, body: dict[str, Any]) -> dict[str, Any]:

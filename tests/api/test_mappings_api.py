@@ -8,16 +8,10 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy.engine import Engine
 
-from headwater.api.app import create_api
-from headwater.api.auth import hash_token
-from headwater.store.database import database_url, open_engine
-from headwater.store.migrations import migrate
-from headwater.store.workspace import WorkspaceStore
+from tests.api.client import api_with_destination
 from tests.api.test_sources_api import assert_error
 
-TOKEN = "test-admin-token"
 ORDERS = {"name": "Orders", "trigger": 'type = "track" and event = "Order Completed"',
           "action": "send", "fields": {"url": "http://127.0.0.1:9/orders",
                                        "data": {"order": {"@path": "$.properties.order_id"}}}}
@@ -25,17 +19,8 @@ ORDERS = {"name": "Orders", "trigger": 'type = "track" and event = "Order Comple
 
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[TestClient]:
-    engine: Engine = open_engine(database_url(tmp_path, None))
-    migrate(engine)
-    WorkspaceStore(engine).ensure_workspace("acme")
-    app = create_api(engine, admin_token_hash=hash_token(TOKEN))
-    with TestClient(app, headers={"Authorization": f"Bearer {TOKEN}"}) as http:
-        assert http.post("/api/v1/sources", json={"name": "web"}).status_code == 201
-        created = http.post("/api/v1/destinations", json={
-            "name": "orders-hook", "type": "webhook-actions", "source": "web"})
-        assert created.status_code == 201, created.text
+    with api_with_destination(tmp_path, {"name": "orders-hook", "type": "webhook-actions"}) as http:
         yield http
-    engine.dispose()
 
 
 BASE = "/api/v1/destinations/orders-hook/mappings"

@@ -10,11 +10,11 @@ import pytest
 from headwater.destinations.filters import (
     MAX_FILTERS,
     DestinationFilter,
-    FilterError,
     check_filters,
     compile_filters,
     sample_position,
 )
+from headwater.destinations.instance_lists import ListError
 
 
 def run(filters: list[dict[str, Any]], event: dict[str, Any],
@@ -95,9 +95,9 @@ def test_drop_properties_runs_before_allow_properties() -> None:
 def test_ac066_limits() -> None:
     rule = {"if": "all", "actions": [{"type": "DROP"}]}
     check_filters([rule] * MAX_FILTERS)
-    with pytest.raises(FilterError, match="at most 10 filters"):
+    with pytest.raises(ListError, match="at most 10 filters"):
         check_filters([rule] * (MAX_FILTERS + 1))
-    with pytest.raises(FilterError, match="longer than 5120 bytes") as raised:
+    with pytest.raises(ListError, match="longer than 5120 bytes") as raised:
         check_filters([{"if": "event = '" + "x" * 5200 + "'", "actions": [{"type": "DROP"}]}])
     assert raised.value.field == "filters.0.if"
 
@@ -112,7 +112,7 @@ def test_ac066_limits() -> None:
     ({"actions": [{"type": "DROP"}]}, "filters.0.if"),
 ])
 def test_bad_filters_are_refused_with_their_place(filter_: dict[str, Any], field: str) -> None:
-    with pytest.raises(FilterError) as raised:
+    with pytest.raises(ListError) as raised:
         check_filters([filter_])
     assert raised.value.field == field
 

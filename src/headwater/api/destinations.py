@@ -11,9 +11,10 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
-from pydantic import BaseModel, ConfigDict, StrictBool, StrictStr, field_validator
+from pydantic import BaseModel, ConfigDict, StrictBool, StrictStr
 from pydantic.alias_generators import to_camel
 
+from headwater.api.changes import NoNulls
 from headwater.api.sources import iso as _iso
 from headwater.delivery.queue import DeliveryQueue
 from headwater.delivery.replay import replay
@@ -65,19 +66,12 @@ class CreateDestinationBody(_Body):
     mappings: list[dict[str, Any]] = []
 
 
-class UpdateDestinationBody(_Body):
+class UpdateDestinationBody(_Body, NoNulls):
     name: StrictStr | None = None
     source: StrictStr | None = None
     enabled: StrictBool | None = None
     settings: dict[str, Any] | None = None
     delivery: dict[str, Any] | None = None
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _not_null(cls, value: Any) -> Any:
-        if value is None:
-            raise ValueError("must not be null (leave the field out to keep it)")
-        return value
 
 
 class ReplayBody(_Body):

@@ -11,10 +11,12 @@ import random
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path
-from pydantic import BaseModel, ConfigDict, StrictBool, StrictStr, field_validator
+from pydantic import BaseModel, ConfigDict, StrictBool, StrictStr
 
+from headwater.api.changes import NoNulls
 from headwater.api.destinations import IdOrName, Store
-from headwater.destinations.filters import FilterError, check_filters, compile_filters
+from headwater.destinations.filters import check_filters, compile_filters
+from headwater.destinations.instance_lists import ListError
 from headwater.store.destinations import DestinationInfo
 from headwater.store.workspace import InvalidError, NotFoundError
 
@@ -34,7 +36,7 @@ class FilterBody(BaseModel):
     enabled: StrictBool = True
 
 
-class FilterChange(BaseModel):
+class FilterChange(NoNulls):
     model_config = ConfigDict(extra="forbid", alias_generator=lambda n: n.rstrip("_"))
 
     title: StrictStr | None = None
@@ -42,13 +44,6 @@ class FilterChange(BaseModel):
     if_: StrictStr | None = None
     actions: list[dict[str, Any]] | None = None
     enabled: StrictBool | None = None
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _not_null(cls, value: Any) -> Any:
-        if value is None:
-            raise ValueError("must not be null (leave the field out to keep it)")
-        return value
 
 
 class PreviewBody(BaseModel):
@@ -113,7 +108,7 @@ def preview_filter(body: PreviewBody) -> dict[str, Any]:
     """What the filter does to the payload: the payload as it would be sent, or null."""
     try:
         [checked] = check_filters([{**body.filter, "enabled": True}])
-    except FilterError as exc:
+    except ListError as exc:
         raise InvalidError(str(exc), exc.field.replace("filters.0", "filter", 1)) from None
     apply = compile_filters([checked], rng=random.Random())
     assert apply is not None

@@ -10,8 +10,9 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path
-from pydantic import BaseModel, ConfigDict, StrictBool, StrictStr, field_validator
+from pydantic import BaseModel, ConfigDict, StrictBool, StrictStr
 
+from headwater.api.changes import NoNulls
 from headwater.api.destinations import IdOrName, Store
 from headwater.destinations.actions import ActionMapping, duplicate
 from headwater.store.destinations import DestinationInfo
@@ -31,7 +32,7 @@ class MappingBody(BaseModel):
     enabled: StrictBool = False
 
 
-class MappingChange(BaseModel):
+class MappingChange(NoNulls):
     model_config = ConfigDict(extra="forbid")
 
     name: StrictStr | None = None
@@ -39,13 +40,6 @@ class MappingChange(BaseModel):
     action: StrictStr | None = None
     fields: dict[str, Any] | None = None
     enabled: StrictBool | None = None
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _not_null(cls, value: Any) -> Any:
-        if value is None:
-            raise ValueError("must not be null (leave the field out to keep it)")
-        return value
 
 
 def _one(destination: DestinationInfo, mapping_id: str) -> ActionMapping:

@@ -19,10 +19,10 @@ from pydantic import (
     StrictBool,
     StrictInt,
     StrictStr,
-    field_validator,
 )
 from pydantic.alias_generators import to_camel
 
+from headwater.api.changes import NoNulls
 from headwater.api.errors import ApiError
 from headwater.spec.timestamps import format_timestamp
 from headwater.store.workspace import (
@@ -94,19 +94,12 @@ class CreateSourceBody(_Body):
     )
 
 
-class UpdateSourceBody(_Body):
+class UpdateSourceBody(_Body, NoNulls):
     # Leaving a field out keeps it; null is refused (there is no "no name").
     name: StrictStr | None = None
     slug: StrictStr | None = None
     enabled: StrictBool | None = None
     settings: dict[str, Any] | None = Field(default=None, description="Replaces the settings.")
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _not_null(cls, value: Any) -> Any:
-        if value is None:
-            raise ValueError("must not be null (leave the field out to keep it)")
-        return value
 
 
 class RotateWriteKeyBody(_Body):

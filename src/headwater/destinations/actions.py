@@ -14,9 +14,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from headwater.destinations.definition import Rendered
+from headwater.destinations.instance_lists import ItemError, check_list
 from headwater.destinations.mapping import (
     FieldSpec,
     MappingError,
@@ -77,58 +78,28 @@ class ActionMapping(BaseModel):
         return self.model_dump(exclude={"id"})
 
 
-class ActionsError(ValueError):
-    """A mapping list that cannot be saved; ``field`` says where (``mappings.3.fields.url``)."""
-
-    def __init__(self, message: str, field: str) -> None:
-        super().__init__(message)
-        self.field = field
-
-
 def check_mappings(
-    actions: Mapping[str, ActionDefinition], raw: Any, current: Iterable[ActionMapping] = (),
+    actions: Mapping[str, ActionDefinition], raw: Any, current: Sequence[ActionMapping] = (),
     new_id: Callable[[], str] = lambda: "",
 ) -> list[ActionMapping]:
-    """Validated mappings to store; ids kept by position as for destination filters."""
-    if not isinstance(raw, list):
-        raise ActionsError("must be a list of mappings", "mappings")
-    if len(raw) > MAX_MAPPINGS:
-        raise ActionsError(
-            f"a destination takes at most {MAX_MAPPINGS} mappings, not {len(raw)}", "mappings")
-    ids = [m.id for m in current]
-    found: list[ActionMapping] = []
-    for position, item in enumerate(raw):
-        place = f"mappings.{position}"
-        try:
-            checked = ActionMapping.model_validate(item)
-        except ValidationError as exc:
-            error = exc.errors()[0]
-            where = ".".join(str(p) for p in error["loc"])
-            message = str(error["ctx"]["error"]) if "ctx" in error and "error" in error["ctx"] \
-                else error["msg"]
-            raise ActionsError(f"[{position}]" + (f".{where}" if where else "") + f": {message}",
-                               place + (f".{where}" if where else "")) from None
-        action = actions.get(checked.action)
+    """Validated mappings to store: each names an action of the destination and maps its
+    fields (``ListError`` names the mapping and field at fault)."""
+
+    def check(mapping: ActionMapping) -> None:
+        action = actions.get(mapping.action)
         if action is None:
             known = ", ".join(sorted(actions)) or "none"
-            raise ActionsError(f"[{position}].action: unknown action {checked.action!r}; "
-                               f"this destination's actions: {known}", f"{place}.action")
+            raise ItemError(f"unknown action {mapping.action!r}; this destination's actions: "
+                            f"{known}", "action")
         try:
-            fields = with_defaults(action, checked.fields)
+            fields = with_defaults(action, mapping.fields)
             check_fields(fields, action.fields)
             _compile_fields(action, fields)
         except MappingError as exc:
-            raise ActionsError(f"[{position}].fields: {exc}", f"{place}.fields") from None
-        if not checked.id:
-            taken = {m.id for m in found}
-            reuse = ids[position] if position < len(ids) else ""
-            checked = checked.model_copy(
-                update={"id": reuse if reuse and reuse not in taken else new_id()})
-        found.append(checked)
-    given = [m.id for m in found if m.id]
-    if len(set(given)) != len(given):
-        raise ActionsError("two mappings have the same id", "mappings")
-    return found
+            raise ItemError(str(exc), "fields") from None
+
+    return check_list(raw, ActionMapping, kind="mappings", limit=MAX_MAPPINGS, current=current,
+                      new_id=new_id, check=check)
 
 
 def with_defaults(action: ActionDefinition, fields: Mapping[str, Any]) -> dict[str, Any]:

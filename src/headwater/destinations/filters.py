@@ -11,21 +11,15 @@ from __future__ import annotations
 
 import hashlib
 import random
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import msgspec
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from headwater import fql
+from headwater.destinations.instance_lists import check_list
 
 MAX_FILTERS = 10
 FILTERED_BY_RULES = "FILTERED_BY_RULES"
@@ -98,46 +92,11 @@ class DestinationFilter(BaseModel):
                                exclude_defaults=True)
 
 
-class FilterError(ValueError):
-    """A filter list that cannot be saved; ``field`` says where (``filters.2.if``)."""
-
-    def __init__(self, message: str, field: str) -> None:
-        super().__init__(message)
-        self.field = field
-
-
-def check_filters(raw: Any, current: Iterable[DestinationFilter] = (),
+def check_filters(raw: Any, current: Sequence[DestinationFilter] = (),
                   new_id: Callable[[], str] = lambda: "") -> list[DestinationFilter]:
-    """Validated filters to store. A filter given without an id takes the id of the filter
-    at its position now (so a config file, which carries no ids, keeps them), else a new one."""
-    if not isinstance(raw, list):
-        raise FilterError("must be a list of filters", "filters")
-    if len(raw) > MAX_FILTERS:
-        raise FilterError(f"a destination takes at most {MAX_FILTERS} filters, not {len(raw)}",
-                          "filters")
-    ids = [f.id for f in current]
-    found: list[DestinationFilter] = []
-    for position, item in enumerate(raw):
-        try:
-            checked = DestinationFilter.model_validate(item)
-        except ValidationError as exc:
-            error = exc.errors()[0]
-            where = ".".join(str(p) for p in error["loc"])
-            message = str(error["ctx"]["error"]) if "ctx" in error and "error" in error["ctx"] \
-                else error["msg"]
-            place = f"[{position}]" + (f".{where}" if where else "")
-            raise FilterError(f"{place}: {message}",
-                              f"filters.{position}" + (f".{where}" if where else "")) from None
-        if not checked.id:
-            taken = {f.id for f in found}
-            reuse = ids[position] if position < len(ids) else ""
-            checked = checked.model_copy(
-                update={"id": reuse if reuse and reuse not in taken else new_id()})
-        found.append(checked)
-    given = [f.id for f in found if f.id]
-    if len(set(given)) != len(given):
-        raise FilterError("two filters have the same id", "filters")
-    return found
+    """Validated filters to store (``ListError`` names the filter and field at fault)."""
+    return check_list(raw, DestinationFilter, kind="filters", limit=MAX_FILTERS,
+                      current=current, new_id=new_id)
 
 
 # Returns the event to send on (maybe changed) or the reason it stops here.

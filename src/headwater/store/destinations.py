@@ -20,15 +20,15 @@ import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.engine import Connection, Row
 
-from headwater.destinations.actions import ActionMapping, ActionsError, Mappings, check_mappings
+from headwater.destinations.actions import ActionMapping, Mappings, check_mappings
 from headwater.destinations.definition import DestinationDefinition
 from headwater.destinations.filters import (
     Apply,
     DestinationFilter,
-    FilterError,
     check_filters,
     compile_filters,
 )
+from headwater.destinations.instance_lists import ListError
 from headwater.destinations.registry import UnknownDestinationType, get
 from headwater.store import schema
 from headwater.store.workspace import (
@@ -329,7 +329,7 @@ def _options(delivery: Mapping[str, Any]) -> dict[str, Any]:
 def _filters(raw: Any, current: Sequence[DestinationFilter]) -> list[dict[str, Any]]:
     try:
         checked = check_filters(raw, current, new_id=lambda: "df_" + new_id())
-    except FilterError as exc:
+    except ListError as exc:
         raise InvalidError(str(exc), exc.field) from None
     return [f.shown() for f in checked]
 
@@ -342,7 +342,7 @@ def _mappings(definition: DestinationDefinition, raw: Any,
     try:
         checked = check_mappings(definition.actions, raw, current,
                                  new_id=lambda: "map_" + new_id())
-    except ActionsError as exc:
+    except ListError as exc:
         raise InvalidError(str(exc), exc.field) from None
     return [m.shown() for m in checked]
 
