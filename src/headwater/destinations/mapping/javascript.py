@@ -1,0 +1,247 @@
+"""JavaScript's value rules (truthiness, strings, numbers, UTF-16 lengths) that
+actions-core's answers depend on."""
+
+from __future__ import annotations
+
+import enum
+import json
+import math
+import re
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any, Final
+
+
+class _Absent(enum.Enum):
+    """JavaScript's ``undefined``: it must stay distinct from null until the output is built."""
+
+    ABSENT = enum.auto()
+
+
+_ABSENT: Final = _Absent.ABSENT
+
+_MAX_SAFE_INTEGER: Final = 2**53 - 1
+# String.prototype.trim's set: WhiteSpace and LineTerminator.
+_JS_SPACE: Final = (
+    "\t\n\v\f\r \xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a"
+    "\u2028\u2029\u202f\u205f\u3000\ufeff"
+)
+_SURROGATE: Final = re.compile("[\ud800-\udfff]")
+_ASTRAL: Final = re.compile("[\U00010000-\U0010ffff]")
+
+
+def _js_type(value: Any) -> str:
+    """The type name actions-core puts in its messages (``realTypeOf``)."""
+    if value is _ABSENT:
+        return "undefined"
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return type(value).__name__
+
+
+def _a(noun: str) -> str:
+    return f"an {noun}" if noun[:1] in "aeiou" else f"a {noun}"
+
+
+def _truthy(value: Any) -> bool:
+    """JavaScript truthiness: actions-core tests many options with ``if (opts.x)``."""
+    if value is _ABSENT or value is None or value is False:
+        return False
+    if isinstance(value, int | float):
+        return value == value and value != 0
+    if isinstance(value, str):
+        return value != ""
+    return True
+
+
+def _js_number(number: float) -> str:
+    """``String(number)``: JavaScript switches to exponents at 1e21 and 1e-7, Python does not."""
+    if isinstance(number, int):
+        if -_MAX_SAFE_INTEGER <= number <= _MAX_SAFE_INTEGER:
+            return str(number)
+        try:
+            number = float(number)
+        except OverflowError:
+            return "Infinity" if number > 0 else "-Infinity"
+    if number != number:
+        return "NaN"
+    if math.isinf(number):
+        return "Infinity" if number > 0 else "-Infinity"
+    if number == 0:
+        return "0"
+    sign = "-" if number < 0 else ""
+    exact = Decimal(repr(abs(number))).normalize()  # repr holds the shortest round-trip digits
+    _, digit_tuple, exponent = exact.as_tuple()
+    assert isinstance(exponent, int)
+    digits = "".join(map(str, digit_tuple))
+    k = len(digits)
+    n = exponent + k  # the value is 0.digits * 10**n
+    if k <= n <= 21:
+        return sign + digits + "0" * (n - k)
+    if 0 < n <= 21:
+        return f"{sign}{digits[:n]}.{digits[n:]}"
+    if -6 < n <= 0:
+        return f"{sign}0.{'0' * -n}{digits}"
+    e = n - 1
+    mantissa = digits if k == 1 else f"{digits[0]}.{digits[1:]}"
+    return f"{sign}{mantissa}e{'+' if e > 0 else '-'}{abs(e)}"
+
+
+def _js_string(value: Any) -> str:
+    """``String(value)``, which is how templates and ``@replace`` see non-strings."""
+    if isinstance(value, str):
+        return value
+    if value is None:
+        return "null"
+    if value is _ABSENT:
+        return "undefined"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return _js_number(value)
+    if isinstance(value, list):
+        return ",".join("" if x is None or x is _ABSENT else _js_string(x) for x in value)
+    return "[object Object]"
+
+
+def _loosely_empty(value: Any) -> bool:
+    """``value == ''`` with JavaScript's loose equality, used by ``@if`` ``blank``."""
+    if isinstance(value, str):
+        return value == ""
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int | float):
+        return value == 0
+    if isinstance(value, list):
+        return _js_string(value) == ""
+    return False
+
+
+def _utf16_units(text: str) -> str:
+    """The string as JavaScript indexes it: astral characters split into surrogate pairs."""
+    if text.isascii() or not _ASTRAL.search(text):
+        return text
+
+    def split(match: re.Match[str]) -> str:
+        code = ord(match.group()) - 0x10000
+        return chr(0xD800 + (code >> 10)) + chr(0xDC00 + (code & 0x3FF))
+
+    return _ASTRAL.sub(split, text)
+
+
+def _from_utf16_units(units: str) -> str:
+    return units.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "surrogatepass")
+
+
+def _utf16_len(text: str) -> int:
+    return len(text) if text.isascii() else len(_utf16_units(text))
+
+
+def _array_index(name: str) -> int:
+    """The array index a property name denotes in JavaScript, or -1."""
+    if name.isascii() and name.isdigit() and (name == "0" or name[0] != "0"):
+        index = int(name)
+        if index < 2**32 - 1:
+            return index
+    return -1
+
+
+def _js_keys(obj: Mapping[str, Any]) -> list[str]:
+    """Own keys in JavaScript order: array indices ascending, then insertion order."""
+    keys = list(obj)
+    indices = [key for key in keys if _array_index(key) >= 0]
+    if not indices:
+        return keys
+    indices.sort(key=int)
+    return indices + [key for key in keys if _array_index(key) < 0]
+
+
+_JS_DECIMAL: Final = re.compile(
+    r"[+-]?(?:Infinity|(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)"
+)
+_JS_RADIX: Final = re.compile(r"0(?:[xX][0-9a-fA-F]+|[oO][0-7]+|[bB][01]+)")
+
+
+def _js_to_number(text: str) -> float:
+    """``Number(text)``: hex, octal and binary literals count, Python's ``inf`` does not."""
+    text = text.strip(_JS_SPACE)
+    if not text:
+        return 0.0
+    if _JS_DECIMAL.fullmatch(text):
+        return float(text)
+    if _JS_RADIX.fullmatch(text):
+        try:
+            return float(int(text, 0))
+        except OverflowError:
+            return math.inf
+    return math.nan
+
+
+def _as_python_number(number: float) -> int | float:
+    """A JavaScript number as Python would write it: integral values as int, like JSON shows."""
+    if math.isfinite(number) and number.is_integer() and abs(number) <= _MAX_SAFE_INTEGER:
+        return int(number)
+    return number
+
+
+def _quote(text: str) -> str:
+    encoded = json.dumps(text, ensure_ascii=False)
+    if _SURROGATE.search(encoded):  # JSON.stringify escapes lone surrogates
+        encoded = _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", encoded)
+    return encoded
+
+
+def _json_encode(value: Any) -> str | _Absent:
+    """``JSON.stringify``: compact, JavaScript key order and numbers, undefined left out."""
+    if value is _ABSENT:
+        return _Absent.ABSENT
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        if isinstance(value, float) and not math.isfinite(value):
+            return "null"
+        return _js_number(value)
+    if isinstance(value, str):
+        return _quote(value)
+    if isinstance(value, list):
+        items = [_json_encode(item) for item in value]
+        return "[" + ",".join("null" if item is _ABSENT else item for item in items) + "]"
+    if isinstance(value, dict):
+        members = []
+        for key in _js_keys(value):
+            encoded = _json_encode(value[key])
+            if encoded is not _ABSENT:
+                members.append(f"{_quote(key)}:{encoded}")
+        return "{" + ",".join(members) + "}"
+    return "{}"
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"JSON.parse does not know {name}")
+
+
+def _parse_js_int(text: str) -> int | float:
+    number = int(text)
+    return number if abs(number) <= _MAX_SAFE_INTEGER else float(text)
+
+
+def _json_decode(text: str) -> Any:
+    """``JSON.parse``, giving the text back when it is not JSON."""
+    try:
+        return json.loads(text, parse_constant=_reject_constant, parse_int=_parse_js_int)
+    except (ValueError, RecursionError):
+        return text
+
+
