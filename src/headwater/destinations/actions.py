@@ -170,7 +170,7 @@ class Mappings:
             by_id[m.id] = compiled
             if m.enabled:
                 enabled.append(compiled)
-                size = m.fields.get(action.batch_size_field or "")
+                size = with_defaults(action, m.fields).get(action.batch_size_field or "")
                 if isinstance(size, int) and not isinstance(size, bool):
                     largest = max(largest, size)
         return cls(by_id, tuple(enabled), largest)

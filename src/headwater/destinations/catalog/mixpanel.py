@@ -107,38 +107,45 @@ def render(messages: Sequence[Message], settings: MixpanelSettings) -> Rendered:
         for api, item in encoded:
             items[api].append((position, item))
 
-    secret = settings.api_secret or settings.project_token
-    auth = "Basic " + base64.b64encode(f"{secret}:".encode()).decode()
     base = settings.base()
     targets = {
         _IMPORT: (f"{base}/import?strict=1",
-                  {"Content-Type": "application/json", "Authorization": auth}),
+                  {"Content-Type": "application/json", "Authorization": import_auth(settings)}),
         _ENGAGE: (f"{base}/engage?verbose=1&ip=0", {"Content-Type": "application/json"}),
         _TRACK: (f"{base}/track?verbose=1", {"Content-Type": "application/json"}),
     }
     for api, members in items.items():
         url, headers = targets[api]
-        for chunk in _chunks(members):
+        for chunk in chunks(members):
             body = b"[" + b",".join(e for _, e in chunk) + b"]"
             rendered.outgoing.append(
                 Outgoing(Request("POST", url, headers, body), tuple(p for p, _ in chunk)))
     return rendered
 
 
-def _chunks(members: list[tuple[int, bytes]]) -> list[list[tuple[int, bytes]]]:
-    chunks: list[list[tuple[int, bytes]]] = []
+def import_auth(settings: MixpanelSettings) -> str:
+    """/import's Authorization header: the API secret, else the project token, as user name."""
+    secret = settings.api_secret or settings.project_token
+    return "Basic " + base64.b64encode(f"{secret}:".encode()).decode()
+
+
+def chunks(members: Sequence[tuple[int, bytes]],
+           max_events: int = MAX_EVENTS_PER_REQUEST) -> list[list[tuple[int, bytes]]]:
+    """Encoded records (with their message positions) in order, cut into JSON-array bodies
+    within ``max_events`` records and MAX_BODY_BYTES."""
+    found: list[list[tuple[int, bytes]]] = []
     chunk: list[tuple[int, bytes]] = []
     size = 2  # the brackets
     for member in members:
         extra = len(member[1]) + (1 if chunk else 0)
-        if chunk and (len(chunk) == MAX_EVENTS_PER_REQUEST or size + extra > MAX_BODY_BYTES):
-            chunks.append(chunk)
+        if chunk and (len(chunk) >= max_events or size + extra > MAX_BODY_BYTES):
+            found.append(chunk)
             chunk, size, extra = [], 2, len(member[1])
         chunk.append(member)
         size += extra
     if chunk:
-        chunks.append(chunk)
-    return chunks
+        found.append(chunk)
+    return found
 
 
 def _items(message: Message, settings: MixpanelSettings) -> list[tuple[str, dict[str, Any]]]:
