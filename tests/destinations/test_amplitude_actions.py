@@ -47,6 +47,15 @@ WEB_CONTEXT: dict[str, Any] = {
 }
 
 
+# What Amplitude gets from MOBILE_CONTEXT through the default mappings.
+MOBILE_FIELDS: dict[str, Any] = {
+    "os_name": "iOS", "os_version": "17.0", "device_brand": "Apple",
+    "device_manufacturer": "Apple", "device_model": "iPhone 10", "carrier": "T-Mobile",
+    "country": "United States", "region": "California", "city": "San Francisco",
+    "language": "en-US",
+}
+
+
 def settings(receiver: Receiver | None = None, **extra: Any) -> dict[str, Any]:
     found: dict[str, Any] = {"api_key": API_KEY, **extra}
     if receiver is not None:
@@ -134,16 +143,7 @@ def test_log_event_default_mapping_sends_a_mobile_track_as_an_http_v2_event(
             "session_id": 1_709_632_700_000,
             "app_version": "3.5.1",
             "platform": "iOS",  # Segment capitalizes ios and android
-            "os_name": "iOS",
-            "os_version": "17.0",
-            "device_brand": "Apple",
-            "device_manufacturer": "Apple",
-            "device_model": "iPhone 10",
-            "carrier": "T-Mobile",
-            "country": "United States",
-            "region": "California",
-            "city": "San Francisco",
-            "language": "en-US",
+            **MOBILE_FIELDS,
             "location_lat": 37.7672319,
             "location_lng": -122.4021353,
             "ip": "8.8.8.8",
@@ -332,16 +332,7 @@ def test_identify_user_default_mapping_posts_a_form_to_the_identify_api(
             "user_properties": {"email": "derek@example.com", "name": "Derek Sivers"},
             "app_version": "3.5.1",
             "platform": "iOS",
-            "os_name": "iOS",
-            "os_version": "17.0",
-            "device_brand": "Apple",
-            "device_manufacturer": "Apple",
-            "device_model": "iPhone 10",
-            "carrier": "T-Mobile",
-            "country": "United States",
-            "region": "California",
-            "city": "San Francisco",
-            "language": "en-US",
+            **MOBILE_FIELDS,
             "library": "segment",
         }],
     }
