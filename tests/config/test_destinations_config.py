@@ -170,3 +170,45 @@ def test_filter_errors_in_the_config_file_name_the_place(replace: str, message: 
     with pytest.raises(ConfigError) as raised:
         parse_config(read_yaml(broken))
     assert message in str(raised.value)
+
+
+MAPPINGS = """
+workspace: acme
+sources:
+  - name: web
+    write_key: WK_web
+destinations:
+  - name: orders-hook
+    type: webhook-actions
+    source: web
+    mappings:
+      - name: Orders
+        enabled: true
+        trigger: 'type = "track" and event = "Order Completed"'
+        action: send
+        fields:
+          url: "http://127.0.0.1:9000/orders"
+          method: POST
+          data: {order: {"@path": "$.properties.order_id"}}
+      - name: Later
+        trigger: 'type = "identify"'
+        action: send
+        fields: {url: "http://127.0.0.1:9000/users"}
+"""
+
+
+def test_mappings_in_the_config_file(sqlite_engine: Engine) -> None:
+    store = WorkspaceStore(sqlite_engine)
+    config = parse_config(read_yaml(MAPPINGS))
+    first = plan(store, config)
+    assert "2 mappings" in first.render()
+    apply(store, first)
+    [hook] = DestinationStore(store).list()
+    assert [(m.name, m.enabled) for m in hook.mappings] == [("Orders", True), ("Later", False)]
+    assert not plan(store, config)
+    exported = export_config(store)
+    assert "map_" not in exported and "enabled: false" in exported
+    assert not plan(store, parse_config(read_yaml(exported)))
+    with pytest.raises(ConfigError, match=r"destinations\[0\]: mappings\[1\]\.action: unknown action"):
+        parse_config(read_yaml(MAPPINGS.replace("action: send\n        fields: {url",
+                                                "action: explode\n        fields: {url")))

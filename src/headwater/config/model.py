@@ -30,6 +30,7 @@ from pydantic import (
 
 from headwater.destinations.actions import check_mappings
 from headwater.destinations.filters import check_filters
+from headwater.destinations.instance_lists import ListError
 from headwater.destinations.registry import UnknownDestinationType
 from headwater.destinations.registry import get as get_definition
 from headwater.store.workspace import (
@@ -185,7 +186,12 @@ class DestinationConfig(_Section):
             return data  # the type's own error is reported where the type is used
         if not actions:
             raise ValueError(f"mappings: {data.get('type')} is not an Actions destination")
-        checked = check_mappings(actions, data["mappings"])
+        try:
+            checked = check_mappings(actions, data["mappings"])
+        except ListError as exc:
+            message = str(exc)
+            raise ValueError(f"mappings{message}" if message.startswith("[") else
+                             f"mappings: {message}") from None
         return {**data, "mappings": [m.written() for m in checked]}
 
     @field_validator("name")
