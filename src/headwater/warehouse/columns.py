@@ -1,0 +1,22 @@
+"""The five column types of Segment's warehouses, and rows bound for one table."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+# Segment: "timestamp, integer, float, boolean, varchar"; a column's type is chosen when the
+# column is created and never changed afterwards.
+ColumnType = Literal["timestamp", "integer", "float", "boolean", "varchar"]
+COLUMN_TYPES: tuple[ColumnType, ...] = ("timestamp", "integer", "float", "boolean", "varchar")
+
+
+@dataclass
+class TableRows:
+    """Rows for one table of one schema. Values are Python values of the column's kind
+    (``datetime`` in UTC, ``int``, ``float``, ``bool``, ``str``); a missing key is null."""
+
+    table: str
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    # The type each column would get if it were created now (from the rows' latest values).
+    types: dict[str, ColumnType] = field(default_factory=dict)
