@@ -240,3 +240,38 @@ def test_a_file_unlinked_while_waiting_for_its_lock_is_opened_again(tmp_path: Pa
         assert os.fstat(fd).st_ino == path.stat().st_ino
     finally:
         os.close(fd)
+
+
+def test_members_resume_where_a_reader_stopped_and_pick_up_late_events(tmp_path: Path) -> None:
+    writer = ArchiveWriter(tmp_path)
+    archive = Archive(tmp_path)
+    feed(writer, record([event("a1", "2024-03-05T10:10:00.000Z"),
+                         event("a2", "2024-03-05T10:20:00.000Z")]))
+    feed(writer, record([event("b1", "2024-03-05T11:05:00.000Z")]))
+    first = list(archive.members("src_a", utc(2024, 3, 5, 10, 30)))  # the hour of 10:30 on
+    assert [(m.key, ids(m.events)) for m in first] == [
+        ("2024-03-05T10", ["a1", "a2"]), ("2024-03-05T11", ["b1"])]
+    done = {m.key: m.end for m in first}
+    assert list(archive.members("src_a", utc(2024, 3, 5, 10), done=done)) == []
+    # An event of 10:59 archived after the reader passed that hour, and a new one.
+    feed(writer, record([event("late", "2024-03-05T10:59:59.000Z")]),
+         record([event("b2", "2024-03-05T11:30:00.000Z")]))
+    again = list(archive.members("src_a", utc(2024, 3, 5, 10), done=done))
+    assert [(m.key, ids(m.events)) for m in again] == [
+        ("2024-03-05T10", ["late"]), ("2024-03-05T11", ["b2"])]
+    assert list(archive.members("src_a", utc(2024, 3, 5, 12))) == []
+    assert [m.key for m in archive.members("src_a", utc(2024, 3, 5),
+                                           until=utc(2024, 3, 5, 11))] == ["2024-03-05T10"] * 2
+
+
+def test_members_leave_out_a_member_still_being_written(tmp_path: Path) -> None:
+    writer = ArchiveWriter(tmp_path)
+    path = tmp_path / "src_a/2024-03-05/10.ndjson.gz"
+    feed(writer, record([event("m1", "2024-03-05T10:00:01.000Z")]))
+    intact = path.stat().st_size
+    feed(writer, record([event(f"t{i}", "2024-03-05T10:00:02.000Z", pad="x" * 50)
+                         for i in range(200)]))
+    with open(path, "r+b") as f:
+        f.truncate(intact + (path.stat().st_size - intact) // 2)
+    [member] = list(Archive(tmp_path).members("src_a", utc(2024, 3, 5)))
+    assert ids(member.events) == ["m1"] and member.end == intact

@@ -25,7 +25,8 @@ import os
 import re
 import zlib
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -108,6 +109,36 @@ class ArchiveWriter:
             os.close(fd)  # also releases the lock
 
 
+_FAR = datetime(9999, 1, 1, tzinfo=UTC)
+
+
+def hour_key(hour_start: datetime) -> str:
+    return hour_start.strftime("%Y-%m-%dT%H")
+
+
+@dataclass(frozen=True)
+class ArchiveMember:
+    """One flush of the archive writer: its events, and where in its hour file it ends."""
+
+    hour: datetime
+    key: str  # the hour file, as ``YYYY-MM-DDTHH``
+    end: int
+    events: list[dict[str, Any]]
+
+
+def _events(lines: list[bytes], path: Path) -> list[dict[str, Any]]:
+    found = []
+    for line in lines:
+        try:
+            event = _decode(line)
+        except msgspec.DecodeError:
+            logger.warning("archive: skipping a line that is not JSON in %s", path)
+            continue
+        if isinstance(event, dict):
+            found.append(event)
+    return found
+
+
 class Archive:
     """Reads, lists and purges the archive; the one interface replay and warehouses use."""
 
@@ -150,6 +181,36 @@ class Archive:
                         continue
                     seen.add(message_id)
                 yield event
+
+    def members(
+        self, source_id: str, since: datetime, *, done: Mapping[str, int] | None = None,
+        until: datetime | None = None,
+    ) -> Iterator[ArchiveMember]:
+        """The intact members of the hour files from ``since``'s hour on, oldest hour first.
+
+        ``done`` maps an hour key (``YYYY-MM-DDTHH``) to the offset read up to before: reading
+        resumes there, so a reader that keeps the ``end`` of each member it finished (warehouse
+        syncs) reads each event once, including events appended late to an older hour. A member
+        still being written is not given until it is complete.
+        """
+        done = done or {}
+        start = _as_utc(since).replace(minute=0, second=0, microsecond=0)
+        for hour_start, path in self._hour_files(source_id, start, _as_utc(until or _FAR)):
+            key = hour_key(hour_start)
+            with open(path, "rb") as f:
+                f.seek(done.get(key, 0))
+                lines: list[bytes] = []
+                partial = b""
+                for data, end in _members(f):
+                    if end < 0:
+                        found = (partial + data).split(b"\n")
+                        partial = found.pop()
+                        lines.extend(line for line in found if line)
+                        continue
+                    if partial:
+                        lines.append(partial)
+                    yield ArchiveMember(hour_start, key, end, _events(lines, path))
+                    lines, partial = [], b""
 
     def purge(self, older_than_days: int = DEFAULT_RETENTION_DAYS, *,
               now: datetime | None = None) -> int:
