@@ -22,11 +22,20 @@ from typing import Any
 
 import yaml
 
-from headwater.config.model import ConfigError, ConfigFile, DestinationConfig, SourceConfig
+from headwater.config.model import (
+    ConfigError,
+    ConfigFile,
+    DestinationConfig,
+    SourceConfig,
+    WarehouseConfig,
+)
 from headwater.destinations.registry import UnknownDestinationType
 from headwater.destinations.registry import get as get_definition
 from headwater.store.destinations import REDACTED, DestinationStore, redact
+from headwater.store.warehouses import WarehouseInfo, WarehouseStore
+from headwater.store.warehouses import redact as redact_warehouse
 from headwater.store.workspace import MAX_PAGE_SIZE, SourceInfo, WorkspaceStore, slugify
+from headwater.warehouse.settings import SECRETS
 
 # --- changes ---------------------------------------------------------------------------------
 
@@ -237,6 +246,59 @@ class DeleteDestination(Change):
         DestinationStore(store).delete(self.destination_id)
 
 
+@dataclass(frozen=True)
+class CreateWarehouse(Change):
+    config: WarehouseConfig
+
+    def render(self) -> str:
+        details = [f"type {self.config.type}"]
+        if not self.config.enabled:
+            details.append("disabled")
+        if self.config.settings:
+            shown = redact_warehouse(self.config.type, self.config.settings)
+            details.append(f"settings {_value(shown)}")
+        if self.config.options():
+            details.append(f"options {_value(self.config.options())}")
+        return f"+ warehouse {self.config.name} ({'; '.join(details)})"
+
+    def apply(self, store: WorkspaceStore) -> None:
+        cfg = self.config
+        WarehouseStore(store).create(cfg.name, cfg.type, enabled=cfg.enabled,
+                                     settings=cfg.settings, options=cfg.options())
+
+
+@dataclass(frozen=True)
+class UpdateWarehouse(Change):
+    warehouse_id: str
+    name: str
+    type: str
+    field: str
+    old: Any
+    new: Any
+
+    def render(self) -> str:
+        old, new = self.old, self.new
+        if self.field == "settings":
+            old = redact_warehouse(self.type, old)
+            new = redact_warehouse(self.type, new)
+        return f"~ warehouse {self.name}: {self.field} {_value(old)} → {_value(new)}"
+
+    def apply(self, store: WorkspaceStore) -> None:
+        WarehouseStore(store).update(self.warehouse_id, **{self.field: self.new})
+
+
+@dataclass(frozen=True)
+class DeleteWarehouse(Change):
+    warehouse_id: str
+    name: str
+
+    def render(self) -> str:
+        return f"- warehouse {self.name}"
+
+    def apply(self, store: WorkspaceStore) -> None:
+        WarehouseStore(store).delete(self.warehouse_id)
+
+
 @dataclass
 class Plan:
     changes: list[Change] = field(default_factory=list)
@@ -265,7 +327,8 @@ def plan(store: WorkspaceStore, config: ConfigFile) -> Plan:
         changes += _plan_sources(store, config.sources)
     if config.destinations is not None:
         changes += _plan_destinations(store, config.destinations)
-    # Later sections (warehouses) plan here, each after what it refers to.
+    if config.warehouses is not None:
+        changes += _plan_warehouses(store, config.warehouses)
     return Plan(changes)
 
 
@@ -445,6 +508,51 @@ def _plan_destinations(
     return deletes + updates + creates
 
 
+def _plan_warehouses(
+    store: WorkspaceStore, configs: Sequence[WarehouseConfig]
+) -> list[Change]:
+    """Warehouses are matched by name; a new type is a new warehouse."""
+    warehouses = WarehouseStore(store)
+    existing = {w.name: w for w in warehouses.list()}
+    deletes: list[Change] = [DeleteWarehouse(w.id, name) for name, w in existing.items()
+                             if name not in {cfg.name for cfg in configs}]
+    updates: list[Change] = []
+    creates: list[Change] = []
+    for cfg in configs:
+        current = existing.get(cfg.name)
+        if current is None or current.type != cfg.type:
+            if current is not None:
+                deletes.append(DeleteWarehouse(current.id, cfg.name))
+            creates.append(CreateWarehouse(cfg))
+            continue
+        new_settings = dict(cfg.settings)
+        for key in SECRETS.get(cfg.type, frozenset()):
+            if new_settings.get(key) == REDACTED and key in current.settings:
+                new_settings[key] = current.settings[key]
+        wanted: dict[str, tuple[Any, Any]] = {
+            "enabled": (current.enabled, cfg.enabled),
+            "settings": (dict(current.settings), new_settings),
+            "options": (_written_options(store, current), cfg.options()),
+        }
+        for field_name, (old, new) in wanted.items():
+            if old != new:
+                updates.append(UpdateWarehouse(current.id, cfg.name, cfg.type, field_name,
+                                               old, new))
+    return deletes + updates + creates
+
+
+def _written_options(store: WorkspaceStore, warehouse: WarehouseInfo) -> dict[str, Any]:
+    """A warehouse's options as a config file writes them: sources by name."""
+    options = warehouse.options.model_dump(exclude_defaults=True)
+    name = {s.id: s.name for s in _all_sources(store)}
+    if "sources" in options:
+        options["sources"] = [name.get(i, i) for i in options["sources"]]
+    for key in ("schema_names", "selective_sync"):
+        if key in options:
+            options[key] = {name.get(i, i): v for i, v in options[key].items()}
+    return options
+
+
 def _merged_secrets(
     destination_type: str, settings: Mapping[str, Any], stored: Mapping[str, Any]
 ) -> dict[str, Any]:
@@ -513,6 +621,17 @@ def export_config(store: WorkspaceStore) -> str:
         destinations.append(entry)
     if destinations:
         data["destinations"] = destinations
+    warehouses = []
+    for warehouse in WarehouseStore(store).list():
+        written: dict[str, Any] = {"name": warehouse.name, "type": warehouse.type}
+        if not warehouse.enabled:
+            written["enabled"] = False
+        if warehouse.settings:
+            written["settings"] = warehouse.shown_settings()
+        written.update(_written_options(store, warehouse))
+        warehouses.append(written)
+    if warehouses:
+        data["warehouses"] = warehouses
     return EXPORT_HEADER + yaml.safe_dump(
         data, sort_keys=False, allow_unicode=True, default_flow_style=False
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -40,6 +41,7 @@ from headwater.store.workspace import (
     check_slug,
     check_write_key,
 )
+from headwater.warehouse.settings import WarehouseOptions
 
 
 class ConfigError(Exception):
@@ -205,6 +207,39 @@ class DestinationConfig(_Section):
         return dict(_checked(check_settings, _from_environment(value)))
 
 
+class WarehouseConfig(_Section):
+    """A warehouse: its connection, and ``WarehouseOptions`` (schedule, sources, schema names,
+    Selective Sync) written at the same level."""
+
+    name: StrictStr
+    type: StrictStr
+    enabled: StrictBool = True
+    settings: dict[str, Any] = Field(default_factory=dict)
+    syncs_per_day: StrictInt | None = None
+    sources: list[StrictStr] | None = None
+    schema_names: dict[str, str] | None = None
+    selective_sync: dict[str, dict[str, Any]] | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return str(_checked(check_name, value))
+
+    @field_validator("settings")
+    @classmethod
+    def _settings(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return dict(_checked(check_settings, _from_environment(value)))
+
+    @model_validator(mode="after")
+    def _options(self) -> WarehouseConfig:
+        WarehouseOptions.model_validate(self.options())
+        return self
+
+    def options(self) -> dict[str, Any]:
+        return self.model_dump(include={"syncs_per_day", "sources", "schema_names",
+                                        "selective_sync"}, exclude_none=True)
+
+
 class ServerConfig(_Section):
     """Read by ``headwater serve --config``; not part of the workspace, so ``apply`` skips it."""
 
@@ -224,6 +259,8 @@ class ConfigFile(_Section):
     sources: list[SourceConfig] | None = None
     # Like sources: None leaves destinations alone; a list is the complete set.
     destinations: list[DestinationConfig] | None = None
+    # Like sources: None leaves warehouses alone; a list is the complete set.
+    warehouses: list[WarehouseConfig] | None = None
     server: ServerConfig | None = None
 
     @field_validator("workspace")
@@ -231,7 +268,7 @@ class ConfigFile(_Section):
     def _workspace(cls, value: str) -> str:
         return str(_checked(check_name, value))
 
-    @field_validator("sources", "destinations", mode="before")
+    @field_validator("sources", "destinations", "warehouses", mode="before")
     @classmethod
     def _list_not_null(cls, value: Any, info: ValidationInfo) -> Any:
         if value is None:
@@ -259,12 +296,15 @@ class ConfigFile(_Section):
                             f"sources[{seen[what][item]}]"
                         )
                     seen[what].setdefault(item, i)
-        names: dict[str, int] = {}
-        for i, destination in enumerate(self.destinations or []):
-            if destination.name in names:
-                problems.append(f"destinations[{i}]: name {destination.name!r} is already used "
-                                f"by destinations[{names[destination.name]}]")
-            names.setdefault(destination.name, i)
+        sections: list[tuple[str, Sequence[DestinationConfig | WarehouseConfig]]] = [
+            ("destinations", self.destinations or []), ("warehouses", self.warehouses or [])]
+        for section, entries in sections:
+            names: dict[str, int] = {}
+            for i, entry in enumerate(entries):
+                if entry.name in names:
+                    problems.append(f"{section}[{i}]: name {entry.name!r} is already used "
+                                    f"by {section}[{names[entry.name]}]")
+                names.setdefault(entry.name, i)
         if problems:
             raise ValueError("; ".join(problems))
         return self

@@ -78,6 +78,7 @@ MIGRATIONS: list[Migration] = [
     Migration(3, "destinations and delivery queues", _create_tables),
     Migration(4, "destination filters and mappings", _add_filters_and_mappings),
     Migration(5, "delivery jobs per mapping", _jobs_per_mapping),
+    Migration(6, "warehouses, their positions and sync history", _create_tables),
 ]
 
 

@@ -220,3 +220,53 @@ delivery_latencies = sa.Table(
     sa.Column("latency_ms", sa.BigInteger, nullable=False),
     sa.Index("ix_delivery_latencies_key", "destination_id", "minute"),
 )
+
+# --- warehouses (see headwater.warehouse) -----------------------------------------------------
+
+warehouses = sa.Table(
+    "warehouses",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("workspace_id", sa.String(40), sa.ForeignKey("workspaces.id"), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("type", sa.String(40), nullable=False),  # duckdb, postgres, data-lake
+    sa.Column("enabled", sa.Boolean, nullable=False, default=True),
+    sa.Column("settings", sa.JSON, nullable=False, default=dict),  # secrets included
+    # syncs_per_day, sources, schema names, Selective Sync: see WarehouseOptions.
+    sa.Column("options", sa.JSON, nullable=False, default=dict),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+    sa.UniqueConstraint("workspace_id", "name", name="uq_warehouses_name"),
+)
+
+# How far each warehouse has loaded each source's archive, per collection (table): hour file
+# (YYYY-MM-DDTHH) -> offset read up to. Collection "" is the source's own position.
+warehouse_positions = sa.Table(
+    "warehouse_positions",
+    metadata,
+    sa.Column("warehouse_id", sa.String(40),
+              sa.ForeignKey("warehouses.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("source_id", sa.String(40), primary_key=True),
+    sa.Column("collection", sa.String(200), primary_key=True),
+    sa.Column("position", sa.JSON, nullable=False, default=dict),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+)
+
+# Sync history: one row per run.
+warehouse_syncs = sa.Table(
+    "warehouse_syncs",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("warehouse_id", sa.String(40),
+              sa.ForeignKey("warehouses.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("trigger", sa.String(20), nullable=False),  # schedule, manual
+    sa.Column("status", sa.String(20), nullable=False),  # running, success, partial, failure
+    sa.Column("started_at", sa.BigInteger, nullable=False),
+    sa.Column("finished_at", sa.BigInteger, nullable=True),
+    # A running sync touches this after every chunk; one silent for long has died.
+    sa.Column("heartbeat_at", sa.BigInteger, nullable=False),
+    sa.Column("rows", sa.JSON, nullable=False, default=dict),  # schema -> table -> rows
+    sa.Column("notices", sa.JSON, nullable=False, default=list),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Index("ix_warehouse_syncs_warehouse", "warehouse_id", "started_at"),
+)

@@ -222,6 +222,10 @@ class WorkspaceStore:
         self._clock = clock
         self._local = threading.local()
 
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
     def now(self) -> int:
         """The store's clock in whole seconds (key expiry is decided on this)."""
         return int(self._clock())
