@@ -1,0 +1,234 @@
+"""The embedded warehouse: one DuckDB file.
+
+DuckDB lets one process write a file, or several processes read it, never both. So the
+loader opens the file for writing only for a sync — on the first ``ping``/``load`` — and
+``close()`` (which the sync calls when its run ends) releases it; between syncs anyone may
+open it read-only (``query`` does, and so can the ``duckdb`` CLI or a BI tool). Opening is
+retried for ``lock_timeout`` seconds when the other side holds the file, so a short query
+delays a sync instead of failing it, and the reverse. Keeping the file for a whole run rather
+than per table spares an open and a checkpoint (≈16 ms) per table and chunk.
+
+Types: TIMESTAMPTZ (``TIMESTAMP WITH TIME ZONE``; the session time zone is UTC), BIGINT,
+DOUBLE, BOOLEAN, VARCHAR (DuckDB ignores a length; the loader cuts at 512 characters).
+
+Dedupe is an anti-join on ``id`` (``NOT EXISTS``), which DuckDB runs as a hash join over the
+table's ``id`` column, and ``id`` gets no PRIMARY KEY: measured on 500k rows, the ART index
+made a load 6x slower (0.86 s against 0.13 s) while the anti-join against 500k existing ids
+took 0.04 s. ``users``/``accounts`` use ``MERGE INTO`` for the same reason. DuckDB matches
+identifiers case-insensitively, so names are compared in lower case.
+
+Rows are read back through Arrow: fetching TIMESTAMPTZ as Python objects needs ``pytz``,
+which is not a dependency.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Final
+
+import duckdb
+
+from headwater.warehouse.columns import ColumnType, TableRows
+from headwater.warehouse.loaders import (
+    Batch,
+    Cast,
+    Loader,
+    LoadResult,
+    WarehouseError,
+    prepare_batch,
+    rows_cast,
+    sql_column_type,
+)
+
+SQL_TYPES: Final[dict[ColumnType, str]] = {
+    "timestamp": "TIMESTAMP WITH TIME ZONE",
+    "integer": "BIGINT",
+    "float": "DOUBLE",
+    "boolean": "BOOLEAN",
+    "varchar": "VARCHAR",
+}
+_BATCH: Final = "__headwater_batch"
+CHECKPOINT_THRESHOLD: Final = "1GB"  # the Arrow table's name inside a load's connection
+
+_TABLE_COLUMNS: Final = """
+SELECT column_name, data_type FROM information_schema.columns
+WHERE table_catalog = current_database() AND lower(table_schema) = ? AND lower(table_name) = ?
+ORDER BY ordinal_position"""
+_SCHEMA_COLUMNS: Final = """
+SELECT c.table_name, c.column_name, c.data_type
+FROM information_schema.columns AS c JOIN information_schema.tables AS t
+  ON t.table_catalog = c.table_catalog AND t.table_schema = c.table_schema
+ AND t.table_name = c.table_name
+WHERE c.table_catalog = current_database() AND lower(c.table_schema) = ?
+  AND t.table_type = 'BASE TABLE'
+ORDER BY c.table_name, c.ordinal_position"""
+
+
+def quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _name(name: str) -> str:
+    return name.lower()
+
+
+class DuckDBLoader(Loader):
+    kind = "duckdb"
+
+    def __init__(self, path: str | os.PathLike[str], *, cast: Cast = rows_cast,
+                 lock_timeout: float = 30.0) -> None:
+        self.path = Path(path)
+        self._cast = cast
+        self._lock_timeout = lock_timeout
+        self._conn: duckdb.DuckDBPyConnection | None = None
+
+    # --- connections ---------------------------------------------------------------------------
+
+    def _connect(self, *, read_only: bool) -> duckdb.DuckDBPyConnection:
+        """Open the file, waiting while another process holds it."""
+        if not self.path.parent.is_dir():
+            raise WarehouseError(f"cannot open DuckDB file {self.path}: directory "
+                                 f"{self.path.parent} does not exist")
+        if read_only and not self.path.exists():
+            raise WarehouseError(f"DuckDB file {self.path} does not exist (nothing loaded yet)")
+        deadline = time.monotonic() + self._lock_timeout
+        pause = 0.05
+        while True:
+            try:
+                conn = duckdb.connect(str(self.path), read_only=read_only)
+                break
+            except duckdb.Error as exc:
+                text = str(exc)
+                # Another process (lock) or another connection of this one (configuration).
+                busy = "lock" in text.lower() or "different configuration" in text
+                if not busy:
+                    raise WarehouseError(f"cannot open DuckDB file {self.path}: {text}") from exc
+                if time.monotonic() >= deadline:
+                    raise WarehouseError(
+                        f"DuckDB file {self.path} is in use: a sync writes it, or readers hold "
+                        f"it open; try again when they are done ({text})") from exc
+                time.sleep(pause)
+                pause = min(pause * 2, 0.5)
+        try:
+            conn.execute("SET TimeZone = 'UTC'")
+            if not read_only:
+                conn.execute(f"SET checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'")
+        except duckdb.Error:
+            conn.close()
+            raise
+        return conn
+
+    def _writer(self) -> duckdb.DuckDBPyConnection:
+        if self._conn is None:
+            self._conn = self._connect(read_only=False)
+        return self._conn
+
+    @contextmanager
+    def _reader(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """This loader's own connection during a sync, else the file opened read-only."""
+        if self._conn is not None:
+            yield self._conn
+            return
+        conn = self._connect(read_only=True)
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+    def close(self) -> None:
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            conn.close()
+
+    # --- operations ----------------------------------------------------------------------------
+
+    def ping(self) -> None:
+        try:
+            self._writer().execute("SELECT 1").fetchall()
+        except duckdb.Error as exc:
+            raise WarehouseError(f"DuckDB file {self.path}: {exc}") from exc
+
+    def columns(self, schema: str) -> dict[str, dict[str, ColumnType]]:
+        if self._conn is None and not self.path.exists():
+            return {}
+        tables: dict[str, dict[str, ColumnType]] = {}
+        with self._reader() as conn:
+            for table, column, sql_type in conn.execute(
+                    _SCHEMA_COLUMNS, [_name(schema)]).fetchall():
+                tables.setdefault(table, {})[column] = sql_column_type(sql_type)
+        return tables
+
+    def query(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+        with self._reader() as conn:
+            try:
+                relation = conn.sql(sql)
+                if relation is None:  # a statement without a result
+                    return [], []
+                names = list(relation.columns)
+                data = relation.to_arrow_table()
+            except duckdb.Error as exc:
+                raise WarehouseError(str(exc)) from exc
+        columns = [column.to_pylist() for column in data.columns]
+        return names, list(zip(*columns, strict=True))
+
+    def load(self, schema: str, rows: TableRows) -> LoadResult:
+        if not rows.rows:
+            return LoadResult(0, [])
+        conn = self._writer()
+        schema_name, table = _name(schema), _name(rows.table)
+        target = f"{quote(schema_name)}.{quote(table)}"
+        conn.begin()
+        try:
+            existing = {_name(c): sql_column_type(t) for c, t in conn.execute(
+                _TABLE_COLUMNS, [schema_name, table]).fetchall()}
+            batch = prepare_batch(table, rows, existing, self._cast, _name)
+            if batch.data.num_rows == 0:
+                conn.rollback()
+                return LoadResult(0, batch.notices)
+            conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(schema_name)}")
+            if not existing:
+                columns = ", ".join(
+                    f"{quote(c)} {SQL_TYPES[batch.types[c]]}" + (" NOT NULL" if c == "id" else "")
+                    for c in batch.columns)
+                conn.execute(f"CREATE TABLE {target} ({columns})")
+            else:
+                for column in batch.new_columns:
+                    conn.execute(f"ALTER TABLE {target} ADD COLUMN {quote(column)} "
+                                 f"{SQL_TYPES[batch.types[column]]}")
+            conn.register(_BATCH, batch.data)
+            try:
+                statement = _merge(target, batch) if batch.upsert else _insert(target, batch)
+                result = conn.execute(statement).fetchone()
+            finally:
+                conn.unregister(_BATCH)
+            conn.commit()
+        except BaseException:
+            conn.rollback()
+            raise
+        return LoadResult(int(result[0]) if result else 0, batch.notices)
+
+
+def _insert(target: str, batch: Batch) -> str:
+    """New ids only: a hash anti-join against the table (AC-129)."""
+    columns = ", ".join(quote(c) for c in batch.columns)
+    return (f"INSERT INTO {target} ({columns}) SELECT {columns} FROM {_BATCH} AS b "
+            f"WHERE NOT EXISTS (SELECT 1 FROM {target} AS t WHERE t.\"id\" = b.\"id\")")
+
+
+def _merge(target: str, batch: Batch) -> str:
+    """Upsert on id: the newer row's non-null values win, the older fills its gaps."""
+    columns = ", ".join(quote(c) for c in batch.columns)
+    values = ", ".join(f"b.{quote(c)}" for c in batch.columns)
+    key = batch.order_key
+    newer = f"(t.{quote(key)} IS NULL OR b.{quote(key)} >= t.{quote(key)})" if key else "TRUE"
+    assignments = ", ".join(
+        f"{quote(c)} = CASE WHEN {newer} THEN coalesce(b.{quote(c)}, t.{quote(c)}) "
+        f"ELSE coalesce(t.{quote(c)}, b.{quote(c)}) END"
+        for c in batch.columns if c != "id")
+    matched = f" WHEN MATCHED THEN UPDATE SET {assignments}" if assignments else ""
+    return (f"MERGE INTO {target} AS t USING {_BATCH} AS b ON t.\"id\" = b.\"id\"{matched} "
+            f"WHEN NOT MATCHED THEN INSERT ({columns}) VALUES ({values})")

@@ -1,0 +1,231 @@
+"""A PostgreSQL warehouse, loaded with COPY.
+
+A load writes the batch (already an Arrow table of the right types) as CSV with pyarrow's C
+writer and streams it with ``COPY … FROM STDIN`` into a temporary table, then moves new rows
+into the real table with ``INSERT … SELECT … ON CONFLICT ("id") DO NOTHING`` (events) or
+``DO UPDATE`` (``users``/``accounts``). A table created by this very load receives the COPY
+directly: it is empty and the batch is already deduplicated.
+
+Types: TIMESTAMP WITH TIME ZONE (the session runs in UTC), BIGINT, DOUBLE PRECISION, BOOLEAN,
+VARCHAR(512) — Segment's width on Redshift and Postgres, so a dbt model or a query written
+against Segment's tables sees the same types; the loader cuts strings at 512 characters.
+``id`` is VARCHAR(512) PRIMARY KEY: the index that makes dedupe and upserts one lookup a row.
+
+Every load takes a transaction-scoped advisory lock on its table, so two syncs writing the
+same schema (two processes, or a retry overlapping a slow run) cannot race on CREATE/ALTER.
+PostgreSQL cuts identifiers at 63 bytes; the loader cuts them the same way first, so the
+catalog and the batch agree on names. ``query`` runs in a READ ONLY transaction.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any, Final
+
+import psycopg
+import pyarrow.csv as pcsv
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
+
+from headwater.warehouse.columns import ColumnType, TableRows
+from headwater.warehouse.loaders import (
+    VARCHAR_LIMIT,
+    Batch,
+    Cast,
+    Loader,
+    LoadResult,
+    WarehouseError,
+    prepare_batch,
+    rows_cast,
+    sql_column_type,
+)
+
+SQL_TYPES: Final[dict[ColumnType, str]] = {
+    "timestamp": "TIMESTAMP WITH TIME ZONE",
+    "integer": "BIGINT",
+    "float": "DOUBLE PRECISION",
+    "boolean": "BOOLEAN",
+    "varchar": f"VARCHAR({VARCHAR_LIMIT})",
+}
+NAME_BYTES: Final = 63  # PostgreSQL's NAMEDATALEN - 1
+_STAGE: Final = "__headwater_batch"
+_COPY_CHUNK: Final = 1 << 20
+_CSV: Final = pcsv.WriteOptions(include_header=False)
+
+_TABLE_COLUMNS: Final = sql.SQL(
+    "SELECT column_name, data_type FROM information_schema.columns "
+    "WHERE table_schema = %s AND table_name = %s ORDER BY ordinal_position")
+_SCHEMA_COLUMNS: Final = sql.SQL(
+    "SELECT c.table_name, c.column_name, c.data_type "
+    "FROM information_schema.columns AS c JOIN information_schema.tables AS t "
+    "USING (table_catalog, table_schema, table_name) "
+    "WHERE c.table_schema = %s AND t.table_type = 'BASE TABLE' "
+    "ORDER BY c.table_name, c.ordinal_position")
+
+
+def _name(name: str) -> str:
+    """The name PostgreSQL will store (it silently cuts identifiers at 63 bytes)."""
+    raw = name.encode()
+    return name if len(raw) <= NAME_BYTES else raw[:NAME_BYTES].decode(errors="ignore")
+
+
+def _reason(exc: BaseException) -> str:
+    """The useful part of libpq's message: 'password authentication failed for user …',
+    'Connection refused', 'failed to resolve host …'."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    text = lines[0] if lines else type(exc).__name__
+    if "failed: " in text:
+        text = text.rsplit("failed: ", 1)[1]
+    return text.removeprefix("FATAL:").strip()
+
+
+class PostgresLoader(Loader):
+    kind = "postgres"
+
+    def __init__(self, url: str, *, cast: Cast = rows_cast,
+                 connect_timeout: int = 10) -> None:
+        scheme, sep, rest = url.partition("://")
+        if sep and scheme.startswith("postgres"):  # postgres://, postgresql+psycopg://
+            url = "postgresql://" + rest
+        try:
+            self._params: dict[str, Any] = conninfo_to_dict(url)
+        except psycopg.ProgrammingError as exc:
+            raise WarehouseError(f"invalid PostgreSQL URL: {_reason(exc)}") from exc
+        self._params.setdefault("connect_timeout", connect_timeout)
+        self._params.setdefault("application_name", "headwater-warehouse")
+        p = self._params
+        self.where = (f"{p.get('user', '')}@{p.get('host', 'localhost')}:{p.get('port', 5432)}"
+                      f"/{p.get('dbname', '')}")  # for messages: never the password
+        self._cast = cast
+        self._conn: psycopg.Connection[Any] | None = None
+
+    def _connection(self) -> psycopg.Connection[Any]:
+        if self._conn is not None and (self._conn.closed or self._conn.broken):
+            self._conn = None  # the server went away: reconnect
+        if self._conn is None:
+            try:
+                conn = psycopg.connect(**self._params, autocommit=True)
+                conn.execute("SET TIME ZONE 'UTC'")
+            except psycopg.Error as exc:
+                raise WarehouseError(
+                    f"cannot connect to PostgreSQL {self.where}: {_reason(exc)}") from exc
+            self._conn = conn
+        return self._conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            conn.close()
+
+    def ping(self) -> None:
+        conn = self._connection()
+        try:
+            conn.execute("SELECT 1").fetchall()
+        except psycopg.Error as exc:
+            raise WarehouseError(f"PostgreSQL {self.where}: {_reason(exc)}") from exc
+
+    def columns(self, schema: str) -> dict[str, dict[str, ColumnType]]:
+        tables: dict[str, dict[str, ColumnType]] = {}
+        rows = self._connection().execute(_SCHEMA_COLUMNS, [_name(schema)]).fetchall()
+        for table, column, sql_type in rows:
+            tables.setdefault(table, {})[column] = sql_column_type(sql_type)
+        return tables
+
+    def query(self, sql_text: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+        conn = self._connection()
+        try:
+            with conn.transaction():
+                conn.execute("SET TRANSACTION READ ONLY")
+                cursor = conn.cursor()
+                cursor.execute(sql_text.encode())
+                if cursor.description is None:
+                    return [], []
+                return [d.name for d in cursor.description], list(cursor.fetchall())
+        except psycopg.Error as exc:
+            raise WarehouseError(_reason(exc) if isinstance(exc, psycopg.OperationalError)
+                                 else str(exc).strip()) from exc
+
+    def load(self, schema: str, rows: TableRows) -> LoadResult:
+        if not rows.rows:
+            return LoadResult(0, [])
+        conn = self._connection()
+        schema_name, table = _name(schema), _name(rows.table)
+        target = sql.Identifier(schema_name, table)
+        with conn.transaction(), conn.cursor() as cursor:
+            # One loader per table at a time, whoever runs it.
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+                           [f"headwater.warehouse:{schema_name}.{table}"])
+            existing = {c: sql_column_type(t) for c, t in cursor.execute(
+                _TABLE_COLUMNS, [schema_name, table]).fetchall()}
+            batch = prepare_batch(table, rows, existing, self._cast, _name)
+            if batch.data.num_rows == 0:
+                return LoadResult(0, batch.notices)
+            self._create_schema(cursor, schema_name)
+            if not existing:
+                cursor.execute(sql.SQL("CREATE TABLE {} ({})").format(target, sql.SQL(", ").join(
+                    sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(SQL_TYPES[batch.types[c]])
+                                            + sql.SQL(" PRIMARY KEY" if c == "id" else ""))
+                    for c in batch.columns)))
+                _copy(cursor, target, batch)  # a new, empty table: no staging needed
+                return LoadResult(batch.data.num_rows, batch.notices)
+            for column in batch.new_columns:
+                cursor.execute(sql.SQL("ALTER TABLE {} ADD COLUMN {} {}").format(
+                    target, sql.Identifier(column), sql.SQL(SQL_TYPES[batch.types[column]])))
+            stage = sql.Identifier(_STAGE)
+            cursor.execute(sql.SQL("CREATE TEMPORARY TABLE {} (LIKE {}) ON COMMIT DROP")
+                           .format(stage, target))
+            _copy(cursor, stage, batch)
+            cursor.execute(_upsert(target, stage, batch) if batch.upsert
+                           else _insert(target, stage, batch))
+            return LoadResult(max(cursor.rowcount, 0), batch.notices)
+
+    def _create_schema(self, cursor: psycopg.Cursor[Any], schema: str) -> None:
+        """CREATE SCHEMA only when missing: IF NOT EXISTS still needs the CREATE privilege
+        on the database, which a warehouse user given an existing schema may lack."""
+        found = cursor.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", [schema])
+        if found.fetchone() is None:
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+                           [f"headwater.warehouse:{schema}"])
+            cursor.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
+                sql.Identifier(schema)))
+
+
+def _column_list(batch: Batch, prefix: str | None = None) -> sql.Composable:
+    return sql.SQL(", ").join(sql.Identifier(*([prefix] if prefix else []), c)
+                              for c in batch.columns)
+
+
+def _copy(cursor: psycopg.Cursor[Any], table: sql.Composable, batch: Batch) -> None:
+    """The batch as CSV (unquoted empty = NULL, strings always quoted) through COPY."""
+    buffer = io.BytesIO()
+    pcsv.write_csv(batch.data, buffer, _CSV)
+    view = buffer.getbuffer()
+    statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(
+        table, _column_list(batch))
+    with cursor.copy(statement) as copy:
+        for start in range(0, len(view), _COPY_CHUNK):
+            copy.write(view[start:start + _COPY_CHUNK])
+    del view
+
+
+def _insert(target: sql.Composable, stage: sql.Composable, batch: Batch) -> sql.Composed:
+    columns = _column_list(batch)
+    return sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT (\"id\") DO NOTHING"
+                   ).format(target, columns, columns, stage)
+
+
+def _upsert(target: sql.Composable, stage: sql.Composable, batch: Batch) -> sql.Composed:
+    """Upsert on id: the newer row's non-null values win, the older fills its gaps."""
+    columns = _column_list(batch)
+    key = batch.order_key
+    newer: sql.Composable = sql.SQL("TRUE")
+    if key:
+        newer = sql.SQL("(t.{k} IS NULL OR excluded.{k} >= t.{k})").format(k=sql.Identifier(key))
+    assignments = [
+        sql.SQL("{c} = CASE WHEN {newer} THEN coalesce(excluded.{c}, t.{c}) "
+                "ELSE coalesce(t.{c}, excluded.{c}) END").format(c=sql.Identifier(c), newer=newer)
+        for c in batch.columns if c != "id"]
+    action = (sql.SQL("DO UPDATE SET ") + sql.SQL(", ").join(assignments) if assignments
+              else sql.SQL("DO NOTHING"))
+    return sql.SQL("INSERT INTO {} AS t ({}) SELECT {} FROM {} ON CONFLICT (\"id\") {}").format(
+        target, columns, columns, stage, action)

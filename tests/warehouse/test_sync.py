@@ -1,0 +1,303 @@
+"""Warehouse syncs from the archive: positions, statuses, failures, Selective Sync, resume
+(AC-120, AC-128, AC-129, AC-132, AC-133, AC-136 … AC-138), on DuckDB and PostgreSQL."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import msgspec
+import pytest
+import sqlalchemy as sa
+
+from headwater.pipeline.archive import Archive, ArchiveWriter
+from headwater.spec.timestamps import format_timestamp
+from headwater.store.database import database_url, open_engine
+from headwater.store.migrations import migrate
+from headwater.store.warehouses import WarehouseInfo, WarehouseStore
+from headwater.store.workspace import WorkspaceStore
+from headwater.warehouse.connect import loader_for
+from headwater.warehouse.sync import FAILURE, PARTIAL, SUCCESS, SyncResult, WarehouseSync
+
+NOW = datetime(2024, 3, 10, 12, 30, tzinfo=UTC)
+_ids = itertools.count(1)
+
+
+@dataclass
+class World:
+    tmp: Path
+    workspace: WorkspaceStore
+    warehouses: WarehouseStore
+    source_id: str
+    writer: ArchiveWriter
+    now: datetime = NOW
+    sent: list[dict[str, Any]] = field(default_factory=list)
+    _offset: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
+    def clock(self) -> float:
+        return self.now.timestamp()
+
+    def archive(self, *events: dict[str, Any]) -> None:
+        """Events as the Tracking API stored them, in the archive (one flush)."""
+        for event in events:
+            received = event["receivedAt"]
+            self.writer([(0, next(self._offset), msgspec.json.encode({
+                "v": 1, "workspace_id": "ws", "source_id": self.source_id,
+                "received_at": received, "events": [event], "dropped": [], "duplicates": 0}))])
+        self.sent += events
+
+    def sync(self, warehouse: WarehouseInfo, **kwargs: Any) -> SyncResult:
+        runner = WarehouseSync(self.warehouses, Archive(self.tmp / "archive"), self.tmp,
+                               clock=self.clock, **kwargs)
+        return runner.run(self.warehouses.require(warehouse.id))
+
+    def rows(self, warehouse: WarehouseInfo, sql: str) -> list[tuple[Any, ...]]:
+        loader = loader_for(self.warehouses.require(warehouse.id), self.tmp)
+        try:
+            return sorted(loader.query(sql)[1], key=repr)
+        finally:
+            loader.close()
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> World:
+    engine = open_engine(database_url(tmp_path, None))
+    migrate(engine)
+    workspace = WorkspaceStore(engine)
+    workspace.ensure_workspace("acme")
+    source = workspace.create_source("Web App", slug="web_app")
+    return World(tmp_path, workspace, WarehouseStore(workspace), source.id,
+                 ArchiveWriter(tmp_path / "archive"))
+
+
+@pytest.fixture(params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])
+def kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def warehouse_of(world: World, kind: str, request: pytest.FixtureRequest,
+                 **options: Any) -> WarehouseInfo:
+    if kind == "duckdb":
+        return world.warehouses.create("wh", "duckdb", options=options)
+    return world.warehouses.create("wh", "postgres", settings=pg_settings(
+        request.getfixturevalue("pg_database")), options=options)
+
+
+def pg_settings(url: str) -> dict[str, Any]:
+    parts = urlsplit(url)
+    return {"host": parts.hostname, "port": parts.port, "database": parts.path.lstrip("/"),
+            "user": parts.username, "password": parts.password}
+
+
+def at(when: datetime) -> str:
+    return format_timestamp(when)
+
+
+def track(name: str, when: datetime, user: str = "u1", **properties: Any) -> dict[str, Any]:
+    return {"type": "track", "event": name, "userId": user, "anonymousId": "a1",
+            "messageId": f"m-{next(_ids)}", "properties": properties,
+            "context": {"library": {"name": "analytics.js", "version": "2.1"}},
+            "timestamp": at(when), "sentAt": at(when), "originalTimestamp": at(when),
+            "receivedAt": at(when)}
+
+
+def identify(user: str, when: datetime, **traits: Any) -> dict[str, Any]:
+    return {"type": "identify", "userId": user, "messageId": f"m-{next(_ids)}",
+            "traits": traits, "timestamp": at(when), "receivedAt": at(when)}
+
+
+def test_events_land_in_segment_tables(world: World, kind: str,
+                                       request: pytest.FixtureRequest) -> None:
+    wh = warehouse_of(world, kind, request)
+    t = NOW - timedelta(hours=3)
+    world.archive(track("Register", t, plan="Pro Annual", accountType="Facebook"),
+                  identify("u1", t, plan="free"),
+                  identify("u1", t + timedelta(minutes=5), plan="premium"))
+    result = world.sync(wh)
+    assert result.status == SUCCESS, result
+    assert result.rows["web_app"] == {"tracks": 1, "register": 1, "identifies": 2, "users": 1}
+    assert world.rows(wh, "SELECT event, event_text, user_id FROM web_app.tracks") == [
+        ("register", "Register", "u1")]  # AC-120
+    assert world.rows(wh, "SELECT plan, account_type FROM web_app.register") == [
+        ("Pro Annual", "Facebook")]
+    assert world.rows(wh, "SELECT id, plan FROM web_app.users") == [("u1", "premium")]  # AC-128
+    assert len(world.rows(wh, "SELECT id FROM web_app.identifies")) == 2
+    again = world.sync(wh)
+    assert again.status == SUCCESS and again.rows["web_app"] == {}  # nothing new
+
+
+def test_ac129_a_message_id_seen_again_30_hours_later_is_one_row(
+    world: World, kind: str, request: pytest.FixtureRequest
+) -> None:
+    wh = warehouse_of(world, kind, request)
+    first = track("Order Completed", NOW - timedelta(hours=31), total=5)
+    world.archive(first)
+    world.sync(wh)
+    world.archive({**first, "receivedAt": at(NOW - timedelta(hours=1))})
+    world.sync(wh)
+    assert world.rows(wh, "SELECT count(*) FROM web_app.order_completed") == [(1,)]
+
+
+def test_ac136_a_new_warehouse_loads_two_months(world: World) -> None:
+    world.archive(track("Old", NOW - timedelta(days=61)), track("Kept", NOW - timedelta(days=59)),
+                  track("Kept", NOW - timedelta(hours=1)))
+    wh = world.warehouses.create("wh", "duckdb")
+    world.sync(wh)
+    assert world.rows(wh, "SELECT event FROM web_app.tracks") == [("kept",), ("kept",)]
+
+
+def test_events_archived_late_into_an_hour_already_synced_are_loaded(world: World) -> None:
+    wh = world.warehouses.create("wh", "duckdb")
+    world.archive(track("A", NOW - timedelta(minutes=40)))
+    world.sync(wh)
+    world.now += timedelta(hours=1)
+    world.archive(track("B", NOW - timedelta(minutes=35)))  # the same, older, hour file
+    assert world.sync(wh).rows["web_app"] == {"tracks": 1, "b": 1}
+
+
+def test_ac132_a_failed_sync_is_made_up_by_the_next(world: World, pg_database: str) -> None:
+    wrong = {**pg_settings(pg_database), "database": "no_such_database"}
+    wh = world.warehouses.create("wh", "postgres", settings=wrong)
+    world.archive(track("Signed Up", NOW - timedelta(hours=2)))
+    failed = world.sync(wh)
+    assert failed.status == FAILURE and failed.error and "no_such_database" in failed.error
+    world.now += timedelta(hours=1)
+    world.archive(track("Signed Up", NOW + timedelta(minutes=10)))
+    world.warehouses.update("wh", settings=pg_settings(pg_database))
+    assert world.sync(wh).status == SUCCESS
+    assert world.rows(wh, "SELECT count(*) FROM web_app.signed_up") == [(2,)]
+
+
+def test_ac137_notices_on_the_5th_and_20th_failure_in_a_row(world: World, tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("a file where the warehouse's directory should be")
+    wh = world.warehouses.create("wh", "duckdb", settings={"path": str(blocker / "wh.duckdb")})
+    noticed = []
+    for run in range(1, 21):
+        world.now += timedelta(hours=1)
+        result = world.sync(wh)
+        assert result.status == FAILURE
+        if any("syncs in a row have failed" in n for n in result.notices):
+            noticed.append(run)
+    assert noticed == [5, 20]
+
+
+def test_ac138_partial_when_some_tables_fail(world: World, pg_database: str) -> None:
+    wh = world.warehouses.create("wh", "postgres", settings=pg_settings(pg_database))
+    engine = sa.create_engine(pg_database.replace("postgresql://", "postgresql+psycopg://"))
+    with engine.begin() as conn:  # a table the warehouse's user broke: every insert fails
+        conn.execute(sa.text("CREATE SCHEMA web_app"))
+        conn.execute(sa.text("CREATE TABLE web_app.pages (id VARCHAR PRIMARY KEY, "
+                             "received_at TIMESTAMPTZ, CHECK (false))"))
+    t = NOW - timedelta(hours=2)
+    world.archive(track("Signed Up", t), {**identify("u1", t), "type": "page", "name": "Home"})
+    partial = world.sync(wh)
+    assert partial.status == PARTIAL
+    assert any("web_app.pages" in n for n in partial.notices)
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP TABLE web_app.pages"))
+    world.now += timedelta(hours=1)
+    fixed = world.sync(wh)
+    assert fixed.status == SUCCESS
+    assert fixed.rows["web_app"] == {"pages": 1}  # only what was missing
+    assert world.rows(wh, "SELECT name FROM web_app.pages") == [("Home",)]
+    engine.dispose()
+
+
+def test_ac133_selective_sync(world: World) -> None:
+    wh = world.warehouses.create("wh", "duckdb", options={"selective_sync": {
+        "Web App": {"disabled_collections": ["register"],
+                    "disabled_properties": {"tracks": ["context_library_name"]}}}})
+    world.archive(track("Register", NOW - timedelta(hours=2)), track("Login", NOW - timedelta(hours=2)))
+    world.sync(wh)
+    assert world.rows(wh, "SELECT event FROM web_app.tracks") == [("login",), ("register",)]
+    tables = world.rows(wh, "SELECT table_name FROM information_schema.tables "
+                            "WHERE table_schema = 'web_app'")
+    assert ("register",) not in tables and ("login",) in tables
+    columns = world.rows(wh, "SELECT column_name FROM information_schema.columns "
+                             "WHERE table_schema = 'web_app' AND table_name = 'tracks'")
+    assert ("context_library_name",) not in columns and ("context_library_version",) in columns
+    # Re-enabled: only new events of the collection arrive (no backfill).
+    world.warehouses.update("wh", options={})
+    world.now += timedelta(hours=1)
+    world.archive(track("Register", NOW + timedelta(minutes=5)))
+    world.sync(wh)
+    assert world.rows(wh, "SELECT count(*) FROM web_app.register") == [(1,)]
+    # A disabled source waits; re-enabled, it gets everything since.
+    world.warehouses.update("wh", options={"selective_sync": {"Web App": {"enabled": False}}})
+    world.archive(track("Paused", NOW + timedelta(minutes=20)))
+    world.now += timedelta(hours=1)
+    assert world.sync(wh).rows == {}
+    world.warehouses.update("wh", options={})
+    world.sync(wh)
+    assert world.rows(wh, "SELECT count(*) FROM web_app.paused") == [(1,)]
+
+
+def test_a_sync_killed_midway_resumes_without_loss_or_duplicates(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from headwater.warehouse.loaders.duckdb import DuckDBLoader
+
+    wh = world.warehouses.create("wh", "duckdb")
+    events = [track("Order Completed", NOW - timedelta(minutes=50) + timedelta(seconds=i),
+                    total=i) for i in range(60)]
+    world.archive(*events)
+    real = DuckDBLoader.load
+    loads = itertools.count()
+
+    def dies_on_the_fifth_load(self: DuckDBLoader, schema: str, rows: Any) -> Any:
+        if next(loads) == 4:
+            raise KeyboardInterrupt  # the process is killed in the middle of a sync
+        return real(self, schema, rows)
+
+    monkeypatch.setattr(DuckDBLoader, "load", dies_on_the_fifth_load)
+    with pytest.raises(KeyboardInterrupt):
+        world.sync(wh, chunk_events=20)
+    monkeypatch.setattr(DuckDBLoader, "load", real)
+    world.now += timedelta(minutes=11)  # the dead run's heartbeat is stale by now
+    assert world.sync(wh, chunk_events=20).status == SUCCESS
+    totals = world.rows(wh, "SELECT total FROM web_app.order_completed")
+    assert sorted(t for (t,) in totals) == list(range(60))
+    assert world.rows(wh, "SELECT count(*) FROM web_app.tracks") == [(60,)]
+
+
+def test_a_segment_query_answers_the_same_on_both_warehouses(
+    world: World, kind: str, request: pytest.FixtureRequest
+) -> None:
+    wh = warehouse_of(world, kind, request)
+    day = NOW - timedelta(days=6)
+    world.archive(
+        track("Order Completed", day, "u1"), track("Order Completed", day + timedelta(days=2), "u1"),
+        track("Order Completed", day, "u2"), track("Order Completed", day - timedelta(days=20), "u2"),
+        track("Order Completed", day + timedelta(hours=1), "u3"),
+        track("Order Completed", day + timedelta(days=3), "u3"),
+        identify("u1", day, plan="free"), identify("u1", day + timedelta(days=1), plan="pro"),
+        identify("u3", day, plan="team"))
+    world.sync(wh)
+    twice_in_a_week = """
+        SELECT u.id, u.plan FROM web_app.users u
+        WHERE u.id IN (
+          SELECT a.user_id FROM web_app.order_completed a
+          JOIN web_app.order_completed b ON a.user_id = b.user_id AND a.id <> b.id
+           AND b.timestamp > a.timestamp AND b.timestamp <= a.timestamp + INTERVAL '7 days')
+        ORDER BY u.id"""
+    assert world.rows(wh, twice_in_a_week) == [("u1", "pro"), ("u3", "team")]
+
+
+def test_a_data_lake_sync_writes_parquet_and_a_report(world: World, tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    wh = world.warehouses.create("lake", "data-lake", settings={"location": "lake"})
+    world.archive(identify("u1", datetime(2024, 3, 10, 11, 5, tzinfo=UTC), plan="pro"))
+    result = world.sync(wh)
+    assert result.status == SUCCESS, result
+    partition = tmp_path / "lake/data" / world.source_id / "segment_type=identify/day=2024-03-10/hr=11"
+    [file] = list(partition.glob("*.parquet"))
+    assert pq.read_table(file).column("traits_plan").to_pylist() == ["pro"]
+    assert list((tmp_path / "lake/reports").rglob("report.json"))
+    assert world.sync(wh).rows == {"web_app": {}}  # the position moved on
+
