@@ -301,3 +301,19 @@ def test_a_data_lake_sync_writes_parquet_and_a_report(world: World, tmp_path: Pa
     assert list((tmp_path / "lake/reports").rglob("report.json"))
     assert world.sync(wh).rows == {"web_app": {}}  # the position moved on
 
+
+
+def test_ac034_the_integrations_object_and_warehouses(world: World) -> None:
+    wh1 = world.warehouses.create("wh1", "duckdb")
+    wh2 = world.warehouses.create("wh2", "duckdb")
+    t = NOW - timedelta(hours=1)
+    world.archive(
+        {**track("All Off", t), "integrations": {"All": False}},
+        {**track("No Warehouses", t), "integrations": {"All": True,
+                                                       "Warehouses": {"all": False}}},
+        {**track("Only One", t), "integrations": {"All": False,
+                                                  "Warehouses": {"warehouseIds": [wh1.id]}}})
+    world.sync(wh1)
+    world.sync(wh2)
+    assert world.rows(wh1, "SELECT event FROM web_app.tracks") == [("all_off",), ("only_one",)]
+    assert world.rows(wh2, "SELECT event FROM web_app.tracks") == [("all_off",)]

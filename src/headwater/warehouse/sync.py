@@ -23,6 +23,7 @@ from typing import Any, Final
 
 import sqlalchemy as sa
 
+from headwater.destinations.integrations import warehouse_enabled
 from headwater.pipeline.archive import Archive, ArchiveMember, hour_key
 from headwater.store import schema
 from headwater.store.database import write_transaction
@@ -141,6 +142,9 @@ class WarehouseSync:
             for member in members:
                 wanted = _collections_behind(positions, member)
                 for event in member.events:
+                    flags = event.get("integrations")
+                    if isinstance(flags, dict) and not warehouse_enabled(warehouse.id, flags):
+                        continue  # the integrations object's Warehouses key (AC-034)
                     for table, row in rows_for(event, now=loaded_now, naming=naming):
                         if table in rules.disabled_collections:
                             continue
@@ -190,7 +194,9 @@ class WarehouseSync:
             read = self._archive.members(source_id, _since(positions, now),
                                          done=positions[SOURCE])
             for members in _chunks(read, self._chunk):
-                lake.write(event for member in members for event in member.events)
+                lake.write(event for member in members for event in member.events
+                           if not isinstance(flags := event.get("integrations"), dict)
+                           or warehouse_enabled(warehouse.id, flags))
                 for member in members:
                     source = positions[SOURCE]
                     source[member.key] = max(source.get(member.key, 0), member.end)
