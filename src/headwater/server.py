@@ -48,7 +48,9 @@ from headwater.store.dedup import Deduplicator
 from headwater.store.destinations import DestinationCache, DestinationStore
 from headwater.store.log import EventLog
 from headwater.store.migrations import migrate
+from headwater.store.warehouses import WarehouseStore
 from headwater.store.workspace import WorkspaceStore
+from headwater.warehouse.scheduler import WarehouseScheduler
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +59,7 @@ Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 MAINTENANCE_INTERVAL = 60.0
+WAREHOUSE_TICK = 5.0  # how soon a "sync now" or a due schedule starts
 READY_PROBE_INTERVAL = 1.0
 COUNTER_RETENTION_DAYS = 14
 
@@ -108,6 +111,9 @@ class Server:
             self.log.register(consumer.group)
         self._ready_checked = 0.0
         self._maintenance: asyncio.Task[None] | None = None
+        self._warehouse_task: asyncio.Task[None] | None = None
+        self.warehouse_scheduler = WarehouseScheduler(
+            WarehouseStore(self.store), self.archive, self.settings.data_dir)
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -149,6 +155,15 @@ class Server:
                 logger.exception("maintenance failed; will try again")
             await asyncio.sleep(MAINTENANCE_INTERVAL)
 
+    async def _warehouse_loop(self) -> None:
+        """Warehouse syncs, in a thread of their own: they are long blocking batch jobs."""
+        while True:
+            try:
+                await asyncio.to_thread(self.warehouse_scheduler.tick)
+            except Exception:
+                logger.exception("warehouse syncs failed; will try again")
+            await asyncio.sleep(WAREHOUSE_TICK)
+
     # --- ASGI ---------------------------------------------------------------------------------
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -188,15 +203,19 @@ class Server:
                 try:
                     self.start()
                     self._maintenance = asyncio.create_task(self._maintenance_loop())
+                    if self.settings.run_consumers:
+                        self._warehouse_task = asyncio.create_task(self._warehouse_loop())
                 except Exception as exc:
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                if self._maintenance is not None:
-                    self._maintenance.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await self._maintenance
+                self.warehouse_scheduler.stop()  # a running sync stops after its chunk
+                for task in (self._maintenance, self._warehouse_task):
+                    if task is not None:
+                        task.cancel()
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await task
                 await asyncio.to_thread(self.stop)
                 await send({"type": "lifespan.shutdown.complete"})
                 return

@@ -1,8 +1,10 @@
 """What happens to the state database before a server starts.
 
 Migrate, apply the config file if one is given, create a workspace with one source on the very
-first start without a config, and settle the admin token: ``HEADWATER_ADMIN_TOKEN`` when set,
-else the token generated (and printed once) on first start, of which only a digest is kept.
+first start without a config, give a workspace without warehouses the embedded DuckDB one
+(unless the config file lists its warehouses), and settle the admin token:
+``HEADWATER_ADMIN_TOKEN`` when set, else the token generated (and printed once) on first
+start, of which only a digest is kept.
 """
 
 from __future__ import annotations
@@ -17,10 +19,13 @@ from headwater.config.model import ConfigFile
 from headwater.config.settings import ServerSettings
 from headwater.store.database import database_url, open_engine
 from headwater.store.migrations import migrate
+from headwater.store.warehouses import WarehouseStore
 from headwater.store.workspace import WorkspaceStore
+from headwater.warehouse.connect import duckdb_path
 
 ADMIN_TOKEN_ENV = "HEADWATER_ADMIN_TOKEN"
 ADMIN_TOKEN_META = "admin_token_sha256"
+DEFAULT_WAREHOUSE = "default"
 
 
 @dataclass
@@ -46,12 +51,27 @@ def bootstrap(settings: ServerSettings, config: ConfigFile | None) -> Bootstrap:
                 f"Created workspace 'default' with source 'default'.\n"
                 f"  Write key: {source.write_keys[0]}"
             )
+        if config is None or config.warehouses is None:
+            note = _default_warehouse(store, settings)
+            if note:
+                notes.append(note)
         token_hash, note = _admin_token_hash(store)
         if note:
             notes.append(note)
         return Bootstrap(token_hash, notes)
     finally:
         engine.dispose()
+
+
+def _default_warehouse(store: WorkspaceStore, settings: ServerSettings) -> str | None:
+    """With no warehouse configured, events load into DuckDB in the data directory."""
+    warehouses = WarehouseStore(store)
+    if warehouses.list() or store.workspace() is None:
+        return None
+    created = warehouses.create(DEFAULT_WAREHOUSE, "duckdb")
+    return (f"Loading events into the DuckDB warehouse '{created.name}' "
+            f"({duckdb_path(created, settings.data_dir)}); query it with "
+            f"`headwater warehouse query {created.name} \"SELECT …\"`.")
 
 
 def _admin_token_hash(store: WorkspaceStore) -> tuple[str, str | None]:

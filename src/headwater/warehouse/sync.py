@@ -14,6 +14,7 @@ data), Partial (some tables failed), Failure (the ping failed, or no table loade
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -47,10 +48,15 @@ NOTIFY_AFTER: Final = (5, 20)  # consecutive failures that raise a notice (Segme
 STALE_SECONDS: Final = 600  # a running sync silent this long has died
 
 SUCCESS, PARTIAL, FAILURE, RUNNING = "success", "partial", "failure", "running"
+REQUESTED = "requested"  # "sync now" asked for, not started yet
 
 
 class SyncBusy(RuntimeError):
     """Another process is syncing this warehouse."""
+
+
+class SyncStopped(RuntimeError):
+    """The process is shutting down."""
 
 
 @dataclass
@@ -64,9 +70,11 @@ class SyncResult:
     loaded_tables: int = 0
     started_at: int = 0
     finished_at: int = 0
+    run_id: int = 0
 
     def json(self) -> dict[str, Any]:
-        return {"warehouse": self.warehouse, "status": self.status, "rows": self.rows,
+        return {"id": self.run_id, "warehouse": self.warehouse, "status": self.status,
+                "rows": self.rows,
                 "notices": self.notices, "error": self.error, "startedAt": self.started_at,
                 "finishedAt": self.finished_at}
 
@@ -86,13 +94,19 @@ class WarehouseSync:
         self._data_dir = data_dir
         self._clock = clock
         self._chunk = chunk_events
+        self._stopping = threading.Event()
+
+    def stop(self) -> None:
+        self._stopping.set()
 
     # --- a run ---------------------------------------------------------------------------------
 
     def run(self, warehouse: WarehouseInfo, *, trigger: str = "manual",
             progress: Callable[[str], None] | None = None) -> SyncResult:
+        """Sync now (taking up a "sync now" request of the warehouse if there is one)."""
         result = SyncResult(warehouse.name, started_at=int(self._clock()))
         run_id = self._start(warehouse, trigger, result.started_at)
+        result.run_id = run_id
         try:
             schemas = self._warehouses.schema_names(warehouse)
             sources = self._sources(warehouse, schemas)
@@ -136,6 +150,8 @@ class WarehouseSync:
         stalled: set[str] = set()  # tables that failed in this run: they wait for the next
         for members in _chunks(self._archive.members(source_id, since, done=_lowest(positions)),
                                self._chunk):
+            if self._stopping.is_set():
+                raise SyncStopped("the server is stopping; the next sync continues from here")
             before = {c: dict(p) for c, p in positions.items()}
             pairs: list[tuple[str, dict[str, Any]]] = []
             loaded_now = datetime.fromtimestamp(self._clock(), UTC)
@@ -255,6 +271,14 @@ class WarehouseSync:
             conn.execute(sa.update(s).where(s.c.warehouse_id == warehouse.id,
                                              s.c.status == RUNNING).values(
                 status=FAILURE, finished_at=started, error="the process running it stopped"))
+            requested = conn.execute(sa.select(s.c.id).where(
+                s.c.warehouse_id == warehouse.id, s.c.status == REQUESTED)
+                .order_by(s.c.id)).scalars().all()
+            if requested:  # this run answers every "sync now" waiting for it
+                conn.execute(sa.delete(s).where(s.c.id.in_(requested[1:])))
+                conn.execute(sa.update(s).where(s.c.id == requested[0]).values(
+                    status=RUNNING, started_at=started, heartbeat_at=started))
+                return int(requested[0])
             inserted = conn.execute(s.insert().values(
                 warehouse_id=warehouse.id, trigger=trigger, status=RUNNING, started_at=started,
                 heartbeat_at=started, rows={}, notices=[]).returning(s.c.id))
@@ -281,6 +305,37 @@ class WarehouseSync:
             conn.execute(sa.update(s).where(s.c.id == run_id).values(
                 status=result.status, finished_at=result.finished_at, rows=result.rows,
                 notices=result.notices[:1000], error=result.error))
+
+
+def request_sync(engine: sa.Engine, warehouse_id: str, now: float) -> int:
+    """Ask for a sync now; whichever process runs warehouse syncs takes it up."""
+    s = schema.warehouse_syncs
+    with write_transaction(engine) as conn:
+        waiting = conn.execute(sa.select(s.c.id).where(
+            s.c.warehouse_id == warehouse_id, s.c.status == REQUESTED)).scalar()
+        if waiting is not None:
+            return int(waiting)
+        inserted = conn.execute(s.insert().values(
+            warehouse_id=warehouse_id, trigger="manual", status=REQUESTED, started_at=int(now),
+            heartbeat_at=int(now), rows={}, notices=[]).returning(s.c.id))
+        return int(inserted.scalar_one())
+
+
+def requested(engine: sa.Engine) -> set[str]:
+    """Warehouses with a "sync now" waiting."""
+    s = schema.warehouse_syncs
+    with engine.connect() as conn:
+        return set(conn.execute(sa.select(s.c.warehouse_id).where(
+            s.c.status == REQUESTED)).scalars())
+
+
+def last_started(engine: sa.Engine) -> dict[str, int]:
+    """When each warehouse's latest run began (for the schedule)."""
+    s = schema.warehouse_syncs
+    with engine.connect() as conn:
+        return {r[0]: int(r[1]) for r in conn.execute(
+            sa.select(s.c.warehouse_id, sa.func.max(s.c.started_at))
+            .where(s.c.status != REQUESTED).group_by(s.c.warehouse_id))}
 
 
 def history(engine: sa.Engine, warehouse_id: str, limit: int = 100) -> list[dict[str, Any]]:
