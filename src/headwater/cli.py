@@ -65,6 +65,24 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--end", required=True, help="ISO 8601 time, exclusive")
     replay.add_argument("--url", default="http://127.0.0.1:8088", help="the server's address")
     replay.set_defaults(run=_replay)
+
+    warehouse = commands.add_parser("warehouse", help="sync or query a warehouse")
+    actions = warehouse.add_subparsers(dest="action", required=True, metavar="ACTION")
+    sync = actions.add_parser("sync", help="sync now, wait, print the result (exit 1 on "
+                                           "failure, 2 on partial)")
+    sync.add_argument("name", nargs="?", help="warehouse name or id")
+    sync.add_argument("--all", action="store_true", help="every warehouse")
+    sync.add_argument("--url", default="http://127.0.0.1:8088",
+                      help="the running server; without one the sync runs here")
+    sync.add_argument("--config", type=Path, help="headwater.yaml (for its server settings)")
+    _state_options(sync)
+    sync.set_defaults(run=_warehouse_sync)
+    query = actions.add_parser("query", help="run SQL on a warehouse, print tab-separated rows")
+    query.add_argument("name", help="warehouse name or id")
+    query.add_argument("sql")
+    query.add_argument("--config", type=Path, help="headwater.yaml (for its server settings)")
+    _state_options(query)
+    query.set_defaults(run=_warehouse_query)
     return parser
 
 
@@ -201,3 +219,58 @@ def _replay(args: argparse.Namespace) -> int:
 
     start_replay(args.url, _admin_token("replay"), args.destination, args.start, args.end)
     return 0
+
+
+def _warehouses(args: argparse.Namespace) -> tuple[Any, Any]:
+    from headwater.store.database import database_url, open_engine
+    from headwater.store.migrations import migrate
+    from headwater.store.warehouses import WarehouseStore
+    from headwater.store.workspace import WorkspaceStore
+
+    settings = _settings(args, _load(args.config))
+    engine = open_engine(database_url(settings.data_dir, settings.database))
+    migrate(engine)
+    return WarehouseStore(WorkspaceStore(engine)), settings
+
+
+def _chosen(store: Any, args: argparse.Namespace, command: str) -> list[Any]:
+    from headwater.store.workspace import NotFoundError
+
+    if args.all == bool(args.name):
+        raise SystemExit(f"headwater warehouse {command}: name one warehouse, or give --all")
+    try:
+        return list(store.list()) if args.all else [store.require(args.name)]
+    except NotFoundError as exc:
+        raise SystemExit(f"headwater warehouse {command}: {exc.message}; "
+                         "`headwater export` lists the warehouses") from None
+
+
+def _warehouse_sync(args: argparse.Namespace) -> int:
+    from headwater.warehouse.commands import server_answers, sync_directly, sync_through_server
+
+    if server_answers(args.url):
+        if args.all == bool(args.name):
+            raise SystemExit("headwater warehouse sync: name one warehouse, or give --all")
+        token = _admin_token("warehouse sync")
+        if args.all:
+            store, _ = _warehouses(args)
+            names = [w.name for w in store.list()]
+        else:
+            names = [args.name]
+        return sync_through_server(args.url, token, names)
+    store, settings = _warehouses(args)
+    return sync_directly(store, settings.archive_dir, settings.data_dir,
+                         _chosen(store, args, "sync"))
+
+
+def _warehouse_query(args: argparse.Namespace) -> int:
+    from headwater.warehouse.commands import query
+    from headwater.warehouse.loaders import WarehouseError
+
+    store, settings = _warehouses(args)
+    args.all = False
+    [warehouse] = _chosen(store, args, "query")
+    try:
+        return query(warehouse, settings.data_dir, args.sql)
+    except WarehouseError as exc:
+        raise SystemExit(f"headwater warehouse query: {exc}") from None

@@ -21,7 +21,7 @@ from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException
 
 import headwater
-from headwater.api import destinations, filters, mappings, sources
+from headwater.api import destinations, filters, mappings, sources, warehouses
 from headwater.api.auth import require_admin
 from headwater.api.errors import ApiError, error_body, handle_api_error
 from headwater.store.workspace import (
@@ -74,6 +74,7 @@ def create_api(
     app.include_router(destinations.router, prefix=PREFIX)
     app.include_router(filters.router, prefix=PREFIX)
     app.include_router(mappings.router, prefix=PREFIX)
+    app.include_router(warehouses.router, prefix=PREFIX)
     for router in extra_routers:
         app.include_router(router, prefix=PREFIX)
     return app

@@ -342,11 +342,23 @@ def history(engine: sa.Engine, warehouse_id: str, limit: int = 100) -> list[dict
     """The latest runs, newest first, as the REST API and the CLI show them."""
     s = schema.warehouse_syncs
     with engine.connect() as conn:
-        return [{"id": r.id, "trigger": r.trigger, "status": r.status,
-                 "startedAt": r.started_at, "finishedAt": r.finished_at,
-                 "rows": r.rows, "notices": r.notices, "error": r.error}
-                for r in conn.execute(sa.select(s).where(s.c.warehouse_id == warehouse_id)
-                                      .order_by(s.c.id.desc()).limit(limit))]
+        return [_run_json(r) for r in conn.execute(
+            sa.select(s).where(s.c.warehouse_id == warehouse_id)
+            .order_by(s.c.id.desc()).limit(limit))]
+
+
+def run_of(engine: sa.Engine, warehouse_id: str, run_id: int) -> dict[str, Any] | None:
+    s = schema.warehouse_syncs
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(s).where(s.c.warehouse_id == warehouse_id,
+                                              s.c.id == run_id)).first()
+    return _run_json(row) if row is not None else None
+
+
+def _run_json(r: Any) -> dict[str, Any]:
+    return {"id": r.id, "trigger": r.trigger, "status": r.status, "startedAt": r.started_at,
+            "finishedAt": r.finished_at, "rows": r.rows, "notices": r.notices,
+            "error": r.error}
 
 
 def _consecutive_failures(engine: sa.Engine, warehouse_id: str, *, before: int) -> int:

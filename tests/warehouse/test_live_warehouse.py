@@ -1,0 +1,69 @@
+"""The default DuckDB warehouse through a live server and the ``headwater warehouse`` commands:
+events sent to the Tracking API are queryable after ``headwater warehouse sync default``, with
+the server running and without it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+
+from tests.delivery.test_live_delivery import wait_for
+from tests.ingest.conftest import ADMIN_TOKEN, LiveServer
+
+CONFIG = "workspace: test\nsources:\n  - name: web\n    write_key: WK_web\n"
+
+
+def headwater(*args: str, data_dir: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "headwater", *args, "--data-dir", str(data_dir)],
+        capture_output=True, text=True, timeout=120,
+        env={**os.environ, "HEADWATER_ADMIN_TOKEN": ADMIN_TOKEN})
+
+
+def test_sync_and_query_with_and_without_the_server(tmp_path: Path) -> None:
+    config = tmp_path / "headwater.yaml"
+    config.write_text(CONFIG)
+    live = LiveServer(data_dir=tmp_path / "data", config=config, role="all")
+    live.start()
+    try:
+        with httpx.Client(base_url=live.url, timeout=10) as http:
+            for n in range(3):
+                assert http.post("/v1/track", json={
+                    "writeKey": "WK_web", "userId": f"u{n}", "event": "Order Completed",
+                    "properties": {"total": n, "coupon": {"code": "X"}}}).status_code == 200
+            archive = tmp_path / "data" / "archive"
+            wait_for(lambda: list(archive.rglob("*.ndjson.gz")), 10, "the archive")
+        synced = headwater("warehouse", "sync", "default", "--url", live.url,
+                           data_dir=tmp_path / "data")
+        assert synced.returncode == 0, synced.stdout + synced.stderr
+        assert "default: success" in synced.stdout
+        assert "web.order_completed: 3" in synced.stdout
+        queried = headwater("warehouse", "query", "default",
+                            "SELECT user_id, total, coupon_code FROM web.order_completed "
+                            "ORDER BY user_id", data_dir=tmp_path / "data")
+        assert queried.returncode == 0, queried.stderr
+        assert queried.stdout.splitlines() == [
+            "user_id\ttotal\tcoupon_code", "u0\t0\tX", "u1\t1\tX", "u2\t2\tX"]
+        with httpx.Client(base_url=live.url, timeout=10) as http:
+            history = http.get("/api/v1/warehouses/default/syncs",
+                               headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}).json()
+            assert history["data"]["syncs"][0]["status"] == "success"
+            assert http.post("/v1/track", json={"writeKey": "WK_web", "userId": "u9",
+                                                "event": "Order Completed"}).status_code == 200
+    finally:
+        live.stop()
+    # No server: the command syncs the data directory itself.
+    direct = headwater("warehouse", "sync", "--all", "--url", "http://127.0.0.1:9",
+                       data_dir=tmp_path / "data")
+    assert direct.returncode == 0, direct.stdout + direct.stderr
+    assert "no server answered" in direct.stdout
+    counted = headwater("warehouse", "query", "default",
+                        "SELECT count(*) FROM web.order_completed", data_dir=tmp_path / "data")
+    assert counted.stdout.splitlines()[1] == "4"
+    missing = headwater("warehouse", "sync", "nope", "--url", "http://127.0.0.1:9",
+                        data_dir=tmp_path / "data")
+    assert missing.returncode != 0 and "no warehouse" in missing.stderr
