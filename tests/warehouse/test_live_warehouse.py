@@ -7,10 +7,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 
+from headwater.pipeline.archive import Archive
 from tests.delivery.test_live_delivery import wait_for
 from tests.ingest.conftest import ADMIN_TOKEN, LiveServer
 
@@ -22,6 +25,13 @@ def headwater(*args: str, data_dir: Path) -> subprocess.CompletedProcess[str]:
         [sys.executable, "-m", "headwater", *args, "--data-dir", str(data_dir)],
         capture_output=True, text=True, timeout=120,
         env={**os.environ, "HEADWATER_ADMIN_TOKEN": ADMIN_TOKEN})
+
+
+def archived(tmp_path: Path) -> list[dict[str, Any]]:
+    archive = Archive(tmp_path / "data" / "archive")
+    return [e for source in archive.sources()
+            for e in archive.read(source, datetime(2000, 1, 1, tzinfo=UTC),
+                                  datetime(2100, 1, 1, tzinfo=UTC))]
 
 
 def test_sync_and_query_with_and_without_the_server(tmp_path: Path) -> None:
@@ -54,6 +64,8 @@ def test_sync_and_query_with_and_without_the_server(tmp_path: Path) -> None:
             assert history["data"]["syncs"][0]["status"] == "success"
             assert http.post("/v1/track", json={"writeKey": "WK_web", "userId": "u9",
                                                 "event": "Order Completed"}).status_code == 200
+        wait_for(lambda: any(e.get("userId") == "u9" for e in archived(tmp_path)), 10,
+                 "the last event in the archive")
     finally:
         live.stop()
     # No server: the command syncs the data directory itself.
