@@ -122,6 +122,23 @@ def test_values_of_another_type_are_cast_best_effort(loader: Loader) -> None:
     ]
 
 
+def test_numbers_never_become_timestamps(loader: Loader) -> None:
+    loader.load(S, table("t", {"id": "m1", "seen_at": T0}))
+    result = loader.load(S, table("t", {"id": "m2", "seen_at": 1_700_000_000},
+                                  {"id": "m3", "seen_at": "2024-03-01T12:00:00Z"}))
+    assert select(loader, f"SELECT id, seen_at FROM {S}.t ORDER BY id") == [
+        ("m1", T0), ("m2", None), ("m3", T0)]
+    assert result.notices == ["t.seen_at: 1 value(s) could not be cast to timestamp and were "
+                              "loaded as NULL (first: 1700000000)"]
+
+
+def test_columns_missing_from_types_are_still_loaded(loader: Loader) -> None:
+    rows = TableRows("t", [{"id": "m1", "a": 1, "zeta": "z", "beta": 2.5}], {"a": "integer"})
+    assert loader.load(S, rows).rows == 1
+    assert loader.columns(S)["t"] == {"id": "varchar", "a": "integer", "beta": "float",
+                                      "zeta": "varchar"}
+
+
 def test_dedupe_on_id_across_loads_and_within_a_batch(loader: Loader) -> None:
     first = loader.load(S, table("tracks", {"id": "a", "event": "x"}, {"id": "b", "event": "x"}))
     # b again (30 h later, past the API's dedupe window: AC-129), c twice in one batch.
@@ -313,6 +330,8 @@ def test_postgres_ping_failures_say_why(postgres_url: str) -> None:
         PostgresLoader(f"postgresql://postgres@{host}:{port}/nope").ping()
     with pytest.raises(WarehouseError, match="role \"nobody\" does not exist"):
         PostgresLoader(f"postgres://nobody:secret@{host}:{port}/postgres").ping()
+    with pytest.raises(WarehouseError, match=r"no-such-host\.invalid"):
+        PostgresLoader("postgresql://postgres@no-such-host.invalid/db").ping()
     with pytest.raises(WarehouseError, match=r"(?i)connection refused") as refused:
         PostgresLoader("postgresql+psycopg://postgres:secret@127.0.0.1:1/db").ping()
     assert "secret" not in str(refused.value)

@@ -3,27 +3,31 @@
 What every loader shares lives here; ``duckdb`` and ``postgres`` only speak their database.
 
 - A load is one table in one transaction: create the schema and table if missing, ``ADD
-  COLUMN`` for columns seen for the first time (typed from ``TableRows.types``, only when the
-  batch has a non-null value, AC-127), then insert. A column's type, once in the catalog, is
-  never changed: values are cast into it on a best-effort basis (``Cast``) and a value that
-  cannot be cast is loaded as NULL and reported in one notice per column (a count and the
-  first offending value), not one notice per value.
-- Rows are turned into a pyarrow table column by column, and the database ingests that table
-  in one statement (DuckDB scans it; PostgreSQL gets it as CSV through ``COPY``). Python never
-  touches a value twice on the common path: a column whose values already have the column's
-  Python kind goes to Arrow in C, and only the others meet ``cast`` one by one.
-- Dedupe (AC-129) happens twice: inside the batch here (the first row of an ``id`` wins,
-  as the earlier copy of a retried message), and against the table in SQL.
+  COLUMN`` for columns seen for the first time (typed from ``TableRows.types``, and only when
+  the batch has a non-null value, AC-127), then insert. A column's type, once in the catalog,
+  is never changed: values are cast into it (``Cast``, by default the rows module's ``cast``,
+  so one set of rules decides rows and loads); a value that cannot be cast is loaded as NULL
+  and reported in one notice per column (a count and the first offending value), not one
+  notice per value — a million identical notices would hide the others.
+- The columns are those of ``TableRows.types`` (the rows module lists every column with a
+  non-null value), then any other key found in the rows, in name order.
+- Rows become one pyarrow table and the database ingests it in one statement (DuckDB scans
+  it; PostgreSQL receives it as CSV through ``COPY``). Python touches values once on the
+  common path: non-timestamp columns convert in a single C pass over the dicts, and only a
+  column holding a value of another kind meets ``cast`` value by value.
+- Dedupe (AC-129) happens twice: inside the batch here (the first row of an ``id`` wins: it
+  is the earlier copy of a retried message), and against the table in SQL.
 - ``users`` (AC-128) and ``accounts`` are upserted on ``id``: within the batch and against
-  the table, each column takes the non-null value of the newest row, newest meaning the
-  largest ``timestamp`` (``received_at`` when the table has no ``timestamp``; ties and rows
-  without one go to the later row). A trait missing from a newer identify keeps its value.
+  the table, each column takes the non-null value of the newest row — newest meaning the
+  latest ``timestamp`` (``received_at`` when the batch has no ``timestamp``; ties, and rows
+  without either, go to the later row). A trait a newer identify lacks keeps its value; an
+  older identify loaded late only fills columns that are still NULL.
 - Strings are cut at 512 characters (Segment's limit) and NUL characters are removed
   (PostgreSQL cannot store them; DuckDB does the same so both warehouses agree).
 - Rows without an ``id`` cannot be deduplicated and are skipped with a notice.
 
 A loader is a session: it connects on first use and keeps the connection until ``close()``
-(a sync opens one per run). Loaders are not thread-safe.
+(a sync opens one per run and closes it at the end). Loaders are not thread-safe.
 """
 
 from __future__ import annotations

@@ -4,8 +4,9 @@ DuckDB lets one process write a file, or several processes read it, never both. 
 loader opens the file for writing only for a sync — on the first ``ping``/``load`` — and
 ``close()`` (which the sync calls when its run ends) releases it; between syncs anyone may
 open it read-only (``query`` does, and so can the ``duckdb`` CLI or a BI tool). Opening is
-retried for ``lock_timeout`` seconds when the other side holds the file, so a short query
-delays a sync instead of failing it, and the reverse. Keeping the file for a whole run rather
+retried for ``lock_timeout`` seconds (30 by default) when the other side holds the file, so
+a short query delays a sync instead of failing it, and a query started during a short sync
+waits for its end; past that, a clear "in use" error. Keeping the file for a whole run rather
 than per table spares an open and a checkpoint (≈16 ms) per table and chunk.
 
 Types: TIMESTAMPTZ (``TIMESTAMP WITH TIME ZONE``; the session time zone is UTC), BIGINT,
@@ -17,6 +18,10 @@ made a load 6x slower (0.86 s against 0.13 s) while the anti-join against 500k e
 took 0.04 s. ``users``/``accounts`` use ``MERGE INTO`` for the same reason. DuckDB matches
 identifiers case-insensitively, so names are compared in lower case.
 
+The writer raises ``checkpoint_threshold`` to 1 GB: with DuckDB's 16 MB default, a sync of
+a million events checkpointed dozens of times and loaded at 48k events/s; now the WAL is
+folded into the file once, at ``close()`` (58k events/s, the checkpoint included).
+
 Rows are read back through Arrow: fetching TIMESTAMPTZ as Python objects needs ``pytz``,
 which is not a dependency.
 """
@@ -26,7 +31,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, Final
 
@@ -207,7 +212,11 @@ class DuckDBLoader(Loader):
                 conn.unregister(_BATCH)
             conn.commit()
         except BaseException:
-            conn.rollback()
+            try:
+                conn.rollback()
+            except duckdb.Error:  # the connection is unusable (e.g. a fatal error): reopen
+                with suppress(duckdb.Error):
+                    self.close()
             raise
         return LoadResult(int(result[0]) if result else 0, batch.notices)
 
