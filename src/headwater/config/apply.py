@@ -31,7 +31,8 @@ from headwater.config.model import (
 )
 from headwater.destinations.registry import UnknownDestinationType
 from headwater.destinations.registry import get as get_definition
-from headwater.store.destinations import REDACTED, DestinationStore, redact
+from headwater.store.destinations import DestinationStore, redact
+from headwater.store.instances import REDACTED
 from headwater.store.warehouses import WarehouseInfo, WarehouseStore
 from headwater.store.warehouses import redact as redact_warehouse
 from headwater.store.workspace import MAX_PAGE_SIZE, SourceInfo, WorkspaceStore, slugify

@@ -31,9 +31,10 @@ from headwater.destinations.filters import (
 from headwater.destinations.instance_lists import ListError
 from headwater.destinations.registry import UnknownDestinationType, get
 from headwater.store import schema
+from headwater.store.instances import Instances, keep_secrets
+from headwater.store.instances import redact as redact_secrets
 from headwater.store.workspace import (
     UNSET,
-    ConflictError,
     InvalidError,
     NotFoundError,
     Unset,
@@ -42,8 +43,6 @@ from headwater.store.workspace import (
     check_settings,
     new_id,
 )
-
-REDACTED = "[redacted]"
 
 
 class DeliveryOptions(BaseModel):
@@ -92,14 +91,13 @@ class DestinationInfo:
 
 def redact(destination_type: str, settings: Mapping[str, Any]) -> dict[str, Any]:
     """Settings fit to show: every secret that is set becomes ``REDACTED``."""
-    secrets = get(destination_type).secrets
-    return {k: (REDACTED if k in secrets and v not in (None, "", {}, []) else v)
-            for k, v in settings.items()}
+    return redact_secrets(settings, get(destination_type).secrets)
 
 
 class DestinationStore:
     def __init__(self, workspace: WorkspaceStore) -> None:
         self._workspace = workspace
+        self._rows = Instances(workspace, schema.destinations, "destination")
 
     # --- reading -------------------------------------------------------------------------------
 
@@ -117,7 +115,7 @@ class DestinationStore:
 
     def get(self, id_or_name: str) -> DestinationInfo | None:
         with self._workspace.reading() as conn:
-            row = self._find(conn, id_or_name)
+            row = self._rows.find(conn, id_or_name)
             return _info(row) if row is not None else None
 
     def require(self, id_or_name: str) -> DestinationInfo:
@@ -149,7 +147,7 @@ class DestinationStore:
         with self._workspace.writing() as conn:
             workspace_id = self._workspace.workspace_id(conn, create=True)
             assert workspace_id is not None
-            self._check_name_free(conn, workspace_id, name)
+            self._rows.check_name_free(conn, workspace_id, name)
             source_id = self._source_id(conn, source)
             now = self._workspace.now()
             destination_id = "dst_" + new_id()
@@ -160,7 +158,7 @@ class DestinationStore:
                 created_at=now, updated_at=now,
             ))
             self._workspace.bump(conn)
-            return _info(self._require(conn, destination_id))
+            return _info(self._rows.require(conn, destination_id))
 
     def update(
         self,
@@ -177,11 +175,11 @@ class DestinationStore:
         """Change what is given; ``settings`` replaces the settings, keeping unsent secrets;
         ``filters`` and ``mappings`` replace those lists."""
         with self._workspace.writing() as conn:
-            row = self._require(conn, id_or_name)
+            row = self._rows.require(conn, id_or_name)
             values: dict[str, Any] = {}
             if not isinstance(name, Unset) and name != row.name:
                 check_name(name)
-                self._check_name_free(conn, row.workspace_id, name)
+                self._rows.check_name_free(conn, row.workspace_id, name)
                 values["name"] = name
             if not isinstance(source, Unset):
                 values["source_id"] = self._source_id(conn, source)
@@ -204,7 +202,7 @@ class DestinationStore:
                 conn.execute(sa.update(schema.destinations)
                              .where(schema.destinations.c.id == row.id).values(**values))
                 self._workspace.bump(conn)
-            return _info(self._require(conn, row.id))
+            return _info(self._rows.require(conn, row.id))
 
     def edit_filters(
         self, id_or_name: str,
@@ -226,7 +224,7 @@ class DestinationStore:
         edit: Callable[[Sequence[dict[str, Any]]], Sequence[dict[str, Any]]],
     ) -> DestinationInfo:
         with self._workspace.writing() as conn:
-            row = self._require(conn, id_or_name)
+            row = self._rows.require(conn, id_or_name)
             info = _info(row)
             if column == "filters":
                 value = _filters(list(edit([f.shown() for f in info.filters])), info.filters)
@@ -237,11 +235,11 @@ class DestinationStore:
                          .where(schema.destinations.c.id == row.id)
                          .values({column: value, "updated_at": self._workspace.now()}))
             self._workspace.bump(conn)
-            return _info(self._require(conn, row.id))
+            return _info(self._rows.require(conn, row.id))
 
     def delete(self, id_or_name: str) -> None:
         with self._workspace.writing() as conn:
-            row = self._require(conn, id_or_name)
+            row = self._rows.require(conn, id_or_name)
             conn.execute(sa.delete(schema.delivery_jobs)
                          .where(schema.delivery_jobs.c.destination_id == row.id))
             conn.execute(sa.delete(schema.destinations)
@@ -250,36 +248,11 @@ class DestinationStore:
 
     # --- helpers -------------------------------------------------------------------------------
 
-    def _find(self, conn: Connection, id_or_name: str) -> Row[Any] | None:
-        d = schema.destinations
-        row = conn.execute(sa.select(d).where(d.c.id == id_or_name)).first()
-        if row is not None:
-            return row
-        workspace_id = self._workspace.workspace_id(conn)
-        return conn.execute(
-            sa.select(d).where(d.c.workspace_id == workspace_id, d.c.name == id_or_name)
-        ).first()
-
-    def _require(self, conn: Connection, id_or_name: str) -> Row[Any]:
-        row = self._find(conn, id_or_name)
-        if row is None:
-            raise NotFoundError(f"no destination has the id or name {id_or_name!r}")
-        return row
-
     def _source_id(self, conn: Connection, source: str) -> str:
         try:
             return str(self._workspace.require(conn, source).id)
         except NotFoundError as exc:
             raise NotFoundError(exc.message, "source") from None
-
-    @staticmethod
-    def _check_name_free(conn: Connection, workspace_id: str, name: str) -> None:
-        d = schema.destinations
-        taken = conn.execute(
-            sa.select(d.c.id).where(d.c.workspace_id == workspace_id, d.c.name == name)
-        ).first()
-        if taken is not None:
-            raise ConflictError(f"a destination named {name!r} already exists", "name")
 
 
 def _definition(destination_type: object) -> DestinationDefinition:
@@ -295,13 +268,7 @@ def _validated(
     definition: DestinationDefinition, new: dict[str, Any], old: Mapping[str, Any]
 ) -> dict[str, Any]:
     """The settings to store: secrets not sent (or sent as REDACTED) keep their old value."""
-    merged = dict(new)
-    for key in definition.secrets:
-        if merged.get(key, REDACTED) == REDACTED:
-            if key in old:
-                merged[key] = old[key]
-            else:
-                merged.pop(key, None)
+    merged = keep_secrets(new, old, definition.secrets)
     try:
         definition.parse_settings(merged)
     except ValidationError as exc:

@@ -18,10 +18,10 @@ from pydantic import ValidationError
 from sqlalchemy.engine import Connection, Row
 
 from headwater.store import schema
-from headwater.store.destinations import REDACTED
+from headwater.store.instances import Instances, keep_secrets
+from headwater.store.instances import redact as redact_secrets
 from headwater.store.workspace import (
     UNSET,
-    ConflictError,
     InvalidError,
     NotFoundError,
     Unset,
@@ -52,14 +52,13 @@ class WarehouseInfo:
 
 def redact(kind: str, settings: Mapping[str, Any]) -> dict[str, Any]:
     """Settings fit to show: every secret that is set becomes ``REDACTED``."""
-    secrets = SECRETS.get(kind, frozenset())
-    return {k: (REDACTED if k in secrets and v not in (None, "") else v)
-            for k, v in settings.items()}
+    return redact_secrets(settings, SECRETS.get(kind, frozenset()))
 
 
 class WarehouseStore:
     def __init__(self, workspace: WorkspaceStore) -> None:
         self._workspace = workspace
+        self._rows = Instances(workspace, schema.warehouses, "warehouse")
 
     @property
     def workspace(self) -> WorkspaceStore:
@@ -76,7 +75,7 @@ class WarehouseStore:
 
     def get(self, id_or_name: str) -> WarehouseInfo | None:
         with self._workspace.reading() as conn:
-            row = self._find(conn, id_or_name)
+            row = self._rows.find(conn, id_or_name)
             return _info(row) if row is not None else None
 
     def require(self, id_or_name: str) -> WarehouseInfo:
@@ -93,7 +92,7 @@ class WarehouseStore:
         with self._workspace.writing() as conn:
             workspace_id = self._workspace.workspace_id(conn, create=True)
             assert workspace_id is not None
-            self._check_name_free(conn, workspace_id, name)
+            self._rows.check_name_free(conn, workspace_id, name)
             checked = self._options(conn, options or {})
             now = self._workspace.now()
             warehouse_id = "wh_" + new_id()
@@ -102,17 +101,17 @@ class WarehouseStore:
                 enabled=bool(enabled), settings=stored, options=checked, created_at=now,
                 updated_at=now))
             self._workspace.bump(conn)
-            return _info(self._require(conn, warehouse_id))
+            return _info(self._rows.require(conn, warehouse_id))
 
     def update(self, id_or_name: str, *, name: str | Unset = UNSET,
                enabled: bool | Unset = UNSET, settings: Mapping[str, Any] | Unset = UNSET,
                options: Mapping[str, Any] | Unset = UNSET) -> WarehouseInfo:
         with self._workspace.writing() as conn:
-            row = self._require(conn, id_or_name)
+            row = self._rows.require(conn, id_or_name)
             values: dict[str, Any] = {}
             if not isinstance(name, Unset) and name != row.name:
                 check_name(name)
-                self._check_name_free(conn, row.workspace_id, name)
+                self._rows.check_name_free(conn, row.workspace_id, name)
                 values["name"] = name
             if not isinstance(enabled, Unset):
                 if not isinstance(enabled, bool):
@@ -128,11 +127,11 @@ class WarehouseStore:
                 conn.execute(sa.update(schema.warehouses)
                              .where(schema.warehouses.c.id == row.id).values(**values))
                 self._workspace.bump(conn)
-            return _info(self._require(conn, row.id))
+            return _info(self._rows.require(conn, row.id))
 
     def delete(self, id_or_name: str) -> None:
         with self._workspace.writing() as conn:
-            row = self._require(conn, id_or_name)
+            row = self._rows.require(conn, id_or_name)
             for table in (schema.warehouse_positions, schema.warehouse_syncs):
                 conn.execute(sa.delete(table).where(table.c.warehouse_id == row.id))
             conn.execute(sa.delete(schema.warehouses).where(schema.warehouses.c.id == row.id))
@@ -194,40 +193,12 @@ class WarehouseStore:
         except NotFoundError as exc:
             raise NotFoundError(exc.message, field) from None
 
-    def _find(self, conn: Connection, id_or_name: str) -> Row[Any] | None:
-        w = schema.warehouses
-        row = conn.execute(sa.select(w).where(w.c.id == id_or_name)).first()
-        if row is not None:
-            return row
-        workspace_id = self._workspace.workspace_id(conn)
-        return conn.execute(sa.select(w).where(w.c.workspace_id == workspace_id,
-                                               w.c.name == id_or_name)).first()
-
-    def _require(self, conn: Connection, id_or_name: str) -> Row[Any]:
-        row = self._find(conn, id_or_name)
-        if row is None:
-            raise NotFoundError(f"no warehouse has the id or name {id_or_name!r}")
-        return row
-
-    @staticmethod
-    def _check_name_free(conn: Connection, workspace_id: str, name: str) -> None:
-        w = schema.warehouses
-        if conn.execute(sa.select(w.c.id).where(w.c.workspace_id == workspace_id,
-                                                w.c.name == name)).first() is not None:
-            raise ConflictError(f"a warehouse named {name!r} already exists", "name")
-
 
 def _validated(kind: object, new: dict[str, Any], old: Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(kind, str) or kind not in KINDS:
         raise InvalidError(f"unknown warehouse type {kind!r}; known types: "
                            f"{', '.join(sorted(KINDS))}", "type")
-    merged = dict(new)
-    for key in SECRETS[kind]:
-        if merged.get(key, REDACTED) == REDACTED:
-            if key in old:
-                merged[key] = old[key]
-            else:
-                merged.pop(key, None)
+    merged = keep_secrets(new, old, SECRETS[kind])
     try:
         parse_settings(kind, merged)
     except ValidationError as exc:
