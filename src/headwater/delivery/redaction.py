@@ -16,8 +16,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import msgspec
 
 from headwater.destinations.definition import Request, Response
+from headwater.store.instances import REDACTED as HIDDEN
 
-HIDDEN = "[redacted]"
 CREDENTIAL_HEADERS = frozenset({
     "authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key", "api-key",
     "x-signature",
