@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 
@@ -31,7 +31,7 @@ from headwater.config.model import (
 )
 from headwater.destinations.registry import UnknownDestinationType
 from headwater.destinations.registry import get as get_definition
-from headwater.store.destinations import DestinationStore, redact
+from headwater.store.destinations import DestinationInfo, DestinationStore, redact
 from headwater.store.instances import REDACTED
 from headwater.store.warehouses import WarehouseInfo, WarehouseStore
 from headwater.store.warehouses import redact as redact_warehouse
@@ -216,38 +216,6 @@ class CreateDestination(Change):
 
 
 @dataclass(frozen=True)
-class UpdateDestination(Change):
-    destination_id: str
-    name: str
-    type: str
-    field: str
-    old: Any
-    new: Any
-
-    def render(self) -> str:
-        old, new = self.old, self.new
-        if self.field == "settings":
-            old = _shown_destination_settings(self.type, old)
-            new = _shown_destination_settings(self.type, new)
-        return f"~ destination {self.name}: {self.field} {_value(old)} → {_value(new)}"
-
-    def apply(self, store: WorkspaceStore) -> None:
-        DestinationStore(store).update(self.destination_id, **{self.field: self.new})
-
-
-@dataclass(frozen=True)
-class DeleteDestination(Change):
-    destination_id: str
-    name: str
-
-    def render(self) -> str:
-        return f"- destination {self.name}"
-
-    def apply(self, store: WorkspaceStore) -> None:
-        DestinationStore(store).delete(self.destination_id)
-
-
-@dataclass(frozen=True)
 class CreateWarehouse(Change):
     config: WarehouseConfig
 
@@ -269,8 +237,11 @@ class CreateWarehouse(Change):
 
 
 @dataclass(frozen=True)
-class UpdateWarehouse(Change):
-    warehouse_id: str
+class UpdateInstance(Change):
+    """One field of a destination or a warehouse (``kind``) changes."""
+
+    kind: str
+    instance_id: str
     name: str
     type: str
     field: str
@@ -280,24 +251,25 @@ class UpdateWarehouse(Change):
     def render(self) -> str:
         old, new = self.old, self.new
         if self.field == "settings":
-            old = redact_warehouse(self.type, old)
-            new = redact_warehouse(self.type, new)
-        return f"~ warehouse {self.name}: {self.field} {_value(old)} → {_value(new)}"
+            shown = _KINDS[self.kind][1]
+            old, new = shown(self.type, old), shown(self.type, new)
+        return f"~ {self.kind} {self.name}: {self.field} {_value(old)} → {_value(new)}"
 
     def apply(self, store: WorkspaceStore) -> None:
-        WarehouseStore(store).update(self.warehouse_id, **{self.field: self.new})
+        _KINDS[self.kind][0](store).update(self.instance_id, **{self.field: self.new})
 
 
 @dataclass(frozen=True)
-class DeleteWarehouse(Change):
-    warehouse_id: str
+class DeleteInstance(Change):
+    kind: str
+    instance_id: str
     name: str
 
     def render(self) -> str:
-        return f"- warehouse {self.name}"
+        return f"- {self.kind} {self.name}"
 
     def apply(self, store: WorkspaceStore) -> None:
-        WarehouseStore(store).delete(self.warehouse_id)
+        _KINDS[self.kind][0](store).delete(self.instance_id)
 
 
 @dataclass
@@ -473,73 +445,76 @@ def _check_key_owners(
         raise ConfigError(problems)
 
 
-def _plan_destinations(
-    store: WorkspaceStore, configs: Sequence[DestinationConfig]
+class _Instance(Protocol):
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def type(self) -> str: ...
+
+
+def _plan_instances(
+    kind: str, existing: Mapping[str, _Instance], configs: Sequence[Any],
+    create: Callable[[Any], Change],
+    wanted: Callable[[Any, Any], dict[str, tuple[Any, Any]]],
 ) -> list[Change]:
-    """Destinations are matched by name; a new type is a new destination."""
-    existing = {d.name: d for d in DestinationStore(store).list()}
-    source_names = {s.id: s.name for s in _all_sources(store)}
-    deletes: list[Change] = []
+    """Instances are matched by name; a new type is a new instance."""
+    listed = {cfg.name for cfg in configs}
+    deletes: list[Change] = [DeleteInstance(kind, i.id, name) for name, i in existing.items()
+                             if name not in listed]
     updates: list[Change] = []
     creates: list[Change] = []
-    listed = {cfg.name for cfg in configs}
-    for name, destination in existing.items():
-        if name not in listed:
-            deletes.append(DeleteDestination(destination.id, name))
     for cfg in configs:
         current = existing.get(cfg.name)
         if current is None or current.type != cfg.type:
             if current is not None:
-                deletes.append(DeleteDestination(current.id, cfg.name))
-            creates.append(CreateDestination(cfg))
+                deletes.append(DeleteInstance(kind, current.id, cfg.name))
+            creates.append(create(cfg))
             continue
-        new_settings = _merged_secrets(cfg.type, cfg.settings, current.settings)
-        wanted: dict[str, tuple[Any, Any]] = {
+        for field_name, (old, new) in wanted(current, cfg).items():
+            if old != new:
+                updates.append(UpdateInstance(kind, current.id, cfg.name, cfg.type, field_name,
+                                              old, new))
+    return deletes + updates + creates
+
+
+def _plan_destinations(
+    store: WorkspaceStore, configs: Sequence[DestinationConfig]
+) -> list[Change]:
+    source_names = {s.id: s.name for s in _all_sources(store)}
+
+    def wanted(current: DestinationInfo, cfg: DestinationConfig) -> dict[str, tuple[Any, Any]]:
+        try:
+            secrets = get_definition(cfg.type).secrets
+        except UnknownDestinationType:
+            secrets = frozenset()
+        return {
             "source": (source_names.get(current.source_id, current.source_id), cfg.source),
             "enabled": (current.enabled, cfg.enabled),
-            "settings": (dict(current.settings), new_settings),
+            "settings": (dict(current.settings),
+                         _restored(cfg.settings, current.settings, secrets)),
             "delivery": (current.delivery.model_dump(exclude_defaults=True), cfg.delivery),
             "filters": ([f.written() for f in current.filters], cfg.filters),
             "mappings": ([m.written() for m in current.mappings], cfg.mappings),
         }
-        for field_name, (old, new) in wanted.items():
-            if old != new:
-                updates.append(UpdateDestination(current.id, cfg.name, cfg.type, field_name,
-                                                  old, new))
-    return deletes + updates + creates
+
+    existing = {d.name: d for d in DestinationStore(store).list()}
+    return _plan_instances("destination", existing, configs, CreateDestination, wanted)
 
 
 def _plan_warehouses(
     store: WorkspaceStore, configs: Sequence[WarehouseConfig]
 ) -> list[Change]:
-    """Warehouses are matched by name; a new type is a new warehouse."""
-    warehouses = WarehouseStore(store)
-    existing = {w.name: w for w in warehouses.list()}
-    deletes: list[Change] = [DeleteWarehouse(w.id, name) for name, w in existing.items()
-                             if name not in {cfg.name for cfg in configs}]
-    updates: list[Change] = []
-    creates: list[Change] = []
-    for cfg in configs:
-        current = existing.get(cfg.name)
-        if current is None or current.type != cfg.type:
-            if current is not None:
-                deletes.append(DeleteWarehouse(current.id, cfg.name))
-            creates.append(CreateWarehouse(cfg))
-            continue
-        new_settings = dict(cfg.settings)
-        for key in SECRETS.get(cfg.type, frozenset()):
-            if new_settings.get(key) == REDACTED and key in current.settings:
-                new_settings[key] = current.settings[key]
-        wanted: dict[str, tuple[Any, Any]] = {
+    def wanted(current: WarehouseInfo, cfg: WarehouseConfig) -> dict[str, tuple[Any, Any]]:
+        return {
             "enabled": (current.enabled, cfg.enabled),
-            "settings": (dict(current.settings), new_settings),
+            "settings": (dict(current.settings), _restored(
+                cfg.settings, current.settings, SECRETS.get(cfg.type, frozenset()))),
             "options": (_written_options(store, current), cfg.options()),
         }
-        for field_name, (old, new) in wanted.items():
-            if old != new:
-                updates.append(UpdateWarehouse(current.id, cfg.name, cfg.type, field_name,
-                                               old, new))
-    return deletes + updates + creates
+
+    existing = {w.name: w for w in WarehouseStore(store).list()}
+    return _plan_instances("warehouse", existing, configs, CreateWarehouse, wanted)
 
 
 def _written_options(store: WorkspaceStore, warehouse: WarehouseInfo) -> dict[str, Any]:
@@ -554,14 +529,9 @@ def _written_options(store: WorkspaceStore, warehouse: WarehouseInfo) -> dict[st
     return options
 
 
-def _merged_secrets(
-    destination_type: str, settings: Mapping[str, Any], stored: Mapping[str, Any]
-) -> dict[str, Any]:
+def _restored(settings: Mapping[str, Any], stored: Mapping[str, Any],
+              secrets: Iterable[str]) -> dict[str, Any]:
     """The settings the file means: a ``[redacted]`` secret (as exported) keeps its value."""
-    try:
-        secrets = get_definition(destination_type).secrets
-    except UnknownDestinationType:
-        return dict(settings)
     merged = dict(settings)
     for key in secrets:
         if merged.get(key) == REDACTED and key in stored:
@@ -698,3 +668,11 @@ def _when(epoch: int | None) -> str:
 
 def _key_text(key: str, expires_at: int | None) -> str:
     return key if expires_at is None else f"{key} (expires {_iso(expires_at)})"
+
+
+# What plan steps use per kind of instance: its store and how its settings are shown.
+_KINDS: dict[str, tuple[Callable[[WorkspaceStore], Any],
+                        Callable[[str, Mapping[str, Any]], dict[str, Any]]]] = {
+    "destination": (DestinationStore, _shown_destination_settings),
+    "warehouse": (WarehouseStore, redact_warehouse),
+}
