@@ -176,17 +176,9 @@ class DestinationStore:
         ``filters`` and ``mappings`` replace those lists."""
         with self._workspace.writing() as conn:
             row = self._rows.require(conn, id_or_name)
-            values: dict[str, Any] = {}
-            if not isinstance(name, Unset) and name != row.name:
-                check_name(name)
-                self._rows.check_name_free(conn, row.workspace_id, name)
-                values["name"] = name
+            values = self._rows.name_and_enabled(conn, row, name, enabled)
             if not isinstance(source, Unset):
                 values["source_id"] = self._source_id(conn, source)
-            if not isinstance(enabled, Unset):
-                if not isinstance(enabled, bool):
-                    raise InvalidError("must be true or false", "enabled")
-                values["enabled"] = enabled
             if not isinstance(settings, Unset):
                 values["settings"] = _validated(
                     _definition(row.type), check_settings(settings), dict(row.settings or {}))

@@ -13,7 +13,14 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
-from headwater.store.workspace import ConflictError, NotFoundError, WorkspaceStore
+from headwater.store.workspace import (
+    ConflictError,
+    InvalidError,
+    NotFoundError,
+    Unset,
+    WorkspaceStore,
+    check_name,
+)
 
 REDACTED = "[redacted]"
 
@@ -40,6 +47,20 @@ class Instances:
         if row is None:
             raise NotFoundError(f"no {self._noun} has the id or name {id_or_name!r}")
         return row
+
+    def name_and_enabled(self, conn: Connection, row: Row[Any], name: str | Unset,
+                         enabled: bool | Unset) -> dict[str, Any]:
+        """The column values an update's ``name`` and ``enabled`` change, checked."""
+        values: dict[str, Any] = {}
+        if not isinstance(name, Unset) and name != row.name:
+            check_name(name)
+            self.check_name_free(conn, row.workspace_id, name)
+            values["name"] = name
+        if not isinstance(enabled, Unset):
+            if not isinstance(enabled, bool):
+                raise InvalidError("must be true or false", "enabled")
+            values["enabled"] = enabled
+        return values
 
     def check_name_free(self, conn: Connection, workspace_id: str, name: str) -> None:
         t = self._table
