@@ -112,7 +112,8 @@ def _settings(args: argparse.Namespace, config: Any = None) -> Any:
 def _load(path: Path | None) -> Any:
     if path is None:
         return None
-    from headwater.config.model import ConfigError, load_config
+    from headwater.config.model import load_config
+    from headwater.errors import ConfigError
 
     try:
         return load_config(path)
@@ -132,12 +133,11 @@ def _serve(args: argparse.Namespace) -> int:
         settings, run_ingest=args.role in ("all", "ingest"),
         run_consumers=args.role in ("all", "worker"),
     )
-    from headwater.config.model import ConfigError
-    from headwater.store.workspace import WorkspaceError
+    from headwater.errors import InputError
 
     try:
         prepared = bootstrap(settings, config)
-    except (ConfigError, WorkspaceError) as exc:
+    except InputError as exc:
         raise SystemExit(f"headwater serve: cannot apply {args.config}: {exc}") from exc
     server = Server(settings, prepared.admin_token_hash)
     for note in prepared.notes:
@@ -166,8 +166,7 @@ def _open_store(args: argparse.Namespace) -> Any:
 
 def _apply(args: argparse.Namespace) -> int:
     from headwater.config.apply import apply, plan
-    from headwater.config.model import ConfigError
-    from headwater.store.workspace import WorkspaceError
+    from headwater.errors import InputError
 
     config = _load(args.file)
     store = _open_store(args)
@@ -178,7 +177,7 @@ def _apply(args: argparse.Namespace) -> int:
             apply(store, changes)
         elif changes.changes:
             print("(dry run: nothing was changed)")
-    except (ConfigError, WorkspaceError) as exc:
+    except InputError as exc:
         raise SystemExit(f"headwater apply: {exc}\nFix {args.file} and run apply again.") from exc
     return 0
 
@@ -234,7 +233,7 @@ def _warehouses(args: argparse.Namespace) -> tuple[Any, Any]:
 
 
 def _chosen(store: Any, args: argparse.Namespace, command: str) -> list[Any]:
-    from headwater.store.workspace import NotFoundError
+    from headwater.errors import NotFoundError
 
     if args.all == bool(args.name):
         raise SystemExit(f"headwater warehouse {command}: name one warehouse, or give --all")
@@ -264,8 +263,8 @@ def _warehouse_sync(args: argparse.Namespace) -> int:
 
 
 def _warehouse_query(args: argparse.Namespace) -> int:
+    from headwater.errors import WarehouseError
     from headwater.warehouse.commands import query
-    from headwater.warehouse.loaders import WarehouseError
 
     store, settings = _warehouses(args)
     args.all = False

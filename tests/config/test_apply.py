@@ -11,11 +11,12 @@ import yaml
 from sqlalchemy.engine import Engine
 
 from headwater.config.apply import apply, export_config, plan, server_settings_overrides
-from headwater.config.model import ConfigError, ConfigFile, load_config, parse_config, read_yaml
+from headwater.config.model import ConfigFile, load_config, parse_config, read_yaml
 from headwater.config.settings import ServerSettings
+from headwater.errors import ConfigError, ConflictError
 from headwater.store.database import database_url, open_engine
 from headwater.store.migrations import migrate
-from headwater.store.workspace import ConflictError, WorkspaceStore
+from headwater.store.workspace import WorkspaceStore
 
 BASE = """\
 workspace: acme

@@ -8,7 +8,8 @@ import pytest
 from sqlalchemy.engine import Engine
 
 from headwater.config.apply import apply, export_config, plan
-from headwater.config.model import ConfigError, parse_config, read_yaml
+from headwater.config.model import parse_config, read_yaml
+from headwater.errors import ConfigError
 from headwater.store.database import database_url, open_engine
 from headwater.store.destinations import DestinationStore
 from headwater.store.migrations import migrate
@@ -94,7 +95,7 @@ def test_config_errors_name_the_path(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_store_refuses_bad_settings_and_unknown_types(sqlite_engine: Engine) -> None:
-    from headwater.store.workspace import InvalidError, NotFoundError
+    from headwater.errors import InvalidError, NotFoundError
 
     store = WorkspaceStore(sqlite_engine)
     store.ensure_workspace("acme")

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from headwater.config.model import ConfigError, parse_config, read_yaml
-from headwater.pipeline.router import FILTERED_AT_DESTINATION
-from headwater.store.workspace import InvalidError
+from headwater import reasons
+from headwater.config.model import parse_config, read_yaml
+from headwater.errors import ConfigError, InvalidError
 from tests.delivery.conftest import Pipeline, track
 from tests.destinations.receiver import Receiver
 
@@ -52,7 +52,7 @@ destinations:
     assert (request.method, request.path) == ("POST", "/orders")
     assert request.headers["content-type"] == "application/json"
     assert request.json() == {"order": "o-77", "email": "jo@example.com"}
-    assert pipeline.totals(destination)[(FILTERED_AT_DESTINATION, "NO_MATCHING_MAPPING")] == 1
+    assert pipeline.totals(destination)[(reasons.FILTERED_AT_DESTINATION, "NO_MATCHING_MAPPING")] == 1
 
 
 def test_ac070_one_request_per_matching_mapping(pipeline: Pipeline, receiver: Receiver) -> None:
@@ -91,7 +91,7 @@ def test_ac071_no_enabled_mapping_matches(pipeline: Pipeline, receiver: Receiver
     pipeline.send(track(properties={"order_id": "o-1"}))
     pipeline.deliver()
     assert receiver.requests == []
-    assert pipeline.totals(hook) == {(FILTERED_AT_DESTINATION, "NO_MATCHING_MAPPING"): 1}
+    assert pipeline.totals(hook) == {(reasons.FILTERED_AT_DESTINATION, "NO_MATCHING_MAPPING"): 1}
 
 
 def test_ac072_new_mappings_start_disabled(pipeline: Pipeline, receiver: Receiver) -> None:

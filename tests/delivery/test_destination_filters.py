@@ -7,7 +7,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from headwater.pipeline.router import FILTERED_AT_DESTINATION
+from headwater import reasons
 from headwater.store import schema
 from tests.delivery.conftest import Pipeline, track
 from tests.destinations.receiver import Receiver
@@ -36,7 +36,7 @@ def test_filters_drop_and_edit_per_destination(pipeline: Pipeline, receiver: Rec
         [anonymous["messageId"], known["messageId"]])
     assert {"email": "jo@example.com", "plan": "pro"} in [m["properties"] for m in by_path["/plain"]]
     drop_id = filtered.filters[0].id
-    assert pipeline.totals(filtered)[(FILTERED_AT_DESTINATION,
+    assert pipeline.totals(filtered)[(reasons.FILTERED_AT_DESTINATION,
                                       f"FILTERED_BY_RULES:{drop_id}")] == 1
 
 
@@ -46,7 +46,7 @@ def test_ac068_unsupported_type_is_counted_before_any_filter(
     slack = pipeline.add("slack", "slack", settings={"webhook_url": receiver.url + "/slack"}, filters=[
         {"if": "all", "actions": [{"type": "DROP"}]}])
     pipeline.send(track(type="screen", name="Home"))
-    assert pipeline.totals(slack) == {(FILTERED_AT_DESTINATION, "UNSUPPORTED_EVENT_TYPE"): 1}
+    assert pipeline.totals(slack) == {(reasons.FILTERED_AT_DESTINATION, "UNSUPPORTED_EVENT_TYPE"): 1}
 
 
 def test_ac056_a_stored_filter_that_does_not_parse_stops_every_event(
@@ -61,7 +61,7 @@ def test_ac056_a_stored_filter_that_does_not_parse_stops_every_event(
     pipeline.send(track(), track())
     pipeline.deliver()
     assert receiver.requests == []
-    assert pipeline.totals(hook) == {(FILTERED_AT_DESTINATION, "INTERNAL:df_broken"): 2}
+    assert pipeline.totals(hook) == {(reasons.FILTERED_AT_DESTINATION, "INTERNAL:df_broken"): 2}
 
 
 def test_ac069_a_filter_applies_to_events_routed_after_it(

@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
+from headwater import reasons
 from headwater.destinations import registry
 from headwater.destinations.catalog import webhook
-from headwater.pipeline.router import FILTERED_AT_DESTINATION, FILTERED_BY_INTEGRATIONS_OBJECT
 from tests.delivery.conftest import Pipeline, track
 from tests.destinations.receiver import Receiver
 
@@ -93,7 +93,7 @@ def test_ac031_no_integrations_object_reaches_all_but_salesforce(
         "amplitude", "mixpanel", "intercom", "google-analytics", "adobe-1", "adobe-2"}
     salesforce = connected.store.require("salesforce")
     assert connected.totals(salesforce) == {
-        (FILTERED_AT_DESTINATION, FILTERED_BY_INTEGRATIONS_OBJECT): 1}
+        (reasons.FILTERED_AT_DESTINATION, reasons.FILTERED_BY_INTEGRATIONS_OBJECT): 1}
 
 
 def test_ac032_named_destinations_off_the_rest_on(connected: Pipeline, receiver: Receiver) -> None:

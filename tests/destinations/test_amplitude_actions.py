@@ -14,8 +14,8 @@ from pydantic import ValidationError
 
 from headwater.destinations.actions import Mappings, check_mappings
 from headwater.destinations.definition import Rendered, Response
-from headwater.destinations.instance_lists import ListError
 from headwater.destinations.registry import get
+from headwater.errors import ListError
 from tests.delivery.conftest import Pipeline, pipeline  # noqa: F401 (the fixture)
 from tests.destinations.receiver import Received, Receiver
 

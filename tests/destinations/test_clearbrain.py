@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from headwater.destinations.definition import MessageRejected
 from headwater.destinations.registry import get
+from headwater.errors import MessageRejected
 from tests.destinations.receiver import Receiver
 from tests.destinations.send import render, send
 

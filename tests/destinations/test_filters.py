@@ -14,7 +14,7 @@ from headwater.destinations.filters import (
     compile_filters,
     sample_position,
 )
-from headwater.destinations.instance_lists import ListError
+from headwater.errors import ListError
 
 
 def run(filters: list[dict[str, Any]], event: dict[str, Any],

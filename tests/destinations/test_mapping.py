@@ -8,13 +8,13 @@ import pytest
 
 from headwater.destinations.mapping import (
     FieldSpec,
-    MappingError,
     check_fields,
     coerce_output,
     compile_mapping,
     render_mapping,
     validate_mapping,
 )
+from headwater.errors import MappingError
 
 EVENT: dict[str, Any] = {
     "type": "track",

@@ -10,7 +10,8 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from headwater.destinations.mapping import MappingError, render_mapping, validate_mapping
+from headwater.destinations.mapping import render_mapping, validate_mapping
+from headwater.errors import MappingError
 from tests.oracle.client import UNDEFINED, NodeOracle
 
 PATHS = ["$.event", "$.userId", "$.properties.total", "$.properties.email", "$.properties.tags",

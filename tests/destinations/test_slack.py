@@ -9,8 +9,8 @@ import pytest
 from pydantic import ValidationError
 
 from headwater.destinations.catalog.slack import render_template
-from headwater.destinations.definition import MessageRejected
 from headwater.destinations.registry import get
+from headwater.errors import MessageRejected
 from tests.destinations.receiver import Answer, Receiver
 from tests.destinations.send import render, send
 

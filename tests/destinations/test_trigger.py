@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from headwater.destinations.trigger import Trigger, TriggerError, parse_trigger, to_condition
+from headwater.destinations.trigger import Trigger, parse_trigger, to_condition
+from headwater.errors import TriggerError
 
 TRACK: dict[str, Any] = {
     "type": "track", "event": "Order Completed", "userId": "u1",

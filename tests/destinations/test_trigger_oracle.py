@@ -11,7 +11,8 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from headwater.destinations.trigger import TriggerError, parse_trigger, to_condition
+from headwater.destinations.trigger import parse_trigger, to_condition
+from headwater.errors import TriggerError
 from tests.oracle.client import NodeOracle
 
 FIELDS = ["type", "event", "name", "userId", "properties.total", "properties.plan",

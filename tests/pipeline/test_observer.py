@@ -21,7 +21,6 @@ from sqlalchemy.engine import Engine
 
 from headwater.pipeline import observer as observer_module
 from headwater.pipeline.observer import DEBUGGER_CAP, Observer
-from headwater.spec.timestamps import parse_timestamp
 from headwater.store import schema
 from headwater.store.counters import (
     ACCEPTED,
@@ -35,6 +34,7 @@ from headwater.store.counters import (
 )
 from headwater.store.database import database_url, open_engine
 from headwater.store.migrations import migrate
+from headwater.timestamps import parse_timestamp
 
 T0 = "2024-03-05T10:00:10.123Z"
 T1 = "2024-03-05T10:01:30.000Z"

@@ -10,17 +10,11 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from headwater.errors import ConflictError, InvalidError, NotFoundError
 from headwater.store import schema
 from headwater.store.database import database_url, open_engine
 from headwater.store.migrations import migrate
-from headwater.store.workspace import (
-    FIRST_PAGE,
-    ConflictError,
-    InvalidError,
-    NotFoundError,
-    WorkspaceStore,
-    slugify,
-)
+from headwater.store.workspace import FIRST_PAGE, WorkspaceStore, slugify
 
 
 class Clock:

@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 
+from headwater.errors import WarehouseError
 from headwater.warehouse.columns import ColumnType, TableRows
-from headwater.warehouse.loaders import Loader, WarehouseError, open_loader
+from headwater.warehouse.loaders import Loader, open_loader
 from headwater.warehouse.loaders.duckdb import DuckDBLoader
 from headwater.warehouse.loaders.postgres import PostgresLoader
 from headwater.warehouse.rows import column_type
@@ -252,7 +253,7 @@ def test_query_errors_are_warehouse_errors(loader: Loader) -> None:
 
 READER = textwrap.dedent("""
     import sys, time
-    from headwater.warehouse.loaders import WarehouseError
+    from headwater.errors import WarehouseError
     from headwater.warehouse.loaders.duckdb import DuckDBLoader
     path, hold, timeout = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
     reader = DuckDBLoader(path, lock_timeout=timeout)

@@ -15,11 +15,11 @@ import pytest
 import sqlalchemy as sa
 
 from headwater.pipeline.archive import Archive, ArchiveWriter
-from headwater.spec.timestamps import format_timestamp
 from headwater.store.database import database_url, open_engine
 from headwater.store.migrations import migrate
 from headwater.store.warehouses import WarehouseInfo, WarehouseStore
 from headwater.store.workspace import WorkspaceStore
+from headwater.timestamps import format_timestamp
 from headwater.warehouse.connect import loader_for
 from headwater.warehouse.sync import FAILURE, PARTIAL, SUCCESS, SyncResult, WarehouseSync
 

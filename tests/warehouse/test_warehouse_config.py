@@ -9,11 +9,12 @@ import pytest
 from sqlalchemy.engine import Engine
 
 from headwater.config.apply import apply, export_config, plan
-from headwater.config.model import ConfigError, parse_config, read_yaml
+from headwater.config.model import parse_config, read_yaml
+from headwater.errors import ConfigError, InvalidError
 from headwater.store.database import database_url, open_engine
 from headwater.store.migrations import migrate
 from headwater.store.warehouses import WarehouseStore
-from headwater.store.workspace import InvalidError, WorkspaceStore
+from headwater.store.workspace import WorkspaceStore
 
 CONFIG = """
 workspace: acme

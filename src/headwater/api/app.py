@@ -24,13 +24,8 @@ import headwater
 from headwater.api import destinations, filters, mappings, sources, warehouses
 from headwater.api.auth import require_admin
 from headwater.api.errors import ApiError, error_body, handle_api_error
-from headwater.store.workspace import (
-    ConflictError,
-    InvalidError,
-    NotFoundError,
-    WorkspaceError,
-    WorkspaceStore,
-)
+from headwater.errors import ConflictError, InputError, NotFoundError
+from headwater.store.workspace import WorkspaceStore
 
 PREFIX = "/api/v1"
 
@@ -64,7 +59,7 @@ def create_api(
     app.state.workspace_store = WorkspaceStore(engine, clock=clock)
 
     app.add_exception_handler(ApiError, handle_api_error)
-    app.add_exception_handler(WorkspaceError, _workspace_error)
+    app.add_exception_handler(InputError, _input_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(OperationalError, _database_unavailable)
@@ -82,17 +77,18 @@ def create_api(
 
 # --- error handlers --------------------------------------------------------------------------
 
-_WORKSPACE_ERRORS: list[tuple[type[WorkspaceError], int, str]] = [
+_INPUT_ERRORS: list[tuple[type[InputError], int, str]] = [
     (NotFoundError, 404, "not_found"),
     (ConflictError, 409, "conflict"),
-    (InvalidError, 422, "validation"),
 ]
 
 
-async def _workspace_error(_request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, WorkspaceError)
-    status, type_ = 400, "bad_request"
-    for cls, cls_status, cls_type in _WORKSPACE_ERRORS:
+async def _input_error(_request: Request, exc: Exception) -> JSONResponse:
+    # Every refusal of input is a 4xx, wherever it was raised: a parser deep in a route can
+    # never turn a client's mistake into a 500.
+    assert isinstance(exc, InputError)
+    status, type_ = 422, "validation"
+    for cls, cls_status, cls_type in _INPUT_ERRORS:
         if isinstance(exc, cls):
             status, type_ = cls_status, cls_type
             break

@@ -24,7 +24,6 @@ from pydantic.alias_generators import to_camel
 
 from headwater.api.changes import NoNulls
 from headwater.api.errors import ApiError
-from headwater.spec.timestamps import format_timestamp
 from headwater.store.workspace import (
     DEFAULT_PAGE_SIZE,
     FIRST_PAGE,
@@ -33,6 +32,7 @@ from headwater.store.workspace import (
     SourceInfo,
     WorkspaceStore,
 )
+from headwater.timestamps import format_timestamp
 
 router = APIRouter(prefix="/sources", tags=["sources"])
 

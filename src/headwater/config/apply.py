@@ -22,15 +22,10 @@ from typing import Any, Protocol
 
 import yaml
 
-from headwater.config.model import (
-    ConfigError,
-    ConfigFile,
-    DestinationConfig,
-    SourceConfig,
-    WarehouseConfig,
-)
+from headwater.config.model import ConfigFile, DestinationConfig, SourceConfig, WarehouseConfig
 from headwater.destinations.registry import UnknownDestinationType
 from headwater.destinations.registry import get as get_definition
+from headwater.errors import ConfigError
 from headwater.store.destinations import DestinationInfo, DestinationStore, redact
 from headwater.store.instances import REDACTED
 from headwater.store.warehouses import WarehouseInfo, WarehouseStore

@@ -31,25 +31,11 @@ from pydantic import (
 
 from headwater.destinations.actions import check_mappings
 from headwater.destinations.filters import check_filters
-from headwater.destinations.instance_lists import ListError
 from headwater.destinations.registry import UnknownDestinationType
 from headwater.destinations.registry import get as get_definition
-from headwater.store.workspace import (
-    InvalidError,
-    check_name,
-    check_settings,
-    check_slug,
-    check_write_key,
-)
+from headwater.errors import ConfigError, InvalidError, ListError
+from headwater.store.workspace import check_name, check_settings, check_slug, check_write_key
 from headwater.warehouse.settings import WarehouseOptions
-
-
-class ConfigError(Exception):
-    """The config file cannot be used; ``problems`` lists each one as ``path: message``."""
-
-    def __init__(self, problems: list[str], source: str = "the config") -> None:
-        self.problems = problems
-        super().__init__(f"{source} is not valid:\n" + "\n".join(f"  {p}" for p in problems))
 
 
 class _Section(BaseModel):

@@ -29,18 +29,18 @@ import uvloop
 from pydantic import ValidationError
 from sqlalchemy.engine import Engine
 
+from headwater import reasons
 from headwater.delivery import retry
 from headwater.delivery.queue import DeliveryQueue, Job, Settlement
 from headwater.delivery.redaction import Redactor
 from headwater.destinations.definition import (
     DestinationDefinition,
-    InvalidSettings,
-    MessageRejected,
     Outgoing,
     Rendered,
     Request,
     Response,
 )
+from headwater.errors import InvalidSettings, Rejection
 from headwater.store.counters import CounterKey
 from headwater.store.destinations import DestinationCache, DestinationInfo
 
@@ -249,8 +249,9 @@ class DeliveryEngine:
         try:
             settings = definition.parse_settings(destination.settings)
         except ValidationError:
-            rendered = Rendered(rejected={i: ("INVALID_SETTINGS", "the settings are not valid")
-                                          for i in range(len(claimed))})
+            rendered = Rendered()
+            for i in range(len(claimed)):
+                rendered.reject(i, InvalidSettings("the settings are not valid"))
         else:
             if definition.actions:
                 rendered = destination.compiled_mappings.render(
@@ -363,11 +364,8 @@ def _render(
     for position, message in enumerate(messages):
         try:
             one = definition.render([message], settings)
-        except MessageRejected as exc:
-            combined.rejected[position] = ("MESSAGE_REJECTED", str(exc))
-            continue
-        except InvalidSettings as exc:
-            combined.rejected[position] = ("INVALID_SETTINGS", str(exc))
+        except Rejection as exc:
+            combined.reject(position, exc)
             continue
         if one.rejected:
             combined.rejected[position] = next(iter(one.rejected.values()))
@@ -386,26 +384,24 @@ async def _send(client: aiohttp.ClientSession, request: Request) -> _Result:
             headers = {k.lower(): v for k, v in response.headers.items()}
             return _Result(Response(response.status, headers, body))
     except (TimeoutError, aiohttp.ServerTimeoutError):
-        return _Result(None, "ETIMEDOUT")
+        return _Result(None, reasons.ETIMEDOUT)
     except aiohttp.ClientConnectorDNSError:
-        return _Result(None, "ENOTFOUND")
+        return _Result(None, reasons.ENOTFOUND)
     except aiohttp.ClientConnectorError as exc:
-        return _Result(None, _errno_code(exc.os_error.errno, "ECONNREFUSED"))
+        return _Result(None, _errno_code(exc.os_error.errno, reasons.ECONNREFUSED))
     except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError):
-        return _Result(None, "ECONNRESET")
+        return _Result(None, reasons.ECONNRESET)
     except aiohttp.ClientOSError as exc:
-        return _Result(None, _errno_code(exc.errno, "ECONNRESET"))
+        return _Result(None, _errno_code(exc.errno, reasons.ECONNRESET))
     except aiohttp.ClientError:
-        return _Result(None, "ECONNABORTED")
+        return _Result(None, reasons.ECONNABORTED)
 
 
 def _errno_code(number: int | None, default: str) -> str:
     name = errno.errorcode.get(number or 0, "")
-    known = {"ECONNREFUSED", "ECONNRESET", "ECONNABORTED", "EHOSTUNREACH", "ETIMEDOUT",
-             "ENETUNREACH"}
     if name == "ENETUNREACH":
-        return "EHOSTUNREACH"
-    return name if name in known else default
+        return reasons.EHOSTUNREACH
+    return name if name in reasons.CONNECTION_ERRORS else default
 
 
 def _interpret(definition: DestinationDefinition, result: _Result, count: int) -> list[str]:

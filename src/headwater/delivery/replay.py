@@ -18,8 +18,8 @@ import msgspec
 from headwater.delivery.queue import DeliveryQueue, NewJob
 from headwater.pipeline.archive import Archive
 from headwater.pipeline.router import Stage, default_stages, route
-from headwater.spec.timestamps import parse_timestamp
 from headwater.store.destinations import DestinationInfo
+from headwater.timestamps import parse_timestamp
 
 BATCH = 1000
 _encode = msgspec.json.Encoder().encode

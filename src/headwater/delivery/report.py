@@ -15,9 +15,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from headwater import reasons
 from headwater.delivery.engine import DELIVERED, FAILED_DELIVERY, REPLAYED, RETRY
 from headwater.delivery.queue import DeliveryQueue
-from headwater.pipeline.router import FILTERED_AT_DESTINATION
 from headwater.store import schema
 from headwater.store.counters import CounterStore, minute_of
 from headwater.store.destinations import DestinationInfo
@@ -75,7 +75,7 @@ def event_delivery(
         "pending": backlog["pending"],
         "p95LatencyMs": p95(latencies),
         "replayed": by_step.get(REPLAYED, 0),
-        "filtered": {t.reason: t.events for t in totals if t.step == FILTERED_AT_DESTINATION},
+        "filtered": {t.reason: t.events for t in totals if t.step == reasons.FILTERED_AT_DESTINATION},
         "errors": errors,
     }
 

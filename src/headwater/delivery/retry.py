@@ -13,16 +13,11 @@ from dataclasses import dataclass
 from datetime import UTC
 from email.utils import parsedate_to_datetime
 
+from headwater import reasons
+
 BASE_DELAY_SECONDS = 5.0  # the first retry comes within seconds
 MAX_DELAY_SECONDS = 3600.0
 
-# Connection problems, named as Segment's integration error codes name them.
-CONNECTION_ERRORS = frozenset({
-    "ECONNREFUSED", "ECONNRESET", "ECONNABORTED", "ETIMEDOUT", "ENOTFOUND", "EHOSTUNREACH",
-    "EAI_AGAIN",
-})
-# Codes our destinations' renderers and interpreters give for a message that must not be sent.
-REJECTIONS = frozenset({"MESSAGE_REJECTED", "INVALID_SETTINGS", "UNSUPPORTED_EVENT_TYPE"})
 
 
 @dataclass(frozen=True)
@@ -47,7 +42,8 @@ def judge(code: str) -> Verdict:
             return Verdict(True, False, code)
         retry = status == 429 or (500 <= status < 600 and status not in (501, 505))
         return Verdict(False, retry, code)
-    return Verdict(False, code in CONNECTION_ERRORS or code == "RETRY", code)
+    retry = code in reasons.CONNECTION_ERRORS or code == reasons.RETRY_REQUESTED
+    return Verdict(False, retry, code)
 
 
 def worst(verdicts: list[Verdict]) -> Verdict:

@@ -16,19 +16,14 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from headwater import reasons
 from headwater.destinations.definition import Rendered
-from headwater.destinations.instance_lists import ItemError, check_list
-from headwater.destinations.mapping import (
-    FieldSpec,
-    MappingError,
-    check_fields,
-    coerce_output,
-    compile_mapping,
-)
-from headwater.destinations.trigger import Trigger, TriggerError, parse_trigger
+from headwater.destinations.instance_lists import check_list
+from headwater.destinations.mapping import FieldSpec, check_fields, coerce_output, compile_mapping
+from headwater.destinations.trigger import Trigger, parse_trigger
+from headwater.errors import ItemError, MappingError, TriggerError
 
 MAX_MAPPINGS = 50
-NO_MATCHING_MAPPING = "NO_MATCHING_MAPPING"
 
 # Mapped payloads (one per message) and the instance's settings -> requests. Positions in the
 # result refer to the payloads given.
@@ -189,13 +184,13 @@ class Mappings:
                                                              strict=True)):
             mapping = self.by_id.get(mapping_id)
             if mapping is None or mapping not in self.enabled:
-                rendered.rejected[position] = (
-                    NO_MATCHING_MAPPING, "the mapping was disabled or deleted after routing")
+                rendered.rejected[position] = (reasons.NO_MATCHING_MAPPING,
+                                               "the mapping was disabled or deleted after routing")
                 continue
             try:
                 payload = coerce_output(mapping.fields(message), mapping.action.fields)
             except MappingError as exc:
-                rendered.rejected[position] = ("MESSAGE_REJECTED", str(exc))
+                rendered.reject(position, str(exc))
                 continue
             groups.setdefault(mapping_id, []).append((position, payload))
         for mapping_id, members in groups.items():

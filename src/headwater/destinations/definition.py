@@ -14,6 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
 
+from headwater import reasons
+from headwater.errors import Rejection
+
 if TYPE_CHECKING:
     from headwater.destinations.actions import ActionDefinition
 
@@ -53,14 +56,6 @@ class Response:
     body: bytes
 
 
-class MessageRejected(Exception):
-    """The message lacks what this destination needs (``errors.discarded.MESSAGE_REJECTED``)."""
-
-
-class InvalidSettings(Exception):
-    """The instance's settings cannot serve this message (``errors.discarded.INVALID_SETTINGS``)."""
-
-
 # Renders the messages of one batch (a single message when the destination does not batch).
 # Raise MessageRejected / InvalidSettings for a single message; for a batch, leave the bad
 # message out of every Outgoing and report it through ``rejected``.
@@ -72,6 +67,13 @@ class Rendered:
     outgoing: list[Outgoing] = field(default_factory=list)
     # position -> (code, detail) for messages that will not be sent
     rejected: dict[int, tuple[str, str]] = field(default_factory=dict)
+
+    def reject(self, position: int, problem: Rejection | str) -> None:
+        """Leave the message at ``position`` unsent; a plain detail means MESSAGE_REJECTED."""
+        if isinstance(problem, Rejection):
+            self.rejected[position] = (problem.code, str(problem))
+        else:
+            self.rejected[position] = (reasons.MESSAGE_REJECTED, problem)
 
 
 # Per message of one request: None when delivered, else the error code, from the response.

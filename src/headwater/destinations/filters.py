@@ -18,12 +18,10 @@ from typing import Annotated, Any, Literal
 import msgspec
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from headwater import fql
+from headwater import fql, reasons
 from headwater.destinations.instance_lists import check_list
 
 MAX_FILTERS = 10
-FILTERED_BY_RULES = "FILTERED_BY_RULES"
-FILTER_ERROR = "INTERNAL"  # Segment's code when a filter has no answer for an event
 
 ActionType = Literal["SAMPLE", "DROP", "DROP_PROPERTIES", "ALLOW_PROPERTIES"]
 ORDER: tuple[ActionType, ...] = ("SAMPLE", "DROP", "DROP_PROPERTIES", "ALLOW_PROPERTIES")
@@ -139,13 +137,13 @@ def compile_filters(filters: Iterable[DestinationFilter],
             try:
                 hit = step.matches(event)
             except fql.FQLEvaluationError:
-                return f"{FILTER_ERROR}:{step.filter_id}"
+                return f"{reasons.FILTER_ERROR}:{step.filter_id}"
             if not hit:
                 continue
             action = step.action
             if action.type == "DROP" or (
                     action.type == "SAMPLE" and not _kept(event, action, chance)):
-                return f"{FILTERED_BY_RULES}:{step.filter_id}"
+                return f"{reasons.FILTERED_BY_RULES}:{step.filter_id}"
             if action.fields:
                 if not copied:  # the router shares the decoded event between instances
                     event = msgspec.json.decode(msgspec.json.encode(event))
@@ -157,7 +155,7 @@ def compile_filters(filters: Iterable[DestinationFilter],
 
 
 def _stop_everything(filter_id: str) -> Apply:
-    reason = f"{FILTER_ERROR}:{filter_id}"
+    reason = f"{reasons.FILTER_ERROR}:{filter_id}"
     return lambda _event: reason
 
 

@@ -12,21 +12,7 @@ from typing import Any, Protocol, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-
-class ListError(ValueError):
-    """A list that cannot be saved; ``field`` says where (``mappings.3.fields``)."""
-
-    def __init__(self, message: str, field: str) -> None:
-        super().__init__(message)
-        self.field = field
-
-
-class ItemError(ValueError):
-    """A problem with one item, at ``where`` inside it; ``check_list`` adds the position."""
-
-    def __init__(self, message: str, where: str) -> None:
-        super().__init__(message)
-        self.where = where
+from headwater.errors import ItemError, ListError
 
 
 class _HasId(Protocol):

@@ -12,7 +12,8 @@ from collections.abc import Mapping, Sequence
 
 import msgspec
 
-from headwater.destinations.definition import Message, MessageRejected, Outgoing, Rendered, Request
+from headwater.destinations.definition import Message, Outgoing, Rendered, Request
+from headwater.errors import MessageRejected
 
 
 def subscription_request(message: Message, endpoint: str, api_key: str | None,

@@ -51,20 +51,21 @@ from dataclasses import dataclass, field
 from operator import eq, ge, gt, le, lt, ne
 from typing import Any, Final
 
+from headwater.destinations.javascript import (
+    UNDEFINED,
+    from_utf16_units,
+    number_to_string,
+    to_double,
+    to_number,
+    to_string,
+    utf16_units,
+)
+from headwater.errors import TriggerError
+
 Condition = dict[str, Any]  # the package's condition JSON (``parseFql``'s result)
 Predicate = Callable[[Mapping[str, Any]], bool]
 
 __all__ = ["Trigger", "TriggerError", "parse_trigger", "to_condition"]
-
-
-class TriggerError(ValueError):
-    """A trigger Segment would not accept; ``position`` is the 0-based offset of the problem."""
-
-    def __init__(self, message: str, source: str, position: int) -> None:
-        super().__init__(f"invalid trigger: {message} at position {position} in {source!r}")
-        self.reason = message
-        self.source = source
-        self.position = position
 
 
 @dataclass(frozen=True)
@@ -77,9 +78,9 @@ class Trigger:
 
     def __post_init__(self) -> None:
         try:
-            condition = _parse(_units(self.source))
+            condition = _parse(utf16_units(self.source))
         except _Syntax as error:
-            position = len(_code_points(_units(self.source)[: error.position]))
+            position = len(from_utf16_units(utf16_units(self.source)[: error.position]))
             raise TriggerError(error.message, self.source, position) from None
         object.__setattr__(self, "_condition", condition)
         object.__setattr__(self, "_predicate", _compile(condition))
@@ -116,115 +117,7 @@ class _Marker:
         return self.name
 
 
-_UNDEFINED: Final = _Marker("undefined")  # a missing field
 _BUILTIN: Final = _Marker("builtin")  # what obj["constructor"] and the like find in JavaScript
-
-_ASTRAL = re.compile("[\U00010000-\U0010ffff]")
-_PAIR = re.compile("[\ud800-\udbff][\udc00-\udfff]")
-
-
-def _units(text: str) -> str:
-    """``text`` with each astral character as its surrogate pair, one code unit per character."""
-    if text.isascii():
-        return text
-    return _ASTRAL.sub(_split_astral, text)
-
-
-def _split_astral(found: re.Match[str]) -> str:
-    offset = ord(found.group()) - 0x10000
-    return chr(0xD800 + (offset >> 10)) + chr(0xDC00 + (offset & 0x3FF))
-
-
-def _code_points(units: str) -> str:
-    if units.isascii():
-        return units
-    return _PAIR.sub(_join_pair, units)
-
-
-def _join_pair(found: re.Match[str]) -> str:
-    pair = found.group()
-    return chr(0x10000 + ((ord(pair[0]) - 0xD800) << 10) + (ord(pair[1]) - 0xDC00))
-
-
-_JS_SPACE = "\t\n\v\f\r \u00a0\u1680\u2028\u2029\u202f\u205f\u3000\ufeff" + "".join(
-    chr(c) for c in range(0x2000, 0x200B)
-)
-_DECIMAL = re.compile(r"[+-]?(?:Infinity|(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)")
-_RADIX = re.compile(r"0([xXoObB])([0-9A-Za-z]+)")
-_RADIX_BASES = {"x": 16, "o": 8, "b": 2}
-
-
-def _js_number(value: Any) -> float:
-    """JavaScript's ``Number(value)`` for what a trigger can hold: text, number or boolean."""
-    if isinstance(value, bool):
-        return 1.0 if value else 0.0
-    if isinstance(value, int | float):
-        return _double(value)
-    if not isinstance(value, str):
-        return math.nan
-    text = value.strip(_JS_SPACE)
-    if not text:
-        return 0.0
-    if _DECIMAL.fullmatch(text):
-        if text.lstrip("+-") == "Infinity":
-            return -math.inf if text[0] == "-" else math.inf
-        return float(text)
-    radix = _RADIX.fullmatch(text)
-    if radix:
-        try:
-            return _double(int(radix.group(2), _RADIX_BASES[radix.group(1).lower()]))
-        except ValueError:
-            return math.nan
-    return math.nan
-
-
-def _double(number: int | float) -> float:
-    """An int as the double JSON.parse would have made of it (JavaScript has no big ints)."""
-    if type(number) is float:
-        return number
-    try:
-        return float(number)
-    except OverflowError:
-        return math.inf if number > 0 else -math.inf
-
-
-def _js_string(value: Any) -> str:
-    """JavaScript's ``String(value)`` for what a trigger can hold."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return _format_number(_double(value))
-    return "undefined"
-
-
-def _format_number(number: float) -> str:
-    """Number::toString: the shortest round-trip digits, laid out by ECMAScript's rules."""
-    if number != number:
-        return "NaN"
-    if number == 0:
-        return "0"
-    if math.isinf(number):
-        return "Infinity" if number > 0 else "-Infinity"
-    sign = "-" if number < 0 else ""
-    mantissa, _, exponent = repr(abs(number)).partition("e")
-    whole, _, fraction = mantissa.partition(".")
-    digits = (whole + fraction).lstrip("0")
-    point = len(whole) + int(exponent or 0) - (len(whole + fraction) - len(digits))
-    digits = digits.rstrip("0")
-    k, n = len(digits), point
-    if k <= n <= 21:
-        text = digits + "0" * (n - k)
-    elif 0 < n <= 21:
-        text = digits[:n] + "." + digits[n:]
-    elif -6 < n <= 0:
-        text = "0." + "0" * -n + digits
-    else:
-        power = f"e{'+' if n - 1 >= 0 else '-'}{abs(n - 1)}"
-        text = (digits if k == 1 else digits[0] + "." + digits[1:]) + power
-    return sign + text
-
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
@@ -274,40 +167,40 @@ def _index(key: str, size: int) -> int | None:
 def _member(value: Any, key: str) -> Any:
     """JavaScript's ``value && value[key]`` on a JSON value (the package's ``get`` step)."""
     if type(value) is dict or isinstance(value, Mapping):
-        found = value.get(key, _UNDEFINED)
-        if found is _UNDEFINED and key in _OBJECT_MEMBERS:
+        found = value.get(key, UNDEFINED)
+        if found is UNDEFINED and key in _OBJECT_MEMBERS:
             return _BUILTIN
         return found
     if isinstance(value, str):
         if not value:
             return value
-        units = _units(value)
+        units = utf16_units(value)
         if key == "length":
             return len(units)
         position = _index(key, len(units))
         if position is not None:
             return units[position]
-        return _BUILTIN if key in _STRING_MEMBERS else _UNDEFINED
+        return _BUILTIN if key in _STRING_MEMBERS else UNDEFINED
     if isinstance(value, bool):
         if not value:
             return value
-        return _BUILTIN if key in _OBJECT_MEMBERS else _UNDEFINED
+        return _BUILTIN if key in _OBJECT_MEMBERS else UNDEFINED
     if isinstance(value, int | float):
         if value == 0 or value != value:
             return value
-        return _BUILTIN if key in _NUMBER_MEMBERS else _UNDEFINED
+        return _BUILTIN if key in _NUMBER_MEMBERS else UNDEFINED
     if isinstance(value, list | tuple):
         if key == "length":
             return len(value)
         position = _index(key, len(value))
         if position is not None:
             return value[position]
-        return _BUILTIN if key in _ARRAY_MEMBERS else _UNDEFINED
-    if value is _UNDEFINED or value is None:
+        return _BUILTIN if key in _ARRAY_MEMBERS else UNDEFINED
+    if value is UNDEFINED or value is None:
         return value
     if value is _BUILTIN:
-        return _BUILTIN if key in _FUNCTION_MEMBERS else _UNDEFINED
-    return _BUILTIN if key in _OBJECT_MEMBERS else _UNDEFINED
+        return _BUILTIN if key in _FUNCTION_MEMBERS else UNDEFINED
+    return _BUILTIN if key in _OBJECT_MEMBERS else UNDEFINED
 
 
 # --- Lexer (fql-ts) ---------------------------------------------------------------------------
@@ -354,7 +247,7 @@ def _is_terminator(char: str | None) -> bool:
 
 
 def _shown(char: str | None) -> str:
-    return "the end of the trigger" if char is None else repr(_code_points(char))
+    return "the end of the trigger" if char is None else repr(from_utf16_units(char))
 
 
 class _Lexer:
@@ -441,7 +334,7 @@ class _Lexer:
             char = self.next() or ""
         after = self.peek()
         if after is not None and after not in _IDENT_END:
-            raise _Syntax(f"unexpected {_shown(after)} after {_code_points(text)!r}", self.at)
+            raise _Syntax(f"unexpected {_shown(after)} after {from_utf16_units(text)!r}", self.at)
         return _Token("ident", text, start)
 
     def number(self, first: str, start: int) -> _Token:
@@ -541,7 +434,7 @@ def _parse_items(queue: _Queue, nested: bool) -> Condition | None:
                 # field: it takes an operator and a value, and yields no condition.
                 operator, value = queue.shift(), queue.shift()
                 if operator is None or value is None:
-                    raise _Syntax(f"{_code_points(token.text)!r} needs an operator and a value",
+                    raise _Syntax(f"{from_utf16_units(token.text)!r} needs an operator and a value",
                                   token.position)
                 if head in _FIELDS:
                     nodes.append(_comparison(_FIELDS[head], token, operator, value))
@@ -587,7 +480,7 @@ def _token_value(token: _Token) -> str | float | bool:
         text = token.text.removeprefix('"')
         return text[:-1] if text.endswith('"') else text
     if token.kind == "number":
-        return _js_number(token.text)
+        return to_number(token.text)
     if token.kind == "ident" and token.text in ("true", "false"):
         return token.text == "true"
     return token.text
@@ -606,13 +499,13 @@ def _comparison(kind: str, field_token: _Token, operator: _Token, value: _Token)
         special = "number_equals" if op == "=" else "number_not_equals"
 
     if kind in ("event", "event-type"):
-        return {"type": kind, "operator": op, "value": _js_string(_token_value(value))}
+        return {"type": kind, "operator": op, "value": to_string(_token_value(value))}
     if kind == "name" and special in ("exists", "not_exists"):
         return {"type": kind, "operator": special}
     if kind == "userId" and special in ("exists", "not_exists", "is_true", "is_false"):
         return {"type": kind, "operator": special}
     if kind in ("name", "userId"):
-        return {"type": kind, "operator": op, "value": _js_string(_token_value(value))}
+        return {"type": kind, "operator": op, "value": to_string(_token_value(value))}
     name = _path_name(kind, field_token)
     if special in ("exists", "not_exists", "is_true", "is_false"):
         return {"type": kind, "name": name, "operator": special}
@@ -625,7 +518,7 @@ def _path_name(kind: str, token: _Token) -> str:
     name = token.text.removeprefix(_PATH_PREFIX[kind])
     if name and not _SEGMENT.search(name):
         # The package's get() cannot split such a path and throws on every event.
-        raise _Syntax(f"{_code_points(token.text)!r} names no field", token.position)
+        raise _Syntax(f"{from_utf16_units(token.text)!r} names no field", token.position)
     return name
 
 
@@ -640,7 +533,7 @@ def _function(function: _Token, queue: _Queue, nodes: list[Condition], negate: b
     if value is None:
         raise _Syntax(f"{function.text}() is missing its 2nd argument", function.position)
     queue.shift()  # ")"
-    text = _js_string(_token_value(value))
+    text = to_string(_token_value(value))
     if function.text == "contains":
         operator = "contains"
     elif value.text.endswith('*"'):
@@ -672,21 +565,21 @@ def _compile(condition: Condition) -> Predicate:
     if kind == "group":
         children = [_compile(child) for child in condition["children"]]
         return _every(children) if condition["operator"] == "and" else _some(children)
-    test = _test(condition["operator"], condition.get("value", _UNDEFINED))
+    test = _test(condition["operator"], condition.get("value", UNDEFINED))
     key = _TOP_LEVEL.get(kind)
     if key is not None:
-        return lambda event: test(event.get(key, _UNDEFINED))
+        return lambda event: test(event.get(key, UNDEFINED))
     root = _ROOTS[kind]
-    keys = [_code_points(segment) for segment in _SEGMENT.findall(condition["name"])]
+    keys = [from_utf16_units(segment) for segment in _SEGMENT.findall(condition["name"])]
     if not keys:  # an empty name: the package's get() answers undefined
-        answer = test(_UNDEFINED)
+        answer = test(UNDEFINED)
         return lambda event: answer
     if len(keys) == 1:
         only = keys[0]
-        return lambda event: test(_member(event.get(root, _UNDEFINED), only))
+        return lambda event: test(_member(event.get(root, UNDEFINED), only))
 
     def walk(event: Mapping[str, Any]) -> bool:
-        value = event.get(root, _UNDEFINED)
+        value = event.get(root, UNDEFINED)
         for segment in keys:
             value = _member(value, segment)
         return test(value)
@@ -720,18 +613,18 @@ def _either(first: Predicate, second: Predicate) -> Predicate:
 def _test(operator: str, expected: Any) -> Callable[[Any], bool]:
     """validate's ``validateValue``: each operator's type check and comparison."""
     if operator in ("=", "!="):
-        text = _js_string(expected)
+        text = to_string(expected)
         wanted = operator == "="
 
         def equals(actual: Any) -> bool:
             if not isinstance(actual, str):
                 return not wanted
-            same = actual == text if actual.isascii() else _units(actual) == text
+            same = actual == text if actual.isascii() else utf16_units(actual) == text
             return same is wanted
 
         return equals
     if operator in _NUMERIC:
-        number = _js_number(expected)
+        number = to_number(expected)
         compare = _NUMERIC[operator]
 
         def numeric(actual: Any) -> bool:
@@ -739,18 +632,18 @@ def _test(operator: str, expected: Any) -> Callable[[Any], bool]:
             if kind is float:
                 return compare(actual, number)
             if kind is int or _is_number(actual):
-                return compare(_double(actual), number)
+                return compare(to_double(actual), number)
             return False
 
         return numeric
     if operator in _TEXTUAL:
-        part = _js_string(expected)
+        part = to_string(expected)
         check, wanted = _TEXTUAL[operator]
-        return lambda actual: isinstance(actual, str) and check(_units(actual), part) is wanted
+        return lambda actual: isinstance(actual, str) and check(utf16_units(actual), part) is wanted
     if operator == "exists":
-        return lambda actual: actual is not _UNDEFINED and actual is not None
+        return lambda actual: actual is not UNDEFINED and actual is not None
     if operator == "not_exists":
-        return lambda actual: actual is _UNDEFINED or actual is None
+        return lambda actual: actual is UNDEFINED or actual is None
     if operator == "is_true":
         return lambda actual: actual is True
     if operator == "is_false":
@@ -775,10 +668,10 @@ def _as_json(value: Any) -> Any:
     if isinstance(value, list):
         return [_as_json(item) for item in value]
     if isinstance(value, str):
-        return _code_points(value)
+        return from_utf16_units(value)
     if isinstance(value, float):
         if math.isnan(value) or math.isinf(value):
             return None
-        text = _format_number(value)
+        text = number_to_string(value)
         return int(text) if text.lstrip("-").isdigit() else value
     return value

@@ -11,10 +11,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from headwater.errors import FQLEvaluationError, FQLSyntaxError
 from headwater.fql.evaluate import Evaluator, compile_node
-from headwater.fql.functions import FQLEvaluationError
 from headwater.fql.ir import NotRepresentable, to_ir
-from headwater.fql.lexer import FQLSyntaxError
 from headwater.fql.syntax import MAX_BYTES, Node
 from headwater.fql.syntax import parse as parse_tree
 

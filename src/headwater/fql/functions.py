@@ -17,12 +17,9 @@ from typing import Any
 
 import msgspec
 
+from headwater.errors import FQLEvaluationError
 from headwater.fql import glob
-from headwater.spec.timestamps import parse_timestamp
-
-
-class FQLEvaluationError(ValueError):
-    """A statement that parsed but has no answer for this event."""
+from headwater.timestamps import parse_timestamp
 
 
 def typeof(value: Any) -> str:

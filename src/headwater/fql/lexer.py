@@ -11,13 +11,7 @@ import re
 from dataclasses import dataclass
 from enum import Enum
 
-
-class FQLSyntaxError(ValueError):
-    """An FQL statement that cannot be parsed; ``position`` is the 0-based offset."""
-
-    def __init__(self, message: str, position: int) -> None:
-        super().__init__(f"{message} at position {position}")
-        self.position = position
+from headwater.errors import FQLSyntaxError
 
 
 class Kind(Enum):

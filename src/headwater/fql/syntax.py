@@ -13,7 +13,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from headwater.fql.lexer import FQLSyntaxError, Kind, Token, tokenize
+from headwater.errors import FQLSyntaxError
+from headwater.fql.lexer import Kind, Token, tokenize
 
 MAX_BYTES = 5 * 1024  # Segment's limit on one destination filter statement
 

@@ -15,19 +15,20 @@ from typing import Any
 
 import msgspec
 
+from headwater import reasons
 from headwater.config.settings import ServerSettings
+from headwater.errors import BodyError, LogUnavailable
 from headwater.ingest.auth import write_key_from_body, write_key_from_header
-from headwater.ingest.body import BATCH_LIMIT, SINGLE_LIMIT, BodyError, read_body
-from headwater.ingest.committer import GroupCommitter, LogUnavailable, Submission
+from headwater.ingest.body import BATCH_LIMIT, SINGLE_LIMIT, read_body
+from headwater.ingest.committer import GroupCommitter, Submission
+from headwater.ingest.normalize import Discard, RequestInfo, normalize
 from headwater.ingest.pixel import GIF, pixel_message
 from headwater.ingest.ratelimit import RateLimiter
 from headwater.ingest.settings_document import settings_document
 from headwater.ingest.sources import SourceCache
 from headwater.observe.metrics import Metrics
-from headwater.spec import discard
-from headwater.spec.normalize import Discard, RequestInfo, normalize
-from headwater.spec.timestamps import format_timestamp
 from headwater.store.workspace import SourceInfo
+from headwater.timestamps import format_timestamp
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -187,19 +188,19 @@ class TrackingAPI:
         items = body.get("batch")
         if not isinstance(items, list):
             body.pop("writeKey", None)
-            _drop(sub, discard.BAD_REQUEST, "\"batch\" must be an array of messages.", body)
+            _drop(sub, reasons.BAD_REQUEST, "\"batch\" must be an array of messages.", body)
             return 1
         if not items:
-            _drop(sub, discard.EMPTY_BATCH, "The batch contained no messages.", {"batch": []})
+            _drop(sub, reasons.EMPTY_BATCH, "The batch contained no messages.", {"batch": []})
             return 1
         for index, item in enumerate(items):
             if index >= MAX_BATCH_ITEMS:
-                _drop(sub, discard.TOO_MANY_MESSAGES,
+                _drop(sub, reasons.TOO_MANY_MESSAGES,
                       f"Only the first {MAX_BATCH_ITEMS} messages of a batch are accepted.", item)
             else:
                 self._collect(item, request, None, source, sub)
         if sub.dropped:
-            sub.flags.append(discard.MULTI_USER_ERROR if sub.events else discard.EMPTY_BATCH_RESULT)
+            sub.flags.append(reasons.MULTI_USER_ERROR if sub.events else reasons.EMPTY_BATCH_RESULT)
         return len(items)
 
     def _collect(
@@ -211,7 +212,7 @@ class TrackingAPI:
         sub: Submission,
     ) -> None:
         if not source.enabled:
-            _drop(sub, discard.SOURCE_DISABLED, "The source is disabled.", item)
+            _drop(sub, reasons.SOURCE_DISABLED, "The source is disabled.", item)
             return
         result = normalize(item, request, route_type=route_type)
         if isinstance(result, Discard):

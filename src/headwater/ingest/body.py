@@ -10,17 +10,10 @@ from __future__ import annotations
 import zlib
 from typing import Any
 
+from headwater.errors import BodyError
+
 SINGLE_LIMIT = 32 * 1024
 BATCH_LIMIT = 500 * 1024
-
-
-class BodyError(Exception):
-    """The body cannot be used; answer 400 with this code and message."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 async def read_body(receive: Any, headers: dict[bytes, bytes], limit: int) -> bytes:

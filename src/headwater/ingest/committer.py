@@ -22,6 +22,7 @@ from typing import Any
 import msgspec
 from sqlalchemy.engine import Engine
 
+from headwater.errors import LogUnavailable
 from headwater.store.database import write_transaction
 from headwater.store.dedup import Deduplicator, dedup_key
 from headwater.store.log import EventLog
@@ -29,10 +30,6 @@ from headwater.store.log import EventLog
 logger = logging.getLogger(__name__)
 
 _encode = msgspec.json.Encoder().encode
-
-
-class LogUnavailable(Exception):
-    """The event log cannot take writes; the client should retry later."""
 
 
 @dataclass(slots=True)

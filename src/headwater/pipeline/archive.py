@@ -34,8 +34,9 @@ from urllib.parse import unquote
 
 import msgspec
 
-from headwater.spec.timestamps import format_timestamp, parse_timestamp
-from headwater.store.record import RecordError, decode_record
+from headwater.errors import RecordError
+from headwater.store.record import decode_record
+from headwater.timestamps import format_timestamp, parse_timestamp
 
 logger = logging.getLogger(__name__)
 

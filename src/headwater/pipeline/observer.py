@@ -20,11 +20,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from headwater.spec.timestamps import parse_timestamp
+from headwater.errors import RecordError
 from headwater.store import counters, schema
 from headwater.store.counters import CounterKey, CounterStore, minute_of
 from headwater.store.database import is_sqlite, write_transaction
-from headwater.store.record import RecordError, decode_record
+from headwater.store.record import decode_record
+from headwater.timestamps import parse_timestamp
 
 logger = logging.getLogger(__name__)
 

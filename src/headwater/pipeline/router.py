@@ -17,25 +17,22 @@ from typing import Any
 
 import msgspec
 
+from headwater import reasons
 from headwater.delivery.queue import DeliveryQueue, NewJob
 from headwater.destinations import integrations
-from headwater.destinations.actions import NO_MATCHING_MAPPING
 from headwater.destinations.registry import integration_names
-from headwater.spec.timestamps import parse_timestamp
+from headwater.errors import LeaseLost, RecordError
 from headwater.store.counters import CounterKey, CounterStore, minute_of
 from headwater.store.database import write_transaction
 from headwater.store.destinations import DestinationCache, DestinationInfo
 from headwater.store.log import EventLog
-from headwater.store.record import RecordError, decode_record
+from headwater.store.record import decode_record
+from headwater.timestamps import parse_timestamp
 
 logger = logging.getLogger(__name__)
 
 GROUP = "router"
-FILTERED_AT_DESTINATION = "filtered_at_destination"
-UNKNOWN_INTEGRATION = "unknown_integration"  # a note per source, not a filter
 
-UNSUPPORTED_EVENT_TYPE = "UNSUPPORTED_EVENT_TYPE"
-FILTERED_BY_INTEGRATIONS_OBJECT = "FILTERED_BY_INTEGRATIONS_OBJECT"
 
 # A stage sees the message bound for one instance and returns it (changed or not), or a
 # Segment reason code when the message stops here. The filters and mappings issue adds them.
@@ -45,19 +42,15 @@ _decode = msgspec.json.Decoder().decode
 _encode = msgspec.json.Encoder().encode
 
 
-class LeaseLost(Exception):
-    """Another process owns a partition now; this pass's work is rolled back."""
-
-
 def destination_verdict(event: dict[str, Any], destination: DestinationInfo) -> str | None:
     """Why the event does not go to this instance (a Segment reason), or None if it does."""
     definition = destination.definition
     if event.get("type") not in definition.methods:
-        return UNSUPPORTED_EVENT_TYPE
+        return reasons.UNSUPPORTED_EVENT_TYPE
     flags = event.get("integrations")
     if not integrations.is_enabled(definition.integration_names, definition.default_enabled,
                                    flags if isinstance(flags, dict) else None):
-        return FILTERED_BY_INTEGRATIONS_OBJECT
+        return reasons.FILTERED_BY_INTEGRATIONS_OBJECT
     return None
 
 
@@ -87,7 +80,7 @@ def route(
     if not destination.definition.actions:
         return staged, [""]
     matched = destination.compiled_mappings.matching(staged)
-    return (staged, matched) if matched else NO_MATCHING_MAPPING
+    return (staged, matched) if matched else reasons.NO_MATCHING_MAPPING
 
 
 def run_stages(
@@ -145,12 +138,12 @@ class Router:
                 flags = event.get("integrations")
                 for key in integrations.unknown(flags if isinstance(flags, dict) else None,
                                                 known):
-                    tally[CounterKey(record.source_id, "", UNKNOWN_INTEGRATION, key[:100])] += 1
+                    tally[CounterKey(record.source_id, "", reasons.UNKNOWN_INTEGRATION, key[:100])] += 1
                 for destination in destinations:
                     routed = route(event, destination, self._stages(destination))
                     if isinstance(routed, str):
                         tally[CounterKey(record.source_id, destination.id,
-                                         FILTERED_AT_DESTINATION, routed)] += 1
+                                         reasons.FILTERED_AT_DESTINATION, routed)] += 1
                         continue
                     staged, mapping_ids = routed
                     body = bytes(raw) if staged is event else _encode(staged)

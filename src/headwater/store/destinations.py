@@ -28,15 +28,13 @@ from headwater.destinations.filters import (
     check_filters,
     compile_filters,
 )
-from headwater.destinations.instance_lists import ListError
 from headwater.destinations.registry import UnknownDestinationType, get
+from headwater.errors import InvalidError, ListError, NotFoundError
 from headwater.store import schema
 from headwater.store.instances import Instances, keep_secrets
 from headwater.store.instances import redact as redact_secrets
 from headwater.store.workspace import (
     UNSET,
-    InvalidError,
-    NotFoundError,
     Unset,
     WorkspaceStore,
     check_name,

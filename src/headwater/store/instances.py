@@ -13,14 +13,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
-from headwater.store.workspace import (
-    ConflictError,
-    InvalidError,
-    NotFoundError,
-    Unset,
-    WorkspaceStore,
-    check_name,
-)
+from headwater.errors import ConflictError, InvalidError, NotFoundError
+from headwater.store.workspace import Unset, WorkspaceStore, check_name
 
 REDACTED = "[redacted]"
 

@@ -12,6 +12,8 @@ from typing import Any
 
 import msgspec
 
+from headwater.errors import RecordError
+
 VERSION = 1
 
 
@@ -35,10 +37,6 @@ class LogRecord(msgspec.Struct):
 
 
 _decoder = msgspec.json.Decoder(LogRecord)
-
-
-class RecordError(ValueError):
-    """A payload that is not a version 1 record."""
 
 
 def decode_record(payload: bytes) -> LogRecord:

@@ -17,13 +17,12 @@ import sqlalchemy as sa
 from pydantic import ValidationError
 from sqlalchemy.engine import Connection, Row
 
+from headwater.errors import InvalidError, NotFoundError
 from headwater.store import schema
 from headwater.store.instances import Instances, keep_secrets
 from headwater.store.instances import redact as redact_secrets
 from headwater.store.workspace import (
     UNSET,
-    InvalidError,
-    NotFoundError,
     Unset,
     WorkspaceStore,
     check_name,

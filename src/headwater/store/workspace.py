@@ -30,6 +30,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine, Row
 
+from headwater.errors import ConflictError, InvalidError, NotFoundError
 from headwater.store import schema
 from headwater.store.database import write_transaction
 
@@ -52,27 +53,6 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 # --- errors ----------------------------------------------------------------------------------
-
-
-class WorkspaceError(Exception):
-    """A change the workspace model refuses; ``field`` names the offending input, if one."""
-
-    def __init__(self, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.field = field
-
-
-class NotFoundError(WorkspaceError):
-    """The source (or write key) named does not exist."""
-
-
-class ConflictError(WorkspaceError):
-    """A name, slug or write key is already taken, or the change would break an invariant."""
-
-
-class InvalidError(WorkspaceError, ValueError):
-    """The value itself is unusable (empty name, bad slug, bad cursor…)."""
 
 
 # --- records ---------------------------------------------------------------------------------

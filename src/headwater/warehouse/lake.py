@@ -69,7 +69,7 @@ import msgspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from headwater.spec.timestamps import parse_timestamp
+from headwater.timestamps import parse_timestamp
 from headwater.warehouse.naming import snake_case
 
 if TYPE_CHECKING:

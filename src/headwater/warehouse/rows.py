@@ -57,7 +57,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from headwater.spec.timestamps import format_timestamp, parse_timestamp
+from headwater.timestamps import format_timestamp, parse_timestamp
 from headwater.warehouse.columns import ColumnType, TableRows
 from headwater.warehouse.naming import DUCKDB, Naming, snake_case
 

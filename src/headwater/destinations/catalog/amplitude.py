@@ -44,7 +44,8 @@ from headwater.destinations.definition import (
     Request,
     Response,
 )
-from headwater.spec.timestamps import parse_timestamp
+from headwater.errors import MessageRejected
+from headwater.timestamps import parse_timestamp
 
 NAME: Final = "Amplitude"
 US_ENDPOINT: Final = "https://api2.amplitude.com"
@@ -90,10 +91,6 @@ class AmplitudeSettings(DestinationSettings):
         return url
 
 
-class _Rejected(Exception):
-    pass
-
-
 def render(messages: Sequence[Message], settings: AmplitudeSettings) -> Rendered:
     rendered = Rendered()
     head: dict[str, Any] = {"api_key": settings.api_key}
@@ -109,14 +106,12 @@ def render(messages: Sequence[Message], settings: AmplitudeSettings) -> Rendered
     for position, message in enumerate(messages):
         try:
             encoded = _encode(_event(message, settings))
-        except _Rejected as exc:
-            rendered.rejected[position] = ("MESSAGE_REJECTED", str(exc))
+        except MessageRejected as exc:
+            rendered.reject(position, exc)
             continue
         if overhead + len(encoded) > MAX_BODY_BYTES:
-            rendered.rejected[position] = (
-                "MESSAGE_REJECTED",
-                f"the event is {len(encoded)} bytes; an Amplitude request must stay under "
-                f"{MAX_BODY_BYTES} bytes")
+            rendered.reject(position, f"the event is {len(encoded)} bytes; an Amplitude request "
+                                      f"must stay under {MAX_BODY_BYTES} bytes")
             continue
         if chunk and (len(chunk) == MAX_EVENTS_PER_REQUEST
                       or size + 1 + len(encoded) > MAX_BODY_BYTES):
@@ -144,7 +139,7 @@ def _event(message: Message, settings: AmplitudeSettings) -> dict[str, Any]:
     device_id = (_valid_id(message.get("anonymousId"), min_length)
                  or _valid_id(device.get("id"), min_length))
     if user_id is None and device_id is None:
-        raise _Rejected(
+        raise MessageRejected(
             f"Amplitude needs a user_id or device_id of at least {min_length} characters that "
             "is not a placeholder; the message's userId, anonymousId and context.device.id "
             "give none")
@@ -155,14 +150,14 @@ def _event(message: Message, settings: AmplitudeSettings) -> dict[str, Any]:
     if kind == "track":
         name = message.get("event")
         if not isinstance(name, str) or not name:
-            raise _Rejected("a track call needs an event name")
+            raise MessageRejected("a track call needs an event name")
         event["event_type"] = name
     elif kind in PAGE_EVENTS:
         event["event_type"] = PAGE_EVENTS[kind]
     elif kind in ("identify", "group"):
         event["event_type"] = "$identify"
     else:
-        raise _Rejected(f"Amplitude does not take {kind!r} calls")
+        raise MessageRejected(f"Amplitude does not take {kind!r} calls")
 
     if user_id is not None:
         event["user_id"] = user_id
@@ -203,7 +198,7 @@ def _event(message: Message, settings: AmplitudeSettings) -> dict[str, Any]:
 def _group(message: Message, settings: AmplitudeSettings) -> tuple[str, Any]:
     group_id = message.get("groupId")
     if not isinstance(group_id, str | int) or isinstance(group_id, bool) or group_id == "":
-        raise _Rejected("a group call needs a groupId")
+        raise MessageRejected("a group call needs a groupId")
     traits = _object(message.get("traits"))
     if settings.group_type_trait and settings.group_value_trait:
         group_type = traits.get(settings.group_type_trait)

@@ -65,8 +65,10 @@ from headwater.destinations.definition import (
     Request,
     Response,
 )
+from headwater.destinations.javascript import truthy
 from headwater.destinations.mapping import FieldSpec
-from headwater.spec.timestamps import parse_timestamp
+from headwater.errors import MessageRejected
+from headwater.timestamps import parse_timestamp
 
 NAME: Final = "Actions Amplitude"
 HTTPAPI_PATH: Final = amplitude.PATH
@@ -287,10 +289,6 @@ _IDENTIFY_KEYS: Final = (
 # --- payloads to events and identifications --------------------------------------------------
 
 
-class _Rejected(Exception):
-    pass
-
-
 def _min_id_length(payload: Mapping[str, Any], settings: AmplitudeActionsSettings) -> int | None:
     """The ``options.min_id_length`` to send: the mapping's, else the instance's."""
     value = payload.get("min_id_length")
@@ -314,18 +312,9 @@ def _keep_valid_ids(item: dict[str, Any], min_length: int) -> bool:
 
 def _require_id(item: dict[str, Any], min_length: int) -> None:
     if not _keep_valid_ids(item, min_length):
-        raise _Rejected(
+        raise MessageRejected(
             f"Amplitude needs a user_id or device_id of at least {min_length} characters that "
             "is not a placeholder; the mapping gave none")
-
-
-def _truthy(value: Any) -> bool:
-    """JavaScript truthiness: Segment's actions test their fields with ``if (x)``."""
-    if value is None or value is False or value == "":
-        return False
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return value == value and value != 0
-    return True
 
 
 def _is_number(value: Any) -> TypeGuard[int | float]:
@@ -366,7 +355,7 @@ def _merge_user_properties(*parts: Mapping[str, Any]) -> dict[str, Any]:
     for part in parts:
         combined = {**merged, **part}
         for operation in ("$set", "$setOnce"):
-            if _truthy(merged.get(operation)) or _truthy(part.get(operation)):
+            if truthy(merged.get(operation)) or truthy(part.get(operation)):
                 combined[operation] = {**_dict(merged.get(operation)),
                                        **_dict(part.get(operation))}
         merged = combined
@@ -381,7 +370,7 @@ def _campaign_parts(payload: Mapping[str, Any]) -> list[dict[str, Any]]:
         parts.append({"$set": dict(utm),
                       "$setOnce": {f"initial_{key}": value for key, value in utm.items()}})
     referrer = payload.get("referrer")
-    if _truthy(referrer):
+    if truthy(referrer):
         parts.append({"$set": {"referrer": referrer},
                       "$setOnce": {"initial_referrer": referrer}})
     return parts
@@ -390,7 +379,7 @@ def _campaign_parts(payload: Mapping[str, Any]) -> list[dict[str, Any]]:
 def _with_campaign(payload: Mapping[str, Any], item: dict[str, Any], *,
                    campaign_wins: bool) -> None:
     utm = payload.get("utm_properties")
-    if not (isinstance(utm, dict) and utm) and not _truthy(payload.get("referrer")):
+    if not (isinstance(utm, dict) and utm) and not truthy(payload.get("referrer")):
         return
     own = {key: value for key, value in _dict(item.get("user_properties")).items()
            if key not in ("utm_properties", "referrer")}
@@ -429,7 +418,7 @@ def _event_properties(payload: Mapping[str, Any], min_length: int) -> dict[str, 
     time = _millis(payload.get("time"))
     if time is not None:
         item["time"] = time
-    session = _session_id(payload["session_id"]) if _truthy(payload.get("session_id")) else None
+    session = _session_id(payload["session_id"]) if truthy(payload.get("session_id")) else None
     if session is not None:
         item["session_id"] = session
     return item
@@ -453,7 +442,7 @@ def _revenue(source: Mapping[str, Any]) -> dict[str, Any]:
     price, quantity = source.get("price"), source.get("quantity")
     if _is_number(price) and _is_number(quantity):
         revenue = quantity * price
-    if not _truthy(revenue):
+    if not truthy(revenue):
         return {}
     found: dict[str, Any] = {"revenue": revenue}
     found["revenueType"] = "Purchase" if source.get("revenueType") is None \
@@ -479,11 +468,11 @@ def _log_purchase(payload: Mapping[str, Any], min_length: int) -> list[dict[str,
         event = {**item, **(_revenue(product) if per_product else {}),
                  "event_properties": product, "event_type": PRODUCT_EVENT}
         event.pop("insert_id", None)
-        if _truthy(insert_id):
+        if truthy(insert_id):
             event["insert_id"] = f"{insert_id}-{len(events) + 1}"
         events.append({**event, **library})
     if len(events) > MAX_EVENTS_PER_PURCHASE:
-        raise _Rejected(f"{len(events)} events; Amplitude takes fewer than 2,000 a request")
+        raise MessageRejected(f"{len(events)} events; Amplitude takes fewer than 2,000 a request")
     return events
 
 
@@ -513,8 +502,7 @@ def _pack(rendered: Rendered, url: str, headers: Mapping[str, str], frame: tuple
 
     for position, encoded in items:
         if overhead + len(encoded) > MAX_BODY_BYTES:
-            rendered.rejected[position] = (
-                "MESSAGE_REJECTED", f"the request would be {overhead + len(encoded)} bytes; "
+            rendered.reject(position, f"the request would be {overhead + len(encoded)} bytes; "
                 f"Amplitude takes requests under {MAX_BODY_BYTES} bytes")
             continue
         if chunk and (len(chunk) == max_items
@@ -561,8 +549,8 @@ def _events(build: Build, *, one_per_request: bool = False) -> Callable[..., Ren
             option = _min_id_length(payload, settings)
             try:
                 events = build(payload, option or amplitude.DEFAULT_MIN_ID_LENGTH)
-            except _Rejected as exc:
-                rendered.rejected[position] = ("MESSAGE_REJECTED", str(exc))
+            except MessageRejected as exc:
+                rendered.reject(position, exc)
                 continue
             path = BATCH_PATH if payload.get("use_batch_endpoint") else HTTPAPI_PATH
             groups.setdefault((path, option), []).append(
@@ -583,8 +571,8 @@ def identify_user(payloads: Sequence[Mapping[str, Any]],
         option = _min_id_length(payload, settings)
         try:
             item = _identification(payload, option or amplitude.DEFAULT_MIN_ID_LENGTH)
-        except _Rejected as exc:
-            rendered.rejected[position] = ("MESSAGE_REJECTED", str(exc))
+        except MessageRejected as exc:
+            rendered.reject(position, exc)
             continue
         groups.setdefault(option, []).append((position, _form_item(item)))
     for option, items in groups.items():

@@ -40,7 +40,8 @@ from headwater.destinations.definition import (
     Rendered,
     Request,
 )
-from headwater.spec.timestamps import parse_timestamp
+from headwater.errors import MessageRejected
+from headwater.timestamps import parse_timestamp
 
 NAME: Final = "Google Analytics 4"
 ALIASES: Final = ("Google Analytics 4 Cloud",)  # Segment's catalog name of its cloud GA4
@@ -136,10 +137,6 @@ class GoogleAnalytics4Settings(DestinationSettings):
         return f"{str(self.endpoint).rstrip('/')}/mp/collect?{query}"
 
 
-class _Rejected(Exception):
-    pass
-
-
 def render(messages: Sequence[Message], settings: GoogleAnalytics4Settings) -> Rendered:
     rendered = Rendered()
     # One client (and user) per request: events are grouped by (client_id, user_id) in order;
@@ -149,8 +146,8 @@ def render(messages: Sequence[Message], settings: GoogleAnalytics4Settings) -> R
         try:
             header, event = _event(message)
             encoded = _encode(event)
-        except _Rejected as exc:
-            rendered.rejected[position] = ("MESSAGE_REJECTED", str(exc))
+        except MessageRejected as exc:
+            rendered.reject(position, exc)
             continue
         if "user_properties" in header:
             key: tuple[Any, ...] = ("identify", position)
@@ -173,10 +170,9 @@ def render(messages: Sequence[Message], settings: GoogleAnalytics4Settings) -> R
                 head = _encode(fields)
                 size = len(head) - 1 + len(b',"events":[]}')
                 if size + len(encoded) > MAX_BODY_BYTES:
-                    rendered.rejected[position] = (
-                        "MESSAGE_REJECTED",
-                        f"the event is too large for one Measurement Protocol request "
-                        f"({len(encoded)} bytes; the limit is {MAX_BODY_BYTES} for the body)")
+                    rendered.reject(position, "the event is too large for one Measurement "
+                                    f"Protocol request ({len(encoded)} bytes; the limit is "
+                                    f"{MAX_BODY_BYTES} for the body)")
                     continue
                 size += len(encoded)
             else:
@@ -198,7 +194,7 @@ def _event(message: Message) -> tuple[dict[str, Any], dict[str, Any]]:
     options = integrations.options((NAME, *ALIASES), message.get("integrations"))
     client_id = options.get("client_id") or options.get("clientId") or message.get("anonymousId")
     if not isinstance(client_id, str | int) or isinstance(client_id, bool) or client_id == "":
-        raise _Rejected("GA4 needs a client_id: the message has no anonymousId and the "
+        raise MessageRejected("GA4 needs a client_id: the message has no anonymousId and the "
                         f"integrations object gives no {NAME!r} client_id option")
     header: dict[str, Any] = {"client_id": str(client_id)}
     user_id = message.get("userId")
@@ -218,7 +214,7 @@ def _event(message: Message) -> tuple[dict[str, Any], dict[str, Any]]:
     elif kind == "track":
         event = _track_event(message)
     else:
-        raise _Rejected(f"GA4 does not take {kind!r} calls")
+        raise MessageRejected(f"GA4 does not take {kind!r} calls")
 
     params: dict[str, Any] = event["params"]
     extra: dict[str, Any] = {}
@@ -238,16 +234,16 @@ def _event(message: Message) -> tuple[dict[str, Any], dict[str, Any]]:
 def _track_event(message: Message) -> dict[str, Any]:
     event_name = message.get("event")
     if not isinstance(event_name, str):
-        raise _Rejected("a track call needs an event name")
+        raise MessageRejected("a track call needs an event name")
     properties = message.get("properties")
     properties = properties if isinstance(properties, dict) else {}
     recommended = RECOMMENDED.get(event_name)
     if recommended is None:
         name = event_name_for(event_name)
         if not name:
-            raise _Rejected(f"{event_name!r} has no letter to start a GA4 event name with")
+            raise MessageRejected(f"{event_name!r} has no letter to start a GA4 event name with")
         if name in RESERVED_EVENTS or name.startswith(RESERVED_PREFIXES):
-            raise _Rejected(f"{name!r} is an event name GA4 reserves")
+            raise MessageRejected(f"{name!r} is an event name GA4 reserves")
         return {"name": name, "params": _custom_params(properties, frozenset())}
 
     name, items_from, fields = recommended

@@ -32,6 +32,7 @@ from typing import Any, Final
 import msgspec
 from pydantic import Field, HttpUrl
 
+from headwater import reasons
 from headwater.destinations.definition import (
     Batching,
     DestinationDefinition,
@@ -42,7 +43,8 @@ from headwater.destinations.definition import (
     Request,
     Response,
 )
-from headwater.spec.timestamps import parse_timestamp
+from headwater.errors import MessageRejected
+from headwater.timestamps import parse_timestamp
 
 NAME: Final = "Mixpanel"
 MAX_EVENTS_PER_REQUEST: Final = 2000
@@ -79,10 +81,6 @@ class MixpanelSettings(DestinationSettings):
         return str(self.endpoint).rstrip("/")
 
 
-class _Rejected(Exception):
-    pass
-
-
 # Which API an item goes to: /import events, /engage profile updates, /track identity events.
 _IMPORT, _ENGAGE, _TRACK = "import", "engage", "track"
 
@@ -94,15 +92,13 @@ def render(messages: Sequence[Message], settings: MixpanelSettings) -> Rendered:
         try:
             found = _items(message, settings)
             encoded = [(api, _encode(item)) for api, item in found]
-        except _Rejected as exc:
-            rendered.rejected[position] = ("MESSAGE_REJECTED", str(exc))
+        except MessageRejected as exc:
+            rendered.reject(position, exc)
             continue
         too_large = [len(e) for _, e in encoded if len(e) >= MAX_EVENT_BYTES]
         if too_large:
-            rendered.rejected[position] = (
-                "MESSAGE_REJECTED",
-                f"the record is {too_large[0]} bytes; Mixpanel takes records under "
-                f"{MAX_EVENT_BYTES} bytes")
+            rendered.reject(position, f"the record is {too_large[0]} bytes; Mixpanel takes "
+                                      f"records under {MAX_EVENT_BYTES} bytes")
             continue
         for api, item in encoded:
             items[api].append((position, item))
@@ -155,14 +151,14 @@ def _items(message: Message, settings: MixpanelSettings) -> list[tuple[str, dict
     if kind == "alias":
         previous_id = _valid_id(message.get("previousId"))
         if previous_id is None or user_id is None:
-            raise _Rejected("an alias call needs a previousId and a userId Mixpanel accepts")
+            raise MessageRejected("an alias call needs a previousId and a userId Mixpanel accepts")
         return [(_TRACK, {"event": "$create_alias", "properties": {
             "distinct_id": previous_id, "alias": user_id, "token": settings.project_token,
             **_stamp(message, required=False)}})]
 
     distinct_id = user_id or anonymous_id
     if distinct_id is None:
-        raise _Rejected("Mixpanel needs a distinct_id: the message has no userId or "
+        raise MessageRejected("Mixpanel needs a distinct_id: the message has no userId or "
                         "anonymousId, or only a placeholder Mixpanel refuses")
     if kind == "identify":
         found: list[tuple[str, dict[str, Any]]] = []
@@ -179,7 +175,7 @@ def _items(message: Message, settings: MixpanelSettings) -> list[tuple[str, dict
     if kind == "track":
         name = message.get("event")
         if not isinstance(name, str) or not name:
-            raise _Rejected("a track call needs an event name")
+            raise MessageRejected("a track call needs an event name")
     elif kind in PAGE_EVENTS:
         name = PAGE_EVENTS[kind]
         properties = dict(properties)
@@ -187,7 +183,7 @@ def _items(message: Message, settings: MixpanelSettings) -> list[tuple[str, dict
             if isinstance(message.get(key), str) and key not in properties:
                 properties[key] = message[key]
     else:
-        raise _Rejected(f"Mixpanel does not take {kind!r} calls")
+        raise MessageRejected(f"Mixpanel does not take {kind!r} calls")
 
     core: dict[str, Any] = {**_stamp(message, required=True), "distinct_id": distinct_id}
     if user_id is not None:
@@ -209,12 +205,13 @@ def _stamp(message: Message, *, required: bool) -> dict[str, Any]:
     if millis is not None:
         stamp["time"] = millis
     elif required:
-        raise _Rejected("Mixpanel needs the event's time: the message has no usable timestamp")
+        raise MessageRejected(
+            "Mixpanel needs the event's time: the message has no usable timestamp")
     message_id = message.get("messageId")
     if isinstance(message_id, str) and message_id and message_id.lower() not in INVALID_IDS:
         stamp["$insert_id"] = message_id
     elif required:
-        raise _Rejected("Mixpanel needs an $insert_id: the message has no usable messageId")
+        raise MessageRejected("Mixpanel needs an $insert_id: the message has no usable messageId")
     return stamp
 
 
@@ -317,7 +314,7 @@ def interpret(response: Response, count: int) -> list[str | None] | None:
     if 200 <= response.status < 300:
         status = body.get("status") if isinstance(body, dict) else None
         if type(status) is int and status == 0:
-            return ["MESSAGE_REJECTED"] * count
+            return [reasons.MESSAGE_REJECTED] * count
         return None
     if response.status == 413:
         return [RESEND] * count if count > 1 else None

@@ -68,8 +68,9 @@ from headwater.destinations.definition import (
     Rendered,
     Request,
 )
+from headwater.destinations.javascript import truthy
 from headwater.destinations.mapping import FieldSpec
-from headwater.spec.timestamps import parse_timestamp
+from headwater.timestamps import parse_timestamp
 
 NAME: Final = "Mixpanel (Actions)"
 DEFAULT_BATCH_SIZE: Final = 1000
@@ -238,8 +239,7 @@ def _import(payloads: Sequence[Mapping[str, Any]], settings: MixpanelActionsSett
         encoded = [_encode(r) for r in records(payload)]
         too_large = [len(e) for e in encoded if len(e) >= MAX_EVENT_BYTES]
         if too_large:
-            rendered.rejected[position] = (
-                "MESSAGE_REJECTED", f"the event is {too_large[0]} bytes; Mixpanel takes events "
+            rendered.reject(position, f"the event is {too_large[0]} bytes; Mixpanel takes events "
                                     f"under {MAX_EVENT_BYTES} bytes")
             continue
         per_message.append([(position, e) for e in encoded])
@@ -432,8 +432,7 @@ def identify_user(payloads: Sequence[Mapping[str, Any]],
         traits = _object(payload.get("traits"))
         distinct_id = user_id or anonymous_id
         if traits and not distinct_id:
-            rendered.rejected[position] = (
-                "MESSAGE_REJECTED", "a profile update needs a user ID or an anonymous ID")
+            rendered.reject(position, "a profile update needs a user ID or an anonymous ID")
             continue
         if user_id and anonymous_id and user_id != anonymous_id:
             rendered.outgoing.append(Outgoing(_form(settings, "/track?verbose=1", {
@@ -475,11 +474,11 @@ def group_identify_user(payloads: Sequence[Mapping[str, Any]],
     for position, payload in enumerate(payloads):
         traits = payload.get("traits")
         if not isinstance(traits, dict):
-            rendered.rejected[position] = ("MESSAGE_REJECTED", "traits is a required field")
+            rendered.reject(position, "traits is a required field")
             continue
         key = payload.get("group_key") or "$group_id"
         group_id = traits.get(key)
-        if not _truthy(group_id):
+        if not truthy(group_id):
             group_id = payload["group_id"]
         values = {k: v for k, v in traits.items() if k not in _CREATED and k != "name"}
         if "name" in traits:
@@ -498,8 +497,7 @@ def alias(payloads: Sequence[Mapping[str, Any]], settings: MixpanelActionsSettin
     for position, payload in enumerate(payloads):
         new_id, distinct_id = payload.get("alias"), payload.get("distinct_id")
         if not new_id or not distinct_id:
-            rendered.rejected[position] = (
-                "MESSAGE_REJECTED", "an alias needs a distinct ID (previousId) and an alias")
+            rendered.reject(position, "an alias needs a distinct ID (previousId) and an alias")
             continue
         rendered.outgoing.append(Outgoing(_form(settings, "/track?verbose=1", {
             "event": "$create_alias", "properties": _defined({
@@ -520,12 +518,6 @@ def _first(values: Mapping[str, Any], keys: Sequence[str]) -> Any:
 
 def _defined(values: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in values.items() if v is not None}
-
-
-def _truthy(value: Any) -> bool:
-    """JavaScript's truthiness: empty objects and lists count."""
-    return not (value is None or value is False or value == "" or
-                (isinstance(value, int | float) and value == 0))
 
 
 def _object(value: Any) -> dict[str, Any]:

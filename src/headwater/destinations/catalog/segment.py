@@ -78,10 +78,8 @@ def render(messages: Sequence[Message], settings: SegmentSettings) -> Rendered:
     for position, message in enumerate(messages):
         item = _encode(forwarded(message))
         if len(item) > MAX_MESSAGE_BYTES:
-            rendered.rejected[position] = (
-                "MESSAGE_REJECTED",
-                f"the message is {len(item)} bytes of JSON; the Tracking API takes at most "
-                f"{MAX_MESSAGE_BYTES}")
+            rendered.reject(position, f"the message is {len(item)} bytes of JSON; the Tracking "
+                                      f"API takes at most {MAX_MESSAGE_BYTES}")
             continue
         added = len(item) + (1 if batch else 0)
         if batch and (len(batch) == MAX_BATCH_MESSAGES or size + added > MAX_BATCH_BYTES):

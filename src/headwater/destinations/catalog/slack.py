@@ -27,13 +27,12 @@ from pydantic import Field, HttpUrl, model_validator
 from headwater.destinations.definition import (
     DestinationDefinition,
     DestinationSettings,
-    InvalidSettings,
     Message,
-    MessageRejected,
     Outgoing,
     Rendered,
     Request,
 )
+from headwater.errors import InvalidSettings, MessageRejected
 
 TRACK_TEMPLATE: Final = "{{name}} did {{event}}."
 IDENTIFY_TEMPLATE: Final = "Identified user {{name}}.\n{{traits}}"

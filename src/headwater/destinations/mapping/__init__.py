@@ -88,12 +88,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from headwater.destinations.javascript import UNDEFINED, type_of
 from headwater.destinations.mapping.directives import _directive_name, _Eval, _evaluator, _finish
-from headwater.destinations.mapping.errors import MappingError
 from headwater.destinations.mapping.field_paths import _build, _place, _Slot
 from headwater.destinations.mapping.fields import FieldSpec, check_fields, coerce_output
-from headwater.destinations.mapping.javascript import _ABSENT, _js_type
 from headwater.destinations.mapping.validation import _validate, validate_mapping
+from headwater.errors import MappingError
 
 __all__ = [
     "CompiledMapping",
@@ -116,7 +116,7 @@ class CompiledMapping:
 
     def __init__(self, mapping: Mapping[str, Any], *, expand_keys: bool = False) -> None:
         if not isinstance(mapping, Mapping):
-            raise MappingError(f"a mapping must be an object, got {_js_type(mapping)}")
+            raise MappingError(f"a mapping must be an object, got {type_of(mapping)}")
         root = dict(mapping)
         _validate(root, ())
         self._evaluate: _Eval = (
@@ -129,7 +129,7 @@ class CompiledMapping:
 
         def render(payload: Any) -> Any:
             value = _finish(evaluate(payload))
-            return None if value is _ABSENT else value
+            return None if value is UNDEFINED else value
 
         return render
 
@@ -143,13 +143,13 @@ class CompiledMapping:
 
         def render(payload: Any) -> Any:
             built = _build(fields, payload)
-            return {} if built is _ABSENT else built
+            return {} if built is UNDEFINED else built
 
         return render
 
     def __call__(self, payload: Mapping[str, Any]) -> Any:
         if not isinstance(payload, Mapping):
-            raise MappingError(f"data must be an object, got {_js_type(payload)}")
+            raise MappingError(f"data must be an object, got {type_of(payload)}")
         return self._evaluate(payload)
 
 

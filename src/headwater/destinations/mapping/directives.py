@@ -8,29 +8,30 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Final
 
-from headwater.destinations.mapping.errors import MappingError, _error, _Where
-from headwater.destinations.mapping.javascript import (
-    _ABSENT,
-    _JS_SPACE,
+from headwater.destinations.javascript import (
     _SURROGATE,
-    _from_utf16_units,
-    _js_keys,
-    _js_number,
-    _js_string,
-    _js_type,
-    _json_decode,
-    _json_encode,
-    _loosely_empty,
-    _truthy,
-    _utf16_len,
-    _utf16_units,
+    UNDEFINED,
+    WHITESPACE,
+    from_utf16_units,
+    json_parse,
+    json_stringify,
+    loosely_empty,
+    number_to_string,
+    own_keys,
+    to_string,
+    truthy,
+    type_of,
+    utf16_len,
+    utf16_units,
 )
+from headwater.destinations.mapping.errors import _error, _Where
 from headwater.destinations.mapping.paths import _get, _Key, _path_from_directive, _path_keys
 from headwater.destinations.mapping.validation import (
     _MAX_PATTERN_LENGTH,
     _MAX_REPLACEMENT_LENGTH,
     _validate,
 )
+from headwater.errors import MappingError
 
 _Eval = Callable[[Any], Any]
 
@@ -111,7 +112,7 @@ def _compile_path(arg: Any, where: _Where) -> _Compiled:
     def path(payload: Any) -> Any:
         text = resolve_path(payload)
         if not isinstance(text, str):
-            raise _error(f"@path: expected string, got {_js_type(text)}", where)
+            raise _error(f"@path: expected string, got {type_of(text)}", where)
         return _get(payload, _path_from_directive(text))
 
     return path
@@ -122,8 +123,8 @@ _DOUBLE: Final = re.compile(r"\{\{([^}]+)\}\}")
 
 
 def _placeholder(payload: Any, inner: str) -> str:
-    value = _get(payload, _path_keys(inner.strip(_JS_SPACE)))
-    return "" if value is None or value is _ABSENT else _js_string(value)
+    value = _get(payload, _path_keys(inner.strip(WHITESPACE)))
+    return "" if value is None or value is UNDEFINED else to_string(value)
 
 
 def _render_template(template: str, payload: Any) -> str:
@@ -140,7 +141,7 @@ def _compile_template(arg: Any, where: _Where) -> _Compiled:
         if len(parts) == 1:
             return _Const(arg)
         texts = parts[0::2]
-        keys = [_path_keys(inner.strip(_JS_SPACE)) for inner in parts[1::2]]
+        keys = [_path_keys(inner.strip(WHITESPACE)) for inner in parts[1::2]]
         last = texts[-1]
         pieces = list(zip(texts, keys, strict=False))
 
@@ -149,8 +150,8 @@ def _compile_template(arg: Any, where: _Where) -> _Compiled:
             for text, key in pieces:
                 out.append(text)
                 value = _get(payload, key)
-                if value is not None and value is not _ABSENT:
-                    out.append(value if isinstance(value, str) else _js_string(value))
+                if value is not None and value is not UNDEFINED:
+                    out.append(value if isinstance(value, str) else to_string(value))
             out.append(last)
             return "".join(out)
 
@@ -160,7 +161,7 @@ def _compile_template(arg: Any, where: _Where) -> _Compiled:
     def dynamic_template(payload: Any) -> str:
         text = resolve_template(payload)
         if not isinstance(text, str):
-            raise _error(f"@template: expected string, got {_js_type(text)}", where)
+            raise _error(f"@template: expected string, got {type_of(text)}", where)
         return _render_template(text, payload)
 
     return dynamic_template
@@ -169,27 +170,27 @@ def _compile_template(arg: Any, where: _Where) -> _Compiled:
 def _compile_if(opts: Any, where: _Where) -> _Compiled:
     if not isinstance(opts, dict):
         return _failing('@if requires an object with an "exists" key', where)
-    exists = opts.get("exists", _ABSENT)
-    blank = opts.get("blank", _ABSENT)
-    if not _truthy(exists) and not _truthy(blank):
+    exists = opts.get("exists", UNDEFINED)
+    blank = opts.get("blank", UNDEFINED)
+    if not truthy(exists) and not truthy(blank):
         return _failing('@if requires an "exists" key or a "blank" key', where)
-    test_blank = exists is _ABSENT
+    test_blank = exists is UNDEFINED
     if test_blank:
         condition = _evaluator(blank, (*where, "blank"))
     else:
         condition = _evaluator(exists, (*where, "exists"))
-    then_ = opts.get("then", _ABSENT)
-    when_true = None if then_ is _ABSENT else _evaluator(then_, (*where, "then"))
-    else_ = opts.get("else", _ABSENT)
-    when_false = _evaluator(else_, (*where, "else")) if _truthy(else_) else None
+    then_ = opts.get("then", UNDEFINED)
+    when_true = None if then_ is UNDEFINED else _evaluator(then_, (*where, "then"))
+    else_ = opts.get("else", UNDEFINED)
+    when_false = _evaluator(else_, (*where, "else")) if truthy(else_) else None
 
     def if_(payload: Any) -> Any:
         value = condition(payload)
-        holds = value is not _ABSENT and value is not None
+        holds = value is not UNDEFINED and value is not None
         if holds and test_blank:
-            holds = not _loosely_empty(value)
+            holds = not loosely_empty(value)
         branch = when_true if holds else when_false
-        return _ABSENT if branch is None else branch(payload)
+        return UNDEFINED if branch is None else branch(payload)
 
     return if_
 
@@ -197,12 +198,12 @@ def _compile_if(opts: Any, where: _Where) -> _Compiled:
 def _compile_case(opts: Any, where: _Where) -> _Compiled:
     if not isinstance(opts, dict):
         return _failing('@case requires an object with a "operator" key', where)
-    operator = opts.get("operator", _ABSENT)
-    if not _truthy(operator):
+    operator = opts.get("operator", UNDEFINED)
+    if not truthy(operator):
         return _failing('@case requires a "operator" key', where)
-    value = opts.get("value", _ABSENT)
-    if not _truthy(value):
-        return _Const(_ABSENT)
+    value = opts.get("value", UNDEFINED)
+    if not truthy(value):
+        return _Const(UNDEFINED)
     resolve_value = _evaluator(value, (*where, "value"))
 
     def case(payload: Any) -> Any:
@@ -278,41 +279,41 @@ def _replace_text(text: str, pattern: str, replacement: str, ignore_case: bool, 
 
 
 def _replace_once(text: str, pattern: str, replacement: str, ignore_case: bool, every: bool) -> str:
-    if _utf16_len(pattern) > _MAX_PATTERN_LENGTH:
+    if utf16_len(pattern) > _MAX_PATTERN_LENGTH:
         raise MappingError(
             f'@replace requires a "pattern" less than {_MAX_PATTERN_LENGTH} characters'
         )
-    if _utf16_len(replacement) > _MAX_REPLACEMENT_LENGTH:
+    if utf16_len(replacement) > _MAX_REPLACEMENT_LENGTH:
         raise MappingError(
             f'@replace requires a "replacement" less than {_MAX_REPLACEMENT_LENGTH} characters'
         )
     if _SURROGATE.search(pattern):  # a lone surrogate can match half of a pair in JavaScript
         units = _replace_text(
-            _utf16_units(text), _utf16_units(pattern), _utf16_units(replacement), ignore_case, every
+            utf16_units(text), utf16_units(pattern), utf16_units(replacement), ignore_case, every
         )
-        return _from_utf16_units(units)
+        return from_utf16_units(units)
     return _replace_text(text, pattern, replacement, ignore_case, every)
 
 
 def _compile_replace(opts: Any, where: _Where) -> _Compiled:
     if not isinstance(opts, dict):
         return _failing('@replace requires an object with a "pattern" key', where)
-    pattern = opts.get("pattern", _ABSENT)
-    if not _truthy(pattern):
+    pattern = opts.get("pattern", UNDEFINED)
+    if not truthy(pattern):
         return _failing('@replace requires a "pattern" key', where)
     replacement = opts.get("replacement")
     replacement = "" if replacement is None else replacement
-    pattern2 = opts.get("pattern2", _ABSENT)
+    pattern2 = opts.get("pattern2", UNDEFINED)
     replacement2 = opts.get("replacement2")
-    if _truthy(pattern2) and replacement2 is None:
+    if truthy(pattern2) and replacement2 is None:
         replacement2 = ""
     ignore_case = opts.get("ignorecase")
     ignore_case = False if ignore_case is None else ignore_case
     every = opts.get("global")
     every = True if every is None else every
-    value = opts.get("value", _ABSENT)
-    if not _truthy(value):
-        return _Const(_ABSENT)
+    value = opts.get("value", UNDEFINED)
+    if not truthy(value):
+        return _Const(UNDEFINED)
     resolve_value = _evaluator(value, (*where, "value"))
     usable = (
         isinstance(pattern, str)
@@ -321,7 +322,7 @@ def _compile_replace(opts: Any, where: _Where) -> _Compiled:
         and isinstance(every, bool)
     )
     second: tuple[str, str] | None = None
-    if _truthy(pattern2) and isinstance(pattern2, str) and isinstance(replacement2, str):
+    if truthy(pattern2) and isinstance(pattern2, str) and isinstance(replacement2, str):
         second = (pattern2, replacement2)
 
     def replace(payload: Any) -> Any:
@@ -329,7 +330,7 @@ def _compile_replace(opts: Any, where: _Where) -> _Compiled:
         if isinstance(text, bool):
             text = "true" if text else "false"
         elif isinstance(text, int | float):
-            text = _js_number(text)
+            text = number_to_string(text)
         if not (usable and isinstance(text, str)):
             return ""
         try:
@@ -345,9 +346,9 @@ def _compile_replace(opts: Any, where: _Where) -> _Compiled:
 
 def _compile_array_path(arg: Any, where: _Where) -> _Compiled:
     if not isinstance(arg, list):
-        return _failing(f"@arrayPath expected array, got {_js_type(arg)}", where)
-    path = arg[0] if arg else _ABSENT
-    shape = arg[1] if len(arg) > 1 else _ABSENT
+        return _failing(f"@arrayPath expected array, got {type_of(arg)}", where)
+    path = arg[0] if arg else UNDEFINED
+    shape = arg[1] if len(arg) > 1 else UNDEFINED
     if isinstance(path, str):
         find_root = _path_reader(_path_from_directive(path))
     else:
@@ -373,7 +374,7 @@ def _flatten(value: Any, separator: str, omit_arrays: bool) -> dict[str, Any]:
     def walk(node: Any, prefix: str) -> None:
         entries: Iterable[tuple[str, Any]]
         if isinstance(node, dict):
-            entries = ((key, node[key]) for key in _js_keys(node))
+            entries = ((key, node[key]) for key in own_keys(node))
         elif isinstance(node, list) and not omit_arrays:
             entries = ((str(i), item) for i, item in enumerate(node))
         else:
@@ -389,12 +390,12 @@ def _flatten(value: Any, separator: str, omit_arrays: bool) -> dict[str, Any]:
 def _compile_flatten(opts: Any, where: _Where) -> _Compiled:
     if not isinstance(opts, dict):
         return _failing('@flatten requires an object with a "separator" key', where)
-    separator = opts.get("separator", _ABSENT)
-    if not _truthy(separator):
+    separator = opts.get("separator", UNDEFINED)
+    if not truthy(separator):
         return _failing('@flatten requires a "separator" key', where)
     resolve_separator = _evaluator(separator, (*where, "separator"))
-    resolve_value = _evaluator(opts.get("value", _ABSENT), (*where, "value"))
-    omit_arrays = _truthy(opts.get("omitArrays", _ABSENT))
+    resolve_value = _evaluator(opts.get("value", UNDEFINED), (*where, "value"))
+    omit_arrays = truthy(opts.get("omitArrays", UNDEFINED))
 
     def flatten(payload: Any) -> Any:
         resolved_separator = resolve_separator(payload)
@@ -408,26 +409,26 @@ def _compile_flatten(opts: Any, where: _Where) -> _Compiled:
 def _compile_json(opts: Any, where: _Where) -> _Compiled:
     if not isinstance(opts, dict):
         return _failing('@json requires an object with a "value" key', where)
-    mode = opts.get("mode", _ABSENT)
-    if not _truthy(mode):
+    mode = opts.get("mode", UNDEFINED)
+    if not truthy(mode):
         return _failing('@json requires a "mode" key', where)
-    value = opts.get("value", _ABSENT)
-    if not _truthy(value):
+    value = opts.get("value", UNDEFINED)
+    if not truthy(value):
         return _failing('@json requires a "value" key', where)
     resolve_value = _evaluator(value, (*where, "value"))
     if mode == "encode":
-        return lambda payload: _json_encode(resolve_value(payload))
+        return lambda payload: json_stringify(resolve_value(payload))
     if mode == "decode":
 
         def decode(payload: Any) -> Any:
             resolved = resolve_value(payload)
-            return _json_decode(resolved) if isinstance(resolved, str) else resolved
+            return json_parse(resolved) if isinstance(resolved, str) else resolved
 
         return decode
 
     def unknown_mode(payload: Any) -> Any:
         resolve_value(payload)
-        return _ABSENT
+        return UNDEFINED
 
     return unknown_mode
 
@@ -439,7 +440,7 @@ def _assign(target: dict[str, Any], source: Any) -> None:
     elif isinstance(source, list):
         target.update((str(i), item) for i, item in enumerate(source))
     elif isinstance(source, str):
-        target.update((str(i), unit) for i, unit in enumerate(_utf16_units(source)))
+        target.update((str(i), unit) for i, unit in enumerate(utf16_units(source)))
 
 
 def _compile_merge(opts: Any, where: _Where) -> _Compiled:
@@ -447,15 +448,15 @@ def _compile_merge(opts: Any, where: _Where) -> _Compiled:
         return _failing(
             '@merge requires an object with an "objects" key and a "direction" key', where
         )
-    direction = opts.get("direction", _ABSENT)
-    if not _truthy(direction):
+    direction = opts.get("direction", UNDEFINED)
+    if not truthy(direction):
         return _failing('@merge requires a "direction" key', where)
     resolve_direction = _evaluator(direction, (*where, "direction"))
-    objects = opts.get("objects", _ABSENT)
-    if not _truthy(objects):
+    objects = opts.get("objects", UNDEFINED)
+    if not truthy(objects):
         message = '@merge requires a "objects" key'
     elif not isinstance(objects, list):
-        kind = "object" if isinstance(objects, dict) else _js_type(objects)
+        kind = "object" if isinstance(objects, dict) else type_of(objects)
         message = f"@merge: expected opts.array, got {kind}"
     else:
         resolvers = [_evaluator(obj, (*where, "objects", i)) for i, obj in enumerate(objects)]
@@ -480,7 +481,7 @@ def _compile_merge(opts: Any, where: _Where) -> _Compiled:
 def _remove_undefined(value: Any) -> Any:
     """actions-core's ``removeUndefined``: gone from objects, kept inside arrays."""
     if isinstance(value, dict):
-        return {k: _remove_undefined(v) for k, v in value.items() if v is not _ABSENT}
+        return {k: _remove_undefined(v) for k, v in value.items() if v is not UNDEFINED}
     if isinstance(value, list):
         return [_remove_undefined(item) for item in value]
     return value
@@ -491,11 +492,11 @@ def _compile_transform(opts: Any, where: _Where) -> _Compiled:
         return _failing(
             '@transform requires an object with an "apply" key and a "mapping" key', where
         )
-    mapping = opts.get("mapping", _ABSENT)
-    if not _truthy(mapping):
+    mapping = opts.get("mapping", UNDEFINED)
+    if not truthy(mapping):
         return _failing('@transform requires a "mapping" key', where)
-    apply = opts.get("apply", _ABSENT)
-    if not _truthy(apply):
+    apply = opts.get("apply", UNDEFINED)
+    if not truthy(apply):
         return _failing('@transform requires a "apply" key', where)
     if not isinstance(apply, dict):
         return _failing('@transform "apply" key should be an object', where)
@@ -508,10 +509,10 @@ def _compile_transform(opts: Any, where: _Where) -> _Compiled:
     render_mapping_ = _evaluator(mapping, (*where, "mapping"))
 
     def transform(payload: Any) -> Any:
-        if payload is _ABSENT:
+        if payload is UNDEFINED:
             payload = {}  # the nested transform's default argument
         if not isinstance(payload, Mapping):
-            raise _error(f"data must be an object, got {_js_type(payload)}", where)
+            raise _error(f"data must be an object, got {type_of(payload)}", where)
         if invalid is not None:
             raise invalid
         return render_mapping_(_remove_undefined(render_apply(payload)))
@@ -523,7 +524,7 @@ def _clean_nulls(value: Any) -> Any:
     if not isinstance(value, dict):
         return value
     return {
-        key: _ABSENT if item is None else _clean_nulls(item) if isinstance(item, dict) else item
+        key: UNDEFINED if item is None else _clean_nulls(item) if isinstance(item, dict) else item
         for key, item in value.items()
     }
 
@@ -533,7 +534,7 @@ def _compile_exclude_when_null(arg: Any, where: _Where) -> _Compiled:
 
     def exclude_when_null(payload: Any) -> Any:
         value = resolve_value(payload)
-        return _ABSENT if value is None else _clean_nulls(value)
+        return UNDEFINED if value is None else _clean_nulls(value)
 
     return exclude_when_null
 
@@ -557,9 +558,9 @@ _DIRECTIVES: Final[dict[str, Callable[[Any, _Where], _Compiled]]] = {
 def _finish(value: Any) -> Any:
     """The output as plain JSON values, sharing nothing with the payload or the mapping."""
     if isinstance(value, dict):
-        return {key: _finish(item) for key, item in value.items() if item is not _ABSENT}
+        return {key: _finish(item) for key, item in value.items() if item is not UNDEFINED}
     if isinstance(value, list):
-        return [None if item is _ABSENT else _finish(item) for item in value]
+        return [None if item is UNDEFINED else _finish(item) for item in value]
     return value
 
 

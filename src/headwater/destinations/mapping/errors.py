@@ -2,15 +2,7 @@
 
 from __future__ import annotations
 
-
-class MappingError(ValueError):
-    """A mapping, or what it rendered, cannot be used; ``path`` says where in the mapping."""
-
-    def __init__(self, message: str, path: str = "") -> None:
-        super().__init__(f"{path}: {message}" if path else message)
-        self.message = message
-        self.path = path
-
+from headwater.errors import MappingError
 
 _Where = tuple[str | int, ...]
 
@@ -29,3 +21,5 @@ def _error(message: str, where: _Where) -> MappingError:
     return MappingError(message, _dotted(where))
 
 
+def _a(noun: str) -> str:
+    return f"an {noun}" if noun[:1] in "aeiou" else f"a {noun}"

@@ -6,9 +6,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from headwater.destinations.javascript import UNDEFINED
 from headwater.destinations.mapping.directives import _Eval, _finish
-from headwater.destinations.mapping.errors import MappingError
-from headwater.destinations.mapping.javascript import _ABSENT
+from headwater.errors import MappingError
 
 _MAX_FIELD_INDEX: Final = 1000
 _FIELD_TOKEN: Final = re.compile(
@@ -79,10 +79,10 @@ def _build(slot: _Slot, payload: Any) -> Any:
     values: dict[str | int, Any] = {}
     for key, child in slot.children.items():
         value = _build(child, payload)
-        if value is not _ABSENT:
+        if value is not UNDEFINED:
             values[key] = value
     if not values:
-        return _ABSENT
+        return UNDEFINED
     if isinstance(next(iter(slot.children)), int):
         items = [None] * (max(int(key) for key in values) + 1)
         for key, value in values.items():

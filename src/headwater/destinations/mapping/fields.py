@@ -10,19 +10,19 @@ from datetime import datetime
 from email.utils import parsedate_tz
 from typing import Any, Final, Literal
 
-from headwater.destinations.mapping.directives import _compile, _Const, _directive_name
-from headwater.destinations.mapping.errors import MappingError
-from headwater.destinations.mapping.javascript import (
-    _ABSENT,
-    _JS_SPACE,
-    _a,
-    _as_python_number,
-    _js_number,
-    _js_string,
-    _js_to_number,
-    _js_type,
+from headwater.destinations.javascript import (
+    UNDEFINED,
+    WHITESPACE,
+    as_python_number,
+    number_to_string,
+    to_number,
+    to_string,
+    type_of,
 )
+from headwater.destinations.mapping.directives import _compile, _Const, _directive_name
+from headwater.destinations.mapping.errors import _a
 from headwater.destinations.mapping.validation import _validate
+from headwater.errors import MappingError
 
 FieldType = Literal["string", "number", "integer", "boolean", "object", "array", "datetime"]
 _FIELD_TYPES: Final = frozenset(
@@ -74,32 +74,32 @@ def _has_type(value: Any, kind: str) -> bool:
 
 
 def _coerce_to(kind: str, value: Any) -> Any:
-    """One of ajv's type coercions, or _ABSENT when it does not apply to this value."""
+    """One of ajv's type coercions, or UNDEFINED when it does not apply to this value."""
     is_number = isinstance(value, int | float) and not isinstance(value, bool)
     if kind == "string":
         if is_number or isinstance(value, bool):
-            return _js_string(value)
-        return "" if value is None else _ABSENT
+            return to_string(value)
+        return "" if value is None else UNDEFINED
     if kind in ("number", "integer"):
         if isinstance(value, bool) or value is None:
             return int(bool(value))
         if isinstance(value, str) and value:
-            number = _js_to_number(value)
+            number = to_number(value)
             if number == number and (
                 kind == "number" or not math.isfinite(number) or number.is_integer()
             ):
                 # An infinity passes ajv but JSON.stringify sends it as null.
-                return _as_python_number(number) if math.isfinite(number) else None
-        return _ABSENT
+                return as_python_number(number) if math.isfinite(number) else None
+        return UNDEFINED
     if kind == "boolean":
         if value == "false" or value is None or (is_number and value == 0):
             return False
         if value == "true" or (is_number and value == 1):
             return True
-        return _ABSENT
+        return UNDEFINED
     if kind == "array" and (value is None or is_number or isinstance(value, str | bool)):
         return [value]
-    return _ABSENT
+    return UNDEFINED
 
 
 def _coerce(value: Any, kinds: tuple[str, ...]) -> Any:
@@ -117,13 +117,13 @@ def _coerce(value: Any, kinds: tuple[str, ...]) -> Any:
             return value
     for kind in coercible:
         coerced = _coerce_to(kind, value)
-        if coerced is not _ABSENT:
+        if coerced is not UNDEFINED:
             return coerced
     raise _WrongType
 
 
 _DAYJS_PARSE: Final = re.compile(
-    rf"([0-9]{{4}})[-/]?([0-9]{{1,2}})?[-/]?([0-9]{{0,2}})[Tt{_JS_SPACE}]*([0-9]{{1,2}})?:?"
+    rf"([0-9]{{4}})[-/]?([0-9]{{1,2}})?[-/]?([0-9]{{0,2}})[Tt{WHITESPACE}]*([0-9]{{1,2}})?:?"
     r"([0-9]{1,2})?:?([0-9]{1,2})?[.:]?([0-9]+)?"
 )
 
@@ -141,8 +141,8 @@ _DATE_WORDS: Final = frozenset(
 
 def _date_like(text: str) -> bool:
     """actions-core's ``date-like`` format: what dayjs accepts as a date."""
-    number = _js_to_number(text)
-    if _js_number(number) == text:  # seconds since the epoch
+    number = to_number(text)
+    if number_to_string(number) == text:  # seconds since the epoch
         return math.isfinite(number) and abs(number * 1000) <= 8.64e15
     if not text.endswith(("Z", "z")) and _DAYJS_PARSE.fullmatch(text):
         return True
@@ -166,7 +166,7 @@ def _coerce_item(value: Any, spec: FieldSpec, where: str) -> Any:
     try:
         coerced = _coerce(value, _json_types(spec))
     except _WrongType:
-        got = _a(_js_type(value))
+        got = _a(type_of(value))
         raise MappingError(f"should be {_describe(spec)}, got {got}", where) from None
     if spec.choices is not None and not (isinstance(coerced, str) and coerced in spec.choices):
         raise MappingError(f"should be one of {', '.join(spec.choices)}", where)
@@ -187,8 +187,8 @@ def _coerce_field(value: Any, spec: FieldSpec, name: str) -> Any:
 
 def _drop_empty(value: Any, spec: FieldSpec) -> Any:
     """actions-core's ``removeEmptyValues`` for one top-level field."""
-    if value is None or value is _ABSENT or value == "":
-        return _ABSENT
+    if value is None or value is UNDEFINED or value == "":
+        return UNDEFINED
     if spec.multiple and isinstance(value, list):
         keep_blank = spec.type in ("string", "datetime")
         return [x for x in value if x is not None and (keep_blank or x != "")]
@@ -199,8 +199,8 @@ def coerce_output(values: Mapping[str, Any], schema: Mapping[str, FieldSpec]) ->
     """The rendered fields as the action will get them, or MappingError to reject the message."""
     out: dict[str, Any] = {}
     for name, spec in schema.items():
-        value = _drop_empty(values.get(name, _ABSENT), spec)
-        if value is _ABSENT:
+        value = _drop_empty(values.get(name, UNDEFINED), spec)
+        if value is UNDEFINED:
             if spec.required:
                 raise MappingError("is required but the mapping gave nothing", name)
             continue

@@ -7,11 +7,11 @@ from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any, Final
 
-from headwater.destinations.mapping.javascript import (
-    _ABSENT,
-    _array_index,
-    _utf16_len,
-    _utf16_units,
+from headwater.destinations.javascript import (
+    UNDEFINED,
+    array_index,
+    utf16_len,
+    utf16_units,
 )
 
 _Key = tuple[str, int]  # a property name and the array index it denotes (-1 when none)
@@ -26,30 +26,30 @@ def _path_keys(path: str) -> tuple[_Key, ...]:
     for part in _PATH_SPLIT.split(path):
         if part:
             name = part.replace('"', "").replace("'", "")
-            keys.append((name, _array_index(name)))
+            keys.append((name, array_index(name)))
     return tuple(keys)
 
 
 def _string_property(text: str, name: str, index: int) -> Any:
     if index < 0:
-        return _utf16_len(text) if name == "length" else _ABSENT
-    units = _utf16_units(text)
-    return units[index] if index < len(units) else _ABSENT
+        return utf16_len(text) if name == "length" else UNDEFINED
+    units = utf16_units(text)
+    return units[index] if index < len(units) else UNDEFINED
 
 
 def _get(value: Any, keys: tuple[_Key, ...]) -> Any:
     """Walks ``keys`` like ``keys.reduce((o, k) => o && o[k], value)``."""
     for name, index in keys:
-        if value is _ABSENT or value is None or value is False:
+        if value is UNDEFINED or value is None or value is False:
             return value
         cls = type(value)
         if cls is dict:
-            value = value.get(name, _ABSENT)
+            value = value.get(name, UNDEFINED)
         elif cls is list:
             if 0 <= index < len(value):
                 value = value[index]
             else:
-                value = len(value) if name == "length" else _ABSENT
+                value = len(value) if name == "length" else UNDEFINED
         elif cls is str:
             if not value:
                 return value
@@ -57,11 +57,11 @@ def _get(value: Any, keys: tuple[_Key, ...]) -> Any:
         elif cls is int or cls is float:
             if value == 0 or value != value:
                 return value
-            value = _ABSENT
+            value = UNDEFINED
         elif isinstance(value, Mapping):
-            value = value.get(name, _ABSENT)
+            value = value.get(name, UNDEFINED)
         else:
-            value = _ABSENT
+            value = UNDEFINED
     return value
 
 

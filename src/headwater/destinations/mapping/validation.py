@@ -6,8 +6,8 @@ import json
 from collections.abc import Callable
 from typing import Any, Final
 
-from headwater.destinations.mapping.errors import _error, _Where
-from headwater.destinations.mapping.javascript import _ABSENT, _a, _js_type, _utf16_len
+from headwater.destinations.javascript import UNDEFINED, type_of, utf16_len
+from headwater.destinations.mapping.errors import _a, _error, _Where
 
 _MAX_PATTERN_LENGTH: Final = 10
 _MAX_REPLACEMENT_LENGTH: Final = 10
@@ -21,7 +21,7 @@ def _kind(value: Any) -> str:
     """``realTypeOrDirective``: any object with an @-key counts as a directive here."""
     if isinstance(value, dict) and any(isinstance(k, str) and k.startswith("@") for k in value):
         return "directive"
-    return _js_type(value)
+    return type_of(value)
 
 
 def _validate(value: Any, where: _Where) -> None:
@@ -92,9 +92,9 @@ def _string(value: Any, where: _Where) -> None:
 def _string_of_length(low: int, high: int) -> _Check:
     def check(value: Any, where: _Where) -> None:
         _string(value, where)
-        if _utf16_len(value) < low:
+        if utf16_len(value) < low:
             raise _error(f"should be a string of length {low} or greater", where)
-        if _utf16_len(value) > high:
+        if utf16_len(value) > high:
             raise _error(f"should be a string of length {high} or less", where)
 
     return check
@@ -117,7 +117,7 @@ def _boolean(value: Any, where: _Where) -> None:
 
 
 def _array(value: Any, where: _Where) -> None:
-    kind = _js_type(value)
+    kind = type_of(value)
     if kind != "array":
         raise _error(f"should be an array but it is {_a(kind)}", where)
 
@@ -138,8 +138,8 @@ def _with_fields(*fields: tuple[str, _Check, bool]) -> _Check:
 
 def _check_array_path(value: Any, where: _Where) -> None:
     _array(value, where)
-    _directive_or_string(value[0] if value else _ABSENT, where)
-    _validate(value[1] if len(value) > 1 else _ABSENT, where)
+    _directive_or_string(value[0] if value else UNDEFINED, where)
+    _validate(value[1] if len(value) > 1 else UNDEFINED, where)
 
 
 _check_merge_fields: Final = _with_fields(

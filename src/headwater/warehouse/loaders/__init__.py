@@ -43,6 +43,7 @@ from typing import cast as typed
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from headwater.errors import WarehouseError
 from headwater.warehouse.columns import ColumnType, TableRows
 from headwater.warehouse.rows import cast as rows_cast
 from headwater.warehouse.rows import column_type
@@ -80,10 +81,6 @@ _NATIVE: Final[dict[ColumnType, frozenset[type]]] = {
 }
 _CAST_ERRORS: Final = (ValueError, TypeError, OverflowError, ArithmeticError)
 _ARROW_ERRORS: Final = (pa.ArrowException, OverflowError, TypeError, ValueError)
-
-
-class WarehouseError(RuntimeError):
-    """A warehouse could not be reached or used; the message is meant for the user."""
 
 
 class LoadResult(NamedTuple):

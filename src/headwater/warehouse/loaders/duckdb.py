@@ -37,13 +37,13 @@ from typing import Any, Final
 
 import duckdb
 
+from headwater.errors import WarehouseError
 from headwater.warehouse.columns import ColumnType, TableRows
 from headwater.warehouse.loaders import (
     Batch,
     Cast,
     Loader,
     LoadResult,
-    WarehouseError,
     prepare_batch,
     rows_cast,
     sql_column_type,

@@ -29,6 +29,7 @@ import pyarrow.csv as pcsv
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
+from headwater.errors import WarehouseError
 from headwater.warehouse.columns import ColumnType, TableRows
 from headwater.warehouse.loaders import (
     VARCHAR_LIMIT,
@@ -36,7 +37,6 @@ from headwater.warehouse.loaders import (
     Cast,
     Loader,
     LoadResult,
-    WarehouseError,
     prepare_batch,
     rows_cast,
     sql_column_type,

@@ -1,5 +1,9 @@
-"""JavaScript's value rules (truthiness, strings, numbers, UTF-16 lengths) that
-actions-core's answers depend on."""
+"""JavaScript's value rules, for code that must answer as Segment's JavaScript does.
+
+Triggers (destination-subscriptions), mappings (actions-core) and the Actions destinations
+test and convert values the JavaScript way: truthiness, ``String(x)``, ``Number(x)``, UTF-16
+lengths, ``JSON.stringify``. One set of rules here keeps them from drifting apart.
+"""
 
 from __future__ import annotations
 
@@ -12,17 +16,17 @@ from decimal import Decimal
 from typing import Any, Final
 
 
-class _Absent(enum.Enum):
+class Undefined(enum.Enum):
     """JavaScript's ``undefined``: it must stay distinct from null until the output is built."""
 
-    ABSENT = enum.auto()
+    UNDEFINED = enum.auto()
 
 
-_ABSENT: Final = _Absent.ABSENT
+UNDEFINED: Final = Undefined.UNDEFINED
 
-_MAX_SAFE_INTEGER: Final = 2**53 - 1
+MAX_SAFE_INTEGER: Final = 2**53 - 1
 # String.prototype.trim's set: WhiteSpace and LineTerminator.
-_JS_SPACE: Final = (
+WHITESPACE: Final = (
     "\t\n\v\f\r \xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a"
     "\u2028\u2029\u202f\u205f\u3000\ufeff"
 )
@@ -30,9 +34,9 @@ _SURROGATE: Final = re.compile("[\ud800-\udfff]")
 _ASTRAL: Final = re.compile("[\U00010000-\U0010ffff]")
 
 
-def _js_type(value: Any) -> str:
+def type_of(value: Any) -> str:
     """The type name actions-core puts in its messages (``realTypeOf``)."""
-    if value is _ABSENT:
+    if value is UNDEFINED:
         return "undefined"
     if value is None:
         return "null"
@@ -49,13 +53,9 @@ def _js_type(value: Any) -> str:
     return type(value).__name__
 
 
-def _a(noun: str) -> str:
-    return f"an {noun}" if noun[:1] in "aeiou" else f"a {noun}"
-
-
-def _truthy(value: Any) -> bool:
+def truthy(value: Any) -> bool:
     """JavaScript truthiness: actions-core tests many options with ``if (opts.x)``."""
-    if value is _ABSENT or value is None or value is False:
+    if value is UNDEFINED or value is None or value is False:
         return False
     if isinstance(value, int | float):
         return value == value and value != 0
@@ -64,10 +64,10 @@ def _truthy(value: Any) -> bool:
     return True
 
 
-def _js_number(number: float) -> str:
+def number_to_string(number: float) -> str:
     """``String(number)``: JavaScript switches to exponents at 1e21 and 1e-7, Python does not."""
     if isinstance(number, int):
-        if -_MAX_SAFE_INTEGER <= number <= _MAX_SAFE_INTEGER:
+        if -MAX_SAFE_INTEGER <= number <= MAX_SAFE_INTEGER:
             return str(number)
         try:
             number = float(number)
@@ -97,24 +97,24 @@ def _js_number(number: float) -> str:
     return f"{sign}{mantissa}e{'+' if e > 0 else '-'}{abs(e)}"
 
 
-def _js_string(value: Any) -> str:
+def to_string(value: Any) -> str:
     """``String(value)``, which is how templates and ``@replace`` see non-strings."""
     if isinstance(value, str):
         return value
     if value is None:
         return "null"
-    if value is _ABSENT:
+    if value is UNDEFINED:
         return "undefined"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):
-        return _js_number(value)
+        return number_to_string(value)
     if isinstance(value, list):
-        return ",".join("" if x is None or x is _ABSENT else _js_string(x) for x in value)
+        return ",".join("" if x is None or x is UNDEFINED else to_string(x) for x in value)
     return "[object Object]"
 
 
-def _loosely_empty(value: Any) -> bool:
+def loosely_empty(value: Any) -> bool:
     """``value == ''`` with JavaScript's loose equality, used by ``@if`` ``blank``."""
     if isinstance(value, str):
         return value == ""
@@ -123,11 +123,11 @@ def _loosely_empty(value: Any) -> bool:
     if isinstance(value, int | float):
         return value == 0
     if isinstance(value, list):
-        return _js_string(value) == ""
+        return to_string(value) == ""
     return False
 
 
-def _utf16_units(text: str) -> str:
+def utf16_units(text: str) -> str:
     """The string as JavaScript indexes it: astral characters split into surrogate pairs."""
     if text.isascii() or not _ASTRAL.search(text):
         return text
@@ -139,15 +139,17 @@ def _utf16_units(text: str) -> str:
     return _ASTRAL.sub(split, text)
 
 
-def _from_utf16_units(units: str) -> str:
+def from_utf16_units(units: str) -> str:
+    if units.isascii():
+        return units
     return units.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "surrogatepass")
 
 
-def _utf16_len(text: str) -> int:
-    return len(text) if text.isascii() else len(_utf16_units(text))
+def utf16_len(text: str) -> int:
+    return len(text) if text.isascii() else len(utf16_units(text))
 
 
-def _array_index(name: str) -> int:
+def array_index(name: str) -> int:
     """The array index a property name denotes in JavaScript, or -1."""
     if name.isascii() and name.isdigit() and (name == "0" or name[0] != "0"):
         index = int(name)
@@ -156,14 +158,14 @@ def _array_index(name: str) -> int:
     return -1
 
 
-def _js_keys(obj: Mapping[str, Any]) -> list[str]:
+def own_keys(obj: Mapping[str, Any]) -> list[str]:
     """Own keys in JavaScript order: array indices ascending, then insertion order."""
     keys = list(obj)
-    indices = [key for key in keys if _array_index(key) >= 0]
+    indices = [key for key in keys if array_index(key) >= 0]
     if not indices:
         return keys
     indices.sort(key=int)
-    return indices + [key for key in keys if _array_index(key) < 0]
+    return indices + [key for key in keys if array_index(key) < 0]
 
 
 _JS_DECIMAL: Final = re.compile(
@@ -172,9 +174,19 @@ _JS_DECIMAL: Final = re.compile(
 _JS_RADIX: Final = re.compile(r"0(?:[xX][0-9a-fA-F]+|[oO][0-7]+|[bB][01]+)")
 
 
-def _js_to_number(text: str) -> float:
-    """``Number(text)``: hex, octal and binary literals count, Python's ``inf`` does not."""
-    text = text.strip(_JS_SPACE)
+def to_number(value: Any) -> float:
+    """``Number(value)``: hex, octal and binary literals count, Python's ``inf`` does not."""
+    if isinstance(value, bool):
+        return 1.0 if value else 0.0
+    if isinstance(value, int | float):
+        return to_double(value)
+    if value is None:
+        return 0.0
+    if isinstance(value, list):
+        return to_number(to_string(value))
+    if not isinstance(value, str):
+        return math.nan  # undefined, objects
+    text = value.strip(WHITESPACE)
     if not text:
         return 0.0
     if _JS_DECIMAL.fullmatch(text):
@@ -187,9 +199,19 @@ def _js_to_number(text: str) -> float:
     return math.nan
 
 
-def _as_python_number(number: float) -> int | float:
+def to_double(number: int | float) -> float:
+    """An int as the double JSON.parse would have made of it (JavaScript has no big ints)."""
+    if type(number) is float:
+        return number
+    try:
+        return float(number)
+    except OverflowError:
+        return math.inf if number > 0 else -math.inf
+
+
+def as_python_number(number: float) -> int | float:
     """A JavaScript number as Python would write it: integral values as int, like JSON shows."""
-    if math.isfinite(number) and number.is_integer() and abs(number) <= _MAX_SAFE_INTEGER:
+    if math.isfinite(number) and number.is_integer() and abs(number) <= MAX_SAFE_INTEGER:
         return int(number)
     return number
 
@@ -201,10 +223,10 @@ def _quote(text: str) -> str:
     return encoded
 
 
-def _json_encode(value: Any) -> str | _Absent:
+def json_stringify(value: Any) -> str | Undefined:
     """``JSON.stringify``: compact, JavaScript key order and numbers, undefined left out."""
-    if value is _ABSENT:
-        return _Absent.ABSENT
+    if value is UNDEFINED:
+        return Undefined.UNDEFINED
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -212,17 +234,17 @@ def _json_encode(value: Any) -> str | _Absent:
     if isinstance(value, int | float):
         if isinstance(value, float) and not math.isfinite(value):
             return "null"
-        return _js_number(value)
+        return number_to_string(value)
     if isinstance(value, str):
         return _quote(value)
     if isinstance(value, list):
-        items = [_json_encode(item) for item in value]
-        return "[" + ",".join("null" if item is _ABSENT else item for item in items) + "]"
+        items = [json_stringify(item) for item in value]
+        return "[" + ",".join("null" if item is UNDEFINED else item for item in items) + "]"
     if isinstance(value, dict):
         members = []
-        for key in _js_keys(value):
-            encoded = _json_encode(value[key])
-            if encoded is not _ABSENT:
+        for key in own_keys(value):
+            encoded = json_stringify(value[key])
+            if encoded is not UNDEFINED:
                 members.append(f"{_quote(key)}:{encoded}")
         return "{" + ",".join(members) + "}"
     return "{}"
@@ -234,10 +256,10 @@ def _reject_constant(name: str) -> Any:
 
 def _parse_js_int(text: str) -> int | float:
     number = int(text)
-    return number if abs(number) <= _MAX_SAFE_INTEGER else float(text)
+    return number if abs(number) <= MAX_SAFE_INTEGER else float(text)
 
 
-def _json_decode(text: str) -> Any:
+def json_parse(text: str) -> Any:
     """``JSON.parse``, giving the text back when it is not JSON."""
     try:
         return json.loads(text, parse_constant=_reject_constant, parse_int=_parse_js_int)

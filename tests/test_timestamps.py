@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from headwater.spec.timestamps import format_timestamp, normalize_timestamp, parse_timestamp
+from headwater.timestamps import format_timestamp, normalize_timestamp, parse_timestamp
 
 
 def utc(

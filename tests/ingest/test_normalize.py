@@ -11,14 +11,14 @@ from typing import Any
 import msgspec
 import pytest
 
-from headwater.spec import discard
-from headwater.spec.normalize import (
+from headwater import reasons
+from headwater.ingest.normalize import (
     MOBILE_LIBRARIES,
     Discard,
     RequestInfo,
     normalize,
 )
-from headwater.spec.timestamps import format_timestamp, parse_timestamp
+from headwater.timestamps import format_timestamp, parse_timestamp
 
 # The server's clock in the Spec's worked example (/spec/track/).
 RECEIVED = datetime(2015, 12, 12, 19, 11, 1, 266000, tzinfo=UTC)
@@ -51,7 +51,7 @@ def dropped(
 ) -> Discard:
     result = normalize(item, req or request(), route_type=route_type)
     assert isinstance(result, Discard), result
-    assert result.code in discard.ALL_CODES
+    assert result.code in reasons.ALL_CODES
     assert result.detail
     return result
 
@@ -70,7 +70,7 @@ def track(**fields: Any) -> dict[str, Any]:
 @pytest.mark.parametrize("item", [[], ["a"], "track", 7, None, True])
 @pytest.mark.parametrize("route_type", ["track", None])
 def test_not_an_object_is_bad_request(item: object, route_type: str | None) -> None:
-    assert code(item, route_type) == discard.BAD_REQUEST
+    assert code(item, route_type) == reasons.BAD_REQUEST
 
 
 def test_edits_and_returns_the_given_dict() -> None:
@@ -82,7 +82,7 @@ def test_write_key_is_removed_from_kept_and_dropped_messages() -> None:
     kept = accepted(track(writeKey="WK"))
     assert "writeKey" not in kept
     bad = {"writeKey": "WK", "event": "Clicked"}
-    assert code(bad) == discard.NO_USER_ANON_ID
+    assert code(bad) == reasons.NO_USER_ANON_ID
     assert "writeKey" not in bad
 
 
@@ -102,7 +102,7 @@ def test_batch_item_without_a_valid_type_is_dropped(kind: object) -> None:
     item: dict[str, Any] = {"userId": "u", "event": "E"}
     if kind is not None:
         item["type"] = kind
-    assert code(item, None) == discard.INVALID_TYPE
+    assert code(item, None) == reasons.INVALID_TYPE
 
 
 def _item_of_size(size: int) -> dict[str, Any]:
@@ -118,7 +118,7 @@ def test_batch_item_of_exactly_32_kb_is_accepted() -> None:
 
 
 def test_batch_item_over_32_kb_is_dropped() -> None:
-    assert code(_item_of_size(32 * 1024 + 1), None) == discard.MESSAGE_TOO_LARGE
+    assert code(_item_of_size(32 * 1024 + 1), None) == reasons.MESSAGE_TOO_LARGE
 
 
 def test_item_size_is_measured_without_the_write_key() -> None:
@@ -135,7 +135,7 @@ def test_single_calls_are_not_size_checked_here() -> None:
 @pytest.mark.parametrize(("field", "value"), [("context", "ctx"), ("context", [1]),
                                               ("integrations", "all"), ("integrations", [])])
 def test_context_and_integrations_must_be_objects(field: str, value: object) -> None:
-    assert code(track(**{field: value})) == discard.BAD_REQUEST
+    assert code(track(**{field: value})) == reasons.BAD_REQUEST
 
 
 def test_null_context_and_integrations_become_empty_objects() -> None:
@@ -148,11 +148,11 @@ def test_null_context_and_integrations_become_empty_objects() -> None:
 
 
 def test_ac007_no_ids_is_no_user_anon_id() -> None:
-    assert code({"type": "track", "event": "X"}) == discard.NO_USER_ANON_ID
+    assert code({"type": "track", "event": "X"}) == reasons.NO_USER_ANON_ID
 
 
 def test_null_ids_count_as_absent() -> None:
-    assert code({"event": "X", "userId": None, "anonymousId": None}) == discard.NO_USER_ANON_ID
+    assert code({"event": "X", "userId": None, "anonymousId": None}) == reasons.NO_USER_ANON_ID
     # /spec/best-practices-identify: an anonymous page with an explicit null userId.
     page = accepted({"userId": None, "anonymousId": "507f191e810c19729de860ea"}, "page")
     assert page["anonymousId"] == "507f191e810c19729de860ea"
@@ -176,12 +176,12 @@ def test_numeric_ids_become_strings(value: object, expected: str) -> None:
 @pytest.mark.parametrize("value", ["", True, False, {}, {"id": 1}, [], ["u"]])
 @pytest.mark.parametrize("field", ["userId", "anonymousId"])
 def test_unusable_ids_are_id_not_string(field: str, value: object) -> None:
-    assert code({"event": "X", field: value}) == discard.ID_NOT_STRING
+    assert code({"event": "X", field: value}) == reasons.ID_NOT_STRING
 
 
 def test_a_bad_id_is_dropped_even_next_to_a_good_one() -> None:
-    assert code({"event": "X", "userId": "u", "anonymousId": ""}) == discard.ID_NOT_STRING
-    assert code({"event": "X", "userId": {}, "anonymousId": "a"}) == discard.ID_NOT_STRING
+    assert code({"event": "X", "userId": "u", "anonymousId": ""}) == reasons.ID_NOT_STRING
+    assert code({"event": "X", "userId": {}, "anonymousId": "a"}) == reasons.ID_NOT_STRING
 
 
 # --- track, properties, traits (AC-008, AC-009) ------------------------------------------------
@@ -189,13 +189,13 @@ def test_a_bad_id_is_dropped_even_next_to_a_good_one() -> None:
 
 @pytest.mark.parametrize("event", [None, ""])
 def test_ac008_track_without_event_name(event: object) -> None:
-    assert code({"userId": "u", "event": event}) == discard.EVENT_NOT_DEFINED
-    assert code({"userId": "u"}) == discard.EVENT_NOT_DEFINED
+    assert code({"userId": "u", "event": event}) == reasons.EVENT_NOT_DEFINED
+    assert code({"userId": "u"}) == reasons.EVENT_NOT_DEFINED
 
 
 @pytest.mark.parametrize("event", [123, 1.5, True, ["E"], {"name": "E"}])
 def test_ac008_track_event_not_a_string(event: object) -> None:
-    assert code({"userId": "u", "event": event}) == discard.EVENT_NOT_STRING
+    assert code({"userId": "u", "event": event}) == reasons.EVENT_NOT_STRING
 
 
 def test_event_is_only_required_on_track() -> None:
@@ -203,9 +203,9 @@ def test_event_is_only_required_on_track() -> None:
 
 
 def test_ac009_identify_traits_not_an_object() -> None:
-    assert code({"userId": "u", "traits": "vip"}, "identify") == discard.TRAITS_NOT_OBJECT
+    assert code({"userId": "u", "traits": "vip"}, "identify") == reasons.TRAITS_NOT_OBJECT
     assert code({"userId": "u", "groupId": "g", "traits": [1]}, "group") == (
-        discard.TRAITS_NOT_OBJECT
+        reasons.TRAITS_NOT_OBJECT
     )
 
 
@@ -215,8 +215,8 @@ def test_traits_may_be_absent_or_null() -> None:
 
 
 def test_ac009_properties_not_an_object() -> None:
-    assert code(track(properties=[1, 2])) == discard.PROPERTIES_NOT_OBJECT
-    assert code({"userId": "u", "properties": "x"}, "page") == discard.PROPERTIES_NOT_OBJECT
+    assert code(track(properties=[1, 2])) == reasons.PROPERTIES_NOT_OBJECT
+    assert code({"userId": "u", "properties": "x"}, "page") == reasons.PROPERTIES_NOT_OBJECT
     accepted(track(properties=None))
 
 
@@ -225,10 +225,10 @@ def test_ac009_properties_not_an_object() -> None:
 
 @pytest.mark.parametrize("kind", ["page", "screen"])
 def test_ac010_name_and_category(kind: str) -> None:
-    assert code({"userId": "u", "name": ""}, kind) == discard.NAME_NOT_STRING
-    assert code({"userId": "u", "name": 5}, kind) == discard.NAME_NOT_STRING
-    assert code({"userId": "u", "category": 5}, kind) == discard.CATEGORY_NOT_STRING
-    assert code({"userId": "u", "category": ""}, kind) == discard.CATEGORY_NOT_STRING
+    assert code({"userId": "u", "name": ""}, kind) == reasons.NAME_NOT_STRING
+    assert code({"userId": "u", "name": 5}, kind) == reasons.NAME_NOT_STRING
+    assert code({"userId": "u", "category": 5}, kind) == reasons.CATEGORY_NOT_STRING
+    assert code({"userId": "u", "category": ""}, kind) == reasons.CATEGORY_NOT_STRING
     accepted({"userId": "u"}, kind)  # no name is fine
     accepted({"userId": "u", "name": None, "category": None}, kind)  # analytics.js sends nulls
     accepted({"userId": "u", "name": "Home", "category": "Docs"}, kind)
@@ -240,8 +240,8 @@ def test_ac010_name_and_category(kind: str) -> None:
 @pytest.mark.parametrize("group_id", [None, "", {}, True])
 def test_group_needs_a_group_id(group_id: object) -> None:
     item: dict[str, Any] = {"userId": "u", "groupId": group_id}
-    assert code(item, "group") == discard.GROUP_ID_REQUIRED
-    assert code({"userId": "u"}, "group") == discard.GROUP_ID_REQUIRED
+    assert code(item, "group") == reasons.GROUP_ID_REQUIRED
+    assert code({"userId": "u"}, "group") == reasons.GROUP_ID_REQUIRED
 
 
 def test_numeric_group_id_becomes_a_string() -> None:
@@ -251,9 +251,9 @@ def test_numeric_group_id_becomes_a_string() -> None:
 @pytest.mark.parametrize("previous_id", [None, "", [], False])
 def test_alias_needs_a_previous_id(previous_id: object) -> None:
     assert code({"userId": "u", "previousId": previous_id}, "alias") == (
-        discard.PREVIOUS_ID_REQUIRED
+        reasons.PREVIOUS_ID_REQUIRED
     )
-    assert code({"userId": "u"}, "alias") == discard.PREVIOUS_ID_REQUIRED
+    assert code({"userId": "u"}, "alias") == reasons.PREVIOUS_ID_REQUIRED
 
 
 def test_numeric_previous_id_becomes_a_string() -> None:
@@ -292,20 +292,20 @@ def test_consent_event_from_the_docs_is_accepted() -> None:
      {"consent": {"categoryPreferences": None}}],
 )
 def test_consent_preferences_must_exist(context: dict[str, Any] | None) -> None:
-    assert code(consent_event(context)) == discard.CONSENT_CATEGORYPREFERENCES_SHOULD_EXIST
+    assert code(consent_event(context)) == reasons.CONSENT_CATEGORYPREFERENCES_SHOULD_EXIST
 
 
 @pytest.mark.parametrize("preferences", [[], "Advertising", True, 1])
 def test_consent_preferences_must_be_an_object(preferences: object) -> None:
     context = {"consent": {"categoryPreferences": preferences}}
-    assert code(consent_event(context)) == discard.CONSENT_CATEGORYPREFERENCES_SHOULD_BE_OBJECT
+    assert code(consent_event(context)) == reasons.CONSENT_CATEGORYPREFERENCES_SHOULD_BE_OBJECT
 
 
 @pytest.mark.parametrize("value", ["true", 1, 0, None, {}])
 def test_consent_preferences_must_be_booleans(value: object) -> None:
     context = {"consent": {"categoryPreferences": {"Advertising": True, "Analytics": value}}}
     assert code(consent_event(context)) == (
-        discard.CONSENT_CATEGORYPREFERENCES_FIELDS_SHOULD_BE_BOOL
+        reasons.CONSENT_CATEGORYPREFERENCES_FIELDS_SHOULD_BE_BOOL
     )
 
 
@@ -316,7 +316,7 @@ def test_empty_consent_preferences_are_accepted() -> None:
 def test_consent_version_must_be_a_number_on_the_consent_event() -> None:
     preferences = {"categoryPreferences": {"Ads": True}}
     assert code(consent_event({"consent": {**preferences, "version": "2"}})) == (
-        discard.CONSENT_VERSION_SHOULD_BE_NUMBER
+        reasons.CONSENT_VERSION_SHOULD_BE_NUMBER
     )
     accepted(consent_event({"consent": {**preferences, "version": 2}}))
     accepted(consent_event({"consent": {**preferences, "version": 2.1}}))
@@ -325,7 +325,7 @@ def test_consent_version_must_be_a_number_on_the_consent_event() -> None:
 def test_advertising_id_must_be_a_string_on_the_consent_event() -> None:
     context = {"consent": {"categoryPreferences": {"Ads": True}},
                "device": {"advertisingId": 12345}}
-    assert code(consent_event(context)) == discard.DEVICE_ADVERTISINGID_SHOULD_BE_STRING
+    assert code(consent_event(context)) == reasons.DEVICE_ADVERTISINGID_SHOULD_BE_STRING
     context["device"] = {"advertisingId": "7A3CBEA0-BDF5-11E4-8DFC-AA07A5B093DB"}
     accepted(consent_event(context))
 
@@ -375,7 +375,7 @@ def test_numeric_message_id_becomes_a_string() -> None:
 
 @pytest.mark.parametrize("value", ["m" * 101, True, {}, ["id"]])
 def test_unusable_message_id_is_dropped(value: object) -> None:
-    assert code(track(messageId=value)) == discard.MESSAGE_ID_INVALID
+    assert code(track(messageId=value)) == reasons.MESSAGE_ID_INVALID
 
 
 # --- batch merges (AC-014, AC-015) -------------------------------------------------------------
@@ -672,7 +672,7 @@ def test_a_dropped_message_is_left_as_sent() -> None:
     item = {"type": "track", "userId": 123, "event": 5, "context": {"library": AJS["library"]}}
     before = copy.deepcopy(item)
     req = request(batch_context={"locale": "en-US"}, batch_sent_at="2024-01-01T00:00:00.000Z")
-    assert code(item, None, req) == discard.EVENT_NOT_STRING
+    assert code(item, None, req) == reasons.EVENT_NOT_STRING
     assert item == before
 
 
@@ -819,9 +819,11 @@ def test_destination_function_batch_fixture() -> None:
 
 
 def test_discard_codes_are_distinct_and_ours_are_apart_from_segments() -> None:
-    constants = {name: value for name, value in vars(discard).items()
-                 if name.isupper() and isinstance(value, str)}
-    assert len(set(constants.values())) == len(constants)
-    assert set(constants.values()) == discard.ALL_CODES
-    assert not discard.SEGMENT_CODES & discard.HEADWATER_CODES
+    everything = {name: value for name, value in vars(reasons).items()
+                  if name.isupper() and isinstance(value, str)}
+    assert len(set(everything.values())) == len(everything)  # one name per reason
+    constants = {name: value for name, value in everything.items()
+                 if value in reasons.ALL_CODES}
+    assert len(constants) == len(reasons.ALL_CODES)
+    assert not reasons.SEGMENT_CODES & reasons.HEADWATER_CODES
     assert all(value == name.lower() for name, value in constants.items())

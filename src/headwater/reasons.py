@@ -1,16 +1,18 @@
-"""Why a message was dropped: Segment's discard codes, plus the few Headwater adds.
+"""Every reason Headwater gives for a message that stops or fails, in one place.
 
-Segment shows these codes in Delivery Overview under *Failed on ingest*; users search its docs
-by them, so Segment's codes are used verbatim wherever Segment has one. The codes in the second
-block are Headwater's own, for cases Segment's table does not name (each is recorded in
-``docs/decisions.md``).
+Users search Segment's docs by these codes (Delivery Overview, Event Delivery), so Segment's
+codes are used verbatim wherever Segment has one; Headwater's own codes are for cases Segment's
+tables do not name, and each is recorded in ``docs/decisions.md``. The blocks follow the data
+flow: ingest (*Failed on ingest*), routing to one destination instance (*Filtered at
+destination*), then delivery (Event Delivery's ``errors.discarded.<code>`` and
+``errors.awaiting-retry.<code>``).
 """
 
 from __future__ import annotations
 
 from typing import Final
 
-# --- Segment's codes (Delivery Overview, "Failed on ingest") ----------------------------------
+# --- Ingest: Segment's discard codes (Delivery Overview, "Failed on ingest") -------------------
 
 EMPTY_BATCH: Final = "empty_batch"
 EMPTY_BATCH_RESULT: Final = "empty_batch_result"
@@ -50,7 +52,7 @@ SEGMENT_CODES: Final = frozenset({
     BAD_REQUEST, UNKNOWN_SOURCE, PROJECT_NOT_FOUND, TOO_MANY_REQUESTS,
 })
 
-# --- Headwater's codes (Segment's table has none for these) -----------------------------------
+# --- Ingest: Headwater's discard codes (Segment's table has none for these) ---------------------
 
 TOO_MANY_MESSAGES: Final = "too_many_messages"  # batch item past the 2,500th
 INVALID_TYPE: Final = "invalid_type"  # batch item without one of the six Spec types
@@ -65,3 +67,31 @@ HEADWATER_CODES: Final = frozenset({
 })
 
 ALL_CODES: Final = SEGMENT_CODES | HEADWATER_CODES
+
+# --- Routing: why an accepted event does not go to one destination instance -------------------
+
+UNSUPPORTED_EVENT_TYPE: Final = "UNSUPPORTED_EVENT_TYPE"  # the destination lacks the method
+FILTERED_BY_INTEGRATIONS_OBJECT: Final = "FILTERED_BY_INTEGRATIONS_OBJECT"
+FILTERED_BY_RULES: Final = "FILTERED_BY_RULES"  # a destination filter: FILTERED_BY_RULES:<id>
+FILTER_ERROR: Final = "INTERNAL"  # Segment's code when a filter has no answer for an event
+NO_MATCHING_MAPPING: Final = "NO_MATCHING_MAPPING"  # an Actions destination, no mapping matches
+# Counter steps and notes of the router (Delivery Overview's "Filtered at destination").
+FILTERED_AT_DESTINATION: Final = "filtered_at_destination"
+UNKNOWN_INTEGRATION: Final = "unknown_integration"  # a note per source, not a filter
+
+# --- Delivery: Segment's integration error codes ----------------------------------------------
+
+MESSAGE_REJECTED: Final = "MESSAGE_REJECTED"  # the message lacks what the destination needs
+INVALID_SETTINGS: Final = "INVALID_SETTINGS"  # the instance's settings cannot serve it
+RETRY_REQUESTED: Final = "RETRY"  # the destination's own answer asks for another attempt
+# Connection problems, named as Segment's integration error codes name them: retried.
+ECONNREFUSED: Final = "ECONNREFUSED"
+ECONNRESET: Final = "ECONNRESET"
+ECONNABORTED: Final = "ECONNABORTED"
+ETIMEDOUT: Final = "ETIMEDOUT"
+ENOTFOUND: Final = "ENOTFOUND"
+EHOSTUNREACH: Final = "EHOSTUNREACH"
+EAI_AGAIN: Final = "EAI_AGAIN"
+CONNECTION_ERRORS: Final = frozenset({
+    ECONNREFUSED, ECONNRESET, ECONNABORTED, ETIMEDOUT, ENOTFOUND, EHOSTUNREACH, EAI_AGAIN,
+})

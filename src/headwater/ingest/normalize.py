@@ -23,8 +23,8 @@ from typing import Any, Final
 
 import msgspec
 
-from headwater.spec import discard
-from headwater.spec.timestamps import format_timestamp, normalize_timestamp
+from headwater import reasons
+from headwater.timestamps import format_timestamp, normalize_timestamp
 
 MESSAGE_TYPES: Final = frozenset({"identify", "track", "page", "screen", "group", "alias"})
 MAX_MESSAGE_BYTES: Final = 32 * 1024  # per batch item; Segment's "32KB", 1024-byte KB
@@ -61,7 +61,7 @@ class RequestInfo:
 class Discard:
     """A message dropped on ingest: Segment's code and a sentence saying what to fix."""
 
-    code: str  # a constant from headwater.spec.discard
+    code: str  # a constant from headwater.reasons
     detail: str
 
 
@@ -74,24 +74,24 @@ def normalize(
     message's own ``type``; None for batch items, which must carry one of the six types.
     """
     if not isinstance(item, dict):
-        return Discard(discard.BAD_REQUEST, "A message must be a JSON object.")
+        return Discard(reasons.BAD_REQUEST, "A message must be a JSON object.")
     item.pop("writeKey", None)  # write keys never land in stored events
 
     if route_type is None:
         kind = item.get("type")
         if type(kind) is not str or kind not in MESSAGE_TYPES:
             return Discard(
-                discard.INVALID_TYPE,
+                reasons.INVALID_TYPE,
                 "A batch item needs a `type` of identify, track, page, screen, group or alias; "
                 f"got {_show(kind)}.",
             )
         try:
             size = len(_encode(item))
         except (TypeError, msgspec.EncodeError):
-            return Discard(discard.BAD_REQUEST, "The message cannot be encoded as JSON.")
+            return Discard(reasons.BAD_REQUEST, "The message cannot be encoded as JSON.")
         if size > MAX_MESSAGE_BYTES:
             return Discard(
-                discard.MESSAGE_TOO_LARGE,
+                reasons.MESSAGE_TOO_LARGE,
                 f"A batch item may be at most {MAX_MESSAGE_BYTES} bytes of JSON; "
                 f"this one is {size}.",
             )
@@ -104,7 +104,7 @@ def normalize(
     if context is None:
         context = {}
     elif type(context) is not dict:
-        return Discard(discard.BAD_REQUEST, "`context` must be an object.")
+        return Discard(reasons.BAD_REQUEST, "`context` must be an object.")
     if request.batch_context:
         context = _merged(request.batch_context, context)
 
@@ -112,7 +112,7 @@ def normalize(
     if integrations is None:
         integrations = {}
     elif type(integrations) is not dict:
-        return Discard(discard.BAD_REQUEST, "`integrations` must be an object.")
+        return Discard(reasons.BAD_REQUEST, "`integrations` must be an object.")
     if request.batch_integrations:
         integrations = {**request.batch_integrations, **integrations}
 
@@ -120,49 +120,49 @@ def normalize(
     if user_id is not None:
         user_id = _id_text(user_id)
         if not user_id:
-            return Discard(discard.ID_NOT_STRING, "`userId` must be a non-empty string.")
+            return Discard(reasons.ID_NOT_STRING, "`userId` must be a non-empty string.")
     anonymous_id = item.get("anonymousId")
     if anonymous_id is not None:
         anonymous_id = _id_text(anonymous_id)
         if not anonymous_id:
-            return Discard(discard.ID_NOT_STRING, "`anonymousId` must be a non-empty string.")
+            return Discard(reasons.ID_NOT_STRING, "`anonymousId` must be a non-empty string.")
     if user_id is None and anonymous_id is None:
         return Discard(
-            discard.NO_USER_ANON_ID, "Every message needs a `userId` or an `anonymousId`."
+            reasons.NO_USER_ANON_ID, "Every message needs a `userId` or an `anonymousId`."
         )
 
     properties = item.get("properties")
     if properties is not None and type(properties) is not dict:
-        return Discard(discard.PROPERTIES_NOT_OBJECT, "`properties` must be an object.")
+        return Discard(reasons.PROPERTIES_NOT_OBJECT, "`properties` must be an object.")
 
     event = None
     required_id: str | None = None  # groupId of a group call, previousId of an alias call
     if kind == "track":
         event = item.get("event")
         if event is None or event == "":
-            return Discard(discard.EVENT_NOT_DEFINED, "Track calls need an `event` name.")
+            return Discard(reasons.EVENT_NOT_DEFINED, "Track calls need an `event` name.")
         if type(event) is not str:
-            return Discard(discard.EVENT_NOT_STRING, "Track calls need an `event` string.")
+            return Discard(reasons.EVENT_NOT_STRING, "Track calls need an `event` string.")
     elif kind == "page" or kind == "screen":
         name = item.get("name")
         if name is not None and (type(name) is not str or not name):
-            return Discard(discard.NAME_NOT_STRING, "`name` must be a non-empty string.")
+            return Discard(reasons.NAME_NOT_STRING, "`name` must be a non-empty string.")
         category = item.get("category")
         if category is not None and (type(category) is not str or not category):
-            return Discard(discard.CATEGORY_NOT_STRING, "`category` must be a non-empty string.")
+            return Discard(reasons.CATEGORY_NOT_STRING, "`category` must be a non-empty string.")
     elif kind == "alias":
         required_id = _id_text(item.get("previousId"))
         if not required_id:
-            return Discard(discard.PREVIOUS_ID_REQUIRED,
+            return Discard(reasons.PREVIOUS_ID_REQUIRED,
                            "Alias calls need a `previousId` (a non-empty string).")
     else:  # identify, group
         traits = item.get("traits")
         if traits is not None and type(traits) is not dict:
-            return Discard(discard.TRAITS_NOT_OBJECT, "`traits` must be an object.")
+            return Discard(reasons.TRAITS_NOT_OBJECT, "`traits` must be an object.")
         if kind == "group":
             required_id = _id_text(item.get("groupId"))
             if not required_id:
-                return Discard(discard.GROUP_ID_REQUIRED,
+                return Discard(reasons.GROUP_ID_REQUIRED,
                                "Group calls need a `groupId` (a non-empty string).")
 
     message_id = item.get("messageId")
@@ -172,7 +172,7 @@ def normalize(
         message_id = _id_text(message_id)
         if not message_id or len(message_id) > MAX_MESSAGE_ID_LENGTH:
             return Discard(
-                discard.MESSAGE_ID_INVALID,
+                reasons.MESSAGE_ID_INVALID,
                 f"`messageId` must be a string of at most {MAX_MESSAGE_ID_LENGTH} characters.",
             )
 
@@ -267,31 +267,31 @@ def _check_consent(context: dict[str, Any]) -> Discard | None:
     preferences = consent.get("categoryPreferences") if type(consent) is dict else None
     if preferences is None:
         return Discard(
-            discard.CONSENT_CATEGORYPREFERENCES_SHOULD_EXIST,
+            reasons.CONSENT_CATEGORYPREFERENCES_SHOULD_EXIST,
             f"A {CONSENT_EVENT!r} event needs `context.consent.categoryPreferences`.",
         )
     if type(preferences) is not dict:
         return Discard(
-            discard.CONSENT_CATEGORYPREFERENCES_SHOULD_BE_OBJECT,
+            reasons.CONSENT_CATEGORYPREFERENCES_SHOULD_BE_OBJECT,
             "`context.consent.categoryPreferences` must be an object.",
         )
     for category, value in preferences.items():
         if type(value) is not bool:
             return Discard(
-                discard.CONSENT_CATEGORYPREFERENCES_FIELDS_SHOULD_BE_BOOL,
+                reasons.CONSENT_CATEGORYPREFERENCES_FIELDS_SHOULD_BE_BOOL,
                 f"`context.consent.categoryPreferences` values must be true or false; "
                 f"{category!r} is {_show(value)}.",
             )
     version = consent.get("version") if type(consent) is dict else None
     if version is not None and (type(version) is not int and type(version) is not float):
         return Discard(
-            discard.CONSENT_VERSION_SHOULD_BE_NUMBER, "`context.consent.version` must be a number."
+            reasons.CONSENT_VERSION_SHOULD_BE_NUMBER, "`context.consent.version` must be a number."
         )
     device = context.get("device")
     advertising_id = device.get("advertisingId") if type(device) is dict else None
     if advertising_id is not None and type(advertising_id) is not str:
         return Discard(
-            discard.DEVICE_ADVERTISINGID_SHOULD_BE_STRING,
+            reasons.DEVICE_ADVERTISINGID_SHOULD_BE_STRING,
             "`context.device.advertisingId` must be a string.",
         )
     return None

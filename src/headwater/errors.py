@@ -1,0 +1,167 @@
+"""Every exception Headwater raises on purpose, in one hierarchy.
+
+Callers catch by meaning, not by module: the REST API answers every ``InputError`` with a 4xx
+(so a refusal raised deep in a parser can never become a 500), ingest answers ``Unavailable``
+with 503 and ``Retry-After``, and the delivery engine turns a ``Rejection`` into Segment's code.
+
+    HeadwaterError
+    ├── InputError (ValueError)     what a client or an operator gave cannot be used
+    │   ├── InvalidError            a value the workspace model refuses         (API 422)
+    │   ├── NotFoundError           no such source, destination, warehouse…     (API 404)
+    │   ├── ConflictError           a name taken, an invariant that would break (API 409)
+    │   ├── ConfigError             headwater.yaml, every problem listed
+    │   ├── BodyError               a Tracking API body (Segment's 400 codes)
+    │   ├── FQLSyntaxError          an FQL statement, with its position
+    │   ├── TriggerError            an Actions trigger, with its position
+    │   ├── MappingError            an Actions mapping, with the path inside it
+    │   ├── ListError               a list of filters or mappings, with the field
+    │   └── ItemError               one item of such a list (ListError adds its position)
+    ├── FQLEvaluationError          a statement with no answer for one event
+    ├── RecordError                 a log record that is not a version 1 record
+    ├── Rejection                   a message one destination will not take
+    │   ├── MessageRejected         it lacks what the destination needs   (MESSAGE_REJECTED)
+    │   └── InvalidSettings         the instance's settings cannot serve it (INVALID_SETTINGS)
+    ├── Unavailable                 a store cannot be used now; retry later
+    │   ├── LogUnavailable          the event log refuses writes (ingest answers 503)
+    │   └── WarehouseError          a warehouse cannot be reached or used
+    └── LeaseLost                   another process owns a log partition now
+"""
+
+from __future__ import annotations
+
+from headwater import reasons
+
+
+class HeadwaterError(Exception):
+    """The base of every exception Headwater raises on purpose."""
+
+
+# --- input -----------------------------------------------------------------------------------
+
+
+class InputError(HeadwaterError, ValueError):
+    """Input that cannot be used; ``field`` names the offending input, if one."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class InvalidError(InputError):
+    """The value itself is unusable (empty name, bad slug, bad cursor…)."""
+
+
+class NotFoundError(InputError):
+    """The source, destination, warehouse, filter or mapping named does not exist."""
+
+
+class ConflictError(InputError):
+    """A name, slug or write key is already taken, or the change would break an invariant."""
+
+
+class ConfigError(InputError):
+    """The config file cannot be used; ``problems`` lists each one as ``path: message``."""
+
+    def __init__(self, problems: list[str], source: str = "the config") -> None:
+        super().__init__(f"{source} is not valid:\n" + "\n".join(f"  {p}" for p in problems))
+        self.problems = problems
+
+
+class BodyError(InputError):
+    """A Tracking API body that cannot be used; answered 400 with ``code`` and the message."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class FQLSyntaxError(InputError):
+    """An FQL statement that cannot be parsed; ``position`` is the 0-based offset."""
+
+    def __init__(self, message: str, position: int) -> None:
+        super().__init__(f"{message} at position {position}")
+        self.position = position
+
+
+class TriggerError(InputError):
+    """A trigger Segment would not accept; ``position`` is the 0-based offset of the problem."""
+
+    def __init__(self, message: str, source: str, position: int) -> None:
+        super().__init__(f"invalid trigger: {message} at position {position} in {source!r}")
+        self.reason = message
+        self.source = source
+        self.position = position
+
+
+class MappingError(InputError):
+    """A mapping, or what it rendered, cannot be used; ``path`` says where in the mapping."""
+
+    def __init__(self, message: str, path: str = "") -> None:
+        super().__init__(f"{path}: {message}" if path else message)
+        self.message = message
+        self.path = path
+
+
+class ListError(InputError):
+    """A list that cannot be saved; ``field`` says where (``mappings.3.fields``)."""
+
+    def __init__(self, message: str, field: str) -> None:
+        super().__init__(message, field)
+        self.field: str = field
+
+
+class ItemError(InputError):
+    """A problem with one item, at ``where`` inside it; ``check_list`` adds the position."""
+
+    def __init__(self, message: str, where: str) -> None:
+        super().__init__(message)
+        self.where = where
+
+
+# --- events ----------------------------------------------------------------------------------
+
+
+class FQLEvaluationError(HeadwaterError, ValueError):
+    """A statement that parsed but has no answer for this event."""
+
+
+class RecordError(HeadwaterError, ValueError):
+    """A payload that is not a version 1 log record."""
+
+
+class Rejection(HeadwaterError):
+    """A message one destination will not take; ``code`` is Segment's integration error code."""
+
+    code: str = reasons.MESSAGE_REJECTED
+
+
+class MessageRejected(Rejection):
+    """The message lacks what this destination needs."""
+
+    code = reasons.MESSAGE_REJECTED
+
+
+class InvalidSettings(Rejection):
+    """The instance's settings cannot serve this message."""
+
+    code = reasons.INVALID_SETTINGS
+
+
+# --- stores ----------------------------------------------------------------------------------
+
+
+class Unavailable(HeadwaterError):
+    """A store cannot be used now; the caller should retry later."""
+
+
+class LogUnavailable(Unavailable):
+    """The event log cannot take writes; the client should retry later."""
+
+
+class WarehouseError(Unavailable):
+    """A warehouse could not be reached or used; the message is meant for the user."""
+
+
+class LeaseLost(HeadwaterError):
+    """Another process owns a partition now; this pass's work is rolled back."""
