@@ -37,10 +37,10 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from headwater.delivery.engine import DeliveryEngine  # noqa: E402
 from headwater.delivery.report import event_delivery  # noqa: E402
+from headwater.destinations.store import DestinationCache, DestinationStore  # noqa: E402
 from headwater.pipeline.consumer import Consumer  # noqa: E402
 from headwater.pipeline.router import GROUP, Router  # noqa: E402
 from headwater.store.database import database_url, open_engine  # noqa: E402
-from headwater.store.destinations import DestinationCache, DestinationStore  # noqa: E402
 from headwater.store.log import EventLog  # noqa: E402
 from headwater.store.migrations import migrate  # noqa: E402
 from headwater.store.workspace import WorkspaceStore  # noqa: E402

@@ -223,8 +223,8 @@ def _replay(args: argparse.Namespace) -> int:
 def _warehouses(args: argparse.Namespace) -> tuple[Any, Any]:
     from headwater.store.database import database_url, open_engine
     from headwater.store.migrations import migrate
-    from headwater.store.warehouses import WarehouseStore
     from headwater.store.workspace import WorkspaceStore
+    from headwater.warehouse.store import WarehouseStore
 
     settings = _settings(args, _load(args.config))
     engine = open_engine(database_url(settings.data_dir, settings.database))

@@ -25,17 +25,18 @@ from headwater.api.app import create_api
 from headwater.api.debugger import router as debugger_router
 from headwater.config.settings import ServerSettings
 from headwater.delivery.engine import DeliveryEngine
+from headwater.destinations.store import DestinationCache, DestinationStore
 from headwater.ingest.app import TrackingAPI
 from headwater.ingest.committer import GroupCommitter
 from headwater.ingest.ratelimit import RateLimiter
 from headwater.ingest.sources import SourceCache
 from headwater.observe.metrics import Metrics
-from headwater.pipeline.archive import Archive, ArchiveWriter
 from headwater.pipeline.consumer import Consumer
 from headwater.pipeline.observer import Observer
 from headwater.pipeline.router import GROUP as ROUTER_GROUP
 from headwater.pipeline.router import Router
 from headwater.store import schema
+from headwater.store.archive import Archive, ArchiveWriter
 from headwater.store.counters import CounterStore, minute_of
 from headwater.store.database import (
     WalCheckpointer,
@@ -45,12 +46,11 @@ from headwater.store.database import (
     write_transaction,
 )
 from headwater.store.dedup import Deduplicator
-from headwater.store.destinations import DestinationCache, DestinationStore
 from headwater.store.log import EventLog
 from headwater.store.migrations import migrate
-from headwater.store.warehouses import WarehouseStore
 from headwater.store.workspace import WorkspaceStore
 from headwater.warehouse.scheduler import WarehouseScheduler
+from headwater.warehouse.store import WarehouseStore
 
 logger = logging.getLogger(__name__)
 

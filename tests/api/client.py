@@ -10,7 +10,7 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from headwater.api.app import create_api
-from headwater.api.auth import hash_token
+from headwater.store.admin_token import hash_token
 from headwater.store.database import database_url, open_engine
 from headwater.store.migrations import migrate
 from headwater.store.workspace import WorkspaceStore

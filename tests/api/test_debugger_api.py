@@ -20,12 +20,12 @@ from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 
 from headwater.api import debugger
-from headwater.api.auth import hash_token
 from headwater.api.debugger import router
 from headwater.api.errors import ApiError, handle_api_error
 from headwater.observe.tail import format_entry, tail
 from headwater.pipeline.observer import Observer
 from headwater.store import schema
+from headwater.store.admin_token import hash_token
 from headwater.store.database import database_url, open_engine
 from headwater.store.migrations import migrate
 

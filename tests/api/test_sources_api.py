@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 
 from headwater.api.app import create_api
-from headwater.api.auth import hash_token
+from headwater.store.admin_token import hash_token
 from headwater.store.database import database_url, open_engine
 from headwater.store.migrations import migrate
 from headwater.store.workspace import WorkspaceStore

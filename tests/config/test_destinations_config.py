@@ -9,9 +9,9 @@ from sqlalchemy.engine import Engine
 
 from headwater.config.apply import apply, export_config, plan
 from headwater.config.model import parse_config, read_yaml
+from headwater.destinations.store import DestinationStore
 from headwater.errors import ConfigError
 from headwater.store.database import database_url, open_engine
-from headwater.store.destinations import DestinationStore
 from headwater.store.migrations import migrate
 from headwater.store.workspace import WorkspaceStore
 

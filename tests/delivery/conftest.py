@@ -13,10 +13,10 @@ import pytest
 from sqlalchemy.engine import Engine
 
 from headwater.delivery.engine import DeliveryEngine
+from headwater.destinations.store import DestinationCache, DestinationInfo, DestinationStore
 from headwater.pipeline.consumer import Consumer
 from headwater.pipeline.router import GROUP, Router
 from headwater.store.counters import CounterStore, Total
-from headwater.store.destinations import DestinationCache, DestinationInfo, DestinationStore
 from headwater.store.log import EventLog
 from headwater.store.workspace import WorkspaceStore
 from headwater.timestamps import format_timestamp

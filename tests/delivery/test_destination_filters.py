@@ -80,8 +80,8 @@ def test_replay_to_a_disabled_destination_still_applies_its_filters(
     pipeline: Pipeline, receiver: Receiver, tmp_path: Path
 ) -> None:
     from headwater.delivery.replay import replay
-    from headwater.pipeline.archive import Archive, ArchiveWriter
     from headwater.pipeline.consumer import Consumer
+    from headwater.store.archive import Archive, ArchiveWriter
 
     pipeline.add("hook", enabled=False, settings={"url": receiver.url + "/in"}, filters=[
         {"if": "event = 'Page Scrolled'", "actions": [{"type": "DROP"}]}])

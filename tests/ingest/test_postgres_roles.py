@@ -12,8 +12,8 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from headwater.pipeline.archive import Archive
 from headwater.store import schema
+from headwater.store.archive import Archive
 from headwater.store.counters import ACCEPTED, CounterStore
 from headwater.store.database import database_url, open_engine
 from headwater.store.log import EventLog

@@ -207,7 +207,7 @@ def test_end_to_end_through_the_event_log(engine: Engine, tmp_path: Path) -> Non
     consumer_module = pytest.importorskip("headwater.pipeline.consumer")
     from datetime import datetime
 
-    from headwater.pipeline.archive import Archive, ArchiveWriter
+    from headwater.store.archive import Archive, ArchiveWriter
 
     log = log_module.EventLog(engine)
     for group in ("observer", "archive"):

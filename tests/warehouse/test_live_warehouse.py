@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from headwater.pipeline.archive import Archive
+from headwater.store.archive import Archive
 from tests.delivery.test_live_delivery import wait_for
 from tests.ingest.conftest import ADMIN_TOKEN, LiveServer
 

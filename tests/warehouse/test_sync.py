@@ -14,13 +14,13 @@ import msgspec
 import pytest
 import sqlalchemy as sa
 
-from headwater.pipeline.archive import Archive, ArchiveWriter
+from headwater.store.archive import Archive, ArchiveWriter
 from headwater.store.database import database_url, open_engine
 from headwater.store.migrations import migrate
-from headwater.store.warehouses import WarehouseInfo, WarehouseStore
 from headwater.store.workspace import WorkspaceStore
 from headwater.timestamps import format_timestamp
 from headwater.warehouse.connect import loader_for
+from headwater.warehouse.store import WarehouseInfo, WarehouseStore
 from headwater.warehouse.sync import FAILURE, PARTIAL, SUCCESS, SyncResult, WarehouseSync
 
 NOW = datetime(2024, 3, 10, 12, 30, tzinfo=UTC)

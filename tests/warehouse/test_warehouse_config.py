@@ -13,8 +13,8 @@ from headwater.config.model import parse_config, read_yaml
 from headwater.errors import ConfigError, InvalidError
 from headwater.store.database import database_url, open_engine
 from headwater.store.migrations import migrate
-from headwater.store.warehouses import WarehouseStore
 from headwater.store.workspace import WorkspaceStore
+from headwater.warehouse.store import WarehouseStore
 
 CONFIG = """
 workspace: acme

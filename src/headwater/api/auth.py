@@ -1,21 +1,14 @@
-"""Admin token check for the REST API.
-
-Only a SHA-256 digest of the admin token is kept (in ``app.state.admin_token_hash``), so the
-token itself never sits in the database, a log or an export.
-"""
+"""Admin token check for the REST API: the digest of the bearer token against the stored one
+(``app.state.admin_token_hash``, see store/admin_token.py)."""
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 
 from fastapi import Request
 
 from headwater.api.errors import ApiError
-
-
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
+from headwater.store.admin_token import hash_token
 
 
 def require_admin(request: Request) -> None:

@@ -20,8 +20,8 @@ from headwater.delivery.queue import DeliveryQueue
 from headwater.delivery.replay import replay
 from headwater.delivery.report import event_delivery
 from headwater.destinations.registry import definitions
-from headwater.pipeline.archive import Archive
-from headwater.store.destinations import DestinationInfo, DestinationStore
+from headwater.destinations.store import DestinationInfo, DestinationStore
+from headwater.store.archive import Archive
 from headwater.store.workspace import UNSET, WorkspaceStore
 
 router = APIRouter(tags=["destinations"])

@@ -16,8 +16,8 @@ from pydantic import BaseModel, ConfigDict, StrictBool, StrictStr
 from headwater.api.changes import NoNulls
 from headwater.api.destinations import IdOrName, Store
 from headwater.destinations.filters import check_filters, compile_filters
+from headwater.destinations.store import DestinationInfo
 from headwater.errors import InvalidError, ListError, NotFoundError
-from headwater.store.destinations import DestinationInfo
 
 router = APIRouter(tags=["destination filters"])
 FilterId = Annotated[str, Path(alias="filterId", description="The filter's id.")]

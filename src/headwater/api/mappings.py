@@ -15,8 +15,8 @@ from pydantic import BaseModel, ConfigDict, StrictBool, StrictStr
 from headwater.api.changes import NoNulls
 from headwater.api.destinations import IdOrName, Store
 from headwater.destinations.actions import ActionMapping, duplicate
+from headwater.destinations.store import DestinationInfo
 from headwater.errors import NotFoundError
-from headwater.store.destinations import DestinationInfo
 
 router = APIRouter(tags=["actions mappings"])
 MappingId = Annotated[str, Path(alias="mappingId", description="The mapping's id.")]

@@ -16,8 +16,8 @@ from pydantic import BaseModel, ConfigDict, StrictBool, StrictStr
 from headwater.api.changes import NoNulls
 from headwater.api.sources import iso as _iso
 from headwater.errors import NotFoundError
-from headwater.store.warehouses import WarehouseInfo, WarehouseStore
 from headwater.store.workspace import UNSET, WorkspaceStore
+from headwater.warehouse.store import WarehouseInfo, WarehouseStore
 from headwater.warehouse.sync import history, request_sync, run_of
 
 router = APIRouter(tags=["warehouses"])

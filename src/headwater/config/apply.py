@@ -25,13 +25,13 @@ import yaml
 from headwater.config.model import ConfigFile, DestinationConfig, SourceConfig, WarehouseConfig
 from headwater.destinations.registry import UnknownDestinationType
 from headwater.destinations.registry import get as get_definition
+from headwater.destinations.store import DestinationInfo, DestinationStore, redact
 from headwater.errors import ConfigError
-from headwater.store.destinations import DestinationInfo, DestinationStore, redact
 from headwater.store.instances import REDACTED
-from headwater.store.warehouses import WarehouseInfo, WarehouseStore
-from headwater.store.warehouses import redact as redact_warehouse
 from headwater.store.workspace import MAX_PAGE_SIZE, SourceInfo, WorkspaceStore, slugify
 from headwater.warehouse.settings import SECRETS
+from headwater.warehouse.store import WarehouseInfo, WarehouseStore
+from headwater.warehouse.store import redact as redact_warehouse
 
 # --- changes ---------------------------------------------------------------------------------
 

@@ -13,18 +13,18 @@ import os
 import secrets
 from dataclasses import dataclass, field
 
-from headwater.api.auth import hash_token
 from headwater.config.apply import apply, plan
 from headwater.config.model import ConfigFile
 from headwater.config.settings import ServerSettings
+from headwater.store.admin_token import META_KEY as ADMIN_TOKEN_META
+from headwater.store.admin_token import hash_token
 from headwater.store.database import database_url, open_engine
 from headwater.store.migrations import migrate
-from headwater.store.warehouses import WarehouseStore
 from headwater.store.workspace import WorkspaceStore
 from headwater.warehouse.connect import duckdb_path
+from headwater.warehouse.store import WarehouseStore
 
 ADMIN_TOKEN_ENV = "HEADWATER_ADMIN_TOKEN"
-ADMIN_TOKEN_META = "admin_token_sha256"
 DEFAULT_WAREHOUSE = "default"
 
 

@@ -40,9 +40,9 @@ from headwater.destinations.definition import (
     Request,
     Response,
 )
+from headwater.destinations.store import DestinationCache, DestinationInfo
 from headwater.errors import InvalidSettings, Rejection
 from headwater.store.counters import CounterKey
-from headwater.store.destinations import DestinationCache, DestinationInfo
 
 logger = logging.getLogger(__name__)
 

@@ -16,9 +16,9 @@ from typing import Any
 import msgspec
 
 from headwater.delivery.queue import DeliveryQueue, NewJob
-from headwater.pipeline.archive import Archive
-from headwater.pipeline.router import Stage, default_stages, route
-from headwater.store.destinations import DestinationInfo
+from headwater.destinations.routing import Stage, default_stages, route
+from headwater.destinations.store import DestinationInfo
+from headwater.store.archive import Archive
 from headwater.timestamps import parse_timestamp
 
 BATCH = 1000

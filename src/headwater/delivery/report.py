@@ -18,9 +18,9 @@ from sqlalchemy.engine import Engine
 from headwater import reasons
 from headwater.delivery.engine import DELIVERED, FAILED_DELIVERY, REPLAYED, RETRY
 from headwater.delivery.queue import DeliveryQueue
+from headwater.destinations.store import DestinationInfo
 from headwater.store import schema
 from headwater.store.counters import CounterStore, minute_of
-from headwater.store.destinations import DestinationInfo
 
 SAMPLES_PER_ERROR = 3
 

@@ -21,10 +21,11 @@ from headwater import reasons
 from headwater.delivery.queue import DeliveryQueue, NewJob
 from headwater.destinations import integrations
 from headwater.destinations.registry import integration_names
+from headwater.destinations.routing import Stage, default_stages, route
+from headwater.destinations.store import DestinationCache, DestinationInfo
 from headwater.errors import LeaseLost, RecordError
 from headwater.store.counters import CounterKey, CounterStore, minute_of
 from headwater.store.database import write_transaction
-from headwater.store.destinations import DestinationCache, DestinationInfo
 from headwater.store.log import EventLog
 from headwater.store.record import decode_record
 from headwater.timestamps import parse_timestamp
@@ -34,64 +35,8 @@ logger = logging.getLogger(__name__)
 GROUP = "router"
 
 
-# A stage sees the message bound for one instance and returns it (changed or not), or a
-# Segment reason code when the message stops here. The filters and mappings issue adds them.
-Stage = Callable[[dict[str, Any], DestinationInfo], "dict[str, Any] | str"]
-
 _decode = msgspec.json.Decoder().decode
 _encode = msgspec.json.Encoder().encode
-
-
-def destination_verdict(event: dict[str, Any], destination: DestinationInfo) -> str | None:
-    """Why the event does not go to this instance (a Segment reason), or None if it does."""
-    definition = destination.definition
-    if event.get("type") not in definition.methods:
-        return reasons.UNSUPPORTED_EVENT_TYPE
-    flags = event.get("integrations")
-    if not integrations.is_enabled(definition.integration_names, definition.default_enabled,
-                                   flags if isinstance(flags, dict) else None):
-        return reasons.FILTERED_BY_INTEGRATIONS_OBJECT
-    return None
-
-
-def destination_filters(
-    event: dict[str, Any], destination: DestinationInfo
-) -> dict[str, Any] | str:
-    """The instance's destination filters (Segment: after the integrations object)."""
-    apply = destination.apply_filters
-    return event if apply is None else apply(event)
-
-
-def default_stages(destination: DestinationInfo) -> Sequence[Stage]:
-    return (destination_filters,) if destination.filters else ()
-
-
-def route(
-    event: dict[str, Any], destination: DestinationInfo, stages: Sequence[Stage]
-) -> tuple[dict[str, Any], list[str]] | str:
-    """The event as it goes to this instance with the mapping ids to queue it for ("" for a
-    destination without Actions), or the reason it does not go."""
-    reason = destination_verdict(event, destination)
-    if reason is not None:
-        return reason
-    staged = run_stages(event, destination, stages)
-    if isinstance(staged, str):
-        return staged
-    if not destination.definition.actions:
-        return staged, [""]
-    matched = destination.compiled_mappings.matching(staged)
-    return (staged, matched) if matched else reasons.NO_MATCHING_MAPPING
-
-
-def run_stages(
-    event: dict[str, Any], destination: DestinationInfo, stages: Sequence[Stage]
-) -> dict[str, Any] | str:
-    for stage in stages:
-        result = stage(event, destination)
-        if isinstance(result, str):
-            return result
-        event = result
-    return event
 
 
 class Router:

@@ -19,20 +19,18 @@ import json
 import re
 import secrets
 import string
-import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine, Row
 
 from headwater.errors import ConflictError, InvalidError, NotFoundError
 from headwater.store import schema
-from headwater.store.database import write_transaction
+from headwater.store.transactions import Transactions
 
 BASE62 = string.ascii_letters + string.digits
 ID_LENGTH = 10
@@ -200,7 +198,7 @@ class WorkspaceStore:
     def __init__(self, engine: Engine, clock: Callable[[], float] = time.time) -> None:
         self._engine = engine
         self._clock = clock
-        self._local = threading.local()
+        self._transactions = Transactions(engine)
 
     @property
     def engine(self) -> Engine:
@@ -210,41 +208,19 @@ class WorkspaceStore:
         """The store's clock in whole seconds (key expiry is decided on this)."""
         return int(self._clock())
 
-    # --- transactions --------------------------------------------------------------------------
+    # --- transactions (store/transactions.py) ---------------------------------------------------
 
-    @contextmanager
-    def atomic(self) -> Iterator[None]:
+    def atomic(self) -> AbstractContextManager[None]:
         """Run several changes in one transaction: all of them happen, or none."""
-        with self.writing():
-            yield
+        return self._transactions.atomic()
 
-    @contextmanager
-    def writing(self) -> Iterator[Connection]:
+    def writing(self) -> AbstractContextManager[Connection]:
         """The current ``atomic`` transaction, or a new write transaction."""
-        current: Connection | None = getattr(self._local, "conn", None)
-        if current is not None:
-            yield current
-            return
-        try:
-            with write_transaction(self._engine) as conn:
-                self._local.conn = conn
-                try:
-                    yield conn
-                finally:
-                    self._local.conn = None
-        except sa.exc.IntegrityError as exc:
-            # Our own checks run first; this is a concurrent writer winning a race.
-            raise ConflictError(f"the change conflicts with another one: {exc.orig}") from exc
+        return self._transactions.writing()
 
-    @contextmanager
-    def reading(self) -> Iterator[Connection]:
+    def reading(self) -> AbstractContextManager[Connection]:
         """The current ``atomic`` transaction, or a connection for reading."""
-        current: Connection | None = getattr(self._local, "conn", None)
-        if current is not None:
-            yield current
-            return
-        with self._engine.connect() as conn:
-            yield conn
+        return self._transactions.reading()
 
     # --- meta and the config version -----------------------------------------------------------
 
@@ -269,8 +245,7 @@ class WorkspaceStore:
         return int(value) if value else 0
 
     def _insert(self, table: sa.Table) -> Any:
-        dialect = postgresql if self._engine.dialect.name == "postgresql" else sqlite
-        return dialect.insert(table)
+        return self._transactions.insert(table)
 
     def bump(self, conn: Connection) -> None:
         """Raise the config version: processes caching the configuration reload it."""

@@ -16,9 +16,9 @@ from urllib.parse import quote
 
 import httpx
 
-from headwater.pipeline.archive import Archive
-from headwater.store.warehouses import WarehouseInfo, WarehouseStore
+from headwater.store.archive import Archive
 from headwater.warehouse.connect import LAKE, loader_for
+from headwater.warehouse.store import WarehouseInfo, WarehouseStore
 from headwater.warehouse.sync import FAILURE, PARTIAL, REQUESTED, RUNNING, WarehouseSync
 
 EXIT = {"success": 0, FAILURE: 1, PARTIAL: 2}

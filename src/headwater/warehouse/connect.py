@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import quote
 
-from headwater.store.warehouses import WarehouseInfo
 from headwater.warehouse.lake import LakeTarget, SqliteSeenIds, open_target
 from headwater.warehouse.loaders import Loader, open_loader
 from headwater.warehouse.settings import DuckDBSettings, LakeSettings, PostgresSettings
+from headwater.warehouse.store import WarehouseInfo
 
 LAKE = "data-lake"
 

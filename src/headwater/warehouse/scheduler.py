@@ -12,8 +12,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from headwater.pipeline.archive import Archive
-from headwater.store.warehouses import WarehouseStore
+from headwater.store.archive import Archive
+from headwater.warehouse.store import WarehouseStore
 from headwater.warehouse.sync import (
     SyncBusy,
     SyncResult,

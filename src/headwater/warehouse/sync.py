@@ -25,10 +25,9 @@ from typing import Any, Final
 import sqlalchemy as sa
 
 from headwater.destinations.integrations import warehouse_enabled
-from headwater.pipeline.archive import Archive, ArchiveMember, hour_key
 from headwater.store import schema
+from headwater.store.archive import Archive, ArchiveMember, hour_key
 from headwater.store.database import write_transaction
-from headwater.store.warehouses import WarehouseInfo, WarehouseStore
 from headwater.warehouse.connect import LAKE, lake_seen_ids, lake_target, loader_for
 from headwater.warehouse.lake import FINISHED as LAKE_FINISHED
 from headwater.warehouse.lake import LakeSync
@@ -36,6 +35,7 @@ from headwater.warehouse.loaders import Loader
 from headwater.warehouse.naming import Naming, naming_for
 from headwater.warehouse.rows import group_rows, rows_for
 from headwater.warehouse.settings import SourceSync
+from headwater.warehouse.store import WarehouseInfo, WarehouseStore
 
 logger = logging.getLogger(__name__)
 

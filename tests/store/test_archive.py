@@ -11,7 +11,7 @@ from typing import Any
 
 import msgspec
 
-from headwater.pipeline.archive import Archive, ArchiveWriter
+from headwater.store.archive import Archive, ArchiveWriter
 
 
 def event(message_id: str, received_at: str, **extra: Any) -> dict[str, Any]:
@@ -219,7 +219,7 @@ def test_a_file_unlinked_while_waiting_for_its_lock_is_opened_again(tmp_path: Pa
     import fcntl
     import threading
 
-    from headwater.pipeline.archive import _open_locked
+    from headwater.store.archive import _open_locked
 
     path = tmp_path / "src_a/2024-03-05/10.ndjson.gz"
     path.parent.mkdir(parents=True)
