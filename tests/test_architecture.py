@@ -44,12 +44,14 @@ def _layer(unit: str) -> int:
 
 def _imports() -> list[tuple[str, str, int]]:
     """(importing module, imported module, line) for every ``headwater`` import."""
-    found = []
+    found: list[tuple[str, str, int]] = []
     for path in sorted((SRC / "headwater").rglob("*.py")):
         parts = path.relative_to(SRC).with_suffix("").parts
         module = ".".join(parts[1:]).removesuffix(".__init__").removesuffix("__init__")
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
             names: list[str] = []
+            if not isinstance(node, ast.ImportFrom | ast.Import):
+                continue
             if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
                 if node.module == "headwater":
                     names = [alias.name for alias in node.names]
