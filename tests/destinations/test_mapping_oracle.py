@@ -1,7 +1,7 @@
 """The mapping kit against @segment/actions-core's ``transform`` under Node: thousands of
 generated mappings and payloads, the same outputs and the same refusals.
 
-The generator leaves out what ``destinations/mapping.py`` lists as deliberate differences
+The generator leaves out what ``destinations/mapping/__init__.py`` lists as deliberate differences
 (``@liquid``, inherited JavaScript properties, non-object roots).
 """
 
