@@ -25,23 +25,18 @@ from botocore.awsrequest import AWSPreparedRequest, AWSResponse
 from botocore.compat import HTTPHeaders
 from botocore.exceptions import ClientError
 
-from headwater.warehouse.lake import (
-    FAILED,
-    FINISHED,
+from headwater.warehouse.lake.seen_ids import MemorySeenIds, SeenIds, SqliteSeenIds
+from headwater.warehouse.lake.targets import (
     INTERNAL,
     PERMISSIONS,
     SETTINGS,
-    LakeSync,
     LakeTarget,
     LocalLakeTarget,
-    MemorySeenIds,
     S3LakeTarget,
-    SeenIds,
-    SqliteSeenIds,
     error_code,
     open_target,
-    write_lake,
 )
+from headwater.warehouse.lake.writer import FAILED, FINISHED, LakeSync, write_lake
 
 SRC = "SRC"
 NOW = datetime(2020, 5, 11, 13, 0, tzinfo=UTC)
