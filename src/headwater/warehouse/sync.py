@@ -171,10 +171,7 @@ class WarehouseSync:
                     if collection not in stalled:
                         position[member.key] = max(position.get(member.key, 0), member.end)
             for table, rows in group_rows(pairs).items():
-                for column in rules.disabled_properties.get(table, []):
-                    rows.types.pop(column, None)
-                    for row in rows.rows:
-                        row.pop(column, None)
+                rows.drop(rules.disabled_properties.get(table, []))
                 try:
                     inserted, notices = loader.load(schema_name, rows)
                 except Exception as exc:
