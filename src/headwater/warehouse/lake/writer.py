@@ -9,6 +9,7 @@ Layout under the target's root (a directory, or ``s3://bucket/prefix``)::
 ``segment_type`` is ``identify``, ``page``, ``screen``, ``group``, ``alias``, or for a track
 the event name snake_cased with Segment's go-snakecase (``Page Viewed`` → ``page_viewed``,
 ``101 Account Update`` → ``101_account_update``: no ``_`` prefix, Glue does not need one).
+A source id is kept, or percent-encoded when it is not path-safe (``paths.key_segment``).
 Partitions are the day and hour (UTC) of ``receivedAt``; Segment's other partition schemes
 (``YYYY/MM/DD/HH`` …) are not offered.
 
@@ -63,6 +64,7 @@ from headwater.spec.timestamps import parse_timestamp
 from headwater.warehouse.lake.seen_ids import DEDUPE_WINDOW, SeenIds
 from headwater.warehouse.lake.targets import INTERNAL, LakeTarget, error_code
 from headwater.warehouse.naming import snake_case
+from headwater.warehouse.paths import key_segment
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +78,7 @@ ARROW_TYPES: Final[dict[LakeType, pa.DataType]] = {
     "timestamp": pa.timestamp("us", tz="UTC"),
 }
 MAX_COLUMN_NAME: Final = 250  # Glue's limit
+MAX_RUN_ID: Final = 100
 MAX_ROWS_PER_FILE: Final = 500_000
 EVENT_TYPES: Final = frozenset({"identify", "page", "screen", "group", "alias"})
 PARTITION_KEYS: Final = frozenset({"segment_type", "day", "hr"})
@@ -94,7 +97,6 @@ _DATE_TIME = re.compile(
 _TRUE: Final = frozenset({"t", "true", "y", "yes", "1"})
 _FALSE: Final = frozenset({"f", "false", "n", "no", "0"})
 _SAFE_PART = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")
-_SAFE_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
 _encode = msgspec.json.Encoder().encode
 
 
@@ -183,8 +185,9 @@ class LakeSync:
         max_rows_per_file: int = MAX_ROWS_PER_FILE,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
-        if not _SAFE_PART.fullmatch(run_id):
-            raise ValueError(f"a run id is letters, digits, '_', '-' and '.', not {run_id!r}")
+        if not _SAFE_PART.fullmatch(run_id) or len(run_id) > MAX_RUN_ID:
+            raise ValueError(f"a run id is up to {MAX_RUN_ID} letters, digits, '_', '-' and "
+                             f"'.', not {run_id!r:.120}")
         if not source_id:
             raise ValueError("a source id is needed")
         self.target = target
@@ -196,7 +199,7 @@ class LakeSync:
         self.max_rows_per_file = max(1, max_rows_per_file)
         self._clock = clock or (lambda: datetime.now(UTC))
         self.run = LakeRun(source_id, run_id, _as_utc(now or self._clock()))
-        self._source = _key_part(source_id)
+        self._source = key_segment(source_id)
         self._schemas: dict[str, _Schema] = {}
         self._known_tables: set[str] | None = None
         self._parts: dict[tuple[str, str, str], int] = {}
@@ -616,14 +619,6 @@ def _parse_schema(raw: bytes) -> dict[str, LakeType]:
 
 
 # --- names and times --------------------------------------------------------------------------
-
-
-def _key_part(name: str) -> str:
-    """A source id as one key segment: itself, or percent-encoded when it is not path-safe
-    (the archive's rule, so both name a source alike)."""
-    if _SAFE_PART.fullmatch(name):
-        return name
-    return "".join(chr(b) if b in _SAFE_BYTES else f"%{b:02X}" for b in name.encode())
 
 
 def _report_time(at: datetime) -> str:
