@@ -422,3 +422,35 @@ def test_selective_sync_can_leave_out_a_standard_column(world: World) -> None:
     columns = world.rows(wh, "SELECT column_name FROM information_schema.columns "
                              "WHERE table_schema = 'web_app' AND table_name = 'tracks'")
     assert ("sent_at",) not in columns and ("original_timestamp",) in columns
+
+
+# --- long event names -------------------------------------------------------------------------
+
+LONG_300 = ("Checkout Step Viewed With A Very Long Descriptive Suffix " * 6)[:300]
+LONG_1000 = ("Experiment Variant Exposure For Campaign " * 25)[:1000]
+
+
+def test_long_event_names_sync_and_later_syncs_keep_working(
+    world: World, kind: str, request: pytest.FixtureRequest
+) -> None:
+    wh = warehouse_of(world, kind, request)
+    t = NOW - timedelta(hours=3)
+    world.archive(track(LONG_300, t, step=1), track(LONG_1000, t, variant="b"))
+    first = world.sync(wh)
+    assert first.status == SUCCESS, first
+    assert sum(first.rows["web_app"].values()) == 4
+    # The tracks row's ``event`` names the event's table, as for short names.
+    events = world.rows(wh, "SELECT event, event_text FROM web_app.tracks")
+    for event, text in events:
+        assert text in (LONG_300, LONG_1000[:512])
+        assert len(world.rows(wh, f'SELECT id FROM web_app."{event}"')) == 1
+    world.archive(track(LONG_300, t + timedelta(hours=1), step=2),
+                  track(LONG_1000, t + timedelta(hours=1), variant="c"),
+                  track("Signed Up", t + timedelta(hours=1)))
+    world.now += timedelta(hours=1)
+    later = world.sync(wh)
+    assert later.status == SUCCESS, later
+    assert world.rows(wh, "SELECT count(*) FROM web_app.tracks") == [(5,)]
+    assert world.rows(wh, "SELECT count(*) FROM web_app.signed_up") == [(1,)]
+    for event, _ in events:
+        assert len(world.rows(wh, f'SELECT id FROM web_app."{event}"')) == 2

@@ -8,10 +8,12 @@ Layout under the target's root (a directory, or ``s3://bucket/prefix``)::
 
 ``segment_type`` is ``identify``, ``page``, ``screen``, ``group``, ``alias``, or for a track
 the event name snake_cased with Segment's go-snakecase (``Page Viewed`` → ``page_viewed``,
-``101 Account Update`` → ``101_account_update``: no ``_`` prefix, Glue does not need one).
-A source id is kept, or percent-encoded when it is not path-safe (``paths.key_segment``).
-Partitions are the day and hour (UTC) of ``receivedAt``; Segment's other partition schemes
-(``YYYY/MM/DD/HH`` …) are not offered.
+``101 Account Update`` → ``101_account_update``: no ``_`` prefix, Glue does not need one),
+cut to 200 characters ending in ``__`` and a hash of the whole name when longer (so a long name
+always maps to the same table and two long names never share one). A source id is kept, or
+percent-encoded when it is not path-safe (``paths.key_segment``). Partitions are the day
+and hour (UTC) of ``receivedAt``; Segment's other partition schemes (``YYYY/MM/DD/HH`` …) are
+not offered.
 
 Columns, as Data Lakes "flatten the whole event": every key keeps its payload name (no
 snake_case, so no ``event_text``), nested objects are joined with ``_`` (``context_app_version``,
@@ -64,7 +66,7 @@ from headwater.spec.timestamps import parse_timestamp
 from headwater.warehouse.lake.seen_ids import DEDUPE_WINDOW, SeenIds
 from headwater.warehouse.lake.targets import INTERNAL, LakeTarget, error_code
 from headwater.warehouse.naming import snake_case
-from headwater.warehouse.paths import key_segment
+from headwater.warehouse.paths import bounded, key_segment
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +80,9 @@ ARROW_TYPES: Final[dict[LakeType, pa.DataType]] = {
     "timestamp": pa.timestamp("us", tz="UTC"),
 }
 MAX_COLUMN_NAME: Final = 250  # Glue's limit
+# Longer event names are cut and get "__" and a hash (snake_case never makes "__"), so the
+# table, its directory ``segment_type=<table>`` and its schema file stay valid file names.
+MAX_TABLE_NAME: Final = 200
 MAX_RUN_ID: Final = 100
 MAX_ROWS_PER_FILE: Final = 500_000
 EVENT_TYPES: Final = frozenset({"identify", "page", "screen", "group", "alias"})
@@ -444,6 +449,8 @@ def _table_of(event: Any) -> str | None:
     if kind == "track":
         name = event.get("event")
         table = snake_case(name) if isinstance(name, str) else ""
+        if len(table) > MAX_TABLE_NAME:
+            table = bounded(table, MAX_TABLE_NAME, mark="__")
         return table or None
     return None
 
