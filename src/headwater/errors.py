@@ -15,7 +15,10 @@ with 503 and ``Retry-After``, and the delivery engine turns a ``Rejection`` into
     │   ├── TriggerError            an Actions trigger, with its position
     │   ├── MappingError            an Actions mapping, with the path inside it
     │   ├── ListError               a list of filters or mappings, with the field
-    │   └── ItemError               one item of such a list (ListError adds its position)
+    │   ├── ItemError               one item of such a list (ListError adds its position)
+    │   ├── NotRepresentable        an FQL statement the browser's matcher cannot run alike
+    │   ├── UnknownDestinationType  a destination type the catalog does not have
+    │   └── UnsafePathError         a path setting that would leave its directory
     ├── FQLEvaluationError          a statement with no answer for one event
     ├── RecordError                 a log record that is not a version 1 record
     ├── Rejection                   a message one destination will not take
@@ -24,7 +27,9 @@ with 503 and ``Retry-After``, and the delivery engine turns a ``Rejection`` into
     ├── Unavailable                 a store cannot be used now; retry later
     │   ├── LogUnavailable          the event log refuses writes (ingest answers 503)
     │   └── WarehouseError          a warehouse cannot be reached or used
-    └── LeaseLost                   another process owns a log partition now
+    ├── LeaseLost                   another process owns a log partition now
+    ├── SyncBusy                    another process is syncing this warehouse
+    └── SyncStopped                 the process is shutting down mid-sync
 """
 
 from __future__ import annotations
@@ -119,6 +124,18 @@ class ItemError(InputError):
         self.where = where
 
 
+class NotRepresentable(InputError):
+    """The FQL statement has no equivalent in the browser matcher."""
+
+
+class UnknownDestinationType(InputError):
+    """A destination type that is not in the catalog."""
+
+
+class UnsafePathError(InputError):
+    """A path setting that would leave its directory, or cannot be a path at all."""
+
+
 # --- events ----------------------------------------------------------------------------------
 
 
@@ -165,3 +182,11 @@ class WarehouseError(Unavailable):
 
 class LeaseLost(HeadwaterError):
     """Another process owns a partition now; this pass's work is rolled back."""
+
+
+class SyncBusy(HeadwaterError):
+    """Another process is syncing this warehouse."""
+
+
+class SyncStopped(HeadwaterError):
+    """The process is shutting down."""

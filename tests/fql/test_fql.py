@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from headwater.errors import FQLEvaluationError, FQLSyntaxError
-from headwater.fql import MAX_BYTES, NotRepresentable, parse
+from headwater.errors import FQLEvaluationError, FQLSyntaxError, NotRepresentable
+from headwater.fql import MAX_BYTES, parse
 
 DOCS_EVENT = {"event": "Button Clicked", "type": "track",
               "context": {"library": {"name": "analytics.js", "version": "1.0"}},

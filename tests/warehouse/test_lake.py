@@ -25,23 +25,18 @@ from botocore.awsrequest import AWSPreparedRequest, AWSResponse
 from botocore.compat import HTTPHeaders
 from botocore.exceptions import ClientError
 
-from headwater.warehouse.lake import (
-    FAILED,
-    FINISHED,
+from headwater.warehouse.lake.seen_ids import MemorySeenIds, SeenIds, SqliteSeenIds
+from headwater.warehouse.lake.targets import (
     INTERNAL,
     PERMISSIONS,
     SETTINGS,
-    LakeSync,
     LakeTarget,
     LocalLakeTarget,
-    MemorySeenIds,
     S3LakeTarget,
-    SeenIds,
-    SqliteSeenIds,
     error_code,
     open_target,
-    write_lake,
 )
+from headwater.warehouse.lake.writer import FAILED, FINISHED, LakeSync, write_lake
 
 SRC = "SRC"
 NOW = datetime(2020, 5, 11, 13, 0, tzinfo=UTC)
@@ -145,6 +140,45 @@ def test_tables_by_type_and_snake_cased_event_name(lake: LocalLakeTarget) -> Non
     row, = rows_under(lake, "data/SRC/segment_type=101_account_update/")
     assert row["event"] == "101 Account Update"
     assert "event_text" not in row
+
+
+LONG_300 = ("Checkout Step Viewed With A Very Long Descriptive Suffix " * 6)[:300]
+LONG_1000 = ("Experiment Variant Exposure For Campaign " * 25)[:1000]
+# Same first 999 characters: must still be two tables.
+LONG_1000_OTHER = LONG_1000[:-1] + "Z"
+
+
+def check_long_event_names(target: LakeTarget) -> None:
+    names = [LONG_300, LONG_1000, LONG_1000_OTHER]
+    first = run(target, [message("track", utc(11, 10), event=n) for n in names], run_id="r1")
+    assert first.status == FINISHED, first.error
+    tables = sorted(first.tables)
+    assert len(tables) == 3 and all(len(t) <= 200 for t in tables)
+    assert all(first.tables[t].rows == 1 and first.tables[t].is_new for t in tables)
+    for key in target.list_keys(""):
+        assert all(len(part.encode()) <= 240 for part in key.split("/")), key
+    # Later runs: the same names find the same tables; other events still sync.
+    later = run(target, [*(message("track", utc(11, 11), event=n) for n in names),
+                         message("track", utc(11, 11), event="Signed Up")], run_id="r2")
+    assert later.status == FINISHED, later.error
+    assert sorted(later.tables) == sorted([*tables, "signed_up"])
+    assert not any(later.tables[t].is_new for t in tables)
+    for table in tables:
+        rows = rows_under(target, f"data/{SRC}/segment_type={table}/")
+        assert len(rows) == 2 and rows[0]["event"] in names
+        assert target.get(f"schemas/{SRC}/{table}.json") is not None
+    assert {line["table_name"] for line in report(target, later.report_key)} == {
+        "", *tables, "signed_up"}
+
+
+def test_long_event_names_get_bounded_stable_tables(lake: LocalLakeTarget) -> None:
+    """A 300- or 1,000-character event name once broke its table for good (File name too
+    long); now it is cut with a hash, and later syncs keep working."""
+    check_long_event_names(lake)
+    table = next(t for t in (k.split("/")[2] for k in lake.list_keys("data/"))
+                 if t.startswith("segment_type=checkout"))
+    assert table.startswith("segment_type=checkout_step_viewed_with_a_very_long")
+    assert len(table) == len("segment_type=") + 200 and "__" in table
 
 
 def test_partitions_by_day_and_hour_of_received_at_in_utc(lake: LocalLakeTarget) -> None:
@@ -565,6 +599,10 @@ def test_s3_layout_contents_and_report(moto: MotoServer) -> None:
     assert [line["table_name"] for line in lines] == ["", "identify", "page_viewed"]
     assert {line["s3_bucket"] for line in lines} == {target.bucket}
     assert target.get("reports/missing.json") is None
+
+
+def test_long_event_names_on_s3(moto: MotoServer) -> None:
+    check_long_event_names(moto.target())
 
 
 class _Body:

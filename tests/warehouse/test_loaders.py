@@ -197,6 +197,45 @@ def test_accounts_are_upserted_on_the_group_id(loader: Loader) -> None:
         ("g1", "Initech", 12)]
 
 
+def test_standard_columns_are_created_without_values(loader: Loader) -> None:
+    """AC-120: the columns a Segment user queries exist even when no row has a value."""
+    rows = table("tracks", {"id": "m1", "received_at": T0, "event": "x"})
+    rows.standard = {"id": "varchar", "received_at": "timestamp", "sent_at": "timestamp",
+                     "original_timestamp": "timestamp", "event": "varchar"}
+    assert loader.load(S, rows) == (1, [])
+    assert loader.columns(S)["tracks"] == {
+        "id": "varchar", "received_at": "timestamp", "sent_at": "timestamp",
+        "original_timestamp": "timestamp", "event": "varchar"}
+    assert select(loader, f"SELECT sent_at, original_timestamp FROM {S}.tracks") == [
+        (None, None)]
+    # A property with only nulls still makes no column (AC-127).
+    rows = table("tracks", {"id": "m2", "received_at": T0, "coupon": None})
+    rows.standard = {"sent_at": "timestamp", "uuid_ts": "timestamp"}
+    loader.load(S, rows)
+    assert set(loader.columns(S)["tracks"]) == {
+        "id", "received_at", "sent_at", "original_timestamp", "event", "uuid_ts"}
+
+
+def test_an_upsert_without_timestamps_orders_by_received_at(loader: Loader) -> None:
+    """``timestamp`` is a standard column of ``users``, but a batch where it is NULL
+    everywhere cannot say which row is newer: ``received_at`` does."""
+    standard: dict[str, ColumnType] = {"timestamp": "timestamp", "received_at": "timestamp"}
+    # A new table, and a batch whose newer row comes first.
+    batch = table("users", {"id": "u0", "received_at": T0 + timedelta(hours=1), "plan": "pro"},
+                  {"id": "u0", "received_at": T0, "plan": "free"})
+    batch.standard = dict(standard)
+    loader.load(S, batch)
+    assert select(loader, f"SELECT plan, timestamp FROM {S}.users") == [("pro", None)]
+    first = table("users", {"id": "u1", "timestamp": T0, "received_at": T0, "plan": "free"})
+    first.standard = dict(standard)
+    loader.load(S, first)
+    later = table("users", {"id": "u1", "received_at": T0 + timedelta(days=1), "plan": "pro"})
+    later.standard = dict(standard)
+    loader.load(S, later)
+    assert select(loader, f"SELECT id, plan FROM {S}.users ORDER BY id") == [
+        ("u0", "pro"), ("u1", "pro")]
+
+
 def test_a_segment_query_gives_the_same_answer(loader: Loader) -> None:
     """Users who completed an order twice within a week, with their latest plan."""
     orders = [

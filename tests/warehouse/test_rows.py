@@ -275,6 +275,42 @@ def test_group_rows_tolerates_explicit_nulls() -> None:
     assert grouped["t"].types == {"id": "varchar", "a": "integer"}
 
 
+def test_every_table_names_segments_columns_even_when_the_event_lacks_them() -> None:
+    """AC-120: a message without sentAt, originalTimestamp or context (a plain HTTP client)
+    still names every standard column of its tables, for the loaders to create."""
+    bare = {"sentAt": None, "originalTimestamp": None, "context": None, "anonymousId": None}
+    common = {"id", "anonymous_id", "user_id", "received_at", "sent_at", "timestamp",
+              "original_timestamp", "uuid", "uuid_ts", "context_library_name",
+              "context_library_version"}
+    entity = {"id", "received_at", "sent_at", "timestamp", "original_timestamp", "uuid",
+              "uuid_ts"}
+    pairs = [
+        *rows_for(track("Signed Up", {"plan": "pro"}, **bare), now=NOW),
+        *rows_for(message("identify", traits={"email": "a@x.io"}, **bare), now=NOW),
+        *rows_for(message("page", **bare), now=NOW),
+        *rows_for(message("screen", **bare), now=NOW),
+        *rows_for(message("group", groupId="g1", **bare), now=NOW),
+        *rows_for(message("alias", previousId="a0", **bare), now=NOW)]
+    grouped = group_rows(pairs)
+    own = {"tracks": {"event", "event_text"}, "signed_up": {"event", "event_text"},
+           "identifies": set(), "pages": {"name", "category"}, "screens": {"name", "category"},
+           "groups": {"group_id"}, "aliases": {"previous_id"}}
+    for table, extra in own.items():
+        assert set(grouped[table].standard) == common | extra, table
+        assert "sent_at" not in grouped[table].rows[0]  # NULL: no value, but a column
+        assert grouped[table].standard["sent_at"] == "timestamp"
+    assert set(grouped["users"].standard) == entity
+    assert set(grouped["accounts"].standard) == entity
+    assert "plan" not in grouped["signed_up"].standard  # properties stay data-driven
+
+
+def test_dropping_a_column_removes_its_values_type_and_standard_entry() -> None:
+    grouped = group_rows(rows_for(track("X", {"plan": "pro"}), now=NOW))
+    grouped["x"].drop(["sent_at", "plan"])
+    assert "sent_at" not in grouped["x"].standard and "sent_at" not in grouped["x"].types
+    assert all("sent_at" not in row and "plan" not in row for row in grouped["x"].rows)
+
+
 def test_standard_columns_have_fixed_types() -> None:
     event = track("2015-12-12T19:11:01Z", {"when": "2015-12-12T19:11:01Z"},
                   userId="2015-12-12T19:11:01Z", messageId="2015-12-12T19:11:01Z")

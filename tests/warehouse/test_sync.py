@@ -317,3 +317,140 @@ def test_ac034_the_integrations_object_and_warehouses(world: World) -> None:
     world.sync(wh2)
     assert world.rows(wh1, "SELECT event FROM web_app.tracks") == [("all_off",), ("only_one",)]
     assert world.rows(wh2, "SELECT event FROM web_app.tracks") == [("all_off",)]
+
+
+# --- AC-120: Segment's columns exist whatever the sender set ---------------------------------
+
+MESSAGE_COLUMNS = {"id", "anonymous_id", "user_id", "received_at", "sent_at", "timestamp",
+                   "original_timestamp", "uuid", "uuid_ts", "context_library_name",
+                   "context_library_version"}
+ENTITY_COLUMNS = {"id", "received_at", "sent_at", "timestamp", "original_timestamp", "uuid",
+                  "uuid_ts"}
+
+
+def from_http(kind: str, when: datetime, **fields: Any) -> dict[str, Any]:
+    """A message from a plain HTTP client (curl, a server without a Segment library), as the
+    Tracking API stores it: no sentAt, no timestamp, no context."""
+    from headwater.ingest.normalize import RequestInfo, normalize
+
+    stored = normalize(dict(fields), RequestInfo(when, at(when), None), route_type=kind)
+    assert isinstance(stored, dict), stored
+    assert "sentAt" not in stored and "originalTimestamp" not in stored
+    return stored
+
+
+def test_ac120_every_table_has_segments_columns_when_senders_leave_them_out(
+    world: World, kind: str, request: pytest.FixtureRequest
+) -> None:
+    wh = warehouse_of(world, kind, request)
+    t = NOW - timedelta(hours=3)
+    world.archive(
+        from_http("track", t, userId="u1", event="Signed Up", properties={"plan": "pro"}),
+        from_http("identify", t, userId="u1", traits={"email": "a@example.com"}),
+        from_http("page", t, anonymousId="a1"),
+        from_http("screen", t, userId="u1"),
+        from_http("group", t, userId="u1", groupId="g1", traits={"employees": 3}),
+        from_http("alias", t, userId="u1", previousId="a1"))
+    assert world.sync(wh).status == SUCCESS
+
+    loader = loader_for(world.warehouses.require(wh.id), world.tmp)
+    try:
+        tables = loader.columns("web_app")
+    finally:
+        loader.close()
+    own = {"tracks": {"event", "event_text"}, "signed_up": {"event", "event_text", "plan"},
+           "identifies": {"email"}, "pages": {"name", "category"},
+           "screens": {"name", "category"}, "groups": {"group_id", "employees"},
+           "aliases": {"previous_id"}}
+    for table, extra in own.items():
+        assert set(tables[table]) == MESSAGE_COLUMNS | extra, table
+        assert tables[table]["sent_at"] == tables[table]["original_timestamp"] == "timestamp"
+    assert set(tables["users"]) == ENTITY_COLUMNS | {"email"}
+    assert set(tables["accounts"]) == ENTITY_COLUMNS | {"employees"}
+    # A Segment user's query runs, with NULL where the sender set nothing.
+    assert world.rows(wh, "SELECT sent_at, original_timestamp FROM web_app.tracks") == [
+        (None, None)]
+    assert world.rows(wh, "SELECT context_library_name, sent_at FROM web_app.signed_up") == [
+        (None, None)]
+
+    # Later events from a library carry the values: they land in the same columns.
+    later = NOW - timedelta(hours=1)
+    world.archive(track("Signed Up", later, plan="team"))
+    assert world.sync(wh).status == SUCCESS
+    assert world.rows(wh, "SELECT plan, sent_at, original_timestamp, context_library_name "
+                          "FROM web_app.signed_up") == [
+        ("pro", None, None, None), ("team", later, later, "analytics.js")]
+
+
+def test_ac120_a_first_batch_with_the_values_and_a_later_one_without(
+    world: World, kind: str, request: pytest.FixtureRequest
+) -> None:
+    wh = warehouse_of(world, kind, request)
+    t = NOW - timedelta(hours=3)
+    world.archive(track("Signed Up", t))
+    world.sync(wh)
+    world.archive(from_http("track", t + timedelta(hours=1), userId="u2", event="Signed Up"))
+    assert world.sync(wh).status == SUCCESS
+    assert world.rows(wh, "SELECT user_id, sent_at FROM web_app.tracks") == [
+        ("u1", t), ("u2", None)]
+
+
+def test_a_table_made_before_it_had_a_standard_column_gets_it_on_its_next_load(
+    world: World, kind: str, request: pytest.FixtureRequest
+) -> None:
+    wh = warehouse_of(world, kind, request)
+    t = NOW - timedelta(hours=3)
+    loader = loader_for(world.warehouses.require(wh.id), world.tmp)
+    try:  # a tracks table as an older Headwater made it for HTTP events: no sent_at
+        from headwater.warehouse.columns import TableRows
+
+        loader.load("web_app", TableRows("tracks", [{"id": "old", "received_at": t}],
+                                         {"id": "varchar", "received_at": "timestamp"}))
+    finally:
+        loader.close()
+    world.archive(from_http("track", t, userId="u1", event="Signed Up"))
+    assert world.sync(wh).status == SUCCESS
+    assert world.rows(wh, "SELECT id, sent_at FROM web_app.tracks WHERE id = 'old'") == [
+        ("old", None)]
+
+
+def test_selective_sync_can_leave_out_a_standard_column(world: World) -> None:
+    wh = world.warehouses.create("wh", "duckdb", options={"selective_sync": {
+        "Web App": {"disabled_properties": {"tracks": ["sent_at"]}}}})
+    world.archive(from_http("track", NOW - timedelta(hours=1), userId="u1", event="X"))
+    world.sync(wh)
+    columns = world.rows(wh, "SELECT column_name FROM information_schema.columns "
+                             "WHERE table_schema = 'web_app' AND table_name = 'tracks'")
+    assert ("sent_at",) not in columns and ("original_timestamp",) in columns
+
+
+# --- long event names -------------------------------------------------------------------------
+
+LONG_300 = ("Checkout Step Viewed With A Very Long Descriptive Suffix " * 6)[:300]
+LONG_1000 = ("Experiment Variant Exposure For Campaign " * 25)[:1000]
+
+
+def test_long_event_names_sync_and_later_syncs_keep_working(
+    world: World, kind: str, request: pytest.FixtureRequest
+) -> None:
+    wh = warehouse_of(world, kind, request)
+    t = NOW - timedelta(hours=3)
+    world.archive(track(LONG_300, t, step=1), track(LONG_1000, t, variant="b"))
+    first = world.sync(wh)
+    assert first.status == SUCCESS, first
+    assert sum(first.rows["web_app"].values()) == 4
+    # The tracks row's ``event`` names the event's table, as for short names.
+    events = world.rows(wh, "SELECT event, event_text FROM web_app.tracks")
+    for event, text in events:
+        assert text in (LONG_300, LONG_1000[:512])
+        assert len(world.rows(wh, f'SELECT id FROM web_app."{event}"')) == 1
+    world.archive(track(LONG_300, t + timedelta(hours=1), step=2),
+                  track(LONG_1000, t + timedelta(hours=1), variant="c"),
+                  track("Signed Up", t + timedelta(hours=1)))
+    world.now += timedelta(hours=1)
+    later = world.sync(wh)
+    assert later.status == SUCCESS, later
+    assert world.rows(wh, "SELECT count(*) FROM web_app.tracks") == [(5,)]
+    assert world.rows(wh, "SELECT count(*) FROM web_app.signed_up") == [(1,)]
+    for event, _ in events:
+        assert len(world.rows(wh, f'SELECT id FROM web_app."{event}"')) == 2

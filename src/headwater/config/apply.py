@@ -23,10 +23,9 @@ from typing import Any, Protocol
 import yaml
 
 from headwater.config.model import ConfigFile, DestinationConfig, SourceConfig, WarehouseConfig
-from headwater.destinations.registry import UnknownDestinationType
 from headwater.destinations.registry import get as get_definition
 from headwater.destinations.store import DestinationInfo, DestinationStore, redact
-from headwater.errors import ConfigError
+from headwater.errors import ConfigError, UnknownDestinationType
 from headwater.store.instances import REDACTED
 from headwater.store.workspace import MAX_PAGE_SIZE, SourceInfo, WorkspaceStore, slugify
 from headwater.warehouse.settings import SECRETS

@@ -31,9 +31,8 @@ from pydantic import (
 
 from headwater.destinations.actions import check_mappings
 from headwater.destinations.filters import check_filters
-from headwater.destinations.registry import UnknownDestinationType
 from headwater.destinations.registry import get as get_definition
-from headwater.errors import ConfigError, InvalidError, ListError
+from headwater.errors import ConfigError, InvalidError, ListError, UnknownDestinationType
 from headwater.store.workspace import check_name, check_settings, check_slug, check_write_key
 from headwater.warehouse.settings import WarehouseOptions
 

@@ -8,10 +8,7 @@ from functools import cache
 
 from headwater.destinations import catalog
 from headwater.destinations.definition import DestinationDefinition
-
-
-class UnknownDestinationType(KeyError):
-    pass
+from headwater.errors import UnknownDestinationType
 
 
 @cache

@@ -28,8 +28,8 @@ from headwater.destinations.filters import (
     check_filters,
     compile_filters,
 )
-from headwater.destinations.registry import UnknownDestinationType, get
-from headwater.errors import InvalidError, ListError, NotFoundError
+from headwater.destinations.registry import get
+from headwater.errors import InvalidError, ListError, NotFoundError, UnknownDestinationType
 from headwater.store import schema
 from headwater.store.instances import Instances, keep_secrets
 from headwater.store.instances import redact as redact_secrets

@@ -11,9 +11,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from headwater.errors import FQLEvaluationError, FQLSyntaxError
+from headwater.errors import FQLEvaluationError, FQLSyntaxError, NotRepresentable
 from headwater.fql.evaluate import Evaluator, compile_node
-from headwater.fql.ir import NotRepresentable, to_ir
+from headwater.fql.ir import to_ir
 from headwater.fql.syntax import MAX_BYTES, Node
 from headwater.fql.syntax import parse as parse_tree
 

@@ -12,13 +12,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from headwater.errors import NotRepresentable
 from headwater.fql.syntax import Call, Compare, ListOf, Literal, Logic, Node, Not, Path
 
 BROWSER_FUNCTIONS = frozenset({"contains", "match", "length", "lowercase", "typeof", "semver"})
-
-
-class NotRepresentable(ValueError):
-    """The statement has no equivalent in the browser matcher."""
 
 
 def to_ir(node: Node) -> Any:

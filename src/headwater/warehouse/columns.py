@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -20,3 +21,14 @@ class TableRows:
     rows: list[dict[str, Any]] = field(default_factory=list)
     # The type each column would get if it were created now (from the rows' latest values).
     types: dict[str, ColumnType] = field(default_factory=dict)
+    # Segment's own columns of the table, created even when every row lacks them (NULL), so
+    # queries naming them work whatever the senders set; ``types`` wins when it has one.
+    standard: dict[str, ColumnType] = field(default_factory=dict)
+
+    def drop(self, columns: Iterable[str]) -> None:
+        """Leave ``columns`` out entirely: no values and no column (Selective Sync)."""
+        for column in columns:
+            self.types.pop(column, None)
+            self.standard.pop(column, None)
+            for row in self.rows:
+                row.pop(column, None)

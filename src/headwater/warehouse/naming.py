@@ -18,7 +18,9 @@ On top of that each warehouse kind has a :class:`Naming`:
   prefix is needed; snake_case output is ASCII ``[a-z0-9_]`` and can never contain a quote.
   PostgreSQL silently truncates identifiers to 63 bytes, so its Naming cuts there itself: two
   long names that share their first 63 bytes become one column deterministically instead of
-  failing ``CREATE TABLE`` with a duplicate column. DuckDB has no length limit.
+  failing ``CREATE TABLE`` with a duplicate column. DuckDB has no length limit of its own;
+  its Naming cuts at 512 characters, the warehouses' string length, so that ``tracks.event``
+  (a string, cut there) always names the event's table, even for a 1,000-character event.
 
 An empty result (a name made only of punctuation or non-ASCII characters) is returned as ``""``
 and callers drop it: no database accepts an empty identifier.
@@ -60,6 +62,7 @@ REDSHIFT_RESERVED: Final = frozenset(_REDSHIFT_WORDS.split())
 
 REDSHIFT_MAX_BYTES: Final = 127  # "between 1 and 127 bytes in length"
 POSTGRES_MAX_BYTES: Final = 63  # NAMEDATALEN - 1; longer identifiers are silently truncated
+DUCKDB_MAX_BYTES: Final = 512  # the string length of ``tracks.event``, which names a table
 
 _CACHE_LIMIT: Final = 100_000
 
@@ -165,7 +168,7 @@ class Naming:
         return self.identifier(snaked)
 
 
-DUCKDB: Final = Naming("duckdb")
+DUCKDB: Final = Naming("duckdb", max_bytes=DUCKDB_MAX_BYTES)
 POSTGRES: Final = Naming("postgres", max_bytes=POSTGRES_MAX_BYTES)
 REDSHIFT: Final = Naming("redshift", reserved=REDSHIFT_RESERVED, prefix_digit=True,
                          max_bytes=REDSHIFT_MAX_BYTES)

@@ -8,6 +8,9 @@ Tables and columns (Segment's warehouse schema, connections spec §12.2–12.4):
 
 * every message row: ``id`` (messageId), ``anonymous_id``, ``user_id``, ``received_at``,
   ``sent_at``, ``timestamp``, ``original_timestamp``, ``uuid``, ``uuid_ts`` and ``context_*``;
+  these columns (``context_library_name`` and ``_version`` of the context ones, the
+  table's own like ``event`` or ``group_id`` too) exist in every table, NULL when an event
+  lacks the value;
 * track → ``tracks`` (those + ``event``, ``event_text``; no properties) and ``<event>``
   (the same + one column per property); ``event`` holds the event table's name, so it always
   maps to that table even when naming rules changed it;
@@ -100,6 +103,34 @@ _FIXED_TYPES: Final[dict[str, dict[str, ColumnType]]] = {
 # Tables upserted on ``id`` (the userId / groupId) rather than appended.
 UPSERTED: Final = frozenset({"users", "accounts"})
 
+# Segment's columns of each table (connections spec §12.2), which the table has even when no
+# event held a value (NULL), so a query naming them works whatever sent the events: plain HTTP
+# clients and server libraries send no ``sentAt`` and often no ``timestamp``. Every Segment
+# library sets ``context.library`` ("other libraries only collect context.library"), so
+# every Segment table has ``context_library_name`` and ``_version``; other ``context_*``
+# columns depend on the library and are created when a value arrives.
+_STANDARD_MESSAGE: Final[dict[str, ColumnType]] = {
+    **_FIXED_COMMON, "context_library_name": "varchar", "context_library_version": "varchar"}
+_STANDARD_EVENT: Final[dict[str, ColumnType]] = {
+    **_STANDARD_MESSAGE, "event": "varchar", "event_text": "varchar"}
+_STANDARD_ENTITY: Final[dict[str, ColumnType]] = {
+    c: t for c, t in _FIXED_COMMON.items() if c not in ("anonymous_id", "user_id")}
+_STANDARD: Final[dict[str, dict[str, ColumnType]]] = {
+    "tracks": _STANDARD_EVENT,
+    "identifies": _STANDARD_MESSAGE,
+    "pages": {**_STANDARD_MESSAGE, "name": "varchar", "category": "varchar"},
+    "screens": {**_STANDARD_MESSAGE, "name": "varchar", "category": "varchar"},
+    "groups": {**_STANDARD_MESSAGE, "group_id": "varchar"},
+    "aliases": {**_STANDARD_MESSAGE, "previous_id": "varchar"},
+    "users": _STANDARD_ENTITY,
+    "accounts": _STANDARD_ENTITY,
+}
+
+
+def standard_columns(table: str) -> dict[str, ColumnType]:
+    """Segment's columns of ``table`` (an event table has those of ``tracks``)."""
+    return dict(_STANDARD.get(table, _STANDARD_EVENT))
+
 _UUID_NAMESPACE: Final = uuid.uuid5(uuid.NAMESPACE_URL, "headwater:warehouse-row")
 _UUID_SEED: Final = _UUID_NAMESPACE.bytes
 _VARIANT: Final = "89ab"
@@ -147,7 +178,8 @@ def group_rows(pairs: Iterable[tuple[str, Mapping[str, Any]]]) -> dict[str, Tabl
     (Segment: "we take the most recent occurrence of a column and choose its datatype").
 
     ``users`` and ``accounts`` rows are merged per ``id`` first (see ``merge_by_id``), so each
-    holds one row per user or group, ready to upsert.
+    holds one row per user or group, ready to upsert. Each table also names its standard
+    columns, which loaders create even when every row lacks them.
     """
     tables: dict[str, TableRows] = {}
     for table, row in pairs:
@@ -159,6 +191,7 @@ def group_rows(pairs: Iterable[tuple[str, Mapping[str, Any]]]) -> dict[str, Tabl
         if table in UPSERTED:
             rows.rows = merge_by_id(rows.rows)
         rows.types = _types(rows.rows, _FIXED_TYPES.get(table, _FIXED_EVENT))
+        rows.standard = standard_columns(table)
     return tables
 
 

@@ -12,10 +12,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from headwater.errors import SyncBusy
 from headwater.store.archive import Archive
 from headwater.warehouse.store import WarehouseStore
 from headwater.warehouse.sync import (
-    SyncBusy,
     SyncResult,
     WarehouseSync,
     due,

@@ -10,6 +10,8 @@ from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from headwater.warehouse.paths import check_path
+
 MAX_SYNCS_PER_DAY: Final = 24  # Segment: "never more than once per hour"
 DEFAULT_SYNCS_PER_DAY: Final = 24
 # Selective Sync may not turn this column off: every table is sorted and resumed on it.
@@ -21,7 +23,14 @@ class _Settings(BaseModel):
 
 
 class DuckDBSettings(_Settings):
-    path: str | None = None  # default: warehouse-<name>.duckdb in the data directory
+    # Default: warehouse-<name>.duckdb in the data directory. Relative paths are inside it;
+    # absolute ones are the operator's choice; ".." is refused (see paths.py).
+    path: str | None = None
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str | None) -> str | None:
+        return None if value is None else check_path(value, "path")
 
 
 class PostgresSettings(_Settings):
@@ -34,11 +43,22 @@ class PostgresSettings(_Settings):
 
 
 class LakeSettings(_Settings):
-    location: str = Field(min_length=1)  # a directory, or s3://bucket/prefix
+    location: str = Field(min_length=1)  # a directory (as DuckDB's path), or s3://bucket/prefix
     endpoint_url: str | None = None  # an S3-compatible endpoint (tests, MinIO, proxies)
     region: str | None = None
     access_key_id: str | None = None
     secret_access_key: str | None = None
+
+    @field_validator("location")
+    @classmethod
+    def _location(cls, value: str) -> str:
+        if "://" not in value:
+            return check_path(value, "location")
+        # S3 keys are literal, but proxies and S3-compatible servers may fold "..": refused
+        # there too, so the lake stays under its prefix.
+        if ".." in value.split("://", 1)[1].split("/"):
+            raise ValueError(f"location {value!r} must not contain '..' segments")
+        return value
 
 
 KINDS: Final[dict[str, type[_Settings]]] = {

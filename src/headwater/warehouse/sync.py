@@ -25,6 +25,7 @@ from typing import Any, Final
 import sqlalchemy as sa
 
 from headwater.destinations.integrations import warehouse_enabled
+from headwater.errors import SyncBusy, SyncStopped
 from headwater.store import schema
 from headwater.store.archive import Archive, ArchiveMember, hour_key
 from headwater.store.database import write_transaction
@@ -49,14 +50,6 @@ STALE_SECONDS: Final = 600  # a running sync silent this long has died
 
 SUCCESS, PARTIAL, FAILURE, RUNNING = "success", "partial", "failure", "running"
 REQUESTED = "requested"  # "sync now" asked for, not started yet
-
-
-class SyncBusy(RuntimeError):
-    """Another process is syncing this warehouse."""
-
-
-class SyncStopped(RuntimeError):
-    """The process is shutting down."""
 
 
 @dataclass
@@ -171,10 +164,7 @@ class WarehouseSync:
                     if collection not in stalled:
                         position[member.key] = max(position.get(member.key, 0), member.end)
             for table, rows in group_rows(pairs).items():
-                for column in rules.disabled_properties.get(table, []):
-                    rows.types.pop(column, None)
-                    for row in rows.rows:
-                        row.pop(column, None)
+                rows.drop(rules.disabled_properties.get(table, []))
                 try:
                     inserted, notices = loader.load(schema_name, rows)
                 except Exception as exc:

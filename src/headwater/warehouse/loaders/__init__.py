@@ -9,8 +9,11 @@ What every loader shares lives here; ``duckdb`` and ``postgres`` only speak thei
   so one set of rules decides rows and loads); a value that cannot be cast is loaded as NULL
   and reported in one notice per column (a count and the first offending value), not one
   notice per value — a million identical notices would hide the others.
-- The columns are those of ``TableRows.types`` (the rows module lists every column with a
-  non-null value), then any other key found in the rows, in name order.
+- The columns are ``id``, Segment's standard columns (``TableRows.standard``: ``sent_at``,
+  ``original_timestamp``… exist in every table even when no event had a value, so queries
+  naming them never fail), those of ``TableRows.types`` (the rows module lists every column
+  with a non-null value), then any other key found in the rows, in name order. A table made
+  before it had a standard column gets it (``ADD COLUMN``) with its next load.
 - Rows become one pyarrow table and the database ingests it in one statement (DuckDB scans
   it; PostgreSQL receives it as CSV through ``COPY``). Python touches values once on the
   common path: non-timestamp columns convert in a single C pass over the dicts, and only a
@@ -141,8 +144,12 @@ def prepare_batch(
     """
     notices: list[str] = []
     records = rows.rows
-    # Column order: the rows module's (it lists columns as it met them), then any stragglers.
+    # Segment's columns the table still lacks: created even when this batch has no value.
+    required = {key for key in rows.standard if key != "id" and name(key) not in existing}
+    # Column order: id, Segment's columns, the rows module's (it lists columns as it met
+    # them), then any stragglers.
     keys: dict[str, None] = {"id": None}
+    keys.update(dict.fromkeys(k for k in rows.standard if k in required))
     keys.update(dict.fromkeys(rows.types))
     keys.update(dict.fromkeys(sorted(set().union(*records) - keys.keys())))
 
@@ -155,7 +162,8 @@ def prepare_batch(
                            "values skipped")
             continue
         to: ColumnType = "varchar" if key == "id" else (
-            existing.get(column) or rows.types.get(key) or _first_type(records, key))
+            existing.get(column) or rows.types.get(key) or rows.standard.get(key)
+            or _first_type(records, key))
         plan[key] = (column, existing.get(column, to) if key == "id" else to)
         used.add(column)
 
@@ -165,7 +173,8 @@ def prepare_batch(
     types: dict[str, ColumnType] = {}
     for key, (column, to) in plan.items():
         array = arrays[key]
-        if key != "id" and array.null_count == len(array) and column not in existing:
+        if (key != "id" and array.null_count == len(array) and column not in existing
+                and key not in required):
             continue  # a column is created only for a non-null value (AC-127)
         columns.append(column)
         kept.append(array)
@@ -178,7 +187,8 @@ def prepare_batch(
         notices.append(f"{table}: {missing} row(s) without an id were skipped")
     upsert = table in UPSERT_TABLES
     # Newest = latest ``timestamp`` (else ``received_at``); a batch with neither is newest.
-    order_key = next((k for k in ORDER_KEYS if k in types), None) if upsert else None
+    order_key = next((k for k in ORDER_KEYS if k in types
+                      and data[k].null_count < data.num_rows), None) if upsert else None
     data = _merge(data, order_key) if upsert else _first_per_id(data)
     return Batch(table=table, columns=columns, types=types,
                  new_columns=[c for c in columns if c not in existing], data=data,

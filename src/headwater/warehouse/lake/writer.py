@@ -1,4 +1,4 @@
-"""The data lake: Segment Data Lakes' Parquet layout, in a local directory or on S3.
+"""The lake writer: one sync run of one source, as Segment Data Lakes' Parquet partitions.
 
 Layout under the target's root (a directory, or ``s3://bucket/prefix``)::
 
@@ -8,9 +8,12 @@ Layout under the target's root (a directory, or ``s3://bucket/prefix``)::
 
 ``segment_type`` is ``identify``, ``page``, ``screen``, ``group``, ``alias``, or for a track
 the event name snake_cased with Segment's go-snakecase (``Page Viewed`` → ``page_viewed``,
-``101 Account Update`` → ``101_account_update``: no ``_`` prefix, Glue does not need one).
-Partitions are the day and hour (UTC) of ``receivedAt``; Segment's other partition schemes
-(``YYYY/MM/DD/HH`` …) are not offered.
+``101 Account Update`` → ``101_account_update``: no ``_`` prefix, Glue does not need one),
+cut to 200 characters ending in ``__`` and a hash of the whole name when longer (so a long name
+always maps to the same table and two long names never share one). A source id is kept, or
+percent-encoded when it is not path-safe (``paths.key_segment``). Partitions are the day
+and hour (UTC) of ``receivedAt``; Segment's other partition schemes (``YYYY/MM/DD/HH`` …) are
+not offered.
 
 Columns, as Data Lakes "flatten the whole event": every key keeps its payload name (no
 snake_case, so no ``event_text``), nested objects are joined with ``_`` (``context_app_version``,
@@ -32,12 +35,7 @@ strings are timestamps only when every one is an ISO-8601 date-time. Types are s
 and never change: later values are cast to them as Spark casts (``"12"`` → 12, 12.7 → 12 in a
 ``bigint``, ``"yes"`` → true), and what cannot be cast becomes null and is counted.
 
-Dedupe: Data Lakes drop a messageId seen in the last 7 days. A ``SeenIds`` store remembers the
-``receivedAt`` of each written messageId; a copy received less than 7 days from it is dropped.
-Ids are remembered only once their partition is written, so a run that failed half way can be
-given the same events again: what was written is skipped, what failed is written. The store is
-a three-call protocol (lookup, remember, expire) shaped like a state-database table;
-``SqliteSeenIds`` (a file) backs it until the sync keeps it there, ``MemorySeenIds`` serves tests.
+Dedupe: a copy of a messageId written less than 7 days before is dropped (``seen_ids``).
 
 Reports are Segment's sync reports, one JSON object per line (what Glue's JSON SerDe reads):
 a ``source`` line and one ``event`` line per table, written when the run finishes or fails.
@@ -53,27 +51,22 @@ from __future__ import annotations
 import io
 import logging
 import math
-import os
 import re
-import sqlite3
-import tempfile
-from abc import ABC, abstractmethod
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
+from typing import Any, Final, Literal
 
 import msgspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from headwater.timestamps import parse_timestamp
+from headwater.warehouse.lake.seen_ids import DEDUPE_WINDOW, SeenIds
+from headwater.warehouse.lake.targets import INTERNAL, LakeTarget, error_code
 from headwater.warehouse.naming import snake_case
-
-if TYPE_CHECKING:
-    from mypy_boto3_s3 import S3Client
+from headwater.warehouse.paths import bounded, key_segment
 
 logger = logging.getLogger(__name__)
 
@@ -86,16 +79,16 @@ ARROW_TYPES: Final[dict[LakeType, pa.DataType]] = {
     "string": pa.string(),
     "timestamp": pa.timestamp("us", tz="UTC"),
 }
-DEDUPE_WINDOW: Final = timedelta(days=7)
 MAX_COLUMN_NAME: Final = 250  # Glue's limit
+# Longer event names are cut and get "__" and a hash (snake_case never makes "__"), so the
+# table, its directory ``segment_type=<table>`` and its schema file stay valid file names.
+MAX_TABLE_NAME: Final = 200
+MAX_RUN_ID: Final = 100
 MAX_ROWS_PER_FILE: Final = 500_000
 EVENT_TYPES: Final = frozenset({"identify", "page", "screen", "group", "alias"})
 PARTITION_KEYS: Final = frozenset({"segment_type", "day", "hr"})
 
 FINISHED, FAILED, RUNNING = "finished", "failed", "running"
-INTERNAL: Final = "Segment.Internal"
-PERMISSIONS: Final = "Segment.InsufficientPermissions"
-SETTINGS: Final = "Segment.InvalidSettings"
 
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _DECIMAL_LIMIT: Final = Decimal(10) ** 32  # 38 digits, 6 of them after the point
@@ -109,7 +102,6 @@ _DATE_TIME = re.compile(
 _TRUE: Final = frozenset({"t", "true", "y", "yes", "1"})
 _FALSE: Final = frozenset({"f", "false", "n", "no", "0"})
 _SAFE_PART = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")
-_SAFE_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
 _encode = msgspec.json.Encoder().encode
 
 
@@ -118,257 +110,6 @@ class _Fail:
 
 
 _FAIL: Final = _Fail()
-
-
-# --- targets ----------------------------------------------------------------------------------
-
-
-class LakeTarget(ABC):
-    """Where the lake's files go: all the lake needs is put, get and list of whole objects."""
-
-    location: str  # as configured: a directory or s3://bucket/prefix
-    bucket: str  # the report's ``s3_bucket``: the bucket, or the directory for a local lake
-
-    @abstractmethod
-    def put(self, key: str, data: bytes) -> None: ...
-
-    @abstractmethod
-    def get(self, key: str) -> bytes | None:
-        """The object's bytes, or None when there is none."""
-
-    @abstractmethod
-    def list_keys(self, prefix: str) -> list[str]:
-        """Keys (relative to the root) starting with ``prefix``, sorted."""
-
-
-class LocalLakeTarget(LakeTarget):
-    """A directory. Files appear whole (written aside, fsynced, renamed) so that a reader or a
-    crash never sees half a Parquet file."""
-
-    def __init__(self, directory: Path | str) -> None:
-        self.root = Path(directory).absolute()
-        self.location = str(directory)
-        self.bucket = str(self.root)
-
-    def _path(self, key: str) -> Path:
-        parts = key.split("/")
-        if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts):
-            raise ValueError(f"not a lake key: {key!r}")
-        return self.root.joinpath(*parts)
-
-    def put(self, key: str, data: bytes) -> None:
-        path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(temp, path)
-        except BaseException:
-            Path(temp).unlink(missing_ok=True)
-            raise
-        directory = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
-
-    def get(self, key: str) -> bytes | None:
-        try:
-            return self._path(key).read_bytes()
-        except FileNotFoundError:
-            return None
-
-    def list_keys(self, prefix: str) -> list[str]:
-        if not self.root.is_dir():
-            return []
-        # Walk only the directory the prefix names, not the whole lake.
-        base = self.root.joinpath(*prefix.split("/")[:-1]) if "/" in prefix else self.root
-        if not base.is_dir():
-            return []
-        keys: list[str] = []
-        for directory, _, files in os.walk(base):
-            for name in files:
-                if name.startswith("."):  # a put in progress
-                    continue
-                key = Path(directory, name).relative_to(self.root).as_posix()
-                if key.startswith(prefix):
-                    keys.append(key)
-        return sorted(keys)
-
-
-class S3LakeTarget(LakeTarget):
-    """An S3 bucket and prefix. Credentials come from the arguments, else from boto3's usual
-    chain (environment, profile, instance role); an ``endpoint_url`` (MinIO, moto, a proxy)
-    switches to path-style addressing, which those servers expect."""
-
-    def __init__(
-        self, bucket: str, prefix: str = "", *, endpoint_url: str | None = None,
-        region: str | None = None, access_key_id: str | None = None,
-        secret_access_key: str | None = None, client: S3Client | None = None,
-    ) -> None:
-        self.bucket = bucket
-        self.prefix = prefix.strip("/")
-        self.location = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
-        if client is None:
-            import boto3
-            from botocore.config import Config
-
-            session = boto3.session.Session(
-                aws_access_key_id=access_key_id, aws_secret_access_key=secret_access_key,
-                region_name=region)
-            config = Config(retries={"mode": "standard", "max_attempts": 5},
-                            s3={"addressing_style": "path"} if endpoint_url else None)
-            client = session.client("s3", endpoint_url=endpoint_url, config=config)
-        self.client = client
-
-    def _key(self, key: str) -> str:
-        return f"{self.prefix}/{key}" if self.prefix else key
-
-    def put(self, key: str, data: bytes) -> None:
-        self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
-
-    def get(self, key: str) -> bytes | None:
-        from botocore.exceptions import ClientError
-
-        try:
-            response = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
-                return None
-            raise
-        return response["Body"].read()
-
-    def list_keys(self, prefix: str) -> list[str]:
-        strip = len(self._key(""))
-        keys: list[str] = []
-        for page in self.client.get_paginator("list_objects_v2").paginate(
-                Bucket=self.bucket, Prefix=self._key(prefix)):
-            keys.extend(item["Key"][strip:] for item in page.get("Contents", []))
-        return sorted(keys)
-
-
-def open_target(
-    location: str, *, endpoint_url: str | None = None, region: str | None = None,
-    access_key_id: str | None = None, secret_access_key: str | None = None,
-) -> LakeTarget:
-    """The target a lake's settings name (the arguments are ``LakeSettings``' fields)."""
-    if location.startswith("s3://"):
-        bucket, _, prefix = location[len("s3://"):].partition("/")
-        if not bucket:
-            raise ValueError(f"no bucket in {location!r}")
-        return S3LakeTarget(bucket, prefix, endpoint_url=endpoint_url, region=region,
-                            access_key_id=access_key_id, secret_access_key=secret_access_key)
-    if "://" in location:
-        raise ValueError(f"a lake is a directory or s3://bucket/prefix, not {location!r}")
-    return LocalLakeTarget(location)
-
-
-# --- seen message ids -------------------------------------------------------------------------
-
-
-class SeenIds(Protocol):
-    """The messageIds a source has written, with the ``receivedAt`` of the written copy.
-
-    Three calls, so that a state-database table ``(source_id, message_id, received_at)`` with
-    a primary key on the first two can stand behind it as well as SQLite does here.
-    """
-
-    def lookup(self, source_id: str, message_ids: Collection[str]) -> dict[str, datetime]: ...
-
-    def remember(self, source_id: str, entries: Mapping[str, datetime]) -> None:
-        """Record (or replace) each id's time: the copy just written is the one to compare
-        later copies with."""
-        ...
-
-    def expire(self, before: datetime) -> int:
-        """Forget ids received before ``before``; how many went."""
-        ...
-
-
-class MemorySeenIds:
-    """For tests and one-off exports: forgets everything when the process ends."""
-
-    def __init__(self) -> None:
-        self._ids: dict[tuple[str, str], datetime] = {}
-
-    def lookup(self, source_id: str, message_ids: Collection[str]) -> dict[str, datetime]:
-        found = {}
-        for message_id in message_ids:
-            at = self._ids.get((source_id, message_id))
-            if at is not None:
-                found[message_id] = at
-        return found
-
-    def remember(self, source_id: str, entries: Mapping[str, datetime]) -> None:
-        for message_id, at in entries.items():
-            self._ids[(source_id, message_id)] = at
-
-    def expire(self, before: datetime) -> int:
-        old = [key for key, at in self._ids.items() if at < before]
-        for key in old:
-            del self._ids[key]
-        return len(old)
-
-
-class SqliteSeenIds:
-    """A SQLite file: survives restarts, holds a week of ids of every source on disk rather
-    than in memory, and has the table shape the state database will take over."""
-
-    _CHUNK = 500  # ids per IN (...) query, under SQLite's variable limit
-
-    def __init__(self, path: Path | str) -> None:
-        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS lake_seen_ids (source_id TEXT NOT NULL, "
-            "message_id TEXT NOT NULL, received_us INTEGER NOT NULL, "
-            "PRIMARY KEY (source_id, message_id)) WITHOUT ROWID")
-        self._db.execute("CREATE INDEX IF NOT EXISTS lake_seen_ids_received "
-                         "ON lake_seen_ids (received_us)")
-
-    def lookup(self, source_id: str, message_ids: Collection[str]) -> dict[str, datetime]:
-        ids = list(message_ids)
-        found: dict[str, datetime] = {}
-        for start in range(0, len(ids), self._CHUNK):
-            chunk = ids[start:start + self._CHUNK]
-            marks = ",".join("?" * len(chunk))
-            rows = self._db.execute(
-                f"SELECT message_id, received_us FROM lake_seen_ids WHERE source_id = ? "
-                f"AND message_id IN ({marks})", [source_id, *chunk])
-            for message_id, micros in rows:
-                found[message_id] = _from_micros(micros)
-        return found
-
-    def remember(self, source_id: str, entries: Mapping[str, datetime]) -> None:
-        with self._db:  # one transaction: a partition's ids are remembered together or not
-            self._db.execute("BEGIN")
-            self._db.executemany(
-                "INSERT INTO lake_seen_ids (source_id, message_id, received_us) VALUES (?, ?, ?) "
-                "ON CONFLICT (source_id, message_id) DO UPDATE SET "
-                "received_us = excluded.received_us",
-                [(source_id, message_id, _micros(at)) for message_id, at in entries.items()])
-
-    def expire(self, before: datetime) -> int:
-        cursor = self._db.execute("DELETE FROM lake_seen_ids WHERE received_us < ?",
-                                  [_micros(before)])
-        return cursor.rowcount
-
-    def close(self) -> None:
-        self._db.close()
-
-
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def _micros(at: datetime) -> int:
-    return (_as_utc(at) - _EPOCH) // timedelta(microseconds=1)
-
-
-def _from_micros(micros: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=micros)
 
 
 # --- runs -------------------------------------------------------------------------------------
@@ -449,8 +190,9 @@ class LakeSync:
         max_rows_per_file: int = MAX_ROWS_PER_FILE,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
-        if not _SAFE_PART.fullmatch(run_id):
-            raise ValueError(f"a run id is letters, digits, '_', '-' and '.', not {run_id!r}")
+        if not _SAFE_PART.fullmatch(run_id) or len(run_id) > MAX_RUN_ID:
+            raise ValueError(f"a run id is up to {MAX_RUN_ID} letters, digits, '_', '-' and "
+                             f"'.', not {run_id!r:.120}")
         if not source_id:
             raise ValueError("a source id is needed")
         self.target = target
@@ -462,7 +204,7 @@ class LakeSync:
         self.max_rows_per_file = max(1, max_rows_per_file)
         self._clock = clock or (lambda: datetime.now(UTC))
         self.run = LakeRun(source_id, run_id, _as_utc(now or self._clock()))
-        self._source = _key_part(source_id)
+        self._source = key_segment(source_id)
         self._schemas: dict[str, _Schema] = {}
         self._known_tables: set[str] | None = None
         self._parts: dict[tuple[str, str, str], int] = {}
@@ -695,28 +437,6 @@ def write_lake(
     sync.write(events)
     return sync.finish()
 
-
-def error_code(exc: BaseException) -> str:
-    """Segment's three error classes: permissions, settings, internal (worth a retry)."""
-    if isinstance(exc, PermissionError):
-        return PERMISSIONS
-    name = type(exc).__name__
-    if name in ("NoCredentialsError", "PartialCredentialsError"):
-        return PERMISSIONS
-    response = getattr(exc, "response", None)
-    if isinstance(response, dict):
-        code = str(response.get("Error", {}).get("Code", ""))
-        if code in ("AccessDenied", "AllAccessDisabled", "InvalidAccessKeyId",
-                    "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken", "403"):
-            return PERMISSIONS
-        if code in ("NoSuchBucket", "InvalidBucketName", "PermanentRedirect",
-                    "AuthorizationHeaderMalformed", "IllegalLocationConstraintException"):
-            return SETTINGS
-    if isinstance(exc, NotADirectoryError | ValueError):
-        return SETTINGS
-    return INTERNAL
-
-
 # --- tables, columns and values ---------------------------------------------------------------
 
 
@@ -729,6 +449,8 @@ def _table_of(event: Any) -> str | None:
     if kind == "track":
         name = event.get("event")
         table = snake_case(name) if isinstance(name, str) else ""
+        if len(table) > MAX_TABLE_NAME:
+            table = bounded(table, MAX_TABLE_NAME, mark="__")
         return table or None
     return None
 
@@ -904,14 +626,6 @@ def _parse_schema(raw: bytes) -> dict[str, LakeType]:
 
 
 # --- names and times --------------------------------------------------------------------------
-
-
-def _key_part(name: str) -> str:
-    """A source id as one key segment: itself, or percent-encoded when it is not path-safe
-    (the archive's rule, so both name a source alike)."""
-    if _SAFE_PART.fullmatch(name):
-        return name
-    return "".join(chr(b) if b in _SAFE_BYTES else f"%{b:02X}" for b in name.encode())
 
 
 def _report_time(at: datetime) -> str:
