@@ -20,21 +20,8 @@ from headwater.store.counters import CounterStore, Total
 from headwater.store.destinations import DestinationCache, DestinationInfo, DestinationStore
 from headwater.store.log import EventLog
 from headwater.store.workspace import WorkspaceStore
-from tests.destinations.receiver import Receiver
-
-
-class Clock:
-    """Wall-clock time that tests move by hand."""
-
-    def __init__(self) -> None:
-        self.now = 1_700_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
+from tests.support.clock import Clock
+from tests.support.receiver import Receiver
 
 _ids = itertools.count(1)
 
@@ -97,8 +84,7 @@ def format_timestamp_at(epoch: float) -> str:
 
 
 @pytest.fixture
-def pipeline(engine: Engine) -> Iterator[Pipeline]:
-    clock = Clock()
+def pipeline(engine: Engine, clock: Clock) -> Iterator[Pipeline]:
     workspace = WorkspaceStore(engine, clock=clock)
     workspace.ensure_workspace("test")
     source = workspace.create_source("web", write_key="WK_web")

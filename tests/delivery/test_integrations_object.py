@@ -19,7 +19,7 @@ from headwater.destinations import registry
 from headwater.destinations.catalog import webhook
 from headwater.pipeline.router import FILTERED_AT_DESTINATION, FILTERED_BY_INTEGRATIONS_OBJECT
 from tests.delivery.conftest import Pipeline, track
-from tests.destinations.receiver import Receiver
+from tests.support.receiver import Receiver
 
 STAND_INS = {"salesforce": "Salesforce", "adobe-analytics": "Adobe Analytics",
              "intercom": "Intercom", "google-analytics": "Google Analytics"}
