@@ -24,6 +24,7 @@ from headwater.observe.tail import format_entry, tail
 from headwater.pipeline.observer import Observer
 from headwater.store import schema
 from tests.support.ports import free_port
+from tests.support.records import log_record
 from tests.support.waiting import wait_for
 
 AUTH = {"authorization": "Bearer t"}
@@ -66,11 +67,7 @@ def observe(engine: Engine, events: list[dict[str, Any]], source: str = "src_web
     """Write debugger entries the way the pipeline does: through the observer stage."""
     global _offset
     _offset += 1
-    payload = msgspec.json.encode({
-        "v": 1, "workspace_id": "ws_1", "source_id": source,
-        "received_at": "2024-03-05T10:00:00.000Z", "events": events,
-        "dropped": dropped or [], "duplicates": 0,
-    })
+    payload = log_record(source, "2024-03-05T10:00:00.000Z", events, dropped=dropped or [])
     Observer(engine)([(0, _offset, payload)])
 
 

@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import msgspec
 import pytest
 from sqlalchemy.engine import Engine
 
@@ -22,6 +21,7 @@ from headwater.store.log import EventLog
 from headwater.store.workspace import WorkspaceStore
 from tests.support.clock import Clock
 from tests.support.receiver import Receiver
+from tests.support.records import log_record
 
 _ids = itertools.count(1)
 
@@ -51,9 +51,7 @@ class Pipeline:
         received = format_timestamp_at(self.clock.now)
         stored = [{**e, "receivedAt": received, "timestamp": received} for e in events]
         self.sent += stored
-        self.log.append([msgspec.json.encode({
-            "v": 1, "workspace_id": "ws", "source_id": self.source_id, "received_at": received,
-            "events": stored, "dropped": [], "duplicates": 0})])
+        self.log.append([log_record(self.source_id, received, stored, workspace_id="ws")])
         consumer = Consumer(self.log, GROUP, self.router(), owner="router-1")
         while consumer.run_once():
             pass

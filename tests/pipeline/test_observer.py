@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -26,6 +25,7 @@ from headwater.store.counters import (
 )
 from headwater.store.database import database_url, open_engine
 from headwater.store.migrations import migrate
+from tests.support.records import log_record
 from tests.support.waiting import wait_for
 
 T0 = "2024-03-05T10:00:10.123Z"
@@ -45,13 +45,8 @@ def record(
     received_at: str = T0,
     flags: list[str] | None = None,
 ) -> bytes:
-    body: dict[str, Any] = {
-        "v": 1, "workspace_id": "ws_1", "source_id": source, "received_at": received_at,
-        "events": events or [], "dropped": dropped or [], "duplicates": duplicates,
-    }
-    if flags:
-        body["flags"] = flags
-    return msgspec.json.encode(body)
+    return log_record(source, received_at, events or [], dropped=dropped or [],
+                      duplicates=duplicates, flags=flags or [])
 
 
 def drop(reason: str, message: Any) -> dict[str, Any]:

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import msgspec
 import pytest
 import sqlalchemy as sa
 
@@ -22,6 +21,7 @@ from headwater.store.warehouses import WarehouseInfo, WarehouseStore
 from headwater.store.workspace import WorkspaceStore
 from headwater.warehouse.connect import loader_for
 from headwater.warehouse.sync import FAILURE, PARTIAL, SUCCESS, SyncResult, WarehouseSync
+from tests.support.records import log_record
 
 NOW = datetime(2024, 3, 10, 12, 30, tzinfo=UTC)
 _ids = itertools.count(1)
@@ -45,9 +45,8 @@ class World:
         """Events as the Tracking API stored them, in the archive (one flush)."""
         for event in events:
             received = event["receivedAt"]
-            self.writer([(0, next(self._offset), msgspec.json.encode({
-                "v": 1, "workspace_id": "ws", "source_id": self.source_id,
-                "received_at": received, "events": [event], "dropped": [], "duplicates": 0}))])
+            self.writer([(0, next(self._offset),
+                          log_record(self.source_id, received, [event], workspace_id="ws"))])
         self.sent += events
 
     def sync(self, warehouse: WarehouseInfo, **kwargs: Any) -> SyncResult:
