@@ -12,11 +12,10 @@ from urllib.parse import urlsplit
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.engine import Engine
 
 from headwater.pipeline.archive import Archive, ArchiveWriter
 from headwater.spec.timestamps import format_timestamp
-from headwater.store.database import database_url, open_engine
-from headwater.store.migrations import migrate
 from headwater.store.warehouses import WarehouseInfo, WarehouseStore
 from headwater.store.workspace import WorkspaceStore
 from headwater.warehouse.connect import loader_for
@@ -63,9 +62,7 @@ class World:
 
 
 @pytest.fixture
-def world(tmp_path: Path) -> World:
-    engine = open_engine(database_url(tmp_path, None))
-    migrate(engine)
+def world(tmp_path: Path, engine: Engine) -> World:
     workspace = WorkspaceStore(engine)
     workspace.ensure_workspace("acme")
     source = workspace.create_source("Web App", slug="web_app")

@@ -3,15 +3,11 @@ Selective Sync rules (AC-134, AC-135, AC-139)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from sqlalchemy.engine import Engine
 
 from headwater.config.apply import apply, export_config, plan
 from headwater.config.model import ConfigError, parse_config, read_yaml
-from headwater.store.database import database_url, open_engine
-from headwater.store.migrations import migrate
 from headwater.store.warehouses import WarehouseStore
 from headwater.store.workspace import InvalidError, WorkspaceStore
 
@@ -33,9 +29,7 @@ warehouses:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> WorkspaceStore:
-    engine: Engine = open_engine(database_url(tmp_path, None))
-    migrate(engine)
+def store(engine: Engine) -> WorkspaceStore:
     return WorkspaceStore(engine)
 
 
