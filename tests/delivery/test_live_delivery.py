@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 import uuid
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from headwater.pipeline.router import GROUP as ROUTER
 from headwater.store import schema
 from headwater.store.database import database_url, open_engine
 from headwater.store.log import EventLog
-from tests.support.live import ADMIN_TOKEN, LiveServer
+from tests.support.live import ADMIN_TOKEN, serving
 from tests.support.receiver import Answer, Receiver
 from tests.support.waiting import wait_for
 
@@ -29,11 +30,9 @@ AUTH = {"Authorization": "Basic V0tfd2ViOg=="}  # WK_web:
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
-def config(tmp_path: Path, destinations: str) -> Path:
-    path = tmp_path / "headwater.yaml"
-    path.write_text("workspace: test\nsources:\n  - name: web\n    write_key: WK_web\n"
-                    "destinations:\n" + destinations)
-    return path
+def config(destinations: str) -> str:
+    return ("workspace: test\nsources:\n  - name: web\n    write_key: WK_web\n"
+            "destinations:\n" + destinations)
 
 
 def routed_and_queued(data_dir: Path) -> int:
@@ -58,16 +57,14 @@ def track(n: int) -> dict[str, Any]:
 def test_events_reach_a_webhook_and_event_delivery_reports_them(
     tmp_path: Path, receiver: Receiver
 ) -> None:
-    path = config(tmp_path, f"""  - name: hook
+    text = config(f"""  - name: hook
     type: webhook
     source: web
     settings:
       url: {receiver.url}/hook
       shared_secret: not-to-be-shown
 """)
-    live = LiveServer(data_dir=tmp_path / "data", config=path, role="all")
-    live.start()
-    try:
+    with serving(tmp_path, text, role="all") as live:
         receiver.answer(Answer(status=400, body=b'{"error":"nope"}'))
         sent = [track(n) for n in range(10)]
         with httpx.Client(base_url=live.url, timeout=10) as http:
@@ -102,8 +99,6 @@ def test_events_reach_a_webhook_and_event_delivery_reports_them(
         assert "delivered      9" in cli.stdout
         assert "1 × errors.discarded.400 (not_delivered)" in cli.stdout
         assert "not-to-be-shown" not in cli.stdout
-    finally:
-        live.stop()
 
 
 def test_a_hanging_destination_does_not_slow_a_healthy_one(
@@ -111,7 +106,7 @@ def test_a_hanging_destination_does_not_slow_a_healthy_one(
 ) -> None:
     hanging = Receiver()
     hanging.default = Answer(delay=30)
-    path = config(tmp_path, f"""  - name: stuck
+    text = config(f"""  - name: stuck
     type: webhook
     source: web
     settings: {{url: "{hanging.url}/never"}}
@@ -120,9 +115,7 @@ def test_a_hanging_destination_does_not_slow_a_healthy_one(
     source: web
     settings: {{url: "{receiver.url}/fine"}}
 """)
-    live = LiveServer(data_dir=tmp_path / "data", config=path, role="all")
-    live.start()
-    try:
+    with closing(hanging), serving(tmp_path, text, role="all") as live:
         sent_at: dict[str, float] = {}
         with httpx.Client(base_url=live.url, timeout=10) as http:
             for n in range(40):
@@ -135,23 +128,18 @@ def test_a_hanging_destination_does_not_slow_a_healthy_one(
         p95 = latencies[int(0.95 * len(latencies)) - 1]
         assert p95 < 2.0, latencies
         assert hanging.requests  # the stuck destination was being tried all along
-    finally:
-        live.stop()
-        hanging.close()
 
 
 def test_disabled_destination_gets_nothing_until_a_replay(
     tmp_path: Path, receiver: Receiver
 ) -> None:
-    path = config(tmp_path, f"""  - name: later
+    text = config(f"""  - name: later
     type: webhook
     source: web
     enabled: false
     settings: {{url: "{receiver.url}/later"}}
 """)
-    live = LiveServer(data_dir=tmp_path / "data", config=path, role="all")
-    live.start()
-    try:
+    with serving(tmp_path, text, role="all") as live:
         start = datetime.now(UTC) - timedelta(minutes=1)
         sent = [track(n) for n in range(5)]
         with httpx.Client(base_url=live.url, timeout=10) as http:
@@ -179,5 +167,3 @@ def test_disabled_destination_gets_nothing_until_a_replay(
                 return data
             data = wait_for(lambda: report()["replayed"] == 5 and report(), 10, "the report")
             assert data["delivered"] == 0  # replays are not in Event Delivery
-    finally:
-        live.stop()
