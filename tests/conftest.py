@@ -1,13 +1,8 @@
-"""Shared fixtures: a private PostgreSQL server on loopback, and migrated engines."""
+"""Shared fixtures (a private PostgreSQL server, migrated engines, a fake clock, a receiver) and
+the markers every test gets from what it uses (see tests/README.md)."""
 
 from __future__ import annotations
 
-import glob
-import os
-import shutil
-import socket
-import subprocess
-import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,58 +13,35 @@ from sqlalchemy.engine import Engine
 
 from headwater.store.database import database_url, open_engine
 from headwater.store.migrations import migrate
-from tests.destinations.receiver import Receiver
 from tests.oracle.fixture import oracle  # noqa: F401  (the Node oracles, for every test package)
+from tests.support import markers
+from tests.support.clock import Clock
+from tests.support.postgres import PostgresServer
+from tests.support.receiver import Receiver
+
+# Fixtures that start or use the session's PostgreSQL server: a test using any of them (directly
+# or through another fixture) is marked `postgres`.
+POSTGRES_FIXTURES = frozenset({"postgres_url", "pg_database", "private_postgres"})
 
 
-def _pg_bin() -> Path:
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    if not found:
-        pytest.fail("PostgreSQL is not installed: run `apt-get install -y postgresql` "
-                    "(scripts/test.sh does it for you).")
-    return Path(found[-1]).parent
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark `postgres` every test that needs the PostgreSQL server, so `-m "not postgres"`
+    runs without one; the `engine` fixture's postgresql half asks for it at run time."""
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        callspec = getattr(item, "callspec", None)
+        on_postgres = callspec is not None and callspec.params.get("engine") == "postgresql"
+        if on_postgres or fixtures & POSTGRES_FIXTURES:
+            item.add_marker(pytest.mark.postgres)
 
 
-def _as_postgres(command: list[str]) -> list[str]:
-    return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    markers.set_current(item)  # before the test's fixtures start: see tests/support/markers.py
 
 
-class PostgresServer:
-    """A private PostgreSQL cluster on a loopback port; tests may stop and start it."""
-
-    def __init__(self) -> None:
-        self.bin_dir = _pg_bin()
-        self.base = Path(tempfile.mkdtemp(prefix="headwater-pg-"))
-        self.data, self.sock = self.base / "data", self.base / "sock"
-        self.sock.mkdir()
-        if os.geteuid() == 0:
-            shutil.chown(self.base, "postgres")
-            shutil.chown(self.sock, "postgres")
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = int(s.getsockname()[1])
-        subprocess.run(_as_postgres([str(self.bin_dir / "initdb"), "-D", str(self.data),
-                                     "-U", "postgres", "--auth=trust", "-E", "UTF8"]),
-                       check=True, capture_output=True)
-
-    @property
-    def url(self) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
-
-    def start(self) -> None:
-        subprocess.run(_as_postgres([
-            str(self.bin_dir / "pg_ctl"), "-D", str(self.data), "-l", str(self.base / "log"),
-            "-w", "start", "-o",
-            f"-h 127.0.0.1 -p {self.port} -k {self.sock} -c fsync=off -c max_connections=200"]),
-            check=True, capture_output=True)
-
-    def stop(self, mode: str = "fast") -> None:
-        subprocess.run(_as_postgres([str(self.bin_dir / "pg_ctl"), "-D", str(self.data),
-                                     "-m", mode, "stop"]), capture_output=True)
-
-    def remove(self) -> None:
-        self.stop()
-        shutil.rmtree(self.base, ignore_errors=True)
+def pytest_runtest_logfinish() -> None:
+    markers.set_current(None)
 
 
 @pytest.fixture(scope="session")
@@ -81,6 +53,15 @@ def postgres_url() -> Iterator[str]:
         yield server.url
     finally:
         server.remove()
+
+
+@pytest.fixture
+def private_postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL server of the test's own, which it may stop and start (outages)."""
+    server = PostgresServer()
+    server.start()
+    yield server
+    server.remove()
 
 
 @pytest.fixture
@@ -103,6 +84,12 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     migrate(db)
     yield db
     db.dispose()
+
+
+@pytest.fixture
+def clock() -> Clock:
+    """A wall clock that stands still until the test moves it; pass it as ``clock=``."""
+    return Clock()
 
 
 @pytest.fixture

@@ -4,31 +4,25 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 from fastapi.testclient import TestClient
+from sqlalchemy.engine import Engine
 
 from headwater.api.app import create_api
 from headwater.store.admin_token import hash_token
-from headwater.store.database import database_url, open_engine
-from headwater.store.migrations import migrate
 from headwater.store.workspace import WorkspaceStore
 
 TOKEN = "test-admin-token"
 
 
 @contextmanager
-def api_with_destination(tmp_path: Path, destination: dict[str, Any]) -> Iterator[TestClient]:
-    engine = open_engine(database_url(tmp_path, None))
-    migrate(engine)
+def api_with_destination(engine: Engine, destination: dict[str, Any]) -> Iterator[TestClient]:
+    """On a migrated, empty database: the shared ``engine`` fixture (SQLite and PostgreSQL)."""
     WorkspaceStore(engine).ensure_workspace("acme")
     app = create_api(engine, admin_token_hash=hash_token(TOKEN))
-    try:
-        with TestClient(app, headers={"Authorization": f"Bearer {TOKEN}"}) as http:
-            assert http.post("/api/v1/sources", json={"name": "web"}).status_code == 201
-            created = http.post("/api/v1/destinations", json={"source": "web", **destination})
-            assert created.status_code == 201, created.text
-            yield http
-    finally:
-        engine.dispose()
+    with TestClient(app, headers={"Authorization": f"Bearer {TOKEN}"}) as http:
+        assert http.post("/api/v1/sources", json={"name": "web"}).status_code == 201
+        created = http.post("/api/v1/destinations", json={"source": "web", **destination})
+        assert created.status_code == 201, created.text
+        yield http

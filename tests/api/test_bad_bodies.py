@@ -4,11 +4,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy.engine import Engine
 
 from tests.api.client import api_with_destination
 
@@ -41,8 +41,8 @@ ROUTES = [
 
 
 @pytest.fixture
-def client(tmp_path: Path) -> Iterator[TestClient]:
-    with api_with_destination(tmp_path, {"name": "hook", "type": "webhook",
+def client(engine: Engine) -> Iterator[TestClient]:
+    with api_with_destination(engine, {"name": "hook", "type": "webhook",
                                          "settings": {"url": "http://127.0.0.1:9/"}}) as http:
         assert http.post("/api/v1/destinations", json={
             "name": "actions", "type": "webhook-actions", "source": "web"}).status_code == 201

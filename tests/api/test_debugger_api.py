@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import io
-import socket
 import threading
-import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -26,16 +23,16 @@ from headwater.observe.tail import format_entry, tail
 from headwater.pipeline.observer import Observer
 from headwater.store import schema
 from headwater.store.admin_token import hash_token
-from headwater.store.database import database_url, open_engine
-from headwater.store.migrations import migrate
+from tests.support.ports import free_port
+from tests.support.records import log_record
+from tests.support.waiting import wait_for
 
 AUTH = {"authorization": "Bearer t"}
 
 
 @pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    engine = open_engine(database_url(tmp_path, None))
-    migrate(engine)
+def engine(engine: Engine) -> Engine:
+    """The shared engine (SQLite, then PostgreSQL) with a workspace and two sources."""
     with engine.begin() as conn:
         conn.execute(schema.workspaces.insert().values(
             id="ws_1", name="Test", slug="test", settings={}, created_at=0))
@@ -43,8 +40,7 @@ def engine(tmp_path: Path) -> Iterator[Engine]:
             conn.execute(schema.sources.insert().values(
                 id=source_id, workspace_id="ws_1", name=name, slug=name.lower().replace(" ", "-"),
                 enabled=True, settings={}, created_at=0, updated_at=0))
-    yield engine
-    engine.dispose()
+    return engine
 
 
 @pytest.fixture
@@ -71,11 +67,7 @@ def observe(engine: Engine, events: list[dict[str, Any]], source: str = "src_web
     """Write debugger entries the way the pipeline does: through the observer stage."""
     global _offset
     _offset += 1
-    payload = msgspec.json.encode({
-        "v": 1, "workspace_id": "ws_1", "source_id": source,
-        "received_at": "2024-03-05T10:00:00.000Z", "events": events,
-        "dropped": dropped or [], "duplicates": 0,
-    })
+    payload = log_record(source, "2024-03-05T10:00:00.000Z", events, dropped=dropped or [])
     Observer(engine)([(0, _offset, payload)])
 
 
@@ -174,25 +166,16 @@ def test_mounted_in_the_rest_api(engine: Engine) -> None:
 # --- the stream -------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def live(app: FastAPI, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, uvicorn.Server]]:
     """The app on a real loopback server: streaming over TCP, as browsers and tail see it."""
     monkeypatch.setattr(debugger, "POLL_SECONDS", 0.02)
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off",
                                            log_level="warning", timeout_graceful_shutdown=1))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.01)
+    wait_for(lambda: server.started, 10, "the server to start", interval=0.01)
     yield f"http://127.0.0.1:{port}", server
     server.should_exit = True
     thread.join(timeout=10)
@@ -237,10 +220,8 @@ def test_the_stream_delivers_new_entries(
     assert [int(block["id"]) for block in got] == [e["id"] for e in entries]
 
     # the handler ends once the client has gone
-    deadline = time.monotonic() + 5
-    while server.server_state.tasks:
-        assert time.monotonic() < deadline, "stream still running after the client left"
-        time.sleep(0.02)
+    wait_for(lambda: not server.server_state.tasks, 5, "the stream to end after the client left",
+             interval=0.02)
 
 
 def test_the_stream_resumes_after_an_id(engine: Engine, live: tuple[str, uvicorn.Server]) -> None:
@@ -290,10 +271,8 @@ def test_tail_prints_recent_then_follows(engine: Engine, live: tuple[str, uvicor
         kwargs={"out": out, "recent": 2, "count": 2}, daemon=True,
     )
     thread.start()
-    deadline = time.monotonic() + 5
-    while out.getvalue().count("\n") < 2:
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    wait_for(lambda: out.getvalue().count("\n") >= 2, 5, "tail to print the recent entries",
+             interval=0.01)
     observe(engine, [track(4)], dropped=[{"reason": "no_user_anon_id",
                                           "message": {"type": "page", "name": "Home"}}])
     thread.join(timeout=5)

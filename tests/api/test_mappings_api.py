@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy.engine import Engine
 
 from tests.api.client import api_with_destination
 from tests.api.test_sources_api import assert_error
@@ -18,8 +18,8 @@ ORDERS = {"name": "Orders", "trigger": 'type = "track" and event = "Order Comple
 
 
 @pytest.fixture
-def client(tmp_path: Path) -> Iterator[TestClient]:
-    with api_with_destination(tmp_path, {"name": "orders-hook", "type": "webhook-actions"}) as http:
+def client(engine: Engine) -> Iterator[TestClient]:
+    with api_with_destination(engine, {"name": "orders-hook", "type": "webhook-actions"}) as http:
         yield http
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,34 +12,18 @@ from sqlalchemy.engine import Engine
 
 from headwater.api.app import create_api
 from headwater.store.admin_token import hash_token
-from headwater.store.database import database_url, open_engine
-from headwater.store.migrations import migrate
 from headwater.store.workspace import WorkspaceStore
+from tests.support.clock import Clock
 
 TOKEN = "test-admin-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
-class Clock:
-    def __init__(self, now: float = 1_700_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    engine = open_engine(database_url(tmp_path, None))
-    migrate(engine)
+def engine(engine: Engine) -> Engine:
+    """The shared engine (SQLite, then PostgreSQL) with the workspace the tests expect."""
     WorkspaceStore(engine).ensure_workspace("acme")
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
+    return engine
 
 
 @pytest.fixture

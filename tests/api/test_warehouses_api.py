@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy.engine import Engine
 
 from tests.api.client import api_with_destination
 from tests.api.test_sources_api import assert_error
@@ -17,8 +17,8 @@ PG = {"name": "analytics", "type": "postgres",
 
 
 @pytest.fixture
-def client(tmp_path: Path) -> Iterator[TestClient]:
-    with api_with_destination(tmp_path, {"name": "hook", "type": "webhook",
+def client(engine: Engine) -> Iterator[TestClient]:
+    with api_with_destination(engine, {"name": "hook", "type": "webhook",
                                          "settings": {"url": "http://127.0.0.1:9/"}}) as http:
         yield http
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from sqlalchemy.engine import Engine
 
@@ -11,8 +9,6 @@ from headwater.config.apply import apply, export_config, plan
 from headwater.config.model import parse_config, read_yaml
 from headwater.destinations.store import DestinationStore
 from headwater.errors import ConfigError
-from headwater.store.database import database_url, open_engine
-from headwater.store.migrations import migrate
 from headwater.store.workspace import WorkspaceStore
 
 CONFIG = """
@@ -32,18 +28,11 @@ destinations:
 """
 
 
-@pytest.fixture
-def sqlite_engine(tmp_path: Path) -> Engine:
-    engine = open_engine(database_url(tmp_path, None))
-    migrate(engine)
-    return engine
-
-
 def test_apply_creates_then_nothing_then_export_round_trips(
-    sqlite_engine: Engine, monkeypatch: pytest.MonkeyPatch
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("HOOK_SECRET", "from-the-environment")
-    store = WorkspaceStore(sqlite_engine)
+    store = WorkspaceStore(engine)
     config = parse_config(read_yaml(CONFIG))
     first = plan(store, config)
     text = first.render()
@@ -94,10 +83,10 @@ def test_config_errors_name_the_path(monkeypatch: pytest.MonkeyPatch) -> None:
         duplicate.value)
 
 
-def test_store_refuses_bad_settings_and_unknown_types(sqlite_engine: Engine) -> None:
+def test_store_refuses_bad_settings_and_unknown_types(engine: Engine) -> None:
     from headwater.errors import InvalidError, NotFoundError
 
-    store = WorkspaceStore(sqlite_engine)
+    store = WorkspaceStore(engine)
     store.ensure_workspace("acme")
     store.create_source("web")
     destinations = DestinationStore(store)
@@ -136,8 +125,8 @@ destinations:
 """
 
 
-def test_filters_in_the_config_file(sqlite_engine: Engine) -> None:
-    store = WorkspaceStore(sqlite_engine)
+def test_filters_in_the_config_file(engine: Engine) -> None:
+    store = WorkspaceStore(engine)
     config = parse_config(read_yaml(FILTERS))
     first = plan(store, config)
     assert "2 filters" in first.render()
@@ -198,8 +187,8 @@ destinations:
 """
 
 
-def test_mappings_in_the_config_file(sqlite_engine: Engine) -> None:
-    store = WorkspaceStore(sqlite_engine)
+def test_mappings_in_the_config_file(engine: Engine) -> None:
+    store = WorkspaceStore(engine)
     config = parse_config(read_yaml(MAPPINGS))
     first = plan(store, config)
     assert "2 mappings" in first.render()

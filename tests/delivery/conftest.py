@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import msgspec
 import pytest
 from sqlalchemy.engine import Engine
 
@@ -20,21 +19,9 @@ from headwater.store.counters import CounterStore, Total
 from headwater.store.log import EventLog
 from headwater.store.workspace import WorkspaceStore
 from headwater.timestamps import format_timestamp
-from tests.destinations.receiver import Receiver
-
-
-class Clock:
-    """Wall-clock time that tests move by hand."""
-
-    def __init__(self) -> None:
-        self.now = 1_700_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
+from tests.support.clock import Clock
+from tests.support.receiver import Receiver
+from tests.support.records import log_record
 
 _ids = itertools.count(1)
 
@@ -64,9 +51,7 @@ class Pipeline:
         received = format_timestamp_at(self.clock.now)
         stored = [{**e, "receivedAt": received, "timestamp": received} for e in events]
         self.sent += stored
-        self.log.append([msgspec.json.encode({
-            "v": 1, "workspace_id": "ws", "source_id": self.source_id, "received_at": received,
-            "events": stored, "dropped": [], "duplicates": 0})])
+        self.log.append([log_record(self.source_id, received, stored, workspace_id="ws")])
         consumer = Consumer(self.log, GROUP, self.router(), owner="router-1")
         while consumer.run_once():
             pass
@@ -97,8 +82,7 @@ def format_timestamp_at(epoch: float) -> str:
 
 
 @pytest.fixture
-def pipeline(engine: Engine) -> Iterator[Pipeline]:
-    clock = Clock()
+def pipeline(engine: Engine, clock: Clock) -> Iterator[Pipeline]:
     workspace = WorkspaceStore(engine, clock=clock)
     workspace.ensure_workspace("test")
     source = workspace.create_source("web", write_key="WK_web")

@@ -11,7 +11,7 @@ from headwater import reasons
 from headwater.config.model import parse_config, read_yaml
 from headwater.errors import ConfigError, InvalidError
 from tests.delivery.conftest import Pipeline, track
-from tests.destinations.receiver import Receiver
+from tests.support.receiver import Receiver
 
 
 def orders(url: str, **extra: Any) -> dict[str, Any]:
@@ -71,7 +71,7 @@ def test_ac070_one_request_per_matching_mapping(pipeline: Pipeline, receiver: Re
 
 
 def test_a_mapping_that_fails_is_retried_alone(pipeline: Pipeline, receiver: Receiver) -> None:
-    from tests.destinations.receiver import Answer
+    from tests.support.receiver import Answer
 
     pipeline.add("hook", "webhook-actions", mappings=[
         orders(receiver.url + "/a", name="A"), orders(receiver.url + "/b", name="B")])

@@ -11,7 +11,7 @@ from headwater.delivery.engine import DELIVERED, FAILED_DELIVERY, RETRY
 from headwater.store import schema
 from headwater.store.counters import CounterStore
 from tests.delivery.conftest import Pipeline, track
-from tests.destinations.receiver import Answer, Receiver
+from tests.support.receiver import Answer, Receiver
 
 
 def jobs(p: Pipeline) -> list[tuple[int, int, int | None]]:

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from headwater import reasons
 from headwater.store import schema
 from tests.delivery.conftest import Pipeline, track
-from tests.destinations.receiver import Receiver
+from tests.support.receiver import Receiver
 
 
 def test_filters_drop_and_edit_per_destination(pipeline: Pipeline, receiver: Receiver) -> None:

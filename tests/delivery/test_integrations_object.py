@@ -19,7 +19,7 @@ from headwater import reasons
 from headwater.destinations import registry
 from headwater.destinations.catalog import webhook
 from tests.delivery.conftest import Pipeline, track
-from tests.destinations.receiver import Receiver
+from tests.support.receiver import Receiver
 
 STAND_INS = {"salesforce": "Salesforce", "adobe-analytics": "Adobe Analytics",
              "intercom": "Intercom", "google-analytics": "Google Analytics"}

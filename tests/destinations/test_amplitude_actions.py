@@ -17,7 +17,7 @@ from headwater.destinations.definition import Rendered, Response
 from headwater.destinations.registry import get
 from headwater.errors import ListError
 from tests.delivery.conftest import Pipeline, pipeline  # noqa: F401 (the fixture)
-from tests.destinations.receiver import Received, Receiver
+from tests.support.receiver import Received, Receiver
 
 T0 = "2024-03-05T10:00:00.000Z"
 T0_MS = 1_709_632_800_000

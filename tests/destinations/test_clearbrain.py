@@ -10,8 +10,8 @@ from pydantic import ValidationError
 
 from headwater.destinations.registry import get
 from headwater.errors import MessageRejected
-from tests.destinations.receiver import Receiver
 from tests.destinations.send import render, send
+from tests.support.receiver import Receiver
 
 COMMON: dict[str, Any] = {
     "anonymousId": "1234", "userId": "5678", "messageId": "022bb90c-bbac-11e4-8dfc-aa07a5b093db",

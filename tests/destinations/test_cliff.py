@@ -10,8 +10,8 @@ from pydantic import ValidationError
 
 from headwater.destinations.registry import get
 from headwater.errors import MessageRejected
-from tests.destinations.receiver import Answer, Receiver
 from tests.destinations.send import render, send
+from tests.support.receiver import Answer, Receiver
 
 COMMON: dict[str, Any] = {
     "anonymousId": "anon-1", "userId": "u1", "messageId": "m1",

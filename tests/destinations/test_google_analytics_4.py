@@ -13,8 +13,8 @@ from headwater.destinations.catalog.google_analytics_4 import (
     event_name_for,
 )
 from headwater.destinations.registry import get
-from tests.destinations.receiver import Answer, Receiver
 from tests.destinations.send import render, send
+from tests.support.receiver import Answer, Receiver
 
 T0 = "2024-03-05T10:00:00.000Z"
 T0_MICROS = 1_709_632_800_000_000

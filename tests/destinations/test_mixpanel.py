@@ -12,8 +12,8 @@ from pydantic import ValidationError
 
 from headwater.destinations.definition import Response
 from headwater.destinations.registry import get
-from tests.destinations.receiver import Answer, Receiver
 from tests.destinations.send import render, send
+from tests.support.receiver import Answer, Receiver
 
 T0 = "2024-03-05T10:00:00.000Z"
 T0_MS = 1_709_632_800_000

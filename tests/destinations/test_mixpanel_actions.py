@@ -17,8 +17,8 @@ from headwater.destinations.definition import Rendered, Response
 from headwater.destinations.registry import get
 from headwater.errors import ListError
 from tests.delivery.conftest import Pipeline, pipeline  # noqa: F401 (the fixture)
-from tests.destinations.receiver import Answer, Received, Receiver
 from tests.destinations.test_mixpanel import SECRET, T0, T0_MS, TOKEN, basic
+from tests.support.receiver import Answer, Received, Receiver
 
 TYPE = "mixpanel-actions"
 ANONYMOUS = "507f191e-810c-4f6a-b0a2-2ad7c4b5c7a4"

@@ -6,7 +6,6 @@ import base64
 import json
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,9 +13,9 @@ from pydantic import ValidationError
 
 from headwater import __version__
 from headwater.destinations.registry import get
-from tests.destinations.receiver import Receiver
 from tests.destinations.send import render, send
-from tests.ingest.conftest import BASE_CONFIG, LiveServer
+from tests.support.live import LiveServer, serving
+from tests.support.receiver import Receiver
 
 
 def stored_message(n: int, **extra: Any) -> dict[str, Any]:
@@ -115,15 +114,11 @@ def test_settings_names_and_secrets() -> None:
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    base: Path = tmp_path_factory.mktemp("forward-target")
-    config = base / "headwater.yaml"
-    config.write_text(BASE_CONFIG)
-    server = LiveServer(data_dir=base / "data", config=config, role="ingest")
-    server.start()
-    yield server
-    server.stop()
+    with serving(tmp_path_factory.mktemp("forward-target")) as server:
+        yield server
 
 
+@pytest.mark.live
 def test_forwarded_events_arrive_in_another_headwater(live: LiveServer) -> None:
     run = uuid.uuid4().hex
     track = stored_message(1, userId=f"user-{run}", messageId=f"{run}-track",
@@ -153,6 +148,7 @@ def test_forwarded_events_arrive_in_another_headwater(live: LiveServer) -> None:
     assert arrived[f"{run}-track"]["channel"] == "browser"
 
 
+@pytest.mark.live
 def test_an_unknown_write_key_is_refused_by_headwater(live: LiveServer) -> None:
     responses = send("segment", {"write_key": "WK_nobody", "endpoint": live.url},
                      [stored_message(1)])

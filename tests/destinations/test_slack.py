@@ -11,8 +11,8 @@ from pydantic import ValidationError
 from headwater.destinations.catalog.slack import render_template
 from headwater.destinations.registry import get
 from headwater.errors import MessageRejected
-from tests.destinations.receiver import Answer, Receiver
 from tests.destinations.send import render, send
+from tests.support.receiver import Answer, Receiver
 
 TRACK: dict[str, Any] = {
     "type": "track", "event": "Order Completed", "userId": "u1", "anonymousId": "a1",

@@ -9,8 +9,8 @@ import pytest
 from pydantic import ValidationError
 
 from headwater.destinations.registry import get
-from tests.destinations.receiver import Receiver
 from tests.destinations.send import send
+from tests.support.receiver import Receiver
 
 TRACK = {"type": "track", "event": "Order Completed", "userId": "u1", "messageId": "m1",
          "properties": {"total": 27.5}, "timestamp": "2024-03-05T10:00:00.000Z"}

@@ -1,122 +1,19 @@
-"""A real ``headwater serve`` process on a loopback port, and a way to read what it stored."""
+"""One ``headwater serve`` process shared by a module's tests, and a client for it."""
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 import httpx
-import msgspec
 import pytest
-import sqlalchemy as sa
 
-from headwater.store import schema
-from headwater.store.database import database_url, open_engine
-
-ADMIN_TOKEN = "test-admin-token"
-
-BASE_CONFIG = """\
-workspace: test
-sources:
-  - name: web
-    write_key: WK_web
-  - name: server
-    write_key: abc123
-  - name: off
-    write_key: WK_off
-    enabled: false
-"""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class LiveServer:
-    """One server process; ``role=ingest`` keeps every record in the log for the test to read."""
-
-    data_dir: Path
-    config: Path
-    role: str = "ingest"
-    database: str | None = None
-    port: int = field(default_factory=free_port)
-    process: subprocess.Popen[bytes] | None = None
-    output: Path | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self, timeout: float = 30.0) -> None:
-        command = [
-            sys.executable, "-m", "headwater", "serve", "--config", str(self.config),
-            "--data-dir", str(self.data_dir), "--port", str(self.port), "--role", self.role,
-        ]
-        if self.database:
-            command += ["--database", self.database]
-        self.output = self.data_dir.parent / f"server-{self.port}.log"
-        env = {**os.environ, "HEADWATER_ADMIN_TOKEN": ADMIN_TOKEN}
-        with self.output.open("ab") as out:
-            self.process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited: {self.output.read_text()}")
-            try:
-                if httpx.get(f"{self.url}/ready", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError(f"server not ready in {timeout}s: {self.output.read_text()}")
-
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(sig)
-            self.process.wait(timeout=30)
-        self.process = None
-
-    def records(self) -> list[dict[str, Any]]:
-        """Every record in the event log, oldest first per partition."""
-        engine = open_engine(database_url(self.data_dir, self.database))
-        try:
-            with engine.connect() as conn:
-                rows = conn.execute(
-                    sa.select(schema.log_records.c.payload).order_by(
-                        schema.log_records.c.partition, schema.log_records.c.offset
-                    )
-                ).scalars()
-                return [msgspec.json.decode(payload) for payload in rows]
-        finally:
-            engine.dispose()
-
-    def events(self) -> list[dict[str, Any]]:
-        return [event for record in self.records() for event in record["events"]]
-
-    def dropped(self) -> list[dict[str, Any]]:
-        return [entry for record in self.records() for entry in record["dropped"]]
+from tests.support.live import LiveServer, serving
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    base = tmp_path_factory.mktemp("server")
-    config = base / "headwater.yaml"
-    config.write_text(BASE_CONFIG)
-    live = LiveServer(data_dir=base / "data", config=config)
-    live.start()
-    yield live
-    live.stop()
+    with serving(tmp_path_factory.mktemp("server")) as live:
+        yield live
 
 
 @pytest.fixture

@@ -9,8 +9,12 @@ import uuid
 from pathlib import Path
 
 import httpx
+import pytest
 
-from tests.ingest.conftest import BASE_CONFIG, LiveServer
+from tests.support.live import BASE_CONFIG, LiveServer
+from tests.support.waiting import wait_for
+
+pytestmark = pytest.mark.live  # every test here starts a headwater server process
 
 AUTH = {"Authorization": "Basic V0tfd2ViOg=="}  # WK_web:
 
@@ -45,7 +49,12 @@ def test_sigkill_under_load_loses_no_acknowledged_event(tmp_path: Path) -> None:
     workers = [threading.Thread(target=send_batches) for _ in range(6)]
     for worker in workers:
         worker.start()
-    time.sleep(2.0)
+
+    def load() -> int:
+        with lock:
+            return len(acknowledged)
+
+    wait_for(lambda: load() > 1000, 30, "the load to get going")
     live.stop(signal.SIGKILL)
     stop.set()
     for worker in workers:
@@ -86,7 +95,7 @@ def test_ac021_rate_limit_answers_429_and_loses_nothing(tmp_path: Path) -> None:
                 limited += 1
                 assert int(response.headers["retry-after"]) >= 1
                 assert int(response.headers["x-ratelimit-reset"]) >= 1
-                time.sleep(0.2)
+                time.sleep(0.2)  # backing off before a retry, as a client does: pacing
             assert response.status_code == 200
     ids = [e["messageId"] for e in live.events()]
     live.stop()

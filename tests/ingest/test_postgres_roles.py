@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import time
 import uuid
-from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,19 +15,13 @@ from headwater.store.archive import Archive
 from headwater.store.counters import ACCEPTED, CounterStore
 from headwater.store.database import database_url, open_engine
 from headwater.store.log import EventLog
-from tests.conftest import PostgresServer
-from tests.ingest.conftest import ADMIN_TOKEN, BASE_CONFIG, LiveServer
+from tests.support.live import ADMIN_TOKEN, BASE_CONFIG, LiveServer
+from tests.support.postgres import PostgresServer
+from tests.support.waiting import wait_for
+
+pytestmark = pytest.mark.live  # every test here starts a headwater server process
 
 AUTH = {"Authorization": "Basic V0tfd2ViOg=="}  # WK_web:
-
-
-def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 @pytest.fixture
@@ -92,14 +84,6 @@ def test_ingest_and_two_workers_share_the_log(
         for live in [ingest, *workers]:
             live.stop()
         engine.dispose()
-
-
-@pytest.fixture
-def private_postgres() -> Iterator[PostgresServer]:
-    server = PostgresServer()
-    server.start()
-    yield server
-    server.remove()
 
 
 def test_503_while_postgres_is_down_then_recovery(

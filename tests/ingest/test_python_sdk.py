@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
 from segment.analytics import Client
 
-from tests.ingest.conftest import LiveServer
+from tests.support.live import LiveServer
+
+pytestmark = pytest.mark.live  # every test here starts a headwater server process
 
 
 def test_every_call_type_with_gzip_is_stored_once(server: LiveServer) -> None:

@@ -7,8 +7,7 @@ import os
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,31 +21,17 @@ from headwater.server import Server
 from headwater.store import schema
 from headwater.store.counters import ACCEPTED, FAILED_ON_INGEST, RECEIVED, CounterStore
 from headwater.store.database import database_url, open_engine
-from tests.ingest.conftest import ADMIN_TOKEN, BASE_CONFIG, LiveServer
+from tests.support.live import ADMIN_TOKEN, BASE_CONFIG, LiveServer, serving
+from tests.support.waiting import wait_for
 
 AUTH = {"Authorization": "Basic V0tfd2ViOg=="}  # WK_web:
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
-def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    base = tmp_path_factory.mktemp("seeing")
-    config = base / "headwater.yaml"
-    config.write_text(BASE_CONFIG)
-    server = LiveServer(data_dir=base / "data", config=config, role="all")
-    server.start()
-    yield server
-    server.stop()
+    with serving(tmp_path_factory.mktemp("seeing"), role="all") as server:
+        yield server
 
 
 def debugger(live: LiveServer, limit: int = 100) -> list[dict[str, Any]]:
@@ -57,6 +42,7 @@ def debugger(live: LiveServer, limit: int = 100) -> list[dict[str, Any]]:
     return events
 
 
+@pytest.mark.live
 def test_debugger_counters_and_metrics_through_a_live_server(live: LiveServer) -> None:
     batch = {"writeKey": "WK_web", "batch": [
         {"type": "track", "userId": "u1", "event": "Seen One", "messageId": "seen-1"},
@@ -108,6 +94,7 @@ def test_debugger_counters_and_metrics_through_a_live_server(live: LiveServer) -
     assert "headwater_log_commit_seconds_count" in metrics
 
 
+@pytest.mark.live
 def test_live_stream_and_headwater_tail(live: LiveServer) -> None:
     received: list[dict[str, Any]] = []
     connected = threading.Event()
@@ -154,6 +141,7 @@ def test_durability_setting_reaches_every_sqlite_connection(
         server.stop()
 
 
+@pytest.mark.live
 def test_durability_full_from_the_config_file(tmp_path: Path) -> None:
     config = tmp_path / "headwater.yaml"
     config.write_text(BASE_CONFIG + "server:\n  durability: full\n")

@@ -13,8 +13,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import pytest
 
-from tests.ingest.conftest import LiveServer
+from tests.support.live import LiveServer
+
+pytestmark = pytest.mark.live  # every test here starts a headwater server process
 
 
 def uid() -> str:

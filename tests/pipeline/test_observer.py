@@ -2,19 +2,9 @@
 
 from __future__ import annotations
 
-import glob
-import os
-import pwd
-import shutil
-import socket
-import subprocess
-import tempfile
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -35,17 +25,11 @@ from headwater.store.counters import (
 from headwater.store.database import database_url, open_engine
 from headwater.store.migrations import migrate
 from headwater.timestamps import parse_timestamp
+from tests.support.records import log_record
+from tests.support.waiting import wait_for
 
 T0 = "2024-03-05T10:00:10.123Z"
 T1 = "2024-03-05T10:01:30.000Z"
-
-
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    engine = open_engine(database_url(tmp_path, None))
-    migrate(engine)
-    yield engine
-    engine.dispose()
 
 
 def event(message_id: str, received_at: str = T0, **extra: Any) -> dict[str, Any]:
@@ -61,13 +45,8 @@ def record(
     received_at: str = T0,
     flags: list[str] | None = None,
 ) -> bytes:
-    body: dict[str, Any] = {
-        "v": 1, "workspace_id": "ws_1", "source_id": source, "received_at": received_at,
-        "events": events or [], "dropped": dropped or [], "duplicates": duplicates,
-    }
-    if flags:
-        body["flags"] = flags
-    return msgspec.json.encode(body)
+    return log_record(source, received_at, events or [], dropped=dropped or [],
+                      duplicates=duplicates, flags=flags or [])
 
 
 def drop(reason: str, message: Any) -> dict[str, Any]:
@@ -224,12 +203,9 @@ def test_end_to_end_through_the_event_log(engine: Engine, tmp_path: Path) -> Non
     for consumer in consumers:
         consumer.start()
     try:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            counted = Total(RECEIVED, "", 5) in CounterStore(engine).totals("src_a")
-            if counted and len(list(archive.read("src_a", *window))) == 3:
-                break
-            time.sleep(0.05)
+        wait_for(lambda: Total(RECEIVED, "", 5) in CounterStore(engine).totals("src_a")
+                 and len(list(archive.read("src_a", *window))) == 3, 10,
+                 "both stages to consume the records", interval=0.05)
     finally:
         for consumer in consumers:
             consumer.stop()
@@ -244,50 +220,9 @@ def test_end_to_end_through_the_event_log(engine: Engine, tmp_path: Path) -> Non
 # --- PostgreSQL -------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def postgres_url() -> Iterator[str]:
-    """A throw-away PostgreSQL server on a loopback port (Debian's or a local build)."""
-    found = shutil.which("initdb") or next(
-        iter(sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))), None
-    )
-    if found is None:
-        pytest.skip("PostgreSQL is not installed")
-    bin_dir = Path(found).parent
-    base = Path(tempfile.mkdtemp(prefix="headwater-pg-"))
-    prefix: list[str] = []
-    if os.geteuid() == 0:  # initdb refuses to run as root
-        user = pwd.getpwnam("postgres")
-        os.chown(base, user.pw_uid, user.pw_gid)
-        prefix = ["runuser", "-u", "postgres", "--"]
-    port = _free_port()
-    data = base / "data"
-    try:
-        subprocess.run([*prefix, str(bin_dir / "initdb"), "-D", str(data), "-A", "trust",
-                        "-U", "postgres", "--no-sync"], check=True, capture_output=True)
-        subprocess.run([*prefix, str(bin_dir / "pg_ctl"), "-D", str(data), "-w", "-l",
-                        str(base / "log"), "-o",
-                        f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off",
-                        "start"], check=True, capture_output=True)
-    except (subprocess.CalledProcessError, OSError) as exc:
-        shutil.rmtree(base, ignore_errors=True)
-        pytest.skip(f"cannot start PostgreSQL: {exc}")
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
-    finally:
-        subprocess.run([*prefix, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate",
-                        "stop"], capture_output=True)
-        shutil.rmtree(base, ignore_errors=True)
-
-
-@pytest.mark.postgres
-def test_observer_on_postgresql(postgres_url: str) -> None:
-    engine = open_engine(postgres_url)
+def test_observer_on_postgresql(pg_database: str, tmp_path: Path) -> None:
+    """Polls larger than the debugger's cap, re-delivered, on PostgreSQL's own statements."""
+    engine = open_engine(database_url(tmp_path, pg_database))
     try:
         migrate(engine)
         observe = Observer(engine)

@@ -12,6 +12,7 @@ from typing import Any
 import msgspec
 
 from headwater.store.archive import Archive, ArchiveWriter
+from tests.support.records import log_record
 
 
 def event(message_id: str, received_at: str, **extra: Any) -> dict[str, Any]:
@@ -22,10 +23,7 @@ def event(message_id: str, received_at: str, **extra: Any) -> dict[str, Any]:
 def record(events: list[dict[str, Any]], source: str = "src_a",
            dropped: list[dict[str, Any]] | None = None) -> bytes:
     received = events[0]["receivedAt"] if events else "2024-01-01T00:00:00.000Z"
-    return msgspec.json.encode({
-        "v": 1, "workspace_id": "ws_1", "source_id": source, "received_at": received,
-        "events": events, "dropped": dropped or [], "duplicates": 0,
-    })
+    return log_record(source, received, events, dropped=dropped or [])
 
 
 def feed(writer: ArchiveWriter, *payloads: bytes) -> None:

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
@@ -20,16 +16,6 @@ from headwater.store.counters import (
     Total,
     minute_of,
 )
-from headwater.store.database import database_url, open_engine
-from headwater.store.migrations import migrate
-
-
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    engine = open_engine(database_url(tmp_path, None))
-    migrate(engine)
-    yield engine
-    engine.dispose()
 
 
 def key(step: str, reason: str = "", source: str = "src_a", dest: str = "") -> CounterKey:
@@ -141,7 +127,7 @@ def test_add_defaults_to_the_current_minute(engine: Engine) -> None:
 
 
 def test_postgresql_upsert_compiles() -> None:
-    """The PostgreSQL statement is the same upsert (tests/pipeline/test_observer.py runs it)."""
+    """The PostgreSQL statement is the same upsert (the tests above run it on PostgreSQL)."""
     from typing import Any
 
     from sqlalchemy.dialects import postgresql

@@ -10,14 +10,7 @@ from sqlalchemy.engine import Engine
 
 from headwater.pipeline.consumer import Consumer
 from headwater.store.log import EventLog
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support.clock import Clock
 
 
 def drain(log: EventLog, group: str) -> list[tuple[int, int, bytes]]:
@@ -69,8 +62,9 @@ def test_groups_are_independent_and_truncation_waits_for_all(engine: Engine) -> 
     assert [p for _, _, p in drain(log, "late")] == [b"3"]
 
 
-def test_leases_split_partitions_and_pass_on_when_an_owner_dies(engine: Engine) -> None:
-    clock = Clock()
+def test_leases_split_partitions_and_pass_on_when_an_owner_dies(
+    engine: Engine, clock: Clock
+) -> None:
     log = EventLog(engine, clock=clock)
     log.register("g")
     first = log.acquire("g", "p1", 10)
@@ -158,8 +152,7 @@ def test_consumer_thread_starts_and_stops(engine: Engine) -> None:
         assert conn.execute(sa.text("select 1")).scalar() == 1
 
 
-def test_poll_many_and_commit_many_cover_several_partitions(engine: Engine) -> None:
-    clock = Clock()
+def test_poll_many_and_commit_many_cover_several_partitions(engine: Engine, clock: Clock) -> None:
     log = EventLog(engine, clock=clock)
     log.register("g")
     first = log.append([b"a", b"b"])[0][0]

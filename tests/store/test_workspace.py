@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -12,30 +10,8 @@ from sqlalchemy.engine import Engine
 
 from headwater.errors import ConflictError, InvalidError, NotFoundError
 from headwater.store import schema
-from headwater.store.database import database_url, open_engine
-from headwater.store.migrations import migrate
 from headwater.store.workspace import FIRST_PAGE, WorkspaceStore, slugify
-
-
-class Clock:
-    def __init__(self, now: float = 1_700_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    engine = open_engine(database_url(tmp_path, None))
-    migrate(engine)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
+from tests.support.clock import Clock
 
 
 @pytest.fixture

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import io
 import json
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 import uuid
@@ -37,6 +35,8 @@ from headwater.warehouse.lake.targets import (
     open_target,
 )
 from headwater.warehouse.lake.writer import FAILED, FINISHED, LakeSync, write_lake
+from tests.support.ports import free_port
+from tests.support.waiting import wait_for
 
 SRC = "SRC"
 NOW = datetime(2020, 5, 11, 13, 0, tzinfo=UTC)
@@ -528,26 +528,27 @@ class MotoServer:
     """moto's S3 on a free loopback port, in its own process."""
 
     def __init__(self) -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = int(s.getsockname()[1])
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         binary = Path(sys.executable).parent / "moto_server"
         self.process = subprocess.Popen(
             [str(binary), "-H", "127.0.0.1", "-p", str(self.port)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 30
-        while True:
+
+        def answers() -> bool:
             if self.process.poll() is not None:
                 raise RuntimeError(f"moto_server exited with {self.process.returncode}")
             try:
                 with urllib.request.urlopen(f"{self.url}/moto-api/", timeout=1):
-                    return
+                    return True
             except (urllib.error.URLError, OSError):
-                if time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError("moto_server did not answer in 30 s") from None
-                time.sleep(0.1)
+                return False
+
+        try:
+            wait_for(answers, 30, "moto_server to answer")
+        except AssertionError:
+            self.stop()
+            raise RuntimeError("moto_server did not answer in 30 s") from None
 
     def stop(self) -> None:
         self.process.terminate()

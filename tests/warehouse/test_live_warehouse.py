@@ -12,10 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from headwater.store.archive import Archive
-from tests.delivery.test_live_delivery import wait_for
-from tests.ingest.conftest import ADMIN_TOKEN, LiveServer
+from tests.support.live import ADMIN_TOKEN, LiveServer
+from tests.support.waiting import wait_for
+
+pytestmark = pytest.mark.live  # every test here starts a headwater server process
 
 CONFIG = "workspace: test\nsources:\n  - name: web\n    write_key: WK_web\n"
 

@@ -12,6 +12,7 @@ from typing import Any
 import msgspec
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy.engine import Engine
 
 from headwater.config.apply import apply, plan
 from headwater.config.model import parse_config, read_yaml
@@ -183,8 +184,8 @@ def test_route_event_names_and_source_ids_to_lake_files(text: str, tmp_path: Pat
 
 
 @pytest.fixture
-def client(tmp_path: Path) -> Iterator[TestClient]:
-    with api_with_destination(tmp_path / "data", {
+def client(engine: Engine) -> Iterator[TestClient]:
+    with api_with_destination(engine, {
             "name": "hook", "type": "webhook", "settings": {"url": "http://127.0.0.1:9/"}}) as http:
         yield http
 

@@ -10,18 +10,17 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import msgspec
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.engine import Engine
 
 from headwater.store.archive import Archive, ArchiveWriter
-from headwater.store.database import database_url, open_engine
-from headwater.store.migrations import migrate
 from headwater.store.workspace import WorkspaceStore
 from headwater.timestamps import format_timestamp
 from headwater.warehouse.connect import loader_for
 from headwater.warehouse.store import WarehouseInfo, WarehouseStore
 from headwater.warehouse.sync import FAILURE, PARTIAL, SUCCESS, SyncResult, WarehouseSync
+from tests.support.records import log_record
 
 NOW = datetime(2024, 3, 10, 12, 30, tzinfo=UTC)
 _ids = itertools.count(1)
@@ -45,9 +44,8 @@ class World:
         """Events as the Tracking API stored them, in the archive (one flush)."""
         for event in events:
             received = event["receivedAt"]
-            self.writer([(0, next(self._offset), msgspec.json.encode({
-                "v": 1, "workspace_id": "ws", "source_id": self.source_id,
-                "received_at": received, "events": [event], "dropped": [], "duplicates": 0}))])
+            self.writer([(0, next(self._offset),
+                          log_record(self.source_id, received, [event], workspace_id="ws"))])
         self.sent += events
 
     def sync(self, warehouse: WarehouseInfo, **kwargs: Any) -> SyncResult:
@@ -64,9 +62,7 @@ class World:
 
 
 @pytest.fixture
-def world(tmp_path: Path) -> World:
-    engine = open_engine(database_url(tmp_path, None))
-    migrate(engine)
+def world(tmp_path: Path, engine: Engine) -> World:
     workspace = WorkspaceStore(engine)
     workspace.ensure_workspace("acme")
     source = workspace.create_source("Web App", slug="web_app")

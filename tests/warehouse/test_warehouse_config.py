@@ -3,16 +3,12 @@ Selective Sync rules (AC-134, AC-135, AC-139)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from sqlalchemy.engine import Engine
 
 from headwater.config.apply import apply, export_config, plan
 from headwater.config.model import parse_config, read_yaml
 from headwater.errors import ConfigError, InvalidError
-from headwater.store.database import database_url, open_engine
-from headwater.store.migrations import migrate
 from headwater.store.workspace import WorkspaceStore
 from headwater.warehouse.store import WarehouseStore
 
@@ -34,9 +30,7 @@ warehouses:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> WorkspaceStore:
-    engine: Engine = open_engine(database_url(tmp_path, None))
-    migrate(engine)
+def store(engine: Engine) -> WorkspaceStore:
     return WorkspaceStore(engine)
 
 

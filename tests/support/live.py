@@ -1,0 +1,124 @@
+"""A real ``headwater serve`` process on a loopback port, and a way to read what it stored."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import msgspec
+import sqlalchemy as sa
+
+from headwater.store import schema
+from headwater.store.database import database_url, open_engine
+from tests.support.markers import require_marker
+from tests.support.ports import free_port
+from tests.support.waiting import wait_for
+
+ADMIN_TOKEN = "test-admin-token"
+
+BASE_CONFIG = """\
+workspace: test
+sources:
+  - name: web
+    write_key: WK_web
+  - name: server
+    write_key: abc123
+  - name: off
+    write_key: WK_off
+    enabled: false
+"""
+
+
+@dataclass
+class LiveServer:
+    """One server process; ``role=ingest`` keeps every record in the log for the test to read.
+
+    Only tests marked ``@pytest.mark.live`` may start one: ``pytest -m "not live"`` leaves
+    every server process out.
+    """
+
+    data_dir: Path
+    config: Path
+    role: str = "ingest"
+    database: str | None = None
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+    output: Path | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> None:
+        require_marker("live", "starts a headwater server process")
+        command = [
+            sys.executable, "-m", "headwater", "serve", "--config", str(self.config),
+            "--data-dir", str(self.data_dir), "--port", str(self.port), "--role", self.role,
+        ]
+        if self.database:
+            command += ["--database", self.database]
+        output = self.output = self.data_dir.parent / f"server-{self.port}.log"
+        env = {**os.environ, "HEADWATER_ADMIN_TOKEN": ADMIN_TOKEN}
+        with output.open("ab") as out:
+            process = self.process = subprocess.Popen(
+                command, stdout=out, stderr=subprocess.STDOUT, env=env)
+
+        def ready() -> bool:
+            if process.poll() is not None:
+                raise RuntimeError(f"server exited: {output.read_text()}")
+            try:
+                return httpx.get(f"{self.url}/ready", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        try:
+            wait_for(ready, timeout, "the server to be ready", interval=0.05)
+        except AssertionError:
+            raise RuntimeError(f"server not ready in {timeout}s: {output.read_text()}") from None
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(sig)
+            self.process.wait(timeout=30)
+        self.process = None
+
+    def records(self) -> list[dict[str, Any]]:
+        """Every record in the event log, oldest first per partition."""
+        engine = open_engine(database_url(self.data_dir, self.database))
+        try:
+            with engine.connect() as conn:
+                rows = conn.execute(
+                    sa.select(schema.log_records.c.payload).order_by(
+                        schema.log_records.c.partition, schema.log_records.c.offset
+                    )
+                ).scalars()
+                return [msgspec.json.decode(payload) for payload in rows]
+        finally:
+            engine.dispose()
+
+    def events(self) -> list[dict[str, Any]]:
+        return [event for record in self.records() for event in record["events"]]
+
+    def dropped(self) -> list[dict[str, Any]]:
+        return [entry for record in self.records() for entry in record["dropped"]]
+
+
+@contextmanager
+def serving(base: Path, config: str = BASE_CONFIG, role: str = "ingest") -> Iterator[LiveServer]:
+    """A started server whose headwater.yaml is ``config``, with its data under ``base``."""
+    path = base / "headwater.yaml"
+    path.write_text(config)
+    server = LiveServer(data_dir=base / "data", config=path, role=role)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
