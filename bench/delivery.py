@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -29,11 +28,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 import msgspec
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
+
+from processes import free_port, pin, wait_ready  # noqa: E402
 
 from headwater.delivery.engine import DeliveryEngine  # noqa: E402
 from headwater.delivery.report import event_delivery  # noqa: E402
@@ -54,16 +54,6 @@ EVENT = {"type": "track", "event": "Order Completed", "userId": "user-1",
                      "ip": "203.0.113.7"}}
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def pin(core: int) -> list[str]:
-    return ["taskset", "-c", str(core)] if shutil.which("taskset") else []
-
-
 def start_receiver() -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     process = subprocess.Popen(
@@ -71,14 +61,8 @@ def start_receiver() -> tuple[subprocess.Popen[bytes], str]:
          "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level",
          "warning"], cwd=HERE)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(url, timeout=1)
-            return process, url
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    raise SystemExit("the receiver did not start")
+    wait_ready(url, "the receiver", timeout=20)
+    return process, url
 
 
 def hanging_server() -> str:

@@ -14,14 +14,12 @@ import argparse
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import httpx
+from processes import free_port, pin, wait_ready
 
 HERE = Path(__file__).resolve().parent
 CONFIG = """\
@@ -30,27 +28,6 @@ sources:
   - name: bench
     write_key: BENCH_WRITE_KEY
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def pin(core: int) -> list[str]:
-    return ["taskset", "-c", str(core)] if shutil.which("taskset") else []
-
-
-def wait_ready(url: str, path: str) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url + path, timeout=1).status_code < 500:
-                return
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    raise SystemExit(f"{url} did not come up")
 
 
 def wrk(url: str, script: str, duration: int, connections: int,
@@ -91,7 +68,7 @@ def main() -> None:
                              "--port", str(port), "--loop", "uvloop", "--http", "httptools",
                              "--no-access-log", "--log-level", "warning"], cwd=HERE)
     try:
-        wait_ready(url, "/")
+        wait_ready(url + "/", "the server")
         results["ceiling"] = run(url, args)
     finally:
         noop.send_signal(signal.SIGTERM)
@@ -106,7 +83,7 @@ def main() -> None:
              f"{tmp}/headwater.yaml", "--data-dir", f"{tmp}/data", "--port", str(port)],
             stdout=subprocess.DEVNULL)
         try:
-            wait_ready(url, "/ready")
+            wait_ready(url + "/ready", "the server")
             results["headwater"] = run(url, args)
         finally:
             server.send_signal(signal.SIGTERM)

@@ -12,7 +12,7 @@ sync run would. Only the loader's time counts (Arrow conversion, casts, SQL, com
 final close — DuckDB checkpoints then); generating the rows is reported apart.
 
 Without ``--postgres-url`` a throwaway PostgreSQL cluster is started on a loopback port (like
-tests/conftest.py) with its default durability settings (fsync on), and removed afterwards.
+tests/support/postgres.py) with its default durability settings (fsync on), and removed afterwards.
 """
 
 from __future__ import annotations
@@ -164,7 +164,7 @@ def run(kind: str, target: str, events: int, chunk: int) -> dict[str, float]:
 
 @contextmanager
 def postgres_server() -> Iterator[str]:
-    """A throwaway cluster on a loopback port (the way tests/conftest.py starts one)."""
+    """A throwaway cluster on a loopback port (the way tests/support/postgres.py starts one)."""
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
     if not found:
         raise SystemExit("PostgreSQL is not installed (apt-get install -y postgresql)")
