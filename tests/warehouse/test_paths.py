@@ -208,28 +208,26 @@ def test_the_api_refuses_paths_that_leave_the_data_directory(
 
 
 def test_a_hostile_warehouse_name_syncs_inside_the_data_directory(
-        client: TestClient, tmp_path: Path) -> None:
+        client: TestClient, engine: Engine, tmp_path: Path) -> None:
     data = tmp_path / "data"
     assert client.post("/api/v1/warehouses", json={
         "name": "a/../../escape2", "type": "duckdb"}).status_code == 201
-    engine = open_engine(database_url(data, None))
-    try:
-        workspace = WorkspaceStore(engine)
-        source = workspace.get_source("web")
-        assert source is not None
-        when = format_timestamp(NOW - timedelta(hours=1))
-        ArchiveWriter(data / "archive")([(0, 1, msgspec.json.encode({
-            "v": 1, "workspace_id": "ws", "source_id": source.id, "received_at": when,
-            "duplicates": 0, "dropped": [], "events": [{
-                "type": "track", "event": "X", "userId": "u1", "messageId": "m1",
-                "timestamp": when, "receivedAt": when}]}))])
-        warehouses = WarehouseStore(workspace)
-        result = WarehouseSync(warehouses, Archive(data / "archive"), data,
-                               clock=NOW.timestamp).run(warehouses.require("a/../../escape2"))
-    finally:
-        engine.dispose()
+    workspace = WorkspaceStore(engine)
+    source = workspace.get_source("web")
+    assert source is not None
+    when = format_timestamp(NOW - timedelta(hours=1))
+    ArchiveWriter(data / "archive")([(0, 1, msgspec.json.encode({
+        "v": 1, "workspace_id": "ws", "source_id": source.id, "received_at": when,
+        "duplicates": 0, "dropped": [], "events": [{
+            "type": "track", "event": "X", "userId": "u1", "messageId": "m1",
+            "timestamp": when, "receivedAt": when}]}))])
+    warehouses = WarehouseStore(workspace)
+    result = WarehouseSync(warehouses, Archive(data / "archive"), data,
+                           clock=NOW.timestamp).run(warehouses.require("a/../../escape2"))
     assert result.status == SUCCESS, result
-    outside = {p for p in files_under(tmp_path) if not inside(p, data)}
+    # The SQLite state database of the ``engine`` fixture lives beside ``data``; nothing else.
+    outside = {p for p in files_under(tmp_path)
+               if not inside(p, data) and not p.name.startswith("state.db")}
     assert outside == set()
     assert (data / name_segment("a/../../escape2", prefix="warehouse-",
                                 suffix=".duckdb")).is_file()
