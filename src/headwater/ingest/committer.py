@@ -35,6 +35,15 @@ class LogUnavailable(Exception):
     """The event log cannot take writes; the client should retry later."""
 
 
+class UnstorableSubmission(Exception):
+    """This request's messages cannot be written (they cannot be encoded); others can."""
+
+
+# Raised by encoding a submission's own data, not by the database: the submission is at fault.
+_DATA_ERRORS = (msgspec.EncodeError, RecursionError, UnicodeError, OverflowError, TypeError,
+                ValueError)
+
+
 @dataclass(slots=True)
 class Submission:
     """One request's worth of messages for one source."""
@@ -121,6 +130,18 @@ class GroupCommitter:
         started = time.perf_counter()
         try:
             results, payloads = self._write(group)
+        except _DATA_ERRORS as exc:
+            # One request's messages broke the whole group's transaction, which rolled back
+            # (dedup claims included). Commit each request alone, so only that one fails.
+            if len(group) > 1:
+                for pending in group:
+                    self._commit([pending])
+                return
+            logger.error("event log: a request's messages cannot be stored: %s: %s",
+                         type(exc).__name__, exc)
+            unstorable = UnstorableSubmission(f"{type(exc).__name__}: {exc}")
+            _resolve(group, lambda p: p.future.set_exception(unstorable))
+            return
         except Exception as exc:  # the log is down, the disk is full, …
             self.healthy = False
             self.last_error = f"{type(exc).__name__}: {exc}"
