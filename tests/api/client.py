@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 
 from headwater.api.app import create_api
 from headwater.api.auth import hash_token
+from headwater.api.debugger import router as debugger_router
 from headwater.store.database import database_url, open_engine
 from headwater.store.migrations import migrate
 from headwater.store.workspace import WorkspaceStore
@@ -23,7 +24,8 @@ def api_with_destination(tmp_path: Path, destination: dict[str, Any]) -> Iterato
     engine = open_engine(database_url(tmp_path, None))
     migrate(engine)
     WorkspaceStore(engine).ensure_workspace("acme")
-    app = create_api(engine, admin_token_hash=hash_token(TOKEN))
+    app = create_api(engine, admin_token_hash=hash_token(TOKEN),
+                     extra_routers=[debugger_router])  # as the server mounts it
     try:
         with TestClient(app, headers={"Authorization": f"Bearer {TOKEN}"}) as http:
             assert http.post("/api/v1/sources", json={"name": "web"}).status_code == 201
