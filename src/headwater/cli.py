@@ -184,9 +184,12 @@ def _apply(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from headwater.config.apply import export_config
+    from headwater.config.apply import ExportError, export_config
 
-    sys.stdout.write(export_config(_open_store(args)))
+    try:
+        sys.stdout.write(export_config(_open_store(args)))
+    except ExportError as exc:
+        raise SystemExit(f"headwater export: {exc}") from exc
     return 0
 
 

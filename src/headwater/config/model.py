@@ -347,6 +347,8 @@ def load_config(path: Path | str) -> ConfigFile:
         data = read_yaml(text)
     except yaml.YAMLError as exc:
         raise ConfigError([f"not valid YAML: {exc}"], str(path)) from None
+    except RecursionError:  # PyYAML's parser is recursive
+        raise ConfigError(["nests too deeply to read; flatten it"], str(path)) from None
     if data is None:
         raise ConfigError(["the file is empty"], str(path))
     return parse_config(data, str(path))
