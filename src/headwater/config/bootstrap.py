@@ -17,7 +17,7 @@ from headwater.api.auth import hash_token
 from headwater.config.apply import apply, plan
 from headwater.config.model import ConfigFile
 from headwater.config.settings import ServerSettings
-from headwater.store.database import database_url, open_engine
+from headwater.store.database import database_url, open_engine, readable_by_others
 from headwater.store.migrations import migrate
 from headwater.store.warehouses import WarehouseStore
 from headwater.store.workspace import WorkspaceStore
@@ -35,6 +35,7 @@ class Bootstrap:
 
 
 def bootstrap(settings: ServerSettings, config: ConfigFile | None) -> Bootstrap:
+    exposed = None if settings.database else readable_by_others(settings.data_dir)
     engine = open_engine(database_url(settings.data_dir, settings.database))
     try:
         migrate(engine)
@@ -58,6 +59,8 @@ def bootstrap(settings: ServerSettings, config: ConfigFile | None) -> Bootstrap:
         token_hash, note = _admin_token_hash(store)
         if note:
             notes.append(note)
+        if exposed:
+            notes.append(exposed)
         return Bootstrap(token_hash, notes)
     finally:
         engine.dispose()
