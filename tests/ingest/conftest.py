@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -53,6 +54,7 @@ class LiveServer:
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     output: Path | None = None
+    open_files: int | None = None  # the server's open-file limit (soft and hard), if set
 
     @property
     def url(self) -> str:
@@ -67,8 +69,15 @@ class LiveServer:
             command += ["--database", self.database]
         self.output = self.data_dir.parent / f"server-{self.port}.log"
         env = {**os.environ, "HEADWATER_ADMIN_TOKEN": ADMIN_TOKEN}
+        limit = self.open_files
+
+        def limit_open_files() -> None:
+            if limit is not None:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+
         with self.output.open("ab") as out:
-            self.process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
+            self.process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env,
+                                            preexec_fn=limit_open_files)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

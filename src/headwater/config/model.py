@@ -21,6 +21,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StrictBool,
+    StrictFloat,
     StrictInt,
     StrictStr,
     ValidationError,
@@ -250,6 +251,9 @@ class ServerConfig(_Section):
     archive_retention_days: StrictInt = Field(default=90, ge=1)
     dedup_window_hours: StrictInt = Field(default=48, ge=1)
     rate_limit_events_per_second: StrictInt | None = Field(default=None, ge=1)
+    header_timeout_seconds: StrictInt | StrictFloat = Field(default=10.0, gt=0, le=3600)
+    body_timeout_seconds: StrictInt | StrictFloat = Field(default=60.0, gt=0, le=3600)
+    max_connections: StrictInt | None = Field(default=None, ge=1)
 
 
 class ConfigFile(_Section):
