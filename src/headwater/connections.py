@@ -48,17 +48,17 @@ def default_max_connections(open_files: int) -> int:
     return max(open_files - max(512, open_files // 4), open_files // 2, 1)
 
 
-def _response(status: bytes, message: bytes, extra: bytes = b"") -> bytes:
-    body = b'{"code":"' + status.split(b" ", 1)[1].lower().replace(b" ", b"_") + \
-        b'","message":"' + message + b'"}'
+def _response(status: bytes, code: bytes, message: bytes, extra: bytes = b"") -> bytes:
+    """A complete HTTP response in the Tracking API's error shape, closing the connection."""
+    body = b'{"code":"' + code + b'","message":"' + message + b'"}'
     return (b"HTTP/1.1 " + status + b"\r\ncontent-type: application/json\r\n" + extra +
             b"connection: close\r\ncontent-length: " + str(len(body)).encode() + b"\r\n\r\n" +
             body)
 
 
-_TOO_SLOW = _response(b"408 Request Timeout",
+_TOO_SLOW = _response(b"408 Request Timeout", b"request_timeout",
                       b"The request was not received in time; send it again, faster.")
-_TOO_MANY = _response(b"503 Service Unavailable",
+_TOO_MANY = _response(b"503 Service Unavailable", b"unavailable",
                       b"The server has too many open connections; retry later.",
                       b"retry-after: 5\r\n")
 
