@@ -22,7 +22,7 @@ LAYERS: list[list[str]] = [
     ["delivery", "warehouse"],
     ["pipeline", "ingest"],
     ["api", "config"],
-    ["server"],
+    ["server", "connections"],
     ["cli"],
     ["__main__"],
 ]

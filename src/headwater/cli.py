@@ -125,6 +125,11 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from headwater.config.bootstrap import bootstrap
+    from headwater.connections import (
+        default_max_connections,
+        guarded_protocol,
+        raise_open_file_limit,
+    )
     from headwater.server import Server
 
     config = _load(args.config)
@@ -142,11 +147,21 @@ def _serve(args: argparse.Namespace) -> int:
     server = Server(settings, prepared.admin_token_hash)
     for note in prepared.notes:
         print(note, flush=True)
+    open_files = raise_open_file_limit()
+    max_connections = settings.max_connections or default_max_connections(open_files)
+    protocol = guarded_protocol(header_timeout=settings.header_timeout_seconds,
+                                body_timeout=settings.body_timeout_seconds,
+                                max_connections=max_connections)
     where = settings.database.split("@")[-1] if settings.database else settings.data_dir
     print(f"Headwater listening on http://{settings.host}:{settings.port} "
-          f"(state: {where}, role: {args.role}, durability: {settings.durability})", flush=True)
+          f"(state: {where}, role: {args.role}, durability: {settings.durability}, "
+          f"connections: up to {max_connections} of {open_files} open files)", flush=True)
+    if max_connections > open_files - 256:
+        print(f"Warning: server.max_connections ({max_connections}) leaves under 256 of the "
+              f"{open_files} open files for the database, archive and destinations.",
+              flush=True)
     uvicorn.run(
-        server, host=settings.host, port=settings.port, loop="uvloop", http="httptools",
+        server, host=settings.host, port=settings.port, loop="uvloop", http=protocol,
         lifespan="on", access_log=False, log_level="warning", proxy_headers=True,
         timeout_graceful_shutdown=10,
     )
@@ -183,9 +198,12 @@ def _apply(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from headwater.config.apply import export_config
+    from headwater.config.apply import ExportError, export_config
 
-    sys.stdout.write(export_config(_open_store(args)))
+    try:
+        sys.stdout.write(export_config(_open_store(args)))
+    except ExportError as exc:
+        raise SystemExit(f"headwater export: {exc}") from exc
     return 0
 
 

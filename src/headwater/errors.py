@@ -11,6 +11,7 @@ with 503 and ``Retry-After``, and the delivery engine turns a ``Rejection`` into
     │   ├── ConflictError           a name taken, an invariant that would break (API 409)
     │   ├── ConfigError             headwater.yaml, every problem listed
     │   ├── BodyError               a Tracking API body (Segment's 400 codes)
+    │   ├── UnstorableSubmission    a request whose messages cannot be encoded for the log
     │   ├── FQLSyntaxError          an FQL statement, with its position
     │   ├── TriggerError            an Actions trigger, with its position
     │   ├── MappingError            an Actions mapping, with the path inside it
@@ -79,6 +80,10 @@ class BodyError(InputError):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
+
+
+class UnstorableSubmission(InputError):
+    """This request's messages cannot be written (they cannot be encoded); others can."""
 
 
 class FQLSyntaxError(InputError):

@@ -99,8 +99,10 @@ class Server:
         destination_cache = DestinationCache(self.destinations, self.store)
         self.delivery = DeliveryEngine(self.engine, destination_cache, owner=f"{owner}:delivery")
         router_owner = f"{owner}:router"
+        self.archive_consumer = Consumer(self.log, "archive",
+                                         ArchiveWriter(self.settings.archive_dir), owner=owner)
         self.consumers = [
-            Consumer(self.log, "archive", ArchiveWriter(self.settings.archive_dir), owner=owner),
+            self.archive_consumer,
             Consumer(self.log, "observer", Observer(self.engine), owner=owner),
             Consumer(self.log, ROUTER_GROUP,
                      Router(self.log, destination_cache, self.delivery.queue,
@@ -223,7 +225,15 @@ class Server:
     # --- health -------------------------------------------------------------------------------
 
     def ready(self) -> tuple[bool, str]:
-        """Whether the event log takes writes: the last commit worked, or a probe write does."""
+        """Whether the event log takes writes (the last commit worked, or a probe write does)
+        and, where this process archives, whether the archive can write its files.
+
+        An archive that cannot write loses nothing (events wait in the log), but the disk
+        behind it is full or gone and the log grows meanwhile: traffic belongs elsewhere.
+        """
+        failing = self.archive_consumer.failing if self.settings.run_consumers else None
+        if failing is not None:
+            return False, f"the archive cannot write its files: {failing}"
         if self.committer.healthy and time.monotonic() - self._ready_checked < READY_PROBE_INTERVAL:
             return True, ""
         try:

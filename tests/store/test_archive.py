@@ -5,7 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +122,55 @@ def test_writer_sets_a_torn_tail_aside_and_keeps_earlier_members(tmp_path: Path)
     feed(writer, record([event("m3", "2024-03-05T10:00:03.000Z")]))
     assert ids(list(Archive(tmp_path).read("src_a", *ALL_TIME))) == ["m1", "m2", "m3"]
     assert Archive(tmp_path).sources() == ["src_a"]
+
+
+def test_intact_members_after_damage_are_salvaged_from_the_torn_tail(tmp_path: Path) -> None:
+    """A bad block mid-file must not cost the committed members written after it."""
+    path = tmp_path / "src_a/2024-03-05/10.ndjson.gz"
+    writer = ArchiveWriter(tmp_path)
+    feed(writer, record([event("m1", "2024-03-05T10:00:01.000Z")]))
+    first_end = path.stat().st_size
+    feed(writer, record([event(f"bad{i}", "2024-03-05T10:00:02.000Z", pad="x" * 40)
+                         for i in range(50)]))
+    second_end = path.stat().st_size
+    feed(writer, record([event("m3", "2024-03-05T10:00:03.000Z")]),
+         record([event("m4", "2024-03-05T10:00:04.000Z")]))
+    data = bytearray(path.read_bytes())
+    data[(first_end + second_end) // 2] ^= 0xFF  # the second member's deflate data
+    path.write_bytes(bytes(data))
+    assert ids(list(Archive(tmp_path).read("src_a", *ALL_TIME))) == ["m1"]  # cut off at it
+
+    feed(ArchiveWriter(tmp_path), record([event("m5", "2024-03-05T10:00:05.000Z")]))
+    got = ids(list(Archive(tmp_path).read("src_a", *ALL_TIME)))
+    assert got == ["m1", "m3", "m4", "m5"]
+    [aside] = path.parent.glob("*.torn")
+    assert aside.name == f"10.ndjson.gz.{first_end}.torn"
+    assert aside.read_bytes() == bytes(data[first_end:])  # every byte kept for a look
+    with gzip.open(path, "rt") as f:  # and the hour file is a clean gzip file again
+        assert [json.loads(line)["messageId"] for line in f] == ["m1", "m3", "m4", "m5"]
+
+
+def test_torn_tails_are_purged_after_a_week(tmp_path: Path) -> None:
+    path = tmp_path / "src_a/2024-03-05/10.ndjson.gz"
+    feed(ArchiveWriter(tmp_path), record([event("m1", "2024-03-05T10:00:01.000Z")]))
+    with open(path, "ab") as f:
+        f.write(gzip.compress(b'{"messageId":"lost"}\n')[:-5])
+    feed(ArchiveWriter(tmp_path), record([event("m2", "2024-03-05T10:00:02.000Z")]))
+    [aside] = path.parent.glob("*.torn")
+    set_aside = datetime.fromtimestamp(aside.stat().st_mtime, UTC)
+    archive = Archive(tmp_path)
+    assert archive.purge(36500, now=set_aside + timedelta(days=6, hours=23)) == 0
+    assert aside.exists()
+    assert archive.purge(36500, now=set_aside + timedelta(days=7, minutes=1)) == 0
+    assert not aside.exists()
+    assert ids(list(archive.read("src_a", *ALL_TIME))) == ["m1", "m2"]  # the hour file stays
+    # A shorter (or longer) keep is a parameter.
+    with open(path, "ab") as f:
+        f.write(b"\x1f\x8b\x08\x00garbage")
+    feed(ArchiveWriter(tmp_path), record([event("m3", "2024-03-05T10:00:03.000Z")]))
+    [aside] = path.parent.glob("*.torn")
+    archive.purge(36500, now=datetime.now(UTC) + timedelta(minutes=1), torn_days=0)
+    assert not aside.exists()
 
 
 def test_read_window_bounds_and_order(tmp_path: Path) -> None:

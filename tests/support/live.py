@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -52,6 +53,7 @@ class LiveServer:
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     output: Path | None = None
+    open_files: int | None = None  # the server's open-file limit (soft and hard), if set
 
     @property
     def url(self) -> str:
@@ -67,9 +69,16 @@ class LiveServer:
             command += ["--database", self.database]
         output = self.output = self.data_dir.parent / f"server-{self.port}.log"
         env = {**os.environ, "HEADWATER_ADMIN_TOKEN": ADMIN_TOKEN}
+        limit = self.open_files
+
+        def limit_open_files() -> None:
+            if limit is not None:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+
         with output.open("ab") as out:
             process = self.process = subprocess.Popen(
-                command, stdout=out, stderr=subprocess.STDOUT, env=env)
+                command, stdout=out, stderr=subprocess.STDOUT, env=env,
+                preexec_fn=limit_open_files)
 
         def ready() -> bool:
             if process.poll() is not None:

@@ -51,7 +51,7 @@ def create_api(
         docs_url=f"{PREFIX}/docs",
         redoc_url=None,
         # The docs and the OpenAPI document are not API routes, so they stay public.
-        dependencies=[Depends(require_admin)],
+        dependencies=[Depends(require_admin), Depends(_reject_nul)],
     )
     app.state.engine = engine
     app.state.admin_token_hash = admin_token_hash
@@ -63,6 +63,8 @@ def create_api(
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(OperationalError, _database_unavailable)
+    for unusable in _UNUSABLE_INPUT:
+        app.add_exception_handler(unusable, _unusable_input)
     app.add_exception_handler(Exception, _server_error)
 
     app.include_router(sources.router, prefix=PREFIX)
@@ -73,6 +75,13 @@ def create_api(
     for router in extra_routers:
         app.include_router(router, prefix=PREFIX)
     return app
+
+
+def _reject_nul(request: Request) -> None:
+    """FastAPI dependency: no NUL in the path or query (PostgreSQL cannot even look it up)."""
+    query = request.query_params.multi_items()
+    if "\x00" in request.url.path or any("\x00" in k + v for k, v in query):
+        raise ApiError(400, "bad_request", "the URL contains a NUL character (%00); remove it")
 
 
 # --- error handlers --------------------------------------------------------------------------
@@ -147,6 +156,25 @@ async def _database_unavailable(_request: Request, exc: Exception) -> JSONRespon
         error_body("unavailable", "the state database is unavailable; retry later"),
         status_code=503, headers={"Retry-After": "5"},
     )
+
+
+# What a client's values make Python raise when they slip past the checks: a lone surrogate
+# meeting a UTF-8 encoder, nesting meeting a recursive walk, a number meeting a 64-bit column.
+_UNUSABLE_INPUT: dict[type[Exception], str] = {
+    UnicodeError: "the request contains text that is not valid Unicode (a lone UTF-16 "
+                  "surrogate such as \\ud800?); send UTF-8 text",
+    RecursionError: "the request nests too deeply (objects, arrays or parentheses); flatten it",
+    OverflowError: "a number or date in the request is out of range",
+}
+
+
+async def _unusable_input(request: Request, exc: Exception) -> JSONResponse:
+    # A gap in the checks (each such input should get its own clear check): answer 400, as
+    # the input is at fault, and log the traceback so that the gap gets closed.
+    logger.error("REST API: %s %s: unusable input reached %s", request.method,
+                 request.url.path, type(exc).__name__, exc_info=exc)
+    message = next(text for cls, text in _UNUSABLE_INPUT.items() if isinstance(exc, cls))
+    return JSONResponse(error_body("bad_request", message), status_code=400)
 
 
 async def _server_error(_request: Request, _exc: Exception) -> JSONResponse:

@@ -30,6 +30,7 @@ router = APIRouter(tags=["debugger"])
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 500
+MAX_ID = 2**63 - 1  # entry ids are 64-bit integer columns
 POLL_SECONDS = 0.2
 HEARTBEAT_SECONDS = 15.0
 
@@ -73,7 +74,7 @@ async def stream_debugger_entries(
     """Entries with an id above ``after`` (or ``Last-Event-ID``); by default only new ones."""
     engine: Engine = request.app.state.engine
     source_id = await asyncio.to_thread(_find_source, engine, source)
-    start = _parse_int("after", after or request.headers.get("last-event-id"), -1, 0, None)
+    start = _parse_int("after", after or request.headers.get("last-event-id"), -1, 0, MAX_ID)
     if start < 0:
         start = await asyncio.to_thread(_last_id, engine, source_id)
     return StreamingResponse(

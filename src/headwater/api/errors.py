@@ -18,10 +18,16 @@ class ApiError(Exception):
 
 
 def error_body(type_: str, message: str, field: str | None = None) -> dict[str, object]:
-    error: dict[str, object] = {"type": type_, "message": message}
+    error: dict[str, object] = {"type": type_, "message": printable(message)}
     if field is not None:
-        error["field"] = field
+        error["field"] = printable(field)
     return {"errors": [error]}
+
+
+def printable(text: str) -> str:
+    """``text`` as UTF-8 can carry it: a message quoting a client's lone surrogate must not
+    fail to render (and turn a 4xx into a 500)."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 async def handle_api_error(_request: Request, exc: Exception) -> JSONResponse:

@@ -11,13 +11,14 @@ import random
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path
-from pydantic import BaseModel, ConfigDict, StrictBool, StrictStr
+from pydantic import BaseModel, ConfigDict, StrictBool, StrictStr, field_validator
 
 from headwater.api.changes import NoNulls
 from headwater.api.destinations import IdOrName, Store
 from headwater.destinations.filters import check_filters, compile_filters
 from headwater.destinations.store import DestinationInfo
 from headwater.errors import InvalidError, ListError, NotFoundError
+from headwater.store.workspace import non_unicode_path
 
 router = APIRouter(tags=["destination filters"])
 FilterId = Annotated[str, Path(alias="filterId", description="The filter's id.")]
@@ -50,6 +51,15 @@ class PreviewBody(BaseModel):
 
     filter: dict[str, Any]
     payload: dict[str, Any]
+
+    @field_validator("payload")
+    @classmethod
+    def _unicode(cls, payload: dict[str, Any]) -> dict[str, Any]:
+        # The payload is echoed back, and a lone surrogate cannot be written as UTF-8.
+        where = non_unicode_path(payload)
+        if where is not None:
+            raise ValueError(f"must be valid Unicode text (a lone UTF-16 surrogate is at {where})")
+        return payload
 
 
 def filter_json(destination: DestinationInfo, shown: dict[str, Any]) -> dict[str, Any]:

@@ -30,6 +30,7 @@ def warehouses_of(request: Request) -> WarehouseStore:
 
 Store = Annotated[WarehouseStore, Depends(warehouses_of)]
 IdOrName = Annotated[str, Path(alias="idOrName", description="The warehouse's id or name.")]
+MAX_ID = 2**63 - 1  # ids are 64-bit integer columns
 
 
 class CreateWarehouseBody(BaseModel):
@@ -119,7 +120,7 @@ def sync_history(id_or_name: IdOrName, store: Store) -> dict[str, Any]:
 
 @router.get("/warehouses/{idOrName}/syncs/{syncId}", response_model=None)
 def get_sync(id_or_name: IdOrName, store: Store,
-             sync_id: Annotated[int, Path(alias="syncId")]) -> dict[str, Any]:
+             sync_id: Annotated[int, Path(alias="syncId", ge=1, le=MAX_ID)]) -> dict[str, Any]:
     warehouse = store.require(id_or_name)
     run = run_of(store.workspace.engine, warehouse.id, sync_id)
     if run is None:

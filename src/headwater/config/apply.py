@@ -27,7 +27,14 @@ from headwater.destinations.registry import get as get_definition
 from headwater.destinations.store import DestinationInfo, DestinationStore, redact
 from headwater.errors import ConfigError, UnknownDestinationType
 from headwater.store.instances import REDACTED
-from headwater.store.workspace import MAX_PAGE_SIZE, SourceInfo, WorkspaceStore, slugify
+from headwater.store.workspace import (
+    MAX_PAGE_SIZE,
+    MAX_SETTINGS_DEPTH,
+    SourceInfo,
+    WorkspaceStore,
+    slugify,
+    too_deep_at,
+)
 from headwater.warehouse.settings import SECRETS
 from headwater.warehouse.store import WarehouseInfo, WarehouseStore
 from headwater.warehouse.store import redact as redact_warehouse
@@ -541,8 +548,16 @@ EXPORT_HEADER = (
 )
 
 
+class ExportError(Exception):
+    """The workspace holds something that cannot be written to a file ``apply`` would take."""
+
+
 def export_config(store: WorkspaceStore) -> str:
-    """The workspace as ``headwater.yaml``; applying it back changes nothing."""
+    """The workspace as ``headwater.yaml``; applying it back changes nothing.
+
+    Values stored before the settings depth limit existed may nest past it; they are named
+    (all of them, with how to fix each) rather than exported into a file ``apply`` refuses.
+    """
     workspace = store.workspace()
     sources = []
     for source in _all_sources(store):
@@ -597,9 +612,36 @@ def export_config(store: WorkspaceStore) -> str:
         warehouses.append(written)
     if warehouses:
         data["warehouses"] = warehouses
-    return EXPORT_HEADER + yaml.safe_dump(
-        data, sort_keys=False, allow_unicode=True, default_flow_style=False
-    )
+    problems = _too_deep(data)
+    if problems:
+        raise ExportError("cannot export the workspace:\n" + "\n".join(
+            f"  {p}" for p in problems))
+    try:
+        text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True,
+                              default_flow_style=False)
+    except RecursionError:
+        raise ExportError("cannot export the workspace: a filter or mapping nests too deeply "
+                          "to be written as YAML; simplify it through the REST API") from None
+    return EXPORT_HEADER + text
+
+
+_DEEP_SECTIONS = {"sources": ("settings",), "destinations": ("settings", "delivery"),
+                  "warehouses": ("settings", "options")}
+
+
+def _too_deep(data: Mapping[str, Any]) -> list[str]:
+    """``kind 'name': field …`` for each value nested past what ``apply`` accepts."""
+    problems = []
+    for section, fields in _DEEP_SECTIONS.items():
+        for item in data.get(section, []):
+            for name in fields:
+                where = too_deep_at(item.get(name, {}), MAX_SETTINGS_DEPTH)
+                if where is not None:
+                    problems.append(
+                        f"{section[:-1]} {item['name']!r}: {name} nest more than "
+                        f"{MAX_SETTINGS_DEPTH} levels (at {where}); change them with PATCH "
+                        f"/api/v1/{section}/{item['name']}, then export again")
+    return problems
 
 
 def server_settings_overrides(config: ConfigFile) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from headwater.config.model import ConfigFile
 from headwater.config.settings import ServerSettings
 from headwater.store.admin_token import META_KEY as ADMIN_TOKEN_META
 from headwater.store.admin_token import hash_token
-from headwater.store.database import database_url, open_engine
+from headwater.store.database import database_url, open_engine, readable_by_others
 from headwater.store.migrations import migrate
 from headwater.store.workspace import WorkspaceStore
 from headwater.warehouse.connect import duckdb_path
@@ -35,6 +35,7 @@ class Bootstrap:
 
 
 def bootstrap(settings: ServerSettings, config: ConfigFile | None) -> Bootstrap:
+    exposed = None if settings.database else readable_by_others(settings.data_dir)
     engine = open_engine(database_url(settings.data_dir, settings.database))
     try:
         migrate(engine)
@@ -58,6 +59,8 @@ def bootstrap(settings: ServerSettings, config: ConfigFile | None) -> Bootstrap:
         token_hash, note = _admin_token_hash(store)
         if note:
             notes.append(note)
+        if exposed:
+            notes.append(exposed)
         return Bootstrap(token_hash, notes)
     finally:
         engine.dispose()

@@ -21,6 +21,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StrictBool,
+    StrictFloat,
     StrictInt,
     StrictStr,
     ValidationError,
@@ -235,6 +236,9 @@ class ServerConfig(_Section):
     archive_retention_days: StrictInt = Field(default=90, ge=1)
     dedup_window_hours: StrictInt = Field(default=48, ge=1)
     rate_limit_events_per_second: StrictInt | None = Field(default=None, ge=1)
+    header_timeout_seconds: StrictInt | StrictFloat = Field(default=10.0, gt=0, le=3600)
+    body_timeout_seconds: StrictInt | StrictFloat = Field(default=60.0, gt=0, le=3600)
+    max_connections: StrictInt | None = Field(default=None, ge=1)
 
 
 class ConfigFile(_Section):
@@ -332,6 +336,8 @@ def load_config(path: Path | str) -> ConfigFile:
         data = read_yaml(text)
     except yaml.YAMLError as exc:
         raise ConfigError([f"not valid YAML: {exc}"], str(path)) from None
+    except RecursionError:  # PyYAML's parser is recursive
+        raise ConfigError(["nests too deeply to read; flatten it"], str(path)) from None
     if data is None:
         raise ConfigError(["the file is empty"], str(path))
     return parse_config(data, str(path))

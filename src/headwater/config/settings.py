@@ -26,6 +26,11 @@ class ServerSettings:
     dedup_window_hours: int = 48
     # AC-021: a per-workspace ingest rate limit in events/second; None means off.
     rate_limit_events_per_second: int | None = None
+    # Slow clients: a request's headers, then its body, must arrive within these; None for
+    # max_connections derives the cap from the open-file limit (headwater.connections).
+    header_timeout_seconds: float = 10.0
+    body_timeout_seconds: float = 60.0
+    max_connections: int | None = None
     # Roles this process runs; `serve` runs them all.
     run_ingest: bool = True
     run_consumers: bool = True

@@ -2,13 +2,16 @@
 
 This is the hot path, so it is plain ASGI with no framework: per request it reads the body once,
 decodes it once (msgspec), normalises each message, and waits for one group commit. Status
-codes follow Segment: 400 only for bodies that cannot be used at all (invalid JSON, over the
-size limits, no write key), 200 for everything else — messages that break the Spec are
-acknowledged and dropped under Segment's discard code, while their good neighbours are kept.
+codes follow Segment: 400 only for bodies that cannot be used at all (invalid JSON, nested too
+deep, over the size limits, no write key), 200 for everything else — messages that break the
+Spec are acknowledged and dropped under Segment's discard code, while their good neighbours are
+kept. No exception raised by a client's bytes becomes a 500.
 """
 
 from __future__ import annotations
 
+import logging
+import zlib
 from collections.abc import Awaitable, Callable, MutableMapping
 from datetime import UTC, datetime
 from typing import Any
@@ -17,9 +20,16 @@ import msgspec
 
 from headwater import reasons
 from headwater.config.settings import ServerSettings
-from headwater.errors import BodyError, LogUnavailable
+from headwater.errors import BodyError, LogUnavailable, UnstorableSubmission
 from headwater.ingest.auth import write_key_from_body, write_key_from_header
-from headwater.ingest.body import BATCH_LIMIT, SINGLE_LIMIT, read_body
+from headwater.ingest.body import (
+    BATCH_DEPTH,
+    BATCH_LIMIT,
+    MAX_DEPTH,
+    SINGLE_LIMIT,
+    decode_json,
+    read_body,
+)
 from headwater.ingest.committer import GroupCommitter, Submission
 from headwater.ingest.normalize import Discard, RequestInfo, normalize
 from headwater.ingest.pixel import GIF, pixel_message
@@ -44,7 +54,15 @@ BATCH_ROUTES = {"batch", "b", "import"}
 PIXEL_TYPES = {"identify", "track", "page", "screen", "group", "alias"}
 MAX_BATCH_ITEMS = 2500
 
-_decode = msgspec.json.decode
+logger = logging.getLogger(__name__)
+
+# What a client's bytes can make Python raise. Each is a gap in the checks above, answered 400
+# rather than 500: the request is what is wrong, and retrying it cannot help.
+_CLIENT_INPUT_ERRORS = (
+    RecursionError, UnicodeError, OverflowError, ValueError, TypeError, msgspec.MsgspecError,
+    zlib.error,
+)
+
 _encode = msgspec.json.encode
 _SUCCESS = b'{"success":true}'
 _JSON = (b"content-type", b"application/json")
@@ -69,34 +87,46 @@ class TrackingAPI:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = dict(scope["headers"])
         cors = _cors_headers(headers)
+        try:
+            status, body, extra = await self._handle(scope, receive, headers)
+        except _CLIENT_INPUT_ERRORS as exc:
+            # A gap in our checks: the client's bytes broke a step. Say so to the client (it
+            # is its input) and leave a traceback for us; nothing of the request was stored.
+            logger.exception("Tracking API: %s %s failed on the client's input",
+                             scope["method"], scope["path"])
+            status, extra = 400, []
+            body = _error("bad_request", "The request could not be processed "
+                          f"({type(exc).__name__}: {_short(exc)}); nothing of it was stored.")
+        except Exception:
+            logger.exception("Tracking API: %s %s failed", scope["method"], scope["path"])
+            status, extra = 500, []
+            body = _error("server_error", "The server failed; nothing of the request was "
+                          "stored. Retry later.")
+        await _respond(send, status, body, cors + extra)
+
+    async def _handle(
+        self, scope: Scope, receive: Receive, headers: dict[bytes, bytes]
+    ) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
         method = scope["method"]
         name = scope["path"][4:]  # after "/v1/"
         if method == "OPTIONS":
-            await _respond(send, 204, b"", cors + _preflight_headers(headers))
-            return
+            return 204, b"", _preflight_headers(headers)
         if method == "POST":
             route_type = SINGLE_ROUTES.get(name)
             if route_type is not None or name in BATCH_ROUTES:
                 status, body, extra = await self._ingest(scope, receive, headers, route_type)
                 self._metrics.request(status)
-                await _respond(send, status, body, cors + extra)
-                return
+                return status, body, extra
             if name == "m":  # analytics.js's own telemetry: accepted and ignored
-                await _respond(send, 200, _SUCCESS, cors)
-                return
+                return 200, _SUCCESS, []
         elif method == "GET":
             if name.startswith("pixel/"):
                 await self._pixel(scope, name[6:])
-                await _respond(send, 200, GIF, [*cors, (b"content-type", b"image/gif"),
-                                                (b"cache-control", b"no-store")])
-                return
+                return 200, GIF, [(b"content-type", b"image/gif"), (b"cache-control", b"no-store")]
             if name.startswith("projects/") and name.endswith("/settings"):
-                await self._settings_document(send, name[9:-9], cors)
-                return
-        await _respond(
-            send, 404,
-            _error("not_found", f"There is no Tracking API route {method} {scope['path']}."), cors,
-        )
+                return self._settings_document(name[9:-9])
+        return 404, _error(
+            "not_found", f"There is no Tracking API route {method} {scope['path']}."), []
 
     # --- ingest -------------------------------------------------------------------------------
 
@@ -107,12 +137,9 @@ class TrackingAPI:
         limit = SINGLE_LIMIT if route_type is not None else BATCH_LIMIT
         try:
             raw = await read_body(receive, headers, limit)
+            body = decode_json(raw, MAX_DEPTH if route_type is not None else BATCH_DEPTH)
         except BodyError as exc:
             return 400, _error(exc.code, exc.message), []
-        try:
-            body = _decode(raw)
-        except msgspec.DecodeError as exc:
-            return 400, _error("invalid_json", f"The body is not valid JSON: {exc}."), []
         if not isinstance(body, dict):
             return 400, _error("invalid_json", "The body must be a JSON object."), []
 
@@ -171,6 +198,11 @@ class TrackingAPI:
             metrics.rejected.labels(entry["reason"]).inc()
         try:
             result = await self._committer.submit(submission)
+        except UnstorableSubmission as exc:
+            return 400, _error(
+                "bad_request", f"The request's messages cannot be stored ({exc}); nothing of it "
+                "was stored.",
+            ), []
         except LogUnavailable:
             return 503, _error(
                 "unavailable",
@@ -226,6 +258,12 @@ class TrackingAPI:
         """Ingest the pixel's message if it has one; the GIF goes out whatever happens."""
         if pixel_type not in PIXEL_TYPES:
             return
+        try:
+            await self._pixel_message(scope, pixel_type)
+        except _CLIENT_INPUT_ERRORS:
+            logger.exception("Tracking API: a pixel failed on the client's input")
+
+    async def _pixel_message(self, scope: Scope, pixel_type: str) -> None:
         message = pixel_message(scope.get("query_string", b""))
         if message is None:
             return
@@ -246,23 +284,21 @@ class TrackingAPI:
         self._metrics.received.inc()
         try:
             result = await self._committer.submit(sub)
+        except UnstorableSubmission:
+            self._metrics.request(400)
+            return
         except LogUnavailable:
             self._metrics.request(503)
             return
         self._metrics.request(200)
         self._metrics.accepted.inc(result.accepted)
 
-    async def _settings_document(
-        self, send: Send, write_key: str, cors: list[tuple[bytes, bytes]]
-    ) -> None:
+    def _settings_document(self, write_key: str) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
         source = self._sources.lookup(write_key)
         if source is None:
-            await _respond(send, 404, _error("unknown_write_key", "No source has this write key."),
-                           cors)
-            return
+            return 404, _error("unknown_write_key", "No source has this write key."), []
         document = settings_document(write_key, self._settings.base_url)
-        await _respond(send, 200, _encode(document),
-                       [*cors, (b"cache-control", b"public, max-age=60")])
+        return 200, _encode(document), [(b"cache-control", b"public, max-age=60")]
 
 
 def _drop(sub: Submission, code: str, detail: str, item: Any) -> None:
@@ -273,6 +309,11 @@ def _drop(sub: Submission, code: str, detail: str, item: Any) -> None:
 
 def _object_or_none(value: Any) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc)
+    return text if len(text) <= 200 else text[:200] + "…"
 
 
 def _error(code: str, message: str) -> bytes:

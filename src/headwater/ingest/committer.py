@@ -22,7 +22,7 @@ from typing import Any
 import msgspec
 from sqlalchemy.engine import Engine
 
-from headwater.errors import LogUnavailable
+from headwater.errors import LogUnavailable, UnstorableSubmission
 from headwater.store.database import write_transaction
 from headwater.store.dedup import Deduplicator, dedup_key
 from headwater.store.log import EventLog
@@ -30,6 +30,11 @@ from headwater.store.log import EventLog
 logger = logging.getLogger(__name__)
 
 _encode = msgspec.json.Encoder().encode
+
+
+# Raised by encoding a submission's own data, not by the database: the submission is at fault.
+_DATA_ERRORS = (msgspec.EncodeError, RecursionError, UnicodeError, OverflowError, TypeError,
+                ValueError)
 
 
 @dataclass(slots=True)
@@ -118,6 +123,18 @@ class GroupCommitter:
         started = time.perf_counter()
         try:
             results, payloads = self._write(group)
+        except _DATA_ERRORS as exc:
+            # One request's messages broke the whole group's transaction, which rolled back
+            # (dedup claims included). Commit each request alone, so only that one fails.
+            if len(group) > 1:
+                for pending in group:
+                    self._commit([pending])
+                return
+            logger.error("event log: a request's messages cannot be stored: %s: %s",
+                         type(exc).__name__, exc)
+            unstorable = UnstorableSubmission(f"{type(exc).__name__}: {exc}")
+            _resolve(group, lambda p: p.future.set_exception(unstorable))
+            return
         except Exception as exc:  # the log is down, the disk is full, …
             self.healthy = False
             self.last_error = f"{type(exc).__name__}: {exc}"

@@ -12,7 +12,8 @@ import binascii
 from typing import Any
 from urllib.parse import parse_qsl
 
-import msgspec
+from headwater.errors import BodyError
+from headwater.ingest.body import MAX_DEPTH, decode_json
 
 # The smallest transparent 1×1 GIF89a.
 GIF = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
@@ -28,6 +29,8 @@ def pixel_message(query_string: bytes) -> dict[str, Any] | None:
     for name, value in pairs:
         target = message
         *parents, leaf = name.split(".")
+        if len(parents) >= MAX_DEPTH:  # nested as deep as the body of a POST may be
+            return None
         for part in parents:
             child = target.get(part)
             if not isinstance(child, dict):
@@ -44,7 +47,7 @@ def _decode_data(data: str) -> dict[str, Any] | None:
         decoded = (
             base64.urlsafe_b64decode(raw) if "-" in raw or "_" in raw else base64.b64decode(raw)
         )
-        message = msgspec.json.decode(decoded)
-    except (binascii.Error, ValueError, msgspec.DecodeError):
+        message = decode_json(decoded)
+    except (binascii.Error, ValueError, BodyError):
         return None
     return message if isinstance(message, dict) else None

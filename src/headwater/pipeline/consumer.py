@@ -47,6 +47,8 @@ class Consumer:
         self._full = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        # Why the handler failed on the records it is retrying; None when it is not stuck.
+        self.failing: str | None = None
 
     def run_once(self) -> int:
         """One pass over the leased partitions; the number of records handled."""
@@ -54,13 +56,20 @@ class Consumer:
             self._held = self.log.acquire(self.group, self.owner, self._lease_ttl)
             self._leased_at = time.monotonic()
         if not self._held:
+            self.failing = None  # another process has the partitions now
             return 0
         per_partition = max(1, self._batch // len(self._held))
         polled = self.log.poll_many(self.group, self._held, per_partition)
         records = [(p, offset, payload) for p, rows in polled.items() for offset, payload in rows]
         if not records:
+            self.failing = None
             return 0
-        self._handler(records)
+        try:
+            self._handler(records)
+        except Exception as exc:
+            self.failing = f"{type(exc).__name__}: {exc}"
+            raise
+        self.failing = None
         self.log.commit_many(
             self.group, {p: rows[-1][0] for p, rows in polled.items() if rows}, owner=self.owner
         )

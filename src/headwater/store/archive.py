@@ -11,8 +11,11 @@ is a valid gzip file, so ``gzip.open`` (or ``zcat``) reads it whole. The writer 
 the consumer runner commits the log offset, so an archived event is durable before the log may
 forget it. A crash mid-write leaves a torn last member: readers stop at it, and the next write
 moves it aside (``<HH>.ndjson.gz.<offset>.torn``) before appending, so earlier members stay
-intact and nothing is thrown away. The events in a torn member come back anyway: their log
-offsets were never committed.
+intact. The events in a torn member come back anyway: their log offsets were never committed.
+Damage in the middle of a file (a bad disk block) would also cut off the intact members after
+it, whose offsets were committed; so every intact member found in the tail set aside is
+appended back to the hour file at once. What remains only in the ``.torn`` file is undecodable;
+it is kept ``TORN_RETENTION_DAYS`` for a look, then purged (or earlier, with its hour).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import contextlib
 import fcntl
 import gzip
 import logging
+import mmap
 import os
 import re
 import zlib
@@ -42,8 +46,10 @@ logger = logging.getLogger(__name__)
 
 GROUP = "archive"
 DEFAULT_RETENTION_DAYS = 90
+TORN_RETENTION_DAYS = 7
 
 _GZIP_WBITS = 31  # zlib: gzip header and trailer, CRC checked at each member's end
+_MEMBER_START = b"\x1f\x8b\x08"  # gzip magic and the deflate method: how every member starts
 _READ_CHUNK = 1 << 20
 _MAX_OUTPUT = 1 << 22  # bound the memory one decompress call may take
 _HOUR = timedelta(hours=1)
@@ -96,9 +102,9 @@ class ArchiveWriter:
                 start = known[1] if known and known[0] == stat.st_ino and known[1] <= size else 0
                 good = _complete_end(path, start)
                 if good < size:
-                    _set_aside(path, fd, good, size)
+                    aside = _set_aside(path, fd, good, size)
                     os.ftruncate(fd, good)
-                    size = good
+                    size = good + _salvage(aside, fd)
             _write_all(fd, member)
             os.fsync(fd)
             if created:
@@ -214,9 +220,12 @@ class Archive:
                     lines, partial = [], b""
 
     def purge(self, older_than_days: int = DEFAULT_RETENTION_DAYS, *,
-              now: datetime | None = None) -> int:
-        """Remove hour files wholly older than the retention; return how many went."""
-        cutoff = _as_utc(now or datetime.now(UTC)) - timedelta(days=older_than_days)
+              now: datetime | None = None, torn_days: int = TORN_RETENTION_DAYS) -> int:
+        """Remove hour files wholly older than the retention, and torn tails set aside more
+        than ``torn_days`` ago; return how many hour files went."""
+        moment = _as_utc(now or datetime.now(UTC))
+        cutoff = moment - timedelta(days=older_than_days)
+        torn_cutoff = (moment - timedelta(days=torn_days)).timestamp()
         if not self._dir.is_dir():
             return 0
         removed = 0
@@ -225,6 +234,7 @@ class Archive:
                 day = _parse_day(day_dir.name)
                 if day is None or not day_dir.is_dir():
                     continue
+                _purge_torn(day_dir, torn_cutoff)
                 day_start = datetime(day.year, day.month, day.day, tzinfo=UTC)
                 if day_start >= cutoff:
                     continue
@@ -263,11 +273,11 @@ class Archive:
 # --- file format ------------------------------------------------------------------------------
 
 
-def _members(f: BinaryIO) -> Iterator[tuple[bytes, int]]:
+def _members(f: BinaryIO, *, quiet: bool = False) -> Iterator[tuple[bytes, int]]:
     """Decompress member by member: ``(data, -1)`` chunks, then ``(b"", end)`` per member.
 
-    Stops quietly at a truncated or corrupt member; the last ``end`` seen is where the intact
-    part of the file ends.
+    Stops at a truncated or corrupt member (logging it unless ``quiet``); the last ``end``
+    seen is where the intact part of the file ends.
     """
     decompressor = zlib.decompressobj(_GZIP_WBITS)
     position = f.tell()  # file offset of the first byte of `pending`
@@ -277,8 +287,9 @@ def _members(f: BinaryIO) -> Iterator[tuple[bytes, int]]:
             try:
                 data = decompressor.decompress(pending, _MAX_OUTPUT)
             except zlib.error as exc:
-                logger.warning("archive: corrupt gzip data in %s at %d: %s",
-                               getattr(f, "name", "?"), position, exc)
+                if not quiet:
+                    logger.warning("archive: corrupt gzip data in %s at %d: %s",
+                                   getattr(f, "name", "?"), position, exc)
                 return
             if data:
                 yield data, -1
@@ -319,7 +330,7 @@ def _complete_end(path: Path, start: int) -> int:
     return good
 
 
-def _set_aside(path: Path, fd: int, good: int, size: int) -> None:
+def _set_aside(path: Path, fd: int, good: int, size: int) -> Path:
     """Copy a torn tail next to the file before it is cut off, so no byte is destroyed."""
     aside = path.with_name(f"{path.name}.{good}.torn")
     logger.warning("archive: %s has %d bytes of torn data after offset %d; moved to %s",
@@ -335,6 +346,41 @@ def _set_aside(path: Path, fd: int, good: int, size: int) -> None:
         out.flush()
         os.fsync(out.fileno())
     _fsync_dir(path.parent)
+    return aside
+
+
+def _salvage(aside: Path, fd: int) -> int:
+    """Append to ``fd`` every run of intact members found in a torn tail; bytes appended.
+
+    The tail starts with the member that did not decode; later members start wherever the
+    gzip magic leads to a member whose CRC checks out.
+    """
+    salvaged = 0
+    with open(aside, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        start = data.find(_MEMBER_START, 1)
+        while start != -1:
+            f.seek(start)
+            end = start
+            for _, member_end in _members(f, quiet=True):
+                if member_end >= 0:
+                    end = member_end
+            if end > start:
+                _write_all(fd, data[start:end])
+                salvaged += end - start
+            start = data.find(_MEMBER_START, max(end, start + 1))
+    if salvaged:
+        os.fsync(fd)
+        logger.warning("archive: salvaged %d bytes of intact members from %s", salvaged,
+                       aside.name)
+    return salvaged
+
+
+def _purge_torn(day_dir: Path, cutoff: float) -> None:
+    """Remove the torn tails set aside before ``cutoff`` (their intact part was salvaged)."""
+    for path in day_dir.glob("*.torn"):
+        with contextlib.suppress(FileNotFoundError):
+            if path.stat().st_mtime < cutoff:
+                path.unlink()
 
 
 def _open_locked(path: Path) -> tuple[int, bool]:

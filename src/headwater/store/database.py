@@ -8,10 +8,11 @@ pragmas that make SQLite safe for several writers (WAL, busy timeout) are never 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import weakref
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager, nullcontext, suppress
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,6 +22,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
 Durability = Literal["normal", "full"]
+STATE_FILE = "state.db"
 
 logger = logging.getLogger(__name__)
 
@@ -31,14 +33,35 @@ _write_locks: weakref.WeakKeyDictionary[Engine, threading.Lock] = weakref.WeakKe
 
 
 def database_url(data_dir: Path, url: str | None) -> str:
-    """The state database URL: the given one, or ``state.db`` inside the data directory."""
+    """The state database URL: the given one, or ``state.db`` inside the data directory.
+
+    The state database holds destination and warehouse secrets, so a data directory created
+    here is 0700 and ``state.db`` is created 0600 (SQLite gives its -wal and -shm files the
+    database file's mode), whatever the umask. Existing ones are left as the operator set them.
+    """
     if url:
         if url.startswith("postgresql://") or url.startswith("postgres://"):
             # Use psycopg 3, the driver we ship, whatever the user wrote.
             return "postgresql+psycopg://" + url.split("://", 1)[1]
         return url
-    data_dir.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{data_dir / 'state.db'}"
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path = data_dir / STATE_FILE
+    with suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+    return f"sqlite:///{path}"
+
+
+def readable_by_others(data_dir: Path) -> str | None:
+    """A warning when an existing ``state.db`` (it holds secrets) is open to other users."""
+    path = data_dir / STATE_FILE
+    try:
+        mode = path.stat().st_mode & 0o777
+    except FileNotFoundError:
+        return None
+    if not mode & 0o077:
+        return None
+    return (f"Warning: {path} holds destination secrets but is readable by other users "
+            f"(mode {mode:04o}); run `chmod 600 {path}*` to fix it.")
 
 
 def _json_text(value: Any) -> str:

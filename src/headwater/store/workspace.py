@@ -20,7 +20,7 @@ import re
 import secrets
 import string
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -41,6 +41,9 @@ DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
 CONFIG_VERSION_KEY = "config_version"
 DEFAULT_WORKSPACE_NAME = "default"
+# Settings are configuration, not event data: a few levels are plenty, and every reader
+# (redaction, YAML export, destination definitions) walks them recursively.
+MAX_SETTINGS_DEPTH = 32
 
 # Write keys travel as the HTTP Basic user name (no ':') and in URLs (pixel API), so keep them
 # to characters that need no escaping anywhere.
@@ -127,6 +130,8 @@ def check_name(name: object, field: str = "name") -> str:
         raise InvalidError("must not start or end with whitespace", field)
     if _CONTROL.search(name):
         raise InvalidError("must not contain control characters", field)
+    if not is_unicode(name):
+        raise InvalidError(_NOT_UNICODE, field)
     if len(name) > MAX_NAME_LENGTH:
         raise InvalidError(f"must be at most {MAX_NAME_LENGTH} characters", field)
     return name
@@ -150,15 +155,76 @@ def check_write_key(key: object, field: str = "write_key") -> str:
     return key
 
 
+_NOT_UNICODE = "must be valid Unicode text (no lone UTF-16 surrogates such as \\ud800)"
+
+
+def is_unicode(text: str) -> bool:
+    """Whether ``text`` can be written as UTF-8: JSON's ``\\ud800`` escape gives one that cannot."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def non_unicode_path(value: object) -> str | None:
+    """Where in a decoded JSON value a string (or key) is not valid Unicode, or None."""
+    stack: list[tuple[object, str]] = [(value, "")]
+    while stack:
+        current, path = stack.pop()
+        if isinstance(current, str):
+            if not is_unicode(current):
+                return path or "(the value itself)"
+        elif isinstance(current, Mapping):
+            for key, child in current.items():
+                child_path = f"{path}.{key}" if path else str(key)
+                if isinstance(key, str) and not is_unicode(key):
+                    return child_path.encode("utf-8", "backslashreplace").decode()
+                stack.append((child, child_path))
+        elif isinstance(current, list | tuple):
+            stack.extend((child, f"{path}[{i}]") for i, child in enumerate(current))
+    return None
+
+
 def check_settings(settings: object, field: str = "settings") -> dict[str, Any]:
     if not isinstance(settings, Mapping):
         raise InvalidError("must be an object", field)
+    depth = too_deep_at(settings, MAX_SETTINGS_DEPTH)
+    if depth:
+        raise InvalidError(f"must nest at most {MAX_SETTINGS_DEPTH} levels of objects and "
+                           f"arrays (found more at {depth})", field)
     try:
         # A round trip through JSON both checks the value and takes a private copy.
-        copy: dict[str, Any] = json.loads(json.dumps(dict(settings), allow_nan=False))
+        text = json.dumps(dict(settings), allow_nan=False, ensure_ascii=False)
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidError(_NOT_UNICODE, field) from None
     except (TypeError, ValueError) as exc:
         raise InvalidError(f"must be JSON: {exc}", field) from exc
+    copy: dict[str, Any] = json.loads(text)
     return copy
+
+
+def too_deep_at(value: object, limit: int) -> str | None:
+    """The dotted path of the first value nested past ``limit`` levels, or None.
+
+    Iterative, so a value nested deeper than Python's recursion limit is measured too.
+    """
+    stack: list[tuple[object, int, str]] = [(value, 1, "")]
+    while stack:
+        current, depth, path = stack.pop()
+        if isinstance(current, Mapping):
+            children: Iterator[tuple[str, object]] = (
+                (f"{path}.{key}" if path else str(key), child)
+                for key, child in current.items())
+        elif isinstance(current, list | tuple):
+            children = ((f"{path}[{i}]", child) for i, child in enumerate(current))
+        else:
+            continue
+        if depth > limit:
+            return path[:200] + ("…" if len(path) > 200 else "")
+        stack.extend((child, depth + 1, child_path) for child_path, child in children)
+    return None
 
 
 def _encode_cursor(after: str | None) -> str:
