@@ -32,6 +32,8 @@ from tests.hostile import (
 )
 from tests.support.live import BASE_CONFIG, LiveServer
 
+pytestmark = pytest.mark.live  # every test here starts a headwater server process
+
 AUTH = {"Authorization": "Basic " + base64.b64encode(b"WK_web:").decode()}
 
 # Where a hostile value goes in a single call ({v}) and in a batch.

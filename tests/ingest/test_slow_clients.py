@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
+import pytest
 
 from headwater.connections import default_max_connections
 from headwater.store.archive import Archive
@@ -113,6 +114,7 @@ def open_fds(live: LiveServer) -> int:
     return len(os.listdir(f"/proc/{live.process.pid}/fd"))
 
 
+@pytest.mark.live
 def test_slow_clients_get_408_on_time_while_others_are_served(tmp_path: Path) -> None:
     live = make_server(tmp_path, "  header_timeout_seconds: 1\n  body_timeout_seconds: 2\n")
     try:
@@ -156,6 +158,7 @@ def test_slow_clients_get_408_on_time_while_others_are_served(tmp_path: Path) ->
         live.stop()
 
 
+@pytest.mark.live
 def test_connections_over_the_cap_get_503_at_once(tmp_path: Path) -> None:
     live = make_server(tmp_path, "  header_timeout_seconds: 2\n  max_connections: 20\n")
     try:
@@ -179,6 +182,7 @@ def test_connections_over_the_cap_get_503_at_once(tmp_path: Path) -> None:
         live.stop()
 
 
+@pytest.mark.live
 def test_a_flood_past_the_open_file_limit_leaves_ingest_and_the_archive_working(
     tmp_path: Path,
 ) -> None:

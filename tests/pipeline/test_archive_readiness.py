@@ -15,9 +15,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
+import pytest
 
 from headwater.store.archive import Archive
 from tests.support.live import BASE_CONFIG, LiveServer
+
+pytestmark = pytest.mark.live  # every test here starts a headwater server process
 
 AUTH = {"Authorization": "Basic " + base64.b64encode(b"WK_web:").decode()}
 

@@ -65,6 +65,7 @@ def test_existing_files_are_left_alone_but_an_open_one_is_reported(tmp_path: Pat
                 if "readable" in n]
 
 
+@pytest.mark.live
 def test_a_served_data_dir_is_private(tmp_path: Path, open_umask: None) -> None:
     config = tmp_path / "headwater.yaml"
     config.write_text(BASE_CONFIG)
