@@ -16,7 +16,7 @@ from headwater.destinations import integrations
 from headwater.destinations.store import DestinationInfo
 
 # A stage sees the message bound for one instance and returns it (changed or not), or a
-# Segment reason code when the message stops here. The filters and mappings issue adds them.
+# Segment reason code when the message stops here (destination filters are one).
 Stage = Callable[[dict[str, Any], DestinationInfo], "dict[str, Any] | str"]
 
 

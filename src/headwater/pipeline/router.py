@@ -1,11 +1,11 @@
 """The router: from the event log to the delivery queues of each destination instance.
 
-A consumer group of the log. For each accepted event and each enabled destination instance of
-its source, in Segment's order (§6.5): the destination supports the method, the event's
-``integrations`` object lets it through, then the instance's stages (filters and mappings come
-here); an event that passes is queued once for that instance. What is filtered is counted per
-destination with Segment's reason. The jobs and the log offsets are written in one
-transaction, so a record is routed exactly once even when the process dies mid-way.
+A consumer group of the log. Each accepted event is offered to every enabled destination
+instance of its source; ``destinations/routing.py`` decides, in Segment's order, whether it
+goes and in what shape, and an event that goes is queued once per matching mapping. What is
+filtered is counted per destination with Segment's reason. The jobs and the log offsets are
+written in one transaction, so a record is routed exactly once even when the process dies
+mid-way.
 """
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ from headwater.timestamps import parse_timestamp
 logger = logging.getLogger(__name__)
 
 GROUP = "router"
-
 
 _decode = msgspec.json.Decoder().decode
 _encode = msgspec.json.Encoder().encode
