@@ -149,7 +149,8 @@ def _join_pair(found: re.Match[str]) -> str:
 _JS_SPACE = "\t\n\v\f\r \u00a0\u1680\u2028\u2029\u202f\u205f\u3000\ufeff" + "".join(
     chr(c) for c in range(0x2000, 0x200B)
 )
-_DECIMAL = re.compile(r"[+-]?(?:Infinity|(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)")
+# Each number has one way to match (no "\d+\.?\d*", which splits digit runs every way).
+_DECIMAL = re.compile(r"[+-]?(?:Infinity|(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)")
 _RADIX = re.compile(r"0([xXoObB])([0-9A-Za-z]+)")
 _RADIX_BASES = {"x": 16, "o": 8, "b": 2}
 

@@ -41,7 +41,9 @@ IDENTIFY_TEMPLATE: Final = "Identified user {{name}}.\n{{traits}}"
 # {{ path }} or {{{ path }}}; a path is dot-separated segments, each a run of plain characters
 # or a [bracketed literal] (Handlebars' way to name keys with spaces or dots).
 _SEGMENT = r"(?:[^\s.\[\]{}]+|\[[^\]]*\])"
-_TAG = re.compile(r"\{\{\{\s*(?P<raw>[^{}]*?)\s*\}\}\}|\{\{\s*(?P<path>[^{}]*?)\s*\}\}")
+# The spaces around a path are stripped in code: "\s*" around a lazy "[^{}]*?" tries every split
+# of a run of spaces, cubic in a template such as "{{{" followed by many spaces.
+_TAG = re.compile(r"\{\{\{(?P<raw>[^{}]*)\}\}\}|\{\{(?P<path>[^{}]*)\}\}")
 _PATH = re.compile(rf"{_SEGMENT}(?:\.{_SEGMENT})*")
 _SEGMENTS = re.compile(_SEGMENT)
 _REGEX_KEY = re.compile(r"^/(?P<pattern>.+)/(?P<flags>[a-z]*)$", re.DOTALL)
@@ -175,7 +177,7 @@ def display_name(message: Mapping[str, Any]) -> str:
 def render_template(template: str, data: Mapping[str, Any]) -> str:
     """Substitute ``{{path}}`` tags; a missing value is empty, as in Handlebars."""
     def substitute(match: re.Match[str]) -> str:
-        path = match["raw"] if match["raw"] is not None else match["path"]
+        path = (match["raw"] if match["raw"] is not None else match["path"]).strip()
         if not path or path.startswith(_HELPERS) or not _PATH.fullmatch(path):
             return match[0]
         return escape(_text(_resolve(data, path)))
