@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Final
 
-from headwater.destinations.mapping.errors import MappingError, _error, _Where
+from headwater.destinations.mapping.errors import MappingError, _check_depth, _error, _Where
 from headwater.destinations.mapping.javascript import (
     _ABSENT,
     _JS_SPACE,
@@ -73,6 +73,8 @@ def _directive_name(node: Mapping[Any, Any]) -> str | None:
 
 
 def _compile(node: Any, where: _Where) -> _Compiled:
+    if isinstance(node, dict | list):
+        _check_depth(where)
     if isinstance(node, dict):
         name = _directive_name(node)
         if name is not None:

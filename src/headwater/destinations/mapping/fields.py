@@ -219,8 +219,8 @@ def coerce_output(values: Mapping[str, Any], schema: Mapping[str, FieldSpec]) ->
     return out
 
 
-def _is_literal(value: Any) -> bool:
-    return isinstance(_compile(value, ()), _Const)
+def _is_literal(value: Any, where: tuple[str, ...]) -> bool:
+    return isinstance(_compile(value, where), _Const)
 
 
 def _shape_fits(value: Any, spec: FieldSpec) -> bool:
@@ -243,7 +243,7 @@ def check_fields(fields: Mapping[str, Any], schema: Mapping[str, FieldSpec]) -> 
     for name, value in fields.items():
         _validate(value, (name,))
         spec = schema[name]
-        if _is_literal(value):
+        if _is_literal(value, (name,)):
             coerce_output({name: value}, {name: spec})
         elif not _shape_fits(value, spec):
             raise MappingError(f"the mapping cannot render {_describe(spec)}", name)

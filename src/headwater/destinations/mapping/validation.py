@@ -6,7 +6,7 @@ import json
 from collections.abc import Callable
 from typing import Any, Final
 
-from headwater.destinations.mapping.errors import _error, _Where
+from headwater.destinations.mapping.errors import _check_depth, _error, _Where
 from headwater.destinations.mapping.javascript import _ABSENT, _a, _js_type, _utf16_len
 
 _MAX_PATTERN_LENGTH: Final = 10
@@ -34,6 +34,7 @@ def _validate(value: Any, where: _Where) -> None:
 
 
 def _validate_directive(obj: dict[str, Any], where: _Where) -> None:
+    _check_depth(where)
     keys = list(obj)
     names = [key for key in keys if isinstance(key, str) and key.startswith("@")]
     if len(names) > 1:
@@ -53,6 +54,7 @@ def _validate_object(value: Any, where: _Where) -> None:
     kind = _kind(value)
     if kind != "object":
         raise _error(f"should be an object but it is {_a(kind)}", where)
+    _check_depth(where)
     for key, item in value.items():
         _validate(item, (*where, key))
 
