@@ -185,7 +185,8 @@ class _Parser:
         if self._is(Kind.OPERATOR, "("):
             if word not in FUNCTIONS:
                 raise FQLSyntaxError(f"unknown function {word!r}", token.position)
-            self._enter(self._take())
+            self._enter(token)
+            self._take()
             arguments = self._items(")")
             self._leave()
             if len(arguments) != FUNCTIONS[word]:

@@ -28,6 +28,19 @@ def _check_depth(where: _Where) -> None:
                            "arrays and directives", f"{shown}…")
 
 
+def _check_tree_depth(value: object, where: _Where = ()) -> None:
+    """``_check_depth`` for every object and array in ``value``, without recursing."""
+    pending: list[tuple[object, _Where]] = [(value, where)]
+    while pending:
+        node, at = pending.pop()
+        if isinstance(node, dict):
+            _check_depth(at)
+            pending.extend(((child, (*at, key)) for key, child in node.items()))
+        elif isinstance(node, list):
+            _check_depth(at)
+            pending.extend(((child, (*at, i)) for i, child in enumerate(node)))
+
+
 def _dotted(where: _Where) -> str:
     text = ""
     for part in where:
