@@ -187,7 +187,7 @@ def render_template(template: str, data: Mapping[str, Any]) -> str:
 
 def _resolve(data: Any, path: str) -> Any:
     value = data
-    for segment in _SEGMENTS.findall(path):
+    for segment in _segments(path):
         key = segment[1:-1] if segment.startswith("[") else segment
         if isinstance(value, Mapping):
             value = value.get(key)
@@ -196,6 +196,17 @@ def _resolve(data: Any, path: str) -> Any:
         else:
             return None
     return value
+
+
+def _segments(path: str) -> list[str]:
+    """The segments of a path that fullmatches ``_PATH``, each matched where the last ended
+    (``findall`` would rescan the rest of the text from every unclosed ``[``)."""
+    found: list[str] = []
+    at = 0
+    while (segment := _SEGMENTS.match(path, at)) is not None:
+        found.append(segment[0])
+        at = segment.end() + 1  # past the dot
+    return found
 
 
 def _text(value: Any) -> str:
