@@ -29,6 +29,8 @@ from headwater.config.model import (
     SourceConfig,
     WarehouseConfig,
 )
+from headwater.destinations.actions import restore_secrets, written_mapping
+from headwater.destinations.instance_lists import ListError
 from headwater.destinations.registry import UnknownDestinationType
 from headwater.destinations.registry import get as get_definition
 from headwater.store.destinations import DestinationInfo, DestinationStore, redact
@@ -253,6 +255,8 @@ class UpdateInstance(Change):
         if self.field == "settings":
             shown = _KINDS[self.kind][1]
             old, new = shown(self.type, old), shown(self.type, new)
+        elif self.field == "mappings":
+            old, new = _shown_mappings(self.type, old), _shown_mappings(self.type, new)
         return f"~ {self.kind} {self.name}: {self.field} {_value(old)} → {_value(new)}"
 
     def apply(self, store: WorkspaceStore) -> None:
@@ -495,7 +499,8 @@ def _plan_destinations(
                          _restored(cfg.settings, current.settings, secrets)),
             "delivery": (current.delivery.model_dump(exclude_defaults=True), cfg.delivery),
             "filters": ([f.written() for f in current.filters], cfg.filters),
-            "mappings": ([m.written() for m in current.mappings], cfg.mappings),
+            "mappings": ([m.written() for m in current.mappings],
+                         _restored_mappings(cfg.type, cfg.mappings, current)),
         }
 
     existing = {d.name: d for d in DestinationStore(store).list()}
@@ -588,7 +593,9 @@ def export_config(store: WorkspaceStore) -> str:
         if destination.filters:
             entry["filters"] = [f.written() for f in destination.filters]
         if destination.mappings:
-            entry["mappings"] = [m.written() for m in destination.mappings]
+            # Header values are secrets: "[redacted]" keeps the stored value on apply.
+            entry["mappings"] = _shown_mappings(destination.type,
+                                                [m.written() for m in destination.mappings])
         destinations.append(entry)
     if destinations:
         data["destinations"] = destinations
@@ -616,9 +623,9 @@ def server_settings_overrides(config: ConfigFile) -> dict[str, Any]:
 
 
 # --- secrets ---------------------------------------------------------------------------------
-# Source settings hold no secrets. Destination settings do (API keys, passwords): plans and
-# exports show them as "[redacted]" (as the destination's definition marks them), so no secret
-# reaches a file or a terminal.
+# Source settings hold no secrets. Destination settings do (API keys, passwords), and so do
+# header values in Actions mappings: plans and exports show them as "[redacted]" (as the
+# destination's definition marks them), so no secret reaches a file or a terminal.
 
 
 def _exported_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
@@ -636,6 +643,27 @@ def _shown_destination_settings(
         return redact(destination_type, settings)
     except UnknownDestinationType:
         return dict(settings)
+
+
+def _shown_mappings(destination_type: str, mappings: Sequence[Any]) -> list[Any]:
+    """Mappings fit for a file or a terminal: header values (secret fields) ``[redacted]``."""
+    try:
+        actions = get_definition(destination_type).actions
+    except UnknownDestinationType:
+        return list(mappings)
+    return [written_mapping(actions, m) if isinstance(m, Mapping) else m for m in mappings]
+
+
+def _restored_mappings(destination_type: str, mappings: list[dict[str, Any]],
+                       current: DestinationInfo) -> list[dict[str, Any]]:
+    """The mappings the file means: a ``[redacted]`` header value (as exported) is the stored
+    one. One with nothing stored stays as written, and the update names it when applied."""
+    try:
+        restored = restore_secrets(get_definition(destination_type).actions, mappings,
+                                   current.mappings)
+    except (UnknownDestinationType, ListError):
+        return mappings
+    return [{k: v for k, v in m.items() if k != "id"} for m in restored]
 
 
 def _source_name(store: WorkspaceStore, source_id: str) -> str:
