@@ -198,7 +198,8 @@ def _apply(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from headwater.config.apply import ExportError, export_config
+    from headwater.config.apply import export_config
+    from headwater.errors import ExportError
 
     try:
         sys.stdout.write(export_config(_open_store(args)))

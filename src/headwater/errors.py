@@ -14,12 +14,14 @@ with 503 and ``Retry-After``, and the delivery engine turns a ``Rejection`` into
     │   ├── UnstorableSubmission    a request whose messages cannot be encoded for the log
     │   ├── FQLSyntaxError          an FQL statement, with its position
     │   ├── TriggerError            an Actions trigger, with its position
+    │   ├── RegexError              a regular expression a destination's settings hold
     │   ├── MappingError            an Actions mapping, with the path inside it
     │   ├── ListError               a list of filters or mappings, with the field
     │   ├── ItemError               one item of such a list (ListError adds its position)
     │   ├── NotRepresentable        an FQL statement the browser's matcher cannot run alike
     │   ├── UnknownDestinationType  a destination type the catalog does not have
     │   └── UnsafePathError         a path setting that would leave its directory
+    ├── ExportError                 stored configuration that no file could hold
     ├── FQLEvaluationError          a statement with no answer for one event
     ├── RecordError                 a log record that is not a version 1 record
     ├── Rejection                   a message one destination will not take
@@ -104,6 +106,14 @@ class TriggerError(InputError):
         self.position = position
 
 
+class RegexError(InputError):
+    """A pattern that cannot be used; ``position`` is the offset in the pattern."""
+
+    def __init__(self, message: str, position: int) -> None:
+        super().__init__(f"{message} at position {position}")
+        self.position = position
+
+
 class MappingError(InputError):
     """A mapping, or what it rendered, cannot be used; ``path`` says where in the mapping."""
 
@@ -139,6 +149,10 @@ class UnknownDestinationType(InputError):
 
 class UnsafePathError(InputError):
     """A path setting that would leave its directory, or cannot be a path at all."""
+
+
+class ExportError(HeadwaterError):
+    """The workspace holds something that cannot be written to a file ``apply`` would take."""
 
 
 # --- events ----------------------------------------------------------------------------------

@@ -20,8 +20,7 @@ _LENIENT: Final = re.compile(
     r"""\s*
     (\d{4})-(\d{1,2})-(\d{1,2})
     (?:[Tt\ ](\d{1,2}):(\d{1,2})(?::(\d{1,2})(?:[.,](\d+))?)?)?
-    \s*(?:([Zz])|([+-])(\d{2}):?(\d{2})?)?
-    \s*\Z""",
+    \s*(?:(?:([Zz])|([+-])(\d{2}):?(\d{2})?)\s*)?\Z""",
     re.VERBOSE | re.ASCII,
 )
 # The stored form exactly; a parsed value that matches it needs no formatting.

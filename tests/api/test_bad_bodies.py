@@ -12,7 +12,7 @@ from sqlalchemy.engine import Engine
 
 from tests.api.client import api_with_destination
 from tests.api.test_sources_api import assert_error
-from tests.hostile import deep_object
+from tests.support.hostile import deep_object
 
 ODD: list[Any] = [
     None, 1, "x", [], {}, {"if": None}, {"if": 5, "actions": "DROP"},

@@ -29,7 +29,7 @@ from headwater.store.admin_token import hash_token
 from headwater.store.database import database_url, open_engine
 from headwater.store.migrations import migrate
 from headwater.store.workspace import WorkspaceStore
-from tests.hostile import RAW_BODIES, VALUES, deep_array, deep_object
+from tests.support.hostile import RAW_BODIES, VALUES, deep_array, deep_object
 
 TOKEN = "test-admin-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -17,10 +17,10 @@ import sqlalchemy as sa
 import yaml
 from sqlalchemy.engine import Engine
 
-from headwater.config.apply import ExportError, apply, export_config, plan
+from headwater.config.apply import apply, export_config, plan
 from headwater.config.model import load_config, parse_config, read_yaml
 from headwater.destinations.store import DestinationStore
-from headwater.errors import ConfigError, InvalidError
+from headwater.errors import ConfigError, ExportError, InvalidError
 from headwater.store import schema
 from headwater.store.workspace import MAX_SETTINGS_DEPTH, WorkspaceStore
 from headwater.warehouse.store import WarehouseStore

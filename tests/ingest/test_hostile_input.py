@@ -22,7 +22,7 @@ import pytest
 
 from headwater.ingest.app import BATCH_ROUTES, SINGLE_ROUTES
 from headwater.store.archive import Archive
-from tests.hostile import (
+from tests.support.hostile import (
     ENCODED_BODIES,
     RAW_BODIES,
     TIMESTAMPS,

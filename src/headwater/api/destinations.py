@@ -168,7 +168,9 @@ def destination_catalog() -> dict[str, Any]:
                 {"name": a.name, "title": a.title, "description": a.description,
                  "fields": {n: {"type": f.type, "required": f.required, "multiple": f.multiple,
                                 "choices": list(f.choices) if f.choices else None,
-                                "description": f.description} for n, f in a.fields.items()}}
+                                "description": f.description,
+                                "secret": n in a.secret_fields}
+                            for n, f in a.fields.items()}}
                 for a in d.actions.values()],
         }
         for d in definitions().values()

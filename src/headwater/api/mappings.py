@@ -2,7 +2,8 @@
 
 List, create (disabled unless ``enabled`` is given, as in Segment), read, change, delete, and
 duplicate (a disabled copy named "<name> (Copy)"). The catalog lists each Actions
-destination's actions and their fields.
+destination's actions and their fields. Header values are secrets: shown as ``[redacted]``,
+and ``[redacted]`` sent back keeps the stored value.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, StrictBool, StrictStr
 
 from headwater.api.changes import NoNulls
 from headwater.api.destinations import IdOrName, Store
-from headwater.destinations.actions import ActionMapping, duplicate
+from headwater.destinations.actions import ActionMapping, duplicate, shown_mapping
 from headwater.destinations.store import DestinationInfo
 from headwater.errors import NotFoundError
 
@@ -49,16 +50,22 @@ def _one(destination: DestinationInfo, mapping_id: str) -> ActionMapping:
     raise NotFoundError(f"destination {destination.name!r} has no mapping {mapping_id!r}")
 
 
+def _shown(destination: DestinationInfo, mapping: ActionMapping) -> dict[str, Any]:
+    """Header values (the action's secret fields) come back as ``[redacted]``; sending that
+    back keeps them."""
+    return shown_mapping(destination.definition.actions, mapping)
+
+
 def _created(store: Store, id_or_name: str, body: dict[str, Any]) -> dict[str, Any]:
     before = {m.id for m in store.require(id_or_name).mappings}
     destination = store.edit_mappings(id_or_name, lambda mappings: [*mappings, body])
     [created] = [m for m in destination.mappings if m.id not in before]
-    return {"data": {"mapping": created.shown()}}
+    return {"data": {"mapping": _shown(destination, created)}}
 
 
 @router.get("/destinations/{idOrName}/mappings", response_model=None)
 def list_mappings(id_or_name: IdOrName, store: Store) -> dict[str, Any]:
-    return {"data": {"mappings": [m.shown() for m in store.require(id_or_name).mappings]}}
+    return {"data": {"mappings": store.require(id_or_name).shown_mappings()}}
 
 
 @router.post("/destinations/{idOrName}/mappings", status_code=201, response_model=None)
@@ -68,7 +75,8 @@ def create_mapping(body: MappingBody, id_or_name: IdOrName, store: Store) -> dic
 
 @router.get("/destinations/{idOrName}/mappings/{mappingId}", response_model=None)
 def get_mapping(id_or_name: IdOrName, mapping_id: MappingId, store: Store) -> dict[str, Any]:
-    return {"data": {"mapping": _one(store.require(id_or_name), mapping_id).shown()}}
+    destination = store.require(id_or_name)
+    return {"data": {"mapping": _shown(destination, _one(destination, mapping_id))}}
 
 
 @router.patch("/destinations/{idOrName}/mappings/{mappingId}", response_model=None)
@@ -79,7 +87,7 @@ def update_mapping(
     change = body.model_dump(exclude_unset=True)
     destination = store.edit_mappings(id_or_name, lambda mappings: [
         {**m, **change} if m["id"] == mapping_id else m for m in mappings])
-    return {"data": {"mapping": _one(destination, mapping_id).shown()}}
+    return {"data": {"mapping": _shown(destination, _one(destination, mapping_id))}}
 
 
 @router.delete("/destinations/{idOrName}/mappings/{mappingId}", response_model=None)

@@ -23,9 +23,10 @@ from typing import Any, Protocol
 import yaml
 
 from headwater.config.model import ConfigFile, DestinationConfig, SourceConfig, WarehouseConfig
+from headwater.destinations.actions import restore_secrets, written_mapping
 from headwater.destinations.registry import get as get_definition
 from headwater.destinations.store import DestinationInfo, DestinationStore, redact
-from headwater.errors import ConfigError, UnknownDestinationType
+from headwater.errors import ConfigError, ExportError, ListError, UnknownDestinationType
 from headwater.store.instances import REDACTED
 from headwater.store.workspace import (
     MAX_PAGE_SIZE,
@@ -254,6 +255,8 @@ class UpdateInstance(Change):
         if self.field == "settings":
             shown = _KINDS[self.kind][1]
             old, new = shown(self.type, old), shown(self.type, new)
+        elif self.field == "mappings":
+            old, new = _shown_mappings(self.type, old), _shown_mappings(self.type, new)
         return f"~ {self.kind} {self.name}: {self.field} {_value(old)} → {_value(new)}"
 
     def apply(self, store: WorkspaceStore) -> None:
@@ -496,7 +499,8 @@ def _plan_destinations(
                          _restored(cfg.settings, current.settings, secrets)),
             "delivery": (current.delivery.model_dump(exclude_defaults=True), cfg.delivery),
             "filters": ([f.written() for f in current.filters], cfg.filters),
-            "mappings": ([m.written() for m in current.mappings], cfg.mappings),
+            "mappings": ([m.written() for m in current.mappings],
+                         _restored_mappings(cfg.type, cfg.mappings, current)),
         }
 
     existing = {d.name: d for d in DestinationStore(store).list()}
@@ -548,10 +552,6 @@ EXPORT_HEADER = (
 )
 
 
-class ExportError(Exception):
-    """The workspace holds something that cannot be written to a file ``apply`` would take."""
-
-
 def export_config(store: WorkspaceStore) -> str:
     """The workspace as ``headwater.yaml``; applying it back changes nothing.
 
@@ -597,7 +597,9 @@ def export_config(store: WorkspaceStore) -> str:
         if destination.filters:
             entry["filters"] = [f.written() for f in destination.filters]
         if destination.mappings:
-            entry["mappings"] = [m.written() for m in destination.mappings]
+            # Header values are secrets: "[redacted]" keeps the stored value on apply.
+            entry["mappings"] = _shown_mappings(destination.type,
+                                                [m.written() for m in destination.mappings])
         destinations.append(entry)
     if destinations:
         data["destinations"] = destinations
@@ -652,9 +654,9 @@ def server_settings_overrides(config: ConfigFile) -> dict[str, Any]:
 
 
 # --- secrets ---------------------------------------------------------------------------------
-# Source settings hold no secrets. Destination settings do (API keys, passwords): plans and
-# exports show them as "[redacted]" (as the destination's definition marks them), so no secret
-# reaches a file or a terminal.
+# Source settings hold no secrets. Destination settings do (API keys, passwords), and so do
+# header values in Actions mappings: plans and exports show them as "[redacted]" (as the
+# destination's definition marks them), so no secret reaches a file or a terminal.
 
 
 def _exported_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
@@ -672,6 +674,27 @@ def _shown_destination_settings(
         return redact(destination_type, settings)
     except UnknownDestinationType:
         return dict(settings)
+
+
+def _shown_mappings(destination_type: str, mappings: Sequence[Any]) -> list[Any]:
+    """Mappings fit for a file or a terminal: header values (secret fields) ``[redacted]``."""
+    try:
+        actions = get_definition(destination_type).actions
+    except UnknownDestinationType:
+        return list(mappings)
+    return [written_mapping(actions, m) if isinstance(m, Mapping) else m for m in mappings]
+
+
+def _restored_mappings(destination_type: str, mappings: list[dict[str, Any]],
+                       current: DestinationInfo) -> list[dict[str, Any]]:
+    """The mappings the file means: a ``[redacted]`` header value (as exported) is the stored
+    one. One with nothing stored stays as written, and the update names it when applied."""
+    try:
+        restored = restore_secrets(get_definition(destination_type).actions, mappings,
+                                   current.mappings)
+    except (UnknownDestinationType, ListError):
+        return mappings
+    return [{k: v for k, v in m.items() if k != "id"} for m in restored]
 
 
 def _source_name(store: WorkspaceStore, source_id: str) -> str:

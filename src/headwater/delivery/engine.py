@@ -430,6 +430,7 @@ def _sample(
     failed = [(req, res) for req, res in carried if res.code == verdict.code] or carried
     if failed:
         request, result = failed[0]
+        redactor = redactor.for_request(request)  # a mapping's header values are secrets too
         sample["request"] = redactor.request(request)
         sample["response"] = (
             redactor.response(result.response) if result.response is not None

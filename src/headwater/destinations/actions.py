@@ -21,7 +21,8 @@ from headwater.destinations.definition import Rendered
 from headwater.destinations.instance_lists import check_list
 from headwater.destinations.mapping import FieldSpec, check_fields, coerce_output, compile_mapping
 from headwater.destinations.trigger import Trigger, parse_trigger
-from headwater.errors import ItemError, MappingError, TriggerError
+from headwater.errors import ItemError, ListError, MappingError, TriggerError
+from headwater.store.instances import REDACTED
 
 MAX_MAPPINGS = 50
 
@@ -42,6 +43,9 @@ class ActionDefinition:
     batch_size_field: str | None = None
     # Object fields whose keys are destination-field paths (``info[0].email``, AC-078).
     keyed_fields: frozenset[str] = frozenset()
+    # Fields whose values are secrets (of an object field such as ``headers``, each value):
+    # shown and exported as [redacted], kept when [redacted] comes back.
+    secret_fields: frozenset[str] = frozenset()
 
 
 class ActionMapping(BaseModel):
@@ -65,11 +69,13 @@ class ActionMapping(BaseModel):
             raise ValueError(f"not a valid trigger: {exc}") from None
         return value
 
-    def shown(self) -> dict[str, Any]:
+    def stored(self) -> dict[str, Any]:
+        """As stored, secrets included: never for display (``shown_mapping`` is)."""
         return self.model_dump()
 
     def written(self) -> dict[str, Any]:
-        """As a config file writes it: no id, ``enabled`` always (it defaults to off)."""
+        """As a config file writes it: no id, ``enabled`` always (it defaults to off); secrets
+        included (``written_mapping`` redacts them)."""
         return self.model_dump(exclude={"id"})
 
 
@@ -122,6 +128,95 @@ def _compile_fields(action: ActionDefinition,
         return found
 
     return render
+
+
+def shown_mapping(actions: Mapping[str, ActionDefinition],
+                  mapping: ActionMapping) -> dict[str, Any]:
+    """The mapping as the API shows it: the action's secret fields ``[redacted]``."""
+    return _redacted(actions, mapping.stored())
+
+
+def written_mapping(actions: Mapping[str, ActionDefinition], mapping: Mapping[str, Any]
+                    ) -> dict[str, Any]:
+    """A mapping as a file or a plan shows it (no id), secret fields ``[redacted]``."""
+    return _redacted(actions, {k: v for k, v in mapping.items() if k != "id"})
+
+
+def _redacted(actions: Mapping[str, ActionDefinition],
+              mapping: Mapping[str, Any]) -> dict[str, Any]:
+    action = actions.get(str(mapping.get("action")))
+    fields = mapping.get("fields")
+    if action is None or not action.secret_fields or not isinstance(fields, Mapping):
+        return dict(mapping)
+    hidden = dict(fields)
+    for name in action.secret_fields & hidden.keys():
+        value = hidden[name]
+        if _is_object(value):
+            hidden[name] = {key: REDACTED if _is_set(item) else item
+                            for key, item in value.items()}
+        elif _is_set(value):
+            hidden[name] = REDACTED  # a directive building the whole object
+    return {**mapping, "fields": hidden}
+
+
+def restore_secrets(actions: Mapping[str, ActionDefinition], raw: Any,
+                    current: Sequence[ActionMapping]) -> Any:
+    """The mappings to check and store: a secret sent back as ``[redacted]`` (as shown and
+    exported) takes the stored value of the same mapping (by id, or by position when the item
+    has none, as ids are kept) and the same header; with none stored it is an error."""
+    if not isinstance(raw, list):
+        return raw
+    by_id = {m.id: m for m in current}
+    restored: list[Any] = []
+    for position, item in enumerate(raw):
+        action = actions.get(str(item.get("action"))) if isinstance(item, dict) else None
+        fields = item.get("fields") if isinstance(item, dict) else None
+        if action is None or not action.secret_fields or not isinstance(fields, dict):
+            restored.append(item)
+            continue
+        given = item.get("id")
+        stored = by_id.get(given) if given else (
+            current[position] if position < len(current) else None)
+        old = stored.fields if stored is not None else {}
+        fields = dict(fields)
+        for name in action.secret_fields & fields.keys():
+            fields[name] = _restored(fields[name], old.get(name, _MISSING),
+                                     f"mappings.{position}.fields.{name}")
+        restored.append({**item, "fields": fields})
+    return restored
+
+
+_MISSING: Any = object()
+
+
+def _restored(value: Any, old: Any, where: str) -> Any:
+    if value == REDACTED:
+        if old is _MISSING:
+            raise ListError(f"{where.split('.', 2)[2]} is a secret: [redacted] keeps a stored "
+                            "value, and there is none; give the value", where)
+        return old
+    if not _is_object(value):
+        return value
+    old_items = old if _is_object(old) else {}
+    out = {}
+    for key, item in value.items():
+        if item == REDACTED:
+            if key not in old_items:
+                raise ListError(f"{where.split('.', 2)[2]}.{key} is a secret: [redacted] keeps "
+                                "a stored value, and there is none; give the value",
+                                f"{where}.{key}")
+            item = old_items[key]
+        out[key] = item
+    return out
+
+
+def _is_object(value: Any) -> bool:
+    """A plain object of values (each header its own), not a directive building one."""
+    return isinstance(value, dict) and not any(str(k).startswith("@") for k in value)
+
+
+def _is_set(value: Any) -> bool:
+    return value not in (None, "", {}, [])
 
 
 def duplicate(mapping: ActionMapping) -> dict[str, Any]:

@@ -39,6 +39,9 @@ class Request:
     url: str
     headers: Mapping[str, str] = field(default_factory=dict)
     body: bytes | None = None
+    # Headers whose values are secrets whatever their name (an Actions mapping's ``headers``):
+    # Event Delivery samples show them as [redacted].
+    secret_headers: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,13 @@ import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.engine import Connection, Row
 
-from headwater.destinations.actions import ActionMapping, Mappings, check_mappings
+from headwater.destinations.actions import (
+    ActionMapping,
+    Mappings,
+    check_mappings,
+    restore_secrets,
+    shown_mapping,
+)
 from headwater.destinations.definition import DestinationDefinition
 from headwater.destinations.filters import (
     Apply,
@@ -85,6 +91,10 @@ class DestinationInfo:
 
     def shown_settings(self) -> dict[str, Any]:
         return redact(self.type, self.settings)
+
+    def shown_mappings(self) -> list[dict[str, Any]]:
+        """The mappings fit to show: header values and other secret fields ``[redacted]``."""
+        return [shown_mapping(self.definition.actions, m) for m in self.mappings]
 
 
 def redact(destination_type: str, settings: Mapping[str, Any]) -> dict[str, Any]:
@@ -220,7 +230,7 @@ class DestinationStore:
                 value = _filters(list(edit([f.shown() for f in info.filters])), info.filters)
             else:
                 value = _mappings(info.definition,
-                                  list(edit([m.shown() for m in info.mappings])), info.mappings)
+                                  list(edit([m.stored() for m in info.mappings])), info.mappings)
             conn.execute(sa.update(schema.destinations)
                          .where(schema.destinations.c.id == row.id)
                          .values({column: value, "updated_at": self._workspace.now()}))
@@ -297,11 +307,12 @@ def _mappings(definition: DestinationDefinition, raw: Any,
         raise InvalidError(f"{definition.type} is not an Actions destination: it has no mappings",
                            "mappings")
     try:
+        raw = restore_secrets(definition.actions, raw, current)
         checked = check_mappings(definition.actions, raw, current,
                                  new_id=lambda: "map_" + new_id())
     except ListError as exc:
         raise InvalidError(str(exc), exc.field) from None
-    return [m.shown() for m in checked]
+    return [m.stored() for m in checked]
 
 
 def _info(row: Row[Any]) -> DestinationInfo:

@@ -587,8 +587,15 @@ def _compile(condition: Condition) -> Predicate:
     return walk
 
 
+# Up to this many conditions a group nests closures; past it, one loop. A trigger has no
+# length limit, and a closure per condition of a long one would pass Python's recursion limit.
+_NESTED_CLOSURES: Final = 8
+
+
 def _every(children: list[Predicate]) -> Predicate:
     """``a and (b and (c ...))``: nested closures short-circuit without a loop per event."""
+    if len(children) > _NESTED_CLOSURES:
+        return lambda event: all(child(event) for child in children)
     predicate = children[-1]
     for child in reversed(children[:-1]):
         predicate = _both(child, predicate)
@@ -596,6 +603,8 @@ def _every(children: list[Predicate]) -> Predicate:
 
 
 def _some(children: list[Predicate]) -> Predicate:
+    if len(children) > _NESTED_CLOSURES:
+        return lambda event: any(child(event) for child in children)
     predicate = children[-1]
     for child in reversed(children[:-1]):
         predicate = _either(child, predicate)

@@ -14,11 +14,11 @@ from typing import Any
 from headwater.errors import FQLEvaluationError, FQLSyntaxError, NotRepresentable
 from headwater.fql.evaluate import Evaluator, compile_node
 from headwater.fql.ir import to_ir
-from headwater.fql.syntax import MAX_BYTES, Node
+from headwater.fql.syntax import MAX_BYTES, MAX_DEPTH, Node
 from headwater.fql.syntax import parse as parse_tree
 
-__all__ = ["MAX_BYTES", "Expression", "FQLEvaluationError", "FQLSyntaxError", "NotRepresentable",
-           "parse"]
+__all__ = ["MAX_BYTES", "MAX_DEPTH", "Expression", "FQLEvaluationError", "FQLSyntaxError",
+           "NotRepresentable", "parse"]
 
 
 @dataclass(frozen=True)
@@ -29,11 +29,19 @@ class Expression:
 
     def evaluate(self, event: Mapping[str, Any]) -> Any:
         """The statement's value (any FQL type) for this event."""
-        return self._evaluate(event)
+        try:
+            return self._evaluate(event)
+        except RecursionError:
+            # The statement's depth is bounded when parsed; comparing values the event nests
+            # deeper than Python can walk has no answer, so the caller fails closed.
+            raise FQLEvaluationError("the event nests values too deeply to compare") from None
 
     def matches(self, event: Mapping[str, Any]) -> bool:
         """True only when the statement's value is literally ``true``."""
-        return self._evaluate(event) is True
+        try:  # evaluate()'s body again: one call fewer on the router's path
+            return self._evaluate(event) is True
+        except RecursionError:
+            raise FQLEvaluationError("the event nests values too deeply to compare") from None
 
     def to_ir(self) -> Any:
         """The browser matcher's form; raises ``NotRepresentable`` outside its subset."""

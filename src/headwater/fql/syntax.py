@@ -17,6 +17,10 @@ from headwater.errors import FQLSyntaxError
 from headwater.fql.lexer import Kind, Token, tokenize
 
 MAX_BYTES = 5 * 1024  # Segment's limit on one destination filter statement
+# Parentheses, lists, "!" and function calls nest at most this deep. Parsing, compiling,
+# evaluating and the browser's IR each recurse once or a few times per level, so 5 KB of "("
+# would pass Python's recursion limit; 64 levels is far beyond any filter written by hand.
+MAX_DEPTH = 64
 
 # Function name -> number of arguments.
 FUNCTIONS: dict[str, int] = {
@@ -86,6 +90,17 @@ class _Parser:
     def __init__(self, tokens: list[Token]) -> None:
         self._tokens = tokens
         self._at = 0
+        self._depth = 0
+
+    def _enter(self, token: Token) -> None:
+        self._depth += 1
+        if self._depth > MAX_DEPTH:
+            raise FQLSyntaxError(
+                f"the statement nests deeper than {MAX_DEPTH} levels of parentheses, lists, "
+                "'!' and function calls", token.position)
+
+    def _leave(self) -> None:
+        self._depth -= 1
 
     def peek(self) -> Token:
         return self._tokens[self._at]
@@ -121,8 +136,10 @@ class _Parser:
 
     def _unary(self) -> Node:
         if self._is(Kind.OPERATOR, "!"):
-            self._take()
-            return Not(self._unary())
+            self._enter(self._take())
+            operand = self._unary()
+            self._leave()
+            return Not(operand)
         left = self._operand()
         token = self.peek()
         if (token.kind is Kind.OPERATOR and token.text in COMPARISONS) or (
@@ -136,11 +153,16 @@ class _Parser:
         if token.kind is Kind.STRING:
             return Literal(token.text)
         if token.kind is Kind.OPERATOR and token.text == "(":
+            self._enter(token)
             inner = self.expression()
             self._expect(")")
+            self._leave()
             return inner
         if token.kind is Kind.OPERATOR and token.text == "[":
-            return ListOf(tuple(self._items("]")))
+            self._enter(token)
+            items = self._items("]")
+            self._leave()
+            return ListOf(tuple(items))
         if token.kind is Kind.WORD:
             return self._word(token)
         raise FQLSyntaxError(f"expected a value but found {_describe(token)}", token.position)
@@ -164,8 +186,10 @@ class _Parser:
         if self._is(Kind.OPERATOR, "("):
             if word not in FUNCTIONS:
                 raise FQLSyntaxError(f"unknown function {word!r}", token.position)
+            self._enter(token)
             self._take()
             arguments = self._items(")")
+            self._leave()
             if len(arguments) != FUNCTIONS[word]:
                 raise FQLSyntaxError(
                     f"{word}() takes {FUNCTIONS[word]} argument"

@@ -143,7 +143,9 @@ _dumps: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), defa
 _rfc3339 = re.compile(
     r"\d{4}-\d\d-\d\d[Tt]\d\d:\d\d:\d\d(?:\.\d+)?(?:[Zz]|[+-]\d\d:\d\d)", re.ASCII).fullmatch
 _integer_text = re.compile(r"\s*[+-]?\d+\s*", re.ASCII).fullmatch
-_decimal_text = re.compile(r"\s*[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\s*", re.ASCII).fullmatch
+# Unambiguous (not "\d+\.?\d*"), so a long digit run that fails costs one pass, not its square.
+_decimal_text = re.compile(
+    r"\s*[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?\s*", re.ASCII).fullmatch
 # Go's strconv.ParseBool, which is what "best effort" means for Segment's (Go) loaders.
 _BOOL_TEXT: Final[dict[str, bool]] = {
     "1": True, "t": True, "T": True, "true": True, "TRUE": True, "True": True,

@@ -32,7 +32,8 @@ from headwater.destinations.definition import (
     Rendered,
     Request,
 )
-from headwater.errors import InvalidSettings, MessageRejected
+from headwater.destinations.linear_regex import LinearRegex, compile_regex
+from headwater.errors import InvalidSettings, MessageRejected, RegexError
 
 TRACK_TEMPLATE: Final = "{{name}} did {{event}}."
 IDENTIFY_TEMPLATE: Final = "Identified user {{name}}.\n{{traits}}"
@@ -40,7 +41,9 @@ IDENTIFY_TEMPLATE: Final = "Identified user {{name}}.\n{{traits}}"
 # {{ path }} or {{{ path }}}; a path is dot-separated segments, each a run of plain characters
 # or a [bracketed literal] (Handlebars' way to name keys with spaces or dots).
 _SEGMENT = r"(?:[^\s.\[\]{}]+|\[[^\]]*\])"
-_TAG = re.compile(r"\{\{\{\s*(?P<raw>[^{}]*?)\s*\}\}\}|\{\{\s*(?P<path>[^{}]*?)\s*\}\}")
+# The spaces around a path are stripped in code: "\s*" around a lazy "[^{}]*?" tries every split
+# of a run of spaces, cubic in a template such as "{{{" followed by many spaces.
+_TAG = re.compile(r"\{\{\{(?P<raw>[^{}]*)\}\}\}|\{\{(?P<path>[^{}]*)\}\}")
 _PATH = re.compile(rf"{_SEGMENT}(?:\.{_SEGMENT})*")
 _SEGMENTS = re.compile(_SEGMENT)
 _REGEX_KEY = re.compile(r"^/(?P<pattern>.+)/(?P<flags>[a-z]*)$", re.DOTALL)
@@ -66,8 +69,8 @@ class SlackSettings(DestinationSettings):
             if _REGEX_KEY.match(key):
                 try:
                     _compiled(key)
-                except re.error as exc:
-                    raise ValueError(f"{key!r} is not a valid regular expression: {exc}") \
+                except RegexError as exc:
+                    raise ValueError(f"{key!r} is not a usable regular expression: {exc}") \
                         from None
         return self
 
@@ -130,18 +133,18 @@ def _lookup(table: Mapping[str, str], event: str) -> str | None:
             try:
                 if _compiled(key).search(event):
                     return value
-            except re.error as exc:  # settings saved before validation existed
+            except RegexError as exc:  # settings saved before validation existed
                 raise InvalidSettings(f"{key!r} is not a valid regular expression") from exc
     return None
 
 
 @lru_cache(maxsize=256)
-def _compiled(key: str) -> re.Pattern[str]:
+def _compiled(key: str) -> LinearRegex:
+    """The key's expression, matched in linear time whatever it is (a user's ``(a+)+$`` must
+    not hold the worker on a long event name); "g" and other flags mean nothing here."""
     match = _REGEX_KEY.match(key)
     assert match is not None
-    flags = re.IGNORECASE if "i" in match["flags"] else 0
-    flags |= re.MULTILINE if "m" in match["flags"] else 0
-    return re.compile(match["pattern"], flags)  # "g" and other JS flags mean nothing here
+    return compile_regex(match["pattern"], match["flags"])
 
 
 def display_name(message: Mapping[str, Any]) -> str:
@@ -174,7 +177,7 @@ def display_name(message: Mapping[str, Any]) -> str:
 def render_template(template: str, data: Mapping[str, Any]) -> str:
     """Substitute ``{{path}}`` tags; a missing value is empty, as in Handlebars."""
     def substitute(match: re.Match[str]) -> str:
-        path = match["raw"] if match["raw"] is not None else match["path"]
+        path = (match["raw"] if match["raw"] is not None else match["path"]).strip()
         if not path or path.startswith(_HELPERS) or not _PATH.fullmatch(path):
             return match[0]
         return escape(_text(_resolve(data, path)))
@@ -184,7 +187,7 @@ def render_template(template: str, data: Mapping[str, Any]) -> str:
 
 def _resolve(data: Any, path: str) -> Any:
     value = data
-    for segment in _SEGMENTS.findall(path):
+    for segment in _segments(path):
         key = segment[1:-1] if segment.startswith("[") else segment
         if isinstance(value, Mapping):
             value = value.get(key)
@@ -193,6 +196,17 @@ def _resolve(data: Any, path: str) -> Any:
         else:
             return None
     return value
+
+
+def _segments(path: str) -> list[str]:
+    """The segments of a path that fullmatches ``_PATH``, each matched where the last ended
+    (``findall`` would rescan the rest of the text from every unclosed ``[``)."""
+    found: list[str] = []
+    at = 0
+    while (segment := _SEGMENTS.match(path, at)) is not None:
+        found.append(segment[0])
+        at = segment.end() + 1  # past the dot
+    return found
 
 
 def _text(value: Any) -> str:

@@ -4,7 +4,8 @@ As Segment's Webhooks (Actions) destination: ``send`` makes one request per even
 ``send-batch`` one per up to ``batch_size`` events (a JSON array of the mapped ``data``), to the
 mapping's URL with its method and headers. Keys of ``data`` may be destination-field paths
 (``info[0].email``). With a shared secret, ``X-Signature`` carries the hex HMAC-SHA1 of the
-body, as the classic Webhooks destination does.
+body, as the classic Webhooks destination does. Header values in a mapping are secrets (API
+keys, tokens): shown as ``[redacted]`` by the API, exports and Event Delivery samples.
 """
 
 from __future__ import annotations
@@ -53,12 +54,15 @@ def _request(payload: Mapping[str, Any], body: bytes,
              settings: WebhookActionsSettings) -> Request:
     headers = {"User-Agent": "Segment (Actions)", "Content-Type": "application/json"}
     extra = payload.get("headers")
+    mapped: dict[str, str] = {}
     if isinstance(extra, Mapping):
-        headers.update({str(k): str(v) for k, v in extra.items()})
+        mapped = {str(k): str(v) for k, v in extra.items()}
+        headers.update(mapped)
     if settings.shared_secret:
         headers["X-Signature"] = hmac.new(
             settings.shared_secret.encode(), body, hashlib.sha1).hexdigest()
-    return Request(str(payload.get("method") or "POST"), str(payload["url"]), headers, body)
+    return Request(str(payload.get("method") or "POST"), str(payload["url"]), headers, body,
+                   secret_headers=frozenset(mapped))
 
 
 def send(payloads: Sequence[Mapping[str, Any]], settings: WebhookActionsSettings) -> Rendered:
@@ -96,10 +100,12 @@ DEFINITION = DestinationDefinition(
     actions={
         "send": ActionDefinition(
             "send", "Send", _FIELDS, send,
-            description="One request per event.", keyed_fields=frozenset({"data"})),
+            description="One request per event.", keyed_fields=frozenset({"data"}),
+            secret_fields=frozenset({"headers"})),
         "send-batch": ActionDefinition(
             "send-batch", "Send Batch", _BATCH_FIELDS, send_batch,
             description="One request per batch: a JSON array of the events' data.",
-            batch_size_field="batch_size", keyed_fields=frozenset({"data"})),
+            batch_size_field="batch_size", keyed_fields=frozenset({"data"}),
+            secret_fields=frozenset({"headers"})),
     },
 )

@@ -57,6 +57,10 @@ the literal key ``user.email``. Off by default because actions-core treats every
 and existing mappings may hold keys with dots. Containers all of whose values are absent are
 left out; array positions nobody fills are null; overlapping paths are refused when compiling.
 
+Objects, arrays and directives nest at most ``MAX_DEPTH`` (64) levels in a mapping, and a
+destination-field path has at most as many segments: deeper ones are a MappingError when
+compiled, where actions-core would overflow its stack.
+
 Deliberate differences from actions-core:
     * ``@liquid`` is not supported and fails validation.
     * Properties a JavaScript value inherits (``constructor``, ``toString``, ``__proto__``, array
@@ -90,12 +94,14 @@ from typing import Any
 
 from headwater.destinations.javascript import UNDEFINED, type_of
 from headwater.destinations.mapping.directives import _directive_name, _Eval, _evaluator, _finish
+from headwater.destinations.mapping.errors import MAX_DEPTH
 from headwater.destinations.mapping.field_paths import _build, _place, _Slot
 from headwater.destinations.mapping.fields import FieldSpec, check_fields, coerce_output
 from headwater.destinations.mapping.validation import _validate, validate_mapping
 from headwater.errors import MappingError
 
 __all__ = [
+    "MAX_DEPTH",
     "CompiledMapping",
     "FieldSpec",
     "MappingError",
@@ -150,7 +156,12 @@ class CompiledMapping:
     def __call__(self, payload: Mapping[str, Any]) -> Any:
         if not isinstance(payload, Mapping):
             raise MappingError(f"data must be an object, got {type_of(payload)}")
-        return self._evaluate(payload)
+        try:
+            return self._evaluate(payload)
+        except RecursionError:
+            # The mapping's own depth is bounded when it is compiled; an event can still nest
+            # values deeper than copying them allows. Rejecting it beats retrying it forever.
+            raise MappingError("the event nests values too deeply to map") from None
 
 
 def compile_mapping(mapping: Mapping[str, Any], *, expand_keys: bool = False) -> CompiledMapping:

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Final
@@ -24,7 +23,7 @@ from headwater.destinations.javascript import (
     utf16_len,
     utf16_units,
 )
-from headwater.destinations.mapping.errors import _error, _Where
+from headwater.destinations.mapping.errors import _check_depth, _error, _Where
 from headwater.destinations.mapping.paths import _get, _Key, _path_from_directive, _path_keys
 from headwater.destinations.mapping.validation import (
     _MAX_PATTERN_LENGTH,
@@ -75,6 +74,8 @@ def _directive_name(node: Mapping[Any, Any]) -> str | None:
 
 
 def _compile(node: Any, where: _Where) -> _Compiled:
+    if isinstance(node, dict | list):
+        _check_depth(where)
     if isinstance(node, dict):
         name = _directive_name(node)
         if name is not None:
@@ -118,8 +119,38 @@ def _compile_path(arg: Any, where: _Where) -> _Compiled:
     return path
 
 
-_TRIPLE: Final = re.compile(r"\{\{\{([^}]+)\}\}\}")
-_DOUBLE: Final = re.compile(r"\{\{([^}]+)\}\}")
+def _placeholders(text: str, braces: int) -> Iterator[tuple[int, int, str]]:
+    """(start, end, inner) of each ``{{inner}}`` (``braces`` = 2) or ``{{{inner}}}`` (3).
+
+    The matches of actions-core's ``/\\{\\{([^}]+)\\}\\}/g`` (and its triple form), found in
+    one pass: a template can come from the event, and the regular expression rescans the rest
+    of the text from every ``{{`` that is never closed, which is quadratic.
+    """
+    opening, closing = "{" * braces, "}" * braces
+    close = -1  # the first "}" at or after the current inner start, once looked up
+    at = text.find(opening)
+    while at >= 0:
+        inner = at + braces
+        if close < inner:
+            close = text.find("}", inner)
+            if close < 0:
+                return  # no "}" is left, so no placeholder can close
+        if close > inner and text.startswith(closing, close):
+            yield at, close + braces, text[inner:close]
+            at = text.find(opening, close + braces)
+        else:
+            at = text.find(opening, at + 1)
+
+
+def _template_parts(text: str, braces: int) -> list[str]:
+    """``re.split`` of the template by its placeholders: text, inner, text, ..., text."""
+    parts: list[str] = []
+    done = 0
+    for start, end, inner in _placeholders(text, braces):
+        parts += (text[done:start], inner)
+        done = end
+    parts.append(text[done:])
+    return parts
 
 
 def _placeholder(payload: Any, inner: str) -> str:
@@ -127,17 +158,22 @@ def _placeholder(payload: Any, inner: str) -> str:
     return "" if value is None or value is UNDEFINED else to_string(value)
 
 
-def _render_template(template: str, payload: Any) -> str:
-    def substitute(match: re.Match[str]) -> str:
-        return _placeholder(payload, match.group(1))
+def _substitute_placeholders(text: str, braces: int, payload: Any) -> str:
+    parts = _template_parts(text, braces)
+    for i in range(1, len(parts), 2):
+        parts[i] = _placeholder(payload, parts[i])
+    return "".join(parts)
 
-    return _DOUBLE.sub(substitute, _TRIPLE.sub(substitute, template))
+
+def _render_template(template: str, payload: Any) -> str:
+    return _substitute_placeholders(
+        _substitute_placeholders(template, 3, payload), 2, payload)
 
 
 def _compile_template(arg: Any, where: _Where) -> _Compiled:
-    if isinstance(arg, str) and not _TRIPLE.search(arg):
+    if isinstance(arg, str) and next(_placeholders(arg, 3), None) is None:
         # Only the second pass applies, so the template splits once into text and keys.
-        parts = _DOUBLE.split(arg)
+        parts = _template_parts(arg, 2)
         if len(parts) == 1:
             return _Const(arg)
         texts = parts[0::2]

@@ -8,6 +8,7 @@ from typing import Any, Final
 
 from headwater.destinations.javascript import UNDEFINED
 from headwater.destinations.mapping.directives import _Eval, _finish
+from headwater.destinations.mapping.errors import MAX_DEPTH
 from headwater.errors import MappingError
 
 _MAX_FIELD_INDEX: Final = 1000
@@ -45,6 +46,8 @@ def _field_path(name: str) -> tuple[str | int, ...]:
         position = token.end()
     if last in ("start", "dot"):
         raise MappingError("a field name cannot be empty or end with a dot", name)
+    if len(segments) > MAX_DEPTH:
+        raise MappingError(f"a field name has more than {MAX_DEPTH} segments", name[:100] + "…")
     return tuple(segments)
 
 

@@ -128,7 +128,6 @@ _DAYJS_PARSE: Final = re.compile(
 )
 
 
-_DATE_COMMENT: Final = re.compile(r"\([^)]*\)")
 _DATE_WORD: Final = re.compile("[A-Za-z]+")
 _DATE_WORDS: Final = frozenset(
     {
@@ -137,6 +136,18 @@ _DATE_WORDS: Final = frozenset(
         *("ut", "utc", "gmt", "est", "edt", "cst", "cdt", "mst", "mdt", "pst", "pdt"),
     }
 )
+
+
+def _without_comments(text: str) -> str:
+    """``re.sub(r"\\([^)]*\\)", " ", text)`` in one pass (the expression rescans from every
+    ``(`` that is never closed, quadratic on a value of many ``(``)."""
+    out: list[str] = []
+    done = 0
+    while (start := text.find("(", done)) >= 0 and (end := text.find(")", start + 1)) >= 0:
+        out += (text[done:start], " ")
+        done = end + 1
+    out.append(text[done:])
+    return "".join(out)
 
 
 def _date_like(text: str) -> bool:
@@ -154,7 +165,7 @@ def _date_like(text: str) -> bool:
     if parsedate_tz(text) is not None:
         return True
     # V8's own parser takes numbers among date words ("March 7", "Sat Mar 09 2024 10:00 GMT+1").
-    words = _DATE_WORD.findall(_DATE_COMMENT.sub(" ", text))
+    words = _DATE_WORD.findall(_without_comments(text))
     return bool(re.search("[0-9]", text)) and all(w.lower()[:3] in _DATE_WORDS for w in words)
 
 
@@ -208,8 +219,8 @@ def coerce_output(values: Mapping[str, Any], schema: Mapping[str, FieldSpec]) ->
     return out
 
 
-def _is_literal(value: Any) -> bool:
-    return isinstance(_compile(value, ()), _Const)
+def _is_literal(value: Any, where: tuple[str, ...]) -> bool:
+    return isinstance(_compile(value, where), _Const)
 
 
 def _shape_fits(value: Any, spec: FieldSpec) -> bool:
@@ -232,7 +243,7 @@ def check_fields(fields: Mapping[str, Any], schema: Mapping[str, FieldSpec]) -> 
     for name, value in fields.items():
         _validate(value, (name,))
         spec = schema[name]
-        if _is_literal(value):
+        if _is_literal(value, (name,)):
             coerce_output({name: value}, {name: spec})
         elif not _shape_fits(value, spec):
             raise MappingError(f"the mapping cannot render {_describe(spec)}", name)

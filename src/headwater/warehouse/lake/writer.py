@@ -95,7 +95,7 @@ _DECIMAL_LIMIT: Final = Decimal(10) ** 32  # 38 digits, 6 of them after the poin
 _SCALE: Final = Decimal("0.000001")
 _DECIMAL_CONTEXT: Final = Context(prec=60)
 _INTEGER = re.compile(r"[+-]?\d+", re.ASCII)
-_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
+_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)  # unambiguous
 _DATE_TIME = re.compile(
     r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?(?:[Zz]|[+-]\d{2}(?::?\d{2})?)?",
     re.ASCII)
