@@ -32,6 +32,7 @@ fi
 
 echo "==> ruff"
 .venv/bin/ruff check src tests bench
+.venv/bin/ruff format --check src tests bench
 echo "==> mypy"
 .venv/bin/mypy
 echo "==> pytest"

@@ -247,7 +247,7 @@ PATTERNS = sorted(module_patterns(), key=lambda found: (found[0], found[1]))
 def test_the_scan_finds_the_patterns_it_is_meant_to_guard() -> None:
     names = {(module, name) for module, name, _, _ in PATTERNS}
     assert ("headwater.timestamps", "_LENIENT") in names
-    assert ("headwater.destinations.trigger", "_DECIMAL") in names
+    assert ("headwater.destinations.javascript", "_JS_DECIMAL") in names
     assert ("headwater.warehouse.rows", "_decimal_text") in names
     assert len(PATTERNS) > 40
 
