@@ -47,19 +47,41 @@ from headwater.store.workspace import WorkspaceStore  # noqa: E402
 from headwater.timestamps import format_timestamp  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-EVENT = {"type": "track", "event": "Order Completed", "userId": "user-1",
-         "properties": {"order_id": "o-1", "total": 27.5, "currency": "USD",
-                        "products": [{"product_id": "507f1f77bcf86cd799439011", "price": 19}]},
-         "context": {"library": {"name": "analytics-python", "version": "2.3.4"},
-                     "ip": "203.0.113.7"}}
+EVENT = {
+    "type": "track",
+    "event": "Order Completed",
+    "userId": "user-1",
+    "properties": {
+        "order_id": "o-1",
+        "total": 27.5,
+        "currency": "USD",
+        "products": [{"product_id": "507f1f77bcf86cd799439011", "price": 19}],
+    },
+    "context": {"library": {"name": "analytics-python", "version": "2.3.4"}, "ip": "203.0.113.7"},
+}
 
 
 def start_receiver() -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     process = subprocess.Popen(
-        [*pin(1), sys.executable, "-m", "uvicorn", "noop_app:app", "--port", str(port),
-         "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level",
-         "warning"], cwd=HERE)
+        [
+            *pin(1),
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "noop_app:app",
+            "--port",
+            str(port),
+            "--loop",
+            "uvloop",
+            "--http",
+            "httptools",
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ],
+        cwd=HERE,
+    )
     url = f"http://127.0.0.1:{port}"
     wait_ready(url, "the receiver", timeout=20)
     return process, url
@@ -90,38 +112,58 @@ def run(kind: str, receiver: str, events: int, hang: bool) -> dict[str, Any]:
         source = workspace.create_source("web")
         destinations = DestinationStore(workspace)
         if kind == "batched":
-            healthy = destinations.create("fwd", "segment", "web",
-                                          settings={"write_key": "WK", "endpoint": receiver})
+            healthy = destinations.create(
+                "fwd", "segment", "web", settings={"write_key": "WK", "endpoint": receiver}
+            )
         else:
-            healthy = destinations.create("hook", "webhook", "web",
-                                          settings={"url": receiver + "/hook"})
+            healthy = destinations.create(
+                "hook", "webhook", "web", settings={"url": receiver + "/hook"}
+            )
         if hang:
-            destinations.create("stuck", "webhook", "web",
-                                settings={"url": hanging_server() + "/never"})
+            destinations.create(
+                "stuck", "webhook", "web", settings={"url": hanging_server() + "/never"}
+            )
         log = EventLog(engine)
         log.register(GROUP)
 
         def append(first: int, count: int) -> None:
             received = format_timestamp(datetime.now(UTC))
-            batch = [{**EVENT, "messageId": f"m-{i}", "receivedAt": received,
-                      "timestamp": received} for i in range(first, first + count)]
-            log.append([msgspec.json.encode({
-                "v": 1, "workspace_id": "ws", "source_id": source.id, "received_at": received,
-                "events": batch, "dropped": [], "duplicates": 0})])
+            batch = [
+                {**EVENT, "messageId": f"m-{i}", "receivedAt": received, "timestamp": received}
+                for i in range(first, first + count)
+            ]
+            log.append(
+                [
+                    msgspec.json.encode(
+                        {
+                            "v": 1,
+                            "workspace_id": "ws",
+                            "source_id": source.id,
+                            "received_at": received,
+                            "events": batch,
+                            "dropped": [],
+                            "duplicates": 0,
+                        }
+                    )
+                ]
+            )
 
         if not hang:  # throughput: the whole backlog first, then drain it
             for start in range(0, events, 100):
                 append(start, 100)
         else:  # latency: a steady 500 events a second, as live traffic
+
             def feed() -> None:
                 for start in range(0, events, 10):
                     append(start, 10)
                     time.sleep(0.02)
+
             threading.Thread(target=feed, daemon=True).start()
         cache = DestinationCache(destinations, workspace)
         delivery = DeliveryEngine(engine, cache)
-        router = Consumer(log, GROUP, Router(log, cache, delivery.queue, owner="bench"),
-                          owner="bench")
+        router = Consumer(
+            log, GROUP, Router(log, cache, delivery.queue, owner="bench"), owner="bench"
+        )
         started = time.perf_counter()
         router.start()
         delivery.start()
@@ -131,8 +173,10 @@ def run(kind: str, receiver: str, events: int, hang: bool) -> dict[str, Any]:
             report = event_delivery(engine, healthy)
             done = report["delivered"] + report["notDelivered"]
             if done != last:
-                print(f"  {kind}{' +hanging' if hang else ''}: {done}/{events} delivered",
-                      file=sys.stderr)
+                print(
+                    f"  {kind}{' +hanging' if hang else ''}: {done}/{events} delivered",
+                    file=sys.stderr,
+                )
                 last = done
             if done >= events:
                 break
@@ -140,9 +184,11 @@ def run(kind: str, receiver: str, events: int, hang: bool) -> dict[str, Any]:
         router.stop()
         delivery.stop()
         engine.dispose()
-        return {"events_per_s": events / elapsed,
-                "p95_ms": report["p95LatencyMs"] if hang else None,
-                "not_delivered": report["notDelivered"]}
+        return {
+            "events_per_s": events / elapsed,
+            "p95_ms": report["p95LatencyMs"] if hang else None,
+            "not_delivered": report["notDelivered"],
+        }
 
 
 def main() -> None:
@@ -163,8 +209,10 @@ def main() -> None:
         receiver.wait()
     print(f"{'run':32} {'events/s':>10} {'p95 ms':>8}")
     for name, r in results.items():
-        print(f"{name:32} {r['events_per_s']:10.0f} {r['p95_ms']!s:>8}  "
-              f"not delivered={r['not_delivered']}")
+        print(
+            f"{name:32} {r['events_per_s']:10.0f} {r['p95_ms']!s:>8}  "
+            f"not delivered={r['not_delivered']}"
+        )
 
 
 if __name__ == "__main__":

@@ -30,13 +30,24 @@ sources:
 """
 
 
-def wrk(url: str, script: str, duration: int, connections: int,
-        rate: int | None = None) -> dict[str, float]:
-    command = [*pin(1), "wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency",
-               "-s", str(HERE / script), url]
+def wrk(
+    url: str, script: str, duration: int, connections: int, rate: int | None = None
+) -> dict[str, float]:
+    command = [
+        *pin(1),
+        "wrk",
+        "-t1",
+        f"-c{connections}",
+        f"-d{duration}s",
+        "--latency",
+        "-s",
+        str(HERE / script),
+        url,
+    ]
     env = {**os.environ, "RATE": str(rate)} if rate else None
-    output = subprocess.run(command, capture_output=True, text=True, check=True, cwd=HERE,
-                            env=env).stdout
+    output = subprocess.run(
+        command, capture_output=True, text=True, check=True, cwd=HERE, env=env
+    ).stdout
     line = next(line for line in output.splitlines() if line.startswith("RESULT"))
     return {k: float(v) for k, v in (part.split("=") for part in line.split()[1:])}
 
@@ -46,8 +57,9 @@ def run(url: str, args: argparse.Namespace) -> dict[str, dict[str, float]]:
     return {
         "single": wrk(url + "/v1/track", "track.lua", args.duration, args.connections),
         "batch": wrk(url + "/v1/batch", "batch.lua", args.duration, args.connections),
-        f"@{args.rate}/s": wrk(url + "/v1/track", "paced.lua", args.duration, args.connections,
-                               rate=args.rate),
+        f"@{args.rate}/s": wrk(
+            url + "/v1/track", "paced.lua", args.duration, args.connections, rate=args.rate
+        ),
     }
 
 
@@ -55,8 +67,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--connections", type=int, default=64)
-    parser.add_argument("--rate", type=int, default=5000,
-                        help="requests a second of the fixed-rate latency run")
+    parser.add_argument(
+        "--rate", type=int, default=5000, help="requests a second of the fixed-rate latency run"
+    )
     args = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk is missing: apt-get install -y wrk")
@@ -64,9 +77,25 @@ def main() -> None:
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    noop = subprocess.Popen([*pin(0), sys.executable, "-m", "uvicorn", "noop_app:app",
-                             "--port", str(port), "--loop", "uvloop", "--http", "httptools",
-                             "--no-access-log", "--log-level", "warning"], cwd=HERE)
+    noop = subprocess.Popen(
+        [
+            *pin(0),
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "noop_app:app",
+            "--port",
+            str(port),
+            "--loop",
+            "uvloop",
+            "--http",
+            "httptools",
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ],
+        cwd=HERE,
+    )
     try:
         wait_ready(url + "/", "the server")
         results["ceiling"] = run(url, args)
@@ -79,9 +108,21 @@ def main() -> None:
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         server = subprocess.Popen(
-            [*pin(0), sys.executable, "-m", "headwater", "serve", "--config",
-             f"{tmp}/headwater.yaml", "--data-dir", f"{tmp}/data", "--port", str(port)],
-            stdout=subprocess.DEVNULL)
+            [
+                *pin(0),
+                sys.executable,
+                "-m",
+                "headwater",
+                "serve",
+                "--config",
+                f"{tmp}/headwater.yaml",
+                "--data-dir",
+                f"{tmp}/data",
+                "--port",
+                str(port),
+            ],
+            stdout=subprocess.DEVNULL,
+        )
         try:
             wait_ready(url + "/ready", "the server")
             results["headwater"] = run(url, args)
@@ -93,8 +134,10 @@ def main() -> None:
     for name, runs in results.items():
         for kind, r in runs.items():
             events = r.get("events_per_s", r["rps"])
-            print(f"{name:10} {kind:7} {r['rps']:9.0f} {events:10.0f} "
-                  f"{r['p50_ms']:8.2f} {r['p99_ms']:8.2f}  non-2xx={r['non2xx']:.0f}")
+            print(
+                f"{name:10} {kind:7} {r['rps']:9.0f} {events:10.0f} "
+                f"{r['p50_ms']:8.2f} {r['p99_ms']:8.2f}  non-2xx={r['non2xx']:.0f}"
+            )
     ratio = results["headwater"]["single"]["rps"] / results["ceiling"]["single"]["rps"]
     print(f"single events: {ratio:.2f} of the no-op ceiling")
 

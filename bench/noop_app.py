@@ -19,6 +19,11 @@ async def app(scope: Message, receive: Receive, send: Send) -> None:
     while more:
         message = await receive()
         more = message.get("more_body", False)
-    await send({"type": "http.response.start", "status": 200,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", b"16")]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", b"16")],
+        }
+    )
     await send({"type": "http.response.body", "body": b'{"success":true}'})

@@ -77,12 +77,17 @@ class Generator:
             common: dict[str, Any] = {
                 "id": f"msg-{number:012d}-{number * 2654435761 % 4294967296:08x}",
                 "anonymous_id": f"anon-{user:08d}",
-                "received_at": at + timedelta(milliseconds=120), "sent_at": at,
-                "timestamp": at, "original_timestamp": at,
-                "uuid": f"{number:032x}", "uuid_ts": now,
-                "context_library_name": "analytics.js", "context_library_version": "5.2.0",
+                "received_at": at + timedelta(milliseconds=120),
+                "sent_at": at,
+                "timestamp": at,
+                "original_timestamp": at,
+                "uuid": f"{number:032x}",
+                "uuid_ts": now,
+                "context_library_name": "analytics.js",
+                "context_library_version": "5.2.0",
                 "context_ip": f"203.0.113.{user % 250}",
-                "context_page_path": "/shop/item", "context_locale": "en-US",
+                "context_page_path": "/shop/item",
+                "context_locale": "en-US",
                 "context_user_agent": "Mozilla/5.0 (X11; Linux x86_64) Chrome/126.0",
             }
             if user % 3:
@@ -92,32 +97,66 @@ class Generator:
                 event = EVENTS[rnd.randrange(len(EVENTS))]
                 track = {**common, "event": TABLES[event], "event_text": event}
                 tables.setdefault("tracks", []).append(track)
-                tables.setdefault(TABLES[event], []).append({
-                    **track, "order_id": f"o-{number}", "revenue": round(rnd.random() * 200, 2),
-                    "quantity": rnd.randrange(1, 5), "currency": "USD",
-                    "coupon": None if n % 4 else "SPRING", "is_gift": n % 7 == 0})
+                tables.setdefault(TABLES[event], []).append(
+                    {
+                        **track,
+                        "order_id": f"o-{number}",
+                        "revenue": round(rnd.random() * 200, 2),
+                        "quantity": rnd.randrange(1, 5),
+                        "currency": "USD",
+                        "coupon": None if n % 4 else "SPRING",
+                        "is_gift": n % 7 == 0,
+                    }
+                )
             elif kind < 17:
-                tables.setdefault("pages", []).append({
-                    **common, "name": "Item", "path": "/shop/item",
-                    "url": f"https://example.com/shop/item?i={number % 500}",
-                    "title": "An item", "referrer": "https://search.example/"})
+                tables.setdefault("pages", []).append(
+                    {
+                        **common,
+                        "name": "Item",
+                        "path": "/shop/item",
+                        "url": f"https://example.com/shop/item?i={number % 500}",
+                        "title": "An item",
+                        "referrer": "https://search.example/",
+                    }
+                )
             elif kind < 19:
-                traits = {"email": f"user{user}@example.com", "plan": PLANS[n % 4],
-                          "logins": n % 50, "verified": n % 2 == 0}
+                traits = {
+                    "email": f"user{user}@example.com",
+                    "plan": PLANS[n % 4],
+                    "logins": n % 50,
+                    "verified": n % 2 == 0,
+                }
                 tables.setdefault("identifies", []).append({**common, **traits})
                 if "user_id" in common:
-                    tables.setdefault("users", []).append({
-                        "id": common["user_id"], "received_at": common["received_at"],
-                        "sent_at": at, "timestamp": at, "original_timestamp": at,
-                        "uuid": common["uuid"], "uuid_ts": now, **traits})
+                    tables.setdefault("users", []).append(
+                        {
+                            "id": common["user_id"],
+                            "received_at": common["received_at"],
+                            "sent_at": at,
+                            "timestamp": at,
+                            "original_timestamp": at,
+                            "uuid": common["uuid"],
+                            "uuid_ts": now,
+                            **traits,
+                        }
+                    )
             else:
                 group = f"group-{user % 500:05d}"
-                traits = {"name": f"Company {user % 500}", "employees": user % 500 + 1,
-                          "industry": "Retail"}
+                traits = {
+                    "name": f"Company {user % 500}",
+                    "employees": user % 500 + 1,
+                    "industry": "Retail",
+                }
                 tables.setdefault("groups", []).append({**common, "group_id": group, **traits})
-                tables.setdefault("accounts", []).append({
-                    "id": group, "received_at": common["received_at"], "timestamp": at,
-                    "uuid_ts": now, **traits})
+                tables.setdefault("accounts", []).append(
+                    {
+                        "id": group,
+                        "received_at": common["received_at"],
+                        "timestamp": at,
+                        "uuid_ts": now,
+                        **traits,
+                    }
+                )
         out: dict[str, TableRows] = {}
         for name, rows in tables.items():
             latest: dict[str, Any] = {}
@@ -146,20 +185,31 @@ def run(kind: str, target: str, events: int, chunk: int) -> dict[str, float]:
             notices += len(result.notices)
         load_seconds += time.perf_counter() - t
         loaded += min(chunk, events - first)
-        print(f"  {kind}: {loaded:>9,}/{events:,} events, {rows:>9,} rows, "
-              f"{loaded / load_seconds:>8,.0f} events/s, {rows / load_seconds:>8,.0f} rows/s",
-              flush=True)
+        print(
+            f"  {kind}: {loaded:>9,}/{events:,} events, {rows:>9,} rows, "
+            f"{loaded / load_seconds:>8,.0f} events/s, {rows / load_seconds:>8,.0f} rows/s",
+            flush=True,
+        )
     t = time.perf_counter()
     loader.close()
     load_seconds += time.perf_counter() - t
     counts = open_loader(kind, target)
     _, table_counts = counts.query(
-        f"SELECT count(*) FROM {SCHEMA}.tracks")  # sanity: the rows are there
+        f"SELECT count(*) FROM {SCHEMA}.tracks"
+    )  # sanity: the rows are there
     counts.close()
-    return {"events": events, "rows": rows, "inserted": inserted, "notices": notices,
-            "load_s": load_seconds, "generate_s": generate_seconds,
-            "wall_s": time.perf_counter() - started, "tracks": table_counts[0][0],
-            "events_per_s": events / load_seconds, "rows_per_s": rows / load_seconds}
+    return {
+        "events": events,
+        "rows": rows,
+        "inserted": inserted,
+        "notices": notices,
+        "load_s": load_seconds,
+        "generate_s": generate_seconds,
+        "wall_s": time.perf_counter() - started,
+        "tracks": table_counts[0][0],
+        "events_per_s": events / load_seconds,
+        "rows_per_s": rows / load_seconds,
+    }
 
 
 @contextmanager
@@ -180,26 +230,55 @@ def postgres_server() -> Iterator[str]:
         s.bind(("127.0.0.1", 0))
         port = int(s.getsockname()[1])
     try:
-        subprocess.run([*as_postgres, str(bin_dir / "initdb"), "-D", str(data), "-U",
-                        "postgres", "--auth=trust", "-E", "UTF8"], check=True,
-                       capture_output=True)
-        subprocess.run([*as_postgres, str(bin_dir / "pg_ctl"), "-D", str(data), "-l",
-                        str(base / "log"), "-w", "start", "-o",
-                        f"-h 127.0.0.1 -p {port} -k {sock_dir}"], check=True,
-                       capture_output=True)
+        subprocess.run(
+            [
+                *as_postgres,
+                str(bin_dir / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+            ],
+            check=True,
+            capture_output=True,
+        )
+        subprocess.run(
+            [
+                *as_postgres,
+                str(bin_dir / "pg_ctl"),
+                "-D",
+                str(data),
+                "-l",
+                str(base / "log"),
+                "-w",
+                "start",
+                "-o",
+                f"-h 127.0.0.1 -p {port} -k {sock_dir}",
+            ],
+            check=True,
+            capture_output=True,
+        )
         yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
     finally:
-        subprocess.run([*as_postgres, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast",
-                        "stop"], capture_output=True)
+        subprocess.run(
+            [*as_postgres, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"],
+            capture_output=True,
+        )
         shutil.rmtree(base, ignore_errors=True)
 
 
 def report(kind: str, figures: dict[str, float]) -> None:
-    print(f"{kind}: {figures['events']:,.0f} events → {figures['rows']:,.0f} rows "
-          f"({figures['inserted']:,.0f} inserted/upserted, {figures['notices']:.0f} notices) "
-          f"in {figures['load_s']:.1f} s of loading: "
-          f"{figures['events_per_s']:,.0f} events/s, {figures['rows_per_s']:,.0f} rows/s "
-          f"(generating the rows took {figures['generate_s']:.1f} s more)", flush=True)
+    print(
+        f"{kind}: {figures['events']:,.0f} events → {figures['rows']:,.0f} rows "
+        f"({figures['inserted']:,.0f} inserted/upserted, {figures['notices']:.0f} notices) "
+        f"in {figures['load_s']:.1f} s of loading: "
+        f"{figures['events_per_s']:,.0f} events/s, {figures['rows_per_s']:,.0f} rows/s "
+        f"(generating the rows took {figures['generate_s']:.1f} s more)",
+        flush=True,
+    )
 
 
 def main() -> None:

@@ -78,8 +78,11 @@ def pg_database(postgres_url: str) -> str:
 @pytest.fixture(params=["sqlite", "postgresql"])
 def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     """A migrated state database, once on SQLite and once on PostgreSQL."""
-    url = (database_url(tmp_path, None) if request.param == "sqlite"
-           else database_url(tmp_path, request.getfixturevalue("pg_database")))
+    url = (
+        database_url(tmp_path, None)
+        if request.param == "sqlite"
+        else database_url(tmp_path, request.getfixturevalue("pg_database"))
+    )
     db = open_engine(url, pool_size=10)
     migrate(db)
     yield db

@@ -58,8 +58,11 @@ def _imports() -> list[tuple[str, str, int]]:
                 elif node.module.startswith("headwater."):
                     names = [node.module.removeprefix("headwater.")]
             elif isinstance(node, ast.Import):
-                names = [a.name.removeprefix("headwater.") for a in node.names
-                         if a.name.startswith("headwater.")]
+                names = [
+                    a.name.removeprefix("headwater.")
+                    for a in node.names
+                    if a.name.startswith("headwater.")
+                ]
             found.extend((module, name, node.lineno) for name in names)
     return found
 
@@ -79,10 +82,13 @@ def test_imports_point_down() -> None:
         if here == there:
             continue
         if _layer(there) >= _layer(here):
-            wrong.append(f"headwater.{module}:{line} imports headwater.{imported} "
-                         f"(layer {_layer(there)} {there or 'root'!r} from layer {_layer(here)})")
-    assert not wrong, "imports that break the layering of docs/architecture.md:\n" + \
-        "\n".join(wrong)
+            wrong.append(
+                f"headwater.{module}:{line} imports headwater.{imported} "
+                f"(layer {_layer(there)} {there or 'root'!r} from layer {_layer(here)})"
+            )
+    assert not wrong, "imports that break the layering of docs/architecture.md:\n" + "\n".join(
+        wrong
+    )
 
 
 def test_the_rule_catches_an_upward_import() -> None:

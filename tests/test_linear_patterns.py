@@ -37,9 +37,16 @@ SIZE = 100_000
 SECONDS = 1.0
 
 HOSTILE_GLOBS = [
-    "*a*a*a*a*b", "*/*/*/*/checkout", "?*" * 30 + "b", "*[ab]*[ab]*[ab]*[ab]*c",
-    "*[^x]*[^x]*[^x]*y", "*\\**\\**\\**z", "*" + "a?" * 50 + "b*", "a*" * 40 + "b",
-    "*" * 200 + "b", "*" + "a" * 500 + "b*",
+    "*a*a*a*a*b",
+    "*/*/*/*/checkout",
+    "?*" * 30 + "b",
+    "*[ab]*[ab]*[ab]*[ab]*c",
+    "*[^x]*[^x]*[^x]*y",
+    "*\\**\\**\\**z",
+    "*" + "a?" * 50 + "b*",
+    "a*" * 40 + "b",
+    "*" * 200 + "b",
+    "*" + "a" * 500 + "b*",
 ]
 
 
@@ -66,17 +73,20 @@ def test_fql_match_and_filters_take_hostile_globs_in_linear_time(pattern: str) -
         assert seconds < SECONDS and isinstance(dropped, str) is answer
 
 
-@pytest.mark.parametrize(("pattern", "text", "expected"), [
-    ("*a*a*a*a*b", "a" * SIZE + "b", True),
-    ("*a*a*a*a*b", "a" * SIZE, False),
-    ("*/*/*/*/checkout", "/" * SIZE + "checkout", True),
-    ("*/*/*/*/checkout", "/" * SIZE + "checkou", False),
-    ("?*" * 30 + "b", "x" * SIZE + "b", True),
-    ("*[ab]*[ab]*[ab]*[ab]*c", "ab" * (SIZE // 2) + "c", True),
-    ("*[^x]*[^x]*[^x]*y", "x" * SIZE + "y", False),
-    ("*" + "a?" * 50 + "b*", "a" * SIZE, False),
-    ("*" + "a?" * 50 + "b*", "a" * SIZE + "b" + "a" * 100, True),
-])
+@pytest.mark.parametrize(
+    ("pattern", "text", "expected"),
+    [
+        ("*a*a*a*a*b", "a" * SIZE + "b", True),
+        ("*a*a*a*a*b", "a" * SIZE, False),
+        ("*/*/*/*/checkout", "/" * SIZE + "checkout", True),
+        ("*/*/*/*/checkout", "/" * SIZE + "checkou", False),
+        ("?*" * 30 + "b", "x" * SIZE + "b", True),
+        ("*[ab]*[ab]*[ab]*[ab]*c", "ab" * (SIZE // 2) + "c", True),
+        ("*[^x]*[^x]*[^x]*y", "x" * SIZE + "y", False),
+        ("*" + "a?" * 50 + "b*", "a" * SIZE, False),
+        ("*" + "a?" * 50 + "b*", "a" * SIZE + "b" + "a" * 100, True),
+    ],
+)
 def test_hostile_globs_give_the_right_answer(pattern: str, text: str, expected: bool) -> None:
     answer, seconds = timed(partial(glob.matches, text, pattern))
     assert answer is expected and seconds < SECONDS
@@ -160,13 +170,20 @@ def _class_char(pattern: str, i: int) -> tuple[str, int] | None:
 def test_trigger_functions_on_long_fields(function: str) -> None:
     trigger = parse_trigger(f'{function}(properties.path, "*a*a*a*b") and type = "track"')
     for text in subjects("a/b"):
-        _, seconds = timed(partial(trigger.matches, {"type": "track",
-                                                     "properties": {"path": text}}))
+        _, seconds = timed(
+            partial(trigger.matches, {"type": "track", "properties": {"path": text}})
+        )
         assert seconds < SECONDS
 
 
-HOSTILE_TEMPLATES = ["{{" * (SIZE // 2), "{{{" * (SIZE // 3), "{{" + " " * SIZE,
-                     "{{{" + " " * SIZE, "{{ " + "a." * (SIZE // 2), "(" * SIZE]
+HOSTILE_TEMPLATES = [
+    "{{" * (SIZE // 2),
+    "{{{" * (SIZE // 3),
+    "{{" + " " * SIZE,
+    "{{{" + " " * SIZE,
+    "{{ " + "a." * (SIZE // 2),
+    "(" * SIZE,
+]
 
 
 @pytest.mark.parametrize("template", HOSTILE_TEMPLATES, ids=range(len(HOSTILE_TEMPLATES)))
@@ -174,33 +191,54 @@ def test_templates_from_mappings_events_and_slack_settings(template: str) -> Non
     dynamic = compile_mapping({"out": {"@template": {"@path": "$.properties.text"}}})
     static = compile_mapping({"out": {"@template": template}})
     event = {"type": "track", "event": "x", "properties": {"text": template}}
-    for run in (partial(dynamic, event), partial(static, event),
-                partial(slack.render_template, template, event)):
+    for run in (
+        partial(dynamic, event),
+        partial(static, event),
+        partial(slack.render_template, template, event),
+    ):
         _, seconds = timed(run)
         assert seconds < SECONDS
 
 
 def test_replace_directives_on_long_values() -> None:
     for ignore_case in (False, True):
-        mapping = compile_mapping({"out": {"@replace": {
-            "pattern": "aaaaaaaaab", "replacement": "$&$`", "ignorecase": ignore_case,
-            "value": {"@path": "$.properties.text"}}}})
+        mapping = compile_mapping(
+            {
+                "out": {
+                    "@replace": {
+                        "pattern": "aaaaaaaaab",
+                        "replacement": "$&$`",
+                        "ignorecase": ignore_case,
+                        "value": {"@path": "$.properties.text"},
+                    }
+                }
+            }
+        )
         _, seconds = timed(partial(mapping, {"properties": {"text": "a" * SIZE}}))
         assert seconds < SECONDS
 
 
-EVENT_TEXTS = ["1" * SIZE + "x", "2024-01-01" + " " * SIZE + "!", " " * SIZE + "1x",
-               "2024-01-01T1:1:1." + "1" * SIZE + "!", "(" * SIZE, "0" * SIZE + "e",
-               "." + "1" * SIZE + "e+"]
+EVENT_TEXTS = [
+    "1" * SIZE + "x",
+    "2024-01-01" + " " * SIZE + "!",
+    " " * SIZE + "1x",
+    "2024-01-01T1:1:1." + "1" * SIZE + "!",
+    "(" * SIZE,
+    "0" * SIZE + "e",
+    "." + "1" * SIZE + "e+",
+]
 
 
 @pytest.mark.parametrize("text", EVENT_TEXTS, ids=range(len(EVENT_TEXTS)))
 def test_event_values_parsed_as_numbers_dates_and_timestamps(text: str) -> None:
     number_trigger = parse_trigger("properties.n > 1")
     coerced = compile_mapping({"n": {"@path": "$.n"}})
-    for run in (partial(parse_timestamp, text), partial(_date_like, text),
-                partial(number_trigger.matches, {"properties": {"n": text}}),
-                partial(coerced, {"n": text})):
+    for run in (
+        partial(parse_timestamp, text),
+        partial(_date_like, text),
+        partial(number_trigger.matches, {"properties": {"n": text}}),
+        partial(coerced, {"n": text}),
+    ):
         _, seconds = timed(run)
         assert seconds < SECONDS
 
@@ -208,8 +246,34 @@ def test_event_values_parsed_as_numbers_dates_and_timestamps(text: str) -> None:
 # --- every module-level regular expression ---------------------------------------------------
 
 _OPERATIONS = ("match", "fullmatch", "search", "findall", "sub", "split")
-_UNITS = ["a", "A", "1", "0", " ", "\t", "\n", "{", "}", "(", ")", "[", "]", "/", ".", "-", "_",
-          ":", "e", "x", "0e", "a1", "A1", "{{", "1.", "a."]
+_UNITS = [
+    "a",
+    "A",
+    "1",
+    "0",
+    " ",
+    "\t",
+    "\n",
+    "{",
+    "}",
+    "(",
+    ")",
+    "[",
+    "]",
+    "/",
+    ".",
+    "-",
+    "_",
+    ":",
+    "e",
+    "x",
+    "0e",
+    "a1",
+    "A1",
+    "{{",
+    "1.",
+    "a.",
+]
 _PREFIXES = ["", "2024-01-01", "2024-01-01T1:1", "{{", "{{{", "[", "/", "Chrome/", "0x"]
 _TAILS = ["", "!", "}", "\x00"]
 _SCAN_SIZE = 20_000
@@ -228,14 +292,22 @@ def module_patterns() -> Iterator[tuple[str, str, re.Pattern[str], tuple[str, ..
         for name, value in vars(module).items():
             found: list[tuple[str, re.Pattern[str], tuple[str, ...]]] = []
             if isinstance(value, re.Pattern):
-                used = tuple(sorted(set(re.findall(
-                    rf"\b{re.escape(name)}\.({'|'.join(_OPERATIONS)})\b", source))))
+                used = tuple(
+                    sorted(
+                        set(
+                            re.findall(rf"\b{re.escape(name)}\.({'|'.join(_OPERATIONS)})\b", source)
+                        )
+                    )
+                )
                 found.append((name, value, used or _OPERATIONS))
             elif isinstance(getattr(value, "__self__", None), re.Pattern):
                 found.append((name, value.__self__, (value.__name__,)))
             elif isinstance(value, dict):
-                found += [(f"{name}[{key!r}]", item, _OPERATIONS) for key, item in value.items()
-                          if isinstance(item, re.Pattern)]
+                found += [
+                    (f"{name}[{key!r}]", item, _OPERATIONS)
+                    for key, item in value.items()
+                    if isinstance(item, re.Pattern)
+                ]
             for label, pattern, operations in found:
                 if isinstance(pattern.pattern, str):
                     yield info.name, label, pattern, operations
@@ -252,11 +324,14 @@ def test_the_scan_finds_the_patterns_it_is_meant_to_guard() -> None:
     assert len(PATTERNS) > 40
 
 
-@pytest.mark.parametrize(("module", "name", "pattern", "operations"), PATTERNS,
-                         ids=[f"{m.removeprefix('headwater.')}.{n}" for m, n, _, _ in PATTERNS])
-def test_module_patterns_are_linear_on_hostile_text(module: str, name: str,
-                                                     pattern: re.Pattern[str],
-                                                     operations: tuple[str, ...]) -> None:
+@pytest.mark.parametrize(
+    ("module", "name", "pattern", "operations"),
+    PATTERNS,
+    ids=[f"{m.removeprefix('headwater.')}.{n}" for m, n, _, _ in PATTERNS],
+)
+def test_module_patterns_are_linear_on_hostile_text(
+    module: str, name: str, pattern: re.Pattern[str], operations: tuple[str, ...]
+) -> None:
     for prefix in _PREFIXES:
         for unit in _UNITS:
             for tail in _TAILS:
@@ -267,4 +342,5 @@ def test_module_patterns_are_linear_on_hostile_text(module: str, name: str,
                     _, seconds = timed(call)
                     assert seconds < 0.5, (
                         f"{module}.{name}.{operation} took {seconds:.1f} s on "
-                        f"{prefix!r} + {unit!r} * n + {tail!r}")
+                        f"{prefix!r} + {unit!r} * n + {tail!r}"
+                    )

@@ -10,7 +10,12 @@ from headwater.timestamps import format_timestamp, normalize_timestamp, parse_ti
 
 
 def utc(
-    year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0,
+    year: int,
+    month: int,
+    day: int,
+    hour: int = 0,
+    minute: int = 0,
+    second: int = 0,
     microsecond: int = 0,
 ) -> datetime:
     return datetime(year, month, day, hour, minute, second, microsecond, tzinfo=UTC)
@@ -66,9 +71,17 @@ def test_parses_leniently(text: str, expected: datetime) -> None:
 @pytest.mark.parametrize(
     "value",
     [
-        "", "yesterday", "12/12/2015", "2015-13-01T00:00:00Z", "2015-02-30T00:00:00Z",
-        "2015-12-12T25:00:00Z", "2015-12-12T19:61:00Z", "2015-12-12T19:11:60Z",
-        "2015-12-12T19:11:01.152+25:00", "2015-12-12T19:11:01.152Q", "2015-12-12T19:11:1.x",
+        "",
+        "yesterday",
+        "12/12/2015",
+        "2015-13-01T00:00:00Z",
+        "2015-02-30T00:00:00Z",
+        "2015-12-12T25:00:00Z",
+        "2015-12-12T19:61:00Z",
+        "2015-12-12T19:11:60Z",
+        "2015-12-12T19:11:01.152+25:00",
+        "2015-12-12T19:11:01.152Q",
+        "2015-12-12T19:11:1.x",
         "0001-01-01T00:00:00+01:00",  # before year 1 in UTC
         "2015-12-12T19:11:01.152Z trailing",
         "\uff12\uff10\uff11\uff15-12-12T19:11:01.152Z",  # full-width digits
@@ -80,8 +93,15 @@ def test_unparseable_strings_give_none(value: str) -> None:
 
 @pytest.mark.parametrize(
     "value",
-    [None, 1449947461152, 1449947461.152, True, ["2015-12-12T19:11:01.152Z"],
-     {"at": "2015-12-12T19:11:01.152Z"}, b"2015-12-12T19:11:01.152Z"],
+    [
+        None,
+        1449947461152,
+        1449947461.152,
+        True,
+        ["2015-12-12T19:11:01.152Z"],
+        {"at": "2015-12-12T19:11:01.152Z"},
+        b"2015-12-12T19:11:01.152Z",
+    ],
 )
 def test_non_strings_give_none(value: object) -> None:
     assert parse_timestamp(value) is None

@@ -32,7 +32,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on (default 8088)")
     serve.add_argument(
-        "--role", choices=["all", "ingest", "worker"], default="all",
+        "--role",
+        choices=["all", "ingest", "worker"],
+        default="all",
         help="all roles (default); ingest: Tracking and REST APIs only; worker: log consumers",
     )
     serve.set_defaults(run=_serve)
@@ -68,12 +70,16 @@ def _parser() -> argparse.ArgumentParser:
 
     warehouse = commands.add_parser("warehouse", help="sync or query a warehouse")
     actions = warehouse.add_subparsers(dest="action", required=True, metavar="ACTION")
-    sync = actions.add_parser("sync", help="sync now, wait, print the result (exit 1 on "
-                                           "failure, 2 on partial)")
+    sync = actions.add_parser(
+        "sync", help="sync now, wait, print the result (exit 1 on failure, 2 on partial)"
+    )
     sync.add_argument("name", nargs="?", help="warehouse name or id")
     sync.add_argument("--all", action="store_true", help="every warehouse")
-    sync.add_argument("--url", default="http://127.0.0.1:8088",
-                      help="the running server; without one the sync runs here")
+    sync.add_argument(
+        "--url",
+        default="http://127.0.0.1:8088",
+        help="the running server; without one the sync runs here",
+    )
     sync.add_argument("--config", type=Path, help="headwater.yaml (for its server settings)")
     _state_options(sync)
     sync.set_defaults(run=_warehouse_sync)
@@ -135,7 +141,8 @@ def _serve(args: argparse.Namespace) -> int:
     config = _load(args.config)
     settings = _settings(args, config)
     settings = replace(
-        settings, run_ingest=args.role in ("all", "ingest"),
+        settings,
+        run_ingest=args.role in ("all", "ingest"),
         run_consumers=args.role in ("all", "worker"),
     )
     from headwater.errors import InputError
@@ -149,20 +156,34 @@ def _serve(args: argparse.Namespace) -> int:
         print(note, flush=True)
     open_files = raise_open_file_limit()
     max_connections = settings.max_connections or default_max_connections(open_files)
-    protocol = guarded_protocol(header_timeout=settings.header_timeout_seconds,
-                                body_timeout=settings.body_timeout_seconds,
-                                max_connections=max_connections)
+    protocol = guarded_protocol(
+        header_timeout=settings.header_timeout_seconds,
+        body_timeout=settings.body_timeout_seconds,
+        max_connections=max_connections,
+    )
     where = settings.database.split("@")[-1] if settings.database else settings.data_dir
-    print(f"Headwater listening on http://{settings.host}:{settings.port} "
-          f"(state: {where}, role: {args.role}, durability: {settings.durability}, "
-          f"connections: up to {max_connections} of {open_files} open files)", flush=True)
+    print(
+        f"Headwater listening on http://{settings.host}:{settings.port} "
+        f"(state: {where}, role: {args.role}, durability: {settings.durability}, "
+        f"connections: up to {max_connections} of {open_files} open files)",
+        flush=True,
+    )
     if max_connections > open_files - 256:
-        print(f"Warning: server.max_connections ({max_connections}) leaves under 256 of the "
-              f"{open_files} open files for the database, archive and destinations.",
-              flush=True)
+        print(
+            f"Warning: server.max_connections ({max_connections}) leaves under 256 of the "
+            f"{open_files} open files for the database, archive and destinations.",
+            flush=True,
+        )
     uvicorn.run(
-        server, host=settings.host, port=settings.port, loop="uvloop", http=protocol,
-        lifespan="on", access_log=False, log_level="warning", proxy_headers=True,
+        server,
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http=protocol,
+        lifespan="on",
+        access_log=False,
+        log_level="warning",
+        proxy_headers=True,
         timeout_graceful_shutdown=10,
     )
     return 0
@@ -212,7 +233,8 @@ def _admin_token(command: str) -> str:
     token = os.environ.get("HEADWATER_ADMIN_TOKEN")
     if not token:
         raise SystemExit(
-            f"headwater {command}: set HEADWATER_ADMIN_TOKEN to the server's admin token.")
+            f"headwater {command}: set HEADWATER_ADMIN_TOKEN to the server's admin token."
+        )
     return token
 
 
@@ -259,8 +281,9 @@ def _chosen(store: Any, args: argparse.Namespace, command: str) -> list[Any]:
     try:
         return list(store.list()) if args.all else [store.require(args.name)]
     except NotFoundError as exc:
-        raise SystemExit(f"headwater warehouse {command}: {exc.message}; "
-                         "`headwater export` lists the warehouses") from None
+        raise SystemExit(
+            f"headwater warehouse {command}: {exc.message}; `headwater export` lists the warehouses"
+        ) from None
 
 
 def _warehouse_sync(args: argparse.Namespace) -> int:
@@ -277,8 +300,9 @@ def _warehouse_sync(args: argparse.Namespace) -> int:
             names = [args.name]
         return sync_through_server(args.url, token, names)
     store, settings = _warehouses(args)
-    return sync_directly(store, settings.archive_dir, settings.data_dir,
-                         _chosen(store, args, "sync"))
+    return sync_directly(
+        store, settings.archive_dir, settings.data_dir, _chosen(store, args, "sync")
+    )
 
 
 def _warehouse_query(args: argparse.Namespace) -> int:

@@ -51,16 +51,29 @@ def default_max_connections(open_files: int) -> int:
 def _response(status: bytes, code: bytes, message: bytes, extra: bytes = b"") -> bytes:
     """A complete HTTP response in the Tracking API's error shape, closing the connection."""
     body = b'{"code":"' + code + b'","message":"' + message + b'"}'
-    return (b"HTTP/1.1 " + status + b"\r\ncontent-type: application/json\r\n" + extra +
-            b"connection: close\r\ncontent-length: " + str(len(body)).encode() + b"\r\n\r\n" +
-            body)
+    return (
+        b"HTTP/1.1 "
+        + status
+        + b"\r\ncontent-type: application/json\r\n"
+        + extra
+        + b"connection: close\r\ncontent-length: "
+        + str(len(body)).encode()
+        + b"\r\n\r\n"
+        + body
+    )
 
 
-_TOO_SLOW = _response(b"408 Request Timeout", b"request_timeout",
-                      b"The request was not received in time; send it again, faster.")
-_TOO_MANY = _response(b"503 Service Unavailable", b"unavailable",
-                      b"The server has too many open connections; retry later.",
-                      b"retry-after: 5\r\n")
+_TOO_SLOW = _response(
+    b"408 Request Timeout",
+    b"request_timeout",
+    b"The request was not received in time; send it again, faster.",
+)
+_TOO_MANY = _response(
+    b"503 Service Unavailable",
+    b"unavailable",
+    b"The server has too many open connections; retry later.",
+    b"retry-after: 5\r\n",
+)
 
 
 class GuardedProtocol(HttpToolsProtocol):
@@ -133,7 +146,12 @@ def guarded_protocol(
     *, header_timeout: float, body_timeout: float, max_connections: int
 ) -> type[GuardedProtocol]:
     """A protocol class for ``uvicorn.run(http=…)`` with these limits."""
-    return type("GuardedProtocol", (GuardedProtocol,), {
-        "header_timeout": header_timeout, "body_timeout": body_timeout,
-        "max_connections": max_connections,
-    })
+    return type(
+        "GuardedProtocol",
+        (GuardedProtocol,),
+        {
+            "header_timeout": header_timeout,
+            "body_timeout": body_timeout,
+            "max_connections": max_connections,
+        },
+    )

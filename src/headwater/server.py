@@ -90,7 +90,9 @@ class Server:
             rate_limiter=RateLimiter(limit) if limit else None,
         )
         self.api = create_api(
-            self.engine, admin_token_hash=self.admin_token_hash, extra_routers=[debugger_router],
+            self.engine,
+            admin_token_hash=self.admin_token_hash,
+            extra_routers=[debugger_router],
             archive_dir=self.settings.archive_dir,
         )
         self.archive = Archive(self.settings.archive_dir)
@@ -99,15 +101,18 @@ class Server:
         destination_cache = DestinationCache(self.destinations, self.store)
         self.delivery = DeliveryEngine(self.engine, destination_cache, owner=f"{owner}:delivery")
         router_owner = f"{owner}:router"
-        self.archive_consumer = Consumer(self.log, "archive",
-                                         ArchiveWriter(self.settings.archive_dir), owner=owner)
+        self.archive_consumer = Consumer(
+            self.log, "archive", ArchiveWriter(self.settings.archive_dir), owner=owner
+        )
         self.consumers = [
             self.archive_consumer,
             Consumer(self.log, "observer", Observer(self.engine), owner=owner),
-            Consumer(self.log, ROUTER_GROUP,
-                     Router(self.log, destination_cache, self.delivery.queue,
-                            owner=router_owner),
-                     owner=router_owner),
+            Consumer(
+                self.log,
+                ROUTER_GROUP,
+                Router(self.log, destination_cache, self.delivery.queue, owner=router_owner),
+                owner=router_owner,
+            ),
         ]
         for consumer in self.consumers:
             self.log.register(consumer.group)
@@ -115,7 +120,8 @@ class Server:
         self._maintenance: asyncio.Task[None] | None = None
         self._warehouse_task: asyncio.Task[None] | None = None
         self.warehouse_scheduler = WarehouseScheduler(
-            WarehouseStore(self.store), self.archive, self.settings.data_dir)
+            WarehouseStore(self.store), self.archive, self.settings.data_dir
+        )
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -175,22 +181,34 @@ class Server:
                 if self.settings.run_ingest:
                     await self.tracking(scope, receive, send)
                 else:
-                    await _plain(send, 503, b'{"code":"unavailable","message":'
-                                 b'"This process runs the worker role only; send events to an '
-                                 b'ingest process."}', [(b"retry-after", b"5")])
+                    await _plain(
+                        send,
+                        503,
+                        b'{"code":"unavailable","message":'
+                        b'"This process runs the worker role only; send events to an '
+                        b'ingest process."}',
+                        [(b"retry-after", b"5")],
+                    )
             elif path == "/health":
                 await _plain(send, 200, b'{"status":"ok"}')
             elif path == "/ready":
                 ready, reason = await asyncio.to_thread(self.ready)
-                body = b'{"status":"ready"}' if ready else (
-                    b'{"status":"unavailable","reason":' + _json_str(reason) + b"}"
+                body = (
+                    b'{"status":"ready"}'
+                    if ready
+                    else (b'{"status":"unavailable","reason":' + _json_str(reason) + b"}")
                 )
-                await _plain(send, 200 if ready else 503, body,
-                             [] if ready else [(b"retry-after", b"5")])
+                await _plain(
+                    send, 200 if ready else 503, body, [] if ready else [(b"retry-after", b"5")]
+                )
             elif path == "/metrics":
                 await asyncio.to_thread(self._update_gauges)
-                await _plain(send, 200, self.metrics.render(),
-                             [(b"content-type", self.metrics.content_type.encode())])
+                await _plain(
+                    send,
+                    200,
+                    self.metrics.render(),
+                    [(b"content-type", self.metrics.content_type.encode())],
+                )
             else:
                 await self.api(scope, receive, send)
         elif scope["type"] == "lifespan":
@@ -238,9 +256,7 @@ class Server:
             return True, ""
         try:
             with write_transaction(self.engine) as conn:
-                conn.execute(
-                    sa.delete(schema.meta).where(schema.meta.c.key == "ready_probe")
-                )
+                conn.execute(sa.delete(schema.meta).where(schema.meta.c.key == "ready_probe"))
                 conn.execute(schema.meta.insert().values(key="ready_probe", value=str(time.time())))
         except Exception as exc:
             return False, f"the event log cannot take writes: {type(exc).__name__}: {exc}"
@@ -266,8 +282,13 @@ async def _plain(
     headers = headers or []
     if not any(h[0] == b"content-type" for h in headers):
         headers = [*headers, (b"content-type", b"application/json")]
-    await send({"type": "http.response.start", "status": status,
-                "headers": [*headers, (b"content-length", str(len(body)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [*headers, (b"content-length", str(len(body)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 

@@ -64,7 +64,13 @@ def format_timestamp(dt: datetime) -> str:
     if zone is not UTC and zone is not None:
         dt = dt.astimezone(UTC)
     return "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ" % (  # noqa: UP031 (%-format is ~2x an f-string)
-        dt.year, dt.month, dt.day, dt.hour, dt.minute, dt.second, dt.microsecond // 1000,
+        dt.year,
+        dt.month,
+        dt.day,
+        dt.hour,
+        dt.minute,
+        dt.second,
+        dt.microsecond // 1000,
     )
 
 
@@ -86,8 +92,9 @@ def _parse_lenient(value: str) -> datetime | None:
     match = _LENIENT.match(value)
     if match is None:
         return None
-    (year, month, day, hour, minute, second, fraction, _zulu, sign, off_hours,
-     off_minutes) = match.groups()
+    (year, month, day, hour, minute, second, fraction, _zulu, sign, off_hours, off_minutes) = (
+        match.groups()
+    )
     micro = int((fraction or "0")[:6].ljust(6, "0"))
     zone = UTC
     if sign is not None:
@@ -97,8 +104,14 @@ def _parse_lenient(value: str) -> datetime | None:
         zone = timezone(-offset if sign == "-" else offset)
     try:
         return datetime(
-            int(year), int(month), int(day), int(hour or 0), int(minute or 0), int(second or 0),
-            micro, tzinfo=zone,
+            int(year),
+            int(month),
+            int(day),
+            int(hour or 0),
+            int(minute or 0),
+            int(second or 0),
+            micro,
+            tzinfo=zone,
         )
     except ValueError:  # month 13, February 30th, hour 24, leap second 60, …
         return None

@@ -21,8 +21,9 @@ TOKEN = "test-admin-token"
 def api_with_destination(engine: Engine, destination: dict[str, Any]) -> Iterator[TestClient]:
     """On a migrated, empty database: the shared ``engine`` fixture (SQLite and PostgreSQL)."""
     WorkspaceStore(engine).ensure_workspace("acme")
-    app = create_api(engine, admin_token_hash=hash_token(TOKEN),
-                     extra_routers=[debugger_router])  # as the server mounts it
+    app = create_api(
+        engine, admin_token_hash=hash_token(TOKEN), extra_routers=[debugger_router]
+    )  # as the server mounts it
     with TestClient(app, headers={"Authorization": f"Bearer {TOKEN}"}) as http:
         assert http.post("/api/v1/sources", json={"name": "web"}).status_code == 201
         created = http.post("/api/v1/destinations", json={"source": "web", **destination})

@@ -15,20 +15,32 @@ from tests.api.test_sources_api import assert_error
 from tests.support.hostile import deep_object
 
 ODD: list[Any] = [
-    None, 1, "x", [], {}, {"if": None}, {"if": 5, "actions": "DROP"},
+    None,
+    1,
+    "x",
+    [],
+    {},
+    {"if": None},
+    {"if": 5, "actions": "DROP"},
     {"if": "all", "actions": [{"type": "DROP_PROPERTIES", "fields": {"": "userId"}}]},
     {"if": "all", "actions": [{"type": "SAMPLE", "percent": "half", "path": 3}]},
     {"if": "x" * 6000, "actions": [{"type": "DROP"}]},
     {"name": "m", "trigger": 'type = "track"', "action": "send", "fields": {"url": []}},
     {"name": "m", "trigger": "(((", "action": "send", "fields": {}},
-    {"name": "m", "trigger": 'type = "track"', "action": "send",
-     "fields": {"url": {"@template": 5}, "data": {"@arrayPath": [1, 2, 3]}}},
+    {
+        "name": "m",
+        "trigger": 'type = "track"',
+        "action": "send",
+        "fields": {"url": {"@template": 5}, "data": {"@arrayPath": [1, 2, 3]}},
+    },
     {"name": "w", "type": "postgres", "settings": {"port": "many"}},
     {"name": "w", "type": "duckdb", "options": {"sources": [1], "selective_sync": {"x": 1}}},
     {"name": "w", "type": "duckdb", "options": {"schema_names": {"nope": "a"}}},
     {"filter": {"if": "all"}, "payload": []},
-    {"filter": {"if": "length(properties) > 0", "actions": [{"type": "DROP"}]},
-     "payload": {"properties": {"a": 1}}},
+    {
+        "filter": {"if": "length(properties) > 0", "actions": [{"type": "DROP"}]},
+        "payload": {"properties": {"a": 1}},
+    },
 ]
 ROUTES = [
     ("POST", "/api/v1/destinations/hook/filters"),
@@ -44,10 +56,16 @@ ROUTES = [
 
 @pytest.fixture
 def client(engine: Engine) -> Iterator[TestClient]:
-    with api_with_destination(engine, {"name": "hook", "type": "webhook",
-                                         "settings": {"url": "http://127.0.0.1:9/"}}) as http:
-        assert http.post("/api/v1/destinations", json={
-            "name": "actions", "type": "webhook-actions", "source": "web"}).status_code == 201
+    with api_with_destination(
+        engine, {"name": "hook", "type": "webhook", "settings": {"url": "http://127.0.0.1:9/"}}
+    ) as http:
+        assert (
+            http.post(
+                "/api/v1/destinations",
+                json={"name": "actions", "type": "webhook-actions", "source": "web"},
+            ).status_code
+            == 201
+        )
         yield http
 
 
@@ -58,8 +76,9 @@ def test_odd_bodies_get_a_4xx(client: TestClient, method: str, path: str) -> Non
         assert response.status_code < 500, (path, body, response.text)
         if response.status_code >= 400:
             assert response.json()["errors"][0]["message"], (path, body)
-    raw = client.request(method, path, content=b"{not json", headers={
-        "content-type": "application/json"})
+    raw = client.request(
+        method, path, content=b"{not json", headers={"content-type": "application/json"}
+    )
     assert 400 <= raw.status_code < 500
 
 
@@ -67,18 +86,25 @@ def test_odd_bodies_get_a_4xx(client: TestClient, method: str, path: str) -> Non
 
 
 def _json(client: TestClient, method: str, path: str, text: str) -> Any:
-    return client.request(method, path, content=text.encode(),
-                          headers={"content-type": "application/json"})
+    return client.request(
+        method, path, content=text.encode(), headers={"content-type": "application/json"}
+    )
 
 
-@pytest.mark.parametrize(("method", "path", "body"), [
-    ("POST", "/api/v1/sources", '{"name": "\\ud800"}'),
-    ("PATCH", "/api/v1/sources/web", '{"name": "a\\udc00"}'),
-    ("POST", "/api/v1/destinations",
-     '{"name": "\\ud800", "type": "webhook", "source": "web", "settings": {"url": "http://x/"}}'),
-    ("PATCH", "/api/v1/destinations/hook", '{"name": "\\ud800"}'),
-    ("POST", "/api/v1/warehouses", '{"name": "\\ud800", "type": "duckdb"}'),
-])
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("POST", "/api/v1/sources", '{"name": "\\ud800"}'),
+        ("PATCH", "/api/v1/sources/web", '{"name": "a\\udc00"}'),
+        (
+            "POST",
+            "/api/v1/destinations",
+            '{"name": "\\ud800", "type": "webhook", "source": "web", "settings": {"url": "http://x/"}}',
+        ),
+        ("PATCH", "/api/v1/destinations/hook", '{"name": "\\ud800"}'),
+        ("POST", "/api/v1/warehouses", '{"name": "\\ud800", "type": "duckdb"}'),
+    ],
+)
 def test_lone_surrogate_in_a_name_is_a_422_on_name(
     client: TestClient, method: str, path: str, body: str
 ) -> None:
@@ -87,15 +113,30 @@ def test_lone_surrogate_in_a_name_is_a_422_on_name(
     assert "Unicode" in response.json()["errors"][0]["message"]
 
 
-@pytest.mark.parametrize(("method", "path", "body", "field"), [
-    ("PATCH", "/api/v1/sources/web", '{"settings": {"\\ud800": 1}}', "settings"),
-    ("PATCH", "/api/v1/destinations/hook", '{"settings": {"url": "http://x/\\ud800"}}',
-     "settings"),
-    ("POST", "/api/v1/warehouses",
-     '{"name": "w", "type": "duckdb", "options": {"a": ["\\udfff"]}}', "options"),
-    ("POST", "/api/v1/filters/preview",
-     '{"filter": {"if": "all", "actions": []}, "payload": {"a": "\\ud800"}}', "payload"),
-])
+@pytest.mark.parametrize(
+    ("method", "path", "body", "field"),
+    [
+        ("PATCH", "/api/v1/sources/web", '{"settings": {"\\ud800": 1}}', "settings"),
+        (
+            "PATCH",
+            "/api/v1/destinations/hook",
+            '{"settings": {"url": "http://x/\\ud800"}}',
+            "settings",
+        ),
+        (
+            "POST",
+            "/api/v1/warehouses",
+            '{"name": "w", "type": "duckdb", "options": {"a": ["\\udfff"]}}',
+            "options",
+        ),
+        (
+            "POST",
+            "/api/v1/filters/preview",
+            '{"filter": {"if": "all", "actions": []}, "payload": {"a": "\\ud800"}}',
+            "payload",
+        ),
+    ],
+)
 def test_lone_surrogate_in_a_value_is_a_422_on_its_field(
     client: TestClient, method: str, path: str, body: str, field: str
 ) -> None:
@@ -103,24 +144,34 @@ def test_lone_surrogate_in_a_value_is_a_422_on_its_field(
 
 
 def test_ids_past_64_bits_are_a_4xx(client: TestClient) -> None:
-    assert client.post("/api/v1/warehouses", json={"name": "wh", "type": "duckdb"}
-                       ).status_code == 201
+    assert (
+        client.post("/api/v1/warehouses", json={"name": "wh", "type": "duckdb"}).status_code == 201
+    )
     for sync_id in ("9223372036854775808", "-9223372036854775809", "1" + "0" * 400):
-        assert_error(client.get(f"/api/v1/warehouses/wh/syncs/{sync_id}"), 422, "validation",
-                     "syncId")
-    assert_error(client.get("/api/v1/warehouses/wh/syncs/9223372036854775807"), 404,
-                 "not_found")
+        assert_error(
+            client.get(f"/api/v1/warehouses/wh/syncs/{sync_id}"), 422, "validation", "syncId"
+        )
+    assert_error(client.get("/api/v1/warehouses/wh/syncs/9223372036854775807"), 404, "not_found")
     for after in ("9223372036854775808", "1" + "0" * 5000):
-        assert_error(client.get(f"/api/v1/sources/web/debugger/stream?after={after}"), 400,
-                     "validation", "after")
-        assert_error(client.get("/api/v1/sources/web/debugger/stream",
-                                headers={"Last-Event-ID": after}), 400, "validation", "after")
+        assert_error(
+            client.get(f"/api/v1/sources/web/debugger/stream?after={after}"),
+            400,
+            "validation",
+            "after",
+        )
+        assert_error(
+            client.get("/api/v1/sources/web/debugger/stream", headers={"Last-Event-ID": after}),
+            400,
+            "validation",
+            "after",
+        )
 
 
 def test_settings_nest_at_most_32_levels(client: TestClient) -> None:
     for depth, status in ((32, 200), (33, 422), (500, 422), (2000, 400)):
-        response = _json(client, "PATCH", "/api/v1/sources/web",
-                         f'{{"settings": {deep_object(depth)}}}')
+        response = _json(
+            client, "PATCH", "/api/v1/sources/web", f'{{"settings": {deep_object(depth)}}}'
+        )
         assert response.status_code == status, (depth, response.text[:300])
         if status == 422:
             assert "32 levels" in response.json()["errors"][0]["message"]
@@ -132,8 +183,12 @@ def test_a_gap_in_the_checks_is_a_400_not_a_500(
     """What a client's values make Python raise past every check is still the client's 400."""
     from headwater.store.workspace import WorkspaceStore
 
-    for error in (RecursionError("deep"), UnicodeEncodeError("utf-8", "\ud800", 0, 1, "x"),
-                  OverflowError("int too large")):
+    for error in (
+        RecursionError("deep"),
+        UnicodeEncodeError("utf-8", "\ud800", 0, 1, "x"),
+        OverflowError("int too large"),
+    ):
+
         def failing(*_args: Any, error: Exception = error, **_kwargs: Any) -> Any:
             raise error
 

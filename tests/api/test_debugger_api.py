@@ -34,12 +34,24 @@ AUTH = {"authorization": "Bearer t"}
 def engine(engine: Engine) -> Engine:
     """The shared engine (SQLite, then PostgreSQL) with a workspace and two sources."""
     with engine.begin() as conn:
-        conn.execute(schema.workspaces.insert().values(
-            id="ws_1", name="Test", slug="test", settings={}, created_at=0))
+        conn.execute(
+            schema.workspaces.insert().values(
+                id="ws_1", name="Test", slug="test", settings={}, created_at=0
+            )
+        )
         for source_id, name in (("src_web", "Web Site"), ("src_ios", "iOS")):
-            conn.execute(schema.sources.insert().values(
-                id=source_id, workspace_id="ws_1", name=name, slug=name.lower().replace(" ", "-"),
-                enabled=True, settings={}, created_at=0, updated_at=0))
+            conn.execute(
+                schema.sources.insert().values(
+                    id=source_id,
+                    workspace_id="ws_1",
+                    name=name,
+                    slug=name.lower().replace(" ", "-"),
+                    enabled=True,
+                    settings={},
+                    created_at=0,
+                    updated_at=0,
+                )
+            )
     return engine
 
 
@@ -62,8 +74,12 @@ def client(app: FastAPI) -> Iterator[TestClient]:
 _offset = 0
 
 
-def observe(engine: Engine, events: list[dict[str, Any]], source: str = "src_web",
-            dropped: list[dict[str, Any]] | None = None) -> None:
+def observe(
+    engine: Engine,
+    events: list[dict[str, Any]],
+    source: str = "src_web",
+    dropped: list[dict[str, Any]] | None = None,
+) -> None:
     """Write debugger entries the way the pipeline does: through the observer stage."""
     global _offset
     _offset += 1
@@ -72,8 +88,14 @@ def observe(engine: Engine, events: list[dict[str, Any]], source: str = "src_web
 
 
 def track(n: int, **extra: Any) -> dict[str, Any]:
-    return {"type": "track", "event": "Order Completed", "userId": f"u{n}",
-            "messageId": f"m{n}", "receivedAt": "2024-03-05T10:00:00.000Z", **extra}
+    return {
+        "type": "track",
+        "event": "Order Completed",
+        "userId": f"u{n}",
+        "messageId": f"m{n}",
+        "receivedAt": "2024-03-05T10:00:00.000Z",
+        **extra,
+    }
 
 
 # --- GET .../debugger -------------------------------------------------------------------------
@@ -96,13 +118,23 @@ def test_newest_first_with_the_default_limit(engine: Engine, client: TestClient)
 
 
 def test_limit_and_dropped_entries(engine: Engine, client: TestClient) -> None:
-    observe(engine, [track(1)], dropped=[
-        {"reason": "no_user_anon_id", "detail": "needs an id", "message": {"type": "track"}}])
+    observe(
+        engine,
+        [track(1)],
+        dropped=[
+            {"reason": "no_user_anon_id", "detail": "needs an id", "message": {"type": "track"}}
+        ],
+    )
     response = client.get("/api/v1/sources/src_web/debugger?limit=1", headers=AUTH)
     [entry] = response.json()["data"]["events"]
-    assert entry == {"id": entry["id"], "receivedAt": "2024-03-05T10:00:00.000Z",
-                     "status": "dropped", "reason": "no_user_anon_id",
-                     "detail": "needs an id", "message": {"type": "track"}}
+    assert entry == {
+        "id": entry["id"],
+        "receivedAt": "2024-03-05T10:00:00.000Z",
+        "status": "dropped",
+        "reason": "no_user_anon_id",
+        "detail": "needs an id",
+        "message": {"type": "track"},
+    }
     response = client.get("/api/v1/sources/src_web/debugger?limit=500", headers=AUTH)
     assert len(response.json()["data"]["events"]) == 2
 
@@ -133,11 +165,15 @@ def test_unknown_source_is_404_in_the_error_shape(client: TestClient) -> None:
         assert "nope" in error["message"]
 
 
-@pytest.mark.parametrize("headers", [{}, {"authorization": "Bearer wrong"},
-                                     {"authorization": "Basic dDo="}])
+@pytest.mark.parametrize(
+    "headers", [{}, {"authorization": "Bearer wrong"}, {"authorization": "Basic dDo="}]
+)
 def test_the_admin_token_is_required(client: TestClient, headers: dict[str, str]) -> None:
-    for path in ("/api/v1/sources/src_web/debugger", "/api/v1/sources/src_web/debugger/stream",
-                 "/api/v1/sources/nope/debugger"):
+    for path in (
+        "/api/v1/sources/src_web/debugger",
+        "/api/v1/sources/src_web/debugger/stream",
+        "/api/v1/sources/nope/debugger",
+    ):
         response = client.get(path, headers=headers)
         assert response.status_code == 401
         assert response.json()["errors"][0]["type"] == "unauthorized"
@@ -171,8 +207,16 @@ def live(app: FastAPI, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, u
     """The app on a real loopback server: streaming over TCP, as browsers and tail see it."""
     monkeypatch.setattr(debugger, "POLL_SECONDS", 0.02)
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off",
-                                           log_level="warning", timeout_graceful_shutdown=1))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=port,
+            lifespan="off",
+            log_level="warning",
+            timeout_graceful_shutdown=1,
+        )
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     wait_for(lambda: server.started, 10, "the server to start", interval=0.01)
@@ -199,9 +243,7 @@ def _sse(lines: Iterator[str]) -> Iterator[tuple[str, dict[str, str]]]:
             fields[name] = fields.get(name, "") + value.removeprefix(" ")
 
 
-def test_the_stream_delivers_new_entries(
-    engine: Engine, live: tuple[str, uvicorn.Server]
-) -> None:
+def test_the_stream_delivers_new_entries(engine: Engine, live: tuple[str, uvicorn.Server]) -> None:
     base, server = live
     observe(engine, [track(1)])  # before the subscription: not streamed
     url = f"{base}/api/v1/sources/Web Site/debugger/stream"
@@ -220,8 +262,12 @@ def test_the_stream_delivers_new_entries(
     assert [int(block["id"]) for block in got] == [e["id"] for e in entries]
 
     # the handler ends once the client has gone
-    wait_for(lambda: not server.server_state.tasks, 5, "the stream to end after the client left",
-             interval=0.02)
+    wait_for(
+        lambda: not server.server_state.tasks,
+        5,
+        "the stream to end after the client left",
+        interval=0.02,
+    )
 
 
 def test_the_stream_resumes_after_an_id(engine: Engine, live: tuple[str, uvicorn.Server]) -> None:
@@ -229,15 +275,24 @@ def test_the_stream_resumes_after_an_id(engine: Engine, live: tuple[str, uvicorn
     observe(engine, [track(1), track(2), track(3)])
     first = _entry_ids(engine)[0]
     url = f"{base}/api/v1/sources/src_web/debugger/stream"
-    for kwargs in ({"params": {"after": str(first)}},
-                   {"headers": {**AUTH, "last-event-id": str(first)}}):
+    for kwargs in (
+        {"params": {"after": str(first)}},
+        {"headers": {**AUTH, "last-event-id": str(first)}},
+    ):
         headers = kwargs.pop("headers", AUTH)
-        with httpx.Client(timeout=5) as http, http.stream(
-            "GET", url, headers=headers, **kwargs  # type: ignore[arg-type]
-        ) as response:
+        with (
+            httpx.Client(timeout=5) as http,
+            http.stream(
+                "GET",
+                url,
+                headers=headers,
+                **kwargs,  # type: ignore[arg-type]
+            ) as response,
+        ):
             blocks = (b for kind, b in _sse(response.iter_lines()) if "data" in b)
-            ids = [msgspec.json.decode(next(blocks)["data"])["message"]["messageId"]
-                   for _ in range(2)]
+            ids = [
+                msgspec.json.decode(next(blocks)["data"])["message"]["messageId"] for _ in range(2)
+            ]
         assert ids == ["m2", "m3"]
 
 
@@ -267,14 +322,23 @@ def test_tail_prints_recent_then_follows(engine: Engine, live: tuple[str, uvicor
     observe(engine, [track(1), track(2), track(3)])
     out = io.StringIO()
     thread = threading.Thread(
-        target=tail, args=(base, "t", "Web Site"),
-        kwargs={"out": out, "recent": 2, "count": 2}, daemon=True,
+        target=tail,
+        args=(base, "t", "Web Site"),
+        kwargs={"out": out, "recent": 2, "count": 2},
+        daemon=True,
     )
     thread.start()
-    wait_for(lambda: out.getvalue().count("\n") >= 2, 5, "tail to print the recent entries",
-             interval=0.01)
-    observe(engine, [track(4)], dropped=[{"reason": "no_user_anon_id",
-                                          "message": {"type": "page", "name": "Home"}}])
+    wait_for(
+        lambda: out.getvalue().count("\n") >= 2,
+        5,
+        "tail to print the recent entries",
+        interval=0.01,
+    )
+    observe(
+        engine,
+        [track(4)],
+        dropped=[{"reason": "no_user_anon_id", "message": {"type": "page", "name": "Home"}}],
+    )
     thread.join(timeout=5)
     assert not thread.is_alive()
     lines = out.getvalue().splitlines()
@@ -297,13 +361,25 @@ def test_tail_without_follow_and_its_errors(
 
 
 def test_format_entry() -> None:
-    line = format_entry({"id": 1, "receivedAt": "2024-03-05T10:00:01.000Z",
-                         "status": "accepted", "message": track(1)})
+    line = format_entry(
+        {
+            "id": 1,
+            "receivedAt": "2024-03-05T10:00:01.000Z",
+            "status": "accepted",
+            "message": track(1),
+        }
+    )
     assert line.startswith("2024-03-05T10:00:01.000Z accepted ")
     assert line.endswith(' track    "Order Completed" userId=u1 m1')
-    anon = format_entry({"status": "accepted", "receivedAt": "t",
-                         "message": {"type": "identify", "anonymousId": "a1", "messageId": "x"}})
+    anon = format_entry(
+        {
+            "status": "accepted",
+            "receivedAt": "t",
+            "message": {"type": "identify", "anonymousId": "a1", "messageId": "x"},
+        }
+    )
     assert anon.split()[-3:] == ["-", "anonymousId=a1", "x"]
-    odd = format_entry({"status": "dropped", "reason": "bad_request", "receivedAt": "t",
-                        "message": [1, 2]})
+    odd = format_entry(
+        {"status": "dropped", "reason": "bad_request", "receivedAt": "t", "message": [1, 2]}
+    )
     assert "dropped/bad_request" in odd and odd.endswith("[1,2]")

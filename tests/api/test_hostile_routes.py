@@ -36,52 +36,94 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 def _operations() -> list[tuple[str, str, dict[str, Any]]]:
-    app = create_api(sa.create_engine("sqlite://"), admin_token_hash="x",
-                     extra_routers=[debugger_router])
+    app = create_api(
+        sa.create_engine("sqlite://"), admin_token_hash="x", extra_routers=[debugger_router]
+    )
     spec = app.openapi()
-    return [(method.upper(), path, {**operation, "components": spec["components"]})
-            for path, operations in spec["paths"].items()
-            for method, operation in operations.items()]
+    return [
+        (method.upper(), path, {**operation, "components": spec["components"]})
+        for path, operations in spec["paths"].items()
+        for method, operation in operations.items()
+    ]
 
 
 OPERATIONS = _operations()
 
 # Path and query parameter values, already percent-encoded where they need to be.
 PARAMETER_VALUES = [
-    "%ED%A0%80", "%00", "%FF", "%F0%9F%98%80", "9223372036854775808", "-9223372036854775809",
-    "18446744073709551616", "1" + "0" * 400, "-1", "0", "1e999", "NaN", "null", "x" * 3000,
+    "%ED%A0%80",
+    "%00",
+    "%FF",
+    "%F0%9F%98%80",
+    "9223372036854775808",
+    "-9223372036854775809",
+    "18446744073709551616",
+    "1" + "0" * 400,
+    "-1",
+    "0",
+    "1e999",
+    "NaN",
+    "null",
+    "x" * 3000,
     "%2F..%2F",
 ]
 DEEP_FQL = '"' + "(" * 2000 + 'type = \\"track\\"' + ")" * 2000 + '"'
 DEEP_DIRECTIVE = '{"@path":' * 500 + '"$.userId"' + "}" * 500
 # (label, JSON text) for one field of a body.
 FIELD_VALUES: list[tuple[str, str]] = [
-    ("deep array 2000", deep_array(2000)), ("deep object 500", deep_object(500)),
-    ("deep object 2000", deep_object(2000)), ("deep FQL", DEEP_FQL),
-    ("deep directive", DEEP_DIRECTIVE), ("deep object of deep FQL", '{"x":' + DEEP_FQL + "}"),
-    ("surrogate", '"\\ud800"'), ("surrogate inside", '"a\\udc00b"'),
-    ("surrogate key", '{"\\ud800":1}'), ("surrogate in list", '["\\ud800"]'),
-    ("surrogate value", '{"a":"\\ud800"}'), ("NUL", '"\\u0000"'), ("NUL value", '{"a":"\\u0000"}'),
-    ("NUL key", '{"\\u0000":1}'), ("NUL in list", '["\\u0000"]'),
-    ("1e999", "1e999"), ("huge int", "1" + "0" * 400), ("int64+1", "9223372036854775808"),
-    ("int64-1", "-9223372036854775809"), ("-1", "-1"), ("NaN", "NaN"), ("null", "null"),
-    ("true", "true"), ("0", "0"), ("1.5", "1.5"), ("empty string", '""'), ("[]", "[]"),
-    ("{}", "{}"), ("string", '"x"'), ("long string", '"' + "x" * 5000 + '"'),
+    ("deep array 2000", deep_array(2000)),
+    ("deep object 500", deep_object(500)),
+    ("deep object 2000", deep_object(2000)),
+    ("deep FQL", DEEP_FQL),
+    ("deep directive", DEEP_DIRECTIVE),
+    ("deep object of deep FQL", '{"x":' + DEEP_FQL + "}"),
+    ("surrogate", '"\\ud800"'),
+    ("surrogate inside", '"a\\udc00b"'),
+    ("surrogate key", '{"\\ud800":1}'),
+    ("surrogate in list", '["\\ud800"]'),
+    ("surrogate value", '{"a":"\\ud800"}'),
+    ("NUL", '"\\u0000"'),
+    ("NUL value", '{"a":"\\u0000"}'),
+    ("NUL key", '{"\\u0000":1}'),
+    ("NUL in list", '["\\u0000"]'),
+    ("1e999", "1e999"),
+    ("huge int", "1" + "0" * 400),
+    ("int64+1", "9223372036854775808"),
+    ("int64-1", "-9223372036854775809"),
+    ("-1", "-1"),
+    ("NaN", "NaN"),
+    ("null", "null"),
+    ("true", "true"),
+    ("0", "0"),
+    ("1.5", "1.5"),
+    ("empty string", '""'),
+    ("[]", "[]"),
+    ("{}", "{}"),
+    ("string", '"x"'),
+    ("long string", '"' + "x" * 5000 + '"'),
     ("list of objects", '[{"a":1}]'),
 ]
 # Sensible values for body fields, so that one hostile field at a time meets real checks.
 FIELD_DEFAULTS: dict[str, Any] = {
-    "type": "webhook", "if": 'type = "track"', "actions": [{"type": "DROP"}],
-    "trigger": 'type = "track"', "action": "send", "fields": {"url": "http://127.0.0.1:9/"},
+    "type": "webhook",
+    "if": 'type = "track"',
+    "actions": [{"type": "DROP"}],
+    "trigger": 'type = "track"',
+    "action": "send",
+    "fields": {"url": "http://127.0.0.1:9/"},
     "filter": {"if": 'type = "track"', "actions": [{"type": "DROP"}]},
-    "payload": {"type": "track", "event": "E"}, "start": "2024-01-01T00:00:00Z",
-    "end": "2024-01-02T00:00:00Z", "settings": {}, "options": {},
+    "payload": {"type": "track", "event": "E"},
+    "start": "2024-01-01T00:00:00Z",
+    "end": "2024-01-02T00:00:00Z",
+    "settings": {},
+    "options": {},
 }
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def base_url(request: pytest.FixtureRequest,
-             tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def base_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
     tmp = tmp_path_factory.mktemp("hostile-api")
     if request.param == "sqlite":
         url = database_url(tmp, None)
@@ -96,13 +138,25 @@ def base_url(request: pytest.FixtureRequest,
     engine = open_engine(url)
     migrate(engine)
     WorkspaceStore(engine).ensure_workspace("acme")
-    app = create_api(engine, admin_token_hash=hash_token(TOKEN), extra_routers=[debugger_router],
-                     archive_dir=tmp / "archive")
+    app = create_api(
+        engine,
+        admin_token_hash=hash_token(TOKEN),
+        extra_routers=[debugger_router],
+        archive_dir=tmp / "archive",
+    )
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = int(sock.getsockname()[1])
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off",
-                                           log_level="critical", timeout_graceful_shutdown=1))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=port,
+            lifespan="off",
+            log_level="critical",
+            timeout_graceful_shutdown=1,
+        )
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
@@ -128,21 +182,52 @@ def _resources(http: httpx.Client) -> dict[str, str]:
         return data
 
     source = made(http.post("/api/v1/sources", json={"name": f"src-{n}"}))["source"]
-    made(http.post("/api/v1/destinations", json={
-        "name": f"hook-{n}", "type": "webhook", "source": source["name"],
-        "settings": {"url": "http://127.0.0.1:9/"}}))
-    made(http.post("/api/v1/destinations", json={
-        "name": f"act-{n}", "type": "webhook-actions", "source": source["name"]}))
-    filter_ = made(http.post(f"/api/v1/destinations/hook-{n}/filters", json={
-        "if": 'type = "track"', "actions": [{"type": "DROP"}]}))["filter"]
-    mapping = made(http.post(f"/api/v1/destinations/act-{n}/mappings", json={
-        "name": "m", "trigger": 'type = "track"', "action": "send",
-        "fields": {"url": "http://127.0.0.1:9/"}}))["mapping"]
+    made(
+        http.post(
+            "/api/v1/destinations",
+            json={
+                "name": f"hook-{n}",
+                "type": "webhook",
+                "source": source["name"],
+                "settings": {"url": "http://127.0.0.1:9/"},
+            },
+        )
+    )
+    made(
+        http.post(
+            "/api/v1/destinations",
+            json={"name": f"act-{n}", "type": "webhook-actions", "source": source["name"]},
+        )
+    )
+    filter_ = made(
+        http.post(
+            f"/api/v1/destinations/hook-{n}/filters",
+            json={"if": 'type = "track"', "actions": [{"type": "DROP"}]},
+        )
+    )["filter"]
+    mapping = made(
+        http.post(
+            f"/api/v1/destinations/act-{n}/mappings",
+            json={
+                "name": "m",
+                "trigger": 'type = "track"',
+                "action": "send",
+                "fields": {"url": "http://127.0.0.1:9/"},
+            },
+        )
+    )["mapping"]
     made(http.post("/api/v1/warehouses", json={"name": f"wh-{n}", "type": "duckdb"}))
     sync = made(http.post(f"/api/v1/warehouses/wh-{n}/syncs"))["sync"]
-    return {"source": source["name"], "hook": f"hook-{n}", "actions": f"act-{n}",
-            "warehouse": f"wh-{n}", "filterId": filter_["id"], "mappingId": mapping["id"],
-            "key": source["writeKeys"][0], "syncId": str(sync["id"])}
+    return {
+        "source": source["name"],
+        "hook": f"hook-{n}",
+        "actions": f"act-{n}",
+        "warehouse": f"wh-{n}",
+        "filterId": filter_["id"],
+        "mappingId": mapping["id"],
+        "key": source["writeKeys"][0],
+        "syncId": str(sync["id"]),
+    }
 
 
 def _path_values(path: str, made: dict[str, str]) -> dict[str, str]:
@@ -202,8 +287,9 @@ def _with_field(body: dict[str, Any], field: str, raw: str) -> bytes:
     return spliced.encode()
 
 
-@pytest.mark.parametrize(("method", "path", "operation"), OPERATIONS,
-                         ids=[f"{m} {p}" for m, p, _ in OPERATIONS])
+@pytest.mark.parametrize(
+    ("method", "path", "operation"), OPERATIONS, ids=[f"{m} {p}" for m, p, _ in OPERATIONS]
+)
 def test_hostile_input_never_gets_a_5xx(
     base_url: str, method: str, path: str, operation: dict[str, Any]
 ) -> None:
@@ -226,14 +312,23 @@ def test_hostile_input_never_gets_a_5xx(
             values = {**good, **overrides}
             return path.format(**{name: values[name] for name in path_names})
 
-        def send(label: str, target: str, content: bytes | None = None,
-                 headers: dict[str, str] | None = None) -> None:
+        def send(
+            label: str,
+            target: str,
+            content: bytes | None = None,
+            headers: dict[str, str] | None = None,
+        ) -> None:
             if content is None and schema is not None:
                 content = json.dumps(_base_body(schema, made)).encode()
             extra = {"content-type": "application/json"} if content is not None else {}
             try:
-                with http.stream(method, target, content=content, timeout=timeout,
-                                 headers={**extra, **(headers or {})}) as response:
+                with http.stream(
+                    method,
+                    target,
+                    content=content,
+                    timeout=timeout,
+                    headers={**extra, **(headers or {})},
+                ) as response:
                     status = response.status_code
                     if response.headers.get("content-type", "").startswith("text/event-stream"):
                         status, text = _stream_stays_open(response)
@@ -263,6 +358,11 @@ def test_hostile_input_never_gets_a_5xx(
                 for label, raw in FIELD_VALUES:
                     # A fresh body each time: a name taken by an earlier request would stop
                     # the next one at the name check, before its other fields are looked at.
-                    send(f"field {field} = {label}", url({}),
-                         _with_field(_base_body(schema, made), field, raw))
-    assert not failures, "\n".join(f"{status} on {label}: {text}" for label, status, text in failures)
+                    send(
+                        f"field {field} = {label}",
+                        url({}),
+                        _with_field(_base_body(schema, made), field, raw),
+                    )
+    assert not failures, "\n".join(
+        f"{status} on {label}: {text}" for label, status, text in failures
+    )

@@ -16,12 +16,21 @@ from tests.api.client import api_with_destination
 from tests.api.test_sources_api import assert_error
 
 BASE = "/api/v1/destinations/orders-hook/mappings"
-HEADERS = {"X-Api-Key": "abc-key-123", "X-Tenant": "t9",
-           "X-Trace": {"@template": "Bearer {{messageId}}-zz9"}}
+HEADERS = {
+    "X-Api-Key": "abc-key-123",
+    "X-Tenant": "t9",
+    "X-Trace": {"@template": "Bearer {{messageId}}-zz9"},
+}
 ORDERS: dict[str, Any] = {
-    "name": "Orders", "trigger": 'type = "track"', "action": "send",
-    "fields": {"url": "http://127.0.0.1:9/orders", "headers": HEADERS,
-               "data": {"order": {"@path": "$.properties.order_id"}}}}
+    "name": "Orders",
+    "trigger": 'type = "track"',
+    "action": "send",
+    "fields": {
+        "url": "http://127.0.0.1:9/orders",
+        "headers": HEADERS,
+        "data": {"order": {"@path": "$.properties.order_id"}},
+    },
+}
 SHOWN_HEADERS = {"X-Api-Key": "[redacted]", "X-Tenant": "[redacted]", "X-Trace": "[redacted]"}
 
 
@@ -49,8 +58,13 @@ def test_header_values_are_shown_redacted_everywhere(client: TestClient, engine:
     assert mapping["fields"]["url"] == ORDERS["fields"]["url"]  # other fields are not secret
     assert mapping["fields"]["data"] == ORDERS["fields"]["data"]
     path = f"{BASE}/{mapping['id']}"
-    responses = [created, client.get(BASE), client.get(path),
-                 client.patch(path, json={"enabled": True}), client.post(f"{path}/duplicate")]
+    responses = [
+        created,
+        client.get(BASE),
+        client.get(path),
+        client.patch(path, json={"enabled": True}),
+        client.post(f"{path}/duplicate"),
+    ]
     for response in responses:
         assert response.status_code in (200, 201), response.text
         assert_no_secret(response.text)
@@ -59,8 +73,7 @@ def test_header_values_are_shown_redacted_everywhere(client: TestClient, engine:
     assert stored_headers(engine, 1) == HEADERS  # the duplicate keeps the real values
 
 
-def test_redacted_values_sent_back_keep_the_stored_ones(client: TestClient,
-                                                       engine: Engine) -> None:
+def test_redacted_values_sent_back_keep_the_stored_ones(client: TestClient, engine: Engine) -> None:
     shown = client.post(BASE, json=ORDERS).json()["data"]["mapping"]
     path = f"{BASE}/{shown['id']}"
     changed_fields = {**shown["fields"], "url": "http://127.0.0.1:9/elsewhere"}
@@ -75,8 +88,9 @@ def test_redacted_values_sent_back_keep_the_stored_ones(client: TestClient,
     assert stored_headers(engine) == {**HEADERS, "X-Tenant": "t10", "X-New": "fresh-value"}
 
 
-def test_a_redacted_value_with_nothing_stored_is_a_clear_422(client: TestClient,
-                                                            engine: Engine) -> None:
+def test_a_redacted_value_with_nothing_stored_is_a_clear_422(
+    client: TestClient, engine: Engine
+) -> None:
     fresh = {**ORDERS, "fields": {**ORDERS["fields"], "headers": {"X-Api-Key": "[redacted]"}}}
     response = client.post(BASE, json=fresh)
     assert_error(response, 422, "validation", "mappings.0.fields.headers.X-Api-Key")
@@ -84,22 +98,22 @@ def test_a_redacted_value_with_nothing_stored_is_a_clear_422(client: TestClient,
 
     shown = client.post(BASE, json=ORDERS).json()["data"]["mapping"]
     unknown = {**shown["fields"]["headers"], "X-Other": "[redacted]"}
-    response = client.patch(f"{BASE}/{shown['id']}",
-                            json={"fields": {**shown["fields"], "headers": unknown}})
+    response = client.patch(
+        f"{BASE}/{shown['id']}", json={"fields": {**shown["fields"], "headers": unknown}}
+    )
     assert_error(response, 422, "validation", "mappings.0.fields.headers.X-Other")
     assert stored_headers(engine) == HEADERS
 
 
-def test_a_directive_building_all_headers_is_one_secret(client: TestClient,
-                                                        engine: Engine) -> None:
+def test_a_directive_building_all_headers_is_one_secret(client: TestClient, engine: Engine) -> None:
     whole = {"@path": "$.properties.headers"}
-    created = client.post(BASE, json={**ORDERS, "fields": {**ORDERS["fields"],
-                                                           "headers": whole}})
+    created = client.post(BASE, json={**ORDERS, "fields": {**ORDERS["fields"], "headers": whole}})
     assert created.status_code == 201, created.text
     shown = created.json()["data"]["mapping"]
     assert shown["fields"]["headers"] == "[redacted]"
-    assert client.patch(f"{BASE}/{shown['id']}", json={"fields": shown["fields"]}
-                        ).status_code == 200
+    assert (
+        client.patch(f"{BASE}/{shown['id']}", json={"fields": shown["fields"]}).status_code == 200
+    )
     assert stored_headers(engine) == whole
 
 

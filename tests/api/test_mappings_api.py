@@ -12,9 +12,15 @@ from sqlalchemy.engine import Engine
 from tests.api.client import api_with_destination
 from tests.api.test_sources_api import assert_error
 
-ORDERS = {"name": "Orders", "trigger": 'type = "track" and event = "Order Completed"',
-          "action": "send", "fields": {"url": "http://127.0.0.1:9/orders",
-                                       "data": {"order": {"@path": "$.properties.order_id"}}}}
+ORDERS = {
+    "name": "Orders",
+    "trigger": 'type = "track" and event = "Order Completed"',
+    "action": "send",
+    "fields": {
+        "url": "http://127.0.0.1:9/orders",
+        "data": {"order": {"@path": "$.properties.order_id"}},
+    },
+}
 
 
 @pytest.fixture
@@ -45,9 +51,12 @@ def test_ac072_created_disabled_then_enabled_and_duplicated(client: TestClient) 
     assert duplicate["name"] == "Orders (Copy)" and duplicate["enabled"] is False
     assert duplicate["id"] != created["id"]
     assert {k: v for k, v in duplicate.items() if k not in ("id", "name", "enabled")} == {
-        k: v for k, v in created.items() if k not in ("id", "name", "enabled")}
+        k: v for k, v in created.items() if k not in ("id", "name", "enabled")
+    }
     assert [m["name"] for m in client.get(BASE).json()["data"]["mappings"]] == [
-        "Orders", "Orders (Copy)"]
+        "Orders",
+        "Orders (Copy)",
+    ]
     assert client.delete(path).json() == {"data": {"status": "SUCCESS"}}
     assert_error(client.get(path), 404, "not_found")
 
@@ -58,13 +67,17 @@ def test_ac077_a_51st_mapping_is_refused(client: TestClient) -> None:
     assert_error(client.post(BASE, json=ORDERS), 422, "validation", "mappings")
 
 
-@pytest.mark.parametrize(("change", "field"), [
-    ({"trigger": 'event = "x" and (type = "a" and (type = "b"))'}, "mappings.0.trigger"),
-    ({"action": "explode"}, "mappings.0.action"),
-    ({"fields": {"data": {"a": 1}}}, "mappings.0.fields"),
-])
-def test_bad_mappings_get_a_clear_error(client: TestClient, change: dict[str, Any],
-                                        field: str) -> None:
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"trigger": 'event = "x" and (type = "a" and (type = "b"))'}, "mappings.0.trigger"),
+        ({"action": "explode"}, "mappings.0.action"),
+        ({"fields": {"data": {"a": 1}}}, "mappings.0.fields"),
+    ],
+)
+def test_bad_mappings_get_a_clear_error(
+    client: TestClient, change: dict[str, Any], field: str
+) -> None:
     assert_error(client.post(BASE, json={**ORDERS, **change}), 422, "validation", field)
 
 

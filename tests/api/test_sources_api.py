@@ -34,9 +34,7 @@ def client(engine: Engine, clock: Clock) -> Iterator[TestClient]:
     def ping() -> dict[str, str]:
         return {"pong": "yes"}
 
-    app = create_api(
-        engine, admin_token_hash=hash_token(TOKEN), extra_routers=[extra], clock=clock
-    )
+    app = create_api(engine, admin_token_hash=hash_token(TOKEN), extra_routers=[extra], clock=clock)
     with TestClient(app, headers=AUTH) as http:
         yield http
 
@@ -106,7 +104,14 @@ def test_unknown_route_and_method_use_the_error_shape(client: TestClient) -> Non
 def test_create_and_get(client: TestClient) -> None:
     source = create(client, name="Marketing Site", settings={"a": 1})
     assert set(source) == {
-        "id", "name", "slug", "workspaceId", "enabled", "writeKeys", "settings", "createdAt",
+        "id",
+        "name",
+        "slug",
+        "workspaceId",
+        "enabled",
+        "writeKeys",
+        "settings",
+        "createdAt",
         "updatedAt",
     }
     assert source["slug"] == "marketing_site"

@@ -51,13 +51,18 @@ def test_every_door_takes_32_levels_and_refuses_33(store: WorkspaceStore) -> Non
         assert refused.value.field == "settings" and "32 levels" in refused.value.message
     destinations = DestinationStore(store)
     with pytest.raises(InvalidError):
-        destinations.create("hook", "webhook", "web",
-                            settings={"url": "http://127.0.0.1:9/", "headers": nested(40)})
+        destinations.create(
+            "hook", "webhook", "web", settings={"url": "http://127.0.0.1:9/", "headers": nested(40)}
+        )
     with pytest.raises(InvalidError):
         WarehouseStore(store).create("wh", "duckdb", options=nested(40))
     # The config file goes through the same check, and names where the problem is.
-    text = yaml.safe_dump({"workspace": "acme", "sources": [
-        {"name": "web", "write_key": "WK_web", "settings": nested(33)}]})
+    text = yaml.safe_dump(
+        {
+            "workspace": "acme",
+            "sources": [{"name": "web", "write_key": "WK_web", "settings": nested(33)}],
+        }
+    )
     with pytest.raises(ConfigError) as bad_file:
         parse_config(read_yaml(text))
     assert any("sources[0].settings" in p and "32 levels" in p for p in bad_file.value.problems)
@@ -70,21 +75,27 @@ def test_a_yaml_file_nested_past_the_parser_is_a_config_error(tmp_path: Path) ->
         load_config(path)
 
 
-def _store_directly(engine: Engine, table: sa.Table, name: str, column: str,
-                    value: object) -> None:
+def _store_directly(engine: Engine, table: sa.Table, name: str, column: str, value: object) -> None:
     """What a server from before the depth limit may have stored."""
     with engine.begin() as conn:
         conn.execute(table.update().where(table.c.name == name).values({column: value}))
 
 
-def test_export_names_each_value_it_cannot_write(store: WorkspaceStore, engine: Engine,
-                                                tmp_path: Path) -> None:
-    DestinationStore(store).create("hook", "webhook", "web",
-                                   settings={"url": "http://127.0.0.1:9/"})
+def test_export_names_each_value_it_cannot_write(
+    store: WorkspaceStore, engine: Engine, tmp_path: Path
+) -> None:
+    DestinationStore(store).create(
+        "hook", "webhook", "web", settings={"url": "http://127.0.0.1:9/"}
+    )
     WarehouseStore(store).create("wh", "duckdb")
     _store_directly(engine, schema.sources, "web", "settings", nested(500))
-    _store_directly(engine, schema.destinations, "hook", "settings",
-                    {"url": "http://127.0.0.1:9/", "extra": nested(100)})
+    _store_directly(
+        engine,
+        schema.destinations,
+        "hook",
+        "settings",
+        {"url": "http://127.0.0.1:9/", "extra": nested(100)},
+    )
     with pytest.raises(ExportError) as failed:
         export_config(store)
     message = str(failed.value)
@@ -115,9 +126,13 @@ def test_the_export_command_fails_with_the_reason_not_a_traceback(tmp_path: Path
     workspace.create_source("web", write_key="WK_web")
     _store_directly(engine, schema.sources, "web", "settings", nested(500))
     engine.dispose()
-    result = subprocess.run([sys.executable, "-m", "headwater", "export", "--data-dir", str(data)],
-                            capture_output=True, text=True, timeout=120,
-                            env={**os.environ, "HEADWATER_DATABASE": ""})
+    result = subprocess.run(
+        [sys.executable, "-m", "headwater", "export", "--data-dir", str(data)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "HEADWATER_DATABASE": ""},
+    )
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr
     assert "source 'web': settings nest more than 32 levels" in result.stderr

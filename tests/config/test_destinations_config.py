@@ -49,8 +49,9 @@ def test_apply_creates_then_nothing_then_export_round_trips(
     assert "shared_secret: '[redacted]'" in exported
     assert not plan(store, parse_config(read_yaml(exported)))  # export, apply: no change
 
-    changed = CONFIG.replace("9000/hook", "9001/hook").replace("retry_window_hours: 2",
-                                                               "retry_window_hours: 3")
+    changed = CONFIG.replace("9000/hook", "9001/hook").replace(
+        "retry_window_hours: 2", "retry_window_hours: 3"
+    )
     second = plan(store, parse_config(read_yaml(changed)))
     assert second.render().splitlines() == [
         '~ destination hook: settings {"shared_secret": "[redacted]", '
@@ -59,11 +60,13 @@ def test_apply_creates_then_nothing_then_export_round_trips(
         '~ destination hook: delivery {"retry_window_hours": 2.0} → {"retry_window_hours": 3}',
     ]
     apply(store, second)
-    assert DestinationStore(store).require("hook").settings["shared_secret"] == \
-        "from-the-environment"
+    assert (
+        DestinationStore(store).require("hook").settings["shared_secret"] == "from-the-environment"
+    )
 
-    gone = plan(store, parse_config(read_yaml(changed.split("destinations:")[0]
-                                              + "destinations: []\n")))
+    gone = plan(
+        store, parse_config(read_yaml(changed.split("destinations:")[0] + "destinations: []\n"))
+    )
     assert gone.render() == "- destination hook"
 
 
@@ -72,15 +75,18 @@ def test_config_errors_name_the_path(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ConfigError) as missing_env:
         parse_config(read_yaml(CONFIG))
     assert "destinations[0].settings: the environment variable HOOK_SECRET is not set" in str(
-        missing_env.value)
-    twice = CONFIG.replace("${HOOK_SECRET}", "x") + """  - name: hook
+        missing_env.value
+    )
+    twice = (
+        CONFIG.replace("${HOOK_SECRET}", "x")
+        + """  - name: hook
     type: webhook
     source: web
 """
+    )
     with pytest.raises(ConfigError) as duplicate:
         parse_config(read_yaml(twice))
-    assert "destinations[1]: name 'hook' is already used by destinations[0]" in str(
-        duplicate.value)
+    assert "destinations[1]: name 'hook' is already used by destinations[0]" in str(duplicate.value)
 
 
 def test_store_refuses_bad_settings_and_unknown_types(engine: Engine) -> None:
@@ -100,8 +106,13 @@ def test_store_refuses_bad_settings_and_unknown_types(engine: Engine) -> None:
         destinations.create("x", "webhook", "mobile", settings={"url": "http://h/"})
     assert no_source.value.field == "source"
     with pytest.raises(InvalidError) as bad_delivery:
-        destinations.create("x", "webhook", "web", settings={"url": "http://h/"},
-                            delivery={"retry_window_hours": -1})
+        destinations.create(
+            "x",
+            "webhook",
+            "web",
+            settings={"url": "http://h/"},
+            delivery={"retry_window_hours": -1},
+        )
     assert bad_delivery.value.field == "delivery.retry_window_hours"
 
 
@@ -149,14 +160,25 @@ def test_filters_in_the_config_file(engine: Engine) -> None:
     assert hook.filters[1].title == "No email or IP"
 
 
-@pytest.mark.parametrize(("replace", "message"), [
-    ("if: \"type != 'track'\"", "destinations[0].filters: [0].if: not valid FQL"),
-    ("actions: [{type: DROP}]", "destinations[0].filters: [0].actions.0: a SAMPLE action needs"),
-])
+@pytest.mark.parametrize(
+    ("replace", "message"),
+    [
+        ("if: \"type != 'track'\"", "destinations[0].filters: [0].if: not valid FQL"),
+        (
+            "actions: [{type: DROP}]",
+            "destinations[0].filters: [0].actions.0: a SAMPLE action needs",
+        ),
+    ],
+)
 def test_filter_errors_in_the_config_file_name_the_place(replace: str, message: str) -> None:
-    broken = FILTERS.replace(replace, {
-        "if: \"type != 'track'\"": "if: \"type != 'track\"",
-        "actions: [{type: DROP}]": "actions: [{type: SAMPLE}]"}[replace], 1)
+    broken = FILTERS.replace(
+        replace,
+        {
+            "if: \"type != 'track'\"": 'if: "type != \'track"',
+            "actions: [{type: DROP}]": "actions: [{type: SAMPLE}]",
+        }[replace],
+        1,
+    )
     with pytest.raises(ConfigError) as raised:
         parse_config(read_yaml(broken))
     assert message in str(raised.value)
@@ -199,6 +221,13 @@ def test_mappings_in_the_config_file(engine: Engine) -> None:
     exported = export_config(store)
     assert "map_" not in exported and "enabled: false" in exported
     assert not plan(store, parse_config(read_yaml(exported)))
-    with pytest.raises(ConfigError, match=r"destinations\[0\]: mappings\[1\]\.action: unknown action"):
-        parse_config(read_yaml(MAPPINGS.replace("action: send\n        fields: {url",
-                                                "action: explode\n        fields: {url")))
+    with pytest.raises(
+        ConfigError, match=r"destinations\[0\]: mappings\[1\]\.action: unknown action"
+    ):
+        parse_config(
+            read_yaml(
+                MAPPINGS.replace(
+                    "action: send\n        fields: {url", "action: explode\n        fields: {url"
+                )
+            )
+        )

@@ -28,8 +28,14 @@ _ids = itertools.count(1)
 
 def track(**extra: Any) -> dict[str, Any]:
     n = next(_ids)
-    return {"type": "track", "event": "Order Completed", "userId": f"u{n}",
-            "messageId": f"m-{n}", "properties": {"total": n}, **extra}
+    return {
+        "type": "track",
+        "event": "Order Completed",
+        "userId": f"u{n}",
+        "messageId": f"m-{n}",
+        "properties": {"total": n},
+        **extra,
+    }
 
 
 @dataclass
@@ -78,6 +84,7 @@ class Pipeline:
 
 def format_timestamp_at(epoch: float) -> str:
     from datetime import UTC, datetime
+
     return format_timestamp(datetime.fromtimestamp(epoch, UTC))
 
 

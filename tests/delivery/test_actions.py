@@ -15,17 +15,28 @@ from tests.support.receiver import Receiver
 
 
 def orders(url: str, **extra: Any) -> dict[str, Any]:
-    return {"name": "Orders", "enabled": True,
-            "trigger": 'type = "track" and event = "Order Completed"', "action": "send",
-            "fields": {"url": url, "method": "POST", "data": {
+    return {
+        "name": "Orders",
+        "enabled": True,
+        "trigger": 'type = "track" and event = "Order Completed"',
+        "action": "send",
+        "fields": {
+            "url": url,
+            "method": "POST",
+            "data": {
                 "order": {"@path": "$.properties.order_id"},
-                "email": {"@path": "$.context.traits.email"}}}, **extra}
+                "email": {"@path": "$.context.traits.email"},
+            },
+        },
+        **extra,
+    }
 
 
 def test_the_config_file_example_sends_mapped_orders(
     pipeline: Pipeline, receiver: Receiver
 ) -> None:
-    config = parse_config(read_yaml(f"""
+    config = parse_config(
+        read_yaml(f"""
 workspace: test
 sources: [{{name: web, write_key: WK_web}}]
 destinations:
@@ -41,7 +52,8 @@ destinations:
           url: "{receiver.url}/orders"
           method: POST
           data: {{order: {{"@path": "$.properties.order_id"}}, email: {{"@path": "$.context.traits.email"}}}}
-"""))
+""")
+    )
     [cfg] = config.destinations or []
     destination = pipeline.add(cfg.name, cfg.type, mappings=cfg.mappings)
     order = track(properties={"order_id": "o-77"}, context={"traits": {"email": "jo@example.com"}})
@@ -52,29 +64,51 @@ destinations:
     assert (request.method, request.path) == ("POST", "/orders")
     assert request.headers["content-type"] == "application/json"
     assert request.json() == {"order": "o-77", "email": "jo@example.com"}
-    assert pipeline.totals(destination)[(reasons.FILTERED_AT_DESTINATION, "NO_MATCHING_MAPPING")] == 1
+    assert (
+        pipeline.totals(destination)[(reasons.FILTERED_AT_DESTINATION, "NO_MATCHING_MAPPING")] == 1
+    )
 
 
 def test_ac070_one_request_per_matching_mapping(pipeline: Pipeline, receiver: Receiver) -> None:
-    pipeline.add("hook", "webhook-actions", mappings=[
-        {"name": "A", "enabled": True, "trigger": 'event = "Button Clicked"', "action": "send",
-         "fields": {"url": receiver.url + "/a", "data": {"event": {"@path": "$.event"}}}},
-        {"name": "B", "enabled": True,
-         "trigger": 'event = "Button Clicked" and context.traits != null', "action": "send",
-         "fields": {"url": receiver.url + "/b",
-                    "data": {"username": {"@path": "$.context.traits.username"}}}},
-    ])
+    pipeline.add(
+        "hook",
+        "webhook-actions",
+        mappings=[
+            {
+                "name": "A",
+                "enabled": True,
+                "trigger": 'event = "Button Clicked"',
+                "action": "send",
+                "fields": {"url": receiver.url + "/a", "data": {"event": {"@path": "$.event"}}},
+            },
+            {
+                "name": "B",
+                "enabled": True,
+                "trigger": 'event = "Button Clicked" and context.traits != null',
+                "action": "send",
+                "fields": {
+                    "url": receiver.url + "/b",
+                    "data": {"username": {"@path": "$.context.traits.username"}},
+                },
+            },
+        ],
+    )
     pipeline.send(track(event="Button Clicked", context={"traits": {"username": "testing-123"}}))
     pipeline.deliver()
     assert sorted((r.path, r.body) for r in receiver.requests) == [
-        ("/a", b'{"event":"Button Clicked"}'), ("/b", b'{"username":"testing-123"}')]
+        ("/a", b'{"event":"Button Clicked"}'),
+        ("/b", b'{"username":"testing-123"}'),
+    ]
 
 
 def test_a_mapping_that_fails_is_retried_alone(pipeline: Pipeline, receiver: Receiver) -> None:
     from tests.support.receiver import Answer
 
-    pipeline.add("hook", "webhook-actions", mappings=[
-        orders(receiver.url + "/a", name="A"), orders(receiver.url + "/b", name="B")])
+    pipeline.add(
+        "hook",
+        "webhook-actions",
+        mappings=[orders(receiver.url + "/a", name="A"), orders(receiver.url + "/b", name="B")],
+    )
     receiver.answer(Answer(status=503))  # the first request fails, the other succeeds
     pipeline.send(track(properties={"order_id": "o-1"}))
     pipeline.deliver()
@@ -86,8 +120,9 @@ def test_a_mapping_that_fails_is_retried_alone(pipeline: Pipeline, receiver: Rec
 
 
 def test_ac071_no_enabled_mapping_matches(pipeline: Pipeline, receiver: Receiver) -> None:
-    hook = pipeline.add("hook", "webhook-actions",
-                        mappings=[orders(receiver.url + "/orders", enabled=False)])
+    hook = pipeline.add(
+        "hook", "webhook-actions", mappings=[orders(receiver.url + "/orders", enabled=False)]
+    )
     pipeline.send(track(properties={"order_id": "o-1"}))
     pipeline.deliver()
     assert receiver.requests == []
@@ -108,38 +143,71 @@ def test_ac077_at_most_50_mappings(pipeline: Pipeline, receiver: Receiver) -> No
 
 
 def test_ac078_destination_field_paths(pipeline: Pipeline, receiver: Receiver) -> None:
-    pipeline.add("hook", "webhook-actions", mappings=[{
-        "name": "Users", "enabled": True, "trigger": 'type = "identify"', "action": "send",
-        "fields": {"url": receiver.url + "/users", "data": {
-            "info[0].email": {"@path": "$.traits.email"},
-            '"user.email"': {"@path": "$.traits.email"}}}}])
+    pipeline.add(
+        "hook",
+        "webhook-actions",
+        mappings=[
+            {
+                "name": "Users",
+                "enabled": True,
+                "trigger": 'type = "identify"',
+                "action": "send",
+                "fields": {
+                    "url": receiver.url + "/users",
+                    "data": {
+                        "info[0].email": {"@path": "$.traits.email"},
+                        '"user.email"': {"@path": "$.traits.email"},
+                    },
+                },
+            }
+        ],
+    )
     pipeline.send(track(type="identify", traits={"email": "jo@example.com"}))
     pipeline.deliver()
-    assert receiver.requests[0].json() == {"info": [{"email": "jo@example.com"}],
-                                           "user.email": "jo@example.com"}
+    assert receiver.requests[0].json() == {
+        "info": [{"email": "jo@example.com"}],
+        "user.email": "jo@example.com",
+    }
 
 
 def test_send_batch_groups_events(pipeline: Pipeline, receiver: Receiver) -> None:
-    pipeline.add("hook", "webhook-actions", mappings=[{
-        "name": "Batch", "enabled": True, "trigger": 'type = "track"', "action": "send-batch",
-        "fields": {"url": receiver.url + "/batch", "batch_size": 1000,
-                   "data": {"id": {"@path": "$.messageId"}}}}])
+    pipeline.add(
+        "hook",
+        "webhook-actions",
+        mappings=[
+            {
+                "name": "Batch",
+                "enabled": True,
+                "trigger": 'type = "track"',
+                "action": "send-batch",
+                "fields": {
+                    "url": receiver.url + "/batch",
+                    "batch_size": 1000,
+                    "data": {"id": {"@path": "$.messageId"}},
+                },
+            }
+        ],
+    )
     events = [track() for _ in range(2500)]
     pipeline.send(*events)
     pipeline.deliver()
     sizes = [len(r.json()) for r in receiver.requests]
     assert sorted(sizes) == [500, 1000, 1000]
     assert sorted(i["id"] for r in receiver.requests for i in r.json()) == sorted(
-        e["messageId"] for e in events)
+        e["messageId"] for e in events
+    )
 
 
-@pytest.mark.parametrize(("mapping", "field"), [
-    ({"trigger": 'event = "x" and (a = 1 and (b = 2))'}, "mappings.0.trigger"),
-    ({"action": "explode"}, "mappings.0.action"),
-    ({"fields": {"url": "http://x", "nosuch": 1}}, "mappings.0.fields"),
-    ({"fields": {"data": {"a": 1}}}, "mappings.0.fields"),  # url is required
-    ({"fields": {"url": {"@nosuch": 1}}}, "mappings.0.fields"),
-])
+@pytest.mark.parametrize(
+    ("mapping", "field"),
+    [
+        ({"trigger": 'event = "x" and (a = 1 and (b = 2))'}, "mappings.0.trigger"),
+        ({"action": "explode"}, "mappings.0.action"),
+        ({"fields": {"url": "http://x", "nosuch": 1}}, "mappings.0.fields"),
+        ({"fields": {"data": {"a": 1}}}, "mappings.0.fields"),  # url is required
+        ({"fields": {"url": {"@nosuch": 1}}}, "mappings.0.fields"),
+    ],
+)
 def test_bad_mappings_are_refused_with_their_place(
     pipeline: Pipeline, mapping: dict[str, Any], field: str
 ) -> None:
@@ -152,8 +220,10 @@ def test_only_actions_destinations_take_mappings(pipeline: Pipeline) -> None:
     with pytest.raises(InvalidError, match="not an Actions destination"):
         pipeline.add("hook", settings={"url": "http://x"}, mappings=[orders("http://x")])
     with pytest.raises(ConfigError, match="not an Actions destination"):
-        parse_config(read_yaml("""
+        parse_config(
+            read_yaml("""
 sources: [{name: web}]
 destinations: [{name: h, type: webhook, source: web, settings: {url: "http://x"},
                 mappings: [{name: a, trigger: 'type = "track"', action: send}]}]
-"""))
+""")
+        )

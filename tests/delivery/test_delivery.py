@@ -18,9 +18,14 @@ def jobs(p: Pipeline) -> list[tuple[int, int, int | None]]:
     """(attempts, next attempt, first attempt) of every queued job, in queue order."""
     t = schema.delivery_jobs
     with p.engine.connect() as conn:
-        return [(r[0], r[1], r[2]) for r in conn.execute(
-            sa.select(t.c.attempts, t.c.next_attempt_at_ms, t.c.first_attempt_at_ms)
-            .order_by(t.c.id))]
+        return [
+            (r[0], r[1], r[2])
+            for r in conn.execute(
+                sa.select(t.c.attempts, t.c.next_attempt_at_ms, t.c.first_attempt_at_ms).order_by(
+                    t.c.id
+                )
+            )
+        ]
 
 
 def test_ac090_retried_until_delivered_once(pipeline: Pipeline, hook: Receiver) -> None:
@@ -73,9 +78,14 @@ def test_ac091_always_429_gives_up_after_four_hours(pipeline: Pipeline, hook: Re
 
 
 def test_ac092_400_is_discarded_with_three_samples(pipeline: Pipeline, hook: Receiver) -> None:
-    dest = pipeline.add("hook", settings={"url": hook.url + "/in?token=very-secret-token",
-                                          "shared_secret": "s3cr3t-value",
-                                          "headers": {"Authorization": "Bearer abcdef123"}})
+    dest = pipeline.add(
+        "hook",
+        settings={
+            "url": hook.url + "/in?token=very-secret-token",
+            "shared_secret": "s3cr3t-value",
+            "headers": {"Authorization": "Bearer abcdef123"},
+        },
+    )
     hook.answer(Answer(status=400, body=b'{"error":"bad signature for s3cr3t-value"}'))
     event = track()
     pipeline.send(event)
@@ -96,8 +106,10 @@ def test_ac092_400_is_discarded_with_three_samples(pipeline: Pipeline, hook: Rec
     assert "very-secret-token" not in text and "s3cr3t" not in text and "abcdef123" not in text
     # what was sent was signed with the secret, though
     body = hook.requests[0].body
-    assert hook.requests[0].headers["x-signature"] == hmac.new(
-        b"s3cr3t-value", body, hashlib.sha1).hexdigest()
+    assert (
+        hook.requests[0].headers["x-signature"]
+        == hmac.new(b"s3cr3t-value", body, hashlib.sha1).hexdigest()
+    )
 
 
 def test_ac093_connection_refused_is_retried(pipeline: Pipeline, hook: Receiver) -> None:
@@ -126,7 +138,7 @@ def test_a_destination_down_two_hours_gets_everything_once_back(
     hook.default = Answer(status=503)
     events = [track() for _ in range(30)]
     for start in range(0, 30, 10):
-        pipeline.send(*events[start:start + 10])
+        pipeline.send(*events[start : start + 10])
         pipeline.clock.advance(600)
     elapsed = 0.0
     while elapsed < 2 * 3600:
@@ -156,8 +168,9 @@ def test_restart_mid_schedule_loses_nothing(pipeline: Pipeline, hook: Receiver) 
     pipeline.clock.advance(10)
     dying = pipeline.delivery.queue.claim(dest.id, 2, "worker-dead", 60)
     assert len(dying) == 2
-    pipeline.delivery = DeliveryEngine(pipeline.engine, pipeline.cache(), owner="worker-2",
-                                       clock=pipeline.clock)
+    pipeline.delivery = DeliveryEngine(
+        pipeline.engine, pipeline.cache(), owner="worker-2", clock=pipeline.clock
+    )
     pipeline.deliver()
     assert len(jobs(pipeline)) == 2  # the dead worker's jobs wait for its lease
     pipeline.clock.advance(61)
@@ -197,12 +210,16 @@ def test_unsupported_types_and_the_integrations_object(pipeline: Pipeline, hook:
     pipeline.send(kept, off, all_off, all_off_but)
     pipeline.deliver()
     assert sorted(r.json()["messageId"] for r in hook.requests) == sorted(
-        [kept["messageId"], all_off_but["messageId"]])
+        [kept["messageId"], all_off_but["messageId"]]
+    )
     totals = pipeline.totals(dest)
     assert totals[("filtered_at_destination", "FILTERED_BY_INTEGRATIONS_OBJECT")] == 2
-    source_totals = {(t.step, t.reason): t.events
-                     for t in CounterStore(pipeline.engine).totals(source_id=pipeline.source_id,
-                                                                   destination_id="")}
+    source_totals = {
+        (t.step, t.reason): t.events
+        for t in CounterStore(pipeline.engine).totals(
+            source_id=pipeline.source_id, destination_id=""
+        )
+    }
     assert source_totals[("unknown_integration", "mixpanel")] == 1
 
 
@@ -216,8 +233,10 @@ def test_two_workers_share_a_queue_without_sending_twice(
     dest = pipeline.add("hook", settings={"url": hook.url + "/in"})
     events = [track() for _ in range(1000)]  # more than one claim
     pipeline.send(*events)
-    workers = [DeliveryEngine(pipeline.engine, pipeline.cache(), owner=f"w{i}",
-                              clock=pipeline.clock) for i in range(2)]
+    workers = [
+        DeliveryEngine(pipeline.engine, pipeline.cache(), owner=f"w{i}", clock=pipeline.clock)
+        for i in range(2)
+    ]
 
     async def both() -> list[int]:
         try:
@@ -262,8 +281,7 @@ def test_ac096_a_batch_that_fails_marks_every_message_in_it(
 ) -> None:
     from headwater.delivery.report import event_delivery
 
-    dest = pipeline.add("forward", "segment",
-                        settings={"write_key": "WK", "endpoint": hook.url})
+    dest = pipeline.add("forward", "segment", settings={"write_key": "WK", "endpoint": hook.url})
     hook.answer(Answer(status=429))
     events = [track() for _ in range(50)]
     pipeline.send(*events)
@@ -273,9 +291,13 @@ def test_ac096_a_batch_that_fails_marks_every_message_in_it(
     assert report["retrying"] == 50
     [error] = report["errors"]
     assert (error["code"], error["status"], error["count"]) == (
-        "errors.awaiting-retry.429", "retrying", 50)
+        "errors.awaiting-retry.429",
+        "retrying",
+        50,
+    )
     pipeline.clock.advance(10)
     pipeline.deliver()
     assert pipeline.totals(dest)[(DELIVERED, "")] == 50
     assert sorted(m["messageId"] for m in hook.requests[1].json()["batch"]) == sorted(
-        e["messageId"] for e in events)
+        e["messageId"] for e in events
+    )

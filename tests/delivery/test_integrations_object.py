@@ -21,16 +21,24 @@ from headwater.destinations.catalog import webhook
 from tests.delivery.conftest import Pipeline, track
 from tests.support.receiver import Receiver
 
-STAND_INS = {"salesforce": "Salesforce", "adobe-analytics": "Adobe Analytics",
-             "intercom": "Intercom", "google-analytics": "Google Analytics"}
+STAND_INS = {
+    "salesforce": "Salesforce",
+    "adobe-analytics": "Adobe Analytics",
+    "intercom": "Intercom",
+    "google-analytics": "Google Analytics",
+}
 
 
 @pytest.fixture
 def catalog(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for type_, name in STAND_INS.items():
         definition = dataclasses.replace(
-            webhook.DEFINITION, type=type_, name=name, aliases=(),
-            default_enabled=name != "Salesforce")
+            webhook.DEFINITION,
+            type=type_,
+            name=name,
+            aliases=(),
+            default_enabled=name != "Salesforce",
+        )
         monkeypatch.setitem(registry.definitions(), type_, definition)
     yield
 
@@ -39,14 +47,29 @@ def catalog(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 def connected(pipeline: Pipeline, receiver: Receiver, catalog: None) -> Pipeline:
     """A source connected to Amplitude, Mixpanel, Salesforce, Intercom, Google Analytics and
     two Adobe Analytics instances, all sending to one receiver under their own paths."""
-    pipeline.add("amplitude", "amplitude", settings={
-        "api_key": "0123456789abcdef0123456789abcdef", "endpoint": receiver.url + "/amplitude"})
-    pipeline.add("mixpanel", "mixpanel", settings={
-        "project_token": "f2b1c3d4e5f60718293a4b5c6d7e8f90",
-        "endpoint": receiver.url + "/mixpanel"})
-    for name, type_ in [("salesforce", "salesforce"), ("intercom", "intercom"),
-                        ("google-analytics", "google-analytics"),
-                        ("adobe-1", "adobe-analytics"), ("adobe-2", "adobe-analytics")]:
+    pipeline.add(
+        "amplitude",
+        "amplitude",
+        settings={
+            "api_key": "0123456789abcdef0123456789abcdef",
+            "endpoint": receiver.url + "/amplitude",
+        },
+    )
+    pipeline.add(
+        "mixpanel",
+        "mixpanel",
+        settings={
+            "project_token": "f2b1c3d4e5f60718293a4b5c6d7e8f90",
+            "endpoint": receiver.url + "/mixpanel",
+        },
+    )
+    for name, type_ in [
+        ("salesforce", "salesforce"),
+        ("intercom", "intercom"),
+        ("google-analytics", "google-analytics"),
+        ("adobe-1", "adobe-analytics"),
+        ("adobe-2", "adobe-analytics"),
+    ]:
         pipeline.add(name, type_, settings={"url": f"{receiver.url}/{name}"})
     return pipeline
 
@@ -72,8 +95,11 @@ def tracked(**extra: Any) -> dict[str, Any]:
 
 
 def receivers_of(receiver: Receiver, event: dict[str, Any]) -> set[str]:
-    return {instance for instance, items in deliveries(receiver).items()
-            if any(i["messageId"] == event["messageId"] for i in items)}
+    return {
+        instance
+        for instance, items in deliveries(receiver).items()
+        if any(i["messageId"] == event["messageId"] for i in items)
+    }
 
 
 def test_ac030_all_false_with_named_destinations(connected: Pipeline, receiver: Receiver) -> None:
@@ -90,10 +116,17 @@ def test_ac031_no_integrations_object_reaches_all_but_salesforce(
     connected.send(event)
     connected.deliver()
     assert receivers_of(receiver, event) == {
-        "amplitude", "mixpanel", "intercom", "google-analytics", "adobe-1", "adobe-2"}
+        "amplitude",
+        "mixpanel",
+        "intercom",
+        "google-analytics",
+        "adobe-1",
+        "adobe-2",
+    }
     salesforce = connected.store.require("salesforce")
     assert connected.totals(salesforce) == {
-        (reasons.FILTERED_AT_DESTINATION, reasons.FILTERED_BY_INTEGRATIONS_OBJECT): 1}
+        (reasons.FILTERED_AT_DESTINATION, reasons.FILTERED_BY_INTEGRATIONS_OBJECT): 1
+    }
 
 
 def test_ac032_named_destinations_off_the_rest_on(connected: Pipeline, receiver: Receiver) -> None:
@@ -101,7 +134,11 @@ def test_ac032_named_destinations_off_the_rest_on(connected: Pipeline, receiver:
     connected.send(event)
     connected.deliver()
     assert receivers_of(receiver, event) == {
-        "amplitude", "mixpanel", "adobe-1", "adobe-2"}  # Salesforce keeps its default
+        "amplitude",
+        "mixpanel",
+        "adobe-1",
+        "adobe-2",
+    }  # Salesforce keeps its default
 
 
 def test_ac033_keys_are_case_sensitive(connected: Pipeline, receiver: Receiver) -> None:
@@ -119,7 +156,12 @@ def test_ac035_options_object_enables_every_instance_and_reaches_the_translator(
     connected.send(event)
     connected.deliver()
     assert receivers_of(receiver, event) == {
-        "amplitude", "intercom", "google-analytics", "adobe-1", "adobe-2"}
+        "amplitude",
+        "intercom",
+        "google-analytics",
+        "adobe-1",
+        "adobe-2",
+    }
     for instance in ("adobe-1", "adobe-2"):
         [sent] = deliveries(receiver)[instance]
         assert sent["integrations"]["Adobe Analytics"] == options

@@ -31,8 +31,10 @@ ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
 def config(destinations: str) -> str:
-    return ("workspace: test\nsources:\n  - name: web\n    write_key: WK_web\n"
-            "destinations:\n" + destinations)
+    return (
+        "workspace: test\nsources:\n  - name: web\n    write_key: WK_web\n"
+        "destinations:\n" + destinations
+    )
 
 
 def routed_and_queued(data_dir: Path) -> int:
@@ -43,15 +45,23 @@ def routed_and_queued(data_dir: Path) -> int:
         log = EventLog(engine)
         wait_for(lambda: log.lag(ROUTER) == 0, 10, "the router to pass every record")
         with engine.connect() as conn:
-            return int(conn.execute(
-                sa.select(sa.func.count()).select_from(schema.delivery_jobs)).scalar_one())
+            return int(
+                conn.execute(
+                    sa.select(sa.func.count()).select_from(schema.delivery_jobs)
+                ).scalar_one()
+            )
     finally:
         engine.dispose()
 
 
 def track(n: int) -> dict[str, Any]:
-    return {"userId": f"u{n}", "event": "Order Completed", "properties": {"n": n},
-            "messageId": f"live-{n}-{uuid.uuid4().hex[:8]}", "writeKey": "WK_web"}
+    return {
+        "userId": f"u{n}",
+        "event": "Order Completed",
+        "properties": {"n": n},
+        "messageId": f"live-{n}-{uuid.uuid4().hex[:8]}",
+        "writeKey": "WK_web",
+    }
 
 
 def test_events_reach_a_webhook_and_event_delivery_reports_them(
@@ -72,14 +82,17 @@ def test_events_reach_a_webhook_and_event_delivery_reports_them(
                 assert http.post("/v1/track", json=event).status_code == 200
             got = receiver.wait_for(10, timeout=20)
             assert sorted(r.json()["messageId"] for r in got) == sorted(
-                e["messageId"] for e in sent)
+                e["messageId"] for e in sent
+            )
             assert all("writeKey" not in r.json() for r in got)
             assert {r.json()["type"] for r in got} == {"track"}
 
             def report() -> dict[str, Any]:
-                data: dict[str, Any] = http.get("/api/v1/destinations/hook/delivery",
-                                                headers=ADMIN).json()["data"]
+                data: dict[str, Any] = http.get(
+                    "/api/v1/destinations/hook/delivery", headers=ADMIN
+                ).json()["data"]
                 return data
+
             data = wait_for(lambda: report()["delivered"] == 9 and report(), 10, "the report")
             assert data["notDelivered"] == 1
             assert data["p95LatencyMs"] is not None and data["p95LatencyMs"] < 10_000
@@ -93,8 +106,13 @@ def test_events_reach_a_webhook_and_event_delivery_reports_them(
             assert "not-to-be-shown" not in str(shown) + str(data)
 
         env = {**os.environ, "HEADWATER_ADMIN_TOKEN": ADMIN_TOKEN}
-        cli = subprocess.run([sys.executable, "-m", "headwater", "delivery", "hook", "--url",
-                              live.url], capture_output=True, text=True, env=env, timeout=30)
+        cli = subprocess.run(
+            [sys.executable, "-m", "headwater", "delivery", "hook", "--url", live.url],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=30,
+        )
         assert cli.returncode == 0, cli.stderr
         assert "delivered      9" in cli.stdout
         assert "1 × errors.discarded.400 (not_delivered)" in cli.stdout
@@ -146,24 +164,46 @@ def test_disabled_destination_gets_nothing_until_a_replay(
             for event in sent:
                 assert http.post("/v1/track", json=event).status_code == 200
             # Archived (the replay's source) but never delivered while disabled (AC-094).
-            wait_for(lambda: list((tmp_path / "data" / "archive").rglob("*.ndjson.gz")), 10,
-                     "the archive")
+            wait_for(
+                lambda: list((tmp_path / "data" / "archive").rglob("*.ndjson.gz")),
+                10,
+                "the archive",
+            )
             assert routed_and_queued(tmp_path / "data") == 0
             assert receiver.requests == []
             env = {**os.environ, "HEADWATER_ADMIN_TOKEN": ADMIN_TOKEN}
             end = datetime.now(UTC) + timedelta(minutes=1)
             cli = subprocess.run(
-                [sys.executable, "-m", "headwater", "replay", "later", "--url", live.url,
-                 "--start", start.isoformat(), "--end", end.isoformat()],
-                capture_output=True, text=True, env=env, timeout=30)
+                [
+                    sys.executable,
+                    "-m",
+                    "headwater",
+                    "replay",
+                    "later",
+                    "--url",
+                    live.url,
+                    "--start",
+                    start.isoformat(),
+                    "--end",
+                    end.isoformat(),
+                ],
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=30,
+            )
             assert cli.returncode == 0, cli.stderr
             assert "queued 5 for delivery" in cli.stdout
             got = receiver.wait_for(5, timeout=20)
             assert sorted(r.json()["messageId"] for r in got) == sorted(
-                e["messageId"] for e in sent)
+                e["messageId"] for e in sent
+            )
+
             def report() -> dict[str, Any]:
-                data: dict[str, Any] = http.get("/api/v1/destinations/later/delivery",
-                                                headers=ADMIN).json()["data"]
+                data: dict[str, Any] = http.get(
+                    "/api/v1/destinations/later/delivery", headers=ADMIN
+                ).json()["data"]
                 return data
+
             data = wait_for(lambda: report()["replayed"] == 5 and report(), 10, "the report")
             assert data["delivered"] == 0  # replays are not in Event Delivery

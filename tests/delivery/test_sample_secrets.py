@@ -16,14 +16,36 @@ H = "[redacted]"
 
 
 def test_mapped_header_values_are_hidden_in_samples(pipeline: Pipeline, hook: Receiver) -> None:
-    dest = pipeline.add("orders-hook", "webhook-actions", settings={"shared_secret": "s"},
-                        mappings=[{
-        "name": "Orders", "enabled": True, "trigger": 'type = "track"', "action": "send",
-        "fields": {"url": hook.url + "/orders", "headers": {
-            "X-Tenant": "t7", "X-Plain": "mapped-value-1", "X-Auth-Token": {"@path": "$.userId"}},
-            "data": {"echo": "mapped-value-1", "tenant": "t7", "letters": "t7s"}}}])
-    hook.answer(Answer(status=400, body=json.dumps({
-        "error": "refused mapped-value-1", "tenant": "t7", "note": "tests t7 s"}).encode()))
+    dest = pipeline.add(
+        "orders-hook",
+        "webhook-actions",
+        settings={"shared_secret": "s"},
+        mappings=[
+            {
+                "name": "Orders",
+                "enabled": True,
+                "trigger": 'type = "track"',
+                "action": "send",
+                "fields": {
+                    "url": hook.url + "/orders",
+                    "headers": {
+                        "X-Tenant": "t7",
+                        "X-Plain": "mapped-value-1",
+                        "X-Auth-Token": {"@path": "$.userId"},
+                    },
+                    "data": {"echo": "mapped-value-1", "tenant": "t7", "letters": "t7s"},
+                },
+            }
+        ],
+    )
+    hook.answer(
+        Answer(
+            status=400,
+            body=json.dumps(
+                {"error": "refused mapped-value-1", "tenant": "t7", "note": "tests t7 s"}
+            ).encode(),
+        )
+    )
     event = track()
     pipeline.send(event)
     pipeline.deliver()
@@ -37,8 +59,7 @@ def test_mapped_header_values_are_hidden_in_samples(pipeline: Pipeline, hook: Re
     assert headers["X-Auth-Token"] == H and headers["X-Signature"] == H
     assert headers["Content-Type"] == "application/json"  # nothing else is hidden
     assert shown["request"]["body"] == {"echo": H, "tenant": H, "letters": "t7s"}
-    assert shown["response"]["body"] == {"error": f"refused {H}", "tenant": H,
-                                         "note": "tests t7 s"}
+    assert shown["response"]["body"] == {"error": f"refused {H}", "tenant": H, "note": "tests t7 s"}
     assert "mapped-value-1" not in json.dumps(shown)
 
 
@@ -46,17 +67,41 @@ def test_secrets_of_any_length_are_hidden_as_whole_values() -> None:
     settings = {"api_key": "a", "token": "xy", "password": "abc", "long": "s3cr3t-value"}
     redactor = Redactor(settings, frozenset(settings))
     request = Request(
-        "POST", "https://example.com/hooks/a/xy/in?k=abc&page=a&name=banana",
-        {"X-Custom": "a", "X-Bearer": "Bearer xy", "X-Pair": "id=abc; v=1", "Accept": "a/b",
-         "X-Other": "banana"},
-        json.dumps({"key": "a", "nested": [{"t": "xy"}], "text": "banana abc",
-                    "abc": 1, "long": "has s3cr3t-value inside"}).encode())
+        "POST",
+        "https://example.com/hooks/a/xy/in?k=abc&page=a&name=banana",
+        {
+            "X-Custom": "a",
+            "X-Bearer": "Bearer xy",
+            "X-Pair": "id=abc; v=1",
+            "Accept": "a/b",
+            "X-Other": "banana",
+        },
+        json.dumps(
+            {
+                "key": "a",
+                "nested": [{"t": "xy"}],
+                "text": "banana abc",
+                "abc": 1,
+                "long": "has s3cr3t-value inside",
+            }
+        ).encode(),
+    )
     shown = redactor.request(request)
     assert shown["url"] == f"https://example.com/hooks/{H}/{H}/in?k={H}&page={H}&name=banana"
-    assert shown["headers"] == {"X-Custom": H, "X-Bearer": H, "X-Pair": H, "Accept": "a/b",
-                                "X-Other": "banana"}
-    assert shown["body"] == {"key": H, "nested": [{"t": H}], "text": "banana abc", H: 1,
-                             "long": f"has {H} inside"}
+    assert shown["headers"] == {
+        "X-Custom": H,
+        "X-Bearer": H,
+        "X-Pair": H,
+        "Accept": "a/b",
+        "X-Other": "banana",
+    }
+    assert shown["body"] == {
+        "key": H,
+        "nested": [{"t": H}],
+        "text": "banana abc",
+        H: 1,
+        "long": f"has {H} inside",
+    }
     response = redactor.response(Response(401, {"WWW-Authenticate": "x"}, b"bad key: abc"))
     assert response["headers"] == {"WWW-Authenticate": H}  # a credential-like name
     assert response["body"] == "bad key: abc"  # short: only a whole value is replaced
@@ -72,9 +117,13 @@ def test_secrets_from_min_substring_up_are_replaced_inside_text() -> None:
 
 def test_secret_headers_of_a_request_cover_its_response() -> None:
     redactor = Redactor({}, frozenset())
-    request = Request("POST", "https://example.com/in", {"X-Team": "zz", "X-Id": "q-12345"},
-                      b'{"echo": "q-12345", "team": "zz"}',
-                      secret_headers=frozenset({"X-Team", "X-Id"}))
+    request = Request(
+        "POST",
+        "https://example.com/in",
+        {"X-Team": "zz", "X-Id": "q-12345"},
+        b'{"echo": "q-12345", "team": "zz"}',
+        secret_headers=frozenset({"X-Team", "X-Id"}),
+    )
     scoped = redactor.for_request(request)
     assert scoped.request(request)["headers"] == {"X-Team": H, "X-Id": H}
     assert scoped.request(request)["body"] == {"echo": H, "team": H}

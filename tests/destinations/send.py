@@ -11,21 +11,25 @@ from headwater.destinations.definition import Message, Rendered
 from headwater.destinations.registry import get
 
 
-def render(destination_type: str, settings: Mapping[str, Any],
-           messages: Sequence[Message]) -> Rendered:
+def render(
+    destination_type: str, settings: Mapping[str, Any], messages: Sequence[Message]
+) -> Rendered:
     definition = get(destination_type)
     assert definition.render is not None, "an Actions destination renders through its mappings"
     return definition.render(messages, definition.parse_settings(settings))
 
 
-def send(destination_type: str, settings: Mapping[str, Any],
-         messages: Sequence[Message]) -> list[httpx.Response]:
+def send(
+    destination_type: str, settings: Mapping[str, Any], messages: Sequence[Message]
+) -> list[httpx.Response]:
     """Every request the destination makes for these messages, sent; their responses."""
     responses = []
     with httpx.Client(timeout=10) as client:
         for outgoing in render(destination_type, settings, messages).outgoing:
             request = outgoing.request
-            responses.append(client.request(request.method, request.url,
-                                            headers=dict(request.headers),
-                                            content=request.body))
+            responses.append(
+                client.request(
+                    request.method, request.url, headers=dict(request.headers), content=request.body
+                )
+            )
     return responses

@@ -27,14 +27,24 @@ DEFINITION = get("amplitude-actions")
 MOBILE_CONTEXT: dict[str, Any] = {
     "ip": "8.8.8.8",
     "userAgent": "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X)",
-    "device": {"id": "2b6f0cc904d137be2e1730235f5664094b831186", "type": "ios",
-               "model": "iPhone 10", "brand": "Apple", "manufacturer": "Apple",
-               "advertisingId": "AEBE52E7-03EE-455A-B3C4-E57283966239"},
+    "device": {
+        "id": "2b6f0cc904d137be2e1730235f5664094b831186",
+        "type": "ios",
+        "model": "iPhone 10",
+        "brand": "Apple",
+        "manufacturer": "Apple",
+        "advertisingId": "AEBE52E7-03EE-455A-B3C4-E57283966239",
+    },
     "os": {"name": "iOS", "version": "17.0"},
     "network": {"carrier": "T-Mobile"},
     "app": {"version": "3.5.1"},
-    "location": {"country": "United States", "region": "California", "city": "San Francisco",
-                 "latitude": 37.7672319, "longitude": -122.4021353},
+    "location": {
+        "country": "United States",
+        "region": "California",
+        "city": "San Francisco",
+        "latitude": 37.7672319,
+        "longitude": -122.4021353,
+    },
     "locale": "en-US",
     "library": {"name": "analytics-ios", "version": "4.1.0"},
 }
@@ -49,9 +59,15 @@ WEB_CONTEXT: dict[str, Any] = {
 
 # What Amplitude gets from MOBILE_CONTEXT through the default mappings.
 MOBILE_FIELDS: dict[str, Any] = {
-    "os_name": "iOS", "os_version": "17.0", "device_brand": "Apple",
-    "device_manufacturer": "Apple", "device_model": "iPhone 10", "carrier": "T-Mobile",
-    "country": "United States", "region": "California", "city": "San Francisco",
+    "os_name": "iOS",
+    "os_version": "17.0",
+    "device_brand": "Apple",
+    "device_manufacturer": "Apple",
+    "device_model": "iPhone 10",
+    "carrier": "T-Mobile",
+    "country": "United States",
+    "region": "California",
+    "city": "San Francisco",
     "language": "en-US",
 }
 
@@ -63,10 +79,22 @@ def settings(receiver: Receiver | None = None, **extra: Any) -> dict[str, Any]:
     return found
 
 
-def message(kind: str, *, user: str | None = "user-123", anonymous: str | None = "anon-456",
-            message_id: str = "msg-1", **extra: Any) -> dict[str, Any]:
-    found: dict[str, Any] = {"type": kind, "messageId": message_id, "timestamp": T0,
-                             "context": {}, "integrations": {}, **extra}
+def message(
+    kind: str,
+    *,
+    user: str | None = "user-123",
+    anonymous: str | None = "anon-456",
+    message_id: str = "msg-1",
+    **extra: Any,
+) -> dict[str, Any]:
+    found: dict[str, Any] = {
+        "type": kind,
+        "messageId": message_id,
+        "timestamp": T0,
+        "context": {},
+        "integrations": {},
+        **extra,
+    }
     if user is not None:
         found["userId"] = user
     if anonymous is not None:
@@ -75,30 +103,41 @@ def message(kind: str, *, user: str | None = "user-123", anonymous: str | None =
 
 
 def mapping(action: str, trigger: str = 'type = "track"', **fields: Any) -> dict[str, Any]:
-    return {"name": action, "enabled": True, "trigger": trigger, "action": action,
-            "fields": fields}
+    return {"name": action, "enabled": True, "trigger": trigger, "action": action, "fields": fields}
 
 
-def render(action: str, messages: Sequence[dict[str, Any]], *,
-           settings_: dict[str, Any] | None = None, **fields: Any) -> Rendered:
+def render(
+    action: str,
+    messages: Sequence[dict[str, Any]],
+    *,
+    settings_: dict[str, Any] | None = None,
+    **fields: Any,
+) -> Rendered:
     """The requests one mapping makes for these messages, as the delivery engine renders them."""
-    [checked] = check_mappings(DEFINITION.actions, [mapping(action, **fields)],
-                               new_id=lambda: "m1")
+    [checked] = check_mappings(DEFINITION.actions, [mapping(action, **fields)], new_id=lambda: "m1")
     compiled = Mappings.compile(DEFINITION.actions, [checked])
     parsed = DEFINITION.parse_settings(settings_ or settings())
     return compiled.render(["m1"] * len(messages), messages, parsed)
 
 
-def send(receiver: Receiver, action: str, messages: Sequence[dict[str, Any]], *,
-         extra_settings: dict[str, Any] | None = None, **fields: Any) -> Rendered:
+def send(
+    receiver: Receiver,
+    action: str,
+    messages: Sequence[dict[str, Any]],
+    *,
+    extra_settings: dict[str, Any] | None = None,
+    **fields: Any,
+) -> Rendered:
     """Render and send every request to the receiver."""
-    rendered = render(action, messages, settings_=settings(receiver, **(extra_settings or {})),
-                      **fields)
+    rendered = render(
+        action, messages, settings_=settings(receiver, **(extra_settings or {})), **fields
+    )
     with httpx.Client(timeout=10) as client:
         for outgoing in rendered.outgoing:
             request = outgoing.request
-            reply = client.request(request.method, request.url, headers=dict(request.headers),
-                                   content=request.body)
+            reply = client.request(
+                request.method, request.url, headers=dict(request.headers), content=request.body
+            )
             assert reply.status_code == 200
     return rendered
 
@@ -119,12 +158,16 @@ def form(request: Received) -> dict[str, Any]:
 
 
 def test_log_event_default_mapping_sends_a_mobile_track_as_an_http_v2_event(
-    receiver: Receiver
+    receiver: Receiver,
 ) -> None:
-    track = message("track", event="Song Played", context=MOBILE_CONTEXT,
-                    properties={"title": "Blue", "revenue": 1.99},
-                    traits={"plan": "free"},
-                    integrations={"Actions Amplitude": {"session_id": 1_709_632_700_000}})
+    track = message(
+        "track",
+        event="Song Played",
+        context=MOBILE_CONTEXT,
+        properties={"title": "Blue", "revenue": 1.99},
+        traits={"plan": "free"},
+        integrations={"Actions Amplitude": {"session_id": 1_709_632_700_000}},
+    )
     rendered = send(receiver, "logEvent", [track])
     assert rendered.rejected == {}
     [request] = receiver.requests
@@ -133,35 +176,39 @@ def test_log_event_default_mapping_sends_a_mobile_track_as_an_http_v2_event(
     assert "authorization" not in request.headers
     assert request.json() == {
         "api_key": API_KEY,
-        "events": [{
-            "user_id": "user-123",
-            "device_id": "2b6f0cc904d137be2e1730235f5664094b831186",  # context.device.id first
-            "event_type": "Song Played",
-            "event_properties": {"title": "Blue", "revenue": 1.99},
-            "user_properties": {"plan": "free"},
-            "time": T0_MS,
-            "session_id": 1_709_632_700_000,
-            "app_version": "3.5.1",
-            "platform": "iOS",  # Segment capitalizes ios and android
-            **MOBILE_FIELDS,
-            "location_lat": 37.7672319,
-            "location_lng": -122.4021353,
-            "ip": "8.8.8.8",
-            "idfa": "AEBE52E7-03EE-455A-B3C4-E57283966239",
-            "idfv": "2b6f0cc904d137be2e1730235f5664094b831186",
-            "adid": "AEBE52E7-03EE-455A-B3C4-E57283966239",
-            "library": "analytics-ios",  # library2: use_mapping, the source's library
-        }],
+        "events": [
+            {
+                "user_id": "user-123",
+                "device_id": "2b6f0cc904d137be2e1730235f5664094b831186",  # context.device.id first
+                "event_type": "Song Played",
+                "event_properties": {"title": "Blue", "revenue": 1.99},
+                "user_properties": {"plan": "free"},
+                "time": T0_MS,
+                "session_id": 1_709_632_700_000,
+                "app_version": "3.5.1",
+                "platform": "iOS",  # Segment capitalizes ios and android
+                **MOBILE_FIELDS,
+                "location_lat": 37.7672319,
+                "location_lng": -122.4021353,
+                "ip": "8.8.8.8",
+                "idfa": "AEBE52E7-03EE-455A-B3C4-E57283966239",
+                "idfv": "2b6f0cc904d137be2e1730235f5664094b831186",
+                "adid": "AEBE52E7-03EE-455A-B3C4-E57283966239",
+                "library": "analytics-ios",  # library2: use_mapping, the source's library
+            }
+        ],
     }
 
 
 def test_log_event_from_the_browser_sets_campaign_and_referrer_user_properties(
-    receiver: Receiver
+    receiver: Receiver,
 ) -> None:
-    track = message("track", event="Signed Up", user=None, context=WEB_CONTEXT,
-                    properties={"plan": "pro"})
-    send(receiver, "logEvent", [track], includeRawUserAgent=True,
-         insert_id={"@path": "$.messageId"})
+    track = message(
+        "track", event="Signed Up", user=None, context=WEB_CONTEXT, properties={"plan": "pro"}
+    )
+    send(
+        receiver, "logEvent", [track], includeRawUserAgent=True, insert_id={"@path": "$.messageId"}
+    )
     [event] = receiver.requests[0].json()["events"]
     assert event == {
         "device_id": "anon-456",
@@ -173,40 +220,76 @@ def test_log_event_from_the_browser_sets_campaign_and_referrer_user_properties(
         "insert_id": "msg-1",
         "user_agent": "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7)",
         "user_properties": {
-            "$set": {"utm_source": "newsletter", "utm_medium": "email",
-                     "utm_campaign": "spring-sale", "referrer": "https://www.google.com/"},
-            "$setOnce": {"initial_utm_source": "newsletter", "initial_utm_medium": "email",
-                         "initial_utm_campaign": "spring-sale",
-                         "initial_referrer": "https://www.google.com/"},
+            "$set": {
+                "utm_source": "newsletter",
+                "utm_medium": "email",
+                "utm_campaign": "spring-sale",
+                "referrer": "https://www.google.com/",
+            },
+            "$setOnce": {
+                "initial_utm_source": "newsletter",
+                "initial_utm_medium": "email",
+                "initial_utm_campaign": "spring-sale",
+                "initial_referrer": "https://www.google.com/",
+            },
         },
         "library": "analytics.js",
     }
 
 
 def test_log_event_leaves_out_revenue_as_segments_action_does() -> None:
-    track = message("track", event="Order Completed",
-                    properties={"revenue": 30, "price": 10, "quantity": 3, "productId": "sku",
-                                "products": [{"productId": "p1", "price": 10}]})
+    track = message(
+        "track",
+        event="Order Completed",
+        properties={
+            "revenue": 30,
+            "price": 10,
+            "quantity": 3,
+            "productId": "sku",
+            "products": [{"productId": "p1", "price": 10}],
+        },
+    )
     [outgoing] = render("logEvent", [track]).outgoing
     [event] = json.loads(outgoing.request.body or b"")["events"]
-    assert not {"revenue", "price", "quantity", "productId", "revenueType", "products",
-                "use_batch_endpoint"} & set(event)
+    assert not {
+        "revenue",
+        "price",
+        "quantity",
+        "productId",
+        "revenueType",
+        "products",
+        "use_batch_endpoint",
+    } & set(event)
     assert event["event_properties"]["revenue"] == 30
 
 
 def test_log_event_mapped_fields_and_the_batch_endpoint(receiver: Receiver) -> None:
-    page = message("page", name="Pricing", properties={"url": "https://example.com/pricing"},
-                   context={"library": {"name": "analytics.js"}})
-    send(receiver, "logEvent", [page], event_type={"@template": "Viewed {{name}}"},
-         use_batch_endpoint=True, min_id_length=3, groups={"company": "Acme"},
-         library2={"behavior": "auto"})
+    page = message(
+        "page",
+        name="Pricing",
+        properties={"url": "https://example.com/pricing"},
+        context={"library": {"name": "analytics.js"}},
+    )
+    send(
+        receiver,
+        "logEvent",
+        [page],
+        event_type={"@template": "Viewed {{name}}"},
+        use_batch_endpoint=True,
+        min_id_length=3,
+        groups={"company": "Acme"},
+        library2={"behavior": "auto"},
+    )
     [request] = receiver.requests
     assert request.path == "/batch"
     body = request.json()
     assert body["options"] == {"min_id_length": 3}
     [event] = body["events"]
     assert (event["event_type"], event["groups"], event["library"]) == (
-        "Viewed Pricing", {"company": "Acme"}, "segment")
+        "Viewed Pricing",
+        {"company": "Acme"},
+        "segment",
+    )
 
 
 def test_a_track_without_an_event_name_is_rejected_by_the_required_field() -> None:
@@ -229,7 +312,9 @@ def test_messages_without_an_acceptable_id_are_rejected_not_sent() -> None:
     assert outgoing.messages == (2, 3)
     events = json.loads(outgoing.request.body or b"")["events"]
     assert [(e.get("user_id"), e.get("device_id")) for e in events] == [
-        (None, "anon-456"), ("user-123", "anon-456")]
+        (None, "anon-456"),
+        ("user-123", "anon-456"),
+    ]
 
 
 def test_min_id_length_from_the_mapping_or_the_settings() -> None:
@@ -249,8 +334,10 @@ def test_events_share_requests_within_amplitudes_limits() -> None:
     assert [len(o.messages) for o in rendered.outgoing] == [1000, 1]
     assert rendered.outgoing[1].messages == (1000,)
 
-    big = [message("track", event="E", message_id=f"b{i}", properties={"blob": "x" * 300_000})
-           for i in range(4)]
+    big = [
+        message("track", event="E", message_id=f"b{i}", properties={"blob": "x" * 300_000})
+        for i in range(4)
+    ]
     rendered = render("logEvent", big)
     assert [o.messages for o in rendered.outgoing] == [(0, 1, 2), (3,)]
     assert all(len(o.request.body or b"") < 1_000_000 for o in rendered.outgoing)
@@ -269,18 +356,31 @@ def test_log_event_v2_sets_user_properties_with_operations(receiver: Receiver) -
     send(receiver, "logEventV2", [track], add={"seats": {"@path": "$.properties.seats"}})
     [event] = receiver.requests[0].json()["events"]
     assert event["user_properties"] == {
-        "$setOnce": {"initial_referrer": "https://www.google.com/",
-                     "initial_utm_source": "newsletter", "initial_utm_medium": "email",
-                     "initial_utm_campaign": "spring-sale"},
-        "$set": {"referrer": "https://www.google.com/", "utm_source": "newsletter",
-                 "utm_medium": "email", "utm_campaign": "spring-sale"},
+        "$setOnce": {
+            "initial_referrer": "https://www.google.com/",
+            "initial_utm_source": "newsletter",
+            "initial_utm_medium": "email",
+            "initial_utm_campaign": "spring-sale",
+        },
+        "$set": {
+            "referrer": "https://www.google.com/",
+            "utm_source": "newsletter",
+            "utm_medium": "email",
+            "utm_campaign": "spring-sale",
+        },
         "$add": {"seats": 3},
     }
 
 
-ORDER = {"order_id": "o-1", "revenue": 25, "currency": "USD",
-         "products": [{"productId": "p1", "price": 10, "quantity": 2, "name": "Mug"},
-                      {"productId": "p2", "revenue": 5, "revenueType": "tip"}]}
+ORDER = {
+    "order_id": "o-1",
+    "revenue": 25,
+    "currency": "USD",
+    "products": [
+        {"productId": "p1", "price": 10, "quantity": 2, "name": "Mug"},
+        {"productId": "p2", "revenue": 5, "revenueType": "tip"},
+    ],
+}
 
 
 def test_log_purchase_sends_the_order_and_one_event_per_product(receiver: Receiver) -> None:
@@ -290,12 +390,26 @@ def test_log_purchase_sends_the_order_and_one_event_per_product(receiver: Receiv
     events = receiver.requests[0].json()["events"]
     shared = {"user_id": "user-123", "device_id": "anon-456", "time": T0_MS}
     assert events == [  # no library: the message names none (library2 maps it)
-        {**shared, "event_type": "Order Completed", "event_properties": ORDER,
-         "insert_id": "msg-1", "revenue": 25, "revenueType": "Purchase"},
-        {**shared, "event_type": "Product Purchased", "insert_id": "msg-1-2",
-         "event_properties": {"productId": "p1", "price": 10, "quantity": 2}},
-        {**shared, "event_type": "Product Purchased", "insert_id": "msg-1-3",
-         "event_properties": {"productId": "p2", "revenue": 5, "revenueType": "tip"}},
+        {
+            **shared,
+            "event_type": "Order Completed",
+            "event_properties": ORDER,
+            "insert_id": "msg-1",
+            "revenue": 25,
+            "revenueType": "Purchase",
+        },
+        {
+            **shared,
+            "event_type": "Product Purchased",
+            "insert_id": "msg-1-2",
+            "event_properties": {"productId": "p1", "price": 10, "quantity": 2},
+        },
+        {
+            **shared,
+            "event_type": "Product Purchased",
+            "insert_id": "msg-1-3",
+            "event_properties": {"productId": "p2", "revenue": 5, "revenueType": "tip"},
+        },
     ]
 
 
@@ -303,12 +417,13 @@ def test_log_purchase_can_put_the_revenue_on_each_product() -> None:
     order = message("track", event="Order Completed", properties=ORDER)
     [outgoing] = render("logPurchase", [order], trackRevenuePerProduct=True).outgoing
     events = json.loads(outgoing.request.body or b"")["events"]
-    revenue = [{k: e[k] for k in ("revenue", "price", "quantity", "productId", "revenueType")
-                if k in e} for e in events]
+    revenue = [
+        {k: e[k] for k in ("revenue", "price", "quantity", "productId", "revenueType") if k in e}
+        for e in events
+    ]
     assert revenue == [
         {},
-        {"revenue": 20, "price": 10, "quantity": 2, "productId": "p1",
-         "revenueType": "Purchase"},
+        {"revenue": 20, "price": 10, "quantity": 2, "productId": "p1", "revenueType": "Purchase"},
         {"revenue": 5, "productId": "p2", "revenueType": "tip"},
     ]
 
@@ -316,35 +431,44 @@ def test_log_purchase_can_put_the_revenue_on_each_product() -> None:
 # --- identifyUser ----------------------------------------------------------------------------
 
 
-def test_identify_user_default_mapping_posts_a_form_to_the_identify_api(
-    receiver: Receiver
-) -> None:
-    identify = message("identify", context=MOBILE_CONTEXT,
-                       traits={"email": "derek@example.com", "name": "Derek Sivers"})
+def test_identify_user_default_mapping_posts_a_form_to_the_identify_api(receiver: Receiver) -> None:
+    identify = message(
+        "identify",
+        context=MOBILE_CONTEXT,
+        traits={"email": "derek@example.com", "name": "Derek Sivers"},
+    )
     send(receiver, "identifyUser", [identify])
     [request] = receiver.requests
     assert (request.method, request.path, request.query) == ("POST", "/identify", {})
     assert form(request) == {
         "api_key": API_KEY,
-        "identification": [{
-            "user_id": "user-123",
-            "device_id": "2b6f0cc904d137be2e1730235f5664094b831186",
-            "user_properties": {"email": "derek@example.com", "name": "Derek Sivers"},
-            "app_version": "3.5.1",
-            "platform": "iOS",
-            **MOBILE_FIELDS,
-            "library": "segment",
-        }],
+        "identification": [
+            {
+                "user_id": "user-123",
+                "device_id": "2b6f0cc904d137be2e1730235f5664094b831186",
+                "user_properties": {"email": "derek@example.com", "name": "Derek Sivers"},
+                "app_version": "3.5.1",
+                "platform": "iOS",
+                **MOBILE_FIELDS,
+                "library": "segment",
+            }
+        ],
     }
 
 
 def test_identify_user_campaign_properties_win_and_options_are_sent(receiver: Receiver) -> None:
-    first = message("identify", user="u-1", anonymous=None, context=WEB_CONTEXT,
-                    traits={"plan": "pro", "$set": {"utm_source": "mine", "team": "a"}})
+    first = message(
+        "identify",
+        user="u-1",
+        anonymous=None,
+        context=WEB_CONTEXT,
+        traits={"plan": "pro", "$set": {"utm_source": "mine", "team": "a"}},
+    )
     second = message("identify", user="u-2", anonymous=None, traits={"plan": "free"})
     unusable = message("identify", user="u", anonymous=None)
-    rendered = send(receiver, "identifyUser", [first, second, unusable], min_id_length=3,
-                    paying=True)
+    rendered = send(
+        receiver, "identifyUser", [first, second, unusable], min_id_length=3, paying=True
+    )
     assert rendered.rejected[2][0] == "MESSAGE_REJECTED"
     [request] = receiver.requests  # the identifies of a claim share a request
     body = form(request)
@@ -352,15 +476,27 @@ def test_identify_user_campaign_properties_win_and_options_are_sent(receiver: Re
     one, two = body["identification"]
     assert one["user_properties"] == {
         "plan": "pro",
-        "$set": {"team": "a", "utm_source": "newsletter", "utm_medium": "email",
-                 "utm_campaign": "spring-sale", "referrer": "https://www.google.com/"},
-        "$setOnce": {"initial_utm_source": "newsletter", "initial_utm_medium": "email",
-                     "initial_utm_campaign": "spring-sale",
-                     "initial_referrer": "https://www.google.com/"},
+        "$set": {
+            "team": "a",
+            "utm_source": "newsletter",
+            "utm_medium": "email",
+            "utm_campaign": "spring-sale",
+            "referrer": "https://www.google.com/",
+        },
+        "$setOnce": {
+            "initial_utm_source": "newsletter",
+            "initial_utm_medium": "email",
+            "initial_utm_campaign": "spring-sale",
+            "initial_referrer": "https://www.google.com/",
+        },
     }
     assert (one["platform"], one["paying"]) == ("Web", True)
-    assert two == {"user_id": "u-2", "user_properties": {"plan": "free"}, "paying": True,
-                   "library": "segment"}
+    assert two == {
+        "user_id": "u-2",
+        "user_properties": {"plan": "free"},
+        "paying": True,
+        "library": "segment",
+    }
 
 
 # --- groupIdentifyUser -----------------------------------------------------------------------
@@ -369,22 +505,41 @@ GROUP_FIELDS: dict[str, Any] = {"group_type": "Company", "group_value": {"@path"
 
 
 def test_group_identify_user_sets_group_properties_and_associates_the_user(
-    receiver: Receiver
+    receiver: Receiver,
 ) -> None:
-    group = message("group", groupId="acme-inc", anonymous=None,
-                    traits={"name": "Acme, Inc.", "employees": 120})
-    rendered = send(receiver, "groupIdentifyUser", [group],
-                    trigger='type = "group"', **GROUP_FIELDS)
+    group = message(
+        "group", groupId="acme-inc", anonymous=None, traits={"name": "Acme, Inc.", "employees": 120}
+    )
+    rendered = send(
+        receiver, "groupIdentifyUser", [group], trigger='type = "group"', **GROUP_FIELDS
+    )
     assert [o.messages for o in rendered.outgoing] == [(0,), (0,)]
     association, properties = receiver.requests
     assert (association.method, association.path) == ("POST", "/identify")
-    assert form(association) == {"api_key": API_KEY, "identification": [{
-        "user_id": "user-123", "groups": {"Company": "acme-inc"},
-        "user_properties": {"Company": "acme-inc"}, "library": "segment", "time": T0_MS}]}
+    assert form(association) == {
+        "api_key": API_KEY,
+        "identification": [
+            {
+                "user_id": "user-123",
+                "groups": {"Company": "acme-inc"},
+                "user_properties": {"Company": "acme-inc"},
+                "library": "segment",
+                "time": T0_MS,
+            }
+        ],
+    }
     assert (properties.method, properties.path) == ("POST", "/groupidentify")
-    assert form(properties) == {"api_key": API_KEY, "identification": [{
-        "group_properties": {"name": "Acme, Inc.", "employees": 120},
-        "group_value": "acme-inc", "group_type": "Company", "library": "segment"}]}
+    assert form(properties) == {
+        "api_key": API_KEY,
+        "identification": [
+            {
+                "group_properties": {"name": "Acme, Inc.", "employees": 120},
+                "group_value": "acme-inc",
+                "group_type": "Company",
+                "library": "segment",
+            }
+        ],
+    }
 
 
 def test_group_identify_without_a_user_only_sets_the_group() -> None:
@@ -402,8 +557,13 @@ def test_settings_and_catalog_entry() -> None:
     assert DEFINITION.name == "Actions Amplitude"
     assert DEFINITION.render is None
     assert DEFINITION.secrets == {"api_key", "secret_key"}
-    assert set(DEFINITION.actions) == {"logEvent", "logEventV2", "logPurchase", "identifyUser",
-                                       "groupIdentifyUser"}
+    assert set(DEFINITION.actions) == {
+        "logEvent",
+        "logEventV2",
+        "logPurchase",
+        "identifyUser",
+        "groupIdentifyUser",
+    }
     assert DEFINITION.actions["identifyUser"].default_trigger == 'type = "identify"'
     with pytest.raises(ValidationError):
         DEFINITION.parse_settings({})
@@ -412,32 +572,48 @@ def test_settings_and_catalog_entry() -> None:
     DEFINITION.parse_settings({"api_key": API_KEY, "secret_key": "s3cret"})
     track = message("track", event="E")
     identify = message("identify")
-    urls = [(render("logEvent", [track], settings_=s).outgoing[0].request.url,
-             render("identifyUser", [identify], settings_=s).outgoing[0].request.url)
-            for s in (settings(), settings(eu_residency=True),
-                      settings(endpoint="https://proxy.example.com/amplitude/"))]
+    urls = [
+        (
+            render("logEvent", [track], settings_=s).outgoing[0].request.url,
+            render("identifyUser", [identify], settings_=s).outgoing[0].request.url,
+        )
+        for s in (
+            settings(),
+            settings(eu_residency=True),
+            settings(endpoint="https://proxy.example.com/amplitude/"),
+        )
+    ]
     assert urls == [
         ("https://api2.amplitude.com/2/httpapi", "https://api2.amplitude.com/identify"),
         ("https://api.eu.amplitude.com/2/httpapi", "https://api.eu.amplitude.com/identify"),
-        ("https://proxy.example.com/amplitude/2/httpapi",
-         "https://proxy.example.com/amplitude/identify"),
+        (
+            "https://proxy.example.com/amplitude/2/httpapi",
+            "https://proxy.example.com/amplitude/identify",
+        ),
     ]
 
 
 def test_default_mappings_need_nothing_but_a_trigger_and_an_action() -> None:
-    saved = check_mappings(DEFINITION.actions, [
-        {"name": n, "trigger": 'type = "track"', "action": n}
-        for n in ("logEvent", "logEventV2", "logPurchase", "identifyUser")])
+    saved = check_mappings(
+        DEFINITION.actions,
+        [
+            {"name": n, "trigger": 'type = "track"', "action": n}
+            for n in ("logEvent", "logEventV2", "logPurchase", "identifyUser")
+        ],
+    )
     assert [m.fields for m in saved] == [{}, {}, {}, {}]
 
 
-@pytest.mark.parametrize(("raw", "field", "words"), [
-    (mapping("groupIdentifyUser", group_type="Company"), "mappings.0.fields", "group_value"),
-    (mapping("logEvent", event_type=None), "mappings.0.fields", "event_type"),
-    (mapping("logEvent", nosuch=1), "mappings.0.fields", "nosuch"),
-    (mapping("logEvent", min_id_length="five"), "mappings.0.fields", "min_id_length"),
-    (mapping("mapUser"), "mappings.0.action", "identifyUser"),
-])
+@pytest.mark.parametrize(
+    ("raw", "field", "words"),
+    [
+        (mapping("groupIdentifyUser", group_type="Company"), "mappings.0.fields", "group_value"),
+        (mapping("logEvent", event_type=None), "mappings.0.fields", "event_type"),
+        (mapping("logEvent", nosuch=1), "mappings.0.fields", "nosuch"),
+        (mapping("logEvent", min_id_length="five"), "mappings.0.fields", "min_id_length"),
+        (mapping("mapUser"), "mappings.0.action", "identifyUser"),
+    ],
+)
 def test_mappings_are_checked_on_save(raw: dict[str, Any], field: str, words: str) -> None:
     with pytest.raises(ListError) as raised:
         check_mappings(DEFINITION.actions, [raw])
@@ -448,8 +624,13 @@ def test_mappings_are_checked_on_save(raw: dict[str, Any], field: str, words: st
 def test_amplitudes_per_event_answer_is_judged_per_message() -> None:
     interpret = DEFINITION.interpret
     assert interpret is not None
-    invalid = json.dumps({"code": 400, "error": "Invalid field values on some events",
-                          "events_with_invalid_fields": {"time": [1]}}).encode()
+    invalid = json.dumps(
+        {
+            "code": 400,
+            "error": "Invalid field values on some events",
+            "events_with_invalid_fields": {"time": [1]},
+        }
+    ).encode()
     assert interpret(Response(400, {}, invalid), 3) == ["RETRY", "400", "RETRY"]
     # A purchase's product event (index 2 of a one-message request) fails the request.
     assert interpret(Response(400, {}, invalid.replace(b"[1]", b"[2]")), 1) is None
@@ -461,25 +642,51 @@ def test_amplitudes_per_event_answer_is_judged_per_message() -> None:
 
 
 def test_one_track_matching_two_mappings_makes_two_requests(
-    pipeline: Pipeline, receiver: Receiver  # noqa: F811 (the fixture)
+    pipeline: Pipeline,  # noqa: F811 (the fixture)
+    receiver: Receiver,
 ) -> None:
-    pipeline.add("amplitude", "amplitude-actions", settings=settings(receiver), mappings=[
-        {"name": "Track Calls", "enabled": True, "trigger": 'type = "track"',
-         "action": "logEvent"},
-        {"name": "Users on orders", "enabled": True,
-         "trigger": 'type = "track" and event = "Order Completed"', "action": "identifyUser",
-         "fields": {"user_properties": {"@path": "$.context.traits"}}},
-    ])
-    order = message("track", event="Order Completed", message_id="order-1",
-                    properties={"order_id": "o-9", "total": 27.5},
-                    context={"traits": {"email": "jo@example.com"}})
+    pipeline.add(
+        "amplitude",
+        "amplitude-actions",
+        settings=settings(receiver),
+        mappings=[
+            {
+                "name": "Track Calls",
+                "enabled": True,
+                "trigger": 'type = "track"',
+                "action": "logEvent",
+            },
+            {
+                "name": "Users on orders",
+                "enabled": True,
+                "trigger": 'type = "track" and event = "Order Completed"',
+                "action": "identifyUser",
+                "fields": {"user_properties": {"@path": "$.context.traits"}},
+            },
+        ],
+    )
+    order = message(
+        "track",
+        event="Order Completed",
+        message_id="order-1",
+        properties={"order_id": "o-9", "total": 27.5},
+        context={"traits": {"email": "jo@example.com"}},
+    )
     pipeline.send(order)
     pipeline.deliver()
     by_path = {r.path: r for r in receiver.requests}
     assert sorted(by_path) == ["/2/httpapi", "/identify"]
     [event] = by_path["/2/httpapi"].json()["events"]
     assert (event["event_type"], event["user_id"], event["event_properties"]) == (
-        "Order Completed", "user-123", {"order_id": "o-9", "total": 27.5})
-    assert form(by_path["/identify"])["identification"] == [{
-        "user_id": "user-123", "device_id": "anon-456",
-        "user_properties": {"email": "jo@example.com"}, "library": "segment"}]
+        "Order Completed",
+        "user-123",
+        {"order_id": "o-9", "total": 27.5},
+    )
+    assert form(by_path["/identify"])["identification"] == [
+        {
+            "user_id": "user-123",
+            "device_id": "anon-456",
+            "user_properties": {"email": "jo@example.com"},
+            "library": "segment",
+        }
+    ]

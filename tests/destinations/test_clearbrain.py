@@ -14,10 +14,15 @@ from tests.destinations.send import render, send
 from tests.support.receiver import Receiver
 
 COMMON: dict[str, Any] = {
-    "anonymousId": "1234", "userId": "5678", "messageId": "022bb90c-bbac-11e4-8dfc-aa07a5b093db",
-    "timestamp": "2015-02-23T22:28:55.111Z", "receivedAt": "2015-02-23T22:28:55.387Z",
+    "anonymousId": "1234",
+    "userId": "5678",
+    "messageId": "022bb90c-bbac-11e4-8dfc-aa07a5b093db",
+    "timestamp": "2015-02-23T22:28:55.111Z",
+    "receivedAt": "2015-02-23T22:28:55.387Z",
     "context": {"ip": "8.8.8.8", "library": {"name": "analytics.js", "version": "2.11.1"}},
-    "integrations": {}, "version": 2, "channel": "browser",
+    "integrations": {},
+    "version": 2,
+    "channel": "browser",
 }
 PAGE = {**COMMON, "type": "page", "name": "Home", "properties": {"url": "https://example.com/"}}
 SCREEN = {**COMMON, "type": "screen", "name": "Home", "properties": {}}
@@ -30,14 +35,19 @@ def test_each_message_is_one_request_with_clearbrain_type_names(receiver: Receiv
     responses = send("clearbrain", settings, [PAGE, SCREEN, IDENTIFY, TRACK])
     assert [r.status_code for r in responses] == [200] * 4
     assert len(receiver.requests) == 4
-    for request, message, kind in zip(receiver.requests, [PAGE, SCREEN, IDENTIFY, TRACK],
-                                      ["pageview", "screenview", "identify", "track"],
-                                      strict=True):
+    for request, message, kind in zip(
+        receiver.requests,
+        [PAGE, SCREEN, IDENTIFY, TRACK],
+        ["pageview", "screenview", "identify", "track"],
+        strict=True,
+    ):
         assert (request.method, request.path, request.query) == ("POST", "/segment/v1", {})
         assert request.headers["content-type"] == "application/json"
         assert request.headers["user-agent"] == "Segment.io/1.0"
-        assert request.headers["authorization"] == "Basic " + base64.b64encode(
-            b"cb_live_123:").decode()
+        assert (
+            request.headers["authorization"]
+            == "Basic " + base64.b64encode(b"cb_live_123:").decode()
+        )
         assert request.json() == {**message, "type": kind}
 
 
@@ -55,9 +65,13 @@ def test_settings_need_endpoint_and_api_key() -> None:
     assert definition.name == "ClearBrain"
     assert definition.secrets == {"api_key"}
     assert definition.batching is None
-    for bad in ({}, {"api_key": "k"}, {"endpoint": "https://clearbrain.example/segment"},
-                {"endpoint": "https://clearbrain.example/segment", "api_key": ""},
-                {"endpoint": "not a url", "api_key": "k"},
-                {"endpoint": "https://clearbrain.example/segment", "api_key": "k", "x": 1}):
+    for bad in (
+        {},
+        {"api_key": "k"},
+        {"endpoint": "https://clearbrain.example/segment"},
+        {"endpoint": "https://clearbrain.example/segment", "api_key": ""},
+        {"endpoint": "not a url", "api_key": "k"},
+        {"endpoint": "https://clearbrain.example/segment", "api_key": "k", "x": 1},
+    ):
         with pytest.raises(ValidationError):
             definition.parse_settings(bad)

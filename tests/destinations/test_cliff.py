@@ -14,20 +14,36 @@ from tests.destinations.send import render, send
 from tests.support.receiver import Answer, Receiver
 
 COMMON: dict[str, Any] = {
-    "anonymousId": "anon-1", "userId": "u1", "messageId": "m1",
-    "timestamp": "2024-03-05T10:00:00.000Z", "receivedAt": "2024-03-05T10:00:00.120Z",
+    "anonymousId": "anon-1",
+    "userId": "u1",
+    "messageId": "m1",
+    "timestamp": "2024-03-05T10:00:00.000Z",
+    "receivedAt": "2024-03-05T10:00:00.120Z",
     "context": {"library": {"name": "analytics-python", "version": "2.3.0"}},
     "integrations": {"Cliff": True},
 }
 MESSAGES = [
-    {**COMMON, "type": "track", "event": "Login Button Clicked",
-     "properties": {"user": {"email": "ann@example.com"}}},
+    {
+        **COMMON,
+        "type": "track",
+        "event": "Login Button Clicked",
+        "properties": {"user": {"email": "ann@example.com"}},
+    },
     {**COMMON, "type": "page", "name": "Pricing", "properties": {}},
     {**COMMON, "type": "screen", "name": "Home", "properties": {}},
     {**COMMON, "type": "identify", "traits": {"email": "ann@example.com"}},
-    {**COMMON, "type": "group", "groupId": "0e8c78ea9d97a7b8185e8632",
-     "traits": {"name": "Initech", "industry": "Technology", "employees": 329,
-                "plan": "enterprise", "total billed": 830}},
+    {
+        **COMMON,
+        "type": "group",
+        "groupId": "0e8c78ea9d97a7b8185e8632",
+        "traits": {
+            "name": "Initech",
+            "industry": "Technology",
+            "employees": 329,
+            "plan": "enterprise",
+            "total billed": 830,
+        },
+    },
 ]
 
 
@@ -36,13 +52,15 @@ def test_messages_with_cliff_type_names_and_basic_auth(receiver: Receiver) -> No
     send("cliff", settings, MESSAGES)
     kinds = ["track", "pageview", "screenview", "identify", "group"]
     assert [r.json() for r in receiver.requests] == [
-        {**m, "type": k} for m, k in zip(MESSAGES, kinds, strict=True)]
+        {**m, "type": k} for m, k in zip(MESSAGES, kinds, strict=True)
+    ]
     for request in receiver.requests:
         assert (request.method, request.path) == ("POST", "/hooks/segment")
         assert request.headers["content-type"] == "application/json"
         assert request.headers["user-agent"] == "Segment.io/1.0"
-        assert request.headers["authorization"] == \
-            "Basic " + base64.b64encode(b"cliff-key:").decode()
+        assert (
+            request.headers["authorization"] == "Basic " + base64.b64encode(b"cliff-key:").decode()
+        )
 
 
 def test_no_api_key_no_authorization_header(receiver: Receiver) -> None:
@@ -58,8 +76,11 @@ def test_alias_is_not_a_cliff_call_and_settings() -> None:
     assert definition.methods == {"track", "page", "screen", "identify", "group"}
     assert definition.secrets == {"api_key"}
     with pytest.raises(MessageRejected):
-        render("cliff", {"endpoint": "https://cliff.example/segment"},
-               [{**COMMON, "type": "alias", "previousId": "anon-1"}])
+        render(
+            "cliff",
+            {"endpoint": "https://cliff.example/segment"},
+            [{**COMMON, "type": "alias", "previousId": "anon-1"}],
+        )
     definition.parse_settings({"endpoint": "https://cliff.example/segment"})
     for bad in ({}, {"api_key": "k"}, {"endpoint": "https://cliff.example/s", "apiKey": "k"}):
         with pytest.raises(ValidationError):

@@ -101,7 +101,9 @@ def test_path_needs_a_string() -> None:
 
 
 def test_template_substitutes_paths() -> None:
-    mapping = {"@template": "Hi {{properties.name}} ({{ context.traits.plan }}) #{{{properties.order_id}}}"}
+    mapping = {
+        "@template": "Hi {{properties.name}} ({{ context.traits.plan }}) #{{{properties.order_id}}}"
+    }
     assert render(mapping) == "Hi Ada (Pro) #o-17"
 
 
@@ -192,7 +194,9 @@ def test_literal_returns_its_value_and_still_renders_directives() -> None:
 
 
 def test_array_path_maps_each_item() -> None:
-    mapping = {"@arrayPath": ["$.properties.products", {"id": {"@path": "$.sku"}, "p": {"@path": "price"}}]}
+    mapping = {
+        "@arrayPath": ["$.properties.products", {"id": {"@path": "$.sku"}, "p": {"@path": "price"}}]
+    }
     assert render(mapping) == [{"id": "A1", "p": 10}, {"id": "B2", "p": 17.5}]
 
 
@@ -212,7 +216,9 @@ def test_array_path_missing_item_fields_are_left_out() -> None:
 def test_array_path_bad_arguments() -> None:
     with pytest.raises(MappingError, match="should be an array but it is a string"):
         validate_mapping({"x": {"@arrayPath": "$.properties"}})
-    with pytest.raises(MappingError, match="should be a string or a mapping directive but it is an undefined"):
+    with pytest.raises(
+        MappingError, match="should be a string or a mapping directive but it is an undefined"
+    ):
         validate_mapping({"x": {"@arrayPath": []}})
 
 
@@ -220,9 +226,13 @@ def test_array_path_bad_arguments() -> None:
 
 
 def test_case_changes_strings_and_passes_everything_else() -> None:
-    assert render({"@case": {"operator": "upper", "value": {"@path": "$.properties.name"}}}) == "ADA"
+    assert (
+        render({"@case": {"operator": "upper", "value": {"@path": "$.properties.name"}}}) == "ADA"
+    )
     assert render({"@case": {"operator": "lower", "value": "MiXeD"}}) == "mixed"
-    assert render({"@case": {"operator": "upper", "value": {"@path": "$.properties.total"}}}) == 27.5
+    assert (
+        render({"@case": {"operator": "upper", "value": {"@path": "$.properties.total"}}}) == 27.5
+    )
     assert render({"@case": {"operator": "upper", "value": {"@path": "$.nope"}}}) == "<absent>"
     assert render({"@case": {"operator": "upper", "value": ""}}) == "<absent>"
 
@@ -232,7 +242,9 @@ def test_case_bad_arguments() -> None:
         render({"@case": {"value": "x"}})
     with pytest.raises(MappingError, match='"lower" or "upper"'):
         render({"@case": {"operator": "title", "value": "x"}})
-    with pytest.raises(MappingError, match="should be a string or a mapping directive but it is a number"):
+    with pytest.raises(
+        MappingError, match="should be a string or a mapping directive but it is a number"
+    ):
         validate_mapping({"x": {"@case": {"operator": "upper", "value": 5}}})
 
 
@@ -265,8 +277,30 @@ def test_replace_is_literal_global_and_optionally_case_insensitive() -> None:
 
 
 def test_replace_works_on_numbers_and_booleans_as_strings() -> None:
-    assert render({"@replace": {"pattern": ".", "replacement": ",", "value": {"@path": "$.properties.total"}}}) == "27,5"
-    assert render({"@replace": {"pattern": "false", "replacement": "no", "value": {"@path": "$.properties.active"}}}) == "no"
+    assert (
+        render(
+            {
+                "@replace": {
+                    "pattern": ".",
+                    "replacement": ",",
+                    "value": {"@path": "$.properties.total"},
+                }
+            }
+        )
+        == "27,5"
+    )
+    assert (
+        render(
+            {
+                "@replace": {
+                    "pattern": "false",
+                    "replacement": "no",
+                    "value": {"@path": "$.properties.active"},
+                }
+            }
+        )
+        == "no"
+    )
 
 
 def test_replace_dollar_patterns_work_like_string_replace() -> None:
@@ -288,7 +322,9 @@ def test_replace_bad_arguments() -> None:
     with pytest.raises(MappingError, match="should be a boolean"):
         validate_mapping({"x": {"@replace": {"pattern": "a", "value": "a", "global": "yes"}}})
     # pattern2 is not validated: actions-core only rejects it when it gets to use it.
-    long_second = {"@replace": {"pattern": "a", "pattern2": "abcdefghijk", "value": {"@path": "$.v"}}}
+    long_second = {
+        "@replace": {"pattern": "a", "pattern2": "abcdefghijk", "value": {"@path": "$.v"}}
+    }
     assert render(long_second, {}) == ""
     with pytest.raises(MappingError, match='"pattern" less than 10'):
         render(long_second, {"v": "abc"})
@@ -300,10 +336,14 @@ def test_replace_bad_arguments() -> None:
 def test_merge_right_lets_later_objects_win_and_left_earlier_ones() -> None:
     objects = [{"@path": "$.context.traits"}, {"plan": "Free", "extra": 1}]
     assert render({"@merge": {"objects": objects, "direction": "right"}}) == {
-        "email": "ada@example.com", "plan": "Free", "extra": 1
+        "email": "ada@example.com",
+        "plan": "Free",
+        "extra": 1,
     }
     assert render({"@merge": {"objects": objects, "direction": "left"}}) == {
-        "email": "ada@example.com", "plan": "Pro", "extra": 1
+        "email": "ada@example.com",
+        "plan": "Pro",
+        "extra": 1,
     }
 
 
@@ -317,7 +357,9 @@ def test_merge_bad_arguments() -> None:
         validate_mapping({"x": {"@merge": {"direction": "left"}}})
     with pytest.raises(MappingError, match="should be one of left, right"):
         validate_mapping({"x": {"@merge": {"objects": [], "direction": "up"}}})
-    with pytest.raises(MappingError, match="should be a object or a mapping directive but it is an array"):
+    with pytest.raises(
+        MappingError, match="should be a object or a mapping directive but it is an array"
+    ):
         validate_mapping({"x": {"@merge": {"objects": [[1]], "direction": "left"}}})
     with pytest.raises(MappingError, match='requires a "direction" key'):
         render({"@merge": {"objects": [{"a": 1}]}})
@@ -357,7 +399,13 @@ def test_flatten_bad_arguments() -> None:
 
 
 def test_json_encode_matches_json_stringify() -> None:
-    value = {"b": 1.0, "2": [1, {"@path": "$.nope"}], "c": {"@path": "$.nope"}, "s": "é\n", "n": 1e21}
+    value = {
+        "b": 1.0,
+        "2": [1, {"@path": "$.nope"}],
+        "c": {"@path": "$.nope"},
+        "s": "é\n",
+        "n": 1e21,
+    }
     assert render({"@json": {"mode": "encode", "value": value}}) == (
         '{"2":[1,null],"b":1,"s":"é\\n","n":1e+21}'
     )
@@ -449,10 +497,14 @@ def test_compiled_mappings_are_reusable_and_share_nothing_with_their_output() ->
     first = compiled(EVENT)
     first["fixed"]["a"].append(2)
     first["traits"]["plan"] = "changed"
-    assert compiled(EVENT) == {"fixed": {"a": [1]}, "traits": {"email": "ada@example.com", "plan": "Pro"}}
+    assert compiled(EVENT) == {
+        "fixed": {"a": [1]},
+        "traits": {"email": "ada@example.com", "plan": "Pro"},
+    }
     assert EVENT["context"]["traits"]["plan"] == "Pro"
     assert compiled({"context": {"traits": {"email": "b@example.com"}}}) == {
-        "fixed": {"a": [1]}, "traits": {"email": "b@example.com"}
+        "fixed": {"a": [1]},
+        "traits": {"email": "b@example.com"},
     }
 
 
@@ -465,9 +517,13 @@ def test_absent_values_inside_arrays_become_null() -> None:
 
 def test_ac_078_destination_field_paths_build_nesting_and_quotes_keep_dots() -> None:
     payload = {"traits": {"email": "ada@example.com"}}
-    nested = render_mapping({"info[0].email": {"@path": "$.traits.email"}}, payload, expand_keys=True)
+    nested = render_mapping(
+        {"info[0].email": {"@path": "$.traits.email"}}, payload, expand_keys=True
+    )
     assert nested == {"info": [{"email": "ada@example.com"}]}
-    literal = render_mapping({'"user.email"': {"@path": "$.traits.email"}}, payload, expand_keys=True)
+    literal = render_mapping(
+        {'"user.email"': {"@path": "$.traits.email"}}, payload, expand_keys=True
+    )
     assert literal == {"user.email": "ada@example.com"}
 
 
@@ -523,7 +579,9 @@ def test_check_fields_accepts_a_good_mapping() -> None:
         {
             "email": {"@path": "$.context.traits.email"},
             "total": "27.5",
-            "subscribed": {"@replace": {"pattern": "yes", "replacement": "true", "value": {"@path": "$.s"}}},
+            "subscribed": {
+                "@replace": {"pattern": "yes", "replacement": "true", "value": {"@path": "$.s"}}
+            },
             "tags": ["a", {"@path": "$.t"}],
             "props": {"order": {"@path": "$.properties.order_id"}},
             "tier": "pro",
@@ -572,9 +630,9 @@ def test_coerce_output_drops_empty_optional_fields_and_coerces_like_ajv() -> Non
         "props": {"a": None},
         "at": "2024-03-05T10:00:00.000Z",
     }
-    assert coerce_output({"email": 12, "total": True, "tags": [None, "", 1], "at": 1709632800}, SCHEMA) == {
-        "email": "12", "total": 1, "tags": ["", "1"], "at": 1709632800
-    }
+    assert coerce_output(
+        {"email": 12, "total": True, "tags": [None, "", 1], "at": 1709632800}, SCHEMA
+    ) == {"email": "12", "total": 1, "tags": ["", "1"], "at": 1709632800}
     assert coerce_output({"email": ["only"], "count": [2]}, SCHEMA) == {"email": "only", "count": 2}
 
 
@@ -600,7 +658,10 @@ def test_ac_076_replace_output_becomes_a_boolean_field() -> None:
         "email": {"@path": "$.email"},
         "subscribed": {
             "@replace": {
-                "pattern": "yes", "replacement": "true", "pattern2": "no", "replacement2": "false",
+                "pattern": "yes",
+                "replacement": "true",
+                "pattern2": "no",
+                "replacement2": "false",
                 "value": {"@path": "$.subscribed"},
             }
         },
@@ -608,7 +669,8 @@ def test_ac_076_replace_output_becomes_a_boolean_field() -> None:
     check_fields(fields, SCHEMA)
     compiled = compile_mapping(fields)
     assert coerce_output(compiled({"email": "a@b.c", "subscribed": "no"}), SCHEMA) == {
-        "email": "a@b.c", "subscribed": False
+        "email": "a@b.c",
+        "subscribed": False,
     }
 
 

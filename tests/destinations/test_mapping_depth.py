@@ -42,14 +42,22 @@ def depth(value: Any) -> int:
 # Each builder wraps a leaf in n levels of one kind of nesting; the second item is the value
 # the deepest accepted mapping renders (None: not checked).
 BUILDERS: dict[str, tuple[Callable[[int], Any], Any]] = {
-    "@if": (lambda n: nest(n, lambda v: {"@if": {"exists": {"@path": "$.event"}, "then": v}},
-                           "x"), "x"),
-    "@if in exists": (lambda n: nest(n, lambda v: {"@if": {"exists": v, "then": "y"}},
-                                     {"@path": "$.event"}), "y"),
+    "@if": (
+        lambda n: nest(n, lambda v: {"@if": {"exists": {"@path": "$.event"}, "then": v}}, "x"),
+        "x",
+    ),
+    "@if in exists": (
+        lambda n: nest(n, lambda v: {"@if": {"exists": v, "then": "y"}}, {"@path": "$.event"}),
+        "y",
+    ),
     "@template": (lambda n: nest(n, lambda v: {"@template": v}, "{{event}}"), "Order"),
     "@path": (lambda n: nest(n, lambda v: {"@path": v}, "$.p"), "p"),
-    "@arrayPath": (lambda n: nest(n, lambda v: {"@arrayPath": ["$.properties.list", v]},
-                                  {"b": {"@path": "$.b"}}), None),
+    "@arrayPath": (
+        lambda n: nest(
+            n, lambda v: {"@arrayPath": ["$.properties.list", v]}, {"b": {"@path": "$.b"}}
+        ),
+        None,
+    ),
     "objects": (lambda n: nest(n, lambda v: {"k": v}, {"@path": "$.event"}), None),
     "arrays": (lambda n: nest(n, lambda v: [v], {"@path": "$.event"}), None),
     "@literal": (lambda n: nest(n, lambda v: {"@literal": v}, "z"), "z"),
@@ -102,8 +110,11 @@ def test_deeper_mappings_are_a_mapping_error(kind: str, much: bool) -> None:
         return mapping_of_depth(kind, deeper=True, below=below)
 
     mapping, body = deeper(0), deeper(1)
-    for step in (lambda: validate_mapping(mapping), lambda: compile_mapping(mapping),
-                 lambda: check_fields(as_fields(body), SEND)):
+    for step in (
+        lambda: validate_mapping(mapping),
+        lambda: compile_mapping(mapping),
+        lambda: check_fields(as_fields(body), SEND),
+    ):
         with pytest.raises(MappingError, match=f"nests deeper than {MAX_DEPTH} levels"):
             with_stack_budget(step)
 
@@ -111,6 +122,7 @@ def test_deeper_mappings_are_a_mapping_error(kind: str, much: bool) -> None:
 def test_nested_directives_are_validated_once_per_level() -> None:
     """Each @if's fields were validated twice, so 30 nested @if took 2^30 steps."""
     mapping = {"out": BUILDERS["@if"][0](30)}
+
     def both() -> Any:
         validate_mapping(mapping)
         return compile_mapping(mapping)(EVENT)
@@ -122,7 +134,8 @@ def test_nested_directives_are_validated_once_per_level() -> None:
 def test_field_paths_have_at_most_max_depth_segments() -> None:
     fine = ".".join(["a"] * MAX_DEPTH)
     rendered = with_stack_budget(
-        lambda: compile_mapping({fine: {"@path": "$.event"}}, expand_keys=True)(EVENT))
+        lambda: compile_mapping({fine: {"@path": "$.event"}}, expand_keys=True)(EVENT)
+    )
     for _ in range(MAX_DEPTH):
         rendered = rendered["a"]
     assert rendered == "Order"
@@ -150,15 +163,17 @@ def test_parentheses_in_triggers_cannot_nest_at_any_depth() -> None:
 
 
 @pytest.mark.parametrize("joiner", ["and", "or"])
-def test_a_trigger_of_thousands_of_conditions_evaluates_without_deep_recursion(
-        joiner: str) -> None:
+def test_a_trigger_of_thousands_of_conditions_evaluates_without_deep_recursion(joiner: str) -> None:
     conditions = [f'event = "e{i}"' for i in range(3000)]
     trigger = with_stack_budget(lambda: parse_trigger(f" {joiner} ".join(conditions)))
-    grouped = with_stack_budget(lambda: parse_trigger(
-        f'type = "track" and ({f" {joiner} ".join(conditions)})'))
-    for event, any_matches in (({"type": "track", "event": "e2999"}, True),
-                               ({"type": "track", "event": "e0"}, True),
-                               ({"type": "track", "event": "nope"}, False)):
+    grouped = with_stack_budget(
+        lambda: parse_trigger(f'type = "track" and ({f" {joiner} ".join(conditions)})')
+    )
+    for event, any_matches in (
+        ({"type": "track", "event": "e2999"}, True),
+        ({"type": "track", "event": "e0"}, True),
+        ({"type": "track", "event": "nope"}, False),
+    ):
         expected = any_matches if joiner == "or" else False
         assert with_stack_budget(partial(trigger.matches, event), frames=100) is expected
         assert with_stack_budget(partial(grouped.matches, event), frames=100) is expected

@@ -28,11 +28,23 @@ def settings(receiver: Receiver | None = None, **extra: Any) -> dict[str, Any]:
     return found
 
 
-def message(kind: str, *, user: str | None = "019mr8mf4r", anonymous: str | None = "anon-456",
-            message_id: str = "msg-1", **extra: Any) -> dict[str, Any]:
+def message(
+    kind: str,
+    *,
+    user: str | None = "019mr8mf4r",
+    anonymous: str | None = "anon-456",
+    message_id: str = "msg-1",
+    **extra: Any,
+) -> dict[str, Any]:
     found: dict[str, Any] = {
-        "type": kind, "messageId": message_id, "timestamp": T0,
-        "receivedAt": "2024-03-05T10:00:00.100Z", "context": {}, "integrations": {}, **extra}
+        "type": kind,
+        "messageId": message_id,
+        "timestamp": T0,
+        "receivedAt": "2024-03-05T10:00:00.100Z",
+        "context": {},
+        "integrations": {},
+        **extra,
+    }
     if user is not None:
         found["userId"] = user
     if anonymous is not None:
@@ -47,8 +59,13 @@ def basic(user: str) -> str:
 WEB_CONTEXT = {
     "ip": "8.8.8.8",
     "page": {"url": "https://example.com/checkout", "referrer": "https://google.com/"},
-    "campaign": {"name": "TPS Innovation Newsletter", "source": "Newsletter",
-                 "medium": "email", "term": "tps reports", "content": "image link"},
+    "campaign": {
+        "name": "TPS Innovation Newsletter",
+        "source": "Newsletter",
+        "medium": "email",
+        "term": "tps reports",
+        "content": "image link",
+    },
     "os": {"name": "Mac OS X", "version": "14.1"},
     "screen": {"width": 1440, "height": 900, "density": 2},
     "locale": "en-US",
@@ -57,9 +74,12 @@ WEB_CONTEXT = {
 
 
 def test_track_is_imported_with_context_and_identity(receiver: Receiver) -> None:
-    track = message("track", event="Purchased an Item", context=WEB_CONTEXT,
-                    properties={"revenue": 39.95, "shippingMethod": "2-day",
-                                "ip": "9.9.9.9", "time": 1})
+    track = message(
+        "track",
+        event="Purchased an Item",
+        context=WEB_CONTEXT,
+        properties={"revenue": 39.95, "shippingMethod": "2-day", "ip": "9.9.9.9", "time": 1},
+    )
     responses = send("mixpanel", settings(receiver), [track])
     assert [r.status_code for r in responses] == [200]
     [request] = receiver.requests
@@ -67,85 +87,130 @@ def test_track_is_imported_with_context_and_identity(receiver: Receiver) -> None
     assert request.query == {"strict": ["1"]}
     assert request.headers["content-type"] == "application/json"
     assert request.headers["authorization"] == basic(SECRET)
-    assert request.json() == [{
-        "event": "Purchased an Item",
-        "properties": {
-            "time": T0_MS,
-            "$insert_id": "msg-1",
-            "distinct_id": "019mr8mf4r",
-            "$user_id": "019mr8mf4r",
-            "$device_id": "anon-456",
-            "ip": "9.9.9.9",  # the message's own property wins over context.ip
-            "$os": "Mac OS X",
-            "$os_version": "14.1",
-            "$current_url": "https://example.com/checkout",
-            "$referrer": "https://google.com/",
-            "$locale": "en-US",
-            "utm_source": "Newsletter",
-            "utm_medium": "email",
-            "utm_campaign": "TPS Innovation Newsletter",
-            "utm_term": "tps reports",
-            "utm_content": "image link",
-            "$screen_width": 1440,
-            "$screen_height": 900,
-            "$screen_density": 2,
-            "revenue": 39.95,
-            "shippingMethod": "2-day",
-        },
-    }]
+    assert request.json() == [
+        {
+            "event": "Purchased an Item",
+            "properties": {
+                "time": T0_MS,
+                "$insert_id": "msg-1",
+                "distinct_id": "019mr8mf4r",
+                "$user_id": "019mr8mf4r",
+                "$device_id": "anon-456",
+                "ip": "9.9.9.9",  # the message's own property wins over context.ip
+                "$os": "Mac OS X",
+                "$os_version": "14.1",
+                "$current_url": "https://example.com/checkout",
+                "$referrer": "https://google.com/",
+                "$locale": "en-US",
+                "utm_source": "Newsletter",
+                "utm_medium": "email",
+                "utm_campaign": "TPS Innovation Newsletter",
+                "utm_term": "tps reports",
+                "utm_content": "image link",
+                "$screen_width": 1440,
+                "$screen_height": 900,
+                "$screen_density": 2,
+                "revenue": 39.95,
+                "shippingMethod": "2-day",
+            },
+        }
+    ]
 
 
-def test_import_authenticates_with_the_project_token_without_a_secret(
-        receiver: Receiver) -> None:
-    send("mixpanel", {"project_token": TOKEN, "endpoint": receiver.url},
-         [message("track", event="Signed Up")])
+def test_import_authenticates_with_the_project_token_without_a_secret(receiver: Receiver) -> None:
+    send(
+        "mixpanel",
+        {"project_token": TOKEN, "endpoint": receiver.url},
+        [message("track", event="Signed Up")],
+    )
     assert receiver.requests[0].headers["authorization"] == basic(TOKEN)
 
 
 def test_anonymous_track_uses_the_anonymous_id(receiver: Receiver) -> None:
     send("mixpanel", settings(receiver), [message("track", event="Video Played", user=None)])
-    assert receiver.requests[0].json() == [{"event": "Video Played", "properties": {
-        "time": T0_MS, "$insert_id": "msg-1", "distinct_id": "anon-456",
-        "$device_id": "anon-456"}}]
+    assert receiver.requests[0].json() == [
+        {
+            "event": "Video Played",
+            "properties": {
+                "time": T0_MS,
+                "$insert_id": "msg-1",
+                "distinct_id": "anon-456",
+                "$device_id": "anon-456",
+            },
+        }
+    ]
 
 
 def test_identify_sets_the_profile_and_links_the_anonymous_id(receiver: Receiver) -> None:
-    identify = message("identify", context={"ip": "1.2.3.4", "active": False},
-                       traits={"firstName": "Michael", "lastName": "Bolton",
-                               "email": "mbolton@example.com", "plan": "Enterprise",
-                               "friends": 42, "created": "2024-01-01T00:00:00.000Z"})
+    identify = message(
+        "identify",
+        context={"ip": "1.2.3.4", "active": False},
+        traits={
+            "firstName": "Michael",
+            "lastName": "Bolton",
+            "email": "mbolton@example.com",
+            "plan": "Enterprise",
+            "friends": 42,
+            "created": "2024-01-01T00:00:00.000Z",
+        },
+    )
     send("mixpanel", settings(receiver), [identify])
     engage, track = sorted(receiver.requests, key=lambda r: r.path)
     assert (engage.method, engage.path) == ("POST", "/engage")
     assert engage.query == {"verbose": ["1"], "ip": ["0"]}
     assert engage.headers["content-type"] == "application/json"
     assert "authorization" not in engage.headers
-    assert engage.json() == [{
-        "$token": TOKEN,
-        "$distinct_id": "019mr8mf4r",
-        "$ip": "1.2.3.4",
-        "$ignore_time": True,
-        "$set": {"$first_name": "Michael", "$last_name": "Bolton",
-                 "$email": "mbolton@example.com", "plan": "Enterprise", "friends": 42,
-                 "$created": "2024-01-01T00:00:00.000Z"},
-    }]
+    assert engage.json() == [
+        {
+            "$token": TOKEN,
+            "$distinct_id": "019mr8mf4r",
+            "$ip": "1.2.3.4",
+            "$ignore_time": True,
+            "$set": {
+                "$first_name": "Michael",
+                "$last_name": "Bolton",
+                "$email": "mbolton@example.com",
+                "plan": "Enterprise",
+                "friends": 42,
+                "$created": "2024-01-01T00:00:00.000Z",
+            },
+        }
+    ]
     assert (track.method, track.path, track.query) == ("POST", "/track", {"verbose": ["1"]})
-    assert track.json() == [{"event": "$identify", "properties": {
-        "$identified_id": "019mr8mf4r", "$anon_id": "anon-456", "token": TOKEN,
-        "time": T0_MS, "$insert_id": "msg-1"}}]
+    assert track.json() == [
+        {
+            "event": "$identify",
+            "properties": {
+                "$identified_id": "019mr8mf4r",
+                "$anon_id": "anon-456",
+                "token": TOKEN,
+                "time": T0_MS,
+                "$insert_id": "msg-1",
+            },
+        }
+    ]
 
 
 def test_identify_without_a_user_id_sets_the_anonymous_profile(receiver: Receiver) -> None:
-    send("mixpanel", settings(receiver),
-         [message("identify", user=None, traits={"name": "Ian Taylor"})])
+    send(
+        "mixpanel",
+        settings(receiver),
+        [message("identify", user=None, traits={"name": "Ian Taylor"})],
+    )
     [engage] = receiver.requests
-    assert engage.json() == [{"$token": TOKEN, "$distinct_id": "anon-456",
-                              "$set": {"$name": "Ian Taylor"}}]
+    assert engage.json() == [
+        {"$token": TOKEN, "$distinct_id": "anon-456", "$set": {"$name": "Ian Taylor"}}
+    ]
 
 
 def test_page_and_screen_are_consolidated_events(receiver: Receiver) -> None:
-    page = message("page", name="Pricing", category="Docs", message_id="p1",
-                   properties={"url": "https://example.com/pricing"})
+    page = message(
+        "page",
+        name="Pricing",
+        category="Docs",
+        message_id="p1",
+        properties={"url": "https://example.com/pricing"},
+    )
     screen = message("screen", name="Listing", message_id="s1")
     send("mixpanel", settings(receiver), [page, screen])
     [request] = receiver.requests
@@ -153,7 +218,9 @@ def test_page_and_screen_are_consolidated_events(receiver: Receiver) -> None:
     assert [e["event"] for e in events] == ["Loaded a Page", "Loaded a Screen"]
     assert events[0]["properties"]["url"] == "https://example.com/pricing"
     assert (events[0]["properties"]["name"], events[0]["properties"]["category"]) == (
-        "Pricing", "Docs")
+        "Pricing",
+        "Docs",
+    )
     assert events[1]["properties"]["name"] == "Listing"
 
 
@@ -162,9 +229,18 @@ def test_alias_creates_an_alias(receiver: Receiver) -> None:
     send("mixpanel", settings(receiver), [alias])
     [request] = receiver.requests
     assert (request.path, request.query) == ("/track", {"verbose": ["1"]})
-    assert request.json() == [{"event": "$create_alias", "properties": {
-        "distinct_id": "92fh49fqh9849hf", "alias": "12345", "token": TOKEN, "time": T0_MS,
-        "$insert_id": "msg-1"}}]
+    assert request.json() == [
+        {
+            "event": "$create_alias",
+            "properties": {
+                "distinct_id": "92fh49fqh9849hf",
+                "alias": "12345",
+                "token": TOKEN,
+                "time": T0_MS,
+                "$insert_id": "msg-1",
+            },
+        }
+    ]
 
 
 def test_messages_mixpanel_would_refuse_are_rejected() -> None:
@@ -180,9 +256,11 @@ def test_messages_mixpanel_would_refuse_are_rejected() -> None:
 
 
 def test_batches_split_by_api_and_limits() -> None:
-    mixed = [message("track", event="A", message_id="m0"),
-             message("identify", traits={"plan": "pro"}, anonymous=None, message_id="m1"),
-             message("page", name="Home", message_id="m2")]
+    mixed = [
+        message("track", event="A", message_id="m0"),
+        message("identify", traits={"plan": "pro"}, anonymous=None, message_id="m1"),
+        message("page", name="Home", message_id="m2"),
+    ]
     rendered = render("mixpanel", settings(), mixed)
     assert [(o.request.url, o.messages) for o in rendered.outgoing] == [
         ("https://api.mixpanel.com/import?strict=1", (0, 2)),
@@ -193,16 +271,21 @@ def test_batches_split_by_api_and_limits() -> None:
     rendered = render("mixpanel", settings(), many)
     assert [len(o.messages) for o in rendered.outgoing] == [2000, 1]
 
-    big = [message("track", event="E", message_id=f"b{i}", properties={"blob": "x" * 600_000})
-           for i in range(4)]
+    big = [
+        message("track", event="E", message_id=f"b{i}", properties={"blob": "x" * 600_000})
+        for i in range(4)
+    ]
     rendered = render("mixpanel", settings(), big)
     assert [o.messages for o in rendered.outgoing] == [(0, 1, 2), (3,)]
     assert all(len(o.request.body or b"") <= 2_000_000 for o in rendered.outgoing)
 
 
 def test_several_messages_share_one_import_request(receiver: Receiver) -> None:
-    send("mixpanel", settings(receiver),
-         [message("track", event=f"E{i}", message_id=f"m{i}") for i in range(3)])
+    send(
+        "mixpanel",
+        settings(receiver),
+        [message("track", event=f"E{i}", message_id=f"m{i}") for i in range(3)],
+    )
     [request] = receiver.requests
     assert [e["properties"]["$insert_id"] for e in request.json()] == ["m0", "m1", "m2"]
 
@@ -217,27 +300,57 @@ def _answer(receiver: Receiver, status: int, body: Any) -> Response:
 def test_interpret_strict_import_answers(receiver: Receiver) -> None:
     interpret = get("mixpanel").interpret
     assert interpret is not None
-    partial = _answer(receiver, 400, {
-        "code": 400, "error": "some data points in the request failed validation",
-        "status": "Bad Request", "num_records_imported": 2,
-        "failed_records": [
-            {"index": 1, "insert_id": "m1", "field": "properties.time",
-             "message": "'properties.time' is invalid: must be specified as seconds since epoch"},
-            {"index": 3, "insert_id": "m3", "field": "properties.distinct_id",
-             "message": "'properties.distinct_id' is invalid"}]})
+    partial = _answer(
+        receiver,
+        400,
+        {
+            "code": 400,
+            "error": "some data points in the request failed validation",
+            "status": "Bad Request",
+            "num_records_imported": 2,
+            "failed_records": [
+                {
+                    "index": 1,
+                    "insert_id": "m1",
+                    "field": "properties.time",
+                    "message": "'properties.time' is invalid: must be specified as seconds since epoch",
+                },
+                {
+                    "index": 3,
+                    "insert_id": "m3",
+                    "field": "properties.distinct_id",
+                    "message": "'properties.distinct_id' is invalid",
+                },
+            ],
+        },
+    )
     assert interpret(partial, 4) == [None, "400", None, "400"]
     ok = _answer(receiver, 200, {"code": 200, "num_records_imported": 4, "status": "OK"})
     assert interpret(ok, 4) is None
-    unauthorized = _answer(receiver, 401, {"code": 401, "error": "Invalid credentials",
-                                           "status": "Unauthorized"})
+    unauthorized = _answer(
+        receiver, 401, {"code": 401, "error": "Invalid credentials", "status": "Unauthorized"}
+    )
     assert interpret(unauthorized, 2) is None
-    limited = _answer(receiver, 429, {
-        "code": 429, "status": "Too Many Requests",
-        "error": "Project exceeded rate limits. Please retry the request with exponential "
-                 "backoff."})
+    limited = _answer(
+        receiver,
+        429,
+        {
+            "code": 429,
+            "status": "Too Many Requests",
+            "error": "Project exceeded rate limits. Please retry the request with exponential "
+            "backoff.",
+        },
+    )
     assert interpret(limited, 2) is None
-    too_large = _answer(receiver, 413, {"code": 413, "status": "Request Entity Too Large",
-                                        "error": "request exceeds max limit of 2097152 bytes"})
+    too_large = _answer(
+        receiver,
+        413,
+        {
+            "code": 413,
+            "status": "Request Entity Too Large",
+            "error": "request exceeds max limit of 2097152 bytes",
+        },
+    )
     assert interpret(too_large, 2) == ["RETRY", "RETRY"]
     assert interpret(too_large, 1) is None
 
@@ -262,6 +375,7 @@ def test_settings() -> None:
         definition.parse_settings({"api_secret": SECRET})
     with pytest.raises(ValidationError):
         definition.parse_settings({"project_token": TOKEN, "people": True})
-    eu = render("mixpanel", settings(endpoint="https://api-eu.mixpanel.com"),
-                [message("track", event="E")])
+    eu = render(
+        "mixpanel", settings(endpoint="https://api-eu.mixpanel.com"), [message("track", event="E")]
+    )
     assert eu.outgoing[0].request.url == "https://api-eu.mixpanel.com/import?strict=1"

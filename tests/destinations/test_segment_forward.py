@@ -21,13 +21,21 @@ from tests.support.receiver import Receiver
 def stored_message(n: int, **extra: Any) -> dict[str, Any]:
     """A message as Headwater stores it after ingest."""
     return {
-        "type": "track", "event": "Order Completed", "userId": f"u{n}", "anonymousId": f"a{n}",
-        "messageId": f"m-{n}", "properties": {"total": 27.5, "n": n},
+        "type": "track",
+        "event": "Order Completed",
+        "userId": f"u{n}",
+        "anonymousId": f"a{n}",
+        "messageId": f"m-{n}",
+        "properties": {"total": 27.5, "n": n},
         "context": {"ip": "203.0.113.7", "library": {"name": "analytics.js", "version": "2.1"}},
         "integrations": {"Mixpanel": False},
-        "timestamp": "2024-03-05T10:00:00.249Z", "originalTimestamp": "2024-03-05T10:00:00.152Z",
-        "sentAt": "2024-03-05T10:00:00.169Z", "receivedAt": "2024-03-05T10:00:00.266Z",
-        "version": 2, "channel": "browser", **extra,
+        "timestamp": "2024-03-05T10:00:00.249Z",
+        "originalTimestamp": "2024-03-05T10:00:00.152Z",
+        "sentAt": "2024-03-05T10:00:00.169Z",
+        "receivedAt": "2024-03-05T10:00:00.266Z",
+        "version": 2,
+        "channel": "browser",
+        **extra,
     }
 
 
@@ -42,13 +50,15 @@ def test_messages_go_in_one_batch_with_basic_auth(receiver: Receiver) -> None:
     receiver.default.body = b'{"success":true}'
     identify = stored_message(2, type="identify", traits={"plan": "pro"})
     del identify["event"]
-    responses = send("segment", {"write_key": "WK_target", "endpoint": receiver.url},
-                     [stored_message(1), identify])
+    responses = send(
+        "segment",
+        {"write_key": "WK_target", "endpoint": receiver.url},
+        [stored_message(1), identify],
+    )
     assert [(r.status_code, r.json()) for r in responses] == [(200, {"success": True})]
     [request] = receiver.requests
     assert (request.method, request.path, request.query) == ("POST", "/v1/batch", {})
-    assert request.headers["authorization"] == \
-        "Basic " + base64.b64encode(b"WK_target:").decode()
+    assert request.headers["authorization"] == "Basic " + base64.b64encode(b"WK_target:").decode()
     assert request.headers["content-type"] == "application/json"
     assert request.headers["user-agent"] == f"headwater/{__version__}"
     expected_identify = forwarded(2, type="identify", traits={"plan": "pro"})
@@ -60,9 +70,11 @@ def test_endpoint_path_and_default() -> None:
     definition = get("segment")
     [outgoing] = render("segment", {"write_key": "k"}, [stored_message(1)]).outgoing
     assert outgoing.request.url == "https://api.segment.io/v1/batch"
-    [outgoing] = render("segment", {"write_key": "k",
-                                    "endpoint": "https://events.eu1.segmentapis.com/"},
-                        [stored_message(1)]).outgoing
+    [outgoing] = render(
+        "segment",
+        {"write_key": "k", "endpoint": "https://events.eu1.segmentapis.com/"},
+        [stored_message(1)],
+    ).outgoing
     assert outgoing.request.url == "https://events.eu1.segmentapis.com/v1/batch"
     assert definition.batching is not None
     assert definition.batching.max_events == 2500
@@ -82,8 +94,9 @@ def test_batches_stay_under_500_kb() -> None:
 
 
 def test_batches_hold_at_most_2500_messages() -> None:
-    messages = [{"type": "track", "event": "E", "userId": "u", "messageId": f"m{n}"}
-                for n in range(2600)]
+    messages = [
+        {"type": "track", "event": "E", "userId": "u", "messageId": f"m{n}"} for n in range(2600)
+    ]
     rendered = render("segment", {"write_key": "k"}, messages)
     assert [len(o.messages) for o in rendered.outgoing] == [2500, 100]
     assert rendered.outgoing[1].messages[0] == 2500
@@ -106,8 +119,12 @@ def test_settings_names_and_secrets() -> None:
     assert definition.aliases == ("Segment Connections",)
     assert "Segment.io" not in definition.integration_names
     assert definition.secrets == {"write_key"}
-    for bad in ({}, {"write_key": ""}, {"write_key": "k", "endpoint": "nope"},
-                {"write_key": "k", "writeKey": "k"}):
+    for bad in (
+        {},
+        {"write_key": ""},
+        {"write_key": "k", "endpoint": "nope"},
+        {"write_key": "k", "writeKey": "k"},
+    ):
         with pytest.raises(ValidationError):
             definition.parse_settings(bad)
 
@@ -121,15 +138,22 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
 @pytest.mark.live
 def test_forwarded_events_arrive_in_another_headwater(live: LiveServer) -> None:
     run = uuid.uuid4().hex
-    track = stored_message(1, userId=f"user-{run}", messageId=f"{run}-track",
-                           timestamp="2023-11-14T08:30:00.123Z")
-    page = {"type": "page", "name": "Pricing", "anonymousId": f"anon-{run}",
-            "userId": f"user-{run}", "messageId": f"{run}-page",
-            "properties": {"url": "https://example.com/pricing", "title": "Pricing"},
-            "context": {"library": {"name": "analytics-python", "version": "2.3.0"}},
-            "timestamp": "2023-11-14T08:31:00.000Z",
-            "originalTimestamp": "2023-11-14T08:30:59.000Z",
-            "sentAt": "2023-11-14T08:31:00.500Z", "receivedAt": "2023-11-14T08:31:01.500Z"}
+    track = stored_message(
+        1, userId=f"user-{run}", messageId=f"{run}-track", timestamp="2023-11-14T08:30:00.123Z"
+    )
+    page = {
+        "type": "page",
+        "name": "Pricing",
+        "anonymousId": f"anon-{run}",
+        "userId": f"user-{run}",
+        "messageId": f"{run}-page",
+        "properties": {"url": "https://example.com/pricing", "title": "Pricing"},
+        "context": {"library": {"name": "analytics-python", "version": "2.3.0"}},
+        "timestamp": "2023-11-14T08:31:00.000Z",
+        "originalTimestamp": "2023-11-14T08:30:59.000Z",
+        "sentAt": "2023-11-14T08:31:00.500Z",
+        "receivedAt": "2023-11-14T08:31:01.500Z",
+    }
     responses = send("segment", {"write_key": "WK_web", "endpoint": live.url}, [track, page])
     assert [(r.status_code, r.json()) for r in responses] == [(200, {"success": True})]
 
@@ -150,6 +174,7 @@ def test_forwarded_events_arrive_in_another_headwater(live: LiveServer) -> None:
 
 @pytest.mark.live
 def test_an_unknown_write_key_is_refused_by_headwater(live: LiveServer) -> None:
-    responses = send("segment", {"write_key": "WK_nobody", "endpoint": live.url},
-                     [stored_message(1)])
+    responses = send(
+        "segment", {"write_key": "WK_nobody", "endpoint": live.url}, [stored_message(1)]
+    )
     assert [r.status_code for r in responses] == [401]  # discarded, not retried

@@ -15,14 +15,30 @@ from headwater.destinations.trigger import Trigger, parse_trigger, to_condition
 from headwater.errors import TriggerError
 
 TRACK: dict[str, Any] = {
-    "type": "track", "event": "Order Completed", "userId": "u1",
-    "properties": {"total": 101, "plan": "pro", "coupon": None, "flag": True, "off": False,
-                   "zero": 0, "empty": "", "count": "5", "items": [{"sku": "A1"}, {"sku": "B2"}],
-                   "nested": {"level": {"deep": "yes"}}, "my key": "spaced", "a.b": "dotted"},
+    "type": "track",
+    "event": "Order Completed",
+    "userId": "u1",
+    "properties": {
+        "total": 101,
+        "plan": "pro",
+        "coupon": None,
+        "flag": True,
+        "off": False,
+        "zero": 0,
+        "empty": "",
+        "count": "5",
+        "items": [{"sku": "A1"}, {"sku": "B2"}],
+        "nested": {"level": {"deep": "yes"}},
+        "my key": "spaced",
+        "a.b": "dotted",
+    },
     "context": {"traits": {"username": "testing-123"}, "app": {"name": "Shop"}},
 }
-IDENTIFY: dict[str, Any] = {"type": "identify", "userId": "u1",
-                            "traits": {"email": "a@example.com", "age": 30, "vip": False}}
+IDENTIFY: dict[str, Any] = {
+    "type": "identify",
+    "userId": "u1",
+    "traits": {"email": "a@example.com", "age": 30, "vip": False},
+}
 PAGE: dict[str, Any] = {"type": "page", "name": "Home", "properties": {"path": "/"}}
 
 
@@ -34,8 +50,11 @@ Case = tuple[str, dict[str, Any], bool]
 
 
 def check(cases: list[Case]) -> None:
-    wrong = [(text, event, expected) for text, event, expected in cases
-             if parse_trigger(text).matches(event) is not expected]
+    wrong = [
+        (text, event, expected)
+        for text, event, expected in cases
+        if parse_trigger(text).matches(event) is not expected
+    ]
     assert wrong == []
 
 
@@ -228,7 +247,7 @@ PATHS: list[Case] = [
     ('properties.x-y = "z"', props(**{"x-y": "z"}), True),
     ("properties.total > 1", {"type": "track", "properties": "not an object"}, False),
     ("properties.length = 13", {"type": "track", "properties": "not an object"}, True),
-    ('properties.emoji.length = 3', props(emoji="a😀"), True),  # UTF-16 code units
+    ("properties.emoji.length = 3", props(emoji="a😀"), True),  # UTF-16 code units
     ('contains(properties.e, "😀")', props(e="x😀y"), True),
 ]
 
@@ -307,14 +326,21 @@ def test_ac_073_does_not_exist_matches_null_or_missing() -> None:
     assert not trigger.matches({"type": "track", "event": "E", "properties": {"coupon": "X"}})
 
 
-@pytest.mark.parametrize("text", [
-    'event = "Button Clicked" and context.traits != null',
-    'event = "Button Clicked" and context.traits exists',
-    'event = "Button Clicked" and context.traits.username != null',
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        'event = "Button Clicked" and context.traits != null',
+        'event = "Button Clicked" and context.traits exists',
+        'event = "Button Clicked" and context.traits.username != null',
+    ],
+)
 def test_ac_070_mapping_b_fires_on_button_clicked_with_context_traits(text: str) -> None:
-    event = {"type": "track", "event": "Button Clicked", "userId": "u1",
-             "context": {"traits": {"username": "testing-123"}}}
+    event = {
+        "type": "track",
+        "event": "Button Clicked",
+        "userId": "u1",
+        "context": {"traits": {"username": "testing-123"}},
+    }
     trigger = parse_trigger(text)
     assert trigger.matches(event)
     assert not trigger.matches({**event, "context": {}})
@@ -324,33 +350,36 @@ def test_ac_070_mapping_b_fires_on_button_clicked_with_context_traits(text: str)
 # --- invalid triggers ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("text", "reason", "position"), [
-    ("", "no condition", 0),
-    ("   ", "no condition", 0),
-    ('Event = "x"', "no condition", 0),  # field names are case sensitive
-    ('foo = "x" and bar = 1', "no condition", 0),
-    ('event = "Order', "unterminated string", 8),
-    ("properties.items.$.price = 1", "invalid character '$'", 17),  # no .$ array paths
-    ("properties.$x = 1", "invalid character '$'", 11),
-    ('event = "x" \r', "invalid character '\\r'", 12),
-    ('event = "x"\r', "unterminated string", 10),  # the quote before \r opens a new string
-    ('event = "😀" and properties.$x = 1', "invalid character '$'", 27),  # in characters
-    ('event !="x"', "expected '=' and a space after '!', got '='", 6),
-    ("properties.total>5", "unexpected '>' after 'total'", 16),
-    ('event = "x" and type', "'type' needs an operator and a value", 16),
-    ("event", "'event' needs an operator and a value", 0),
-    ("contains", "contains() is missing its 1st argument", 0),
-    ("match(event", "match() is missing its 2nd argument", 0),
-    ('(event = "x"', "'(' is never closed", 0),
-    ('((event = "x"))', "parentheses cannot nest", 1),
-    ('event = "x" and (type = "a" or (type = "b"))', "parentheses cannot nest", 31),
-    ('event = "x" and ()', "'( )' holds no condition", 16),
-    ("properties.\\. != null", "'properties..' names no field", 0),
-    ("properties.total = 5.", "a number cannot end with '.'", 20),
-    ("properties.total = 1.2.3", "a number has two decimal points", 22),
-    ("properties.x\\", "a backslash at the end escapes nothing", 12),
-    ('event = "x" and toString', "'toString' needs an operator and a value", 16),
-])
+@pytest.mark.parametrize(
+    ("text", "reason", "position"),
+    [
+        ("", "no condition", 0),
+        ("   ", "no condition", 0),
+        ('Event = "x"', "no condition", 0),  # field names are case sensitive
+        ('foo = "x" and bar = 1', "no condition", 0),
+        ('event = "Order', "unterminated string", 8),
+        ("properties.items.$.price = 1", "invalid character '$'", 17),  # no .$ array paths
+        ("properties.$x = 1", "invalid character '$'", 11),
+        ('event = "x" \r', "invalid character '\\r'", 12),
+        ('event = "x"\r', "unterminated string", 10),  # the quote before \r opens a new string
+        ('event = "😀" and properties.$x = 1', "invalid character '$'", 27),  # in characters
+        ('event !="x"', "expected '=' and a space after '!', got '='", 6),
+        ("properties.total>5", "unexpected '>' after 'total'", 16),
+        ('event = "x" and type', "'type' needs an operator and a value", 16),
+        ("event", "'event' needs an operator and a value", 0),
+        ("contains", "contains() is missing its 1st argument", 0),
+        ("match(event", "match() is missing its 2nd argument", 0),
+        ('(event = "x"', "'(' is never closed", 0),
+        ('((event = "x"))', "parentheses cannot nest", 1),
+        ('event = "x" and (type = "a" or (type = "b"))', "parentheses cannot nest", 31),
+        ('event = "x" and ()', "'( )' holds no condition", 16),
+        ("properties.\\. != null", "'properties..' names no field", 0),
+        ("properties.total = 5.", "a number cannot end with '.'", 20),
+        ("properties.total = 1.2.3", "a number has two decimal points", 22),
+        ("properties.x\\", "a backslash at the end escapes nothing", 12),
+        ('event = "x" and toString', "'toString' needs an operator and a value", 16),
+    ],
+)
 def test_invalid_triggers_say_what_and_where(text: str, reason: str, position: int) -> None:
     with pytest.raises(TriggerError) as caught:
         parse_trigger(text)
@@ -364,41 +393,117 @@ def test_invalid_triggers_say_what_and_where(text: str, reason: str, position: i
 # --- parse trees --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("text", "condition"), [
-    ('type = "track" and event = "Order Completed"',
-     {"type": "group", "operator": "and", "children": [
-         {"type": "event-type", "operator": "=", "value": "track"},
-         {"type": "event", "operator": "=", "value": "Order Completed"}]}),
-    ('(type = "a" or type = "b")',
-     {"type": "group", "operator": "or", "children": [
-         {"type": "event-type", "operator": "=", "value": "a"},
-         {"type": "event-type", "operator": "=", "value": "b"}]}),
-    ("properties.coupon = null and context.traits != null and traits.vip = false",
-     {"type": "group", "operator": "and", "children": [
-         {"type": "event-property", "name": "coupon", "operator": "not_exists"},
-         {"type": "event-context", "name": "traits", "operator": "exists"},
-         {"type": "event-trait", "name": "vip", "operator": "is_false"}]}),
-    ('properties.total = 5 or properties.total != 6 or properties.total < "7"',
-     {"type": "group", "operator": "or", "children": [
-         {"type": "event-property", "name": "total", "operator": "number_equals", "value": 5},
-         {"type": "event-property", "name": "total", "operator": "number_not_equals",
-          "value": 6},
-         {"type": "event-property", "name": "total", "operator": "<", "value": "7"}]}),
-    ('!contains(name, "x") and match(properties.a.b, "p*") and !match(userId, "*q")',
-     {"type": "group", "operator": "and", "children": [
-         {"type": "name", "operator": "not_contains", "value": "x"},
-         {"type": "event-property", "name": "a.b", "operator": "starts_with", "value": "p"},
-         {"type": "userId", "operator": "not_ends_with", "value": "q"}]}),
-    ("context.traits exists",
-     {"type": "group", "operator": "and", "children": [
-         {"type": "event-context", "name": "traits", "operator": "exists", "value": "eos"}]}),
-    ("properties.total > -",
-     {"type": "group", "operator": "and", "children": [
-         {"type": "event-property", "name": "total", "operator": ">", "value": None}]}),
-    ('match(event, "😀abc")',
-     {"type": "group", "operator": "and", "children": [
-         {"type": "event", "operator": "ends_with", "value": "\ude00abc"}]}),
-])
+@pytest.mark.parametrize(
+    ("text", "condition"),
+    [
+        (
+            'type = "track" and event = "Order Completed"',
+            {
+                "type": "group",
+                "operator": "and",
+                "children": [
+                    {"type": "event-type", "operator": "=", "value": "track"},
+                    {"type": "event", "operator": "=", "value": "Order Completed"},
+                ],
+            },
+        ),
+        (
+            '(type = "a" or type = "b")',
+            {
+                "type": "group",
+                "operator": "or",
+                "children": [
+                    {"type": "event-type", "operator": "=", "value": "a"},
+                    {"type": "event-type", "operator": "=", "value": "b"},
+                ],
+            },
+        ),
+        (
+            "properties.coupon = null and context.traits != null and traits.vip = false",
+            {
+                "type": "group",
+                "operator": "and",
+                "children": [
+                    {"type": "event-property", "name": "coupon", "operator": "not_exists"},
+                    {"type": "event-context", "name": "traits", "operator": "exists"},
+                    {"type": "event-trait", "name": "vip", "operator": "is_false"},
+                ],
+            },
+        ),
+        (
+            'properties.total = 5 or properties.total != 6 or properties.total < "7"',
+            {
+                "type": "group",
+                "operator": "or",
+                "children": [
+                    {
+                        "type": "event-property",
+                        "name": "total",
+                        "operator": "number_equals",
+                        "value": 5,
+                    },
+                    {
+                        "type": "event-property",
+                        "name": "total",
+                        "operator": "number_not_equals",
+                        "value": 6,
+                    },
+                    {"type": "event-property", "name": "total", "operator": "<", "value": "7"},
+                ],
+            },
+        ),
+        (
+            '!contains(name, "x") and match(properties.a.b, "p*") and !match(userId, "*q")',
+            {
+                "type": "group",
+                "operator": "and",
+                "children": [
+                    {"type": "name", "operator": "not_contains", "value": "x"},
+                    {
+                        "type": "event-property",
+                        "name": "a.b",
+                        "operator": "starts_with",
+                        "value": "p",
+                    },
+                    {"type": "userId", "operator": "not_ends_with", "value": "q"},
+                ],
+            },
+        ),
+        (
+            "context.traits exists",
+            {
+                "type": "group",
+                "operator": "and",
+                "children": [
+                    {
+                        "type": "event-context",
+                        "name": "traits",
+                        "operator": "exists",
+                        "value": "eos",
+                    }
+                ],
+            },
+        ),
+        (
+            "properties.total > -",
+            {
+                "type": "group",
+                "operator": "and",
+                "children": [
+                    {"type": "event-property", "name": "total", "operator": ">", "value": None}
+                ],
+            },
+        ),
+        (
+            'match(event, "😀abc")',
+            {
+                "type": "group",
+                "operator": "and",
+                "children": [{"type": "event", "operator": "ends_with", "value": "\ude00abc"}],
+            },
+        ),
+    ],
+)
 def test_to_condition_is_parse_fql_json(text: str, condition: dict[str, Any]) -> None:
     assert to_condition(parse_trigger(text)) == condition
 

@@ -15,9 +15,21 @@ from headwater.destinations.trigger import parse_trigger, to_condition
 from headwater.errors import TriggerError
 from tests.oracle.client import NodeOracle
 
-FIELDS = ["type", "event", "name", "userId", "properties.total", "properties.plan",
-          "properties.coupon", "properties.flag", "properties.items.0.id", "traits.email",
-          "context.app.name", "context.traits.username", "properties.missing"]
+FIELDS = [
+    "type",
+    "event",
+    "name",
+    "userId",
+    "properties.total",
+    "properties.plan",
+    "properties.coupon",
+    "properties.flag",
+    "properties.items.0.id",
+    "traits.email",
+    "context.app.name",
+    "context.traits.username",
+    "properties.missing",
+]
 TEXT = ["track", "identify", "Order Completed", "Button Clicked", "pro", "", "10", "abc"]
 
 
@@ -29,8 +41,9 @@ def condition(r: random.Random) -> str:
     if kind == 1:
         return f'{r.choice(["match", "!match"])}({field}, "{r.choice(["Order*", "*ed", "pro"])}")'
     op = r.choice(["=", "!=", "<", "<=", ">", ">="])
-    value = r.choice([f'"{r.choice(TEXT)}"', str(r.choice([0, 1, 9.5, 10, -2])), "true",
-                      "false", "null"])
+    value = r.choice(
+        [f'"{r.choice(TEXT)}"', str(r.choice([0, 1, 9.5, 10, -2])), "true", "false", "null"]
+    )
     return f"{field} {op} {value}"
 
 
@@ -47,14 +60,20 @@ def trigger(r: random.Random) -> str:
 
 
 VALUES: dict[str, list[Any]] = {
-    "total": [0, 1, 9.5, 10, "10", None], "plan": ["pro", "Pro", "", None],
-    "coupon": ["X", None, 0], "flag": [True, False, "true"],
-    "items": [[{"id": "abc"}], [], "abc"]}
+    "total": [0, 1, 9.5, 10, "10", None],
+    "plan": ["pro", "Pro", "", None],
+    "coupon": ["X", None, 0],
+    "flag": [True, False, "true"],
+    "items": [[{"id": "abc"}], [], "abc"],
+}
 
 
 def event(r: random.Random) -> dict[str, Any]:
-    found: dict[str, Any] = {"type": r.choice(["track", "identify", "page"]),
-                             "event": r.choice(TEXT[2:5]), "userId": r.choice(["u1", "10", None])}
+    found: dict[str, Any] = {
+        "type": r.choice(["track", "identify", "page"]),
+        "event": r.choice(TEXT[2:5]),
+        "userId": r.choice(["u1", "10", None]),
+    }
     properties: dict[str, Any] = {}
     for key in r.sample(["total", "plan", "coupon", "flag", "items"], r.randint(0, 5)):
         properties[key] = r.choice(VALUES[key])
@@ -94,16 +113,23 @@ def test_generated_triggers_parse_and_match_as_segment_does(oracle: NodeOracle) 
             e = event(r)
             match_cases.append({"trigger": text, "event": e})
             ours_matched.append((text, e, parsed.matches(e)))
-    for (text, mine), theirs in zip(ours_parsed, oracle.call("subscriptions.parse", parse_cases),
-                                    strict=True):
-        theirs_ok = theirs.error is None and isinstance(theirs.value, dict) and (
-            "error" not in theirs.value) and _usable(theirs.value)
+    for (text, mine), theirs in zip(
+        ours_parsed, oracle.call("subscriptions.parse", parse_cases), strict=True
+    ):
+        theirs_ok = (
+            theirs.error is None
+            and isinstance(theirs.value, dict)
+            and ("error" not in theirs.value)
+            and _usable(theirs.value)
+        )
         assert (mine is not None) == theirs_ok, (text, mine, theirs)
         if mine is not None:
             assert mine == theirs.value, text
     answers = oracle.call("subscriptions.validate", match_cases)
-    different = [(t, e, mine, theirs) for (t, e, mine), theirs in zip(ours_matched, answers,
-                                                                       strict=True)
-                 if theirs.error is not None or theirs.value is not mine]
+    different = [
+        (t, e, mine, theirs)
+        for (t, e, mine), theirs in zip(ours_matched, answers, strict=True)
+        if theirs.error is not None or theirs.value is not mine
+    ]
     assert not different, different[:3]
     assert 0.1 < sum(m for _, _, m in ours_matched) / len(ours_matched) < 0.9

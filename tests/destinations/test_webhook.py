@@ -12,13 +12,22 @@ from headwater.destinations.registry import get
 from tests.destinations.send import send
 from tests.support.receiver import Receiver
 
-TRACK = {"type": "track", "event": "Order Completed", "userId": "u1", "messageId": "m1",
-         "properties": {"total": 27.5}, "timestamp": "2024-03-05T10:00:00.000Z"}
+TRACK = {
+    "type": "track",
+    "event": "Order Completed",
+    "userId": "u1",
+    "messageId": "m1",
+    "properties": {"total": 27.5},
+    "timestamp": "2024-03-05T10:00:00.000Z",
+}
 
 
 def test_posts_each_message_as_json_signed_with_the_shared_secret(receiver: Receiver) -> None:
-    settings = {"urls": [receiver.url + "/a", receiver.url + "/b"],
-                "headers": {"X-Team": "growth"}, "shared_secret": "s3cret"}
+    settings = {
+        "urls": [receiver.url + "/a", receiver.url + "/b"],
+        "headers": {"X-Team": "growth"},
+        "shared_secret": "s3cret",
+    }
     responses = send("webhook", settings, [TRACK])
     assert [r.status_code for r in responses] == [200, 200]
     first, second = receiver.requests

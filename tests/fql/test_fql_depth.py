@@ -19,8 +19,11 @@ DEEPEST: dict[str, tuple[str, dict[str, Any], Any]] = {
     "parentheses": ("(" * D + "event = 'x'" + ")" * D, {"event": "y"}, False),
     "lists": ("[" * D + "]" * D + " = " + "[" * D + "]" * D, {}, True),
     "calls": ("lowercase(" * D + "event" + ")" * D, {"event": "ABC"}, "abc"),
-    "mixed": ("!(" * ((D - 1) // 2) + "contains(event, 'x')" + ")" * ((D - 1) // 2),
-              {"event": "xyz"}, False),
+    "mixed": (
+        "!(" * ((D - 1) // 2) + "contains(event, 'x')" + ")" * ((D - 1) // 2),
+        {"event": "xyz"},
+        False,
+    ),
 }
 
 
@@ -38,17 +41,19 @@ def test_the_deepest_statement_of_each_kind_runs_within_a_small_stack(kind: str)
     assert with_stack_budget(every_step) == answer
 
 
-@pytest.mark.parametrize(("text", "position"), [
-    ("!" * 1000 + "true", D),
-    ("(" * 2000 + "true" + ")" * 2000, D),
-    ("[" * 2000 + "]" * 2000, D),
-    ("lowercase(" * 400 + "event" + ")" * 400, len("lowercase(") * D),
-    ("!" * (D + 1) + "true", D),
-    ("(" * D + "[" + "]" + ")" * D + " = []", D),
-    ("event = 'x' and " + "(" * (D + 1) + "true" + ")" * (D + 1), len("event = 'x' and ") + D),
-])
-def test_deeper_statements_are_a_syntax_error_naming_the_position(text: str,
-                                                                    position: int) -> None:
+@pytest.mark.parametrize(
+    ("text", "position"),
+    [
+        ("!" * 1000 + "true", D),
+        ("(" * 2000 + "true" + ")" * 2000, D),
+        ("[" * 2000 + "]" * 2000, D),
+        ("lowercase(" * 400 + "event" + ")" * 400, len("lowercase(") * D),
+        ("!" * (D + 1) + "true", D),
+        ("(" * D + "[" + "]" + ")" * D + " = []", D),
+        ("event = 'x' and " + "(" * (D + 1) + "true" + ")" * (D + 1), len("event = 'x' and ") + D),
+    ],
+)
+def test_deeper_statements_are_a_syntax_error_naming_the_position(text: str, position: int) -> None:
     with pytest.raises(fql.FQLSyntaxError) as caught:
         with_stack_budget(lambda: fql.parse(text))
     assert caught.value.position == position
@@ -71,5 +76,6 @@ def test_an_event_nested_deeper_than_python_can_compare_fails_closed() -> None:
         deep = {"a": deep}
     expression = fql.parse("properties.deep = properties.other")
     with pytest.raises(fql.FQLEvaluationError, match="too deeply"):
-        with_stack_budget(lambda: expression.matches(
-            {"properties": {"deep": deep, "other": deep}}), frames=300)
+        with_stack_budget(
+            lambda: expression.matches({"properties": {"deep": deep, "other": deep}}), frames=300
+        )

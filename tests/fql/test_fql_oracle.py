@@ -20,8 +20,25 @@ from headwater.destinations.filters import check_filters, compile_filters
 from headwater.fql import parse
 from tests.oracle.client import NodeOracle
 
-WORDS = ["track", "identify", "Order Completed", "Button Clicked", "pro", "Pro", "a*b", "ab",
-         "abc", "abcd", "a.b", "x y", "", "1.0", "2.1.3", "@segment.com", "jo@segment.com"]
+WORDS = [
+    "track",
+    "identify",
+    "Order Completed",
+    "Button Clicked",
+    "pro",
+    "Pro",
+    "a*b",
+    "ab",
+    "abc",
+    "abcd",
+    "a.b",
+    "x y",
+    "",
+    "1.0",
+    "2.1.3",
+    "@segment.com",
+    "jo@segment.com",
+]
 
 
 class Generator:
@@ -31,14 +48,22 @@ class Generator:
     def event(self) -> dict[str, Any]:
         r = self.r
         properties: dict[str, Any] = {}
-        for key in r.sample(["plan", "total", "count", "tags", "flag", "email", "nested"],
-                            r.randint(2, 6)):
+        for key in r.sample(
+            ["plan", "total", "count", "tags", "flag", "email", "nested"], r.randint(2, 6)
+        ):
             properties[key] = self.value(key)
-        return {"type": r.choice(["track", "identify", "page"]),
-                "event": r.choice(WORDS[:6]), "userId": r.choice(["u1", "user-22", "ab"]),
-                "properties": properties,
-                "context": {"library": {"name": r.choice(["analytics.js", "analytics-python"]),
-                                        "version": r.choice(["1.0", "2.1.3", "10.2"])}}}
+        return {
+            "type": r.choice(["track", "identify", "page"]),
+            "event": r.choice(WORDS[:6]),
+            "userId": r.choice(["u1", "user-22", "ab"]),
+            "properties": properties,
+            "context": {
+                "library": {
+                    "name": r.choice(["analytics.js", "analytics-python"]),
+                    "version": r.choice(["1.0", "2.1.3", "10.2"]),
+                }
+            },
+        }
 
     def value(self, key: str) -> Any:
         r = self.r
@@ -53,11 +78,26 @@ class Generator:
         return r.choice(WORDS)
 
     def path(self) -> str:
-        return self.r.choice([
-            "type", "event", "userId", "properties.plan", "properties.total", "properties.count",
-            "properties.flag", "properties.email", "properties.tags", "properties.nested",
-            "properties.nested.a", "properties.nested.b", "properties.missing",
-            "context.library.name", "context.library.version", "missing.deep.path"])
+        return self.r.choice(
+            [
+                "type",
+                "event",
+                "userId",
+                "properties.plan",
+                "properties.total",
+                "properties.count",
+                "properties.flag",
+                "properties.email",
+                "properties.tags",
+                "properties.nested",
+                "properties.nested.a",
+                "properties.nested.b",
+                "properties.missing",
+                "context.library.name",
+                "context.library.version",
+                "missing.deep.path",
+            ]
+        )
 
     def literal(self) -> str:
         r = self.r
@@ -99,8 +139,9 @@ class Generator:
         if kind == 3:
             return f"contains({self.path()}, '{r.choice(['a', 'segment', 'js', 'Order', ''])}')"
         if kind == 4:
-            pattern = r.choice(["a*", "*d", "a?c", "ab[a-c]*", "*.js", "Order *", "\\*",
-                                "[!a]*", "[^a]*", "2.*"])
+            pattern = r.choice(
+                ["a*", "*d", "a?c", "ab[a-c]*", "*.js", "Order *", "\\*", "[!a]*", "[^a]*", "2.*"]
+            )
             return f"match({self.path()}, '{pattern.replace(chr(92), chr(92) * 2)}')"
         return r.choice(["properties.flag", "!properties.flag", "true", "false"])
 
@@ -123,13 +164,16 @@ def test_generated_statements_answer_as_the_browser_does(oracle: NodeOracle) -> 
         statement, event = gen.expression(), gen.event()
         expression = parse(statement)
         ir = expression.to_ir()
-        cases.append({"event": event, "matcher": {"type": "fql", "ir": msgspec.json.encode(
-            ir).decode()}})
+        cases.append(
+            {"event": event, "matcher": {"type": "fql", "ir": msgspec.json.encode(ir).decode()}}
+        )
         ours.append((statement, event, expression.matches(event)))
     answers = oracle.call("tsub.matches", cases)
-    different = [(s, e, mine, theirs.value) for (s, e, mine), theirs in zip(ours, answers,
-                                                                              strict=True)
-                 if theirs.error is not None or theirs.value is not mine]
+    different = [
+        (s, e, mine, theirs.value)
+        for (s, e, mine), theirs in zip(ours, answers, strict=True)
+        if theirs.error is not None or theirs.value is not mine
+    ]
     assert not different, msgspec.json.encode(different[:5]).decode()
     assert 0.2 < sum(m for _, _, m in ours) / len(ours) < 0.8  # both answers well represented
 
@@ -141,17 +185,21 @@ def test_filter_actions_change_events_as_the_browser_does(oracle: NodeOracle) ->
     for n in range(1000):
         event = gen.event()
         kind = gen.r.choice(["DROP", "DROP_PROPERTIES", "ALLOW_PROPERTIES", "SAMPLE"])
-        fields = {gen.r.choice(["", "properties", "context", "context.library",
-                                "properties.nested", "missing"]):
-                  gen.r.sample(["type", "plan", "total", "name", "a", "b", "userId", "tags"], 2)}
+        fields = {
+            gen.r.choice(
+                ["", "properties", "context", "context.library", "properties.nested", "missing"]
+            ): gen.r.sample(["type", "plan", "total", "name", "a", "b", "userId", "tags"], 2)
+        }
         action: dict[str, Any] = {"type": kind}
         transformer: dict[str, Any]
         if kind == "DROP":
             transformer = {"type": "drop"}
         elif kind == "SAMPLE":  # without a path: the percent's ends are certain
             action["percent"] = gen.r.choice([0, 1])
-            transformer = {"type": "sample_event", "config": {"sample": {
-                "percent": action["percent"], "path": ""}}}
+            transformer = {
+                "type": "sample_event",
+                "config": {"sample": {"percent": action["percent"], "path": ""}},
+            }
         else:
             action["fields"] = fields
             key = "drop" if kind == "DROP_PROPERTIES" else "allow"

@@ -36,8 +36,10 @@ def test_sigkill_under_load_loses_no_acknowledged_event(tmp_path: Path) -> None:
         with httpx.Client(base_url=live.url, timeout=5) as http:
             while not stop.is_set():
                 ids = [uuid.uuid4().hex for _ in range(20)]
-                batch = [{"type": "track", "userId": "load", "event": "Load", "messageId": i}
-                         for i in ids]
+                batch = [
+                    {"type": "track", "userId": "load", "event": "Load", "messageId": i}
+                    for i in ids
+                ]
                 try:
                     response = http.post("/v1/batch", json={"batch": batch}, headers=AUTH)
                 except httpx.HTTPError:
@@ -108,7 +110,9 @@ def test_rate_limit_is_off_by_default(tmp_path: Path) -> None:
     live.start()
     with httpx.Client(base_url=live.url, timeout=5) as http:
         batch = [{"type": "track", "userId": "x", "event": "E"} for _ in range(2000)]
-        statuses = {http.post("/v1/batch", json={"batch": batch}, headers=AUTH).status_code
-                    for _ in range(3)}
+        statuses = {
+            http.post("/v1/batch", json={"batch": batch}, headers=AUTH).status_code
+            for _ in range(3)
+        }
     live.stop()
     assert statuses == {200}

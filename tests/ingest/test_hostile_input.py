@@ -118,21 +118,27 @@ def test_broken_and_odd_bodies_on_every_route(live: LiveServer, http: httpx.Clie
         for raw in RAW_BODIES:
             _check(http.post(f"/v1/{name}", content=raw, headers=AUTH), (name, raw[:50]))
         for encoded, encoding in ENCODED_BODIES:
-            response = http.post(f"/v1/{name}", content=encoded,
-                                 headers={**AUTH, "Content-Encoding": encoding})
+            response = http.post(
+                f"/v1/{name}", content=encoded, headers={**AUTH, "Content-Encoding": encoding}
+            )
             _check(response, (name, encoding, encoded[:30]))
     odd_headers: list[dict[str, str]] = [
         {"Authorization": "Basic !!!"},
         {"Authorization": "Basic " + base64.b64encode(b"\xff\xfe:").decode()},
-        {"Authorization": "Basic " + base64.b64encode("\ud800".encode("utf-8",
-                                                                  "surrogatepass")).decode()},
-        {"Authorization": "Bearer"}, {"Authorization": "Basic"},
+        {
+            "Authorization": "Basic "
+            + base64.b64encode("\ud800".encode("utf-8", "surrogatepass")).decode()
+        },
+        {"Authorization": "Bearer"},
+        {"Authorization": "Basic"},
         {"Content-Encoding": "identity"},
     ]
     for headers in odd_headers:
         for name in ("track", "batch"):
-            _check(http.post(f"/v1/{name}", content=b'{"userId":"u","event":"e"}',
-                             headers=headers), (name, headers))
+            _check(
+                http.post(f"/v1/{name}", content=b'{"userId":"u","event":"e"}', headers=headers),
+                (name, headers),
+            )
     _good_event_still_flows(live, http)
 
 
@@ -143,9 +149,12 @@ def test_hostile_pixels_still_get_the_gif(live: LiveServer, http: httpx.Client) 
         assert response.content.startswith(b"GIF89a")
 
     for value in VALUES + TIMESTAMPS:
-        for template in ('{{"writeKey":"WK_web","userId":"u","event":{v}}}',
-                         '{{"writeKey":"WK_web","userId":"u","event":"e","properties":{v}}}',
-                         '{{"writeKey":{v}}}', "{v}"):
+        for template in (
+            '{{"writeKey":"WK_web","userId":"u","event":{v}}}',
+            '{{"writeKey":"WK_web","userId":"u","event":"e","properties":{v}}}',
+            '{{"writeKey":{v}}}',
+            "{v}",
+        ):
             raw = template.format(v=value).encode()
             for encode in (base64.b64encode, base64.urlsafe_b64encode):
                 pixel("/v1/pixel/track", "data=" + quote(encode(raw).decode()))
@@ -157,16 +166,30 @@ def test_hostile_pixels_still_get_the_gif(live: LiveServer, http: httpx.Client) 
         "writeKey=%ED%A0%80&userId=u&event=e",
         "writeKey=WK_web&userId=u&event=e&timestamp=%2B275760-09-13T00:00:00Z&sentAt=0001-01-01",
         "writeKey=WK_web&userId=u&event=e&properties=1&properties.a=2&context=x&context.ip=3",
-        "data=" + "A" * 4000, "data=%00%00", "data=", "data", "&&&===", "=",
+        "data=" + "A" * 4000,
+        "data=%00%00",
+        "data=",
+        "data",
+        "&&&===",
+        "=",
         "writeKey=WK_web&writeKey=WK_off&userId=u&event=e",
     ):
         for pixel_type in ("track", "page", "identify", "group", "alias", "screen", "nope"):
             pixel(f"/v1/pixel/{pixel_type}", query)
-    for path in ("/v1/projects/%ED%A0%80/settings", "/v1/projects/" + "x" * 5000 + "/settings",
-                 "/v1/projects//settings", "/v1/projects/%00/settings"):
+    for path in (
+        "/v1/projects/%ED%A0%80/settings",
+        "/v1/projects/" + "x" * 5000 + "/settings",
+        "/v1/projects//settings",
+        "/v1/projects/%00/settings",
+    ):
         assert http.get(path).status_code < 500
-    assert http.options("/v1/track", headers={
-        b"Origin": b"\xff\xfe", b"Access-Control-Request-Headers": b"x" * 5000}).status_code < 500
+    assert (
+        http.options(
+            "/v1/track",
+            headers={b"Origin": b"\xff\xfe", b"Access-Control-Request-Headers": b"x" * 5000},
+        ).status_code
+        < 500
+    )
     _good_event_still_flows(live, http)
 
 
@@ -188,19 +211,25 @@ def test_depth_limit_is_clear_and_exact(http: httpx.Client) -> None:
     assert response.status_code == 400
     # Brackets inside strings are text, not nesting.
     text = '"' + "[{" * 5000 + '\\"]}"'
-    assert http.post("/v1/track", content=f'{{"userId":"u","event":{text}}}',
-                     headers=AUTH).status_code == 200
+    assert (
+        http.post("/v1/track", content=f'{{"userId":"u","event":{text}}}', headers=AUTH).status_code
+        == 200
+    )
     # Deep gzip bodies are measured after inflating.
-    response = http.post("/v1/batch", content=gzip.compress(deep_array(150).encode()),
-                         headers={**AUTH, "Content-Encoding": "gzip"})
+    response = http.post(
+        "/v1/batch",
+        content=gzip.compress(deep_array(150).encode()),
+        headers={**AUTH, "Content-Encoding": "gzip"},
+    )
     assert response.status_code == 400 and "100 levels" in response.json()["message"]
 
 
 def test_broken_gzip_is_a_bad_request_not_invalid_json(http: httpx.Client) -> None:
     good = gzip.compress(b'{"userId":"u","event":"e"}')
     for broken in (good[:-9], good[: len(good) // 2], good + b"garbage", b"\x1f\x8b", b""):
-        response = http.post("/v1/track", content=broken,
-                             headers={**AUTH, "Content-Encoding": "gzip"})
+        response = http.post(
+            "/v1/track", content=broken, headers={**AUTH, "Content-Encoding": "gzip"}
+        )
         assert response.status_code == 400, broken
         assert response.json()["code"] == "bad_request", (broken, response.json())
         assert "gzip" in response.json()["message"]
@@ -208,20 +237,21 @@ def test_broken_gzip_is_a_bad_request_not_invalid_json(http: httpx.Client) -> No
     # zero padding after the last member, as gzip(1) itself accepts.
     split = gzip.compress(b'{"userId":"u",') + gzip.compress(b'"event":"e"}')
     for body in (split, good + b"\0" * 8):
-        response = http.post("/v1/track", content=body,
-                             headers={**AUTH, "Content-Encoding": "gzip"})
+        response = http.post(
+            "/v1/track", content=body, headers={**AUTH, "Content-Encoding": "gzip"}
+        )
         assert response.status_code == 200, response.text
     # A body that inflates fine but is not JSON is still invalid_json.
-    response = http.post("/v1/track", content=gzip.compress(b"{nope"),
-                         headers={**AUTH, "Content-Encoding": "gzip"})
+    response = http.post(
+        "/v1/track", content=gzip.compress(b"{nope"), headers={**AUTH, "Content-Encoding": "gzip"}
+    )
     assert response.json()["code"] == "invalid_json"
 
 
 def _good_event_still_flows(live: LiveServer, http: httpx.Client) -> None:
     """A good event is acknowledged and archived: no hostile message stalled a stage."""
     marker = uuid.uuid4().hex
-    response = http.post("/v1/track", json={"userId": marker, "event": "Still Works"},
-                         headers=AUTH)
+    response = http.post("/v1/track", json={"userId": marker, "event": "Still Works"}, headers=AUTH)
     assert response.status_code == 200, response.text
     assert http.get("/ready").status_code == 200
     archive = Archive(Path(live.data_dir) / "archive")

@@ -57,8 +57,12 @@ def committer(engine: Engine) -> Iterator[GroupCommitter]:
 
 def post(engine: Engine, committer: GroupCommitter, body: dict[str, Any]) -> httpx.Response:
     """One request to a Tracking API on the real committer, in process."""
-    api = TrackingAPI(sources=SourceCache(WorkspaceStore(engine)), committer=committer,
-                      settings=ServerSettings(), metrics=Metrics())
+    api = TrackingAPI(
+        sources=SourceCache(WorkspaceStore(engine)),
+        committer=committer,
+        settings=ServerSettings(),
+        metrics=Metrics(),
+    )
 
     async def send() -> httpx.Response:
         transport = httpx.ASGITransport(app=api)
@@ -120,12 +124,13 @@ def test_one_unstorable_request_does_not_fail_its_commit_group(engine: Engine) -
         event: dict[str, Any] = {"userId": user, "messageId": f"m-{user}", "type": "track"}
         if extra is not None:
             event["bad"] = extra
-        return Submission(source.workspace_id, source.id, "2024-01-01T00:00:00.000Z",
-                          [event], [])
+        return Submission(source.workspace_id, source.id, "2024-01-01T00:00:00.000Z", [event], [])
 
     async def together() -> list[Any]:
-        waiting = [asyncio.ensure_future(committer.submit(s)) for s in (
-            submission("a"), submission("poison", Unencodable()), submission("b"))]
+        waiting = [
+            asyncio.ensure_future(committer.submit(s))
+            for s in (submission("a"), submission("poison", Unencodable()), submission("b"))
+        ]
         await asyncio.sleep(0)  # all three are queued before the writer starts: one group
         committer.start()
         return await asyncio.gather(*waiting, return_exceptions=True)

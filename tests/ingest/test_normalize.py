@@ -132,8 +132,10 @@ def test_single_calls_are_not_size_checked_here() -> None:
     accepted(_item_of_size(40 * 1024), "track")
 
 
-@pytest.mark.parametrize(("field", "value"), [("context", "ctx"), ("context", [1]),
-                                              ("integrations", "all"), ("integrations", [])])
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("context", "ctx"), ("context", [1]), ("integrations", "all"), ("integrations", [])],
+)
 def test_context_and_integrations_must_be_objects(field: str, value: object) -> None:
     assert code(track(**{field: value})) == reasons.BAD_REQUEST
 
@@ -275,12 +277,22 @@ def consent_event(context: dict[str, Any] | None) -> dict[str, Any]:
 def test_consent_event_from_the_docs_is_accepted() -> None:
     # privacy/consent-management/consent-in-unify.
     item = {
-        "anonymousId": "23adfd82-aa0f-45a7-a756-24f2a7a4c895", "type": "track",
-        "event": CONSENT, "userId": "u123",
+        "anonymousId": "23adfd82-aa0f-45a7-a756-24f2a7a4c895",
+        "type": "track",
+        "event": CONSENT,
+        "userId": "u123",
         "traits": {"email": "peter@example.com", "phone": "555-555-5555"},
         "timestamp": "2023-01-01T00:00:00.000Z",
-        "context": {"consent": {"categoryPreferences": {
-            "Advertising": True, "Analytics": False, "Functional": True, "DataSharing": False}}},
+        "context": {
+            "consent": {
+                "categoryPreferences": {
+                    "Advertising": True,
+                    "Analytics": False,
+                    "Functional": True,
+                    "DataSharing": False,
+                }
+            }
+        },
     }
     message = accepted(item, None)
     assert message["context"]["consent"]["categoryPreferences"]["Advertising"] is True
@@ -288,8 +300,14 @@ def test_consent_event_from_the_docs_is_accepted() -> None:
 
 @pytest.mark.parametrize(
     "context",
-    [None, {}, {"consent": None}, {"consent": {}}, {"consent": "yes"},
-     {"consent": {"categoryPreferences": None}}],
+    [
+        None,
+        {},
+        {"consent": None},
+        {"consent": {}},
+        {"consent": "yes"},
+        {"consent": {"categoryPreferences": None}},
+    ],
 )
 def test_consent_preferences_must_exist(context: dict[str, Any] | None) -> None:
     assert code(consent_event(context)) == reasons.CONSENT_CATEGORYPREFERENCES_SHOULD_EXIST
@@ -323,8 +341,10 @@ def test_consent_version_must_be_a_number_on_the_consent_event() -> None:
 
 
 def test_advertising_id_must_be_a_string_on_the_consent_event() -> None:
-    context = {"consent": {"categoryPreferences": {"Ads": True}},
-               "device": {"advertisingId": 12345}}
+    context = {
+        "consent": {"categoryPreferences": {"Ads": True}},
+        "device": {"advertisingId": 12345},
+    }
     assert code(consent_event(context)) == reasons.DEVICE_ADVERTISINGID_SHOULD_BE_STRING
     context["device"] = {"advertisingId": "7A3CBEA0-BDF5-11E4-8DFC-AA07A5B093DB"}
     accepted(consent_event(context))
@@ -332,8 +352,10 @@ def test_advertising_id_must_be_a_string_on_the_consent_event() -> None:
 
 def test_consent_checks_apply_only_to_the_consent_event() -> None:
     # Segment's table scopes these codes to "Segment Consent Preference" events.
-    context = {"consent": {"categoryPreferences": {"Ads": "yes"}, "version": "2"},
-               "device": {"advertisingId": 12345}}
+    context = {
+        "consent": {"categoryPreferences": {"Ads": "yes"}, "version": "2"},
+        "device": {"advertisingId": 12345},
+    }
     accepted(track(context=context))
     accepted({"userId": "u", "context": context}, "identify")
 
@@ -390,13 +412,19 @@ def test_ac015_batch_context_is_merged_into_the_item() -> None:
 
 
 def test_batch_context_merges_deeply_and_the_item_wins() -> None:
-    req = request(batch_context={
-        "library": {"name": "analytics-python", "version": "2.3.0"},
-        "device": {"type": "phone", "name": "Apple iPhone 6"},
-        "locale": "nl-NL",
-    })
-    item = {"type": "track", "userId": "u", "event": "E",
-            "context": {"device": {"name": "Pixel 8"}, "locale": "en-US"}}
+    req = request(
+        batch_context={
+            "library": {"name": "analytics-python", "version": "2.3.0"},
+            "device": {"type": "phone", "name": "Apple iPhone 6"},
+            "locale": "nl-NL",
+        }
+    )
+    item = {
+        "type": "track",
+        "userId": "u",
+        "event": "E",
+        "context": {"device": {"name": "Pixel 8"}, "locale": "en-US"},
+    }
     context = accepted(item, None, req)["context"]
     assert context["device"] == {"type": "phone", "name": "Pixel 8"}
     assert context["locale"] == "en-US"
@@ -410,12 +438,19 @@ def test_item_value_replaces_a_batch_object_when_it_is_not_an_object() -> None:
 
 
 def test_ac015_batch_integrations_merge_shallowly_and_the_item_wins() -> None:
-    req = request(batch_integrations={"All": False, "Mixpanel": True,
-                                      "Amplitude": {"session_id": 1}})
-    item = {"type": "identify", "userId": "u",
-            "integrations": {"Salesforce": True, "Amplitude": {"device_id": "d"}}}
+    req = request(
+        batch_integrations={"All": False, "Mixpanel": True, "Amplitude": {"session_id": 1}}
+    )
+    item = {
+        "type": "identify",
+        "userId": "u",
+        "integrations": {"Salesforce": True, "Amplitude": {"device_id": "d"}},
+    }
     assert accepted(item, None, req)["integrations"] == {
-        "All": False, "Mixpanel": True, "Salesforce": True, "Amplitude": {"device_id": "d"},
+        "All": False,
+        "Mixpanel": True,
+        "Salesforce": True,
+        "Amplitude": {"device_id": "d"},
     }
 
 
@@ -424,9 +459,17 @@ def test_batch_level_objects_are_never_edited_nor_shared() -> None:
     batch_integrations = {"All": True}
     before = copy.deepcopy((batch_context, batch_integrations))
     req = request(batch_context=batch_context, batch_integrations=batch_integrations)
-    first = accepted({"type": "track", "userId": "u", "event": "E",
-                      "context": {"device": {"name": "x"}, **AJS},
-                      "integrations": {"Mixpanel": False}}, None, req)
+    first = accepted(
+        {
+            "type": "track",
+            "userId": "u",
+            "event": "E",
+            "context": {"device": {"name": "x"}, **AJS},
+            "integrations": {"Mixpanel": False},
+        },
+        None,
+        req,
+    )
     second = accepted({"type": "track", "userId": "u", "event": "E"}, None, req)
     assert (batch_context, batch_integrations) == before
     assert first["context"]["ip"] == CLIENT_IP  # set on the item's own copy only
@@ -456,10 +499,14 @@ def test_item_sent_at_wins_over_the_batch_sent_at() -> None:
 
 
 def test_ac001_http_api_track() -> None:
-    item = {"userId": "019mr8mf4r", "event": "Item Purchased",
-            "properties": {"name": "Leap to Conclusions Mat", "revenue": 14.99},
-            "context": {"ip": "24.5.68.47"}, "timestamp": "2012-12-02T00:30:12.984Z",
-            "writeKey": "WK"}
+    item = {
+        "userId": "019mr8mf4r",
+        "event": "Item Purchased",
+        "properties": {"name": "Leap to Conclusions Mat", "revenue": 14.99},
+        "context": {"ip": "24.5.68.47"},
+        "timestamp": "2012-12-02T00:30:12.984Z",
+        "writeKey": "WK",
+    }
     message = accepted(item, "track")
     assert message["type"] == "track"
     assert message["receivedAt"] == RECEIVED_ISO
@@ -472,8 +519,9 @@ def test_ac001_http_api_track() -> None:
 
 
 def test_ac016_clock_skew_correction_worked_example() -> None:
-    message = accepted(track(timestamp="2015-12-12T19:11:01.152Z",
-                             sentAt="2015-12-12T19:11:01.169Z"))
+    message = accepted(
+        track(timestamp="2015-12-12T19:11:01.152Z", sentAt="2015-12-12T19:11:01.169Z")
+    )
     assert message["originalTimestamp"] == "2015-12-12T19:11:01.152Z"
     assert message["sentAt"] == "2015-12-12T19:11:01.169Z"
     assert message["receivedAt"] == "2015-12-12T19:11:01.266Z"
@@ -507,15 +555,17 @@ def test_sent_at_alone_gives_received_at() -> None:
 
 
 def test_timestamps_are_stored_in_one_form() -> None:
-    message = accepted(track(timestamp="2015-12-12T20:11:01.152+01:00",
-                             sentAt="2015-12-12T19:11:01.169123Z"))
+    message = accepted(
+        track(timestamp="2015-12-12T20:11:01.152+01:00", sentAt="2015-12-12T19:11:01.169123Z")
+    )
     assert message["originalTimestamp"] == "2015-12-12T19:11:01.152Z"
     assert message["sentAt"] == "2015-12-12T19:11:01.169Z"
 
 
 def test_unpadded_timestamp_from_the_http_api_docs() -> None:
-    message = accepted({"type": "identify", "userId": "019mr8mf4r",
-                        "timestamp": "2015-2-02T00:30:08.276Z"}, None)
+    message = accepted(
+        {"type": "identify", "userId": "019mr8mf4r", "timestamp": "2015-2-02T00:30:08.276Z"}, None
+    )
     assert message["originalTimestamp"] == "2015-02-02T00:30:08.276Z"
     assert message["timestamp"] == "2015-02-02T00:30:08.276Z"
 
@@ -534,15 +584,17 @@ def test_unparseable_sent_at_is_dropped_and_not_used() -> None:
 
 
 def test_client_original_timestamp_is_used_when_there_is_no_timestamp() -> None:
-    message = accepted(track(originalTimestamp="2015-12-12T19:11:01.152Z",
-                             sentAt="2015-12-12T19:11:01.169Z"))
+    message = accepted(
+        track(originalTimestamp="2015-12-12T19:11:01.152Z", sentAt="2015-12-12T19:11:01.169Z")
+    )
     assert message["originalTimestamp"] == "2015-12-12T19:11:01.152Z"
     assert message["timestamp"] == "2015-12-12T19:11:01.249Z"
 
 
 def test_timestamp_wins_over_a_client_original_timestamp() -> None:
-    message = accepted(track(timestamp="2015-12-12T19:11:01.152Z",
-                             originalTimestamp="2001-01-01T00:00:00.000Z"))
+    message = accepted(
+        track(timestamp="2015-12-12T19:11:01.152Z", originalTimestamp="2001-01-01T00:00:00.000Z")
+    )
     assert message["originalTimestamp"] == "2015-12-12T19:11:01.152Z"
 
 
@@ -557,15 +609,18 @@ def test_client_received_at_is_overwritten() -> None:
 
 
 def test_skew_outside_datetime_range_falls_back_to_the_event_time() -> None:
-    message = accepted(track(timestamp="9999-12-31T00:00:00.000Z",
-                             sentAt="0001-01-01T00:00:00.000Z"))
+    message = accepted(
+        track(timestamp="9999-12-31T00:00:00.000Z", sentAt="0001-01-01T00:00:00.000Z")
+    )
     assert message["timestamp"] == "9999-12-31T00:00:00.000Z"
 
 
 def test_received_at_keeps_microseconds_out_of_the_stored_form() -> None:
     received = datetime(2024, 5, 6, 7, 8, 9, 123999, tzinfo=UTC)
-    message = accepted(track(timestamp="2024-05-06T07:08:09.000Z",
-                             sentAt="2024-05-06T07:08:09.100Z"), req=request(received_at=received))
+    message = accepted(
+        track(timestamp="2024-05-06T07:08:09.000Z", sentAt="2024-05-06T07:08:09.100Z"),
+        req=request(received_at=received),
+    )
     assert message["receivedAt"] == "2024-05-06T07:08:09.123Z"
     assert message["timestamp"] == "2024-05-06T07:08:09.023Z"
 
@@ -585,10 +640,16 @@ def test_mobile_events_get_the_client_ip(library: str) -> None:
 
 @pytest.mark.parametrize(
     "context",
-    [{}, {"library": {"name": "analytics-python", "version": "2.3.0"}},
-     {"library": {"name": "@segment/analytics-node"}}, {"library": "analytics.js"},
-     {"library": {"name": ["analytics.js"]}}, {"library": {"name": {"n": 1}}},
-     {"direct": "true"}, {"direct": 1}],
+    [
+        {},
+        {"library": {"name": "analytics-python", "version": "2.3.0"}},
+        {"library": {"name": "@segment/analytics-node"}},
+        {"library": "analytics.js"},
+        {"library": {"name": ["analytics.js"]}},
+        {"library": {"name": {"n": 1}}},
+        {"direct": "true"},
+        {"direct": 1},
+    ],
 )
 def test_ac022_server_side_events_get_no_ip(context: dict[str, Any]) -> None:
     assert "ip" not in accepted(track(context=context))["context"]
@@ -604,16 +665,23 @@ def test_ac022_ipv6_clients_get_no_ip() -> None:
 
 
 def test_ipv4_mapped_ipv6_address_is_unwrapped() -> None:
-    message = accepted(track(context=copy.deepcopy(AJS)),
-                       req=request(client_ip="::ffff:203.0.113.9"))
+    message = accepted(
+        track(context=copy.deepcopy(AJS)), req=request(client_ip="::ffff:203.0.113.9")
+    )
     assert message["context"]["ip"] == "203.0.113.9"
 
 
 def test_unknown_client_address_sets_nothing() -> None:
-    assert "ip" not in accepted(track(context=copy.deepcopy(AJS)),
-                                req=request(client_ip=None))["context"]
-    assert "ip" not in accepted(track(context=copy.deepcopy(AJS)),
-                                req=request(client_ip="unix-socket"))["context"]
+    assert (
+        "ip"
+        not in accepted(track(context=copy.deepcopy(AJS)), req=request(client_ip=None))["context"]
+    )
+    assert (
+        "ip"
+        not in accepted(track(context=copy.deepcopy(AJS)), req=request(client_ip="unix-socket"))[
+            "context"
+        ]
+    )
 
 
 def test_provided_ip_is_never_overwritten() -> None:
@@ -636,8 +704,14 @@ def test_version_is_2() -> None:
 
 @pytest.mark.parametrize(
     ("library", "channel"),
-    [("analytics.js", "browser"), ("analytics-ios", "mobile"), ("analytics-kotlin", "mobile"),
-     ("analytics-react-native", "mobile"), ("analytics-python", "server"), (None, "server")],
+    [
+        ("analytics.js", "browser"),
+        ("analytics-ios", "mobile"),
+        ("analytics-kotlin", "mobile"),
+        ("analytics-react-native", "mobile"),
+        ("analytics-python", "server"),
+        (None, "server"),
+    ],
 )
 def test_channel_follows_the_library(library: str | None, channel: str) -> None:
     context = {"library": {"name": library}} if library else {}
@@ -783,14 +857,25 @@ def test_http_api_batch_example() -> None:
     # HTTP API docs' batch body, with its unpadded timestamps.
     body = {
         "batch": [
-            {"type": "identify", "userId": "019mr8mf4r",
-             "traits": {"email": "jake@yahoo.com", "name": "Jake Peterson", "age": 26},
-             "timestamp": "2012-12-02T00:30:08.276Z"},
-            {"type": "track", "userId": "019mr8mf4r", "event": "Song Played",
-             "properties": {"name": "Fallin for You", "artist": "Dierks Bentley"},
-             "timestamp": "2012-12-02T00:30:12.984Z"},
-            {"type": "identify", "userId": "971mj8mk7p", "traits": {"email": "cindy@example.com"},
-             "timestamp": "2015-2-02T00:30:08.276Z"},
+            {
+                "type": "identify",
+                "userId": "019mr8mf4r",
+                "traits": {"email": "jake@yahoo.com", "name": "Jake Peterson", "age": 26},
+                "timestamp": "2012-12-02T00:30:08.276Z",
+            },
+            {
+                "type": "track",
+                "userId": "019mr8mf4r",
+                "event": "Song Played",
+                "properties": {"name": "Fallin for You", "artist": "Dierks Bentley"},
+                "timestamp": "2012-12-02T00:30:12.984Z",
+            },
+            {
+                "type": "identify",
+                "userId": "971mj8mk7p",
+                "traits": {"email": "cindy@example.com"},
+                "timestamp": "2015-2-02T00:30:08.276Z",
+            },
         ],
         "writeKey": "YOUR_WRITE_KEY",
         "context": {"device": {"type": "phone", "name": "Apple iPhone 6"}},
@@ -798,7 +883,9 @@ def test_http_api_batch_example() -> None:
     req = request(batch_context=body["context"])
     messages = [accepted(item, None, req) for item in body["batch"]]
     assert [m["timestamp"] for m in messages] == [
-        "2012-12-02T00:30:08.276Z", "2012-12-02T00:30:12.984Z", "2015-02-02T00:30:08.276Z",
+        "2012-12-02T00:30:08.276Z",
+        "2012-12-02T00:30:12.984Z",
+        "2015-02-02T00:30:08.276Z",
     ]
     assert all(m["context"]["device"]["name"] == "Apple iPhone 6" for m in messages)
     assert len({m["messageId"] for m in messages}) == 3
@@ -819,11 +906,13 @@ def test_destination_function_batch_fixture() -> None:
 
 
 def test_discard_codes_are_distinct_and_ours_are_apart_from_segments() -> None:
-    everything = {name: value for name, value in vars(reasons).items()
-                  if name.isupper() and isinstance(value, str)}
+    everything = {
+        name: value
+        for name, value in vars(reasons).items()
+        if name.isupper() and isinstance(value, str)
+    }
     assert len(set(everything.values())) == len(everything)  # one name per reason
-    constants = {name: value for name, value in everything.items()
-                 if value in reasons.ALL_CODES}
+    constants = {name: value for name, value in everything.items() if value in reasons.ALL_CODES}
     assert len(constants) == len(reasons.ALL_CODES)
     assert not reasons.SEGMENT_CODES & reasons.HEADWATER_CODES
     assert all(value == name.lower() for name, value in constants.items())

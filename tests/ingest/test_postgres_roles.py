@@ -36,47 +36,63 @@ def test_ingest_and_two_workers_share_the_log(
 ) -> None:
     data = tmp_path / "data"  # one archive directory, as on a shared volume
     ingest = LiveServer(data_dir=data, config=config, role="ingest", database=pg_database)
-    workers = [LiveServer(data_dir=data, config=config, role="worker", database=pg_database)
-               for _ in range(2)]
+    workers = [
+        LiveServer(data_dir=data, config=config, role="worker", database=pg_database)
+        for _ in range(2)
+    ]
     engine = open_engine(database_url(data, pg_database))
     try:
         ingest.start()
         for worker in workers:
             worker.start()
         # The ingest process does not consume; the workers do not ingest.
-        refused = httpx.post(f"{workers[0].url}/v1/track", headers=AUTH,
-                             json={"userId": "u", "event": "E"})
+        refused = httpx.post(
+            f"{workers[0].url}/v1/track", headers=AUTH, json={"userId": "u", "event": "E"}
+        )
         assert refused.status_code == 503
 
         sent: list[str] = []
         with httpx.Client(base_url=ingest.url, timeout=10) as http:
             for n in range(40):
                 ids = [f"pg-{n}-{i}-{uuid.uuid4().hex[:6]}" for i in range(25)]
-                batch = [{"type": "track", "userId": f"u{n}", "event": "Played",
-                          "messageId": message_id} for message_id in ids]
-                assert http.post("/v1/batch", json={"batch": batch},
-                                 headers=AUTH).status_code == 200
+                batch = [
+                    {"type": "track", "userId": f"u{n}", "event": "Played", "messageId": message_id}
+                    for message_id in ids
+                ]
+                assert (
+                    http.post("/v1/batch", json={"batch": batch}, headers=AUTH).status_code == 200
+                )
                 sent += ids
 
         log = EventLog(engine)
 
         def owners() -> set[str]:
             with engine.connect() as conn:
-                return set(conn.execute(
-                    sa.select(schema.log_groups.c.owner)
-                    .where(schema.log_groups.c.group_name == "archive",
-                           schema.log_groups.c.owner.is_not(None))
-                ).scalars())
+                return set(
+                    conn.execute(
+                        sa.select(schema.log_groups.c.owner).where(
+                            schema.log_groups.c.group_name == "archive",
+                            schema.log_groups.c.owner.is_not(None),
+                        )
+                    ).scalars()
+                )
 
         # Both workers hold a fair share of the partitions, and together drain the log.
         wait_for(lambda: len(owners()) == 2, 30, "both workers to lease partitions")
-        wait_for(lambda: log.lag("archive") == 0 and log.lag("observer") == 0, 30,
-                 "the workers to consume every record")
+        wait_for(
+            lambda: log.lag("archive") == 0 and log.lag("observer") == 0,
+            30,
+            "the workers to consume every record",
+        )
 
         now = datetime.now(UTC)
         source_id = _source_id(engine, "web")
-        archived = [e["messageId"] for e in Archive(data / "archive").read(
-            source_id, now - timedelta(hours=2), now + timedelta(hours=1))]
+        archived = [
+            e["messageId"]
+            for e in Archive(data / "archive").read(
+                source_id, now - timedelta(hours=2), now + timedelta(hours=1)
+            )
+        ]
         assert sorted(archived) == sorted(sent)  # every event once
         totals = {t.step: t.events for t in CounterStore(engine).totals(source_id)}
         assert totals[ACCEPTED] == len(sent)  # counted once, whichever worker saw it
@@ -89,8 +105,9 @@ def test_ingest_and_two_workers_share_the_log(
 def test_503_while_postgres_is_down_then_recovery(
     tmp_path: Path, config: Path, private_postgres: PostgresServer
 ) -> None:
-    live = LiveServer(data_dir=tmp_path / "data", config=config, role="ingest",
-                      database=private_postgres.url)
+    live = LiveServer(
+        data_dir=tmp_path / "data", config=config, role="ingest", database=private_postgres.url
+    )
     live.start()
     try:
         with httpx.Client(base_url=live.url, timeout=15) as http:
@@ -98,8 +115,11 @@ def test_503_while_postgres_is_down_then_recovery(
             assert http.post("/v1/track", json=body, headers=AUTH).status_code == 200
 
             private_postgres.stop("immediate")
-            during = http.post("/v1/track", headers=AUTH, json={
-                "userId": "u1", "event": "During", "messageId": "during-outage"})
+            during = http.post(
+                "/v1/track",
+                headers=AUTH,
+                json={"userId": "u1", "event": "During", "messageId": "during-outage"},
+            )
             assert during.status_code == 503
             assert during.headers["retry-after"]
             assert during.json()["code"] == "unavailable"
@@ -112,19 +132,22 @@ def test_503_while_postgres_is_down_then_recovery(
 
             private_postgres.start()
             wait_for(lambda: http.get("/ready").status_code == 200, 30, "/ready after restart")
-            retried = http.post("/v1/track", headers=AUTH, json={
-                "userId": "u1", "event": "During", "messageId": "during-outage"})
+            retried = http.post(
+                "/v1/track",
+                headers=AUTH,
+                json={"userId": "u1", "event": "During", "messageId": "during-outage"},
+            )
             assert retried.status_code == 200
         # The event acknowledged before the outage and the retried one are both stored, once.
-        assert sorted(e["messageId"] for e in live.events()) == ["before-outage",
-                                                                  "during-outage"]
+        assert sorted(e["messageId"] for e in live.events()) == ["before-outage", "during-outage"]
     finally:
         live.stop()
 
 
 def _source_id(engine: sa.engine.Engine, name: str) -> str:
     with engine.connect() as conn:
-        return str(conn.execute(
-            sa.select(schema.sources.c.id).where(schema.sources.c.name == name)
-        ).scalar_one())
-
+        return str(
+            conn.execute(
+                sa.select(schema.sources.c.id).where(schema.sources.c.name == name)
+            ).scalar_one()
+        )

@@ -14,12 +14,21 @@ pytestmark = pytest.mark.live  # every test here starts a headwater server proce
 
 def test_every_call_type_with_gzip_is_stored_once(server: LiveServer) -> None:
     errors: list[Exception] = []
-    client = Client(write_key="WK_web", host=server.url, gzip=True,
-                    on_error=lambda error, _batch: errors.append(error), max_retries=1)
+    client = Client(
+        write_key="WK_web",
+        host=server.url,
+        gzip=True,
+        on_error=lambda error, _batch: errors.append(error),
+        max_retries=1,
+    )
     user = f"sdk-{uuid.uuid4().hex}"
     client.identify(user, {"email": "peter@example.com", "plan": "premium", "logins": 5})
-    client.track(user, "Order Completed", {"order_id": "o-1", "revenue": 19.99},
-                 context={"app": {"name": "backend"}})
+    client.track(
+        user,
+        "Order Completed",
+        {"order_id": "o-1", "revenue": 19.99},
+        context={"app": {"name": "backend"}},
+    )
     client.page(user, category="Docs", name="Intro", properties={"url": "https://x.test/intro"})
     client.screen(user, name="Home", properties={"variation": "blue"})
     client.group(user, "group-1", {"name": "Initech", "employees": 329})
@@ -32,8 +41,11 @@ def test_every_call_type_with_gzip_is_stored_once(server: LiveServer) -> None:
     by_type = {e["type"]: e for e in events}
     assert sorted(by_type) == ["alias", "group", "identify", "page", "screen", "track"]
     assert len(events) == 6  # each exactly once
-    assert by_type["identify"]["traits"] == {"email": "peter@example.com", "plan": "premium",
-                                             "logins": 5}
+    assert by_type["identify"]["traits"] == {
+        "email": "peter@example.com",
+        "plan": "premium",
+        "logins": 5,
+    }
     track = by_type["track"]
     assert track["event"] == "Order Completed"
     assert track["properties"] == {"order_id": "o-1", "revenue": 19.99}

@@ -32,8 +32,7 @@ TICK = 0.2
 def make_server(tmp_path: Path, server_section: str, open_files: int | None = None) -> LiveServer:
     config = tmp_path / "headwater.yaml"
     config.write_text(BASE_CONFIG + "server:\n" + server_section)
-    live = LiveServer(data_dir=tmp_path / "data", config=config, role="all",
-                      open_files=open_files)
+    live = LiveServer(data_dir=tmp_path / "data", config=config, role="all", open_files=open_files)
     live.start()
     return live
 
@@ -76,13 +75,14 @@ def open_client(port: int, kind: str, first: bytes, drip: bytes) -> Client:
 
 
 def header_trickler(port: int) -> Client:
-    return open_client(port, "headers", b"POST /v1/track HTTP/1.1\r\nHost: x\r\n",
-                       b"X-Slow: 1\r\n")
+    return open_client(port, "headers", b"POST /v1/track HTTP/1.1\r\nHost: x\r\n", b"X-Slow: 1\r\n")
 
 
 def body_trickler(port: int) -> Client:
-    head = (f"POST /v1/track HTTP/1.1\r\nHost: x\r\nAuthorization: {AUTH}\r\n"
-            "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{").encode()
+    head = (
+        f"POST /v1/track HTTP/1.1\r\nHost: x\r\nAuthorization: {AUTH}\r\n"
+        "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"
+    ).encode()
     return open_client(port, "body", head, b" ")
 
 
@@ -97,8 +97,11 @@ def run(clients: list[Client], seconds: float) -> None:
 def archived(live: LiveServer, users: set[str]) -> bool:
     archive = Archive(live.data_dir / "archive")
     now = datetime.now(UTC)
-    found = {e.get("userId") for source in archive.sources()
-             for e in archive.read(source, now - timedelta(hours=1), now + timedelta(hours=1))}
+    found = {
+        e.get("userId")
+        for source in archive.sources()
+        for e in archive.read(source, now - timedelta(hours=1), now + timedelta(hours=1))
+    }
     return users <= found
 
 
@@ -135,8 +138,11 @@ def test_slow_clients_get_408_on_time_while_others_are_served(tmp_path: Path) ->
             for _ in range(3):  # meanwhile, a normal client is served as usual
                 user = uuid.uuid4().hex
                 started = time.monotonic()
-                response = http.post("/v1/track", json={"userId": user, "event": "E"},
-                                     headers={"Authorization": AUTH})
+                response = http.post(
+                    "/v1/track",
+                    json={"userId": user, "event": "E"},
+                    headers={"Authorization": AUTH},
+                )
                 assert response.status_code == 200
                 assert time.monotonic() - started < 2.0
                 users.add(user)
@@ -150,7 +156,8 @@ def test_slow_clients_get_408_on_time_while_others_are_served(tmp_path: Path) ->
             assert limit - 0.1 <= lasted <= limit + 1.5, (client.kind, lasted)
             if client.kind != "body":  # a body trickler may see a reset instead
                 assert client.received.startswith(b"HTTP/1.1 408") or (
-                    client.kind == "kept-alive" and b"HTTP/1.1 408" in client.received), client
+                    client.kind == "kept-alive" and b"HTTP/1.1 408" in client.received
+                ), client
             client.sock.close()
         wait_archived(live, users)
         assert httpx.get(f"{live.url}/ready").status_code == 200
@@ -175,8 +182,11 @@ def test_connections_over_the_cap_get_503_at_once(tmp_path: Path) -> None:
         assert all(c.closed is None for c in held)
         run(held, 4)  # the header deadline frees the slots
         assert all(c.closed is not None for c in held)
-        response = httpx.post(f"{live.url}/v1/track", json={"userId": "u", "event": "E"},
-                              headers={"Authorization": AUTH})
+        response = httpx.post(
+            f"{live.url}/v1/track",
+            json={"userId": "u", "event": "E"},
+            headers={"Authorization": AUTH},
+        )
         assert response.status_code == 200
     finally:
         live.stop()
@@ -190,8 +200,10 @@ def test_a_flood_past_the_open_file_limit_leaves_ingest_and_the_archive_working(
     live = make_server(tmp_path, "  header_timeout_seconds: 1\n", open_files=256)
     try:
         assert live.output is not None
-        assert f"connections: up to {default_max_connections(256)} of 256 open files" in \
-            live.output.read_text()
+        assert (
+            f"connections: up to {default_max_connections(256)} of 256 open files"
+            in live.output.read_text()
+        )
         users: set[str] = set()
         with httpx.Client(base_url=live.url, timeout=5) as http:
             # A client connected before the flood keeps its connection and is served.
@@ -199,8 +211,11 @@ def test_a_flood_past_the_open_file_limit_leaves_ingest_and_the_archive_working(
             flood = [header_trickler(live.port) for _ in range(400)]
             for _ in range(6):
                 user = uuid.uuid4().hex
-                response = http.post("/v1/track", json={"userId": user, "event": "E"},
-                                     headers={"Authorization": AUTH})
+                response = http.post(
+                    "/v1/track",
+                    json={"userId": user, "event": "E"},
+                    headers={"Authorization": AUTH},
+                )
                 assert response.status_code == 200, response.text
                 users.add(user)
                 run(flood, 0.3)
@@ -214,8 +229,14 @@ def test_a_flood_past_the_open_file_limit_leaves_ingest_and_the_archive_working(
                 client.sock.close()
             # After the flood, new connections are served again, and nothing was lost.
             user = uuid.uuid4().hex
-            assert httpx.post(f"{live.url}/v1/track", json={"userId": user, "event": "E"},
-                              headers={"Authorization": AUTH}).status_code == 200
+            assert (
+                httpx.post(
+                    f"{live.url}/v1/track",
+                    json={"userId": user, "event": "E"},
+                    headers={"Authorization": AUTH},
+                ).status_code
+                == 200
+            )
             users.add(user)
         wait_archived(live, users)
         assert httpx.get(f"{live.url}/ready").status_code == 200
@@ -233,8 +254,9 @@ def test_serve_raises_the_soft_open_file_limit_to_the_hard_one() -> None:
         "from headwater.connections import raise_open_file_limit\n"
         "print(raise_open_file_limit(), resource.getrlimit(resource.RLIMIT_NOFILE)[0], hard)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout.split()
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
     raised, soft, hard = (int(x) for x in out)
     expected = hard if hard != -1 else 1 << 20
     assert raised == soft == expected

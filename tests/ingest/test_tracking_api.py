@@ -45,9 +45,11 @@ def test_ac001_track_with_write_key_in_body(server: LiveServer, client: httpx.Cl
     user = uid()
     before = datetime.now(UTC)
     body = {
-        "userId": user, "event": "Item Purchased",
+        "userId": user,
+        "event": "Item Purchased",
         "properties": {"name": "Leap to Conclusions Mat", "revenue": 14.99},
-        "context": {"ip": "24.5.68.47"}, "timestamp": "2012-12-02T00:30:12.984Z",
+        "context": {"ip": "24.5.68.47"},
+        "timestamp": "2012-12-02T00:30:12.984Z",
         "writeKey": "WK_web",
     }
     response = client.post("/v1/track", json=body)
@@ -69,10 +71,14 @@ def test_ac002_basic_auth_with_and_without_colon(server: LiveServer, client: htt
     assert base64.b64encode(b"abc123:") == b"YWJjMTIzOg=="
     first, second = uid(), uid()
     message = {"event": "Item Purchased", "properties": {}}
-    r1 = client.post("/v1/track", json={**message, "userId": first},
-                     headers={"Authorization": "Basic YWJjMTIzOg=="})
-    r2 = client.post("/v1/track", json={**message, "userId": second},
-                     headers={"Authorization": "Basic YWJjMTIz"})
+    r1 = client.post(
+        "/v1/track",
+        json={**message, "userId": first},
+        headers={"Authorization": "Basic YWJjMTIzOg=="},
+    )
+    r2 = client.post(
+        "/v1/track", json={**message, "userId": second}, headers={"Authorization": "Basic YWJjMTIz"}
+    )
     assert (r1.status_code, r2.status_code) == (200, 200)
     assert len(stored(server, first)) == 1
     assert len(stored(server, second)) == 1
@@ -103,8 +109,10 @@ def test_ac003_ac004_size_limits(client: httpx.Client) -> None:
 
 def test_ac005_items_past_2500_are_dropped(server: LiveServer, client: httpx.Client) -> None:
     user = uid()
-    batch = [{"type": "track", "userId": user, "event": "E", "messageId": f"{user}-{i}"}
-             for i in range(2501)]
+    batch = [
+        {"type": "track", "userId": user, "event": "E", "messageId": f"{user}-{i}"}
+        for i in range(2501)
+    ]
     response = client.post("/v1/batch", json={"batch": batch}, headers=basic("WK_web"))
     assert response.status_code == 200
     kept = stored(server, user)
@@ -128,20 +136,22 @@ def test_ac007_to_ac010_discard_codes(server: LiveServer, client: httpx.Client) 
         ("/v1/track", {"userId": "u"}, "event_not_defined"),
         ("/v1/track", {"userId": "u", "event": 123}, "event_not_string"),
         ("/v1/identify", {"userId": "u", "traits": "vip"}, "traits_not_object"),
-        ("/v1/track", {"userId": "u", "event": "E", "properties": [1, 2]},
-         "properties_not_object"),
+        ("/v1/track", {"userId": "u", "event": "E", "properties": [1, 2]}, "properties_not_object"),
         ("/v1/page", {"userId": "u", "name": ""}, "name_not_string"),
         ("/v1/page", {"userId": "u", "category": 5}, "category_not_string"),
     ]
     for path, message, code in cases:
         marker = uid()
-        response = client.post(path, json={**message, "context": {"marker": marker}},
-                               headers=basic("WK_web"))
+        response = client.post(
+            path, json={**message, "context": {"marker": marker}}, headers=basic("WK_web")
+        )
         assert response.status_code == 200, (path, message)
         [entry] = dropped(server, marker)
         assert entry["reason"] == code, (message, entry)
     user = uid()
-    assert client.post("/v1/page", json={"userId": user}, headers=basic("WK_web")).status_code == 200
+    assert (
+        client.post("/v1/page", json={"userId": user}, headers=basic("WK_web")).status_code == 200
+    )
     assert len(stored(server, user)) == 1  # a page without a name is fine
 
 
@@ -153,7 +163,9 @@ def test_ac011_ac012_batch_discards(server: LiveServer, client: httpx.Client) ->
         {"type": "track", "userId": user, "event": "Good"},
         {"type": "track", "event": "Bad", "properties": {"marker": marker}},
     ]
-    assert client.post("/v1/batch", json={"batch": batch}, headers=basic("WK_web")).status_code == 200
+    assert (
+        client.post("/v1/batch", json={"batch": batch}, headers=basic("WK_web")).status_code == 200
+    )
     assert [e["event"] for e in stored(server, user)] == ["Good"]
     [entry] = dropped(server, marker)
     assert entry["reason"] == "no_user_anon_id"
@@ -163,36 +175,59 @@ def test_ac011_ac012_batch_discards(server: LiveServer, client: httpx.Client) ->
 
 def test_ac013_text_plain_short_route(server: LiveServer, client: httpx.Client) -> None:
     user = uid()
-    body = json.dumps({"userId": user, "event": "Clicked", "writeKey": "WK_web",
-                       "context": {"library": {"name": "analytics.js", "version": "next-1.70.0"}}})
+    body = json.dumps(
+        {
+            "userId": user,
+            "event": "Clicked",
+            "writeKey": "WK_web",
+            "context": {"library": {"name": "analytics.js", "version": "next-1.70.0"}},
+        }
+    )
     response = client.post("/v1/t", content=body, headers={"Content-Type": "text/plain"})
     assert response.status_code == 200
     [event] = stored(server, user)
     assert event["type"] == "track"
 
 
-def test_ac014_batch_sent_at_and_shared_received_at(server: LiveServer, client: httpx.Client) -> None:
+def test_ac014_batch_sent_at_and_shared_received_at(
+    server: LiveServer, client: httpx.Client
+) -> None:
     user = uid()
     body = {
-        "writeKey": "WK_web", "sentAt": "2024-01-01T00:00:10.000Z",
-        "batch": [{"type": "track", "userId": user, "event": "A"},
-                  {"type": "page", "userId": user, "name": "B"}],
+        "writeKey": "WK_web",
+        "sentAt": "2024-01-01T00:00:10.000Z",
+        "batch": [
+            {"type": "track", "userId": user, "event": "A"},
+            {"type": "page", "userId": user, "name": "B"},
+        ],
     }
-    assert client.post("/v1/b", content=json.dumps(body),
-                       headers={"Content-Type": "text/plain"}).status_code == 200
+    assert (
+        client.post(
+            "/v1/b", content=json.dumps(body), headers={"Content-Type": "text/plain"}
+        ).status_code
+        == 200
+    )
     events = stored(server, user)
     assert len(events) == 2
     assert {e["sentAt"] for e in events} == {"2024-01-01T00:00:10.000Z"}
     assert len({e["receivedAt"] for e in events}) == 1
 
 
-def test_ac015_batch_context_and_integrations_merge(server: LiveServer, client: httpx.Client) -> None:
+def test_ac015_batch_context_and_integrations_merge(
+    server: LiveServer, client: httpx.Client
+) -> None:
     user = uid()
     body = {
         "context": {"device": {"type": "phone", "name": "Apple iPhone 6"}},
         "integrations": {"All": False, "Mixpanel": True},
-        "batch": [{"type": "identify", "userId": user, "context": {"locale": "en-US"},
-                   "integrations": {"Salesforce": True}}],
+        "batch": [
+            {
+                "type": "identify",
+                "userId": user,
+                "context": {"locale": "en-US"},
+                "integrations": {"Salesforce": True},
+            }
+        ],
     }
     assert client.post("/v1/batch", json=body, headers=basic("WK_web")).status_code == 200
     [event] = stored(server, user)
@@ -203,8 +238,12 @@ def test_ac015_batch_context_and_integrations_merge(server: LiveServer, client: 
 
 def test_ac016_clock_skew_correction(server: LiveServer, client: httpx.Client) -> None:
     user = uid()
-    body = {"userId": user, "event": "Course Clicked",
-            "timestamp": "2015-12-12T19:11:01.152Z", "sentAt": "2015-12-12T19:11:01.169Z"}
+    body = {
+        "userId": user,
+        "event": "Course Clicked",
+        "timestamp": "2015-12-12T19:11:01.152Z",
+        "sentAt": "2015-12-12T19:11:01.169Z",
+    }
     assert client.post("/v1/track", json=body, headers=basic("WK_web")).status_code == 200
     [event] = stored(server, user)
     assert event["originalTimestamp"] == "2015-12-12T19:11:01.152Z"
@@ -230,8 +269,12 @@ def test_ac017_client_clock_ahead(server: LiveServer, client: httpx.Client) -> N
 
 def test_ac018_no_timestamps(server: LiveServer, client: httpx.Client) -> None:
     user = uid()
-    assert client.post("/v1/track", json={"userId": user, "event": "E"},
-                       headers=basic("WK_web")).status_code == 200
+    assert (
+        client.post(
+            "/v1/track", json={"userId": user, "event": "E"}, headers=basic("WK_web")
+        ).status_code
+        == 200
+    )
     [event] = stored(server, user)
     assert event["timestamp"] == event["receivedAt"]
 
@@ -246,15 +289,21 @@ def test_ac019_ac020_deduplication(server: LiveServer, client: httpx.Client) -> 
     # Same payload, no messageId: both kept, each with its own id.
     user = uid()
     for _ in range(2):
-        assert client.post("/v1/track", json={"userId": user, "event": "E"},
-                           headers=basic("WK_web")).status_code == 200
+        assert (
+            client.post(
+                "/v1/track", json={"userId": user, "event": "E"}, headers=basic("WK_web")
+            ).status_code
+            == 200
+        )
     events = stored(server, user)
     assert len(events) == 2
     assert events[0]["messageId"] != events[1]["messageId"]
     # A repeated id inside one batch is kept once.
     user, message_id = uid(), uid()
     batch = [{"type": "track", "userId": user, "event": "E", "messageId": message_id}] * 3
-    assert client.post("/v1/batch", json={"batch": batch}, headers=basic("WK_web")).status_code == 200
+    assert (
+        client.post("/v1/batch", json={"batch": batch}, headers=basic("WK_web")).status_code == 200
+    )
     assert len(stored(server, user)) == 1
 
 
@@ -262,15 +311,28 @@ def test_ac022_client_ip(server: LiveServer, client: httpx.Client) -> None:
     forwarded = {"X-Forwarded-For": "203.0.113.7", **basic("WK_web")}
     browser, server_lib, direct, v6 = uid(), uid(), uid(), uid()
     ajs = {"library": {"name": "analytics.js", "version": "2.11.1"}}
-    client.post("/v1/track", json={"userId": browser, "event": "E", "context": ajs},
-                headers=forwarded)
-    client.post("/v1/track", json={"userId": server_lib, "event": "E",
-                                   "context": {"library": {"name": "analytics-python"}}},
-                headers=forwarded)
-    client.post("/v1/track", json={"userId": direct, "event": "E", "context": {"direct": True}},
-                headers=forwarded)
-    client.post("/v1/track", json={"userId": v6, "event": "E", "context": ajs},
-                headers={"X-Forwarded-For": "2001:db8::1", **basic("WK_web")})
+    client.post(
+        "/v1/track", json={"userId": browser, "event": "E", "context": ajs}, headers=forwarded
+    )
+    client.post(
+        "/v1/track",
+        json={
+            "userId": server_lib,
+            "event": "E",
+            "context": {"library": {"name": "analytics-python"}},
+        },
+        headers=forwarded,
+    )
+    client.post(
+        "/v1/track",
+        json={"userId": direct, "event": "E", "context": {"direct": True}},
+        headers=forwarded,
+    )
+    client.post(
+        "/v1/track",
+        json={"userId": v6, "event": "E", "context": ajs},
+        headers={"X-Forwarded-For": "2001:db8::1", **basic("WK_web")},
+    )
     assert stored(server, browser)[0]["context"]["ip"] == "203.0.113.7"
     assert "ip" not in stored(server, server_lib)[0]["context"]
     assert stored(server, direct)[0]["context"]["ip"] == "203.0.113.7"
@@ -279,8 +341,12 @@ def test_ac022_client_ip(server: LiveServer, client: httpx.Client) -> None:
 
 def test_ac023_pixel(server: LiveServer, client: httpx.Client) -> None:
     user = uid()
-    message = {"writeKey": "WK_web", "userId": user, "event": "Email Opened",
-               "properties": {"subject": "The Electric Daily", "email": "jane.kim@example.com"}}
+    message = {
+        "writeKey": "WK_web",
+        "userId": user,
+        "event": "Email Opened",
+        "properties": {"subject": "The Electric Daily", "email": "jane.kim@example.com"},
+    }
     data = base64.b64encode(json.dumps(message).encode()).decode()
     response = client.get("/v1/pixel/track", params={"data": data})
     assert response.status_code == 200
@@ -291,9 +357,15 @@ def test_ac023_pixel(server: LiveServer, client: httpx.Client) -> None:
     assert event["properties"]["subject"] == "The Electric Daily"
     # Dotted query parameters work too.
     user = uid()
-    response = client.get("/v1/pixel/track", params={
-        "writeKey": "WK_web", "userId": user, "event": "Email Opened",
-        "properties.subject": "Hi"})
+    response = client.get(
+        "/v1/pixel/track",
+        params={
+            "writeKey": "WK_web",
+            "userId": user,
+            "event": "Email Opened",
+            "properties.subject": "Hi",
+        },
+    )
     assert response.status_code == 200
     assert stored(server, user)[0]["properties"] == {"subject": "Hi"}
     before = len(server.records())
@@ -305,8 +377,9 @@ def test_ac023_pixel(server: LiveServer, client: httpx.Client) -> None:
 
 def test_ac025_disabled_source(server: LiveServer, client: httpx.Client) -> None:
     marker = uid()
-    response = client.post("/v1/track", json={"userId": marker, "event": "E"},
-                           headers=basic("WK_off"))
+    response = client.post(
+        "/v1/track", json={"userId": marker, "event": "E"}, headers=basic("WK_off")
+    )
     assert response.status_code == 200
     assert stored(server, marker) == []
     [entry] = dropped(server, marker)
@@ -315,29 +388,41 @@ def test_ac025_disabled_source(server: LiveServer, client: httpx.Client) -> None
 
 def test_ac026_gzip_body(server: LiveServer, client: httpx.Client) -> None:
     user = uid()
-    body = gzip.compress(json.dumps({"batch": [
-        {"type": "track", "userId": user, "event": "Zipped"}]}).encode())
-    response = client.post("/v1/batch", content=body, headers={
-        "Content-Encoding": "gzip", "Content-Type": "application/json", **basic("WK_web")})
+    body = gzip.compress(
+        json.dumps({"batch": [{"type": "track", "userId": user, "event": "Zipped"}]}).encode()
+    )
+    response = client.post(
+        "/v1/batch",
+        content=body,
+        headers={"Content-Encoding": "gzip", "Content-Type": "application/json", **basic("WK_web")},
+    )
     assert response.status_code == 200
     assert stored(server, user)[0]["event"] == "Zipped"
-    broken = client.post("/v1/batch", content=b"not gzip", headers={
-        "Content-Encoding": "gzip", **basic("WK_web")})
+    broken = client.post(
+        "/v1/batch", content=b"not gzip", headers={"Content-Encoding": "gzip", **basic("WK_web")}
+    )
     assert broken.status_code == 400
 
 
 def test_cors_preflight_and_headers(client: httpx.Client) -> None:
     origin = "https://shop.example.com"
-    preflight = client.options("/v1/t", headers={
-        "Origin": origin, "Access-Control-Request-Method": "POST",
-        "Access-Control-Request-Headers": "content-type"})
+    preflight = client.options(
+        "/v1/t",
+        headers={
+            "Origin": origin,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type",
+        },
+    )
     assert preflight.status_code in (200, 204)
     assert preflight.headers["access-control-allow-origin"] == origin
     assert "POST" in preflight.headers["access-control-allow-methods"]
     assert preflight.headers["access-control-allow-headers"] == "content-type"
-    response = client.post("/v1/t", content=json.dumps({"userId": "u", "event": "E",
-                                                        "writeKey": "WK_web"}),
-                           headers={"Origin": origin, "Content-Type": "text/plain"})
+    response = client.post(
+        "/v1/t",
+        content=json.dumps({"userId": "u", "event": "E", "writeKey": "WK_web"}),
+        headers={"Origin": origin, "Content-Type": "text/plain"},
+    )
     assert response.headers["access-control-allow-origin"] == origin
 
 
@@ -357,15 +442,22 @@ def test_clevertap_export_ingests_like_any_client(server: LiveServer, client: ht
     user, anonymous = uid(), uid()
     names = ["Notification Sent", "Notification Viewed", "App Launched", "UTM Visited"]
     batch = [
-        {"type": "track", "userId": user, "event": name,
-         "properties": {"campaign_id": 1700000000, "channel": "push"},
-         "timestamp": "2026-11-20T08:00:00.000Z", "context": {"library": {"name": "CleverTap"}}}
+        {
+            "type": "track",
+            "userId": user,
+            "event": name,
+            "properties": {"campaign_id": 1700000000, "channel": "push"},
+            "timestamp": "2026-11-20T08:00:00.000Z",
+            "context": {"library": {"name": "CleverTap"}},
+        }
         for name in names
     ] + [{"type": "identify", "anonymousId": anonymous, "traits": {"email": "a@example.com"}}]
     response = client.post("/v1/import", json={"batch": batch}, headers=basic("WK_web"))
     assert response.status_code == 200
     assert [e["event"] for e in stored(server, user)] == names
-    assert next(e for e in server.events() if e.get("anonymousId") == anonymous)["type"] == "identify"
+    assert (
+        next(e for e in server.events() if e.get("anonymousId") == anonymous)["type"] == "identify"
+    )
 
 
 def test_unknown_route_and_health(client: httpx.Client) -> None:

@@ -82,8 +82,9 @@ class NodeOracle:
     starts a fresh one.
     """
 
-    def __init__(self, directory: Path = ORACLE_DIR, *, node: str = "node",
-                 timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(
+        self, directory: Path = ORACLE_DIR, *, node: str = "node", timeout: float = DEFAULT_TIMEOUT
+    ) -> None:
         self.directory = directory
         self.node = node
         self.timeout = timeout
@@ -103,20 +104,35 @@ class NodeOracle:
             if not (self.directory / "node_modules").is_dir():
                 raise OracleError(
                     f"the test oracles' npm packages are not installed ({self.directory}/node_modules "
-                    "is missing): run `npm ci --prefix tests/oracle` (scripts/test.sh does it for you)")
+                    "is missing): run `npm ci --prefix tests/oracle` (scripts/test.sh does it for you)"
+                )
             node = shutil.which(self.node)
             if node is None:
-                raise OracleError(f"`{self.node}` is not on PATH: the test oracles need Node.js 20+")
+                raise OracleError(
+                    f"`{self.node}` is not on PATH: the test oracles need Node.js 20+"
+                )
             self._stdout = queue.Queue()
             self._stderr.clear()
             self._process = subprocess.Popen(
-                [node, "oracle.mjs"], cwd=self.directory,
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                [node, "oracle.mjs"],
+                cwd=self.directory,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
             assert self._process.stdout is not None and self._process.stderr is not None
-            threading.Thread(target=self._pump_stdout, args=(self._process.stdout, self._stdout),
-                             name="oracle-stdout", daemon=True).start()
-            threading.Thread(target=self._pump_stderr, args=(self._process.stderr,),
-                             name="oracle-stderr", daemon=True).start()
+            threading.Thread(
+                target=self._pump_stdout,
+                args=(self._process.stdout, self._stdout),
+                name="oracle-stdout",
+                daemon=True,
+            ).start()
+            threading.Thread(
+                target=self._pump_stderr,
+                args=(self._process.stderr,),
+                name="oracle-stderr",
+                daemon=True,
+            ).start()
             try:
                 pong = self._request("ping", [{}])
             except OracleError:
@@ -135,8 +151,12 @@ class NodeOracle:
         self.start()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.close()
 
     # -- requests ----------------------------------------------------------------------------
@@ -170,11 +190,13 @@ class NodeOracle:
             self._stop(kill=True)
             raise OracleTimeout(
                 f"the oracle did not answer {op!r} ({len(cases)} cases) within {self.timeout:g} s; "
-                f"the process was stopped{self._stderr_tail()}") from None
+                f"the process was stopped{self._stderr_tail()}"
+            ) from None
         if answer is None:
             self._stop()
-            raise OracleError(f"the oracle process exited while answering {op!r}"
-                              f"{self._stderr_tail()}")
+            raise OracleError(
+                f"the oracle process exited while answering {op!r}{self._stderr_tail()}"
+            )
         try:
             response = json.loads(answer)
         except ValueError:
@@ -187,8 +209,9 @@ class NodeOracle:
         results = response.get("results")
         if not isinstance(results, list) or len(results) != len(cases):
             self._stop()
-            raise OracleError(f"the oracle answered {op!r} with a malformed response: "
-                              f"{answer[:200]!r}")
+            raise OracleError(
+                f"the oracle answered {op!r} with a malformed response: {answer[:200]!r}"
+            )
         return [_result(r) for r in results]
 
     # -- plumbing ----------------------------------------------------------------------------

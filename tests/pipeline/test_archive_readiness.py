@@ -35,8 +35,11 @@ def wait_for(condition: Callable[[], bool], seconds: float, what: str) -> None:
 def archived(archive_dir: Path, user: str) -> bool:
     archive = Archive(archive_dir)
     now = datetime.now(UTC)
-    return any(e.get("userId") == user for source in archive.sources()
-               for e in archive.read(source, now - timedelta(hours=1), now + timedelta(hours=1)))
+    return any(
+        e.get("userId") == user
+        for source in archive.sources()
+        for e in archive.read(source, now - timedelta(hours=1), now + timedelta(hours=1))
+    )
 
 
 def test_ready_follows_the_archive(tmp_path: Path) -> None:
@@ -48,8 +51,12 @@ def test_ready_follows_the_archive(tmp_path: Path) -> None:
     try:
         with httpx.Client(base_url=live.url, timeout=10) as http:
             first = uuid.uuid4().hex
-            assert http.post("/v1/track", json={"userId": first, "event": "E"},
-                             headers=AUTH).status_code == 200
+            assert (
+                http.post(
+                    "/v1/track", json={"userId": first, "event": "E"}, headers=AUTH
+                ).status_code
+                == 200
+            )
             wait_for(lambda: archived(archive_dir, first), 30, "the first event's archive")
             assert http.get("/ready").status_code == 200
 
@@ -57,8 +64,12 @@ def test_ready_follows_the_archive(tmp_path: Path) -> None:
             archive_dir.write_text("not a directory")
             during = uuid.uuid4().hex
             # Ingest still acknowledges: the event is safe in the log.
-            assert http.post("/v1/track", json={"userId": during, "event": "E"},
-                             headers=AUTH).status_code == 200
+            assert (
+                http.post(
+                    "/v1/track", json={"userId": during, "event": "E"}, headers=AUTH
+                ).status_code
+                == 200
+            )
             wait_for(lambda: http.get("/ready").status_code == 503, 30, "/ready to say 503")
             answer = http.get("/ready")
             assert answer.headers["retry-after"] == "5"

@@ -33,8 +33,14 @@ T1 = "2024-03-05T10:01:30.000Z"
 
 
 def event(message_id: str, received_at: str = T0, **extra: Any) -> dict[str, Any]:
-    return {"type": "track", "event": "Signed Up", "userId": "u1", "messageId": message_id,
-            "receivedAt": received_at, **extra}
+    return {
+        "type": "track",
+        "event": "Signed Up",
+        "userId": "u1",
+        "messageId": message_id,
+        "receivedAt": received_at,
+        **extra,
+    }
 
 
 def record(
@@ -45,8 +51,14 @@ def record(
     received_at: str = T0,
     flags: list[str] | None = None,
 ) -> bytes:
-    return log_record(source, received_at, events or [], dropped=dropped or [],
-                      duplicates=duplicates, flags=flags or [])
+    return log_record(
+        source,
+        received_at,
+        events or [],
+        dropped=dropped or [],
+        duplicates=duplicates,
+        flags=flags or [],
+    )
 
 
 def drop(reason: str, message: Any) -> dict[str, Any]:
@@ -61,13 +73,32 @@ def debugger_rows(engine: Engine, source: str = "src_a") -> list[Any]:
 
 def test_counts_every_outcome_of_a_request(engine: Engine) -> None:
     observe = Observer(engine)
-    observe([
-        (0, 1, record([event("m1"), event("m2")], [drop("no_user_anon_id", {"type": "track"})],
-                      duplicates=3, flags=["multi_user_error"])),
-        (3, 7, record([event("m3")], [drop("no_user_anon_id", {"type": "page"}),
-                                      drop("event_not_defined", {"type": "track", "n": 1})])),
-        (3, 8, record(source="src_b", duplicates=2)),
-    ])
+    observe(
+        [
+            (
+                0,
+                1,
+                record(
+                    [event("m1"), event("m2")],
+                    [drop("no_user_anon_id", {"type": "track"})],
+                    duplicates=3,
+                    flags=["multi_user_error"],
+                ),
+            ),
+            (
+                3,
+                7,
+                record(
+                    [event("m3")],
+                    [
+                        drop("no_user_anon_id", {"type": "page"}),
+                        drop("event_not_defined", {"type": "track", "n": 1}),
+                    ],
+                ),
+            ),
+            (3, 8, record(source="src_b", duplicates=2)),
+        ]
+    )
     counters = CounterStore(engine)
     assert counters.totals("src_a") == [
         Total(ACCEPTED, "", 3),
@@ -83,33 +114,41 @@ def test_counts_every_outcome_of_a_request(engine: Engine) -> None:
 
 
 def test_counts_go_to_the_minute_the_request_was_received(engine: Engine) -> None:
-    Observer(engine)([(0, 1, record([event("m1")])), (0, 2, record([event("m2", T1)],
-                                                                     received_at=T1))])
+    Observer(engine)(
+        [(0, 1, record([event("m1")])), (0, 2, record([event("m2", T1)], received_at=T1))]
+    )
     t0 = parse_timestamp(T0)
     assert t0 is not None
     minute = minute_of(t0)
     counters = CounterStore(engine)
     assert counters.totals("src_a", since_minute=minute, until_minute=minute + 1) == [
-        Total(ACCEPTED, "", 1), Total(RECEIVED, "", 1),
+        Total(ACCEPTED, "", 1),
+        Total(RECEIVED, "", 1),
     ]
     assert counters.totals("src_a", since_minute=minute + 1) == [
-        Total(ACCEPTED, "", 1), Total(RECEIVED, "", 1),
+        Total(ACCEPTED, "", 1),
+        Total(RECEIVED, "", 1),
     ]
 
 
 def test_a_redelivered_poll_is_not_counted_twice(engine: Engine) -> None:
     observe = Observer(engine)
-    poll = [(0, 1, record([event("m1")])), (0, 2, record([event("m2")])),
-            (1, 1, record([event("m3")]))]
+    poll = [
+        (0, 1, record([event("m1")])),
+        (0, 2, record([event("m2")])),
+        (1, 1, record([event("m3")])),
+    ]
     observe(poll)
     observe(poll)  # the runner crashed before committing, and the log delivers it again
     observe([*poll, (0, 3, record([event("m4")]))])  # an overlapping poll
     # a fresh handler (a restarted process) remembers too: the high-water mark is stored
     Observer(engine)(poll)
-    assert CounterStore(engine).totals("src_a") == [Total(ACCEPTED, "", 4),
-                                                     Total(RECEIVED, "", 4)]
+    assert CounterStore(engine).totals("src_a") == [Total(ACCEPTED, "", 4), Total(RECEIVED, "", 4)]
     assert [r.entry["message"]["messageId"] for r in debugger_rows(engine)] == [
-        "m1", "m2", "m3", "m4",
+        "m1",
+        "m2",
+        "m3",
+        "m4",
     ]
     # another group keeps its own positions
     Observer(engine, group="observer-2")(poll)
@@ -117,10 +156,18 @@ def test_a_redelivered_poll_is_not_counted_twice(engine: Engine) -> None:
 
 
 def test_debugger_entries_for_accepted_and_dropped_messages(engine: Engine) -> None:
-    Observer(engine)([
-        (0, 1, record([event("m1")],
-                      [drop("no_user_anon_id", {"type": "identify"}), drop("bad_request", "x")])),
-    ])
+    Observer(engine)(
+        [
+            (
+                0,
+                1,
+                record(
+                    [event("m1")],
+                    [drop("no_user_anon_id", {"type": "identify"}), drop("bad_request", "x")],
+                ),
+            ),
+        ]
+    )
     rows = debugger_rows(engine)
     assert [(r.status, r.reason, r.received_at) for r in rows] == [
         ("accepted", None, T0),
@@ -140,10 +187,12 @@ def test_debugger_keeps_the_newest_500_per_source(engine: Engine) -> None:
         offset += 1
         observe([(0, offset, record([event(f"m{i}") for i in range(start, start + 50)]))])
     offset += 1
-    observe([
-        (0, offset, record([event(f"m{i}") for i in range(300, 900)])),
-        (0, offset + 1, record([event("b1")], source="src_b")),
-    ])
+    observe(
+        [
+            (0, offset, record([event(f"m{i}") for i in range(300, 900)])),
+            (0, offset + 1, record([event("b1")], source="src_b")),
+        ]
+    )
     rows = debugger_rows(engine)
     assert len(rows) == DEBUGGER_CAP
     assert rows[0].entry["message"]["messageId"] == "m400"
@@ -154,7 +203,8 @@ def test_debugger_keeps_the_newest_500_per_source(engine: Engine) -> None:
     rows = debugger_rows(engine)
     assert len(rows) == DEBUGGER_CAP
     assert (rows[0].entry["message"]["messageId"], rows[-1].entry["message"]["messageId"]) == (
-        "m401", "m900",
+        "m401",
+        "m900",
     )
     assert CounterStore(engine).totals("src_a")[0] == Total(ACCEPTED, "", 901)
 
@@ -195,23 +245,30 @@ def test_end_to_end_through_the_event_log(engine: Engine, tmp_path: Path) -> Non
     log.append([record([event("m3")], duplicates=1)])
     consumers = [
         consumer_module.Consumer(log, "observer", Observer(engine), owner="test"),
-        consumer_module.Consumer(log, "archive", ArchiveWriter(tmp_path / "archive"),
-                                 owner="test"),
+        consumer_module.Consumer(log, "archive", ArchiveWriter(tmp_path / "archive"), owner="test"),
     ]
     archive = Archive(tmp_path / "archive")
     window = (datetime(2024, 3, 5), datetime(2024, 3, 6))
     for consumer in consumers:
         consumer.start()
     try:
-        wait_for(lambda: Total(RECEIVED, "", 5) in CounterStore(engine).totals("src_a")
-                 and len(list(archive.read("src_a", *window))) == 3, 10,
-                 "both stages to consume the records", interval=0.05)
+        wait_for(
+            lambda: (
+                Total(RECEIVED, "", 5) in CounterStore(engine).totals("src_a")
+                and len(list(archive.read("src_a", *window))) == 3
+            ),
+            10,
+            "both stages to consume the records",
+            interval=0.05,
+        )
     finally:
         for consumer in consumers:
             consumer.stop()
     assert CounterStore(engine).totals("src_a") == [
-        Total(ACCEPTED, "", 3), Total(DUPLICATE, "", 1),
-        Total(FAILED_ON_INGEST, "no_user_anon_id", 1), Total(RECEIVED, "", 5),
+        Total(ACCEPTED, "", 3),
+        Total(DUPLICATE, "", 1),
+        Total(FAILED_ON_INGEST, "no_user_anon_id", 1),
+        Total(RECEIVED, "", 5),
     ]
     assert len(debugger_rows(engine)) == 4
     assert [e["messageId"] for e in archive.read("src_a", *window)] == ["m1", "m2", "m3"]
@@ -226,16 +283,27 @@ def test_observer_on_postgresql(pg_database: str, tmp_path: Path) -> None:
     try:
         migrate(engine)
         observe = Observer(engine)
-        poll = [(0, 1, record([event(f"m{i}") for i in range(450)],
-                              [drop("no_user_anon_id", {"n": i}) for i in range(12)], 2)),
-                (1, 1, record([event(f"n{i}") for i in range(100)]))]
+        poll = [
+            (
+                0,
+                1,
+                record(
+                    [event(f"m{i}") for i in range(450)],
+                    [drop("no_user_anon_id", {"n": i}) for i in range(12)],
+                    2,
+                ),
+            ),
+            (1, 1, record([event(f"n{i}") for i in range(100)])),
+        ]
         observe(poll)
         observe(poll)  # re-delivered: not counted again
         observe([(1, 2, record([event("last")]))])
         counters = CounterStore(engine)
         assert counters.totals("src_a") == [
-            Total(ACCEPTED, "", 551), Total(DUPLICATE, "", 2),
-            Total(FAILED_ON_INGEST, "no_user_anon_id", 12), Total(RECEIVED, "", 565),
+            Total(ACCEPTED, "", 551),
+            Total(DUPLICATE, "", 2),
+            Total(FAILED_ON_INGEST, "no_user_anon_id", 12),
+            Total(RECEIVED, "", 565),
         ]
         samples = counters.samples("src_a", reason="no_user_anon_id")
         assert [s.message["n"] for s in samples] == list(range(11, 1, -1))
@@ -257,8 +325,9 @@ def test_debugger_samples_a_sustained_stream(engine: Engine) -> None:
             offset += 1
             observe([(0, offset, record([event(f"m{offset}-{i}") for i in range(200)]))])
             with engine.connect() as conn:
-                written = int(conn.execute(
-                    sa.select(sa.func.max(schema.debugger_entries.c.id))).scalar_one())
+                written = int(
+                    conn.execute(sa.select(sa.func.max(schema.debugger_entries.c.id))).scalar_one()
+                )
     # A burst of 1,000, then about 500 a second: a live sample, not a row per event.
     assert 1_000 + 9 * 500 - 100 <= written <= 1_000 + 10 * 500
     rows = debugger_rows(engine)

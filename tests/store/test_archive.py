@@ -16,12 +16,19 @@ from tests.support.records import log_record
 
 
 def event(message_id: str, received_at: str, **extra: Any) -> dict[str, Any]:
-    return {"type": "track", "event": "Order Completed", "userId": "u1",
-            "messageId": message_id, "receivedAt": received_at, **extra}
+    return {
+        "type": "track",
+        "event": "Order Completed",
+        "userId": "u1",
+        "messageId": message_id,
+        "receivedAt": received_at,
+        **extra,
+    }
 
 
-def record(events: list[dict[str, Any]], source: str = "src_a",
-           dropped: list[dict[str, Any]] | None = None) -> bytes:
+def record(
+    events: list[dict[str, Any]], source: str = "src_a", dropped: list[dict[str, Any]] | None = None
+) -> bytes:
     received = events[0]["receivedAt"] if events else "2024-01-01T00:00:00.000Z"
     return log_record(source, received, events, dropped=dropped or [])
 
@@ -43,11 +50,13 @@ ALL_TIME = (utc(2000, 1, 1), utc(2100, 1, 1))
 
 def test_events_land_in_the_hour_file_of_their_received_at(tmp_path: Path) -> None:
     writer = ArchiveWriter(tmp_path)
-    feed(writer,
-         record([event("m1", "2024-03-05T09:59:59.999Z")]),
-         record([event("m2", "2024-03-05T10:00:00.000Z")]),
-         record([event("m3", "2024-03-06T00:30:00.000Z")], source="src_b"),
-         record([], dropped=[{"reason": "no_user_anon_id", "message": {"type": "track"}}]))
+    feed(
+        writer,
+        record([event("m1", "2024-03-05T09:59:59.999Z")]),
+        record([event("m2", "2024-03-05T10:00:00.000Z")]),
+        record([event("m3", "2024-03-06T00:30:00.000Z")], source="src_b"),
+        record([], dropped=[{"reason": "no_user_anon_id", "message": {"type": "track"}}]),
+    )
 
     files = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
     assert files == [
@@ -65,14 +74,18 @@ def test_each_flush_appends_a_gzip_member_readable_whole(tmp_path: Path) -> None
     path = tmp_path / "src_a/2024-03-05/10.ndjson.gz"
     feed(writer, record([event("m1", "2024-03-05T10:00:01.000Z")]))
     first_size = path.stat().st_size
-    feed(writer, record([event("m2", "2024-03-05T10:00:02.000Z")]),
-         record([event("m3", "2024-03-05T10:00:03.000Z")]))
+    feed(
+        writer,
+        record([event("m2", "2024-03-05T10:00:02.000Z")]),
+        record([event("m3", "2024-03-05T10:00:03.000Z")]),
+    )
     # A second writer (a restarted process) appends too, after checking the tail.
     feed(ArchiveWriter(tmp_path), record([event("m4", "2024-03-05T10:00:04.000Z")]))
 
     data = path.read_bytes()
     assert data[:first_size] == gzip.compress(
-        msgspec.json.encode(event("m1", "2024-03-05T10:00:01.000Z")) + b"\n", mtime=0,
+        msgspec.json.encode(event("m1", "2024-03-05T10:00:01.000Z")) + b"\n",
+        mtime=0,
         compresslevel=6,
     )
     assert data.count(b"\x1f\x8b\x08") >= 3  # three members: one per flush
@@ -86,8 +99,10 @@ def test_reader_skips_a_torn_last_member(tmp_path: Path) -> None:
     path = tmp_path / "src_a/2024-03-05/10.ndjson.gz"
     feed(writer, record([event("m1", "2024-03-05T10:00:01.000Z")]))
     intact = path.stat().st_size
-    feed(writer, record([event(f"t{i}", "2024-03-05T10:00:02.000Z", pad="x" * 50)
-                         for i in range(200)]))
+    feed(
+        writer,
+        record([event(f"t{i}", "2024-03-05T10:00:02.000Z", pad="x" * 50) for i in range(200)]),
+    )
     with open(path, "r+b") as f:  # a crash in the middle of the second write
         f.truncate(intact + (path.stat().st_size - intact) // 2)
 
@@ -130,11 +145,16 @@ def test_intact_members_after_damage_are_salvaged_from_the_torn_tail(tmp_path: P
     writer = ArchiveWriter(tmp_path)
     feed(writer, record([event("m1", "2024-03-05T10:00:01.000Z")]))
     first_end = path.stat().st_size
-    feed(writer, record([event(f"bad{i}", "2024-03-05T10:00:02.000Z", pad="x" * 40)
-                         for i in range(50)]))
+    feed(
+        writer,
+        record([event(f"bad{i}", "2024-03-05T10:00:02.000Z", pad="x" * 40) for i in range(50)]),
+    )
     second_end = path.stat().st_size
-    feed(writer, record([event("m3", "2024-03-05T10:00:03.000Z")]),
-         record([event("m4", "2024-03-05T10:00:04.000Z")]))
+    feed(
+        writer,
+        record([event("m3", "2024-03-05T10:00:03.000Z")]),
+        record([event("m4", "2024-03-05T10:00:04.000Z")]),
+    )
     data = bytearray(path.read_bytes())
     data[(first_end + second_end) // 2] ^= 0xFF  # the second member's deflate data
     path.write_bytes(bytes(data))
@@ -175,25 +195,36 @@ def test_torn_tails_are_purged_after_a_week(tmp_path: Path) -> None:
 
 def test_read_window_bounds_and_order(tmp_path: Path) -> None:
     writer = ArchiveWriter(tmp_path)
-    feed(writer,
-         record([event("a", "2024-03-05T09:59:59.999Z")]),
-         record([event("b", "2024-03-05T10:00:00.000Z")]),
-         record([event("c", "2024-03-05T10:29:59.999Z")]),
-         record([event("d", "2024-03-05T10:30:00.000Z")]),
-         record([event("e", "2024-03-05T11:15:00.000Z")]),
-         record([event("f", "2024-03-06T08:00:00.000Z")]),
-         record([event("z", "2024-03-05T10:10:00.000Z")], source="src_b"))
+    feed(
+        writer,
+        record([event("a", "2024-03-05T09:59:59.999Z")]),
+        record([event("b", "2024-03-05T10:00:00.000Z")]),
+        record([event("c", "2024-03-05T10:29:59.999Z")]),
+        record([event("d", "2024-03-05T10:30:00.000Z")]),
+        record([event("e", "2024-03-05T11:15:00.000Z")]),
+        record([event("f", "2024-03-06T08:00:00.000Z")]),
+        record([event("z", "2024-03-05T10:10:00.000Z")], source="src_b"),
+    )
     archive = Archive(tmp_path)
     # start is inclusive, end exclusive, to the millisecond
     assert ids(list(archive.read("src_a", utc(2024, 3, 5, 10), utc(2024, 3, 5, 10, 30)))) == [
-        "b", "c",
+        "b",
+        "c",
     ]
     assert ids(list(archive.read("src_a", utc(2024, 3, 5, 10), utc(2024, 3, 6)))) == [
-        "b", "c", "d", "e",
+        "b",
+        "c",
+        "d",
+        "e",
     ]
     # naive datetimes are UTC; whole hours and days are read in order
     assert ids(list(archive.read("src_a", datetime(2024, 3, 5), datetime(2024, 3, 7)))) == [
-        "a", "b", "c", "d", "e", "f",
+        "a",
+        "b",
+        "c",
+        "d",
+        "e",
+        "f",
     ]
     assert list(archive.read("src_a", utc(2024, 3, 5, 12), utc(2024, 3, 6, 8))) == []
     assert list(archive.read("src_unknown", *ALL_TIME)) == []
@@ -201,8 +232,9 @@ def test_read_window_bounds_and_order(tmp_path: Path) -> None:
 
 def test_read_gives_a_repeated_message_id_once(tmp_path: Path) -> None:
     writer = ArchiveWriter(tmp_path)
-    batch = record([event("m1", "2024-03-05T10:00:01.000Z"),
-                    event("m2", "2024-03-05T10:00:02.000Z")])
+    batch = record(
+        [event("m1", "2024-03-05T10:00:01.000Z"), event("m2", "2024-03-05T10:00:02.000Z")]
+    )
     feed(writer, batch)
     feed(writer, batch)  # the log re-delivers a poll after a crash before its commit
     feed(writer, record([event("m3", "2024-03-05T10:00:03.000Z")]))
@@ -215,12 +247,14 @@ def test_purge_removes_hours_past_retention(tmp_path: Path) -> None:
     writer = ArchiveWriter(tmp_path)
     now = utc(2024, 6, 1, 12, 30)
     # the cutoff is 90 days before now: 2024-03-03T12:30Z
-    feed(writer,
-         record([event("gone1", "2024-03-02T23:00:00.000Z")]),
-         record([event("gone2", "2024-03-03T11:59:00.000Z")]),
-         record([event("kept1", "2024-03-03T12:10:00.000Z")]),  # its hour ends after the cutoff
-         record([event("kept2", "2024-05-31T00:00:00.000Z")]),
-         record([event("gone3", "2024-01-01T00:00:00.000Z")], source="src_old"))
+    feed(
+        writer,
+        record([event("gone1", "2024-03-02T23:00:00.000Z")]),
+        record([event("gone2", "2024-03-03T11:59:00.000Z")]),
+        record([event("kept1", "2024-03-03T12:10:00.000Z")]),  # its hour ends after the cutoff
+        record([event("kept2", "2024-05-31T00:00:00.000Z")]),
+        record([event("gone3", "2024-01-01T00:00:00.000Z")], source="src_old"),
+    )
     (tmp_path / "src_a/2024-03-02/23.ndjson.gz.5.torn").write_bytes(b"x")
 
     archive = Archive(tmp_path)
@@ -255,8 +289,13 @@ def test_unsafe_source_ids_stay_inside_the_archive(tmp_path: Path) -> None:
 
 def test_bad_records_are_skipped_not_fatal(tmp_path: Path) -> None:
     writer = ArchiveWriter(tmp_path)
-    writer([(0, 1, b"not json"), (0, 2, b'{"v": 99}'),
-            (0, 3, record([event("m1", "2024-03-05T10:00:01.000Z")]))])
+    writer(
+        [
+            (0, 1, b"not json"),
+            (0, 2, b'{"v": 99}'),
+            (0, 3, record([event("m1", "2024-03-05T10:00:01.000Z")])),
+        ]
+    )
     assert ids(list(Archive(tmp_path).read("src_a", *ALL_TIME))) == ["m1"]
     assert os.listdir(tmp_path) == ["src_a"]
 
@@ -292,23 +331,33 @@ def test_a_file_unlinked_while_waiting_for_its_lock_is_opened_again(tmp_path: Pa
 def test_members_resume_where_a_reader_stopped_and_pick_up_late_events(tmp_path: Path) -> None:
     writer = ArchiveWriter(tmp_path)
     archive = Archive(tmp_path)
-    feed(writer, record([event("a1", "2024-03-05T10:10:00.000Z"),
-                         event("a2", "2024-03-05T10:20:00.000Z")]))
+    feed(
+        writer,
+        record([event("a1", "2024-03-05T10:10:00.000Z"), event("a2", "2024-03-05T10:20:00.000Z")]),
+    )
     feed(writer, record([event("b1", "2024-03-05T11:05:00.000Z")]))
     first = list(archive.members("src_a", utc(2024, 3, 5, 10, 30)))  # the hour of 10:30 on
     assert [(m.key, ids(m.events)) for m in first] == [
-        ("2024-03-05T10", ["a1", "a2"]), ("2024-03-05T11", ["b1"])]
+        ("2024-03-05T10", ["a1", "a2"]),
+        ("2024-03-05T11", ["b1"]),
+    ]
     done = {m.key: m.end for m in first}
     assert list(archive.members("src_a", utc(2024, 3, 5, 10), done=done)) == []
     # An event of 10:59 archived after the reader passed that hour, and a new one.
-    feed(writer, record([event("late", "2024-03-05T10:59:59.000Z")]),
-         record([event("b2", "2024-03-05T11:30:00.000Z")]))
+    feed(
+        writer,
+        record([event("late", "2024-03-05T10:59:59.000Z")]),
+        record([event("b2", "2024-03-05T11:30:00.000Z")]),
+    )
     again = list(archive.members("src_a", utc(2024, 3, 5, 10), done=done))
     assert [(m.key, ids(m.events)) for m in again] == [
-        ("2024-03-05T10", ["late"]), ("2024-03-05T11", ["b2"])]
+        ("2024-03-05T10", ["late"]),
+        ("2024-03-05T11", ["b2"]),
+    ]
     assert list(archive.members("src_a", utc(2024, 3, 5, 12))) == []
-    assert [m.key for m in archive.members("src_a", utc(2024, 3, 5),
-                                           until=utc(2024, 3, 5, 11))] == ["2024-03-05T10"] * 2
+    assert [
+        m.key for m in archive.members("src_a", utc(2024, 3, 5), until=utc(2024, 3, 5, 11))
+    ] == ["2024-03-05T10"] * 2
 
 
 def test_members_leave_out_a_member_still_being_written(tmp_path: Path) -> None:
@@ -316,8 +365,10 @@ def test_members_leave_out_a_member_still_being_written(tmp_path: Path) -> None:
     path = tmp_path / "src_a/2024-03-05/10.ndjson.gz"
     feed(writer, record([event("m1", "2024-03-05T10:00:01.000Z")]))
     intact = path.stat().st_size
-    feed(writer, record([event(f"t{i}", "2024-03-05T10:00:02.000Z", pad="x" * 50)
-                         for i in range(200)]))
+    feed(
+        writer,
+        record([event(f"t{i}", "2024-03-05T10:00:02.000Z", pad="x" * 50) for i in range(200)]),
+    )
     with open(path, "r+b") as f:
         f.truncate(intact + (path.stat().st_size - intact) // 2)
     [member] = list(Archive(tmp_path).members("src_a", utc(2024, 3, 5)))

@@ -42,20 +42,28 @@ def test_totals_filter_by_window_source_and_destination(engine: Engine) -> None:
     store.add({key("delivered", dest="dst_1"): 16}, {}, minute=11)
 
     assert store.totals("src_a", since_minute=11, until_minute=12) == [
-        Total("delivered", "", 16), Total(RECEIVED, "", 2),
+        Total("delivered", "", 16),
+        Total(RECEIVED, "", 2),
     ]
     assert store.totals("src_a", destination_id="", since_minute=11) == [Total(RECEIVED, "", 6)]
     assert store.totals("src_a", destination_id="dst_1") == [Total("delivered", "", 16)]
     assert store.totals(since_minute=11, until_minute=12) == [
-        Total("delivered", "", 16), Total(RECEIVED, "", 10),
+        Total("delivered", "", 16),
+        Total(RECEIVED, "", 10),
     ]
     assert store.totals("src_missing") == []
 
 
 def test_reasons_are_counted_apart(engine: Engine) -> None:
     store = CounterStore(engine)
-    store.add({key(FAILED_ON_INGEST, "no_user_anon_id"): 2,
-               key(FAILED_ON_INGEST, "event_not_defined"): 1}, {}, minute=5)
+    store.add(
+        {
+            key(FAILED_ON_INGEST, "no_user_anon_id"): 2,
+            key(FAILED_ON_INGEST, "event_not_defined"): 1,
+        },
+        {},
+        minute=5,
+    )
     store.add({key(FAILED_ON_INGEST, "no_user_anon_id"): 1}, {}, minute=6)
     assert store.totals("src_a") == [
         Total(FAILED_ON_INGEST, "event_not_defined", 1),
@@ -83,7 +91,8 @@ def test_samples_keep_the_ten_newest_per_key(engine: Engine) -> None:
     assert kept[0].recorded_at == 202 * 60
     with engine.connect() as conn:
         stored = conn.execute(
-            sa.select(sa.func.count()).select_from(schema.counter_samples)
+            sa.select(sa.func.count())
+            .select_from(schema.counter_samples)
             .where(schema.counter_samples.c.reason == "no_user_anon_id")
         ).scalar()
     assert stored == SAMPLES_PER_KEY  # trimmed in the table, not just in the query
@@ -96,9 +105,7 @@ def test_a_single_add_with_many_samples_keeps_its_last_ten(engine: Engine) -> No
     store = CounterStore(engine)
     k = key(FAILED_ON_INGEST, "bad_request")
     store.add({k: 25}, {k: [{"n": i} for i in range(25)]}, minute=1)
-    assert [s.message["n"] for s in store.samples(reason="bad_request")] == list(
-        range(24, 14, -1)
-    )
+    assert [s.message["n"] for s in store.samples(reason="bad_request")] == list(range(24, 14, -1))
 
 
 def test_samples_since_minute(engine: Engine) -> None:

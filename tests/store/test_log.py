@@ -109,8 +109,9 @@ def test_concurrent_appends_are_consumed_once_in_order(engine: Engine) -> None:
     done.set()
     reader.join()
     payloads = [p for _, _, p in consumed]
-    assert sorted(payloads) == sorted(f"{n}-{i}".encode() for n in range(writers)
-                                      for i in range(per_writer))
+    assert sorted(payloads) == sorted(
+        f"{n}-{i}".encode() for n in range(writers) for i in range(per_writer)
+    )
     for partition in log.partitions:
         offsets = [o for p, o, _ in consumed if p == partition]
         assert offsets == list(range(1, len(offsets) + 1))  # dense, in order, none skipped

@@ -15,44 +15,83 @@ def _old_jobs_table() -> sa.Table:
     """``delivery_jobs`` as migration 3 made it: unique per destination and messageId."""
     old = sa.MetaData()
     sa.Table("destinations", old, sa.Column("id", sa.String(40), primary_key=True))
-    columns = [sa.Column(c.name, c.type, primary_key=c.primary_key, nullable=c.nullable,
-                         autoincrement=c.autoincrement)
-               for c in schema.delivery_jobs.columns if c.name != "mapping_id"]
+    columns = [
+        sa.Column(
+            c.name,
+            c.type,
+            primary_key=c.primary_key,
+            nullable=c.nullable,
+            autoincrement=c.autoincrement,
+        )
+        for c in schema.delivery_jobs.columns
+        if c.name != "mapping_id"
+    ]
     return sa.Table(
-        "delivery_jobs", old, *columns,
+        "delivery_jobs",
+        old,
+        *columns,
         sa.UniqueConstraint("destination_id", "message_id", name="uq_delivery_jobs_message"),
-        sa.Index("ix_delivery_jobs_due", "destination_id", "next_attempt_at_ms"))
+        sa.Index("ix_delivery_jobs_due", "destination_id", "next_attempt_at_ms"),
+    )
 
 
-def test_jobs_waiting_in_an_old_queue_survive_the_move_to_jobs_per_mapping(
-    engine: Engine
-) -> None:
+def test_jobs_waiting_in_an_old_queue_survive_the_move_to_jobs_per_mapping(engine: Engine) -> None:
     workspace = WorkspaceStore(engine)
     workspace.ensure_workspace("acme")
     source = workspace.create_source("web")
     now = 1_700_000_000_000
     with write_transaction(engine) as conn:
-        conn.execute(schema.destinations.insert().values(
-            id="dst_1", workspace_id=workspace.workspace_id(conn), source_id=source.id,
-            name="hook", type="webhook", enabled=True, settings={}, delivery={}, filters=[],
-            mappings=[], created_at=0, updated_at=0))
+        conn.execute(
+            schema.destinations.insert().values(
+                id="dst_1",
+                workspace_id=workspace.workspace_id(conn),
+                source_id=source.id,
+                name="hook",
+                type="webhook",
+                enabled=True,
+                settings={},
+                delivery={},
+                filters=[],
+                mappings=[],
+                created_at=0,
+                updated_at=0,
+            )
+        )
         conn.execute(sa.text("DROP TABLE delivery_jobs"))
         old = _old_jobs_table()
         old.create(conn)
-        conn.execute(old.insert().values(
-            destination_id="dst_1", message_id="m-1", message=b"{}", received_at_ms=now,
-            enqueued_at_ms=now, attempts=2, next_attempt_at_ms=now, lease_expires_at_ms=0,
-            replay=False))
-        conn.execute(sa.delete(schema.schema_migrations)
-                     .where(schema.schema_migrations.c.version == 5))
+        conn.execute(
+            old.insert().values(
+                destination_id="dst_1",
+                message_id="m-1",
+                message=b"{}",
+                received_at_ms=now,
+                enqueued_at_ms=now,
+                attempts=2,
+                next_attempt_at_ms=now,
+                lease_expires_at_ms=0,
+                replay=False,
+            )
+        )
+        conn.execute(
+            sa.delete(schema.schema_migrations).where(schema.schema_migrations.c.version == 5)
+        )
     assert migrate(engine) == [5]
     jobs = schema.delivery_jobs
     with write_transaction(engine) as conn:
         [kept] = conn.execute(sa.select(jobs)).all()
         assert (kept.message_id, kept.attempts, kept.mapping_id) == ("m-1", 2, "")
-        row = {"destination_id": "dst_1", "message_id": "m-1", "message": b"{}",
-               "received_at_ms": now, "enqueued_at_ms": now, "attempts": 0,
-               "next_attempt_at_ms": now, "lease_expires_at_ms": 0, "replay": False}
+        row = {
+            "destination_id": "dst_1",
+            "message_id": "m-1",
+            "message": b"{}",
+            "received_at_ms": now,
+            "enqueued_at_ms": now,
+            "attempts": 0,
+            "next_attempt_at_ms": now,
+            "lease_expires_at_ms": 0,
+            "replay": False,
+        }
         conn.execute(jobs.insert().values(**row, mapping_id="map_a"))  # another mapping: fine
     try:
         with write_transaction(engine) as conn:

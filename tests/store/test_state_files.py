@@ -46,7 +46,10 @@ def test_new_data_dir_and_database_files_are_private(tmp_path: Path, open_umask:
     assert mode(data) == 0o700
     assert {"state.db", "state.db-wal", "state.db-shm"} <= set(files)
     assert {name: m for name, m in files.items() if name.startswith("state.db")} == {
-        "state.db": 0o600, "state.db-wal": 0o600, "state.db-shm": 0o600}
+        "state.db": 0o600,
+        "state.db-wal": 0o600,
+        "state.db-shm": 0o600,
+    }
 
 
 def test_existing_files_are_left_alone_but_an_open_one_is_reported(tmp_path: Path) -> None:
@@ -61,8 +64,7 @@ def test_existing_files_are_left_alone_but_an_open_one_is_reported(tmp_path: Pat
     [warning] = [n for n in notes if "readable by other users" in n]
     assert "chmod 600" in warning and str(state) in warning
     os.chmod(state, 0o600)
-    assert not [n for n in bootstrap(ServerSettings(data_dir=data), None).notes
-                if "readable" in n]
+    assert not [n for n in bootstrap(ServerSettings(data_dir=data), None).notes if "readable" in n]
 
 
 @pytest.mark.live
@@ -73,10 +75,16 @@ def test_a_served_data_dir_is_private(tmp_path: Path, open_umask: None) -> None:
     live = LiveServer(data_dir=tmp_path / "fresh" / "data", config=config, role="all")
     live.start()
     try:
-        response = httpx.post(f"{live.url}/api/v1/destinations", json={
-            "name": "hook", "type": "webhook", "source": "web",
-            "settings": {"url": "http://127.0.0.1:9/", "shared_secret": "s3cret"}},
-            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+        response = httpx.post(
+            f"{live.url}/api/v1/destinations",
+            json={
+                "name": "hook",
+                "type": "webhook",
+                "source": "web",
+                "settings": {"url": "http://127.0.0.1:9/", "shared_secret": "s3cret"},
+            },
+            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+        )
         assert response.status_code == 201, response.text
         data = live.data_dir
         assert mode(data) == 0o700

@@ -78,8 +78,13 @@ def test_ids_and_keys_are_random(store: WorkspaceStore) -> None:
 
 @pytest.mark.parametrize(
     ("name", "slug"),
-    [("Web", "web"), ("iOS App (prod)", "ios_app_prod"), ("a--b", "a_b"), ("!!!", "source"),
-     ("Café 2", "caf_2")],
+    [
+        ("Web", "web"),
+        ("iOS App (prod)", "ios_app_prod"),
+        ("a--b", "a_b"),
+        ("!!!", "source"),
+        ("Café 2", "caf_2"),
+    ],
 )
 def test_slugify(name: str, slug: str) -> None:
     assert slugify(name) == slug
@@ -137,7 +142,10 @@ def test_update_source(store: WorkspaceStore, clock: Clock) -> None:
     clock.now += 10
     updated = store.update_source("web", name="website", enabled=False, settings={"x": 1})
     assert (updated.id, updated.name, updated.enabled, updated.settings) == (
-        source.id, "website", False, {"x": 1}
+        source.id,
+        "website",
+        False,
+        {"x": 1},
     )
     assert updated.slug == "web"  # a rename keeps the slug
     assert updated.updated_at == source.created_at + 10

@@ -62,8 +62,18 @@ class LiveServer:
     def start(self, timeout: float = 30.0) -> None:
         require_marker("live", "starts a headwater server process")
         command = [
-            sys.executable, "-m", "headwater", "serve", "--config", str(self.config),
-            "--data-dir", str(self.data_dir), "--port", str(self.port), "--role", self.role,
+            sys.executable,
+            "-m",
+            "headwater",
+            "serve",
+            "--config",
+            str(self.config),
+            "--data-dir",
+            str(self.data_dir),
+            "--port",
+            str(self.port),
+            "--role",
+            self.role,
         ]
         if self.database:
             command += ["--database", self.database]
@@ -77,8 +87,8 @@ class LiveServer:
 
         with output.open("ab") as out:
             process = self.process = subprocess.Popen(
-                command, stdout=out, stderr=subprocess.STDOUT, env=env,
-                preexec_fn=limit_open_files)
+                command, stdout=out, stderr=subprocess.STDOUT, env=env, preexec_fn=limit_open_files
+            )
 
         def ready() -> bool:
             if process.poll() is not None:

@@ -21,5 +21,7 @@ def set_current(item: pytest.Item | None) -> None:
 def require_marker(name: str, what: str) -> None:
     """Fail the running test unless it carries ``@pytest.mark.<name>``."""
     if _current is not None and _current.get_closest_marker(name) is None:
-        pytest.fail(f"{_current.nodeid} {what}: mark it @pytest.mark.{name} "
-                    f"(see tests/README.md)", pytrace=False)
+        pytest.fail(
+            f"{_current.nodeid} {what}: mark it @pytest.mark.{name} (see tests/README.md)",
+            pytrace=False,
+        )

@@ -18,8 +18,10 @@ from tests.support.ports import free_port
 def _pg_bin() -> Path:
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
     if not found:
-        pytest.fail("PostgreSQL is not installed: run `apt-get install -y postgresql` "
-                    "(scripts/test.sh does it for you).")
+        pytest.fail(
+            "PostgreSQL is not installed: run `apt-get install -y postgresql` "
+            "(scripts/test.sh does it for you)."
+        )
     return Path(found[-1]).parent
 
 
@@ -40,24 +42,51 @@ class PostgresServer:
             shutil.chown(self.base, "postgres")
             shutil.chown(self.sock, "postgres")
         self.port = free_port()
-        subprocess.run(_as_postgres([str(self.bin_dir / "initdb"), "-D", str(self.data),
-                                     "-U", "postgres", "--auth=trust", "-E", "UTF8"]),
-                       check=True, capture_output=True)
+        subprocess.run(
+            _as_postgres(
+                [
+                    str(self.bin_dir / "initdb"),
+                    "-D",
+                    str(self.data),
+                    "-U",
+                    "postgres",
+                    "--auth=trust",
+                    "-E",
+                    "UTF8",
+                ]
+            ),
+            check=True,
+            capture_output=True,
+        )
 
     @property
     def url(self) -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
 
     def start(self) -> None:
-        subprocess.run(_as_postgres([
-            str(self.bin_dir / "pg_ctl"), "-D", str(self.data), "-l", str(self.base / "log"),
-            "-w", "start", "-o",
-            f"-h 127.0.0.1 -p {self.port} -k {self.sock} -c fsync=off -c max_connections=200"]),
-            check=True, capture_output=True)
+        subprocess.run(
+            _as_postgres(
+                [
+                    str(self.bin_dir / "pg_ctl"),
+                    "-D",
+                    str(self.data),
+                    "-l",
+                    str(self.base / "log"),
+                    "-w",
+                    "start",
+                    "-o",
+                    f"-h 127.0.0.1 -p {self.port} -k {self.sock} -c fsync=off -c max_connections=200",
+                ]
+            ),
+            check=True,
+            capture_output=True,
+        )
 
     def stop(self, mode: str = "fast") -> None:
-        subprocess.run(_as_postgres([str(self.bin_dir / "pg_ctl"), "-D", str(self.data),
-                                     "-m", mode, "stop"]), capture_output=True)
+        subprocess.run(
+            _as_postgres([str(self.bin_dir / "pg_ctl"), "-D", str(self.data), "-m", mode, "stop"]),
+            capture_output=True,
+        )
 
     def remove(self) -> None:
         self.stop()

@@ -57,9 +57,15 @@ class Receiver:
                 body = self.rfile.read(length) if length else b""
                 split = urlsplit(self.path)
                 with receiver._lock:
-                    receiver.requests.append(Received(
-                        self.command, split.path, parse_qs(split.query),
-                        {k.lower(): v for k, v in self.headers.items()}, body))
+                    receiver.requests.append(
+                        Received(
+                            self.command,
+                            split.path,
+                            parse_qs(split.query),
+                            {k.lower(): v for k, v in self.headers.items()},
+                            body,
+                        )
+                    )
                     answer = receiver._answers.popleft() if receiver._answers else receiver.default
                     receiver._arrived.notify_all()
                 if answer.delay:
@@ -97,7 +103,8 @@ class Receiver:
         with self._arrived:
             if not self._arrived.wait_for(lambda: len(self.requests) >= count, timeout):
                 raise AssertionError(
-                    f"expected {count} requests within {timeout}s, got {len(self.requests)}")
+                    f"expected {count} requests within {timeout}s, got {len(self.requests)}"
+                )
             return list(self.requests)
 
     def close(self) -> None:

@@ -10,14 +10,25 @@ import msgspec
 from headwater.store.record import VERSION
 
 
-def log_record(source_id: str, received_at: str, events: Sequence[dict[str, Any]] = (), *,
-               dropped: Sequence[dict[str, Any]] = (), duplicates: int = 0,
-               flags: Sequence[str] = (), workspace_id: str = "ws_1") -> bytes:
+def log_record(
+    source_id: str,
+    received_at: str,
+    events: Sequence[dict[str, Any]] = (),
+    *,
+    dropped: Sequence[dict[str, Any]] = (),
+    duplicates: int = 0,
+    flags: Sequence[str] = (),
+    workspace_id: str = "ws_1",
+) -> bytes:
     """One request's record (docs/event-log.md): one shape for every test, so a new record
     version is a change here rather than in each test that writes records."""
     record: dict[str, Any] = {
-        "v": VERSION, "workspace_id": workspace_id, "source_id": source_id,
-        "received_at": received_at, "events": list(events), "dropped": list(dropped),
+        "v": VERSION,
+        "workspace_id": workspace_id,
+        "source_id": source_id,
+        "received_at": received_at,
+        "events": list(events),
+        "dropped": list(dropped),
         "duplicates": duplicates,
     }
     if flags:  # as the committer writes it: no key when there are none

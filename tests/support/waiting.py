@@ -9,8 +9,13 @@ from typing import Literal, TypeVar
 T = TypeVar("T")
 
 
-def wait_for(condition: Callable[[], T | Literal[False] | None], timeout: float, what: str, *,
-             interval: float = 0.1) -> T:
+def wait_for(
+    condition: Callable[[], T | Literal[False] | None],
+    timeout: float,
+    what: str,
+    *,
+    interval: float = 0.1,
+) -> T:
     """The first truthy value of ``condition()``, polled every ``interval`` seconds
     (``lambda: ready() and value()`` waits for ``ready()`` and returns ``value()``).
 

@@ -50,13 +50,19 @@ def iso(at: datetime) -> str:
     return at.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
-def message(kind: str, received: datetime, message_id: str | None = None,
-            **fields: Any) -> dict[str, Any]:
+def message(
+    kind: str, received: datetime, message_id: str | None = None, **fields: Any
+) -> dict[str, Any]:
     """An event as the archive holds it (normalized: type, channel, version, timestamps)."""
     event: dict[str, Any] = {
-        "type": kind, "messageId": message_id or str(uuid.uuid4()), "anonymousId": "anon-1",
-        "channel": "server", "version": 2, "receivedAt": iso(received),
-        "sentAt": iso(received - timedelta(seconds=1)), "timestamp": iso(received),
+        "type": kind,
+        "messageId": message_id or str(uuid.uuid4()),
+        "anonymousId": "anon-1",
+        "channel": "server",
+        "version": 2,
+        "receivedAt": iso(received),
+        "sentAt": iso(received - timedelta(seconds=1)),
+        "timestamp": iso(received),
         "context": {"library": {"name": "analytics-python", "version": "2.3.0"}},
         "integrations": {},
     }
@@ -69,10 +75,23 @@ def clock_at(*moments: datetime) -> Callable[[], datetime]:
     return lambda: next(times)
 
 
-def run(target: LakeTarget, events: list[dict[str, Any]], seen: SeenIds | None = None,
-        run_id: str = "1589195400000000000", now: datetime = NOW, **options: Any) -> Any:
-    return write_lake(events, source_id=SRC, target=target, run_id=run_id, now=now,
-                      seen=seen if seen is not None else MemorySeenIds(), **options)
+def run(
+    target: LakeTarget,
+    events: list[dict[str, Any]],
+    seen: SeenIds | None = None,
+    run_id: str = "1589195400000000000",
+    now: datetime = NOW,
+    **options: Any,
+) -> Any:
+    return write_lake(
+        events,
+        source_id=SRC,
+        target=target,
+        run_id=run_id,
+        now=now,
+        seen=seen if seen is not None else MemorySeenIds(),
+        **options,
+    )
 
 
 def parquet(target: LakeTarget, key: str) -> pa.Table:
@@ -106,12 +125,12 @@ def lake(tmp_path: Path) -> LocalLakeTarget:
 
 def test_identify_lands_in_its_received_hour(lake: LocalLakeTarget) -> None:
     """AC-145."""
-    identify = message("identify", utc(11, 11, 23), userId="u1",
-                       traits={"email": "a@example.com"})
+    identify = message("identify", utc(11, 11, 23), userId="u1", traits={"email": "a@example.com"})
     result = run(lake, [identify])
     assert result.status == FINISHED
     assert lake.list_keys("data/") == [
-        "data/SRC/segment_type=identify/day=2020-05-11/hr=11/1589195400000000000-0.parquet"]
+        "data/SRC/segment_type=identify/day=2020-05-11/hr=11/1589195400000000000-0.parquet"
+    ]
     assert parquet(lake, lake.list_keys("data/")[0]).column("userId").to_pylist() == ["u1"]
 
 
@@ -131,13 +150,18 @@ def test_tables_by_type_and_snake_cased_event_name(lake: LocalLakeTarget) -> Non
     result = run(lake, events)  # type: ignore[arg-type]
     tables = {key.split("/")[2] for key in lake.list_keys("data/SRC/")}
     assert tables == {
-        "segment_type=page", "segment_type=screen", "segment_type=group", "segment_type=alias",
-        "segment_type=page_viewed", "segment_type=101_account_update",
-        "segment_type=order_completed"}
+        "segment_type=page",
+        "segment_type=screen",
+        "segment_type=group",
+        "segment_type=alias",
+        "segment_type=page_viewed",
+        "segment_type=101_account_update",
+        "segment_type=order_completed",
+    }
     assert result.skipped == 3
     assert result.rows == 7
     # A track keeps its event name as sent: Data Lakes have no event_text.
-    row, = rows_under(lake, "data/SRC/segment_type=101_account_update/")
+    (row,) = rows_under(lake, "data/SRC/segment_type=101_account_update/")
     assert row["event"] == "101 Account Update"
     assert "event_text" not in row
 
@@ -158,8 +182,14 @@ def check_long_event_names(target: LakeTarget) -> None:
     for key in target.list_keys(""):
         assert all(len(part.encode()) <= 240 for part in key.split("/")), key
     # Later runs: the same names find the same tables; other events still sync.
-    later = run(target, [*(message("track", utc(11, 11), event=n) for n in names),
-                         message("track", utc(11, 11), event="Signed Up")], run_id="r2")
+    later = run(
+        target,
+        [
+            *(message("track", utc(11, 11), event=n) for n in names),
+            message("track", utc(11, 11), event="Signed Up"),
+        ],
+        run_id="r2",
+    )
     assert later.status == FINISHED, later.error
     assert sorted(later.tables) == sorted([*tables, "signed_up"])
     assert not any(later.tables[t].is_new for t in tables)
@@ -168,15 +198,21 @@ def check_long_event_names(target: LakeTarget) -> None:
         assert len(rows) == 2 and rows[0]["event"] in names
         assert target.get(f"schemas/{SRC}/{table}.json") is not None
     assert {line["table_name"] for line in report(target, later.report_key)} == {
-        "", *tables, "signed_up"}
+        "",
+        *tables,
+        "signed_up",
+    }
 
 
 def test_long_event_names_get_bounded_stable_tables(lake: LocalLakeTarget) -> None:
     """A 300- or 1,000-character event name once broke its table for good (File name too
     long); now it is cut with a hash, and later syncs keep working."""
     check_long_event_names(lake)
-    table = next(t for t in (k.split("/")[2] for k in lake.list_keys("data/"))
-                 if t.startswith("segment_type=checkout"))
+    table = next(
+        t
+        for t in (k.split("/")[2] for k in lake.list_keys("data/"))
+        if t.startswith("segment_type=checkout")
+    )
     assert table.startswith("segment_type=checkout_step_viewed_with_a_very_long")
     assert len(table) == len("segment_type=") + 200 and "__" in table
 
@@ -184,23 +220,29 @@ def test_long_event_names_get_bounded_stable_tables(lake: LocalLakeTarget) -> No
 def test_partitions_by_day_and_hour_of_received_at_in_utc(lake: LocalLakeTarget) -> None:
     events = [
         message("track", utc(11, 23, 59), event="Clicked"),
-        {**message("track", utc(12, 0, 1), event="Clicked"),
-         "receivedAt": "2020-05-12T02:00:01.000+02:00"},  # 00:00:01 UTC
+        {
+            **message("track", utc(12, 0, 1), event="Clicked"),
+            "receivedAt": "2020-05-12T02:00:01.000+02:00",
+        },  # 00:00:01 UTC
         message("track", utc(12, 0, 30), event="Clicked"),
     ]
     result = run(lake, events)
-    assert sorted(result.tables["clicked"].partitions) == [("2020-05-11", "23"),
-                                                           ("2020-05-12", "00")]
+    assert sorted(result.tables["clicked"].partitions) == [
+        ("2020-05-11", "23"),
+        ("2020-05-12", "00"),
+    ]
     assert [k.rsplit("/", 1)[0] for k in lake.list_keys("data/")] == [
         "data/SRC/segment_type=clicked/day=2020-05-11/hr=23",
-        "data/SRC/segment_type=clicked/day=2020-05-12/hr=00"]
+        "data/SRC/segment_type=clicked/day=2020-05-12/hr=00",
+    ]
     assert len(rows_under(lake, "data/SRC/segment_type=clicked/day=2020-05-12/")) == 2
 
 
 def test_large_partitions_are_split_into_numbered_files(lake: LocalLakeTarget) -> None:
     events = [message("track", utc(11, 10, i), event="Tick") for i in range(5)]
-    sync = LakeSync(lake, source_id=SRC, run_id="r1", seen=MemorySeenIds(), now=NOW,
-                    max_rows_per_file=2)
+    sync = LakeSync(
+        lake, source_id=SRC, run_id="r1", seen=MemorySeenIds(), now=NOW, max_rows_per_file=2
+    )
     sync.write(events[:3])
     sync.write(events[3:])  # a second batch of the same run continues the numbering
     sync.finish()
@@ -210,8 +252,14 @@ def test_large_partitions_are_split_into_numbered_files(lake: LocalLakeTarget) -
 
 
 def test_unsafe_source_ids_and_run_ids(lake: LocalLakeTarget) -> None:
-    write_lake([message("identify", utc(11, 11))], source_id="a/b c", target=lake,
-               run_id="r1", now=NOW, seen=MemorySeenIds())
+    write_lake(
+        [message("identify", utc(11, 11))],
+        source_id="a/b c",
+        target=lake,
+        run_id="r1",
+        now=NOW,
+        seen=MemorySeenIds(),
+    )
     assert lake.list_keys("data/")[0].startswith("data/a%2Fb%20c/segment_type=identify/")
     with pytest.raises(ValueError):
         LakeSync(lake, source_id=SRC, run_id="../r", seen=MemorySeenIds())
@@ -222,12 +270,27 @@ def test_unsafe_source_ids_and_run_ids(lake: LocalLakeTarget) -> None:
 
 def test_columns_keep_payload_names_flattened_with_underscores(lake: LocalLakeTarget) -> None:
     event = message(
-        "track", utc(11, 11, 5), "m-1", event="Order Completed", userId="u1",
-        properties={"orderId": "o-1", "revenue": 12.5, "quantity": 3, "gift": False,
-                    "products": [{"sku": "a"}, {"sku": "b"}], "tags": ["x", "y"],
-                    "billing": {"address": {"city": "Paris"}}, "empty": {}, "gone": None},
-        context={"app": {"version": "1.0.0"}, "ip": "1.2.3.4",
-                 "library": {"name": "analytics-python", "version": "2.3.0"}},
+        "track",
+        utc(11, 11, 5),
+        "m-1",
+        event="Order Completed",
+        userId="u1",
+        properties={
+            "orderId": "o-1",
+            "revenue": 12.5,
+            "quantity": 3,
+            "gift": False,
+            "products": [{"sku": "a"}, {"sku": "b"}],
+            "tags": ["x", "y"],
+            "billing": {"address": {"city": "Paris"}},
+            "empty": {},
+            "gone": None,
+        },
+        context={
+            "app": {"version": "1.0.0"},
+            "ip": "1.2.3.4",
+            "library": {"name": "analytics-python", "version": "2.3.0"},
+        },
         integrations={"All": True, "Mixpanel": False, "Google Analytics": {"clientId": "c1"}},
         _metadata={"bundled": ["Segment.io"], "unbundled": []},
         originalTimestamp="2020-05-11T11:04:59.000Z",
@@ -252,8 +315,16 @@ def test_columns_keep_payload_names_flattened_with_underscores(lake: LocalLakeTa
     assert row["channel"] == "server" and row["version"] == 2 and row["project_id"] == SRC
     assert row["integrations_All"] is True and row["integrations_Mixpanel"] is False
     assert row["integrations_Google Analytics_clientId"] == "c1"
-    for absent in ("uuid", "uuid_ts", "event_text", "properties_empty", "properties_gone",
-                   "_metadata_bundled", "order_id", "received_at"):
+    for absent in (
+        "uuid",
+        "uuid_ts",
+        "event_text",
+        "properties_empty",
+        "properties_gone",
+        "_metadata_bundled",
+        "order_id",
+        "received_at",
+    ):
         assert absent not in types
 
     assert types["version"] == pa.int64()
@@ -285,23 +356,41 @@ def test_types_are_inferred_over_the_batch(lake: LocalLakeTarget) -> None:
     assert types["properties_f"] == pa.decimal128(38, 6)  # past bigint
     assert table.column("properties_a").to_pylist() == [1, 2, None]
     assert table.column("properties_b").to_pylist() == [
-        Decimal("1.000000"), Decimal("1.250000"), Decimal("3.000000")]
+        Decimal("1.000000"),
+        Decimal("1.250000"),
+        Decimal("3.000000"),
+    ]
     assert table.column("properties_c").to_pylist() == ["1", "one", "2"]
     assert table.column("properties_d").to_pylist()[2] == datetime(
-        2020, 5, 3, 8, 0, 0, 123456, tzinfo=UTC)
+        2020, 5, 3, 8, 0, 0, 123456, tzinfo=UTC
+    )
 
 
 def test_later_values_are_cast_to_the_stored_type(lake: LocalLakeTarget) -> None:
-    first = run(lake, [message("track", utc(11, 10), event="Paid",
-                               properties={"amount": 10, "ok": True, "at": "2020-05-11T10:00Z",
-                                           "note": "x"})])
+    first = run(
+        lake,
+        [
+            message(
+                "track",
+                utc(11, 10),
+                event="Paid",
+                properties={"amount": 10, "ok": True, "at": "2020-05-11T10:00Z", "note": "x"},
+            )
+        ],
+    )
     assert {c for c, _ in first.tables["paid"].new_columns} >= {"properties_amount"}
-    odd = [{"amount": "12", "ok": "yes", "at": "2020-05-11", "note": 5},
-           {"amount": 12.7, "ok": 0, "at": 17, "note": [1, 2]},
-           {"amount": "twelve", "ok": "maybe", "at": "soon", "note": True},
-           {"amount": 2**64, "ok": None, "at": None, "note": None, "extra": 1.5}]
-    second = run(lake, [message("track", utc(11, 12, i), event="Paid", properties=p)
-                        for i, p in enumerate(odd)], run_id="r2", now=NOW + timedelta(hours=2))
+    odd = [
+        {"amount": "12", "ok": "yes", "at": "2020-05-11", "note": 5},
+        {"amount": 12.7, "ok": 0, "at": 17, "note": [1, 2]},
+        {"amount": "twelve", "ok": "maybe", "at": "soon", "note": True},
+        {"amount": 2**64, "ok": None, "at": None, "note": None, "extra": 1.5},
+    ]
+    second = run(
+        lake,
+        [message("track", utc(11, 12, i), event="Paid", properties=p) for i, p in enumerate(odd)],
+        run_id="r2",
+        now=NOW + timedelta(hours=2),
+    )
     table = parquet(lake, lake.list_keys("data/SRC/segment_type=paid/day=2020-05-11/hr=12/")[0])
     assert table.schema.field("properties_amount").type == pa.int64()
     assert table.column("properties_amount").to_pylist() == [12, 12, None, None]
@@ -319,8 +408,9 @@ def test_column_names_differing_in_case_share_one_column(lake: LocalLakeTarget) 
     events = [
         message("track", utc(11, 11), event="Cased", properties={"planName": "pro"}),
         message("track", utc(11, 11), event="Cased", properties={"planname": "free"}),
-        message("track", utc(11, 11), event="Cased",
-                properties={"a_b": "flat", "a": {"b": "nested"}}),  # one name, first wins
+        message(
+            "track", utc(11, 11), event="Cased", properties={"a_b": "flat", "a": {"b": "nested"}}
+        ),  # one name, first wins
     ]
     result = run(lake, events)
     table = parquet(lake, lake.list_keys("data/")[0])
@@ -334,8 +424,14 @@ def test_names_that_cannot_be_columns_are_dropped_and_counted(lake: LocalLakeTar
     deep: dict[str, Any] = {"leaf": 1}
     for _ in range(5000):  # deeper than Python's recursion limit
         deep = {"n": deep}
-    event = message("track", utc(11, 11), event="Odd", day="Monday", hr=3,
-                    properties={"x" * 300: 1, "deep": deep, "ok": 1})
+    event = message(
+        "track",
+        utc(11, 11),
+        event="Odd",
+        day="Monday",
+        hr=3,
+        properties={"x" * 300: 1, "deep": deep, "ok": 1},
+    )
     result = run(lake, [event])
     table = parquet(lake, lake.list_keys("data/")[0])
     assert "day" not in table.column_names and "hr" not in table.column_names
@@ -350,13 +446,22 @@ def test_names_that_cannot_be_columns_are_dropped_and_counted(lake: LocalLakeTar
 def test_same_message_id_within_seven_days_is_one_row(lake: LocalLakeTarget) -> None:
     """AC-146: 5 days apart → one row; 8 days apart → may duplicate."""
     seen = MemorySeenIds()
-    run(lake, [message("track", utc(1, 10), "dup-5", event="Signed Up"),
-               message("track", utc(1, 10), "dup-8", event="Signed Up")], seen, "r1",
-        now=utc(1, 12))
-    again = run(lake, [message("track", utc(6, 10), "dup-5", event="Signed Up")], seen, "r2",
-                now=utc(6, 12))
-    later = run(lake, [message("track", utc(9, 10), "dup-8", event="Signed Up")], seen, "r3",
-                now=utc(9, 12))
+    run(
+        lake,
+        [
+            message("track", utc(1, 10), "dup-5", event="Signed Up"),
+            message("track", utc(1, 10), "dup-8", event="Signed Up"),
+        ],
+        seen,
+        "r1",
+        now=utc(1, 12),
+    )
+    again = run(
+        lake, [message("track", utc(6, 10), "dup-5", event="Signed Up")], seen, "r2", now=utc(6, 12)
+    )
+    later = run(
+        lake, [message("track", utc(9, 10), "dup-8", event="Signed Up")], seen, "r3", now=utc(9, 12)
+    )
     assert again.duplicates == 1 and again.rows == 0
     assert later.duplicates == 0 and later.rows == 1
     ids = sorted(r["messageId"] for r in rows_under(lake, "data/"))
@@ -364,9 +469,14 @@ def test_same_message_id_within_seven_days_is_one_row(lake: LocalLakeTarget) -> 
 
 
 def test_copies_within_one_batch_are_dropped(lake: LocalLakeTarget) -> None:
-    result = run(lake, [message("identify", utc(11, 10), "same"),
-                        message("identify", utc(11, 11), "same"),
-                        message("identify", utc(11, 11), "other")])
+    result = run(
+        lake,
+        [
+            message("identify", utc(11, 10), "same"),
+            message("identify", utc(11, 11), "same"),
+            message("identify", utc(11, 11), "other"),
+        ],
+    )
     assert result.duplicates == 1 and result.rows == 2
     assert [r["messageId"] for r in rows_under(lake, "data/")] == ["same", "other"]
 
@@ -374,7 +484,8 @@ def test_copies_within_one_batch_are_dropped(lake: LocalLakeTarget) -> None:
 @pytest.mark.parametrize("kind", ["memory", "sqlite"])
 def test_seen_ids_store(kind: str, tmp_path: Path) -> None:
     store: MemorySeenIds | SqliteSeenIds = (
-        MemorySeenIds() if kind == "memory" else SqliteSeenIds(tmp_path / "seen.db"))
+        MemorySeenIds() if kind == "memory" else SqliteSeenIds(tmp_path / "seen.db")
+    )
     store.remember("s1", {"a": utc(1), "b": utc(5)})
     store.remember("s2", {"a": utc(2)})
     store.remember("s1", {"a": utc(3)})  # the copy written last is the reference
@@ -392,8 +503,9 @@ def test_seen_ids_store(kind: str, tmp_path: Path) -> None:
         reopened.close()
 
 
-def test_dedupe_survives_a_restart_with_the_sqlite_store(lake: LocalLakeTarget,
-                                                         tmp_path: Path) -> None:
+def test_dedupe_survives_a_restart_with_the_sqlite_store(
+    lake: LocalLakeTarget, tmp_path: Path
+) -> None:
     first = SqliteSeenIds(tmp_path / "seen.db")
     run(lake, [message("page", utc(1, 10), "p-1")], first, "r1", now=utc(1, 12))
     first.close()
@@ -412,16 +524,28 @@ def test_dedupe_survives_a_restart_with_the_sqlite_store(lake: LocalLakeTarget,
 def test_completed_sync_writes_a_report(lake: LocalLakeTarget) -> None:
     """AC-147: a ``source`` object and one ``event`` object per table."""
     start = datetime(2020, 8, 19, 22, 15, 59, 44084, tzinfo=UTC)
-    events = [message("identify", utc(11, 11), traits={"plan": "pro"}),
-              message("track", utc(11, 10), event="Order Completed", properties={"n": 1}),
-              message("track", utc(11, 11), event="Order Completed")]
-    result = run(lake, events, run_id="1597581273464733073", now=start, workspace_id="W1",
-                 clock=clock_at(start + timedelta(minutes=2, seconds=13)))
+    events = [
+        message("identify", utc(11, 11), traits={"plan": "pro"}),
+        message("track", utc(11, 10), event="Order Completed", properties={"n": 1}),
+        message("track", utc(11, 11), event="Order Completed"),
+    ]
+    result = run(
+        lake,
+        events,
+        run_id="1597581273464733073",
+        now=start,
+        workspace_id="W1",
+        clock=clock_at(start + timedelta(minutes=2, seconds=13)),
+    )
     assert result.report_key == (
-        "reports/day=2020-08-19/source=SRC/run_id=1597581273464733073/report.json")
+        "reports/day=2020-08-19/source=SRC/run_id=1597581273464733073/report.json"
+    )
     lines = report(lake, result.report_key)
     assert [(line["type"], line["table_name"]) for line in lines] == [
-        ("source", ""), ("event", "identify"), ("event", "order_completed")]
+        ("source", ""),
+        ("event", "identify"),
+        ("event", "order_completed"),
+    ]
     source, identify, order = lines
     for line in lines:
         assert line["workspace_id"] == "W1" and line["source_id"] == SRC
@@ -436,15 +560,21 @@ def test_completed_sync_writes_a_report(lake: LocalLakeTarget) -> None:
         assert line["database"] == SRC
     assert source["row_count"] == 3 and source["is_new"] is True
     assert order["row_count"] == 2 and order["is_new"] is True
-    assert order["partitions"] == [{"day": "2020-05-11", "hr": "10"},
-                                   {"day": "2020-05-11", "hr": "11"}]
+    assert order["partitions"] == [
+        {"day": "2020-05-11", "hr": "10"},
+        {"day": "2020-05-11", "hr": "11"},
+    ]
     assert {"name": "properties_n", "type": "bigint"} in order["new_columns"]
     assert {"name": "receivedAt", "type": "timestamp"} in identify["new_columns"]
     assert identify["partitions"] == [{"day": "2020-05-11", "hr": "11"}]
 
     # The next run: nothing new about the source or the table.
-    nxt = run(lake, [message("identify", utc(11, 12), traits={"plan": "pro"})], run_id="r2",
-              now=start + timedelta(hours=2))
+    nxt = run(
+        lake,
+        [message("identify", utc(11, 12), traits={"plan": "pro"})],
+        run_id="r2",
+        now=start + timedelta(hours=2),
+    )
     source2, identify2 = report(lake, nxt.report_key)
     assert source2["is_new"] is False and identify2["is_new"] is False
     assert identify2["new_columns"] == []
@@ -488,6 +618,7 @@ def test_unwritable_directory_fails_with_a_permissions_error(tmp_path: Path) -> 
 
 def test_error_codes() -> None:
     """Segment's three classes: permissions, settings, internal."""
+
     def client_error(code: str) -> ClientError:
         return ClientError({"Error": {"Code": code, "Message": code}}, "PutObject")
 
@@ -511,11 +642,19 @@ def _can_write(directory: Path) -> bool:
 def test_open_target() -> None:
     local = open_target("/srv/lake")
     assert isinstance(local, LocalLakeTarget) and local.bucket == "/srv/lake"
-    s3 = open_target("s3://bucket/some/prefix/", endpoint_url="http://127.0.0.1:1",
-                     region="us-east-1", access_key_id="k", secret_access_key="s")
+    s3 = open_target(
+        "s3://bucket/some/prefix/",
+        endpoint_url="http://127.0.0.1:1",
+        region="us-east-1",
+        access_key_id="k",
+        secret_access_key="s",
+    )
     assert isinstance(s3, S3LakeTarget)
-    assert (s3.bucket, s3.prefix, s3.location) == ("bucket", "some/prefix",
-                                                   "s3://bucket/some/prefix")
+    assert (s3.bucket, s3.prefix, s3.location) == (
+        "bucket",
+        "some/prefix",
+        "s3://bucket/some/prefix",
+    )
     for bad in ("s3://", "gs://bucket/x"):
         with pytest.raises(ValueError):
             open_target(bad)
@@ -533,7 +672,9 @@ class MotoServer:
         binary = Path(sys.executable).parent / "moto_server"
         self.process = subprocess.Popen(
             [str(binary), "-H", "127.0.0.1", "-p", str(self.port)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
 
         def answers() -> bool:
             if self.process.poll() is not None:
@@ -561,9 +702,13 @@ class MotoServer:
     def target(self, prefix: str = "segment-data") -> S3LakeTarget:
         """A new bucket for each test, so tests do not see each other's objects."""
         bucket = f"lake-{uuid.uuid4().hex[:12]}"
-        target = open_target(f"s3://{bucket}/{prefix}", endpoint_url=self.url,
-                             region="us-east-1", access_key_id="testing",
-                             secret_access_key="testing")
+        target = open_target(
+            f"s3://{bucket}/{prefix}",
+            endpoint_url=self.url,
+            region="us-east-1",
+            access_key_id="testing",
+            secret_access_key="testing",
+        )
         assert isinstance(target, S3LakeTarget)
         target.client.create_bucket(Bucket=bucket)
         return target
@@ -581,13 +726,16 @@ def moto() -> Iterator[MotoServer]:
 def test_s3_layout_contents_and_report(moto: MotoServer) -> None:
     """AC-145 and AC-147 on S3."""
     target = moto.target()
-    events = [message("identify", utc(11, 11, 30), userId="u1", traits={"tags": ["a"]}),
-              message("track", utc(11, 11, 31), event="Page Viewed", properties={"n": 1.5})]
+    events = [
+        message("identify", utc(11, 11, 30), userId="u1", traits={"tags": ["a"]}),
+        message("track", utc(11, 11, 31), event="Page Viewed", properties={"n": 1.5}),
+    ]
     result = run(target, events, run_id="r1")
     assert result.status == FINISHED
     assert target.list_keys("data/") == [
         "data/SRC/segment_type=identify/day=2020-05-11/hr=11/r1-0.parquet",
-        "data/SRC/segment_type=page_viewed/day=2020-05-11/hr=11/r1-0.parquet"]
+        "data/SRC/segment_type=page_viewed/day=2020-05-11/hr=11/r1-0.parquet",
+    ]
     # The keys really are under the configured prefix in the bucket.
     listed = target.client.list_objects_v2(Bucket=target.bucket, Prefix="segment-data/data/")
     assert len(listed.get("Contents", [])) == 2
@@ -618,10 +766,13 @@ def refuse_puts(target: S3LakeTarget, fragment: str) -> Callable[..., None]:
     """Make S3 answer 403 AccessDenied to uploads whose key contains ``fragment`` (a
     ``before-send`` handler's response replaces the request's; the stubs type handlers as
     returning None)."""
+
     def handler(request: AWSPreparedRequest, **_: Any) -> AWSResponse | None:
         if request.method == "PUT" and fragment in unquote(request.url or ""):
-            body = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code>'
-                    b"<Message>Access Denied</Message><RequestId>t</RequestId></Error>")
+            body = (
+                b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code>'
+                b"<Message>Access Denied</Message><RequestId>t</RequestId></Error>"
+            )
             headers = HTTPHeaders()
             headers["Content-Type"] = "application/xml"
             return AWSResponse(request.url, 403, headers, _Body(body))
@@ -633,7 +784,8 @@ def refuse_puts(target: S3LakeTarget, fragment: str) -> Callable[..., None]:
 
 
 def test_a_refused_write_fails_the_run_and_the_next_run_completes_it(
-        moto: MotoServer, tmp_path: Path) -> None:
+    moto: MotoServer, tmp_path: Path
+) -> None:
     target = moto.target()
     seen = SqliteSeenIds(tmp_path / "seen.db")
     events = [message("track", utc(11, 10, i), f"a-{i}", event="Clicked") for i in range(3)]
@@ -659,13 +811,19 @@ def test_a_refused_write_fails_the_run_and_the_next_run_completes_it(
     ids = sorted(r["messageId"] for r in rows_under(target, "data/"))
     assert ids == ["a-0", "a-1", "a-2", "b-0", "b-1", "c-0"]  # all, each once
     assert target.list_keys("data/SRC/segment_type=clicked/day=2020-05-11/hr=11/") == [
-        "data/SRC/segment_type=clicked/day=2020-05-11/hr=11/r2-0.parquet"]
+        "data/SRC/segment_type=clicked/day=2020-05-11/hr=11/r2-0.parquet"
+    ]
     seen.close()
 
 
 def test_a_missing_bucket_fails_as_invalid_settings(moto: MotoServer) -> None:
-    target = open_target("s3://no-such-bucket/x", endpoint_url=moto.url, region="us-east-1",
-                         access_key_id="testing", secret_access_key="testing")
+    target = open_target(
+        "s3://no-such-bucket/x",
+        endpoint_url=moto.url,
+        region="us-east-1",
+        access_key_id="testing",
+        secret_access_key="testing",
+    )
     sync = LakeSync(target, source_id=SRC, run_id="r1", seen=MemorySeenIds(), now=NOW)
     sync.write([message("identify", utc(11, 11))])
     assert sync.run.error_code == SETTINGS

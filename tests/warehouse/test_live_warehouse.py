@@ -26,15 +26,22 @@ CONFIG = "workspace: test\nsources:\n  - name: web\n    write_key: WK_web\n"
 def headwater(*args: str, data_dir: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "headwater", *args, "--data-dir", str(data_dir)],
-        capture_output=True, text=True, timeout=120,
-        env={**os.environ, "HEADWATER_ADMIN_TOKEN": ADMIN_TOKEN})
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "HEADWATER_ADMIN_TOKEN": ADMIN_TOKEN},
+    )
 
 
 def archived(tmp_path: Path) -> list[dict[str, Any]]:
     archive = Archive(tmp_path / "data" / "archive")
-    return [e for source in archive.sources()
-            for e in archive.read(source, datetime(2000, 1, 1, tzinfo=UTC),
-                                  datetime(2100, 1, 1, tzinfo=UTC))]
+    return [
+        e
+        for source in archive.sources()
+        for e in archive.read(
+            source, datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC)
+        )
+    ]
 
 
 def test_sync_and_query_with_and_without_the_server(tmp_path: Path) -> None:
@@ -45,40 +52,75 @@ def test_sync_and_query_with_and_without_the_server(tmp_path: Path) -> None:
     try:
         with httpx.Client(base_url=live.url, timeout=10) as http:
             for n in range(3):
-                assert http.post("/v1/track", json={
-                    "writeKey": "WK_web", "userId": f"u{n}", "event": "Order Completed",
-                    "properties": {"total": n, "coupon": {"code": "X"}}}).status_code == 200
+                assert (
+                    http.post(
+                        "/v1/track",
+                        json={
+                            "writeKey": "WK_web",
+                            "userId": f"u{n}",
+                            "event": "Order Completed",
+                            "properties": {"total": n, "coupon": {"code": "X"}},
+                        },
+                    ).status_code
+                    == 200
+                )
             archive = tmp_path / "data" / "archive"
             wait_for(lambda: list(archive.rglob("*.ndjson.gz")), 10, "the archive")
-        synced = headwater("warehouse", "sync", "default", "--url", live.url,
-                           data_dir=tmp_path / "data")
+        synced = headwater(
+            "warehouse", "sync", "default", "--url", live.url, data_dir=tmp_path / "data"
+        )
         assert synced.returncode == 0, synced.stdout + synced.stderr
         assert "default: success" in synced.stdout
         assert "web.order_completed: 3" in synced.stdout
-        queried = headwater("warehouse", "query", "default",
-                            "SELECT user_id, total, coupon_code FROM web.order_completed "
-                            "ORDER BY user_id", data_dir=tmp_path / "data")
+        queried = headwater(
+            "warehouse",
+            "query",
+            "default",
+            "SELECT user_id, total, coupon_code FROM web.order_completed ORDER BY user_id",
+            data_dir=tmp_path / "data",
+        )
         assert queried.returncode == 0, queried.stderr
         assert queried.stdout.splitlines() == [
-            "user_id\ttotal\tcoupon_code", "u0\t0\tX", "u1\t1\tX", "u2\t2\tX"]
+            "user_id\ttotal\tcoupon_code",
+            "u0\t0\tX",
+            "u1\t1\tX",
+            "u2\t2\tX",
+        ]
         with httpx.Client(base_url=live.url, timeout=10) as http:
-            history = http.get("/api/v1/warehouses/default/syncs",
-                               headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}).json()
+            history = http.get(
+                "/api/v1/warehouses/default/syncs",
+                headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+            ).json()
             assert history["data"]["syncs"][0]["status"] == "success"
-            assert http.post("/v1/track", json={"writeKey": "WK_web", "userId": "u9",
-                                                "event": "Order Completed"}).status_code == 200
-        wait_for(lambda: any(e.get("userId") == "u9" for e in archived(tmp_path)), 10,
-                 "the last event in the archive")
+            assert (
+                http.post(
+                    "/v1/track",
+                    json={"writeKey": "WK_web", "userId": "u9", "event": "Order Completed"},
+                ).status_code
+                == 200
+            )
+        wait_for(
+            lambda: any(e.get("userId") == "u9" for e in archived(tmp_path)),
+            10,
+            "the last event in the archive",
+        )
     finally:
         live.stop()
     # No server: the command syncs the data directory itself.
-    direct = headwater("warehouse", "sync", "--all", "--url", "http://127.0.0.1:9",
-                       data_dir=tmp_path / "data")
+    direct = headwater(
+        "warehouse", "sync", "--all", "--url", "http://127.0.0.1:9", data_dir=tmp_path / "data"
+    )
     assert direct.returncode == 0, direct.stdout + direct.stderr
     assert "no server answered" in direct.stdout
-    counted = headwater("warehouse", "query", "default",
-                        "SELECT count(*) FROM web.order_completed", data_dir=tmp_path / "data")
+    counted = headwater(
+        "warehouse",
+        "query",
+        "default",
+        "SELECT count(*) FROM web.order_completed",
+        data_dir=tmp_path / "data",
+    )
     assert counted.stdout.splitlines()[1] == "4"
-    missing = headwater("warehouse", "sync", "nope", "--url", "http://127.0.0.1:9",
-                        data_dir=tmp_path / "data")
+    missing = headwater(
+        "warehouse", "sync", "nope", "--url", "http://127.0.0.1:9", data_dir=tmp_path / "data"
+    )
     assert missing.returncode != 0 and "no warehouse" in missing.stderr

@@ -58,25 +58,28 @@ def test_snake_case_vectors(name: str, expected: str) -> None:
     assert snake_case(name) == expected  # cached the second time, same answer
 
 
-@pytest.mark.parametrize(("name", "expected"), [
-    ("", ""),
-    ("$$$", ""),
-    ("_", ""),
-    ("a", "a"),
-    ("A", "a"),
-    ("ABC", "abc"),
-    ("userId", "user_id"),
-    ("user_id", "user_id"),
-    ("_user_id", "user_id"),
-    ("user_id_", "user_id"),
-    ("HTTPServer", "httpserver"),  # an all-capital run keeps its next word (go-snakecase)
-    ("getHTTPResponse", "get_httpresponse"),
-    ("123Abc", "123abc"),  # a prefix with no lowercase is glued to the next word
-    ("a_1B", "a_1b"),  # ... as is one with none since its last underscore
-    ("a_bC", "a_b_c"),
-    ("product_id.sku", "product_id_sku"),
-    ("éclair Größe", "clair_gr_e"),  # non-ASCII letters are separators, as in Go's bytes
-])
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("", ""),
+        ("$$$", ""),
+        ("_", ""),
+        ("a", "a"),
+        ("A", "a"),
+        ("ABC", "abc"),
+        ("userId", "user_id"),
+        ("user_id", "user_id"),
+        ("_user_id", "user_id"),
+        ("user_id_", "user_id"),
+        ("HTTPServer", "httpserver"),  # an all-capital run keeps its next word (go-snakecase)
+        ("getHTTPResponse", "get_httpresponse"),
+        ("123Abc", "123abc"),  # a prefix with no lowercase is glued to the next word
+        ("a_1B", "a_1b"),  # ... as is one with none since its last underscore
+        ("a_bC", "a_b_c"),
+        ("product_id.sku", "product_id_sku"),
+        ("éclair Größe", "clair_gr_e"),  # non-ASCII letters are separators, as in Go's bytes
+    ],
+)
 def test_snake_case_edges(name: str, expected: str) -> None:
     assert snake_case(name) == expected
 
@@ -84,6 +87,7 @@ def test_snake_case_edges(name: str, expected: str) -> None:
 def _reference(s: str) -> str:
     """go-snakecase as a byte-by-byte state machine, kept apart from the regex version so the
     two can check each other. Non-ASCII characters act as Go's multi-byte separators."""
+
     def lower(c: str) -> bool:
         return "a" <= c <= "z"
 
@@ -163,19 +167,22 @@ def test_redshift_examples() -> None:
     assert redshift_table("101 Account Update") == "_101_account_update"
 
 
-@pytest.mark.parametrize(("name", "expected"), [
-    ("Open", "_open"),
-    ("user", "_user"),
-    ("select", "_select"),
-    ("timestamp", "_timestamp"),
-    ("current_date", "_current_date"),
-    ("currentDate", "_current_date"),
-    ("1st Place", "_1st_place"),
-    ("plan", "plan"),
-    ("opened", "opened"),
-    ("account_type", "account_type"),
-    ("$$", ""),
-])
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("Open", "_open"),
+        ("user", "_user"),
+        ("select", "_select"),
+        ("timestamp", "_timestamp"),
+        ("current_date", "_current_date"),
+        ("currentDate", "_current_date"),
+        ("1st Place", "_1st_place"),
+        ("plan", "plan"),
+        ("opened", "opened"),
+        ("account_type", "account_type"),
+        ("$$", ""),
+    ],
+)
 def test_redshift_columns(name: str, expected: str) -> None:
     assert redshift_column(name) == expected
 
@@ -213,23 +220,27 @@ def test_naming_for() -> None:
         naming_for("snowflake")
 
 
-@pytest.mark.parametrize(("event", "duckdb", "redshift"), [
-    ("Order Completed", "order_completed", "order_completed"),
-    ("Tracks", "_tracks", "_tracks"),
-    ("users", "_users", "_users"),
-    ("Identifies", "_identifies", "_identifies"),
-    ("Pages", "_pages", "_pages"),
-    ("screens", "_screens", "_screens"),
-    ("Groups", "_groups", "_groups"),
-    ("accounts", "_accounts", "_accounts"),
-    ("Aliases", "_aliases", "_aliases"),
-    ("Track", "track", "track"),
-    ("Open", "open", "_open"),
-    ("101 Account Update", "101_account_update", "_101_account_update"),
-    ("???", "", ""),
-])
+@pytest.mark.parametrize(
+    ("event", "duckdb", "redshift"),
+    [
+        ("Order Completed", "order_completed", "order_completed"),
+        ("Tracks", "_tracks", "_tracks"),
+        ("users", "_users", "_users"),
+        ("Identifies", "_identifies", "_identifies"),
+        ("Pages", "_pages", "_pages"),
+        ("screens", "_screens", "_screens"),
+        ("Groups", "_groups", "_groups"),
+        ("accounts", "_accounts", "_accounts"),
+        ("Aliases", "_aliases", "_aliases"),
+        ("Track", "track", "track"),
+        ("Open", "open", "_open"),
+        ("101 Account Update", "101_account_update", "_101_account_update"),
+        ("???", "", ""),
+    ],
+)
 def test_event_tables_never_collide_with_standard_tables(
-        event: str, duckdb: str, redshift: str) -> None:
+    event: str, duckdb: str, redshift: str
+) -> None:
     assert DUCKDB.event_table(event) == duckdb
     assert REDSHIFT.event_table(event) == redshift
 
@@ -237,14 +248,17 @@ def test_event_tables_never_collide_with_standard_tables(
 # --- schema names ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("slug", "expected"), [
-    ("segment-engineering", "segment_engineering"),
-    ("iOS Prod", "i_os_prod"),
-    ("initech", "initech"),
-    ("web_app", "web_app"),
-    ("1st-source", "_1st_source"),
-    ("---", "source"),
-])
+@pytest.mark.parametrize(
+    ("slug", "expected"),
+    [
+        ("segment-engineering", "segment_engineering"),
+        ("iOS Prod", "i_os_prod"),
+        ("initech", "initech"),
+        ("web_app", "web_app"),
+        ("1st-source", "_1st_source"),
+        ("---", "source"),
+    ],
+)
 def test_default_schema_name(slug: str, expected: str) -> None:
     assert default_schema_name(slug) == expected
     assert check_schema_name(default_schema_name(slug)) == expected
@@ -255,17 +269,20 @@ def test_valid_schema_names(name: str) -> None:
     assert check_schema_name(name) == name
 
 
-@pytest.mark.parametrize(("name", "why"), [
-    ("", "lowercase"),
-    ("Prod", "lowercase"),
-    ("ios-prod", "lowercase"),
-    ("1st", "digit"),
-    ("my schema", "lowercase"),
-    ("a" * 64, "longer than 63"),
-    ("pg_data", "reserved"),
-    ("information_schema", "reserved"),
-    ("__segment_reverse_etl", "reserved"),
-])
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [
+        ("", "lowercase"),
+        ("Prod", "lowercase"),
+        ("ios-prod", "lowercase"),
+        ("1st", "digit"),
+        ("my schema", "lowercase"),
+        ("a" * 64, "longer than 63"),
+        ("pg_data", "reserved"),
+        ("information_schema", "reserved"),
+        ("__segment_reverse_etl", "reserved"),
+    ],
+)
 def test_invalid_schema_names(name: str, why: str) -> None:
     with pytest.raises(ValueError, match=why):
         check_schema_name(name)

@@ -44,24 +44,51 @@ NOW = datetime(2024, 3, 10, 12, 30, tzinfo=UTC)
 
 # Names that try to leave the directory, or to be something other than one file name.
 HOSTILE_NAMES = [
-    "a/../../escape2", "..", ".", "../escape", "../../../../../../tmp/escape", "/etc/escape",
-    "a/b", "a\\..\\b", ".hidden", "x" * 300, "é" * 200, "a\x00b", "~" + "0" * 12,
+    "a/../../escape2",
+    "..",
+    ".",
+    "../escape",
+    "../../../../../../tmp/escape",
+    "/etc/escape",
+    "a/b",
+    "a\\..\\b",
+    ".hidden",
+    "x" * 300,
+    "é" * 200,
+    "a\x00b",
+    "~" + "0" * 12,
     "name~0123456789ab",
 ]
-HOSTILE_PATHS = ["..", "../escape.duckdb", "a/../../escape.duckdb", "a/..", "/tmp/../etc/x",
-                 "./../x", "a\x00b"]
+HOSTILE_PATHS = [
+    "..",
+    "../escape.duckdb",
+    "a/../../escape.duckdb",
+    "a/..",
+    "/tmp/../etc/x",
+    "./../x",
+    "a\x00b",
+]
 
 
 def inside(path: Path, root: Path) -> bool:
     return os.path.realpath(path).startswith(os.path.realpath(root) + os.sep)
 
 
-def warehouse(name: str = "wh", kind: str = "duckdb", settings: dict[str, Any] | None = None,
-              id: str = "wh_1") -> WarehouseInfo:
+def warehouse(
+    name: str = "wh", kind: str = "duckdb", settings: dict[str, Any] | None = None, id: str = "wh_1"
+) -> WarehouseInfo:
     """A warehouse as stored, even with settings today's checks would refuse (older rows)."""
-    return WarehouseInfo(id=id, workspace_id="ws", name=name, type=kind, enabled=True,
-                         settings=settings or {}, options=WarehouseOptions(), created_at=0,
-                         updated_at=0)
+    return WarehouseInfo(
+        id=id,
+        workspace_id="ws",
+        name=name,
+        type=kind,
+        enabled=True,
+        settings=settings or {},
+        options=WarehouseOptions(),
+        created_at=0,
+        updated_at=0,
+    )
 
 
 def files_under(root: Path) -> set[Path]:
@@ -71,11 +98,21 @@ def files_under(root: Path) -> set[Path]:
 # --- the rules ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["default", "Web Analytics", "prod (eu)", "50% sample",
-                                  "Données", "a\\b", "x" * 180, "a.b-c_d"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "default",
+        "Web Analytics",
+        "prod (eu)",
+        "50% sample",
+        "Données",
+        "a\\b",
+        "x" * 180,
+        "a.b-c_d",
+    ],
+)
 def test_names_that_are_safe_file_names_keep_their_file(name: str) -> None:
-    assert name_segment(name, prefix="warehouse-", suffix=".duckdb") == (
-        f"warehouse-{name}.duckdb")
+    assert name_segment(name, prefix="warehouse-", suffix=".duckdb") == (f"warehouse-{name}.duckdb")
 
 
 @pytest.mark.parametrize("name", HOSTILE_NAMES)
@@ -90,8 +127,7 @@ def test_every_other_name_is_one_bounded_file_name(name: str) -> None:
 
 
 def test_distinct_names_never_share_a_file() -> None:
-    names = [*HOSTILE_NAMES, "a_.._.._escape2", "x" * 301, "x" * 299 + "y", "a/b", "a_b",
-             "a%2Fb"]
+    names = [*HOSTILE_NAMES, "a_.._.._escape2", "x" * 301, "x" * 299 + "y", "a/b", "a_b", "a%2Fb"]
     crafted = name_segment("a/b")  # a name spelled like the hashed one of "a/b"
     names.append(crafted)
     segments = [name_segment(n, prefix="warehouse-", suffix=".duckdb") for n in names]
@@ -155,8 +191,9 @@ def test_route_lake_location_setting(text: str, tmp_path: Path) -> None:
 
 
 def test_route_lake_location_inside_the_data_directory(tmp_path: Path) -> None:
-    target = lake_target(warehouse(kind="data-lake", settings={"location": "lake"}),
-                         tmp_path / "data")
+    target = lake_target(
+        warehouse(kind="data-lake", settings={"location": "lake"}), tmp_path / "data"
+    )
     assert isinstance(target, LocalLakeTarget) and target.root == tmp_path / "data" / "lake"
 
 
@@ -171,11 +208,22 @@ def test_route_warehouse_id_to_seen_ids_file(id: str, tmp_path: Path) -> None:
 @pytest.mark.parametrize("text", HOSTILE_NAMES[:8])
 def test_route_event_names_and_source_ids_to_lake_files(text: str, tmp_path: Path) -> None:
     lake = tmp_path / "data" / "lake"
-    event = {"type": "track", "event": text, "messageId": "m1", "userId": "u1",
-             "receivedAt": "2024-03-10T11:00:00.000Z", "properties": {text: 1}}
-    run = write_lake([event, {**event, "type": "identify", "messageId": "m2"}],
-                     source_id=text, target=LocalLakeTarget(lake), run_id="1", now=NOW,
-                     seen=MemorySeenIds())
+    event = {
+        "type": "track",
+        "event": text,
+        "messageId": "m1",
+        "userId": "u1",
+        "receivedAt": "2024-03-10T11:00:00.000Z",
+        "properties": {text: 1},
+    }
+    run = write_lake(
+        [event, {**event, "type": "identify", "messageId": "m2"}],
+        source_id=text,
+        target=LocalLakeTarget(lake),
+        run_id="1",
+        now=NOW,
+        seen=MemorySeenIds(),
+    )
     assert run.status == "finished", run.error
     assert files_under(tmp_path) and all(inside(p, lake) for p in files_under(tmp_path))
 
@@ -185,61 +233,107 @@ def test_route_event_names_and_source_ids_to_lake_files(text: str, tmp_path: Pat
 
 @pytest.fixture
 def client(engine: Engine) -> Iterator[TestClient]:
-    with api_with_destination(engine, {
-            "name": "hook", "type": "webhook", "settings": {"url": "http://127.0.0.1:9/"}}) as http:
+    with api_with_destination(
+        engine, {"name": "hook", "type": "webhook", "settings": {"url": "http://127.0.0.1:9/"}}
+    ) as http:
         yield http
 
 
-@pytest.mark.parametrize(("kind", "field", "value"), [
-    ("duckdb", "path", "../../escape.duckdb"), ("duckdb", "path", "a/../../../x.duckdb"),
-    ("data-lake", "location", "../lake"), ("data-lake", "location", "s3://bucket/a/../../b"),
-])
+@pytest.mark.parametrize(
+    ("kind", "field", "value"),
+    [
+        ("duckdb", "path", "../../escape.duckdb"),
+        ("duckdb", "path", "a/../../../x.duckdb"),
+        ("data-lake", "location", "../lake"),
+        ("data-lake", "location", "s3://bucket/a/../../b"),
+    ],
+)
 def test_the_api_refuses_paths_that_leave_the_data_directory(
-        client: TestClient, kind: str, field: str, value: str) -> None:
-    response = client.post("/api/v1/warehouses", json={
-        "name": "wh", "type": kind, "settings": {field: value}})
+    client: TestClient, kind: str, field: str, value: str
+) -> None:
+    response = client.post(
+        "/api/v1/warehouses", json={"name": "wh", "type": kind, "settings": {field: value}}
+    )
     assert_error(response, 422, "validation", f"settings.{field}")
     assert "'..'" in response.json()["errors"][0]["message"]
     good = {"path": "wh.duckdb", "location": "lake"}[field]
-    assert client.post("/api/v1/warehouses", json={
-        "name": "wh", "type": kind, "settings": {field: good}}).status_code == 201
+    assert (
+        client.post(
+            "/api/v1/warehouses", json={"name": "wh", "type": kind, "settings": {field: good}}
+        ).status_code
+        == 201
+    )
     changed = client.patch("/api/v1/warehouses/wh", json={"settings": {field: value}})
     assert_error(changed, 422, "validation", f"settings.{field}")
 
 
 def test_a_hostile_warehouse_name_syncs_inside_the_data_directory(
-        client: TestClient, engine: Engine, tmp_path: Path) -> None:
+    client: TestClient, engine: Engine, tmp_path: Path
+) -> None:
     data = tmp_path / "data"
-    assert client.post("/api/v1/warehouses", json={
-        "name": "a/../../escape2", "type": "duckdb"}).status_code == 201
+    assert (
+        client.post(
+            "/api/v1/warehouses", json={"name": "a/../../escape2", "type": "duckdb"}
+        ).status_code
+        == 201
+    )
     workspace = WorkspaceStore(engine)
     source = workspace.get_source("web")
     assert source is not None
     when = format_timestamp(NOW - timedelta(hours=1))
-    ArchiveWriter(data / "archive")([(0, 1, msgspec.json.encode({
-        "v": 1, "workspace_id": "ws", "source_id": source.id, "received_at": when,
-        "duplicates": 0, "dropped": [], "events": [{
-            "type": "track", "event": "X", "userId": "u1", "messageId": "m1",
-            "timestamp": when, "receivedAt": when}]}))])
+    ArchiveWriter(data / "archive")(
+        [
+            (
+                0,
+                1,
+                msgspec.json.encode(
+                    {
+                        "v": 1,
+                        "workspace_id": "ws",
+                        "source_id": source.id,
+                        "received_at": when,
+                        "duplicates": 0,
+                        "dropped": [],
+                        "events": [
+                            {
+                                "type": "track",
+                                "event": "X",
+                                "userId": "u1",
+                                "messageId": "m1",
+                                "timestamp": when,
+                                "receivedAt": when,
+                            }
+                        ],
+                    }
+                ),
+            )
+        ]
+    )
     warehouses = WarehouseStore(workspace)
-    result = WarehouseSync(warehouses, Archive(data / "archive"), data,
-                           clock=NOW.timestamp).run(warehouses.require("a/../../escape2"))
+    result = WarehouseSync(warehouses, Archive(data / "archive"), data, clock=NOW.timestamp).run(
+        warehouses.require("a/../../escape2")
+    )
     assert result.status == SUCCESS, result
     # The SQLite state database of the ``engine`` fixture lives beside ``data``; nothing else.
-    outside = {p for p in files_under(tmp_path)
-               if not inside(p, data) and not p.name.startswith("state.db")}
+    outside = {
+        p
+        for p in files_under(tmp_path)
+        if not inside(p, data) and not p.name.startswith("state.db")
+    }
     assert outside == set()
-    assert (data / name_segment("a/../../escape2", prefix="warehouse-",
-                                suffix=".duckdb")).is_file()
+    assert (data / name_segment("a/../../escape2", prefix="warehouse-", suffix=".duckdb")).is_file()
 
 
 def test_apply_refuses_paths_that_leave_the_data_directory(tmp_path: Path) -> None:
     engine = open_engine(database_url(tmp_path, None))
     migrate(engine)
     store = WorkspaceStore(engine)
-    config = parse_config(read_yaml(
-        "workspace: acme\nwarehouses:\n"
-        "  - {name: wh, type: duckdb, settings: {path: ../../escape.duckdb}}\n"))
+    config = parse_config(
+        read_yaml(
+            "workspace: acme\nwarehouses:\n"
+            "  - {name: wh, type: duckdb, settings: {path: ../../escape.duckdb}}\n"
+        )
+    )
     with pytest.raises(InvalidError, match=r"'\.\.'") as raised:
         apply(store, plan(store, config))
     assert raised.value.field == "settings.path"

@@ -44,13 +44,21 @@ class World:
         """Events as the Tracking API stored them, in the archive (one flush)."""
         for event in events:
             received = event["receivedAt"]
-            self.writer([(0, next(self._offset),
-                          log_record(self.source_id, received, [event], workspace_id="ws"))])
+            self.writer(
+                [
+                    (
+                        0,
+                        next(self._offset),
+                        log_record(self.source_id, received, [event], workspace_id="ws"),
+                    )
+                ]
+            )
         self.sent += events
 
     def sync(self, warehouse: WarehouseInfo, **kwargs: Any) -> SyncResult:
-        runner = WarehouseSync(self.warehouses, Archive(self.tmp / "archive"), self.tmp,
-                               clock=self.clock, **kwargs)
+        runner = WarehouseSync(
+            self.warehouses, Archive(self.tmp / "archive"), self.tmp, clock=self.clock, **kwargs
+        )
         return runner.run(self.warehouses.require(warehouse.id))
 
     def rows(self, warehouse: WarehouseInfo, sql: str) -> list[tuple[Any, ...]]:
@@ -66,8 +74,13 @@ def world(tmp_path: Path, engine: Engine) -> World:
     workspace = WorkspaceStore(engine)
     workspace.ensure_workspace("acme")
     source = workspace.create_source("Web App", slug="web_app")
-    return World(tmp_path, workspace, WarehouseStore(workspace), source.id,
-                 ArchiveWriter(tmp_path / "archive"))
+    return World(
+        tmp_path,
+        workspace,
+        WarehouseStore(workspace),
+        source.id,
+        ArchiveWriter(tmp_path / "archive"),
+    )
 
 
 @pytest.fixture(params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -75,18 +88,28 @@ def kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-def warehouse_of(world: World, kind: str, request: pytest.FixtureRequest,
-                 **options: Any) -> WarehouseInfo:
+def warehouse_of(
+    world: World, kind: str, request: pytest.FixtureRequest, **options: Any
+) -> WarehouseInfo:
     if kind == "duckdb":
         return world.warehouses.create("wh", "duckdb", options=options)
-    return world.warehouses.create("wh", "postgres", settings=pg_settings(
-        request.getfixturevalue("pg_database")), options=options)
+    return world.warehouses.create(
+        "wh",
+        "postgres",
+        settings=pg_settings(request.getfixturevalue("pg_database")),
+        options=options,
+    )
 
 
 def pg_settings(url: str) -> dict[str, Any]:
     parts = urlsplit(url)
-    return {"host": parts.hostname, "port": parts.port, "database": parts.path.lstrip("/"),
-            "user": parts.username, "password": parts.password}
+    return {
+        "host": parts.hostname,
+        "port": parts.port,
+        "database": parts.path.lstrip("/"),
+        "user": parts.username,
+        "password": parts.password,
+    }
 
 
 def at(when: datetime) -> str:
@@ -94,32 +117,51 @@ def at(when: datetime) -> str:
 
 
 def track(name: str, when: datetime, user: str = "u1", **properties: Any) -> dict[str, Any]:
-    return {"type": "track", "event": name, "userId": user, "anonymousId": "a1",
-            "messageId": f"m-{next(_ids)}", "properties": properties,
-            "context": {"library": {"name": "analytics.js", "version": "2.1"}},
-            "timestamp": at(when), "sentAt": at(when), "originalTimestamp": at(when),
-            "receivedAt": at(when)}
+    return {
+        "type": "track",
+        "event": name,
+        "userId": user,
+        "anonymousId": "a1",
+        "messageId": f"m-{next(_ids)}",
+        "properties": properties,
+        "context": {"library": {"name": "analytics.js", "version": "2.1"}},
+        "timestamp": at(when),
+        "sentAt": at(when),
+        "originalTimestamp": at(when),
+        "receivedAt": at(when),
+    }
 
 
 def identify(user: str, when: datetime, **traits: Any) -> dict[str, Any]:
-    return {"type": "identify", "userId": user, "messageId": f"m-{next(_ids)}",
-            "traits": traits, "timestamp": at(when), "receivedAt": at(when)}
+    return {
+        "type": "identify",
+        "userId": user,
+        "messageId": f"m-{next(_ids)}",
+        "traits": traits,
+        "timestamp": at(when),
+        "receivedAt": at(when),
+    }
 
 
-def test_events_land_in_segment_tables(world: World, kind: str,
-                                       request: pytest.FixtureRequest) -> None:
+def test_events_land_in_segment_tables(
+    world: World, kind: str, request: pytest.FixtureRequest
+) -> None:
     wh = warehouse_of(world, kind, request)
     t = NOW - timedelta(hours=3)
-    world.archive(track("Register", t, plan="Pro Annual", accountType="Facebook"),
-                  identify("u1", t, plan="free"),
-                  identify("u1", t + timedelta(minutes=5), plan="premium"))
+    world.archive(
+        track("Register", t, plan="Pro Annual", accountType="Facebook"),
+        identify("u1", t, plan="free"),
+        identify("u1", t + timedelta(minutes=5), plan="premium"),
+    )
     result = world.sync(wh)
     assert result.status == SUCCESS, result
     assert result.rows["web_app"] == {"tracks": 1, "register": 1, "identifies": 2, "users": 1}
     assert world.rows(wh, "SELECT event, event_text, user_id FROM web_app.tracks") == [
-        ("register", "Register", "u1")]  # AC-120
+        ("register", "Register", "u1")
+    ]  # AC-120
     assert world.rows(wh, "SELECT plan, account_type FROM web_app.register") == [
-        ("Pro Annual", "Facebook")]
+        ("Pro Annual", "Facebook")
+    ]
     assert world.rows(wh, "SELECT id, plan FROM web_app.users") == [("u1", "premium")]  # AC-128
     assert len(world.rows(wh, "SELECT id FROM web_app.identifies")) == 2
     again = world.sync(wh)
@@ -139,8 +181,11 @@ def test_ac129_a_message_id_seen_again_30_hours_later_is_one_row(
 
 
 def test_ac136_a_new_warehouse_loads_two_months(world: World) -> None:
-    world.archive(track("Old", NOW - timedelta(days=61)), track("Kept", NOW - timedelta(days=59)),
-                  track("Kept", NOW - timedelta(hours=1)))
+    world.archive(
+        track("Old", NOW - timedelta(days=61)),
+        track("Kept", NOW - timedelta(days=59)),
+        track("Kept", NOW - timedelta(hours=1)),
+    )
     wh = world.warehouses.create("wh", "duckdb")
     world.sync(wh)
     assert world.rows(wh, "SELECT event FROM web_app.tracks") == [("kept",), ("kept",)]
@@ -187,8 +232,12 @@ def test_ac138_partial_when_some_tables_fail(world: World, pg_database: str) -> 
     engine = sa.create_engine(pg_database.replace("postgresql://", "postgresql+psycopg://"))
     with engine.begin() as conn:  # a table the warehouse's user broke: every insert fails
         conn.execute(sa.text("CREATE SCHEMA web_app"))
-        conn.execute(sa.text("CREATE TABLE web_app.pages (id VARCHAR PRIMARY KEY, "
-                             "received_at TIMESTAMPTZ, CHECK (false))"))
+        conn.execute(
+            sa.text(
+                "CREATE TABLE web_app.pages (id VARCHAR PRIMARY KEY, "
+                "received_at TIMESTAMPTZ, CHECK (false))"
+            )
+        )
     t = NOW - timedelta(hours=2)
     world.archive(track("Signed Up", t), {**identify("u1", t), "type": "page", "name": "Home"})
     partial = world.sync(wh)
@@ -205,17 +254,32 @@ def test_ac138_partial_when_some_tables_fail(world: World, pg_database: str) -> 
 
 
 def test_ac133_selective_sync(world: World) -> None:
-    wh = world.warehouses.create("wh", "duckdb", options={"selective_sync": {
-        "Web App": {"disabled_collections": ["register"],
-                    "disabled_properties": {"tracks": ["context_library_name"]}}}})
-    world.archive(track("Register", NOW - timedelta(hours=2)), track("Login", NOW - timedelta(hours=2)))
+    wh = world.warehouses.create(
+        "wh",
+        "duckdb",
+        options={
+            "selective_sync": {
+                "Web App": {
+                    "disabled_collections": ["register"],
+                    "disabled_properties": {"tracks": ["context_library_name"]},
+                }
+            }
+        },
+    )
+    world.archive(
+        track("Register", NOW - timedelta(hours=2)), track("Login", NOW - timedelta(hours=2))
+    )
     world.sync(wh)
     assert world.rows(wh, "SELECT event FROM web_app.tracks") == [("login",), ("register",)]
-    tables = world.rows(wh, "SELECT table_name FROM information_schema.tables "
-                            "WHERE table_schema = 'web_app'")
+    tables = world.rows(
+        wh, "SELECT table_name FROM information_schema.tables WHERE table_schema = 'web_app'"
+    )
     assert ("register",) not in tables and ("login",) in tables
-    columns = world.rows(wh, "SELECT column_name FROM information_schema.columns "
-                             "WHERE table_schema = 'web_app' AND table_name = 'tracks'")
+    columns = world.rows(
+        wh,
+        "SELECT column_name FROM information_schema.columns "
+        "WHERE table_schema = 'web_app' AND table_name = 'tracks'",
+    )
     assert ("context_library_name",) not in columns and ("context_library_version",) in columns
     # Re-enabled: only new events of the collection arrive (no backfill).
     world.warehouses.update("wh", options={})
@@ -239,8 +303,10 @@ def test_a_sync_killed_midway_resumes_without_loss_or_duplicates(
     from headwater.warehouse.loaders.duckdb import DuckDBLoader
 
     wh = world.warehouses.create("wh", "duckdb")
-    events = [track("Order Completed", NOW - timedelta(minutes=50) + timedelta(seconds=i),
-                    total=i) for i in range(60)]
+    events = [
+        track("Order Completed", NOW - timedelta(minutes=50) + timedelta(seconds=i), total=i)
+        for i in range(60)
+    ]
     world.archive(*events)
     real = DuckDBLoader.load
     loads = itertools.count()
@@ -267,12 +333,16 @@ def test_a_segment_query_answers_the_same_on_both_warehouses(
     wh = warehouse_of(world, kind, request)
     day = NOW - timedelta(days=6)
     world.archive(
-        track("Order Completed", day, "u1"), track("Order Completed", day + timedelta(days=2), "u1"),
-        track("Order Completed", day, "u2"), track("Order Completed", day - timedelta(days=20), "u2"),
+        track("Order Completed", day, "u1"),
+        track("Order Completed", day + timedelta(days=2), "u1"),
+        track("Order Completed", day, "u2"),
+        track("Order Completed", day - timedelta(days=20), "u2"),
         track("Order Completed", day + timedelta(hours=1), "u3"),
         track("Order Completed", day + timedelta(days=3), "u3"),
-        identify("u1", day, plan="free"), identify("u1", day + timedelta(days=1), plan="pro"),
-        identify("u3", day, plan="team"))
+        identify("u1", day, plan="free"),
+        identify("u1", day + timedelta(days=1), plan="pro"),
+        identify("u3", day, plan="team"),
+    )
     world.sync(wh)
     twice_in_a_week = """
         SELECT u.id, u.plan FROM web_app.users u
@@ -291,12 +361,13 @@ def test_a_data_lake_sync_writes_parquet_and_a_report(world: World, tmp_path: Pa
     world.archive(identify("u1", datetime(2024, 3, 10, 11, 5, tzinfo=UTC), plan="pro"))
     result = world.sync(wh)
     assert result.status == SUCCESS, result
-    partition = tmp_path / "lake/data" / world.source_id / "segment_type=identify/day=2024-03-10/hr=11"
+    partition = (
+        tmp_path / "lake/data" / world.source_id / "segment_type=identify/day=2024-03-10/hr=11"
+    )
     [file] = list(partition.glob("*.parquet"))
     assert pq.read_table(file).column("traits_plan").to_pylist() == ["pro"]
     assert list((tmp_path / "lake/reports").rglob("report.json"))
     assert world.sync(wh).rows == {"web_app": {}}  # the position moved on
-
 
 
 def test_ac034_the_integrations_object_and_warehouses(world: World) -> None:
@@ -305,10 +376,12 @@ def test_ac034_the_integrations_object_and_warehouses(world: World) -> None:
     t = NOW - timedelta(hours=1)
     world.archive(
         {**track("All Off", t), "integrations": {"All": False}},
-        {**track("No Warehouses", t), "integrations": {"All": True,
-                                                       "Warehouses": {"all": False}}},
-        {**track("Only One", t), "integrations": {"All": False,
-                                                  "Warehouses": {"warehouseIds": [wh1.id]}}})
+        {**track("No Warehouses", t), "integrations": {"All": True, "Warehouses": {"all": False}}},
+        {
+            **track("Only One", t),
+            "integrations": {"All": False, "Warehouses": {"warehouseIds": [wh1.id]}},
+        },
+    )
     world.sync(wh1)
     world.sync(wh2)
     assert world.rows(wh1, "SELECT event FROM web_app.tracks") == [("all_off",), ("only_one",)]
@@ -317,11 +390,28 @@ def test_ac034_the_integrations_object_and_warehouses(world: World) -> None:
 
 # --- AC-120: Segment's columns exist whatever the sender set ---------------------------------
 
-MESSAGE_COLUMNS = {"id", "anonymous_id", "user_id", "received_at", "sent_at", "timestamp",
-                   "original_timestamp", "uuid", "uuid_ts", "context_library_name",
-                   "context_library_version"}
-ENTITY_COLUMNS = {"id", "received_at", "sent_at", "timestamp", "original_timestamp", "uuid",
-                  "uuid_ts"}
+MESSAGE_COLUMNS = {
+    "id",
+    "anonymous_id",
+    "user_id",
+    "received_at",
+    "sent_at",
+    "timestamp",
+    "original_timestamp",
+    "uuid",
+    "uuid_ts",
+    "context_library_name",
+    "context_library_version",
+}
+ENTITY_COLUMNS = {
+    "id",
+    "received_at",
+    "sent_at",
+    "timestamp",
+    "original_timestamp",
+    "uuid",
+    "uuid_ts",
+}
 
 
 def from_http(kind: str, when: datetime, **fields: Any) -> dict[str, Any]:
@@ -346,7 +436,8 @@ def test_ac120_every_table_has_segments_columns_when_senders_leave_them_out(
         from_http("page", t, anonymousId="a1"),
         from_http("screen", t, userId="u1"),
         from_http("group", t, userId="u1", groupId="g1", traits={"employees": 3}),
-        from_http("alias", t, userId="u1", previousId="a1"))
+        from_http("alias", t, userId="u1", previousId="a1"),
+    )
     assert world.sync(wh).status == SUCCESS
 
     loader = loader_for(world.warehouses.require(wh.id), world.tmp)
@@ -354,10 +445,15 @@ def test_ac120_every_table_has_segments_columns_when_senders_leave_them_out(
         tables = loader.columns("web_app")
     finally:
         loader.close()
-    own = {"tracks": {"event", "event_text"}, "signed_up": {"event", "event_text", "plan"},
-           "identifies": {"email"}, "pages": {"name", "category"},
-           "screens": {"name", "category"}, "groups": {"group_id", "employees"},
-           "aliases": {"previous_id"}}
+    own = {
+        "tracks": {"event", "event_text"},
+        "signed_up": {"event", "event_text", "plan"},
+        "identifies": {"email"},
+        "pages": {"name", "category"},
+        "screens": {"name", "category"},
+        "groups": {"group_id", "employees"},
+        "aliases": {"previous_id"},
+    }
     for table, extra in own.items():
         assert set(tables[table]) == MESSAGE_COLUMNS | extra, table
         assert tables[table]["sent_at"] == tables[table]["original_timestamp"] == "timestamp"
@@ -365,17 +461,19 @@ def test_ac120_every_table_has_segments_columns_when_senders_leave_them_out(
     assert set(tables["accounts"]) == ENTITY_COLUMNS | {"employees"}
     # A Segment user's query runs, with NULL where the sender set nothing.
     assert world.rows(wh, "SELECT sent_at, original_timestamp FROM web_app.tracks") == [
-        (None, None)]
+        (None, None)
+    ]
     assert world.rows(wh, "SELECT context_library_name, sent_at FROM web_app.signed_up") == [
-        (None, None)]
+        (None, None)
+    ]
 
     # Later events from a library carry the values: they land in the same columns.
     later = NOW - timedelta(hours=1)
     world.archive(track("Signed Up", later, plan="team"))
     assert world.sync(wh).status == SUCCESS
-    assert world.rows(wh, "SELECT plan, sent_at, original_timestamp, context_library_name "
-                          "FROM web_app.signed_up") == [
-        ("pro", None, None, None), ("team", later, later, "analytics.js")]
+    assert world.rows(
+        wh, "SELECT plan, sent_at, original_timestamp, context_library_name FROM web_app.signed_up"
+    ) == [("pro", None, None, None), ("team", later, later, "analytics.js")]
 
 
 def test_ac120_a_first_batch_with_the_values_and_a_later_one_without(
@@ -388,7 +486,9 @@ def test_ac120_a_first_batch_with_the_values_and_a_later_one_without(
     world.archive(from_http("track", t + timedelta(hours=1), userId="u2", event="Signed Up"))
     assert world.sync(wh).status == SUCCESS
     assert world.rows(wh, "SELECT user_id, sent_at FROM web_app.tracks") == [
-        ("u1", t), ("u2", None)]
+        ("u1", t),
+        ("u2", None),
+    ]
 
 
 def test_a_table_made_before_it_had_a_standard_column_gets_it_on_its_next_load(
@@ -400,23 +500,36 @@ def test_a_table_made_before_it_had_a_standard_column_gets_it_on_its_next_load(
     try:  # a tracks table as an older Headwater made it for HTTP events: no sent_at
         from headwater.warehouse.columns import TableRows
 
-        loader.load("web_app", TableRows("tracks", [{"id": "old", "received_at": t}],
-                                         {"id": "varchar", "received_at": "timestamp"}))
+        loader.load(
+            "web_app",
+            TableRows(
+                "tracks",
+                [{"id": "old", "received_at": t}],
+                {"id": "varchar", "received_at": "timestamp"},
+            ),
+        )
     finally:
         loader.close()
     world.archive(from_http("track", t, userId="u1", event="Signed Up"))
     assert world.sync(wh).status == SUCCESS
     assert world.rows(wh, "SELECT id, sent_at FROM web_app.tracks WHERE id = 'old'") == [
-        ("old", None)]
+        ("old", None)
+    ]
 
 
 def test_selective_sync_can_leave_out_a_standard_column(world: World) -> None:
-    wh = world.warehouses.create("wh", "duckdb", options={"selective_sync": {
-        "Web App": {"disabled_properties": {"tracks": ["sent_at"]}}}})
+    wh = world.warehouses.create(
+        "wh",
+        "duckdb",
+        options={"selective_sync": {"Web App": {"disabled_properties": {"tracks": ["sent_at"]}}}},
+    )
     world.archive(from_http("track", NOW - timedelta(hours=1), userId="u1", event="X"))
     world.sync(wh)
-    columns = world.rows(wh, "SELECT column_name FROM information_schema.columns "
-                             "WHERE table_schema = 'web_app' AND table_name = 'tracks'")
+    columns = world.rows(
+        wh,
+        "SELECT column_name FROM information_schema.columns "
+        "WHERE table_schema = 'web_app' AND table_name = 'tracks'",
+    )
     assert ("sent_at",) not in columns and ("original_timestamp",) in columns
 
 
@@ -440,9 +553,11 @@ def test_long_event_names_sync_and_later_syncs_keep_working(
     for event, text in events:
         assert text in (LONG_300, LONG_1000[:512])
         assert len(world.rows(wh, f'SELECT id FROM web_app."{event}"')) == 1
-    world.archive(track(LONG_300, t + timedelta(hours=1), step=2),
-                  track(LONG_1000, t + timedelta(hours=1), variant="c"),
-                  track("Signed Up", t + timedelta(hours=1)))
+    world.archive(
+        track(LONG_300, t + timedelta(hours=1), step=2),
+        track(LONG_1000, t + timedelta(hours=1), variant="c"),
+        track("Signed Up", t + timedelta(hours=1)),
+    )
     world.now += timedelta(hours=1)
     later = world.sync(wh)
     assert later.status == SUCCESS, later

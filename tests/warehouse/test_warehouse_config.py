@@ -34,8 +34,9 @@ def store(engine: Engine) -> WorkspaceStore:
     return WorkspaceStore(engine)
 
 
-def test_config_round_trip_keeps_secrets_out(store: WorkspaceStore,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_config_round_trip_keeps_secrets_out(
+    store: WorkspaceStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("PG_PASSWORD", "s3cret-pw")
     config = parse_config(read_yaml(CONFIG))
     changes = plan(store, config)
@@ -74,8 +75,13 @@ def test_ac134_received_at_cannot_be_turned_off(store: WorkspaceStore) -> None:
     store.ensure_workspace("acme")
     store.create_source("web")
     with pytest.raises(InvalidError, match="received_at cannot be turned off"):
-        WarehouseStore(store).create("wh", "duckdb", options={"selective_sync": {
-            "web": {"disabled_properties": {"tracks": ["received_at"]}}}})
+        WarehouseStore(store).create(
+            "wh",
+            "duckdb",
+            options={
+                "selective_sync": {"web": {"disabled_properties": {"tracks": ["received_at"]}}}
+            },
+        )
 
 
 def test_ac139_two_sources_cannot_share_a_schema(store: WorkspaceStore) -> None:
@@ -100,5 +106,8 @@ def test_bad_settings_and_types_are_refused(store: WorkspaceStore) -> None:
         warehouses.create("wh", "postgres", settings={"host": "h"})
     assert (raised.value.field or "").startswith("settings.")
     with pytest.raises(ConfigError, match="warehouses\\[1\\]: name 'a' is already used"):
-        parse_config(read_yaml("workspace: x\nwarehouses: [{name: a, type: duckdb}, "
-                               "{name: a, type: duckdb}]"))
+        parse_config(
+            read_yaml(
+                "workspace: x\nwarehouses: [{name: a, type: duckdb}, {name: a, type: duckdb}]"
+            )
+        )

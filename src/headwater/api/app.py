@@ -154,7 +154,8 @@ async def _database_unavailable(_request: Request, exc: Exception) -> JSONRespon
     logger.error("state database unavailable: %s", exc)
     return JSONResponse(
         error_body("unavailable", "the state database is unavailable; retry later"),
-        status_code=503, headers={"Retry-After": "5"},
+        status_code=503,
+        headers={"Retry-After": "5"},
     )
 
 
@@ -162,7 +163,7 @@ async def _database_unavailable(_request: Request, exc: Exception) -> JSONRespon
 # meeting a UTF-8 encoder, nesting meeting a recursive walk, a number meeting a 64-bit column.
 _UNUSABLE_INPUT: dict[type[Exception], str] = {
     UnicodeError: "the request contains text that is not valid Unicode (a lone UTF-16 "
-                  "surrogate such as \\ud800?); send UTF-8 text",
+    "surrogate such as \\ud800?); send UTF-8 text",
     RecursionError: "the request nests too deeply (objects, arrays or parentheses); flatten it",
     OverflowError: "a number or date in the request is out of range",
 }
@@ -171,8 +172,13 @@ _UNUSABLE_INPUT: dict[type[Exception], str] = {
 async def _unusable_input(request: Request, exc: Exception) -> JSONResponse:
     # A gap in the checks (each such input should get its own clear check): answer 400, as
     # the input is at fault, and log the traceback so that the gap gets closed.
-    logger.error("REST API: %s %s: unusable input reached %s", request.method,
-                 request.url.path, type(exc).__name__, exc_info=exc)
+    logger.error(
+        "REST API: %s %s: unusable input reached %s",
+        request.method,
+        request.url.path,
+        type(exc).__name__,
+        exc_info=exc,
+    )
     message = next(text for cls, text in _UNUSABLE_INPUT.items() if isinstance(exc, cls))
     return JSONResponse(error_body("bad_request", message), status_code=400)
 

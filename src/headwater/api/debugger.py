@@ -115,8 +115,9 @@ def _find_source(engine: Engine, id_or_name: str) -> str:
             if len(found) == 1:
                 return str(found[0])
             if found:
-                raise ApiError(409, "conflict",
-                               f"more than one source is named {id_or_name!r}; use its id")
+                raise ApiError(
+                    409, "conflict", f"more than one source is named {id_or_name!r}; use its id"
+                )
     raise ApiError(404, "not_found", f"no source has the id or name {id_or_name!r}")
 
 

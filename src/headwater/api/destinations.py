@@ -87,15 +87,26 @@ def list_destinations(
     source: Annotated[str | None, Query(description="Only this source's (id or name).")] = None,
 ) -> dict[str, Any]:
     found = store.list(source)
-    return {"data": {"destinations": [destination_json(d) for d in found],
-                     "pagination": {"current": "", "totalEntries": len(found)}}}
+    return {
+        "data": {
+            "destinations": [destination_json(d) for d in found],
+            "pagination": {"current": "", "totalEntries": len(found)},
+        }
+    }
 
 
 @router.post("/destinations", status_code=201, response_model=None)
 def create_destination(body: CreateDestinationBody, store: Store) -> dict[str, Any]:
-    destination = store.create(body.name, body.type, body.source, enabled=body.enabled,
-                               settings=body.settings, delivery=body.delivery,
-                               filters=body.filters, mappings=body.mappings)
+    destination = store.create(
+        body.name,
+        body.type,
+        body.source,
+        enabled=body.enabled,
+        settings=body.settings,
+        delivery=body.delivery,
+        filters=body.filters,
+        mappings=body.mappings,
+    )
     return {"data": {"destination": destination_json(destination)}}
 
 
@@ -128,7 +139,9 @@ def delete_destination(id_or_name: IdOrName, store: Store) -> dict[str, Any]:
 
 @router.get("/destinations/{idOrName}/delivery", response_model=None)
 def get_event_delivery(
-    id_or_name: IdOrName, store: Store, request: Request,
+    id_or_name: IdOrName,
+    store: Store,
+    request: Request,
     minutes: Annotated[int, Query(ge=1, le=14 * 24 * 60, description="Time range.")] = 60,
 ) -> dict[str, Any]:
     """Event Delivery: delivered, not delivered, retrying, P95 latency, errors with samples."""
@@ -143,35 +156,57 @@ def replay_destination(
     """Queue the archived events of [start, end) for this destination, enabled or not."""
     destination = store.require(id_or_name)
     archive = Archive(request.app.state.archive_dir)
-    result = replay(archive, DeliveryQueue(request.app.state.engine), destination,
-                    body.start, body.end, types=body.types, events=body.events)
-    return {"data": {"read": result.read, "queued": result.queued,
-                     "filtered": result.filtered}}
+    result = replay(
+        archive,
+        DeliveryQueue(request.app.state.engine),
+        destination,
+        body.start,
+        body.end,
+        types=body.types,
+        events=body.events,
+    )
+    return {"data": {"read": result.read, "queued": result.queued, "filtered": result.filtered}}
 
 
 @router.get("/catalog/destinations", response_model=None)
 def destination_catalog() -> dict[str, Any]:
     """Every destination type this server can deliver to, with its settings schema."""
-    return {"data": {"destinations": [
-        {
-            "type": d.type,
-            "name": d.name,
-            "aliases": list(d.aliases),
-            "description": d.description,
-            "methods": sorted(d.methods),
-            "secrets": sorted(d.secrets),
-            "defaultInIntegrations": d.default_enabled,
-            "batching": None if d.batching is None else {
-                "maxEvents": d.batching.max_events, "maxBytes": d.batching.max_bytes},
-            "settings": d.settings.model_json_schema(),
-            "actions": [
-                {"name": a.name, "title": a.title, "description": a.description,
-                 "fields": {n: {"type": f.type, "required": f.required, "multiple": f.multiple,
-                                "choices": list(f.choices) if f.choices else None,
-                                "description": f.description,
-                                "secret": n in a.secret_fields}
-                            for n, f in a.fields.items()}}
-                for a in d.actions.values()],
+    return {
+        "data": {
+            "destinations": [
+                {
+                    "type": d.type,
+                    "name": d.name,
+                    "aliases": list(d.aliases),
+                    "description": d.description,
+                    "methods": sorted(d.methods),
+                    "secrets": sorted(d.secrets),
+                    "defaultInIntegrations": d.default_enabled,
+                    "batching": None
+                    if d.batching is None
+                    else {"maxEvents": d.batching.max_events, "maxBytes": d.batching.max_bytes},
+                    "settings": d.settings.model_json_schema(),
+                    "actions": [
+                        {
+                            "name": a.name,
+                            "title": a.title,
+                            "description": a.description,
+                            "fields": {
+                                n: {
+                                    "type": f.type,
+                                    "required": f.required,
+                                    "multiple": f.multiple,
+                                    "choices": list(f.choices) if f.choices else None,
+                                    "description": f.description,
+                                    "secret": n in a.secret_fields,
+                                }
+                                for n, f in a.fields.items()
+                            },
+                        }
+                        for a in d.actions.values()
+                    ],
+                }
+                for d in definitions().values()
+            ]
         }
-        for d in definitions().values()
-    ]}}
+    }

@@ -76,15 +76,15 @@ def _one(destination: DestinationInfo, filter_id: str) -> dict[str, Any]:
 @router.get("/destinations/{idOrName}/filters", response_model=None)
 def list_filters(id_or_name: IdOrName, store: Store) -> dict[str, Any]:
     destination = store.require(id_or_name)
-    return {"data": {"filters": [filter_json(destination, f.shown())
-                                 for f in destination.filters]}}
+    return {"data": {"filters": [filter_json(destination, f.shown()) for f in destination.filters]}}
 
 
 @router.post("/destinations/{idOrName}/filters", status_code=201, response_model=None)
 def create_filter(body: FilterBody, id_or_name: IdOrName, store: Store) -> dict[str, Any]:
     before = {f.id for f in store.require(id_or_name).filters}
     destination = store.edit_filters(
-        id_or_name, lambda filters: [*filters, body.model_dump(by_alias=True)])
+        id_or_name, lambda filters: [*filters, body.model_dump(by_alias=True)]
+    )
     [created] = [f for f in destination.filters if f.id not in before]
     return {"data": {"filter": filter_json(destination, created.shown())}}
 
@@ -100,8 +100,10 @@ def update_filter(
 ) -> dict[str, Any]:
     _one(store.require(id_or_name), filter_id)
     change = body.model_dump(by_alias=True, exclude_unset=True)
-    destination = store.edit_filters(id_or_name, lambda filters: [
-        {**f, **change} if f["id"] == filter_id else f for f in filters])
+    destination = store.edit_filters(
+        id_or_name,
+        lambda filters: [{**f, **change} if f["id"] == filter_id else f for f in filters],
+    )
     return {"data": {"filter": _one(destination, filter_id)}}
 
 
@@ -123,7 +125,11 @@ def preview_filter(body: PreviewBody) -> dict[str, Any]:
     assert apply is not None
     result = apply(body.payload)
     dropped = isinstance(result, str)
-    return {"data": {"inputPayload": body.payload,
-                     "result": None if dropped else result,
-                     "dropped": dropped,
-                     "reason": result.split(":", 1)[0] if isinstance(result, str) else None}}
+    return {
+        "data": {
+            "inputPayload": body.payload,
+            "result": None if dropped else result,
+            "dropped": dropped,
+            "reason": result.split(":", 1)[0] if isinstance(result, str) else None,
+        }
+    }

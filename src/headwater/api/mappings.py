@@ -85,20 +85,22 @@ def update_mapping(
 ) -> dict[str, Any]:
     _one(store.require(id_or_name), mapping_id)
     change = body.model_dump(exclude_unset=True)
-    destination = store.edit_mappings(id_or_name, lambda mappings: [
-        {**m, **change} if m["id"] == mapping_id else m for m in mappings])
+    destination = store.edit_mappings(
+        id_or_name,
+        lambda mappings: [{**m, **change} if m["id"] == mapping_id else m for m in mappings],
+    )
     return {"data": {"mapping": _shown(destination, _one(destination, mapping_id))}}
 
 
 @router.delete("/destinations/{idOrName}/mappings/{mappingId}", response_model=None)
 def delete_mapping(id_or_name: IdOrName, mapping_id: MappingId, store: Store) -> dict[str, Any]:
     _one(store.require(id_or_name), mapping_id)
-    store.edit_mappings(id_or_name, lambda mappings: [m for m in mappings
-                                                       if m["id"] != mapping_id])
+    store.edit_mappings(id_or_name, lambda mappings: [m for m in mappings if m["id"] != mapping_id])
     return {"data": {"status": "SUCCESS"}}
 
 
-@router.post("/destinations/{idOrName}/mappings/{mappingId}/duplicate", status_code=201,
-             response_model=None)
+@router.post(
+    "/destinations/{idOrName}/mappings/{mappingId}/duplicate", status_code=201, response_model=None
+)
 def duplicate_mapping(id_or_name: IdOrName, mapping_id: MappingId, store: Store) -> dict[str, Any]:
     return _created(store, id_or_name, duplicate(_one(store.require(id_or_name), mapping_id)))

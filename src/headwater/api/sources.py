@@ -180,7 +180,9 @@ def _pagination(
     count: Annotated[
         int | None,
         Query(
-            alias="pagination.count", ge=1, le=MAX_PAGE_SIZE,
+            alias="pagination.count",
+            ge=1,
+            le=MAX_PAGE_SIZE,
             description=f"Page size, 1 to {MAX_PAGE_SIZE} (default {DEFAULT_PAGE_SIZE}).",
         ),
     ] = None,
@@ -195,7 +197,8 @@ def _pagination(
         raw = query["pagination[count]"]
         if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE_SIZE:
             raise ApiError(
-                422, "validation",
+                422,
+                "validation",
                 f"pagination.count: must be a whole number from 1 to {MAX_PAGE_SIZE}",
                 "pagination.count",
             )
@@ -222,12 +225,8 @@ def list_sources(
     return {"data": {"sources": [source_json(s) for s in sources], "pagination": pagination}}
 
 
-@router.post(
-    "", status_code=201, response_model=None, responses={201: {"model": SourceEnvelope}}
-)
-def create_source(
-    body: CreateSourceBody, store: Store
-) -> dict[str, Any]:
+@router.post("", status_code=201, response_model=None, responses={201: {"model": SourceEnvelope}})
+def create_source(body: CreateSourceBody, store: Store) -> dict[str, Any]:
     source = store.create_source(
         body.name,
         slug=body.slug,
@@ -239,9 +238,7 @@ def create_source(
 
 
 @router.get("/{idOrName}", response_model=None, responses={200: {"model": SourceEnvelope}})
-def get_source(
-    id_or_name: IdOrName, store: Store
-) -> dict[str, Any]:
+def get_source(id_or_name: IdOrName, store: Store) -> dict[str, Any]:
     source = store.get_source(id_or_name)
     if source is None:
         raise ApiError(404, "not_found", f"no source has the id or name {id_or_name!r}")
@@ -265,9 +262,7 @@ def update_source(
 
 
 @router.delete("/{idOrName}", response_model=None, responses={200: {"model": StatusEnvelope}})
-def delete_source(
-    id_or_name: IdOrName, store: Store
-) -> dict[str, Any]:
+def delete_source(id_or_name: IdOrName, store: Store) -> dict[str, Any]:
     store.delete_source(id_or_name)
     return {"data": {"status": "SUCCESS"}}
 
@@ -282,9 +277,7 @@ def rotate_write_key(
 ) -> dict[str, Any]:
     """Add a write key; the current ones keep working for ``graceSeconds`` (default a day)."""
     body = body or RotateWriteKeyBody()
-    key, source = store.rotate_write_key(
-        id_or_name, body.grace_seconds, new_key=body.write_key
-    )
+    key, source = store.rotate_write_key(id_or_name, body.grace_seconds, new_key=body.write_key)
     expiring = {
         k.key: iso(k.expires_at) for k in store.write_keys(source.id) if k.expires_at is not None
     }
@@ -303,9 +296,7 @@ def rotate_write_key(
     response_model=None,
     responses={200: {"model": SourceEnvelope}},
 )
-def revoke_write_key(
-    key: str, id_or_name: IdOrName, store: Store
-) -> dict[str, Any]:
+def revoke_write_key(key: str, id_or_name: IdOrName, store: Store) -> dict[str, Any]:
     """Stop a write key now (a source keeps at least one: rotate to replace the last)."""
     source = store.revoke_write_key(id_or_name, key)
     return {"data": {"source": source_json(source)}}

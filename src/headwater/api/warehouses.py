@@ -54,16 +54,23 @@ class UpdateWarehouseBody(NoNulls):
 
 def warehouse_json(warehouse: WarehouseInfo) -> dict[str, Any]:
     return {
-        "id": warehouse.id, "name": warehouse.name, "type": warehouse.type,
-        "enabled": warehouse.enabled, "settings": warehouse.shown_settings(),
+        "id": warehouse.id,
+        "name": warehouse.name,
+        "type": warehouse.type,
+        "enabled": warehouse.enabled,
+        "settings": warehouse.shown_settings(),
         "options": warehouse.options.model_dump(exclude_defaults=True),
-        "createdAt": _iso(warehouse.created_at), "updatedAt": _iso(warehouse.updated_at),
+        "createdAt": _iso(warehouse.created_at),
+        "updatedAt": _iso(warehouse.updated_at),
     }
 
 
 def _sync_json(run: dict[str, Any]) -> dict[str, Any]:
-    return {**run, "startedAt": _iso(run["startedAt"]),
-            "finishedAt": _iso(run["finishedAt"]) if run["finishedAt"] else None}
+    return {
+        **run,
+        "startedAt": _iso(run["startedAt"]),
+        "finishedAt": _iso(run["finishedAt"]) if run["finishedAt"] else None,
+    }
 
 
 @router.get("/warehouses", response_model=None)
@@ -73,8 +80,9 @@ def list_warehouses(store: Store) -> dict[str, Any]:
 
 @router.post("/warehouses", status_code=201, response_model=None)
 def create_warehouse(body: CreateWarehouseBody, store: Store) -> dict[str, Any]:
-    created = store.create(body.name, body.type, enabled=body.enabled, settings=body.settings,
-                           options=body.options)
+    created = store.create(
+        body.name, body.type, enabled=body.enabled, settings=body.settings, options=body.options
+    )
     return {"data": {"warehouse": warehouse_json(created)}}
 
 
@@ -84,13 +92,17 @@ def get_warehouse(id_or_name: IdOrName, store: Store) -> dict[str, Any]:
 
 
 @router.patch("/warehouses/{idOrName}", response_model=None)
-def update_warehouse(body: UpdateWarehouseBody, id_or_name: IdOrName,
-                     store: Store) -> dict[str, Any]:
+def update_warehouse(
+    body: UpdateWarehouseBody, id_or_name: IdOrName, store: Store
+) -> dict[str, Any]:
     given = body.model_dump(exclude_unset=True)
-    changed = store.update(id_or_name, name=given.get("name", UNSET),
-                           enabled=given.get("enabled", UNSET),
-                           settings=given.get("settings", UNSET),
-                           options=given.get("options", UNSET))
+    changed = store.update(
+        id_or_name,
+        name=given.get("name", UNSET),
+        enabled=given.get("enabled", UNSET),
+        settings=given.get("settings", UNSET),
+        options=given.get("options", UNSET),
+    )
     return {"data": {"warehouse": warehouse_json(changed)}}
 
 
@@ -114,13 +126,17 @@ def sync_now(id_or_name: IdOrName, store: Store) -> dict[str, Any]:
 def sync_history(id_or_name: IdOrName, store: Store) -> dict[str, Any]:
     """The latest 100 runs, newest first: status, rows per table, notices."""
     warehouse = store.require(id_or_name)
-    return {"data": {"syncs": [_sync_json(r) for r in history(store.workspace.engine,
-                                                                warehouse.id)]}}
+    return {
+        "data": {"syncs": [_sync_json(r) for r in history(store.workspace.engine, warehouse.id)]}
+    }
 
 
 @router.get("/warehouses/{idOrName}/syncs/{syncId}", response_model=None)
-def get_sync(id_or_name: IdOrName, store: Store,
-             sync_id: Annotated[int, Path(alias="syncId", ge=1, le=MAX_ID)]) -> dict[str, Any]:
+def get_sync(
+    id_or_name: IdOrName,
+    store: Store,
+    sync_id: Annotated[int, Path(alias="syncId", ge=1, le=MAX_ID)],
+) -> dict[str, Any]:
     warehouse = store.require(id_or_name)
     run = run_of(store.workspace.engine, warehouse.id, sync_id)
     if run is None:

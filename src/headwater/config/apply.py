@@ -212,9 +212,16 @@ class CreateDestination(Change):
 
     def apply(self, store: WorkspaceStore) -> None:
         cfg = self.config
-        DestinationStore(store).create(cfg.name, cfg.type, cfg.source, enabled=cfg.enabled,
-                                       settings=cfg.settings, delivery=cfg.delivery,
-                                       filters=cfg.filters, mappings=cfg.mappings)
+        DestinationStore(store).create(
+            cfg.name,
+            cfg.type,
+            cfg.source,
+            enabled=cfg.enabled,
+            settings=cfg.settings,
+            delivery=cfg.delivery,
+            filters=cfg.filters,
+            mappings=cfg.mappings,
+        )
 
 
 @dataclass(frozen=True)
@@ -234,8 +241,9 @@ class CreateWarehouse(Change):
 
     def apply(self, store: WorkspaceStore) -> None:
         cfg = self.config
-        WarehouseStore(store).create(cfg.name, cfg.type, enabled=cfg.enabled,
-                                     settings=cfg.settings, options=cfg.options())
+        WarehouseStore(store).create(
+            cfg.name, cfg.type, enabled=cfg.enabled, settings=cfg.settings, options=cfg.options()
+        )
 
 
 @dataclass(frozen=True)
@@ -458,14 +466,17 @@ class _Instance(Protocol):
 
 
 def _plan_instances(
-    kind: str, existing: Mapping[str, _Instance], configs: Sequence[Any],
+    kind: str,
+    existing: Mapping[str, _Instance],
+    configs: Sequence[Any],
     create: Callable[[Any], Change],
     wanted: Callable[[Any, Any], dict[str, tuple[Any, Any]]],
 ) -> list[Change]:
     """Instances are matched by name; a new type is a new instance."""
     listed = {cfg.name for cfg in configs}
-    deletes: list[Change] = [DeleteInstance(kind, i.id, name) for name, i in existing.items()
-                             if name not in listed]
+    deletes: list[Change] = [
+        DeleteInstance(kind, i.id, name) for name, i in existing.items() if name not in listed
+    ]
     updates: list[Change] = []
     creates: list[Change] = []
     for cfg in configs:
@@ -477,14 +488,13 @@ def _plan_instances(
             continue
         for field_name, (old, new) in wanted(current, cfg).items():
             if old != new:
-                updates.append(UpdateInstance(kind, current.id, cfg.name, cfg.type, field_name,
-                                              old, new))
+                updates.append(
+                    UpdateInstance(kind, current.id, cfg.name, cfg.type, field_name, old, new)
+                )
     return deletes + updates + creates
 
 
-def _plan_destinations(
-    store: WorkspaceStore, configs: Sequence[DestinationConfig]
-) -> list[Change]:
+def _plan_destinations(store: WorkspaceStore, configs: Sequence[DestinationConfig]) -> list[Change]:
     source_names = {s.id: s.name for s in _all_sources(store)}
 
     def wanted(current: DestinationInfo, cfg: DestinationConfig) -> dict[str, tuple[Any, Any]]:
@@ -495,26 +505,30 @@ def _plan_destinations(
         return {
             "source": (source_names.get(current.source_id, current.source_id), cfg.source),
             "enabled": (current.enabled, cfg.enabled),
-            "settings": (dict(current.settings),
-                         _restored(cfg.settings, current.settings, secrets)),
+            "settings": (
+                dict(current.settings),
+                _restored(cfg.settings, current.settings, secrets),
+            ),
             "delivery": (current.delivery.model_dump(exclude_defaults=True), cfg.delivery),
             "filters": ([f.written() for f in current.filters], cfg.filters),
-            "mappings": ([m.written() for m in current.mappings],
-                         _restored_mappings(cfg.type, cfg.mappings, current)),
+            "mappings": (
+                [m.written() for m in current.mappings],
+                _restored_mappings(cfg.type, cfg.mappings, current),
+            ),
         }
 
     existing = {d.name: d for d in DestinationStore(store).list()}
     return _plan_instances("destination", existing, configs, CreateDestination, wanted)
 
 
-def _plan_warehouses(
-    store: WorkspaceStore, configs: Sequence[WarehouseConfig]
-) -> list[Change]:
+def _plan_warehouses(store: WorkspaceStore, configs: Sequence[WarehouseConfig]) -> list[Change]:
     def wanted(current: WarehouseInfo, cfg: WarehouseConfig) -> dict[str, tuple[Any, Any]]:
         return {
             "enabled": (current.enabled, cfg.enabled),
-            "settings": (dict(current.settings), _restored(
-                cfg.settings, current.settings, SECRETS.get(cfg.type, frozenset()))),
+            "settings": (
+                dict(current.settings),
+                _restored(cfg.settings, current.settings, SECRETS.get(cfg.type, frozenset())),
+            ),
             "options": (_written_options(store, current), cfg.options()),
         }
 
@@ -534,8 +548,9 @@ def _written_options(store: WorkspaceStore, warehouse: WarehouseInfo) -> dict[st
     return options
 
 
-def _restored(settings: Mapping[str, Any], stored: Mapping[str, Any],
-              secrets: Iterable[str]) -> dict[str, Any]:
+def _restored(
+    settings: Mapping[str, Any], stored: Mapping[str, Any], secrets: Iterable[str]
+) -> dict[str, Any]:
     """The settings the file means: a ``[redacted]`` secret (as exported) keeps its value."""
     merged = dict(settings)
     for key in secrets:
@@ -578,12 +593,15 @@ def export_config(store: WorkspaceStore) -> str:
         if source.settings:
             item["settings"] = _exported_settings(source.settings)
         sources.append(item)
-    data: dict[str, Any] = {"workspace": workspace.name if workspace else "default",
-                            "sources": sources}
+    data: dict[str, Any] = {
+        "workspace": workspace.name if workspace else "default",
+        "sources": sources,
+    }
     destinations = []
     for destination in DestinationStore(store).list():
         entry: dict[str, Any] = {
-            "name": destination.name, "type": destination.type,
+            "name": destination.name,
+            "type": destination.type,
             "source": _source_name(store, destination.source_id),
         }
         if not destination.enabled:
@@ -598,8 +616,9 @@ def export_config(store: WorkspaceStore) -> str:
             entry["filters"] = [f.written() for f in destination.filters]
         if destination.mappings:
             # Header values are secrets: "[redacted]" keeps the stored value on apply.
-            entry["mappings"] = _shown_mappings(destination.type,
-                                                [m.written() for m in destination.mappings])
+            entry["mappings"] = _shown_mappings(
+                destination.type, [m.written() for m in destination.mappings]
+            )
         destinations.append(entry)
     if destinations:
         data["destinations"] = destinations
@@ -616,19 +635,22 @@ def export_config(store: WorkspaceStore) -> str:
         data["warehouses"] = warehouses
     problems = _too_deep(data)
     if problems:
-        raise ExportError("cannot export the workspace:\n" + "\n".join(
-            f"  {p}" for p in problems))
+        raise ExportError("cannot export the workspace:\n" + "\n".join(f"  {p}" for p in problems))
     try:
-        text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True,
-                              default_flow_style=False)
+        text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True, default_flow_style=False)
     except RecursionError:
-        raise ExportError("cannot export the workspace: a filter or mapping nests too deeply "
-                          "to be written as YAML; simplify it through the REST API") from None
+        raise ExportError(
+            "cannot export the workspace: a filter or mapping nests too deeply "
+            "to be written as YAML; simplify it through the REST API"
+        ) from None
     return EXPORT_HEADER + text
 
 
-_DEEP_SECTIONS = {"sources": ("settings",), "destinations": ("settings", "delivery"),
-                  "warehouses": ("settings", "options")}
+_DEEP_SECTIONS = {
+    "sources": ("settings",),
+    "destinations": ("settings", "delivery"),
+    "warehouses": ("settings", "options"),
+}
 
 
 def _too_deep(data: Mapping[str, Any]) -> list[str]:
@@ -642,7 +664,8 @@ def _too_deep(data: Mapping[str, Any]) -> list[str]:
                     problems.append(
                         f"{section[:-1]} {item['name']!r}: {name} nest more than "
                         f"{MAX_SETTINGS_DEPTH} levels (at {where}); change them with PATCH "
-                        f"/api/v1/{section}/{item['name']}, then export again")
+                        f"/api/v1/{section}/{item['name']}, then export again"
+                    )
     return problems
 
 
@@ -685,13 +708,15 @@ def _shown_mappings(destination_type: str, mappings: Sequence[Any]) -> list[Any]
     return [written_mapping(actions, m) if isinstance(m, Mapping) else m for m in mappings]
 
 
-def _restored_mappings(destination_type: str, mappings: list[dict[str, Any]],
-                       current: DestinationInfo) -> list[dict[str, Any]]:
+def _restored_mappings(
+    destination_type: str, mappings: list[dict[str, Any]], current: DestinationInfo
+) -> list[dict[str, Any]]:
     """The mappings the file means: a ``[redacted]`` header value (as exported) is the stored
     one. One with nothing stored stays as written, and the update names it when applied."""
     try:
-        restored = restore_secrets(get_definition(destination_type).actions, mappings,
-                                   current.mappings)
+        restored = restore_secrets(
+            get_definition(destination_type).actions, mappings, current.mappings
+        )
     except (UnknownDestinationType, ListError):
         return mappings
     return [{k: v for k, v in m.items() if k != "id"} for m in restored]
@@ -730,8 +755,9 @@ def _key_text(key: str, expires_at: int | None) -> str:
 
 
 # What plan steps use per kind of instance: its store and how its settings are shown.
-_KINDS: dict[str, tuple[Callable[[WorkspaceStore], Any],
-                        Callable[[str, Mapping[str, Any]], dict[str, Any]]]] = {
+_KINDS: dict[
+    str, tuple[Callable[[WorkspaceStore], Any], Callable[[str, Mapping[str, Any]], dict[str, Any]]]
+] = {
     "destination": (DestinationStore, _shown_destination_settings),
     "warehouse": (WarehouseStore, redact_warehouse),
 }

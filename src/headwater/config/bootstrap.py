@@ -72,9 +72,11 @@ def _default_warehouse(store: WorkspaceStore, settings: ServerSettings) -> str |
     if warehouses.list() or store.workspace() is None:
         return None
     created = warehouses.create(DEFAULT_WAREHOUSE, "duckdb")
-    return (f"Loading events into the DuckDB warehouse '{created.name}' "
-            f"({duckdb_path(created, settings.data_dir)}); query it with "
-            f"`headwater warehouse query {created.name} \"SELECT …\"`.")
+    return (
+        f"Loading events into the DuckDB warehouse '{created.name}' "
+        f"({duckdb_path(created, settings.data_dir)}); query it with "
+        f'`headwater warehouse query {created.name} "SELECT …"`.'
+    )
 
 
 def _admin_token_hash(store: WorkspaceStore) -> tuple[str, str | None]:
@@ -87,6 +89,4 @@ def _admin_token_hash(store: WorkspaceStore) -> tuple[str, str | None]:
     token = secrets.token_urlsafe(32)
     digest = hash_token(token)
     store.set_meta(ADMIN_TOKEN_META, digest)
-    return digest, (
-        f"Admin token (shown once; set {ADMIN_TOKEN_ENV} to choose your own): {token}"
-    )
+    return digest, (f"Admin token (shown once; set {ADMIN_TOKEN_ENV} to choose your own): {token}")

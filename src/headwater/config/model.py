@@ -134,11 +134,13 @@ def _from_environment(value: Any) -> Any:
     """``${NAME}`` in a string setting is the environment variable NAME (secrets stay out of
     files in git)."""
     if isinstance(value, str):
+
         def lookup(match: re.Match[str]) -> str:
             name = match.group(1)
             if name not in os.environ:
                 raise ValueError(f"the environment variable {name} is not set")
             return os.environ[name]
+
         return _ENV_REFERENCE.sub(lookup, value)
     if isinstance(value, dict):
         return {k: _from_environment(v) for k, v in value.items()}
@@ -178,8 +180,9 @@ class DestinationConfig(_Section):
             checked = check_mappings(actions, data["mappings"])
         except ListError as exc:
             message = str(exc)
-            raise ValueError(f"mappings{message}" if message.startswith("[") else
-                             f"mappings: {message}") from None
+            raise ValueError(
+                f"mappings{message}" if message.startswith("[") else f"mappings: {message}"
+            ) from None
         return {**data, "mappings": [m.written() for m in checked]}
 
     @field_validator("name")
@@ -222,8 +225,10 @@ class WarehouseConfig(_Section):
         return self
 
     def options(self) -> dict[str, Any]:
-        return self.model_dump(include={"syncs_per_day", "sources", "schema_names",
-                                        "selective_sync"}, exclude_none=True)
+        return self.model_dump(
+            include={"syncs_per_day", "sources", "schema_names", "selective_sync"},
+            exclude_none=True,
+        )
 
 
 class ServerConfig(_Section):
@@ -286,13 +291,17 @@ class ConfigFile(_Section):
                         )
                     seen[what].setdefault(item, i)
         sections: list[tuple[str, Sequence[DestinationConfig | WarehouseConfig]]] = [
-            ("destinations", self.destinations or []), ("warehouses", self.warehouses or [])]
+            ("destinations", self.destinations or []),
+            ("warehouses", self.warehouses or []),
+        ]
         for section, entries in sections:
             names: dict[str, int] = {}
             for i, entry in enumerate(entries):
                 if entry.name in names:
-                    problems.append(f"{section}[{i}]: name {entry.name!r} is already used "
-                                    f"by {section}[{names[entry.name]}]")
+                    problems.append(
+                        f"{section}[{i}]: name {entry.name!r} is already used "
+                        f"by {section}[{names[entry.name]}]"
+                    )
                 names.setdefault(entry.name, i)
         if problems:
             raise ValueError("; ".join(problems))

@@ -175,8 +175,10 @@ class DeliveryEngine:
             while self._stopping is None or not self._stopping.is_set():
                 handled = await self.deliver(destination, wait_for_batch=True)
                 total += handled
-                if handled < self._claim_size(destination, destination.definition) or \
-                        lane.paused_until > time.monotonic():
+                if (
+                    handled < self._claim_size(destination, destination.definition)
+                    or lane.paused_until > time.monotonic()
+                ):
                     break
         except Exception:
             logger.exception("delivery to %s failed; will try again", destination.name)
@@ -211,15 +213,21 @@ class DeliveryEngine:
         replay_only = not destination.enabled  # a disabled destination only gets replays
         if wait_for_batch and definition.batching is not None:
             count, oldest = await asyncio.to_thread(
-                self._queue.due, destination.id, replay_only=replay_only)
+                self._queue.due, destination.id, replay_only=replay_only
+            )
             if count == 0:
                 return 0
             waited = self._queue.now_ms() - (oldest or 0)
             if count < limit and waited < definition.batching.max_wait_seconds * 1000:
                 return 0  # let the batch fill up a little longer
         claimed = await asyncio.to_thread(
-            self._queue.claim, destination.id, limit, self.owner, LEASE_SECONDS,
-            replay_only=replay_only)
+            self._queue.claim,
+            destination.id,
+            limit,
+            self.owner,
+            LEASE_SECONDS,
+            replay_only=replay_only,
+        )
         if not claimed:
             return 0
         settlement = await self._attempt(destination, definition, lane, claimed)
@@ -237,7 +245,10 @@ class DeliveryEngine:
         return size
 
     async def _attempt(
-        self, destination: DestinationInfo, definition: DestinationDefinition, lane: _Lane,
+        self,
+        destination: DestinationInfo,
+        definition: DestinationDefinition,
+        lane: _Lane,
         claimed: Sequence[Job],
     ) -> Settlement:
         started = self._queue.now_ms()
@@ -255,7 +266,8 @@ class DeliveryEngine:
         else:
             if definition.actions:
                 rendered = destination.compiled_mappings.render(
-                    [job.mapping_id for job in claimed], messages, settings)
+                    [job.mapping_id for job in claimed], messages, settings
+                )
             else:
                 rendered = _render(definition, settings, messages)
         for position, (code, _detail) in rendered.rejected.items():
@@ -288,8 +300,13 @@ class DeliveryEngine:
             key = CounterKey(destination.source_id, destination.id, "", "")
             sample = None
             if not verdict.delivered:
-                sample = _sample(messages[position], carried[position], verdict, redactor,
-                                 rendered.rejected.get(position))
+                sample = _sample(
+                    messages[position],
+                    carried[position],
+                    verdict,
+                    redactor,
+                    rendered.rejected.get(position),
+                )
             if verdict.delivered:
                 any_delivered = True
                 settlement.done.append(job.id)
@@ -298,8 +315,9 @@ class DeliveryEngine:
                     settlement.latencies_ms.append(max(0, finished - job.received_at_ms))
             elif not verdict.retry:
                 settlement.done.append(job.id)
-                settlement.count(key._replace(step=FAILED_DELIVERY, reason=verdict.reason), 1,
-                                 sample)
+                settlement.count(
+                    key._replace(step=FAILED_DELIVERY, reason=verdict.reason), 1, sample
+                )
             else:
                 first = job.first_attempt_at_ms or started
                 delay = _retry_after(carried[position], self._clock())
@@ -310,7 +328,9 @@ class DeliveryEngine:
                     settlement.done.append(job.id)
                     settlement.count(
                         key._replace(step=FAILED_DELIVERY, reason=f"errors.expired.{verdict.code}"),
-                        1, sample)
+                        1,
+                        sample,
+                    )
                 else:
                     settlement.retry.append((job, next_at, verdict.code))
                     settlement.count(key._replace(step=RETRY, reason=verdict.reason), 1, sample)
@@ -370,7 +390,8 @@ def _render(
         if one.rejected:
             combined.rejected[position] = next(iter(one.rejected.values()))
         combined.outgoing.extend(
-            Outgoing(o.request, tuple(position for _ in o.messages)) for o in one.outgoing)
+            Outgoing(o.request, tuple(position for _ in o.messages)) for o in one.outgoing
+        )
     return combined
 
 
@@ -378,8 +399,9 @@ async def _send(client: aiohttp.ClientSession, request: Request) -> _Result:
     """Send one request; connection problems come back as Segment's error codes."""
     try:
         # Redirects are followed (Segment follows a 307 to the new URL).
-        async with client.request(request.method, request.url, headers=dict(request.headers),
-                                  data=request.body) as response:
+        async with client.request(
+            request.method, request.url, headers=dict(request.headers), data=request.body
+        ) as response:
             body = await response.read()
             headers = {k.lower(): v for k, v in response.headers.items()}
             return _Result(Response(response.status, headers, body))
@@ -413,15 +435,21 @@ def _interpret(definition: DestinationDefinition, result: _Result, count: int) -
 
 
 def _retry_after(carried: list[tuple[Request, _Result]], now: float) -> float | None:
-    delays = [retry.retry_after(r.response.headers.get("retry-after"), now)
-              for _, r in carried if r.response is not None]
+    delays = [
+        retry.retry_after(r.response.headers.get("retry-after"), now)
+        for _, r in carried
+        if r.response is not None
+    ]
     found = [d for d in delays if d is not None]
     return max(found) if found else None
 
 
 def _sample(
-    message: dict[str, Any], carried: list[tuple[Request, _Result]], verdict: retry.Verdict,
-    redactor: Redactor, rejected: tuple[str, str] | None,
+    message: dict[str, Any],
+    carried: list[tuple[Request, _Result]],
+    verdict: retry.Verdict,
+    redactor: Redactor,
+    rejected: tuple[str, str] | None,
 ) -> dict[str, Any]:
     """Event Delivery's three payloads: You Sent, Request to Destination, Response."""
     sample: dict[str, Any] = {"you_sent": message, "code": verdict.code}
@@ -433,7 +461,8 @@ def _sample(
         redactor = redactor.for_request(request)  # a mapping's header values are secrets too
         sample["request"] = redactor.request(request)
         sample["response"] = (
-            redactor.response(result.response) if result.response is not None
+            redactor.response(result.response)
+            if result.response is not None
             else {"error": result.error}
         )
     return sample

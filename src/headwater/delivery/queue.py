@@ -91,14 +91,27 @@ class DeliveryQueue:
         insert = (sqlite.insert if self._sqlite else postgresql.insert)(jobs)
         # RETURNING counts what was queued on both databases (a PostgreSQL executemany
         # reports no row count).
-        result = conn.execute(insert.on_conflict_do_nothing().returning(jobs.c.id), [
-            {"destination_id": j.destination_id, "message_id": j.message_id,
-             "message": j.message, "received_at_ms": j.received_at_ms, "enqueued_at_ms": now,
-             "attempts": 0, "first_attempt_at_ms": None, "next_attempt_at_ms": now,
-             "lease_owner": None, "lease_expires_at_ms": 0, "last_error": None,
-             "replay": j.replay, "mapping_id": j.mapping_id}
-            for j in new
-        ])
+        result = conn.execute(
+            insert.on_conflict_do_nothing().returning(jobs.c.id),
+            [
+                {
+                    "destination_id": j.destination_id,
+                    "message_id": j.message_id,
+                    "message": j.message,
+                    "received_at_ms": j.received_at_ms,
+                    "enqueued_at_ms": now,
+                    "attempts": 0,
+                    "first_attempt_at_ms": None,
+                    "next_attempt_at_ms": now,
+                    "lease_owner": None,
+                    "lease_expires_at_ms": 0,
+                    "last_error": None,
+                    "replay": j.replay,
+                    "mapping_id": j.mapping_id,
+                }
+                for j in new
+            ],
+        )
         return len(result.all())
 
     def enqueue(self, new: Sequence[NewJob]) -> int:
@@ -108,8 +121,11 @@ class DeliveryQueue:
     # --- claiming ------------------------------------------------------------------------------
 
     def _due(self, destination_id: str, replay_only: bool, now: int) -> list[Any]:
-        where = [jobs.c.destination_id == destination_id, jobs.c.next_attempt_at_ms <= now,
-                 jobs.c.lease_expires_at_ms < now]
+        where = [
+            jobs.c.destination_id == destination_id,
+            jobs.c.next_attempt_at_ms <= now,
+            jobs.c.lease_expires_at_ms < now,
+        ]
         if replay_only:
             where.append(jobs.c.replay.is_(True))
         return where
@@ -119,31 +135,55 @@ class DeliveryQueue:
         now = self.now_ms()
         with self._engine.connect() as conn:
             count, oldest = conn.execute(
-                sa.select(sa.func.count(), sa.func.min(jobs.c.enqueued_at_ms))
-                .where(*self._due(destination_id, replay_only, now))
+                sa.select(sa.func.count(), sa.func.min(jobs.c.enqueued_at_ms)).where(
+                    *self._due(destination_id, replay_only, now)
+                )
             ).one()
         return int(count), (int(oldest) if oldest is not None else None)
 
     def claim(
-        self, destination_id: str, limit: int, owner: str, lease_seconds: float,
-        *, replay_only: bool = False,
+        self,
+        destination_id: str,
+        limit: int,
+        owner: str,
+        lease_seconds: float,
+        *,
+        replay_only: bool = False,
     ) -> list[Job]:
         """Lease up to ``limit`` due jobs, oldest due first."""
         now = self.now_ms()
-        query = (sa.select(jobs).where(*self._due(destination_id, replay_only, now))
-                 .order_by(jobs.c.next_attempt_at_ms, jobs.c.id).limit(limit))
+        query = (
+            sa.select(jobs)
+            .where(*self._due(destination_id, replay_only, now))
+            .order_by(jobs.c.next_attempt_at_ms, jobs.c.id)
+            .limit(limit)
+        )
         if not self._sqlite:
             query = query.with_for_update(skip_locked=True)
         with write_transaction(self._engine) as conn:
             rows = conn.execute(query).all()
             if not rows:
                 return []
-            conn.execute(sa.update(jobs).where(jobs.c.id.in_([r.id for r in rows])).values(
-                lease_owner=owner, lease_expires_at_ms=now + int(lease_seconds * 1000)))
-        return [Job(r.id, r.destination_id, r.message_id, bytes(r.message), r.received_at_ms,
-                    r.enqueued_at_ms, r.attempts, r.first_attempt_at_ms, bool(r.replay),
-                    r.mapping_id)
-                for r in rows]
+            conn.execute(
+                sa.update(jobs)
+                .where(jobs.c.id.in_([r.id for r in rows]))
+                .values(lease_owner=owner, lease_expires_at_ms=now + int(lease_seconds * 1000))
+            )
+        return [
+            Job(
+                r.id,
+                r.destination_id,
+                r.message_id,
+                bytes(r.message),
+                r.received_at_ms,
+                r.enqueued_at_ms,
+                r.attempts,
+                r.first_attempt_at_ms,
+                bool(r.replay),
+                r.mapping_id,
+            )
+            for r in rows
+        ]
 
     # --- settling ------------------------------------------------------------------------------
 
@@ -155,11 +195,18 @@ class DeliveryQueue:
             if settlement.done:
                 conn.execute(sa.delete(jobs).where(jobs.c.id.in_(settlement.done), *mine))
             for job, next_at, code in settlement.retry:
-                conn.execute(sa.update(jobs).where(jobs.c.id == job.id, *mine).values(
-                    attempts=job.attempts + 1,
-                    first_attempt_at_ms=job.first_attempt_at_ms or settlement.started_at_ms,
-                    next_attempt_at_ms=next_at, lease_owner=None, lease_expires_at_ms=0,
-                    last_error=code[:200]))
+                conn.execute(
+                    sa.update(jobs)
+                    .where(jobs.c.id == job.id, *mine)
+                    .values(
+                        attempts=job.attempts + 1,
+                        first_attempt_at_ms=job.first_attempt_at_ms or settlement.started_at_ms,
+                        next_attempt_at_ms=next_at,
+                        lease_owner=None,
+                        lease_expires_at_ms=0,
+                        last_error=code[:200],
+                    )
+                )
             if settlement.counts:
                 minute = minute_of(now / 1000)
                 self._counters.add_in(conn, settlement.counts, settlement.samples, minute)
@@ -171,13 +218,20 @@ class DeliveryQueue:
         minute = minute_of(now / 1000)
         t = schema.delivery_latencies
         destination = settlement.destination_id
-        have = conn.execute(sa.select(sa.func.count()).select_from(t).where(
-            t.c.destination_id == destination, t.c.minute == minute)).scalar_one()
+        have = conn.execute(
+            sa.select(sa.func.count())
+            .select_from(t)
+            .where(t.c.destination_id == destination, t.c.minute == minute)
+        ).scalar_one()
         room = LATENCY_SAMPLES_PER_MINUTE - int(have)
         if room > 0:
-            conn.execute(t.insert(), [
-                {"destination_id": destination, "minute": minute, "latency_ms": v}
-                for v in settlement.latencies_ms[:room]])
+            conn.execute(
+                t.insert(),
+                [
+                    {"destination_id": destination, "minute": minute, "latency_ms": v}
+                    for v in settlement.latencies_ms[:room]
+                ],
+            )
 
     def expire_latencies(self, before_minute: int) -> int:
         t = schema.delivery_latencies
@@ -190,9 +244,9 @@ class DeliveryQueue:
         """Jobs waiting for a destination: all of them, and those waiting for a retry."""
         with self._engine.connect() as conn:
             pending, retrying = conn.execute(
-                sa.select(sa.func.count(),
-                          sa.func.coalesce(sa.func.sum(sa.case((jobs.c.attempts > 0, 1),
-                                                               else_=0)), 0))
-                .where(jobs.c.destination_id == destination_id)
+                sa.select(
+                    sa.func.count(),
+                    sa.func.coalesce(sa.func.sum(sa.case((jobs.c.attempts > 0, 1), else_=0)), 0),
+                ).where(jobs.c.destination_id == destination_id)
             ).one()
         return {"pending": int(pending), "retrying": int(retrying)}

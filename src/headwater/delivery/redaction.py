@@ -26,10 +26,17 @@ import msgspec
 from headwater.destinations.definition import Request, Response
 from headwater.store.instances import REDACTED as HIDDEN
 
-CREDENTIAL_HEADERS = frozenset({
-    "authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key", "api-key",
-    "x-signature",
-})
+CREDENTIAL_HEADERS = frozenset(
+    {
+        "authorization",
+        "proxy-authorization",
+        "cookie",
+        "set-cookie",
+        "x-api-key",
+        "api-key",
+        "x-signature",
+    }
+)
 MAX_BODY = 8192
 MIN_SUBSTRING = 4  # shorter secrets are hidden only where they are a whole value
 # Query parameters and header names that usually carry credentials (a token in a webhook URL,
@@ -39,14 +46,14 @@ _WORDS = re.compile(r"[\s,;=]+")
 
 
 class Redactor:
-    def __init__(self, settings: Mapping[str, Any], secrets: frozenset[str],
-                 extra: Iterable[str] = ()) -> None:
+    def __init__(
+        self, settings: Mapping[str, Any], secrets: frozenset[str], extra: Iterable[str] = ()
+    ) -> None:
         found = {s for key in secrets for s in _strings(settings.get(key)) if s}
         found.update(s for s in extra if s)
         self._whole = frozenset(found)
         # Longest first, so a secret containing another is replaced whole.
-        self._parts = sorted((s for s in found if len(s) >= MIN_SUBSTRING), key=len,
-                             reverse=True)
+        self._parts = sorted((s for s in found if len(s) >= MIN_SUBSTRING), key=len, reverse=True)
 
     def for_request(self, request: Request) -> Redactor:
         """This redactor, also hiding the values of the request's secret headers."""
@@ -65,14 +72,18 @@ class Redactor:
     def url(self, url: str) -> str:
         """The URL with secrets out, and the values of credential-like query parameters."""
         parts = urlsplit(self.text(url))
-        parts = parts._replace(path="/".join(
-            HIDDEN if segment and unquote(segment) in self._whole else segment
-            for segment in parts.path.split("/")))
+        parts = parts._replace(
+            path="/".join(
+                HIDDEN if segment and unquote(segment) in self._whole else segment
+                for segment in parts.path.split("/")
+            )
+        )
         if not parts.query:
             return urlunsplit(parts)
-        query = [(name, HIDDEN if _CREDENTIAL_PARAM.search(name) or value in self._whole
-                  else value)
-                 for name, value in parse_qsl(parts.query, keep_blank_values=True)]
+        query = [
+            (name, HIDDEN if _CREDENTIAL_PARAM.search(name) or value in self._whole else value)
+            for name, value in parse_qsl(parts.query, keep_blank_values=True)
+        ]
         return urlunsplit(parts._replace(query=urlencode(query, safe="[]")))
 
     def request(self, request: Request) -> dict[str, Any]:
@@ -90,11 +101,13 @@ class Redactor:
             "body": self._body(response.body),
         }
 
-    def _headers(self, headers: Mapping[str, str],
-                 secret: frozenset[str]) -> dict[str, str]:
-        return {name: HIDDEN if name in secret or _credential_header(name)
-                or self._holds_secret(value) else self.text(value)
-                for name, value in headers.items()}
+    def _headers(self, headers: Mapping[str, str], secret: frozenset[str]) -> dict[str, str]:
+        return {
+            name: HIDDEN
+            if name in secret or _credential_header(name) or self._holds_secret(value)
+            else self.text(value)
+            for name, value in headers.items()
+        }
 
     def _holds_secret(self, value: str) -> bool:
         """Whether one word of a header value is a secret (``Bearer <secret>``, ``k=<secret>``)."""

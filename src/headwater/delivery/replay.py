@@ -60,9 +60,17 @@ def replay(
         staged, mapping_ids = routed
         received = parse_timestamp(event.get("receivedAt"))
         body = _encode(staged)
-        pending.extend(NewJob(destination.id, str(event.get("messageId", "")), body,
-                              int(received.timestamp() * 1000) if received else 0, replay=True,
-                              mapping_id=m) for m in mapping_ids)
+        pending.extend(
+            NewJob(
+                destination.id,
+                str(event.get("messageId", "")),
+                body,
+                int(received.timestamp() * 1000) if received else 0,
+                replay=True,
+                mapping_id=m,
+            )
+            for m in mapping_ids
+        )
         if len(pending) >= BATCH:
             result.queued += queue.enqueue(pending)
             pending = []

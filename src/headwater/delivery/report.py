@@ -34,40 +34,58 @@ def p95(values: list[int]) -> int | None:
 
 
 def event_delivery(
-    engine: Engine, destination: DestinationInfo, *, minutes: int = 60,
+    engine: Engine,
+    destination: DestinationInfo,
+    *,
+    minutes: int = 60,
     now: float | None = None,
 ) -> dict[str, Any]:
     until = minute_of(now if now is not None else time.time())
     since = until - minutes + 1
     counters = CounterStore(engine)
-    totals = counters.totals(destination_id=destination.id, since_minute=since,
-                             until_minute=until + 1)  # the end is exclusive
+    totals = counters.totals(
+        destination_id=destination.id, since_minute=since, until_minute=until + 1
+    )  # the end is exclusive
     by_step: dict[str, int] = {}
     for total in totals:
         by_step[total.step] = by_step.get(total.step, 0) + total.events
     t = schema.delivery_latencies
     with engine.connect() as conn:
-        latencies = [int(v) for v in conn.execute(
-            sa.select(t.c.latency_ms).where(t.c.destination_id == destination.id,
-                                            t.c.minute >= since, t.c.minute <= until)
-        ).scalars()]
+        latencies = [
+            int(v)
+            for v in conn.execute(
+                sa.select(t.c.latency_ms).where(
+                    t.c.destination_id == destination.id, t.c.minute >= since, t.c.minute <= until
+                )
+            ).scalars()
+        ]
     errors = []
     for total in sorted(totals, key=lambda t: (-t.events, t.reason)):
         if total.step not in (FAILED_DELIVERY, RETRY):
             continue
-        samples = counters.samples(destination_id=destination.id, step=total.step,
-                                   reason=total.reason, since_minute=since,
-                                   limit=SAMPLES_PER_ERROR)
-        errors.append({
-            "code": total.reason,
-            "status": "not_delivered" if total.step == FAILED_DELIVERY else "retrying",
-            "count": total.events,
-            "samples": [_sample(s.message) for s in samples],
-        })
+        samples = counters.samples(
+            destination_id=destination.id,
+            step=total.step,
+            reason=total.reason,
+            since_minute=since,
+            limit=SAMPLES_PER_ERROR,
+        )
+        errors.append(
+            {
+                "code": total.reason,
+                "status": "not_delivered" if total.step == FAILED_DELIVERY else "retrying",
+                "count": total.events,
+                "samples": [_sample(s.message) for s in samples],
+            }
+        )
     backlog = DeliveryQueue(engine).backlog(destination.id)
     return {
-        "destination": {"id": destination.id, "name": destination.name,
-                        "type": destination.type, "enabled": destination.enabled},
+        "destination": {
+            "id": destination.id,
+            "name": destination.name,
+            "type": destination.type,
+            "enabled": destination.enabled,
+        },
         "window": {"minutes": minutes},
         "delivered": by_step.get(DELIVERED, 0),
         "notDelivered": by_step.get(FAILED_DELIVERY, 0),
@@ -75,7 +93,9 @@ def event_delivery(
         "pending": backlog["pending"],
         "p95LatencyMs": p95(latencies),
         "replayed": by_step.get(REPLAYED, 0),
-        "filtered": {t.reason: t.events for t in totals if t.step == reasons.FILTERED_AT_DESTINATION},
+        "filtered": {
+            t.reason: t.events for t in totals if t.step == reasons.FILTERED_AT_DESTINATION
+        },
         "errors": errors,
     }
 

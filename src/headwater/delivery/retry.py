@@ -19,7 +19,6 @@ BASE_DELAY_SECONDS = 5.0  # the first retry comes within seconds
 MAX_DELAY_SECONDS = 3600.0
 
 
-
 @dataclass(frozen=True)
 class Verdict:
     delivered: bool
@@ -78,4 +77,3 @@ def retry_after(value: str | None, now: float) -> float | None:
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return max(0.0, when.timestamp() - now)
-

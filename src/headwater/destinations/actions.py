@@ -80,7 +80,9 @@ class ActionMapping(BaseModel):
 
 
 def check_mappings(
-    actions: Mapping[str, ActionDefinition], raw: Any, current: Sequence[ActionMapping] = (),
+    actions: Mapping[str, ActionDefinition],
+    raw: Any,
+    current: Sequence[ActionMapping] = (),
     new_id: Callable[[], str] = lambda: "",
 ) -> list[ActionMapping]:
     """Validated mappings to store: each names an action of the destination and maps its
@@ -90,8 +92,9 @@ def check_mappings(
         action = actions.get(mapping.action)
         if action is None:
             known = ", ".join(sorted(actions)) or "none"
-            raise ItemError(f"unknown action {mapping.action!r}; this destination's actions: "
-                            f"{known}", "action")
+            raise ItemError(
+                f"unknown action {mapping.action!r}; this destination's actions: {known}", "action"
+            )
         try:
             fields = with_defaults(action, mapping.fields)
             check_fields(fields, action.fields)
@@ -99,24 +102,39 @@ def check_mappings(
         except MappingError as exc:
             raise ItemError(str(exc), "fields") from None
 
-    return check_list(raw, ActionMapping, kind="mappings", limit=MAX_MAPPINGS, current=current,
-                      new_id=new_id, check=check)
+    return check_list(
+        raw,
+        ActionMapping,
+        kind="mappings",
+        limit=MAX_MAPPINGS,
+        current=current,
+        new_id=new_id,
+        check=check,
+    )
 
 
 def with_defaults(action: ActionDefinition, fields: Mapping[str, Any]) -> dict[str, Any]:
     """The mapping's fields, with the action's default mapping for each field left out."""
-    defaults = {name: spec.default for name, spec in action.fields.items()
-                if spec.default is not None and name not in fields}
+    defaults = {
+        name: spec.default
+        for name, spec in action.fields.items()
+        if spec.default is not None and name not in fields
+    }
     return {**defaults, **fields}
 
 
-def _compile_fields(action: ActionDefinition,
-                    fields: Mapping[str, Any]) -> Callable[[Mapping[str, Any]], Any]:
+def _compile_fields(
+    action: ActionDefinition, fields: Mapping[str, Any]
+) -> Callable[[Mapping[str, Any]], Any]:
     """The fields' mapping; an object in one of the action's keyed fields builds nesting from
     its keys' paths."""
-    keyed = {name: compile_mapping(value, expand_keys=True) for name, value in fields.items()
-             if name in action.keyed_fields and isinstance(value, dict)
-             and not any(str(k).startswith("@") for k in value)}
+    keyed = {
+        name: compile_mapping(value, expand_keys=True)
+        for name, value in fields.items()
+        if name in action.keyed_fields
+        and isinstance(value, dict)
+        and not any(str(k).startswith("@") for k in value)
+    }
     plain = compile_mapping({k: v for k, v in fields.items() if k not in keyed})
     if not keyed:
         return plain
@@ -130,20 +148,23 @@ def _compile_fields(action: ActionDefinition,
     return render
 
 
-def shown_mapping(actions: Mapping[str, ActionDefinition],
-                  mapping: ActionMapping) -> dict[str, Any]:
+def shown_mapping(
+    actions: Mapping[str, ActionDefinition], mapping: ActionMapping
+) -> dict[str, Any]:
     """The mapping as the API shows it: the action's secret fields ``[redacted]``."""
     return _redacted(actions, mapping.stored())
 
 
-def written_mapping(actions: Mapping[str, ActionDefinition], mapping: Mapping[str, Any]
-                    ) -> dict[str, Any]:
+def written_mapping(
+    actions: Mapping[str, ActionDefinition], mapping: Mapping[str, Any]
+) -> dict[str, Any]:
     """A mapping as a file or a plan shows it (no id), secret fields ``[redacted]``."""
     return _redacted(actions, {k: v for k, v in mapping.items() if k != "id"})
 
 
-def _redacted(actions: Mapping[str, ActionDefinition],
-              mapping: Mapping[str, Any]) -> dict[str, Any]:
+def _redacted(
+    actions: Mapping[str, ActionDefinition], mapping: Mapping[str, Any]
+) -> dict[str, Any]:
     action = actions.get(str(mapping.get("action")))
     fields = mapping.get("fields")
     if action is None or not action.secret_fields or not isinstance(fields, Mapping):
@@ -152,15 +173,15 @@ def _redacted(actions: Mapping[str, ActionDefinition],
     for name in action.secret_fields & hidden.keys():
         value = hidden[name]
         if _is_object(value):
-            hidden[name] = {key: REDACTED if _is_set(item) else item
-                            for key, item in value.items()}
+            hidden[name] = {key: REDACTED if _is_set(item) else item for key, item in value.items()}
         elif _is_set(value):
             hidden[name] = REDACTED  # a directive building the whole object
     return {**mapping, "fields": hidden}
 
 
-def restore_secrets(actions: Mapping[str, ActionDefinition], raw: Any,
-                    current: Sequence[ActionMapping]) -> Any:
+def restore_secrets(
+    actions: Mapping[str, ActionDefinition], raw: Any, current: Sequence[ActionMapping]
+) -> Any:
     """The mappings to check and store: a secret sent back as ``[redacted]`` (as shown and
     exported) takes the stored value of the same mapping (by id, or by position when the item
     has none, as ids are kept) and the same header; with none stored it is an error."""
@@ -175,13 +196,15 @@ def restore_secrets(actions: Mapping[str, ActionDefinition], raw: Any,
             restored.append(item)
             continue
         given = item.get("id")
-        stored = by_id.get(given) if given else (
-            current[position] if position < len(current) else None)
+        stored = (
+            by_id.get(given) if given else (current[position] if position < len(current) else None)
+        )
         old = stored.fields if stored is not None else {}
         fields = dict(fields)
         for name in action.secret_fields & fields.keys():
-            fields[name] = _restored(fields[name], old.get(name, _MISSING),
-                                     f"mappings.{position}.fields.{name}")
+            fields[name] = _restored(
+                fields[name], old.get(name, _MISSING), f"mappings.{position}.fields.{name}"
+            )
         restored.append({**item, "fields": fields})
     return restored
 
@@ -192,8 +215,11 @@ _MISSING: Any = object()
 def _restored(value: Any, old: Any, where: str) -> Any:
     if value == REDACTED:
         if old is _MISSING:
-            raise ListError(f"{where.split('.', 2)[2]} is a secret: [redacted] keeps a stored "
-                            "value, and there is none; give the value", where)
+            raise ListError(
+                f"{where.split('.', 2)[2]} is a secret: [redacted] keeps a stored "
+                "value, and there is none; give the value",
+                where,
+            )
         return old
     if not _is_object(value):
         return value
@@ -202,9 +228,11 @@ def _restored(value: Any, old: Any, where: str) -> Any:
     for key, item in value.items():
         if item == REDACTED:
             if key not in old_items:
-                raise ListError(f"{where.split('.', 2)[2]}.{key} is a secret: [redacted] keeps "
-                                "a stored value, and there is none; give the value",
-                                f"{where}.{key}")
+                raise ListError(
+                    f"{where.split('.', 2)[2]}.{key} is a secret: [redacted] keeps "
+                    "a stored value, and there is none; give the value",
+                    f"{where}.{key}",
+                )
             item = old_items[key]
         out[key] = item
     return out
@@ -221,8 +249,11 @@ def _is_set(value: Any) -> bool:
 
 def duplicate(mapping: ActionMapping) -> dict[str, Any]:
     """Segment's Duplicate: an exact copy named "<name> (Copy)", disabled."""
-    return {**mapping.model_dump(exclude={"id"}), "name": f"{mapping.name} (Copy)"[:200],
-            "enabled": False}
+    return {
+        **mapping.model_dump(exclude={"id"}),
+        "name": f"{mapping.name} (Copy)"[:200],
+        "enabled": False,
+    }
 
 
 @dataclass(frozen=True)
@@ -242,8 +273,9 @@ class Mappings:
     largest_batch: int = 0  # the largest literal batch size of an enabled batching mapping
 
     @classmethod
-    def compile(cls, actions: Mapping[str, ActionDefinition],
-                mappings: Iterable[ActionMapping]) -> Mappings:
+    def compile(
+        cls, actions: Mapping[str, ActionDefinition], mappings: Iterable[ActionMapping]
+    ) -> Mappings:
         by_id: dict[str, RunnableMapping] = {}
         enabled = []
         largest = 0
@@ -252,9 +284,12 @@ class Mappings:
             if action is None:
                 continue
             try:
-                compiled = RunnableMapping(m.id, parse_trigger(m.trigger), action,
-                                           _compile_fields(action, with_defaults(action,
-                                                                                 m.fields)))
+                compiled = RunnableMapping(
+                    m.id,
+                    parse_trigger(m.trigger),
+                    action,
+                    _compile_fields(action, with_defaults(action, m.fields)),
+                )
             except (TriggerError, MappingError):
                 continue  # checked on save; a stored one that no longer compiles sends nothing
             by_id[m.id] = compiled
@@ -269,18 +304,20 @@ class Mappings:
         """Ids of the enabled mappings whose trigger matches, in the mappings' order."""
         return [m.id for m in self.enabled if m.trigger.matches(event)]
 
-    def render(self, mapping_ids: Sequence[str], messages: Sequence[Mapping[str, Any]],
-               settings: Any) -> Rendered:
+    def render(
+        self, mapping_ids: Sequence[str], messages: Sequence[Mapping[str, Any]], settings: Any
+    ) -> Rendered:
         """Requests for a claim of jobs: each message mapped by its job's mapping, then each
         action's ``perform`` on its share; positions refer to ``messages``."""
         rendered = Rendered()
         groups: dict[str, list[tuple[int, Mapping[str, Any]]]] = {}
-        for position, (mapping_id, message) in enumerate(zip(mapping_ids, messages,
-                                                             strict=True)):
+        for position, (mapping_id, message) in enumerate(zip(mapping_ids, messages, strict=True)):
             mapping = self.by_id.get(mapping_id)
             if mapping is None or mapping not in self.enabled:
-                rendered.rejected[position] = (reasons.NO_MATCHING_MAPPING,
-                                               "the mapping was disabled or deleted after routing")
+                rendered.rejected[position] = (
+                    reasons.NO_MATCHING_MAPPING,
+                    "the mapping was disabled or deleted after routing",
+                )
                 continue
             try:
                 payload = coerce_output(mapping.fields(message), mapping.action.fields)
@@ -293,8 +330,9 @@ class Mappings:
             done = action.perform([payload for _, payload in members], settings)
             positions = [position for position, _ in members]
             for outgoing in done.outgoing:
-                rendered.outgoing.append(type(outgoing)(
-                    outgoing.request, tuple(positions[i] for i in outgoing.messages)))
+                rendered.outgoing.append(
+                    type(outgoing)(outgoing.request, tuple(positions[i] for i in outgoing.messages))
+                )
             for i, reason in done.rejected.items():
                 rendered.rejected[positions[i]] = reason
         return rendered

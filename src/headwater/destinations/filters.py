@@ -26,8 +26,13 @@ MAX_FILTERS = 10
 ActionType = Literal["SAMPLE", "DROP", "DROP_PROPERTIES", "ALLOW_PROPERTIES"]
 ORDER: tuple[ActionType, ...] = ("SAMPLE", "DROP", "DROP_PROPERTIES", "ALLOW_PROPERTIES")
 # The Config API's older names for the same actions.
-OLD_NAMES = {"drop_event": "DROP", "sample_event": "SAMPLE", "blocklist_fields": "DROP_PROPERTIES",
-             "whitelist_fields": "ALLOW_PROPERTIES", "allowlist_fields": "ALLOW_PROPERTIES"}
+OLD_NAMES = {
+    "drop_event": "DROP",
+    "sample_event": "SAMPLE",
+    "blocklist_fields": "DROP_PROPERTIES",
+    "whitelist_fields": "ALLOW_PROPERTIES",
+    "allowlist_fields": "ALLOW_PROPERTIES",
+}
 
 
 class FilterAction(BaseModel):
@@ -86,15 +91,18 @@ class DestinationFilter(BaseModel):
 
     def written(self) -> dict[str, Any]:
         """As a config file writes it: no id (files match filters by position), no defaults."""
-        return self.model_dump(by_alias=True, exclude={"id"}, exclude_none=True,
-                               exclude_defaults=True)
+        return self.model_dump(
+            by_alias=True, exclude={"id"}, exclude_none=True, exclude_defaults=True
+        )
 
 
-def check_filters(raw: Any, current: Sequence[DestinationFilter] = (),
-                  new_id: Callable[[], str] = lambda: "") -> list[DestinationFilter]:
+def check_filters(
+    raw: Any, current: Sequence[DestinationFilter] = (), new_id: Callable[[], str] = lambda: ""
+) -> list[DestinationFilter]:
     """Validated filters to store (``ListError`` names the filter and field at fault)."""
-    return check_list(raw, DestinationFilter, kind="filters", limit=MAX_FILTERS,
-                      current=current, new_id=new_id)
+    return check_list(
+        raw, DestinationFilter, kind="filters", limit=MAX_FILTERS, current=current, new_id=new_id
+    )
 
 
 # Returns the event to send on (maybe changed) or the reason it stops here.
@@ -108,8 +116,9 @@ class _Step:
     action: FilterAction
 
 
-def compile_filters(filters: Iterable[DestinationFilter],
-                    rng: random.Random | None = None) -> Apply | None:
+def compile_filters(
+    filters: Iterable[DestinationFilter], rng: random.Random | None = None
+) -> Apply | None:
     """One function applying every enabled filter in Segment's order; None when there are none.
 
     A stored filter that no longer parses (or has lost its actions) stops every event: fail
@@ -142,7 +151,8 @@ def compile_filters(filters: Iterable[DestinationFilter],
                 continue
             action = step.action
             if action.type == "DROP" or (
-                    action.type == "SAMPLE" and not _kept(event, action, chance)):
+                action.type == "SAMPLE" and not _kept(event, action, chance)
+            ):
                 return f"{reasons.FILTERED_BY_RULES}:{step.filter_id}"
             if action.fields:
                 if not copied:  # the router shares the decoded event between instances
@@ -197,7 +207,7 @@ def _edit(event: dict[str, Any], fields: Mapping[str, list[str]], *, keep: bool)
     """Drop (or keep only) ``keys`` in the object at each path; in every element of a list."""
     for path, keys in fields.items():
         target = event if path == "" else _get(event, path)
-        for found in (target if isinstance(target, list) else [target]):
+        for found in target if isinstance(target, list) else [target]:
             if not isinstance(found, dict):
                 continue
             for key in [k for k in found if (k not in keys if keep else k in keys)]:

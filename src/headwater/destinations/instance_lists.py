@@ -23,8 +23,14 @@ Item = TypeVar("Item", bound=BaseModel)
 
 
 def check_list(
-    raw: Any, model: type[Item], *, kind: str, limit: int, current: Sequence[_HasId],
-    new_id: Callable[[], str], check: Callable[[Item], None] = lambda _item: None,
+    raw: Any,
+    model: type[Item],
+    *,
+    kind: str,
+    limit: int,
+    current: Sequence[_HasId],
+    new_id: Callable[[], str],
+    check: Callable[[Item], None] = lambda _item: None,
 ) -> list[Item]:
     """Each item validated by ``model`` and ``check``; ids kept by position or made new."""
     if not isinstance(raw, list):
@@ -39,8 +45,9 @@ def check_list(
         except ValidationError as exc:
             error = exc.errors()[0]
             where = ".".join(str(p) for p in error["loc"])
-            message = str(error["ctx"]["error"]) if "error" in error.get("ctx", {}) \
-                else error["msg"]
+            message = (
+                str(error["ctx"]["error"]) if "error" in error.get("ctx", {}) else error["msg"]
+            )
             raise _placed(kind, position, where, message) from None
         except ItemError as exc:
             raise _placed(kind, position, exc.where, str(exc)) from None
@@ -48,7 +55,8 @@ def check_list(
             taken = {getattr(f, "id", "") for f in found}
             reuse = current[position].id if position < len(current) else ""
             checked = checked.model_copy(
-                update={"id": reuse if reuse and reuse not in taken else new_id()})
+                update={"id": reuse if reuse and reuse not in taken else new_id()}
+            )
         found.append(checked)
     given = [i for i in (getattr(f, "id", "") for f in found) if i]
     if len(set(given)) != len(given):

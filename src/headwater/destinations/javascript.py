@@ -266,5 +266,3 @@ def json_parse(text: str) -> Any:
         return json.loads(text, parse_constant=_reject_constant, parse_int=_parse_js_int)
     except (ValueError, RecursionError):
         return text
-
-

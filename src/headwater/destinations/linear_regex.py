@@ -43,6 +43,7 @@ Predicate = Callable[[str], bool]
 
 # --- parsing to a tree --------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class _Char:
     test: Predicate
@@ -157,8 +158,10 @@ class _Parser:
         self.at += 1
         if char == "(":
             if self.text.startswith(("?=", "?!", "?<=", "?<!"), self.at):
-                raise self.error("lookahead and lookbehind are not supported (they cannot "
-                                 "run in linear time)", start)
+                raise self.error(
+                    "lookahead and lookbehind are not supported (they cannot run in linear time)",
+                    start,
+                )
             if self.text.startswith("?:", self.at):
                 self.at += 2
             elif self.text.startswith("?<", self.at):
@@ -214,9 +217,12 @@ class _Parser:
             raise self.error("\\ at end of pattern", start)
         self.at += 1
         classes: dict[str, Predicate] = {
-            "d": _is_digit, "D": lambda c: not _is_digit(c),
-            "w": _is_word, "W": lambda c: not _is_word(c),
-            "s": _SPACE.__contains__, "S": lambda c: c not in _SPACE,
+            "d": _is_digit,
+            "D": lambda c: not _is_digit(c),
+            "w": _is_word,
+            "W": lambda c: not _is_word(c),
+            "s": _SPACE.__contains__,
+            "S": lambda c: c not in _SPACE,
         }
         if char in classes:
             return classes[char]
@@ -231,8 +237,9 @@ class _Parser:
         if char == "0" and not _is_digit(self.peek() or ""):
             return "\0"
         if _is_digit(char):
-            raise self.error("backreferences are not supported (they cannot run in linear "
-                             "time)", start)
+            raise self.error(
+                "backreferences are not supported (they cannot run in linear time)", start
+            )
         if char == "k" and not in_class:
             raise self.error("backreferences are not supported", start)
         if char in "pP" and self.peek() == "{":
@@ -243,7 +250,7 @@ class _Parser:
             return chr(ord(letter) % 32)
         for prefix, width in (("x", 2), ("u", 4)):
             if char == prefix:
-                digits = self.text[self.at:self.at + width]
+                digits = self.text[self.at : self.at + width]
                 if len(digits) == width and all(d in "0123456789abcdefABCDEF" for d in digits):
                     self.at += width
                     return chr(int(digits, 16))
@@ -313,6 +320,7 @@ def _fold(char: str) -> str:
 
 
 # --- the automaton ------------------------------------------------------------------------------
+
 
 @dataclass
 class _Program:
@@ -406,8 +414,9 @@ class LinearRegex:
             previous = _kind(char)
         return self._step(states, previous, None)[0]
 
-    def _step(self, states: frozenset[int], previous: int,
-              char: str | None) -> tuple[bool, frozenset[int]]:
+    def _step(
+        self, states: frozenset[int], previous: int, char: str | None
+    ) -> tuple[bool, frozenset[int]]:
         """From the states after the last character (and a new start, as a search may begin
         anywhere), past the assertions that hold here, then across ``char``."""
         code = self._code

@@ -16,8 +16,9 @@ from headwater.destinations.definition import Message, Outgoing, Rendered, Reque
 from headwater.errors import MessageRejected
 
 
-def subscription_request(message: Message, endpoint: str, api_key: str | None,
-                         types: Mapping[str, str]) -> Request:
+def subscription_request(
+    message: Message, endpoint: str, api_key: str | None, types: Mapping[str, str]
+) -> Request:
     """One message as Segment's subscription webhooks send it, ``type`` renamed by ``types``."""
     kind = message.get("type")
     if not isinstance(kind, str) or kind not in types:
@@ -30,9 +31,13 @@ def subscription_request(message: Message, endpoint: str, api_key: str | None,
     return Request("POST", endpoint, headers, body)
 
 
-def render_each(messages: Sequence[Message], endpoint: str, api_key: str | None,
-                types: Mapping[str, str]) -> Rendered:
+def render_each(
+    messages: Sequence[Message], endpoint: str, api_key: str | None, types: Mapping[str, str]
+) -> Rendered:
     """One request per message."""
-    return Rendered(outgoing=[
-        Outgoing(subscription_request(m, endpoint, api_key, types), (i,))
-        for i, m in enumerate(messages)])
+    return Rendered(
+        outgoing=[
+            Outgoing(subscription_request(m, endpoint, api_key, types), (i,))
+            for i, m in enumerate(messages)
+        ]
+    )

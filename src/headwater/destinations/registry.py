@@ -26,7 +26,8 @@ def definitions() -> dict[str, DestinationDefinition]:
         for name in definition.integration_names:
             if name in names:
                 raise RuntimeError(
-                    f"{definition.type!r} and {names[name]!r} both answer to {name!r}")
+                    f"{definition.type!r} and {names[name]!r} both answer to {name!r}"
+                )
             names[name] = definition.type
         found[definition.type] = definition
     return found
@@ -38,7 +39,8 @@ def get(destination_type: str) -> DestinationDefinition:
     except KeyError:
         known = ", ".join(sorted(definitions()))
         raise UnknownDestinationType(
-            f"unknown destination type {destination_type!r}; known types: {known}") from None
+            f"unknown destination type {destination_type!r}; known types: {known}"
+        ) from None
 
 
 def integration_names() -> frozenset[str]:

@@ -26,8 +26,11 @@ def destination_verdict(event: dict[str, Any], destination: DestinationInfo) -> 
     if event.get("type") not in definition.methods:
         return reasons.UNSUPPORTED_EVENT_TYPE
     flags = event.get("integrations")
-    if not integrations.is_enabled(definition.integration_names, definition.default_enabled,
-                                   flags if isinstance(flags, dict) else None):
+    if not integrations.is_enabled(
+        definition.integration_names,
+        definition.default_enabled,
+        flags if isinstance(flags, dict) else None,
+    ):
         return reasons.FILTERED_BY_INTEGRATIONS_OBJECT
     return None
 

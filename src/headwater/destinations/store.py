@@ -159,12 +159,22 @@ class DestinationStore:
             source_id = self._source_id(conn, source)
             now = self._workspace.now()
             destination_id = "dst_" + new_id()
-            conn.execute(schema.destinations.insert().values(
-                id=destination_id, workspace_id=workspace_id, source_id=source_id, name=name,
-                type=definition.type, enabled=bool(enabled), settings=stored,
-                delivery=options, filters=checked_filters, mappings=checked_mappings,
-                created_at=now, updated_at=now,
-            ))
+            conn.execute(
+                schema.destinations.insert().values(
+                    id=destination_id,
+                    workspace_id=workspace_id,
+                    source_id=source_id,
+                    name=name,
+                    type=definition.type,
+                    enabled=bool(enabled),
+                    settings=stored,
+                    delivery=options,
+                    filters=checked_filters,
+                    mappings=checked_mappings,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
             self._workspace.bump(conn)
             return _info(self._rows.require(conn, destination_id))
 
@@ -189,23 +199,27 @@ class DestinationStore:
                 values["source_id"] = self._source_id(conn, source)
             if not isinstance(settings, Unset):
                 values["settings"] = _validated(
-                    _definition(row.type), check_settings(settings), dict(row.settings or {}))
+                    _definition(row.type), check_settings(settings), dict(row.settings or {})
+                )
             if not isinstance(delivery, Unset):
                 values["delivery"] = _options(delivery)
             if not isinstance(filters, Unset):
                 values["filters"] = _filters(filters, _info(row).filters)
             if not isinstance(mappings, Unset):
-                values["mappings"] = _mappings(_definition(row.type), mappings,
-                                               _info(row).mappings)
+                values["mappings"] = _mappings(_definition(row.type), mappings, _info(row).mappings)
             if values:
                 values["updated_at"] = self._workspace.now()
-                conn.execute(sa.update(schema.destinations)
-                             .where(schema.destinations.c.id == row.id).values(**values))
+                conn.execute(
+                    sa.update(schema.destinations)
+                    .where(schema.destinations.c.id == row.id)
+                    .values(**values)
+                )
                 self._workspace.bump(conn)
             return _info(self._rows.require(conn, row.id))
 
     def edit_filters(
-        self, id_or_name: str,
+        self,
+        id_or_name: str,
         edit: Callable[[Sequence[dict[str, Any]]], Sequence[dict[str, Any]]],
     ) -> DestinationInfo:
         """Change the filter list in one transaction: ``edit`` gets the stored list (as the API
@@ -213,14 +227,17 @@ class DestinationStore:
         return self._edit(id_or_name, "filters", edit)
 
     def edit_mappings(
-        self, id_or_name: str,
+        self,
+        id_or_name: str,
         edit: Callable[[Sequence[dict[str, Any]]], Sequence[dict[str, Any]]],
     ) -> DestinationInfo:
         """As ``edit_filters``, for the Actions mappings."""
         return self._edit(id_or_name, "mappings", edit)
 
     def _edit(
-        self, id_or_name: str, column: str,
+        self,
+        id_or_name: str,
+        column: str,
         edit: Callable[[Sequence[dict[str, Any]]], Sequence[dict[str, Any]]],
     ) -> DestinationInfo:
         with self._workspace.writing() as conn:
@@ -229,21 +246,26 @@ class DestinationStore:
             if column == "filters":
                 value = _filters(list(edit([f.shown() for f in info.filters])), info.filters)
             else:
-                value = _mappings(info.definition,
-                                  list(edit([m.stored() for m in info.mappings])), info.mappings)
-            conn.execute(sa.update(schema.destinations)
-                         .where(schema.destinations.c.id == row.id)
-                         .values({column: value, "updated_at": self._workspace.now()}))
+                value = _mappings(
+                    info.definition, list(edit([m.stored() for m in info.mappings])), info.mappings
+                )
+            conn.execute(
+                sa.update(schema.destinations)
+                .where(schema.destinations.c.id == row.id)
+                .values({column: value, "updated_at": self._workspace.now()})
+            )
             self._workspace.bump(conn)
             return _info(self._rows.require(conn, row.id))
 
     def delete(self, id_or_name: str) -> None:
         with self._workspace.writing() as conn:
             row = self._rows.require(conn, id_or_name)
-            conn.execute(sa.delete(schema.delivery_jobs)
-                         .where(schema.delivery_jobs.c.destination_id == row.id))
-            conn.execute(sa.delete(schema.destinations)
-                         .where(schema.destinations.c.id == row.id))
+            conn.execute(
+                sa.delete(schema.delivery_jobs).where(
+                    schema.delivery_jobs.c.destination_id == row.id
+                )
+            )
+            conn.execute(sa.delete(schema.destinations).where(schema.destinations.c.id == row.id))
             self._workspace.bump(conn)
 
     # --- helpers -------------------------------------------------------------------------------
@@ -274,19 +296,24 @@ def _validated(
     except ValidationError as exc:
         error = exc.errors()[0]
         path = ".".join(str(p) for p in error["loc"])
-        message = str(error["ctx"]["error"]) if error["type"] == "value_error" and "ctx" in error \
+        message = (
+            str(error["ctx"]["error"])
+            if error["type"] == "value_error" and "ctx" in error
             else error["msg"]
+        )
         if error["type"] == "missing" and path in definition.secrets:
             message = f"{path} is a secret and must be given (it is never exported)"
-        raise InvalidError(f"{path}: {message}" if path else message,
-                           f"settings.{path}" if path else "settings") from None
+        raise InvalidError(
+            f"{path}: {message}" if path else message, f"settings.{path}" if path else "settings"
+        ) from None
     return merged
 
 
 def _options(delivery: Mapping[str, Any]) -> dict[str, Any]:
     try:
         return DeliveryOptions.model_validate(check_settings(delivery, "delivery")).model_dump(
-            exclude_defaults=True)
+            exclude_defaults=True
+        )
     except ValidationError as exc:
         error = exc.errors()[0]
         path = ".".join(str(p) for p in error["loc"])
@@ -301,15 +328,16 @@ def _filters(raw: Any, current: Sequence[DestinationFilter]) -> list[dict[str, A
     return [f.shown() for f in checked]
 
 
-def _mappings(definition: DestinationDefinition, raw: Any,
-              current: Sequence[ActionMapping]) -> list[dict[str, Any]]:
+def _mappings(
+    definition: DestinationDefinition, raw: Any, current: Sequence[ActionMapping]
+) -> list[dict[str, Any]]:
     if raw and not definition.actions:
-        raise InvalidError(f"{definition.type} is not an Actions destination: it has no mappings",
-                           "mappings")
+        raise InvalidError(
+            f"{definition.type} is not an Actions destination: it has no mappings", "mappings"
+        )
     try:
         raw = restore_secrets(definition.actions, raw, current)
-        checked = check_mappings(definition.actions, raw, current,
-                                 new_id=lambda: "map_" + new_id())
+        checked = check_mappings(definition.actions, raw, current, new_id=lambda: "map_" + new_id())
     except ListError as exc:
         raise InvalidError(str(exc), exc.field) from None
     return [m.stored() for m in checked]
@@ -317,10 +345,16 @@ def _mappings(definition: DestinationDefinition, raw: Any,
 
 def _info(row: Row[Any]) -> DestinationInfo:
     return DestinationInfo(
-        id=row.id, workspace_id=row.workspace_id, source_id=row.source_id, name=row.name,
-        type=row.type, enabled=bool(row.enabled), settings=dict(row.settings or {}),
+        id=row.id,
+        workspace_id=row.workspace_id,
+        source_id=row.source_id,
+        name=row.name,
+        type=row.type,
+        enabled=bool(row.enabled),
+        settings=dict(row.settings or {}),
         delivery=DeliveryOptions.model_validate(row.delivery or {}),
-        created_at=row.created_at, updated_at=row.updated_at,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
         filters=tuple(_stored_filters(row.filters)),
         mappings=tuple(_stored_mappings(row.mappings)),
     )
@@ -335,8 +369,11 @@ def _stored_filters(stored: Any) -> list[DestinationFilter]:
         try:
             found.append(DestinationFilter.model_validate(raw))
         except ValueError:
-            found.append(DestinationFilter.model_construct(
-                id=str(raw.get("id", "")), if_=str(raw.get("if", "")), actions=[], enabled=True))
+            found.append(
+                DestinationFilter.model_construct(
+                    id=str(raw.get("id", "")), if_=str(raw.get("if", "")), actions=[], enabled=True
+                )
+            )
     return found
 
 
@@ -348,9 +385,16 @@ def _stored_mappings(stored: Any) -> list[ActionMapping]:
         try:
             found.append(ActionMapping.model_validate(raw))
         except ValueError:
-            found.append(ActionMapping.model_construct(
-                id=str(raw.get("id", "")), name=str(raw.get("name", "")), enabled=False,
-                trigger="", action="", fields={}))
+            found.append(
+                ActionMapping.model_construct(
+                    id=str(raw.get("id", "")),
+                    name=str(raw.get("name", "")),
+                    enabled=False,
+                    trigger="",
+                    action="",
+                    fields={},
+                )
+            )
     return found
 
 
@@ -362,7 +406,9 @@ class DestinationCache:
     """
 
     def __init__(
-        self, store: DestinationStore, workspace: WorkspaceStore,
+        self,
+        store: DestinationStore,
+        workspace: WorkspaceStore,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store = store

@@ -119,6 +119,7 @@ class _Marker:
 
 _BUILTIN: Final = _Marker("builtin")  # what obj["constructor"] and the like find in JavaScript
 
+
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
@@ -147,12 +148,8 @@ _STRING_MEMBERS: Final = _OBJECT_MEMBERS | _names(
     "substr substring sup startsWith toWellFormed trim trimStart trimLeft trimEnd trimRight "
     "toLocaleLowerCase toLocaleUpperCase toLowerCase toUpperCase"
 )
-_NUMBER_MEMBERS: Final = _OBJECT_MEMBERS | _names(
-    "toExponential toFixed toPrecision"
-)
-_FUNCTION_MEMBERS: Final = _OBJECT_MEMBERS | _names(
-    "length name arguments caller apply bind call"
-)
+_NUMBER_MEMBERS: Final = _OBJECT_MEMBERS | _names("toExponential toFixed toPrecision")
+_FUNCTION_MEMBERS: Final = _OBJECT_MEMBERS | _names("length name arguments caller apply bind call")
 
 
 def _index(key: str, size: int) -> int | None:
@@ -223,10 +220,19 @@ class _Token:
 
 
 _LONGEST = 100_000  # fql-ts's limit on a word, string or number
-_PUNCTUATION = {".": "dot", "[": "brackleft", "]": "brackright", ",": "comma",
-                "(": "parenleft", ")": "parenright"}
-_KEYWORDS = {"a": ("nd", "conditional", "and"), "o": ("r", "conditional", "or"),
-             "n": ("ull", "null", "null")}
+_PUNCTUATION = {
+    ".": "dot",
+    "[": "brackleft",
+    "]": "brackright",
+    ",": "comma",
+    "(": "parenleft",
+    ")": "parenright",
+}
+_KEYWORDS = {
+    "a": ("nd", "conditional", "and"),
+    "o": ("r", "conditional", "or"),
+    "n": ("ull", "null", "null"),
+}
 _IDENT_END = " \t\n,]).(=!"  # what may follow a word
 
 
@@ -374,8 +380,13 @@ def _lex(text: str) -> list[_Token]:
     while i < len(raw):
         token = raw[i]
         following = raw[i + 1] if i + 1 < len(raw) else None
-        if (joined and joined[-1].kind == "ident" and token.kind == "dot"
-                and following is not None and following.kind == "ident"):
+        if (
+            joined
+            and joined[-1].kind == "ident"
+            and token.kind == "dot"
+            and following is not None
+            and following.kind == "ident"
+        ):
             head = joined.pop()
             joined.append(_Token("ident", f"{head.text}.{following.text}", head.position))
             i += 2
@@ -387,11 +398,20 @@ def _lex(text: str) -> list[_Token]:
 
 # --- Parser (parseFql) ------------------------------------------------------------------------
 
-_FIELDS: Final = {"type": "event-type", "event": "event", "name": "name", "userId": "userId",
-                  "context": "event-context", "properties": "event-property",
-                  "traits": "event-trait"}
-_PATH_PREFIX: Final = {"event-context": "context.", "event-property": "properties.",
-                       "event-trait": "traits."}
+_FIELDS: Final = {
+    "type": "event-type",
+    "event": "event",
+    "name": "name",
+    "userId": "userId",
+    "context": "event-context",
+    "properties": "event-property",
+    "traits": "event-trait",
+}
+_PATH_PREFIX: Final = {
+    "event-context": "context.",
+    "event-property": "properties.",
+    "event-trait": "traits.",
+}
 _FUNCTIONS: Final = ("contains", "match")
 _SEGMENT = re.compile(r"[^\[.\]]+")
 
@@ -414,8 +434,11 @@ class _Queue:
 def _parse(text: str) -> Condition:
     condition = _parse_items(_Queue(_lex(text)), nested=False)
     if condition is None:
-        raise _Syntax("no condition: a condition starts with type, event, name, userId, "
-                      "properties., traits., context., contains( or match(", 0)
+        raise _Syntax(
+            "no condition: a condition starts with type, event, name, userId, "
+            "properties., traits., context., contains( or match(",
+            0,
+        )
     if condition["type"] != "group":
         return {"type": "group", "operator": "and", "children": [condition]}
     return condition
@@ -434,8 +457,10 @@ def _parse_items(queue: _Queue, nested: bool) -> Condition | None:
                 # field: it takes an operator and a value, and yields no condition.
                 operator, value = queue.shift(), queue.shift()
                 if operator is None or value is None:
-                    raise _Syntax(f"{from_utf16_units(token.text)!r} needs an operator and a value",
-                                  token.position)
+                    raise _Syntax(
+                        f"{from_utf16_units(token.text)!r} needs an operator and a value",
+                        token.position,
+                    )
                 if head in _FIELDS:
                     nodes.append(_comparison(_FIELDS[head], token, operator, value))
             elif token.text in _FUNCTIONS:
@@ -555,8 +580,11 @@ def _function(function: _Token, queue: _Queue, nodes: list[Condition], negate: b
 # --- Evaluation (validate) --------------------------------------------------------------------
 
 _TOP_LEVEL: Final = {"event-type": "type", "event": "event", "name": "name", "userId": "userId"}
-_ROOTS: Final = {"event-property": "properties", "event-trait": "traits",
-                 "event-context": "context"}
+_ROOTS: Final = {
+    "event-property": "properties",
+    "event-trait": "traits",
+    "event-context": "context",
+}
 
 
 def _compile(condition: Condition) -> Predicate:
@@ -661,12 +689,20 @@ def _test(operator: str, expected: Any) -> Callable[[Any], bool]:
 
 
 _NUMERIC: Final[dict[str, Callable[[float, float], bool]]] = {
-    "number_equals": eq, "number_not_equals": ne, "<": lt, "<=": le, ">": gt, ">=": ge,
+    "number_equals": eq,
+    "number_not_equals": ne,
+    "<": lt,
+    "<=": le,
+    ">": gt,
+    ">=": ge,
 }
 _TEXTUAL: Final[dict[str, tuple[Callable[[str, str], bool], bool]]] = {
-    "contains": (str.__contains__, True), "not_contains": (str.__contains__, False),
-    "starts_with": (str.startswith, True), "not_starts_with": (str.startswith, False),
-    "ends_with": (str.endswith, True), "not_ends_with": (str.endswith, False),
+    "contains": (str.__contains__, True),
+    "not_contains": (str.__contains__, False),
+    "starts_with": (str.startswith, True),
+    "not_starts_with": (str.startswith, False),
+    "ends_with": (str.endswith, True),
+    "not_ends_with": (str.endswith, False),
 }
 
 

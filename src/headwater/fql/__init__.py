@@ -17,8 +17,15 @@ from headwater.fql.ir import to_ir
 from headwater.fql.syntax import MAX_BYTES, MAX_DEPTH, Node
 from headwater.fql.syntax import parse as parse_tree
 
-__all__ = ["MAX_BYTES", "MAX_DEPTH", "Expression", "FQLEvaluationError", "FQLSyntaxError",
-           "NotRepresentable", "parse"]
+__all__ = [
+    "MAX_BYTES",
+    "MAX_DEPTH",
+    "Expression",
+    "FQLEvaluationError",
+    "FQLSyntaxError",
+    "NotRepresentable",
+    "parse",
+]
 
 
 @dataclass(frozen=True)

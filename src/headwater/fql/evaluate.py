@@ -17,9 +17,14 @@ from headwater.fql.syntax import Call, Compare, ListOf, Literal, Logic, Node, No
 Evaluator = Callable[[Mapping[str, Any]], Any]
 
 ENVELOPE_ALIASES = {
-    "received_at": "receivedAt", "sent_at": "sentAt", "original_timestamp": "originalTimestamp",
-    "message_id": "messageId", "user_id": "userId", "anonymous_id": "anonymousId",
-    "group_id": "groupId", "previous_id": "previousId",
+    "received_at": "receivedAt",
+    "sent_at": "sentAt",
+    "original_timestamp": "originalTimestamp",
+    "message_id": "messageId",
+    "user_id": "userId",
+    "anonymous_id": "anonymousId",
+    "group_id": "groupId",
+    "previous_id": "previousId",
 }
 
 
@@ -58,8 +63,11 @@ def compile_node(node: Node) -> Evaluator:
 def _compare(node: Compare) -> Evaluator:
     left, right = compile_node(node.left), compile_node(node.right)
     operator = node.operator
-    if operator in ("=", "!=") and isinstance(node.right, Literal) and isinstance(
-            node.right.value, str):
+    if (
+        operator in ("=", "!=")
+        and isinstance(node.right, Literal)
+        and isinstance(node.right.value, str)
+    ):
         text = node.right.value  # path = 'text', the most common statement: no type dispatch
         if operator == "=":
             return lambda event: (found := left(event)).__class__ is str and found == text

@@ -164,15 +164,29 @@ def semver(left: Any, operator: Any, right: Any) -> bool:
 
 
 _VERSION_OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
-    "=": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le,
-    ">": operator.gt, ">=": operator.ge}
+    "=": operator.eq,
+    "!=": operator.ne,
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+}
 
 
 FUNCTIONS: dict[str, Callable[..., Any]] = {
-    "contains": contains, "match": match, "length": length, "lowercase": lowercase,
-    "uppercase": uppercase, "snakecase": snakecase, "kebabcase": kebabcase,
-    "titlecase": titlecase, "typeof": typeof, "bool": to_bool, "string": to_string,
-    "number": to_number, "semver": semver,
+    "contains": contains,
+    "match": match,
+    "length": length,
+    "lowercase": lowercase,
+    "uppercase": uppercase,
+    "snakecase": snakecase,
+    "kebabcase": kebabcase,
+    "titlecase": titlecase,
+    "typeof": typeof,
+    "bool": to_bool,
+    "string": to_string,
+    "number": to_number,
+    "semver": semver,
 }
 
 

@@ -48,8 +48,7 @@ def tokenize(text: str) -> list[Token]:
             while i < n and (_WORD_CHAR.match(text[i]) or text[i] == "\\"):
                 if text[i] == "\\":
                     if i + 1 >= n:
-                        raise FQLSyntaxError("a backslash at the end of a path escapes nothing",
-                                             i)
+                        raise FQLSyntaxError("a backslash at the end of a path escapes nothing", i)
                     i += 1
                 i += 1
             tokens.append(Token(Kind.WORD, text[start:i], start))

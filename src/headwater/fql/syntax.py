@@ -24,8 +24,18 @@ MAX_DEPTH = 64
 
 # Function name -> number of arguments.
 FUNCTIONS: dict[str, int] = {
-    "contains": 2, "match": 2, "length": 1, "lowercase": 1, "uppercase": 1, "snakecase": 1,
-    "kebabcase": 1, "titlecase": 1, "typeof": 1, "bool": 1, "string": 1, "number": 1,
+    "contains": 2,
+    "match": 2,
+    "length": 1,
+    "lowercase": 1,
+    "uppercase": 1,
+    "snakecase": 1,
+    "kebabcase": 1,
+    "titlecase": 1,
+    "typeof": 1,
+    "bool": 1,
+    "string": 1,
+    "number": 1,
     "semver": 3,
 }
 COMPARISONS = frozenset({"=", "!=", "<", "<=", ">", ">=", "in"})
@@ -97,7 +107,9 @@ class _Parser:
         if self._depth > MAX_DEPTH:
             raise FQLSyntaxError(
                 f"the statement nests deeper than {MAX_DEPTH} levels of parentheses, lists, "
-                "'!' and function calls", token.position)
+                "'!' and function calls",
+                token.position,
+            )
 
     def _leave(self) -> None:
         self._depth -= 1
@@ -118,8 +130,7 @@ class _Parser:
     def _expect(self, text: str) -> None:
         token = self._take()
         if token.kind is not Kind.OPERATOR or token.text != text:
-            raise FQLSyntaxError(f"expected {text!r} but found {_describe(token)}",
-                                 token.position)
+            raise FQLSyntaxError(f"expected {text!r} but found {_describe(token)}", token.position)
 
     def expression(self) -> Node:
         return self._logic("or", self._and)
@@ -143,7 +154,8 @@ class _Parser:
         left = self._operand()
         token = self.peek()
         if (token.kind is Kind.OPERATOR and token.text in COMPARISONS) or (
-                token.kind is Kind.WORD and token.text == "in"):
+            token.kind is Kind.WORD and token.text == "in"
+        ):
             self._take()
             return Compare(token.text, left, self._operand())
         return left
@@ -178,8 +190,9 @@ class _Parser:
             if token.kind is Kind.OPERATOR and token.text == closing:
                 return items
             if token.kind is not Kind.OPERATOR or token.text != ",":
-                raise FQLSyntaxError(f"expected ',' or {closing!r} but found {_describe(token)}",
-                                     token.position)
+                raise FQLSyntaxError(
+                    f"expected ',' or {closing!r} but found {_describe(token)}", token.position
+                )
 
     def _word(self, token: Token) -> Node:
         word = token.text
@@ -193,7 +206,9 @@ class _Parser:
             if len(arguments) != FUNCTIONS[word]:
                 raise FQLSyntaxError(
                     f"{word}() takes {FUNCTIONS[word]} argument"
-                    f"{'s' if FUNCTIONS[word] > 1 else ''}, not {len(arguments)}", token.position)
+                    f"{'s' if FUNCTIONS[word] > 1 else ''}, not {len(arguments)}",
+                    token.position,
+                )
             return Call(word, tuple(arguments))
         if word in _LITERAL_WORDS:
             return Literal(_LITERAL_WORDS[word])

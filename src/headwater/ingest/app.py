@@ -45,10 +45,19 @@ Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 SINGLE_ROUTES = {
-    "identify": "identify", "track": "track", "page": "page", "screen": "screen",
-    "group": "group", "alias": "alias",
+    "identify": "identify",
+    "track": "track",
+    "page": "page",
+    "screen": "screen",
+    "group": "group",
+    "alias": "alias",
     # analytics.js posts to the first letter of the type.
-    "i": "identify", "t": "track", "p": "page", "s": "screen", "g": "group", "a": "alias",
+    "i": "identify",
+    "t": "track",
+    "p": "page",
+    "s": "screen",
+    "g": "group",
+    "a": "alias",
 }
 BATCH_ROUTES = {"batch", "b", "import"}
 PIXEL_TYPES = {"identify", "track", "page", "screen", "group", "alias"}
@@ -59,7 +68,12 @@ logger = logging.getLogger(__name__)
 # What a client's bytes can make Python raise. Each is a gap in the checks above, answered 400
 # rather than 500: the request is what is wrong, and retrying it cannot help.
 _CLIENT_INPUT_ERRORS = (
-    RecursionError, UnicodeError, OverflowError, ValueError, TypeError, msgspec.MsgspecError,
+    RecursionError,
+    UnicodeError,
+    OverflowError,
+    ValueError,
+    TypeError,
+    msgspec.MsgspecError,
     zlib.error,
 )
 
@@ -92,16 +106,21 @@ class TrackingAPI:
         except _CLIENT_INPUT_ERRORS as exc:
             # A gap in our checks: the client's bytes broke a step. Say so to the client (it
             # is its input) and leave a traceback for us; nothing of the request was stored.
-            logger.exception("Tracking API: %s %s failed on the client's input",
-                             scope["method"], scope["path"])
+            logger.exception(
+                "Tracking API: %s %s failed on the client's input", scope["method"], scope["path"]
+            )
             status, extra = 400, []
-            body = _error("bad_request", "The request could not be processed "
-                          f"({type(exc).__name__}: {_short(exc)}); nothing of it was stored.")
+            body = _error(
+                "bad_request",
+                "The request could not be processed "
+                f"({type(exc).__name__}: {_short(exc)}); nothing of it was stored.",
+            )
         except Exception:
             logger.exception("Tracking API: %s %s failed", scope["method"], scope["path"])
             status, extra = 500, []
-            body = _error("server_error", "The server failed; nothing of the request was "
-                          "stored. Retry later.")
+            body = _error(
+                "server_error", "The server failed; nothing of the request was stored. Retry later."
+            )
         await _respond(send, status, body, cors + extra)
 
     async def _handle(
@@ -125,8 +144,11 @@ class TrackingAPI:
                 return 200, GIF, [(b"content-type", b"image/gif"), (b"cache-control", b"no-store")]
             if name.startswith("projects/") and name.endswith("/settings"):
                 return self._settings_document(name[9:-9])
-        return 404, _error(
-            "not_found", f"There is no Tracking API route {method} {scope['path']}."), []
+        return (
+            404,
+            _error("not_found", f"There is no Tracking API route {method} {scope['path']}."),
+            [],
+        )
 
     # --- ingest -------------------------------------------------------------------------------
 
@@ -147,17 +169,26 @@ class TrackingAPI:
             body
         )
         if write_key is None:
-            return 400, _error(
-                "missing_write_key",
-                "No write key: send it as the HTTP Basic user name or as \"writeKey\" in the body.",
-            ), []
+            return (
+                400,
+                _error(
+                    "missing_write_key",
+                    "No write key: send it as the HTTP Basic user name or as "
+                    '"writeKey" in the body.',
+                ),
+                [],
+            )
         source = self._sources.lookup(write_key)
         if source is None:
-            return 401, _error(
-                "unknown_write_key",
-                "No source has this write key. Copy the write key from the source's settings "
-                "(GET /api/v1/sources) into your SDK's configuration.",
-            ), []
+            return (
+                401,
+                _error(
+                    "unknown_write_key",
+                    "No source has this write key. Copy the write key from the source's settings "
+                    "(GET /api/v1/sources) into your SDK's configuration.",
+                ),
+                [],
+            )
 
         client = scope.get("client")
         request = RequestInfo(
@@ -187,10 +218,15 @@ class TrackingAPI:
             wait = self._rate_limiter.admit(source.workspace_id, count)
             if wait:
                 seconds = str(wait).encode()
-                return 429, _error(
-                    "too_many_requests",
-                    "The workspace is over its ingest rate limit; retry after the given seconds.",
-                ), [(b"retry-after", seconds), (b"x-ratelimit-reset", seconds)]
+                return (
+                    429,
+                    _error(
+                        "too_many_requests",
+                        "The workspace is over its ingest rate limit; "
+                        "retry after the given seconds.",
+                    ),
+                    [(b"retry-after", seconds), (b"x-ratelimit-reset", seconds)],
+                )
 
         metrics = self._metrics
         metrics.received.inc(count)
@@ -199,15 +235,23 @@ class TrackingAPI:
         try:
             result = await self._committer.submit(submission)
         except UnstorableSubmission as exc:
-            return 400, _error(
-                "bad_request", f"The request's messages cannot be stored ({exc}); nothing of it "
-                "was stored.",
-            ), []
+            return (
+                400,
+                _error(
+                    "bad_request",
+                    f"The request's messages cannot be stored ({exc}); nothing of it was stored.",
+                ),
+                [],
+            )
         except LogUnavailable:
-            return 503, _error(
-                "unavailable",
-                "The event log cannot take writes right now; nothing was stored. Retry later.",
-            ), [(b"retry-after", b"5")]
+            return (
+                503,
+                _error(
+                    "unavailable",
+                    "The event log cannot take writes right now; nothing was stored. Retry later.",
+                ),
+                [(b"retry-after", b"5")],
+            )
         metrics.accepted.inc(result.accepted)
         if result.duplicates:
             metrics.duplicates.inc(result.duplicates)
@@ -220,15 +264,19 @@ class TrackingAPI:
         items = body.get("batch")
         if not isinstance(items, list):
             body.pop("writeKey", None)
-            _drop(sub, reasons.BAD_REQUEST, "\"batch\" must be an array of messages.", body)
+            _drop(sub, reasons.BAD_REQUEST, '"batch" must be an array of messages.', body)
             return 1
         if not items:
             _drop(sub, reasons.EMPTY_BATCH, "The batch contained no messages.", {"batch": []})
             return 1
         for index, item in enumerate(items):
             if index >= MAX_BATCH_ITEMS:
-                _drop(sub, reasons.TOO_MANY_MESSAGES,
-                      f"Only the first {MAX_BATCH_ITEMS} messages of a batch are accepted.", item)
+                _drop(
+                    sub,
+                    reasons.TOO_MANY_MESSAGES,
+                    f"Only the first {MAX_BATCH_ITEMS} messages of a batch are accepted.",
+                    item,
+                )
             else:
                 self._collect(item, request, None, source, sub)
         if sub.dropped:
@@ -331,8 +379,10 @@ def _preflight_headers(headers: dict[bytes, bytes]) -> list[tuple[bytes, bytes]]
     requested = headers.get(b"access-control-request-headers")
     return [
         (b"access-control-allow-methods", b"GET, POST, OPTIONS"),
-        (b"access-control-allow-headers",
-         requested or b"Content-Type, Authorization, Content-Encoding"),
+        (
+            b"access-control-allow-headers",
+            requested or b"Content-Type, Authorization, Content-Encoding",
+        ),
         (b"access-control-max-age", b"86400"),
     ]
 
@@ -341,9 +391,11 @@ async def _respond(
     send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]
 ) -> None:
     content_type = [] if any(h[0] == b"content-type" for h in headers) or not body else [_JSON]
-    await send({
-        "type": "http.response.start",
-        "status": status,
-        "headers": [*headers, *content_type, (b"content-length", str(len(body)).encode())],
-    })
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [*headers, *content_type, (b"content-length", str(len(body)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": body})

@@ -54,8 +54,9 @@ async def read_body(receive: Any, headers: dict[bytes, bytes], limit: int) -> by
     if encoding in (b"gzip", b"x-gzip", b"deflate"):
         return _inflate(body, encoding, limit)
     raise BodyError(
-        "bad_request", f"Content-Encoding {encoding.decode(errors='replace')!r} is not supported; "
-        "send gzip or no encoding."
+        "bad_request",
+        f"Content-Encoding {encoding.decode(errors='replace')!r} is not supported; "
+        "send gzip or no encoding.",
     )
 
 
@@ -96,8 +97,10 @@ def nested_deeper_than(raw: bytes, depth: int) -> bool:
 
 
 def _too_deep_message() -> str:
-    return (f"The body nests objects and arrays more than {MAX_DEPTH} levels deep (a message "
-            f"itself is the first level); flatten it.")
+    return (
+        f"The body nests objects and arrays more than {MAX_DEPTH} levels deep (a message "
+        f"itself is the first level); flatten it."
+    )
 
 
 def _inflate(body: bytes, encoding: bytes, limit: int) -> bytes:

@@ -33,8 +33,14 @@ _encode = msgspec.json.Encoder().encode
 
 
 # Raised by encoding a submission's own data, not by the database: the submission is at fault.
-_DATA_ERRORS = (msgspec.EncodeError, RecursionError, UnicodeError, OverflowError, TypeError,
-                ValueError)
+_DATA_ERRORS = (
+    msgspec.EncodeError,
+    RecursionError,
+    UnicodeError,
+    OverflowError,
+    TypeError,
+    ValueError,
+)
 
 
 @dataclass(slots=True)
@@ -130,8 +136,9 @@ class GroupCommitter:
                 for pending in group:
                     self._commit([pending])
                 return
-            logger.error("event log: a request's messages cannot be stored: %s: %s",
-                         type(exc).__name__, exc)
+            logger.error(
+                "event log: a request's messages cannot be stored: %s: %s", type(exc).__name__, exc
+            )
             unstorable = UnstorableSubmission(f"{type(exc).__name__}: {exc}")
             _resolve(group, lambda p: p.future.set_exception(unstorable))
             return

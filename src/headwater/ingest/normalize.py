@@ -36,10 +36,16 @@ VERSION: Final = 2
 # context.library.name of Segment's client-side SDKs (read from each SDK's source). Their
 # messages come from the end user's device, so the request's address is the user's address.
 BROWSER_LIBRARIES: Final = frozenset({"analytics.js"})  # classic and analytics-next alike
-MOBILE_LIBRARIES: Final = frozenset({
-    "analytics-ios", "analytics-android", "analytics-swift", "analytics-kotlin",
-    "analytics-react-native", "analytics-flutter",
-})
+MOBILE_LIBRARIES: Final = frozenset(
+    {
+        "analytics-ios",
+        "analytics-android",
+        "analytics-swift",
+        "analytics-kotlin",
+        "analytics-react-native",
+        "analytics-flutter",
+    }
+)
 
 _encode = msgspec.json.Encoder().encode
 _urandom = os.urandom
@@ -153,8 +159,10 @@ def normalize(
     elif kind == "alias":
         required_id = _id_text(item.get("previousId"))
         if not required_id:
-            return Discard(reasons.PREVIOUS_ID_REQUIRED,
-                           "Alias calls need a `previousId` (a non-empty string).")
+            return Discard(
+                reasons.PREVIOUS_ID_REQUIRED,
+                "Alias calls need a `previousId` (a non-empty string).",
+            )
     else:  # identify, group
         traits = item.get("traits")
         if traits is not None and type(traits) is not dict:
@@ -162,8 +170,9 @@ def normalize(
         if kind == "group":
             required_id = _id_text(item.get("groupId"))
             if not required_id:
-                return Discard(reasons.GROUP_ID_REQUIRED,
-                               "Group calls need a `groupId` (a non-empty string).")
+                return Discard(
+                    reasons.GROUP_ID_REQUIRED, "Group calls need a `groupId` (a non-empty string)."
+                )
 
     message_id = item.get("messageId")
     if message_id is None or message_id == "":
@@ -202,10 +211,14 @@ def normalize(
     library_name = library.get("name") if type(library) is dict else None
     if type(library_name) is not str:  # a list or object here must not reach a set lookup
         library_name = None
-    if not context.get("ip") and request.client_ip and (
-        library_name in BROWSER_LIBRARIES
-        or library_name in MOBILE_LIBRARIES
-        or context.get("direct") is True
+    if (
+        not context.get("ip")
+        and request.client_ip
+        and (
+            library_name in BROWSER_LIBRARIES
+            or library_name in MOBILE_LIBRARIES
+            or context.get("direct") is True
+        )
     ):
         ip = _ipv4(request.client_ip)
         if ip is not None:
@@ -215,8 +228,10 @@ def normalize(
     channel = item.get("channel")
     if type(channel) is not str or not channel:
         item["channel"] = (
-            "browser" if library_name in BROWSER_LIBRARIES
-            else "mobile" if library_name in MOBILE_LIBRARIES
+            "browser"
+            if library_name in BROWSER_LIBRARIES
+            else "mobile"
+            if library_name in MOBILE_LIBRARIES
             else "server"
         )
     return item

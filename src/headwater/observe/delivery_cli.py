@@ -13,11 +13,18 @@ import httpx
 
 def _call(method: str, url: str, token: str, what: str, **kwargs: Any) -> dict[str, Any]:
     try:
-        response = httpx.request(method, url, headers={"authorization": f"Bearer {token}"},
-                                 timeout=httpx.Timeout(10.0, read=600.0), **kwargs)
+        response = httpx.request(
+            method,
+            url,
+            headers={"authorization": f"Bearer {token}"},
+            timeout=httpx.Timeout(10.0, read=600.0),
+            **kwargs,
+        )
     except httpx.TransportError as exc:
-        raise SystemExit(f"headwater {what}: cannot reach {url}: {exc}. Is the server running? "
-                         "Pass its address with --url.") from None
+        raise SystemExit(
+            f"headwater {what}: cannot reach {url}: {exc}. Is the server running? "
+            "Pass its address with --url."
+        ) from None
     if response.status_code >= 400:
         try:
             message = response.json()["errors"][0]["message"]
@@ -29,8 +36,9 @@ def _call(method: str, url: str, token: str, what: str, **kwargs: Any) -> dict[s
     return data
 
 
-def show_delivery(base_url: str, token: str, destination: str, minutes: int,
-                  out: TextIO = sys.stdout) -> None:
+def show_delivery(
+    base_url: str, token: str, destination: str, minutes: int, out: TextIO = sys.stdout
+) -> None:
     url = f"{base_url.rstrip('/')}/api/v1/destinations/{quote(destination, safe='')}/delivery"
     report = _call("GET", url, token, "delivery", params={"minutes": str(minutes)})
     d = report["destination"]
@@ -46,23 +54,25 @@ def show_delivery(base_url: str, token: str, destination: str, minutes: int,
     for error in report["errors"]:
         out.write(f"\n  {error['count']} × {error['code']} ({error['status']})\n")
         for sample in error["samples"][:1]:
-            for label, key in (("You sent", "youSent"),
-                               ("Request to destination", "requestToDestination"),
-                               ("Response from destination", "responseFromDestination")):
+            for label, key in (
+                ("You sent", "youSent"),
+                ("Request to destination", "requestToDestination"),
+                ("Response from destination", "responseFromDestination"),
+            ):
                 if sample.get(key) is not None:
                     text = json.dumps(sample[key], ensure_ascii=False)
                     out.write(f"    {label}: {text[:400]}\n")
     out.flush()
 
 
-def start_replay(base_url: str, token: str, destination: str, start: str, end: str,
-                 out: TextIO = sys.stdout) -> None:
+def start_replay(
+    base_url: str, token: str, destination: str, start: str, end: str, out: TextIO = sys.stdout
+) -> None:
     url = f"{base_url.rstrip('/')}/api/v1/destinations/{quote(destination, safe='')}/replay"
     out.write(f"Replaying {start} … {end} to {destination} (reading the archive)…\n")
     out.flush()
     result = _call("POST", url, token, "replay", json={"start": start, "end": end})
-    out.write(f"Read {result['read']} archived events; queued {result['queued']} "
-              "for delivery.\n")
+    out.write(f"Read {result['read']} archived events; queued {result['queued']} for delivery.\n")
     for reason, count in sorted(result["filtered"].items()):
         out.write(f"  filtered {count} ({reason})\n")
     out.write(f"Follow progress with: headwater delivery {destination}\n")

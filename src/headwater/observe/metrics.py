@@ -22,7 +22,8 @@ class Metrics:
             registry=self.registry,
         )
         self.received = Counter(
-            "headwater_events_received", "Messages received by the Tracking API.",
+            "headwater_events_received",
+            "Messages received by the Tracking API.",
             registry=self.registry,
         )
         self.accepted = Counter(

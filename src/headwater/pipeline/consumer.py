@@ -78,8 +78,9 @@ class Consumer:
 
     def start(self) -> None:
         self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name=f"consumer-{self.group}",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, name=f"consumer-{self.group}", daemon=True
+        )
         self._thread.start()
 
     def stop(self) -> None:

@@ -87,9 +87,7 @@ class Observer:
                 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
                 conn.execute(pg_insert(schema.meta).on_conflict_do_nothing(), missing)
-        query = sa.select(schema.meta.c.key, schema.meta.c.value).where(
-            schema.meta.c.key.in_(keys)
-        )
+        query = sa.select(schema.meta.c.key, schema.meta.c.value).where(schema.meta.c.key.in_(keys))
         if not is_sqlite(self._engine):
             query = query.order_by(schema.meta.c.key).with_for_update()
         return {keys[row.key]: int(row.value) for row in conn.execute(query)}
@@ -128,13 +126,15 @@ class _Batch:
 
         for event in events:
             # Left undecoded: the engine's JSON serialiser (msgspec) writes Raw as it is.
-            self.entries.append({
-                "source_id": source_id,
-                "received_at": received_at,
-                "status": "accepted",
-                "reason": None,
-                "entry": {"message": event},
-            })
+            self.entries.append(
+                {
+                    "source_id": source_id,
+                    "received_at": received_at,
+                    "status": "accepted",
+                    "reason": None,
+                    "entry": {"message": event},
+                }
+            )
         for drop in dropped:
             reason = drop.reason[:100]  # the column's width
             key = CounterKey(source_id, "", counters.FAILED_ON_INGEST, reason)
@@ -143,13 +143,15 @@ class _Batch:
             entry: dict[str, Any] = {"message": drop.message}
             if drop.detail:
                 entry["detail"] = drop.detail
-            self.entries.append({
-                "source_id": source_id,
-                "received_at": received_at,
-                "status": "dropped",
-                "reason": reason,
-                "entry": entry,
-            })
+            self.entries.append(
+                {
+                    "source_id": source_id,
+                    "received_at": received_at,
+                    "status": "dropped",
+                    "reason": reason,
+                    "entry": entry,
+                }
+            )
 
 
 class _SampleBudget:

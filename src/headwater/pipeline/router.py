@@ -70,8 +70,7 @@ class Router:
             except RecordError as exc:
                 logger.error("router: skipping log record %d/%d: %s", partition, offset, exc)
                 continue
-            destinations = [d for d in self._destinations.for_source(record.source_id)
-                            if d.enabled]
+            destinations = [d for d in self._destinations.for_source(record.source_id) if d.enabled]
             if not destinations or not record.events:
                 continue
             received = parse_timestamp(record.received_at)
@@ -80,25 +79,45 @@ class Router:
             for raw in record.events:
                 event: dict[str, Any] = _decode(raw)
                 flags = event.get("integrations")
-                for key in integrations.unknown(flags if isinstance(flags, dict) else None,
-                                                known):
-                    tally[CounterKey(record.source_id, "", reasons.UNKNOWN_INTEGRATION, key[:100])] += 1
+                for key in integrations.unknown(flags if isinstance(flags, dict) else None, known):
+                    tally[
+                        CounterKey(record.source_id, "", reasons.UNKNOWN_INTEGRATION, key[:100])
+                    ] += 1
                 for destination in destinations:
                     routed = route(event, destination, self._stages(destination))
                     if isinstance(routed, str):
-                        tally[CounterKey(record.source_id, destination.id,
-                                         reasons.FILTERED_AT_DESTINATION, routed)] += 1
+                        tally[
+                            CounterKey(
+                                record.source_id,
+                                destination.id,
+                                reasons.FILTERED_AT_DESTINATION,
+                                routed,
+                            )
+                        ] += 1
                         continue
                     staged, mapping_ids = routed
                     body = bytes(raw) if staged is event else _encode(staged)
-                    jobs.extend(NewJob(destination.id, str(event.get("messageId", "")), body,
-                                       received_ms, mapping_id=m) for m in mapping_ids)
+                    jobs.extend(
+                        NewJob(
+                            destination.id,
+                            str(event.get("messageId", "")),
+                            body,
+                            received_ms,
+                            mapping_id=m,
+                        )
+                        for m in mapping_ids
+                    )
         with write_transaction(self._engine) as conn:
             self._queue.enqueue_in(conn, jobs)
             for minute, tally in counts.items():
                 if tally:
                     self._counters.add_in(conn, tally, {}, minute)
-            refused = [p for p, ok in self._log.commit_many_in(
-                conn, GROUP, offsets, owner=self._owner).items() if not ok]
+            refused = [
+                p
+                for p, ok in self._log.commit_many_in(
+                    conn, GROUP, offsets, owner=self._owner
+                ).items()
+                if not ok
+            ]
             if refused:
                 raise LeaseLost(f"partitions {refused} moved to another router")

@@ -190,7 +190,11 @@ class Archive:
                 yield event
 
     def members(
-        self, source_id: str, since: datetime, *, done: Mapping[str, int] | None = None,
+        self,
+        source_id: str,
+        since: datetime,
+        *,
+        done: Mapping[str, int] | None = None,
         until: datetime | None = None,
     ) -> Iterator[ArchiveMember]:
         """The intact members of the hour files from ``since``'s hour on, oldest hour first.
@@ -219,8 +223,13 @@ class Archive:
                     yield ArchiveMember(hour_start, key, end, _events(lines, path))
                     lines, partial = [], b""
 
-    def purge(self, older_than_days: int = DEFAULT_RETENTION_DAYS, *,
-              now: datetime | None = None, torn_days: int = TORN_RETENTION_DAYS) -> int:
+    def purge(
+        self,
+        older_than_days: int = DEFAULT_RETENTION_DAYS,
+        *,
+        now: datetime | None = None,
+        torn_days: int = TORN_RETENTION_DAYS,
+    ) -> int:
         """Remove hour files wholly older than the retention, and torn tails set aside more
         than ``torn_days`` ago; return how many hour files went."""
         moment = _as_utc(now or datetime.now(UTC))
@@ -264,8 +273,7 @@ class Archive:
                 hour = _HOUR_FILE.fullmatch(path.name)
                 if hour is None:
                     continue
-                hour_start = datetime(day.year, day.month, day.day, int(hour.group(1)),
-                                      tzinfo=UTC)
+                hour_start = datetime(day.year, day.month, day.day, int(hour.group(1)), tzinfo=UTC)
                 if hour_start + _HOUR > start and hour_start < end:
                     yield hour_start, path
 
@@ -288,8 +296,12 @@ def _members(f: BinaryIO, *, quiet: bool = False) -> Iterator[tuple[bytes, int]]
                 data = decompressor.decompress(pending, _MAX_OUTPUT)
             except zlib.error as exc:
                 if not quiet:
-                    logger.warning("archive: corrupt gzip data in %s at %d: %s",
-                                   getattr(f, "name", "?"), position, exc)
+                    logger.warning(
+                        "archive: corrupt gzip data in %s at %d: %s",
+                        getattr(f, "name", "?"),
+                        position,
+                        exc,
+                    )
                 return
             if data:
                 yield data, -1
@@ -333,8 +345,13 @@ def _complete_end(path: Path, start: int) -> int:
 def _set_aside(path: Path, fd: int, good: int, size: int) -> Path:
     """Copy a torn tail next to the file before it is cut off, so no byte is destroyed."""
     aside = path.with_name(f"{path.name}.{good}.torn")
-    logger.warning("archive: %s has %d bytes of torn data after offset %d; moved to %s",
-                   path, size - good, good, aside.name)
+    logger.warning(
+        "archive: %s has %d bytes of torn data after offset %d; moved to %s",
+        path,
+        size - good,
+        good,
+        aside.name,
+    )
     with open(aside, "wb") as out:
         offset = good
         while offset < size:
@@ -370,8 +387,7 @@ def _salvage(aside: Path, fd: int) -> int:
             start = data.find(_MEMBER_START, max(end, start + 1))
     if salvaged:
         os.fsync(fd)
-        logger.warning("archive: salvaged %d bytes of intact members from %s", salvaged,
-                       aside.name)
+        logger.warning("archive: salvaged %d bytes of intact members from %s", salvaged, aside.name)
     return salvaged
 
 
@@ -492,4 +508,3 @@ def _parse_day(name: str) -> date | None:
 
 def _as_utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-

@@ -60,8 +60,10 @@ def readable_by_others(data_dir: Path) -> str | None:
         return None
     if not mode & 0o077:
         return None
-    return (f"Warning: {path} holds destination secrets but is readable by other users "
-            f"(mode {mode:04o}); run `chmod 600 {path}*` to fix it.")
+    return (
+        f"Warning: {path} holds destination secrets but is readable by other users "
+        f"(mode {mode:04o}); run `chmod 600 {path}*` to fix it."
+    )
 
 
 def _json_text(value: Any) -> str:
@@ -84,7 +86,8 @@ def open_engine(
     fsync); the caller runs a ``WalCheckpointer`` instead.
     """
     json_options: dict[str, Any] = {
-        "json_serializer": _json_text, "json_deserializer": msgspec.json.decode,
+        "json_serializer": _json_text,
+        "json_deserializer": msgspec.json.decode,
     }
     if url.startswith("sqlite"):
         engine = sa.create_engine(
@@ -134,8 +137,11 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
     queueing on the process's lock, so a transaction never waits inside SQLite.
     """
     lock = _write_locks.get(engine)
-    with (lock if lock is not None else nullcontext()), \
-            engine.connect().execution_options(write=True) as conn, conn.begin():
+    with (
+        lock if lock is not None else nullcontext(),
+        engine.connect().execution_options(write=True) as conn,
+        conn.begin(),
+    ):
         yield conn
 
 
@@ -179,7 +185,7 @@ class WalCheckpointer:
             return
         if size > self._max_wal_bytes:
             lock = _write_locks.get(self._engine)
-            with (lock if lock is not None else nullcontext()), self._engine.connect() as conn:
+            with lock if lock is not None else nullcontext(), self._engine.connect() as conn:
                 conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def _run(self) -> None:

@@ -30,9 +30,7 @@ _SQLITE_CHUNK = 30_000  # SQLite allows 32,766 parameters a statement
 
 
 def dedup_key(workspace_id: str, message_id: str) -> int:
-    digest = hashlib.blake2b(
-        f"{workspace_id}\x00{message_id}".encode(), digest_size=8
-    ).digest()
+    digest = hashlib.blake2b(f"{workspace_id}\x00{message_id}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") >> 1
 
 
@@ -58,13 +56,14 @@ class Deduplicator:
         try:
             seen: set[int] = set()
             for i in range(0, len(keys), _SQLITE_CHUNK):
-                chunk = keys[i:i + _SQLITE_CHUNK]
+                chunk = keys[i : i + _SQLITE_CHUNK]
                 marks = ",".join("?" * len(chunk))
                 cursor.execute(f"SELECT key FROM dedup WHERE key IN ({marks})", chunk)
                 seen.update(row[0] for row in cursor.fetchall())
             fresh = [key for key in keys if key not in seen]
-            cursor.executemany("INSERT INTO dedup (key, seen_at) VALUES (?, ?)",
-                               [(key, seen_at) for key in fresh])
+            cursor.executemany(
+                "INSERT INTO dedup (key, seen_at) VALUES (?, ?)", [(key, seen_at) for key in fresh]
+            )
         finally:
             cursor.close()
         return set(fresh)

@@ -33,8 +33,9 @@ class Instances:
         if row is not None:
             return row
         workspace_id = self._workspace.workspace_id(conn)
-        return conn.execute(sa.select(t).where(t.c.workspace_id == workspace_id,
-                                               t.c.name == id_or_name)).first()
+        return conn.execute(
+            sa.select(t).where(t.c.workspace_id == workspace_id, t.c.name == id_or_name)
+        ).first()
 
     def require(self, conn: Connection, id_or_name: str) -> Row[Any]:
         row = self.find(conn, id_or_name)
@@ -42,8 +43,9 @@ class Instances:
             raise NotFoundError(f"no {self._noun} has the id or name {id_or_name!r}")
         return row
 
-    def name_and_enabled(self, conn: Connection, row: Row[Any], name: str | Unset,
-                         enabled: bool | Unset) -> dict[str, Any]:
+    def name_and_enabled(
+        self, conn: Connection, row: Row[Any], name: str | Unset, enabled: bool | Unset
+    ) -> dict[str, Any]:
         """The column values an update's ``name`` and ``enabled`` change, checked."""
         values: dict[str, Any] = {}
         if not isinstance(name, Unset) and name != row.name:
@@ -58,20 +60,27 @@ class Instances:
 
     def check_name_free(self, conn: Connection, workspace_id: str, name: str) -> None:
         t = self._table
-        if conn.execute(sa.select(t.c.id).where(t.c.workspace_id == workspace_id,
-                                                t.c.name == name)).first() is not None:
+        if (
+            conn.execute(
+                sa.select(t.c.id).where(t.c.workspace_id == workspace_id, t.c.name == name)
+            ).first()
+            is not None
+        ):
             raise ConflictError(f"a {self._noun} named {name!r} already exists", "name")
 
 
 def redact(settings: Mapping[str, Any], secrets: Iterable[str]) -> dict[str, Any]:
     """Settings fit to show: every secret that is set becomes ``REDACTED``."""
     hidden = frozenset(secrets)
-    return {k: (REDACTED if k in hidden and v not in (None, "", {}, []) else v)
-            for k, v in settings.items()}
+    return {
+        k: (REDACTED if k in hidden and v not in (None, "", {}, []) else v)
+        for k, v in settings.items()
+    }
 
 
-def keep_secrets(new: Mapping[str, Any], old: Mapping[str, Any],
-                 secrets: Iterable[str]) -> dict[str, Any]:
+def keep_secrets(
+    new: Mapping[str, Any], old: Mapping[str, Any], secrets: Iterable[str]
+) -> dict[str, Any]:
     """The settings to store: secrets not sent (or sent as ``REDACTED``) keep their value."""
     merged = dict(new)
     for key in secrets:

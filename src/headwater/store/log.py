@@ -27,9 +27,7 @@ class EventLog:
         self._clock = clock
         self._sqlite = is_sqlite(engine)
         with engine.connect() as conn:
-            self.partitions = sorted(
-                conn.execute(sa.select(log_partitions.c.partition)).scalars()
-            )
+            self.partitions = sorted(conn.execute(sa.select(log_partitions.c.partition)).scalars())
         self._next = itertools.cycle(self.partitions)
 
     @property
@@ -57,8 +55,10 @@ class EventLog:
             start = next(self._next)
             locked = (
                 sa.select(log_partitions.c.partition)
-                .order_by((log_partitions.c.partition - start + len(self.partitions))
-                          % len(self.partitions))
+                .order_by(
+                    (log_partitions.c.partition - start + len(self.partitions))
+                    % len(self.partitions)
+                )
                 .limit(1)
                 .with_for_update(skip_locked=True)
                 .scalar_subquery()
@@ -91,8 +91,7 @@ class EventLog:
             conn.execute(
                 log_records.insert(),
                 [
-                    {"partition": partition, "offset": first + i, "appended_at": now,
-                     "payload": p}
+                    {"partition": partition, "offset": first + i, "appended_at": now, "payload": p}
                     for i, p in enumerate(payloads)
                 ],
             )
@@ -121,10 +120,15 @@ class EventLog:
                             log_partitions.c.partition == partition
                         )
                     ).scalar_one()
-                conn.execute(log_groups.insert().values(
-                    group_name=group, partition=partition, committed_offset=oldest - 1,
-                    owner=None, lease_expires_at=0,
-                ))
+                conn.execute(
+                    log_groups.insert().values(
+                        group_name=group,
+                        partition=partition,
+                        committed_offset=oldest - 1,
+                        owner=None,
+                        lease_expires_at=0,
+                    )
+                )
 
     def poll(self, group: str, partition: int, max: int) -> list[tuple[int, bytes]]:
         with self._engine.connect() as conn:
@@ -142,10 +146,13 @@ class EventLog:
     ) -> dict[int, list[tuple[int, bytes]]]:
         """``poll`` for several partitions, reading from one snapshot."""
         with self._engine.connect() as conn, conn.begin():
-            committed = dict(conn.execute(
-                sa.select(log_groups.c.partition, log_groups.c.committed_offset).where(
-                    log_groups.c.group_name == group, log_groups.c.partition.in_(partitions))
-            ).all())
+            committed = dict(
+                conn.execute(
+                    sa.select(log_groups.c.partition, log_groups.c.committed_offset).where(
+                        log_groups.c.group_name == group, log_groups.c.partition.in_(partitions)
+                    )
+                ).all()
+            )
             missing = set(partitions) - committed.keys()
             if missing:
                 raise KeyError(f"consumer group {group!r} is not registered; call register()")
@@ -153,8 +160,10 @@ class EventLog:
             for partition in partitions:
                 rows = conn.execute(
                     sa.select(log_records.c.offset, log_records.c.payload)
-                    .where(log_records.c.partition == partition,
-                           log_records.c.offset > committed[partition])
+                    .where(
+                        log_records.c.partition == partition,
+                        log_records.c.offset > committed[partition],
+                    )
                     .order_by(log_records.c.offset)
                     .limit(max)
                 ).all()
@@ -188,8 +197,10 @@ class EventLog:
             log_groups.c.committed_offset < offset,
         ]
         if owner is not None:
-            where += [log_groups.c.owner == owner,
-                      log_groups.c.lease_expires_at >= int(self._clock())]
+            where += [
+                log_groups.c.owner == owner,
+                log_groups.c.lease_expires_at >= int(self._clock()),
+            ]
         done = conn.execute(
             sa.update(log_groups).where(*where).values(committed_offset=offset)
         ).rowcount
@@ -199,7 +210,8 @@ class EventLog:
             return True  # already at or past the offset
         held = conn.execute(
             sa.select(log_groups.c.owner).where(
-                log_groups.c.group_name == group, log_groups.c.partition == partition,
+                log_groups.c.group_name == group,
+                log_groups.c.partition == partition,
                 log_groups.c.lease_expires_at >= int(self._clock()),
             )
         ).scalar()
@@ -231,25 +243,32 @@ class EventLog:
                 .values(heartbeat_at=int(now))
             ).rowcount
             if not updated:
-                conn.execute(log_members.insert().values(
-                    group_name=group, owner=owner, heartbeat_at=int(now)))
+                conn.execute(
+                    log_members.insert().values(
+                        group_name=group, owner=owner, heartbeat_at=int(now)
+                    )
+                )
             live = conn.execute(
-                sa.select(sa.func.count()).select_from(log_members).where(
+                sa.select(sa.func.count())
+                .select_from(log_members)
+                .where(
                     log_members.c.group_name == group,
                     log_members.c.heartbeat_at >= int(now - ttl_seconds),
                 )
             ).scalar_one()
             share = math.ceil(len(self.partitions) / max(1, live))
             rows = conn.execute(
-                sa.select(log_groups.c.partition, log_groups.c.owner,
-                          log_groups.c.lease_expires_at)
+                sa.select(log_groups.c.partition, log_groups.c.owner, log_groups.c.lease_expires_at)
                 .where(log_groups.c.group_name == group)
                 .order_by(log_groups.c.partition)
                 .with_for_update()
             ).all()
             mine = [p for p, o, exp in rows if o == owner and exp >= now]
-            free = [p for p, o, exp in rows if not (o is not None and o != owner and exp >= now)
-                    and p not in mine]
+            free = [
+                p
+                for p, o, exp in rows
+                if not (o is not None and o != owner and exp >= now) and p not in mine
+            ]
             keep = mine[:share]
             release = mine[share:]
             take = free[: max(0, share - len(keep))]
@@ -275,8 +294,11 @@ class EventLog:
                 .where(log_groups.c.group_name == group, log_groups.c.owner == owner)
                 .values(owner=None, lease_expires_at=0)
             )
-            conn.execute(sa.delete(log_members).where(
-                log_members.c.group_name == group, log_members.c.owner == owner))
+            conn.execute(
+                sa.delete(log_members).where(
+                    log_members.c.group_name == group, log_members.c.owner == owner
+                )
+            )
 
     # --- retention ----------------------------------------------------------------------------
 
@@ -290,35 +312,43 @@ class EventLog:
             while True:
                 with write_transaction(self._engine) as conn:
                     floor = conn.execute(
-                        sa.select(sa.func.min(log_groups.c.committed_offset))
-                        .where(log_groups.c.partition == partition)
+                        sa.select(sa.func.min(log_groups.c.committed_offset)).where(
+                            log_groups.c.partition == partition
+                        )
                     ).scalar()
                     oldest = conn.execute(
-                        sa.select(sa.func.min(log_records.c.offset))
-                        .where(log_records.c.partition == partition)
+                        sa.select(sa.func.min(log_records.c.offset)).where(
+                            log_records.c.partition == partition
+                        )
                     ).scalar()
                     if floor is None or oldest is None or oldest > floor:
                         break
-                    removed += conn.execute(
-                        sa.delete(log_records).where(
-                            log_records.c.partition == partition,
-                            log_records.c.offset <= min(floor, oldest + chunk - 1),
-                        )
-                    ).rowcount or 0
+                    removed += (
+                        conn.execute(
+                            sa.delete(log_records).where(
+                                log_records.c.partition == partition,
+                                log_records.c.offset <= min(floor, oldest + chunk - 1),
+                            )
+                        ).rowcount
+                        or 0
+                    )
         with write_transaction(self._engine) as conn:
-            conn.execute(sa.delete(log_members).where(
-                log_members.c.heartbeat_at < int(self._clock()) - 3600))
+            conn.execute(
+                sa.delete(log_members).where(log_members.c.heartbeat_at < int(self._clock()) - 3600)
+            )
         return removed
 
     def lag(self, group: str) -> int:
         with self._engine.connect() as conn:
             value = conn.execute(
                 sa.select(sa.func.count())
-                .select_from(log_records.join(
-                    log_groups,
-                    (log_groups.c.partition == log_records.c.partition)
-                    & (log_groups.c.group_name == group),
-                ))
+                .select_from(
+                    log_records.join(
+                        log_groups,
+                        (log_groups.c.partition == log_records.c.partition)
+                        & (log_groups.c.group_name == group),
+                    )
+                )
                 .where(log_records.c.offset > log_groups.c.committed_offset)
             ).scalar_one()
         return int(value)

@@ -45,8 +45,9 @@ def _add_filters_and_mappings(conn: Connection) -> None:
     present = {c["name"] for c in sa.inspect(conn).get_columns("destinations")}
     for column in ("filters", "mappings"):
         if column not in present:
-            conn.execute(sa.text(
-                f"ALTER TABLE destinations ADD COLUMN {column} JSON NOT NULL DEFAULT '[]'"))
+            conn.execute(
+                sa.text(f"ALTER TABLE destinations ADD COLUMN {column} JSON NOT NULL DEFAULT '[]'")
+            )
 
 
 def _jobs_per_mapping(conn: Connection) -> None:
@@ -60,12 +61,16 @@ def _jobs_per_mapping(conn: Connection) -> None:
         conn.execute(sa.text("DROP INDEX IF EXISTS ix_delivery_jobs_due"))
         jobs.create(conn)
         columns = ", ".join(c.name for c in jobs.columns if c.name != "mapping_id")
-        conn.execute(sa.text(f"INSERT INTO delivery_jobs ({columns}) "
-                             f"SELECT {columns} FROM delivery_jobs_old"))
+        conn.execute(
+            sa.text(
+                f"INSERT INTO delivery_jobs ({columns}) SELECT {columns} FROM delivery_jobs_old"
+            )
+        )
         conn.execute(sa.text("DROP TABLE delivery_jobs_old"))
         return
-    conn.execute(sa.text(
-        "ALTER TABLE delivery_jobs ADD COLUMN mapping_id VARCHAR(40) NOT NULL DEFAULT ''"))
+    conn.execute(
+        sa.text("ALTER TABLE delivery_jobs ADD COLUMN mapping_id VARCHAR(40) NOT NULL DEFAULT ''")
+    )
     conn.execute(sa.text("ALTER TABLE delivery_jobs DROP CONSTRAINT uq_delivery_jobs_message"))
     for index in jobs.indexes:
         if index.name == "uq_delivery_jobs_message_mapping":

@@ -74,7 +74,9 @@ destinations = sa.Table(
     sa.Column("id", sa.String(40), primary_key=True),
     sa.Column("workspace_id", sa.String(40), sa.ForeignKey("workspaces.id"), nullable=False),
     sa.Column(
-        "source_id", sa.String(40), sa.ForeignKey("sources.id", ondelete="CASCADE"),
+        "source_id",
+        sa.String(40),
+        sa.ForeignKey("sources.id", ondelete="CASCADE"),
         nullable=False,
     ),
     sa.Column("name", sa.String(200), nullable=False),
@@ -134,8 +136,12 @@ dedup = sa.Table(
     "dedup",
     metadata,
     # 63-bit hash of (workspace id, messageId); see store/dedup.py for why a hash is enough.
-    sa.Column("key", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True,
-              autoincrement=False),
+    sa.Column(
+        "key",
+        sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+        primary_key=True,
+        autoincrement=False,
+    ),
     sa.Column("seen_at", sa.BigInteger, nullable=False),
     sa.Index("ix_dedup_seen_at", "seen_at"),
 )
@@ -188,8 +194,10 @@ delivery_jobs = sa.Table(
     metadata,
     sa.Column("id", BigId, primary_key=True, autoincrement=True),
     sa.Column(
-        "destination_id", sa.String(40),
-        sa.ForeignKey("destinations.id", ondelete="CASCADE"), nullable=False,
+        "destination_id",
+        sa.String(40),
+        sa.ForeignKey("destinations.id", ondelete="CASCADE"),
+        nullable=False,
     ),
     sa.Column("message_id", sa.String(200), nullable=False),
     sa.Column("message", sa.LargeBinary, nullable=False),  # JSON, as it left the router
@@ -204,8 +212,13 @@ delivery_jobs = sa.Table(
     sa.Column("replay", sa.Boolean, nullable=False, default=False),
     # An Actions destination gets one job per matching mapping; "" for other destinations.
     sa.Column("mapping_id", sa.String(40), nullable=False, default="", server_default=""),
-    sa.Index("uq_delivery_jobs_message_mapping", "destination_id", "message_id", "mapping_id",
-             unique=True),
+    sa.Index(
+        "uq_delivery_jobs_message_mapping",
+        "destination_id",
+        "message_id",
+        "mapping_id",
+        unique=True,
+    ),
     sa.Index("ix_delivery_jobs_due", "destination_id", "next_attempt_at_ms"),
 )
 
@@ -244,8 +257,12 @@ warehouses = sa.Table(
 warehouse_positions = sa.Table(
     "warehouse_positions",
     metadata,
-    sa.Column("warehouse_id", sa.String(40),
-              sa.ForeignKey("warehouses.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column(
+        "warehouse_id",
+        sa.String(40),
+        sa.ForeignKey("warehouses.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
     sa.Column("source_id", sa.String(40), primary_key=True),
     sa.Column("collection", sa.String(200), primary_key=True),
     sa.Column("position", sa.JSON, nullable=False, default=dict),
@@ -257,8 +274,12 @@ warehouse_syncs = sa.Table(
     "warehouse_syncs",
     metadata,
     sa.Column("id", BigId, primary_key=True, autoincrement=True),
-    sa.Column("warehouse_id", sa.String(40),
-              sa.ForeignKey("warehouses.id", ondelete="CASCADE"), nullable=False),
+    sa.Column(
+        "warehouse_id",
+        sa.String(40),
+        sa.ForeignKey("warehouses.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
     sa.Column("trigger", sa.String(20), nullable=False),  # schedule, manual
     sa.Column("status", sa.String(20), nullable=False),  # running, success, partial, failure
     sa.Column("started_at", sa.BigInteger, nullable=False),

@@ -191,8 +191,11 @@ def check_settings(settings: object, field: str = "settings") -> dict[str, Any]:
         raise InvalidError("must be an object", field)
     depth = too_deep_at(settings, MAX_SETTINGS_DEPTH)
     if depth:
-        raise InvalidError(f"must nest at most {MAX_SETTINGS_DEPTH} levels of objects and "
-                           f"arrays (found more at {depth})", field)
+        raise InvalidError(
+            f"must nest at most {MAX_SETTINGS_DEPTH} levels of objects and "
+            f"arrays (found more at {depth})",
+            field,
+        )
     try:
         # A round trip through JSON both checks the value and takes a private copy.
         text = json.dumps(dict(settings), allow_nan=False, ensure_ascii=False)
@@ -215,8 +218,8 @@ def too_deep_at(value: object, limit: int) -> str | None:
         current, depth, path = stack.pop()
         if isinstance(current, Mapping):
             children: Iterator[tuple[str, object]] = (
-                (f"{path}.{key}" if path else str(key), child)
-                for key, child in current.items())
+                (f"{path}.{key}" if path else str(key), child) for key, child in current.items()
+            )
         elif isinstance(current, list | tuple):
             children = ((f"{path}[{i}]", child) for i, child in enumerate(current))
         else:
@@ -353,9 +356,7 @@ class WorkspaceStore:
 
     def _workspace_row(self, conn: Connection) -> Row[Any] | None:
         ws = schema.workspaces
-        return conn.execute(
-            sa.select(ws).order_by(ws.c.created_at, ws.c.id).limit(1)
-        ).first()
+        return conn.execute(sa.select(ws).order_by(ws.c.created_at, ws.c.id).limit(1)).first()
 
     def _create_workspace(self, conn: Connection, name: str) -> str:
         ws = schema.workspaces
@@ -649,9 +650,7 @@ class WorkspaceStore:
             self.bump(conn)
             return key, self._reload(conn, row.id)
 
-    def revoke_write_key(
-        self, id_or_name: str, key: str, *, keep_one: bool = True
-    ) -> SourceInfo:
+    def revoke_write_key(self, id_or_name: str, key: str, *, keep_one: bool = True) -> SourceInfo:
         """Stop a key now. A source keeps at least one key unless ``keep_one`` is False
         (``apply`` removes and adds keys in one transaction, so it may pass through zero)."""
         wk = schema.write_keys
@@ -669,9 +668,7 @@ class WorkspaceStore:
             self.bump(conn)
             return self._reload(conn, row.id)
 
-    def set_write_key_expiry(
-        self, id_or_name: str, key: str, expires_at: int | None
-    ) -> SourceInfo:
+    def set_write_key_expiry(self, id_or_name: str, key: str, expires_at: int | None) -> SourceInfo:
         """Change when an active key stops working (None: never)."""
         wk = schema.write_keys
         with self.writing() as conn:

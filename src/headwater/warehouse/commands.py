@@ -31,8 +31,7 @@ def server_answers(url: str) -> bool:
         return False
 
 
-def sync_through_server(url: str, token: str, names: list[str],
-                        out: TextIO = sys.stdout) -> int:
+def sync_through_server(url: str, token: str, names: list[str], out: TextIO = sys.stdout) -> int:
     """Ask the server for each sync, wait for each; the worst exit code."""
     base = f"{url.rstrip('/')}/api/v1/warehouses"
     headers = {"authorization": f"Bearer {token}"}
@@ -44,8 +43,9 @@ def sync_through_server(url: str, token: str, names: list[str],
             out.flush()
             shown = REQUESTED
             while True:
-                run = _data(http.get(f"{base}/{quote(name, safe='')}/syncs/{started['id']}"),
-                            name)["sync"]
+                run = _data(http.get(f"{base}/{quote(name, safe='')}/syncs/{started['id']}"), name)[
+                    "sync"
+                ]
                 if run["status"] != shown:
                     shown = run["status"]
                     if shown == RUNNING:
@@ -58,8 +58,13 @@ def sync_through_server(url: str, token: str, names: list[str],
     return worst
 
 
-def sync_directly(warehouses: WarehouseStore, archive_dir: Path, data_dir: Path,
-                  chosen: list[WarehouseInfo], out: TextIO = sys.stdout) -> int:
+def sync_directly(
+    warehouses: WarehouseStore,
+    archive_dir: Path,
+    data_dir: Path,
+    chosen: list[WarehouseInfo],
+    out: TextIO = sys.stdout,
+) -> int:
     worst = 0
     runner = WarehouseSync(warehouses, Archive(archive_dir), data_dir)
 
@@ -77,8 +82,10 @@ def sync_directly(warehouses: WarehouseStore, archive_dir: Path, data_dir: Path,
 
 def query(warehouse: WarehouseInfo, data_dir: Path, sql: str, out: TextIO = sys.stdout) -> int:
     if warehouse.type == LAKE:
-        raise SystemExit(f"headwater warehouse query: {warehouse.name} is a data lake; read "
-                         "its Parquet files with DuckDB's read_parquet or another engine")
+        raise SystemExit(
+            f"headwater warehouse query: {warehouse.name} is a data lake; read "
+            "its Parquet files with DuckDB's read_parquet or another engine"
+        )
     loader = loader_for(warehouse, data_dir)
     try:
         names, rows = loader.query(sql)
@@ -100,8 +107,10 @@ def _report(name: str, run: dict[str, Any], out: TextIO) -> int:
     for notice in (run.get("notices") or [])[:20]:
         out.write(f"  notice: {notice}\n")
     if run.get("error"):
-        out.write(f"  error: {run['error']}\n  Check the warehouse's settings "
-                  f"(headwater export) and run the sync again.\n")
+        out.write(
+            f"  error: {run['error']}\n  Check the warehouse's settings "
+            f"(headwater export) and run the sync again.\n"
+        )
     out.flush()
     return EXIT.get(run["status"], 1)
 
@@ -113,7 +122,8 @@ def _data(response: httpx.Response, name: str) -> dict[str, Any]:
         except (ValueError, KeyError, IndexError, TypeError):
             message = response.text[:200]
         hint = " Check HEADWATER_ADMIN_TOKEN." if response.status_code == 401 else ""
-        raise SystemExit(f"headwater warehouse sync {name}: {response.status_code}: "
-                         f"{message}.{hint}")
+        raise SystemExit(
+            f"headwater warehouse sync {name}: {response.status_code}: {message}.{hint}"
+        )
     data: dict[str, Any] = response.json()["data"]
     return data

@@ -66,15 +66,19 @@ def lake_target(warehouse: WarehouseInfo, data_dir: Path) -> LakeTarget:
     location = s.location
     if "://" not in location:
         location = str(resolve_path(data_dir, location, "location"))
-    return open_target(location, endpoint_url=s.endpoint_url, region=s.region,
-                       access_key_id=s.access_key_id, secret_access_key=s.secret_access_key)
+    return open_target(
+        location,
+        endpoint_url=s.endpoint_url,
+        region=s.region,
+        access_key_id=s.access_key_id,
+        secret_access_key=s.secret_access_key,
+    )
 
 
 def lake_seen_ids(warehouse: WarehouseInfo, data_dir: Path) -> SqliteSeenIds:
     """The lake's 7-day messageId memory, beside the state in the data directory."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    return SqliteSeenIds(data_dir / name_segment(warehouse.id, prefix="lake-",
-                                                 suffix="-seen.db"))
+    return SqliteSeenIds(data_dir / name_segment(warehouse.id, prefix="lake-", suffix="-seen.db"))
 
 
 def _settings(model: type[_Settings], warehouse: WarehouseInfo) -> _Settings:
@@ -85,5 +89,6 @@ def _settings(model: type[_Settings], warehouse: WarehouseInfo) -> _Settings:
     except ValidationError as exc:
         error = exc.errors()[0]
         where = ".".join(str(p) for p in error["loc"])
-        raise WarehouseError(f"warehouse {warehouse.name}: settings.{where}: "
-                             f"{error['msg']}") from None
+        raise WarehouseError(
+            f"warehouse {warehouse.name}: settings.{where}: {error['msg']}"
+        ) from None

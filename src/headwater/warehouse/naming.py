@@ -40,8 +40,9 @@ DIALECTS: Final[tuple[Dialect, ...]] = ("duckdb", "postgres", "redshift")
 
 # Tables Segment itself writes; an event whose snake_case name equals one of them gets a "_"
 # prefix so it can never mix its rows (and columns) into the standard table.
-STANDARD_TABLES: Final = frozenset({
-    "tracks", "identifies", "users", "pages", "screens", "groups", "accounts", "aliases"})
+STANDARD_TABLES: Final = frozenset(
+    {"tracks", "identifies", "users", "pages", "screens", "groups", "accounts", "aliases"}
+)
 
 # Amazon Redshift's published reserved words (docs: "Reserved words", r_pg_keywords).
 _REDSHIFT_WORDS: Final = """
@@ -102,14 +103,13 @@ def _snake_case(name: str) -> str:
         return name
     prefix_match = _kept_prefix(name)
     prefix = prefix_match.group() if prefix_match else ""
-    rest = name[len(prefix):]
+    rest = name[len(prefix) :]
     words = _words.findall(rest)
     if not prefix:
         return "_".join(words).lower()
     # go-snakecase glues the first capitalised word to a kept prefix that has no lowercase
     # letter at all ("123Abc" → "123abc"), or none since its last underscore ("a_1B" → "a_1b").
-    if (words and "A" <= rest[0] <= "Z"
-            and not _has_lower(prefix[prefix.rfind("_") + 1:])):
+    if words and "A" <= rest[0] <= "Z" and not _has_lower(prefix[prefix.rfind("_") + 1 :]):
         prefix += words.pop(0).lower()
     if not words:
         return prefix
@@ -145,7 +145,7 @@ class Naming:
         if name and ((self.prefix_digit and name[0].isdigit()) or name in self.reserved):
             name = "_" + name
         if self.max_bytes is not None:
-            name = name[:self.max_bytes]
+            name = name[: self.max_bytes]
         if len(cache) >= _CACHE_LIMIT:
             cache.clear()
         cache[snaked] = name
@@ -170,10 +170,10 @@ class Naming:
 
 DUCKDB: Final = Naming("duckdb", max_bytes=DUCKDB_MAX_BYTES)
 POSTGRES: Final = Naming("postgres", max_bytes=POSTGRES_MAX_BYTES)
-REDSHIFT: Final = Naming("redshift", reserved=REDSHIFT_RESERVED, prefix_digit=True,
-                         max_bytes=REDSHIFT_MAX_BYTES)
-_NAMINGS: Final[dict[str, Naming]] = {"duckdb": DUCKDB, "postgres": POSTGRES,
-                                       "redshift": REDSHIFT}
+REDSHIFT: Final = Naming(
+    "redshift", reserved=REDSHIFT_RESERVED, prefix_digit=True, max_bytes=REDSHIFT_MAX_BYTES
+)
+_NAMINGS: Final[dict[str, Naming]] = {"duckdb": DUCKDB, "postgres": POSTGRES, "redshift": REDSHIFT}
 
 
 def naming_for(dialect: str) -> Naming:
@@ -181,8 +181,9 @@ def naming_for(dialect: str) -> Naming:
     try:
         return _NAMINGS[dialect]
     except KeyError:
-        raise ValueError(f"unknown warehouse dialect {dialect!r}; known: "
-                         f"{', '.join(DIALECTS)}") from None
+        raise ValueError(
+            f"unknown warehouse dialect {dialect!r}; known: {', '.join(DIALECTS)}"
+        ) from None
 
 
 def redshift_column(name: str) -> str:
@@ -201,9 +202,17 @@ SCHEMA_MAX_BYTES: Final = POSTGRES_MAX_BYTES  # the tightest of the supported wa
 _valid_schema = re.compile(r"[a-z_][a-z0-9_]*", re.ASCII).fullmatch
 # Schemas the databases or Headwater itself own (PostgreSQL reserves every "pg_" name; the
 # Reverse ETL state schema is spelled both ways in Segment's docs).
-_SYSTEM_SCHEMAS: Final = frozenset({
-    "information_schema", "pg_catalog", "pg_toast", "temp", "system",
-    "_segment_reverse_etl", "__segment_reverse_etl"})
+_SYSTEM_SCHEMAS: Final = frozenset(
+    {
+        "information_schema",
+        "pg_catalog",
+        "pg_toast",
+        "temp",
+        "system",
+        "_segment_reverse_etl",
+        "__segment_reverse_etl",
+    }
+)
 
 
 def default_schema_name(slug: str) -> str:
@@ -226,8 +235,10 @@ def check_schema_name(name: str) -> str:
     schemas, which loaders must never create tables in or drop.
     """
     if not _valid_schema(name):
-        raise ValueError(f"schema name {name!r} must be lowercase letters, digits and "
-                         "underscores, not starting with a digit")
+        raise ValueError(
+            f"schema name {name!r} must be lowercase letters, digits and "
+            "underscores, not starting with a digit"
+        )
     if len(name) > SCHEMA_MAX_BYTES:
         raise ValueError(f"schema name {name!r} is longer than {SCHEMA_MAX_BYTES} characters")
     if name in _SYSTEM_SCHEMAS or name.startswith("pg_"):

@@ -52,8 +52,12 @@ def name_segment(name: str, *, prefix: str = "", suffix: str = "") -> str:
     is safe, else a readable form of ``name`` with a hash of it (see the module's rules)."""
     whole = prefix + name + suffix
     size = _size(whole)
-    if (size is not None and size <= MAX_SEGMENT_BYTES and _plain_segment(whole)
-            and not _looks_hashed(name, "~")):
+    if (
+        size is not None
+        and size <= MAX_SEGMENT_BYTES
+        and _plain_segment(whole)
+        and not _looks_hashed(name, "~")
+    ):
         return whole
     readable = _UNSAFE.sub("_", name)
     if not prefix and readable.startswith("."):
@@ -77,12 +81,12 @@ def check_path(text: str, what: str) -> str:
     if not text:
         raise UnsafePathError(f"{what} must not be empty")
     if _CONTROL.search(text) or _size(text) is None:
-        raise UnsafePathError(f"{what} must not contain control characters or lone "
-                              "surrogates")
+        raise UnsafePathError(f"{what} must not contain control characters or lone surrogates")
     if ".." in PurePosixPath(text).parts:
         raise UnsafePathError(
             f"{what} {text!r} must not contain '..': give a path inside the data directory "
-            "(relative) or an absolute one")
+            "(relative) or an absolute one"
+        )
     return text
 
 
@@ -94,15 +98,21 @@ def resolve_path(root: Path, text: str, what: str) -> Path:
 
 
 def _plain_segment(segment: str) -> bool:
-    return (segment not in ("", ".", "..") and not segment.startswith(".")
-            and _UNSAFE.search(segment) is None)
+    return (
+        segment not in ("", ".", "..")
+        and not segment.startswith(".")
+        and _UNSAFE.search(segment) is None
+    )
 
 
 def _looks_hashed(text: str, mark: str) -> bool:
     """True when ``text`` ends like ``_hashed`` output: ``mark`` and HASH_CHARS hex digits."""
     cut = len(text) - HASH_CHARS
-    return (cut >= len(mark) and text[cut - len(mark):cut] == mark
-            and all(c in "0123456789abcdef" for c in text[cut:]))
+    return (
+        cut >= len(mark)
+        and text[cut - len(mark) : cut] == mark
+        and all(c in "0123456789abcdef" for c in text[cut:])
+    )
 
 
 def _hashed(readable: str, original: str, max_bytes: int, mark: str) -> str:

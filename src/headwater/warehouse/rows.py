@@ -74,27 +74,54 @@ Row = dict[str, Any]
 # Columns Segment writes itself; a property or trait with the same (snake_cased) name is
 # dropped. ``loaded_at`` is BigQuery's, reserved everywhere so a later BigQuery loader
 # cannot meet a property column already holding it.
-_COMMON: Final = frozenset({
-    "id", "anonymous_id", "user_id", "received_at", "sent_at", "timestamp",
-    "original_timestamp", "uuid", "uuid_ts", "loaded_at"})
+_COMMON: Final = frozenset(
+    {
+        "id",
+        "anonymous_id",
+        "user_id",
+        "received_at",
+        "sent_at",
+        "timestamp",
+        "original_timestamp",
+        "uuid",
+        "uuid_ts",
+        "loaded_at",
+    }
+)
 RESERVED_TRACK: Final = _COMMON | {"event", "event_text"}
 RESERVED_GROUP: Final = _COMMON | {"group_id"}
 RESERVED: Final = _COMMON
 
-_TIMESTAMPS: Final = (("receivedAt", "received_at"), ("sentAt", "sent_at"),
-                      ("timestamp", "timestamp"), ("originalTimestamp", "original_timestamp"))
+_TIMESTAMPS: Final = (
+    ("receivedAt", "received_at"),
+    ("sentAt", "sent_at"),
+    ("timestamp", "timestamp"),
+    ("originalTimestamp", "original_timestamp"),
+)
 
 # Standard columns have a fixed type whatever their values look like (a userId that happens to
 # be an ISO date stays varchar).
 _FIXED_COMMON: Final[dict[str, ColumnType]] = {
-    "id": "varchar", "anonymous_id": "varchar", "user_id": "varchar", "uuid": "varchar",
-    "received_at": "timestamp", "sent_at": "timestamp", "timestamp": "timestamp",
-    "original_timestamp": "timestamp", "uuid_ts": "timestamp"}
+    "id": "varchar",
+    "anonymous_id": "varchar",
+    "user_id": "varchar",
+    "uuid": "varchar",
+    "received_at": "timestamp",
+    "sent_at": "timestamp",
+    "timestamp": "timestamp",
+    "original_timestamp": "timestamp",
+    "uuid_ts": "timestamp",
+}
 _FIXED_EVENT: Final[dict[str, ColumnType]] = {
-    **_FIXED_COMMON, "event": "varchar", "event_text": "varchar"}
+    **_FIXED_COMMON,
+    "event": "varchar",
+    "event_text": "varchar",
+}
 _FIXED_TYPES: Final[dict[str, dict[str, ColumnType]]] = {
     "tracks": _FIXED_EVENT,
-    "identifies": _FIXED_COMMON, "users": _FIXED_COMMON, "accounts": _FIXED_COMMON,
+    "identifies": _FIXED_COMMON,
+    "users": _FIXED_COMMON,
+    "accounts": _FIXED_COMMON,
     "pages": {**_FIXED_COMMON, "name": "varchar", "category": "varchar"},
     "screens": {**_FIXED_COMMON, "name": "varchar", "category": "varchar"},
     "groups": {**_FIXED_COMMON, "group_id": "varchar"},
@@ -110,11 +137,18 @@ UPSERTED: Final = frozenset({"users", "accounts"})
 # every Segment table has ``context_library_name`` and ``_version``; other ``context_*``
 # columns depend on the library and are created when a value arrives.
 _STANDARD_MESSAGE: Final[dict[str, ColumnType]] = {
-    **_FIXED_COMMON, "context_library_name": "varchar", "context_library_version": "varchar"}
+    **_FIXED_COMMON,
+    "context_library_name": "varchar",
+    "context_library_version": "varchar",
+}
 _STANDARD_EVENT: Final[dict[str, ColumnType]] = {
-    **_STANDARD_MESSAGE, "event": "varchar", "event_text": "varchar"}
+    **_STANDARD_MESSAGE,
+    "event": "varchar",
+    "event_text": "varchar",
+}
 _STANDARD_ENTITY: Final[dict[str, ColumnType]] = {
-    c: t for c, t in _FIXED_COMMON.items() if c not in ("anonymous_id", "user_id")}
+    c: t for c, t in _FIXED_COMMON.items() if c not in ("anonymous_id", "user_id")
+}
 _STANDARD: Final[dict[str, dict[str, ColumnType]]] = {
     "tracks": _STANDARD_EVENT,
     "identifies": _STANDARD_MESSAGE,
@@ -131,6 +165,7 @@ def standard_columns(table: str) -> dict[str, ColumnType]:
     """Segment's columns of ``table`` (an event table has those of ``tracks``)."""
     return dict(_STANDARD.get(table, _STANDARD_EVENT))
 
+
 _UUID_NAMESPACE: Final = uuid.uuid5(uuid.NAMESPACE_URL, "headwater:warehouse-row")
 _UUID_SEED: Final = _UUID_NAMESPACE.bytes
 _VARIANT: Final = "89ab"
@@ -141,22 +176,36 @@ _dumps: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), defa
 # RFC 3339 date-time: what Segment infers a timestamp column from (a date alone, or a time
 # without zone, stays varchar).
 _rfc3339 = re.compile(
-    r"\d{4}-\d\d-\d\d[Tt]\d\d:\d\d:\d\d(?:\.\d+)?(?:[Zz]|[+-]\d\d:\d\d)", re.ASCII).fullmatch
+    r"\d{4}-\d\d-\d\d[Tt]\d\d:\d\d:\d\d(?:\.\d+)?(?:[Zz]|[+-]\d\d:\d\d)", re.ASCII
+).fullmatch
 _integer_text = re.compile(r"\s*[+-]?\d+\s*", re.ASCII).fullmatch
 # Unambiguous (not "\d+\.?\d*"), so a long digit run that fails costs one pass, not its square.
 _decimal_text = re.compile(
-    r"\s*[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?\s*", re.ASCII).fullmatch
+    r"\s*[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?\s*", re.ASCII
+).fullmatch
 # Go's strconv.ParseBool, which is what "best effort" means for Segment's (Go) loaders.
 _BOOL_TEXT: Final[dict[str, bool]] = {
-    "1": True, "t": True, "T": True, "true": True, "TRUE": True, "True": True,
-    "0": False, "f": False, "F": False, "false": False, "FALSE": False, "False": False}
+    "1": True,
+    "t": True,
+    "T": True,
+    "true": True,
+    "TRUE": True,
+    "True": True,
+    "0": False,
+    "f": False,
+    "F": False,
+    "false": False,
+    "FALSE": False,
+    "False": False,
+}
 
 
 # --- rows ------------------------------------------------------------------------------------
 
 
-def rows_for(event: Mapping[str, Any], *, now: datetime,
-             naming: Naming = DUCKDB) -> list[tuple[str, Row]]:
+def rows_for(
+    event: Mapping[str, Any], *, now: datetime, naming: Naming = DUCKDB
+) -> list[tuple[str, Row]]:
     """The ``(table, row)`` pairs one event adds; ``[]`` for types warehouses do not keep.
 
     Rows never hold None (a null is a missing key); ``now`` fills ``uuid_ts`` for every row.
@@ -235,8 +284,7 @@ def _types(rows: list[Row], fixed: Mapping[str, ColumnType]) -> dict[str, Column
     types: dict[str, ColumnType] = {}
     for column, value in latest.items():
         if value is None:
-            value = next((r[column] for r in reversed(rows)
-                          if r.get(column) is not None), None)
+            value = next((r[column] for r in reversed(rows) if r.get(column) is not None), None)
             if value is None:
                 continue  # only nulls: no column (Segment creates none)
         types[column] = fixed.get(column) or column_type(value)
@@ -338,8 +386,7 @@ def _row_uuid(message_id: str) -> str:
     """``uuid.uuid3(_UUID_NAMESPACE, message_id)``, formatted without building a UUID object
     (a fifth of the cost, on every event)."""
     h = hashlib.md5(_UUID_SEED + message_id.encode(), usedforsecurity=False).hexdigest()
-    return (f"{h[:8]}-{h[8:12]}-3{h[13:16]}-{_VARIANT[int(h[16], 16) & 3]}{h[17:20]}-"
-            f"{h[20:]}")
+    return f"{h[:8]}-{h[8:12]}-3{h[13:16]}-{_VARIANT[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"
 
 
 class _Builder:
@@ -353,8 +400,13 @@ class _Builder:
         self.context_columns = _Columns(naming, frozenset(), prefix="context_")
         self.event_tables: dict[str, str] = {}
         self.by_type: dict[str, Callable[[Mapping[str, Any], datetime], list[tuple[str, Row]]]] = {
-            "track": self.track, "identify": self.identify, "page": self.page,
-            "screen": self.screen, "group": self.group, "alias": self.alias}
+            "track": self.track,
+            "identify": self.identify,
+            "page": self.page,
+            "screen": self.screen,
+            "group": self.group,
+            "alias": self.alias,
+        }
 
     # The envelope: ids, timestamps, uuid_ts, context.
     def base(self, event: Mapping[str, Any], now: datetime) -> tuple[Row, Row]:
@@ -498,8 +550,12 @@ def column_type(value: Any) -> ColumnType:
 
 def is_timestamp_text(value: str) -> bool:
     """True for an RFC 3339 date-time that is a real instant (no month 13, no hour 24)."""
-    return (20 <= len(value) <= 64 and value[4] == "-" and _rfc3339(value) is not None
-            and parse_timestamp(value) is not None)
+    return (
+        20 <= len(value) <= 64
+        and value[4] == "-"
+        and _rfc3339(value) is not None
+        and parse_timestamp(value) is not None
+    )
 
 
 def cast(value: Any, column_type: ColumnType) -> Any:

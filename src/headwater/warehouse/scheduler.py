@@ -27,8 +27,14 @@ logger = logging.getLogger(__name__)
 
 
 class WarehouseScheduler:
-    def __init__(self, warehouses: WarehouseStore, archive: Archive, data_dir: Path, *,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        warehouses: WarehouseStore,
+        archive: Archive,
+        data_dir: Path,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._warehouses = warehouses
         self._engine = warehouses.workspace.engine
         self._sync = WarehouseSync(warehouses, archive, data_dir, clock=clock)
@@ -42,11 +48,13 @@ class WarehouseScheduler:
         """Run every requested or due sync, one after another."""
         found = self._warehouses.list()
         asked = requested(self._engine)
-        now_due = due([w for w in found if w.id not in asked], last_started(self._engine),
-                      self._clock())
+        now_due = due(
+            [w for w in found if w.id not in asked], last_started(self._engine), self._clock()
+        )
         results = []
-        for warehouse, trigger in ([(w, "manual") for w in found if w.id in asked]
-                                   + [(w, "schedule") for w in now_due]):
+        for warehouse, trigger in [(w, "manual") for w in found if w.id in asked] + [
+            (w, "schedule") for w in now_due
+        ]:
             try:
                 result = self._sync.run(warehouse, trigger=trigger)
             except SyncBusy as exc:

@@ -62,10 +62,15 @@ class LakeSettings(_Settings):
 
 
 KINDS: Final[dict[str, type[_Settings]]] = {
-    "duckdb": DuckDBSettings, "postgres": PostgresSettings, "data-lake": LakeSettings}
+    "duckdb": DuckDBSettings,
+    "postgres": PostgresSettings,
+    "data-lake": LakeSettings,
+}
 SECRETS: Final[dict[str, frozenset[str]]] = {
-    "duckdb": frozenset(), "postgres": frozenset({"password"}),
-    "data-lake": frozenset({"secret_access_key"})}
+    "duckdb": frozenset(),
+    "postgres": frozenset({"password"}),
+    "data-lake": frozenset({"secret_access_key"}),
+}
 
 
 class SourceSync(BaseModel):
@@ -82,8 +87,10 @@ class SourceSync(BaseModel):
     def _received_at(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
         for collection, names in value.items():
             if ALWAYS_SYNCED in names:
-                raise ValueError(f"{collection}.{ALWAYS_SYNCED} cannot be turned off: every "
-                                 "table is loaded and resumed by it, so syncs would fail")
+                raise ValueError(
+                    f"{collection}.{ALWAYS_SYNCED} cannot be turned off: every "
+                    "table is loaded and resumed by it, so syncs would fail"
+                )
         return value
 
 
@@ -114,6 +121,7 @@ def parse_settings(kind: str, raw: Any) -> _Settings:
     try:
         model = KINDS[kind]
     except KeyError:
-        raise ValueError(f"unknown warehouse type {kind!r}; known types: "
-                         f"{', '.join(sorted(KINDS))}") from None
+        raise ValueError(
+            f"unknown warehouse type {kind!r}; known types: {', '.join(sorted(KINDS))}"
+        ) from None
     return model.model_validate(raw)

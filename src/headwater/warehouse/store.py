@@ -69,8 +69,12 @@ class WarehouseStore:
             workspace_id = self._workspace.workspace_id(conn)
             if workspace_id is None:
                 return []
-            return [_info(r) for r in conn.execute(
-                sa.select(w).where(w.c.workspace_id == workspace_id).order_by(w.c.name))]
+            return [
+                _info(r)
+                for r in conn.execute(
+                    sa.select(w).where(w.c.workspace_id == workspace_id).order_by(w.c.name)
+                )
+            ]
 
     def get(self, id_or_name: str) -> WarehouseInfo | None:
         with self._workspace.reading() as conn:
@@ -83,9 +87,15 @@ class WarehouseStore:
             raise NotFoundError(f"no warehouse has the id or name {id_or_name!r}")
         return found
 
-    def create(self, name: str, type: str, *, enabled: bool = True,
-               settings: Mapping[str, Any] | None = None,
-               options: Mapping[str, Any] | None = None) -> WarehouseInfo:
+    def create(
+        self,
+        name: str,
+        type: str,
+        *,
+        enabled: bool = True,
+        settings: Mapping[str, Any] | None = None,
+        options: Mapping[str, Any] | None = None,
+    ) -> WarehouseInfo:
         check_name(name)
         stored = _validated(type, check_settings(settings or {}), {})
         with self._workspace.writing() as conn:
@@ -95,28 +105,47 @@ class WarehouseStore:
             checked = self._options(conn, options or {})
             now = self._workspace.now()
             warehouse_id = "wh_" + new_id()
-            conn.execute(schema.warehouses.insert().values(
-                id=warehouse_id, workspace_id=workspace_id, name=name, type=type,
-                enabled=bool(enabled), settings=stored, options=checked, created_at=now,
-                updated_at=now))
+            conn.execute(
+                schema.warehouses.insert().values(
+                    id=warehouse_id,
+                    workspace_id=workspace_id,
+                    name=name,
+                    type=type,
+                    enabled=bool(enabled),
+                    settings=stored,
+                    options=checked,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
             self._workspace.bump(conn)
             return _info(self._rows.require(conn, warehouse_id))
 
-    def update(self, id_or_name: str, *, name: str | Unset = UNSET,
-               enabled: bool | Unset = UNSET, settings: Mapping[str, Any] | Unset = UNSET,
-               options: Mapping[str, Any] | Unset = UNSET) -> WarehouseInfo:
+    def update(
+        self,
+        id_or_name: str,
+        *,
+        name: str | Unset = UNSET,
+        enabled: bool | Unset = UNSET,
+        settings: Mapping[str, Any] | Unset = UNSET,
+        options: Mapping[str, Any] | Unset = UNSET,
+    ) -> WarehouseInfo:
         with self._workspace.writing() as conn:
             row = self._rows.require(conn, id_or_name)
             values = self._rows.name_and_enabled(conn, row, name, enabled)
             if not isinstance(settings, Unset):
-                values["settings"] = _validated(row.type, check_settings(settings),
-                                                dict(row.settings or {}))
+                values["settings"] = _validated(
+                    row.type, check_settings(settings), dict(row.settings or {})
+                )
             if not isinstance(options, Unset):
                 values["options"] = self._options(conn, options)
             if values:
                 values["updated_at"] = self._workspace.now()
-                conn.execute(sa.update(schema.warehouses)
-                             .where(schema.warehouses.c.id == row.id).values(**values))
+                conn.execute(
+                    sa.update(schema.warehouses)
+                    .where(schema.warehouses.c.id == row.id)
+                    .values(**values)
+                )
                 self._workspace.bump(conn)
             return _info(self._rows.require(conn, row.id))
 
@@ -143,23 +172,33 @@ class WarehouseStore:
         except ValidationError as exc:
             error = exc.errors()[0]
             where = ".".join(str(p) for p in error["loc"])
-            message = str(error["ctx"]["error"]) if "error" in error.get("ctx", {}) \
-                else error["msg"]
-            raise InvalidError(f"{where}: {message}" if where else message,
-                               f"options.{where}" if where else "options") from None
+            message = (
+                str(error["ctx"]["error"]) if "error" in error.get("ctx", {}) else error["msg"]
+            )
+            raise InvalidError(
+                f"{where}: {message}" if where else message,
+                f"options.{where}" if where else "options",
+            ) from None
         for name in options.schema_names.values():
             try:
                 check_schema_name(name)
             except ValueError as exc:
                 raise InvalidError(str(exc), "options.schema_names") from None
-        resolved = options.model_copy(update={
-            "sources": None if options.sources is None else [
-                self._source_id(conn, s, "options.sources") for s in options.sources],
-            "schema_names": {self._source_id(conn, s, "options.schema_names"): name
-                             for s, name in options.schema_names.items()},
-            "selective_sync": {self._source_id(conn, s, "options.selective_sync"): rules
-                               for s, rules in options.selective_sync.items()},
-        })
+        resolved = options.model_copy(
+            update={
+                "sources": None
+                if options.sources is None
+                else [self._source_id(conn, s, "options.sources") for s in options.sources],
+                "schema_names": {
+                    self._source_id(conn, s, "options.schema_names"): name
+                    for s, name in options.schema_names.items()
+                },
+                "selective_sync": {
+                    self._source_id(conn, s, "options.selective_sync"): rules
+                    for s, rules in options.selective_sync.items()
+                },
+            }
+        )
         self._schema_names(conn, resolved)
         return resolved.model_dump(exclude_defaults=True)
 
@@ -168,12 +207,16 @@ class WarehouseStore:
         workspace_id = self._workspace.workspace_id(conn)
         found: dict[str, str] = {}
         taken: dict[str, str] = {}
-        for row in conn.execute(sa.select(s.c.id, s.c.slug).where(
-                s.c.workspace_id == workspace_id).order_by(s.c.created_at, s.c.id)):
+        for row in conn.execute(
+            sa.select(s.c.id, s.c.slug)
+            .where(s.c.workspace_id == workspace_id)
+            .order_by(s.c.created_at, s.c.id)
+        ):
             name = options.schema_names.get(row.id) or default_schema_name(row.slug)
             if name in taken:
-                raise InvalidError(f"two sources cannot share the schema {name!r}",
-                                   "options.schema_names")
+                raise InvalidError(
+                    f"two sources cannot share the schema {name!r}", "options.schema_names"
+                )
             taken[name] = row.id
             found[row.id] = name
         return found
@@ -187,22 +230,31 @@ class WarehouseStore:
 
 def _validated(kind: object, new: dict[str, Any], old: Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(kind, str) or kind not in KINDS:
-        raise InvalidError(f"unknown warehouse type {kind!r}; known types: "
-                           f"{', '.join(sorted(KINDS))}", "type")
+        raise InvalidError(
+            f"unknown warehouse type {kind!r}; known types: {', '.join(sorted(KINDS))}", "type"
+        )
     merged = keep_secrets(new, old, SECRETS[kind])
     try:
         parse_settings(kind, merged)
     except ValidationError as exc:
         error = exc.errors()[0]
         path = ".".join(str(p) for p in error["loc"])
-        raise InvalidError(f"{path}: {error['msg']}" if path else error["msg"],
-                           f"settings.{path}" if path else "settings") from None
+        raise InvalidError(
+            f"{path}: {error['msg']}" if path else error["msg"],
+            f"settings.{path}" if path else "settings",
+        ) from None
     return merged
 
 
 def _info(row: Row[Any]) -> WarehouseInfo:
     return WarehouseInfo(
-        id=row.id, workspace_id=row.workspace_id, name=row.name, type=row.type,
-        enabled=bool(row.enabled), settings=dict(row.settings or {}),
+        id=row.id,
+        workspace_id=row.workspace_id,
+        name=row.name,
+        type=row.type,
+        enabled=bool(row.enabled),
+        settings=dict(row.settings or {}),
         options=WarehouseOptions.model_validate(row.options or {}),
-        created_at=row.created_at, updated_at=row.updated_at)
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )

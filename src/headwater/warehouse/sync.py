@@ -66,10 +66,16 @@ class SyncResult:
     run_id: int = 0
 
     def json(self) -> dict[str, Any]:
-        return {"id": self.run_id, "warehouse": self.warehouse, "status": self.status,
-                "rows": self.rows,
-                "notices": self.notices, "error": self.error, "startedAt": self.started_at,
-                "finishedAt": self.finished_at}
+        return {
+            "id": self.run_id,
+            "warehouse": self.warehouse,
+            "status": self.status,
+            "rows": self.rows,
+            "notices": self.notices,
+            "error": self.error,
+            "startedAt": self.started_at,
+            "finishedAt": self.finished_at,
+        }
 
 
 Positions = dict[str, dict[str, int]]  # collection -> hour key -> offset read up to
@@ -77,8 +83,13 @@ Positions = dict[str, dict[str, int]]  # collection -> hour key -> offset read u
 
 class WarehouseSync:
     def __init__(
-        self, warehouses: WarehouseStore, archive: Archive, data_dir: Path, *,
-        clock: Callable[[], float] = time.time, chunk_events: int = CHUNK_EVENTS,
+        self,
+        warehouses: WarehouseStore,
+        archive: Archive,
+        data_dir: Path,
+        *,
+        clock: Callable[[], float] = time.time,
+        chunk_events: int = CHUNK_EVENTS,
     ) -> None:
         self._warehouses = warehouses
         self._workspace = warehouses.workspace
@@ -94,8 +105,13 @@ class WarehouseSync:
 
     # --- a run ---------------------------------------------------------------------------------
 
-    def run(self, warehouse: WarehouseInfo, *, trigger: str = "manual",
-            progress: Callable[[str], None] | None = None) -> SyncResult:
+    def run(
+        self,
+        warehouse: WarehouseInfo,
+        *,
+        trigger: str = "manual",
+        progress: Callable[[str], None] | None = None,
+    ) -> SyncResult:
         """Sync now (taking up a "sync now" request of the warehouse if there is one)."""
         result = SyncResult(warehouse.name, started_at=int(self._clock()))
         run_id = self._start(warehouse, trigger, result.started_at)
@@ -105,15 +121,21 @@ class WarehouseSync:
             sources = self._sources(warehouse, schemas)
             if warehouse.type == LAKE:
                 for source_id in sources:
-                    self._sync_lake_source(warehouse, source_id, schemas[source_id], run_id,
-                                           result)
+                    self._sync_lake_source(warehouse, source_id, schemas[source_id], run_id, result)
             else:
                 loader = loader_for(warehouse, self._data_dir)
                 try:
                     loader.ping()
                     for source_id in sources:
-                        self._sync_source(warehouse, loader, source_id, schemas[source_id],
-                                          result, lambda: self._beat(run_id), progress)
+                        self._sync_source(
+                            warehouse,
+                            loader,
+                            source_id,
+                            schemas[source_id],
+                            result,
+                            lambda: self._beat(run_id),
+                            progress,
+                        )
                 finally:
                     loader.close()
         except Exception as exc:  # a sync records every failure; nothing escapes a run
@@ -127,12 +149,17 @@ class WarehouseSync:
     def _sources(self, warehouse: WarehouseInfo, schemas: Mapping[str, str]) -> list[str]:
         wanted = warehouse.options.sources
         chosen = [s for s in schemas if wanted is None or s in wanted]
-        return [s for s in chosen if warehouse.options.selective_sync.get(
-            s, SourceSync()).enabled]
+        return [s for s in chosen if warehouse.options.selective_sync.get(s, SourceSync()).enabled]
 
     def _sync_source(
-        self, warehouse: WarehouseInfo, loader: Loader, source_id: str, schema_name: str,
-        result: SyncResult, beat: Callable[[], None], progress: Callable[[str], None] | None,
+        self,
+        warehouse: WarehouseInfo,
+        loader: Loader,
+        source_id: str,
+        schema_name: str,
+        result: SyncResult,
+        beat: Callable[[], None],
+        progress: Callable[[str], None] | None,
     ) -> None:
         rules = warehouse.options.selective_sync.get(source_id, SourceSync())
         naming: Naming = naming_for("postgres" if warehouse.type == "postgres" else "duckdb")
@@ -141,8 +168,9 @@ class WarehouseSync:
         since = _since(positions, now)
         counts = result.rows.setdefault(schema_name, {})
         stalled: set[str] = set()  # tables that failed in this run: they wait for the next
-        for members in _chunks(self._archive.members(source_id, since, done=_lowest(positions)),
-                               self._chunk):
+        for members in _chunks(
+            self._archive.members(source_id, since, done=_lowest(positions)), self._chunk
+        ):
             if self._stopping.is_set():
                 raise SyncStopped("the server is stopping; the next sync continues from here")
             before = {c: dict(p) for c, p in positions.items()}
@@ -168,8 +196,9 @@ class WarehouseSync:
                 try:
                     inserted, notices = loader.load(schema_name, rows)
                 except Exception as exc:
-                    logger.warning("warehouse %s: %s.%s failed: %s", warehouse.name,
-                                   schema_name, table, exc)
+                    logger.warning(
+                        "warehouse %s: %s.%s failed: %s", warehouse.name, schema_name, table, exc
+                    )
                     result.failed_tables += 1
                     result.notices.append(f"{schema_name}.{table}: {type(exc).__name__}: {exc}")
                     # The table stays where it was, with a position of its own, until the
@@ -186,23 +215,38 @@ class WarehouseSync:
             if progress is not None:
                 progress(f"{warehouse.name}: {schema_name}: {sum(counts.values())} rows")
 
-    def _sync_lake_source(self, warehouse: WarehouseInfo, source_id: str, database: str,
-                          run_id: int, result: SyncResult) -> None:
+    def _sync_lake_source(
+        self,
+        warehouse: WarehouseInfo,
+        source_id: str,
+        database: str,
+        run_id: int,
+        result: SyncResult,
+    ) -> None:
         """A lake run per source: on failure the position stays, and the next run passes the
         same events again (the lake skips the ids it already wrote)."""
         positions = self._positions(warehouse.id, source_id)
         now = datetime.fromtimestamp(self._clock(), UTC)
         seen = lake_seen_ids(warehouse, self._data_dir)
         try:
-            lake = LakeSync(lake_target(warehouse, self._data_dir), source_id=source_id,
-                            run_id=f"{run_id}", seen=seen, now=now, database=database,
-                            workspace_id=warehouse.workspace_id)
-            read = self._archive.members(source_id, _since(positions, now),
-                                         done=positions[SOURCE])
+            lake = LakeSync(
+                lake_target(warehouse, self._data_dir),
+                source_id=source_id,
+                run_id=f"{run_id}",
+                seen=seen,
+                now=now,
+                database=database,
+                workspace_id=warehouse.workspace_id,
+            )
+            read = self._archive.members(source_id, _since(positions, now), done=positions[SOURCE])
             for members in _chunks(read, self._chunk):
-                lake.write(event for member in members for event in member.events
-                           if not isinstance(flags := event.get("integrations"), dict)
-                           or warehouse_enabled(warehouse.id, flags))
+                lake.write(
+                    event
+                    for member in members
+                    for event in member.events
+                    if not isinstance(flags := event.get("integrations"), dict)
+                    or warehouse_enabled(warehouse.id, flags)
+                )
                 for member in members:
                     source = positions[SOURCE]
                     source[member.key] = max(source.get(member.key, 0), member.end)
@@ -228,24 +272,39 @@ class WarehouseSync:
     def _positions(self, warehouse_id: str, source_id: str) -> Positions:
         p = schema.warehouse_positions
         with self._engine.connect() as conn:
-            found: Positions = {row.collection: dict(row.position) for row in conn.execute(
-                sa.select(p.c.collection, p.c.position).where(
-                    p.c.warehouse_id == warehouse_id, p.c.source_id == source_id))}
+            found: Positions = {
+                row.collection: dict(row.position)
+                for row in conn.execute(
+                    sa.select(p.c.collection, p.c.position).where(
+                        p.c.warehouse_id == warehouse_id, p.c.source_id == source_id
+                    )
+                )
+            }
         found.setdefault(SOURCE, {})
         return found
 
-    def _save_positions(self, warehouse_id: str, source_id: str, positions: Positions,
-                        now: datetime) -> None:
+    def _save_positions(
+        self, warehouse_id: str, source_id: str, positions: Positions, now: datetime
+    ) -> None:
         p = schema.warehouse_positions
         oldest = hour_key(now - LATE - HISTORY)
         with write_transaction(self._engine) as conn:
-            conn.execute(sa.delete(p).where(p.c.warehouse_id == warehouse_id,
-                                            p.c.source_id == source_id))
-            conn.execute(p.insert(), [
-                {"warehouse_id": warehouse_id, "source_id": source_id, "collection": c,
-                 "position": {k: v for k, v in position.items() if k >= oldest},
-                 "updated_at": int(now.timestamp())}
-                for c, position in positions.items()])
+            conn.execute(
+                sa.delete(p).where(p.c.warehouse_id == warehouse_id, p.c.source_id == source_id)
+            )
+            conn.execute(
+                p.insert(),
+                [
+                    {
+                        "warehouse_id": warehouse_id,
+                        "source_id": source_id,
+                        "collection": c,
+                        "position": {k: v for k, v in position.items() if k >= oldest},
+                        "updated_at": int(now.timestamp()),
+                    }
+                    for c, position in positions.items()
+                ],
+            )
 
     def _start(self, warehouse: WarehouseInfo, trigger: str, started: int) -> int:
         """Record the run, unless another process is syncing this warehouse now."""
@@ -253,32 +312,58 @@ class WarehouseSync:
         with write_transaction(self._engine) as conn:
             # Serializes starts: SQLite has one writer; on PostgreSQL this locks the row.
             conn.execute(sa.select(w.c.id).where(w.c.id == warehouse.id).with_for_update())
-            alive = conn.execute(sa.select(s.c.id).where(
-                s.c.warehouse_id == warehouse.id, s.c.status == RUNNING,
-                s.c.heartbeat_at > started - STALE_SECONDS)).first()
+            alive = conn.execute(
+                sa.select(s.c.id).where(
+                    s.c.warehouse_id == warehouse.id,
+                    s.c.status == RUNNING,
+                    s.c.heartbeat_at > started - STALE_SECONDS,
+                )
+            ).first()
             if alive is not None:
                 raise SyncBusy(f"warehouse {warehouse.name} is already syncing (run {alive.id})")
-            conn.execute(sa.update(s).where(s.c.warehouse_id == warehouse.id,
-                                             s.c.status == RUNNING).values(
-                status=FAILURE, finished_at=started, error="the process running it stopped"))
-            requested = conn.execute(sa.select(s.c.id).where(
-                s.c.warehouse_id == warehouse.id, s.c.status == REQUESTED)
-                .order_by(s.c.id)).scalars().all()
+            conn.execute(
+                sa.update(s)
+                .where(s.c.warehouse_id == warehouse.id, s.c.status == RUNNING)
+                .values(status=FAILURE, finished_at=started, error="the process running it stopped")
+            )
+            requested = (
+                conn.execute(
+                    sa.select(s.c.id)
+                    .where(s.c.warehouse_id == warehouse.id, s.c.status == REQUESTED)
+                    .order_by(s.c.id)
+                )
+                .scalars()
+                .all()
+            )
             if requested:  # this run answers every "sync now" waiting for it
                 conn.execute(sa.delete(s).where(s.c.id.in_(requested[1:])))
-                conn.execute(sa.update(s).where(s.c.id == requested[0]).values(
-                    status=RUNNING, started_at=started, heartbeat_at=started))
+                conn.execute(
+                    sa.update(s)
+                    .where(s.c.id == requested[0])
+                    .values(status=RUNNING, started_at=started, heartbeat_at=started)
+                )
                 return int(requested[0])
-            inserted = conn.execute(s.insert().values(
-                warehouse_id=warehouse.id, trigger=trigger, status=RUNNING, started_at=started,
-                heartbeat_at=started, rows={}, notices=[]).returning(s.c.id))
+            inserted = conn.execute(
+                s.insert()
+                .values(
+                    warehouse_id=warehouse.id,
+                    trigger=trigger,
+                    status=RUNNING,
+                    started_at=started,
+                    heartbeat_at=started,
+                    rows={},
+                    notices=[],
+                )
+                .returning(s.c.id)
+            )
             return int(inserted.scalar_one())
 
     def _beat(self, run_id: int) -> None:
         s = schema.warehouse_syncs
         with write_transaction(self._engine) as conn:
-            conn.execute(sa.update(s).where(s.c.id == run_id).values(
-                heartbeat_at=int(self._clock())))
+            conn.execute(
+                sa.update(s).where(s.c.id == run_id).values(heartbeat_at=int(self._clock()))
+            )
 
     def _finish(self, warehouse: WarehouseInfo, run_id: int, result: SyncResult) -> None:
         s = schema.warehouse_syncs
@@ -288,26 +373,45 @@ class WarehouseSync:
             if failures in NOTIFY_AFTER:
                 result.notices.append(
                     f"warehouse {warehouse.name}: {failures} syncs in a row have failed; "
-                    "check its connection settings and the sync history")
-                logger.error("warehouse %s: %d consecutive sync failures", warehouse.name,
-                             failures)
+                    "check its connection settings and the sync history"
+                )
+                logger.error("warehouse %s: %d consecutive sync failures", warehouse.name, failures)
         with write_transaction(self._engine) as conn:
-            conn.execute(sa.update(s).where(s.c.id == run_id).values(
-                status=result.status, finished_at=result.finished_at, rows=result.rows,
-                notices=result.notices[:1000], error=result.error))
+            conn.execute(
+                sa.update(s)
+                .where(s.c.id == run_id)
+                .values(
+                    status=result.status,
+                    finished_at=result.finished_at,
+                    rows=result.rows,
+                    notices=result.notices[:1000],
+                    error=result.error,
+                )
+            )
 
 
 def request_sync(engine: sa.Engine, warehouse_id: str, now: float) -> int:
     """Ask for a sync now; whichever process runs warehouse syncs takes it up."""
     s = schema.warehouse_syncs
     with write_transaction(engine) as conn:
-        waiting = conn.execute(sa.select(s.c.id).where(
-            s.c.warehouse_id == warehouse_id, s.c.status == REQUESTED)).scalar()
+        waiting = conn.execute(
+            sa.select(s.c.id).where(s.c.warehouse_id == warehouse_id, s.c.status == REQUESTED)
+        ).scalar()
         if waiting is not None:
             return int(waiting)
-        inserted = conn.execute(s.insert().values(
-            warehouse_id=warehouse_id, trigger="manual", status=REQUESTED, started_at=int(now),
-            heartbeat_at=int(now), rows={}, notices=[]).returning(s.c.id))
+        inserted = conn.execute(
+            s.insert()
+            .values(
+                warehouse_id=warehouse_id,
+                trigger="manual",
+                status=REQUESTED,
+                started_at=int(now),
+                heartbeat_at=int(now),
+                rows={},
+                notices=[],
+            )
+            .returning(s.c.id)
+        )
         return int(inserted.scalar_one())
 
 
@@ -315,48 +419,75 @@ def requested(engine: sa.Engine) -> set[str]:
     """Warehouses with a "sync now" waiting."""
     s = schema.warehouse_syncs
     with engine.connect() as conn:
-        return set(conn.execute(sa.select(s.c.warehouse_id).where(
-            s.c.status == REQUESTED)).scalars())
+        return set(
+            conn.execute(sa.select(s.c.warehouse_id).where(s.c.status == REQUESTED)).scalars()
+        )
 
 
 def last_started(engine: sa.Engine) -> dict[str, int]:
     """When each warehouse's latest run began (for the schedule)."""
     s = schema.warehouse_syncs
     with engine.connect() as conn:
-        return {r[0]: int(r[1]) for r in conn.execute(
-            sa.select(s.c.warehouse_id, sa.func.max(s.c.started_at))
-            .where(s.c.status != REQUESTED).group_by(s.c.warehouse_id))}
+        return {
+            r[0]: int(r[1])
+            for r in conn.execute(
+                sa.select(s.c.warehouse_id, sa.func.max(s.c.started_at))
+                .where(s.c.status != REQUESTED)
+                .group_by(s.c.warehouse_id)
+            )
+        }
 
 
 def history(engine: sa.Engine, warehouse_id: str, limit: int = 100) -> list[dict[str, Any]]:
     """The latest runs, newest first, as the REST API and the CLI show them."""
     s = schema.warehouse_syncs
     with engine.connect() as conn:
-        return [_run_json(r) for r in conn.execute(
-            sa.select(s).where(s.c.warehouse_id == warehouse_id)
-            .order_by(s.c.id.desc()).limit(limit))]
+        return [
+            _run_json(r)
+            for r in conn.execute(
+                sa.select(s)
+                .where(s.c.warehouse_id == warehouse_id)
+                .order_by(s.c.id.desc())
+                .limit(limit)
+            )
+        ]
 
 
 def run_of(engine: sa.Engine, warehouse_id: str, run_id: int) -> dict[str, Any] | None:
     s = schema.warehouse_syncs
     with engine.connect() as conn:
-        row = conn.execute(sa.select(s).where(s.c.warehouse_id == warehouse_id,
-                                              s.c.id == run_id)).first()
+        row = conn.execute(
+            sa.select(s).where(s.c.warehouse_id == warehouse_id, s.c.id == run_id)
+        ).first()
     return _run_json(row) if row is not None else None
 
 
 def _run_json(r: Any) -> dict[str, Any]:
-    return {"id": r.id, "trigger": r.trigger, "status": r.status, "startedAt": r.started_at,
-            "finishedAt": r.finished_at, "rows": r.rows, "notices": r.notices,
-            "error": r.error}
+    return {
+        "id": r.id,
+        "trigger": r.trigger,
+        "status": r.status,
+        "startedAt": r.started_at,
+        "finishedAt": r.finished_at,
+        "rows": r.rows,
+        "notices": r.notices,
+        "error": r.error,
+    }
 
 
 def _consecutive_failures(engine: sa.Engine, warehouse_id: str, *, before: int) -> int:
     s = schema.warehouse_syncs
     with engine.connect() as conn:
-        statuses = conn.execute(sa.select(s.c.status).where(
-            s.c.warehouse_id == warehouse_id, s.c.id < before, s.c.status != RUNNING)
-            .order_by(s.c.id.desc()).limit(max(NOTIFY_AFTER))).scalars().all()
+        statuses = (
+            conn.execute(
+                sa.select(s.c.status)
+                .where(s.c.warehouse_id == warehouse_id, s.c.id < before, s.c.status != RUNNING)
+                .order_by(s.c.id.desc())
+                .limit(max(NOTIFY_AFTER))
+            )
+            .scalars()
+            .all()
+        )
     count = 0
     for status in statuses:
         if status != FAILURE:
@@ -417,8 +548,9 @@ def _chunks(members: Iterable[ArchiveMember], size: int) -> Iterator[list[Archiv
         yield chunk
 
 
-def due(warehouses: Iterable[WarehouseInfo], last_started: Mapping[str, int],
-        now: float) -> list[WarehouseInfo]:
+def due(
+    warehouses: Iterable[WarehouseInfo], last_started: Mapping[str, int], now: float
+) -> list[WarehouseInfo]:
     """Warehouses whose schedule says a run is due (at the top of the interval, as Segment's
     hourly syncs run at :00)."""
     found = []
@@ -430,4 +562,3 @@ def due(warehouses: Iterable[WarehouseInfo], last_started: Mapping[str, int],
         if last_started.get(warehouse.id, -1) < slot:
             found.append(warehouse)
     return found
-

@@ -57,10 +57,24 @@ MAX_EVENTS_PER_REQUEST: Final = 1000
 MAX_BODY_BYTES: Final = 1_000_000
 DEFAULT_MIN_ID_LENGTH: Final = 5
 # IDs Amplitude answers 400 for (its "Invalid IDs that result in a 400 error" list).
-INVALID_IDS: Final = frozenset({
-    "anonymous", "nil", "none", "null", "n/a", "na", "undefined", "unknown", '""',
-    "00000000-0000-0000-0000-000000000000", "{}", "lmy47d", "0", "-1",
-})
+INVALID_IDS: Final = frozenset(
+    {
+        "anonymous",
+        "nil",
+        "none",
+        "null",
+        "n/a",
+        "na",
+        "undefined",
+        "unknown",
+        '""',
+        "00000000-0000-0000-0000-000000000000",
+        "{}",
+        "lmy47d",
+        "0",
+        "-1",
+    }
+)
 LEGACY_GROUP_TYPE: Final = "[Segment] Group"
 PAGE_EVENTS: Final = {"page": "Loaded a Page", "screen": "Loaded a Screen"}
 # Codes for events of a refused batch that were not at fault: Amplitude ingested none of them.
@@ -110,11 +124,15 @@ def render(messages: Sequence[Message], settings: AmplitudeSettings) -> Rendered
             rendered.reject(position, exc)
             continue
         if overhead + len(encoded) > MAX_BODY_BYTES:
-            rendered.reject(position, f"the event is {len(encoded)} bytes; an Amplitude request "
-                                      f"must stay under {MAX_BODY_BYTES} bytes")
+            rendered.reject(
+                position,
+                f"the event is {len(encoded)} bytes; an Amplitude request "
+                f"must stay under {MAX_BODY_BYTES} bytes",
+            )
             continue
-        if chunk and (len(chunk) == MAX_EVENTS_PER_REQUEST
-                      or size + 1 + len(encoded) > MAX_BODY_BYTES):
+        if chunk and (
+            len(chunk) == MAX_EVENTS_PER_REQUEST or size + 1 + len(encoded) > MAX_BODY_BYTES
+        ):
             rendered.outgoing.append(_outgoing(url, headers, prefix, chunk))
             chunk, size = [], overhead
         size += len(encoded) + (1 if chunk else 0)
@@ -124,8 +142,9 @@ def render(messages: Sequence[Message], settings: AmplitudeSettings) -> Rendered
     return rendered
 
 
-def _outgoing(url: str, headers: Mapping[str, str], prefix: bytes,
-              chunk: list[tuple[int, bytes]]) -> Outgoing:
+def _outgoing(
+    url: str, headers: Mapping[str, str], prefix: bytes, chunk: list[tuple[int, bytes]]
+) -> Outgoing:
     body = prefix + b",".join(e for _, e in chunk) + b"]}"
     return Outgoing(Request("POST", url, headers, body), tuple(p for p, _ in chunk))
 
@@ -136,13 +155,15 @@ def _event(message: Message, settings: AmplitudeSettings) -> dict[str, Any]:
     device = _object(context.get("device"))
     min_length = settings.min_id_length or DEFAULT_MIN_ID_LENGTH
     user_id = _valid_id(message.get("userId"), min_length)
-    device_id = (_valid_id(message.get("anonymousId"), min_length)
-                 or _valid_id(device.get("id"), min_length))
+    device_id = _valid_id(message.get("anonymousId"), min_length) or _valid_id(
+        device.get("id"), min_length
+    )
     if user_id is None and device_id is None:
         raise MessageRejected(
             f"Amplitude needs a user_id or device_id of at least {min_length} characters that "
             "is not a placeholder; the message's userId, anonymousId and context.device.id "
-            "give none")
+            "give none"
+        )
 
     options = integrations.options((NAME,), message.get("integrations"))
     properties = _object(message.get("properties"))
@@ -228,8 +249,10 @@ def _revenue(properties: Mapping[str, Any]) -> dict[str, Any]:
         fields["revenue"] = revenue
     if not fields:
         return fields
-    for field, sources in (("productId", ("productId", "product_id")),
-                           ("revenueType", ("revenueType", "revenue_type"))):
+    for field, sources in (
+        ("productId", ("productId", "product_id")),
+        ("revenueType", ("revenueType", "revenue_type")),
+    ):
         for source in sources:
             value = properties.get(source)
             if isinstance(value, str | int) and not isinstance(value, bool) and value != "":
@@ -381,9 +404,10 @@ DEFINITION = DestinationDefinition(
     render=render,
     methods=frozenset({"track", "page", "screen", "identify", "group"}),
     secrets=frozenset({"api_key"}),
-    batching=Batching(max_events=MAX_EVENTS_PER_REQUEST, max_bytes=MAX_BODY_BYTES,
-                      max_wait_seconds=1.0),
+    batching=Batching(
+        max_events=MAX_EVENTS_PER_REQUEST, max_bytes=MAX_BODY_BYTES, max_wait_seconds=1.0
+    ),
     interpret=interpret,
     description="Events, page and screen views and user properties through Amplitude's "
-                "HTTP V2 API.",
+    "HTTP V2 API.",
 )

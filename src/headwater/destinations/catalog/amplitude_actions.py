@@ -131,33 +131,56 @@ def _boolean(default: bool, description: str) -> FieldSpec:
 
 
 _USER_ID = _string(_path("$.userId"), "Required unless a device ID is present.")
-_DEVICE_ID = _string(_first("$.context.device.id", "$.anonymousId"),
-                     "Required unless a user ID is present.")
-_MIN_ID_LENGTH = FieldSpec("integer", required=False,
-                           description="Overrides Amplitude's minimum ID length of 5.")
+_DEVICE_ID = _string(
+    _first("$.context.device.id", "$.anonymousId"), "Required unless a user ID is present."
+)
+_MIN_ID_LENGTH = FieldSpec(
+    "integer", required=False, description="Overrides Amplitude's minimum ID length of 5."
+)
 _INSERT_ID = _string(description="Amplitude drops an event whose insert ID it saw in 7 days.")
-_CAMPAIGN = {"utm_source": _path("$.context.campaign.source"),
-             "utm_medium": _path("$.context.campaign.medium"),
-             "utm_campaign": _path("$.context.campaign.name"),
-             "utm_term": _path("$.context.campaign.term"),
-             "utm_content": _path("$.context.campaign.content")}
+_CAMPAIGN = {
+    "utm_source": _path("$.context.campaign.source"),
+    "utm_medium": _path("$.context.campaign.medium"),
+    "utm_campaign": _path("$.context.campaign.name"),
+    "utm_term": _path("$.context.campaign.term"),
+    "utm_content": _path("$.context.campaign.content"),
+}
 _USER_AGENT: dict[str, FieldSpec] = {
     "userAgent": _string(_path("$.context.userAgent"), "The device's user agent."),
     "userAgentParsing": _boolean(True, "Accepted; Headwater does not parse user agents."),
     "includeRawUserAgent": _boolean(False, "Send userAgent as user_agent."),
 }
-_USER_AGENT_DATA = _object({"model": _path("$.context.userAgentData.model"),
-                            "platformVersion": _path("$.context.userAgentData.platformVersion")},
-                           "Accepted; used by user-agent parsing only.")
+_USER_AGENT_DATA = _object(
+    {
+        "model": _path("$.context.userAgentData.model"),
+        "platformVersion": _path("$.context.userAgentData.platformVersion"),
+    },
+    "Accepted; used by user-agent parsing only.",
+)
 _UTM_PROPERTIES = _object(_CAMPAIGN, "Set as user properties, and once as initial_<name>.")
-_REFERRER = _string(_path("$.context.page.referrer"),
-                    "Set as the referrer user property, and once as initial_referrer.")
+_REFERRER = _string(
+    _path("$.context.page.referrer"),
+    "Set as the referrer user property, and once as initial_referrer.",
+)
 _USE_BATCH_ENDPOINT = _boolean(False, "Send to Amplitude's /batch endpoint instead.")
 _PRODUCTS = FieldSpec(
-    "object", required=False, multiple=True, description="The products purchased.",
-    default={"@arrayPath": ["$.properties.products", {
-        "price": _path("price"), "revenue": _path("revenue"), "quantity": _path("quantity"),
-        "productId": _path("productId"), "revenueType": _path("revenueType")}]})
+    "object",
+    required=False,
+    multiple=True,
+    description="The products purchased.",
+    default={
+        "@arrayPath": [
+            "$.properties.products",
+            {
+                "price": _path("price"),
+                "revenue": _path("revenue"),
+                "quantity": _path("quantity"),
+                "productId": _path("productId"),
+                "revenueType": _path("revenueType"),
+            },
+        ]
+    },
+)
 
 # The device and location fields Segment maps for both events and identifies.
 _DEVICE_FIELDS: dict[str, FieldSpec] = {
@@ -179,13 +202,21 @@ _DEVICE_FIELDS: dict[str, FieldSpec] = {
 _EVENT_FIELDS: dict[str, FieldSpec] = {
     "user_id": _USER_ID,
     "device_id": _DEVICE_ID,
-    "event_type": FieldSpec("string", required=True, default=_path("$.event"),
-                            description="The event's name."),
-    "session_id": FieldSpec("datetime", required=False,
-                            default=_path("$.integrations.Actions Amplitude.session_id"),
-                            description="The session's start time."),
-    "time": FieldSpec("datetime", required=False, default=_path("$.timestamp"),
-                      description="When the event happened."),
+    "event_type": FieldSpec(
+        "string", required=True, default=_path("$.event"), description="The event's name."
+    ),
+    "session_id": FieldSpec(
+        "datetime",
+        required=False,
+        default=_path("$.integrations.Actions Amplitude.session_id"),
+        description="The session's start time.",
+    ),
+    "time": FieldSpec(
+        "datetime",
+        required=False,
+        default=_path("$.timestamp"),
+        description="When the event happened.",
+    ),
     "event_properties": _object(_path("$.properties")),
     "user_properties": _object(_path("$.traits")),
     "groups": _object(description="Event-level groups (Amplitude's Accounts add-on)."),
@@ -195,23 +226,28 @@ _EVENT_FIELDS: dict[str, FieldSpec] = {
     "revenue": FieldSpec("number", required=False, default=_path("$.properties.revenue")),
     "productId": _string(_path("$.properties.productId")),
     "revenueType": _string(_path("$.properties.revenueType")),
-    "location_lat": FieldSpec("number", required=False,
-                              default=_path("$.context.location.latitude")),
-    "location_lng": FieldSpec("number", required=False,
-                              default=_path("$.context.location.longitude")),
+    "location_lat": FieldSpec(
+        "number", required=False, default=_path("$.context.location.latitude")
+    ),
+    "location_lng": FieldSpec(
+        "number", required=False, default=_path("$.context.location.longitude")
+    ),
     "ip": _string(_path("$.context.ip")),
     "idfa": _string(_first("$.context.device.advertisingId", "$.context.device.idfa")),
     "idfv": _string(_path("$.context.device.id")),
     "adid": _string(_first("$.context.device.advertisingId", "$.context.device.idfa")),
     "android_id": _string(),
-    "event_id": FieldSpec("integer", required=False,
-                          description="A counter telling apart events of the same time."),
+    "event_id": FieldSpec(
+        "integer", required=False, description="A counter telling apart events of the same time."
+    ),
     "insert_id": _INSERT_ID,
-    "library": _string(_path("$.context.library.name"),
-                       "The source library; analytics.js means platform Web."),
-    "library2": _object({"behavior": "use_mapping", "mapping": _path("$.context.library.name")},
-                        "behavior use_mapping sends mapping as Amplitude's library, "
-                        "otherwise segment."),
+    "library": _string(
+        _path("$.context.library.name"), "The source library; analytics.js means platform Web."
+    ),
+    "library2": _object(
+        {"behavior": "use_mapping", "mapping": _path("$.context.library.name")},
+        "behavior use_mapping sends mapping as Amplitude's library, otherwise segment.",
+    ),
 }
 
 _LOG_EVENT_FIELDS: dict[str, FieldSpec] = {
@@ -228,11 +264,17 @@ _LOG_EVENT_FIELDS: dict[str, FieldSpec] = {
 _LOG_EVENT_V2_FIELDS: dict[str, FieldSpec] = {
     **_EVENT_FIELDS,
     "products": _PRODUCTS,
-    "setOnce": _object({"initial_referrer": _path("$.context.page.referrer"),
-                        **{f"initial_{k}": v for k, v in _CAMPAIGN.items()}},
-                       "User properties set only when they have no value ($setOnce)."),
-    "setAlways": _object({"referrer": _path("$.context.page.referrer"), **_CAMPAIGN},
-                         "User properties set with every event ($set)."),
+    "setOnce": _object(
+        {
+            "initial_referrer": _path("$.context.page.referrer"),
+            **{f"initial_{k}": v for k, v in _CAMPAIGN.items()},
+        },
+        "User properties set only when they have no value ($setOnce).",
+    ),
+    "setAlways": _object(
+        {"referrer": _path("$.context.page.referrer"), **_CAMPAIGN},
+        "User properties set with every event ($set).",
+    ),
     "add": _object(description="User properties to increment ($add)."),
     "use_batch_endpoint": _USE_BATCH_ENDPOINT,
     **_USER_AGENT,
@@ -258,8 +300,9 @@ _IDENTIFY_FIELDS: dict[str, FieldSpec] = {
     "utm_properties": _UTM_PROPERTIES,
     "referrer": _REFERRER,
     "min_id_length": _MIN_ID_LENGTH,
-    "library": _string(_path("$.context.library.name"),
-                       "The source library; analytics.js means platform Web."),
+    "library": _string(
+        _path("$.context.library.name"), "The source library; analytics.js means platform Web."
+    ),
     "userAgentData": _USER_AGENT_DATA,
 }
 
@@ -276,13 +319,32 @@ _GROUP_IDENTIFY_FIELDS: dict[str, FieldSpec] = {
 
 # What an event or an identification carries over from the payload as it is.
 _EVENT_KEYS: Final = (
-    "user_id", "device_id", "event_type", "event_properties", "user_properties", "groups",
-    *_DEVICE_FIELDS, "location_lat", "location_lng", "ip", "idfa", "idfv", "adid",
-    "android_id", "event_id", "insert_id",
+    "user_id",
+    "device_id",
+    "event_type",
+    "event_properties",
+    "user_properties",
+    "groups",
+    *_DEVICE_FIELDS,
+    "location_lat",
+    "location_lng",
+    "ip",
+    "idfa",
+    "idfv",
+    "adid",
+    "android_id",
+    "event_id",
+    "insert_id",
 )
 _IDENTIFY_KEYS: Final = (
-    "user_id", "device_id", "user_properties", "groups", *_DEVICE_FIELDS, "paying",
-    "start_version", "insert_id",
+    "user_id",
+    "device_id",
+    "user_properties",
+    "groups",
+    *_DEVICE_FIELDS,
+    "paying",
+    "start_version",
+    "insert_id",
 )
 
 
@@ -298,8 +360,11 @@ def _min_id_length(payload: Mapping[str, Any], settings: AmplitudeActionsSetting
 
 
 def _valid_id(value: Any, min_length: int) -> bool:
-    return (isinstance(value, str) and len(value) >= min_length
-            and value.lower() not in amplitude.INVALID_IDS)
+    return (
+        isinstance(value, str)
+        and len(value) >= min_length
+        and value.lower() not in amplitude.INVALID_IDS
+    )
 
 
 def _keep_valid_ids(item: dict[str, Any], min_length: int) -> bool:
@@ -314,7 +379,8 @@ def _require_id(item: dict[str, Any], min_length: int) -> None:
     if not _keep_valid_ids(item, min_length):
         raise MessageRejected(
             f"Amplitude needs a user_id or device_id of at least {min_length} characters that "
-            "is not a placeholder; the mapping gave none")
+            "is not a placeholder; the mapping gave none"
+        )
 
 
 def _is_number(value: Any) -> TypeGuard[int | float]:
@@ -356,8 +422,7 @@ def _merge_user_properties(*parts: Mapping[str, Any]) -> dict[str, Any]:
         combined = {**merged, **part}
         for operation in ("$set", "$setOnce"):
             if truthy(merged.get(operation)) or truthy(part.get(operation)):
-                combined[operation] = {**_dict(merged.get(operation)),
-                                       **_dict(part.get(operation))}
+                combined[operation] = {**_dict(merged.get(operation)), **_dict(part.get(operation))}
         merged = combined
     return merged
 
@@ -367,25 +432,32 @@ def _campaign_parts(payload: Mapping[str, Any]) -> list[dict[str, Any]]:
     parts = []
     utm = payload.get("utm_properties")
     if isinstance(utm, dict):
-        parts.append({"$set": dict(utm),
-                      "$setOnce": {f"initial_{key}": value for key, value in utm.items()}})
+        parts.append(
+            {"$set": dict(utm), "$setOnce": {f"initial_{key}": value for key, value in utm.items()}}
+        )
     referrer = payload.get("referrer")
     if truthy(referrer):
-        parts.append({"$set": {"referrer": referrer},
-                      "$setOnce": {"initial_referrer": referrer}})
+        parts.append({"$set": {"referrer": referrer}, "$setOnce": {"initial_referrer": referrer}})
     return parts
 
 
-def _with_campaign(payload: Mapping[str, Any], item: dict[str, Any], *,
-                   campaign_wins: bool) -> None:
+def _with_campaign(
+    payload: Mapping[str, Any], item: dict[str, Any], *, campaign_wins: bool
+) -> None:
     utm = payload.get("utm_properties")
     if not (isinstance(utm, dict) and utm) and not truthy(payload.get("referrer")):
         return
-    own = {key: value for key, value in _dict(item.get("user_properties")).items()
-           if key not in ("utm_properties", "referrer")}
+    own = {
+        key: value
+        for key, value in _dict(item.get("user_properties")).items()
+        if key not in ("utm_properties", "referrer")
+    }
     campaign = _campaign_parts(payload)
-    item["user_properties"] = (_merge_user_properties(own, *campaign) if campaign_wins
-                               else _merge_user_properties(*campaign, own))
+    item["user_properties"] = (
+        _merge_user_properties(own, *campaign)
+        if campaign_wins
+        else _merge_user_properties(*campaign, own)
+    )
 
 
 def _with_operations(payload: Mapping[str, Any], item: dict[str, Any]) -> None:
@@ -445,8 +517,9 @@ def _revenue(source: Mapping[str, Any]) -> dict[str, Any]:
     if not truthy(revenue):
         return {}
     found: dict[str, Any] = {"revenue": revenue}
-    found["revenueType"] = "Purchase" if source.get("revenueType") is None \
-        else source["revenueType"]
+    found["revenueType"] = (
+        "Purchase" if source.get("revenueType") is None else source["revenueType"]
+    )
     if _is_number(quantity):
         found["quantity"] = math.floor(quantity + 0.5)  # Math.round
     for key in ("price", "productId"):
@@ -465,8 +538,12 @@ def _log_purchase(payload: Mapping[str, Any], min_length: int) -> list[dict[str,
     events = [{**_raw_user_agent(payload), **item, **order, **library}]
     insert_id = item.get("insert_id")
     for product in products:
-        event = {**item, **(_revenue(product) if per_product else {}),
-                 "event_properties": product, "event_type": PRODUCT_EVENT}
+        event = {
+            **item,
+            **(_revenue(product) if per_product else {}),
+            "event_properties": product,
+            "event_type": PRODUCT_EVENT,
+        }
         event.pop("insert_id", None)
         if truthy(insert_id):
             event["insert_id"] = f"{insert_id}-{len(events) + 1}"
@@ -487,8 +564,15 @@ def _identification(payload: Mapping[str, Any], min_length: int) -> dict[str, An
 # --- requests ----------------------------------------------------------------------------------
 
 
-def _pack(rendered: Rendered, url: str, headers: Mapping[str, str], frame: tuple[bytes, bytes],
-          separator: bytes, items: Sequence[tuple[int, bytes]], max_items: int) -> None:
+def _pack(
+    rendered: Rendered,
+    url: str,
+    headers: Mapping[str, str],
+    frame: tuple[bytes, bytes],
+    separator: bytes,
+    items: Sequence[tuple[int, bytes]],
+    max_items: int,
+) -> None:
     """Items into requests of at most ``max_items`` and ``MAX_BODY_BYTES``, in order."""
     head, tail = frame
     overhead = len(head) + len(tail)
@@ -497,16 +581,21 @@ def _pack(rendered: Rendered, url: str, headers: Mapping[str, str], frame: tuple
 
     def flush() -> None:
         body = head + separator.join(encoded for _, encoded in chunk) + tail
-        rendered.outgoing.append(Outgoing(Request("POST", url, headers, body),
-                                          tuple(position for position, _ in chunk)))
+        rendered.outgoing.append(
+            Outgoing(Request("POST", url, headers, body), tuple(position for position, _ in chunk))
+        )
 
     for position, encoded in items:
         if overhead + len(encoded) > MAX_BODY_BYTES:
-            rendered.reject(position, f"the request would be {overhead + len(encoded)} bytes; "
-                f"Amplitude takes requests under {MAX_BODY_BYTES} bytes")
+            rendered.reject(
+                position,
+                f"the request would be {overhead + len(encoded)} bytes; "
+                f"Amplitude takes requests under {MAX_BODY_BYTES} bytes",
+            )
             continue
-        if chunk and (len(chunk) == max_items
-                      or size + len(separator) + len(encoded) > MAX_BODY_BYTES):
+        if chunk and (
+            len(chunk) == max_items or size + len(separator) + len(encoded) > MAX_BODY_BYTES
+        ):
             flush()
             chunk, size = [], overhead
         size += len(encoded) + (len(separator) if chunk else 0)
@@ -541,8 +630,9 @@ Build = Callable[[Mapping[str, Any], int], list[dict[str, Any]]]
 
 
 def _events(build: Build, *, one_per_request: bool = False) -> Callable[..., Rendered]:
-    def perform(payloads: Sequence[Mapping[str, Any]],
-                settings: AmplitudeActionsSettings) -> Rendered:
+    def perform(
+        payloads: Sequence[Mapping[str, Any]], settings: AmplitudeActionsSettings
+    ) -> Rendered:
         rendered = Rendered()
         groups: dict[tuple[str, int | None], list[tuple[int, bytes]]] = {}
         for position, payload in enumerate(payloads):
@@ -554,17 +644,26 @@ def _events(build: Build, *, one_per_request: bool = False) -> Callable[..., Ren
                 continue
             path = BATCH_PATH if payload.get("use_batch_endpoint") else HTTPAPI_PATH
             groups.setdefault((path, option), []).append(
-                (position, b",".join(_encode(e) for e in events)))
+                (position, b",".join(_encode(e) for e in events))
+            )
         for (path, option), items in groups.items():
-            _pack(rendered, settings.url(path), _JSON, _json_frame(settings.api_key, option),
-                  b",", items, 1 if one_per_request else MAX_ITEMS_PER_REQUEST)
+            _pack(
+                rendered,
+                settings.url(path),
+                _JSON,
+                _json_frame(settings.api_key, option),
+                b",",
+                items,
+                1 if one_per_request else MAX_ITEMS_PER_REQUEST,
+            )
         return rendered
 
     return perform
 
 
-def identify_user(payloads: Sequence[Mapping[str, Any]],
-                  settings: AmplitudeActionsSettings) -> Rendered:
+def identify_user(
+    payloads: Sequence[Mapping[str, Any]], settings: AmplitudeActionsSettings
+) -> Rendered:
     rendered = Rendered()
     groups: dict[int | None, list[tuple[int, bytes]]] = {}
     for position, payload in enumerate(payloads):
@@ -576,13 +675,21 @@ def identify_user(payloads: Sequence[Mapping[str, Any]],
             continue
         groups.setdefault(option, []).append((position, _form_item(item)))
     for option, items in groups.items():
-        _pack(rendered, settings.url(IDENTIFY_PATH), _FORM, _form_frame(settings.api_key, option),
-              _FORM_SEPARATOR, items, MAX_ITEMS_PER_REQUEST)
+        _pack(
+            rendered,
+            settings.url(IDENTIFY_PATH),
+            _FORM,
+            _form_frame(settings.api_key, option),
+            _FORM_SEPARATOR,
+            items,
+            MAX_ITEMS_PER_REQUEST,
+        )
     return rendered
 
 
-def group_identify_user(payloads: Sequence[Mapping[str, Any]],
-                        settings: AmplitudeActionsSettings) -> Rendered:
+def group_identify_user(
+    payloads: Sequence[Mapping[str, Any]], settings: AmplitudeActionsSettings
+) -> Rendered:
     """The group's properties, and the user's association with it when the payload has a user."""
     rendered = Rendered()
     groups: dict[int | None, list[tuple[int, bytes]]] = {}
@@ -590,8 +697,9 @@ def group_identify_user(payloads: Sequence[Mapping[str, Any]],
     for position, payload in enumerate(payloads):
         option = _min_id_length(payload, settings)
         group = {payload["group_type"]: payload["group_value"]}
-        member: dict[str, Any] = {key: payload[key] for key in ("device_id", "user_id")
-                                  if key in payload}
+        member: dict[str, Any] = {
+            key: payload[key] for key in ("device_id", "user_id") if key in payload
+        }
         if _keep_valid_ids(member, option or amplitude.DEFAULT_MIN_ID_LENGTH):
             member.update(groups=group, user_properties=group, library=SEGMENT_LIBRARY)
             if "insert_id" in payload:
@@ -600,17 +708,34 @@ def group_identify_user(payloads: Sequence[Mapping[str, Any]],
             if time is not None:
                 member["time"] = time
             associations.setdefault(option, []).append((position, _form_item(member)))
-        properties = {key: payload[key] for key in ("group_properties", "group_value",
-                                                    "group_type") if key in payload}
+        properties = {
+            key: payload[key]
+            for key in ("group_properties", "group_value", "group_type")
+            if key in payload
+        }
         groups.setdefault(option, []).append(
-            (position, _form_item({**properties, "library": SEGMENT_LIBRARY})))
+            (position, _form_item({**properties, "library": SEGMENT_LIBRARY}))
+        )
     for option, items in associations.items():
-        _pack(rendered, settings.url(IDENTIFY_PATH), _FORM, _form_frame(settings.api_key, option),
-              _FORM_SEPARATOR, items, MAX_ITEMS_PER_REQUEST)
+        _pack(
+            rendered,
+            settings.url(IDENTIFY_PATH),
+            _FORM,
+            _form_frame(settings.api_key, option),
+            _FORM_SEPARATOR,
+            items,
+            MAX_ITEMS_PER_REQUEST,
+        )
     for option, items in groups.items():
-        _pack(rendered, settings.url(GROUP_IDENTIFY_PATH), _FORM,
-              _form_frame(settings.api_key, option), _FORM_SEPARATOR, items,
-              MAX_ITEMS_PER_REQUEST)
+        _pack(
+            rendered,
+            settings.url(GROUP_IDENTIFY_PATH),
+            _FORM,
+            _form_frame(settings.api_key, option),
+            _FORM_SEPARATOR,
+            items,
+            MAX_ITEMS_PER_REQUEST,
+        )
     return rendered
 
 
@@ -637,8 +762,13 @@ def _named_events(body: bytes) -> set[int]:
         by_field = answer.get(key)
         if isinstance(by_field, dict):
             lists.extend(by_field.values())
-    return {i for found in lists if isinstance(found, list) for i in found
-            if isinstance(i, int) and not isinstance(i, bool)}
+    return {
+        i
+        for found in lists
+        if isinstance(found, list)
+        for i in found
+        if isinstance(i, int) and not isinstance(i, bool)
+    }
 
 
 DEFINITION = DestinationDefinition(
@@ -648,28 +778,47 @@ DEFINITION = DestinationDefinition(
     secrets=frozenset({"api_key", "secret_key"}),
     interpret=interpret,
     description="Events, purchases, user and group properties to Amplitude, as Segment's "
-                "Amplitude (Actions) maps them.",
+    "Amplitude (Actions) maps them.",
     actions={
         "logEvent": ActionDefinition(
-            "logEvent", "Log Event", _LOG_EVENT_FIELDS, _events(_log_event),
-            description="Send an event to Amplitude.", default_trigger='type = "track"'),
+            "logEvent",
+            "Log Event",
+            _LOG_EVENT_FIELDS,
+            _events(_log_event),
+            description="Send an event to Amplitude.",
+            default_trigger='type = "track"',
+        ),
         "logEventV2": ActionDefinition(
-            "logEventV2", "Log Event V2", _LOG_EVENT_V2_FIELDS, _events(_log_event_v2),
-            description="Send an event to Amplitude, with $setOnce, $set and $add user "
-                        "properties.", default_trigger='type = "track"'),
+            "logEventV2",
+            "Log Event V2",
+            _LOG_EVENT_V2_FIELDS,
+            _events(_log_event_v2),
+            description="Send an event to Amplitude, with $setOnce, $set and $add user properties.",
+            default_trigger='type = "track"',
+        ),
         "logPurchase": ActionDefinition(
-            "logPurchase", "Log Purchase", _LOG_PURCHASE_FIELDS,
+            "logPurchase",
+            "Log Purchase",
+            _LOG_PURCHASE_FIELDS,
             _events(_log_purchase, one_per_request=True),
             description="Send an order's revenue, and a Product Purchased event per product.",
-            default_trigger='type = "track"'),
+            default_trigger='type = "track"',
+        ),
         "identifyUser": ActionDefinition(
-            "identifyUser", "Identify User", _IDENTIFY_FIELDS, identify_user,
-            description="Set the user ID of a device or update user properties without an "
-                        "event.", default_trigger='type = "identify"'),
+            "identifyUser",
+            "Identify User",
+            _IDENTIFY_FIELDS,
+            identify_user,
+            description="Set the user ID of a device or update user properties without an event.",
+            default_trigger='type = "identify"',
+        ),
         "groupIdentifyUser": ActionDefinition(
-            "groupIdentifyUser", "Group Identify User", _GROUP_IDENTIFY_FIELDS,
+            "groupIdentifyUser",
+            "Group Identify User",
+            _GROUP_IDENTIFY_FIELDS,
             group_identify_user,
             description="Set or update a group's properties and add the user to the group.",
-            default_trigger='type = "group"'),
+            default_trigger='type = "group"',
+        ),
     },
 )

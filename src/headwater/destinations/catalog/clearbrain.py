@@ -43,5 +43,5 @@ DEFINITION = DestinationDefinition(
     methods=frozenset(TYPES),
     secrets=frozenset({"api_key"}),
     description="Predictive analytics (partner destination): every page, screen, identify and "
-                "track call, one request each.",
+    "track call, one request each.",
 )

@@ -22,8 +22,13 @@ from headwater.destinations.definition import (
 )
 from headwater.destinations.partner import render_each
 
-TYPES = {"track": "track", "page": "pageview", "screen": "screenview", "identify": "identify",
-         "group": "group"}
+TYPES = {
+    "track": "track",
+    "page": "pageview",
+    "screen": "screenview",
+    "identify": "identify",
+    "group": "group",
+}
 
 
 class CliffSettings(DestinationSettings):
@@ -43,5 +48,5 @@ DEFINITION = DestinationDefinition(
     methods=frozenset(TYPES),
     secrets=frozenset({"api_key"}),
     description="Metric monitoring (partner destination): every track, page, screen, identify "
-                "and group call, one request each.",
+    "and group call, one request each.",
 )

@@ -58,21 +58,52 @@ MAX_USER_PROPERTY_NAME: Final = 24
 MAX_USER_PROPERTY_VALUE: Final = 36
 
 # Names the Measurement Protocol reserves: events with them are dropped by GA4.
-RESERVED_EVENTS: Final = frozenset({
-    "ad_activeview", "ad_click", "ad_exposure", "ad_impression", "ad_query", "ad_reward",
-    "adunit_exposure", "app_background", "app_clear_data", "app_exception", "app_remove",
-    "app_store_refund", "app_store_subscription_cancel", "app_store_subscription_convert",
-    "app_store_subscription_renew", "app_update", "app_upgrade", "dynamic_link_app_open",
-    "dynamic_link_app_update", "dynamic_link_first_open", "error", "first_open", "first_visit",
-    "in_app_purchase", "notification_dismiss", "notification_foreground", "notification_open",
-    "notification_receive", "os_update", "session_start", "session_start_with_rollout",
-    "user_engagement",
-})
+RESERVED_EVENTS: Final = frozenset(
+    {
+        "ad_activeview",
+        "ad_click",
+        "ad_exposure",
+        "ad_impression",
+        "ad_query",
+        "ad_reward",
+        "adunit_exposure",
+        "app_background",
+        "app_clear_data",
+        "app_exception",
+        "app_remove",
+        "app_store_refund",
+        "app_store_subscription_cancel",
+        "app_store_subscription_convert",
+        "app_store_subscription_renew",
+        "app_update",
+        "app_upgrade",
+        "dynamic_link_app_open",
+        "dynamic_link_app_update",
+        "dynamic_link_first_open",
+        "error",
+        "first_open",
+        "first_visit",
+        "in_app_purchase",
+        "notification_dismiss",
+        "notification_foreground",
+        "notification_open",
+        "notification_receive",
+        "os_update",
+        "session_start",
+        "session_start_with_rollout",
+        "user_engagement",
+    }
+)
 RESERVED_PREFIXES: Final = ("_", "firebase_", "ga_", "google_", "gtag.")
-RESERVED_USER_PROPERTIES: Final = frozenset({
-    "first_open_time", "first_visit_time", "last_deep_link_referrer", "user_id",
-    "first_open_after_install",
-})
+RESERVED_USER_PROPERTIES: Final = frozenset(
+    {
+        "first_open_time",
+        "first_visit_time",
+        "last_deep_link_referrer",
+        "user_id",
+        "first_open_after_install",
+    }
+)
 IDENTIFY_EVENT: Final = "identify"
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
@@ -84,30 +115,52 @@ _encode = msgspec.json.Encoder().encode
 # "self": the properties describe one product, None: no items), and (GA4 param, Segment
 # properties tried in order). From the defaults of Segment's GA4 destination actions.
 
-_ORDER = (("transaction_id", ("order_id",)), ("value", ("total", "revenue", "value")),
-          ("currency", ("currency",)), ("coupon", ("coupon",)),
-          ("affiliation", ("affiliation",)), ("shipping", ("shipping",)), ("tax", ("tax",)))
+_ORDER = (
+    ("transaction_id", ("order_id",)),
+    ("value", ("total", "revenue", "value")),
+    ("currency", ("currency",)),
+    ("coupon", ("coupon",)),
+    ("affiliation", ("affiliation",)),
+    ("shipping", ("shipping",)),
+    ("tax", ("tax",)),
+)
 _PRODUCT = (("currency", ("currency",)), ("value", ("value", "price")))
-_CART = (("currency", ("currency",)), ("value", ("value", "revenue", "total")),
-         ("coupon", ("coupon",)))
-_PROMOTION = (("promotion_id", ("promotion_id",)), ("promotion_name", ("name",)),
-              ("creative_name", ("creative",)), ("creative_slot", ("position",)))
+_CART = (
+    ("currency", ("currency",)),
+    ("value", ("value", "revenue", "total")),
+    ("coupon", ("coupon",)),
+)
+_PROMOTION = (
+    ("promotion_id", ("promotion_id",)),
+    ("promotion_name", ("name",)),
+    ("creative_name", ("creative",)),
+    ("creative_slot", ("position",)),
+)
 
 RECOMMENDED: Final[dict[str, tuple[str, str | None, tuple[tuple[str, tuple[str, ...]], ...]]]] = {
     "Order Completed": ("purchase", "products", _ORDER),
     "Order Refunded": ("refund", "products", _ORDER),
     "Checkout Started": ("begin_checkout", "products", _CART),
-    "Payment Info Entered": ("add_payment_info", "products",
-                             (*_CART, ("payment_type", ("payment_method",)))),
+    "Payment Info Entered": (
+        "add_payment_info",
+        "products",
+        (*_CART, ("payment_type", ("payment_method",))),
+    ),
     "Cart Viewed": ("view_cart", "products", _CART),
     "Product Added": ("add_to_cart", "self", _PRODUCT),
     "Product Removed": ("remove_from_cart", "self", _PRODUCT),
     "Product Viewed": ("view_item", "self", _PRODUCT),
     "Product Added to Wishlist": ("add_to_wishlist", "self", _PRODUCT),
-    "Product Clicked": ("select_item", "self", (("item_list_id", ("list_id",)),
-                                                ("item_list_name", ("list_name",)))),
-    "Product List Viewed": ("view_item_list", "products", (("item_list_id", ("list_id",)),
-                                                           ("item_list_name", ("category",)))),
+    "Product Clicked": (
+        "select_item",
+        "self",
+        (("item_list_id", ("list_id",)), ("item_list_name", ("list_name",))),
+    ),
+    "Product List Viewed": (
+        "view_item_list",
+        "products",
+        (("item_list_id", ("list_id",)), ("item_list_name", ("category",))),
+    ),
     "Products Searched": ("search", None, (("search_term", ("query",)),)),
     "Promotion Viewed": ("view_promotion", None, _PROMOTION),
     "Promotion Clicked": ("select_promotion", None, _PROMOTION),
@@ -116,14 +169,21 @@ RECOMMENDED: Final[dict[str, tuple[str, str | None, tuple[tuple[str, tuple[str, 
 }
 # Segment product property → GA4 item parameter.
 ITEM_FIELDS: Final = (
-    ("item_id", ("product_id", "id", "sku")), ("item_name", ("name",)),
-    ("affiliation", ("affiliation",)), ("coupon", ("coupon",)), ("index", ("position",)),
-    ("item_brand", ("brand",)), ("item_category", ("category",)),
-    ("item_variant", ("variant",)), ("price", ("price",)), ("quantity", ("quantity",)),
+    ("item_id", ("product_id", "id", "sku")),
+    ("item_name", ("name",)),
+    ("affiliation", ("affiliation",)),
+    ("coupon", ("coupon",)),
+    ("index", ("position",)),
+    ("item_brand", ("brand",)),
+    ("item_category", ("category",)),
+    ("item_variant", ("variant",)),
+    ("price", ("price",)),
+    ("quantity", ("quantity",)),
 )
 # Spec properties of a page call that become page_* parameters or mean nothing to GA4.
-PAGE_PROPERTIES: Final = frozenset({"path", "referrer", "search", "title", "url", "keywords",
-                                    "name", "category"})
+PAGE_PROPERTIES: Final = frozenset(
+    {"path", "referrer", "search", "title", "url", "keywords", "name", "category"}
+)
 
 
 class GoogleAnalytics4Settings(DestinationSettings):
@@ -162,17 +222,21 @@ def render(messages: Sequence[Message], settings: GoogleAnalytics4Settings) -> R
         head = b""
         size = 0
         for position, fields, encoded in members:
-            if chunk and (len(chunk) == MAX_EVENTS_PER_REQUEST
-                          or size + 1 + len(encoded) > MAX_BODY_BYTES):
+            if chunk and (
+                len(chunk) == MAX_EVENTS_PER_REQUEST or size + 1 + len(encoded) > MAX_BODY_BYTES
+            ):
                 rendered.outgoing.append(_outgoing(url, headers, head, chunk))
                 chunk = []
             if not chunk:
                 head = _encode(fields)
                 size = len(head) - 1 + len(b',"events":[]}')
                 if size + len(encoded) > MAX_BODY_BYTES:
-                    rendered.reject(position, "the event is too large for one Measurement "
-                                    f"Protocol request ({len(encoded)} bytes; the limit is "
-                                    f"{MAX_BODY_BYTES} for the body)")
+                    rendered.reject(
+                        position,
+                        "the event is too large for one Measurement "
+                        f"Protocol request ({len(encoded)} bytes; the limit is "
+                        f"{MAX_BODY_BYTES} for the body)",
+                    )
                     continue
                 size += len(encoded)
             else:
@@ -183,8 +247,9 @@ def render(messages: Sequence[Message], settings: GoogleAnalytics4Settings) -> R
     return rendered
 
 
-def _outgoing(url: str, headers: Mapping[str, str], head: bytes,
-              chunk: list[tuple[int, bytes]]) -> Outgoing:
+def _outgoing(
+    url: str, headers: Mapping[str, str], head: bytes, chunk: list[tuple[int, bytes]]
+) -> Outgoing:
     body = head[:-1] + b',"events":[' + b",".join(e for _, e in chunk) + b"]}"
     return Outgoing(Request("POST", url, headers, body), tuple(p for p, _ in chunk))
 
@@ -194,8 +259,10 @@ def _event(message: Message) -> tuple[dict[str, Any], dict[str, Any]]:
     options = integrations.options((NAME, *ALIASES), message.get("integrations"))
     client_id = options.get("client_id") or options.get("clientId") or message.get("anonymousId")
     if not isinstance(client_id, str | int) or isinstance(client_id, bool) or client_id == "":
-        raise MessageRejected("GA4 needs a client_id: the message has no anonymousId and the "
-                        f"integrations object gives no {NAME!r} client_id option")
+        raise MessageRejected(
+            "GA4 needs a client_id: the message has no anonymousId and the "
+            f"integrations object gives no {NAME!r} client_id option"
+        )
     header: dict[str, Any] = {"client_id": str(client_id)}
     user_id = message.get("userId")
     if isinstance(user_id, str) and user_id:
@@ -221,11 +288,14 @@ def _event(message: Message) -> tuple[dict[str, Any], dict[str, Any]]:
     if kind != "identify" and "engagement_time_msec" not in params:
         extra["engagement_time_msec"] = 1  # as Segment does: GA4 counts only engaged users
     session_id = options.get("session_id")
-    if isinstance(session_id, str | int) and not isinstance(session_id, bool) \
-            and "session_id" not in params:
+    if (
+        isinstance(session_id, str | int)
+        and not isinstance(session_id, bool)
+        and "session_id" not in params
+    ):
         extra["session_id"] = session_id  # joins the session gtag.js started in the browser
     # GA4 ignores parameters past the 25th; the ones added here count more than the last ones.
-    event["params"] = {**dict(list(params.items())[:MAX_PARAMS - len(extra)]), **extra}
+    event["params"] = {**dict(list(params.items())[: MAX_PARAMS - len(extra)]), **extra}
     if micros is not None:
         event["timestamp_micros"] = micros
     return header, event
@@ -259,8 +329,7 @@ def _track_event(message: Message) -> dict[str, Any]:
     if items_from == "products":
         products = properties.get("products")
         if isinstance(products, list):
-            params["items"] = [item for p in products if isinstance(p, dict)
-                               if (item := _item(p))]
+            params["items"] = [item for p in products if isinstance(p, dict) if (item := _item(p))]
         used.add("products")
     elif items_from == "self":
         item = _item(properties)
@@ -284,8 +353,11 @@ def _page_params(message: Message) -> dict[str, Any]:
     page = context.get("page") if isinstance(context, dict) else None
     page = page if isinstance(page, dict) else {}
     params: dict[str, Any] = {}
-    for param, source in (("page_location", "url"), ("page_title", "title"),
-                          ("page_referrer", "referrer")):
+    for param, source in (
+        ("page_location", "url"),
+        ("page_title", "title"),
+        ("page_referrer", "referrer"),
+    ):
         value = _scalar(properties.get(source) or page.get(source), param)
         if value is not None:
             params[param] = value
@@ -306,8 +378,9 @@ def _item(product: Mapping[str, Any]) -> dict[str, Any]:
     return item
 
 
-def _custom_params(properties: Mapping[str, Any], skip: frozenset[str],
-                   exclude: frozenset[str] = frozenset()) -> dict[str, Any]:
+def _custom_params(
+    properties: Mapping[str, Any], skip: frozenset[str], exclude: frozenset[str] = frozenset()
+) -> dict[str, Any]:
     """Flat properties as parameters; GA4 drops whole events carrying nested values."""
     params: dict[str, Any] = {}
     for key, raw in properties.items():

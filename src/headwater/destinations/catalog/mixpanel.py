@@ -53,15 +53,28 @@ MAX_EVENTS_PER_REQUEST: Final = 2000
 MAX_BODY_BYTES: Final = 2_000_000
 MAX_EVENT_BYTES: Final = 1_000_000  # "each event must be smaller than 1MB of uncompressed JSON"
 # Values Mixpanel refuses as a distinct_id (documented examples of its list).
-INVALID_IDS: Final = frozenset({
-    "anon", "anonymous", "nil", "none", "null", "n/a", "undefined",
-    "00000000-0000-0000-0000-000000000000",
-})
+INVALID_IDS: Final = frozenset(
+    {
+        "anon",
+        "anonymous",
+        "nil",
+        "none",
+        "null",
+        "n/a",
+        "undefined",
+        "00000000-0000-0000-0000-000000000000",
+    }
+)
 PAGE_EVENTS: Final = {"page": "Loaded a Page", "screen": "Loaded a Screen"}
 # Segment's special traits and the reserved profile properties they become.
 SPECIAL_TRAITS: Final = {
-    "created": "$created", "email": "$email", "firstName": "$first_name",
-    "lastName": "$last_name", "name": "$name", "username": "$username", "phone": "$phone",
+    "created": "$created",
+    "email": "$email",
+    "firstName": "$first_name",
+    "lastName": "$last_name",
+    "name": "$name",
+    "username": "$username",
+    "phone": "$phone",
 }
 RESEND: Final = "RETRY"
 
@@ -97,16 +110,21 @@ def render(messages: Sequence[Message], settings: MixpanelSettings) -> Rendered:
             continue
         too_large = [len(e) for _, e in encoded if len(e) >= MAX_EVENT_BYTES]
         if too_large:
-            rendered.reject(position, f"the record is {too_large[0]} bytes; Mixpanel takes "
-                                      f"records under {MAX_EVENT_BYTES} bytes")
+            rendered.reject(
+                position,
+                f"the record is {too_large[0]} bytes; Mixpanel takes "
+                f"records under {MAX_EVENT_BYTES} bytes",
+            )
             continue
         for api, item in encoded:
             items[api].append((position, item))
 
     base = settings.base()
     targets = {
-        _IMPORT: (f"{base}/import?strict=1",
-                  {"Content-Type": "application/json", "Authorization": import_auth(settings)}),
+        _IMPORT: (
+            f"{base}/import?strict=1",
+            {"Content-Type": "application/json", "Authorization": import_auth(settings)},
+        ),
         _ENGAGE: (f"{base}/engage?verbose=1&ip=0", {"Content-Type": "application/json"}),
         _TRACK: (f"{base}/track?verbose=1", {"Content-Type": "application/json"}),
     }
@@ -115,7 +133,8 @@ def render(messages: Sequence[Message], settings: MixpanelSettings) -> Rendered:
         for chunk in chunks(members):
             body = b"[" + b",".join(e for _, e in chunk) + b"]"
             rendered.outgoing.append(
-                Outgoing(Request("POST", url, headers, body), tuple(p for p, _ in chunk)))
+                Outgoing(Request("POST", url, headers, body), tuple(p for p, _ in chunk))
+            )
     return rendered
 
 
@@ -125,8 +144,9 @@ def import_auth(settings: MixpanelSettings) -> str:
     return "Basic " + base64.b64encode(f"{secret}:".encode()).decode()
 
 
-def chunks(members: Sequence[tuple[int, bytes]],
-           max_events: int = MAX_EVENTS_PER_REQUEST) -> list[list[tuple[int, bytes]]]:
+def chunks(
+    members: Sequence[tuple[int, bytes]], max_events: int = MAX_EVENTS_PER_REQUEST
+) -> list[list[tuple[int, bytes]]]:
     """Encoded records (with their message positions) in order, cut into JSON-array bodies
     within ``max_events`` records and MAX_BODY_BYTES."""
     found: list[list[tuple[int, bytes]]] = []
@@ -152,23 +172,47 @@ def _items(message: Message, settings: MixpanelSettings) -> list[tuple[str, dict
         previous_id = _valid_id(message.get("previousId"))
         if previous_id is None or user_id is None:
             raise MessageRejected("an alias call needs a previousId and a userId Mixpanel accepts")
-        return [(_TRACK, {"event": "$create_alias", "properties": {
-            "distinct_id": previous_id, "alias": user_id, "token": settings.project_token,
-            **_stamp(message, required=False)}})]
+        return [
+            (
+                _TRACK,
+                {
+                    "event": "$create_alias",
+                    "properties": {
+                        "distinct_id": previous_id,
+                        "alias": user_id,
+                        "token": settings.project_token,
+                        **_stamp(message, required=False),
+                    },
+                },
+            )
+        ]
 
     distinct_id = user_id or anonymous_id
     if distinct_id is None:
-        raise MessageRejected("Mixpanel needs a distinct_id: the message has no userId or "
-                        "anonymousId, or only a placeholder Mixpanel refuses")
+        raise MessageRejected(
+            "Mixpanel needs a distinct_id: the message has no userId or "
+            "anonymousId, or only a placeholder Mixpanel refuses"
+        )
     if kind == "identify":
         found: list[tuple[str, dict[str, Any]]] = []
         traits = _object(message.get("traits"))
         if traits:
             found.append((_ENGAGE, _profile_set(message, distinct_id, traits, settings)))
         if user_id is not None and anonymous_id is not None and user_id != anonymous_id:
-            found.append((_TRACK, {"event": "$identify", "properties": {
-                "$identified_id": user_id, "$anon_id": anonymous_id,
-                "token": settings.project_token, **_stamp(message, required=False)}}))
+            found.append(
+                (
+                    _TRACK,
+                    {
+                        "event": "$identify",
+                        "properties": {
+                            "$identified_id": user_id,
+                            "$anon_id": anonymous_id,
+                            "token": settings.project_token,
+                            **_stamp(message, required=False),
+                        },
+                    },
+                )
+            )
         return found
 
     properties = _object(message.get("properties"))
@@ -192,8 +236,15 @@ def _items(message: Message, settings: MixpanelSettings) -> list[tuple[str, dict
         core["$device_id"] = anonymous_id
     # The message's own properties win over what context suggests, never over identity/time.
     merged = {**_context_properties(_object(message.get("context"))), **properties}
-    return [(_IMPORT, {"event": name, "properties": {
-        **core, **{k: v for k, v in merged.items() if k not in core}}})]
+    return [
+        (
+            _IMPORT,
+            {
+                "event": name,
+                "properties": {**core, **{k: v for k, v in merged.items() if k not in core}},
+            },
+        )
+    ]
 
 
 def _stamp(message: Message, *, required: bool) -> dict[str, Any]:
@@ -206,7 +257,8 @@ def _stamp(message: Message, *, required: bool) -> dict[str, Any]:
         stamp["time"] = millis
     elif required:
         raise MessageRejected(
-            "Mixpanel needs the event's time: the message has no usable timestamp")
+            "Mixpanel needs the event's time: the message has no usable timestamp"
+        )
     message_id = message.get("messageId")
     if isinstance(message_id, str) and message_id and message_id.lower() not in INVALID_IDS:
         stamp["$insert_id"] = message_id
@@ -215,8 +267,9 @@ def _stamp(message: Message, *, required: bool) -> dict[str, Any]:
     return stamp
 
 
-def _profile_set(message: Message, distinct_id: str, traits: Mapping[str, Any],
-                 settings: MixpanelSettings) -> dict[str, Any]:
+def _profile_set(
+    message: Message, distinct_id: str, traits: Mapping[str, Any], settings: MixpanelSettings
+) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for key, value in traits.items():
         values[SPECIAL_TRAITS.get(key, key)] = value
@@ -262,19 +315,26 @@ def _context_properties(context: Mapping[str, Any]) -> dict[str, Any]:
     ):
         if isinstance(value, str) and value:
             found[key] = value
-    for key, value in (("$wifi_enabled", network.get("wifi")),
-                       ("$cellular_enabled", network.get("cellular")),
-                       ("$bluetooth_enabled", network.get("bluetooth"))):
+    for key, value in (
+        ("$wifi_enabled", network.get("wifi")),
+        ("$cellular_enabled", network.get("cellular")),
+        ("$bluetooth_enabled", network.get("bluetooth")),
+    ):
         if isinstance(value, bool):
             found[key] = value
-    for key, value in (("$screen_width", screen.get("width")),
-                       ("$screen_height", screen.get("height")),
-                       ("$screen_density", screen.get("density"))):
+    for key, value in (
+        ("$screen_width", screen.get("width")),
+        ("$screen_height", screen.get("height")),
+        ("$screen_density", screen.get("density")),
+    ):
         if isinstance(value, int | float) and not isinstance(value, bool):
             found[key] = value
     advertising_id = device.get("advertisingId")
-    if isinstance(advertising_id, str) and advertising_id \
-            and str(os.get("name", "")).lower() in ("ios", "ipados", "iphone os"):
+    if (
+        isinstance(advertising_id, str)
+        and advertising_id
+        and str(os.get("name", "")).lower() in ("ios", "ipados", "iphone os")
+    ):
         found["$ios_ifa"] = advertising_id
     return found
 
@@ -322,8 +382,9 @@ def interpret(response: Response, count: int) -> list[str | None] | None:
         records = body.get("failed_records")
         if not isinstance(records, list):
             return None
-        failed = {r["index"] for r in records
-                  if isinstance(r, dict) and type(r.get("index")) is int}
+        failed = {
+            r["index"] for r in records if isinstance(r, dict) and type(r.get("index")) is int
+        }
         if not failed:
             return None
         return ["400" if i in failed else None for i in range(count)]
@@ -337,8 +398,9 @@ DEFINITION = DestinationDefinition(
     render=render,
     methods=frozenset({"track", "page", "screen", "identify", "alias"}),
     secrets=frozenset({"api_secret"}),
-    batching=Batching(max_events=MAX_EVENTS_PER_REQUEST, max_bytes=MAX_BODY_BYTES,
-                      max_wait_seconds=1.0),
+    batching=Batching(
+        max_events=MAX_EVENTS_PER_REQUEST, max_bytes=MAX_BODY_BYTES, max_wait_seconds=1.0
+    ),
     interpret=interpret,
     description="Events through Mixpanel's Import API, profiles through its Engage API.",
 )

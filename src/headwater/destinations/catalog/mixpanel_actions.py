@@ -76,16 +76,30 @@ NAME: Final = "Mixpanel (Actions)"
 DEFAULT_BATCH_SIZE: Final = 1000
 # Event properties a mapping cannot override (Segment's list).
 RESERVED: Final = frozenset(
-    {"time", "id", "$anon_id", "distinct_id", "$group_id", "$insert_id", "$user_id"})
+    {"time", "id", "$anon_id", "distinct_id", "$group_id", "$insert_id", "$user_id"}
+)
 # Order properties Product Purchased events leave out.
-ORDER_TOTALS: Final = frozenset({
-    "affiliation", "subtotal", "total", "revenue", "shipping", "tax", "discount", "coupon",
-    "currency", "order_number", "products"})
+ORDER_TOTALS: Final = frozenset(
+    {
+        "affiliation",
+        "subtotal",
+        "total",
+        "revenue",
+        "shipping",
+        "tax",
+        "discount",
+        "coupon",
+        "currency",
+        "order_number",
+        "products",
+    }
+)
 PRODUCT_EVENT: Final = "Product Purchased"
 _CREATED: Final = ("created", "createdAt", "created_at")
 # User traits that become Mixpanel's reserved profile properties ($email, $first_name ...).
 _USER_SPECIALS: Final = frozenset(
-    {*_CREATED, "email", "firstName", "lastName", "name", "username", "phone"})
+    {*_CREATED, "email", "firstName", "lastName", "name", "username", "phone"}
+)
 
 _encode = msgspec.json.Encoder().encode
 _FORM: Final = {"Content-Type": "application/x-www-form-urlencoded"}
@@ -111,13 +125,18 @@ def _string(path: str | dict[str, Any], description: str) -> FieldSpec:
 
 _EVENT_PROPERTIES: Final[dict[str, FieldSpec]] = {
     "distinct_id": _string(_either("$.userId", "$.anonymousId"), "A distinct ID specified by you."),
-    "anonymous_id": _string("$.anonymousId",
-                            "A distinct ID randomly generated prior to calling identify."),
+    "anonymous_id": _string(
+        "$.anonymousId", "A distinct ID randomly generated prior to calling identify."
+    ),
     "user_id": _string("$.userId", "The distinct ID after calling identify."),
     "group_id": _string("$.context.groupId", "The group that performed this event."),
     "insert_id": _string("$.messageId", "Mixpanel's deduplication key."),
-    "time": FieldSpec("datetime", required=False, default=_path("$.timestamp"),
-                      description="When the event happened; Mixpanel's receipt time if empty."),
+    "time": FieldSpec(
+        "datetime",
+        required=False,
+        default=_path("$.timestamp"),
+        description="When the event happened; Mixpanel's receipt time if empty.",
+    ),
     "app_name": _string("$.context.app.name", "The name of your application."),
     "app_namespace": _string("$.context.app.namespace", "The namespace of your application."),
     "app_build": _string("$.context.app.build", "The current build of your application."),
@@ -129,109 +148,216 @@ _EVENT_PROPERTIES: Final[dict[str, FieldSpec]] = {
     "device_name": _string("$.context.device.name", "The name of the user's device."),
     "device_manufacturer": _string("$.context.device.manufacturer", "The device manufacturer."),
     "device_model": _string("$.context.device.model", "The device model."),
-    "bluetooth": FieldSpec("boolean", required=False, default=_path("$.context.network.bluetooth"),
-                           description="Whether bluetooth is enabled."),
+    "bluetooth": FieldSpec(
+        "boolean",
+        required=False,
+        default=_path("$.context.network.bluetooth"),
+        description="Whether bluetooth is enabled.",
+    ),
     "carrier": _string("$.context.network.carrier", "The user's carrier."),
-    "cellular": FieldSpec("boolean", required=False, default=_path("$.context.network.cellular"),
-                          description="Whether cellular is enabled."),
-    "wifi": FieldSpec("boolean", required=False, default=_path("$.context.network.wifi"),
-                      description="Whether the device has an active Wifi connection."),
+    "cellular": FieldSpec(
+        "boolean",
+        required=False,
+        default=_path("$.context.network.cellular"),
+        description="Whether cellular is enabled.",
+    ),
+    "wifi": FieldSpec(
+        "boolean",
+        required=False,
+        default=_path("$.context.network.wifi"),
+        description="Whether the device has an active Wifi connection.",
+    ),
     "country": _string("$.context.location.country", "The user's current country."),
     "region": _string("$.context.location.region", "The user's current region."),
     "language": _string("$.context.locale", "The language set by the user."),
     "library_name": _string("$.context.library.name", "The SDK that sent the event."),
     "library_version": _string("$.context.library.version", "Its version."),
     "ip": _string("$.context.ip", "The user's IP address, for geolocation only."),
-    "idfa": _string(_either("$.context.device.advertisingId", "$.context.device.idfa"),
-                    "Identifier for Advertiser (iOS)."),
+    "idfa": _string(
+        _either("$.context.device.advertisingId", "$.context.device.idfa"),
+        "Identifier for Advertiser (iOS).",
+    ),
     "url": _string("$.context.page.url", "The full URL of the page."),
-    "screen_width": FieldSpec("number", required=False, default=_path("$.context.screen.width"),
-                              description="Screen width in pixels."),
-    "screen_height": FieldSpec("number", required=False,
-                               default=_path("$.context.screen.height"),
-                               description="Screen height in pixels."),
-    "screen_density": FieldSpec("number", required=False,
-                                default=_path("$.context.screen.density"),
-                                description="Pixel density of the screen."),
+    "screen_width": FieldSpec(
+        "number",
+        required=False,
+        default=_path("$.context.screen.width"),
+        description="Screen width in pixels.",
+    ),
+    "screen_height": FieldSpec(
+        "number",
+        required=False,
+        default=_path("$.context.screen.height"),
+        description="Screen height in pixels.",
+    ),
+    "screen_density": FieldSpec(
+        "number",
+        required=False,
+        default=_path("$.context.screen.density"),
+        description="Pixel density of the screen.",
+    ),
     "referrer": _string("$.context.page.referrer", "The referrer URL."),
     "userAgent": _string("$.context.userAgent", "The user agent; gives $browser."),
     "advertising_id": _string("$.context.device.advertisingId", "The advertising ID."),
-    "ad_tracking_enabled": _string("$.context.device.adTrackingEnabled",
-                                   "Whether ad tracking is enabled (true or false)."),
+    "ad_tracking_enabled": _string(
+        "$.context.device.adTrackingEnabled", "Whether ad tracking is enabled (true or false)."
+    ),
     "timezone": _string("$.context.timezone", "The event's timezone."),
     "app_platform": _string("$.context.app.platform", "The app platform."),
     "name": _string(_either("$.event", "$.name"), "The event's original name."),
-    "event_properties": FieldSpec("object", required=False, default=_path("$.properties"),
-                                  description="Further properties of the event."),
-    "context": FieldSpec("object", required=False, default=_path("$.context"),
-                         description="The event's context (hidden in Segment)."),
+    "event_properties": FieldSpec(
+        "object",
+        required=False,
+        default=_path("$.properties"),
+        description="Further properties of the event.",
+    ),
+    "context": FieldSpec(
+        "object",
+        required=False,
+        default=_path("$.context"),
+        description="The event's context (hidden in Segment).",
+    ),
     "utm_properties": FieldSpec(
-        "object", required=False, description="UTM tracking properties.",
-        default={f"utm_{key}": _path(f"$.context.campaign.{source}") for key, source in (
-            ("source", "source"), ("medium", "medium"), ("campaign", "name"),
-            ("term", "term"), ("content", "content"))}),
-    "enable_batching": FieldSpec("boolean", required=False, default=True,
-                                 description="Send events to Mixpanel in batches."),
-    "batch_size": FieldSpec("number", required=False, default=DEFAULT_BATCH_SIZE,
-                            description=f"Events per request, up to {MAX_EVENTS_PER_REQUEST}."),
+        "object",
+        required=False,
+        description="UTM tracking properties.",
+        default={
+            f"utm_{key}": _path(f"$.context.campaign.{source}")
+            for key, source in (
+                ("source", "source"),
+                ("medium", "medium"),
+                ("campaign", "name"),
+                ("term", "term"),
+                ("content", "content"),
+            )
+        },
+    ),
+    "enable_batching": FieldSpec(
+        "boolean", required=False, default=True, description="Send events to Mixpanel in batches."
+    ),
+    "batch_size": FieldSpec(
+        "number",
+        required=False,
+        default=DEFAULT_BATCH_SIZE,
+        description=f"Events per request, up to {MAX_EVENTS_PER_REQUEST}.",
+    ),
     "userAgentData": FieldSpec(
-        "object", required=False, description="User agent client hints of the device.",
-        default={key: _path(f"$.context.userAgentData.{key}") for key in (
-            "mobile", "platform", "architecture", "bitness", "model", "platformVersion",
-            "uaFullVersion", "wow64")}),
+        "object",
+        required=False,
+        description="User agent client hints of the device.",
+        default={
+            key: _path(f"$.context.userAgentData.{key}")
+            for key in (
+                "mobile",
+                "platform",
+                "architecture",
+                "bitness",
+                "model",
+                "platformVersion",
+                "uaFullVersion",
+                "wow64",
+            )
+        },
+    ),
 }
-_EVENT_NAME: Final = FieldSpec("string", required=True, default=_path("$.event"),
-                               description="The name of the action being performed.")
+_EVENT_NAME: Final = FieldSpec(
+    "string",
+    required=True,
+    default=_path("$.event"),
+    description="The name of the action being performed.",
+)
 TRACK_EVENT_FIELDS: Final = {"event": _EVENT_NAME, **_EVENT_PROPERTIES}
-_PRODUCT_KEYS: Final = ("product_id", "sku", "category", "name", "brand", "variant", "price",
-                        "quantity", "coupon", "position", "url", "image_url")
+_PRODUCT_KEYS: Final = (
+    "product_id",
+    "sku",
+    "category",
+    "name",
+    "brand",
+    "variant",
+    "price",
+    "quantity",
+    "coupon",
+    "position",
+    "url",
+    "image_url",
+)
 TRACK_PURCHASE_FIELDS: Final = {
     "generatePurchaseEventPerProduct": FieldSpec(
-        "boolean", required=False, default=True,
-        description=f"Also send a {PRODUCT_EVENT!r} event for each product."),
+        "boolean",
+        required=False,
+        default=True,
+        description=f"Also send a {PRODUCT_EVENT!r} event for each product.",
+    ),
     **_EVENT_PROPERTIES,
     "products": FieldSpec(
-        "object", required=False, multiple=True, description="Products in the order.",
-        default={"@arrayPath": ["$.properties.products",
-                                {key: _path(key) for key in _PRODUCT_KEYS}]}),
+        "object",
+        required=False,
+        multiple=True,
+        description="Products in the order.",
+        default={
+            "@arrayPath": ["$.properties.products", {key: _path(key) for key in _PRODUCT_KEYS}]
+        },
+    ),
     "event": _EVENT_NAME,
 }
 IDENTIFY_USER_FIELDS: Final = {
     "ip": _string("$.context.ip", "The user's IP address, for geolocation only."),
     "user_id": _string("$.userId", "The unique user identifier set by you."),
     "anonymous_id": _string("$.anonymousId", "The generated anonymous ID for the user."),
-    "traits": FieldSpec("object", required=False, default=_path("$.traits"),
-                        description="Properties to set on the user profile."),
+    "traits": FieldSpec(
+        "object",
+        required=False,
+        default=_path("$.traits"),
+        description="Properties to set on the user profile.",
+    ),
 }
 GROUP_IDENTIFY_USER_FIELDS: Final = {
-    "group_key": FieldSpec("string", required=False,
-                           description="The group key set up in Mixpanel; $group_id if empty."),
-    "group_id": FieldSpec("string", required=True, default=_path("$.groupId"),
-                          description="The group; a trait named like the group key overrides."),
-    "traits": FieldSpec("object", required=False, default=_path("$.traits"),
-                        description="Properties to set on the group profile."),
+    "group_key": FieldSpec(
+        "string",
+        required=False,
+        description="The group key set up in Mixpanel; $group_id if empty.",
+    ),
+    "group_id": FieldSpec(
+        "string",
+        required=True,
+        default=_path("$.groupId"),
+        description="The group; a trait named like the group key overrides.",
+    ),
+    "traits": FieldSpec(
+        "object",
+        required=False,
+        default=_path("$.traits"),
+        description="Properties to set on the group profile.",
+    ),
 }
 ALIAS_FIELDS: Final = {
-    "alias": _string(_either("$.userId", "$.anonymousId"),
-                     "A new distinct ID to merge with the original one."),
+    "alias": _string(
+        _either("$.userId", "$.anonymousId"), "A new distinct ID to merge with the original one."
+    ),
     "distinct_id": _string("$.previousId", "The distinct ID to merge with the alias."),
 }
 
 
 # --- track ------------------------------------------------------------------------------------
 
-def track_event(payloads: Sequence[Mapping[str, Any]],
-                settings: MixpanelActionsSettings) -> Rendered:
+
+def track_event(
+    payloads: Sequence[Mapping[str, Any]], settings: MixpanelActionsSettings
+) -> Rendered:
     return _import(payloads, settings, lambda p: [_event(p, settings)])
 
 
-def track_purchase(payloads: Sequence[Mapping[str, Any]],
-                   settings: MixpanelActionsSettings) -> Rendered:
+def track_purchase(
+    payloads: Sequence[Mapping[str, Any]], settings: MixpanelActionsSettings
+) -> Rendered:
     return _import(payloads, settings, lambda p: _purchase(p, settings))
 
 
-def _import(payloads: Sequence[Mapping[str, Any]], settings: MixpanelActionsSettings,
-            records: Callable[[Mapping[str, Any]], list[dict[str, Any]]]) -> Rendered:
+def _import(
+    payloads: Sequence[Mapping[str, Any]],
+    settings: MixpanelActionsSettings,
+    records: Callable[[Mapping[str, Any]], list[dict[str, Any]]],
+) -> Rendered:
     """Records in batches; each request lists a message's position once per record of it."""
     rendered = Rendered()
     per_message: list[list[tuple[int, bytes]]] = []
@@ -239,8 +365,11 @@ def _import(payloads: Sequence[Mapping[str, Any]], settings: MixpanelActionsSett
         encoded = [_encode(r) for r in records(payload)]
         too_large = [len(e) for e in encoded if len(e) >= MAX_EVENT_BYTES]
         if too_large:
-            rendered.reject(position, f"the event is {too_large[0]} bytes; Mixpanel takes events "
-                                    f"under {MAX_EVENT_BYTES} bytes")
+            rendered.reject(
+                position,
+                f"the event is {too_large[0]} bytes; Mixpanel takes events "
+                f"under {MAX_EVENT_BYTES} bytes",
+            )
             continue
         per_message.append([(position, e) for e in encoded])
     if not per_message:
@@ -250,15 +379,17 @@ def _import(payloads: Sequence[Mapping[str, Any]], settings: MixpanelActionsSett
         groups, size = per_message, MAX_EVENTS_PER_REQUEST
     else:
         groups = [[m for members in per_message for m in members]]
-        size = max(1, min(int(first.get("batch_size") or DEFAULT_BATCH_SIZE),
-                          MAX_EVENTS_PER_REQUEST))
+        size = max(
+            1, min(int(first.get("batch_size") or DEFAULT_BATCH_SIZE), MAX_EVENTS_PER_REQUEST)
+        )
     url = f"{settings.base()}/import?strict=1"
     headers = {"Content-Type": "application/json", "Authorization": import_auth(settings)}
     for group in groups:
         for chunk in chunks(group, size):
             body = b"[" + b",".join(e for _, e in chunk) + b"]"
             rendered.outgoing.append(
-                Outgoing(Request("POST", url, headers, body), tuple(p for p, _ in chunk)))
+                Outgoing(Request("POST", url, headers, body), tuple(p for p, _ in chunk))
+            )
     return rendered
 
 
@@ -266,8 +397,9 @@ def _event(payload: Mapping[str, Any], settings: MixpanelActionsSettings) -> dic
     return {"event": payload["event"], "properties": _properties(payload, settings)}
 
 
-def _purchase(payload: Mapping[str, Any],
-              settings: MixpanelActionsSettings) -> list[dict[str, Any]]:
+def _purchase(
+    payload: Mapping[str, Any], settings: MixpanelActionsSettings
+) -> list[dict[str, Any]]:
     order = _event(payload, settings)
     found = [order]
     products = payload.get("products")
@@ -275,8 +407,17 @@ def _purchase(payload: Mapping[str, Any],
         shared = {k: v for k, v in order["properties"].items() if k not in ORDER_TOTALS}
         at, insert_id = shared["time"], shared["$insert_id"]
         for n, product in enumerate(products):
-            found.append({"event": PRODUCT_EVENT, "properties": {
-                **shared, "$insert_id": f"{n}{insert_id}", "time": at - n - 1, **product}})
+            found.append(
+                {
+                    "event": PRODUCT_EVENT,
+                    "properties": {
+                        **shared,
+                        "$insert_id": f"{n}{insert_id}",
+                        "time": at - n - 1,
+                        **product,
+                    },
+                }
+            )
     return found
 
 
@@ -350,8 +491,9 @@ def _properties(payload: Mapping[str, Any], settings: MixpanelActionsSettings) -
         "$wow64": hints.get("wow64"),
     }
     properties = {k: v for k, v in found.items() if v is not None}
-    properties.update((k, v) for k, v in _object(get("event_properties")).items()
-                      if k not in RESERVED)
+    properties.update(
+        (k, v) for k, v in _object(get("event_properties")).items() if k not in RESERVED
+    )
     return properties
 
 
@@ -402,14 +544,27 @@ _BROWSERS: Final[tuple[tuple[str, Callable[[str], bool]], ...]] = (
     ("Mozilla", lambda ua: "Gecko" in ua),
 )
 _V: Final = r"(?P<v>\d+(?:\.\d+)+)"
-_VERSIONS: Final = {browser: re.compile(pattern + _V) for browser, pattern in (
-    ("Internet Explorer Mobile", "rv:"), ("Microsoft Edge", "Edge?/"), ("Chrome", "Chrome/"),
-    ("Chrome iOS", "CriOS/"), ("UC Browser", "(?:UCBrowser|UCWEB)/"), ("Safari", "Version/"),
-    ("Mobile Safari", "Version/"), ("Opera", "(?:Opera|OPR)/"), ("Firefox", "Firefox/"),
-    ("Firefox iOS", "FxiOS/"), ("Konqueror", "Konqueror:"), ("BlackBerry", "BlackBerry "),
-    ("Android Mobile", r"android\s"), ("Samsung Internet", "SamsungBrowser/"),
-    ("Internet Explorer", "(?:rv:|MSIE )"), ("Mozilla", "rv:"),
-)}
+_VERSIONS: Final = {
+    browser: re.compile(pattern + _V)
+    for browser, pattern in (
+        ("Internet Explorer Mobile", "rv:"),
+        ("Microsoft Edge", "Edge?/"),
+        ("Chrome", "Chrome/"),
+        ("Chrome iOS", "CriOS/"),
+        ("UC Browser", "(?:UCBrowser|UCWEB)/"),
+        ("Safari", "Version/"),
+        ("Mobile Safari", "Version/"),
+        ("Opera", "(?:Opera|OPR)/"),
+        ("Firefox", "Firefox/"),
+        ("Firefox iOS", "FxiOS/"),
+        ("Konqueror", "Konqueror:"),
+        ("BlackBerry", "BlackBerry "),
+        ("Android Mobile", r"android\s"),
+        ("Samsung Internet", "SamsungBrowser/"),
+        ("Internet Explorer", "(?:rv:|MSIE )"),
+        ("Mozilla", "rv:"),
+    )
+}
 
 
 def _browser(agent: str) -> str:
@@ -424,8 +579,10 @@ def _browser_version(agent: str, browser: str) -> str | None:
 
 # --- identities and profiles ------------------------------------------------------------------
 
-def identify_user(payloads: Sequence[Mapping[str, Any]],
-                  settings: MixpanelActionsSettings) -> Rendered:
+
+def identify_user(
+    payloads: Sequence[Mapping[str, Any]], settings: MixpanelActionsSettings
+) -> Rendered:
     rendered = Rendered()
     for position, payload in enumerate(payloads):
         user_id, anonymous_id = payload.get("user_id"), payload.get("anonymous_id")
@@ -435,15 +592,44 @@ def identify_user(payloads: Sequence[Mapping[str, Any]],
             rendered.reject(position, "a profile update needs a user ID or an anonymous ID")
             continue
         if user_id and anonymous_id and user_id != anonymous_id:
-            rendered.outgoing.append(Outgoing(_form(settings, "/track?verbose=1", {
-                "event": "$identify", "properties": _defined({
-                    "$identified_id": user_id, "$anon_id": anonymous_id,
-                    "token": settings.project_token,
-                    "segment_source_name": settings.source_name})}), (position,)))
+            rendered.outgoing.append(
+                Outgoing(
+                    _form(
+                        settings,
+                        "/track?verbose=1",
+                        {
+                            "event": "$identify",
+                            "properties": _defined(
+                                {
+                                    "$identified_id": user_id,
+                                    "$anon_id": anonymous_id,
+                                    "token": settings.project_token,
+                                    "segment_source_name": settings.source_name,
+                                }
+                            ),
+                        },
+                    ),
+                    (position,),
+                )
+            )
         if traits:
-            rendered.outgoing.append(Outgoing(_form(settings, "/engage?verbose=1&ip=0", _defined({
-                "$token": settings.project_token, "$distinct_id": distinct_id,
-                "$ip": payload.get("ip"), "$set": _profile(traits)})), (position,)))
+            rendered.outgoing.append(
+                Outgoing(
+                    _form(
+                        settings,
+                        "/engage?verbose=1&ip=0",
+                        _defined(
+                            {
+                                "$token": settings.project_token,
+                                "$distinct_id": distinct_id,
+                                "$ip": payload.get("ip"),
+                                "$set": _profile(traits),
+                            }
+                        ),
+                    ),
+                    (position,),
+                )
+            )
     return rendered
 
 
@@ -453,8 +639,11 @@ def _profile(traits: Mapping[str, Any]) -> dict[str, Any]:
     created = _first(traits, _CREATED)
     if created is not None:
         found["$created"] = created
-    for key, reserved in (("email", "$email"), ("firstName", "$first_name"),
-                          ("lastName", "$last_name")):
+    for key, reserved in (
+        ("email", "$email"),
+        ("firstName", "$first_name"),
+        ("lastName", "$last_name"),
+    ):
         if key in traits:
             found[reserved] = traits[key]
     first, last = traits.get("firstName"), traits.get("lastName")
@@ -468,8 +657,9 @@ def _profile(traits: Mapping[str, Any]) -> dict[str, Any]:
     return found
 
 
-def group_identify_user(payloads: Sequence[Mapping[str, Any]],
-                        settings: MixpanelActionsSettings) -> Rendered:
+def group_identify_user(
+    payloads: Sequence[Mapping[str, Any]], settings: MixpanelActionsSettings
+) -> Rendered:
     rendered = Rendered()
     for position, payload in enumerate(payloads):
         traits = payload.get("traits")
@@ -486,9 +676,21 @@ def group_identify_user(payloads: Sequence[Mapping[str, Any]],
         created = _first(traits, _CREATED)
         if created is not None:
             values["$created"] = created
-        rendered.outgoing.append(Outgoing(_form(settings, "/groups?verbose=1", {
-            "$token": settings.project_token, "$group_key": key, "$group_id": group_id,
-            "$set": values}), (position,)))
+        rendered.outgoing.append(
+            Outgoing(
+                _form(
+                    settings,
+                    "/groups?verbose=1",
+                    {
+                        "$token": settings.project_token,
+                        "$group_key": key,
+                        "$group_id": group_id,
+                        "$set": values,
+                    },
+                ),
+                (position,),
+            )
+        )
     return rendered
 
 
@@ -499,10 +701,26 @@ def alias(payloads: Sequence[Mapping[str, Any]], settings: MixpanelActionsSettin
         if not new_id or not distinct_id:
             rendered.reject(position, "an alias needs a distinct ID (previousId) and an alias")
             continue
-        rendered.outgoing.append(Outgoing(_form(settings, "/track?verbose=1", {
-            "event": "$create_alias", "properties": _defined({
-                "distinct_id": distinct_id, "alias": new_id, "token": settings.project_token,
-                "segment_source_name": settings.source_name})}), (position,)))
+        rendered.outgoing.append(
+            Outgoing(
+                _form(
+                    settings,
+                    "/track?verbose=1",
+                    {
+                        "event": "$create_alias",
+                        "properties": _defined(
+                            {
+                                "distinct_id": distinct_id,
+                                "alias": new_id,
+                                "token": settings.project_token,
+                                "segment_source_name": settings.source_name,
+                            }
+                        ),
+                    },
+                ),
+                (position,),
+            )
+        )
     return rendered
 
 
@@ -530,32 +748,53 @@ DEFINITION = DestinationDefinition(
     settings=MixpanelActionsSettings,
     secrets=frozenset({"api_secret"}),
     # Lets the delivery worker wait briefly for trackEvent batches to fill.
-    batching=Batching(max_events=MAX_EVENTS_PER_REQUEST, max_bytes=MAX_BODY_BYTES,
-                      max_wait_seconds=1.0),
+    batching=Batching(
+        max_events=MAX_EVENTS_PER_REQUEST, max_bytes=MAX_BODY_BYTES, max_wait_seconds=1.0
+    ),
     interpret=interpret,
     description="Mixpanel through Segment's Actions mappings: events, purchases, user and "
-                "group profiles, aliases.",
+    "group profiles, aliases.",
     actions={
         "trackEvent": ActionDefinition(
-            "trackEvent", "Track Event", TRACK_EVENT_FIELDS, track_event,
-            description="Send an event to Mixpanel.", default_trigger='type = "track"',
-            batch_size_field="batch_size"),
+            "trackEvent",
+            "Track Event",
+            TRACK_EVENT_FIELDS,
+            track_event,
+            description="Send an event to Mixpanel.",
+            default_trigger='type = "track"',
+            batch_size_field="batch_size",
+        ),
         "trackPurchase": ActionDefinition(
-            "trackPurchase", "Track Purchase", TRACK_PURCHASE_FIELDS, track_purchase,
-            description="Send an Order Completed event, and a Product Purchased event per "
-                        "product.", default_trigger='type = "track"',
-            batch_size_field="batch_size"),
+            "trackPurchase",
+            "Track Purchase",
+            TRACK_PURCHASE_FIELDS,
+            track_purchase,
+            description="Send an Order Completed event, and a Product Purchased event per product.",
+            default_trigger='type = "track"',
+            batch_size_field="batch_size",
+        ),
         "identifyUser": ActionDefinition(
-            "identifyUser", "Identify User", IDENTIFY_USER_FIELDS, identify_user,
+            "identifyUser",
+            "Identify User",
+            IDENTIFY_USER_FIELDS,
+            identify_user,
             description="Link the anonymous ID to the user ID and set profile properties.",
-            default_trigger='type = "identify"'),
+            default_trigger='type = "identify"',
+        ),
         "groupIdentifyUser": ActionDefinition(
-            "groupIdentifyUser", "Group Identify User", GROUP_IDENTIFY_USER_FIELDS,
-            group_identify_user, description="Set properties on a group profile.",
-            default_trigger='type = "group"'),
+            "groupIdentifyUser",
+            "Group Identify User",
+            GROUP_IDENTIFY_USER_FIELDS,
+            group_identify_user,
+            description="Set properties on a group profile.",
+            default_trigger='type = "group"',
+        ),
         "alias": ActionDefinition(
-            "alias", "Alias", ALIAS_FIELDS, alias,
-            description="Create an alias of a distinct ID (Original ID Merge and legacy "
-                        "projects)."),
+            "alias",
+            "Alias",
+            ALIAS_FIELDS,
+            alias,
+            description="Create an alias of a distinct ID (Original ID Merge and legacy projects).",
+        ),
     },
 )

@@ -39,8 +39,9 @@ MAX_MESSAGE_BYTES: Final = 32 * 1024
 MAX_BATCH_MESSAGES: Final = 2500
 # Set by the receiving Tracking API, or inputs of its timestamp correction (see above);
 # writeKey / projectId would name our source, not the receiver's.
-STRIPPED: Final = frozenset({"receivedAt", "sentAt", "originalTimestamp", "version",
-                             "writeKey", "projectId"})
+STRIPPED: Final = frozenset(
+    {"receivedAt", "sentAt", "originalTimestamp", "version", "writeKey", "projectId"}
+)
 
 _encode = msgspec.json.Encoder().encode
 _OPEN: Final = b'{"batch":['
@@ -64,8 +65,11 @@ def forwarded(message: Message) -> Message:
 def render(messages: Sequence[Message], settings: SegmentSettings) -> Rendered:
     rendered = Rendered()
     token = base64.b64encode(f"{settings.write_key}:".encode()).decode()
-    headers = {"Content-Type": "application/json", "Authorization": f"Basic {token}",
-               "User-Agent": f"headwater/{__version__}"}
+    headers = {
+        "Content-Type": "application/json",
+        "Authorization": f"Basic {token}",
+        "User-Agent": f"headwater/{__version__}",
+    }
     url = settings.url()
     batch: list[tuple[int, bytes]] = []
     size = len(_OPEN) + len(_CLOSE)
@@ -73,13 +77,17 @@ def render(messages: Sequence[Message], settings: SegmentSettings) -> Rendered:
     def flush() -> None:
         body = _OPEN + b",".join(item for _, item in batch) + _CLOSE
         rendered.outgoing.append(
-            Outgoing(Request("POST", url, headers, body), tuple(p for p, _ in batch)))
+            Outgoing(Request("POST", url, headers, body), tuple(p for p, _ in batch))
+        )
 
     for position, message in enumerate(messages):
         item = _encode(forwarded(message))
         if len(item) > MAX_MESSAGE_BYTES:
-            rendered.reject(position, f"the message is {len(item)} bytes of JSON; the Tracking "
-                                      f"API takes at most {MAX_MESSAGE_BYTES}")
+            rendered.reject(
+                position,
+                f"the message is {len(item)} bytes of JSON; the Tracking "
+                f"API takes at most {MAX_MESSAGE_BYTES}",
+            )
             continue
         added = len(item) + (1 if batch else 0)
         if batch and (len(batch) == MAX_BATCH_MESSAGES or size + added > MAX_BATCH_BYTES):
@@ -101,7 +109,8 @@ DEFINITION = DestinationDefinition(
     settings=SegmentSettings,
     render=render,
     secrets=frozenset({"write_key"}),
-    batching=Batching(max_events=MAX_BATCH_MESSAGES, max_bytes=MAX_BATCH_BYTES,
-                      max_wait_seconds=1.0),
+    batching=Batching(
+        max_events=MAX_BATCH_MESSAGES, max_bytes=MAX_BATCH_BYTES, max_wait_seconds=1.0
+    ),
     description="Forward every message to a source of Segment or of another Headwater.",
 )

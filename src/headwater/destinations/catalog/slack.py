@@ -70,8 +70,7 @@ class SlackSettings(DestinationSettings):
                 try:
                     _compiled(key)
                 except RegexError as exc:
-                    raise ValueError(f"{key!r} is not a usable regular expression: {exc}") \
-                        from None
+                    raise ValueError(f"{key!r} is not a usable regular expression: {exc}") from None
         return self
 
 
@@ -97,8 +96,10 @@ def _request(message: Message, settings: SlackSettings) -> Request:
         traits = message.get("traits")
         traits = traits if isinstance(traits, dict) else {}
         if not settings.whitelisted_traits:
-            raise MessageRejected("identify calls go to Slack only once whitelisted_traits "
-                                  "names the traits they must carry")
+            raise MessageRejected(
+                "identify calls go to Slack only once whitelisted_traits "
+                "names the traits they must carry"
+            )
         missing = [t for t in settings.whitelisted_traits if traits.get(t) in (None, "")]
         if missing:
             raise MessageRejected(f"the identify call lacks the whitelisted traits {missing}")
@@ -120,8 +121,12 @@ def _request(message: Message, settings: SlackSettings) -> Request:
         payload["icon_url"] = str(settings.icon_url)
     elif settings.icon_emoji:
         payload["icon_emoji"] = settings.icon_emoji
-    return Request("POST", str(settings.webhook_url), {"Content-Type": "application/json"},
-                   msgspec.json.encode(payload))
+    return Request(
+        "POST",
+        str(settings.webhook_url),
+        {"Content-Type": "application/json"},
+        msgspec.json.encode(payload),
+    )
 
 
 def _lookup(table: Mapping[str, str], event: str) -> str | None:
@@ -149,6 +154,7 @@ def _compiled(key: str) -> LinearRegex:
 
 def display_name(message: Mapping[str, Any]) -> str:
     """Segment's order: name, first + last name, username, email, user id, anonymous id."""
+
     def trait(key: str) -> Any:
         for source in (message.get("context"), message):
             traits = source.get("traits") if isinstance(source, dict) else None
@@ -176,6 +182,7 @@ def display_name(message: Mapping[str, Any]) -> str:
 
 def render_template(template: str, data: Mapping[str, Any]) -> str:
     """Substitute ``{{path}}`` tags; a missing value is empty, as in Handlebars."""
+
     def substitute(match: re.Match[str]) -> str:
         path = (match["raw"] if match["raw"] is not None else match["path"]).strip()
         if not path or path.startswith(_HELPERS) or not _PATH.fullmatch(path):
@@ -239,5 +246,5 @@ DEFINITION = DestinationDefinition(
     concurrency=1,  # keeps a channel's messages in the order they were sent
     rate_limit_per_second=1.0,  # Slack's limit for incoming webhooks: one message a second
     description="Post a message to a Slack channel for each track call and for identify "
-                "calls that carry the whitelisted traits.",
+    "calls that carry the whitelisted traits.",
 )

@@ -45,14 +45,17 @@ def render(messages: Sequence[Message], settings: WebhookSettings) -> Rendered:
     targets = settings.targets()
     for position, message in enumerate(messages):
         body = msgspec.json.encode(message)
-        headers = {"User-Agent": "Segment.io/1.0", "Content-Type": "application/json",
-                   **settings.headers}
+        headers = {
+            "User-Agent": "Segment.io/1.0",
+            "Content-Type": "application/json",
+            **settings.headers,
+        }
         if settings.shared_secret:
             headers["X-Signature"] = hmac.new(
-                settings.shared_secret.encode(), body, hashlib.sha1).hexdigest()
+                settings.shared_secret.encode(), body, hashlib.sha1
+            ).hexdigest()
         for url in targets:
-            rendered.outgoing.append(
-                Outgoing(Request("POST", url, headers, body), (position,)))
+            rendered.outgoing.append(Outgoing(Request("POST", url, headers, body), (position,)))
     return rendered
 
 

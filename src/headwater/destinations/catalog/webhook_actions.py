@@ -37,21 +37,27 @@ class WebhookActionsSettings(DestinationSettings):
 
 _FIELDS = {
     "url": FieldSpec("string", required=True, description="Where the request goes."),
-    "method": FieldSpec("string", required=False, choices=("POST", "PUT", "PATCH"),
-                        description="The HTTP method; POST when not mapped."),
+    "method": FieldSpec(
+        "string",
+        required=False,
+        choices=("POST", "PUT", "PATCH"),
+        description="The HTTP method; POST when not mapped.",
+    ),
     "headers": FieldSpec("object", required=False, description="Extra request headers."),
     "data": FieldSpec("object", required=False, description="The request body."),
 }
 _BATCH_FIELDS = {
     **_FIELDS,
-    "batch_size": FieldSpec("integer", required=False,
-                            description=f"Events per request (up to {MAX_BATCH_SIZE}; "
-                                        f"{DEFAULT_BATCH_SIZE} when not mapped)."),
+    "batch_size": FieldSpec(
+        "integer",
+        required=False,
+        description=f"Events per request (up to {MAX_BATCH_SIZE}; "
+        f"{DEFAULT_BATCH_SIZE} when not mapped).",
+    ),
 }
 
 
-def _request(payload: Mapping[str, Any], body: bytes,
-             settings: WebhookActionsSettings) -> Request:
+def _request(payload: Mapping[str, Any], body: bytes, settings: WebhookActionsSettings) -> Request:
     headers = {"User-Agent": "Segment (Actions)", "Content-Type": "application/json"}
     extra = payload.get("headers")
     mapped: dict[str, str] = {}
@@ -60,19 +66,27 @@ def _request(payload: Mapping[str, Any], body: bytes,
         headers.update(mapped)
     if settings.shared_secret:
         headers["X-Signature"] = hmac.new(
-            settings.shared_secret.encode(), body, hashlib.sha1).hexdigest()
-    return Request(str(payload.get("method") or "POST"), str(payload["url"]), headers, body,
-                   secret_headers=frozenset(mapped))
+            settings.shared_secret.encode(), body, hashlib.sha1
+        ).hexdigest()
+    return Request(
+        str(payload.get("method") or "POST"),
+        str(payload["url"]),
+        headers,
+        body,
+        secret_headers=frozenset(mapped),
+    )
 
 
 def send(payloads: Sequence[Mapping[str, Any]], settings: WebhookActionsSettings) -> Rendered:
-    return Rendered(outgoing=[
-        Outgoing(_request(p, msgspec.json.encode(p.get("data", {})), settings), (i,))
-        for i, p in enumerate(payloads)])
+    return Rendered(
+        outgoing=[
+            Outgoing(_request(p, msgspec.json.encode(p.get("data", {})), settings), (i,))
+            for i, p in enumerate(payloads)
+        ]
+    )
 
 
-def send_batch(payloads: Sequence[Mapping[str, Any]],
-               settings: WebhookActionsSettings) -> Rendered:
+def send_batch(payloads: Sequence[Mapping[str, Any]], settings: WebhookActionsSettings) -> Rendered:
     """Payloads that share a URL, method and headers go together, ``batch_size`` at a time."""
     groups: dict[bytes, list[int]] = {}
     for i, p in enumerate(payloads):
@@ -84,7 +98,7 @@ def send_batch(payloads: Sequence[Mapping[str, Any]],
         size = first.get("batch_size") or DEFAULT_BATCH_SIZE
         size = max(1, min(int(size), MAX_BATCH_SIZE))
         for start in range(0, len(members), size):
-            chunk = members[start:start + size]
+            chunk = members[start : start + size]
             body = msgspec.json.encode([payloads[i].get("data", {}) for i in chunk])
             rendered.outgoing.append(Outgoing(_request(first, body, settings), tuple(chunk)))
     return rendered
@@ -99,13 +113,23 @@ DEFINITION = DestinationDefinition(
     description="Send mapped data to your own HTTP endpoints, one event or a batch at a time.",
     actions={
         "send": ActionDefinition(
-            "send", "Send", _FIELDS, send,
-            description="One request per event.", keyed_fields=frozenset({"data"}),
-            secret_fields=frozenset({"headers"})),
+            "send",
+            "Send",
+            _FIELDS,
+            send,
+            description="One request per event.",
+            keyed_fields=frozenset({"data"}),
+            secret_fields=frozenset({"headers"}),
+        ),
         "send-batch": ActionDefinition(
-            "send-batch", "Send Batch", _BATCH_FIELDS, send_batch,
+            "send-batch",
+            "Send Batch",
+            _BATCH_FIELDS,
+            send_batch,
             description="One request per batch: a JSON array of the events' data.",
-            batch_size_field="batch_size", keyed_fields=frozenset({"data"}),
-            secret_fields=frozenset({"headers"})),
+            batch_size_field="batch_size",
+            keyed_fields=frozenset({"data"}),
+            secret_fields=frozenset({"headers"}),
+        ),
     },
 )

@@ -113,8 +113,6 @@ __all__ = [
 ]
 
 
-
-
 class CompiledMapping:
     """A validated mapping; calling it renders one payload without walking the mapping again."""
 
@@ -174,5 +172,3 @@ def render_mapping(
 ) -> Any:
     """One-off rendering; compile the mapping instead when it serves many events."""
     return CompiledMapping(mapping, expand_keys=expand_keys)(payload)
-
-

@@ -166,8 +166,7 @@ def _substitute_placeholders(text: str, braces: int, payload: Any) -> str:
 
 
 def _render_template(template: str, payload: Any) -> str:
-    return _substitute_placeholders(
-        _substitute_placeholders(template, 3, payload), 2, payload)
+    return _substitute_placeholders(_substitute_placeholders(template, 3, payload), 2, payload)
 
 
 def _compile_template(arg: Any, where: _Where) -> _Compiled:
@@ -253,8 +252,6 @@ def _compile_case(opts: Any, where: _Where) -> _Compiled:
         raise _error('operator key should have a value of "lower" or "upper"', where)
 
     return case
-
-
 
 
 @lru_cache(maxsize=65536)
@@ -598,5 +595,3 @@ def _finish(value: Any) -> Any:
     if isinstance(value, list):
         return [None if item is UNDEFINED else _finish(item) for item in value]
     return value
-
-

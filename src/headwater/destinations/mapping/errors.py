@@ -16,8 +16,10 @@ def _check_depth(where: _Where) -> None:
     """Refuse a place ``where`` that is deeper than MAX_DEPTH (each level adds one part)."""
     if len(where) > MAX_DEPTH:
         shown = _dotted(where[:6])
-        raise MappingError(f"the mapping nests deeper than {MAX_DEPTH} levels of objects, "
-                           "arrays and directives", f"{shown}…")
+        raise MappingError(
+            f"the mapping nests deeper than {MAX_DEPTH} levels of objects, arrays and directives",
+            f"{shown}…",
+        )
 
 
 def _check_tree_depth(value: object, where: _Where = ()) -> None:

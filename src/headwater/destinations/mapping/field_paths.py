@@ -92,5 +92,3 @@ def _build(slot: _Slot, payload: Any) -> Any:
             items[int(key)] = value
         return items
     return values
-
-

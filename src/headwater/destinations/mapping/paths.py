@@ -67,5 +67,3 @@ def _get(value: Any, keys: tuple[_Key, ...]) -> Any:
 
 def _path_from_directive(path: str) -> tuple[_Key, ...]:
     return _path_keys(path.replace("$.", "", 1))
-
-

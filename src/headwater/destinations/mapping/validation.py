@@ -19,7 +19,6 @@ _MAX_PATTERN_LENGTH: Final = 10
 _MAX_REPLACEMENT_LENGTH: Final = 10
 
 
-
 _Check = Callable[[Any, _Where], None]
 
 
@@ -145,7 +144,8 @@ def _with_fields(*fields: tuple[str, _Check, bool]) -> _Check:
                 item = value[name]
                 kind = _kind(item)
                 if (kind == "directive" and check_field in _TAKING_DIRECTIVES) or (
-                        kind == "object" and check_field is _directive_or_object):
+                    kind == "object" and check_field is _directive_or_object
+                ):
                     continue
                 check_field(item, (*where, name))
             elif required:
@@ -156,7 +156,8 @@ def _with_fields(*fields: tuple[str, _Check, bool]) -> _Check:
 
 # Checks that validate a directive value exactly as ``_validate`` does (and nothing more).
 _TAKING_DIRECTIVES: Final[frozenset[_Check]] = frozenset(
-    {_raw, _directive_or_string, _directive_or_object})
+    {_raw, _directive_or_string, _directive_or_object}
+)
 
 
 def _check_array_path(value: Any, where: _Where) -> None:
@@ -205,5 +206,3 @@ def validate_mapping(mapping: Any) -> None:
     it nests deeper than MAX_DEPTH (which ``_validate`` alone does not see inside arrays)."""
     _check_tree_depth(mapping)
     _validate(mapping, ())
-
-

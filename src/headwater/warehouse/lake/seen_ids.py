@@ -76,19 +76,23 @@ class SqliteSeenIds:
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS lake_seen_ids (source_id TEXT NOT NULL, "
             "message_id TEXT NOT NULL, received_us INTEGER NOT NULL, "
-            "PRIMARY KEY (source_id, message_id)) WITHOUT ROWID")
-        self._db.execute("CREATE INDEX IF NOT EXISTS lake_seen_ids_received "
-                         "ON lake_seen_ids (received_us)")
+            "PRIMARY KEY (source_id, message_id)) WITHOUT ROWID"
+        )
+        self._db.execute(
+            "CREATE INDEX IF NOT EXISTS lake_seen_ids_received ON lake_seen_ids (received_us)"
+        )
 
     def lookup(self, source_id: str, message_ids: Collection[str]) -> dict[str, datetime]:
         ids = list(message_ids)
         found: dict[str, datetime] = {}
         for start in range(0, len(ids), self._CHUNK):
-            chunk = ids[start:start + self._CHUNK]
+            chunk = ids[start : start + self._CHUNK]
             marks = ",".join("?" * len(chunk))
             rows = self._db.execute(
                 f"SELECT message_id, received_us FROM lake_seen_ids WHERE source_id = ? "
-                f"AND message_id IN ({marks})", [source_id, *chunk])
+                f"AND message_id IN ({marks})",
+                [source_id, *chunk],
+            )
             for message_id, micros in rows:
                 found[message_id] = _from_micros(micros)
         return found
@@ -100,11 +104,13 @@ class SqliteSeenIds:
                 "INSERT INTO lake_seen_ids (source_id, message_id, received_us) VALUES (?, ?, ?) "
                 "ON CONFLICT (source_id, message_id) DO UPDATE SET "
                 "received_us = excluded.received_us",
-                [(source_id, message_id, _micros(at)) for message_id, at in entries.items()])
+                [(source_id, message_id, _micros(at)) for message_id, at in entries.items()],
+            )
 
     def expire(self, before: datetime) -> int:
-        cursor = self._db.execute("DELETE FROM lake_seen_ids WHERE received_us < ?",
-                                  [_micros(before)])
+        cursor = self._db.execute(
+            "DELETE FROM lake_seen_ids WHERE received_us < ?", [_micros(before)]
+        )
         return cursor.rowcount
 
     def close(self) -> None:

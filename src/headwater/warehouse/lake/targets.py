@@ -103,9 +103,15 @@ class S3LakeTarget(LakeTarget):
     switches to path-style addressing, which those servers expect."""
 
     def __init__(
-        self, bucket: str, prefix: str = "", *, endpoint_url: str | None = None,
-        region: str | None = None, access_key_id: str | None = None,
-        secret_access_key: str | None = None, client: S3Client | None = None,
+        self,
+        bucket: str,
+        prefix: str = "",
+        *,
+        endpoint_url: str | None = None,
+        region: str | None = None,
+        access_key_id: str | None = None,
+        secret_access_key: str | None = None,
+        client: S3Client | None = None,
     ) -> None:
         self.bucket = bucket
         self.prefix = prefix.strip("/")
@@ -115,10 +121,14 @@ class S3LakeTarget(LakeTarget):
             from botocore.config import Config
 
             session = boto3.session.Session(
-                aws_access_key_id=access_key_id, aws_secret_access_key=secret_access_key,
-                region_name=region)
-            config = Config(retries={"mode": "standard", "max_attempts": 5},
-                            s3={"addressing_style": "path"} if endpoint_url else None)
+                aws_access_key_id=access_key_id,
+                aws_secret_access_key=secret_access_key,
+                region_name=region,
+            )
+            config = Config(
+                retries={"mode": "standard", "max_attempts": 5},
+                s3={"addressing_style": "path"} if endpoint_url else None,
+            )
             client = session.client("s3", endpoint_url=endpoint_url, config=config)
         self.client = client
 
@@ -143,22 +153,33 @@ class S3LakeTarget(LakeTarget):
         strip = len(self._key(""))
         keys: list[str] = []
         for page in self.client.get_paginator("list_objects_v2").paginate(
-                Bucket=self.bucket, Prefix=self._key(prefix)):
+            Bucket=self.bucket, Prefix=self._key(prefix)
+        ):
             keys.extend(item["Key"][strip:] for item in page.get("Contents", []))
         return sorted(keys)
 
 
 def open_target(
-    location: str, *, endpoint_url: str | None = None, region: str | None = None,
-    access_key_id: str | None = None, secret_access_key: str | None = None,
+    location: str,
+    *,
+    endpoint_url: str | None = None,
+    region: str | None = None,
+    access_key_id: str | None = None,
+    secret_access_key: str | None = None,
 ) -> LakeTarget:
     """The target a lake's settings name (the arguments are ``LakeSettings``' fields)."""
     if location.startswith("s3://"):
-        bucket, _, prefix = location[len("s3://"):].partition("/")
+        bucket, _, prefix = location[len("s3://") :].partition("/")
         if not bucket:
             raise ValueError(f"no bucket in {location!r}")
-        return S3LakeTarget(bucket, prefix, endpoint_url=endpoint_url, region=region,
-                            access_key_id=access_key_id, secret_access_key=secret_access_key)
+        return S3LakeTarget(
+            bucket,
+            prefix,
+            endpoint_url=endpoint_url,
+            region=region,
+            access_key_id=access_key_id,
+            secret_access_key=secret_access_key,
+        )
     if "://" in location:
         raise ValueError(f"a lake is a directory or s3://bucket/prefix, not {location!r}")
     return LocalLakeTarget(location)
@@ -174,11 +195,23 @@ def error_code(exc: BaseException) -> str:
     response = getattr(exc, "response", None)
     if isinstance(response, dict):
         code = str(response.get("Error", {}).get("Code", ""))
-        if code in ("AccessDenied", "AllAccessDisabled", "InvalidAccessKeyId",
-                    "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken", "403"):
+        if code in (
+            "AccessDenied",
+            "AllAccessDisabled",
+            "InvalidAccessKeyId",
+            "SignatureDoesNotMatch",
+            "ExpiredToken",
+            "InvalidToken",
+            "403",
+        ):
             return PERMISSIONS
-        if code in ("NoSuchBucket", "InvalidBucketName", "PermanentRedirect",
-                    "AuthorizationHeaderMalformed", "IllegalLocationConstraintException"):
+        if code in (
+            "NoSuchBucket",
+            "InvalidBucketName",
+            "PermanentRedirect",
+            "AuthorizationHeaderMalformed",
+            "IllegalLocationConstraintException",
+        ):
             return SETTINGS
     if isinstance(exc, NotADirectoryError | ValueError):
         return SETTINGS

@@ -98,7 +98,8 @@ _INTEGER = re.compile(r"[+-]?\d+", re.ASCII)
 _NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)  # unambiguous
 _DATE_TIME = re.compile(
     r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?(?:[Zz]|[+-]\d{2}(?::?\d{2})?)?",
-    re.ASCII)
+    re.ASCII,
+)
 _TRUE: Final = frozenset({"t", "true", "y", "yes", "1"})
 _FALSE: Final = frozenset({"f", "false", "n", "no", "0"})
 _SAFE_PART = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")
@@ -183,16 +184,27 @@ class LakeSync:
     """
 
     def __init__(
-        self, target: LakeTarget, *, source_id: str, run_id: str, seen: SeenIds,
-        now: datetime | None = None, workspace_id: str = "", database: str | None = None,
-        replay: bool = False, replay_from: datetime | None = None,
-        replay_to: datetime | None = None, window: timedelta = DEDUPE_WINDOW,
+        self,
+        target: LakeTarget,
+        *,
+        source_id: str,
+        run_id: str,
+        seen: SeenIds,
+        now: datetime | None = None,
+        workspace_id: str = "",
+        database: str | None = None,
+        replay: bool = False,
+        replay_from: datetime | None = None,
+        replay_to: datetime | None = None,
+        window: timedelta = DEDUPE_WINDOW,
         max_rows_per_file: int = MAX_ROWS_PER_FILE,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
         if not _SAFE_PART.fullmatch(run_id) or len(run_id) > MAX_RUN_ID:
-            raise ValueError(f"a run id is up to {MAX_RUN_ID} letters, digits, '_', '-' and "
-                             f"'.', not {run_id!r:.120}")
+            raise ValueError(
+                f"a run id is up to {MAX_RUN_ID} letters, digits, '_', '-' and "
+                f"'.', not {run_id!r:.120}"
+            )
         if not source_id:
             raise ValueError("a source id is needed")
         self.target = target
@@ -242,8 +254,14 @@ class LakeSync:
             message_id = event.get("messageId")
             if isinstance(message_id, int) and not isinstance(message_id, bool):
                 message_id = str(message_id)
-            pending.append((table, event, message_id if isinstance(message_id, str) and
-                            message_id else None, received))
+            pending.append(
+                (
+                    table,
+                    event,
+                    message_id if isinstance(message_id, str) and message_id else None,
+                    received,
+                )
+            )
         ids = {message_id for _, _, message_id, _ in pending if message_id is not None}
         kept = dict(self.seen.lookup(self.run.source_id, ids)) if ids else {}
         rows: dict[str, list[_Row]] = {}
@@ -257,9 +275,15 @@ class LakeSync:
             values, dropped = _flatten(event, self.run.source_id)
             if dropped:
                 self._table(table).dropped += dropped
-            rows.setdefault(table, []).append(_Row(
-                values, received.strftime("%Y-%m-%d"), received.strftime("%H"), message_id,
-                received))
+            rows.setdefault(table, []).append(
+                _Row(
+                    values,
+                    received.strftime("%Y-%m-%d"),
+                    received.strftime("%H"),
+                    message_id,
+                    received,
+                )
+            )
         return rows
 
     def _write_table(self, table: str, schema: _Schema, rows: list[_Row]) -> None:
@@ -285,12 +309,13 @@ class LakeSync:
         for (day, hour), partition in sorted(partitions.items()):
             self._write_partition(table, schema, day, hour, partition, report)
 
-    def _write_partition(self, table: str, schema: _Schema, day: str, hour: str,
-                         rows: list[_Row], report: LakeTable) -> None:
-        directory = (f"data/{self._source}/segment_type={table}/day={day}/hr={hour}/")
+    def _write_partition(
+        self, table: str, schema: _Schema, day: str, hour: str, rows: list[_Row], report: LakeTable
+    ) -> None:
+        directory = f"data/{self._source}/segment_type={table}/day={day}/hr={hour}/"
         written: list[_Row] = []
         for start in range(0, len(rows), self.max_rows_per_file):
-            chunk = rows[start:start + self.max_rows_per_file]
+            chunk = rows[start : start + self.max_rows_per_file]
             data, nulled = _parquet(schema, chunk)
             part = self._parts.get((table, day, hour), 0)
             self._parts[(table, day, hour)] = part + 1
@@ -317,8 +342,11 @@ class LakeSync:
         run's first contact with the target, so bad settings fail here)."""
         if self._known_tables is None:
             prefix = f"schemas/{self._source}/"
-            self._known_tables = {key[len(prefix):-len(".json")]
-                                  for key in self.target.list_keys(prefix) if key.endswith(".json")}
+            self._known_tables = {
+                key[len(prefix) : -len(".json")]
+                for key in self.target.list_keys(prefix)
+                if key.endswith(".json")
+            }
         return self._known_tables
 
     def _schema(self, table: str, known: set[str]) -> _Schema:
@@ -376,8 +404,10 @@ class LakeSync:
         run = self.run
         run.status = FAILED if run.error is not None else FINISHED
         run.finished_at = _as_utc(self._clock())
-        key = (f"reports/day={run.started_at:%Y-%m-%d}/source={self._source}/"
-               f"run_id={run.run_id}/report.json")
+        key = (
+            f"reports/day={run.started_at:%Y-%m-%d}/source={self._source}/"
+            f"run_id={run.run_id}/report.json"
+        )
         self.target.put(key, self._report())
         run.report_key = key
         try:
@@ -405,37 +435,72 @@ class LakeSync:
             "emr_cluster_id": None,
             "s3_bucket": self.target.bucket,
         }
-        lines = [{
-            "type": "source", **common, "status": run.status, "error": run.error,
-            "error_code": run.error_code, "table_name": "", "partitions": [],
-            "new_columns": [], "row_count": run.rows,
-            "is_new": self._known_tables is not None and not self._known_tables, **tail,
-        }]
+        lines = [
+            {
+                "type": "source",
+                **common,
+                "status": run.status,
+                "error": run.error,
+                "error_code": run.error_code,
+                "table_name": "",
+                "partitions": [],
+                "new_columns": [],
+                "row_count": run.rows,
+                "is_new": self._known_tables is not None and not self._known_tables,
+                **tail,
+            }
+        ]
         for name in sorted(run.tables):
             table = run.tables[name]
             if not (table.rows or table.error or table.new_columns):
                 continue  # every event was a duplicate: nothing happened to this table
-            lines.append({
-                "type": "event", **common, "status": FAILED if table.error else FINISHED,
-                "error": table.error, "error_code": table.error_code, "table_name": name,
-                "partitions": [{"day": d, "hr": h} for d, h in sorted(table.partitions)],
-                "new_columns": [{"name": n, "type": t} for n, t in table.new_columns],
-                "row_count": table.rows, "is_new": table.is_new, **tail,
-            })
+            lines.append(
+                {
+                    "type": "event",
+                    **common,
+                    "status": FAILED if table.error else FINISHED,
+                    "error": table.error,
+                    "error_code": table.error_code,
+                    "table_name": name,
+                    "partitions": [{"day": d, "hr": h} for d, h in sorted(table.partitions)],
+                    "new_columns": [{"name": n, "type": t} for n, t in table.new_columns],
+                    "row_count": table.rows,
+                    "is_new": table.is_new,
+                    **tail,
+                }
+            )
         return b"".join(_encode(line) + b"\n" for line in lines)
 
 
 def write_lake(
-    events: Iterable[Any], *, source_id: str, target: LakeTarget, run_id: str, now: datetime,
-    seen: SeenIds, workspace_id: str = "", database: str | None = None, replay: bool = False,
+    events: Iterable[Any],
+    *,
+    source_id: str,
+    target: LakeTarget,
+    run_id: str,
+    now: datetime,
+    seen: SeenIds,
+    workspace_id: str = "",
+    database: str | None = None,
+    replay: bool = False,
     clock: Callable[[], datetime] | None = None,
 ) -> LakeRun:
     """One run in one call: write ``events``, then the report. Does not raise for failed
     writes: they make a ``failed`` run (see ``LakeSync``)."""
-    sync = LakeSync(target, source_id=source_id, run_id=run_id, seen=seen, now=now,
-                    workspace_id=workspace_id, database=database, replay=replay, clock=clock)
+    sync = LakeSync(
+        target,
+        source_id=source_id,
+        run_id=run_id,
+        seen=seen,
+        now=now,
+        workspace_id=workspace_id,
+        database=database,
+        replay=replay,
+        clock=clock,
+    )
     sync.write(events)
     return sync.finish()
+
 
 # --- tables, columns and values ---------------------------------------------------------------
 
@@ -481,8 +546,11 @@ def _flatten(event: dict[str, Any], source_id: str) -> tuple[dict[str, Any], int
                 break
             if value is None:
                 continue
-            if not name or len(name) > MAX_COLUMN_NAME or (
-                    not prefix and name.lower() in PARTITION_KEYS):
+            if (
+                not name
+                or len(name) > MAX_COLUMN_NAME
+                or (not prefix and name.lower() in PARTITION_KEYS)
+            ):
                 dropped += 1
                 continue
             values.setdefault(name, value)
@@ -610,8 +678,12 @@ def _parquet(schema: _Schema, rows: list[_Row]) -> tuple[bytes, int]:
 
 
 def _schema_json(table: str, schema: _Schema) -> bytes:
-    return _encode({"table": table, "columns": [
-        {"name": name, "type": kind} for name, kind in schema.columns.items()]})
+    return _encode(
+        {
+            "table": table,
+            "columns": [{"name": name, "type": kind} for name, kind in schema.columns.items()],
+        }
+    )
 
 
 def _parse_schema(raw: bytes) -> dict[str, LakeType]:

@@ -52,8 +52,17 @@ from headwater.warehouse.rows import cast as rows_cast
 from headwater.warehouse.rows import column_type
 
 __all__ = [
-    "UPSERT_TABLES", "VARCHAR_LIMIT", "Batch", "Cast", "LoadResult", "Loader", "WarehouseError",
-    "open_loader", "prepare_batch", "rows_cast", "sql_column_type",
+    "UPSERT_TABLES",
+    "VARCHAR_LIMIT",
+    "Batch",
+    "Cast",
+    "LoadResult",
+    "Loader",
+    "WarehouseError",
+    "open_loader",
+    "prepare_batch",
+    "rows_cast",
+    "sql_column_type",
 ]
 
 VARCHAR_LIMIT: Final = 512  # Segment truncates strings to 512 characters
@@ -93,9 +102,24 @@ class LoadResult(NamedTuple):
     notices: list[str]
 
 
-_INTEGER_TYPES: Final = frozenset({
-    "BIGINT", "INTEGER", "INT", "SMALLINT", "TINYINT", "HUGEINT", "UBIGINT", "UINTEGER",
-    "USMALLINT", "UTINYINT", "UHUGEINT", "INT8", "INT4", "INT2"})
+_INTEGER_TYPES: Final = frozenset(
+    {
+        "BIGINT",
+        "INTEGER",
+        "INT",
+        "SMALLINT",
+        "TINYINT",
+        "HUGEINT",
+        "UBIGINT",
+        "UINTEGER",
+        "USMALLINT",
+        "UTINYINT",
+        "UHUGEINT",
+        "INT8",
+        "INT4",
+        "INT2",
+    }
+)
 
 
 def sql_column_type(sql_type: str) -> ColumnType:
@@ -114,6 +138,7 @@ def sql_column_type(sql_type: str) -> ColumnType:
 
 
 # --- rows → one Arrow table ------------------------------------------------------------------
+
 
 @dataclass
 class Batch:
@@ -158,12 +183,20 @@ def prepare_batch(
     for key in keys:
         column = "id" if key == "id" else name(key)
         if column in used:
-            notices.append(f"{table}.{key}: same column name as {column!r} in the warehouse; "
-                           "values skipped")
+            notices.append(
+                f"{table}.{key}: same column name as {column!r} in the warehouse; values skipped"
+            )
             continue
-        to: ColumnType = "varchar" if key == "id" else (
-            existing.get(column) or rows.types.get(key) or rows.standard.get(key)
-            or _first_type(records, key))
+        to: ColumnType = (
+            "varchar"
+            if key == "id"
+            else (
+                existing.get(column)
+                or rows.types.get(key)
+                or rows.standard.get(key)
+                or _first_type(records, key)
+            )
+        )
         plan[key] = (column, existing.get(column, to) if key == "id" else to)
         used.add(column)
 
@@ -173,8 +206,12 @@ def prepare_batch(
     types: dict[str, ColumnType] = {}
     for key, (column, to) in plan.items():
         array = arrays[key]
-        if (key != "id" and array.null_count == len(array) and column not in existing
-                and key not in required):
+        if (
+            key != "id"
+            and array.null_count == len(array)
+            and column not in existing
+            and key not in required
+        ):
             continue  # a column is created only for a non-null value (AC-127)
         columns.append(column)
         kept.append(array)
@@ -187,16 +224,31 @@ def prepare_batch(
         notices.append(f"{table}: {missing} row(s) without an id were skipped")
     upsert = table in UPSERT_TABLES
     # Newest = latest ``timestamp`` (else ``received_at``); a batch with neither is newest.
-    order_key = next((k for k in ORDER_KEYS if k in types
-                      and data[k].null_count < data.num_rows), None) if upsert else None
+    order_key = (
+        next((k for k in ORDER_KEYS if k in types and data[k].null_count < data.num_rows), None)
+        if upsert
+        else None
+    )
     data = _merge(data, order_key) if upsert else _first_per_id(data)
-    return Batch(table=table, columns=columns, types=types,
-                 new_columns=[c for c in columns if c not in existing], data=data,
-                 upsert=upsert, order_key=order_key, notices=notices)
+    return Batch(
+        table=table,
+        columns=columns,
+        types=types,
+        new_columns=[c for c in columns if c not in existing],
+        data=data,
+        upsert=upsert,
+        order_key=order_key,
+        notices=notices,
+    )
 
 
-def _arrow_columns(records: list[dict[str, Any]], plan: dict[str, tuple[str, ColumnType]],
-                   cast: Cast, table: str, notices: list[str]) -> dict[str, pa.Array[Any]]:
+def _arrow_columns(
+    records: list[dict[str, Any]],
+    plan: dict[str, tuple[str, ColumnType]],
+    cast: Cast,
+    table: str,
+    notices: list[str],
+) -> dict[str, pa.Array[Any]]:
     """Every planned column as Arrow, keyed by row key.
 
     Non-timestamp columns first go through one ``pa.array`` of the rows as a struct — a
@@ -209,8 +261,10 @@ def _arrow_columns(records: list[dict[str, Any]], plan: dict[str, tuple[str, Col
     fast = {k: to for k, (_, to) in plan.items() if to != "timestamp"}
     if fast:
         try:
-            struct = typed(pa.StructArray, pa.array(records, type=pa.struct(
-                [(k, ARROW_TYPES[t]) for k, t in fast.items()])))
+            struct = typed(
+                pa.StructArray,
+                pa.array(records, type=pa.struct([(k, ARROW_TYPES[t]) for k, t in fast.items()])),
+            )
         except _ARROW_ERRORS:
             pass
         else:
@@ -222,8 +276,10 @@ def _arrow_columns(records: list[dict[str, Any]], plan: dict[str, tuple[str, Col
             continue
         array, failed = _arrow_column([r.get(key) for r in records], to, cast)
         if failed.count and key != "id":  # an id that is not text becomes text
-            notices.append(f"{table}.{column}: {failed.count} value(s) could not be cast to "
-                           f"{to} and were loaded as NULL (first: {failed.example!r:.80})")
+            notices.append(
+                f"{table}.{column}: {failed.count} value(s) could not be cast to "
+                f"{to} and were loaded as NULL (first: {failed.example!r:.80})"
+            )
         arrays[key] = array
     return arrays
 
@@ -248,7 +304,9 @@ class _Failed:
 
 
 def _arrow_column(
-    values: list[Any], to: ColumnType, cast: Cast,
+    values: list[Any],
+    to: ColumnType,
+    cast: Cast,
 ) -> tuple[pa.Array[Any], _Failed]:
     """One column as Arrow; values of the column's own kind take the fast path."""
     arrow_type = ARROW_TYPES[to]
@@ -284,8 +342,9 @@ def _arrow_column(
     return array, failed
 
 
-def _scalars(converted: list[Any], original: list[Any], arrow_type: pa.DataType,
-             failed: _Failed) -> list[Any]:
+def _scalars(
+    converted: list[Any], original: list[Any], arrow_type: pa.DataType, failed: _Failed
+) -> list[Any]:
     out: list[Any] = []
     for value, source in zip(converted, original, strict=True):
         if value is not None:
@@ -315,8 +374,12 @@ def _first_per_id(data: pa.Table) -> pa.Table:
     if pc.count_distinct(data["id"]).as_py() == data.num_rows:
         return data
     seq = pa.array(range(data.num_rows), pa.int64())
-    first = (data.select(["id"]).append_column("__seq", seq)
-             .group_by("id", use_threads=False).aggregate([("__seq", "min")]))
+    first = (
+        data.select(["id"])
+        .append_column("__seq", seq)
+        .group_by("id", use_threads=False)
+        .aggregate([("__seq", "min")])
+    )
     # Groups come in order of first appearance, so the first rows are already in batch order.
     return data.take(first["__seq_min"])
 
@@ -335,7 +398,8 @@ def _merge(data: pa.Table, order_key: str | None) -> pa.Table:
     ordered = ordered.sort_by(sort_keys)
     skip_nulls = pc.ScalarAggregateOptions(skip_nulls=True)
     merged = ordered.group_by("id", use_threads=False).aggregate(
-        [(c, "last", skip_nulls) for c in others])
+        [(c, "last", skip_nulls) for c in others]
+    )
     return merged.rename_columns({f"{c}_last": c for c in others}).select(data.column_names)
 
 
@@ -372,8 +436,12 @@ class Loader(ABC):
     def __enter__(self) -> Loader:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.close()
 
 

@@ -84,8 +84,9 @@ def _name(name: str) -> str:
 class DuckDBLoader(Loader):
     kind = "duckdb"
 
-    def __init__(self, path: str | os.PathLike[str], *, cast: Cast = rows_cast,
-                 lock_timeout: float = 30.0) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], *, cast: Cast = rows_cast, lock_timeout: float = 30.0
+    ) -> None:
         self.path = Path(path)
         self._cast = cast
         self._lock_timeout = lock_timeout
@@ -96,8 +97,9 @@ class DuckDBLoader(Loader):
     def _connect(self, *, read_only: bool) -> duckdb.DuckDBPyConnection:
         """Open the file, waiting while another process holds it."""
         if not self.path.parent.is_dir():
-            raise WarehouseError(f"cannot open DuckDB file {self.path}: directory "
-                                 f"{self.path.parent} does not exist")
+            raise WarehouseError(
+                f"cannot open DuckDB file {self.path}: directory {self.path.parent} does not exist"
+            )
         if read_only and not self.path.exists():
             raise WarehouseError(f"DuckDB file {self.path} does not exist (nothing loaded yet)")
         deadline = time.monotonic() + self._lock_timeout
@@ -115,7 +117,8 @@ class DuckDBLoader(Loader):
                 if time.monotonic() >= deadline:
                     raise WarehouseError(
                         f"DuckDB file {self.path} is in use: a sync writes it, or readers hold "
-                        f"it open; try again when they are done ({text})") from exc
+                        f"it open; try again when they are done ({text})"
+                    ) from exc
                 time.sleep(pause)
                 pause = min(pause * 2, 0.5)
         try:
@@ -163,7 +166,8 @@ class DuckDBLoader(Loader):
         tables: dict[str, dict[str, ColumnType]] = {}
         with self._reader() as conn:
             for table, column, sql_type in conn.execute(
-                    _SCHEMA_COLUMNS, [_name(schema)]).fetchall():
+                _SCHEMA_COLUMNS, [_name(schema)]
+            ).fetchall():
                 tables.setdefault(table, {})[column] = sql_column_type(sql_type)
         return tables
 
@@ -188,8 +192,10 @@ class DuckDBLoader(Loader):
         target = f"{quote(schema_name)}.{quote(table)}"
         conn.begin()
         try:
-            existing = {_name(c): sql_column_type(t) for c, t in conn.execute(
-                _TABLE_COLUMNS, [schema_name, table]).fetchall()}
+            existing = {
+                _name(c): sql_column_type(t)
+                for c, t in conn.execute(_TABLE_COLUMNS, [schema_name, table]).fetchall()
+            }
             batch = prepare_batch(table, rows, existing, self._cast, _name)
             if batch.data.num_rows == 0:
                 conn.rollback()
@@ -198,12 +204,15 @@ class DuckDBLoader(Loader):
             if not existing:
                 columns = ", ".join(
                     f"{quote(c)} {SQL_TYPES[batch.types[c]]}" + (" NOT NULL" if c == "id" else "")
-                    for c in batch.columns)
+                    for c in batch.columns
+                )
                 conn.execute(f"CREATE TABLE {target} ({columns})")
             else:
                 for column in batch.new_columns:
-                    conn.execute(f"ALTER TABLE {target} ADD COLUMN {quote(column)} "
-                                 f"{SQL_TYPES[batch.types[column]]}")
+                    conn.execute(
+                        f"ALTER TABLE {target} ADD COLUMN {quote(column)} "
+                        f"{SQL_TYPES[batch.types[column]]}"
+                    )
             conn.register(_BATCH, batch.data)
             try:
                 statement = _merge(target, batch) if batch.upsert else _insert(target, batch)
@@ -224,8 +233,10 @@ class DuckDBLoader(Loader):
 def _insert(target: str, batch: Batch) -> str:
     """New ids only: a hash anti-join against the table (AC-129)."""
     columns = ", ".join(quote(c) for c in batch.columns)
-    return (f"INSERT INTO {target} ({columns}) SELECT {columns} FROM {_BATCH} AS b "
-            f"WHERE NOT EXISTS (SELECT 1 FROM {target} AS t WHERE t.\"id\" = b.\"id\")")
+    return (
+        f"INSERT INTO {target} ({columns}) SELECT {columns} FROM {_BATCH} AS b "
+        f'WHERE NOT EXISTS (SELECT 1 FROM {target} AS t WHERE t."id" = b."id")'
+    )
 
 
 def _merge(target: str, batch: Batch) -> str:
@@ -237,7 +248,11 @@ def _merge(target: str, batch: Batch) -> str:
     assignments = ", ".join(
         f"{quote(c)} = CASE WHEN {newer} THEN coalesce(b.{quote(c)}, t.{quote(c)}) "
         f"ELSE coalesce(t.{quote(c)}, b.{quote(c)}) END"
-        for c in batch.columns if c != "id")
+        for c in batch.columns
+        if c != "id"
+    )
     matched = f" WHEN MATCHED THEN UPDATE SET {assignments}" if assignments else ""
-    return (f"MERGE INTO {target} AS t USING {_BATCH} AS b ON t.\"id\" = b.\"id\"{matched} "
-            f"WHEN NOT MATCHED THEN INSERT ({columns}) VALUES ({values})")
+    return (
+        f'MERGE INTO {target} AS t USING {_BATCH} AS b ON t."id" = b."id"{matched} '
+        f"WHEN NOT MATCHED THEN INSERT ({columns}) VALUES ({values})"
+    )

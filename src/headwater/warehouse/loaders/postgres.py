@@ -56,13 +56,15 @@ _CSV: Final = pcsv.WriteOptions(include_header=False)
 
 _TABLE_COLUMNS: Final = sql.SQL(
     "SELECT column_name, data_type FROM information_schema.columns "
-    "WHERE table_schema = %s AND table_name = %s ORDER BY ordinal_position")
+    "WHERE table_schema = %s AND table_name = %s ORDER BY ordinal_position"
+)
 _SCHEMA_COLUMNS: Final = sql.SQL(
     "SELECT c.table_name, c.column_name, c.data_type "
     "FROM information_schema.columns AS c JOIN information_schema.tables AS t "
     "USING (table_catalog, table_schema, table_name) "
     "WHERE c.table_schema = %s AND t.table_type = 'BASE TABLE' "
-    "ORDER BY c.table_name, c.ordinal_position")
+    "ORDER BY c.table_name, c.ordinal_position"
+)
 
 
 def _name(name: str) -> str:
@@ -84,8 +86,7 @@ def _reason(exc: BaseException) -> str:
 class PostgresLoader(Loader):
     kind = "postgres"
 
-    def __init__(self, url: str, *, cast: Cast = rows_cast,
-                 connect_timeout: int = 10) -> None:
+    def __init__(self, url: str, *, cast: Cast = rows_cast, connect_timeout: int = 10) -> None:
         scheme, sep, rest = url.partition("://")
         if sep and scheme.startswith("postgres"):  # postgres://, postgresql+psycopg://
             url = "postgresql://" + rest
@@ -96,8 +97,10 @@ class PostgresLoader(Loader):
         self._params.setdefault("connect_timeout", connect_timeout)
         self._params.setdefault("application_name", "headwater-warehouse")
         p = self._params
-        self.where = (f"{p.get('user', '')}@{p.get('host', 'localhost')}:{p.get('port', 5432)}"
-                      f"/{p.get('dbname', '')}")  # for messages: never the password
+        self.where = (
+            f"{p.get('user', '')}@{p.get('host', 'localhost')}:{p.get('port', 5432)}"
+            f"/{p.get('dbname', '')}"
+        )  # for messages: never the password
         self._cast = cast
         self._conn: psycopg.Connection[Any] | None = None
 
@@ -110,7 +113,8 @@ class PostgresLoader(Loader):
                 conn.execute("SET TIME ZONE 'UTC'")
             except psycopg.Error as exc:
                 raise WarehouseError(
-                    f"cannot connect to PostgreSQL {self.where}: {_reason(exc)}") from exc
+                    f"cannot connect to PostgreSQL {self.where}: {_reason(exc)}"
+                ) from exc
             self._conn = conn
         return self._conn
 
@@ -144,8 +148,9 @@ class PostgresLoader(Loader):
                     return [], []
                 return [d.name for d in cursor.description], list(cursor.fetchall())
         except psycopg.Error as exc:
-            raise WarehouseError(_reason(exc) if isinstance(exc, psycopg.OperationalError)
-                                 else str(exc).strip()) from exc
+            raise WarehouseError(
+                _reason(exc) if isinstance(exc, psycopg.OperationalError) else str(exc).strip()
+            ) from exc
 
     def load(self, schema: str, rows: TableRows) -> LoadResult:
         if not rows.rows:
@@ -155,30 +160,48 @@ class PostgresLoader(Loader):
         target = sql.Identifier(schema_name, table)
         with conn.transaction(), conn.cursor() as cursor:
             # One loader per table at a time, whoever runs it.
-            cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
-                           [f"headwater.warehouse:{schema_name}.{table}"])
-            existing = {c: sql_column_type(t) for c, t in cursor.execute(
-                _TABLE_COLUMNS, [schema_name, table]).fetchall()}
+            cursor.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+                [f"headwater.warehouse:{schema_name}.{table}"],
+            )
+            existing = {
+                c: sql_column_type(t)
+                for c, t in cursor.execute(_TABLE_COLUMNS, [schema_name, table]).fetchall()
+            }
             batch = prepare_batch(table, rows, existing, self._cast, _name)
             if batch.data.num_rows == 0:
                 return LoadResult(0, batch.notices)
             self._create_schema(cursor, schema_name)
             if not existing:
-                cursor.execute(sql.SQL("CREATE TABLE {} ({})").format(target, sql.SQL(", ").join(
-                    sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(SQL_TYPES[batch.types[c]])
-                                            + sql.SQL(" PRIMARY KEY" if c == "id" else ""))
-                    for c in batch.columns)))
+                cursor.execute(
+                    sql.SQL("CREATE TABLE {} ({})").format(
+                        target,
+                        sql.SQL(", ").join(
+                            sql.SQL("{} {}").format(
+                                sql.Identifier(c),
+                                sql.SQL(SQL_TYPES[batch.types[c]])
+                                + sql.SQL(" PRIMARY KEY" if c == "id" else ""),
+                            )
+                            for c in batch.columns
+                        ),
+                    )
+                )
                 _copy(cursor, target, batch)  # a new, empty table: no staging needed
                 return LoadResult(batch.data.num_rows, batch.notices)
             for column in batch.new_columns:
-                cursor.execute(sql.SQL("ALTER TABLE {} ADD COLUMN {} {}").format(
-                    target, sql.Identifier(column), sql.SQL(SQL_TYPES[batch.types[column]])))
+                cursor.execute(
+                    sql.SQL("ALTER TABLE {} ADD COLUMN {} {}").format(
+                        target, sql.Identifier(column), sql.SQL(SQL_TYPES[batch.types[column]])
+                    )
+                )
             stage = sql.Identifier(_STAGE)
-            cursor.execute(sql.SQL("CREATE TEMPORARY TABLE {} (LIKE {}) ON COMMIT DROP")
-                           .format(stage, target))
+            cursor.execute(
+                sql.SQL("CREATE TEMPORARY TABLE {} (LIKE {}) ON COMMIT DROP").format(stage, target)
+            )
             _copy(cursor, stage, batch)
-            cursor.execute(_upsert(target, stage, batch) if batch.upsert
-                           else _insert(target, stage, batch))
+            cursor.execute(
+                _upsert(target, stage, batch) if batch.upsert else _insert(target, stage, batch)
+            )
             return LoadResult(max(cursor.rowcount, 0), batch.notices)
 
     def _create_schema(self, cursor: psycopg.Cursor[Any], schema: str) -> None:
@@ -186,15 +209,17 @@ class PostgresLoader(Loader):
         on the database, which a warehouse user given an existing schema may lack."""
         found = cursor.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", [schema])
         if found.fetchone() is None:
-            cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
-                           [f"headwater.warehouse:{schema}"])
-            cursor.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
-                sql.Identifier(schema)))
+            cursor.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+                [f"headwater.warehouse:{schema}"],
+            )
+            cursor.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
 
 
 def _column_list(batch: Batch, prefix: str | None = None) -> sql.Composable:
-    return sql.SQL(", ").join(sql.Identifier(*([prefix] if prefix else []), c)
-                              for c in batch.columns)
+    return sql.SQL(", ").join(
+        sql.Identifier(*([prefix] if prefix else []), c) for c in batch.columns
+    )
 
 
 def _copy(cursor: psycopg.Cursor[Any], table: sql.Composable, batch: Batch) -> None:
@@ -202,11 +227,10 @@ def _copy(cursor: psycopg.Cursor[Any], table: sql.Composable, batch: Batch) -> N
     buffer = io.BytesIO()
     pcsv.write_csv(_csv_ready(batch.data), buffer, _CSV)
     view = buffer.getbuffer()
-    statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(
-        table, _column_list(batch))
+    statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(table, _column_list(batch))
     with cursor.copy(statement) as copy:
         for start in range(0, len(view), _COPY_CHUNK):
-            copy.write(view[start:start + _COPY_CHUNK])
+            copy.write(view[start : start + _COPY_CHUNK])
     del view
 
 
@@ -216,16 +240,18 @@ def _csv_ready(data: pa.Table) -> pa.Table:
     for index, column in enumerate(data.schema):
         if pa.types.is_timestamp(column.type):
             text = data.column(index).cast(pa.timestamp("us")).cast(pa.string())
-            zoned = pc.call_function("binary_join_element_wise",
-                                     [text, pa.scalar("+00"), pa.scalar("")])
+            zoned = pc.call_function(
+                "binary_join_element_wise", [text, pa.scalar("+00"), pa.scalar("")]
+            )
             data = data.set_column(index, column.name, zoned)
     return data
 
 
 def _insert(target: sql.Composable, stage: sql.Composable, batch: Batch) -> sql.Composed:
     columns = _column_list(batch)
-    return sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT (\"id\") DO NOTHING"
-                   ).format(target, columns, columns, stage)
+    return sql.SQL('INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT ("id") DO NOTHING').format(
+        target, columns, columns, stage
+    )
 
 
 def _upsert(target: sql.Composable, stage: sql.Composable, batch: Batch) -> sql.Composed:
@@ -236,10 +262,18 @@ def _upsert(target: sql.Composable, stage: sql.Composable, batch: Batch) -> sql.
     if key:
         newer = sql.SQL("(t.{k} IS NULL OR excluded.{k} >= t.{k})").format(k=sql.Identifier(key))
     assignments = [
-        sql.SQL("{c} = CASE WHEN {newer} THEN coalesce(excluded.{c}, t.{c}) "
-                "ELSE coalesce(t.{c}, excluded.{c}) END").format(c=sql.Identifier(c), newer=newer)
-        for c in batch.columns if c != "id"]
-    action = (sql.SQL("DO UPDATE SET ") + sql.SQL(", ").join(assignments) if assignments
-              else sql.SQL("DO NOTHING"))
-    return sql.SQL("INSERT INTO {} AS t ({}) SELECT {} FROM {} ON CONFLICT (\"id\") {}").format(
-        target, columns, columns, stage, action)
+        sql.SQL(
+            "{c} = CASE WHEN {newer} THEN coalesce(excluded.{c}, t.{c}) "
+            "ELSE coalesce(t.{c}, excluded.{c}) END"
+        ).format(c=sql.Identifier(c), newer=newer)
+        for c in batch.columns
+        if c != "id"
+    ]
+    action = (
+        sql.SQL("DO UPDATE SET ") + sql.SQL(", ").join(assignments)
+        if assignments
+        else sql.SQL("DO NOTHING")
+    )
+    return sql.SQL('INSERT INTO {} AS t ({}) SELECT {} FROM {} ON CONFLICT ("id") {}').format(
+        target, columns, columns, stage, action
+    )
