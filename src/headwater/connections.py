@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import resource
+import weakref
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -79,7 +80,10 @@ _TOO_MANY = _response(
 class GuardedProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with read deadlines and a cap on open connections.
 
-    Configure a subclass with ``guarded_protocol``; uvicorn creates one per connection.
+    Configure a subclass with ``guarded_protocol``; uvicorn creates one per connection. A
+    request only notes when its current phase began (no timer per request, which would cost
+    the hot path two timer handles); one sweep per server, a few times per deadline, closes
+    the connections that overran.
     """
 
     header_timeout = DEFAULT_HEADER_TIMEOUT
@@ -88,7 +92,8 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._deadline: asyncio.TimerHandle | None = None
+        self._phase: str | None = None  # "headers" or "body" while a deadline runs
+        self._since = 0.0
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -96,37 +101,39 @@ class GuardedProtocol(HttpToolsProtocol):
             transport.write(_TOO_MANY)
             transport.close()
             return
-        self._arm(self.header_timeout, "headers")  # also a client that never sends a byte
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
-        super().connection_lost(exc)
+        self._start("headers")  # also a client that never sends a byte
+        _sweep_server(self)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        if self._deadline is None:  # the first byte of a request on a kept-alive connection
-            self._arm(self.header_timeout, "headers")
+        if self._phase is None:  # the first byte of a request on a kept-alive connection
+            self._start("headers")
 
     def on_headers_complete(self) -> None:
-        self._disarm()
         super().on_headers_complete()
-        self._arm(self.body_timeout, "body")  # until on_message_complete: at once if no body
+        self._start("body")  # until on_message_complete: at once if no body
 
     def on_message_complete(self) -> None:
-        self._disarm()
+        self._phase = None
         super().on_message_complete()
 
-    def _arm(self, seconds: float, phase: str) -> None:
-        self._disarm()
-        self._deadline = self.loop.call_later(seconds, self._too_slow, phase)
+    def _start(self, phase: str) -> None:
+        self._phase = phase
+        self._since = self.loop.time()
 
-    def _disarm(self) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
+    def overran(self, now: float) -> bool:
+        """Close the connection if its current phase is past its deadline."""
+        phase = self._phase
+        if phase is None:
+            return False
+        limit = self.header_timeout if phase == "headers" else self.body_timeout
+        if now - self._since < limit:
+            return False
+        self._phase = None
+        self._too_slow(phase)
+        return True
 
     def _too_slow(self, phase: str) -> None:
-        self._deadline = None
         if self.transport.is_closing():
             return
         # Answer 408 unless a response is under way on this connection (an earlier
@@ -140,6 +147,29 @@ class GuardedProtocol(HttpToolsProtocol):
             self.transport.write(_TOO_SLOW)
         # An application waiting for the body hears a disconnect; its answer goes nowhere.
         self.transport.close()
+
+
+_swept: weakref.WeakSet[Any] = weakref.WeakSet()  # uvicorn ServerStates with a sweep running
+
+
+def _sweep_server(protocol: GuardedProtocol) -> None:
+    """Start the deadline sweep of ``protocol``'s server, once per server."""
+    state = protocol.server_state
+    if state in _swept:
+        return
+    _swept.add(state)
+    loop, connections = protocol.loop, protocol.connections
+    # Deadlines are kept to within a quarter of the shorter one (at most a second late).
+    interval = min(max(min(protocol.header_timeout, protocol.body_timeout) / 4, 0.05), 1.0)
+
+    def sweep() -> None:
+        now = loop.time()
+        for connection in list(connections):
+            if isinstance(connection, GuardedProtocol):
+                connection.overran(now)
+        loop.call_later(interval, sweep)
+
+    loop.call_later(interval, sweep)
 
 
 def guarded_protocol(
