@@ -19,7 +19,6 @@ import argparse
 import asyncio
 import os
 import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -33,7 +32,7 @@ import msgspec
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
-from processes import free_port, pin, wait_ready  # noqa: E402
+from processes import pin, start_noop  # noqa: E402
 
 from headwater.delivery.engine import DeliveryEngine  # noqa: E402
 from headwater.delivery.report import event_delivery  # noqa: E402
@@ -59,32 +58,6 @@ EVENT = {
     },
     "context": {"library": {"name": "analytics-python", "version": "2.3.4"}, "ip": "203.0.113.7"},
 }
-
-
-def start_receiver() -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            *pin(1),
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "noop_app:app",
-            "--port",
-            str(port),
-            "--loop",
-            "uvloop",
-            "--http",
-            "httptools",
-            "--no-access-log",
-            "--log-level",
-            "warning",
-        ],
-        cwd=HERE,
-    )
-    url = f"http://127.0.0.1:{port}"
-    wait_ready(url, "the receiver", timeout=20)
-    return process, url
 
 
 def hanging_server() -> str:
@@ -197,7 +170,7 @@ def main() -> None:
     args = parser.parse_args()
     if pin(0):
         os.sched_setaffinity(0, {0})
-    receiver, url = start_receiver()
+    receiver, url = start_noop(1)
     try:
         results = {
             "unbatched": run("unbatched", url, args.events, hang=False),

@@ -19,7 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from processes import free_port, pin, wait_ready
+from processes import free_port, pin, start_noop, wait_ready
 
 HERE = Path(__file__).resolve().parent
 CONFIG = """\
@@ -75,29 +75,8 @@ def main() -> None:
         raise SystemExit("wrk is missing: apt-get install -y wrk")
     results = {}
 
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    noop = subprocess.Popen(
-        [
-            *pin(0),
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "noop_app:app",
-            "--port",
-            str(port),
-            "--loop",
-            "uvloop",
-            "--http",
-            "httptools",
-            "--no-access-log",
-            "--log-level",
-            "warning",
-        ],
-        cwd=HERE,
-    )
+    noop, url = start_noop(0)
     try:
-        wait_ready(url + "/", "the server")
         results["ceiling"] = run(url, args)
     finally:
         noop.send_signal(signal.SIGTERM)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import shutil
 import socket
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import httpx
 
@@ -30,3 +33,31 @@ def wait_ready(url: str, what: str, timeout: float = 30.0) -> None:
         except httpx.HTTPError:
             time.sleep(0.1)
     raise SystemExit(f"{what} did not come up at {url}")
+
+
+def start_noop(core: int) -> tuple[subprocess.Popen[bytes], str]:
+    """``noop_app.py`` on uvicorn (uvloop, httptools) pinned to ``core``: the ceiling for ingest,
+    the receiver for delivery. Returns the process and its URL, once it answers."""
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            *pin(core),
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "noop_app:app",
+            "--port",
+            str(port),
+            "--loop",
+            "uvloop",
+            "--http",
+            "httptools",
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ],
+        cwd=Path(__file__).parent,
+    )
+    url = f"http://127.0.0.1:{port}"
+    wait_ready(url + "/", "the no-op server", timeout=20)
+    return process, url

@@ -127,10 +127,8 @@ class DestinationStore:
             return _info(row) if row is not None else None
 
     def require(self, id_or_name: str) -> DestinationInfo:
-        found = self.get(id_or_name)
-        if found is None:
-            raise NotFoundError(f"no destination has the id or name {id_or_name!r}")
-        return found
+        with self._workspace.reading() as conn:
+            return _info(self._rows.require(conn, id_or_name))
 
     # --- changing ------------------------------------------------------------------------------
 

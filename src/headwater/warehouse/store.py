@@ -82,10 +82,8 @@ class WarehouseStore:
             return _info(row) if row is not None else None
 
     def require(self, id_or_name: str) -> WarehouseInfo:
-        found = self.get(id_or_name)
-        if found is None:
-            raise NotFoundError(f"no warehouse has the id or name {id_or_name!r}")
-        return found
+        with self._workspace.reading() as conn:
+            return _info(self._rows.require(conn, id_or_name))
 
     def create(
         self,
