@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
-import sqlalchemy as sa
 from sqlalchemy.exc import OperationalError
 
 from headwater.api.app import create_api
 from headwater.api.debugger import router as debugger_router
+from headwater.clock import wall_clock
 from headwater.config.settings import ServerSettings
 from headwater.delivery.engine import DeliveryEngine
 from headwater.destinations.store import DestinationCache, DestinationStore
@@ -31,11 +31,12 @@ from headwater.ingest.committer import GroupCommitter
 from headwater.ingest.ratelimit import RateLimiter
 from headwater.ingest.sources import SourceCache
 from headwater.observe.metrics import Metrics
+from headwater.pipeline.chain import StageChain
 from headwater.pipeline.consumer import Consumer
+from headwater.pipeline.dedup import DedupStage
 from headwater.pipeline.observer import Observer
 from headwater.pipeline.router import GROUP as ROUTER_GROUP
 from headwater.pipeline.router import Router
-from headwater.store import schema
 from headwater.store.archive import Archive, ArchiveWriter
 from headwater.store.counters import CounterStore, minute_of
 from headwater.store.database import (
@@ -43,11 +44,12 @@ from headwater.store.database import (
     database_url,
     is_sqlite,
     open_engine,
-    write_transaction,
 )
-from headwater.store.dedup import Deduplicator
+from headwater.store.dedup import DedupRuns
+from headwater.store.ingest_log import open_ingest_log
 from headwater.store.log import EventLog
 from headwater.store.migrations import migrate
+from headwater.store.positions import StagePositions
 from headwater.store.workspace import WorkspaceStore
 from headwater.warehouse.scheduler import WarehouseScheduler
 from headwater.warehouse.store import WarehouseStore
@@ -62,6 +64,7 @@ MAINTENANCE_INTERVAL = 60.0
 WAREHOUSE_TICK = 5.0  # how soon a "sync now" or a due schedule starts
 READY_PROBE_INTERVAL = 1.0
 COUNTER_RETENTION_DAYS = 14
+STAGE_CHAIN = "stage-chain"  # the ingest log's reader, in the consumer lag gauge
 
 
 @dataclass
@@ -78,9 +81,15 @@ class Server:
         )
         self.checkpointer = WalCheckpointer(self.engine) if is_sqlite(self.engine) else None
         migrate(self.engine)
+        self.clock = wall_clock()
         self.store = WorkspaceStore(self.engine)
-        self.log = EventLog(self.engine)
-        self.committer = GroupCommitter(self.engine, self.log, on_commit=self._observe_commit)
+        self.ingest_log = open_ingest_log(
+            self.engine,
+            self.settings.data_dir,
+            durability=self.settings.durability,
+            clock=self.clock,
+        )
+        self.committer = GroupCommitter(self.ingest_log, on_commit=self._observe_commit)
         limit = self.settings.rate_limit_events_per_second
         self.tracking = TrackingAPI(
             sources=SourceCache(self.store),
@@ -88,7 +97,10 @@ class Server:
             settings=self.settings,
             metrics=self.metrics,
             rate_limiter=RateLimiter(limit) if limit else None,
+            clock=self.clock,
         )
+        # The processed stream: what the stage chain lets through, read by every later stage.
+        self.log = EventLog(self.engine, clock=self.clock)
         self.api = create_api(
             self.engine,
             admin_token_hash=self.admin_token_hash,
@@ -101,6 +113,24 @@ class Server:
         destination_cache = DestinationCache(self.destinations, self.store)
         self.delivery = DeliveryEngine(self.engine, destination_cache, owner=f"{owner}:delivery")
         router_owner = f"{owner}:router"
+        self.dedup_runs = DedupRuns(self.engine, clock=self.clock)
+        self.chain = StageChain(
+            self.ingest_log,
+            self.log,
+            StagePositions(self.engine, clock=self.clock),
+            [
+                DedupStage(
+                    self.dedup_runs,
+                    window_hours=self.settings.dedup_window_hours,
+                    clock=self.clock,
+                    on_duplicates=self.metrics.duplicates.inc,
+                )
+            ],
+            state=self.engine,
+            owner=f"{owner}:chain",
+            clock=self.clock,
+            on_processed=self.metrics.accepted.inc,
+        )
         self.archive_consumer = Consumer(
             self.log, "archive", ArchiveWriter(self.settings.archive_dir), owner=owner
         )
@@ -131,24 +161,29 @@ class Server:
         if self.settings.run_ingest:
             self.committer.start()
         if self.settings.run_consumers:
+            self.chain.start()
             for consumer in self.consumers:
                 consumer.start()
             self.delivery.start()
 
     def stop(self) -> None:
+        self.chain.stop()
         for consumer in self.consumers:
             consumer.stop()
         self.delivery.stop()
         self.committer.stop()
+        self.ingest_log.close()
         if self.checkpointer is not None:
             self.checkpointer.stop()
         self.engine.dispose()
 
     def maintain(self) -> None:
         """Forget old dedup keys, counters and latencies; purge the archive past retention."""
-        now = time.time()
-        window = self.settings.dedup_window_hours * 3600
-        Deduplicator(self.engine).expire(int(now) - window)
+        now = self.clock()
+        hour = int(now) // 3600
+        self.dedup_runs.maintain(
+            before_hour=hour - self.settings.dedup_window_hours - 1, closed_before_hour=hour - 1
+        )
         self.archive.purge(self.settings.archive_retention_days)
         # Delivery Overview and Event Delivery look back two weeks at most, as in Segment.
         oldest_minute = minute_of(now) - COUNTER_RETENTION_DAYS * 24 * 60
@@ -255,9 +290,7 @@ class Server:
         if self.committer.healthy and time.monotonic() - self._ready_checked < READY_PROBE_INTERVAL:
             return True, ""
         try:
-            with write_transaction(self.engine) as conn:
-                conn.execute(sa.delete(schema.meta).where(schema.meta.c.key == "ready_probe"))
-                conn.execute(schema.meta.insert().values(key="ready_probe", value=str(time.time())))
+            self.ingest_log.probe()
         except Exception as exc:
             return False, f"the event log cannot take writes: {type(exc).__name__}: {exc}"
         self._ready_checked = time.monotonic()
@@ -270,6 +303,9 @@ class Server:
     def _update_gauges(self) -> None:
         """Read the consumer lag; with the database down the gauges keep their last values."""
         try:
+            records, seconds = self.chain.lag()
+            self.metrics.consumer_lag.labels(STAGE_CHAIN).set(records)
+            self.metrics.stage_lag_seconds.set(seconds)
             for consumer in self.consumers:
                 self.metrics.consumer_lag.labels(consumer.group).set(self.log.lag(consumer.group))
         except OperationalError as exc:

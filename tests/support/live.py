@@ -7,9 +7,11 @@ import resource
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,9 @@ import msgspec
 import sqlalchemy as sa
 
 from headwater.store import schema
+from headwater.store.archive import Archive
 from headwater.store.database import database_url, open_engine
+from headwater.store.ingest_log import open_ingest_log
 from tests.support.markers import require_marker
 from tests.support.ports import free_port
 from tests.support.waiting import wait_for
@@ -110,7 +114,22 @@ class LiveServer:
         self.process = None
 
     def records(self) -> list[dict[str, Any]]:
-        """Every record in the event log, oldest first per partition."""
+        """Every record in the ingest log (as acknowledged, before any stage), oldest first
+        per partition."""
+        engine = open_engine(database_url(self.data_dir, self.database))
+        log = open_ingest_log(engine, self.data_dir, durability="normal", clock=time.time)
+        try:
+            return [
+                msgspec.json.decode(payload)
+                for partition in log.partitions
+                for _, payload in log.read(partition, 0, 10**9)
+            ]
+        finally:
+            log.close()
+            engine.dispose()
+
+    def processed(self) -> list[dict[str, Any]]:
+        """Every record of the processed stream (after dedup), oldest first per partition."""
         engine = open_engine(database_url(self.data_dir, self.database))
         try:
             with engine.connect() as conn:
@@ -122,6 +141,12 @@ class LiveServer:
                 return [msgspec.json.decode(payload) for payload in rows]
         finally:
             engine.dispose()
+
+    def archived(self) -> list[dict[str, Any]]:
+        """Every event in the archive, whatever its hour."""
+        archive = Archive(self.data_dir / "archive")
+        start, end = datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC)
+        return [event for source in archive.sources() for event in archive.read(source, start, end)]
 
     def events(self) -> list[dict[str, Any]]:
         return [event for record in self.records() for event in record["events"]]

@@ -11,6 +11,7 @@ kept. No exception raised by a client's bytes becomes a 500.
 from __future__ import annotations
 
 import logging
+import time
 import zlib
 from collections.abc import Awaitable, Callable, MutableMapping
 from datetime import UTC, datetime
@@ -19,6 +20,7 @@ from typing import Any
 import msgspec
 
 from headwater import reasons
+from headwater.clock import Clock
 from headwater.config.settings import ServerSettings
 from headwater.errors import BodyError, LogUnavailable, UnstorableSubmission
 from headwater.ingest.auth import write_key_from_body, write_key_from_header
@@ -91,7 +93,9 @@ class TrackingAPI:
         settings: ServerSettings,
         metrics: Metrics,
         rate_limiter: RateLimiter | None = None,
+        clock: Clock = time.time,
     ) -> None:
+        self._clock = clock
         self._sources = sources
         self._committer = committer
         self._settings = settings
@@ -155,7 +159,7 @@ class TrackingAPI:
     async def _ingest(
         self, scope: Scope, receive: Receive, headers: dict[bytes, bytes], route_type: str | None
     ) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
-        received_at = datetime.now(UTC)
+        received_at = datetime.fromtimestamp(self._clock(), UTC)
         limit = SINGLE_LIMIT if route_type is not None else BATCH_LIMIT
         try:
             raw = await read_body(receive, headers, limit)
@@ -233,7 +237,7 @@ class TrackingAPI:
         for entry in submission.dropped:
             metrics.rejected.labels(entry["reason"]).inc()
         try:
-            result = await self._committer.submit(submission)
+            await self._committer.submit(submission)
         except UnstorableSubmission as exc:
             return (
                 400,
@@ -252,9 +256,6 @@ class TrackingAPI:
                 ),
                 [(b"retry-after", b"5")],
             )
-        metrics.accepted.inc(result.accepted)
-        if result.duplicates:
-            metrics.duplicates.inc(result.duplicates)
         return 200, _SUCCESS, []
 
     def _collect_batch(
@@ -320,7 +321,7 @@ class TrackingAPI:
         if source is None:
             self._metrics.request(401)
             return
-        received_at = datetime.now(UTC)
+        received_at = datetime.fromtimestamp(self._clock(), UTC)
         client = scope.get("client")
         request = RequestInfo(
             received_at=received_at,
@@ -331,7 +332,7 @@ class TrackingAPI:
         self._collect(message, request, pixel_type, source, sub)
         self._metrics.received.inc()
         try:
-            result = await self._committer.submit(sub)
+            await self._committer.submit(sub)
         except UnstorableSubmission:
             self._metrics.request(400)
             return
@@ -339,7 +340,6 @@ class TrackingAPI:
             self._metrics.request(503)
             return
         self._metrics.request(200)
-        self._metrics.accepted.inc(result.accepted)
 
     def _settings_document(self, write_key: str) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
         source = self._sources.lookup(write_key)

@@ -1,10 +1,11 @@
-"""Group commit: many requests share one transaction of the event log.
+"""Group commit: many requests share one append to the ingest log.
 
 The Tracking API answers 200 only after a request's events are committed. Committing each
 request alone would cost one transaction per request; instead a single writer thread takes
-every request that arrived while the previous transaction ran and commits them together:
-dedup keys and log records in one transaction. Latency stays near one commit, throughput grows
-with load.
+every request that arrived while the previous append ran and appends them together, one record
+per request. That append is all an acknowledgement waits for: deduplication, counters and
+everything else run behind the log (``pipeline/chain.py``). Latency stays near one commit,
+throughput grows with load.
 """
 
 from __future__ import annotations
@@ -20,12 +21,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
-from sqlalchemy.engine import Engine
 
 from headwater.errors import LogUnavailable, UnstorableSubmission
-from headwater.store.database import write_transaction
-from headwater.store.dedup import Deduplicator, dedup_key
-from headwater.store.log import EventLog
+from headwater.store.ingest_log import IngestLog
 
 logger = logging.getLogger(__name__)
 
@@ -55,31 +53,22 @@ class Submission:
     flags: list[str] = field(default_factory=list)
 
 
-@dataclass(frozen=True, slots=True)
-class CommitResult:
-    accepted: int
-    duplicates: int
-
-
 @dataclass(slots=True)
 class _Pending:
     submission: Submission
     loop: asyncio.AbstractEventLoop
-    future: asyncio.Future[CommitResult]
+    future: asyncio.Future[None]
 
 
 class GroupCommitter:
     def __init__(
         self,
-        engine: Engine,
-        log: EventLog,
+        log: IngestLog,
         *,
         max_events_per_commit: int = 20_000,
         on_commit: Callable[[float, int], None] | None = None,
     ) -> None:
-        self._engine = engine
         self._log = log
-        self._dedup = Deduplicator(engine)
         self._max_events = max_events_per_commit
         self._on_commit = on_commit
         self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
@@ -97,9 +86,9 @@ class GroupCommitter:
             self._thread.join(timeout=30)
             self._thread = None
 
-    async def submit(self, submission: Submission) -> CommitResult:
+    async def submit(self, submission: Submission) -> None:
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[CommitResult] = loop.create_future()
+        future: asyncio.Future[None] = loop.create_future()
         self._queue.put(_Pending(submission, loop, future))
         return await future
 
@@ -128,10 +117,10 @@ class GroupCommitter:
     def _commit(self, group: list[_Pending]) -> None:
         started = time.perf_counter()
         try:
-            results, payloads = self._write(group)
+            records = self._write(group)
         except _DATA_ERRORS as exc:
-            # One request's messages broke the whole group's transaction, which rolled back
-            # (dedup claims included). Commit each request alone, so only that one fails.
+            # One request's messages broke the whole group's append, which never happened.
+            # Commit each request alone, so only that one fails.
             if len(group) > 1:
                 for pending in group:
                     self._commit([pending])
@@ -151,47 +140,29 @@ class GroupCommitter:
             return
         self.healthy = True
         if self._on_commit is not None:
-            self._on_commit(time.perf_counter() - started, payloads)
-        by_future = dict(zip((id(p) for p in group), results, strict=True))
-        _resolve(group, lambda p: p.future.set_result(by_future[id(p)]))
+            self._on_commit(time.perf_counter() - started, records)
+        _resolve(group, lambda p: p.future.set_result(None))
 
-    def _write(self, group: list[_Pending]) -> tuple[list[CommitResult], int]:
-        keys: dict[int, None] = {}
-        per_submission: list[list[int]] = []
+    def _write(self, group: list[_Pending]) -> int:
+        """Append one record per request that carried anything; return how many."""
+        records: list[tuple[str, bytes]] = []
         for pending in group:
             sub = pending.submission
-            sub_keys = [dedup_key(sub.workspace_id, e["messageId"]) for e in sub.events]
-            per_submission.append(sub_keys)
-            keys.update(dict.fromkeys(sub_keys))
-        with write_transaction(self._engine) as conn:
-            fresh = self._dedup.claim_in(conn, keys)
-            results: list[CommitResult] = []
-            payloads: list[bytes] = []
-            for pending, sub_keys in zip(group, per_submission, strict=True):
-                sub = pending.submission
-                kept = []
-                for event, key in zip(sub.events, sub_keys, strict=True):
-                    if key in fresh:
-                        fresh.discard(key)  # a second copy in the same commit is a duplicate
-                        kept.append(event)
-                duplicates = len(sub.events) - len(kept)
-                results.append(CommitResult(accepted=len(kept), duplicates=duplicates))
-                if kept or sub.dropped or duplicates or sub.flags:
-                    record: dict[str, Any] = {
-                        "v": 1,
-                        "workspace_id": sub.workspace_id,
-                        "source_id": sub.source_id,
-                        "received_at": sub.received_at,
-                        "events": kept,
-                        "dropped": sub.dropped,
-                        "duplicates": duplicates,
-                    }
-                    if sub.flags:
-                        record["flags"] = sub.flags
-                    payloads.append(_encode(record))
-            if payloads:
-                self._log.append_in(conn, payloads)
-        return results, len(payloads)
+            if sub.events or sub.dropped or sub.flags:
+                record: dict[str, Any] = {
+                    "v": 1,
+                    "workspace_id": sub.workspace_id,
+                    "source_id": sub.source_id,
+                    "received_at": sub.received_at,
+                    "events": sub.events,
+                    "dropped": sub.dropped,
+                    "duplicates": 0,
+                }
+                if sub.flags:
+                    record["flags"] = sub.flags
+                records.append((sub.workspace_id, _encode(record)))
+        self._log.append(records)
+        return len(records)
 
 
 def _resolve(group: list[_Pending], action: Callable[[_Pending], None]) -> None:

@@ -28,7 +28,7 @@ class Metrics:
         )
         self.accepted = Counter(
             "headwater_events_accepted",
-            "Messages committed to the event log (duplicates excluded).",
+            "Messages through the stage chain into the processed stream (duplicates excluded).",
             registry=self.registry,
         )
         self.rejected = Counter(
@@ -39,7 +39,7 @@ class Metrics:
         )
         self.duplicates = Counter(
             "headwater_events_duplicate",
-            "Messages acknowledged as duplicates of an earlier messageId.",
+            "Messages the dedup stage dropped as duplicates of an earlier messageId.",
             registry=self.registry,
         )
         self.commit_seconds = Histogram(
@@ -52,6 +52,11 @@ class Metrics:
             "headwater_log_consumer_lag",
             "Log records not yet committed by a consumer group.",
             ["group"],
+            registry=self.registry,
+        )
+        self.stage_lag_seconds = Gauge(
+            "headwater_stage_lag_seconds",
+            "Age of the oldest ingest log record the stage chain has not yet processed.",
             registry=self.registry,
         )
         self._status = {s: self.requests.labels(str(s)) for s in (200, 400, 401, 429, 503)}

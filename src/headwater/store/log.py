@@ -8,7 +8,6 @@ skips a record that commits late.
 from __future__ import annotations
 
 import itertools
-import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 
@@ -16,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from headwater.store.database import is_sqlite, write_transaction
+from headwater.store.leases import acquire_in, release_in
 from headwater.store.schema import log_groups, log_members, log_partitions, log_records
 
 Position = tuple[int, int]
@@ -234,71 +234,20 @@ class EventLog:
     # --- leases -------------------------------------------------------------------------------
 
     def acquire(self, group: str, owner: str, ttl_seconds: float) -> list[int]:
-        now = self._clock()
-        expires = math.ceil(now + ttl_seconds)
         with write_transaction(self._engine) as conn:
-            updated = conn.execute(
-                sa.update(log_members)
-                .where(log_members.c.group_name == group, log_members.c.owner == owner)
-                .values(heartbeat_at=int(now))
-            ).rowcount
-            if not updated:
-                conn.execute(
-                    log_members.insert().values(
-                        group_name=group, owner=owner, heartbeat_at=int(now)
-                    )
-                )
-            live = conn.execute(
-                sa.select(sa.func.count())
-                .select_from(log_members)
-                .where(
-                    log_members.c.group_name == group,
-                    log_members.c.heartbeat_at >= int(now - ttl_seconds),
-                )
-            ).scalar_one()
-            share = math.ceil(len(self.partitions) / max(1, live))
-            rows = conn.execute(
-                sa.select(log_groups.c.partition, log_groups.c.owner, log_groups.c.lease_expires_at)
-                .where(log_groups.c.group_name == group)
-                .order_by(log_groups.c.partition)
-                .with_for_update()
-            ).all()
-            mine = [p for p, o, exp in rows if o == owner and exp >= now]
-            free = [
-                p
-                for p, o, exp in rows
-                if not (o is not None and o != owner and exp >= now) and p not in mine
-            ]
-            keep = mine[:share]
-            release = mine[share:]
-            take = free[: max(0, share - len(keep))]
-            held = sorted(keep + take)
-            if held:
-                conn.execute(
-                    sa.update(log_groups)
-                    .where(log_groups.c.group_name == group, log_groups.c.partition.in_(held))
-                    .values(owner=owner, lease_expires_at=expires)
-                )
-            if release:
-                conn.execute(
-                    sa.update(log_groups)
-                    .where(log_groups.c.group_name == group, log_groups.c.partition.in_(release))
-                    .values(owner=None, lease_expires_at=0)
-                )
-        return held
+            return acquire_in(
+                conn,
+                log_groups,
+                log_members,
+                group,
+                owner,
+                now=self._clock(),
+                ttl_seconds=ttl_seconds,
+            )
 
     def release(self, group: str, owner: str) -> None:
         with write_transaction(self._engine) as conn:
-            conn.execute(
-                sa.update(log_groups)
-                .where(log_groups.c.group_name == group, log_groups.c.owner == owner)
-                .values(owner=None, lease_expires_at=0)
-            )
-            conn.execute(
-                sa.delete(log_members).where(
-                    log_members.c.group_name == group, log_members.c.owner == owner
-                )
-            )
+            release_in(conn, log_groups, log_members, group, owner)
 
     # --- retention ----------------------------------------------------------------------------
 

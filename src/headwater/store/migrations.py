@@ -19,6 +19,7 @@ from headwater.store import schema
 from headwater.store.database import is_sqlite, write_transaction
 
 LOG_PARTITIONS = 8
+INGEST_PARTITIONS = 8
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,19 @@ def _jobs_per_mapping(conn: Connection) -> None:
             index.create(conn)
 
 
+def _ingest_log_and_stage_chain(conn: Connection) -> None:
+    """The ingest log's tables, the stage chain's positions and the dedup stage's runs; the
+    old per-key ``dedup`` table goes (keys claimed at ingest are superseded by the stage)."""
+    _create_tables(conn)
+    existing = {row[0] for row in conn.execute(sa.select(schema.ingest_partitions.c.partition))}
+    missing = [
+        {"partition": p, "next_offset": 1} for p in range(INGEST_PARTITIONS) if p not in existing
+    ]
+    if missing:
+        conn.execute(schema.ingest_partitions.insert(), missing)
+    conn.execute(sa.text("DROP TABLE IF EXISTS dedup"))
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "create tables", _create_tables),
     Migration(2, "seed event log partitions", _seed_log_partitions),
@@ -84,6 +98,7 @@ MIGRATIONS: list[Migration] = [
     Migration(4, "destination filters and mappings", _add_filters_and_mappings),
     Migration(5, "delivery jobs per mapping", _jobs_per_mapping),
     Migration(6, "warehouses, their positions and sync history", _create_tables),
+    Migration(7, "ingest log, stage chain and dedup runs", _ingest_log_and_stage_chain),
 ]
 
 

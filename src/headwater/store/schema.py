@@ -130,20 +130,54 @@ log_members = sa.Table(
     sa.Column("heartbeat_at", sa.BigInteger, nullable=False),
 )
 
-# --- deduplication ---------------------------------------------------------------------------
+# --- the ingest log on a shared database, and the stage chain (see docs/event-log.md) -------
 
-dedup = sa.Table(
-    "dedup",
+# On PostgreSQL the ingest log is these two tables; on SQLite it is segment files of its own
+# (store/segments.py). Partitions are keyed by workspace.
+ingest_partitions = sa.Table(
+    "ingest_partitions",
     metadata,
-    # 63-bit hash of (workspace id, messageId); see store/dedup.py for why a hash is enough.
-    sa.Column(
-        "key",
-        sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
-        primary_key=True,
-        autoincrement=False,
-    ),
-    sa.Column("seen_at", sa.BigInteger, nullable=False),
-    sa.Index("ix_dedup_seen_at", "seen_at"),
+    sa.Column("partition", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("next_offset", sa.BigInteger, nullable=False),
+)
+
+ingest_records = sa.Table(
+    "ingest_records",
+    metadata,
+    sa.Column("partition", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("offset", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("appended_at", sa.BigInteger, nullable=False),
+    sa.Column("payload", sa.LargeBinary, nullable=False),
+)
+
+# How far the stage chain has read each ingest log partition, and who holds it.
+stage_positions = sa.Table(
+    "stage_positions",
+    metadata,
+    sa.Column("group_name", sa.String(100), primary_key=True),
+    sa.Column("partition", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("committed_offset", sa.BigInteger, nullable=False),
+    sa.Column("owner", sa.String(100), nullable=True),
+    sa.Column("lease_expires_at", sa.BigInteger, nullable=False, default=0),
+)
+
+stage_members = sa.Table(
+    "stage_members",
+    metadata,
+    sa.Column("group_name", sa.String(100), primary_key=True),
+    sa.Column("owner", sa.String(100), primary_key=True),
+    sa.Column("heartbeat_at", sa.BigInteger, nullable=False),
+)
+
+# The dedup stage's keys, compactly: one row per commit and hour holds packed 8-byte keys.
+dedup_runs = sa.Table(
+    "dedup_runs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("partition", sa.Integer, nullable=False),
+    sa.Column("hour", sa.BigInteger, nullable=False),  # epoch hour the keys were first seen
+    sa.Column("packed", sa.LargeBinary, nullable=False),
+    sa.Index("ix_dedup_runs_partition_hour", "partition", "hour"),
 )
 
 # --- observability: counters (Delivery Overview) and the debugger -----------------------------

@@ -1,0 +1,316 @@
+"""The ingest log on SQLite: numbered segment files that only appenders write.
+
+``<data dir>/log/000001.db``, ``000002.db``, … each hold ``records(offset, appended_at,
+payload)``. Offsets are global and dense: a segment's first offset follows its predecessor's
+last. Appenders (the Tracking API's group commit, the internal append path, from any process)
+are the only writers; the stage chain reads; retention deletes whole segments. So nothing but
+an append ever takes a segment's write lock, and dropping old records is an ``unlink``.
+
+Rotation. A segment is *sealed* once its successor exists. An appender creates the successor
+while it holds the current segment's write lock, and every appender checks — under that same
+lock — that no successor exists before it writes. So nothing is written to a sealed segment,
+and a reader that saw the successor can read the segment to its end. A successor appears
+already holding its first batch (written under a temporary name with a rollback journal, then
+linked into place), so its first offset is stored in its first row.
+
+Checkpoints. Appends never checkpoint (``wal_autocheckpoint=0``): a segment's WAL grows to the
+rotation size and is then left alone. SQLite copies it back when a segment's last connection
+closes; the appender hands its old connections to a closer thread so that work never runs in
+an acknowledgement's path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import os
+import queue
+import re
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from headwater.store.database import Durability
+
+logger = logging.getLogger(__name__)
+
+SEGMENT_BYTES = 64 << 20  # rotate once a segment's WAL passes this
+_NAME = re.compile(r"^(\d{6,})\.db$")
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS records ("
+    '"offset" INTEGER PRIMARY KEY, appended_at INTEGER NOT NULL, payload BLOB NOT NULL)'
+)
+_INSERT = "INSERT INTO records (appended_at, payload) VALUES (?, ?)"
+_INSERT_AT = 'INSERT INTO records ("offset", appended_at, payload) VALUES (?, ?, ?)'
+
+
+class SegmentLog:
+    """One partition (0) of segment files in ``directory``."""
+
+    partitions = (0,)
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        durability: Durability = "normal",
+        segment_bytes: int = SEGMENT_BYTES,
+        clock: Callable[[], float],
+    ) -> None:
+        self.directory = directory
+        self._synchronous = "FULL" if durability == "full" else "NORMAL"
+        self._segment_bytes = segment_bytes
+        self._clock = clock
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._lock = threading.Lock()  # appends of this process, one at a time
+        self._active: tuple[int, sqlite3.Connection] | None = None
+        self._readers: dict[int, sqlite3.Connection] = {}
+        self._reader_lock = threading.Lock()
+        self._first_offsets: dict[int, int] = {}  # sealed segments' first offsets never change
+        self._closing: queue.SimpleQueue[sqlite3.Connection | None] = queue.SimpleQueue()
+        self._closer: threading.Thread | None = None
+
+    # --- appending ----------------------------------------------------------------------------
+
+    def append(self, records: Sequence[tuple[str, bytes]]) -> None:
+        """Commit ``(workspace id, payload)`` records; return once they are durable."""
+        if not records:
+            return
+        now = int(self._clock())
+        rows = [(now, payload) for _, payload in records]
+        with self._lock:
+            while True:
+                number, conn = self._active_segment()
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    if not self._path(number).exists() or self._path(number + 1).exists():
+                        conn.execute("ROLLBACK")
+                        self._retire_active()  # sealed (or dropped) meanwhile: find the newest
+                        continue
+                    if self._wal_bytes(number) >= self._segment_bytes:
+                        last = conn.execute('SELECT max("offset") FROM records').fetchone()[0]
+                        self._create(number + 1, (last or 0) + 1, rows)
+                        conn.execute("ROLLBACK")
+                        self._retire_active()
+                        return
+                    conn.executemany(_INSERT, rows)
+                    conn.execute("COMMIT")
+                    return
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+
+    def _active_segment(self) -> tuple[int, sqlite3.Connection]:
+        if self._active is None:
+            numbers = self._numbers()
+            if not numbers:
+                self._create(1, 1, [])
+                numbers = [1]
+            self._active = (numbers[-1], self._connect(numbers[-1], writer=True))
+        return self._active
+
+    def _retire_active(self) -> None:
+        if self._active is not None:
+            self._close_later(self._active[1])
+            self._active = None
+
+    def _create(self, number: int, first_offset: int, rows: list[tuple[int, bytes]]) -> None:
+        """Create segment ``number`` holding ``rows``; it appears whole or not at all."""
+        final = self._path(number)
+        temporary = final.with_name(f"{final.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        temporary.unlink(missing_ok=True)
+        conn = sqlite3.connect(temporary, isolation_level=None)
+        try:
+            os.chmod(temporary, 0o600)
+            conn.execute("PRAGMA journal_mode=DELETE")
+            conn.execute(f"PRAGMA synchronous={self._synchronous}")
+            conn.execute("BEGIN")
+            conn.execute(_SCHEMA)
+            conn.executemany(
+                _INSERT_AT, [(first_offset + i, at, p) for i, (at, p) in enumerate(rows)]
+            )
+            conn.execute("COMMIT")
+            conn.execute("PRAGMA journal_mode=WAL")  # in the header: every opener uses WAL
+        finally:
+            conn.close()
+        try:
+            os.link(temporary, final)  # unlike rename, never replaces a segment another made
+        except FileExistsError:
+            if rows:  # another appender rotated first: its segment stands, ours is rewritten
+                raise RuntimeError(f"segment {final} appeared while it was being created") from None
+        finally:
+            temporary.unlink(missing_ok=True)
+        if self._synchronous == "FULL":
+            descriptor = os.open(self.directory, os.O_RDONLY)
+            try:
+                os.fsync(descriptor)
+            finally:
+                os.close(descriptor)
+
+    def probe(self) -> None:
+        """Raise unless the log can be written now: its directory takes a file, and the newest
+        segment's write lock can be had."""
+        path = self.directory / f".probe-{os.getpid()}"
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(descriptor, b"\0" * 4096)
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+            path.unlink(missing_ok=True)
+        with self._lock:
+            _, conn = self._active_segment()
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("ROLLBACK")
+
+    # --- reading ------------------------------------------------------------------------------
+
+    def read(self, partition: int, after: int, limit: int) -> list[tuple[int, bytes]]:
+        """Records with offsets above ``after``, ascending, at most ``limit``."""
+        out: list[tuple[int, bytes]] = []
+        with self._reader_lock:
+            numbers = self._numbers()
+            index = self._segment_index(numbers, after + 1)
+            while index < len(numbers) and len(out) < limit:
+                number = numbers[index]
+                sealed = index + 1 < len(numbers) or self._path(number + 1).exists()
+                conn = self._reader(number)
+                out += conn.execute(
+                    'SELECT "offset", payload FROM records WHERE "offset" > ? '
+                    'ORDER BY "offset" LIMIT ?',
+                    (after, limit - len(out)),
+                ).fetchall()
+                if not sealed:
+                    break
+                if index + 1 >= len(numbers):
+                    numbers = self._numbers()
+                index += 1
+        return out
+
+    def end(self, partition: int) -> int:
+        """The highest offset appended (0 for an empty log)."""
+        with self._reader_lock:
+            numbers = self._numbers()
+            for number in reversed(numbers):
+                last = self._reader(number).execute('SELECT max("offset") FROM records').fetchone()
+                if last[0] is not None:
+                    return int(last[0])
+        return 0
+
+    def appended_at(self, partition: int, offset: int) -> int | None:
+        """When the record at ``offset`` was appended (epoch seconds), if it is still here."""
+        with self._reader_lock:
+            numbers = self._numbers()
+            index = self._segment_index(numbers, offset)
+            if index >= len(numbers):
+                return None
+            row = (
+                self._reader(numbers[index])
+                .execute('SELECT appended_at FROM records WHERE "offset" = ?', (offset,))
+                .fetchone()
+            )
+        return None if row is None else int(row[0])
+
+    def _segment_index(self, numbers: list[int], offset: int) -> int:
+        """The index in ``numbers`` of the segment that holds (or will hold) ``offset``."""
+        index = 0
+        for i in range(1, len(numbers)):
+            if self._first_offset(numbers[i]) <= offset:
+                index = i
+            else:
+                break
+        return index
+
+    def _first_offset(self, number: int) -> int:
+        """Segment 1 starts at 1; a successor is born holding its first row, which stays."""
+        if number == 1:
+            return 1
+        first = self._first_offsets.get(number)
+        if first is None:
+            row = self._reader(number).execute('SELECT min("offset") FROM records').fetchone()
+            first = self._first_offsets[number] = int(row[0])
+        return first
+
+    def _reader(self, number: int) -> sqlite3.Connection:
+        conn = self._readers.get(number)
+        if conn is None:
+            conn = self._readers[number] = self._connect(number, writer=False)
+        return conn
+
+    # --- retention ----------------------------------------------------------------------------
+
+    def drop_through(self, partition: int, offset: int) -> int:
+        """Delete every segment whose records all lie at or below ``offset``; the newest
+        segment always stays. Returns how many segments were deleted."""
+        dropped = 0
+        with self._reader_lock:
+            numbers = self._numbers()
+            for number, successor in itertools.pairwise(numbers):
+                if self._first_offset(successor) > offset + 1:
+                    break
+                conn = self._readers.pop(number, None)
+                self._first_offsets.pop(number, None)
+                for suffix in ("", "-wal", "-shm"):
+                    Path(f"{self._path(number)}{suffix}").unlink(missing_ok=True)
+                if conn is not None:
+                    self._close_later(conn)
+                dropped += 1
+        return dropped
+
+    def close(self) -> None:
+        with self._lock:
+            self._retire_active()
+        with self._reader_lock:
+            for conn in self._readers.values():
+                self._close_later(conn)
+            self._readers.clear()
+        if self._closer is not None:
+            self._closing.put(None)
+            self._closer.join(timeout=60)
+            self._closer = None
+
+    # --- files --------------------------------------------------------------------------------
+
+    def _path(self, number: int) -> Path:
+        return self.directory / f"{number:06d}.db"
+
+    def _numbers(self) -> list[int]:
+        found = []
+        for name in os.listdir(self.directory):
+            match = _NAME.match(name)
+            if match:
+                found.append(int(match.group(1)))
+        return sorted(found)
+
+    def _wal_bytes(self, number: int) -> int:
+        try:
+            return os.stat(f"{self._path(number)}-wal").st_size
+        except FileNotFoundError:
+            return 0
+
+    def _connect(self, number: int, *, writer: bool) -> sqlite3.Connection:
+        conn = sqlite3.connect(self._path(number), isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA busy_timeout=30000")
+        if writer:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA synchronous={self._synchronous}")
+            conn.execute("PRAGMA wal_autocheckpoint=0")
+        return conn
+
+    def _close_later(self, conn: sqlite3.Connection) -> None:
+        """Close on the closer thread: the last close of a segment copies its WAL back."""
+        if self._closer is None:
+            self._closer = threading.Thread(target=self._close_loop, name="log-close", daemon=True)
+            self._closer.start()
+        self._closing.put(conn)
+
+    def _close_loop(self) -> None:
+        while True:
+            conn = self._closing.get()
+            if conn is None:
+                return
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
