@@ -20,7 +20,7 @@ from headwater.pipeline.router import GROUP as ROUTER
 from headwater.store import schema
 from headwater.store.database import database_url, open_engine
 from headwater.store.log import EventLog
-from tests.support.live import ADMIN_TOKEN, serving
+from tests.support.live import ADMIN_TOKEN, LiveServer, serving
 from tests.support.receiver import Answer, Receiver
 from tests.support.waiting import wait_for
 
@@ -37,10 +37,11 @@ def config(destinations: str) -> str:
     )
 
 
-def routed_and_queued(data_dir: Path) -> int:
+def routed_and_queued(live: LiveServer) -> int:
     """Once the router has passed every record (the stage that would queue a delivery), how
     many deliveries wait in the queues."""
-    engine = open_engine(database_url(data_dir, None))
+    live.wait_processed()
+    engine = open_engine(database_url(live.data_dir, None))
     try:
         log = EventLog(engine)
         wait_for(lambda: log.lag(ROUTER) == 0, 10, "the router to pass every record")
@@ -169,7 +170,7 @@ def test_disabled_destination_gets_nothing_until_a_replay(
                 10,
                 "the archive",
             )
-            assert routed_and_queued(tmp_path / "data") == 0
+            assert routed_and_queued(live) == 0
             assert receiver.requests == []
             env = {**os.environ, "HEADWATER_ADMIN_TOKEN": ADMIN_TOKEN}
             end = datetime.now(UTC) + timedelta(minutes=1)

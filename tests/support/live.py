@@ -23,6 +23,7 @@ from headwater.store import schema
 from headwater.store.archive import Archive
 from headwater.store.database import database_url, open_engine
 from headwater.store.ingest_log import open_ingest_log
+from headwater.store.positions import StagePositions
 from tests.support.markers import require_marker
 from tests.support.ports import free_port
 from tests.support.waiting import wait_for
@@ -124,6 +125,23 @@ class LiveServer:
                 for partition in log.partitions
                 for _, payload in log.read(partition, 0, 10**9)
             ]
+        finally:
+            log.close()
+            engine.dispose()
+
+    def wait_processed(self, timeout: float = 30.0) -> None:
+        """Until the stage chain has taken every ingest log record into the processed stream."""
+        engine = open_engine(database_url(self.data_dir, self.database))
+        log = open_ingest_log(engine, self.data_dir, durability="normal", clock=time.time)
+        positions = StagePositions(engine, clock=time.time)
+        try:
+            wait_for(
+                lambda: all(
+                    positions.positions().get(p, 0) >= log.end(p) for p in log.partitions
+                ),
+                timeout,
+                "the stage chain to take in every ingest log record",
+            )
         finally:
             log.close()
             engine.dispose()

@@ -31,6 +31,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 from headwater.store.database import Durability
 
@@ -44,6 +45,13 @@ _SCHEMA = (
 )
 _INSERT = "INSERT INTO records (appended_at, payload) VALUES (?, ?)"
 _INSERT_AT = 'INSERT INTO records ("offset", appended_at, payload) VALUES (?, ?, ?)'
+
+
+_T = TypeVar("_T")
+
+
+class _Dropped(Exception):
+    """A segment was dropped (by the chain's retention) between listing and opening it."""
 
 
 class SegmentLog:
@@ -104,12 +112,17 @@ class SegmentLog:
                     raise
 
     def _active_segment(self) -> tuple[int, sqlite3.Connection]:
-        if self._active is None:
+        while self._active is None:
             numbers = self._numbers()
             if not numbers:
                 self._create(1, 1, [])
-                numbers = [1]
-            self._active = (numbers[-1], self._connect(numbers[-1], writer=True))
+                continue
+            try:
+                self._active = (numbers[-1], self._connect(numbers[-1], writer=True))
+            except sqlite3.OperationalError:
+                if self._path(numbers[-1]).exists():
+                    raise
+                # dropped since we listed the directory: a newer one exists, look again
         return self._active
 
     def _retire_active(self) -> None:
@@ -170,6 +183,18 @@ class SegmentLog:
 
     def read(self, partition: int, after: int, limit: int) -> list[tuple[int, bytes]]:
         """Records with offsets above ``after``, ascending, at most ``limit``."""
+        return self._retrying(lambda: self._read(after, limit))
+
+    def _retrying(self, read: Callable[[], _T]) -> _T:
+        """Run ``read`` again when a segment it listed was dropped before it opened it."""
+        for _ in range(10):
+            try:
+                return read()
+            except _Dropped:
+                continue
+        return read()
+
+    def _read(self, after: int, limit: int) -> list[tuple[int, bytes]]:
         out: list[tuple[int, bytes]] = []
         with self._reader_lock:
             numbers = self._numbers()
@@ -192,6 +217,9 @@ class SegmentLog:
 
     def end(self, partition: int) -> int:
         """The highest offset appended (0 for an empty log)."""
+        return self._retrying(self._end)
+
+    def _end(self) -> int:
         with self._reader_lock:
             numbers = self._numbers()
             for number in reversed(numbers):
@@ -202,6 +230,9 @@ class SegmentLog:
 
     def appended_at(self, partition: int, offset: int) -> int | None:
         """When the record at ``offset`` was appended (epoch seconds), if it is still here."""
+        return self._retrying(lambda: self._appended_at(offset))
+
+    def _appended_at(self, offset: int) -> int | None:
         with self._reader_lock:
             numbers = self._numbers()
             index = self._segment_index(numbers, offset)
@@ -237,7 +268,12 @@ class SegmentLog:
     def _reader(self, number: int) -> sqlite3.Connection:
         conn = self._readers.get(number)
         if conn is None:
-            conn = self._readers[number] = self._connect(number, writer=False)
+            try:
+                conn = self._readers[number] = self._connect(number, writer=False)
+            except sqlite3.OperationalError:
+                if self._path(number).exists():
+                    raise
+                raise _Dropped(number) from None
         return conn
 
     # --- retention ----------------------------------------------------------------------------
@@ -292,7 +328,13 @@ class SegmentLog:
             return 0
 
     def _connect(self, number: int, *, writer: bool) -> sqlite3.Connection:
-        conn = sqlite3.connect(self._path(number), isolation_level=None, check_same_thread=False)
+        """Open an existing segment; never create one (a dropped segment must stay gone)."""
+        conn = sqlite3.connect(
+            f"file:{self._path(number)}?mode=rw",
+            uri=True,
+            isolation_level=None,
+            check_same_thread=False,
+        )
         conn.execute("PRAGMA busy_timeout=30000")
         if writer:
             conn.execute("PRAGMA journal_mode=WAL")
