@@ -15,11 +15,11 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 # Bottom to top. A name is a package or module under ``headwater``; the longest name that
 # contains a module decides its layer (``config.settings`` sits below the rest of ``config``).
 LAYERS: list[list[str]] = [
-    ["", "reasons", "timestamps"],
+    ["", "reasons", "timestamps", "clock"],
     ["errors"],
     ["store", "fql", "observe"],
-    ["destinations", "config.settings"],
-    ["delivery", "warehouse"],
+    ["destinations", "config.settings", "ingest.normalize"],
+    ["delivery", "warehouse", "ingest.internal"],
     ["pipeline", "ingest"],
     ["api", "config"],
     ["server", "connections"],

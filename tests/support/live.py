@@ -59,6 +59,7 @@ class LiveServer:
     process: subprocess.Popen[bytes] | None = None
     output: Path | None = None
     open_files: int | None = None  # the server's open-file limit (soft and hard), if set
+    env: dict[str, str] = field(default_factory=dict)  # more environment for the server
 
     @property
     def url(self) -> str:
@@ -83,7 +84,7 @@ class LiveServer:
         if self.database:
             command += ["--database", self.database]
         output = self.output = self.data_dir.parent / f"server-{self.port}.log"
-        env = {**os.environ, "HEADWATER_ADMIN_TOKEN": ADMIN_TOKEN}
+        env = {**os.environ, "HEADWATER_ADMIN_TOKEN": ADMIN_TOKEN, **self.env}
         limit = self.open_files
 
         def limit_open_files() -> None:

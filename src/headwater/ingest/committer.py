@@ -24,11 +24,9 @@ import msgspec
 
 from headwater.errors import LogUnavailable, UnstorableSubmission
 from headwater.store.ingest_log import IngestLog
+from headwater.store.record import encode_record
 
 logger = logging.getLogger(__name__)
-
-_encode = msgspec.json.Encoder().encode
-
 
 # Raised by encoding a submission's own data, not by the database: the submission is at fault.
 _DATA_ERRORS = (
@@ -149,18 +147,15 @@ class GroupCommitter:
         for pending in group:
             sub = pending.submission
             if sub.events or sub.dropped or sub.flags:
-                record: dict[str, Any] = {
-                    "v": 1,
-                    "workspace_id": sub.workspace_id,
-                    "source_id": sub.source_id,
-                    "received_at": sub.received_at,
-                    "events": sub.events,
-                    "dropped": sub.dropped,
-                    "duplicates": 0,
-                }
-                if sub.flags:
-                    record["flags"] = sub.flags
-                records.append((sub.workspace_id, _encode(record)))
+                payload = encode_record(
+                    sub.workspace_id,
+                    sub.source_id,
+                    sub.received_at,
+                    sub.events,
+                    sub.dropped,
+                    sub.flags,
+                )
+                records.append((sub.workspace_id, payload))
         self._log.append(records)
         return len(records)
 

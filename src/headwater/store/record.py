@@ -37,6 +37,30 @@ class LogRecord(msgspec.Struct):
 
 
 _decoder = msgspec.json.Decoder(LogRecord)
+_encode = msgspec.json.Encoder().encode
+
+
+def encode_record(
+    workspace_id: str,
+    source_id: str,
+    received_at: str,
+    events: list[Any],
+    dropped: list[Any] = [],  # noqa: B006 - never mutated
+    flags: list[str] = [],  # noqa: B006 - never mutated
+) -> bytes:
+    """One request's record as appenders write it to the ingest log (no duplicates yet)."""
+    record: dict[str, Any] = {
+        "v": VERSION,
+        "workspace_id": workspace_id,
+        "source_id": source_id,
+        "received_at": received_at,
+        "events": events,
+        "dropped": dropped,
+        "duplicates": 0,
+    }
+    if flags:
+        record["flags"] = flags
+    return _encode(record)
 
 
 def decode_record(payload: bytes) -> LogRecord:
