@@ -30,6 +30,7 @@ import re
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
@@ -48,6 +49,24 @@ _INSERT_AT = 'INSERT INTO records ("offset", appended_at, payload) VALUES (?, ?,
 
 
 _T = TypeVar("_T")
+
+
+@dataclass(frozen=True, slots=True)
+class _Active:
+    """The segment this process appends to, with the paths each append checks."""
+
+    number: int
+    conn: sqlite3.Connection
+    path: str
+    successor: str
+    wal: str
+
+
+def _size(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except FileNotFoundError:
+        return 0
 
 
 class _Dropped(Exception):
@@ -73,7 +92,7 @@ class SegmentLog:
         self._clock = clock
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._lock = threading.Lock()  # appends of this process, one at a time
-        self._active: tuple[int, sqlite3.Connection] | None = None
+        self._active: _Active | None = None
         self._readers: dict[int, sqlite3.Connection] = {}
         self._reader_lock = threading.Lock()
         self._first_offsets: dict[int, int] = {}  # sealed segments' first offsets never change
@@ -90,16 +109,17 @@ class SegmentLog:
         rows = [(now, payload) for _, payload in records]
         with self._lock:
             while True:
-                number, conn = self._active_segment()
+                active = self._active_segment()
+                conn = active.conn
                 conn.execute("BEGIN IMMEDIATE")
                 try:
-                    if not self._path(number).exists() or self._path(number + 1).exists():
+                    if not os.path.exists(active.path) or os.path.exists(active.successor):
                         conn.execute("ROLLBACK")
                         self._retire_active()  # sealed (or dropped) meanwhile: find the newest
                         continue
-                    if self._wal_bytes(number) >= self._segment_bytes:
+                    if _size(active.wal) >= self._segment_bytes:
                         last = conn.execute('SELECT max("offset") FROM records').fetchone()[0]
-                        self._create(number + 1, (last or 0) + 1, rows)
+                        self._create(active.number + 1, (last or 0) + 1, rows)
                         conn.execute("ROLLBACK")
                         self._retire_active()
                         return
@@ -111,14 +131,22 @@ class SegmentLog:
                         conn.execute("ROLLBACK")
                     raise
 
-    def _active_segment(self) -> tuple[int, sqlite3.Connection]:
+    def _active_segment(self) -> _Active:
         while self._active is None:
             numbers = self._numbers()
             if not numbers:
                 self._create(1, 1, [])
                 continue
+            number = numbers[-1]
             try:
-                self._active = (numbers[-1], self._connect(numbers[-1], writer=True))
+                path = str(self._path(number))
+                self._active = _Active(
+                    number,
+                    self._connect(number, writer=True),
+                    path,
+                    str(self._path(number + 1)),
+                    f"{path}-wal",
+                )
             except sqlite3.OperationalError:
                 if self._path(numbers[-1]).exists():
                     raise
@@ -127,7 +155,7 @@ class SegmentLog:
 
     def _retire_active(self) -> None:
         if self._active is not None:
-            self._close_later(self._active[1])
+            self._close_later(self._active.conn)
             self._active = None
 
     def _create(self, number: int, first_offset: int, rows: list[tuple[int, bytes]]) -> None:
@@ -175,7 +203,7 @@ class SegmentLog:
             os.close(descriptor)
             path.unlink(missing_ok=True)
         with self._lock:
-            _, conn = self._active_segment()
+            conn = self._active_segment().conn
             conn.execute("BEGIN IMMEDIATE")
             conn.execute("ROLLBACK")
 
@@ -320,12 +348,6 @@ class SegmentLog:
             if match:
                 found.append(int(match.group(1)))
         return sorted(found)
-
-    def _wal_bytes(self, number: int) -> int:
-        try:
-            return os.stat(f"{self._path(number)}-wal").st_size
-        except FileNotFoundError:
-            return 0
 
     def _connect(self, number: int, *, writer: bool) -> sqlite3.Connection:
         """Open an existing segment; never create one (a dropped segment must stay gone)."""
