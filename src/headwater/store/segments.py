@@ -225,7 +225,7 @@ class SegmentLog:
     def _read(self, after: int, limit: int) -> list[tuple[int, bytes]]:
         out: list[tuple[int, bytes]] = []
         with self._reader_lock:
-            numbers = self._numbers()
+            numbers = self._listed()
             index = self._segment_index(numbers, after + 1)
             while index < len(numbers) and len(out) < limit:
                 number = numbers[index]
@@ -239,7 +239,7 @@ class SegmentLog:
                 if not sealed:
                     break
                 if index + 1 >= len(numbers):
-                    numbers = self._numbers()
+                    numbers = self._listed()
                 index += 1
         return out
 
@@ -249,7 +249,7 @@ class SegmentLog:
 
     def _end(self) -> int:
         with self._reader_lock:
-            numbers = self._numbers()
+            numbers = self._listed()
             for number in reversed(numbers):
                 last = self._reader(number).execute('SELECT max("offset") FROM records').fetchone()
                 if last[0] is not None:
@@ -262,7 +262,7 @@ class SegmentLog:
 
     def _appended_at(self, offset: int) -> int | None:
         with self._reader_lock:
-            numbers = self._numbers()
+            numbers = self._listed()
             index = self._segment_index(numbers, offset)
             if index >= len(numbers):
                 return None
@@ -311,7 +311,7 @@ class SegmentLog:
         segment always stays. Returns how many segments were deleted."""
         dropped = 0
         with self._reader_lock:
-            numbers = self._numbers()
+            numbers = self._listed()
             for number, successor in itertools.pairwise(numbers):
                 if self._first_offset(successor) > offset + 1:
                     break
@@ -342,12 +342,23 @@ class SegmentLog:
         return self.directory / f"{number:06d}.db"
 
     def _numbers(self) -> list[int]:
+        """The segments on disk, oldest first."""
         found = []
         for name in os.listdir(self.directory):
             match = _NAME.match(name)
             if match:
                 found.append(int(match.group(1)))
         return sorted(found)
+
+    def _listed(self) -> list[int]:
+        """``_numbers()`` for readers (holding the reader lock): readers of segments dropped
+        meanwhile, maybe by another process, are closed."""
+        numbers = self._numbers()
+        if numbers:
+            for number in [n for n in self._readers if n < numbers[0]]:
+                self._close_later(self._readers.pop(number))
+                self._first_offsets.pop(number, None)
+        return numbers
 
     def _connect(self, number: int, *, writer: bool) -> sqlite3.Connection:
         """Open an existing segment; never create one (a dropped segment must stay gone)."""
