@@ -21,7 +21,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from headwater.store.archive import Archive
-from headwater.supervisor import next_delay
+from headwater.supervisor import RunDirectory, next_delay
 from tests.support.live import BASE_CONFIG, LiveServer
 from tests.support.waiting import wait_for
 
@@ -128,6 +128,66 @@ def test_several_ingest_processes_are_refused_on_sqlite(tmp_path: Path) -> None:
         in result.stderr
     )
     assert not data.exists()  # refused before anything was created
+
+
+# A child that ignores SIGTERM and leaves its last line unfinished, and one that always fails.
+STUBBORN = """
+import signal, sys, time
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+print("out line", flush=True)
+sys.stderr.write("err line" + chr(10) + "partial")
+sys.stderr.flush()
+time.sleep(600)
+"""
+FLAKY = "import sys; print('flaky ran'); sys.exit(3)"
+SUPERVISE = """
+import sys
+from pathlib import Path
+from headwater.supervisor import Child, RunDirectory, Supervisor
+data, stubborn, flaky = sys.argv[1:]
+children = [
+    Child("stubborn", [sys.executable, "-c", stubborn]),
+    Child("flaky", [sys.executable, "-c", flaky]),
+]
+sys.exit(Supervisor(RunDirectory.claim(Path(data)), children, grace=1.0).run_until_stopped())
+"""
+
+
+@pytest.mark.live
+def test_the_supervisor_prefixes_restarts_and_kills_what_ignores_the_stop(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    log = tmp_path / "supervisor.log"
+    with log.open("wb") as out:
+        supervisor = subprocess.Popen(
+            [sys.executable, "-c", SUPERVISE, str(data), STUBBORN, FLAKY],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_for(
+            lambda: "[serve] flaky exited with code 3; restarting in 2 s" in log.read_text(),
+            30,
+            "the flaky child to fail twice",
+        )
+        stubborn = int((data / "run" / "stubborn.pid").read_text())
+        # One supervisor per data directory.
+        with pytest.raises(
+            SystemExit, match=f"another `headwater serve` \\(pid {supervisor.pid}\\)"
+        ):
+            RunDirectory.claim(data)
+        supervisor.send_signal(signal.SIGTERM)
+        assert supervisor.wait(timeout=30) == 1  # a child had to be killed
+    finally:
+        supervisor.kill()
+    lines = log.read_text().splitlines()
+    assert "[stubborn] out line" in lines
+    assert "[stubborn] err line" in lines
+    assert "[stubborn] partial" in lines  # the unfinished last line, when it died
+    assert "[flaky] flaky ran" in lines
+    assert "[serve] flaky exited with code 3; restarting in 1 s" in lines
+    assert "[serve] stubborn did not stop within 1 s; killing it" in lines
+    assert not alive(stubborn)
+    assert not (data / "run" / "stubborn.pid").exists()
 
 
 @pytest.mark.live
