@@ -157,7 +157,6 @@ def _serve(args: argparse.Namespace) -> int:
         # Before the config is applied: a refused start changes nothing.
         from headwater.supervisor import RunDirectory, check_port
 
-        run = RunDirectory.claim(settings.data_dir)
         try:
             settings = replace(settings, port=check_port(settings.host, settings.port))
         except OSError as exc:
@@ -165,6 +164,7 @@ def _serve(args: argparse.Namespace) -> int:
                 f"headwater serve: cannot listen on {settings.host}:{settings.port}: "
                 f"{exc.strerror or exc}"
             ) from None
+        run = RunDirectory.claim(settings.data_dir)
     try:
         prepared = bootstrap(settings, config)
     except InputError as exc:
