@@ -241,7 +241,7 @@ class Supervisor:
         assert child.process is not None
         pid = child.process.pid
         stdout = child.process.stdout
-        if stdout is not None:
+        if stdout is not None and not stdout.closed:
             self._drain(child, stdout.fileno())
             self._selector.unregister(stdout)
             stdout.close()
@@ -304,21 +304,26 @@ class Supervisor:
     # --- output ---------------------------------------------------------------------------
 
     def _pump(self, child: Child) -> None:
-        if child.process is not None and child.process.stdout is not None:
-            self._drain(child, child.process.stdout.fileno())
+        stdout = child.process.stdout if child.process is not None else None
+        if stdout is not None and not self._drain(child, stdout.fileno()):
+            # The child closed its output (it is exiting): stop watching the pipe, or every
+            # select would return at once until the child is reaped.
+            self._selector.unregister(stdout)
+            stdout.close()
 
-    def _drain(self, child: Child, fd: int) -> None:
+    def _drain(self, child: Child, fd: int) -> bool:
+        """Pass on what the pipe holds; False at its end."""
         while True:
             try:
                 chunk = os.read(fd, 65536)
             except BlockingIOError:
-                return
+                return True
             except OSError as exc:
                 if exc.errno == errno.EINTR:
                     continue
-                return
+                return False
             if not chunk:
-                return
+                return False
             lines = (child.pending + chunk).split(b"\n")
             child.pending = lines.pop()
             if len(child.pending) > MAX_LINE:
