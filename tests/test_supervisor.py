@@ -211,6 +211,19 @@ def test_serve_runs_an_ingest_and_a_worker_process(tmp_path: Path, config: Path)
         wait_for(lambda: sent <= archived(live), 30, "the worker to archive the events")
         # Counted by the ingest process, rendered from the shared metrics directory.
         assert scraped_requests(live) == 20
+        # The lag gauge is one series per group (no pid label), read when scraped.
+        wait_for(
+            lambda: (
+                re.findall(
+                    r"^headwater_log_consumer_lag\{(.*)\} (\S+)$",
+                    httpx.get(f"{live.url}/metrics").text,
+                    re.M,
+                ).count(('group="archive"', "0.0"))
+                == 1
+            ),
+            30,
+            "the archive's lag to read 0 once",
+        )
 
         text = output(live)
         assert text.count("Headwater listening on") == 1

@@ -38,6 +38,8 @@ from typing import Any, BinaryIO
 import msgspec
 from prometheus_client import multiprocess
 
+from headwater.observe.metrics import MULTIPROCESS_ENV
+
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
@@ -47,7 +49,6 @@ RUN_DIR = "run"
 METRICS_DIR = "metrics"
 LOCK_FILE = "serve.pid"
 ARCHIVE_HEALTH_FILE = "archive-failing"
-METRICS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 FIRST_DELAY = 1.0
 MAX_DELAY = 30.0
@@ -150,7 +151,7 @@ class Supervisor:
     grace: float = STOP_GRACE_SECONDS
 
     def __post_init__(self) -> None:
-        self.env = {**self.env, METRICS_ENV: str(self.run.metrics), "PYTHONUNBUFFERED": "1"}
+        self.env = {**self.env, MULTIPROCESS_ENV: str(self.run.metrics), "PYTHONUNBUFFERED": "1"}
         self._selector = selectors.DefaultSelector()
         self._stopping = False
         self._kill_at = 0.0
