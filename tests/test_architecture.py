@@ -22,7 +22,7 @@ LAYERS: list[list[str]] = [
     ["delivery", "warehouse", "ingest.internal"],
     ["pipeline", "ingest"],
     ["api", "config"],
-    ["server", "connections"],
+    ["server", "supervisor", "connections"],
     ["cli"],
     ["__main__"],
 ]

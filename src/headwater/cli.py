@@ -8,7 +8,10 @@ import os
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from headwater.supervisor import RunDirectory
 
 DEFAULT_DATA_DIR = Path("headwater-data")
 
@@ -26,17 +29,30 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    serve = commands.add_parser("serve", help="run the server (every role in one process)")
+    serve = commands.add_parser(
+        "serve", help="run the server (an ingest and a worker process, supervised)"
+    )
     _state_options(serve)
     serve.add_argument("--config", type=Path, help="headwater.yaml to apply at start")
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on (default 8088)")
     serve.add_argument(
         "--role",
-        choices=["all", "ingest", "worker"],
+        choices=["all", "single", "ingest", "worker"],
         default="all",
-        help="all roles (default); ingest: Tracking and REST APIs only; worker: log consumers",
+        help="all (default): start and watch an ingest and a worker process; single: every "
+        "role in this one process; ingest: Tracking and REST APIs only; worker: log consumers",
     )
+    serve.add_argument(
+        "--ingest-processes",
+        type=int,
+        default=1,
+        metavar="N",
+        help="ingest processes sharing the port, with --role all or ingest (default 1; "
+        "more than 1 needs PostgreSQL)",
+    )
+    # A role process started by `serve` itself: no bootstrap, port shared (SO_REUSEPORT).
+    serve.add_argument("--supervised", action="store_true", help=argparse.SUPPRESS)
     serve.set_defaults(run=_serve)
 
     apply = commands.add_parser("apply", help="make the workspace match a config file")
@@ -128,44 +144,175 @@ def _load(path: Path | None) -> Any:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from headwater.config.bootstrap import bootstrap
-    from headwater.connections import (
-        default_max_connections,
-        guarded_protocol,
-        raise_open_file_limit,
-    )
-    from headwater.server import Server
+    from headwater.errors import InputError
 
     config = _load(args.config)
     settings = _settings(args, config)
-    settings = replace(
-        settings,
-        run_ingest=args.role in ("all", "ingest"),
-        run_consumers=args.role in ("all", "worker"),
-    )
-    from headwater.errors import InputError
+    supervise = _supervising(args, settings)
+    if args.supervised:
+        return _serve_role(args, settings)
+    run = None
+    if supervise:
+        # Before the config is applied: a refused start changes nothing.
+        from headwater.supervisor import RunDirectory, check_port
 
+        try:
+            settings = replace(settings, port=check_port(settings.host, settings.port))
+        except OSError as exc:
+            raise SystemExit(
+                f"headwater serve: cannot listen on {settings.host}:{settings.port}: "
+                f"{exc.strerror or exc}"
+            ) from None
+        run = RunDirectory.claim(settings.data_dir)
     try:
         prepared = bootstrap(settings, config)
     except InputError as exc:
         raise SystemExit(f"headwater serve: cannot apply {args.config}: {exc}") from exc
-    server = Server(settings, prepared.admin_token_hash)
     for note in prepared.notes:
         print(note, flush=True)
-    open_files = raise_open_file_limit()
-    max_connections = settings.max_connections or default_max_connections(open_files)
-    protocol = guarded_protocol(
-        header_timeout=settings.header_timeout_seconds,
-        body_timeout=settings.body_timeout_seconds,
-        max_connections=max_connections,
+    if run is not None:
+        return _supervise(args, settings, run)
+
+    import uvicorn
+
+    from headwater.server import Server
+
+    settings = replace(
+        settings,
+        run_ingest=args.role in ("single", "ingest"),
+        run_consumers=args.role in ("single", "worker"),
     )
+    server = Server(settings, prepared.admin_token_hash)
+    max_connections = _listening(settings, f"role: {args.role}")
+    uvicorn.run(
+        server,
+        host=settings.host,
+        port=settings.port,
+        **_uvicorn_options(settings, max_connections),
+    )
+    return 0
+
+
+def _supervising(args: argparse.Namespace, settings: Any) -> bool:
+    """Whether this ``serve`` starts role processes rather than running roles itself."""
+    processes: int = args.ingest_processes
+    if processes < 1:
+        raise SystemExit("headwater serve: --ingest-processes must be 1 or more")
+    if processes > 1 and args.role not in ("all", "ingest"):
+        raise SystemExit("headwater serve: --ingest-processes goes with --role all or ingest")
+    if processes > 1 and not (settings.database or "").startswith("postgres"):
+        raise SystemExit(
+            "headwater serve: --ingest-processes > 1 needs --database postgresql://…; "
+            "SQLite has one writer"
+        )
+    return not args.supervised and (args.role == "all" or processes > 1)
+
+
+def _supervise(args: argparse.Namespace, settings: Any, run: RunDirectory) -> int:
+    from headwater import supervisor
+
+    processes: int = args.ingest_processes
+    names = ["ingest" if n == 1 else f"ingest-{n}" for n in range(1, processes + 1)]
+    roles = [("ingest", name) for name in names]
+    if args.role == "all":
+        roles.append(("worker", "worker"))
+    workers = len(roles) - processes
+    _listening(  # each ingest process allows as many, from the same limits
+        settings,
+        f"processes: {processes} ingest + {workers} worker",
+        " per ingest process",
+    )
+    given = [
+        (option, value)
+        for option, value in (
+            ("--config", args.config),
+            ("--data-dir", args.data_dir),
+            ("--database", args.database),
+            ("--host", args.host),
+        )
+        if value is not None
+    ]
+    children = [
+        supervisor.Child(
+            name,
+            [
+                sys.executable,
+                "-m",
+                "headwater",
+                "serve",
+                "--supervised",
+                "--role",
+                role,
+                "--port",
+                str(settings.port),
+                *(part for option, value in given for part in (option, str(value))),
+            ],
+        )
+        for role, name in roles
+    ]
+    try:
+        return supervisor.Supervisor(run, children).run_until_stopped()
+    finally:
+        run.release()
+
+
+def _serve_role(args: argparse.Namespace, settings: Any) -> int:
+    """One role process of a supervised ``serve``: the supervisor bootstrapped already."""
+    import signal
+
+    import uvicorn
+
+    from headwater import supervisor
+    from headwater.config.bootstrap import admin_token_hash
+    from headwater.server import Server
+
+    if args.role not in ("ingest", "worker"):
+        raise SystemExit("headwater serve: --supervised runs --role ingest or worker")
+    worker = args.role == "worker"
+    settings = replace(settings, run_ingest=not worker, run_consumers=worker)
+    server = Server(settings, admin_token_hash(settings))
+    archive_health = settings.data_dir / supervisor.RUN_DIR / supervisor.ARCHIVE_HEALTH_FILE
+    if worker:
+        return supervisor.run_headless(
+            server,
+            lambda: supervisor.publish_archive_health(
+                archive_health, server.archive_consumer.failing
+            ),
+        )
+    max_connections = _connection_limits(settings)[0]
+    sock = supervisor.reuseport_socket(settings.host, settings.port)
+    config = uvicorn.Config(
+        supervisor.ArchiveHealthRelay(server, archive_health),
+        host=settings.host,
+        port=settings.port,
+        **_uvicorn_options(settings, max_connections),
+    )
+    # uvicorn raises the stop signal again once it has shut down: exit quietly with 0 instead
+    # (the supervisor asked for the stop) rather than with a traceback or a signal's code.
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: None)
+    http = uvicorn.Server(config)
+    with contextlib.suppress(KeyboardInterrupt):
+        http.run(sockets=[sock])
+    return 0 if http.started else 3
+
+
+def _connection_limits(settings: Any) -> tuple[int, int]:
+    """(connections this process allows, its open-file limit), after raising the limit."""
+    from headwater.connections import default_max_connections, raise_open_file_limit
+
+    open_files = raise_open_file_limit()
+    return settings.max_connections or default_max_connections(open_files), open_files
+
+
+def _listening(settings: Any, layout: str, per: str = "") -> int:
+    """Print the one "listening" line; return the connection cap it names."""
+    max_connections, open_files = _connection_limits(settings)
     where = settings.database.split("@")[-1] if settings.database else settings.data_dir
     print(
         f"Headwater listening on http://{settings.host}:{settings.port} "
-        f"(state: {where}, role: {args.role}, durability: {settings.durability}, "
-        f"connections: up to {max_connections} of {open_files} open files)",
+        f"(state: {where}, {layout}, durability: {settings.durability}, "
+        f"connections: up to {max_connections} of {open_files} open files{per})",
         flush=True,
     )
     if max_connections > open_files - 256:
@@ -174,19 +321,25 @@ def _serve(args: argparse.Namespace) -> int:
             f"{open_files} open files for the database, archive and destinations.",
             flush=True,
         )
-    uvicorn.run(
-        server,
-        host=settings.host,
-        port=settings.port,
-        loop="uvloop",
-        http=protocol,
-        lifespan="on",
-        access_log=False,
-        log_level="warning",
-        proxy_headers=True,
-        timeout_graceful_shutdown=10,
-    )
-    return 0
+    return max_connections
+
+
+def _uvicorn_options(settings: Any, max_connections: int) -> dict[str, Any]:
+    from headwater.connections import guarded_protocol
+
+    return {
+        "loop": "uvloop",
+        "http": guarded_protocol(
+            header_timeout=settings.header_timeout_seconds,
+            body_timeout=settings.body_timeout_seconds,
+            max_connections=max_connections,
+        ),
+        "lifespan": "on",
+        "access_log": False,
+        "log_level": "warning",
+        "proxy_headers": True,
+        "timeout_graceful_shutdown": 10,
+    }
 
 
 def _open_store(args: argparse.Namespace) -> Any:

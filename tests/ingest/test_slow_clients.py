@@ -113,8 +113,10 @@ def wait_archived(live: LiveServer, users: set[str]) -> None:
 
 
 def open_fds(live: LiveServer) -> int:
+    """Open files of the process that holds the connections (under `serve`, its ingest)."""
     assert live.process is not None
-    return len(os.listdir(f"/proc/{live.process.pid}/fd"))
+    pid = live.pids().get("ingest", live.process.pid)
+    return len(os.listdir(f"/proc/{pid}/fd"))
 
 
 @pytest.mark.live

@@ -42,10 +42,13 @@ def archived(archive_dir: Path, user: str) -> bool:
     )
 
 
-def test_ready_follows_the_archive(tmp_path: Path) -> None:
+# single: one process archives and answers /ready; all: the worker archives and the ingest
+# process answers (issue 11).
+@pytest.mark.parametrize("role", ["single", "all"])
+def test_ready_follows_the_archive(tmp_path: Path, role: str) -> None:
     config = tmp_path / "headwater.yaml"
     config.write_text(BASE_CONFIG)
-    live = LiveServer(data_dir=tmp_path / "data", config=config, role="all")
+    live = LiveServer(data_dir=tmp_path / "data", config=config, role=role)
     live.start()
     archive_dir = live.data_dir / "archive"
     try:

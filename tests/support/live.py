@@ -45,7 +45,9 @@ sources:
 
 @dataclass
 class LiveServer:
-    """One server process; ``role=ingest`` keeps every record in the log for the test to read.
+    """One ``headwater serve``; ``role=ingest`` keeps every record in the log for the test to
+    read, ``role=single`` runs every role in one process, and ``role=all`` is the supervisor
+    with its ingest and worker processes (``pids()``; ``process`` is the supervisor).
 
     Only tests marked ``@pytest.mark.live`` may start one: ``pytest -m "not live"`` leaves
     every server process out.
@@ -60,6 +62,7 @@ class LiveServer:
     output: Path | None = None
     open_files: int | None = None  # the server's open-file limit (soft and hard), if set
     env: dict[str, str] = field(default_factory=dict)  # more environment for the server
+    ingest_processes: int | None = None  # --ingest-processes, if given
 
     @property
     def url(self) -> str:
@@ -83,6 +86,8 @@ class LiveServer:
         ]
         if self.database:
             command += ["--database", self.database]
+        if self.ingest_processes is not None:
+            command += ["--ingest-processes", str(self.ingest_processes)]
         output = self.output = self.data_dir.parent / f"server-{self.port}.log"
         env = {**os.environ, "HEADWATER_ADMIN_TOKEN": ADMIN_TOKEN, **self.env}
         limit = self.open_files
@@ -114,6 +119,15 @@ class LiveServer:
             self.process.send_signal(sig)
             self.process.wait(timeout=30)
         self.process = None
+
+    @property
+    def run_dir(self) -> Path:
+        return self.data_dir / "run"
+
+    def pids(self) -> dict[str, int]:
+        """The supervisor's children now, by name (``ingest``, ``ingest-2``, ``worker``)."""
+        found = {path.stem: path.read_text() for path in self.run_dir.glob("*.pid")}
+        return {name: int(pid) for name, pid in found.items() if name != "serve"}
 
     def records(self) -> list[dict[str, Any]]:
         """Every record in the ingest log (as acknowledged, before any stage), oldest first

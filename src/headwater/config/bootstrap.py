@@ -66,6 +66,21 @@ def bootstrap(settings: ServerSettings, config: ConfigFile | None) -> Bootstrap:
         engine.dispose()
 
 
+def admin_token_hash(settings: ServerSettings) -> str:
+    """The admin token's digest for a process started after ``bootstrap`` ran elsewhere (a
+    role process of ``serve``): it reads the token as ``bootstrap`` does but never makes one,
+    and prints nothing, so the notes appear once."""
+    engine = open_engine(database_url(settings.data_dir, settings.database))
+    try:
+        token = os.environ.get(ADMIN_TOKEN_ENV)
+        stored = hash_token(token) if token else WorkspaceStore(engine).get_meta(ADMIN_TOKEN_META)
+    finally:
+        engine.dispose()
+    if not stored:
+        raise RuntimeError(f"no admin token: set {ADMIN_TOKEN_ENV}, or start `headwater serve`")
+    return stored
+
+
 def _default_warehouse(store: WorkspaceStore, settings: ServerSettings) -> str | None:
     """With no warehouse configured, events load into DuckDB in the data directory."""
     warehouses = WarehouseStore(store)

@@ -1,13 +1,23 @@
-"""Prometheus metrics of this process (served at ``/metrics``).
+"""Prometheus metrics (served at ``/metrics``).
 
 Label children are bound once, because ``.labels()`` on the hot path costs about a microsecond
 per call; only discard codes, which are rare, are looked up per use.
+
+Under ``headwater serve``'s supervisor each role process counts into files in
+``PROMETHEUS_MULTIPROC_DIR`` (prometheus_client's multiprocess mode, chosen when the variable
+is set before the first import), and ``render`` adds up every process's files, those of dead
+processes included, so counters never go back when a child is restarted.
 """
 
 from __future__ import annotations
 
+import os
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.multiprocess import MultiProcessCollector
+
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 class Metrics:
@@ -53,6 +63,11 @@ class Metrics:
             "Log records not yet committed by a consumer group.",
             ["group"],
             registry=self.registry,
+            # Set by whichever ingest process serves /metrics, just before it renders, from
+            # the database: the most recent reading is the true one, while another process's
+            # older reading is stale ("max" would keep a drained lag high); "live" drops the
+            # reading of a process that died.
+            multiprocess_mode="livemostrecent",
         )
         self.stage_lag_seconds = Gauge(
             "headwater_stage_lag_seconds",
@@ -68,4 +83,9 @@ class Metrics:
         child.inc()
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        directory = os.environ.get(MULTIPROCESS_ENV)
+        if not directory:
+            return generate_latest(self.registry)
+        every_process = CollectorRegistry()
+        MultiProcessCollector(every_process, path=directory)  # type: ignore[no-untyped-call]
+        return generate_latest(every_process)
