@@ -79,7 +79,12 @@ class Server:
             durability=self.settings.durability,
             background_checkpoint=True,
         )
-        self.checkpointer = WalCheckpointer(self.engine) if is_sqlite(self.engine) else None
+        # The state database's writers are the worker's stages; the ingest process only reads it.
+        self.checkpointer = (
+            WalCheckpointer(self.engine)
+            if is_sqlite(self.engine) and self.settings.run_consumers
+            else None
+        )
         migrate(self.engine)
         self.clock = wall_clock()
         self.store = WorkspaceStore(self.engine)
@@ -257,8 +262,8 @@ class Server:
             if message["type"] == "lifespan.startup":
                 try:
                     self.start()
-                    self._maintenance = asyncio.create_task(self._maintenance_loop())
-                    if self.settings.run_consumers:
+                    if self.settings.run_consumers:  # the worker's: one process does it
+                        self._maintenance = asyncio.create_task(self._maintenance_loop())
                         self._warehouse_task = asyncio.create_task(self._warehouse_loop())
                 except Exception as exc:
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
