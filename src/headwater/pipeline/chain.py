@@ -201,10 +201,13 @@ class StageChain:
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop passing and give the partitions back (a no-op where the chain never ran)."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
             self._thread = None
+        elif not self._held:
+            return
         try:
             self._positions.release(self.owner)
         except Exception:
