@@ -1,12 +1,14 @@
 """Issue 11: the HTTP layer for the Tracking API's two hot routes, re-measured.
 
     python bench/http_layers.py [--duration 10] [--runs 3] [--only uvicorn,hand] [--json out.json]
+                                [--paced 5000]
 
 Each candidate is a server process (``http_servers.py``) doing the same work per request, with
 no database; each no-op serves the same routes with the work left out. Per round, every
 candidate in turn is started, checked (it must answer as the Tracking API does), warmed up for
 2 s, then measured with ``wrk -t1 -c32 --latency`` on /v1/track (``track.lua``) and /v1/batch
-(``batch.lua``, 100 events a request), unpinned, as a user would run it. Reported: req/s, p50
+(``batch.lua``, 100 events a request), unpinned, as a user would run it; with ``--paced RATE`` also single events at that rate
+(``paced.lua``), whose p99 is the latency at equal load rather than at saturation. Reported: req/s, p50
 and p99, the server's CPU-µs per request (utime+stime of its process tree from /proc, before
 and after), and the CPU the rest of the machine used meanwhile (other sessions share it).
 Figures are the median of the rounds, each figure on its own. Needs wrk, and granian in the
@@ -148,7 +150,9 @@ def children_cpu() -> float:
 # --- one run --------------------------------------------------------------------------------------
 
 
-def wrk(url: str, script: str, duration: int, pids: list[int]) -> dict[str, float]:
+def wrk(
+    url: str, script: str, duration: int, pids: list[int], rate: int | None = None
+) -> dict[str, float]:
     server_before = cpu_seconds(pids)
     busy_before = machine_busy_seconds()
     wrk_before = children_cpu()
@@ -159,6 +163,7 @@ def wrk(url: str, script: str, duration: int, pids: list[int]) -> dict[str, floa
         text=True,
         check=True,
         cwd=HERE,
+        env={**os.environ, "RATE": str(rate)} if rate else None,
     ).stdout
     elapsed = time.monotonic() - started
     server = cpu_seconds(pids) - server_before
@@ -190,7 +195,9 @@ def check(url: str, real: bool) -> None:
             assert unknown.status_code == 401, unknown.text
 
 
-def measure(candidate: Candidate, duration: int, data_dir: Path) -> dict[str, dict[str, float]]:
+def measure(
+    candidate: Candidate, duration: int, data_dir: Path, paced: int | None
+) -> dict[str, dict[str, float]]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "HW_BENCH_DIR": str(data_dir)}
@@ -200,10 +207,13 @@ def measure(candidate: Candidate, duration: int, data_dir: Path) -> dict[str, di
         check(url, candidate.real)
         pids = process_tree(server.pid)
         wrk(url + "/v1/track", "track.lua", WARM_UP, pids)
-        return {
+        figures = {
             "single": wrk(url + "/v1/track", "track.lua", duration, pids),
             "batch": wrk(url + "/v1/batch", "batch.lua", duration, pids),
         }
+        if paced:
+            figures["paced"] = wrk(url + "/v1/track", "paced.lua", duration, pids, paced)
+        return figures
     finally:
         server.send_signal(signal.SIGTERM)
         try:
@@ -229,7 +239,7 @@ def table(results: dict[str, dict[str, list[dict[str, float]]]]) -> str:
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for candidate in CANDIDATES:
-        for kind in ("single", "batch"):
+        for kind in ("single", "batch", "paced"):
             runs = results.get(candidate.name, {}).get(kind)
             if not runs:
                 continue
@@ -252,6 +262,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="rounds over every candidate")
     parser.add_argument("--only", help="comma-separated candidate names")
     parser.add_argument("--json", type=Path, help="write every run's figures here")
+    parser.add_argument(
+        "--paced", type=int, help="also post single events at this rate (paced.lua) for p99"
+    )
     args = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk is missing: apt-get install -y wrk")
@@ -269,14 +282,15 @@ def main() -> None:
         for round_ in range(1, args.runs + 1):
             for candidate in chosen:
                 print(f"[round {round_}/{args.runs}] {candidate.label} …", end=" ", flush=True)
-                figures = measure(candidate, args.duration, Path(tmp) / candidate.name)
+                figures = measure(candidate, args.duration, Path(tmp) / candidate.name, args.paced)
                 for kind, r in figures.items():
                     results.setdefault(candidate.name, {}).setdefault(kind, []).append(r)
                 print(
                     f"single {figures['single']['rps']:,.0f} req/s "
                     f"({figures['single']['cpu_us']:.0f} CPU-µs), "
                     f"batch {figures['batch']['rps']:,.0f} req/s "
-                    f"({figures['batch']['cpu_us']:.0f} CPU-µs)",
+                    f"({figures['batch']['cpu_us']:.0f} CPU-µs)"
+                    + (f", paced p99 {figures['paced']['p99_ms']:.2f} ms" if args.paced else ""),
                     flush=True,
                 )
     if args.json:
