@@ -7,10 +7,11 @@ Each candidate is a server process (``http_servers.py``) doing the same work per
 no database; each no-op serves the same routes with the work left out. Per round, every
 candidate in turn is started, checked (it must answer as the Tracking API does), warmed up for
 2 s, then measured with ``wrk -t1 -c32 --latency`` on /v1/track (``track.lua``) and /v1/batch
-(``batch.lua``, 100 events a request), unpinned, as a user would run it; with ``--paced RATE`` also single events at that rate
-(``paced.lua``), whose p99 is the latency at equal load rather than at saturation. Reported: req/s, p50
-and p99, the server's CPU-µs per request (utime+stime of its process tree from /proc, before
-and after), and the CPU the rest of the machine used meanwhile (other sessions share it).
+(``batch.lua``, 100 events a request), unpinned, as a user would run it; with ``--paced RATE``
+also single events at that rate (``paced.lua``), whose p99 is the latency at equal load rather
+than at saturation. Reported: req/s, p50 and p99, the server's CPU-µs per request (utime+stime
+of its process tree from /proc, before and after), and the CPU the rest of the machine used
+meanwhile (other sessions share it).
 Figures are the median of the rounds, each figure on its own. Needs wrk, and granian in the
 venv for its candidates (``pip install granian==2.8.7``, the version of the dependency survey).
 """
