@@ -26,18 +26,20 @@ import uvicorn
 
 from headwater.config.settings import ServerSettings
 from headwater.connections import guarded_protocol
-from headwater.ingest.app import _CLIENT_INPUT_ERRORS, TrackingAPI, _cors_headers, _error
+from headwater.ingest.app import TrackingAPI
 from headwater.ingest.body import BATCH_LIMIT, SINGLE_LIMIT
-from headwater.ingest.committer import CommitResult, GroupCommitter, Submission
+from headwater.ingest.committer import GroupCommitter, Submission
 from headwater.ingest.sources import SourceCache
 from headwater.observe.metrics import Metrics
 from headwater.store.database import database_url, open_engine
 from headwater.store.migrations import migrate
+from headwater.store.record import encode_record
 from headwater.store.workspace import WorkspaceStore
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import noop_app
-from hot_protocol import hot_protocol
+
+from headwater.hot_routes import hot_protocol
 
 WRITE_KEY = "BENCH_WRITE_KEY"  # what track.lua and batch.lua send
 KEEP = 10_000  # records kept before the list is cleared
@@ -60,23 +62,15 @@ class ListCommitter:
     def __init__(self) -> None:
         self.records: list[bytes] = []
 
-    async def submit(self, sub: Submission) -> CommitResult:
-        record: dict[str, Any] = {
-            "v": 1,
-            "workspace_id": sub.workspace_id,
-            "source_id": sub.source_id,
-            "received_at": sub.received_at,
-            "events": sub.events,
-            "dropped": sub.dropped,
-            "duplicates": 0,
-        }
-        if sub.flags:
-            record["flags"] = sub.flags
+    async def submit(self, sub: Submission) -> None:
         records = self.records
-        records.append(_encode(record))
+        records.append(
+            encode_record(
+                sub.workspace_id, sub.source_id, sub.received_at, sub.events, sub.dropped, sub.flags
+            )
+        )
         if len(records) >= KEEP:
             records.clear()
-        return CommitResult(accepted=len(sub.events), duplicates=0)
 
 
 def tracking_api(data_dir: Path) -> TrackingAPI:
@@ -111,35 +105,19 @@ def client_ip(headers: dict[bytes, bytes], peer: str | None) -> str | None:
 
 
 class HotRoutes:
-    """The Tracking API's work for a request whose body has been read, without ASGI: what a
-    promoted hand-rolled layer would call (TrackingAPI would expose this as a public method)."""
+    """The Tracking API's entry for a request whose body has been read (``TrackingAPI.post``),
+    with the bench's trusted proxy for granian, which has no proxy headers of its own."""
 
     def __init__(self, api: TrackingAPI) -> None:
         self._api = api
 
     async def __call__(
-        self, path: bytes, headers: dict[bytes, bytes], body: bytes, peer: str | None
+        self, path: str, headers: dict[bytes, bytes], body: bytes, peer: str | None
     ) -> Answer:
-        async def receive() -> Message:
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        scope = {"method": "POST", "path": path.decode(), "client": (client_ip(headers, peer), 0)}
-        cors = _cors_headers(headers)
-        try:
-            status, content, extra = await self._api._handle(scope, receive, headers)
-        except _CLIENT_INPUT_ERRORS as exc:  # as TrackingAPI.__call__ answers them
-            status, extra = 400, []
-            content = _error(
-                "bad_request",
-                f"The request could not be processed ({type(exc).__name__}: {exc}); "
-                "nothing of it was stored.",
-            )
-        return status, content, cors + extra
+        return await self._api.post(path, headers, body, client_ip(headers, peer))
 
 
-async def hot_noop(
-    path: bytes, headers: dict[bytes, bytes], body: bytes, peer: str | None
-) -> Answer:
+async def hot_noop(path: str, headers: dict[bytes, bytes], body: bytes, peer: str | None) -> Answer:
     return 200, SUCCESS, []
 
 
@@ -270,7 +248,7 @@ class RSGIIngest:
         }
         body = await _read(protocol, headers.get(b"content-length"), limit)
         peer = scope.client.rpartition(":")[0] or None
-        status, content, extra = await self._hot(scope.path.encode(), headers, body, peer)
+        status, content, extra = await self._hot(scope.path, headers, body, peer)
         out = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in extra]
         if not any(name == "content-type" for name, _ in out):
             out.append(("content-type", "application/json"))

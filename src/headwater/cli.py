@@ -189,7 +189,9 @@ def _serve(args: argparse.Namespace) -> int:
         server,
         host=settings.host,
         port=settings.port,
-        **_uvicorn_options(settings, max_connections),
+        **_uvicorn_options(
+            settings, max_connections, server.tracking if settings.run_ingest else None
+        ),
     )
     return 0
 
@@ -286,7 +288,7 @@ def _serve_role(args: argparse.Namespace, settings: Any) -> int:
         supervisor.ArchiveHealthRelay(server, archive_health),
         host=settings.host,
         port=settings.port,
-        **_uvicorn_options(settings, max_connections),
+        **_uvicorn_options(settings, max_connections, server.tracking),
     )
     # uvicorn raises the stop signal again once it has shut down: exit quietly with 0 instead
     # (the supervisor asked for the stop) rather than with a traceback or a signal's code.
@@ -324,16 +326,30 @@ def _listening(settings: Any, layout: str, per: str = "") -> int:
     return max_connections
 
 
-def _uvicorn_options(settings: Any, max_connections: int) -> dict[str, Any]:
+def _uvicorn_options(settings: Any, max_connections: int, tracking: Any = None) -> dict[str, Any]:
+    """uvicorn's options; where this process serves the Tracking API (``tracking``), its hot
+    routes get their own protocol, which hands every other request to uvicorn's."""
     from headwater.connections import guarded_protocol
+    from headwater.hot_routes import hot_protocol
+    from headwater.ingest.app import HOT_ROUTES
 
-    return {
-        "loop": "uvloop",
-        "http": guarded_protocol(
+    protocol: Any = guarded_protocol(
+        header_timeout=settings.header_timeout_seconds,
+        body_timeout=settings.body_timeout_seconds,
+        max_connections=max_connections,
+    )
+    if tracking is not None:
+        protocol = hot_protocol(
+            tracking.post,
+            {path.encode(): limit for path, limit in HOT_ROUTES.items()},
+            fallback=protocol,
             header_timeout=settings.header_timeout_seconds,
             body_timeout=settings.body_timeout_seconds,
             max_connections=max_connections,
-        ),
+        )
+    return {
+        "loop": "uvloop",
+        "http": protocol,
         "lifespan": "on",
         "access_log": False,
         "log_level": "warning",

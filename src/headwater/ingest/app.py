@@ -29,6 +29,7 @@ from headwater.ingest.body import (
     BATCH_LIMIT,
     MAX_DEPTH,
     SINGLE_LIMIT,
+    accept_body,
     decode_json,
     read_body,
 )
@@ -64,6 +65,11 @@ SINGLE_ROUTES = {
 BATCH_ROUTES = {"batch", "b", "import"}
 PIXEL_TYPES = {"identify", "track", "page", "screen", "group", "alias"}
 MAX_BATCH_ITEMS = 2500
+# The POST routes the hot routes' HTTP layer serves itself, with their body limits.
+HOT_ROUTES = {
+    **{f"/v1/{name}": SINGLE_LIMIT for name in SINGLE_ROUTES},
+    **{f"/v1/{name}": BATCH_LIMIT for name in BATCH_ROUTES},
+}
 
 logger = logging.getLogger(__name__)
 
@@ -104,15 +110,40 @@ class TrackingAPI:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = dict(scope["headers"])
+        status, body, extra = await self._guarded(
+            scope["method"], scope["path"], headers, self._handle(scope, receive, headers)
+        )
+        await _respond(send, status, body, extra)
+
+    async def post(
+        self, path: str, headers: dict[bytes, bytes], body: bytes, client_ip: str | None
+    ) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+        """A POST to a single or batch route whose body has been read whole: the entry of the
+        hot routes' own HTTP layer (``headwater.hot_routes``). Same answers as ``__call__``."""
+
+        async def read(limit: int) -> bytes:
+            return accept_body(body, headers, limit)
+
+        return await self._guarded(
+            "POST", path, headers, self._post(path, headers, read, client_ip)
+        )
+
+    async def _guarded(
+        self,
+        method: str,
+        path: str,
+        headers: dict[bytes, bytes],
+        answer: Awaitable[tuple[int, bytes, list[tuple[bytes, bytes]]]],
+    ) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+        """``answer``'s response with CORS headers; a failure on the client's bytes is a 400
+        and any other failure a JSON 500, never a dropped connection."""
         cors = _cors_headers(headers)
         try:
-            status, body, extra = await self._handle(scope, receive, headers)
+            status, body, extra = await answer
         except _CLIENT_INPUT_ERRORS as exc:
             # A gap in our checks: the client's bytes broke a step. Say so to the client (it
             # is its input) and leave a traceback for us; nothing of the request was stored.
-            logger.exception(
-                "Tracking API: %s %s failed on the client's input", scope["method"], scope["path"]
-            )
+            logger.exception("Tracking API: %s %s failed on the client's input", method, path)
             status, extra = 400, []
             body = _error(
                 "bad_request",
@@ -120,12 +151,12 @@ class TrackingAPI:
                 f"({type(exc).__name__}: {_short(exc)}); nothing of it was stored.",
             )
         except Exception:
-            logger.exception("Tracking API: %s %s failed", scope["method"], scope["path"])
+            logger.exception("Tracking API: %s %s failed", method, path)
             status, extra = 500, []
             body = _error(
                 "server_error", "The server failed; nothing of the request was stored. Retry later."
             )
-        await _respond(send, status, body, cors + extra)
+        return status, body, cors + extra
 
     async def _handle(
         self, scope: Scope, receive: Receive, headers: dict[bytes, bytes]
@@ -135,11 +166,13 @@ class TrackingAPI:
         if method == "OPTIONS":
             return 204, b"", _preflight_headers(headers)
         if method == "POST":
-            route_type = SINGLE_ROUTES.get(name)
-            if route_type is not None or name in BATCH_ROUTES:
-                status, body, extra = await self._ingest(scope, receive, headers, route_type)
-                self._metrics.request(status)
-                return status, body, extra
+            if name in SINGLE_ROUTES or name in BATCH_ROUTES:
+                client = scope.get("client")
+
+                async def read(limit: int) -> bytes:
+                    return await read_body(receive, headers, limit)
+
+                return await self._post(scope["path"], headers, read, client[0] if client else None)
             if name == "m":  # analytics.js's own telemetry: accepted and ignored
                 return 200, _SUCCESS, []
         elif method == "GET":
@@ -154,15 +187,33 @@ class TrackingAPI:
             [],
         )
 
+    async def _post(
+        self,
+        path: str,
+        headers: dict[bytes, bytes],
+        read: Callable[[int], Awaitable[bytes]],
+        client_ip: str | None,
+    ) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+        name = path[4:]
+        if name not in SINGLE_ROUTES and name not in BATCH_ROUTES:
+            return 404, _error("not_found", f"There is no Tracking API route POST {path}."), []
+        status, body, extra = await self._ingest(read, headers, SINGLE_ROUTES.get(name), client_ip)
+        self._metrics.request(status)
+        return status, body, extra
+
     # --- ingest -------------------------------------------------------------------------------
 
     async def _ingest(
-        self, scope: Scope, receive: Receive, headers: dict[bytes, bytes], route_type: str | None
+        self,
+        read: Callable[[int], Awaitable[bytes]],
+        headers: dict[bytes, bytes],
+        route_type: str | None,
+        client_ip: str | None,
     ) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
         received_at = datetime.fromtimestamp(self._clock(), UTC)
         limit = SINGLE_LIMIT if route_type is not None else BATCH_LIMIT
         try:
-            raw = await read_body(receive, headers, limit)
+            raw = await read(limit)
             body = decode_json(raw, MAX_DEPTH if route_type is not None else BATCH_DEPTH)
         except BodyError as exc:
             return 400, _error(exc.code, exc.message), []
@@ -194,11 +245,10 @@ class TrackingAPI:
                 [],
             )
 
-        client = scope.get("client")
         request = RequestInfo(
             received_at=received_at,
             received_at_iso=format_timestamp(received_at),
-            client_ip=client[0] if client else None,
+            client_ip=client_ip,
             batch_context=_object_or_none(body.get("context")) if route_type is None else None,
             batch_integrations=(
                 _object_or_none(body.get("integrations")) if route_type is None else None

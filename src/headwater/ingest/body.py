@@ -30,8 +30,7 @@ _NOT_STRUCTURE = bytes(b for b in range(256) if b not in b'[]{}"')
 
 
 async def read_body(receive: Any, headers: dict[bytes, bytes], limit: int) -> bytes:
-    """The request body, inflated if gzip-encoded; BodyError if it is over ``limit``."""
-    encoding = headers.get(b"content-encoding", b"").strip().lower()
+    """The request body from ASGI ``receive``, as ``accept_body`` returns it."""
     declared = headers.get(b"content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise _too_large(limit)
@@ -48,7 +47,14 @@ async def read_body(receive: Any, headers: dict[bytes, bytes], limit: int) -> by
         if size > limit:
             raise _too_large(limit)
         chunks.append(chunk)
-    body = b"".join(chunks)
+    return accept_body(b"".join(chunks), headers, limit)
+
+
+def accept_body(body: bytes, headers: dict[bytes, bytes], limit: int) -> bytes:
+    """A body read whole, inflated if gzip-encoded; BodyError if it is over ``limit``."""
+    if len(body) > limit:
+        raise _too_large(limit)
+    encoding = headers.get(b"content-encoding", b"").strip().lower()
     if encoding in (b"", b"identity"):
         return body
     if encoding in (b"gzip", b"x-gzip", b"deflate"):

@@ -1,21 +1,17 @@
-"""The hand-rolled hot-route protocol of issue 11's HTTP re-measurement (bench/hot_protocol.py).
+"""The Tracking API's hot routes on their own HTTP protocol (``headwater.hot_routes``).
 
-Its figures only count if it does what the uvicorn layer does: the same answers for the same
-requests (the Tracking API's own code behind both), and the HTTP/1.1 a client relies on
-(keep-alive, chunked and gzip bodies, pipelining, ``Expect: 100-continue``) with the slow-client
-guards of ``headwater.connections``. Real server processes, real sockets.
+The same answers as the ASGI app gives on a connection handed to uvicorn (the Tracking API's own
+code behind both), and the HTTP/1.1 a client relies on (keep-alive, chunked and gzip bodies,
+pipelining, ``Expect: 100-continue``) with the slow-client guards of ``headwater.connections``.
+Real server processes, real sockets.
 """
 
 from __future__ import annotations
 
 import base64
 import gzip
-import importlib.util
 import json
-import os
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,43 +19,36 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.ports import free_port
+from tests.support.live import LiveServer
 from tests.support.waiting import wait_for
 
-BENCH = Path(__file__).resolve().parents[2] / "bench"
+pytestmark = pytest.mark.live  # every test here starts a headwater server process
+
 AUTH = "Basic " + base64.b64encode(b"BENCH_WRITE_KEY:").decode()
 EVENT = {"userId": "u-1", "event": "Order Completed", "properties": {"total": 27.5}}
+CONFIG = "workspace: hot\nsources:\n  - name: web\n    write_key: BENCH_WRITE_KEY\n"
 
 
 class Server:
-    """One candidate of bench/http_servers.py in a process of its own."""
+    """``headwater serve --role ingest`` on a loopback port, reached over raw sockets."""
 
-    def __init__(self, candidate: str, data_dir: Path, *options: str) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        command = [sys.executable, str(BENCH / "http_servers.py"), candidate, str(self.port)]
-        self.process = subprocess.Popen([*command, str(data_dir), *options], cwd=BENCH)
-        wait_for(self._up, 30, f"the {candidate} server on port {self.port}")
-
-    def _up(self) -> bool:
-        assert self.process.poll() is None, "the server exited"
-        try:
-            return httpx.get(self.url + "/", timeout=1).status_code == 404
-        except httpx.HTTPError:
-            return False
+    def __init__(self, base: Path, server_options: str = "") -> None:
+        config = base / "headwater.yaml"
+        config.write_text(CONFIG + server_options)
+        self.live = LiveServer(data_dir=base / "data", config=config)
+        self.live.start()
+        self.url = self.live.url
 
     def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=15)
+        self.live.stop()
 
     def connect(self) -> socket.socket:
-        sock = socket.create_connection(("127.0.0.1", self.port), timeout=10)
-        return sock
+        return socket.create_connection(("127.0.0.1", self.live.port), timeout=10)
 
 
 @pytest.fixture(scope="module")
 def hand(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    server = Server("hand", tmp_path_factory.mktemp("hand"))
+    server = Server(tmp_path_factory.mktemp("hot"))
     yield server
     server.stop()
 
@@ -110,8 +99,9 @@ class Responses:
 # --- the same answers as the uvicorn layer ----------------------------------------------------
 
 
-def _answers(url: str) -> list[tuple[int, object, str | None, str | None]]:
-    """The answers to one request of each kind the Tracking API tells apart."""
+def _answers(url: str, *, asgi: bool) -> list[tuple[int, object, str | None, str | None]]:
+    """The answers to one request of each kind the Tracking API tells apart: on the hot routes'
+    own protocol, or (``asgi``) on a connection a first GET handed to uvicorn and the ASGI app."""
     raw = json.dumps(EVENT).encode()
     auth = {"authorization": AUTH}
 
@@ -136,7 +126,10 @@ def _answers(url: str) -> list[tuple[int, object, str | None, str | None]]:
         ("/v1/track", {"content": b"[" * 50_000, "headers": auth}),  # over the 32 KB limit
     ]
     found = []
-    with httpx.Client(base_url=url, timeout=10) as client:
+    limits = httpx.Limits(max_connections=1)  # one connection: after the GET, all ASGI's
+    with httpx.Client(base_url=url, timeout=10, limits=limits) as client:
+        if asgi:
+            assert client.get("/health").status_code == 200
         for path, kwargs in sent:
             answer = client.post(path, **kwargs)  # type: ignore[arg-type]
             found.append(
@@ -150,45 +143,13 @@ def _answers(url: str) -> list[tuple[int, object, str | None, str | None]]:
     return found
 
 
-def test_the_hot_routes_answer_as_the_uvicorn_layer_does(tmp_path: Path, hand: Server) -> None:
-    today = Server("uvicorn", tmp_path / "uvicorn")
-    try:
-        expected = _answers(today.url)
-    finally:
-        today.stop()
+def test_the_hot_routes_answer_as_the_asgi_app_does(hand: Server) -> None:
+    expected = _answers(hand.url, asgi=True)
     assert [a[0] for a in expected] == [200, 200, 200, 200, 200, 200, 200, 400, 400, 401, 400]
     assert expected[3][2:] == ("https://shop.example", "Origin")
-    assert _answers(hand.url) == expected
-
-
-@pytest.mark.skipif(importlib.util.find_spec("granian") is None, reason="granian not installed")
-def test_granian_candidate_answers_as_the_uvicorn_layer_does(tmp_path: Path, hand: Server) -> None:
-    sys.path.insert(0, str(BENCH))
-    from http_layers import command
-
-    port = free_port()
-    process = subprocess.Popen(
-        command("granian", port, tmp_path),
-        cwd=BENCH,
-        env={**os.environ, "HW_BENCH_DIR": str(tmp_path)},
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-
-        def up() -> bool:
-            try:
-                return httpx.get(url + "/", timeout=1).status_code == 404
-            except httpx.HTTPError:
-                return False
-
-        wait_for(up, 30, "granian")
-        assert _answers(url) == _answers(hand.url)
-    finally:
-        process.terminate()
-        process.wait(timeout=15)
-
-
-# --- HTTP/1.1 ---------------------------------------------------------------------------------
+    assert _answers(hand.url, asgi=False) == expected
+    # Both paths stored what they acknowledged: six requests each carried events or drops.
+    assert len(hand.live.records()) == 2 * 7
 
 
 def test_keep_alive_and_pipelined_requests_are_answered_in_order(hand: Server) -> None:
@@ -294,11 +255,7 @@ def test_a_request_that_is_not_http_gets_400_and_a_close(hand: Server) -> None:
 
 def test_slow_and_idle_clients_are_closed_at_their_deadlines(tmp_path: Path) -> None:
     server = Server(
-        "hand",
-        tmp_path,
-        "--header-timeout=0.5",
-        "--body-timeout=0.5",
-        "--keep-alive-timeout=0.5",
+        tmp_path, "server:\n  header_timeout_seconds: 0.5\n  body_timeout_seconds: 0.5\n"
     )
     try:
         silent = server.connect()  # never sends a byte
@@ -323,7 +280,7 @@ def test_slow_and_idle_clients_are_closed_at_their_deadlines(tmp_path: Path) -> 
 
 
 def test_connections_over_the_cap_get_503_and_a_close(tmp_path: Path) -> None:
-    server = Server("hand", tmp_path, "--max-connections=2")
+    server = Server(tmp_path, "server:\n  max_connections: 2\n")
 
     def served() -> socket.socket | None:
         """A connection the server answers (one closed just before may still be counted)."""
