@@ -18,23 +18,18 @@ tests/support/postgres.py) with its default durability settings (fsync on), and 
 from __future__ import annotations
 
 import argparse
-import glob
-import os
 import random
-import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
+
+from processes import postgres_server  # noqa: E402
 
 from headwater.warehouse.columns import ColumnType, TableRows  # noqa: E402
 from headwater.warehouse.loaders import Loader, open_loader  # noqa: E402
@@ -212,64 +207,6 @@ def run(kind: str, target: str, events: int, chunk: int) -> dict[str, float]:
     }
 
 
-@contextmanager
-def postgres_server() -> Iterator[str]:
-    """A throwaway cluster on a loopback port (the way tests/support/postgres.py starts one)."""
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    if not found:
-        raise SystemExit("PostgreSQL is not installed (apt-get install -y postgresql)")
-    bin_dir = Path(found[-1]).parent
-    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    base = Path(tempfile.mkdtemp(prefix="headwater-bench-pg-"))
-    data, sock_dir = base / "data", base / "sock"
-    sock_dir.mkdir()
-    if os.geteuid() == 0:
-        shutil.chown(base, "postgres")
-        shutil.chown(sock_dir, "postgres")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    try:
-        subprocess.run(
-            [
-                *as_postgres,
-                str(bin_dir / "initdb"),
-                "-D",
-                str(data),
-                "-U",
-                "postgres",
-                "--auth=trust",
-                "-E",
-                "UTF8",
-            ],
-            check=True,
-            capture_output=True,
-        )
-        subprocess.run(
-            [
-                *as_postgres,
-                str(bin_dir / "pg_ctl"),
-                "-D",
-                str(data),
-                "-l",
-                str(base / "log"),
-                "-w",
-                "start",
-                "-o",
-                f"-h 127.0.0.1 -p {port} -k {sock_dir}",
-            ],
-            check=True,
-            capture_output=True,
-        )
-        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
-    finally:
-        subprocess.run(
-            [*as_postgres, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"],
-            capture_output=True,
-        )
-        shutil.rmtree(base, ignore_errors=True)
-
-
 def report(kind: str, figures: dict[str, float]) -> None:
     print(
         f"{kind}: {figures['events']:,.0f} events → {figures['rows']:,.0f} rows "
@@ -298,7 +235,7 @@ def main() -> None:
             print("PostgreSQL (given server)", flush=True)
             results["postgres"] = run("postgres", args.postgres_url, args.events, args.chunk)
         else:
-            with postgres_server() as url:
+            with postgres_server() as (url, _):
                 print(f"PostgreSQL (throwaway server {url})", flush=True)
                 results["postgres"] = run("postgres", url, args.events, args.chunk)
     print()

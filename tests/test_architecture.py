@@ -22,7 +22,7 @@ LAYERS: list[list[str]] = [
     ["delivery", "warehouse", "ingest.internal"],
     ["pipeline", "ingest"],
     ["api", "config"],
-    ["server", "supervisor", "connections"],
+    ["server", "supervisor", "connections", "hot_routes"],
     ["cli"],
     ["__main__"],
 ]
