@@ -73,6 +73,7 @@ class Metrics:
             "headwater_stage_lag_seconds",
             "Age of the oldest ingest log record the stage chain has not yet processed.",
             registry=self.registry,
+            multiprocess_mode="livemostrecent",  # as the consumer lag: read just before render
         )
         self._status = {s: self.requests.labels(str(s)) for s in (200, 400, 401, 429, 503)}
 
