@@ -1,6 +1,7 @@
-"""The durable event log: partitioned, consumed by groups, leased to processes.
+"""The processed stream: partitioned, consumed by groups, leased to processes.
 
-See docs/event-log.md for the contract. Offsets are dense per partition; an append holds its
+The stage chain appends what survived its stages (``pipeline/chain.py``); the archive, the
+observer and the router are its consumer groups. See docs/event-log.md for the contract. Offsets are dense per partition; an append holds its
 partition's counter row until commit, so offsets become visible in order and a consumer never
 skips a record that commits late.
 """
