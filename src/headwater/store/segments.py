@@ -62,6 +62,15 @@ class _Active:
     wal: str
 
 
+def _identity(path: Path) -> tuple[int, int] | None:
+    """Which file ``path`` is (device, inode), or None when there is none."""
+    try:
+        found = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return found.st_dev, found.st_ino
+
+
 def _size(path: str) -> int:
     try:
         return os.stat(path).st_size
@@ -96,6 +105,7 @@ class SegmentLog:
         self._readers: dict[int, sqlite3.Connection] = {}
         self._reader_lock = threading.Lock()
         self._first_offsets: dict[int, int] = {}  # sealed segments' first offsets never change
+        self._identities: dict[int, tuple[int, int] | None] = {}  # the files readers opened
         self._closing: queue.SimpleQueue[sqlite3.Connection | None] = queue.SimpleQueue()
         self._closer: threading.Thread | None = None
 
@@ -298,6 +308,7 @@ class SegmentLog:
         if conn is None:
             try:
                 conn = self._readers[number] = self._connect(number, writer=False)
+                self._identities[number] = _identity(self._path(number))
             except sqlite3.OperationalError:
                 if self._path(number).exists():
                     raise
@@ -317,6 +328,7 @@ class SegmentLog:
                     break
                 conn = self._readers.pop(number, None)
                 self._first_offsets.pop(number, None)
+                self._identities.pop(number, None)
                 for suffix in ("", "-wal", "-shm"):
                     Path(f"{self._path(number)}{suffix}").unlink(missing_ok=True)
                 if conn is not None:
@@ -352,12 +364,13 @@ class SegmentLog:
 
     def _listed(self) -> list[int]:
         """``_numbers()`` for readers (holding the reader lock): readers of segments dropped
-        meanwhile, maybe by another process, are closed."""
+        or replaced meanwhile, maybe by another process, are closed."""
         numbers = self._numbers()
-        if numbers:
-            for number in [n for n in self._readers if n < numbers[0]]:
+        for number in list(self._readers):
+            if _identity(self._path(number)) != self._identities.get(number):
                 self._close_later(self._readers.pop(number))
                 self._first_offsets.pop(number, None)
+                self._identities.pop(number, None)
         return numbers
 
     def _connect(self, number: int, *, writer: bool) -> sqlite3.Connection:
