@@ -78,9 +78,7 @@ def post(engine: Engine, committer: GroupCommitter, body: dict[str, Any]) -> htt
 
 
 def _stored_user_ids(log: SegmentLog) -> list[str]:
-    return [
-        e["userId"] for _, p in log.read(0, 0, 1000) for e in msgspec.json.decode(p)["events"]
-    ]
+    return [e["userId"] for _, p in log.read(0, 0, 1000) for e in msgspec.json.decode(p)["events"]]
 
 
 def test_an_input_error_past_the_checks_is_a_400_not_a_500(

@@ -151,9 +151,7 @@ class LiveServer:
         positions = StagePositions(engine, clock=time.time)
         try:
             wait_for(
-                lambda: all(
-                    positions.positions().get(p, 0) >= log.end(p) for p in log.partitions
-                ),
+                lambda: all(positions.positions().get(p, 0) >= log.end(p) for p in log.partitions),
                 timeout,
                 "the stage chain to take in every ingest log record",
             )

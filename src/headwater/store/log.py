@@ -1,9 +1,9 @@
 """The processed stream: partitioned, consumed by groups, leased to processes.
 
 The stage chain appends what survived its stages (``pipeline/chain.py``); the archive, the
-observer and the router are its consumer groups. See docs/event-log.md for the contract. Offsets are dense per partition; an append holds its
-partition's counter row until commit, so offsets become visible in order and a consumer never
-skips a record that commits late.
+observer and the router are its consumer groups. See docs/event-log.md for the contract.
+Offsets are dense per partition; an append holds its partition's counter row until commit, so
+offsets become visible in order and a consumer never skips a record that commits late.
 """
 
 from __future__ import annotations
