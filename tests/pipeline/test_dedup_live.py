@@ -22,7 +22,7 @@ pytestmark = pytest.mark.live
 AUTH = {"Authorization": "Basic V0tfd2ViOg=="}  # WK_web:
 
 
-def test_a_repeated_message_id_is_delivered_archived_and_loaded_once(
+def test_ac019_a_repeated_message_id_is_delivered_archived_and_loaded_once(
     tmp_path: Path, receiver: Receiver
 ) -> None:
     config = tmp_path / "headwater.yaml"
