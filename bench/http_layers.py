@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-from processes import free_port, wait_ready
+from processes import free_port, noop_command, wait_ready
 
 HERE = Path(__file__).resolve().parent
 TICK = os.sysconf("SC_CLK_TCK")
@@ -60,22 +60,8 @@ CANDIDATES = [
 
 
 def command(candidate: str, port: int, data_dir: Path) -> list[str]:
-    if candidate == "uvicorn-noop":  # as processes.start_noop runs it, without the pinning
-        return [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "noop_app:app",
-            "--port",
-            str(port),
-            "--loop",
-            "uvloop",
-            "--http",
-            "httptools",
-            "--no-access-log",
-            "--log-level",
-            "warning",
-        ]
+    if candidate == "uvicorn-noop":
+        return noop_command(port)
     if candidate.startswith("granian"):
         target = (
             "http_servers:rsgi_noop" if candidate == "granian-noop" else "http_servers:rsgi_ingest"

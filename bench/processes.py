@@ -41,28 +41,32 @@ def wait_ready(url: str, what: str, timeout: float = 30.0) -> None:
     raise SystemExit(f"{what} did not come up at {url}")
 
 
+def noop_command(port: int) -> list[str]:
+    """The command that serves ``noop_app.py`` on uvicorn (uvloop, httptools) at ``port``."""
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "noop_app:app",
+        "--port",
+        str(port),
+        "--loop",
+        "uvloop",
+        "--http",
+        "httptools",
+        "--no-access-log",
+        "--log-level",
+        "warning",
+    ]
+
+
 def start_noop(core: int | None) -> tuple[subprocess.Popen[bytes], str]:
     """``noop_app.py`` on uvicorn (uvloop, httptools), pinned to ``core`` unless it is None: the
     ceiling for ingest, the receiver for delivery. Returns the process and its URL once it
     answers."""
     port = free_port()
     process = subprocess.Popen(
-        [
-            *(pin(core) if core is not None else []),
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "noop_app:app",
-            "--port",
-            str(port),
-            "--loop",
-            "uvloop",
-            "--http",
-            "httptools",
-            "--no-access-log",
-            "--log-level",
-            "warning",
-        ],
+        [*(pin(core) if core is not None else []), *noop_command(port)],
         cwd=Path(__file__).parent,
     )
     url = f"http://127.0.0.1:{port}"
