@@ -24,12 +24,17 @@ def test_append_and_read_with_dense_offsets(tmp_path: Path) -> None:
     try:
         assert log.end(0) == 0
         assert log.read(0, 0, 10) == []
+        log.probe()  # an empty log takes writes too
+        before = time.time_ns() // 1000
         log.append([("ws", b"a"), ("ws", b"b")])
         log.append([("ws", b"c")])
-        assert log.read(0, 0, 10) == [(1, b"a"), (2, b"b"), (3, b"c")]
-        assert log.read(0, 1, 1) == [(2, b"b")]
-        assert log.end(0) == 3
-        assert log.appended_at(0, 2) is not None
+        rows = log.read(0, 0, 10)
+        first = rows[0][0]
+        assert before <= first <= time.time_ns() // 1000  # a new log starts at the time, in µs
+        assert rows == [(first, b"a"), (first + 1, b"b"), (first + 2, b"c")]
+        assert log.read(0, first, 1) == [(first + 1, b"b")]
+        assert log.end(0) == first + 2
+        assert log.appended_at(0, first + 1) is not None
         log.probe()
     finally:
         log.close()
@@ -43,18 +48,21 @@ def test_rotation_keeps_offsets_dense_and_drops_whole_segments(tmp_path: Path) -
         segments = sorted((tmp_path / "log").glob("*.db"))
         assert len(segments) > 3, "the log never rotated"
         rows = log.read(0, 0, 1000)
-        assert [o for o, _ in rows] == list(range(1, 301))
+        first = rows[0][0]
+        assert [o for o, _ in rows] == list(range(first, first + 300))
         assert [p for _, p in rows] == [payload("w", n) for n in range(300)]
 
-        assert log.drop_through(0, 150) > 0
+        assert log.drop_through(0, first + 149) > 0
         left = sorted((tmp_path / "log").glob("*.db"))
         assert len(left) < len(segments)
         # Nothing past the position was dropped, and reading from it still works.
-        assert [o for o, _ in log.read(0, 150, 1000)] == list(range(151, 301))
-        assert log.drop_through(0, 10**9) >= 1
+        assert [o for o, _ in log.read(0, first + 149, 1000)] == list(
+            range(first + 150, first + 300)
+        )
+        assert log.drop_through(0, first + 10**9) >= 1
         assert len(list((tmp_path / "log").glob("*.db"))) == 1  # the newest always stays
         log.append([("ws", b"after")])
-        assert log.read(0, 300, 10) == [(301, b"after")]
+        assert log.read(0, first + 299, 10) == [(first + 300, b"after")]
     finally:
         log.close()
 
@@ -73,6 +81,7 @@ def test_an_appender_whose_segments_were_dropped_appends_to_the_newest(tmp_path:
         rows = busy.read(0, 0, 1000)
         assert rows[-1][1] == b"late"
         assert rows[-1][0] == busy.end(0)
+        assert [o for o, _ in rows] == list(range(rows[0][0], rows[-1][0] + 1))
     finally:
         idle.close()
         busy.close()
@@ -121,7 +130,8 @@ def test_rotation_under_load_from_processes_and_threads(tmp_path: Path) -> None:
     for thread in threads:
         thread.join(timeout=60)
     log.close()
-    assert [o for o, _ in seen] == list(range(1, 4 * count + 1))
+    first = seen[0][0]
+    assert [o for o, _ in seen] == list(range(first, first + 4 * count))
     by_writer: dict[str, list[int]] = {}
     for _, data in seen:
         writer, n, _ = data.split(b":", 2)

@@ -116,8 +116,6 @@ class StageChain:
         for partition in self._held:
             start = positions.get(partition, 0)
             rows = self.ingest_log.read(partition, start, per_partition)
-            if not rows and start and self.ingest_log.end(partition) < start:
-                self._restart(partition, start)
             if rows:
                 self._pass(partition, start, rows)
                 handled += len(rows)
@@ -157,18 +155,6 @@ class StageChain:
             stage.committed()
         if self._on_processed is not None:
             self._on_processed(sum(len(r.events) for r in records))
-
-    def _restart(self, partition: int, start: int) -> None:
-        """The ingest log ends before the chain's position: its files were replaced (a restored
-        backup, a deleted directory). Read the new log from its start rather than wait forever."""
-        logger.error(
-            "stage chain: ingest log partition %d ends before offset %d, where the chain was; "
-            "it was replaced, so the chain reads it again from its start",
-            partition,
-            start,
-        )
-        with write_transaction(self._state) as conn:
-            self._positions.advance_in(conn, partition, start, 0, self.owner)
 
     def _renew_leases(self) -> None:
         if self._monotonic() - self._leased_at <= self._lease_ttl / 3:

@@ -6,12 +6,16 @@ last. Appenders (the Tracking API's group commit, the internal append path, from
 are the only writers; the stage chain reads; retention deletes whole segments. So nothing but
 an append ever takes a segment's write lock, and dropping old records is an ``unlink``.
 
+A new log's first offset is the time of its first append in microseconds, so a log that
+replaces another (a deleted directory, a restored backup) continues above every position a
+reader kept of the old one.
+
 Rotation. A segment is *sealed* once its successor exists. An appender creates the successor
 while it holds the current segment's write lock, and every appender checks — under that same
 lock — that no successor exists before it writes. So nothing is written to a sealed segment,
 and a reader that saw the successor can read the segment to its end. A successor appears
 already holding its first batch (written under a temporary name with a rollback journal, then
-linked into place), so its first offset is stored in its first row.
+linked into place), so its first offset is stored in its first row; so is the first segment's.
 
 Checkpoints. Appends never checkpoint (``wal_autocheckpoint=0``): a segment's WAL grows to the
 rotation size and is then left alone. SQLite copies it back when a segment's last connection
@@ -29,6 +33,7 @@ import queue
 import re
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,6 +125,10 @@ class SegmentLog:
         with self._lock:
             while True:
                 active = self._active_segment()
+                if active is None:  # a new log: its first segment is born holding this batch
+                    if self._create(1, time.time_ns() // 1000, rows):
+                        return
+                    continue  # another appender made it first
                 conn = active.conn
                 conn.execute("BEGIN IMMEDIATE")
                 try:
@@ -129,7 +138,11 @@ class SegmentLog:
                         continue
                     if _size(active.wal) >= self._segment_bytes:
                         last = conn.execute('SELECT max("offset") FROM records').fetchone()[0]
-                        self._create(active.number + 1, (last or 0) + 1, rows)
+                        if not self._create(active.number + 1, last + 1, rows):
+                            raise RuntimeError(
+                                f"segment {active.number + 1} appeared while segment "
+                                f"{active.number}'s write lock was held"
+                            )
                         conn.execute("ROLLBACK")
                         self._retire_active()
                         return
@@ -141,12 +154,12 @@ class SegmentLog:
                         conn.execute("ROLLBACK")
                     raise
 
-    def _active_segment(self) -> _Active:
+    def _active_segment(self) -> _Active | None:
+        """The newest segment, opened for appending; None while the log has none."""
         while self._active is None:
             numbers = self._numbers()
             if not numbers:
-                self._create(1, 1, [])
-                continue
+                return None
             number = numbers[-1]
             try:
                 path = str(self._path(number))
@@ -168,8 +181,9 @@ class SegmentLog:
             self._close_later(self._active.conn)
             self._active = None
 
-    def _create(self, number: int, first_offset: int, rows: list[tuple[int, bytes]]) -> None:
-        """Create segment ``number`` holding ``rows``; it appears whole or not at all."""
+    def _create(self, number: int, first_offset: int, rows: list[tuple[int, bytes]]) -> bool:
+        """Create segment ``number`` holding ``rows``; it appears whole or not at all. False
+        when another appender created it first (then ``rows`` are not in the log)."""
         final = self._path(number)
         temporary = final.with_name(f"{final.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         temporary.unlink(missing_ok=True)
@@ -190,8 +204,7 @@ class SegmentLog:
         try:
             os.link(temporary, final)  # unlike rename, never replaces a segment another made
         except FileExistsError:
-            if rows:  # another appender rotated first: its segment stands, ours is rewritten
-                raise RuntimeError(f"segment {final} appeared while it was being created") from None
+            return False
         finally:
             temporary.unlink(missing_ok=True)
         if self._synchronous == "FULL":
@@ -200,6 +213,7 @@ class SegmentLog:
                 os.fsync(descriptor)
             finally:
                 os.close(descriptor)
+        return True
 
     def probe(self) -> None:
         """Raise unless the log can be written now: its directory takes a file, and the newest
@@ -213,9 +227,10 @@ class SegmentLog:
             os.close(descriptor)
             path.unlink(missing_ok=True)
         with self._lock:
-            conn = self._active_segment().conn
-            conn.execute("BEGIN IMMEDIATE")
-            conn.execute("ROLLBACK")
+            active = self._active_segment()
+            if active is not None:
+                active.conn.execute("BEGIN IMMEDIATE")
+                active.conn.execute("ROLLBACK")
 
     # --- reading ------------------------------------------------------------------------------
 
@@ -294,9 +309,7 @@ class SegmentLog:
         return index
 
     def _first_offset(self, number: int) -> int:
-        """Segment 1 starts at 1; a successor is born holding its first row, which stays."""
-        if number == 1:
-            return 1
+        """Every segment is born holding its first row, which stays."""
         first = self._first_offsets.get(number)
         if first is None:
             row = self._reader(number).execute('SELECT min("offset") FROM records').fetchone()
