@@ -138,3 +138,23 @@ def test_rotation_under_load_from_processes_and_threads(tmp_path: Path) -> None:
         by_writer.setdefault(writer.decode(), []).append(int(n))
     assert by_writer == {w: list(range(count)) for w in ("p0", "p1", "t0", "t1")}
     assert len(list(directory.glob("*.db"))) <= 2 < most_segments + 1
+
+
+def test_a_slow_first_append_cannot_bring_back_a_dropped_first_segment(tmp_path: Path) -> None:
+    """An appender that found the log empty and then stalled must not create segment 1 after
+    the log moved on and dropped it: its offsets would overlap the newer segments'. The
+    decision is taken again under the creation lock (called directly: the stall itself cannot
+    be arranged from outside)."""
+    busy = open_log(tmp_path / "log", segment_bytes=4 << 10)
+    slow = open_log(tmp_path / "log", segment_bytes=4 << 10)
+    try:
+        while len(list((tmp_path / "log").glob("*.db"))) < 3:
+            busy.append([("ws", payload("busy", 0, 2000))])
+        busy.drop_through(0, busy.end(0) - 1)
+        assert not (tmp_path / "log" / "000001.db").exists()
+        assert not slow._create_first([(0, b"late")])
+        assert not (tmp_path / "log" / "000001.db").exists()
+        assert b"late" not in [p for _, p in busy.read(0, 0, 1000)]
+    finally:
+        busy.close()
+        slow.close()

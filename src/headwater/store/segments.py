@@ -26,6 +26,7 @@ an acknowledgement's path.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import itertools
 import logging
 import os
@@ -126,7 +127,7 @@ class SegmentLog:
             while True:
                 active = self._active_segment()
                 if active is None:  # a new log: its first segment is born holding this batch
-                    if self._create(1, time.time_ns() // 1000, rows):
+                    if self._create_first(rows):
                         return
                     continue  # another appender made it first
                 conn = active.conn
@@ -180,6 +181,22 @@ class SegmentLog:
         if self._active is not None:
             self._close_later(self._active.conn)
             self._active = None
+
+    def _create_first(self, rows: list[tuple[int, bytes]]) -> bool:
+        """Create segment 1 holding ``rows`` if the log has no segment; False if it has one.
+
+        Appenders in other processes may be creating it too, and a slow one could otherwise
+        bring segment 1 back after the log moved on and dropped it: so the check and the
+        creation happen under a lock file.
+        """
+        descriptor = os.open(self.directory / ".create.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+            if self._numbers():
+                return False
+            return self._create(1, time.time_ns() // 1000, rows)
+        finally:
+            os.close(descriptor)  # releases the lock
 
     def _create(self, number: int, first_offset: int, rows: list[tuple[int, bytes]]) -> bool:
         """Create segment ``number`` holding ``rows``; it appears whole or not at all. False
