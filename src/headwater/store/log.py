@@ -131,44 +131,86 @@ class EventLog:
                 )
 
     def poll(self, group: str, partition: int, max: int) -> list[tuple[int, bytes]]:
-        with self._engine.connect() as conn:
-            committed = self._committed(conn, group, partition)
-            rows = conn.execute(
-                sa.select(log_records.c.offset, log_records.c.payload)
-                .where(log_records.c.partition == partition, log_records.c.offset > committed)
-                .order_by(log_records.c.offset)
-                .limit(max)
-            ).all()
-        return [(int(o), bytes(p)) for o, p in rows]
+        return self.poll_many(group, [partition], max)[partition]
 
     def poll_many(
         self, group: str, partitions: Sequence[int], max: int
     ) -> dict[int, list[tuple[int, bytes]]]:
-        """``poll`` for several partitions, reading from one snapshot."""
-        with self._engine.connect() as conn, conn.begin():
-            committed = dict(
-                conn.execute(
-                    sa.select(log_groups.c.partition, log_groups.c.committed_offset).where(
-                        log_groups.c.group_name == group, log_groups.c.partition.in_(partitions)
-                    )
-                ).all()
+        """``poll`` for several partitions, reading from one snapshot in at most two queries.
+
+        Consumers poll every partition they hold several times a second, most of them empty
+        (a pass of the chain fills one), so the fixed cost per partition is what counts.
+        """
+        partitions = list(partitions)
+        if self._sqlite:
+            return self._poll_many_sqlite(group, partitions, max)
+        records = log_records.alias("r")
+        after = (
+            sa.select(records.c.offset, records.c.payload)
+            .where(
+                records.c.partition == log_groups.c.partition,
+                records.c.offset > log_groups.c.committed_offset,
             )
-            missing = set(partitions) - committed.keys()
-            if missing:
-                raise KeyError(f"consumer group {group!r} is not registered; call register()")
-            out: dict[int, list[tuple[int, bytes]]] = {}
-            for partition in partitions:
-                rows = conn.execute(
-                    sa.select(log_records.c.offset, log_records.c.payload)
-                    .where(
-                        log_records.c.partition == partition,
-                        log_records.c.offset > committed[partition],
-                    )
-                    .order_by(log_records.c.offset)
-                    .limit(max)
+            .order_by(records.c.offset)
+            .limit(max)
+            .lateral("after")
+        )
+        query = (
+            sa.select(log_groups.c.partition, after.c.offset, after.c.payload)
+            .select_from(log_groups.outerjoin(after, sa.true()))
+            .where(log_groups.c.group_name == group, log_groups.c.partition.in_(partitions))
+        )
+        with self._engine.connect() as conn:
+            rows = conn.execute(query).all()
+        out: dict[int, list[tuple[int, bytes]]] = {}
+        for partition, offset, payload in rows:
+            got = out.setdefault(partition, [])
+            if offset is not None:
+                got.append((int(offset), bytes(payload)))
+        return self._in_order(group, partitions, out)
+
+    def _poll_many_sqlite(
+        self, group: str, partitions: list[int], max: int
+    ) -> dict[int, list[tuple[int, bytes]]]:
+        marks = ",".join("?" * len(partitions))
+        with self._engine.connect() as conn, conn.begin():
+            # Where each partition ends: a partition with nothing after the committed offset
+            # costs no query of its own.
+            ends = conn.exec_driver_sql(
+                "SELECT g.partition, g.committed_offset, p.next_offset FROM log_groups g "
+                "JOIN log_partitions p ON p.partition = g.partition "
+                f"WHERE g.group_name = ? AND g.partition IN ({marks})",
+                (group, *partitions),
+            ).all()
+            out: dict[int, list[tuple[int, bytes]]] = {p: [] for p, _, _ in ends}
+            behind = [(p, c) for p, c, end in ends if end - 1 > c]
+            if behind:
+                # One query for all of them: each arm is a range scan of the primary key.
+                arm = (
+                    'SELECT * FROM (SELECT partition, "offset", payload FROM log_records '
+                    'WHERE partition = ? AND "offset" > ? ORDER BY "offset" LIMIT ?)'
+                )
+                params: list[int] = []
+                for partition, committed in behind:
+                    params += (partition, committed, max)
+                rows = conn.exec_driver_sql(
+                    " UNION ALL ".join([arm] * len(behind)), tuple(params)
                 ).all()
-                out[partition] = [(int(o), bytes(p)) for o, p in rows]
-        return out
+                for partition, offset, payload in rows:
+                    out[partition].append((offset, payload))
+        return self._in_order(group, partitions, out)
+
+    @staticmethod
+    def _in_order(
+        group: str, partitions: list[int], out: dict[int, list[tuple[int, bytes]]]
+    ) -> dict[int, list[tuple[int, bytes]]]:
+        """The records per partition in ascending order (SQL promises no order across the
+        arms of one query); ``KeyError`` for partitions the group has no offset for."""
+        if len(out) < len(set(partitions)):
+            raise KeyError(f"consumer group {group!r} is not registered; call register() first")
+        for rows in out.values():
+            rows.sort()  # already ascending in practice: one linear pass
+        return {p: out[p] for p in partitions}
 
     def commit_many(
         self, group: str, offsets: Mapping[int, int], owner: str | None = None
@@ -182,7 +224,35 @@ class EventLog:
     ) -> dict[int, bool]:
         """``commit_many`` inside the caller's transaction: a stage that writes to the state
         database commits its offsets with its own writes, so they happen exactly once."""
-        return {p: self._commit_in(conn, group, p, o, owner) for p, o in offsets.items()}
+        if not self._sqlite or not offsets:
+            return {p: self._commit_in(conn, group, p, o, owner) for p, o in offsets.items()}
+        # One prepared statement run for every partition. An offset is refused only when the
+        # lease has moved, and then the whole map is refused or granted per partition by
+        # whether ``owner`` still holds it: which is what the per-partition commit answers.
+        if owner is None:
+            conn.exec_driver_sql(
+                "UPDATE log_groups SET committed_offset = ? "
+                "WHERE group_name = ? AND partition = ? AND committed_offset < ?",
+                [(o, group, p, o) for p, o in offsets.items()],
+            )
+            return dict.fromkeys(offsets, True)
+        now = int(self._clock())
+        done = conn.exec_driver_sql(
+            "UPDATE log_groups SET committed_offset = ? WHERE group_name = ? AND partition = ? "
+            "AND committed_offset < ? AND owner = ? AND lease_expires_at >= ?",
+            [(o, group, p, o, owner, now) for p, o in offsets.items()],
+        ).rowcount
+        if done == len(offsets):
+            return dict.fromkeys(offsets, True)
+        held = {
+            p
+            for (p,) in conn.exec_driver_sql(
+                "SELECT partition FROM log_groups WHERE group_name = ? AND owner = ? "
+                f"AND lease_expires_at >= ? AND partition IN ({','.join('?' * len(offsets))})",
+                (group, owner, now, *offsets),
+            )
+        }
+        return {p: p in held for p in offsets}
 
     def commit(self, group: str, partition: int, offset: int, owner: str | None = None) -> bool:
         with write_transaction(self._engine) as conn:
@@ -251,41 +321,64 @@ class EventLog:
 
     # --- retention ----------------------------------------------------------------------------
 
-    def truncate(self, chunk: int = 250) -> int:
+    def truncate(self, chunk: int = 2000) -> int:
         """Remove records every group has committed past, ``chunk`` at most per transaction.
 
-        Short transactions keep the write lock free for the Tracking API's group commits.
+        Where each partition starts and what every group has passed are read first, without
+        the write lock, so a call with nothing to remove takes it only to forget dead members.
+        Each delete bounds itself again by the groups' offsets inside its own transaction: a
+        group registered since the read (it starts at the oldest record) keeps what it needs.
+        Short transactions keep the write lock free for the stage chain's passes.
         """
+        floor = sa.select(sa.func.min(log_groups.c.committed_offset)).where(
+            log_groups.c.partition == log_partitions.c.partition
+        )
+        oldest = sa.select(sa.func.min(log_records.c.offset)).where(
+            log_records.c.partition == log_partitions.c.partition
+        )
+        with self._engine.connect() as conn:
+            bounds = conn.execute(
+                sa.select(
+                    log_partitions.c.partition,
+                    oldest.scalar_subquery(),
+                    floor.scalar_subquery(),
+                )
+            ).all()
         removed = 0
-        for partition in self.partitions:
-            while True:
+        for partition, first, last in bounds:
+            if first is None or last is None:
+                continue
+            for start in range(first, last + 1, chunk):
                 with write_transaction(self._engine) as conn:
-                    floor = conn.execute(
-                        sa.select(sa.func.min(log_groups.c.committed_offset)).where(
-                            log_groups.c.partition == partition
-                        )
-                    ).scalar()
-                    oldest = conn.execute(
-                        sa.select(sa.func.min(log_records.c.offset)).where(
-                            log_records.c.partition == partition
-                        )
-                    ).scalar()
-                    if floor is None or oldest is None or oldest > floor:
-                        break
-                    removed += (
-                        conn.execute(
-                            sa.delete(log_records).where(
-                                log_records.c.partition == partition,
-                                log_records.c.offset <= min(floor, oldest + chunk - 1),
-                            )
-                        ).rowcount
-                        or 0
-                    )
+                    removed += self._delete_through(conn, partition, min(last, start + chunk - 1))
         with write_transaction(self._engine) as conn:
             conn.execute(
                 sa.delete(log_members).where(log_members.c.heartbeat_at < int(self._clock()) - 3600)
             )
         return removed
+
+    def _delete_through(self, conn: Connection, partition: int, offset: int) -> int:
+        """Delete ``partition``'s records up to ``offset`` that every group has passed now."""
+        if self._sqlite:
+            statement = (
+                'DELETE FROM log_records WHERE partition = ? AND "offset" <= ? AND "offset" <= '
+                "(SELECT min(committed_offset) FROM log_groups WHERE partition = ?)"
+            )
+            return int(conn.exec_driver_sql(statement, (partition, offset, partition)).rowcount)
+        passed = (
+            sa.select(sa.func.min(log_groups.c.committed_offset))
+            .where(log_groups.c.partition == partition)
+            .scalar_subquery()
+        )
+        return int(
+            conn.execute(
+                sa.delete(log_records).where(
+                    log_records.c.partition == partition,
+                    log_records.c.offset <= offset,
+                    log_records.c.offset <= passed,
+                )
+            ).rowcount
+        )
 
     def lag(self, group: str) -> int:
         with self._engine.connect() as conn:
