@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -10,7 +11,9 @@ from sqlalchemy.engine import Connection, Engine
 
 from headwater.pipeline.consumer import Consumer
 from headwater.store import schema
+from headwater.store.database import database_url, open_engine
 from headwater.store.log import EventLog
+from headwater.store.migrations import migrate
 from tests.support.clock import Clock
 
 
@@ -294,3 +297,63 @@ def test_a_group_registered_while_truncate_runs_keeps_its_records(engine: Engine
     assert registered
     assert len(drain(log, "late")) == 2 * len(log.partitions)
     assert log.truncate() == 2 * len(log.partitions)
+
+
+def test_groups_at_different_offsets_poll_what_each_would_poll_alone(engine: Engine) -> None:
+    # A budget of a few records a partition: windows are trimmed, replaced and read around.
+    log = EventLog(engine, recent_bytes=8 * 40)
+    groups = {"a": 1, "b": 3, "c": 7, "lagging": 50}
+    seen: dict[str, list[tuple[int, int, bytes]]] = {group: [] for group in groups}
+    for group in groups:
+        log.register(group)
+
+    def poll(group: str, max: int) -> bool:
+        expected = one_partition_at_a_time(engine, log, group, log.partitions, max)
+        polled = log.poll_many(group, log.partitions, max)
+        assert polled == expected
+        seen[group] += [(p, o, payload) for p, rows in polled.items() for o, payload in rows]
+        log.commit_many(group, {p: rows[-1][0] for p, rows in polled.items() if rows})
+        return any(polled.values())
+
+    for round in range(30):
+        for n in range(round % 4):
+            log.append([f"{round}-{n}-{i}-{'x' * (i % 3 * 5)}".encode() for i in range(n + 2)])
+        for group, max in groups.items():
+            if group != "lagging" or round % 10 == 9:
+                poll(group, max)
+        if round % 7 == 6:
+            log.truncate(chunk=2)
+    for group, max in groups.items():
+        while poll(group, max):
+            pass
+    assert len(seen["a"]) == sum(n + 2 for round in range(30) for n in range(round % 4))
+    for group in groups:  # every record once, in order
+        assert sorted(seen[group]) == sorted(seen["a"])
+        for partition in log.partitions:
+            offsets = [o for p, o, _ in seen[group] if p == partition]
+            assert offsets == list(range(1, len(offsets) + 1))
+
+
+def test_a_second_group_reads_what_the_first_just_read_from_memory(tmp_path: Path) -> None:
+    engine = open_engine(database_url(tmp_path, None))
+    migrate(engine)
+    log = EventLog(engine)
+    log.register("first")
+    log.register("second")
+    for _ in log.partitions:
+        log.append([b"a", b"b", b"c"])
+    reads: list[str] = []
+
+    def count(conn: Connection, cursor: object, statement: str, *args: object) -> None:
+        if "FROM log_records" in statement:
+            reads.append(statement)
+
+    sa.event.listen(engine, "after_cursor_execute", count)
+    first = log.poll_many("first", log.partitions, 10)
+    assert len(reads) == 1  # one query for every partition
+    assert log.poll_many("second", log.partitions, 10) == first
+    assert len(reads) == 1
+    log.append([b"d"])
+    second = log.poll_many("second", log.partitions, 10)
+    assert len(reads) == 2 and sum(map(len, second.values())) == 3 * len(log.partitions) + 1
+    engine.dispose()

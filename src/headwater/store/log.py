@@ -16,19 +16,29 @@ from sqlalchemy.engine import Connection, Engine
 
 from headwater.store.database import is_sqlite, write_transaction
 from headwater.store.leases import acquire_in, release_in
+from headwater.store.recent import RecentRecords
 from headwater.store.schema import log_groups, log_members, log_partitions, log_records
 
 Position = tuple[int, int]
+# What the consumer groups of one process read lately, for the others (SQLite: one process).
+RECENT_BYTES = 64 << 20
 
 
 class EventLog:
-    def __init__(self, engine: Engine, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        clock: Callable[[], float] = time.time,
+        recent_bytes: int = RECENT_BYTES,
+    ) -> None:
         self._engine = engine
         self._clock = clock
         self._sqlite = is_sqlite(engine)
         with engine.connect() as conn:
             self.partitions = sorted(conn.execute(sa.select(log_partitions.c.partition)).scalars())
         self._next = itertools.cycle(self.partitions)
+        self._recent = RecentRecords(len(self.partitions), recent_bytes)
 
     @property
     def engine(self) -> Engine:
@@ -183,21 +193,32 @@ class EventLog:
                 (group, *partitions),
             ).all()
             out: dict[int, list[tuple[int, bytes]]] = {p: [] for p, _, _ in ends}
-            behind = [(p, c) for p, c, end in ends if end - 1 > c]
-            if behind:
-                # One query for all of them: each arm is a range scan of the primary key.
+            # Offsets are dense, so the records wanted are known before reading them: what
+            # another group of this process read lately comes from memory, the rest from one
+            # query (each arm a range scan of the primary key).
+            params: list[int] = []
+            for partition, committed, end in ends:
+                if end - 1 <= committed:
+                    continue
+                spans, first, found = self._recent.lookup(
+                    partition, committed, min(end - 1, committed + max)
+                )
+                out[partition].extend(zip(range(first, first + len(found)), found, strict=True))
+                for after, limit in spans:
+                    params += (partition, after, limit)
+            if params:
                 arm = (
                     'SELECT * FROM (SELECT partition, "offset", payload FROM log_records '
                     'WHERE partition = ? AND "offset" > ? ORDER BY "offset" LIMIT ?)'
                 )
-                params: list[int] = []
-                for partition, committed in behind:
-                    params += (partition, committed, max)
-                rows = conn.exec_driver_sql(
-                    " UNION ALL ".join([arm] * len(behind)), tuple(params)
-                ).all()
-                for partition, offset, payload in rows:
-                    out[partition].append((offset, payload))
+                read: dict[int, list[tuple[int, bytes]]] = {}
+                query = " UNION ALL ".join([arm] * (len(params) // 3))
+                for partition, offset, payload in conn.exec_driver_sql(query, tuple(params)):
+                    read.setdefault(partition, []).append((offset, payload))
+                for partition, rows in read.items():
+                    rows.sort()
+                    self._recent.keep(partition, rows)
+                    out[partition] += rows
         return self._in_order(group, partitions, out)
 
     @staticmethod
