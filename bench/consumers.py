@@ -1,6 +1,6 @@
 """CPU per record of the worker's consumer groups (archive, observer, router) on SQLite.
 
-    python bench/consumers.py [--records 40000] [--events 1] [--pass-records 50]
+    python bench/consumers.py [--records 40000] [--events 1] [--pass-records 50] [--rate 13000]
 
 In one process, with the server's own classes and no HTTP: the stage chain's appends are
 replayed (``--pass-records`` records a pass, each pass to the next partition, as the chain
@@ -8,8 +8,9 @@ writes them), and after every few passes each consumer group runs one pass, as i
 at the live rate; each consumer truncates every 5 s of records. What is timed is each
 consumer's thread CPU time, split into the log's share (poll, commit, truncate) and its
 handler's. Records hold ``--events`` ~1 KB track events each (1 = single events, 100 =
-batches). ``bench/ingest.py`` measures the same worker from outside under real load; this one
-varies far less when the machine is shared.
+batches); ``--rate`` is the events a second the replay pretends to run at, which sets how
+many records a consumer pass carries. ``bench/ingest.py`` measures the same worker from
+outside under real load; this one varies far less when the machine is shared.
 """
 
 from __future__ import annotations
@@ -36,7 +37,6 @@ from headwater.store.record import encode_record
 from headwater.store.workspace import WorkspaceStore
 from headwater.timestamps import format_timestamp
 
-RATE = 13_000  # records a second the replay pretends to run at (single events, live)
 CONSUMER_INTERVAL = 0.25  # seconds between a consumer's passes (pipeline/consumer.py)
 TRUNCATE_EVERY = 5.0  # seconds
 
@@ -72,11 +72,11 @@ def track_event(n: int, received_at: str) -> dict[str, Any]:
     }
 
 
-def records(count: int, events: int) -> list[bytes]:
+def records(count: int, events: int, per_second: float = 13_000) -> list[bytes]:
     out = []
     start = time.time()
     for i in range(count):
-        at = format_timestamp_at(start + i / RATE)
+        at = format_timestamp_at(start + i / per_second)
         batch = [track_event(i * events + j, at) for j in range(events)]
         out.append(encode_record("ws_bench", "src_bench", at, batch))
     return out
@@ -107,9 +107,10 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=40_000)
     parser.add_argument("--events", type=int, default=1, help="events a record")
     parser.add_argument("--pass-records", type=int, default=50, help="records a chain pass")
+    parser.add_argument("--rate", type=int, default=13_000, help="events a second replayed")
     args = parser.parse_args()
-    payloads = records(args.records, args.events)
-    rate = RATE / args.events  # records a second at the same events a second
+    rate = args.rate / args.events  # records a second
+    payloads = records(args.records, args.events, rate)
     with tempfile.TemporaryDirectory() as tmp:
         engine = open_engine(database_url(Path(tmp), None), background_checkpoint=False)
         migrate(engine)

@@ -22,6 +22,7 @@ from headwater.store.schema import log_groups, log_members, log_partitions, log_
 Position = tuple[int, int]
 # What the consumer groups of one process read lately, for the others (SQLite: one process).
 RECENT_BYTES = 64 << 20
+TRUNCATE_SECONDS = 0.01  # how long one truncate transaction may hold the write lock, about
 
 
 class EventLog:
@@ -39,6 +40,7 @@ class EventLog:
             self.partitions = sorted(conn.execute(sa.select(log_partitions.c.partition)).scalars())
         self._next = itertools.cycle(self.partitions)
         self._recent = RecentRecords(len(self.partitions), recent_bytes)
+        self._truncate_chunk = 250  # records a truncate transaction deletes: see truncate()
 
     @property
     def engine(self) -> Engine:
@@ -342,14 +344,16 @@ class EventLog:
 
     # --- retention ----------------------------------------------------------------------------
 
-    def truncate(self, chunk: int = 2000) -> int:
+    def truncate(self, chunk: int | None = None) -> int:
         """Remove records every group has committed past, ``chunk`` at most per transaction.
 
         Where each partition starts and what every group has passed are read first, without
         the write lock, so a call with nothing to remove takes it only to forget dead members.
         Each delete bounds itself again by the groups' offsets inside its own transaction: a
         group registered since the read (it starts at the oldest record) keeps what it needs.
-        Short transactions keep the write lock free for the stage chain's passes.
+        Short transactions keep the write lock free for the stage chain's passes: without a
+        ``chunk``, each holds it about ``TRUNCATE_SECONDS`` (a record of 100 events takes
+        about as long to delete as a hundred of one), learned from the ones before.
         """
         floor = sa.select(sa.func.min(log_groups.c.committed_offset)).where(
             log_groups.c.partition == log_partitions.c.partition
@@ -369,9 +373,18 @@ class EventLog:
         for partition, first, last in bounds:
             if first is None or last is None:
                 continue
-            for start in range(first, last + 1, chunk):
+            start = first
+            while start <= last:
+                rows = chunk or self._truncate_chunk
                 with write_transaction(self._engine) as conn:
-                    removed += self._delete_through(conn, partition, min(last, start + chunk - 1))
+                    began = time.perf_counter()
+                    done = self._delete_through(conn, partition, min(last, start + rows - 1))
+                took = time.perf_counter() - began
+                if chunk is None and done:
+                    fits = int(TRUNCATE_SECONDS * done / max(took, 1e-6))
+                    self._truncate_chunk = max(16, min(10_000, (rows + fits) // 2))
+                removed += done
+                start += rows
         with write_transaction(self._engine) as conn:
             conn.execute(
                 sa.delete(log_members).where(log_members.c.heartbeat_at < int(self._clock()) - 3600)
