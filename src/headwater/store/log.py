@@ -148,92 +148,91 @@ class EventLog:
     def poll_many(
         self, group: str, partitions: Sequence[int], max: int
     ) -> dict[int, list[tuple[int, bytes]]]:
-        """``poll`` for several partitions, reading from one snapshot in at most two queries.
+        """``poll`` for several partitions in at most two queries, whatever their number.
 
         Consumers poll every partition they hold several times a second, most of them empty
-        (a pass of the chain fills one), so the fixed cost per partition is what counts.
+        (a pass of the chain fills one), so the cost per partition is what counts. First where
+        each partition ends: one with nothing after the committed offset costs nothing more.
+        Offsets are dense, so the offsets wanted are known before any record is read: what
+        another group of this process read lately comes from memory, the rest from one query
+        of bounded key ranges (a consumer far behind never makes the database sort its
+        backlog).
         """
         partitions = list(partitions)
-        if self._sqlite:
-            return self._poll_many_sqlite(group, partitions, max)
-        records = log_records.alias("r")
-        after = (
-            sa.select(records.c.offset, records.c.payload)
-            .where(
-                records.c.partition == log_groups.c.partition,
-                records.c.offset > log_groups.c.committed_offset,
-            )
-            .order_by(records.c.offset)
-            .limit(max)
-            .lateral("after")
-        )
-        query = (
-            sa.select(log_groups.c.partition, after.c.offset, after.c.payload)
-            .select_from(log_groups.outerjoin(after, sa.true()))
-            .where(log_groups.c.group_name == group, log_groups.c.partition.in_(partitions))
-        )
-        with self._engine.connect() as conn:
-            rows = conn.execute(query).all()
-        out: dict[int, list[tuple[int, bytes]]] = {}
-        for partition, offset, payload in rows:
-            got = out.setdefault(partition, [])
-            if offset is not None:
-                got.append((int(offset), bytes(payload)))
-        return self._in_order(group, partitions, out)
-
-    def _poll_many_sqlite(
-        self, group: str, partitions: list[int], max: int
-    ) -> dict[int, list[tuple[int, bytes]]]:
-        marks = ",".join("?" * len(partitions))
         with self._engine.connect() as conn, conn.begin():
-            # Where each partition ends: a partition with nothing after the committed offset
-            # costs no query of its own.
-            ends = conn.exec_driver_sql(
-                "SELECT g.partition, g.committed_offset, p.next_offset FROM log_groups g "
-                "JOIN log_partitions p ON p.partition = g.partition "
-                f"WHERE g.group_name = ? AND g.partition IN ({marks})",
-                (group, *partitions),
-            ).all()
+            ends = self._ends(conn, group, partitions)
             out: dict[int, list[tuple[int, bytes]]] = {p: [] for p, _, _ in ends}
-            # Offsets are dense, so the records wanted are known before reading them: what
-            # another group of this process read lately comes from memory, the rest from one
-            # query (each arm a range scan of the primary key).
-            params: list[int] = []
-            for partition, committed, end in ends:
-                if end - 1 <= committed:
+            spans: list[tuple[int, int, int]] = []  # (partition, after, through)
+            for partition, committed, last in ends:
+                if last <= committed:
                     continue
-                spans, first, found = self._recent.lookup(
-                    partition, committed, min(end - 1, committed + max)
+                todo, first, found = self._recent.lookup(
+                    partition, committed, min(last, committed + max)
                 )
                 out[partition].extend(zip(range(first, first + len(found)), found, strict=True))
-                for after, limit in spans:
-                    params += (partition, after, limit)
-            if params:
-                arm = (
-                    'SELECT * FROM (SELECT partition, "offset", payload FROM log_records '
-                    'WHERE partition = ? AND "offset" > ? ORDER BY "offset" LIMIT ?)'
-                )
-                read: dict[int, list[tuple[int, bytes]]] = {}
-                query = " UNION ALL ".join([arm] * (len(params) // 3))
-                for partition, offset, payload in conn.exec_driver_sql(query, tuple(params)):
-                    read.setdefault(partition, []).append((offset, payload))
-                for partition, rows in read.items():
+                spans += [(partition, after, after + n) for after, n in todo]
+            if spans:
+                for partition, rows in self._read(conn, spans).items():
                     rows.sort()
                     self._recent.keep(partition, rows)
                     out[partition] += rows
-        return self._in_order(group, partitions, out)
-
-    @staticmethod
-    def _in_order(
-        group: str, partitions: list[int], out: dict[int, list[tuple[int, bytes]]]
-    ) -> dict[int, list[tuple[int, bytes]]]:
-        """The records per partition in ascending order (SQL promises no order across the
-        arms of one query); ``KeyError`` for partitions the group has no offset for."""
         if len(out) < len(set(partitions)):
             raise KeyError(f"consumer group {group!r} is not registered; call register() first")
         for rows in out.values():
-            rows.sort()  # already ascending in practice: one linear pass
+            rows.sort()  # (SQL promises no order across the arms of a union)
         return {p: out[p] for p in partitions}
+
+    def _ends(
+        self, conn: Connection, group: str, partitions: list[int]
+    ) -> list[tuple[int, int, int]]:
+        """(partition, the group's committed offset, the last offset appended) per partition."""
+        if self._sqlite:
+            rows = conn.exec_driver_sql(
+                "SELECT g.partition, g.committed_offset, p.next_offset - 1 FROM log_groups g "
+                "JOIN log_partitions p ON p.partition = g.partition "
+                f"WHERE g.group_name = ? AND g.partition IN ({','.join('?' * len(partitions))})",
+                (group, *partitions),
+            ).all()
+        else:
+            rows = conn.execute(
+                sa.select(
+                    log_groups.c.partition,
+                    log_groups.c.committed_offset,
+                    log_partitions.c.next_offset - 1,
+                )
+                .join(log_partitions, log_partitions.c.partition == log_groups.c.partition)
+                .where(log_groups.c.group_name == group, log_groups.c.partition.in_(partitions))
+            ).all()
+        return [(int(p), int(c), int(last)) for p, c, last in rows]
+
+    def _read(
+        self, conn: Connection, spans: list[tuple[int, int, int]]
+    ) -> dict[int, list[tuple[int, bytes]]]:
+        """The records of every (partition, after, through) span, in one query."""
+        read: dict[int, list[tuple[int, bytes]]] = {}
+        if self._sqlite:
+            arm = (
+                'SELECT partition, "offset", payload FROM log_records '
+                'WHERE partition = ? AND "offset" > ? AND "offset" <= ?'
+            )
+            rows = conn.exec_driver_sql(
+                " UNION ALL ".join([arm] * len(spans)), tuple(v for span in spans for v in span)
+            )
+        else:
+            r = log_records.c
+            rows = conn.execute(
+                sa.union_all(
+                    *(
+                        sa.select(r.partition, r.offset, r.payload).where(
+                            r.partition == partition, r.offset > after, r.offset <= through
+                        )
+                        for partition, after, through in spans
+                    )
+                )
+            )
+        for partition, offset, payload in rows:
+            read.setdefault(partition, []).append((int(offset), bytes(payload)))
+        return read
 
     def commit_many(
         self, group: str, offsets: Mapping[int, int], owner: str | None = None
