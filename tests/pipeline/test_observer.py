@@ -333,3 +333,36 @@ def test_debugger_samples_a_sustained_stream(engine: Engine) -> None:
     rows = debugger_rows(engine)
     assert len(rows) == DEBUGGER_CAP
     assert rows[-1].entry["message"]["messageId"] == f"m{offset}-199"  # the newest is shown
+
+
+def test_a_spent_budget_keeps_the_newest_entries_across_records_and_sources(
+    engine: Engine,
+) -> None:
+    now = [0.0]
+    observe = Observer(engine, clock=lambda: now[0])
+    observe([(0, 1, record([event(f"old{i}") for i in range(2 * DEBUGGER_CAP)]))])  # the burst
+    now[0] = 0.1  # src_a may add 50 entries now; src_b has its whole burst
+    polled: list[tuple[int, int, bytes]] = []
+    shown: dict[str, list[tuple[str, Any]]] = {"src_a": [], "src_b": []}
+    for n in range(40):
+        source = "src_a" if n % 3 else "src_b"
+        events = [event(f"{source}-{n}-{i}") for i in range(3)]
+        dropped = [drop("no_user_anon_id", {"n": n})]
+        polled.append((0, 2 + n, record(events, dropped, source=source)))
+        shown[source] += [("accepted", e["messageId"]) for e in events]
+        shown[source] += [("dropped", {"n": n})]
+    observe(polled)
+
+    def entries(source: str) -> list[tuple[str, Any]]:
+        rows = debugger_rows(engine, source)
+        return [
+            (
+                r.status,
+                r.entry["message"]["messageId"] if r.status == "accepted" else r.entry["message"],
+            )
+            for r in rows
+        ]
+
+    assert entries("src_a")[-DEBUGGER_CAP // 10 :] == shown["src_a"][-DEBUGGER_CAP // 10 :]
+    assert entries("src_a")[-DEBUGGER_CAP // 10 - 1] == ("accepted", f"old{2 * DEBUGGER_CAP - 1}")
+    assert entries("src_b") == shown["src_b"]

@@ -11,7 +11,7 @@ from typing import Any
 
 import msgspec
 
-from headwater.store.archive import Archive, ArchiveWriter
+from headwater.store.archive import COMPRESSLEVEL, Archive, ArchiveWriter
 from tests.support.records import log_record
 
 
@@ -86,7 +86,7 @@ def test_each_flush_appends_a_gzip_member_readable_whole(tmp_path: Path) -> None
     assert data[:first_size] == gzip.compress(
         msgspec.json.encode(event("m1", "2024-03-05T10:00:01.000Z")) + b"\n",
         mtime=0,
-        compresslevel=6,
+        compresslevel=COMPRESSLEVEL,
     )
     assert data.count(b"\x1f\x8b\x08") >= 3  # three members: one per flush
     with gzip.open(path, "rt") as f:  # the standard library reads all members

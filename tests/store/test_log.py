@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from headwater.pipeline.consumer import Consumer
+from headwater.store import schema
+from headwater.store.database import database_url, open_engine
 from headwater.store.log import EventLog
+from headwater.store.migrations import migrate
 from tests.support.clock import Clock
 
 
@@ -182,3 +186,174 @@ def test_consumer_hands_one_pass_of_every_partition_to_the_handler(engine: Engin
     assert calls == [len(log.partitions)]
     assert consumer.run_once() == 0
     consumer.stop()
+
+
+def one_partition_at_a_time(
+    engine: Engine, log: EventLog, group: str, partitions: list[int], max: int
+) -> dict[int, list[tuple[int, bytes]]]:
+    """What ``poll_many`` must return, read with the plainest query, one per partition."""
+    out = {}
+    records = schema.log_records
+    with engine.connect() as conn:
+        for partition in partitions:
+            rows = conn.execute(
+                sa.select(records.c.offset, records.c.payload)
+                .where(
+                    records.c.partition == partition,
+                    records.c.offset > log.committed(group, partition),
+                )
+                .order_by(records.c.offset)
+                .limit(max)
+            ).all()
+            out[partition] = [(int(o), bytes(p)) for o, p in rows]
+    return out
+
+
+def test_poll_many_reads_what_one_query_per_partition_reads(engine: Engine) -> None:
+    log = EventLog(engine)
+    log.register("g")
+    log.register("ahead")
+    for n in range(40):  # uneven runs of records over every partition
+        log.append([f"{n}-{i}".encode() for i in range(n % 5 + 1)])
+    partitions = log.partitions
+    for i, partition in enumerate(partitions):
+        end = len(log.poll("ahead", partition, 1000))
+        log.commit("g", partition, end if partition == partitions[-1] else i)  # none to all
+        log.commit("ahead", partition, end)
+    assert log.truncate() > 0  # what "g" has read is gone: polls start past the oldest record
+    assert not all(log.poll("g", p, 1000) for p in partitions)  # some partitions are empty
+    subsets = [partitions, partitions[::-1], partitions[:1], partitions[3:6]]
+    for held in subsets:
+        for max in (1, 2, 3, 1000):
+            polled = log.poll_many("g", held, max)
+            assert list(polled) == held
+            assert polled == one_partition_at_a_time(engine, log, "g", held, max)
+    assert sum(len(rows) for rows in log.poll_many("g", partitions, 1000).values()) == log.lag("g")
+
+
+def test_commit_many_answers_per_partition_whether_the_owner_still_holds_it(
+    engine: Engine, clock: Clock
+) -> None:
+    log = EventLog(engine, clock=clock)
+    log.register("g")
+    for _ in log.partitions:
+        log.append([b"a", b"b", b"c"])
+    log.acquire("g", "p1", 10)
+    log.acquire("g", "p2", 10)
+    mine = log.acquire("g", "p1", 10)  # half of them: p2 took the rest
+    theirs = log.acquire("g", "p2", 10)
+    assert len(mine) == len(theirs) == len(log.partitions) // 2
+    assert log.commit_many("g", {p: 2 for p in mine}, owner="p1") == dict.fromkeys(mine, True)
+    offsets = {p: 3 for p in log.partitions}
+    offsets[mine[0]] = 1  # behind what p1 committed: nothing to move, still p1's
+    answer = log.commit_many("g", offsets, owner="p1")
+    assert answer == {p: p in mine for p in log.partitions}
+    assert {p: log.committed("g", p) for p in log.partitions} == {
+        p: (2 if p == mine[0] else 3) if p in mine else 0 for p in log.partitions
+    }
+    clock.now += 11  # p1's leases run out before it commits again
+    assert log.commit_many("g", {mine[1]: 3}, owner="p1") == {mine[1]: False}
+    assert log.commit_many("g", {theirs[0]: 3}) == {theirs[0]: True}  # no owner: no fence
+    assert log.committed("g", theirs[0]) == 3
+
+
+def test_truncate_in_chunks_removes_exactly_what_every_group_passed(engine: Engine) -> None:
+    log = EventLog(engine)
+    log.register("fast")
+    log.register("slow")
+    for _ in log.partitions:
+        log.append([f"r{i}".encode() for i in range(10)])
+    for i, partition in enumerate(log.partitions):
+        log.commit("fast", partition, 10)
+        log.commit("slow", partition, i)
+    assert log.truncate(chunk=3) == sum(range(len(log.partitions)))
+    for i, partition in enumerate(log.partitions):
+        assert [o for o, _ in log.poll("slow", partition, 100)] == list(range(i + 1, 11))
+    assert log.truncate(chunk=3) == 0
+    assert log.lag("slow") == sum(10 - i for i in range(len(log.partitions)))
+
+
+def test_a_group_registered_while_truncate_runs_keeps_its_records(engine: Engine) -> None:
+    log = EventLog(engine)
+    log.register("g")
+    for _ in log.partitions:
+        log.append([b"a", b"b"])
+    for partition in log.partitions:
+        log.commit("g", partition, 2)
+    registered: list[bool] = []
+
+    def register_late(conn: Connection, cursor: object, statement: str, *args: object) -> None:
+        # Right after truncate has read, outside a write transaction, what every group passed.
+        reading = not conn.get_execution_options().get("write", False)
+        if reading and not registered and "min(" in statement and "DELETE" not in statement:
+            registered.append(True)
+            log.register("late")
+
+    sa.event.listen(engine, "after_cursor_execute", register_late)
+    try:
+        assert log.truncate() == 0
+    finally:
+        sa.event.remove(engine, "after_cursor_execute", register_late)
+    assert registered
+    assert len(drain(log, "late")) == 2 * len(log.partitions)
+    assert log.truncate() == 2 * len(log.partitions)
+
+
+def test_groups_at_different_offsets_poll_what_each_would_poll_alone(engine: Engine) -> None:
+    # A budget of a few records a partition: windows are trimmed, replaced and read around.
+    log = EventLog(engine, recent_bytes=8 * 40)
+    groups = {"a": 1, "b": 3, "c": 7, "lagging": 50}
+    seen: dict[str, list[tuple[int, int, bytes]]] = {group: [] for group in groups}
+    for group in groups:
+        log.register(group)
+
+    def poll(group: str, max: int) -> bool:
+        expected = one_partition_at_a_time(engine, log, group, log.partitions, max)
+        polled = log.poll_many(group, log.partitions, max)
+        assert polled == expected
+        seen[group] += [(p, o, payload) for p, rows in polled.items() for o, payload in rows]
+        log.commit_many(group, {p: rows[-1][0] for p, rows in polled.items() if rows})
+        return any(polled.values())
+
+    for round in range(30):
+        for n in range(round % 4):
+            log.append([f"{round}-{n}-{i}-{'x' * (i % 3 * 5)}".encode() for i in range(n + 2)])
+        for group, max in groups.items():
+            if group != "lagging" or round % 10 == 9:
+                poll(group, max)
+        if round % 7 == 6:
+            log.truncate(chunk=2)
+    for group, max in groups.items():
+        while poll(group, max):
+            pass
+    assert len(seen["a"]) == sum(n + 2 for round in range(30) for n in range(round % 4))
+    for group in groups:  # every record once, in order
+        assert sorted(seen[group]) == sorted(seen["a"])
+        for partition in log.partitions:
+            offsets = [o for p, o, _ in seen[group] if p == partition]
+            assert offsets == list(range(1, len(offsets) + 1))
+
+
+def test_a_second_group_reads_what_the_first_just_read_from_memory(tmp_path: Path) -> None:
+    engine = open_engine(database_url(tmp_path, None))
+    migrate(engine)
+    log = EventLog(engine)
+    log.register("first")
+    log.register("second")
+    for _ in log.partitions:
+        log.append([b"a", b"b", b"c"])
+    reads: list[str] = []
+
+    def count(conn: Connection, cursor: object, statement: str, *args: object) -> None:
+        if "FROM log_records" in statement:
+            reads.append(statement)
+
+    sa.event.listen(engine, "after_cursor_execute", count)
+    first = log.poll_many("first", log.partitions, 10)
+    assert len(reads) == 1  # one query for every partition
+    assert log.poll_many("second", log.partitions, 10) == first
+    assert len(reads) == 1
+    log.append([b"d"])
+    second = log.poll_many("second", log.partitions, 10)
+    assert len(reads) == 2 and sum(map(len, second.values())) == 3 * len(log.partitions) + 1
+    engine.dispose()

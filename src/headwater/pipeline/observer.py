@@ -17,6 +17,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import msgspec
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
@@ -24,7 +25,7 @@ from headwater.errors import RecordError
 from headwater.store import counters, schema
 from headwater.store.counters import CounterKey, CounterStore, minute_of
 from headwater.store.database import is_sqlite, write_transaction
-from headwater.store.record import decode_record
+from headwater.store.record import Dropped, decode_record
 from headwater.timestamps import parse_timestamp
 
 logger = logging.getLogger(__name__)
@@ -56,9 +57,9 @@ class Observer:
             batch = _Batch()
             for _partition, offset, payload in fresh:
                 batch.add(payload, offset)
-            for minute, increments in batch.increments.items():
+            for minute, increments in batch.increments().items():
                 self._counters.add_in(conn, increments, batch.samples.get(minute, {}), minute)
-            _append_debugger(conn, batch.entries, self._debugger_budget, self._clock())
+            _append_debugger(conn, batch, self._debugger_budget, self._clock())
             last: dict[int, int] = {}
             for partition, offset, _ in fresh:
                 last[partition] = max(offset, last.get(partition, 0))
@@ -94,14 +95,30 @@ class Observer:
 
 
 class _Batch:
-    """Everything one poll adds: counts and samples per minute, debugger entries in order."""
+    """Everything one poll adds: counts and samples per minute, and the records whose messages
+    the debugger may show (made into entries only for the few its budget keeps)."""
 
     def __init__(self) -> None:
-        self.increments: dict[int, Counter[CounterKey]] = defaultdict(Counter)
+        # (minute, source) -> [received, accepted, duplicate]: one lookup a record, keys later
+        self._tallies: dict[tuple[int, str], list[int]] = {}
+        self._counts: dict[int, Counter[CounterKey]] = defaultdict(Counter)
         self.samples: dict[int, dict[CounterKey, list[Any]]] = defaultdict(
             lambda: defaultdict(list)
         )
-        self.entries: list[dict[str, Any]] = []
+        self.shown: list[tuple[str, str, list[msgspec.Raw], list[Dropped]]] = []
+        self.wanted: Counter[str] = Counter()  # debugger entries per source, in first-seen order
+        self._minutes: dict[str, int] = {}  # receivedAt -> minute: a busy millisecond repeats
+
+    def increments(self) -> dict[int, Counter[CounterKey]]:
+        counts: dict[int, Counter[CounterKey]] = defaultdict(Counter)
+        for minute, extra in self._counts.items():
+            counts[minute].update(extra)
+        for (minute, source_id), (received, accepted, duplicates) in self._tallies.items():
+            into = counts[minute]
+            into[CounterKey(source_id, "", counters.RECEIVED, "")] += received
+            into[CounterKey(source_id, "", counters.ACCEPTED, "")] += accepted
+            into[CounterKey(source_id, "", counters.DUPLICATE, "")] += duplicates
+        return counts
 
     def add(self, payload: bytes, offset: int) -> None:
         try:
@@ -111,47 +128,60 @@ class _Batch:
             return
         source_id = record.source_id
         received_at = record.received_at[:40]
-        parsed = parse_timestamp(received_at)
-        minute = minute_of(parsed if parsed is not None else time.time())
+        minute = self._minutes.get(received_at)
+        if minute is None:
+            parsed = parse_timestamp(received_at)
+            minute = minute_of(parsed if parsed is not None else time.time())
+            if parsed is not None:
+                self._minutes[received_at] = minute
         events, dropped, duplicates = record.events, record.dropped, record.duplicates
 
-        counts = self.increments[minute]
-        counts[CounterKey(source_id, "", counters.RECEIVED, "")] += (
-            len(events) + len(dropped) + duplicates
-        )
-        counts[CounterKey(source_id, "", counters.ACCEPTED, "")] += len(events)
-        counts[CounterKey(source_id, "", counters.DUPLICATE, "")] += duplicates
+        tally = self._tallies.get((minute, source_id))
+        if tally is None:
+            tally = self._tallies[(minute, source_id)] = [0, 0, 0]
+        tally[0] += len(events) + len(dropped) + duplicates
+        tally[1] += len(events)
+        tally[2] += duplicates
         for flag in record.flags:
-            counts[CounterKey(source_id, "", counters.REQUEST_FLAG, flag[:100])] += 1
-
-        for event in events:
-            # Left undecoded: the engine's JSON serialiser (msgspec) writes Raw as it is.
-            self.entries.append(
-                {
-                    "source_id": source_id,
-                    "received_at": received_at,
-                    "status": "accepted",
-                    "reason": None,
-                    "entry": {"message": event},
-                }
-            )
+            self._counts[minute][CounterKey(source_id, "", counters.REQUEST_FLAG, flag[:100])] += 1
         for drop in dropped:
-            reason = drop.reason[:100]  # the column's width
-            key = CounterKey(source_id, "", counters.FAILED_ON_INGEST, reason)
-            counts[key] += 1
+            key = CounterKey(source_id, "", counters.FAILED_ON_INGEST, drop.reason[:100])
+            self._counts[minute][key] += 1
             self.samples[minute][key].append(drop.message)
-            entry: dict[str, Any] = {"message": drop.message}
-            if drop.detail:
-                entry["detail"] = drop.detail
-            self.entries.append(
-                {
-                    "source_id": source_id,
-                    "received_at": received_at,
-                    "status": "dropped",
-                    "reason": reason,
-                    "entry": entry,
-                }
-            )
+        if events or dropped:
+            self.shown.append((source_id, received_at, events, dropped))
+            self.wanted[source_id] += len(events) + len(dropped)
+
+
+def _entries(
+    source_id: str, received_at: str, events: list[msgspec.Raw], dropped: list[Dropped]
+) -> list[dict[str, Any]]:
+    """One record's debugger entries, in the order its messages came."""
+    # Messages left undecoded: the engine's JSON serialiser (msgspec) writes Raw as it is.
+    out: list[dict[str, Any]] = [
+        {
+            "source_id": source_id,
+            "received_at": received_at,
+            "status": "accepted",
+            "reason": None,
+            "entry": {"message": event},
+        }
+        for event in events
+    ]
+    for drop in dropped:
+        entry: dict[str, Any] = {"message": drop.message}
+        if drop.detail:
+            entry["detail"] = drop.detail
+        out.append(
+            {
+                "source_id": source_id,
+                "received_at": received_at,
+                "status": "dropped",
+                "reason": drop.reason[:100],  # the column's width
+                "entry": entry,
+            }
+        )
+    return out
 
 
 class _SampleBudget:
@@ -176,18 +206,26 @@ class _SampleBudget:
         return granted
 
 
-def _append_debugger(
-    conn: Connection, entries: list[dict[str, Any]], budget: _SampleBudget, now: float
-) -> None:
-    """Insert the newest entries each source's budget allows, then trim each to the newest 500."""
-    wanted: Counter[str] = Counter(row["source_id"] for row in entries)
-    allowed = {source: budget.take(source, n, now) for source, n in wanted.items()}
+def _append_debugger(conn: Connection, batch: _Batch, budget: _SampleBudget, now: float) -> None:
+    """Insert the newest entries each source's budget allows, then trim each to the newest 500.
+
+    The poll is walked from its newest record and only until every budget is spent, so under
+    load only the entries that are written are ever made.
+    """
+    allowed = {source: budget.take(source, n, now) for source, n in batch.wanted.items()}
+    left = sum(allowed.values())
     kept: list[dict[str, Any]] = []
     per_source: Counter[str] = Counter()
-    for row in reversed(entries):  # newest first, so the budget keeps the newest
-        if per_source[row["source_id"]] < allowed[row["source_id"]]:
-            per_source[row["source_id"]] += 1
-            kept.append(row)
+    for shown in reversed(batch.shown):  # newest first, so the budget keeps the newest
+        if not left:
+            break
+        room = allowed[shown[0]] - per_source[shown[0]]
+        if room <= 0:
+            continue
+        newest = _entries(*shown)[-room:]
+        per_source[shown[0]] += len(newest)
+        left -= len(newest)
+        kept.extend(reversed(newest))
     if not kept:
         return
     kept.reverse()

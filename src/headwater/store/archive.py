@@ -60,12 +60,16 @@ _SAFE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")
 _SAFE_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
 
 _decode = msgspec.json.Decoder().decode
+# gzip's fastest level: on varied events about 2.5x faster than the default 6 for files about
+# a fifth bigger. Compression was the archive's largest cost per event, and every event of
+# the processed stream passes through it.
+COMPRESSLEVEL = 1
 
 
 class ArchiveWriter:
     """Log consumer handler: ``writer(records)`` with (partition, offset, payload) tuples."""
 
-    def __init__(self, archive_dir: Path | str, *, compresslevel: int = 6) -> None:
+    def __init__(self, archive_dir: Path | str, *, compresslevel: int = COMPRESSLEVEL) -> None:
         self._dir = Path(archive_dir)
         self._level = compresslevel
         # (inode, size) of each file after our last write: if the file still looks like

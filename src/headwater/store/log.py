@@ -17,19 +17,31 @@ from sqlalchemy.engine import Connection, Engine
 
 from headwater.store.database import is_sqlite, write_transaction
 from headwater.store.leases import acquire_in, release_in
+from headwater.store.recent import RecentRecords
 from headwater.store.schema import log_groups, log_members, log_partitions, log_records
 
 Position = tuple[int, int]
+# What the consumer groups of one process read lately, for the others (SQLite: one process).
+RECENT_BYTES = 64 << 20
+TRUNCATE_SECONDS = 0.01  # how long one truncate transaction may hold the write lock, about
 
 
 class EventLog:
-    def __init__(self, engine: Engine, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        clock: Callable[[], float] = time.time,
+        recent_bytes: int = RECENT_BYTES,
+    ) -> None:
         self._engine = engine
         self._clock = clock
         self._sqlite = is_sqlite(engine)
         with engine.connect() as conn:
             self.partitions = sorted(conn.execute(sa.select(log_partitions.c.partition)).scalars())
         self._next = itertools.cycle(self.partitions)
+        self._recent = RecentRecords(len(self.partitions), recent_bytes)
+        self._truncate_chunk = 250  # records a truncate transaction deletes: see truncate()
 
     @property
     def engine(self) -> Engine:
@@ -132,44 +144,96 @@ class EventLog:
                 )
 
     def poll(self, group: str, partition: int, max: int) -> list[tuple[int, bytes]]:
-        with self._engine.connect() as conn:
-            committed = self._committed(conn, group, partition)
-            rows = conn.execute(
-                sa.select(log_records.c.offset, log_records.c.payload)
-                .where(log_records.c.partition == partition, log_records.c.offset > committed)
-                .order_by(log_records.c.offset)
-                .limit(max)
-            ).all()
-        return [(int(o), bytes(p)) for o, p in rows]
+        return self.poll_many(group, [partition], max)[partition]
 
     def poll_many(
         self, group: str, partitions: Sequence[int], max: int
     ) -> dict[int, list[tuple[int, bytes]]]:
-        """``poll`` for several partitions, reading from one snapshot."""
+        """``poll`` for several partitions in at most two queries, whatever their number.
+
+        Consumers poll every partition they hold several times a second, most of them empty
+        (a pass of the chain fills one), so the cost per partition is what counts. First where
+        each partition ends: one with nothing after the committed offset costs nothing more.
+        Offsets are dense, so the offsets wanted are known before any record is read: what
+        another group of this process read lately comes from memory, the rest from one query
+        of bounded key ranges (a consumer far behind never makes the database sort its
+        backlog).
+        """
+        partitions = list(partitions)
         with self._engine.connect() as conn, conn.begin():
-            committed = dict(
-                conn.execute(
-                    sa.select(log_groups.c.partition, log_groups.c.committed_offset).where(
-                        log_groups.c.group_name == group, log_groups.c.partition.in_(partitions)
-                    )
-                ).all()
+            ends = self._ends(conn, group, partitions)
+            out: dict[int, list[tuple[int, bytes]]] = {p: [] for p, _, _ in ends}
+            spans: list[tuple[int, int, int]] = []  # (partition, after, through)
+            for partition, committed, last in ends:
+                if last <= committed:
+                    continue
+                todo, first, found = self._recent.lookup(
+                    partition, committed, min(last, committed + max)
+                )
+                out[partition].extend(zip(range(first, first + len(found)), found, strict=True))
+                spans += [(partition, after, after + n) for after, n in todo]
+            if spans:
+                for partition, rows in self._read(conn, spans).items():
+                    rows.sort()
+                    self._recent.keep(partition, rows)
+                    out[partition] += rows
+        if len(out) < len(set(partitions)):
+            raise KeyError(f"consumer group {group!r} is not registered; call register() first")
+        for rows in out.values():
+            rows.sort()  # (SQL promises no order across the arms of a union)
+        return {p: out[p] for p in partitions}
+
+    def _ends(
+        self, conn: Connection, group: str, partitions: list[int]
+    ) -> list[tuple[int, int, int]]:
+        """(partition, the group's committed offset, the last offset appended) per partition."""
+        if self._sqlite:
+            rows = conn.exec_driver_sql(
+                "SELECT g.partition, g.committed_offset, p.next_offset - 1 FROM log_groups g "
+                "JOIN log_partitions p ON p.partition = g.partition "
+                f"WHERE g.group_name = ? AND g.partition IN ({','.join('?' * len(partitions))})",
+                (group, *partitions),
+            ).all()
+        else:
+            rows = conn.execute(
+                sa.select(
+                    log_groups.c.partition,
+                    log_groups.c.committed_offset,
+                    log_partitions.c.next_offset - 1,
+                )
+                .join(log_partitions, log_partitions.c.partition == log_groups.c.partition)
+                .where(log_groups.c.group_name == group, log_groups.c.partition.in_(partitions))
+            ).all()
+        return [(int(p), int(c), int(last)) for p, c, last in rows]
+
+    def _read(
+        self, conn: Connection, spans: list[tuple[int, int, int]]
+    ) -> dict[int, list[tuple[int, bytes]]]:
+        """The records of every (partition, after, through) span, in one query."""
+        read: dict[int, list[tuple[int, bytes]]] = {}
+        if self._sqlite:
+            arm = (
+                'SELECT partition, "offset", payload FROM log_records '
+                'WHERE partition = ? AND "offset" > ? AND "offset" <= ?'
             )
-            missing = set(partitions) - committed.keys()
-            if missing:
-                raise KeyError(f"consumer group {group!r} is not registered; call register()")
-            out: dict[int, list[tuple[int, bytes]]] = {}
-            for partition in partitions:
-                rows = conn.execute(
-                    sa.select(log_records.c.offset, log_records.c.payload)
-                    .where(
-                        log_records.c.partition == partition,
-                        log_records.c.offset > committed[partition],
+            rows = conn.exec_driver_sql(
+                " UNION ALL ".join([arm] * len(spans)), tuple(v for span in spans for v in span)
+            )
+        else:
+            r = log_records.c
+            rows = conn.execute(
+                sa.union_all(
+                    *(
+                        sa.select(r.partition, r.offset, r.payload).where(
+                            r.partition == partition, r.offset > after, r.offset <= through
+                        )
+                        for partition, after, through in spans
                     )
-                    .order_by(log_records.c.offset)
-                    .limit(max)
-                ).all()
-                out[partition] = [(int(o), bytes(p)) for o, p in rows]
-        return out
+                )
+            )
+        for partition, offset, payload in rows:
+            read.setdefault(partition, []).append((int(offset), bytes(payload)))
+        return read
 
     def commit_many(
         self, group: str, offsets: Mapping[int, int], owner: str | None = None
@@ -183,7 +247,35 @@ class EventLog:
     ) -> dict[int, bool]:
         """``commit_many`` inside the caller's transaction: a stage that writes to the state
         database commits its offsets with its own writes, so they happen exactly once."""
-        return {p: self._commit_in(conn, group, p, o, owner) for p, o in offsets.items()}
+        if not self._sqlite or not offsets:
+            return {p: self._commit_in(conn, group, p, o, owner) for p, o in offsets.items()}
+        # One prepared statement run for every partition. An offset is refused only when the
+        # lease has moved, and then the whole map is refused or granted per partition by
+        # whether ``owner`` still holds it: which is what the per-partition commit answers.
+        if owner is None:
+            conn.exec_driver_sql(
+                "UPDATE log_groups SET committed_offset = ? "
+                "WHERE group_name = ? AND partition = ? AND committed_offset < ?",
+                [(o, group, p, o) for p, o in offsets.items()],
+            )
+            return dict.fromkeys(offsets, True)
+        now = int(self._clock())
+        done = conn.exec_driver_sql(
+            "UPDATE log_groups SET committed_offset = ? WHERE group_name = ? AND partition = ? "
+            "AND committed_offset < ? AND owner = ? AND lease_expires_at >= ?",
+            [(o, group, p, o, owner, now) for p, o in offsets.items()],
+        ).rowcount
+        if done == len(offsets):
+            return dict.fromkeys(offsets, True)
+        held = {
+            p
+            for (p,) in conn.exec_driver_sql(
+                "SELECT partition FROM log_groups WHERE group_name = ? AND owner = ? "
+                f"AND lease_expires_at >= ? AND partition IN ({','.join('?' * len(offsets))})",
+                (group, owner, now, *offsets),
+            )
+        }
+        return {p: p in held for p in offsets}
 
     def commit(self, group: str, partition: int, offset: int, owner: str | None = None) -> bool:
         with write_transaction(self._engine) as conn:
@@ -252,41 +344,75 @@ class EventLog:
 
     # --- retention ----------------------------------------------------------------------------
 
-    def truncate(self, chunk: int = 250) -> int:
+    def truncate(self, chunk: int | None = None) -> int:
         """Remove records every group has committed past, ``chunk`` at most per transaction.
 
-        Short transactions keep the write lock free for the Tracking API's group commits.
+        Where each partition starts and what every group has passed are read first, without
+        the write lock, so a call with nothing to remove takes it only to forget dead members.
+        Each delete bounds itself again by the groups' offsets inside its own transaction: a
+        group registered since the read (it starts at the oldest record) keeps what it needs.
+        Short transactions keep the write lock free for the stage chain's passes: without a
+        ``chunk``, each holds it about ``TRUNCATE_SECONDS`` (a record of 100 events takes
+        about as long to delete as a hundred of one), learned from the ones before.
         """
+        floor = sa.select(sa.func.min(log_groups.c.committed_offset)).where(
+            log_groups.c.partition == log_partitions.c.partition
+        )
+        oldest = sa.select(sa.func.min(log_records.c.offset)).where(
+            log_records.c.partition == log_partitions.c.partition
+        )
+        with self._engine.connect() as conn:
+            bounds = conn.execute(
+                sa.select(
+                    log_partitions.c.partition,
+                    oldest.scalar_subquery(),
+                    floor.scalar_subquery(),
+                )
+            ).all()
         removed = 0
-        for partition in self.partitions:
-            while True:
+        for partition, first, last in bounds:
+            if first is None or last is None:
+                continue
+            start = first
+            while start <= last:
+                rows = chunk or self._truncate_chunk
                 with write_transaction(self._engine) as conn:
-                    floor = conn.execute(
-                        sa.select(sa.func.min(log_groups.c.committed_offset)).where(
-                            log_groups.c.partition == partition
-                        )
-                    ).scalar()
-                    oldest = conn.execute(
-                        sa.select(sa.func.min(log_records.c.offset)).where(
-                            log_records.c.partition == partition
-                        )
-                    ).scalar()
-                    if floor is None or oldest is None or oldest > floor:
-                        break
-                    removed += (
-                        conn.execute(
-                            sa.delete(log_records).where(
-                                log_records.c.partition == partition,
-                                log_records.c.offset <= min(floor, oldest + chunk - 1),
-                            )
-                        ).rowcount
-                        or 0
-                    )
+                    began = time.perf_counter()
+                    done = self._delete_through(conn, partition, min(last, start + rows - 1))
+                took = time.perf_counter() - began
+                if chunk is None and done:
+                    fits = int(TRUNCATE_SECONDS * done / max(took, 1e-6))
+                    self._truncate_chunk = max(16, min(10_000, (rows + fits) // 2))
+                removed += done
+                start += rows
         with write_transaction(self._engine) as conn:
             conn.execute(
                 sa.delete(log_members).where(log_members.c.heartbeat_at < int(self._clock()) - 3600)
             )
         return removed
+
+    def _delete_through(self, conn: Connection, partition: int, offset: int) -> int:
+        """Delete ``partition``'s records up to ``offset`` that every group has passed now."""
+        if self._sqlite:
+            statement = (
+                'DELETE FROM log_records WHERE partition = ? AND "offset" <= ? AND "offset" <= '
+                "(SELECT min(committed_offset) FROM log_groups WHERE partition = ?)"
+            )
+            return int(conn.exec_driver_sql(statement, (partition, offset, partition)).rowcount)
+        passed = (
+            sa.select(sa.func.min(log_groups.c.committed_offset))
+            .where(log_groups.c.partition == partition)
+            .scalar_subquery()
+        )
+        return int(
+            conn.execute(
+                sa.delete(log_records).where(
+                    log_records.c.partition == partition,
+                    log_records.c.offset <= offset,
+                    log_records.c.offset <= passed,
+                )
+            ).rowcount
+        )
 
     def lag(self, group: str) -> int:
         with self._engine.connect() as conn:
