@@ -9,11 +9,13 @@ complete and writes the response in one ``transport.write``. Measured doing the 
 work, it costs 39 CPU-µs a single-event request against 62 through uvicorn's ASGI path
 (``bench/http_layers.py``, docs/decisions.md).
 
-The first request that is not a hot route hands the connection to ``fallback``, uvicorn's own
-protocol class (``headwater.connections.guarded_protocol``), which serves it and everything
-after it on that connection through the ASGI app: the request's head is written out again for
-it, as uvicorn does for a WebSocket upgrade, and its body follows as it arrives. Answers stay in
-order: the hand-off waits for the hot requests still being answered.
+The first request that is not a hot route hands the connection on, with everything after it:
+to another process if a ``relay`` takes it (``headwater.handoff``: the api process, so the REST
+API never runs on this event loop), or else to ``fallback``, uvicorn's own protocol class
+(``headwater.connections.guarded_protocol``) in this process, which serves it through the ASGI
+app. Either way the request's head is written out again, as uvicorn does for a WebSocket
+upgrade, and its body follows as it arrives. Answers stay in order: the hand-off waits for the
+hot requests still being answered, and a relay also for their bytes to leave the write buffer.
 
 It is a uvicorn protocol class (``uvicorn.run(app, http=hot_protocol(...))``), so uvicorn keeps
 owning the socket, signals, graceful shutdown, the ``Date`` header and the connection set, and
@@ -43,6 +45,8 @@ Handler = Callable[
     [str, dict[bytes, bytes], bytes, str | None],
     Awaitable[tuple[int, bytes, list[tuple[bytes, bytes]]]],
 ]
+# (the connection, the bytes read from it for the fallback) -> whether another process took it
+Relay = Callable[[asyncio.Transport, bytes], Awaitable[bool]]
 
 _HEADERS, _BODY, _IDLE = 1, 2, 3  # the phases with a deadline; 0 while a request is answered
 _STATUS = {s.value: b"HTTP/1.1 %d %s\r\n" % (s.value, s.phrase.encode()) for s in http.HTTPStatus}
@@ -80,6 +84,7 @@ class HotProtocol(asyncio.Protocol):
 
     handler: Handler
     fallback: Callable[..., asyncio.Protocol]
+    relay: Relay | None = None
     routes: Mapping[bytes, int] = {}  # path -> body limit of the POST routes served here
     header_timeout = 10.0
     body_timeout = 60.0
@@ -112,6 +117,7 @@ class HotProtocol(asyncio.Protocol):
         # over the connection; then the fallback itself.
         self._pending: list[bytes] | None = None
         self._successor: asyncio.Protocol | None = None
+        self._relaying = False  # a relay is under way: what is read meanwhile goes with it
         self._chunked = False
         # The request being parsed.
         self._url = b""
@@ -342,7 +348,7 @@ class HotProtocol(asyncio.Protocol):
             assert self._transport is not None
             self._transport.pause_reading()
         self._forward(b"".join(head))
-        if not self._busy and self._successor is None:
+        if not self._busy and self._successor is None and not self._relaying:
             self._take_over()
 
     def _forward(self, data: bytes) -> None:
@@ -352,7 +358,49 @@ class HotProtocol(asyncio.Protocol):
             self._pending.append(data)
 
     def _take_over(self) -> None:
-        """Let the fallback own the connection from here (our answers are all written)."""
+        """Hand the connection on (our answers are all written): to the relay's process if
+        there is one and it takes it, else to the fallback here."""
+        if self.relay is None:
+            self._take_over_here()
+            return
+        self._relaying = True
+        task = self._loop.create_task(self._relay(self.relay))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _relay(self, relay: Relay) -> None:
+        transport = self._transport
+        assert transport is not None
+        # Started inside the parser's callback: by now the rest of that read is in _pending.
+        if await self._drained() and self._pending is not None:
+            pending = b"".join(self._pending)
+            if await relay(transport, pending):
+                self._pending = None
+                self._connections.discard(self)
+                # Closes this process's descriptor only: the connection stays open (no FIN,
+                # no RST) for the process that holds the other one.
+                transport.close()
+                return
+            if self._pending is not None:  # not lost meanwhile
+                self._pending = [pending]
+        self._relaying = False
+        if self._pending is not None and not transport.is_closing():
+            self._take_over_here()
+
+    async def _drained(self) -> bool:
+        """Whether our answers left the write buffer (a client that does not read them for a
+        body deadline is served here instead): the other process writes after them."""
+        transport = self._transport
+        assert transport is not None
+        deadline = self._loop.time() + self.body_timeout
+        while transport.get_write_buffer_size():
+            if transport.is_closing() or self._loop.time() > deadline:
+                return False
+            await asyncio.sleep(0.005)
+        return not transport.is_closing()
+
+    def _take_over_here(self) -> None:
+        """Let the fallback own the connection from here."""
         transport, pending = self._transport, self._pending
         assert transport is not None and pending is not None
         self._connections.discard(self)
@@ -431,6 +479,7 @@ def hot_protocol(
     routes: Mapping[bytes, int],
     *,
     fallback: Callable[..., asyncio.Protocol],
+    relay: Relay | None = None,
     header_timeout: float = 10.0,
     body_timeout: float = 60.0,
     keep_alive_timeout: float = 5.0,
@@ -438,13 +487,15 @@ def hot_protocol(
 ) -> type[HotProtocol]:
     """A protocol class for ``uvicorn.run(http=…)``: POST on ``routes`` (each path with its
     body limit in bytes) is answered by ``handler``; a connection's first other request hands
-    it to ``fallback``, a uvicorn protocol class built with the same arguments."""
+    it to ``relay`` (another process) when given and it takes it, or else to ``fallback``, a
+    uvicorn protocol class built with the same arguments."""
     return type(
         "HotProtocol",
         (HotProtocol,),
         {
             "handler": staticmethod(handler),
             "fallback": fallback,
+            "relay": staticmethod(relay) if relay is not None else None,
             "routes": dict(routes),
             "header_timeout": header_timeout,
             "body_timeout": body_timeout,
