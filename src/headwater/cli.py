@@ -301,6 +301,7 @@ def _serve_role(args: argparse.Namespace, settings: Any) -> int:
     http: uvicorn.Server
     sockets: list[Any] | None = None
     if args.role == "api":  # no port: its connections come from the ingest processes
+        os.nice(handoff.NICENESS)
         config = uvicorn.Config(app, **_uvicorn_options(settings, max_connections))
         http = handoff.ApiServer(config, run_dir / handoff.SOCKET_NAME)
     else:

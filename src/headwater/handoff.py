@@ -41,6 +41,10 @@ import uvicorn
 logger = logging.getLogger(__name__)
 
 SOCKET_NAME = "api.sock"  # in <data dir>/run
+# The api process's nice value: where the cores are busy, the kernel gives the hot routes'
+# processes the CPU first, and the REST API what is left (a tenth of a core at least, per core
+# it competes for); on idle cores it changes nothing.
+NICENESS = 10
 TIMEOUT = 2.0  # seconds for one exchange, each side
 MAGIC = b"HWC1"
 TAKEN = b"+"
