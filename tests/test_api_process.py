@@ -13,6 +13,7 @@ import os
 import signal
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -240,6 +241,32 @@ def test_a_request_body_read_with_its_head_goes_along_whole(live: LiveServer) ->
         )
     assert status == 200
     assert json.loads(answer)["data"]["source"]["settings"] == {"blob": blob}
+
+
+def test_a_connection_moves_only_between_heads_or_chunks(live: LiveServer) -> None:
+    """A chunked body cut inside a chunk, and a pipelined head cut in two, by the reads of the
+    ingest process: both reach the api process whole."""
+    raw = json.dumps({"name": "chunky", "settings": {"x": "y" * 500}}).encode()
+    head = request(
+        "POST",
+        "/api/v1/sources",
+        f"Authorization: Bearer {ADMIN_TOKEN}",
+        "Content-Type: application/json",
+        "Transfer-Encoding: chunked",
+    )
+    half = len(raw) // 2
+    with Client(live) as client:
+        client.send(head + b"%x\r\n" % len(raw) + raw[:half])
+        time.sleep(0.2)  # a read of its own for the rest
+        status, _, body = client.ask(raw[half:] + b"\r\n0\r\n\r\n")
+        assert (status, json.loads(body)["data"]["source"]["settings"]) == (201, {"x": "y" * 500})
+        assert client.served_by() == "api"
+    with Client(live) as client:
+        client.send(HEALTH + REST[:12])
+        time.sleep(0.2)
+        client.send(REST[12:])
+        assert [client.next()[0] for _ in range(2)] == [200, 200]
+        assert client.served_by() == "api"
 
 
 def test_a_killed_api_process_leaves_its_work_to_the_ingest_process(live: LiveServer) -> None:

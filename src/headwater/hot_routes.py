@@ -16,6 +16,9 @@ API never runs on this event loop), or else to ``fallback``, uvicorn's own proto
 app. Either way the request's head is written out again, as uvicorn does for a WebSocket
 upgrade, and its body follows as it arrives. Answers stay in order: the hand-off waits for the
 hot requests still being answered, and a relay also for their bytes to leave the write buffer.
+The connection changes hands only after a read that leaves no part of a head or of a chunk in
+the parser (httptools tells no offsets, so the rest of a read is passed on re-framed, and the
+next read must start where a new head or chunk does).
 
 It is a uvicorn protocol class (``uvicorn.run(app, http=hot_protocol(...))``), so uvicorn keeps
 owning the socket, signals, graceful shutdown, the ``Date`` header and the connection set, and
@@ -73,6 +76,15 @@ _TOO_MANY = _closing(
 )
 _MALFORMED = _closing(400, b"bad_request", b"The request is not valid HTTP/1.1.")
 _FAILED = _closing(500, b"server_error", b"The server failed; retry later.")
+_CHUNK_TOO_LARGE = _closing(
+    413,
+    b"payload_too_large",
+    b"A chunk of the chunked request body is over 1 MiB; send smaller chunks, or the body "
+    b"with a Content-Length.",
+)
+# What the parser may hold of one request it passes on re-framed (a head, a chunk) before the
+# connection can change hands.
+MAX_FRAMED = 1 << 20
 
 # A complete hot request: path, headers, body, keep-alive.
 _Request = tuple[bytes, dict[bytes, bytes], bytes, bool]
@@ -117,7 +129,10 @@ class HotProtocol(asyncio.Protocol):
         # over the connection; then the fallback itself.
         self._pending: list[bytes] | None = None
         self._successor: asyncio.Protocol | None = None
-        self._relaying = False  # a relay is under way: what is read meanwhile goes with it
+        self._relaying = False  # a relay is under way
+        # The parser holds part of a request's head, or of a chunk of a body it passes on
+        # re-framed: the connection cannot change hands until that is through it.
+        self._framing = False
         self._chunked = False
         # The request being parsed.
         self._url = b""
@@ -159,6 +174,17 @@ class HotProtocol(asyncio.Protocol):
                 self._abort(_MALFORMED)
         except httptools.HttpParserError:
             self._abort(_MALFORMED)
+            return
+        if self._pending is None:
+            return
+        # A chunked body passed on is whole up to here only if this read ended with a chunk
+        # (or the head): otherwise the next chunk's size line has begun inside the parser.
+        if self._chunked and not data.endswith(b"\r\n"):
+            self._framing = True
+        if self._framing and sum(map(len, self._pending)) > MAX_FRAMED:
+            self._abort(_CHUNK_TOO_LARGE)
+            return
+        self._hand_on()
 
     def pause_writing(self) -> None:
         """The client does not read its answers: stop reading its requests."""
@@ -168,7 +194,11 @@ class HotProtocol(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self._write_paused = False
-        if self._transport is not None and not self._queue and self._pending is None:
+        if self._transport is None:
+            return
+        if self._pending is not None:
+            self._hand_on()
+        elif not self._queue:
             self._transport.resume_reading()
 
     def shutdown(self) -> None:
@@ -183,6 +213,7 @@ class HotProtocol(asyncio.Protocol):
     # --- parser callbacks -----------------------------------------------------------------------
 
     def on_message_begin(self) -> None:
+        self._framing = True
         self._url = b""
         self._headers = []
         self._expect = False
@@ -217,6 +248,12 @@ class HotProtocol(asyncio.Protocol):
             self._transport.write(_CONTINUE)
         self._start(_BODY)  # until on_message_complete: at once if there is no body
 
+    def on_chunk_header(self) -> None:
+        self._framing = True
+
+    def on_chunk_complete(self) -> None:
+        self._framing = False
+
     def on_body(self, body: bytes) -> None:
         if not self._limit:
             self._forward(b"%x\r\n%s\r\n" % (len(body), body) if self._chunked else body)
@@ -227,9 +264,12 @@ class HotProtocol(asyncio.Protocol):
         self._size += len(body)
 
     def on_message_complete(self) -> None:
+        self._framing = False
         if not self._limit:
             if self._chunked:
                 self._forward(b"0\r\n\r\n")
+                self._chunked = False
+                self._phase = 0
             return
         self._phase = 0
         request = (
@@ -275,7 +315,7 @@ class HotProtocol(asyncio.Protocol):
             request = self._queue.popleft()
         self._busy = False
         if self._pending is not None:
-            self._take_over()
+            self._hand_on()
             return
         if self._phase == 0:  # no next request has begun: the connection idles
             self._start(_IDLE)
@@ -326,14 +366,21 @@ class HotProtocol(asyncio.Protocol):
     # --- handing the connection to the fallback -------------------------------------------------
 
     def _hand_off_head(self) -> None:
-        """Pass the request whose headers just ended to the fallback, as the client sent it."""
+        """Pass the request whose headers just ended on, as the client sent it."""
         parser = self._parser
         self._limit = 0
-        self._phase = 0
         self._chunked = any(
             name == b"transfer-encoding" and b"chunked" in value.lower()
             for name, value in self._headers
         )
+        # A body of known length is passed on as it comes, and its rest is read by whoever
+        # has the connection next; a chunked one goes through our parser, re-framed, until a
+        # read ends between two chunks.
+        self._framing = False
+        if self._chunked:
+            self._start(_BODY)
+        else:
+            self._phase = 0
         head = [
             parser.get_method(),
             b" ",
@@ -348,8 +395,6 @@ class HotProtocol(asyncio.Protocol):
             assert self._transport is not None
             self._transport.pause_reading()
         self._forward(b"".join(head))
-        if not self._busy and self._successor is None and not self._relaying:
-            self._take_over()
 
     def _forward(self, data: bytes) -> None:
         if self._successor is not None:
@@ -357,9 +402,24 @@ class HotProtocol(asyncio.Protocol):
         elif self._pending is not None:
             self._pending.append(data)
 
+    def _hand_on(self) -> None:
+        """Hand the connection on once our answers are all written and the parser holds no
+        part of a request it passes on (until then, read on: the rest goes through it)."""
+        transport = self._transport
+        if self._busy or self._relaying or self._successor is not None or transport is None:
+            return
+        if transport.is_closing():
+            return
+        if self._framing:
+            if not self._write_paused:
+                transport.resume_reading()
+            return
+        transport.pause_reading()
+        self._take_over()
+
     def _take_over(self) -> None:
-        """Hand the connection on (our answers are all written): to the relay's process if
-        there is one and it takes it, else to the fallback here."""
+        """To the relay's process if there is one and it takes the connection, else to the
+        fallback here."""
         if self.relay is None:
             self._take_over_here()
             return
@@ -371,7 +431,6 @@ class HotProtocol(asyncio.Protocol):
     async def _relay(self, relay: Relay) -> None:
         transport = self._transport
         assert transport is not None
-        # Started inside the parser's callback: by now the rest of that read is in _pending.
         if await self._drained() and self._pending is not None:
             pending = b"".join(self._pending)
             if await relay(transport, pending):
