@@ -113,6 +113,19 @@ def test_several_ingest_processes_are_refused_on_sqlite(tmp_path: Path) -> None:
     assert not data.exists()  # refused before anything was created
 
 
+def test_the_api_role_is_started_by_serve_only(tmp_path: Path) -> None:
+    """It listens on no port: alone, nothing would reach it."""
+    data = tmp_path / "data"
+    result = subprocess.run(
+        [sys.executable, "-m", "headwater", "serve", "--data-dir", str(data), "--role", "api"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 1
+    assert "--role api is started by `serve` itself" in result.stderr
+    assert not data.exists()
+
+
 # A child that ignores SIGTERM and leaves its last line unfinished, and one that always fails.
 STUBBORN = """
 import signal, sys, time

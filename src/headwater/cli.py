@@ -39,11 +39,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port to listen on (default 8088)")
     serve.add_argument(
         "--role",
-        choices=["all", "single", "ingest", "worker", "api"],
+        choices=["all", "single", "ingest", "worker", "api"],  # api: serve's own child only
+        metavar="{all,single,ingest,worker}",
         default="all",
         help="all (default): start and watch an ingest, an api and a worker process; single: "
         "every role in this one process; ingest: Tracking and REST APIs only; worker: log "
-        "consumers; api: started by serve itself",
+        "consumers",
     )
     serve.add_argument(
         "--ingest-processes",
