@@ -9,11 +9,11 @@ Nothing is pinned: wrk (``-t1``), the server's processes and the ceiling share t
 cores as they would for a user. Per round: the ceiling (``noop_app.py`` on uvicorn) with single
 events, then a fresh server with single events (``track.lua``), batches of 100 (``batch.lua``)
 and single events paced at ``--rate`` (``paced.lua``), alone and beside 50 REST API requests a
-second (the REST API shares the port and the ingest process). A figure counts only if the pipeline
-kept up: the stage chain's lag (the oldest ingest log record it has not processed) is printed
-when wrk stops and must be under 5 s. Each run also shows every process's CPU time per request
-(user + system from ``/proc``), the figure to project onto more cores. The table at the end
-holds the medians. Needs wrk (``apt-get install -y wrk``).
+second (on the same port; the ingest process passes their connections to the api process). A
+figure counts only if the pipeline kept up: the stage chain's lag (the oldest ingest log record
+it has not processed) is printed when wrk stops and must be under 5 s. Each run also shows
+every process's CPU time per request (user + system from ``/proc``), the figure to project onto
+more cores. The table at the end holds the medians. Needs wrk (``apt-get install -y wrk``).
 """
 
 from __future__ import annotations
@@ -102,11 +102,15 @@ def headwater(options: list[str]) -> Iterator[tuple[str, subprocess.Popen[bytes]
 
 
 def wait_for_processes(data: Path, options: list[str]) -> None:
-    expected = 2  # an ingest and a worker
+    expected = 3  # an ingest, an api and a worker
     if "--ingest-processes" in options:
         expected += int(options[options.index("--ingest-processes") + 1]) - 1
     deadline = time.monotonic() + 60
-    while len(list((data / "run").glob("*.pid"))) - 1 < expected:  # less serve.pid
+    # Less serve.pid; the api process takes connections once its socket is there.
+    while (
+        len(list((data / "run").glob("*.pid"))) - 1 < expected
+        or not (data / "run" / "api.sock").exists()
+    ):
         if time.monotonic() > deadline:
             raise SystemExit("the server's processes did not all start")
         time.sleep(0.1)
@@ -176,7 +180,7 @@ def round_of(args: argparse.Namespace, options: list[str]) -> dict[str, Result]:
             wait_for_catch_up(url)
             results[name] = measured(url, server, data, script, args, rate)
             show(name, results[name])
-        # The REST API shares the port (and the ingest process): its cost to the hot routes.
+        # The REST API shares the port (served by the api process): its cost to the hot routes.
         name = f"paced + REST {REST_PER_SECOND}/s"
         wait_for_catch_up(url)
         with rest_load(url):

@@ -22,7 +22,7 @@ LAYERS: list[list[str]] = [
     ["delivery", "warehouse", "ingest.internal"],
     ["pipeline", "ingest"],
     ["api", "config"],
-    ["server", "supervisor", "connections", "hot_routes"],
+    ["server", "supervisor", "connections", "hot_routes", "handoff"],
     ["cli"],
     ["__main__"],
 ]

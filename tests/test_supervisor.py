@@ -23,6 +23,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from headwater.store.archive import Archive
 from headwater.supervisor import RunDirectory, next_delay
 from tests.support.live import BASE_CONFIG, LiveServer
+from tests.support.sockets import listens
 from tests.support.waiting import wait_for
 
 AUTH = {"Authorization": "Basic V0tfd2ViOg=="}  # WK_web:
@@ -42,24 +43,6 @@ def alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-def listens(pid: int, port: int) -> bool:
-    """Whether ``pid`` holds a listening TCP socket on ``port``."""
-    inodes = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            fields = line.split()
-            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "0A":
-                inodes.add(fields[9])
-    fds = Path(f"/proc/{pid}/fd")
-    links = set()
-    for fd in fds.iterdir():
-        try:
-            links.add(os.readlink(fd))
-        except FileNotFoundError:
-            continue
-    return any(f"socket:[{inode}]" in links for inode in inodes)
 
 
 def post_events(live: LiveServer, count: int, tag: str) -> set[str]:
@@ -130,6 +113,19 @@ def test_several_ingest_processes_are_refused_on_sqlite(tmp_path: Path) -> None:
     assert not data.exists()  # refused before anything was created
 
 
+def test_the_api_role_is_started_by_serve_only(tmp_path: Path) -> None:
+    """It listens on no port: alone, nothing would reach it."""
+    data = tmp_path / "data"
+    result = subprocess.run(
+        [sys.executable, "-m", "headwater", "serve", "--data-dir", str(data), "--role", "api"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 1
+    assert "--role api is started by `serve` itself" in result.stderr
+    assert not data.exists()
+
+
 # A child that ignores SIGTERM and leaves its last line unfinished, and one that always fails.
 STUBBORN = """
 import signal, sys, time
@@ -191,19 +187,21 @@ def test_the_supervisor_prefixes_restarts_and_kills_what_ignores_the_stop(tmp_pa
 
 
 @pytest.mark.live
-def test_serve_runs_an_ingest_and_a_worker_process(tmp_path: Path, config: Path) -> None:
+def test_serve_runs_an_ingest_an_api_and_a_worker_process(tmp_path: Path, config: Path) -> None:
     live = LiveServer(data_dir=tmp_path / "data", config=config, role="all")
     live.start()
     try:
         assert live.process is not None
         pids = live.pids()
-        assert set(pids) == {"ingest", "worker"}
+        assert set(pids) == {"ingest", "api", "worker"}
         for pid in pids.values():
             assert pid != live.process.pid
             ppid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
             assert ppid == live.process.pid
-        # The ingest process serves the port; the worker serves nothing.
+        # The ingest process serves the port; the api process takes connections from it
+        # (tests/test_api_process.py); the worker serves nothing.
         assert listens(pids["ingest"], live.port)
+        assert not listens(pids["api"], live.port)
         assert not listens(pids["worker"], live.port)
         assert not listens(live.process.pid, live.port)
 
@@ -227,11 +225,12 @@ def test_serve_runs_an_ingest_and_a_worker_process(tmp_path: Path, config: Path)
 
         text = output(live)
         assert text.count("Headwater listening on") == 1
-        assert "processes: 1 ingest + 1 worker" in text
+        assert "processes: 1 ingest + 1 api + 1 worker" in text
         # The config is applied and its changes printed once, by the supervisor.
         applied = [line for line in text.splitlines() if "source web" in line]
         assert len(applied) == 1 and not applied[0].startswith("[")
         assert f"[serve] started ingest (pid {pids['ingest']})" in text
+        assert f"[serve] started api (pid {pids['api']})" in text
         assert f"[serve] started worker (pid {pids['worker']})" in text
     finally:
         live.stop()
@@ -300,7 +299,7 @@ def test_children_die_with_a_killed_supervisor(tmp_path: Path, config: Path) -> 
     live.start()
     try:
         restarted = live.pids()
-        assert set(restarted) == {"ingest", "worker"}
+        assert set(restarted) == {"ingest", "api", "worker"}
         assert not set(restarted.values()) & set(children.values())
         sent = post_events(live, 3, "again")
         wait_for(lambda: sent <= archived(live), 30, "the new worker to archive")
@@ -322,7 +321,7 @@ def test_two_ingest_processes_share_the_port_on_postgres(
     live.start()
     try:
         pids = live.pids()
-        assert set(pids) == {"ingest", "ingest-2", "worker"}
+        assert set(pids) == {"ingest", "ingest-2", "api", "worker"}
         wait_for(
             lambda: listens(pids["ingest"], live.port) and listens(pids["ingest-2"], live.port),
             30,

@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import os
 import sys
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,7 +31,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = commands.add_parser(
-        "serve", help="run the server (an ingest and a worker process, supervised)"
+        "serve", help="run the server (an ingest, an api and a worker process, supervised)"
     )
     _state_options(serve)
     serve.add_argument("--config", type=Path, help="headwater.yaml to apply at start")
@@ -38,10 +39,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port to listen on (default 8088)")
     serve.add_argument(
         "--role",
-        choices=["all", "single", "ingest", "worker"],
+        choices=["all", "single", "ingest", "worker", "api"],  # api: serve's own child only
+        metavar="{all,single,ingest,worker}",
         default="all",
-        help="all (default): start and watch an ingest and a worker process; single: every "
-        "role in this one process; ingest: Tracking and REST APIs only; worker: log consumers",
+        help="all (default): start and watch an ingest, an api and a worker process; single: "
+        "every role in this one process; ingest: Tracking and REST APIs only; worker: log "
+        "consumers",
     )
     serve.add_argument(
         "--ingest-processes",
@@ -53,6 +56,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     # A role process started by `serve` itself: no bootstrap, port shared (SO_REUSEPORT).
     serve.add_argument("--supervised", action="store_true", help=argparse.SUPPRESS)
+    # An ingest process with an api process beside it, which it hands non-hot connections to.
+    serve.add_argument("--api-process", action="store_true", help=argparse.SUPPRESS)
     serve.set_defaults(run=_serve)
 
     apply = commands.add_parser("apply", help="make the workspace match a config file")
@@ -208,6 +213,11 @@ def _supervising(args: argparse.Namespace, settings: Any) -> bool:
             "headwater serve: --ingest-processes > 1 needs --database postgresql://…; "
             "SQLite has one writer"
         )
+    if args.role == "api" and not args.supervised:
+        raise SystemExit(
+            "headwater serve: --role api is started by `serve` itself, beside its ingest "
+            "processes; run `serve` (--role all)"
+        )
     return not args.supervised and (args.role == "all" or processes > 1)
 
 
@@ -218,12 +228,13 @@ def _supervise(args: argparse.Namespace, settings: Any, run: RunDirectory) -> in
     names = ["ingest" if n == 1 else f"ingest-{n}" for n in range(1, processes + 1)]
     roles = [("ingest", name) for name in names]
     if args.role == "all":
-        roles.append(("worker", "worker"))
-    workers = len(roles) - processes
-    _listening(  # each ingest process allows as many, from the same limits
+        roles += [("api", "api"), ("worker", "worker")]
+    api = ("api", "api") in roles
+    counts = Counter(role for role, _ in roles)
+    _listening(  # each serving process allows as many, from the same limits
         settings,
-        f"processes: {processes} ingest + {workers} worker",
-        " per ingest process",
+        "processes: " + " + ".join(f"{count} {role}" for role, count in counts.items()),
+        " per process",
     )
     given = [
         (option, value)
@@ -248,6 +259,7 @@ def _supervise(args: argparse.Namespace, settings: Any, run: RunDirectory) -> in
                 role,
                 "--port",
                 str(settings.port),
+                *(["--api-process"] if api and role == "ingest" else []),
                 *(part for option, value in given for part in (option, str(value))),
             ],
         )
@@ -265,16 +277,19 @@ def _serve_role(args: argparse.Namespace, settings: Any) -> int:
 
     import uvicorn
 
-    from headwater import supervisor
+    from headwater import handoff, supervisor
     from headwater.config.bootstrap import admin_token_hash
     from headwater.server import Server
 
-    if args.role not in ("ingest", "worker"):
-        raise SystemExit("headwater serve: --supervised runs --role ingest or worker")
+    if args.role not in ("ingest", "worker", "api"):
+        raise SystemExit("headwater serve: --supervised runs --role ingest, api or worker")
     worker = args.role == "worker"
+    # The api process takes the Tracking API's other routes (pixel, settings document,
+    # OPTIONS), so it appends to the ingest log too; the worker alone runs the consumers.
     settings = replace(settings, run_ingest=not worker, run_consumers=worker)
     server = Server(settings, admin_token_hash(settings))
-    archive_health = settings.data_dir / supervisor.RUN_DIR / supervisor.ARCHIVE_HEALTH_FILE
+    run_dir = settings.data_dir / supervisor.RUN_DIR
+    archive_health = run_dir / supervisor.ARCHIVE_HEALTH_FILE
     if worker:
         return supervisor.run_headless(
             server,
@@ -283,19 +298,28 @@ def _serve_role(args: argparse.Namespace, settings: Any) -> int:
             ),
         )
     max_connections = _connection_limits(settings)[0]
-    sock = supervisor.reuseport_socket(settings.host, settings.port)
-    config = uvicorn.Config(
-        supervisor.ArchiveHealthRelay(server, archive_health),
-        host=settings.host,
-        port=settings.port,
-        **_uvicorn_options(settings, max_connections, server.tracking),
-    )
+    app = supervisor.ArchiveHealthRelay(server, archive_health)
+    http: uvicorn.Server
+    sockets: list[Any] | None = None
+    if args.role == "api":  # no port: its connections come from the ingest processes
+        os.nice(handoff.NICENESS)
+        config = uvicorn.Config(app, **_uvicorn_options(settings, max_connections))
+        http = handoff.ApiServer(config, run_dir / handoff.SOCKET_NAME)
+    else:
+        relay = handoff.Sender(run_dir / handoff.SOCKET_NAME) if args.api_process else None
+        config = uvicorn.Config(
+            app,
+            host=settings.host,
+            port=settings.port,
+            **_uvicorn_options(settings, max_connections, server.tracking, relay),
+        )
+        http = uvicorn.Server(config)
+        sockets = [supervisor.reuseport_socket(settings.host, settings.port)]
     # uvicorn raises the stop signal again once it has shut down: exit quietly with 0 instead
     # (the supervisor asked for the stop) rather than with a traceback or a signal's code.
     signal.signal(signal.SIGTERM, lambda _signum, _frame: None)
-    http = uvicorn.Server(config)
     with contextlib.suppress(KeyboardInterrupt):
-        http.run(sockets=[sock])
+        http.run(sockets=sockets)
     return 0 if http.started else 3
 
 
@@ -326,9 +350,12 @@ def _listening(settings: Any, layout: str, per: str = "") -> int:
     return max_connections
 
 
-def _uvicorn_options(settings: Any, max_connections: int, tracking: Any = None) -> dict[str, Any]:
-    """uvicorn's options; where this process serves the Tracking API (``tracking``), its hot
-    routes get their own protocol, which hands every other request to uvicorn's."""
+def _uvicorn_options(
+    settings: Any, max_connections: int, tracking: Any = None, relay: Any = None
+) -> dict[str, Any]:
+    """uvicorn's options; where this process serves the Tracking API's hot routes
+    (``tracking``), they get their own protocol, which hands every other request to the api
+    process (``relay``) or, without one, to uvicorn's protocol here."""
     from headwater.connections import guarded_protocol
     from headwater.hot_routes import hot_protocol
     from headwater.ingest.app import HOT_ROUTES
@@ -343,6 +370,7 @@ def _uvicorn_options(settings: Any, max_connections: int, tracking: Any = None) 
             tracking.post,
             {path.encode(): limit for path, limit in HOT_ROUTES.items()},
             fallback=protocol,
+            relay=relay,
             header_timeout=settings.header_timeout_seconds,
             body_timeout=settings.body_timeout_seconds,
             max_connections=max_connections,

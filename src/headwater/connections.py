@@ -90,10 +90,13 @@ class GuardedProtocol(HttpToolsProtocol):
     body_timeout = DEFAULT_BODY_TIMEOUT
     max_connections = 1 << 30
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, pending: bytes = b"", **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._phase: str | None = None  # "headers" or "body" while a deadline runs
         self._since = 0.0
+        # What another process read from the connection before handing it here
+        # (headwater.handoff): parsed before anything the socket brings.
+        self._handed = pending
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -103,6 +106,9 @@ class GuardedProtocol(HttpToolsProtocol):
             return
         self._start("headers")  # also a client that never sends a byte
         _sweep_server(self)
+        if self._handed:
+            handed, self._handed = self._handed, b""
+            self.data_received(handed)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()

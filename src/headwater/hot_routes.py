@@ -9,11 +9,16 @@ complete and writes the response in one ``transport.write``. Measured doing the 
 work, it costs 39 CPU-µs a single-event request against 62 through uvicorn's ASGI path
 (``bench/http_layers.py``, docs/decisions.md).
 
-The first request that is not a hot route hands the connection to ``fallback``, uvicorn's own
-protocol class (``headwater.connections.guarded_protocol``), which serves it and everything
-after it on that connection through the ASGI app: the request's head is written out again for
-it, as uvicorn does for a WebSocket upgrade, and its body follows as it arrives. Answers stay in
-order: the hand-off waits for the hot requests still being answered.
+The first request that is not a hot route hands the connection on, with everything after it:
+to another process if a ``relay`` takes it (``headwater.handoff``: the api process, so the REST
+API never runs on this event loop), or else to ``fallback``, uvicorn's own protocol class
+(``headwater.connections.guarded_protocol``) in this process, which serves it through the ASGI
+app. Either way the request's head is written out again, as uvicorn does for a WebSocket
+upgrade, and its body follows as it arrives. Answers stay in order: the hand-off waits for the
+hot requests still being answered, and a relay also for their bytes to leave the write buffer.
+The connection changes hands only after a read that leaves no part of a head or of a chunk in
+the parser (httptools tells no offsets, so the rest of a read is passed on re-framed, and the
+next read must start where a new head or chunk does).
 
 It is a uvicorn protocol class (``uvicorn.run(app, http=hot_protocol(...))``), so uvicorn keeps
 owning the socket, signals, graceful shutdown, the ``Date`` header and the connection set, and
@@ -43,6 +48,8 @@ Handler = Callable[
     [str, dict[bytes, bytes], bytes, str | None],
     Awaitable[tuple[int, bytes, list[tuple[bytes, bytes]]]],
 ]
+# (the connection, the bytes read from it for the fallback) -> whether another process took it
+Relay = Callable[[asyncio.Transport, bytes], Awaitable[bool]]
 
 _HEADERS, _BODY, _IDLE = 1, 2, 3  # the phases with a deadline; 0 while a request is answered
 _STATUS = {s.value: b"HTTP/1.1 %d %s\r\n" % (s.value, s.phrase.encode()) for s in http.HTTPStatus}
@@ -69,6 +76,15 @@ _TOO_MANY = _closing(
 )
 _MALFORMED = _closing(400, b"bad_request", b"The request is not valid HTTP/1.1.")
 _FAILED = _closing(500, b"server_error", b"The server failed; retry later.")
+_CHUNK_TOO_LARGE = _closing(
+    413,
+    b"payload_too_large",
+    b"A chunk of the chunked request body is over 1 MiB; send smaller chunks, or the body "
+    b"with a Content-Length.",
+)
+# What the parser may hold of one request it passes on re-framed (a head, a chunk) before the
+# connection can change hands.
+MAX_FRAMED = 1 << 20
 
 # A complete hot request: path, headers, body, keep-alive.
 _Request = tuple[bytes, dict[bytes, bytes], bytes, bool]
@@ -80,6 +96,7 @@ class HotProtocol(asyncio.Protocol):
 
     handler: Handler
     fallback: Callable[..., asyncio.Protocol]
+    relay: Relay | None = None
     routes: Mapping[bytes, int] = {}  # path -> body limit of the POST routes served here
     header_timeout = 10.0
     body_timeout = 60.0
@@ -112,6 +129,10 @@ class HotProtocol(asyncio.Protocol):
         # over the connection; then the fallback itself.
         self._pending: list[bytes] | None = None
         self._successor: asyncio.Protocol | None = None
+        self._relaying = False  # a relay is under way
+        # The parser holds part of a request's head, or of a chunk of a body it passes on
+        # re-framed: the connection cannot change hands until that is through it.
+        self._framing = False
         self._chunked = False
         # The request being parsed.
         self._url = b""
@@ -153,6 +174,17 @@ class HotProtocol(asyncio.Protocol):
                 self._abort(_MALFORMED)
         except httptools.HttpParserError:
             self._abort(_MALFORMED)
+            return
+        if self._pending is None:
+            return
+        # A chunked body passed on is whole up to here only if this read ended with a chunk
+        # (or the head): otherwise the next chunk's size line has begun inside the parser.
+        if self._chunked and not data.endswith(b"\r\n"):
+            self._framing = True
+        if self._framing and sum(map(len, self._pending)) > MAX_FRAMED:
+            self._abort(_CHUNK_TOO_LARGE)
+            return
+        self._hand_on()
 
     def pause_writing(self) -> None:
         """The client does not read its answers: stop reading its requests."""
@@ -162,7 +194,11 @@ class HotProtocol(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self._write_paused = False
-        if self._transport is not None and not self._queue and self._pending is None:
+        if self._transport is None:
+            return
+        if self._pending is not None:
+            self._hand_on()
+        elif not self._queue:
             self._transport.resume_reading()
 
     def shutdown(self) -> None:
@@ -177,6 +213,7 @@ class HotProtocol(asyncio.Protocol):
     # --- parser callbacks -----------------------------------------------------------------------
 
     def on_message_begin(self) -> None:
+        self._framing = True
         self._url = b""
         self._headers = []
         self._expect = False
@@ -211,6 +248,12 @@ class HotProtocol(asyncio.Protocol):
             self._transport.write(_CONTINUE)
         self._start(_BODY)  # until on_message_complete: at once if there is no body
 
+    def on_chunk_header(self) -> None:
+        self._framing = True
+
+    def on_chunk_complete(self) -> None:
+        self._framing = False
+
     def on_body(self, body: bytes) -> None:
         if not self._limit:
             self._forward(b"%x\r\n%s\r\n" % (len(body), body) if self._chunked else body)
@@ -221,9 +264,12 @@ class HotProtocol(asyncio.Protocol):
         self._size += len(body)
 
     def on_message_complete(self) -> None:
+        self._framing = False
         if not self._limit:
             if self._chunked:
                 self._forward(b"0\r\n\r\n")
+                self._chunked = False
+                self._phase = 0
             return
         self._phase = 0
         request = (
@@ -269,7 +315,7 @@ class HotProtocol(asyncio.Protocol):
             request = self._queue.popleft()
         self._busy = False
         if self._pending is not None:
-            self._take_over()
+            self._hand_on()
             return
         if self._phase == 0:  # no next request has begun: the connection idles
             self._start(_IDLE)
@@ -320,14 +366,21 @@ class HotProtocol(asyncio.Protocol):
     # --- handing the connection to the fallback -------------------------------------------------
 
     def _hand_off_head(self) -> None:
-        """Pass the request whose headers just ended to the fallback, as the client sent it."""
+        """Pass the request whose headers just ended on, as the client sent it."""
         parser = self._parser
         self._limit = 0
-        self._phase = 0
         self._chunked = any(
             name == b"transfer-encoding" and b"chunked" in value.lower()
             for name, value in self._headers
         )
+        # A body of known length is passed on as it comes, and its rest is read by whoever
+        # has the connection next; a chunked one goes through our parser, re-framed, until a
+        # read ends between two chunks.
+        self._framing = False
+        if self._chunked:
+            self._start(_BODY)
+        else:
+            self._phase = 0
         head = [
             parser.get_method(),
             b" ",
@@ -342,8 +395,6 @@ class HotProtocol(asyncio.Protocol):
             assert self._transport is not None
             self._transport.pause_reading()
         self._forward(b"".join(head))
-        if not self._busy and self._successor is None:
-            self._take_over()
 
     def _forward(self, data: bytes) -> None:
         if self._successor is not None:
@@ -351,8 +402,64 @@ class HotProtocol(asyncio.Protocol):
         elif self._pending is not None:
             self._pending.append(data)
 
+    def _hand_on(self) -> None:
+        """Hand the connection on once our answers are all written and the parser holds no
+        part of a request it passes on (until then, read on: the rest goes through it)."""
+        transport = self._transport
+        if self._busy or self._relaying or self._successor is not None or transport is None:
+            return
+        if transport.is_closing():
+            return
+        if self._framing:
+            if not self._write_paused:
+                transport.resume_reading()
+            return
+        transport.pause_reading()
+        self._take_over()
+
     def _take_over(self) -> None:
-        """Let the fallback own the connection from here (our answers are all written)."""
+        """To the relay's process if there is one and it takes the connection, else to the
+        fallback here."""
+        if self.relay is None:
+            self._take_over_here()
+            return
+        self._relaying = True
+        task = self._loop.create_task(self._relay(self.relay))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _relay(self, relay: Relay) -> None:
+        transport = self._transport
+        assert transport is not None
+        if await self._drained() and self._pending is not None:
+            pending = b"".join(self._pending)
+            if await relay(transport, pending):
+                self._pending = None
+                self._connections.discard(self)
+                # Closes this process's descriptor only: the connection stays open (no FIN,
+                # no RST) for the process that holds the other one.
+                transport.close()
+                return
+            if self._pending is not None:  # not lost meanwhile
+                self._pending = [pending]
+        self._relaying = False
+        if self._pending is not None and not transport.is_closing():
+            self._take_over_here()
+
+    async def _drained(self) -> bool:
+        """Whether our answers left the write buffer (a client that does not read them for a
+        body deadline is served here instead): the other process writes after them."""
+        transport = self._transport
+        assert transport is not None
+        deadline = self._loop.time() + self.body_timeout
+        while transport.get_write_buffer_size():
+            if transport.is_closing() or self._loop.time() > deadline:
+                return False
+            await asyncio.sleep(0.005)
+        return not transport.is_closing()
+
+    def _take_over_here(self) -> None:
+        """Let the fallback own the connection from here."""
         transport, pending = self._transport, self._pending
         assert transport is not None and pending is not None
         self._connections.discard(self)
@@ -431,6 +538,7 @@ def hot_protocol(
     routes: Mapping[bytes, int],
     *,
     fallback: Callable[..., asyncio.Protocol],
+    relay: Relay | None = None,
     header_timeout: float = 10.0,
     body_timeout: float = 60.0,
     keep_alive_timeout: float = 5.0,
@@ -438,13 +546,15 @@ def hot_protocol(
 ) -> type[HotProtocol]:
     """A protocol class for ``uvicorn.run(http=…)``: POST on ``routes`` (each path with its
     body limit in bytes) is answered by ``handler``; a connection's first other request hands
-    it to ``fallback``, a uvicorn protocol class built with the same arguments."""
+    it to ``relay`` (another process) when given and it takes it, or else to ``fallback``, a
+    uvicorn protocol class built with the same arguments."""
     return type(
         "HotProtocol",
         (HotProtocol,),
         {
             "handler": staticmethod(handler),
             "fallback": fallback,
+            "relay": staticmethod(relay) if relay is not None else None,
             "routes": dict(routes),
             "header_timeout": header_timeout,
             "body_timeout": body_timeout,

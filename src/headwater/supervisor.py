@@ -1,7 +1,8 @@
 """``headwater serve`` as a supervisor of its role processes.
 
 The Tracking API's event loop must not share a GIL with the log consumers and delivery workers,
-so ``serve`` starts them as child processes (``serve --role ingest|worker --supervised``): one
+so ``serve`` starts them as child processes (``serve --role ingest|api|worker --supervised``;
+the api process serves what the ingest processes pass it, ``headwater.handoff``): one
 command, one Ctrl-C, the children's output on its own stdout with a role prefix, and a child
 that dies restarted after a back-off. Children die with the supervisor, even when it is
 SIGKILLed, so a killed server leaves nothing holding the port or the database.
@@ -12,7 +13,8 @@ signals, so forking (with a ``preexec_fn``) never races another thread's locks.
 Both sides live here: the parent (``Supervisor``, ``RunDirectory``) and what a child needs
 (``reuseport_socket``, ``run_headless``, ``ArchiveHealthRelay``). The run directory,
 ``<data dir>/run``, holds the children's pid files, the metrics of every process
-(``PROMETHEUS_MULTIPROC_DIR``) and the worker's archive health for the ingest's ``/ready``.
+(``PROMETHEUS_MULTIPROC_DIR``), the worker's archive health for ``/ready`` and the api
+process's socket (``api.sock``).
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.live import LiveServer
+from tests.support.live import ADMIN_TOKEN, LiveServer
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.live  # every test here starts a headwater server process
@@ -189,6 +189,48 @@ def test_other_requests_hand_the_connection_to_the_asgi_app(hand: Server) -> Non
     assert [status for status, _, _ in answers] == [200, 204, 200, 200, 200]
     assert answers[1][1]["access-control-allow-methods"] == "GET, POST, OPTIONS"
     assert [json.loads(body) for _, _, body in answers[3:]] == [{"success": True}] * 2
+
+
+def test_a_request_handed_off_across_reads_reaches_the_app_whole(hand: Server) -> None:
+    """The connection changes hands only after a read that ends between heads or chunks: a
+    chunked body cut inside a chunk, and a pipelined head cut in two, arrive whole."""
+    raw = json.dumps({"name": "chunky", "settings": {"x": "y" * 500}}).encode()
+    head = request(
+        "/api/v1/sources",
+        b"",
+        f"Authorization: Bearer {ADMIN_TOKEN}",
+        "Content-Type: application/json",
+        "Transfer-Encoding: chunked",
+    )
+    half = len(raw) // 2
+    with hand.connect() as sock:
+        responses = Responses(sock)
+        sock.sendall(head + b"%x\r\n" % len(raw) + raw[:half])
+        time.sleep(0.2)  # a read of its own for the rest
+        sock.sendall(raw[half:] + b"\r\n0\r\n\r\n")
+        status, _, body = responses.next()
+        assert (status, json.loads(body)["data"]["source"]["settings"]) == (201, {"x": "y" * 500})
+    health = request("/health", b"", method="GET")
+    with hand.connect() as sock:
+        responses = Responses(sock)
+        sock.sendall(health + health[:12])
+        time.sleep(0.2)
+        sock.sendall(health[12:])
+        assert [responses.next()[0] for _ in range(2)] == [200, 200]
+
+
+def test_a_chunk_too_large_to_hand_off_is_refused(hand: Server) -> None:
+    """The parser holds a chunk until it ends; over 1 MiB, it is refused rather than held."""
+    head = request("/api/v1/sources", b"", "Transfer-Encoding: chunked")
+    with hand.connect() as sock:
+        responses = Responses(sock)
+        sock.sendall(head + b"%x\r\n" % (2 << 20) + b"x" * ((1 << 20) - 10_000))
+        time.sleep(0.2)  # all of that read before the last piece crosses the limit
+        sock.sendall(b"x" * 20_000)
+        status, headers, body = responses.next()
+        assert (status, headers["connection"]) == (413, "close")
+        assert json.loads(body)["code"] == "payload_too_large"
+        assert responses.closed()
 
 
 def test_a_chunked_body_sent_in_pieces_is_decoded_whole(hand: Server) -> None:

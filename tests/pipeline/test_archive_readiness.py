@@ -42,8 +42,8 @@ def archived(archive_dir: Path, user: str) -> bool:
     )
 
 
-# single: one process archives and answers /ready; all: the worker archives and the ingest
-# process answers (issue 11).
+# single: one process archives and answers /ready; all: the worker archives and the api
+# process answers (the ingest process while the api process starts) (issue 11).
 @pytest.mark.parametrize("role", ["single", "all"])
 def test_ready_follows_the_archive(tmp_path: Path, role: str) -> None:
     config = tmp_path / "headwater.yaml"
