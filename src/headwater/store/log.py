@@ -114,6 +114,8 @@ class EventLog:
 
     def register(self, group: str) -> None:
         with write_transaction(self._engine) as conn:
+            if not is_sqlite(self._engine):  # processes starting at once take turns
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(4242002)"))
             have = set(
                 conn.execute(
                     sa.select(log_groups.c.partition).where(log_groups.c.group_name == group)

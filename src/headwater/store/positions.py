@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from headwater.errors import LeaseLost
-from headwater.store.database import write_transaction
+from headwater.store.database import is_sqlite, write_transaction
 from headwater.store.leases import acquire_in, release_in
 from headwater.store.schema import stage_members, stage_positions
 
@@ -29,6 +29,8 @@ class StagePositions:
     def register(self, partitions: Iterable[int]) -> None:
         """Start reading new partitions from the beginning; idempotent."""
         with write_transaction(self._engine) as conn:
+            if not is_sqlite(self._engine):  # processes starting at once take turns
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(4242002)"))
             have = set(
                 conn.execute(
                     sa.select(stage_positions.c.partition).where(
