@@ -21,7 +21,7 @@ from headwater.store.recent import RecentRecords
 from headwater.store.schema import log_groups, log_members, log_partitions, log_records
 
 Position = tuple[int, int]
-# What the consumer groups of one process read lately, for the others (SQLite: one process).
+# What the consumer groups of one process read lately, kept for the others (store/recent.py).
 RECENT_BYTES = 64 << 20
 TRUNCATE_SECONDS = 0.01  # how long one truncate transaction may hold the write lock, about
 
@@ -251,9 +251,10 @@ class EventLog:
         database commits its offsets with its own writes, so they happen exactly once."""
         if not self._sqlite or not offsets:
             return {p: self._commit_in(conn, group, p, o, owner) for p, o in offsets.items()}
-        # One prepared statement run for every partition. An offset is refused only when the
-        # lease has moved, and then the whole map is refused or granted per partition by
-        # whether ``owner`` still holds it: which is what the per-partition commit answers.
+        # One prepared statement run for every partition. With an owner, a partition's answer
+        # is whether the owner holds its lease (one already past the offset is granted too):
+        # so when every row was updated every answer is yes, and otherwise one look at the
+        # leases gives them.
         if owner is None:
             conn.exec_driver_sql(
                 "UPDATE log_groups SET committed_offset = ? "
