@@ -18,11 +18,12 @@ from typing import Any
 import httpx
 import msgspec
 import sqlalchemy as sa
+from sqlalchemy.engine import Engine
 
 from headwater.store import schema
 from headwater.store.archive import Archive
 from headwater.store.database import database_url, open_engine
-from headwater.store.ingest_log import open_ingest_log
+from headwater.store.ingest_log import IngestLog, open_ingest_log
 from headwater.store.positions import StagePositions
 from tests.support.markers import require_marker
 from tests.support.ports import free_port
@@ -129,35 +130,36 @@ class LiveServer:
         found = {path.stem: path.read_text() for path in self.run_dir.glob("*.pid")}
         return {name: int(pid) for name, pid in found.items() if name != "serve"}
 
-    def records(self) -> list[dict[str, Any]]:
-        """Every record in the ingest log (as acknowledged, before any stage), oldest first
-        per partition."""
+    @contextmanager
+    def _ingest_log(self) -> Iterator[tuple[Engine, IngestLog]]:
+        """The server's state database and ingest log, opened from the outside."""
         engine = open_engine(database_url(self.data_dir, self.database))
         log = open_ingest_log(engine, self.data_dir, durability="normal", clock=time.time)
         try:
+            yield engine, log
+        finally:
+            log.close()
+            engine.dispose()
+
+    def records(self) -> list[dict[str, Any]]:
+        """Every record in the ingest log (as acknowledged, before any stage), oldest first
+        per partition."""
+        with self._ingest_log() as (_, log):
             return [
                 msgspec.json.decode(payload)
                 for partition in log.partitions
                 for _, payload in log.read(partition, 0, 10**9)
             ]
-        finally:
-            log.close()
-            engine.dispose()
 
     def wait_processed(self, timeout: float = 30.0) -> None:
         """Until the stage chain has taken every ingest log record into the processed stream."""
-        engine = open_engine(database_url(self.data_dir, self.database))
-        log = open_ingest_log(engine, self.data_dir, durability="normal", clock=time.time)
-        positions = StagePositions(engine, clock=time.time)
-        try:
+        with self._ingest_log() as (engine, log):
+            positions = StagePositions(engine, clock=time.time)
             wait_for(
                 lambda: all(positions.positions().get(p, 0) >= log.end(p) for p in log.partitions),
                 timeout,
                 "the stage chain to take in every ingest log record",
             )
-        finally:
-            log.close()
-            engine.dispose()
 
     def processed(self) -> list[dict[str, Any]]:
         """Every record of the processed stream (after dedup), oldest first per partition."""
