@@ -10,6 +10,7 @@ missing) secret in an update keeps the stored value, so an exported file applies
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -401,6 +402,10 @@ class DestinationCache:
 
     The router and the delivery engine look destinations up for every record; the config
     version (one row) is checked at most once a second, like the Tracking API's write keys.
+    They run on different threads and share one cache: a reload happens under a lock, and the
+    time of the last check is set only once the maps are built, so no caller ever sees the
+    empty maps of a cache that is still loading (the router would skip the record as having
+    no destinations).
     """
 
     def __init__(
@@ -412,6 +417,7 @@ class DestinationCache:
         self._store = store
         self._workspace = workspace
         self._clock = clock
+        self._lock = threading.Lock()
         self._version = -1
         self._checked_at = float("-inf")
         self._by_id: dict[str, DestinationInfo] = {}
@@ -420,16 +426,19 @@ class DestinationCache:
     def refresh(self, force: bool = False) -> None:
         if not force and self._clock() - self._checked_at < 1.0:
             return
-        self._checked_at = self._clock()
-        version = self._workspace.config_version()
-        if force or version != self._version:
-            self._version = version
-            found = self._store.list()
-            self._by_id = {d.id: d for d in found}
-            by_source: dict[str, list[DestinationInfo]] = {}
-            for destination in found:
-                by_source.setdefault(destination.source_id, []).append(destination)
-            self._by_source = by_source
+        with self._lock:
+            if not force and self._clock() - self._checked_at < 1.0:
+                return  # another thread reloaded while this one waited
+            version = self._workspace.config_version()
+            if force or version != self._version:
+                found = self._store.list()
+                by_source: dict[str, list[DestinationInfo]] = {}
+                for destination in found:
+                    by_source.setdefault(destination.source_id, []).append(destination)
+                self._by_id = {d.id: d for d in found}
+                self._by_source = by_source
+                self._version = version
+            self._checked_at = self._clock()
 
     def all(self) -> list[DestinationInfo]:
         self.refresh()

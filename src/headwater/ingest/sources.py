@@ -9,6 +9,7 @@ or another one — takes effect within about a second.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 
@@ -31,6 +32,7 @@ class SourceCache:
         self._version = -1
         self._checked_at = float("-inf")
         self._built_at = float("-inf")
+        self._lock = threading.Lock()
 
     def lookup(self, write_key: str) -> SourceInfo | None:
         if self._clock() - self._checked_at >= REFRESH_INTERVAL:
@@ -44,10 +46,17 @@ class SourceCache:
         return self._index.get(write_key)
 
     def refresh(self, force: bool = False) -> None:
-        now = self._checked_at = self._clock()
-        version = self._store.config_version()
-        if force or version != self._version or now - self._built_at >= REBUILD_INTERVAL:
-            # Read the version first: a change racing with the rebuild is caught next time.
-            self._version = version
-            self._built_at = now
-            self._index = self._store.write_key_index()
+        # Threads share the cache (replay, internal appends): one rebuilds while the others
+        # wait, and the check time is set only once the map is built, so none of them answers
+        # 401 from the empty map of a cache that is still loading.
+        with self._lock:
+            if not force and self._clock() - self._checked_at < REFRESH_INTERVAL:
+                return  # another thread refreshed while this one waited
+            now = self._clock()
+            version = self._store.config_version()
+            if force or version != self._version or now - self._built_at >= REBUILD_INTERVAL:
+                # Read the version first: a change racing with the rebuild is caught next time.
+                self._index = self._store.write_key_index()
+                self._version = version
+                self._built_at = now
+            self._checked_at = now
