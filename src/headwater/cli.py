@@ -181,6 +181,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     import uvicorn
 
+    from headwater import collector
     from headwater.server import Server
 
     settings = replace(
@@ -190,6 +191,7 @@ def _serve(args: argparse.Namespace) -> int:
     )
     server = Server(settings, prepared.admin_token_hash)
     max_connections = _listening(settings, f"role: {args.role}")
+    collector.settle()
     uvicorn.run(
         server,
         host=settings.host,
@@ -277,7 +279,7 @@ def _serve_role(args: argparse.Namespace, settings: Any) -> int:
 
     import uvicorn
 
-    from headwater import handoff, supervisor
+    from headwater import collector, handoff, supervisor
     from headwater.config.bootstrap import admin_token_hash
     from headwater.server import Server
 
@@ -290,6 +292,7 @@ def _serve_role(args: argparse.Namespace, settings: Any) -> int:
     server = Server(settings, admin_token_hash(settings))
     run_dir = settings.data_dir / supervisor.RUN_DIR
     archive_health = run_dir / supervisor.ARCHIVE_HEALTH_FILE
+    collector.settle()
     if worker:
         return supervisor.run_headless(
             server,
