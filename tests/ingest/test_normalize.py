@@ -916,3 +916,35 @@ def test_discard_codes_are_distinct_and_ours_are_apart_from_segments() -> None:
     assert len(constants) == len(reasons.ALL_CODES)
     assert not reasons.SEGMENT_CODES & reasons.HEADWATER_CODES
     assert all(value == name.lower() for name, value in constants.items())
+
+
+def test_a_batch_item_sent_padded_is_measured_as_stored() -> None:
+    # 40 KB as sent (whitespace), under 1 KB as stored: kept, as before sizes came from the
+    # bytes as sent.
+    item = track(properties={"pad": "x"})
+    sent = len(msgspec.json.encode(item)) + 40 * 1024
+    result = normalize(item, request(), route_type=None, sent_size=sent)
+    assert not isinstance(result, Discard), result
+
+
+def test_a_small_batch_item_is_taken_at_its_sent_size() -> None:
+    # Numbers grow when stored compactly ("1e9" → "1000000000.0"), at most 8 times: an item
+    # sent in 4 KB can never be over 32 KB stored.
+    body = (
+        b'{"type":"track","userId":"u","event":"E","properties":{"n":['
+        + b",".join([b"1e9"] * 900)
+        + b"]}}"
+    )
+    assert len(body) <= 4096
+    item = msgspec.json.decode(body)
+    assert len(msgspec.json.encode(item)) > len(body) * 3
+    result = normalize(item, request(), route_type=None, sent_size=len(body))
+    assert not isinstance(result, Discard), result
+
+
+def test_a_large_batch_item_is_measured_as_stored() -> None:
+    item = _item_of_size(32 * 1024 + 1)
+    assert dropped(item, None).code == reasons.MESSAGE_TOO_LARGE
+    item = _item_of_size(32 * 1024 + 1)
+    result = normalize(item, request(), route_type=None, sent_size=32 * 1024 + 1)
+    assert isinstance(result, Discard) and result.code == reasons.MESSAGE_TOO_LARGE

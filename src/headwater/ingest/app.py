@@ -25,11 +25,11 @@ from headwater.config.settings import ServerSettings
 from headwater.errors import BodyError, LogUnavailable, UnstorableSubmission
 from headwater.ingest.auth import write_key_from_body, write_key_from_header
 from headwater.ingest.body import (
-    BATCH_DEPTH,
     BATCH_LIMIT,
     MAX_DEPTH,
     SINGLE_LIMIT,
     accept_body,
+    decode_batch,
     decode_json,
     read_body,
 )
@@ -212,9 +212,13 @@ class TrackingAPI:
     ) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
         received_at = datetime.fromtimestamp(self._clock(), UTC)
         limit = SINGLE_LIMIT if route_type is not None else BATCH_LIMIT
+        sizes: list[int] | None = None
         try:
             raw = await read(limit)
-            body = decode_json(raw, MAX_DEPTH if route_type is not None else BATCH_DEPTH)
+            if route_type is None:
+                body, sizes = decode_batch(raw)
+            else:
+                body = decode_json(raw, MAX_DEPTH)
         except BodyError as exc:
             return 400, _error(exc.code, exc.message), []
         if not isinstance(body, dict):
@@ -263,7 +267,7 @@ class TrackingAPI:
             dropped=[],
         )
         if route_type is None:
-            count = self._collect_batch(body, request, source, submission)
+            count = self._collect_batch(body, sizes, request, source, submission)
         else:
             count = 1
             self._collect(body, request, route_type, source, submission)
@@ -309,9 +313,15 @@ class TrackingAPI:
         return 200, _SUCCESS, []
 
     def _collect_batch(
-        self, body: dict[str, Any], request: RequestInfo, source: SourceInfo, sub: Submission
+        self,
+        body: dict[str, Any],
+        sizes: list[int] | None,
+        request: RequestInfo,
+        source: SourceInfo,
+        sub: Submission,
     ) -> int:
-        """Normalise a batch's items into ``sub``; return how many messages it carried."""
+        """Normalise a batch's items into ``sub``; return how many messages it carried.
+        ``sizes``: each item's JSON length as sent, when ``decode_batch`` knew them."""
         items = body.get("batch")
         if not isinstance(items, list):
             body.pop("writeKey", None)
@@ -329,7 +339,7 @@ class TrackingAPI:
                     item,
                 )
             else:
-                self._collect(item, request, None, source, sub)
+                self._collect(item, request, None, source, sub, sizes[index] if sizes else None)
         if sub.dropped:
             sub.flags.append(reasons.MULTI_USER_ERROR if sub.events else reasons.EMPTY_BATCH_RESULT)
         return len(items)
@@ -341,11 +351,12 @@ class TrackingAPI:
         route_type: str | None,
         source: SourceInfo,
         sub: Submission,
+        size: int | None = None,
     ) -> None:
         if not source.enabled:
             _drop(sub, reasons.SOURCE_DISABLED, "The source is disabled.", item)
             return
-        result = normalize(item, request, route_type=route_type)
+        result = normalize(item, request, route_type=route_type, sent_size=size)
         if isinstance(result, Discard):
             _drop(sub, result.code, result.detail, item)
         else:

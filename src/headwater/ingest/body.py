@@ -24,6 +24,8 @@ MAX_DEPTH = 100
 BATCH_DEPTH = MAX_DEPTH + 2  # the batch object and its array hold the messages
 
 _decode = msgspec.json.decode
+_decode_members = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
+_decode_items = msgspec.json.Decoder(list[msgspec.Raw]).decode
 # For the nesting check: brackets of one kind, quotes, and nothing else.
 _BRACKETS = bytes.maketrans(b"{}", b"[]")
 _NOT_STRUCTURE = bytes(b for b in range(256) if b not in b'[]{}"')
@@ -77,6 +79,46 @@ def decode_json(raw: bytes, depth: int = MAX_DEPTH) -> Any:
     if nested_deeper_than(raw, depth):
         raise BodyError("invalid_json", _too_deep_message())
     return value
+
+
+def decode_batch(raw: bytes) -> tuple[Any, list[int] | None]:
+    """``decode_json`` for a batch body, and the length of each message's JSON as sent
+    (None unless ``"batch"`` is an array).
+
+    The messages are decoded one by one from their own bytes: their lengths bound the
+    per-message size without encoding each message again, and their bracket counts bound the
+    body's nesting without scanning the whole body. Anything unusual (not an object, no
+    array, broken JSON) takes ``decode_json``'s path, so every answer stays the same.
+    """
+    try:
+        members = _decode_members(raw)
+        batch = members.get("batch")
+        if batch is None or memoryview(batch)[:1] != b"[":
+            return decode_json(raw, BATCH_DEPTH), None
+        items: list[Any] = []
+        sizes: list[int] = []
+        body: dict[str, Any] = {}
+        for key, value in members.items():
+            if key == "batch":
+                body[key] = items  # filled below, in the body's own key order
+            elif _brackets(value) > BATCH_DEPTH - 1:
+                return decode_json(raw, BATCH_DEPTH), None
+            else:
+                body[key] = _decode(value)
+        for item in _decode_items(batch):
+            if _brackets(item) > BATCH_DEPTH - 2:
+                return decode_json(raw, BATCH_DEPTH), None
+            items.append(_decode(item))
+            sizes.append(len(memoryview(item)))
+    except (msgspec.DecodeError, RecursionError):
+        return decode_json(raw, BATCH_DEPTH), None  # raises the body's error
+    return body, sizes
+
+
+def _brackets(value: msgspec.Raw) -> int:
+    """An upper bound of a JSON value's nesting depth."""
+    text = bytes(value)
+    return text.count(b"[") + text.count(b"{")
 
 
 def nested_deeper_than(raw: bytes, depth: int) -> bool:
