@@ -93,7 +93,7 @@ def decode_batch(raw: bytes) -> tuple[Any, list[int] | None]:
     try:
         members = _decode_members(raw)
         batch = members.get("batch")
-        if batch is None or memoryview(batch)[:1] != b"[":
+        if batch is None or bytes(memoryview(batch)[:1]) != b"[":
             return decode_json(raw, BATCH_DEPTH), None
         items: list[Any] = []
         sizes: list[int] = []
