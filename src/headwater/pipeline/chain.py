@@ -99,6 +99,7 @@ class StageChain:
         clock: Callable[[], float] = time.time,
         on_processed: Callable[[int], None] | None = None,
         monotonic: Callable[[], float] = time.monotonic,
+        coalesce_bytes: int = COALESCE_BYTES,  # 0: every record goes on alone
     ) -> None:
         self.ingest_log = ingest_log
         self._processed = processed
@@ -112,6 +113,7 @@ class StageChain:
         self._clock = clock
         self._on_processed = on_processed
         self._monotonic = monotonic
+        self._coalesce_bytes = coalesce_bytes
         self._held: list[int] = []
         self._leased_at = float("-inf")
         self._stop = threading.Event()
@@ -161,6 +163,7 @@ class StageChain:
                     for r, (payload, n, d) in zip(records, originals, strict=True)
                 ],
                 [len(payload) for payload, _, _ in originals],
+                max_bytes=self._coalesce_bytes,
             )
             with write_transaction(self._state) as conn:
                 for stage in self._stages:
