@@ -55,10 +55,11 @@ _encode = msgspec.json.Encoder().encode
 # message is 32 KB, so every single-event request qualifies); batches (~100 KB of events) are
 # left alone, and go on byte for byte when no stage changed them.
 COALESCE_RECORD_BYTES = 32 * 1024
-# A coalesced record stops growing here: past a few dozen events the per-record cost is shared
-# already, and a consumer's pass (2,000 records) must stay a bounded amount of memory.
-COALESCE_BYTES = 256 * 1024
-COALESCE_EVENTS = 1000
+# A coalesced record stops growing here. Measured (bench/consumers.py, single events): the
+# consumers' cost a request is the same with caps of 16 KB to 1 MB, since a record of a dozen
+# events shares its fixed cost already; the smaller cap keeps a consumer's pass (up to 2,000
+# records) to a bounded amount of memory.
+COALESCE_BYTES = 64 * 1024
 
 
 class Stage(Protocol):
@@ -276,7 +277,6 @@ def coalesce(
     *,
     record_bytes: int = COALESCE_RECORD_BYTES,
     max_bytes: int = COALESCE_BYTES,
-    max_events: int = COALESCE_EVENTS,
 ) -> list[bytes]:
     """The processed records for a pass's ``records``, in order, small ones coalesced.
 
@@ -290,35 +290,22 @@ def coalesce(
     ``received_at`` is its first request's.
     """
     groups: list[list[int]] = []
-    # workspace -> (its open group, (source, minute), bytes, events)
-    open_runs: dict[str, tuple[int, tuple[str, str], int, int]] = {}
+    open_runs: dict[str, tuple[int, tuple[str, str], int]] = {}  # workspace -> group, key, bytes
     for i, record in enumerate(records):
         workspace = record.workspace_id
         minute = _minute_key(record.received_at)
         size = sizes[i]
-        if (
-            minute is None
-            or record.dropped
-            or record.flags
-            or size > record_bytes
-            or len(record.events) > max_events
-        ):
+        if minute is None or record.dropped or record.flags or size > record_bytes:
             open_runs.pop(workspace, None)
             groups.append([i])
             continue
         key = (record.source_id, minute)
-        events = len(record.events)
         run = open_runs.get(workspace)
-        if (
-            run is not None
-            and run[1] == key
-            and run[2] + size <= max_bytes
-            and run[3] + events <= max_events
-        ):
+        if run is not None and run[1] == key and run[2] + size <= max_bytes:
             groups[run[0]].append(i)
-            open_runs[workspace] = (run[0], key, run[2] + size, run[3] + events)
+            open_runs[workspace] = (run[0], key, run[2] + size)
             continue
-        open_runs[workspace] = (len(groups), key, size, events)
+        open_runs[workspace] = (len(groups), key, size)
         groups.append([i])
     out: list[bytes] = []
     for group in groups:
