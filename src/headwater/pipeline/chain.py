@@ -13,6 +13,15 @@ A stage drops an event by leaving it out of ``record.events`` and counting it on
 (``duplicates`` for dedup); a record whose events all went still goes on, so the counters see
 why. A record no stage changed is passed on byte for byte.
 
+Then the pass's small records are coalesced (``coalesce``): a run of a workspace's records of
+one source, arrived in the same UTC minute, with nothing dropped on ingest and no request
+flags, goes on as ONE processed record, up to ``COALESCE_BYTES``. Every processed record costs
+each consumer group a poll, decode, handle, commit and truncate whatever it holds; a
+single-event request alone paid that for one event. What the consumers file by the record's
+``received_at`` (the counters' minute, the archive's hour) is the same for every request of
+the run; what needs an event's own arrival (delivery latency, the debugger) reads its
+``receivedAt``.
+
 Ownership: the ingest log's partitions are keyed by workspace; a chain process leases
 partitions (``store/positions.py``), so a workspace's events are seen, in order, by exactly
 one chain at a time. A stage loads its state for a partition when the chain takes it over
@@ -36,11 +45,21 @@ from headwater.store.database import write_transaction
 from headwater.store.ingest_log import IngestLog
 from headwater.store.log import EventLog
 from headwater.store.positions import StagePositions
-from headwater.store.record import LogRecord, decode_record
+from headwater.store.record import VERSION, LogRecord, decode_record
 
 logger = logging.getLogger(__name__)
 
 _encode = msgspec.json.Encoder().encode
+
+# A record up to this size may be coalesced with its neighbours (Segment's cap on a single
+# message is 32 KB, so every single-event request qualifies); batches (~100 KB of events) are
+# left alone, and go on byte for byte when no stage changed them.
+COALESCE_RECORD_BYTES = 32 * 1024
+# A coalesced record stops growing here. Measured (bench/consumers.py, single events): the
+# consumers' cost a request is the same with caps of 16 KB to 1 MB, since a record of a dozen
+# events shares its fixed cost already; the smaller cap keeps a consumer's pass (up to 2,000
+# records) to a bounded amount of memory.
+COALESCE_BYTES = 64 * 1024
 
 
 class Stage(Protocol):
@@ -81,6 +100,7 @@ class StageChain:
         clock: Callable[[], float] = time.time,
         on_processed: Callable[[int], None] | None = None,
         monotonic: Callable[[], float] = time.monotonic,
+        coalesce_bytes: int = COALESCE_BYTES,  # 0: every record goes on alone
     ) -> None:
         self.ingest_log = ingest_log
         self._processed = processed
@@ -94,6 +114,7 @@ class StageChain:
         self._clock = clock
         self._on_processed = on_processed
         self._monotonic = monotonic
+        self._coalesce_bytes = coalesce_bytes
         self._held: list[int] = []
         self._leased_at = float("-inf")
         self._stop = threading.Event()
@@ -136,10 +157,15 @@ class StageChain:
         try:
             for stage in self._stages:
                 stage.process(partition, records)
-            out = [
-                payload if (len(r.events), r.duplicates) == (n, d) else _encode(r)
-                for r, (payload, n, d) in zip(records, originals, strict=True)
-            ]
+            out = coalesce(
+                records,
+                [
+                    payload if (len(r.events), r.duplicates) == (n, d) else None
+                    for r, (payload, n, d) in zip(records, originals, strict=True)
+                ],
+                [len(payload) for payload, _, _ in originals],
+                max_bytes=self._coalesce_bytes,
+            )
             with write_transaction(self._state) as conn:
                 for stage in self._stages:
                     stage.commit_in(conn)
@@ -234,3 +260,71 @@ class StageChain:
                 continue
             if not self.full:
                 self._stop.wait(max(0.0, self._interval - (self._monotonic() - started)))
+
+
+def _minute_key(received_at: str) -> str | None:
+    """``YYYY-MM-DDTHH:MM`` of a received_at in the stored form (UTC); None for any other form,
+    whose minute is not read off its characters (such a record is not coalesced)."""
+    if len(received_at) == 24 and received_at[10] == "T" and received_at[23] == "Z":
+        return received_at[:16]
+    return None
+
+
+def coalesce(
+    records: Sequence[LogRecord],
+    unchanged: Sequence[bytes | None],
+    sizes: Sequence[int],
+    *,
+    record_bytes: int = COALESCE_RECORD_BYTES,
+    max_bytes: int = COALESCE_BYTES,
+) -> list[bytes]:
+    """The processed records for a pass's ``records``, in order, small ones coalesced.
+
+    ``unchanged[i]`` is record ``i``'s original payload when no stage changed it (it then goes
+    on as it is if it stays alone), else None; ``sizes[i]`` its original payload's length.
+    Records coalesce when they are of one workspace and source, arrived in the same UTC minute,
+    and have neither ``dropped`` messages nor ``flags``: those are per request (a debugger
+    entry's arrival, MULTI_USER_ERROR), everything else a consumer reads from a record is a
+    count it may add up. Only a workspace's consecutive records coalesce, so its events keep
+    their order; a run is placed where its first record was. The coalesced record's
+    ``received_at`` is its first request's.
+    """
+    groups: list[list[int]] = []
+    open_runs: dict[str, tuple[int, tuple[str, str], int]] = {}  # workspace -> group, key, bytes
+    for i, record in enumerate(records):
+        workspace = record.workspace_id
+        minute = _minute_key(record.received_at)
+        size = sizes[i]
+        if minute is None or record.dropped or record.flags or size > record_bytes:
+            open_runs.pop(workspace, None)
+            groups.append([i])
+            continue
+        key = (record.source_id, minute)
+        run = open_runs.get(workspace)
+        if run is not None and run[1] == key and run[2] + size <= max_bytes:
+            groups[run[0]].append(i)
+            open_runs[workspace] = (run[0], key, run[2] + size)
+            continue
+        open_runs[workspace] = (len(groups), key, size)
+        groups.append([i])
+    out: list[bytes] = []
+    for group in groups:
+        if len(group) == 1:
+            i = group[0]
+            payload = unchanged[i]
+            out.append(payload if payload is not None else _encode(records[i]))
+            continue
+        first = records[group[0]]
+        out.append(
+            _encode(
+                LogRecord(
+                    v=VERSION,
+                    workspace_id=first.workspace_id,
+                    source_id=first.source_id,
+                    received_at=first.received_at,
+                    events=[event for i in group for event in records[i].events],
+                    duplicates=sum(records[i].duplicates for i in group),
+                )
+            )
+        )
+    return out

@@ -153,22 +153,44 @@ class _Batch:
             self.wanted[source_id] += len(events) + len(dropped)
 
 
+class _Arrival(msgspec.Struct):
+    receivedAt: Any = None
+
+
+_arrival = msgspec.json.Decoder(_Arrival).decode
+
+
+def _received_at(event: msgspec.Raw, record_received_at: str) -> str:
+    """An accepted event's own arrival: a coalesced record holds several requests' events."""
+    try:
+        at = _arrival(event).receivedAt
+    except msgspec.DecodeError:
+        return record_received_at
+    return at[:40] if isinstance(at, str) else record_received_at
+
+
 def _entries(
-    source_id: str, received_at: str, events: list[msgspec.Raw], dropped: list[Dropped]
+    source_id: str,
+    received_at: str,
+    events: list[msgspec.Raw],
+    dropped: list[Dropped],
+    newest: int,
 ) -> list[dict[str, Any]]:
-    """One record's debugger entries, in the order its messages came."""
+    """A record's newest ``newest`` debugger entries, in the order its messages came."""
     # Messages left undecoded: the engine's JSON serialiser (msgspec) writes Raw as it is.
+    skip = max(0, len(events) + len(dropped) - newest)
     out: list[dict[str, Any]] = [
         {
             "source_id": source_id,
-            "received_at": received_at,
+            "received_at": _received_at(event, received_at),
             "status": "accepted",
             "reason": None,
             "entry": {"message": event},
         }
-        for event in events
+        for event in events[skip:]
     ]
-    for drop in dropped:
+    # A record with dropped messages is one request's (never coalesced): they share its arrival.
+    for drop in dropped[max(0, skip - len(events)) :]:
         entry: dict[str, Any] = {"message": drop.message}
         if drop.detail:
             entry["detail"] = drop.detail
@@ -222,7 +244,7 @@ def _append_debugger(conn: Connection, batch: _Batch, budget: _SampleBudget, now
         room = allowed[shown[0]] - per_source[shown[0]]
         if room <= 0:
             continue
-        newest = _entries(*shown)[-room:]
+        newest = _entries(*shown, room)
         per_source[shown[0]] += len(newest)
         left -= len(newest)
         kept.extend(reversed(newest))

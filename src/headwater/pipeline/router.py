@@ -74,10 +74,19 @@ class Router:
             if not destinations or not record.events:
                 continue
             received = parse_timestamp(record.received_at)
-            received_ms = int(received.timestamp() * 1000) if received else 0
+            record_ms = int(received.timestamp() * 1000) if received else 0
+            # A record's events arrived in one minute (the counters'), each at its receivedAt
+            # (a coalesced record holds several requests): latency is measured from there.
             tally = counts.setdefault(minute_of(received or 0), Counter())
+            arrival: object = record.received_at  # the receivedAt that received_ms is of
+            received_ms = record_ms
             for raw in record.events:
                 event: dict[str, Any] = _decode(raw)
+                at = event.get("receivedAt", record.received_at)
+                if at != arrival:
+                    arrival = at
+                    parsed = parse_timestamp(at)
+                    received_ms = int(parsed.timestamp() * 1000) if parsed else record_ms
                 flags = event.get("integrations")
                 for key in integrations.unknown(flags if isinstance(flags, dict) else None, known):
                     tally[

@@ -85,7 +85,8 @@ class ArchiveWriter:
                 logger.error("archive: skipping log record %d/%d: %s", partition, offset, exc)
                 continue
             if record.events:
-                # Every event of a record carries the request's arrival as its receivedAt.
+                # Every event of a record arrived (its receivedAt) in the minute, and so the
+                # hour, of the record's received_at: coalesced requests share their minute.
                 day, hour = _hour_of(record.received_at)
                 lines[(record.source_id, day, hour)].extend(record.events)
         for (source, day, hour), batch in lines.items():

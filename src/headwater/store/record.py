@@ -1,6 +1,7 @@
 """The event log's record payload, version 1 (see docs/event-log.md).
 
-The Tracking API writes one record per request; every stage after it reads records back. Stages
+The Tracking API writes one record per request to the ingest log; the stage chain may coalesce
+consecutive small records of a source arrived in the same minute into one processed record. Stages
 decode into this typed shape so that events stay undecoded (``msgspec.Raw``) until a stage
 needs their fields: the archive writes them out byte for byte, and the observer decodes only the
 few it shows in the debugger.
@@ -26,10 +27,15 @@ class Dropped(msgspec.Struct):
 
 
 class LogRecord(msgspec.Struct):
+    """One or more requests' events. ``dropped`` and ``flags`` are one request's: a record that
+    has any was never coalesced. ``duplicates`` is the sum over its requests."""
+
     v: int
     workspace_id: str
     source_id: str
-    received_at: str  # the request's arrival, also every event's receivedAt
+    # The (first) request's arrival. Every event carries its own request's arrival as
+    # receivedAt, in the same UTC minute as this.
+    received_at: str
     events: list[msgspec.Raw] = []
     dropped: list[Dropped] = []
     duplicates: int = 0
