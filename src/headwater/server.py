@@ -163,8 +163,6 @@ class Server:
     def start(self) -> None:
         if self.checkpointer is not None:
             self.checkpointer.start()
-        if self.settings.run_ingest:
-            self.committer.start()
         if self.settings.run_consumers:
             self.chain.start()
             for consumer in self.consumers:

@@ -55,7 +55,6 @@ def ingest_log(tmp_path: Path) -> Iterator[SegmentLog]:
 @pytest.fixture
 def committer(ingest_log: SegmentLog) -> Iterator[GroupCommitter]:
     committer = GroupCommitter(ingest_log)
-    committer.start()
     yield committer
     committer.stop()
 
@@ -139,22 +138,14 @@ def test_one_unstorable_request_does_not_fail_its_commit_group(
             asyncio.ensure_future(committer.submit(s))
             for s in (submission("a"), submission("poison", Unencodable()), submission("b"))
         ]
-        await asyncio.sleep(0)  # all three are queued before the writer starts: one group
-        committer.start()
+        # Submitted in one turn of the loop: one group.
         return await asyncio.gather(*waiting, return_exceptions=True)
 
-    try:
-        results = asyncio.run(together())
-    finally:
-        committer.stop()
+    results = asyncio.run(together())
     assert isinstance(results[1], UnstorableSubmission)
     assert results[0] is None and results[2] is None  # acknowledged
     assert committer.healthy
     assert sorted(_stored_user_ids(ingest_log)) == ["a", "b"]
     # Fixed and retried, the poisoned request is stored.
-    committer.start()
-    try:
-        asyncio.run(committer.submit(submission("poison")))
-    finally:
-        committer.stop()
+    asyncio.run(committer.submit(submission("poison")))
     assert sorted(_stored_user_ids(ingest_log)) == ["a", "b", "poison"]
