@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
-import threading
-
-from headwater.destinations.store import DestinationCache, DestinationInfo
+from headwater.destinations.store import DestinationCache, DestinationInfo, DestinationStore
 from tests.delivery.conftest import Pipeline
+from tests.support.loading import HeldLoad, during_first_load
 
 
-class SlowList:
-    """Holds the first ``list()`` until released, as a slow database would."""
+class SlowList(HeldLoad):
+    """The real store, whose ``list()`` is held as a slow database would hold it."""
 
-    def __init__(self, pipeline: Pipeline) -> None:
-        self._store = pipeline.store
-        self.entered = threading.Event()
-        self.release = threading.Event()
+    def __init__(self, store: DestinationStore) -> None:
+        super().__init__()
+        self._store = store
 
     def list(self) -> list[DestinationInfo]:
-        self.entered.set()
-        self.release.wait(10)
+        self.hold()
         return self._store.list()
 
 
@@ -26,20 +23,9 @@ def test_a_second_thread_waits_for_a_load_in_progress(pipeline: Pipeline) -> Non
     # The router used to get no destinations (and skip the record) while the delivery
     # engine's thread was loading the cache for the first time.
     hook = pipeline.add("hook", settings={"url": "http://127.0.0.1:9/"})
-    slow = SlowList(pipeline)
+    slow = SlowList(pipeline.store)
     cache = DestinationCache(slow, pipeline.workspace)  # type: ignore[arg-type]
-    seen: dict[str, list[str]] = {}
-
-    def look(name: str) -> None:
-        seen[name] = [d.id for d in cache.for_source(pipeline.source_id)]
-
-    first = threading.Thread(target=look, args=("first",))
-    first.start()
-    assert slow.entered.wait(5)
-    second = threading.Thread(target=look, args=("second",))
-    second.start()
-    second.join(0.3)
-    slow.release.set()
-    first.join(5)
-    second.join(5)
-    assert seen == {"first": [hook.id], "second": [hook.id]}
+    first, second = during_first_load(
+        slow, lambda: [d.id for d in cache.for_source(pipeline.source_id)]
+    )
+    assert first == second == [hook.id]

@@ -2,25 +2,22 @@
 
 from __future__ import annotations
 
-import threading
-
 from sqlalchemy.engine import Engine
 
 from headwater.ingest.sources import SourceCache
 from headwater.store.workspace import SourceInfo, WorkspaceStore
+from tests.support.loading import HeldLoad, during_first_load
 
 
 class SlowIndex(WorkspaceStore):
-    """Holds the first write-key index read until released, as a slow database would."""
+    """The real store, whose write-key index read is held as a slow database would hold it."""
 
     def __init__(self, engine: Engine) -> None:
         super().__init__(engine)
-        self.entered = threading.Event()
-        self.release = threading.Event()
+        self.load = HeldLoad()
 
     def write_key_index(self) -> dict[str, SourceInfo]:
-        self.entered.set()
-        self.release.wait(10)
+        self.load.hold()
         return super().write_key_index()
 
 
@@ -31,19 +28,9 @@ def test_a_second_thread_waits_for_a_load_in_progress(engine: Engine) -> None:
     source = setup.create_source("web", write_key="WK_cache")
     store = SlowIndex(engine)
     cache = SourceCache(store)
-    seen: dict[str, str | None] = {}
 
-    def look(name: str) -> None:
+    def look() -> str | None:
         found = cache.lookup("WK_cache")
-        seen[name] = found.id if found else None
+        return found.id if found else None
 
-    first = threading.Thread(target=look, args=("first",))
-    first.start()
-    assert store.entered.wait(5)
-    second = threading.Thread(target=look, args=("second",))
-    second.start()
-    second.join(0.3)
-    store.release.set()
-    first.join(5)
-    second.join(5)
-    assert seen == {"first": source.id, "second": source.id}
+    assert during_first_load(store.load, look) == (source.id, source.id)

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from headwater.store import schema
 from headwater.store.counters import ACCEPTED, RECEIVED
 from headwater.store.database import database_url, open_engine
-from tests.support.live import LiveServer
+from tests.support.live import LiveServer, webhook_workspace
 from tests.support.receiver import Receiver
 from tests.support.waiting import wait_for
 
@@ -39,17 +39,7 @@ async def send_all(url: str) -> list[int]:
 def test_single_event_requests_are_coalesced_and_each_event_goes_through_once(
     tmp_path: Path, receiver: Receiver
 ) -> None:
-    config = tmp_path / "headwater.yaml"
-    config.write_text(f"""workspace: test
-sources:
-  - name: web
-    write_key: WK_web
-destinations:
-  - name: hook
-    type: webhook
-    source: web
-    settings: {{url: "{receiver.url}/hook"}}
-""")
+    config = webhook_workspace(tmp_path, f"{receiver.url}/hook")
     live = LiveServer(data_dir=tmp_path / "data", config=config, role="all")
     live.start()
     sent = {f"m{n}" for n in range(REQUESTS)}

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from headwater.clock import OFFSET_FILE_VARIABLE, OffsetClock
-from tests.support.live import ADMIN_TOKEN, LiveServer
+from tests.support.live import ADMIN_TOKEN, LiveServer, webhook_workspace
 from tests.support.receiver import Receiver
 from tests.support.waiting import wait_for
 
@@ -25,17 +25,7 @@ AUTH = {"Authorization": "Basic V0tfd2ViOg=="}  # WK_web:
 def test_ac019_a_repeated_message_id_is_delivered_archived_and_loaded_once(
     tmp_path: Path, receiver: Receiver
 ) -> None:
-    config = tmp_path / "headwater.yaml"
-    config.write_text(f"""workspace: test
-sources:
-  - name: web
-    write_key: WK_web
-destinations:
-  - name: hook
-    type: webhook
-    source: web
-    settings: {{url: "{receiver.url}/hook"}}
-""")
+    config = webhook_workspace(tmp_path, f"{receiver.url}/hook")
     offset = tmp_path / "clock-offset"
     live = LiveServer(
         data_dir=tmp_path / "data",

@@ -199,3 +199,19 @@ def serving(base: Path, config: str = BASE_CONFIG, role: str = "ingest") -> Iter
         yield server
     finally:
         server.stop()
+
+
+def webhook_workspace(directory: Path, url: str) -> Path:
+    """A ``headwater.yaml`` with one source (write key ``WK_web``) and a webhook to ``url``."""
+    config = directory / "headwater.yaml"
+    config.write_text(f"""workspace: test
+sources:
+  - name: web
+    write_key: WK_web
+destinations:
+  - name: hook
+    type: webhook
+    source: web
+    settings: {{url: "{url}"}}
+""")
+    return config
