@@ -60,7 +60,8 @@ class Metrics:
         )
         self.consumer_lag = Gauge(
             "headwater_log_consumer_lag",
-            "Log records not yet committed by a consumer group.",
+            "Processed stream records (one or more requests' events each) not yet committed "
+            "by a consumer group.",
             ["group"],
             registry=self.registry,
             # Set by whichever ingest process serves /metrics, just before it renders, from
