@@ -31,7 +31,7 @@ from headwater.store.migrations import migrate
 from headwater.store.positions import StagePositions
 from headwater.timestamps import format_timestamp, parse_timestamp
 from tests.support.clock import Clock
-from tests.support.records import log_record
+from tests.support.records import log_record, stored_event
 
 GROUP = "test-reader"
 T0 = datetime(2024, 3, 5, 10, 0, 0, tzinfo=UTC).timestamp()
@@ -43,16 +43,9 @@ def at(seconds: float) -> str:
 
 
 def event(message_id: str, received_at: str, pad: int = 0) -> dict[str, Any]:
-    """A normalised message: the Tracking API gives every message its request's receivedAt."""
-    return {
-        "type": "track",
-        "event": "Order Completed",
-        "userId": "u1",
-        "messageId": message_id,
-        "receivedAt": received_at,
-        "timestamp": received_at,
-        "properties": {"pad": "x" * pad},
-    }
+    return stored_event(
+        message_id, received_at, timestamp=received_at, properties={"pad": "x" * pad}
+    )
 
 
 @dataclass

@@ -13,17 +13,7 @@ import msgspec
 
 from headwater.store.archive import COMPRESSLEVEL, Archive, ArchiveWriter
 from tests.support.records import log_record
-
-
-def event(message_id: str, received_at: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "type": "track",
-        "event": "Order Completed",
-        "userId": "u1",
-        "messageId": message_id,
-        "receivedAt": received_at,
-        **extra,
-    }
+from tests.support.records import stored_event as event
 
 
 def record(

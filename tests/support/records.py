@@ -34,3 +34,15 @@ def log_record(
     if flags:  # as the committer writes it: no key when there are none
         record["flags"] = list(flags)
     return msgspec.json.encode(record)
+
+
+def stored_event(message_id: str, received_at: str, **extra: Any) -> dict[str, Any]:
+    """A track message as the Tracking API stores it: its request's arrival as receivedAt."""
+    return {
+        "type": "track",
+        "event": "Order Completed",
+        "userId": "u1",
+        "messageId": message_id,
+        "receivedAt": received_at,
+        **extra,
+    }
