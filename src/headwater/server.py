@@ -105,7 +105,7 @@ class Server:
             clock=self.clock,
         )
         # The processed stream: what the stage chain lets through, read by every later stage.
-        self.log = EventLog(self.engine, clock=self.clock)
+        self.log = EventLog(self.engine, clock=self.clock, ingest_log=self.ingest_log)
         self.api = create_api(
             self.engine,
             admin_token_hash=self.admin_token_hash,

@@ -96,7 +96,7 @@ class Chain:
 def build(engine: Engine, directory: Path, coalesce_bytes: int = COALESCE_BYTES) -> Chain:
     clock = Clock(T0 + 3600)
     ingest = open_ingest_log(engine, directory, durability="normal", clock=clock)
-    processed = EventLog(engine, clock=clock)
+    processed = EventLog(engine, clock=clock, ingest_log=ingest)
     processed.register(GROUP)
     chain = StageChain(
         ingest,

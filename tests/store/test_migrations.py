@@ -7,6 +7,7 @@ from sqlalchemy.engine import Engine
 
 from headwater.store import schema
 from headwater.store.database import write_transaction
+from headwater.store.log import EventLog
 from headwater.store.migrations import migrate
 from headwater.store.workspace import WorkspaceStore
 
@@ -99,4 +100,32 @@ def test_jobs_waiting_in_an_old_queue_survive_the_move_to_jobs_per_mapping(engin
         raise AssertionError("the same (destination, message, mapping) was queued twice")
     except sa.exc.IntegrityError:
         pass
+    assert migrate(engine) == []
+
+
+def test_records_kept_in_an_older_processed_stream_are_read_after_the_upgrade(
+    engine: Engine,
+) -> None:
+    """A processed stream from before records could name their ingest log record: its rows
+    keep their payloads, and the stream takes named records from then on."""
+    with write_transaction(engine) as conn:
+        conn.execute(sa.text("DROP INDEX ix_log_records_ingest"))
+        for column in ("ingest_partition", "ingest_offset"):
+            conn.execute(sa.text(f"ALTER TABLE log_records DROP COLUMN {column}"))
+        conn.execute(
+            sa.text(
+                'INSERT INTO log_records (partition, "offset", appended_at, payload) '
+                "VALUES (0, 1, 0, :payload)"
+            ),
+            {"payload": b'{"v":1}'},
+        )
+        conn.execute(sa.text("UPDATE log_partitions SET next_offset = 2 WHERE partition = 0"))
+        conn.execute(
+            sa.delete(schema.schema_migrations).where(schema.schema_migrations.c.version == 8)
+        )
+    assert migrate(engine) == [8]
+    log = EventLog(engine)
+    log.register("reader")
+    assert log.poll("reader", 0, 10) == [(1, b'{"v":1}')]
+    assert log.oldest_reference(0) is None
     assert migrate(engine) == []

@@ -43,7 +43,7 @@ from sqlalchemy.engine import Connection, Engine
 from headwater.errors import LeaseLost, RecordError
 from headwater.store.database import write_transaction
 from headwater.store.ingest_log import IngestLog
-from headwater.store.log import EventLog
+from headwater.store.log import EventLog, IngestRef
 from headwater.store.positions import StagePositions
 from headwater.store.record import VERSION, LogRecord, decode_record
 
@@ -145,7 +145,9 @@ class StageChain:
 
     def _pass(self, partition: int, start: int, rows: list[tuple[int, bytes]]) -> None:
         records: list[LogRecord] = []
-        originals: list[tuple[bytes, int, int]] = []  # payload, event count, duplicates
+        # what an unchanged record goes on as, its payload's length, its event count, duplicates
+        originals: list[tuple[bytes | IngestRef, int, int, int]] = []
+        named = self._processed.ingest_log is self.ingest_log
         for offset, payload in rows:
             try:
                 record = decode_record(payload)
@@ -153,17 +155,18 @@ class StageChain:
                 logger.error("stage chain: skipping ingest log record %d: %s", offset, exc)
                 continue
             records.append(record)
-            originals.append((payload, len(record.events), record.duplicates))
+            same = IngestRef(partition, offset) if named else payload
+            originals.append((same, len(payload), len(record.events), record.duplicates))
         try:
             for stage in self._stages:
                 stage.process(partition, records)
             out = coalesce(
                 records,
                 [
-                    payload if (len(r.events), r.duplicates) == (n, d) else None
-                    for r, (payload, n, d) in zip(records, originals, strict=True)
+                    same if (len(r.events), r.duplicates) == (n, d) else None
+                    for r, (same, _, n, d) in zip(records, originals, strict=True)
                 ],
-                [len(payload) for payload, _, _ in originals],
+                [size for _, size, _, _ in originals],
                 max_bytes=self._coalesce_bytes,
             )
             with write_transaction(self._state) as conn:
@@ -198,11 +201,18 @@ class StageChain:
     # --- retention and lag --------------------------------------------------------------------
 
     def trim(self) -> int:
-        """Let the ingest log drop what the chain has committed past."""
+        """Let the ingest log drop what the chain has committed past and no processed record
+        still names. The positions are read first: a record named after that names an offset
+        above them."""
         positions = self._positions.positions()
-        return sum(
-            self.ingest_log.drop_through(p, positions.get(p, 0)) for p in self.ingest_log.partitions
-        )
+        dropped = 0
+        for p in self.ingest_log.partitions:
+            through = positions.get(p, 0)
+            named = self._processed.oldest_reference(p)
+            if named is not None:
+                through = min(through, named - 1)
+            dropped += self.ingest_log.drop_through(p, through)
+        return dropped
 
     def lag(self) -> tuple[int, float]:
         """Ingest log records not yet through the chain, and the age in seconds of the oldest
@@ -272,16 +282,17 @@ def _minute_key(received_at: str) -> str | None:
 
 def coalesce(
     records: Sequence[LogRecord],
-    unchanged: Sequence[bytes | None],
+    unchanged: Sequence[bytes | IngestRef | None],
     sizes: Sequence[int],
     *,
     record_bytes: int = COALESCE_RECORD_BYTES,
     max_bytes: int = COALESCE_BYTES,
-) -> list[bytes]:
+) -> list[bytes | IngestRef]:
     """The processed records for a pass's ``records``, in order, small ones coalesced.
 
-    ``unchanged[i]`` is record ``i``'s original payload when no stage changed it (it then goes
-    on as it is if it stays alone), else None; ``sizes[i]`` its original payload's length.
+    ``unchanged[i]`` is what record ``i`` goes on as when no stage changed it and it stays
+    alone (its payload, or a reference to it), else None; ``sizes[i]`` its original
+    payload's length.
     Records coalesce when they are of one workspace and source, arrived in the same UTC minute,
     and have neither ``dropped`` messages nor ``flags``: those are per request (a debugger
     entry's arrival, MULTI_USER_ERROR), everything else a consumer reads from a record is a
@@ -307,7 +318,7 @@ def coalesce(
             continue
         open_runs[workspace] = (len(groups), key, size)
         groups.append([i])
-    out: list[bytes] = []
+    out: list[bytes | IngestRef] = []
     for group in groups:
         if len(group) == 1:
             i = group[0]

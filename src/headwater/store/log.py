@@ -9,21 +9,43 @@ offsets become visible in order and a consumer never skips a record that commits
 from __future__ import annotations
 
 import itertools
+import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
+from typing import NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from headwater.store.database import is_sqlite, write_transaction
+from headwater.store.ingest_log import IngestLog
 from headwater.store.leases import acquire_in, release_in
 from headwater.store.recent import RecentRecords
 from headwater.store.schema import log_groups, log_members, log_partitions, log_records
+
+logger = logging.getLogger(__name__)
 
 Position = tuple[int, int]
 # What the consumer groups of one process read lately, kept for the others (store/recent.py).
 RECENT_BYTES = 64 << 20
 TRUNCATE_SECONDS = 0.01  # how long one truncate transaction may hold the write lock, about
+
+
+class IngestRef(NamedTuple):
+    """An ingest log record a processed record names instead of holding a copy of it."""
+
+    partition: int
+    offset: int
+
+
+_RECORD_COLUMNS = (
+    "partition",
+    "offset",
+    "appended_at",
+    "payload",
+    "ingest_partition",
+    "ingest_offset",
+)
 
 
 class EventLog:
@@ -33,8 +55,12 @@ class EventLog:
         *,
         clock: Callable[[], float] = time.time,
         recent_bytes: int = RECENT_BYTES,
+        ingest_log: IngestLog | None = None,
     ) -> None:
+        """``ingest_log``: where the records that name an ingest log record are read from;
+        without it, every record appended must carry its payload."""
         self._engine = engine
+        self.ingest_log = ingest_log
         self._clock = clock
         self._sqlite = is_sqlite(engine)
         with engine.connect() as conn:
@@ -49,13 +75,18 @@ class EventLog:
 
     # --- writing ------------------------------------------------------------------------------
 
-    def append(self, payloads: Sequence[bytes]) -> list[Position]:
+    def append(self, payloads: Sequence[bytes | IngestRef]) -> list[Position]:
         with write_transaction(self._engine) as conn:
             return self.append_in(conn, payloads)
 
-    def append_in(self, conn: Connection, payloads: Sequence[bytes]) -> list[Position]:
+    def append_in(self, conn: Connection, payloads: Sequence[bytes | IngestRef]) -> list[Position]:
+        """Append records: a payload, or the ingest log record whose payload it is (read from
+        there by ``poll``: a 100 KB batch is written, checkpointed and deleted once, not twice).
+        """
         if not payloads:
             return []
+        if self.ingest_log is None and any(type(p) is IngestRef for p in payloads):
+            raise ValueError("this processed stream has no ingest log to read references from")
         n = len(payloads)
         if self._sqlite:  # the hot path: straight to the driver, no statement building
             partition = next(self._next)
@@ -94,19 +125,22 @@ class EventLog:
             partition = row[1]
         first = row[0] - n
         now = int(self._clock())
+        rows = [
+            (partition, first + i, now, b"", p.partition, p.offset)
+            if type(p) is IngestRef
+            else (partition, first + i, now, p, None, None)
+            for i, p in enumerate(payloads)
+        ]
         if self._sqlite:
             conn.exec_driver_sql(
-                'INSERT INTO log_records (partition, "offset", appended_at, payload) '
-                "VALUES (?, ?, ?, ?)",
-                [(partition, first + i, now, p) for i, p in enumerate(payloads)],
+                'INSERT INTO log_records (partition, "offset", appended_at, payload, '
+                "ingest_partition, ingest_offset) VALUES (?, ?, ?, ?, ?, ?)",
+                rows,
             )
         else:
             conn.execute(
                 log_records.insert(),
-                [
-                    {"partition": partition, "offset": first + i, "appended_at": now, "payload": p}
-                    for i, p in enumerate(payloads)
-                ],
+                [dict(zip(_RECORD_COLUMNS, values, strict=True)) for values in rows],
             )
         return [(partition, first + i) for i in range(n)]
 
@@ -215,8 +249,8 @@ class EventLog:
         read: dict[int, list[tuple[int, bytes]]] = {}
         if self._sqlite:
             arm = (
-                'SELECT partition, "offset", payload FROM log_records '
-                'WHERE partition = ? AND "offset" > ? AND "offset" <= ?'
+                'SELECT partition, "offset", payload, ingest_partition, ingest_offset '
+                'FROM log_records WHERE partition = ? AND "offset" > ? AND "offset" <= ?'
             )
             rows = conn.exec_driver_sql(
                 " UNION ALL ".join([arm] * len(spans)), tuple(v for span in spans for v in span)
@@ -226,16 +260,65 @@ class EventLog:
             rows = conn.execute(
                 sa.union_all(
                     *(
-                        sa.select(r.partition, r.offset, r.payload).where(
-                            r.partition == partition, r.offset > after, r.offset <= through
-                        )
+                        sa.select(
+                            r.partition, r.offset, r.payload, r.ingest_partition, r.ingest_offset
+                        ).where(r.partition == partition, r.offset > after, r.offset <= through)
                         for partition, after, through in spans
                     )
                 )
             )
-        for partition, offset, payload in rows:
-            read.setdefault(partition, []).append((int(offset), bytes(payload)))
+        named: list[tuple[list[tuple[int, bytes]], int, IngestRef]] = []
+        for partition, offset, payload, ingest_partition, ingest_offset in rows:
+            into = read.setdefault(partition, [])
+            if ingest_offset is not None:
+                named.append((into, int(offset), IngestRef(ingest_partition, int(ingest_offset))))
+            else:
+                into.append((int(offset), bytes(payload)))
+        if named:
+            found = self._read_ingest_log([ref for _, _, ref in named])
+            for into, offset, ref in named:
+                into.append((offset, found.get(ref, b"")))
         return read
+
+    def _read_ingest_log(self, refs: list[IngestRef]) -> dict[IngestRef, bytes]:
+        """The payloads of ``refs``, reading each run of consecutive offsets at once.
+
+        A record the ingest log no longer has (its files were deleted or replaced) is left
+        out: the consumers skip its empty payload as unreadable and say so."""
+        assert self.ingest_log is not None, "references are only appended with an ingest log"
+        found: dict[IngestRef, bytes] = {}
+        wanted = sorted(set(refs))
+        runs: list[list[IngestRef]] = []
+        for ref in wanted:
+            if runs and runs[-1][-1] == (ref.partition, ref.offset - 1):
+                runs[-1].append(ref)
+            else:
+                runs.append([ref])
+        for run in runs:
+            partition, first, last = run[0].partition, run[0].offset, run[-1].offset
+            for offset, payload in self.ingest_log.read(partition, first - 1, len(run)):
+                if offset <= last:  # (past a gap, read gives what comes next)
+                    found[IngestRef(partition, offset)] = payload
+        missing = len(wanted) - len(found)
+
+        if missing:
+            logger.error(
+                "processed stream: %d records name ingest log records that are gone "
+                "(was the log directory deleted?); they are skipped",
+                missing,
+            )
+        return found
+
+    def oldest_reference(self, ingest_partition: int) -> int | None:
+        """The lowest ingest log offset of ``ingest_partition`` a record still names: the
+        ingest log keeps it and everything after it."""
+        with self._engine.connect() as conn:
+            value = conn.execute(
+                sa.select(sa.func.min(log_records.c.ingest_offset)).where(
+                    log_records.c.ingest_partition == ingest_partition
+                )
+            ).scalar()
+        return None if value is None else int(value)
 
     def commit_many(
         self, group: str, offsets: Mapping[int, int], owner: str | None = None

@@ -91,6 +91,16 @@ def _ingest_log_and_stage_chain(conn: Connection) -> None:
     conn.execute(sa.text("DROP TABLE IF EXISTS dedup"))
 
 
+def _processed_references(conn: Connection) -> None:
+    """``log_records`` may name an ingest log record instead of holding a copy of it."""
+    present = {c["name"] for c in sa.inspect(conn).get_columns("log_records")}
+    for column, kind in (("ingest_partition", "INTEGER"), ("ingest_offset", "BIGINT")):
+        if column not in present:
+            conn.execute(sa.text(f"ALTER TABLE log_records ADD COLUMN {column} {kind}"))
+    for index in schema.log_records.indexes:
+        index.create(conn, checkfirst=True)
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "create tables", _create_tables),
     Migration(2, "seed event log partitions", _seed_log_partitions),
@@ -99,6 +109,7 @@ MIGRATIONS: list[Migration] = [
     Migration(5, "delivery jobs per mapping", _jobs_per_mapping),
     Migration(6, "warehouses, their positions and sync history", _create_tables),
     Migration(7, "ingest log, stage chain and dedup runs", _ingest_log_and_stage_chain),
+    Migration(8, "processed records that name their ingest log record", _processed_references),
 ]
 
 

@@ -110,6 +110,11 @@ log_records = sa.Table(
     sa.Column("offset", sa.BigInteger, primary_key=True, autoincrement=False),
     sa.Column("appended_at", sa.BigInteger, nullable=False),
     sa.Column("payload", sa.LargeBinary, nullable=False),
+    # A record the stage chain passed on unchanged is not copied: it names its ingest log
+    # record (payload empty), which the ingest log keeps until every group has read it.
+    sa.Column("ingest_partition", sa.Integer, nullable=True),
+    sa.Column("ingest_offset", sa.BigInteger, nullable=True),
+    sa.Index("ix_log_records_ingest", "ingest_partition", "ingest_offset"),
 )
 
 log_groups = sa.Table(
