@@ -11,7 +11,7 @@ from typing import Any
 
 import msgspec
 
-from headwater.store.archive import COMPRESSLEVEL, Archive, ArchiveWriter
+from headwater.store.archive import Archive, ArchiveWriter
 from tests.support.records import log_record
 from tests.support.records import stored_event as event
 
@@ -73,10 +73,9 @@ def test_each_flush_appends_a_gzip_member_readable_whole(tmp_path: Path) -> None
     feed(ArchiveWriter(tmp_path), record([event("m4", "2024-03-05T10:00:04.000Z")]))
 
     data = path.read_bytes()
-    assert data[:first_size] == gzip.compress(
-        msgspec.json.encode(event("m1", "2024-03-05T10:00:01.000Z")) + b"\n",
-        mtime=0,
-        compresslevel=COMPRESSLEVEL,
+    # the first flush is one whole gzip member, which the standard library reads alone
+    assert gzip.decompress(data[:first_size]) == (
+        msgspec.json.encode(event("m1", "2024-03-05T10:00:01.000Z")) + b"\n"
     )
     assert data.count(b"\x1f\x8b\x08") >= 3  # three members: one per flush
     with gzip.open(path, "rt") as f:  # the standard library reads all members
