@@ -179,3 +179,39 @@ def test_a_named_record_the_ingest_log_lost_is_skipped_loudly(
 def test_a_stream_without_an_ingest_log_takes_payloads_only(engine: Engine) -> None:
     with pytest.raises(ValueError, match="no ingest log"):
         EventLog(engine).append([IngestRef(0, 1)])
+
+
+class CountedReads:
+    """The real ingest log, counting the reads made of it."""
+
+    def __init__(self, log: IngestLog) -> None:
+        self.log = log
+        self.reads = 0
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.log, name)
+
+    def read(self, partition: int, after: int, limit: int) -> list[tuple[int, bytes]]:
+        self.reads += 1
+        return self.log.read(partition, after, limit)
+
+
+def test_groups_of_the_chains_process_get_its_records_without_reading_them_back(
+    setup: Setup,
+) -> None:
+    setup.read_all("first")  # the readers are caught up (nothing yet)
+    counted = CountedReads(setup.ingest)
+    setup.processed.ingest_log = counted  # type: ignore[assignment]
+    setup.chain.ingest_log = counted  # type: ignore[assignment]
+    sent = [batch("a"), batch("b")]
+    run(setup, sent)
+    reads = counted.reads  # the chain's own
+    assert [p for _, _, p in setup.read_all("first")] == sent
+    assert [p for _, _, p in setup.read_all("second")] == sent
+    assert counted.reads == reads
+
+    elsewhere = EventLog(setup.engine, ingest_log=counted)  # type: ignore[arg-type]
+    assert [
+        p for partition in elsewhere.partitions for _, p in elsewhere.poll("first", partition, 10)
+    ] == sent
+    assert counted.reads > reads  # another process (a fresh EventLog) reads them back

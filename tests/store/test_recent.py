@@ -37,3 +37,13 @@ def test_a_read_past_a_gap_replaces_the_window_and_an_older_one_leaves_it() -> N
     assert recent.lookup(0, 9, 12)[1:] == (10, [p for _, p in rows(10, 12)])
     recent.keep(0, [(13, b"x"), (15, b"y")])  # not consecutive: not kept
     assert recent.lookup(0, 12, 15) == ([(12, 3)], 0, [])
+
+
+def test_records_just_appended_only_continue_the_window() -> None:
+    """What the stage chain hands over never displaces what readers that are behind share."""
+    recent = RecentRecords(partitions=1, budget_bytes=1000)
+    recent.keep(0, rows(1, 3), replace=False)  # no window yet: starts one
+    recent.keep(0, rows(4, 5), replace=False)  # continues it
+    assert recent.lookup(0, 0, 5) == ([], 1, [p for _, p in rows(1, 5)])
+    recent.keep(0, rows(9, 10), replace=False)  # past a gap: the readers' window stays
+    assert recent.lookup(0, 0, 10) == ([(5, 5)], 1, [p for _, p in rows(1, 5)])

@@ -172,7 +172,7 @@ class StageChain:
             with write_transaction(self._state) as conn:
                 for stage in self._stages:
                     stage.commit_in(conn)
-                self._processed.append_in(conn, out)
+                appended = self._processed.append_in(conn, out)
                 self._positions.advance_in(conn, partition, start, rows[-1][0], self.owner)
         except BaseException as exc:
             for stage in self._stages:
@@ -182,6 +182,10 @@ class StageChain:
             raise
         for stage in self._stages:
             stage.committed()
+        read = dict(rows)
+        self._processed.remember(
+            appended, [read[p.offset] if isinstance(p, IngestRef) else p for p in out]
+        )
         if self._on_processed is not None:
             self._on_processed(sum(len(r.events) for r in records))
 

@@ -144,6 +144,16 @@ class EventLog:
             )
         return [(partition, first + i) for i in range(n)]
 
+    def remember(self, positions: Sequence[Position], payloads: Sequence[bytes]) -> None:
+        """Records this process appended and committed just now: the consumer groups that are
+        caught up get them from memory instead of reading them back (a named record from the
+        ingest log)."""
+        rows: dict[int, list[tuple[int, bytes]]] = {}
+        for (partition, offset), payload in zip(positions, payloads, strict=True):
+            rows.setdefault(partition, []).append((offset, payload))
+        for partition, kept in rows.items():
+            self._recent.keep(partition, kept, replace=False)
+
     # --- consuming ----------------------------------------------------------------------------
 
     def register(self, group: str) -> None:

@@ -41,14 +41,19 @@ class RecentRecords:
             spans.append((hi, last - hi))
         return spans, lo, found
 
-    def keep(self, partition: int, rows: list[tuple[int, bytes]]) -> None:
-        """Remember ``rows`` (ascending, as read) where they continue or replace the window."""
+    def keep(self, partition: int, rows: list[tuple[int, bytes]], *, replace: bool = True) -> None:
+        """Remember ``rows`` (ascending, as read) where they continue or replace the window.
+
+        ``replace=False`` for records just appended: they only continue a window, so readers
+        that are behind keep sharing what they read."""
         with self._lock:
             first, payloads = self._windows.get(partition, (0, []))
             end = first + len(payloads) - 1
             tail = [row for row in rows if row[0] > end] if payloads else rows
             if not tail or tail[-1][0] - tail[0][0] != len(tail) - 1:
                 return  # older than the window, or not consecutive: nothing to add
+            if payloads and tail[0][0] != end + 1 and not replace:
+                return
             if payloads and tail[0][0] == end + 1:
                 payloads.extend(p for _, p in tail)
                 size = self._bytes[partition] + sum(len(p) for _, p in tail)
