@@ -25,7 +25,7 @@ from headwater.errors import RecordError
 from headwater.store import counters, schema
 from headwater.store.counters import CounterKey, CounterStore, minute_of
 from headwater.store.database import is_sqlite, write_transaction
-from headwater.store.record import Dropped, decode_record
+from headwater.store.record import Dropped, decode_processed
 from headwater.timestamps import parse_timestamp
 
 logger = logging.getLogger(__name__)
@@ -122,7 +122,7 @@ class _Batch:
 
     def add(self, payload: bytes, offset: int) -> None:
         try:
-            record = decode_record(payload)
+            record = decode_processed(payload)
         except RecordError as exc:
             logger.error("observer: skipping log record at offset %d: %s", offset, exc)
             return

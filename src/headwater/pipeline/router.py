@@ -27,7 +27,7 @@ from headwater.errors import LeaseLost, RecordError
 from headwater.store.counters import CounterKey, CounterStore, minute_of
 from headwater.store.database import write_transaction
 from headwater.store.log import EventLog
-from headwater.store.record import decode_record
+from headwater.store.record import decode_processed
 from headwater.timestamps import parse_timestamp
 
 logger = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ class Router:
         for partition, offset, payload in records:
             offsets[partition] = max(offset, offsets.get(partition, 0))
             try:
-                record = decode_record(payload)
+                record = decode_processed(payload)
             except RecordError as exc:
                 logger.error("router: skipping log record %d/%d: %s", partition, offset, exc)
                 continue

@@ -39,7 +39,7 @@ import msgspec
 from isal import igzip
 
 from headwater.errors import RecordError
-from headwater.store.record import decode_record
+from headwater.store.record import decode_processed
 from headwater.timestamps import format_timestamp, parse_timestamp
 
 logger = logging.getLogger(__name__)
@@ -81,7 +81,7 @@ class ArchiveWriter:
         lines: dict[tuple[str, str, str], list[msgspec.Raw | bytes]] = defaultdict(list)
         for partition, offset, payload in records:
             try:
-                record = decode_record(payload)
+                record = decode_processed(payload)
             except RecordError as exc:
                 logger.error("archive: skipping log record %d/%d: %s", partition, offset, exc)
                 continue

@@ -9,6 +9,7 @@ few it shows in the debugger.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import msgspec
@@ -67,6 +68,32 @@ def encode_record(
     if flags:
         record["flags"] = flags
     return _encode(record)
+
+
+def decode_processed(payload: bytes) -> LogRecord:
+    """``decode_record`` for the processed stream's consumer groups, decoded once per payload.
+
+    The groups of one process get the same payload object (``store/recent.py``) within moments
+    of each other, so the first decodes it and the others share the result: READ-ONLY, never
+    changed. Kept by the payload's identity, holding the payload, so an id is never reused
+    while it is here."""
+    with _shared_lock:
+        hit = _shared.get(id(payload))
+    if hit is not None and hit[0] is payload:
+        return hit[1]
+    record = decode_record(payload)
+    with _shared_lock:
+        if len(_shared) >= _SHARED_RECORDS:
+            del _shared[next(iter(_shared))]  # the oldest
+        _shared[id(payload)] = (payload, record)
+    return record
+
+
+# Enough for the records the groups poll at once (a consumer pass holds up to 2,000 but they
+# read the same ones within a poll interval of each other).
+_SHARED_RECORDS = 256
+_shared: dict[int, tuple[bytes, LogRecord]] = {}
+_shared_lock = threading.Lock()
 
 
 def decode_record(payload: bytes) -> LogRecord:
