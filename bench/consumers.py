@@ -35,7 +35,7 @@ from headwater.pipeline.router import GROUP as ROUTER_GROUP
 from headwater.pipeline.router import Router
 from headwater.store.archive import ArchiveWriter
 from headwater.store.database import database_url, open_engine, write_transaction
-from headwater.store.log import EventLog
+from headwater.store.log import EventLog, IngestRef
 from headwater.store.migrations import migrate
 from headwater.store.record import decode_record, encode_record
 from headwater.store.workspace import WorkspaceStore
@@ -150,12 +150,13 @@ def main() -> None:
         total: dict[str, float] = defaultdict(float)
         appended = 0
         for start in range(0, len(payloads), args.pass_records):
-            chunk = payloads[start : start + args.pass_records]
+            sent = payloads[start : start + args.pass_records]
+            chunk: list[bytes | IngestRef] = list(sent)
             if not args.no_coalesce:
-                decoded = [decode_record(p) for p in chunk]  # the chain has them decoded
+                decoded = [decode_record(p) for p in sent]  # the chain has them decoded
                 before = time.thread_time()
-                sizes = [len(p) for p in chunk]
-                chunk = coalesce(decoded, chunk, sizes, max_bytes=args.coalesce_bytes)
+                sizes = [len(p) for p in sent]
+                chunk = coalesce(decoded, sent, sizes, max_bytes=args.coalesce_bytes)
                 spent["chain_coalesce"] += time.thread_time() - before
             appended += len(chunk)
             with write_transaction(engine) as conn:  # one chain pass

@@ -102,9 +102,13 @@ def headwater(options: list[str]) -> Iterator[tuple[str, subprocess.Popen[bytes]
 
 
 def wait_for_processes(data: Path, options: list[str]) -> None:
-    expected = 3  # an ingest, an api and a worker
     if "--ingest-processes" in options:
-        expected += int(options[options.index("--ingest-processes") + 1]) - 1
+        ingest = int(options[options.index("--ingest-processes") + 1])
+    elif "--database" in options:
+        ingest = 1
+    else:  # serve's default on SQLite
+        ingest = min(2, os.cpu_count() or 1)
+    expected = ingest + 2  # and an api and a worker
     deadline = time.monotonic() + 60
     # Less serve.pid; the api process takes connections once its socket is there.
     while (
@@ -227,7 +231,9 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=5000, help="requests/s of the paced run")
     parser.add_argument("--postgres", action="store_true", help="on a throwaway PostgreSQL")
     parser.add_argument("--database", help="or on this PostgreSQL (a fresh database a round)")
-    parser.add_argument("--ingest-processes", type=int, default=1)
+    parser.add_argument(
+        "--ingest-processes", type=int, help="default: serve's own (2 on SQLite given 2 CPUs)"
+    )
     parser.add_argument("--postmaster", type=int, help="that server's postmaster pid, for its CPU")
     args = parser.parse_args()
     if not shutil.which("wrk"):
@@ -245,12 +251,9 @@ def run_rounds(args: argparse.Namespace) -> None:
         print(f"round {n + 1} of {args.rounds}", flush=True)
         options = []
         if args.database:
-            options = [
-                "--database",
-                fresh_database(args.database),
-                "--ingest-processes",
-                str(args.ingest_processes),
-            ]
+            options = ["--database", fresh_database(args.database)]
+        if args.ingest_processes is not None:
+            options += ["--ingest-processes", str(args.ingest_processes)]
         rounds.append(round_of(args, options))
     print("\nmedians:")
     medians: dict[str, Result] = {}

@@ -35,7 +35,8 @@ WRITE_KEY = "Basic " + base64.b64encode(b"WK_web:").decode()
 def live(tmp_path: Path) -> Iterator[LiveServer]:
     config = tmp_path / "headwater.yaml"
     config.write_text(BASE_CONFIG)
-    server = LiveServer(data_dir=tmp_path / "data", config=config, role="all")
+    # One ingest process: which process answers is what these tests look at.
+    server = LiveServer(data_dir=tmp_path / "data", config=config, role="all", ingest_processes=1)
     server.start()
     try:
         # /ready is answered before the api process is up (the ingest process answers it then).

@@ -6,6 +6,7 @@ SIGTERM and SIGKILL of the supervisor, and two ingest processes on one port on P
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import signal
@@ -20,9 +21,10 @@ import pytest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from headwater.cli import _default_ingest_processes
 from headwater.store.archive import Archive
 from headwater.supervisor import RunDirectory, next_delay
-from tests.support.live import BASE_CONFIG, LiveServer
+from tests.support.live import BASE_CONFIG, LiveServer, default_processes
 from tests.support.sockets import listens
 from tests.support.waiting import wait_for
 
@@ -96,21 +98,14 @@ def test_the_back_off_doubles_to_30_s_and_starts_again_after_a_steady_run() -> N
     assert next_delay(30, 60) == 1
 
 
-def test_several_ingest_processes_are_refused_on_sqlite(tmp_path: Path) -> None:
-    data = tmp_path / "data"
-    command = ["serve", "--data-dir", str(data), "--ingest-processes", "2"]
-    result = subprocess.run(
-        [sys.executable, "-m", "headwater", *command],
-        capture_output=True,
-        text=True,
-        env={k: v for k, v in os.environ.items() if k != "HEADWATER_DATABASE"},
-    )
-    assert result.returncode == 1
-    assert (
-        "--ingest-processes > 1 needs --database postgresql://…; SQLite has one writer"
-        in result.stderr
-    )
-    assert not data.exists()  # refused before anything was created
+def test_one_ingest_process_is_the_default_on_postgres_and_beside_a_role() -> None:
+    def default(role: str, database: str | None) -> int:
+        args = argparse.Namespace(role=role, supervised=False)
+        return _default_ingest_processes(args, argparse.Namespace(database=database))
+
+    assert default("all", "postgresql://h/db") == 1
+    assert default("ingest", None) == 1
+    assert default("all", None) == min(2, os.cpu_count() or 1)
 
 
 def test_the_api_role_is_started_by_serve_only(tmp_path: Path) -> None:
@@ -187,20 +182,25 @@ def test_the_supervisor_prefixes_restarts_and_kills_what_ignores_the_stop(tmp_pa
 
 
 @pytest.mark.live
-def test_serve_runs_an_ingest_an_api_and_a_worker_process(tmp_path: Path, config: Path) -> None:
+def test_serve_runs_ingest_an_api_and_a_worker_process(tmp_path: Path, config: Path) -> None:
     live = LiveServer(data_dir=tmp_path / "data", config=config, role="all")
     live.start()
     try:
         assert live.process is not None
         pids = live.pids()
-        assert set(pids) == {"ingest", "api", "worker"}
+        assert set(pids) == default_processes()
         for pid in pids.values():
             assert pid != live.process.pid
             ppid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
             assert ppid == live.process.pid
-        # The ingest process serves the port; the api process takes connections from it
+        # The ingest processes serve the port; the api process takes connections from them
         # (tests/test_api_process.py); the worker serves nothing.
-        assert listens(pids["ingest"], live.port)
+        ingest = [pids[name] for name in pids if name.startswith("ingest")]
+        wait_for(
+            lambda: all(listens(pid, live.port) for pid in ingest),
+            30,
+            "every ingest process to listen",
+        )
         assert not listens(pids["api"], live.port)
         assert not listens(pids["worker"], live.port)
         assert not listens(live.process.pid, live.port)
@@ -225,7 +225,8 @@ def test_serve_runs_an_ingest_an_api_and_a_worker_process(tmp_path: Path, config
 
         text = output(live)
         assert text.count("Headwater listening on") == 1
-        assert "processes: 1 ingest + 1 api + 1 worker" in text
+        count = len(default_processes()) - 2
+        assert f"processes: {count} ingest + 1 api + 1 worker" in text
         # The config is applied and its changes printed once, by the supervisor.
         applied = [line for line in text.splitlines() if "source web" in line]
         assert len(applied) == 1 and not applied[0].startswith("[")
@@ -299,7 +300,7 @@ def test_children_die_with_a_killed_supervisor(tmp_path: Path, config: Path) -> 
     live.start()
     try:
         restarted = live.pids()
-        assert set(restarted) == {"ingest", "api", "worker"}
+        assert set(restarted) == default_processes()
         assert not set(restarted.values()) & set(children.values())
         sent = post_events(live, 3, "again")
         wait_for(lambda: sent <= archived(live), 30, "the new worker to archive")
@@ -308,14 +309,15 @@ def test_children_die_with_a_killed_supervisor(tmp_path: Path, config: Path) -> 
 
 
 @pytest.mark.live
-def test_two_ingest_processes_share_the_port_on_postgres(
-    tmp_path: Path, config: Path, pg_database: str
+@pytest.mark.parametrize("on", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def test_two_ingest_processes_share_the_port(
+    tmp_path: Path, config: Path, on: str, request: pytest.FixtureRequest
 ) -> None:
     live = LiveServer(
         data_dir=tmp_path / "data",
         config=config,
         role="all",
-        database=pg_database,
+        database=request.getfixturevalue("pg_database") if on == "postgresql" else None,
         ingest_processes=2,
     )
     live.start()

@@ -49,10 +49,10 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--ingest-processes",
         type=int,
-        default=1,
+        default=None,
         metavar="N",
-        help="ingest processes sharing the port, with --role all or ingest (default 1; "
-        "more than 1 needs PostgreSQL)",
+        help="ingest processes sharing the port, with --role all or ingest (default: 2 with "
+        "--role all on SQLite and 2 or more CPUs, else 1)",
     )
     # A role process started by `serve` itself: no bootstrap, port shared (SO_REUSEPORT).
     serve.add_argument("--supervised", action="store_true", help=argparse.SUPPRESS)
@@ -205,22 +205,29 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _supervising(args: argparse.Namespace, settings: Any) -> bool:
     """Whether this ``serve`` starts role processes rather than running roles itself."""
+    if args.ingest_processes is None:
+        args.ingest_processes = _default_ingest_processes(args, settings)
     processes: int = args.ingest_processes
     if processes < 1:
         raise SystemExit("headwater serve: --ingest-processes must be 1 or more")
     if processes > 1 and args.role not in ("all", "ingest"):
         raise SystemExit("headwater serve: --ingest-processes goes with --role all or ingest")
-    if processes > 1 and not (settings.database or "").startswith("postgres"):
-        raise SystemExit(
-            "headwater serve: --ingest-processes > 1 needs --database postgresql://…; "
-            "SQLite has one writer"
-        )
     if args.role == "api" and not args.supervised:
         raise SystemExit(
             "headwater serve: --role api is started by `serve` itself, beside its ingest "
             "processes; run `serve` (--role all)"
         )
     return not args.supervised and (args.role == "all" or processes > 1)
+
+
+def _default_ingest_processes(args: argparse.Namespace, settings: Any) -> int:
+    """Two on one machine with SQLite: the ingest process is the busiest (decoding and
+    normalising every message on one core) and the worker has the other core mostly to
+    itself; a second ingest process puts the two cores to work (docs/decisions.md). With
+    PostgreSQL the database shares the machine, so the operator chooses."""
+    if args.role != "all" or args.supervised or (settings.database or "").startswith("postgres"):
+        return 1
+    return min(2, os.cpu_count() or 1)
 
 
 def _supervise(args: argparse.Namespace, settings: Any, run: RunDirectory) -> int:

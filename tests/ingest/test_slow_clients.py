@@ -32,7 +32,13 @@ TICK = 0.2
 def make_server(tmp_path: Path, server_section: str, open_files: int | None = None) -> LiveServer:
     config = tmp_path / "headwater.yaml"
     config.write_text(BASE_CONFIG + "server:\n" + server_section)
-    live = LiveServer(data_dir=tmp_path / "data", config=config, role="all", open_files=open_files)
+    live = LiveServer(  # one ingest process: the caps are per process
+        data_dir=tmp_path / "data",
+        config=config,
+        role="all",
+        open_files=open_files,
+        ingest_processes=1,
+    )
     live.start()
     return live
 

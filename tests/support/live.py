@@ -44,6 +44,13 @@ sources:
 """
 
 
+def default_processes() -> set[str]:
+    """The processes ``serve`` starts on SQLite by default (two ingest processes given two
+    CPUs)."""
+    ingest = {"ingest", "ingest-2"} if (os.cpu_count() or 1) >= 2 else {"ingest"}
+    return ingest | {"api", "worker"}
+
+
 @dataclass
 class LiveServer:
     """One ``headwater serve``; ``role=ingest`` keeps every record in the log for the test to

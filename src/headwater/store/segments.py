@@ -35,7 +35,7 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -107,6 +107,7 @@ class SegmentLog:
         self._clock = clock
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._lock = threading.Lock()  # appends of this process, one at a time
+        self._append_lock: int | None = None  # the lock file's descriptor (see _appending)
         self._active: _Active | None = None
         self._readers: dict[int, sqlite3.Connection] = {}
         self._reader_lock = threading.Lock()
@@ -123,7 +124,7 @@ class SegmentLog:
             return
         now = int(self._clock())
         rows = [(now, payload) for _, payload in records]
-        with self._lock:
+        with self._lock, self._appending():
             while True:
                 active = self._active_segment()
                 if active is None:  # a new log: its first segment is born holding this batch
@@ -154,6 +155,21 @@ class SegmentLog:
                     if conn.in_transaction:
                         conn.execute("ROLLBACK")
                     raise
+
+    @contextlib.contextmanager
+    def _appending(self) -> Iterator[None]:
+        """Appenders of every process take turns here, before SQLite's write lock: a blocked
+        ``flock`` wakes when the lock is free, where SQLite's busy handler sleeps 1, 2, 5, 10 …
+        milliseconds between tries (with the event loop waiting)."""
+        if self._append_lock is None:
+            self._append_lock = os.open(
+                self.directory / ".append.lock", os.O_RDWR | os.O_CREAT, 0o600
+            )
+        fcntl.flock(self._append_lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(self._append_lock, fcntl.LOCK_UN)
 
     def _active_segment(self) -> _Active | None:
         """The newest segment, opened for appending; None while the log has none."""
@@ -369,6 +385,9 @@ class SegmentLog:
     def close(self) -> None:
         with self._lock:
             self._retire_active()
+            if self._append_lock is not None:
+                os.close(self._append_lock)
+                self._append_lock = None
         with self._reader_lock:
             for conn in self._readers.values():
                 self._close_later(conn)
