@@ -38,14 +38,7 @@ class IngestRef(NamedTuple):
     offset: int
 
 
-_RECORD_COLUMNS = (
-    "partition",
-    "offset",
-    "appended_at",
-    "payload",
-    "ingest_partition",
-    "ingest_offset",
-)
+_RECORD_COLUMNS = tuple(c.name for c in log_records.columns)  # the order append_in's rows use
 
 
 class EventLog:
