@@ -106,10 +106,11 @@ def decode_batch(raw: bytes) -> tuple[Any, list[int] | None]:
             else:
                 body[key] = _decode(value)
         for item in _decode_items(batch):
-            if _brackets(item) > BATCH_DEPTH - 2:
+            text = bytes(item)  # one copy, for the counts and the decoding alike
+            if text.count(b"[") + text.count(b"{") > BATCH_DEPTH - 2:
                 return decode_json(raw, BATCH_DEPTH), None
-            items.append(_decode(item))
-            sizes.append(len(memoryview(item)))
+            items.append(_decode(text))
+            sizes.append(len(text))
     except (msgspec.DecodeError, RecursionError):
         return decode_json(raw, BATCH_DEPTH), None  # raises the body's error
     return body, sizes
