@@ -18,18 +18,16 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from headwater.pipeline.chain import COALESCE_BYTES, StageChain
-from headwater.pipeline.dedup import DedupStage
 from headwater.pipeline.observer import Observer
 from headwater.store import schema
 from headwater.store.archive import ArchiveWriter
 from headwater.store.counters import RECEIVED, minute_of
 from headwater.store.database import database_url, open_engine
-from headwater.store.dedup import DedupRuns
 from headwater.store.ingest_log import IngestLog, open_ingest_log
 from headwater.store.log import EventLog
 from headwater.store.migrations import migrate
-from headwater.store.positions import StagePositions
 from headwater.timestamps import format_timestamp, parse_timestamp
+from tests.support.chain import dedup_chain
 from tests.support.clock import Clock
 from tests.support.records import log_record, stored_event
 
@@ -96,20 +94,7 @@ class Chain:
 def build(engine: Engine, directory: Path, coalesce_bytes: int = COALESCE_BYTES) -> Chain:
     clock = Clock(T0 + 3600)
     ingest = open_ingest_log(engine, directory, durability="normal", clock=clock)
-    processed = EventLog(engine, clock=clock, ingest_log=ingest)
-    processed.register(GROUP)
-    chain = StageChain(
-        ingest,
-        processed,
-        StagePositions(engine, clock=clock),
-        [DedupStage(DedupRuns(engine, clock=clock), window_hours=48, clock=clock)],
-        state=engine,
-        owner="a",
-        clock=clock,
-        monotonic=clock,
-        batch=100_000,  # every request of a test in one pass, also over PostgreSQL's partitions
-        coalesce_bytes=coalesce_bytes,
-    )
+    processed, chain = dedup_chain(engine, ingest, clock, GROUP, coalesce_bytes=coalesce_bytes)
     return Chain(engine, ingest, processed, chain)
 
 

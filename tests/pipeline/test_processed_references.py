@@ -16,15 +16,13 @@ from sqlalchemy.engine import Engine
 
 from headwater.errors import RecordError
 from headwater.pipeline.chain import StageChain
-from headwater.pipeline.dedup import DedupStage
 from headwater.store import schema
 from headwater.store.database import is_sqlite
-from headwater.store.dedup import DedupRuns
 from headwater.store.ingest_log import IngestLog, open_ingest_log
 from headwater.store.log import EventLog, IngestRef
-from headwater.store.positions import StagePositions
 from headwater.store.record import decode_record
 from headwater.store.segments import SegmentLog
+from tests.support.chain import dedup_chain
 from tests.support.clock import Clock
 from tests.support.records import log_record, stored_event
 
@@ -82,20 +80,7 @@ def setup(engine: Engine, tmp_path: Path) -> Iterator[Setup]:
         ingest = SegmentLog(tmp_path / "log", segment_bytes=64 * 1024, clock=clock)
     else:
         ingest = open_ingest_log(engine, tmp_path, durability="normal", clock=clock)
-    processed = EventLog(engine, clock=clock, ingest_log=ingest)
-    for group in GROUPS:
-        processed.register(group)
-    chain = StageChain(
-        ingest,
-        processed,
-        StagePositions(engine, clock=clock),
-        [DedupStage(DedupRuns(engine, clock=clock), window_hours=48, clock=clock)],
-        state=engine,
-        owner="a",
-        clock=clock,
-        monotonic=clock,
-        batch=100_000,
-    )
+    processed, chain = dedup_chain(engine, ingest, clock, *GROUPS)
     yield Setup(engine, ingest, processed, chain)
     chain.stop()
     ingest.close()
