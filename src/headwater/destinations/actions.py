@@ -36,7 +36,7 @@ class ActionDefinition:
     name: str  # the id a mapping names, e.g. "send"
     title: str
     fields: Mapping[str, FieldSpec]
-    perform: Perform
+    perform: Perform | None  # None: the actions runtime runs the package's own perform
     description: str = ""
     default_trigger: str = ""
     # The field holding how many messages ``perform`` sends in one request, if it batches.
@@ -46,6 +46,20 @@ class ActionDefinition:
     # Fields whose values are secrets (of an object field such as ``headers``, each value):
     # shown and exported as [redacted], kept when [redacted] comes back.
     secret_fields: frozenset[str] = frozenset()
+    # The package's action has a ``performBatch`` (its mappings' ``enable_batching`` uses it).
+    batches: bool = False
+
+
+@dataclass(frozen=True)
+class Preset:
+    """One of a definition's presets: a ready-made mapping (Segment's default subscriptions
+    are the ``automatic`` ones)."""
+
+    name: str
+    action: str
+    trigger: str
+    fields: Mapping[str, Any]
+    automatic: bool = True
 
 
 class ActionMapping(BaseModel):
@@ -327,6 +341,7 @@ class Mappings:
             groups.setdefault(mapping_id, []).append((position, payload))
         for mapping_id, members in groups.items():
             action = self.by_id[mapping_id].action
+            assert action.perform is not None, "the actions runtime delivers package actions"
             done = action.perform([payload for _, payload in members], settings)
             positions = [position for position, _ in members]
             for outgoing in done.outgoing:

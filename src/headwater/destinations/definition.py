@@ -18,7 +18,7 @@ from headwater import reasons
 from headwater.errors import Rejection
 
 if TYPE_CHECKING:
-    from headwater.destinations.actions import ActionDefinition
+    from headwater.destinations.actions import ActionDefinition, Preset
 
 Message = dict[str, Any]
 
@@ -111,6 +111,15 @@ class DestinationDefinition:
     description: str = ""
     # An Actions destination's actions, by name; its instances' mappings choose among them.
     actions: Mapping[str, ActionDefinition] = field(default_factory=dict)
+    # An Actions destination of Segment's published package, run by the actions runtime: the
+    # package's directory name (``customerio``). Its actions have no ``perform`` here.
+    package_directory: str | None = None
+    # Segment's presets: mappings a new instance may start with (``automatic`` ones are its
+    # default subscriptions).
+    presets: tuple[Preset, ...] = ()
+    # Hooks of the definition beyond its actions: createAudience, getAudience, onDelete,
+    # refreshAccessToken, testAuthentication.
+    hooks: frozenset[str] = frozenset()
 
     @property
     def integration_names(self) -> tuple[str, ...]:
