@@ -25,6 +25,8 @@ from headwater.api.debugger import router as debugger_router
 from headwater.clock import wall_clock
 from headwater.config.settings import ServerSettings
 from headwater.delivery.engine import DeliveryEngine
+from headwater.destinations.redirects import Redirects
+from headwater.destinations.runtime.install import actions_dir
 from headwater.destinations.store import DestinationCache, DestinationStore
 from headwater.ingest.app import TrackingAPI
 from headwater.ingest.committer import GroupCommitter
@@ -116,7 +118,13 @@ class Server:
         owner = f"{os.uname().nodename}:{os.getpid()}"
         self.destinations = DestinationStore(self.store)
         destination_cache = DestinationCache(self.destinations, self.store)
-        self.delivery = DeliveryEngine(self.engine, destination_cache, owner=f"{owner}:delivery")
+        self.delivery = DeliveryEngine(
+            self.engine,
+            destination_cache,
+            owner=f"{owner}:delivery",
+            redirects=Redirects(self.settings.request_redirects),
+            actions_dir=actions_dir(self.settings.data_dir),
+        )
         router_owner = f"{owner}:router"
         self.dedup_runs = DedupRuns(self.engine, clock=self.clock)
         self.chain = StageChain(

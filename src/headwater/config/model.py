@@ -32,6 +32,7 @@ from pydantic import (
 
 from headwater.destinations.actions import check_mappings
 from headwater.destinations.filters import check_filters
+from headwater.destinations.redirects import Redirects
 from headwater.destinations.registry import get as get_definition
 from headwater.errors import ConfigError, InvalidError, ListError, UnknownDestinationType
 from headwater.store.workspace import check_name, check_settings, check_slug, check_write_key
@@ -244,6 +245,18 @@ class ServerConfig(_Section):
     header_timeout_seconds: StrictInt | StrictFloat = Field(default=10.0, gt=0, le=3600)
     body_timeout_seconds: StrictInt | StrictFloat = Field(default=60.0, gt=0, le=3600)
     max_connections: StrictInt | None = Field(default=None, ge=1)
+    # Outgoing destination requests: URL prefix -> URL prefix (headwater.destinations.redirects)
+    request_redirects: dict[StrictStr, StrictStr] | None = None
+
+    @field_validator("request_redirects")
+    @classmethod
+    def _redirects(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        if value is not None:
+            try:
+                Redirects(value)
+            except ConfigError as exc:
+                raise ValueError("; ".join(exc.problems)) from None
+        return value
 
 
 class ConfigFile(_Section):

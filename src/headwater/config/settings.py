@@ -6,7 +6,7 @@ part of the workspace model (sources, destinations), which lives in the state da
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from headwater.store.database import Durability
@@ -31,6 +31,8 @@ class ServerSettings:
     header_timeout_seconds: float = 10.0
     body_timeout_seconds: float = 60.0
     max_connections: int | None = None
+    # Outgoing destination requests: URL prefix -> URL prefix (headwater.destinations.redirects)
+    request_redirects: dict[str, str] = field(default_factory=dict)
     # Roles this process runs; `serve` runs them all.
     run_ingest: bool = True
     run_consumers: bool = True

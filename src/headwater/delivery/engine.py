@@ -21,7 +21,8 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import msgspec
@@ -40,9 +41,13 @@ from headwater.destinations.definition import (
     Request,
     Response,
 )
+from headwater.destinations.redirects import Redirects
 from headwater.destinations.store import DestinationCache, DestinationInfo
-from headwater.errors import InvalidSettings, Rejection
+from headwater.errors import Rejection
 from headwater.store.counters import CounterKey
+
+if TYPE_CHECKING:
+    from headwater.destinations.runtime.pool import ActionsRuntime
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +100,8 @@ class DeliveryEngine:
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
         tick_seconds: float = 0.05,
+        redirects: Redirects | None = None,
+        actions_dir: Path | None = None,
     ) -> None:
         self._queue = DeliveryQueue(engine, clock)
         self._destinations = destinations
@@ -107,6 +114,9 @@ class DeliveryEngine:
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping: asyncio.Event | None = None
+        self._redirects = redirects or Redirects()
+        self._actions_dir = actions_dir
+        self._runtime: ActionsRuntime | None = None
 
     @property
     def queue(self) -> DeliveryQueue:
@@ -202,6 +212,9 @@ class DeliveryEngine:
         for lane in self._lanes.values():
             await lane.client.close()
         self._lanes.clear()
+        if self._runtime is not None:
+            await self._runtime.close()
+            self._runtime = None
 
     # --- one claim -----------------------------------------------------------------------------
 
@@ -257,37 +270,34 @@ class DeliveryEngine:
         # verdicts[i]: every request that carried message i, judged
         verdicts: list[list[retry.Verdict]] = [[] for _ in claimed]
         carried: list[list[tuple[Request, _Result]]] = [[] for _ in claimed]
+        details: dict[int, str] = {}  # why a message was not sent, for its sample
+        concurrency = destination.delivery.concurrency or definition.concurrency
+        gate = asyncio.Semaphore(concurrency)
         try:
             settings = definition.parse_settings(destination.settings)
         except ValidationError:
-            rendered = Rendered()
-            for i in range(len(claimed)):
-                rendered.reject(i, InvalidSettings("the settings are not valid"))
+            for position in range(len(claimed)):
+                verdicts[position].append(retry.judge(reasons.INVALID_SETTINGS))
+                details[position] = "the settings are not valid"
+            sent_any = False
         else:
-            if definition.actions:
-                rendered = destination.compiled_mappings.render(
-                    [job.mapping_id for job in claimed], messages, settings
+            if definition.package_directory is not None:
+                sent_any = await self._execute(
+                    destination, definition, claimed, messages, gate, verdicts, carried, details
                 )
             else:
-                rendered = _render(definition, settings, messages)
-        for position, (code, _detail) in rendered.rejected.items():
-            verdicts[position].append(retry.judge(code))
-
-        concurrency = destination.delivery.concurrency or definition.concurrency
-        gate = asyncio.Semaphore(concurrency)
-        rate = destination.delivery.rate_limit_per_second or definition.rate_limit_per_second
-
-        async def send(outgoing: Outgoing) -> None:
-            async with gate:
-                if rate:
-                    await self._take_token(lane, rate)
-                result = await _send(lane.client, outgoing.request)
-            per_message = _interpret(definition, result, len(outgoing.messages))
-            for position, code in zip(outgoing.messages, per_message, strict=True):
-                verdicts[position].append(retry.judge(code))
-                carried[position].append((outgoing.request, result))
-
-        await asyncio.gather(*(send(o) for o in rendered.outgoing))
+                sent_any = await self._render_and_send(
+                    destination,
+                    definition,
+                    lane,
+                    settings,
+                    claimed,
+                    messages,
+                    gate,
+                    verdicts,
+                    carried,
+                    details,
+                )
 
         finished = self._queue.now_ms()
         settlement = Settlement(destination_id=destination.id, started_at_ms=started)
@@ -301,11 +311,7 @@ class DeliveryEngine:
             sample = None
             if not verdict.delivered:
                 sample = _sample(
-                    messages[position],
-                    carried[position],
-                    verdict,
-                    redactor,
-                    rendered.rejected.get(position),
+                    messages[position], carried[position], verdict, redactor, details.get(position)
                 )
             if verdict.delivered:
                 any_delivered = True
@@ -334,8 +340,87 @@ class DeliveryEngine:
                 else:
                     settlement.retry.append((job, next_at, verdict.code))
                     settlement.count(key._replace(step=RETRY, reason=verdict.reason), 1, sample)
-        self._update_breaker(lane, any_delivered or not rendered.outgoing)
+        self._update_breaker(lane, any_delivered or not sent_any)
         return settlement
+
+    async def _render_and_send(
+        self,
+        destination: DestinationInfo,
+        definition: DestinationDefinition,
+        lane: _Lane,
+        settings: Any,
+        claimed: Sequence[Job],
+        messages: list[dict[str, Any]],
+        gate: asyncio.Semaphore,
+        verdicts: list[list[retry.Verdict]],
+        carried: list[list[tuple[Request, _Result]]],
+        details: dict[int, str],
+    ) -> bool:
+        """A native destination: its module renders the requests, the lane's client sends them;
+        True if any request went out."""
+        if definition.actions:
+            rendered = destination.compiled_mappings.render(
+                [job.mapping_id for job in claimed], messages, settings
+            )
+        else:
+            rendered = _render(definition, settings, messages)
+        for position, (code, detail) in rendered.rejected.items():
+            verdicts[position].append(retry.judge(code))
+            details[position] = detail
+        rate = destination.delivery.rate_limit_per_second or definition.rate_limit_per_second
+
+        async def send(outgoing: Outgoing) -> None:
+            async with gate:
+                if rate:
+                    await self._take_token(lane, rate)
+                result = await _send(lane.client, outgoing.request, self._redirects)
+            per_message = _interpret(definition, result, len(outgoing.messages))
+            for position, code in zip(outgoing.messages, per_message, strict=True):
+                verdicts[position].append(retry.judge(code))
+                carried[position].append((outgoing.request, result))
+
+        await asyncio.gather(*(send(o) for o in rendered.outgoing))
+        return bool(rendered.outgoing)
+
+    async def _execute(
+        self,
+        destination: DestinationInfo,
+        definition: DestinationDefinition,
+        claimed: Sequence[Job],
+        messages: list[dict[str, Any]],
+        gate: asyncio.Semaphore,
+        verdicts: list[list[retry.Verdict]],
+        carried: list[list[tuple[Request, _Result]]],
+        details: dict[int, str],
+    ) -> bool:
+        """A destination of Segment's package: the actions runtime runs its own code, which
+        makes the requests; True if any call reached the runtime."""
+        from headwater.delivery import package_actions  # Node's side only when it is used
+
+        runtime = await self._actions_runtime()
+        done = await package_actions.execute(
+            runtime.execute, destination, definition, claimed, messages, gate
+        )
+        for position, codes in enumerate(done.codes):
+            verdicts[position].extend(retry.judge(code) for code in codes)
+            carried[position].extend(
+                (exchange.request, _Result(exchange.response, exchange.error))
+                for exchange in done.exchanges[position]
+            )
+        details.update(done.details)
+        return done.called
+
+    async def _actions_runtime(self) -> ActionsRuntime:
+        """The pool of Node processes, started when a package destination first needs it."""
+        if self._runtime is None:
+            from headwater.destinations.runtime.pool import ActionsRuntime
+
+            if self._actions_dir is None:
+                raise RuntimeError("the delivery engine was given no actions directory")
+            runtime = ActionsRuntime(self._actions_dir, redirects=self._redirects.prefixes)
+            await runtime.start()
+            self._runtime = runtime
+        return self._runtime
 
     def _update_breaker(self, lane: _Lane, healthy: bool) -> None:
         """Pause a lane whose claims keep failing whole, so a dead destination costs little."""
@@ -395,12 +480,15 @@ def _render(
     return combined
 
 
-async def _send(client: aiohttp.ClientSession, request: Request) -> _Result:
+async def _send(client: aiohttp.ClientSession, request: Request, redirects: Redirects) -> _Result:
     """Send one request; connection problems come back as Segment's error codes."""
     try:
         # Redirects are followed (Segment follows a 307 to the new URL).
         async with client.request(
-            request.method, request.url, headers=dict(request.headers), data=request.body
+            request.method,
+            redirects.rewrite(request.url),
+            headers=dict(request.headers),
+            data=request.body,
         ) as response:
             body = await response.read()
             headers = {k.lower(): v for k, v in response.headers.items()}
@@ -449,12 +537,12 @@ def _sample(
     carried: list[tuple[Request, _Result]],
     verdict: retry.Verdict,
     redactor: Redactor,
-    rejected: tuple[str, str] | None,
+    detail: str | None,
 ) -> dict[str, Any]:
     """Event Delivery's three payloads: You Sent, Request to Destination, Response."""
     sample: dict[str, Any] = {"you_sent": message, "code": verdict.code}
-    if rejected is not None:
-        sample["detail"] = rejected[1]
+    if detail is not None:
+        sample["detail"] = detail
     failed = [(req, res) for req, res in carried if res.code == verdict.code] or carried
     if failed:
         request, result = failed[0]
