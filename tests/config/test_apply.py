@@ -162,6 +162,19 @@ def test_server_settings_overrides() -> None:
     assert server_settings_overrides(config("workspace: a\n")) == {}
 
 
+def test_request_redirects_are_server_settings() -> None:
+    text = 'workspace: a\nserver:\n  request_redirects: {"https://track.customer.io": "http://127.0.0.1:9000"}\n'
+    overrides = server_settings_overrides(config(text))
+    assert replace(ServerSettings(), **overrides).request_redirects == {
+        "https://track.customer.io": "http://127.0.0.1:9000"
+    }
+    [problem] = problems(
+        'workspace: a\nserver:\n  request_redirects: {"track.customer.io": "http://x:1"}\n'
+    )
+    assert problem.startswith("server.request_redirects")
+    assert "'track.customer.io' is not an http(s) URL prefix" in problem
+
+
 # --- plan and apply --------------------------------------------------------------------------
 
 

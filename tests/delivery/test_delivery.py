@@ -301,3 +301,27 @@ def test_ac096_a_batch_that_fails_marks_every_message_in_it(
     assert sorted(m["messageId"] for m in hook.requests[1].json()["batch"]) == sorted(
         e["messageId"] for e in events
     )
+
+
+def test_request_redirects_send_a_native_destination_elsewhere(
+    pipeline: Pipeline, hook: Receiver
+) -> None:
+    """server.request_redirects rewrites the URL a destination asks for; samples keep it."""
+    from headwater.delivery.engine import DeliveryEngine
+    from headwater.destinations.redirects import Redirects
+
+    pipeline.delivery = DeliveryEngine(
+        pipeline.engine,
+        pipeline.cache(),
+        owner="worker-1",
+        clock=pipeline.clock,
+        redirects=Redirects({"https://hooks.vendor.example": hook.url + "/sandbox"}),
+    )
+    dest = pipeline.add("hook", settings={"url": "https://hooks.vendor.example/in?team=7"})
+    hook.answer(Answer(status=400))
+    pipeline.send(track(), track())
+    assert pipeline.deliver() == 2
+    received = hook.wait_for(2)
+    assert {(r.method, r.path) for r in received} == {("POST", "/sandbox/in")}
+    sample = CounterStore(pipeline.engine).samples(destination_id=dest.id)[0]
+    assert sample.message["request"]["url"] == "https://hooks.vendor.example/in?team=7"
