@@ -3,6 +3,7 @@ the markers every test gets from what it uses (see tests/README.md)."""
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +19,11 @@ from tests.support import markers
 from tests.support.clock import Clock
 from tests.support.postgres import PostgresServer
 from tests.support.receiver import Receiver
+
+# Segment's Actions destinations, installed ahead of time by scripts/test.sh (`headwater catalog
+# install --dir .cache/actions`): every server a test starts shares them instead of installing.
+ACTIONS_DIR = Path(__file__).resolve().parent.parent / ".cache" / "actions"
+os.environ.setdefault("HEADWATER_ACTIONS_DIR", str(ACTIONS_DIR))
 
 # Fixtures that start or use the session's PostgreSQL server: a test using any of them (directly
 # or through another fixture) is marked `postgres`.

@@ -176,6 +176,8 @@ def _serve(args: argparse.Namespace) -> int:
         raise SystemExit(f"headwater serve: cannot apply {args.config}: {exc}") from exc
     for note in prepared.notes:
         print(note, flush=True)
+    if args.role in ("all", "single", "worker"):
+        _install_actions(settings)
     if run is not None:
         return _supervise(args, settings, run)
 
@@ -201,6 +203,22 @@ def _serve(args: argparse.Namespace) -> int:
         ),
     )
     return 0
+
+
+def _install_actions(settings: Any) -> None:
+    """Segment's Actions destinations on first start (``headwater catalog install`` does it
+    ahead of time); without them the native destinations still work, so a failure only warns."""
+    from headwater.destinations.runtime.install import actions_dir, install
+    from headwater.errors import HeadwaterError
+
+    try:
+        install(actions_dir(settings.data_dir), progress=lambda line: print(line, flush=True))
+    except (HeadwaterError, OSError) as exc:
+        print(
+            f"headwater serve: Segment's Actions destinations are not available: {exc}. "
+            "Native destinations work; run `headwater catalog install` to add them.",
+            flush=True,
+        )
 
 
 def _supervising(args: argparse.Namespace, settings: Any) -> bool:
