@@ -19,7 +19,7 @@ import os
 import random
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -398,8 +398,24 @@ class DeliveryEngine:
         from headwater.delivery import package_actions  # Node's side only when it is used
 
         runtime = await self._actions_runtime()
+        refresh = None
+        if "refreshAccessToken" in definition.hooks:
+
+            async def refresh(old: Mapping[str, Any]) -> Mapping[str, Any]:
+                settings, _ = package_actions.split_settings(destination.settings)
+                found = await runtime.hook(
+                    definition.package_directory or "", "refreshAccessToken", settings, auth=old
+                )
+                tokens = found if isinstance(found, Mapping) else {}
+                fresh = {
+                    **old,
+                    **{k: tokens[k] for k in ("accessToken", "refreshToken") if tokens.get(k)},
+                }
+                await asyncio.to_thread(self._destinations.save_oauth, destination.id, fresh)
+                return fresh
+
         done = await package_actions.execute(
-            runtime.execute, destination, definition, claimed, messages, gate
+            runtime.execute, destination, definition, claimed, messages, gate, refresh
         )
         for position, codes in enumerate(done.codes):
             verdicts[position].extend(retry.judge(code) for code in codes)
