@@ -101,7 +101,8 @@ def describe(d: DestinationDefinition) -> list[str]:
         lines.append("")
         lines.append("Actions:")
     for action in d.actions.values():
-        extra = [f"default trigger: {action.default_trigger}"] if action.default_trigger else []
+        trigger = " ".join(action.default_trigger.split())
+        extra = [f"default trigger: {trigger}"] if trigger else []
         if action.batches:
             extra.append("batches")
         lines.append(

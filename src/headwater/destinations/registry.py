@@ -55,6 +55,13 @@ def use_actions_dir(actions_dir: Path | None) -> None:
         _failed.clear()
 
 
+def reset() -> None:
+    """Back to the default: ``HEADWATER_ACTIONS_DIR`` when set, else no package."""
+    global _chosen
+    use_actions_dir(None)
+    _chosen = False
+
+
 def use_data_dir(data_dir: Path) -> None:
     """The install that belongs to a data directory (``HEADWATER_ACTIONS_DIR`` when set)."""
     from headwater.destinations.runtime.install import actions_dir

@@ -161,9 +161,7 @@ def _settings_model(
     if oauth and OAUTH not in fields:
         declared["field_oauth"] = (OAuthTokens | None, Field(None, alias=OAUTH))
     model_name = "".join(part.title() for part in re.split(r"[^A-Za-z0-9]+", directory))
-    return create_model(
-        f"{model_name}Settings", __base__=DestinationSettings, **declared
-    )
+    return create_model(f"{model_name}Settings", __base__=DestinationSettings, **declared)
 
 
 def _setting_annotation(spec: Mapping[str, Any]) -> Any:
@@ -199,7 +197,7 @@ def _action(action: Mapping[str, Any]) -> ActionDefinition:
         fields=fields,
         perform=None,
         description=str(action.get("description") or ""),
-        default_trigger=str(action.get("defaultSubscription") or ""),
+        default_trigger=str(action.get("defaultSubscription") or "").strip(),
         batch_size_field="batch_size" if batches and "batch_size" in fields else None,
         secret_fields=secret,
         batches=batches,

@@ -25,7 +25,7 @@ def pack(target: Path, output: Path, *, progress: Callable[[str], None] = print)
     partial = output.with_name(output.name + ".partial")
     with tarfile.open(partial, "w:gz") as archive:
         for name in MEMBERS:
-            archive.add(target / name, arcname=name)
+            archive.add((target / name).resolve(), arcname=name)  # a linked node_modules too
     partial.replace(output)
     progress(f"packed {output} ({output.stat().st_size // 1_000_000} MB)")
     return output
