@@ -19,7 +19,11 @@ DEFAULT_DATA_DIR = Path("headwater-data")
 
 def main(argv: list[str] | None = None) -> None:
     parser = _parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command == "catalog" and not any(e.startswith("-") for e in extra):
+        args.words += extra  # `catalog pack --dir DIR FILE`: words after an option
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     sys.exit(args.run(args) or 0)
 
 
