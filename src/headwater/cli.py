@@ -506,7 +506,7 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _catalog(args: argparse.Namespace) -> int:
-    from headwater.catalog_commands import run
+    from headwater.destinations.catalog_cli import run
 
     return run(args.words, args.dir, args.data_dir or DEFAULT_DATA_DIR, args.tarball)
 
