@@ -8,6 +8,7 @@ with neither the pinned package is installed into ``.cache/actions`` (npm ci, ab
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,6 +28,8 @@ def actions_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if shared and (Path(shared) / "node_modules" / install.PACKAGE_NAME).is_dir():
         made = tmp_path_factory.mktemp("actions")
         (made / "node_modules").symlink_to(Path(shared) / "node_modules")
+        for name in ("package.json", "package-lock.json", install.STAMP):
+            shutil.copyfile(Path(shared) / name, made / name)
         install.write_catalog(made)
         return made
     cached = REPO / ".cache" / "actions"

@@ -142,3 +142,31 @@ def test_install_update_pack_and_install_offline(
 
     updated = headwater(capsys, "catalog", "update", "--dir", str(offline))
     assert "npm ci" in updated and "loaded" in updated
+
+
+def test_apply_and_export_use_the_data_dirs_install(
+    capsys: pytest.CaptureFixture[str],
+    actions_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    data_dir = tmp_path / "data"
+    monkeypatch.delenv("HEADWATER_ACTIONS_DIR", raising=False)
+    monkeypatch.delenv("HEADWATER_DATABASE", raising=False)
+    (data_dir / "actions").mkdir(parents=True)
+    for name in (install.CATALOG, install.STAMP):  # the data directory's own install
+        shutil.copyfile(actions_dir / name, data_dir / "actions" / name)
+    config = tmp_path / "headwater.yaml"
+    config.write_text(
+        "workspace: acme\nsources:\n  - name: web\n    write_key: WK_web\n"
+        "destinations:\n  - name: cio\n    type: actions:customerio\n    source: web\n"
+        "    settings: {siteId: the-site, apiKey: the-key}\n"
+    )
+    out = headwater(capsys, "apply", str(config), "--data-dir", str(data_dir))
+    assert "+ destination cio (type actions:customerio; source web" in out
+    exported = headwater(capsys, "export", "--data-dir", str(data_dir))
+    assert "type: actions:customerio" in exported and "the-key" not in exported
+
+    elsewhere = tmp_path / "other"
+    with pytest.raises(SystemExit, match="headwater catalog install"):
+        main(["apply", str(config), "--data-dir", str(elsewhere)])
