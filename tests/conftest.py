@@ -12,6 +12,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from headwater.destinations.runtime.install import installed
 from headwater.store.database import database_url, open_engine
 from headwater.store.migrations import migrate
 from tests.oracle.fixture import oracle  # noqa: F401  (the Node oracles, for every test package)
@@ -48,6 +49,19 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 def pytest_runtest_logfinish() -> None:
     markers.set_current(None)
+
+
+@pytest.fixture(scope="session")
+def actions_dir() -> Path:
+    """The shared install of Segment's Actions package (read-only): made ahead of time, never
+    on first use."""
+    found = Path(os.environ["HEADWATER_ACTIONS_DIR"])
+    if not installed(found):
+        pytest.fail(
+            f"Segment's Actions package is not installed in {found}: run scripts/test.sh, or "
+            f"`.venv/bin/headwater catalog install --dir {found}`"
+        )
+    return found
 
 
 @pytest.fixture(scope="session")

@@ -44,8 +44,9 @@ def test_search_lists_both_kinds(capsys: pytest.CaptureFixture[str], actions_dir
 
 
 def test_without_an_install_it_lists_native_ones_and_says_how(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.delenv("HEADWATER_ACTIONS_DIR")  # the data directory's own install: none
     out = headwater(capsys, "catalog", "--data-dir", str(tmp_path), "slack")
     assert out.splitlines()[1].split() == ["slack", "Slack", "native"]
     assert "`headwater catalog install`" in out.splitlines()[-1]
@@ -66,8 +67,9 @@ def test_show_an_actions_destination(capsys: pytest.CaptureFixture[str], actions
 
 
 def test_show_a_native_one_and_an_unknown_one(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.delenv("HEADWATER_ACTIONS_DIR")  # the data directory's own install: none
     out = headwater(capsys, "catalog", "--data-dir", str(tmp_path), "show", "webhook")
     assert out.splitlines()[0] == "webhook: Webhooks (native)"
     assert any(
@@ -75,31 +77,6 @@ def test_show_a_native_one_and_an_unknown_one(
     )
     with pytest.raises(SystemExit, match="the Actions catalog is not installed"):
         main(["catalog", "--data-dir", str(tmp_path), "show", "actions:customerio"])
-
-
-def _installed_before_catalogs(actions_dir: Path, where: Path) -> Path:
-    """An install as made before ``catalog.json`` existed: the package and the stamp."""
-    where.mkdir()
-    (where / "node_modules").symlink_to((actions_dir / "node_modules").resolve())
-    for name in ("package.json", "package-lock.json"):
-        shutil.copyfile(install.PACKAGE / name, where / name)
-    (where / install.STAMP).write_text(json.dumps({"lock": install.lock_digest()}))
-    return where
-
-
-def test_install_extracts_the_catalog_once(
-    capsys: pytest.CaptureFixture[str], actions_dir: Path, tmp_path: Path
-) -> None:
-    target = _installed_before_catalogs(actions_dir, tmp_path / "actions")
-    assert not install.installed(target)  # no catalog.json yet
-    first = headwater(capsys, "catalog", "install", "--dir", str(target))
-    entries = len(read_catalog(target)["destinations"])
-    assert f"loaded {entries} Actions destinations from {target}" in first
-    assert install.installed(target)
-    again = headwater(capsys, "catalog", "install", "--dir", str(target))
-    assert again.strip() == f"already installed in {target} ({install.pinned_version()})"
-    out = headwater(capsys, "catalog", "--dir", str(target), "customerio")
-    assert "actions:customerio" in out
 
 
 def test_a_tarball_of_another_lock_file_is_refused(tmp_path: Path) -> None:

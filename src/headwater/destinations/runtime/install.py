@@ -45,10 +45,6 @@ def lock_digest(package: Path = PACKAGE) -> str:
 
 
 def installed(target: Path, package: Path = PACKAGE) -> bool:
-    return _stamped(target, package) and (target / CATALOG).is_file()
-
-
-def _stamped(target: Path, package: Path) -> bool:
     try:
         stamp = json.loads((target / STAMP).read_text())
     except (OSError, ValueError):
@@ -72,10 +68,6 @@ def install(
     if not force and installed(target, package):
         return False
     node = node or find_node()
-    if not force and _stamped(target, package):  # installed before catalog.json existed
-        progress(f"extracting the destinations' metadata into {target / CATALOG}")
-        write_catalog(target, node)
-        return True
     target.mkdir(parents=True, exist_ok=True)
     (target / STAMP).unlink(missing_ok=True)
     for name in ("package.json", "package-lock.json"):
