@@ -185,7 +185,17 @@ def test_oauth_destinations_keep_their_tokens_as_a_secret_setting(
             definition.settings.model_json_schema()["properties"],
             definition.settings.model_json_schema().get("required", []),
         )
-        definition.parse_settings({**minimal, "oauth": {"access_token": "t", "refresh_token": "r"}})
+        definition.parse_settings(
+            {
+                **minimal,
+                "oauth": {
+                    "access_token": "t",
+                    "refresh_token": "r",
+                    "clientId": "c",
+                    "clientSecret": "s",
+                },
+            }
+        )
         with pytest.raises(ValidationError):
             definition.parse_settings({**minimal, "oauth": {"acess_token": "typo"}})
 

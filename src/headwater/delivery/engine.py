@@ -35,6 +35,7 @@ from headwater.delivery import retry
 from headwater.delivery.queue import DeliveryQueue, Job, Settlement
 from headwater.delivery.redaction import Redactor
 from headwater.destinations.definition import (
+    OAUTH_SETTING,
     DestinationDefinition,
     Outgoing,
     Rendered,
@@ -407,11 +408,17 @@ class DeliveryEngine:
                     definition.package_directory or "", "refreshAccessToken", settings, auth=old
                 )
                 tokens = found if isinstance(found, Mapping) else {}
+                if not tokens.get("accessToken"):
+                    raise RuntimeError("refreshAccessToken gave no access token")
                 fresh = {
                     **old,
                     **{k: tokens[k] for k in ("accessToken", "refreshToken") if tokens.get(k)},
                 }
-                await asyncio.to_thread(self._destinations.save_oauth, destination.id, fresh)
+                stored = dict(destination.settings.get(OAUTH_SETTING) or {})
+                stored["access_token"] = fresh["accessToken"]
+                if tokens.get("refreshToken"):
+                    stored["refresh_token"] = tokens["refreshToken"]
+                await asyncio.to_thread(self._destinations.save_oauth, destination.id, stored)
                 return fresh
 
         done = await package_actions.execute(

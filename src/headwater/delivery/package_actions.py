@@ -45,12 +45,21 @@ class Executed:
     called: bool = False  # at least one call reached the runtime
 
 
-def split_settings(settings: Mapping[str, Any]) -> tuple[dict[str, Any], Mapping[str, Any] | None]:
-    """The definition's own settings, and the OAuth app and tokens actions-core takes as
-    ``auth``."""
+def split_settings(settings: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The definition's own settings, and the ``auth`` actions-core takes, from the ``oauth``
+    object as Segment stores it (``access_token``, ``refresh_token``, ``clientId`` …)."""
     own = {k: v for k, v in settings.items() if k != OAUTH_SETTING}
-    auth = settings.get(OAUTH_SETTING)
-    return own, auth if isinstance(auth, Mapping) else None
+    oauth = settings.get(OAUTH_SETTING)
+    if not isinstance(oauth, Mapping):
+        return own, None
+    auth = {
+        "accessToken": oauth.get("access_token"),
+        "refreshToken": oauth.get("refresh_token"),
+        "refreshTokenUrl": oauth.get("refresh_token_url"),
+        "clientId": oauth.get("clientId"),
+        "clientSecret": oauth.get("clientSecret"),
+    }
+    return own, {k: v for k, v in auth.items() if v is not None}
 
 
 def unauthorized(outcome: Outcome) -> bool:

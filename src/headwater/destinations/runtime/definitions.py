@@ -18,15 +18,19 @@ import msgspec
 from pydantic import Field, create_model
 
 from headwater.destinations.actions import ActionDefinition, Preset
-from headwater.destinations.definition import DestinationDefinition, DestinationSettings
+from headwater.destinations.definition import (
+    OAUTH_SETTING,
+    DestinationDefinition,
+    DestinationSettings,
+)
 from headwater.destinations.mapping import FieldSpec
 from headwater.destinations.mapping.fields import FieldType
 from headwater.destinations.runtime.install import CATALOG
 
 TYPE_PREFIX = "actions:"
-# The settings key holding an OAuth destination's tokens (Segment keeps them beside the
-# authentication fields): ``access_token``, ``refresh_token``, ``client_id``, ``client_secret``.
-OAUTH = "oauth"
+# The settings key holding an OAuth destination's app and tokens, keyed as Segment's settings
+# and actions-core key them (``getOAuth2Data``).
+OAUTH = OAUTH_SETTING
 OAUTH_SCHEMES = frozenset({"oauth2", "oauth-managed"})
 HOOKS = frozenset(
     {"createAudience", "getAudience", "onDelete", "refreshAccessToken", "testAuthentication"}
@@ -60,13 +64,14 @@ class CatalogError(Exception):
 
 
 class OAuthTokens(DestinationSettings):
-    """An OAuth destination's credentials (Segment's ``settings.oauth``)."""
+    """An OAuth destination's credentials (Segment's ``settings.oauth``, keys as actions-core
+    reads them)."""
 
     access_token: str | None = None
     refresh_token: str | None = None
-    client_id: str | None = None
-    client_secret: str | None = None
     refresh_token_url: str | None = None
+    clientId: str | None = None
+    clientSecret: str | None = None
 
 
 def catalog_path(actions_dir: Path) -> Path:
