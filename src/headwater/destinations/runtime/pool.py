@@ -44,6 +44,9 @@ HOOKS = frozenset(
     }
 )
 
+# extra node flags for every process started from now on (bench/actions_runtime.py: --cpu-prof)
+NODE_OPTIONS: list[str] = []
+
 log = logging.getLogger(__name__)
 
 
@@ -214,6 +217,7 @@ class _Worker:
             self.process = await asyncio.create_subprocess_exec(
                 str(runtime.node.executable),
                 f"--max-old-space-size={runtime.max_memory_mb}",
+                *NODE_OPTIONS,
                 str(RUNTIME_JS),
                 str(runtime.directory),
                 stdin=asyncio.subprocess.PIPE,

@@ -33,6 +33,13 @@ const corePath = packageRequire.resolve('@segment/actions-core')
 const crossFetchPath = packageRequire.resolve('cross-fetch', { paths: [path.dirname(corePath)] })
 const realFetch = packageRequire(crossFetchPath)
 const calls = new AsyncLocalStorage() // store: {exchanges: []} of the call being run
+// The default agents keep sockets alive (Node 22) but close all but 256 free ones: with hundreds
+// of requests in flight that means a new connection for most requests. Keep more.
+const http = require('http')
+const https = require('https')
+const agentOptions = { keepAlive: true, maxFreeSockets: 1024 }
+http.globalAgent = new http.Agent(agentOptions)
+https.globalAgent = new https.Agent(agentOptions)
 
 function rewrite(url) {
   for (const [prefix, target] of redirects) {
@@ -50,8 +57,9 @@ function errorCode(error) {
 }
 
 function headersObject(headers) {
+  const raw = headers.raw() // node-fetch's own map, name -> [values]: far cheaper than iterating
   const out = {}
-  for (const [name, value] of headers) out[name] = value
+  for (const name in raw) out[name] = raw[name].join(', ')
   return out
 }
 
@@ -61,30 +69,30 @@ async function recordingFetch(input, init) {
   const asked = request.url
   const called = rewrite(asked)
   let body = request.body
-  if (body != null && !Buffer.isBuffer(body)) {
-    // a stream (form data): read it once, to record it and to send it
-    body = await request.buffer()
+  const stream = body != null && !Buffer.isBuffer(body)
+  if (stream) body = await request.buffer() // form data: read once, to record it and to send it
+  if (called !== asked || stream) {
+    const headers = new realFetch.Headers(request.headers)
+    if (called !== asked && headers.has('host')) headers.set('host', new URL(called).host)
+    const sameProtocol = new URL(called).protocol === new URL(asked).protocol
+    request = new realFetch.Request(called, {
+      method: request.method,
+      headers,
+      body,
+      redirect: request.redirect,
+      signal: request.signal,
+      follow: request.follow,
+      compress: request.compress,
+      size: request.size,
+      timeout: request.timeout,
+      agent: sameProtocol ? request.agent : undefined // an https agent cannot carry http
+    })
   }
-  const headers = new realFetch.Headers(request.headers)
-  if (called !== asked && headers.has('host')) headers.set('host', new URL(called).host)
-  const sameProtocol = new URL(called).protocol === new URL(asked).protocol
-  request = new realFetch.Request(called, {
-    method: request.method,
-    headers,
-    body,
-    redirect: request.redirect,
-    signal: request.signal,
-    follow: request.follow,
-    compress: request.compress,
-    size: request.size,
-    timeout: request.timeout,
-    agent: sameProtocol ? request.agent : undefined
-  })
   const exchange = {
     request: {
       method: request.method,
       url: asked,
-      headers: headersObject(headers),
+      headers: headersObject(request.headers),
       body: body == null ? null : body.toString('utf8')
     },
     response: null,
