@@ -294,6 +294,36 @@ def test_a_hung_process_is_killed_and_replaced(env: Env) -> None:
         os.kill(pids[0], 0)
 
 
+def test_calls_pass_over_a_stalled_process(env: Env) -> None:
+    outcomes: list[Outcome] = []
+    infos: list[Any] = []
+
+    async def scenario(runtime: ActionsRuntime) -> None:
+        await runtime.start()
+        await runtime.execute(env.call([track(0)]))  # both processes up and pinged
+        runtime._test_op(0, "spin", ms=60_000)  # slot 0's event loop is stuck for a minute
+        while not runtime.processes_info()[0].stalled:
+            await asyncio.sleep(0.05)
+        infos.append(runtime.processes_info())
+        # without passing over slot 0 these would time out behind the spin
+        outcomes.extend(await runtime.execute(env.call([track(1)])))
+        outcomes.extend(await runtime.execute(env.call([track(2)])))
+        stuck = infos[0][0].pid
+        assert stuck is not None
+        os.kill(stuck, signal.SIGKILL)
+
+    env.run(
+        scenario,
+        processes=2,
+        environment={"HEADWATER_RUNTIME_TEST_OPS": "1"},
+        ping_interval_seconds=0.2,
+        ping_timeout_seconds=120.0,
+        call_timeout_seconds=10.0,
+    )
+    assert [p.stalled for p in infos[0]] == [True, False]
+    assert [o.status for o in outcomes] == [200, 200]
+
+
 def test_a_process_over_its_memory_cap_is_drained_and_replaced(env: Env) -> None:
     env.receiver.answer(Answer(delay=1.5))
     outcomes: list[Outcome] = []
@@ -353,11 +383,16 @@ def test_unknown_destination_and_action(env: Env) -> None:
         results.append(await runtime.execute(Call("no-such-thing", "x", {}, {}, [track(1)])))
         results.append(await runtime.execute(Call("customerio", "nope", SETTINGS, {}, [track(1)])))
         results.append(await runtime.execute(Call("../../x", "x", {}, {}, [track(1)])))
+        # in the package's folder but not in its manifest: not released
+        results.append(
+            await runtime.execute(Call("bing-ads-audiences", "syncAudiences", {}, {}, [track(1)]))
+        )
 
     env.run(scenario)
     assert [[o.error_type for o in r] for r in results] == [
         ["UnknownDestination"],
         ["UnknownAction"],
+        ["UnknownDestination"],
         ["UnknownDestination"],
     ]
     assert env.receiver.requests == []

@@ -6,9 +6,9 @@ requests to the processes and looks after them. Every call gets exactly one answ
 that dies or stops answering pings is killed and replaced, and its calls are sent once to the
 replacement before they are answered ``RuntimeUnavailable`` (the engine retries those later).
 
-Calls go to the process with the fewest calls in flight, so a destination that is slow (its
-calls pile up in one process) or spins the CPU (that process stops answering, its count grows)
-does not hold up the others while another process is free.
+Calls go to the process with the fewest calls in flight, passing over a process whose last
+ping is unanswered for a while (its event loop is blocked: a destination spinning the CPU), so
+one destination's slow or stuck code does not hold up calls another process can take.
 """
 
 from __future__ import annotations
@@ -94,6 +94,7 @@ class ProcessInfo:
     heap_used: int
     in_flight: int
     draining: bool
+    stalled: bool  # a ping unanswered for longer than the ping interval
 
 
 class HookError(Exception):
@@ -200,6 +201,7 @@ class _Worker:
         self.dead = False
         self.rss = 0
         self.heap_used = 0
+        self.ping_sent: float | None = None  # when the unanswered ping went out
         self.started = time.monotonic()
         self.tasks: list[asyncio.Task[None]] = []
         self.spawned = asyncio.get_running_loop().create_future()
@@ -308,6 +310,7 @@ class _Worker:
         runtime = self.runtime
         while not self.dead:
             await asyncio.sleep(runtime.ping_interval_seconds)
+            self.ping_sent = time.monotonic()
             try:
                 answer = await asyncio.wait_for(
                     self.request({"op": "ping"}), runtime.ping_timeout_seconds
@@ -322,6 +325,7 @@ class _Worker:
                 return
             except _Unavailable:
                 return
+            self.ping_sent = None
             self.rss = int(answer.get("rss", 0))
             self.heap_used = int(answer.get("heapUsed", 0))
             if not self.draining and self.rss > runtime.max_memory_mb * 1024 * 1024:
@@ -332,6 +336,10 @@ class _Worker:
                     runtime.max_memory_mb,
                 )
                 self.drain()
+
+    def stalled(self, now: float) -> bool:
+        sent = self.ping_sent
+        return sent is not None and now - sent > self.runtime.ping_interval_seconds
 
     def drain(self) -> None:
         """No new calls: a replacement takes the slot; exit once the calls in flight are done."""
@@ -466,12 +474,15 @@ class ActionsRuntime:
         return replacement
 
     def _choose(self) -> _Worker:
-        best: _Worker | None = None
-        for worker in self._slots:
-            if worker is not None and (best is None or len(worker.pending) < len(best.pending)):
-                best = worker
-        assert best is not None
-        return best
+        if self.processes == 1:
+            worker = self._slots[0]
+            assert worker is not None
+            return worker
+        now = time.monotonic()
+        return min(
+            (w for w in self._slots if w is not None),
+            key=lambda w: (w.stalled(now), len(w.pending)),
+        )
 
     def _submit(self, message: dict[str, Any], events: int) -> _Pending:
         pending = _Pending(
@@ -598,8 +609,9 @@ class ActionsRuntime:
         return answer.get("result")
 
     def processes_info(self) -> list[ProcessInfo]:
+        now = time.monotonic()
         return [
-            ProcessInfo(w.pid, w.rss, w.heap_used, len(w.pending), w.draining)
+            ProcessInfo(w.pid, w.rss, w.heap_used, len(w.pending), w.draining, w.stalled(now))
             for w in sorted(self._workers, key=lambda w: (w.draining, w.slot))
         ]
 
