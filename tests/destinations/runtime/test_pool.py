@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import re
 import signal
 import socket
 from collections.abc import Awaitable, Callable
@@ -60,7 +61,12 @@ class Env:
             finally:
                 await runtime.close()
 
-        asyncio.run(main())
+        if os.environ.get("HEADWATER_TEST_UVLOOP"):  # the delivery engine's loop
+            import uvloop
+
+            uvloop.run(main())
+        else:
+            asyncio.run(main())
 
 
 @pytest.fixture
@@ -396,3 +402,65 @@ def test_unknown_destination_and_action(env: Env) -> None:
         ["UnknownDestination"],
     ]
     assert env.receiver.requests == []
+
+
+def test_test_authentication(env: Env) -> None:
+    env.receiver.answer(Answer(status=200), Answer(status=401, body=b"bad key"))
+    results: list[Any] = []
+
+    async def scenario(runtime: ActionsRuntime) -> None:
+        results.append(await runtime.hook("customerio", "testAuthentication", SETTINGS))
+        with pytest.raises(HookError) as failed:
+            await runtime.hook("customerio", "testAuthentication", SETTINGS)
+        results.append(failed.value.outcome)
+
+    env.run(scenario)
+    good, bad = results
+    assert good is None
+    assert "Credentials are invalid: 401" in bad.message
+    assert [(r.method, r.path) for r in env.receiver.requests] == [("GET", "/auth")] * 2
+    assert all(r.headers["authorization"] == BASIC for r in env.receiver.requests)
+    [exchange] = bad.exchanges
+    assert exchange.response is not None and exchange.response.body == b"bad key"
+
+
+def test_close_lets_calls_in_flight_finish(env: Env) -> None:
+    env.receiver.answer(Answer(delay=1.0))
+    outcomes: list[Outcome] = []
+
+    async def scenario(runtime: ActionsRuntime) -> None:
+        call = asyncio.create_task(runtime.execute(env.call([track(1)])))
+        await asyncio.to_thread(env.receiver.wait_for, 1)
+        [info] = runtime.processes_info()
+        await runtime.close()
+        outcomes.extend(await call)
+        assert info.pid is not None
+        with pytest.raises(ProcessLookupError):
+            os.kill(info.pid, 0)
+        assert runtime.processes_info() == []
+
+    env.run(scenario)
+    assert [o.status for o in outcomes] == [200]
+
+
+def test_every_registered_destination_loads(env: Env) -> None:
+    """validateSettings with no settings on each: no answer, or the settings' own error."""
+    index = env.package_dir / "node_modules/@segment/action-destinations/dist/destinations/index.js"
+    names = re.findall(r"register\('[^']+', '\./([^']+)'\)", index.read_text())
+    assert len(names) >= 200
+    failures: dict[str, str] = {}
+    rss: list[int] = []
+
+    async def scenario(runtime: ActionsRuntime) -> None:
+        for name in names:
+            try:
+                await runtime.hook(name, "validateSettings", {})
+            except HookError as error:
+                if error.outcome.error_type != "PayloadValidationError":
+                    failures[name] = f"{error.outcome.error_type}: {error.outcome.message}"
+        info = await runtime._test_op(0, "ping")
+        rss.append(info["rss"])
+
+    env.run(scenario)
+    assert failures == {}
+    assert rss[0] < 300 * 2**20  # all of them fit in one process's budget
