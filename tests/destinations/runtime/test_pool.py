@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 import os
 import re
 import signal
@@ -464,3 +465,21 @@ def test_every_registered_destination_loads(env: Env) -> None:
     env.run(scenario)
     assert failures == {}
     assert rss[0] < 300 * 2**20  # all of them fit in one process's budget
+
+
+def test_console_output_goes_to_the_log(env: Env, caplog: pytest.LogCaptureFixture) -> None:
+    outcomes: list[Outcome] = []
+
+    async def scenario(runtime: ActionsRuntime) -> None:
+        await runtime._call({"op": "log", "text": "hello from a destination"}, 1)
+        outcomes.extend(await runtime.execute(env.call([track(1)])))  # frames still intact
+        for _ in range(100):
+            if "hello from a destination" in caplog.text:
+                break
+            await asyncio.sleep(0.05)
+
+    with caplog.at_level(logging.WARNING, logger="headwater.destinations.runtime.pool"):
+        env.run(scenario, environment={"HEADWATER_RUNTIME_TEST_OPS": "1"})
+    [record] = [r for r in caplog.records if "hello from a destination" in r.getMessage()]
+    assert record.levelno == logging.WARNING
+    assert [o.status for o in outcomes] == [200]

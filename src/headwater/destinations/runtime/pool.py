@@ -204,6 +204,7 @@ class _Worker:
         self.ping_sent: float | None = None  # when the unanswered ping went out
         self.started = time.monotonic()
         self.tasks: list[asyncio.Task[None]] = []
+        self.stderr_task: asyncio.Task[None] | None = None
         self.spawned = asyncio.get_running_loop().create_future()
         self.tasks.append(asyncio.create_task(self._run(delay)))
 
@@ -239,7 +240,8 @@ class _Worker:
         for frame in self.backlog:
             self._write(frame)
         self.backlog.clear()
-        self.tasks.append(asyncio.create_task(self._stderr()))
+        self.stderr_task = asyncio.create_task(self._stderr())
+        self.tasks.append(self.stderr_task)
         self.tasks.append(asyncio.create_task(self._heartbeat()))
         await self._read()
 
@@ -259,6 +261,8 @@ class _Worker:
     def request(self, message: dict[str, Any]) -> asyncio.Future[dict[str, Any]]:
         """An internal request (ping, cancel, test op): not sent again if the process dies."""
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        # nobody may be waiting when the process dies (a test op): that is not worth a log line
+        future.add_done_callback(lambda done: done.cancelled() or done.exception())
         if self.dead:
             future.set_exception(_Unavailable("process gone"))
             return future
@@ -364,7 +368,8 @@ class _Worker:
         self.dead = True
         self.kill()
         for task in self.tasks:
-            if task is not asyncio.current_task():
+            # the stderr task ends by itself at EOF: it carries a crash's last words
+            if task is not asyncio.current_task() and task is not self.stderr_task:
                 task.cancel()
         for waiter in self.waiters.values():
             if not waiter.done():
@@ -508,8 +513,10 @@ class ActionsRuntime:
     def _timed_out(self, pending: _Pending) -> None:
         worker = pending.worker
         if worker is not None and worker.pending.pop(pending.id, None) is not None:
+            # ask the process for the exchanges made so far, before a draining one is let go
+            answer = worker.request({"op": "cancel", "target": pending.id})
             worker._maybe_finish_draining()
-            task = asyncio.create_task(self._cancel(worker, pending))
+            task = asyncio.create_task(self._cancelled(pending, answer))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         else:
@@ -518,14 +525,11 @@ class ActionsRuntime:
     def _timeout_message(self) -> str:
         return f"no answer from the destination's code in {self.call_timeout_seconds}s"
 
-    async def _cancel(self, worker: _Worker, pending: _Pending) -> None:
-        """Ask the process for the exchanges made so far, briefly, then answer Timeout."""
+    async def _cancelled(self, pending: _Pending, answer: asyncio.Future[dict[str, Any]]) -> None:
+        """Answer Timeout with what the process says it sent, if it says so soon enough."""
         exchanges = None
         with contextlib.suppress(TimeoutError, _Unavailable):
-            answer = await asyncio.wait_for(
-                worker.request({"op": "cancel", "target": pending.id}), self.cancel_grace_seconds
-            )
-            exchanges = answer.get("exchanges")
+            exchanges = (await asyncio.wait_for(answer, self.cancel_grace_seconds)).get("exchanges")
         self._fail(pending, "Timeout", self._timeout_message(), exchanges)
 
     async def _call(self, message: dict[str, Any], events: int) -> dict[str, Any]:

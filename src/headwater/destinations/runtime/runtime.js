@@ -4,7 +4,7 @@
 //
 // Usage: node runtime.js <actions dir>   (the directory holding node_modules/)
 // Environment: HEADWATER_REQUEST_REDIRECTS  JSON map URL prefix -> URL prefix
-//              HEADWATER_RUNTIME_TEST_OPS=1 enables the test-only ops (spin, allocate)
+//              HEADWATER_RUNTIME_TEST_OPS=1 enables the test-only ops (spin, allocate, log, exit)
 // Frames on stdin/stdout: 4-byte big-endian length, then a UTF-8 JSON object. stdout carries
 // frames only: console output goes to stderr, which the pool logs.
 
@@ -331,6 +331,10 @@ function testOp(message) {
   if (message.op === 'allocate') {
     retained.push(Buffer.alloc(message.mb * 1024 * 1024, 1))
     return { rss: process.memoryUsage().rss }
+  }
+  if (message.op === 'log') {
+    console.log(message.text) // as a destination's code would: must reach stderr, not stdout
+    return {}
   }
   if (message.op === 'exit') process.exit(message.code || 1)
   return null
