@@ -1,7 +1,7 @@
 """Events a second through ONE actions runtime process, and its RSS with every destination loaded.
 
     HEADWATER_ACTIONS_DIR=… python bench/actions_runtime.py [--events 20000] [--call-events 100]
-        [--in-flight 8] [--batch-size 100] [--all-destinations] [--cpu-prof DIR]
+        [--in-flight 2] [--batch-size 100] [--all-destinations] [--cpu-prof DIR]
         [--node-option=--max-semi-space-size=32 …]
 
 Customer.io's trackEvent preset, redirected to a loopback receiver that runs in its own Node.js
@@ -177,7 +177,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--call-events", type=int, default=100)
-    parser.add_argument("--in-flight", type=int, default=8)
+    parser.add_argument("--in-flight", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--max-memory-mb", type=int, default=512)
     parser.add_argument("--all-destinations", action="store_true")

@@ -220,6 +220,7 @@ class _Worker:
             self.process = await asyncio.create_subprocess_exec(
                 str(runtime.node.executable),
                 f"--max-old-space-size={runtime.max_memory_mb}",
+                *runtime.node_flags(),
                 *NODE_OPTIONS,
                 str(RUNTIME_JS),
                 str(runtime.directory),
@@ -440,6 +441,14 @@ class ActionsRuntime:
         if self._node is None:
             self._node = find_node()
         return self._node
+
+    def node_flags(self) -> list[str]:
+        """AsyncLocalStorage (which call an HTTP request belongs to) on V8's context frames
+        rather than promise hooks: about 10% less CPU a call (bench/actions_runtime.py); the
+        flag exists from Node.js 22.7 and is the default from 24."""
+        if (22, 7, 0) <= self.node.version < (24, 0, 0):
+            return ["--experimental-async-context-frame", "--disable-warning=ExperimentalWarning"]
+        return []
 
     @property
     def environment(self) -> dict[str, str]:
