@@ -351,6 +351,10 @@ def test_a_process_over_its_memory_cap_is_drained_and_replaced(env: Env) -> None
         outcomes.extend(await call)  # the draining process answers what it has
         outcomes.extend(await runtime.execute(env.call([track(2)])))
         seen.append(first.pid)
+        for _ in range(200):  # the drained process leaves once its call is answered
+            if len(runtime.processes_info()) == 1:
+                break
+            await asyncio.sleep(0.05)
         seen.append(runtime.processes_info())
 
     env.run(
@@ -365,6 +369,8 @@ def test_a_process_over_its_memory_cap_is_drained_and_replaced(env: Env) -> None
     assert len(env.receiver.requests) == 2  # the first call was not sent again
     assert [p.pid for p in after] != [old_pid]
     assert len(after) == 1
+    with pytest.raises(ProcessLookupError):
+        os.kill(old_pid, 0)
 
 
 def test_validate_settings(env: Env) -> None:
