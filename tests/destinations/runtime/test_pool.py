@@ -34,6 +34,7 @@ def track(number: int, **overrides: Any) -> dict[str, Any]:
         "userId": f"user-{number}",
         "messageId": f"message-{number}",
         "timestamp": "2026-12-06T10:00:00.000Z",
+        "receivedAt": "2026-12-06T10:00:01.000Z",
         "properties": {"total": number},
     }
     event.update(overrides)
@@ -489,3 +490,64 @@ def test_console_output_goes_to_the_log(env: Env, caplog: pytest.LogCaptureFixtu
     [record] = [r for r in caplog.records if "hello from a destination" in r.getMessage()]
     assert record.levelno == logging.WARNING
     assert [o.status for o in outcomes] == [200]
+
+
+def test_refresh_access_token(env: Env) -> None:
+    env.receiver.answer(Answer(body=b'{"access_token":"token-2","expires_in":3599}'))
+    auth = {
+        "accessToken": "token-1",
+        "refreshToken": "refresh-1",
+        "clientId": "client-1",
+        "clientSecret": "secret-1",
+    }
+    results: list[Any] = []
+
+    async def scenario(runtime: ActionsRuntime) -> None:
+        results.append(
+            await runtime.hook(
+                "google-enhanced-conversions",
+                "refreshAccessToken",
+                {"customerId": "123"},
+                auth=auth,
+            )
+        )
+
+    env.run(scenario, redirects={"https://www.googleapis.com": env.receiver.url})
+    assert results == [{"accessToken": "token-2"}]
+    [request] = env.receiver.requests
+    assert (request.method, request.path) == ("POST", "/oauth2/v4/token")
+    assert request.form() == {
+        "refresh_token": ["refresh-1"],
+        "client_id": ["client-1"],
+        "client_secret": ["secret-1"],
+        "grant_type": ["refresh_token"],
+    }
+
+
+def test_a_destinations_own_multistatus_answer(env: Env) -> None:
+    """Braze's batch reads per-item errors from the API's answer: one result per event."""
+    env.receiver.answer(
+        Answer(status=201, body=b'{"message":"success","errors":[{"type":"bad event","index":1}]}')
+    )
+    settings = {
+        "api_key": "braze-key",
+        "app_id": "app-1",
+        "endpoint": "https://rest.iad-01.braze.com",
+    }
+    mapping = preset_mapping(env.node, env.package_dir, "braze", "trackEvent")
+    events = [track(1), track(2), track(3)]
+    outcomes: list[Outcome] = []
+
+    async def scenario(runtime: ActionsRuntime) -> None:
+        call = Call("braze", "trackEvent", settings, mapping, events, batch=True)
+        outcomes.extend(await runtime.execute(call))
+
+    env.run(scenario, redirects={"https://rest.iad-01.braze.com": env.receiver.url})
+    [request] = env.receiver.requests
+    assert (request.method, request.path) == ("POST", "/users/track")
+    assert request.headers["authorization"] == "Bearer braze-key"
+    assert [e["external_id"] for e in request.json()["events"]] == ["user-1", "user-2", "user-3"]
+    assert [o.status for o in outcomes] == [200, 400, 200]
+    assert [o.error_code for o in outcomes] == [None, "BAD_REQUEST", None]
+    assert outcomes[1].error_type == "MultiStatusError"
+    assert outcomes[1].message == "bad event"

@@ -18,7 +18,6 @@ import contextlib
 import itertools
 import json
 import logging
-import os
 import signal
 import time
 from collections.abc import Mapping, Sequence
@@ -666,7 +665,3 @@ class ActionsRuntime:
         worker = self._slots[slot]
         assert worker is not None
         return worker.request({"op": op, **fields})
-
-
-def default_processes() -> int:
-    return max(1, min(2, os.cpu_count() or 1))
