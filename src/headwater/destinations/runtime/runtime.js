@@ -274,7 +274,7 @@ async function execute(message) {
       if (Array.isArray(multistatus) && multistatus.length > 0) {
         return { exchanges: store.exchanges, results: events.map((_, i) => fromMultistatus(multistatus[i], null)) }
       }
-      const one = success(null)
+      const one = { ...success(store.exchanges), exchanges: null }
       return { exchanges: store.exchanges, results: events.map(() => one) }
     } catch (error) {
       const one = failure(error, null)
