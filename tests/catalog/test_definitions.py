@@ -7,7 +7,9 @@ defaults, and each preset's mapping passes the mapping validation a saved mappin
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import re
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,7 @@ from headwater.destinations.actions import ActionDefinition, Preset, check_mappi
 from headwater.destinations.definition import DestinationDefinition
 from headwater.destinations.mapping import FieldSpec, check_fields
 from headwater.destinations.runtime.definitions import build_all, read_catalog
+from headwater.destinations.runtime.pool import ActionsRuntime, HookError
 from headwater.destinations.trigger import parse_trigger
 from headwater.errors import CatalogNotInstalled, ListError, MappingError, UnknownDestinationType
 
@@ -106,26 +109,45 @@ def test_every_default_trigger_parses(built: dict[str, DestinationDefinition]) -
         parse_trigger(trigger)
 
 
-def _minimal(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
-    """Each required setting with a value of its type, or its first choice."""
+def _minimal(definition: DestinationDefinition) -> dict[str, Any]:
+    """Each required setting with a value of its type (a URL where the format says so), or
+    its first choice; then whatever the others' values make required."""
+    schema = definition.settings.model_json_schema()
+    properties = schema.get("properties", {})
     values: dict[str, Any] = {}
-    for name in required:
-        spec = properties[name]
-        kinds = spec.get("anyOf", [spec])
-        if "enum" in spec:
-            values[name] = spec["enum"][0]
-            continue
-        kind = next(k.get("type") for k in kinds if k.get("type") != "null")
-        item = spec.get("items", {})
-        values[name] = {
-            "string": "x",
-            "number": 1.5,
-            "integer": 2,
-            "boolean": True,
-            "object": {},
-            "array": [item["enum"][0]] if "enum" in item else ["x"],
-        }[kind]
+    for name in schema.get("required", []):
+        values[name] = _value(properties[name])
+    for _ in properties:
+        try:
+            definition.parse_settings(values)
+        except ValidationError as exc:
+            found = re.match(
+                r"Value error, (\S+) is required with these settings", exc.errors()[0]["msg"]
+            )
+            if found is None:
+                raise
+            values[found[1]] = _value(properties[found[1]])
+        else:
+            break
     return values
+
+
+def _value(spec: dict[str, Any]) -> Any:
+    if "enum" in spec:
+        return spec["enum"][0]
+    if spec.get("format") == "uri":
+        return "https://example.com/endpoint"
+    kinds = spec.get("anyOf", [spec])
+    kind = next(k.get("type") for k in kinds if k.get("type") != "null")
+    item = spec.get("items", {})
+    return {
+        "string": "x",
+        "number": 1.5,
+        "integer": 2,
+        "boolean": True,
+        "object": {},
+        "array": [item["enum"][0]] if "enum" in item else ["x"],
+    }[kind]
 
 
 def test_minimal_settings_validate_and_wrong_ones_name_the_field(
@@ -135,8 +157,7 @@ def test_minimal_settings_validate_and_wrong_ones_name_the_field(
         schema = definition.settings.model_json_schema()
         properties = schema.get("properties", {})
         required = schema.get("required", [])
-        minimal = _minimal(properties, required)
-        definition.parse_settings(minimal)
+        minimal = _minimal(definition)
         with pytest.raises(ValidationError) as unknown:
             definition.parse_settings({**minimal, "not_a_setting": 1})
         assert unknown.value.errors()[0]["loc"] == ("not_a_setting",)
@@ -169,6 +190,29 @@ def test_customerio_settings(built: dict[str, DestinationDefinition]) -> None:
     assert wrong.value.errors()[0]["loc"] == ("accountRegion",)
 
 
+def test_conditional_requirements_and_urls_are_checked(
+    built: dict[str, DestinationDefinition],
+) -> None:
+    sftp = built["actions:sftp"]
+    base = {"sftp_host": "h", "sftp_username": "u"}
+    sftp.parse_settings({**base, "sftp_password": "p"})  # auth_type defaults to password
+    sftp.parse_settings({**base, "auth_type": "ssh_key", "sftp_ssh_key": "k"})
+    with pytest.raises(ValidationError, match="sftp_password is required with these settings"):
+        sftp.parse_settings(base)
+    with pytest.raises(ValidationError, match="sftp_ssh_key is required with these settings"):
+        sftp.parse_settings({**base, "auth_type": "ssh_key", "sftp_password": "p"})
+    absmartly = built["actions:absmartly"]
+    good = {"collectorEndpoint": "https://acme.absmartly.io/v1", "apiKey": "k", "environment": "e"}
+    absmartly.parse_settings(good)
+    with pytest.raises(ValidationError) as wrong:
+        absmartly.parse_settings({**good, "collectorEndpoint": "acme"})
+    assert wrong.value.errors()[0]["loc"] == ("collectorEndpoint",)
+    # A default outside the choices (the package's pendo-audiences) is no default.
+    with pytest.raises(ValidationError) as missing:
+        built["actions:pendo-audiences"].parse_settings({"integrationKey": "k"})
+    assert missing.value.errors()[0]["loc"] == ("region",)
+
+
 def test_oauth_destinations_keep_their_tokens_as_a_secret_setting(
     document: dict[str, Any], built: dict[str, DestinationDefinition]
 ) -> None:
@@ -181,10 +225,7 @@ def test_oauth_destinations_keep_their_tokens_as_a_secret_setting(
     for kind in oauth:
         definition = built[kind]
         assert "oauth" in definition.secrets
-        minimal = _minimal(
-            definition.settings.model_json_schema()["properties"],
-            definition.settings.model_json_schema().get("required", []),
-        )
+        minimal = _minimal(definition)
         definition.parse_settings(
             {
                 **minimal,
@@ -293,16 +334,40 @@ def test_without_a_catalog_an_actions_type_says_how_to_install(no_catalog: Path)
         registry.get("actions:customerio")
 
 
-def test_validate_settings_in_node_for_every_definition(built: dict[str, Any]) -> None:
-    """actions-core's own settings check, through the runtime's ``validateSettings`` hook,
-    for the same minimal settings as above: the runtime's pool provides it."""
-    pool = pytest.importorskip("headwater.destinations.runtime.pool")
-    validate = getattr(pool, "validate_settings", None)
-    if validate is None:
-        pytest.skip("the actions runtime has no validate_settings yet")
-    for definition in built.values():
-        schema = definition.settings.model_json_schema()
-        validate(
-            definition.package_directory,
-            _minimal(schema.get("properties", {}), schema.get("required", [])),
-        )
+def test_validate_settings_in_node_for_every_definition(
+    built: dict[str, DestinationDefinition], actions_dir: Path
+) -> None:
+    """actions-core's own settings check (the runtime's ``validateSettings`` hook) accepts the
+    same minimal settings as Python, for every definition, and refuses a wrong type."""
+
+    async def validate_all() -> tuple[dict[str, str], list[str]]:
+        runtime = ActionsRuntime(actions_dir)
+        refused: dict[str, str] = {}
+        wrong_type_accepted: list[str] = []
+        try:
+            for definition in built.values():
+                minimal = definition.parse_settings(_minimal(definition)).model_dump(
+                    by_alias=True, exclude_none=True
+                )
+                directory = definition.package_directory or ""
+                try:
+                    await runtime.hook(directory, "validateSettings", minimal)
+                except HookError as exc:
+                    refused[definition.type] = str(exc)
+                strings = [k for k, v in minimal.items() if isinstance(v, str)]
+                if strings:
+                    try:
+                        await runtime.hook(
+                            directory, "validateSettings", {**minimal, strings[0]: {"a": 1}}
+                        )
+                    except HookError:
+                        pass
+                    else:
+                        wrong_type_accepted.append(definition.type)
+        finally:
+            await runtime.close()
+        return refused, wrong_type_accepted
+
+    refused, wrong_type_accepted = asyncio.run(validate_all())
+    assert refused == {}
+    assert wrong_type_accepted == []

@@ -283,8 +283,17 @@ class DeliveryEngine:
             sent_any = False
         else:
             if definition.package_directory is not None:
+                saved = settings.model_dump(by_alias=True, exclude_none=True)
                 sent_any = await self._execute(
-                    destination, definition, claimed, messages, gate, verdicts, carried, details
+                    destination,
+                    definition,
+                    saved,
+                    claimed,
+                    messages,
+                    gate,
+                    verdicts,
+                    carried,
+                    details,
                 )
             else:
                 sent_any = await self._render_and_send(
@@ -387,6 +396,7 @@ class DeliveryEngine:
         self,
         destination: DestinationInfo,
         definition: DestinationDefinition,
+        saved: Mapping[str, Any],
         claimed: Sequence[Job],
         messages: list[dict[str, Any]],
         gate: asyncio.Semaphore,
@@ -403,7 +413,7 @@ class DeliveryEngine:
         if "refreshAccessToken" in definition.hooks:
 
             async def refresh(old: Mapping[str, Any]) -> Mapping[str, Any]:
-                settings, _ = package_actions.split_settings(destination.settings)
+                settings, _ = package_actions.split_settings(saved)
                 found = await runtime.hook(
                     definition.package_directory or "", "refreshAccessToken", settings, auth=old
                 )
@@ -422,7 +432,7 @@ class DeliveryEngine:
                 return fresh
 
         done = await package_actions.execute(
-            runtime.execute, destination, definition, claimed, messages, gate, refresh
+            runtime.execute, destination, definition, saved, claimed, messages, gate, refresh
         )
         for position, codes in enumerate(done.codes):
             verdicts[position].extend(retry.judge(code) for code in codes)

@@ -95,17 +95,19 @@ async def execute(
     run: Execute,
     destination: DestinationInfo,
     definition: DestinationDefinition,
+    saved: Mapping[str, Any],
     claimed: Sequence[Job],
     messages: Sequence[Mapping[str, Any]],
     gate: asyncio.Semaphore,
     refresh: Refresh | None = None,
 ) -> Executed:
-    """Run every job of the claim through the runtime, at most ``gate`` calls at a time. With
+    """Run every job of the claim through the runtime, at most ``gate`` calls at a time, with
+    the instance's settings as saved (``saved``: defaults filled in, as Segment fills them). With
     ``refresh``, calls turned away for their access token are tried once more with a new one
     (one refresh per claim, however many calls met the 401)."""
     assert definition.package_directory is not None
     done = Executed([[] for _ in claimed], [[] for _ in claimed])
-    settings, auth = split_settings(destination.settings)
+    settings, auth = split_settings(saved)
     refreshed: asyncio.Future[Mapping[str, Any]] | None = None
 
     async def new_auth(old: Mapping[str, Any]) -> Mapping[str, Any]:

@@ -10,12 +10,13 @@ actions runtime runs the package's own.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Annotated, Any, Literal, cast
+from urllib.parse import urlsplit
 
 import msgspec
-from pydantic import Field, create_model
+from pydantic import AfterValidator, BaseModel, Field, create_model, model_validator
 
 from headwater.destinations.actions import ActionDefinition, Preset
 from headwater.destinations.definition import (
@@ -147,12 +148,18 @@ def _settings_model(
     type, choices and whether it is required. Fields are declared by alias: the package's names
     need not be Python identifiers."""
     declared: dict[str, Any] = {}
+    conditional: dict[str, Mapping[str, Any]] = {}
     for position, (name, spec) in enumerate(fields.items()):
         annotation = _setting_annotation(spec)
-        required = spec.get("required") is True  # an object: required only on a condition
+        required = spec.get("required") is True
+        if isinstance(spec.get("required"), Mapping):  # required when other settings say so
+            conditional[name] = spec["required"]
         title = str(spec.get("label") or name)
         description = str(spec.get("description") or "")
-        if "default" in spec and spec["default"] is not None:
+        choices = _choice_values(spec.get("choices"))
+        if spec.get("default") is not None and (not choices or spec["default"] in choices):
+            # (a default outside the choices, as pendo-audiences' region has, is no default:
+            # actions-core would refuse it)
             default: Any = spec["default"]
         elif required:
             default = ...
@@ -161,12 +168,48 @@ def _settings_model(
             default = None
         declared[f"field_{position}"] = (
             annotation,
-            Field(default, alias=name, title=title, description=description),
+            Field(
+                default,
+                alias=name,
+                title=title,
+                description=description,
+                json_schema_extra={"format": spec["format"]} if spec.get("format") else None,
+            ),
         )
     if oauth and OAUTH not in fields:
         declared["field_oauth"] = (OAuthTokens | None, Field(None, alias=OAUTH))
     model_name = "".join(part.title() for part in re.split(r"[^A-Za-z0-9]+", directory))
-    return create_model(f"{model_name}Settings", __base__=DestinationSettings, **declared)
+    validators: dict[str, Any] = {
+        "conditions": model_validator(mode="after")(_required_when(conditional))
+    }
+    return create_model(
+        f"{model_name}Settings",
+        __base__=DestinationSettings,
+        __validators__=validators if conditional else None,
+        **declared,
+    )
+
+
+def _required_when(
+    conditional: Mapping[str, Mapping[str, Any]],
+) -> Callable[[BaseModel], BaseModel]:
+    """actions-core's conditional ``required``: {match: all|any, conditions: [{fieldKey,
+    operator: is|is_not, value}]}."""
+
+    def check(model: BaseModel) -> BaseModel:
+        values = model.model_dump(by_alias=True)
+        for name, rule in conditional.items():
+            if values.get(name) not in (None, ""):
+                continue
+            met = [
+                (values.get(c.get("fieldKey")) == c.get("value")) == (c.get("operator") != "is_not")
+                for c in rule.get("conditions") or ()
+            ]
+            if met and (any(met) if rule.get("match") == "any" else all(met)):
+                raise ValueError(f"{name} is required with these settings")
+        return model
+
+    return check
 
 
 def _setting_annotation(spec: Mapping[str, Any]) -> Any:
@@ -175,11 +218,20 @@ def _setting_annotation(spec: Mapping[str, Any]) -> Any:
     annotation: Any
     if values:
         annotation = Literal[tuple(values)]
+    elif kind in _SETTING_TYPES and spec.get("format") == "uri":
+        annotation = Annotated[str, AfterValidator(_uri)]
     elif kind in _SETTING_TYPES:
         annotation = _SETTING_TYPES[kind]
     else:
         raise CatalogError(f"setting type {kind!r} is not one Headwater knows")
     return list[annotation] if spec.get("multiple") else annotation
+
+
+def _uri(value: str) -> str:
+    parts = urlsplit(value)
+    if not parts.scheme or not (parts.netloc or parts.path):
+        raise ValueError("should be a URL, such as https://example.com/path")
+    return value
 
 
 def _choice_values(choices: Any) -> list[Any]:
