@@ -20,6 +20,13 @@ OCCURRED = "2026-12-06T10:00:00.000Z"
 
 ACCESS_TOKEN = "ya29.a0-access-token-for-tests"
 REFRESH_TOKEN = "1//0g-refresh-token-for-tests"
+# An OAuth destination's ``auth``: the user's own OAuth app and its first tokens.
+OAUTH = {
+    "clientId": "oauth-app-client-id",
+    "clientSecret": "oauth-app-client-secret",
+    "accessToken": ACCESS_TOKEN,
+    "refreshToken": REFRESH_TOKEN,
+}
 
 
 @dataclass(frozen=True)
@@ -38,7 +45,7 @@ class Case:
     mappings: tuple[MappingCase, ...]
     events: tuple[dict[str, Any], ...]
     vendor: tuple[str, ...]
-    auth: dict[str, str] | None = None  # OAuth: {accessToken, refreshToken}
+    auth: dict[str, str] | None = None  # OAuth: {clientId, clientSecret, accessToken, refreshToken}
     # Segment's partner credentials a definition reads from the process environment
     env: dict[str, str] = field(default_factory=dict)
     answer: Any = field(default_factory=lambda: {"ok": True})
@@ -172,7 +179,7 @@ CASES: tuple[Case, ...] = (
         name="HubSpot Cloud Mode (Actions)",
         directory="hubspot",
         settings={"portalId": "20571234"},
-        auth={"accessToken": ACCESS_TOKEN, "refreshToken": REFRESH_TOKEN},
+        auth=OAUTH,
         mappings=(
             MappingCase("upsertContact"),
             MappingCase(
@@ -191,7 +198,7 @@ CASES: tuple[Case, ...] = (
         name="Intercom Cloud Mode (Actions)",
         directory="intercom",
         settings={},
-        auth={"accessToken": ACCESS_TOKEN, "refreshToken": REFRESH_TOKEN},
+        auth=OAUTH,
         mappings=(
             MappingCase("identifyContact", fields={"role": "user"}),
             MappingCase("trackEvent"),
@@ -239,7 +246,9 @@ CASES: tuple[Case, ...] = (
                 traits={"email": "jane@example.com", "phone": "+14155550123"},
                 page={"url": "https://shop.example.com/checkout"},
             ),
-            _track(2, "Newsletter Signup", {"list": "weekly"}, traits={"email": "jane@example.com"}),
+            _track(
+                2, "Newsletter Signup", {"list": "weekly"}, traits={"email": "jane@example.com"}
+            ),
         ),
         vendor=("https://graph.facebook.com",),
         answer={"events_received": 1, "fbtrace_id": "AbCdEf"},
@@ -248,7 +257,7 @@ CASES: tuple[Case, ...] = (
         name="Google Ads Conversions",
         directory="google-enhanced-conversions",
         settings={"customerId": "1234567890", "conversionTrackingId": "AW-987654"},
-        auth={"accessToken": ACCESS_TOKEN, "refreshToken": REFRESH_TOKEN},
+        auth=OAUTH,
         env={"ADWORDS_DEVELOPER_TOKEN": "adwords-developer-token"},
         mappings=(
             MappingCase(
@@ -276,7 +285,7 @@ CASES: tuple[Case, ...] = (
         name="Salesforce (Actions)",
         directory="salesforce",
         settings={"instanceUrl": "https://acme.my.salesforce.com", "isSandbox": False},
-        auth={"accessToken": ACCESS_TOKEN, "refreshToken": REFRESH_TOKEN},
+        auth=OAUTH,
         mappings=(MappingCase("lead", fields={"operation": "create"}),),
         events=(_identify(1, **JANE),),
         vendor=("https://acme.my.salesforce.com",),

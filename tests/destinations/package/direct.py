@@ -28,7 +28,10 @@ AUTH_HEADERS = ("authorization", "api-key", "x-api-key", "api_key", "developer-t
 def actions_dir() -> Path:
     """The installed package; tests never install it on first use."""
     found = os.environ.get("HEADWATER_ACTIONS_DIR")
-    if not found or not (Path(found) / "node_modules" / "@segment" / "action-destinations").is_dir():
+    if (
+        not found
+        or not (Path(found) / "node_modules" / "@segment" / "action-destinations").is_dir()
+    ):
         raise RuntimeError(
             "set HEADWATER_ACTIONS_DIR to an installed package directory "
             "(headwater catalog install, or /work/main/.cache/actions)"
