@@ -13,8 +13,9 @@
 //     which is swapped for a recorder that answers `answer` ({status, body, headers}; default
 //     200 with a JSON body) without touching the network.
 //   {"describe": [directory, ...]}
-//     -> {"destinations": {directory: {name, presets, actions: {key: {defaultSubscription,
-//        defaults, batches}}}}}: what a case's mapping may be taken from.
+//     -> {"destinations": {directory: {name, scheme, secrets, presets, actions: {key:
+//        {defaultSubscription, defaults, batches}}}}}: what a case's mapping may be taken from,
+//        and which settings are secrets (type password).
 // The package comes from $HEADWATER_ACTIONS_DIR (its node_modules), as published.
 
 const path = require('path')
@@ -153,6 +154,9 @@ function describe(directory) {
   return {
     name: definition.name,
     scheme: definition.authentication?.scheme ?? null,
+    secrets: Object.entries(definition.authentication?.fields ?? {})
+      .filter(([, field]) => field.type === 'password')
+      .map(([key]) => key),
     presets: (definition.presets ?? []).map((preset) => ({
       name: preset.name,
       type: preset.type,

@@ -214,3 +214,13 @@ def compared(
 
 def compared_sent(sent: Sent) -> Compared:
     return compared(sent.method, sent.url, sent.headers, sent.body)
+
+
+def secrets(case: Case) -> list[str]:
+    """Every credential of the case: the settings the definition types ``password``, the OAuth
+    app's secret and tokens, partner credentials from the environment."""
+    keys = describe(case.directory)["secrets"]
+    found = [str(case.settings[k]) for k in keys if case.settings.get(k)]
+    if case.auth:
+        found += [v for k, v in case.auth.items() if k != "clientId"]
+    return found + list(case.env.values())
