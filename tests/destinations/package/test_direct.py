@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 from typing import Any
 
 import pytest
@@ -194,3 +195,26 @@ def test_the_recorders_answer_is_what_the_destination_sees() -> None:
     result = direct.node({"cases": [spec]})["results"][0]
     assert len(result["requests"]) == 1
     assert result["error"]["status"] == 500
+
+
+CLIENTS = re.compile(
+    r"""require\(["'](?:node:)?(?:https?|http2|net|axios|node-fetch|undici|got|superagent|request)["']\)"""
+    r"|globalThis\.fetch|\bXMLHttpRequest\b"
+)
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.directory)
+def test_the_destinations_code_makes_its_requests_through_actions_core(case: Case) -> None:
+    """No other HTTP client in the definition's code, so the recorder (and Headwater's
+    redirects, which swap the same fetch) see every request it makes."""
+    package = direct.actions_dir() / "node_modules" / "@segment" / "action-destinations"
+    folder = package / "dist" / "destinations" / case.directory
+    files = sorted(folder.rglob("*.js"))
+    assert files
+    offending = [
+        f"{path.relative_to(folder)}: {match.group(0)}"
+        for path in files
+        if "__tests__" not in path.parts and not path.name.startswith("test-")
+        for match in CLIENTS.finditer(path.read_text())
+    ]
+    assert not offending
