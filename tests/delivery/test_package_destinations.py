@@ -110,7 +110,7 @@ def differences(got: list[direct.Compared], expected: list[direct.Compared]) -> 
     """The first differences, field by field: Headwater's side against the package's."""
     lines = [f"Headwater sent {len(got)} requests, the package called directly {len(expected)}"]
     for n, (ours, theirs) in enumerate(zip(got, expected, strict=False)):
-        for name in ("method", "path", "query", "body", "auth"):
+        for name in ("method", "path", "query", "body", "auth", "headers"):
             if getattr(ours, name) != getattr(theirs, name):
                 lines.append(f"request {n} {name}: headwater {getattr(ours, name)!r}")
                 lines.append(f"request {n} {name}:    direct {getattr(theirs, name)!r}")

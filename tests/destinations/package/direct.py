@@ -23,6 +23,10 @@ SCRIPT = Path(__file__).with_name("direct.js")
 
 # Headers that carry a credential, in the form the vendors use.
 AUTH_HEADERS = ("authorization", "api-key", "x-api-key", "api_key", "developer-token")
+# Headers the HTTP client adds on the wire (the recorder sees a request before it is sent).
+TRANSPORT_HEADERS = frozenset(
+    {"host", "content-length", "connection", "accept-encoding", "transfer-encoding"}
+)
 
 
 def actions_dir() -> Path:
@@ -172,14 +176,17 @@ def _direct_run(mapping: Resolved, result: dict[str, Any]) -> DirectRun:
 
 @dataclass(frozen=True)
 class Compared:
-    """A request as the two sides are compared: where it went, what it carried, its credential.
-    ``origin`` is left out (one side reaches the vendor, the other the receiver)."""
+    """A request as the two sides are compared: where it went, what it carried, its credential
+    and the other headers the destination set. The origin is left out (one side reaches the
+    vendor, the other the receiver), and so are the headers the HTTP client adds on the wire
+    (node-fetch's ``Accept: */*`` when none was set among them)."""
 
     method: str
     path: str
     query: tuple[tuple[str, tuple[str, ...]], ...]
     body: str  # canonical JSON of the parsed body
     auth: tuple[tuple[str, str], ...]
+    headers: tuple[tuple[str, str], ...]  # every header the destination's code set
 
     def sort_key(self) -> tuple[str, str, str, str]:
         return (self.method, self.path, repr(self.query), self.body)
@@ -209,6 +216,13 @@ def compared(
         tuple(sorted((k, tuple(v)) for k, v in query.items())),
         json.dumps(parsed_body(body, lowered.get("content-type", "")), sort_keys=True),
         tuple(sorted((k, v) for k, v in lowered.items() if k in AUTH_HEADERS)),
+        tuple(
+            sorted(
+                (k, v)
+                for k, v in lowered.items()
+                if k not in TRANSPORT_HEADERS and not (k == "accept" and v == "*/*")
+            )
+        ),
     )
 
 
