@@ -60,12 +60,13 @@ def answer(case: Case, status: int = 200, **headers: str) -> Answer:
     return Answer(status, body, {"Content-Type": "application/json", **headers})
 
 
-# actions-core's ``auth`` keys -> the instance's ``oauth`` setting (Segment's ``settings.oauth``).
+# actions-core's ``auth`` keys -> the instance's ``oauth`` setting, keyed as Segment's
+# ``settings.oauth`` (actions-core's ``getOAuth2Data`` reads it so).
 OAUTH_KEYS = {
     "accessToken": "access_token",
     "refreshToken": "refresh_token",
-    "clientId": "client_id",
-    "clientSecret": "client_secret",
+    "clientId": "clientId",
+    "clientSecret": "clientSecret",
 }
 
 
