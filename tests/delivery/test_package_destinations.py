@@ -211,6 +211,7 @@ def test_a_400_is_not_retried_and_its_sample_hides_the_secrets(
     assert shown["request"]["method"] == sent.method
     assert shown["request"]["url"].startswith(case.vendor)  # where the destination sent it
     assert shown["response"]["status"] == 400
+    assert shown["response"]["body"] == {"error": "invalid field"}
     text = json.dumps(shown)
     for secret in direct.secrets(case):
         assert secret not in text
