@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -242,3 +243,43 @@ def test_a_429_backs_off_and_honours_retry_after(
     totals = pipeline.totals(dest)
     assert totals[(RETRY, "errors.awaiting-retry.429")] == 2
     assert totals[(DELIVERED, "")] == 1
+
+
+REFRESHING = [
+    c for c in CASES if c.directory in ("hubspot", "salesforce", "google-enhanced-conversions")
+]
+NEW_TOKEN = "ya29.a0-refreshed-access-token"
+
+
+@pytest.mark.parametrize("case", REFRESHING, ids=lambda c: c.directory)
+def test_a_401_refreshes_the_access_token_once_stores_it_and_retries(
+    case: Case, pipeline: Pipeline, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The definition's own refreshAccessToken asks the token endpoint as it does when called
+    directly; the call is retried with the new token and the instance keeps it."""
+    wire(pipeline, case, receiver, monkeypatch)
+    token_answer = {"access_token": NEW_TOKEN, "token_type": "Bearer", "expires_in": 1800}
+    receiver.answer(
+        Answer(401, b'{"message":"access token expired"}'),
+        Answer(200, json.dumps(token_answer).encode()),
+    )
+    dest = first_only(pipeline, case)
+    pipeline.deliver()
+    assert len(receiver.requests) == 3, outcome(pipeline, dest)
+    turned_away, asked, retried = (received(r) for r in receiver.requests)
+
+    first = replace(case, mappings=case.mappings[:1])
+    [before] = direct.run(first, pipeline.sent)
+    refresh_sent, tokens = direct.refresh(case, token_answer)
+    renewed = {**(case.auth or {}), "accessToken": NEW_TOKEN}
+    [after] = direct.run(replace(first, auth=renewed), pipeline.sent)
+    assert tokens == {"accessToken": NEW_TOKEN}
+    assert [turned_away] == [direct.compared_sent(r) for r in before.requests]
+    assert [asked] == [direct.compared_sent(r) for r in refresh_sent]
+    assert [retried] == [direct.compared_sent(r) for r in after.requests]
+
+    assert pipeline.totals(dest) == {(DELIVERED, ""): 1}, outcome(pipeline, dest)
+    stored = pipeline.store.require(dest.id).settings[OAUTH_SETTING]
+    assert stored["access_token"] == NEW_TOKEN
+    assert stored["refresh_token"] == (case.auth or {})["refreshToken"]
+    assert stored["clientSecret"] == (case.auth or {})["clientSecret"]

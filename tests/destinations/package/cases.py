@@ -44,7 +44,7 @@ class Case:
     settings: dict[str, Any]
     mappings: tuple[MappingCase, ...]
     events: tuple[dict[str, Any], ...]
-    vendor: tuple[str, ...]
+    vendor: tuple[str, ...]  # the API's URL prefixes, and the OAuth token endpoint's
     auth: dict[str, str] | None = None  # OAuth: {clientId, clientSecret, accessToken, refreshToken}
     # Segment's partner credentials a definition reads from the process environment
     env: dict[str, str] = field(default_factory=dict)
@@ -278,7 +278,7 @@ CASES: tuple[Case, ...] = (
                 {**ORDER, "gclid": "Cj0KCQiA-gclid", "email": "jane@example.com"},
             ),
         ),
-        vendor=("https://googleads.googleapis.com",),
+        vendor=("https://googleads.googleapis.com", "https://www.googleapis.com"),
         answer={"results": [{}], "partialFailureError": None},
     ),
     Case(
@@ -288,7 +288,7 @@ CASES: tuple[Case, ...] = (
         auth=OAUTH,
         mappings=(MappingCase("lead", fields={"operation": "create"}),),
         events=(_identify(1, **JANE),),
-        vendor=("https://acme.my.salesforce.com",),
+        vendor=("https://acme.my.salesforce.com", "https://login.salesforce.com"),
         answer={"id": "00Q5e000001AbCdEAK", "success": True, "errors": []},
     ),
     Case(

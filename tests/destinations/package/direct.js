@@ -12,6 +12,9 @@
 //     every HTTP request the destination's code makes goes through actions-core's `cross-fetch`,
 //     which is swapped for a recorder that answers `answer` ({status, body, headers}; default
 //     200 with a JSON body) without touching the network.
+//   {"refresh": {directory, settings, auth, answer}}
+//     -> {requests, result?, error?}: the definition's refreshAccessToken as actions-core runs it
+//     after a 401 (`Destination.refreshAccessToken(settings without oauth, oauth data)`).
 //   {"describe": [directory, ...]}
 //     -> {"destinations": {directory: {name, scheme, secrets, presets, actions: {key:
 //        {defaultSubscription, defaults, batches}}}}}: what a case's mapping may be taken from,
@@ -141,6 +144,20 @@ async function run(spec) {
   return out
 }
 
+async function refresh(spec) {
+  const destination = new Destination(definitionOf(spec.directory))
+  recorded = []
+  answer = spec.answer ?? {}
+  const out = {}
+  try {
+    out.result = plain(await destination.refreshAccessToken(spec.settings ?? {}, spec.auth ?? {}))
+  } catch (error) {
+    out.error = describeError(error)
+  }
+  out.requests = recorded
+  return out
+}
+
 function describe(directory) {
   const definition = definitionOf(directory)
   const actions = {}
@@ -173,7 +190,9 @@ async function main() {
   for await (const chunk of process.stdin) chunks.push(chunk)
   const request = JSON.parse(Buffer.concat(chunks).toString('utf8'))
   let reply
-  if (request.describe) {
+  if (request.refresh) {
+    reply = await refresh(request.refresh)
+  } else if (request.describe) {
     reply = { destinations: Object.fromEntries(request.describe.map((d) => [d, describe(d)])) }
   } else {
     const results = []

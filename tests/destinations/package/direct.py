@@ -238,3 +238,22 @@ def secrets(case: Case) -> list[str]:
     if case.auth:
         found += [v for k, v in case.auth.items() if k != "clientId"]
     return found + list(case.env.values())
+
+
+def refresh(case: Case, answer: Any) -> tuple[list[Sent], Any]:
+    """The definition's ``refreshAccessToken`` called directly with the case's OAuth app and
+    tokens, its token endpoint answering ``answer``: the requests, and the new tokens."""
+    found = node(
+        {
+            "refresh": {
+                "directory": case.directory,
+                "settings": case.settings,
+                "auth": case.auth,
+                "answer": {"body": answer},
+            }
+        }
+    )
+    if "error" in found:
+        raise RuntimeError(f"refreshAccessToken failed: {found['error']}")
+    sent = [Sent(q["method"], q["url"], q["headers"], q["body"]) for q in found["requests"]]
+    return sent, found["result"]

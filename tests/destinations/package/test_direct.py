@@ -9,11 +9,12 @@ import hashlib
 import json
 import re
 from typing import Any
+from urllib.parse import parse_qs
 
 import pytest
 
 from tests.destinations.package import direct
-from tests.destinations.package.cases import ACCESS_TOKEN, BY_DIRECTORY, CASES, Case
+from tests.destinations.package.cases import ACCESS_TOKEN, BY_DIRECTORY, CASES, OAUTH, Case
 
 BEARER = f"Bearer {ACCESS_TOKEN}"
 
@@ -218,3 +219,18 @@ def test_the_destinations_code_makes_its_requests_through_actions_core(case: Cas
         for match in CLIENTS.finditer(path.read_text())
     ]
     assert not offending
+
+
+def test_refreshing_an_access_token_directly_asks_the_token_endpoint() -> None:
+    """HubSpot's refreshAccessToken, as actions-core runs it after a 401: the refresh grant with
+    the user's OAuth app, the new token taken from the answer."""
+    case = BY_DIRECTORY["hubspot"]
+    [sent], tokens = direct.refresh(case, {"access_token": "fresh", "expires_in": 1800})
+    assert (sent.method, sent.url) == ("POST", "https://api.hubapi.com/oauth/v1/token")
+    assert parse_qs(sent.body or "") == {
+        "grant_type": ["refresh_token"],
+        "refresh_token": [OAUTH["refreshToken"]],
+        "client_id": [OAUTH["clientId"]],
+        "client_secret": [OAUTH["clientSecret"]],
+    }
+    assert tokens == {"accessToken": "fresh"}
