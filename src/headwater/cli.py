@@ -19,7 +19,11 @@ DEFAULT_DATA_DIR = Path("headwater-data")
 
 def main(argv: list[str] | None = None) -> None:
     parser = _parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command == "catalog" and not any(e.startswith("-") for e in extra):
+        args.words += extra  # `catalog pack --dir DIR FILE`: words after an option
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     sys.exit(args.run(args) or 0)
 
 
@@ -89,6 +93,35 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--url", default="http://127.0.0.1:8088", help="the server's address")
     replay.set_defaults(run=_replay)
 
+    catalog = commands.add_parser(
+        "catalog",
+        help="list the destinations; show one; install or update Segment's Actions package",
+        description="headwater catalog [SEARCH]: the destinations whose type, name or "
+        "description has every word of SEARCH (all without one). "
+        "headwater catalog show TYPE: one's settings, actions and presets. "
+        "headwater catalog install [--from TARBALL]: install the pinned "
+        "@segment/action-destinations (idempotent). headwater catalog update: install again "
+        "from the current lock file and load every definition. "
+        "headwater catalog pack FILE.tgz: an installed package as a tarball for an offline "
+        "`install --from`.",
+    )
+    catalog.add_argument(
+        "words", nargs="*", metavar="SEARCH | show TYPE | install | update | pack FILE"
+    )
+    catalog.add_argument(
+        "--dir",
+        type=Path,
+        help="the Actions package's directory (default: DATA_DIR/actions, "
+        "or HEADWATER_ACTIONS_DIR when set)",
+    )
+    catalog.add_argument(
+        "--from", dest="tarball", type=Path, help="install: from a tarball `catalog pack` made"
+    )
+    catalog.add_argument(
+        "--data-dir", type=Path, help=f"data directory (default ./{DEFAULT_DATA_DIR})"
+    )
+    catalog.set_defaults(run=_catalog)
+
     warehouse = commands.add_parser("warehouse", help="sync or query a warehouse")
     actions = warehouse.add_subparsers(dest="action", required=True, metavar="ACTION")
     sync = actions.add_parser(
@@ -133,7 +166,11 @@ def _settings(args: argparse.Namespace, config: Any = None) -> Any:
         "host": getattr(args, "host", None),
         "port": getattr(args, "port", None),
     }
-    return replace(settings, **{k: v for k, v in given.items() if v is not None})
+    settings = replace(settings, **{k: v for k, v in given.items() if v is not None})
+    from headwater.destinations import registry
+
+    registry.use_data_dir(settings.data_dir)  # which Actions catalog this command sees
+    return settings
 
 
 def _load(path: Path | None) -> Any:
@@ -176,6 +213,8 @@ def _serve(args: argparse.Namespace) -> int:
         raise SystemExit(f"headwater serve: cannot apply {args.config}: {exc}") from exc
     for note in prepared.notes:
         print(note, flush=True)
+    if args.role in ("all", "single", "worker"):
+        _install_actions(settings)
     if run is not None:
         return _supervise(args, settings, run)
 
@@ -201,6 +240,22 @@ def _serve(args: argparse.Namespace) -> int:
         ),
     )
     return 0
+
+
+def _install_actions(settings: Any) -> None:
+    """Segment's Actions destinations on first start (``headwater catalog install`` does it
+    ahead of time); without them the native destinations still work, so a failure only warns."""
+    from headwater.destinations.runtime.install import actions_dir, install
+    from headwater.errors import HeadwaterError
+
+    try:
+        install(actions_dir(settings.data_dir), progress=lambda line: print(line, flush=True))
+    except (HeadwaterError, OSError) as exc:
+        print(
+            f"headwater serve: Segment's Actions destinations are not available: {exc}. "
+            "Native destinations work; run `headwater catalog install` to add them.",
+            flush=True,
+        )
 
 
 def _supervising(args: argparse.Namespace, settings: Any) -> bool:
@@ -466,6 +521,12 @@ def _replay(args: argparse.Namespace) -> int:
 
     start_replay(args.url, _admin_token("replay"), args.destination, args.start, args.end)
     return 0
+
+
+def _catalog(args: argparse.Namespace) -> int:
+    from headwater.destinations.catalog_cli import run
+
+    return run(args.words, args.dir, args.data_dir or DEFAULT_DATA_DIR, args.tarball)
 
 
 def _warehouses(args: argparse.Namespace) -> tuple[Any, Any]:

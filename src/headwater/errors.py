@@ -20,6 +20,7 @@ with 503 and ``Retry-After``, and the delivery engine turns a ``Rejection`` into
     │   ├── ItemError               one item of such a list (ListError adds its position)
     │   ├── NotRepresentable        an FQL statement the browser's matcher cannot run alike
     │   ├── UnknownDestinationType  a destination type the catalog does not have
+    │   │   └── CatalogNotInstalled an ``actions:*`` type with no Actions package installed
     │   └── UnsafePathError         a path setting that would leave its directory
     ├── ExportError                 stored configuration that no file could hold
     ├── FQLEvaluationError          a statement with no answer for one event
@@ -145,6 +146,10 @@ class NotRepresentable(InputError):
 
 class UnknownDestinationType(InputError):
     """A destination type that is not in the catalog."""
+
+
+class CatalogNotInstalled(UnknownDestinationType):
+    """An ``actions:*`` type asked of a process whose Actions package is not installed."""
 
 
 class UnsafePathError(InputError):

@@ -25,6 +25,7 @@ from headwater.api.debugger import router as debugger_router
 from headwater.clock import wall_clock
 from headwater.config.settings import ServerSettings
 from headwater.delivery.engine import DeliveryEngine
+from headwater.destinations import registry
 from headwater.destinations.redirects import Redirects
 from headwater.destinations.runtime.install import actions_dir
 from headwater.destinations.store import DestinationCache, DestinationStore
@@ -76,6 +77,7 @@ class Server:
     metrics: Metrics = field(default_factory=Metrics)
 
     def __post_init__(self) -> None:
+        registry.use_data_dir(self.settings.data_dir)  # the Actions catalog of this data dir
         self.engine = open_engine(
             database_url(self.settings.data_dir, self.settings.database),
             durability=self.settings.durability,

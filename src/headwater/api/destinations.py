@@ -19,6 +19,7 @@ from headwater.api.sources import iso as _iso
 from headwater.delivery.queue import DeliveryQueue
 from headwater.delivery.replay import replay
 from headwater.delivery.report import event_delivery
+from headwater.destinations import listing
 from headwater.destinations.registry import definitions
 from headwater.destinations.store import DestinationInfo, DestinationStore
 from headwater.store.archive import Archive
@@ -169,44 +170,13 @@ def replay_destination(
 
 
 @router.get("/catalog/destinations", response_model=None)
-def destination_catalog() -> dict[str, Any]:
-    """Every destination type this server can deliver to, with its settings schema."""
-    return {
-        "data": {
-            "destinations": [
-                {
-                    "type": d.type,
-                    "name": d.name,
-                    "aliases": list(d.aliases),
-                    "description": d.description,
-                    "methods": sorted(d.methods),
-                    "secrets": sorted(d.secrets),
-                    "defaultInIntegrations": d.default_enabled,
-                    "batching": None
-                    if d.batching is None
-                    else {"maxEvents": d.batching.max_events, "maxBytes": d.batching.max_bytes},
-                    "settings": d.settings.model_json_schema(),
-                    "actions": [
-                        {
-                            "name": a.name,
-                            "title": a.title,
-                            "description": a.description,
-                            "fields": {
-                                n: {
-                                    "type": f.type,
-                                    "required": f.required,
-                                    "multiple": f.multiple,
-                                    "choices": list(f.choices) if f.choices else None,
-                                    "description": f.description,
-                                    "secret": n in a.secret_fields,
-                                }
-                                for n, f in a.fields.items()
-                            },
-                        }
-                        for a in d.actions.values()
-                    ],
-                }
-                for d in definitions().values()
-            ]
-        }
-    }
+def destination_catalog(
+    search: Annotated[
+        str | None, Query(description="Only those whose type, name or description has every word.")
+    ] = None,
+) -> dict[str, Any]:
+    """Every destination type this server can deliver to, with its settings schema: Headwater's
+    own and, when the Actions package is installed, Segment's (``actions:<directory>``)."""
+    found = definitions().values()
+    chosen = listing.search(found, search) if search else list(found)
+    return {"data": {"destinations": [listing.definition_json(d) for d in chosen]}}

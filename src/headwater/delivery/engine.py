@@ -19,7 +19,7 @@ import os
 import random
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,6 +35,7 @@ from headwater.delivery import retry
 from headwater.delivery.queue import DeliveryQueue, Job, Settlement
 from headwater.delivery.redaction import Redactor
 from headwater.destinations.definition import (
+    OAUTH_SETTING,
     DestinationDefinition,
     Outgoing,
     Rendered,
@@ -398,8 +399,30 @@ class DeliveryEngine:
         from headwater.delivery import package_actions  # Node's side only when it is used
 
         runtime = await self._actions_runtime()
+        refresh = None
+        if "refreshAccessToken" in definition.hooks:
+
+            async def refresh(old: Mapping[str, Any]) -> Mapping[str, Any]:
+                settings, _ = package_actions.split_settings(destination.settings)
+                found = await runtime.hook(
+                    definition.package_directory or "", "refreshAccessToken", settings, auth=old
+                )
+                tokens = found if isinstance(found, Mapping) else {}
+                if not tokens.get("accessToken"):
+                    raise RuntimeError("refreshAccessToken gave no access token")
+                fresh = {
+                    **old,
+                    **{k: tokens[k] for k in ("accessToken", "refreshToken") if tokens.get(k)},
+                }
+                stored = dict(destination.settings.get(OAUTH_SETTING) or {})
+                stored["access_token"] = fresh["accessToken"]
+                if tokens.get("refreshToken"):
+                    stored["refresh_token"] = tokens["refreshToken"]
+                await asyncio.to_thread(self._destinations.save_oauth, destination.id, stored)
+                return fresh
+
         done = await package_actions.execute(
-            runtime.execute, destination, definition, claimed, messages, gate
+            runtime.execute, destination, definition, claimed, messages, gate, refresh
         )
         for position, codes in enumerate(done.codes):
             verdicts[position].extend(retry.judge(code) for code in codes)

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from headwater import reasons
 from headwater.delivery.queue import Job
 from headwater.destinations.actions import ActionMapping, with_defaults
-from headwater.destinations.definition import DestinationDefinition
+from headwater.destinations.definition import OAUTH_SETTING, DestinationDefinition
 from headwater.destinations.runtime.pool import Call, Exchange, Outcome
 from headwater.destinations.store import DestinationInfo
 
@@ -31,6 +31,8 @@ INVALID_AUTHENTICATION = "INVALID_AUTHENTICATION"
 DESTINATION_ERROR = "DESTINATION_ERROR"  # the destination's code threw something unexpected
 
 Execute = Callable[[Call], Awaitable[list[Outcome]]]
+# Gets a new access token with the refresh token, stores it, and gives the new ``auth``.
+Refresh = Callable[[Mapping[str, Any]], Awaitable[Mapping[str, Any]]]
 
 
 @dataclass
@@ -41,6 +43,27 @@ class Executed:
     exchanges: list[list[Exchange]]
     details: dict[int, str] = field(default_factory=dict)
     called: bool = False  # at least one call reached the runtime
+
+
+def split_settings(settings: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The definition's own settings, and the ``auth`` actions-core takes, from the ``oauth``
+    object as Segment stores it (``access_token``, ``refresh_token``, ``clientId`` …)."""
+    own = {k: v for k, v in settings.items() if k != OAUTH_SETTING}
+    oauth = settings.get(OAUTH_SETTING)
+    if not isinstance(oauth, Mapping):
+        return own, None
+    auth = {
+        "accessToken": oauth.get("access_token"),
+        "refreshToken": oauth.get("refresh_token"),
+        "refreshTokenUrl": oauth.get("refresh_token_url"),
+        "clientId": oauth.get("clientId"),
+        "clientSecret": oauth.get("clientSecret"),
+    }
+    return own, {k: v for k, v in auth.items() if v is not None}
+
+
+def unauthorized(outcome: Outcome) -> bool:
+    return outcome.error_type == "InvalidAuthenticationError" or outcome.status == 401
 
 
 def code(outcome: Outcome) -> str:
@@ -75,10 +98,23 @@ async def execute(
     claimed: Sequence[Job],
     messages: Sequence[Mapping[str, Any]],
     gate: asyncio.Semaphore,
+    refresh: Refresh | None = None,
 ) -> Executed:
-    """Run every job of the claim through the runtime, at most ``gate`` calls at a time."""
+    """Run every job of the claim through the runtime, at most ``gate`` calls at a time. With
+    ``refresh``, calls turned away for their access token are tried once more with a new one
+    (one refresh per claim, however many calls met the 401)."""
     assert definition.package_directory is not None
     done = Executed([[] for _ in claimed], [[] for _ in claimed])
+    settings, auth = split_settings(destination.settings)
+    refreshed: asyncio.Future[Mapping[str, Any]] | None = None
+
+    async def new_auth(old: Mapping[str, Any]) -> Mapping[str, Any]:
+        nonlocal refreshed
+        assert refresh is not None
+        if refreshed is None:
+            refreshed = asyncio.ensure_future(refresh(old))
+        return await refreshed
+
     enabled = {m.id: m for m in destination.mappings if m.enabled}
     groups: dict[str, list[int]] = {}
     for position, job in enumerate(claimed):
@@ -94,14 +130,23 @@ async def execute(
         request = Call(
             destination=definition.package_directory or "",
             action=mapping.action,
-            settings=destination.settings,
+            settings=settings,
             mapping=fields,
             events=[messages[p] for p in at],
             batch=batch,
+            auth=auth,
         )
         async with gate:
             done.called = True
             outcomes = await run(request)
+            if auth is not None and refresh is not None and any(map(unauthorized, outcomes)):
+                try:
+                    fresh = await new_auth(auth)
+                except Exception as exc:  # the refresh itself failed: keep the 401's outcome
+                    for position in at:
+                        done.details[position] = f"refreshing the access token failed: {exc}"
+                else:
+                    outcomes = await run(replace(request, auth=fresh))
         for position, outcome in zip(at, outcomes, strict=True):
             found = code(outcome)
             done.codes[position].append(found)

@@ -24,6 +24,10 @@ Message = dict[str, Any]
 
 ALL_METHODS = frozenset({"identify", "track", "page", "screen", "group", "alias"})
 
+# The settings key of an OAuth destination's app and tokens: {clientId, clientSecret,
+# accessToken, refreshToken}, all secrets (actions-core takes them as ``auth``).
+OAUTH_SETTING = "oauth"
+
 
 class DestinationSettings(BaseModel):
     """Base of every destination's settings model: unknown keys are an error, not ignored."""

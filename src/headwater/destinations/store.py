@@ -28,7 +28,7 @@ from headwater.destinations.actions import (
     restore_secrets,
     shown_mapping,
 )
-from headwater.destinations.definition import DestinationDefinition
+from headwater.destinations.definition import OAUTH_SETTING, DestinationDefinition
 from headwater.destinations.filters import (
     Apply,
     DestinationFilter,
@@ -422,6 +422,14 @@ class DestinationCache:
         self._checked_at = float("-inf")
         self._by_id: dict[str, DestinationInfo] = {}
         self._by_source: dict[str, list[DestinationInfo]] = {}
+
+    def save_oauth(self, destination_id: str, oauth: Mapping[str, Any]) -> None:
+        """Keep a refreshed access token (every process's cache reloads it with the change)."""
+        current = self._store.require(destination_id)
+        self._store.update(
+            destination_id, settings={**current.settings, OAUTH_SETTING: dict(oauth)}
+        )
+        self.refresh(force=True)
 
     def refresh(self, force: bool = False) -> None:
         if not force and self._clock() - self._checked_at < 1.0:

@@ -219,8 +219,11 @@ def coerce_output(values: Mapping[str, Any], schema: Mapping[str, FieldSpec]) ->
     return out
 
 
-def _is_literal(value: Any, where: tuple[str, ...]) -> bool:
-    return isinstance(_compile(value, where), _Const)
+def _literal(value: Any, where: tuple[str, ...]) -> Any:
+    """What the mapping renders when that is known on save (a constant, or a directive of
+    constants such as ``{"@template": "page_viewed"}``), else UNDEFINED."""
+    compiled = _compile(value, where)
+    return compiled.value if isinstance(compiled, _Const) else UNDEFINED
 
 
 def _shape_fits(value: Any, spec: FieldSpec) -> bool:
@@ -243,7 +246,8 @@ def check_fields(fields: Mapping[str, Any], schema: Mapping[str, FieldSpec]) -> 
     for name, value in fields.items():
         _validate(value, (name,))
         spec = schema[name]
-        if _is_literal(value, (name,)):
-            coerce_output({name: value}, {name: spec})
+        literal = _literal(value, (name,))
+        if literal is not UNDEFINED:
+            coerce_output({name: literal}, {name: spec})
         elif not _shape_fits(value, spec):
             raise MappingError(f"the mapping cannot render {_describe(spec)}", name)

@@ -1,8 +1,9 @@
 """Installing the pinned Actions package into a directory, with ``npm ci`` from our lock file.
 
 An install is complete when its stamp names the lock file it came from: the stamp is written
-last, so an interrupted install is redone, and a newer lock file (``headwater catalog update``)
-is noticed. Tests and CI install ahead of time; ``serve`` installs on first start.
+last (after ``catalog.json``, the package's metadata that ``catalog.js`` extracts), so an
+interrupted install is redone, and a newer lock file (``headwater catalog update``) is noticed.
+Tests and CI install ahead of time; ``serve`` installs on first start.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from headwater.destinations.runtime.node import Node, find_node
 from headwater.errors import HeadwaterError
 
 PACKAGE = Path(__file__).parent / "package"
+CATALOG_SCRIPT = Path(__file__).parent / "catalog.js"
+CATALOG = "catalog.json"
 STAMP = "installed.json"
 PACKAGE_NAME = "@segment/action-destinations"
 
@@ -80,7 +83,29 @@ def install(
             f"npm ci failed in {target} (exit {result.returncode}); check the network or the npm "
             "registry settings (npm config get registry) and run `headwater catalog install` again"
         )
+    progress("extracting the destinations' metadata (catalog.json)")
+    write_catalog(target, node)
     stamp = {"lock": lock_digest(package), "version": pinned_version(package)}
     (target / STAMP).write_text(json.dumps(stamp))
     progress(f"installed {PACKAGE_NAME} {stamp['version']}")
     return True
+
+
+def write_catalog(target: Path, node: Node | None = None, output: Path | None = None) -> Path:
+    """Run ``catalog.js`` on the package installed in ``target``: ``output`` (by default
+    ``target/catalog.json``) then holds every definition's metadata, for Python to read."""
+    node = node or find_node()
+    output = output or target / CATALOG
+    result = subprocess.run(
+        [str(node.executable), str(CATALOG_SCRIPT), str(target), str(output)],
+        env=node.environment(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise InstallError(
+            f"extracting the catalog from {target} failed (exit {result.returncode}): "
+            f"{result.stderr.strip()[-2000:]}"
+        )
+    return output
