@@ -5,8 +5,10 @@ instance; its events go through the router and the delivery engine, whose action
 the package's code with ``request_redirects`` sending the vendor's URLs to a loopback receiver.
 The same events, settings and mappings then go to ``direct.js`` (the package's ``Destination``
 called directly, nothing of Headwater), and the receiver must have got the same requests:
-method, path, query, body, credential. Then per destination: a 500 is retried and delivered
-once, a 400 is discarded with a redacted sample, a 429 backs off (honouring Retry-After).
+method, path, query, body, credential and every other header the destination set. Then per
+destination: a 500 is retried and delivered once, a 400 is discarded with a redacted sample, a
+429 backs off (honouring Retry-After); and for the OAuth destinations that refresh, a 401 gets
+a new token through the definition's refreshAccessToken, as called directly, and is retried.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import os
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 import sqlalchemy as sa
@@ -32,7 +35,7 @@ from tests.destinations.package.cases import CASES, Case
 from tests.support.receiver import Answer, Received, Receiver
 
 # The queue and its retry rules are the same code for native destinations, tested on both
-# databases; what is new here is Node's side, so SQLite alone keeps these forty tests quick.
+# databases; what is new here is Node's side, so SQLite alone keeps these tests quick.
 pytestmark = pytest.mark.parametrize("engine", ["sqlite"], indirect=True)
 
 
@@ -99,7 +102,7 @@ def instance(pipeline: Pipeline, case: Case, mappings: int | None = None) -> Des
 
 
 def received(request: Received) -> direct.Compared:
-    query = "&".join(f"{k}={v}" for k, values in request.query.items() for v in values)
+    query = urlencode(request.query, doseq=True)  # the receiver has parsed it already
     return direct.compared(
         request.method,
         request.path + ("?" + query if query else ""),

@@ -209,7 +209,7 @@ def compared(
 ) -> Compared:
     lowered = {k.lower(): v for k, v in headers.items()}
     split = urlsplit(url_or_path)
-    query = parse_qs(split.query, keep_blank_values=True)
+    query = parse_qs(split.query)  # blank values dropped, as the receiver drops them
     return Compared(
         method.upper(),
         split.path,
