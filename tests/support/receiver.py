@@ -80,7 +80,7 @@ class Receiver:
                 except (BrokenPipeError, ConnectionResetError):
                     pass
 
-            do_POST = do_GET = do_PUT = _handle
+            do_POST = do_GET = do_PUT = do_PATCH = do_DELETE = _handle
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
