@@ -194,11 +194,20 @@ function failure(error, exchanges) {
   if (errorCode === null && status !== null) errorCode = core.getErrorCodeFromHttpStatus(status)
   return {
     status,
-    errorType,
+    errorType: statusOnly(errorType, errorCode, status) ? 'HTTPError' : errorType,
     errorCode,
     message: String((error && error.message) || error),
     exchanges
   }
+}
+
+// An error whose code is only actions-core's name for its HTTP status (BAD_REQUEST for 400)
+// says no more than the status: it is reported as an HTTP error, so a vendor's 400 reads the
+// same whether the destination threw it or answered it in a batch's multistatus.
+const SPECIFIC_TYPES = new Set(['PayloadValidationError', 'InvalidAuthenticationError', 'RetryableError'])
+function statusOnly(errorType, errorCode, status) {
+  return status !== null && status >= 400 && !SPECIFIC_TYPES.has(errorType) &&
+    errorCode === core.getErrorCodeFromHttpStatus(status)
 }
 
 function success(exchanges) {
@@ -215,9 +224,10 @@ function fromMultistatus(entry, exchanges) {
     return { status, errorType: null, errorCode: null, message: '', exchanges }
   }
   const code = entry.errortype || null
+  const errorType = MULTISTATUS_TYPES[code] || 'MultiStatusError'
   return {
     status,
-    errorType: MULTISTATUS_TYPES[code] || 'MultiStatusError',
+    errorType: statusOnly(errorType, code, status) ? 'HTTPError' : errorType,
     errorCode: code,
     message: String(entry.errormessage || ''),
     exchanges
