@@ -13,8 +13,10 @@ a new token through the definition's refreshAccessToken, as called directly, and
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import signal
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -286,3 +288,36 @@ def test_a_401_refreshes_the_access_token_once_stores_it_and_retries(
     assert stored["access_token"] == NEW_TOKEN
     assert stored["refresh_token"] == (case.auth or {})["refreshToken"]
     assert stored["clientSecret"] == (case.auth or {})["clientSecret"]
+
+
+def test_a_runtime_process_killed_mid_batch_delivers_its_events_once(
+    pipeline: Pipeline, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Node process dies while the destination holds its batch request: the replacement
+    sends the batch again, and every event is delivered, once, with nothing left queued."""
+    case = next(c for c in CASES if c.directory == "customerio")
+    wire(pipeline, case, receiver, monkeypatch)
+    dest = instance(pipeline, case, mappings=1)  # createUpdatePerson, batched: identify calls
+    receiver.answer(replace(answer(case), delay=5.0))  # the first request hangs
+    events = [e for e in case.events if e["type"] == "identify"]
+    pipeline.send(*[{**e, "messageId": f"kill-{n}"} for n, e in enumerate(events * 3)])
+
+    async def scenario() -> int:
+        delivering = asyncio.create_task(pipeline.delivery.run_until_idle())
+        await asyncio.to_thread(receiver.wait_for, 1)
+        runtime = pipeline.delivery.actions_runtime
+        assert runtime is not None
+        [process] = runtime.processes_info()
+        assert process.pid is not None and process.in_flight == 1
+        os.kill(process.pid, signal.SIGKILL)
+        try:
+            return await delivering
+        finally:
+            await pipeline.delivery.close()
+
+    assert asyncio.run(scenario()) == len(events) * 3
+    first, again = receiver.wait_for(2)
+    assert (again.method, again.path) == (first.method, first.path)
+    assert again.json() == first.json()  # the same batch, sent once more
+    assert pipeline.totals(dest) == {(DELIVERED, ""): len(events) * 3}
+    assert jobs(pipeline) == []

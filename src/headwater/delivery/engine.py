@@ -123,6 +123,11 @@ class DeliveryEngine:
     def queue(self) -> DeliveryQueue:
         return self._queue
 
+    @property
+    def actions_runtime(self) -> ActionsRuntime | None:
+        """The Node processes of the package destinations, once one has had work."""
+        return self._runtime
+
     # --- running in the background -------------------------------------------------------------
 
     def start(self) -> None:
