@@ -100,13 +100,14 @@ def _parser() -> argparse.ArgumentParser:
         "description has every word of SEARCH (all without one). "
         "headwater catalog show TYPE: one's settings, actions and presets. "
         "headwater catalog install [--from TARBALL]: install the pinned "
-        "@segment/action-destinations (idempotent). headwater catalog update: install again "
-        "from the current lock file and load every definition. "
+        "@segment/action-destinations (idempotent). headwater catalog update [VERSION]: pin "
+        "VERSION (default: the newest) in the lock file, install it and load every "
+        "definition, or go back to the old pin if any fails. "
         "headwater catalog pack FILE.tgz: an installed package as a tarball for an offline "
         "`install --from`.",
     )
     catalog.add_argument(
-        "words", nargs="*", metavar="SEARCH | show TYPE | install | update | pack FILE"
+        "words", nargs="*", metavar="SEARCH | show TYPE | install | update [VERSION] | pack FILE"
     )
     catalog.add_argument(
         "--dir",

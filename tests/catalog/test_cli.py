@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from headwater.cli import main
-from headwater.destinations import registry
+from headwater.destinations import catalog_cli, registry
 from headwater.destinations.runtime import install
 from headwater.destinations.runtime.definitions import read_catalog
 
@@ -117,8 +117,27 @@ def test_install_update_pack_and_install_offline(
     assert install.installed(offline)
     assert (offline / "node_modules" / install.PACKAGE_NAME / "package.json").is_file()
 
-    updated = headwater(capsys, "catalog", "update", "--dir", str(offline))
-    assert "npm ci" in updated and "loaded" in updated
+
+@pytest.mark.live
+def test_update_moves_the_pin_and_goes_back_when_it_fails(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """On a copy of the lock file: a version that installs and loads becomes the pin; one
+    that does not leaves the pin and the install as they were."""
+    package = tmp_path / "package"
+    shutil.copytree(install.PACKAGE, package)
+    target = tmp_path / "actions"
+    version = install.pinned_version()
+    assert catalog_cli.update(target, version, package=package) == 0
+    assert f"{install.PACKAGE_NAME} {version} -> {version}" in capsys.readouterr().out
+    assert install.installed(target, package)
+    assert read_catalog(target)["version"] == version
+
+    lock = (package / "package-lock.json").read_bytes()
+    assert catalog_cli.update(target, "0.0.0-no-such-version", package=package) == 1
+    assert "keeping" in capsys.readouterr().err
+    assert (package / "package-lock.json").read_bytes() == lock
+    assert install.installed(target, package)
 
 
 def test_apply_and_export_use_the_data_dirs_install(

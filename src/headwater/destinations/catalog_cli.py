@@ -38,8 +38,9 @@ def run(words: list[str], directory: Path | None, data_dir: Path, tarball: Path 
         if tarball is not None:
             raise SystemExit("headwater catalog: --from goes with `catalog install`")
         if command == "update":
-            _no_more(rest, "update")
-            return update(target)
+            if len(rest) > 1:
+                raise SystemExit("headwater catalog update: at most one VERSION")
+            return update(target, rest[0] if rest else "latest")
         if command == "pack":
             if len(rest) != 1:
                 raise SystemExit("headwater catalog pack: name the .tgz file to write")
@@ -171,9 +172,30 @@ def install(target: Path, tarball: Path | None) -> int:
     return _loaded(target)
 
 
-def update(target: Path) -> int:
-    installer.install(target, progress=_progress, force=True)
-    return _loaded(target)
+def update(target: Path, version: str, package: Path = installer.PACKAGE) -> int:
+    """Pin ``version`` (the newest by default) in ``package``'s lock file, install it and load
+    every definition; when anything fails, go back to the lock file as it was."""
+    files = ("package.json", "package-lock.json")
+    before = {name: (package / name).read_bytes() for name in files}
+    old = installer.pinned_version(package)
+    try:
+        new = installer.pin(version, progress=_progress, package=package)
+        installer.install(target, progress=_progress, package=package, force=True)
+        failed = _loaded(target)
+    except HeadwaterError as exc:
+        print(f"headwater catalog update: {exc}", file=sys.stderr)
+        failed = 1
+    if not failed:
+        print(f"{installer.PACKAGE_NAME} {old} -> {new}; the lock file is in {package}")
+        return 0
+    print(
+        f"keeping {installer.PACKAGE_NAME} {old}: the update did not install or load",
+        file=sys.stderr,
+    )
+    for name, content in before.items():
+        (package / name).write_bytes(content)
+    installer.install(target, progress=_progress, package=package, force=True)
+    return 1
 
 
 def pack(target: Path, output: Path) -> int:

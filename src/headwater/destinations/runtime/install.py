@@ -91,6 +91,35 @@ def install(
     return True
 
 
+def pin(
+    version: str,
+    *,
+    progress: Callable[[str], None] = print,
+    package: Path = PACKAGE,
+    node: Node | None = None,
+) -> str:
+    """Move the lock file to ``version`` of the package (``latest`` for the newest), keeping
+    the overrides; the version now pinned."""
+    node = node or find_node()
+    progress(f"pinning {PACKAGE_NAME}@{version} in {package}")
+    command = [
+        *node.npm_command(),
+        "install",
+        f"{PACKAGE_NAME}@{version}",
+        "--package-lock-only",
+        "--save-exact",
+        "--no-audit",
+        "--no-fund",
+    ]
+    result = subprocess.run(command, cwd=package, env=node.environment(), check=False)
+    if result.returncode != 0:
+        raise InstallError(
+            f"npm could not pin {PACKAGE_NAME}@{version} (exit {result.returncode}); check the "
+            "version exists (npm view @segment/action-destinations versions) and the network"
+        )
+    return pinned_version(package)
+
+
 def write_catalog(target: Path, node: Node | None = None, output: Path | None = None) -> Path:
     """Run ``catalog.js`` on the package installed in ``target``: ``output`` (by default
     ``target/catalog.json``) then holds every definition's metadata, for Python to read."""
