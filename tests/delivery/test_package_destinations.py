@@ -321,3 +321,50 @@ def test_a_runtime_process_killed_mid_batch_delivers_its_events_once(
     assert again.json() == first.json()  # the same batch, sent once more
     assert pipeline.totals(dest) == {(DELIVERED, ""): len(events) * 3}
     assert jobs(pipeline) == []
+
+
+def test_router_rules_and_replay_apply_before_the_runtime(
+    pipeline: Pipeline, receiver: Receiver, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The integrations object (by the package's display name), a destination filter and a
+    replay of a disabled instance treat a package destination as any other."""
+    from datetime import UTC, datetime
+
+    from headwater import reasons
+    from headwater.delivery.replay import replay
+    from headwater.pipeline.consumer import Consumer
+    from headwater.store.archive import Archive, ArchiveWriter
+
+    case = next(c for c in CASES if c.directory == "customerio")
+    wire(pipeline, case, receiver, monkeypatch)
+    dest = instance(pipeline, case, mappings=1)  # createUpdatePerson, on identify calls
+    pipeline.store.update(
+        dest.id, filters=[{"if": "traits.plan = 'free'", "actions": [{"type": "DROP"}]}]
+    )
+    identify = next(e for e in case.events if e["type"] == "identify")
+    kept = {**identify, "messageId": "kept"}
+    off = {**identify, "messageId": "off", "integrations": {dest.definition.name: False}}
+    free = {**identify, "messageId": "free", "traits": {**identify["traits"], "plan": "free"}}
+    pipeline.log.register("archive")
+    pipeline.send(kept, off, free)
+    assert pipeline.deliver() == 1
+    [request] = receiver.wait_for(1)
+    assert [item["identifiers"]["id"] for item in request.json()["batch"]] == [identify["userId"]]
+    rule = pipeline.store.require(dest.id).filters[0]
+    assert pipeline.totals(dest) == {
+        (DELIVERED, ""): 1,
+        (reasons.FILTERED_AT_DESTINATION, reasons.FILTERED_BY_INTEGRATIONS_OBJECT): 1,
+        (reasons.FILTERED_AT_DESTINATION, f"FILTERED_BY_RULES:{rule.id}"): 1,
+    }
+
+    archiver = Consumer(pipeline.log, "archive", ArchiveWriter(tmp_path), owner="archive")
+    while archiver.run_once():
+        pass
+    disabled = pipeline.store.update(dest.id, enabled=False)
+    start = datetime.fromtimestamp(pipeline.clock.now - 3600, UTC)
+    end = datetime.fromtimestamp(pipeline.clock.now + 3600, UTC)
+    result = replay(Archive(tmp_path), pipeline.delivery.queue, disabled, start, end)
+    assert (result.read, result.queued) == (3, 1)
+    assert pipeline.deliver() == 1
+    _, replayed = receiver.wait_for(2)
+    assert replayed.json() == request.json()
