@@ -126,6 +126,7 @@ class Server:
             owner=f"{owner}:delivery",
             redirects=Redirects(self.settings.request_redirects),
             actions_dir=actions_dir(self.settings.data_dir),
+            actions_processes=self.settings.actions_processes or min(2, os.cpu_count() or 1),
         )
         router_owner = f"{owner}:router"
         self.dedup_runs = DedupRuns(self.engine, clock=self.clock)

@@ -17,6 +17,7 @@ import asyncio
 import json
 import os
 import signal
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -368,3 +369,49 @@ def test_router_rules_and_replay_apply_before_the_runtime(
     assert pipeline.deliver() == 1
     _, replayed = receiver.wait_for(2)
     assert replayed.json() == request.json()
+
+
+def test_a_hanging_vendor_does_not_slow_another_package_destination(
+    pipeline: Pipeline, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Customer.io's API hangs; Braze's lane, on the same runtime process, delivers at once."""
+    customerio = next(c for c in CASES if c.directory == "customerio")
+    braze = next(c for c in CASES if c.directory == "braze")
+    hanging = Receiver()
+    try:
+        pipeline.delivery = DeliveryEngine(
+            pipeline.engine,
+            pipeline.cache(),
+            owner="worker-1",
+            clock=pipeline.clock,
+            redirects=Redirects(
+                {
+                    **{prefix: hanging.url for prefix in customerio.vendor},
+                    **{prefix: receiver.url for prefix in braze.vendor},
+                }
+            ),
+            actions_dir=Path(os.environ["HEADWATER_ACTIONS_DIR"]),
+        )
+        hanging.default = replace(answer(customerio), delay=8.0)
+        receiver.default = answer(braze)
+        slow, fast = instance(pipeline, customerio, 1), instance(pipeline, braze, 1)
+        identify = next(e for e in braze.events if e["type"] == "identify")
+        pipeline.send(identify)
+
+        async def scenario() -> float:
+            delivering = asyncio.create_task(pipeline.delivery.run_until_idle())
+            await asyncio.to_thread(hanging.wait_for, 1)
+            started = time.monotonic()
+            await asyncio.to_thread(receiver.wait_for, 1)
+            waited = time.monotonic() - started
+            try:
+                await delivering
+            finally:
+                await pipeline.delivery.close()
+            return waited
+
+        assert asyncio.run(scenario()) < 4.0  # well inside the other's 8 s hang
+        assert pipeline.totals(fast) == {(DELIVERED, ""): 1}
+        assert pipeline.totals(slow) == {(DELIVERED, ""): 1}
+    finally:
+        hanging.close()

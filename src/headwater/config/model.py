@@ -247,6 +247,7 @@ class ServerConfig(_Section):
     max_connections: StrictInt | None = Field(default=None, ge=1)
     # Outgoing destination requests: URL prefix -> URL prefix (headwater.destinations.redirects)
     request_redirects: dict[StrictStr, StrictStr] | None = None
+    actions_processes: StrictInt | None = Field(default=None, ge=1, le=64)
 
     @field_validator("request_redirects")
     @classmethod

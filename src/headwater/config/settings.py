@@ -33,6 +33,9 @@ class ServerSettings:
     max_connections: int | None = None
     # Outgoing destination requests: URL prefix -> URL prefix (headwater.destinations.redirects)
     request_redirects: dict[str, str] = field(default_factory=dict)
+    # Node.js processes of the actions runtime (Segment's Actions destinations); None: one per
+    # CPU, at most two (headwater.destinations.runtime.pool)
+    actions_processes: int | None = None
     # Roles this process runs; `serve` runs them all.
     run_ingest: bool = True
     run_consumers: bool = True

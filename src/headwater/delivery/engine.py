@@ -103,6 +103,7 @@ class DeliveryEngine:
         tick_seconds: float = 0.05,
         redirects: Redirects | None = None,
         actions_dir: Path | None = None,
+        actions_processes: int = 1,
     ) -> None:
         self._queue = DeliveryQueue(engine, clock)
         self._destinations = destinations
@@ -117,6 +118,7 @@ class DeliveryEngine:
         self._stopping: asyncio.Event | None = None
         self._redirects = redirects or Redirects()
         self._actions_dir = actions_dir
+        self._actions_processes = actions_processes
         self._runtime: ActionsRuntime | None = None
 
     @property
@@ -413,7 +415,7 @@ class DeliveryEngine:
         makes the requests; True if any call reached the runtime."""
         from headwater.delivery import package_actions  # Node's side only when it is used
 
-        runtime = await self._actions_runtime()
+        runtime = self._actions_runtime()
         refresh = None
         if "refreshAccessToken" in definition.hooks:
 
@@ -448,15 +450,19 @@ class DeliveryEngine:
         details.update(done.details)
         return done.called
 
-    async def _actions_runtime(self) -> ActionsRuntime:
-        """The pool of Node processes, started when a package destination first needs it."""
+    def _actions_runtime(self) -> ActionsRuntime:
+        """The pool of Node processes, made when a package destination first needs it (its
+        processes start with the first call; lanes racing here get the one pool)."""
         if self._runtime is None:
             from headwater.destinations.runtime.pool import ActionsRuntime
 
             if self._actions_dir is None:
                 raise RuntimeError("the delivery engine was given no actions directory")
-            runtime = ActionsRuntime(self._actions_dir, redirects=self._redirects.prefixes)
-            await runtime.start()
+            runtime = ActionsRuntime(
+                self._actions_dir,
+                processes=self._actions_processes,
+                redirects=self._redirects.prefixes,
+            )
             self._runtime = runtime
         return self._runtime
 
