@@ -38,7 +38,7 @@ def actions_dir() -> Path:
     ):
         raise RuntimeError(
             "set HEADWATER_ACTIONS_DIR to an installed package directory "
-            "(headwater catalog install, or /work/main/.cache/actions)"
+            "(scripts/test.sh installs one into .cache/actions)"
         )
     return Path(found)
 

@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import json
 import subprocess
-import tempfile
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from headwater.destinations.runtime.install import actions_dir, installed
 from headwater.destinations.runtime.node import Node, NodeNotFound, find_node
 
 
@@ -25,14 +23,9 @@ def node() -> Node:
 
 
 @pytest.fixture(scope="session")
-def package_dir(node: Node) -> Path:
-    """The installed package: HEADWATER_ACTIONS_DIR (CI and every worktree share one)."""
-    directory = actions_dir(Path(tempfile.gettempdir()) / "headwater-no-data-dir")
-    if not installed(directory):
-        pytest.fail(
-            f"the Actions package is not installed in {directory}: set HEADWATER_ACTIONS_DIR"
-        )
-    return directory
+def package_dir(node: Node, actions_dir: Path) -> Path:
+    """The installed package (tests/conftest.py's shared install)."""
+    return actions_dir
 
 
 @cache
