@@ -208,3 +208,55 @@ def test_disabled_destination_gets_nothing_until_a_replay(
 
             data = wait_for(lambda: report()["replayed"] == 5 and report(), 10, "the report")
             assert data["delivered"] == 0  # replays are not in Event Delivery
+
+
+def test_a_package_destination_through_a_live_server(tmp_path: Path, receiver: Receiver) -> None:
+    """`serve` with an ``actions:customerio`` instance and ``server.request_redirects`` in
+    headwater.yaml: the worker's actions runtime runs Segment's code, which reaches the
+    receiver; Event Delivery and the API show the instance, its secrets redacted."""
+    text = (
+        config("""  - name: cio
+    type: actions:customerio
+    source: web
+    settings: {siteId: site-secret-1, apiKey: api-secret-2}
+    mappings:
+      - name: Track Event
+        enabled: true
+        trigger: type = "track"
+        action: trackEvent
+        fields:
+          id: {"@path": "$.userId"}
+          name: {"@path": "$.event"}
+          data: {"@path": "$.properties"}
+          enable_batching: false
+""")
+        + f'server:\n  request_redirects: {{"https://track.customer.io": "{receiver.url}"}}\n'
+    )
+    with serving(tmp_path, text, role="all") as live:
+        receiver.answer(Answer(status=400, body=b'{"meta":{"error":"bad"}}'))
+        sent = [track(n) for n in range(4)]
+        with httpx.Client(base_url=live.url, timeout=10) as http:
+            for event in sent:
+                assert http.post("/v1/track", json=event).status_code == 200
+            got = receiver.wait_for(4, timeout=30)
+            assert {(r.method, r.path) for r in got} == {("POST", "/api/v2/entity")}
+            assert sorted(r.json()["identifiers"]["id"] for r in got) == [f"u{n}" for n in range(4)]
+            assert all(r.headers["authorization"].startswith("Basic ") for r in got)
+
+            def report() -> dict[str, Any]:
+                data: dict[str, Any] = http.get(
+                    "/api/v1/destinations/cio/delivery", headers=ADMIN
+                ).json()["data"]
+                return data
+
+            data = wait_for(lambda: report()["delivered"] == 3 and report(), 20, "the report")
+            [error] = data["errors"]
+            assert error["code"] == "errors.discarded.400"
+            sample = error["samples"][0]
+            assert (
+                sample["requestToDestination"]["url"] == "https://track.customer.io/api/v2/entity"
+            )
+            assert sample["requestToDestination"]["headers"]["authorization"] == "[redacted]"
+            shown = http.get("/api/v1/destinations/cio", headers=ADMIN).json()
+            assert shown["data"]["destination"]["settings"]["apiKey"] == "[redacted]"
+            assert "api-secret-2" not in str(shown) + str(data)
