@@ -216,7 +216,11 @@ def test_a_400_is_not_retried_and_its_sample_hides_the_secrets(
     assert shown["you_sent"]["messageId"] == case.events[0]["messageId"]
     sent = receiver.requests[0]
     assert shown["request"]["method"] == sent.method
-    assert shown["request"]["url"].startswith(case.vendor)  # where the destination sent it
+    if case.directory == "slack":  # the webhook URL is the credential: hidden whole
+        assert shown["request"]["url"] == "[redacted]"
+        assert sent.path not in json.dumps(shown)
+    else:
+        assert shown["request"]["url"].startswith(case.vendor)  # where the destination sent it
     assert shown["response"]["status"] == 400
     assert shown["response"]["body"] == {"error": "invalid field"}
     text = json.dumps(shown)

@@ -34,6 +34,7 @@ from headwater import reasons
 from headwater.delivery import retry
 from headwater.delivery.queue import DeliveryQueue, Job, Settlement
 from headwater.delivery.redaction import Redactor
+from headwater.destinations.actions import secret_values
 from headwater.destinations.definition import (
     OAUTH_SETTING,
     DestinationDefinition,
@@ -274,7 +275,13 @@ class DeliveryEngine:
     ) -> Settlement:
         started = self._queue.now_ms()
         messages = [_decode(job.message) for job in claimed]
-        redactor = Redactor(destination.settings, definition.secrets)
+        redactor = Redactor(
+            destination.settings,
+            definition.secrets,
+            secret_values(definition.actions, destination.mappings)
+            if definition.package_directory is not None
+            else (),
+        )
         # verdicts[i]: every request that carried message i, judged
         verdicts: list[list[retry.Verdict]] = [[] for _ in claimed]
         carried: list[list[tuple[Request, _Result]]] = [[] for _ in claimed]

@@ -10,7 +10,7 @@ then.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -250,6 +250,21 @@ def _restored(value: Any, old: Any, where: str) -> Any:
             item = old_items[key]
         out[key] = item
     return out
+
+
+def secret_values(
+    actions: Mapping[str, ActionDefinition], mappings: Iterable[ActionMapping]
+) -> Iterator[str]:
+    """The literal values the mappings give their actions' secret fields, for Event Delivery
+    samples to hide wherever the destination's code put them."""
+    for mapping in mappings:
+        action = actions.get(mapping.action)
+        for name in action.secret_fields if action is not None else ():
+            value = mapping.fields.get(name)
+            items = (
+                list(value.values()) if isinstance(value, dict) and _is_object(value) else [value]
+            )
+            yield from (item for item in items if isinstance(item, str) and item)
 
 
 def _is_object(value: Any) -> bool:

@@ -245,7 +245,7 @@ def _action(action: Mapping[str, Any]) -> ActionDefinition:
     secret = frozenset(
         name
         for name, spec in (action.get("fields") or {}).items()
-        if spec.get("type") == "password"
+        if spec.get("type") == "password" or _webhook_url(spec)
     )
     batches = bool(action.get("hasPerformBatch"))
     return ActionDefinition(
@@ -259,6 +259,11 @@ def _action(action: Mapping[str, Any]) -> ActionDefinition:
         secret_fields=secret,
         batches=batches,
     )
+
+
+def _webhook_url(spec: Mapping[str, Any]) -> bool:
+    """A webhook URL (Slack's, Teams') is a credential: whoever has it can post."""
+    return spec.get("format") == "uri" and "webhook" in str(spec.get("label") or "").lower()
 
 
 def field_spec(spec: Mapping[str, Any]) -> FieldSpec:
