@@ -419,3 +419,29 @@ def test_a_hanging_vendor_does_not_slow_another_package_destination(
         assert pipeline.totals(slow) == {(DELIVERED, ""): 1}
     finally:
         hanging.close()
+
+
+def test_an_instances_concurrency_and_rate_limit_hold_for_package_calls(
+    pipeline: Pipeline, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lane's delivery options bound the runtime's calls as they bound native requests."""
+    case = next(c for c in CASES if c.directory == "slack")  # one request per event
+    wire(pipeline, case, receiver, monkeypatch)
+    receiver.default = replace(answer(case), delay=0.2)
+    dest = instance(pipeline, case, mappings=1)
+    pipeline.store.update(dest.id, delivery={"concurrency": 2})
+    track_event = next(e for e in case.events if e["type"] == "track")
+    pipeline.send(*[{**track_event, "messageId": f"c-{n}"} for n in range(6)])
+    pipeline.deliver()
+    arrivals = sorted(r.at for r in receiver.requests)
+    assert len(arrivals) == 6
+    assert arrivals[2] - arrivals[0] >= 0.15  # the third waited for a free slot
+
+    receiver.default = answer(case)
+    receiver.requests.clear()
+    pipeline.store.update(dest.id, delivery={"rate_limit_per_second": 10})
+    pipeline.send(*[{**track_event, "messageId": f"r-{n}"} for n in range(15)])
+    started = time.monotonic()
+    pipeline.deliver()
+    assert len(receiver.requests) == 15
+    assert time.monotonic() - started >= 1.2  # 15 calls at 10 a second

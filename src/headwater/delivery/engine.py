@@ -301,6 +301,7 @@ class DeliveryEngine:
                 sent_any = await self._execute(
                     destination,
                     definition,
+                    lane,
                     saved,
                     claimed,
                     messages,
@@ -410,6 +411,7 @@ class DeliveryEngine:
         self,
         destination: DestinationInfo,
         definition: DestinationDefinition,
+        lane: _Lane,
         saved: Mapping[str, Any],
         claimed: Sequence[Job],
         messages: list[dict[str, Any]],
@@ -445,8 +447,22 @@ class DeliveryEngine:
                 await asyncio.to_thread(self._destinations.save_oauth, destination.id, stored)
                 return fresh
 
+        rate = destination.delivery.rate_limit_per_second or definition.rate_limit_per_second
+
+        async def throttle() -> None:
+            assert rate is not None
+            await self._take_token(lane, rate)
+
         done = await package_actions.execute(
-            runtime.execute, destination, definition, saved, claimed, messages, gate, refresh
+            runtime.execute,
+            destination,
+            definition,
+            saved,
+            claimed,
+            messages,
+            gate,
+            refresh,
+            throttle if rate else None,
         )
         for position, codes in enumerate(done.codes):
             verdicts[position].extend(retry.judge(code) for code in codes)

@@ -100,6 +100,7 @@ async def execute(
     messages: Sequence[Mapping[str, Any]],
     gate: asyncio.Semaphore,
     refresh: Refresh | None = None,
+    throttle: Callable[[], Awaitable[None]] | None = None,
 ) -> Executed:
     """Run every job of the claim through the runtime, at most ``gate`` calls at a time, with
     the instance's settings as saved (``saved``: defaults filled in, as Segment fills them). With
@@ -139,6 +140,8 @@ async def execute(
             auth=auth,
         )
         async with gate:
+            if throttle is not None:  # the instance's rate limit: a call is a request
+                await throttle()
             done.called = True
             outcomes = await run(request)
             if auth is not None and refresh is not None and any(map(unauthorized, outcomes)):
