@@ -80,6 +80,29 @@ class _Lane:
     tokens_at: float = field(default_factory=time.monotonic)
 
 
+@dataclass
+class _Claim:
+    """One claim of a lane's jobs while it is being sent, and what became of each job."""
+
+    destination: DestinationInfo
+    definition: DestinationDefinition
+    lane: _Lane
+    jobs: Sequence[Job]
+    messages: list[dict[str, Any]] = field(init=False)
+    gate: asyncio.Semaphore = field(init=False)  # the instance's requests in flight
+    # verdicts[i]: every request that carried message i, judged; carried[i]: those requests
+    verdicts: list[list[retry.Verdict]] = field(init=False)
+    carried: list[list[tuple[Request, _Result]]] = field(init=False)
+    details: dict[int, str] = field(default_factory=dict)  # why a message was not sent
+
+    def __post_init__(self) -> None:
+        self.messages = [_decode(job.message) for job in self.jobs]
+        concurrency = self.destination.delivery.concurrency or self.definition.concurrency
+        self.gate = asyncio.Semaphore(concurrency)
+        self.verdicts = [[] for _ in self.jobs]
+        self.carried = [[] for _ in self.jobs]
+
+
 @dataclass(frozen=True)
 class _Result:
     """The destination's answer to one request: a response, or the connection error's code."""
@@ -274,7 +297,9 @@ class DeliveryEngine:
         claimed: Sequence[Job],
     ) -> Settlement:
         started = self._queue.now_ms()
-        messages = [_decode(job.message) for job in claimed]
+        claim = _Claim(destination, definition, lane, claimed)
+        messages = claim.messages
+        verdicts, carried, details = claim.verdicts, claim.carried, claim.details
         redactor = Redactor(
             destination.settings,
             definition.secrets,
@@ -282,12 +307,6 @@ class DeliveryEngine:
             if definition.package_directory is not None
             else (),
         )
-        # verdicts[i]: every request that carried message i, judged
-        verdicts: list[list[retry.Verdict]] = [[] for _ in claimed]
-        carried: list[list[tuple[Request, _Result]]] = [[] for _ in claimed]
-        details: dict[int, str] = {}  # why a message was not sent, for its sample
-        concurrency = destination.delivery.concurrency or definition.concurrency
-        gate = asyncio.Semaphore(concurrency)
         try:
             settings = definition.parse_settings(destination.settings)
         except ValidationError:
@@ -298,31 +317,9 @@ class DeliveryEngine:
         else:
             if definition.package_directory is not None:
                 saved = settings.model_dump(by_alias=True, exclude_none=True)
-                sent_any = await self._execute(
-                    destination,
-                    definition,
-                    lane,
-                    saved,
-                    claimed,
-                    messages,
-                    gate,
-                    verdicts,
-                    carried,
-                    details,
-                )
+                sent_any = await self._execute(claim, saved)
             else:
-                sent_any = await self._render_and_send(
-                    destination,
-                    definition,
-                    lane,
-                    settings,
-                    claimed,
-                    messages,
-                    gate,
-                    verdicts,
-                    carried,
-                    details,
-                )
+                sent_any = await self._render_and_send(claim, settings)
 
         finished = self._queue.now_ms()
         settlement = Settlement(destination_id=destination.id, started_at_ms=started)
@@ -368,62 +365,38 @@ class DeliveryEngine:
         self._update_breaker(lane, any_delivered or not sent_any)
         return settlement
 
-    async def _render_and_send(
-        self,
-        destination: DestinationInfo,
-        definition: DestinationDefinition,
-        lane: _Lane,
-        settings: Any,
-        claimed: Sequence[Job],
-        messages: list[dict[str, Any]],
-        gate: asyncio.Semaphore,
-        verdicts: list[list[retry.Verdict]],
-        carried: list[list[tuple[Request, _Result]]],
-        details: dict[int, str],
-    ) -> bool:
+    async def _render_and_send(self, claim: _Claim, settings: Any) -> bool:
         """A native destination: its module renders the requests, the lane's client sends them;
         True if any request went out."""
+        destination, definition = claim.destination, claim.definition
         if definition.actions:
             rendered = destination.compiled_mappings.render(
-                [job.mapping_id for job in claimed], messages, settings
+                [job.mapping_id for job in claim.jobs], claim.messages, settings
             )
         else:
-            rendered = _render(definition, settings, messages)
+            rendered = _render(definition, settings, claim.messages)
         for position, (code, detail) in rendered.rejected.items():
-            verdicts[position].append(retry.judge(code))
-            details[position] = detail
-        rate = destination.delivery.rate_limit_per_second or definition.rate_limit_per_second
+            claim.verdicts[position].append(retry.judge(code))
+            claim.details[position] = detail
 
         async def send(outgoing: Outgoing) -> None:
-            async with gate:
-                if rate:
-                    await self._take_token(lane, rate)
-                result = await _send(lane.client, outgoing.request, self._redirects)
+            async with claim.gate:
+                await self._throttle(claim)
+                result = await _send(claim.lane.client, outgoing.request, self._redirects)
             per_message = _interpret(definition, result, len(outgoing.messages))
             for position, code in zip(outgoing.messages, per_message, strict=True):
-                verdicts[position].append(retry.judge(code))
-                carried[position].append((outgoing.request, result))
+                claim.verdicts[position].append(retry.judge(code))
+                claim.carried[position].append((outgoing.request, result))
 
         await asyncio.gather(*(send(o) for o in rendered.outgoing))
         return bool(rendered.outgoing)
 
-    async def _execute(
-        self,
-        destination: DestinationInfo,
-        definition: DestinationDefinition,
-        lane: _Lane,
-        saved: Mapping[str, Any],
-        claimed: Sequence[Job],
-        messages: list[dict[str, Any]],
-        gate: asyncio.Semaphore,
-        verdicts: list[list[retry.Verdict]],
-        carried: list[list[tuple[Request, _Result]]],
-        details: dict[int, str],
-    ) -> bool:
+    async def _execute(self, claim: _Claim, saved: Mapping[str, Any]) -> bool:
         """A destination of Segment's package: the actions runtime runs its own code, which
         makes the requests; True if any call reached the runtime."""
         from headwater.delivery import package_actions  # Node's side only when it is used
 
+        destination, definition = claim.destination, claim.definition
         runtime = self._actions_runtime()
         refresh = None
         if "refreshAccessToken" in definition.hooks:
@@ -447,31 +420,35 @@ class DeliveryEngine:
                 await asyncio.to_thread(self._destinations.save_oauth, destination.id, stored)
                 return fresh
 
-        rate = destination.delivery.rate_limit_per_second or definition.rate_limit_per_second
-
         async def throttle() -> None:
-            assert rate is not None
-            await self._take_token(lane, rate)
+            await self._throttle(claim)
 
         done = await package_actions.execute(
             runtime.execute,
             destination,
             definition,
             saved,
-            claimed,
-            messages,
-            gate,
+            claim.jobs,
+            claim.messages,
+            claim.gate,
             refresh,
-            throttle if rate else None,
+            throttle,
         )
         for position, codes in enumerate(done.codes):
-            verdicts[position].extend(retry.judge(code) for code in codes)
-            carried[position].extend(
+            claim.verdicts[position].extend(retry.judge(code) for code in codes)
+            claim.carried[position].extend(
                 (exchange.request, _Result(exchange.response, exchange.error))
                 for exchange in done.exchanges[position]
             )
-        details.update(done.details)
+        claim.details.update(done.details)
         return done.called
+
+    async def _throttle(self, claim: _Claim) -> None:
+        """The instance's rate limit, if it has one: a token per request (or runtime call)."""
+        destination, definition = claim.destination, claim.definition
+        rate = destination.delivery.rate_limit_per_second or definition.rate_limit_per_second
+        if rate:
+            await self._take_token(claim.lane, rate)
 
     def _actions_runtime(self) -> ActionsRuntime:
         """The pool of Node processes, made when a package destination first needs it (its
