@@ -139,6 +139,7 @@ async def execute(
             batch=batch,
             auth=auth,
         )
+        refresh_failed = ""
         async with gate:
             if throttle is not None:  # the instance's rate limit: a call is a request
                 await throttle()
@@ -148,16 +149,14 @@ async def execute(
                 try:
                     fresh = await new_auth(auth)
                 except Exception as exc:  # the refresh itself failed: keep the 401's outcome
-                    for position in at:
-                        done.details[position] = f"refreshing the access token failed: {exc}"
+                    refresh_failed = f"; refreshing the access token failed: {exc}"
                 else:
                     outcomes = await run(replace(request, auth=fresh))
         for position, outcome in zip(at, outcomes, strict=True):
-            found = code(outcome)
-            done.codes[position].append(found)
+            done.codes[position].append(code(outcome))
             done.exchanges[position].extend(outcome.exchanges)
-            if outcome.error_type is not None and outcome.message:
-                done.details[position] = outcome.message
+            if outcome.error_type is not None:
+                done.details[position] = outcome.message + refresh_failed
 
     calls = []
     for mapping_id, positions in groups.items():
