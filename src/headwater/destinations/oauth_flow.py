@@ -98,6 +98,7 @@ class CallbackListener:
     def __init__(self, port: int = 0) -> None:
         self._received = threading.Event()
         self._lock = threading.Lock()
+        self._taken = False
         self._query: dict[str, str] = {}
         listener = self
 
@@ -110,6 +111,8 @@ class CallbackListener:
                     return
                 first = listener._take(query)
                 self._answer(_page(query) if first else _page({"error": "already_answered"}))
+                if first:
+                    listener._received.set()  # once answered: the process may exit next
 
             def _answer(self, body: str) -> None:
                 data = body.encode()
@@ -142,10 +145,10 @@ class CallbackListener:
 
     def _take(self, query: dict[str, str]) -> bool:
         with self._lock:
-            if self._received.is_set():
+            if self._taken:
                 return False
             self._query = query
-            self._received.set()
+            self._taken = True
             return True
 
     def wait(
