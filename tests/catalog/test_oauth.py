@@ -28,8 +28,10 @@ from sqlalchemy.engine import Engine
 
 from headwater.api.app import create_api
 from headwater.config.apply import export_config
+from headwater.destinations.oauth_flow import CallbackListener
 from headwater.destinations.oauth_providers import PROVIDERS, provider
 from headwater.destinations.store import DestinationStore
+from headwater.errors import AuthorizationFailed
 from headwater.store.admin_token import hash_token
 from headwater.store.database import database_url, open_engine
 from headwater.store.migrations import migrate
@@ -447,3 +449,13 @@ def test_salesforce_sandboxes_authorize_at_test_salesforce_com() -> None:
     assert production.authorize_url.startswith("https://login.salesforce.com/")
     assert sandbox.authorize_url == "https://test.salesforce.com/services/oauth2/authorize"
     assert sandbox.token_url == "https://test.salesforce.com/services/oauth2/token"
+
+
+def test_no_callback_in_time_says_so_and_how_to_wait_longer() -> None:
+    heard: list[float] = []
+    with CallbackListener() as listener:
+        with pytest.raises(AuthorizationFailed, match=r"no callback within 1 s.*--timeout"):
+            listener.wait(1.0, heard.append, every=0.1)
+        answer = httpx.get(f"http://127.0.0.1:{listener.port}/callback?state=late&code=c")
+    assert heard and all(0 < left < 1 for left in heard)  # progress while waiting
+    assert answer.status_code == 200  # a late browser still gets a page
