@@ -61,6 +61,7 @@ def authorize(
         say(url)
         if options.browser:
             webbrowser.open(url)
+        say(f"Waiting up to {options.timeout:g} s for {chosen.name} to send the browser back…")
         callback = listener.wait(
             options.timeout,
             lambda left: say(f"Waiting for the authorization… ({left:.0f} s left)"),

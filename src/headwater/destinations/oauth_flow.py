@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from html import escape
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import httpx
 
@@ -63,7 +63,9 @@ class AuthorizationRequest:
         query.update(self.provider.extra)
         parts = urlsplit(self.provider.authorize_url)
         given = parse_qsl(parts.query, keep_blank_values=True)
-        return urlunsplit(parts._replace(query=urlencode([*given, *query.items()])))
+        # %20 between scopes, not "+": what the providers' own examples show
+        encoded = urlencode([*given, *query.items()], quote_via=quote)
+        return urlunsplit(parts._replace(query=encoded))
 
     def code_from(self, callback: Mapping[str, str]) -> str:
         """The authorization code of the callback (§4.1.2), or why there is none (§4.1.2.1)."""
