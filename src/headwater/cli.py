@@ -104,10 +104,15 @@ def _parser() -> argparse.ArgumentParser:
         "VERSION (default: the newest) in the lock file, install it and load every "
         "definition, or go back to the old pin if any fails. "
         "headwater catalog pack FILE.tgz: an installed package as a tarball for an offline "
-        "`install --from`.",
+        "`install --from`. "
+        "headwater catalog oauth NAME: run the OAuth authorization-code flow on loopback for "
+        "destination NAME with your own OAuth app and store its first access and refresh "
+        "token in the destination's oauth setting.",
     )
     catalog.add_argument(
-        "words", nargs="*", metavar="SEARCH | show TYPE | install | update [VERSION] | pack FILE"
+        "words",
+        nargs="*",
+        metavar="SEARCH | show TYPE | install | update [VERSION] | pack FILE | oauth NAME",
     )
     catalog.add_argument(
         "--dir",
@@ -120,6 +125,32 @@ def _parser() -> argparse.ArgumentParser:
     )
     catalog.add_argument(
         "--data-dir", type=Path, help=f"data directory (default ./{DEFAULT_DATA_DIR})"
+    )
+    oauth = catalog.add_argument_group("oauth NAME")
+    oauth.add_argument("--database", help="oauth: postgresql://… state database (default: SQLite)")
+    oauth.add_argument("--client-id", help="oauth: your OAuth app's client id (default: stored)")
+    oauth.add_argument("--client-secret", help="oauth: its client secret (default: stored)")
+    oauth.add_argument("--authorize-url", help="oauth: the provider's authorization endpoint")
+    oauth.add_argument("--token-url", help="oauth: the provider's token endpoint")
+    oauth.add_argument(
+        "--scope",
+        dest="scopes",
+        action="append",
+        metavar="S",
+        help="oauth: a scope to ask for, instead of the known ones (repeat, or space-separated)",
+    )
+    oauth.add_argument(
+        "--pkce",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="oauth: send a PKCE S256 challenge (default: where the provider documents it)",
+    )
+    oauth.add_argument(
+        "--port", type=int, default=0, help="oauth: loopback port of the redirect (default: free)"
+    )
+    oauth.add_argument("--no-browser", action="store_true", help="oauth: only print the URL")
+    oauth.add_argument(
+        "--timeout", type=float, default=300.0, help="oauth: seconds to wait (default 300)"
     )
     catalog.set_defaults(run=_catalog)
 
@@ -527,7 +558,53 @@ def _replay(args: argparse.Namespace) -> int:
 def _catalog(args: argparse.Namespace) -> int:
     from headwater.destinations.catalog_cli import run
 
+    if args.words[:1] == ["oauth"]:
+        return _catalog_oauth(args)
     return run(args.words, args.dir, args.data_dir or DEFAULT_DATA_DIR, args.tarball)
+
+
+def _catalog_oauth(args: argparse.Namespace) -> int:
+    from headwater.destinations import registry
+    from headwater.destinations.oauth_cli import Options, authorize
+    from headwater.destinations.store import DestinationStore
+    from headwater.errors import HeadwaterError, NotFoundError
+    from headwater.store.database import database_url, open_engine
+    from headwater.store.migrations import migrate
+    from headwater.store.workspace import WorkspaceStore
+
+    if len(args.words) != 2:
+        raise SystemExit("headwater catalog oauth: name one destination")
+    data_dir = args.data_dir or DEFAULT_DATA_DIR
+    if args.dir is not None:
+        registry.use_actions_dir(args.dir)
+    else:
+        registry.use_data_dir(data_dir)
+    database = args.database or os.environ.get("HEADWATER_DATABASE")
+    engine = open_engine(database_url(data_dir, database))
+    migrate(engine)
+    options = Options(
+        destination=args.words[1],
+        client_id=args.client_id,
+        client_secret=args.client_secret,
+        authorize_url=args.authorize_url,
+        token_url=args.token_url,
+        scopes=None if args.scopes is None else tuple(" ".join(args.scopes).split()),
+        pkce=args.pkce,
+        port=args.port,
+        browser=not args.no_browser,
+        timeout=args.timeout,
+    )
+    try:
+        authorize(DestinationStore(WorkspaceStore(engine)), options, lambda s: print(s, flush=True))
+    except NotFoundError as exc:
+        raise SystemExit(
+            f"headwater catalog oauth: {exc.message}; `headwater export` lists the destinations"
+        ) from None
+    except HeadwaterError as exc:
+        raise SystemExit(f"headwater catalog oauth: {exc}") from None
+    finally:
+        engine.dispose()
+    return 0
 
 
 def _warehouses(args: argparse.Namespace) -> tuple[Any, Any]:

@@ -23,6 +23,7 @@ with 503 and ``Retry-After``, and the delivery engine turns a ``Rejection`` into
     │   │   └── CatalogNotInstalled an ``actions:*`` type with no Actions package installed
     │   └── UnsafePathError         a path setting that would leave its directory
     ├── ExportError                 stored configuration that no file could hold
+    ├── AuthorizationFailed         an OAuth authorization that gave no tokens
     ├── FQLEvaluationError          a statement with no answer for one event
     ├── RecordError                 a log record that is not a version 1 record
     ├── Rejection                   a message one destination will not take
@@ -158,6 +159,11 @@ class UnsafePathError(InputError):
 
 class ExportError(HeadwaterError):
     """The workspace holds something that cannot be written to a file ``apply`` would take."""
+
+
+class AuthorizationFailed(HeadwaterError):
+    """``headwater catalog oauth`` got no tokens: consent refused, a forged or stale callback,
+    the token endpoint's refusal, or no answer in time. Nothing was stored."""
 
 
 # --- events ----------------------------------------------------------------------------------
