@@ -565,7 +565,7 @@ def _catalog(args: argparse.Namespace) -> int:
 
 def _catalog_oauth(args: argparse.Namespace) -> int:
     from headwater.destinations import registry
-    from headwater.destinations.oauth_cli import Options, authorize
+    from headwater.destinations.oauth.command import Options, authorize
     from headwater.destinations.store import DestinationStore
     from headwater.errors import HeadwaterError, NotFoundError
     from headwater.store.database import database_url, open_engine

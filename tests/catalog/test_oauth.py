@@ -28,8 +28,8 @@ from sqlalchemy.engine import Engine
 
 from headwater.api.app import create_api
 from headwater.config.apply import export_config
-from headwater.destinations.oauth_flow import CallbackListener
-from headwater.destinations.oauth_providers import PROVIDERS, provider
+from headwater.destinations.oauth.flow import CallbackListener
+from headwater.destinations.oauth.providers import PROVIDERS, provider
 from headwater.destinations.store import DestinationStore
 from headwater.errors import AuthorizationFailed
 from headwater.store.admin_token import hash_token

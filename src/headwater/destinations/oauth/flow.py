@@ -24,7 +24,7 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import httpx
 
-from headwater.destinations.oauth_providers import Provider
+from headwater.destinations.oauth.providers import Provider
 from headwater.errors import AuthorizationFailed
 
 CALLBACK_PATH = "/callback"

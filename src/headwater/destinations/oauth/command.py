@@ -15,8 +15,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from headwater.destinations.definition import OAUTH_SETTING
-from headwater.destinations.oauth_flow import AuthorizationRequest, CallbackListener, exchange
-from headwater.destinations.oauth_providers import Provider, provider
+from headwater.destinations.oauth.flow import AuthorizationRequest, CallbackListener, exchange
+from headwater.destinations.oauth.providers import Provider, provider
 from headwater.destinations.store import DestinationInfo, DestinationStore
 from headwater.errors import InputError
 
