@@ -498,3 +498,35 @@ def test_a_bad_subscription_in_headwater_yaml_is_named(catalog: Path) -> None:
         "destinations[0]: mappings[1].actionSlug: the destination has no action 'trackPurchase'"
         in str(refused.value)
     )
+
+
+def test_api_imports_subscriptions(http: TestClient, catalog: Path) -> None:
+    body = {
+        "type": "actions:customerio",
+        "source": "web",
+        "settings": SETTINGS["actions:customerio"],
+    }
+    assert http.post("/api/v1/destinations", json={**body, "name": "cio"}).status_code == 201
+    subscriptions = SEGMENT_EXPORT["data"]["subscriptions"]
+    imported = http.post("/api/v1/destinations/cio/mappings/import", json=SEGMENT_EXPORT)
+    assert imported.status_code == 201, imported.text
+    added = imported.json()["data"]["mappings"]
+    assert [{k: v for k, v in m.items() if k != "id"} for m in added] == _as_mappings(subscriptions)
+    assert _listed(http, "cio") == _as_mappings(subscriptions)
+
+    refused = http.post(
+        "/api/v1/destinations/cio/mappings/import",
+        params={"replace": "true"},
+        json=_broken({"actionSlug": "trackPurchase"}),
+    )
+    assert refused.status_code == 422
+    assert "the destination has no action 'trackPurchase'" in refused.text
+    assert _listed(http, "cio") == _as_mappings(subscriptions)  # nothing changed
+
+    replaced = http.post(
+        "/api/v1/destinations/cio/mappings/import",
+        params={"replace": "true"},
+        json=subscriptions[2],
+    )
+    assert replaced.status_code == 201, replaced.text
+    assert _listed(http, "cio") == _as_mappings(subscriptions[2:])
