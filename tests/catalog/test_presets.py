@@ -4,6 +4,7 @@ import-subscriptions``), against the package's own catalog and a real state data
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 from pathlib import Path
@@ -17,11 +18,15 @@ from headwater.api.app import create_api
 from headwater.cli import main
 from headwater.config.apply import apply, export_config, plan
 from headwater.config.model import parse_config, read_yaml
+from headwater.destinations.presets import import_subscriptions
 from headwater.destinations.runtime.definitions import read_catalog
+from headwater.destinations.runtime.node import find_node
+from headwater.destinations.runtime.pool import ActionsRuntime, Call, Outcome
 from headwater.destinations.store import DestinationStore
 from headwater.errors import ConfigError, InputError
 from headwater.store.admin_token import hash_token
 from headwater.store.workspace import WorkspaceStore
+from tests.support.receiver import Receiver
 
 TOKEN = "test-admin-token"
 
@@ -530,3 +535,65 @@ def test_api_imports_subscriptions(http: TestClient, catalog: Path) -> None:
     )
     assert replaced.status_code == 201, replaced.text
     assert _listed(http, "cio") == _as_mappings(subscriptions[2:])
+
+
+def test_presets_without_the_catalog_say_how_to_install(engine: Engine, no_catalog: Path) -> None:
+    store = WorkspaceStore(engine)
+    with pytest.raises(InputError, match="headwater catalog install"):
+        apply(store, plan(store, parse_config(_config("actions:customerio", "presets"))))
+
+
+def test_imported_subscriptions_run_in_segments_code(
+    engine: Engine, customerio: DestinationStore, receiver: Receiver, catalog: Path
+) -> None:
+    """The mappings as imported are what Segment's own Customer.io code gets: a track and an
+    identify event reach the receiver as the subscriptions' settings map them."""
+    destination = customerio.edit_mappings(
+        "dest",
+        lambda _current: import_subscriptions(
+            customerio.require("dest").definition, SEGMENT_EXPORT
+        ),
+    )
+    by_action = {m.action: m for m in destination.mappings}
+    track = {
+        "type": "track",
+        "event": "Order Completed",
+        "userId": "user-1",
+        "messageId": "message-1",
+        "timestamp": "2026-12-06T10:00:00.000Z",
+        "properties": {"total": 30},
+    }
+    identify = {
+        "type": "identify",
+        "userId": "user-1",
+        "messageId": "message-2",
+        "timestamp": "2026-12-06T10:00:00.000Z",
+        "traits": {"email": "ada@example.com", "plan": "pro"},
+    }
+    settings = {**SETTINGS["actions:customerio"], "accountRegion": "US 🇺🇸"}
+    calls = [
+        Call("customerio", action, settings, by_action[action].fields, [event])
+        for action, event in (("trackEvent", track), ("createUpdatePerson", identify))
+    ]
+
+    async def run() -> list[list[Outcome]]:
+        runtime = ActionsRuntime(
+            catalog, node=find_node(), redirects={"https://track.customer.io": receiver.url}
+        )
+        try:
+            return [await runtime.execute(call) for call in calls]
+        finally:
+            await runtime.close()
+
+    outcomes = asyncio.run(run())
+    assert [[o.ok for o in found] for found in outcomes] == [[True], [True]]
+    event, person = (r.json() for r in receiver.requests)
+    assert (event["action"], event["name"], event["id"]) == (
+        "event",
+        "Order Completed",
+        "message-1",
+    )
+    assert event["identifiers"] == {"id": "user-1"} and event["attributes"] == {"total": 30}
+    assert (person["action"], person["identifiers"]) == ("identify", {"id": "user-1"})
+    assert person["attributes"]["email"] == "ada@example.com"
+    assert person["attributes"]["plan"] == "pro"
