@@ -14,7 +14,8 @@ from typing import Any
 
 from headwater.destinations.actions import ActionDefinition, check_mappings
 from headwater.destinations.definition import DestinationDefinition
-from headwater.errors import InvalidError, ItemError, ListError
+from headwater.destinations.trigger import parse_trigger, to_condition
+from headwater.errors import InvalidError, ItemError, ListError, TriggerError
 
 # ``mappings: presets`` in headwater.yaml.
 PRESETS = "presets"
@@ -34,7 +35,7 @@ def preset_mappings(definition: DestinationDefinition) -> list[dict[str, Any]]:
         mapping = {
             "name": preset.name,
             "enabled": True,
-            "trigger": preset.trigger.strip(),
+            "trigger": tidy_trigger(preset.trigger),
             "action": preset.action,
             "fields": dict(preset.fields),
         }
@@ -48,6 +49,30 @@ def preset_mappings(definition: DestinationDefinition) -> list[dict[str, Any]]:
             ) from None
         found.append(mapping)
     return found
+
+
+def tidy_trigger(trigger: str) -> str:
+    """The trigger on one line: Segment's presets indent theirs over many lines, which a file
+    would show as a string of escapes. Only whitespace between tokens changes, and only when
+    the trigger parses to the same condition as before."""
+    tidied: list[str] = []
+    quote: str | None = None
+    for char in trigger:
+        if quote is None and char in " \t\n":
+            if tidied and tidied[-1] != " ":
+                tidied.append(" ")
+            continue
+        if quote is None and char in "\"'":
+            quote = char
+        elif char == quote:
+            quote = None
+        tidied.append(char)
+    text = "".join(tidied).strip()
+    try:
+        same = to_condition(parse_trigger(text)) == to_condition(parse_trigger(trigger))
+    except TriggerError:
+        same = False
+    return text if same else trigger
 
 
 # --- Segment's subscriptions -----------------------------------------------------------------
@@ -110,11 +135,12 @@ def from_subscription(
                 f"settings.{key}",
             )
     name = subscription.get("name")
+    trigger = subscription.get("trigger")
     mapping: dict[str, Any] = {
         # A subscription saved without a name is shown by Segment under its action's title.
         "name": name if name else actions[slug].title,
         "enabled": subscription.get("enabled", False),
-        "trigger": subscription.get("trigger"),
+        "trigger": tidy_trigger(trigger) if isinstance(trigger, str) else trigger,
         "action": slug,
         "fields": dict(settings),
     }
