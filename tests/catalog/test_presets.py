@@ -18,7 +18,8 @@ from headwater.api.app import create_api
 from headwater.cli import main
 from headwater.config.apply import apply, export_config, plan
 from headwater.config.model import parse_config, read_yaml
-from headwater.destinations.presets import import_subscriptions, tidy_trigger
+from headwater.destinations import registry
+from headwater.destinations.presets import import_subscriptions, preset_mappings, tidy_trigger
 from headwater.destinations.runtime.definitions import read_catalog
 from headwater.destinations.runtime.node import find_node
 from headwater.destinations.runtime.pool import ActionsRuntime, Call, Outcome
@@ -27,6 +28,7 @@ from headwater.destinations.trigger import parse_trigger, to_condition
 from headwater.errors import ConfigError, InputError
 from headwater.store.admin_token import hash_token
 from headwater.store.workspace import WorkspaceStore
+from tests.catalog.test_definitions import PACKAGE_PRESET_PROBLEMS
 from tests.support.receiver import Receiver
 
 TOKEN = "test-admin-token"
@@ -624,3 +626,23 @@ def test_imported_subscriptions_run_in_segments_code(
 )
 def test_tidy_trigger_changes_only_whitespace_between_tokens(trigger: str, tidied: str) -> None:
     assert tidy_trigger(trigger) == tidied
+
+
+def test_presets_of_every_package_destination(catalog: Path) -> None:
+    """Every definition's automatic presets become mappings (each trigger meaning what the
+    package's does), except where the package's own preset is refused (test_definitions)."""
+    refused = {kind for kind, _name in PACKAGE_PRESET_PROBLEMS}
+    built = registry.package_definitions()
+    assert len(built) > 200
+    for kind, definition in built.items():
+        automatic = [p for p in definition.presets if p.automatic]
+        if kind in refused and any((kind, p.name) in PACKAGE_PRESET_PROBLEMS for p in automatic):
+            with pytest.raises(InputError, match="the preset '"):
+                preset_mappings(definition)
+            continue
+        made = preset_mappings(definition)
+        assert [m["name"] for m in made] == [p.name for p in automatic], kind
+        for mapping, preset in zip(made, automatic, strict=True):
+            assert to_condition(parse_trigger(mapping["trigger"])) == to_condition(
+                parse_trigger(preset.trigger)
+            ), (kind, preset.name)
