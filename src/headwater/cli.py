@@ -93,6 +93,24 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--url", default="http://127.0.0.1:8088", help="the server's address")
     replay.set_defaults(run=_replay)
 
+    destination = commands.add_parser("destination", help="change a destination instance")
+    destination_actions = destination.add_subparsers(dest="action", required=True, metavar="ACTION")
+    subscriptions = destination_actions.add_parser(
+        "import-subscriptions",
+        help="add Segment's exported subscriptions to a destination as mappings",
+        description="FILE: what Segment's Public API answers to GET "
+        "/destinations/{destinationId}/subscriptions, its `subscriptions` list, or one "
+        "subscription (- reads standard input). Each becomes a mapping (actionSlug is the "
+        "action, settings its fields), enabled as it was in Segment; all or none are added.",
+    )
+    subscriptions.add_argument("name", help="destination name or id")
+    subscriptions.add_argument("file", help="the JSON file")
+    subscriptions.add_argument(
+        "--replace", action="store_true", help="replace the destination's mappings, not add"
+    )
+    _state_options(subscriptions)
+    subscriptions.set_defaults(run=_import_subscriptions)
+
     catalog = commands.add_parser(
         "catalog",
         help="list the destinations; show one; install or update Segment's Actions package",
@@ -520,6 +538,45 @@ def _export(args: argparse.Namespace) -> int:
         sys.stdout.write(export_config(_open_store(args)))
     except ExportError as exc:
         raise SystemExit(f"headwater export: {exc}") from exc
+    return 0
+
+
+def _import_subscriptions(args: argparse.Namespace) -> int:
+    import json
+
+    from headwater.destinations.presets import import_subscriptions, more_pages
+    from headwater.destinations.store import DestinationStore
+    from headwater.errors import InputError
+
+    command = "headwater destination import-subscriptions"
+    try:
+        text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text("utf-8")
+        document = json.loads(text)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise SystemExit(f"{command}: cannot read {args.file}: {exc}") from None
+    destinations = DestinationStore(_open_store(args))
+    try:
+        destination = destinations.require(args.name)
+        mappings = import_subscriptions(destination.definition, document)
+        destinations.edit_mappings(
+            destination.id,
+            lambda current: mappings if args.replace else [*current, *mappings],
+        )
+    except InputError as exc:
+        raise SystemExit(f"{command}: {exc.message}") from None
+    verb = "replaced the mappings of" if args.replace else "added to"
+    print(f"{len(mappings)} mappings {verb} {destination.name}:")
+    for mapping in mappings:
+        state = "enabled" if mapping["enabled"] else "disabled"
+        trigger = " ".join(str(mapping["trigger"]).split())
+        print(f"  + {mapping['name']} ({mapping['action']}, {state}) when {trigger}")
+    following = more_pages(document)
+    if following:
+        print(
+            f"{args.file} is one page of several (next: {following}): fetch and import the "
+            "others too",
+            file=sys.stderr,
+        )
     return 0
 
 

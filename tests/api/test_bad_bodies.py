@@ -48,6 +48,8 @@ ROUTES = [
     ("POST", "/api/v1/filters/preview"),
     ("POST", "/api/v1/destinations/actions/mappings"),
     ("POST", "/api/v1/destinations/hook/mappings"),
+    ("POST", "/api/v1/destinations/actions/mappings/import"),
+    ("POST", "/api/v1/destinations/hook/mappings/import"),
     ("POST", "/api/v1/warehouses"),
     ("PATCH", "/api/v1/warehouses/missing"),
     ("POST", "/api/v1/warehouses/missing/syncs"),

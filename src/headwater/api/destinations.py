@@ -65,6 +65,8 @@ class CreateDestinationBody(_Body):
     delivery: dict[str, Any] | None = None
     filters: list[dict[str, Any]] = []
     mappings: list[dict[str, Any]] = []
+    # The definition's automatic presets as enabled mappings (Segment's default subscriptions).
+    presets: StrictBool = False
 
 
 class UpdateDestinationBody(_Body, NoNulls):
@@ -73,6 +75,8 @@ class UpdateDestinationBody(_Body, NoNulls):
     enabled: StrictBool | None = None
     settings: dict[str, Any] | None = None
     delivery: dict[str, Any] | None = None
+    # true: the mappings become the definition's automatic presets (the list is replaced).
+    presets: StrictBool | None = None
 
 
 class ReplayBody(_Body):
@@ -107,6 +111,7 @@ def create_destination(body: CreateDestinationBody, store: Store) -> dict[str, A
         delivery=body.delivery,
         filters=body.filters,
         mappings=body.mappings,
+        presets=body.presets,
     )
     return {"data": {"destination": destination_json(destination)}}
 
@@ -128,6 +133,7 @@ def update_destination(
         enabled=given.get("enabled", UNSET),
         settings=given.get("settings", UNSET),
         delivery=given.get("delivery", UNSET),
+        presets=given.get("presets", False),
     )
     return {"data": {"destination": destination_json(destination)}}
 

@@ -1,21 +1,22 @@
 """Actions mappings in the REST API: ``/api/v1/destinations/{idOrName}/mappings``.
 
-List, create (disabled unless ``enabled`` is given, as in Segment), read, change, delete, and
-duplicate (a disabled copy named "<name> (Copy)"). The catalog lists each Actions
-destination's actions and their fields. Header values are secrets: shown as ``[redacted]``,
-and ``[redacted]`` sent back keeps the stored value.
+List, create (disabled unless ``enabled`` is given, as in Segment), read, change, delete,
+duplicate (a disabled copy named "<name> (Copy)"), and import Segment's exported subscriptions.
+The catalog lists each Actions destination's actions and their fields. Header values are
+secrets: shown as ``[redacted]``, and ``[redacted]`` sent back keeps the stored value.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Body, Path, Query
 from pydantic import BaseModel, ConfigDict, StrictBool, StrictStr
 
 from headwater.api.changes import NoNulls
 from headwater.api.destinations import IdOrName, Store
 from headwater.destinations.actions import ActionMapping, duplicate, shown_mapping
+from headwater.destinations.presets import import_subscriptions
 from headwater.destinations.store import DestinationInfo
 from headwater.errors import NotFoundError
 
@@ -71,6 +72,28 @@ def list_mappings(id_or_name: IdOrName, store: Store) -> dict[str, Any]:
 @router.post("/destinations/{idOrName}/mappings", status_code=201, response_model=None)
 def create_mapping(body: MappingBody, id_or_name: IdOrName, store: Store) -> dict[str, Any]:
     return _created(store, id_or_name, body.model_dump())
+
+
+@router.post("/destinations/{idOrName}/mappings/import", status_code=201, response_model=None)
+def import_segment_subscriptions(
+    document: Annotated[Any, Body()],
+    id_or_name: IdOrName,
+    store: Store,
+    replace: Annotated[
+        bool, Query(description="Replace the destination's mappings instead of adding to them.")
+    ] = False,
+) -> dict[str, Any]:
+    """Segment's exported subscriptions (the answer of its Public API's ``GET
+    /destinations/{destinationId}/subscriptions``, its ``subscriptions`` list, or one) as
+    mappings, enabled as they were in Segment; all are added or none."""
+    destination = store.require(id_or_name)
+    mappings = import_subscriptions(destination.definition, document)
+    before = set() if replace else {m.id for m in destination.mappings}
+    changed = store.edit_mappings(
+        destination.id, lambda current: mappings if replace else [*current, *mappings]
+    )
+    added = [m for m in changed.mappings if m.id not in before]
+    return {"data": {"mappings": [_shown(changed, m) for m in added]}}
 
 
 @router.get("/destinations/{idOrName}/mappings/{mappingId}", response_model=None)

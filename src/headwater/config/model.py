@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -30,11 +30,23 @@ from pydantic import (
     model_validator,
 )
 
-from headwater.destinations.actions import check_mappings
+from headwater.destinations.actions import ActionDefinition, check_mappings
 from headwater.destinations.filters import check_filters
+from headwater.destinations.presets import (
+    PRESETS,
+    from_subscription,
+    is_subscription,
+    preset_mappings,
+)
 from headwater.destinations.redirects import Redirects
 from headwater.destinations.registry import get as get_definition
-from headwater.errors import ConfigError, InvalidError, ListError, UnknownDestinationType
+from headwater.errors import (
+    ConfigError,
+    InvalidError,
+    ItemError,
+    ListError,
+    UnknownDestinationType,
+)
 from headwater.store.workspace import check_name, check_settings, check_slug, check_write_key
 from headwater.warehouse.settings import WarehouseOptions
 
@@ -150,6 +162,17 @@ def _from_environment(value: Any) -> Any:
     return value
 
 
+def _from_segment(actions: Mapping[str, ActionDefinition], item: Any, position: int) -> Any:
+    """An item written as a Segment subscription, as a mapping (others are left as they are)."""
+    if not is_subscription(item):
+        return item
+    try:
+        return from_subscription(actions, item)
+    except ItemError as exc:
+        inside = f".{exc.where}" if exc.where else ""
+        raise ValueError(f"mappings[{position}]{inside}: {exc}") from None
+
+
 class DestinationConfig(_Section):
     name: StrictStr
     type: StrictStr
@@ -168,17 +191,37 @@ class DestinationConfig(_Section):
     @model_validator(mode="before")
     @classmethod
     def _mappings(cls, data: Any) -> Any:
-        """Mappings are checked against the actions of the destination's type."""
+        """Mappings are checked against the actions of the destination's type. ``presets`` is
+        the definition's automatic presets (Segment's default subscriptions), and an item in
+        Segment's shape (``actionSlug``, ``settings``) is read as a mapping."""
         if not isinstance(data, dict) or not data.get("mappings"):
             return data
+        raw = data["mappings"]
+        if isinstance(raw, list) and PRESETS in raw:
+            raise ValueError(
+                f"mappings[{raw.index(PRESETS)}]: `presets` stands for the whole list: write "
+                "`mappings: presets`, or list every mapping (`headwater export` writes the "
+                "presets out as mappings to edit)"
+            )
+        if isinstance(raw, str) and raw != PRESETS:
+            raise ValueError("mappings: must be a list of mappings, or `presets`")
         try:
-            actions = get_definition(str(data.get("type"))).actions
+            definition = get_definition(str(data.get("type")))
         except UnknownDestinationType:
-            return data  # the type's own error is reported where the type is used
+            # The type's own error is reported where the type is used.
+            return {**data, "mappings": []} if raw == PRESETS else data
+        actions = definition.actions
         if not actions:
             raise ValueError(f"mappings: {data.get('type')} is not an Actions destination")
+        if raw == PRESETS:
+            try:
+                raw = preset_mappings(definition)
+            except InvalidError as exc:
+                raise ValueError(f"mappings: {exc.message}") from None
+        elif isinstance(raw, list):
+            raw = [_from_segment(actions, item, i) for i, item in enumerate(raw)]
         try:
-            checked = check_mappings(actions, data["mappings"])
+            checked = check_mappings(actions, raw)
         except ListError as exc:
             message = str(exc)
             raise ValueError(

@@ -35,6 +35,7 @@ from headwater.destinations.filters import (
     check_filters,
     compile_filters,
 )
+from headwater.destinations.presets import preset_mappings
 from headwater.destinations.registry import get
 from headwater.errors import InvalidError, ListError, NotFoundError, UnknownDestinationType
 from headwater.store import schema
@@ -144,12 +145,16 @@ class DestinationStore:
         delivery: Mapping[str, Any] | None = None,
         filters: Sequence[Any] = (),
         mappings: Sequence[Any] = (),
+        presets: bool = False,
     ) -> DestinationInfo:
+        """``presets``: the mappings are the definition's automatic presets, enabled."""
         check_name(name)
         definition = _definition(type)
         stored = _validated(definition, check_settings(settings or {}), {})
         options = _options(delivery or {})
         checked_filters = _filters(list(filters), ())
+        if presets:
+            mappings = _presets(definition, mappings)
         checked_mappings = _mappings(definition, list(mappings), ())
         with self._workspace.writing() as conn:
             workspace_id = self._workspace.workspace_id(conn, create=True)
@@ -188,11 +193,17 @@ class DestinationStore:
         delivery: Mapping[str, Any] | Unset = UNSET,
         filters: Sequence[Any] | Unset = UNSET,
         mappings: Sequence[Any] | Unset = UNSET,
+        presets: bool = False,
     ) -> DestinationInfo:
         """Change what is given; ``settings`` replaces the settings, keeping unsent secrets;
-        ``filters`` and ``mappings`` replace those lists."""
+        ``filters`` and ``mappings`` replace those lists (``presets``: the mappings become the
+        definition's automatic presets, as ``mappings: presets`` makes them in a file)."""
         with self._workspace.writing() as conn:
             row = self._rows.require(conn, id_or_name)
+            if presets:
+                mappings = _presets(
+                    _definition(row.type), [] if isinstance(mappings, Unset) else mappings
+                )
             values = self._rows.name_and_enabled(conn, row, name, enabled)
             if not isinstance(source, Unset):
                 values["source_id"] = self._source_id(conn, source)
@@ -340,6 +351,12 @@ def _mappings(
     except ListError as exc:
         raise InvalidError(str(exc), exc.field) from None
     return [m.stored() for m in checked]
+
+
+def _presets(definition: DestinationDefinition, mappings: Sequence[Any]) -> list[dict[str, Any]]:
+    if mappings:
+        raise InvalidError("give presets or mappings, not both", "presets")
+    return preset_mappings(definition)
 
 
 def _info(row: Row[Any]) -> DestinationInfo:
