@@ -551,3 +551,49 @@ def test_a_destinations_own_multistatus_answer(env: Env) -> None:
     assert [o.error_code for o in outcomes] == [None, "BAD_REQUEST", None]
     assert outcomes[1].error_type == "HTTPError"  # BAD_REQUEST only names the status
     assert outcomes[1].message == "bad event"
+
+
+def test_audience_and_deletion_hooks(env: Env) -> None:
+    """The hooks Engage and privacy requests use: createAudience and getAudience of an
+    audience destination, onDelete of Customer.io, each through the destination's own code."""
+    hooks = "https://hooks.acme.example"
+    settings = {
+        "createAudienceUrl": f"{hooks}/audiences/create",
+        "getAudienceUrl": f"{hooks}/audiences/get",
+    }
+    env.receiver.answer(
+        Answer(status=200, body=b'{"externalId": "aud-42"}'),
+        Answer(status=200, body=b'{"externalId": "aud-42"}'),
+        Answer(status=200, body=b"{}"),
+    )
+    results: list[Any] = []
+
+    async def scenario(runtime: ActionsRuntime) -> None:
+        results.append(
+            await runtime.hook(
+                "webhook-audiences",
+                "createAudience",
+                settings,
+                {"audienceName": "Big spenders", "audienceSettings": {"extras": '{"team": 7}'}},
+            )
+        )
+        results.append(
+            await runtime.hook(
+                "webhook-audiences", "getAudience", settings, {"externalId": "aud-42"}
+            )
+        )
+        results.append(await runtime.hook("customerio", "onDelete", SETTINGS, {"userId": "user-7"}))
+
+    env.run(scenario, redirects={CUSTOMERIO: env.receiver.url, hooks: env.receiver.url})
+    created, found, _deleted = results
+    assert created == {"externalId": "aud-42"} and found == {"externalId": "aud-42"}
+    create, get, delete = env.receiver.requests
+    assert (create.method, create.path) == ("POST", "/audiences/create")
+    assert create.json() == {"team": 7, "audienceName": "Big spenders"}
+    assert (get.method, get.path, get.json()) == (
+        "POST",
+        "/audiences/get",
+        {"externalId": "aud-42"},
+    )
+    assert (delete.method, delete.path) == ("DELETE", "/api/v1/customers/user-7")
+    assert delete.headers["authorization"] == BASIC
