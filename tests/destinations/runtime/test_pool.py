@@ -597,3 +597,16 @@ def test_audience_and_deletion_hooks(env: Env) -> None:
     )
     assert (delete.method, delete.path) == ("DELETE", "/api/v1/customers/user-7")
     assert delete.headers["authorization"] == BASIC
+
+
+def test_hooks_of_an_oauth_destination_get_its_token(env: Env) -> None:
+    """A hook reads the token where actions-core reads it (settings.oauth): HubSpot's
+    testAuthentication sends it as its Bearer header."""
+
+    async def scenario(runtime: ActionsRuntime) -> None:
+        await runtime.hook("hubspot", "testAuthentication", {}, auth={"accessToken": "tok-1"})
+
+    env.run(scenario, redirects={"https://api.hubapi.com": env.receiver.url})
+    [request] = env.receiver.requests
+    assert request.path.endswith("/objects/contacts")
+    assert request.headers["authorization"] == "Bearer tok-1"

@@ -305,6 +305,19 @@ const HOOKS = {
   }
 }
 
+// actions-core's auth (accessToken …) as Segment's settings.oauth keys it, which is what the
+// hooks read it from (getAuthData)
+function asOAuthSetting(auth) {
+  const oauth = {
+    access_token: auth.accessToken,
+    refresh_token: auth.refreshToken,
+    refresh_token_url: auth.refreshTokenUrl,
+    clientId: auth.clientId,
+    clientSecret: auth.clientSecret
+  }
+  return Object.fromEntries(Object.entries(oauth).filter(([, value]) => value !== undefined))
+}
+
 async function hook(message) {
   const destination = destinationFor(message.destination)
   const store = { exchanges: [] }
@@ -314,7 +327,7 @@ async function hook(message) {
   const fn = HOOKS[message.hook]
   if (!fn) return { error: configurationError('UnknownHook', `no hook ${message.hook}`, 1)[0] }
   let settings = message.settings || {}
-  if (message.auth) settings = { ...settings, oauth: { ...(settings.oauth || {}), ...message.auth } }
+  if (message.auth) settings = { ...settings, oauth: { ...(settings.oauth || {}), ...asOAuthSetting(message.auth) } }
   return run(store, message.id, async () => {
     try {
       const result = await fn(destination, { ...message, settings })
