@@ -327,7 +327,11 @@ async function hook(message) {
   const fn = HOOKS[message.hook]
   if (!fn) return { error: configurationError('UnknownHook', `no hook ${message.hook}`, 1)[0] }
   let settings = message.settings || {}
-  if (message.auth) settings = { ...settings, oauth: { ...(settings.oauth || {}), ...asOAuthSetting(message.auth) } }
+  // (refreshAccessToken gets the tokens as its own argument and, as actions-core's
+  // handleAuthError calls it, settings without them)
+  if (message.auth && message.hook !== 'refreshAccessToken') {
+    settings = { ...settings, oauth: { ...(settings.oauth || {}), ...asOAuthSetting(message.auth) } }
+  }
   return run(store, message.id, async () => {
     try {
       const result = await fn(destination, { ...message, settings })
