@@ -52,7 +52,7 @@ class Env:
         return ActionsRuntime(self.package_dir, node=self.node, **options)
 
     def call(self, events: list[dict[str, Any]], *, batch: bool = False) -> Call:
-        mapping = preset_mapping(self.node, self.package_dir, "customerio", "trackEvent")
+        mapping = preset_mapping(self.package_dir, "customerio", "trackEvent")
         return Call("customerio", "trackEvent", SETTINGS, mapping, events, batch=batch)
 
     def run(self, scenario: Callable[[ActionsRuntime], Awaitable[None]], **options: Any) -> None:
@@ -534,7 +534,7 @@ def test_a_destinations_own_multistatus_answer(env: Env) -> None:
         "app_id": "app-1",
         "endpoint": "https://rest.iad-01.braze.com",
     }
-    mapping = preset_mapping(env.node, env.package_dir, "braze", "trackEvent")
+    mapping = preset_mapping(env.package_dir, "braze", "trackEvent")
     events = [track(1), track(2), track(3)]
     outcomes: list[Outcome] = []
 
