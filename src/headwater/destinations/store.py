@@ -267,6 +267,11 @@ class DestinationStore:
             self._workspace.bump(conn)
             return _info(self._rows.require(conn, row.id))
 
+    def save_oauth(self, id_or_name: str, oauth: Mapping[str, Any]) -> DestinationInfo:
+        """The instance's OAuth app and tokens replaced, its other settings kept."""
+        current = self.require(id_or_name)
+        return self.update(current.id, settings={**current.settings, OAUTH_SETTING: dict(oauth)})
+
     def delete(self, id_or_name: str) -> None:
         with self._workspace.writing() as conn:
             row = self._rows.require(conn, id_or_name)
@@ -442,10 +447,7 @@ class DestinationCache:
 
     def save_oauth(self, destination_id: str, oauth: Mapping[str, Any]) -> None:
         """Keep a refreshed access token (every process's cache reloads it with the change)."""
-        current = self._store.require(destination_id)
-        self._store.update(
-            destination_id, settings={**current.settings, OAUTH_SETTING: dict(oauth)}
-        )
+        self._store.save_oauth(destination_id, oauth)
         self.refresh(force=True)
 
     def refresh(self, force: bool = False) -> None:

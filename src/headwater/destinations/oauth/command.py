@@ -77,7 +77,7 @@ def authorize(
     }
     if isinstance(tokens.get("refresh_token"), str) and tokens["refresh_token"]:
         oauth["refresh_token"] = tokens["refresh_token"]
-    saved = store.update(destination.id, settings={**destination.settings, OAUTH_SETTING: oauth})
+    saved = store.save_oauth(destination.id, oauth)
     for line in _report(saved.name, oauth, tokens, chosen):
         say(line)
     return saved
