@@ -159,16 +159,15 @@ def _progress(message: str) -> None:
 
 
 def install(target: Path, tarball: Path | None) -> int:
+    if installer.installed(target):
+        print(f"already installed in {target} ({installer.pinned_version()})")
+        return 0
     if tarball is not None:
         from headwater.destinations.runtime.pack import unpack
 
-        if installer.installed(target):
-            print(f"already installed in {target} ({installer.pinned_version()})")
-            return 0
         unpack(tarball, target, progress=_progress)
-    elif not installer.install(target, progress=_progress):
-        print(f"already installed in {target} ({installer.pinned_version()})")
-        return 0
+    else:
+        installer.install(target, progress=_progress)
     return _loaded(target)
 
 
