@@ -258,7 +258,8 @@ def _check_ref_cycles(rule: Rule, refs: list[tuple[tuple[str, ...], tuple[str, .
         state[i] = 1
         for j in leads[i]:
             if state[j] == 1:
-                raise PlanError(rule, f"$ref cycle through #/{'/'.join(refs[j][1])}")
+                where = "#" + "".join("/" + part for part in refs[j][1])
+                raise PlanError(rule, f"$ref cycle through {where}")
             if state[j] == 0:
                 visit(j)
         state[i] = 2

@@ -151,9 +151,7 @@ def _one(error: jsonschema_rs.ValidationError) -> list[Violation]:
         expected = _types(details["types"])
         given = json_type(instance)
         return [
-            _violation(
-                "invalid_type", path, f"Invalid type. Expected: {expected}, given: {given}"
-            )
+            _violation("invalid_type", path, f"Invalid type. Expected: {expected}, given: {given}")
         ]
     if name == "enum":
         allowed = ", ".join(_compact(option) for option in details["options"])
@@ -193,7 +191,7 @@ def _one(error: jsonschema_rs.ValidationError) -> list[Violation]:
     if name == "falseSchema":
         return [_violation("false", path, "False always fails validation")]
     if name == "uniqueItems":
-        first, second = _duplicate_pair(instance)
+        first, second = _duplicate_pair(instance if isinstance(instance, list) else [])
         return [_violation("unique", path, f"array items[{first},{second}] must be unique")]
     if name == "propertyNames":
         inner = details["error"]
@@ -208,7 +206,8 @@ def _one(error: jsonschema_rs.ValidationError) -> list[Violation]:
         limit = details.get("limit", details.get("multiple_of"))
         return [_violation(keyword, path, template.format(_number(limit)))]
     if name == "additionalItems":
-        return [_violation("array_no_additional_items", path, "No additional items allowed on array")]
+        message = "No additional items allowed on array"
+        return [_violation("array_no_additional_items", path, message)]
     if name == "contains":
         return [_violation("contains", path, "At least one of the items must match")]
     return [_violation(name, path, error.message)]
