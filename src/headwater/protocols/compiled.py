@@ -164,9 +164,28 @@ def compile_schema(rule: Rule) -> jsonschema_rs.Validator:
             refs.append((pointer, target))
     _check_ref_cycles(rule, refs)
     try:
-        return draft(schema, validate_formats=True)
+        return draft(_per_property(schema), validate_formats=True)
     except jsonschema_rs.ValidationError as error:
         raise PlanError(rule, f"invalid JSON Schema: {error.message}") from None
+
+
+_NOTHING: dict[str, Any] = {"not": {}}
+
+
+def _per_property(schema: Any) -> Any:
+    """`additionalProperties: false` as `{"not": {}}`: the same verdict, one error per property.
+
+    jsonschema-rs 0.60 reports `false` once, for the first extra property only; gojsonschema
+    (and so Segment) reports every extra property.
+    """
+    if isinstance(schema, list):
+        return [_per_property(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {key: _per_property(value) for key, value in schema.items()}
+    if schema.get("additionalProperties") is False:
+        out["additionalProperties"] = _NOTHING
+    return out
 
 
 def _draft(rule: Rule, uri: Any) -> type[jsonschema_rs.Validator]:

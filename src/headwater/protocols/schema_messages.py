@@ -163,7 +163,7 @@ def _one(error: jsonschema_rs.ValidationError) -> list[Violation]:
         return [_violation("pattern", path, f"Does not match pattern '{details['pattern']}'")]
     if name == "format":
         return [_violation("format", path, f"Does not match format '{details['format']}'")]
-    if name in ("anyOf", "oneOfNotValid"):
+    if name in ("anyOf", "oneOf"):
         keyword, label = (
             ("number_any_of", "Must validate at least one schema (anyOf)")
             if name == "anyOf"
@@ -171,12 +171,19 @@ def _one(error: jsonschema_rs.ValidationError) -> list[Violation]:
         )
         branches: list[list[jsonschema_rs.ValidationError]] = details.get("context", [])
         out = [_violation(keyword, path, label)]
-        if branches:
+        if branches and all(branches):  # all branches failed (not oneOf's "more than one passed")
             best = min(branches, key=len)
             out.extend(violations_from(best))
         return out
-    if name == "oneOfMultipleValid":
-        return [_violation("number_one_of", path, "Must validate one and only one schema (oneOf)")]
+    if name == "not" and tuple(error.evaluation_path[-2:]) == ("additionalProperties", "not"):
+        # compiled.py's stand-in for `additionalProperties: false` (one error per property)
+        return [
+            _violation(
+                "additional_property_not_allowed",
+                path,
+                f"Additional property {path[-1]} is not allowed",
+            )
+        ]
     if name == "not":
         return [_violation("number_not", path, "Must not validate the schema (not)")]
     if name == "additionalProperties":
