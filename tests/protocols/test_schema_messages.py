@@ -161,3 +161,11 @@ def test_debug_display_form_a_tp_6() -> None:
         "properties.Optional: Invalid type. Expected: string, given: array",
         "properties.Required: properties.Required is required",
     ]
+
+
+def test_const_data_is_not_rewritten_as_a_schema() -> None:
+    schema = {"properties": {"c": {"const": {"additionalProperties": False}}}}
+    assert _violations(schema, {"c": {"additionalProperties": False}}) == []
+    assert _violations(schema, {"c": 1}) == [
+        ("Const", "c", 'c does not match: {"additionalProperties":false}')
+    ]

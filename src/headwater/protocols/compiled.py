@@ -170,6 +170,7 @@ def compile_schema(rule: Rule) -> jsonschema_rs.Validator:
 
 
 _NOTHING: dict[str, Any] = {"not": {}}
+_DATA = frozenset({"enum", "const", "default", "examples", "labels"})  # values, not schemas
 
 
 def _per_property(schema: Any) -> Any:
@@ -182,7 +183,7 @@ def _per_property(schema: Any) -> Any:
         return [_per_property(item) for item in schema]
     if not isinstance(schema, dict):
         return schema
-    out = {key: _per_property(value) for key, value in schema.items()}
+    out = {key: value if key in _DATA else _per_property(value) for key, value in schema.items()}
     if schema.get("additionalProperties") is False:
         out["additionalProperties"] = _NOTHING
     return out
