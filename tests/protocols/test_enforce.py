@@ -1,4 +1,7 @@
-"""A-TP-1 … A-TP-12 that are about validation and enforcement, on the pure engine."""
+"""The validation and enforcement checks on the pure engine.
+
+A-TP-1, A-TP-2, A-TP-3, A-TP-4, A-TP-5, A-TP-7, A-TP-8, A-TP-9, A-TP-10, A-TP-11, A-TP-12.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""gojsonschema's English for each JSON Schema keyword, as Segment shows it (§3.1)."""
+"""gojsonschema's English for each JSON Schema keyword, as Segment shows it (§3.1, A-TP-6)."""
 
 from __future__ import annotations
 
