@@ -1,0 +1,1 @@
+"""Protocols: tracking plans validated and enforced on the events a source sends."""
