@@ -65,6 +65,8 @@ class CompiledEvent:
 
     def validator(self, event: Mapping[str, Any]) -> jsonschema_rs.Validator:
         """The version the event asks for; missing, non-integer or unknown → the oldest."""
+        if len(self.versions) == 1:
+            return self.oldest
         context = event.get("context")
         if type(context) is dict:
             protocols = context.get("protocols")

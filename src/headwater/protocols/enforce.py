@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from headwater.protocols.compiled import CompiledEvent, CompiledPlan
 from headwater.protocols.schema_messages import Violation, violations_from
@@ -93,11 +93,11 @@ def _target(body: Mapping[str, Any], name: str) -> str | None:
     return value
 
 
-@dataclass(frozen=True, slots=True)
-class Verdict:
+class Verdict(NamedTuple):
     """What the plan says about an event: the event to pass on, or why it is blocked.
 
     A blocked verdict carries the event as it arrived (what blocked-event forwarding sends).
+    A NamedTuple: one is made per event, and a frozen dataclass costs 0.6 µs to make.
     """
 
     event: Mapping[str, Any]
@@ -106,6 +106,8 @@ class Verdict:
     omitted: tuple[str, ...] = ()
     omitted_on_violation: tuple[str, ...] = ()
 
+
+_ALLOW_ALL = CallControls()  # made once: a frozen dataclass costs ~0.6 µs to build
 
 _PASS: dict[str, tuple[str, str]] = {
     # call type → (container of names, the settings it follows)
@@ -124,7 +126,7 @@ def enforce(
     call = event.get("type")
     shape = _PASS.get(call) if isinstance(call, str) else None
     rule: CompiledEvent | None = None
-    controls = CallControls()
+    controls = _ALLOW_ALL
     container = "properties"
     if shape is not None:
         container = shape[0]
@@ -202,13 +204,21 @@ def _offending(found: list[Violation], container: str, event: Mapping[str, Any])
     if not isinstance(payload, dict):
         return []
     prefix = container + "."
-    hit = {v.field[len(prefix) :].split(".", 1)[0] for v in found if v.field.startswith(prefix)}
-    return [name for name in payload if name in hit]
+    start = len(prefix)
+    names: list[str] = []
+    for violation in found:
+        path = violation.field
+        if path.startswith(prefix):
+            name = path[start:].partition(".")[0]
+            if name in payload and name not in names:
+                names.append(name)
+    return names
 
 
 def _without(event: Mapping[str, Any], container: str, names: list[str]) -> dict[str, Any]:
-    drop = set(names)
-    payload = event[container]
+    payload = dict(event[container])
+    for name in names:
+        del payload[name]
     out = dict(event)
-    out[container] = {key: value for key, value in payload.items() if key not in drop}
+    out[container] = payload
     return out

@@ -11,17 +11,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import jsonschema_rs
 
 ROOT = "(root)"
 
 
-@dataclass(frozen=True, slots=True)
-class Violation:
-    """One violation as Segment writes it in `context.protocols.violations`."""
+class Violation(NamedTuple):
+    """One violation as Segment writes it in `context.protocols.violations`.
+
+    A NamedTuple rather than a frozen dataclass: made per violation on the hot path, and a
+    frozen dataclass's `__init__` costs four times as much.
+    """
 
     type: str
     field: str
@@ -56,11 +58,17 @@ def field_path(path: Sequence[str | int]) -> str:
     """A dotted instance path as gojsonschema prints it (`properties.products.0.id`)."""
     if not path:
         return ROOT
-    return ".".join(str(part) for part in path)
+    return ".".join(map(str, path))
+
+
+_TITLES: dict[str, str] = {}
 
 
 def _violation(kind: str, path: Sequence[str | int], description: str) -> Violation:
-    return Violation(kind.replace("_", " ").title(), field_path(path), description)
+    title = _TITLES.get(kind)
+    if title is None:
+        title = _TITLES[kind] = kind.replace("_", " ").title()
+    return Violation(title, field_path(path), description)
 
 
 def _number(value: Any) -> str:
@@ -120,8 +128,10 @@ def _instance_depth(evaluation_path: Sequence[str | int]) -> int:
 
 def _wrappers(error: jsonschema_rs.ValidationError) -> list[tuple[str, tuple[Any, ...]]]:
     """The allOf / then / else keywords an error sits under, outermost first."""
+    path = error.evaluation_path
+    if "allOf" not in path and "then" not in path and "else" not in path:
+        return []  # the common case: nothing to summarise
     found = []
-    path = list(error.evaluation_path)
     instance = list(error.instance_path)
     for index, part in enumerate(path):
         if part in ("allOf", "then", "else"):
@@ -138,8 +148,6 @@ def _one(error: jsonschema_rs.ValidationError) -> list[Violation]:
     name = kind.name
     details = kind.as_dict()
     path: list[str | int] = list(error.instance_path)
-    instance = error.instance
-    where = field_path(path)
     if name == "required":
         if "dependencies" in error.evaluation_path:
             return [
@@ -149,10 +157,11 @@ def _one(error: jsonschema_rs.ValidationError) -> list[Violation]:
         return [_violation("required", [*path, details["property"]], f"{full} is required")]
     if name == "type":
         expected = _types(details["types"])
-        given = json_type(instance)
+        given = json_type(error.instance)
         return [
             _violation("invalid_type", path, f"Invalid type. Expected: {expected}, given: {given}")
         ]
+    where = field_path(path)
     if name == "enum":
         allowed = ", ".join(_compact(option) for option in details["options"])
         return [_violation("enum", path, f"{where} must be one of the following: {allowed}")]
@@ -198,6 +207,7 @@ def _one(error: jsonschema_rs.ValidationError) -> list[Violation]:
     if name == "falseSchema":
         return [_violation("false", path, "False always fails validation")]
     if name == "uniqueItems":
+        instance = error.instance
         first, second = _duplicate_pair(instance if isinstance(instance, list) else [])
         return [_violation("unique", path, f"array items[{first},{second}] must be unique")]
     if name == "propertyNames":
