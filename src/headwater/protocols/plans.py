@@ -192,7 +192,7 @@ def _decode_cursor(cursor: str | None) -> int:
 FIRST_PAGE = _encode_cursor(0)
 
 
-def _page(items: Sequence[Any], cursor: str | None, count: int) -> Page:
+def page_of(items: Sequence[Any], cursor: str | None, count: int) -> Page:
     if type(count) is not int or not 1 <= count <= MAX_PAGE_SIZE:
         raise InvalidError(f"must be a whole number from 1 to {MAX_PAGE_SIZE}", "count")
     start = _decode_cursor(cursor)
@@ -266,7 +266,7 @@ class PlanStore:
             return self._plans(conn, rows)
 
     def page(self, cursor: str | None, count: int, *, type_: str | None = None) -> Page:
-        return _page(self.list_plans(type_=type_), cursor, count)
+        return page_of(self.list_plans(type_=type_), cursor, count)
 
     def get(self, id_or_name: str) -> PlanInfo | None:
         with self._ws.reading() as conn:
