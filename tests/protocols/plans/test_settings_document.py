@@ -30,10 +30,10 @@ def test_planned_events_follow_the_plan_and_the_setting(engine: Engine, clock: C
     assert planned.of(web.id) is None  # connected, but unplanned events are allowed
     plans.update_schema_settings("web", {"track": {"allowUnplannedEvents": False}})
     clock.advance(1.0)
-    assert planned.of(web.id) == {"Signed Up"}
+    assert planned.of(web.id) == frozenset({"Signed Up"})
     plans.upsert_rules("Web Plan", [(Rule("TRACK", "Order Completed", {}), None)])
     clock.advance(1.0)
-    assert planned.of(web.id) == {"Signed Up", "Order Completed"}
+    assert planned.of(web.id) == frozenset({"Signed Up", "Order Completed"})
     document = settings_document("WK", "http://localhost:8080", planned.of(web.id))
     assert document["plan"]["track"] == {
         "Order Completed": {"enabled": True, "integrations": {}},
