@@ -15,6 +15,7 @@ from headwater.protocols.plans import load_source_protocols
 from headwater.store.admin_token import hash_token
 from headwater.store.workspace import WorkspaceStore
 from tests.api.test_sources_api import assert_error
+from tests.support.hostile import deep_object
 
 TOKEN = "test-admin-token"
 PLANS = "/api/v1/tracking-plans"
@@ -296,3 +297,56 @@ def test_changelog_records_rules_with_actor(client: TestClient) -> None:
         ("plan_created", None, "api"),
     ]
     assert all(e["timestamp"].endswith("Z") for e in entries)
+
+
+def test_list_filters_by_type(client: TestClient) -> None:
+    create_plan(client, name="Web Plan")
+    create_plan(client, name="Lib", type="RULE_LIBRARY")
+    listed = client.get(PLANS, params={"type": "RULE_LIBRARY"}).json()["data"]["trackingPlans"]
+    assert [p["name"] for p in listed] == ["Lib"]
+    assert_error(client.get(PLANS, params={"type": "ENGAGE"}), 422, "validation", "type")
+
+
+HOSTILE = [
+    "null", "1", '"x"', "[]", "{}", '{"name": null}', '{"name": 5}', '{"name": ""}',
+    '{"name": "\\ud800"}', '{"name": "p", "type": "ENGAGE"}', '{"name": "p", "labels": [1]}',
+    '{"name": "p", "labels": {"a": 1}}', '{"name": "p", "libraries": "x"}',
+    '{"name": "p", "rules": [{"type": "TRACK", "key": "a", "jsonSchema": ' + deep_object(2000)
+    + "}]}",
+    '{"rules": [{"type": "TRACK", "key": "a", "jsonSchema": {"pattern": "\\ud800"}}]}',
+    '{"rules": [{"type": "TRACK", "key": "a", "version": 1e999, "jsonSchema": {}}]}',
+    '{"rules": [{"type": "TRACK", "key": "a", "version": 9223372036854775808, '
+    '"jsonSchema": {}}]}',
+    '{"rules": [{"type": "TRACK", "key": "a", "jsonSchema": {"properties": {"a": '
+    '{"pattern": "(("}}}}]}',
+    '{"rules": [{"type": "TRACK", "key": "a", "jsonSchema": {"$ref": "http://x/y"}}]}',
+    '{"sourceId": 5}', '{"sourceId": "\\ud800"}', '{"description": 5}',
+    '{"track": []}', '{"track": {"allowUnplannedEvents": null}}',
+    '{"identify": {"commonEventOnViolations": 5}}', '{"forwardingViolationsTo": []}',
+    deep_object(5000),
+]  # fmt: skip
+
+
+def test_no_body_a_client_can_send_gets_a_5xx(
+    client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each refused by a check of its own: none reaches the app's last-resort 400."""
+    plan = create_plan(client, name="Web Plan")
+    routes = [
+        ("POST", PLANS),
+        ("PATCH", f"{PLANS}/{plan['id']}"),
+        ("PATCH", f"{PLANS}/{plan['id']}/rules"),
+        ("PUT", f"{PLANS}/{plan['id']}/rules"),
+        ("POST", f"{PLANS}/{plan['id']}/rules"),
+        ("DELETE", f"{PLANS}/{plan['id']}/rules"),
+        ("POST", f"{PLANS}/{plan['id']}/sources"),
+        ("PATCH", "/api/v1/sources/web/settings"),
+    ]
+    for method, url in routes:
+        for body in HOSTILE:
+            response = client.request(
+                method, url, content=body, headers={"Content-Type": "application/json"}
+            )
+            assert response.status_code < 500, (method, url, body[:80], response.text)
+    assert not [r for r in caplog.records if "unusable input" in r.getMessage()]
+    assert rules_of(client, plan["id"]) == []

@@ -32,7 +32,7 @@ from headwater.protocols.plans import (
     page_of,
     rule_from_segment,
 )
-from headwater.store.workspace import UNSET, WorkspaceStore
+from headwater.store.workspace import UNSET, WorkspaceStore, is_unicode
 
 router = APIRouter(prefix="/tracking-plans", tags=["tracking plans"])
 
@@ -111,6 +111,8 @@ def _string(body: dict[str, Any], name: str, *, required: bool = False) -> str |
         return None
     if not isinstance(value, str):
         raise ApiError(422, "validation", f"{name}: must be a string", name)
+    if not is_unicode(value):
+        raise ApiError(422, "validation", f"{name}: must be valid Unicode text", name)
     return value
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 import secrets
 import threading
 from collections.abc import Iterable, Mapping, Sequence
@@ -40,8 +41,11 @@ from headwater.store.workspace import (
     WorkspaceStore,
     check_name,
     check_settings,
+    is_unicode,
     slugify,
 )
+
+logger = logging.getLogger(__name__)
 
 PLAN_TYPES = ("LIVE", "RULE_LIBRARY", "PROPERTY_LIBRARY")
 LIBRARY_TYPES = frozenset({"RULE_LIBRARY", "PROPERTY_LIBRARY"})
@@ -605,6 +609,8 @@ class PlanStore:
     # --- internals ---------------------------------------------------------------------------
 
     def _find(self, conn: Connection, id_or_name: str) -> Row[Any] | None:
+        if not is_unicode(id_or_name):
+            return None  # no name is; and the database could not even look it up
         tp = schema.tracking_plans
         row = conn.execute(sa.select(tp).where(tp.c.id == id_or_name)).first()
         if row is None:
@@ -937,7 +943,13 @@ def load_source_protocols(engine: Engine) -> dict[str, SourceProtocols]:
         for plan_id, key in needed.items():
             found = _compiled.get((plan_id, key))
             if found is None:
-                found = compile_plan(r for p, _ in key for r in rules.get(p, []))
+                try:
+                    found = compile_plan(r for p, _ in key for r in rules.get(p, []))
+                except PlanError as exc:
+                    # Saved plans compiled when saved; one that no longer does (a stricter
+                    # check after an upgrade) must not stop the pipeline: say so loudly.
+                    logger.error("tracking plan %s no longer compiles: %s", plan_id, exc)
+                    continue
                 _compiled[(plan_id, key)] = found
             compiled[plan_id] = found
         live = set(needed.items())
