@@ -350,3 +350,17 @@ def test_no_body_a_client_can_send_gets_a_5xx(
             assert response.status_code < 500, (method, url, body[:80], response.text)
     assert not [r for r in caplog.records if "unusable input" in r.getMessage()]
     assert rules_of(client, plan["id"]) == []
+
+
+def test_the_rules_a_get_lists_can_be_put_back(client: TestClient) -> None:
+    library = create_plan(
+        client, name="Lib", type="RULE_LIBRARY", rules=[track_rule("Order Completed", {})]
+    )
+    plan = create_plan(client, name="Web Plan", libraries=[library["id"]])
+    url = f"{PLANS}/{plan['id']}/rules"
+    assert client.patch(url, json={"rules": [track_rule("Signed Up", {})]}).is_success
+    listed = rules_of(client, plan["id"])
+    body = [{k: r[k] for k in ("type", "key", "version", "jsonSchema")} for r in listed]
+    put = client.put(url, json={"rules": body})
+    assert put.is_success, put.text
+    assert rules_of(client, plan["id"]) == listed

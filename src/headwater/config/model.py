@@ -295,6 +295,11 @@ class RuleConfig(_Section):
     version: StrictInt = Field(default=1, ge=1)
     json_schema: dict[str, Any]
 
+    @field_validator("json_schema")
+    @classmethod
+    def _schema(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return dict(_checked(check_settings, value))
+
     def rule(self) -> Rule:
         return Rule(self.type, self.key, self.json_schema, self.version)
 

@@ -720,14 +720,20 @@ class PlanStore:
                 ) from None
 
     def _save_rules(self, conn: Connection, row: Row[Any], rules: list[Rule], actor: str) -> None:
-        """Make the plan's own rules exactly ``rules``: compile, write, log what changed."""
-        synced = {
-            (r.type, r.key): r.library_id
-            for r in self._effective(conn, row.id, [])
-            if r.library_id is not None
-        }
+        """Make the plan's own rules exactly ``rules``: compile, write, log what changed.
+
+        A synced library rule given back unchanged is not the plan's own (so the rules a GET
+        lists can be PUT back); given changed, it is refused.
+        """
+        library_rules = [r for r in self._effective(conn, row.id, []) if r.library_id]
+        synced = {(r.type, r.key): r.library_id for r in library_rules}
+        as_synced = {r.ident(): r.json_schema for r in library_rules}
         current = {r.ident(): r for r in self._own(conn, row.id)}
-        wanted = {(r.type, r.key, r.version): r for r in rules}
+        wanted = {
+            (r.type, r.key, r.version): r
+            for r in rules
+            if as_synced.get((r.type, r.key, r.version), _ABSENT) != r.json_schema
+        }
         for ident, rule in wanted.items():
             old = current.get(ident)
             if (rule.type, rule.key) in synced and (
@@ -739,7 +745,7 @@ class PlanStore:
                     "in this plan (edit the library, or unsync it)",
                     "rules",
                 )
-        self._check_compiles(conn, row.id, rules)
+        self._check_compiles(conn, row.id, list(wanted.values()))
         tr = schema.tracking_plan_rules
         now = self._ws.now()
         changes: list[tuple[str, RuleIdent]] = []
@@ -872,6 +878,9 @@ class PlanStore:
                 plan_id=plan_id, at=self._ws.now(), actor=actor, action=action, detail=dict(detail)
             )
         )
+
+
+_ABSENT = object()
 
 
 def _check_count(count: int) -> None:
