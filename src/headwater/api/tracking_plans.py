@@ -97,9 +97,11 @@ def _object(body: Any, allowed: set[str]) -> dict[str, Any]:
     unknown = sorted(set(body) - allowed)
     if unknown:
         raise ApiError(
-            422, "validation", f"{unknown[0]}: unknown field (expected one of: "
-            f"{', '.join(sorted(allowed))})", unknown[0]
-        )  # fmt: skip
+            422,
+            "validation",
+            f"{unknown[0]}: unknown field (expected one of: {', '.join(sorted(allowed))})",
+            unknown[0],
+        )
     return body
 
 

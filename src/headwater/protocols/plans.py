@@ -33,7 +33,6 @@ from headwater.protocols.enforce import SchemaSettings
 from headwater.store import schema
 from headwater.store.workspace import (
     BASE62,
-    DEFAULT_PAGE_SIZE,
     MAX_PAGE_SIZE,
     UNSET,
     SourceInfo,
@@ -122,8 +121,16 @@ def rule_from_segment(body: object, where: str = "rules") -> tuple[Rule, str | N
     """A `RuleV1` (or `UpsertRuleV1`, with `newKey`) as a Rule and the new key, if any."""
     if not isinstance(body, Mapping):
         raise InvalidError("must be an object (a RuleV1)", where)
-    unknown = set(body) - {"type", "key", "jsonSchema", "version", "newKey", "createdAt",
-                           "updatedAt", "deprecatedAt"}  # fmt: skip
+    unknown = set(body) - {
+        "type",
+        "key",
+        "jsonSchema",
+        "version",
+        "newKey",
+        "createdAt",
+        "updatedAt",
+        "deprecatedAt",
+    }
     if unknown:
         raise InvalidError(f"unknown field {sorted(unknown)[0]!r}", where)
     kind = body.get("type")
@@ -143,10 +150,8 @@ def rule_from_segment(body: object, where: str = "rules") -> tuple[Rule, str | N
         raise InvalidError("version must be a whole number, 1 or more", f"{where}.version")
     if "jsonSchema" not in body:
         raise InvalidError("jsonSchema is required", f"{where}.jsonSchema")
-    try:
-        json_schema = check_settings({"s": body["jsonSchema"]}, f"{where}.jsonSchema")["s"]
-    except InvalidError:
-        raise
+    # One level of nesting is the wrapper: the schema itself may nest one level less.
+    json_schema = check_settings({"s": body["jsonSchema"]}, f"{where}.jsonSchema")["s"]
     new_key = body.get("newKey")
     if new_key is not None and (not isinstance(new_key, str) or not new_key):
         raise InvalidError("newKey must be a non-empty string", f"{where}.newKey")
@@ -418,9 +423,12 @@ class PlanStore:
             )
             for plan_id in synced_into:
                 self._log(
-                    conn, plan_id, actor, "library_unsynced", {"libraryId": row.id,
-                                                              "libraryName": row.name}
-                )  # fmt: skip
+                    conn,
+                    plan_id,
+                    actor,
+                    "library_unsynced",
+                    {"libraryId": row.id, "libraryName": row.name},
+                )
                 self._touch(conn, plan_id)
             for table, column in (
                 (schema.tracking_plan_rules, schema.tracking_plan_rules.c.plan_id),
@@ -533,9 +541,12 @@ class PlanStore:
                 )
             )
             self._log(
-                conn, row.id, actor, "source_connected",
+                conn,
+                row.id,
+                actor,
+                "source_connected",
                 {"sourceId": source.id, "sourceName": source.name},
-            )  # fmt: skip
+            )
             self._ws.bump(conn)
         return self._ws.get_source(source.id) or _never()
 
@@ -555,9 +566,12 @@ class PlanStore:
                     "sourceId",
                 )
             self._log(
-                conn, row.id, actor, "source_disconnected",
+                conn,
+                row.id,
+                actor,
+                "source_disconnected",
                 {"sourceId": source.id, "sourceName": source.name},
-            )  # fmt: skip
+            )
             self._ws.bump(conn)
 
     # --- schema settings (per source) --------------------------------------------------------
@@ -664,10 +678,11 @@ class PlanStore:
             sa.select(tr).where(tr.c.plan_id == plan_id).order_by(tr.c.type, tr.c.key, tr.c.version)
         )
         return [
-            RuleInfo(r.type, r.key, r.version, r.json_schema, r.created_at, r.updated_at,
-                     r.deprecated_at)
+            RuleInfo(
+                r.type, r.key, r.version, r.json_schema, r.created_at, r.updated_at, r.deprecated_at
+            )
             for r in rows
-        ]  # fmt: skip
+        ]
 
     def _libraries_of(self, conn: Connection, plan_id: str) -> list[str]:
         tpl = schema.tracking_plan_libraries
@@ -683,10 +698,18 @@ class PlanStore:
         rules = list(own) if own is not None else self._own(conn, plan_id)
         for library_id in self._libraries_of(conn, plan_id):
             rules += [
-                RuleInfo(r.type, r.key, r.version, r.json_schema, r.created_at, r.updated_at,
-                         r.deprecated_at, library_id)
+                RuleInfo(
+                    r.type,
+                    r.key,
+                    r.version,
+                    r.json_schema,
+                    r.created_at,
+                    r.updated_at,
+                    r.deprecated_at,
+                    library_id,
+                )
                 for r in self._own(conn, library_id)
-            ]  # fmt: skip
+            ]
         return rules
 
     def _check_compiles(
@@ -790,9 +813,12 @@ class PlanStore:
                 changes.append(("rule_changed", ident))
         for action, ident in changes:
             self._log(
-                conn, row.id, actor, action,
+                conn,
+                row.id,
+                actor,
+                action,
                 {"type": ident[0], "key": ident[1], "version": ident[2]},
-            )  # fmt: skip
+            )
         if changes:
             self._touch(conn, row.id)
             tpl = schema.tracking_plan_libraries
@@ -850,15 +876,21 @@ class PlanStore:
         for library in wanted:
             if library.id not in current:
                 self._log(
-                    conn, row.id, actor, "library_synced",
+                    conn,
+                    row.id,
+                    actor,
+                    "library_synced",
                     {"libraryId": library.id, "libraryName": library.name},
-                )  # fmt: skip
+                )
         for library_id in current:
             if library_id not in {w.id for w in wanted}:
                 self._log(
-                    conn, row.id, actor, "library_unsynced",
+                    conn,
+                    row.id,
+                    actor,
+                    "library_unsynced",
                     {"libraryId": library_id, "libraryName": self._name(conn, library_id)},
-                )  # fmt: skip
+                )
         self._touch(conn, row.id)
         return True
 
@@ -929,8 +961,9 @@ def load_source_protocols(engine: Engine) -> dict[str, SourceProtocols]:
     src, tp, tpl = schema.sources, schema.tracking_plans, schema.tracking_plan_libraries
     tps, tr = schema.tracking_plan_sources, schema.tracking_plan_rules
     with engine.connect() as conn:
-        sources = list(conn.execute(sa.select(src.c.id, src.c.name, src.c.slug,
-                                              src.c.schema_settings)))  # fmt: skip
+        sources = list(
+            conn.execute(sa.select(src.c.id, src.c.name, src.c.slug, src.c.schema_settings))
+        )
         connected = dict(conn.execute(sa.select(tps.c.source_id, tps.c.plan_id)).all())
         plans = {row.id: row for row in conn.execute(sa.select(tp))}
         links: dict[str, list[str]] = {}
@@ -946,8 +979,9 @@ def load_source_protocols(engine: Engine) -> dict[str, SourceProtocols]:
         if missing:
             wanted = {p for m in missing for p, _ in needed[m]}
             for r in conn.execute(sa.select(tr).where(tr.c.plan_id.in_(wanted))):
-                rules.setdefault(r.plan_id, []).append(Rule(r.type, r.key, r.json_schema,
-                                                            r.version))  # fmt: skip
+                rules.setdefault(r.plan_id, []).append(
+                    Rule(r.type, r.key, r.json_schema, r.version)
+                )
     with _compiled_lock:
         for plan_id, key in needed.items():
             found = _compiled.get((plan_id, key))
@@ -995,11 +1029,3 @@ def planned_track_events(engine: Engine, source_id: str) -> frozenset[str] | Non
     if found is None or found.plan is None or found.settings.track.allow_unplanned_events:
         return None
     return frozenset(found.plan.track)
-
-
-__all__ = [
-    "DEFAULT_PAGE_SIZE",
-    "FIRST_PAGE",
-    "PlanStore",
-    "load_source_protocols",
-]
