@@ -32,6 +32,7 @@ from headwater.destinations.store import DestinationCache, DestinationStore
 from headwater.ingest.app import TrackingAPI
 from headwater.ingest.committer import GroupCommitter
 from headwater.ingest.ratelimit import RateLimiter
+from headwater.ingest.settings_document import PlannedEvents
 from headwater.ingest.sources import SourceCache
 from headwater.observe.metrics import Metrics
 from headwater.pipeline.chain import StageChain
@@ -107,6 +108,7 @@ class Server:
             metrics=self.metrics,
             rate_limiter=RateLimiter(limit) if limit else None,
             clock=self.clock,
+            planned_events=PlannedEvents(self.store),
         )
         # The processed stream: what the stage chain lets through, read by every later stage.
         self.log = EventLog(self.engine, clock=self.clock, ingest_log=self.ingest_log)

@@ -218,6 +218,7 @@ def _resources(http: httpx.Client) -> dict[str, str]:
     )["mapping"]
     made(http.post("/api/v1/warehouses", json={"name": f"wh-{n}", "type": "duckdb"}))
     sync = made(http.post(f"/api/v1/warehouses/wh-{n}/syncs"))["sync"]
+    plan = made(http.post("/api/v1/tracking-plans", json={"name": f"tp-{n}"}))["trackingPlan"]
     return {
         "source": source["name"],
         "hook": f"hook-{n}",
@@ -227,6 +228,7 @@ def _resources(http: httpx.Client) -> dict[str, str]:
         "mappingId": mapping["id"],
         "key": source["writeKeys"][0],
         "syncId": str(sync["id"]),
+        "trackingPlanId": plan["id"],
     }
 
 

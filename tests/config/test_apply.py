@@ -75,7 +75,7 @@ def test_unknown_top_level_key_is_named(tmp_path: Path) -> None:
         load_config(path)
     [problem] = exc.value.problems
     assert problem.startswith("destination: unknown key 'destination'")
-    assert "workspace, sources, destinations, warehouses, server" in problem
+    assert "workspace, sources, destinations, warehouses, tracking_plans, server" in problem
     assert str(path) in str(exc.value)
 
 

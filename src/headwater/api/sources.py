@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Body, Depends, Path, Query, Request
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -24,6 +24,7 @@ from pydantic.alias_generators import to_camel
 
 from headwater.api.changes import NoNulls
 from headwater.api.errors import ApiError
+from headwater.protocols.plans import PlanStore
 from headwater.store.workspace import (
     DEFAULT_PAGE_SIZE,
     FIRST_PAGE,
@@ -300,3 +301,34 @@ def revoke_write_key(key: str, id_or_name: IdOrName, store: Store) -> dict[str, 
     """Stop a write key now (a source keeps at least one: rotate to replace the last)."""
     source = store.revoke_write_key(id_or_name, key)
     return {"data": {"source": source_json(source)}}
+
+
+# --- schema settings (Protocols) -------------------------------------------------------------
+
+
+def _schema_settings_json(source_id: str, settings: dict[str, Any]) -> dict[str, Any]:
+    return {"data": {"sourceId": source_id, "settings": settings}}
+
+
+@router.get("/{idOrName}/settings", response_model=None)
+def get_schema_settings(id_or_name: IdOrName, store: Store) -> dict[str, Any]:
+    """The source's schema settings (Protocols), as Segment's Public API shows them."""
+    source = store.get_source(id_or_name)
+    if source is None:
+        raise ApiError(404, "not_found", f"no source has the id or name {id_or_name!r}")
+    return _schema_settings_json(source.id, PlanStore(store).schema_settings(source.id))
+
+
+@router.patch("/{idOrName}/settings", response_model=None)
+def update_schema_settings(
+    id_or_name: IdOrName, store: Store, body: Annotated[Any, Body()]
+) -> dict[str, Any]:
+    """Segment's `PATCH /sources/{id}/settings`: `track`, `identify` and `group` change field
+    by field; a forwarding field left out turns that forwarding off."""
+    if not isinstance(body, dict):
+        raise ApiError(422, "validation", "the body must be a JSON object")
+    source = store.get_source(id_or_name)
+    if source is None:
+        raise ApiError(404, "not_found", f"no source has the id or name {id_or_name!r}")
+    settings = PlanStore(store).update_schema_settings(source.id, body)
+    return _schema_settings_json(source.id, settings)

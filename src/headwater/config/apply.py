@@ -22,11 +22,19 @@ from typing import Any, Protocol
 
 import yaml
 
-from headwater.config.model import ConfigFile, DestinationConfig, SourceConfig, WarehouseConfig
+from headwater.config.model import (
+    ConfigFile,
+    DestinationConfig,
+    RuleConfig,
+    SourceConfig,
+    TrackingPlanConfig,
+    WarehouseConfig,
+)
 from headwater.destinations.actions import restore_secrets, written_mapping
 from headwater.destinations.registry import get as get_definition
 from headwater.destinations.store import DestinationInfo, DestinationStore, redact
 from headwater.errors import ConfigError, ExportError, ListError, UnknownDestinationType
+from headwater.protocols.plans import ACTOR_CONFIG, LIBRARY_TYPES, PlanInfo, PlanStore
 from headwater.store.instances import REDACTED
 from headwater.store.workspace import (
     MAX_PAGE_SIZE,
@@ -284,6 +292,102 @@ class DeleteInstance(Change):
         _KINDS[self.kind][0](store).delete(self.instance_id)
 
 
+@dataclass(frozen=True)
+class CreateTrackingPlan(Change):
+    config: TrackingPlanConfig
+
+    def render(self) -> str:
+        cfg = self.config
+        details = [f"type {cfg.type}", f"{len(cfg.rules)} rules"]
+        if cfg.libraries:
+            details.append(f"libraries {', '.join(cfg.libraries)}")
+        return f"+ tracking plan {cfg.name} ({'; '.join(details)})"
+
+    def apply(self, store: WorkspaceStore) -> None:
+        cfg = self.config
+        PlanStore(store).create(
+            cfg.name,
+            type_=cfg.type,
+            description=cfg.description,
+            labels=cfg.labels,
+            rules=[rule.rule() for rule in cfg.rules],
+            libraries=cfg.libraries,
+            actor=ACTOR_CONFIG,
+        )
+
+
+@dataclass(frozen=True)
+class UpdateTrackingPlan(Change):
+    plan_id: str
+    name: str
+    field: str  # description, labels, rules (own rules, as RuleConfig dumps), libraries (names)
+    old: Any
+    new: Any
+
+    def render(self) -> str:
+        if self.field == "rules":
+            old = {_rule_ident(r): r for r in self.old}
+            new = {_rule_ident(r): r for r in self.new}
+            parts = [
+                f"+{len(new.keys() - old.keys())}",
+                f"~{sum(1 for k in new.keys() & old.keys() if new[k] != old[k])}",
+                f"-{len(old.keys() - new.keys())}",
+            ]
+            return f"~ tracking plan {self.name}: rules {' '.join(parts)}"
+        return f"~ tracking plan {self.name}: {self.field} {_value(self.old)} → {_value(self.new)}"
+
+    def apply(self, store: WorkspaceStore) -> None:
+        plans = PlanStore(store)
+        if self.field == "rules":
+            rules = [RuleConfig.model_validate(r).rule() for r in self.new]
+            plans.set_rules(self.plan_id, rules, actor=ACTOR_CONFIG)
+        else:
+            plans.update(self.plan_id, **{self.field: self.new}, actor=ACTOR_CONFIG)
+
+
+@dataclass(frozen=True)
+class DeleteTrackingPlan(Change):
+    plan_id: str
+    name: str
+
+    def render(self) -> str:
+        return f"- tracking plan {self.name}"
+
+    def apply(self, store: WorkspaceStore) -> None:
+        PlanStore(store).delete(self.plan_id, actor=ACTOR_CONFIG)
+
+
+@dataclass(frozen=True)
+class ConnectTrackingPlan(Change):
+    source: str
+    plan: str
+    connect: bool
+
+    def render(self) -> str:
+        sign = "+" if self.connect else "-"
+        return f"{sign} source {self.source}: tracking plan {self.plan}"
+
+    def apply(self, store: WorkspaceStore) -> None:
+        plans = PlanStore(store)
+        if self.connect:
+            plans.connect_source(self.plan, self.source, actor=ACTOR_CONFIG)
+        else:
+            plans.disconnect_source(self.plan, self.source, actor=ACTOR_CONFIG)
+
+
+@dataclass(frozen=True)
+class SetSchemaSettings(Change):
+    source: str
+    old: Mapping[str, Any]
+    new: Mapping[str, Any]
+
+    def render(self) -> str:
+        return f"~ source {self.source}: schema {_value(self.old)} → {_value(self.new)}"
+
+    def apply(self, store: WorkspaceStore) -> None:
+        PlanStore(store).update_schema_settings(self.source, self.new, merge=False)
+
+
 @dataclass
 class Plan:
     changes: list[Change] = field(default_factory=list)
@@ -314,7 +418,13 @@ def plan(store: WorkspaceStore, config: ConfigFile) -> Plan:
         changes += _plan_destinations(store, config.destinations)
     if config.warehouses is not None:
         changes += _plan_warehouses(store, config.warehouses)
-    return Plan(changes)
+    connects: list[Change] = []
+    if config.sources is not None:
+        disconnects, connects = _plan_source_protocols(store, config)
+        changes += disconnects
+    if config.tracking_plans is not None:
+        changes += _plan_tracking_plans(store, config.tracking_plans)
+    return Plan(changes + connects)
 
 
 def apply(store: WorkspaceStore, changes: Plan) -> None:
@@ -536,6 +646,114 @@ def _plan_warehouses(store: WorkspaceStore, configs: Sequence[WarehouseConfig]) 
     return _plan_instances("warehouse", existing, configs, CreateWarehouse, wanted)
 
 
+def _rule_ident(rule: Mapping[str, Any]) -> tuple[str, str, int]:
+    return (str(rule["type"]), str(rule.get("key", "")), int(rule.get("version", 1)))
+
+
+def _written_rules(plans: PlanStore, plan_id: str) -> list[dict[str, Any]]:
+    """A plan's own rules as a config file writes them (synced library rules are not)."""
+    return [
+        RuleConfig.model_validate(
+            {"type": r.type, "key": r.key, "version": r.version, "json_schema": r.json_schema}
+        ).model_dump()
+        for r in plans.rules(plan_id, synced=False)
+    ]
+
+
+def _library_names(plans: PlanStore, plan: PlanInfo) -> list[str]:
+    found = [plans.get(library_id) for library_id in plan.libraries]
+    return [library.name for library in found if library is not None]
+
+
+def _plan_tracking_plans(
+    store: WorkspaceStore, configs: Sequence[TrackingPlanConfig]
+) -> list[Change]:
+    """Plans are matched by name. Libraries are created and changed before the plans that
+    sync them, and deleted after."""
+    plans = PlanStore(store)
+    existing = {p.name: p for p in plans.list_plans()}
+    listed = {cfg.name for cfg in configs}
+    live_deletes: list[Change] = []
+    library_deletes: list[Change] = []
+    for name, plan in existing.items():
+        if name not in listed:
+            target = library_deletes if plan.type in LIBRARY_TYPES else live_deletes
+            target.append(DeleteTrackingPlan(plan.id, name))
+    ordered = sorted(configs, key=lambda cfg: cfg.type == "LIVE")  # libraries first
+    steps: list[Change] = []
+    for cfg in ordered:
+        current = existing.get(cfg.name)
+        if current is not None and current.type != cfg.type:
+            live_deletes.insert(0, DeleteTrackingPlan(current.id, cfg.name))
+            current = None
+        if current is None:
+            steps.append(CreateTrackingPlan(cfg))
+            continue
+        wanted: dict[str, tuple[Any, Any]] = {
+            "description": (current.description, cfg.description),
+            "labels": (dict(current.labels), dict(cfg.labels)),
+            "rules": (
+                _written_rules(plans, current.id),
+                [rule.model_dump() for rule in cfg.rules],
+            ),
+            "libraries": (_library_names(plans, current), list(cfg.libraries)),
+        }
+        for name, (old, new) in wanted.items():
+            if name == "rules":
+                same = {_rule_ident(r): r for r in old} == {_rule_ident(r): r for r in new}
+            else:
+                same = old == new
+            if not same:
+                steps.append(UpdateTrackingPlan(current.id, cfg.name, name, old, new))
+    return live_deletes + steps + library_deletes
+
+
+def _plan_source_protocols(
+    store: WorkspaceStore, config: ConfigFile
+) -> tuple[list[Change], list[Change]]:
+    """(disconnects, connects and schema settings) for the sources the file lists; the
+    first run before plans change, the others after the sources and plans exist."""
+    configs = config.sources or []
+    existing = _all_sources(store)
+    names = {s.id: s.name for s in existing}
+    plans = PlanStore(store)
+    known_plans = {p.name for p in plans.list_plans()}
+    problems = []
+    disconnects: list[Change] = []
+    connects: list[Change] = []
+    for i, (cfg, source) in enumerate(zip(configs, _match(configs, existing), strict=True)):
+        current_plan = plans.plan_of_source(source.id) if source is not None else None
+        current_name = current_plan.name if current_plan is not None else None
+        if (
+            cfg.tracking_plan is not None
+            and config.tracking_plans is None
+            and cfg.tracking_plan not in known_plans
+        ):
+            problems.append(f"sources[{i}].tracking_plan: no tracking plan named "
+                            f"{cfg.tracking_plan!r}")  # fmt: skip
+        if current_name != cfg.tracking_plan:
+            if current_plan is not None:
+                disconnects.append(ConnectTrackingPlan(cfg.name, current_plan.id, False))
+            if cfg.tracking_plan is not None:
+                connects.append(ConnectTrackingPlan(cfg.name, cfg.tracking_plan, True))
+        old = _named_targets(plans.schema_settings(source.id) if source else {}, names)
+        new = _named_targets(cfg.schema_settings, names)
+        if old != new:
+            connects.append(SetSchemaSettings(cfg.name, old, new))
+    if problems:
+        raise ConfigError(problems)
+    return disconnects, connects
+
+
+def _named_targets(settings: Mapping[str, Any], names: Mapping[str, str]) -> dict[str, Any]:
+    """Schema settings with forwarding targets by source name, as a file writes them."""
+    out = dict(settings)
+    for key in ("forwardingViolationsTo", "forwardingBlockedEventsTo"):
+        if key in out:
+            out[key] = names.get(out[key], out[key])
+    return out
+
+
 def _written_options(store: WorkspaceStore, warehouse: WarehouseInfo) -> dict[str, Any]:
     """A warehouse's options as a config file writes them: sources by name."""
     options = warehouse.options.model_dump(exclude_defaults=True)
@@ -574,8 +792,11 @@ def export_config(store: WorkspaceStore) -> str:
     (all of them, with how to fix each) rather than exported into a file ``apply`` refuses.
     """
     workspace = store.workspace()
+    plans = PlanStore(store)
     sources = []
-    for source in _all_sources(store):
+    all_sources = _all_sources(store)
+    source_names = {s.id: s.name for s in all_sources}
+    for source in all_sources:
         item: dict[str, Any] = {"name": source.name}
         if source.slug != slugify(source.name):
             item["slug"] = source.slug
@@ -592,6 +813,12 @@ def export_config(store: WorkspaceStore) -> str:
             ]
         if source.settings:
             item["settings"] = _exported_settings(source.settings)
+        connected = plans.plan_of_source(source.id)
+        if connected is not None:
+            item["tracking_plan"] = connected.name
+        schema_settings = plans.schema_settings(source.id)
+        if schema_settings:
+            item["schema"] = _named_targets(schema_settings, source_names)
         sources.append(item)
     data: dict[str, Any] = {
         "workspace": workspace.name if workspace else "default",
@@ -633,6 +860,23 @@ def export_config(store: WorkspaceStore) -> str:
         warehouses.append(written)
     if warehouses:
         data["warehouses"] = warehouses
+    tracking_plans = []
+    for plan in plans.list_plans():
+        entry = {"name": plan.name}
+        if plan.type != "LIVE":
+            entry["type"] = plan.type
+        if plan.description:
+            entry["description"] = plan.description
+        if plan.labels:
+            entry["labels"] = dict(plan.labels)
+        if plan.libraries:
+            entry["libraries"] = _library_names(plans, plan)
+        rules = _written_rules(plans, plan.id)
+        if rules:
+            entry["rules"] = rules
+        tracking_plans.append(entry)
+    if tracking_plans:
+        data["tracking_plans"] = tracking_plans
     problems = _too_deep(data)
     if problems:
         raise ExportError("cannot export the workspace:\n" + "\n".join(f"  {p}" for p in problems))

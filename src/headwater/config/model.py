@@ -8,6 +8,7 @@ of the offending value (``sources[1].name: field required``).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -47,6 +48,8 @@ from headwater.errors import (
     ListError,
     UnknownDestinationType,
 )
+from headwater.protocols.compiled import PlanError, Rule, compile_plan
+from headwater.protocols.plans import normalized_settings
 from headwater.store.workspace import check_name, check_settings, check_slug, check_write_key
 from headwater.warehouse.settings import WarehouseOptions
 
@@ -89,11 +92,20 @@ class SourceConfig(_Section):
     settings: dict[str, Any] = Field(default_factory=dict)
     write_key: StrictStr | None = None
     write_keys: list[WriteKeyConfig] | None = None
+    # Protocols: the connected tracking plan (by name) and Segment's schema settings body,
+    # forwarding targets by source name or id.
+    tracking_plan: StrictStr | None = None
+    schema_settings: dict[str, Any] = Field(default_factory=dict, alias="schema")
 
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
         return str(_checked(check_name, value))
+
+    @field_validator("schema_settings")
+    @classmethod
+    def _schema_settings(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return dict(_checked(normalized_settings, _checked(check_settings, value)))
 
     @field_validator("slug")
     @classmethod
@@ -275,6 +287,100 @@ class WarehouseConfig(_Section):
         )
 
 
+class RuleConfig(_Section):
+    """A tracking-plan rule (Segment's `RuleV1`, `json_schema` for `jsonSchema`)."""
+
+    type: Literal["COMMON", "TRACK", "IDENTIFY", "GROUP", "PAGE", "SCREEN"]
+    key: StrictStr = ""
+    version: StrictInt = Field(default=1, ge=1)
+    json_schema: dict[str, Any]
+
+    @field_validator("json_schema")
+    @classmethod
+    def _schema(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return dict(_checked(check_settings, value))
+
+    def rule(self) -> Rule:
+        return Rule(self.type, self.key, self.json_schema, self.version)
+
+
+class TrackingPlanConfig(_Section):
+    """A tracking plan; ``rules`` inline, or ``- file: path`` (JSON or YAML, relative to the
+    config file) holding one rule or a list in the Public API's `RuleV1` shape."""
+
+    name: StrictStr
+    type: Literal["LIVE", "RULE_LIBRARY", "PROPERTY_LIBRARY"] = "LIVE"
+    description: StrictStr = ""
+    labels: dict[StrictStr, StrictStr] = Field(default_factory=dict)
+    libraries: list[StrictStr] = Field(default_factory=list)
+    rules: list[RuleConfig] = Field(default_factory=list)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return str(_checked(check_name, value))
+
+    @field_validator("rules", mode="before")
+    @classmethod
+    def _files(cls, value: Any, info: ValidationInfo) -> Any:
+        if not isinstance(value, list):
+            return value
+        base = (info.context or {}).get("base_dir") or Path.cwd()
+        out: list[Any] = []
+        for i, item in enumerate(value):
+            if isinstance(item, dict) and set(item) == {"file"}:
+                out += _rules_from_file(Path(base), item["file"], f"rules[{i}]")
+            else:
+                out.append(item)
+        return out
+
+    @model_validator(mode="after")
+    def _compiles(self) -> TrackingPlanConfig:
+        seen: set[tuple[str, str, int]] = set()
+        for rule in self.rules:
+            ident = (rule.type, rule.key, rule.version)
+            if ident in seen:
+                raise ValueError(f"rules: {rule.rule().name()} is listed twice")
+            seen.add(ident)
+        try:
+            compile_plan(rule.rule() for rule in self.rules)
+        except PlanError as exc:
+            raise ValueError(f"rules: {exc}") from None
+        if self.type != "LIVE" and self.libraries:
+            raise ValueError("libraries: only LIVE plans sync libraries")
+        return self
+
+
+_RULE_TIMES = ("createdAt", "updatedAt", "deprecatedAt")
+
+
+def _rules_from_file(base: Path, name: Any, where: str) -> list[dict[str, Any]]:
+    """The rules a `file:` item names, as inline rules (`jsonSchema` → `json_schema`)."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"{where}.file: must be a path")
+    path = base / name
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ValueError(f"{where}.file: cannot read {name}: {exc.strerror}") from None
+    try:
+        data = json.loads(text) if path.suffix == ".json" else read_yaml(text)
+    except (ValueError, yaml.YAMLError) as exc:
+        raise ValueError(f"{where}.file: {name} is not valid JSON or YAML: {exc}") from None
+    items = data if isinstance(data, list) else [data]
+    rules = []
+    for j, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise ValueError(f"{where}.file: {name}[{j}]: must be a rule object")
+        rule = {
+            k: v for k, v in item.items() if k not in ("createdAt", "updatedAt", "deprecatedAt")
+        }
+        if "jsonSchema" in rule:
+            rule["json_schema"] = rule.pop("jsonSchema")
+        rules.append(rule)
+    return rules
+
+
 class ServerConfig(_Section):
     """Read by ``headwater serve --config``; not part of the workspace, so ``apply`` skips it."""
 
@@ -312,6 +418,8 @@ class ConfigFile(_Section):
     destinations: list[DestinationConfig] | None = None
     # Like sources: None leaves warehouses alone; a list is the complete set.
     warehouses: list[WarehouseConfig] | None = None
+    # Like sources: None leaves tracking plans alone; a list is the complete set.
+    tracking_plans: list[TrackingPlanConfig] | None = None
     server: ServerConfig | None = None
 
     @field_validator("workspace")
@@ -319,7 +427,7 @@ class ConfigFile(_Section):
     def _workspace(cls, value: str) -> str:
         return str(_checked(check_name, value))
 
-    @field_validator("sources", "destinations", "warehouses", mode="before")
+    @field_validator("sources", "destinations", "warehouses", "tracking_plans", mode="before")
     @classmethod
     def _list_not_null(cls, value: Any, info: ValidationInfo) -> Any:
         if value is None:
@@ -347,9 +455,12 @@ class ConfigFile(_Section):
                             f"sources[{seen[what][item]}]"
                         )
                     seen[what].setdefault(item, i)
-        sections: list[tuple[str, Sequence[DestinationConfig | WarehouseConfig]]] = [
+        sections: list[
+            tuple[str, Sequence[DestinationConfig | WarehouseConfig | TrackingPlanConfig]]
+        ] = [
             ("destinations", self.destinations or []),
             ("warehouses", self.warehouses or []),
+            ("tracking_plans", self.tracking_plans or []),
         ]
         for section, entries in sections:
             names: dict[str, int] = {}
@@ -360,17 +471,47 @@ class ConfigFile(_Section):
                         f"by {section}[{names[entry.name]}]"
                     )
                 names.setdefault(entry.name, i)
+        problems += self._plan_references()
         if problems:
             raise ValueError("; ".join(problems))
         return self
 
+    def _plan_references(self) -> list[str]:
+        """Libraries name library plans of the file (when the file lists plans)."""
+        if self.tracking_plans is None:
+            return []
+        kinds = {plan.name: plan.type for plan in self.tracking_plans}
+        problems = []
+        for i, plan in enumerate(self.tracking_plans):
+            for j, library in enumerate(plan.libraries):
+                if library not in kinds:
+                    problems.append(
+                        f"tracking_plans[{i}].libraries[{j}]: no tracking plan named {library!r}"
+                    )
+                elif kinds[library] == "LIVE":
+                    problems.append(
+                        f"tracking_plans[{i}].libraries[{j}]: {library!r} is a LIVE plan, "
+                        "not a library (type RULE_LIBRARY or PROPERTY_LIBRARY)"
+                    )
+        for i, source in enumerate(self.sources or []):
+            wanted = source.tracking_plan
+            if wanted is not None and wanted in kinds and kinds[wanted] != "LIVE":
+                problems.append(
+                    f"sources[{i}].tracking_plan: {wanted!r} is a library; connect a LIVE plan"
+                )
+            elif wanted is not None and wanted not in kinds:
+                problems.append(f"sources[{i}].tracking_plan: no tracking plan named {wanted!r}")
+        return problems
 
-def parse_config(data: object, source: str = "the config") -> ConfigFile:
-    """Validate already-parsed YAML (or JSON) data."""
+
+def parse_config(
+    data: object, source: str = "the config", base_dir: Path | None = None
+) -> ConfigFile:
+    """Validate already-parsed YAML (or JSON) data; `file:` paths are relative to base_dir."""
     if not isinstance(data, dict):
         raise ConfigError(["the file must be a mapping with at least a `workspace:` key"], source)
     try:
-        return ConfigFile.model_validate(data)
+        return ConfigFile.model_validate(data, context={"base_dir": base_dir})
     except ValidationError as exc:
         raise ConfigError(_problems(exc), source) from None
 
@@ -406,7 +547,7 @@ def load_config(path: Path | str) -> ConfigFile:
         raise ConfigError(["nests too deeply to read; flatten it"], str(path)) from None
     if data is None:
         raise ConfigError(["the file is empty"], str(path))
-    return parse_config(data, str(path))
+    return parse_config(data, str(path), path.parent)
 
 
 # --- error messages --------------------------------------------------------------------------

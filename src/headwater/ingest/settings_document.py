@@ -3,17 +3,41 @@
 analytics.js loaded with ``cdnURL`` pointing here reads this document and sends its events to
 ``integrations["Segment.io"].apiHost``. Only device-mode destinations appear besides
 ``Segment.io``; Headwater has none yet, so the document names only Segment.io.
+
+When the source's tracking plan blocks unplanned Track events, ``plan.track`` lists the planned
+events enabled and ``__default`` disabled: analytics.js then drops unplanned events in the
+browser, before they are sent (Segment's §4.3 behaviour: unplanned-event blocking reaches
+device mode too). The server still blocks them too, for every other client.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
+from collections.abc import Callable, Collection
 from typing import Any
 from urllib.parse import urlsplit
 
+from sqlalchemy.exc import OperationalError
 
-def settings_document(write_key: str, base_url: str) -> dict[str, Any]:
+from headwater.protocols.plans import load_source_protocols
+from headwater.store.workspace import WorkspaceStore
+
+logger = logging.getLogger(__name__)
+REFRESH_INTERVAL = 1.0
+
+
+def settings_document(
+    write_key: str, base_url: str, planned_events: Collection[str] | None = None
+) -> dict[str, Any]:
+    """``planned_events``: the Track events allowed when unplanned ones are blocked, else None."""
     url = urlsplit(base_url)
     path = url.path.rstrip("/")
+    track: dict[str, Any] = {"__default": {"enabled": True, "integrations": {}}}
+    if planned_events is not None:
+        track = {name: {"enabled": True, "integrations": {}} for name in sorted(planned_events)}
+        track["__default"] = {"enabled": False, "integrations": {}}
     return {
         "integrations": {
             "Segment.io": {
@@ -27,7 +51,7 @@ def settings_document(write_key: str, base_url: str) -> dict[str, Any]:
             }
         },
         "plan": {
-            "track": {"__default": {"enabled": True, "integrations": {}}},
+            "track": track,
             "identify": {"__default": {"enabled": True}},
             "group": {"__default": {"enabled": True}},
         },
@@ -40,3 +64,42 @@ def settings_document(write_key: str, base_url: str) -> dict[str, Any]:
         "legacyVideoPluginsEnabled": False,
         "remotePlugins": [],
     }
+
+
+class PlannedEvents:
+    """Source id → the Track events its plan allows, for sources that block unplanned events.
+
+    Rebuilt when the config version changes (checked at most once a second), like the write
+    key map: serving the document costs no database round trip.
+    """
+
+    def __init__(self, store: WorkspaceStore, clock: Callable[[], float] = time.monotonic) -> None:
+        self._store = store
+        self._clock = clock
+        self._allowed: dict[str, frozenset[str]] = {}
+        self._version = -1
+        self._checked_at = float("-inf")
+        self._lock = threading.Lock()
+
+    def of(self, source_id: str) -> frozenset[str] | None:
+        if self._clock() - self._checked_at >= REFRESH_INTERVAL:
+            try:
+                self.refresh()
+            except OperationalError as exc:
+                # The database is down: answer from the map we have (as the write keys do).
+                self._checked_at = self._clock()
+                logger.warning("settings document: cannot refresh tracking plans: %s", exc)
+        return self._allowed.get(source_id)
+
+    def refresh(self) -> None:
+        with self._lock:
+            now = self._clock()
+            version = self._store.config_version()
+            if version != self._version:
+                self._allowed = {
+                    source_id: frozenset(found.plan.track)
+                    for source_id, found in load_source_protocols(self._store.engine).items()
+                    if found.plan is not None and not found.settings.track.allow_unplanned_events
+                }
+                self._version = version
+            self._checked_at = now

@@ -101,6 +101,17 @@ def _processed_references(conn: Connection) -> None:
         index.create(conn, checkfirst=True)
 
 
+def _tracking_plans(conn: Connection) -> None:
+    """Tracking plans, their rules, libraries, sources and changelog; sources get
+    ``schema_settings``."""
+    present = {c["name"] for c in sa.inspect(conn).get_columns("sources")}
+    if "schema_settings" not in present:
+        conn.execute(
+            sa.text("ALTER TABLE sources ADD COLUMN schema_settings JSON NOT NULL DEFAULT '{}'")
+        )
+    _create_tables(conn)
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "create tables", _create_tables),
     Migration(2, "seed event log partitions", _seed_log_partitions),
@@ -110,6 +121,7 @@ MIGRATIONS: list[Migration] = [
     Migration(6, "warehouses, their positions and sync history", _create_tables),
     Migration(7, "ingest log, stage chain and dedup runs", _ingest_log_and_stage_chain),
     Migration(8, "processed records that name their ingest log record", _processed_references),
+    Migration(9, "tracking plans and source schema settings", _tracking_plans),
 ]
 
 

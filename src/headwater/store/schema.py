@@ -51,6 +51,8 @@ sources = sa.Table(
     sa.Column("settings", sa.JSON, nullable=False, default=dict),
     sa.Column("created_at", sa.BigInteger, nullable=False),
     sa.Column("updated_at", sa.BigInteger, nullable=False),
+    # Protocols schema settings (Segment's `PATCH /sources/{id}/settings` body); {}: defaults.
+    sa.Column("schema_settings", sa.JSON, nullable=False, default=dict),
     sa.UniqueConstraint("workspace_id", "name", name="uq_sources_name"),
     sa.UniqueConstraint("workspace_id", "slug", name="uq_sources_slug"),
 )
@@ -329,4 +331,100 @@ warehouse_syncs = sa.Table(
     sa.Column("notices", sa.JSON, nullable=False, default=list),
     sa.Column("error", sa.Text, nullable=True),
     sa.Index("ix_warehouse_syncs_warehouse", "warehouse_id", "started_at"),
+)
+
+# --- tracking plans (Protocols; see headwater.protocols.plans) --------------------------------
+
+tracking_plans = sa.Table(
+    "tracking_plans",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),  # tp_…
+    sa.Column("workspace_id", sa.String(40), sa.ForeignKey("workspaces.id"), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("slug", sa.String(200), nullable=False),
+    sa.Column("description", sa.Text, nullable=False, default=""),
+    sa.Column("type", sa.String(40), nullable=False),  # LIVE, RULE_LIBRARY, PROPERTY_LIBRARY
+    sa.Column("labels", sa.JSON, nullable=False, default=dict),
+    # Bumped by every change to the plan or its rules: compiled plans are cached by it.
+    sa.Column("revision", sa.BigInteger, nullable=False, default=1),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+    sa.UniqueConstraint("workspace_id", "name", name="uq_tracking_plans_name"),
+    sa.UniqueConstraint("workspace_id", "slug", name="uq_tracking_plans_slug"),
+)
+
+tracking_plan_rules = sa.Table(
+    "tracking_plan_rules",
+    metadata,
+    sa.Column(
+        "plan_id",
+        sa.String(40),
+        sa.ForeignKey("tracking_plans.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("type", sa.String(20), primary_key=True),
+    sa.Column("key", sa.String(400), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("json_schema", sa.JSON, nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+    sa.Column("deprecated_at", sa.BigInteger, nullable=True),
+)
+
+# A library plan synced into a LIVE plan: its rules are part of the plan's effective rules.
+tracking_plan_libraries = sa.Table(
+    "tracking_plan_libraries",
+    metadata,
+    sa.Column(
+        "plan_id",
+        sa.String(40),
+        sa.ForeignKey("tracking_plans.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column(
+        "library_id",
+        sa.String(40),
+        sa.ForeignKey("tracking_plans.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("position", sa.Integer, nullable=False, default=0),
+    sa.Index("ix_tracking_plan_libraries_library", "library_id"),
+)
+
+# A source has at most one plan: the source id is the key (A-TP-13).
+tracking_plan_sources = sa.Table(
+    "tracking_plan_sources",
+    metadata,
+    sa.Column(
+        "source_id",
+        sa.String(40),
+        sa.ForeignKey("sources.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column(
+        "plan_id",
+        sa.String(40),
+        sa.ForeignKey("tracking_plans.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("connected_at", sa.BigInteger, nullable=False),
+    sa.Index("ix_tracking_plan_sources_plan", "plan_id"),
+)
+
+# Who changed what in a plan, and when (the plan's "View Changelog").
+tracking_plan_changes = sa.Table(
+    "tracking_plan_changes",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column(
+        "plan_id",
+        sa.String(40),
+        sa.ForeignKey("tracking_plans.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("at", sa.BigInteger, nullable=False),
+    sa.Column("actor", sa.String(200), nullable=False),  # api, config, or a token's name
+    sa.Column("action", sa.String(60), nullable=False),
+    sa.Column("detail", sa.JSON, nullable=False, default=dict),
+    sa.Index("ix_tracking_plan_changes_plan", "plan_id", "id"),
 )
