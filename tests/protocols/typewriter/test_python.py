@@ -31,6 +31,7 @@ event_42_terrible_event_name_3(user_id="u1")
 event_collided(user_id="u1")
 event_collided_2({"anything": 1}, user_id="u1")
 experiment_viewed({"variant": None, "scores": {"x": 1.5}, "flags": {"beta": True}}, user_id="u")
+experiment_viewed({"variant": "a"}, extra_properties={"utm_source": "x"}, user_id="u")
 nested_arrays({"universeCharacters": [[{"name": "Rick"}], []]}, user_id="u1")
 nested_objects({"garage": {"tunnel": {"subterranean lab": {}}}}, user_id="u1")
 identify({"email": "r@example.com", "plan": "pro"}, user_id="u1")
@@ -131,8 +132,11 @@ def test_calls_reach_segment_with_the_plans_names_and_versions(
     tw_client.identify({"email": "r@example.com"}, user_id="u1")
     tw_client.group({"name": "Acme"}, group_id="g1", user_id="u1")
     tw_client.page({"path": "/pricing"}, name="Pricing", category="Docs", user_id="u1")
+    tw_client.experiment_viewed(
+        {"variant": 1}, extra_properties={"utm_source": "news", "variant": "x"}, user_id="u1"
+    )
 
-    order, terrible, collided, identify, group, page = _sent(receiver)
+    order, terrible, collided, identify, group, page, experiment = _sent(receiver)
     assert (order["type"], order["event"], order["userId"]) == ("track", "Order Completed", "u1")
     assert order["properties"] == {"order_id": "o-1", "revenue": 33.5, "coupon": None}
     # Version 2 of the rule is the newest: Protocols must validate against it.
@@ -147,6 +151,8 @@ def test_calls_reach_segment_with_the_plans_names_and_versions(
     assert (group["type"], group["groupId"], group["traits"]) == ("group", "g1", {"name": "Acme"})
     assert (page["type"], page["name"], page["category"]) == ("page", "Pricing", "Docs")
     assert page["properties"] == {"path": "/pricing"}
+    # additionalProperties: true lets other keys through; the plan's own keys win.
+    assert experiment["properties"] == {"utm_source": "news", "variant": 1}
 
 
 def test_default_is_the_segment_analytics_module(

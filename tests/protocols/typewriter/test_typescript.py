@@ -32,6 +32,7 @@ event42TerribleEventName3()
 eventCollided()
 eventCollided2({ anything: 1 })
 experimentViewed({ variant: null, scores: { x: 1.5 }, flags: { beta: true } })
+experimentViewed({ variant: 'a', utm_source: 'x' })  // additionalProperties: true
 nestedArrays({ universeCharacters: [[{ name: 'Rick' }], []] })
 nestedObjects({ garage: { tunnel: { 'subterranean lab': {} } } })
 typewriter.orderCompleted({ order_id: 'o-3', revenue: 2 })

@@ -202,13 +202,20 @@ def _literal(value: Any) -> str:
     return json.dumps(value) if isinstance(value, str) else str(value)
 
 
-def _parameter(payload: TypeNode, name: str) -> tuple[str, str]:
-    """The payload parameter's declaration and the expression that sends it."""
-    if isinstance(payload, ObjectType):
-        if any(f.required for f in payload.fields):
-            return f"{name}: {payload.name}", f"dict({name})"
-        return f"{name}: {payload.name} | None = None", f"dict({name} or {{}})"
-    return f"{name}: Mapping[str, Any] | None = None", f"dict({name} or {{}})"
+def _parameter(payload: TypeNode, name: str) -> tuple[str, str, str]:
+    """The payload parameter, a keyword for undeclared keys if the plan allows them (a
+    TypedDict cannot), and the expression that sends both."""
+    if not isinstance(payload, ObjectType):
+        return f"{name}: Mapping[str, Any] | None = None", "", f"dict({name} or {{}})"
+    if any(f.required for f in payload.fields):
+        declaration, given = f"{name}: {payload.name}", name
+    else:
+        declaration, given = f"{name}: {payload.name} | None = None", f"({name} or {{}})"
+    if payload.extra is None:
+        return declaration, "", f"dict({given})"
+    extra = f"extra_{name}"
+    extras = f"    {extra}: Mapping[str, Any] | None = None,\n"
+    return declaration, extras, f"{{**({extra} or {{}}), **{given}}}"
 
 
 def _docstring(rule: Rule, fallback: str) -> str:
@@ -217,9 +224,9 @@ def _docstring(rule: Rule, fallback: str) -> str:
 
 
 def _track(function: str, rule: Rule, payload: TypeNode) -> str:
-    declaration, sent = _parameter(payload, "properties")
+    declaration, extras, sent = _parameter(payload, "properties")
     return (
-        f"def {function}(\n    {declaration},\n    *,\n{_COMMON_PARAMETERS}) -> None:\n"
+        f"def {function}(\n    {declaration},\n    *,\n{extras}{_COMMON_PARAMETERS}) -> None:\n"
         + _docstring(rule, f"Send {rule.key!r} (plan version {rule.version}).")
         + "    _analytics().track(\n"
         + f"        event={json.dumps(rule.key)},\n"
@@ -232,7 +239,7 @@ def _track(function: str, rule: Rule, payload: TypeNode) -> str:
 
 def _other(method: str, rule: Rule, payload: TypeNode) -> str:
     key = "traits" if method in ("identify", "group") else "properties"
-    declaration, sent = _parameter(payload, key)
+    declaration, extras, sent = _parameter(payload, key)
     extra_parameters = {
         "identify": "",
         "group": "    group_id: str,\n",
@@ -246,7 +253,8 @@ def _other(method: str, rule: Rule, payload: TypeNode) -> str:
         "screen": "        name=name,\n        category=category,\n",
     }[method]
     return (
-        f"def {method}(\n    {declaration},\n    *,\n{extra_parameters}{_COMMON_PARAMETERS})"
+        f"def {method}(\n    {declaration},\n    *,\n{extras}{extra_parameters}"
+        f"{_COMMON_PARAMETERS})"
         " -> None:\n"
         + _docstring(rule, f"Send a {method} call checked against the plan's {rule.type} rule.")
         + f"    _analytics().{method}(\n"
