@@ -27,7 +27,7 @@ def test_rules_file_gives_the_same_client_as_generate(
     _run("typewriter", "Web Plan", "--language", "python", "--out", str(out), "--rules", str(PLAN))
     expected = generate("Web Plan", plan_rules, "python")
     assert {p.name: p.read_text("utf-8") for p in out.iterdir()} == expected
-    assert "python client for 'Web Plan' (9 events)" in capsys.readouterr().out
+    assert "python client for 'Web Plan' (12 events)" in capsys.readouterr().out
 
     # The plan.json it wrote is enough to build again, in another language.
     again = tmp_path / "ts"

@@ -23,6 +23,7 @@ GOOD_USE = """
 from tw_client import (
     event_42_terrible_event_name_3, event_collided, event_collided_2, experiment_viewed,
     group, identify, nested_arrays, nested_objects, order_completed, page,
+    list_2, record, commande_passée,
 )
 
 order_completed({"order_id": "o-1", "revenue": 33.5, "coupon": None}, user_id="u1")
@@ -37,6 +38,10 @@ nested_objects({"garage": {"tunnel": {"subterranean lab": {}}}}, user_id="u1")
 identify({"email": "r@example.com", "plan": "pro"}, user_id="u1")
 group({"name": "Acme"}, group_id="g1", user_id="u1")
 page({"path": "/"}, name="Home", user_id="u1")
+list_2({"items": ["a", "b"]}, user_id="u1")  # "list" would hide the builtin
+record({"id": "r1"}, user_id="u1")
+commande_passée({"montant": 12.5}, user_id="u1")
+items: list[str] = []  # the builtin is still the builtin
 """
 
 # Each line is one mistake typewriter exists to catch, with the mypy code it must raise.

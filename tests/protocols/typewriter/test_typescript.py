@@ -21,8 +21,9 @@ ORACLE_MODULES = Path(__file__).parents[2] / "oracle" / "node_modules"
 GOOD_USE = """\
 import typewriter, {
   event42TerribleEventName3, eventCollided, eventCollided2, experimentViewed, nestedArrays,
-  nestedObjects, orderCompleted, setTypewriterOptions,
+  nestedObjects, orderCompleted, setTypewriterOptions, list, record, commandePassée,
 } from './index'
+import type { Record2 } from './index'
 import { AnalyticsBrowser } from '@segment/analytics-next'
 
 setTypewriterOptions({ analytics: AnalyticsBrowser.load({ writeKey: 'wk' }) })
@@ -36,6 +37,12 @@ experimentViewed({ variant: 'a', utm_source: 'x' })  // additionalProperties: tr
 nestedArrays({ universeCharacters: [[{ name: 'Rick' }], []] })
 nestedObjects({ garage: { tunnel: { 'subterranean lab': {} } } })
 typewriter.orderCompleted({ order_id: 'o-3', revenue: 2 })
+list({ items: ['a'] })
+const r: Record2 = { id: 'r1' }  // the event's interface; the global Record is untouched
+record(r)
+commandePassée({ montant: 12.5 })
+const counts: Record<string, number> = { a: 1 }
+void counts
 """
 
 # One mistake per line; each must be a type error on its own line.

@@ -9,14 +9,32 @@ names.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable
 
-_WORD = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|[0-9]+")
+_RUN = re.compile(r"[^\W_]+")  # letters and digits, any script
 
 
 def words(name: str) -> list[str]:
-    """`Order Completed`, `order_completed` and `orderCompleted` all give order, completed."""
-    return [w.lower() for w in _WORD.findall(name)]
+    """`Order Completed`, `order_completed` and `orderCompleted` all give order, completed;
+    letters outside ASCII stay (`Commande passée` gives commande, passée)."""
+    found: list[str] = []
+    # Python reads identifiers NFKC-normalised: `ﬁle` and `file` are one name.
+    for run in _RUN.findall(unicodedata.normalize("NFKC", name)):
+        run = "".join(c for c in run if f"a{c}".isidentifier())  # no `²` in identifiers
+        start = 0
+        for i in range(1, len(run)):
+            before, char, after = run[i - 1], run[i], run[i + 1 : i + 2]
+            if (
+                (before.islower() and char.isupper())
+                or (before.isdigit() != char.isdigit())
+                or (before.isupper() and char.isupper() and after.islower())  # HTMLParser
+            ):
+                found.append(run[start:i])
+                start = i
+        if run[start:]:
+            found.append(run[start:])
+    return [w.lower() for w in found]
 
 
 def snake(name: str, fallback: str) -> str:

@@ -8,6 +8,7 @@ misspelt one and a wrong type.
 
 from __future__ import annotations
 
+import builtins
 import json
 import keyword
 from typing import Any
@@ -34,6 +35,7 @@ _SCALARS = {"string": "str", "integer": "int", "number": "float", "boolean": "bo
 
 # Names the module defines or imports itself; generated names never take them.
 _RESERVED = {
+    *dir(builtins),  # `def list(...)` would break every `list[...]` below it
     *keyword.kwlist,
     *keyword.softkwlist,
     "annotations",
