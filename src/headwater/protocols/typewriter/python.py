@@ -8,7 +8,6 @@ misspelt one and a wrong type.
 
 from __future__ import annotations
 
-import builtins
 import json
 import keyword
 from typing import Any
@@ -35,7 +34,8 @@ _SCALARS = {"string": "str", "integer": "int", "number": "float", "boolean": "bo
 
 # Names the module defines or imports itself; generated names never take them.
 _RESERVED = {
-    *dir(builtins),  # `def list(...)` would break every `list[...]` below it
+    # Builtins the module uses: `def list(...)` would break every `list[...]` below it.
+    *("list", "dict", "str", "int", "float", "bool"),
     *keyword.kwlist,
     *keyword.softkwlist,
     "annotations",
