@@ -172,6 +172,22 @@ def _parser() -> argparse.ArgumentParser:
     )
     catalog.set_defaults(run=_catalog)
 
+    typewriter = commands.add_parser(
+        "typewriter",
+        help="write a typed analytics client (Python or TypeScript) for a tracking plan",
+        description="Reads the plan's rules from a running server (GET /api/v1/tracking-plans/"
+        "PLAN/rules; token from HEADWATER_ADMIN_TOKEN) or, with --rules, from a JSON file "
+        "holding that Public API RuleV1 list (or the plan.json a previous run wrote).",
+    )
+    typewriter.add_argument("plan", help="tracking plan name or id")
+    typewriter.add_argument("--language", choices=["python", "typescript"], required=True)
+    typewriter.add_argument("--out", type=Path, required=True, help="directory to write into")
+    typewriter.add_argument("--rules", help="JSON file of rules instead of the server (- stdin)")
+    typewriter.add_argument(
+        "--url", "--api", default="http://127.0.0.1:8088", help="the server's address"
+    )
+    typewriter.set_defaults(run=_typewriter)
+
     warehouse = commands.add_parser("warehouse", help="sync or query a warehouse")
     actions = warehouse.add_subparsers(dest="action", required=True, metavar="ACTION")
     sync = actions.add_parser(
@@ -609,6 +625,21 @@ def _replay(args: argparse.Namespace) -> int:
     from headwater.observe.delivery_cli import start_replay
 
     start_replay(args.url, _admin_token("replay"), args.destination, args.start, args.end)
+    return 0
+
+
+def _typewriter(args: argparse.Namespace) -> int:
+    from headwater.protocols.typewriter.command import (
+        rules_from_file,
+        rules_from_server,
+        write_client,
+    )
+
+    if args.rules:
+        rules = rules_from_file(args.rules)
+    else:
+        rules = rules_from_server(args.url, _admin_token("typewriter"), args.plan)
+    write_client(args.plan, rules, args.language, args.out)
     return 0
 
 
