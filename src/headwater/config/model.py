@@ -288,7 +288,8 @@ class WarehouseConfig(_Section):
 
 
 class RuleConfig(_Section):
-    """A tracking-plan rule (Segment's `RuleV1`, `json_schema` for `jsonSchema`)."""
+    """A tracking-plan rule (Segment's `RuleV1`, `json_schema` for `jsonSchema`; a rule written
+    with `jsonSchema`, as the Public API gives it, is read the same)."""
 
     type: Literal["COMMON", "TRACK", "IDENTIFY", "GROUP", "PAGE", "SCREEN"]
     key: StrictStr = ""
@@ -330,6 +331,8 @@ class TrackingPlanConfig(_Section):
         for i, item in enumerate(value):
             if isinstance(item, dict) and set(item) == {"file"}:
                 out += _rules_from_file(Path(base), item["file"], f"rules[{i}]")
+            elif isinstance(item, dict) and "jsonSchema" in item:
+                out.append(_public_api_rule(item))  # pasted from Segment's API: accepted as is
             else:
                 out.append(item)
         return out
@@ -372,13 +375,16 @@ def _rules_from_file(base: Path, name: Any, where: str) -> list[dict[str, Any]]:
     for j, item in enumerate(items):
         if not isinstance(item, dict):
             raise ValueError(f"{where}.file: {name}[{j}]: must be a rule object")
-        rule = {
-            k: v for k, v in item.items() if k not in ("createdAt", "updatedAt", "deprecatedAt")
-        }
-        if "jsonSchema" in rule:
-            rule["json_schema"] = rule.pop("jsonSchema")
-        rules.append(rule)
+        rules.append(_public_api_rule(item))
     return rules
+
+
+def _public_api_rule(item: dict[str, Any]) -> dict[str, Any]:
+    """A `RuleV1` as an inline rule: `jsonSchema` → `json_schema`, timestamps dropped."""
+    rule = {k: v for k, v in item.items() if k not in _RULE_TIMES}
+    if "jsonSchema" in rule:
+        rule["json_schema"] = rule.pop("jsonSchema")
+    return rule
 
 
 class ServerConfig(_Section):

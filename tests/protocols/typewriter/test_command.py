@@ -11,7 +11,7 @@ from headwater.cli import main
 from headwater.protocols.compiled import Rule
 from headwater.protocols.typewriter import generate, rules_to_api
 from tests.protocols.typewriter.conftest import PLAN
-from tests.support.receiver import Answer, Receiver
+from tests.support.live import ADMIN_TOKEN, serving
 
 
 def _run(*argv: str) -> None:
@@ -57,38 +57,25 @@ def test_a_plan_the_server_would_refuse_writes_nothing(tmp_path: Path) -> None:
     assert not out.exists()
 
 
-def test_rules_come_page_by_page_from_the_server(
-    tmp_path: Path,
-    plan_rules: list[Rule],
-    receiver: Receiver,
-    monkeypatch: pytest.MonkeyPatch,
+@pytest.mark.live
+def test_rules_come_page_by_page_from_a_running_server(
+    tmp_path: Path, plan_rules: list[Rule], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    items = rules_to_api(plan_rules)
-    pages = [items[:5], items[5:10], items[10:]]
-    answers = []
-    for n, page in enumerate(pages):
-        pagination = {"current": str(n), "totalEntries": len(items)}
-        if n + 1 < len(pages):
-            pagination["next"] = f"cursor-{n + 1}"
-        body = {"data": {"rules": page, "pagination": pagination}}
-        answers.append(Answer(body=json.dumps(body).encode()))
-    receiver.answer(*answers)
-    monkeypatch.setenv("HEADWATER_ADMIN_TOKEN", "admin-secret")
-    out = tmp_path / "analytics"
-    _run("typewriter", "Web Plan", "--language", "typescript", "--out", str(out),
-         "--api", receiver.url)  # fmt: skip
-
-    assert (out / "index.ts").read_text("utf-8") == generate("Web Plan", plan_rules, "typescript")[
-        "index.ts"
-    ]
-    requests = receiver.requests
-    assert [r.path for r in requests] == ["/api/v1/tracking-plans/Web%20Plan/rules"] * 3
-    assert [r.query.get("pagination.cursor") for r in requests] == [
-        None,
-        ["cursor-1"],
-        ["cursor-2"],
-    ]
-    assert all(r.headers["authorization"] == "Bearer admin-secret" for r in requests)
+    # The fixture plan plus 250 more events: more than one 200-rule page of the rules route.
+    extra = [Rule("TRACK", f"Filler {n:03}", {"type": "object"}) for n in range(250)]
+    rules = rules_to_api([*plan_rules, *extra])
+    config = {
+        "workspace": "acme",
+        "tracking_plans": [{"name": "Web Plan", "rules": rules}],
+        "sources": [{"name": "web", "write_key": "WK_web"}],
+    }
+    monkeypatch.setenv("HEADWATER_ADMIN_TOKEN", ADMIN_TOKEN)
+    with serving(tmp_path, json.dumps(config), role="all") as live:
+        out = tmp_path / "analytics"
+        _run("typewriter", "Web Plan", "--language", "typescript", "--out", str(out),
+             "--api", live.url)  # fmt: skip
+    expected = generate("Web Plan", [*plan_rules, *extra], "typescript")["index.ts"]
+    assert (out / "index.ts").read_text("utf-8") == expected
 
 
 def test_the_server_path_needs_the_admin_token(
