@@ -9,14 +9,24 @@ plan store, so every refusal — a rule that does not compile, a source that alr
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Annotated, Any
+from urllib.parse import quote
 
-from fastapi import APIRouter, Body, Depends, Path, Query, Request
+from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
+from starlette.concurrency import run_in_threadpool
 
 from headwater.api.errors import ApiError
 from headwater.api.sources import _pagination, iso, source_json, store_of
 from headwater.errors import InvalidError
 from headwater.protocols.compiled import Rule
+from headwater.protocols.plan_csv import (
+    MAX_BYTES,
+    PlanCsvError,
+    csv_filename,
+    rules_from_csv,
+    rules_to_csv,
+)
 from headwater.protocols.plans import (
     ACTOR_API,
     FIRST_PAGE,
@@ -322,3 +332,50 @@ def changelog(plan_id: PlanId, page: Pagination, plans: Plans) -> dict[str, Any]
         for entry in found.items
     ]
     return {"data": {"changelog": entries, "pagination": _pagination_json(found, cursor)}}
+
+
+# --- CSV download and upload (the editor's spreadsheet) --------------------------------------
+
+
+@router.get("/{trackingPlanId}/csv", response_model=None)
+def download_csv(plan_id: PlanId, plans: Plans) -> Response:
+    """The plan's own rules as Segment's CSV, named as Segment names the download (A-TP-15)."""
+    plan = plans.require(plan_id)
+    workspace = plans.workspace.workspace()
+    slug = workspace.slug if workspace is not None else "workspace"
+    now = datetime.fromtimestamp(plans.workspace.now(), UTC)
+    name = csv_filename(plan.name, slug, now)
+    body = rules_to_csv(r.rule() for r in plans.rules(plan_id, synced=False))
+    return Response(
+        body,
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f"attachment; filename*=UTF-8''{quote(name)}"},
+    )
+
+
+@router.put("/{trackingPlanId}/csv", response_model=None)
+async def upload_csv(plan_id: PlanId, request: Request, plans: Plans) -> dict[str, Any]:
+    """Replace the plan's rules with a CSV's; a file Segment would fail changes nothing (A-TP-14).
+
+    Synchronous: a file at Segment's limits takes about a second to read. A refusal answers
+    422 with the line at fault as the error's field, which is what `error_report.csv` says.
+    """
+    plan = await run_in_threadpool(plans.require, plan_id)
+    if plan.libraries:
+        raise ApiError(
+            409,
+            "conflict",
+            "the plan has synced libraries: unsync them before uploading a CSV",
+            "libraries",
+        )
+    data = await request.body()
+    if len(data) >= MAX_BYTES:
+        raise ApiError(413, "too_large", "the file must be smaller than 15 MB")
+    try:
+        rules = rules_from_csv(data)
+    except PlanCsvError as exc:
+        raise ApiError(
+            422, "validation", str(exc), f"line {exc.line}" if exc.line is not None else None
+        ) from None
+    await run_in_threadpool(lambda: plans.set_rules(plan_id, rules, actor=ACTOR_API))
+    return {"data": {"status": "SUCCESS", "rules": len(rules)}}
