@@ -6,11 +6,11 @@ month — a visitor who logs in counts once. The stage runs last in the chain, s
 blocked is not counted and what it forwarded counts in the target source (A-TP-1, A-SC-1;
 10,000 forwarded violations share the user `schema-violations`: one MTU, A-VF-3).
 
-Exact, not estimated: each identity is kept once per source and month as a 63-bit hash
-(`mtu_identities`), of three kinds: a userId ("u"), an anonymousId seen alone ("a"), an
-anonymousId seen with a userId ("x"); the count is |u| + |a − x|. The stage keeps the month's
-hashes of the sources it has seen in memory, so a known identity costs a hash and a set probe
-and only new ones are written, in the chain's transaction.
+Exact, not estimated: each identity is kept per source and month as a 63-bit hash, of three
+kinds: a userId ("u"), an anonymousId seen alone ("a"), an anonymousId seen with a userId
+("x"); the count is |u| + |a − x|. The stage keeps the month's hashes of the sources it has
+seen in memory (and the strings of those it met again, so a returning user costs a set probe,
+not a hash), and writes only a pass's new ones, packed, in the chain's transaction.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from headwater.store import schema
 from headwater.store.database import write_transaction
+from headwater.store.dedup import pack, unpack
 from headwater.store.record import LogRecord
 
 logger = logging.getLogger(__name__)
@@ -50,6 +51,11 @@ def identity(value: str) -> int:
 
 
 Sets = dict[str, set[int]]
+# Identities per kind, as strings: those known committed (probed before hashing, the common
+# case of a returning user) and a pass's new ones with their hashes.
+Strings = dict[str, set[str]]
+Pending = dict[str, dict[str, int]]
+SEEN_STRINGS = 1_000_000  # per source and month; past it, known identities are hashed again
 
 
 class MtuStage:
@@ -58,13 +64,15 @@ class MtuStage:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._known: dict[tuple[str, str], Sets] = {}  # (source, month) → kind → hashes
-        self._pending: dict[tuple[str, str], Sets] = {}
+        self._seen: dict[tuple[str, str], Strings] = {}
+        self._pending: dict[tuple[str, str], Pending] = {}
 
     def acquire(self, partition: int) -> None:
         """Identities are loaded per source and month when first seen."""
 
     def release(self, partition: int) -> None:
         self._known = {}  # another process may add to them now
+        self._seen = {}
 
     def process(self, partition: int, records: list[LogRecord]) -> None:
         for record in records:
@@ -74,10 +82,11 @@ class MtuStage:
             known = self._known.get(slot)
             if known is None:
                 known = self._known[slot] = self._load(*slot)
+                self._seen[slot] = {kind: set() for kind in KINDS}
+            seen = self._seen[slot]
             pending = self._pending.get(slot)
             if pending is None:
-                pending = self._pending[slot] = {kind: set() for kind in KINDS}
-            users, anonymous, associated = known[USER], known[ANONYMOUS], known[ASSOCIATED]
+                pending = self._pending[slot] = {kind: {} for kind in KINDS}
             for raw in record.events:
                 try:
                     ids = _ids(raw)
@@ -85,60 +94,62 @@ class MtuStage:
                     continue
                 user, anon = ids.userId, ids.anonymousId
                 if type(user) is str and user:
-                    key = identity(user)
-                    if key not in users:
-                        pending[USER].add(key)
+                    _note(user, known[USER], seen[USER], pending[USER])
                     if type(anon) is str and anon:
-                        key = identity(anon)
-                        if key not in associated:
-                            pending[ASSOCIATED].add(key)
+                        _note(anon, known[ASSOCIATED], seen[ASSOCIATED], pending[ASSOCIATED])
                 elif type(anon) is str and anon:
-                    key = identity(anon)
-                    if key not in anonymous:
-                        pending[ANONYMOUS].add(key)
+                    _note(anon, known[ANONYMOUS], seen[ANONYMOUS], pending[ANONYMOUS])
 
     def commit_in(self, conn: Connection) -> None:
         rows = [
-            {"source_id": source_id, "month": month, "kind": kind, "identity": key}
+            {"source_id": source_id, "month": month, "kind": kind, "packed": pack(keys.values())}
             for (source_id, month), sets in self._pending.items()
             for kind, keys in sets.items()
-            for key in keys
+            if keys
         ]
         if rows:
-            conn.execute(_insert_new(conn.dialect.name), rows)
+            conn.execute(schema.mtu_identities.insert(), rows)
 
     def committed(self) -> None:
         for slot, sets in self._pending.items():
-            known = self._known.get(slot)
-            if known is not None:
-                for kind, keys in sets.items():
-                    known[kind] |= keys
+            known, seen = self._known.get(slot), self._seen.get(slot)
+            if known is None or seen is None:
+                continue
+            for kind, keys in sets.items():
+                known[kind].update(keys.values())
+                strings = seen[kind]
+                if len(strings) + len(keys) > SEEN_STRINGS:
+                    strings.clear()
+                strings.update(keys)
         self._pending = {}
 
     def abandoned(self) -> None:
         self._pending = {}
 
     def _load(self, source_id: str, month: str) -> Sets:
-        t = schema.mtu_identities
-        sets: Sets = {kind: set() for kind in KINDS}
         with self._engine.connect() as conn:
-            for kind, key in conn.execute(
-                sa.select(t.c.kind, t.c.identity).where(
-                    t.c.source_id == source_id, t.c.month == month
-                )
-            ):
-                sets[kind].add(int(key))
-        return sets
+            return load(conn, source_id, month)
 
 
-def _insert_new(dialect: str) -> Any:
-    if dialect == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+def load(conn: Connection, source_id: str, month: str) -> Sets:
+    """A source's identities of ``month``, by kind."""
+    t = schema.mtu_identities
+    sets: Sets = {kind: set() for kind in KINDS}
+    query = sa.select(t.c.kind, t.c.packed).where(t.c.source_id == source_id, t.c.month == month)
+    for kind, blob in conn.execute(query):
+        sets[kind].update(unpack(bytes(blob)))
+    return sets
 
-        return sqlite_insert(schema.mtu_identities).on_conflict_do_nothing()
-    from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-    return pg_insert(schema.mtu_identities).on_conflict_do_nothing()
+def _note(value: str, known: set[int], seen: set[str], pending: dict[str, int]) -> None:
+    """Add ``value`` to the pass's new identities unless it is known."""
+    if value in seen or value in pending:
+        return
+    key = identity(value)
+    if key not in known:
+        pending[value] = key
+    elif len(seen) < SEEN_STRINGS:
+        seen.add(value)
 
 
 class MtuStore:
@@ -148,28 +159,16 @@ class MtuStore:
 
     def count(self, source_id: str, month: str) -> dict[str, Any]:
         """A source's MTUs in ``month`` (YYYY-MM): userIds, and anonymousIds never seen with one."""
-        t = schema.mtu_identities
-        x = t.alias("x")
-        scope = (t.c.source_id == source_id, t.c.month == month)
-        associated = sa.exists().where(
-            x.c.source_id == source_id,
-            x.c.month == month,
-            x.c.kind == ASSOCIATED,
-            x.c.identity == t.c.identity,
-        )
         with self._engine.connect() as conn:
-            users = conn.execute(
-                sa.select(sa.func.count()).where(*scope, t.c.kind == USER)
-            ).scalar_one()
-            anonymous = conn.execute(
-                sa.select(sa.func.count()).where(*scope, t.c.kind == ANONYMOUS, ~associated)
-            ).scalar_one()
+            sets = load(conn, source_id, month)
+        users = len(sets[USER])
+        anonymous = len(sets[ANONYMOUS] - sets[ASSOCIATED])
         return {
             "sourceId": source_id,
             "month": month,
-            "mtu": int(users) + int(anonymous),
-            "userIds": int(users),
-            "anonymousIds": int(anonymous),
+            "mtu": users + anonymous,
+            "userIds": users,
+            "anonymousIds": anonymous,
         }
 
     def purge(self) -> int:

@@ -108,11 +108,11 @@ class ProtocolsStage:
         sources = self.sources()
         if not sources:
             return
-        for record in records:
-            source = sources.get(record.source_id)
-            if source is None or record.forwarded_from:
-                continue
-            self._apply(source, record)
+        find = sources.get
+        for record in records:  # one probe a record: the cost of a source without Protocols
+            source = find(record.source_id)
+            if source is not None and not record.forwarded_from:
+                self._apply(source, record)
 
     def _apply(self, source: SourceProtocols, record: LogRecord) -> None:
         plan = source.plan

@@ -380,14 +380,17 @@ violation_samples = sa.Table(
     sa.Index("ix_violation_samples_key", "source_id", "event_name", "field", "violation_type"),
 )
 
-# Monthly tracked users: one row per distinct identity a source saw in a month, as a 63-bit
-# hash. kind: "u" a userId, "a" an anonymousId seen without a userId, "x" an anonymousId seen
-# with one (Segment counts an anonymousId only when it was never associated with a userId).
+# Monthly tracked users: the distinct identities a source saw in a month, as 63-bit hashes
+# packed 8 bytes each, one row per pass, kind and month (a sequential append, as dedup_runs).
+# kind: "u" a userId, "a" an anonymousId seen without a userId, "x" an anonymousId seen with
+# one (Segment counts an anonymousId only when it was never associated with a userId).
 mtu_identities = sa.Table(
     "mtu_identities",
     metadata,
-    sa.Column("source_id", sa.String(40), primary_key=True),
-    sa.Column("month", sa.String(7), primary_key=True),  # YYYY-MM (UTC)
-    sa.Column("kind", sa.String(1), primary_key=True),
-    sa.Column("identity", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("source_id", sa.String(40), nullable=False),
+    sa.Column("month", sa.String(7), nullable=False),  # YYYY-MM (UTC)
+    sa.Column("kind", sa.String(1), nullable=False),
+    sa.Column("packed", sa.LargeBinary, nullable=False),
+    sa.Index("ix_mtu_identities_source_month", "source_id", "month"),
 )
