@@ -307,9 +307,10 @@ def coalesce(
     alone (its payload, or a reference to it), else None; ``sizes[i]`` its original
     payload's length.
     Records coalesce when they are of one workspace and source, arrived in the same UTC minute,
-    and have neither ``dropped`` messages nor ``flags``: those are per request (a debugger
-    entry's arrival, MULTI_USER_ERROR), everything else a consumer reads from a record is a
-    count it may add up. Only a workspace's consecutive records coalesce, so its events keep
+    and have neither ``dropped`` messages nor ``flags`` nor ``forwarded_from``: those are per
+    request (a debugger entry's arrival, MULTI_USER_ERROR, events Protocols forwarded, which
+    the source schema leaves out), everything else a consumer reads from a record is a count
+    it may add up. Only a workspace's consecutive records coalesce, so its events keep
     their order; a run is placed where its first record was. The coalesced record's
     ``received_at`` is its first request's.
     """
@@ -319,7 +320,13 @@ def coalesce(
         workspace = record.workspace_id
         minute = _minute_key(record.received_at)
         size = sizes[i]
-        if minute is None or record.dropped or record.flags or size > record_bytes:
+        if (
+            minute is None
+            or record.dropped
+            or record.flags
+            or record.forwarded_from
+            or size > record_bytes
+        ):
             open_runs.pop(workspace, None)
             groups.append([i])
             continue

@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy.engine import Connection, Engine
 
 from headwater import reasons
+from headwater.pipeline.observer import Observer
 from headwater.protocols.blocked import BlockedEvents
 from headwater.protocols.compiled import Rule, compile_plan
 from headwater.protocols.connected import SchemaControls, SourceProtocols
@@ -20,8 +21,11 @@ from headwater.protocols.enforce import SchemaSettings
 from headwater.protocols.forwarding import violation_message_id
 from headwater.protocols.mtu import MtuStore, load
 from headwater.protocols.violations import UnknownWindow, ViolationStore
+from headwater.store import counters
+from headwater.store.counters import CounterStore
+from headwater.store.log import EventLog
 from headwater.store.record import LogRecord
-from tests.protocols.stage.harness import Harness, build, track_rule, traits_rule
+from tests.protocols.stage.harness import GROUP, Harness, build, track_rule, traits_rule
 from tests.support.clock import Clock
 
 DAY = 24 * 3600.0
@@ -625,3 +629,45 @@ def test_mtu_counts_users_and_anonymous_ids_never_seen_with_one(
         kept = load(conn, "src_s", first_month)
     # u: alice bob carol; a: anon-a anon-b anon-c; x (seen with a userId): anon-a anon-c
     assert {kind: len(keys) for kind, keys in kept.items()} == {"u": 3, "a": 3, "x": 2}
+
+
+# --- what the rest of the pipeline sees -----------------------------------------------------
+
+
+def test_the_observer_counts_blocked_events_as_filtered_at_source(
+    harness: Harness, engine: Engine
+) -> None:
+    harness.connect(source(rules=[SUB], settings={"track": {"allowUnplannedEvents": False}}))
+    harness.send("src_s", track("Nope"), track("Nope either"), track("Subscription Cancelled"))
+    harness.drain()
+    log = EventLog(engine)
+    Observer(engine)(
+        [
+            (p, offset, payload)
+            for p in log.partitions
+            for offset, payload in log.poll(GROUP, p, 100)
+        ]
+    )
+    totals = {(t.step, t.reason): t.events for t in CounterStore(engine).totals("src_s", "")}
+    assert totals[(counters.RECEIVED, "")] == 3
+    assert totals[(counters.ACCEPTED, "")] == 1
+    assert totals[(counters.FILTERED_AT_SOURCE, reasons.PROTOCOLS_UNPLANNED_EVENT)] == 2
+
+
+def test_changed_records_coalesce_with_their_filtered_counts_and_forwarded_ones_stay_alone(
+    harness: Harness,
+) -> None:
+    settings = {"track": {"allowUnplannedEvents": False}, "forwardingBlockedEventsTo": "src_q"}
+    harness.connect(source(rules=[SUB], settings=settings))
+    harness.send("src_s", track("Nope"), track("Subscription Cancelled"))
+    harness.send("src_s", track("Nope"))
+    harness.send("src_q", track("Own event"))
+    harness.drain()
+    [coalesced] = harness.records("src_s")
+    assert coalesced["filtered"] == {reasons.PROTOCOLS_UNPLANNED_EVENT: 2}
+    assert len(coalesced["events"]) == 1
+    target = harness.records("src_q")
+    assert [(len(r["events"]), r.get("forwarded_from", "")) for r in target] == [
+        (1, ""),
+        (2, "src_s"),
+    ]
