@@ -143,7 +143,8 @@ class ProtocolsStage:
             if reason is not None:
                 filtered[reason] = filtered.get(reason, 0) + 1
                 self._blocked.append((source.source_id, reason, event))
-                target = source.settings.forwarding_blocked_events_to
+                # Forwarding is a Protocols setting: ignored without a plan (§4.1).
+                target = source.settings.forwarding_blocked_events_to if plan else None
                 if target:
                     self._outbox.add(record.workspace_id, target, source.source_id, event)
                 changed = True

@@ -303,7 +303,8 @@ def test_schema_controls_block_and_omit_without_a_plan(
         block_page=True,
         omitted_identify_traits=frozenset({"ssn"}),
     )
-    harness.connect(source(controls=controls))
+    # Forwarding is a Protocols setting: without a plan it is ignored (§4.1).
+    harness.connect(source(controls=controls, settings={"forwardingBlockedEventsTo": "src_q"}))
     harness.send(
         "src_s",
         track("Foo", userId="foo-user"),
@@ -318,6 +319,8 @@ def test_schema_controls_block_and_omit_without_a_plan(
     assert delivered[0]["event"] == "Bar"
     assert delivered[2]["traits"] == {"email": "a@b"}
     assert harness.filtered("src_s") == {reasons.SCHEMA_BLOCKED_EVENT: 2}
+    assert harness.events("src_q") == []
+    assert len(BlockedEvents(engine, clock=clock).recent("src_s")) == 2
     assert MtuStore(engine).count("src_s", month(clock))["userIds"] == 1  # A-SC-1: u1 only
 
 
@@ -671,3 +674,21 @@ def test_changed_records_coalesce_with_their_filtered_counts_and_forwarded_ones_
         (1, ""),
         (2, "src_s"),
     ]
+
+
+def test_violations_are_forgotten_after_eight_days_and_samples_trimmed(
+    harness: Harness, engine: Engine, clock: Clock
+) -> None:
+    harness.connect(source(rules=[ORDER]))
+    for n in range(8):  # one pass each: samples beyond the newest 5 are trimmed
+        harness.send("src_s", track("Order Completed", {"n": n}))
+        harness.drain()
+    store = ViolationStore(engine, clock=clock)
+    assert store.purge() == 3
+    [kept] = store.summary("src_s", "1h", samples=20)
+    assert kept["count"] == 8
+    assert sorted(s["properties"]["n"] for s in kept["samples"]) == [3, 4, 5, 6, 7]
+    clock.advance(8 * DAY + 600)
+    assert store.purge() == 1 + 5  # the bucket's counts and its samples
+    clock.advance(-8 * DAY - 600)
+    assert store.summary("src_s", "7d") == []
