@@ -175,8 +175,13 @@ class ProtocolsStage:
         target = source.settings.forwarding_violations_to
         now_iso = format_timestamp(datetime.fromtimestamp(at_ms / 1000, UTC)) if target else ""
         for index, violation in enumerate(found):
-            key = ViolationKey(
-                source.source_id, source.plan_id or "", kind, name, violation.field, violation.type
+            key = ViolationKey(  # cut to the columns' sizes: a client's names can be any length
+                source.source_id,
+                source.plan_id or "",
+                kind[:20],
+                name[:200],
+                violation.field[:300],
+                violation.type[:60],
             )
             self._tallies.add(key, at_ms, violation.description, event)
             if target:

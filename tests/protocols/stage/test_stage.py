@@ -692,3 +692,17 @@ def test_violations_are_forgotten_after_eight_days_and_samples_trimmed(
     assert store.purge() == 1 + 5  # the bucket's counts and its samples
     clock.advance(-8 * DAY - 600)
     assert store.summary("src_s", "7d") == []
+
+
+def test_violations_of_very_long_names_are_kept_under_cut_names(
+    harness: Harness, engine: Engine, clock: Clock
+) -> None:
+    long_name, long_property = "E" * 500, "p" * 400
+    rule = track_rule(long_name, {}, (long_property,))
+    harness.connect(source(rules=[rule]))
+    harness.send("src_s", track(long_name))
+    harness.drain()
+    [found] = ViolationStore(engine, clock=clock).summary("src_s", "1h")
+    assert found["eventName"] == long_name[:200]
+    assert found["field"] == ("properties." + long_property)[:300]
+    assert found["description"] == f"properties.{long_property} is required"
