@@ -30,6 +30,8 @@ GO_ZERO_TIME = "0001-01-01T00:00:00Z"  # what Segment's Go writes for an absent 
 LIBRARY = {"name": "analytics-node", "version": "2.1.0"}
 OMITTED = "Omitted"  # the violationType of an unplanned name the plan's settings omitted
 
+RECORD_MESSAGES = 500  # ~350 KB of `Violation Generated` tracks: a Tracking API batch's size
+
 _ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 
@@ -130,10 +132,14 @@ class Outbox:
         self.messages.setdefault((workspace_id, target, source_id), []).append(message)
 
     def send(self, appender: Appender) -> int:
+        """Append everything, in records of up to ``RECORD_MESSAGES`` (about a Tracking API
+        batch's size), and return how many messages were appended."""
         sent = 0
         for (workspace_id, target, source_id), messages in self.messages.items():
-            appender.append(workspace_id, target, messages, forwarded_from=source_id)
-            sent += len(messages)
+            for start in range(0, len(messages), RECORD_MESSAGES):
+                chunk = messages[start : start + RECORD_MESSAGES]
+                appender.append(workspace_id, target, chunk, forwarded_from=source_id)
+                sent += len(chunk)
         return sent
 
     def clear(self) -> None:

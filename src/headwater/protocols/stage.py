@@ -132,7 +132,14 @@ class ProtocolsStage:
             if plan is None:
                 out, reason = _controlled(event, controls)
             else:
-                verdict = enforce(event, plan, source.settings, source.source_id)
+                try:
+                    verdict = enforce(event, plan, source.settings, source.source_id)
+                except Exception:
+                    # One event the engine cannot judge must not stop the chain for everyone:
+                    # it goes on as it came, and the log says which.
+                    logger.exception("protocols: event %r passed unchecked", event.get("messageId"))
+                    kept.append(raw)
+                    continue
                 found = list(verdict.violations)
                 container = "traits" if event.get("type") in ("identify", "group") else "properties"
                 found.extend(omitted_violation(container, name) for name in verdict.omitted)

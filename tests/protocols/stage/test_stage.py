@@ -439,6 +439,8 @@ def test_a_vf_3_ten_thousand_forwarded_violations_are_one_mtu(
         harness.send("src_s", *(track("Four", userId=f"u{batch}-{i}") for i in range(100)))
     harness.drain()
     assert len(harness.events("src_2")) == 10_000
+    # appended as records of at most 500, a Tracking API batch's size
+    assert max(len(r["events"]) for r in harness.records("src_2")) == 500
     assert MtuStore(engine).count("src_2", month(clock)) == {
         "sourceId": "src_2",
         "month": month(clock),
