@@ -94,7 +94,8 @@ def violation_generated(
             "eventMessageID": original_id,
             "eventName": event_name(event),
             "eventSentAt": _time(event.get("sentAt")),
-            "eventTimestamp": _time(event.get("timestamp")),
+            # the time the client gave (stored as originalTimestamp), not the one derived
+            "eventTimestamp": _time(event.get("originalTimestamp")),
             "eventType": event.get("type") if isinstance(event.get("type"), str) else "",
             "sourceID": source.source_id,
             "sourceName": source.source_name,

@@ -82,6 +82,12 @@ destinations:
             if e["event"] == "Violation Generated"
         )
         assert fields == ["properties.coupon", "properties.products"]
+        # The client sent no timestamp: Go's zero time, as Segment writes it.
+        assert {
+            e["properties"]["eventTimestamp"]
+            for e in quarantined
+            if e["event"] == "Violation Generated"
+        } == {"0001-01-01T00:00:00Z"}
 
         env = {**os.environ, "HEADWATER_ADMIN_TOKEN": ADMIN_TOKEN}
         shown = subprocess.run(
