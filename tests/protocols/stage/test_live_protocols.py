@@ -3,6 +3,7 @@ source and one behind the quarantine source the plan forwards to, and the CLI.""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -89,26 +90,31 @@ destinations:
             if e["event"] == "Violation Generated"
         } == {"0001-01-01T00:00:00Z"}
 
-        env = {**os.environ, "HEADWATER_ADMIN_TOKEN": ADMIN_TOKEN}
-        shown = subprocess.run(
-            [sys.executable, "-m", "headwater", "violations", "web", "--url", live.url],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=30,
-        )
-        assert shown.returncode == 0, shown.stderr
-        assert "Order Completed [track]" in shown.stdout
-        assert "Required" in shown.stdout and "properties.products" in shown.stdout
-        mtu = subprocess.run(
-            [sys.executable, "-m", "headwater", "mtu", "quarantine", "--url", live.url],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=30,
-        )
-        assert mtu.returncode == 0, mtu.stderr
+        shown = headwater(live, "violations", "web")
+        assert "Order Completed [track]" in shown
+        assert "Required" in shown and "properties.products" in shown
+        listed = json.loads(headwater(live, "violations", "web", "--window", "1h", "--json"))
+        assert listed["window"] == "1h"
+        assert sorted((v["field"], v["count"]) for v in listed["violations"]) == [
+            ("properties.coupon", 1),
+            ("properties.products", 1),
+        ]
+        assert listed["violations"][0]["samples"][0]["event"] == "Order Completed"
         # alice (the forwarded blocked event) and schema-violations
-        assert ": 2 MTUs (2 userIds" in mtu.stdout
+        assert ": 2 MTUs (2 userIds" in headwater(live, "mtu", "quarantine")
     finally:
         live.stop()
+
+
+def headwater(live: LiveServer, *args: str) -> str:
+    """``headwater ARGS --url …``'s output; it must succeed."""
+    env = {**os.environ, "HEADWATER_ADMIN_TOKEN": ADMIN_TOKEN}
+    done = subprocess.run(
+        [sys.executable, "-m", "headwater", *args, "--url", live.url],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=30,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
