@@ -9,12 +9,17 @@ over typical events (valid, unplanned-property omission, a violation). Target: �
 A source with no plan must cost ≤ 0.2 µs/event: the stage does one dict lookup per RECORD
 (a batch of events), and passes the record on untouched when it finds nothing — that shape is
 timed here too, per event, for single-event records and for 50-event batches.
+
+Stage level: records of 100 events through `ProtocolsStage.process` (decode, enforce, encode
+what changed) with the 200-rule plan, with a source absent from the lookup, and with an empty
+lookup; and `MtuStage.process` (monthly tracked users) over the same records.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,8 +28,16 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
+import msgspec  # noqa: E402
+
 from headwater.protocols.compiled import CompiledPlan, Rule, compile_plan  # noqa: E402
+from headwater.protocols.connected import SourceProtocols  # noqa: E402
 from headwater.protocols.enforce import SchemaSettings, enforce  # noqa: E402
+from headwater.protocols.mtu import MtuStage  # noqa: E402
+from headwater.protocols.stage import ProtocolsStage  # noqa: E402
+from headwater.store.database import database_url, open_engine  # noqa: E402
+from headwater.store.migrations import migrate  # noqa: E402
+from headwater.store.record import VERSION, LogRecord  # noqa: E402
 
 DRAFT7 = "http://json-schema.org/draft-07/schema#"
 PROPS = {
@@ -136,6 +149,114 @@ def bench_no_plan(n: int) -> None:
     timed("no plan: 50-event records (lookup per record)", n // 50, stage(batches), per=50)
 
 
+def records_of(events: list[dict[str, Any]], source_id: str, per: int = 100) -> bytes:
+    """The chain's records of ``per`` events, encoded (each run decodes a fresh copy)."""
+    out = [
+        {
+            "v": VERSION,
+            "workspace_id": "ws",
+            "source_id": source_id,
+            "received_at": "2026-12-06T12:00:00.000Z",
+            "events": events[i : i + per],
+        }
+        for i in range(0, len(events), per)
+    ]
+    return msgspec.json.encode(out)
+
+
+def bench_stage(n: int, plan: CompiledPlan, directory: Path) -> None:
+    engine = open_engine(database_url(directory, None))
+    migrate(engine)
+    omit = SchemaSettings.from_segment(
+        {"track": {"allowUnplannedEventProperties": False, "allowPropertiesOnViolations": False}}
+    )
+    planned = SourceProtocols("src-plan", "Plan", "plan", "tp", "TP", plan)
+    omitting = SourceProtocols("src-omit", "Omit", "omit", "tp", "TP", plan, omit)
+    lookups: dict[str, dict[str, SourceProtocols]] = {
+        "plan": {"src-plan": planned, "src-omit": omitting},
+        "empty": {},
+    }
+    decode_all = msgspec.json.Decoder(list[LogRecord]).decode
+
+    def through(
+        name: str, payload: bytes, lookup: dict[str, SourceProtocols], per: int = 100
+    ) -> None:
+        stage = ProtocolsStage(
+            lambda: lookup, config_version=lambda: 1, engine=engine, clock=time.time
+        )
+        copies = [decode_all(payload) for _ in range(6)]
+        done = []  # freed after timing: freeing 20,000 records is not the stage's cost
+
+        def run() -> None:
+            records = copies.pop()
+            stage.process(0, records)
+            stage.abandoned()
+            done.append(records)
+
+        timed(name, n, run)
+
+    valid = [track(i) for i in range(n)]
+    unplanned = [track(i, campaign="x") for i in range(n)]
+    invalid = [track(i, quantity=1.5) for i in range(n)]
+    plan_lookup = lookups["plan"]
+    through(
+        "stage, 100-event records, 200 rules: valid", records_of(valid, "src-plan"), plan_lookup
+    )
+    through(
+        "stage, 100-event records, 200 rules: 1 property omitted",
+        records_of(unplanned, "src-omit"),
+        plan_lookup,
+    )
+    through(
+        "stage, 100-event records, 200 rules: 1 violation (counted)",
+        records_of(invalid, "src-plan"),
+        plan_lookup,
+    )
+    through(
+        "stage, 100-event records, source not in the lookup",
+        records_of(valid, "src-other"),
+        plan_lookup,
+    )
+    through(
+        "stage, 1-event records, source not in the lookup",
+        records_of(valid, "src-other", per=1),
+        plan_lookup,
+    )
+    through(
+        "stage, 100-event records, empty lookup", records_of(valid, "src-other"), lookups["empty"]
+    )
+
+    mtu = MtuStage(engine)
+    payload = records_of(valid, "src-mtu")
+    copies = [decode_all(payload) for _ in range(6)]
+    first = [True]
+
+    done = []
+
+    def count() -> None:
+        records = copies.pop()
+        mtu.process(0, records)
+        done.append(records)
+        if first[0]:
+            first[0] = False  # the first run's identities are new; later runs find them known
+            mtu.committed()
+        else:
+            mtu.abandoned()
+
+    timed("mtu stage, 100-event records, known users", n, count)
+    fresh = [track(i, userId=f"new-{i}") for i in range(n)]
+    new_copies = [decode_all(records_of(fresh, f"src-mtu-{k}")) for k in range(6)]
+
+    def count_new() -> None:
+        records = new_copies.pop()
+        mtu.process(0, records)
+        done.append(records)
+        mtu.abandoned()
+
+    timed("mtu stage, 100-event records, new users", n, count_new)
+    engine.dispose()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=20000)
@@ -145,6 +266,8 @@ def main() -> None:
     print(f"compile 200 rules: {(time.perf_counter() - start) * 1e3:.1f} ms")
     bench_plan(args.events, plan)
     bench_no_plan(args.events)
+    with tempfile.TemporaryDirectory() as directory:
+        bench_stage(args.events, plan, Path(directory))
 
 
 if __name__ == "__main__":

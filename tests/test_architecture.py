@@ -20,7 +20,7 @@ LAYERS: list[list[str]] = [
     ["store", "fql", "observe"],
     ["destinations", "config.settings", "ingest.normalize", "protocols.plans"],
     ["delivery", "warehouse", "ingest.internal"],
-    ["pipeline", "ingest"],
+    ["pipeline", "ingest", "protocols"],
     ["api", "config"],
     ["server", "supervisor", "connections", "hot_routes", "handoff"],
     ["cli"],

@@ -86,6 +86,21 @@ def _parser() -> argparse.ArgumentParser:
     delivery.add_argument("--minutes", type=int, default=60, help="time range (default 60)")
     delivery.set_defaults(run=_delivery)
 
+    violations = commands.add_parser("violations", help="a source's Protocols violations")
+    violations.add_argument("source", help="source name or id")
+    violations.add_argument(
+        "--window", default="24h", choices=["1h", "24h", "7d"], help="time range (default 24h)"
+    )
+    violations.add_argument("--json", action="store_true", help="the API's JSON, with samples")
+    violations.add_argument("--url", default="http://127.0.0.1:8088", help="the server's address")
+    violations.set_defaults(run=_violations)
+
+    mtu = commands.add_parser("mtu", help="a source's monthly tracked users")
+    mtu.add_argument("source", help="source name or id")
+    mtu.add_argument("--month", help="YYYY-MM (UTC; default this month)")
+    mtu.add_argument("--url", default="http://127.0.0.1:8088", help="the server's address")
+    mtu.set_defaults(run=_mtu)
+
     replay = commands.add_parser("replay", help="deliver archived events to a destination again")
     replay.add_argument("destination", help="destination name or id")
     replay.add_argument("--start", required=True, help="ISO 8601 time, inclusive")
@@ -618,6 +633,21 @@ def _delivery(args: argparse.Namespace) -> int:
     from headwater.observe.delivery_cli import show_delivery
 
     show_delivery(args.url, _admin_token("delivery"), args.destination, args.minutes)
+    return 0
+
+
+def _violations(args: argparse.Namespace) -> int:
+    from headwater.protocols.violations_cli import show_violations
+
+    token = _admin_token("violations")
+    show_violations(args.url, token, args.source, args.window, args.json)
+    return 0
+
+
+def _mtu(args: argparse.Namespace) -> int:
+    from headwater.protocols.violations_cli import show_mtu
+
+    show_mtu(args.url, _admin_token("mtu"), args.source, args.month)
     return 0
 
 

@@ -94,6 +94,14 @@ HEADWATER_CODES: Final = frozenset(
 
 ALL_CODES: Final = SEGMENT_CODES | HEADWATER_CODES
 
+# --- Protocols and schema controls (Delivery Overview, "Filtered at source") -----------------
+# Headwater's codes: Segment shows these events as blocked without a code of its own.
+
+PROTOCOLS_UNPLANNED_EVENT: Final = "protocols_unplanned_event"  # track.allowUnplannedEvents
+PROTOCOLS_VIOLATIONS: Final = "protocols_violations"  # track.allowEventOnViolations
+PROTOCOLS_COMMON_SCHEMA: Final = "protocols_common_schema"  # commonEventOnViolations: BLOCK
+SCHEMA_BLOCKED_EVENT: Final = "schema_blocked_event"  # a schema control (no plan connected)
+
 # --- Routing: why an accepted event does not go to one destination instance -------------------
 
 UNSUPPORTED_EVENT_TYPE: Final = "UNSUPPORTED_EVENT_TYPE"  # the destination lacks the method

@@ -22,6 +22,7 @@ from sqlalchemy.exc import OperationalError
 
 from headwater.api.app import create_api
 from headwater.api.debugger import router as debugger_router
+from headwater.api.violations import router as violations_router
 from headwater.clock import wall_clock
 from headwater.config.settings import ServerSettings
 from headwater.delivery.engine import DeliveryEngine
@@ -31,6 +32,7 @@ from headwater.destinations.runtime.install import actions_dir
 from headwater.destinations.store import DestinationCache, DestinationStore
 from headwater.ingest.app import TrackingAPI
 from headwater.ingest.committer import GroupCommitter
+from headwater.ingest.internal import InternalAppend
 from headwater.ingest.ratelimit import RateLimiter
 from headwater.ingest.settings_document import PlannedEvents
 from headwater.ingest.sources import SourceCache
@@ -41,6 +43,10 @@ from headwater.pipeline.dedup import DedupStage
 from headwater.pipeline.observer import Observer
 from headwater.pipeline.router import GROUP as ROUTER_GROUP
 from headwater.pipeline.router import Router
+from headwater.protocols.blocked import BlockedEvents
+from headwater.protocols.mtu import MtuStage, MtuStore
+from headwater.protocols.stage import ProtocolsStage, lookup_from_environment
+from headwater.protocols.violations import ViolationStore
 from headwater.store.archive import Archive, ArchiveWriter
 from headwater.store.counters import CounterStore, minute_of
 from headwater.store.database import (
@@ -115,7 +121,7 @@ class Server:
         self.api = create_api(
             self.engine,
             admin_token_hash=self.admin_token_hash,
-            extra_routers=[debugger_router],
+            extra_routers=[debugger_router, violations_router],
             archive_dir=self.settings.archive_dir,
         )
         self.archive = Archive(self.settings.archive_dir)
@@ -132,6 +138,15 @@ class Server:
         )
         router_owner = f"{owner}:router"
         self.dedup_runs = DedupRuns(self.engine, clock=self.clock)
+        # No tracking-plan loader yet: every source is absent from the lookup (one dict probe a
+        # record) unless HEADWATER_PROTOCOLS_LOOKUP names one (see protocols/stage.py).
+        self.protocols = ProtocolsStage(
+            lookup_from_environment(self.store),
+            config_version=self.store.config_version,
+            engine=self.engine,
+            clock=self.clock,
+            appender=InternalAppend(self.ingest_log, clock=self.clock),
+        )
         self.chain = StageChain(
             self.ingest_log,
             self.log,
@@ -142,7 +157,9 @@ class Server:
                     window_hours=self.settings.dedup_window_hours,
                     clock=self.clock,
                     on_duplicates=self.metrics.duplicates.inc,
-                )
+                ),
+                self.protocols,
+                MtuStage(self.engine),  # last: it counts what reaches the processed stream
             ],
             state=self.engine,
             owner=f"{owner}:chain",
@@ -194,13 +211,17 @@ class Server:
         self.engine.dispose()
 
     def maintain(self) -> None:
-        """Forget old dedup keys, counters and latencies; purge the archive past retention."""
+        """Forget old dedup keys, counters and latencies, blocked events, violations and MTU
+        months past retention; purge the archive past retention."""
         now = self.clock()
         hour = int(now) // 3600
         self.dedup_runs.maintain(
             before_hour=hour - self.settings.dedup_window_hours - 1, closed_before_hour=hour - 1
         )
         self.archive.purge(self.settings.archive_retention_days)
+        BlockedEvents(self.engine, clock=self.clock).purge()
+        ViolationStore(self.engine, clock=self.clock).purge()
+        MtuStore(self.engine, clock=self.clock).purge()
         # Delivery Overview and Event Delivery look back two weeks at most, as in Segment.
         oldest_minute = minute_of(now) - COUNTER_RETENTION_DAYS * 24 * 60
         CounterStore(self.engine).expire(oldest_minute)

@@ -28,11 +28,17 @@ class InternalAppend:
         self._clock = clock
 
     def append(
-        self, workspace_id: str, source_id: str, messages: Sequence[Mapping[str, Any]]
+        self,
+        workspace_id: str,
+        source_id: str,
+        messages: Sequence[Mapping[str, Any]],
+        *,
+        forwarded_from: str = "",
     ) -> list[str]:
         """Append ``messages`` (each with its ``type``) for a source; return their
         ``messageId``s. A message the Spec would drop is a bug in its maker: it raises
-        ``InvalidError`` and nothing of the call is appended."""
+        ``InvalidError`` and nothing of the call is appended. ``forwarded_from``: the source
+        whose Protocols forwarded them (the record is marked so the target's stage skips it)."""
         received_at = datetime.fromtimestamp(self._clock(), UTC)
         request = RequestInfo(
             received_at=received_at,
@@ -46,6 +52,12 @@ class InternalAppend:
                 raise InvalidError(f"an internal {message.get('type')!r} message: {result.detail}")
             events.append(result)
         if events:
-            payload = encode_record(workspace_id, source_id, request.received_at_iso, events)
+            payload = encode_record(
+                workspace_id,
+                source_id,
+                request.received_at_iso,
+                events,
+                forwarded_from=forwarded_from,
+            )
             self._log.append([(workspace_id, payload)])
         return [event["messageId"] for event in events]

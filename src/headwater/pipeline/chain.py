@@ -10,8 +10,9 @@ and the pass is done again, from the same position, with the same state: nothing
 through twice, nothing dropped.
 
 A stage drops an event by leaving it out of ``record.events`` and counting it on the record
-(``duplicates`` for dedup); a record whose events all went still goes on, so the counters see
-why. A record no stage changed is passed on byte for byte.
+(``duplicates`` for dedup, ``filtered`` by reason for Protocols); a record whose events all went
+still goes on, so the counters see why. A stage that changes an event assigns the record a new
+``events`` list; a record no stage changed is passed on byte for byte.
 
 Then the pass's small records are coalesced (``coalesce``): a run of a workspace's records of
 one source, arrived in the same UTC minute, with nothing dropped on ingest and no request
@@ -34,7 +35,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
 
 import msgspec
@@ -145,8 +146,8 @@ class StageChain:
 
     def _pass(self, partition: int, start: int, rows: list[tuple[int, bytes]]) -> None:
         records: list[LogRecord] = []
-        # what an unchanged record goes on as, its payload's length, its event count, duplicates
-        originals: list[tuple[bytes | IngestRef, int, int, int]] = []
+        # what an unchanged record goes on as, its payload's length, its events, duplicates
+        originals: list[tuple[bytes | IngestRef, int, list[msgspec.Raw], int]] = []
         named = self._processed.ingest_log is self.ingest_log
         for offset, payload in rows:
             try:
@@ -156,15 +157,15 @@ class StageChain:
                 continue
             records.append(record)
             same = IngestRef(partition, offset) if named else payload
-            originals.append((same, len(payload), len(record.events), record.duplicates))
+            originals.append((same, len(payload), record.events, record.duplicates))
         try:
             for stage in self._stages:
                 stage.process(partition, records)
             out = coalesce(
                 records,
                 [
-                    same if (len(r.events), r.duplicates) == (n, d) else None
-                    for r, (same, _, n, d) in zip(records, originals, strict=True)
+                    same if r.events is events and r.duplicates == d and not r.filtered else None
+                    for r, (same, _, events, d) in zip(records, originals, strict=True)
                 ],
                 [size for _, size, _, _ in originals],
                 max_bytes=self._coalesce_bytes,
@@ -276,6 +277,14 @@ class StageChain:
                 self._stop.wait(max(0.0, self._interval - (self._monotonic() - started)))
 
 
+def _sum_filtered(counts: Iterable[dict[str, int]]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for by_reason in counts:
+        for reason, n in by_reason.items():
+            out[reason] = out.get(reason, 0) + n
+    return out
+
+
 def _minute_key(received_at: str) -> str | None:
     """``YYYY-MM-DDTHH:MM`` of a received_at in the stored form (UTC); None for any other form,
     whose minute is not read off its characters (such a record is not coalesced)."""
@@ -298,9 +307,10 @@ def coalesce(
     alone (its payload, or a reference to it), else None; ``sizes[i]`` its original
     payload's length.
     Records coalesce when they are of one workspace and source, arrived in the same UTC minute,
-    and have neither ``dropped`` messages nor ``flags``: those are per request (a debugger
-    entry's arrival, MULTI_USER_ERROR), everything else a consumer reads from a record is a
-    count it may add up. Only a workspace's consecutive records coalesce, so its events keep
+    and have neither ``dropped`` messages nor ``flags`` nor ``forwarded_from``: those are per
+    request (a debugger entry's arrival, MULTI_USER_ERROR, events Protocols forwarded, which
+    the source schema leaves out), everything else a consumer reads from a record is a count
+    it may add up. Only a workspace's consecutive records coalesce, so its events keep
     their order; a run is placed where its first record was. The coalesced record's
     ``received_at`` is its first request's.
     """
@@ -310,7 +320,13 @@ def coalesce(
         workspace = record.workspace_id
         minute = _minute_key(record.received_at)
         size = sizes[i]
-        if minute is None or record.dropped or record.flags or size > record_bytes:
+        if (
+            minute is None
+            or record.dropped
+            or record.flags
+            or record.forwarded_from
+            or size > record_bytes
+        ):
             open_runs.pop(workspace, None)
             groups.append([i])
             continue
@@ -339,6 +355,7 @@ def coalesce(
                     received_at=first.received_at,
                     events=[event for i in group for event in records[i].events],
                     duplicates=sum(records[i].duplicates for i in group),
+                    filtered=_sum_filtered(records[i].filtered for i in group),
                 )
             )
         )

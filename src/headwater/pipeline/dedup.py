@@ -114,8 +114,13 @@ class DedupStage:
             hour = self._hour_of(record.received_at)
             since = hour - self._window
             kept = []
+            # A forwarded blocked event keeps the messageId it arrived with, which this
+            # workspace has seen already: its copies are deduplicated among themselves.
+            scope = record.workspace_id
+            if record.forwarded_from:
+                scope = f"{scope}\x00forwarded\x00{record.forwarded_from}"
             for raw in record.events:
-                key = dedup_key(record.workspace_id, _message_id(raw).messageId)
+                key = dedup_key(scope, _message_id(raw).messageId)
                 if key in fresh or index.seen(key, since):
                     continue
                 fresh.add(key)

@@ -142,6 +142,10 @@ class _Batch:
         tally[0] += len(events) + len(dropped) + duplicates
         tally[1] += len(events)
         tally[2] += duplicates
+        for reason, count in record.filtered.items():
+            tally[0] += count
+            key = CounterKey(source_id, "", counters.FILTERED_AT_SOURCE, reason[:100])
+            self._counts[minute][key] += count
         for flag in record.flags:
             self._counts[minute][CounterKey(source_id, "", counters.REQUEST_FLAG, flag[:100])] += 1
         for drop in dropped:

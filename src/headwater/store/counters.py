@@ -24,9 +24,12 @@ from headwater.store.database import write_transaction
 RECEIVED = "received"
 FAILED_ON_INGEST = "failed_on_ingest"  # reason: the discard code
 DUPLICATE = "duplicate"
+# Dropped by a per-source stage (Protocols, schema controls): reason is the stage's code.
+FILTERED_AT_SOURCE = "filtered_at_source"
 ACCEPTED = "accepted"
 # A request-level discard code (``multi_user_error``, ``empty_batch_result``), counted once per
-# request. Kept apart from failed_on_ingest so that received = accepted + failed + duplicate.
+# request. Kept apart from failed_on_ingest so that
+# received = accepted + failed + duplicate + filtered at source.
 REQUEST_FLAG = "request_flag"
 
 SAMPLES_PER_KEY = 10

@@ -122,6 +122,7 @@ MIGRATIONS: list[Migration] = [
     Migration(7, "ingest log, stage chain and dedup runs", _ingest_log_and_stage_chain),
     Migration(8, "processed records that name their ingest log record", _processed_references),
     Migration(9, "tracking plans and source schema settings", _tracking_plans),
+    Migration(10, "protocols: blocked events, violations, monthly tracked users", _create_tables),
 ]
 
 

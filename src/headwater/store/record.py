@@ -29,7 +29,9 @@ class Dropped(msgspec.Struct):
 
 class LogRecord(msgspec.Struct):
     """One or more requests' events. ``dropped`` and ``flags`` are one request's: a record that
-    has any was never coalesced. ``duplicates`` is the sum over its requests."""
+    has any was never coalesced. ``duplicates`` and ``filtered`` are sums over its requests.
+    ``forwarded_from`` names the source whose Protocols forwarded these events here (violations,
+    blocked events): a later source does not block or validate them again (Segment's A-VF-6)."""
 
     v: int
     workspace_id: str
@@ -41,6 +43,9 @@ class LogRecord(msgspec.Struct):
     dropped: list[Dropped] = []
     duplicates: int = 0
     flags: list[str] = []
+    # Events a stage filtered at source (Segment's "Filtered at source"), by reason.
+    filtered: dict[str, int] = {}
+    forwarded_from: str = ""
 
 
 _decoder = msgspec.json.Decoder(LogRecord)
@@ -54,6 +59,8 @@ def encode_record(
     events: list[Any],
     dropped: list[Any] = [],  # noqa: B006 - never mutated
     flags: list[str] = [],  # noqa: B006 - never mutated
+    *,
+    forwarded_from: str = "",
 ) -> bytes:
     """One request's record as appenders write it to the ingest log (no duplicates yet)."""
     record: dict[str, Any] = {
@@ -67,6 +74,8 @@ def encode_record(
     }
     if flags:
         record["flags"] = flags
+    if forwarded_from:
+        record["forwarded_from"] = forwarded_from
     return _encode(record)
 
 

@@ -428,3 +428,67 @@ tracking_plan_changes = sa.Table(
     sa.Column("detail", sa.JSON, nullable=False, default=dict),
     sa.Index("ix_tracking_plan_changes_plan", "plan_id", "id"),
 )
+
+# --- Protocols: blocked events, violations, monthly tracked users (protocols/) ----------------
+
+# Events the Protocols stage blocked, kept 30 days as they arrived (Segment keeps them 30 days).
+blocked_events = sa.Table(
+    "blocked_events",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("source_id", sa.String(40), nullable=False),
+    sa.Column("blocked_at", sa.BigInteger, nullable=False),  # epoch seconds
+    sa.Column("reason", sa.String(60), nullable=False),
+    sa.Column("message", sa.JSON, nullable=False),
+    sa.Index("ix_blocked_events_source", "source_id", "id"),
+    sa.Index("ix_blocked_events_at", "blocked_at"),
+)
+
+# Violation counts per unique violation and 5-minute bucket, added per pass (upsert); the
+# Violations view sums the buckets of its window, the daily digest those of one day.
+violation_counts = sa.Table(
+    "violation_counts",
+    metadata,
+    sa.Column("source_id", sa.String(40), primary_key=True),
+    sa.Column("plan_id", sa.String(40), primary_key=True),  # "" for none
+    sa.Column("event_type", sa.String(20), primary_key=True),
+    sa.Column("event_name", sa.String(200), primary_key=True),
+    sa.Column("field", sa.String(300), primary_key=True),
+    sa.Column("violation_type", sa.String(60), primary_key=True),
+    sa.Column("bucket", sa.BigInteger, primary_key=True, autoincrement=False),  # epoch 5 min
+    sa.Column("count", sa.BigInteger, nullable=False),
+    sa.Column("last_seen", sa.BigInteger, nullable=False),  # epoch milliseconds
+    sa.Column("description", sa.Text, nullable=False),
+    sa.Index("ix_violation_counts_bucket", "bucket"),
+)
+
+# The newest few payloads of each unique violation (trimmed in maintenance).
+violation_samples = sa.Table(
+    "violation_samples",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("source_id", sa.String(40), nullable=False),
+    sa.Column("plan_id", sa.String(40), nullable=False),
+    sa.Column("event_type", sa.String(20), nullable=False),
+    sa.Column("event_name", sa.String(200), nullable=False),
+    sa.Column("field", sa.String(300), nullable=False),
+    sa.Column("violation_type", sa.String(60), nullable=False),
+    sa.Column("recorded_at", sa.BigInteger, nullable=False),  # epoch milliseconds
+    sa.Column("sample", sa.JSON, nullable=False),
+    sa.Index("ix_violation_samples_key", "source_id", "event_name", "field", "violation_type"),
+)
+
+# Monthly tracked users: the distinct identities a source saw in a month, as 63-bit hashes
+# packed 8 bytes each, one row per pass, kind and month (a sequential append, as dedup_runs).
+# kind: "u" a userId, "a" an anonymousId seen without a userId, "x" an anonymousId seen with
+# one (Segment counts an anonymousId only when it was never associated with a userId).
+mtu_identities = sa.Table(
+    "mtu_identities",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("source_id", sa.String(40), nullable=False),
+    sa.Column("month", sa.String(7), nullable=False),  # YYYY-MM (UTC)
+    sa.Column("kind", sa.String(1), nullable=False),
+    sa.Column("packed", sa.LargeBinary, nullable=False),
+    sa.Index("ix_mtu_identities_source_month", "source_id", "month"),
+)

@@ -1,0 +1,263 @@
+"""The Protocols stage: a source's tracking plan and schema controls applied in the stage chain.
+
+Segment's order (spec §24, step 4): standard controls and the event's rule, then the common
+schema (`enforce.py`); or, for a source with no plan connected, its schema controls (§6.2:
+"with a TP connected, use Protocols instead", so the controls apply only without a plan).
+A blocked event leaves the record, is counted on it as filtered at source with its reason,
+kept 30 days (`blocked.py`) and forwarded to `forwardingBlockedEventsTo`; a changed event
+replaces the original; violations are counted (`violations.py`) and forwarded as
+`Violation Generated` tracks to `forwardingViolationsTo` (`forwarding.py`).
+
+A source without a plan or controls is absent from the lookup: a record of it costs one dict
+lookup. Events forwarded into a source from another one are left alone (A-VF-6).
+Everything a pass produces is written in ``commit_in``, in the chain's transaction; forwarded
+messages are appended there too, with deterministic ids, so a repeated pass adds nothing.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+from sqlalchemy.engine import Connection, Engine
+
+from headwater import reasons
+from headwater.protocols.blocked import BlockedEvents
+from headwater.protocols.connected import SchemaControls, SourceProtocols
+from headwater.protocols.enforce import enforce
+from headwater.protocols.forwarding import (
+    Appender,
+    Outbox,
+    event_name,
+    omitted_violation,
+    violation_generated,
+)
+from headwater.protocols.violations import ViolationKey, ViolationTallies
+from headwater.store.record import LogRecord
+from headwater.store.workspace import WorkspaceStore
+from headwater.timestamps import format_timestamp, parse_timestamp
+
+logger = logging.getLogger(__name__)
+
+Lookup = Callable[[], Mapping[str, SourceProtocols]]
+
+# Until the tracking-plan loader is wired in, `module:factory` here names a factory that takes
+# the WorkspaceStore and returns the lookup (the live-server tests inject a plan with it).
+LOOKUP_VARIABLE = "HEADWATER_PROTOCOLS_LOOKUP"
+
+BLOCK_REASONS: Mapping[str, str] = {
+    "unplanned_event": reasons.PROTOCOLS_UNPLANNED_EVENT,
+    "violations": reasons.PROTOCOLS_VIOLATIONS,
+    "common_schema": reasons.PROTOCOLS_COMMON_SCHEMA,
+}
+
+_decode = msgspec.json.decode
+_encode = msgspec.json.Encoder().encode
+
+
+class ProtocolsStage:
+    name = "protocols"
+
+    def __init__(
+        self,
+        lookup: Lookup,
+        *,
+        config_version: Callable[[], int],
+        engine: Engine,
+        clock: Callable[[], float],
+        appender: Appender | None = None,
+        refresh_interval: float = 1.0,
+    ) -> None:
+        self._lookup = lookup
+        self._config_version = config_version
+        self._clock = clock
+        self._appender = appender
+        self._refresh_interval = refresh_interval
+        self._blocked_store = BlockedEvents(engine, clock=clock)
+        self._sources: Mapping[str, SourceProtocols] = {}
+        self._version: int | None = None
+        self._checked_at = float("-inf")
+        # this pass's work, written in commit_in
+        self._blocked: list[tuple[str, str, Any]] = []
+        self._tallies = ViolationTallies()
+        self._outbox = Outbox()
+
+    def acquire(self, partition: int) -> None:
+        """Nothing per partition: the stage's state is per pass."""
+
+    def release(self, partition: int) -> None:
+        """Nothing per partition: the stage's state is per pass."""
+
+    def sources(self) -> Mapping[str, SourceProtocols]:
+        """The lookup's map, rebuilt only when the configuration's version moved."""
+        now = self._clock()
+        if now - self._checked_at >= self._refresh_interval:
+            self._checked_at = now
+            version = self._config_version()
+            if version != self._version:
+                self._sources = self._lookup()
+                self._version = version
+        return self._sources
+
+    def process(self, partition: int, records: list[LogRecord]) -> None:
+        sources = self.sources()
+        if not sources:
+            return
+        find = sources.get
+        for record in records:  # one probe a record: the cost of a source without Protocols
+            source = find(record.source_id)
+            if source is not None and not record.forwarded_from:
+                self._apply(source, record)
+
+    def _apply(self, source: SourceProtocols, record: LogRecord) -> None:
+        plan = source.plan
+        controls = source.controls
+        if plan is None and not controls.any():
+            return
+        kept: list[msgspec.Raw] = []
+        changed = False
+        filtered: dict[str, int] = {}
+        at_ms = _epoch_ms(record.received_at, self._clock)
+        for raw in record.events:
+            event = _decode(raw)
+            if not isinstance(event, dict):
+                kept.append(raw)
+                continue
+            out: Mapping[str, Any]
+            if plan is None:
+                out, reason = _controlled(event, controls)
+            else:
+                try:
+                    verdict = enforce(event, plan, source.settings, source.source_id)
+                except Exception:
+                    # One event the engine cannot judge must not stop the chain for everyone:
+                    # it goes on as it came, and the log says which.
+                    logger.exception("protocols: event %r passed unchecked", event.get("messageId"))
+                    kept.append(raw)
+                    continue
+                found = list(verdict.violations)
+                container = "traits" if event.get("type") in ("identify", "group") else "properties"
+                found.extend(omitted_violation(container, name) for name in verdict.omitted)
+                if found:
+                    self._violations(source, record, event, found, at_ms)
+                out = verdict.event
+                reason = BLOCK_REASONS[verdict.blocked] if verdict.blocked else None
+            if reason is not None:
+                filtered[reason] = filtered.get(reason, 0) + 1
+                self._blocked.append((source.source_id, reason, event))
+                # Forwarding is a Protocols setting: ignored without a plan (§4.1).
+                target = source.settings.forwarding_blocked_events_to if plan else None
+                if target:
+                    self._outbox.add(record.workspace_id, target, source.source_id, event)
+                changed = True
+            elif out is not event:
+                kept.append(msgspec.Raw(_encode(out)))
+                changed = True
+            else:
+                kept.append(raw)
+        if changed:
+            record.events = kept
+        if filtered:
+            merged = dict(record.filtered)
+            for reason, count in filtered.items():
+                merged[reason] = merged.get(reason, 0) + count
+            record.filtered = merged
+
+    def _violations(
+        self,
+        source: SourceProtocols,
+        record: LogRecord,
+        event: dict[str, Any],
+        found: list[Any],
+        at_ms: int,
+    ) -> None:
+        kind = event.get("type")
+        kind = kind if isinstance(kind, str) else ""
+        name = event_name(event)
+        target = source.settings.forwarding_violations_to
+        now_iso = format_timestamp(datetime.fromtimestamp(at_ms / 1000, UTC)) if target else ""
+        for index, violation in enumerate(found):
+            key = ViolationKey(  # cut to the columns' sizes: a client's names can be any length
+                source.source_id,
+                source.plan_id or "",
+                kind[:20],
+                name[:200],
+                violation.field[:300],
+                violation.type[:60],
+            )
+            self._tallies.add(key, at_ms, violation.description, event)
+            if target:
+                message = violation_generated(source, event, violation, index, now_iso)
+                self._outbox.add(record.workspace_id, target, source.source_id, message)
+
+    def commit_in(self, conn: Connection) -> None:
+        self._blocked_store.write_in(conn, self._blocked)
+        self._tallies.write_in(conn)
+        if len(self._outbox):
+            if self._appender is None:
+                logger.warning("protocols: %d forwarded messages dropped", len(self._outbox))
+            else:
+                # Durable before the chain commits; a repeat after a crash is deduplicated.
+                self._outbox.send(self._appender)
+
+    def committed(self) -> None:
+        self.abandoned()
+
+    def abandoned(self) -> None:
+        self._blocked = []
+        self._tallies = ViolationTallies()
+        self._outbox.clear()
+
+
+def lookup_from_environment(store: WorkspaceStore) -> Lookup:
+    """The lookup ``HEADWATER_PROTOCOLS_LOOKUP`` names, else one where no source has any."""
+    spec = os.environ.get(LOOKUP_VARIABLE, "")
+    if not spec:
+        return _no_sources
+    module, _, name = spec.partition(":")
+    factory: Callable[[WorkspaceStore], Lookup] = getattr(importlib.import_module(module), name)
+    return factory(store)
+
+
+def _no_sources() -> Mapping[str, SourceProtocols]:
+    return {}
+
+
+def _controlled(
+    event: dict[str, Any], controls: SchemaControls
+) -> tuple[dict[str, Any], str | None]:
+    """A source's schema controls (§6.2): the event, a copy without omitted traits, or why it
+    is blocked."""
+    kind = event.get("type")
+    if kind == "track":
+        if event.get("event") in controls.blocked_track:
+            return event, reasons.SCHEMA_BLOCKED_EVENT
+    elif kind == "page":
+        if controls.block_page:
+            return event, reasons.SCHEMA_BLOCKED_EVENT
+    elif kind == "screen":
+        if controls.block_screen:
+            return event, reasons.SCHEMA_BLOCKED_EVENT
+    elif kind == "identify" or kind == "group":
+        omit = (
+            controls.omitted_identify_traits
+            if kind == "identify"
+            else controls.omitted_group_traits
+        )
+        traits = event.get("traits")
+        if omit and isinstance(traits, dict) and not omit.isdisjoint(traits):
+            out = dict(event)
+            out["traits"] = {k: v for k, v in traits.items() if k not in omit}
+            return out, None
+    return event, None
+
+
+def _epoch_ms(received_at: str, clock: Callable[[], float]) -> int:
+    parsed = parse_timestamp(received_at)
+    seconds = parsed.timestamp() if parsed is not None else clock()
+    return int(seconds * 1000)

@@ -1,0 +1,120 @@
+"""Protocols in a live server: a plan injected through the stage's lookup, a webhook behind the
+source and one behind the quarantine source the plan forwards to, and the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.live import ADMIN_TOKEN, LiveServer
+from tests.support.receiver import Receiver
+
+pytestmark = pytest.mark.live  # starts a headwater server process
+
+AUTH = {"Authorization": "Basic V0tfd2ViOg=="}  # WK_web:
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+def test_the_webhook_gets_the_omitted_event_never_the_blocked_one(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    config = tmp_path / "headwater.yaml"
+    config.write_text(f"""workspace: test
+sources:
+  - name: web
+    write_key: WK_web
+  - name: quarantine
+    write_key: WK_q
+destinations:
+  - name: hook
+    type: webhook
+    source: web
+    settings:
+      url: {receiver.url}/hook
+  - name: quarantined
+    type: webhook
+    source: quarantine
+    settings:
+      url: {receiver.url}/quarantine
+""")
+    live = LiveServer(
+        data_dir=tmp_path / "data",
+        config=config,
+        role="all",
+        env={"HEADWATER_PROTOCOLS_LOOKUP": "tests.protocols.stage.live_plan:lookup"},
+    )
+    live.start()
+    try:
+        events = [
+            {"event": "Order Completed", "properties": {"products": [], "coupon": "X"}},
+            {"event": "Unplanned Thing", "properties": {}},
+            {"event": "Order Completed", "properties": {}},
+        ]
+        with httpx.Client(base_url=live.url, timeout=10, headers=AUTH) as http:
+            for n, event in enumerate(events):
+                body = {"userId": "alice", "messageId": f"live-{n}", **event}
+                assert http.post("/v1/track", json=body).status_code == 200
+        got = receiver.wait_for(5, timeout=30)
+        time.sleep(0.5)  # anything more (a blocked event that leaked) would arrive by now
+        hook = [r.json() for r in receiver.requests if r.path == "/hook"]
+        quarantined = [r.json() for r in receiver.requests if r.path == "/quarantine"]
+        assert len(got) == 5 and len(receiver.requests) == 5
+        assert [e["messageId"] for e in hook] == ["live-0", "live-2"]
+        assert hook[0]["properties"] == {"products": []}
+        assert hook[0]["context"]["protocols"]["omitted"] == ["coupon"]
+        assert [v["field"] for v in hook[1]["context"]["protocols"]["violations"]] == [
+            "properties.products"
+        ]
+        assert sorted(e["event"] for e in quarantined) == [
+            "Unplanned Thing",
+            "Violation Generated",
+            "Violation Generated",
+        ]
+        fields = sorted(
+            e["properties"]["violationField"]
+            for e in quarantined
+            if e["event"] == "Violation Generated"
+        )
+        assert fields == ["properties.coupon", "properties.products"]
+        # The client sent no timestamp: Go's zero time, as Segment writes it.
+        assert {
+            e["properties"]["eventTimestamp"]
+            for e in quarantined
+            if e["event"] == "Violation Generated"
+        } == {"0001-01-01T00:00:00Z"}
+
+        shown = headwater(live, "violations", "web")
+        assert "Order Completed [track]" in shown
+        assert "Required" in shown and "properties.products" in shown
+        listed = json.loads(headwater(live, "violations", "web", "--window", "1h", "--json"))
+        assert listed["window"] == "1h"
+        assert sorted((v["field"], v["count"]) for v in listed["violations"]) == [
+            ("properties.coupon", 1),
+            ("properties.products", 1),
+        ]
+        assert listed["violations"][0]["samples"][0]["event"] == "Order Completed"
+        # alice (the forwarded blocked event) and schema-violations
+        assert ": 2 MTUs (2 userIds" in headwater(live, "mtu", "quarantine")
+    finally:
+        live.stop()
+
+
+def headwater(live: LiveServer, *args: str) -> str:
+    """``headwater ARGS --url …``'s output; it must succeed."""
+    env = {**os.environ, "HEADWATER_ADMIN_TOKEN": ADMIN_TOKEN}
+    done = subprocess.run(
+        [sys.executable, "-m", "headwater", *args, "--url", live.url],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=30,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
