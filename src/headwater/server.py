@@ -44,8 +44,9 @@ from headwater.pipeline.observer import Observer
 from headwater.pipeline.router import GROUP as ROUTER_GROUP
 from headwater.pipeline.router import Router
 from headwater.protocols.blocked import BlockedEvents
+from headwater.protocols.lookup import source_lookup
 from headwater.protocols.mtu import MtuStage, MtuStore
-from headwater.protocols.stage import ProtocolsStage, lookup_from_environment
+from headwater.protocols.stage import ProtocolsStage
 from headwater.protocols.violations import ViolationStore
 from headwater.store.archive import Archive, ArchiveWriter
 from headwater.store.counters import CounterStore, minute_of
@@ -138,10 +139,8 @@ class Server:
         )
         router_owner = f"{owner}:router"
         self.dedup_runs = DedupRuns(self.engine, clock=self.clock)
-        # No tracking-plan loader yet: every source is absent from the lookup (one dict probe a
-        # record) unless HEADWATER_PROTOCOLS_LOOKUP names one (see protocols/stage.py).
         self.protocols = ProtocolsStage(
-            lookup_from_environment(self.store),
+            source_lookup(self.engine),
             config_version=self.store.config_version,
             engine=self.engine,
             clock=self.clock,

@@ -16,9 +16,7 @@ messages are appended there too, with deterministic ids, so a repeated pass adds
 
 from __future__ import annotations
 
-import importlib
 import logging
-import os
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -39,16 +37,11 @@ from headwater.protocols.forwarding import (
 )
 from headwater.protocols.violations import ViolationKey, ViolationTallies
 from headwater.store.record import LogRecord
-from headwater.store.workspace import WorkspaceStore
 from headwater.timestamps import format_timestamp, parse_timestamp
 
 logger = logging.getLogger(__name__)
 
 Lookup = Callable[[], Mapping[str, SourceProtocols]]
-
-# Until the tracking-plan loader is wired in, `module:factory` here names a factory that takes
-# the WorkspaceStore and returns the lookup (the live-server tests inject a plan with it).
-LOOKUP_VARIABLE = "HEADWATER_PROTOCOLS_LOOKUP"
 
 BLOCK_REASONS: Mapping[str, str] = {
     "unplanned_event": reasons.PROTOCOLS_UNPLANNED_EVENT,
@@ -212,20 +205,6 @@ class ProtocolsStage:
         self._blocked = []
         self._tallies = ViolationTallies()
         self._outbox.clear()
-
-
-def lookup_from_environment(store: WorkspaceStore) -> Lookup:
-    """The lookup ``HEADWATER_PROTOCOLS_LOOKUP`` names, else one where no source has any."""
-    spec = os.environ.get(LOOKUP_VARIABLE, "")
-    if not spec:
-        return _no_sources
-    module, _, name = spec.partition(":")
-    factory: Callable[[WorkspaceStore], Lookup] = getattr(importlib.import_module(module), name)
-    return factory(store)
-
-
-def _no_sources() -> Mapping[str, SourceProtocols]:
-    return {}
 
 
 def _controlled(

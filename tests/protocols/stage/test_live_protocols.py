@@ -1,5 +1,5 @@
-"""Protocols in a live server: a plan injected through the stage's lookup, a webhook behind the
-source and one behind the quarantine source the plan forwards to, and the CLI."""
+"""Protocols in a live server on SQLite and PostgreSQL: a plan in headwater.yaml, a webhook behind
+the source and one behind the quarantine source the plan forwards to, and the CLI."""
 
 from __future__ import annotations
 
@@ -22,14 +22,27 @@ AUTH = {"Authorization": "Basic V0tfd2ViOg=="}  # WK_web:
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
-def test_the_webhook_gets_the_omitted_event_never_the_blocked_one(
-    tmp_path: Path, receiver: Receiver
-) -> None:
-    config = tmp_path / "headwater.yaml"
-    config.write_text(f"""workspace: test
+CONFIG = """workspace: test
+tracking_plans:
+  - name: Live Plan
+    rules:
+      - type: TRACK
+        key: Order Completed
+        json_schema:
+          type: object
+          properties:
+            properties:
+              type: object
+              properties: {{products: {{type: array}}}}
+              required: [products]
 sources:
   - name: web
     write_key: WK_web
+    tracking_plan: Live Plan
+    schema:
+      track: {{allowUnplannedEvents: false, allowUnplannedEventProperties: false}}
+      forwardingViolationsTo: quarantine
+      forwardingBlockedEventsTo: quarantine
   - name: quarantine
     write_key: WK_q
 destinations:
@@ -37,19 +50,25 @@ destinations:
     type: webhook
     source: web
     settings:
-      url: {receiver.url}/hook
+      url: {url}/hook
   - name: quarantined
     type: webhook
     source: quarantine
     settings:
-      url: {receiver.url}/quarantine
-""")
-    live = LiveServer(
-        data_dir=tmp_path / "data",
-        config=config,
-        role="all",
-        env={"HEADWATER_PROTOCOLS_LOOKUP": "tests.protocols.stage.live_plan:lookup"},
-    )
+      url: {url}/quarantine
+"""
+
+
+@pytest.mark.parametrize(
+    "database", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
+def test_the_webhook_gets_the_omitted_event_never_the_blocked_one(
+    tmp_path: Path, receiver: Receiver, database: str, request: pytest.FixtureRequest
+) -> None:
+    config = tmp_path / "headwater.yaml"
+    config.write_text(CONFIG.format(url=receiver.url))
+    url = request.getfixturevalue("pg_database") if database == "postgresql" else None
+    live = LiveServer(data_dir=tmp_path / "data", config=config, role="all", database=url)
     live.start()
     try:
         events = [
