@@ -35,7 +35,8 @@ from headwater.protocols.forwarding import (
     omitted_violation,
     violation_generated,
 )
-from headwater.protocols.violations import ViolationKey, ViolationTallies
+from headwater.protocols.schema_messages import Violation
+from headwater.protocols.violations import ViolationTallies
 from headwater.store.record import LogRecord
 from headwater.timestamps import format_timestamp, parse_timestamp
 
@@ -79,6 +80,7 @@ class ProtocolsStage:
         self._blocked: list[tuple[str, str, Any]] = []
         self._tallies = ViolationTallies()
         self._outbox = Outbox()
+        self._omitted_seen: dict[tuple[str, str], Violation] = {}
 
     def acquire(self, partition: int) -> None:
         """Nothing per partition: the stage's state is per pass."""
@@ -133,9 +135,11 @@ class ProtocolsStage:
                     logger.exception("protocols: event %r passed unchecked", event.get("messageId"))
                     kept.append(raw)
                     continue
-                found = list(verdict.violations)
-                container = "traits" if event.get("type") in ("identify", "group") else "properties"
-                found.extend(omitted_violation(container, name) for name in verdict.omitted)
+                found: list[Violation] = list(verdict.violations)
+                if verdict.omitted:
+                    kind = event.get("type")
+                    container = "traits" if kind in ("identify", "group") else "properties"
+                    found.extend(self._omitted(container, name) for name in verdict.omitted)
                 if found:
                     self._violations(source, record, event, found, at_ms)
                 out = verdict.event
@@ -174,19 +178,20 @@ class ProtocolsStage:
         name = event_name(event)
         target = source.settings.forwarding_violations_to
         now_iso = format_timestamp(datetime.fromtimestamp(at_ms / 1000, UTC)) if target else ""
+        add = self._tallies.add
+        source_id, plan_id = source.source_id, source.plan_id or ""
         for index, violation in enumerate(found):
-            key = ViolationKey(  # cut to the columns' sizes: a client's names can be any length
-                source.source_id,
-                source.plan_id or "",
-                kind[:20],
-                name[:200],
-                violation.field[:300],
-                violation.type[:60],
-            )
-            self._tallies.add(key, at_ms, violation.description, event)
+            add(source_id, plan_id, kind, name, violation, at_ms, event)
             if target:
                 message = violation_generated(source, event, violation, index, now_iso)
                 self._outbox.add(record.workspace_id, target, source.source_id, message)
+
+    def _omitted(self, container: str, name: str) -> Violation:
+        """The violation an omitted name forwards as; made once per pass and name."""
+        known = self._omitted_seen.get((container, name))
+        if known is None:
+            known = self._omitted_seen[(container, name)] = omitted_violation(container, name)
+        return known
 
     def commit_in(self, conn: Connection) -> None:
         self._blocked_store.write_in(conn, self._blocked)
@@ -205,6 +210,7 @@ class ProtocolsStage:
         self._blocked = []
         self._tallies = ViolationTallies()
         self._outbox.clear()
+        self._omitted_seen = {}
 
 
 def _controlled(

@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from headwater.protocols.schema_messages import Violation
 from headwater.store import schema
 from headwater.store.database import write_transaction
 
@@ -51,21 +52,35 @@ class _Tally:
 
 
 class ViolationTallies:
-    """One pass's violations, aggregated before they are written."""
+    """One pass's violations, aggregated before they are written.
+
+    Keyed on a flat tuple of what the event said (one hash a violation); the columns' cuts and
+    the `ViolationKey` are made once per unique violation, when the pass is written.
+    """
 
     def __init__(self) -> None:
-        self._tallies: dict[tuple[ViolationKey, int], _Tally] = {}
+        self._tallies: dict[tuple[str, str, str, str, str, str, int], _Tally] = {}
 
-    def add(self, key: ViolationKey, at_ms: int, description: str, sample: Any) -> None:
-        slot = (key, at_ms // 1000 // BUCKET_SECONDS * BUCKET_SECONDS)
+    def add(
+        self,
+        source_id: str,
+        plan_id: str,
+        event_type: str,
+        event_name: str,
+        violation: Violation,
+        at_ms: int,
+        sample: Any,
+    ) -> None:
+        bucket = at_ms // 1000 // BUCKET_SECONDS * BUCKET_SECONDS
+        slot = (source_id, plan_id, event_type, event_name, violation[1], violation[0], bucket)
         tally = self._tallies.get(slot)
         if tally is None:
-            self._tallies[slot] = _Tally(1, at_ms, description, [sample])
+            self._tallies[slot] = _Tally(1, at_ms, violation[2], [sample])
             return
         tally.count += 1
         if at_ms >= tally.last_seen:
             tally.last_seen = at_ms
-            tally.description = description
+            tally.description = violation[2]
         if len(tally.samples) < SAMPLES_PER_VIOLATION:
             tally.samples.append(sample)
 
@@ -75,6 +90,18 @@ class ViolationTallies:
     def write_in(self, conn: Connection) -> None:
         if not self._tallies:
             return
+        merged: dict[tuple[ViolationKey, int], _Tally] = {}
+        for (source, plan, kind, name, path, vtype, bucket), tally in self._tallies.items():
+            # cut to the columns' sizes: a client's names can be any length
+            key = ViolationKey(source, plan, kind[:20], name[:200], path[:300], vtype[:60])
+            known = merged.get((key, bucket))
+            if known is None:
+                merged[(key, bucket)] = tally
+                continue
+            known.count += tally.count
+            if tally.last_seen >= known.last_seen:
+                known.last_seen, known.description = tally.last_seen, tally.description
+            known.samples = (known.samples + tally.samples)[:SAMPLES_PER_VIOLATION]
         rows = [
             {
                 **key._asdict(),
@@ -83,12 +110,12 @@ class ViolationTallies:
                 "last_seen": tally.last_seen,
                 "description": tally.description,
             }
-            for (key, bucket), tally in sorted(self._tallies.items(), key=lambda kv: kv[0])
+            for (key, bucket), tally in sorted(merged.items(), key=lambda kv: kv[0])
         ]
         conn.execute(_upsert(conn.dialect.name), rows)
         samples = [
             {**key._asdict(), "recorded_at": tally.last_seen, "sample": sample}
-            for (key, _bucket), tally in self._tallies.items()
+            for (key, _bucket), tally in merged.items()
             for sample in tally.samples
         ]
         conn.execute(schema.violation_samples.insert(), samples)
