@@ -471,19 +471,20 @@ class SchemaStore:
         """New Event: list a Track event before it arrives; False when it is listed already."""
         with write_transaction(self._engine) as conn:
             stmt = _insert(conn, schema.schema_items).on_conflict_do_nothing()
-            result = conn.execute(
-                stmt,
-                {
-                    "source_id": source_id,
-                    "kind": TRACK,
-                    "event": name,
-                    "property": "",
-                    "first_seen": 0,
-                    "last_seen": 0,
-                    "archived": False,
-                },
-            )
-        return bool(result.rowcount)
+            added = conn.execute(
+                stmt.values(
+                    **{
+                        "source_id": source_id,
+                        "kind": TRACK,
+                        "event": name,
+                        "property": "",
+                        "first_seen": 0,
+                        "last_seen": 0,
+                        "archived": False,
+                    }
+                ).returning(schema.schema_items.c.event)
+            ).first()
+        return added is not None
 
     def set_archived(self, source_id: str, name: str, archived: bool) -> None:
         i = schema.schema_items.c
