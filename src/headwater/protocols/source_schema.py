@@ -503,3 +503,11 @@ class SchemaStore:
                 conn.execute(
                     sa.delete(table).where(table.c.source_id == source_id, table.c.kind.in_(chosen))
                 )
+
+    def expire(self, before_hour: int) -> int:
+        """Forget hourly counts older than ``before_hour`` (no timeframe reaches them); the
+        listed items and their last-seen times stay."""
+        c = schema.schema_counts.c
+        with write_transaction(self._engine) as conn:
+            result = conn.execute(sa.delete(schema.schema_counts).where(c.hour < before_hour))
+        return int(result.rowcount or 0)

@@ -109,6 +109,15 @@ def test_counts_fall_out_of_the_timeframe(engine: Engine) -> None:
     assert events(engine, timeframe="30d")["Old"].first_seen == seconds("2024-02-20T10:00:00Z")
 
 
+def test_expired_counts_leave_the_events_listed(engine: Engine) -> None:
+    observe = SchemaObserver(engine)
+    observe([(0, 1, log_record("src_a", "2024-01-01T10:00:00Z", [track("Old")]))])
+    observe([(0, 2, log_record("src_a", T0, [track("Old")]))])
+    assert store(engine).expire(before_hour=int(NOW) // 3600 - 31 * 24) == 1
+    old = events(engine, timeframe="30d")["Old"]
+    assert (old.allowed, old.first_seen) == (1, seconds("2024-01-01T10:00:00Z"))
+
+
 def test_a_redelivered_pass_is_not_counted_twice(engine: Engine) -> None:
     payload = log_record("src_a", T0, [track("Signed Up")])
     SchemaObserver(engine)([(3, 7, payload)])
