@@ -217,7 +217,7 @@ def archive_event(request: Request, source: SourceRef, event: str) -> Response:
     store = _store(request)
     if not store.has_event(row.id, event):
         raise ApiError(404, "not_found", f"the schema does not list the event {event!r}")
-    blocked = event in read_controls(request.app.state.engine, row.id)["blockedEvents"]
+    blocked = event in read_controls(request.app.state.workspace_store, row.id)["blockedEvents"]
     plan = _plan(request, row.id)
     if plan is not None:
         if _event_rule(plan, TRACK, event) is not None and not blocked:
@@ -338,7 +338,7 @@ def schema_csv(
 @router.get("/sources/{idOrName}/schema-controls", summary="The source's schema controls")
 def get_controls(request: Request, source: SourceRef) -> Response:
     row = _source(request, source)
-    return _json({"schemaControls": read_controls(request.app.state.engine, row.id)})
+    return _json({"schemaControls": read_controls(request.app.state.workspace_store, row.id)})
 
 
 @router.put("/sources/{idOrName}/schema-controls", summary="Replace the source's schema controls")
@@ -348,5 +348,5 @@ def put_controls(
     """Blocked Track events, all Page / Screen calls, omitted Identify / Group traits and
     schema integration filters (``{event: {destination name: false}}``)."""
     row = _source(request, source)
-    saved = save_controls(request.app.state.engine, row.id, body, clock=_clock(request))
+    saved = save_controls(request.app.state.workspace_store, row.id, body)
     return _json({"schemaControls": saved})

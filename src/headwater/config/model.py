@@ -47,6 +47,7 @@ from headwater.errors import (
     ListError,
     UnknownDestinationType,
 )
+from headwater.protocols.schema_controls import parse_controls
 from headwater.store.workspace import check_name, check_settings, check_slug, check_write_key
 from headwater.warehouse.settings import WarehouseOptions
 
@@ -89,6 +90,17 @@ class SourceConfig(_Section):
     settings: dict[str, Any] = Field(default_factory=dict)
     write_key: StrictStr | None = None
     write_keys: list[WriteKeyConfig] | None = None
+    # Event filters without a plan and schema integration filters (§6.2), in the REST body's
+    # shape (protocols/schema_controls.py); absent means none, like ``settings``.
+    schema_controls: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("schema_controls")
+    @classmethod
+    def _schema_controls(cls, value: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return parse_controls(value)
+        except InvalidError as exc:
+            raise ValueError(f"{exc.field}: {exc.message}") from exc
 
     @field_validator("name")
     @classmethod

@@ -27,7 +27,6 @@ from sqlalchemy.engine import Engine
 from headwater.errors import InvalidError
 from headwater.protocols.connected import SchemaControls
 from headwater.store import schema
-from headwater.store.database import write_transaction
 from headwater.store.workspace import WorkspaceStore
 
 _NAME_LISTS = ("blockedEvents", "omittedIdentifyTraits", "omittedGroupTraits")
@@ -90,27 +89,26 @@ def to_schema_controls(doc: Mapping[str, Any]) -> SchemaControls:
     )
 
 
-def read_controls(engine: Engine, source_id: str) -> dict[str, Any]:
+def read_controls(store: WorkspaceStore, source_id: str) -> dict[str, Any]:
     """A source's controls document (every field, empty when none were set)."""
     t = schema.schema_controls.c
-    with engine.connect() as conn:
+    with store.reading() as conn:
         stored = conn.execute(sa.select(t.controls).where(t.source_id == source_id)).scalar()
     return parse_controls(stored or {})
 
 
-def save_controls(
-    engine: Engine, source_id: str, doc: Mapping[str, Any], clock: Callable[[], float] = time.time
-) -> dict[str, Any]:
-    """Replace a source's controls; every process reloads them with the config version."""
+def save_controls(store: WorkspaceStore, source_id: str, doc: Mapping[str, Any]) -> dict[str, Any]:
+    """Replace a source's controls (inside the store's ``atomic`` transaction when there is
+    one); every process reloads them with the config version."""
     checked = parse_controls(dict(doc))
     t = schema.schema_controls
-    with write_transaction(engine) as conn:
+    with store.writing() as conn:
         conn.execute(sa.delete(t).where(t.c.source_id == source_id))
         if not is_empty(checked):
             conn.execute(
-                t.insert().values(source_id=source_id, controls=checked, updated_at=int(clock()))
+                t.insert().values(source_id=source_id, controls=checked, updated_at=store.now())
             )
-        WorkspaceStore(engine).bump(conn)
+        store.bump(conn)
     return checked
 
 

@@ -34,7 +34,7 @@ def test_a_schema_filter_turns_a_destination_off_for_one_event(
 ) -> None:
     hook = pipeline.add("hook", settings={"url": receiver.url + "/in"})
     save_controls(
-        pipeline.engine,
+        pipeline.workspace,
         pipeline.source_id,
         {
             "integrationFilters": {
@@ -62,13 +62,13 @@ def test_turning_the_filter_back_on_lets_the_event_through(
 ) -> None:
     pipeline.add("hook", settings={"url": receiver.url + "/in"})
     save_controls(
-        pipeline.engine,
+        pipeline.workspace,
         pipeline.source_id,
         {"integrationFilters": {"Order Completed": {"Webhooks": False}}},
     )
     send(pipeline, track())
     save_controls(
-        pipeline.engine,
+        pipeline.workspace,
         pipeline.source_id,
         {"integrationFilters": {"Order Completed": {"Webhooks": True}}},
     )
