@@ -1,5 +1,5 @@
-"""Schema controls in headwater.yaml: ``schema_controls`` under a source (§6.2, A-SC-1's
-configuration side), planned, applied, exported and loaded for the Protocols stage."""
+"""Schema controls in headwater.yaml: ``schema_controls`` under a source (§6.2), planned,
+applied, exported and loaded for the Protocols stage."""
 
 from __future__ import annotations
 
