@@ -100,12 +100,15 @@ def _walk(value: Mapping[str, Any], prefix: str, found: dict[str, None], limit: 
                     _walk(element, path + ".$.", found, limit)
 
 
+Shape = tuple[str, str, str, tuple[str, ...], int]  # (source, kind, event, paths, hour)
+
+
 class _Pass:
-    """One pass's observations: first/last seen per item, allowed/blocked per item and hour."""
+    """One pass's observations, by the shape of each event: most events of a name carry the
+    same properties, so one dict lookup an event does, and rows are made once a pass."""
 
     def __init__(self) -> None:
-        self.seen: dict[Key, list[int]] = {}  # key -> [first, last]; insertion = first seen
-        self.counts: dict[tuple[Key, int], list[int]] = {}  # (key, hour) -> [allowed, blocked]
+        self.shapes: dict[Shape, list[int]] = {}  # -> [allowed, blocked, first, last]
 
     def add(self, source_id: str, event: Mapping[str, Any], at: int, blocked: bool) -> None:
         listed = schema_key(event)
@@ -115,32 +118,51 @@ class _Pass:
         if len(name) > MAX_NAME:
             return
         container = event.get("properties" if kind == TRACK else "traits")
-        paths = property_paths(container) if isinstance(container, dict) else []
-        hour = at // 3600
-        column = 1 if blocked else 0
-        for path in ("", *paths):
-            if len(path) > MAX_NAME:
-                continue
-            key = (source_id, kind, name, path)
-            seen = self.seen.get(key)
-            if seen is None:
-                self.seen[key] = [at, at]
-            else:
-                seen[0] = min(seen[0], at)
-                seen[1] = max(seen[1], at)
-            count = self.counts.get((key, hour))
-            if count is None:
-                count = self.counts[(key, hour)] = [0, 0]
-            count[column] += 1
+        paths = (
+            tuple(p for p in property_paths(container) if len(p) <= MAX_NAME)
+            if isinstance(container, dict)
+            else ()
+        )
+        shape = (source_id, kind, name, paths, at // 3600)
+        tally = self.shapes.get(shape)
+        if tally is None:
+            tally = self.shapes[shape] = [0, 0, at, at]
+        elif at < tally[2]:
+            tally[2] = at
+        elif at > tally[3]:
+            tally[3] = at
+        tally[1 if blocked else 0] += 1
 
     def merge(self, other: _Pass) -> None:
-        for key, (first, last) in other.seen.items():
-            seen = self.seen.setdefault(key, [first, last])
-            seen[0], seen[1] = min(seen[0], first), max(seen[1], last)
-        for bucket, (allowed, blocked) in other.counts.items():
-            count = self.counts.setdefault(bucket, [0, 0])
-            count[0] += allowed
-            count[1] += blocked
+        for shape, (allowed, blocked, first, last) in other.shapes.items():
+            tally = self.shapes.get(shape)
+            if tally is None:
+                self.shapes[shape] = [allowed, blocked, first, last]
+                continue
+            tally[0] += allowed
+            tally[1] += blocked
+            tally[2], tally[3] = min(tally[2], first), max(tally[3], last)
+
+    def rows(self) -> tuple[dict[Key, list[int]], dict[tuple[Key, int], list[int]]]:
+        """First/last seen per item (in first-seen order), allowed/blocked per item and hour."""
+        seen: dict[Key, list[int]] = {}
+        counts: dict[tuple[Key, int], list[int]] = {}
+        for (source_id, kind, name, paths, hour), tally in self.shapes.items():
+            allowed, blocked, first, last = tally
+            for path in ("", *paths):
+                key = (source_id, kind, name, path)
+                times = seen.get(key)
+                if times is None:
+                    seen[key] = [first, last]
+                else:
+                    times[0], times[1] = min(times[0], first), max(times[1], last)
+                count = counts.get((key, hour))
+                if count is None:
+                    counts[(key, hour)] = [allowed, blocked]
+                else:
+                    count[0] += allowed
+                    count[1] += blocked
+        return seen, counts
 
 
 class SchemaObserver:
@@ -188,7 +210,7 @@ class SchemaObserver:
             raise
 
     def _observe(self, records: list[tuple[int, int, bytes]], pending: _Pass) -> None:
-        if not records and not pending.seen:
+        if not records and not pending.shapes:
             return
         batch = _Pass()  # pending is put back as it was if this pass fails
         batch.merge(pending)
@@ -260,9 +282,10 @@ def _insert(conn: Connection, table: sa.Table) -> Any:
 
 def _write(conn: Connection, batch: _Pass) -> None:
     """Upsert a pass's items and counts: new items only while the source is under its limits."""
-    if not batch.seen:
+    if not batch.shapes:
         return
-    listed = _admit(conn, batch.seen)
+    seen, counts = batch.rows()
+    listed = _admit(conn, seen)
     items = schema.schema_items
     rows = [
         {
@@ -274,7 +297,7 @@ def _write(conn: Connection, batch: _Pass) -> None:
             "last_seen": last,
             "archived": False,
         }
-        for key, (first, last) in sorted(batch.seen.items())  # one lock order across writers
+        for key, (first, last) in sorted(seen.items())  # one lock order across writers
         if key in listed
     ]
     if rows:
@@ -308,7 +331,7 @@ def _write(conn: Connection, batch: _Pass) -> None:
             "allowed": allowed,
             "blocked": blocked,
         }
-        for (key, hour), (allowed, blocked) in sorted(batch.counts.items())
+        for (key, hour), (allowed, blocked) in sorted(counts.items())
         if key in listed
     ]
     if count_rows:
