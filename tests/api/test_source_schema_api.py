@@ -224,3 +224,21 @@ def test_schema_controls_are_stored_and_loaded(api: Api) -> None:
     assert wrong.json()["errors"][0]["field"] == "blockPage"
     api.http.put("/api/v1/sources/web/schema-controls", json={})
     assert load_schema_controls(api.engine) == {}
+
+
+@pytest.mark.parametrize("name", ["a\u0000b", "\ud800", "x" * 300])
+def test_unusable_event_names_are_refused(api: Api, name: str) -> None:
+    added = api.http.post(
+        "/api/v1/sources/web/schema/events",
+        content=(
+            '{"name": "' + name.encode("unicode_escape").decode().replace("\\x", "\\u00") + '"}'
+        ),
+        headers={"content-type": "application/json"},
+    )
+    assert 400 <= added.status_code < 500, added.text
+    put = api.http.put(
+        "/api/v1/sources/web/schema-controls",
+        content='{"blockedEvents": ["a\\u0000b"], "integrationFilters": {"\\ud800": {"x": false}}}',
+        headers={"content-type": "application/json"},
+    )
+    assert 400 <= put.status_code < 500, put.text

@@ -36,6 +36,7 @@ from headwater.protocols.source_schema import (
     Item,
     SchemaStore,
     since_hour,
+    storable,
 )
 from headwater.store import schema
 
@@ -164,9 +165,12 @@ def add_event(
 ) -> Response:
     row = _source(request, source)
     name = body.get("name")
-    if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME:
+    if not isinstance(name, str) or not name.strip() or not storable(name):
         raise ApiError(
-            422, "validation", f"name: must be an event name of 1 to {MAX_NAME} characters", "name"
+            422,
+            "validation",
+            f"name: must be an event name of 1 to {MAX_NAME} characters, without NUL",
+            "name",
         )
     if not _store(request).add_event(row.id, name):
         raise ApiError(409, "conflict", f"the schema already lists the event {name!r}", "name")

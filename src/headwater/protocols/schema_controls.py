@@ -26,6 +26,7 @@ from sqlalchemy.engine import Engine
 
 from headwater.errors import InvalidError
 from headwater.protocols.connected import SchemaControls
+from headwater.protocols.source_schema import MAX_NAME, storable
 from headwater.store import schema
 from headwater.store.workspace import WorkspaceStore
 
@@ -35,6 +36,10 @@ FIELDS = (*_NAME_LISTS, *_FLAGS, "integrationFilters")
 
 # event name -> destination (catalog) name -> on/off
 IntegrationFilters = Mapping[str, Mapping[str, bool]]
+
+
+def _name(value: object) -> bool:
+    return isinstance(value, str) and bool(value) and storable(value)
 
 
 def parse_controls(body: object) -> dict[str, Any]:
@@ -48,8 +53,10 @@ def parse_controls(body: object) -> dict[str, Any]:
     doc: dict[str, Any] = {}
     for name in _NAME_LISTS:
         value = body.get(name, [])
-        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-            raise InvalidError("must be a list of non-empty strings", name)
+        if not isinstance(value, list) or not all(_name(v) for v in value):
+            raise InvalidError(
+                f"must be a list of names of 1 to {MAX_NAME} characters, without NUL", name
+            )
         doc[name] = sorted(set(value))
     for name in _FLAGS:
         value = body.get(name, False)
@@ -64,10 +71,10 @@ def parse_controls(body: object) -> dict[str, Any]:
     checked: dict[str, dict[str, bool]] = {}
     for event, toggles in filters.items():
         field = f"integrationFilters.{event}"
-        if not event or not isinstance(toggles, dict):
+        if not _name(event) or not isinstance(toggles, dict):
             raise InvalidError("must be an object of destination name to true|false", field)
         for destination, on in toggles.items():
-            if not destination or not isinstance(on, bool):
+            if not _name(destination) or not isinstance(on, bool):
                 raise InvalidError("must be true or false", f"{field}.{destination}")
         checked[event] = dict(sorted(toggles.items()))
     doc["integrationFilters"] = dict(sorted(checked.items()))

@@ -34,6 +34,7 @@ from headwater.protocols.compiled import PAGE_VIEWED, SCREEN_VIEWED
 from headwater.store import schema
 from headwater.store.database import is_sqlite, write_transaction
 from headwater.store.record import decode_processed
+from headwater.store.workspace import is_unicode
 from headwater.timestamps import parse_timestamp
 
 logger = logging.getLogger(__name__)
@@ -53,6 +54,12 @@ VIOLATION_EVENT = "Violation Generated"
 VIOLATION_USER_ID = "schema-violations"
 
 Key = tuple[str, str, str, str]  # (source, kind, event, property); property "" is the event
+
+
+def storable(name: str) -> bool:
+    """Whether a name fits the schema's columns: no NUL (PostgreSQL refuses it), valid UTF-8
+    (JSON's lone ``\\ud800`` escape is not), at most 255 characters."""
+    return len(name) <= MAX_NAME and "\x00" not in name and is_unicode(name)
 
 
 def schema_key(event: Mapping[str, Any]) -> tuple[str, str] | None:
@@ -115,14 +122,8 @@ class _Pass:
         if listed is None:
             return
         kind, name = listed
-        if len(name) > MAX_NAME:
-            return
         container = event.get("properties" if kind == TRACK else "traits")
-        paths = (
-            tuple(p for p in property_paths(container) if len(p) <= MAX_NAME)
-            if isinstance(container, dict)
-            else ()
-        )
+        paths = tuple(property_paths(container)) if isinstance(container, dict) else ()
         shape = (source_id, kind, name, paths, at // 3600)
         tally = self.shapes.get(shape)
         if tally is None:
@@ -148,8 +149,12 @@ class _Pass:
         seen: dict[Key, list[int]] = {}
         counts: dict[tuple[Key, int], list[int]] = {}
         for (source_id, kind, name, paths, hour), tally in self.shapes.items():
+            if not storable(name):
+                continue
             allowed, blocked, first, last = tally
             for path in ("", *paths):
+                if path and not storable(path):
+                    continue
                 key = (source_id, kind, name, path)
                 times = seen.get(key)
                 if times is None:

@@ -198,3 +198,13 @@ def test_through_the_processed_stream(engine: Engine, tmp_path: Path) -> None:
     finally:
         consumer.stop()
     assert sorted(events(engine)) == ["Page Viewed", "Signed Up"]
+
+
+def test_names_the_store_cannot_hold_are_not_listed(engine: Engine) -> None:
+    """A NUL (PostgreSQL refuses it) or an over-long name would stop the consumer for good."""
+    observe = SchemaObserver(engine)
+    bad = [track("a\x00b"), track("x" * 256), track("Fine", **{"p\x00": 1, "q": 2})]
+    observe([(0, 1, log_record("src_a", T0, bad))])
+    assert list(events(engine)) == ["Fine"]
+    props = store(engine).items("src_a", TRACK, "24h", event="Fine", properties=True)
+    assert [p.property for p in props] == ["q"]
