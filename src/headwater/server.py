@@ -22,12 +22,14 @@ from sqlalchemy.exc import OperationalError
 
 from headwater.api.app import create_api
 from headwater.api.debugger import router as debugger_router
+from headwater.api.source_schema import router as source_schema_router
 from headwater.api.violations import router as violations_router
 from headwater.clock import wall_clock
 from headwater.config.settings import ServerSettings
 from headwater.delivery.engine import DeliveryEngine
 from headwater.destinations import registry
 from headwater.destinations.redirects import Redirects
+from headwater.destinations.routing import stages_with_schema_filters
 from headwater.destinations.runtime.install import actions_dir
 from headwater.destinations.store import DestinationCache, DestinationStore
 from headwater.ingest.app import TrackingAPI
@@ -46,6 +48,9 @@ from headwater.pipeline.router import Router
 from headwater.protocols.blocked import BlockedEvents
 from headwater.protocols.lookup import source_lookup
 from headwater.protocols.mtu import MtuStage, MtuStore
+from headwater.protocols.schema_controls import IntegrationFilterCache
+from headwater.protocols.source_schema import GROUP as SOURCE_SCHEMA_GROUP
+from headwater.protocols.source_schema import SchemaObserver, SchemaStore
 from headwater.protocols.stage import ProtocolsStage
 from headwater.protocols.violations import ViolationStore
 from headwater.store.archive import Archive, ArchiveWriter
@@ -75,6 +80,7 @@ MAINTENANCE_INTERVAL = 60.0
 WAREHOUSE_TICK = 5.0  # how soon a "sync now" or a due schedule starts
 READY_PROBE_INTERVAL = 1.0
 COUNTER_RETENTION_DAYS = 14
+SCHEMA_RETENTION_HOURS = 31 * 24  # the Source Schema's longest timeframe is 30 days
 STAGE_CHAIN = "stage-chain"  # the ingest log's reader, in the consumer lag gauge
 
 
@@ -122,7 +128,7 @@ class Server:
         self.api = create_api(
             self.engine,
             admin_token_hash=self.admin_token_hash,
-            extra_routers=[debugger_router, violations_router],
+            extra_routers=[debugger_router, violations_router, source_schema_router],
             archive_dir=self.settings.archive_dir,
         )
         self.archive = Archive(self.settings.archive_dir)
@@ -165,16 +171,27 @@ class Server:
             clock=self.clock,
             on_processed=self.metrics.accepted.inc,
         )
+        # The Source Schema; the Protocols stage reports what it blocks to it (blocked()).
+        self.schema_observer = SchemaObserver(self.engine)
         self.archive_consumer = Consumer(
             self.log, "archive", ArchiveWriter(self.settings.archive_dir), owner=owner
         )
         self.consumers = [
             self.archive_consumer,
             Consumer(self.log, "observer", Observer(self.engine), owner=owner),
+            Consumer(self.log, SOURCE_SCHEMA_GROUP, self.schema_observer, owner=owner),
             Consumer(
                 self.log,
                 ROUTER_GROUP,
-                Router(self.log, destination_cache, self.delivery.queue, owner=router_owner),
+                Router(
+                    self.log,
+                    destination_cache,
+                    self.delivery.queue,
+                    owner=router_owner,
+                    stages=stages_with_schema_filters(
+                        IntegrationFilterCache(self.engine).turned_off
+                    ),
+                ),
                 owner=router_owner,
             ),
         ]
@@ -225,6 +242,7 @@ class Server:
         oldest_minute = minute_of(now) - COUNTER_RETENTION_DAYS * 24 * 60
         CounterStore(self.engine).expire(oldest_minute)
         self.delivery.queue.expire_latencies(oldest_minute)
+        SchemaStore(self.engine).expire(before_hour=hour - SCHEMA_RETENTION_HOURS)
 
     async def _maintenance_loop(self) -> None:
         while True:

@@ -25,6 +25,7 @@ import uvicorn
 
 from headwater.api.app import create_api
 from headwater.api.debugger import router as debugger_router
+from headwater.api.source_schema import router as source_schema_router
 from headwater.store.admin_token import hash_token
 from headwater.store.database import database_url, open_engine
 from headwater.store.migrations import migrate
@@ -37,7 +38,9 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 def _operations() -> list[tuple[str, str, dict[str, Any]]]:
     app = create_api(
-        sa.create_engine("sqlite://"), admin_token_hash="x", extra_routers=[debugger_router]
+        sa.create_engine("sqlite://"),
+        admin_token_hash="x",
+        extra_routers=[debugger_router, source_schema_router],
     )
     spec = app.openapi()
     return [
@@ -141,7 +144,7 @@ def base_url(
     app = create_api(
         engine,
         admin_token_hash=hash_token(TOKEN),
-        extra_routers=[debugger_router],
+        extra_routers=[debugger_router, source_schema_router],
         archive_dir=tmp / "archive",
     )
     with socket.socket() as sock:
@@ -242,7 +245,7 @@ def _path_values(path: str, made: dict[str, str]) -> dict[str, str]:
         owner = made["actions"]
     else:
         owner = made["hook"]
-    return {"idOrName": quote(owner, safe=""), **made}
+    return {"idOrName": quote(owner, safe=""), "event": "Order%20Completed", **made}
 
 
 def _schema(operation: dict[str, Any]) -> dict[str, Any] | None:

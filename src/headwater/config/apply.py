@@ -35,6 +35,7 @@ from headwater.destinations.registry import get as get_definition
 from headwater.destinations.store import DestinationInfo, DestinationStore, redact
 from headwater.errors import ConfigError, ExportError, ListError, UnknownDestinationType
 from headwater.protocols.plans import ACTOR_CONFIG, LIBRARY_TYPES, PlanInfo, PlanStore
+from headwater.protocols.schema_controls import read_controls, save_controls
 from headwater.store.instances import REDACTED
 from headwater.store.workspace import (
     MAX_PAGE_SIZE,
@@ -139,6 +140,28 @@ class UpdateSource(Change):
 
     def apply(self, store: WorkspaceStore) -> None:
         store.update_source(self.source_id, **{self.field: self.new})
+
+
+@dataclass(frozen=True)
+class SetSchemaControls(Change):
+    """A source's schema controls; a source created by the same plan is found by name."""
+
+    name: str
+    old: Mapping[str, Any]
+    new: Mapping[str, Any]
+
+    def render(self) -> str:
+        old, new = _shown_controls(self.old), _shown_controls(self.new)
+        return f"~ source {self.name}: schema_controls {_value(old)} → {_value(new)}"
+
+    def apply(self, store: WorkspaceStore) -> None:
+        source = store.get_source(self.name)
+        assert source is not None, self.name  # created or matched earlier in the plan
+        save_controls(store, source.id, self.new)
+
+
+def _shown_controls(doc: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in doc.items() if value}
 
 
 @dataclass(frozen=True)
@@ -501,7 +524,11 @@ def _plan_sources(store: WorkspaceStore, configs: Sequence[SourceConfig]) -> lis
     removals: list[Change] = []
     additions: list[Change] = []
     creates: list[Change] = []
+    controls: list[Change] = []
     for cfg, source, keys in zip(configs, pairs, desired, strict=True):
+        current_controls = read_controls(store, source.id) if source is not None else {}
+        if _shown_controls(current_controls) != _shown_controls(cfg.schema_controls):
+            controls.append(SetSchemaControls(cfg.name, current_controls, cfg.schema_controls))
         if source is None:
             creates.append(
                 CreateSource(
@@ -536,7 +563,7 @@ def _plan_sources(store: WorkspaceStore, configs: Sequence[SourceConfig]) -> lis
                     SetWriteKeyExpiry(source.id, cfg.name, key, current[key], expires_at)
                 )
     # Removals run before additions, so a key can move from one source to another.
-    return deletes + updates + removals + additions + creates
+    return deletes + updates + removals + additions + creates + controls
 
 
 def _check_key_owners(
@@ -819,6 +846,9 @@ def export_config(store: WorkspaceStore) -> str:
         schema_settings = plans.schema_settings(source.id)
         if schema_settings:
             item["schema"] = _named_targets(schema_settings, source_names)
+        controls = _shown_controls(read_controls(store, source.id))
+        if controls:
+            item["schema_controls"] = controls
         sources.append(item)
     data: dict[str, Any] = {
         "workspace": workspace.name if workspace else "default",

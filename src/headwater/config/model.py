@@ -50,6 +50,7 @@ from headwater.errors import (
 )
 from headwater.protocols.compiled import PlanError, Rule, compile_plan
 from headwater.protocols.plans import normalized_settings
+from headwater.protocols.schema_controls import parse_controls
 from headwater.store.workspace import check_name, check_settings, check_slug, check_write_key
 from headwater.warehouse.settings import WarehouseOptions
 
@@ -96,6 +97,17 @@ class SourceConfig(_Section):
     # forwarding targets by source name or id.
     tracking_plan: StrictStr | None = None
     schema_settings: dict[str, Any] = Field(default_factory=dict, alias="schema")
+    # Event filters without a plan and schema integration filters (§6.2), in the REST body's
+    # shape (protocols/schema_controls.py); absent means none, like ``settings``.
+    schema_controls: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("schema_controls")
+    @classmethod
+    def _schema_controls(cls, value: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return parse_controls(value)
+        except InvalidError as exc:
+            raise ValueError(f"{exc.field}: {exc.message}") from exc
 
     @field_validator("name")
     @classmethod

@@ -28,6 +28,12 @@ def is_enabled(names: Iterable[str], default: bool, integrations: Mapping[str, A
     return default
 
 
+def names_destination(names: Iterable[str], integrations: Mapping[str, Any] | None) -> bool:
+    """Whether the integrations object has a value of its own for this destination (``All``
+    does not count): a schema integration filter never overrides one (A-SC-7)."""
+    return integrations is not None and any(name in integrations for name in names)
+
+
 def warehouse_enabled(warehouse_id: str, integrations: Mapping[str, Any] | None) -> bool:
     """Whether a message is loaded into a warehouse: only the ``Warehouses`` key decides.
 

@@ -8,7 +8,7 @@ events and replay for archived ones, so both decide alike.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from headwater import reasons
@@ -45,6 +45,52 @@ def destination_filters(
 
 def default_stages(destination: DestinationInfo) -> Sequence[Stage]:
     return (destination_filters,) if destination.filters else ()
+
+
+# (source id, Track-tab event name) -> destination names its schema turns off for that event.
+TurnedOff = Callable[[str, str], Mapping[str, bool]]
+
+PAGE_VIEWED = "Page Viewed"  # how the Source Schema lists Page and Screen calls
+SCREEN_VIEWED = "Screen Viewed"
+
+
+def schema_event_name(event: dict[str, Any]) -> str | None:
+    call = event.get("type")
+    if call == "track":
+        name = event.get("event")
+        return name if isinstance(name, str) else None
+    return PAGE_VIEWED if call == "page" else SCREEN_VIEWED if call == "screen" else None
+
+
+def schema_integration_filter(turned_off: TurnedOff) -> Stage:
+    """Segment's schema integration filters (§6.2): after the integrations object, before
+    destination filters; a destination the event's own ``integrations`` object names is left
+    to it. Warehouses load from the archive and never pass here."""
+
+    def stage(event: dict[str, Any], destination: DestinationInfo) -> dict[str, Any] | str:
+        name = schema_event_name(event)
+        if name is None:
+            return event
+        off = turned_off(destination.source_id, name)
+        if not off:
+            return event
+        names = destination.definition.integration_names
+        if not any(n in off for n in names):
+            return event
+        flags = event.get("integrations")
+        if integrations.names_destination(names, flags if isinstance(flags, dict) else None):
+            return event
+        return reasons.FILTERED_BY_INTEGRATIONS_OBJECT
+
+    return stage
+
+
+def stages_with_schema_filters(
+    turned_off: TurnedOff,
+) -> Callable[[DestinationInfo], Sequence[Stage]]:
+    """The router's stages when schema integration filters are on: theirs, then the instance's."""
+    schema_stage = schema_integration_filter(turned_off)
+    return lambda destination: (schema_stage, *default_stages(destination))
 
 
 def route(

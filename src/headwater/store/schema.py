@@ -492,3 +492,49 @@ mtu_identities = sa.Table(
     sa.Column("packed", sa.LargeBinary, nullable=False),
     sa.Index("ix_mtu_identities_source_month", "source_id", "month"),
 )
+
+# --- the Source Schema and schema controls (protocols/source_schema.py, migration 12) --------
+
+# What each source has been seen sending: Track events (kind "track", property "" for the event
+# itself, else a property path such as "order.id" or "products.$"), Identify and Group traits
+# (kind "identify"/"group", event ""). A row is listed in the schema; the limits (4,000 events,
+# 300 properties an event) decide which rows are ever made.
+schema_items = sa.Table(
+    "schema_items",
+    metadata,
+    sa.Column("source_id", sa.String(40), primary_key=True),
+    sa.Column("kind", sa.String(10), primary_key=True),
+    sa.Column("event", sa.String(255), primary_key=True),
+    sa.Column("property", sa.String(255), primary_key=True),
+    sa.Column("first_seen", sa.BigInteger, nullable=False),  # unix seconds
+    sa.Column("last_seen", sa.BigInteger, nullable=False),
+    sa.Column("archived", sa.Boolean, nullable=False, default=False),
+)
+
+# Allowed and blocked counts of each schema item per hour, so 24 h / 7 d / 30 d sum a range.
+schema_counts = sa.Table(
+    "schema_counts",
+    metadata,
+    sa.Column("source_id", sa.String(40), primary_key=True),
+    sa.Column("kind", sa.String(10), primary_key=True),
+    sa.Column("event", sa.String(255), primary_key=True),
+    sa.Column("property", sa.String(255), primary_key=True),
+    sa.Column("hour", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("allowed", sa.BigInteger, nullable=False),
+    sa.Column("blocked", sa.BigInteger, nullable=False),
+)
+
+# A source's schema controls (event filters without a plan, schema integration filters), as
+# the JSON object protocols/schema_controls.py reads and writes.
+schema_controls = sa.Table(
+    "schema_controls",
+    metadata,
+    sa.Column(
+        "source_id",
+        sa.String(40),
+        sa.ForeignKey("sources.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("controls", sa.JSON, nullable=False, default=dict),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+)
