@@ -23,6 +23,7 @@ from sqlalchemy.exc import OperationalError
 from headwater.api.app import create_api
 from headwater.api.debugger import router as debugger_router
 from headwater.api.source_schema import router as source_schema_router
+from headwater.api.source_schema import use_plans
 from headwater.api.violations import router as violations_router
 from headwater.clock import wall_clock
 from headwater.config.settings import ServerSettings
@@ -46,6 +47,7 @@ from headwater.pipeline.observer import Observer
 from headwater.pipeline.router import GROUP as ROUTER_GROUP
 from headwater.pipeline.router import Router
 from headwater.protocols.blocked import BlockedEvents
+from headwater.protocols.compiled import CompiledPlan
 from headwater.protocols.lookup import source_lookup
 from headwater.protocols.mtu import MtuStage, MtuStore
 from headwater.protocols.schema_controls import IntegrationFilterCache
@@ -145,13 +147,16 @@ class Server:
         )
         router_owner = f"{owner}:router"
         self.dedup_runs = DedupRuns(self.engine, clock=self.clock)
+        self.schema_observer = SchemaObserver(self.engine, clock=self.clock)
         self.protocols = ProtocolsStage(
             source_lookup(self.engine),
             config_version=self.store.config_version,
             engine=self.engine,
             clock=self.clock,
             appender=InternalAppend(self.ingest_log, clock=self.clock),
+            schema=self.schema_observer,  # blocked events never reach its consumer
         )
+        use_plans(self.api, self._connected_plan)
         self.chain = StageChain(
             self.ingest_log,
             self.log,
@@ -172,7 +177,6 @@ class Server:
             on_processed=self.metrics.accepted.inc,
         )
         # The Source Schema; the Protocols stage reports what it blocks to it (blocked()).
-        self.schema_observer = SchemaObserver(self.engine)
         self.archive_consumer = Consumer(
             self.log, "archive", ArchiveWriter(self.settings.archive_dir), owner=owner
         )
@@ -225,6 +229,11 @@ class Server:
         if self.checkpointer is not None:
             self.checkpointer.stop()
         self.engine.dispose()
+
+    def _connected_plan(self, source_id: str) -> CompiledPlan | None:
+        """The plan the Protocols stage applies to a source (the schema's Planned column)."""
+        found = self.protocols.sources().get(source_id)
+        return found.plan if found is not None else None
 
     def maintain(self) -> None:
         """Forget old dedup keys, counters and latencies, blocked events, violations and MTU

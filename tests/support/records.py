@@ -19,6 +19,7 @@ def log_record(
     duplicates: int = 0,
     flags: Sequence[str] = (),
     workspace_id: str = "ws_1",
+    forwarded_from: str = "",
 ) -> bytes:
     """One request's record (docs/event-log.md): one shape for every test, so a new record
     version is a change here rather than in each test that writes records."""
@@ -33,6 +34,8 @@ def log_record(
     }
     if flags:  # as the committer writes it: no key when there are none
         record["flags"] = list(flags)
+    if forwarded_from:  # as the Protocols stage's forwarding writes it
+        record["forwarded_from"] = forwarded_from
     return msgspec.json.encode(record)
 
 

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
+import msgspec
 import sqlalchemy as sa
 from fastapi import APIRouter, Body, Depends, FastAPI, Path, Request, Response
 
@@ -138,8 +139,6 @@ def _shown(item: Item, plan: CompiledPlan | None) -> dict[str, Any]:
 
 
 def _json(data: dict[str, Any], status: int = 200) -> Response:
-    import msgspec
-
     return Response(msgspec.json.encode({"data": data}), status, media_type="application/json")
 
 

@@ -48,10 +48,9 @@ TRACK, IDENTIFY, GROUP_KIND = "track", "identify", "group"
 KINDS = (TRACK, IDENTIFY, GROUP_KIND)
 TIMEFRAMES = {"24h": 24, "7d": 7 * 24, "30d": 30 * 24}  # in hour buckets
 
-# Violations forwarded into a source (§3.3) are not listed in its schema (A-VF-2). Until the
-# Protocols stage marks what it forwards, they are recognised by Segment's fixed shape.
+# Violations the Protocols stage forwards into a source (§3.3, a record with `forwarded_from`)
+# are not listed in its schema (A-VF-2); blocked events forwarded there are.
 VIOLATION_EVENT = "Violation Generated"
-VIOLATION_USER_ID = "schema-violations"
 
 Key = tuple[str, str, str, str]  # (source, kind, event, property); property "" is the event
 
@@ -68,8 +67,6 @@ def schema_key(event: Mapping[str, Any]) -> tuple[str, str] | None:
     if call == "track":
         name = event.get("event")
         if not isinstance(name, str) or not name:
-            return None
-        if name == VIOLATION_EVENT and event.get("userId") == VIOLATION_USER_ID:
             return None
         return TRACK, name
     if call == "page":
@@ -231,13 +228,17 @@ class SchemaObserver:
                     logger.error("source schema: skipping log record at %d: %s", offset, exc)
                     continue
                 at = _seconds(record.received_at, self._clock())
+                forwarded = bool(record.forwarded_from)
                 for raw in record.events:
                     try:
                         event = msgspec.json.decode(raw)
                     except msgspec.DecodeError:
                         continue
-                    if isinstance(event, dict):
-                        batch.add(record.source_id, event, at, blocked=False)
+                    if not isinstance(event, dict):
+                        continue
+                    if forwarded and event.get("event") == VIOLATION_EVENT:
+                        continue  # A-VF-2
+                    batch.add(record.source_id, event, at, blocked=False)
             _write(conn, batch)
             last: dict[int, int] = {}
             for partition, offset, _ in fresh:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 from sqlalchemy.engine import Connection, Engine
@@ -54,6 +54,17 @@ _decode = msgspec.json.decode
 _encode = msgspec.json.Encoder().encode
 
 
+class BlockedCounts(Protocol):
+    """The Source Schema's blocked counts (`source_schema.SchemaObserver`): blocked events never
+    reach the processed stream its consumer reads, so the stage reports them."""
+
+    def blocked(self, source_id: str, event: Mapping[str, Any]) -> None: ...
+
+    def write_blocked(self, conn: Connection) -> None: ...
+
+    def forget_blocked(self) -> None: ...
+
+
 class ProtocolsStage:
     name = "protocols"
 
@@ -66,12 +77,14 @@ class ProtocolsStage:
         clock: Callable[[], float],
         appender: Appender | None = None,
         refresh_interval: float = 1.0,
+        schema: BlockedCounts | None = None,
     ) -> None:
         self._lookup = lookup
         self._config_version = config_version
         self._clock = clock
         self._appender = appender
         self._refresh_interval = refresh_interval
+        self._schema = schema
         self._blocked_store = BlockedEvents(engine, clock=clock)
         self._sources: Mapping[str, SourceProtocols] = {}
         self._version: int | None = None
@@ -147,6 +160,8 @@ class ProtocolsStage:
             if reason is not None:
                 filtered[reason] = filtered.get(reason, 0) + 1
                 self._blocked.append((source.source_id, reason, event))
+                if self._schema is not None:
+                    self._schema.blocked(source.source_id, event)
                 # Forwarding is a Protocols setting: ignored without a plan (§4.1).
                 target = source.settings.forwarding_blocked_events_to if plan else None
                 if target:
@@ -194,6 +209,8 @@ class ProtocolsStage:
         return known
 
     def commit_in(self, conn: Connection) -> None:
+        if self._schema is not None:
+            self._schema.write_blocked(conn)
         self._blocked_store.write_in(conn, self._blocked)
         self._tallies.write_in(conn)
         if len(self._outbox):
@@ -207,6 +224,8 @@ class ProtocolsStage:
         self.abandoned()
 
     def abandoned(self) -> None:
+        if self._schema is not None:
+            self._schema.forget_blocked()
         self._blocked = []
         self._tallies = ViolationTallies()
         self._outbox.clear()

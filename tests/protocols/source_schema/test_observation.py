@@ -91,13 +91,16 @@ def test_track_page_screen_identify_and_group_are_recorded(engine: Engine) -> No
 
 
 def test_forwarded_violations_are_not_listed(engine: Engine) -> None:
-    """A-VF-2 (schema side): recognised by Segment's shape until the stage marks them."""
+    """A-VF-2 (schema side): violations the stage forwarded (their record names the source
+    they came from) are not listed; a blocked event forwarded with them is."""
     forwarded = {**track("Violation Generated", eventName="X"), "userId": "schema-violations"}
+    blocked = track("Coupon Applied")
     own = track("Violation Generated")  # a customer's own event of that name is listed
-    SchemaObserver(engine)([(0, 1, log_record("src_b", T0, [forwarded]))])
-    assert events(engine, "src_b") == {}
+    record = log_record("src_b", T0, [forwarded, blocked], forwarded_from="src_a")
+    SchemaObserver(engine)([(0, 1, record)])
+    assert list(events(engine, "src_b")) == ["Coupon Applied"]
     SchemaObserver(engine)([(0, 2, log_record("src_b", T0, [own]))])
-    assert list(events(engine, "src_b")) == ["Violation Generated"]
+    assert sorted(events(engine, "src_b")) == ["Coupon Applied", "Violation Generated"]
 
 
 def test_counts_fall_out_of_the_timeframe(engine: Engine) -> None:

@@ -13,6 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from headwater.protocols.source_schema import GROUP as SOURCE_SCHEMA
+from headwater.store.database import database_url, open_engine
+from headwater.store.log import EventLog
 from tests.support.live import ADMIN_TOKEN, LiveServer
 from tests.support.receiver import Receiver
 
@@ -45,6 +48,9 @@ sources:
       forwardingBlockedEventsTo: quarantine
   - name: quarantine
     write_key: WK_q
+  - name: app
+    write_key: WK_app
+    schema_controls: {{blockedEvents: [Debug Ping]}}
 destinations:
   - name: hook
     type: webhook
@@ -56,6 +62,11 @@ destinations:
     source: quarantine
     settings:
       url: {url}/quarantine
+  - name: app-hook
+    type: webhook
+    source: app
+    settings:
+      url: {url}/app
 """
 
 
@@ -121,8 +132,51 @@ def test_the_webhook_gets_the_omitted_event_never_the_blocked_one(
         assert listed["violations"][0]["samples"][0]["event"] == "Order Completed"
         # alice (the forwarded blocked event) and schema-violations
         assert ": 2 MTUs (2 userIds" in headwater(live, "mtu", "quarantine")
+
+        # The Source Schema: planned flags and blocked counts; forwarded violations unlisted.
+        with httpx.Client(base_url=live.url, timeout=10, headers=ADMIN) as api:
+            schema_caught_up(live)
+            assert schema_events(api, "web") == {
+                "Order Completed": {"allowed": 2, "blocked": 0, "planned": True},
+                "Unplanned Thing": {"allowed": 0, "blocked": 1, "planned": False},
+            }
+            assert set(schema_events(api, "quarantine")) == {"Unplanned Thing"}  # A-VF-2
+
+        # Schema controls on a source without a plan (A-SC-1): the blocked event goes nowhere.
+        app = {"Authorization": "Basic V0tfYXBwOg=="}  # WK_app:
+        with httpx.Client(base_url=live.url, timeout=10, headers=app) as http:
+            for n, name in enumerate(["Debug Ping", "Signed Up"]):
+                body = {"userId": "bob", "messageId": f"app-{n}", "event": name}
+                assert http.post("/v1/track", json=body).status_code == 200
+        receiver.wait_for(6, timeout=30)
+        time.sleep(0.5)
+        assert [r.json()["event"] for r in receiver.requests if r.path == "/app"] == ["Signed Up"]
     finally:
         live.stop()
+
+
+def schema_events(api: httpx.Client, source: str) -> dict[str, dict[str, object]]:
+    """A source's Track events in its schema: allowed and blocked counts, planned or not."""
+    data = api.get(f"/api/v1/sources/{source}/schema/events", params={"timeframe": "24h"})
+    assert data.status_code == 200, data.text
+    return {
+        e["name"]: {"allowed": e["allowed"], "blocked": e["blocked"], "planned": e["planned"]}
+        for e in data.json()["data"]["events"]
+    }
+
+
+def schema_caught_up(live: LiveServer) -> None:
+    """Once the Source Schema's consumer has read every processed record."""
+    live.wait_processed()
+    engine = open_engine(database_url(live.data_dir, live.database))
+    try:
+        log = EventLog(engine)
+        deadline = time.monotonic() + 20
+        while log.lag(SOURCE_SCHEMA) > 0:
+            assert time.monotonic() < deadline, "the source schema consumer did not catch up"
+            time.sleep(0.1)
+    finally:
+        engine.dispose()
 
 
 def headwater(live: LiveServer, *args: str) -> str:
