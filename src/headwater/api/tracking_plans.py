@@ -27,6 +27,7 @@ from headwater.protocols.plan_csv import (
     rules_from_csv,
     rules_to_csv,
 )
+from headwater.protocols.plan_from_schema import rules_from_schema
 from headwater.protocols.plans import (
     ACTOR_API,
     FIRST_PAGE,
@@ -42,6 +43,7 @@ from headwater.protocols.plans import (
     page_of,
     rule_from_segment,
 )
+from headwater.protocols.source_schema import KINDS, TIMEFRAMES, SchemaStore
 from headwater.store.workspace import UNSET, WorkspaceStore, is_unicode
 
 router = APIRouter(prefix="/tracking-plans", tags=["tracking plans"])
@@ -379,3 +381,29 @@ async def upload_csv(plan_id: PlanId, request: Request, plans: Plans) -> dict[st
         ) from None
     await run_in_threadpool(lambda: plans.set_rules(plan_id, rules, actor=ACTOR_API))
     return {"data": {"status": "SUCCESS", "rules": len(rules)}}
+
+
+# --- a plan from what a source sends ----------------------------------------------------------
+
+
+@router.post("/{trackingPlanId}/rules/import", response_model=None)
+def import_rules(plan_id: PlanId, body: JsonBody, plans: Plans) -> dict[str, Any]:
+    """Every event the source's schema lists (in the timeframe, default 30d) becomes a rule,
+    with its properties or traits planned; events the plan already has keep their rules."""
+    fields = _object(body, {"sourceId", "timeframe"})
+    source_ref = _string(fields, "sourceId", required=True)
+    timeframe = _string(fields, "timeframe") or "30d"
+    if timeframe not in TIMEFRAMES:
+        raise ApiError(422, "validation", f"timeframe: one of {', '.join(TIMEFRAMES)}", "timeframe")
+    workspace = plans.workspace
+    source = workspace.get_source(str(source_ref))
+    if source is None:
+        raise ApiError(404, "not_found", f"no source {source_ref!r}", "sourceId")
+    observed = SchemaStore(workspace.engine, clock=workspace.now)
+    items = [item for kind in KINDS for item in observed.items(source.id, kind, timeframe)]
+    own = [r.rule() for r in plans.rules(plan_id, synced=False)]
+    planned = {(r.type, r.key) for r in plans.rules(plan_id)}
+    added = [r for r in rules_from_schema(items) if (r.type, r.key) not in planned]
+    if added:
+        plans.set_rules(plan_id, [*own, *added], actor=ACTOR_API)
+    return {"data": {"status": "SUCCESS", "added": [{"type": r.type, "key": r.key} for r in added]}}
