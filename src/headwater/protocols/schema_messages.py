@@ -146,21 +146,21 @@ def _one(error: jsonschema_rs.ValidationError) -> list[Violation]:
     """Violations for one jsonschema-rs error (anyOf/oneOf bring their best branch along)."""
     kind = error.kind
     name = kind.name
-    details = kind.as_dict()
     path: list[str | int] = list(error.instance_path)
+    # The two kinds most events fail with come first, each with only what it needs.
+    if name == "type":
+        expected = _types(kind.as_dict()["types"])
+        given = json_type(error.instance)
+        description = f"Invalid type. Expected: {expected}, given: {given}"
+        return [Violation("Invalid Type", field_path(path), description)]
+    details = kind.as_dict()
     if name == "required":
         if "dependencies" in error.evaluation_path:
             return [
                 _violation("missing_dependency", path, f"Has a dependency on {details['property']}")
             ]
         full = field_path([*path, details["property"]])
-        return [_violation("required", [*path, details["property"]], f"{full} is required")]
-    if name == "type":
-        expected = _types(details["types"])
-        given = json_type(error.instance)
-        return [
-            _violation("invalid_type", path, f"Invalid type. Expected: {expected}, given: {given}")
-        ]
+        return [Violation("Required", full, f"{full} is required")]
     where = field_path(path)
     if name == "enum":
         allowed = ", ".join(_compact(option) for option in details["options"])
