@@ -18,7 +18,7 @@ LAYERS: list[list[str]] = [
     ["", "reasons", "timestamps", "clock", "collector"],
     ["errors"],
     ["store", "fql", "observe"],
-    ["destinations", "config.settings", "ingest.normalize"],
+    ["destinations", "config.settings", "ingest.normalize", "protocols.transformations"],
     ["delivery", "warehouse", "ingest.internal"],
     ["pipeline", "ingest"],
     ["api", "config"],
