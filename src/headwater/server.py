@@ -40,6 +40,7 @@ from headwater.pipeline.dedup import DedupStage
 from headwater.pipeline.observer import Observer
 from headwater.pipeline.router import GROUP as ROUTER_GROUP
 from headwater.pipeline.router import Router
+from headwater.protocols.transformations.store import TransformationCache, TransformationStore
 from headwater.store.archive import Archive, ArchiveWriter
 from headwater.store.counters import CounterStore, minute_of
 from headwater.store.database import (
@@ -156,7 +157,15 @@ class Server:
             Consumer(
                 self.log,
                 ROUTER_GROUP,
-                Router(self.log, destination_cache, self.delivery.queue, owner=router_owner),
+                Router(
+                    self.log,
+                    destination_cache,
+                    self.delivery.queue,
+                    owner=router_owner,
+                    transformations=TransformationCache(
+                        TransformationStore(self.store), self.store
+                    ).current,
+                ),
                 owner=router_owner,
             ),
         ]

@@ -2,8 +2,9 @@
 
 Segment's order for one instance (§6.5): the destination supports the method, the event's
 ``integrations`` object lets it through, then the instance's stages (destination filters), then,
-for an Actions destination, the mappings whose triggers match. The router runs this for live
-events and replay for archived ones, so both decide alike.
+for an Actions destination, the mappings whose triggers match. Destination-scoped
+transformations are a stage after the filters (§5.1: they see what the filters let through).
+The router runs this for live events and replay for archived ones, so both decide alike.
 """
 
 from __future__ import annotations
@@ -43,8 +44,13 @@ def destination_filters(
     return event if apply is None else apply(event)
 
 
-def default_stages(destination: DestinationInfo) -> Sequence[Stage]:
-    return (destination_filters,) if destination.filters else ()
+def default_stages(
+    destination: DestinationInfo, after_filters: Stage | None = None
+) -> Sequence[Stage]:
+    """The instance's stages: its destination filters, then ``after_filters`` (its
+    destination-scoped transformations, Segment: after the filters, before the mappings)."""
+    stages: tuple[Stage, ...] = (destination_filters,) if destination.filters else ()
+    return stages if after_filters is None else (*stages, after_filters)
 
 
 def route(

@@ -110,6 +110,7 @@ MIGRATIONS: list[Migration] = [
     Migration(6, "warehouses, their positions and sync history", _create_tables),
     Migration(7, "ingest log, stage chain and dedup runs", _ingest_log_and_stage_chain),
     Migration(8, "processed records that name their ingest log record", _processed_references),
+    Migration(11, "protocols transformations", _create_tables),
 ]
 
 

@@ -330,3 +330,28 @@ warehouse_syncs = sa.Table(
     sa.Column("error", sa.Text, nullable=True),
     sa.Index("ix_warehouse_syncs_warehouse", "warehouse_id", "started_at"),
 )
+
+# --- Protocols: transformations (migration 11) -------------------------------------------------
+
+# One row per transformation; ``body`` is the Public API's input (``CreateTransformationV1Input``
+# without sourceId/destinationMetadataId, which are columns). Uniqueness of (source, event,
+# destination) is checked by the store, since the event is read from ``if``.
+transformations = sa.Table(
+    "transformations",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column(
+        "source_id",
+        sa.String(40),
+        sa.ForeignKey("sources.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    # The destination type (Segment's destination metadata id); NULL for source scope.
+    sa.Column("destination_metadata_id", sa.String(100), nullable=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("enabled", sa.Boolean, nullable=False, default=True),
+    sa.Column("body", sa.JSON, nullable=False, default=dict),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+    sa.Index("ix_transformations_source", "source_id"),
+)

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from headwater import fql
+from headwater import fql, reasons
 from headwater.errors import FQLEvaluationError
 from headwater.protocols.transformations.model import Transformation
 from headwater.protocols.transformations.paths import MISSING, get, pop, put, split
@@ -208,6 +208,11 @@ class Scope:
             if not compiled.apply(changed):
                 return None
         return changed
+
+    def stage(self, event: Event, _destination: object) -> Event | str:
+        """As a routing stage (``destinations/routing.py``): the event, or why it stops."""
+        changed = self.apply(event)
+        return reasons.DROPPED_BY_TRANSFORMATION if changed is None else changed
 
 
 class Transformations:

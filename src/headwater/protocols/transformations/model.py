@@ -15,7 +15,7 @@ from typing import Any
 
 from headwater import fql
 from headwater.errors import FQLSyntaxError, InvalidError
-from headwater.protocols.transformations.paths import split
+from headwater.protocols.transformations.paths import ROOTS, split
 
 MAX_VALUE_PATHS = 10
 MAX_FQL_DEFINED = 1
@@ -110,8 +110,7 @@ class Transformation:
                 for v in self.property_value_transformations
             ],
             "fqlDefinedProperties": [
-                {"fql": f.fql, "propertyName": f.property_name}
-                for f in self.fql_defined_properties
+                {"fql": f.fql, "propertyName": f.property_name} for f in self.fql_defined_properties
             ],
             "allowProperties": list(self.allow_properties),
         }
@@ -339,8 +338,7 @@ def check(t: Transformation, prefix: str = "") -> Transformation:
     if t.fql_defined_properties:
         if len(t.fql_defined_properties) > MAX_FQL_DEFINED:
             raise InvalidError(
-                f"fqlDefinedProperties must contain less than or equal to {MAX_FQL_DEFINED}"
-                " items",
+                f"fqlDefinedProperties must contain less than or equal to {MAX_FQL_DEFINED} items",
                 prefix + "fqlDefinedProperties",
             )
         combined = [
@@ -362,7 +360,8 @@ def check(t: Transformation, prefix: str = "") -> Transformation:
             try:
                 fql.parse(defined.fql)
             except FQLSyntaxError as exc:
-                raise InvalidError(f"fqlDefinedProperties[{i}].fql: {exc}", where + ".fql") from None
+                message = f"fqlDefinedProperties[{i}].fql: {exc}"
+                raise InvalidError(message, where + ".fql") from None
             _property_path(defined.property_name, where + ".propertyName")
     roots = _rename_root(matcher)
     renamed: set[tuple[str, ...]] = set()
@@ -441,6 +440,6 @@ _UNSETTABLE = ("type", "messageId", "receivedAt", "integrations")
 
 def _property_path(path: str, where: str) -> tuple[str, ...]:
     keys = split(path, where)
-    if len(keys) == 1 and keys[0] in (_UNSETTABLE + ("properties", "traits", "context")):
+    if len(keys) == 1 and keys[0] in (*_UNSETTABLE, *ROOTS):
         raise InvalidError(f"{where}: {path!r} cannot be set by a transformation", where)
     return keys

@@ -43,8 +43,7 @@ def split(path: object, field: str) -> tuple[str, ...]:
         raise InvalidError(f"{field}: {path!r} has an empty key", field)
     if "$" in keys[1:]:
         raise InvalidError(
-            f"{field}: {path!r} selects array elements (.$.), which transformations do not"
-            " support",
+            f"{field}: {path!r} selects array elements (.$.), which transformations do not support",
             field,
         )
     if keys[0] in ROOTS:
