@@ -85,6 +85,7 @@ def test_a_tr_2_one_per_source_event_and_destination(client: TestClient) -> None
 
 
 def test_source_and_event_cannot_change(client: TestClient) -> None:
+    """A-TR-2."""
     shown = client.post("/api/v1/transformations", json=rename(client)).json()["data"][
         "transformation"
     ]

@@ -67,6 +67,7 @@ def test_simple_rename_in_place_and_into_an_object() -> None:
 
 
 def test_a_tr_4_array_elements_and_depth_five_are_refused() -> None:
+    """A-TR-4."""
     error = refused(
         propertyRenames=[{"oldName": "properties.products.$.product_id", "newName": "properties.p"}]
     )
@@ -91,6 +92,7 @@ def test_top_level_fields_cannot_be_renamed() -> None:
 
 
 def test_a_tr_5_fql_defined_property() -> None:
+    """A-TR-5."""
     event = {"type": "track", "event": "Order", "properties": {"prop1": "USA"}}
     out = run(
         event,
