@@ -163,3 +163,9 @@ def test_preview(client: TestClient) -> None:
     )
     assert bad.status_code == 422
     assert bad.json()["errors"][0]["field"] == "transformation.fqlDefinedProperties"
+
+
+def test_deleting_the_source_deletes_its_transformations(client: TestClient) -> None:
+    assert client.post("/api/v1/transformations", json=rename(client)).status_code == 201
+    assert client.delete("/api/v1/sources/web").status_code == 200
+    assert listed(client) == []
