@@ -31,6 +31,7 @@ from headwater.protocols.transformations.store import TransformationCache, Trans
 from headwater.store import schema
 from headwater.store.archive import Archive, ArchiveMember, hour_key
 from headwater.store.database import write_transaction
+from headwater.timestamps import parse_timestamp
 from headwater.warehouse.connect import LAKE, lake_seen_ids, lake_target, loader_for
 from headwater.warehouse.lake import FINISHED as LAKE_FINISHED
 from headwater.warehouse.lake import LakeSync
@@ -187,7 +188,7 @@ class WarehouseSync:
             for member in members:
                 wanted = _collections_behind(positions, member)
                 for archived in member.events:
-                    event = archived if scope is None else scope.apply(archived)
+                    event = archived if scope is None else scope.apply(archived, _at(archived))
                     if event is None:
                         continue  # a source-scoped transformation drops it
                     flags = event.get("integrations")
@@ -522,9 +523,14 @@ def _transformed(events: Iterable[dict[str, Any]], scope: Scope | None) -> Itera
         yield from events
         return
     for event in events:
-        changed = scope.apply(event)
+        changed = scope.apply(event, _at(event))
         if changed is not None:
             yield changed
+
+
+def _at(event: dict[str, Any]) -> float | None:
+    received = parse_timestamp(event.get("receivedAt"))
+    return received.timestamp() if received is not None else None
 
 
 def _since(positions: Positions, now: datetime) -> datetime:

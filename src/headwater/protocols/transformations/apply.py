@@ -196,14 +196,18 @@ class Scope:
         else:
             self.keyed.setdefault(matcher, []).append(compiled)
 
-    def apply(self, event: Event) -> Event | None:
+    def apply(self, event: Event, received_at: float | None = None) -> Event | None:
         """The event transformed (a copy), the same object when none applies, or None when
-        one drops it."""
+        one drops it. With ``received_at`` (epoch seconds), only the transformations that
+        existed by then apply: Segment's are not retroactive, and a warehouse sync reads
+        events that arrived before the last change."""
         found = self.keyed.get(event_key(event))
         if found is None and not self.other:
             return event
         chosen = [c for c in found or () if c.matches(event)] if found else []
         chosen.extend(c for c in self.other if c.matches(event))
+        if received_at is not None:
+            chosen = [c for c in chosen if c.transformation.created_at <= received_at]
         if not chosen:
             return event
         changed: Event = copy_event(event)
