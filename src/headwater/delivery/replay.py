@@ -51,7 +51,8 @@ def replay(
 
     ``stages`` defaults to the instance's own (its destination filters still apply), with its
     destination-scoped ``transformations`` after them; the source-scoped ones run first, as
-    live (the archive holds events as they were accepted)."""
+    live, on the events that arrived after they were made (the archive holds events as they
+    were accepted)."""
     transformations = transformations or Transformations()
     source_scope = transformations.for_source(destination.source_id)
     if stages is None:
@@ -62,7 +63,10 @@ def replay(
     for event in _selected(archive.read(destination.source_id, start, end), types, events):
         result.read += 1
         if source_scope is not None:
-            transformed = source_scope.apply(event)
+            # As Segment's archive would hold it: source-scoped transformations from their
+            # creation on (destination-scoped ones apply to every replayed event, §5.1).
+            arrived = parse_timestamp(event.get("receivedAt"))
+            transformed = source_scope.apply(event, arrived.timestamp() if arrived else None)
             if transformed is None:
                 dropped = reasons.DROPPED_BY_TRANSFORMATION
                 result.filtered[dropped] = result.filtered.get(dropped, 0) + 1

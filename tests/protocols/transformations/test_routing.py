@@ -72,27 +72,33 @@ def test_drops_are_counted_per_destination_and_untouched_events_pass(
         assert totals[(reasons.FILTERED_AT_DESTINATION, reasons.DROPPED_BY_TRANSFORMATION)] == 2
 
 
-def test_replay_applies_the_current_transformations(
+def test_replay_applies_the_transformations(
     pipeline: Pipeline, receiver: Receiver, tmp_path: Path
 ) -> None:
+    """Destination-scoped ones to every replayed event (§5.1); source-scoped ones to the
+    events that arrived after they were made, as live routing did."""
     pipeline.add("hook", enabled=False, settings={"url": receiver.url + "/in"})
     pipeline.log.register("archive")
-    raw = track(event="order_completed", properties={"currency": "usd"})
-    pipeline.send(raw)
-    archiver = Consumer(pipeline.log, "archive", ArchiveWriter(tmp_path), owner="archive")
-    while archiver.run_once():
-        pass
+    early = track(event="order_completed", properties={"currency": "usd"})
+    pipeline.send(early)
+    pipeline.clock.advance(60)
     create(pipeline, **{"if": "event = 'order_completed'", "newEventName": "Order Completed"})
     create(
         pipeline,
         **{
-            "if": "event = 'Order Completed'",
+            "if": "properties.currency = 'usd'",
             "destinationMetadataId": "webhook",
             "propertyValueTransformations": [
                 {"propertyPaths": ["properties.currency"], "propertyValue": "USD"}
             ],
         },
     )
+    pipeline.clock.advance(60)
+    late = track(event="order_completed", properties={"currency": "usd"})
+    pipeline.send(late)
+    archiver = Consumer(pipeline.log, "archive", ArchiveWriter(tmp_path), owner="archive")
+    while archiver.run_once():
+        pass
     start = datetime.fromtimestamp(pipeline.clock.now - 3600, UTC)
     end = datetime.fromtimestamp(pipeline.clock.now + 3600, UTC)
     result = replay(
@@ -103,10 +109,19 @@ def test_replay_applies_the_current_transformations(
         end,
         transformations=Transformations(TransformationStore(pipeline.workspace).list()),
     )
-    assert (result.read, result.queued) == (1, 1)
+    assert (result.read, result.queued) == (2, 2)
     pipeline.deliver()
-    [sent] = [r.json() for r in receiver.requests]
-    assert (sent["event"], sent["properties"]) == ("Order Completed", {"currency": "USD"})
-    # The archive itself still holds the event as accepted.
-    [archived] = Archive(tmp_path).read(pipeline.source_id, start, end)
-    assert archived["event"] == "order_completed"
+    sent = {r.json()["messageId"]: r.json() for r in receiver.requests}
+    assert (sent[early["messageId"]]["event"], sent[early["messageId"]]["properties"]) == (
+        "order_completed",
+        {"currency": "USD"},
+    )
+    assert (sent[late["messageId"]]["event"], sent[late["messageId"]]["properties"]) == (
+        "Order Completed",
+        {"currency": "USD"},
+    )
+    # The archive itself still holds the events as accepted.
+    assert [e["event"] for e in Archive(tmp_path).read(pipeline.source_id, start, end)] == [
+        "order_completed",
+        "order_completed",
+    ]
