@@ -374,6 +374,11 @@ class ConfigFile(_Section):
             )
         return value
 
+    @field_validator("transformations", mode="before")
+    @classmethod
+    def _transformations_not_null(cls, value: Any, info: ValidationInfo) -> Any:
+        return cls._list_not_null(value, info)
+
     @model_validator(mode="after")
     def _unique(self) -> ConfigFile:
         problems: list[str] = []

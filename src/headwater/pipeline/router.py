@@ -39,6 +39,13 @@ _decode = msgspec.json.Decoder().decode
 _encode = msgspec.json.Encoder().encode
 
 
+_NONE = Transformations()
+
+
+def _no_transformations() -> Transformations:
+    return _NONE
+
+
 class Router:
     """Log consumer handler: ``router(records)`` with (partition, offset, payload) tuples."""
 
@@ -60,7 +67,7 @@ class Router:
         self._queue = queue
         self._owner = owner
         self._custom_stages = stages
-        self._transformations = transformations or Transformations
+        self._transformations = transformations or _no_transformations
         self._counters = CounterStore(self._engine)
 
     def _stages_for(
