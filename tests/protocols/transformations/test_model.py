@@ -179,7 +179,8 @@ def test_new_event_name_drop_allow_and_if() -> None:
 
 
 @pytest.mark.parametrize(
-    ("algorithm", "name"), [("MD5", "md5"), ("SHA-1", "sha1"), ("SHA-256", "sha256")]
+    ("algorithm", "name"),
+    [("MD5", "md5"), ("SHA-1", "sha1"), ("SHA-256", "sha256"), ("SHA512", "sha512")],
 )
 def test_hashing(algorithm: str, name: str) -> None:
     event = {"type": "track", "event": "Order", "properties": {"email": "jo@x.io", "n": 7}}

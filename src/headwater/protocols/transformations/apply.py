@@ -20,7 +20,7 @@ import msgspec
 
 from headwater import fql, reasons
 from headwater.errors import FQLEvaluationError
-from headwater.protocols.transformations.model import Transformation
+from headwater.protocols.transformations.model import Transformation, hashlib_name
 from headwater.protocols.transformations.paths import MISSING, get, pop, put, split
 
 Event = dict[str, Any]
@@ -40,7 +40,8 @@ def hash_value(value: Any, algorithm: str, key: str | None, encoding: str | None
     """Segment's property hashing: the value's text (strings as they are, anything else as
     JSON) digested, HMAC'd when a key is given, in the encoding asked (hex by default)."""
     text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
-    name = {"MD5": "md5", "SHA-1": "sha1", "SHA-256": "sha256", "SHA-512": "sha512"}[algorithm]
+    name = hashlib_name(algorithm)
+    assert name is not None, algorithm  # checked when the transformation was made
     data = text.encode()
     if key is not None:
         digest = hmac.new(key.encode(), data, name).digest()

@@ -19,7 +19,18 @@ from headwater.protocols.transformations.paths import ROOTS, split
 
 MAX_VALUE_PATHS = 10
 MAX_FQL_DEFINED = 1
-ALGORITHMS = ("MD5", "SHA-1", "SHA-256", "SHA-512")
+# The published SDK leaves ``algorithm`` a free string; these are taken with or without the
+# hyphen, in any case (``SHA-256``, ``SHA256``, ``sha256``), and kept as written.
+ALGORITHMS = ("MD5", "SHA-1", "SHA-256", "SHA-384", "SHA-512")
+
+
+def hashlib_name(algorithm: str) -> str | None:
+    """``hashlib``'s name for an accepted algorithm, or None."""
+    plain = algorithm.upper().replace("-", "")
+    known = {a.replace("-", ""): a.replace("-", "").lower() for a in ALGORITHMS}
+    return known.get(plain)
+
+
 ENCODINGS = ("BASE16", "BASE64", "BASE64URL", "HEX")
 FIELDS = (
     "name",
@@ -294,7 +305,7 @@ def _hash_config(raw: object, where: str) -> HashPropertiesConfiguration:
         if key not in ("algorithm", "key", "encoding", "paths"):
             raise InvalidError(f"hashPropertiesConfiguration: unknown field {key!r}", where)
     algorithm = raw.get("algorithm")
-    if algorithm not in ALGORITHMS:
+    if not isinstance(algorithm, str) or hashlib_name(algorithm) is None:
         raise InvalidError(
             f"hashPropertiesConfiguration.algorithm must be one of {', '.join(ALGORITHMS)}",
             where + ".algorithm",
