@@ -244,3 +244,8 @@ def test_destination_scope_is_separate_and_disabled_ones_do_not_apply() -> None:
         "type": "track",
         "event": "Other",
     }
+
+
+def test_names_that_the_store_cannot_hold_are_refused() -> None:
+    assert refused(name="n" * 201).field == "name"
+    assert refused(destinationMetadataId="d" * 101).field == "destinationMetadataId"

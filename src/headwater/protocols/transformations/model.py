@@ -282,6 +282,10 @@ def _build(body: Mapping[str, Any], prefix: str) -> Transformation:
     if raw_hash is not None:
         hashing = _hash_config(raw_hash, prefix + "hashPropertiesConfiguration")
     destination = string("destinationMetadataId", optional=True)
+    for name, limit in (("name", 200), ("destinationMetadataId", 100), ("sourceId", 200)):
+        value = body.get(name)
+        if isinstance(value, str) and len(value) > limit:
+            raise InvalidError(f"{name} must be at most {limit} characters", prefix + name)
     return Transformation(
         name=str(string("name")).strip(),
         source_id=str(string("sourceId")),
@@ -336,10 +340,9 @@ def _rename_root(matcher: tuple[str, str] | None) -> tuple[str, ...]:
 def check(t: Transformation, prefix: str = "") -> Transformation:
     """Segment's rules for one transformation (field-named refusals)."""
     try:
-        parsed = fql.parse(t.if_)
+        fql.parse(t.if_)
     except FQLSyntaxError as exc:
         raise InvalidError(f"if: {exc}", prefix + "if") from None
-    del parsed
     matcher = t.matcher
     if t.new_event_name is not None and matcher is not None and matcher[0] != "track":
         raise InvalidError(
