@@ -205,7 +205,8 @@ class Scope:
         found = self.keyed.get(event_key(event))
         if found is None and not self.other:
             return event
-        chosen = [c for c in found or () if c.matches(event)] if found else []
+        # A standard matcher's key is its whole condition: no need to evaluate its FQL.
+        chosen = list(found) if found else []
         chosen.extend(c for c in self.other if c.matches(event))
         if received_at is not None:
             chosen = [c for c in chosen if c.transformation.created_at <= received_at]
