@@ -106,6 +106,8 @@ SCHEMA_BLOCKED_EVENT: Final = "schema_blocked_event"  # a schema control (no pla
 
 UNSUPPORTED_EVENT_TYPE: Final = "UNSUPPORTED_EVENT_TYPE"  # the destination lacks the method
 FILTERED_BY_INTEGRATIONS_OBJECT: Final = "FILTERED_BY_INTEGRATIONS_OBJECT"
+# A Protocols transformation with ``drop`` matched the event (source or destination scope).
+DROPPED_BY_TRANSFORMATION: Final = "DROPPED_BY_TRANSFORMATION"
 FILTERED_BY_RULES: Final = "FILTERED_BY_RULES"  # a destination filter: FILTERED_BY_RULES:<id>
 FILTER_ERROR: Final = "INTERNAL"  # Segment's code when a filter has no answer for an event
 NO_MATCHING_MAPPING: Final = "NO_MATCHING_MAPPING"  # an Actions destination, no mapping matches

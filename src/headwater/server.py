@@ -30,7 +30,7 @@ from headwater.config.settings import ServerSettings
 from headwater.delivery.engine import DeliveryEngine
 from headwater.destinations import registry
 from headwater.destinations.redirects import Redirects
-from headwater.destinations.routing import stages_with_schema_filters
+from headwater.destinations.routing import schema_integration_filter
 from headwater.destinations.runtime.install import actions_dir
 from headwater.destinations.store import DestinationCache, DestinationStore
 from headwater.ingest.app import TrackingAPI
@@ -54,6 +54,7 @@ from headwater.protocols.schema_controls import IntegrationFilterCache
 from headwater.protocols.source_schema import GROUP as SOURCE_SCHEMA_GROUP
 from headwater.protocols.source_schema import SchemaObserver, SchemaStore
 from headwater.protocols.stage import ProtocolsStage
+from headwater.protocols.transformations.store import TransformationCache, TransformationStore
 from headwater.protocols.violations import ViolationStore
 from headwater.store.archive import Archive, ArchiveWriter
 from headwater.store.counters import CounterStore, minute_of
@@ -192,9 +193,12 @@ class Server:
                     destination_cache,
                     self.delivery.queue,
                     owner=router_owner,
-                    stages=stages_with_schema_filters(
+                    schema_filter=schema_integration_filter(
                         IntegrationFilterCache(self.engine).turned_off
                     ),
+                    transformations=TransformationCache(
+                        TransformationStore(self.store), self.store
+                    ).current,
                 ),
                 owner=router_owner,
             ),

@@ -219,6 +219,18 @@ def _resources(http: httpx.Client) -> dict[str, str]:
             },
         )
     )["mapping"]
+    transformation = made(
+        http.post(
+            "/api/v1/transformations",
+            json={
+                "name": "t",
+                "sourceId": source["id"],
+                "enabled": True,
+                "if": "event = 'x'",
+                "newEventName": "y",
+            },
+        )
+    )["transformation"]
     made(http.post("/api/v1/warehouses", json={"name": f"wh-{n}", "type": "duckdb"}))
     sync = made(http.post(f"/api/v1/warehouses/wh-{n}/syncs"))["sync"]
     plan = made(http.post("/api/v1/tracking-plans", json={"name": f"tp-{n}"}))["trackingPlan"]
@@ -229,6 +241,7 @@ def _resources(http: httpx.Client) -> dict[str, str]:
         "warehouse": f"wh-{n}",
         "filterId": filter_["id"],
         "mappingId": mapping["id"],
+        "transformationId": transformation["id"],
         "key": source["writeKeys"][0],
         "syncId": str(sync["id"]),
         "trackingPlanId": plan["id"],

@@ -21,7 +21,15 @@ from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException
 
 import headwater
-from headwater.api import destinations, filters, mappings, sources, tracking_plans, warehouses
+from headwater.api import (
+    destinations,
+    filters,
+    mappings,
+    sources,
+    tracking_plans,
+    transformations,
+    warehouses,
+)
 from headwater.api.auth import require_admin
 from headwater.api.errors import ApiError, error_body, handle_api_error
 from headwater.errors import ConflictError, InputError, NotFoundError
@@ -73,6 +81,7 @@ def create_api(
     app.include_router(mappings.router, prefix=PREFIX)
     app.include_router(warehouses.router, prefix=PREFIX)
     app.include_router(tracking_plans.router, prefix=PREFIX)
+    app.include_router(transformations.router, prefix=PREFIX)
     for router in extra_routers:
         app.include_router(router, prefix=PREFIX)
     return app

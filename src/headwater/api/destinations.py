@@ -22,6 +22,8 @@ from headwater.delivery.report import event_delivery
 from headwater.destinations import listing
 from headwater.destinations.registry import definitions
 from headwater.destinations.store import DestinationInfo, DestinationStore
+from headwater.protocols.transformations import Transformations
+from headwater.protocols.transformations.store import TransformationStore
 from headwater.store.archive import Archive
 from headwater.store.workspace import UNSET, WorkspaceStore
 
@@ -171,6 +173,9 @@ def replay_destination(
         body.end,
         types=body.types,
         events=body.events,
+        transformations=Transformations(
+            TransformationStore(request.app.state.workspace_store).list()
+        ),
     )
     return {"data": {"read": result.read, "queued": result.queued, "filtered": result.filtered}}
 

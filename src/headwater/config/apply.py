@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -28,6 +28,7 @@ from headwater.config.model import (
     RuleConfig,
     SourceConfig,
     TrackingPlanConfig,
+    TransformationConfig,
     WarehouseConfig,
 )
 from headwater.destinations.actions import restore_secrets, written_mapping
@@ -36,6 +37,8 @@ from headwater.destinations.store import DestinationInfo, DestinationStore, reda
 from headwater.errors import ConfigError, ExportError, ListError, UnknownDestinationType
 from headwater.protocols.plans import ACTOR_CONFIG, LIBRARY_TYPES, PlanInfo, PlanStore
 from headwater.protocols.schema_controls import read_controls, save_controls
+from headwater.protocols.transformations import Transformation, from_api, to_input
+from headwater.protocols.transformations.store import TransformationStore
 from headwater.store.instances import REDACTED
 from headwater.store.workspace import (
     MAX_PAGE_SIZE,
@@ -447,6 +450,8 @@ def plan(store: WorkspaceStore, config: ConfigFile) -> Plan:
         changes += disconnects
     if config.tracking_plans is not None:
         changes += _plan_tracking_plans(store, config.tracking_plans)
+    if config.transformations is not None:
+        changes += _plan_transformations(store, config)
     return Plan(changes + connects)
 
 
@@ -907,6 +912,9 @@ def export_config(store: WorkspaceStore) -> str:
         tracking_plans.append(entry)
     if tracking_plans:
         data["tracking_plans"] = tracking_plans
+    transformations = _export_transformations(store)
+    if transformations:
+        data["transformations"] = transformations
     problems = _too_deep(data)
     if problems:
         raise ExportError("cannot export the workspace:\n" + "\n".join(f"  {p}" for p in problems))
@@ -999,6 +1007,154 @@ def _restored_mappings(
 def _source_name(store: WorkspaceStore, source_id: str) -> str:
     source = store.get_source(source_id)
     return source.name if source is not None else source_id
+
+
+# --- transformations: ------------------------------------------------------------------------
+
+
+def _transformation_key(t: Transformation) -> tuple[str, str, str]:
+    """What makes a transformation unique (Segment: one per source, event and destination)."""
+    matcher = t.matcher
+    event = f"{matcher[0]}:{matcher[1]}" if matcher is not None else t.if_.strip()
+    return t.source_id, event, t.destination_metadata_id or ""
+
+
+def _destination_type(
+    store: WorkspaceStore, config: ConfigFile, source: str, destination: str | None
+) -> str | None:
+    """A ``destination:`` is an instance on the source (the file's, else the stored ones)
+    or a destination type; either way the scope is the type."""
+    if destination is None:
+        return None
+    for cfg in config.destinations or []:
+        if cfg.name == destination and cfg.source == source:
+            return cfg.type
+    if config.destinations is None:
+        found = DestinationStore(store).get(destination)
+        if found is not None:
+            return found.type
+    try:
+        get_definition(destination)
+    except UnknownDestinationType:
+        raise ConfigError(
+            [
+                f"transformations: destination {destination!r} is neither a destination of"
+                f" source {source!r} nor a destination type"
+            ]
+        ) from None
+    return destination
+
+
+@dataclass(frozen=True)
+class CreateTransformation(Change):
+    config: TransformationConfig
+    destination_type: str | None
+
+    def render(self) -> str:
+        scope = f"destination {self.config.destination}" if self.config.destination else "source"
+        return (
+            f"+ transformation {self.config.name} (source {self.config.source}; {scope} scope;"
+            f" if {self.config.if_})"
+        )
+
+    def apply(self, store: WorkspaceStore) -> None:
+        source = store.get_source(self.config.source)
+        if source is None:
+            raise ConfigError(
+                [f"transformation {self.config.name}: no source {self.config.source!r}"]
+            )
+        TransformationStore(store).create(self.config.body(source.id, self.destination_type))
+
+
+@dataclass(frozen=True)
+class UpdateTransformation(Change):
+    current: Transformation
+    config: TransformationConfig
+    destination_type: str | None
+
+    def render(self) -> str:
+        return f"~ transformation {self.config.name} ({self.current.id})"
+
+    def apply(self, store: WorkspaceStore) -> None:
+        body = self.config.body(self.current.source_id, self.destination_type)
+        TransformationStore(store).update(self.current.id, body)
+
+
+@dataclass(frozen=True)
+class DeleteTransformation(Change):
+    current: Transformation
+
+    def render(self) -> str:
+        return f"- transformation {self.current.name} ({self.current.id})"
+
+    def apply(self, store: WorkspaceStore) -> None:
+        TransformationStore(store).delete(self.current.id)
+
+
+def _plan_transformations(store: WorkspaceStore, config: ConfigFile) -> list[Change]:
+    """Matched by (source, event, destination): a changed name, toggle or result updates the
+    stored one in place; a changed source, event or destination is another transformation."""
+    configs = config.transformations or []
+    existing = {_transformation_key(t): t for t in TransformationStore(store).list()}
+    source_ids = {s.name: s.id for s in _all_sources(store)}
+    changes: list[Change] = []
+    kept: set[tuple[str, str, str]] = set()
+    creates: list[Change] = []
+    seen: dict[tuple[str, str, str], int] = {}
+    for i, cfg in enumerate(configs):
+        destination_type = _destination_type(store, config, cfg.source, cfg.destination)
+        by_name = _transformation_key(from_api(cfg.body(cfg.source, destination_type)))
+        if by_name in seen:
+            raise ConfigError(
+                [
+                    f"transformations[{i}]: a transformation already exists for this source,"
+                    f" event and destination: transformations[{seen[by_name]}]"
+                ]
+            )
+        seen[by_name] = i
+        source_id = source_ids.get(cfg.source)
+        if source_id is None:  # a source this plan creates (or a typo the apply names)
+            creates.append(CreateTransformation(cfg, destination_type))
+            continue
+        wanted = from_api(cfg.body(source_id, destination_type))
+        key = _transformation_key(wanted)
+        kept.add(key)
+        current = existing.get(key)
+        if current is None:
+            creates.append(CreateTransformation(cfg, destination_type))
+        elif to_input(current) != to_input(replace(wanted, id=current.id)):
+            if current.if_ != wanted.if_:
+                changes.append(DeleteTransformation(current))
+                creates.append(CreateTransformation(cfg, destination_type))
+            else:
+                changes.append(UpdateTransformation(current, cfg, destination_type))
+    deletes: list[Change] = [
+        DeleteTransformation(t) for key, t in existing.items() if key not in kept
+    ]
+    return deletes + changes + creates
+
+
+def _export_transformations(store: WorkspaceStore) -> list[dict[str, Any]]:
+    """The ``transformations:`` section: sources by name, a destination scope by the name of
+    an instance of that type on the source (the type itself when there is none)."""
+    written = []
+    destinations = DestinationStore(store).list()
+    for t in TransformationStore(store).list():
+        body = to_input(t)
+        body.pop("sourceId")
+        entry: dict[str, Any] = {
+            "name": body.pop("name"),
+            "source": _source_name(store, t.source_id),
+        }
+        metadata_id = body.pop("destinationMetadataId", None)
+        if metadata_id is not None:
+            instances = sorted(
+                d.name for d in destinations if d.source_id == t.source_id and d.type == metadata_id
+            )
+            entry["destination"] = instances[0] if instances else metadata_id
+        entry.update({k: v for k, v in body.items() if v not in ([], False) or k == "enabled"})
+        written.append(entry)
+    return written
 
 
 # --- formatting ------------------------------------------------------------------------------

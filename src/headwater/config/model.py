@@ -51,6 +51,7 @@ from headwater.errors import (
 from headwater.protocols.compiled import PlanError, Rule, compile_plan
 from headwater.protocols.plans import normalized_settings
 from headwater.protocols.schema_controls import parse_controls
+from headwater.protocols.transformations import from_api
 from headwater.store.workspace import check_name, check_settings, check_slug, check_write_key
 from headwater.warehouse.settings import WarehouseOptions
 
@@ -399,6 +400,48 @@ def _public_api_rule(item: dict[str, Any]) -> dict[str, Any]:
     return rule
 
 
+# --- transformations: (Protocols Transformations, the Public API's input by names) -------------
+
+
+class TransformationConfig(_Section):
+    """A transformation as ``CreateTransformationV1Input``, with ``source`` (a source name)
+    for ``sourceId`` and ``destination`` (a destination instance on that source, or a
+    destination type) for ``destinationMetadataId``: the transformation applies to every
+    instance of that type on the source, as Segment's does."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    name: StrictStr
+    source: StrictStr
+    destination: StrictStr | None = None
+    enabled: StrictBool = True
+    if_: StrictStr = Field(alias="if")
+    drop: StrictBool = False
+    newEventName: StrictStr | None = None
+    propertyRenames: list[Any] = Field(default_factory=list)
+    propertyValueTransformations: list[Any] = Field(default_factory=list)
+    fqlDefinedProperties: list[Any] = Field(default_factory=list)
+    allowProperties: list[Any] = Field(default_factory=list)
+    hashPropertiesConfiguration: dict[str, Any] | None = None
+
+    def body(self, source_id: str, destination_type: str | None) -> dict[str, Any]:
+        """The Public API body for the source's id and the destination's type."""
+        found = self.model_dump(by_alias=True, exclude={"source", "destination"})
+        found = {k: v for k, v in found.items() if v is not None}
+        found["sourceId"] = source_id
+        if destination_type is not None:
+            found["destinationMetadataId"] = destination_type
+        return found
+
+    @model_validator(mode="after")
+    def _checked(self) -> TransformationConfig:
+        try:
+            from_api(self.body("source", self.destination))
+        except InvalidError as exc:
+            raise ValueError(exc.message) from None
+        return self
+
+
 class ServerConfig(_Section):
     """Read by ``headwater serve --config``; not part of the workspace, so ``apply`` skips it."""
 
@@ -439,6 +482,8 @@ class ConfigFile(_Section):
     # Like sources: None leaves tracking plans alone; a list is the complete set.
     tracking_plans: list[TrackingPlanConfig] | None = None
     server: ServerConfig | None = None
+    # Like destinations: None leaves transformations alone; a list is the complete set.
+    transformations: list[TransformationConfig] | None = None
 
     @field_validator("workspace")
     @classmethod
@@ -454,6 +499,11 @@ class ConfigFile(_Section):
                 f"to leave {info.field_name} as they are"
             )
         return value
+
+    @field_validator("transformations", mode="before")
+    @classmethod
+    def _transformations_not_null(cls, value: Any, info: ValidationInfo) -> Any:
+        return cls._list_not_null(value, info)
 
     @model_validator(mode="after")
     def _unique(self) -> ConfigFile:

@@ -15,9 +15,11 @@ from typing import Any
 
 import msgspec
 
+from headwater import reasons
 from headwater.delivery.queue import DeliveryQueue, NewJob
 from headwater.destinations.routing import Stage, default_stages, route
 from headwater.destinations.store import DestinationInfo
+from headwater.protocols.transformations import Transformations
 from headwater.store.archive import Archive
 from headwater.timestamps import parse_timestamp
 
@@ -42,17 +44,34 @@ def replay(
     types: Sequence[str] = (),
     events: Sequence[str] = (),
     stages: Sequence[Stage] | None = None,
+    transformations: Transformations | None = None,
     progress: Callable[[ReplayResult], None] | None = None,
 ) -> ReplayResult:
     """Queue the archived events of ``[start, end)``; ``types``/``events`` narrow them.
 
-    ``stages`` defaults to the instance's own (its destination filters still apply)."""
+    ``stages`` defaults to the instance's own (its destination filters still apply), with its
+    destination-scoped ``transformations`` after them; the source-scoped ones run first, as
+    live, on the events that arrived after they were made (the archive holds events as they
+    were accepted)."""
+    transformations = transformations or Transformations()
+    source_scope = transformations.for_source(destination.source_id)
     if stages is None:
-        stages = default_stages(destination)
+        scope = transformations.for_destination(destination.source_id, destination.type)
+        stages = default_stages(destination, None if scope is None else scope.stage)
     result = ReplayResult()
     pending: list[NewJob] = []
     for event in _selected(archive.read(destination.source_id, start, end), types, events):
         result.read += 1
+        if source_scope is not None:
+            # As Segment's archive would hold it: source-scoped transformations from their
+            # creation on (destination-scoped ones apply to every replayed event, §5.1).
+            arrived = parse_timestamp(event.get("receivedAt"))
+            transformed = source_scope.apply(event, arrived.timestamp() if arrived else None)
+            if transformed is None:
+                dropped = reasons.DROPPED_BY_TRANSFORMATION
+                result.filtered[dropped] = result.filtered.get(dropped, 0) + 1
+                continue
+            event = transformed
         routed = route(event, destination, stages)
         if isinstance(routed, str):
             result.filtered[routed] = result.filtered.get(routed, 0) + 1

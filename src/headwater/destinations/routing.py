@@ -2,8 +2,9 @@
 
 Segment's order for one instance (§6.5): the destination supports the method, the event's
 ``integrations`` object lets it through, then the instance's stages (destination filters), then,
-for an Actions destination, the mappings whose triggers match. The router runs this for live
-events and replay for archived ones, so both decide alike.
+for an Actions destination, the mappings whose triggers match. Destination-scoped
+transformations are a stage after the filters (§5.1: they see what the filters let through).
+The router runs this for live events and replay for archived ones, so both decide alike.
 """
 
 from __future__ import annotations
@@ -43,8 +44,13 @@ def destination_filters(
     return event if apply is None else apply(event)
 
 
-def default_stages(destination: DestinationInfo) -> Sequence[Stage]:
-    return (destination_filters,) if destination.filters else ()
+def default_stages(
+    destination: DestinationInfo, after_filters: Stage | None = None
+) -> Sequence[Stage]:
+    """The instance's stages: its destination filters, then ``after_filters`` (its
+    destination-scoped transformations, Segment: after the filters, before the mappings)."""
+    stages: tuple[Stage, ...] = (destination_filters,) if destination.filters else ()
+    return stages if after_filters is None else (*stages, after_filters)
 
 
 # (source id, Track-tab event name) -> destination names its schema turns off for that event.
@@ -83,14 +89,6 @@ def schema_integration_filter(turned_off: TurnedOff) -> Stage:
         return reasons.FILTERED_BY_INTEGRATIONS_OBJECT
 
     return stage
-
-
-def stages_with_schema_filters(
-    turned_off: TurnedOff,
-) -> Callable[[DestinationInfo], Sequence[Stage]]:
-    """The router's stages when schema integration filters are on: theirs, then the instance's."""
-    schema_stage = schema_integration_filter(turned_off)
-    return lambda destination: (schema_stage, *default_stages(destination))
 
 
 def route(

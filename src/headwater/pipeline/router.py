@@ -24,6 +24,7 @@ from headwater.destinations.registry import integration_names
 from headwater.destinations.routing import Stage, default_stages, route
 from headwater.destinations.store import DestinationCache, DestinationInfo
 from headwater.errors import LeaseLost, RecordError
+from headwater.protocols.transformations import Transformations
 from headwater.store.counters import CounterKey, CounterStore, minute_of
 from headwater.store.database import write_transaction
 from headwater.store.log import EventLog
@@ -38,6 +39,13 @@ _decode = msgspec.json.Decoder().decode
 _encode = msgspec.json.Encoder().encode
 
 
+_NONE = Transformations()
+
+
+def _no_transformations() -> Transformations:
+    return _NONE
+
+
 class Router:
     """Log consumer handler: ``router(records)`` with (partition, offset, payload) tuples."""
 
@@ -48,15 +56,27 @@ class Router:
         queue: DeliveryQueue,
         *,
         owner: str,
-        stages: Callable[[DestinationInfo], Sequence[Stage]] = default_stages,
+        schema_filter: Stage | None = None,
+        transformations: Callable[[], Transformations] | None = None,
     ) -> None:
+        """``schema_filter`` is the sources' schema integration filters (a stage before each
+        instance's own); ``transformations`` gives the current compiled Protocols
+        transformations (a ``TransformationCache``'s ``current``)."""
         self._log = log
         self._engine = log.engine
         self._destinations = destinations
         self._queue = queue
         self._owner = owner
-        self._stages = stages
+        self._schema_filter: tuple[Stage, ...] = (schema_filter,) if schema_filter else ()
+        self._transformations = transformations or _no_transformations
         self._counters = CounterStore(self._engine)
+
+    def _stages_for(
+        self, destination: DestinationInfo, transformations: Transformations
+    ) -> Sequence[Stage]:
+        scope = transformations.for_destination(destination.source_id, destination.type)
+        own = default_stages(destination, None if scope is None else scope.stage)
+        return (*self._schema_filter, *own) if self._schema_filter else own
 
     def __call__(self, records: list[tuple[int, int, bytes]]) -> None:
         jobs: list[NewJob] = []
@@ -73,6 +93,11 @@ class Router:
             destinations = [d for d in self._destinations.for_source(record.source_id) if d.enabled]
             if not destinations or not record.events:
                 continue
+            transformations = self._transformations()
+            # Source-scoped transformations run once per event, before every instance's
+            # checks (§24 step 6); destination-scoped ones are a stage after its filters.
+            source_scope = transformations.for_source(record.source_id)
+            stages = [self._stages_for(d, transformations) for d in destinations]
             received = parse_timestamp(record.received_at)
             record_ms = int(received.timestamp() * 1000) if received else 0
             # A record's events arrived in one minute (the counters'), each at its receivedAt
@@ -81,7 +106,8 @@ class Router:
             arrival: object = record.received_at  # the receivedAt that received_ms is of
             received_ms = record_ms
             for raw in record.events:
-                event: dict[str, Any] = _decode(raw)
+                original: dict[str, Any] = _decode(raw)
+                event = original
                 at = event.get("receivedAt", record.received_at)
                 if at != arrival:
                     arrival = at
@@ -92,8 +118,22 @@ class Router:
                     tally[
                         CounterKey(record.source_id, "", reasons.UNKNOWN_INTEGRATION, key[:100])
                     ] += 1
-                for destination in destinations:
-                    routed = route(event, destination, self._stages(destination))
+                if source_scope is not None:
+                    transformed = source_scope.apply(event)
+                    if transformed is None:
+                        for destination in destinations:
+                            tally[
+                                CounterKey(
+                                    record.source_id,
+                                    destination.id,
+                                    reasons.FILTERED_AT_DESTINATION,
+                                    reasons.DROPPED_BY_TRANSFORMATION,
+                                )
+                            ] += 1
+                        continue
+                    event = transformed
+                for destination, destination_stages in zip(destinations, stages, strict=True):
+                    routed = route(event, destination, destination_stages)
                     if isinstance(routed, str):
                         tally[
                             CounterKey(
@@ -105,7 +145,7 @@ class Router:
                         ] += 1
                         continue
                     staged, mapping_ids = routed
-                    body = bytes(raw) if staged is event else _encode(staged)
+                    body = bytes(raw) if staged is original else _encode(staged)
                     jobs.extend(
                         NewJob(
                             destination.id,

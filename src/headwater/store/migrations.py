@@ -123,6 +123,7 @@ MIGRATIONS: list[Migration] = [
     Migration(8, "processed records that name their ingest log record", _processed_references),
     Migration(9, "tracking plans and source schema settings", _tracking_plans),
     Migration(10, "protocols: blocked events, violations, monthly tracked users", _create_tables),
+    Migration(11, "protocols transformations", _create_tables),
     Migration(12, "source schema and schema controls", _create_tables),
 ]
 

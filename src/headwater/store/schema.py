@@ -538,3 +538,28 @@ schema_controls = sa.Table(
     sa.Column("controls", sa.JSON, nullable=False, default=dict),
     sa.Column("updated_at", sa.BigInteger, nullable=False),
 )
+
+# --- Protocols: transformations (migration 11) -------------------------------------------------
+
+# One row per transformation; ``body`` is the Public API's input (``CreateTransformationV1Input``
+# without sourceId/destinationMetadataId, which are columns). Uniqueness of (source, event,
+# destination) is checked by the store, since the event is read from ``if``.
+transformations = sa.Table(
+    "transformations",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column(
+        "source_id",
+        sa.String(40),
+        sa.ForeignKey("sources.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    # The destination type (Segment's destination metadata id); NULL for source scope.
+    sa.Column("destination_metadata_id", sa.String(100), nullable=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("enabled", sa.Boolean, nullable=False, default=True),
+    sa.Column("body", sa.JSON, nullable=False, default=dict),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+    sa.Index("ix_transformations_source", "source_id"),
+)

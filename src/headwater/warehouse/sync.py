@@ -26,9 +26,12 @@ import sqlalchemy as sa
 
 from headwater.destinations.integrations import warehouse_enabled
 from headwater.errors import SyncBusy, SyncStopped
+from headwater.protocols.transformations import Scope
+from headwater.protocols.transformations.store import TransformationCache, TransformationStore
 from headwater.store import schema
 from headwater.store.archive import Archive, ArchiveMember, hour_key
 from headwater.store.database import write_transaction
+from headwater.timestamps import parse_timestamp
 from headwater.warehouse.connect import LAKE, lake_seen_ids, lake_target, loader_for
 from headwater.warehouse.lake import FINISHED as LAKE_FINISHED
 from headwater.warehouse.lake import LakeSync
@@ -99,6 +102,11 @@ class WarehouseSync:
         self._clock = clock
         self._chunk = chunk_events
         self._stopping = threading.Event()
+        # Source-scoped transformations apply to warehouses (§24 step 8): the archive holds
+        # the events untransformed, so they are applied here, as the sync reads them.
+        self._transformations = TransformationCache(
+            TransformationStore(self._workspace), self._workspace
+        )
 
     def stop(self) -> None:
         self._stopping.set()
@@ -168,6 +176,7 @@ class WarehouseSync:
         since = _since(positions, now)
         counts = result.rows.setdefault(schema_name, {})
         stalled: set[str] = set()  # tables that failed in this run: they wait for the next
+        scope = self._transformations.current().for_source(source_id)
         for members in _chunks(
             self._archive.members(source_id, since, done=_lowest(positions)), self._chunk
         ):
@@ -178,7 +187,10 @@ class WarehouseSync:
             loaded_now = datetime.fromtimestamp(self._clock(), UTC)
             for member in members:
                 wanted = _collections_behind(positions, member)
-                for event in member.events:
+                for archived in member.events:
+                    event = archived if scope is None else scope.apply(archived, _at(archived))
+                    if event is None:
+                        continue  # a source-scoped transformation drops it
                     flags = event.get("integrations")
                     if isinstance(flags, dict) and not warehouse_enabled(warehouse.id, flags):
                         continue  # the integrations object's Warehouses key (AC-034)
@@ -238,12 +250,13 @@ class WarehouseSync:
                 database=database,
                 workspace_id=warehouse.workspace_id,
             )
+            scope = self._transformations.current().for_source(source_id)
             read = self._archive.members(source_id, _since(positions, now), done=positions[SOURCE])
             for members in _chunks(read, self._chunk):
                 lake.write(
                     event
                     for member in members
-                    for event in member.events
+                    for event in _transformed(member.events, scope)
                     if not isinstance(flags := event.get("integrations"), dict)
                     or warehouse_enabled(warehouse.id, flags)
                 )
@@ -502,6 +515,22 @@ def _status(result: SyncResult) -> str:
     if result.failed_tables == 0:
         return SUCCESS
     return PARTIAL if result.loaded_tables else FAILURE
+
+
+def _transformed(events: Iterable[dict[str, Any]], scope: Scope | None) -> Iterator[dict[str, Any]]:
+    """The events as source-scoped transformations leave them (those dropped left out)."""
+    if scope is None:
+        yield from events
+        return
+    for event in events:
+        changed = scope.apply(event, _at(event))
+        if changed is not None:
+            yield changed
+
+
+def _at(event: dict[str, Any]) -> float | None:
+    received = parse_timestamp(event.get("receivedAt"))
+    return received.timestamp() if received is not None else None
 
 
 def _since(positions: Positions, now: datetime) -> datetime:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from headwater import reasons
-from headwater.destinations.routing import stages_with_schema_filters
+from headwater.destinations.routing import schema_integration_filter
 from headwater.pipeline.consumer import Consumer
 from headwater.pipeline.router import GROUP, Router
 from headwater.protocols.schema_controls import IntegrationFilterCache, save_controls
@@ -20,9 +20,13 @@ def send(pipeline: Pipeline, *events: dict[str, Any]) -> None:
     received = format_timestamp_at(pipeline.clock.now)
     stored = [{**e, "receivedAt": received, "timestamp": received} for e in events]
     pipeline.log.append([log_record(pipeline.source_id, received, stored, workspace_id="ws")])
-    stages = stages_with_schema_filters(IntegrationFilterCache(pipeline.engine).turned_off)
+    schema_filter = schema_integration_filter(IntegrationFilterCache(pipeline.engine).turned_off)
     router = Router(
-        pipeline.log, pipeline.cache(), pipeline.delivery.queue, owner="r", stages=stages
+        pipeline.log,
+        pipeline.cache(),
+        pipeline.delivery.queue,
+        owner="r",
+        schema_filter=schema_filter,
     )
     consumer = Consumer(pipeline.log, GROUP, router, owner="r")
     while consumer.run_once():

@@ -1,0 +1,3 @@
+from tests.delivery.conftest import pipeline
+
+__all__ = ["pipeline"]
