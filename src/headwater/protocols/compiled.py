@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import unquote
 
@@ -62,6 +62,11 @@ class CompiledEvent:
     versions: Mapping[int, jsonschema_rs.Validator]
     oldest: jsonschema_rs.Validator
     planned: frozenset[str]
+    # Whether the last event checked against this rule failed. Failures come in runs (one app
+    # version sending one bad property), and a failing event then goes straight to its errors
+    # instead of paying for `is_valid` first; a stale value costs one extra call, never a
+    # wrong answer.
+    failing: list[bool] = field(default_factory=lambda: [False], compare=False)
 
     def validator(self, event: Mapping[str, Any]) -> jsonschema_rs.Validator:
         """The version the event asks for; missing, non-integer or unknown → the oldest."""
