@@ -15,7 +15,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 # Bottom to top. A name is a package or module under ``headwater``; the longest name that
 # contains a module decides its layer (``config.settings`` sits below the rest of ``config``).
 LAYERS: list[list[str]] = [
-    ["", "reasons", "timestamps", "clock", "collector"],
+    ["", "reasons", "timestamps", "clock", "collector", "admin_client"],
     ["errors"],
     ["store", "fql", "observe"],
     ["destinations", "config.settings", "ingest.normalize", "protocols"],

@@ -5,42 +5,17 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any, TextIO
+from typing import TextIO
 from urllib.parse import quote
 
-import httpx
-
-
-def _call(method: str, url: str, token: str, what: str, **kwargs: Any) -> dict[str, Any]:
-    try:
-        response = httpx.request(
-            method,
-            url,
-            headers={"authorization": f"Bearer {token}"},
-            timeout=httpx.Timeout(10.0, read=600.0),
-            **kwargs,
-        )
-    except httpx.TransportError as exc:
-        raise SystemExit(
-            f"headwater {what}: cannot reach {url}: {exc}. Is the server running? "
-            "Pass its address with --url."
-        ) from None
-    if response.status_code >= 400:
-        try:
-            message = response.json()["errors"][0]["message"]
-        except (ValueError, KeyError, IndexError, TypeError):
-            message = response.text[:200]
-        hint = " Check HEADWATER_ADMIN_TOKEN." if response.status_code == 401 else ""
-        raise SystemExit(f"headwater {what}: {response.status_code}: {message}.{hint}")
-    data: dict[str, Any] = response.json()["data"]
-    return data
+from headwater.admin_client import call_api
 
 
 def show_delivery(
     base_url: str, token: str, destination: str, minutes: int, out: TextIO = sys.stdout
 ) -> None:
     url = f"{base_url.rstrip('/')}/api/v1/destinations/{quote(destination, safe='')}/delivery"
-    report = _call("GET", url, token, "delivery", params={"minutes": str(minutes)})
+    report = call_api("GET", url, token, "delivery", params={"minutes": str(minutes)})
     d = report["destination"]
     state = "enabled" if d["enabled"] else "disabled"
     p95 = report["p95LatencyMs"]
@@ -71,7 +46,7 @@ def start_replay(
     url = f"{base_url.rstrip('/')}/api/v1/destinations/{quote(destination, safe='')}/replay"
     out.write(f"Replaying {start} … {end} to {destination} (reading the archive)…\n")
     out.flush()
-    result = _call("POST", url, token, "replay", json={"start": start, "end": end})
+    result = call_api("POST", url, token, "replay", json={"start": start, "end": end})
     out.write(f"Read {result['read']} archived events; queued {result['queued']} for delivery.\n")
     for reason, count in sorted(result["filtered"].items()):
         out.write(f"  filtered {count} ({reason})\n")

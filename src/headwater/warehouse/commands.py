@@ -16,6 +16,7 @@ from urllib.parse import quote
 
 import httpx
 
+from headwater.admin_client import answer_data
 from headwater.store.archive import Archive
 from headwater.warehouse.connect import LAKE, loader_for
 from headwater.warehouse.store import WarehouseInfo, WarehouseStore
@@ -38,14 +39,17 @@ def sync_through_server(url: str, token: str, names: list[str], out: TextIO = sy
     worst = 0
     with httpx.Client(headers=headers, timeout=30.0) as http:
         for name in names:
-            started = _data(http.post(f"{base}/{quote(name, safe='')}/syncs"), name)["sync"]
+            started = answer_data(
+                http.post(f"{base}/{quote(name, safe='')}/syncs"), f"warehouse sync {name}"
+            )["sync"]
             out.write(f"{name}: sync {started['id']} requested; waiting for the server…\n")
             out.flush()
             shown = REQUESTED
             while True:
-                run = _data(http.get(f"{base}/{quote(name, safe='')}/syncs/{started['id']}"), name)[
-                    "sync"
-                ]
+                run = answer_data(
+                    http.get(f"{base}/{quote(name, safe='')}/syncs/{started['id']}"),
+                    f"warehouse sync {name}",
+                )["sync"]
                 if run["status"] != shown:
                     shown = run["status"]
                     if shown == RUNNING:
@@ -113,17 +117,3 @@ def _report(name: str, run: dict[str, Any], out: TextIO) -> int:
         )
     out.flush()
     return EXIT.get(run["status"], 1)
-
-
-def _data(response: httpx.Response, name: str) -> dict[str, Any]:
-    if response.status_code >= 400:
-        try:
-            message = response.json()["errors"][0]["message"]
-        except (ValueError, KeyError, IndexError, TypeError):
-            message = response.text[:200]
-        hint = " Check HEADWATER_ADMIN_TOKEN." if response.status_code == 401 else ""
-        raise SystemExit(
-            f"headwater warehouse sync {name}: {response.status_code}: {message}.{hint}"
-        )
-    data: dict[str, Any] = response.json()["data"]
-    return data

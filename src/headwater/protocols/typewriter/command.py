@@ -10,8 +10,7 @@ from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import quote
 
-import httpx
-
+from headwater.admin_client import call_api
 from headwater.protocols.compiled import PlanError, Rule, compile_plan
 from headwater.protocols.typewriter import Language, generate, rules_from_api
 
@@ -35,7 +34,7 @@ def rules_from_server(base_url: str, token: str, plan: str) -> list[Rule]:
         params = {"pagination.count": str(_PAGE)}
         if cursor:
             params["pagination.cursor"] = cursor
-        data = _get(url, token, params)
+        data = call_api("GET", url, token, "typewriter", params=params)
         page = data.get("rules")
         if not isinstance(page, list):
             raise SystemExit(f"headwater typewriter: {url} answered without a rules list")
@@ -48,30 +47,6 @@ def rules_from_server(base_url: str, token: str, plan: str) -> list[Rule]:
         return rules_from_api(items)
     except ValueError as exc:
         raise SystemExit(f"headwater typewriter: {url}: {exc}") from None
-
-
-def _get(url: str, token: str, params: dict[str, str]) -> dict[str, Any]:
-    try:
-        response = httpx.get(
-            url, params=params, headers={"authorization": f"Bearer {token}"}, timeout=30.0
-        )
-    except httpx.TransportError as exc:
-        raise SystemExit(
-            f"headwater typewriter: cannot reach {url}: {exc}. Is the server running? "
-            "Pass its address with --url."
-        ) from None
-    if response.status_code >= 400:
-        try:
-            message = response.json()["errors"][0]["message"]
-        except (ValueError, KeyError, IndexError, TypeError):
-            message = response.text[:200]
-        hint = " Check HEADWATER_ADMIN_TOKEN." if response.status_code == 401 else ""
-        raise SystemExit(f"headwater typewriter: {response.status_code}: {message}.{hint}")
-    body = response.json()
-    data = body.get("data") if isinstance(body, dict) else None
-    if not isinstance(data, dict):
-        raise SystemExit(f"headwater typewriter: {url} answered without a data object")
-    return data
 
 
 def write_client(
