@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -23,8 +23,9 @@ from sqlalchemy.engine import Connection, Engine
 
 from headwater.errors import RecordError
 from headwater.store import counters, schema
+from headwater.store.consumer_offsets import claim_offsets, record_offsets
 from headwater.store.counters import CounterKey, CounterStore, minute_of
-from headwater.store.database import is_sqlite, write_transaction
+from headwater.store.database import write_transaction
 from headwater.store.record import Dropped, decode_processed
 from headwater.timestamps import parse_timestamp
 
@@ -50,7 +51,7 @@ class Observer:
         if not records:
             return
         with write_transaction(self._engine) as conn:
-            done = self._claim_positions(conn, {partition for partition, _, _ in records})
+            done = claim_offsets(conn, self._meta_prefix, {p for p, _, _ in records})
             fresh = [r for r in records if r[1] > done.get(r[0], 0)]
             if not fresh:
                 return
@@ -60,38 +61,7 @@ class Observer:
             for minute, increments in batch.increments().items():
                 self._counters.add_in(conn, increments, batch.samples.get(minute, {}), minute)
             _append_debugger(conn, batch, self._debugger_budget, self._clock())
-            last: dict[int, int] = {}
-            for partition, offset, _ in fresh:
-                last[partition] = max(offset, last.get(partition, 0))
-            for partition, offset in last.items():
-                conn.execute(
-                    sa.update(schema.meta)
-                    .where(schema.meta.c.key == self._meta_prefix + str(partition))
-                    .values(value=str(offset))
-                )
-
-    def _claim_positions(self, conn: Connection, partitions: Iterable[int]) -> dict[int, int]:
-        """The highest offset already counted per partition, locked for this transaction.
-
-        Locking matters on PostgreSQL when a partition's lease moves while the old owner is
-        still working: the second process waits and then sees the first one's offset.
-        """
-        keys = {self._meta_prefix + str(p): p for p in partitions}
-        existing = set(
-            conn.execute(sa.select(schema.meta.c.key).where(schema.meta.c.key.in_(keys))).scalars()
-        )
-        missing = [{"key": key, "value": "0"} for key in sorted(keys) if key not in existing]
-        if missing:
-            if is_sqlite(self._engine):
-                conn.execute(schema.meta.insert(), missing)  # BEGIN IMMEDIATE: no other writer
-            else:
-                from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-                conn.execute(pg_insert(schema.meta).on_conflict_do_nothing(), missing)
-        query = sa.select(schema.meta.c.key, schema.meta.c.value).where(schema.meta.c.key.in_(keys))
-        if not is_sqlite(self._engine):
-            query = query.order_by(schema.meta.c.key).with_for_update()
-        return {keys[row.key]: int(row.value) for row in conn.execute(query)}
+            record_offsets(conn, self._meta_prefix, ((p, o) for p, o, _ in fresh))
 
 
 class _Batch:

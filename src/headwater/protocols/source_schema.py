@@ -32,7 +32,8 @@ from sqlalchemy.engine import Connection, Engine
 from headwater.errors import RecordError
 from headwater.protocols.compiled import PAGE_VIEWED, SCREEN_VIEWED
 from headwater.store import schema
-from headwater.store.database import is_sqlite, write_transaction
+from headwater.store.consumer_offsets import claim_offsets, record_offsets
+from headwater.store.database import write_transaction
 from headwater.store.record import decode_processed
 from headwater.store.workspace import is_unicode
 from headwater.timestamps import parse_timestamp
@@ -217,9 +218,7 @@ class SchemaObserver:
         batch = _Pass()  # pending is put back as it was if this pass fails
         batch.merge(pending)
         with write_transaction(self._engine) as conn:
-            done = _claim_positions(
-                conn, self._engine, self._meta_prefix, {p for p, _, _ in records}
-            )
+            done = claim_offsets(conn, self._meta_prefix, {p for p, _, _ in records})
             fresh = [r for r in records if r[1] > done.get(r[0], 0)]
             for _partition, offset, payload in fresh:
                 try:
@@ -240,40 +239,12 @@ class SchemaObserver:
                         continue  # A-VF-2
                     batch.add(record.source_id, event, at, blocked=False)
             _write(conn, batch)
-            last: dict[int, int] = {}
-            for partition, offset, _ in fresh:
-                last[partition] = max(offset, last.get(partition, 0))
-            for partition, offset in last.items():
-                conn.execute(
-                    sa.update(schema.meta)
-                    .where(schema.meta.c.key == self._meta_prefix + str(partition))
-                    .values(value=str(offset))
-                )
+            record_offsets(conn, self._meta_prefix, ((p, o) for p, o, _ in fresh))
 
 
 def _seconds(received_at: Any, default: float) -> int:
     parsed = parse_timestamp(received_at[:40]) if isinstance(received_at, str) else None
     return int(parsed.timestamp() if parsed is not None else default)
-
-
-def _claim_positions(
-    conn: Connection, engine: Engine, prefix: str, partitions: Iterable[int]
-) -> dict[int, int]:
-    """The highest offset already recorded per partition, locked for this transaction (the
-    observer's scheme: a partition whose lease moves mid-pass is not recorded twice)."""
-    keys = {prefix + str(p): p for p in partitions}
-    if not keys:
-        return {}
-    existing = set(
-        conn.execute(sa.select(schema.meta.c.key).where(schema.meta.c.key.in_(keys))).scalars()
-    )
-    missing = [{"key": key, "value": "0"} for key in sorted(keys) if key not in existing]
-    if missing:
-        conn.execute(_insert(conn, schema.meta).on_conflict_do_nothing(), missing)
-    query = sa.select(schema.meta.c.key, schema.meta.c.value).where(schema.meta.c.key.in_(keys))
-    if not is_sqlite(engine):
-        query = query.order_by(schema.meta.c.key).with_for_update()
-    return {keys[row.key]: int(row.value) for row in conn.execute(query)}
 
 
 def _insert(conn: Connection, table: sa.Table) -> Any:
