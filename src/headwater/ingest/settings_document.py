@@ -12,20 +12,14 @@ device mode too). The server still blocks them too, for every other client.
 
 from __future__ import annotations
 
-import logging
-import threading
 import time
 from collections.abc import Callable, Collection
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy.exc import OperationalError
-
 from headwater.protocols.plans import load_source_protocols
+from headwater.store.config_snapshot import ConfigSnapshot
 from headwater.store.workspace import WorkspaceStore
-
-logger = logging.getLogger(__name__)
-REFRESH_INTERVAL = 1.0
 
 
 def settings_document(
@@ -74,32 +68,17 @@ class PlannedEvents:
     """
 
     def __init__(self, store: WorkspaceStore, clock: Callable[[], float] = time.monotonic) -> None:
-        self._store = store
-        self._clock = clock
-        self._allowed: dict[str, frozenset[str]] = {}
-        self._version = -1
-        self._checked_at = float("-inf")
-        self._lock = threading.Lock()
+        self._snapshot: ConfigSnapshot[dict[str, frozenset[str]]] = ConfigSnapshot(
+            store.config_version, lambda: _planned(store), {}, clock=clock
+        )
 
     def of(self, source_id: str) -> frozenset[str] | None:
-        if self._clock() - self._checked_at >= REFRESH_INTERVAL:
-            try:
-                self.refresh()
-            except OperationalError as exc:
-                # The database is down: answer from the map we have (as the write keys do).
-                self._checked_at = self._clock()
-                logger.warning("settings document: cannot refresh tracking plans: %s", exc)
-        return self._allowed.get(source_id)
+        return self._snapshot.get().get(source_id)
 
-    def refresh(self) -> None:
-        with self._lock:
-            now = self._clock()
-            version = self._store.config_version()
-            if version != self._version:
-                self._allowed = {
-                    source_id: frozenset(found.plan.track)
-                    for source_id, found in load_source_protocols(self._store.engine).items()
-                    if found.plan is not None and not found.settings.track.allow_unplanned_events
-                }
-                self._version = version
-            self._checked_at = now
+
+def _planned(store: WorkspaceStore) -> dict[str, frozenset[str]]:
+    return {
+        source_id: frozenset(found.plan.track)
+        for source_id, found in load_source_protocols(store.engine).items()
+        if found.plan is not None and not found.settings.track.allow_unplanned_events
+    }

@@ -15,10 +15,8 @@ object and never over a value it has for that destination.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -28,6 +26,7 @@ from headwater.errors import InvalidError
 from headwater.protocols.connected import SchemaControls
 from headwater.protocols.source_schema import MAX_NAME, storable
 from headwater.store import schema
+from headwater.store.config_snapshot import ConfigSnapshot
 from headwater.store.workspace import WorkspaceStore
 
 _NAME_LISTS = ("blockedEvents", "omittedIdentifyTraits", "omittedGroupTraits")
@@ -146,33 +145,18 @@ def load_integration_filters(engine: Engine) -> dict[str, IntegrationFilters]:
     return found
 
 
-@dataclass
 class IntegrationFilterCache:
     """Schema integration filters in memory, reloaded when the configuration version moves
     (checked at most once a second, like the destination cache)."""
 
-    engine: Engine
-    clock: Callable[[], float] = time.monotonic
-
-    def __post_init__(self) -> None:
-        self._workspace = WorkspaceStore(self.engine)
-        self._lock = threading.Lock()
-        self._version = -1
-        self._checked_at = float("-inf")
-        self._filters: dict[str, IntegrationFilters] = {}
+    def __init__(self, engine: Engine, clock: Callable[[], float] = time.monotonic) -> None:
+        self._snapshot: ConfigSnapshot[dict[str, IntegrationFilters]] = ConfigSnapshot(
+            WorkspaceStore(engine).config_version,
+            lambda: load_integration_filters(engine),
+            {},
+            clock=clock,
+        )
 
     def turned_off(self, source_id: str, event_name: str) -> Mapping[str, bool]:
         """Destination names the source's schema turns off for this event."""
-        if self.clock() - self._checked_at >= 1.0:
-            self._refresh()
-        return self._filters.get(source_id, {}).get(event_name, {})
-
-    def _refresh(self) -> None:
-        with self._lock:
-            if self.clock() - self._checked_at < 1.0:
-                return
-            version = self._workspace.config_version()
-            if version != self._version:
-                self._filters = load_integration_filters(self.engine)
-                self._version = version
-            self._checked_at = self.clock()
+        return self._snapshot.get().get(source_id, {}).get(event_name, {})

@@ -37,6 +37,7 @@ from headwater.protocols.forwarding import (
 )
 from headwater.protocols.schema_messages import Violation
 from headwater.protocols.violations import ViolationTallies
+from headwater.store.config_snapshot import ConfigSnapshot
 from headwater.store.record import LogRecord
 from headwater.timestamps import format_timestamp, parse_timestamp
 
@@ -79,16 +80,14 @@ class ProtocolsStage:
         refresh_interval: float = 1.0,
         schema: BlockedCounts | None = None,
     ) -> None:
-        self._lookup = lookup
-        self._config_version = config_version
         self._clock = clock
         self._appender = appender
-        self._refresh_interval = refresh_interval
         self._schema = schema
         self._blocked_store = BlockedEvents(engine, clock=clock)
-        self._sources: Mapping[str, SourceProtocols] = {}
-        self._version: int | None = None
-        self._checked_at = float("-inf")
+        empty: Mapping[str, SourceProtocols] = {}
+        self._sources = ConfigSnapshot(
+            config_version, lookup, empty, clock=clock, interval=refresh_interval
+        )
         # this pass's work, written in commit_in
         self._blocked: list[tuple[str, str, Any]] = []
         self._tallies = ViolationTallies()
@@ -103,14 +102,7 @@ class ProtocolsStage:
 
     def sources(self) -> Mapping[str, SourceProtocols]:
         """The lookup's map, rebuilt only when the configuration's version moved."""
-        now = self._clock()
-        if now - self._checked_at >= self._refresh_interval:
-            self._checked_at = now
-            version = self._config_version()
-            if version != self._version:
-                self._sources = self._lookup()
-                self._version = version
-        return self._sources
+        return self._sources.get()
 
     def process(self, partition: int, records: list[LogRecord]) -> None:
         sources = self.sources()

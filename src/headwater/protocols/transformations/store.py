@@ -6,7 +6,6 @@ set (the ``if`` statements and the paths) once, not per event.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -19,6 +18,7 @@ from headwater.errors import ConflictError, InvalidError, NotFoundError
 from headwater.protocols.transformations.apply import Transformations
 from headwater.protocols.transformations.model import Transformation, from_api, to_input, updated
 from headwater.store import schema
+from headwater.store.config_snapshot import ConfigSnapshot
 from headwater.store.workspace import WorkspaceStore, new_id
 
 T = schema.transformations
@@ -166,7 +166,7 @@ def _body(t: Transformation) -> dict[str, Any]:
 
 class TransformationCache:
     """The compiled transformations, rebuilt when the config version changes (checked at most
-    once a second, as ``DestinationCache`` does)."""
+    once a second)."""
 
     def __init__(
         self,
@@ -174,25 +174,15 @@ class TransformationCache:
         workspace: WorkspaceStore,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._store = store
-        self._workspace = workspace
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._version = -1
-        self._checked_at = float("-inf")
-        self._current = Transformations()
+        self._snapshot = ConfigSnapshot(
+            workspace.config_version,
+            lambda: Transformations(store.list()),
+            Transformations(),
+            clock=clock,
+        )
 
     def current(self) -> Transformations:
-        if self._clock() - self._checked_at >= 1.0:
-            self.refresh()
-        return self._current
+        return self._snapshot.get()
 
     def refresh(self, force: bool = False) -> None:
-        with self._lock:
-            if not force and self._clock() - self._checked_at < 1.0:
-                return
-            version = self._workspace.config_version()
-            if force or version != self._version:
-                self._current = Transformations(self._store.list())
-                self._version = version
-            self._checked_at = self._clock()
+        self._snapshot.refresh(force)
