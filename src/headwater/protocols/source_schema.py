@@ -179,6 +179,7 @@ class SchemaObserver:
         self._meta_prefix = f"consumer_offset/{group}/"
         self._lock = threading.Lock()
         self._blocked = _Pass()
+        self._listed = _Listed()
 
     def blocked(self, source_id: str, event: Mapping[str, Any]) -> None:
         """Count an event the Protocols stage blocked (it never reaches the processed stream).
@@ -238,8 +239,9 @@ class SchemaObserver:
                     if forwarded and event.get("event") == VIOLATION_EVENT:
                         continue  # A-VF-2
                     batch.add(record.source_id, event, at, blocked=False)
-            _write(conn, batch)
+            written = _write(conn, batch, self._listed)
             record_offsets(conn, self._meta_prefix, ((p, o) for p, o, _ in fresh))
+        self._listed.update(written)  # committed: these rows are there
 
 
 def _seconds(received_at: Any, default: float) -> int:
@@ -257,13 +259,45 @@ def _insert(conn: Connection, table: sa.Table) -> Any:
     return pg_insert(table)
 
 
-def _write(conn: Connection, batch: _Pass) -> None:
-    """Upsert a pass's items and counts: new items only while the source is under its limits."""
+class _Listed:
+    """The items this observer knows it has written, with the first and last seen it wrote.
+
+    Most passes see only items already listed: then the limits need no look at the table, and
+    an item's row is rewritten only when its first seen moves back or its last seen moves on by
+    a minute (counts are written every pass). Another writer's Clear Schema History may delete
+    a row this remembers: it is listed again within that minute.
+    """
+
+    LIMIT = 200_000  # entries kept; past it the memory starts again (correct, only slower)
+
+    def __init__(self) -> None:
+        self.times: dict[Key, tuple[int, int]] = {}
+
+    def update(self, written: Mapping[Key, tuple[int, int]]) -> None:
+        if len(self.times) + len(written) > self.LIMIT:
+            self.times = {}
+        self.times.update(written)
+
+
+def _write(
+    conn: Connection, batch: _Pass, known: _Listed | None = None
+) -> dict[Key, tuple[int, int]]:
+    """Upsert a pass's items and counts: new items only while the source is under its limits.
+    Returns the items whose rows were written, with the times written."""
     if not batch.shapes:
-        return
+        return {}
     seen, counts = batch.rows()
-    listed = _admit(conn, seen)
+    remembered = known.times if known is not None else {}
+    fresh = {key: times for key, times in seen.items() if key not in remembered}
+    listed = _admit(conn, fresh, [key for key in seen if key in remembered]) if fresh else set(seen)
     items = schema.schema_items
+    due: dict[Key, tuple[int, int]] = {}
+    for key, (first, last) in seen.items():
+        if key not in listed:
+            continue
+        before = remembered.get(key)
+        if before is None or first < before[0] or last >= before[1] + 60:
+            due[key] = (first, last)
     rows = [
         {
             "source_id": key[0],
@@ -274,8 +308,7 @@ def _write(conn: Connection, batch: _Pass) -> None:
             "last_seen": last,
             "archived": False,
         }
-        for key, (first, last) in sorted(seen.items())  # one lock order across writers
-        if key in listed
+        for key, (first, last) in sorted(due.items())  # one lock order across writers
     ]
     if rows:
         stmt = _insert(conn, items)
@@ -324,16 +357,17 @@ def _write(conn: Connection, batch: _Pass) -> None:
             ),
             count_rows,
         )
+    return due
 
 
-def _admit(conn: Connection, seen: Mapping[Key, list[int]]) -> set[Key]:
+def _admit(conn: Connection, seen: Mapping[Key, object], already: Iterable[Key] = ()) -> set[Key]:
     """The keys that are (or may now become) listed, within the §6.3 limits, in the order
-    the pass first saw them."""
+    the pass first saw them; ``already`` are known to be listed."""
     t = schema.schema_items.c
     by_source: dict[str, list[Key]] = {}
     for key in seen:
         by_source.setdefault(key[0], []).append(key)
-    listed: set[Key] = set()
+    listed: set[Key] = set(already)
     for source_id, keys in sorted(by_source.items()):
         names = sorted({key[2] for key in keys})
         existing: set[Key] = set()

@@ -211,3 +211,19 @@ def test_names_the_store_cannot_hold_are_not_listed(engine: Engine) -> None:
     assert list(events(engine)) == ["Fine"]
     props = store(engine).items("src_a", TRACK, "24h", event="Fine", properties=True)
     assert [p.property for p in props] == ["q"]
+
+
+def test_a_listed_item_is_rewritten_only_when_its_times_move(engine: Engine) -> None:
+    """The observer remembers what it listed: counts go in every pass, an item's row when its
+    last seen moves on by a minute (or its first seen back), so the Schema stays right."""
+    observe = SchemaObserver(engine)
+    observe([(0, 1, log_record("src_a", T0, [track("Signed Up", plan="pro")]))])
+    observe([(0, 2, log_record("src_a", "2024-03-05T10:00:40Z", [track("Signed Up")]))])
+    seen = events(engine)["Signed Up"]
+    assert seen.allowed == 2
+    assert seen.last_seen == seconds(T0)  # 30 s later: the row was not rewritten
+    observe([(0, 3, log_record("src_a", "2024-03-05T10:01:20Z", [track("Signed Up")]))])
+    assert events(engine)["Signed Up"].last_seen == seconds("2024-03-05T10:01:20Z")
+    observe([(0, 4, log_record("src_a", "2024-03-05T09:00:00Z", [track("Signed Up")]))])
+    assert events(engine)["Signed Up"].first_seen == seconds("2024-03-05T09:00:00Z")
+    assert events(engine)["Signed Up"].allowed == 4
