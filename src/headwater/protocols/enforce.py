@@ -179,24 +179,19 @@ def enforce(
     if not violations and not omitted and not omitted_on_violation:
         return Verdict(event)
     context = working.get("context")
-    new_context = dict(context) if isinstance(context, dict) else {}
+    new_context = dict(context) if type(context) is dict else {}
     existing = new_context.get("protocols")
-    protocols = dict(existing) if isinstance(existing, dict) else {}
-    protocols.update(
-        omitted=list(omitted),
-        omitted_on_violation=list(omitted_on_violation),
-        violations=[violation.as_dict() for violation in violations],
-        sourceId=source_id,
-    )
+    protocols = dict(existing) if type(existing) is dict else {}
+    protocols["omitted"] = omitted  # fresh lists, made for this event
+    protocols["omitted_on_violation"] = omitted_on_violation
+    protocols["violations"] = [
+        {"type": kind, "field": path, "description": text} for kind, path, text in violations
+    ]
+    protocols["sourceId"] = source_id
     new_context["protocols"] = protocols
     out = dict(working)
     out["context"] = new_context
-    return Verdict(
-        out,
-        violations=tuple(violations),
-        omitted=tuple(omitted),
-        omitted_on_violation=tuple(omitted_on_violation),
-    )
+    return Verdict(out, None, tuple(violations), tuple(omitted), tuple(omitted_on_violation))
 
 
 def _errors(

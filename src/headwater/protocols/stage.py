@@ -17,7 +17,7 @@ messages are appended there too, with deterministic ids, so a repeated pass adds
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -140,15 +140,14 @@ class ProtocolsStage:
                     logger.exception("protocols: event %r passed unchecked", event.get("messageId"))
                     kept.append(raw)
                     continue
-                found: list[Violation] = list(verdict.violations)
-                if verdict.omitted:
+                out, blocked, found, omitted, _ = verdict
+                if omitted:
                     kind = event.get("type")
                     container = "traits" if kind in ("identify", "group") else "properties"
-                    found.extend(self._omitted(container, name) for name in verdict.omitted)
+                    found = (*found, *(self._omitted(container, name) for name in omitted))
                 if found:
                     self._violations(source, record, event, found, at_ms)
-                out = verdict.event
-                reason = BLOCK_REASONS[verdict.blocked] if verdict.blocked else None
+                reason = BLOCK_REASONS[blocked] if blocked else None
             if reason is not None:
                 filtered[reason] = filtered.get(reason, 0) + 1
                 self._blocked.append((source.source_id, reason, event))
@@ -177,21 +176,22 @@ class ProtocolsStage:
         source: SourceProtocols,
         record: LogRecord,
         event: dict[str, Any],
-        found: list[Any],
+        found: Sequence[Violation],
         at_ms: int,
     ) -> None:
         kind = event.get("type")
         kind = kind if isinstance(kind, str) else ""
         name = event_name(event)
-        target = source.settings.forwarding_violations_to
-        now_iso = format_timestamp(datetime.fromtimestamp(at_ms / 1000, UTC)) if target else ""
         add = self._tallies.add
         source_id, plan_id = source.source_id, source.plan_id or ""
-        for index, violation in enumerate(found):
+        for violation in found:
             add(source_id, plan_id, kind, name, violation, at_ms, event)
-            if target:
+        target = source.settings.forwarding_violations_to
+        if target:
+            now_iso = format_timestamp(datetime.fromtimestamp(at_ms / 1000, UTC))
+            for index, violation in enumerate(found):
                 message = violation_generated(source, event, violation, index, now_iso)
-                self._outbox.add(record.workspace_id, target, source.source_id, message)
+                self._outbox.add(record.workspace_id, target, source_id, message)
 
     def _omitted(self, container: str, name: str) -> Violation:
         """The violation an omitted name forwards as; made once per pass and name."""
