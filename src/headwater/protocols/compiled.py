@@ -62,6 +62,9 @@ class CompiledEvent:
     versions: Mapping[int, jsonschema_rs.Validator]
     oldest: jsonschema_rs.Validator
     planned: frozenset[str]
+    # Whether any version has `allOf` / `if`: only then do its errors need gojsonschema's
+    # summary violations rebuilt (schema_messages.violations_from).
+    summaries: bool = True
     # Whether the last event checked against this rule failed. Failures come in runs (one app
     # version sending one bad property), and a failing event then goes straight to its errors
     # instead of paying for `is_valid` first; a stale value costs one extra call, never a
@@ -135,7 +138,19 @@ def _event(
         versions={version: validator for version, (_rule, validator) in versions.items()},
         oldest=versions[oldest][1],
         planned=planned_names(versions[oldest][0].json_schema, container),
+        summaries=any(_has_summaries(rule.json_schema) for rule, _ in versions.values()),
     )
+
+
+def _has_summaries(schema: Any) -> bool:
+    """Whether a schema uses a keyword gojsonschema adds a summary violation for."""
+    if isinstance(schema, dict):
+        if "allOf" in schema or "then" in schema or "else" in schema:
+            return True
+        return any(_has_summaries(value) for value in schema.values())
+    if isinstance(schema, list):
+        return any(_has_summaries(value) for value in schema)
+    return False
 
 
 def planned_names(schema: Any, container: str) -> frozenset[str]:

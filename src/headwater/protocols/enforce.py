@@ -201,13 +201,13 @@ def _errors(
     (a valid event never pays for error objects, a run of failing ones never for `is_valid`)."""
     failing = rule.failing
     if failing[0]:
-        found = violations_from(validator.iter_errors(event))
+        found = violations_from(validator.iter_errors(event), rule.summaries)
         failing[0] = bool(found)
         return found
     if validator.is_valid(event):
         return []
     failing[0] = True
-    return violations_from(validator.iter_errors(event))
+    return violations_from(validator.iter_errors(event), rule.summaries)
 
 
 def _offending(found: list[Violation], container: str, event: Mapping[str, Any]) -> list[str]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import jsonschema_rs
 
@@ -149,7 +149,7 @@ def _one(error: jsonschema_rs.ValidationError) -> list[Violation]:
     path: list[str | int] = list(error.instance_path)
     # The two kinds most events fail with come first, each with only what it needs.
     if name == "type":
-        expected = _types(kind.as_dict()["types"])
+        expected = _types(cast(Any, kind).types)  # the stubs lack the per-kind fields
         given = json_type(error.instance)
         description = f"Invalid type. Expected: {expected}, given: {given}"
         return [Violation("Invalid Type", field_path(path), description)]
@@ -251,14 +251,21 @@ _WRAPPER_MESSAGES = {
 }
 
 
-def violations_from(errors: Iterable[jsonschema_rs.ValidationError]) -> list[Violation]:
+def violations_from(
+    errors: Iterable[jsonschema_rs.ValidationError], summaries: bool = True
+) -> list[Violation]:
     """Segment's violations for a validator's errors, in gojsonschema's order.
 
     gojsonschema adds a summary error for a failing `allOf` (after its branches' errors) and for
     a failing `then`/`else` (before them); jsonschema-rs reports only the inner errors, so the
-    summaries are rebuilt from each error's evaluation path, once per keyword location.
+    summaries are rebuilt from each error's evaluation path, once per keyword location
+    (``summaries=False``: the schema has none of those keywords, skip looking).
     """
     out: list[Violation] = []
+    if not summaries:
+        for error in errors:
+            out.extend(_one(error))
+        return out
     pending_all_of: dict[tuple[Any, ...], Violation] = {}
     seen: set[tuple[Any, ...]] = set()
     for error in errors:

@@ -182,10 +182,8 @@ class ProtocolsStage:
         kind = event.get("type")
         kind = kind if isinstance(kind, str) else ""
         name = event_name(event)
-        add = self._tallies.add
-        source_id, plan_id = source.source_id, source.plan_id or ""
-        for violation in found:
-            add(source_id, plan_id, kind, name, violation, at_ms, event)
+        source_id = source.source_id
+        self._tallies.add(source_id, source.plan_id or "", kind, name, found, at_ms, event)
         target = source.settings.forwarding_violations_to
         if target:
             now_iso = format_timestamp(datetime.fromtimestamp(at_ms / 1000, UTC))

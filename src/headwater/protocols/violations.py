@@ -14,7 +14,7 @@ violation first seen on day 1 appear in day 3's digest and not in day 2's (A-VF-
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, NamedTuple
@@ -67,22 +67,25 @@ class ViolationTallies:
         plan_id: str,
         event_type: str,
         event_name: str,
-        violation: Violation,
+        found: Iterable[Violation],
         at_ms: int,
         sample: Any,
     ) -> None:
+        """One event's violations (`sample` is the event)."""
         bucket = at_ms // 1000 // BUCKET_SECONDS * BUCKET_SECONDS
-        slot = (source_id, plan_id, event_type, event_name, violation[1], violation[0], bucket)
-        tally = self._tallies.get(slot)
-        if tally is None:
-            self._tallies[slot] = _Tally(1, at_ms, violation[2], [sample])
-            return
-        tally.count += 1
-        if at_ms >= tally.last_seen:
-            tally.last_seen = at_ms
-            tally.description = violation[2]
-        if len(tally.samples) < SAMPLES_PER_VIOLATION:
-            tally.samples.append(sample)
+        tallies = self._tallies
+        for vtype, path, description in found:
+            slot = (source_id, plan_id, event_type, event_name, path, vtype, bucket)
+            tally = tallies.get(slot)
+            if tally is None:
+                tallies[slot] = _Tally(1, at_ms, description, [sample])
+                continue
+            tally.count += 1
+            if at_ms >= tally.last_seen:
+                tally.last_seen = at_ms
+                tally.description = description
+            if len(tally.samples) < SAMPLES_PER_VIOLATION:
+                tally.samples.append(sample)
 
     def __len__(self) -> int:
         return len(self._tallies)
