@@ -51,7 +51,7 @@ BLOCK_REASONS: Mapping[str, str] = {
     "common_schema": reasons.PROTOCOLS_COMMON_SCHEMA,
 }
 
-_decode = msgspec.json.decode
+_decode = msgspec.json.Decoder().decode
 _encode = msgspec.json.Encoder().encode
 
 
