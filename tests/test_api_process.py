@@ -273,6 +273,7 @@ def test_a_connection_moves_only_between_heads_or_chunks(live: LiveServer) -> No
 def test_a_killed_api_process_leaves_its_work_to_the_ingest_process(live: LiveServer) -> None:
     first = live.pids()["api"]
     failures: list[str] = []
+    cut: list[float] = []  # when a connection was dropped without an answer
     answered = 0
     stop = threading.Event()
 
@@ -295,6 +296,8 @@ def test_a_killed_api_process_leaves_its_work_to_the_ingest_process(live: LiveSe
                 if answer.status_code != 200:
                     failures.append(f"/v1/track: {answer.status_code}")
                 answered += 3
+            except httpx.RemoteProtocolError:
+                cut.append(time.monotonic())
             except httpx.HTTPError as exc:
                 failures.append(repr(exc))
 
@@ -302,8 +305,10 @@ def test_a_killed_api_process_leaves_its_work_to_the_ingest_process(live: LiveSe
     thread.start()
     try:
         wait_for(lambda: answered >= 30, 30, "requests before the kill")
+        killed_at = time.monotonic()
         os.kill(first, signal.SIGKILL)
         wait_for(lambda: not Path(f"/proc/{first}").exists() or _zombie(first), 10, "the kill")
+        dead_at = time.monotonic()
         # While no api process runs, the ingest process serves the connection itself.
         with Client(live) as client:
             assert client.ask(REST)[0] == 200
@@ -323,6 +328,9 @@ def test_a_killed_api_process_leaves_its_work_to_the_ingest_process(live: LiveSe
         stop.set()
         thread.join()
     assert failures == []  # nothing was refused
+    # Only the request the killed process was answering as it died may be cut (the load is one
+    # request at a time): a busy machine makes that window wider, never another failure.
+    assert len(cut) <= 1 and all(killed_at <= at <= dead_at + 1.0 for at in cut), cut
 
 
 def _served_by(live: LiveServer) -> str:
