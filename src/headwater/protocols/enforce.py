@@ -11,8 +11,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
-import jsonschema_rs
-
 from headwater.protocols.compiled import CompiledEvent, CompiledPlan
 from headwater.protocols.schema_messages import Violation, violations_from
 
@@ -152,9 +150,17 @@ def enforce(
             omitted = [name for name in names if name not in rule.planned]
             if omitted:
                 working = _without(working, container, omitted)
-        found = _errors(rule, rule.validator(event), working)
+        # `is_valid` first unless the rule's last event failed: a valid event never pays for
+        # error objects, a run of failing ones never for `is_valid` (inlined: every event).
+        validator = rule.validator(event)
+        failing = rule.failing
+        if failing[0] or not validator.is_valid(working):
+            found = violations_from(validator.iter_errors(working), rule.summaries)
+            failing[0] = bool(found)
+        else:
+            found = []
         if found:
-            violations.extend(found)
+            violations = found
             if not controls.allow_event_on_violations and container == "properties":
                 return Verdict(event, blocked="violations", violations=tuple(violations))
             if not controls.allow_properties_on_violations:
@@ -192,22 +198,6 @@ def enforce(
     out = dict(working)
     out["context"] = new_context
     return Verdict(out, None, tuple(violations), tuple(omitted), tuple(omitted_on_violation))
-
-
-def _errors(
-    rule: CompiledEvent, validator: jsonschema_rs.Validator, event: Mapping[str, Any]
-) -> list[Violation]:
-    """The event's violations of its rule; `is_valid` first unless the rule's last event failed
-    (a valid event never pays for error objects, a run of failing ones never for `is_valid`)."""
-    failing = rule.failing
-    if failing[0]:
-        found = violations_from(validator.iter_errors(event), rule.summaries)
-        failing[0] = bool(found)
-        return found
-    if validator.is_valid(event):
-        return []
-    failing[0] = True
-    return violations_from(validator.iter_errors(event), rule.summaries)
 
 
 def _offending(found: list[Violation], container: str, event: Mapping[str, Any]) -> list[str]:

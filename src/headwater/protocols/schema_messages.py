@@ -37,8 +37,21 @@ class Violation(NamedTuple):
         return f"{self.field}: {self.description}"
 
 
+_JSON_TYPES: dict[type, str] = {
+    str: "string",
+    bool: "boolean",
+    int: "integer",
+    dict: "object",
+    list: "array",
+    type(None): "null",
+}
+
+
 def json_type(value: Any) -> str:
     """gojsonschema's name for a value's type: an integral number is an `integer`."""
+    known = _JSON_TYPES.get(type(value))  # the decoded JSON types, in one lookup
+    if known is not None:
+        return known
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -146,7 +159,7 @@ def _one(error: jsonschema_rs.ValidationError) -> list[Violation]:
     """Violations for one jsonschema-rs error (anyOf/oneOf bring their best branch along)."""
     kind = error.kind
     name = kind.name
-    path: list[str | int] = list(error.instance_path)
+    path: list[str | int] = error.instance_path  # a fresh list each time it is read
     # The two kinds most events fail with come first, each with only what it needs.
     if name == "type":
         expected = _types(cast(Any, kind).types)  # the stubs lack the per-kind fields
