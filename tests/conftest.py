@@ -37,7 +37,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         fixtures = set(getattr(item, "fixturenames", ()))
         callspec = getattr(item, "callspec", None)
-        on_postgres = callspec is not None and callspec.params.get("engine") == "postgresql"
+        # any fixture parametrized on the database ("engine", a module's server "base_url")
+        on_postgres = callspec is not None and "postgresql" in callspec.params.values()
         if on_postgres or fixtures & POSTGRES_FIXTURES:
             item.add_marker(pytest.mark.postgres)
 
