@@ -100,7 +100,7 @@ def test_a_tp_4_required_violation_then_blocked() -> None:
     blocked = enforce(event, plan, blocking, "s")
     assert blocked.blocked == "violations"
     assert blocked.event is event
-    assert [v.as_dict() for v in blocked.violations] == [expected]
+    assert [v._asdict() for v in blocked.violations] == [expected]
 
 
 def test_a_tp_5_omit_on_violation() -> None:
@@ -179,7 +179,7 @@ def test_a_tp_9_common_schema_and_advanced_block() -> None:
     plan = compile_plan([COMMON])
     event = {"type": "identify", "userId": "u", "context": {"device": {}}}
     verdict = enforce(event, plan, SchemaSettings(), "s")
-    assert [v.as_dict() for v in verdict.violations] == [
+    assert [v._asdict() for v in verdict.violations] == [
         {
             "type": "Required",
             "field": "context.device.advertisingId",
@@ -197,7 +197,7 @@ def test_a_tp_10_all_of_at_root() -> None:
     verdict = enforce(
         {"type": "track", "event": "X", "anonymousId": "a"}, plan, SchemaSettings(), "s"
     )
-    assert verdict.violations[-1].as_dict() == {
+    assert verdict.violations[-1]._asdict() == {
         "type": "Number All Of",
         "field": "(root)",
         "description": "Must validate all the schemas (allOf)",

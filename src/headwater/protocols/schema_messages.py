@@ -29,9 +29,6 @@ class Violation(NamedTuple):
     field: str
     description: str
 
-    def as_dict(self) -> dict[str, str]:
-        return {"type": self.type, "field": self.field, "description": self.description}
-
     def display(self) -> str:
         """Segment's debugger form, `field: description`."""
         return f"{self.field}: {self.description}"
