@@ -18,21 +18,20 @@ from collections.abc import Callable
 from typing import Any
 
 import msgspec
-import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from headwater.errors import RecordError
-from headwater.store import counters, schema
+from headwater.store import counters
 from headwater.store.consumer_offsets import claim_offsets, record_offsets
 from headwater.store.counters import CounterKey, CounterStore, minute_of
 from headwater.store.database import write_transaction
+from headwater.store.debugger import DEBUGGER_CAP, append_entries
 from headwater.store.record import Dropped, decode_processed
 from headwater.timestamps import parse_timestamp
 
 logger = logging.getLogger(__name__)
 
 GROUP = "observer"
-DEBUGGER_CAP = 500  # Segment's Source Debugger shows the latest 500 events
 
 
 class Observer:
@@ -225,15 +224,4 @@ def _append_debugger(conn: Connection, batch: _Batch, budget: _SampleBudget, now
     if not kept:
         return
     kept.reverse()
-    conn.execute(schema.debugger_entries.insert(), kept)
-    t = schema.debugger_entries
-    for source_id in sorted(per_source):
-        cutoff = (
-            sa.select(t.c.id)
-            .where(t.c.source_id == source_id)
-            .order_by(t.c.id.desc())
-            .offset(DEBUGGER_CAP - 1)
-            .limit(1)
-            .scalar_subquery()
-        )
-        conn.execute(sa.delete(t).where(t.c.source_id == source_id, t.c.id < cutoff))
+    append_entries(conn, kept)

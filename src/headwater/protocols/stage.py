@@ -38,6 +38,7 @@ from headwater.protocols.forwarding import (
 from headwater.protocols.schema_messages import Violation
 from headwater.protocols.violations import ViolationTallies
 from headwater.store.config_snapshot import ConfigSnapshot
+from headwater.store.debugger import append_entries
 from headwater.store.record import LogRecord
 from headwater.timestamps import format_timestamp, parse_timestamp
 
@@ -202,6 +203,7 @@ class ProtocolsStage:
         if self._schema is not None:
             self._schema.write_blocked(conn)
         self._blocked_store.write_in(conn, self._blocked)
+        append_entries(conn, _debugger_entries(self._blocked))
         self._tallies.write_in(conn)
         if len(self._outbox):
             if self._appender is None:
@@ -220,6 +222,33 @@ class ProtocolsStage:
         self._tallies = ViolationTallies()
         self._outbox.clear()
         self._omitted_seen = {}
+
+
+# Blocked events a pass shows in a source's debugger at most (the newest): the debugger is a
+# sample, and a flood of blocked events must not cost a row each.
+DEBUGGER_BLOCKED = 50
+
+
+def _debugger_entries(blocked: list[tuple[str, str, Any]]) -> list[dict[str, Any]]:
+    """Debugger rows for blocked events, marked `blocked` with the reason (§6.2)."""
+    shown: dict[str, int] = {}
+    out: list[dict[str, Any]] = []
+    for source_id, reason, event in reversed(blocked):  # newest first, within the cap
+        if shown.get(source_id, 0) >= DEBUGGER_BLOCKED:
+            continue
+        shown[source_id] = shown.get(source_id, 0) + 1
+        received = event.get("receivedAt")
+        out.append(
+            {
+                "source_id": source_id,
+                "received_at": received[:40] if isinstance(received, str) else "",
+                "status": "blocked",
+                "reason": reason,
+                "entry": {"message": event},
+            }
+        )
+    out.reverse()
+    return out
 
 
 def _controlled(

@@ -142,6 +142,12 @@ def test_the_webhook_gets_the_omitted_event_never_the_blocked_one(
                 "Unplanned Thing": {"allowed": 0, "blocked": 1, "planned": False},
             }
             assert set(schema_events(api, "quarantine")) == {"Unplanned Thing"}  # A-VF-2
+            # web's debugger shows the blocked event, marked so (§6.2)
+            shown = api.get("/api/v1/sources/web/debugger").json()["data"]["events"]
+            blocked = [e for e in shown if e["status"] == "blocked"]
+            assert [(e["reason"], e["message"]["event"]) for e in blocked] == [
+                ("protocols_unplanned_event", "Unplanned Thing")
+            ]
 
         # Schema controls on a source without a plan (A-SC-1): the blocked event goes nowhere.
         app = {"Authorization": "Basic V0tfYXBwOg=="}  # WK_app:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from headwater import reasons
@@ -21,7 +22,7 @@ from headwater.protocols.enforce import SchemaSettings
 from headwater.protocols.forwarding import violation_message_id
 from headwater.protocols.mtu import MtuStore, load
 from headwater.protocols.violations import UnknownWindow, ViolationStore
-from headwater.store import counters
+from headwater.store import counters, schema
 from headwater.store.counters import CounterStore
 from headwater.store.log import EventLog
 from headwater.store.record import LogRecord
@@ -98,6 +99,15 @@ def test_a_tp_1_unplanned_event_blocked_kept_forwarded_and_not_an_mtu(
     mtu = MtuStore(engine)
     assert mtu.count("src_s", month(clock))["mtu"] == 1  # kept-user only
     assert mtu.count("src_q", month(clock))["mtu"] == 1
+    # The source's debugger shows it, marked blocked with the reason (§6.2).
+    t = schema.debugger_entries
+    with engine.connect() as conn:
+        shown = conn.execute(
+            sa.select(t.c.status, t.c.reason, t.c.entry).where(t.c.source_id == "src_s")
+        ).all()
+    assert [(row.status, row.reason, row.entry["message"]["event"]) for row in shown] == [
+        ("blocked", reasons.PROTOCOLS_UNPLANNED_EVENT, "subscription_cancelled")
+    ]
 
 
 def test_a_tp_2_unplanned_properties_omitted_and_not_forwarded_as_blocked(
