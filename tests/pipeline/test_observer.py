@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from headwater.pipeline import observer as observer_module
-from headwater.pipeline.observer import DEBUGGER_CAP, Observer
+from headwater.pipeline.observer import Observer
 from headwater.store import schema
 from headwater.store.counters import (
     ACCEPTED,
@@ -23,6 +23,7 @@ from headwater.store.counters import (
     minute_of,
 )
 from headwater.store.database import database_url, open_engine
+from headwater.store.debugger import DEBUGGER_CAP
 from headwater.store.migrations import migrate
 from headwater.timestamps import parse_timestamp
 from tests.support.records import log_record
