@@ -9,6 +9,7 @@ plan store, so every refusal — a rule that does not compile, a source that alr
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -34,6 +35,7 @@ from headwater.protocols.plans import (
     MAX_RULES_PER_REQUEST,
     PLAN_TYPES,
     TOO_MANY_RULES,
+    ChangeEntry,
     Page,
     PlanInfo,
     PlanStore,
@@ -103,6 +105,14 @@ def _pagination_json(page: Page, cursor: str | None) -> dict[str, Any]:
     return out
 
 
+def _page_body(
+    name: str, found: Page, cursor: str | None, show: Callable[[Any], Any]
+) -> dict[str, Any]:
+    """A list route's answer: the page's items shown, and the Public API's pagination."""
+    items = [show(item) for item in found.items]
+    return {"data": {name: items, "pagination": _pagination_json(found, cursor)}}
+
+
 def _object(body: Any, allowed: set[str]) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise ApiError(422, "validation", "the body must be a JSON object")
@@ -153,13 +163,7 @@ def list_tracking_plans(
     cursor, count = page
     if type_ is not None:
         check_plan_type(type_)
-    found = plans.page(cursor, count, type_=type_)
-    return {
-        "data": {
-            "trackingPlans": [plan_json(p) for p in found.items],
-            "pagination": _pagination_json(found, cursor),
-        }
-    }
+    return _page_body("trackingPlans", plans.page(cursor, count, type_=type_), cursor, plan_json)
 
 
 @router.post("", status_code=201, response_model=None)
@@ -227,13 +231,7 @@ def _parsed(rules: list[Any]) -> list[tuple[Rule, str | None]]:
 @router.get("/{trackingPlanId}/rules", response_model=None)
 def list_rules(plan_id: PlanId, page: Pagination, plans: Plans) -> dict[str, Any]:
     cursor, count = page
-    found = page_of(plans.rules(plan_id), cursor, count)
-    return {
-        "data": {
-            "rules": [rule_json(r) for r in found.items],
-            "pagination": _pagination_json(found, cursor),
-        }
-    }
+    return _page_body("rules", page_of(plans.rules(plan_id), cursor, count), cursor, rule_json)
 
 
 @router.patch("/{trackingPlanId}/rules", response_model=None)
@@ -289,12 +287,7 @@ def remove_rules(
 def list_sources(plan_id: PlanId, page: Pagination, plans: Plans) -> dict[str, Any]:
     cursor, count = page
     found = page_of(plans.sources(plan_id), cursor, count)
-    return {
-        "data": {
-            "sources": [source_json(s) for s in found.items],
-            "pagination": _pagination_json(found, cursor),
-        }
-    }
+    return _page_body("sources", found, cursor, source_json)
 
 
 @router.post("/{trackingPlanId}/sources", response_model=None)
@@ -323,17 +316,17 @@ def changelog(plan_id: PlanId, page: Pagination, plans: Plans) -> dict[str, Any]
     """Who changed what and when, newest first."""
     cursor, count = page
     found = page_of(plans.changelog(plan_id), cursor, count)
-    entries = [
-        {
-            "id": str(entry.id),
-            "timestamp": iso(entry.at),
-            "actor": entry.actor,
-            "action": entry.action,
-            **dict(entry.detail),
-        }
-        for entry in found.items
-    ]
-    return {"data": {"changelog": entries, "pagination": _pagination_json(found, cursor)}}
+    return _page_body("changelog", found, cursor, _change_json)
+
+
+def _change_json(entry: ChangeEntry) -> dict[str, Any]:
+    return {
+        "id": str(entry.id),
+        "timestamp": iso(entry.at),
+        "actor": entry.actor,
+        "action": entry.action,
+        **dict(entry.detail),
+    }
 
 
 # --- CSV download and upload (the editor's spreadsheet) --------------------------------------
