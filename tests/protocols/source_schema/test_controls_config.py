@@ -6,12 +6,13 @@ from __future__ import annotations
 import pytest
 from sqlalchemy.engine import Engine
 
-from headwater.config.apply import apply, export_config, plan
+from headwater.config.apply import export_config
 from headwater.config.model import parse_config, read_yaml
 from headwater.errors import ConfigError
 from headwater.protocols.connected import SchemaControls
 from headwater.protocols.schema_controls import load_integration_filters, load_schema_controls
 from headwater.store.workspace import WorkspaceStore
+from tests.config.test_apply import apply_text
 from tests.support.clock import Clock
 
 WITH_CONTROLS = """\
@@ -27,12 +28,6 @@ sources:
   - name: server
     write_key: WK_server
 """
-
-
-def apply_text(store: WorkspaceStore, text: str) -> str:
-    changes = plan(store, parse_config(read_yaml(text)))
-    apply(store, changes)
-    return changes.render()
 
 
 def test_apply_export_and_load(engine: Engine, clock: Clock) -> None:
