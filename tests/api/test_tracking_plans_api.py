@@ -225,7 +225,7 @@ def test_library_synced_into_a_plan(client: TestClient, engine: Engine) -> None:
         compiled = load_source_protocols(engine)[source_id(client, "web")].plan
         assert compiled is not None
         event = {"type": "track", "event": "Order Completed", "properties": {"total": "12"}}
-        return compiled.track["Order Completed"].validator(event).is_valid(event)
+        return compiled.track["Order Completed"].schema(event).is_valid(event)
 
     assert total_type() is False  # "12" is not a number
     changed = track_rule("Order Completed", {"total": {"type": "string"}})

@@ -9,12 +9,15 @@ backreferences) — jsonschema-rs's fancy-regex would accept those and validate 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import unquote
 
 import jsonschema_rs
+
+from headwater.protocols.explain import Explainer, explainer
+from headwater.protocols.schema_messages import Violation, violations_from
 
 RuleType = Literal["COMMON", "TRACK", "IDENTIFY", "GROUP", "PAGE", "SCREEN"]
 RULE_TYPES: frozenset[str] = frozenset({"COMMON", "TRACK", "IDENTIFY", "GROUP", "PAGE", "SCREEN"})
@@ -55,23 +58,36 @@ class PlanError(ValueError):
         self.reason = reason
 
 
+class RuleSchema:
+    """One rule version's schema: jsonschema-rs's verdict, and the violations of a failing event.
+
+    The violations come from a walk in Python when the rule has the usual shape (explain.py),
+    else from jsonschema-rs's error objects; `is_valid` and `errors` are plain attributes, so a
+    call costs no more than calling jsonschema-rs itself.
+    """
+
+    __slots__ = ("errors", "is_valid", "validator")
+
+    def __init__(self, validator: jsonschema_rs.Validator, errors: Explainer) -> None:
+        self.validator = validator
+        self.is_valid: Callable[[Any], bool] = validator.is_valid
+        self.errors = errors
+
+
 @dataclass(frozen=True, slots=True)
 class CompiledEvent:
     """Every version of one event's rule, and the names it plans (from the oldest version)."""
 
-    versions: Mapping[int, jsonschema_rs.Validator]
-    oldest: jsonschema_rs.Validator
+    versions: Mapping[int, RuleSchema]
+    oldest: RuleSchema
     planned: frozenset[str]
-    # Whether any version has `allOf` / `if`: only then do its errors need gojsonschema's
-    # summary violations rebuilt (schema_messages.violations_from).
-    summaries: bool = True
     # Whether the last event checked against this rule failed. Failures come in runs (one app
     # version sending one bad property), and a failing event then goes straight to its errors
     # instead of paying for `is_valid` first; a stale value costs one extra call, never a
     # wrong answer.
     failing: list[bool] = field(default_factory=lambda: [False], compare=False)
 
-    def validator(self, event: Mapping[str, Any]) -> jsonschema_rs.Validator:
+    def schema(self, event: Mapping[str, Any]) -> RuleSchema:
         """The version the event asks for; missing, non-integer or unknown → the oldest."""
         if len(self.versions) == 1:
             return self.oldest
@@ -94,12 +110,12 @@ class CompiledPlan:
     group: CompiledEvent | None
     page: CompiledEvent | None
     screen: CompiledEvent | None
-    common: jsonschema_rs.Validator | None
+    common: RuleSchema | None
 
 
 def compile_plan(rules: Iterable[Rule]) -> CompiledPlan:
     """Compile a plan's rules, or raise PlanError naming the first bad rule."""
-    by_event: dict[tuple[str, str], dict[int, tuple[Rule, jsonschema_rs.Validator]]] = {}
+    by_event: dict[tuple[str, str], dict[int, tuple[Rule, RuleSchema]]] = {}
     single_key: dict[str, str] = {}
     for rule in rules:
         if rule.type not in RULE_TYPES:
@@ -129,16 +145,13 @@ def compile_plan(rules: Iterable[Rule]) -> CompiledPlan:
     )
 
 
-def _event(
-    kind: str, versions: Mapping[int, tuple[Rule, jsonschema_rs.Validator]]
-) -> CompiledEvent:
+def _event(kind: str, versions: Mapping[int, tuple[Rule, RuleSchema]]) -> CompiledEvent:
     oldest = min(versions)
     container = "traits" if kind in ("IDENTIFY", "GROUP") else "properties"
     return CompiledEvent(
-        versions={version: validator for version, (_rule, validator) in versions.items()},
+        versions={version: schema for version, (_rule, schema) in versions.items()},
         oldest=versions[oldest][1],
         planned=planned_names(versions[oldest][0].json_schema, container),
-        summaries=any(_has_summaries(rule.json_schema) for rule, _ in versions.values()),
     )
 
 
@@ -163,8 +176,8 @@ def planned_names(schema: Any, container: str) -> frozenset[str]:
     return frozenset(names) if isinstance(names, dict) else frozenset()
 
 
-def compile_schema(rule: Rule) -> jsonschema_rs.Validator:
-    """One rule's validator, after the checks jsonschema-rs does not make for us."""
+def compile_schema(rule: Rule) -> RuleSchema:
+    """One rule's schema, after the checks jsonschema-rs does not make for us."""
     schema = rule.json_schema
     if not isinstance(schema, dict):
         raise PlanError(rule, "jsonSchema must be a JSON object")
@@ -185,10 +198,20 @@ def compile_schema(rule: Rule) -> jsonschema_rs.Validator:
                 raise PlanError(rule, f"$ref {ref!r} points at nothing")
             refs.append((pointer, target))
     _check_ref_cycles(rule, refs)
+    per_property = _per_property(schema)
     try:
-        return draft(_per_property(schema), validate_formats=True)
+        validator = draft(per_property, validate_formats=True)
     except jsonschema_rs.ValidationError as error:
         raise PlanError(rule, f"invalid JSON Schema: {error.message}") from None
+    summaries = _has_summaries(schema)
+    # a `$ref` points from the root and summaries need whole-rule paths: no walk of subtrees
+    walk = None if summaries or refs else explainer(per_property, draft)
+    if walk is None:
+
+        def walk(event: Any) -> list[Violation]:
+            return violations_from(validator.iter_errors(event), summaries)
+
+    return RuleSchema(validator, walk)
 
 
 _NOTHING: dict[str, Any] = {"not": {}}

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
 from headwater.protocols.compiled import CompiledEvent, CompiledPlan
-from headwater.protocols.schema_messages import Violation, violations_from
+from headwater.protocols.schema_messages import Violation
 
 CommonAction = Literal["ALLOW", "BLOCK", "OMIT"]
 BlockReason = Literal["unplanned_event", "violations", "common_schema"]
@@ -152,10 +152,10 @@ def enforce(
                 working = _without(working, container, omitted)
         # `is_valid` first unless the rule's last event failed: a valid event never pays for
         # error objects, a run of failing ones never for `is_valid` (inlined: every event).
-        validator = rule.validator(event)
+        schema = rule.schema(event)
         failing = rule.failing
-        if failing[0] or not validator.is_valid(working):
-            found = violations_from(validator.iter_errors(working), rule.summaries)
+        if failing[0] or not schema.is_valid(working):
+            found = schema.errors(working)
             failing[0] = bool(found)
         else:
             found = []
@@ -170,7 +170,7 @@ def enforce(
 
     common = plan.common
     if common is not None and not common.is_valid(working):
-        found = violations_from(common.iter_errors(working))
+        found = common.errors(working)
         violations.extend(found)
         action = controls.common_event_on_violations if shape is not None else "ALLOW"
         if action == "BLOCK":

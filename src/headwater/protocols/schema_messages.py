@@ -49,6 +49,8 @@ def json_type(value: Any) -> str:
     known = _JSON_TYPES.get(type(value))  # the decoded JSON types, in one lookup
     if known is not None:
         return known
+    if type(value) is float:
+        return "integer" if value.is_integer() else "number"
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -74,20 +76,25 @@ def field_path(path: Sequence[str | int]) -> str:
 _TITLES: dict[str, str] = {}
 
 
+def title(kind: str) -> str:
+    """gojsonschema's error type as Segment shows it: `number_gte` → `Number Gte`."""
+    found = _TITLES.get(kind)
+    if found is None:
+        found = _TITLES[kind] = kind.replace("_", " ").title()
+    return found
+
+
 def _violation(kind: str, path: Sequence[str | int], description: str) -> Violation:
-    title = _TITLES.get(kind)
-    if title is None:
-        title = _TITLES[kind] = kind.replace("_", " ").title()
-    return Violation(title, field_path(path), description)
+    return Violation(title(kind), field_path(path), description)
 
 
-def _number(value: Any) -> str:
+def number(value: Any) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return json.dumps(value)
 
 
-def _compact(value: Any) -> str:
+def compact(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
@@ -152,11 +159,13 @@ def _wrappers(error: jsonschema_rs.ValidationError) -> list[tuple[str, tuple[Any
     return found
 
 
-def _one(error: jsonschema_rs.ValidationError) -> list[Violation]:
+def _one(error: jsonschema_rs.ValidationError, prefix: Sequence[str]) -> list[Violation]:
     """Violations for one jsonschema-rs error (anyOf/oneOf bring their best branch along)."""
     kind = error.kind
     name = kind.name
     path: list[str | int] = error.instance_path  # a fresh list each time it is read
+    if prefix:
+        path[:0] = prefix
     # The two kinds most events fail with come first, each with only what it needs.
     if name == "type":
         expected = _types(cast(Any, kind).types)  # the stubs lack the per-kind fields
@@ -173,10 +182,10 @@ def _one(error: jsonschema_rs.ValidationError) -> list[Violation]:
         return [Violation("Required", full, f"{full} is required")]
     where = field_path(path)
     if name == "enum":
-        allowed = ", ".join(_compact(option) for option in details["options"])
+        allowed = ", ".join(compact(option) for option in details["options"])
         return [_violation("enum", path, f"{where} must be one of the following: {allowed}")]
     if name == "const":
-        allowed = _compact(details["expected_value"])
+        allowed = compact(details["expected_value"])
         return [_violation("const", path, f"{where} does not match: {allowed}")]
     if name == "pattern":
         return [_violation("pattern", path, f"Does not match pattern '{details['pattern']}'")]
@@ -192,7 +201,7 @@ def _one(error: jsonschema_rs.ValidationError) -> list[Violation]:
         out = [_violation(keyword, path, label)]
         if branches and all(branches):  # all branches failed (not oneOf's "more than one passed")
             best = min(branches, key=len)
-            out.extend(violations_from(best))
+            out.extend(violations_from(best, True, prefix))
         return out
     if name == "not" and tuple(error.evaluation_path[-2:]) == ("additionalProperties", "not"):
         # compiled.py's stand-in for `additionalProperties: false` (one error per property)
@@ -227,11 +236,11 @@ def _one(error: jsonschema_rs.ValidationError) -> list[Violation]:
                 "invalid_property_name", path, f'Property name of "{inner.instance}" does not match'
             )
         ]
-    simple = _LIMITS.get(name)
+    simple = LIMITS.get(name)
     if simple is not None:
         keyword, template = simple
         limit = details.get("limit", details.get("multiple_of"))
-        return [_violation(keyword, path, template.format(_number(limit)))]
+        return [_violation(keyword, path, template.format(number(limit)))]
     if name == "additionalItems":
         message = "No additional items allowed on array"
         return [_violation("array_no_additional_items", path, message)]
@@ -240,7 +249,7 @@ def _one(error: jsonschema_rs.ValidationError) -> list[Violation]:
     return [_violation(name, path, error.message)]
 
 
-_LIMITS = {
+LIMITS = {
     "minimum": ("number_gte", "Must be greater than or equal to {}"),
     "maximum": ("number_lte", "Must be less than or equal to {}"),
     "exclusiveMinimum": ("number_gt", "Must be greater than {}"),
@@ -262,19 +271,22 @@ _WRAPPER_MESSAGES = {
 
 
 def violations_from(
-    errors: Iterable[jsonschema_rs.ValidationError], summaries: bool = True
+    errors: Iterable[jsonschema_rs.ValidationError],
+    summaries: bool = True,
+    prefix: Sequence[str] = (),
 ) -> list[Violation]:
     """Segment's violations for a validator's errors, in gojsonschema's order.
 
     gojsonschema adds a summary error for a failing `allOf` (after its branches' errors) and for
     a failing `then`/`else` (before them); jsonschema-rs reports only the inner errors, so the
     summaries are rebuilt from each error's evaluation path, once per keyword location
-    (``summaries=False``: the schema has none of those keywords, skip looking).
+    (``summaries=False``: the schema has none of those keywords, skip looking). ``prefix``: where
+    in the event the validated value sits, for a validator of one subtree (explain.py).
     """
     out: list[Violation] = []
     if not summaries:
         for error in errors:
-            out.extend(_one(error))
+            out.extend(_one(error, prefix))
         return out
     pending_all_of: dict[tuple[Any, ...], Violation] = {}
     seen: set[tuple[Any, ...]] = set()
@@ -289,6 +301,6 @@ def violations_from(
                 pending_all_of[key] = summary
             else:
                 out.append(summary)
-        out.extend(_one(error))
+        out.extend(_one(error, prefix))
     out.extend(pending_all_of.values())
     return out

@@ -48,7 +48,7 @@ def test_only_sources_with_a_plan_or_settings_are_loaded(plans: PlanStore) -> No
     assert (web.source_name, web.source_slug, web.plan_name) == ("web", "web", "Web Plan")
     assert web.plan is not None
     event = {"type": "track", "event": "Signed Up", "properties": {}}
-    assert not web.plan.track["Signed Up"].validator(event).is_valid(event)
+    assert not web.plan.track["Signed Up"].schema(event).is_valid(event)
     ios = loaded[source_id(plans, "ios")]
     assert ios.plan is None and ios.settings.identify.allow_unplanned_properties is False
 
