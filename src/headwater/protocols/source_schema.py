@@ -86,23 +86,27 @@ def property_paths(value: Mapping[str, Any], limit: int = MAX_PROPERTIES) -> lis
     ``a.$`` (and ``a.$.b`` for the keys of object items), in the order they appear."""
     found: dict[str, None] = {}
     _walk(value, "", found, limit)
-    return list(found)
+    paths = list(found)
+    return paths[:limit] if len(paths) > limit else paths
 
 
 def _walk(value: Mapping[str, Any], prefix: str, found: dict[str, None], limit: int) -> None:
+    """Every path in order (decoded JSON: plain dicts and lists); the limit is checked once an
+    object, and the caller keeps the first ``limit``, which is the same list."""
+    if len(found) >= limit:
+        return
     for key, item in value.items():
-        if len(found) >= limit:
-            return
-        path = f"{prefix}{key}"
+        path = prefix + key
         found[path] = None
-        if isinstance(item, dict):
+        kind = type(item)
+        if kind is dict:
             _walk(item, path + ".", found, limit)
-        elif isinstance(item, list) and item:
-            if len(found) < limit:
-                found[path + ".$"] = None
+        elif kind is list and item:
+            found[path + ".$"] = None
+            inner = path + ".$."
             for element in item:
-                if isinstance(element, dict):
-                    _walk(element, path + ".$.", found, limit)
+                if type(element) is dict:
+                    _walk(element, inner, found, limit)
 
 
 Shape = tuple[str, str, str, tuple[str, ...], int]  # (source, kind, event, paths, hour)
