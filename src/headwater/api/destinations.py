@@ -21,7 +21,9 @@ from headwater.delivery.replay import replay
 from headwater.delivery.report import event_delivery
 from headwater.destinations import listing
 from headwater.destinations.registry import definitions
+from headwater.destinations.routing import schema_integration_filter
 from headwater.destinations.store import DestinationInfo, DestinationStore
+from headwater.protocols.schema_controls import IntegrationFilterCache
 from headwater.protocols.transformations import Transformations
 from headwater.protocols.transformations.store import TransformationStore
 from headwater.store.archive import Archive
@@ -175,6 +177,9 @@ def replay_destination(
         events=body.events,
         transformations=Transformations(
             TransformationStore(request.app.state.workspace_store).list()
+        ),
+        schema_filter=schema_integration_filter(
+            IntegrationFilterCache(request.app.state.engine).turned_off
         ),
     )
     return {"data": {"read": result.read, "queued": result.queued, "filtered": result.filtered}}

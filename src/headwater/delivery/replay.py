@@ -45,6 +45,7 @@ def replay(
     events: Sequence[str] = (),
     stages: Sequence[Stage] | None = None,
     transformations: Transformations | None = None,
+    schema_filter: Stage | None = None,
     progress: Callable[[ReplayResult], None] | None = None,
 ) -> ReplayResult:
     """Queue the archived events of ``[start, end)``; ``types``/``events`` narrow them.
@@ -52,12 +53,15 @@ def replay(
     ``stages`` defaults to the instance's own (its destination filters still apply), with its
     destination-scoped ``transformations`` after them; the source-scoped ones run first, as
     live, on the events that arrived after they were made (the archive holds events as they
-    were accepted)."""
+    were accepted). ``schema_filter``, the sources' schema integration filters as they are now,
+    goes before the stages, as in the router."""
     transformations = transformations or Transformations()
     source_scope = transformations.for_source(destination.source_id)
     if stages is None:
         scope = transformations.for_destination(destination.source_id, destination.type)
         stages = default_stages(destination, None if scope is None else scope.stage)
+    if schema_filter is not None:
+        stages = (schema_filter, *stages)
     result = ReplayResult()
     pending: list[NewJob] = []
     for event in _selected(archive.read(destination.source_id, start, end), types, events):

@@ -3,13 +3,17 @@ loopback receiver standing in for the destination."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from headwater import reasons
+from headwater.delivery.replay import replay
 from headwater.destinations.routing import schema_integration_filter
 from headwater.pipeline.consumer import Consumer
 from headwater.pipeline.router import GROUP, Router
 from headwater.protocols.schema_controls import IntegrationFilterCache, save_controls
+from headwater.store.archive import Archive, ArchiveWriter
 from tests.delivery.conftest import Pipeline, format_timestamp_at, track
 from tests.support.receiver import Receiver
 from tests.support.records import log_record
@@ -80,3 +84,33 @@ def test_turning_the_filter_back_on_lets_the_event_through(
     send(pipeline, later)
     pipeline.deliver()
     assert [r.json()["messageId"] for r in receiver.requests] == [later["messageId"]]
+
+
+def test_replay_applies_the_schema_filters_in_force(
+    pipeline: Pipeline, receiver: Receiver, tmp_path: Path
+) -> None:
+    """A replay routes archived events again, with the filters as they are now."""
+    pipeline.add("hook", enabled=False, settings={"url": receiver.url + "/in"})
+    pipeline.log.register("archive")
+    off, other = track(), track(event="Signed Up")
+    pipeline.send(off, other)
+    archiver = Consumer(pipeline.log, "archive", ArchiveWriter(tmp_path), owner="archive")
+    while archiver.run_once():
+        pass
+    save_controls(
+        pipeline.workspace,
+        pipeline.source_id,
+        {"integrationFilters": {"Order Completed": {"Webhooks": False}}},
+    )
+    result = replay(
+        Archive(tmp_path),
+        pipeline.delivery.queue,
+        pipeline.store.require("hook"),
+        datetime.fromtimestamp(pipeline.clock.now - 3600, UTC),
+        datetime.fromtimestamp(pipeline.clock.now + 3600, UTC),
+        schema_filter=schema_integration_filter(IntegrationFilterCache(pipeline.engine).turned_off),
+    )
+    assert (result.read, result.queued) == (2, 1)
+    assert result.filtered == {reasons.FILTERED_BY_INTEGRATIONS_OBJECT: 1}
+    pipeline.deliver()
+    assert [r.json()["messageId"] for r in receiver.requests] == [other["messageId"]]
