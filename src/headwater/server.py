@@ -24,6 +24,8 @@ from headwater.api.app import create_api
 from headwater.api.debugger import router as debugger_router
 from headwater.api.source_schema import router as source_schema_router
 from headwater.api.source_schema import use_plans
+from headwater.api.tester import router as tester_router
+from headwater.api.tester import use_delivery
 from headwater.api.violations import router as violations_router
 from headwater.clock import wall_clock
 from headwater.config.settings import ServerSettings
@@ -131,7 +133,12 @@ class Server:
         self.api = create_api(
             self.engine,
             admin_token_hash=self.admin_token_hash,
-            extra_routers=[debugger_router, violations_router, source_schema_router],
+            extra_routers=[
+                debugger_router,
+                violations_router,
+                source_schema_router,
+                tester_router,
+            ],
             archive_dir=self.settings.archive_dir,
         )
         self.archive = Archive(self.settings.archive_dir)
@@ -146,6 +153,7 @@ class Server:
             actions_dir=actions_dir(self.settings.data_dir),
             actions_processes=self.settings.actions_processes or min(2, os.cpu_count() or 1),
         )
+        use_delivery(self.api, self.delivery)  # the Event Tester sends with it
         router_owner = f"{owner}:router"
         self.dedup_runs = DedupRuns(self.engine, clock=self.clock)
         self.schema_observer = SchemaObserver(self.engine, clock=self.clock)
@@ -339,6 +347,10 @@ class Server:
                         with contextlib.suppress(asyncio.CancelledError):
                             await task
                 await asyncio.to_thread(self.stop)
+                if not self.settings.run_consumers:
+                    # The engine did not run here; the Event Tester may have started its
+                    # actions runtime on this loop.
+                    await self.delivery.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
