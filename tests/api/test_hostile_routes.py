@@ -26,6 +26,10 @@ import uvicorn
 from headwater.api.app import create_api
 from headwater.api.debugger import router as debugger_router
 from headwater.api.source_schema import router as source_schema_router
+from headwater.api.tester import router as event_tester_router
+from headwater.api.tester import use_delivery
+from headwater.delivery.engine import DeliveryEngine
+from headwater.destinations.store import DestinationCache, DestinationStore
 from headwater.store.admin_token import hash_token
 from headwater.store.database import database_url, open_engine
 from headwater.store.migrations import migrate
@@ -40,7 +44,7 @@ def _operations() -> list[tuple[str, str, dict[str, Any]]]:
     app = create_api(
         sa.create_engine("sqlite://"),
         admin_token_hash="x",
-        extra_routers=[debugger_router, source_schema_router],
+        extra_routers=[debugger_router, source_schema_router, event_tester_router],
     )
     spec = app.openapi()
     return [
@@ -144,8 +148,12 @@ def base_url(
     app = create_api(
         engine,
         admin_token_hash=hash_token(TOKEN),
-        extra_routers=[debugger_router, source_schema_router],
+        extra_routers=[debugger_router, source_schema_router, event_tester_router],
         archive_dir=tmp / "archive",
+    )
+    workspace = WorkspaceStore(engine)
+    use_delivery(
+        app, DeliveryEngine(engine, DestinationCache(DestinationStore(workspace), workspace))
     )
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -5,6 +5,7 @@ loopback receiver and answers with the request and the receiver's response."""
 from __future__ import annotations
 
 import base64
+import json
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -111,10 +112,12 @@ class Served:
     database: str  # the state database's URL
 
     def test(self, destination: str, body: Any) -> httpx.Response:
+        """``body`` as JSON, or as it is when it is bytes."""
+        raw = body if isinstance(body, bytes) else json.dumps(body).encode()
         return httpx.post(
             f"{self.live.url}/api/v1/destinations/{destination}/tester",
-            json=body,
-            headers=ADMIN,
+            content=raw,
+            headers={**ADMIN, "Content-Type": "application/json"},
             timeout=30,
         )
 
@@ -166,6 +169,13 @@ def track(event: str, **properties: Any) -> dict[str, Any]:
         "messageId": f"t-{uuid.uuid4().hex[:10]}",
         "properties": properties,
     }
+
+
+def deep(levels: int) -> Any:
+    value: Any = 1
+    for _ in range(levels):
+        value = [value]
+    return value
 
 
 def data(response: httpx.Response) -> dict[str, Any]:
@@ -331,6 +341,22 @@ def test_a_package_destination_runs_segments_code(served: Served) -> None:
         ("dropped", {"event": {"type": "track", "userId": "u"}}, 400, "event"),
         ("dropped", {"event": {"type": "track", "event": "E"}}, 400, "userId"),
         ("dropped", {"event": track("E"), "extra": 1}, 422, "extra"),
+        # What the Tracking API's decoder refuses, though FastAPI's parser lets it through:
+        (
+            "dropped",
+            b'{"event": {"type": "track", "event": "E", "userId": "u", "n": NaN}}',
+            400,
+            "NaN",
+        ),
+        (
+            "dropped",
+            b'{"event": {"type": "track", "event": "E", "userId": "u", "n": 1e999}}',
+            400,
+            "infinite",
+        ),
+        ("dropped", {"event": track("\ud800")}, 400, "surrogate"),
+        ("dropped", {"event": track("E", deep=deep(150))}, 400, "nest"),
+        ("dropped", {"event": track("E", big="x" * 40_000)}, 400, "message_too_large"),
     ],
 )
 def test_bad_input_is_refused_in_the_public_api_shape(
@@ -352,3 +378,22 @@ def test_an_unsupported_call_is_not_sent(served: Served) -> None:
     assert answer["summary"] == "Amplitude does not take alias calls."
     assert answer["attempts"] == []
     assert len(served.at("/amp")) == before
+
+
+def test_a_single_process_server_tests_on_its_delivery_thread(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    """With the delivery engine running in the same process (``--role single``), the tester
+    sends from the engine's own thread, where the actions runtime lives."""
+    config = tmp_path / "headwater.yaml"
+    config.write_text(CONFIG.format(url=receiver.url))
+    live = LiveServer(data_dir=tmp_path / "data", config=config, role="single")
+    live.start()
+    try:
+        served = Served(live, receiver, database_url(live.data_dir, None))
+        for destination in ("cio", "dropped"):
+            answer = data(served.test(destination, {"event": track("Order Completed")}))
+            assert answer["delivered"] is True, answer
+        assert [r.path for r in receiver.requests] == ["/api/v2/entity", "/dropped"]
+    finally:
+        live.stop()

@@ -26,7 +26,7 @@ from headwater.errors import InvalidError, NotFoundError
 NO_SUBSCRIPTIONS = "You may not have any subscriptions that match this event"
 
 
-async def test_event(
+async def send_test_event(
     delivery: DeliveryEngine,
     destination: DestinationInfo,
     message: dict[str, Any],
