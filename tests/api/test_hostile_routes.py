@@ -12,9 +12,7 @@ import json
 import socket
 import threading
 import time
-import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -35,6 +33,7 @@ from headwater.store.database import database_url, open_engine
 from headwater.store.migrations import migrate
 from headwater.store.workspace import WorkspaceStore
 from tests.support.hostile import RAW_BODIES, VALUES, deep_array, deep_object
+from tests.support.postgres import new_database
 
 TOKEN = "test-admin-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -135,13 +134,7 @@ def base_url(
     if request.param == "sqlite":
         url = database_url(tmp, None)
     else:
-        server_url: str = request.getfixturevalue("postgres_url")
-        name = f"t_{uuid.uuid4().hex[:12]}"
-        admin = sa.create_engine(database_url(Path("."), server_url), isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        admin.dispose()
-        url = database_url(tmp, server_url.rsplit("/", 1)[0] + f"/{name}")
+        url = database_url(tmp, new_database(request.getfixturevalue("postgres_url")))
     engine = open_engine(url)
     migrate(engine)
     WorkspaceStore(engine).ensure_workspace("acme")

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from headwater.store import schema
 from headwater.store.database import database_url, open_engine
 from tests.support.live import ADMIN_TOKEN, LiveServer
+from tests.support.postgres import new_database
 from tests.support.receiver import Answer, Received, Receiver
 from tests.support.waiting import wait_for
 
@@ -143,13 +144,7 @@ def served(
     receiver = Receiver()
     pg = None
     if request.param == "postgresql":
-        server_url: str = request.getfixturevalue("postgres_url")
-        name = f"t_{uuid.uuid4().hex[:12]}"
-        admin = sa.create_engine(database_url(Path("."), server_url), isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        admin.dispose()
-        pg = server_url.rsplit("/", 1)[0] + f"/{name}"
+        pg = new_database(request.getfixturevalue("postgres_url"))
     config = tmp / "headwater.yaml"
     config.write_text(CONFIG.format(url=receiver.url))
     live = LiveServer(data_dir=tmp / "data", config=config, role="all", database=pg)

@@ -19,6 +19,7 @@ from typing import Any
 from headwater import reasons
 from headwater.delivery import retry
 from headwater.delivery.engine import DeliveryEngine, Tried
+from headwater.delivery.report import destination_brief
 from headwater.destinations.store import DestinationInfo
 from headwater.errors import InvalidError, NotFoundError
 
@@ -130,12 +131,7 @@ def _answer(
     attempts: list[dict[str, Any]],
 ) -> dict[str, Any]:
     return {
-        "destination": {
-            "id": destination.id,
-            "name": destination.name,
-            "type": destination.type,
-            "enabled": destination.enabled,
-        },
+        "destination": destination_brief(destination),
         "delivered": verdict.delivered,
         "code": verdict.code,
         "summary": summary,
