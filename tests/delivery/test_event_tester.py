@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,6 +29,7 @@ from tests.support.waiting import wait_for
 pytestmark = pytest.mark.live  # starts a headwater server process
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+HEADWATER = [sys.executable, "-m", "headwater"]
 NO_SUBSCRIPTIONS = "You may not have any subscriptions that match this event"
 SECRETS = ("whsec-secret-789", "amp-key-secret-123", "hdr-secret-456", "site-1", "api-secret-2")
 
@@ -323,6 +327,34 @@ def test_a_package_destination_runs_segments_code(served: Served) -> None:
     assert attempt["responseFromDestination"]["status"] == 200
     for secret in SECRETS:
         assert secret not in response.text
+
+
+def test_the_cli_shows_the_exchange_and_exits_1_when_not_delivered(
+    served: Served, tmp_path: Path
+) -> None:
+    event = tmp_path / "event.json"
+    event.write_text(json.dumps(track("Order Completed", via="cli")))
+
+    def cli(destination: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*HEADWATER, "test-event", destination, str(event), "--url", served.live.url],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "HEADWATER_ADMIN_TOKEN": ADMIN_TOKEN},
+        )
+
+    served.receiver.answer(Answer(status=503, body=b'{"error":"down"}'))
+    failed = cli("failing")
+    assert failed.returncode == 1, failed.stderr
+    assert "failing (webhook): Not delivered: the destination answered 503" in failed.stdout
+    assert 'Response from destination: {"status": 503' in failed.stdout
+    assert "whsec-secret-789" not in failed.stdout
+    delivered = cli("dropped")
+    assert delivered.returncode == 0, delivered.stderr
+    assert "dropped (webhook): Delivered" in delivered.stdout
+    missing = cli("nowhere")
+    assert missing.returncode != 0 and "404" in missing.stderr
 
 
 @pytest.mark.parametrize(
