@@ -151,7 +151,10 @@ class Server:
             owner=f"{owner}:delivery",
             redirects=Redirects(self.settings.request_redirects),
             actions_dir=actions_dir(self.settings.data_dir),
-            actions_processes=self.settings.actions_processes or min(2, os.cpu_count() or 1),
+            # Without the consumers it only sends the Event Tester's events: one Node process.
+            actions_processes=(self.settings.actions_processes or min(2, os.cpu_count() or 1))
+            if self.settings.run_consumers
+            else 1,
         )
         use_delivery(self.api, self.delivery)  # the Event Tester sends with it
         router_owner = f"{owner}:router"

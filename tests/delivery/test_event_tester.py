@@ -170,6 +170,20 @@ def track(event: str, **properties: Any) -> dict[str, Any]:
     }
 
 
+def children_of(pid: int) -> list[str]:
+    """The program names of a process's children."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:  # gone meanwhile
+            continue
+        name, rest = text[text.index("(") + 1 : text.rindex(")")], text[text.rindex(")") + 2 :]
+        if int(rest.split()[1]) == pid:
+            found.append(name)
+    return sorted(found)
+
+
 def deep(levels: int) -> Any:
     value: Any = 1
     for _ in range(levels):
@@ -327,6 +341,10 @@ def test_a_package_destination_runs_segments_code(served: Served) -> None:
     assert attempt["responseFromDestination"]["status"] == 200
     for secret in SECRETS:
         assert secret not in response.text
+    # Sent by the process that served the call (the api process, or an ingest process when
+    # the hand-over timed out) with one Node process of its own; the worker had no work.
+    started = [name for pid in served.live.pids().values() for name in children_of(pid)]
+    assert started == ["node"]
 
 
 def test_the_cli_shows_the_exchange_and_exits_1_when_not_delivered(
