@@ -4,12 +4,10 @@ the markers every test gets from what it uses (see tests/README.md)."""
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from headwater.destinations.runtime.install import installed
@@ -18,7 +16,7 @@ from headwater.store.migrations import migrate
 from tests.oracle.fixture import oracle  # noqa: F401  (the Node oracles, for every test package)
 from tests.support import markers
 from tests.support.clock import Clock
-from tests.support.postgres import PostgresServer
+from tests.support.postgres import PostgresServer, new_database
 from tests.support.receiver import Receiver
 
 # Segment's Actions destinations, installed ahead of time by scripts/test.sh (`headwater catalog
@@ -88,12 +86,7 @@ def private_postgres() -> Iterator[PostgresServer]:
 @pytest.fixture
 def pg_database(postgres_url: str) -> str:
     """A fresh, empty database on the session's server."""
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(database_url(Path("."), postgres_url), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    admin.dispose()
-    return postgres_url.rsplit("/", 1)[0] + f"/{name}"
+    return new_database(postgres_url)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

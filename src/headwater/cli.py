@@ -108,6 +108,15 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--url", default="http://127.0.0.1:8088", help="the server's address")
     replay.set_defaults(run=_replay)
 
+    tester = commands.add_parser(
+        "test-event", help="send one event straight to a destination (the Event Tester)"
+    )
+    tester.add_argument("destination", help="destination name or id")
+    tester.add_argument("file", help='a JSON file holding one Segment message ("-": stdin)')
+    tester.add_argument("--mapping", help="an Actions mapping's id: send through it alone")
+    tester.add_argument("--url", default="http://127.0.0.1:8088", help="the server's address")
+    tester.set_defaults(run=_test_event)
+
     destination = commands.add_parser("destination", help="change a destination instance")
     destination_actions = destination.add_subparsers(dest="action", required=True, metavar="ACTION")
     subscriptions = destination_actions.add_parser(
@@ -656,6 +665,15 @@ def _replay(args: argparse.Namespace) -> int:
 
     start_replay(args.url, _admin_token("replay"), args.destination, args.start, args.end)
     return 0
+
+
+def _test_event(args: argparse.Namespace) -> int:
+    """Exits 1 when the destination did not take the event, so scripts can check."""
+    from headwater.observe.delivery_cli import send_event_to_tester
+
+    token = _admin_token("test-event")
+    sent = send_event_to_tester(args.url, token, args.destination, args.file, args.mapping)
+    return 0 if sent else 1
 
 
 def _typewriter(args: argparse.Namespace) -> int:

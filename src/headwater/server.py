@@ -24,6 +24,8 @@ from headwater.api.app import create_api
 from headwater.api.debugger import router as debugger_router
 from headwater.api.source_schema import router as source_schema_router
 from headwater.api.source_schema import use_plans
+from headwater.api.tester import router as tester_router
+from headwater.api.tester import use_delivery
 from headwater.api.violations import router as violations_router
 from headwater.clock import wall_clock
 from headwater.config.settings import ServerSettings
@@ -131,7 +133,12 @@ class Server:
         self.api = create_api(
             self.engine,
             admin_token_hash=self.admin_token_hash,
-            extra_routers=[debugger_router, violations_router, source_schema_router],
+            extra_routers=[
+                debugger_router,
+                violations_router,
+                source_schema_router,
+                tester_router,
+            ],
             archive_dir=self.settings.archive_dir,
         )
         self.archive = Archive(self.settings.archive_dir)
@@ -144,8 +151,12 @@ class Server:
             owner=f"{owner}:delivery",
             redirects=Redirects(self.settings.request_redirects),
             actions_dir=actions_dir(self.settings.data_dir),
-            actions_processes=self.settings.actions_processes or min(2, os.cpu_count() or 1),
+            # Without the consumers it only sends the Event Tester's events: one Node process.
+            actions_processes=(self.settings.actions_processes or min(2, os.cpu_count() or 1))
+            if self.settings.run_consumers
+            else 1,
         )
+        use_delivery(self.api, self.delivery)  # the Event Tester sends with it
         router_owner = f"{owner}:router"
         self.dedup_runs = DedupRuns(self.engine, clock=self.clock)
         self.schema_observer = SchemaObserver(self.engine, clock=self.clock)
@@ -339,6 +350,10 @@ class Server:
                         with contextlib.suppress(asyncio.CancelledError):
                             await task
                 await asyncio.to_thread(self.stop)
+                if not self.settings.run_consumers:
+                    # The engine did not run here; the Event Tester may have started its
+                    # actions runtime on this loop.
+                    await self.delivery.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 

@@ -12,9 +12,7 @@ import json
 import socket
 import threading
 import time
-import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -26,11 +24,16 @@ import uvicorn
 from headwater.api.app import create_api
 from headwater.api.debugger import router as debugger_router
 from headwater.api.source_schema import router as source_schema_router
+from headwater.api.tester import router as event_tester_router
+from headwater.api.tester import use_delivery
+from headwater.delivery.engine import DeliveryEngine
+from headwater.destinations.store import DestinationCache, DestinationStore
 from headwater.store.admin_token import hash_token
 from headwater.store.database import database_url, open_engine
 from headwater.store.migrations import migrate
 from headwater.store.workspace import WorkspaceStore
 from tests.support.hostile import RAW_BODIES, VALUES, deep_array, deep_object
+from tests.support.postgres import new_database
 
 TOKEN = "test-admin-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -40,7 +43,7 @@ def _operations() -> list[tuple[str, str, dict[str, Any]]]:
     app = create_api(
         sa.create_engine("sqlite://"),
         admin_token_hash="x",
-        extra_routers=[debugger_router, source_schema_router],
+        extra_routers=[debugger_router, source_schema_router, event_tester_router],
     )
     spec = app.openapi()
     return [
@@ -131,21 +134,19 @@ def base_url(
     if request.param == "sqlite":
         url = database_url(tmp, None)
     else:
-        server_url: str = request.getfixturevalue("postgres_url")
-        name = f"t_{uuid.uuid4().hex[:12]}"
-        admin = sa.create_engine(database_url(Path("."), server_url), isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        admin.dispose()
-        url = database_url(tmp, server_url.rsplit("/", 1)[0] + f"/{name}")
+        url = database_url(tmp, new_database(request.getfixturevalue("postgres_url")))
     engine = open_engine(url)
     migrate(engine)
     WorkspaceStore(engine).ensure_workspace("acme")
     app = create_api(
         engine,
         admin_token_hash=hash_token(TOKEN),
-        extra_routers=[debugger_router, source_schema_router],
+        extra_routers=[debugger_router, source_schema_router, event_tester_router],
         archive_dir=tmp / "archive",
+    )
+    workspace = WorkspaceStore(engine)
+    use_delivery(
+        app, DeliveryEngine(engine, DestinationCache(DestinationStore(workspace), workspace))
     )
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -7,10 +7,13 @@ import os
 import shutil
 import subprocess
 import tempfile
+import uuid
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
+from headwater.store.database import database_url
 from tests.support.markers import require_marker
 from tests.support.ports import free_port
 
@@ -91,3 +94,13 @@ class PostgresServer:
     def remove(self) -> None:
         self.stop()
         shutil.rmtree(self.base, ignore_errors=True)
+
+
+def new_database(server_url: str) -> str:
+    """A fresh, empty database on the server at ``server_url``; its URL."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(database_url(Path("."), server_url), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    admin.dispose()
+    return server_url.rsplit("/", 1)[0] + f"/{name}"

@@ -102,6 +102,13 @@ class _Claim:
         self.verdicts = [[] for _ in self.jobs]
         self.carried = [[] for _ in self.jobs]
 
+    def verdict(self, position: int) -> retry.Verdict:
+        """The worst of a job's requests; delivered when the renderer sent it nowhere (there
+        was nothing to deliver)."""
+        if not self.verdicts[position]:
+            self.verdicts[position].append(retry.Verdict(True, False, "200"))
+        return retry.worst(self.verdicts[position])
+
 
 @dataclass(frozen=True)
 class _Result:
@@ -113,6 +120,17 @@ class _Result:
     @property
     def code(self) -> str:
         return str(self.response.status) if self.response is not None else str(self.error)
+
+
+@dataclass(frozen=True)
+class Tried:
+    """What the Event Tester's message did through one mapping ("" without Actions): the
+    verdict, why it was not sent (if so), and every request made with its answer, redacted."""
+
+    mapping_id: str
+    verdict: retry.Verdict
+    detail: str | None
+    exchanges: list[dict[str, Any]]
 
 
 class DeliveryEngine:
@@ -248,6 +266,65 @@ class DeliveryEngine:
             await self._runtime.close()
             self._runtime = None
 
+    # --- the Event Tester ------------------------------------------------------------------------
+
+    async def test(
+        self, destination: DestinationInfo, message: dict[str, Any], mapping_ids: Sequence[str]
+    ) -> list[Tried]:
+        """Send ``message`` once per mapping (``[""]`` for a destination without Actions)
+        straight to the destination, as a claim of the queue would be sent, and say what
+        happened to each. Nothing is queued, counted or retried, and the destination's lane
+        (its pool, rate tokens and circuit breaker) is left alone: Segment's Event Tester."""
+        loop = self._loop
+        if self._thread is not None and loop is not None and loop is not asyncio.get_running_loop():
+            # The actions runtime's Node processes belong to the delivery thread's loop.
+            future = asyncio.run_coroutine_threadsafe(
+                self._test(destination, message, mapping_ids), loop
+            )
+            return await asyncio.wrap_future(future)
+        return await self._test(destination, message, mapping_ids)
+
+    async def _test(
+        self, destination: DestinationInfo, message: dict[str, Any], mapping_ids: Sequence[str]
+    ) -> list[Tried]:
+        definition = destination.definition
+        body = msgspec.json.encode(message)
+        now = self._queue.now_ms()
+        jobs = [
+            Job(
+                id=position,
+                destination_id=destination.id,
+                message_id=str(message.get("messageId", "")),
+                message=body,
+                received_at_ms=now,
+                enqueued_at_ms=now,
+                attempts=0,
+                first_attempt_at_ms=None,
+                replay=False,
+                mapping_id=mapping_id,
+            )
+            for position, mapping_id in enumerate(mapping_ids)
+        ]
+        timeout = aiohttp.ClientTimeout(total=definition.timeout_seconds)
+        async with aiohttp.ClientSession(timeout=timeout) as client:
+            # A lane of its own: the test neither waits for the destination's backlog nor
+            # spends its rate tokens.
+            claim = _Claim(destination, definition, _Lane(destination.id, client, tokens=1), jobs)
+            await self._send_claim(claim)
+        redactor = _redactor(destination)
+        return [
+            Tried(
+                job.mapping_id,
+                claim.verdict(position),
+                claim.details.get(position),
+                [
+                    _exchange(request, result, redactor)
+                    for request, result in claim.carried[position]
+                ],
+            )
+            for position, job in enumerate(jobs)
+        ]
+
     # --- one claim -----------------------------------------------------------------------------
 
     async def deliver(self, destination: DestinationInfo, *, wait_for_batch: bool = False) -> int:
@@ -299,36 +376,16 @@ class DeliveryEngine:
         started = self._queue.now_ms()
         claim = _Claim(destination, definition, lane, claimed)
         messages = claim.messages
-        verdicts, carried, details = claim.verdicts, claim.carried, claim.details
-        redactor = Redactor(
-            destination.settings,
-            definition.secrets,
-            secret_values(definition.actions, destination.mappings)
-            if definition.package_directory is not None
-            else (),
-        )
-        try:
-            settings = definition.parse_settings(destination.settings)
-        except ValidationError:
-            for position in range(len(claimed)):
-                verdicts[position].append(retry.judge(reasons.INVALID_SETTINGS))
-                details[position] = "the settings are not valid"
-            sent_any = False
-        else:
-            if definition.package_directory is not None:
-                saved = settings.model_dump(by_alias=True, exclude_none=True)
-                sent_any = await self._execute(claim, saved)
-            else:
-                sent_any = await self._render_and_send(claim, settings)
+        carried, details = claim.carried, claim.details
+        sent_any = await self._send_claim(claim)
+        redactor = _redactor(destination)
 
         finished = self._queue.now_ms()
         settlement = Settlement(destination_id=destination.id, started_at_ms=started)
         window_ms = int(destination.delivery.retry_window_hours * 3600 * 1000)
         any_delivered = False
         for position, job in enumerate(claimed):
-            if not verdicts[position]:  # the renderer sent it nowhere: nothing to deliver
-                verdicts[position].append(retry.Verdict(True, False, "200"))
-            verdict = retry.worst(verdicts[position])
+            verdict = claim.verdict(position)
             key = CounterKey(destination.source_id, destination.id, "", "")
             sample = None
             if not verdict.delivered:
@@ -364,6 +421,22 @@ class DeliveryEngine:
                     settlement.count(key._replace(step=RETRY, reason=verdict.reason), 1, sample)
         self._update_breaker(lane, any_delivered or not sent_any)
         return settlement
+
+    async def _send_claim(self, claim: _Claim) -> bool:
+        """Render (or execute) and send a claim's jobs, judging every request into the claim;
+        True if any request went out."""
+        definition = claim.definition
+        try:
+            settings = definition.parse_settings(claim.destination.settings)
+        except ValidationError:
+            for position in range(len(claim.jobs)):
+                claim.verdicts[position].append(retry.judge(reasons.INVALID_SETTINGS))
+                claim.details[position] = "the settings are not valid"
+            return False
+        if definition.package_directory is not None:
+            saved = settings.model_dump(by_alias=True, exclude_none=True)
+            return await self._execute(claim, saved)
+        return await self._render_and_send(claim, settings)
 
     async def _render_and_send(self, claim: _Claim, settings: Any) -> bool:
         """A native destination: its module renders the requests, the lane's client sends them;
@@ -589,12 +662,29 @@ def _sample(
         sample["detail"] = detail
     failed = [(req, res) for req, res in carried if res.code == verdict.code] or carried
     if failed:
-        request, result = failed[0]
-        redactor = redactor.for_request(request)  # a mapping's header values are secrets too
-        sample["request"] = redactor.request(request)
-        sample["response"] = (
-            redactor.response(result.response)
-            if result.response is not None
-            else {"error": result.error}
-        )
+        sample.update(_exchange(*failed[0], redactor))
     return sample
+
+
+def _exchange(request: Request, result: _Result, redactor: Redactor) -> dict[str, Any]:
+    """One request and the destination's answer (or the connection error), secrets out."""
+    redactor = redactor.for_request(request)  # a mapping's header values are secrets too
+    return {
+        "request": redactor.request(request),
+        "response": redactor.response(result.response)
+        if result.response is not None
+        else {"error": result.error},
+    }
+
+
+def _redactor(destination: DestinationInfo) -> Redactor:
+    """What hides the instance's secrets in what it sent: its secret settings and, for a
+    package destination, the values its mappings give secret fields."""
+    definition = destination.definition
+    return Redactor(
+        destination.settings,
+        definition.secrets,
+        secret_values(definition.actions, destination.mappings)
+        if definition.package_directory is not None
+        else (),
+    )

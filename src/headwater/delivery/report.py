@@ -80,12 +80,7 @@ def event_delivery(
         )
     backlog = DeliveryQueue(engine).backlog(destination.id)
     return {
-        "destination": {
-            "id": destination.id,
-            "name": destination.name,
-            "type": destination.type,
-            "enabled": destination.enabled,
-        },
+        "destination": destination_brief(destination),
         "window": {"minutes": minutes},
         "delivered": by_step.get(DELIVERED, 0),
         "notDelivered": by_step.get(FAILED_DELIVERY, 0),
@@ -97,6 +92,16 @@ def event_delivery(
             t.reason: t.events for t in totals if t.step == reasons.FILTERED_AT_DESTINATION
         },
         "errors": errors,
+    }
+
+
+def destination_brief(destination: DestinationInfo) -> dict[str, Any]:
+    """The instance as Event Delivery and the Event Tester name it in their answers."""
+    return {
+        "id": destination.id,
+        "name": destination.name,
+        "type": destination.type,
+        "enabled": destination.enabled,
     }
 
 

@@ -1,11 +1,13 @@
-"""``headwater delivery DEST`` and ``headwater replay DEST``: Event Delivery and Replay from a
-terminal, through the server's REST API (so they work against any process of a deployment)."""
+"""``headwater delivery DEST``, ``headwater replay DEST`` and ``headwater test-event DEST FILE``:
+Event Delivery, Replay and the Event Tester from a terminal, through the server's REST API (so
+they work against any process of a deployment)."""
 
 from __future__ import annotations
 
 import json
 import sys
-from typing import TextIO
+from pathlib import Path
+from typing import Any, TextIO
 from urllib.parse import quote
 
 from headwater.admin_client import call_api
@@ -29,15 +31,20 @@ def show_delivery(
     for error in report["errors"]:
         out.write(f"\n  {error['count']} × {error['code']} ({error['status']})\n")
         for sample in error["samples"][:1]:
-            for label, key in (
-                ("You sent", "youSent"),
-                ("Request to destination", "requestToDestination"),
-                ("Response from destination", "responseFromDestination"),
-            ):
-                if sample.get(key) is not None:
-                    text = json.dumps(sample[key], ensure_ascii=False)
-                    out.write(f"    {label}: {text[:400]}\n")
+            _payloads(sample, out)
     out.flush()
+
+
+def _payloads(sample: dict[str, Any], out: TextIO, limit: int | None = 400) -> None:
+    """Event Delivery's three payloads of a sample, the ones it has."""
+    for label, key in (
+        ("You sent", "youSent"),
+        ("Request to destination", "requestToDestination"),
+        ("Response from destination", "responseFromDestination"),
+    ):
+        if sample.get(key) is not None:
+            text = json.dumps(sample[key], ensure_ascii=False)
+            out.write(f"    {label}: {text[:limit]}\n")
 
 
 def start_replay(
@@ -51,3 +58,36 @@ def start_replay(
     for reason, count in sorted(result["filtered"].items()):
         out.write(f"  filtered {count} ({reason})\n")
     out.write(f"Follow progress with: headwater delivery {destination}\n")
+
+
+def send_event_to_tester(
+    base_url: str,
+    token: str,
+    destination: str,
+    event_file: str,
+    mapping_id: str | None = None,
+    out: TextIO = sys.stdout,
+) -> bool:
+    """Send the message in ``event_file`` ("-": standard input) through the Event Tester and
+    show what the destination was sent and answered; whether it was delivered."""
+    try:
+        text = sys.stdin.read() if event_file == "-" else Path(event_file).read_text()
+        event = json.loads(text)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise SystemExit(
+            f"headwater test-event: cannot read a JSON message from {event_file}: {exc}"
+        ) from None
+    url = f"{base_url.rstrip('/')}/api/v1/destinations/{quote(destination, safe='')}/tester"
+    body: dict[str, Any] = {"event": event}
+    if mapping_id is not None:
+        body["mappingId"] = mapping_id
+    answer = call_api("POST", url, token, "test-event", json=body)
+    d = answer["destination"]
+    out.write(f"{d['name']} ({d['type']}): {answer['summary']}\n")
+    for attempt in answer["attempts"]:
+        mapping = f" mapping {attempt['mappingName']!r}" if attempt.get("mappingName") else ""
+        detail = f": {attempt['detail']}" if attempt.get("detail") else ""
+        out.write(f"\n  {attempt['code']}{mapping}{detail}\n")
+        _payloads(attempt, out, None)
+    out.flush()
+    return bool(answer["delivered"])
