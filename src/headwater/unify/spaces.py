@@ -18,6 +18,7 @@ warehouse turns off the Profiles Sync of the spaces that used it.
 
 from __future__ import annotations
 
+import builtins
 import hmac
 import re
 import secrets
@@ -150,13 +151,13 @@ class SpaceStore:
         with self._ws.reading() as conn:
             return self._spaces(conn, [self._require(conn, id_or_name)])[0]
 
-    def sources(self, id_or_name: str) -> list[SourceInfo]:
+    def sources(self, id_or_name: str) -> builtins.list[SourceInfo]:
         """The space's connected sources, by name."""
         space = self.require(id_or_name)
         found = [self._ws.get_source(source_id) for source_id in space.source_ids]
         return [s for s in found if s is not None]
 
-    def spaces_of_source(self, source_id: str) -> list[SpaceInfo]:
+    def spaces_of_source(self, source_id: str) -> builtins.list[SpaceInfo]:
         """The spaces a source is connected to, by name."""
         ss, sp = schema.space_sources, schema.spaces
         with self._ws.reading() as conn:
@@ -170,7 +171,7 @@ class SpaceStore:
             )
             return self._spaces(conn, rows)
 
-    def access_tokens(self, id_or_name: str) -> list[AccessToken]:
+    def access_tokens(self, id_or_name: str) -> builtins.list[AccessToken]:
         """The space's tokens by name: names and dates, never the tokens."""
         tokens = schema.space_access_tokens
         with self._ws.reading() as conn:
@@ -495,13 +496,13 @@ class SpaceStore:
         conn.execute(sp.update().where(sp.c.id == space_id).values(updated_at=self._ws.now()))
         self._ws.bump(conn)
 
-    def _spaces(self, conn: Connection, rows: Sequence[Row[Any]]) -> list[SpaceInfo]:
+    def _spaces(self, conn: Connection, rows: Sequence[Row[Any]]) -> builtins.list[SpaceInfo]:
         if not rows:
             return []
         ids = [row.id for row in rows]
         ss, src = schema.space_sources, schema.sources
         ps, wh = schema.space_profiles_sync, schema.warehouses
-        connected: dict[str, list[str]] = {}
+        connected: dict[str, builtins.list[str]] = {}
         for link in conn.execute(
             sa.select(ss.c.space_id, ss.c.source_id)
             .join(src, src.c.id == ss.c.source_id)
