@@ -9,6 +9,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from headwater.cli import main
 from headwater.config.apply import apply, export_config, plan
 from headwater.config.bootstrap import bootstrap
 from headwater.config.model import parse_config, read_yaml
@@ -264,6 +265,12 @@ def test_unknown_names_are_clear_errors(store: WorkspaceStore) -> None:
         ('"${PROFILE_TOKEN}"', '"has:colon-0123456789"', "without spaces or ':'"),
         ("{warehouse: default}", "{warehouse: default, schema: Main}", "profiles_sync.schema"),
         ("{warehouse: default}", "{warehouse: default, mode: x}", "unknown key 'mode'"),
+        (
+            "    profiles_sync: {warehouse: default}\n",
+            "    profiles_sync: {warehouse: default}\n  - name: main\n",
+            "spaces[1]: name 'main' is already used by spaces[0]",
+        ),
+        ("{name: marketing_site/production}", "{name: site}", "access_tokens[1]: the name"),
     ],
 )
 def test_bad_space_entries_are_named(fragment: str, replacement: str, problem: str) -> None:
@@ -287,5 +294,32 @@ def test_first_start_can_name_the_embedded_warehouse(tmp_path: Path) -> None:
         assert space.profiles_sync.warehouse_name == "default"
         again = bootstrap(ServerSettings(data_dir=tmp_path), parse_config(read_yaml(text)))
         assert "No changes." in again.notes and not [n for n in again.notes if token in n]
+    finally:
+        engine.dispose()
+
+
+def test_headwater_apply_prints_a_generated_token_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "headwater.yaml"
+    config.write_text(FILE)
+    data = str(tmp_path / "data")
+
+    def headwater(*argv: str) -> str:
+        with pytest.raises(SystemExit) as exit_:
+            main(list(argv))
+        assert exit_.value.code == 0
+        return capsys.readouterr().out
+
+    out = headwater("apply", str(config), "--data-dir", data)
+    [line] = [n for n in out.splitlines() if n.startswith("Access token")]
+    token = line.rsplit(": ", 1)[1]
+    assert out.count(token) == 1 and SITE_TOKEN not in out
+    assert headwater("apply", str(config), "--data-dir", data) == "No changes.\n"
+    exported = headwater("export", "--data-dir", data)
+    assert token not in exported and SITE_TOKEN not in exported
+    engine = open_engine(database_url(tmp_path / "data", None))
+    try:
+        assert SpaceStore(WorkspaceStore(engine)).authenticate("main", token) is not None
     finally:
         engine.dispose()
