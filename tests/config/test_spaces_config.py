@@ -323,3 +323,16 @@ def test_headwater_apply_prints_a_generated_token_once(
         assert SpaceStore(WorkspaceStore(engine)).authenticate("main", token) is not None
     finally:
         engine.dispose()
+
+
+def test_a_refused_first_start_leaves_nothing(tmp_path: Path) -> None:
+    text = FILE.replace("warehouses:\n  - name: default\n    type: duckdb\n", "").replace(
+        '"${PROFILE_TOKEN}"', '"[redacted]"'
+    )
+    with pytest.raises(ConfigError):
+        bootstrap(ServerSettings(data_dir=tmp_path), parse_config(read_yaml(text)))
+    engine = open_engine(database_url(tmp_path, None))
+    try:
+        assert WorkspaceStore(engine).workspace() is None
+    finally:
+        engine.dispose()
