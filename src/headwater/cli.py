@@ -562,7 +562,8 @@ def _apply(args: argparse.Namespace) -> int:
         changes = plan(store, config)
         print(changes.render())
         if not args.dry_run:
-            apply(store, changes)
+            for note in apply(store, changes):
+                print(note)
         elif changes.changes:
             print("(dry run: nothing was changed)")
     except InputError as exc:

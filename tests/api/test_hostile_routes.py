@@ -177,7 +177,8 @@ _serial = itertools.count()
 
 
 def _resources(http: httpx.Client) -> dict[str, str]:
-    """A fresh source, destinations, filter, mapping, warehouse and sync for one route's walk."""
+    """A fresh source, destinations, filter, mapping, warehouse, sync, tracking plan and space
+    for one route's walk."""
     n = next(_serial)
 
     def made(response: httpx.Response) -> dict[str, Any]:
@@ -235,6 +236,8 @@ def _resources(http: httpx.Client) -> dict[str, str]:
     made(http.post("/api/v1/warehouses", json={"name": f"wh-{n}", "type": "duckdb"}))
     sync = made(http.post(f"/api/v1/warehouses/wh-{n}/syncs"))["sync"]
     plan = made(http.post("/api/v1/tracking-plans", json={"name": f"tp-{n}"}))["trackingPlan"]
+    made(http.post("/api/v1/spaces", json={"name": f"space-{n}", "sourceIds": [source["id"]]}))
+    made(http.post(f"/api/v1/spaces/space-{n}/access-tokens", json={"name": "site/production"}))
     return {
         "source": source["name"],
         "hook": f"hook-{n}",
@@ -246,6 +249,8 @@ def _resources(http: httpx.Client) -> dict[str, str]:
         "key": source["writeKeys"][0],
         "syncId": str(sync["id"]),
         "trackingPlanId": plan["id"],
+        "space": f"space-{n}",
+        "tokenName": "site/production",
     }
 
 
@@ -255,6 +260,8 @@ def _path_values(path: str, made: dict[str, str]) -> dict[str, str]:
         owner = made["source"]
     elif path.startswith("/api/v1/warehouses"):
         owner = made["warehouse"]
+    elif path.startswith("/api/v1/spaces"):
+        owner = made["space"]
     elif "/mappings" in path:
         owner = made["actions"]
     else:

@@ -26,6 +26,7 @@ from headwater.api import (
     filters,
     mappings,
     sources,
+    spaces,
     tracking_plans,
     transformations,
     warehouses,
@@ -82,6 +83,7 @@ def create_api(
     app.include_router(warehouses.router, prefix=PREFIX)
     app.include_router(tracking_plans.router, prefix=PREFIX)
     app.include_router(transformations.router, prefix=PREFIX)
+    app.include_router(spaces.router, prefix=PREFIX)
     for router in extra_routers:
         app.include_router(router, prefix=PREFIX)
     return app

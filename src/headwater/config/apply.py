@@ -25,8 +25,10 @@ import yaml
 from headwater.config.model import (
     ConfigFile,
     DestinationConfig,
+    ProfilesSyncConfig,
     RuleConfig,
     SourceConfig,
+    SpaceConfig,
     TrackingPlanConfig,
     TransformationConfig,
     WarehouseConfig,
@@ -48,6 +50,7 @@ from headwater.store.workspace import (
     slugify,
     too_deep_at,
 )
+from headwater.unify.spaces import SpaceInfo, SpaceStore, new_access_token
 from headwater.warehouse.settings import SECRETS
 from headwater.warehouse.store import WarehouseInfo, WarehouseStore
 from headwater.warehouse.store import redact as redact_warehouse
@@ -63,6 +66,10 @@ class Change(ABC):
 
     @abstractmethod
     def apply(self, store: WorkspaceStore) -> None: ...
+
+    def notes(self) -> list[str]:
+        """What to show once the plan is applied (a generated secret, shown this once)."""
+        return []
 
 
 @dataclass(frozen=True)
@@ -452,14 +459,19 @@ def plan(store: WorkspaceStore, config: ConfigFile) -> Plan:
         changes += _plan_tracking_plans(store, config.tracking_plans)
     if config.transformations is not None:
         changes += _plan_transformations(store, config)
-    return Plan(changes + connects)
+    changes += connects
+    if config.spaces is not None:
+        changes += _plan_spaces(store, config, changes)
+    return Plan(changes)
 
 
-def apply(store: WorkspaceStore, changes: Plan) -> None:
-    """Carry out a plan in one transaction (all of it, or none if any step is refused)."""
+def apply(store: WorkspaceStore, changes: Plan) -> list[str]:
+    """Carry out a plan in one transaction (all of it, or none if any step is refused); the
+    notes to show once it is done (generated access tokens: shown this once)."""
     with store.atomic():
         for change in changes.changes:
             change.apply(store)
+    return [note for change in changes.changes for note in change.notes()]
 
 
 def _all_sources(store: WorkspaceStore) -> list[SourceInfo]:
@@ -915,6 +927,9 @@ def export_config(store: WorkspaceStore) -> str:
     transformations = _export_transformations(store)
     if transformations:
         data["transformations"] = transformations
+    spaces = _export_spaces(store)
+    if spaces:
+        data["spaces"] = spaces
     problems = _too_deep(data)
     if problems:
         raise ExportError("cannot export the workspace:\n" + "\n".join(f"  {p}" for p in problems))
@@ -1191,3 +1206,233 @@ _KINDS: dict[
     "destination": (DestinationStore, _shown_destination_settings),
     "warehouse": (WarehouseStore, redact_warehouse),
 }
+
+
+# --- Unify spaces ----------------------------------------------------------------------------
+
+
+def _sync_setting(cfg: ProfilesSyncConfig | None) -> tuple[str, str | None] | None:
+    return None if cfg is None else (cfg.warehouse, cfg.schema_name)
+
+
+@dataclass(frozen=True)
+class CreateSpace(Change):
+    config: SpaceConfig
+
+    def render(self) -> str:
+        cfg = self.config
+        details = [f"sources {', '.join(cfg.sources)}" if cfg.sources else "no sources"]
+        if cfg.profiles_sync is not None:
+            details.append(_sync_text(cfg.profiles_sync.warehouse, cfg.profiles_sync.schema_name))
+        return f"+ space {cfg.name} ({'; '.join(details)})"
+
+    def apply(self, store: WorkspaceStore) -> None:
+        cfg = self.config
+        SpaceStore(store).create(
+            cfg.name, sources=cfg.sources, profiles_sync=_sync_setting(cfg.profiles_sync)
+        )
+
+
+@dataclass(frozen=True)
+class DeleteSpace(Change):
+    space_id: str
+    name: str
+
+    def render(self) -> str:
+        return f"- space {self.name}"
+
+    def apply(self, store: WorkspaceStore) -> None:
+        SpaceStore(store).delete(self.space_id)
+
+
+@dataclass(frozen=True)
+class UpdateSpace(Change):
+    space_id: str
+    name: str
+    field: str  # sources (names), profiles_sync ((warehouse name, schema) or None)
+    old: Any
+    new: Any
+
+    def render(self) -> str:
+        if self.field == "sources":
+            old, new = ", ".join(self.old) or "none", ", ".join(self.new) or "none"
+        else:
+            old, new = (_sync_text(*v) if v is not None else "off" for v in (self.old, self.new))
+        return f"~ space {self.name}: {self.field} {old} → {new}"
+
+    def apply(self, store: WorkspaceStore) -> None:
+        SpaceStore(store).update(self.space_id, **{self.field: self.new})
+
+
+@dataclass(frozen=True)
+class AddAccessToken(Change):
+    """A Profile API token; a generated one is shown once, after the apply."""
+
+    space: str
+    name: str
+    token: str = field(repr=False)
+    generated: bool
+
+    def render(self) -> str:
+        how = "generated, shown once applied" if self.generated else "given"
+        return f"+ space {self.space}: access token {self.name} ({how})"
+
+    def apply(self, store: WorkspaceStore) -> None:
+        SpaceStore(store).create_access_token(self.space, self.name, self.token)
+
+    def notes(self) -> list[str]:
+        if not self.generated:
+            return []
+        return [
+            f"Access token {self.name!r} of space {self.space!r} (shown once; the Profile API's "
+            f"Basic auth user name): {self.token}"
+        ]
+
+
+@dataclass(frozen=True)
+class RevokeAccessToken(Change):
+    space: str
+    name: str
+
+    def render(self) -> str:
+        return f"- space {self.space}: access token {self.name}"
+
+    def apply(self, store: WorkspaceStore) -> None:
+        SpaceStore(store).revoke_access_token(self.space, self.name)
+
+
+def _sync_text(warehouse: str, schema: str | None) -> str:
+    return f"profiles sync to warehouse {warehouse}" + (f" (schema {schema})" if schema else "")
+
+
+def _plan_spaces(store: WorkspaceStore, config: ConfigFile, earlier: list[Change]) -> list[Change]:
+    """Spaces are matched by name. They are planned last: the sources and warehouses they name
+    exist by then. A source or warehouse the plan deletes takes its connections with it, so a
+    space naming one that the plan makes again connects it again."""
+    configs = config.spaces or []
+    spaces = SpaceStore(store)
+    sources = _all_sources(store)
+    source_names = {s.id: s.name for s in sources}
+    warehouses = {w.name for w in WarehouseStore(store).list()}
+    dropped_sources = {c.name for c in earlier if isinstance(c, DeleteSource)}
+    dropped_warehouses = {
+        c.name for c in earlier if isinstance(c, DeleteInstance) and c.kind == "warehouse"
+    }
+    problems = _space_problems(config, {s.name for s in sources}, warehouses)
+    if problems:
+        raise ConfigError(problems)
+    existing = {s.name: s for s in spaces.list()}
+    listed = {cfg.name for cfg in configs}
+    changes: list[Change] = [
+        DeleteSpace(space.id, name) for name, space in existing.items() if name not in listed
+    ]
+    for cfg in configs:
+        current = existing.get(cfg.name)
+        if current is None:
+            changes.append(CreateSpace(cfg))
+            changes += _plan_tokens(spaces, cfg, None)
+            continue
+        old_sources = [
+            source_names.get(i, i)
+            for i in current.source_ids
+            if source_names.get(i, i) not in dropped_sources
+        ]
+        if set(old_sources) != set(cfg.sources):
+            changes.append(UpdateSpace(current.id, cfg.name, "sources", old_sources, cfg.sources))
+        old_sync = _stored_sync(current, dropped_warehouses)
+        new_sync = _sync_setting(cfg.profiles_sync)
+        if new_sync is not None and new_sync[1] is None:
+            new_sync = (new_sync[0], current.slug)
+        if old_sync != new_sync:
+            changes.append(UpdateSpace(current.id, cfg.name, "profiles_sync", old_sync, new_sync))
+        changes += _plan_tokens(spaces, cfg, current)
+    return changes
+
+
+def _space_problems(config: ConfigFile, sources: set[str], warehouses: set[str]) -> list[str]:
+    """References to stored sources and warehouses (the model checks those of the file)."""
+    problems = []
+    for i, cfg in enumerate(config.spaces or []):
+        if config.sources is None:
+            problems += [
+                f"spaces[{i}].sources[{j}]: no source named {name!r}"
+                for j, name in enumerate(cfg.sources)
+                if name not in sources
+            ]
+        sync = cfg.profiles_sync
+        if config.warehouses is None and sync is not None and sync.warehouse not in warehouses:
+            problems.append(
+                f"spaces[{i}].profiles_sync.warehouse: no warehouse named {sync.warehouse!r}"
+                + (
+                    " (`headwater serve` makes the embedded DuckDB warehouse 'default' when no "
+                    "warehouse is configured; or list it under `warehouses:`)"
+                    if sync.warehouse == "default"
+                    else ""
+                )
+            )
+    return problems
+
+
+def _stored_sync(space: SpaceInfo, dropped: set[str]) -> tuple[str, str | None] | None:
+    sync = space.profiles_sync
+    if sync is None or sync.warehouse_name in dropped:
+        return None
+    return (sync.warehouse_name, sync.schema)
+
+
+def _plan_tokens(spaces: SpaceStore, cfg: SpaceConfig, current: SpaceInfo | None) -> list[Change]:
+    """A listed token given in clear replaces a stored one that differs; ``[redacted]`` and a
+    token left out keep the stored one; one with nothing stored is made (generated when left
+    out). Stored tokens the list leaves out are revoked; no list keeps them all."""
+    if cfg.access_tokens is None:
+        return []
+    stored = {t.name for t in spaces.access_tokens(current.id)} if current is not None else set()
+    changes: list[Change] = []
+    problems = []
+    for i, token in enumerate(cfg.access_tokens):
+        if token.name in stored:
+            if token.token is None or token.token == REDACTED:
+                continue
+            assert current is not None
+            if spaces.token_matches(current.id, token.name, token.token):
+                continue
+            changes.append(RevokeAccessToken(cfg.name, token.name))
+            changes.append(AddAccessToken(cfg.name, token.name, token.token, generated=False))
+        elif token.token == REDACTED:
+            problems.append(
+                f"space {cfg.name!r}: access_tokens[{i}].token: [redacted] keeps a stored "
+                f"token, but there is no token named {token.name!r}: give the token, or leave "
+                "`token` out to have one generated"
+            )
+        elif token.token is None:
+            changes.append(AddAccessToken(cfg.name, token.name, new_access_token(), generated=True))
+        else:
+            changes.append(AddAccessToken(cfg.name, token.name, token.token, generated=False))
+    if problems:
+        raise ConfigError(problems)
+    listed = {token.name for token in cfg.access_tokens}
+    revokes: list[Change] = [
+        RevokeAccessToken(cfg.name, name) for name in sorted(stored) if name not in listed
+    ]
+    return revokes + changes
+
+
+def _export_spaces(store: WorkspaceStore) -> list[dict[str, Any]]:
+    """The ``spaces:`` section: sources and the warehouse by name, every token ``[redacted]``."""
+    spaces = SpaceStore(store)
+    names = {s.id: s.name for s in _all_sources(store)}
+    written = []
+    for space in spaces.list():
+        entry: dict[str, Any] = {"name": space.name}
+        if space.source_ids:
+            entry["sources"] = [names.get(i, i) for i in space.source_ids]
+        tokens = spaces.access_tokens(space.id)
+        if tokens:
+            entry["access_tokens"] = [{"name": t.name, "token": REDACTED} for t in tokens]
+        sync = space.profiles_sync
+        if sync is not None:
+            entry["profiles_sync"] = {"warehouse": sync.warehouse_name}
+            if sync.schema != space.slug:
+                entry["profiles_sync"]["schema"] = sync.schema
+        written.append(entry)
+    return written

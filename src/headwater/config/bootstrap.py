@@ -42,9 +42,17 @@ def bootstrap(settings: ServerSettings, config: ConfigFile | None) -> Bootstrap:
         store = WorkspaceStore(engine)
         notes: list[str] = []
         if config is not None:
-            changes = plan(store, config)
-            notes.append(changes.render())
-            apply(store, changes)
+            with store.atomic():  # a refused file leaves nothing behind
+                if config.warehouses is None and store.workspace() is None:
+                    # The embedded warehouse exists before the file is applied, so a space's
+                    # `profiles_sync: {warehouse: default}` can name it on the first start.
+                    store.ensure_workspace(config.workspace)
+                    note = _default_warehouse(store, settings)
+                    if note:
+                        notes.append(note)
+                changes = plan(store, config)
+                notes.append(changes.render())
+                notes += apply(store, changes)
         elif store.workspace() is None:
             store.ensure_workspace("default")
             source = store.create_source("default")

@@ -52,7 +52,9 @@ from headwater.protocols.compiled import PlanError, Rule, compile_plan
 from headwater.protocols.plans import normalized_settings
 from headwater.protocols.schema_controls import parse_controls
 from headwater.protocols.transformations import from_api
+from headwater.store.instances import REDACTED
 from headwater.store.workspace import check_name, check_settings, check_slug, check_write_key
+from headwater.unify.spaces import check_access_token
 from headwater.warehouse.settings import WarehouseOptions
 
 
@@ -442,6 +444,76 @@ class TransformationConfig(_Section):
         return self
 
 
+# --- Unify spaces ------------------------------------------------------------------------------
+
+
+class AccessTokenConfig(_Section):
+    """A Profile API access token. ``token`` is given (``${ENV}`` expands), ``[redacted]`` (as
+    ``export`` writes it: the stored token stays), or left out: a token of that name stays as
+    it is, and a new one is generated and shown once by ``apply``."""
+
+    name: StrictStr
+    token: StrictStr | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return str(_checked(check_name, value))
+
+    @field_validator("token")
+    @classmethod
+    def _token(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = str(_from_environment(value))
+        return value if value == REDACTED else str(_checked(check_access_token, value))
+
+
+class ProfilesSyncConfig(_Section):
+    """Profiles Sync into a warehouse of the workspace (by name); ``schema`` defaults to the
+    space's slug."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    warehouse: StrictStr
+    schema_name: StrictStr | None = Field(default=None, alias="schema")
+
+    @field_validator("schema_name")
+    @classmethod
+    def _schema(cls, value: str | None) -> str | None:
+        return None if value is None else str(_checked(check_slug, value))
+
+
+class SpaceConfig(_Section):
+    """A Unify space: the sources connected to it (by name; the list is the complete set), its
+    Profile API access tokens (left out: the tokens stay as they are; a list is the complete
+    set) and Profiles Sync (left out: off)."""
+
+    name: StrictStr
+    sources: list[StrictStr] = Field(default_factory=list)
+    access_tokens: list[AccessTokenConfig] | None = None
+    profiles_sync: ProfilesSyncConfig | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return str(_checked(check_name, value))
+
+    @model_validator(mode="after")
+    def _unique(self) -> SpaceConfig:
+        problems = []
+        for i, source in enumerate(self.sources):
+            if source in self.sources[:i]:
+                problems.append(f"sources[{i}]: {source!r} is listed twice")
+        names = [token.name for token in self.access_tokens or []]
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                problems.append(f"access_tokens[{i}]: the name {name!r} is listed twice")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
 class ServerConfig(_Section):
     """Read by ``headwater serve --config``; not part of the workspace, so ``apply`` skips it."""
 
@@ -484,6 +556,8 @@ class ConfigFile(_Section):
     server: ServerConfig | None = None
     # Like destinations: None leaves transformations alone; a list is the complete set.
     transformations: list[TransformationConfig] | None = None
+    # Like tracking plans: None leaves spaces alone; a list is the complete set.
+    spaces: list[SpaceConfig] | None = None
 
     @field_validator("workspace")
     @classmethod
@@ -500,7 +574,7 @@ class ConfigFile(_Section):
             )
         return value
 
-    @field_validator("transformations", mode="before")
+    @field_validator("transformations", "spaces", mode="before")
     @classmethod
     def _transformations_not_null(cls, value: Any, info: ValidationInfo) -> Any:
         return cls._list_not_null(value, info)
@@ -524,11 +598,15 @@ class ConfigFile(_Section):
                         )
                     seen[what].setdefault(item, i)
         sections: list[
-            tuple[str, Sequence[DestinationConfig | WarehouseConfig | TrackingPlanConfig]]
+            tuple[
+                str,
+                Sequence[DestinationConfig | WarehouseConfig | TrackingPlanConfig | SpaceConfig],
+            ]
         ] = [
             ("destinations", self.destinations or []),
             ("warehouses", self.warehouses or []),
             ("tracking_plans", self.tracking_plans or []),
+            ("spaces", self.spaces or []),
         ]
         for section, entries in sections:
             names: dict[str, int] = {}
@@ -540,6 +618,7 @@ class ConfigFile(_Section):
                     )
                 names.setdefault(entry.name, i)
         problems += self._plan_references()
+        problems += self._space_references()
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -569,6 +648,23 @@ class ConfigFile(_Section):
                 )
             elif wanted is not None and wanted not in kinds:
                 problems.append(f"sources[{i}].tracking_plan: no tracking plan named {wanted!r}")
+        return problems
+
+    def _space_references(self) -> list[str]:
+        """Sources and warehouses the spaces name exist in the file (when it lists them; else
+        the planner checks the stored ones)."""
+        problems = []
+        sources = None if self.sources is None else {s.name for s in self.sources}
+        warehouses = None if self.warehouses is None else {w.name for w in self.warehouses}
+        for i, space in enumerate(self.spaces or []):
+            for j, source in enumerate(space.sources):
+                if sources is not None and source not in sources:
+                    problems.append(f"spaces[{i}].sources[{j}]: no source named {source!r}")
+            sync = space.profiles_sync
+            if sync is not None and warehouses is not None and sync.warehouse not in warehouses:
+                problems.append(
+                    f"spaces[{i}].profiles_sync.warehouse: no warehouse named {sync.warehouse!r}"
+                )
         return problems
 
 

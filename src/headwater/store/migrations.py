@@ -125,6 +125,7 @@ MIGRATIONS: list[Migration] = [
     Migration(10, "protocols: blocked events, violations, monthly tracked users", _create_tables),
     Migration(11, "protocols transformations", _create_tables),
     Migration(12, "source schema and schema controls", _create_tables),
+    Migration(13, "unify spaces: sources, access tokens, profiles sync", _create_tables),
 ]
 
 

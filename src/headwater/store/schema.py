@@ -563,3 +563,68 @@ transformations = sa.Table(
     sa.Column("updated_at", sa.BigInteger, nullable=False),
     sa.Index("ix_transformations_source", "source_id"),
 )
+
+# --- Unify: spaces (migration 13; see headwater.unify.spaces) --------------------------------
+
+# A Unify space: its own identity graph and settings. The slug is fixed at creation (Segment's
+# space slug cannot change); the name can.
+spaces = sa.Table(
+    "spaces",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),  # spa_…
+    sa.Column("workspace_id", sa.String(40), sa.ForeignKey("workspaces.id"), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("slug", sa.String(200), nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+    sa.UniqueConstraint("workspace_id", "name", name="uq_spaces_name"),
+    sa.UniqueConstraint("workspace_id", "slug", name="uq_spaces_slug"),
+)
+
+# The sources connected to a space ("Profile sources"). A source may feed several spaces (a
+# production source connected to the Dev space and to the Prod space).
+space_sources = sa.Table(
+    "space_sources",
+    metadata,
+    sa.Column(
+        "space_id", sa.String(40), sa.ForeignKey("spaces.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column(
+        "source_id",
+        sa.String(40),
+        sa.ForeignKey("sources.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("connected_at", sa.BigInteger, nullable=False),
+    sa.Index("ix_space_sources_source", "source_id"),
+)
+
+# Profile API access tokens: the SHA-256 digest only, never the token (shown once).
+space_access_tokens = sa.Table(
+    "space_access_tokens",
+    metadata,
+    sa.Column(
+        "space_id", sa.String(40), sa.ForeignKey("spaces.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("token_sha256", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+)
+
+# Profiles Sync: the warehouse a space's profiles go to, and the schema they land in.
+space_profiles_sync = sa.Table(
+    "space_profiles_sync",
+    metadata,
+    sa.Column(
+        "space_id", sa.String(40), sa.ForeignKey("spaces.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column(
+        "warehouse_id",
+        sa.String(40),
+        sa.ForeignKey("warehouses.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("schema_name", sa.String(200), nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+    sa.Index("ix_space_profiles_sync_warehouse", "warehouse_id"),
+)

@@ -1,0 +1,211 @@
+"""``/api/v1/spaces``: Unify spaces, their sources, Profile API access tokens and Profiles Sync.
+
+A space is addressed by its id (``spa_…``) or its name, as the Profile API's paths will be.
+An access token is shown once, in the answer of the ``POST`` that makes it; afterwards only its
+name and creation time are ever shown, and ``DELETE …/access-tokens/{name}`` revokes it at once.
+The rules live in ``headwater.unify.spaces``, shared with ``headwater apply``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+from pydantic import BaseModel, ConfigDict, Field, StrictStr
+
+from headwater.api.errors import ApiError
+from headwater.api.sources import _pagination, iso, source_json, store_of
+from headwater.api.tracking_plans import _page_body
+from headwater.protocols.plans import page_of
+from headwater.store.workspace import UNSET, WorkspaceStore
+from headwater.unify.spaces import AccessToken, SpaceInfo, SpaceStore
+
+router = APIRouter(prefix="/spaces", tags=["spaces"])
+
+SpaceId = Annotated[str, Path(alias="idOrName", description="The space's id or name.")]
+Pagination = Annotated[tuple[str | None, int], Depends(_pagination)]
+SUCCESS = {"data": {"status": "SUCCESS"}}
+
+
+def spaces_of(request: Request) -> SpaceStore:
+    """FastAPI dependency: the space store on the application's workspace store."""
+    workspace: WorkspaceStore = store_of(request)
+    return SpaceStore(workspace)
+
+
+Spaces = Annotated[SpaceStore, Depends(spaces_of)]
+
+
+# --- bodies ----------------------------------------------------------------------------------
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class ProfilesSyncBody(_Body):
+    warehouse: StrictStr = Field(description="The warehouse's id or name.")
+    schema_name: StrictStr | None = Field(
+        default=None, alias="schema", description="Leave out for the space's slug."
+    )
+
+
+class CreateSpaceBody(_Body):
+    name: StrictStr
+    sourceIds: list[StrictStr] = Field(
+        default_factory=list, description="The sources to connect, by id or name."
+    )
+    profilesSync: ProfilesSyncBody | None = None
+
+
+class UpdateSpaceBody(_Body):
+    name: StrictStr | None = None
+    sourceIds: list[StrictStr] | None = Field(
+        default=None, description="The complete set of connected sources, by id or name."
+    )
+    profilesSync: ProfilesSyncBody | None = Field(
+        default=None, description="null turns Profiles Sync off."
+    )
+
+
+class ConnectSourceBody(_Body):
+    sourceId: StrictStr = Field(description="The source's id or name.")
+
+
+class CreateAccessTokenBody(_Body):
+    name: StrictStr = Field(description="For example marketing_site/production.")
+
+
+# --- answers ---------------------------------------------------------------------------------
+
+
+def space_json(space: SpaceInfo) -> dict[str, Any]:
+    sync = space.profiles_sync
+    return {
+        "id": space.id,
+        "name": space.name,
+        "slug": space.slug,
+        "sourceIds": list(space.source_ids),
+        "profilesSync": (
+            None
+            if sync is None
+            else {
+                "warehouseId": sync.warehouse_id,
+                "warehouse": sync.warehouse_name,
+                "schema": sync.schema,
+            }
+        ),
+        "createdAt": iso(space.created_at),
+        "updatedAt": iso(space.updated_at),
+    }
+
+
+def token_json(token: AccessToken) -> dict[str, Any]:
+    return {"name": token.name, "createdAt": iso(token.created_at)}
+
+
+def _sync(body: ProfilesSyncBody | None) -> tuple[str, str | None] | None:
+    return None if body is None else (body.warehouse, body.schema_name)
+
+
+# --- spaces ----------------------------------------------------------------------------------
+
+
+@router.get("", response_model=None)
+def list_spaces(page: Pagination, spaces: Spaces) -> dict[str, Any]:
+    cursor, count = page
+    return _page_body("spaces", page_of(spaces.list(), cursor, count), cursor, space_json)
+
+
+@router.post("", status_code=201, response_model=None)
+def create_space(body: CreateSpaceBody, spaces: Spaces) -> dict[str, Any]:
+    space = spaces.create(body.name, sources=body.sourceIds, profiles_sync=_sync(body.profilesSync))
+    return {"data": {"space": space_json(space)}}
+
+
+@router.get("/{idOrName}", response_model=None)
+def get_space(space_id: SpaceId, spaces: Spaces) -> dict[str, Any]:
+    return {"data": {"space": space_json(spaces.require(space_id))}}
+
+
+@router.patch("/{idOrName}", response_model=None)
+def update_space(space_id: SpaceId, body: UpdateSpaceBody, spaces: Spaces) -> dict[str, Any]:
+    given = body.model_fields_set
+    for name in ("name", "sourceIds"):
+        if name in given and getattr(body, name) is None:
+            raise ApiError(
+                422, "validation", f"{name}: must not be null (leave it out to keep it)", name
+            )
+    space = spaces.update(
+        space_id,
+        name=body.name if body.name is not None else UNSET,
+        sources=body.sourceIds if body.sourceIds is not None else UNSET,
+        profiles_sync=_sync(body.profilesSync) if "profilesSync" in given else UNSET,
+    )
+    return {"data": {"space": space_json(space)}}
+
+
+@router.delete("/{idOrName}", response_model=None)
+def delete_space(space_id: SpaceId, spaces: Spaces) -> dict[str, Any]:
+    """Delete the space with its connections, access tokens and Profiles Sync setting."""
+    spaces.delete(space_id)
+    return SUCCESS
+
+
+# --- sources ---------------------------------------------------------------------------------
+
+
+@router.get("/{idOrName}/sources", response_model=None)
+def list_sources(space_id: SpaceId, page: Pagination, spaces: Spaces) -> dict[str, Any]:
+    cursor, count = page
+    return _page_body(
+        "sources", page_of(spaces.sources(space_id), cursor, count), cursor, source_json
+    )
+
+
+@router.post("/{idOrName}/sources", response_model=None)
+def connect_source(space_id: SpaceId, body: ConnectSourceBody, spaces: Spaces) -> dict[str, Any]:
+    """Connect a source (one already connected stays connected)."""
+    spaces.connect_source(space_id, body.sourceId)
+    return {"data": {"space": space_json(spaces.require(space_id))}}
+
+
+@router.delete("/{idOrName}/sources", response_model=None)
+def disconnect_source(
+    space_id: SpaceId,
+    spaces: Spaces,
+    source_id: Annotated[str, Query(alias="sourceId", description="The source's id or name.")],
+) -> dict[str, Any]:
+    spaces.disconnect_source(space_id, source_id)
+    return SUCCESS
+
+
+# --- access tokens ---------------------------------------------------------------------------
+
+
+@router.get("/{idOrName}/access-tokens", response_model=None)
+def list_access_tokens(space_id: SpaceId, page: Pagination, spaces: Spaces) -> dict[str, Any]:
+    """The space's Profile API tokens: names and creation times, never the tokens."""
+    cursor, count = page
+    found = page_of(spaces.access_tokens(space_id), cursor, count)
+    return _page_body("accessTokens", found, cursor, token_json)
+
+
+@router.post("/{idOrName}/access-tokens", status_code=201, response_model=None)
+def create_access_token(
+    space_id: SpaceId, body: CreateAccessTokenBody, spaces: Spaces
+) -> dict[str, Any]:
+    """A new token, generated: this answer is the only time it is shown."""
+    token, made = spaces.create_access_token(space_id, body.name)
+    return {"data": {"accessToken": {**token_json(made), "token": token}}}
+
+
+@router.delete("/{idOrName}/access-tokens/{tokenName:path}", response_model=None)
+def revoke_access_token(
+    space_id: SpaceId,
+    spaces: Spaces,
+    token_name: Annotated[str, Path(alias="tokenName", description="The token's name.")],
+) -> dict[str, Any]:
+    """The token stops working now."""
+    spaces.revoke_access_token(space_id, token_name)
+    return SUCCESS
