@@ -18,7 +18,7 @@ LAYERS: list[list[str]] = [
     ["", "reasons", "timestamps", "clock", "collector", "admin_client"],
     ["errors"],
     ["store", "fql", "observe"],
-    ["destinations", "config.settings", "ingest.normalize", "protocols"],
+    ["destinations", "config.settings", "ingest.normalize", "protocols", "unify"],
     ["delivery", "warehouse", "ingest.internal"],
     ["pipeline", "ingest"],
     ["api", "config"],

@@ -1,0 +1,12 @@
+"""Unify: identity resolution into profiles (Segment's word for it).
+
+The pure core, without storage or configuration of its own:
+
+- ``settings``: a space's identity settings (identifiers, limits, priorities, blocked values)
+- ``identifiers``: the identifiers an event carries under those settings
+- ``ingestion``: the events Unify drops before resolving them
+- ``profile_ids``: ``use_…`` profile ids
+- ``graph``: the ``GraphStore`` protocol resolution reads and writes through, and its records
+- ``memory``: ``MemoryGraph``, the in-memory graph (tests; the reference for SQL stores)
+- ``resolution``: the ``Resolver``, Segment's matching and merge algorithm
+"""
