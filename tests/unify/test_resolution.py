@@ -454,3 +454,19 @@ def test_replaying_a_sequence_gives_the_same_graph(seed: int | None) -> None:
     for event, source in space.history:
         assert space.resolver.resolve(event, source).status == "duplicate"
     assert space.graph.snapshot() == snapshot
+
+
+def test_of_one_type_a_new_value_is_demoted_before_a_known_one() -> None:
+    """Priority is per type; among one type's values on an event the new one goes first, so
+    no violation names a value the profile already holds."""
+    space = Space(_settings(IdentifierSetting(type="phone", limit=1)))
+    p = space.send(userId="u1", properties={"phone": "p1"}).user
+    phones = [
+        {"id": "p2", "type": "phone", "collection": "users", "encoding": "none"},
+        {"id": "p1", "type": "phone", "collection": "users", "encoding": "none"},
+    ]
+    done = space.send(userId="u1", context={"externalIds": phones})
+    assert done.user == p and done.changes == ()
+    assert [(v.reason, v.value) for v in done.violations] == [
+        (reasons.IDENTIFIER_VALUE_LIMIT_EXCEEDED, "p2")
+    ]

@@ -88,7 +88,8 @@ class MemoryGraph:
                 self._merge(change)
             else:
                 self._link(change)
-        self._applied.add(message_id)
+        if message_id:
+            self._applied.add(message_id)
 
     # --- writes -------------------------------------------------------------------------------
 

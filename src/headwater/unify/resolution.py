@@ -8,7 +8,8 @@ Segment's flat matching logic (spec/unify-engage.md §2.4) with its rules, exact
    and the event's. If a type would then hold more values than its limit (over its period:
    values first seen within it), demote the event's lowest-priority identifier and try again
    (``Identifier value limit exceeded``, or ``… time limit exceeded`` when every type over its
-   limit has a period), until nothing is over or one identifier is left (§21 #14). A type that
+   limit has a period), until nothing is over or one identifier is left (§21 #14); of one
+   type's values, a new one goes before one the graph holds already. A type that
    is over its limit already on one of the profiles (the settings were tightened since) only
    counts when the event would add to it: settings apply to new events only (A19).
 3. No profile: create one. One profile: add the new identifiers to it. Several: merge them
@@ -183,6 +184,9 @@ class Resolver:
     def _resolve(self, plan: _Plan, collection: str, ids: list[Identifier]) -> str:
         store, settings = self.store, self._settings
         found = {i: store.find(*i) for i in ids}
+        # Priority is per type; among one type's values, those the graph holds rank above new
+        # ones, so a demotion drops a new value before one already on a profile.
+        ids = sorted(ids, key=lambda i: (settings.rank(i.type), found[i] is None))
         rows: dict[tuple[str, tuple[str, ...] | None], list[StoredIdentifier]] = {}
 
         def held(profile: str, types: Collection[str] | None) -> list[StoredIdentifier]:
