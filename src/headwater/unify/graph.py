@@ -94,6 +94,11 @@ class GraphStore(Protocol):
         """The canonical profile holding this identifier value, if any."""
         ...
 
+    def find_many(self, keys: Sequence[tuple[str, str, str]]) -> dict[tuple[str, str, str], str]:
+        """``find`` for one event's (collection, type, value) keys at once (one query): the
+        keys found, with their canonical profiles."""
+        ...
+
     def profile(self, profile_id: str) -> ProfileRecord:
         """A canonical profile (KeyError when there is none)."""
         ...

@@ -54,6 +54,10 @@ class MemoryGraph:
     def find(self, collection: str, type_: str, value: str) -> str | None:
         return self._index.get((collection, type_, value))
 
+    def find_many(self, keys: Sequence[tuple[str, str, str]]) -> dict[tuple[str, str, str], str]:
+        index = self._index
+        return {key: index[key] for key in keys if key in index}
+
     def profile(self, profile_id: str) -> ProfileRecord:
         p = self._live(profile_id)
         return ProfileRecord(p.id, p.collection, p.seq, p.created_at, p.merges, len(p.identifiers))

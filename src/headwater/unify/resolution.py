@@ -183,7 +183,8 @@ class Resolver:
 
     def _resolve(self, plan: _Plan, collection: str, ids: list[Identifier]) -> str:
         store, settings = self.store, self._settings
-        found = {i: store.find(*i) for i in ids}
+        held_by = store.find_many(ids)
+        found = {i: held_by.get(i) for i in ids}
         # Priority is per type; among one type's values, those the graph holds rank above new
         # ones, so a demotion drops a new value before one already on a profile.
         ids = sorted(ids, key=lambda i: (settings.rank(i.type), found[i] is None))
