@@ -22,7 +22,7 @@ from headwater.unify.settings import (
     IdentifierSetting,
     IdentitySettings,
 )
-from tests.unify.events import DAY, Space
+from tests.support.unify import DAY, Space
 
 
 def _with(base: IdentitySettings, *changes: IdentifierSetting) -> IdentitySettings:

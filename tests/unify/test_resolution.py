@@ -15,7 +15,7 @@ from headwater.unify.settings import (
     IdentifierSetting,
     IdentitySettings,
 )
-from tests.unify.events import DAY, Space
+from tests.support.unify import DAY, Space
 
 PROFILE_ID = re.compile(r"use_[0-9A-Za-z]{27}")
 

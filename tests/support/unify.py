@@ -1,4 +1,5 @@
-"""Helpers for the unify tests: events as the Tracking API stores them, and a space."""
+"""Identity resolution in tests: events as the Tracking API stores them, and a space (a
+``MemoryGraph`` and its ``Resolver``) to send them to."""
 
 from __future__ import annotations
 
