@@ -5,7 +5,7 @@ Built-in types come from fixed places: ``user_id`` from ``userId``, ``anonymous_
 types from ``context.device`` (``id``, ``advertisingId`` when ``adTrackingEnabled`` is true,
 ``token``) by its ``type``, ``ga_client_id`` from the Google Analytics integration options,
 ``group_id`` from a group call's ``groupId``. A custom type is read from its key (camelCase or
-snake_case) in ``properties``, ``context.traits`` and ``traits``. Every configured type is also
+snake_case) in ``traits``, ``context.traits`` and ``properties``. Every configured type is also
 read from ``context.externalIds`` elements that carry all four of ``id``, ``type`` (lowercase,
 the type's name), ``collection`` and ``encoding: "none"``; an element lacking one is rejected
 (A7).
@@ -20,13 +20,12 @@ profiles Segment keeps apart.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from headwater.unify.settings import IdentifierSetting, IdentitySettings
 
 Event = dict[str, Any]
-Reader = Callable[[Event], Iterator[object]]
 
 
 class Identifier(NamedTuple):
@@ -71,61 +70,76 @@ def _dig(obj: object, *path: str) -> object:
     return obj
 
 
-def _device(event: Event, kind: str) -> dict[str, Any] | None:
-    device = _dig(event, "context", "device")
-    if type(device) is not dict:
-        return None
-    device_type = device.get("type")
-    if type(device_type) is not str or device_type.lower() != kind:
-        return None
-    return device
+_EMPTY: dict[str, Any] = {}
+
+
+def _object(value: object) -> dict[str, Any]:
+    return value if type(value) is dict else _EMPTY
+
+
+class View:
+    """The parts of one event the readers look at, found once."""
+
+    __slots__ = ("context", "device", "event", "group", "kind", "properties", "traits", "user")
+
+    def __init__(self, event: Event) -> None:
+        self.event = event
+        self.group = event.get("type") == "group"
+        self.context = context = _object(event.get("context"))
+        self.device = device = _object(context.get("device"))
+        kind = device.get("type")
+        self.kind = kind.lower() if type(kind) is str else None
+        self.traits = _object(event.get("traits"))
+        self.properties = _object(event.get("properties"))
+        # The user's traits and properties, in the order read; a group call's own traits are
+        # the account's.
+        self.user = (
+            self.traits if not self.group else _EMPTY,
+            _object(context.get("traits")),
+            self.properties,
+        )
+
+
+Reader = Callable[[View], list[object]]
+
+
+def _at(*path: str) -> Reader:
+    first, rest = path[0], path[1:]
+    return lambda v: [_dig(v.event.get(first), *rest)]
 
 
 def _device_field(kind: str, field: str, *, ad_tracking: bool = False) -> Reader:
-    def read(event: Event) -> Iterator[object]:
-        device = _device(event, kind)
-        if device is not None and (not ad_tracking or device.get("adTrackingEnabled") is True):
-            yield device.get(field)
+    def read(v: View) -> list[object]:
+        if v.kind != kind or (ad_tracking and v.device.get("adTrackingEnabled") is not True):
+            return []
+        return [v.device.get(field)]
 
     return read
 
 
-def _paths(*paths: tuple[str, ...], user_traits: bool = True) -> Reader:
-    """Values at ``paths``; with ``user_traits`` a group call's ``traits.*`` paths are skipped
-    (they are the account's)."""
-
-    def read(event: Event) -> Iterator[object]:
-        group = event.get("type") == "group"
-        for path in paths:
-            if user_traits and group and path[0] == "traits":
-                continue
-            yield _dig(event, *path)
-
-    return read
-
-
-def _group_id(event: Event) -> Iterator[object]:
-    if event.get("type") == "group":
-        yield event.get("groupId")
+def _user_keys(*keys: str) -> Reader:
+    """``keys`` in the user's ``traits``, ``context.traits`` and ``properties``."""
+    return lambda v: [place.get(key) for place in v.user for key in keys]
 
 
 GA = "Google Analytics"
 BUILT_IN: dict[str, Reader] = {
-    "user_id": _paths(("userId",)),
-    "email": _paths(("traits", "email"), ("context", "traits", "email"), ("properties", "email")),
+    "user_id": lambda v: [v.event.get("userId")],
+    "email": _user_keys("email"),
     "android.id": _device_field("android", "id"),
     "android.idfa": _device_field("android", "advertisingId", ad_tracking=True),
     "android.push_token": _device_field("android", "token"),
-    "anonymous_id": _paths(("anonymousId",)),
-    "ga_client_id": _paths(
-        ("context", "integrations", GA, "clientId"), ("integrations", GA, "clientId")
-    ),
-    "group_id": _group_id,
+    "anonymous_id": lambda v: [v.event.get("anonymousId")],
+    "ga_client_id": lambda v: [
+        _dig(v.context, "integrations", GA, "clientId"),
+        _dig(v.event.get("integrations"), GA, "clientId"),
+    ],
+    "group_id": lambda v: [v.event.get("groupId")] if v.group else [],
     "ios.id": _device_field("ios", "id"),
     "ios.idfa": _device_field("ios", "advertisingId", ad_tracking=True),
     "ios.push_token": _device_field("ios", "token"),
-    "braze_id": _paths(("context", "Braze", "braze_id")),
-    "cross_domain_id": _paths(("context", "traits", "crossDomainId")),
+    "braze_id": _at("context", "Braze", "braze_id"),
+    "cross_domain_id": _at("context", "traits", "crossDomainId"),
 }
 
 _UPPER = re.compile(r"(?<=[a-z0-9])([A-Z])")
@@ -142,18 +156,9 @@ def key_variants(key: str) -> tuple[str, ...]:
 
 def _custom(setting: IdentifierSetting) -> Reader:
     keys = key_variants(setting.key or setting.type)
-    if setting.collection == "accounts":
-        # An account's custom identifier: a group call's traits.
-        def read_account(event: Event) -> Iterator[object]:
-            if event.get("type") == "group":
-                traits = event.get("traits")
-                if type(traits) is dict:
-                    for key in keys:
-                        yield traits.get(key)
-
-        return read_account
-    places = [(p, k) for p in (("properties",), ("context", "traits"), ("traits",)) for k in keys]
-    return _paths(*((*place, key) for place, key in places))
+    if setting.collection == "accounts":  # an account's: a group call's traits
+        return lambda v: [v.traits.get(key) for key in keys] if v.group else []
+    return _user_keys(*keys)
 
 
 class Extractor:
@@ -167,12 +172,15 @@ class Extractor:
         ]
 
     def extract(self, event: Event) -> Extraction:
-        external, rejected = self._external_ids(event)
+        view = View(event)
+        external, rejected = self._external_ids(view)
         found: dict[Identifier, None] = {}
         blocked: dict[Identifier, None] = {}
         for setting, read in self._readers:
             collection = setting.collection
-            values: list[object] = [*read(event), *external.get((collection, setting.type), ())]
+            values = read(view)
+            if external:
+                values.extend(external.get((collection, setting.type), ()))
             for raw in values:
                 value = text(raw)
                 if value is None:
@@ -184,11 +192,11 @@ class Extractor:
                     found[identifier] = None
         return Extraction(tuple(found), tuple(blocked), rejected)
 
-    def _external_ids(self, event: Event) -> tuple[dict[tuple[str, str], list[object]], int]:
-        elements = _dig(event, "context", "externalIds")
+    def _external_ids(self, view: View) -> tuple[dict[tuple[str, str], list[object]], int]:
+        elements = view.context.get("externalIds")
         if type(elements) is not list:
             return {}, 0
-        group = event.get("type") == "group"
+        group = view.group
         values: dict[tuple[str, str], list[object]] = {}
         rejected = 0
         for element in elements:
