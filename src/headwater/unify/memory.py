@@ -83,6 +83,7 @@ class MemoryGraph:
         return list(self._live(profile_id).links)
 
     def apply(self, message_id: str, changes: Sequence[Change]) -> None:
+        self._check(changes)  # all or nothing: refuse before changing anything
         for change in changes:
             if isinstance(change, CreateProfile):
                 self._create(change)
@@ -96,6 +97,30 @@ class MemoryGraph:
             self._applied.add(message_id)
 
     # --- writes -------------------------------------------------------------------------------
+
+    def _check(self, changes: Sequence[Change]) -> None:
+        """Raise ValueError unless every change applies after the ones before it."""
+        live = {p.id: p.collection for p in self._profiles.values() if p.canonical is None}
+        taken: set[tuple[str, str, str]] = set()
+        for change in changes:
+            if isinstance(change, CreateProfile):
+                if change.profile_id in self._profiles or change.profile_id in live:
+                    raise ValueError(f"profile {change.profile_id} exists")
+                live[change.profile_id] = change.collection
+            elif isinstance(change, AddIdentifier):
+                key = (change.collection, change.type, change.value)
+                if key in self._index or key in taken:
+                    raise ValueError(f"{key} is on a profile already")
+                if live.get(change.profile_id) != change.collection:
+                    raise ValueError(f"no profile {change.profile_id} of {change.collection}")
+                taken.add(key)
+            elif isinstance(change, MergeProfiles):
+                gone, into = live.get(change.from_id), live.get(change.into_id)
+                if gone is None or gone != into or change.from_id == change.into_id:
+                    raise ValueError(f"cannot merge {change.from_id} into {change.into_id}")
+                del live[change.from_id]
+            elif (live.get(change.user_id), live.get(change.account_id)) != ("users", "accounts"):
+                raise ValueError(f"cannot link {change.user_id} to {change.account_id}")
 
     def _live(self, profile_id: str) -> _Profile:
         p = self._profiles[profile_id]
