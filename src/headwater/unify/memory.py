@@ -99,27 +99,43 @@ class MemoryGraph:
     # --- writes -------------------------------------------------------------------------------
 
     def _check(self, changes: Sequence[Change]) -> None:
-        """Raise ValueError unless every change applies after the ones before it."""
-        live = {p.id: p.collection for p in self._profiles.values() if p.canonical is None}
+        """Raise ValueError unless every change applies after the ones before it (touching
+        only the profiles the changes name)."""
+        created: dict[str, str] = {}
+        gone: set[str] = set()
         taken: set[tuple[str, str, str]] = set()
+
+        def collection(profile_id: str) -> str | None:
+            if profile_id in gone:
+                return None
+            if profile_id in created:
+                return created[profile_id]
+            p = self._profiles.get(profile_id)
+            return p.collection if p is not None and p.canonical is None else None
+
         for change in changes:
             if isinstance(change, CreateProfile):
-                if change.profile_id in self._profiles or change.profile_id in live:
+                if change.profile_id in self._profiles or change.profile_id in created:
                     raise ValueError(f"profile {change.profile_id} exists")
-                live[change.profile_id] = change.collection
+                created[change.profile_id] = change.collection
             elif isinstance(change, AddIdentifier):
                 key = (change.collection, change.type, change.value)
                 if key in self._index or key in taken:
                     raise ValueError(f"{key} is on a profile already")
-                if live.get(change.profile_id) != change.collection:
+                if collection(change.profile_id) != change.collection:
                     raise ValueError(f"no profile {change.profile_id} of {change.collection}")
                 taken.add(key)
             elif isinstance(change, MergeProfiles):
-                gone, into = live.get(change.from_id), live.get(change.into_id)
-                if gone is None or gone != into or change.from_id == change.into_id:
+                kind = collection(change.from_id)
+                if kind is None or kind != collection(change.into_id):
                     raise ValueError(f"cannot merge {change.from_id} into {change.into_id}")
-                del live[change.from_id]
-            elif (live.get(change.user_id), live.get(change.account_id)) != ("users", "accounts"):
+                if change.from_id == change.into_id:
+                    raise ValueError(f"cannot merge {change.from_id} into itself")
+                gone.add(change.from_id)
+            elif (collection(change.user_id), collection(change.account_id)) != (
+                "users",
+                "accounts",
+            ):
                 raise ValueError(f"cannot link {change.user_id} to {change.account_id}")
 
     def _live(self, profile_id: str) -> _Profile:
