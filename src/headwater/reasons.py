@@ -102,6 +102,36 @@ PROTOCOLS_VIOLATIONS: Final = "protocols_violations"  # track.allowEventOnViolat
 PROTOCOLS_COMMON_SCHEMA: Final = "protocols_common_schema"  # commonEventOnViolations: BLOCK
 SCHEMA_BLOCKED_EVENT: Final = "schema_blocked_event"  # a schema control (no plan connected)
 
+# --- Identity resolution (Unify) -------------------------------------------------------------
+# Profiles Insights' names, verbatim (spec/unify-engage.md §2.7): an error leaves the event
+# unresolved; a violation leaves one identifier out (or one merge undone) and the event resolves.
+
+NO_MATCHING_IDENTIFIERS: Final = "No matching identifiers on event"
+ID_VALUE_BLOCKED: Final = "ID value blocked"
+IDENTIFIER_VALUE_LIMIT_EXCEEDED: Final = "Identifier value limit exceeded"
+IDENTIFIER_VALUE_TIME_LIMIT_EXCEEDED: Final = "Identifier value time limit exceeded"
+PROFILE_MERGE_LIMIT_EXCEEDED: Final = "Profile merge limit exceeded"
+IDENTIFIER_MAPPING_LIMIT_EXCEEDED: Final = "Identifier mapping limit exceeded"
+
+INSIGHTS_REASONS: Final = frozenset(
+    {
+        NO_MATCHING_IDENTIFIERS,
+        ID_VALUE_BLOCKED,
+        IDENTIFIER_VALUE_LIMIT_EXCEEDED,
+        IDENTIFIER_VALUE_TIME_LIMIT_EXCEEDED,
+        PROFILE_MERGE_LIMIT_EXCEEDED,
+        IDENTIFIER_MAPPING_LIMIT_EXCEEDED,
+    }
+)
+
+# Unify's ingestion drops (§2.6): Segment drops these silently, before resolution, and Profiles
+# Insights does not show them; Headwater's codes, so they can still be counted.
+UNIFY_MESSAGE_ID_TOO_LONG: Final = "unify_message_id_too_long"  # over 100 characters
+UNIFY_GROUP_ID_TOO_LONG: Final = "unify_group_id_too_long"  # over 500 characters
+UNIFY_GROUP_ID_EMPTY: Final = "unify_group_id_empty"  # groupId / context.groupId ""
+UNIFY_TOO_MANY_PROPERTIES: Final = "unify_too_many_properties"  # over 300
+UNIFY_TOO_MANY_TRAITS: Final = "unify_too_many_traits"  # identify: 300 or more; group: over 300
+
 # --- Routing: why an accepted event does not go to one destination instance -------------------
 
 UNSUPPORTED_EVENT_TYPE: Final = "UNSUPPORTED_EVENT_TYPE"  # the destination lacks the method

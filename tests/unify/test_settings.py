@@ -1,0 +1,140 @@
+"""A space's identity settings: Segment's defaults, priorities, limits, blocked values.
+
+A9 (the suggested blocked values), A13 and A17 (priority), A15 and A16 (limits, per period).
+"""
+
+from __future__ import annotations
+
+import re
+
+import msgspec
+import pytest
+
+from headwater.errors import InvalidError
+from headwater.unify.settings import (
+    DEFAULT_TYPES,
+    SUGGESTED_BLOCKED,
+    BlockedValue,
+    IdentifierSetting,
+    IdentitySettings,
+)
+
+
+def test_the_default_space_is_segments() -> None:
+    """§2.1, §2.3.2, §2.3.3, §2.6: the 11 defaults, user_id 1 value and the rest 5, user_id
+    ranked 1 and email 2, nothing blocked, 100 merges and 1,000 values a profile."""
+    settings = IdentitySettings()
+    assert [s.type for s in settings.identifiers] == list(DEFAULT_TYPES)
+    assert len(DEFAULT_TYPES) == 11
+    limits = {s.type: (s.limit, s.period) for s in settings.identifiers}
+    assert limits.pop("user_id") == (1, "ever")
+    assert set(limits.values()) == {(5, "ever")}
+    assert {s.type: s.priority for s in settings.identifiers if s.priority} == {
+        "user_id": 1,
+        "email": 2,
+    }
+    assert all(not s.blocked for s in settings.identifiers)
+    assert all(s.default and not s.custom for s in settings.identifiers)
+    group = settings.get("group_id")
+    assert group is not None and group.collection == "accounts"
+    assert {s.collection for s in settings.identifiers if s.type != "group_id"} == {"users"}
+    assert (settings.max_merges, settings.max_mappings) == (100, 1000)
+    assert [s.type for s in settings.identifiers if s.merge_protected] == ["user_id"]
+
+
+def test_a17_unranked_types_follow_alphabetically_and_reshuffle() -> None:
+    """A17: seen {user_id, email, anonymous_id, ga_client_id} rank in that order; once
+    android.id appears unranked it takes rank 3."""
+    settings = IdentitySettings()
+    seen = {"ga_client_id", "anonymous_id", "email", "user_id"}
+    assert settings.priority_order(seen) == ["user_id", "email", "anonymous_id", "ga_client_id"]
+    assert settings.priority_order(seen | {"android.id"}) == [
+        "user_id",
+        "email",
+        "android.id",
+        "anonymous_id",
+        "ga_client_id",
+    ]
+
+
+def test_an_explicit_rank_comes_before_every_unranked_type() -> None:
+    settings = IdentitySettings().with_identifier(IdentifierSetting(type="phone", priority=3))
+    order = settings.priority_order(["anonymous_id", "phone", "android.id", "user_id", "zeta"])
+    assert order == ["user_id", "phone", "android.id", "anonymous_id", "zeta"]
+    unranked = IdentitySettings().with_identifier(IdentifierSetting(type="phone"))
+    assert unranked.priority_order(["phone", "anonymous_id", "user_id"]) == [
+        "user_id",
+        "anonymous_id",
+        "phone",
+    ]
+
+
+def test_a13_a15_a16_settings_read_from_a_config_shape() -> None:
+    """The knobs of A13 (limits and priorities) and A16 (a limit per week) from plain data."""
+    data = {
+        "identifiers": [
+            {"type": "user_id", "limit": 1, "priority": 1},
+            {"type": "email", "limit": 5, "priority": 2},
+            {"type": "anonymous_id", "limit": 5, "period": "weekly", "priority": 3},
+            {"type": "phone", "key": "phone_number", "blocked": [{"value": "void"}]},
+        ]
+    }
+    settings = msgspec.convert(data, IdentitySettings)
+    anonymous = settings.get("anonymous_id")
+    assert anonymous is not None and anonymous.window == 7 * 86_400.0
+    assert not anonymous.merge_protected
+    phone = settings.get("phone")
+    assert phone is not None and phone.custom and phone.is_blocked("void")
+    assert settings.priority_order(["phone", "anonymous_id"]) == ["anonymous_id", "phone"]
+    with pytest.raises(msgspec.ValidationError, match="share priority"):
+        msgspec.convert(
+            {"identifiers": [{"type": "a", "priority": 1}, {"type": "b", "priority": 1}]},
+            IdentitySettings,
+        )
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda: IdentifierSetting(type="Phone"), "lowercase"),
+        (lambda: IdentifierSetting(type="phone:x"), "lowercase"),
+        (lambda: IdentifierSetting(type="phone", limit=0), "limit"),
+        (lambda: IdentifierSetting(type="phone", priority=0), "priority"),
+        (lambda: IdentifierSetting(type="email", key="mail"), "custom identifiers only"),
+        (lambda: IdentifierSetting(type="group_id"), "accounts collection"),
+        (lambda: IdentifierSetting(type="user_id", collection="accounts"), "users collection"),
+        (
+            lambda: IdentifierSetting(type="phone", blocked=(BlockedValue(value="(", regex=True),)),
+            "blocked pattern",
+        ),
+        (
+            lambda: IdentitySettings(
+                identifiers=(IdentifierSetting(type="a"), IdentifierSetting(type="a"))
+            ),
+            "twice",
+        ),
+        (lambda: IdentitySettings(max_mappings=0), "max_mappings"),
+    ],
+)
+def test_settings_that_cannot_work_are_refused(build: object, message: str) -> None:
+    with pytest.raises(InvalidError, match=re.escape(message)):
+        build()  # type: ignore[operator]
+
+
+@pytest.mark.parametrize("value", ["0", "000", "0-0", "---", "-1", "null", "anonymous", ""])
+def test_a9_the_suggested_values_are_blocked(value: str) -> None:
+    """A9: Segment's suggested blocked values, once opted into."""
+    setting = IdentifierSetting(type="user_id", limit=1, blocked=SUGGESTED_BLOCKED)
+    assert setting.is_blocked(value)
+    assert not IdentifierSetting(type="user_id", limit=1).is_blocked(value)
+
+
+@pytest.mark.parametrize("value", ["abc123", "10", "0a", "Null", "anonymous1", "1"])
+def test_a9_other_values_are_not_blocked_unless_added(value: str) -> None:
+    """A9: ``abc123`` is blocked only when the space adds it; exact matches are exact."""
+    suggested = IdentifierSetting(type="user_id", limit=1, blocked=SUGGESTED_BLOCKED)
+    assert not suggested.is_blocked(value)
+    added = IdentifierSetting(
+        type="user_id", limit=1, blocked=(*SUGGESTED_BLOCKED, BlockedValue(value=value))
+    )
+    assert added.is_blocked(value)
