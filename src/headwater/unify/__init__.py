@@ -1,6 +1,9 @@
 """Unify: identity resolution into profiles (Segment's word for it).
 
-The pure core, without storage or configuration of its own:
+- ``spaces``: spaces, their sources, Profile API access tokens and Profiles Sync setting
+  (``SpaceStore``, ``authenticate``)
+
+The pure core of identity resolution, without storage of its own:
 
 - ``settings``: a space's identity settings (identifiers, limits, priorities, blocked values)
 - ``identifiers``: the identifiers an event carries under those settings
