@@ -42,6 +42,7 @@ from headwater.store.workspace import (
     check_settings,
     is_unicode,
     slugify,
+    unique_slug,
 )
 
 logger = logging.getLogger(__name__)
@@ -347,7 +348,7 @@ class PlanStore:
             assert workspace_id is not None
             self._check_name_free(conn, name)
             taken = set(conn.execute(sa.select(tp.c.slug)).scalars())
-            slug = _unique(slugify(name), taken)
+            slug = unique_slug(slugify(name), taken)
             plan_id = new_plan_id()
             now = self._ws.now()
             conn.execute(
@@ -931,15 +932,6 @@ def _check_unique(rules: Iterable[Rule]) -> None:
 
 def _ident_text(ident: RuleIdent) -> str:
     return f"{ident[0]} rule {ident[1]!r} version {ident[2]}"
-
-
-def _unique(base: str, taken: set[str]) -> str:
-    if base not in taken:
-        return base
-    n = 2
-    while f"{base}_{n}" in taken:
-        n += 1
-    return f"{base}_{n}"
 
 
 def _never() -> SourceInfo:

@@ -115,10 +115,10 @@ def new_write_key() -> str:
     return "".join(secrets.choice(BASE62) for _ in range(WRITE_KEY_LENGTH))
 
 
-def slugify(name: str) -> str:
+def slugify(name: str, fallback: str = "source") -> str:
     """The slug a name gets by default: lowercase, runs of other characters as one ``_``."""
     slug = _NOT_ALNUM.sub("_", name.lower()).strip("_")
-    return slug[:MAX_NAME_LENGTH] or "source"
+    return slug[:MAX_NAME_LENGTH] or fallback
 
 
 def check_name(name: object, field: str = "name") -> str:
@@ -366,7 +366,7 @@ class WorkspaceStore:
             ws.insert().values(
                 id=workspace_id,
                 name=name,
-                slug=_unique(slugify(name), taken),
+                slug=unique_slug(slugify(name), taken),
                 settings={},
                 created_at=self.now(),
             )
@@ -528,7 +528,7 @@ class WorkspaceStore:
             self._check_name_free(conn, workspace_id, name)
             taken = self._slugs(conn, workspace_id)
             if slug is None:
-                slug = _unique(slugify(name), taken)
+                slug = unique_slug(slugify(name), taken)
             elif slug in taken:
                 raise ConflictError(f"another source already has the slug {slug!r}", "slug")
             source_id = new_id()
@@ -708,7 +708,8 @@ def _workspace(row: Row[Any]) -> Workspace:
     return Workspace(row.id, row.name, row.slug, dict(row.settings or {}), row.created_at)
 
 
-def _unique(base: str, taken: set[str]) -> str:
+def unique_slug(base: str, taken: set[str]) -> str:
+    """``base``, or ``base_2``, ``base_3``… the first one not taken."""
     if base not in taken:
         return base
     n = 2

@@ -34,7 +34,6 @@ from headwater.store import schema
 from headwater.store.admin_token import hash_token
 from headwater.store.workspace import (
     BASE62,
-    MAX_NAME_LENGTH,
     UNSET,
     SourceInfo,
     Unset,
@@ -42,6 +41,8 @@ from headwater.store.workspace import (
     check_name,
     check_slug,
     is_unicode,
+    slugify,
+    unique_slug,
 )
 
 SPACE_ID_PREFIX = "spa_"
@@ -51,7 +52,6 @@ MIN_TOKEN_LENGTH = 16
 MAX_TOKEN_LENGTH = 200
 # A token is the user name of HTTP Basic auth: printable ASCII, no space and no ':'.
 _TOKEN_RE = re.compile(r"[!-9;-~]+")
-_NOT_ALNUM = re.compile(r"[^a-z0-9]+")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -113,7 +113,7 @@ def check_access_token(token: object, field: str = "token") -> str:
 
 def space_slug(name: str) -> str:
     """The slug a space's name gives it: lowercase, runs of other characters as one ``_``."""
-    return _NOT_ALNUM.sub("_", name.lower()).strip("_")[:MAX_NAME_LENGTH] or "space"
+    return slugify(name, "space")
 
 
 def _usable(reference: str) -> bool:
@@ -243,7 +243,7 @@ class SpaceStore:
                 .scalars()
                 .all()
             )
-            slug = _unique(space_slug(name), taken)
+            slug = unique_slug(space_slug(name), taken)
             space_id = new_space_id()
             now = self._ws.now()
             conn.execute(
@@ -533,12 +533,3 @@ class SpaceStore:
             )
             for row in rows
         ]
-
-
-def _unique(base: str, taken: set[str]) -> str:
-    if base not in taken:
-        return base
-    n = 2
-    while f"{base}_{n}" in taken:
-        n += 1
-    return f"{base}_{n}"
