@@ -241,8 +241,7 @@ class IdentitySettings(msgspec.Struct, frozen=True, kw_only=True, dict=True):
                 other = ranks.setdefault(setting.priority, setting.type)
                 if other != setting.type:
                     raise InvalidError(
-                        f"identifiers {other} and {setting.type} share priority "
-                        f"{setting.priority}",
+                        f"identifiers {other} and {setting.type} share priority {setting.priority}",
                         f"identifiers[{i}].priority",
                     )
         if self.max_merges < 0 or self.max_mappings < 1:
@@ -323,8 +322,7 @@ def settings_of(entries: Sequence[Mapping[str, Any]]) -> IdentitySettings:
     ``InvalidError`` names the entry and its field: ``identifiers[2].limit``."""
     if not entries:
         raise InvalidError(
-            "a space needs at least one identifier (leave the list out for Segment's 11 "
-            "defaults)",
+            "a space needs at least one identifier (leave the list out for Segment's 11 defaults)",
             "identifiers",
         )
     identifiers = []
@@ -381,4 +379,3 @@ def decode(data: object) -> IdentitySettings:
     if data is None:
         return IdentitySettings()
     return msgspec.convert(data, IdentitySettings)
-
