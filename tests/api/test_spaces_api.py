@@ -203,3 +203,113 @@ def test_deleting_a_space_ends_its_tokens(client: TestClient, engine: Engine) ->
     assert spaces.authenticate("main", token) is None
     assert_error(client.get(f"{SPACES}/x/access-tokens"), 404, "not_found")
     assert json.loads(client.get(f"{SPACES}/main/access-tokens").text)["data"]["accessTokens"] == []
+
+
+# --- identity settings -----------------------------------------------------------------------
+
+IDENTIFIERS = [
+    {
+        "type": "user_id",
+        "limit": 1,
+        "priority": 1,
+        "blocked": [{"value": "-1"}, {"value": "^[0-]*$", "regex": True}],
+    },
+    {"type": "email", "limit": 1, "priority": 2},
+    {"type": "anonymous_id", "limit": 5, "period": "weekly"},
+    {"type": "shopify_id", "key": "shopifyId", "limit": 1},
+]
+
+
+def identity_of(response: Any, status: int = 200) -> list[dict[str, Any]]:
+    assert response.status_code == status, response.text
+    found: list[dict[str, Any]] = response.json()["data"]["identitySettings"]["identifiers"]
+    return found
+
+
+def test_identity_settings_get_put_and_import(client: TestClient, engine: Engine) -> None:
+    main = space_of(client.post(SPACES, json={"name": "main"}), 201)
+    url = f"{SPACES}/main/identity-settings"
+    defaults = identity_of(client.get(url))
+    assert [i["type"] for i in defaults][:3] == ["user_id", "email", "android.id"]
+    assert len(defaults) == 11
+    assert defaults[0] == {
+        "type": "user_id",
+        "limit": 1,
+        "period": "ever",
+        "priority": 1,
+        "blocked": [],
+        "key": None,
+        "collection": "users",
+    }
+    assert client.get(url).json()["data"]["spaceId"] == main["id"]
+
+    put = identity_of(client.put(url, json={"identifiers": IDENTIFIERS}))
+    assert put == identity_of(client.get(f"{SPACES}/{main['id']}/identity-settings"))
+    assert put[0]["blocked"] == [
+        {"value": "-1", "regex": False},
+        {"value": "^[0-]*$", "regex": True},
+    ]
+    assert put[2] == {
+        "type": "anonymous_id",
+        "limit": 5,
+        "period": "weekly",
+        "priority": None,
+        "blocked": [],
+        "key": None,
+        "collection": "users",
+    }
+    assert put[3]["key"] == "shopifyId" and put[3]["limit"] == 1
+    stored = SpaceStore(WorkspaceStore(engine)).require("main").identity
+    assert [s.type for s in stored.identifiers] == [i["type"] for i in IDENTIFIERS]
+    # GET's answer is a PUT body that changes nothing
+    version = WorkspaceStore(engine).config_version()
+    assert identity_of(client.put(url, json={"identifiers": put})) == put
+    assert WorkspaceStore(engine).config_version() == version
+    # headwater export writes them
+    exported = export_config(WorkspaceStore(engine))
+    assert "shopifyId" in exported and "weekly" in exported
+
+    space_of(client.post(SPACES, json={"name": "dev"}), 201)
+    imported = identity_of(
+        client.post(f"{SPACES}/dev/identity-settings/import", json={"fromSpace": main["id"]})
+    )
+    assert imported == put
+    assert_error(
+        client.post(f"{SPACES}/dev/identity-settings/import", json={"fromSpace": "nope"}),
+        404,
+        "not_found",
+        "fromSpace",
+    )
+    assert_error(
+        client.post(f"{SPACES}/nope/identity-settings/import", json={"fromSpace": "main"}),
+        404,
+        "not_found",
+    )
+    assert_error(client.get(f"{SPACES}/nope/identity-settings"), 404, "not_found")
+
+
+@pytest.mark.parametrize(
+    ("identifiers", "status", "field"),
+    [
+        ([{**IDENTIFIERS[0], "limit": 0}], 422, "identifiers[0].limit"),
+        ([IDENTIFIERS[0], {"type": "user_id"}], 422, "identifiers[1].type"),
+        ([IDENTIFIERS[0], {"type": "email", "priority": 1}], 422, "identifiers[1].priority"),
+        ([{"type": "x", "blocked": [{"value": "(", "regex": True}]}], 422, "identifiers[0].blocked[0].value"),
+        ([{"type": "x", "blocked": [{"value": "\u0000"}]}], 422, "identifiers[0].blocked[0].value"),
+        ([{"type": "Email"}], 422, "identifiers[0].type"),
+        ([{"type": "email", "key": "mail"}], 422, "identifiers[0].key"),
+        ([{"type": "group_id", "collection": "users"}], 422, "identifiers[0].collection"),
+        ([{"type": "x", "priority": 10**30}], 422, "identifiers[0].priority"),
+        ([], 422, "identifiers"),
+        ([{"type": "x", "limits": 1}], 422, "identifiers.0.limits"),
+        ([{"type": "x", "period": "daily"}], 422, "identifiers.0.period"),
+        ([{"type": "x", "limit": "1"}], 422, "identifiers.0.limit"),
+    ],
+)  # fmt: skip
+def test_bad_identity_settings_name_the_field(
+    client: TestClient, identifiers: list[Any], status: int, field: str
+) -> None:
+    space_of(client.post(SPACES, json={"name": "main"}), 201)
+    url = f"{SPACES}/main/identity-settings"
+    assert_error(client.put(url, json={"identifiers": identifiers}), status, "validation", field)
+    assert len(identity_of(client.get(url))) == 11  # nothing changed

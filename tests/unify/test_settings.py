@@ -17,6 +17,10 @@ from headwater.unify.settings import (
     BlockedValue,
     IdentifierSetting,
     IdentitySettings,
+    decode,
+    encode,
+    entry_of,
+    settings_of,
 )
 
 
@@ -138,3 +142,55 @@ def test_a9_other_values_are_not_blocked_unless_added(value: str) -> None:
         type="user_id", limit=1, blocked=(*SUGGESTED_BLOCKED, BlockedValue(value=value))
     )
     assert added.is_blocked(value)
+
+
+def test_entries_take_segments_presets_and_round_trip() -> None:
+    """What the file and the API give: a left-out limit is the type's preset (user_id keeps its
+    merge protection), a left-out collection the type's own; ``entry_of`` writes back only what
+    differs, or every field."""
+    settings = settings_of(
+        [
+            {"type": "user_id", "priority": 1, "blocked": [{"value": "-1"}]},
+            {"type": "group_id"},
+            {"type": "phone", "key": "phone_number", "period": "monthly"},
+            {"type": "store_id", "collection": "accounts", "limit": 2},
+        ]
+    )
+    user_id, group_id = settings.get("user_id"), settings.get("group_id")
+    assert user_id is not None and user_id.limit == 1 and user_id.merge_protected
+    assert user_id.is_blocked("-1") and not user_id.is_blocked("1")
+    assert group_id is not None and (group_id.limit, group_id.collection) == (5, "accounts")
+    written = [entry_of(s) for s in settings.identifiers]
+    assert written == [
+        {"type": "user_id", "priority": 1, "blocked": [{"value": "-1"}]},
+        {"type": "group_id"},
+        {"type": "phone", "period": "monthly", "key": "phone_number"},
+        {"type": "store_id", "limit": 2, "collection": "accounts"},
+    ]
+    assert settings_of(written) == settings
+    assert settings_of([entry_of(s, complete=True) for s in settings.identifiers]) == settings
+    assert decode(encode(settings)) == settings
+    assert encode(IdentitySettings()) is None and decode(None) == IdentitySettings()
+    defaults = [entry_of(s) for s in IdentitySettings().identifiers]
+    assert settings_of(defaults) == IdentitySettings()
+
+
+@pytest.mark.parametrize(
+    ("entries", "field"),
+    [
+        ([], "identifiers"),
+        ([{"type": "a"}, {"type": "b", "limit": 0}], "identifiers[1].limit"),
+        ([{"type": "a", "priority": 100_001}], "identifiers[0].priority"),
+        ([{"type": "a", "blocked": [{"value": "x"}, {"value": "[", "regex": True}]}],
+         "identifiers[0].blocked[1].value"),
+        ([{"type": "a", "blocked": [{"value": "x" * 1001}]}], "identifiers[0].blocked[0].value"),
+        ([{"type": "a", "key": "k\x00"}], "identifiers[0].key"),
+        ([{"type": "a", "key": "\ud800"}], "identifiers[0].key"),
+        ([{"type": "a", "priority": 3}, {"type": "b", "priority": 3}], "identifiers[1].priority"),
+        ([{"type": "a"}, {"type": "a"}], "identifiers[1].type"),
+    ],
+)  # fmt: skip
+def test_a_refused_entry_is_named(entries: list[dict[str, object]], field: str) -> None:
+    with pytest.raises(InvalidError) as refused:
+        settings_of(entries)
+    assert refused.value.field == field

@@ -4,20 +4,26 @@ A space is addressed by its id (``spa_…``) or its name, as the Profile API's p
 An access token is shown once, in the answer of the ``POST`` that makes it; afterwards only its
 name and creation time are ever shown, and ``DELETE …/access-tokens/{name}`` revokes it at once.
 The rules live in ``headwater.unify.spaces``, shared with ``headwater apply``.
+
+``…/identity-settings`` is the space's identity settings: every identifier with all its fields
+(``GET``'s answer is a ``PUT`` body that changes nothing); a ``PUT`` replaces the whole list, a
+field left out of an identifier taking Segment's preset for its type. ``…/import`` copies
+another space's settings. Changes apply to events resolved afterwards (A19).
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
-from pydantic import BaseModel, ConfigDict, Field, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
 from headwater.api.errors import ApiError
 from headwater.api.sources import _pagination, iso, source_json, store_of
 from headwater.api.tracking_plans import _page_body
 from headwater.protocols.plans import page_of
 from headwater.store.workspace import UNSET, WorkspaceStore
+from headwater.unify.settings import IdentitySettings, entry_of, settings_of
 from headwater.unify.spaces import AccessToken, SpaceInfo, SpaceStore
 
 router = APIRouter(prefix="/spaces", tags=["spaces"])
@@ -76,6 +82,37 @@ class CreateAccessTokenBody(_Body):
     name: StrictStr = Field(description="For example marketing_site/production.")
 
 
+class BlockedValueBody(_Body):
+    value: StrictStr
+    regex: StrictBool = Field(default=False, description="A pattern searched for in the value.")
+
+
+class IdentifierBody(_Body):
+    type: StrictStr = Field(description="Lowercase: user_id, email, … or a custom type.")
+    limit: StrictInt | None = Field(
+        default=None, description="Values per profile; left out: 1 for user_id, else 5."
+    )
+    period: Literal["ever", "weekly", "monthly", "annually"] | None = Field(
+        default=None, description="The period the limit counts over; left out: ever."
+    )
+    priority: StrictInt | None = Field(
+        default=None, description="1 ranks first; left out: after the ranked types."
+    )
+    blocked: list[BlockedValueBody] = Field(default_factory=list)
+    key: StrictStr | None = Field(
+        default=None, description="A custom identifier's trait or property key."
+    )
+    collection: Literal["users", "accounts"] | None = None
+
+
+class IdentitySettingsBody(_Body):
+    identifiers: list[IdentifierBody] = Field(description="The complete list.")
+
+
+class ImportIdentityBody(_Body):
+    fromSpace: StrictStr = Field(description="The id or name of the space to copy from.")
+
+
 # --- answers ---------------------------------------------------------------------------------
 
 
@@ -98,6 +135,21 @@ def space_json(space: SpaceInfo) -> dict[str, Any]:
         "createdAt": iso(space.created_at),
         "updatedAt": iso(space.updated_at),
     }
+
+
+def identity_json(space: SpaceInfo) -> dict[str, Any]:
+    return {
+        "data": {
+            "spaceId": space.id,
+            "identitySettings": {
+                "identifiers": [entry_of(s, complete=True) for s in space.identity.identifiers]
+            },
+        }
+    }
+
+
+def _settings(body: IdentitySettingsBody) -> IdentitySettings:
+    return settings_of([entry.model_dump() for entry in body.identifiers])
 
 
 def token_json(token: AccessToken) -> dict[str, Any]:
@@ -178,6 +230,32 @@ def disconnect_source(
 ) -> dict[str, Any]:
     spaces.disconnect_source(space_id, source_id)
     return SUCCESS
+
+
+# --- identity settings -----------------------------------------------------------------------
+
+
+@router.get("/{idOrName}/identity-settings", response_model=None)
+def get_identity_settings(space_id: SpaceId, spaces: Spaces) -> dict[str, Any]:
+    """Every identifier of the space with all its fields (Segment's 11 defaults until set)."""
+    return identity_json(spaces.require(space_id))
+
+
+@router.put("/{idOrName}/identity-settings", response_model=None)
+def put_identity_settings(
+    space_id: SpaceId, body: IdentitySettingsBody, spaces: Spaces
+) -> dict[str, Any]:
+    """Replace the identity settings; events resolved from now on use them."""
+    return identity_json(spaces.set_identity(space_id, _settings(body)))
+
+
+@router.post("/{idOrName}/identity-settings/import", response_model=None)
+def import_identity_settings(
+    space_id: SpaceId, body: ImportIdentityBody, spaces: Spaces
+) -> dict[str, Any]:
+    """Copy another space's identity settings to this one (a copy: later changes to the other
+    space do not follow)."""
+    return identity_json(spaces.import_identity(space_id, body.fromSpace))
 
 
 # --- access tokens ---------------------------------------------------------------------------

@@ -32,6 +32,7 @@ from headwater.config.model import (
     TrackingPlanConfig,
     TransformationConfig,
     WarehouseConfig,
+    space_identities,
 )
 from headwater.destinations.actions import restore_secrets, written_mapping
 from headwater.destinations.registry import get as get_definition
@@ -50,6 +51,7 @@ from headwater.store.workspace import (
     slugify,
     too_deep_at,
 )
+from headwater.unify.settings import IdentitySettings, entry_of
 from headwater.unify.spaces import SpaceInfo, SpaceStore, new_access_token
 from headwater.warehouse.settings import SECRETS
 from headwater.warehouse.store import WarehouseInfo, WarehouseStore
@@ -1218,18 +1220,25 @@ def _sync_setting(cfg: ProfilesSyncConfig | None) -> tuple[str, str | None] | No
 @dataclass(frozen=True)
 class CreateSpace(Change):
     config: SpaceConfig
+    identity: IdentitySettings = field(default_factory=IdentitySettings)
 
     def render(self) -> str:
         cfg = self.config
         details = [f"sources {', '.join(cfg.sources)}" if cfg.sources else "no sources"]
         if cfg.profiles_sync is not None:
             details.append(_sync_text(cfg.profiles_sync.warehouse, cfg.profiles_sync.schema_name))
+        if self.identity != IdentitySettings():
+            types = ", ".join(s.type for s in self.identity.identifiers)
+            details.append(f"identifiers {types}")
         return f"+ space {cfg.name} ({'; '.join(details)})"
 
     def apply(self, store: WorkspaceStore) -> None:
         cfg = self.config
         SpaceStore(store).create(
-            cfg.name, sources=cfg.sources, profiles_sync=_sync_setting(cfg.profiles_sync)
+            cfg.name,
+            sources=cfg.sources,
+            profiles_sync=_sync_setting(cfg.profiles_sync),
+            identity=self.identity,
         )
 
 
@@ -1249,11 +1258,14 @@ class DeleteSpace(Change):
 class UpdateSpace(Change):
     space_id: str
     name: str
-    field: str  # sources (names), profiles_sync ((warehouse name, schema) or None)
+    # sources (names), profiles_sync ((warehouse name, schema) or None), identity (settings)
+    field: str
     old: Any
     new: Any
 
     def render(self) -> str:
+        if self.field == "identity":
+            return f"~ space {self.name}: identity {_identity_changes(self.old, self.new)}"
         if self.field == "sources":
             old, new = ", ".join(self.old) or "none", ", ".join(self.new) or "none"
         else:
@@ -1301,6 +1313,36 @@ class RevokeAccessToken(Change):
         SpaceStore(store).revoke_access_token(self.space, self.name)
 
 
+def _identity_changes(old: IdentitySettings, new: IdentitySettings) -> str:
+    """What a plan shows of a change of identity settings: types added and removed, and the
+    fields changed, as the file writes them."""
+    if new == IdentitySettings():
+        return "back to Segment's defaults"
+    before, after = old.by_type, new.by_type
+    parts = [f"+ {t}" for t in after if t not in before]
+    parts += [f"- {t}" for t in before if t not in after]
+    for type_, setting in after.items():
+        was = before.get(type_)
+        if was is None or was == setting:
+            continue
+        then, now = entry_of(was, complete=True), entry_of(setting, complete=True)
+        changed = [f"{k} {_shown(then[k])} → {_shown(now[k])}" for k in now if then[k] != now[k]]
+        parts.append(f"{type_}: {', '.join(changed)}")
+    if not parts:
+        parts.append("identifiers reordered")
+    return "; ".join(parts)
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, list):
+        return (
+            "[" + ", ".join(f"{b['value']}{' (regex)' if b['regex'] else ''}" for b in value) + "]"
+        )
+    return str(value)
+
+
 def _sync_text(warehouse: str, schema: str | None) -> str:
     return f"profiles sync to warehouse {warehouse}" + (f" (schema {schema})" if schema else "")
 
@@ -1319,6 +1361,8 @@ def _plan_spaces(store: WorkspaceStore, config: ConfigFile, earlier: list[Change
         c.name for c in earlier if isinstance(c, DeleteInstance) and c.kind == "warehouse"
     }
     problems = _space_problems(config, {s.name for s in sources}, warehouses)
+    identities, identity_problems = space_identities(configs)
+    problems += identity_problems
     if problems:
         raise ConfigError(problems)
     existing = {s.name: s for s in spaces.list()}
@@ -1328,8 +1372,9 @@ def _plan_spaces(store: WorkspaceStore, config: ConfigFile, earlier: list[Change
     ]
     for cfg in configs:
         current = existing.get(cfg.name)
+        identity = identities[cfg.name]
         if current is None:
-            changes.append(CreateSpace(cfg))
+            changes.append(CreateSpace(cfg, identity))
             changes += _plan_tokens(spaces, cfg, None)
             continue
         old_sources = [
@@ -1345,6 +1390,10 @@ def _plan_spaces(store: WorkspaceStore, config: ConfigFile, earlier: list[Change
             new_sync = (new_sync[0], current.slug)
         if old_sync != new_sync:
             changes.append(UpdateSpace(current.id, cfg.name, "profiles_sync", old_sync, new_sync))
+        if current.identity != identity:
+            changes.append(
+                UpdateSpace(current.id, cfg.name, "identity", current.identity, identity)
+            )
         changes += _plan_tokens(spaces, cfg, current)
     return changes
 
@@ -1418,7 +1467,9 @@ def _plan_tokens(spaces: SpaceStore, cfg: SpaceConfig, current: SpaceInfo | None
 
 
 def _export_spaces(store: WorkspaceStore) -> list[dict[str, Any]]:
-    """The ``spaces:`` section: sources and the warehouse by name, every token ``[redacted]``."""
+    """The ``spaces:`` section: sources and the warehouse by name, every token ``[redacted]``,
+    identity settings when they are not Segment's defaults (each identifier with what differs
+    from its preset; an ``import_from`` was a copy and is written as the identifiers)."""
     spaces = SpaceStore(store)
     names = {s.id: s.name for s in _all_sources(store)}
     written = []
@@ -1434,5 +1485,7 @@ def _export_spaces(store: WorkspaceStore) -> list[dict[str, Any]]:
             entry["profiles_sync"] = {"warehouse": sync.warehouse_name}
             if sync.schema != space.slug:
                 entry["profiles_sync"]["schema"] = sync.schema
+        if space.identity != IdentitySettings():
+            entry["identity"] = {"identifiers": [entry_of(s) for s in space.identity.identifiers]}
         written.append(entry)
     return written

@@ -54,6 +54,7 @@ from headwater.protocols.schema_controls import parse_controls
 from headwater.protocols.transformations import from_api
 from headwater.store.instances import REDACTED
 from headwater.store.workspace import check_name, check_settings, check_slug, check_write_key
+from headwater.unify.settings import IdentitySettings, settings_of
 from headwater.unify.spaces import check_access_token
 from headwater.warehouse.settings import WarehouseOptions
 
@@ -484,15 +485,55 @@ class ProfilesSyncConfig(_Section):
         return None if value is None else str(_checked(check_slug, value))
 
 
+class BlockedValueConfig(_Section):
+    """A value never promoted: an exact match, or (``regex: true``) a pattern searched for."""
+
+    value: StrictStr
+    regex: StrictBool = False
+
+
+class IdentifierConfig(_Section):
+    """One identifier type of a space (headwater.unify.settings.IdentifierSetting); what is left
+    out takes Segment's preset: limit 1 for ``user_id`` and 5 for the others, period ``ever``,
+    no priority (ranked after the ranked types, alphabetically), nothing blocked, the type's
+    own collection (``users``; ``accounts`` for ``group_id``). ``key``: a custom identifier's
+    trait or property key (its type when left out). Checked with the space's other identifiers
+    (``space_identities``), so every refusal names its field the same way."""
+
+    type: StrictStr
+    limit: StrictInt | None = None
+    period: Literal["ever", "weekly", "monthly", "annually"] | None = None
+    priority: StrictInt | None = None
+    blocked: list[BlockedValueConfig] = Field(default_factory=list)
+    key: StrictStr | None = None
+    collection: Literal["users", "accounts"] | None = None
+
+
+class IdentityConfig(_Section):
+    """A space's identity settings: ``identifiers``, the complete list (left out: Segment's 11
+    defaults), or ``import_from``, another space of the file whose settings to copy (§2.10)."""
+
+    identifiers: list[IdentifierConfig] | None = None
+    import_from: StrictStr | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> IdentityConfig:
+        if self.identifiers is not None and self.import_from is not None:
+            raise ValueError("give identifiers or import_from, not both")
+        return self
+
+
 class SpaceConfig(_Section):
     """A Unify space: the sources connected to it (by name; the list is the complete set), its
     Profile API access tokens (left out: the tokens stay as they are; a list is the complete
-    set) and Profiles Sync (left out: off)."""
+    set), Profiles Sync (left out: off) and its identity settings (left out: Segment's
+    defaults)."""
 
     name: StrictStr
     sources: list[StrictStr] = Field(default_factory=list)
     access_tokens: list[AccessTokenConfig] | None = None
     profiles_sync: ProfilesSyncConfig | None = None
+    identity: IdentityConfig | None = None
 
     @field_validator("name")
     @classmethod
@@ -619,6 +660,7 @@ class ConfigFile(_Section):
                 names.setdefault(entry.name, i)
         problems += self._plan_references()
         problems += self._space_references()
+        problems += space_identities(self.spaces or [])[1]
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -666,6 +708,53 @@ class ConfigFile(_Section):
                     f"spaces[{i}].profiles_sync.warehouse: no warehouse named {sync.warehouse!r}"
                 )
         return problems
+
+
+def space_identities(
+    spaces: Sequence[SpaceConfig],
+) -> tuple[dict[str, IdentitySettings], list[str]]:
+    """Each space's identity settings by name (``import_from`` followed), and the problems
+    that stop some (``spaces[0].identity.identifiers[2].priority: …``)."""
+    found: dict[str, IdentitySettings] = {}
+    problems: list[str] = []
+    index = {space.name: i for i, space in enumerate(spaces)}
+    for i, space in enumerate(spaces):
+        identity = space.identity
+        if identity is None or identity.import_from is not None:
+            continue
+        if identity.identifiers is None:
+            found[space.name] = IdentitySettings()
+            continue
+        try:
+            found[space.name] = settings_of([e.model_dump() for e in identity.identifiers])
+        except InvalidError as exc:
+            problems.append(f"spaces[{i}].identity.{exc.field}: {exc.message}")
+    for i, space in enumerate(spaces):
+        identity = space.identity
+        if identity is None:
+            found[space.name] = IdentitySettings()
+            continue
+        chain = [space.name]
+        while identity is not None and identity.import_from is not None:
+            name = identity.import_from
+            if name not in index:
+                problems.append(f"spaces[{i}].identity.import_from: no space named {name!r}")
+                break
+            if name in chain:
+                circle = " → ".join([*chain[chain.index(name) :], name])
+                problems.append(
+                    f"spaces[{i}].identity.import_from: the spaces import from each other in a "
+                    f"circle ({circle}); give one of them identifiers"
+                )
+                break
+            chain.append(name)
+            identity = spaces[index[name]].identity
+        else:
+            if chain[-1] in found:
+                found[space.name] = found[chain[-1]]
+            elif identity is None:
+                found[space.name] = IdentitySettings()
+    return found, problems
 
 
 def parse_config(

@@ -112,6 +112,13 @@ def _tracking_plans(conn: Connection) -> None:
     _create_tables(conn)
 
 
+def _space_identity(conn: Connection) -> None:
+    """``spaces`` gets ``identity``, the space's identity settings (NULL: Segment's defaults)."""
+    present = {c["name"] for c in sa.inspect(conn).get_columns("spaces")}
+    if "identity" not in present:
+        conn.execute(sa.text("ALTER TABLE spaces ADD COLUMN identity JSON"))
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "create tables", _create_tables),
     Migration(2, "seed event log partitions", _seed_log_partitions),
@@ -126,6 +133,7 @@ MIGRATIONS: list[Migration] = [
     Migration(11, "protocols transformations", _create_tables),
     Migration(12, "source schema and schema controls", _create_tables),
     Migration(13, "unify spaces: sources, access tokens, profiles sync", _create_tables),
+    Migration(14, "unify spaces' identity settings", _space_identity),
 ]
 
 

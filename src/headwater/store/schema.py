@@ -567,7 +567,8 @@ transformations = sa.Table(
 # --- Unify: spaces (migration 13; see headwater.unify.spaces) --------------------------------
 
 # A Unify space: its own identity graph and settings. The slug is fixed at creation (Segment's
-# space slug cannot change); the name can.
+# space slug cannot change); the name can. ``identity`` (migration 14): the identity settings as
+# headwater.unify.settings.encode writes them, NULL for Segment's defaults.
 spaces = sa.Table(
     "spaces",
     metadata,
@@ -575,6 +576,7 @@ spaces = sa.Table(
     sa.Column("workspace_id", sa.String(40), sa.ForeignKey("workspaces.id"), nullable=False),
     sa.Column("name", sa.String(200), nullable=False),
     sa.Column("slug", sa.String(200), nullable=False),
+    sa.Column("identity", sa.JSON(none_as_null=True), nullable=True),
     sa.Column("created_at", sa.BigInteger, nullable=False),
     sa.Column("updated_at", sa.BigInteger, nullable=False),
     sa.UniqueConstraint("workspace_id", "name", name="uq_spaces_name"),

@@ -14,9 +14,9 @@ re-evaluated when they change, so a change applies to new events only (A19).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from functools import cached_property
-from typing import Final, Literal
+from typing import Any, Final, Literal, get_args
 
 import msgspec
 
@@ -56,10 +56,30 @@ ACCOUNT_TYPES: Final = frozenset({"group_id"})
 DEFAULT_LIMIT: Final = 5
 MAX_MERGES: Final = 100
 MAX_MAPPINGS: Final = 1_000
+# Bounds of what a space may configure, to keep a stored setting small and its numbers in
+# range (a limit above MAX_MAPPINGS is allowed but never reached).
+MAX_LIMIT: Final = 100_000
+MAX_PRIORITY: Final = 100_000
+MAX_IDENTIFIERS: Final = 1_000
+MAX_BLOCKED: Final = 1_000
+MAX_VALUE_LENGTH: Final = 1_000
+MAX_KEY_LENGTH: Final = 200
+PERIODS: Final = get_args(Period)
 
 # Lowercase (context.externalIds types must be), and never ":" (the Profile API's
 # ``<type>:<value>`` path segment splits on the first one).
 _TYPE_NAME = re.compile(r"[a-z0-9][a-z0-9_.\-]{0,99}")
+
+
+def _check_text(text: str, field: str, longest: int) -> None:
+    if len(text) > longest:
+        raise InvalidError(f"at most {longest} characters", field)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidError("not valid Unicode (a lone surrogate?)", field) from None
+    if "\x00" in text:
+        raise InvalidError("must not contain NUL", field)
 
 
 class BlockedValue(msgspec.Struct, frozen=True, kw_only=True):
@@ -68,6 +88,16 @@ class BlockedValue(msgspec.Struct, frozen=True, kw_only=True):
 
     value: str
     regex: bool = False
+
+    def __post_init__(self) -> None:
+        _check_text(self.value, "value", MAX_VALUE_LENGTH)
+        if self.regex:
+            try:
+                re.compile(self.value)
+            except (re.error, RecursionError, OverflowError) as error:
+                raise InvalidError(
+                    f"blocked pattern {self.value!r}: not a regular expression: {error}", "value"
+                ) from None
 
 
 # Segment's suggested values to block (§2.3.1), to opt into per identifier.
@@ -99,28 +129,47 @@ class IdentifierSetting(msgspec.Struct, frozen=True, kw_only=True, dict=True):
     collection: Collection = "users"
 
     def __post_init__(self) -> None:
+        # Each refusal names the field (``InvalidError.field``), for the file and the API to
+        # name the entry: ``identifiers[2].limit``.
         if not _TYPE_NAME.fullmatch(self.type):
             raise InvalidError(
                 f"identifier type {self.type!r}: lowercase letters, digits, '_', '.' and '-' "
-                "only, at most 100 characters"
+                "only, at most 100 characters",
+                "type",
             )
-        if self.limit < 1:
-            raise InvalidError(f"identifier {self.type}: limit must be 1 or more")
-        if self.priority is not None and self.priority < 1:
-            raise InvalidError(f"identifier {self.type}: priority must be 1 or more")
-        if self.key is not None and (self.type in BUILT_IN_TYPES or not self.key):
-            raise InvalidError(f"identifier {self.type}: a key is for custom identifiers only")
+        if not 1 <= self.limit <= MAX_LIMIT:
+            raise InvalidError(
+                f"identifier {self.type}: limit must be 1 or more, at most {MAX_LIMIT}", "limit"
+            )
+        if self.priority is not None and not 1 <= self.priority <= MAX_PRIORITY:
+            raise InvalidError(
+                f"identifier {self.type}: priority must be 1 or more, at most {MAX_PRIORITY}",
+                "priority",
+            )
+        if self.key is not None:
+            if self.type in BUILT_IN_TYPES or not self.key:
+                raise InvalidError(
+                    f"identifier {self.type}: a key is for custom identifiers only", "key"
+                )
+            _check_text(self.key, "key", MAX_KEY_LENGTH)
         if self.type in BUILT_IN_TYPES:
             own = "accounts" if self.type in ACCOUNT_TYPES else "users"
             if self.collection != own:
-                raise InvalidError(f"identifier {self.type} belongs to the {own} collection")
-        for blocked in self.blocked:
-            if blocked.regex:
+                raise InvalidError(
+                    f"identifier {self.type} belongs to the {own} collection", "collection"
+                )
+        if len(self.blocked) > MAX_BLOCKED:
+            raise InvalidError(
+                f"identifier {self.type}: at most {MAX_BLOCKED} blocked values", "blocked"
+            )
+        for i, blocked in enumerate(self.blocked):
+            if blocked.regex:  # checked by BlockedValue, unless built without its checks
                 try:
                     re.compile(blocked.value)
-                except re.error as error:
+                except (re.error, RecursionError, OverflowError) as error:
                     raise InvalidError(
-                        f"identifier {self.type}: blocked pattern {blocked.value!r}: {error}"
+                        f"identifier {self.type}: blocked pattern {blocked.value!r}: {error}",
+                        f"blocked[{i}].value",
                     ) from None
 
     @property
@@ -180,15 +229,20 @@ class IdentitySettings(msgspec.Struct, frozen=True, kw_only=True, dict=True):
     def __post_init__(self) -> None:
         seen: set[str] = set()
         ranks: dict[int, str] = {}
-        for setting in self.identifiers:
+        if len(self.identifiers) > MAX_IDENTIFIERS:
+            raise InvalidError(f"at most {MAX_IDENTIFIERS} identifiers", "identifiers")
+        for i, setting in enumerate(self.identifiers):
             if setting.type in seen:
-                raise InvalidError(f"identifier {setting.type} is configured twice")
+                raise InvalidError(
+                    f"identifier {setting.type} is configured twice", f"identifiers[{i}].type"
+                )
             seen.add(setting.type)
             if setting.priority is not None:
                 other = ranks.setdefault(setting.priority, setting.type)
                 if other != setting.type:
                     raise InvalidError(
-                        f"identifiers {other} and {setting.type} share priority {setting.priority}"
+                        f"identifiers {other} and {setting.type} share priority {setting.priority}",
+                        f"identifiers[{i}].priority",
                     )
         if self.max_merges < 0 or self.max_mappings < 1:
             raise InvalidError("max_merges must be 0 or more and max_mappings 1 or more")
@@ -220,3 +274,108 @@ class IdentitySettings(msgspec.Struct, frozen=True, kw_only=True, dict=True):
         """These settings with ``setting`` added, or replacing the type's current one."""
         kept = tuple(s for s in self.identifiers if s.type != setting.type)
         return msgspec.structs.replace(self, identifiers=(*kept, setting))
+
+
+# --- the settings as a file or a request gives them ---------------------------------------------
+
+
+def preset_limit(type_: str) -> int:
+    """The limit Segment gives a type that is added without one: 1 for ``user_id``, else 5."""
+    return 1 if type_ == "user_id" else DEFAULT_LIMIT
+
+
+def preset_collection(type_: str) -> Collection:
+    return "accounts" if type_ in ACCOUNT_TYPES else "users"
+
+
+def identifier_of(entry: Mapping[str, Any]) -> IdentifierSetting:
+    """One identifier from plain values (``type``, ``limit``, ``period``, ``priority``,
+    ``blocked`` as ``[{value, regex}]``, ``key``, ``collection``), already of the right types;
+    what is left out (or None) takes Segment's preset: the type's limit (``preset_limit``),
+    ``ever``, no priority (ranked after every ranked type), nothing blocked, the type's own
+    collection."""
+    type_ = entry["type"]
+    blocked = []
+    for i, item in enumerate(entry.get("blocked") or ()):
+        try:
+            blocked.append(BlockedValue(value=item["value"], regex=bool(item.get("regex"))))
+        except InvalidError as exc:
+            raise InvalidError(exc.message, f"blocked[{i}].{exc.field}") from None
+
+    def given(name: str, preset: Any) -> Any:
+        value = entry.get(name)
+        return preset if value is None else value
+
+    return IdentifierSetting(
+        type=type_,
+        limit=given("limit", preset_limit(type_)),
+        period=given("period", "ever"),
+        priority=entry.get("priority"),
+        blocked=tuple(blocked),
+        key=entry.get("key"),
+        collection=given("collection", preset_collection(type_)),
+    )
+
+
+def settings_of(entries: Sequence[Mapping[str, Any]]) -> IdentitySettings:
+    """A space's settings from its complete list of identifiers (``identifier_of`` each); an
+    ``InvalidError`` names the entry and its field: ``identifiers[2].limit``."""
+    if not entries:
+        raise InvalidError(
+            "a space needs at least one identifier (leave the list out for Segment's 11 defaults)",
+            "identifiers",
+        )
+    identifiers = []
+    for i, entry in enumerate(entries):
+        try:
+            identifiers.append(identifier_of(entry))
+        except InvalidError as exc:
+            field = f"identifiers[{i}]" + (f".{exc.field}" if exc.field else "")
+            raise InvalidError(exc.message, field) from None
+    return IdentitySettings(identifiers=tuple(identifiers))
+
+
+def entry_of(setting: IdentifierSetting, *, complete: bool = False) -> dict[str, Any]:
+    """``setting`` as plain values, ``identifier_of``'s inverse: only what differs from the
+    preset, or every field (``complete``)."""
+    entry: dict[str, Any] = {"type": setting.type}
+    fields: list[tuple[str, Any, bool]] = [
+        ("limit", setting.limit, setting.limit != preset_limit(setting.type)),
+        ("period", setting.period, setting.period != "ever"),
+        ("priority", setting.priority, setting.priority is not None),
+        (
+            "blocked",
+            [{"value": b.value, "regex": b.regex} for b in setting.blocked],
+            bool(setting.blocked),
+        ),
+        ("key", setting.key, setting.key is not None),
+        ("collection", setting.collection, setting.collection != preset_collection(setting.type)),
+    ]
+    for name, value, differs in fields:
+        if complete or differs:
+            entry[name] = value
+    if not complete and entry.get("blocked"):
+        entry["blocked"] = [
+            {"value": b["value"], "regex": True} if b["regex"] else {"value": b["value"]}
+            for b in entry["blocked"]
+        ]
+    return entry
+
+
+# --- stored ------------------------------------------------------------------------------------
+
+
+def encode(settings: IdentitySettings) -> dict[str, Any] | None:
+    """The stored form: None for Segment's defaults (never set, or set back to them), else
+    every field of every identifier."""
+    if settings == IdentitySettings():
+        return None
+    data: dict[str, Any] = msgspec.to_builtins(settings)
+    return data
+
+
+def decode(data: object) -> IdentitySettings:
+    """``encode``'s inverse."""
+    if data is None:
+        return IdentitySettings()
+    return msgspec.convert(data, IdentitySettings)

@@ -11,6 +11,10 @@ Access tokens are kept as SHA-256 digests only: a generated token is returned on
 that makes it, and never again. ``authenticate`` is what the Profile API calls with the token of
 a request's Basic auth: it compares digests in constant time.
 
+A space's identity settings (``headwater.unify.settings``) are one JSON value on its row, NULL
+for Segment's defaults: they are read and written whole (the file's list and the API's PUT are
+the complete set), and a ``Resolver`` takes them whole; a change applies to new events only.
+
 A source may be connected to several spaces (Segment's onboarding connects the production
 sources to the Dev space and to the Prod space); deleting a source disconnects it, deleting a
 warehouse turns off the Profiles Sync of the spaces that used it.
@@ -23,7 +27,7 @@ import hmac
 import re
 import secrets
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
@@ -44,6 +48,8 @@ from headwater.store.workspace import (
     slugify,
     unique_slug,
 )
+from headwater.unify import settings as identity_settings
+from headwater.unify.settings import IdentitySettings
 
 SPACE_ID_PREFIX = "spa_"
 SPACE_ID_LENGTH = 22  # Segment's ids: spa_w5akhv1XwnGj5j2HVT6NWX
@@ -75,6 +81,7 @@ class SpaceInfo:
     profiles_sync: ProfilesSync | None
     created_at: int
     updated_at: int
+    identity: IdentitySettings = field(default_factory=IdentitySettings)
 
 
 @dataclass(frozen=True)
@@ -229,9 +236,11 @@ class SpaceStore:
         *,
         sources: Sequence[str] = (),
         profiles_sync: tuple[str, str | None] | None = None,
+        identity: IdentitySettings | None = None,
     ) -> SpaceInfo:
-        """A new space with these sources connected (ids or names) and, given ``(warehouse id
-        or name, schema or None)``, Profiles Sync on."""
+        """A new space with these sources connected (ids or names), given ``(warehouse id
+        or name, schema or None)``, Profiles Sync on, and these identity settings (None:
+        Segment's defaults)."""
         check_name(name)
         sp = schema.spaces
         with self._ws.writing() as conn:
@@ -252,6 +261,7 @@ class SpaceStore:
                     workspace_id=workspace_id,
                     name=name,
                     slug=slug,
+                    identity=_encoded(identity),
                     created_at=now,
                     updated_at=now,
                 )
@@ -270,9 +280,10 @@ class SpaceStore:
         name: str | Unset = UNSET,
         sources: Sequence[str] | Unset = UNSET,
         profiles_sync: tuple[str, str | None] | Unset | None = UNSET,
+        identity: IdentitySettings | Unset = UNSET,
     ) -> SpaceInfo:
         """Change what is given: a rename keeps the slug; ``sources`` is the complete set;
-        ``profiles_sync`` None turns Profiles Sync off."""
+        ``profiles_sync`` None turns Profiles Sync off; ``identity`` as ``set_identity``."""
         sp = schema.spaces
         with self._ws.writing() as conn:
             row = self._require(conn, id_or_name)
@@ -286,9 +297,29 @@ class SpaceStore:
                 changed |= self._set_sources(conn, row, sources)
             if not isinstance(profiles_sync, Unset):
                 changed |= self._set_profiles_sync(conn, row, profiles_sync)
+            if not isinstance(identity, Unset):
+                changed |= self._set_identity(conn, row, identity, touch=False)
             if changed:
                 conn.execute(sp.update().where(sp.c.id == row.id).values(updated_at=self._ws.now()))
                 self._ws.bump(conn)
+            return self._spaces(conn, [self._require(conn, row.id)])[0]
+
+    def set_identity(self, id_or_name: str, settings: IdentitySettings) -> SpaceInfo:
+        """Replace the space's identity settings; they apply to the events resolved from now
+        on (A19). Setting what is stored changes nothing (not even the config version)."""
+        with self._ws.writing() as conn:
+            row = self._require(conn, id_or_name)
+            self._set_identity(conn, row, settings)
+            return self._spaces(conn, [self._require(conn, row.id)])[0]
+
+    def import_identity(self, id_or_name: str, from_space: str) -> SpaceInfo:
+        """Copy another space's identity settings to this one (§2.10): a copy, not a link."""
+        with self._ws.writing() as conn:
+            row = self._require(conn, id_or_name)
+            source = self._find(conn, from_space) if isinstance(from_space, str) else None
+            if source is None:
+                raise NotFoundError(f"no space has the id or name {from_space!r}", "fromSpace")
+            self._set_identity(conn, row, _decoded(source.identity))
             return self._spaces(conn, [self._require(conn, row.id)])[0]
 
     def delete(self, id_or_name: str) -> None:
@@ -493,6 +524,20 @@ class SpaceStore:
             conn.execute(ps.update().where(ps.c.space_id == row.id).values(**values))
         return True
 
+    def _set_identity(
+        self, conn: Connection, row: Row[Any], settings: IdentitySettings, *, touch: bool = True
+    ) -> bool:
+        """Store ``settings``; whether they differ from the stored ones."""
+        if not isinstance(settings, IdentitySettings):
+            raise InvalidError("must be identity settings", "identity")
+        if _decoded(row.identity) == settings:
+            return False
+        sp = schema.spaces
+        conn.execute(sp.update().where(sp.c.id == row.id).values(identity=_encoded(settings)))
+        if touch:
+            self._touch(conn, row.id)
+        return True
+
     def _touch(self, conn: Connection, space_id: str) -> None:
         sp = schema.spaces
         conn.execute(sp.update().where(sp.c.id == space_id).values(updated_at=self._ws.now()))
@@ -530,6 +575,15 @@ class SpaceStore:
                 profiles_sync=syncs.get(row.id),
                 created_at=row.created_at,
                 updated_at=row.updated_at,
+                identity=_decoded(row.identity),
             )
             for row in rows
         ]
+
+
+def _encoded(settings: IdentitySettings | None) -> dict[str, Any] | None:
+    return None if settings is None else identity_settings.encode(settings)
+
+
+def _decoded(data: object) -> IdentitySettings:
+    return identity_settings.decode(data)
