@@ -74,6 +74,8 @@ def test_a_tr_1_and_a_tr_7(tmp_path: Path, receiver: Receiver) -> None:
                 assert http.post("/v1/track", json=body).status_code == 200
         wait_for(lambda: len(receiver.requests) >= 2, 20, "two deliveries to the webhook")
         live.wait_processed()
+        # The archive is a consumer group of its own: the deliveries say nothing of it.
+        wait_for(lambda: len(live.archived()) >= 3, 20, "three events in the archive")
         archived = {e["userId"]: e["event"] for e in live.archived()}
         synced = headwater(
             "warehouse", "sync", "default", "--url", live.url, data_dir=tmp_path / "data"
