@@ -1,5 +1,5 @@
 """The eCommerce walk-through of §2.8 (``/docs/unify/identity-resolution/ecommerce-example/``):
-A20.
+A-UE-20.
 
 The events are the page's JSON (its trailing commas removed), with the one change the digest
 asks for: step 3 carries ``traits.email``, which the page's text and screenshot show but its
@@ -53,7 +53,7 @@ def _events() -> list[tuple[dict[str, Any], str, float]]:
 
 
 def test_a20_janes_journey_is_one_profile() -> None:
-    """A20: one profile throughout; identities anonymous_id anon_123, anon_456, anon_789,
+    """A-UE-20: one profile throughout; identities anonymous_id anon_123, anon_456, anon_789,
     ios.id ios_abc123, android.id and_1a2b3c4d, user_id abc123def and email
     jane.doe@gmail.com, each with its step's source and time; no violations under the
     default settings."""

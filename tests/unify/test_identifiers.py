@@ -1,4 +1,5 @@
-"""The identifiers an event carries (§2.1, §2.2): A1…A7, A9."""
+"""The identifiers an event carries (§2.1, §2.2): A-UE-1, A-UE-2, A-UE-3, A-UE-4,
+A-UE-5, A-UE-6, A-UE-7, A-UE-9."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ def ids(event: dict[str, Any], settings: IdentitySettings = DEFAULT) -> list[tup
 
 
 def test_a1_anonymous_id_and_ios_device() -> None:
-    """A1: a track from an iPhone carries anonymous_id and ios.id, in priority order."""
+    """A-UE-1: a track from an iPhone carries anonymous_id and ios.id, in priority order."""
     event = {
         "type": "track",
         "event": "App Opened",
@@ -37,7 +38,7 @@ def test_a1_anonymous_id_and_ios_device() -> None:
 
 @pytest.mark.parametrize("kind", ["android", "ios"])
 def test_a2_the_advertising_id_only_with_ad_tracking_enabled(kind: str) -> None:
-    """A2: adTrackingEnabled false (or missing, or not a boolean) → no idfa; true → idfa."""
+    """A-UE-2: adTrackingEnabled false (or missing, or not a boolean) → no idfa; true → idfa."""
     device: dict[str, Any] = {"type": kind, "advertisingId": "X"}
     event = {"type": "track", "anonymousId": "a", "context": {"device": device}}
     for enabled in (False, None, "true", 1):
@@ -48,7 +49,7 @@ def test_a2_the_advertising_id_only_with_ad_tracking_enabled(kind: str) -> None:
 
 
 def test_a3_push_tokens_by_device_type() -> None:
-    """A3: context.device.token is ios.push_token on iOS and android.push_token on Android;
+    """A-UE-3: context.device.token is ios.push_token on iOS and android.push_token on Android;
     a device of no known type gives neither."""
 
     def event(kind: str) -> dict[str, Any]:
@@ -61,7 +62,7 @@ def test_a3_push_tokens_by_device_type() -> None:
 
 
 def test_a4_google_analytics_client_id() -> None:
-    """A4: context.integrations["Google Analytics"].clientId (or the message's integrations
+    """A-UE-4: context.integrations["Google Analytics"].clientId (or the message's integrations
     object, where analytics.js's options put it) → ga_client_id."""
     in_context = {
         "type": "page",
@@ -79,7 +80,7 @@ def test_a4_google_analytics_client_id() -> None:
 
 
 def test_a5_email_from_traits_context_traits_and_properties() -> None:
-    """A5: identify traits.email and track context.traits.email → email (and properties.email,
+    """A-UE-5: identify traits.email and track context.traits.email → email (and properties.email,
     §21 #1); the same value from two places is one identifier."""
     identify = {"type": "identify", "userId": "u", "traits": {"email": "a@b.com"}}
     assert ids(identify) == [("user_id", "u"), ("email", "a@b.com")]
@@ -111,7 +112,7 @@ def test_a5_a_group_calls_traits_are_the_accounts() -> None:
 
 
 def test_a6_a_custom_identifier_from_every_place() -> None:
-    """A6: phone (key phone_number) from context.externalIds, properties, context.traits,
+    """A-UE-6: phone (key phone_number) from context.externalIds, properties, context.traits,
     traits, in snake_case or camelCase."""
     value = "123-456-7890"
     external = {
@@ -173,7 +174,7 @@ def test_a6_an_unconfigured_type_is_not_promoted() -> None:
     ],
 )
 def test_a7_an_external_id_without_its_four_fields_is_rejected(element: object) -> None:
-    """A7: an element missing encoding or collection (or any of the four) is not promoted."""
+    """A-UE-7: an element missing encoding or collection (or any of the four) is not promoted."""
     event = {"type": "track", "userId": "u", "context": {"externalIds": [element]}}
     extraction = extract(event, PHONE)
     assert [i.type for i in extraction.identifiers] == ["user_id"]
@@ -242,7 +243,7 @@ def test_only_configured_built_in_types_are_read() -> None:
 
 @pytest.mark.parametrize("user_id", ["0", "000", "0-0", "---", "-1", "null", "anonymous"])
 def test_a9_blocked_values_are_left_out_and_reported(user_id: str) -> None:
-    """A9: with the suggested values blocked, these userIds promote no user_id; the event keeps
+    """A-UE-9: with the suggested values blocked, these userIds promote no user_id; the event keeps
     them (extraction never changes the event)."""
     settings = DEFAULT.with_identifier(
         IdentifierSetting(type="user_id", limit=1, priority=1, blocked=SUGGESTED_BLOCKED)

@@ -1,4 +1,4 @@
-"""Unify's ingestion drops (§2.6): A11."""
+"""Unify's ingestion drops (§2.6): A-UE-11."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ BASE: dict[str, Any] = {"type": "track", "event": "E", "userId": "u", "messageId
     ],
 )
 def test_a11_dropped_before_resolution(event: dict[str, Any], reason: str) -> None:
-    """A11: messageId of 101 characters, groupId of 501, an empty groupId (group call) or
+    """A-UE-11: messageId of 101 characters, groupId of 501, an empty groupId (group call) or
     context.groupId (track), 301 properties, an identify with 300 traits."""
     assert drop_reason(event) == reason
 

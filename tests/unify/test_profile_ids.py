@@ -1,4 +1,4 @@
-"""Profile ids: ``use_`` and a 27-character base62 KSUID (A1)."""
+"""Profile ids: ``use_`` and a 27-character base62 KSUID (A-UE-1)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ def _decode(profile_id: str) -> tuple[int, bytes]:
 
 
 def test_a1_profile_ids_look_like_segments() -> None:
-    """A1: ``^use_[0-9A-Za-z]{27}$``, like ``use_4paotyretuj4Ta2bEYQ0vKOq1e7``."""
+    """A-UE-1: ``^use_[0-9A-Za-z]{27}$``, like ``use_4paotyretuj4Ta2bEYQ0vKOq1e7``."""
     ids = ProfileIds()
     made = {ids.new(AT) for _ in range(1000)}
     assert len(made) == 1000

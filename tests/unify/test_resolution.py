@@ -1,5 +1,6 @@
-"""Segment's flat matching logic and merge algorithm (§2.4–§2.6): A1, A8, A10, A12–A16, A18,
-A19, A21, and idempotence on messageId."""
+"""Segment's flat matching logic and merge algorithm (§2.4–§2.6): A-UE-1, A-UE-8,
+A-UE-10, A-UE-12, A-UE-13, A-UE-14, A-UE-15, A-UE-16, A-UE-18, A-UE-19, A-UE-21, and idempotence
+on messageId."""
 
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ def _settings(
 
 
 def test_a1_a_first_event_creates_a_profile() -> None:
-    """A1: the track from an iPhone creates one profile, ``use_`` + 27 base62 characters,
+    """A-UE-1: the track from an iPhone creates one profile, ``use_`` + 27 base62 characters,
     holding anonymous_id and ios.id with the event's source, time and messageId."""
     space = Space(seed=None)
     done = space.send(
@@ -51,7 +52,7 @@ def test_a1_a_first_event_creates_a_profile() -> None:
 
 
 def test_a21_a_later_user_id_joins_the_anonymous_profile() -> None:
-    """A21: page(anon_123) creates S; a later track with userId use_123 and the same
+    """A-UE-21: page(anon_123) creates S; a later track with userId use_123 and the same
     anonymousId adds user_id use_123 to S."""
     space = Space()
     first = space.send("page", name="Pricing", anonymousId="anon_123")
@@ -64,7 +65,7 @@ def test_a21_a_later_user_id_joins_the_anonymous_profile() -> None:
 
 
 def test_a10_no_configured_identifier_leaves_the_event_unresolved() -> None:
-    """A10: an event with no configured identifier → not resolved, ``No matching identifiers
+    """A-UE-10: an event with no configured identifier → not resolved, ``No matching identifiers
     on event``, nothing stored."""
     only_email = IdentitySettings(
         identifiers=tuple(s for s in DEFAULT_IDENTIFIERS if s.type == "email")
@@ -78,7 +79,7 @@ def test_a10_no_configured_identifier_leaves_the_event_unresolved() -> None:
 
 
 def test_a9_a10_blocked_values_alone_leave_the_event_unresolved() -> None:
-    """A9, A10: every value blocked → ``ID value blocked`` for each, and the event is not
+    """A-UE-9, A-UE-10: every value blocked → ``ID value blocked`` for each, and the event is not
     resolved; with another identifier it resolves on that one."""
     settings = _settings(
         IdentifierSetting(type="user_id", limit=1, priority=1, blocked=SUGGESTED_BLOCKED),
@@ -100,7 +101,7 @@ def test_a9_a10_blocked_values_alone_leave_the_event_unresolved() -> None:
 
 
 def test_a13_priority_demotes_the_lower_identifier() -> None:
-    """A13: user_id 1/p1, email 5/p2, anonymous_id 5/p3. P{user_id abc123, email
+    """A-UE-13: user_id 1/p1, email 5/p2, anonymous_id 5/p3. P{user_id abc123, email
     jane@example1.com}; {user_id abc456, email jane@example1.com} → new Q{user_id abc456}, P
     unchanged, not merged, a violation for the demoted email."""
     settings = _settings(
@@ -124,7 +125,7 @@ def test_a13_priority_demotes_the_lower_identifier() -> None:
 
 
 def test_a14_merge_protection_keeps_two_user_ids_apart() -> None:
-    """A14: {a1, u1}; {a1} (logout); {a1, u2} → P1{a1, u1} (the logout resolves to P1) and
+    """A-UE-14: {a1, u1}; {a1} (logout); {a1, u2} → P1{a1, u1} (the logout resolves to P1) and
     P2{u2}; u1 and u2 never on one profile."""
     space = Space()
     p1 = space.send(event="User Signup", anonymousId="a1", userId="u1").user
@@ -157,7 +158,7 @@ def test_a14_a_merge_of_two_known_users_is_refused_whatever_links_them() -> None
 
 
 def test_a15_a_value_over_its_limit_is_not_added() -> None:
-    """A15: default limits; a profile with 5 anonymous_ids; {user_id u1, anonymous_id a6} →
+    """A-UE-15: default limits; a profile with 5 anonymous_ids; {user_id u1, anonymous_id a6} →
     the profile, a6 not added, ``Identifier value limit exceeded``."""
     space = Space()
     p = space.send(userId="u1", anonymousId="a1").user
@@ -174,7 +175,7 @@ def test_a15_a_value_over_its_limit_is_not_added() -> None:
 
 
 def test_a16_a_limit_per_week_slides() -> None:
-    """A16: anonymous_id 5 weekly: five new values in a week are taken, a sixth within the
+    """A-UE-16: anonymous_id 5 weekly: five new values in a week are taken, a sixth within the
     same 7 days is not (``Identifier value time limit exceeded``); once the window has slid
     past the first ones, a new value is taken again."""
     space = Space(_settings(IdentifierSetting(type="anonymous_id", limit=5, period="weekly")))
@@ -208,7 +209,7 @@ def test_a16_a_limit_ever_does_not_slide() -> None:
 
 
 def test_a18_two_anonymous_profiles_merge_by_email_into_the_older() -> None:
-    """A18: P1{a1}, P2{a2}; {a1, email e} then {a2, email e} → P2 merged into P1 (P1
+    """A-UE-18: P1{a1}, P2{a2}; {a1, email e} then {a2, email e} → P2 merged into P1 (P1
     canonical); a lookup by anonymous_id a2 gives P1 with both anonymous ids and the email."""
     space = Space()
     p1 = space.send("page", anonymousId="a1").user
@@ -250,7 +251,7 @@ def test_several_profiles_merge_into_the_oldest_and_lineage_stays_flat() -> None
 
 
 def test_a12_a_profile_at_1000_values_takes_no_more_but_still_resolves() -> None:
-    """A12: a profile holding 1,000 identifier values gets no new mapping
+    """A-UE-12: a profile holding 1,000 identifier values gets no new mapping
     (``Identifier mapping limit exceeded``), and the event still resolves to it; a profile
     that would pass 1,000 values by a merge is not merged."""
     space = Space(_settings(IdentifierSetting(type="anonymous_id", limit=5000)))
@@ -274,7 +275,7 @@ def test_a12_a_profile_at_1000_values_takes_no_more_but_still_resolves() -> None
 
 
 def test_a12_a_profile_after_100_merges_merges_no_further() -> None:
-    """A12: after 100 merges a profile merges no further (``Profile merge limit exceeded``);
+    """A-UE-12: after 100 merges a profile merges no further (``Profile merge limit exceeded``);
     the event resolves to it and its new identifiers are still added."""
     space = Space(_settings(IdentifierSetting(type="anonymous_id", limit=5000)))
     p = space.send("identify", userId="u1").user
@@ -310,7 +311,7 @@ def test_a12_merged_profiles_bring_their_merge_counts() -> None:
 
 
 def test_a19_tightened_settings_apply_to_new_events_only() -> None:
-    """A19: a lowered limit leaves existing profiles as they are; an event that adds nothing
+    """A-UE-19: a lowered limit leaves existing profiles as they are; an event that adds nothing
     resolves as before, and only new values are held to the new rule."""
     space = Space()
     p = space.send("identify", userId="u1", traits={"email": "e1"}).user
@@ -334,7 +335,7 @@ def test_a19_tightened_settings_apply_to_new_events_only() -> None:
 
 
 def test_a8_a_group_call_makes_an_account_and_links_the_user() -> None:
-    """A8: group ADGCJE3Y8H → an account profile holding group_id (collection accounts) and a
+    """A-UE-8: group ADGCJE3Y8H → an account profile holding group_id (collection accounts) and a
     link from the user's profile; the link moves with the user's profile when it merges."""
     space = Space()
     done = space.send("group", userId="u1", groupId="ADGCJE3Y8H", traits={"name": "Initech"})

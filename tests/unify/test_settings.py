@@ -1,6 +1,6 @@
 """A space's identity settings: Segment's defaults, priorities, limits, blocked values.
 
-A9 (the suggested blocked values), A13 and A17 (priority), A15 and A16 (limits, per period).
+A-UE-9 (the suggested blocked values), A-UE-13 and A-UE-17 (priority), A-UE-15 and A-UE-16 (limits, per period).
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def test_the_default_space_is_segments() -> None:
 
 
 def test_a17_unranked_types_follow_alphabetically_and_reshuffle() -> None:
-    """A17: seen {user_id, email, anonymous_id, ga_client_id} rank in that order; once
+    """A-UE-17: seen {user_id, email, anonymous_id, ga_client_id} rank in that order; once
     android.id appears unranked it takes rank 3."""
     settings = IdentitySettings()
     seen = {"ga_client_id", "anonymous_id", "email", "user_id"}
@@ -74,7 +74,7 @@ def test_an_explicit_rank_comes_before_every_unranked_type() -> None:
 
 
 def test_a13_a15_a16_settings_read_from_a_config_shape() -> None:
-    """The knobs of A13 (limits and priorities) and A16 (a limit per week) from plain data."""
+    """The knobs of A-UE-13 (limits and priorities) and A-UE-16 (a limit per week) from plain data."""
     data = {
         "identifiers": [
             {"type": "user_id", "limit": 1, "priority": 1},
@@ -127,7 +127,7 @@ def test_settings_that_cannot_work_are_refused(build: object, message: str) -> N
 
 @pytest.mark.parametrize("value", ["0", "000", "0-0", "---", "-1", "null", "anonymous", ""])
 def test_a9_the_suggested_values_are_blocked(value: str) -> None:
-    """A9: Segment's suggested blocked values, once opted into."""
+    """A-UE-9: Segment's suggested blocked values, once opted into."""
     setting = IdentifierSetting(type="user_id", limit=1, blocked=SUGGESTED_BLOCKED)
     assert setting.is_blocked(value)
     assert not IdentifierSetting(type="user_id", limit=1).is_blocked(value)
@@ -135,7 +135,7 @@ def test_a9_the_suggested_values_are_blocked(value: str) -> None:
 
 @pytest.mark.parametrize("value", ["abc123", "10", "0a", "Null", "anonymous1", "1"])
 def test_a9_other_values_are_not_blocked_unless_added(value: str) -> None:
-    """A9: ``abc123`` is blocked only when the space adds it; exact matches are exact."""
+    """A-UE-9: ``abc123`` is blocked only when the space adds it; exact matches are exact."""
     suggested = IdentifierSetting(type="user_id", limit=1, blocked=SUGGESTED_BLOCKED)
     assert not suggested.is_blocked(value)
     added = IdentifierSetting(

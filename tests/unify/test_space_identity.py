@@ -106,8 +106,8 @@ def test_import_copies_another_spaces_settings(spaces: SpaceStore) -> None:
 
 
 def test_a_resolver_resolves_by_the_stored_settings(spaces: SpaceStore) -> None:
-    """A9 through the store: a blocked user_id is not promoted; a custom identifier is read by
-    its key; a change applies to new events only (A19)."""
+    """A-UE-9 through the store: a blocked user_id is not promoted; a custom identifier is read by
+    its key; a change applies to new events only (A-UE-19)."""
     spaces.create("main", identity=CUSTOM)
     space = Space(spaces.require("main").identity)
     blocked = space.send("identify", userId="-1", anonymousId="a1")

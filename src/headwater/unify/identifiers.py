@@ -8,7 +8,7 @@ types from ``context.device`` (``id``, ``advertisingId`` when ``adTrackingEnable
 snake_case) in ``traits``, ``context.traits`` and ``properties``. Every configured type is also
 read from ``context.externalIds`` elements that carry all four of ``id``, ``type`` (lowercase,
 the type's name), ``collection`` and ``encoding: "none"``; an element lacking one is rejected
-(A7).
+(A-UE-7).
 
 A group call's ``traits`` describe the account, so they are read for account identifiers and
 never for the user's. Values are strings, or numbers spelled as JavaScript spells them; an

@@ -1,4 +1,4 @@
-"""Unify's ingestion limits: events Segment drops before identity resolution (§2.6, A11).
+"""Unify's ingestion limits: events Segment drops before identity resolution (§2.6, A-UE-11).
 
 Segment drops these silently and Profiles Insights does not show them; Headwater returns a code
 of its own (``reasons.UNIFY_*``) so the caller can count them. Traits are counted at the top

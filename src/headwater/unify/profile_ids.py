@@ -1,4 +1,4 @@
-"""Profile ids: ``use_`` and a 27-character base62 KSUID, as Segment's ``segment_id`` (A1).
+"""Profile ids: ``use_`` and a 27-character base62 KSUID, as Segment's ``segment_id`` (A-UE-1).
 
 A KSUID is 4 bytes of seconds since 2014-05-13 16:53:20 UTC and 16 random bytes, written in
 base62 (``0-9A-Za-z``) and padded to 27 characters, so ids sort roughly by creation time: a

@@ -11,14 +11,14 @@ Segment's flat matching logic (spec/unify-engage.md §2.4) with its rules, exact
    limit has a period), until nothing is over or one identifier is left (§21 #14); of one
    type's values, a new one goes before one the graph holds already. A type that
    is over its limit already on one of the profiles (the settings were tightened since) only
-   counts when the event would add to it: settings apply to new events only (A19).
+   counts when the event would add to it: settings apply to new events only (A-UE-19).
 3. No profile: create one. One profile: add the new identifiers to it. Several: merge them
    into the oldest, one by one, unless the merged profile would count more than 100 merges
    (``Profile merge limit exceeded``) or 1,000 identifier values (``Identifier mapping limit
    exceeded``); a merge refused leaves that profile as it is and the event resolves anyway.
    New identifiers go on the resulting profile while it holds fewer than 1,000 values.
 4. A group call resolves its account the same way in the ``accounts`` collection (``group_id``
-   and account identifiers) and links the user's profile to it (A8).
+   and account identifiers) and links the user's profile to it (A-UE-8).
 
 A profile's identifiers never change afterwards except by moving, whole, in a merge.
 
@@ -75,7 +75,7 @@ class Resolution(NamedTuple):
     reason: str | None = None
     violations: tuple[Violation, ...] = ()
     changes: tuple[Change, ...] = ()
-    rejected: int = 0  # context.externalIds elements not promoted (A7)
+    rejected: int = 0  # context.externalIds elements not promoted (A-UE-7)
 
 
 def event_time(event: Event) -> float | None:
@@ -122,7 +122,7 @@ class Resolver:
 
     @settings.setter
     def settings(self, settings: IdentitySettings) -> None:
-        """New settings apply from the next event on; nothing stored is revisited (A19)."""
+        """New settings apply from the next event on; nothing stored is revisited (A-UE-19)."""
         self._settings = settings
         self._extractor = Extractor(settings)
 

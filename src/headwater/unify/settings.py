@@ -8,7 +8,7 @@ after them in alphabetical order, no blocked values (Segment's suggested ones ar
 ``SUGGESTED_BLOCKED``), 100 merges and 1,000 identifier values per profile.
 
 Settings are values: resolving an event reads the settings it is given, and nothing stored is
-re-evaluated when they change, so a change applies to new events only (A19).
+re-evaluated when they change, so a change applies to new events only (A-UE-19).
 """
 
 from __future__ import annotations
@@ -267,7 +267,7 @@ class IdentitySettings(msgspec.Struct, frozen=True, kw_only=True, dict=True):
         return self._ranks.get(type_) or (2, 0, type_)
 
     def priority_order(self, types: Iterable[str]) -> list[str]:
-        """The Identity Resolution table's order of ``types`` (A17)."""
+        """The Identity Resolution table's order of ``types`` (A-UE-17)."""
         return sorted(set(types), key=self.rank)
 
     def with_identifier(self, setting: IdentifierSetting) -> IdentitySettings:

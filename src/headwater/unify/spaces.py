@@ -306,7 +306,7 @@ class SpaceStore:
 
     def set_identity(self, id_or_name: str, settings: IdentitySettings) -> SpaceInfo:
         """Replace the space's identity settings; they apply to the events resolved from now
-        on (A19). Setting what is stored changes nothing (not even the config version)."""
+        on (A-UE-19). Setting what is stored changes nothing (not even the config version)."""
         with self._ws.writing() as conn:
             row = self._require(conn, id_or_name)
             self._set_identity(conn, row, settings)
