@@ -85,6 +85,30 @@ def test_leases_split_partitions_and_pass_on_when_an_owner_dies(
     assert not log.commit("g", first[0], 1, owner="p1")
 
 
+def test_an_exclusive_group_has_one_owner_of_every_partition(
+    engine: Engine, clock: Clock
+) -> None:
+    """Identity resolution's group: one owner holds all partitions; another process waits,
+    and takes them all once the owner stops heart-beating; a split left by fair sharing ends."""
+    log = EventLog(engine, clock=clock)
+    log.register("g")
+    assert log.acquire("g", "p1", 10, exclusive=True) == log.partitions
+    assert log.acquire("g", "p2", 10, exclusive=True) == []
+    assert log.acquire("g", "p1", 10, exclusive=True) == log.partitions
+    clock.now += 11
+    assert log.acquire("g", "p2", 10, exclusive=True) == log.partitions
+    assert log.acquire("g", "p1", 10, exclusive=True) == []
+    # Fair sharing split the group; exclusive owners give their halves back, then one takes all.
+    clock.now += 11
+    log.acquire("g", "p3", 10)
+    log.acquire("g", "p4", 10)
+    log.acquire("g", "p3", 10)
+    assert len(log.acquire("g", "p4", 10)) == 4
+    assert log.acquire("g", "p3", 10, exclusive=True) == []
+    assert log.acquire("g", "p4", 10, exclusive=True) == log.partitions
+    assert log.acquire("g", "p3", 10, exclusive=True) == []
+
+
 def test_concurrent_appends_are_consumed_once_in_order(engine: Engine) -> None:
     log = EventLog(engine)
     log.register("g")

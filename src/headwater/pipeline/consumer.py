@@ -34,6 +34,7 @@ class Consumer:
         batch: int = 2000,
         interval: float = 0.25,
         lease_ttl: float = 10.0,
+        exclusive: bool = False,
     ) -> None:
         self.log = log
         self.group = group
@@ -42,6 +43,7 @@ class Consumer:
         self._batch = batch
         self._interval = interval
         self._lease_ttl = lease_ttl
+        self._exclusive = exclusive  # one owner holds every partition (store/leases.py)
         self._held: list[int] = []
         self._leased_at = float("-inf")
         self._full = False
@@ -53,7 +55,9 @@ class Consumer:
     def run_once(self) -> int:
         """One pass over the leased partitions; the number of records handled."""
         if time.monotonic() - self._leased_at > self._lease_ttl / 3:
-            self._held = self.log.acquire(self.group, self.owner, self._lease_ttl)
+            self._held = self.log.acquire(
+                self.group, self.owner, self._lease_ttl, exclusive=self._exclusive
+            )
             self._leased_at = time.monotonic()
         if not self._held:
             self.failing = None  # another process has the partitions now

@@ -22,9 +22,14 @@ def acquire_in(
     *,
     now: float,
     ttl_seconds: float,
+    exclusive: bool = False,
 ) -> list[int]:
     """Heartbeat ``owner``, renew its leases, give back partitions above its fair share
-    (``ceil(partitions / live members)``) and take free or expired ones up to it."""
+    (``ceil(partitions / live members)``) and take free or expired ones up to it.
+
+    ``exclusive``: one owner holds every partition or none — for a stage whose state spans
+    partitions (identity resolution keeps one writer per space). An owner that finds any
+    partition held by another live owner holds nothing, so a split never lasts."""
     expires = math.ceil(now + ttl_seconds)
     updated = conn.execute(
         sa.update(members)
@@ -44,9 +49,11 @@ def acquire_in(
         .order_by(groups.c.partition)
         .with_for_update()
     ).all()
-    share = math.ceil(len(rows) / max(1, live))
+    share = len(rows) if exclusive else math.ceil(len(rows) / max(1, live))
     mine = [p for p, o, exp in rows if o == owner and exp >= now]
     taken = {p for p, o, exp in rows if o is not None and o != owner and exp >= now}
+    if exclusive and taken:
+        share = 0
     free = [p for p, _, _ in rows if p not in taken and p not in mine]
     keep = mine[:share]
     release = mine[share:]

@@ -415,7 +415,9 @@ class EventLog:
 
     # --- leases -------------------------------------------------------------------------------
 
-    def acquire(self, group: str, owner: str, ttl_seconds: float) -> list[int]:
+    def acquire(
+        self, group: str, owner: str, ttl_seconds: float, *, exclusive: bool = False
+    ) -> list[int]:
         with write_transaction(self._engine) as conn:
             return acquire_in(
                 conn,
@@ -425,6 +427,7 @@ class EventLog:
                 owner,
                 now=self._clock(),
                 ttl_seconds=ttl_seconds,
+                exclusive=exclusive,
             )
 
     def release(self, group: str, owner: str) -> None:
