@@ -72,6 +72,8 @@ from headwater.store.log import EventLog
 from headwater.store.migrations import migrate
 from headwater.store.positions import StagePositions
 from headwater.store.workspace import WorkspaceStore
+from headwater.unify.stage import GROUP as UNIFY_GROUP
+from headwater.unify.stage import IdentityStage
 from headwater.warehouse.scheduler import WarehouseScheduler
 from headwater.warehouse.store import WarehouseStore
 
@@ -196,6 +198,19 @@ class Server:
             self.archive_consumer,
             Consumer(self.log, "observer", Observer(self.engine), owner=owner),
             Consumer(self.log, SOURCE_SCHEMA_GROUP, self.schema_observer, owner=owner),
+            # Identity resolution: one process resolves every space (one writer per graph).
+            Consumer(
+                self.log,
+                UNIFY_GROUP,
+                IdentityStage(
+                    self.engine,
+                    self.archive,
+                    clock=self.clock,
+                    archive_caught_up=lambda: self.log.lag("archive") == 0,
+                ),
+                owner=owner,
+                exclusive=True,
+            ),
             Consumer(
                 self.log,
                 ROUTER_GROUP,

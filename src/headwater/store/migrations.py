@@ -119,6 +119,19 @@ def _space_identity(conn: Connection) -> None:
         conn.execute(sa.text("ALTER TABLE spaces ADD COLUMN identity JSON"))
 
 
+def _space_source_replays(conn: Connection) -> None:
+    """``space_sources`` gets the state of each connection's replay; connections made before
+    identity resolution ran are replayed too (nothing was resolved for them)."""
+    present = {c["name"] for c in sa.inspect(conn).get_columns("space_sources")}
+    for column, kind in (
+        ("replayed_at", "BIGINT"),
+        ("replay_hour", "BIGINT"),
+        ("replay_skip", "INTEGER"),
+    ):
+        if column not in present:
+            conn.execute(sa.text(f"ALTER TABLE space_sources ADD COLUMN {column} {kind}"))
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "create tables", _create_tables),
     Migration(2, "seed event log partitions", _seed_log_partitions),
@@ -134,6 +147,7 @@ MIGRATIONS: list[Migration] = [
     Migration(12, "source schema and schema controls", _create_tables),
     Migration(13, "unify spaces: sources, access tokens, profiles sync", _create_tables),
     Migration(14, "unify spaces' identity settings", _space_identity),
+    Migration(19, "unify: replays of newly connected sources", _space_source_replays),
 ]
 
 

@@ -598,6 +598,11 @@ space_sources = sa.Table(
         primary_key=True,
     ),
     sa.Column("connected_at", sa.BigInteger, nullable=False),
+    # Migration 19: the replay of the source's last month into the space (headwater.unify.stage):
+    # NULL replayed_at while it is due; replay_hour and replay_skip say how far it got.
+    sa.Column("replayed_at", sa.BigInteger, nullable=True),
+    sa.Column("replay_hour", sa.BigInteger, nullable=True),
+    sa.Column("replay_skip", sa.Integer, nullable=True),
     sa.Index("ix_space_sources_source", "source_id"),
 )
 

@@ -1,0 +1,328 @@
+"""Identity resolution as a stage of the pipeline: each space's events, resolved into its profiles.
+
+A consumer group of the processed stream (``unify``) with an exclusive lease: one process at a
+time resolves every space, so each space's graph has one writer and its in-process caches stay
+true. A pass takes the records of every partition, sorts their events by ``receivedAt`` (the
+order within the owner's stream) and, in ONE transaction, resolves each event of a source
+connected to a space, writes the profile data (traits, the event on the timeline, metadata),
+Profiles Insights and the Profiles Sync feed, and records the offsets it handled. A crash
+before the commit leaves nothing, so the records come again; an offset recorded means the pass
+that handled it committed, so a record is resolved once (``claim_offsets``). The graph also
+remembers every ``messageId`` it applied, so a replay of events already resolved (from the
+archive, when a source is connected again) changes nothing.
+
+Connecting a source to a space replays its last month from the archive, oldest first (Segment:
+"Unify replays a month of the source's data"): one chunk per pass, in the pass's transaction,
+until the connection's replay is marked done.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from headwater.errors import RecordError
+from headwater.store import schema
+from headwater.store.archive import Archive
+from headwater.store.config_snapshot import ConfigSnapshot
+from headwater.store.consumer_offsets import claim_offsets, record_offsets
+from headwater.store.database import write_transaction
+from headwater.store.record import decode_processed
+from headwater.store.workspace import WorkspaceStore
+from headwater.timestamps import parse_timestamp
+from headwater.unify.graph import MergeProfiles
+from headwater.unify.insights import Insights
+from headwater.unify.profiles import ProfileData
+from headwater.unify.profiles_sync_feed import ProfilesSyncFeed
+from headwater.unify.resolution import Resolution, Resolver
+from headwater.unify.spaces import SpaceInfo, SpaceStore
+from headwater.unify.sql_graph import SqlGraph
+
+logger = logging.getLogger(__name__)
+
+GROUP = "unify"
+_OFFSETS = "unify.offset."  # meta keys of the offsets a committed pass handled
+REPLAY_DAYS = 30  # "the last month" of a newly connected source
+REPLAY_CHUNK = 2_000  # archived events per pass
+# A connection's replay reads the archive up to a little after the connection, so the events
+# the stream delivered while this process had not seen the connection yet are covered too;
+# it starts once the archive has had time to write them.
+REPLAY_MARGIN = 10.0
+REPLAY_WAIT = 300.0  # past this, replay even if the archive consumer has not caught up
+
+
+@dataclass(eq=False)  # hashed by identity: a pass groups its events per space
+class _Space:
+    """One space's resolution state in the owner process."""
+
+    info: SpaceInfo
+    graph: SqlGraph
+    resolver: Resolver
+    profiles: ProfileData
+
+
+@dataclass(frozen=True)
+class _Pending:
+    """A connection whose month of history is still to be replayed."""
+
+    space_id: str
+    source_id: str
+    connected_at: int
+    # How far it got: the archive hour it is in (None: not started) and how many of that
+    # hour's events it has taken. An hour file only grows, so a count of its events is a
+    # stable position where receivedAt (not strictly ordered within a file) is not.
+    hour: int | None
+    skip: int
+
+
+class IdentityStage:
+    """The ``unify`` consumer group's handler."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        archive: Archive,
+        *,
+        clock: Callable[[], float] = time.time,
+        archive_caught_up: Callable[[], bool] = lambda: True,
+    ) -> None:
+        self._engine = engine
+        self._archive = archive
+        self._clock = clock
+        self._archive_caught_up = archive_caught_up
+        self._store = SpaceStore(WorkspaceStore(engine))
+        # Checked every pass (interval 0): a pass must know a connection made before the
+        # events it handles were received, or they would be neither resolved nor replayed.
+        self._config: ConfigSnapshot[list[SpaceInfo]] = ConfigSnapshot(
+            WorkspaceStore(engine).config_version, self._store.list, [], interval=0.0
+        )
+        self._spaces: dict[str, _Space] = {}
+        self._insights = Insights(engine)
+        self._feed = ProfilesSyncFeed(engine)
+        self._written: dict[int, int] = {}  # the offsets this process's last pass recorded
+
+    # --- the consumer's handler ------------------------------------------------------------
+
+    def __call__(self, records: list[tuple[int, int, bytes]]) -> None:
+        spaces = self._current_spaces()
+        if not spaces:
+            return  # no Unify here: nothing to resolve or replay, and no transaction
+        by_source: dict[str, list[_Space]] = {}
+        for space in spaces.values():
+            for source_id in space.info.source_ids:
+                by_source.setdefault(source_id, []).append(space)
+        try:
+            with write_transaction(self._engine) as conn:
+                done = claim_offsets(conn, _OFFSETS, {p for p, _, _ in records})
+                if any(self._written.get(p, 0) != offset for p, offset in done.items()):
+                    self._forget()  # another process wrote since this one's last pass
+                fresh = [r for r in records if r[1] > done.get(r[0], 0)]
+                events = self._events(fresh, by_source)
+                for space, items in events.items():
+                    self._resolve(conn, space, items)
+                self._replay_some(conn, spaces)
+                handled = [(p, o) for p, o, _ in fresh]
+                record_offsets(conn, _OFFSETS, handled)
+        except BaseException:
+            self._forget()
+            raise
+        for partition, offset in handled:
+            self._written[partition] = max(offset, self._written.get(partition, 0))
+        for partition, offset in done.items():
+            self._written.setdefault(partition, offset)
+
+    # --- spaces ------------------------------------------------------------------------------
+
+    def _current_spaces(self) -> dict[str, _Space]:
+        infos = {info.id: info for info in self._config.get()}
+        for space_id in list(self._spaces):
+            if space_id not in infos:
+                del self._spaces[space_id]
+        for space_id, info in infos.items():
+            space = self._spaces.get(space_id)
+            if space is None:
+                graph = SqlGraph(self._engine, space_id)
+                self._spaces[space_id] = _Space(
+                    info, graph, Resolver(graph, info.identity), ProfileData(self._engine, space_id)
+                )
+            elif space.info != info:
+                if space.info.identity != info.identity:
+                    space.resolver.settings = info.identity  # new events only (A-UE-19)
+                space.info = info
+        return self._spaces
+
+    def _forget(self) -> None:
+        for space in self._spaces.values():
+            space.graph.forget()
+        self._written = {}
+
+    # --- events ------------------------------------------------------------------------------
+
+    def _events(
+        self, records: Iterable[tuple[int, int, bytes]], by_source: Mapping[str, list[_Space]]
+    ) -> dict[_Space, list[tuple[str, dict[str, Any]]]]:
+        """The events of connected sources, per space, in ``receivedAt`` order."""
+        found: list[tuple[float, int, str, dict[str, Any]]] = []
+        for _partition, offset, payload in records:
+            try:
+                record = decode_processed(payload)
+            except RecordError as exc:
+                logger.error("identity resolution: skipping log record at %d: %s", offset, exc)
+                continue
+            if record.source_id not in by_source:
+                continue
+            for raw in record.events:
+                try:
+                    event = msgspec.json.decode(raw)
+                except msgspec.DecodeError:
+                    continue
+                if isinstance(event, dict):
+                    at = _received_at(event)
+                    found.append((at, len(found), record.source_id, event))
+        found.sort(key=lambda item: (item[0], item[1]))
+        per_space: dict[_Space, list[tuple[str, dict[str, Any]]]] = {}
+        for _at, _n, source_id, event in found:
+            for space in by_source[source_id]:
+                per_space.setdefault(space, []).append((source_id, event))
+        return per_space
+
+    def _resolve(
+        self, conn: Connection, space: _Space, items: Sequence[tuple[str, dict[str, Any]]]
+    ) -> None:
+        graph, resolver, profiles = space.graph, space.resolver, space.profiles
+        sync = space.info.profiles_sync is not None
+        with graph.batch(conn):
+            seen = graph.applied_many(
+                [m for _, event in items if (m := str(event.get("messageId") or ""))]
+            )
+            for source_id, event in items:
+                message_id = str(event.get("messageId") or "")
+                if message_id:
+                    if message_id in seen:
+                        continue
+                    seen.add(message_id)
+                resolution = resolver.plan(event, source_id)
+                traits: list[tuple[str, Mapping[str, Any]]] = []
+                if resolution.status != "dropped":
+                    graph.apply(message_id, resolution.changes)
+                    traits = self._profile_data(conn, profiles, event, source_id, resolution)
+                self._insights.record(conn, space.info.id, source_id, event, resolution)
+                if sync:
+                    self._feed.record(conn, space.info.id, source_id, event, resolution, traits)
+
+    @staticmethod
+    def _profile_data(
+        conn: Connection,
+        profiles: ProfileData,
+        event: Mapping[str, Any],
+        source_id: str,
+        resolution: Resolution,
+    ) -> list[tuple[str, Mapping[str, Any]]]:
+        """Merges first (the survivor takes the merged profile's traits), then the event's
+        traits, timeline entry and metadata; the traits each profile changed."""
+        changed: list[tuple[str, Mapping[str, Any]]] = []
+        for change in resolution.changes:
+            if isinstance(change, MergeProfiles):
+                merged = profiles.merge(conn, change.from_id, change.into_id)
+                if merged:
+                    changed.append((change.into_id, merged))
+        for profile_id, collection in (
+            (resolution.user, "users"),
+            (resolution.account, "accounts"),
+        ):
+            if profile_id is not None:
+                updated = profiles.record(conn, profile_id, collection, event, source_id)
+                if updated:
+                    changed.append((profile_id, updated))
+        return changed
+
+    # --- replay of a newly connected source ------------------------------------------------
+
+    def _replay_some(self, conn: Connection, spaces: Mapping[str, _Space]) -> None:
+        """Replay one chunk of one pending connection's month of history."""
+        pending = _pending(conn)
+        now = self._clock()
+        for item in pending:
+            space = spaces.get(item.space_id)
+            if space is None or item.source_id not in space.info.source_ids:
+                continue
+            end = item.connected_at + REPLAY_MARGIN
+            if now < end or not (self._archive_caught_up() or now > end + REPLAY_WAIT):
+                continue
+            window = item.connected_at - REPLAY_DAYS * 86_400
+            hour = item.hour if item.hour is not None else int(window // 3600 * 3600)
+            chunk: list[tuple[str, dict[str, Any]]] = []
+            at_hour, index = hour, 0
+            full = False
+            for event in self._archive.read(item.source_id, _utc(max(hour, window)), _utc(end)):
+                event_hour = int(_received_at(event) // 3600 * 3600)
+                if event_hour != at_hour:
+                    at_hour, index = event_hour, 0
+                index += 1
+                if at_hour == hour and index <= item.skip:
+                    continue
+                if len(chunk) == REPLAY_CHUNK:
+                    full = True
+                    index -= 1  # this one is the next chunk's first
+                    break
+                chunk.append((item.source_id, event))
+            self._resolve(conn, space, chunk)
+            _mark(conn, item, (at_hour, index) if full else None, now)
+            return  # one chunk per pass keeps passes short
+
+    # --- reads for tests and the CLI ----------------------------------------------------------
+
+    def pending_replays(self) -> list[tuple[str, str]]:
+        with self._engine.connect() as conn:
+            return [(p.space_id, p.source_id) for p in _pending(conn)]
+
+
+def _pending(conn: Connection) -> list[_Pending]:
+    ss = schema.space_sources
+    rows = conn.execute(
+        sa.select(
+            ss.c.space_id, ss.c.source_id, ss.c.connected_at, ss.c.replay_hour, ss.c.replay_skip
+        )
+        .where(ss.c.replayed_at.is_(None))
+        .order_by(ss.c.connected_at, ss.c.space_id, ss.c.source_id)
+    ).all()
+    return [
+        _Pending(r.space_id, r.source_id, r.connected_at, r.replay_hour, r.replay_skip or 0)
+        for r in rows
+    ]
+
+
+def _mark(conn: Connection, item: _Pending, position: tuple[int, int] | None, now: float) -> None:
+    """Record a chunk's progress (hour, events of it taken), or the replay done (None)."""
+    ss = schema.space_sources
+    values: dict[str, Any] = (
+        {"replayed_at": int(now)}
+        if position is None
+        else {"replay_hour": position[0], "replay_skip": position[1]}
+    )
+    conn.execute(
+        sa.update(ss)
+        .where(
+            ss.c.space_id == item.space_id,
+            ss.c.source_id == item.source_id,
+            ss.c.connected_at == item.connected_at,  # not a connection made again meanwhile
+        )
+        .values(**values)
+    )
+
+
+def _received_at(event: Mapping[str, Any]) -> float:
+    parsed = parse_timestamp(event.get("receivedAt"))
+    return parsed.timestamp() if parsed is not None else 0.0
+
+
+def _utc(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
