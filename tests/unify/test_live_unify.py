@@ -1,0 +1,151 @@
+"""Unify end to end on a running server: events sent to the Tracking API by two sources come
+back from the Profile API on the same port — identity resolution in the worker process, the
+Profile API in the api process, one state database between them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support.live import ADMIN_TOKEN, LiveServer
+from tests.support.waiting import wait_for
+
+TOKEN = "profile-token-0123456789abcdef"
+CONFIG = f"""\
+workspace: test
+sources:
+  - name: web
+    write_key: WK_web
+  - name: ios
+    write_key: WK_ios
+spaces:
+  - name: main
+    sources: [web, ios]
+    access_tokens:
+      - {{name: site, token: "{TOKEN}"}}
+"""
+BASE = "/v1/spaces/main/collections/users/profiles"
+
+pytestmark = pytest.mark.live
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LiveServer]:
+    path = tmp_path / "headwater.yaml"
+    path.write_text(CONFIG)
+    database = request.getfixturevalue("pg_database") if request.param == "postgresql" else None
+    live = LiveServer(data_dir=tmp_path / "data", config=path, role="all", database=database)
+    live.start(timeout=60)
+    try:
+        yield live
+    finally:
+        live.stop()
+
+
+def _send(server: LiveServer, key: str, kind: str, body: dict[str, Any]) -> None:
+    answer = httpx.post(f"{server.url}/v1/{kind}", json=body, auth=(key, ""), timeout=10)
+    assert answer.status_code == 200, answer.text
+
+
+def _get(server: LiveServer, path: str, **params: str) -> httpx.Response:
+    return httpx.get(f"{server.url}{path}", params=params, auth=(TOKEN, ""), timeout=10)
+
+
+def test_tracking_api_events_become_a_profile_the_profile_api_serves(server: LiveServer) -> None:
+    """A-UE-22, A-UE-23 and A-UE-24 through the whole server: traits from two sources (latest
+    wins, null removes, "" kept), the anonymous visitor merged on identify, Track and Page on
+    the timeline but never Identify, and the group's account linked (A-UE-8)."""
+    _send(server, "WK_web", "page", {"anonymousId": "anon-1", "name": "Home"})
+    _send(
+        server,
+        "WK_web",
+        "identify",
+        {
+            "anonymousId": "anon-1",
+            "userId": "u-1",
+            "traits": {"first_name": "A", "trait1": "x", "trait2": "y"},
+            "timestamp": "2026-12-01T10:00:00Z",
+        },
+    )
+    _send(
+        server,
+        "WK_ios",
+        "identify",
+        {
+            "userId": "u-1",
+            "traits": {"first_name": "B", "trait1": None, "trait2": ""},
+            "timestamp": "2026-12-01T11:00:00Z",
+        },
+    )
+    _send(server, "WK_ios", "track", {"userId": "u-1", "event": "Order Completed"})
+    _send(server, "WK_web", "group", {"userId": "u-1", "groupId": "acct-9"})
+
+    def traits() -> dict[str, Any] | None:
+        answer = _get(server, f"{BASE}/anonymous_id:anon-1/traits", verbose="true")
+        if answer.status_code != 200:
+            return None
+        found: dict[str, Any] = answer.json()["traits"]
+        return found if found.get("first_name", {}).get("value") == "B" else None
+
+    verbose = wait_for(traits, 60, "the profile's traits")
+    assert "trait1" not in verbose
+    assert verbose["trait2"]["value"] == ""
+    ios = httpx.get(
+        f"{server.url}/api/v1/sources/ios",
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+        timeout=10,
+    ).json()["data"]["source"]["id"]
+    assert verbose["first_name"]["source_id"] == ios
+
+    events = _get(server, f"{BASE}/user_id:u-1/events")
+    assert events.status_code == 200, events.text
+    names = [item["event"] for item in events.json()["data"]]
+    assert "Order Completed" in names and "Page Viewed" in names
+    assert all(item["type"] != "identify" for item in events.json()["data"])
+
+    ids = _get(server, f"{BASE}/user_id:u-1/external_ids")
+    assert {(i["type"], i["id"]) for i in ids.json()["data"]} >= {
+        ("user_id", "u-1"),
+        ("anonymous_id", "anon-1"),
+    }
+
+    def links() -> list[Any] | None:
+        answer = _get(server, f"{BASE}/user_id:u-1/links")
+        data: list[Any] = answer.json().get("data") or []
+        return data or None
+
+    linked = wait_for(links, 30, "the user's account link")
+    assert linked[0]["to_collection"] == "accounts"
+    assert linked[0]["external_ids"][0]["id"] == "acct-9"
+
+
+def test_the_profile_api_answers_segment_errors_without_cors(server: LiveServer) -> None:
+    """A-UE-25, A-UE-26 on the server's port: unknown profile → 404 not_found, no token → 401,
+    and no CORS headers even when a browser asks (server-side only)."""
+    missing = _get(server, f"{BASE}/user_id:nobody/traits")
+    assert missing.status_code == 404
+    assert missing.json() == {"error": {"code": "not_found", "message": "Profile was not found."}}
+    assert missing.headers.get("request-id")
+    anonymous = httpx.get(f"{server.url}{BASE}/user_id:nobody/traits", timeout=10)
+    assert anonymous.status_code == 401
+    assert anonymous.json()["error"]["code"] == "authentication_error"
+    browser = httpx.get(
+        f"{server.url}{BASE}/user_id:nobody/traits",
+        headers={"Origin": "https://shop.example.com"},
+        auth=(TOKEN, ""),
+        timeout=10,
+    )
+    assert not any(h.lower().startswith("access-control-") for h in browser.headers)
+    preflight = httpx.options(
+        f"{server.url}{BASE}/user_id:nobody/traits",
+        headers={
+            "Origin": "https://shop.example.com",
+            "Access-Control-Request-Method": "GET",
+        },
+        timeout=10,
+    )
+    assert not any(h.lower().startswith("access-control-") for h in preflight.headers)
