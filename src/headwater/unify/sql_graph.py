@@ -191,10 +191,7 @@ class SqlGraph:
         missing = list(dict.fromkeys(missing))
         for start in range(0, len(missing), CHUNK):
             chunk = missing[start : start + CHUNK]
-            for collection, type_, value, profile, seq in self._rows(
-                self._find_sql(len(chunk)),
-                (self.space_id, *(part for key in chunk for part in key)),
-            ):
+            for collection, type_, value, profile, seq in self._find(chunk):
                 key = (collection, type_, value)
                 found[key] = profile
                 self._remember(key, profile, (int(seq), collection))
@@ -377,15 +374,41 @@ class SqlGraph:
             cursor.close()
         return rows
 
-    def _find_sql(self, count: int) -> str:
-        # OR of equalities: each one an index probe on both databases (SQLite cannot take a
-        # list of row values on the right of IN, and plans a VALUES subquery as a scan).
-        terms = " OR ".join(["(i.collection = ? AND i.type = ? AND i.value = ?)"] * count)
-        return (
-            "SELECT i.collection, i.type, i.value, p.segment_id, p.seq "
-            "FROM unify_identities i JOIN unify_profiles p ON p.seq = i.profile "
-            f"WHERE i.space_id = ? AND ({terms})"
+    def _find(self, keys: Sequence[Key]) -> list[Any]:
+        """The rows of ``keys`` found: (collection, type, value, segment_id, seq)."""
+        select = (
+            "SELECT i.collection, i.type, i.value, p.segment_id, p.seq FROM unify_identities i "
         )
+        join = "JOIN unify_profiles p ON p.seq = i.profile"
+        if self._pg:
+            # One statement whatever the number of keys (prepared once): a nested loop of
+            # probes of the unique index.
+            return self._rows(
+                select + "JOIN unnest(?::text[], ?::text[], ?::text[]) AS k(c, t, v) "
+                "ON i.space_id = ? AND i.collection = k.c AND i.type = k.t AND i.value = k.v "
+                + join,
+                (
+                    [k[0] for k in keys],
+                    [k[1] for k in keys],
+                    [k[2] for k in keys],
+                    self.space_id,
+                ),
+            )
+        # SQLite: one IN list per (collection, type), each term a probe of the unique index
+        # (SQLite takes no row values on the right of IN, and plans a join to a VALUES list or
+        # json_each as a scan of the space's rows).
+        groups: dict[tuple[str, str], list[str]] = {}
+        for collection, type_, value in keys:
+            groups.setdefault((collection, type_), []).append(value)
+        terms: list[str] = []
+        params: list[Any] = []
+        for (collection, type_), values in groups.items():
+            terms.append(
+                "(i.space_id = ? AND i.collection = ? AND i.type = ? AND i.value IN "
+                f"({', '.join('?' * len(values))}))"
+            )
+            params += [self.space_id, collection, type_, *values]
+        return self._rows(select + join + " WHERE " + " OR ".join(terms), params)
 
     def _live(self, profile_id: str, local: _Local | None = None) -> tuple[int, str]:
         """A canonical profile's (seq, collection), else KeyError."""
@@ -396,6 +419,8 @@ class SqlGraph:
                 return local.live[profile_id]
         found = self._profiles.get(profile_id)
         if found is not None:
+            if local is not None:
+                local.live[profile_id] = found
             return found
         rows = self._rows(
             "SELECT seq, collection, canonical FROM unify_profiles "
