@@ -3,9 +3,11 @@ held to it by adding its factory to ``STORES``."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
+from sqlalchemy.engine import Engine
 
 from headwater.unify.graph import (
     AddIdentifier,
@@ -16,14 +18,31 @@ from headwater.unify.graph import (
     MergeProfiles,
 )
 from headwater.unify.memory import MemoryGraph
+from headwater.unify.sql_graph import SqlGraph
+from tests.support.graph_db import migrated_engine
 
-STORES: dict[str, Callable[[], GraphStore]] = {"memory": MemoryGraph}
+# name → the store on a migrated engine of that name (None: the store needs no database)
+STORES: dict[str, Callable[[Engine | None], GraphStore]] = {
+    "memory": lambda _engine: MemoryGraph(),
+    "sqlite": lambda engine: SqlGraph(_needed(engine), "spa_graph"),
+    "postgresql": lambda engine: SqlGraph(_needed(engine), "spa_graph"),
+}
 T0 = 1_700_000_000.0
 
 
+def _needed(engine: Engine | None) -> Engine:
+    assert engine is not None
+    return engine
+
+
 @pytest.fixture(params=sorted(STORES))
-def store(request: pytest.FixtureRequest) -> GraphStore:
-    return STORES[request.param]()
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[GraphStore]:
+    name = request.param
+    if name not in ("sqlite", "postgresql"):
+        yield STORES[name](None)
+        return
+    with migrated_engine(request, tmp_path, name) as engine:
+        yield STORES[name](engine)
 
 
 def _profile(store: GraphStore, pid: str, *ids: tuple[str, str], at: float = T0) -> None:

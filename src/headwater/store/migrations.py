@@ -147,6 +147,7 @@ MIGRATIONS: list[Migration] = [
     Migration(12, "source schema and schema controls", _create_tables),
     Migration(13, "unify spaces: sources, access tokens, profiles sync", _create_tables),
     Migration(14, "unify spaces' identity settings", _space_identity),
+    Migration(15, "unify identity graph", _create_tables),
     Migration(19, "unify: replays of newly connected sources", _space_source_replays),
 ]
 

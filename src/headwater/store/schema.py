@@ -635,3 +635,87 @@ space_profiles_sync = sa.Table(
     sa.Column("updated_at", sa.BigInteger, nullable=False),
     sa.Index("ix_space_profiles_sync_warehouse", "warehouse_id"),
 )
+
+# --- Unify: the identity graph (migration 15; see headwater.unify.sql_graph) -----------------
+
+# Every space's identity graph. Rows point at profiles by ``seq`` (an integer: smaller rows and
+# indexes than ``use_…`` ids, and creation order); the ``use_…`` id is on the profile row only.
+# ``canonical``: NULL while the profile is canonical, else the profile it was merged into (one
+# hop deep: a merge re-points what pointed at the merged profile).
+unify_profiles = sa.Table(
+    "unify_profiles",
+    metadata,
+    sa.Column("seq", BigId, primary_key=True, autoincrement=True),
+    sa.Column("space_id", sa.String(40), nullable=False),
+    sa.Column("segment_id", sa.String(40), nullable=False),  # use_…
+    sa.Column("collection", sa.String(20), nullable=False),  # users | accounts
+    sa.Column("canonical", sa.BigInteger, nullable=True),
+    sa.Column("created_at", sa.Double, nullable=False),  # the creating event's time
+    sa.Column("merges", sa.Integer, nullable=False, default=0),
+    sa.Column("mappings", sa.Integer, nullable=False, default=0),
+    sa.Column("source_id", sa.String(40), nullable=False),
+    sa.Column("message_id", sa.Text, nullable=False),
+    sa.UniqueConstraint("space_id", "segment_id", name="uq_unify_profiles_segment_id"),
+    # lineage (what was merged into a profile) and the canonical profiles in creation order
+    sa.Index("ix_unify_profiles_canonical", "space_id", "canonical", "collection", "seq"),
+)
+
+# Each identifier value is on one canonical profile; ``seq`` is the order the graph got them.
+unify_identities = sa.Table(
+    "unify_identities",
+    metadata,
+    sa.Column("seq", BigId, primary_key=True, autoincrement=True),
+    sa.Column("space_id", sa.String(40), nullable=False),
+    sa.Column("collection", sa.String(20), nullable=False),
+    sa.Column("type", sa.String(200), nullable=False),
+    sa.Column("value", sa.Text, nullable=False),
+    sa.Column("profile", sa.BigInteger, nullable=False),  # unify_profiles.seq
+    sa.Column("first_seen", sa.Double, nullable=False),
+    sa.Column("source_id", sa.String(40), nullable=False),
+    sa.Column("message_id", sa.Text, nullable=False),
+    sa.UniqueConstraint(
+        "space_id", "collection", "type", "value", name="uq_unify_identities_value"
+    ),
+    sa.Index("ix_unify_identities_profile", "profile", "type"),
+)
+
+# A user profile belongs to an account (group calls); ``seq`` is the order links were made.
+unify_links = sa.Table(
+    "unify_links",
+    metadata,
+    sa.Column("seq", BigId, primary_key=True, autoincrement=True),
+    sa.Column("user_profile", sa.BigInteger, nullable=False),
+    sa.Column("account_profile", sa.BigInteger, nullable=False),
+    sa.Column("at", sa.Double, nullable=False),
+    sa.Column("source_id", sa.String(40), nullable=False),
+    sa.Column("message_id", sa.Text, nullable=False),
+    sa.UniqueConstraint("user_profile", "account_profile", name="uq_unify_links"),
+    sa.Index("ix_unify_links_account", "account_profile"),
+)
+
+# The merge history, oldest first (Profiles Insights' success log, the Profile API's metadata,
+# Profiles Sync's id_graph_updates).
+unify_merges = sa.Table(
+    "unify_merges",
+    metadata,
+    sa.Column("seq", BigId, primary_key=True, autoincrement=True),
+    sa.Column("space_id", sa.String(40), nullable=False),
+    sa.Column("from_profile", sa.BigInteger, nullable=False),
+    sa.Column("into_profile", sa.BigInteger, nullable=False),
+    sa.Column("collection", sa.String(20), nullable=False),
+    sa.Column("at", sa.Double, nullable=False),
+    sa.Column("source_id", sa.String(40), nullable=False),
+    sa.Column("message_id", sa.Text, nullable=False),
+    sa.Column("event_type", sa.String(20), nullable=False),
+    sa.Index("ix_unify_merges_into", "into_profile"),
+)
+
+# The events applied to a space's graph (idempotence on messageId); pruned by ``applied_at``.
+unify_applied = sa.Table(
+    "unify_applied",
+    metadata,
+    sa.Column("space_id", sa.String(40), primary_key=True),
+    sa.Column("message_id", sa.Text, primary_key=True),
+    sa.Column("applied_at", sa.BigInteger, nullable=False),
+    sa.Index("ix_unify_applied_at", "space_id", "applied_at"),
+)

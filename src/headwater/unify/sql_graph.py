@@ -1,0 +1,642 @@
+"""``SqlGraph``: one space's identity graph on the state database (SQLite or PostgreSQL).
+
+Built for millions of profiles: a lookup by identifier is one probe of the unique index on
+(space, collection, type, value); ``find_many`` is one query; a merge updates the merged
+profile's rows through their indexes (never a scan); ``apply`` is one transaction.
+
+The pipeline stage (one owner per space, the only writer of its space's graph) resolves a batch
+of events in one transaction, ``with graph.batch(conn):``, after warming the cache with one
+``find_many`` of every identifier the batch carries and one ``applied_many`` of its
+``messageId``s: then an event of a known user costs no query at all, and the ``messageId``s
+applied are written in one statement when the batch ends. Outside a batch every call opens its
+own connection (Profile API reads, tests).
+
+The hot path runs its statements on the driver's cursor, not through SQLAlchemy's execution
+layer, whose per-statement cost (tens of µs) would be most of an event's budget.
+
+In-process cache: identifier → canonical profile and canonical profile → (seq, collection), kept
+right through merges (a merge re-points the moved identifiers it returns, and drops the merged
+profile), halved when over ``cache_size`` entries, and dropped whole when a batch's transaction
+rolls back (so nothing it added survives) and by ``forget()`` (ownership moved).
+"""
+
+from __future__ import annotations
+
+import time
+import weakref
+from collections.abc import Collection, Iterator, Sequence
+from contextlib import contextmanager
+from itertools import islice
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from headwater.store.database import is_sqlite, write_transaction
+from headwater.unify.graph import (
+    AddIdentifier,
+    Change,
+    CreateProfile,
+    LinkProfiles,
+    MergeProfiles,
+    ProfileRecord,
+    StoredIdentifier,
+)
+
+Key = tuple[str, str, str]  # (collection, type, value)
+
+CHUNK = 2000  # keys (or messageIds) per query: well under both databases' parameter limits
+
+
+class _Batch:
+    def __init__(self, conn: Connection, cursor: Any) -> None:
+        self.conn = conn
+        self.cursor = cursor
+        self.absent: set[Key] = set()  # keys the graph does not hold (this batch only)
+        self.applied: set[str] = set()  # messageIds known applied, the batch's included
+        self.new: set[str] = set()  # messageIds known not applied before the batch
+        self.pending: list[str] = []  # messageIds the batch applied, written at its end
+        self.failed = False
+
+
+class _Local:
+    """One ``apply``'s view of the profiles it touches, before the cache learns of them."""
+
+    def __init__(self) -> None:
+        self.live: dict[str, tuple[int, str]] = {}  # created or looked up: (seq, collection)
+        self.gone: set[str] = set()
+        self.index: list[tuple[Key, str]] = []
+
+
+class SqlGraph:
+    """A ``GraphStore`` for one space on ``engine`` (migrated)."""
+
+    def __init__(self, engine: Engine, space_id: str, *, cache_size: int = 500_000) -> None:
+        self._engine = engine
+        self.space_id = space_id
+        self._cache_size = cache_size
+        self._pg = not is_sqlite(engine)
+        self._index: dict[Key, str] = {}
+        self._profiles: dict[str, tuple[int, str]] = {}  # canonical only
+        self._batch: _Batch | None = None
+        self._dirty = False  # the cache holds what an uncommitted batch did
+        self._hooked: weakref.WeakSet[Connection] = weakref.WeakSet()
+        self._sql: dict[str, str] = {}
+
+    # --- transactions -------------------------------------------------------------------------
+
+    @contextmanager
+    def batch(self, conn: Connection) -> Iterator[None]:
+        """Run reads and applies on ``conn``'s open transaction, which the caller commits (or
+        rolls back: then the cache forgets everything, so nothing the batch added stays).
+
+        An ``apply`` that raises spoils the batch: its transaction must roll back."""
+        if self._batch is not None:
+            raise RuntimeError("a batch is already open")
+        if not conn.in_transaction():
+            raise ValueError("batch() needs a connection with an open transaction")
+        if conn not in self._hooked:
+            sa.event.listen(conn, "rollback", self._rolled_back)
+            sa.event.listen(conn, "commit", self._committed)
+            self._hooked.add(conn)
+        self._batch = batch = _Batch(conn, conn.connection.cursor())
+        self._dirty = True
+        try:
+            yield
+            if batch.failed:
+                raise RuntimeError("an apply failed in this batch: roll its transaction back")
+            if batch.pending:
+                now = int(time.time())
+                batch.cursor.executemany(
+                    self._q(
+                        "INSERT INTO unify_applied (space_id, message_id, applied_at) "
+                        "VALUES (?, ?, ?)"
+                    ),
+                    [(self.space_id, m, now) for m in batch.pending],
+                )
+        except BaseException:
+            self.forget()
+            raise
+        finally:
+            self._batch = None
+            batch.cursor.close()
+
+    def _rolled_back(self, _conn: Connection) -> None:
+        if self._dirty:
+            self.forget()
+            self._dirty = False
+
+    def _committed(self, _conn: Connection) -> None:
+        if self._batch is None:
+            self._dirty = False
+
+    def forget(self) -> None:
+        """Drop the in-process cache (a rolled-back batch, or ownership of the space moved)."""
+        self._index.clear()
+        self._profiles.clear()
+
+    # --- GraphStore ---------------------------------------------------------------------------
+
+    def applied(self, message_id: str) -> bool:
+        batch = self._batch
+        if batch is not None:
+            if message_id in batch.applied:
+                return True
+            if message_id in batch.new:
+                return False
+        rows = self._rows(
+            "SELECT 1 FROM unify_applied WHERE space_id = ? AND message_id = ?",
+            (self.space_id, message_id),
+        )
+        return bool(rows)
+
+    def applied_many(self, message_ids: Collection[str]) -> set[str]:
+        """The ``messageId``s of these that were applied: one query (per 2,000). In a batch,
+        ``applied`` answers for them without a query."""
+        ids = list(dict.fromkeys(message_ids))
+        found: set[str] = set()
+        for start in range(0, len(ids), CHUNK):
+            chunk = ids[start : start + CHUNK]
+            marks = ", ".join("?" * len(chunk))
+            found.update(
+                row[0]
+                for row in self._rows(
+                    "SELECT message_id FROM unify_applied "
+                    f"WHERE space_id = ? AND message_id IN ({marks})",
+                    (self.space_id, *chunk),
+                )
+            )
+        batch = self._batch
+        if batch is not None:
+            found.update(m for m in ids if m in batch.applied)
+            batch.applied.update(found)
+            batch.new.update(m for m in ids if m not in found)
+        return found
+
+    def find(self, collection: str, type_: str, value: str) -> str | None:
+        return self.find_many([(collection, type_, value)]).get((collection, type_, value))
+
+    def find_many(self, keys: Sequence[Key]) -> dict[Key, str]:
+        index, batch = self._index, self._batch
+        found: dict[Key, str] = {}
+        missing: list[Key] = []
+        for key in keys:
+            profile = index.get(key)
+            if profile is not None:
+                found[key] = profile
+            elif batch is None or key not in batch.absent:
+                missing.append(key)
+        if not missing:
+            return found
+        missing = list(dict.fromkeys(missing))
+        for start in range(0, len(missing), CHUNK):
+            chunk = missing[start : start + CHUNK]
+            for collection, type_, value, profile, seq in self._find(chunk):
+                key = (collection, type_, value)
+                found[key] = profile
+                self._remember(key, profile, (int(seq), collection))
+        if batch is not None:
+            batch.absent.update(key for key in missing if key not in found)
+        return found
+
+    def profile(self, profile_id: str) -> ProfileRecord:
+        rows = self._rows(
+            "SELECT seq, collection, created_at, merges, mappings, canonical "
+            "FROM unify_profiles WHERE space_id = ? AND segment_id = ?",
+            (self.space_id, profile_id),
+        )
+        if not rows:
+            raise KeyError(profile_id)
+        seq, collection, created_at, merges, mappings, canonical = rows[0]
+        if canonical is not None:
+            raise KeyError(f"{profile_id} was merged")
+        return ProfileRecord(
+            profile_id, collection, int(seq), float(created_at), int(merges), int(mappings)
+        )
+
+    def identifiers(
+        self, profile_id: str, types: Collection[str] | None = None
+    ) -> list[StoredIdentifier]:
+        seq, _ = self._live(profile_id)
+        sql = (
+            "SELECT type, value, first_seen, source_id, message_id FROM unify_identities "
+            "WHERE profile = ?"
+        )
+        params: tuple[Any, ...] = (seq,)
+        if types is not None:
+            if not types:
+                return []
+            wanted = sorted(types)
+            sql += f" AND type IN ({', '.join('?' * len(wanted))})"
+            params += tuple(wanted)
+        return [
+            StoredIdentifier(t, v, float(at), s, m)
+            for t, v, at, s, m in self._rows(sql + " ORDER BY seq", params)
+        ]
+
+    def linked(self, user_id: str, account_id: str) -> bool:
+        user, _ = self._live(user_id)
+        account, _ = self._live(account_id)
+        return bool(
+            self._rows(
+                "SELECT 1 FROM unify_links WHERE user_profile = ? AND account_profile = ?",
+                (user, account),
+            )
+        )
+
+    def canonical(self, profile_id: str) -> str | None:
+        if profile_id in self._profiles:
+            return profile_id
+        rows = self._rows(
+            "SELECT c.segment_id FROM unify_profiles p "
+            "LEFT JOIN unify_profiles c ON c.seq = p.canonical "
+            "WHERE p.space_id = ? AND p.segment_id = ?",
+            (self.space_id, profile_id),
+        )
+        if not rows:
+            return None
+        into: str | None = rows[0][0]
+        return into or profile_id
+
+    def links(self, profile_id: str) -> list[str]:
+        seq, collection = self._live(profile_id)
+        mine, other = (
+            ("user_profile", "account_profile")
+            if collection == "users"
+            else ("account_profile", "user_profile")
+        )
+        rows = self._rows(
+            f"SELECT p.segment_id FROM unify_links l JOIN unify_profiles p ON p.seq = l.{other} "
+            f"WHERE l.{mine} = ? ORDER BY l.seq",
+            (seq,),
+        )
+        return [row[0] for row in rows]
+
+    def apply(self, message_id: str, changes: Sequence[Change]) -> None:
+        batch = self._batch
+        if batch is not None:
+            if batch.failed:
+                raise RuntimeError("an apply failed in this batch: roll its transaction back")
+            try:
+                local = self._write(batch.cursor, changes)
+            except BaseException:
+                batch.failed = True
+                raise
+            self._learn(local)
+            if message_id:
+                batch.pending.append(message_id)
+                batch.applied.add(message_id)
+                for change in changes:
+                    if isinstance(change, AddIdentifier):
+                        batch.absent.discard((change.collection, change.type, change.value))
+            return
+        with write_transaction(self._engine) as conn:
+            cursor = conn.connection.cursor()
+            local = self._write(cursor, changes)
+            if message_id:
+                cursor.execute(
+                    self._q(
+                        "INSERT INTO unify_applied (space_id, message_id, applied_at) "
+                        "VALUES (?, ?, ?)"
+                    ),
+                    (self.space_id, message_id, int(time.time())),
+                )
+            cursor.close()
+        self._learn(local)
+
+    # --- beyond the protocol ------------------------------------------------------------------
+
+    def merge_history(self, profile_id: str) -> list[MergeProfiles]:
+        """The merges into a canonical profile, directly or into profiles since merged into
+        it, oldest first."""
+        seq, _ = self._live(profile_id)
+        rows = self._rows(
+            "SELECT f.segment_id, i.segment_id, m.collection, m.at, m.source_id, m.message_id, "
+            "m.event_type FROM unify_merges m "
+            "JOIN unify_profiles f ON f.seq = m.from_profile "
+            "JOIN unify_profiles i ON i.seq = m.into_profile "
+            "WHERE m.into_profile = ? OR m.into_profile IN "
+            "(SELECT seq FROM unify_profiles WHERE space_id = ? AND canonical = ?) "
+            "ORDER BY m.seq",
+            (seq, self.space_id, seq),
+        )
+        return [MergeProfiles(f, i, c, float(at), s, m, e) for f, i, c, at, s, m, e in rows]
+
+    def profiles(self, collection: str, after: str | None = None, limit: int = 100) -> list[str]:
+        """Canonical profiles of ``collection`` in creation order, from the one after
+        ``after`` (a profile id, the previous page's last), at most ``limit``."""
+        sql = (
+            "SELECT segment_id FROM unify_profiles "
+            "WHERE space_id = ? AND canonical IS NULL AND collection = ?"
+        )
+        params: tuple[Any, ...] = (self.space_id, collection)
+        if after is not None:
+            sql += (
+                " AND seq > (SELECT seq FROM unify_profiles WHERE space_id = ? AND segment_id = ?)"
+            )
+            params += (self.space_id, after)
+        return [row[0] for row in self._rows(sql + " ORDER BY seq LIMIT ?", (*params, limit))]
+
+    def prune(self, before: float) -> int:
+        """Forget the ``messageId``s applied before ``before`` (seconds since 1970), which
+        bounds ``unify_applied``: an event replayed after that resolves again, and finds its
+        identifiers where it put them (no change). The number forgotten."""
+        with write_transaction(self._engine) as conn:
+            cursor = conn.connection.cursor()
+            cursor.execute(
+                self._q("DELETE FROM unify_applied WHERE space_id = ? AND applied_at < ?"),
+                (self.space_id, int(before)),
+            )
+            count = int(cursor.rowcount)
+            cursor.close()
+        return count
+
+    # --- reads --------------------------------------------------------------------------------
+
+    def _q(self, sql: str) -> str:
+        """``sql`` in the driver's parameter style (written with ``?``)."""
+        if not self._pg:
+            return sql
+        found = self._sql.get(sql)
+        if found is None:
+            found = self._sql[sql] = sql.replace("?", "%s")
+        return found
+
+    def _rows(self, sql: str, params: Sequence[Any]) -> list[Any]:
+        batch = self._batch
+        if batch is not None:
+            batch.cursor.execute(self._q(sql), params)
+            return list(batch.cursor.fetchall())
+        with self._engine.connect() as conn:
+            cursor = conn.connection.cursor()
+            cursor.execute(self._q(sql), params)
+            rows = list(cursor.fetchall())
+            cursor.close()
+        return rows
+
+    def _find(self, keys: Sequence[Key]) -> list[Any]:
+        """The rows of ``keys`` found: (collection, type, value, segment_id, seq)."""
+        select = (
+            "SELECT i.collection, i.type, i.value, p.segment_id, p.seq FROM unify_identities i "
+        )
+        join = "JOIN unify_profiles p ON p.seq = i.profile"
+        if self._pg:
+            # One statement whatever the number of keys (prepared once): a nested loop of
+            # probes of the unique index.
+            return self._rows(
+                select + "JOIN unnest(?::text[], ?::text[], ?::text[]) AS k(c, t, v) "
+                "ON i.space_id = ? AND i.collection = k.c AND i.type = k.t AND i.value = k.v "
+                + join,
+                (
+                    [k[0] for k in keys],
+                    [k[1] for k in keys],
+                    [k[2] for k in keys],
+                    self.space_id,
+                ),
+            )
+        # SQLite: one IN list per (collection, type), each term a probe of the unique index
+        # (SQLite takes no row values on the right of IN, and plans a join to a VALUES list or
+        # json_each as a scan of the space's rows).
+        groups: dict[tuple[str, str], list[str]] = {}
+        for collection, type_, value in keys:
+            groups.setdefault((collection, type_), []).append(value)
+        terms: list[str] = []
+        params: list[Any] = []
+        for (collection, type_), values in groups.items():
+            terms.append(
+                "(i.space_id = ? AND i.collection = ? AND i.type = ? AND i.value IN "
+                f"({', '.join('?' * len(values))}))"
+            )
+            params += [self.space_id, collection, type_, *values]
+        return self._rows(select + join + " WHERE " + " OR ".join(terms), params)
+
+    def _live(self, profile_id: str, local: _Local | None = None) -> tuple[int, str]:
+        """A canonical profile's (seq, collection), else KeyError."""
+        if local is not None:
+            if profile_id in local.gone:
+                raise KeyError(f"{profile_id} was merged")
+            if profile_id in local.live:
+                return local.live[profile_id]
+        found = self._profiles.get(profile_id)
+        if found is not None:
+            if local is not None:
+                local.live[profile_id] = found
+            return found
+        rows = self._rows(
+            "SELECT seq, collection, canonical FROM unify_profiles "
+            "WHERE space_id = ? AND segment_id = ?",
+            (self.space_id, profile_id),
+        )
+        if not rows or rows[0][2] is not None:
+            raise KeyError(f"no canonical profile {profile_id}")
+        found = (int(rows[0][0]), str(rows[0][1]))
+        if local is not None:
+            local.live[profile_id] = found
+        else:
+            self._remember_profile(profile_id, found)
+        return found
+
+    # --- the cache ----------------------------------------------------------------------------
+
+    def _remember(self, key: Key, profile_id: str, profile: tuple[int, str]) -> None:
+        index = self._index
+        if len(index) >= self._cache_size:
+            _halve(index)
+        index[key] = profile_id
+        self._remember_profile(profile_id, profile)
+
+    def _remember_profile(self, profile_id: str, profile: tuple[int, str]) -> None:
+        profiles = self._profiles
+        if len(profiles) >= self._cache_size:
+            _halve(profiles)
+        profiles[profile_id] = profile
+
+    def _learn(self, local: _Local) -> None:
+        """What one applied event changed, into the cache."""
+        for gone in local.gone:
+            self._profiles.pop(gone, None)
+        for profile_id, profile in local.live.items():
+            if profile_id not in local.gone:
+                self._remember_profile(profile_id, profile)
+        for key, profile_id in local.index:
+            if profile_id in local.live and profile_id not in local.gone:
+                self._remember(key, profile_id, local.live[profile_id])
+            else:
+                self._index.pop(key, None)
+
+    # --- writes -------------------------------------------------------------------------------
+
+    def _write(self, cursor: Any, changes: Sequence[Change]) -> _Local:
+        local = _Local()
+        q = self._q
+        # A created profile starts with the identifiers this event adds to it; any other
+        # profile's count grows in one update each, before it merges and at the end.
+        adds: dict[str, int] = {}
+        for change in changes:
+            if isinstance(change, AddIdentifier):
+                adds[change.profile_id] = adds.get(change.profile_id, 0) + 1
+        created: set[str] = set()
+        grow: dict[int, int] = {}
+
+        def flush(*seqs: int) -> None:
+            for seq in seqs:
+                count = grow.pop(seq, 0)
+                if count:
+                    cursor.execute(
+                        q("UPDATE unify_profiles SET mappings = mappings + ? WHERE seq = ?"),
+                        (count, seq),
+                    )
+
+        for change in changes:
+            if isinstance(change, CreateProfile):
+                if change.profile_id in local.live or change.profile_id in self._profiles:
+                    raise ValueError(f"profile {change.profile_id} exists")
+                cursor.execute(
+                    q(
+                        "INSERT INTO unify_profiles (space_id, segment_id, collection, "
+                        "canonical, created_at, merges, mappings, source_id, message_id) "
+                        "VALUES (?, ?, ?, NULL, ?, 0, ?, ?, ?) RETURNING seq"
+                    ),
+                    (
+                        self.space_id,
+                        change.profile_id,
+                        change.collection,
+                        change.at,
+                        adds.get(change.profile_id, 0),
+                        change.source_id,
+                        change.message_id,
+                    ),
+                )
+                local.live[change.profile_id] = (int(cursor.fetchone()[0]), change.collection)
+                created.add(change.profile_id)
+            elif isinstance(change, AddIdentifier):
+                seq, collection = self._live(change.profile_id, local)
+                if collection != change.collection:
+                    raise ValueError(
+                        f"{change.type}:{change.value} does not belong on a profile of {collection}"
+                    )
+                cursor.execute(
+                    q(
+                        "INSERT INTO unify_identities (space_id, collection, type, value, "
+                        "profile, first_seen, source_id, message_id) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                    ),
+                    (
+                        self.space_id,
+                        change.collection,
+                        change.type,
+                        change.value,
+                        seq,
+                        change.at,
+                        change.source_id,
+                        change.message_id,
+                    ),
+                )
+                local.index.append(
+                    ((change.collection, change.type, change.value), change.profile_id)
+                )
+                if change.profile_id not in created:
+                    grow[seq] = grow.get(seq, 0) + 1
+            elif isinstance(change, MergeProfiles):
+                self._merge(cursor, change, local, flush)
+            else:
+                self._link(cursor, change, local)
+        flush(*list(grow))
+        return local
+
+    def _merge(self, cursor: Any, change: MergeProfiles, local: _Local, flush: Any) -> None:
+        q = self._q
+        if change.from_id == change.into_id:
+            raise ValueError(f"cannot merge {change.from_id} into itself")
+        gone, kind = self._live(change.from_id, local)
+        into, into_kind = self._live(change.into_id, local)
+        if kind != into_kind or kind != change.collection:
+            raise ValueError(f"cannot merge {change.from_id} into {change.into_id}")
+        flush(gone, into)
+        # The identifiers move; the ones the cache holds follow them.
+        cursor.execute(
+            q(
+                "UPDATE unify_identities SET profile = ? WHERE profile = ? "
+                "RETURNING collection, type, value"
+            ),
+            (into, gone),
+        )
+        local.index.extend(((c, t, v), change.into_id) for c, t, v in cursor.fetchall())
+        cursor.execute(
+            q(
+                "UPDATE unify_profiles SET merges = merges + "
+                "(SELECT merges + 1 FROM unify_profiles WHERE seq = ?), mappings = mappings + "
+                "(SELECT mappings FROM unify_profiles WHERE seq = ?) WHERE seq = ?"
+            ),
+            (gone, gone, into),
+        )
+        # Lineage stays one hop deep: what pointed at the merged profile points at the
+        # survivor.
+        cursor.execute(
+            q("UPDATE unify_profiles SET canonical = ? WHERE space_id = ? AND canonical = ?"),
+            (into, self.space_id, gone),
+        )
+        cursor.execute(
+            q("UPDATE unify_profiles SET canonical = ?, mappings = 0 WHERE seq = ?"),
+            (into, gone),
+        )
+        # Links move to the survivor, made again now (so last in order), unless it has them.
+        mine, other = (
+            ("user_profile", "account_profile")
+            if kind == "users"
+            else ("account_profile", "user_profile")
+        )
+        cursor.execute(
+            q(
+                f"DELETE FROM unify_links WHERE {mine} = ? RETURNING seq, {other}, at, source_id, "
+                "message_id"
+            ),
+            (gone,),
+        )
+        moved = sorted(cursor.fetchall())
+        if moved:
+            cursor.executemany(
+                q(
+                    f"INSERT INTO unify_links ({mine}, {other}, at, source_id, message_id) "
+                    "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+                ),
+                [(into, o, at, s, m) for _, o, at, s, m in moved],
+            )
+        cursor.execute(
+            q(
+                "INSERT INTO unify_merges (space_id, from_profile, into_profile, collection, at, "
+                "source_id, message_id, event_type) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+            ),
+            (
+                self.space_id,
+                gone,
+                into,
+                change.collection,
+                change.at,
+                change.source_id,
+                change.message_id,
+                change.event_type,
+            ),
+        )
+        local.gone.add(change.from_id)
+        local.live[change.into_id] = (into, kind)
+
+    def _link(self, cursor: Any, change: LinkProfiles, local: _Local) -> None:
+        user, user_kind = self._live(change.user_id, local)
+        account, account_kind = self._live(change.account_id, local)
+        if (user_kind, account_kind) != ("users", "accounts"):
+            raise ValueError(f"cannot link {change.user_id} to {change.account_id}")
+        cursor.execute(
+            self._q(
+                "INSERT INTO unify_links (user_profile, account_profile, at, source_id, "
+                "message_id) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+            ),
+            (user, account, change.at, change.source_id, change.message_id),
+        )
+
+
+def _halve(cache: dict[Any, Any]) -> None:
+    """Drop the older half of a cache (dicts keep insertion order): bounded, and cheaper per
+    hit than an LRU's reordering."""
+    for key in list(islice(cache, len(cache) // 2)):
+        del cache[key]
