@@ -4,6 +4,7 @@ timeline, metadata, merges and the 14-day retention, from events resolved by the
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -214,6 +215,6 @@ def test_traits_page_in_byte_order(engine: Engine) -> None:
     assert data.traits("use_a", trait_class="audience") == {}
 
 
-def _identify(message_id: str, second: int, traits: dict[str, object]) -> dict[str, object]:
+def _identify(message_id: str, second: int, traits: dict[str, Any]) -> dict[str, Any]:
     at = datetime.fromtimestamp(START + second, UTC).isoformat()
     return {"type": "identify", "messageId": message_id, "timestamp": at, "traits": traits}
