@@ -12,16 +12,23 @@ from headwater.store.database import write_transaction
 from headwater.unify.graph import MergeProfiles
 from headwater.unify.profiles import ProfileData
 from headwater.unify.resolution import Resolution
+from headwater.unify.settings import IdentitySettings
 from tests.support.unify import START, Space
 
 
 class ProfileSpace(Space):
     """``send`` resolves an event and records it; ``changed`` holds what each call changed."""
 
-    def __init__(self, engine: Engine, space_id: str = "spa_test", now: float = START) -> None:
-        super().__init__()
+    def __init__(
+        self,
+        engine: Engine,
+        space_id: str = "spa_test",
+        now: float = START,
+        settings: IdentitySettings | None = None,
+    ) -> None:
+        super().__init__(settings)
         self.now = now  # the data's clock: what "the last 14 days" counts from
-        self.data = ProfileData(engine, space_id, clock=lambda: self.now)
+        self.data = ProfileData(engine, space_id, settings, clock=lambda: self.now)
         self.engine = engine
         self.changed: dict[str, dict[str, Any]] = {}
 
