@@ -2,7 +2,8 @@
 
 ``headwater serve`` runs every role here (Tracking API, REST API, log consumers) on one state
 database. Each role is a separate object; this module only builds them and routes requests:
-``/v1/*`` to the Tracking API, ``/health``, ``/ready`` and ``/metrics`` here, the rest to the
+``/v1/spaces/*`` and ``/v1/namespaces/*`` to the Profile API, the rest of ``/v1/*`` to the
+Tracking API, ``/health``, ``/ready`` and ``/metrics`` here, the rest to the
 REST API.
 """
 
@@ -74,6 +75,12 @@ from headwater.store.positions import StagePositions
 from headwater.store.workspace import WorkspaceStore
 from headwater.unify.stage import GROUP as UNIFY_GROUP
 from headwater.unify.stage import IdentityStage
+from headwater.unify.graph import GraphStore
+from headwater.unify.memory import MemoryGraph
+from headwater.unify.profile_api import PREFIXES as PROFILE_API_PREFIXES
+from headwater.unify.profile_api import ProfileAPI
+from headwater.unify.profiles import prune_events
+from headwater.unify.spaces import SpaceInfo, SpaceStore
 from headwater.warehouse.scheduler import WarehouseScheduler
 from headwater.warehouse.store import WarehouseStore
 
@@ -142,6 +149,14 @@ class Server:
                 tester_router,
             ],
             archive_dir=self.settings.archive_dir,
+        )
+        # The Profile API (Segment's shapes, apart from the REST API), in the api process.
+        self._graphs: dict[str, GraphStore] = {}
+        self.profile_api = ProfileAPI(
+            SpaceStore(self.store),
+            self.engine,
+            self._graph_of,
+            requests_per_second=self.settings.profile_api_requests_per_second,
         )
         self.archive = Archive(self.settings.archive_dir)
         owner = f"{os.uname().nodename}:{os.getpid()}"
@@ -265,6 +280,12 @@ class Server:
         found = self.protocols.sources().get(source_id)
         return found.plan if found is not None else None
 
+    def _graph_of(self, space: SpaceInfo) -> GraphStore:
+        """A space's identity graph, as the Profile API reads it."""
+        # TODO(issue 14): the SQL graph (SqlGraph) once it is on main; until then an empty
+        # graph, so every lookup answers 404.
+        return self._graphs.setdefault(space.id, MemoryGraph())
+
     def maintain(self) -> None:
         """Forget old dedup keys, counters and latencies, blocked events, violations and MTU
         months past retention; purge the archive past retention."""
@@ -282,6 +303,7 @@ class Server:
         CounterStore(self.engine).expire(oldest_minute)
         self.delivery.queue.expire_latencies(oldest_minute)
         SchemaStore(self.engine).expire(before_hour=hour - SCHEMA_RETENTION_HOURS)
+        prune_events(self.engine, now)  # profile timelines keep 14 days
 
     async def _maintenance_loop(self) -> None:
         while True:
@@ -305,7 +327,9 @@ class Server:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             path: str = scope["path"]
-            if path.startswith("/v1/"):
+            if path.startswith(PROFILE_API_PREFIXES):
+                await self.profile_api(scope, receive, send)
+            elif path.startswith("/v1/"):
                 if self.settings.run_ingest:
                     await self.tracking(scope, receive, send)
                 else:

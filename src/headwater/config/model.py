@@ -565,6 +565,7 @@ class ServerConfig(_Section):
     archive_retention_days: StrictInt = Field(default=90, ge=1)
     dedup_window_hours: StrictInt = Field(default=48, ge=1)
     rate_limit_events_per_second: StrictInt | None = Field(default=None, ge=1)
+    profile_api_requests_per_second: StrictInt = Field(default=100, ge=1)
     header_timeout_seconds: StrictInt | StrictFloat = Field(default=10.0, gt=0, le=3600)
     body_timeout_seconds: StrictInt | StrictFloat = Field(default=60.0, gt=0, le=3600)
     max_connections: StrictInt | None = Field(default=None, ge=1)

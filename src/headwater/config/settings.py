@@ -26,6 +26,8 @@ class ServerSettings:
     dedup_window_hours: int = 48
     # AC-021: a per-workspace ingest rate limit in events/second; None means off.
     rate_limit_events_per_second: int | None = None
+    # The Profile API's rate limit per space (Segment: 100 requests/s, then 429).
+    profile_api_requests_per_second: int = 100
     # Slow clients: a request's headers, then its body, must arrive within these; None for
     # max_connections derives the cap from the open-file limit (headwater.connections).
     header_timeout_seconds: float = 10.0

@@ -719,3 +719,59 @@ unify_applied = sa.Table(
     sa.Column("applied_at", sa.BigInteger, nullable=False),
     sa.Index("ix_unify_applied_at", "space_id", "applied_at"),
 )
+
+# --- Unify: profile traits, events and metadata (migration 16; see headwater.unify.profiles) ---
+
+# Trait keys sort byte-wise (the Profile API pages traits by key, §21 #17): PostgreSQL's "C"
+# collation, SQLite's default BINARY.
+TraitKey = sa.Text().with_variant(sa.Text(collation="C"), "postgresql")
+
+# One row per (profile, trait): the latest value and where and when it came from. A removed
+# trait (``null``) stays as a row with ``present`` false, so an older event arriving later
+# cannot bring it back (per-trait ``updated_at``, §21 #4). ``updated_at``: the event's time in
+# microseconds since 1970. ``trait_class``: custom, computed_trait or audience.
+unify_profile_traits = sa.Table(
+    "unify_profile_traits",
+    metadata,
+    sa.Column("space_id", sa.String(40), primary_key=True),
+    sa.Column("profile_id", sa.String(40), primary_key=True),
+    sa.Column("key", TraitKey, primary_key=True),
+    sa.Column("value", sa.JSON(none_as_null=True), nullable=True),
+    sa.Column("present", sa.Boolean, nullable=False),
+    sa.Column("trait_class", sa.String(20), nullable=False, default="custom"),
+    sa.Column("source_id", sa.String(100), nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+)
+
+# A profile's timeline: Track, Page ("Page Viewed") and Screen ("Screen Viewed") events, kept
+# 14 days by the event's timestamp. ``at_ns``: the event's time in nanoseconds since 1970 (the
+# Profile API's events cursor is "<unix_nanos>::<message_id>").
+unify_profile_events = sa.Table(
+    "unify_profile_events",
+    metadata,
+    sa.Column("space_id", sa.String(40), nullable=False),
+    sa.Column("profile_id", sa.String(40), nullable=False),
+    sa.Column("at_ns", sa.BigInteger, nullable=False),
+    sa.Column("message_id", sa.String(200), nullable=False),
+    sa.Column("event", sa.Text, nullable=False),
+    sa.Column("body", sa.JSON, nullable=False),
+    sa.PrimaryKeyConstraint("space_id", "profile_id", "message_id", name="pk_unify_profile_events"),
+    sa.Index("ix_unify_profile_events_time", "space_id", "profile_id", "at_ns", "message_id"),
+    sa.Index("ix_unify_profile_events_prune", "at_ns"),
+)
+
+# One row per profile that has data: first and last events (by the events' times) and its
+# collection; the Profile API's /metadata and the list route read it.
+unify_profile_metadata = sa.Table(
+    "unify_profile_metadata",
+    metadata,
+    sa.Column("space_id", sa.String(40), primary_key=True),
+    sa.Column("profile_id", sa.String(40), primary_key=True),
+    sa.Column("collection", sa.String(20), nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),  # microseconds since 1970
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+    sa.Column("first_message_id", sa.String(200), nullable=False),
+    sa.Column("first_source_id", sa.String(100), nullable=False),
+    sa.Column("last_message_id", sa.String(200), nullable=False),
+    sa.Column("last_source_id", sa.String(100), nullable=False),
+)

@@ -1,0 +1,230 @@
+"""The Profile API's ``/traits`` latency at a steady request rate over a large space.
+
+    python bench/profile_api.py [--profiles 1000000] [--traits 10] [--rate 500] [--seconds 30]
+                                [--graph memory|sql] [--database URL]
+
+Preloads ``--profiles`` user profiles (``user_id:user-<n>``) with ``--traits`` custom traits each
+straight into the profile tables (bulk inserts) and into the identity graph, then serves the
+Profile API with uvicorn in a forked process (its rate limit raised above ``--rate``) and sends
+``GET …/profiles/user_id:user-<random>/traits`` open-loop at ``--rate`` requests/s over
+keep-alive connections. A request's latency runs from the moment it was due, so a stall shows
+in the tail instead of slowing the sender down. The first 2 s are warm-up and not counted.
+
+``--graph memory`` reads the graph from a ``MemoryGraph`` built in the parent before the fork;
+``--graph sql`` is for the SQL identity graph (``SqlGraph``), which is not on main yet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import multiprocessing
+import random
+import shutil
+import socket
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+
+import aiohttp  # noqa: E402
+import uvicorn  # noqa: E402
+
+from headwater.store import schema  # noqa: E402
+from headwater.store.database import database_url, open_engine, write_transaction  # noqa: E402
+from headwater.store.migrations import migrate  # noqa: E402
+from headwater.store.workspace import WorkspaceStore  # noqa: E402
+from headwater.unify.graph import AddIdentifier, CreateProfile, GraphStore  # noqa: E402
+from headwater.unify.memory import MemoryGraph  # noqa: E402
+from headwater.unify.profile_api import ProfileAPI  # noqa: E402
+from headwater.unify.profile_ids import base62  # noqa: E402
+from headwater.unify.spaces import SpaceStore  # noqa: E402
+
+TOKEN = "bench-profile-token-0123456789"
+WARMUP = 2.0
+CHUNK = 50_000
+AT = 1_760_000_000.0
+
+
+def profile_id(n: int) -> str:
+    return "use_" + base62(n + 1)
+
+
+def preload(url: str, profiles: int, traits: int) -> str:
+    """The space's id, once its profiles are in the profile tables."""
+    engine = open_engine(url)
+    migrate(engine)
+    workspace = WorkspaceStore(engine)
+    workspace.ensure_workspace("bench")
+    spaces = SpaceStore(workspace)
+    space_id = spaces.create("bench").id
+    spaces.create_access_token("bench", "bench", TOKEN)
+    updated = int(AT * 1_000_000)
+    for start in range(0, profiles, CHUNK):
+        ids = [(n, profile_id(n)) for n in range(start, min(start + CHUNK, profiles))]
+        with write_transaction(engine) as conn:
+            conn.execute(
+                schema.unify_profile_traits.insert(),
+                [
+                    {
+                        "space_id": space_id,
+                        "profile_id": p,
+                        "key": f"trait_{k:02d}",
+                        "value": f"value {n} {k}",
+                        "present": True,
+                        "trait_class": "custom",
+                        "source_id": "src",
+                        "updated_at": updated,
+                    }
+                    for n, p in ids
+                    for k in range(traits)
+                ],
+            )
+            conn.execute(
+                schema.unify_profile_metadata.insert(),
+                [
+                    {
+                        "space_id": space_id,
+                        "profile_id": p,
+                        "collection": "users",
+                        "created_at": updated,
+                        "updated_at": updated,
+                        "first_message_id": f"m-{n}",
+                        "first_source_id": "src",
+                        "last_message_id": f"m-{n}",
+                        "last_source_id": "src",
+                    }
+                    for n, p in ids
+                ],
+            )
+    engine.dispose()
+    return space_id
+
+
+def memory_graph(profiles: int) -> MemoryGraph:
+    graph = MemoryGraph()
+    for n in range(profiles):
+        p = profile_id(n)
+        graph.apply(
+            "",
+            [
+                CreateProfile(p, "users", AT, "src", f"m-{n}"),
+                AddIdentifier(p, "users", "user_id", f"user-{n}", AT, "src", f"m-{n}"),
+            ],
+        )
+    return graph
+
+
+def serve(url: str, graph: GraphStore, port: int, rate: int) -> None:
+    """The forked server: the Profile API alone on uvicorn."""
+    engine = open_engine(url, pool_size=8)
+    app = ProfileAPI(
+        SpaceStore(WorkspaceStore(engine)), engine, lambda _space: graph, requests_per_second=rate
+    )
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+async def load(
+    port: int, space_id: str, profiles: int, rate: int, seconds: float
+) -> tuple[list[float], int, int]:
+    """(latencies counted in seconds, non-200 answers, requests sent)."""
+    auth = "Basic " + base64.b64encode(f"{TOKEN}:".encode()).decode()
+    base = f"http://127.0.0.1:{port}/v1/spaces/{space_id}/collections/users/profiles"
+    rng = random.Random(7)
+    latencies: list[float] = []
+    failures = 0
+    connector = aiohttp.TCPConnector(limit=64)
+    async with aiohttp.ClientSession(connector=connector, headers={"Authorization": auth}) as http:
+
+        async def one(due: float, counted: bool) -> None:
+            nonlocal failures
+            user = rng.randrange(profiles)
+            async with http.get(f"{base}/user_id:user-{user}/traits") as response:
+                await response.read()
+                if response.status != 200:
+                    failures += 1
+            if counted:
+                latencies.append(time.perf_counter() - due)
+
+        total = int((seconds + WARMUP) * rate)
+        tasks = []
+        start = time.perf_counter() + 0.1
+        for i in range(total):
+            due = start + i / rate
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(due, i >= WARMUP * rate)))
+        await asyncio.gather(*tasks)
+    return latencies, failures, total
+
+
+def percentile(sorted_values: list[float], p: float) -> float:
+    return sorted_values[min(len(sorted_values) - 1, int(p / 100 * len(sorted_values)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profiles", type=int, default=1_000_000)
+    parser.add_argument("--traits", type=int, default=10)
+    parser.add_argument("--rate", type=int, default=500)
+    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--graph", choices=("memory", "sql"), default="memory")
+    parser.add_argument("--database", help="a PostgreSQL URL (default: SQLite in a temp dir)")
+    parser.add_argument("--port", type=int, default=18_431)
+    args = parser.parse_args()
+    if args.graph == "sql":
+        # TODO(issue 14): build the graph with SqlGraph's bulk load once it is on main.
+        raise SystemExit("--graph sql: the SQL identity graph (SqlGraph) is not on main yet")
+
+    data_dir = Path(tempfile.mkdtemp(prefix="hw-profile-api-"))
+    try:
+        url = database_url(data_dir, args.database)
+        began = time.perf_counter()
+        space_id = preload(url, args.profiles, args.traits)
+        loaded = time.perf_counter()
+        graph = memory_graph(args.profiles)
+        built = time.perf_counter()
+        print(
+            f"preloaded {args.profiles:,} profiles x {args.traits} traits in "
+            f"{loaded - began:.1f} s; graph built in {built - loaded:.1f} s"
+        )
+        server = multiprocessing.get_context("fork").Process(
+            target=serve, args=(url, graph, args.port, args.rate * 4), daemon=True
+        )
+        server.start()
+        del graph
+        _wait_for_port(args.port)
+        latencies, failures, sent = asyncio.run(
+            load(args.port, space_id, args.profiles, args.rate, args.seconds)
+        )
+        server.terminate()
+        server.join(10)
+        latencies.sort()
+        ms = [1000 * percentile(latencies, p) for p in (50, 95, 99)]
+        print(
+            f"/traits at {args.rate} req/s for {args.seconds:.0f} s ({sent} sent, "
+            f"{failures} not 200): p50 {ms[0]:.2f} ms, p95 {ms[1]:.2f} ms, p99 {ms[2]:.2f} ms, "
+            f"max {1000 * latencies[-1]:.2f} ms"
+        )
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def _wait_for_port(port: int, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.5).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit("the server did not start")
+
+
+if __name__ == "__main__":
+    main()
