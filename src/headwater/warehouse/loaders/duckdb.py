@@ -232,10 +232,11 @@ class DuckDBLoader(Loader):
                 return []
             conn.register(_KEYS, pa.table({"k": pa.array(list(values), pa.string())}))
             try:
-                data = conn.execute(
+                relation = conn.sql(
                     f"SELECT * FROM {quote(schema_name)}.{quote(table_name)} "
                     f"WHERE {quote(_name(column))} IN (SELECT k FROM {_KEYS})"
-                ).to_arrow_table()
+                )
+                data = relation.to_arrow_table() if relation is not None else None
             except duckdb.Error as exc:
                 raise WarehouseError(str(exc)) from exc
             finally:
@@ -260,17 +261,19 @@ class DuckDBLoader(Loader):
                 return LoadResult(0, batch.notices if batch else [])
             if batch is not None and batch.data.num_rows:
                 _ensure_table(conn, schema_name, target, batch, existing)
-            ids = batch.data["id"] if batch is not None else pa.array([], pa.string())
-            conn.register(_KEYS, pa.table({"k": pa.array(list(keys), pa.string())}))
-            conn.register(_IDS, pa.table({"k": ids}))
-            try:
-                conn.execute(
-                    f"DELETE FROM {target} WHERE {quote(_name(key))} IN (SELECT k FROM {_KEYS}) "
-                    f'OR "id" IN (SELECT k FROM {_IDS})'
-                )
-            finally:
-                conn.unregister(_KEYS)
-                conn.unregister(_IDS)
+            if existing:
+                ids = batch.data["id"] if batch is not None else pa.array([], pa.string())
+                where = [f'"id" IN (SELECT k FROM {_IDS})'] if len(ids) else []
+                if keys:
+                    where.append(f"{quote(_name(key))} IN (SELECT k FROM {_KEYS})")
+                conn.register(_KEYS, pa.table({"k": pa.array(list(keys), pa.string())}))
+                conn.register(_IDS, pa.table({"k": ids}))
+                try:
+                    if where:
+                        conn.execute(f"DELETE FROM {target} WHERE {' OR '.join(where)}")
+                finally:
+                    conn.unregister(_KEYS)
+                    conn.unregister(_IDS)
             inserted = 0
             if batch is not None and batch.data.num_rows:
                 columns = ", ".join(quote(c) for c in batch.columns)
@@ -298,9 +301,11 @@ class DuckDBLoader(Loader):
             conn.execute(f"DROP VIEW IF EXISTS {quote(schema_name)}.{quote(_name(name))}")
             conn.execute(f"CREATE VIEW {quote(schema_name)}.{quote(_name(name))} AS {select}")
             conn.commit()
-        except BaseException:
+        except BaseException as exc:
             with suppress(duckdb.Error):
                 conn.rollback()
+            if isinstance(exc, duckdb.Error):
+                raise WarehouseError(f"view {schema_name}.{name}: {exc}") from exc
             raise
 
 

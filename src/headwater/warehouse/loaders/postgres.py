@@ -241,12 +241,19 @@ class PostgresLoader(Loader):
                 _copy(cursor, target, batch)
                 return LoadResult(batch.data.num_rows, notices)
             ids = batch.data["id"].to_pylist() if batch is not None else []
-            cursor.execute(
-                sql.SQL('DELETE FROM {} WHERE {} = ANY(%s) OR "id" = ANY(%s)').format(
-                    target, sql.Identifier(_name(key))
-                ),
-                [list(keys), ids],
-            )
+            where: list[sql.Composable] = []
+            params: list[list[Any]] = []
+            if ids:
+                where.append(sql.SQL('"id" = ANY(%s)'))
+                params.append(ids)
+            if keys:
+                where.append(sql.SQL("{} = ANY(%s)").format(sql.Identifier(_name(key))))
+                params.append(list(keys))
+            if where:
+                cursor.execute(
+                    sql.SQL("DELETE FROM {} WHERE {}").format(target, sql.SQL(" OR ").join(where)),
+                    params,
+                )
             if batch is None or not filled:
                 return LoadResult(0, notices)
             for column in batch.new_columns:
@@ -262,14 +269,17 @@ class PostgresLoader(Loader):
         conn = self._connection()
         schema_name = _name(schema)
         view = sql.Identifier(schema_name, _name(name))
-        with conn.transaction(), conn.cursor() as cursor:
-            cursor.execute(
-                "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
-                [f"headwater.warehouse:{schema_name}.{name}"],
-            )
-            self._create_schema(cursor, schema_name)
-            cursor.execute(sql.SQL("DROP VIEW IF EXISTS {}").format(view))
-            cursor.execute(sql.SQL("CREATE VIEW {} AS ").format(view) + sql.SQL(select))
+        try:
+            with conn.transaction(), conn.cursor() as cursor:
+                cursor.execute(
+                    "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+                    [f"headwater.warehouse:{schema_name}.{name}"],
+                )
+                self._create_schema(cursor, schema_name)
+                cursor.execute(sql.SQL("DROP VIEW IF EXISTS {}").format(view))
+                cursor.execute(sql.SQL("CREATE VIEW {} AS ").format(view) + sql.SQL(select))
+        except psycopg.Error as exc:
+            raise WarehouseError(f"view {schema_name}.{name}: {str(exc).strip()}") from exc
 
     def _create_schema(self, cursor: psycopg.Cursor[Any], schema: str) -> None:
         """CREATE SCHEMA only when missing: IF NOT EXISTS still needs the CREATE privilege
