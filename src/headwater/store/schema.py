@@ -648,6 +648,7 @@ unify_sync_outbox = sa.Table(
     sa.Column("body", sa.JSON, nullable=False),
     sa.UniqueConstraint("space_id", "message_id", name="uq_unify_sync_outbox_message"),
     sa.Index("ix_unify_sync_outbox_space_seq", "space_id", "seq"),
+    sqlite_autoincrement=True,  # a pruned seq is never given again (positions are seqs)
 )
 
 # Where each user profile id of a space points now, as the feed has told the warehouse: a merge
