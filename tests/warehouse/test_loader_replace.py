@@ -54,7 +54,9 @@ def held(loader: Loader) -> list[tuple[Any, ...]]:
 
 
 def test_replace_keeps_other_keys_and_swaps_the_rows_of_the_given_ones(loader: Loader) -> None:
-    loader.replace(S, traits(("a", "plan", "free"), ("b", "city", "Oslo")), "canonical_segment_id", [])
+    loader.replace(
+        S, traits(("a", "plan", "free"), ("b", "city", "Oslo")), "canonical_segment_id", []
+    )
     result = loader.replace(
         S, traits(("a", "plan", "pro"), ("a", "city", "Oslo")), "canonical_segment_id", ["a", "b"]
     )
@@ -80,7 +82,9 @@ def test_replace_with_no_rows_only_deletes(loader: Loader) -> None:
     assert loader.replace(S, traits(), "canonical_segment_id", ["a"]) == (0, [])
     assert loader.columns(S) == {}  # no table made for nothing
 
-    loader.replace(S, traits(("a", "plan", "free"), ("b", "plan", "pro")), "canonical_segment_id", [])
+    loader.replace(
+        S, traits(("a", "plan", "free"), ("b", "plan", "pro")), "canonical_segment_id", []
+    )
     assert loader.replace(S, traits(), "canonical_segment_id", ["a"]) == (0, [])
     assert held(loader) == [("b/plan", "b", "plan", "pro")]
 
@@ -100,7 +104,9 @@ def test_replace_adds_new_columns_and_casts_like_a_load(loader: Loader) -> None:
 def test_fetch_reads_the_rows_of_some_keys_as_dicts(loader: Loader) -> None:
     assert loader.fetch(S, "user_traits", "canonical_segment_id", ["a"]) == []  # no table yet
     later = T0 + timedelta(hours=1)
-    loader.replace(S, traits(("a", "plan", "free"), ("b", "plan", "pro"), at=later), "canonical_segment_id", [])
+    loader.replace(
+        S, traits(("a", "plan", "free"), ("b", "plan", "pro"), at=later), "canonical_segment_id", []
+    )
     loader.replace(S, traits(("c", "it's", "quoted")), "canonical_segment_id", ["c"])
 
     found = loader.fetch(S, "user_traits", "canonical_segment_id", ["a", "c", "nobody"])

@@ -470,9 +470,7 @@ def test_the_sample_queries_run(world: World) -> None:
         "SELECT canonical_segment_id, string_agg(external_id_value || '(' || external_id_type "
         f"|| ')', ', ' ORDER BY external_id_value) FROM {S}.external_id_mapping GROUP BY 1"
     )
-    assert identifiers == [
-        (p1, f"{ANON_1}(anonymous_id), {ANON_2}(anonymous_id), {EMAIL}(email)")
-    ]
+    assert identifiers == [(p1, f"{ANON_1}(anonymous_id), {ANON_2}(anonymous_id), {EMAIL}(email)")]
     assert world.rows(
         f"SELECT canonical_segment_id, email FROM {S}.profile_traits WHERE merged_to IS NULL"
     ) == [(p1, EMAIL)]
@@ -484,9 +482,7 @@ def test_recording_an_event_twice_adds_no_row(world: World) -> None:
     first = page("event_1", "2022-06-22 10:00:00", ANON_1, "twilio.com")
     resolution = world.send(first)
     with write_transaction(world.engine) as conn:
-        world.feed.record(
-            conn, world.space.id, world.sources["source_1"], first, resolution, []
-        )
+        world.feed.record(conn, world.space.id, world.sources["source_1"], first, resolution, [])
     again = world.send(dict(first))  # the resolver answers "duplicate"
     assert again.status == "duplicate"
     assert world.outbox() == 1
@@ -497,9 +493,7 @@ def test_recording_an_event_twice_adds_no_row(world: World) -> None:
     merges = f"SELECT segment_id, canonical_segment_id, timestamp FROM {S}.profile_merges"
     before_merges = world.rows(merges)
     with write_transaction(world.engine) as conn:  # after pruning, the same row comes back
-        world.feed.record(
-            conn, world.space.id, world.sources["source_1"], first, resolution, []
-        )
+        world.feed.record(conn, world.space.id, world.sources["source_1"], first, resolution, [])
     world.sync()
 
     assert {t: world.table(t) for t in tables} == before

@@ -437,9 +437,7 @@ class Loader(ABC):
         Python value); none when the table does not exist."""
 
     @abstractmethod
-    def replace(
-        self, schema: str, rows: TableRows, key: str, keys: Collection[str]
-    ) -> LoadResult:
+    def replace(self, schema: str, rows: TableRows, key: str, keys: Collection[str]) -> LoadResult:
         """Replace rows, in one transaction: delete those whose ``key`` column holds one of
         ``keys`` and those whose ``id`` is in ``rows``, then insert ``rows`` (schema
         evolution and casts as ``load``). A materialized table's "these profiles now hold

@@ -220,7 +220,6 @@ class DuckDBLoader(Loader):
             raise
         return LoadResult(int(result[0]) if result else 0, batch.notices)
 
-
     def fetch(
         self, schema: str, table: str, column: str, values: Collection[str]
     ) -> list[dict[str, Any]]:
@@ -243,9 +242,7 @@ class DuckDBLoader(Loader):
                 conn.unregister(_KEYS)
         return [] if data is None else data.to_pylist()
 
-    def replace(
-        self, schema: str, rows: TableRows, key: str, keys: Collection[str]
-    ) -> LoadResult:
+    def replace(self, schema: str, rows: TableRows, key: str, keys: Collection[str]) -> LoadResult:
         conn = self._writer()
         schema_name, table = _name(schema), _name(rows.table)
         target = f"{quote(schema_name)}.{quote(table)}"
@@ -279,9 +276,7 @@ class DuckDBLoader(Loader):
                 columns = ", ".join(quote(c) for c in batch.columns)
                 conn.register(_BATCH, batch.data)
                 try:
-                    conn.execute(
-                        f"INSERT INTO {target} ({columns}) SELECT {columns} FROM {_BATCH}"
-                    )
+                    conn.execute(f"INSERT INTO {target} ({columns}) SELECT {columns} FROM {_BATCH}")
                 finally:
                     conn.unregister(_BATCH)
                 inserted = batch.data.num_rows

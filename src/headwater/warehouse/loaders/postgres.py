@@ -215,9 +215,7 @@ class PostgresLoader(Loader):
         except psycopg.Error as exc:
             raise WarehouseError(str(exc).strip()) from exc
 
-    def replace(
-        self, schema: str, rows: TableRows, key: str, keys: Collection[str]
-    ) -> LoadResult:
+    def replace(self, schema: str, rows: TableRows, key: str, keys: Collection[str]) -> LoadResult:
         conn = self._connection()
         schema_name, table = _name(schema), _name(rows.table)
         target = sql.Identifier(schema_name, table)
