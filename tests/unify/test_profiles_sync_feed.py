@@ -160,3 +160,29 @@ def test_pruning_waits_for_the_space_warehouse_position(engine: Engine) -> None:
     with engine.connect() as conn:
         box = schema.unify_sync_outbox
         assert conn.execute(sa.select(sa.func.count()).select_from(box)).scalar_one() == 2
+
+
+def test_deleting_a_space_or_its_warehouse_drops_their_feed_rows(engine: Engine) -> None:
+    workspace = WorkspaceStore(engine)
+    workspace.ensure_workspace("acme")
+    warehouses = WarehouseStore(workspace)
+    warehouse = warehouses.create("wh", "duckdb")
+    spaces = SpaceStore(workspace)
+    space = spaces.create("Main", profiles_sync=(warehouse.id, None))
+    kept = spaces.create("Other")
+    fed, other = Fed(engine, space.id), Fed(engine, kept.id)
+    fed.send(anonymousId="anon-1")
+    fed.send(anonymousId="anon-2")
+    other.send(anonymousId="anon-1")
+    with write_transaction(engine) as conn:
+        feed.advance(conn, space.id, warehouse.id, fed.entries()[0].seq, 0)
+        feed.advance(conn, kept.id, warehouse.id, 0, 0)
+
+    warehouses.delete(warehouse.id)
+    with engine.connect() as conn:
+        positions = schema.unify_sync_positions
+        assert conn.execute(sa.select(positions)).all() == []
+    spaces.delete(space.id)
+
+    assert fed.entries() == [] and fed.pointers() == {}
+    assert len(other.entries()) == 1 and len(other.pointers()) == 1
