@@ -28,9 +28,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from headwater.store import schema
@@ -45,6 +46,23 @@ USERS = "users"
 #   ["add", segment_id, type, value, at]
 #   ["merge", from_id, into_id, at, [segment ids now pointing at into_id, from_id first]]
 Op = list[Any]
+
+
+# Built once: a statement given its values as parameters compiles once (``.values(body)``
+# would make SQLAlchemy walk the whole event for its cache key, on every event).
+_OUTBOX_INSERT: Final = {
+    True: sqlite.insert(schema.unify_sync_outbox)
+    .on_conflict_do_nothing()
+    .returning(schema.unify_sync_outbox.c.seq),
+    False: postgresql.insert(schema.unify_sync_outbox)
+    .on_conflict_do_nothing()
+    .returning(schema.unify_sync_outbox.c.seq),
+}
+
+_POINTER_INSERT: Final = {
+    True: sqlite.insert(schema.unify_sync_profiles).on_conflict_do_nothing(),
+    False: postgresql.insert(schema.unify_sync_profiles).on_conflict_do_nothing(),
+}
 
 
 class OutboxEntry(NamedTuple):
@@ -81,53 +99,62 @@ class ProfilesSyncFeed:
         if resolution.status != "resolved" or resolution.user is None:
             return
         message_id = resolution.message_id or str(event.get("messageId") or "")
-        box = schema.unify_sync_outbox
-        if message_id:
-            seen = conn.execute(
-                sa.select(box.c.seq).where(
-                    box.c.space_id == space_id, box.c.message_id == message_id
-                )
-            ).first()
-            if seen is not None:
-                return  # recorded already (a retried transaction, a replay)
         stored = dict(event)
         at = event_time(stored)
         received = parse_timestamp(stored.get("receivedAt"))
         ops: list[Op] = []
-        first_merged: str | None = None
+        created: list[str] = []
+        moves: list[tuple[list[str], str]] = []
+        here: dict[str, str] = {}  # ids this event re-points, to where
         for change in resolution.changes:
             if isinstance(change, CreateProfile) and change.collection == USERS:
-                _point(conn, space_id, [change.profile_id], change.profile_id)
+                created.append(change.profile_id)
                 ops.append(["create", change.profile_id, change.at])
             elif isinstance(change, AddIdentifier) and change.collection == USERS:
                 ops.append(["add", change.profile_id, change.type, change.value, change.at])
             elif isinstance(change, MergeProfiles) and change.collection == USERS:
                 moved = _pointing_at(conn, space_id, change.from_id)
-                _point(conn, space_id, moved, change.into_id)
+                moves.append((moved, change.into_id))
+                here.update((segment, change.into_id) for segment in moved)
                 ops.append(["merge", change.from_id, change.into_id, change.at, moved])
-                first_merged = first_merged or change.from_id
-        canonical = _canonical_of(conn, space_id, [segment for segment, _ in traits])
+        merged = [op[1] for op in ops if op[0] == "merge"]
+        # The stage names the resolved (canonical) profile; any other goes through pointers.
+        others = [s for s, _ in traits if s != resolution.user and s not in here]
+        known = _canonical_of(conn, space_id, others)
         body = {
             # The case study (§11.4) keeps an event that merged profiles on the profile it
             # merged away (E4 → profile_2); joining id_graph gives the canonical one.
-            "segment_id": first_merged or resolution.user,
+            "segment_id": merged[0] if merged else resolution.user,
             "event": stored,
             "timestamp": at if at is not None else self._clock(),
             "received_at": received.timestamp() if received is not None else None,
             "ops": ops,
             "traits": [
-                [canonical.get(segment, segment), dict(changed)] for segment, changed in traits
+                [_follow(segment, here, known), dict(changed)] for segment, changed in traits
             ],
         }
-        conn.execute(
-            box.insert().values(
-                space_id=space_id,
-                message_id=message_id,
-                source_id=source_id,
-                recorded_at=int(self._clock()),
-                body=body,
-            )
-        )
+        inserted = conn.execute(
+            _OUTBOX_INSERT[conn.dialect.name == "sqlite"],
+            {
+                "space_id": space_id,
+                "message_id": message_id,
+                "source_id": source_id,
+                "recorded_at": int(self._clock()),
+                "body": body,
+            },
+        ).first()
+        if inserted is None:
+            return  # recorded already (a retried transaction, a replay): nothing moves
+        for profile_id in created:
+            _point(conn, space_id, [profile_id], profile_id, created=True)
+        for moved, into in moves:
+            _point(conn, space_id, moved, into)
+
+
+def _follow(segment: str, here: Mapping[str, str], known: Mapping[str, str]) -> str:
+    """Where a profile id points once this event's merges are made."""
+    found = known.get(segment, segment)
+    return here.get(found, here.get(segment, found))
 
 
 # --- the feed's pointers -----------------------------------------------------------------------
@@ -149,8 +176,21 @@ def _pointing_at(conn: Connection, space_id: str, profile_id: str) -> list[str]:
     return [profile_id, *others]
 
 
-def _point(conn: Connection, space_id: str, segment_ids: Sequence[str], canonical: str) -> None:
+def _point(
+    conn: Connection,
+    space_id: str,
+    segment_ids: Sequence[str],
+    canonical: str,
+    *,
+    created: bool = False,
+) -> None:
     p = schema.unify_sync_profiles
+    if created:  # a profile made by this event (unless it is recorded again after pruning)
+        conn.execute(
+            _POINTER_INSERT[conn.dialect.name == "sqlite"],
+            {"space_id": space_id, "segment_id": segment_ids[0], "canonical_segment_id": canonical},
+        )
+        return
     known = set(
         conn.execute(
             sa.select(p.c.segment_id).where(
