@@ -149,6 +149,7 @@ MIGRATIONS: list[Migration] = [
     Migration(14, "unify spaces' identity settings", _space_identity),
     Migration(15, "unify identity graph", _create_tables),
     Migration(16, "unify profile traits, events and metadata", _create_tables),
+    Migration(17, "unify profiles sync: outbox, profile pointers, positions", _create_tables),
     Migration(19, "unify: replays of newly connected sources", _space_source_replays),
 ]
 

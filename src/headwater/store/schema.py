@@ -775,3 +775,44 @@ unify_profile_metadata = sa.Table(
     sa.Column("last_message_id", sa.String(200), nullable=False),
     sa.Column("last_source_id", sa.String(100), nullable=False),
 )
+
+# --- Unify: Profiles Sync (migration 17; see headwater.unify.profiles_sync) ------------------
+
+# One row per event resolved in a space with Profiles Sync on: the event, the profile it went
+# to and the raw rows it made (id_graph_updates, external_id_mapping_updates, trait updates),
+# already expanded (a merge's recursive rows included). ``seq`` orders a space's rows; a row
+# goes once every warehouse that needs it has loaded it.
+unify_sync_outbox = sa.Table(
+    "unify_sync_outbox",
+    metadata,
+    sa.Column("seq", BigId, primary_key=True, autoincrement=True),
+    sa.Column("space_id", sa.String(40), nullable=False),
+    sa.Column("message_id", sa.String(512), nullable=False),
+    sa.Column("source_id", sa.String(40), nullable=False),
+    sa.Column("recorded_at", sa.BigInteger, nullable=False),
+    sa.Column("body", sa.JSON, nullable=False),
+    sa.UniqueConstraint("space_id", "message_id", name="uq_unify_sync_outbox_message"),
+    sa.Index("ix_unify_sync_outbox_space_seq", "space_id", "seq"),
+    sqlite_autoincrement=True,  # a pruned seq is never given again (positions are seqs)
+)
+
+# Where each user profile id of a space points now, as the feed has told the warehouse: a merge
+# re-points every id that pointed at the merged profile (the recursive id_graph_updates rows).
+unify_sync_profiles = sa.Table(
+    "unify_sync_profiles",
+    metadata,
+    sa.Column("space_id", sa.String(40), primary_key=True),
+    sa.Column("segment_id", sa.String(64), primary_key=True),
+    sa.Column("canonical_segment_id", sa.String(64), nullable=False),
+    sa.Index("ix_unify_sync_profiles_canonical", "space_id", "canonical_segment_id"),
+)
+
+# How far each warehouse has loaded a space's outbox.
+unify_sync_positions = sa.Table(
+    "unify_sync_positions",
+    metadata,
+    sa.Column("space_id", sa.String(40), primary_key=True),
+    sa.Column("warehouse_id", sa.String(40), primary_key=True),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+)

@@ -323,13 +323,17 @@ class SpaceStore:
             return self._spaces(conn, [self._require(conn, row.id)])[0]
 
     def delete(self, id_or_name: str) -> None:
-        """Delete a space: its connections, tokens and Profiles Sync setting go with it."""
+        """Delete a space: its connections, tokens and Profiles Sync setting (and what its
+        Profiles Sync had not loaded yet) go with it."""
         with self._ws.writing() as conn:
             row = self._require(conn, id_or_name)
             for table in (
                 schema.space_sources,
                 schema.space_access_tokens,
                 schema.space_profiles_sync,
+                schema.unify_sync_outbox,
+                schema.unify_sync_profiles,
+                schema.unify_sync_positions,
             ):
                 conn.execute(table.delete().where(table.c.space_id == row.id))
             conn.execute(schema.spaces.delete().where(schema.spaces.c.id == row.id))

@@ -150,7 +150,11 @@ class WarehouseStore:
     def delete(self, id_or_name: str) -> None:
         with self._workspace.writing() as conn:
             row = self._rows.require(conn, id_or_name)
-            for table in (schema.warehouse_positions, schema.warehouse_syncs):
+            for table in (
+                schema.warehouse_positions,
+                schema.warehouse_syncs,
+                schema.unify_sync_positions,
+            ):
                 conn.execute(sa.delete(table).where(table.c.warehouse_id == row.id))
             conn.execute(sa.delete(schema.warehouses).where(schema.warehouses.c.id == row.id))
             self._workspace.bump(conn)

@@ -37,6 +37,7 @@ from headwater.warehouse.lake import FINISHED as LAKE_FINISHED
 from headwater.warehouse.lake import LakeSync
 from headwater.warehouse.loaders import Loader
 from headwater.warehouse.naming import Naming, naming_for
+from headwater.warehouse.profiles_sync import ProfilesSyncLoad
 from headwater.warehouse.rows import group_rows, rows_for
 from headwater.warehouse.settings import SourceSync
 from headwater.warehouse.store import WarehouseInfo, WarehouseStore
@@ -144,6 +145,7 @@ class WarehouseSync:
                             lambda: self._beat(run_id),
                             progress,
                         )
+                    self._sync_profiles(warehouse, loader, result, lambda: self._beat(run_id))
                 finally:
                     loader.close()
         except Exception as exc:  # a sync records every failure; nothing escapes a run
@@ -226,6 +228,23 @@ class WarehouseSync:
             beat()
             if progress is not None:
                 progress(f"{warehouse.name}: {schema_name}: {sum(counts.values())} rows")
+
+    def _sync_profiles(
+        self,
+        warehouse: WarehouseInfo,
+        loader: Loader,
+        result: SyncResult,
+        beat: Callable[[], None],
+    ) -> None:
+        """Profiles Sync: the spaces that sync to this warehouse, each into its schema."""
+        load = ProfilesSyncLoad(self._workspace, clock=self._clock, stopping=self._stopping)
+        for outcome in load.run(warehouse, loader, beat):
+            counts = result.rows.setdefault(outcome.schema, {})
+            for table, rows in outcome.rows.items():
+                counts[table] = counts.get(table, 0) + rows
+            result.notices.extend(outcome.notices)
+            result.loaded_tables += outcome.loaded_tables
+            result.failed_tables += outcome.failed_tables
 
     def _sync_lake_source(
         self,

@@ -36,7 +36,7 @@ A loader is a session: it connects on first use and keeps the connection until `
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import TracebackType
@@ -428,6 +428,24 @@ class Loader(ABC):
     @abstractmethod
     def query(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
         """Run a read-only query; column names and rows."""
+
+    @abstractmethod
+    def fetch(
+        self, schema: str, table: str, column: str, values: Collection[str]
+    ) -> list[dict[str, Any]]:
+        """The rows of a table whose ``column`` holds one of ``values``, as dicts (column →
+        Python value); none when the table does not exist."""
+
+    @abstractmethod
+    def replace(self, schema: str, rows: TableRows, key: str, keys: Collection[str]) -> LoadResult:
+        """Replace rows, in one transaction: delete those whose ``key`` column holds one of
+        ``keys`` and those whose ``id`` is in ``rows``, then insert ``rows`` (schema
+        evolution and casts as ``load``). A materialized table's "these profiles now hold
+        exactly these rows" (Profiles Sync's merges). ``rows`` may be empty: delete only."""
+
+    @abstractmethod
+    def replace_view(self, schema: str, name: str, select: str) -> None:
+        """Make ``schema.name`` the view of ``select`` (whatever its columns were before)."""
 
     @abstractmethod
     def close(self) -> None:

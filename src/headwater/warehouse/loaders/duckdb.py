@@ -30,12 +30,13 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, Final
 
 import duckdb
+import pyarrow as pa
 
 from headwater.errors import WarehouseError
 from headwater.warehouse.columns import ColumnType, TableRows
@@ -57,6 +58,8 @@ SQL_TYPES: Final[dict[ColumnType, str]] = {
     "varchar": "VARCHAR",
 }
 _BATCH: Final = "__headwater_batch"
+_KEYS: Final = "__headwater_keys"
+_IDS: Final = "__headwater_ids"
 CHECKPOINT_THRESHOLD: Final = "1GB"  # the Arrow table's name inside a load's connection
 
 _TABLE_COLUMNS: Final = """
@@ -200,19 +203,7 @@ class DuckDBLoader(Loader):
             if batch.data.num_rows == 0:
                 conn.rollback()
                 return LoadResult(0, batch.notices)
-            conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(schema_name)}")
-            if not existing:
-                columns = ", ".join(
-                    f"{quote(c)} {SQL_TYPES[batch.types[c]]}" + (" NOT NULL" if c == "id" else "")
-                    for c in batch.columns
-                )
-                conn.execute(f"CREATE TABLE {target} ({columns})")
-            else:
-                for column in batch.new_columns:
-                    conn.execute(
-                        f"ALTER TABLE {target} ADD COLUMN {quote(column)} "
-                        f"{SQL_TYPES[batch.types[column]]}"
-                    )
+            _ensure_table(conn, schema_name, target, batch, existing)
             conn.register(_BATCH, batch.data)
             try:
                 statement = _merge(target, batch) if batch.upsert else _insert(target, batch)
@@ -228,6 +219,111 @@ class DuckDBLoader(Loader):
                     self.close()
             raise
         return LoadResult(int(result[0]) if result else 0, batch.notices)
+
+    def fetch(
+        self, schema: str, table: str, column: str, values: Collection[str]
+    ) -> list[dict[str, Any]]:
+        if not values or (self._conn is None and not self.path.exists()):
+            return []
+        schema_name, table_name = _name(schema), _name(table)
+        with self._reader() as conn:
+            if not conn.execute(_TABLE_COLUMNS, [schema_name, table_name]).fetchall():
+                return []
+            conn.register(_KEYS, pa.table({"k": pa.array(list(values), pa.string())}))
+            try:
+                relation = conn.sql(
+                    f"SELECT * FROM {quote(schema_name)}.{quote(table_name)} "
+                    f"WHERE {quote(_name(column))} IN (SELECT k FROM {_KEYS})"
+                )
+                data = relation.to_arrow_table() if relation is not None else None
+            except duckdb.Error as exc:
+                raise WarehouseError(str(exc)) from exc
+            finally:
+                conn.unregister(_KEYS)
+        return [] if data is None else data.to_pylist()
+
+    def replace(self, schema: str, rows: TableRows, key: str, keys: Collection[str]) -> LoadResult:
+        conn = self._writer()
+        schema_name, table = _name(schema), _name(rows.table)
+        target = f"{quote(schema_name)}.{quote(table)}"
+        conn.begin()
+        try:
+            existing = {
+                _name(c): sql_column_type(t)
+                for c, t in conn.execute(_TABLE_COLUMNS, [schema_name, table]).fetchall()
+            }
+            batch = prepare_batch(table, rows, existing, self._cast, _name) if rows.rows else None
+            if not existing and (batch is None or batch.data.num_rows == 0):
+                conn.rollback()  # nothing to delete, nothing to insert
+                return LoadResult(0, batch.notices if batch else [])
+            if batch is not None and batch.data.num_rows:
+                _ensure_table(conn, schema_name, target, batch, existing)
+            if existing:
+                ids = batch.data["id"] if batch is not None else pa.array([], pa.string())
+                where = [f'"id" IN (SELECT k FROM {_IDS})'] if len(ids) else []
+                if keys:
+                    where.append(f"{quote(_name(key))} IN (SELECT k FROM {_KEYS})")
+                conn.register(_KEYS, pa.table({"k": pa.array(list(keys), pa.string())}))
+                conn.register(_IDS, pa.table({"k": ids}))
+                try:
+                    if where:
+                        conn.execute(f"DELETE FROM {target} WHERE {' OR '.join(where)}")
+                finally:
+                    conn.unregister(_KEYS)
+                    conn.unregister(_IDS)
+            inserted = 0
+            if batch is not None and batch.data.num_rows:
+                columns = ", ".join(quote(c) for c in batch.columns)
+                conn.register(_BATCH, batch.data)
+                try:
+                    conn.execute(f"INSERT INTO {target} ({columns}) SELECT {columns} FROM {_BATCH}")
+                finally:
+                    conn.unregister(_BATCH)
+                inserted = batch.data.num_rows
+            conn.commit()
+        except BaseException:
+            with suppress(duckdb.Error):
+                conn.rollback()
+            raise
+        return LoadResult(inserted, batch.notices if batch else [])
+
+    def replace_view(self, schema: str, name: str, select: str) -> None:
+        conn = self._writer()
+        schema_name = _name(schema)
+        conn.begin()
+        try:
+            conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(schema_name)}")
+            conn.execute(f"DROP VIEW IF EXISTS {quote(schema_name)}.{quote(_name(name))}")
+            conn.execute(f"CREATE VIEW {quote(schema_name)}.{quote(_name(name))} AS {select}")
+            conn.commit()
+        except BaseException as exc:
+            with suppress(duckdb.Error):
+                conn.rollback()
+            if isinstance(exc, duckdb.Error):
+                raise WarehouseError(f"view {schema_name}.{name}: {exc}") from exc
+            raise
+
+
+def _ensure_table(
+    conn: duckdb.DuckDBPyConnection,
+    schema_name: str,
+    target: str,
+    batch: Batch,
+    existing: dict[str, ColumnType],
+) -> None:
+    """Create the schema and table, or add the batch's new columns."""
+    conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(schema_name)}")
+    if not existing:
+        columns = ", ".join(
+            f"{quote(c)} {SQL_TYPES[batch.types[c]]}" + (" NOT NULL" if c == "id" else "")
+            for c in batch.columns
+        )
+        conn.execute(f"CREATE TABLE {target} ({columns})")
+        return
+    for column in batch.new_columns:
+        conn.execute(
+            f"ALTER TABLE {target} ADD COLUMN {quote(column)} {SQL_TYPES[batch.types[column]]}"
+        )
 
 
 def _insert(target: str, batch: Batch) -> str:

@@ -20,6 +20,7 @@ catalog and the batch agree on names. ``query`` runs in a READ ONLY transaction.
 from __future__ import annotations
 
 import io
+from collections.abc import Collection
 from typing import Any, Final
 
 import psycopg
@@ -173,19 +174,7 @@ class PostgresLoader(Loader):
                 return LoadResult(0, batch.notices)
             self._create_schema(cursor, schema_name)
             if not existing:
-                cursor.execute(
-                    sql.SQL("CREATE TABLE {} ({})").format(
-                        target,
-                        sql.SQL(", ").join(
-                            sql.SQL("{} {}").format(
-                                sql.Identifier(c),
-                                sql.SQL(SQL_TYPES[batch.types[c]])
-                                + sql.SQL(" PRIMARY KEY" if c == "id" else ""),
-                            )
-                            for c in batch.columns
-                        ),
-                    )
-                )
+                cursor.execute(_create_table(target, batch))
                 _copy(cursor, target, batch)  # a new, empty table: no staging needed
                 return LoadResult(batch.data.num_rows, batch.notices)
             for column in batch.new_columns:
@@ -204,6 +193,92 @@ class PostgresLoader(Loader):
             )
             return LoadResult(max(cursor.rowcount, 0), batch.notices)
 
+    def fetch(
+        self, schema: str, table: str, column: str, values: Collection[str]
+    ) -> list[dict[str, Any]]:
+        if not values:
+            return []
+        conn = self._connection()
+        schema_name, table_name = _name(schema), _name(table)
+        try:
+            with conn.transaction(), conn.cursor() as cursor:
+                if not cursor.execute(_TABLE_COLUMNS, [schema_name, table_name]).fetchall():
+                    return []
+                cursor.execute(
+                    sql.SQL("SELECT * FROM {} WHERE {} = ANY(%s)").format(
+                        sql.Identifier(schema_name, table_name), sql.Identifier(_name(column))
+                    ),
+                    [list(values)],
+                )
+                names = [d.name for d in cursor.description or ()]
+                return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+        except psycopg.Error as exc:
+            raise WarehouseError(str(exc).strip()) from exc
+
+    def replace(self, schema: str, rows: TableRows, key: str, keys: Collection[str]) -> LoadResult:
+        conn = self._connection()
+        schema_name, table = _name(schema), _name(rows.table)
+        target = sql.Identifier(schema_name, table)
+        with conn.transaction(), conn.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+                [f"headwater.warehouse:{schema_name}.{table}"],
+            )
+            existing = {
+                c: sql_column_type(t)
+                for c, t in cursor.execute(_TABLE_COLUMNS, [schema_name, table]).fetchall()
+            }
+            batch = prepare_batch(table, rows, existing, self._cast, _name) if rows.rows else None
+            filled = batch is not None and batch.data.num_rows > 0
+            notices = batch.notices if batch is not None else []
+            if not existing:
+                if batch is None or not filled:
+                    return LoadResult(0, notices)
+                self._create_schema(cursor, schema_name)
+                cursor.execute(_create_table(target, batch))
+                _copy(cursor, target, batch)
+                return LoadResult(batch.data.num_rows, notices)
+            ids = batch.data["id"].to_pylist() if batch is not None else []
+            where: list[sql.Composable] = []
+            params: list[list[Any]] = []
+            if ids:
+                where.append(sql.SQL('"id" = ANY(%s)'))
+                params.append(ids)
+            if keys:
+                where.append(sql.SQL("{} = ANY(%s)").format(sql.Identifier(_name(key))))
+                params.append(list(keys))
+            if where:
+                cursor.execute(
+                    sql.SQL("DELETE FROM {} WHERE {}").format(target, sql.SQL(" OR ").join(where)),
+                    params,
+                )
+            if batch is None or not filled:
+                return LoadResult(0, notices)
+            for column in batch.new_columns:
+                cursor.execute(
+                    sql.SQL("ALTER TABLE {} ADD COLUMN {} {}").format(
+                        target, sql.Identifier(column), sql.SQL(SQL_TYPES[batch.types[column]])
+                    )
+                )
+            _copy(cursor, target, batch)
+            return LoadResult(batch.data.num_rows, notices)
+
+    def replace_view(self, schema: str, name: str, select: str) -> None:
+        conn = self._connection()
+        schema_name = _name(schema)
+        view = sql.Identifier(schema_name, _name(name))
+        try:
+            with conn.transaction(), conn.cursor() as cursor:
+                cursor.execute(
+                    "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+                    [f"headwater.warehouse:{schema_name}.{name}"],
+                )
+                self._create_schema(cursor, schema_name)
+                cursor.execute(sql.SQL("DROP VIEW IF EXISTS {}").format(view))
+                cursor.execute(sql.SQL("CREATE VIEW {} AS ").format(view) + sql.SQL(select))
+        except psycopg.Error as exc:
+            raise WarehouseError(f"view {schema_name}.{name}: {str(exc).strip()}") from exc
+
     def _create_schema(self, cursor: psycopg.Cursor[Any], schema: str) -> None:
         """CREATE SCHEMA only when missing: IF NOT EXISTS still needs the CREATE privilege
         on the database, which a warehouse user given an existing schema may lack."""
@@ -214,6 +289,19 @@ class PostgresLoader(Loader):
                 [f"headwater.warehouse:{schema}"],
             )
             cursor.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+
+
+def _create_table(target: sql.Composable, batch: Batch) -> sql.Composed:
+    return sql.SQL("CREATE TABLE {} ({})").format(
+        target,
+        sql.SQL(", ").join(
+            sql.SQL("{} {}").format(
+                sql.Identifier(c),
+                sql.SQL(SQL_TYPES[batch.types[c]]) + sql.SQL(" PRIMARY KEY" if c == "id" else ""),
+            )
+            for c in batch.columns
+        ),
+    )
 
 
 def _column_list(batch: Batch, prefix: str | None = None) -> sql.Composable:

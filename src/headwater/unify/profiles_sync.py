@@ -1,0 +1,327 @@
+"""Profiles Sync's feed: what each resolved event did to a space's profiles, kept in the state
+database until the space's warehouse has loaded it (spec/unify-engage.md §11).
+
+The identity resolution stage calls ``ProfilesSyncFeed.record`` for every event it resolves in a
+space with Profiles Sync on, inside its own transaction, so an event's graph changes and its
+outbox row commit together or not at all. The row holds the event and its changes in the order
+they applied, already expanded into what the raw tables need:
+
+- a creation (``segment_id = canonical_segment_id``) and, for a merge, one row for every
+  profile id that pointed at the merged profile — itself and the profiles merged into it before
+  (Segment's recursive ``id_graph_updates`` rows). The feed keeps its own pointers
+  (``unify_sync_profiles``: segment id → canonical id), so it does not depend on which graph
+  store resolved the event;
+- the identifiers the event added (``external_id_mapping_updates``);
+- the traits the event changed, per profile (``profile_traits_updates``), each with the
+  canonical profile it belongs to now.
+
+``record`` is idempotent on the event's ``messageId`` while its row is in the outbox, and the
+warehouse rows it leads to have ids made from the ``messageId``, so a repeat adds no row there
+either. Events that did not resolve to a user profile (dropped, duplicates, no identifiers) are
+not recorded: Profiles Sync's tables are about profiles. Account profiles are left out.
+
+The warehouse side (``headwater.warehouse.profiles_sync``) reads the outbox in ``seq`` order,
+keeps a position per (space, warehouse) and prunes what every warehouse needing it has loaded.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Final, NamedTuple
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+
+from headwater.store import schema
+from headwater.timestamps import parse_timestamp
+from headwater.unify.graph import AddIdentifier, CreateProfile, MergeProfiles
+from headwater.unify.resolution import Resolution, event_time
+
+USERS = "users"
+
+# One change as the outbox keeps it (JSON lists):
+#   ["create", segment_id, at]
+#   ["add", segment_id, type, value, at]
+#   ["merge", from_id, into_id, at, [segment ids now pointing at into_id, from_id first]]
+Op = list[Any]
+
+
+# Built once: a statement given its values as parameters compiles once (``.values(body)``
+# would make SQLAlchemy walk the whole event for its cache key, on every event).
+_OUTBOX_INSERT: Final = {
+    True: sqlite.insert(schema.unify_sync_outbox)
+    .on_conflict_do_nothing()
+    .returning(schema.unify_sync_outbox.c.seq),
+    False: postgresql.insert(schema.unify_sync_outbox)
+    .on_conflict_do_nothing()
+    .returning(schema.unify_sync_outbox.c.seq),
+}
+
+_POINTER_INSERT: Final = {
+    True: sqlite.insert(schema.unify_sync_profiles).on_conflict_do_nothing(),
+    False: postgresql.insert(schema.unify_sync_profiles).on_conflict_do_nothing(),
+}
+
+
+class OutboxEntry(NamedTuple):
+    """One recorded event, as the warehouse side reads it."""
+
+    seq: int
+    space_id: str
+    message_id: str
+    source_id: str
+    segment_id: str  # the event tables' segment_id: the profile at event time
+    event: dict[str, Any]
+    timestamp: float  # the event's time (its timestamp, else receivedAt), seconds
+    received_at: float | None
+    ops: list[Op]
+    traits: list[tuple[str, dict[str, Any]]]  # (canonical segment id, {trait: value or None})
+
+
+class ProfilesSyncFeed:
+    """Writes the outbox rows of one state database; stateless between calls."""
+
+    def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+
+    def record(
+        self,
+        conn: Connection,
+        space_id: str,
+        source_id: str,
+        event: Mapping[str, Any],
+        resolution: Resolution,
+        traits: Sequence[tuple[str, Mapping[str, Any]]],
+    ) -> None:
+        """Keep what ``event`` did for the space's warehouse, in ``conn``'s transaction."""
+        if resolution.status != "resolved" or resolution.user is None:
+            return
+        message_id = resolution.message_id or str(event.get("messageId") or "")
+        stored = dict(event)
+        at = event_time(stored)
+        received = parse_timestamp(stored.get("receivedAt"))
+        ops: list[Op] = []
+        created: list[str] = []
+        moves: list[tuple[list[str], str]] = []
+        here: dict[str, str] = {}  # ids this event re-points, to where
+        for change in resolution.changes:
+            if isinstance(change, CreateProfile) and change.collection == USERS:
+                created.append(change.profile_id)
+                ops.append(["create", change.profile_id, change.at])
+            elif isinstance(change, AddIdentifier) and change.collection == USERS:
+                ops.append(["add", change.profile_id, change.type, change.value, change.at])
+            elif isinstance(change, MergeProfiles) and change.collection == USERS:
+                moved = _pointing_at(conn, space_id, change.from_id)
+                moves.append((moved, change.into_id))
+                here.update((segment, change.into_id) for segment in moved)
+                ops.append(["merge", change.from_id, change.into_id, change.at, moved])
+        merged = [op[1] for op in ops if op[0] == "merge"]
+        # The stage names the resolved (canonical) profile; any other goes through pointers.
+        others = [s for s, _ in traits if s != resolution.user and s not in here]
+        known = _canonical_of(conn, space_id, others)
+        body = {
+            # The case study (§11.4) keeps an event that merged profiles on the profile it
+            # merged away (E4 → profile_2); joining id_graph gives the canonical one.
+            "segment_id": merged[0] if merged else resolution.user,
+            "event": stored,
+            "timestamp": at if at is not None else self._clock(),
+            "received_at": received.timestamp() if received is not None else None,
+            "ops": ops,
+            "traits": [
+                [_follow(segment, here, known), dict(changed)] for segment, changed in traits
+            ],
+        }
+        inserted = conn.execute(
+            _OUTBOX_INSERT[conn.dialect.name == "sqlite"],
+            {
+                "space_id": space_id,
+                "message_id": message_id,
+                "source_id": source_id,
+                "recorded_at": int(self._clock()),
+                "body": body,
+            },
+        ).first()
+        if inserted is None:
+            return  # recorded already (a retried transaction, a replay): nothing moves
+        for profile_id in created:
+            _point(conn, space_id, [profile_id], profile_id, created=True)
+        for moved, into in moves:
+            _point(conn, space_id, moved, into)
+
+
+def _follow(segment: str, here: Mapping[str, str], known: Mapping[str, str]) -> str:
+    """Where a profile id points once this event's merges are made."""
+    found = known.get(segment, segment)
+    return here.get(found, here.get(segment, found))
+
+
+# --- the feed's pointers -----------------------------------------------------------------------
+
+
+def _pointing_at(conn: Connection, space_id: str, profile_id: str) -> list[str]:
+    """The profile ids that resolve to ``profile_id`` now, itself first (a profile made before
+    Profiles Sync was on has no pointer yet: it is its own)."""
+    p = schema.unify_sync_profiles
+    others = conn.execute(
+        sa.select(p.c.segment_id)
+        .where(
+            p.c.space_id == space_id,
+            p.c.canonical_segment_id == profile_id,
+            p.c.segment_id != profile_id,
+        )
+        .order_by(p.c.segment_id)
+    ).scalars()
+    return [profile_id, *others]
+
+
+def _point(
+    conn: Connection,
+    space_id: str,
+    segment_ids: Sequence[str],
+    canonical: str,
+    *,
+    created: bool = False,
+) -> None:
+    p = schema.unify_sync_profiles
+    if created:  # a profile made by this event (unless it is recorded again after pruning)
+        conn.execute(
+            _POINTER_INSERT[conn.dialect.name == "sqlite"],
+            {"space_id": space_id, "segment_id": segment_ids[0], "canonical_segment_id": canonical},
+        )
+        return
+    known = set(
+        conn.execute(
+            sa.select(p.c.segment_id).where(
+                p.c.space_id == space_id, p.c.segment_id.in_(segment_ids)
+            )
+        ).scalars()
+    )
+    if known:
+        conn.execute(
+            sa.update(p)
+            .where(p.c.space_id == space_id, p.c.segment_id.in_(known))
+            .values(canonical_segment_id=canonical)
+        )
+    new = [s for s in segment_ids if s not in known]
+    if new:
+        conn.execute(
+            p.insert(),
+            [
+                {"space_id": space_id, "segment_id": s, "canonical_segment_id": canonical}
+                for s in new
+            ],
+        )
+
+
+def _canonical_of(conn: Connection, space_id: str, segment_ids: Sequence[str]) -> dict[str, str]:
+    if not segment_ids:
+        return {}
+    p = schema.unify_sync_profiles
+    return {
+        row.segment_id: row.canonical_segment_id
+        for row in conn.execute(
+            sa.select(p.c.segment_id, p.c.canonical_segment_id).where(
+                p.c.space_id == space_id, p.c.segment_id.in_(set(segment_ids))
+            )
+        )
+    }
+
+
+def canonical_ids(conn: Connection, space_id: str) -> dict[str, str]:
+    """Every profile id the feed knows in a space, with where it points (for tests and
+    diagnosis; a space's ids can be many)."""
+    p = schema.unify_sync_profiles
+    return {
+        row.segment_id: row.canonical_segment_id
+        for row in conn.execute(
+            sa.select(p.c.segment_id, p.c.canonical_segment_id).where(p.c.space_id == space_id)
+        )
+    }
+
+
+# --- the outbox, as the warehouse side reads it ------------------------------------------------
+
+
+def pending(conn: Connection, space_id: str, after: int, limit: int) -> list[OutboxEntry]:
+    """The space's outbox rows after ``after``, oldest first, at most ``limit``."""
+    box = schema.unify_sync_outbox
+    rows = conn.execute(
+        sa.select(box)
+        .where(box.c.space_id == space_id, box.c.seq > after)
+        .order_by(box.c.seq)
+        .limit(limit)
+    )
+    found = []
+    for row in rows:
+        body = row.body
+        found.append(
+            OutboxEntry(
+                seq=int(row.seq),
+                space_id=row.space_id,
+                message_id=row.message_id,
+                source_id=row.source_id,
+                segment_id=str(body["segment_id"]),
+                event=dict(body["event"]),
+                timestamp=float(body["timestamp"]),
+                received_at=None if body["received_at"] is None else float(body["received_at"]),
+                ops=list(body["ops"]),
+                traits=[(str(s), dict(t)) for s, t in body["traits"]],
+            )
+        )
+    return found
+
+
+def position(conn: Connection, space_id: str, warehouse_id: str) -> int:
+    """The last outbox ``seq`` the warehouse loaded for the space (0: none)."""
+    p = schema.unify_sync_positions
+    found = conn.execute(
+        sa.select(p.c.seq).where(p.c.space_id == space_id, p.c.warehouse_id == warehouse_id)
+    ).scalar()
+    return int(found or 0)
+
+
+def advance(conn: Connection, space_id: str, warehouse_id: str, seq: int, now: float) -> None:
+    """The warehouse has loaded the space's outbox through ``seq``; prune what no warehouse
+    needing the space's rows still lacks."""
+    p = schema.unify_sync_positions
+    updated = conn.execute(
+        sa.update(p)
+        .where(p.c.space_id == space_id, p.c.warehouse_id == warehouse_id)
+        .values(seq=seq, updated_at=int(now))
+    ).rowcount
+    if not updated:
+        conn.execute(
+            p.insert().values(
+                space_id=space_id, warehouse_id=warehouse_id, seq=seq, updated_at=int(now)
+            )
+        )
+    prune(conn, space_id)
+
+
+def prune(conn: Connection, space_id: str) -> int:
+    """Delete the space's outbox rows that every warehouse syncing the space has loaded;
+    the number deleted. With no such warehouse nothing goes (turning Profiles Sync off and
+    on again continues where it was)."""
+    ps, p, box = schema.space_profiles_sync, schema.unify_sync_positions, schema.unify_sync_outbox
+    needing = list(
+        conn.execute(sa.select(ps.c.warehouse_id).where(ps.c.space_id == space_id)).scalars()
+    )
+    if not needing:
+        return 0
+    loaded = dict(
+        conn.execute(
+            sa.select(p.c.warehouse_id, p.c.seq).where(
+                p.c.space_id == space_id, p.c.warehouse_id.in_(needing)
+            )
+        ).all()
+    )
+    through = min(int(loaded.get(w, 0)) for w in needing)
+    if through <= 0:
+        return 0
+    return int(
+        conn.execute(
+            sa.delete(box).where(box.c.space_id == space_id, box.c.seq <= through)
+        ).rowcount
+    )
