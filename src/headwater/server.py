@@ -72,6 +72,7 @@ from headwater.store.log import EventLog
 from headwater.store.migrations import migrate
 from headwater.store.positions import StagePositions
 from headwater.store.workspace import WorkspaceStore
+from headwater.unify.insights import Insights
 from headwater.warehouse.scheduler import WarehouseScheduler
 from headwater.warehouse.store import WarehouseStore
 
@@ -262,6 +263,7 @@ class Server:
         BlockedEvents(self.engine, clock=self.clock).purge()
         ViolationStore(self.engine, clock=self.clock).purge()
         MtuStore(self.engine, clock=self.clock).purge()
+        Insights(clock=self.clock).purge(self.engine)  # Profiles Insights: 30 days, 500 a kind
         # Delivery Overview and Event Delivery look back two weeks at most, as in Segment.
         oldest_minute = minute_of(now) - COUNTER_RETENTION_DAYS * 24 * 60
         CounterStore(self.engine).expire(oldest_minute)

@@ -24,6 +24,7 @@ import headwater
 from headwater.api import (
     destinations,
     filters,
+    insights,
     mappings,
     sources,
     spaces,
@@ -84,6 +85,7 @@ def create_api(
     app.include_router(tracking_plans.router, prefix=PREFIX)
     app.include_router(transformations.router, prefix=PREFIX)
     app.include_router(spaces.router, prefix=PREFIX)
+    app.include_router(insights.router, prefix=PREFIX)
     for router in extra_routers:
         app.include_router(router, prefix=PREFIX)
     return app

@@ -134,6 +134,7 @@ MIGRATIONS: list[Migration] = [
     Migration(12, "source schema and schema controls", _create_tables),
     Migration(13, "unify spaces: sources, access tokens, profiles sync", _create_tables),
     Migration(14, "unify spaces' identity settings", _space_identity),
+    Migration(18, "unify: profiles insights and profile csv uploads", _create_tables),
 ]
 
 
