@@ -26,6 +26,7 @@ from headwater.api.source_schema import router as source_schema_router
 from headwater.api.source_schema import use_plans
 from headwater.api.tester import router as tester_router
 from headwater.api.tester import use_delivery
+from headwater.api.uploads import use_appender
 from headwater.api.violations import router as violations_router
 from headwater.clock import wall_clock
 from headwater.config.settings import ServerSettings
@@ -72,6 +73,7 @@ from headwater.store.log import EventLog
 from headwater.store.migrations import migrate
 from headwater.store.positions import StagePositions
 from headwater.store.workspace import WorkspaceStore
+from headwater.unify.csv_upload import Uploads
 from headwater.unify.insights import Insights
 from headwater.warehouse.scheduler import WarehouseScheduler
 from headwater.warehouse.store import WarehouseStore
@@ -158,6 +160,8 @@ class Server:
             else 1,
         )
         use_delivery(self.api, self.delivery)  # the Event Tester sends with it
+        # Profile CSV uploads send their rows as Identify calls through the internal path.
+        use_appender(self.api, InternalAppend(self.ingest_log, clock=self.clock))
         router_owner = f"{owner}:router"
         self.dedup_runs = DedupRuns(self.engine, clock=self.clock)
         self.schema_observer = SchemaObserver(self.engine, clock=self.clock)
@@ -264,6 +268,7 @@ class Server:
         ViolationStore(self.engine, clock=self.clock).purge()
         MtuStore(self.engine, clock=self.clock).purge()
         Insights(clock=self.clock).purge(self.engine)  # Profiles Insights: 30 days, 500 a kind
+        Uploads(WorkspaceStore(self.engine, clock=self.clock)).purge()  # Update History: 30 days
         # Delivery Overview and Event Delivery look back two weeks at most, as in Segment.
         oldest_minute = minute_of(now) - COUNTER_RETENTION_DAYS * 24 * 60
         CounterStore(self.engine).expire(oldest_minute)

@@ -30,6 +30,7 @@ from headwater.api import (
     spaces,
     tracking_plans,
     transformations,
+    uploads,
     warehouses,
 )
 from headwater.api.auth import require_admin
@@ -86,6 +87,7 @@ def create_api(
     app.include_router(transformations.router, prefix=PREFIX)
     app.include_router(spaces.router, prefix=PREFIX)
     app.include_router(insights.router, prefix=PREFIX)
+    app.include_router(uploads.router, prefix=PREFIX)
     for router in extra_routers:
         app.include_router(router, prefix=PREFIX)
     return app
