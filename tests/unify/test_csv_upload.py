@@ -22,6 +22,8 @@ from sqlalchemy.engine import Engine
 from headwater.api.app import create_api
 from headwater.api.uploads import use_appender
 from headwater.cli import main
+from headwater.config.apply import apply, export_config, plan
+from headwater.config.model import parse_config, read_yaml
 from headwater.errors import UploadRejected
 from headwater.ingest.internal import InternalAppend
 from headwater.store.admin_token import hash_token
@@ -394,3 +396,31 @@ def test_cli_uploads_with_progress_and_prints_the_template(
     with pytest.raises(SystemExit):
         main(["profiles", "template", "strict", "--url", served])
     assert capsys.readouterr().out == "email,user_id\r\n"
+
+
+def test_apply_and_export_leave_the_upload_source_alone(world: World) -> None:
+    """The file manages the sources it lists; the upload source is Unify's own."""
+    text = (
+        "workspace: acme\nsources:\n  - name: web\n    write_key: WK_web\n"
+        "spaces:\n  - name: main\n    sources: [web]\n"
+        "    identity:\n      identifiers:\n        - {type: user_id, priority: 1}\n"
+    )
+    run = lambda: apply(world.store, plan(world.store, parse_config(read_yaml(text))))  # noqa: E731
+    run()
+    upload = world.post("main", b"user_id\nu1\n").json()["data"]["upload"]
+    source_id = world.finished("main", upload["id"])["sourceId"]
+    assert set(world.spaces.require("main").source_ids) == {
+        world.store.get_source("web").id,  # type: ignore[union-attr]
+        source_id,
+    }
+    assert plan(world.store, parse_config(read_yaml(text))).render() == "No changes."
+    exported = export_config(world.store)
+    assert "CSV upload" not in exported
+    assert plan(world.store, parse_config(read_yaml(exported))).render() == "No changes."
+    run()
+    assert world.store.get_source(source_id) is not None
+    assert source_id in world.spaces.require("main").source_ids
+    # A complete list of sources through the REST API keeps it connected too.
+    patched = world.http.patch("/api/v1/spaces/main", json={"sourceIds": ["web"]})
+    assert patched.status_code == 200, patched.text
+    assert source_id in patched.json()["data"]["space"]["sourceIds"]
