@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import tempfile
 import threading
 from email.message import Message
@@ -34,6 +35,7 @@ from headwater.unify.csv_upload import Appender, Column, Upload, Uploads, upload
 from headwater.unify.spaces import SpaceInfo
 
 logger = logging.getLogger(__name__)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 router = APIRouter(prefix="/spaces", tags=["spaces"])
 
@@ -64,16 +66,19 @@ def _uploads(request: Request) -> Uploads:
 
 
 def _file_name(request: Request, given: str | None) -> str:
-    if given:
-        return given
+    """The name the history shows: the last part of a path, as text any database stores."""
+    name = given
     disposition = request.headers.get("content-disposition")
-    if disposition:
+    if not name and disposition:
         message = Message()
         message["content-disposition"] = disposition
-        name = message.get_param("filename", header="content-disposition")
-        if isinstance(name, str) and name:
-            return os.path.basename(name)
-    return "upload.csv"
+        found = message.get_param("filename", header="content-disposition")
+        name = found if isinstance(found, str) else None
+    if not name:
+        return "upload.csv"
+    name = os.path.basename(name.replace("\\", "/"))
+    name = _CONTROL.sub("", name.encode("utf-8", "replace").decode("utf-8"))
+    return name[-300:] or "upload.csv"
 
 
 async def _spool(request: Request, into: Any) -> int:
