@@ -405,7 +405,10 @@ def test_apply_and_export_leave_the_upload_source_alone(world: World) -> None:
         "spaces:\n  - name: main\n    sources: [web]\n"
         "    identity:\n      identifiers:\n        - {type: user_id, priority: 1}\n"
     )
-    run = lambda: apply(world.store, plan(world.store, parse_config(read_yaml(text))))  # noqa: E731
+
+    def run() -> None:
+        apply(world.store, plan(world.store, parse_config(read_yaml(text))))
+
     run()
     upload = world.post("main", b"user_id\nu1\n").json()["data"]["upload"]
     source_id = world.finished("main", upload["id"])["sourceId"]
