@@ -101,6 +101,38 @@ def _parser() -> argparse.ArgumentParser:
     mtu.add_argument("--url", default="http://127.0.0.1:8088", help="the server's address")
     mtu.set_defaults(run=_mtu)
 
+    insights = commands.add_parser(
+        "insights", help="a Unify space's Profiles Insights: errors, violations, merges, mappings"
+    )
+    insights.add_argument("space", help="space name or id")
+    insights.add_argument(
+        "--kind", choices=["errors", "violations", "merges", "mappings"], help="default: all"
+    )
+    insights.add_argument("--id-type", help="only records about this ID type (email, …)")
+    insights.add_argument("--violation", help="only this violation, by Segment's name")
+    insights.add_argument("--external-id", metavar="TYPE:VALUE", help="search an external id")
+    insights.add_argument("--since", help="ISO 8601 time or a duration back (30m, 24h, 7d)")
+    insights.add_argument("--json", action="store_true", help="the API's records as JSON")
+    insights.add_argument("--url", default="http://127.0.0.1:8088", help="the server's address")
+    insights.set_defaults(run=_insights)
+
+    profiles = commands.add_parser("profiles", help="a Unify space's profiles: CSV upload")
+    profile_actions = profiles.add_subparsers(dest="action", required=True, metavar="ACTION")
+    upload = profile_actions.add_parser(
+        "upload", help="upload a profiles CSV (one Identify call per row), show its progress"
+    )
+    upload.add_argument("space", help="space name or id")
+    upload.add_argument("file", type=Path, help="the .csv file")
+    upload.add_argument("--no-wait", action="store_true", help="return once it is accepted")
+    upload.add_argument("--url", default="http://127.0.0.1:8088", help="the server's address")
+    upload.set_defaults(run=_profiles_upload)
+    template = profile_actions.add_parser(
+        "template", help="print the CSV template: the space's identifier columns"
+    )
+    template.add_argument("space", help="space name or id")
+    template.add_argument("--url", default="http://127.0.0.1:8088", help="the server's address")
+    template.set_defaults(run=_profiles_template)
+
     replay = commands.add_parser("replay", help="deliver archived events to a destination again")
     replay.add_argument("destination", help="destination name or id")
     replay.add_argument("--start", required=True, help="ISO 8601 time, inclusive")
@@ -658,6 +690,41 @@ def _mtu(args: argparse.Namespace) -> int:
     from headwater.protocols.violations_cli import show_mtu
 
     show_mtu(args.url, _admin_token("mtu"), args.source, args.month)
+    return 0
+
+
+def _insights(args: argparse.Namespace) -> int:
+    from headwater.unify.commands import show_insights, since_time
+
+    token = _admin_token("insights")
+    params = {
+        name: value
+        for name, value in (
+            ("kind", args.kind),
+            ("idType", args.id_type),
+            ("violation", args.violation),
+            ("externalId", args.external_id),
+            ("start", since_time(args.since) if args.since else None),
+        )
+        if value
+    }
+    show_insights(args.url, token, args.space, params, args.json)
+    return 0
+
+
+def _profiles_upload(args: argparse.Namespace) -> int:
+    """Exits 1 when the upload failed, so scripts can check."""
+    from headwater.unify.commands import upload_profiles
+
+    token = _admin_token("profiles upload")
+    done = upload_profiles(args.url, token, args.space, args.file, wait=not args.no_wait)
+    return 1 if done["status"] == "failed" else 0
+
+
+def _profiles_template(args: argparse.Namespace) -> int:
+    from headwater.unify.commands import show_template
+
+    show_template(args.url, _admin_token("profiles template"), args.space)
     return 0
 
 

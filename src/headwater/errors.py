@@ -21,7 +21,8 @@ with 503 and ``Retry-After``, and the delivery engine turns a ``Rejection`` into
     │   ├── NotRepresentable        an FQL statement the browser's matcher cannot run alike
     │   ├── UnknownDestinationType  a destination type the catalog does not have
     │   │   └── CatalogNotInstalled an ``actions:*`` type with no Actions package installed
-    │   └── UnsafePathError         a path setting that would leave its directory
+    │   ├── UnsafePathError         a path setting that would leave its directory
+    │   └── UploadRejected          a profiles CSV, with Segment's message and a 4xx status
     ├── ExportError                 stored configuration that no file could hold
     ├── AuthorizationFailed         an OAuth authorization that gave no tokens
     ├── FQLEvaluationError          a statement with no answer for one event
@@ -155,6 +156,15 @@ class CatalogNotInstalled(UnknownDestinationType):
 
 class UnsafePathError(InputError):
     """A path setting that would leave its directory, or cannot be a path at all."""
+
+
+class UploadRejected(InputError):
+    """A profiles CSV upload refused with Segment's message (§10.1); ``status``: the REST
+    API's answer (413 too large, 415 not a .csv, 409 another upload running, else 422)."""
+
+    def __init__(self, message: str, status: int = 422) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class ExportError(HeadwaterError):

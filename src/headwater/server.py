@@ -27,6 +27,7 @@ from headwater.api.source_schema import router as source_schema_router
 from headwater.api.source_schema import use_plans
 from headwater.api.tester import router as tester_router
 from headwater.api.tester import use_delivery
+from headwater.api.uploads import use_appender
 from headwater.api.violations import router as violations_router
 from headwater.clock import wall_clock
 from headwater.config.settings import ServerSettings
@@ -81,6 +82,8 @@ from headwater.unify.profile_api import PREFIXES as PROFILE_API_PREFIXES
 from headwater.unify.profile_api import ProfileAPI
 from headwater.unify.profiles import prune_events
 from headwater.unify.spaces import SpaceInfo, SpaceStore
+from headwater.unify.csv_upload import Uploads
+from headwater.unify.insights import Insights
 from headwater.warehouse.scheduler import WarehouseScheduler
 from headwater.warehouse.store import WarehouseStore
 
@@ -174,6 +177,8 @@ class Server:
             else 1,
         )
         use_delivery(self.api, self.delivery)  # the Event Tester sends with it
+        # Profile CSV uploads send their rows as Identify calls through the internal path.
+        use_appender(self.api, InternalAppend(self.ingest_log, clock=self.clock))
         router_owner = f"{owner}:router"
         self.dedup_runs = DedupRuns(self.engine, clock=self.clock)
         self.schema_observer = SchemaObserver(self.engine, clock=self.clock)
@@ -298,6 +303,8 @@ class Server:
         BlockedEvents(self.engine, clock=self.clock).purge()
         ViolationStore(self.engine, clock=self.clock).purge()
         MtuStore(self.engine, clock=self.clock).purge()
+        Insights(clock=self.clock).purge(self.engine)  # Profiles Insights: 30 days, 500 a kind
+        Uploads(WorkspaceStore(self.engine, clock=self.clock)).purge()  # Update History: 30 days
         # Delivery Overview and Event Delivery look back two weeks at most, as in Segment.
         oldest_minute = minute_of(now) - COUNTER_RETENTION_DAYS * 24 * 60
         CounterStore(self.engine).expire(oldest_minute)

@@ -26,10 +26,13 @@ from headwater.api.debugger import router as debugger_router
 from headwater.api.source_schema import router as source_schema_router
 from headwater.api.tester import router as event_tester_router
 from headwater.api.tester import use_delivery
+from headwater.api.uploads import use_appender
 from headwater.delivery.engine import DeliveryEngine
 from headwater.destinations.store import DestinationCache, DestinationStore
+from headwater.ingest.internal import InternalAppend
 from headwater.store.admin_token import hash_token
 from headwater.store.database import database_url, open_engine
+from headwater.store.ingest_log import open_ingest_log
 from headwater.store.migrations import migrate
 from headwater.store.workspace import WorkspaceStore
 from tests.support.hostile import RAW_BODIES, VALUES, deep_array, deep_object
@@ -148,6 +151,8 @@ def base_url(
     use_delivery(
         app, DeliveryEngine(engine, DestinationCache(DestinationStore(workspace), workspace))
     )
+    log = open_ingest_log(engine, tmp, durability="normal", clock=time.time)
+    use_appender(app, InternalAppend(log, clock=time.time))  # profile CSV uploads
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = int(sock.getsockname()[1])
@@ -170,6 +175,7 @@ def base_url(
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
     thread.join(timeout=10)
+    log.close()
     engine.dispose()
 
 
@@ -238,6 +244,14 @@ def _resources(http: httpx.Client) -> dict[str, str]:
     plan = made(http.post("/api/v1/tracking-plans", json={"name": f"tp-{n}"}))["trackingPlan"]
     made(http.post("/api/v1/spaces", json={"name": f"space-{n}", "sourceIds": [source["id"]]}))
     made(http.post(f"/api/v1/spaces/space-{n}/access-tokens", json={"name": "site/production"}))
+    upload = made(
+        http.post(
+            f"/api/v1/spaces/space-{n}/profiles/uploads",
+            params={"fileName": "people.csv"},
+            content=b"user_id\nu1\n",
+            headers={"content-type": "text/csv"},
+        )
+    )["upload"]
     return {
         "source": source["name"],
         "hook": f"hook-{n}",
@@ -251,6 +265,7 @@ def _resources(http: httpx.Client) -> dict[str, str]:
         "trackingPlanId": plan["id"],
         "space": f"space-{n}",
         "tokenName": "site/production",
+        "uploadId": upload["id"],
     }
 
 

@@ -24,11 +24,13 @@ import headwater
 from headwater.api import (
     destinations,
     filters,
+    insights,
     mappings,
     sources,
     spaces,
     tracking_plans,
     transformations,
+    uploads,
     warehouses,
 )
 from headwater.api.auth import require_admin
@@ -84,6 +86,8 @@ def create_api(
     app.include_router(tracking_plans.router, prefix=PREFIX)
     app.include_router(transformations.router, prefix=PREFIX)
     app.include_router(spaces.router, prefix=PREFIX)
+    app.include_router(insights.router, prefix=PREFIX)
+    app.include_router(uploads.router, prefix=PREFIX)
     for router in extra_routers:
         app.include_router(router, prefix=PREFIX)
     return app

@@ -477,11 +477,14 @@ def apply(store: WorkspaceStore, changes: Plan) -> list[str]:
 
 
 def _all_sources(store: WorkspaceStore) -> list[SourceInfo]:
+    """Every source the file manages: all but those Unify made for itself (a space's profile
+    CSV upload source), which no file lists and ``apply`` must not delete."""
+    managed = SpaceStore(store).managed_sources()
     sources: list[SourceInfo] = []
     cursor: str | None = None
     while True:
         page = store.list_sources(cursor=cursor, count=MAX_PAGE_SIZE)
-        sources += page.sources
+        sources += [s for s in page.sources if s.id not in managed]
         if page.next_cursor is None:
             return sources
         cursor = page.next_cursor
@@ -1366,6 +1369,7 @@ def _plan_spaces(store: WorkspaceStore, config: ConfigFile, earlier: list[Change
     if problems:
         raise ConfigError(problems)
     existing = {s.name: s for s in spaces.list()}
+    managed = spaces.managed_sources()
     listed = {cfg.name for cfg in configs}
     changes: list[Change] = [
         DeleteSpace(space.id, name) for name, space in existing.items() if name not in listed
@@ -1380,7 +1384,7 @@ def _plan_spaces(store: WorkspaceStore, config: ConfigFile, earlier: list[Change
         old_sources = [
             source_names.get(i, i)
             for i in current.source_ids
-            if source_names.get(i, i) not in dropped_sources
+            if source_names.get(i, i) not in dropped_sources and i not in managed
         ]
         if set(old_sources) != set(cfg.sources):
             changes.append(UpdateSpace(current.id, cfg.name, "sources", old_sources, cfg.sources))
@@ -1472,11 +1476,13 @@ def _export_spaces(store: WorkspaceStore) -> list[dict[str, Any]]:
     from its preset; an ``import_from`` was a copy and is written as the identifiers)."""
     spaces = SpaceStore(store)
     names = {s.id: s.name for s in _all_sources(store)}
+    managed = spaces.managed_sources()
     written = []
     for space in spaces.list():
         entry: dict[str, Any] = {"name": space.name}
-        if space.source_ids:
-            entry["sources"] = [names.get(i, i) for i in space.source_ids]
+        listed = [names.get(i, i) for i in space.source_ids if i not in managed]
+        if listed:
+            entry["sources"] = listed
         tokens = spaces.access_tokens(space.id)
         if tokens:
             entry["access_tokens"] = [{"name": t.name, "token": REDACTED} for t in tokens]

@@ -150,6 +150,7 @@ MIGRATIONS: list[Migration] = [
     Migration(15, "unify identity graph", _create_tables),
     Migration(16, "unify profile traits, events and metadata", _create_tables),
     Migration(17, "unify profiles sync: outbox, profile pointers, positions", _create_tables),
+    Migration(18, "unify: profiles insights and profile csv uploads", _create_tables),
     Migration(19, "unify: replays of newly connected sources", _space_source_replays),
 ]
 

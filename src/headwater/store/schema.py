@@ -816,3 +816,61 @@ unify_sync_positions = sa.Table(
     sa.Column("seq", sa.BigInteger, nullable=False),
     sa.Column("updated_at", sa.BigInteger, nullable=False),
 )
+
+# --- Unify: Profiles Insights and profile CSV uploads (migration 18) ---------------------------
+
+# Profiles Insights (headwater.unify.insights): what identity resolution refused or did, one row
+# per item — an error, a violation, a merge or a mapping — with the event's payload. Kept
+# bounded: the newest 500 per space and kind, nothing older than 30 days.
+unify_insights = sa.Table(
+    "unify_insights",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("space_id", sa.String(40), nullable=False),
+    sa.Column("kind", sa.String(12), nullable=False),  # error, violation, merge, mapping
+    sa.Column("reason", sa.String(60), nullable=True),  # Segment's name (errors, violations)
+    sa.Column("collection", sa.String(10), nullable=True),
+    sa.Column("id_type", sa.String(100), nullable=True),  # the identifier the item is about
+    sa.Column("id_value", sa.Text, nullable=True),
+    sa.Column("profile_id", sa.String(40), nullable=True),  # a merge: the one merged into
+    sa.Column("merged_id", sa.String(40), nullable=True),  # a merge: the one merged away
+    sa.Column("new_profile", sa.Boolean, nullable=False, default=False),  # a mapping's profile
+    # The event's identifiers as [collection, type, value] lists: what the search matches.
+    sa.Column("identifiers", sa.JSON, nullable=False, default=list),
+    sa.Column("source_id", sa.String(40), nullable=False),
+    sa.Column("message_id", sa.Text, nullable=False),
+    sa.Column("event_type", sa.String(20), nullable=False),
+    sa.Column("recorded_at", sa.BigInteger, nullable=False),  # epoch milliseconds
+    sa.Column("payload", sa.JSON, nullable=False),
+    sa.Index("ix_unify_insights_space", "space_id", "kind", "id"),
+    sa.Index("ix_unify_insights_at", "recorded_at"),
+)
+
+# The source a space's profile CSV uploads send their Identify calls from (Segment's internal
+# "Engage output source"), made on the space's first upload.
+unify_upload_sources = sa.Table(
+    "unify_upload_sources",
+    metadata,
+    sa.Column(
+        "space_id", sa.String(40), sa.ForeignKey("spaces.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("source_id", sa.String(40), nullable=False),
+)
+
+# Profile CSV uploads (headwater.unify.csv_upload): Segment's Update History, 30 days.
+unify_csv_uploads = sa.Table(
+    "unify_csv_uploads",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),  # upl_…
+    sa.Column("space_id", sa.String(40), nullable=False),
+    sa.Column("file_name", sa.String(300), nullable=False),
+    sa.Column("status", sa.String(12), nullable=False),  # processing, succeeded, failed
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("rows", sa.BigInteger, nullable=False, default=0),  # data rows in the file
+    sa.Column("appended", sa.BigInteger, nullable=False, default=0),  # Identify calls so far
+    sa.Column("columns", sa.JSON, nullable=False, default=list),
+    sa.Column("source_id", sa.String(40), nullable=True),
+    sa.Column("created_at", sa.BigInteger, nullable=False),  # epoch seconds
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+    sa.Index("ix_unify_csv_uploads_space", "space_id", "created_at"),
+)

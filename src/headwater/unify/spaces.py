@@ -15,6 +15,10 @@ A space's identity settings (``headwater.unify.settings``) are one JSON value on
 for Segment's defaults: they are read and written whole (the file's list and the API's PUT are
 the complete set), and a ``Resolver`` takes them whole; a change applies to new events only.
 
+A space's profile CSV upload source (``csv_upload.Uploads.upload_source``) is Unify's own: a
+complete list of sources (the file's, a PATCH's) leaves it connected, and ``managed_sources``
+names such sources for ``apply`` and ``export`` to leave alone.
+
 A source may be connected to several spaces (Segment's onboarding connects the production
 sources to the Dev space and to the Prod space); deleting a source disconnects it, deleting a
 warehouse turns off the Profiles Sync of the spaces that used it.
@@ -179,6 +183,14 @@ class SpaceStore:
                 )
             )
             return self._spaces(conn, rows)
+
+    def managed_sources(self) -> dict[str, str]:
+        """The sources Unify made for itself (a space's profile CSV upload source), by id, with
+        their space: neither the file nor a complete source list manages them."""
+        us = schema.unify_upload_sources
+        with self._ws.reading() as conn:
+            rows = conn.execute(sa.select(us.c.source_id, us.c.space_id))
+            return {row.source_id: row.space_id for row in rows}
 
     def access_tokens(self, id_or_name: str) -> builtins.list[AccessToken]:
         """The space's tokens by name: names and dates, never the tokens."""
@@ -484,7 +496,10 @@ class SpaceStore:
         current = set(
             conn.execute(sa.select(ss.c.source_id).where(ss.c.space_id == row.id)).scalars()
         )
-        gone = current - wanted.keys()
+        # The space's own upload source stays connected: no list of sources names it.
+        us = schema.unify_upload_sources
+        own = set(conn.execute(sa.select(us.c.source_id).where(us.c.space_id == row.id)).scalars())
+        gone = current - wanted.keys() - own
         new = [source_id for source_id in wanted if source_id not in current]
         if gone:
             conn.execute(ss.delete().where(ss.c.space_id == row.id, ss.c.source_id.in_(gone)))
