@@ -74,16 +74,16 @@ from headwater.store.log import EventLog
 from headwater.store.migrations import migrate
 from headwater.store.positions import StagePositions
 from headwater.store.workspace import WorkspaceStore
-from headwater.unify.stage import GROUP as UNIFY_GROUP
-from headwater.unify.stage import IdentityStage
+from headwater.unify.csv_upload import Uploads
 from headwater.unify.graph import GraphStore
-from headwater.unify.memory import MemoryGraph
+from headwater.unify.insights import Insights
 from headwater.unify.profile_api import PREFIXES as PROFILE_API_PREFIXES
 from headwater.unify.profile_api import ProfileAPI
 from headwater.unify.profiles import prune_events
 from headwater.unify.spaces import SpaceInfo, SpaceStore
-from headwater.unify.csv_upload import Uploads
-from headwater.unify.insights import Insights
+from headwater.unify.sql_graph import SqlGraph
+from headwater.unify.stage import GROUP as UNIFY_GROUP
+from headwater.unify.stage import IdentityStage
 from headwater.warehouse.scheduler import WarehouseScheduler
 from headwater.warehouse.store import WarehouseStore
 
@@ -214,6 +214,12 @@ class Server:
         self.archive_consumer = Consumer(
             self.log, "archive", ArchiveWriter(self.settings.archive_dir), owner=owner
         )
+        self.identity = IdentityStage(
+            self.engine,
+            self.archive,
+            clock=self.clock,
+            archive_caught_up=lambda: self.log.lag("archive") == 0,
+        )
         self.consumers = [
             self.archive_consumer,
             Consumer(self.log, "observer", Observer(self.engine), owner=owner),
@@ -222,14 +228,10 @@ class Server:
             Consumer(
                 self.log,
                 UNIFY_GROUP,
-                IdentityStage(
-                    self.engine,
-                    self.archive,
-                    clock=self.clock,
-                    archive_caught_up=lambda: self.log.lag("archive") == 0,
-                ),
+                self.identity,
                 owner=owner,
                 exclusive=True,
+                idle=self.identity.replay,
             ),
             Consumer(
                 self.log,
@@ -286,10 +288,12 @@ class Server:
         return found.plan if found is not None else None
 
     def _graph_of(self, space: SpaceInfo) -> GraphStore:
-        """A space's identity graph, as the Profile API reads it."""
-        # TODO(issue 14): the SQL graph (SqlGraph) once it is on main; until then an empty
-        # graph, so every lookup answers 404.
-        return self._graphs.setdefault(space.id, MemoryGraph())
+        """A space's identity graph, as the Profile API reads it: without a cache, since the
+        graph's writer (identity resolution) may be another process."""
+        graph = self._graphs.get(space.id)
+        if graph is None:
+            graph = self._graphs[space.id] = SqlGraph(self.engine, space.id, cache_size=0)
+        return graph
 
     def maintain(self) -> None:
         """Forget old dedup keys, counters and latencies, blocked events, violations and MTU

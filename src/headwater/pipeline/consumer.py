@@ -35,6 +35,7 @@ class Consumer:
         interval: float = 0.25,
         lease_ttl: float = 10.0,
         exclusive: bool = False,
+        idle: Callable[[], int] | None = None,
     ) -> None:
         self.log = log
         self.group = group
@@ -44,6 +45,9 @@ class Consumer:
         self._interval = interval
         self._lease_ttl = lease_ttl
         self._exclusive = exclusive  # one owner holds every partition (store/leases.py)
+        # Work the group's owner does when no record is waiting (identity resolution's
+        # replays); it returns how much it did, and a pass that did some is followed at once.
+        self._idle = idle
         self._held: list[int] = []
         self._leased_at = float("-inf")
         self._full = False
@@ -67,7 +71,11 @@ class Consumer:
         records = [(p, offset, payload) for p, rows in polled.items() for offset, payload in rows]
         if not records:
             self.failing = None
-            return 0
+            if self._idle is None:
+                return 0
+            done = self._idle()
+            self._full = done > 0
+            return done
         try:
             self._handler(records)
         except Exception as exc:

@@ -439,6 +439,8 @@ class SqlGraph:
     # --- the cache ----------------------------------------------------------------------------
 
     def _remember(self, key: Key, profile_id: str, profile: tuple[int, str]) -> None:
+        if self._cache_size <= 0:
+            return  # a reader in another process than the space's writer: no cache
         index = self._index
         if len(index) >= self._cache_size:
             _halve(index)
@@ -446,6 +448,8 @@ class SqlGraph:
         self._remember_profile(profile_id, profile)
 
     def _remember_profile(self, profile_id: str, profile: tuple[int, str]) -> None:
+        if self._cache_size <= 0:
+            return
         profiles = self._profiles
         if len(profiles) >= self._cache_size:
             _halve(profiles)

@@ -39,9 +39,9 @@ from headwater.store.record import decode_processed
 from headwater.store.workspace import WorkspaceStore
 from headwater.timestamps import parse_timestamp
 from headwater.unify.graph import MergeProfiles
-from headwater.unify.insights import Insights
+from headwater.unify.insights import Entry, Insights
 from headwater.unify.profiles import ProfileData
-from headwater.unify.profiles_sync_feed import ProfilesSyncFeed
+from headwater.unify.profiles_sync import ProfilesSyncFeed
 from headwater.unify.resolution import Resolution, Resolver
 from headwater.unify.spaces import SpaceInfo, SpaceStore
 from headwater.unify.sql_graph import SqlGraph
@@ -50,6 +50,7 @@ logger = logging.getLogger(__name__)
 
 GROUP = "unify"
 _OFFSETS = "unify.offset."  # meta keys of the offsets a committed pass handled
+_OWNER = "unify.owner."  # a meta row every pass and replay locks: one writer at a time
 REPLAY_DAYS = 30  # "the last month" of a newly connected source
 REPLAY_CHUNK = 2_000  # archived events per pass
 # A connection's replay reads the archive up to a little after the connection, so the events
@@ -105,8 +106,8 @@ class IdentityStage:
             WorkspaceStore(engine).config_version, self._store.list, [], interval=0.0
         )
         self._spaces: dict[str, _Space] = {}
-        self._insights = Insights(engine)
-        self._feed = ProfilesSyncFeed(engine)
+        self._insights = Insights(clock=clock)
+        self._feed = ProfilesSyncFeed(clock=clock)
         self._written: dict[int, int] = {}  # the offsets this process's last pass recorded
 
     # --- the consumer's handler ------------------------------------------------------------
@@ -121,6 +122,7 @@ class IdentityStage:
                 by_source.setdefault(source_id, []).append(space)
         try:
             with write_transaction(self._engine) as conn:
+                claim_offsets(conn, _OWNER, [0])  # passes and replays take turns
                 done = claim_offsets(conn, _OFFSETS, {p for p, _, _ in records})
                 if any(self._written.get(p, 0) != offset for p, offset in done.items()):
                     self._forget()  # another process wrote since this one's last pass
@@ -128,7 +130,7 @@ class IdentityStage:
                 events = self._events(fresh, by_source)
                 for space, items in events.items():
                     self._resolve(conn, space, items)
-                self._replay_some(conn, spaces)
+                self._replay_some(conn, spaces)  # under load too
                 handled = [(p, o) for p, o, _ in fresh]
                 record_offsets(conn, _OFFSETS, handled)
         except BaseException:
@@ -150,12 +152,17 @@ class IdentityStage:
             space = self._spaces.get(space_id)
             if space is None:
                 graph = SqlGraph(self._engine, space_id)
+                profiles = ProfileData(self._engine, space_id, info.identity, clock=self._clock)
                 self._spaces[space_id] = _Space(
-                    info, graph, Resolver(graph, info.identity), ProfileData(self._engine, space_id)
+                    info, graph, Resolver(graph, info.identity, clock=self._clock), profiles
                 )
             elif space.info != info:
                 if space.info.identity != info.identity:
-                    space.resolver.settings = info.identity  # new events only (A-UE-19)
+                    # New events only (A-UE-19): nothing stored is revisited.
+                    space.resolver.settings = info.identity
+                    space.profiles = ProfileData(
+                        self._engine, space_id, info.identity, clock=self._clock
+                    )
                 space.info = info
         return self._spaces
 
@@ -198,7 +205,9 @@ class IdentityStage:
         self, conn: Connection, space: _Space, items: Sequence[tuple[str, dict[str, Any]]]
     ) -> None:
         graph, resolver, profiles = space.graph, space.resolver, space.profiles
+        space_id, settings = space.info.id, space.info.identity
         sync = space.info.profiles_sync is not None
+        insights: list[Entry] = []
         with graph.batch(conn):
             seen = graph.applied_many(
                 [m for _, event in items if (m := str(event.get("messageId") or ""))]
@@ -214,9 +223,10 @@ class IdentityStage:
                 if resolution.status != "dropped":
                     graph.apply(message_id, resolution.changes)
                     traits = self._profile_data(conn, profiles, event, source_id, resolution)
-                self._insights.record(conn, space.info.id, source_id, event, resolution)
+                insights.append(Entry(space_id, source_id, event, resolution, settings))
                 if sync:
-                    self._feed.record(conn, space.info.id, source_id, event, resolution, traits)
+                    self._feed.record(conn, space_id, source_id, event, resolution, traits)
+        self._insights.record_many(conn, insights)
 
     @staticmethod
     def _profile_data(
@@ -246,8 +256,22 @@ class IdentityStage:
 
     # --- replay of a newly connected source ------------------------------------------------
 
-    def _replay_some(self, conn: Connection, spaces: Mapping[str, _Space]) -> None:
-        """Replay one chunk of one pending connection's month of history."""
+    def replay(self) -> int:
+        """Replay one chunk when no record is waiting (the consumer's idle work); the events
+        replayed, or 1 when a replay only finished."""
+        spaces = self._current_spaces()
+        if not spaces:
+            return 0
+        try:
+            with write_transaction(self._engine) as conn:
+                claim_offsets(conn, _OWNER, [0])
+                return self._replay_some(conn, spaces)
+        except BaseException:
+            self._forget()
+            raise
+
+    def _replay_some(self, conn: Connection, spaces: Mapping[str, _Space]) -> int:
+        """Replay one chunk of one pending connection's month of history; as ``replay``."""
         pending = _pending(conn)
         now = self._clock()
         for item in pending:
@@ -276,7 +300,8 @@ class IdentityStage:
                 chunk.append((item.source_id, event))
             self._resolve(conn, space, chunk)
             _mark(conn, item, (at_hour, index) if full else None, now)
-            return  # one chunk per pass keeps passes short
+            return max(1, len(chunk))  # one chunk per pass keeps passes short
+        return 0
 
     # --- reads for tests and the CLI ----------------------------------------------------------
 
