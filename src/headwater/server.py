@@ -82,8 +82,8 @@ from headwater.unify.profile_api import ProfileAPI
 from headwater.unify.profiles import prune_events
 from headwater.unify.spaces import SpaceInfo, SpaceStore
 from headwater.unify.sql_graph import SqlGraph
+from headwater.unify.stage import APPLIED_RETENTION, IdentityStage
 from headwater.unify.stage import GROUP as UNIFY_GROUP
-from headwater.unify.stage import IdentityStage
 from headwater.warehouse.scheduler import WarehouseScheduler
 from headwater.warehouse.store import WarehouseStore
 
@@ -315,6 +315,8 @@ class Server:
         self.delivery.queue.expire_latencies(oldest_minute)
         SchemaStore(self.engine).expire(before_hour=hour - SCHEMA_RETENTION_HOURS)
         prune_events(self.engine, now)  # profile timelines keep 14 days
+        for space in SpaceStore(self.store).list():  # messageIds applied: a replay's month
+            SqlGraph(self.engine, space.id, cache_size=0).prune(now - APPLIED_RETENTION)
 
     async def _maintenance_loop(self) -> None:
         while True:

@@ -58,6 +58,8 @@ REPLAY_CHUNK = 2_000  # archived events per pass
 # it starts once the archive has had time to write them.
 REPLAY_MARGIN = 10.0
 REPLAY_WAIT = 300.0  # past this, replay even if the archive consumer has not caught up
+# How long a space's graph remembers the messageIds it applied: a replay reaches 30 days back.
+APPLIED_RETENTION = (REPLAY_DAYS + 1) * 86_400.0
 
 
 @dataclass(eq=False)  # hashed by identity: a pass groups its events per space
