@@ -442,3 +442,12 @@ def test_large_rows_make_smaller_chunks(monkeypatch: pytest.MonkeyPatch) -> None
     assert sent == 50 and sum(chunks) == 50
     assert max(chunks) <= 10 and len(chunks) >= 5
     assert progress[-1] == 50 and progress == sorted(progress)
+
+
+def test_excels_byte_order_mark_is_not_part_of_the_first_header(world: World) -> None:
+    answer = world.post("strict", b"\xef\xbb\xbfuser_id,plan\r\nu1,pro\r\n")
+    assert answer.status_code == 202, answer.text
+    assert answer.json()["data"]["upload"]["columns"] == ["user_id", "plan"]
+    world.finished("strict", answer.json()["data"]["upload"]["id"])
+    [event] = world.records()[-1]["events"]
+    assert event["userId"] == "u1" and event["traits"] == {"plan": "pro"}
