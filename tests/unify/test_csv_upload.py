@@ -427,3 +427,27 @@ def test_apply_and_export_leave_the_upload_source_alone(world: World) -> None:
     patched = world.http.patch("/api/v1/spaces/main", json={"sourceIds": ["web"]})
     assert patched.status_code == 200, patched.text
     assert source_id in patched.json()["data"]["space"]["sourceIds"]
+
+
+def test_large_rows_make_smaller_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An ingest record stays near the Tracking API's batch size whatever the rows hold."""
+    monkeypatch.setattr(csv_upload, "CHUNK_BYTES", 10_000)
+    lines = ["user_id,bio\n", *(f"u{n},{'x' * 1000}\n" for n in range(50))]
+    checked = csv_upload.check(lines, IdentitySettings())
+    chunks: list[int] = []
+    progress: list[int] = []
+    sent = csv_upload.send_rows(
+        lines, checked.columns, "upl_1", lambda c: chunks.append(len(c)), progress.append
+    )
+    assert sent == 50 and sum(chunks) == 50
+    assert max(chunks) <= 10 and len(chunks) >= 5
+    assert progress[-1] == 50 and progress == sorted(progress)
+
+
+def test_excels_byte_order_mark_is_not_part_of_the_first_header(world: World) -> None:
+    answer = world.post("strict", b"\xef\xbb\xbfuser_id,plan\r\nu1,pro\r\n")
+    assert answer.status_code == 202, answer.text
+    assert answer.json()["data"]["upload"]["columns"] == ["user_id", "plan"]
+    world.finished("strict", answer.json()["data"]["upload"]["id"])
+    [event] = world.records()[-1]["events"]
+    assert event["userId"] == "u1" and event["traits"] == {"plan": "pro"}

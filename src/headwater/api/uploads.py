@@ -4,7 +4,7 @@
 ``?fileName=`` or a ``Content-Disposition`` header), streamed to a temporary file while its size
 is counted, then checked whole; a refused file gets a 4xx whose message is Segment's. An
 accepted file answers ``202`` with the upload, and a thread of this process sends its rows as
-Identify calls from the space's upload source, ``CHUNK_ROWS`` per ingest log record, the
+Identify calls from the space's upload source, 500 (or about 500 KB) per ingest log record, the
 upload's ``appendedRows`` counting them: ``GET …/uploads/{uploadId}`` follows it, ``GET
 …/uploads`` is the Update History (30 days), ``GET …/uploads/template`` the CSV template.
 """
@@ -95,7 +95,18 @@ async def _spool(request: Request, into: Any) -> int:
     return size
 
 
-@router.post("/{idOrName}/profiles/uploads", status_code=202, response_model=None)
+@router.post(
+    "/{idOrName}/profiles/uploads",
+    status_code=202,
+    response_model=None,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "description": "The CSV file itself (at most 100 MB).",
+            "content": {"text/csv": {"schema": {"type": "string", "format": "binary"}}},
+        }
+    },
+)
 async def upload_profiles(
     request: Request,
     space_id: SpaceId,

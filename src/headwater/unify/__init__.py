@@ -2,6 +2,11 @@
 
 - ``spaces``: spaces, their sources, Profile API access tokens and Profiles Sync setting
   (``SpaceStore``, ``authenticate``)
+- ``insights``: Profiles Insights, what resolution refused or did (``Insights``: ``record_many``
+  in the stage's transaction, ``search``, ``purge``)
+- ``csv_upload``: profile CSV uploads: Segment's checks, rows as Identify calls, the space's
+  upload source and the Update History (``Uploads``)
+- ``commands``: ``headwater insights`` and ``headwater profiles upload|template``
 
 The pure core of identity resolution, without storage of its own:
 

@@ -8,7 +8,7 @@ empty header; no leading, trailing or consecutive spaces in a header; no duplica
 (headers are case-sensitive); only the allowed characters in headers; an identifier column,
 unless ``anonymous_id`` is configured; at most 1,000,000 rows. The checks read the file as a
 stream of lines (``check``), so a 100 MB file is never held in memory; the sending reads it
-again, ``CHUNK_ROWS`` rows per ingest log record.
+again, ``CHUNK_ROWS`` rows (or about 500 KB) per ingest log record.
 
 A row becomes an Identify: the ``user_id`` and ``anonymous_id`` columns its ``userId`` and
 ``anonymousId``, the ``email`` column ``traits.email``, every other identifier column of the
@@ -45,7 +45,8 @@ from headwater.unify.spaces import SpaceInfo, SpaceStore
 MAX_BYTES: Final = 100 * 1024 * 1024
 MAX_ROWS: Final = 1_000_000
 MAX_COLUMNS: Final = 299
-CHUNK_ROWS: Final = 500  # rows per ingest log record
+CHUNK_ROWS: Final = 500  # rows per ingest log record, at most
+CHUNK_BYTES: Final = 500 * 1024  # and about the Tracking API's batch size, at most
 MAX_IDENTIFY_BYTES: Final = 32 * 1024  # the Tracking API's limit on one message
 HISTORY_SECONDS: Final = 30 * 86_400  # Update History: the last 30 days
 STALE_SECONDS: Final = 300  # a processing upload without progress this long has died
@@ -283,23 +284,25 @@ def send_rows(
     append: Callable[[Sequence[Mapping[str, Any]]], object],
     progress: Callable[[int], None],
 ) -> int:
-    """Send every row as an Identify, ``CHUNK_ROWS`` per call of ``append``; ``progress``
-    after each with the rows sent so far. The rows sent."""
+    """Send every row as an Identify, ``CHUNK_ROWS`` (or about ``CHUNK_BYTES``) per call of
+    ``append``; ``progress`` after each with the rows sent so far. The rows sent."""
     rows = _rows(lines)
     while next(rows, None) == []:  # up to the header
         pass
     chunk: list[dict[str, Any]] = []
-    sent = 0
-    number = 0
+    size = sent = number = 0
+    # A row's size as JSON, roughly: its cells, its headers, quotes and punctuation.
+    overhead = 300 + sum(len(c.header) + 6 for c in columns)
     for row in rows:
         if _blank(row):
             continue
         number += 1
         chunk.append(identify_of(columns, row, f"{upload_id}-{number}", f"{upload_id}-"))
-        if len(chunk) == CHUNK_ROWS:
+        size += overhead + sum(map(len, row))
+        if len(chunk) == CHUNK_ROWS or size >= CHUNK_BYTES:
             append(chunk)
             sent += len(chunk)
-            chunk = []
+            chunk, size = [], 0
             progress(sent)
     if chunk:
         append(chunk)
