@@ -9,6 +9,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from headwater.errors import InvalidError
 from headwater.store import schema
 from headwater.store.database import write_transaction
 from headwater.store.workspace import WorkspaceStore
@@ -186,3 +187,21 @@ def test_deleting_a_space_or_its_warehouse_drops_their_feed_rows(engine: Engine)
 
     assert fed.entries() == [] and fed.pointers() == {}
     assert len(other.entries()) == 1 and len(other.pointers()) == 1
+
+
+def test_profiles_sync_refuses_a_data_lake(engine: Engine, tmp_path: Any) -> None:
+    """A lake has no tables to materialize: the setting is refused with a 4xx-kind error
+    rather than an outbox that no sync would ever load."""
+    workspace = WorkspaceStore(engine)
+    workspace.ensure_workspace("acme")
+    lake = WarehouseStore(workspace).create(
+        "lake", "data-lake", settings={"location": str(tmp_path / "lake")}
+    )
+    spaces = SpaceStore(workspace)
+
+    with pytest.raises(InvalidError) as refused:
+        spaces.create("Main", profiles_sync=(lake.id, None))
+
+    assert refused.value.field == "profiles_sync.warehouse"
+    assert "DuckDB or PostgreSQL" in refused.value.message
+    assert spaces.list() == []

@@ -27,6 +27,7 @@ keeps a position per (space, warehouse) and prunes what every warehouse needing 
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final, NamedTuple
 
@@ -98,7 +99,12 @@ class ProfilesSyncFeed:
         """Keep what ``event`` did for the space's warehouse, in ``conn``'s transaction."""
         if resolution.status != "resolved" or resolution.user is None:
             return
-        message_id = resolution.message_id or str(event.get("messageId") or "")
+        # Without a messageId (the Tracking API always sets one) nothing can be deduplicated.
+        message_id = (
+            resolution.message_id
+            or str(event.get("messageId") or "")
+            or (f"no-message-id:{uuid.uuid4()}")
+        )
         stored = dict(event)
         at = event_time(stored)
         received = parse_timestamp(stored.get("receivedAt"))
