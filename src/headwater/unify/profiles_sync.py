@@ -19,8 +19,9 @@ they applied, already expanded into what the raw tables need:
 ``record`` is idempotent on the event's ``messageId`` while its row is in the outbox, and the
 warehouse rows it leads to have ids made from the ``messageId``, so a repeat adds no row there
 either. Once pruned, a repeat is kept out by the graph store (its ``messageId`` was applied:
-the resolution is a duplicate, which is not recorded). Events that did not resolve to a user profile (dropped, duplicates, no identifiers) are
-not recorded: Profiles Sync's tables are about profiles. Account profiles are left out.
+the resolution is a duplicate, which is not recorded). Events that did not resolve to a user
+profile (dropped, duplicates, no identifiers) are not recorded: Profiles Sync's tables are
+about profiles. Account profiles are left out.
 
 The warehouse side (``headwater.warehouse.profiles_sync``) reads the outbox in ``seq`` order,
 keeps a position per (space, warehouse) and prunes what every warehouse needing it has loaded.
