@@ -9,11 +9,12 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from headwater.errors import InvalidError
 from headwater.store import schema
 from headwater.store.database import write_transaction
 from headwater.store.workspace import WorkspaceStore
 from headwater.unify import profiles_sync as feed
-from headwater.unify.profiles_sync import ProfilesSyncFeed
+from headwater.unify.profiles_sync import ProfilesSyncFeed, Resolved
 from headwater.unify.resolution import Resolution
 from headwater.unify.spaces import SpaceStore
 from headwater.warehouse.store import WarehouseStore
@@ -186,3 +187,54 @@ def test_deleting_a_space_or_its_warehouse_drops_their_feed_rows(engine: Engine)
 
     assert fed.entries() == [] and fed.pointers() == {}
     assert len(other.entries()) == 1 and len(other.pointers()) == 1
+
+
+def test_profiles_sync_refuses_a_data_lake(engine: Engine, tmp_path: Any) -> None:
+    """A lake has no tables to materialize: the setting is refused with a 4xx-kind error
+    rather than an outbox that no sync would ever load."""
+    workspace = WorkspaceStore(engine)
+    workspace.ensure_workspace("acme")
+    lake = WarehouseStore(workspace).create(
+        "lake", "data-lake", settings={"location": str(tmp_path / "lake")}
+    )
+    spaces = SpaceStore(workspace)
+
+    with pytest.raises(InvalidError) as refused:
+        spaces.create("Main", profiles_sync=(lake.id, None))
+
+    assert refused.value.field == "profiles_sync.warehouse"
+    assert "DuckDB or PostgreSQL" in refused.value.message
+    assert spaces.list() == []
+
+
+def test_record_many_keeps_what_record_one_by_one_keeps(engine: Engine) -> None:
+    """A run recorded at once (profiles made and merged within it, a message twice) gives
+    the same outbox and pointers as the events recorded one by one."""
+    one, many = Fed(engine, "spa_one"), Fed(engine, "spa_many")
+    resolved: list[Resolved] = []
+    runs: list[dict[str, Any]] = [
+        {"anonymousId": "anon-z"},
+        {"anonymousId": "anon-a", "traits": {"email": "ann@x.io"}},
+        {"anonymousId": "anon-b"},
+        {"anonymousId": "anon-b", "traits": {"email": "ann@x.io", "plan": "pro"}},  # b into a
+        {"anonymousId": "anon-z", "traits": {"email": "ann@x.io"}},  # a (with b) into z
+    ]
+    for fields in runs:
+        event = one.space.event("identify", **fields)
+        resolution = one.space.resolve(event)
+        traits: dict[str, Any] = fields.get("traits", {})
+        told = [(resolution.user, traits)] if resolution.user else []
+        resolved.append(Resolved("src", event, resolution, told))
+    for item in resolved:
+        one.record(dict(item.event), item.resolution, [(s, dict(t)) for s, t in item.traits])
+
+    with write_transaction(engine) as conn:
+        many.feed.record_many(conn, many.space_id, [*resolved, resolved[1]])
+        many.feed.record_many(conn, many.space_id, resolved[3:])  # already there
+
+    def shape(entries: list[feed.OutboxEntry]) -> list[tuple[Any, ...]]:
+        return [(e.message_id, e.segment_id, e.ops, e.traits) for e in entries]
+
+    assert shape(many.entries()) == shape(one.entries())
+    assert many.pointers() == one.pointers()
+    assert len(set(one.pointers().values())) == 1  # everything ends on z

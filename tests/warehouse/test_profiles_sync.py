@@ -5,6 +5,7 @@ warehouses, with the state on SQLite and PostgreSQL (spec/unify-engage.md §11).
 from __future__ import annotations
 
 import hashlib
+import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -21,13 +22,14 @@ from headwater.store.archive import Archive
 from headwater.store.database import write_transaction
 from headwater.store.workspace import WorkspaceStore
 from headwater.timestamps import format_timestamp
-from headwater.unify.graph import MergeProfiles
+from headwater.unify.graph import CreateProfile, MergeProfiles
 from headwater.unify.memory import MemoryGraph
 from headwater.unify.profile_ids import ProfileIds
 from headwater.unify.profiles_sync import ProfilesSyncFeed
 from headwater.unify.resolution import Resolution, Resolver, event_time
 from headwater.unify.spaces import SpaceInfo, SpaceStore
 from headwater.warehouse.connect import loader_for
+from headwater.warehouse.profiles_sync import trait_text
 from headwater.warehouse.store import WarehouseInfo, WarehouseStore
 from headwater.warehouse.sync import SUCCESS, SyncResult, WarehouseSync
 
@@ -600,3 +602,55 @@ def test_a_failing_space_keeps_its_position_and_the_next_sync_loads_it(
     assert world.outbox() == 0
     assert len(world.rows(f"SELECT * FROM {S}.profile_merges")) == 2
     assert len(world.rows(f"SELECT * FROM {S}.id_graph_updates")) == 3
+
+
+@pytest.mark.parametrize("report_merges", [True, False], ids=["told", "derived"])
+def test_random_events_keep_the_materialized_tables_equal_to_the_graph(
+    world: World, report_merges: bool
+) -> None:
+    """A-UE-60 over random sequences (merges of merged profiles, refused merges, removed
+    traits), checked at every sync: ``profile_merges`` says where the graph points each id,
+    ``user_identifiers`` holds each canonical profile's identifiers, ``user_traits`` its
+    traits (later value wins) — §11.6's consistency between Unify and Profiles Sync."""
+    world.book.report_merges = report_merges
+    graph, book = world.graph, world.book
+    rng = random.Random(14)
+    start = utc("2022-06-01 00:00:00")
+    created: list[str] = []
+
+    def check() -> None:
+        assert sorted(world.rows(f"SELECT segment_id, canonical_segment_id FROM {S}.profile_merges")) == sorted(
+            (p, graph.canonical(p)) for p in created
+        )  # fmt: skip
+        assert sorted(world.rows(f"SELECT canonical_segment_id, type, value FROM {S}.user_identifiers")) == sorted(
+            (p, t, v) for p in graph.profiles() for t, values in graph.identities(p).items() for v in values
+        )  # fmt: skip
+        assert sorted(world.rows(f"SELECT canonical_segment_id, name, value FROM {S}.user_traits")) == sorted(
+            (p, name, trait_text(value)) for p, held in book.traits.items() for name, (value, _) in held.items()
+        )  # fmt: skip
+        assert world.outbox() == 0
+
+    for n in range(240):
+        when = start + timedelta(minutes=n * 7 + rng.randrange(5))
+        fields: dict[str, Any] = {"anonymousId": f"anon-{rng.randrange(40)}"}
+        kind = rng.choice(["page", "identify", "identify", "track"])
+        if kind == "identify":
+            traits: dict[str, Any] = {}
+            if rng.random() < 0.4:
+                traits["plan"] = rng.choice(["free", "pro", "team", None])
+            if rng.random() < 0.5:
+                traits["email"] = f"e{rng.randrange(12)}@x.io"
+            if rng.random() < 0.3:
+                traits["score"] = rng.randrange(100)
+            fields["traits"] = traits
+            if rng.random() < 0.2:
+                fields["userId"] = f"user-{rng.randrange(8)}"
+        if kind == "track":
+            fields["event"] = "Clicked"
+        made = world.send(event(kind, f"m{n}", when.isoformat()[:19].replace("T", " "), **fields))
+        created += [c.profile_id for c in made.changes if isinstance(c, CreateProfile)]
+        if n % 20 == 19:
+            world.now = when + timedelta(minutes=1)
+            world.sync()
+            check()
+    assert len(created) > len(graph.profiles()) > 1  # merges happened

@@ -2,7 +2,8 @@
 database until the space's warehouse has loaded it (spec/unify-engage.md §11).
 
 The identity resolution stage calls ``ProfilesSyncFeed.record`` for every event it resolves in a
-space with Profiles Sync on, inside its own transaction, so an event's graph changes and its
+space with Profiles Sync on (or ``record_many`` for a run of them: a few statements per run
+instead of two per event), inside its own transaction, so an event's graph changes and its
 outbox row commit together or not at all. The row holds the event and its changes in the order
 they applied, already expanded into what the raw tables need:
 
@@ -17,8 +18,10 @@ they applied, already expanded into what the raw tables need:
 
 ``record`` is idempotent on the event's ``messageId`` while its row is in the outbox, and the
 warehouse rows it leads to have ids made from the ``messageId``, so a repeat adds no row there
-either. Events that did not resolve to a user profile (dropped, duplicates, no identifiers) are
-not recorded: Profiles Sync's tables are about profiles. Account profiles are left out.
+either. Once pruned, a repeat is kept out by the graph store (its ``messageId`` was applied:
+the resolution is a duplicate, which is not recorded). Events that did not resolve to a user
+profile (dropped, duplicates, no identifiers) are not recorded: Profiles Sync's tables are
+about profiles. Account profiles are left out.
 
 The warehouse side (``headwater.warehouse.profiles_sync``) reads the outbox in ``seq`` order,
 keeps a position per (space, warehouse) and prunes what every warehouse needing it has loaded.
@@ -27,6 +30,7 @@ keeps a position per (space, warehouse) and prunes what every warehouse needing 
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final, NamedTuple
 
@@ -50,19 +54,21 @@ Op = list[Any]
 
 # Built once: a statement given its values as parameters compiles once (``.values(body)``
 # would make SQLAlchemy walk the whole event for its cache key, on every event).
-_OUTBOX_INSERT: Final = {
-    True: sqlite.insert(schema.unify_sync_outbox)
-    .on_conflict_do_nothing()
-    .returning(schema.unify_sync_outbox.c.seq),
-    False: postgresql.insert(schema.unify_sync_outbox)
-    .on_conflict_do_nothing()
-    .returning(schema.unify_sync_outbox.c.seq),
-}
-
 _POINTER_INSERT: Final = {
     True: sqlite.insert(schema.unify_sync_profiles).on_conflict_do_nothing(),
     False: postgresql.insert(schema.unify_sync_profiles).on_conflict_do_nothing(),
 }
+
+Traits = Sequence[tuple[str, Mapping[str, Any]]]
+
+
+class Resolved(NamedTuple):
+    """One event the identity stage resolved, as ``record_many`` takes it."""
+
+    source_id: str
+    event: Mapping[str, Any]
+    resolution: Resolution
+    traits: Traits  # (segment id, {trait: new value or None}) per profile it changed
 
 
 class OutboxEntry(NamedTuple):
@@ -93,33 +99,79 @@ class ProfilesSyncFeed:
         source_id: str,
         event: Mapping[str, Any],
         resolution: Resolution,
-        traits: Sequence[tuple[str, Mapping[str, Any]]],
+        traits: Traits,
     ) -> None:
         """Keep what ``event`` did for the space's warehouse, in ``conn``'s transaction."""
-        if resolution.status != "resolved" or resolution.user is None:
+        self.record_many(conn, space_id, [Resolved(source_id, event, resolution, traits)])
+
+    def record_many(self, conn: Connection, space_id: str, events: Sequence[Resolved]) -> None:
+        """``record`` for a run of events in the order they resolved: a few statements for
+        the run, plus a couple per merge (PostgreSQL answers each statement over the
+        network)."""
+        kept = [e for e in events if e.resolution.status == "resolved" and e.resolution.user]
+        if not kept:
             return
-        message_id = resolution.message_id or str(event.get("messageId") or "")
-        stored = dict(event)
+        ids = [_message_id(e) for e in kept]
+        box = schema.unify_sync_outbox
+        seen = set(
+            conn.execute(
+                sa.select(box.c.message_id).where(
+                    box.c.space_id == space_id, box.c.message_id.in_(set(ids))
+                )
+            ).scalars()
+        )
+        rows: list[dict[str, Any]] = []
+        created: list[dict[str, str]] = []
+        now = int(self._clock())
+        for message_id, item in zip(ids, kept, strict=True):
+            if message_id in seen:
+                continue  # recorded already (a retried transaction, a replay): nothing moves
+            seen.add(message_id)
+            body, made = self._body(conn, space_id, item)
+            created += [
+                {"space_id": space_id, "segment_id": p, "canonical_segment_id": p} for p in made
+            ]
+            rows.append(
+                {
+                    "space_id": space_id,
+                    "message_id": message_id,
+                    "source_id": item.source_id,
+                    "recorded_at": now,
+                    "body": body,
+                }
+            )
+        if rows:
+            conn.execute(box.insert(), rows)
+        if created:  # after the merges' pointers: a profile made and merged here keeps those
+            conn.execute(_POINTER_INSERT[conn.dialect.name == "sqlite"], created)
+
+    def _body(
+        self, conn: Connection, space_id: str, item: Resolved
+    ) -> tuple[dict[str, Any], list[str]]:
+        """An event's outbox body and the profiles it made; its merges re-point at once (a
+        later event of the run reads them)."""
+        resolution = item.resolution
+        assert resolution.user is not None
+        stored = dict(item.event)
         at = event_time(stored)
         received = parse_timestamp(stored.get("receivedAt"))
         ops: list[Op] = []
-        created: list[str] = []
-        moves: list[tuple[list[str], str]] = []
+        made: list[str] = []
         here: dict[str, str] = {}  # ids this event re-points, to where
         for change in resolution.changes:
             if isinstance(change, CreateProfile) and change.collection == USERS:
-                created.append(change.profile_id)
+                made.append(change.profile_id)
                 ops.append(["create", change.profile_id, change.at])
             elif isinstance(change, AddIdentifier) and change.collection == USERS:
                 ops.append(["add", change.profile_id, change.type, change.value, change.at])
             elif isinstance(change, MergeProfiles) and change.collection == USERS:
                 moved = _pointing_at(conn, space_id, change.from_id)
-                moves.append((moved, change.into_id))
+                _point(conn, space_id, moved, change.into_id)
                 here.update((segment, change.into_id) for segment in moved)
                 ops.append(["merge", change.from_id, change.into_id, change.at, moved])
         merged = [op[1] for op in ops if op[0] == "merge"]
         # The stage names the resolved (canonical) profile; any other goes through pointers.
-        others = [s for s, _ in traits if s != resolution.user and s not in here]
+        others = [s for s, _ in item.traits if s != resolution.user and s not in here]
         known = _canonical_of(conn, space_id, others)
         body = {
             # The case study (§11.4) keeps an event that merged profiles on the profile it
@@ -130,25 +182,20 @@ class ProfilesSyncFeed:
             "received_at": received.timestamp() if received is not None else None,
             "ops": ops,
             "traits": [
-                [_follow(segment, here, known), dict(changed)] for segment, changed in traits
+                [_follow(segment, here, known), dict(changed)] for segment, changed in item.traits
             ],
         }
-        inserted = conn.execute(
-            _OUTBOX_INSERT[conn.dialect.name == "sqlite"],
-            {
-                "space_id": space_id,
-                "message_id": message_id,
-                "source_id": source_id,
-                "recorded_at": int(self._clock()),
-                "body": body,
-            },
-        ).first()
-        if inserted is None:
-            return  # recorded already (a retried transaction, a replay): nothing moves
-        for profile_id in created:
-            _point(conn, space_id, [profile_id], profile_id, created=True)
-        for moved, into in moves:
-            _point(conn, space_id, moved, into)
+        return body, made
+
+
+def _message_id(item: Resolved) -> str:
+    """The event's messageId; without one (the Tracking API always sets one) a fresh id, as
+    nothing can be deduplicated."""
+    return (
+        item.resolution.message_id
+        or str(item.event.get("messageId") or "")
+        or f"no-message-id:{uuid.uuid4()}"
+    )
 
 
 def _follow(segment: str, here: Mapping[str, str], known: Mapping[str, str]) -> str:
@@ -176,21 +223,8 @@ def _pointing_at(conn: Connection, space_id: str, profile_id: str) -> list[str]:
     return [profile_id, *others]
 
 
-def _point(
-    conn: Connection,
-    space_id: str,
-    segment_ids: Sequence[str],
-    canonical: str,
-    *,
-    created: bool = False,
-) -> None:
+def _point(conn: Connection, space_id: str, segment_ids: Sequence[str], canonical: str) -> None:
     p = schema.unify_sync_profiles
-    if created:  # a profile made by this event (unless it is recorded again after pruning)
-        conn.execute(
-            _POINTER_INSERT[conn.dialect.name == "sqlite"],
-            {"space_id": space_id, "segment_id": segment_ids[0], "canonical_segment_id": canonical},
-        )
-        return
     known = set(
         conn.execute(
             sa.select(p.c.segment_id).where(

@@ -60,6 +60,8 @@ SPACE_ID_LENGTH = 22  # Segment's ids: spa_w5akhv1XwnGj5j2HVT6NWX
 GENERATED_TOKEN_LENGTH = 43
 MIN_TOKEN_LENGTH = 16
 MAX_TOKEN_LENGTH = 200
+# The warehouse kinds Profiles Sync loads (a data lake has no tables to materialize).
+PROFILES_SYNC_WAREHOUSES = frozenset({"duckdb", "postgres"})
 # A token is the user name of HTTP Basic auth: printable ASCII, no space and no ':'.
 _TOKEN_RE = re.compile(r"[!-9;-~]+")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -523,6 +525,12 @@ class SpaceStore:
             return True
         warehouse_ref, schema_name = setting
         warehouse = self._warehouse(conn, warehouse_ref, "profiles_sync.warehouse")
+        if warehouse.type not in PROFILES_SYNC_WAREHOUSES:
+            raise InvalidError(
+                f"Profiles Sync loads tables; warehouse {warehouse.name!r} is a "
+                f"{warehouse.type}: choose a DuckDB or PostgreSQL warehouse",
+                "profiles_sync.warehouse",
+            )
         if schema_name is None:
             schema_name = row.slug
         check_slug(schema_name, "profiles_sync.schema")

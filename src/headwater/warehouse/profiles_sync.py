@@ -543,11 +543,14 @@ class _Chunk:
                     if value is None:
                         held.pop(name, None)  # null removes a trait
                         continue
+                    text = trait_text(value)
+                    if name in held and held[name]["value"] == text:
+                        continue  # the value it holds keeps its time (a merge told again)
                     held[name] = {
                         "id": _row_id("trait", segment, name),
                         "canonical_segment_id": segment,
                         "name": name,
-                        "value": trait_text(value),
+                        "value": text,
                         **self._times(entry),
                     }
 
