@@ -41,7 +41,7 @@ from headwater.timestamps import parse_timestamp
 from headwater.unify.graph import MergeProfiles
 from headwater.unify.insights import Entry, Insights
 from headwater.unify.profiles import ProfileData
-from headwater.unify.profiles_sync import ProfilesSyncFeed
+from headwater.unify.profiles_sync import ProfilesSyncFeed, Resolved
 from headwater.unify.resolution import Resolution, Resolver
 from headwater.unify.spaces import SpaceInfo, SpaceStore
 from headwater.unify.sql_graph import SqlGraph
@@ -210,6 +210,7 @@ class IdentityStage:
         space_id, settings = space.info.id, space.info.identity
         sync = space.info.profiles_sync is not None
         insights: list[Entry] = []
+        synced: list[Resolved] = []
         with graph.batch(conn):
             seen = graph.applied_many(
                 [m for _, event in items if (m := str(event.get("messageId") or ""))]
@@ -227,8 +228,10 @@ class IdentityStage:
                     traits = self._profile_data(conn, profiles, event, source_id, resolution)
                 insights.append(Entry(space_id, source_id, event, resolution, settings))
                 if sync:
-                    self._feed.record(conn, space_id, source_id, event, resolution, traits)
+                    synced.append(Resolved(source_id, event, resolution, traits))
         self._insights.record_many(conn, insights)
+        if synced:
+            self._feed.record_many(conn, space_id, synced)
 
     @staticmethod
     def _profile_data(
