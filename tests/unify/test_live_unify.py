@@ -4,6 +4,9 @@ Profile API in the api process, one state database between them."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -149,3 +152,78 @@ def test_the_profile_api_answers_segment_errors_without_cors(server: LiveServer)
         timeout=10,
     )
     assert not any(h.lower().startswith("access-control-") for h in preflight.headers)
+
+
+def test_profiles_sync_loads_the_space_schema_on_a_warehouse_sync(tmp_path: Path) -> None:
+    """The §11.4 story on a running server (SQLite state, the default DuckDB warehouse): two
+    visitors' pages, then identifies sharing an email → after `headwater warehouse sync`, the
+    space's schema has the merge in `id_graph` and both anonymous ids on one profile."""
+    path = tmp_path / "headwater.yaml"
+    path.write_text(
+        CONFIG.replace("  - name: main\n", "  - name: people\n")
+        + "    profiles_sync: {warehouse: default}\n"
+    )
+    live = LiveServer(data_dir=tmp_path / "data", config=path, role="all")
+    live.start(timeout=60)
+    try:
+        _send(live, "WK_web", "page", {"anonymousId": "5285bc35", "name": "Home"})
+        _send(
+            live,
+            "WK_web",
+            "identify",
+            {"anonymousId": "5285bc35", "traits": {"email": "jane.kim@segment.com"}},
+        )
+        _send(live, "WK_ios", "page", {"anonymousId": "b50e18a5", "name": "Education"})
+        _send(
+            live,
+            "WK_ios",
+            "identify",
+            {"anonymousId": "b50e18a5", "traits": {"email": "jane.kim@segment.com"}},
+        )
+        people = "/v1/spaces/people/collections/users/profiles"
+
+        def merged() -> bool:
+            answer = _get(live, f"{people}/anonymous_id:b50e18a5/external_ids")
+            ids = answer.json().get("data") or [] if answer.status_code == 200 else []
+            return {i["id"] for i in ids} >= {"5285bc35", "b50e18a5"}
+
+        wait_for(merged, 60, "the two visitors merged")
+        data = tmp_path / "data"
+        synced = _headwater("warehouse", "sync", "default", "--url", live.url, data_dir=data)
+        assert synced.returncode == 0, synced.stdout + synced.stderr
+        queried = _headwater(
+            "warehouse",
+            "query",
+            "default",
+            "SELECT external_id_type, external_id_value, canonical_segment_id = ("
+            "SELECT canonical_segment_id FROM people.external_id_mapping "
+            "WHERE external_id_value = '5285bc35') FROM people.external_id_mapping "
+            "ORDER BY external_id_value",
+            data_dir=data,
+        )
+        assert queried.returncode == 0, queried.stderr
+        assert queried.stdout.splitlines()[1:] == [
+            "anonymous_id\t5285bc35\tTrue",
+            "anonymous_id\tb50e18a5\tTrue",
+            "email\tjane.kim@segment.com\tTrue",
+        ]
+        graph = _headwater(
+            "warehouse",
+            "query",
+            "default",
+            "SELECT count(*), count(DISTINCT canonical_segment_id) FROM people.id_graph",
+            data_dir=data,
+        )
+        assert graph.stdout.splitlines()[1:] == ["2\t1"], graph.stdout + graph.stderr
+    finally:
+        live.stop()
+
+
+def _headwater(*args: str, data_dir: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "headwater", *args, "--data-dir", str(data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "HEADWATER_ADMIN_TOKEN": ADMIN_TOKEN},
+    )
