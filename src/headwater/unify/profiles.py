@@ -27,6 +27,7 @@ Merges (§21 #4): the merged-away profile's traits go to the survivor key by key
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime, timedelta
@@ -229,22 +230,22 @@ class ProfileData:
     ) -> dict[str, Trait]:
         """The profile's traits in byte-wise key order: those named in ``keys``, of
         ``trait_class``, from key ``after`` on (inclusive), at most ``limit``."""
-        t = schema.unify_profile_traits
-        query = (
-            sa.select(t.c.key, t.c.value, t.c.source_id, t.c.updated_at)
-            .where(t.c.space_id == self.space_id, t.c.profile_id == profile_id, t.c.present)
-            .order_by(t.c.key)
-        )
+        query = _traits_query(keys is not None, trait_class is not None, after is not None)
+        params: dict[str, Any] = {
+            "space_id": self.space_id,
+            "profile_id": profile_id,
+            "limit": -1 if limit is None else limit,  # SQLite: no limit; PostgreSQL: ALL
+        }
         if keys is not None:
-            query = query.where(t.c.key.in_(list(keys)))
+            params["keys"] = list(keys)
         if trait_class is not None:
-            query = query.where(t.c.trait_class == trait_class)
+            params["trait_class"] = trait_class
         if after is not None:
-            query = query.where(t.c.key >= after)
-        if limit is not None:
-            query = query.limit(limit)
+            params["after"] = after
+        if limit is None and self._engine.dialect.name == "postgresql":
+            params["limit"] = None
         with self._engine.connect() as conn:
-            return {r.key: Trait(r.value, r.source_id, r.updated_at) for r in conn.execute(query)}
+            return {r[0]: Trait(r[1], r[2], r[3]) for r in conn.execute(query, params)}
 
     def events(
         self,
@@ -545,6 +546,30 @@ def prune_events(engine: Engine, now: float) -> int:
     e = schema.unify_profile_events
     with write_transaction(engine) as conn:
         return int(conn.execute(e.delete().where(e.c.at_ns < _horizon(now))).rowcount)
+
+
+@functools.cache
+def _traits_query(keys: bool, trait_class: bool, after: bool) -> sa.Select[Any]:
+    """The /traits read, built once per shape: the Profile API's hottest query, where building
+    a statement would cost more than running it."""
+    t = schema.unify_profile_traits
+    query = (
+        sa.select(t.c.key, t.c.value, t.c.source_id, t.c.updated_at)
+        .where(
+            t.c.space_id == sa.bindparam("space_id"),
+            t.c.profile_id == sa.bindparam("profile_id"),
+            t.c.present,
+        )
+        .order_by(t.c.key)
+        .limit(sa.bindparam("limit", type_=sa.Integer))
+    )
+    if keys:
+        query = query.where(t.c.key.in_(sa.bindparam("keys", expanding=True)))
+    if trait_class:
+        query = query.where(t.c.trait_class == sa.bindparam("trait_class"))
+    if after:
+        query = query.where(t.c.key >= sa.bindparam("after"))
+    return query
 
 
 def _horizon(now: float) -> int:
