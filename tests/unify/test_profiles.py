@@ -6,11 +6,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from headwater.store import schema
 from headwater.store.database import write_transaction
+from headwater.unify import profiles
 from headwater.unify.profiles import ProfileData, iso, micros, prune_events
 from tests.support.profiles import ProfileSpace
 from tests.support.unify import DAY, START
@@ -218,3 +220,14 @@ def test_traits_page_in_byte_order(engine: Engine) -> None:
 def _identify(message_id: str, second: int, traits: dict[str, Any]) -> dict[str, Any]:
     at = datetime.fromtimestamp(START + second, UTC).isoformat()
     return {"type": "identify", "messageId": message_id, "timestamp": at, "traits": traits}
+
+
+def test_pruning_goes_in_batches(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(profiles, "PRUNE_BATCH", 2)
+    space = ProfileSpace(engine, now=START + 20 * DAY)
+    for n in range(5):
+        space.send("track", userId=f"u{n % 2}", event=f"Old {n}")
+    space.later(10 * DAY)
+    space.send("track", userId="u0", event="Recent")
+    assert prune_events(engine, START + 20 * DAY) == 5
+    assert [e.body["event"] for e in space.data.events(space.user("user_id", "u0"))] == ["Recent"]

@@ -207,15 +207,7 @@ class ProfileData:
 
     def prune(self, now: float | None = None) -> int:
         """Forget this space's events older than 14 days (by their timestamps)."""
-        e = schema.unify_profile_events
-        with write_transaction(self._engine) as conn:
-            return int(
-                conn.execute(
-                    e.delete().where(
-                        e.c.space_id == self.space_id, e.c.at_ns < _horizon(now or self._clock())
-                    )
-                ).rowcount
-            )
+        return _prune(self._engine, now or self._clock(), self.space_id)
 
     # --- reads (connections of their own) ------------------------------------------------------
 
@@ -543,9 +535,27 @@ class ProfileData:
 
 def prune_events(engine: Engine, now: float) -> int:
     """Forget every space's events older than 14 days (the server's maintenance)."""
+    return _prune(engine, now, None)
+
+
+PRUNE_BATCH = 5_000
+
+
+def _prune(engine: Engine, now: float, space_id: str | None) -> int:
+    """Delete in batches, a transaction each, so the identity stage's writes never wait long
+    behind maintenance (on SQLite a delete holds the one write lock)."""
     e = schema.unify_profile_events
-    with write_transaction(engine) as conn:
-        return int(conn.execute(e.delete().where(e.c.at_ns < _horizon(now))).rowcount)
+    old = e.c.at_ns < _horizon(now)
+    where = old if space_id is None else sa.and_(old, e.c.space_id == space_id)
+    key = sa.tuple_(e.c.space_id, e.c.profile_id, e.c.message_id)
+    batch = sa.select(e.c.space_id, e.c.profile_id, e.c.message_id).where(where).limit(PRUNE_BATCH)
+    total = 0
+    while True:
+        with write_transaction(engine) as conn:
+            gone = int(conn.execute(e.delete().where(key.in_(batch))).rowcount)
+        total += gone
+        if gone < PRUNE_BATCH:
+            return total
 
 
 @functools.cache
