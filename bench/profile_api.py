@@ -23,6 +23,7 @@ import multiprocessing
 import random
 import shutil
 import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -164,6 +165,68 @@ async def load(
     return latencies, failures, total
 
 
+WRK_SCRIPT = """
+local ffi = require("ffi")
+ffi.cdef[[
+typedef struct { long tv_sec; long tv_nsec; } timespec_t;
+int clock_gettime(int clock_id, timespec_t *tp);
+]]
+local ts = ffi.new("timespec_t")
+local function now_ms()
+  ffi.C.clock_gettime(1, ts)
+  return tonumber(ts.tv_sec) * 1000 + tonumber(ts.tv_nsec) / 1e6
+end
+local interval = 1000 / %(rate)d
+local next_slot = nil
+math.randomseed(7)
+wrk.headers["Authorization"] = "%(auth)s"
+function request()
+  local path = "%(base)s/user_id:user-" .. math.random(0, %(last)d) .. "/traits"
+  return wrk.format("GET", path)
+end
+function delay()
+  local now = now_ms()
+  if next_slot == nil or next_slot < now then next_slot = now end
+  local wait = next_slot - now
+  next_slot = next_slot + interval
+  return wait
+end
+function done(summary, latency, requests)
+  local bad = summary.errors.status + summary.errors.connect + summary.errors.read
+    + summary.errors.write + summary.errors.timeout
+  io.write(string.format("RESULT %%d %%d %%.3f %%.3f %%.3f %%.3f\\n", summary.requests, bad,
+    latency:percentile(50) / 1000, latency:percentile(95) / 1000,
+    latency:percentile(99) / 1000, latency.max / 1000))
+end
+"""
+
+
+def load_wrk(
+    port: int, space_id: str, profiles: int, rate: int, seconds: float, directory: Path
+) -> tuple[list[float], int, int]:
+    """wrk (one thread, 16 connections) paced at ``rate``: p50, p95, p99 and max in seconds
+    (latency from the request's send, as wrk measures), failures, requests."""
+    script = directory / "traits.lua"
+    script.write_text(
+        WRK_SCRIPT
+        % {
+            "rate": rate,
+            "auth": "Basic " + base64.b64encode(f"{TOKEN}:".encode()).decode(),
+            "base": f"/v1/spaces/{space_id}/collections/users/profiles",
+            "last": profiles - 1,
+        }
+    )
+    url = f"http://127.0.0.1:{port}"
+    command = ["wrk", "-t1", "-c16", "--latency", "-s", str(script)]
+    subprocess.run([*command, f"-d{WARMUP:.0f}s", url], check=True, capture_output=True)
+    out = subprocess.run(
+        [*command, f"-d{seconds:.0f}s", url], check=True, capture_output=True, text=True
+    ).stdout
+    line = next(x for x in out.splitlines() if x.startswith("RESULT "))
+    sent, bad, *figures = line.split()[1:]
+    return [float(f) / 1000 for f in figures], int(bad), int(sent)
+
+
 def percentile(sorted_values: list[float], p: float) -> float:
     return sorted_values[min(len(sorted_values) - 1, int(p / 100 * len(sorted_values)))]
 
@@ -177,6 +240,12 @@ def main() -> None:
     parser.add_argument("--graph", choices=("memory", "sql"), default="memory")
     parser.add_argument("--database", help="a PostgreSQL URL (default: SQLite in a temp dir)")
     parser.add_argument("--port", type=int, default=18_431)
+    parser.add_argument(
+        "--client",
+        choices=("wrk", "aiohttp"),
+        default="wrk" if shutil.which("wrk") else "aiohttp",
+        help="wrk (C, little CPU taken from the server) or an open-loop aiohttp sender",
+    )
     args = parser.parse_args()
     if args.graph == "sql":
         # TODO(issue 14): build the graph with SqlGraph's bulk load once it is on main.
@@ -200,17 +269,25 @@ def main() -> None:
         server.start()
         del graph
         _wait_for_port(args.port)
-        latencies, failures, sent = asyncio.run(
-            load(args.port, space_id, args.profiles, args.rate, args.seconds)
-        )
-        server.terminate()
-        server.join(10)
-        latencies.sort()
-        ms = [1000 * percentile(latencies, p) for p in (50, 95, 99)]
+        try:
+            if args.client == "wrk":
+                figures, failures, sent = load_wrk(
+                    args.port, space_id, args.profiles, args.rate, args.seconds, data_dir
+                )
+            else:
+                latencies, failures, sent = asyncio.run(
+                    load(args.port, space_id, args.profiles, args.rate, args.seconds)
+                )
+                latencies.sort()
+                figures = [percentile(latencies, p) for p in (50, 95, 99)] + [latencies[-1]]
+        finally:
+            server.terminate()
+            server.join(10)
+        ms = [1000 * f for f in figures]
         print(
-            f"/traits at {args.rate} req/s for {args.seconds:.0f} s ({sent} sent, "
-            f"{failures} not 200): p50 {ms[0]:.2f} ms, p95 {ms[1]:.2f} ms, p99 {ms[2]:.2f} ms, "
-            f"max {1000 * latencies[-1]:.2f} ms"
+            f"/traits at {args.rate} req/s for {args.seconds:.0f} s with {args.client} ({sent} "
+            f"sent, {failures} failed): p50 {ms[0]:.2f} ms, p95 {ms[1]:.2f} ms, "
+            f"p99 {ms[2]:.2f} ms, max {ms[3]:.2f} ms"
         )
     finally:
         shutil.rmtree(data_dir, ignore_errors=True)
