@@ -41,7 +41,9 @@ from sqlalchemy.engine import Connection, Engine, Row
 from headwater.store import schema
 from headwater.store.database import write_transaction
 from headwater.timestamps import format_timestamp, parse_timestamp
+from headwater.unify.graph import MergeProfiles
 from headwater.unify.identifiers import Extractor
+from headwater.unify.resolution import Resolution
 from headwater.unify.settings import IdentitySettings
 
 EVENT_RETENTION_DAYS = 14
@@ -163,6 +165,22 @@ class ProfileData:
             self._append(conn, profile_id, event, source_id, when, message_id)
         self._touch(conn, profile_id, collection, at, message_id, source_id)
         return changed
+
+    def apply(
+        self, conn: Connection, resolution: Resolution, event: dict[str, Any], source_id: str
+    ) -> dict[str, dict[str, Any]]:
+        """One resolved event, as the identity stage applies it: the event's merges in their
+        order, then its user's and its account's profiles. The traits changed, by profile."""
+        changed: dict[str, dict[str, Any]] = {}
+        for change in resolution.changes:
+            if isinstance(change, MergeProfiles):
+                merged = self.merge(conn, change.from_id, change.into_id)
+                changed.setdefault(change.into_id, {}).update(merged)
+        for profile, collection in ((resolution.user, "users"), (resolution.account, "accounts")):
+            if profile is not None:
+                done = self.record(conn, profile, collection, event, source_id)
+                changed.setdefault(profile, {}).update(done)
+        return {profile: traits for profile, traits in changed.items() if traits}
 
     def merge(self, conn: Connection, from_id: str, into_id: str) -> dict[str, Any]:
         """Move ``from_id``'s data to ``into_id``; the survivor's traits that changed."""
