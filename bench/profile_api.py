@@ -1,7 +1,8 @@
 """The Profile API's ``/traits`` latency at a steady request rate over a large space.
 
     python bench/profile_api.py [--profiles 1000000] [--traits 10] [--rate 500] [--seconds 30]
-                                [--graph memory|sql] [--database URL]
+                                [--graph memory|sql] [--database postgresql://…/postgres]
+                                [--client wrk|aiohttp]
 
 Preloads ``--profiles`` user profiles (``user_id:user-<n>``) with ``--traits`` custom traits each
 straight into the profile tables (bulk inserts) and into the identity graph, then serves the
@@ -9,6 +10,10 @@ Profile API with uvicorn in a forked process (its rate limit raised above ``--ra
 ``GET …/profiles/user_id:user-<random>/traits`` open-loop at ``--rate`` requests/s over
 keep-alive connections. A request's latency runs from the moment it was due, so a stall shows
 in the tail instead of slowing the sender down. The first 2 s are warm-up and not counted.
+
+``--database`` runs it on PostgreSQL, in a scratch database made on that server and dropped
+at the end (default: SQLite in a temporary directory). ``--client wrk`` (the default when wrk is
+installed) measures each request from its send; ``aiohttp`` from the moment it was due.
 
 ``--graph memory`` reads the graph from a ``MemoryGraph`` built in the parent before the fork;
 ``--graph sql`` is for the SQL identity graph (``SqlGraph``), which is not on main yet.
@@ -27,12 +32,14 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
 import aiohttp  # noqa: E402
+import sqlalchemy as sa  # noqa: E402
 import uvicorn  # noqa: E402
 
 from headwater.store.database import database_url, open_engine, write_transaction  # noqa: E402
@@ -238,7 +245,11 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=500)
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--graph", choices=("memory", "sql"), default="memory")
-    parser.add_argument("--database", help="a PostgreSQL URL (default: SQLite in a temp dir)")
+    parser.add_argument(
+        "--database",
+        help="a PostgreSQL server URL: the bench makes a scratch database there and drops it "
+        "(default: SQLite in a temp dir)",
+    )
     parser.add_argument("--port", type=int, default=18_431)
     parser.add_argument(
         "--client",
@@ -252,8 +263,9 @@ def main() -> None:
         raise SystemExit("--graph sql: the SQL identity graph (SqlGraph) is not on main yet")
 
     data_dir = Path(tempfile.mkdtemp(prefix="hw-profile-api-"))
+    scratch = f"hw_bench_{uuid.uuid4().hex[:12]}"
     try:
-        url = database_url(data_dir, args.database)
+        url = database_url(data_dir, args.database and _database(args.database, scratch, True))
         began = time.perf_counter()
         space_id = preload(url, args.profiles, args.traits)
         loaded = time.perf_counter()
@@ -291,6 +303,17 @@ def main() -> None:
         )
     finally:
         shutil.rmtree(data_dir, ignore_errors=True)
+        if args.database:
+            _database(args.database, scratch, False)
+
+
+def _database(server: str, name: str, create: bool) -> str:
+    """Create (or drop) a scratch database on the PostgreSQL server of ``server``."""
+    admin = sa.create_engine(database_url(Path("."), server), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"' if create else f'DROP DATABASE "{name}"')
+    admin.dispose()
+    return server.rsplit("/", 1)[0] + f"/{name}"
 
 
 def _wait_for_port(port: int, timeout: float = 60.0) -> None:
