@@ -7,9 +7,8 @@
 Preloads ``--profiles`` user profiles (``user_id:user-<n>``) with ``--traits`` custom traits each
 straight into the profile tables (bulk inserts) and into the identity graph, then serves the
 Profile API with uvicorn in a forked process (its rate limit raised above ``--rate``) and sends
-``GET …/profiles/user_id:user-<random>/traits`` open-loop at ``--rate`` requests/s over
-keep-alive connections. A request's latency runs from the moment it was due, so a stall shows
-in the tail instead of slowing the sender down. The first 2 s are warm-up and not counted.
+``GET …/profiles/user_id:user-<random>/traits`` at ``--rate`` requests/s, each at its slot of a
+fixed schedule, over keep-alive connections. The first 2 s are warm-up and not counted.
 
 ``--database`` runs it on PostgreSQL, in a scratch database made on that server and dropped
 at the end (default: SQLite in a temporary directory). ``--client wrk`` (the default when wrk is
