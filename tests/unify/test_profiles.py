@@ -231,3 +231,14 @@ def test_pruning_goes_in_batches(engine: Engine, monkeypatch: pytest.MonkeyPatch
     space.send("track", userId="u0", event="Recent")
     assert prune_events(engine, START + 20 * DAY) == 5
     assert [e.body["event"] for e in space.data.events(space.user("user_id", "u0"))] == ["Recent"]
+
+
+def test_a_timestamp_after_received_at_counts_as_received_at(engine: Engine) -> None:
+    """A device clock years ahead must not hold a trait against the writes that follow."""
+    space = ProfileSpace(engine)
+    space.send("identify", userId="u1", traits={"plan": "a"}, timestamp="2035-01-01T00:00:00Z")
+    user = space.user("user_id", "u1")
+    assert space.data.traits(user)["plan"].updated_at == micros(datetime.fromtimestamp(START, UTC))
+    space.later(1)
+    space.send("identify", userId="u1", traits={"plan": "b"})
+    assert space.values(user) == {"plan": "b"}

@@ -95,11 +95,15 @@ def iso(value: int) -> str:
 
 
 def event_instant(event: dict[str, Any], clock: Callable[[], float] = time.time) -> datetime:
-    """The event's ``timestamp``, else its ``receivedAt``, else now."""
-    for field in ("timestamp", "receivedAt"):
-        parsed = parse_timestamp(event.get(field))
-        if parsed is not None:
-            return parsed
+    """The event's ``timestamp``, but never after its ``receivedAt`` (a clock running ahead
+    would otherwise hold its traits against every newer write until that time comes); else
+    ``receivedAt``; else now."""
+    timestamp = parse_timestamp(event.get("timestamp"))
+    received = parse_timestamp(event.get("receivedAt"))
+    if timestamp is not None and (received is None or timestamp <= received):
+        return timestamp
+    if received is not None:
+        return received
     return datetime.fromtimestamp(clock(), UTC)
 
 
