@@ -1,14 +1,18 @@
 """The Profile API's ``/traits`` latency at a steady request rate over a large space.
 
     python bench/profile_api.py [--profiles 1000000] [--traits 10] [--rate 500] [--seconds 30]
-                                [--graph memory|sql] [--database URL]
+                                [--graph memory|sql] [--database postgresql://…/postgres]
+                                [--client wrk|aiohttp]
 
 Preloads ``--profiles`` user profiles (``user_id:user-<n>``) with ``--traits`` custom traits each
 straight into the profile tables (bulk inserts) and into the identity graph, then serves the
 Profile API with uvicorn in a forked process (its rate limit raised above ``--rate``) and sends
-``GET …/profiles/user_id:user-<random>/traits`` open-loop at ``--rate`` requests/s over
-keep-alive connections. A request's latency runs from the moment it was due, so a stall shows
-in the tail instead of slowing the sender down. The first 2 s are warm-up and not counted.
+``GET …/profiles/user_id:user-<random>/traits`` at ``--rate`` requests/s, each at its slot of a
+fixed schedule, over keep-alive connections. The first 2 s are warm-up and not counted.
+
+``--database`` runs it on PostgreSQL, in a scratch database made on that server and dropped
+at the end (default: SQLite in a temporary directory). ``--client wrk`` (the default when wrk is
+installed) measures each request from its send; ``aiohttp`` from the moment it was due.
 
 ``--graph memory`` reads the graph from a ``MemoryGraph`` built in the parent before the fork;
 ``--graph sql`` is for the SQL identity graph (``SqlGraph``), which is not on main yet.
@@ -23,18 +27,20 @@ import multiprocessing
 import random
 import shutil
 import socket
+import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
 import aiohttp  # noqa: E402
+import sqlalchemy as sa  # noqa: E402
 import uvicorn  # noqa: E402
 
-from headwater.store import schema  # noqa: E402
 from headwater.store.database import database_url, open_engine, write_transaction  # noqa: E402
 from headwater.store.migrations import migrate  # noqa: E402
 from headwater.store.workspace import WorkspaceStore  # noqa: E402
@@ -64,40 +70,42 @@ def preload(url: str, profiles: int, traits: int) -> str:
     space_id = spaces.create("bench").id
     spaces.create_access_token("bench", "bench", TOKEN)
     updated = int(AT * 1_000_000)
+    # Straight to the driver's executemany: SQLAlchemy's per-row processing would take most
+    # of the time.
+    mark = "?" if engine.dialect.paramstyle == "qmark" else "%s"
+    traits_sql = (
+        "INSERT INTO unify_profile_traits (space_id, profile_id, key, value, present, "
+        f"trait_class, source_id, updated_at) VALUES ({', '.join([mark] * 8)})"
+    )
+    metadata_sql = (
+        "INSERT INTO unify_profile_metadata (space_id, profile_id, collection, created_at, "
+        "updated_at, first_message_id, first_source_id, last_message_id, last_source_id) "
+        f"VALUES ({', '.join([mark] * 9)})"
+    )
     for start in range(0, profiles, CHUNK):
         ids = [(n, profile_id(n)) for n in range(start, min(start + CHUNK, profiles))]
         with write_transaction(engine) as conn:
-            conn.execute(
-                schema.unify_profile_traits.insert(),
+            conn.exec_driver_sql(
+                traits_sql,
                 [
-                    {
-                        "space_id": space_id,
-                        "profile_id": p,
-                        "key": f"trait_{k:02d}",
-                        "value": f"value {n} {k}",
-                        "present": True,
-                        "trait_class": "custom",
-                        "source_id": "src",
-                        "updated_at": updated,
-                    }
+                    (
+                        space_id,
+                        p,
+                        f"trait_{k:02d}",
+                        f'"value {n} {k}"',
+                        True,
+                        "custom",
+                        "src",
+                        updated,
+                    )
                     for n, p in ids
                     for k in range(traits)
                 ],
             )
-            conn.execute(
-                schema.unify_profile_metadata.insert(),
+            conn.exec_driver_sql(
+                metadata_sql,
                 [
-                    {
-                        "space_id": space_id,
-                        "profile_id": p,
-                        "collection": "users",
-                        "created_at": updated,
-                        "updated_at": updated,
-                        "first_message_id": f"m-{n}",
-                        "first_source_id": "src",
-                        "last_message_id": f"m-{n}",
-                        "last_source_id": "src",
-                    }
+                    (space_id, p, "users", updated, updated, f"m-{n}", "src", f"m-{n}", "src")
                     for n, p in ids
                 ],
             )
@@ -163,6 +171,68 @@ async def load(
     return latencies, failures, total
 
 
+WRK_SCRIPT = """
+local ffi = require("ffi")
+ffi.cdef[[
+typedef struct { long tv_sec; long tv_nsec; } timespec_t;
+int clock_gettime(int clock_id, timespec_t *tp);
+]]
+local ts = ffi.new("timespec_t")
+local function now_ms()
+  ffi.C.clock_gettime(1, ts)
+  return tonumber(ts.tv_sec) * 1000 + tonumber(ts.tv_nsec) / 1e6
+end
+local interval = 1000 / %(rate)d
+local next_slot = nil
+math.randomseed(7)
+wrk.headers["Authorization"] = "%(auth)s"
+function request()
+  local path = "%(base)s/user_id:user-" .. math.random(0, %(last)d) .. "/traits"
+  return wrk.format("GET", path)
+end
+function delay()
+  local now = now_ms()
+  if next_slot == nil or next_slot < now then next_slot = now end
+  local wait = next_slot - now
+  next_slot = next_slot + interval
+  return wait
+end
+function done(summary, latency, requests)
+  local bad = summary.errors.status + summary.errors.connect + summary.errors.read
+    + summary.errors.write + summary.errors.timeout
+  io.write(string.format("RESULT %%d %%d %%.3f %%.3f %%.3f %%.3f\\n", summary.requests, bad,
+    latency:percentile(50) / 1000, latency:percentile(95) / 1000,
+    latency:percentile(99) / 1000, latency.max / 1000))
+end
+"""
+
+
+def load_wrk(
+    port: int, space_id: str, profiles: int, rate: int, seconds: float, directory: Path
+) -> tuple[list[float], int, int]:
+    """wrk (one thread, 16 connections) paced at ``rate``: p50, p95, p99 and max in seconds
+    (latency from the request's send, as wrk measures), failures, requests."""
+    script = directory / "traits.lua"
+    script.write_text(
+        WRK_SCRIPT
+        % {
+            "rate": rate,
+            "auth": "Basic " + base64.b64encode(f"{TOKEN}:".encode()).decode(),
+            "base": f"/v1/spaces/{space_id}/collections/users/profiles",
+            "last": profiles - 1,
+        }
+    )
+    url = f"http://127.0.0.1:{port}"
+    command = ["wrk", "-t1", "-c16", "--latency", "-s", str(script)]
+    subprocess.run([*command, f"-d{WARMUP:.0f}s", url], check=True, capture_output=True)
+    out = subprocess.run(
+        [*command, f"-d{seconds:.0f}s", url], check=True, capture_output=True, text=True
+    ).stdout
+    line = next(x for x in out.splitlines() if x.startswith("RESULT "))
+    sent, bad, *figures = line.split()[1:]
+    return [float(f) / 1000 for f in figures], int(bad), int(sent)
+
+
 def percentile(sorted_values: list[float], p: float) -> float:
     return sorted_values[min(len(sorted_values) - 1, int(p / 100 * len(sorted_values)))]
 
@@ -174,16 +244,27 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=500)
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--graph", choices=("memory", "sql"), default="memory")
-    parser.add_argument("--database", help="a PostgreSQL URL (default: SQLite in a temp dir)")
+    parser.add_argument(
+        "--database",
+        help="a PostgreSQL server URL: the bench makes a scratch database there and drops it "
+        "(default: SQLite in a temp dir)",
+    )
     parser.add_argument("--port", type=int, default=18_431)
+    parser.add_argument(
+        "--client",
+        choices=("wrk", "aiohttp"),
+        default="wrk" if shutil.which("wrk") else "aiohttp",
+        help="wrk (C, little CPU taken from the server) or an open-loop aiohttp sender",
+    )
     args = parser.parse_args()
     if args.graph == "sql":
         # TODO(issue 14): build the graph with SqlGraph's bulk load once it is on main.
         raise SystemExit("--graph sql: the SQL identity graph (SqlGraph) is not on main yet")
 
     data_dir = Path(tempfile.mkdtemp(prefix="hw-profile-api-"))
+    scratch = f"hw_bench_{uuid.uuid4().hex[:12]}"
     try:
-        url = database_url(data_dir, args.database)
+        url = database_url(data_dir, args.database and _database(args.database, scratch, True))
         began = time.perf_counter()
         space_id = preload(url, args.profiles, args.traits)
         loaded = time.perf_counter()
@@ -199,20 +280,39 @@ def main() -> None:
         server.start()
         del graph
         _wait_for_port(args.port)
-        latencies, failures, sent = asyncio.run(
-            load(args.port, space_id, args.profiles, args.rate, args.seconds)
-        )
-        server.terminate()
-        server.join(10)
-        latencies.sort()
-        ms = [1000 * percentile(latencies, p) for p in (50, 95, 99)]
+        try:
+            if args.client == "wrk":
+                figures, failures, sent = load_wrk(
+                    args.port, space_id, args.profiles, args.rate, args.seconds, data_dir
+                )
+            else:
+                latencies, failures, sent = asyncio.run(
+                    load(args.port, space_id, args.profiles, args.rate, args.seconds)
+                )
+                latencies.sort()
+                figures = [percentile(latencies, p) for p in (50, 95, 99)] + [latencies[-1]]
+        finally:
+            server.terminate()
+            server.join(10)
+        ms = [1000 * f for f in figures]
         print(
-            f"/traits at {args.rate} req/s for {args.seconds:.0f} s ({sent} sent, "
-            f"{failures} not 200): p50 {ms[0]:.2f} ms, p95 {ms[1]:.2f} ms, p99 {ms[2]:.2f} ms, "
-            f"max {1000 * latencies[-1]:.2f} ms"
+            f"/traits at {args.rate} req/s for {args.seconds:.0f} s with {args.client} ({sent} "
+            f"sent, {failures} failed): p50 {ms[0]:.2f} ms, p95 {ms[1]:.2f} ms, "
+            f"p99 {ms[2]:.2f} ms, max {ms[3]:.2f} ms"
         )
     finally:
         shutil.rmtree(data_dir, ignore_errors=True)
+        if args.database:
+            _database(args.database, scratch, False)
+
+
+def _database(server: str, name: str, create: bool) -> str:
+    """Create (or drop) a scratch database on the PostgreSQL server of ``server``."""
+    admin = sa.create_engine(database_url(Path("."), server), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"' if create else f'DROP DATABASE "{name}"')
+    admin.dispose()
+    return server.rsplit("/", 1)[0] + f"/{name}"
 
 
 def _wait_for_port(port: int, timeout: float = 60.0) -> None:

@@ -9,7 +9,6 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from headwater.store.database import write_transaction
-from headwater.unify.graph import MergeProfiles
 from headwater.unify.profiles import ProfileData
 from headwater.unify.resolution import Resolution
 from headwater.unify.settings import IdentitySettings
@@ -38,19 +37,8 @@ class ProfileSpace(Space):
         return resolution
 
     def record(self, resolution: Resolution, event: dict[str, Any], source_id: str) -> None:
-        self.changed = {}
         with write_transaction(self.engine) as conn:
-            for change in resolution.changes:
-                if isinstance(change, MergeProfiles):
-                    merged = self.data.merge(conn, change.from_id, change.into_id)
-                    self.changed.setdefault(change.into_id, {}).update(merged)
-            for profile, collection in (
-                (resolution.user, "users"),
-                (resolution.account, "accounts"),
-            ):
-                if profile is not None:
-                    changed = self.data.record(conn, profile, collection, event, source_id)
-                    self.changed.setdefault(profile, {}).update(changed)
+            self.changed = self.data.apply(conn, resolution, event, source_id)
 
     def user(self, type_: str, value: str) -> str:
         found = self.profile_of(type_, value)

@@ -8,10 +8,13 @@ import asyncio
 import base64
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import msgspec
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy.engine import Engine
 
 from headwater.store import schema
@@ -31,7 +34,7 @@ PHONE = IdentitySettings().with_identifier(IdentifierSetting(type="phone_number"
 class Api:
     """A space with data, its Profile API and a client for it."""
 
-    def __init__(self, engine: Engine, rate: int = 1000) -> None:
+    def __init__(self, engine: Engine, rate: int = 1_000_000) -> None:
         self.clock = Clock(0.0)  # the API's monotonic clock (auth cache, rate limit)
         self.workspace = WorkspaceStore(engine)
         self.workspace.ensure_workspace("acme")
@@ -503,3 +506,54 @@ def test_odd_paths_never_answer_500(api: Api, path: bytes) -> None:
 def test_a_value_with_a_slash_is_one_segment(api: Api) -> None:
     api.data.send("identify", userId="a/b", traits={"k": "v"})
     assert api.users("user_id:a%2Fb/traits").json()["traits"] == {"k": "v"}
+
+
+_SEGMENTS = st.one_of(
+    st.binary(max_size=40),
+    st.sampled_from(
+        [b"users", b"accounts", b"profiles", b"traits", b"events", b"user_id:u1", b"%ff", b"%2"]
+    ),
+)
+_QUERIES = st.one_of(
+    st.binary(max_size=60),
+    st.lists(
+        st.tuples(
+            st.sampled_from(
+                ["limit", "next", "class", "verbose", "include", "exclude", "start", "end", "sort"]
+            ),
+            st.text(max_size=30),
+        ),
+        max_size=4,
+    ).map(lambda pairs: urlencode(pairs).encode()),
+)
+
+
+@settings(
+    max_examples=200,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    kind=st.sampled_from(["traits", "external_ids", "events", "metadata", "links", "x"]),
+    segments=st.lists(_SEGMENTS, max_size=3),
+    query=_QUERIES,
+)
+def test_no_request_gets_a_500(api: Api, kind: str, segments: list[bytes], query: bytes) -> None:
+    """Whatever the path's tail and the query hold: an answer in Segment's error shape."""
+    if not api.data.graph.find("users", "user_id", "u1"):
+        api.data.send("identify", userId="u1", traits={"a": 1})
+        api.data.send("track", userId="u1", event="E")
+    base = f"/v1/spaces/{api.space_id}/collections/users/profiles/user_id:u1/{kind}".encode()
+    path = b"/".join([base, *segments]) if segments else base
+    status, headers, body = api.raw("GET", path.replace(b"?", b"%3F"), query)
+    assert status in (200, 400, 404), body
+    assert b"request-id" in headers
+    decoded = msgspec.json.decode(body)
+    assert isinstance(decoded, dict)
+    if status != 200:
+        assert decoded["error"]["code"] in (
+            "invalid_request_error",
+            "validation_error",
+            "not_found",
+        )

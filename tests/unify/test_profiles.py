@@ -6,11 +6,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from headwater.store import schema
 from headwater.store.database import write_transaction
+from headwater.unify import profiles
 from headwater.unify.profiles import ProfileData, iso, micros, prune_events
 from tests.support.profiles import ProfileSpace
 from tests.support.unify import DAY, START
@@ -58,7 +60,7 @@ def test_an_older_event_arriving_late_does_not_overwrite_or_revive(engine: Engin
     space.later(10)
     space.send("identify", userId="u1", traits={"plan": "new", "city": None})
     space.resolve(late)  # its timestamp is before the last identify's
-    assert space.changed[user] == {}
+    assert space.changed == {}
     assert space.values(user) == {"plan": "new"}
 
 
@@ -218,3 +220,25 @@ def test_traits_page_in_byte_order(engine: Engine) -> None:
 def _identify(message_id: str, second: int, traits: dict[str, Any]) -> dict[str, Any]:
     at = datetime.fromtimestamp(START + second, UTC).isoformat()
     return {"type": "identify", "messageId": message_id, "timestamp": at, "traits": traits}
+
+
+def test_pruning_goes_in_batches(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(profiles, "PRUNE_BATCH", 2)
+    space = ProfileSpace(engine, now=START + 20 * DAY)
+    for n in range(5):
+        space.send("track", userId=f"u{n % 2}", event=f"Old {n}")
+    space.later(10 * DAY)
+    space.send("track", userId="u0", event="Recent")
+    assert prune_events(engine, START + 20 * DAY) == 5
+    assert [e.body["event"] for e in space.data.events(space.user("user_id", "u0"))] == ["Recent"]
+
+
+def test_a_timestamp_after_received_at_counts_as_received_at(engine: Engine) -> None:
+    """A device clock years ahead must not hold a trait against the writes that follow."""
+    space = ProfileSpace(engine)
+    space.send("identify", userId="u1", traits={"plan": "a"}, timestamp="2035-01-01T00:00:00Z")
+    user = space.user("user_id", "u1")
+    assert space.data.traits(user)["plan"].updated_at == micros(datetime.fromtimestamp(START, UTC))
+    space.later(1)
+    space.send("identify", userId="u1", traits={"plan": "b"})
+    assert space.values(user) == {"plan": "b"}

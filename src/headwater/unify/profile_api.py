@@ -207,6 +207,8 @@ def parse_path(raw_path: bytes) -> tuple[str, str, list[bytes]]:
     if len(parts) < 4 or parts[0] != b"" or parts[1] != b"v1" or not parts[3]:
         raise _not_found("Resource was not found.")
     prefix = parts[2].decode("latin-1")
+    if prefix not in ("spaces", "namespaces"):
+        raise _not_found("Resource was not found.")
     return prefix, _segment(parts[3]), parts[4:]
 
 

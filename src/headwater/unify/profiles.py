@@ -27,6 +27,7 @@ Merges (§21 #4): the merged-away profile's traits go to the survivor key by key
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime, timedelta
@@ -40,7 +41,9 @@ from sqlalchemy.engine import Connection, Engine, Row
 from headwater.store import schema
 from headwater.store.database import write_transaction
 from headwater.timestamps import format_timestamp, parse_timestamp
+from headwater.unify.graph import MergeProfiles
 from headwater.unify.identifiers import Extractor
+from headwater.unify.resolution import Resolution
 from headwater.unify.settings import IdentitySettings
 
 EVENT_RETENTION_DAYS = 14
@@ -92,11 +95,15 @@ def iso(value: int) -> str:
 
 
 def event_instant(event: dict[str, Any], clock: Callable[[], float] = time.time) -> datetime:
-    """The event's ``timestamp``, else its ``receivedAt``, else now."""
-    for field in ("timestamp", "receivedAt"):
-        parsed = parse_timestamp(event.get(field))
-        if parsed is not None:
-            return parsed
+    """The event's ``timestamp``, but never after its ``receivedAt`` (a clock running ahead
+    would otherwise hold its traits against every newer write until that time comes); else
+    ``receivedAt``; else now."""
+    timestamp = parse_timestamp(event.get("timestamp"))
+    received = parse_timestamp(event.get("receivedAt"))
+    if timestamp is not None and (received is None or timestamp <= received):
+        return timestamp
+    if received is not None:
+        return received
     return datetime.fromtimestamp(clock(), UTC)
 
 
@@ -163,6 +170,22 @@ class ProfileData:
         self._touch(conn, profile_id, collection, at, message_id, source_id)
         return changed
 
+    def apply(
+        self, conn: Connection, resolution: Resolution, event: dict[str, Any], source_id: str
+    ) -> dict[str, dict[str, Any]]:
+        """One resolved event, as the identity stage applies it: the event's merges in their
+        order, then its user's and its account's profiles. The traits changed, by profile."""
+        changed: dict[str, dict[str, Any]] = {}
+        for change in resolution.changes:
+            if isinstance(change, MergeProfiles):
+                merged = self.merge(conn, change.from_id, change.into_id)
+                changed.setdefault(change.into_id, {}).update(merged)
+        for profile, collection in ((resolution.user, "users"), (resolution.account, "accounts")):
+            if profile is not None:
+                done = self.record(conn, profile, collection, event, source_id)
+                changed.setdefault(profile, {}).update(done)
+        return {profile: traits for profile, traits in changed.items() if traits}
+
     def merge(self, conn: Connection, from_id: str, into_id: str) -> dict[str, Any]:
         """Move ``from_id``'s data to ``into_id``; the survivor's traits that changed."""
         t = schema.unify_profile_traits
@@ -206,15 +229,7 @@ class ProfileData:
 
     def prune(self, now: float | None = None) -> int:
         """Forget this space's events older than 14 days (by their timestamps)."""
-        e = schema.unify_profile_events
-        with write_transaction(self._engine) as conn:
-            return int(
-                conn.execute(
-                    e.delete().where(
-                        e.c.space_id == self.space_id, e.c.at_ns < _horizon(now or self._clock())
-                    )
-                ).rowcount
-            )
+        return _prune(self._engine, now or self._clock(), self.space_id)
 
     # --- reads (connections of their own) ------------------------------------------------------
 
@@ -229,22 +244,22 @@ class ProfileData:
     ) -> dict[str, Trait]:
         """The profile's traits in byte-wise key order: those named in ``keys``, of
         ``trait_class``, from key ``after`` on (inclusive), at most ``limit``."""
-        t = schema.unify_profile_traits
-        query = (
-            sa.select(t.c.key, t.c.value, t.c.source_id, t.c.updated_at)
-            .where(t.c.space_id == self.space_id, t.c.profile_id == profile_id, t.c.present)
-            .order_by(t.c.key)
-        )
+        query = _traits_query(keys is not None, trait_class is not None, after is not None)
+        params: dict[str, Any] = {
+            "space_id": self.space_id,
+            "profile_id": profile_id,
+            "limit": -1 if limit is None else limit,  # SQLite: no limit; PostgreSQL: ALL
+        }
         if keys is not None:
-            query = query.where(t.c.key.in_(list(keys)))
+            params["keys"] = list(keys)
         if trait_class is not None:
-            query = query.where(t.c.trait_class == trait_class)
+            params["trait_class"] = trait_class
         if after is not None:
-            query = query.where(t.c.key >= after)
-        if limit is not None:
-            query = query.limit(limit)
+            params["after"] = after
+        if limit is None and self._engine.dialect.name == "postgresql":
+            params["limit"] = None
         with self._engine.connect() as conn:
-            return {r.key: Trait(r.value, r.source_id, r.updated_at) for r in conn.execute(query)}
+            return {r[0]: Trait(r[1], r[2], r[3]) for r in conn.execute(query, params)}
 
     def events(
         self,
@@ -542,9 +557,51 @@ class ProfileData:
 
 def prune_events(engine: Engine, now: float) -> int:
     """Forget every space's events older than 14 days (the server's maintenance)."""
+    return _prune(engine, now, None)
+
+
+PRUNE_BATCH = 5_000
+
+
+def _prune(engine: Engine, now: float, space_id: str | None) -> int:
+    """Delete in batches, a transaction each, so the identity stage's writes never wait long
+    behind maintenance (on SQLite a delete holds the one write lock)."""
     e = schema.unify_profile_events
-    with write_transaction(engine) as conn:
-        return int(conn.execute(e.delete().where(e.c.at_ns < _horizon(now))).rowcount)
+    old = e.c.at_ns < _horizon(now)
+    where = old if space_id is None else sa.and_(old, e.c.space_id == space_id)
+    key = sa.tuple_(e.c.space_id, e.c.profile_id, e.c.message_id)
+    batch = sa.select(e.c.space_id, e.c.profile_id, e.c.message_id).where(where).limit(PRUNE_BATCH)
+    total = 0
+    while True:
+        with write_transaction(engine) as conn:
+            gone = int(conn.execute(e.delete().where(key.in_(batch))).rowcount)
+        total += gone
+        if gone < PRUNE_BATCH:
+            return total
+
+
+@functools.cache
+def _traits_query(keys: bool, trait_class: bool, after: bool) -> sa.Select[Any]:
+    """The /traits read, built once per shape: the Profile API's hottest query, where building
+    a statement would cost more than running it."""
+    t = schema.unify_profile_traits
+    query = (
+        sa.select(t.c.key, t.c.value, t.c.source_id, t.c.updated_at)
+        .where(
+            t.c.space_id == sa.bindparam("space_id"),
+            t.c.profile_id == sa.bindparam("profile_id"),
+            t.c.present,
+        )
+        .order_by(t.c.key)
+        .limit(sa.bindparam("limit", type_=sa.Integer))
+    )
+    if keys:
+        query = query.where(t.c.key.in_(sa.bindparam("keys", expanding=True)))
+    if trait_class:
+        query = query.where(t.c.trait_class == sa.bindparam("trait_class"))
+    if after:
+        query = query.where(t.c.key >= sa.bindparam("after"))
+    return query
 
 
 def _horizon(now: float) -> int:
