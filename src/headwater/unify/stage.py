@@ -38,11 +38,10 @@ from headwater.store.database import write_transaction
 from headwater.store.record import decode_processed
 from headwater.store.workspace import WorkspaceStore
 from headwater.timestamps import parse_timestamp
-from headwater.unify.graph import MergeProfiles
 from headwater.unify.insights import Entry, Insights
 from headwater.unify.profiles import ProfileData
 from headwater.unify.profiles_sync import ProfilesSyncFeed, Resolved
-from headwater.unify.resolution import Resolution, Resolver
+from headwater.unify.resolution import Resolver
 from headwater.unify.spaces import SpaceInfo, SpaceStore
 from headwater.unify.sql_graph import SqlGraph
 
@@ -225,39 +224,15 @@ class IdentityStage:
                 traits: list[tuple[str, Mapping[str, Any]]] = []
                 if resolution.status != "dropped":
                     graph.apply(message_id, resolution.changes)
-                    traits = self._profile_data(conn, profiles, event, source_id, resolution)
+                    # Merges first (the survivor takes the merged profile's data), then the
+                    # event's traits, timeline entry and metadata.
+                    traits = list(profiles.apply(conn, resolution, event, source_id).items())
                 insights.append(Entry(space_id, source_id, event, resolution, settings))
                 if sync:
                     synced.append(Resolved(source_id, event, resolution, traits))
         self._insights.record_many(conn, insights)
         if synced:
             self._feed.record_many(conn, space_id, synced)
-
-    @staticmethod
-    def _profile_data(
-        conn: Connection,
-        profiles: ProfileData,
-        event: Mapping[str, Any],
-        source_id: str,
-        resolution: Resolution,
-    ) -> list[tuple[str, Mapping[str, Any]]]:
-        """Merges first (the survivor takes the merged profile's traits), then the event's
-        traits, timeline entry and metadata; the traits each profile changed."""
-        changed: list[tuple[str, Mapping[str, Any]]] = []
-        for change in resolution.changes:
-            if isinstance(change, MergeProfiles):
-                merged = profiles.merge(conn, change.from_id, change.into_id)
-                if merged:
-                    changed.append((change.into_id, merged))
-        for profile_id, collection in (
-            (resolution.user, "users"),
-            (resolution.account, "accounts"),
-        ):
-            if profile_id is not None:
-                updated = profiles.record(conn, profile_id, collection, event, source_id)
-                if updated:
-                    changed.append((profile_id, updated))
-        return changed
 
     # --- replay of a newly connected source ------------------------------------------------
 
