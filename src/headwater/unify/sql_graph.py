@@ -65,19 +65,32 @@ class _Local:
     def __init__(self) -> None:
         self.live: dict[str, tuple[int, str]] = {}  # created or looked up: (seq, collection)
         self.gone: set[str] = set()
+        self.merged: list[tuple[str, str]] = []  # (from, into)
         self.index: list[tuple[Key, str]] = []
 
 
 class SqlGraph:
     """A ``GraphStore`` for one space on ``engine`` (migrated)."""
 
-    def __init__(self, engine: Engine, space_id: str, *, cache_size: int = 500_000) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        space_id: str,
+        *,
+        cache_size: int = 500_000,
+        sqlite_page_cache_mib: int = 256,
+    ) -> None:
         self._engine = engine
         self.space_id = space_id
         self._cache_size = cache_size
+        self._page_cache_kib = sqlite_page_cache_mib * 1024
         self._pg = not is_sqlite(engine)
         self._index: dict[Key, str] = {}
         self._profiles: dict[str, tuple[int, str]] = {}  # canonical only
+        # merged-away profile → the one it went into, for cached identifiers that still name
+        # it (a merge does not know which of the moved identifiers the cache holds)
+        self._moved: dict[str, str] = {}
+        self._seqs: list[int] = []  # profile seqs taken from PostgreSQL's sequence, unused
         self._batch: _Batch | None = None
         self._dirty = False  # the cache holds what an uncommitted batch did
         self._hooked: weakref.WeakSet[Connection] = weakref.WeakSet()
@@ -99,27 +112,39 @@ class SqlGraph:
             sa.event.listen(conn, "rollback", self._rolled_back)
             sa.event.listen(conn, "commit", self._committed)
             self._hooked.add(conn)
+        raw = conn.connection.dbapi_connection
         self._batch = batch = _Batch(conn, conn.connection.cursor())
         self._dirty = True
         try:
-            yield
-            if batch.failed:
-                raise RuntimeError("an apply failed in this batch: roll its transaction back")
-            if batch.pending:
-                now = int(time.time())
-                batch.cursor.executemany(
-                    self._q(
-                        "INSERT INTO unify_applied (space_id, message_id, applied_at) "
-                        "VALUES (?, ?, ?)"
-                    ),
-                    [(self.space_id, m, now) for m in batch.pending],
-                )
+            if self._pg:
+                # Pipeline mode: writes go without waiting for their answers; a read waits for
+                # everything before it. An error surfaces at the next read or at the end.
+                with raw.pipeline():  # type: ignore[union-attr]
+                    yield
+                    self._end(batch)
+            else:
+                # The graph's hot pages in SQLite's own cache, not re-read from the OS.
+                batch.cursor.execute(f"PRAGMA cache_size = -{self._page_cache_kib}")
+                yield
+                self._end(batch)
         except BaseException:
             self.forget()
             raise
         finally:
             self._batch = None
             batch.cursor.close()
+
+    def _end(self, batch: _Batch) -> None:
+        if batch.failed:
+            raise RuntimeError("an apply failed in this batch: roll its transaction back")
+        if batch.pending:
+            now = int(time.time())
+            batch.cursor.executemany(
+                self._q(
+                    "INSERT INTO unify_applied (space_id, message_id, applied_at) VALUES (?, ?, ?)"
+                ),
+                [(self.space_id, m, now) for m in batch.pending],
+            )
 
     def _rolled_back(self, _conn: Connection) -> None:
         if self._dirty:
@@ -134,6 +159,8 @@ class SqlGraph:
         """Drop the in-process cache (a rolled-back batch, or ownership of the space moved)."""
         self._index.clear()
         self._profiles.clear()
+        self._moved.clear()
+        self._seqs.clear()
 
     # --- GraphStore ---------------------------------------------------------------------------
 
@@ -177,12 +204,16 @@ class SqlGraph:
         return self.find_many([(collection, type_, value)]).get((collection, type_, value))
 
     def find_many(self, keys: Sequence[Key]) -> dict[Key, str]:
-        index, batch = self._index, self._batch
+        index, batch, moved = self._index, self._batch, self._moved
         found: dict[Key, str] = {}
         missing: list[Key] = []
         for key in keys:
             profile = index.get(key)
             if profile is not None:
+                if profile in moved:
+                    while profile in moved:
+                        profile = moved[profile]
+                    index[key] = profile
                 found[key] = profile
             elif batch is None or key not in batch.absent:
                 missing.append(key)
@@ -453,8 +484,13 @@ class SqlGraph:
 
     def _learn(self, local: _Local) -> None:
         """What one applied event changed, into the cache."""
-        for gone in local.gone:
-            self._profiles.pop(gone, None)
+        if local.merged:
+            if len(self._moved) + len(local.merged) > self._cache_size // 10:
+                self.forget()  # rather than look for the entries naming merged profiles
+                return
+            for gone, into in local.merged:
+                self._profiles.pop(gone, None)
+                self._moved[gone] = into
         for profile_id, profile in local.live.items():
             if profile_id not in local.gone:
                 self._remember_profile(profile_id, profile)
@@ -462,7 +498,7 @@ class SqlGraph:
             if profile_id in local.live and profile_id not in local.gone:
                 self._remember(key, profile_id, local.live[profile_id])
             else:
-                self._index.pop(key, None)
+                self._index.pop(key, None)  # added, then merged in the same event
 
     # --- writes -------------------------------------------------------------------------------
 
@@ -491,23 +527,36 @@ class SqlGraph:
             if isinstance(change, CreateProfile):
                 if change.profile_id in local.live or change.profile_id in self._profiles:
                     raise ValueError(f"profile {change.profile_id} exists")
-                cursor.execute(
-                    q(
-                        "INSERT INTO unify_profiles (space_id, segment_id, collection, "
-                        "canonical, created_at, merges, mappings, source_id, message_id) "
-                        "VALUES (?, ?, ?, NULL, ?, 0, ?, ?, ?) RETURNING seq"
-                    ),
-                    (
-                        self.space_id,
-                        change.profile_id,
-                        change.collection,
-                        change.at,
-                        adds.get(change.profile_id, 0),
-                        change.source_id,
-                        change.message_id,
-                    ),
+                row = (
+                    self.space_id,
+                    change.profile_id,
+                    change.collection,
+                    change.at,
+                    adds.get(change.profile_id, 0),
+                    change.source_id,
+                    change.message_id,
                 )
-                local.live[change.profile_id] = (int(cursor.fetchone()[0]), change.collection)
+                columns = (
+                    "space_id, segment_id, collection, canonical, created_at, merges, mappings, "
+                    "source_id, message_id"
+                )
+                if self._pg:  # a seq taken ahead: no waiting for RETURNING in a pipeline
+                    seq = self._next_seq(cursor)
+                    cursor.execute(
+                        q(
+                            f"INSERT INTO unify_profiles (seq, {columns}) "
+                            "VALUES (?, ?, ?, ?, NULL, ?, 0, ?, ?, ?)"
+                        ),
+                        (seq, *row),
+                    )
+                else:
+                    cursor.execute(
+                        f"INSERT INTO unify_profiles ({columns}) "
+                        "VALUES (?, ?, ?, NULL, ?, 0, ?, ?, ?) RETURNING seq",
+                        row,
+                    )
+                    seq = int(cursor.fetchone()[0])
+                local.live[change.profile_id] = (seq, change.collection)
                 created.add(change.profile_id)
             elif isinstance(change, AddIdentifier):
                 seq, collection = self._live(change.profile_id, local)
@@ -544,6 +593,15 @@ class SqlGraph:
         flush(*list(grow))
         return local
 
+    def _next_seq(self, cursor: Any) -> int:
+        if not self._seqs:
+            cursor.execute(
+                "SELECT nextval(pg_get_serial_sequence('unify_profiles', 'seq')) "
+                "FROM generate_series(1, 100)"
+            )
+            self._seqs = sorted((int(row[0]) for row in cursor.fetchall()), reverse=True)
+        return self._seqs.pop()
+
     def _merge(self, cursor: Any, change: MergeProfiles, local: _Local, flush: Any) -> None:
         q = self._q
         if change.from_id == change.into_id:
@@ -553,15 +611,8 @@ class SqlGraph:
         if kind != into_kind or kind != change.collection:
             raise ValueError(f"cannot merge {change.from_id} into {change.into_id}")
         flush(gone, into)
-        # The identifiers move; the ones the cache holds follow them.
-        cursor.execute(
-            q(
-                "UPDATE unify_identities SET profile = ? WHERE profile = ? "
-                "RETURNING collection, type, value"
-            ),
-            (into, gone),
-        )
-        local.index.extend(((c, t, v), change.into_id) for c, t, v in cursor.fetchall())
+        # The identifiers move; the cache's follow through ``_moved``.
+        cursor.execute(q("UPDATE unify_identities SET profile = ? WHERE profile = ?"), (into, gone))
         cursor.execute(
             q(
                 "UPDATE unify_profiles SET merges = merges + "
@@ -588,20 +639,13 @@ class SqlGraph:
         )
         cursor.execute(
             q(
-                f"DELETE FROM unify_links WHERE {mine} = ? RETURNING seq, {other}, at, source_id, "
-                "message_id"
+                f"INSERT INTO unify_links ({mine}, {other}, at, source_id, message_id) "
+                f"SELECT ?, {other}, at, source_id, message_id FROM unify_links "
+                f"WHERE {mine} = ? ORDER BY seq ON CONFLICT DO NOTHING"
             ),
-            (gone,),
+            (into, gone),
         )
-        moved = sorted(cursor.fetchall())
-        if moved:
-            cursor.executemany(
-                q(
-                    f"INSERT INTO unify_links ({mine}, {other}, at, source_id, message_id) "
-                    "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
-                ),
-                [(into, o, at, s, m) for _, o, at, s, m in moved],
-            )
+        cursor.execute(q(f"DELETE FROM unify_links WHERE {mine} = ?"), (gone,))
         cursor.execute(
             q(
                 "INSERT INTO unify_merges (space_id, from_profile, into_profile, collection, at, "
@@ -619,6 +663,7 @@ class SqlGraph:
             ),
         )
         local.gone.add(change.from_id)
+        local.merged.append((change.from_id, change.into_id))
         local.live[change.into_id] = (into, kind)
 
     def _link(self, cursor: Any, change: LinkProfiles, local: _Local) -> None:
