@@ -55,6 +55,7 @@ from headwater.unify.sql_graph import SqlGraph  # noqa: E402
 STAMP = "2025-03-01T12:00:00.000Z"
 AT = 1_740_830_400.0  # STAMP in seconds
 SPACE = "spa_bench"
+MARKS = ", ".join("?" * 9)
 TABLES = ("unify_profiles", "unify_identities", "unify_links", "unify_merges", "unify_applied")
 
 
@@ -189,17 +190,20 @@ def bulk_preload(engine: Engine, space: str, profiles: int) -> None:
                         mid,
                     )
                 )
-        profile_columns = "seq, space_id, segment_id, collection, created_at, merges, mappings, source_id, message_id"
+        profile_columns = (
+            "seq, space_id, segment_id, collection, created_at, merges, mappings, source_id, "
+            "message_id"
+        )
         identity_columns = (
             "seq, space_id, collection, type, value, profile, first_seen, source_id, message_id"
         )
         if is_sqlite(engine):
             cursor.executemany(
-                f"INSERT INTO unify_profiles ({profile_columns}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO unify_profiles ({profile_columns}) VALUES ({MARKS})",
                 profile_rows,
             )
             cursor.executemany(
-                f"INSERT INTO unify_identities ({identity_columns}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO unify_identities ({identity_columns}) VALUES ({MARKS})",
                 identity_rows,
             )
         else:
@@ -230,7 +234,8 @@ def disk_bytes(engine: Engine) -> int:
         names = ", ".join(f"'{t}'" for t in TABLES)
         return int(
             conn.exec_driver_sql(
-                f"SELECT SUM(pg_total_relation_size(c.oid)) FROM pg_class c WHERE c.relname IN ({names})"
+                "SELECT SUM(pg_total_relation_size(c.oid)) FROM pg_class c "
+                f"WHERE c.relname IN ({names})"
             ).scalar_one()
         )
 

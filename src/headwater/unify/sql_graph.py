@@ -56,6 +56,9 @@ class _Batch:
         self.applied: set[str] = set()  # messageIds known applied, the batch's included
         self.new: set[str] = set()  # messageIds known not applied before the batch
         self.pending: list[str] = []  # messageIds the batch applied, written at its end
+        # profiles read with their identifiers since the last apply: resolution reads a
+        # profile's identifiers and then its counts, in one query this way
+        self.records: dict[str, ProfileRecord] = {}
         self.failed = False
 
 
@@ -231,6 +234,9 @@ class SqlGraph:
         return found
 
     def profile(self, profile_id: str) -> ProfileRecord:
+        batch = self._batch
+        if batch is not None and profile_id in batch.records:
+            return batch.records[profile_id]
         rows = self._rows(
             "SELECT seq, collection, created_at, merges, mappings, canonical "
             "FROM unify_profiles WHERE space_id = ? AND segment_id = ?",
@@ -249,20 +255,27 @@ class SqlGraph:
         self, profile_id: str, types: Collection[str] | None = None
     ) -> list[StoredIdentifier]:
         seq, _ = self._live(profile_id)
-        sql = (
-            "SELECT type, value, first_seen, source_id, message_id FROM unify_identities "
-            "WHERE profile = ?"
+        if types is not None and not types:
+            return []
+        wanted = () if types is None else tuple(sorted(types))
+        of_types = f" AND i.type IN ({', '.join('?' * len(wanted))})" if wanted else ""
+        rows = self._rows(
+            "SELECT p.collection, p.created_at, p.merges, p.mappings, "
+            "i.type, i.value, i.first_seen, i.source_id, i.message_id FROM unify_profiles p "
+            f"LEFT JOIN unify_identities i ON i.profile = p.seq{of_types} "
+            "WHERE p.seq = ? ORDER BY i.seq",
+            (*wanted, seq),
         )
-        params: tuple[Any, ...] = (seq,)
-        if types is not None:
-            if not types:
-                return []
-            wanted = sorted(types)
-            sql += f" AND type IN ({', '.join('?' * len(wanted))})"
-            params += tuple(wanted)
+        if not rows:
+            raise KeyError(profile_id)
+        batch = self._batch
+        if batch is not None:
+            collection, created_at, merges, mappings = rows[0][:4]
+            batch.records[profile_id] = ProfileRecord(
+                profile_id, collection, seq, float(created_at), int(merges), int(mappings)
+            )
         return [
-            StoredIdentifier(t, v, float(at), s, m)
-            for t, v, at, s, m in self._rows(sql + " ORDER BY seq", params)
+            StoredIdentifier(t, v, float(at), s, m) for *_, t, v, at, s, m in rows if t is not None
         ]
 
     def linked(self, user_id: str, account_id: str) -> bool:
@@ -308,6 +321,7 @@ class SqlGraph:
         if batch is not None:
             if batch.failed:
                 raise RuntimeError("an apply failed in this batch: roll its transaction back")
+            batch.records.clear()
             try:
                 local = self._write(batch.cursor, changes)
             except BaseException:
@@ -513,6 +527,19 @@ class SqlGraph:
                 adds[change.profile_id] = adds.get(change.profile_id, 0) + 1
         created: set[str] = set()
         grow: dict[int, int] = {}
+        rows: list[tuple[Any, ...]] = []  # identifiers to insert, in one statement
+
+        def insert() -> None:
+            if rows:
+                marks = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?)"] * len(rows))
+                cursor.execute(
+                    q(
+                        "INSERT INTO unify_identities (space_id, collection, type, value, "
+                        f"profile, first_seen, source_id, message_id) VALUES {marks}"
+                    ),
+                    [part for row in rows for part in row],
+                )
+                rows.clear()
 
         def flush(*seqs: int) -> None:
             for seq in seqs:
@@ -564,12 +591,7 @@ class SqlGraph:
                     raise ValueError(
                         f"{change.type}:{change.value} does not belong on a profile of {collection}"
                     )
-                cursor.execute(
-                    q(
-                        "INSERT INTO unify_identities (space_id, collection, type, value, "
-                        "profile, first_seen, source_id, message_id) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-                    ),
+                rows.append(
                     (
                         self.space_id,
                         change.collection,
@@ -579,7 +601,7 @@ class SqlGraph:
                         change.at,
                         change.source_id,
                         change.message_id,
-                    ),
+                    )
                 )
                 local.index.append(
                     ((change.collection, change.type, change.value), change.profile_id)
@@ -587,9 +609,11 @@ class SqlGraph:
                 if change.profile_id not in created:
                     grow[seq] = grow.get(seq, 0) + 1
             elif isinstance(change, MergeProfiles):
+                insert()
                 self._merge(cursor, change, local, flush)
             else:
                 self._link(cursor, change, local)
+        insert()
         flush(*list(grow))
         return local
 
@@ -624,12 +648,11 @@ class SqlGraph:
         # Lineage stays one hop deep: what pointed at the merged profile points at the
         # survivor.
         cursor.execute(
-            q("UPDATE unify_profiles SET canonical = ? WHERE space_id = ? AND canonical = ?"),
-            (into, self.space_id, gone),
-        )
-        cursor.execute(
-            q("UPDATE unify_profiles SET canonical = ?, mappings = 0 WHERE seq = ?"),
-            (into, gone),
+            q(
+                "UPDATE unify_profiles SET canonical = ?, mappings = 0 "
+                "WHERE seq = ? OR (space_id = ? AND canonical = ?)"
+            ),
+            (into, gone, self.space_id, gone),
         )
         # Links move to the survivor, made again now (so last in order), unless it has them.
         mine, other = (
