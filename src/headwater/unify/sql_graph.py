@@ -140,12 +140,18 @@ class SqlGraph:
     def _end(self, batch: _Batch) -> None:
         if batch.failed:
             raise RuntimeError("an apply failed in this batch: roll its transaction back")
-        if batch.pending:
-            now = int(time.time())
+        if not batch.pending:
+            return
+        now = int(time.time())
+        if self._pg:  # one statement, not one a row
+            batch.cursor.execute(
+                "INSERT INTO unify_applied (space_id, message_id, applied_at) "
+                "SELECT %s, unnest(%s::text[]), %s",
+                (self.space_id, batch.pending, now),
+            )
+        else:
             batch.cursor.executemany(
-                self._q(
-                    "INSERT INTO unify_applied (space_id, message_id, applied_at) VALUES (?, ?, ?)"
-                ),
+                "INSERT INTO unify_applied (space_id, message_id, applied_at) VALUES (?, ?, ?)",
                 [(self.space_id, m, now) for m in batch.pending],
             )
 
