@@ -22,6 +22,7 @@ rolls back (so nothing it added survives) and by ``forget()`` (ownership moved).
 
 from __future__ import annotations
 
+import contextlib
 import time
 import weakref
 from collections.abc import Collection, Iterator, Sequence
@@ -60,6 +61,7 @@ class _Batch:
         # profile's identifiers and then its counts, in one query this way
         self.records: dict[str, ProfileRecord] = {}
         self.failed = False
+        self.pipeline: Any = None  # psycopg's pipeline context while one is open
 
 
 class _Local:
@@ -106,7 +108,10 @@ class SqlGraph:
         """Run reads and applies on ``conn``'s open transaction, which the caller commits (or
         rolls back: then the cache forgets everything, so nothing the batch added stays).
 
-        An ``apply`` that raises spoils the batch: its transaction must roll back."""
+        An ``apply`` that raises spoils the batch: its transaction must roll back. On
+        PostgreSQL the graph's statements are pipelined (sent without waiting for each answer;
+        an error surfaces at the next read or at the end); a statement the caller runs on
+        ``conn`` inside the block ends the pipeline first, so it sees them all."""
         if self._batch is not None:
             raise RuntimeError("a batch is already open")
         if not conn.in_transaction():
@@ -114,28 +119,48 @@ class SqlGraph:
         if conn not in self._hooked:
             sa.event.listen(conn, "rollback", self._rolled_back)
             sa.event.listen(conn, "commit", self._committed)
+            if self._pg:
+                sa.event.listen(conn, "before_cursor_execute", self._before_callers_statement)
             self._hooked.add(conn)
-        raw = conn.connection.dbapi_connection
         self._batch = batch = _Batch(conn, conn.connection.cursor())
         self._dirty = True
         try:
-            if self._pg:
-                # Pipeline mode: writes go without waiting for their answers; a read waits for
-                # everything before it. An error surfaces at the next read or at the end.
-                with raw.pipeline():  # type: ignore[union-attr]
-                    yield
-                    self._end(batch)
-            else:
+            if not self._pg:
                 # The graph's hot pages in SQLite's own cache, not re-read from the OS.
                 batch.cursor.execute(f"PRAGMA cache_size = -{self._page_cache_kib}")
-                yield
-                self._end(batch)
-        except BaseException:
+            yield
+            self._end(batch)
+            self._end_pipeline(batch)
+        except BaseException as error:
             self.forget()
+            self._end_pipeline(batch, error)
             raise
         finally:
             self._batch = None
             batch.cursor.close()
+
+    def _cursor(self, batch: _Batch) -> Any:
+        """The batch's cursor, in pipeline mode on PostgreSQL."""
+        if self._pg and batch.pipeline is None:
+            pipeline = batch.conn.connection.dbapi_connection.pipeline()  # type: ignore[union-attr]
+            pipeline.__enter__()
+            batch.pipeline = pipeline
+        return batch.cursor
+
+    def _end_pipeline(self, batch: _Batch, error: BaseException | None = None) -> None:
+        """Leave pipeline mode, waiting for every answer (raising the first error)."""
+        pipeline, batch.pipeline = batch.pipeline, None
+        if pipeline is not None:
+            if error is None:
+                pipeline.__exit__(None, None, None)
+            else:
+                with contextlib.suppress(Exception):
+                    pipeline.__exit__(type(error), error, error.__traceback__)
+
+    def _before_callers_statement(self, conn: Connection, *_args: Any) -> None:
+        batch = self._batch
+        if batch is not None and batch.conn is conn:
+            self._end_pipeline(batch)
 
     def _end(self, batch: _Batch) -> None:
         if batch.failed:
@@ -329,7 +354,7 @@ class SqlGraph:
                 raise RuntimeError("an apply failed in this batch: roll its transaction back")
             batch.records.clear()
             try:
-                local = self._write(batch.cursor, changes)
+                local = self._write(self._cursor(batch), changes)
             except BaseException:
                 batch.failed = True
                 raise
@@ -416,8 +441,9 @@ class SqlGraph:
     def _rows(self, sql: str, params: Sequence[Any]) -> list[Any]:
         batch = self._batch
         if batch is not None:
-            batch.cursor.execute(self._q(sql), params)
-            return list(batch.cursor.fetchall())
+            cursor = self._cursor(batch)
+            cursor.execute(self._q(sql), params)
+            return list(cursor.fetchall())
         with self._engine.connect() as conn:
             cursor = conn.connection.cursor()
             cursor.execute(self._q(sql), params)
