@@ -82,7 +82,7 @@ class SqlGraph:
         engine: Engine,
         space_id: str,
         *,
-        cache_size: int = 500_000,
+        cache_size: int = 200_000,
         sqlite_page_cache_mib: int = 256,
     ) -> None:
         self._engine = engine
