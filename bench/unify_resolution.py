@@ -134,23 +134,27 @@ def database(store: str, postgres_url: str | None) -> Iterator[tuple[Engine, int
         engine.dispose()
 
 
-def server_cpu(postmaster: int | None) -> float:
-    """CPU seconds the PostgreSQL server's processes have used (0 when not ours to see): the
-    machine is shared, so the figure that counts is CPU time, not wall time."""
+def server_cpu(postmaster: int | None) -> dict[str, float]:
+    """CPU seconds each kind of the PostgreSQL server's processes has used (the backends that
+    answer the bench, autovacuum, the checkpointer…; empty when the server is not ours to
+    see): the machine is shared, so the figure that counts is CPU time, not wall time."""
     if postmaster is None:
-        return 0.0
+        return {}
     tick = os.sysconf("SC_CLK_TCK")
-    total = 0.0
+    used: dict[str, float] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            title = (entry / "cmdline").read_bytes().split(b"\0")[0].decode()
         except OSError:
             continue
         if int(entry.name) == postmaster or int(fields[1]) == postmaster:
-            total += (int(fields[11]) + int(fields[12])) / tick  # utime + stime
-    return total
+            kind = "backend" if "127.0.0.1(" in title else title.removeprefix("postgres: ")
+            seconds = (int(fields[11]) + int(fields[12])) / tick  # utime + stime
+            used[kind] = used.get(kind, 0.0) + seconds
+    return used
 
 
 def bulk_preload(engine: Engine, space: str, profiles: int) -> None:
@@ -272,6 +276,7 @@ class Measured:
         self.postmaster = postmaster
         self.profiler = cProfile.Profile() if profile else None
         self.wall = self.cpu = self.server = 0.0
+        self.by_kind: dict[str, float] = {}
 
     def __enter__(self) -> Measured:
         self._server = server_cpu(self.postmaster)
@@ -286,11 +291,18 @@ class Measured:
             self.profiler.disable()
         self.wall = time.perf_counter() - self._wall
         self.cpu = time.process_time() - self._cpu
-        self.server = server_cpu(self.postmaster) - self._server
+        after = server_cpu(self.postmaster)
+        self.by_kind = {
+            kind: seconds - self._server.get(kind, 0.0)
+            for kind, seconds in after.items()
+            if seconds - self._server.get(kind, 0.0) >= 0.05
+        }
+        self.server = sum(self.by_kind.values())
 
     def rate(self, count: int) -> str:
         cpu = self.cpu + self.server
-        server = f" + server {self.server:.1f} s" if self.postmaster is not None else ""
+        kinds = ", ".join(f"{k} {v:.1f}" for k, v in sorted(self.by_kind.items()))
+        server = f" + server {self.server:.1f} s ({kinds})" if self.postmaster is not None else ""
         return (
             f"{count / cpu:,.0f}/s per CPU second ({cpu / count * 1e6:.1f} µs: this process "
             f"{self.cpu:.1f} s{server}); {count / self.wall:,.0f}/s wall clock"
