@@ -204,7 +204,13 @@ def bulk_preload(engine: Engine, space: str, profiles: int) -> None:
         identity_columns = (
             "seq, space_id, collection, type, value, profile, first_seen, source_id, message_id"
         )
+        # the messageIds of the events that made them, as the Resolver would have recorded
+        applied_rows = [(space, f"preload-{u}", int(AT)) for u in range(profiles)]
+        applied_columns = "space_id, message_id, applied_at"
         if is_sqlite(engine):
+            cursor.executemany(
+                f"INSERT INTO unify_applied ({applied_columns}) VALUES (?, ?, ?)", applied_rows
+            )
             cursor.executemany(
                 f"INSERT INTO unify_profiles ({profile_columns}) VALUES ({MARKS})",
                 profile_rows,
@@ -215,16 +221,18 @@ def bulk_preload(engine: Engine, space: str, profiles: int) -> None:
             )
         else:
             for table, columns, rows in (
+                ("unify_applied", applied_columns, applied_rows),
                 ("unify_profiles", profile_columns, profile_rows),
                 ("unify_identities", identity_columns, identity_rows),
             ):
                 with cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
                     for row in rows:
                         copy.write_row(row)
-                cursor.execute(
-                    f"SELECT setval(pg_get_serial_sequence('{table}', 'seq'), "
-                    f"(SELECT MAX(seq) FROM {table}))"
-                )
+                if table != "unify_applied":
+                    cursor.execute(
+                        f"SELECT setval(pg_get_serial_sequence('{table}', 'seq'), "
+                        f"(SELECT MAX(seq) FROM {table}))"
+                    )
     # A database at rest, as it is long after its profiles were made: statistics taken, and on
     # PostgreSQL the bulk load vacuumed and checkpointed, so that autovacuum and the checkpointer
     # do not run (and count) during the measurement.
@@ -232,7 +240,7 @@ def bulk_preload(engine: Engine, space: str, profiles: int) -> None:
         if is_sqlite(engine):
             conn.exec_driver_sql("ANALYZE")
         else:
-            conn.exec_driver_sql("VACUUM ANALYZE unify_profiles, unify_identities")
+            conn.exec_driver_sql("VACUUM ANALYZE unify_profiles, unify_identities, unify_applied")
             conn.exec_driver_sql("CHECKPOINT")
 
 

@@ -225,6 +225,7 @@ class SqlGraph:
                     "SELECT message_id FROM unify_applied "
                     f"WHERE space_id = ? AND message_id IN ({marks})",
                     (self.space_id, *chunk),
+                    planned=False,
                 )
             )
         batch = self._batch
@@ -438,15 +439,18 @@ class SqlGraph:
             found = self._sql[sql] = sql.replace("?", "%s")
         return found
 
-    def _rows(self, sql: str, params: Sequence[Any]) -> list[Any]:
+    def _rows(self, sql: str, params: Sequence[Any], *, planned: bool = True) -> list[Any]:
+        """``planned=False`` (PostgreSQL): plan the statement for these values every time,
+        never with the generic plan of a prepared statement."""
+        options = {} if planned or not self._pg else {"prepare": False}
         batch = self._batch
         if batch is not None:
             cursor = self._cursor(batch)
-            cursor.execute(self._q(sql), params)
+            cursor.execute(self._q(sql), params, **options)
             return list(cursor.fetchall())
         with self._engine.connect() as conn:
             cursor = conn.connection.cursor()
-            cursor.execute(self._q(sql), params)
+            cursor.execute(self._q(sql), params, **options)
             rows = list(cursor.fetchall())
             cursor.close()
         return rows
@@ -470,6 +474,7 @@ class SqlGraph:
                     [k[2] for k in keys],
                     self.space_id,
                 ),
+                planned=False,
             )
         # SQLite: one IN list per (collection, type), each term a probe of the unique index
         # (SQLite takes no row values on the right of IN, and plans a join to a VALUES list or
