@@ -121,9 +121,10 @@ def fresh_database(url: str) -> str:
 
 
 @contextmanager
-def postgres_server() -> Iterator[tuple[str, int]]:
+def postgres_server(settings: dict[str, str] | None = None) -> Iterator[tuple[str, int]]:
     """A throwaway cluster on a loopback port (the way tests/support/postgres.py starts one),
-    with its default durability settings (fsync on): its URL and its postmaster's pid."""
+    with its default durability settings (fsync on) and ``settings`` (server options such as
+    ``shared_buffers``): its URL and its postmaster's pid."""
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
     if not found:
         raise SystemExit("PostgreSQL is not installed (apt-get install -y postgresql)")
@@ -165,7 +166,8 @@ def postgres_server() -> Iterator[tuple[str, int]]:
                 "-w",
                 "start",
                 "-o",
-                f"-h 127.0.0.1 -p {port} -k {sock_dir}",
+                f"-h 127.0.0.1 -p {port} -k {sock_dir}"
+                + "".join(f" -c {name}={value}" for name, value in (settings or {}).items()),
             ],
             check=True,
             capture_output=True,

@@ -301,3 +301,27 @@ def test_a_small_cache_stays_bounded_and_right(db: Engine) -> None:
     graph.forget()
     assert not graph._index and not graph._profiles
     assert graph.find("users", "user_id", "u7") == users[7]
+
+
+def test_the_callers_own_statements_in_a_batch_see_the_graphs_writes(db: Engine) -> None:
+    """The stage writes its own rows (positions, counters) in the batch's transaction: on
+    PostgreSQL they end the graph's pipeline first, and the graph starts a new one after."""
+    graph = SqlGraph(db, SPACE)
+    events = _events()
+    resolver = Resolver(graph, ids=ProfileIds(3))
+    with write_transaction(db) as conn, graph.batch(conn):
+        resolver.resolve(events[0], "web")
+        count = sa.select(sa.func.count()).select_from(unify_profiles)
+        assert conn.execute(count).scalar_one() == 1
+        touched = conn.execute(
+            sa.update(unify_profiles)
+            .where(unify_profiles.c.space_id == SPACE)
+            .values(merges=unify_profiles.c.merges)
+        )
+        assert touched.rowcount == 1
+        resolver.resolve(events[2], "web")
+        assert conn.execute(count).scalar_one() == 2
+    assert SqlGraph(db, SPACE).applied_many([e["messageId"] for e in events[:3]]) == {
+        events[0]["messageId"],
+        events[2]["messageId"],
+    }

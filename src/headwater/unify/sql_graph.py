@@ -22,6 +22,7 @@ rolls back (so nothing it added survives) and by ``forget()`` (ownership moved).
 
 from __future__ import annotations
 
+import contextlib
 import time
 import weakref
 from collections.abc import Collection, Iterator, Sequence
@@ -56,7 +57,11 @@ class _Batch:
         self.applied: set[str] = set()  # messageIds known applied, the batch's included
         self.new: set[str] = set()  # messageIds known not applied before the batch
         self.pending: list[str] = []  # messageIds the batch applied, written at its end
+        # profiles read with their identifiers since the last apply: resolution reads a
+        # profile's identifiers and then its counts, in one query this way
+        self.records: dict[str, ProfileRecord] = {}
         self.failed = False
+        self.pipeline: Any = None  # psycopg's pipeline context while one is open
 
 
 class _Local:
@@ -65,19 +70,32 @@ class _Local:
     def __init__(self) -> None:
         self.live: dict[str, tuple[int, str]] = {}  # created or looked up: (seq, collection)
         self.gone: set[str] = set()
+        self.merged: list[tuple[str, str]] = []  # (from, into)
         self.index: list[tuple[Key, str]] = []
 
 
 class SqlGraph:
     """A ``GraphStore`` for one space on ``engine`` (migrated)."""
 
-    def __init__(self, engine: Engine, space_id: str, *, cache_size: int = 500_000) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        space_id: str,
+        *,
+        cache_size: int = 200_000,
+        sqlite_page_cache_mib: int = 256,
+    ) -> None:
         self._engine = engine
         self.space_id = space_id
         self._cache_size = cache_size
+        self._page_cache_kib = sqlite_page_cache_mib * 1024
         self._pg = not is_sqlite(engine)
         self._index: dict[Key, str] = {}
         self._profiles: dict[str, tuple[int, str]] = {}  # canonical only
+        # merged-away profile → the one it went into, for cached identifiers that still name
+        # it (a merge does not know which of the moved identifiers the cache holds)
+        self._moved: dict[str, str] = {}
+        self._seqs: list[int] = []  # profile seqs taken from PostgreSQL's sequence, unused
         self._batch: _Batch | None = None
         self._dirty = False  # the cache holds what an uncommitted batch did
         self._hooked: weakref.WeakSet[Connection] = weakref.WeakSet()
@@ -90,7 +108,10 @@ class SqlGraph:
         """Run reads and applies on ``conn``'s open transaction, which the caller commits (or
         rolls back: then the cache forgets everything, so nothing the batch added stays).
 
-        An ``apply`` that raises spoils the batch: its transaction must roll back."""
+        An ``apply`` that raises spoils the batch: its transaction must roll back. On
+        PostgreSQL the graph's statements are pipelined (sent without waiting for each answer;
+        an error surfaces at the next read or at the end); a statement the caller runs on
+        ``conn`` inside the block ends the pipeline first, so it sees them all."""
         if self._batch is not None:
             raise RuntimeError("a batch is already open")
         if not conn.in_transaction():
@@ -98,28 +119,66 @@ class SqlGraph:
         if conn not in self._hooked:
             sa.event.listen(conn, "rollback", self._rolled_back)
             sa.event.listen(conn, "commit", self._committed)
+            if self._pg:
+                sa.event.listen(conn, "before_cursor_execute", self._before_callers_statement)
             self._hooked.add(conn)
         self._batch = batch = _Batch(conn, conn.connection.cursor())
         self._dirty = True
         try:
+            if not self._pg:
+                # The graph's hot pages in SQLite's own cache, not re-read from the OS.
+                batch.cursor.execute(f"PRAGMA cache_size = -{self._page_cache_kib}")
             yield
-            if batch.failed:
-                raise RuntimeError("an apply failed in this batch: roll its transaction back")
-            if batch.pending:
-                now = int(time.time())
-                batch.cursor.executemany(
-                    self._q(
-                        "INSERT INTO unify_applied (space_id, message_id, applied_at) "
-                        "VALUES (?, ?, ?)"
-                    ),
-                    [(self.space_id, m, now) for m in batch.pending],
-                )
-        except BaseException:
+            self._end(batch)
+            self._end_pipeline(batch)
+        except BaseException as error:
             self.forget()
+            self._end_pipeline(batch, error)
             raise
         finally:
             self._batch = None
             batch.cursor.close()
+
+    def _cursor(self, batch: _Batch) -> Any:
+        """The batch's cursor, in pipeline mode on PostgreSQL."""
+        if self._pg and batch.pipeline is None:
+            pipeline = batch.conn.connection.dbapi_connection.pipeline()  # type: ignore[union-attr]
+            pipeline.__enter__()
+            batch.pipeline = pipeline
+        return batch.cursor
+
+    def _end_pipeline(self, batch: _Batch, error: BaseException | None = None) -> None:
+        """Leave pipeline mode, waiting for every answer (raising the first error)."""
+        pipeline, batch.pipeline = batch.pipeline, None
+        if pipeline is not None:
+            if error is None:
+                pipeline.__exit__(None, None, None)
+            else:
+                with contextlib.suppress(Exception):
+                    pipeline.__exit__(type(error), error, error.__traceback__)
+
+    def _before_callers_statement(self, conn: Connection, *_args: Any) -> None:
+        batch = self._batch
+        if batch is not None and batch.conn is conn:
+            self._end_pipeline(batch)
+
+    def _end(self, batch: _Batch) -> None:
+        if batch.failed:
+            raise RuntimeError("an apply failed in this batch: roll its transaction back")
+        if not batch.pending:
+            return
+        now = int(time.time())
+        if self._pg:  # one statement, not one a row
+            batch.cursor.execute(
+                "INSERT INTO unify_applied (space_id, message_id, applied_at) "
+                "SELECT %s, unnest(%s::text[]), %s",
+                (self.space_id, batch.pending, now),
+            )
+        else:
+            batch.cursor.executemany(
+                "INSERT INTO unify_applied (space_id, message_id, applied_at) VALUES (?, ?, ?)",
+                [(self.space_id, m, now) for m in batch.pending],
+            )
 
     def _rolled_back(self, _conn: Connection) -> None:
         if self._dirty:
@@ -134,6 +193,8 @@ class SqlGraph:
         """Drop the in-process cache (a rolled-back batch, or ownership of the space moved)."""
         self._index.clear()
         self._profiles.clear()
+        self._moved.clear()
+        self._seqs.clear()
 
     # --- GraphStore ---------------------------------------------------------------------------
 
@@ -164,6 +225,7 @@ class SqlGraph:
                     "SELECT message_id FROM unify_applied "
                     f"WHERE space_id = ? AND message_id IN ({marks})",
                     (self.space_id, *chunk),
+                    planned=False,
                 )
             )
         batch = self._batch
@@ -177,12 +239,16 @@ class SqlGraph:
         return self.find_many([(collection, type_, value)]).get((collection, type_, value))
 
     def find_many(self, keys: Sequence[Key]) -> dict[Key, str]:
-        index, batch = self._index, self._batch
+        index, batch, moved = self._index, self._batch, self._moved
         found: dict[Key, str] = {}
         missing: list[Key] = []
         for key in keys:
             profile = index.get(key)
             if profile is not None:
+                if profile in moved:
+                    while profile in moved:
+                        profile = moved[profile]
+                    index[key] = profile
                 found[key] = profile
             elif batch is None or key not in batch.absent:
                 missing.append(key)
@@ -200,6 +266,9 @@ class SqlGraph:
         return found
 
     def profile(self, profile_id: str) -> ProfileRecord:
+        batch = self._batch
+        if batch is not None and profile_id in batch.records:
+            return batch.records[profile_id]
         rows = self._rows(
             "SELECT seq, collection, created_at, merges, mappings, canonical "
             "FROM unify_profiles WHERE space_id = ? AND segment_id = ?",
@@ -218,20 +287,27 @@ class SqlGraph:
         self, profile_id: str, types: Collection[str] | None = None
     ) -> list[StoredIdentifier]:
         seq, _ = self._live(profile_id)
-        sql = (
-            "SELECT type, value, first_seen, source_id, message_id FROM unify_identities "
-            "WHERE profile = ?"
+        if types is not None and not types:
+            return []
+        wanted = () if types is None else tuple(sorted(types))
+        of_types = f" AND i.type IN ({', '.join('?' * len(wanted))})" if wanted else ""
+        rows = self._rows(
+            "SELECT p.collection, p.created_at, p.merges, p.mappings, "
+            "i.type, i.value, i.first_seen, i.source_id, i.message_id FROM unify_profiles p "
+            f"LEFT JOIN unify_identities i ON i.profile = p.seq{of_types} "
+            "WHERE p.seq = ? ORDER BY i.seq",
+            (*wanted, seq),
         )
-        params: tuple[Any, ...] = (seq,)
-        if types is not None:
-            if not types:
-                return []
-            wanted = sorted(types)
-            sql += f" AND type IN ({', '.join('?' * len(wanted))})"
-            params += tuple(wanted)
+        if not rows:
+            raise KeyError(profile_id)
+        batch = self._batch
+        if batch is not None:
+            collection, created_at, merges, mappings = rows[0][:4]
+            batch.records[profile_id] = ProfileRecord(
+                profile_id, collection, seq, float(created_at), int(merges), int(mappings)
+            )
         return [
-            StoredIdentifier(t, v, float(at), s, m)
-            for t, v, at, s, m in self._rows(sql + " ORDER BY seq", params)
+            StoredIdentifier(t, v, float(at), s, m) for *_, t, v, at, s, m in rows if t is not None
         ]
 
     def linked(self, user_id: str, account_id: str) -> bool:
@@ -277,8 +353,9 @@ class SqlGraph:
         if batch is not None:
             if batch.failed:
                 raise RuntimeError("an apply failed in this batch: roll its transaction back")
+            batch.records.clear()
             try:
-                local = self._write(batch.cursor, changes)
+                local = self._write(self._cursor(batch), changes)
             except BaseException:
                 batch.failed = True
                 raise
@@ -362,14 +439,18 @@ class SqlGraph:
             found = self._sql[sql] = sql.replace("?", "%s")
         return found
 
-    def _rows(self, sql: str, params: Sequence[Any]) -> list[Any]:
+    def _rows(self, sql: str, params: Sequence[Any], *, planned: bool = True) -> list[Any]:
+        """``planned=False`` (PostgreSQL): plan the statement for these values every time,
+        never with the generic plan of a prepared statement."""
+        options = {} if planned or not self._pg else {"prepare": False}
         batch = self._batch
         if batch is not None:
-            batch.cursor.execute(self._q(sql), params)
-            return list(batch.cursor.fetchall())
+            cursor = self._cursor(batch)
+            cursor.execute(self._q(sql), params, **options)
+            return list(cursor.fetchall())
         with self._engine.connect() as conn:
             cursor = conn.connection.cursor()
-            cursor.execute(self._q(sql), params)
+            cursor.execute(self._q(sql), params, **options)
             rows = list(cursor.fetchall())
             cursor.close()
         return rows
@@ -393,6 +474,7 @@ class SqlGraph:
                     [k[2] for k in keys],
                     self.space_id,
                 ),
+                planned=False,
             )
         # SQLite: one IN list per (collection, type), each term a probe of the unique index
         # (SQLite takes no row values on the right of IN, and plans a join to a VALUES list or
@@ -457,8 +539,13 @@ class SqlGraph:
 
     def _learn(self, local: _Local) -> None:
         """What one applied event changed, into the cache."""
-        for gone in local.gone:
-            self._profiles.pop(gone, None)
+        if local.merged:
+            if len(self._moved) + len(local.merged) > self._cache_size // 10:
+                self.forget()  # rather than look for the entries naming merged profiles
+                return
+            for gone, into in local.merged:
+                self._profiles.pop(gone, None)
+                self._moved[gone] = into
         for profile_id, profile in local.live.items():
             if profile_id not in local.gone:
                 self._remember_profile(profile_id, profile)
@@ -466,7 +553,7 @@ class SqlGraph:
             if profile_id in local.live and profile_id not in local.gone:
                 self._remember(key, profile_id, local.live[profile_id])
             else:
-                self._index.pop(key, None)
+                self._index.pop(key, None)  # added, then merged in the same event
 
     # --- writes -------------------------------------------------------------------------------
 
@@ -481,6 +568,19 @@ class SqlGraph:
                 adds[change.profile_id] = adds.get(change.profile_id, 0) + 1
         created: set[str] = set()
         grow: dict[int, int] = {}
+        rows: list[tuple[Any, ...]] = []  # identifiers to insert, in one statement
+
+        def insert() -> None:
+            if rows:
+                marks = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?)"] * len(rows))
+                cursor.execute(
+                    q(
+                        "INSERT INTO unify_identities (space_id, collection, type, value, "
+                        f"profile, first_seen, source_id, message_id) VALUES {marks}"
+                    ),
+                    [part for row in rows for part in row],
+                )
+                rows.clear()
 
         def flush(*seqs: int) -> None:
             for seq in seqs:
@@ -495,23 +595,36 @@ class SqlGraph:
             if isinstance(change, CreateProfile):
                 if change.profile_id in local.live or change.profile_id in self._profiles:
                     raise ValueError(f"profile {change.profile_id} exists")
-                cursor.execute(
-                    q(
-                        "INSERT INTO unify_profiles (space_id, segment_id, collection, "
-                        "canonical, created_at, merges, mappings, source_id, message_id) "
-                        "VALUES (?, ?, ?, NULL, ?, 0, ?, ?, ?) RETURNING seq"
-                    ),
-                    (
-                        self.space_id,
-                        change.profile_id,
-                        change.collection,
-                        change.at,
-                        adds.get(change.profile_id, 0),
-                        change.source_id,
-                        change.message_id,
-                    ),
+                row = (
+                    self.space_id,
+                    change.profile_id,
+                    change.collection,
+                    change.at,
+                    adds.get(change.profile_id, 0),
+                    change.source_id,
+                    change.message_id,
                 )
-                local.live[change.profile_id] = (int(cursor.fetchone()[0]), change.collection)
+                columns = (
+                    "space_id, segment_id, collection, canonical, created_at, merges, mappings, "
+                    "source_id, message_id"
+                )
+                if self._pg:  # a seq taken ahead: no waiting for RETURNING in a pipeline
+                    seq = self._next_seq(cursor)
+                    cursor.execute(
+                        q(
+                            f"INSERT INTO unify_profiles (seq, {columns}) "
+                            "VALUES (?, ?, ?, ?, NULL, ?, 0, ?, ?, ?)"
+                        ),
+                        (seq, *row),
+                    )
+                else:
+                    cursor.execute(
+                        f"INSERT INTO unify_profiles ({columns}) "
+                        "VALUES (?, ?, ?, NULL, ?, 0, ?, ?, ?) RETURNING seq",
+                        row,
+                    )
+                    seq = int(cursor.fetchone()[0])
+                local.live[change.profile_id] = (seq, change.collection)
                 created.add(change.profile_id)
             elif isinstance(change, AddIdentifier):
                 seq, collection = self._live(change.profile_id, local)
@@ -519,12 +632,7 @@ class SqlGraph:
                     raise ValueError(
                         f"{change.type}:{change.value} does not belong on a profile of {collection}"
                     )
-                cursor.execute(
-                    q(
-                        "INSERT INTO unify_identities (space_id, collection, type, value, "
-                        "profile, first_seen, source_id, message_id) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-                    ),
+                rows.append(
                     (
                         self.space_id,
                         change.collection,
@@ -534,7 +642,7 @@ class SqlGraph:
                         change.at,
                         change.source_id,
                         change.message_id,
-                    ),
+                    )
                 )
                 local.index.append(
                     ((change.collection, change.type, change.value), change.profile_id)
@@ -542,11 +650,22 @@ class SqlGraph:
                 if change.profile_id not in created:
                     grow[seq] = grow.get(seq, 0) + 1
             elif isinstance(change, MergeProfiles):
+                insert()
                 self._merge(cursor, change, local, flush)
             else:
                 self._link(cursor, change, local)
+        insert()
         flush(*list(grow))
         return local
+
+    def _next_seq(self, cursor: Any) -> int:
+        if not self._seqs:
+            cursor.execute(
+                "SELECT nextval(pg_get_serial_sequence('unify_profiles', 'seq')) "
+                "FROM generate_series(1, 100)"
+            )
+            self._seqs = sorted((int(row[0]) for row in cursor.fetchall()), reverse=True)
+        return self._seqs.pop()
 
     def _merge(self, cursor: Any, change: MergeProfiles, local: _Local, flush: Any) -> None:
         q = self._q
@@ -557,15 +676,8 @@ class SqlGraph:
         if kind != into_kind or kind != change.collection:
             raise ValueError(f"cannot merge {change.from_id} into {change.into_id}")
         flush(gone, into)
-        # The identifiers move; the ones the cache holds follow them.
-        cursor.execute(
-            q(
-                "UPDATE unify_identities SET profile = ? WHERE profile = ? "
-                "RETURNING collection, type, value"
-            ),
-            (into, gone),
-        )
-        local.index.extend(((c, t, v), change.into_id) for c, t, v in cursor.fetchall())
+        # The identifiers move; the cache's follow through ``_moved``.
+        cursor.execute(q("UPDATE unify_identities SET profile = ? WHERE profile = ?"), (into, gone))
         cursor.execute(
             q(
                 "UPDATE unify_profiles SET merges = merges + "
@@ -577,12 +689,11 @@ class SqlGraph:
         # Lineage stays one hop deep: what pointed at the merged profile points at the
         # survivor.
         cursor.execute(
-            q("UPDATE unify_profiles SET canonical = ? WHERE space_id = ? AND canonical = ?"),
-            (into, self.space_id, gone),
-        )
-        cursor.execute(
-            q("UPDATE unify_profiles SET canonical = ?, mappings = 0 WHERE seq = ?"),
-            (into, gone),
+            q(
+                "UPDATE unify_profiles SET canonical = ?, mappings = 0 "
+                "WHERE seq = ? OR (space_id = ? AND canonical = ?)"
+            ),
+            (into, gone, self.space_id, gone),
         )
         # Links move to the survivor, made again now (so last in order), unless it has them.
         mine, other = (
@@ -592,20 +703,13 @@ class SqlGraph:
         )
         cursor.execute(
             q(
-                f"DELETE FROM unify_links WHERE {mine} = ? RETURNING seq, {other}, at, source_id, "
-                "message_id"
+                f"INSERT INTO unify_links ({mine}, {other}, at, source_id, message_id) "
+                f"SELECT ?, {other}, at, source_id, message_id FROM unify_links "
+                f"WHERE {mine} = ? ORDER BY seq ON CONFLICT DO NOTHING"
             ),
-            (gone,),
+            (into, gone),
         )
-        moved = sorted(cursor.fetchall())
-        if moved:
-            cursor.executemany(
-                q(
-                    f"INSERT INTO unify_links ({mine}, {other}, at, source_id, message_id) "
-                    "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
-                ),
-                [(into, o, at, s, m) for _, o, at, s, m in moved],
-            )
+        cursor.execute(q(f"DELETE FROM unify_links WHERE {mine} = ?"), (gone,))
         cursor.execute(
             q(
                 "INSERT INTO unify_merges (space_id, from_profile, into_profile, collection, at, "
@@ -623,6 +727,7 @@ class SqlGraph:
             ),
         )
         local.gone.add(change.from_id)
+        local.merged.append((change.from_id, change.into_id))
         local.live[change.into_id] = (into, kind)
 
     def _link(self, cursor: Any, change: LinkProfiles, local: _Local) -> None:
