@@ -38,6 +38,7 @@ from headwater.store.database import write_transaction
 from headwater.store.record import decode_processed
 from headwater.store.workspace import WorkspaceStore
 from headwater.timestamps import parse_timestamp
+from headwater.unify.identifiers import Extractor
 from headwater.unify.insights import Entry, Insights
 from headwater.unify.profiles import ProfileData
 from headwater.unify.profiles_sync import ProfilesSyncFeed, Resolved
@@ -69,6 +70,7 @@ class _Space:
     graph: SqlGraph
     resolver: Resolver
     profiles: ProfileData
+    extractor: Extractor
 
 
 @dataclass(frozen=True)
@@ -155,7 +157,11 @@ class IdentityStage:
                 graph = SqlGraph(self._engine, space_id)
                 profiles = ProfileData(self._engine, space_id, info.identity, clock=self._clock)
                 self._spaces[space_id] = _Space(
-                    info, graph, Resolver(graph, info.identity, clock=self._clock), profiles
+                    info,
+                    graph,
+                    Resolver(graph, info.identity, clock=self._clock),
+                    profiles,
+                    Extractor(info.identity),
                 )
             elif space.info != info:
                 if space.info.identity != info.identity:
@@ -164,6 +170,7 @@ class IdentityStage:
                     space.profiles = ProfileData(
                         self._engine, space_id, info.identity, clock=self._clock
                     )
+                    space.extractor = Extractor(info.identity)
                 space.info = info
         return self._spaces
 
@@ -214,6 +221,10 @@ class IdentityStage:
             seen = graph.applied_many(
                 [m for _, event in items if (m := str(event.get("messageId") or ""))]
             )
+            # One lookup of every identifier the batch carries: then a known user's event
+            # costs no query at all.
+            extract = space.extractor.extract
+            graph.find_many([i for _, event in items for i in extract(event).identifiers])
             for source_id, event in items:
                 message_id = str(event.get("messageId") or "")
                 if message_id:
