@@ -155,7 +155,7 @@ def test_the_profile_api_answers_segment_errors_without_cors(server: LiveServer)
 
 
 def test_profiles_sync_loads_the_space_schema_on_a_warehouse_sync(tmp_path: Path) -> None:
-    """The §11.4 story on a running server (SQLite state, the default DuckDB warehouse): two
+    """A-UE-58's §11.4 story on a running server (SQLite state, the default DuckDB warehouse): two
     visitors' pages, then identifies sharing an email → after `headwater warehouse sync`, the
     space's schema has the merge in `id_graph` and both anonymous ids on one profile."""
     path = tmp_path / "headwater.yaml"
