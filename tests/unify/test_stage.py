@@ -10,9 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from headwater.pipeline.consumer import Consumer
+from headwater.store import schema
 from headwater.store.archive import Archive, ArchiveWriter
 from headwater.store.log import EventLog
 from headwater.store.record import encode_record
@@ -267,3 +269,33 @@ def _groups(graph: GraphStore, values: list[tuple[str, str]]) -> frozenset[froze
         if profile is not None:
             groups.setdefault(profile, set()).add(f"{t}:{v}")
     return frozenset(frozenset(g) for g in groups.values())
+
+
+def test_deleting_a_space_deletes_what_unify_made_of_its_events(pipeline: Pipeline) -> None:
+    p = pipeline
+    p.append(
+        [
+            p.event(NOW, "identify", anonymousId="a1", userId="u1", traits={"plan": "pro"}),
+            p.event(NOW + 1, anonymousId="a1", event="Viewed"),
+            p.event(NOW + 2, "group", userId="u1", groupId="g1"),
+            p.event(NOW + 3, anonymousId="a2", userId="u1"),  # a merge
+        ]
+    )
+    p.drain(p.consumer())
+    assert _rows(p.engine, p.space.id) > 0
+    p.spaces.delete("main")
+    assert _rows(p.engine, p.space.id) == 0
+
+
+def _rows(engine: Engine, space_id: str) -> int:
+    """Rows of every unify_ table that belong to the space (links through their profiles)."""
+    tables = [t for t in schema.metadata.sorted_tables if t.name.startswith("unify_")]
+    total = 0
+    with engine.connect() as conn:
+        for table in tables:
+            if "space_id" in table.c:
+                query = sa.select(sa.func.count()).where(table.c.space_id == space_id)
+            else:
+                query = sa.select(sa.func.count()).select_from(table)
+            total += conn.execute(query.select_from(table)).scalar_one()
+    return total

@@ -337,14 +337,30 @@ class SpaceStore:
             return self._spaces(conn, [self._require(conn, row.id)])[0]
 
     def delete(self, id_or_name: str) -> None:
-        """Delete a space: its connections, tokens and Profiles Sync setting (and what its
-        Profiles Sync had not loaded yet) go with it."""
+        """Delete a space: its connections, tokens and Profiles Sync setting go with it, and
+        everything Unify made of its events — the identity graph, profile data, Insights,
+        uploads and what Profiles Sync had not loaded yet."""
         with self._ws.writing() as conn:
             row = self._require(conn, id_or_name)
+            profiles = sa.select(schema.unify_profiles.c.seq).where(
+                schema.unify_profiles.c.space_id == row.id
+            )
+            links = schema.unify_links
+            conn.execute(links.delete().where(links.c.user_profile.in_(profiles)))
             for table in (
                 schema.space_sources,
                 schema.space_access_tokens,
                 schema.space_profiles_sync,
+                schema.unify_identities,
+                schema.unify_merges,
+                schema.unify_applied,
+                schema.unify_profiles,
+                schema.unify_profile_traits,
+                schema.unify_profile_events,
+                schema.unify_profile_metadata,
+                schema.unify_insights,
+                schema.unify_csv_uploads,
+                schema.unify_upload_sources,
                 schema.unify_sync_outbox,
                 schema.unify_sync_profiles,
                 schema.unify_sync_positions,
