@@ -85,9 +85,7 @@ def test_leases_split_partitions_and_pass_on_when_an_owner_dies(
     assert not log.commit("g", first[0], 1, owner="p1")
 
 
-def test_an_exclusive_group_has_one_owner_of_every_partition(
-    engine: Engine, clock: Clock
-) -> None:
+def test_an_exclusive_group_has_one_owner_of_every_partition(engine: Engine, clock: Clock) -> None:
     """Identity resolution's group: one owner holds all partitions; another process waits,
     and takes them all once the owner stops heart-beating; a split left by fair sharing ends."""
     log = EventLog(engine, clock=clock)
