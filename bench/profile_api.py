@@ -14,8 +14,10 @@ fixed schedule, over keep-alive connections. The first 2 s are warm-up and not c
 at the end (default: SQLite in a temporary directory). ``--client wrk`` (the default when wrk is
 installed) measures each request from its send; ``aiohttp`` from the moment it was due.
 
-``--graph memory`` reads the graph from a ``MemoryGraph`` built in the parent before the fork;
-``--graph sql`` is for the SQL identity graph (``SqlGraph``), which is not on main yet.
+``--graph sql`` (the default) reads the identity graph as the server does: ``SqlGraph`` on the
+same database, without a cache (the Profile API is not the graph's writer), its tables
+bulk-loaded like the profile tables. ``--graph memory`` reads a ``MemoryGraph`` built in the
+parent before the fork: the profile data's cost alone.
 """
 
 from __future__ import annotations
@@ -48,7 +50,8 @@ from headwater.unify.graph import AddIdentifier, CreateProfile, GraphStore  # no
 from headwater.unify.memory import MemoryGraph  # noqa: E402
 from headwater.unify.profile_api import ProfileAPI  # noqa: E402
 from headwater.unify.profile_ids import base62  # noqa: E402
-from headwater.unify.spaces import SpaceStore  # noqa: E402
+from headwater.unify.spaces import SpaceInfo, SpaceStore  # noqa: E402
+from headwater.unify.sql_graph import SqlGraph  # noqa: E402
 
 TOKEN = "bench-profile-token-0123456789"
 WARMUP = 2.0
@@ -113,6 +116,46 @@ def preload(url: str, profiles: int, traits: int) -> str:
     return space_id
 
 
+def sql_graph(url: str, space_id: str, profiles: int) -> None:
+    """The identity graph's rows for the preloaded profiles, as the Resolver would leave them:
+    one profile and its ``user_id`` each."""
+    engine = open_engine(url)
+    mark = "?" if engine.dialect.paramstyle == "qmark" else "%s"
+    profile_sql = (
+        "INSERT INTO unify_profiles (seq, space_id, segment_id, collection, created_at, merges, "
+        f"mappings, source_id, message_id) VALUES ({', '.join([mark] * 9)})"
+    )
+    identity_sql = (
+        "INSERT INTO unify_identities (seq, space_id, collection, type, value, profile, "
+        f"first_seen, source_id, message_id) VALUES ({', '.join([mark] * 9)})"
+    )
+    for start in range(0, profiles, CHUNK):
+        numbers = range(start, min(start + CHUNK, profiles))
+        with write_transaction(engine) as conn:
+            conn.exec_driver_sql(
+                profile_sql,
+                [
+                    (n + 1, space_id, profile_id(n), "users", AT, 0, 1, "src", f"m-{n}")
+                    for n in numbers
+                ],
+            )
+            conn.exec_driver_sql(
+                identity_sql,
+                [
+                    (n + 1, space_id, "users", "user_id", f"user-{n}", n + 1, AT, "src", f"m-{n}")
+                    for n in numbers
+                ],
+            )
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        if engine.dialect.name != "sqlite":
+            for table in ("unify_profiles", "unify_identities"):
+                conn.exec_driver_sql(
+                    f"SELECT setval(pg_get_serial_sequence('{table}', 'seq'), {profiles + 1})"
+                )
+        conn.exec_driver_sql("ANALYZE")
+    engine.dispose()
+
+
 def memory_graph(profiles: int) -> MemoryGraph:
     graph = MemoryGraph()
     for n in range(profiles):
@@ -127,12 +170,19 @@ def memory_graph(profiles: int) -> MemoryGraph:
     return graph
 
 
-def serve(url: str, graph: GraphStore, port: int, rate: int) -> None:
-    """The forked server: the Profile API alone on uvicorn."""
+def serve(url: str, graph: GraphStore | None, port: int, rate: int) -> None:
+    """The forked server: the Profile API alone on uvicorn (``graph`` None: ``SqlGraph``)."""
     engine = open_engine(url, pool_size=8)
-    app = ProfileAPI(
-        SpaceStore(WorkspaceStore(engine)), engine, lambda _space: graph, requests_per_second=rate
-    )
+    graphs: dict[str, GraphStore] = {}
+
+    def graph_of(space: SpaceInfo) -> GraphStore:
+        if graph is not None:
+            return graph
+        if space.id not in graphs:
+            graphs[space.id] = SqlGraph(engine, space.id, cache_size=0)
+        return graphs[space.id]
+
+    app = ProfileAPI(SpaceStore(WorkspaceStore(engine)), engine, graph_of, requests_per_second=rate)
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 
@@ -243,7 +293,7 @@ def main() -> None:
     parser.add_argument("--traits", type=int, default=10)
     parser.add_argument("--rate", type=int, default=500)
     parser.add_argument("--seconds", type=float, default=30.0)
-    parser.add_argument("--graph", choices=("memory", "sql"), default="memory")
+    parser.add_argument("--graph", choices=("memory", "sql"), default="sql")
     parser.add_argument(
         "--database",
         help="a PostgreSQL server URL: the bench makes a scratch database there and drops it "
@@ -257,9 +307,6 @@ def main() -> None:
         help="wrk (C, little CPU taken from the server) or an open-loop aiohttp sender",
     )
     args = parser.parse_args()
-    if args.graph == "sql":
-        # TODO(issue 14): build the graph with SqlGraph's bulk load once it is on main.
-        raise SystemExit("--graph sql: the SQL identity graph (SqlGraph) is not on main yet")
 
     data_dir = Path(tempfile.mkdtemp(prefix="hw-profile-api-"))
     scratch = f"hw_bench_{uuid.uuid4().hex[:12]}"
@@ -268,7 +315,11 @@ def main() -> None:
         began = time.perf_counter()
         space_id = preload(url, args.profiles, args.traits)
         loaded = time.perf_counter()
-        graph = memory_graph(args.profiles)
+        graph: MemoryGraph | None = None
+        if args.graph == "memory":
+            graph = memory_graph(args.profiles)
+        else:
+            sql_graph(url, space_id, args.profiles)
         built = time.perf_counter()
         print(
             f"preloaded {args.profiles:,} profiles x {args.traits} traits in "
