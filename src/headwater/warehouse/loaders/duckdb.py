@@ -195,10 +195,7 @@ class DuckDBLoader(Loader):
         target = f"{quote(schema_name)}.{quote(table)}"
         conn.begin()
         try:
-            existing = {
-                _name(c): sql_column_type(t)
-                for c, t in conn.execute(_TABLE_COLUMNS, [schema_name, table]).fetchall()
-            }
+            existing = _columns(conn, schema_name, table)
             batch = prepare_batch(table, rows, existing, self._cast, _name)
             if batch.data.num_rows == 0:
                 conn.rollback()
@@ -248,10 +245,7 @@ class DuckDBLoader(Loader):
         target = f"{quote(schema_name)}.{quote(table)}"
         conn.begin()
         try:
-            existing = {
-                _name(c): sql_column_type(t)
-                for c, t in conn.execute(_TABLE_COLUMNS, [schema_name, table]).fetchall()
-            }
+            existing = _columns(conn, schema_name, table)
             batch = prepare_batch(table, rows, existing, self._cast, _name) if rows.rows else None
             if not existing and (batch is None or batch.data.num_rows == 0):
                 conn.rollback()  # nothing to delete, nothing to insert
@@ -302,6 +296,14 @@ class DuckDBLoader(Loader):
             if isinstance(exc, duckdb.Error):
                 raise WarehouseError(f"view {schema_name}.{name}: {exc}") from exc
             raise
+
+
+def _columns(conn: duckdb.DuckDBPyConnection, schema: str, table: str) -> dict[str, ColumnType]:
+    """The table's columns with their types (empty: no such table yet)."""
+    return {
+        _name(c): sql_column_type(t)
+        for c, t in conn.execute(_TABLE_COLUMNS, [schema, table]).fetchall()
+    }
 
 
 def _ensure_table(

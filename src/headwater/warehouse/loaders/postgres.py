@@ -160,15 +160,7 @@ class PostgresLoader(Loader):
         schema_name, table = _name(schema), _name(rows.table)
         target = sql.Identifier(schema_name, table)
         with conn.transaction(), conn.cursor() as cursor:
-            # One loader per table at a time, whoever runs it.
-            cursor.execute(
-                "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
-                [f"headwater.warehouse:{schema_name}.{table}"],
-            )
-            existing = {
-                c: sql_column_type(t)
-                for c, t in cursor.execute(_TABLE_COLUMNS, [schema_name, table]).fetchall()
-            }
+            existing = _locked_columns(cursor, schema_name, table)
             batch = prepare_batch(table, rows, existing, self._cast, _name)
             if batch.data.num_rows == 0:
                 return LoadResult(0, batch.notices)
@@ -220,14 +212,7 @@ class PostgresLoader(Loader):
         schema_name, table = _name(schema), _name(rows.table)
         target = sql.Identifier(schema_name, table)
         with conn.transaction(), conn.cursor() as cursor:
-            cursor.execute(
-                "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
-                [f"headwater.warehouse:{schema_name}.{table}"],
-            )
-            existing = {
-                c: sql_column_type(t)
-                for c, t in cursor.execute(_TABLE_COLUMNS, [schema_name, table]).fetchall()
-            }
+            existing = _locked_columns(cursor, schema_name, table)
             batch = prepare_batch(table, rows, existing, self._cast, _name) if rows.rows else None
             filled = batch is not None and batch.data.num_rows > 0
             notices = batch.notices if batch is not None else []
@@ -308,6 +293,18 @@ def _column_list(batch: Batch, prefix: str | None = None) -> sql.Composable:
     return sql.SQL(", ").join(
         sql.Identifier(*([prefix] if prefix else []), c) for c in batch.columns
     )
+
+
+def _locked_columns(cursor: psycopg.Cursor[Any], schema: str, table: str) -> dict[str, ColumnType]:
+    """Take the table's lock (one loader per table at a time, whoever runs it) and read its
+    columns with their types (empty: no such table yet)."""
+    cursor.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+        [f"headwater.warehouse:{schema}.{table}"],
+    )
+    return {
+        c: sql_column_type(t) for c, t in cursor.execute(_TABLE_COLUMNS, [schema, table]).fetchall()
+    }
 
 
 def _copy(cursor: psycopg.Cursor[Any], table: sql.Composable, batch: Batch) -> None:
