@@ -217,7 +217,7 @@ class IdentityStage:
         sync = space.info.profiles_sync is not None
         insights: list[Entry] = []
         synced: list[Resolved] = []
-        with graph.batch(conn):
+        with graph.batch(conn), profiles.batch(conn):
             seen = graph.applied_many(
                 [m for _, event in items if (m := str(event.get("messageId") or ""))]
             )
