@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, NamedTuple
@@ -42,7 +42,7 @@ from headwater.store import schema
 from headwater.store.database import write_transaction
 from headwater.timestamps import format_timestamp, parse_timestamp
 from headwater.unify.graph import MergeProfiles
-from headwater.unify.identifiers import Extractor
+from headwater.unify.identifiers import Extractor, Identifier
 from headwater.unify.resolution import Resolution
 from headwater.unify.settings import IdentitySettings
 
@@ -154,15 +154,17 @@ class ProfileData:
         collection: str,
         event: dict[str, Any],
         source_id: str,
+        identifiers: Sequence[Identifier] | None = None,
     ) -> dict[str, Any]:
         """Apply one resolved event to a profile; the traits it changed ({key: new value, or
         None when removed}). Inside ``batch`` the timeline entry and metadata are written when
-        the batch ends (or before a merge that reads them)."""
+        the batch ends (or before a merge that reads them). ``identifiers``: the event's, when
+        the caller extracted them already with these settings."""
         buffer = self._buffer
         if buffer is None or buffer.conn is not conn:
             with self._one_off(conn) as buffer:
-                return self._record(buffer, profile_id, collection, event, source_id)
-        return self._record(buffer, profile_id, collection, event, source_id)
+                return self._record(buffer, profile_id, collection, event, source_id, identifiers)
+        return self._record(buffer, profile_id, collection, event, source_id, identifiers)
 
     @contextmanager
     def batch(self, conn: Connection) -> Iterator[None]:
@@ -181,10 +183,16 @@ class ProfileData:
             buffer.close()
 
     def apply(
-        self, conn: Connection, resolution: Resolution, event: dict[str, Any], source_id: str
+        self,
+        conn: Connection,
+        resolution: Resolution,
+        event: dict[str, Any],
+        source_id: str,
+        identifiers: Sequence[Identifier] | None = None,
     ) -> dict[str, dict[str, Any]]:
         """One resolved event, as the identity stage applies it: the event's merges in their
-        order, then its user's and its account's profiles. The traits changed, by profile."""
+        order, then its user's and its account's profiles. The traits changed, by profile;
+        ``identifiers`` as in ``record``."""
         changed: dict[str, dict[str, Any]] = {}
         for change in resolution.changes:
             if isinstance(change, MergeProfiles):
@@ -192,7 +200,7 @@ class ProfileData:
                 changed.setdefault(change.into_id, {}).update(merged)
         for profile, collection in ((resolution.user, "users"), (resolution.account, "accounts")):
             if profile is not None:
-                done = self.record(conn, profile, collection, event, source_id)
+                done = self.record(conn, profile, collection, event, source_id, identifiers)
                 changed.setdefault(profile, {}).update(done)
         return {profile: traits for profile, traits in changed.items() if traits}
 
@@ -328,6 +336,7 @@ class ProfileData:
         collection: str,
         event: dict[str, Any],
         source_id: str,
+        identifiers: Sequence[Identifier] | None,
     ) -> dict[str, Any]:
         when = event_instant(event, self._clock)
         message_id = str(event.get("messageId") or "")
@@ -337,7 +346,7 @@ class ProfileData:
             if traits
             else {}
         )
-        self._note(buffer, profile_id, collection, event, source_id, when, message_id)
+        self._note(buffer, profile_id, collection, event, source_id, when, message_id, identifiers)
         return changed
 
     def _merge(self, buffer: _Buffer, from_id: str, into_id: str) -> dict[str, Any]:
@@ -431,12 +440,15 @@ class ProfileData:
         source_id: str,
         when: datetime,
         message_id: str,
+        identifiers: Sequence[Identifier] | None,
     ) -> None:
         """Buffer the event's timeline entry and fold it into the profile's buffered metadata."""
         at = micros(when)
         kind = event.get("type")
         if kind in TIMELINE_EVENTS and message_id:
-            name, body = self._timeline_body(event, str(kind), source_id, when, message_id)
+            name, body = self._timeline_body(
+                event, str(kind), source_id, when, message_id, identifiers
+            )
             buffer.events.setdefault(profile_id, []).append(
                 (self.space_id, profile_id, at * 1000, message_id, name, _json_text(body))
             )
@@ -460,7 +472,13 @@ class ProfileData:
             meta[2], meta[5], meta[6] = at, message_id, source_id
 
     def _timeline_body(
-        self, event: dict[str, Any], kind: str, source_id: str, when: datetime, message_id: str
+        self,
+        event: dict[str, Any],
+        kind: str,
+        source_id: str,
+        when: datetime,
+        message_id: str,
+        identifiers: Sequence[Identifier] | None,
     ) -> tuple[str, dict[str, Any]]:
         properties = dict(_object(event.get("properties")))
         if kind == "track":
@@ -471,7 +489,9 @@ class ProfileData:
                 properties.setdefault("name", event["name"])
         external_ids = [
             {"collection": i.collection, "type": i.type, "id": i.value, "encoding": "none"}
-            for i in self._extractor.extract(event).identifiers
+            for i in (
+                self._extractor.extract(event).identifiers if identifiers is None else identifiers
+            )
         ]
         body = {
             "external_ids": external_ids,

@@ -165,8 +165,7 @@ class ProfilesSyncFeed:
             elif isinstance(change, AddIdentifier) and change.collection == USERS:
                 ops.append(["add", change.profile_id, change.type, change.value, change.at])
             elif isinstance(change, MergeProfiles) and change.collection == USERS:
-                moved = _pointing_at(conn, space_id, change.from_id)
-                _point(conn, space_id, moved, change.into_id)
+                moved = _repoint(conn, space_id, change.from_id, change.into_id)
                 here.update((segment, change.into_id) for segment in moved)
                 ops.append(["merge", change.from_id, change.into_id, change.at, moved])
         merged = [op[1] for op in ops if op[0] == "merge"]
@@ -207,46 +206,40 @@ def _follow(segment: str, here: Mapping[str, str], known: Mapping[str, str]) -> 
 # --- the feed's pointers -----------------------------------------------------------------------
 
 
-def _pointing_at(conn: Connection, space_id: str, profile_id: str) -> list[str]:
-    """The profile ids that resolve to ``profile_id`` now, itself first (a profile made before
-    Profiles Sync was on has no pointer yet: it is its own)."""
-    p = schema.unify_sync_profiles
-    others = conn.execute(
-        sa.select(p.c.segment_id)
-        .where(
-            p.c.space_id == space_id,
-            p.c.canonical_segment_id == profile_id,
-            p.c.segment_id != profile_id,
-        )
-        .order_by(p.c.segment_id)
-    ).scalars()
-    return [profile_id, *others]
+def _repoint(conn: Connection, space_id: str, from_id: str, into_id: str) -> list[str]:
+    """Point the profile ids that resolve to ``from_id`` (itself first: a profile made before
+    Profiles Sync was on has no pointer yet, it is its own) at ``into_id``; those ids. On the
+    driver's cursor: a merge costs three statements, not the parsing of SQLAlchemy
+    constructs."""
+    pg = conn.dialect.name == "postgresql"
+    cursor = conn.connection.cursor()
+    try:
+        cursor.execute(_driver(_POINTING_AT, pg), (space_id, from_id, from_id))
+        moved = [from_id, *(row[0] for row in cursor.fetchall())]
+        cursor.execute(_driver(_REPOINT, pg), (into_id, space_id, from_id, from_id))
+        cursor.execute(_driver(_POINT_NEW, pg), (space_id, from_id, into_id))
+    finally:
+        cursor.close()
+    return moved
 
 
-def _point(conn: Connection, space_id: str, segment_ids: Sequence[str], canonical: str) -> None:
-    p = schema.unify_sync_profiles
-    known = set(
-        conn.execute(
-            sa.select(p.c.segment_id).where(
-                p.c.space_id == space_id, p.c.segment_id.in_(segment_ids)
-            )
-        ).scalars()
-    )
-    if known:
-        conn.execute(
-            sa.update(p)
-            .where(p.c.space_id == space_id, p.c.segment_id.in_(known))
-            .values(canonical_segment_id=canonical)
-        )
-    new = [s for s in segment_ids if s not in known]
-    if new:
-        conn.execute(
-            p.insert(),
-            [
-                {"space_id": space_id, "segment_id": s, "canonical_segment_id": canonical}
-                for s in new
-            ],
-        )
+_POINTING_AT: Final = (
+    "SELECT segment_id FROM unify_sync_profiles WHERE space_id = ? "
+    "AND canonical_segment_id = ? AND segment_id != ? ORDER BY segment_id"
+)
+_REPOINT: Final = (
+    "UPDATE unify_sync_profiles SET canonical_segment_id = ? "
+    "WHERE space_id = ? AND (canonical_segment_id = ? OR segment_id = ?)"
+)
+_POINT_NEW: Final = (
+    "INSERT INTO unify_sync_profiles (space_id, segment_id, canonical_segment_id) "
+    "VALUES (?, ?, ?) ON CONFLICT (space_id, segment_id) DO NOTHING"
+)
+
+
+def _driver(sql: str, pg: bool) -> str:
+    """``sql`` (written with ``?``) in the driver's parameter style."""
+    return sql.replace("?", "%s") if pg else sql
 
 
 def _canonical_of(conn: Connection, space_id: str, segment_ids: Sequence[str]) -> dict[str, str]:
