@@ -520,10 +520,16 @@ class ProfileData:
                 if (m := buffer.metadata.pop(p, None)) is not None
             ]
         cursor = buffer.cursor()
+        if self._pg:  # one statement a table, the rows as arrays (not one Bind/Execute a row)
+            if events:
+                cursor.execute(_INSERT_EVENTS_PG, [self.space_id, *_columns(events)])
+            if metadata:
+                cursor.execute(_UPSERT_METADATA_PG, [self.space_id, *_columns(metadata)])
+            return
         if events:
-            cursor.executemany(_sql(_INSERT_EVENTS, self._pg), events)
+            cursor.executemany(_sql(_INSERT_EVENTS, False), events)
         if metadata:
-            cursor.executemany(_sql(_UPSERT_METADATA, self._pg), metadata)
+            cursor.executemany(_UPSERT_METADATA, metadata)
 
 
 class _Buffer:
@@ -574,6 +580,17 @@ ON CONFLICT (space_id, profile_id) DO UPDATE SET
 WHERE excluded.created_at < m.created_at OR excluded.updated_at > m.updated_at"""
 
 
+_INSERT_EVENTS_PG = """INSERT INTO unify_profile_events
+    (space_id, profile_id, at_ns, message_id, event, body)
+SELECT %s, u.profile_id, u.at_ns, u.message_id, u.event, u.body::json
+FROM unnest(%s::text[], %s::bigint[], %s::text[], %s::text[], %s::text[])
+    AS u(profile_id, at_ns, message_id, event, body)
+ON CONFLICT (space_id, profile_id, message_id) DO NOTHING"""
+_UPSERT_METADATA_PG = """INSERT INTO unify_profile_metadata AS m (space_id, profile_id, collection,
+    created_at, updated_at, first_message_id, first_source_id, last_message_id, last_source_id)
+SELECT %s, u.* FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::bigint[], %s::text[],
+    %s::text[], %s::text[], %s::text[]) AS u
+""" + _UPSERT_METADATA[_UPSERT_METADATA.index("ON CONFLICT") :]
 _UPSERT_TRAITS = """INSERT INTO unify_profile_traits
     (space_id, profile_id, key, value, present, trait_class, source_id, updated_at)
 VALUES (?, ?, ?, ?J, ?, ?, ?, ?)
@@ -620,6 +637,11 @@ def _event_traits_sqlite(keys: int) -> str:
         "SELECT key, value, present, trait_class, updated_at FROM unify_profile_traits "
         f"WHERE space_id = ? AND profile_id = ? AND key IN ({', '.join('?' * keys)})"
     )
+
+
+def _columns(rows: list[tuple[Any, ...]]) -> list[list[Any]]:
+    """The rows' columns after the first (the space), as PostgreSQL arrays take them."""
+    return [list(column) for column in zip(*rows, strict=True)][1:]
 
 
 def _decode(stored: str | float | None) -> Any:
