@@ -34,6 +34,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final, NamedTuple
 
+import msgspec
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
@@ -120,7 +121,7 @@ class ProfilesSyncFeed:
                 )
             ).scalars()
         )
-        rows: list[dict[str, Any]] = []
+        rows: list[tuple[str, str, str]] = []  # message_id, source_id, body (JSON text)
         created: list[dict[str, str]] = []
         now = int(self._clock())
         for message_id, item in zip(ids, kept, strict=True):
@@ -131,17 +132,9 @@ class ProfilesSyncFeed:
             created += [
                 {"space_id": space_id, "segment_id": p, "canonical_segment_id": p} for p in made
             ]
-            rows.append(
-                {
-                    "space_id": space_id,
-                    "message_id": message_id,
-                    "source_id": item.source_id,
-                    "recorded_at": now,
-                    "body": body,
-                }
-            )
+            rows.append((message_id, item.source_id, msgspec.json.encode(body).decode()))
         if rows:
-            conn.execute(box.insert(), rows)
+            _insert_outbox(conn, space_id, now, rows)
         if created:  # after the merges' pointers: a profile made and merged here keeps those
             conn.execute(_POINTER_INSERT[conn.dialect.name == "sqlite"], created)
 
@@ -235,6 +228,33 @@ _POINT_NEW: Final = (
     "INSERT INTO unify_sync_profiles (space_id, segment_id, canonical_segment_id) "
     "VALUES (?, ?, ?) ON CONFLICT (space_id, segment_id) DO NOTHING"
 )
+
+
+def _insert_outbox(
+    conn: Connection, space_id: str, now: int, rows: Sequence[tuple[str, str, str]]
+) -> None:
+    """The run's outbox rows in order, on the driver's cursor: on PostgreSQL one statement
+    (arrays), on SQLite one ``executemany``; bodies as the engine's serializer writes them."""
+    cursor = conn.connection.cursor()
+    try:
+        if conn.dialect.name == "postgresql":
+            columns = [list(column) for column in zip(*rows, strict=True)]
+            cursor.execute(_OUTBOX_PG, (space_id, now, *columns))
+        else:
+            cursor.executemany(_OUTBOX, [(space_id, m, s, now, b) for m, s, b in rows])
+    finally:
+        cursor.close()
+
+
+_OUTBOX: Final = (
+    "INSERT INTO unify_sync_outbox (space_id, message_id, source_id, recorded_at, body) "
+    "VALUES (?, ?, ?, ?, ?)"
+)
+_OUTBOX_PG: Final = """INSERT INTO unify_sync_outbox
+    (space_id, recorded_at, message_id, source_id, body)
+SELECT %s, %s, u.message_id, u.source_id, u.body::json
+FROM unnest(%s::text[], %s::text[], %s::text[]) WITH ORDINALITY AS u(message_id, source_id, body, n)
+ORDER BY u.n"""
 
 
 def _driver(sql: str, pg: bool) -> str:
