@@ -202,27 +202,40 @@ def _follow(segment: str, here: Mapping[str, str], known: Mapping[str, str]) -> 
 def _repoint(conn: Connection, space_id: str, from_id: str, into_id: str) -> list[str]:
     """Point the profile ids that resolve to ``from_id`` (itself first: a profile made before
     Profiles Sync was on has no pointer yet, it is its own) at ``into_id``; those ids. On the
-    driver's cursor: a merge costs three statements, not the parsing of SQLAlchemy
+    driver's cursor: a merge costs four index probes, not the building of SQLAlchemy
     constructs."""
     pg = conn.dialect.name == "postgresql"
     cursor = conn.connection.cursor()
+    params = (space_id, from_id, from_id)
     try:
-        cursor.execute(_driver(_POINTING_AT, pg), (space_id, from_id, from_id))
-        moved = [from_id, *(row[0] for row in cursor.fetchall())]
-        cursor.execute(_driver(_REPOINT, pg), (into_id, space_id, from_id, from_id))
+        if pg:
+            cursor.execute(_driver(_POINTING_AT + " ORDER BY segment_id", pg), params)
+            others = [row[0] for row in cursor.fetchall()]
+        else:
+            # Sorted here: with ORDER BY, SQLite (no statistics) walks the whole space's
+            # pointers in key order rather than probe the canonical index. Its BINARY order
+            # is Python's.
+            cursor.execute(_POINTING_AT, params)
+            others = sorted(row[0] for row in cursor.fetchall())
+        # Two updates, not one with OR: each is a probe of one index.
+        cursor.execute(_driver(_REPOINT_OTHERS, pg), (into_id, space_id, from_id))
+        cursor.execute(_driver(_REPOINT_ITSELF, pg), (into_id, space_id, from_id))
         cursor.execute(_driver(_POINT_NEW, pg), (space_id, from_id, into_id))
     finally:
         cursor.close()
-    return moved
+    return [from_id, *others]
 
 
 _POINTING_AT: Final = (
     "SELECT segment_id FROM unify_sync_profiles WHERE space_id = ? "
-    "AND canonical_segment_id = ? AND segment_id != ? ORDER BY segment_id"
+    "AND canonical_segment_id = ? AND segment_id != ?"
 )
-_REPOINT: Final = (
+_REPOINT_OTHERS: Final = (
     "UPDATE unify_sync_profiles SET canonical_segment_id = ? "
-    "WHERE space_id = ? AND (canonical_segment_id = ? OR segment_id = ?)"
+    "WHERE space_id = ? AND canonical_segment_id = ?"
+)
+_REPOINT_ITSELF: Final = (
+    "UPDATE unify_sync_profiles SET canonical_segment_id = ? WHERE space_id = ? AND segment_id = ?"
 )
 _POINT_NEW: Final = (
     "INSERT INTO unify_sync_profiles (space_id, segment_id, canonical_segment_id) "
