@@ -520,7 +520,10 @@ class ProfileData:
                 if (m := buffer.metadata.pop(p, None)) is not None
             ]
         cursor = buffer.cursor()
-        if self._pg:  # one statement a table, the rows as arrays (not one Bind/Execute a row)
+        # On PostgreSQL one statement a table, the rows as arrays (not one Bind/Execute a
+        # row), sent in binary (``%b``): in text psycopg escapes a text array's elements
+        # with a regular expression, ~12 µs a timeline body.
+        if self._pg:
             if events:
                 cursor.execute(_INSERT_EVENTS_PG, [self.space_id, *_columns(events)])
             if metadata:
@@ -583,13 +586,13 @@ WHERE excluded.created_at < m.created_at OR excluded.updated_at > m.updated_at""
 _INSERT_EVENTS_PG = """INSERT INTO unify_profile_events
     (space_id, profile_id, at_ns, message_id, event, body)
 SELECT %s, u.profile_id, u.at_ns, u.message_id, u.event, u.body::json
-FROM unnest(%s::text[], %s::bigint[], %s::text[], %s::text[], %s::text[])
+FROM unnest(%b::text[], %b::bigint[], %b::text[], %b::text[], %b::text[])
     AS u(profile_id, at_ns, message_id, event, body)
 ON CONFLICT (space_id, profile_id, message_id) DO NOTHING"""
 _UPSERT_METADATA_PG = """INSERT INTO unify_profile_metadata AS m (space_id, profile_id, collection,
     created_at, updated_at, first_message_id, first_source_id, last_message_id, last_source_id)
-SELECT %s, u.* FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::bigint[], %s::text[],
-    %s::text[], %s::text[], %s::text[]) AS u
+SELECT %s, u.* FROM unnest(%b::text[], %b::text[], %b::bigint[], %b::bigint[], %b::text[],
+    %b::text[], %b::text[], %b::text[]) AS u
 """ + _UPSERT_METADATA[_UPSERT_METADATA.index("ON CONFLICT") :]
 _UPSERT_TRAITS = """INSERT INTO unify_profile_traits
     (space_id, profile_id, key, value, present, trait_class, source_id, updated_at)

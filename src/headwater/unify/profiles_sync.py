@@ -246,8 +246,10 @@ _POINT_NEW: Final = (
 def _insert_outbox(
     conn: Connection, space_id: str, now: int, rows: Sequence[tuple[str, str, str]]
 ) -> None:
-    """The run's outbox rows in order, on the driver's cursor: on PostgreSQL one statement
-    (arrays), on SQLite one ``executemany``; bodies as the engine's serializer writes them."""
+    """The run's outbox rows in order, on the driver's cursor: on PostgreSQL one statement,
+    the rows as arrays sent in binary (``%b``: in text psycopg escapes each element with a
+    regular expression); on SQLite one ``executemany``. Bodies as the engine's serializer
+    writes them."""
     cursor = conn.connection.cursor()
     try:
         if conn.dialect.name == "postgresql":
@@ -266,7 +268,7 @@ _OUTBOX: Final = (
 _OUTBOX_PG: Final = """INSERT INTO unify_sync_outbox
     (space_id, recorded_at, message_id, source_id, body)
 SELECT %s, %s, u.message_id, u.source_id, u.body::json
-FROM unnest(%s::text[], %s::text[], %s::text[]) WITH ORDINALITY AS u(message_id, source_id, body, n)
+FROM unnest(%b::text[], %b::text[], %b::text[]) WITH ORDINALITY AS u(message_id, source_id, body, n)
 ORDER BY u.n"""
 
 
