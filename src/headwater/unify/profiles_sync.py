@@ -34,6 +34,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final, NamedTuple
 
+import msgspec
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
@@ -120,7 +121,7 @@ class ProfilesSyncFeed:
                 )
             ).scalars()
         )
-        rows: list[dict[str, Any]] = []
+        rows: list[tuple[str, str, str]] = []  # message_id, source_id, body (JSON text)
         created: list[dict[str, str]] = []
         now = int(self._clock())
         for message_id, item in zip(ids, kept, strict=True):
@@ -131,17 +132,9 @@ class ProfilesSyncFeed:
             created += [
                 {"space_id": space_id, "segment_id": p, "canonical_segment_id": p} for p in made
             ]
-            rows.append(
-                {
-                    "space_id": space_id,
-                    "message_id": message_id,
-                    "source_id": item.source_id,
-                    "recorded_at": now,
-                    "body": body,
-                }
-            )
+            rows.append((message_id, item.source_id, msgspec.json.encode(body).decode()))
         if rows:
-            conn.execute(box.insert(), rows)
+            _insert_outbox(conn, space_id, now, rows)
         if created:  # after the merges' pointers: a profile made and merged here keeps those
             conn.execute(_POINTER_INSERT[conn.dialect.name == "sqlite"], created)
 
@@ -165,8 +158,7 @@ class ProfilesSyncFeed:
             elif isinstance(change, AddIdentifier) and change.collection == USERS:
                 ops.append(["add", change.profile_id, change.type, change.value, change.at])
             elif isinstance(change, MergeProfiles) and change.collection == USERS:
-                moved = _pointing_at(conn, space_id, change.from_id)
-                _point(conn, space_id, moved, change.into_id)
+                moved = _repoint(conn, space_id, change.from_id, change.into_id)
                 here.update((segment, change.into_id) for segment in moved)
                 ops.append(["merge", change.from_id, change.into_id, change.at, moved])
         merged = [op[1] for op in ops if op[0] == "merge"]
@@ -207,46 +199,82 @@ def _follow(segment: str, here: Mapping[str, str], known: Mapping[str, str]) -> 
 # --- the feed's pointers -----------------------------------------------------------------------
 
 
-def _pointing_at(conn: Connection, space_id: str, profile_id: str) -> list[str]:
-    """The profile ids that resolve to ``profile_id`` now, itself first (a profile made before
-    Profiles Sync was on has no pointer yet: it is its own)."""
-    p = schema.unify_sync_profiles
-    others = conn.execute(
-        sa.select(p.c.segment_id)
-        .where(
-            p.c.space_id == space_id,
-            p.c.canonical_segment_id == profile_id,
-            p.c.segment_id != profile_id,
-        )
-        .order_by(p.c.segment_id)
-    ).scalars()
-    return [profile_id, *others]
+def _repoint(conn: Connection, space_id: str, from_id: str, into_id: str) -> list[str]:
+    """Point the profile ids that resolve to ``from_id`` (itself first: a profile made before
+    Profiles Sync was on has no pointer yet, it is its own) at ``into_id``; those ids. On the
+    driver's cursor: a merge costs four index probes, not the building of SQLAlchemy
+    constructs."""
+    pg = conn.dialect.name == "postgresql"
+    cursor = conn.connection.cursor()
+    params = (space_id, from_id, from_id)
+    try:
+        if pg:
+            cursor.execute(_driver(_POINTING_AT + " ORDER BY segment_id", pg), params)
+            others = [row[0] for row in cursor.fetchall()]
+        else:
+            # Sorted here: with ORDER BY, SQLite (no statistics) walks the whole space's
+            # pointers in key order rather than probe the canonical index. Its BINARY order
+            # is Python's.
+            cursor.execute(_POINTING_AT, params)
+            others = sorted(row[0] for row in cursor.fetchall())
+        # Two updates, not one with OR: each is a probe of one index.
+        cursor.execute(_driver(_REPOINT_OTHERS, pg), (into_id, space_id, from_id))
+        cursor.execute(_driver(_REPOINT_ITSELF, pg), (into_id, space_id, from_id))
+        cursor.execute(_driver(_POINT_NEW, pg), (space_id, from_id, into_id))
+    finally:
+        cursor.close()
+    return [from_id, *others]
 
 
-def _point(conn: Connection, space_id: str, segment_ids: Sequence[str], canonical: str) -> None:
-    p = schema.unify_sync_profiles
-    known = set(
-        conn.execute(
-            sa.select(p.c.segment_id).where(
-                p.c.space_id == space_id, p.c.segment_id.in_(segment_ids)
-            )
-        ).scalars()
-    )
-    if known:
-        conn.execute(
-            sa.update(p)
-            .where(p.c.space_id == space_id, p.c.segment_id.in_(known))
-            .values(canonical_segment_id=canonical)
-        )
-    new = [s for s in segment_ids if s not in known]
-    if new:
-        conn.execute(
-            p.insert(),
-            [
-                {"space_id": space_id, "segment_id": s, "canonical_segment_id": canonical}
-                for s in new
-            ],
-        )
+_POINTING_AT: Final = (
+    "SELECT segment_id FROM unify_sync_profiles WHERE space_id = ? "
+    "AND canonical_segment_id = ? AND segment_id != ?"
+)
+_REPOINT_OTHERS: Final = (
+    "UPDATE unify_sync_profiles SET canonical_segment_id = ? "
+    "WHERE space_id = ? AND canonical_segment_id = ?"
+)
+_REPOINT_ITSELF: Final = (
+    "UPDATE unify_sync_profiles SET canonical_segment_id = ? WHERE space_id = ? AND segment_id = ?"
+)
+_POINT_NEW: Final = (
+    "INSERT INTO unify_sync_profiles (space_id, segment_id, canonical_segment_id) "
+    "VALUES (?, ?, ?) ON CONFLICT (space_id, segment_id) DO NOTHING"
+)
+
+
+def _insert_outbox(
+    conn: Connection, space_id: str, now: int, rows: Sequence[tuple[str, str, str]]
+) -> None:
+    """The run's outbox rows in order, on the driver's cursor: on PostgreSQL one statement,
+    the rows as arrays sent in binary (``%b``: in text psycopg escapes each element with a
+    regular expression); on SQLite one ``executemany``. Bodies as the engine's serializer
+    writes them."""
+    cursor = conn.connection.cursor()
+    try:
+        if conn.dialect.name == "postgresql":
+            columns = [list(column) for column in zip(*rows, strict=True)]
+            cursor.execute(_OUTBOX_PG, (space_id, now, *columns))
+        else:
+            cursor.executemany(_OUTBOX, [(space_id, m, s, now, b) for m, s, b in rows])
+    finally:
+        cursor.close()
+
+
+_OUTBOX: Final = (
+    "INSERT INTO unify_sync_outbox (space_id, message_id, source_id, recorded_at, body) "
+    "VALUES (?, ?, ?, ?, ?)"
+)
+_OUTBOX_PG: Final = """INSERT INTO unify_sync_outbox
+    (space_id, recorded_at, message_id, source_id, body)
+SELECT %s, %s, u.message_id, u.source_id, u.body::json
+FROM unnest(%b::text[], %b::text[], %b::text[]) WITH ORDINALITY AS u(message_id, source_id, body, n)
+ORDER BY u.n"""
+
+
+def _driver(sql: str, pg: bool) -> str:
+    """``sql`` (written with ``?``) in the driver's parameter style."""
+    return sql.replace("?", "%s") if pg else sql
 
 
 def _canonical_of(conn: Connection, space_id: str, segment_ids: Sequence[str]) -> dict[str, str]:

@@ -45,7 +45,7 @@ from headwater.unify.graph import (
     MergeProfiles,
     StoredIdentifier,
 )
-from headwater.unify.identifiers import Event, Extractor, Identifier
+from headwater.unify.identifiers import Event, Extraction, Extractor, Identifier
 from headwater.unify.ingestion import drop_reason
 from headwater.unify.profile_ids import ProfileIds
 from headwater.unify.settings import IdentitySettings
@@ -136,15 +136,19 @@ class Resolver:
             self.store.apply(message_id, resolution.changes)
         return resolution
 
-    def plan(self, event: Event, source_id: str) -> Resolution:
-        """What ``event`` would do to the graph as it is now; reads only."""
+    def plan(
+        self, event: Event, source_id: str, extraction: Extraction | None = None
+    ) -> Resolution:
+        """What ``event`` would do to the graph as it is now; reads only. ``extraction``: the
+        event's, when the caller made it already with these settings (it is not made twice)."""
         message_id = str(event.get("messageId") or "")
         dropped = drop_reason(event)
         if dropped is not None:
             return Resolution(message_id, "dropped", reason=dropped)
         at = event_time(event)
         plan = _Plan(event, source_id, self._clock() if at is None else at)
-        extraction = self._extractor.extract(event)
+        if extraction is None:
+            extraction = self._extractor.extract(event)
         for blocked in extraction.blocked:
             plan.violations.append(Violation(reasons.ID_VALUE_BLOCKED, *blocked, None))
         users = [i for i in extraction.identifiers if i.collection == "users"]

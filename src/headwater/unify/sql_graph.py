@@ -171,7 +171,7 @@ class SqlGraph:
         if self._pg:  # one statement, not one a row
             batch.cursor.execute(
                 "INSERT INTO unify_applied (space_id, message_id, applied_at) "
-                "SELECT %s, unnest(%s::text[]), %s",
+                "SELECT %s, unnest(%b::text[]), %s",  # %b: binary, see profiles._flush
                 (self.space_id, batch.pending, now),
             )
         else:
@@ -463,9 +463,9 @@ class SqlGraph:
         join = "JOIN unify_profiles p ON p.seq = i.profile"
         if self._pg:
             # One statement whatever the number of keys (prepared once): a nested loop of
-            # probes of the unique index.
+            # probes of the unique index. The arrays go in binary (%b): see profiles._flush.
             return self._rows(
-                select + "JOIN unnest(?::text[], ?::text[], ?::text[]) AS k(c, t, v) "
+                select + "JOIN unnest(%b::text[], %b::text[], %b::text[]) AS k(c, t, v) "
                 "ON i.space_id = ? AND i.collection = k.c AND i.type = k.t AND i.value = k.v "
                 + join,
                 (

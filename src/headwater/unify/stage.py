@@ -217,27 +217,33 @@ class IdentityStage:
         sync = space.info.profiles_sync is not None
         insights: list[Entry] = []
         synced: list[Resolved] = []
-        with graph.batch(conn):
+        with graph.batch(conn), profiles.batch(conn):
             seen = graph.applied_many(
                 [m for _, event in items if (m := str(event.get("messageId") or ""))]
             )
             # One lookup of every identifier the batch carries: then a known user's event
             # costs no query at all.
+            # Each event's identifiers, read once: the warm-up, the resolver and the timeline
+            # entry use them (the same settings).
             extract = space.extractor.extract
-            graph.find_many([i for _, event in items for i in extract(event).identifiers])
-            for source_id, event in items:
+            extractions = [extract(event) for _, event in items]
+            graph.find_many([i for e in extractions for i in e.identifiers])
+            for (source_id, event), extraction in zip(items, extractions, strict=True):
                 message_id = str(event.get("messageId") or "")
                 if message_id:
                     if message_id in seen:
                         continue
                     seen.add(message_id)
-                resolution = resolver.plan(event, source_id)
+                resolution = resolver.plan(event, source_id, extraction)
                 traits: list[tuple[str, Mapping[str, Any]]] = []
                 if resolution.status != "dropped":
                     graph.apply(message_id, resolution.changes)
                     # Merges first (the survivor takes the merged profile's data), then the
                     # event's traits, timeline entry and metadata.
-                    traits = list(profiles.apply(conn, resolution, event, source_id).items())
+                    changed = profiles.apply(
+                        conn, resolution, event, source_id, extraction.identifiers
+                    )
+                    traits = list(changed.items())
                 insights.append(Entry(space_id, source_id, event, resolution, settings))
                 if sync:
                     synced.append(Resolved(source_id, event, resolution, traits))
