@@ -315,7 +315,7 @@ class Server:
         self.delivery.queue.expire_latencies(oldest_minute)
         SchemaStore(self.engine).expire(before_hour=hour - SCHEMA_RETENTION_HOURS)
         prune_events(self.engine, now)  # profile timelines keep 14 days
-        for space in SpaceStore(self.store).list():  # messageIds applied: a replay's month
+        for space in SpaceStore(self.store).list():  # messageIds applied: the dedup window
             SqlGraph(self.engine, space.id, cache_size=0).prune(now - APPLIED_RETENTION)
 
     async def _maintenance_loop(self) -> None:

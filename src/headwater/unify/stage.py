@@ -58,8 +58,10 @@ REPLAY_CHUNK = 2_000  # archived events per pass
 # it starts once the archive has had time to write them.
 REPLAY_MARGIN = 10.0
 REPLAY_WAIT = 300.0  # past this, replay even if the archive consumer has not caught up
-# How long a space's graph remembers the messageIds it applied: a replay reaches 30 days back.
-APPLIED_RETENTION = (REPLAY_DAYS + 1) * 86_400.0
+# How long a space's graph remembers the messageIds it applied: the Tracking API's dedup window.
+# The stage's own offsets already keep a record from being resolved twice; an event replayed
+# later finds its identifiers where it put them (no change to the graph).
+APPLIED_RETENTION = 2 * 86_400.0
 
 
 @dataclass(eq=False)  # hashed by identity: a pass groups its events per space
