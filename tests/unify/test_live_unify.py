@@ -104,11 +104,15 @@ def test_tracking_api_events_become_a_profile_the_profile_api_serves(server: Liv
     ).json()["data"]["source"]["id"]
     assert verbose["first_name"]["source_id"] == ios
 
-    events = _get(server, f"{BASE}/user_id:u-1/events")
-    assert events.status_code == 200, events.text
-    names = [item["event"] for item in events.json()["data"]]
-    assert "Order Completed" in names and "Page Viewed" in names
-    assert all(item["type"] != "identify" for item in events.json()["data"])
+    def timeline() -> list[dict[str, Any]] | None:
+        answer = _get(server, f"{BASE}/user_id:u-1/events")
+        assert answer.status_code == 200, answer.text
+        items: list[dict[str, Any]] = answer.json()["data"]
+        return items if any(i["event"] == "Order Completed" for i in items) else None
+
+    items = wait_for(timeline, 60, "the track on the profile's timeline")
+    assert "Page Viewed" in [item["event"] for item in items]
+    assert all(item["type"] != "identify" for item in items)
 
     ids = _get(server, f"{BASE}/user_id:u-1/external_ids")
     assert {(i["type"], i["id"]) for i in ids.json()["data"]} >= {
