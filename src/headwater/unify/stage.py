@@ -223,10 +223,9 @@ class IdentityStage:
             seen = graph.applied_many(
                 [m for _, event in items if (m := str(event.get("messageId") or ""))]
             )
-            # One lookup of every identifier the batch carries: then a known user's event
-            # costs no query at all.
-            # Each event's identifiers, read once: the warm-up, the resolver and the timeline
-            # entry use them (the same settings).
+            # Each event's identifiers, read once (the warm-up, the resolver and the timeline
+            # entry use them), and one lookup of all of them: then a known user's event costs
+            # no query at all.
             extract = space.extractor.extract
             extractions = [extract(event) for _, event in items]
             graph.find_many([i for e in extractions for i in e.identifiers])
