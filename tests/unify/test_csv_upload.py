@@ -7,15 +7,12 @@ from __future__ import annotations
 
 import itertools
 import math
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import msgspec
 import pytest
-import uvicorn
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 
@@ -35,7 +32,7 @@ from headwater.unify.identifiers import Extractor, Identifier
 from headwater.unify.settings import IdentifierSetting, IdentitySettings, settings_of
 from headwater.unify.spaces import SpaceStore
 from tests.support.clock import Clock
-from tests.support.ports import free_port
+from tests.support.threaded import serving_in_thread
 from tests.support.waiting import wait_for
 
 TOKEN = "test-admin-token"
@@ -355,17 +352,8 @@ def test_the_checks_on_a_generator_stop_at_the_first_problem() -> None:
 
 @pytest.fixture
 def served(world: World) -> Iterator[str]:
-    app: FastAPI = world.http.app  # type: ignore[assignment]
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    wait_for(lambda: server.started, 10, "the server to start", interval=0.01)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serving_in_thread(world.http.app) as url:
+        yield url
 
 
 def test_cli_uploads_with_progress_and_prints_the_template(

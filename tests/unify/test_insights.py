@@ -6,14 +6,11 @@ filters of §2.7, the bound of 500 records per kind and 30 days."""
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
-import uvicorn
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 
@@ -29,9 +26,8 @@ from headwater.unify.insights import Entry, Insights, Query
 from headwater.unify.settings import SUGGESTED_BLOCKED, IdentifierSetting, IdentitySettings
 from headwater.unify.spaces import SpaceStore
 from tests.support.clock import Clock
-from tests.support.ports import free_port
+from tests.support.threaded import serving_in_thread
 from tests.support.unify import DAY, Space
-from tests.support.waiting import wait_for
 
 TOKEN = "test-admin-token"
 
@@ -294,17 +290,8 @@ def test_unknown_space_is_404(world: tuple[Engine, Clock, str, TestClient]) -> N
 
 @pytest.fixture
 def served(world: tuple[Engine, Clock, str, TestClient]) -> Iterator[str]:
-    app: FastAPI = world[3].app  # type: ignore[assignment]
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    wait_for(lambda: server.started, 10, "the server to start", interval=0.01)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serving_in_thread(world[3].app) as url:
+        yield url
 
 
 def test_cli_lists_and_searches_insights(
