@@ -13,7 +13,7 @@ events of known users, 20 % of anonymous visitors (half new, half returning), 10
 (half new users signing up with an email, half known users logging in on a visitor's device:
 the visitor's profile merges into theirs). On SQL the events go in batches of ``--batch`` per
 transaction, as the pipeline stage resolves them: one ``applied_many`` and one ``find_many`` of
-the batch's identifiers, then each event.
+the batch's identifiers, then each event (its identifiers extracted once, as the stage does).
 
 Without ``--postgres-url`` a throwaway PostgreSQL cluster (fsync on, shared_buffers 1 GiB) is
 started and removed. Figures are CPU time (this process, and the server's processes by kind)
@@ -264,17 +264,26 @@ def disk_bytes(engine: Engine) -> int:
 def resolve_batches(
     engine: Engine, graph: SqlGraph, resolver: Resolver, events: list[dict[str, Any]], size: int
 ) -> dict[str, int]:
-    """Resolve ``events`` as the pipeline stage does: a transaction per batch, warmed with one
-    ``applied_many`` and one ``find_many``."""
+    """Resolve ``events`` as the pipeline stage does (``IdentityStage._resolve`` without the
+    profile data): a transaction per batch, warmed with one ``applied_many`` and one
+    ``find_many``; each event's identifiers extracted once."""
     extractor = Extractor(resolver.settings)
     statuses: dict[str, int] = {}
     for start in range(0, len(events), size):
         batch = events[start : start + size]
         with write_transaction(engine) as conn, graph.batch(conn):
-            graph.applied_many([e["messageId"] for e in batch])
-            graph.find_many([i for e in batch for i in extractor.extract(e).identifiers])
-            for event in batch:
-                status = resolver.resolve(event, "web").status
+            seen = graph.applied_many([e["messageId"] for e in batch])
+            extractions = [extractor.extract(e) for e in batch]
+            graph.warm([e.identifiers for e in extractions])
+            for event, extraction in zip(batch, extractions, strict=True):
+                if event["messageId"] in seen:
+                    status = "duplicate"
+                else:
+                    seen.add(event["messageId"])
+                    resolution = resolver.plan(event, "web", extraction)
+                    status = resolution.status
+                    if status != "dropped":
+                        graph.apply(event["messageId"], resolution.changes)
                 statuses[status] = statuses.get(status, 0) + 1
     return statuses
 

@@ -1,4 +1,5 @@
-"""``SqlGraph`` against ``MemoryGraph`` over random event sequences (hypothesis), on SQLite.
+"""``SqlGraph`` against ``MemoryGraph`` over random event sequences (hypothesis), on SQLite and
+PostgreSQL (whose writes differ: rows sent late as arrays, a merge as one statement).
 
 The same events, resolved with the same profile ids into both stores, give the same resolution
 for every event (status, profile, violations, changes) and the same graph, compared through the
@@ -29,14 +30,21 @@ from headwater.unify.profile_ids import ProfileIds
 from headwater.unify.resolution import Resolver
 from headwater.unify.settings import IdentitySettings
 from headwater.unify.sql_graph import SqlGraph
+from tests.support.postgres import new_database
 from tests.support.unify import Space
 from tests.unify.test_properties import SETTINGS, Step, _event, steps
 
 
-@pytest.fixture(scope="module")
-def sqlite_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def graph_engine(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Engine]:
     """One database for every example: each example is a space of its own."""
-    engine = open_engine(database_url(Path(tmp_path_factory.mktemp("graph")), None))
+    tmp = Path(tmp_path_factory.mktemp("graph"))
+    postgres = None
+    if request.param == "postgresql":
+        postgres = new_database(request.getfixturevalue("postgres_url"))
+    engine = open_engine(database_url(tmp, postgres))
     migrate(engine)
     yield engine
     engine.dispose()
@@ -82,13 +90,14 @@ def _check_rules(sql: SqlGraph, rules: IdentitySettings, at: float) -> None:
     name=st.sampled_from(sorted(SETTINGS)),
     sequence=st.lists(steps, min_size=20, max_size=60),
     batches=st.lists(st.integers(min_value=1, max_value=12), min_size=1, max_size=8),
+    cache=st.sampled_from([16, 100_000]),
 )
 def test_sql_graph_resolves_as_the_memory_graph_does(
-    sqlite_engine: Engine, name: str, sequence: list[Step], batches: list[int]
+    graph_engine: Engine, name: str, sequence: list[Step], batches: list[int], cache: int
 ) -> None:
     rules = SETTINGS[name]
     space = Space(rules, seed=11)  # the reference: MemoryGraph
-    sql = SqlGraph(sqlite_engine, f"spa_{uuid.uuid4().hex[:12]}", cache_size=16)
+    sql = SqlGraph(graph_engine, f"spa_{uuid.uuid4().hex[:12]}", cache_size=cache)
     resolver = Resolver(sql, rules, ids=ProfileIds(11))
 
     events: list[tuple[dict[str, Any], str]] = []
@@ -105,9 +114,9 @@ def test_sql_graph_resolves_as_the_memory_graph_does(
     while at < len(events):
         chunk = events[at : at + next(sizes)]
         at += len(chunk)
-        with write_transaction(sqlite_engine) as conn, sql.batch(conn):
+        with write_transaction(graph_engine) as conn, sql.batch(conn):
             sql.applied_many([e["messageId"] for e, _ in chunk])
-            sql.find_many([i for e, _ in chunk for i in extract(e, rules).identifiers])
+            sql.warm([extract(e, rules).identifiers for e, _ in chunk])
             for event, source in chunk:
                 want = space.resolver.resolve(event, source)
                 got = resolver.resolve(event, source)
@@ -117,7 +126,7 @@ def test_sql_graph_resolves_as_the_memory_graph_does(
     _compare(space.graph, sql, profile_ids)
     _check_rules(sql, rules, space.at)
     # a restart (an empty cache) answers the same, and the whole range again changes nothing
-    restarted = SqlGraph(sqlite_engine, sql.space_id)
+    restarted = SqlGraph(graph_engine, sql.space_id)
     _compare(space.graph, restarted, profile_ids)
     again = Resolver(restarted, rules, ids=ProfileIds(12))
     assert {again.resolve(e, s).status for e, s in events} == {"duplicate"}

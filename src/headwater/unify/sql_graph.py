@@ -60,8 +60,40 @@ class _Batch:
         # profiles read with their identifiers since the last apply: resolution reads a
         # profile's identifiers and then its counts, in one query this way
         self.records: dict[str, ProfileRecord] = {}
+        self.held: dict[str, _Held] = {}
+        self.added = 0  # identifiers the batch added: their order after every stored one
+        self.unsent = _Unsent()
         self.failed = False
         self.pipeline: Any = None  # psycopg's pipeline context while one is open
+
+
+class _Held:
+    """A profile whose identifiers a batch knows in full: read in one query for all such
+    profiles when the batch is warmed, or made in the batch, and kept right through its
+    applies. Resolution counts a profile's identifiers before it adds to it or merges it; for
+    these profiles that costs no query, and no wait for the pipeline."""
+
+    __slots__ = ("record", "rows")
+
+    def __init__(self, record: ProfileRecord) -> None:
+        self.record = record
+        # in the order added: (0, seq) stored before the batch, (1, n) added in it
+        self.rows: list[tuple[tuple[int, int], StoredIdentifier]] = []
+
+
+class _Unsent:
+    """Rows applies wrote that are not sent yet: they go as one statement a table before the
+    next read, merge or link, and when the apply (outside a batch) or the batch ends. Most of
+    a batch's new profiles and identifiers then cost a share of three statements, not two
+    statements each."""
+
+    def __init__(self) -> None:
+        self.profiles: list[tuple[Any, ...]] = []  # PostgreSQL only: seqs are taken ahead
+        self.identities: list[tuple[Any, ...]] = []
+        self.grow: dict[int, int] = {}  # profile seq → identifiers added (mappings)
+
+    def __bool__(self) -> bool:
+        return bool(self.profiles or self.identities or self.grow)
 
 
 class _Local:
@@ -111,7 +143,8 @@ class SqlGraph:
         An ``apply`` that raises spoils the batch: its transaction must roll back. On
         PostgreSQL the graph's statements are pipelined (sent without waiting for each answer;
         an error surfaces at the next read or at the end); a statement the caller runs on
-        ``conn`` inside the block ends the pipeline first, so it sees them all."""
+        ``conn`` inside the block first sends the graph's unsent rows and ends the pipeline,
+        so it sees them all."""
         if self._batch is not None:
             raise RuntimeError("a batch is already open")
         if not conn.in_transaction():
@@ -119,8 +152,7 @@ class SqlGraph:
         if conn not in self._hooked:
             sa.event.listen(conn, "rollback", self._rolled_back)
             sa.event.listen(conn, "commit", self._committed)
-            if self._pg:
-                sa.event.listen(conn, "before_cursor_execute", self._before_callers_statement)
+            sa.event.listen(conn, "before_cursor_execute", self._before_callers_statement)
             self._hooked.add(conn)
         self._batch = batch = _Batch(conn, conn.connection.cursor())
         self._dirty = True
@@ -160,11 +192,13 @@ class SqlGraph:
     def _before_callers_statement(self, conn: Connection, *_args: Any) -> None:
         batch = self._batch
         if batch is not None and batch.conn is conn:
+            self._send(self._cursor(batch), batch.unsent)
             self._end_pipeline(batch)
 
     def _end(self, batch: _Batch) -> None:
         if batch.failed:
             raise RuntimeError("an apply failed in this batch: roll its transaction back")
+        self._send(self._cursor(batch), batch.unsent)
         if not batch.pending:
             return
         now = int(time.time())
@@ -265,10 +299,93 @@ class SqlGraph:
             batch.absent.update(key for key in missing if key not in found)
         return found
 
+    def warm(self, events: Sequence[Sequence[Key]]) -> None:
+        """Ready a batch for these events (each event's identifiers): one lookup of all their
+        identifiers, then, in a batch, one read of the profiles whose identifiers resolution
+        will count: those an event would add an identifier to or merge with another."""
+        found = self.find_many([key for keys in events for key in keys])
+        batch = self._batch
+        if batch is None or not found:
+            return
+        wanted: dict[int, str] = {}
+        for keys in events:
+            for collection in {key[0] for key in keys}:
+                mine = [key for key in keys if key[0] == collection]
+                held = [found[key] for key in mine if key in found]
+                profiles = set(held)
+                if profiles and (len(profiles) > 1 or len(held) < len(mine)):
+                    for profile_id in profiles:
+                        known = self._profiles.get(profile_id)
+                        if known is not None and profile_id not in batch.held:
+                            wanted[known[0]] = profile_id
+        seqs = list(wanted)
+        for start in range(0, len(seqs), CHUNK):
+            self._hold_stored(batch, {seq: wanted[seq] for seq in seqs[start : start + CHUNK]})
+
+    def _hold_stored(self, batch: _Batch, profiles: dict[int, str]) -> None:
+        select = (
+            "SELECT p.seq, p.collection, p.created_at, p.merges, p.mappings, i.seq, i.type, "
+            "i.value, i.first_seen, i.source_id, i.message_id FROM unify_profiles p "
+            "LEFT JOIN unify_identities i ON i.profile = p.seq "
+        )
+        if self._pg:
+            rows = self._rows(select + "WHERE p.seq = ANY(%b::bigint[])", (list(profiles),))
+        else:
+            marks = ", ".join("?" * len(profiles))
+            rows = self._rows(select + f"WHERE p.seq IN ({marks})", list(profiles))
+        for row in sorted(rows, key=lambda row: (row[0], row[5] or 0)):
+            seq, collection, created_at, merges, mappings, order = row[:6]
+            profile_id = profiles[seq]
+            held = batch.held.get(profile_id)
+            if held is None:
+                record = ProfileRecord(
+                    profile_id, collection, seq, float(created_at), int(merges), int(mappings)
+                )
+                held = batch.held[profile_id] = _Held(record)
+            if order is not None:
+                kind, value, first_seen, source_id, message_id = row[6:]
+                stored = StoredIdentifier(kind, value, float(first_seen), source_id, message_id)
+                held.rows.append(((0, int(order)), stored))
+
+    def _hold(self, batch: _Batch, changes: Sequence[Change], local: _Local) -> None:
+        """One applied event's changes, into the batch's held profiles."""
+        held = batch.held
+        for change in changes:
+            if isinstance(change, CreateProfile):
+                seq, collection = local.live[change.profile_id]
+                record = ProfileRecord(change.profile_id, collection, seq, change.at, 0, 0)
+                held[change.profile_id] = _Held(record)
+            elif isinstance(change, AddIdentifier):
+                batch.absent.discard((change.collection, change.type, change.value))
+                profile = held.get(change.profile_id)
+                if profile is not None:
+                    batch.added += 1
+                    stored = StoredIdentifier(
+                        change.type, change.value, change.at, change.source_id, change.message_id
+                    )
+                    profile.rows.append(((1, batch.added), stored))
+                    record = profile.record
+                    profile.record = record._replace(mappings=record.mappings + 1)
+            elif isinstance(change, MergeProfiles):
+                gone = held.pop(change.from_id, None)
+                into = held.get(change.into_id)
+                if gone is None or into is None:
+                    held.pop(change.into_id, None)  # not known in full any more
+                    continue
+                into.rows = sorted(into.rows + gone.rows, key=lambda row: row[0])
+                record = into.record
+                into.record = record._replace(
+                    merges=record.merges + gone.record.merges + 1,
+                    mappings=record.mappings + gone.record.mappings,
+                )
+
     def profile(self, profile_id: str) -> ProfileRecord:
         batch = self._batch
-        if batch is not None and profile_id in batch.records:
-            return batch.records[profile_id]
+        if batch is not None:
+            if profile_id in batch.held:
+                return batch.held[profile_id].record
+            if profile_id in batch.records:
+                return batch.records[profile_id]
         rows = self._rows(
             "SELECT seq, collection, created_at, merges, mappings, canonical "
             "FROM unify_profiles WHERE space_id = ? AND segment_id = ?",
@@ -286,6 +403,10 @@ class SqlGraph:
     def identifiers(
         self, profile_id: str, types: Collection[str] | None = None
     ) -> list[StoredIdentifier]:
+        batch = self._batch
+        if batch is not None and profile_id in batch.held:
+            held = batch.held[profile_id].rows
+            return [row for _, row in held if types is None or row.type in types]
         seq, _ = self._live(profile_id)
         if types is not None and not types:
             return []
@@ -300,7 +421,6 @@ class SqlGraph:
         )
         if not rows:
             raise KeyError(profile_id)
-        batch = self._batch
         if batch is not None:
             collection, created_at, merges, mappings = rows[0][:4]
             batch.records[profile_id] = ProfileRecord(
@@ -355,21 +475,21 @@ class SqlGraph:
                 raise RuntimeError("an apply failed in this batch: roll its transaction back")
             batch.records.clear()
             try:
-                local = self._write(self._cursor(batch), changes)
+                local = self._write(self._cursor(batch), changes, batch.unsent)
             except BaseException:
                 batch.failed = True
                 raise
             self._learn(local)
+            self._hold(batch, changes, local)
             if message_id:
                 batch.pending.append(message_id)
                 batch.applied.add(message_id)
-                for change in changes:
-                    if isinstance(change, AddIdentifier):
-                        batch.absent.discard((change.collection, change.type, change.value))
             return
         with write_transaction(self._engine) as conn:
             cursor = conn.connection.cursor()
-            local = self._write(cursor, changes)
+            unsent = _Unsent()
+            local = self._write(cursor, changes, unsent)
+            self._send(cursor, unsent)
             if message_id:
                 cursor.execute(
                     self._q(
@@ -446,8 +566,13 @@ class SqlGraph:
         batch = self._batch
         if batch is not None:
             cursor = self._cursor(batch)
-            cursor.execute(self._q(sql), params, **options)
-            return list(cursor.fetchall())
+            try:
+                self._send(cursor, batch.unsent)  # a read sees every write before it
+                cursor.execute(self._q(sql), params, **options)
+                return list(cursor.fetchall())
+            except Exception:
+                batch.failed = True  # a write sent late may be what failed
+                raise
         with self._engine.connect() as conn:
             cursor = conn.connection.cursor()
             cursor.execute(self._q(sql), params, **options)
@@ -557,73 +682,20 @@ class SqlGraph:
 
     # --- writes -------------------------------------------------------------------------------
 
-    def _write(self, cursor: Any, changes: Sequence[Change]) -> _Local:
+    def _write(self, cursor: Any, changes: Sequence[Change], unsent: _Unsent) -> _Local:
         local = _Local()
-        q = self._q
         # A created profile starts with the identifiers this event adds to it; any other
-        # profile's count grows in one update each, before it merges and at the end.
+        # profile's count grows when the unsent rows go.
         adds: dict[str, int] = {}
         for change in changes:
             if isinstance(change, AddIdentifier):
                 adds[change.profile_id] = adds.get(change.profile_id, 0) + 1
         created: set[str] = set()
-        grow: dict[int, int] = {}
-        rows: list[tuple[Any, ...]] = []  # identifiers to insert, in one statement
-
-        def insert() -> None:
-            if rows:
-                marks = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?)"] * len(rows))
-                cursor.execute(
-                    q(
-                        "INSERT INTO unify_identities (space_id, collection, type, value, "
-                        f"profile, first_seen, source_id, message_id) VALUES {marks}"
-                    ),
-                    [part for row in rows for part in row],
-                )
-                rows.clear()
-
-        def flush(*seqs: int) -> None:
-            for seq in seqs:
-                count = grow.pop(seq, 0)
-                if count:
-                    cursor.execute(
-                        q("UPDATE unify_profiles SET mappings = mappings + ? WHERE seq = ?"),
-                        (count, seq),
-                    )
-
         for change in changes:
             if isinstance(change, CreateProfile):
                 if change.profile_id in local.live or change.profile_id in self._profiles:
                     raise ValueError(f"profile {change.profile_id} exists")
-                row = (
-                    self.space_id,
-                    change.profile_id,
-                    change.collection,
-                    change.at,
-                    adds.get(change.profile_id, 0),
-                    change.source_id,
-                    change.message_id,
-                )
-                columns = (
-                    "space_id, segment_id, collection, canonical, created_at, merges, mappings, "
-                    "source_id, message_id"
-                )
-                if self._pg:  # a seq taken ahead: no waiting for RETURNING in a pipeline
-                    seq = self._next_seq(cursor)
-                    cursor.execute(
-                        q(
-                            f"INSERT INTO unify_profiles (seq, {columns}) "
-                            "VALUES (?, ?, ?, ?, NULL, ?, 0, ?, ?, ?)"
-                        ),
-                        (seq, *row),
-                    )
-                else:
-                    cursor.execute(
-                        f"INSERT INTO unify_profiles ({columns}) "
-                        "VALUES (?, ?, ?, NULL, ?, 0, ?, ?, ?) RETURNING seq",
-                        row,
-                    )
-                    seq = int(cursor.fetchone()[0])
+                seq = self._create(cursor, change, adds.get(change.profile_id, 0), unsent)
                 local.live[change.profile_id] = (seq, change.collection)
                 created.add(change.profile_id)
             elif isinstance(change, AddIdentifier):
@@ -632,9 +704,8 @@ class SqlGraph:
                     raise ValueError(
                         f"{change.type}:{change.value} does not belong on a profile of {collection}"
                     )
-                rows.append(
+                unsent.identities.append(
                     (
-                        self.space_id,
                         change.collection,
                         change.type,
                         change.value,
@@ -648,15 +719,66 @@ class SqlGraph:
                     ((change.collection, change.type, change.value), change.profile_id)
                 )
                 if change.profile_id not in created:
-                    grow[seq] = grow.get(seq, 0) + 1
+                    unsent.grow[seq] = unsent.grow.get(seq, 0) + 1
             elif isinstance(change, MergeProfiles):
-                insert()
-                self._merge(cursor, change, local, flush)
+                self._merge(cursor, change, local, unsent)
             else:
-                self._link(cursor, change, local)
-        insert()
-        flush(*list(grow))
+                self._link(cursor, change, local, unsent)
         return local
+
+    def _create(self, cursor: Any, change: CreateProfile, mappings: int, unsent: _Unsent) -> int:
+        """A new profile's seq; on PostgreSQL its row waits with the unsent ones (the seq was
+        taken ahead, so nothing waits for a RETURNING), on SQLite it is written now."""
+        row = (
+            change.profile_id,
+            change.collection,
+            change.at,
+            mappings,
+            change.source_id,
+            change.message_id,
+        )
+        if self._pg:
+            seq = self._next_seq(cursor)
+            unsent.profiles.append((seq, *row))
+            return seq
+        cursor.execute(
+            "INSERT INTO unify_profiles (space_id, segment_id, collection, canonical, "
+            "created_at, merges, mappings, source_id, message_id) "
+            "VALUES (?, ?, ?, NULL, ?, 0, ?, ?, ?) RETURNING seq",
+            (self.space_id, *row),
+        )
+        return int(cursor.fetchone()[0])
+
+    def _send(self, cursor: Any, unsent: _Unsent) -> None:
+        """The unsent rows, one statement a table (on PostgreSQL the rows go as arrays)."""
+        if not unsent:
+            return
+        space = self.space_id
+        if self._pg:
+            if unsent.profiles:
+                cursor.execute(
+                    _INSERT_PROFILES_PG, (space, *map(list, zip(*unsent.profiles, strict=True)))
+                )
+            if unsent.identities:
+                columns = map(list, zip(*unsent.identities, strict=True))
+                cursor.execute(_INSERT_IDENTITIES_PG, (space, *columns))
+            if unsent.grow:
+                cursor.execute(_GROW_PG, (list(unsent.grow), list(unsent.grow.values())))
+        else:
+            if unsent.identities:
+                cursor.executemany(
+                    "INSERT INTO unify_identities (space_id, collection, type, value, profile, "
+                    "first_seen, source_id, message_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(space, *row) for row in unsent.identities],
+                )
+            if unsent.grow:
+                cursor.executemany(
+                    "UPDATE unify_profiles SET mappings = mappings + ? WHERE seq = ?",
+                    [(count, seq) for seq, count in unsent.grow.items()],
+                )
+        unsent.profiles.clear()
+        unsent.identities.clear()
+        unsent.grow.clear()
 
     def _next_seq(self, cursor: Any) -> int:
         if not self._seqs:
@@ -667,74 +789,39 @@ class SqlGraph:
             self._seqs = sorted((int(row[0]) for row in cursor.fetchall()), reverse=True)
         return self._seqs.pop()
 
-    def _merge(self, cursor: Any, change: MergeProfiles, local: _Local, flush: Any) -> None:
-        q = self._q
+    def _merge(self, cursor: Any, change: MergeProfiles, local: _Local, unsent: _Unsent) -> None:
         if change.from_id == change.into_id:
             raise ValueError(f"cannot merge {change.from_id} into itself")
         gone, kind = self._live(change.from_id, local)
         into, into_kind = self._live(change.into_id, local)
         if kind != into_kind or kind != change.collection:
             raise ValueError(f"cannot merge {change.from_id} into {change.into_id}")
-        flush(gone, into)
-        # The identifiers move; the cache's follow through ``_moved``.
-        cursor.execute(q("UPDATE unify_identities SET profile = ? WHERE profile = ?"), (into, gone))
-        cursor.execute(
-            q(
-                "UPDATE unify_profiles SET merges = merges + "
-                "(SELECT merges + 1 FROM unify_profiles WHERE seq = ?), mappings = mappings + "
-                "(SELECT mappings FROM unify_profiles WHERE seq = ?) WHERE seq = ?"
-            ),
-            (gone, gone, into),
-        )
-        # Lineage stays one hop deep: what pointed at the merged profile points at the
-        # survivor.
-        cursor.execute(
-            q(
-                "UPDATE unify_profiles SET canonical = ?, mappings = 0 "
-                "WHERE seq = ? OR (space_id = ? AND canonical = ?)"
-            ),
-            (into, gone, self.space_id, gone),
-        )
-        # Links move to the survivor, made again now (so last in order), unless it has them.
-        mine, other = (
-            ("user_profile", "account_profile")
-            if kind == "users"
-            else ("account_profile", "user_profile")
-        )
-        cursor.execute(
-            q(
-                f"INSERT INTO unify_links ({mine}, {other}, at, source_id, message_id) "
-                f"SELECT ?, {other}, at, source_id, message_id FROM unify_links "
-                f"WHERE {mine} = ? ORDER BY seq ON CONFLICT DO NOTHING"
-            ),
-            (into, gone),
-        )
-        cursor.execute(q(f"DELETE FROM unify_links WHERE {mine} = ?"), (gone,))
-        cursor.execute(
-            q(
-                "INSERT INTO unify_merges (space_id, from_profile, into_profile, collection, at, "
-                "source_id, message_id, event_type) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-            ),
-            (
-                self.space_id,
-                gone,
-                into,
-                change.collection,
-                change.at,
-                change.source_id,
-                change.message_id,
-                change.event_type,
-            ),
-        )
+        self._send(cursor, unsent)  # the rows and counts the merge moves
+        params = {
+            "gone": gone,
+            "into": into,
+            "space": self.space_id,
+            "collection": change.collection,
+            "at": change.at,
+            "source": change.source_id,
+            "message": change.message_id,
+            "event_type": change.event_type,
+        }
+        if self._pg:
+            cursor.execute(_MERGE_PG[kind], params)
+        else:
+            for statement in _MERGE_SQLITE[kind]:
+                cursor.execute(statement, params)
         local.gone.add(change.from_id)
         local.merged.append((change.from_id, change.into_id))
         local.live[change.into_id] = (into, kind)
 
-    def _link(self, cursor: Any, change: LinkProfiles, local: _Local) -> None:
+    def _link(self, cursor: Any, change: LinkProfiles, local: _Local, unsent: _Unsent) -> None:
         user, user_kind = self._live(change.user_id, local)
         account, account_kind = self._live(change.account_id, local)
         if (user_kind, account_kind) != ("users", "accounts"):
             raise ValueError(f"cannot link {change.user_id} to {change.account_id}")
+        self._send(cursor, unsent)
         cursor.execute(
             self._q(
                 "INSERT INTO unify_links (user_profile, account_profile, at, source_id, "
@@ -749,3 +836,86 @@ def _halve(cache: dict[Any, Any]) -> None:
     hit than an LRU's reordering."""
     for key in list(islice(cache, len(cache) // 2)):
         del cache[key]
+
+
+# --- statements ---------------------------------------------------------------------------------
+
+_INSERT_PROFILES_PG = """INSERT INTO unify_profiles (seq, space_id, segment_id, collection,
+    canonical, created_at, merges, mappings, source_id, message_id)
+SELECT u.seq, %s, u.segment_id, u.collection, NULL, u.created_at, 0, u.mappings, u.source_id,
+    u.message_id
+FROM unnest(%b::bigint[], %b::text[], %b::text[], %b::float8[], %b::int[], %b::text[],
+    %b::text[]) AS u(seq, segment_id, collection, created_at, mappings, source_id, message_id)"""
+
+# in the order given: an identifier's seq is the order the graph got it
+_INSERT_IDENTITIES_PG = """INSERT INTO unify_identities (space_id, collection, type, value,
+    profile, first_seen, source_id, message_id)
+SELECT %s, u.collection, u.type, u.value, u.profile, u.first_seen, u.source_id, u.message_id
+FROM unnest(%b::text[], %b::text[], %b::text[], %b::bigint[], %b::float8[], %b::text[],
+    %b::text[]) WITH ORDINALITY AS u(collection, type, value, profile, first_seen, source_id,
+    message_id, n)
+ORDER BY u.n"""
+
+_GROW_PG = """UPDATE unify_profiles p SET mappings = p.mappings + u.count
+FROM unnest(%b::bigint[], %b::int[]) AS u(seq, count) WHERE p.seq = u.seq"""
+
+
+def _merge_statements(mine: str, other: str) -> list[str]:
+    """A merge of profile ``:gone`` into ``:into``, for the collection whose profiles are
+    ``mine`` in ``unify_links``: the identifiers move; the survivor counts the merged
+    profile's merges (and the merge) and its identifiers; lineage stays one hop deep (what
+    pointed at the merged profile points at the survivor); links move to the survivor, made
+    again now (so last in order), unless it has them; the merge is recorded."""
+    return [
+        "UPDATE unify_identities SET profile = :into WHERE profile = :gone",
+        "UPDATE unify_profiles SET "
+        "merges = merges + (SELECT merges + 1 FROM unify_profiles WHERE seq = :gone), "
+        "mappings = mappings + (SELECT mappings FROM unify_profiles WHERE seq = :gone) "
+        "WHERE seq = :into",
+        "UPDATE unify_profiles SET canonical = :into, mappings = 0 "
+        "WHERE seq = :gone OR (space_id = :space AND canonical = :gone)",
+        f"INSERT INTO unify_links ({mine}, {other}, at, source_id, message_id) "
+        f"SELECT :into, {other}, at, source_id, message_id FROM unify_links "
+        f"WHERE {mine} = :gone ORDER BY seq ON CONFLICT DO NOTHING",
+        f"DELETE FROM unify_links WHERE {mine} = :gone",
+        "INSERT INTO unify_merges (space_id, from_profile, into_profile, collection, at, "
+        "source_id, message_id, event_type) "
+        "VALUES (:space, :gone, :into, :collection, :at, :source, :message, :event_type)",
+    ]
+
+
+def _merge_pg(mine: str, other: str) -> str:
+    """The same as one statement (PostgreSQL): the writes as data-modifying CTEs. They all
+    see the tables as they were before it, so the survivor adds the merged profile's counts
+    as they were before lineage zeroes them. One statement a merge, not six."""
+    return f"""WITH gone AS (
+    SELECT merges, mappings FROM unify_profiles WHERE seq = %(gone)s
+), moved AS (
+    UPDATE unify_identities SET profile = %(into)s WHERE profile = %(gone)s
+), survivor AS (
+    UPDATE unify_profiles p SET merges = p.merges + gone.merges + 1,
+        mappings = p.mappings + gone.mappings
+    FROM gone WHERE p.seq = %(into)s
+), lineage AS (
+    UPDATE unify_profiles SET canonical = %(into)s, mappings = 0
+    WHERE seq = %(gone)s OR (space_id = %(space)s AND canonical = %(gone)s)
+), relinked AS (
+    INSERT INTO unify_links ({mine}, {other}, at, source_id, message_id)
+    SELECT %(into)s, {other}, at, source_id, message_id FROM unify_links
+    WHERE {mine} = %(gone)s ORDER BY seq ON CONFLICT DO NOTHING
+), unlinked AS (
+    DELETE FROM unify_links WHERE {mine} = %(gone)s
+)
+INSERT INTO unify_merges (space_id, from_profile, into_profile, collection, at, source_id,
+    message_id, event_type)
+VALUES (%(space)s, %(gone)s, %(into)s, %(collection)s, %(at)s, %(source)s, %(message)s,
+    %(event_type)s)"""
+
+
+# per collection: its profiles' column in unify_links, and the other collection's
+_LINKS = {
+    "users": ("user_profile", "account_profile"),
+    "accounts": ("account_profile", "user_profile"),
+}
+_MERGE_SQLITE = {kind: _merge_statements(*columns) for kind, columns in _LINKS.items()}
+_MERGE_PG = {kind: _merge_pg(*columns) for kind, columns in _LINKS.items()}

@@ -224,11 +224,12 @@ class IdentityStage:
                 [m for _, event in items if (m := str(event.get("messageId") or ""))]
             )
             # Each event's identifiers, read once (the warm-up, the resolver and the timeline
-            # entry use them), and one lookup of all of them: then a known user's event costs
-            # no query at all.
+            # entry use them), one lookup of all of them and one read of the profiles events
+            # will add to or merge: then a known user's event costs no query at all, and
+            # the others only their writes.
             extract = space.extractor.extract
             extractions = [extract(event) for _, event in items]
-            graph.find_many([i for e in extractions for i in e.identifiers])
+            graph.warm([e.identifiers for e in extractions])
             for (source_id, event), extraction in zip(items, extractions, strict=True):
                 message_id = str(event.get("messageId") or "")
                 if message_id:
