@@ -200,7 +200,10 @@ class IdentifierSetting(msgspec.Struct, frozen=True, kw_only=True, dict=True):
         return tuple(re.compile(b.value) for b in self.blocked if b.regex)
 
     def is_blocked(self, value: str) -> bool:
-        return value in self._exact_blocked or any(p.search(value) for p in self._patterns)
+        if value in self._exact_blocked:
+            return True
+        patterns = self._patterns  # mostly none: no generator to start for every value
+        return bool(patterns) and any(p.search(value) for p in patterns)
 
 
 def _defaults() -> tuple[IdentifierSetting, ...]:

@@ -252,13 +252,17 @@ class SqlGraph:
         found: set[str] = set()
         for start in range(0, len(ids), CHUNK):
             chunk = ids[start : start + CHUNK]
-            marks = ", ".join("?" * len(chunk))
+            params: tuple[Any, ...] = (self.space_id, chunk)
+            if self._pg:  # one statement text whatever the count: parsed once
+                where = "message_id = ANY(%b::text[])"
+            else:
+                where = f"message_id IN ({', '.join('?' * len(chunk))})"
+                params = (self.space_id, *chunk)
             found.update(
                 row[0]
                 for row in self._rows(
-                    "SELECT message_id FROM unify_applied "
-                    f"WHERE space_id = ? AND message_id IN ({marks})",
-                    (self.space_id, *chunk),
+                    f"SELECT message_id FROM unify_applied WHERE space_id = ? AND {where}",
+                    params,
                     planned=False,
                 )
             )
@@ -582,17 +586,15 @@ class SqlGraph:
 
     def _find(self, keys: Sequence[Key]) -> list[Any]:
         """The rows of ``keys`` found: (collection, type, value, segment_id, seq)."""
-        select = (
-            "SELECT i.collection, i.type, i.value, p.segment_id, p.seq FROM unify_identities i "
-        )
-        join = "JOIN unify_profiles p ON p.seq = i.profile"
         if self._pg:
-            # One statement whatever the number of keys (prepared once): a nested loop of
+            # One statement whatever the number of keys (parsed once): a nested loop of
             # probes of the unique index. The arrays go in binary (%b): see profiles._flush.
-            return self._rows(
-                select + "JOIN unnest(%b::text[], %b::text[], %b::text[]) AS k(c, t, v) "
-                "ON i.space_id = ? AND i.collection = k.c AND i.type = k.t AND i.value = k.v "
-                + join,
+            # Then the profiles' ids, each profile once (an event's identifiers are mostly on
+            # one profile: fewer probes than a join).
+            found = self._rows(
+                "SELECT i.collection, i.type, i.value, i.profile FROM unify_identities i "
+                "JOIN unnest(%b::text[], %b::text[], %b::text[]) AS k(c, t, v) "
+                "ON i.space_id = ? AND i.collection = k.c AND i.type = k.t AND i.value = k.v",
                 (
                     [k[0] for k in keys],
                     [k[1] for k in keys],
@@ -601,6 +603,16 @@ class SqlGraph:
                 ),
                 planned=False,
             )
+            if not found:
+                return []
+            names = dict(
+                self._rows(
+                    "SELECT seq, segment_id FROM unify_profiles WHERE seq = ANY(%b::bigint[])",
+                    (list({row[3] for row in found}),),
+                    planned=False,
+                )
+            )
+            return [(c, t, v, names[seq], seq) for c, t, v, seq in found]
         # SQLite: one IN list per (collection, type), each term a probe of the unique index
         # (SQLite takes no row values on the right of IN, and plans a join to a VALUES list or
         # json_each as a scan of the space's rows).
@@ -615,7 +627,11 @@ class SqlGraph:
                 f"({', '.join('?' * len(values))}))"
             )
             params += [self.space_id, collection, type_, *values]
-        return self._rows(select + join + " WHERE " + " OR ".join(terms), params)
+        return self._rows(
+            "SELECT i.collection, i.type, i.value, p.segment_id, p.seq FROM unify_identities i "
+            "JOIN unify_profiles p ON p.seq = i.profile WHERE " + " OR ".join(terms),
+            params,
+        )
 
     def _live(self, profile_id: str, local: _Local | None = None) -> tuple[int, str]:
         """A canonical profile's (seq, collection), else KeyError."""
