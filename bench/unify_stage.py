@@ -1,7 +1,7 @@
 """Identity resolution as the server runs it: the ``unify`` stage's passes, events per second.
 
     python bench/unify_stage.py [--store sqlite|postgresql] [--preload 1000000]
-                                [--events 50000] [--postgres-url URL]
+                                [--events 50000] [--postgres-url URL] [--profile]
 
 Where ``bench/unify_resolution.py`` measures the graph alone, this runs ``IdentityStage`` on
 processed-stream records (20 events a record, 2,000 events a pass, as the consumer hands them
@@ -16,6 +16,7 @@ the bench started the server): the machine may be shared.
 from __future__ import annotations
 
 import argparse
+import pstats
 import random
 import sys
 import tempfile
@@ -59,6 +60,7 @@ def main() -> None:
     parser.add_argument("--preload", type=int, default=1_000_000)
     parser.add_argument("--events", type=int, default=50_000)
     parser.add_argument("--postgres-url", default=None)
+    parser.add_argument("--profile", action="store_true", help="cProfile the passes")
     args = parser.parse_args()
 
     with database(args.store, args.postgres_url) as (engine, postmaster):
@@ -83,7 +85,7 @@ def main() -> None:
             stage = IdentityStage(engine, Archive(archive))
             stage([(0, 1, warm[0])])  # the space loaded, the statements prepared
             offset = PARTITIONS
-            with Measured(postmaster) as measured:
+            with Measured(postmaster, args.profile) as measured:
                 for start in range(0, len(payloads), RECORDS_PER_PASS):
                     handed = []
                     for payload in payloads[start : start + RECORDS_PER_PASS]:
@@ -95,6 +97,8 @@ def main() -> None:
             f"{args.preload:,} profiles on {args.store}: {measured.rate(len(events) - 1)}"
         )
         print(f"disk: {disk_bytes(engine) / 1e6:,.0f} MB (graph tables; SQLite: the whole file)")
+        if measured.profiler:
+            pstats.Stats(measured.profiler).sort_stats("cumulative").print_stats(40)
 
 
 if __name__ == "__main__":

@@ -654,3 +654,27 @@ def test_random_events_keep_the_materialized_tables_equal_to_the_graph(
             world.sync()
             check()
     assert len(created) > len(graph.profiles()) > 1  # merges happened
+
+
+def test_a_space_whose_schema_is_a_sources_is_not_loaded_and_says_why(world: World) -> None:
+    """The space's event tables would mix with the source's (both have ``identifies``, …): the
+    sync skips the space, says what to change, and keeps its outbox for when it is changed."""
+    case_study(world)
+    SpaceStore(world.workspace).update(
+        world.space.id, profiles_sync=(world.warehouse.id, "source_1")
+    )
+    runner = WarehouseSync(
+        world.warehouses, Archive(world.tmp / "archive"), world.tmp, clock=world.clock
+    )
+    result = runner.run(world.warehouses.require(world.warehouse.id))
+    assert result.failed_tables == 1
+    [notice] = [n for n in result.notices if "profiles sync" in n]
+    assert notice.startswith("source_1: profiles sync of space 'Twilio Space' skipped")
+    assert "source 'source_1'" in notice and "schema of its own" in notice
+    assert world.outbox() == 4
+
+    SpaceStore(world.workspace).update(world.space.id, profiles_sync=(world.warehouse.id, None))
+    world.now += timedelta(hours=1)
+    world.sync()
+    assert world.outbox() == 0
+    assert len(world.rows(f"SELECT * FROM {S}.profile_merges")) == 2

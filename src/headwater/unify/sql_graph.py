@@ -5,11 +5,14 @@ Built for millions of profiles: a lookup by identifier is one probe of the uniqu
 profile's rows through their indexes (never a scan); ``apply`` is one transaction.
 
 The pipeline stage (one owner per space, the only writer of its space's graph) resolves a batch
-of events in one transaction, ``with graph.batch(conn):``, after warming the cache with one
-``find_many`` of every identifier the batch carries and one ``applied_many`` of its
-``messageId``s: then an event of a known user costs no query at all, and the ``messageId``s
-applied are written in one statement when the batch ends. Outside a batch every call opens its
-own connection (Profile API reads, tests).
+of events in one transaction, ``with graph.batch(conn):``, after one ``applied_many`` of its
+``messageId``s and one ``warm`` (a lookup of every identifier the batch carries, and a read of
+the profiles its events will add to or merge): then an event of a known user costs no query at
+all, and the others only their writes. New profiles, identifiers and counts go as one statement
+a table before the next read, merge or link (``_Unsent``); on PostgreSQL a merge is one
+statement, and the statements are pipelined. The ``messageId``s applied are written in one
+statement when the batch ends. Outside a batch every call opens its own connection (Profile API
+reads, tests).
 
 The hot path runs its statements on the driver's cursor, not through SQLAlchemy's execution
 layer, whose per-statement cost (tens of µs) would be most of an event's budget.

@@ -45,7 +45,7 @@ from headwater.warehouse.columns import ColumnType, TableRows
 from headwater.warehouse.loaders import Loader
 from headwater.warehouse.naming import Naming, default_schema_name, naming_for
 from headwater.warehouse.rows import column_type, group_rows, rows_for
-from headwater.warehouse.store import WarehouseInfo
+from headwater.warehouse.store import WarehouseInfo, WarehouseStore
 
 logger = logging.getLogger(__name__)
 
@@ -178,9 +178,28 @@ class ProfilesSyncLoad:
         self, warehouse: WarehouseInfo, loader: Loader, beat: Callable[[], None] = lambda: None
     ) -> list[SpaceOutcome]:
         outcomes = []
+        taken = self._source_schemas(warehouse)
         for space in self.spaces(warehouse):
             assert space.profiles_sync is not None
             outcome = SpaceOutcome(default_schema_name(space.profiles_sync.schema))
+            owner = taken.setdefault(outcome.schema, f"space {space.name!r}")
+            if owner != f"space {space.name!r}":
+                # Its event tables (identifies, tracks, …) would mix with the other's.
+                logger.warning(
+                    "warehouse %s: profiles sync of space %s skipped: schema %s is %s's",
+                    warehouse.name,
+                    space.name,
+                    outcome.schema,
+                    owner,
+                )
+                outcome.failed_tables += 1
+                outcome.notices.append(
+                    f"{outcome.schema}: profiles sync of space {space.name!r} skipped: this "
+                    f"schema is {owner}'s in this warehouse; give the space's Profiles Sync a "
+                    "schema of its own (profiles_sync: {warehouse: …, schema: …})"
+                )
+                outcomes.append(outcome)
+                continue
             try:
                 self._load_space(warehouse, loader, space, outcome, beat)
             except Exception as exc:  # a space that fails leaves its position; others go on
@@ -196,6 +215,16 @@ class ProfilesSyncLoad:
                 )
             outcomes.append(outcome)
         return outcomes
+
+    def _source_schemas(self, warehouse: WarehouseInfo) -> dict[str, str]:
+        """The schemas this warehouse's sources load into: schema → "source 'name'"."""
+        wanted = warehouse.options.sources
+        taken: dict[str, str] = {}
+        for source_id, name in WarehouseStore(self._workspace).schema_names(warehouse).items():
+            if wanted is None or source_id in wanted:
+                source = self._workspace.get_source(source_id)
+                taken[name] = f"source {source.name if source else source_id!r}"
+        return taken
 
     def _load_space(
         self,
