@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import itertools
 import math
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import msgspec
 import pytest
+import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 
@@ -23,7 +26,9 @@ from headwater.config.apply import apply, export_config, plan
 from headwater.config.model import parse_config, read_yaml
 from headwater.errors import UploadRejected
 from headwater.ingest.internal import InternalAppend
+from headwater.store import schema
 from headwater.store.admin_token import hash_token
+from headwater.store.database import write_transaction
 from headwater.store.ingest_log import IngestLog, open_ingest_log
 from headwater.store.workspace import WorkspaceStore
 from headwater.unify import csv_upload
@@ -322,6 +327,57 @@ def test_one_file_at_a_time(world: World) -> None:
     shown = world.http.get(f"/api/v1/spaces/main/profiles/uploads/{running.id}").json()["data"]
     assert shown["upload"]["status"] == "failed"
     assert shown["upload"]["error"].startswith(csv_upload.FALLBACK)
+
+
+def test_a_file_that_passed_the_first_check_is_refused_if_another_started_meanwhile(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two files sent at once both pass the check made before the body is read; the one
+    recorded second is refused, as the check is made again in the transaction recording it."""
+    uploads = Uploads(world.store)
+    space = world.spaces.require("main")
+    running = uploads.start(space.id, "first.csv", rows=10, alone=True)
+    monkeypatch.setattr(Uploads, "busy", lambda self, space_id: False)
+    status, message = world.refused("main", b"user_id\nu1\n")
+    assert status == 409 and "one file at a time" in message
+    assert [u.status for u in uploads.history(space.id)].count("processing") == 1
+    with pytest.raises(csv_upload.Busy):
+        uploads.start(space.id, "third.csv", alone=True)
+    uploads.update(running.id, status="succeeded")
+    assert uploads.start(space.id, "fourth.csv", alone=True).status == "processing"
+
+
+def test_two_starts_at_once_let_one_file_through(world: World) -> None:
+    """The race itself: while one start's transaction is open (the space locked, its upload
+    written, not committed yet), a second start waits for it and then sees it."""
+    uploads = Uploads(world.store)
+    space = world.spaces.require("main")
+    engine = world.store.engine
+    locked, outcome = threading.Event(), []
+
+    def second() -> None:
+        locked.wait(10)
+        try:
+            outcome.append(uploads.start(space.id, "second.csv", alone=True).status)
+        except csv_upload.Busy:
+            outcome.append("busy")
+
+    thread = threading.Thread(target=second)
+    thread.start()
+    with write_transaction(engine) as conn:
+        sp = schema.spaces
+        conn.execute(sa.select(sp.c.id).where(sp.c.id == space.id).with_for_update())
+        conn.execute(
+            schema.unify_csv_uploads.insert().values(
+                id="first", space_id=space.id, file_name="first.csv", status="processing",
+                rows=1, appended=0, columns=[], created_at=int(world.clock()),
+                updated_at=int(world.clock()),
+            )
+        )  # fmt: skip
+        locked.set()
+        time.sleep(0.5)  # the second start is waiting for this transaction by now
+    thread.join(10)
+    assert outcome == ["busy"]
 
 
 def test_template_has_the_identifier_columns(world: World) -> None:

@@ -44,6 +44,13 @@ def archived(tmp_path: Path) -> list[dict[str, Any]]:
     ]
 
 
+def _synced_once(http: httpx.Client) -> bool:
+    syncs = http.get(
+        "/api/v1/warehouses/default/syncs", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    ).json()["data"]["syncs"]
+    return any(sync["status"] in ("success", "partial", "failure") for sync in syncs)
+
+
 def test_sync_and_query_with_and_without_the_server(tmp_path: Path) -> None:
     config = tmp_path / "headwater.yaml"
     config.write_text(CONFIG)
@@ -51,6 +58,9 @@ def test_sync_and_query_with_and_without_the_server(tmp_path: Path) -> None:
     live.start()
     try:
         with httpx.Client(base_url=live.url, timeout=10) as http:
+            # A warehouse that never synced is due at once: let that first scheduled sync end
+            # before sending, so the sync asked for below is the one that loads the events.
+            wait_for(lambda: _synced_once(http), 60, "the first scheduled sync")
             for n in range(3):
                 assert (
                     http.post(

@@ -678,3 +678,23 @@ def test_a_space_whose_schema_is_a_sources_is_not_loaded_and_says_why(world: Wor
     world.sync()
     assert world.outbox() == 0
     assert len(world.rows(f"SELECT * FROM {S}.profile_merges")) == 2
+
+
+def test_a_second_space_on_the_same_schema_is_not_loaded(world: World) -> None:
+    """The space that loaded into the schema first keeps it."""
+    case_study(world)
+    world.sync()
+    SpaceStore(world.workspace).create(
+        "Other Space", sources=[world.sources["source_1"]], profiles_sync=(world.warehouse.id, S)
+    )
+    runner = WarehouseSync(
+        world.warehouses, Archive(world.tmp / "archive"), world.tmp, clock=world.clock
+    )
+    result = runner.run(world.warehouses.require(world.warehouse.id))
+    assert result.failed_tables == 1
+    assert [n for n in result.notices if "skipped" in n] == [
+        f"{S}: profiles sync of space 'Other Space' skipped: this schema is space 'Twilio "
+        "Space''s in this warehouse; give the space's Profiles Sync a schema of its own "
+        "(profiles_sync: {warehouse: …, schema: …})"
+    ]
+    assert len(world.rows(f"SELECT * FROM {S}.profile_merges")) == 2  # the first space's

@@ -40,6 +40,10 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 router = APIRouter(prefix="/spaces", tags=["spaces"])
 
 UploadId = Annotated[str, PathParam(alias="uploadId", description="The upload's id.")]
+ONE_AT_A_TIME = (
+    "You can only upload one file at a time: another file is being sent to this space. Wait "
+    "for it to finish (GET …/profiles/uploads), then try again."
+)
 # What browsers and tools send for a .csv file (Windows says Excel); multipart is answered apart.
 CSV_TYPES = frozenset(
     {
@@ -141,20 +145,17 @@ async def upload_profiles(
             if content_type not in CSV_TYPES:
                 raise UploadRejected(csv_upload.INVALID_FILE_TYPE, 415)
             if await asyncio.to_thread(uploads.busy, space.id):
-                raise UploadRejected(
-                    "You can only upload one file at a time: another file is being sent to "
-                    "this space. Wait for it to finish (GET …/profiles/uploads), then try again.",
-                    409,
-                )
+                raise UploadRejected(ONE_AT_A_TIME, 409)
             with path.open("wb") as spooled:
                 size = await _spool(request, spooled)
             if size == 0:
                 raise UploadRejected(csv_upload.EMPTY_FILE)
             checked = await asyncio.to_thread(_check, path, space)
+            # checked again as it is recorded: another file may have started meanwhile
+            upload = await asyncio.to_thread(_accept, uploads, space, name, checked)
         except UploadRejected as refused:
             await asyncio.to_thread(_refused, uploads, space.id, name, refused.message)
             raise ApiError(refused.status, "validation", refused.message) from None
-        upload = await asyncio.to_thread(_accept, uploads, space, name, checked)
         thread = threading.Thread(
             target=_send,
             args=(uploads, appender, space, upload, path, checked.columns),
@@ -182,9 +183,16 @@ def _refused(uploads: Uploads, space_id: str, name: str, message: str) -> None:
 
 def _accept(uploads: Uploads, space: SpaceInfo, name: str, checked: csv_upload.Checked) -> Upload:
     source_id = uploads.upload_source(space)
-    upload = uploads.start(
-        space.id, name, rows=checked.rows, columns=[c.header for c in checked.columns]
-    )
+    try:
+        upload = uploads.start(
+            space.id,
+            name,
+            rows=checked.rows,
+            columns=[c.header for c in checked.columns],
+            alone=True,
+        )
+    except csv_upload.Busy:
+        raise UploadRejected(ONE_AT_A_TIME, 409) from None
     uploads.update(upload.id, source_id=source_id)
     found = uploads.get(space.id, upload.id)
     assert found is not None

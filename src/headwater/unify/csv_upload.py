@@ -32,7 +32,7 @@ from typing import IO, Any, Final, Literal, NamedTuple, Protocol
 
 import msgspec
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from headwater.errors import UploadRejected
 from headwater.store import schema
@@ -335,6 +335,10 @@ class Upload:
     updated_at: int
 
 
+class Busy(Exception):
+    """Another upload of the space is being sent."""
+
+
 class Uploads:
     """A workspace's profile CSV uploads: the source they send from and their history."""
 
@@ -375,8 +379,17 @@ class Uploads:
         return source.id
 
     def start(
-        self, space_id: str, file_name: str, *, rows: int = 0, columns: Sequence[str] = ()
+        self,
+        space_id: str,
+        file_name: str,
+        *,
+        rows: int = 0,
+        columns: Sequence[str] = (),
+        alone: bool = False,
     ) -> Upload:
+        """Record an upload; ``alone``: only if no other of the space is being sent (else
+        ``Busy``), checked in the same transaction, so two files sent at once cannot both
+        pass."""
         now = self.now()
         upload = Upload(
             new_upload_id(),
@@ -392,6 +405,13 @@ class Uploads:
             now,
         )
         with write_transaction(self.engine) as conn:
+            if alone:
+                # PostgreSQL: the space's row locked, so a second start waits for this one's
+                # commit and then sees its upload (SQLite's write lock already does that).
+                sp = schema.spaces
+                conn.execute(sa.select(sp.c.id).where(sp.c.id == space_id).with_for_update())
+                if self._busy(conn, space_id):
+                    raise Busy(space_id)
             conn.execute(
                 schema.unify_csv_uploads.insert().values(
                     id=upload.id,
@@ -418,15 +438,18 @@ class Uploads:
 
     def busy(self, space_id: str) -> bool:
         """Whether an upload of the space is being sent (one file at a time)."""
-        t = schema.unify_csv_uploads
         with self.engine.connect() as conn:
-            found = conn.execute(
-                sa.select(t.c.id).where(
-                    t.c.space_id == space_id,
-                    t.c.status == "processing",
-                    t.c.updated_at >= self.now() - STALE_SECONDS,
-                )
-            ).first()
+            return self._busy(conn, space_id)
+
+    def _busy(self, conn: Connection, space_id: str) -> bool:
+        t = schema.unify_csv_uploads
+        found = conn.execute(
+            sa.select(t.c.id).where(
+                t.c.space_id == space_id,
+                t.c.status == "processing",
+                t.c.updated_at >= self.now() - STALE_SECONDS,
+            )
+        ).first()
         return found is not None
 
     def get(self, space_id: str, upload_id: str) -> Upload | None:

@@ -45,7 +45,7 @@ from headwater.warehouse.columns import ColumnType, TableRows
 from headwater.warehouse.loaders import Loader
 from headwater.warehouse.naming import Naming, default_schema_name, naming_for
 from headwater.warehouse.rows import column_type, group_rows, rows_for
-from headwater.warehouse.store import WarehouseInfo, WarehouseStore
+from headwater.warehouse.store import WarehouseInfo
 
 logger = logging.getLogger(__name__)
 
@@ -167,23 +167,40 @@ class ProfilesSyncLoad:
         self._stopping = stopping or threading.Event()
 
     def spaces(self, warehouse: WarehouseInfo) -> list[SpaceInfo]:
-        """The spaces whose Profiles Sync goes to this warehouse."""
-        return [
+        """The spaces whose Profiles Sync goes to this warehouse: those that loaded into it
+        before first, then the oldest (of two on one schema, the first keeps it)."""
+        found = [
             s
             for s in SpaceStore(self._workspace).list()
             if s.profiles_sync is not None and s.profiles_sync.warehouse_id == warehouse.id
         ]
+        with self._engine.connect() as conn:
+            loaded = {s.id for s in found if feed.position(conn, s.id, warehouse.id)}
+        return sorted(found, key=lambda s: (s.id not in loaded, s.created_at, s.name))
 
     def run(
-        self, warehouse: WarehouseInfo, loader: Loader, beat: Callable[[], None] = lambda: None
+        self,
+        warehouse: WarehouseInfo,
+        loader: Loader,
+        beat: Callable[[], None] = lambda: None,
+        *,
+        source_schemas: Mapping[str, str] | None = None,
     ) -> list[SpaceOutcome]:
+        """Load each space; ``source_schemas``: the schemas this warehouse's sources load
+        into (schema → source id), which no space may load into as well."""
         outcomes = []
-        taken = self._source_schemas(warehouse)
+        sources = source_schemas or {}
+        spaces: dict[str, str] = {}  # schema → the space loading into it
         for space in self.spaces(warehouse):
             assert space.profiles_sync is not None
             outcome = SpaceOutcome(default_schema_name(space.profiles_sync.schema))
-            owner = taken.setdefault(outcome.schema, f"space {space.name!r}")
-            if owner != f"space {space.name!r}":
+            owner = None
+            if outcome.schema in sources:
+                owner = f"source {self._source_name(sources[outcome.schema])!r}"
+            elif outcome.schema in spaces:
+                owner = f"space {spaces[outcome.schema]!r}"
+            spaces.setdefault(outcome.schema, space.name)
+            if owner is not None:
                 # Its event tables (identifies, tracks, …) would mix with the other's.
                 logger.warning(
                     "warehouse %s: profiles sync of space %s skipped: schema %s is %s's",
@@ -216,15 +233,9 @@ class ProfilesSyncLoad:
             outcomes.append(outcome)
         return outcomes
 
-    def _source_schemas(self, warehouse: WarehouseInfo) -> dict[str, str]:
-        """The schemas this warehouse's sources load into: schema → "source 'name'"."""
-        wanted = warehouse.options.sources
-        taken: dict[str, str] = {}
-        for source_id, name in WarehouseStore(self._workspace).schema_names(warehouse).items():
-            if wanted is None or source_id in wanted:
-                source = self._workspace.get_source(source_id)
-                taken[name] = f"source {source.name if source else source_id!r}"
-        return taken
+    def _source_name(self, source_id: str) -> str:
+        source = self._workspace.get_source(source_id)
+        return source.name if source is not None else source_id
 
     def _load_space(
         self,

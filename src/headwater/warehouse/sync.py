@@ -145,7 +145,13 @@ class WarehouseSync:
                             lambda: self._beat(run_id),
                             progress,
                         )
-                    self._sync_profiles(warehouse, loader, result, lambda: self._beat(run_id))
+                    self._sync_profiles(
+                        warehouse,
+                        loader,
+                        {schemas[source_id]: source_id for source_id in sources},
+                        result,
+                        lambda: self._beat(run_id),
+                    )
                 finally:
                     loader.close()
         except Exception as exc:  # a sync records every failure; nothing escapes a run
@@ -233,12 +239,14 @@ class WarehouseSync:
         self,
         warehouse: WarehouseInfo,
         loader: Loader,
+        source_schemas: Mapping[str, str],
         result: SyncResult,
         beat: Callable[[], None],
     ) -> None:
-        """Profiles Sync: the spaces that sync to this warehouse, each into its schema."""
+        """Profiles Sync: the spaces that sync to this warehouse, each into its schema (none
+        into a schema of ``source_schemas``: schema → source id)."""
         load = ProfilesSyncLoad(self._workspace, clock=self._clock, stopping=self._stopping)
-        for outcome in load.run(warehouse, loader, beat):
+        for outcome in load.run(warehouse, loader, beat, source_schemas=source_schemas):
             counts = result.rows.setdefault(outcome.schema, {})
             for table, rows in outcome.rows.items():
                 counts[table] = counts.get(table, 0) + rows
