@@ -44,6 +44,17 @@ sources:
 """
 
 
+def run_headwater(*args: str, data_dir: Path) -> subprocess.CompletedProcess[str]:
+    """``headwater ARGS --data-dir DATA_DIR`` as a user runs it, with the tests' admin token."""
+    return subprocess.run(
+        [sys.executable, "-m", "headwater", *args, "--data-dir", str(data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "HEADWATER_ADMIN_TOKEN": ADMIN_TOKEN},
+    )
+
+
 def default_processes() -> set[str]:
     """The processes ``serve`` starts on SQLite by default (two ingest processes given two
     CPUs)."""

@@ -9,6 +9,8 @@ import subprocess
 import tempfile
 import uuid
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import sqlalchemy as sa
@@ -104,3 +106,15 @@ def new_database(server_url: str) -> str:
         conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
     admin.dispose()
     return server_url.rsplit("/", 1)[0] + f"/{name}"
+
+
+def pg_settings(url: str) -> dict[str, Any]:
+    """A PostgreSQL warehouse's settings for a database URL of the tests' server."""
+    parts = urlsplit(url)
+    return {
+        "host": parts.hostname,
+        "port": parts.port,
+        "database": parts.path.lstrip("/"),
+        "user": parts.username,
+        "password": parts.password,
+    }

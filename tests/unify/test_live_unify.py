@@ -4,9 +4,6 @@ Profile API in the api process, one state database between them."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.live import ADMIN_TOKEN, LiveServer
+from tests.support.live import ADMIN_TOKEN, LiveServer, run_headwater
 from tests.support.waiting import wait_for
 
 TOKEN = "profile-token-0123456789abcdef"
@@ -193,9 +190,9 @@ def test_profiles_sync_loads_the_space_schema_on_a_warehouse_sync(tmp_path: Path
 
         wait_for(merged, 60, "the two visitors merged")
         data = tmp_path / "data"
-        synced = _headwater("warehouse", "sync", "default", "--url", live.url, data_dir=data)
+        synced = run_headwater("warehouse", "sync", "default", "--url", live.url, data_dir=data)
         assert synced.returncode == 0, synced.stdout + synced.stderr
-        queried = _headwater(
+        queried = run_headwater(
             "warehouse",
             "query",
             "default",
@@ -211,7 +208,7 @@ def test_profiles_sync_loads_the_space_schema_on_a_warehouse_sync(tmp_path: Path
             "anonymous_id\tb50e18a5\tTrue",
             "email\tjane.kim@segment.com\tTrue",
         ]
-        graph = _headwater(
+        graph = run_headwater(
             "warehouse",
             "query",
             "default",
@@ -221,13 +218,3 @@ def test_profiles_sync_loads_the_space_schema_on_a_warehouse_sync(tmp_path: Path
         assert graph.stdout.splitlines()[1:] == ["2\t1"], graph.stdout + graph.stderr
     finally:
         live.stop()
-
-
-def _headwater(*args: str, data_dir: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "headwater", *args, "--data-dir", str(data_dir)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "HEADWATER_ADMIN_TOKEN": ADMIN_TOKEN},
-    )

@@ -4,9 +4,6 @@ the server running and without it."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -15,22 +12,12 @@ import httpx
 import pytest
 
 from headwater.store.archive import Archive
-from tests.support.live import ADMIN_TOKEN, LiveServer
+from tests.support.live import ADMIN_TOKEN, LiveServer, run_headwater
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.live  # every test here starts a headwater server process
 
 CONFIG = "workspace: test\nsources:\n  - name: web\n    write_key: WK_web\n"
-
-
-def headwater(*args: str, data_dir: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "headwater", *args, "--data-dir", str(data_dir)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "HEADWATER_ADMIN_TOKEN": ADMIN_TOKEN},
-    )
 
 
 def archived(tmp_path: Path) -> list[dict[str, Any]]:
@@ -76,13 +63,13 @@ def test_sync_and_query_with_and_without_the_server(tmp_path: Path) -> None:
                 )
             # All three in the archive, not just its file: a sync reads what is written.
             wait_for(lambda: len(archived(tmp_path)) == 3, 10, "the archive")
-        synced = headwater(
+        synced = run_headwater(
             "warehouse", "sync", "default", "--url", live.url, data_dir=tmp_path / "data"
         )
         assert synced.returncode == 0, synced.stdout + synced.stderr
         assert "default: success" in synced.stdout
         assert "web.order_completed: 3" in synced.stdout
-        queried = headwater(
+        queried = run_headwater(
             "warehouse",
             "query",
             "default",
@@ -117,12 +104,12 @@ def test_sync_and_query_with_and_without_the_server(tmp_path: Path) -> None:
     finally:
         live.stop()
     # No server: the command syncs the data directory itself.
-    direct = headwater(
+    direct = run_headwater(
         "warehouse", "sync", "--all", "--url", "http://127.0.0.1:9", data_dir=tmp_path / "data"
     )
     assert direct.returncode == 0, direct.stdout + direct.stderr
     assert "no server answered" in direct.stdout
-    counted = headwater(
+    counted = run_headwater(
         "warehouse",
         "query",
         "default",
@@ -130,7 +117,7 @@ def test_sync_and_query_with_and_without_the_server(tmp_path: Path) -> None:
         data_dir=tmp_path / "data",
     )
     assert counted.stdout.splitlines()[1] == "4"
-    missing = headwater(
+    missing = run_headwater(
         "warehouse", "sync", "nope", "--url", "http://127.0.0.1:9", data_dir=tmp_path / "data"
     )
     assert missing.returncode != 0 and "no warehouse" in missing.stderr

@@ -3,16 +3,14 @@ rows of some keys, and remake a view — the same behaviour on DuckDB and Postgr
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from headwater.errors import WarehouseError
 from headwater.warehouse.columns import ColumnType, TableRows
-from headwater.warehouse.loaders import Loader, open_loader
+from headwater.warehouse.loaders import Loader
 
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 S = "space_one"
@@ -23,17 +21,6 @@ TYPES: dict[str, ColumnType] = {
     "value": "varchar",
     "timestamp": "timestamp",
 }
-
-
-@pytest.fixture(params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])
-def loader(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Loader]:
-    target = (
-        str(tmp_path / "warehouse.duckdb")
-        if request.param == "duckdb"
-        else request.getfixturevalue("pg_database")
-    )
-    with open_loader(request.param, target) as opened:
-        yield opened
 
 
 def traits(*rows: tuple[str, str, str], at: datetime = T0) -> TableRows:

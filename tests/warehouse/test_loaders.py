@@ -5,7 +5,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,17 +20,6 @@ from headwater.warehouse.rows import column_type
 
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 S = "web_app"
-
-
-@pytest.fixture(params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])
-def loader(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Loader]:
-    target = (
-        str(tmp_path / "warehouse.duckdb")
-        if request.param == "duckdb"
-        else request.getfixturevalue("pg_database")
-    )
-    with open_loader(request.param, target) as opened:
-        yield opened
 
 
 def table(

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 import sqlalchemy as sa
@@ -32,6 +31,7 @@ from headwater.warehouse.connect import loader_for
 from headwater.warehouse.profiles_sync import trait_text
 from headwater.warehouse.store import WarehouseInfo, WarehouseStore
 from headwater.warehouse.sync import SUCCESS, SyncResult, WarehouseSync
+from tests.support.postgres import pg_settings
 
 S = "twilio_space"  # the schema: the space's slug
 ANON_1 = "5285bc35-05ef-4d21"
@@ -134,17 +134,6 @@ class World:
         with self.engine.connect() as conn:
             box = schema.unify_sync_outbox
             return int(conn.execute(sa.select(sa.func.count()).select_from(box)).scalar_one())
-
-
-def pg_settings(url: str) -> dict[str, Any]:
-    parts = urlsplit(url)
-    return {
-        "host": parts.hostname,
-        "port": parts.port,
-        "database": parts.path.lstrip("/"),
-        "user": parts.username,
-        "password": parts.password,
-    }
 
 
 @pytest.fixture(params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 import sqlalchemy as sa
@@ -20,6 +19,7 @@ from headwater.timestamps import format_timestamp
 from headwater.warehouse.connect import loader_for
 from headwater.warehouse.store import WarehouseInfo, WarehouseStore
 from headwater.warehouse.sync import FAILURE, PARTIAL, SUCCESS, SyncResult, WarehouseSync
+from tests.support.postgres import pg_settings
 from tests.support.records import log_record
 
 NOW = datetime(2024, 3, 10, 12, 30, tzinfo=UTC)
@@ -99,17 +99,6 @@ def warehouse_of(
         settings=pg_settings(request.getfixturevalue("pg_database")),
         options=options,
     )
-
-
-def pg_settings(url: str) -> dict[str, Any]:
-    parts = urlsplit(url)
-    return {
-        "host": parts.hostname,
-        "port": parts.port,
-        "database": parts.path.lstrip("/"),
-        "user": parts.username,
-        "password": parts.password,
-    }
 
 
 def at(when: datetime) -> str:

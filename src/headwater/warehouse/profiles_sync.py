@@ -441,25 +441,21 @@ class _Chunk:
         for entry in self.entries:
             trigger = self._trigger(entry)
             for index, op in enumerate(entry.ops):
-                if op[0] == "create":
-                    _, segment, at = op
-                    graph.append(
-                        {
-                            "id": _row_id("graph", entry.message_id, str(index), segment),
-                            "segment_id": segment,
-                            "canonical_segment_id": segment,
-                            **trigger,
-                            **self._times(entry, at),
-                        }
-                    )
-                elif op[0] == "merge":
-                    _, _, into, at, moved = op
-                    for segment in moved:
+                if op[0] in ("create", "merge"):
+                    # an id_graph row per profile id pointed: a new profile at itself, a
+                    # merge's moved ids at the survivor
+                    if op[0] == "create":
+                        _, segment, at = op
+                        pointed = [(segment, segment)]
+                    else:
+                        _, _, into, at, moved = op
+                        pointed = [(segment, into) for segment in moved]
+                    for segment, canonical in pointed:
                         graph.append(
                             {
                                 "id": _row_id("graph", entry.message_id, str(index), segment),
                                 "segment_id": segment,
-                                "canonical_segment_id": into,
+                                "canonical_segment_id": canonical,
                                 **trigger,
                                 **self._times(entry, at),
                             }

@@ -3,9 +3,6 @@ router, a webhook on loopback, the archive and the default DuckDB warehouse."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -13,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.live import ADMIN_TOKEN, serving
+from tests.support.live import run_headwater, serving
 from tests.support.receiver import Receiver
 from tests.support.waiting import wait_for
 
@@ -50,16 +47,6 @@ transformations:
 """
 
 
-def headwater(*args: str, data_dir: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "headwater", *args, "--data-dir", str(data_dir)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "HEADWATER_ADMIN_TOKEN": ADMIN_TOKEN},
-    )
-
-
 def test_a_tr_1_and_a_tr_7(tmp_path: Path, receiver: Receiver) -> None:
     run = uuid.uuid4().hex[:8]
     sent = [
@@ -77,7 +64,7 @@ def test_a_tr_1_and_a_tr_7(tmp_path: Path, receiver: Receiver) -> None:
         # The archive is a consumer group of its own: the deliveries say nothing of it.
         wait_for(lambda: len(live.archived()) >= 3, 20, "three events in the archive")
         archived = {e["userId"]: e["event"] for e in live.archived()}
-        synced = headwater(
+        synced = run_headwater(
             "warehouse", "sync", "default", "--url", live.url, data_dir=tmp_path / "data"
         )
         assert synced.returncode == 0, synced.stdout + synced.stderr
@@ -96,7 +83,7 @@ def test_a_tr_1_and_a_tr_7(tmp_path: Path, receiver: Receiver) -> None:
     # The archive keeps what was accepted (replay of raw stays raw).
     assert archived == {"u1": "order_completed", "u2": "checkout", "u3": "Checkout Renamed"}
     # A-TR-1: the warehouse gets the source-scoped result, not the destination-scoped one.
-    queried = headwater(
+    queried = run_headwater(
         "warehouse",
         "query",
         "default",
