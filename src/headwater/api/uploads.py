@@ -28,11 +28,10 @@ from headwater.api.errors import ApiError
 from headwater.api.spaces import Pagination, SpaceId, Spaces
 from headwater.api.tracking_plans import _page_body
 from headwater.errors import UploadRejected
-from headwater.ingest.internal import Appender
 from headwater.protocols.plans import page_of
 from headwater.store.workspace import WorkspaceStore
 from headwater.unify import csv_upload
-from headwater.unify.csv_upload import Column, Upload, Uploads, upload_json
+from headwater.unify.csv_upload import Appender, Column, Upload, Uploads, upload_json
 from headwater.unify.spaces import SpaceInfo
 
 logger = logging.getLogger(__name__)

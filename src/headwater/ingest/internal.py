@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 from headwater.clock import Clock
 from headwater.errors import InvalidError
@@ -20,20 +20,6 @@ from headwater.ingest.normalize import Discard, RequestInfo, normalize
 from headwater.store.ingest_log import IngestLog
 from headwater.store.record import encode_record
 from headwater.timestamps import format_timestamp
-
-
-class Appender(Protocol):
-    """What makers of internal events need of this path (``InternalAppend``, or a test's
-    stand-in): one ingest log record per call."""
-
-    def append(
-        self,
-        workspace_id: str,
-        source_id: str,
-        messages: Sequence[Mapping[str, Any]],
-        *,
-        forwarded_from: str = "",
-    ) -> list[str]: ...
 
 
 class InternalAppend:

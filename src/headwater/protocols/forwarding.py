@@ -16,11 +16,10 @@ copy (forwarded copies are deduplicated in a scope of their own: see `pipeline/d
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-from headwater.ingest.internal import Appender
 from headwater.protocols.connected import SourceProtocols
 from headwater.protocols.schema_messages import Violation
 
@@ -34,6 +33,19 @@ OMITTED = "Omitted"  # the violationType of an unplanned name the plan's setting
 RECORD_MESSAGES = 500  # ~350 KB of `Violation Generated` tracks: a Tracking API batch's size
 
 _ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+
+class Appender(Protocol):
+    """The internal append path (`ingest/internal.py`)."""
+
+    def append(
+        self,
+        workspace_id: str,
+        source_id: str,
+        messages: Sequence[Mapping[str, Any]],
+        *,
+        forwarded_from: str = "",
+    ) -> list[str]: ...
 
 
 def violation_message_id(source_id: str, message_id: str, index: int) -> str:

@@ -25,11 +25,11 @@ import msgspec
 from sqlalchemy.engine import Connection, Engine
 
 from headwater import reasons
-from headwater.ingest.internal import Appender
 from headwater.protocols.blocked import BlockedEvents
 from headwater.protocols.connected import SchemaControls, SourceProtocols
 from headwater.protocols.enforce import enforce
 from headwater.protocols.forwarding import (
+    Appender,
     Outbox,
     event_name,
     omitted_violation,

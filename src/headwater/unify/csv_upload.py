@@ -28,7 +28,7 @@ import secrets
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import IO, Any, Final, Literal, NamedTuple
+from typing import IO, Any, Final, Literal, NamedTuple, Protocol
 
 import msgspec
 import sqlalchemy as sa
@@ -262,6 +262,19 @@ def text_lines(binary: IO[bytes]) -> io.TextIOWrapper[IO[bytes]]:
 
 
 # --- sending ----------------------------------------------------------------------------------
+
+
+class Appender(Protocol):
+    """``ingest.internal.InternalAppend``: one ingest log record per call."""
+
+    def append(
+        self,
+        workspace_id: str,
+        source_id: str,
+        messages: Sequence[Mapping[str, Any]],
+        *,
+        forwarded_from: str = "",
+    ) -> list[str]: ...
 
 
 def send_rows(
