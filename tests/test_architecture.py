@@ -17,9 +17,9 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 LAYERS: list[list[str]] = [
     ["", "reasons", "timestamps", "clock", "collector", "admin_client"],
     ["errors"],
-    ["store", "fql", "observe"],
+    ["store", "fql", "observe", "engage.definition", "engage.language", "engage.builder"],
     ["destinations", "config.settings", "ingest.normalize", "protocols", "unify"],
-    ["delivery", "warehouse", "ingest.internal"],
+    ["delivery", "warehouse", "ingest.internal", "engage"],
     ["pipeline", "ingest"],
     ["api", "config"],
     ["server", "supervisor", "connections", "hot_routes", "handoff"],

@@ -14,6 +14,7 @@ with 503 and ``Retry-After``, and the delivery engine turns a ``Rejection`` into
     │   ├── UnstorableSubmission    a request whose messages cannot be encoded for the log
     │   ├── FQLSyntaxError          an FQL statement, with its position
     │   ├── TriggerError            an Actions trigger, with its position
+    │   ├── DefinitionError         an audience or computed trait definition, with its position
     │   ├── RegexError              a regular expression a destination's settings hold
     │   ├── MappingError            an Actions mapping, with the path inside it
     │   ├── ListError               a list of filters or mappings, with the field
@@ -106,6 +107,17 @@ class TriggerError(InputError):
         super().__init__(f"invalid trigger: {message} at position {position} in {source!r}")
         self.reason = message
         self.source = source
+        self.position = position
+
+
+class DefinitionError(InputError):
+    """A Segment Query Language definition Headwater refuses; ``position`` is the 0-based
+    offset of the part refused in ``text`` (0 for the builder's JSON shape)."""
+
+    def __init__(self, message: str, text: str, position: int) -> None:
+        super().__init__(f"{message} at position {position} in {text!r}")
+        self.reason = message
+        self.text = text
         self.position = position
 
 
