@@ -3,7 +3,9 @@ builder's JSON shape) parse to, and what the real-time engine and the batch comp
 
 One tree, two readers, so a definition means the same in real time and in batch. Every node
 keeps ``span`` (0-based start and end offsets in the definition's text; ``(0, 0)`` for trees
-built from the builder's JSON) so a later check can name the part it refuses.
+built from the builder's JSON) so a later check can name the part it refuses. Spans take no
+part in equality or ``repr``: two definitions that say the same are equal, and the engine keys
+state it can share between definitions (a count over the same stream) by ``repr``.
 
     Definition  := kind ("users" | "accounts"), root (a Condition or a Value)
     Condition   := Compare | And | Or | Not | AnyUser | AllUsers
@@ -19,7 +21,7 @@ event's time), and its property references may be ``parent=True`` too.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal as Lit
 
 Span = tuple[int, int]
@@ -33,7 +35,7 @@ class Literal:
     """A constant: a string, an int, a float, a bool or None."""
 
     value: str | int | float | bool | None
-    span: Span = NO_SPAN
+    span: Span = field(default=NO_SPAN, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -41,7 +43,7 @@ class TraitRef:
     """``trait('key')``: a profile trait; an audience's key names its membership (a bool)."""
 
     key: str
-    span: Span = NO_SPAN
+    span: Span = field(default=NO_SPAN, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,7 @@ class PropertyRef:
 
     path: str
     parent: bool = False
-    span: Span = NO_SPAN
+    span: Span = field(default=NO_SPAN, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -59,7 +61,7 @@ class ContextRef:
     """``context('page.url')``: a value of the event's ``context`` by dotted path."""
 
     path: str
-    span: Span = NO_SPAN
+    span: Span = field(default=NO_SPAN, compare=False, repr=False)
 
 
 # --- streams and reducers ---------------------------------------------------------------------
@@ -77,7 +79,7 @@ class Window:
     start_hours: int
     end_hours: int
     parent: bool = False
-    span: Span = NO_SPAN
+    span: Span = field(default=NO_SPAN, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -88,7 +90,7 @@ class Stream:
     where: tuple[Condition, ...] = ()
     exclude_sources: frozenset[str] = frozenset()
     window: Window | None = None
-    span: Span = NO_SPAN
+    span: Span = field(default=NO_SPAN, compare=False, repr=False)
 
 
 ReduceOp = Lit[
@@ -112,7 +114,7 @@ class Reduce:
     value: PropertyRef | ContextRef | None = None
     as_type: ValueType | None = None
     min_frequency: int | None = None
-    span: Span = NO_SPAN
+    span: Span = field(default=NO_SPAN, compare=False, repr=False)
 
 
 Value = Reduce | TraitRef | PropertyRef | ContextRef | Literal
@@ -156,25 +158,25 @@ class Compare:
     op: CompareOp
     args: tuple[Value, ...] = ()
     hours: int | None = None
-    span: Span = NO_SPAN
+    span: Span = field(default=NO_SPAN, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
 class And:
     items: tuple[Condition, ...]
-    span: Span = NO_SPAN
+    span: Span = field(default=NO_SPAN, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
 class Or:
     items: tuple[Condition, ...]
-    span: Span = NO_SPAN
+    span: Span = field(default=NO_SPAN, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
 class Not:
     item: Condition
-    span: Span = NO_SPAN
+    span: Span = field(default=NO_SPAN, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -182,7 +184,7 @@ class AnyUser:
     """``ANY (…)``: an account qualifies when at least one of its users does (accounts only)."""
 
     item: Condition
-    span: Span = NO_SPAN
+    span: Span = field(default=NO_SPAN, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -191,7 +193,7 @@ class AllUsers:
     ``ALL NOT …`` is "none of the users"."""
 
     item: Condition
-    span: Span = NO_SPAN
+    span: Span = field(default=NO_SPAN, compare=False, repr=False)
 
 
 Condition = Compare | And | Or | Not | AnyUser | AllUsers

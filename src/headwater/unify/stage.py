@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 import sqlalchemy as sa
@@ -64,6 +64,21 @@ REPLAY_WAIT = 300.0  # past this, replay even if the archive consumer has not ca
 APPLIED_RETENTION = 2 * 86_400.0
 
 
+class Observer(Protocol):
+    """A later stage fed by identity resolution (Engage): it sees each pass's resolved events
+    of a space, in order, inside the pass's transaction and graph batch, so its state commits
+    (or rolls back) with the resolution it follows."""
+
+    def observe(
+        self,
+        conn: Connection,
+        space: SpaceInfo,
+        graph: SqlGraph,
+        profiles: ProfileData,
+        resolved: Sequence[Resolved],
+    ) -> None: ...
+
+
 @dataclass(eq=False)  # hashed by identity: a pass groups its events per space
 class _Space:
     """One space's resolution state in the owner process."""
@@ -99,8 +114,10 @@ class IdentityStage:
         *,
         clock: Callable[[], float] = time.time,
         archive_caught_up: Callable[[], bool] = lambda: True,
+        observers: Sequence[Observer] = (),
     ) -> None:
         self._engine = engine
+        self._observers = tuple(observers)
         self._archive = archive
         self._clock = clock
         self._archive_caught_up = archive_caught_up
@@ -217,6 +234,7 @@ class IdentityStage:
         graph, resolver, profiles = space.graph, space.resolver, space.profiles
         space_id, settings = space.info.id, space.info.identity
         sync = space.info.profiles_sync is not None
+        keep = sync or bool(self._observers)
         insights: list[Entry] = []
         synced: list[Resolved] = []
         with graph.batch(conn), profiles.batch(conn):
@@ -247,10 +265,12 @@ class IdentityStage:
                     )
                     traits = list(changed.items())
                 insights.append(Entry(space_id, source_id, event, resolution, settings))
-                if sync:
+                if keep:
                     synced.append(Resolved(source_id, event, resolution, traits))
+            for observer in self._observers:
+                observer.observe(conn, space.info, graph, profiles, synced)
         self._insights.record_many(conn, insights)
-        if synced:
+        if sync and synced:
             self._feed.record_many(conn, space_id, synced)
 
     # --- replay of a newly connected source ------------------------------------------------
