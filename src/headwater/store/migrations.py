@@ -152,6 +152,9 @@ MIGRATIONS: list[Migration] = [
     Migration(17, "unify profiles sync: outbox, profile pointers, positions", _create_tables),
     Migration(18, "unify: profiles insights and profile csv uploads", _create_tables),
     Migration(19, "unify: replays of newly connected sources", _space_source_replays),
+    Migration(
+        20, "engage: sources, computations, connections, profile state, outbox", _create_tables
+    ),
 ]
 
 

@@ -874,3 +874,73 @@ unify_csv_uploads = sa.Table(
     sa.Column("updated_at", sa.BigInteger, nullable=False),
     sa.Index("ix_unify_csv_uploads_space", "space_id", "created_at"),
 )
+
+# --- Engage (headwater.engage) ---------------------------------------------------------------
+
+# A space's Engage source, `<space slug>-engage`, made with the space: Engage's events (audience
+# and trait events, SQL traits' identifies) enter the pipeline from it, and the destinations that
+# activate a space's computations hang off it (Segment never reuses Connections destinations).
+engage_sources = sa.Table(
+    "engage_sources",
+    metadata,
+    sa.Column("space_id", sa.String(40), primary_key=True),
+    sa.Column("source_id", sa.String(40), nullable=False, unique=True),
+)
+
+# Audiences and computed traits. ``key`` is unique in the space for ever: a deleted
+# computation's row stays (``deleted_at``) so its key is never given again (§13.9).
+engage_computations = sa.Table(
+    "engage_computations",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),  # aud_… / tra_…
+    sa.Column("space_id", sa.String(40), nullable=False),
+    sa.Column("kind", sa.String(12), nullable=False),  # audience, trait
+    sa.Column("key", sa.String(255), nullable=False),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("level", sa.String(12), nullable=False),  # users, accounts
+    sa.Column("definition", sa.Text, nullable=False),  # Segment Query Language
+    sa.Column("mode", sa.String(12), nullable=False),  # realtime, batch
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("options", sa.JSON, nullable=False, default=dict),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+    sa.Column("computed_at", sa.BigInteger, nullable=True),  # the last full computation
+    sa.Column("deleted_at", sa.BigInteger, nullable=True),
+    sa.UniqueConstraint("space_id", "key", name="uq_engage_computations_key"),
+)
+
+# Which destinations (instances on the space's Engage source) a computation is sent to, how.
+engage_connections = sa.Table(
+    "engage_connections",
+    metadata,
+    sa.Column("computation_id", sa.String(40), primary_key=True),
+    sa.Column("destination_id", sa.String(40), primary_key=True),
+    sa.Column("settings", sa.JSON, nullable=False, default=dict),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("synced_at", sa.BigInteger, nullable=True),  # its initial sync was queued
+)
+
+# Each profile's real-time state: the hourly buckets of every stream its space's computations
+# read, the traits they compare, and the last value of each computation (what was sent).
+# ``due_at``: when time alone may next change a value (a bucket leaving a window).
+engage_profiles = sa.Table(
+    "engage_profiles",
+    metadata,
+    sa.Column("space_id", sa.String(40), primary_key=True),
+    sa.Column("profile_id", sa.String(40), primary_key=True),
+    sa.Column("state", sa.LargeBinary, nullable=False),
+    sa.Column("due_at", sa.BigInteger, nullable=True),
+    sa.Index("ix_engage_profiles_due", "space_id", "due_at"),
+)
+
+# Messages Engage made, written in the transaction that decided them and appended to the
+# ingest log (from the space's Engage source) by the worker.
+engage_outbox = sa.Table(
+    "engage_outbox",
+    metadata,
+    sa.Column("seq", BigId, primary_key=True, autoincrement=True),
+    sa.Column("space_id", sa.String(40), nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("body", sa.JSON, nullable=False),
+    sqlite_autoincrement=True,
+)
