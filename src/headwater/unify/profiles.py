@@ -212,6 +212,26 @@ class ProfileData:
                 return self._merge(buffer, from_id, into_id)
         return self._merge(buffer, from_id, into_id)
 
+    def set_computed(
+        self,
+        conn: Connection,
+        profile_id: str,
+        values: dict[str, Any],
+        trait_class: str,
+        source_id: str,
+        at: float,
+    ) -> dict[str, Any]:
+        """Write values Engage computed (``trait_class`` ``computed_trait`` or ``audience``;
+        None removes); the traits changed. Written as of ``at``, like an event's traits."""
+        if trait_class not in TRAIT_CLASSES:
+            raise ValueError(f"unknown trait class {trait_class!r}")
+        when = micros(datetime.fromtimestamp(at, UTC))
+        buffer = self._buffer
+        if buffer is None or buffer.conn is not conn:
+            with self._one_off(conn) as buffer:
+                return self._write_traits(buffer, profile_id, values, source_id, when, trait_class)
+        return self._write_traits(buffer, profile_id, values, source_id, when, trait_class)
+
     def prune(self, now: float | None = None) -> int:
         """Forget this space's events older than 14 days (by their timestamps)."""
         return _prune(self._engine, now or self._clock(), self.space_id)
@@ -395,7 +415,13 @@ class ProfileData:
         return changed
 
     def _write_traits(
-        self, buffer: _Buffer, profile_id: str, traits: dict[str, Any], source_id: str, at: int
+        self,
+        buffer: _Buffer,
+        profile_id: str,
+        traits: dict[str, Any],
+        source_id: str,
+        at: int,
+        trait_class: str | None = None,
     ) -> dict[str, Any]:
         cursor = buffer.cursor()
         pg = self._pg
@@ -424,7 +450,7 @@ class ProfileData:
                 changed[key] = None
             # (no row and a removal: nothing changes, but the removal is kept against older
             # events arriving later)
-            kind = row[3] if row is not None else CUSTOM
+            kind = trait_class or (row[3] if row is not None else CUSTOM)
             text = _json_text(value) if present else None
             writes.append((self.space_id, profile_id, key, text, present, kind, source_id, at))
         if writes:

@@ -78,6 +78,12 @@ class Observer(Protocol):
         resolved: Sequence[Resolved],
     ) -> None: ...
 
+    def expire(
+        self, conn: Connection, space: SpaceInfo, graph: SqlGraph, profiles: ProfileData
+    ) -> int:
+        """Work time alone makes (values leaving their windows); how much was done."""
+        ...
+
 
 @dataclass(eq=False)  # hashed by identity: a pass groups its events per space
 class _Space:
@@ -153,6 +159,7 @@ class IdentityStage:
                 for space, items in events.items():
                     self._resolve(conn, space, items)
                 self._replay_some(conn, spaces)  # under load too
+                self._expire(conn, spaces)
                 handled = [(p, o) for p, o, _ in fresh]
                 record_offsets(conn, _OFFSETS, handled)
         except BaseException:
@@ -284,10 +291,19 @@ class IdentityStage:
         try:
             with write_transaction(self._engine) as conn:
                 claim_offsets(conn, _OWNER, [0])
-                return self._replay_some(conn, spaces)
+                return self._replay_some(conn, spaces) + self._expire(conn, spaces)
         except BaseException:
             self._forget()
             raise
+
+    def _expire(self, conn: Connection, spaces: Mapping[str, _Space]) -> int:
+        """The observers' time-driven work, in the pass's transaction."""
+        done = 0
+        for observer in self._observers:
+            for space in spaces.values():
+                with space.graph.batch(conn), space.profiles.batch(conn):
+                    done += observer.expire(conn, space.info, space.graph, space.profiles)
+        return done
 
     def _replay_some(self, conn: Connection, spaces: Mapping[str, _Space]) -> int:
         """Replay one chunk of one pending connection's month of history; as ``replay``."""

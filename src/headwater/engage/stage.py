@@ -1,0 +1,359 @@
+"""Real-time Engage as an observer of identity resolution: in the same pass and transaction,
+each resolved event updates its profile's state, the computations reading what changed are
+evaluated again, and every value that changed is written to the profile (trait classes
+``computed_trait`` and ``audience``) and queued, as messages to the connected destinations, in
+Engage's outbox.
+
+Running inside the identity stage's pass gives Engage its one writer per space, the profile
+the event resolved to, and merges as they happen; its state commits or rolls back with the
+resolution. Per pass it reads the state of the profiles the events touch in one statement and
+writes those that changed in one more.
+
+Besides events: a merge folds the merged-away profile's state into the survivor's and
+evaluates everything (it may enter audiences: §14.2 item 5); a new identifier on a profile
+re-sends its current values keyed by that identifier (A41); and ``expire`` (the stage's idle
+work and every pass) re-evaluates the profiles whose windows time has moved.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection as DbConnection
+from sqlalchemy.engine import Engine
+
+from headwater.engage import activation, outbox
+from headwater.engage.activation import Connection, Identity
+from headwater.engage.realtime import (
+    Change,
+    Computation,
+    Plan,
+    ProfileState,
+    decode_state,
+    encode_state,
+)
+from headwater.store import schema
+from headwater.unify.graph import AddIdentifier, MergeProfiles
+from headwater.unify.profiles import ProfileData
+from headwater.unify.profiles_sync import Resolved
+from headwater.unify.spaces import SpaceInfo
+from headwater.unify.sql_graph import SqlGraph
+
+# §13.3: without "Include Anonymous Users" a member needs one of these.
+ELIGIBLE = frozenset({"user_id", "email", "android.idfa", "ios.idfa"})
+KEYED = frozenset({"user_id", "email", "anonymous_id"})
+EXPIRE_BATCH = 1_000  # profiles re-evaluated per call of ``expire``
+TRAIT_CLASS = {"audience": "audience", "trait": "computed_trait"}
+
+Computations = Callable[[str], Sequence[Computation]]  # a space's, by space id
+Connections = Callable[[str], Sequence[Connection]]  # a computation's, by computation id
+
+
+@dataclass
+class _Touched:
+    """A profile the pass changed: its state and what to write."""
+
+    state: ProfileState
+    dirty: bool = False
+
+
+@dataclass
+class _Pass:
+    """One observe or expire call's work on one space."""
+
+    conn: DbConnection
+    space: SpaceInfo
+    graph: SqlGraph
+    plan: Plan
+    now: float
+    profiles: dict[str, _Touched] = field(default_factory=dict)
+    gone: set[str] = field(default_factory=set)
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    values: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # profile→class→
+
+
+class EngageStage:
+    """The identity stage's observer for real-time audiences and computed traits."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        computations: Computations,
+        connections: Connections,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._engine = engine
+        self._computations = computations
+        self._connections = connections
+        self._clock = clock
+        self._plans: dict[str, tuple[tuple[Computation, ...], Plan]] = {}
+
+    def plan(self, space_id: str) -> Plan:
+        computations = tuple(self._computations(space_id))
+        cached = self._plans.get(space_id)
+        if cached is None or cached[0] != computations:
+            cached = self._plans[space_id] = (computations, Plan(computations))
+        return cached[1]
+
+    # --- the identity stage's observer --------------------------------------------------------
+
+    def observe(
+        self,
+        conn: DbConnection,
+        space: SpaceInfo,
+        graph: SqlGraph,
+        profiles: ProfileData,
+        resolved: Sequence[Resolved],
+    ) -> None:
+        plan = self.plan(space.id)
+        if plan.empty or not resolved:
+            return
+        work = _Pass(conn, space, graph, plan, self._clock())
+        engage_sources = set(
+            conn.execute(sa.select(schema.engage_sources.c.source_id)).scalars().all()
+        )
+        needed: set[str] = set()
+        for item in resolved:
+            if item.resolution.user is not None:
+                needed.add(item.resolution.user)
+            for change in item.resolution.changes:
+                if isinstance(change, MergeProfiles) and change.collection == "users":
+                    needed.update((change.from_id, change.into_id))
+        self._load(work, needed)
+        for item in resolved:
+            self._event(work, item, engage_sources)
+        self._write(work, profiles)
+
+    def expire(
+        self, conn: DbConnection, space: SpaceInfo, graph: SqlGraph, profiles: ProfileData
+    ) -> int:
+        """Re-evaluate the profiles whose windows time has moved; the profiles done."""
+        plan = self.plan(space.id)
+        if plan.empty:
+            return 0
+        now = self._clock()
+        table = schema.engage_profiles
+        due = (
+            conn.execute(
+                sa.select(table.c.profile_id)
+                .where(table.c.space_id == space.id, table.c.due_at <= int(now))
+                .order_by(table.c.due_at)
+                .limit(EXPIRE_BATCH)
+            )
+            .scalars()
+            .all()
+        )
+        if not due:
+            return 0
+        work = _Pass(conn, space, graph, plan, now)
+        self._load(work, due)
+        for profile_id in due:
+            touched = work.profiles[profile_id]
+            touched.dirty = True  # its due time moves on, whatever else changes
+            plan.prune(touched.state, now)
+            changes = plan.evaluate(
+                touched.state, set(), set(), now, self._eligible(work, profile_id), everything=True
+            )
+            self._changed(work, profile_id, changes, f"expire:{profile_id}:{int(now) // 3600}")
+        self._write(work, profiles)
+        return len(due)
+
+    # --- one event ------------------------------------------------------------------------------
+
+    def _event(self, work: _Pass, item: Resolved, engage_sources: set[str]) -> None:
+        resolution = item.resolution
+        user = resolution.user
+        if resolution.status in ("dropped", "unresolved") or user is None:
+            return
+        plan = work.plan
+        cause = str(item.event.get("messageId") or "")
+        everything = False
+        added: list[AddIdentifier] = []
+        for change in resolution.changes:
+            if isinstance(change, MergeProfiles) and change.collection == "users":
+                survivor = self._state(work, change.into_id)
+                merged = work.profiles.pop(change.from_id, None)
+                work.gone.add(change.from_id)
+                if merged is not None:
+                    plan.merge(survivor.state, merged.state)
+                survivor.dirty = True
+                everything = True
+            elif isinstance(change, AddIdentifier) and change.collection == "users":
+                added.append(change)
+        touched = self._state(work, user)
+        traits: set[str] = set()
+        for profile_id, changed in item.traits:
+            if profile_id == user:
+                traits |= plan.apply_traits(touched.state, changed)
+        vectors: set[str] = set()
+        if item.source_id not in engage_sources:  # Engage's own events compute nothing
+            vectors = plan.apply_event(touched.state, item.event, item.source_id, work.now)
+        if added:
+            everything = True  # an identifier can make a profile eligible (§13.3)
+        if not (vectors or traits or everything):
+            return
+        touched.dirty = True
+        before = dict(touched.state.c)
+        changes = plan.evaluate(
+            touched.state,
+            vectors,
+            traits,
+            work.now,
+            self._eligible(work, user),
+            everything=everything,
+        )
+        self._changed(work, user, changes, cause)
+        if added:
+            self._resync(work, user, before, changes, added, cause)
+
+    def _resync(
+        self,
+        work: _Pass,
+        user: str,
+        before: Mapping[str, Any],
+        changes: Sequence[Change],
+        added: Sequence[AddIdentifier],
+        cause: str,
+    ) -> None:
+        """A41: values that did not change are sent again, keyed by the new identifiers."""
+        changed = {c.computation.id for c in changes}
+        fresh = Identity(
+            user_id=next((a.value for a in added if a.type == "user_id"), None),
+            emails=[a.value for a in added if a.type == "email"],
+            anonymous_ids=[a.value for a in added if a.type == "anonymous_id"],
+        )
+        if fresh.user_id is None and not fresh.emails and not fresh.anonymous_ids:
+            return
+        if fresh.user_id is None:
+            known = self._identity(work, user)
+            fresh = Identity(known.user_id, fresh.emails, fresh.anonymous_ids)
+        for computation in work.plan.order:
+            c = computation.computation
+            if c.id in changed or c.id not in before:
+                continue
+            connections = self._connections(c.id)
+            if connections:
+                work.messages += activation.messages(
+                    work.space.id,
+                    c,
+                    before[c.id],
+                    fresh,
+                    connections,
+                    at=work.now,
+                    cause=f"resync:{cause}",
+                )
+
+    def _changed(self, work: _Pass, user: str, changes: Sequence[Change], cause: str) -> None:
+        if not changes:
+            return
+        identity: Identity | None = None
+        for change in changes:
+            computation = change.computation
+            classes = work.values.setdefault(user, {})
+            classes.setdefault(TRAIT_CLASS[computation.kind], {})[computation.key] = change.after
+            connections = self._connections(computation.id)
+            if not connections:
+                continue
+            if identity is None:
+                identity = self._identity(work, user)
+            work.messages += activation.messages(
+                work.space.id,
+                computation,
+                change.after,
+                identity,
+                connections,
+                at=work.now,
+                cause=cause,
+            )
+
+    # --- reads and writes -----------------------------------------------------------------------
+
+    def _eligible(self, work: _Pass, profile_id: str) -> Callable[[], bool]:
+        return lambda: bool(work.graph.identifiers(profile_id, ELIGIBLE))
+
+    def _identity(self, work: _Pass, profile_id: str) -> Identity:
+        found = work.graph.identifiers(profile_id, KEYED)
+        users = [i.value for i in found if i.type == "user_id"]
+        return Identity(
+            user_id=users[-1] if users else None,
+            emails=[i.value for i in found if i.type == "email"],
+            anonymous_ids=[i.value for i in found if i.type == "anonymous_id"],
+        )
+
+    def _state(self, work: _Pass, profile_id: str) -> _Touched:
+        touched = work.profiles.get(profile_id)
+        if touched is None:
+            touched = work.profiles[profile_id] = _Touched(ProfileState())
+        work.gone.discard(profile_id)
+        return touched
+
+    def _load(self, work: _Pass, profile_ids: Iterable[str]) -> None:
+        wanted = [p for p in profile_ids if p not in work.profiles]
+        table = schema.engage_profiles
+        for chunk in _chunks(wanted, 500):
+            rows = work.conn.execute(
+                sa.select(table.c.profile_id, table.c.state).where(
+                    table.c.space_id == work.space.id, table.c.profile_id.in_(chunk)
+                )
+            )
+            for profile_id, state in rows:
+                work.profiles[profile_id] = _Touched(decode_state(state))
+
+    def _write(self, work: _Pass, profiles: ProfileData) -> None:
+        table = schema.engage_profiles
+        space_id = work.space.id
+        conn = work.conn
+        if work.gone:
+            conn.execute(
+                table.delete().where(
+                    table.c.space_id == space_id, table.c.profile_id.in_(sorted(work.gone))
+                )
+            )
+        rows = []
+        for profile_id, touched in work.profiles.items():
+            if not touched.dirty:
+                continue
+            work.plan.prune(touched.state, work.now)
+            due = work.plan.due(touched.state, work.now)
+            rows.append(
+                {
+                    "space_id": space_id,
+                    "profile_id": profile_id,
+                    "state": encode_state(touched.state),
+                    "due_at": int(due) if due is not None else None,
+                }
+            )
+        if rows:
+            conn.execute(
+                table.delete().where(
+                    table.c.space_id == space_id,
+                    table.c.profile_id.in_([r["profile_id"] for r in rows]),
+                )
+            )
+            conn.execute(table.insert(), rows)
+        source = _engage_source(conn, space_id)
+        for profile_id, classes in work.values.items():
+            if profile_id in work.gone:
+                continue
+            for trait_class, values in classes.items():
+                profiles.set_computed(conn, profile_id, values, trait_class, source, work.now)
+        outbox.add(conn, space_id, work.messages, int(work.now))
+
+
+def _engage_source(conn: DbConnection, space_id: str) -> str:
+    found = conn.execute(
+        sa.select(schema.engage_sources.c.source_id).where(
+            schema.engage_sources.c.space_id == space_id
+        )
+    ).scalar_one_or_none()
+    return found or "engage"
+
+
+def _chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
