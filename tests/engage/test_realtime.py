@@ -300,7 +300,9 @@ def test_batch_only_definitions_are_named_and_left_out_of_the_plan() -> None:
         Reduce(Stream("Order", window=Window(168, 240)), "count"), "at_least", (Literal(1),)
     )
     dynamic = Compare(
-        reduce(stream("Order", Compare(PropertyRef("price"), "at_least", (TraitRef("avg"),))), "count"),
+        reduce(
+            stream("Order", Compare(PropertyRef("price"), "at_least", (TraitRef("avg"),))), "count"
+        ),
         "at_least",
         (Literal(1),),
     )
@@ -310,3 +312,12 @@ def test_batch_only_definitions_are_named_and_left_out_of_the_plan() -> None:
     assert realtime_reason(Definition("accounts", between)) is not None
     assert realtime_reason(Definition("users", orders_30_days().definition.root)) is None
     assert Plan([audience("f", funnel)]).empty
+
+
+def test_an_event_reads_only_the_buckets_inside_the_window_at_its_own_time() -> None:
+    count = trait("orders_7_days", reduce(stream("Order", days=7), "count"))
+    p = Profile(count)
+    p.send(track("Order", NOW - 1), now=NOW)
+    later = NOW + 7 * DAY  # the first order's hour is exactly 168 hours old now
+    assert p.send(track("Order", later), now=later) == {}  # 1 then, 1 now (not 2)
+    assert p.plan.current(p.state, count) == 1

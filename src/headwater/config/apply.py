@@ -44,7 +44,6 @@ from headwater.protocols.transformations import Transformation, from_api, to_inp
 from headwater.protocols.transformations.store import TransformationStore
 from headwater.store.instances import REDACTED
 from headwater.store.workspace import (
-    MAX_PAGE_SIZE,
     MAX_SETTINGS_DEPTH,
     SourceInfo,
     WorkspaceStore,
@@ -480,14 +479,7 @@ def _all_sources(store: WorkspaceStore) -> list[SourceInfo]:
     """Every source the file manages: all but those Unify made for itself (a space's profile
     CSV upload source), which no file lists and ``apply`` must not delete."""
     managed = SpaceStore(store).managed_sources()
-    sources: list[SourceInfo] = []
-    cursor: str | None = None
-    while True:
-        page = store.list_sources(cursor=cursor, count=MAX_PAGE_SIZE)
-        sources += [s for s in page.sources if s.id not in managed]
-        if page.next_cursor is None:
-            return sources
-        cursor = page.next_cursor
+    return [s for s in store.all_sources() if s.id not in managed]
 
 
 def _match(

@@ -233,8 +233,10 @@ def _combine(family: str, a: Any, b: Any) -> Any:
     raise ValueError(family)
 
 
-def _read(node: Reduce, buckets: Mapping[int, Any], now_hour: int) -> Any:
-    """The reducer's value over the buckets inside the node's window."""
+def _read(node: Reduce, buckets: Mapping[int, Any], now_hour: int, zero: bool = True) -> Any:
+    """The reducer's value over the buckets inside the node's window. With no bucket there,
+    a count, sum or unique count is 0 when ``zero`` (a condition's "performed 0 times", a
+    trait that had a value), else None (a trait that never had one does not start at 0)."""
     family = {"avg": "sum", "unique_count": "unique"}.get(node.op, node.op)
     window = node.stream.window
     total: Any = None
@@ -243,6 +245,8 @@ def _read(node: Reduce, buckets: Mapping[int, Any], now_hour: int) -> Any:
             continue
         total = _combine(family, total, bucket)
     op = node.op
+    if total is None and not zero:
+        return None
     if op == "count":
         return total or 0
     if op == "sum":
@@ -553,7 +557,7 @@ class Plan:
             root = computation.definition.root
             if computation.kind == "trait":
                 after = (
-                    self._value(state, root, now, now_hour)
+                    self._value(state, root, now, now_hour, zero=before is not None)
                     if isinstance(root, Reduce | TraitRef | Const)
                     else None
                 )
@@ -579,9 +583,11 @@ class Plan:
         value = state.c.get(computation.id)
         return bool(value) if computation.kind == "audience" else value
 
-    def _value(self, state: ProfileState, node: Value, now: float, now_hour: int) -> Any:
+    def _value(
+        self, state: ProfileState, node: Value, now: float, now_hour: int, zero: bool = True
+    ) -> Any:
         if isinstance(node, Reduce):
-            return _read(node, state.v.get(self._vector(node).key, {}), now_hour)
+            return _read(node, state.v.get(self._vector(node).key, {}), now_hour, zero)
         if isinstance(node, TraitRef):
             other = self.computations.get(node.key)
             if other is not None:

@@ -412,6 +412,17 @@ class WorkspaceStore:
         next_cursor = _encode_cursor(rows[count - 1].name) if len(rows) > count else None
         return SourcePage(page, next_cursor, int(total))
 
+    def all_sources(self) -> list[SourceInfo]:
+        """Every source of the workspace, by name (``list_sources`` page after page)."""
+        found: list[SourceInfo] = []
+        cursor: str | None = None
+        while True:
+            page = self.list_sources(cursor=cursor, count=MAX_PAGE_SIZE)
+            found += page.sources
+            if page.next_cursor is None:
+                return found
+            cursor = page.next_cursor
+
     def previous_cursor(self, cursor: str | None, count: int = DEFAULT_PAGE_SIZE) -> str | None:
         """The cursor of the page before ``cursor``'s (None on the first page)."""
         _check_count(count)

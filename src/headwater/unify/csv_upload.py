@@ -364,7 +364,7 @@ class Uploads:
             ).scalar_one_or_none()
         source = self._ws.get_source(known) if known is not None else None
         if source is None:
-            taken = {s.name for s in _all_sources(self._ws)}
+            taken = {s.name for s in self._ws.all_sources()}
             base = name = f"{space.name} (profiles CSV upload)"[:200]
             n = 1
             while name in taken:
@@ -496,17 +496,6 @@ class Uploads:
             int(row.created_at),
             int(row.updated_at),
         )
-
-
-def _all_sources(store: WorkspaceStore) -> list[Any]:
-    found: list[Any] = []
-    cursor: str | None = None
-    while True:
-        page = store.list_sources(cursor=cursor, count=1000)
-        found += page.sources
-        if page.next_cursor is None:
-            return found
-        cursor = page.next_cursor
 
 
 def upload_json(upload: Upload) -> dict[str, Any]:

@@ -15,7 +15,9 @@ so a late, older event never overwrites a newer value (per-trait ``updated_at``,
 same time the later arrival wins. A removal leaves a row marked absent, so an older event cannot
 bring a removed trait back. Writing the value a trait already has changes nothing, not even its
 ``updated_at``: ``updated_at`` is when the value last changed, and a write costs only what
-changes.
+changes. An Engage message's traits (``context.personas``: audiences, computed and SQL traits)
+take the classes ``audience`` and ``computed_trait``; its ``email`` is the address it was sent
+to, not a trait.
 
 Timeline (§3.2): Track, Page (as ``Page Viewed``) and Screen (as ``Screen Viewed``) calls, never
 Identify or Group; unique on ``messageId`` per profile, so recording an event again changes
@@ -125,6 +127,15 @@ def event_traits(collection: str, event: dict[str, Any]) -> dict[str, Any]:
     if kind == "identify":
         traits.update(_object(event.get("traits")))
     return traits
+
+
+def computed_class(event: dict[str, Any]) -> str | None:
+    """The trait class of an Engage message's traits (``context.personas``), or None."""
+    context = event.get("context")
+    personas = context.get("personas") if isinstance(context, dict) else None
+    if not isinstance(personas, dict):
+        return None
+    return "audience" if personas.get("computation_class") == "audience" else "computed_trait"
 
 
 class ProfileData:
@@ -361,8 +372,11 @@ class ProfileData:
         when = event_instant(event, self._clock)
         message_id = str(event.get("messageId") or "")
         traits = event_traits(collection, event)
+        computed = computed_class(event)
+        if computed is not None:
+            traits.pop("email", None)  # the key Engage sent it to, not a trait it computed
         changed = (
-            self._write_traits(buffer, profile_id, traits, source_id, micros(when))
+            self._write_traits(buffer, profile_id, traits, source_id, micros(when), computed)
             if traits
             else {}
         )

@@ -187,12 +187,55 @@ class SpaceStore:
             return self._spaces(conn, rows)
 
     def managed_sources(self) -> dict[str, str]:
-        """The sources Unify made for itself (a space's profile CSV upload source), by id, with
-        their space: neither the file nor a complete source list manages them."""
-        us = schema.unify_upload_sources
+        """The sources Unify made for itself (a space's profile CSV upload source and its
+        Engage source), by id, with their space: neither the file nor a complete source list
+        manages them."""
+        found: dict[str, str] = {}
         with self._ws.reading() as conn:
-            rows = conn.execute(sa.select(us.c.source_id, us.c.space_id))
-            return {row.source_id: row.space_id for row in rows}
+            for table in (schema.unify_upload_sources, schema.engage_sources):
+                rows = conn.execute(sa.select(table.c.source_id, table.c.space_id))
+                found.update({row.source_id: row.space_id for row in rows})
+        return found
+
+    def engage_source(self, id_or_name: str) -> SourceInfo:
+        """The space's Engage source, ``<slug>-engage``, made (and connected) if it is not
+        there: Engage's messages enter the pipeline from it, its activation destinations hang
+        off it, and its messages are resolved into the space like any connected source's."""
+        es = schema.engage_sources
+        with self._ws.reading() as conn:
+            row = self._require(conn, id_or_name)
+            known = conn.execute(
+                sa.select(es.c.source_id).where(es.c.space_id == row.id)
+            ).scalar_one_or_none()
+        source = self._ws.get_source(known) if known is not None else None
+        if source is None:
+            taken = {s.name for s in self._ws.all_sources()}
+            base = name = f"{row.slug}-engage"
+            n = 1
+            while name in taken:
+                n += 1
+                name = f"{base}-{n}"
+            source = self._ws.create_source(name)
+            with self._ws.writing() as conn:
+                conn.execute(es.delete().where(es.c.space_id == row.id))
+                conn.execute(es.insert().values(space_id=row.id, source_id=source.id))
+        with self._ws.writing() as conn:
+            ss = schema.space_sources
+            connected = conn.execute(
+                sa.select(ss.c.source_id).where(
+                    ss.c.space_id == row.id, ss.c.source_id == source.id
+                )
+            ).first()
+            if connected is None:
+                # Nothing to replay: the source is new, or its events were resolved already.
+                now = self._ws.now()
+                conn.execute(
+                    ss.insert().values(
+                        space_id=row.id, source_id=source.id, connected_at=now, replayed_at=now
+                    )
+                )
+                self._ws.bump(conn)
+        return source
 
     def access_tokens(self, id_or_name: str) -> builtins.list[AccessToken]:
         """The space's tokens by name: names and dates, never the tokens."""
@@ -285,7 +328,8 @@ class SpaceStore:
             if profiles_sync is not None:
                 self._set_profiles_sync(conn, row, profiles_sync)
             self._ws.bump(conn)
-            return self._spaces(conn, [row])[0]
+        self.engage_source(space_id)
+        return self.require(space_id)
 
     def update(
         self,
@@ -364,6 +408,9 @@ class SpaceStore:
                 schema.unify_sync_outbox,
                 schema.unify_sync_profiles,
                 schema.unify_sync_positions,
+                schema.engage_sources,
+                schema.engage_profiles,
+                schema.engage_outbox,
             ):
                 conn.execute(table.delete().where(table.c.space_id == row.id))
             conn.execute(schema.spaces.delete().where(schema.spaces.c.id == row.id))
@@ -514,9 +561,15 @@ class SpaceStore:
         current = set(
             conn.execute(sa.select(ss.c.source_id).where(ss.c.space_id == row.id)).scalars()
         )
-        # The space's own upload source stays connected: no list of sources names it.
-        us = schema.unify_upload_sources
-        own = set(conn.execute(sa.select(us.c.source_id).where(us.c.space_id == row.id)).scalars())
+        # The space's own upload and Engage sources stay connected: no list of sources names
+        # them.
+        own: set[str] = set()
+        for table in (schema.unify_upload_sources, schema.engage_sources):
+            own |= set(
+                conn.execute(
+                    sa.select(table.c.source_id).where(table.c.space_id == row.id)
+                ).scalars()
+            )
         gone = current - wanted.keys() - own
         new = [source_id for source_id in wanted if source_id not in current]
         if gone:
