@@ -195,7 +195,7 @@ def test_a37_a_member_enters_with_an_identify_and_a_track_and_the_profile_says_s
         "space_id": e.space.id,
     }
     assert identify["integrations"] == {"All": False, "engage-hook": True}
-    assert identify["messageId"].startswith("personas_") and len(identify["messageId"]) == 34
+    assert identify["messageId"].startswith("personas_") and len(identify["messageId"]) == 30
     profile = e.profile("u1")
     assert e.traits(profile, "audience") == {"order_completed_last_30days": True}
     assert e.traits(profile, "computed_trait") == {"total_revenue_180_days": 450}

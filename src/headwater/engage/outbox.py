@@ -10,6 +10,7 @@ dedup stage drops the copies (Principle 2: at least once, idempotent on ``messag
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -22,7 +23,6 @@ from headwater.store import schema
 from headwater.store.database import write_transaction
 
 DRAIN_BATCH = 500  # messages per append: one ingest log record each
-_ID_LETTERS = "0123456789abcdefghijklmnopqrstuvwxyz"
 
 
 class Appender(Protocol):
@@ -34,14 +34,11 @@ class Appender(Protocol):
 
 
 def message_id(*parts: object) -> str:
-    """A ``personas_…`` messageId (Segment's shape: ``personas_`` + 25 base-36 characters) made
-    from what the message says, so deciding the same thing twice gives the same id."""
-    digest = int.from_bytes(hashlib.sha256("\x1f".join(map(str, parts)).encode()).digest())
-    letters = []
-    for _ in range(25):
-        digest, index = divmod(digest, 36)
-        letters.append(_ID_LETTERS[index])
-    return "personas_" + "".join(letters)
+    """A ``personas_…`` messageId (Segment's shape: ``personas_`` + 21 characters of
+    ``[a-z2-7]``) made from what the message says, so deciding the same thing twice gives the
+    same id."""
+    digest = hashlib.blake2b("\x1f".join(map(str, parts)).encode(), digest_size=13).digest()
+    return "personas_" + base64.b32encode(digest).decode()[:21].lower()
 
 
 def add(conn: Connection, space_id: str, messages: Sequence[Mapping[str, Any]], now: int) -> None:

@@ -22,6 +22,7 @@ planned here: ``realtime_reason`` says why.
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -84,6 +85,7 @@ class ProfileState(msgspec.Struct, omit_defaults=True):
     v: dict[str, dict[int, Any]] = msgspec.field(default_factory=dict)  # vector → hour → agg
     t: dict[str, Any] = msgspec.field(default_factory=dict)  # compared custom traits
     c: dict[str, Any] = msgspec.field(default_factory=dict)  # computation id → last value
+    e: bool | None = None  # has an identifier §13.3 counts (None: not looked up yet)
 
 
 _encoder = msgspec.msgpack.Encoder()
@@ -166,20 +168,15 @@ class _Vector:
     key: str
     reduce: Reduce  # the first reader's (its window is not the vector's)
     ends: set[int | None] = field(default_factory=set)  # readers' windows (None: all time)
+    family: str = ""
+    keep: int | None = None  # hours of buckets kept apart (None: every reader folds them)
+    folds: bool = False  # an unwindowed reader counts buckets older than ``keep``
 
-    @property
-    def family(self) -> str:
-        return {"avg": "sum", "unique_count": "unique"}.get(self.reduce.op, self.reduce.op)
-
-    @property
-    def keep(self) -> int | None:
-        """Hours of buckets to keep apart (None: every reader is unwindowed: fold all)."""
+    def finish(self) -> None:
+        self.family = {"avg": "sum", "unique_count": "unique"}.get(self.reduce.op, self.reduce.op)
         finite = [end for end in self.ends if end is not None]
-        return max(finite) if finite else None
-
-    @property
-    def folds(self) -> bool:
-        return None in self.ends
+        self.keep = max(finite) if finite else None
+        self.folds = None in self.ends
 
 
 def _add(family: str, bucket: Any, value: Any, at: float) -> Any:
@@ -351,12 +348,19 @@ def _value_of(node: Reduce, event: Mapping[str, Any]) -> Any:
 # --- a space's plan ------------------------------------------------------------------------------
 
 
+Reader = Callable[[ProfileState, float, int, bool], Any]  # state, now, now's hour, zero
+Test = Callable[[ProfileState, float, int], bool]
+_NO_BUCKETS: dict[int, Any] = {}
+
+
 @dataclass
 class _Planned:
     computation: Computation
     vectors: set[str]  # vector keys read
     traits: set[str]  # trait keys read (custom traits and other computations' keys)
     windowed: bool  # time alone can change it
+    read: Reader | None = None  # a trait's value
+    test: Test | None = None  # an audience's condition
 
 
 class Plan:
@@ -366,10 +370,31 @@ class Plan:
         self._vectors: dict[str, _Vector] = {}
         self._by_event: dict[str, list[tuple[_Vector, Reduce]]] = {}
         planned = [self._plan(c) for c in computations if realtime_reason(c.definition) is None]
+        for vector in self._vectors.values():
+            vector.finish()
         by_key = {p.computation.key: p for p in planned}
         self.order = _topological(planned, by_key)
         self.computations = {p.computation.key: p.computation for p in self.order}
         self.trait_keys = {k for p in planned for k in p.traits if k not in by_key}
+        # Who reads what, by position in ``order``: evaluation visits only those.
+        self._by_vector: dict[str, list[int]] = {}
+        self._by_trait: dict[str, list[int]] = {}
+        for index, item in enumerate(self.order):
+            for key in item.vectors:
+                self._by_vector.setdefault(key, []).append(index)
+            for key in item.traits:
+                self._by_trait.setdefault(key, []).append(index)
+        self._gated = [
+            i
+            for i, p in enumerate(self.order)
+            if p.computation.kind == "audience" and not p.computation.include_anonymous
+        ]
+        for item in self.order:
+            root = item.computation.definition.root
+            if item.computation.kind == "trait":
+                item.read = self._reader(root) if isinstance(root, Reduce | TraitRef) else None
+            else:
+                item.test = self._test(root)
 
     @property
     def empty(self) -> bool:
@@ -489,6 +514,8 @@ class Plan:
             changed.add(key)
         for key, value in other.t.items():
             into.t.setdefault(key, value)
+        if other.e or (into.e is False and other.e is None):
+            into.e = other.e
         return changed
 
     def prune(self, state: ProfileState, now: float) -> None:
@@ -540,75 +567,120 @@ class Plan:
         eligible: Callable[[], bool],
         *,
         everything: bool = False,
+        eligibility: bool = False,
     ) -> list[Change]:
-        """Evaluate the computations reading what changed (all with ``everything``, and the
-        windowed ones when time passed: the caller says so with ``everything``); record and
-        return the values that changed. ``eligible``: whether the profile has an identifier
-        an audience without anonymous users needs (asked only when it matters)."""
+        """Evaluate the computations reading what changed — all of them with ``everything``
+        (time passed, profiles merged), the audiences that need a known identifier with
+        ``eligibility`` (the profile's identifiers changed) — and record and return the values
+        that changed. ``eligible``: whether the profile has an identifier an audience without
+        anonymous users needs (asked only when it matters)."""
         changes: list[Change] = []
         known: bool | None = None
-        changed_keys = set(traits)
         now_hour = math.floor(now / HOUR)
-        for planned in self.order:
+        values = state.c
+        order = self.order
+        if everything:
+            pending = list(range(len(order)))
+        else:
+            found: set[int] = set()
+            for key in vectors:
+                found.update(self._by_vector.get(key, ()))
+            for key in traits:
+                found.update(self._by_trait.get(key, ()))
+            if eligibility:
+                found.update(self._gated)
+            pending = list(found)
+        heapq.heapify(pending)  # a computation comes after what it reads (``order``)
+        seen = set(pending)
+        while pending:
+            planned = order[heapq.heappop(pending)]
             computation = planned.computation
-            if not (everything or planned.vectors & vectors or planned.traits & changed_keys):
-                continue
-            before = state.c.get(computation.id)
-            root = computation.definition.root
-            if computation.kind == "trait":
-                after = (
-                    self._value(state, root, now, now_hour, zero=before is not None)
-                    if isinstance(root, Reduce | TraitRef | Const)
-                    else None
-                )
+            before = values.get(computation.id)
+            after: Any
+            if planned.test is None:
+                read = planned.read
+                after = read(state, now, now_hour, before is not None) if read else None
+                if after == before and type(after) is type(before):
+                    continue
+                if after is None:
+                    values.pop(computation.id, None)
+                else:
+                    values[computation.id] = after
             else:
-                after = self._holds(state, root, now, now_hour)
+                after = planned.test(state, now, now_hour)
                 if after and not computation.include_anonymous:
                     if known is None:
                         known = eligible()
                     after = known
                 before = bool(before)
-            if after == before and type(after) is type(before):
-                continue
-            if after is None or (computation.kind == "audience" and not after):
-                state.c.pop(computation.id, None)
-            else:
-                state.c[computation.id] = after
-            if computation.kind == "audience" or before is not None or after is not None:
-                changes.append(Change(computation, before, after))
-                changed_keys.add(computation.key)
+                if after == before:
+                    continue
+                if after:
+                    values[computation.id] = True
+                else:
+                    values.pop(computation.id, None)
+            changes.append(Change(computation, before, after))
+            for reader in self._by_trait.get(computation.key, ()):
+                if reader not in seen:
+                    seen.add(reader)
+                    heapq.heappush(pending, reader)
         return changes
 
     def current(self, state: ProfileState, computation: Computation) -> Any:
         value = state.c.get(computation.id)
         return bool(value) if computation.kind == "audience" else value
 
-    def _value(
-        self, state: ProfileState, node: Value, now: float, now_hour: int, zero: bool = True
-    ) -> Any:
+    # --- compiled definitions: closures, built once per plan --------------------------------
+
+    def _reader(self, node: Value) -> Reader:
         if isinstance(node, Reduce):
-            return _read(node, state.v.get(self._vector(node).key, {}), now_hour, zero)
+            key = self._vector(node).key
+
+            def reduce(state: ProfileState, now: float, hour: int, zero: bool) -> Any:
+                return _read(node, state.v.get(key, _NO_BUCKETS), hour, zero)
+
+            return reduce
         if isinstance(node, TraitRef):
             other = self.computations.get(node.key)
-            if other is not None:
-                return self.current(state, other)
-            return state.t.get(node.key)
+            trait_key = node.key
+            if other is None:
+                return lambda state, now, hour, zero: state.t.get(trait_key)
+            other_id = other.id
+            if other.kind == "audience":
+                return lambda state, now, hour, zero: bool(state.c.get(other_id))
+            return lambda state, now, hour, zero: state.c.get(other_id)
         if isinstance(node, Const):
-            return node.value
-        return None
+            constant = node.value
+            return lambda state, now, hour, zero: constant
+        return lambda state, now, hour, zero: None
 
-    def _holds(self, state: ProfileState, node: Condition | Value, now: float, hour: int) -> bool:
+    def _test(self, node: Condition | Value) -> Test:
         if isinstance(node, Compare):
-            left = self._value(state, node.left, now, hour)
-            args = [self._value(state, arg, now, hour) for arg in node.args]
-            return holds(node.op, left, args, hours=node.hours, now=now)
+            left = self._reader(node.left)
+            op, hours = node.op, node.hours
+            if all(isinstance(arg, Const) for arg in node.args):
+                constants = [arg.value for arg in node.args if isinstance(arg, Const)]
+                return lambda state, now, hour: holds(
+                    op, left(state, now, hour, True), constants, hours=hours, now=now
+                )
+            readers = [self._reader(arg) for arg in node.args]
+            return lambda state, now, hour: holds(
+                op,
+                left(state, now, hour, True),
+                [read(state, now, hour, True) for read in readers],
+                hours=hours,
+                now=now,
+            )
         if isinstance(node, And):
-            return all(self._holds(state, item, now, hour) for item in node.items)
+            tests = [self._test(item) for item in node.items]
+            return lambda state, now, hour: all(test(state, now, hour) for test in tests)
         if isinstance(node, Or):
-            return any(self._holds(state, item, now, hour) for item in node.items)
+            tests = [self._test(item) for item in node.items]
+            return lambda state, now, hour: any(test(state, now, hour) for test in tests)
         if isinstance(node, Not):
-            return not self._holds(state, node.item, now, hour)
-        return False  # a value where a condition belongs: the parser refuses it
+            inner = self._test(node.item)
+            return lambda state, now, hour: not inner(state, now, hour)
+        return lambda state, now, hour: False  # a value where a condition belongs
 
 
 def _topological(planned: Sequence[_Planned], by_key: Mapping[str, _Planned]) -> list[_Planned]:

@@ -37,7 +37,7 @@ from headwater.engage.realtime import (
     encode_state,
 )
 from headwater.store import schema
-from headwater.unify.graph import AddIdentifier, MergeProfiles
+from headwater.unify.graph import AddIdentifier, MergeProfiles, StoredIdentifier
 from headwater.unify.profiles import ProfileData
 from headwater.unify.profiles_sync import Resolved
 from headwater.unify.spaces import SpaceInfo
@@ -74,6 +74,7 @@ class _Pass:
     gone: set[str] = field(default_factory=set)
     messages: list[dict[str, Any]] = field(default_factory=list)
     values: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # profile→class→
+    identifiers: dict[str, list[StoredIdentifier]] = field(default_factory=dict)
 
 
 class EngageStage:
@@ -125,6 +126,7 @@ class EngageStage:
                 if isinstance(change, MergeProfiles) and change.collection == "users":
                     needed.update((change.from_id, change.into_id))
         self._load(work, needed)
+        self._known(work, needed)
         for item in resolved:
             self._event(work, item, engage_sources)
         self._write(work, profiles)
@@ -193,9 +195,13 @@ class EngageStage:
         vectors: set[str] = set()
         if item.source_id not in engage_sources:  # Engage's own events compute nothing
             vectors = plan.apply_event(touched.state, item.event, item.source_id, work.now)
-        if added:
-            everything = True  # an identifier can make a profile eligible (§13.3)
-        if not (vectors or traits or everything):
+        # An identifier of these types can make a profile eligible (§13.3).
+        eligibility = any(a.type in ELIGIBLE for a in added)
+        if eligibility:
+            touched.state.e = True
+        if not (vectors or traits or everything or eligibility):
+            if added:
+                self._resync(work, user, dict(touched.state.c), (), added, cause)
             return
         touched.dirty = True
         before = dict(touched.state.c)
@@ -206,6 +212,7 @@ class EngageStage:
             work.now,
             self._eligible(work, user),
             everything=everything,
+            eligibility=eligibility,
         )
         self._changed(work, user, changes, cause)
         if added:
@@ -274,10 +281,17 @@ class EngageStage:
     # --- reads and writes -----------------------------------------------------------------------
 
     def _eligible(self, work: _Pass, profile_id: str) -> Callable[[], bool]:
-        return lambda: bool(work.graph.identifiers(profile_id, ELIGIBLE))
+        state = work.profiles[profile_id].state
+
+        def eligible() -> bool:
+            if state.e is None:  # identifiers only ever join a profile: True stays True
+                state.e = bool(_identifiers(work, profile_id, ELIGIBLE))
+            return state.e
+
+        return eligible
 
     def _identity(self, work: _Pass, profile_id: str) -> Identity:
-        found = work.graph.identifiers(profile_id, KEYED)
+        found = _identifiers(work, profile_id, KEYED)
         users = [i.value for i in found if i.type == "user_id"]
         return Identity(
             user_id=users[-1] if users else None,
@@ -303,6 +317,32 @@ class EngageStage:
             )
             for profile_id, state in rows:
                 work.profiles[profile_id] = _Touched(decode_state(state))
+
+    def _known(self, work: _Pass, profile_ids: Iterable[str]) -> None:
+        """Look up, in one statement, which profiles have an identifier §13.3 counts, for
+        those whose state does not know yet (profiles Engage has not seen)."""
+        unknown = [
+            p for p in profile_ids if p not in work.profiles or work.profiles[p].state.e is None
+        ]
+        if not unknown:
+            return
+        found: set[str] = set()
+        profiles, identities = schema.unify_profiles, schema.unify_identities
+        for chunk in _chunks(unknown, 500):
+            found.update(
+                work.conn.execute(
+                    sa.select(profiles.c.segment_id)
+                    .join(identities, identities.c.profile == profiles.c.seq)
+                    .where(
+                        profiles.c.space_id == work.space.id,
+                        profiles.c.segment_id.in_(chunk),
+                        identities.c.type.in_(sorted(ELIGIBLE)),
+                    )
+                    .distinct()
+                ).scalars()
+            )
+        for profile_id in unknown:
+            self._state(work, profile_id).state.e = profile_id in found
 
     def _write(self, work: _Pass, profiles: ProfileData) -> None:
         table = schema.engage_profiles
@@ -336,13 +376,25 @@ class EngageStage:
                 )
             )
             conn.execute(table.insert(), rows)
-        source = _engage_source(conn, space_id)
-        for profile_id, classes in work.values.items():
-            if profile_id in work.gone:
-                continue
-            for trait_class, values in classes.items():
-                profiles.set_computed(conn, profile_id, values, trait_class, source, work.now)
+        values = [
+            (profile_id, trait_class, key, value)
+            for profile_id, classes in work.values.items()
+            if profile_id not in work.gone
+            for trait_class, by_key in classes.items()
+            for key, value in by_key.items()
+        ]
+        profiles.set_computed(conn, values, _engage_source(conn, space_id), work.now)
         outbox.add(conn, space_id, work.messages, int(work.now))
+
+
+def _identifiers(work: _Pass, profile_id: str, types: frozenset[str]) -> list[StoredIdentifier]:
+    """A profile's identifiers as the graph has them at the end of the pass (the observer
+    runs after it: a profile an event resolved to may have been merged by a later one)."""
+    found = work.identifiers.get(profile_id)
+    if found is None:
+        canonical = work.graph.canonical(profile_id) or profile_id
+        found = work.identifiers[profile_id] = work.graph.identifiers(canonical, ELIGIBLE | KEYED)
+    return [i for i in found if i.type in types]
 
 
 def _engage_source(conn: DbConnection, space_id: str) -> str:

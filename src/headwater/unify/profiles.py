@@ -226,22 +226,32 @@ class ProfileData:
     def set_computed(
         self,
         conn: Connection,
-        profile_id: str,
-        values: dict[str, Any],
-        trait_class: str,
+        values: Sequence[tuple[str, str, str, Any]],
         source_id: str,
         at: float,
-    ) -> dict[str, Any]:
-        """Write values Engage computed (``trait_class`` ``computed_trait`` or ``audience``;
-        None removes); the traits changed. Written as of ``at``, like an event's traits."""
-        if trait_class not in TRAIT_CLASSES:
-            raise ValueError(f"unknown trait class {trait_class!r}")
+    ) -> None:
+        """Write values Engage computed: ``(profile, trait class, key, value)`` with class
+        ``computed_trait`` or ``audience`` (None removes). Engage writes a value only when it
+        changed, and its value is the one that holds now, so nothing is read first: one
+        statement for all of them, as of ``at``."""
+        if not values:
+            return
         when = micros(datetime.fromtimestamp(at, UTC))
+        rows = []
+        for profile_id, trait_class, key, value in values:
+            if trait_class not in TRAIT_CLASSES:
+                raise ValueError(f"unknown trait class {trait_class!r}")
+            present = value is not None
+            text = _json_text(value) if present else None
+            rows.append(
+                (self.space_id, profile_id, key, text, present, trait_class, source_id, when)
+            )
         buffer = self._buffer
         if buffer is None or buffer.conn is not conn:
             with self._one_off(conn) as buffer:
-                return self._write_traits(buffer, profile_id, values, source_id, when, trait_class)
-        return self._write_traits(buffer, profile_id, values, source_id, when, trait_class)
+                buffer.cursor().executemany(_sql(_UPSERT_TRAITS, self._pg), rows)
+        else:
+            buffer.cursor().executemany(_sql(_UPSERT_TRAITS, self._pg), rows)
 
     def prune(self, now: float | None = None) -> int:
         """Forget this space's events older than 14 days (by their timestamps)."""
