@@ -15,10 +15,10 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 # Bottom to top. A name is a package or module under ``headwater``; the longest name that
 # contains a module decides its layer (``config.settings`` sits below the rest of ``config``).
 LAYERS: list[list[str]] = [
-    ["", "reasons", "timestamps", "clock", "collector", "admin_client"],
+    ["", "reasons", "timestamps", "clock", "collector", "admin_client", "engage.definition"],
     ["errors"],
-    ["store", "fql", "observe", "engage.definition", "engage.language", "engage.builder"],
-    ["destinations", "config.settings", "ingest.normalize", "protocols", "unify"],
+    ["store", "fql", "observe", "engage.language"],
+    ["destinations", "config.settings", "ingest.normalize", "protocols", "unify", "engage.builder"],
     ["delivery", "warehouse", "ingest.internal", "engage"],
     ["pipeline", "ingest"],
     ["api", "config"],
