@@ -23,6 +23,7 @@ from starlette.exceptions import HTTPException
 import headwater
 from headwater.api import (
     destinations,
+    engage,
     filters,
     insights,
     mappings,
@@ -88,6 +89,7 @@ def create_api(
     app.include_router(spaces.router, prefix=PREFIX)
     app.include_router(insights.router, prefix=PREFIX)
     app.include_router(uploads.router, prefix=PREFIX)
+    app.include_router(engage.router, prefix=PREFIX)
     for router in extra_routers:
         app.include_router(router, prefix=PREFIX)
     return app

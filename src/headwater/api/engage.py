@@ -1,0 +1,212 @@
+"""``/api/v1/spaces/{space}/audiences`` and ``…/computed-traits``: Engage's computations.
+
+The shape follows Segment's Public API for audiences: ``definition`` is ``{"query": <Segment
+Query Language>, "type": "USERS" | "ACCOUNTS"}`` (or ``{"builder": {…}}``, the builder's JSON
+shape, instead of ``query``), ``options`` holds ``includeAnonymousUsers`` and
+``includeHistoricalData``. ``destinations`` connects destination instances on the space's
+Engage source. The rules (keys, cycles, what cannot be edited) live in
+``headwater.engage.computations``, shared with ``headwater apply``; a definition Headwater
+refuses is a 422 naming the part and its position.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Path, Request
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
+
+from headwater.api.errors import ApiError
+from headwater.api.sources import iso, store_of
+from headwater.engage.computations import ComputationInfo, ComputationStore, Purpose
+from headwater.store.workspace import WorkspaceStore
+
+router = APIRouter(prefix="/spaces/{idOrName}", tags=["engage"])
+
+SpaceId = Annotated[str, Path(alias="idOrName", description="The space's id or name.")]
+ComputationId = Annotated[str, Path(alias="id", description="The computation's id or key.")]
+
+
+def computations_of(request: Request) -> ComputationStore:
+    workspace: WorkspaceStore = store_of(request)
+    return ComputationStore(workspace)
+
+
+Computations = Annotated[ComputationStore, Depends(computations_of)]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class DefinitionBody(_Body):
+    query: StrictStr | None = Field(default=None, description="Segment Query Language.")
+    builder: dict[str, Any] | None = Field(default=None, description="The builder's shape.")
+    type: Literal["USERS", "ACCOUNTS"] = "USERS"
+
+
+class OptionsBody(_Body):
+    includeAnonymousUsers: StrictBool | None = None
+    includeHistoricalData: StrictBool | None = None
+
+
+class DestinationBody(_Body):
+    name: StrictStr = Field(description="The destination instance's id or name.")
+    sendIdentify: StrictBool | None = None
+    sendTrack: StrictBool | None = None
+    enteredEvent: StrictStr | None = None
+    exitedEvent: StrictStr | None = None
+    traitEvent: StrictStr | None = None
+
+
+class CreateBody(_Body):
+    name: StrictStr
+    definition: DefinitionBody
+    description: StrictStr = ""
+    options: OptionsBody = Field(default_factory=OptionsBody)
+    destinations: list[DestinationBody] = Field(default_factory=list)
+
+
+class UpdateBody(_Body):
+    name: StrictStr | None = None
+    definition: DefinitionBody | None = None
+    description: StrictStr | None = None
+    options: OptionsBody | None = None
+    destinations: list[DestinationBody] | None = None
+
+
+_DESTINATION_FIELDS = {
+    "sendIdentify": "send_identify",
+    "sendTrack": "send_track",
+    "enteredEvent": "entered_event",
+    "exitedEvent": "exited_event",
+    "traitEvent": "trait_event",
+}
+
+
+def _destinations(items: list[DestinationBody]) -> list[dict[str, Any]]:
+    out = []
+    for item in items:
+        entry: dict[str, Any] = {"name": item.name}
+        for given, stored in _DESTINATION_FIELDS.items():
+            value = getattr(item, given)
+            if value is not None:
+                entry[stored] = value
+        out.append(entry)
+    return out
+
+
+def _written(body: DefinitionBody) -> str | dict[str, Any]:
+    if (body.query is None) == (body.builder is None):
+        raise ApiError(
+            422, "validation", "definition: give either query or builder", "definition"
+        )
+    return body.query if body.query is not None else dict(body.builder or {})
+
+
+def computation_json(info: ComputationInfo) -> dict[str, Any]:
+    return {
+        "id": info.id,
+        "spaceId": info.space_id,
+        "key": info.key,
+        "name": info.name,
+        "description": info.description,
+        "definition": {"query": info.definition, "type": info.level.upper()},
+        "mode": info.mode,
+        "status": info.status,
+        "options": {
+            "includeAnonymousUsers": info.include_anonymous,
+            "includeHistoricalData": info.include_historical,
+        },
+        "destinations": [
+            {
+                "id": d.destination_id,
+                "name": d.destination,
+                "sendIdentify": d.send_identify,
+                "sendTrack": d.send_track,
+                "enteredEvent": d.entered_event,
+                "exitedEvent": d.exited_event,
+                "traitEvent": d.trait_event,
+            }
+            for d in info.destinations
+        ],
+        "createdAt": iso(info.created_at),
+        "updatedAt": iso(info.updated_at),
+    }
+
+
+def _routes(path: str, kind: Purpose, one: str, many: str) -> None:
+    """The five routes of one kind of computation."""
+
+    def wrap(info: ComputationInfo) -> dict[str, Any]:
+        return {"data": {one: computation_json(info)}}
+
+    def list_(space: SpaceId, store: Computations) -> dict[str, Any]:
+        return {"data": {many: [computation_json(c) for c in store.list(space, kind)]}}
+
+    def create(space: SpaceId, body: CreateBody, store: Computations) -> dict[str, Any]:
+        options = body.options
+        info = store.create(
+            space,
+            kind,
+            body.name,
+            _written(body.definition),
+            level="accounts" if body.definition.type == "ACCOUNTS" else "users",
+            include_anonymous=bool(options.includeAnonymousUsers),
+            include_historical=options.includeHistoricalData is not False,
+            description=body.description,
+            destinations=_destinations(body.destinations),
+        )
+        return wrap(info)
+
+    def get(space: SpaceId, id_: ComputationId, store: Computations) -> dict[str, Any]:
+        return wrap(store.get(space, id_, kind))
+
+    def update(
+        space: SpaceId, id_: ComputationId, body: UpdateBody, store: Computations
+    ) -> dict[str, Any]:
+        current = store.get(space, id_, kind)
+        if body.definition is not None and body.definition.type.lower() != current.level:
+            raise ApiError(
+                422, "validation", "definition.type: cannot change (create a new one)", "type"
+            )
+        options = body.options or OptionsBody()
+        info = store.update(
+            space,
+            current.id,
+            name=body.name,
+            definition=_written(body.definition) if body.definition is not None else None,
+            include_anonymous=options.includeAnonymousUsers,
+            include_historical=options.includeHistoricalData,
+            description=body.description,
+            destinations=(
+                _destinations(body.destinations) if body.destinations is not None else None
+            ),
+        )
+        return wrap(info)
+
+    def delete(space: SpaceId, id_: ComputationId, store: Computations) -> dict[str, Any]:
+        store.delete(space, store.get(space, id_, kind).id)
+        return {"data": {"status": "SUCCESS"}}
+
+    handlers: list[tuple[str, str, Callable[..., dict[str, Any]], int]] = [
+        ("GET", path, list_, 200),
+        ("POST", path, create, 201),
+        ("GET", path + "/{id}", get, 200),
+        ("PATCH", path + "/{id}", update, 200),
+        ("DELETE", path + "/{id}", delete, 200),
+    ]
+    for method, route, handler, status in handlers:
+        router.add_api_route(
+            route,
+            handler,
+            methods=[method],
+            status_code=status,
+            response_model=None,
+            name=f"{method.lower()}_{many}{'_one' if '{id}' in route else ''}",
+        )
+
+
+_routes("/audiences", "audience", "audience", "audiences")
+_routes("/computed-traits", "trait", "computedTrait", "computedTraits")
