@@ -298,7 +298,8 @@ class _Parser:
         token = self.peek()
         if token.kind == "punct" and token.text == char:
             return self.take()
-        raise self.fail(f"expected {char!r} {what}, found {_what(token)}", token.start)
+        where = f" {what}" if what else ""
+        raise self.fail(f"expected {char!r}{where}, found {_what(token)}", token.start)
 
     def open(self, char: str, what: str) -> _Token:
         """Take an opening bracket; one level deeper."""
@@ -387,9 +388,9 @@ class _Parser:
             return left
         self.take()
         op = SUGAR[token.text]
-        self.comparable(left, op, token)
+        value = self.comparable(left, token)
         right = self.value_argument(op, f"'{token.text}'")
-        node = Compare(left, op, (right,), span=(_start(left), _end(right)))  # type: ignore[arg-type]
+        node = Compare(value, op, (right,), span=(_start(left), _end(right)))
         after = self.peek()
         if after.kind == "op":
             raise self.fail(
@@ -435,8 +436,7 @@ class _Parser:
             )
         if name.text in COMPARATORS:
             op: CompareOp = name.text
-            self.comparable(item, op, name)
-            return self.comparator(item, op, name)
+            return self.comparator(self.comparable(item, name), op, name)
         if name.text in REDUCERS or name.text in STREAM_FILTERS:
             what = "trait('…')" if isinstance(item, TraitRef) else _describe(item)
             follows = "event(…) or unique(…)" if name.text == "count" else "event(…)"
@@ -450,8 +450,8 @@ class _Parser:
             name.start,
         )
 
-    def comparable(self, left: _Item, op: str, at: _Token) -> None:
-        """Only a single value (a Scalar) may be compared."""
+    def comparable(self, left: _Item, at: _Token) -> Value:
+        """``left`` if it is a single value (a Scalar), which alone may be compared."""
         if isinstance(left, _Stream):
             raise self.fail(
                 f"event({left.event!r}) must be reduced before it is compared: add .count() or "
@@ -471,6 +471,7 @@ class _Parser:
             )
         if isinstance(left, _CONDITIONS):
             raise self.fail(f"a comparison ends the chain; {at.text!r} cannot follow it", at.start)
+        return left
 
     def primary(self) -> _Item:
         token = self.peek()
@@ -702,21 +703,18 @@ class _Parser:
             self.take()
             self.expect(":", "after parent")
             parent = True
-        if name.text == "within":
-            hours, at = self.duration("window")
-            start = 0
-        else:
+        start, at_start = 0, 0
+        if name.text == "between":
             start, at_start = self.duration("window", minimum=0)
             self.expect(",", "between the start and the end of between(…)")
-            hours, at = self.duration("window")
-            if start >= hours:
-                raise self.fail(
-                    f"between(S, E) needs S < E (found {_hours_text(start)}, {_hours_text(hours)})",
-                    at_start,
-                )
+        hours, _ = self.duration("window")
+        if start >= hours:
+            raise self.fail(
+                f"between(S, E) needs S < E (found {_hours_text(start)}, {_hours_text(hours)})",
+                at_start,
+            )
         end = self.close(")", f"to close {name.text}(")
         stream.window = Window(start, hours, parent, (name.start, end.end))
-        _ = at
 
     def duration(self, what: str, minimum: int = 1) -> tuple[int, int]:
         """``N unit`` in hours, and where N is."""
