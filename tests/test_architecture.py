@@ -75,17 +75,11 @@ def test_every_module_has_a_layer() -> None:
         assert _unit(parts[0]), f"{path}: add it to a layer in LAYERS"
 
 
-def _beside(here: str, there: str) -> bool:
-    """Modules of one package in one layer may import each other (``engage.language`` reads
-    ``engage.definition``); a sibling package in that layer stays out of reach."""
-    return _layer(here) == _layer(there) and here.split(".")[0] == there.split(".")[0]
-
-
 def test_imports_point_down() -> None:
     wrong = []
     for module, imported, line in _imports():
         here, there = _unit(module), _unit(imported)
-        if here == there or _beside(here, there):
+        if here == there:
             continue
         if _layer(there) >= _layer(here):
             wrong.append(
@@ -102,6 +96,3 @@ def test_the_rule_catches_an_upward_import() -> None:
     assert _unit("config.settings") == "config.settings"
     assert _unit("config.apply") == "config"
     assert _layer(_unit("config.settings")) < _layer(_unit("ingest.app"))
-    assert _beside(_unit("engage.language"), _unit("engage.definition"))
-    assert not _beside(_unit("engage.language"), _unit("store.log"))
-    assert not _beside(_unit("engage.language"), _unit("engage.audiences"))
