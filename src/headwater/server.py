@@ -37,6 +37,9 @@ from headwater.destinations.redirects import Redirects
 from headwater.destinations.routing import schema_integration_filter
 from headwater.destinations.runtime.install import actions_dir
 from headwater.destinations.store import DestinationCache, DestinationStore
+from headwater.engage.computations import Planned
+from headwater.engage.outbox import Drain
+from headwater.engage.stage import EngageStage
 from headwater.ingest.app import TrackingAPI
 from headwater.ingest.committer import GroupCommitter
 from headwater.ingest.internal import InternalAppend
@@ -95,6 +98,7 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 MAINTENANCE_INTERVAL = 60.0
 WAREHOUSE_TICK = 5.0  # how soon a "sync now" or a due schedule starts
+ENGAGE_DRAIN_INTERVAL = 0.2  # how long queued Engage messages may wait to be appended
 READY_PROBE_INTERVAL = 1.0
 COUNTER_RETENTION_DAYS = 14
 SCHEMA_RETENTION_HOURS = 31 * 24  # the Source Schema's longest timeframe is 30 days
@@ -214,11 +218,21 @@ class Server:
         self.archive_consumer = Consumer(
             self.log, "archive", ArchiveWriter(self.settings.archive_dir), owner=owner
         )
+        # Engage computes in identity resolution's pass; its messages wait in its outbox
+        # until the drain appends them from each space's Engage source.
+        planned = Planned(self.store)
+        self.engage = EngageStage(
+            self.engine, planned.computations, planned.connections, clock=self.clock
+        )
+        self.engage_drain = Drain(
+            self.engine, InternalAppend(self.ingest_log, clock=self.clock), clock=self.clock
+        )
         self.identity = IdentityStage(
             self.engine,
             self.archive,
             clock=self.clock,
             archive_caught_up=lambda: self.log.lag("archive") == 0,
+            observers=[self.engage],
         )
         self.consumers = [
             self.archive_consumer,
@@ -256,6 +270,7 @@ class Server:
         self._ready_checked = 0.0
         self._maintenance: asyncio.Task[None] | None = None
         self._warehouse_task: asyncio.Task[None] | None = None
+        self._engage_task: asyncio.Task[None] | None = None
         self.warehouse_scheduler = WarehouseScheduler(
             WarehouseStore(self.store), self.archive, self.settings.data_dir
         )
@@ -326,6 +341,21 @@ class Server:
                 logger.exception("maintenance failed; will try again")
             await asyncio.sleep(MAINTENANCE_INTERVAL)
 
+    async def _engage_loop(self) -> None:
+        """Engage's outbox to the ingest log: batch after batch while messages wait, then a
+        short sleep (an audience entered reaches its destinations within seconds)."""
+        spaces = SpaceStore(self.store)
+        for space in spaces.list():  # spaces made before Engage: their Engage sources
+            await asyncio.to_thread(spaces.engage_source, space.id)
+        while True:
+            try:
+                appended = await asyncio.to_thread(self.engage_drain)
+            except Exception:
+                logger.exception("Engage's outbox could not be appended; will try again")
+                appended = 0
+            if not appended:
+                await asyncio.sleep(ENGAGE_DRAIN_INTERVAL)
+
     async def _warehouse_loop(self) -> None:
         """Warehouse syncs, in a thread of their own: they are long blocking batch jobs."""
         while True:
@@ -390,13 +420,14 @@ class Server:
                     if self.settings.run_consumers:  # the worker's: one process does it
                         self._maintenance = asyncio.create_task(self._maintenance_loop())
                         self._warehouse_task = asyncio.create_task(self._warehouse_loop())
+                        self._engage_task = asyncio.create_task(self._engage_loop())
                 except Exception as exc:
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 self.warehouse_scheduler.stop()  # a running sync stops after its chunk
-                for task in (self._maintenance, self._warehouse_task):
+                for task in (self._maintenance, self._warehouse_task, self._engage_task):
                     if task is not None:
                         task.cancel()
                         with contextlib.suppress(asyncio.CancelledError):

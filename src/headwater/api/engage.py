@@ -99,9 +99,7 @@ def _destinations(items: list[DestinationBody]) -> list[dict[str, Any]]:
 
 def _written(body: DefinitionBody) -> str | dict[str, Any]:
     if (body.query is None) == (body.builder is None):
-        raise ApiError(
-            422, "validation", "definition: give either query or builder", "definition"
-        )
+        raise ApiError(422, "validation", "definition: give either query or builder", "definition")
     return body.query if body.query is not None else dict(body.builder or {})
 
 

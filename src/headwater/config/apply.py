@@ -16,13 +16,14 @@ from __future__ import annotations
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import yaml
 
 from headwater.config.model import (
+    ComputationConfig,
     ConfigFile,
     DestinationConfig,
     ProfilesSyncConfig,
@@ -37,7 +38,22 @@ from headwater.config.model import (
 from headwater.destinations.actions import restore_secrets, written_mapping
 from headwater.destinations.registry import get as get_definition
 from headwater.destinations.store import DestinationInfo, DestinationStore, redact
-from headwater.errors import ConfigError, ExportError, ListError, UnknownDestinationType
+from headwater.engage.computations import (
+    ComputationInfo,
+    ComputationStore,
+    Destination,
+    Purpose,
+    computation_key,
+    definition_of,
+)
+from headwater.engage.language import parse
+from headwater.errors import (
+    ConfigError,
+    ExportError,
+    InvalidError,
+    ListError,
+    UnknownDestinationType,
+)
 from headwater.protocols.plans import ACTOR_CONFIG, LIBRARY_TYPES, PlanInfo, PlanStore
 from headwater.protocols.schema_controls import read_controls, save_controls
 from headwater.protocols.transformations import Transformation, from_api, to_input
@@ -448,10 +464,14 @@ def plan(store: WorkspaceStore, config: ConfigFile) -> Plan:
         changes.append(RenameWorkspace(workspace.name, config.workspace))
     if config.sources is not None:
         changes += _plan_sources(store, config.sources)
-    if config.destinations is not None:
-        changes += _plan_destinations(store, config.destinations)
     if config.warehouses is not None:
         changes += _plan_warehouses(store, config.warehouses)
+    # Spaces before destinations: a space's Engage source (`<space>-engage`), which Engage's
+    # destinations hang off, is made with the space.
+    if config.spaces is not None:
+        changes += _plan_spaces(store, config, changes)
+    if config.destinations is not None:
+        changes += _plan_destinations(store, config.destinations)
     connects: list[Change] = []
     if config.sources is not None:
         disconnects, connects = _plan_source_protocols(store, config)
@@ -461,8 +481,7 @@ def plan(store: WorkspaceStore, config: ConfigFile) -> Plan:
     if config.transformations is not None:
         changes += _plan_transformations(store, config)
     changes += connects
-    if config.spaces is not None:
-        changes += _plan_spaces(store, config, changes)
+    changes += _plan_computations(store, config)
     return Plan(changes)
 
 
@@ -646,7 +665,7 @@ def _plan_instances(
 
 
 def _plan_destinations(store: WorkspaceStore, configs: Sequence[DestinationConfig]) -> list[Change]:
-    source_names = {s.id: s.name for s in _all_sources(store)}
+    source_names = {s.id: s.name for s in store.all_sources()}  # Engage sources too
 
     def wanted(current: DestinationInfo, cfg: DestinationConfig) -> dict[str, tuple[Any, Any]]:
         try:
@@ -927,6 +946,10 @@ def export_config(store: WorkspaceStore) -> str:
     spaces = _export_spaces(store)
     if spaces:
         data["spaces"] = spaces
+    for section, kind in SECTIONS.items():
+        computations = _export_computations(store, kind)
+        if computations:
+            data[section] = computations
     problems = _too_deep(data)
     if problems:
         raise ExportError("cannot export the workspace:\n" + "\n".join(f"  {p}" for p in problems))
@@ -1343,8 +1366,8 @@ def _sync_text(warehouse: str, schema: str | None) -> str:
 
 
 def _plan_spaces(store: WorkspaceStore, config: ConfigFile, earlier: list[Change]) -> list[Change]:
-    """Spaces are matched by name. They are planned last: the sources and warehouses they name
-    exist by then. A source or warehouse the plan deletes takes its connections with it, so a
+    """Spaces are matched by name. They are planned after sources and warehouses: the ones they
+    name exist by then. A source or warehouse the plan deletes takes its connections with it, so a
     space naming one that the plan makes again connects it again."""
     configs = config.spaces or []
     spaces = SpaceStore(store)
@@ -1487,3 +1510,178 @@ def _export_spaces(store: WorkspaceStore) -> list[dict[str, Any]]:
             entry["identity"] = {"identifiers": [entry_of(s) for s in space.identity.identifiers]}
         written.append(entry)
     return written
+
+
+# --- Engage: audiences and computed traits -----------------------------------------------------
+
+SECTIONS: dict[str, Purpose] = {"computed_traits": "trait", "audiences": "audience"}
+_NOUNS = {"trait": "computed trait", "audience": "audience"}
+
+
+@dataclass(frozen=True)
+class CreateComputation(Change):
+    kind: Purpose
+    config: ComputationConfig
+
+    def render(self) -> str:
+        cfg = self.config
+        details = [f"space {cfg.space}", f"key {cfg.key or computation_key(cfg.name)}"]
+        if cfg.destinations:
+            details.append(f"destinations {', '.join(d.name for d in cfg.destinations)}")
+        return f"+ {_NOUNS[self.kind]} {cfg.name} ({'; '.join(details)})"
+
+    def apply(self, store: WorkspaceStore) -> None:
+        cfg = self.config
+        made = ComputationStore(store).create(
+            cfg.space,
+            self.kind,
+            cfg.name,
+            cfg.definition,
+            level=cfg.level,
+            include_anonymous=cfg.include_anonymous,
+            include_historical=cfg.include_historical,
+            description=cfg.description,
+            destinations=[d.written() for d in cfg.destinations],
+        )
+        if cfg.key is not None and cfg.key != made.key:
+            raise InvalidError(
+                f"a new {_NOUNS[self.kind]}'s key is its snake_cased name, {made.key!r}; "
+                f"leave key out or write {made.key!r}",
+                "key",
+            )
+
+
+@dataclass(frozen=True)
+class UpdateComputation(Change):
+    kind: Purpose
+    computation_id: str
+    config: ComputationConfig
+    fields: tuple[str, ...]
+
+    def render(self) -> str:
+        return f"~ {_NOUNS[self.kind]} {self.config.name}: {', '.join(self.fields)}"
+
+    def apply(self, store: WorkspaceStore) -> None:
+        cfg = self.config
+        ComputationStore(store).update(
+            cfg.space,
+            self.computation_id,
+            name=cfg.name,
+            definition=cfg.definition if "definition" in self.fields else None,
+            include_anonymous=cfg.include_anonymous,
+            include_historical=cfg.include_historical,
+            description=cfg.description,
+            destinations=[d.written() for d in cfg.destinations],
+        )
+
+
+@dataclass(frozen=True)
+class DeleteComputation(Change):
+    kind: Purpose
+    space: str
+    computation_id: str
+    name: str
+
+    def render(self) -> str:
+        return f"- {_NOUNS[self.kind]} {self.name} (its key is never used again in the space)"
+
+    def apply(self, store: WorkspaceStore) -> None:
+        ComputationStore(store).delete(self.space, self.computation_id)
+
+
+def _plan_computations(store: WorkspaceStore, config: ConfigFile) -> list[Change]:
+    """Audiences and computed traits, matched by space and key. Deletions go first (another
+    computation may read the key of one the file drops), then updates, then creations."""
+    computations = ComputationStore(store)
+    spaces = {s.name: s for s in SpaceStore(store).list()}
+    planned_spaces = {cfg.name for cfg in config.spaces or []} | set(spaces)
+    deletes: list[Change] = []
+    updates: list[Change] = []
+    creates: list[Change] = []
+    problems: list[str] = []
+    for section, kind in SECTIONS.items():
+        configs: list[ComputationConfig] | None = getattr(config, section)
+        if configs is None:
+            continue
+        existing = {
+            (space.name, c.key): c
+            for space in spaces.values()
+            for c in computations.list(space.id, kind)
+        }
+        listed: set[tuple[str, str]] = set()
+        for i, cfg in enumerate(configs):
+            if cfg.space not in planned_spaces:
+                problems.append(f"{section}[{i}].space: no space named {cfg.space!r}")
+                continue
+            key = cfg.key or computation_key(cfg.name)
+            listed.add((cfg.space, key))
+            current = existing.get((cfg.space, key))
+            if current is None:
+                creates.append(CreateComputation(kind, cfg))
+                continue
+            changed = _computation_changes(current, cfg, kind)
+            if changed:
+                updates.append(UpdateComputation(kind, current.id, cfg, changed))
+        deletes += [
+            DeleteComputation(kind, space, c.id, c.name)
+            for (space, key), c in existing.items()
+            if (space, key) not in listed
+        ]
+    if problems:
+        raise ConfigError(problems)
+    return deletes + updates + creates
+
+
+def _computation_changes(
+    current: ComputationInfo, cfg: ComputationConfig, kind: Purpose
+) -> tuple[str, ...]:
+    definition = definition_of(cfg.definition, kind=cfg.level, purpose=kind)
+    connected = [
+        {k: v for k, v in asdict(d).items() if k != "destination_id"} for d in current.destinations
+    ]
+    wanted = [
+        asdict(Destination("", d.name, **{k: v for k, v in d.written().items() if k != "name"}))
+        for d in cfg.destinations
+    ]
+    wanted = [{k: v for k, v in d.items() if k != "destination_id"} for d in wanted]
+    checks = {
+        "name": current.name != cfg.name,
+        "definition": parse(current.definition, kind=current.level, purpose=kind) != definition,
+        "level": current.level != cfg.level,
+        "include_anonymous": current.include_anonymous != cfg.include_anonymous,
+        "include_historical": current.include_historical != cfg.include_historical,
+        "description": current.description != cfg.description,
+        "destinations": sorted(connected, key=repr) != sorted(wanted, key=repr),
+    }
+    return tuple(name for name, differs in checks.items() if differs)
+
+
+def _export_computations(store: WorkspaceStore, kind: Purpose) -> list[dict[str, Any]]:
+    written = []
+    for space in SpaceStore(store).list():
+        for c in ComputationStore(store).list(space.id, kind):
+            entry: dict[str, Any] = {"space": space.name, "name": c.name}
+            if computation_key(c.name) != c.key:
+                entry["key"] = c.key
+            entry["definition"] = c.definition
+            if c.level != "users":
+                entry["level"] = c.level
+            if c.include_anonymous:
+                entry["include_anonymous"] = True
+            if not c.include_historical:
+                entry["include_historical"] = False
+            if c.description:
+                entry["description"] = c.description
+            if c.destinations:
+                entry["destinations"] = [_destination_entry(d) for d in c.destinations]
+            written.append(entry)
+    return written
+
+
+def _destination_entry(destination: Destination) -> dict[str, Any]:
+    defaults = asdict(Destination("", ""))
+    entry: dict[str, Any] = {"name": destination.destination}
+    for key, value in asdict(destination).items():
+        if key not in ("destination_id", "destination") and value != defaults[key]:
+            entry[key] = value
+    return entry

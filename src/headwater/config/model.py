@@ -41,8 +41,10 @@ from headwater.destinations.presets import (
 )
 from headwater.destinations.redirects import Redirects
 from headwater.destinations.registry import get as get_definition
+from headwater.engage.computations import computation_key, definition_of
 from headwater.errors import (
     ConfigError,
+    InputError,
     InvalidError,
     ItemError,
     ListError,
@@ -555,6 +557,39 @@ class SpaceConfig(_Section):
         return self
 
 
+# --- Engage ------------------------------------------------------------------------------------
+
+
+class EngageDestinationConfig(_Section):
+    """A destination (on the space's Engage source) a computation is sent to, and how."""
+
+    name: StrictStr
+    send_identify: StrictBool | None = None
+    send_track: StrictBool | None = None
+    entered_event: StrictStr | None = None
+    exited_event: StrictStr | None = None
+    trait_event: StrictStr | None = None
+
+    def written(self) -> dict[str, Any]:
+        return self.model_dump(exclude_none=True)
+
+
+class ComputationConfig(_Section):
+    """An audience or a computed trait: matched by its space and key (the snake_cased name,
+    or ``key`` when a rename keeps an existing one); ``definition`` is Segment Query Language
+    or the builder's shape."""
+
+    space: StrictStr
+    name: StrictStr
+    key: StrictStr | None = None
+    definition: StrictStr | dict[str, Any]
+    level: Literal["users", "accounts"] = "users"
+    include_anonymous: StrictBool = False
+    include_historical: StrictBool = True
+    description: StrictStr = ""
+    destinations: list[EngageDestinationConfig] = Field(default_factory=list)
+
+
 class ServerConfig(_Section):
     """Read by ``headwater serve --config``; not part of the workspace, so ``apply`` skips it."""
 
@@ -600,6 +635,9 @@ class ConfigFile(_Section):
     transformations: list[TransformationConfig] | None = None
     # Like tracking plans: None leaves spaces alone; a list is the complete set.
     spaces: list[SpaceConfig] | None = None
+    # Like spaces: None leaves them alone; a list is the complete set (in every space).
+    computed_traits: list[ComputationConfig] | None = None
+    audiences: list[ComputationConfig] | None = None
 
     @field_validator("workspace")
     @classmethod
@@ -616,7 +654,7 @@ class ConfigFile(_Section):
             )
         return value
 
-    @field_validator("transformations", "spaces", mode="before")
+    @field_validator("transformations", "spaces", "computed_traits", "audiences", mode="before")
     @classmethod
     def _transformations_not_null(cls, value: Any, info: ValidationInfo) -> Any:
         return cls._list_not_null(value, info)
@@ -662,6 +700,7 @@ class ConfigFile(_Section):
         problems += self._plan_references()
         problems += self._space_references()
         problems += space_identities(self.spaces or [])[1]
+        problems += self._computations()
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -691,6 +730,31 @@ class ConfigFile(_Section):
                 )
             elif wanted is not None and wanted not in kinds:
                 problems.append(f"sources[{i}].tracking_plan: no tracking plan named {wanted!r}")
+        return problems
+
+    def _computations(self) -> list[str]:
+        """Definitions parse, keys are unique in their space, spaces exist in the file (when
+        it lists them; else the planner checks the stored ones)."""
+        problems: list[str] = []
+        spaces = None if self.spaces is None else {s.name for s in self.spaces}
+        keys: dict[tuple[str, str], str] = {}
+        for section, kind in (("computed_traits", "trait"), ("audiences", "audience")):
+            entries: list[ComputationConfig] = getattr(self, section) or []
+            for i, entry in enumerate(entries):
+                where = f"{section}[{i}]"
+                if spaces is not None and entry.space not in spaces:
+                    problems.append(f"{where}.space: no space named {entry.space!r}")
+                try:
+                    key = entry.key or computation_key(entry.name)
+                    definition_of(entry.definition, kind=entry.level, purpose=kind)  # type: ignore[arg-type]
+                except InputError as exc:
+                    problems.append(f"{where}.{exc.field or 'definition'}: {exc.message}")
+                    continue
+                if (entry.space, key) in keys:
+                    problems.append(
+                        f"{where}: the key {key!r} is already used by {keys[entry.space, key]}"
+                    )
+                keys.setdefault((entry.space, key), where)
         return problems
 
     def _space_references(self) -> list[str]:

@@ -293,10 +293,11 @@ class ComputationStore:
                 if other.id != row.id and row.key in _keys_read(_tree(other))
             ]
             if readers:
+                names = ", ".join(repr(r) for r in sorted(readers))
+                one = len(readers) == 1
                 raise ConflictError(
-                    f"{', '.join(repr(r) for r in sorted(readers))} read{'s' if len(readers) == 1 else ''} "
-                    f"{row.key!r}: change or delete {'it' if len(readers) == 1 else 'them'} "
-                    "first",
+                    f"{names} read{'s' if one else ''} {row.key!r}: change or delete "
+                    f"{'it' if one else 'them'} first",
                     "key",
                 )
             now = self._ws.now()
