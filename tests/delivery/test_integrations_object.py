@@ -165,3 +165,19 @@ def test_ac035_options_object_enables_every_instance_and_reaches_the_translator(
     for instance in ("adobe-1", "adobe-2"):
         [sent] = deliveries(receiver)[instance]
         assert sent["integrations"]["Adobe Analytics"] == options
+
+
+def test_engage_messages_name_one_instance_and_other_senders_cannot(
+    connected: Pipeline, receiver: Receiver
+) -> None:
+    """Engage's integrations object names the instance a computation is connected to (§14.2
+    item 9): with ``context.personas`` an instance's own name selects it; without, the key is
+    an unknown integration like any other (AC-033's rule stands)."""
+    personas = {"computation_class": "audience", "computation_key": "buyers"}
+    engage = tracked(integrations={"All": False, "adobe-1": True}, context={"personas": personas})
+    plain = tracked(integrations={"All": False, "adobe-1": True})
+    connected.send(engage)
+    connected.send(plain)
+    connected.deliver()
+    assert receivers_of(receiver, engage) == {"adobe-1"}
+    assert receivers_of(receiver, plain) == set()

@@ -28,12 +28,24 @@ def destination_verdict(event: dict[str, Any], destination: DestinationInfo) -> 
         return reasons.UNSUPPORTED_EVENT_TYPE
     flags = event.get("integrations")
     if not integrations.is_enabled(
-        definition.integration_names,
+        integration_names(event, destination),
         definition.default_enabled,
         flags if isinstance(flags, dict) else None,
     ):
         return reasons.FILTERED_BY_INTEGRATIONS_OBJECT
     return None
+
+
+def integration_names(event: Mapping[str, Any], destination: DestinationInfo) -> tuple[str, ...]:
+    """The names the event's ``integrations`` object may use for this instance: the catalog's
+    name and aliases; for Engage's messages (``context.personas``), the instance's own name
+    first, since Engage addresses the one instance a computation is connected to (§14.2 item
+    9) where other senders name a destination by its catalog name (AC-033)."""
+    names = destination.definition.integration_names
+    context = event.get("context")
+    if isinstance(context, Mapping) and "personas" in context:
+        return (destination.name, *names)
+    return names
 
 
 def destination_filters(

@@ -93,6 +93,8 @@ class Router:
             destinations = [d for d in self._destinations.for_source(record.source_id) if d.enabled]
             if not destinations or not record.events:
                 continue
+            # Engage's messages name instances (routing.integration_names)
+            named = known | {d.name for d in destinations}
             transformations = self._transformations()
             # Source-scoped transformations run once per event, before every instance's
             # checks (§24 step 6); destination-scoped ones are a stage after its filters.
@@ -114,7 +116,7 @@ class Router:
                     parsed = parse_timestamp(at)
                     received_ms = int(parsed.timestamp() * 1000) if parsed else record_ms
                 flags = event.get("integrations")
-                for key in integrations.unknown(flags if isinstance(flags, dict) else None, known):
+                for key in integrations.unknown(flags if isinstance(flags, dict) else None, named):
                     tally[
                         CounterKey(record.source_id, "", reasons.UNKNOWN_INTEGRATION, key[:100])
                     ] += 1
