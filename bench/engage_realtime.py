@@ -92,15 +92,24 @@ def computations() -> list[Computation]:
         ("orders_30_days", _reduce(_stream("Order Completed", 30), "count")),
         ("orders_90_days", _reduce(_stream("Order Completed", 90), "count")),
         ("revenue_180_days", _reduce(_stream("Order Completed", 180), "sum", "revenue")),
-        ("cosmetics_revenue_90_days", _reduce(_stream("Order Completed", 90, cosmetics), "sum", "revenue")),
+        (
+            "cosmetics_revenue_90_days",
+            _reduce(_stream("Order Completed", 90, cosmetics), "sum", "revenue"),
+        ),
         ("avg_order_180_days", _reduce(_stream("Order Completed", 180), "avg", "revenue")),
         ("max_order", _reduce(_stream("Order Completed"), "max", "revenue")),
         ("min_order", _reduce(_stream("Order Completed"), "min", "revenue")),
-        ("favourite_category", _reduce(_stream("Product Viewed", 90), "mode", "category", min_frequency=2)),
+        (
+            "favourite_category",
+            _reduce(_stream("Product Viewed", 90), "mode", "category", min_frequency=2),
+        ),
         ("first_category", _reduce(_stream("Product Viewed"), "first", "category")),
         ("last_category", _reduce(_stream("Product Viewed"), "last", "category")),
         ("categories_viewed", _reduce(_stream("Product Viewed", 30), "unique", "category")),
-        ("categories_viewed_count", _reduce(_stream("Product Viewed", 30), "unique_count", "category")),
+        (
+            "categories_viewed_count",
+            _reduce(_stream("Product Viewed", 30), "unique_count", "category"),
+        ),
         ("views_7_days", _reduce(_stream("Product Viewed", 7), "count")),
         ("adds_30_days", _reduce(_stream("Product Added", 30), "count")),
         ("carts_14_days", _reduce(_stream("Cart Viewed", 14), "count")),
@@ -108,7 +117,10 @@ def computations() -> list[Computation]:
         ("checkouts_60_days", _reduce(_stream("Checkout Started", 60), "count")),
         ("videos_30_days", _reduce(_stream("Video Played", 30), "count")),
         ("coupons_ever", _reduce(_stream("Coupon Applied"), "count")),
-        ("pricing_visits", _reduce(_stream("Page Viewed", 30, _where("url", "contains", "pricing")), "count")),
+        (
+            "pricing_visits",
+            _reduce(_stream("Page Viewed", 30, _where("url", "contains", "pricing")), "count"),
+        ),
     ]
     out = [Computation(f"tra_{k}", k, "trait", Definition("users", r)) for k, r in traits]
 
@@ -122,23 +134,58 @@ def computations() -> list[Computation]:
         ("ordered_30_days", at_least(_reduce(_stream("Order Completed", 30), "count"), 1)),
         ("ordered_7_days", at_least(_reduce(_stream("Order Completed", 7), "count"), 1)),
         ("repeat_buyers", at_least(_reduce(_stream("Order Completed", 90), "count"), 3)),
-        ("big_orders", at_least(_reduce(_stream("Order Completed", 60, _where("revenue", "greater_than", 150)), "count"), 1)),
+        (
+            "big_orders",
+            at_least(
+                _reduce(
+                    _stream("Order Completed", 60, _where("revenue", "greater_than", 150)), "count"
+                ),
+                1,
+            ),
+        ),
         ("high_value", trait("revenue_180_days", "greater_than", 500)),
         ("cosmetics_fans", trait("cosmetics_revenue_90_days", "at_least", 100)),
         ("browsers", at_least(_reduce(_stream("Product Viewed", 7), "count"), 5)),
-        ("cart_abandoners", And((at_least(_reduce(_stream("Cart Viewed", 14), "count"), 1), Not(at_least(_reduce(_stream("Order Completed", 14), "count"), 1))))),
+        (
+            "cart_abandoners",
+            And(
+                (
+                    at_least(_reduce(_stream("Cart Viewed", 14), "count"), 1),
+                    Not(at_least(_reduce(_stream("Order Completed", 14), "count"), 1)),
+                )
+            ),
+        ),
         ("active_30_days", at_least(_reduce(_stream("Signed In", 30), "count"), 1)),
-        ("lapsed", And((at_least(_reduce(_stream("Signed In"), "count"), 1), Not(at_least(_reduce(_stream("Signed In", 30), "count"), 1))))),
+        (
+            "lapsed",
+            And(
+                (
+                    at_least(_reduce(_stream("Signed In"), "count"), 1),
+                    Not(at_least(_reduce(_stream("Signed In", 30), "count"), 1)),
+                )
+            ),
+        ),
         ("video_fans", at_least(_reduce(_stream("Video Played", 30), "count"), 3)),
         ("coupon_users", at_least(_reduce(_stream("Coupon Applied"), "count"), 1)),
-        ("checkout_no_order", And((at_least(_reduce(_stream("Checkout Started", 7), "count"), 1), Not(at_least(_reduce(_stream("Order Completed", 7), "count"), 1))))),
+        (
+            "checkout_no_order",
+            And(
+                (
+                    at_least(_reduce(_stream("Checkout Started", 7), "count"), 1),
+                    Not(at_least(_reduce(_stream("Order Completed", 7), "count"), 1)),
+                )
+            ),
+        ),
         ("shoe_lovers", trait("favourite_category", "equals", "shoes")),
         ("wide_browsers", trait("categories_viewed_count", "at_least", 4)),
         ("pricing_curious", trait("pricing_visits", "at_least", 2)),
         ("vip", And((trait("high_value", "equals", True), trait("repeat_buyers", "equals", True)))),
         ("adders", at_least(_reduce(_stream("Product Added", 30), "count"), 2)),
         ("big_average", trait("avg_order_180_days", "greater_than", 120)),
-        ("engaged", And((trait("browsers", "equals", True), trait("active_30_days", "equals", True)))),
+        (
+            "engaged",
+            And((trait("browsers", "equals", True), trait("active_30_days", "equals", True))),
+        ),
     ]
     out += [Computation(f"aud_{k}", k, "audience", Definition("users", c)) for k, c in audiences]
     return out
@@ -222,7 +269,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
         timed = Timed(engage, postmaster, args.profile)
         with tempfile.TemporaryDirectory(prefix="headwater-bench-archive-") as archive:
-            stage = IdentityStage(engine, Archive(archive), observers=[timed])  # type: ignore[list-item]
+            stage = IdentityStage(engine, Archive(archive), observers=[timed])
             stage([(0, 1, warm[0])])
             timed.measured.clear()
             offset = PARTITIONS
@@ -252,7 +299,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 combined = pstats.Stats(stats[0])
                 for other in stats[1:]:
                     combined.add(other)
-                combined.sort_stats(sys.argv[-1] if sys.argv[-1] in ("tottime", "cumulative") else "cumulative").print_stats(35)
+                combined.sort_stats(args.sort).print_stats(35)
 
 
 if __name__ == "__main__":

@@ -133,6 +133,45 @@ def _parser() -> argparse.ArgumentParser:
     template.add_argument("--url", default="http://127.0.0.1:8088", help="the server's address")
     template.set_defaults(run=_profiles_template)
 
+    subscriptions = commands.add_parser(
+        "subscriptions", help="a Unify space's user subscriptions: CSV upload, states"
+    )
+    sub_actions = subscriptions.add_subparsers(dest="action", required=True, metavar="ACTION")
+    sub_upload = sub_actions.add_parser(
+        "upload", help="upload a subscription CSV (one Identify call per row), show its progress"
+    )
+    sub_upload.add_argument("space", help="space name or id")
+    sub_upload.add_argument("file", type=Path, help="the .csv file")
+    sub_upload.add_argument(
+        "--group", help="the group uploader of this subscription group: group columns only"
+    )
+    sub_upload.add_argument("--custom-trait", help="a trait set to true on the file's profiles")
+    sub_upload.add_argument("--no-wait", action="store_true", help="return once it is accepted")
+    sub_upload.add_argument("--url", default="http://127.0.0.1:8088", help="the server's address")
+    sub_upload.set_defaults(run=_subscriptions_upload)
+    sub_template = sub_actions.add_parser(
+        "template", help="print the CSV template: identifier and subscription status columns"
+    )
+    sub_template.add_argument("space", help="space name or id")
+    sub_template.add_argument("--group", help="the group uploader's template for this group")
+    sub_template.add_argument("--url", default="http://127.0.0.1:8088", help="the server's address")
+    sub_template.set_defaults(run=_subscriptions_template)
+    sub_report = sub_actions.add_parser(
+        "report", help="print an upload's error report (the rows not applied) as CSV"
+    )
+    sub_report.add_argument("space", help="space name or id")
+    sub_report.add_argument("upload", help="the upload's id (upl_…)")
+    sub_report.add_argument("--url", default="http://127.0.0.1:8088", help="the server's address")
+    sub_report.set_defaults(run=_subscriptions_report)
+    sub_get = sub_actions.add_parser(
+        "get", help="the subscription state of contact vectors (TYPE:KEY, e.g. EMAIL:a@b.com)"
+    )
+    sub_get.add_argument("space", help="space name or id")
+    sub_get.add_argument("vectors", nargs="+", metavar="TYPE:KEY", help="EMAIL, SMS or WHATSAPP")
+    sub_get.add_argument("--json", action="store_true", help="the API's answer as JSON")
+    sub_get.add_argument("--url", default="http://127.0.0.1:8088", help="the server's address")
+    sub_get.set_defaults(run=_subscriptions_get)
+
     replay = commands.add_parser("replay", help="deliver archived events to a destination again")
     replay.add_argument("destination", help="destination name or id")
     replay.add_argument("--start", required=True, help="ISO 8601 time, inclusive")
@@ -719,6 +758,70 @@ def _profiles_upload(args: argparse.Namespace) -> int:
     token = _admin_token("profiles upload")
     done = upload_profiles(args.url, token, args.space, args.file, wait=not args.no_wait)
     return 1 if done["status"] == "failed" else 0
+
+
+def _subscriptions_upload(args: argparse.Namespace) -> int:
+    """Exits 1 when the upload failed, so scripts can check."""
+    from urllib.parse import quote
+
+    from headwater.unify.commands import upload_profiles
+
+    tail = "subscriptions/uploads"
+    if args.group:
+        tail = f"subscription-groups/{quote(args.group, safe='')}/uploads"
+    params = {"customTrait": args.custom_trait} if args.custom_trait else {}
+    token = _admin_token("subscriptions upload")
+    done = upload_profiles(
+        args.url,
+        token,
+        args.space,
+        args.file,
+        wait=not args.no_wait,
+        tail=tail,
+        params=params,
+        command="subscriptions upload",
+    )
+    return 1 if done["status"] == "failed" else 0
+
+
+def _subscriptions_template(args: argparse.Namespace) -> int:
+    from urllib.parse import quote
+
+    from headwater.unify.commands import show_template
+
+    tail = "subscriptions/uploads/template"
+    if args.group:
+        tail = f"subscription-groups/{quote(args.group, safe='')}/uploads/template"
+    token = _admin_token("subscriptions template")
+    show_template(args.url, token, args.space, tail=tail, command="subscriptions template")
+    return 0
+
+
+def _subscriptions_report(args: argparse.Namespace) -> int:
+    from urllib.parse import quote
+
+    from headwater.unify.commands import show_template
+
+    tail = f"subscriptions/uploads/{quote(args.upload, safe='')}/report"
+    token = _admin_token("subscriptions report")
+    show_template(args.url, token, args.space, tail=tail, command="subscriptions report")
+    return 0
+
+
+def _subscriptions_get(args: argparse.Namespace) -> int:
+    from headwater.unify.commands import show_states
+
+    vectors = []
+    for text in args.vectors:
+        kind, colon, key = text.partition(":")
+        if not colon or not kind or not key:
+            raise SystemExit(
+                f"headwater subscriptions get: {text!r}: give TYPE:KEY, for example "
+                "EMAIL:jane@example.com or SMS:+15555550123"
+            )
+        vectors.append((kind, key))
+    show_states(args.url, _admin_token("subscriptions get"), args.space, vectors, args.json)
+    return 0
 
 
 def _profiles_template(args: argparse.Namespace) -> int:

@@ -132,6 +132,38 @@ UNIFY_GROUP_ID_EMPTY: Final = "unify_group_id_empty"  # groupId / context.groupI
 UNIFY_TOO_MANY_PROPERTIES: Final = "unify_too_many_properties"  # over 300
 UNIFY_TOO_MANY_TRAITS: Final = "unify_too_many_traits"  # identify: 300 or more; group: over 300
 
+# --- User subscriptions (Engage, spec/unify-engage.md §18) -----------------------------------
+# Segment's error codes of a subscription CSV's error report, verbatim, and Headwater's own for
+# what an Identify's ``context.messaging_subscriptions`` can get wrong that a CSV cannot. A
+# refused item is a Profiles Insights violation under its code; a CSV row's also goes in its
+# upload's error report.
+
+INVALID_EMAIL: Final = "INVALID_EMAIL"
+INVALID_PHONE: Final = "INVALID_PHONE"
+INVALID_SUBSCRIPTION_STATUS: Final = "INVALID_SUBSCRIPTION_STATUS"
+CONFIGURATION_ERROR: Final = "CONFIGURATION_ERROR"  # a row's subscription group was deleted
+SYSTEM_ERROR: Final = "SYSTEM_ERROR"  # a row that could not be sent
+UNABLE_TO_SUBSCRIBE: Final = "UNABLE_TO_SUBSCRIBE"  # an SMS number unsubscribed (STOP)
+GLOBAL_STATE_NOT_SUBSCRIBED: Final = "GLOBAL_STATE_NOT_SUBSCRIBED"
+INVALID_SUBSCRIPTION: Final = "INVALID_SUBSCRIPTION"  # not an object, no key, groups off EMAIL
+INVALID_SUBSCRIPTION_TYPE: Final = "INVALID_SUBSCRIPTION_TYPE"  # not EMAIL, SMS or WhatsApp
+SUBSCRIPTION_GROUP_NOT_FOUND: Final = "SUBSCRIPTION_GROUP_NOT_FOUND"  # no such group in the space
+
+SUBSCRIPTION_CODES: Final = frozenset(
+    {
+        INVALID_EMAIL,
+        INVALID_PHONE,
+        INVALID_SUBSCRIPTION_STATUS,
+        CONFIGURATION_ERROR,
+        SYSTEM_ERROR,
+        UNABLE_TO_SUBSCRIBE,
+        GLOBAL_STATE_NOT_SUBSCRIBED,
+        INVALID_SUBSCRIPTION,
+        INVALID_SUBSCRIPTION_TYPE,
+        SUBSCRIPTION_GROUP_NOT_FOUND,
+    }
+)
+
 # --- Routing: why an accepted event does not go to one destination instance -------------------
 
 UNSUPPORTED_EVENT_TYPE: Final = "UNSUPPORTED_EVENT_TYPE"  # the destination lacks the method

@@ -184,7 +184,7 @@ _serial = itertools.count()
 
 def _resources(http: httpx.Client) -> dict[str, str]:
     """A fresh source, destinations, filter, mapping, warehouse, sync, tracking plan and space
-    for one route's walk."""
+    (with a subscription group) for one route's walk."""
     n = next(_serial)
 
     def made(response: httpx.Response) -> dict[str, Any]:
@@ -244,6 +244,7 @@ def _resources(http: httpx.Client) -> dict[str, str]:
     plan = made(http.post("/api/v1/tracking-plans", json={"name": f"tp-{n}"}))["trackingPlan"]
     made(http.post("/api/v1/spaces", json={"name": f"space-{n}", "sourceIds": [source["id"]]}))
     made(http.post(f"/api/v1/spaces/space-{n}/access-tokens", json={"name": "site/production"}))
+    made(http.post(f"/api/v1/spaces/space-{n}/subscription-groups", json={"name": "News letter"}))
     upload = made(
         http.post(
             f"/api/v1/spaces/space-{n}/profiles/uploads",
@@ -266,6 +267,7 @@ def _resources(http: httpx.Client) -> dict[str, str]:
         "space": f"space-{n}",
         "tokenName": "site/production",
         "uploadId": upload["id"],
+        "groupIdOrName": quote("News letter", safe=""),
     }
 
 

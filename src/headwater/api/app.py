@@ -29,6 +29,8 @@ from headwater.api import (
     mappings,
     sources,
     spaces,
+    subscription_uploads,
+    subscriptions,
     tracking_plans,
     transformations,
     uploads,
@@ -90,6 +92,8 @@ def create_api(
     app.include_router(insights.router, prefix=PREFIX)
     app.include_router(uploads.router, prefix=PREFIX)
     app.include_router(engage.router, prefix=PREFIX)
+    app.include_router(subscriptions.router, prefix=PREFIX)
+    app.include_router(subscription_uploads.router, prefix=PREFIX)
     for router in extra_routers:
         app.include_router(router, prefix=PREFIX)
     return app

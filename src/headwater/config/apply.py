@@ -30,6 +30,7 @@ from headwater.config.model import (
     RuleConfig,
     SourceConfig,
     SpaceConfig,
+    SubscriptionGroupConfig,
     TrackingPlanConfig,
     TransformationConfig,
     WarehouseConfig,
@@ -68,6 +69,7 @@ from headwater.store.workspace import (
 )
 from headwater.unify.settings import IdentitySettings, entry_of
 from headwater.unify.spaces import SpaceInfo, SpaceStore, new_access_token
+from headwater.unify.subscription_groups import SubscriptionGroups, group_key
 from headwater.warehouse.settings import SECRETS
 from headwater.warehouse.store import WarehouseInfo, WarehouseStore
 from headwater.warehouse.store import redact as redact_warehouse
@@ -1395,6 +1397,7 @@ def _plan_spaces(store: WorkspaceStore, config: ConfigFile, earlier: list[Change
         if current is None:
             changes.append(CreateSpace(cfg, identity))
             changes += _plan_tokens(spaces, cfg, None)
+            changes += _plan_groups(store, cfg, None)
             continue
         old_sources = [
             source_names.get(i, i)
@@ -1414,6 +1417,7 @@ def _plan_spaces(store: WorkspaceStore, config: ConfigFile, earlier: list[Change
                 UpdateSpace(current.id, cfg.name, "identity", current.identity, identity)
             )
         changes += _plan_tokens(spaces, cfg, current)
+        changes += _plan_groups(store, cfg, current)
     return changes
 
 
@@ -1485,10 +1489,82 @@ def _plan_tokens(spaces: SpaceStore, cfg: SpaceConfig, current: SpaceInfo | None
     return revokes + changes
 
 
+@dataclass(frozen=True)
+class AddSubscriptionGroup(Change):
+    space: str
+    name: str
+    description: str
+
+    def render(self) -> str:
+        return f"+ space {self.space}: subscription group {self.name}"
+
+    def apply(self, store: WorkspaceStore) -> None:
+        SubscriptionGroups(store).create(self.space, self.name, self.description)
+
+
+@dataclass(frozen=True)
+class UpdateSubscriptionGroup(Change):
+    space: str
+    old: SubscriptionGroupConfig
+    new: SubscriptionGroupConfig
+
+    def render(self) -> str:
+        parts = []
+        if self.old.name != self.new.name:
+            parts.append(f"name {self.old.name} → {self.new.name}")
+        if self.old.description != self.new.description:
+            parts.append(f"description {self.old.description!r} → {self.new.description!r}")
+        return f"~ space {self.space}: subscription group {self.old.name}: {', '.join(parts)}"
+
+    def apply(self, store: WorkspaceStore) -> None:
+        SubscriptionGroups(store).update(
+            self.space, self.old.name, name=self.new.name, description=self.new.description
+        )
+
+
+@dataclass(frozen=True)
+class DeleteSubscriptionGroup(Change):
+    space: str
+    name: str
+
+    def render(self) -> str:
+        return f"- space {self.space}: subscription group {self.name} (its users' states are kept)"
+
+    def apply(self, store: WorkspaceStore) -> None:
+        SubscriptionGroups(store).delete(self.space, self.name)
+
+
+def _plan_groups(
+    store: WorkspaceStore, cfg: SpaceConfig, current: SpaceInfo | None
+) -> list[Change]:
+    """Groups are matched by name regardless of case; deletes come first (a space holds 25).
+    No list keeps the stored groups."""
+    if cfg.subscription_groups is None:
+        return []
+    stored = {}
+    if current is not None:
+        stored = {
+            group_key(g.name): SubscriptionGroupConfig(name=g.name, description=g.description)
+            for g in SubscriptionGroups(store).list(current.id)
+        }
+    wanted = {group_key(g.name): g for g in cfg.subscription_groups}
+    changes: list[Change] = [
+        DeleteSubscriptionGroup(cfg.name, g.name) for k, g in stored.items() if k not in wanted
+    ]
+    for key, group in wanted.items():
+        old = stored.get(key)
+        if old is None:
+            changes.append(AddSubscriptionGroup(cfg.name, group.name, group.description))
+        elif old != group:
+            changes.append(UpdateSubscriptionGroup(cfg.name, old, group))
+    return changes
+
+
 def _export_spaces(store: WorkspaceStore) -> list[dict[str, Any]]:
     """The ``spaces:`` section: sources and the warehouse by name, every token ``[redacted]``,
     identity settings when they are not Segment's defaults (each identifier with what differs
-    from its preset; an ``import_from`` was a copy and is written as the identifiers)."""
+    from its preset; an ``import_from`` was a copy and is written as the identifiers), the
+    subscription groups when there are any."""
     spaces = SpaceStore(store)
     names = {s.id: s.name for s in _all_sources(store)}
     managed = spaces.managed_sources()
@@ -1508,6 +1584,12 @@ def _export_spaces(store: WorkspaceStore) -> list[dict[str, Any]]:
                 entry["profiles_sync"]["schema"] = sync.schema
         if space.identity != IdentitySettings():
             entry["identity"] = {"identifiers": [entry_of(s) for s in space.identity.identifiers]}
+        groups = SubscriptionGroups(store).list(space.id)
+        if groups:
+            entry["subscription_groups"] = [
+                {"name": g.name, **({"description": g.description} if g.description else {})}
+                for g in groups
+            ]
         written.append(entry)
     return written
 

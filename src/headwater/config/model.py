@@ -58,6 +58,12 @@ from headwater.store.instances import REDACTED
 from headwater.store.workspace import check_name, check_settings, check_slug, check_write_key
 from headwater.unify.settings import IdentitySettings, settings_of
 from headwater.unify.spaces import check_access_token
+from headwater.unify.subscription_groups import (
+    MAX_GROUPS,
+    check_description,
+    check_group_name,
+    group_key,
+)
 from headwater.warehouse.settings import WarehouseOptions
 
 
@@ -525,17 +531,36 @@ class IdentityConfig(_Section):
         return self
 
 
+class SubscriptionGroupConfig(_Section):
+    """An email subscription group of a space (headwater.unify.subscription_groups)."""
+
+    name: StrictStr
+    description: StrictStr = ""
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return str(_checked(check_group_name, value))
+
+    @field_validator("description")
+    @classmethod
+    def _description(cls, value: str) -> str:
+        return str(_checked(check_description, value))
+
+
 class SpaceConfig(_Section):
     """A Unify space: the sources connected to it (by name; the list is the complete set), its
     Profile API access tokens (left out: the tokens stay as they are; a list is the complete
-    set), Profiles Sync (left out: off) and its identity settings (left out: Segment's
-    defaults)."""
+    set), Profiles Sync (left out: off), its identity settings (left out: Segment's
+    defaults) and its email subscription groups (left out: the groups stay as they are; a list
+    is the complete set, matched by name regardless of case)."""
 
     name: StrictStr
     sources: list[StrictStr] = Field(default_factory=list)
     access_tokens: list[AccessTokenConfig] | None = None
     profiles_sync: ProfilesSyncConfig | None = None
     identity: IdentityConfig | None = None
+    subscription_groups: list[SubscriptionGroupConfig] | None = None
 
     @field_validator("name")
     @classmethod
@@ -552,6 +577,16 @@ class SpaceConfig(_Section):
         for i, name in enumerate(names):
             if name in names[:i]:
                 problems.append(f"access_tokens[{i}]: the name {name!r} is listed twice")
+        groups = self.subscription_groups or []
+        keys = [group_key(group.name) for group in groups]
+        for i, key in enumerate(keys):
+            if key in keys[:i]:
+                problems.append(
+                    f"subscription_groups[{i}]: the name {groups[i].name!r} is listed twice "
+                    "(names are compared regardless of case)"
+                )
+        if len(keys) > MAX_GROUPS:
+            problems.append(f"subscription_groups: a space has at most {MAX_GROUPS} groups")
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -738,7 +773,11 @@ class ConfigFile(_Section):
         problems: list[str] = []
         spaces = None if self.spaces is None else {s.name for s in self.spaces}
         keys: dict[tuple[str, str], str] = {}
-        for section, kind in (("computed_traits", "trait"), ("audiences", "audience")):
+        sections: tuple[tuple[str, Literal["trait", "audience"]], ...] = (
+            ("computed_traits", "trait"),
+            ("audiences", "audience"),
+        )
+        for section, kind in sections:
             entries: list[ComputationConfig] = getattr(self, section) or []
             for i, entry in enumerate(entries):
                 where = f"{section}[{i}]"
@@ -746,7 +785,7 @@ class ConfigFile(_Section):
                     problems.append(f"{where}.space: no space named {entry.space!r}")
                 try:
                     key = entry.key or computation_key(entry.name)
-                    definition_of(entry.definition, kind=entry.level, purpose=kind)  # type: ignore[arg-type]
+                    definition_of(entry.definition, kind=entry.level, purpose=kind)
                 except InputError as exc:
                     problems.append(f"{where}.{exc.field or 'definition'}: {exc.message}")
                     continue

@@ -132,6 +132,22 @@ def _space_source_replays(conn: Connection) -> None:
             conn.execute(sa.text(f"ALTER TABLE space_sources ADD COLUMN {column} {kind}"))
 
 
+def _user_subscriptions(conn: Connection) -> None:
+    """Engage's user subscriptions: states per contact vector and group, subscription groups,
+    subscription CSV error reports; ``unify_csv_uploads`` gets ``kind`` and ``custom_trait``."""
+    present = {c["name"] for c in sa.inspect(conn).get_columns("unify_csv_uploads")}
+    if "kind" not in present:
+        conn.execute(
+            sa.text(
+                "ALTER TABLE unify_csv_uploads ADD COLUMN kind VARCHAR(20) NOT NULL "
+                "DEFAULT 'profiles'"
+            )
+        )
+    if "custom_trait" not in present:
+        conn.execute(sa.text("ALTER TABLE unify_csv_uploads ADD COLUMN custom_trait VARCHAR(200)"))
+    _create_tables(conn)
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "create tables", _create_tables),
     Migration(2, "seed event log partitions", _seed_log_partitions),
@@ -154,6 +170,9 @@ MIGRATIONS: list[Migration] = [
     Migration(19, "unify: replays of newly connected sources", _space_source_replays),
     Migration(
         20, "engage: sources, computations, connections, profile state, outbox", _create_tables
+    ),
+    Migration(
+        21, "unify: user subscriptions, groups and subscription csv uploads", _user_subscriptions
     ),
 ]
 

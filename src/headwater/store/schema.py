@@ -872,6 +872,10 @@ unify_csv_uploads = sa.Table(
     sa.Column("source_id", sa.String(40), nullable=True),
     sa.Column("created_at", sa.BigInteger, nullable=False),  # epoch seconds
     sa.Column("updated_at", sa.BigInteger, nullable=False),
+    # Migration 21: profiles or subscriptions (a subscription CSV, headwater.unify.
+    # subscription_upload), and the custom trait a subscription upload adds to its profiles.
+    sa.Column("kind", sa.String(20), nullable=False, default="profiles"),
+    sa.Column("custom_trait", sa.String(200), nullable=True),
     sa.Index("ix_unify_csv_uploads_space", "space_id", "created_at"),
 )
 
@@ -943,4 +947,66 @@ engage_outbox = sa.Table(
     sa.Column("created_at", sa.BigInteger, nullable=False),
     sa.Column("body", sa.JSON, nullable=False),
     sqlite_autoincrement=True,
+)
+
+# --- Unify: user subscriptions (migration 21; see headwater.unify.subscriptions) ---------------
+
+# A contact vector's subscription state in a space (Engage's user subscriptions, §18): one row
+# per (channel, contact) that has a state; no row is "no subscription status". ``key``: the
+# contact as ``subscriptions.contact_key`` normalizes it (an email lowercased, a phone number's
+# digits); SMS and WhatsApp share a number and have a row each. ``updated_at``: the time (epoch
+# milliseconds) of the event that set the state, so an older event never overwrites it.
+unify_subscriptions = sa.Table(
+    "unify_subscriptions",
+    metadata,
+    sa.Column("space_id", sa.String(40), primary_key=True),
+    sa.Column("channel", sa.String(10), primary_key=True),  # EMAIL, SMS, WHATSAPP
+    sa.Column("key", sa.String(320), primary_key=True),
+    sa.Column("status", sa.String(20), nullable=False),  # subscribed, unsubscribed, …
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+    sa.Column("source_id", sa.String(40), nullable=False),
+    sa.Column("message_id", sa.Text, nullable=False),
+)
+
+# A space's email subscription groups (at most 25 live ones). ``key``: the name case-folded
+# (names are unique regardless of case). A deleted group keeps its row (``deleted_at``) and its
+# users' states: creating a group of that name again brings them back.
+unify_subscription_groups = sa.Table(
+    "unify_subscription_groups",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),  # sgr_…
+    sa.Column("space_id", sa.String(40), nullable=False),
+    sa.Column("name", sa.String(75), nullable=False),
+    sa.Column("key", sa.String(300), nullable=False),
+    sa.Column("description", sa.Text, nullable=False, default=""),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+    sa.Column("deleted_at", sa.BigInteger, nullable=True),
+    sa.UniqueConstraint("space_id", "key", name="uq_unify_subscription_groups_key"),
+)
+
+# An email address's state in one subscription group, as ``unify_subscriptions`` per channel.
+unify_group_subscriptions = sa.Table(
+    "unify_group_subscriptions",
+    metadata,
+    sa.Column("space_id", sa.String(40), primary_key=True),
+    sa.Column("key", sa.String(320), primary_key=True),  # the email, normalized
+    sa.Column("group_id", sa.String(40), primary_key=True),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+)
+
+# A subscription CSV upload's error report (headwater.unify.subscription_upload): the rows it
+# could not apply, each with Segment's error code, its message and the row's cells (in the
+# upload's columns). Written while the rows are sent (a row that cannot be read) and by
+# identity resolution (a state a row may not set); kept as long as its upload.
+unify_upload_errors = sa.Table(
+    "unify_upload_errors",
+    metadata,
+    sa.Column("upload_id", sa.String(40), primary_key=True),
+    sa.Column("row_number", sa.BigInteger, primary_key=True),  # 1: the first data row
+    sa.Column("space_id", sa.String(40), nullable=False),
+    sa.Column("code", sa.String(40), nullable=False),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("cells", sa.JSON, nullable=False, default=list),
 )

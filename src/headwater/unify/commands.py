@@ -1,5 +1,6 @@
-"""``headwater insights SPACE`` and ``headwater profiles upload|template SPACE``: Unify from a
-terminal, through the running server's REST API like ``headwater violations``."""
+"""``headwater insights SPACE``, ``headwater profiles upload|template SPACE`` and ``headwater
+subscriptions upload|template|report|get SPACE``: Unify from a terminal, through the running
+server's REST API like ``headwater violations``."""
 
 from __future__ import annotations
 
@@ -113,20 +114,24 @@ def upload_profiles(
     wait: bool = True,
     poll: float = 0.5,
     out: TextIO | None = None,
+    tail: str = "profiles/uploads",
+    params: dict[str, str] | None = None,
+    command: str = "profiles upload",
 ) -> dict[str, Any]:
-    """Send ``path`` (streamed), then follow the upload until it ends, printing progress;
-    the upload as the API last showed it."""
+    """Send ``path`` (streamed) to ``tail`` (the profile CSV uploads, or a subscription
+    uploader's), then follow the upload until it ends, printing progress; the upload as the
+    API last showed it."""
     out = out or sys.stderr
-    url = _space_url(base_url, space, "profiles/uploads")
+    url = _space_url(base_url, space, tail)
     try:
         size = path.stat().st_size
     except OSError as exc:
-        raise SystemExit(f"headwater profiles upload: cannot read {path}: {exc}") from None
+        raise SystemExit(f"headwater {command}: cannot read {path}: {exc}") from None
     sent = [0]
     try:
         response = httpx.post(
             url,
-            params={"fileName": path.name},
+            params={"fileName": path.name, **(params or {})},
             content=_file_chunks(path, sent),
             headers={
                 "authorization": f"Bearer {token}",
@@ -137,35 +142,78 @@ def upload_profiles(
         )
     except httpx.TransportError as exc:
         raise SystemExit(
-            f"headwater profiles upload: cannot reach {url}: {exc}. Is the server running? "
+            f"headwater {command}: cannot reach {url}: {exc}. Is the server running? "
             "Pass its address with --url."
         ) from None
-    upload: dict[str, Any] = answer_data(response, "profiles upload")["upload"]
+    upload: dict[str, Any] = answer_data(response, command)["upload"]
     out.write(f"{path.name}: {upload['rows']} rows accepted as upload {upload['id']}\n")
     if not wait:
         return upload
-    one = _space_url(base_url, space, f"profiles/uploads/{quote(upload['id'], safe='')}")
+    kind = "subscriptions" if upload.get("kind") == "subscriptions" else "profiles"
+    one = _space_url(base_url, space, f"{kind}/uploads/{quote(upload['id'], safe='')}")
     shown = -1
     while upload["status"] == "processing":
         if upload["appendedRows"] != shown:
             shown = upload["appendedRows"]
             out.write(f"  {shown}/{upload['rows']} rows sent as Identify calls\n")
         time.sleep(poll)
-        upload = call_api("GET", one, token, "profiles upload")["upload"]
+        upload = call_api("GET", one, token, command)["upload"]
     if upload["status"] == "succeeded":
         out.write(f"  {upload['appendedRows']}/{upload['rows']} rows sent: done\n")
     else:
         out.write(f"  failed: {upload['error']}\n")
+    if upload.get("errorRows"):
+        out.write(
+            f"  {upload['errorRows']} rows in the error report so far (identity resolution may "
+            f"add more): headwater subscriptions report {space} {upload['id']}\n"
+        )
     return upload
 
 
-def show_template(base_url: str, token: str, space: str, out: TextIO | None = None) -> None:
+def show_template(
+    base_url: str,
+    token: str,
+    space: str,
+    out: TextIO | None = None,
+    tail: str = "profiles/uploads/template",
+    command: str = "profiles template",
+) -> None:
+    """Print a CSV the API serves (a template, an error report)."""
     out = out or sys.stdout
-    url = _space_url(base_url, space, "profiles/uploads/template")
+    url = _space_url(base_url, space, tail)
     try:
         response = httpx.get(url, headers={"authorization": f"Bearer {token}"}, timeout=30.0)
     except httpx.TransportError as exc:
-        raise SystemExit(f"headwater profiles template: cannot reach {url}: {exc}") from None
+        raise SystemExit(f"headwater {command}: cannot reach {url}: {exc}") from None
     if response.status_code >= 400:
-        answer_data(response, "profiles template")  # exits with the API's message
+        answer_data(response, command)  # exits with the API's message
     out.write(response.text)
+
+
+# --- user subscriptions -------------------------------------------------------------------------
+
+
+def show_states(
+    base_url: str,
+    token: str,
+    space: str,
+    vectors: list[tuple[str, str]],
+    as_json: bool,
+    out: TextIO | None = None,
+) -> None:
+    """The subscription states of ``(type, key)`` contact vectors."""
+    out = out or sys.stdout
+    url = _space_url(base_url, space, "messaging-subscriptions/batch")
+    body = {"subscriptions": [{"type": t, "key": k} for t, k in vectors]}
+    data = call_api("POST", url, token, "subscriptions get", json=body)
+    if as_json:
+        out.write(json.dumps(data, indent=2) + "\n")
+        return
+    for found in data["successes"]:
+        status = found.get("status", "(no subscription status)")
+        out.write(f"{found['type']:<8}  {found['key']}  {status}\n")
+        for group in found.get("groups", []):
+            out.write(f"          group {group['name']}: {group['status']}\n")
+    for failed in data["failures"]:
+        error = failed["errors"][0]
+        out.write(f"{failed['type']:<8}  {failed['key']}  {error['code']}: {error['message']}\n")

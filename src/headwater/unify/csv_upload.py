@@ -160,7 +160,7 @@ def columns_of(headers: Sequence[str], settings: IdentitySettings) -> tuple[Colu
     return tuple(columns)
 
 
-def _rows(lines: Iterable[str]) -> Iterator[list[str]]:
+def read_rows(lines: Iterable[str]) -> Iterator[list[str]]:
     """The CSV's records; every failure to read it is Segment's parsing error."""
     reader = csv.reader(lines, strict=True)
     while True:
@@ -173,14 +173,14 @@ def _rows(lines: Iterable[str]) -> Iterator[list[str]]:
         yield row
 
 
-def _blank(row: Sequence[str]) -> bool:
+def is_blank(row: Sequence[str]) -> bool:
     return all(cell == "" for cell in row)
 
 
 def check(lines: Iterable[str], settings: IdentitySettings) -> Checked:
     """Read a whole file (text lines, newlines kept) and check it; nothing is kept but a
     count. Raises ``UploadRejected`` with Segment's message."""
-    rows = _rows(lines)
+    rows = read_rows(lines)
     headers = next(rows, None)
     while headers == []:  # blank lines before the header
         headers = next(rows, None)
@@ -192,7 +192,7 @@ def check(lines: Iterable[str], settings: IdentitySettings) -> Checked:
     count = 0
     columns: tuple[Column, ...] | None = None
     for row in rows:
-        if _blank(row):
+        if is_blank(row):
             continue
         if len(row) > width:
             raise UploadRejected(PARSING_ERROR)
@@ -286,7 +286,7 @@ def send_rows(
 ) -> int:
     """Send every row as an Identify, ``CHUNK_ROWS`` (or about ``CHUNK_BYTES``) per call of
     ``append``; ``progress`` after each with the rows sent so far. The rows sent."""
-    rows = _rows(lines)
+    rows = read_rows(lines)
     while next(rows, None) == []:  # up to the header
         pass
     chunk: list[dict[str, Any]] = []
@@ -294,7 +294,7 @@ def send_rows(
     # A row's size as JSON, roughly: its cells, its headers, quotes and punctuation.
     overhead = 300 + sum(len(c.header) + 6 for c in columns)
     for row in rows:
-        if _blank(row):
+        if is_blank(row):
             continue
         number += 1
         chunk.append(identify_of(columns, row, f"{upload_id}-{number}", f"{upload_id}-"))
@@ -333,6 +333,8 @@ class Upload:
     source_id: str | None
     created_at: int
     updated_at: int
+    kind: str = "profiles"  # or "subscriptions" (headwater.unify.subscription_upload)
+    custom_trait: str | None = None
 
 
 class Busy(Exception):
@@ -386,6 +388,8 @@ class Uploads:
         rows: int = 0,
         columns: Sequence[str] = (),
         alone: bool = False,
+        kind: str = "profiles",
+        custom_trait: str | None = None,
     ) -> Upload:
         """Record an upload; ``alone``: only if no other of the space is being sent (else
         ``Busy``), checked in the same transaction, so two files sent at once cannot both
@@ -403,6 +407,8 @@ class Uploads:
             None,
             now,
             now,
+            kind,
+            custom_trait,
         )
         with write_transaction(self.engine) as conn:
             if alone:
@@ -425,6 +431,8 @@ class Uploads:
                     source_id=None,
                     created_at=now,
                     updated_at=now,
+                    kind=kind,
+                    custom_trait=custom_trait,
                 )
             )
         return upload
@@ -460,21 +468,27 @@ class Uploads:
             ).first()
         return self._upload(row) if row is not None else None
 
-    def history(self, space_id: str) -> list[Upload]:
-        """The space's uploads of the last 30 days, newest first."""
+    def history(self, space_id: str, kind: str | None = None) -> list[Upload]:
+        """The space's uploads of the last 30 days (of one kind, if given), newest first."""
         t = schema.unify_csv_uploads
+        select = sa.select(t).where(
+            t.c.space_id == space_id, t.c.created_at >= self.now() - HISTORY_SECONDS
+        )
+        if kind is not None:
+            select = select.where(t.c.kind == kind)
         with self.engine.connect() as conn:
-            rows = conn.execute(
-                sa.select(t)
-                .where(t.c.space_id == space_id, t.c.created_at >= self.now() - HISTORY_SECONDS)
-                .order_by(t.c.created_at.desc(), t.c.id.desc())
-            ).all()
+            rows = conn.execute(select.order_by(t.c.created_at.desc(), t.c.id.desc())).all()
         return [self._upload(row) for row in rows]
 
     def purge(self) -> int:
-        t = schema.unify_csv_uploads
+        """Uploads past the 30 days go, with their error reports."""
+        t, errors = schema.unify_csv_uploads, schema.unify_upload_errors
+        old = t.c.created_at < self.now() - HISTORY_SECONDS
         with write_transaction(self.engine) as conn:
-            gone = conn.execute(t.delete().where(t.c.created_at < self.now() - HISTORY_SECONDS))
+            conn.execute(
+                errors.delete().where(errors.c.upload_id.in_(sa.select(t.c.id).where(old)))
+            )
+            gone = conn.execute(t.delete().where(old))
             return gone.rowcount or 0
 
     def _upload(self, row: Any) -> Upload:
@@ -495,6 +509,8 @@ class Uploads:
             row.source_id,
             int(row.created_at),
             int(row.updated_at),
+            row.kind or "profiles",
+            row.custom_trait,
         )
 
 
@@ -504,12 +520,14 @@ def upload_json(upload: Upload) -> dict[str, Any]:
 
     return {
         "id": upload.id,
+        "kind": upload.kind,
         "fileName": upload.file_name,
         "status": upload.status,
         "error": upload.error,
         "rows": upload.rows,
         "appendedRows": upload.appended,
         "columns": upload.columns,
+        "customTrait": upload.custom_trait,
         "sourceId": upload.source_id,
         "createdAt": iso(upload.created_at),
         "updatedAt": iso(upload.updated_at),

@@ -5,7 +5,9 @@ event's payload:
 
 - ``error``: the event resolved to no profile (``No matching identifiers on event``);
 - ``violation``: an identifier left out, or a merge not made (``resolution.violations``, with
-  Segment's names: ``ID value blocked``, ``Identifier value limit exceeded``, …);
+  Segment's names: ``ID value blocked``, ``Identifier value limit exceeded``, …); also a
+  subscription item of an Identify left unapplied (``messaging_subscriptions``: Segment's CSV
+  error codes, ``INVALID_EMAIL``, ``UNABLE_TO_SUBSCRIBE``, …, about the item's contact);
 - ``merge`` and ``mapping``, the success logs: a profile merged into another, an identifier
   added to a profile (``new_profile`` when the event created that profile).
 
@@ -50,8 +52,11 @@ KINDS: Final[tuple[Kind, ...]] = ("error", "violation", "merge", "mapping")
 MAX_RECORDS: Final = 500  # per space and kind
 RETENTION_SECONDS: Final = 30 * 86_400
 PRUNE_EVERY: Final = 50
-# The names a violation filter takes: Segment's (the error's is a kind of its own).
-VIOLATIONS: Final = frozenset(reasons.INSIGHTS_REASONS - {reasons.NO_MATCHING_IDENTIFIERS})
+# The names a violation filter takes: Segment's (the error's is a kind of its own), and the
+# codes of the subscription items an Identify could not apply (``messaging_subscriptions``).
+VIOLATIONS: Final = frozenset(
+    (reasons.INSIGHTS_REASONS - {reasons.NO_MATCHING_IDENTIFIERS}) | reasons.SUBSCRIPTION_CODES
+)
 
 
 class Entry(NamedTuple):
@@ -137,6 +142,11 @@ class Insights:
         rows: list[dict[str, Any]] = []
         for entry in entries:
             rows += self.rows(entry, now)
+        return self.write(conn, rows)
+
+    def write(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> int:
+        """Insert records made elsewhere (``rows``' shape; a subscription item an Identify
+        could not apply, ``messaging_subscriptions``) within the bound; the rows written."""
         if not rows:
             return 0
         by_kind: dict[tuple[str, str], list[dict[str, Any]]] = {}
@@ -144,7 +154,7 @@ class Insights:
             by_kind.setdefault((row["space_id"], row["kind"]), []).append(row)
         # Of a batch's records, those past the bound would be trimmed at once: never written.
         over = {id(row) for group in by_kind.values() for row in group[: -self.max_records]}
-        kept = [row for row in rows if id(row) not in over] if over else rows
+        kept = [row for row in rows if id(row) not in over] if over else list(rows)
         conn.execute(schema.unify_insights.insert(), kept)
         for key, group in by_kind.items():
             count = self._unpruned.get(key, 0) + min(len(group), self.max_records)

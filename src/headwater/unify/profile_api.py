@@ -1,5 +1,7 @@
 """The Profile API (spec §4): ``GET /v1/spaces/<space>/collections/<collection>/profiles/…``,
-with ``/v1/namespaces/…`` as an alias (§21 #13), in Segment's shapes, not the REST API's.
+with ``/v1/namespaces/…`` as an alias (§21 #13), in Segment's shapes, not the REST API's; and
+Headwater's ``…/profiles/<id>/subscriptions``: the profile's contact vectors with their user
+subscription states (``headwater.unify.subscriptions``).
 
 A raw ASGI app: the path is split on its raw bytes before percent-decoding, so a ``%2F`` or a
 ``%2B`` in an identifier's value stays part of the value (A-UE-28), and nothing a client sends
@@ -40,6 +42,8 @@ from headwater.unify.graph import GraphStore, StoredIdentifier
 from headwater.unify.profile_ids import is_profile_id
 from headwater.unify.profiles import TRAIT_CLASSES, ProfileData, Sort, iso
 from headwater.unify.spaces import SpaceInfo, SpaceStore
+from headwater.unify.subscription_groups import live_groups
+from headwater.unify.subscriptions import profile_vectors, read_states, render_status
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +53,7 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 PREFIXES = ("/v1/spaces/", "/v1/namespaces/")
 COLLECTIONS = ("users", "accounts")
-KINDS = ("traits", "external_ids", "events", "metadata", "links")
+KINDS = ("traits", "external_ids", "events", "metadata", "links", "subscriptions")
 DEFAULT_REQUESTS_PER_SECOND = 100
 AUTH_REFRESH_SECONDS = 1.0
 AUTH_CACHE_SIZE = 10_000
@@ -59,6 +63,7 @@ LIMITS = {
     "external_ids": (10, 100),
     "events": (10, 100),
     "links": (20, 20),
+    "subscriptions": (10, 100),
     "metadata": (10, 100),
     "profiles": (10, 100),
 }
@@ -307,6 +312,10 @@ def _events_position(cursor: str) -> tuple[int, str]:
     return int(at), message_id
 
 
+def _vector_cursor(channel: str, value: str) -> str:
+    return "sub_" + _b64(msgspec.json.encode([channel, value]).decode())
+
+
 def _map_cursor(identifier: StoredIdentifier) -> str:
     return "map_" + _b64(msgspec.json.encode([identifier.type, identifier.value]).decode())
 
@@ -429,6 +438,8 @@ class ProfileAPI:
             return self._events(data, profile, route, params, limit, cursor)
         if route.kind == "metadata":
             return self._metadata(graph, data, profile)
+        if route.kind == "subscriptions":
+            return self._subscriptions(graph, space, profile, route, params, limit, cursor)
         return self._links(graph, profile, limit)
 
     def _lookup(self, graph: GraphStore, route: Route) -> str:
@@ -580,6 +591,65 @@ class ProfileAPI:
                 "last_source_id": last[1],
             }
         }
+
+    def _subscriptions(
+        self,
+        graph: GraphStore,
+        space: SpaceInfo,
+        profile: str,
+        route: Route,
+        params: dict[str, str],
+        limit: int,
+        cursor: dict[str, Any],
+    ) -> Any:
+        """Headwater's route (the Profile explorer's states, which Segment's Profile API does
+        not serve): the profile's contact vectors, each with its subscription state (``null``:
+        no subscription status) and its subscription groups' states, in the Public API's
+        words (``SUBSCRIBED``, ``DID_NOT_SUBSCRIBE``, …)."""
+        vectors = profile_vectors(graph, profile) if route.collection == "users" else []
+        start = 0
+        after = params.get("next")
+        if after:
+            keys = [_vector_cursor(v.channel, v.value) for v in vectors]
+            if after not in keys:
+                raise _invalid("The parameter `next` is not a valid cursor.")
+            start = keys.index(after)
+        page = vectors[start : start + limit]
+        more = len(vectors) > start + limit
+        with self._engine.connect() as conn:
+            states = read_states(conn, space.id, [(v.channel, v.key) for v in page])
+            groups = {g.id: g for g in live_groups(conn, space.id).values()} if page else {}
+        data = []
+        for vector in page:
+            state = states[(vector.channel, vector.key)]
+            data.append(
+                {
+                    "key": vector.value,
+                    "type": vector.channel,
+                    "status": render_status(state.status, "api"),
+                    "updated_at": (
+                        iso(state.updated_at * 1000) if state.updated_at is not None else None
+                    ),
+                    "groups": [
+                        {
+                            "id": held.group_id,
+                            "name": groups[held.group_id].name,
+                            "status": render_status(held.status, "api"),
+                            "updated_at": iso(held.updated_at * 1000),
+                        }
+                        for held in sorted(
+                            (h for h in state.groups.values() if h.group_id in groups),
+                            key=lambda h: groups[h.group_id].name,
+                        )
+                    ],
+                }
+            )
+        following = vectors[start + limit] if more else None
+        cursor.update(
+            has_more=more,
+            next=_vector_cursor(following.channel, following.value) if following else "",
+        )
+        return {"data": data, "cursor": _ordered(cursor)}
 
     def _links(self, graph: GraphStore, profile: str, limit: int) -> Any:
         found = []

@@ -383,7 +383,7 @@ class SpaceStore:
     def delete(self, id_or_name: str) -> None:
         """Delete a space: its connections, tokens and Profiles Sync setting go with it, and
         everything Unify made of its events — the identity graph, profile data, Insights,
-        uploads and what Profiles Sync had not loaded yet."""
+        uploads, subscription groups and states, and what Profiles Sync had not loaded yet."""
         with self._ws.writing() as conn:
             row = self._require(conn, id_or_name)
             profiles = sa.select(schema.unify_profiles.c.seq).where(
@@ -411,6 +411,10 @@ class SpaceStore:
                 schema.engage_sources,
                 schema.engage_profiles,
                 schema.engage_outbox,
+                schema.unify_subscriptions,
+                schema.unify_subscription_groups,
+                schema.unify_group_subscriptions,
+                schema.unify_upload_errors,
             ):
                 conn.execute(table.delete().where(table.c.space_id == row.id))
             conn.execute(schema.spaces.delete().where(schema.spaces.c.id == row.id))

@@ -5,7 +5,8 @@ time resolves every space, so each space's graph has one writer and its in-proce
 true. A pass takes the records of every partition, sorts their events by ``receivedAt`` (the
 order within the owner's stream) and, in ONE transaction, resolves each event of a source
 connected to a space, writes the profile data (traits, the event on the timeline, metadata),
-Profiles Insights and the Profiles Sync feed, and records the offsets it handled. A crash
+user subscription states (an Identify's ``context.messaging_subscriptions``), Profiles
+Insights and the Profiles Sync feed, and records the offsets it handled. A crash
 before the commit leaves nothing, so the records come again; an offset recorded means the pass
 that handled it committed, so a record is resolved once (``claim_offsets``). The graph also
 remembers every ``messageId`` it applied, so a replay of events already resolved (from the
@@ -40,9 +41,10 @@ from headwater.store.workspace import WorkspaceStore
 from headwater.timestamps import parse_timestamp
 from headwater.unify.identifiers import Extractor
 from headwater.unify.insights import Entry, Insights
+from headwater.unify.messaging_subscriptions import SubscriptionRecorder, carries
 from headwater.unify.profiles import ProfileData
 from headwater.unify.profiles_sync import ProfilesSyncFeed, Resolved
-from headwater.unify.resolution import Resolver
+from headwater.unify.resolution import Resolution, Resolver
 from headwater.unify.spaces import SpaceInfo, SpaceStore
 from headwater.unify.sql_graph import SqlGraph
 
@@ -136,6 +138,7 @@ class IdentityStage:
         self._spaces: dict[str, _Space] = {}
         self._insights = Insights(clock=clock)
         self._feed = ProfilesSyncFeed(clock=clock)
+        self._subscriptions = SubscriptionRecorder(self._insights, clock=clock)
         self._written: dict[int, int] = {}  # the offsets this process's last pass recorded
 
     # --- the consumer's handler ------------------------------------------------------------
@@ -244,6 +247,7 @@ class IdentityStage:
         keep = sync or bool(self._observers)
         insights: list[Entry] = []
         synced: list[Resolved] = []
+        subscribing: list[tuple[str, dict[str, Any], Resolution]] = []
         with graph.batch(conn), profiles.batch(conn):
             seen = graph.applied_many(
                 [m for _, event in items if (m := str(event.get("messageId") or ""))]
@@ -271,9 +275,13 @@ class IdentityStage:
                         conn, resolution, event, source_id, extraction.identifiers
                     )
                     traits = list(changed.items())
+                    if carries(event):  # context.messaging_subscriptions: user subscriptions
+                        subscribing.append((source_id, event, resolution))
                 insights.append(Entry(space_id, source_id, event, resolution, settings))
                 if keep:
                     synced.append(Resolved(source_id, event, resolution, traits))
+            if subscribing:  # before the observers: a messaging step sees the new states
+                self._subscriptions.record(conn, space_id, subscribing)
             for observer in self._observers:
                 observer.observe(conn, space.info, graph, profiles, synced)
         self._insights.record_many(conn, insights)
