@@ -88,6 +88,7 @@ class SpaceInfo:
     created_at: int
     updated_at: int
     identity: IdentitySettings = field(default_factory=IdentitySettings)
+    engage_source_id: str | None = None  # Engage's messages, resolved into the space
 
 
 @dataclass(frozen=True)
@@ -198,9 +199,10 @@ class SpaceStore:
         return found
 
     def engage_source(self, id_or_name: str) -> SourceInfo:
-        """The space's Engage source, ``<slug>-engage``, made (and connected) if it is not
-        there: Engage's messages enter the pipeline from it, its activation destinations hang
-        off it, and its messages are resolved into the space like any connected source's."""
+        """The space's Engage source, ``<slug>-engage``, made if it is not there: Engage's
+        messages enter the pipeline from it and its activation destinations hang off it.
+        Identity resolution resolves its messages into the space (``SpaceInfo.engage_source_id``)
+        without it being one of the space's connected sources."""
         es = schema.engage_sources
         with self._ws.reading() as conn:
             row = self._require(conn, id_or_name)
@@ -219,22 +221,7 @@ class SpaceStore:
             with self._ws.writing() as conn:
                 conn.execute(es.delete().where(es.c.space_id == row.id))
                 conn.execute(es.insert().values(space_id=row.id, source_id=source.id))
-        with self._ws.writing() as conn:
-            ss = schema.space_sources
-            connected = conn.execute(
-                sa.select(ss.c.source_id).where(
-                    ss.c.space_id == row.id, ss.c.source_id == source.id
-                )
-            ).first()
-            if connected is None:
-                # Nothing to replay: the source is new, or its events were resolved already.
-                now = self._ws.now()
-                conn.execute(
-                    ss.insert().values(
-                        space_id=row.id, source_id=source.id, connected_at=now, replayed_at=now
-                    )
-                )
-                self._ws.bump(conn)
+                self._ws.bump(conn)  # identity resolution resolves its messages from now on
         return source
 
     def access_tokens(self, id_or_name: str) -> builtins.list[AccessToken]:
@@ -565,15 +552,9 @@ class SpaceStore:
         current = set(
             conn.execute(sa.select(ss.c.source_id).where(ss.c.space_id == row.id)).scalars()
         )
-        # The space's own upload and Engage sources stay connected: no list of sources names
-        # them.
-        own: set[str] = set()
-        for table in (schema.unify_upload_sources, schema.engage_sources):
-            own |= set(
-                conn.execute(
-                    sa.select(table.c.source_id).where(table.c.space_id == row.id)
-                ).scalars()
-            )
+        # The space's own upload source stays connected: no list of sources names it.
+        us = schema.unify_upload_sources
+        own = set(conn.execute(sa.select(us.c.source_id).where(us.c.space_id == row.id)).scalars())
         gone = current - wanted.keys() - own
         new = [source_id for source_id in wanted if source_id not in current]
         if gone:
@@ -657,6 +638,12 @@ class SpaceStore:
             .order_by(src.c.name)
         ):
             connected.setdefault(link.space_id, []).append(link.source_id)
+        es = schema.engage_sources
+        engage = dict(
+            conn.execute(sa.select(es.c.space_id, es.c.source_id).where(es.c.space_id.in_(ids)))
+            .tuples()
+            .all()
+        )
         syncs = {
             r.space_id: ProfilesSync(r.warehouse_id, r.name, r.schema_name)
             for r in conn.execute(
@@ -676,6 +663,7 @@ class SpaceStore:
                 created_at=row.created_at,
                 updated_at=row.updated_at,
                 identity=_decoded(row.identity),
+                engage_source_id=engage.get(row.id),
             )
             for row in rows
         ]

@@ -149,7 +149,9 @@ class IdentityStage:
             return  # no Unify here: nothing to resolve or replay, and no transaction
         by_source: dict[str, list[_Space]] = {}
         for space in spaces.values():
-            for source_id in space.info.source_ids:
+            info = space.info
+            resolved = {*info.source_ids, *filter(None, [info.engage_source_id])}
+            for source_id in resolved:
                 by_source.setdefault(source_id, []).append(space)
         try:
             with write_transaction(self._engine) as conn:
