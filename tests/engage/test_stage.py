@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -137,7 +138,7 @@ class Engage:
             ).all()
         if rows:
             self.seen = rows[-1].seq
-        return [r.body for r in rows]
+        return [msgspec.json.decode(r.body) for r in rows]
 
     def profile(self, user_id: str) -> str:
         found = SqlGraph(self.engine, self.space.id).find("users", "user_id", user_id)

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
+import msgspec
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
@@ -44,9 +45,10 @@ def message_id(*parts: object) -> str:
 def add(conn: Connection, space_id: str, messages: Sequence[Mapping[str, Any]], now: int) -> None:
     """Queue ``messages`` (complete Segment messages with their messageIds) of a space."""
     if messages:
+        encode = msgspec.json.encode
         conn.execute(
             schema.engage_outbox.insert(),
-            [{"space_id": space_id, "created_at": now, "body": dict(m)} for m in messages],
+            [{"space_id": space_id, "created_at": now, "body": encode(m)} for m in messages],
         )
 
 
@@ -90,7 +92,10 @@ class Drain:
             ).first()
         batch = [r for r in rows if r.space_id == space_id]
         if target is not None:  # else the space is gone: its messages go with it
-            self._appender.append(target.workspace_id, target.source_id, [r.body for r in batch])
+            decode = msgspec.json.decode
+            self._appender.append(
+                target.workspace_id, target.source_id, [decode(r.body) for r in batch]
+            )
         with write_transaction(self._engine) as conn:
             conn.execute(box.delete().where(box.c.seq.in_([r.seq for r in batch])))
         return len(batch)

@@ -126,7 +126,6 @@ class EngageStage:
                 if isinstance(change, MergeProfiles) and change.collection == "users":
                     needed.update((change.from_id, change.into_id))
         self._load(work, needed)
-        self._known(work, needed)
         for item in resolved:
             self._event(work, item, engage_sources)
         self._write(work, profiles)
@@ -195,9 +194,12 @@ class EngageStage:
         vectors: set[str] = set()
         if item.source_id not in engage_sources:  # Engage's own events compute nothing
             vectors = plan.apply_event(touched.state, item.event, item.source_id, work.now)
-        # An identifier of these types can make a profile eligible (§13.3).
+        # An identifier of these types can make a profile eligible (§13.3); one the event
+        # carries (not blocked) is on the profile it resolved to, whatever limits applied.
         eligibility = any(a.type in ELIGIBLE for a in added)
-        if eligibility:
+        if eligibility or any(
+            i.type in ELIGIBLE and i.collection == "users" for i in item.identifiers
+        ):
             touched.state.e = True
         if not (vectors or traits or everything or eligibility):
             if added:
@@ -317,32 +319,6 @@ class EngageStage:
             )
             for profile_id, state in rows:
                 work.profiles[profile_id] = _Touched(decode_state(state))
-
-    def _known(self, work: _Pass, profile_ids: Iterable[str]) -> None:
-        """Look up, in one statement, which profiles have an identifier §13.3 counts, for
-        those whose state does not know yet (profiles Engage has not seen)."""
-        unknown = [
-            p for p in profile_ids if p not in work.profiles or work.profiles[p].state.e is None
-        ]
-        if not unknown:
-            return
-        found: set[str] = set()
-        profiles, identities = schema.unify_profiles, schema.unify_identities
-        for chunk in _chunks(unknown, 500):
-            found.update(
-                work.conn.execute(
-                    sa.select(profiles.c.segment_id)
-                    .join(identities, identities.c.profile == profiles.c.seq)
-                    .where(
-                        profiles.c.space_id == work.space.id,
-                        profiles.c.segment_id.in_(chunk),
-                        identities.c.type.in_(sorted(ELIGIBLE)),
-                    )
-                    .distinct()
-                ).scalars()
-            )
-        for profile_id in unknown:
-            self._state(work, profile_id).state.e = profile_id in found
 
     def _write(self, work: _Pass, profiles: ProfileData) -> None:
         table = schema.engage_profiles

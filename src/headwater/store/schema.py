@@ -945,7 +945,7 @@ engage_outbox = sa.Table(
     sa.Column("seq", BigId, primary_key=True, autoincrement=True),
     sa.Column("space_id", sa.String(40), nullable=False),
     sa.Column("created_at", sa.BigInteger, nullable=False),
-    sa.Column("body", sa.JSON, nullable=False),
+    sa.Column("body", sa.LargeBinary, nullable=False),  # the message as JSON (msgspec)
     sqlite_autoincrement=True,
 )
 

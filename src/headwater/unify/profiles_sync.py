@@ -42,6 +42,7 @@ from sqlalchemy.engine import Connection
 from headwater.store import schema
 from headwater.timestamps import parse_timestamp
 from headwater.unify.graph import AddIdentifier, CreateProfile, MergeProfiles
+from headwater.unify.identifiers import Identifier
 from headwater.unify.resolution import Resolution, event_time
 
 USERS = "users"
@@ -70,6 +71,7 @@ class Resolved(NamedTuple):
     event: Mapping[str, Any]
     resolution: Resolution
     traits: Traits  # (segment id, {trait: new value or None}) per profile it changed
+    identifiers: tuple[Identifier, ...] = ()  # the event's, blocked values left out
 
 
 class OutboxEntry(NamedTuple):

@@ -281,7 +281,9 @@ class IdentityStage:
                         subscribing.append((source_id, event, resolution))
                 insights.append(Entry(space_id, source_id, event, resolution, settings))
                 if keep:
-                    synced.append(Resolved(source_id, event, resolution, traits))
+                    synced.append(
+                        Resolved(source_id, event, resolution, traits, extraction.identifiers)
+                    )
             if subscribing:  # before the observers: a messaging step sees the new states
                 self._subscriptions.record(conn, space_id, subscribing)
             for observer in self._observers:
