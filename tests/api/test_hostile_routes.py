@@ -184,7 +184,7 @@ _serial = itertools.count()
 
 def _resources(http: httpx.Client) -> dict[str, str]:
     """A fresh source, destinations, filter, mapping, warehouse, sync, tracking plan and space
-    (with a subscription group) for one route's walk."""
+    (with a subscription group, an audience and a computed trait) for one route's walk."""
     n = next(_serial)
 
     def made(response: httpx.Response) -> dict[str, Any]:
@@ -245,6 +245,18 @@ def _resources(http: httpx.Client) -> dict[str, str]:
     made(http.post("/api/v1/spaces", json={"name": f"space-{n}", "sourceIds": [source["id"]]}))
     made(http.post(f"/api/v1/spaces/space-{n}/access-tokens", json={"name": "site/production"}))
     made(http.post(f"/api/v1/spaces/space-{n}/subscription-groups", json={"name": "News letter"}))
+    made(
+        http.post(
+            f"/api/v1/spaces/space-{n}/audiences",
+            json={"name": "Buyers", "definition": {"query": "event('Order').count() >= 1"}},
+        )
+    )
+    made(
+        http.post(
+            f"/api/v1/spaces/space-{n}/computed-traits",
+            json={"name": "Orders", "definition": {"query": "event('Order').count()"}},
+        )
+    )
     upload = made(
         http.post(
             f"/api/v1/spaces/space-{n}/profiles/uploads",
@@ -268,6 +280,8 @@ def _resources(http: httpx.Client) -> dict[str, str]:
         "tokenName": "site/production",
         "uploadId": upload["id"],
         "groupIdOrName": quote("News letter", safe=""),
+        "audienceId": "buyers",
+        "traitId": "orders",
     }
 
 

@@ -9,8 +9,6 @@ Engage source. The rules (keys, cycles, what cannot be edited) live in
 refuses is a 422 naming the part and its position.
 """
 
-from __future__ import annotations
-
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
@@ -25,7 +23,6 @@ from headwater.store.workspace import WorkspaceStore
 router = APIRouter(prefix="/spaces/{idOrName}", tags=["engage"])
 
 SpaceId = Annotated[str, Path(alias="idOrName", description="The space's id or name.")]
-ComputationId = Annotated[str, Path(alias="id", description="The computation's id or key.")]
 
 
 def computations_of(request: Request) -> ComputationStore:
@@ -134,8 +131,10 @@ def computation_json(info: ComputationInfo) -> dict[str, Any]:
     }
 
 
-def _routes(path: str, kind: Purpose, one: str, many: str) -> None:
-    """The five routes of one kind of computation."""
+def _routes(path: str, kind: Purpose, one: str, many: str, param: str) -> None:
+    """The five routes of one kind of computation (annotations evaluated here, at definition:
+    this module does without ``from __future__ import annotations`` for that)."""
+    ComputationId = Annotated[str, Path(alias=param, description="Its id or key.")]
 
     def wrap(info: ComputationInfo) -> dict[str, Any]:
         return {"data": {one: computation_json(info)}}
@@ -191,9 +190,9 @@ def _routes(path: str, kind: Purpose, one: str, many: str) -> None:
     handlers: list[tuple[str, str, Callable[..., dict[str, Any]], int]] = [
         ("GET", path, list_, 200),
         ("POST", path, create, 201),
-        ("GET", path + "/{id}", get, 200),
-        ("PATCH", path + "/{id}", update, 200),
-        ("DELETE", path + "/{id}", delete, 200),
+        ("GET", f"{path}/{{{param}}}", get, 200),
+        ("PATCH", f"{path}/{{{param}}}", update, 200),
+        ("DELETE", f"{path}/{{{param}}}", delete, 200),
     ]
     for method, route, handler, status in handlers:
         router.add_api_route(
@@ -202,9 +201,9 @@ def _routes(path: str, kind: Purpose, one: str, many: str) -> None:
             methods=[method],
             status_code=status,
             response_model=None,
-            name=f"{method.lower()}_{many}{'_one' if '{id}' in route else ''}",
+            name=f"{method.lower()}_{many}{'_one' if param in route else ''}",
         )
 
 
-_routes("/audiences", "audience", "audience", "audiences")
-_routes("/computed-traits", "trait", "computedTrait", "computedTraits")
+_routes("/audiences", "audience", "audience", "audiences", "audienceId")
+_routes("/computed-traits", "trait", "computedTrait", "computedTraits", "traitId")

@@ -102,6 +102,7 @@ def computation_key(name: str) -> str:
 
 def definition_of(written: str | Mapping[str, Any], *, kind: Kind, purpose: Purpose) -> Definition:
     """A definition from Segment Query Language text or the builder's JSON shape."""
+    _check_text(written, "definition")
     if isinstance(written, str):
         return parse(written, kind=kind, purpose=purpose)
     if isinstance(written, Mapping):
@@ -162,6 +163,8 @@ class ComputationStore:
         if level not in ("users", "accounts"):
             raise InvalidError("must be users or accounts", "level")
         _check_name(name)
+        _check_text(description, "description")
+        _check_text(destinations, "destinations")
         key = computation_key(name)
         tree = definition_of(definition, kind=level, purpose=kind)
         info = self._spaces.require(space)
@@ -238,6 +241,8 @@ class ComputationStore:
         table = schema.engage_computations
         with self._ws.writing() as conn:
             row = self._require(conn, info.id, id_or_key)
+            _check_text(description, "description")
+            _check_text(destinations, "destinations")
             values: dict[str, Any] = {}
             options = dict(row.options or {})
             if name is not None and name != row.name:
@@ -520,6 +525,28 @@ def _check_name(name: object) -> None:
         raise InvalidError("must be a non-empty name", "name")
     if len(name) > MAX_KEY:
         raise InvalidError(f"must be at most {MAX_KEY} characters", "name")
+    _check_text(name, "name")
+
+
+def _check_text(value: object, field: str) -> None:
+    """Text every database can store: no NUL (PostgreSQL refuses it) and no lone UTF-16
+    surrogate (JSON allows ``\\ud800``)."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise InvalidError("must not contain a NUL character (\\u0000)", field)
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InvalidError(
+                f"must be valid Unicode text (a lone surrogate is at {exc.start})", field
+            ) from None
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            _check_text(key, field)
+            _check_text(item, field)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _check_text(item, field)
 
 
 def _tree(row: Row[Any]) -> Definition:
