@@ -1,6 +1,6 @@
 """Audiences and computed traits as stored and served (``engage/computations.py`` and
-``/api/v1/spaces/{space}/audiences|computed-traits``) on SQLite and PostgreSQL: keys (A37),
-cycles (A43), deletion (A45), what cannot be edited, destinations on the Engage source only,
+``/api/v1/spaces/{space}/audiences|computed-traits``) on SQLite and PostgreSQL: keys (A-UE-37),
+cycles (A-UE-43), deletion (A-UE-45), what cannot be edited, destinations on the Engage source only,
 and every refusal a 4xx that names the problem."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Engage end to end on a running server (SQLite and PostgreSQL): the issue's
 ``headwater.yaml``, events on the Tracking API, the audience's Identify and ``Audience Entered``
-at a webhook on the space's Engage source (A37), the values on the Profile API, and the member
+at a webhook on the space's Engage source (A-UE-37), the values on the Profile API, and the member
 leaving when the clock moves past the window with no new event."""
 
 from __future__ import annotations

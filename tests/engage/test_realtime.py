@@ -1,6 +1,7 @@
-"""The real-time engine's core (``engage/realtime.py``) without a database: the computed trait
-checks A31–A36, windows precise to the hour, audiences over traits and other computations, and
-what merges and time do to a profile's state."""
+"""The real-time engine's core (``engage/realtime.py``) without a database: the computed
+trait checks (A-UE-31, A-UE-32, A-UE-33, A-UE-34, A-UE-36), windows precise to the hour,
+audiences over traits and other computations, and what merges and time do to a profile's
+state."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Real-time Engage in identity resolution's pass (``engage/stage.py``), on SQLite and
 PostgreSQL: the values written to profiles, the messages queued for destinations (§14.2,
-§14.3: A35, A37, A39, A40, A41), merges, expiry by time, and a pass that fails leaving nothing."""
+§14.3: A-UE-35, A-UE-37, A-UE-39, A-UE-40, A-UE-41), merges, expiry by time, and a pass that fails leaving nothing."""
 
 from __future__ import annotations
 

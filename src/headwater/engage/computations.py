@@ -7,10 +7,10 @@
 - a definition is Segment Query Language text or the builder's JSON shape, parsed and checked
   before anything is stored (a ``DefinitionError`` names the part and its position);
 - an audience may not reach itself through the keys it reads: "The audience would create a
-  cycle by referencing another audience" (A43);
+  cycle by referencing another audience" (A-UE-43);
 - real-time or batch follows from the definition (§13.6) and cannot change by an edit, nor can
   "include anonymous users";
-- deleting leaves each profile's last value as a custom trait (A45);
+- deleting leaves each profile's last value as a custom trait (A-UE-45);
 - destinations are instances on the space's Engage source (§14.1), at most one connection per
   instance.
 
@@ -287,7 +287,7 @@ class ComputationStore:
 
     def delete(self, space: str, id_or_key: str) -> None:
         """Delete: the key stays taken, and each profile keeps the last value as a custom
-        trait (A45). Refused while another computation reads the key."""
+        trait (A-UE-45). Refused while another computation reads the key."""
         info = self._spaces.require(space)
         table = schema.engage_computations
         with self._ws.writing() as conn:
@@ -325,7 +325,7 @@ class ComputationStore:
     # --- internals ----------------------------------------------------------------------------
 
     def _check_cycle(self, conn: DbConnection, space_id: str, key: str, tree: Definition) -> None:
-        """A43: the new definition may not reach ``key`` through the keys it reads."""
+        """A-UE-43: the new definition may not reach ``key`` through the keys it reads."""
         reads = {r.key: _keys_read(_tree(r)) for r in self._live(conn, space_id)}
         reads[key] = _keys_read(tree)
         stack, seen = list(reads[key]), set()

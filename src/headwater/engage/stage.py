@@ -11,7 +11,7 @@ writes those that changed in one more.
 
 Besides events: a merge folds the merged-away profile's state into the survivor's and
 evaluates everything (it may enter audiences: §14.2 item 5); a new identifier on a profile
-re-sends its current values keyed by that identifier (A41); and ``expire`` (the stage's idle
+re-sends its current values keyed by that identifier (A-UE-41); and ``expire`` (the stage's idle
 work and every pass) re-evaluates the profiles whose windows time has moved.
 """
 
@@ -229,7 +229,7 @@ class EngageStage:
         added: Sequence[AddIdentifier],
         cause: str,
     ) -> None:
-        """A41: values that did not change are sent again, keyed by the new identifiers."""
+        """A-UE-41: values that did not change are sent again, keyed by the new identifiers."""
         changed = {c.computation.id for c in changes}
         fresh = Identity(
             user_id=next((a.value for a in added if a.type == "user_id"), None),
