@@ -42,7 +42,7 @@ def test_every_change_bumps_the_config_version(spaces: SpaceStore) -> None:
     for step in steps:
         before = ws.config_version()
         step()
-        assert ws.config_version() == before + 1
+        assert ws.config_version() > before  # creating a space also makes its Engage source
     spaces.create("main", sources=["web"])
     before = ws.config_version()
     spaces.update("main", sources=["web"], profiles_sync=None)  # nothing to change

@@ -286,6 +286,16 @@ class SpaceStore:
         or name, schema or None)``, Profiles Sync on, and these identity settings (None:
         Segment's defaults)."""
         check_name(name)
+        with self._ws.atomic():  # the space and its Engage source, or neither
+            return self._create(name, sources, profiles_sync, identity)
+
+    def _create(
+        self,
+        name: str,
+        sources: Sequence[str],
+        profiles_sync: tuple[str, str | None] | None,
+        identity: IdentitySettings | None,
+    ) -> SpaceInfo:
         sp = schema.spaces
         with self._ws.writing() as conn:
             workspace_id = self._ws.workspace_id(conn, create=True)
