@@ -376,7 +376,7 @@ def test_schedule_runs_every_n_hours_and_on_request(world: SqlTraitWorld) -> Non
     runs = world.runs()
     created = world.clock.now
     assert runs.due() == [trait.id]
-    [result] = runs.run_due()
+    runs.run_due()
     stored = world.traits.require("main", trait.id)
     assert stored.next_run_at == created + 6 * 3600
     assert stored.last_run_at == created
@@ -385,7 +385,7 @@ def test_schedule_runs_every_n_hours_and_on_request(world: SqlTraitWorld) -> Non
     world.clock.advance(3600)
     world.traits.request_run("main", trait.id)  # "run now" leaves the schedule alone
     assert runs.due() == [trait.id]
-    [manual] = runs.run_due()
+    runs.run_due()
     assert world.traits.runs("main", trait.id)[0].trigger == "manual"
     stored = world.traits.require("main", trait.id)
     assert (stored.next_run_at, stored.requested_at) == (created + 6 * 3600, None)
@@ -417,7 +417,12 @@ class GatedQueries:
 
     @contextmanager
     def rows(
-        self, warehouse_id: str, query: str, *, limit: int | None = None, timeout: float | None = None
+        self,
+        warehouse_id: str,
+        query: str,
+        *,
+        limit: int | None = None,
+        timeout: float | None = None,
     ) -> Iterator[Rows]:
         with self._queries.rows(warehouse_id, query, limit=limit, timeout=timeout) as found:
             self.started.set()

@@ -117,6 +117,8 @@ def _statement(query: str) -> str:
         text = text[:-1].rstrip()
     if not text:
         raise QueryError("the query is empty", "query")
+    if "\x00" in text:
+        raise QueryError("the query contains a NUL character", "query")
     return text
 
 
@@ -125,8 +127,11 @@ def _statement(query: str) -> str:
 
 def _open_duckdb(path: Path, lock_timeout: float) -> duckdb.DuckDBPyConnection:
     """The file read-only and cut off from the file system, waiting while a sync writes it."""
-    if not path.exists():
-        raise WarehouseError(f"DuckDB file {path} does not exist (nothing loaded yet)")
+    if not path.exists():  # an empty warehouse: no table to query, as in a new database
+        raise QueryError(
+            f"the warehouse has no tables yet: nothing was loaded into DuckDB file {path}",
+            "warehouse",
+        )
     deadline = time.monotonic() + lock_timeout
     pause = 0.05
     while True:

@@ -25,6 +25,7 @@ from typing import Any, Final, Literal
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
+from headwater.engage.computations import computation_key
 from headwater.errors import ConflictError, InvalidError, NotFoundError
 from headwater.store import schema
 from headwater.store.workspace import (
@@ -49,7 +50,6 @@ IDENTIFIER_COLUMNS: Final = frozenset({"user_id", "anonymous_id", "email", "grou
 QUERYABLE_WAREHOUSES: Final = frozenset({"duckdb", "postgres"})
 
 Level = Literal["users", "accounts"]
-_NOT_KEY = re.compile(r"[^a-z0-9]+")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # tabs and newlines are SQL
 
 
@@ -95,13 +95,8 @@ def new_trait_id() -> str:
 
 
 def key_of(name: str) -> str:
-    """The key a name gives: snake_case (lowercase; runs of other characters one ``_``)."""
-    key = _NOT_KEY.sub("_", name.lower()).strip("_")[:255]
-    if not key:
-        raise InvalidError(
-            f"the name {name!r} has no letters or digits to make a key of; give a key", "name"
-        )
-    return key
+    """The key a name gives, as an audience's or a computed trait's (snake_case)."""
+    return computation_key(name)
 
 
 def check_key(key: object, field: str = "key") -> str:

@@ -197,7 +197,9 @@ def identifier_text(value: Any, column: str, number: int) -> str | None:
             f"row {number}: {column} must be text or a number, not {type(value).__name__}",
             "query",
         )
-    if isinstance(value, int | float | Decimal):
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float | Decimal):
         number_value = _number(value)
         return None if number_value is None else _text(number_value)
     return str(value)

@@ -33,7 +33,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from headwater.engage import outbox
-from headwater.engage.sql_traits.definitions import SqlTrait, trait_of
+from headwater.engage.sql_traits.definitions import SqlTrait, check_query, trait_of
 from headwater.engage.sql_traits.messages import message
 from headwater.engage.sql_traits.results import Reader, Record, Value, decoded, shape_of
 from headwater.errors import InputError, LeaseLost, SyncStopped, WarehouseError
@@ -132,10 +132,11 @@ class SqlTraitRuns:
     def due(self, now: float | None = None) -> list[str]:
         """The traits to run now: asked for first, then by their scheduled time."""
         at = int(self._clock() if now is None else now)
-        t = schema.engage_sql_traits
+        t, sp = schema.engage_sql_traits, schema.spaces
         with self._engine.connect() as conn:
             rows = conn.execute(
                 sa.select(t.c.id)
+                .join(sp, sp.c.id == t.c.space_id)  # a deleted space's traits never run
                 .where(_due(at), _free(at))
                 .order_by(t.c.requested_at.is_(None), t.c.next_run_at, t.c.id)
             )
@@ -517,6 +518,7 @@ def preview(
 ) -> Preview:
     """The query's first ``limit`` rows checked with a run's rules, each marked known or not;
     nothing is stored or sent. QueryError for what a run would refuse."""
+    check_query(query)
     with runner.rows(warehouse_id, query, limit=limit, timeout=timeout) as found:
         columns, rows = found
         shape = shape_of(columns, level)
