@@ -9,8 +9,10 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 import sqlalchemy as sa
 
@@ -19,8 +21,11 @@ from headwater.engage.sql_traits.definitions import MAX_PER_SPACE
 from headwater.engage.sql_traits.messages import anonymous_id
 from headwater.engage.sql_traits.runs import KEPT_RUNS, Rows, SqlTraitRuns, preview
 from headwater.errors import ConflictError, NotFoundError, QueryError
+from headwater.ingest.internal import InternalAppend
 from headwater.ingest.normalize import Discard, RequestInfo, normalize
 from headwater.store import schema
+from headwater.store.ingest_log import open_ingest_log
+from headwater.store.record import decode_record
 from headwater.timestamps import format_timestamp
 from tests.support.sql_traits import SqlTraitWorld
 
@@ -539,3 +544,39 @@ def test_at_most_25_sql_traits_per_space(world: SqlTraitWorld) -> None:
             sa.select(sa.func.count()).select_from(t).where(t.c.deleted_at.is_(None))
         ).scalar_one()
     assert live == MAX_PER_SPACE
+
+
+def test_the_calls_drain_into_the_ingest_log_as_sent(world: SqlTraitWorld, tmp_path: Path) -> None:
+    """Engage's outbox drain appends them through the internal path unchanged: every call is
+    a complete Segment message (no Discard), from the space's Engage source."""
+    world.warehouse.execute(*TICKETS)
+    engage_source = world.store.create_source("main-engage")
+    with world.engine.begin() as conn:
+        conn.execute(
+            schema.engage_sources.insert().values(
+                space_id=world.space_id, source_id=engage_source.id
+            )
+        )
+    trait = world.traits.create("main", "Zendesk Traits", warehouse="dw", query=ZENDESK)
+    world.runs().run(trait.id)
+    world.warehouse.execute("DELETE FROM tickets")
+    world.runs().run(trait.id)
+    queued = world.outbox()
+    assert len(queued) == 2
+
+    log = open_ingest_log(world.engine, tmp_path / "log", durability="normal", clock=world.clock)
+    try:
+        assert outbox.Drain(world.engine, InternalAppend(log, clock=world.clock))() == 2
+        records = [
+            decode_record(payload)
+            for partition in log.partitions
+            for _, payload in log.read(partition, 0, 100)
+        ]
+    finally:
+        log.close()
+    [record] = records
+    assert record.source_id == engage_source.id
+    events: list[dict[str, Any]] = [msgspec.json.decode(event) for event in record.events]
+    for event, sent in zip(events, queued, strict=True):
+        assert {k: event[k] for k in sent} == sent
+    assert world.outbox() == []
