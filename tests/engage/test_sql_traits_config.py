@@ -172,7 +172,7 @@ def test_what_cannot_change_is_refused(store: WorkspaceStore) -> None:
         ),
         (
             "sql_traits:\n  - {space: main, name: '***', warehouse: dw, query: x}\n",
-            "sql_traits[0]: the name '***' has no letters or digits to make a key of",
+            "sql_traits[0]: '***' gives an empty key",
         ),
         (
             "sql_traits:\n  - {space: main, name: a, warehouse: dw, query: '  '}\n",
@@ -181,6 +181,12 @@ def test_what_cannot_change_is_refused(store: WorkspaceStore) -> None:
         (
             "sql_traits:\n  - {space: main, name: a, warehouse: dw, query: x, level: teams}\n",
             "sql_traits[0].level: input should be 'users' or 'accounts'",
+        ),
+        (
+            "audiences:\n  - space: main\n    name: Big Spenders\n"
+            "    definition: \"event('Order Completed').count() >= 1\"\n"
+            "sql_traits:\n  - {space: main, name: big spenders, warehouse: dw, query: x}\n",
+            "sql_traits[0]: key 'big_spenders' is already used in space 'main' by audiences[0]",
         ),
         ("sql_traits:\n", "sql_traits: is empty; write `sql_traits: []`"),
         (
