@@ -207,13 +207,12 @@ def _postgres(
     except psycopg.Error as exc:
         raise WarehouseError(f"cannot connect to PostgreSQL {where}: {_reason(exc)}") from None
     try:
-        with conn.transaction():
+        with conn.transaction(), conn.cursor(name="headwater_sql_trait") as cursor:
             try:
                 conn.execute("SET TRANSACTION READ ONLY")
                 conn.execute("SET LOCAL TIME ZONE 'UTC'")
                 if timeout is not None:
                     conn.execute(f"SET LOCAL statement_timeout = {max(1, int(timeout * 1000))}")
-                cursor = conn.cursor(name="headwater_sql_trait")
                 cursor.itersize = BATCH_ROWS
                 cursor.execute(statement.encode())
             except psycopg.Error as exc:
@@ -222,7 +221,7 @@ def _postgres(
                 raise QueryError("the query returns no rows: write a SELECT statement", "query")
             columns = [d.name for d in cursor.description]
             yield columns, _postgres_rows(conn, cursor, limit, timeout)
-    except psycopg.Error as exc:  # ending the transaction
+    except psycopg.Error as exc:  # closing the cursor, ending the transaction
         raise _postgres_error(conn, exc, timeout) from None
     finally:
         conn.close()
