@@ -65,6 +65,7 @@ def test_crud(client: TestClient, world: SqlTraitWorld) -> None:
     assert made["nextRunAt"] == made["createdAt"]  # the initial sync is due at once
     assert data(client.get(f"{TRAITS}/{made['id']}"))["sqlTrait"] == made
     assert data(client.get(f"{TRAITS}/Ticket Counts"))["sqlTrait"] == made
+    assert data(client.get(f"{TRAITS}/ticket_counts"))["sqlTrait"] == made
     by_id = f"/api/v1/spaces/{world.space_id}/sql-traits"
     assert [t["id"] for t in data(client.get(by_id))["sqlTraits"]] == [made["id"]]
 

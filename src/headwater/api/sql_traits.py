@@ -1,10 +1,10 @@
 """``/api/v1/spaces/{idOrName}/sql-traits``: a space's SQL traits, their previews, runs on
 demand and run history.
 
-A trait is addressed by its id (``tra_…``) or its name. ``POST …/preview`` (a query not saved
-yet) and ``POST …/{id}/preview`` run the query for its first 100 rows with a run's checks and
-mark each identifier known (on a profile of the space) or not; nothing is stored or sent. A
-query the warehouse refuses, or whose result breaks Segment's rules, is a 422 naming the
+A trait is addressed by its id (``tra_…``), its key or its name. ``POST …/preview`` (a query
+not saved yet) and ``POST …/{id}/preview`` run the query for its first 100 rows with a run's
+checks and mark each identifier known (on a profile of the space) or not; nothing is stored or
+sent. A query the warehouse refuses, or whose result breaks Segment's rules, is a 422 naming the
 problem; a warehouse that cannot be reached, a 503. ``POST …/{id}/run`` asks for a run now
 (202): the worker runs it within seconds; ``GET …/{id}/runs`` follows it. The warehouse, the
 level and the key are fixed at creation. The rules live in ``headwater.engage.sql_traits``,
@@ -35,7 +35,7 @@ from headwater.store.workspace import UNSET, WorkspaceStore
 router = APIRouter(prefix="/spaces/{idOrName}/sql-traits", tags=["sql traits"])
 
 SpaceId = Annotated[str, Path(alias="idOrName", description="The space's id or name.")]
-TraitId = Annotated[str, Path(alias="traitId", description="The SQL trait's id or name.")]
+TraitId = Annotated[str, Path(alias="traitId", description="The SQL trait's id, key or name.")]
 EveryHours = Annotated[
     int, Field(strict=True, ge=1, le=MAX_EVERY_HOURS, description="Hours between runs.")
 ]

@@ -335,12 +335,13 @@ class SqlTraitStore:
         row = None
         if _usable(id_or_name):
             live = sa.and_(t.c.space_id == space_row.id, t.c.deleted_at.is_(None))
-            row = conn.execute(sa.select(t).where(live, t.c.id == id_or_name)).first()
-            if row is None:
-                row = conn.execute(sa.select(t).where(live, t.c.name == id_or_name)).first()
+            for column in (t.c.id, t.c.key, t.c.name):
+                row = conn.execute(sa.select(t).where(live, column == id_or_name)).first()
+                if row is not None:
+                    break
         if row is None:
             raise NotFoundError(
-                f"space {space_row.name!r} has no SQL trait with the id or name {id_or_name!r}"
+                f"space {space_row.name!r} has no SQL trait with the id, key or name {id_or_name!r}"
             )
         return row
 
