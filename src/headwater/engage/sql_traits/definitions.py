@@ -1,7 +1,8 @@
-"""SQL traits as they are defined: a space's, by name, written by ``headwater apply`` and the
-REST API through ``SqlTraitStore`` so both doors keep the same rules.
+"""SQL traits as they are defined: a space's, found by id, key or name, written by ``headwater
+apply`` and the REST API through ``SqlTraitStore`` so both doors keep the same rules.
 
-- The key is the snake_cased name unless one is given, and never changes: a rename keeps it.
+- The key is the snake_cased name (the rule of audiences and computed traits) unless one is
+  given, and never changes: a rename keeps it. An identifier column's name is no key.
   It is unique in the space for ever, among SQL traits, audiences and computed traits
   (``engage_computations``), deleted ones included (§13.9: a key is never given again).
 - The warehouse and the level (users or accounts) are fixed at creation (§6: "the warehouse
