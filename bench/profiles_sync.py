@@ -104,7 +104,9 @@ def run(args: argparse.Namespace, postgres: str | None) -> None:
             with write_transaction(engine) as conn:
                 if args.one_by_one:
                     for item in done:
-                        feed.record(conn, space.id, *item)
+                        feed.record(
+                            conn, space.id, item.source_id, item.event, item.resolution, item.traits
+                        )
                 else:
                     feed.record_many(conn, space.id, done)
             recording += time.perf_counter() - t1

@@ -23,6 +23,7 @@ with 503 and ``Retry-After``, and the delivery engine turns a ``Rejection`` into
     │   ├── UnknownDestinationType  a destination type the catalog does not have
     │   │   └── CatalogNotInstalled an ``actions:*`` type with no Actions package installed
     │   ├── UnsafePathError         a path setting that would leave its directory
+    │   ├── QueryError              a SQL trait's query, or its result, Segment's rules refuse
     │   └── UploadRejected          a profiles CSV, with Segment's message and a 4xx status
     ├── ExportError                 stored configuration that no file could hold
     ├── AuthorizationFailed         an OAuth authorization that gave no tokens
@@ -168,6 +169,12 @@ class CatalogNotInstalled(UnknownDestinationType):
 
 class UnsafePathError(InputError):
     """A path setting that would leave its directory, or cannot be a path at all."""
+
+
+class QueryError(InputError):
+    """A SQL trait's query the warehouse refused (syntax, permissions, an unknown table) or
+    whose result breaks Segment's rules (a duplicate ``user_id``, 26 columns…): the query's
+    author fixes it, so the REST API answers 422."""
 
 
 class UploadRejected(InputError):

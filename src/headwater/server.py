@@ -25,6 +25,7 @@ from headwater.api.app import create_api
 from headwater.api.debugger import router as debugger_router
 from headwater.api.source_schema import router as source_schema_router
 from headwater.api.source_schema import use_plans
+from headwater.api.sql_traits import use_warehouse_queries
 from headwater.api.tester import router as tester_router
 from headwater.api.tester import use_delivery
 from headwater.api.uploads import use_appender
@@ -39,6 +40,7 @@ from headwater.destinations.runtime.install import actions_dir
 from headwater.destinations.store import DestinationCache, DestinationStore
 from headwater.engage.computations import Planned
 from headwater.engage.outbox import Drain
+from headwater.engage.sql_traits.runs import SqlTraitRuns
 from headwater.engage.stage import EngageStage
 from headwater.ingest.app import TrackingAPI
 from headwater.ingest.committer import GroupCommitter
@@ -87,6 +89,7 @@ from headwater.unify.spaces import SpaceInfo, SpaceStore
 from headwater.unify.sql_graph import SqlGraph
 from headwater.unify.stage import APPLIED_RETENTION, IdentityStage
 from headwater.unify.stage import GROUP as UNIFY_GROUP
+from headwater.warehouse.query import WarehouseQueries
 from headwater.warehouse.scheduler import WarehouseScheduler
 from headwater.warehouse.store import WarehouseStore
 
@@ -224,6 +227,14 @@ class Server:
         self.engage = EngageStage(
             self.engine, planned.computations, planned.connections, clock=self.clock
         )
+        # SQL traits: scheduled warehouse queries whose changed rows go out through the outbox.
+        self.warehouse_queries = WarehouseQueries(
+            WarehouseStore(self.store), self.settings.data_dir
+        )
+        use_warehouse_queries(self.api, self.warehouse_queries)
+        self.sql_traits = SqlTraitRuns(
+            self.engine, self.warehouse_queries, owner=f"{owner}:sql-traits", clock=self.clock
+        )
         self.engage_drain = Drain(
             self.engine, InternalAppend(self.ingest_log, clock=self.clock), clock=self.clock
         )
@@ -271,6 +282,7 @@ class Server:
         self._maintenance: asyncio.Task[None] | None = None
         self._warehouse_task: asyncio.Task[None] | None = None
         self._engage_task: asyncio.Task[None] | None = None
+        self._sql_traits_task: asyncio.Task[None] | None = None
         self.warehouse_scheduler = WarehouseScheduler(
             WarehouseStore(self.store), self.archive, self.settings.data_dir
         )
@@ -356,6 +368,15 @@ class Server:
             if not appended:
                 await asyncio.sleep(ENGAGE_DRAIN_INTERVAL)
 
+    async def _sql_traits_loop(self) -> None:
+        """SQL traits that are due, one after another, in a thread (warehouse queries)."""
+        while True:
+            try:
+                await asyncio.to_thread(self.sql_traits.run_due)
+            except Exception:
+                logger.exception("SQL traits failed; will try again")
+            await asyncio.sleep(WAREHOUSE_TICK)
+
     async def _warehouse_loop(self) -> None:
         """Warehouse syncs, in a thread of their own: they are long blocking batch jobs."""
         while True:
@@ -421,13 +442,21 @@ class Server:
                         self._maintenance = asyncio.create_task(self._maintenance_loop())
                         self._warehouse_task = asyncio.create_task(self._warehouse_loop())
                         self._engage_task = asyncio.create_task(self._engage_loop())
+                        self._sql_traits_task = asyncio.create_task(self._sql_traits_loop())
                 except Exception as exc:
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 self.warehouse_scheduler.stop()  # a running sync stops after its chunk
-                for task in (self._maintenance, self._warehouse_task, self._engage_task):
+                self.sql_traits.stop()  # a running query stops at its next batch of rows
+                tasks = (
+                    self._maintenance,
+                    self._warehouse_task,
+                    self._engage_task,
+                    self._sql_traits_task,
+                )
+                for task in tasks:
                     if task is not None:
                         task.cancel()
                         with contextlib.suppress(asyncio.CancelledError):

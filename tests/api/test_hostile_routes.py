@@ -24,6 +24,7 @@ import uvicorn
 from headwater.api.app import create_api
 from headwater.api.debugger import router as debugger_router
 from headwater.api.source_schema import router as source_schema_router
+from headwater.api.sql_traits import use_warehouse_queries
 from headwater.api.tester import router as event_tester_router
 from headwater.api.tester import use_delivery
 from headwater.api.uploads import use_appender
@@ -35,6 +36,8 @@ from headwater.store.database import database_url, open_engine
 from headwater.store.ingest_log import open_ingest_log
 from headwater.store.migrations import migrate
 from headwater.store.workspace import WorkspaceStore
+from headwater.warehouse.query import WarehouseQueries
+from headwater.warehouse.store import WarehouseStore
 from tests.support.hostile import RAW_BODIES, VALUES, deep_array, deep_object
 from tests.support.postgres import new_database
 
@@ -153,6 +156,7 @@ def base_url(
     )
     log = open_ingest_log(engine, tmp, durability="normal", clock=time.time)
     use_appender(app, InternalAppend(log, clock=time.time))  # profile CSV uploads
+    use_warehouse_queries(app, WarehouseQueries(WarehouseStore(workspace), tmp))  # SQL traits
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = int(sock.getsockname()[1])
@@ -183,8 +187,9 @@ _serial = itertools.count()
 
 
 def _resources(http: httpx.Client) -> dict[str, str]:
-    """A fresh source, destinations, filter, mapping, warehouse, sync, tracking plan and space
-    (with a subscription group, an audience and a computed trait) for one route's walk."""
+    """A fresh source, destinations, filter, mapping, warehouse, sync, tracking plan, space
+    (with a subscription group, an audience and a computed trait) and SQL trait for one
+    route's walk."""
     n = next(_serial)
 
     def made(response: httpx.Response) -> dict[str, Any]:
@@ -265,6 +270,12 @@ def _resources(http: httpx.Client) -> dict[str, str]:
             headers={"content-type": "text/csv"},
         )
     )["upload"]
+    trait = made(
+        http.post(
+            f"/api/v1/spaces/space-{n}/sql-traits",
+            json={"name": "t", "warehouse": f"wh-{n}", "query": "select 'u' as user_id, 1 as n"},
+        )
+    )["sqlTrait"]
     return {
         "source": source["name"],
         "hook": f"hook-{n}",
@@ -281,7 +292,8 @@ def _resources(http: httpx.Client) -> dict[str, str]:
         "uploadId": upload["id"],
         "groupIdOrName": quote("News letter", safe=""),
         "audienceId": "buyers",
-        "traitId": "orders",
+        "computedTraitId": "orders",
+        "traitId": trait["id"],
     }
 
 

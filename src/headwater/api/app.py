@@ -29,6 +29,7 @@ from headwater.api import (
     mappings,
     sources,
     spaces,
+    sql_traits,
     subscription_uploads,
     subscriptions,
     tracking_plans,
@@ -94,6 +95,7 @@ def create_api(
     app.include_router(engage.router, prefix=PREFIX)
     app.include_router(subscriptions.router, prefix=PREFIX)
     app.include_router(subscription_uploads.router, prefix=PREFIX)
+    app.include_router(sql_traits.router, prefix=PREFIX)
     for router in extra_routers:
         app.include_router(router, prefix=PREFIX)
     return app

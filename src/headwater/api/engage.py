@@ -206,4 +206,4 @@ def _routes(path: str, kind: Purpose, one: str, many: str, param: str) -> None:
 
 
 _routes("/audiences", "audience", "audience", "audiences", "audienceId")
-_routes("/computed-traits", "trait", "computedTrait", "computedTraits", "traitId")
+_routes("/computed-traits", "trait", "computedTrait", "computedTraits", "computedTraitId")

@@ -30,6 +30,7 @@ from headwater.config.model import (
     RuleConfig,
     SourceConfig,
     SpaceConfig,
+    SqlTraitConfig,
     SubscriptionGroupConfig,
     TrackingPlanConfig,
     TransformationConfig,
@@ -48,6 +49,12 @@ from headwater.engage.computations import (
     definition_of,
 )
 from headwater.engage.language import parse
+from headwater.engage.sql_traits.definitions import (
+    DEFAULT_EVERY_HOURS,
+    SqlTrait,
+    SqlTraitStore,
+    key_of,
+)
 from headwater.errors import (
     ConfigError,
     ExportError,
@@ -468,6 +475,11 @@ def plan(store: WorkspaceStore, config: ConfigFile) -> Plan:
         changes += _plan_sources(store, config.sources)
     if config.warehouses is not None:
         changes += _plan_warehouses(store, config.warehouses)
+    trait_deletes: list[Change] = []
+    trait_changes: list[Change] = []
+    if config.sql_traits is not None:
+        trait_deletes, trait_changes = _plan_sql_traits(store, config)
+    changes += trait_deletes  # before their space goes
     # Spaces before destinations: a space's Engage source (`<space>-engage`), which Engage's
     # destinations hang off, is made with the space.
     if config.spaces is not None:
@@ -484,6 +496,7 @@ def plan(store: WorkspaceStore, config: ConfigFile) -> Plan:
         changes += _plan_transformations(store, config)
     changes += connects
     changes += _plan_computations(store, config)
+    changes += trait_changes  # once their space and warehouse exist
     return Plan(changes)
 
 
@@ -952,6 +965,9 @@ def export_config(store: WorkspaceStore) -> str:
         computations = _export_computations(store, kind)
         if computations:
             data[section] = computations
+    sql_traits = _export_sql_traits(store)
+    if sql_traits:
+        data["sql_traits"] = sql_traits
     problems = _too_deep(data)
     if problems:
         raise ExportError("cannot export the workspace:\n" + "\n".join(f"  {p}" for p in problems))
@@ -1767,3 +1783,156 @@ def _destination_entry(destination: Destination) -> dict[str, Any]:
         if key not in ("destination_id", "destination") and value != defaults[key]:
             entry[key] = value
     return entry
+
+
+# --- Engage: SQL traits ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CreateSqlTrait(Change):
+    config: SqlTraitConfig
+
+    def render(self) -> str:
+        cfg = self.config
+        details = [f"key {cfg.trait_key}", f"warehouse {cfg.warehouse}"]
+        if cfg.level != "users":
+            details.append(f"level {cfg.level}")
+        details.append(f"every {cfg.schedule.every_hours} hours")
+        return f"+ sql trait {cfg.space}/{cfg.name} ({'; '.join(details)})"
+
+    def apply(self, store: WorkspaceStore) -> None:
+        cfg = self.config
+        SqlTraitStore(store).create(
+            cfg.space,
+            cfg.name,
+            key=cfg.key,
+            warehouse=cfg.warehouse,
+            query=cfg.query,
+            level=cfg.level,
+            every_hours=cfg.schedule.every_hours,
+        )
+
+
+@dataclass(frozen=True)
+class UpdateSqlTrait(Change):
+    space: str
+    trait_id: str
+    name: str
+    field: str  # query, every_hours
+    old: Any
+    new: Any
+
+    def render(self) -> str:
+        if self.field == "query":
+            return f"~ sql trait {self.space}/{self.name}: query changed"
+        return f"~ sql trait {self.space}/{self.name}: every {self.old} → {self.new} hours"
+
+    def apply(self, store: WorkspaceStore) -> None:
+        SqlTraitStore(store).update(self.space, self.trait_id, **{self.field: self.new})
+
+
+@dataclass(frozen=True)
+class DeleteSqlTrait(Change):
+    space: str
+    trait_id: str
+    name: str
+
+    def render(self) -> str:
+        return f"- sql trait {self.space}/{self.name}"
+
+    def apply(self, store: WorkspaceStore) -> None:
+        SqlTraitStore(store).delete(self.space, self.trait_id)
+
+
+def _plan_sql_traits(
+    store: WorkspaceStore, config: ConfigFile
+) -> tuple[list[Change], list[Change]]:
+    """(deletions, creations and updates). Traits are matched by space and name; the key,
+    warehouse and level of a trait that exists cannot change (a trait of another name is a
+    new trait, with a new key). Deletions run before the spaces' changes (a space the plan
+    deletes is still there), the rest last (the spaces and warehouses it names are there)."""
+    configs = config.sql_traits or []
+    space_names = {s.id: s.name for s in SpaceStore(store).list()}
+    warehouse_names = {w.id: w.name for w in WarehouseStore(store).list()}
+    problems = []
+    for i, cfg in enumerate(configs):
+        if config.spaces is None and cfg.space not in space_names.values():
+            problems.append(f"sql_traits[{i}].space: no space named {cfg.space!r}")
+        if config.warehouses is None and cfg.warehouse not in warehouse_names.values():
+            problems.append(f"sql_traits[{i}].warehouse: no warehouse named {cfg.warehouse!r}")
+    stored: dict[tuple[str, str], SqlTrait] = {}
+    for trait in SqlTraitStore(store).every():
+        space = space_names.get(trait.space_id)
+        if space is not None:
+            stored[(space, trait.name)] = trait
+    listed = {(cfg.space, cfg.name) for cfg in configs}
+    deletes: list[Change] = [
+        DeleteSqlTrait(space, trait.id, name)
+        for (space, name), trait in stored.items()
+        if (space, name) not in listed
+    ]
+    changes: list[Change] = []
+    for i, cfg in enumerate(configs):
+        current = stored.get((cfg.space, cfg.name))
+        if current is None:
+            changes.append(CreateSqlTrait(cfg))
+            continue
+        fixed = {
+            "key": (current.key, cfg.trait_key),
+            "warehouse": (warehouse_names.get(current.warehouse_id), cfg.warehouse),
+            "level": (current.level, cfg.level),
+        }
+        for what, (old, new) in fixed.items():
+            if old != new:
+                problems.append(
+                    f"sql_traits[{i}].{what}: the trait {cfg.space}/{cfg.name} has {what} "
+                    f"{old!r}, which cannot change; give the trait another name to make a new one"
+                )
+        if current.query != cfg.query:
+            changes.append(
+                UpdateSqlTrait(cfg.space, current.id, cfg.name, "query", current.query, cfg.query)
+            )
+        if current.every_hours != cfg.schedule.every_hours:
+            changes.append(
+                UpdateSqlTrait(
+                    cfg.space,
+                    current.id,
+                    cfg.name,
+                    "every_hours",
+                    current.every_hours,
+                    cfg.schedule.every_hours,
+                )
+            )
+    if problems:
+        raise ConfigError(problems)
+    return deletes, changes
+
+
+def _export_sql_traits(store: WorkspaceStore) -> list[dict[str, Any]]:
+    """The ``sql_traits:`` section: spaces and warehouses by name; what equals its default
+    (the key of the name, users, every 12 hours) left out."""
+    space_names = {s.id: s.name for s in SpaceStore(store).list()}
+    warehouse_names = {w.id: w.name for w in WarehouseStore(store).list()}
+    written = []
+    for trait in SqlTraitStore(store).every():
+        space = space_names.get(trait.space_id)
+        if space is None:
+            continue
+        entry: dict[str, Any] = {"space": space, "name": trait.name}
+        if trait.key != _name_key(trait.name):
+            entry["key"] = trait.key
+        entry["warehouse"] = warehouse_names.get(trait.warehouse_id, trait.warehouse_id)
+        entry["query"] = trait.query
+        if trait.level != "users":
+            entry["level"] = trait.level
+        if trait.every_hours != DEFAULT_EVERY_HOURS:
+            entry["schedule"] = {"every_hours": trait.every_hours}
+        written.append(entry)
+    return written
+
+
+def _name_key(name: str) -> str | None:
+    try:
+        return key_of(name)
+    except InvalidError:
+        return None  # a name without letters or digits: the trait was given its key

@@ -42,6 +42,14 @@ from headwater.destinations.presets import (
 from headwater.destinations.redirects import Redirects
 from headwater.destinations.registry import get as get_definition
 from headwater.engage.computations import computation_key, definition_of
+from headwater.engage.sql_traits.definitions import (
+    DEFAULT_EVERY_HOURS,
+    MAX_EVERY_HOURS,
+    MAX_PER_SPACE,
+    check_key,
+    check_query,
+    key_of,
+)
 from headwater.errors import (
     ConfigError,
     InputError,
@@ -625,6 +633,55 @@ class ComputationConfig(_Section):
     destinations: list[EngageDestinationConfig] = Field(default_factory=list)
 
 
+# --- Engage: SQL traits ------------------------------------------------------------------------
+
+
+class ScheduleConfig(_Section):
+    """How often a SQL trait runs: every ``every_hours`` hours (1 to 168; Segment's default,
+    twice a day, is 12)."""
+
+    every_hours: StrictInt = Field(default=DEFAULT_EVERY_HOURS, ge=1, le=MAX_EVERY_HOURS)
+
+
+class SqlTraitConfig(_Section):
+    """A SQL trait (headwater.engage.sql_traits) of a space, by name: a query on a warehouse
+    (by name), run on a schedule. ``key`` (left out: the name in snake_case), ``warehouse`` and
+    ``level`` never change once the trait exists."""
+
+    space: StrictStr
+    name: StrictStr
+    key: StrictStr | None = None
+    warehouse: StrictStr
+    query: StrictStr
+    level: Literal["users", "accounts"] = "users"
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return str(_checked(check_name, value))
+
+    @field_validator("key")
+    @classmethod
+    def _key(cls, value: str | None) -> str | None:
+        return None if value is None else str(_checked(check_key, value))
+
+    @field_validator("query")
+    @classmethod
+    def _query(cls, value: str) -> str:
+        return str(_checked(check_query, value))
+
+    @model_validator(mode="after")
+    def _name_makes_a_key(self) -> SqlTraitConfig:
+        if self.key is None:
+            _checked(check_key, _checked(key_of, self.name))
+        return self
+
+    @property
+    def trait_key(self) -> str:
+        return self.key if self.key is not None else key_of(self.name)
+
+
 class ServerConfig(_Section):
     """Read by ``headwater serve --config``; not part of the workspace, so ``apply`` skips it."""
 
@@ -673,6 +730,8 @@ class ConfigFile(_Section):
     # Like spaces: None leaves them alone; a list is the complete set (in every space).
     computed_traits: list[ComputationConfig] | None = None
     audiences: list[ComputationConfig] | None = None
+    # Like spaces: None leaves SQL traits alone; a list is the complete set of every space's.
+    sql_traits: list[SqlTraitConfig] | None = None
 
     @field_validator("workspace")
     @classmethod
@@ -689,7 +748,9 @@ class ConfigFile(_Section):
             )
         return value
 
-    @field_validator("transformations", "spaces", "computed_traits", "audiences", mode="before")
+    @field_validator(
+        "transformations", "spaces", "computed_traits", "audiences", "sql_traits", mode="before"
+    )
     @classmethod
     def _transformations_not_null(cls, value: Any, info: ValidationInfo) -> Any:
         return cls._list_not_null(value, info)
@@ -734,6 +795,7 @@ class ConfigFile(_Section):
                 names.setdefault(entry.name, i)
         problems += self._plan_references()
         problems += self._space_references()
+        problems += self._sql_trait_problems()
         problems += space_identities(self.spaces or [])[1]
         problems += self._computations()
         if problems:
@@ -794,6 +856,50 @@ class ConfigFile(_Section):
                         f"{where}: the key {key!r} is already used by {keys[entry.space, key]}"
                     )
                 keys.setdefault((entry.space, key), where)
+        return problems
+
+    def _sql_trait_problems(self) -> list[str]:
+        """Names and keys unique per space (keys among the file's audiences and computed
+        traits too), at most 25 a space, and the spaces and warehouses they name in the file
+        (when it lists them; else the planner checks the stored ones)."""
+        problems: list[str] = []
+        spaces = None if self.spaces is None else {s.name for s in self.spaces}
+        warehouses = None if self.warehouses is None else {w.name for w in self.warehouses}
+        names: dict[tuple[str, str], str] = {}
+        keys: dict[tuple[str, str], str] = {}
+        for section in ("computed_traits", "audiences"):
+            entries: list[ComputationConfig] = getattr(self, section) or []
+            for i, entry in enumerate(entries):
+                try:
+                    keys[(entry.space, entry.key or computation_key(entry.name))] = (
+                        f"{section}[{i}]"
+                    )
+                except InputError:
+                    continue  # _computations says why
+        counts: dict[str, int] = {}
+        for i, trait in enumerate(self.sql_traits or []):
+            where = f"sql_traits[{i}]"
+            if spaces is not None and trait.space not in spaces:
+                problems.append(f"{where}.space: no space named {trait.space!r}")
+            if warehouses is not None and trait.warehouse not in warehouses:
+                problems.append(f"{where}.warehouse: no warehouse named {trait.warehouse!r}")
+            for seen, value, what in (
+                (names, trait.name, "name"),
+                (keys, trait.trait_key, "key"),
+            ):
+                first = seen.setdefault((trait.space, value), where)
+                if first != where:
+                    problems.append(
+                        f"{where}: {what} {value!r} is already used in space {trait.space!r} "
+                        f"by {first}"
+                    )
+            counts[trait.space] = counts.get(trait.space, 0) + 1
+        for space, count in counts.items():
+            if count > MAX_PER_SPACE:
+                problems.append(
+                    f"sql_traits: space {space!r} has {count} SQL traits; a space may have at "
+                    f"most {MAX_PER_SPACE}"
+                )
         return problems
 
     def _space_references(self) -> list[str]:

@@ -170,8 +170,12 @@ class ComputationStore:
         info = self._spaces.require(space)
         table = schema.engage_computations
         with self._ws.writing() as conn:
+            sql = schema.engage_sql_traits  # deleted ones too: keys are never reused
             taken = conn.execute(
-                sa.select(table.c.id).where(table.c.space_id == info.id, table.c.key == key)
+                sa.union_all(
+                    sa.select(table.c.id).where(table.c.space_id == info.id, table.c.key == key),
+                    sa.select(sql.c.id).where(sql.c.space_id == info.id, sql.c.key == key),
+                )
             ).first()
             if taken is not None:
                 raise ConflictError(

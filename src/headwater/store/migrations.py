@@ -174,6 +174,7 @@ MIGRATIONS: list[Migration] = [
     Migration(
         21, "unify: user subscriptions, groups and subscription csv uploads", _user_subscriptions
     ),
+    Migration(22, "engage: sql traits, their values and runs", _create_tables),
 ]
 
 

@@ -1010,3 +1010,64 @@ unify_upload_errors = sa.Table(
     sa.Column("message", sa.Text, nullable=False),
     sa.Column("cells", sa.JSON, nullable=False, default=list),
 )
+
+# --- Engage: SQL traits (migration 22; see headwater.engage.sql_traits) ------------------------
+
+# A SQL trait: a query run on a schedule against a warehouse. ``key`` is unique in the space for
+# ever, as a computation's (a deleted trait's row stays, ``deleted_at``). ``next_run_at``: when
+# the schedule runs it next; ``requested_at``: someone asked for a run now. A run holds the
+# lease (``lease_owner`` until ``lease_expires_at``) so only one process runs a trait at a time.
+engage_sql_traits = sa.Table(
+    "engage_sql_traits",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),  # tra_…
+    sa.Column("space_id", sa.String(40), nullable=False),
+    sa.Column("key", sa.String(255), nullable=False),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("warehouse_id", sa.String(40), nullable=False),
+    sa.Column("query", sa.Text, nullable=False),
+    sa.Column("level", sa.String(12), nullable=False),  # users, accounts
+    sa.Column("every_hours", sa.Integer, nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),  # pending, success, failure
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("last_run_at", sa.BigInteger, nullable=True),
+    sa.Column("next_run_at", sa.BigInteger, nullable=True),
+    sa.Column("requested_at", sa.BigInteger, nullable=True),
+    sa.Column("lease_owner", sa.String(200), nullable=True),
+    sa.Column("lease_expires_at", sa.BigInteger, nullable=True),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+    sa.Column("deleted_at", sa.BigInteger, nullable=True),
+    sa.UniqueConstraint("space_id", "key", name="uq_engage_sql_traits_key"),
+    sa.Index("ix_engage_sql_traits_due", "deleted_at", "next_run_at"),
+)
+
+# What each identifier's row said at the last run (canonical JSON: its traits and, for an
+# account, the user it names), so the next run sends only what changed and nulls who is gone.
+engage_sql_trait_values = sa.Table(
+    "engage_sql_trait_values",
+    metadata,
+    sa.Column("trait_id", sa.String(40), primary_key=True),
+    sa.Column("id_type", sa.String(20), primary_key=True),  # user_id, anonymous_id, email, …
+    sa.Column("id_value", sa.String(500), primary_key=True),
+    sa.Column("row", sa.Text, nullable=False),
+)
+
+# Run history: the last 30 runs of each trait.
+engage_sql_trait_runs = sa.Table(
+    "engage_sql_trait_runs",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("trait_id", sa.String(40), nullable=False),
+    sa.Column("trigger", sa.String(20), nullable=False),  # schedule, manual
+    sa.Column("status", sa.String(20), nullable=False),  # running, success, failure
+    sa.Column("started_at", sa.BigInteger, nullable=False),
+    sa.Column("finished_at", sa.BigInteger, nullable=True),
+    sa.Column("rows", sa.BigInteger, nullable=False, default=0),
+    sa.Column("changed", sa.BigInteger, nullable=False, default=0),
+    sa.Column("nulled", sa.BigInteger, nullable=False, default=0),
+    sa.Column("discarded", sa.BigInteger, nullable=False, default=0),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Index("ix_engage_sql_trait_runs_trait", "trait_id", "id"),
+    sqlite_autoincrement=True,
+)

@@ -380,7 +380,8 @@ class SpaceStore:
     def delete(self, id_or_name: str) -> None:
         """Delete a space: its connections, tokens and Profiles Sync setting go with it, and
         everything Unify made of its events — the identity graph, profile data, Insights,
-        uploads, subscription groups and states, and what Profiles Sync had not loaded yet."""
+        uploads, subscription groups and states, SQL traits, and what Profiles Sync had not
+        loaded yet."""
         with self._ws.writing() as conn:
             row = self._require(conn, id_or_name)
             profiles = sa.select(schema.unify_profiles.c.seq).where(
@@ -388,6 +389,11 @@ class SpaceStore:
             )
             links = schema.unify_links
             conn.execute(links.delete().where(links.c.user_profile.in_(profiles)))
+            sql_traits = sa.select(schema.engage_sql_traits.c.id).where(
+                schema.engage_sql_traits.c.space_id == row.id
+            )
+            for kept in (schema.engage_sql_trait_values, schema.engage_sql_trait_runs):
+                conn.execute(kept.delete().where(kept.c.trait_id.in_(sql_traits)))
             for table in (
                 schema.space_sources,
                 schema.space_access_tokens,
@@ -412,6 +418,7 @@ class SpaceStore:
                 schema.unify_subscription_groups,
                 schema.unify_group_subscriptions,
                 schema.unify_upload_errors,
+                schema.engage_sql_traits,
             ):
                 conn.execute(table.delete().where(table.c.space_id == row.id))
             conn.execute(schema.spaces.delete().where(schema.spaces.c.id == row.id))
