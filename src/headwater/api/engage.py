@@ -4,25 +4,38 @@ The shape follows Segment's Public API for audiences: ``definition`` is ``{"quer
 Query Language>, "type": "USERS" | "ACCOUNTS"}`` (or ``{"builder": {…}}``, the builder's JSON
 shape, instead of ``query``), ``options`` holds ``includeAnonymousUsers`` and
 ``includeHistoricalData``. ``destinations`` connects destination instances on the space's
-Engage source. The rules (keys, cycles, what cannot be edited) live in
-``headwater.engage.computations``, shared with ``headwater apply``; a definition Headwater
-refuses is a 422 naming the part and its position.
+Engage source; ``…/download`` gives a CSV of the current values (one every 5 minutes). The
+rules (keys, cycles, what cannot be edited) live in ``headwater.engage.computations``, shared
+with ``headwater apply``; a definition Headwater refuses is a 422 naming the part and its
+position.
 """
 
+import itertools
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
 
 from headwater.api.errors import ApiError
 from headwater.api.sources import iso, store_of
 from headwater.engage.computations import ComputationInfo, ComputationStore, Purpose
+from headwater.engage.download import Downloads, csv_rows
 from headwater.store.workspace import WorkspaceStore
 
 router = APIRouter(prefix="/spaces/{idOrName}", tags=["engage"])
 
 SpaceId = Annotated[str, Path(alias="idOrName", description="The space's id or name.")]
+
+
+def downloads_of(request: Request) -> Downloads:
+    """The application's record of recent downloads (one per computation every 5 minutes)."""
+    found = getattr(request.app.state, "engage_downloads", None)
+    if found is None:
+        workspace: WorkspaceStore = store_of(request)
+        found = request.app.state.engage_downloads = Downloads(clock=workspace.now)
+    return found
 
 
 def computations_of(request: Request) -> ComputationStore:
@@ -187,6 +200,27 @@ def _routes(path: str, kind: Purpose, one: str, many: str, param: str) -> None:
         store.delete(space, store.get(space, id_, kind).id)
         return {"data": {"status": "SUCCESS"}}
 
+    def download(
+        request: Request,
+        space: SpaceId,
+        id_: ComputationId,
+        store: Computations,
+        format: Annotated[str, Query(description="unformatted, indexed, rows, formatted")] = (
+            "unformatted"
+        ),
+        traits: Annotated[str, Query(description="Traits to add, comma-separated.")] = "",
+    ) -> StreamingResponse:
+        info = store.get(space, id_, kind)
+        chosen = [t.strip() for t in traits.split(",") if t.strip()]
+        chunks = csv_rows(store_of(request).engine, info, format, chosen)  # checks the format
+        first = next(chunks)  # the query runs here: its errors are answers, not broken streams
+        downloads_of(request).claim(info.id)
+        return StreamingResponse(
+            itertools.chain([first], chunks),
+            media_type="text/csv",
+            headers={"Content-Disposition": f'attachment; filename="{info.key}.csv"'},
+        )
+
     handlers: list[tuple[str, str, Callable[..., dict[str, Any]], int]] = [
         ("GET", path, list_, 200),
         ("POST", path, create, 201),
@@ -194,6 +228,13 @@ def _routes(path: str, kind: Purpose, one: str, many: str, param: str) -> None:
         ("PATCH", f"{path}/{{{param}}}", update, 200),
         ("DELETE", f"{path}/{{{param}}}", delete, 200),
     ]
+    router.add_api_route(
+        f"{path}/{{{param}}}/download",
+        download,
+        methods=["GET"],
+        response_class=StreamingResponse,
+        name=f"download_{many}",
+    )
     for method, route, handler, status in handlers:
         router.add_api_route(
             route,
