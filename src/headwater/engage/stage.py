@@ -20,7 +20,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection as DbConnection
@@ -51,6 +51,39 @@ TRAIT_CLASS = {"audience": "audience", "trait": "computed_trait"}
 
 Computations = Callable[[str], Sequence[Computation]]  # a space's, by space id
 Connections = Callable[[str], Sequence[Connection]]  # a computation's, by computation id
+
+
+class Follower(Protocol):
+    """Engage work that follows the computations' results in the same pass and transaction
+    (journeys): told of every resolved event and every change of a profile's values, and
+    asked for its own time-driven work. It writes its state and its messages (``outbox.add``)
+    on ``conn``."""
+
+    def follow(
+        self,
+        conn: DbConnection,
+        space: SpaceInfo,
+        graph: SqlGraph,
+        profile_id: str,
+        state: ProfileState,
+        changes: Sequence[Change],
+        event: Mapping[str, Any] | None,
+        now: float,
+    ) -> None:
+        """One profile after one event (``event``) or after time moved its values (None);
+        ``state`` is its state after the changes (``state.c``: current values by id)."""
+        ...
+
+    def due(
+        self,
+        conn: DbConnection,
+        space: SpaceInfo,
+        graph: SqlGraph,
+        now: float,
+        state_of: Callable[[str], ProfileState],
+    ) -> int:
+        """Work whose time has come (delays, holds, exits); how much was done."""
+        ...
 
 
 @dataclass
@@ -87,11 +120,13 @@ class EngageStage:
         connections: Connections,
         *,
         clock: Callable[[], float] = time.time,
+        followers: Sequence[Follower] = (),
     ) -> None:
         self._engine = engine
         self._computations = computations
         self._connections = connections
         self._clock = clock
+        self._followers = tuple(followers)
         self._plans: dict[str, tuple[tuple[Computation, ...], Plan]] = {}
 
     def plan(self, space_id: str) -> Plan:
@@ -112,7 +147,7 @@ class EngageStage:
         resolved: Sequence[Resolved],
     ) -> None:
         plan = self.plan(space.id)
-        if plan.empty or not resolved:
+        if (plan.empty and not self._followers) or not resolved:
             return
         work = _Pass(conn, space, graph, plan, self._clock())
         engage_sources = set(
@@ -127,17 +162,40 @@ class EngageStage:
                     needed.update((change.from_id, change.into_id))
         self._load(work, needed)
         for item in resolved:
-            self._event(work, item, engage_sources)
+            changes = self._event(work, item, engage_sources)
+            user = item.resolution.user
+            if (
+                self._followers
+                and user is not None
+                and item.resolution.status == "resolved"
+                and item.source_id not in engage_sources
+            ):
+                state = self._state(work, user).state
+                for follower in self._followers:
+                    follower.follow(conn, space, graph, user, state, changes, item.event, work.now)
         self._write(work, profiles)
 
     def expire(
         self, conn: DbConnection, space: SpaceInfo, graph: SqlGraph, profiles: ProfileData
     ) -> int:
-        """Re-evaluate the profiles whose windows time has moved; the profiles done."""
+        """Re-evaluate the profiles whose windows time has moved, then the followers' work
+        whose time has come; how much was done."""
         plan = self.plan(space.id)
-        if plan.empty:
-            return 0
         now = self._clock()
+        done = self._expire(conn, space, graph, profiles, plan, now) if not plan.empty else 0
+        for follower in self._followers:
+            done += follower.due(conn, space, graph, now, lambda p: self._stored(conn, space, p))
+        return done
+
+    def _expire(
+        self,
+        conn: DbConnection,
+        space: SpaceInfo,
+        graph: SqlGraph,
+        profiles: ProfileData,
+        plan: Plan,
+        now: float,
+    ) -> int:
         table = schema.engage_profiles
         due = (
             conn.execute(
@@ -161,16 +219,29 @@ class EngageStage:
                 touched.state, set(), set(), now, self._eligible(work, profile_id), everything=True
             )
             self._changed(work, profile_id, changes, f"expire:{profile_id}:{int(now) // 3600}")
+            for follower in self._followers:
+                follower.follow(conn, space, graph, profile_id, touched.state, changes, None, now)
         self._write(work, profiles)
         return len(due)
 
+    def _stored(self, conn: DbConnection, space: SpaceInfo, profile_id: str) -> ProfileState:
+        """A profile's state as this transaction has it (empty when Engage never saw it)."""
+        table = schema.engage_profiles
+        found = conn.execute(
+            sa.select(table.c.state).where(
+                table.c.space_id == space.id, table.c.profile_id == profile_id
+            )
+        ).scalar_one_or_none()
+        return decode_state(found) if found is not None else ProfileState()
+
     # --- one event ------------------------------------------------------------------------------
 
-    def _event(self, work: _Pass, item: Resolved, engage_sources: set[str]) -> None:
+    def _event(self, work: _Pass, item: Resolved, engage_sources: set[str]) -> Sequence[Change]:
+        """Apply one resolved event; the values it changed."""
         resolution = item.resolution
         user = resolution.user
         if resolution.status in ("dropped", "unresolved") or user is None:
-            return
+            return ()
         plan = work.plan
         cause = str(item.event.get("messageId") or "")
         everything = False
@@ -204,7 +275,7 @@ class EngageStage:
         if not (vectors or traits or everything or eligibility):
             if added:
                 self._resync(work, user, dict(touched.state.c), (), added, cause)
-            return
+            return ()
         touched.dirty = True
         before = dict(touched.state.c)
         changes = plan.evaluate(
@@ -219,6 +290,7 @@ class EngageStage:
         self._changed(work, user, changes, cause)
         if added:
             self._resync(work, user, before, changes, added, cause)
+        return changes
 
     def _resync(
         self,
