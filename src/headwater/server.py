@@ -66,6 +66,7 @@ from headwater.protocols.stage import ProtocolsStage
 from headwater.protocols.transformations.store import TransformationCache, TransformationStore
 from headwater.protocols.violations import ViolationStore
 from headwater.store.archive import Archive, ArchiveWriter
+from headwater.store.config_snapshot import ConfigSnapshot
 from headwater.store.counters import CounterStore, minute_of
 from headwater.store.database import (
     WalCheckpointer,
@@ -172,9 +173,18 @@ class Server:
         owner = f"{os.uname().nodename}:{os.getpid()}"
         self.destinations = DestinationStore(self.store)
         destination_cache = DestinationCache(self.destinations, self.store)
+        # Segment's rates for Engage's destinations (§14.4) apply on the spaces' Engage sources.
+        engage_sources: ConfigSnapshot[frozenset[str]] = ConfigSnapshot(
+            self.store.config_version,
+            lambda: frozenset(
+                s.engage_source_id for s in SpaceStore(self.store).list() if s.engage_source_id
+            ),
+            frozenset(),
+        )
         self.delivery = DeliveryEngine(
             self.engine,
             destination_cache,
+            engage_sources=engage_sources.get,
             owner=f"{owner}:delivery",
             redirects=Redirects(self.settings.request_redirects),
             actions_dir=actions_dir(self.settings.data_dir),

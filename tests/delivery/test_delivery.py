@@ -325,3 +325,38 @@ def test_request_redirects_send_a_native_destination_elsewhere(
     assert {(r.method, r.path) for r in received} == {("POST", "/sandbox/in")}
     sample = CounterStore(pipeline.engine).samples(destination_id=dest.id)[0]
     assert sample.message["request"]["url"] == "https://hooks.vendor.example/in?team=7"
+
+
+def test_engage_destinations_get_segments_rate_for_their_tool(
+    pipeline: Pipeline, hook: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """§14.4: on a space's Engage source, an instance with no rate of its own is held to
+    Segment's rate for its tool (a stand-in named like Intercom's destination: 8 a second);
+    the same instance on any other source is not."""
+    import dataclasses
+    import time
+
+    from headwater.destinations import registry
+    from headwater.destinations.catalog import webhook
+    from headwater.destinations.engage_limits import engage_rate
+
+    assert engage_rate("Intercom Cloud Mode (Actions)") == 8
+    assert engage_rate("Salesforce Marketing Cloud") == 20
+    assert engage_rate("Salesforce (Actions)") == 5
+    assert engage_rate("Webhooks") is None
+    stand_in = dataclasses.replace(webhook.DEFINITION, type="intercom", name="Intercom", aliases=())
+    monkeypatch.setitem(registry.definitions(), "intercom", stand_in)
+    pipeline.add("tool", "intercom", settings={"url": hook.url + "/in"})
+    pipeline.send(*[track() for _ in range(17)])
+    pipeline.deliver()
+    assert len(hook.requests) == 17
+    free = sorted(r.at for r in hook.requests)
+    hook.requests.clear()
+    engage = {pipeline.source_id}
+    monkeypatch.setattr(pipeline.delivery, "_engage_sources", lambda: engage)
+    pipeline.send(*[track() for _ in range(17)])
+    pipeline.deliver()
+    held = sorted(r.at for r in hook.requests)
+    assert len(held) == 17
+    assert held[-1] - held[0] >= 1.8  # 17 requests at 8 a second: 2 s, less a first burst
+    assert held[-1] - held[0] > free[-1] - free[0]

@@ -19,7 +19,7 @@ import os
 import random
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -43,6 +43,7 @@ from headwater.destinations.definition import (
     Request,
     Response,
 )
+from headwater.destinations.engage_limits import engage_rate
 from headwater.destinations.redirects import Redirects
 from headwater.destinations.store import DestinationCache, DestinationInfo
 from headwater.errors import Rejection
@@ -146,8 +147,10 @@ class DeliveryEngine:
         redirects: Redirects | None = None,
         actions_dir: Path | None = None,
         actions_processes: int = 1,
+        engage_sources: Callable[[], Collection[str]] = frozenset,
     ) -> None:
         self._queue = DeliveryQueue(engine, clock)
+        self._engage_sources = engage_sources
         self._destinations = destinations
         self.owner = owner or f"{os.uname().nodename}:{os.getpid()}:delivery"
         self._clock = clock
@@ -517,9 +520,12 @@ class DeliveryEngine:
         return done.called
 
     async def _throttle(self, claim: _Claim) -> None:
-        """The instance's rate limit, if it has one: a token per request (or runtime call)."""
+        """The instance's rate limit, if it has one (its own, its type's, or on a space's Engage
+        source Segment's limit for its tool): a token per request (or runtime call)."""
         destination, definition = claim.destination, claim.definition
         rate = destination.delivery.rate_limit_per_second or definition.rate_limit_per_second
+        if not rate and destination.source_id in self._engage_sources():
+            rate = engage_rate(definition.name)  # §14.4: Engage's destinations
         if rate:
             await self._take_token(claim.lane, rate)
 
