@@ -68,6 +68,12 @@ class DestinationBody(_Body):
     enteredEvent: StrictStr | None = None
     exitedEvent: StrictStr | None = None
     traitEvent: StrictStr | None = None
+    idSync: list[dict[str, Any]] | None = Field(
+        default=None, description="[{identifier, field, strategy: last_added|first_added|all}]"
+    )
+    traitEnrichment: list[dict[str, Any]] | None = Field(
+        default=None, description="[{trait, field}]"
+    )
 
 
 class CreateBody(_Body):
@@ -92,6 +98,8 @@ _DESTINATION_FIELDS = {
     "enteredEvent": "entered_event",
     "exitedEvent": "exited_event",
     "traitEvent": "trait_event",
+    "idSync": "id_sync",
+    "traitEnrichment": "trait_enrichment",
 }
 
 
@@ -136,6 +144,8 @@ def computation_json(info: ComputationInfo) -> dict[str, Any]:
                 "enteredEvent": d.entered_event,
                 "exitedEvent": d.exited_event,
                 "traitEvent": d.trait_event,
+                "idSync": list(d.id_sync),
+                "traitEnrichment": list(d.trait_enrichment),
             }
             for d in info.destinations
         ],

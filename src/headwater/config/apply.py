@@ -47,6 +47,7 @@ from headwater.engage.computations import (
     Purpose,
     computation_key,
     definition_of,
+    destination_of,
 )
 from headwater.engage.language import parse
 from headwater.engage.sql_traits.definitions import (
@@ -1738,7 +1739,7 @@ def _computation_changes(
         {k: v for k, v in asdict(d).items() if k != "destination_id"} for d in current.destinations
     ]
     wanted = [
-        asdict(Destination("", d.name, **{k: v for k, v in d.written().items() if k != "name"}))
+        asdict(destination_of("", d.name, {k: v for k, v in d.written().items() if k != "name"}))
         for d in cfg.destinations
     ]
     wanted = [{k: v for k, v in d.items() if k != "destination_id"} for d in wanted]
@@ -1781,7 +1782,7 @@ def _destination_entry(destination: Destination) -> dict[str, Any]:
     entry: dict[str, Any] = {"name": destination.destination}
     for key, value in asdict(destination).items():
         if key not in ("destination_id", "destination") and value != defaults[key]:
-            entry[key] = value
+            entry[key] = list(value) if isinstance(value, tuple) else value
     return entry
 
 

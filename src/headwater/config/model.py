@@ -612,6 +612,8 @@ class EngageDestinationConfig(_Section):
     entered_event: StrictStr | None = None
     exited_event: StrictStr | None = None
     trait_event: StrictStr | None = None
+    id_sync: list[dict[str, Any]] | None = None  # [{identifier, field, strategy}] (§14.6)
+    trait_enrichment: list[dict[str, Any]] | None = None  # [{trait, field}]
 
     def written(self) -> dict[str, Any]:
         return self.model_dump(exclude_none=True)

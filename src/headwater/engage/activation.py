@@ -14,8 +14,8 @@ per ``anonymousId``. A profile with none of these gets nothing (a destination co
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,6 +28,20 @@ EXITED = "Audience Exited"
 TRAIT_COMPUTED = "Trait Computed"
 
 
+STRATEGIES = ("last_added", "first_added", "all")
+MAX_ALL = 3  # ID Sync: at most three identifiers with the strategy "all"
+
+
+@dataclass(frozen=True)
+class IdSync:
+    """Trait Activation's ID Sync (§14.6): a Segment identifier sent as a destination field,
+    its last added value, its first, or all of them (one message each)."""
+
+    identifier: str  # a Segment identifier type: user_id, email, phone, …
+    field: str  # where the destination reads it
+    strategy: str = "last_added"
+
+
 @dataclass(frozen=True)
 class Connection:
     """A computation sent to one destination (an instance on the space's Engage source)."""
@@ -38,15 +52,19 @@ class Connection:
     entered_event: str = ENTERED
     exited_event: str = EXITED
     trait_event: str = TRAIT_COMPUTED
+    id_sync: tuple[IdSync, ...] = ()
+    trait_enrichment: tuple[tuple[str, str], ...] = ()  # (Segment trait, destination field)
 
 
 @dataclass(frozen=True)
 class Identity:
-    """Who the messages are about: the profile's identifier values a destination can key."""
+    """Who the messages are about: the profile's identifier values a destination can key
+    (``values``: every type's, in the order they were added, for ID Sync)."""
 
     user_id: str | None
     emails: Sequence[str]
     anonymous_ids: Sequence[str]
+    values: Mapping[str, Sequence[str]] = field(default_factory=dict)
 
 
 def personas(space_id: str, computation: Computation) -> dict[str, str]:
@@ -68,10 +86,13 @@ def messages(
     *,
     at: float,
     cause: str,
+    traits: Mapping[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Every message for one value of ``computation`` on one profile. ``cause`` makes the
     messageIds: the same cause (an event's messageId, an expiry's hour, a sync) gives the same
-    ids, so a pass that runs again adds nothing the dedup stage would keep."""
+    ids, so a pass that runs again adds nothing the dedup stage would keep. ``traits``: the
+    profile's traits, for Trait Enrichment (§14.6: ``traits.<field>`` on an Identify,
+    ``properties.<field>`` on a Track)."""
     key = computation.key
     audience = computation.kind == "audience"
     if audience:
@@ -79,27 +100,43 @@ def messages(
     stamp = format_timestamp(datetime.fromtimestamp(at, UTC))
     out: list[dict[str, Any]] = []
     for connection in connections:
-        for n, (user_id, anonymous_id, email) in enumerate(_recipients(computation, identity)):
-            ids: dict[str, Any] = {}
-            if user_id is not None:
-                ids["userId"] = user_id
-            if anonymous_id is not None:
-                ids["anonymousId"] = anonymous_id
+        # ID Sync keys an entry or a trait's value; an exit goes to every id (§14.6).
+        synced = connection.id_sync and not (audience and not value)
+        keyed = (
+            _synced(connection.id_sync, identity)
+            if synced
+            else [
+                (_ids(user_id, anonymous_id), {"email": email} if email is not None else {})
+                for user_id, anonymous_id, email in _recipients(computation, identity)
+            ]
+        )
+        enriched = {
+            field: traits[trait]
+            for trait, field in connection.trait_enrichment
+            if traits is not None and trait in traits
+        }
+        for n, (ids, fields) in enumerate(keyed):
+            if not ids:  # the Spec needs a userId or an anonymousId
+                fallback = identity.user_id or next(reversed(identity.anonymous_ids), None)
+                if fallback is None:
+                    continue
+                ids = {"userId" if identity.user_id else "anonymousId": fallback}
+            context: dict[str, Any] = {"personas": personas(space_id, computation)}
+            if fields:
+                context["traits"] = dict(fields)  # a Track's keys (§14.2 item 6)
             base = {
                 **ids,
                 "timestamp": stamp,
-                "context": {"personas": personas(space_id, computation)},
                 "integrations": {"All": False, connection.destination: True},
             }
             if connection.send_identify:
-                traits: dict[str, Any] = {key: value}
-                if email is not None:
-                    traits["email"] = email
+                traits_out: dict[str, Any] = {key: value, **enriched, **fields}
                 out.append(
                     {
                         **base,
+                        "context": {"personas": context["personas"]},
                         "type": "identify",
-                        "traits": traits,
+                        "traits": traits_out,
                         "messageId": message_id(
                             cause, computation.id, connection.destination, "identify", n
                         ),
@@ -108,23 +145,71 @@ def messages(
             if connection.send_track:
                 if audience:
                     event = connection.entered_event if value else connection.exited_event
-                    properties = {"audience_key": key, key: value}
+                    properties = {"audience_key": key, key: value, **enriched}
                 else:
                     event = connection.trait_event
-                    properties = {"trait_key": key, key: value}
-                track = {
-                    **base,
-                    "type": "track",
-                    "event": event,
-                    "properties": properties,
-                    "messageId": message_id(
-                        cause, computation.id, connection.destination, "track", n
-                    ),
-                }
-                if email is not None:
-                    track["context"] = {**track["context"], "traits": {"email": email}}
-                out.append(track)
+                    properties = {"trait_key": key, key: value, **enriched}
+                out.append(
+                    {
+                        **base,
+                        "context": context,
+                        "type": "track",
+                        "event": event,
+                        "properties": properties,
+                        "messageId": message_id(
+                            cause, computation.id, connection.destination, "track", n
+                        ),
+                    }
+                )
     return out
+
+
+def _ids(user_id: str | None, anonymous_id: str | None) -> dict[str, str]:
+    ids = {}
+    if user_id is not None:
+        ids["userId"] = user_id
+    if anonymous_id is not None:
+        ids["anonymousId"] = anonymous_id
+    return ids
+
+
+def _synced(
+    mappings: Sequence[IdSync], identity: Identity
+) -> list[tuple[dict[str, str], dict[str, str]]]:
+    """ID Sync's messages: (ids, fields) each. Single-valued mappings go in every message; each
+    value of an ``all`` mapping makes a message of its own. ``user_id`` and ``anonymous_id``
+    key the message (``userId``, ``anonymousId``); other identifiers become fields (a trait on
+    an Identify, ``context.traits`` on a Track). A profile none of them has gets nothing."""
+    single: dict[str, str] = {}
+    ids: dict[str, str] = {}
+    spread: list[tuple[str, str]] = []  # (field or id key, value), one message each
+    for mapping in mappings:
+        values = list(identity.values.get(mapping.identifier, ()))
+        if not values:
+            continue
+        target = {"user_id": "userId", "anonymous_id": "anonymousId"}.get(mapping.identifier)
+        chosen = (
+            values
+            if mapping.strategy == "all"
+            else [values[-1] if mapping.strategy == "last_added" else values[0]]
+        )
+        if mapping.strategy == "all" and len(chosen) > 1:
+            spread += [(target or mapping.field, v) for v in chosen]
+        elif target is not None:
+            ids[target] = chosen[0]
+        else:
+            single[mapping.field] = chosen[0]
+    if not (single or ids or spread):
+        return []
+    if not spread:
+        return [(ids, single)]
+    found = []
+    for name, item in spread:
+        if name in ("userId", "anonymousId"):
+            found.append(({**ids, name: item}, dict(single)))
+        else:
+            found.append((dict(ids), {**single, name: item}))
+    return found
 
 
 def _recipients(

@@ -30,7 +30,15 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection as DbConnection
 from sqlalchemy.engine import Row
 
-from headwater.engage.activation import ENTERED, EXITED, TRAIT_COMPUTED, Connection
+from headwater.engage.activation import (
+    ENTERED,
+    EXITED,
+    MAX_ALL,
+    STRATEGIES,
+    TRAIT_COMPUTED,
+    Connection,
+    IdSync,
+)
 from headwater.engage.builder import from_builder
 from headwater.engage.definition import Definition, Kind, TraitRef
 from headwater.engage.language import parse, to_text
@@ -63,6 +71,9 @@ class Destination:
     entered_event: str = ENTERED
     exited_event: str = EXITED
     trait_event: str = TRAIT_COMPUTED
+    # Trait Activation (§14.6): [{identifier, field, strategy}], [{trait, field}]
+    id_sync: tuple[dict[str, str], ...] = ()
+    trait_enrichment: tuple[dict[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -452,7 +463,7 @@ class ComputationStore:
                 .order_by(dest.c.name)
             ):
                 by_computation.setdefault(c.computation_id, []).append(
-                    Destination(c.destination_id, c.name, **(c.settings or {}))
+                    destination_of(c.destination_id, c.name, c.settings or {})
                 )
         out = []
         for r in rows:
@@ -479,6 +490,12 @@ class ComputationStore:
         return out
 
 
+def destination_of(destination_id: str, name: str, settings: Mapping[str, Any]) -> Destination:
+    """A connection's stored settings as a ``Destination`` (its lists as tuples)."""
+    lists = {k: tuple(settings[k]) for k in _MAPPINGS if k in settings}
+    return Destination(destination_id, name, **{**settings, **lists})
+
+
 def connections(info: ComputationInfo) -> builtins.list[Connection]:
     """A computation's destinations as activation takes them."""
     return [
@@ -489,17 +506,28 @@ def connections(info: ComputationInfo) -> builtins.list[Connection]:
             entered_event=d.entered_event,
             exited_event=d.exited_event,
             trait_event=d.trait_event,
+            id_sync=tuple(
+                IdSync(m["identifier"], m["field"], m.get("strategy", "last_added"))
+                for m in d.id_sync
+            ),
+            trait_enrichment=tuple((m["trait"], m["field"]) for m in d.trait_enrichment),
         )
         for d in info.destinations
     ]
 
 
-_SETTINGS = {
+_SETTINGS: dict[str, type] = {
     "send_identify": bool,
     "send_track": bool,
     "entered_event": str,
     "exited_event": str,
     "trait_event": str,
+    "id_sync": list,
+    "trait_enrichment": list,
+}
+_MAPPINGS = {
+    "id_sync": ("identifier", "field", "strategy"),
+    "trait_enrichment": ("trait", "field"),
 }
 
 
@@ -514,6 +542,9 @@ def _connection_settings(item: Mapping[str, Any], where: str) -> dict[str, Any]:
                 f"unknown setting {key!r}; expected one of {', '.join(_SETTINGS)}",
                 f"{where}.{key}",
             )
+        if key in _MAPPINGS:
+            settings[key] = mappings_of(key, value, f"{where}.{key}")
+            continue
         if not isinstance(value, kind) or (isinstance(value, str) and not value.strip()):
             raise InvalidError(
                 f"must be {'true or false' if kind is bool else 'a name'}", f"{where}.{key}"
@@ -522,6 +553,38 @@ def _connection_settings(item: Mapping[str, Any], where: str) -> dict[str, Any]:
     if settings.get("send_identify") is False and settings.get("send_track") is not True:
         raise InvalidError("sends nothing: set send_identify or send_track", where)
     return settings
+
+
+def mappings_of(key: str, value: object, where: str) -> list[dict[str, str]]:
+    """Trait Activation's lists (§14.6): ID Sync's ``{identifier, field, strategy}`` (strategy
+    last_added, first_added or all; at most 3 ``all``), Trait Enrichment's ``{trait, field}``."""
+    if not isinstance(value, list):
+        raise InvalidError("must be a list", where)
+    fields = _MAPPINGS[key]
+    found: list[dict[str, str]] = []
+    for i, item in enumerate(value):
+        at = f"{where}[{i}]"
+        if not isinstance(item, Mapping):
+            raise InvalidError(f"must be an object with {', '.join(fields)}", at)
+        unknown = sorted(set(item) - set(fields))
+        if unknown:
+            raise InvalidError(f"unknown key {unknown[0]!r}; expected {', '.join(fields)}", at)
+        entry: dict[str, str] = {}
+        for name in fields:
+            given = item.get(name)
+            if given is None and name == "strategy":
+                given = "last_added"
+            if not isinstance(given, str) or not given.strip():
+                raise InvalidError(f"{name} must be a name", at)
+            entry[name] = given
+        if key == "id_sync" and entry["strategy"] not in STRATEGIES:
+            raise InvalidError(
+                f"unknown strategy {entry['strategy']!r}; expected {', '.join(STRATEGIES)}", at
+            )
+        found.append(entry)
+    if key == "id_sync" and sum(m["strategy"] == "all" for m in found) > MAX_ALL:
+        raise InvalidError(f"at most {MAX_ALL} identifiers may use the strategy all", where)
+    return found
 
 
 def _check_name(name: object) -> None:

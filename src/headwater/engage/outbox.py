@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
@@ -20,8 +21,11 @@ import msgspec
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from headwater.errors import InvalidError
 from headwater.store import schema
 from headwater.store.database import write_transaction
+
+logger = logging.getLogger(__name__)
 
 DRAIN_BATCH = 500  # messages per append: one ingest log record each
 
@@ -92,10 +96,17 @@ class Drain:
             ).first()
         batch = [r for r in rows if r.space_id == space_id]
         if target is not None:  # else the space is gone: its messages go with it
-            decode = msgspec.json.decode
-            self._appender.append(
-                target.workspace_id, target.source_id, [decode(r.body) for r in batch]
-            )
+            messages = [msgspec.json.decode(r.body) for r in batch]
+            try:
+                self._appender.append(target.workspace_id, target.source_id, messages)
+            except InvalidError:
+                # One message the Spec refuses must not hold the rest back for ever: append
+                # them one by one and leave out (and log) the refused.
+                for message in messages:
+                    try:
+                        self._appender.append(target.workspace_id, target.source_id, [message])
+                    except InvalidError as exc:
+                        logger.error("Engage: a message left out of the outbox: %s", exc)
         with write_transaction(self._engine) as conn:
             conn.execute(box.delete().where(box.c.seq.in_([r.seq for r in batch])))
         return len(batch)

@@ -45,7 +45,6 @@ from headwater.unify.sql_graph import SqlGraph
 
 # §13.3: without "Include Anonymous Users" a member needs one of these.
 ELIGIBLE = frozenset({"user_id", "email", "android.idfa", "ios.idfa"})
-KEYED = frozenset({"user_id", "email", "anonymous_id"})
 EXPIRE_BATCH = 1_000  # profiles re-evaluated per call of ``expire``
 TRAIT_CLASS = {"audience": "audience", "trait": "computed_trait"}
 
@@ -103,6 +102,7 @@ class _Pass:
     graph: SqlGraph
     plan: Plan
     now: float
+    data: ProfileData
     profiles: dict[str, _Touched] = field(default_factory=dict)
     gone: set[str] = field(default_factory=set)
     messages: list[dict[str, Any]] = field(default_factory=list)
@@ -149,7 +149,7 @@ class EngageStage:
         plan = self.plan(space.id)
         if (plan.empty and not self._followers) or not resolved:
             return
-        work = _Pass(conn, space, graph, plan, self._clock())
+        work = _Pass(conn, space, graph, plan, self._clock(), profiles)
         engage_sources = set(
             conn.execute(sa.select(schema.engage_sources.c.source_id)).scalars().all()
         )
@@ -209,7 +209,7 @@ class EngageStage:
         )
         if not due:
             return 0
-        work = _Pass(conn, space, graph, plan, now)
+        work = _Pass(conn, space, graph, plan, now, profiles)
         self._load(work, due)
         for profile_id in due:
             touched = work.profiles[profile_id]
@@ -303,16 +303,21 @@ class EngageStage:
     ) -> None:
         """A-UE-41: values that did not change are sent again, keyed by the new identifiers."""
         changed = {c.computation.id for c in changes}
-        fresh = Identity(
-            user_id=next((a.value for a in added if a.type == "user_id"), None),
-            emails=[a.value for a in added if a.type == "email"],
-            anonymous_ids=[a.value for a in added if a.type == "anonymous_id"],
-        )
-        if fresh.user_id is None and not fresh.emails and not fresh.anonymous_ids:
+        new_user = next((a.value for a in added if a.type == "user_id"), None)
+        emails = [a.value for a in added if a.type == "email"]
+        anonymous = [a.value for a in added if a.type == "anonymous_id"]
+        if new_user is None and not emails and not anonymous:
             return
-        if fresh.user_id is None:
-            known = self._identity(work, user)
-            fresh = Identity(known.user_id, fresh.emails, fresh.anonymous_ids)
+        known = self._identity(work, user)
+        user_id = new_user or known.user_id
+        # Without a user id a message is keyed by an anonymous id: the profile's latest.
+        keyed = anonymous or ([] if user_id else known.anonymous_ids[-1:])
+        fresh = Identity(
+            user_id,
+            emails,
+            keyed,
+            {t: v for t, v in known.values.items() if t not in ("email", "anonymous_id")},
+        )
         for computation in work.plan.order:
             c = computation.computation
             if c.id in changed or c.id not in before:
@@ -342,6 +347,12 @@ class EngageStage:
                 continue
             if identity is None:
                 identity = self._identity(work, user)
+            wanted = {trait for c in connections for trait, _ in c.trait_enrichment}
+            traits = (
+                {k: t.value for k, t in work.data.traits(user, keys=wanted).items()}
+                if wanted
+                else None
+            )
             work.messages += activation.messages(
                 work.space.id,
                 computation,
@@ -350,6 +361,7 @@ class EngageStage:
                 connections,
                 at=work.now,
                 cause=cause,
+                traits=traits,
             )
 
     # --- reads and writes -----------------------------------------------------------------------
@@ -365,12 +377,15 @@ class EngageStage:
         return eligible
 
     def _identity(self, work: _Pass, profile_id: str) -> Identity:
-        found = _identifiers(work, profile_id, KEYED)
-        users = [i.value for i in found if i.type == "user_id"]
+        values: dict[str, list[str]] = {}
+        for found in _identifiers(work, profile_id, None):
+            values.setdefault(found.type, []).append(found.value)
+        users = values.get("user_id", [])
         return Identity(
             user_id=users[-1] if users else None,
-            emails=[i.value for i in found if i.type == "email"],
-            anonymous_ids=[i.value for i in found if i.type == "anonymous_id"],
+            emails=values.get("email", []),
+            anonymous_ids=values.get("anonymous_id", []),
+            values=values,
         )
 
     def _state(self, work: _Pass, profile_id: str) -> _Touched:
@@ -435,14 +450,17 @@ class EngageStage:
         outbox.add(conn, space_id, work.messages, int(work.now))
 
 
-def _identifiers(work: _Pass, profile_id: str, types: frozenset[str]) -> list[StoredIdentifier]:
-    """A profile's identifiers as the graph has them at the end of the pass (the observer
-    runs after it: a profile an event resolved to may have been merged by a later one)."""
+def _identifiers(
+    work: _Pass, profile_id: str, types: frozenset[str] | None
+) -> list[StoredIdentifier]:
+    """A profile's identifiers (of ``types``; None: all) as the graph has them at the end of
+    the pass (the observer runs after it: a profile an event resolved to may have been merged
+    by a later one)."""
     found = work.identifiers.get(profile_id)
     if found is None:
         canonical = work.graph.canonical(profile_id) or profile_id
-        found = work.identifiers[profile_id] = work.graph.identifiers(canonical, ELIGIBLE | KEYED)
-    return [i for i in found if i.type in types]
+        found = work.identifiers[profile_id] = work.graph.identifiers(canonical)
+    return [i for i in found if types is None or i.type in types]
 
 
 def _engage_source(conn: DbConnection, space_id: str) -> str:
