@@ -334,7 +334,6 @@ def test_engage_destinations_get_segments_rate_for_their_tool(
     Segment's rate for its tool (a stand-in named like Intercom's destination: 8 a second);
     the same instance on any other source is not."""
     import dataclasses
-    import time
 
     from headwater.destinations import registry
     from headwater.destinations.catalog import webhook
