@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 
+import pytest
 import sqlalchemy as sa
 
 from headwater.delivery.engine import DELIVERED, FAILED_DELIVERY, RETRY
