@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection as DbConnection
 from sqlalchemy.engine import Engine
 
@@ -432,13 +434,14 @@ class EngageStage:
                 }
             )
         if rows:
+            insert = (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(table)
             conn.execute(
-                table.delete().where(
-                    table.c.space_id == space_id,
-                    table.c.profile_id.in_([r["profile_id"] for r in rows]),
-                )
+                insert.on_conflict_do_update(
+                    index_elements=[table.c.space_id, table.c.profile_id],
+                    set_={"state": insert.excluded.state, "due_at": insert.excluded.due_at},
+                ),
+                rows,
             )
-            conn.execute(table.insert(), rows)
         values = [
             (profile_id, trait_class, key, value)
             for profile_id, classes in work.values.items()
