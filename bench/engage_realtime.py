@@ -239,15 +239,26 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--events", type=int, default=50_000)
     parser.add_argument("--postgres-url", default=None)
     parser.add_argument("--profile", action="store_true", help="cProfile the observer")
+    parser.add_argument(
+        "--no-activation",
+        dest="activation",
+        action="store_false",
+        help="connect no computation to a destination (no messages)",
+    )
     parser.add_argument("--sort", default="cumulative", help="the profile's order (tottime, …)")
     args = parser.parse_args(argv)
 
     plan = computations()
+    activated = (
+        {"ordered_30_days", "high_value", "vip", "lapsed", "cart_abandoners"}
+        | {"revenue_180_days", "favourite_category"}
+        if args.activation
+        else set()
+    )
     connected = {
         c.id: [Connection("engage-hook", send_identify=True, send_track=True)]
         for c in plan
-        if c.key in {"ordered_30_days", "high_value", "vip", "lapsed", "cart_abandoners"}
-        or c.key in {"revenue_180_days", "favourite_category"}
+        if c.key in activated
     }
     with database(args.store, args.postgres_url) as (engine, postmaster):
         workspace = WorkspaceStore(engine)

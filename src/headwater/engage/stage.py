@@ -110,6 +110,10 @@ class _Pass:
     messages: list[dict[str, Any]] = field(default_factory=list)
     values: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # profile→class→
     identifiers: dict[str, list[StoredIdentifier]] = field(default_factory=dict)
+    # (profile, computation, value, connections, cause): messages to make at the pass's end
+    emissions: list[tuple[str, Computation, Any, Sequence[Connection], str]] = field(
+        default_factory=list
+    )
 
 
 class EngageStage:
@@ -337,18 +341,27 @@ class EngageStage:
                 )
 
     def _changed(self, work: _Pass, user: str, changes: Sequence[Change], cause: str) -> None:
-        if not changes:
-            return
-        identity: Identity | None = None
+        """Note the profile's new values, and what to tell the connected destinations: the
+        messages are made when the pass ends, with every such profile's identifiers read in
+        one statement."""
         for change in changes:
             computation = change.computation
             classes = work.values.setdefault(user, {})
             classes.setdefault(TRAIT_CLASS[computation.kind], {})[computation.key] = change.after
             connections = self._connections(computation.id)
-            if not connections:
-                continue
+            if connections:
+                work.emissions.append((user, computation, change.after, connections, cause))
+
+    def _emit(self, work: _Pass) -> None:
+        """The messages of the pass's changes (a merged-away profile's go with it: the
+        survivor was evaluated in full)."""
+        emissions = [e for e in work.emissions if e[0] not in work.gone]
+        _load_identifiers(work, {e[0] for e in emissions})
+        identities: dict[str, Identity] = {}
+        for user, computation, value, connections, cause in emissions:
+            identity = identities.get(user)
             if identity is None:
-                identity = self._identity(work, user)
+                identity = identities[user] = self._identity(work, user)
             wanted = {trait for c in connections for trait, _ in c.trait_enrichment}
             traits = (
                 {k: t.value for k, t in work.data.traits(user, keys=wanted).items()}
@@ -358,7 +371,7 @@ class EngageStage:
             work.messages += activation.messages(
                 work.space.id,
                 computation,
-                change.after,
+                value,
                 identity,
                 connections,
                 at=work.now,
@@ -450,6 +463,7 @@ class EngageStage:
             for key, value in by_key.items()
         ]
         profiles.set_computed(conn, values, _engage_source(conn, space_id), work.now)
+        self._emit(work)
         outbox.add(conn, space_id, work.messages, int(work.now))
 
 
@@ -464,6 +478,35 @@ def _identifiers(
         canonical = work.graph.canonical(profile_id) or profile_id
         found = work.identifiers[profile_id] = work.graph.identifiers(canonical)
     return [i for i in found if types is None or i.type in types]
+
+
+def _load_identifiers(work: _Pass, profile_ids: Iterable[str]) -> None:
+    """The identifiers of profiles not read yet, in one statement per 500 (what
+    ``_identifiers`` would read one profile at a time)."""
+    wanted = [p for p in profile_ids if p not in work.identifiers]
+    profiles, identities = schema.unify_profiles, schema.unify_identities
+    for chunk in _chunks(wanted, 500):
+        found: dict[str, list[StoredIdentifier]] = {p: [] for p in chunk}
+        rows = work.conn.execute(
+            sa.select(
+                profiles.c.segment_id,
+                identities.c.type,
+                identities.c.value,
+                identities.c.first_seen,
+                identities.c.source_id,
+                identities.c.message_id,
+            )
+            .join(identities, identities.c.profile == profiles.c.seq)
+            .where(
+                profiles.c.space_id == work.space.id,
+                profiles.c.segment_id.in_(chunk),
+                profiles.c.canonical.is_(None),
+            )
+            .order_by(identities.c.seq)
+        )
+        for segment_id, *values in rows:
+            found[segment_id].append(StoredIdentifier(*values))
+        work.identifiers.update({p: ids for p, ids in found.items() if ids})
 
 
 def _engage_source(conn: DbConnection, space_id: str) -> str:
