@@ -1,0 +1,309 @@
+"""Engage's batch engine: definitions compiled to SQL over the Profiles Sync tables that real
+identity resolution and a real warehouse sync wrote, on DuckDB and on PostgreSQL — every
+construct, the checks A32–A36, A40, A42 and A44, hostile text, and the differential test
+against the real-time engine."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from headwater.engage import batch
+from headwater.engage.language import parse
+from headwater.engage.realtime import Computation
+from headwater.store.database import database_url, open_engine
+from headwater.store.migrations import migrate
+from tests.engage.batch_world import SCHEMA, World
+from tests.support.postgres import pg_settings
+
+
+@pytest.fixture(params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])
+def world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[World]:
+    """A space on a SQLite state database, loading into a DuckDB or PostgreSQL warehouse."""
+    engine = open_engine(database_url(tmp_path, None))
+    migrate(engine)
+    settings = (
+        {} if request.param == "duckdb" else pg_settings(request.getfixturevalue("pg_database"))
+    )
+    yield World.make(tmp_path, engine, request.param, settings)
+    engine.dispose()
+
+
+U1 = {"userId": "u1"}
+U2 = {"userId": "u2"}
+U3 = {"userId": "u3"}
+
+
+# --- windows and counts -------------------------------------------------------------------------
+
+
+def test_windows_are_precise_to_the_hour_a36(world: World) -> None:
+    """A36: 90 days = 2,160 hours; an event 2,159 h old counts, one in hour now - 2,160 not."""
+    a = world.profile(world.track(U1, "Logged In", 2159))
+    b = world.profile(world.track(U2, "Logged In", 2160.6))
+    world.sync()
+    text = "event('Logged In').within(90 days).count() >= 1"
+    assert world.members(text) == {a}
+    assert world.members("event('Logged In').count() >= 1") == {a, b}
+    # a condition counts 0 for a profile without events: "exactly 0 times"
+    assert world.members("event('Logged In').within(90 days).count() = 0") == {b}
+
+
+def test_between_windows(world: World) -> None:
+    """between(S, E): from E hours ago until S hours ago."""
+    a = world.profile(world.track(U1, "Viewed", 24 * 3))  # 3 days ago: inside 2–5 days
+    b = world.profile(world.track(U2, "Viewed", 24 * 1))  # too recent
+    c = world.profile(world.track(U3, "Viewed", 24 * 6))  # too old
+    world.sync()
+    assert world.members("event('Viewed').between(2 days, 5 days).count() >= 1") == {a}
+    assert {a, b, c} == world.members("event('Viewed').count() >= 1")
+
+
+def test_events_count_for_the_profile_they_belong_to_now(world: World) -> None:
+    """An anonymous visitor's events before they identified count for the merged profile."""
+    anonymous = world.profile(world.track({"anonymousId": "anon-1"}, "Viewed", 5))
+    world.track({"anonymousId": "anon-1"}, "Viewed", 4)
+    world.identify({"anonymousId": "anon-2", "userId": "u9"}, 3)
+    merged = world.identify({"anonymousId": "anon-1", "userId": "u9"}, 2)
+    world.track({"userId": "u9"}, "Viewed", 1)
+    world.sync()
+    profile = world.profile(merged)
+    assert world.canonical(anonymous) == profile
+    assert world.batch("event('Viewed').count()", purpose="trait") == {profile: 3}
+
+
+# --- reducers ------------------------------------------------------------------------------------
+
+
+def test_aggregations_a32_a33_a34(world: World) -> None:
+    cosmetics = "event('Order Completed').where(property('category') = 'cosmetics')"
+    a = world.profile(world.track(U1, "Order Completed", 1, category="cosmetics", revenue=10))
+    world.track(U1, "Order Completed", 2, category="shoes", revenue=20)
+    world.track(U1, "Order Completed", 3, category="cosmetics", revenue="5")  # a numeric string
+    world.track(U1, "Order Completed", 91 * 24, category="cosmetics", revenue=100)
+    for i, category in enumerate(["b", "a", "b", "a"]):
+        world.track(U1, "Viewed", 10 + i, category=category)
+    b = world.profile(world.track(U2, "Viewed", 1, category="x"))
+    for i, category in enumerate(["shoes", "bags", "shoes"]):
+        world.track(U2, "Bought", 30 - i, category=category)
+    world.sync()
+
+    def trait(text: str) -> dict[str, object]:
+        return world.batch(text, purpose="trait")
+
+    assert trait(f"{cosmetics}.within(90 days).sum(property('revenue'))") == {a: 15}  # A32
+    assert trait(f"{cosmetics}.within(90 days).avg(property('revenue'))") == {a: 7.5}
+    assert trait("event('Order Completed').min(property('revenue'))") == {a: 5}
+    assert trait("event('Order Completed').max(property('revenue'))") == {a: 100}
+    assert trait("event('Order Completed').max(property('category') as string)") == {
+        a: "shoes"
+    }
+    assert trait("event('Viewed').mode(property('category'), 2)") == {a: "a"}  # A33
+    assert trait("event('Viewed').mode(property('category'), 1)") == {a: "a", b: "x"}
+    assert trait("event('Bought').unique(property('category'))") == {b: ["bags", "shoes"]}  # A34
+    assert trait("event('Bought').unique(property('category')).count()") == {b: 2}
+    assert trait("event('Bought').first(property('category'))") == {b: "shoes"}
+    assert trait("event('Order Completed').last(property('category'))") == {a: "cosmetics"}
+
+
+def test_a_windowed_count_trait_is_zero_once_it_had_a_value(world: World) -> None:
+    """Like the real-time trait that had a value: 0 when its events left the window; a
+    profile that never had a matching event has none."""
+    a = world.profile(world.track(U1, "Logged In", 24 * 10))
+    b = world.profile(world.track(U2, "Logged In", 1))
+    world.profile(world.track(U3, "Other", 1))
+    world.sync()
+    assert world.batch("event('Logged In').within(7 days).count()", purpose="trait") == {
+        a: 0,
+        b: 1,
+    }
+
+
+# --- conditions ------------------------------------------------------------------------------------
+
+
+def test_comparators_follow_compare_py(world: World) -> None:
+    """Numbers compare as numbers (numeric strings too, never bools), the rest as text."""
+    a = world.profile(world.track(U1, "E", 1, price="30.50", tag="Pricing Page", ok=True))
+    b = world.profile(world.track(U2, "E", 1, price=7, tag="home", ok=False))
+    c = world.profile(world.track(U3, "E", 1, price="abc", tag="x"))
+    world.sync()
+
+    def who(condition: str) -> set[str]:
+        return world.members(f"event('E').where({condition}).count() >= 1")
+
+    assert who("property('price') > 30") == {a}
+    assert who("property('price') = 7") == {b}
+    assert who("property('price') = '7.0'") == {b}
+    assert who("property('price') < 10") == {b}  # 'abc' is no number: never less
+    assert who("property('price') != 7") == {a, c}
+    assert who("property('price').contains('.5')") == {a}
+    assert who("property('tag').contains('ric')") == {a}
+    assert who("property('tag').starts_with('ho')") == {b}
+    assert who("property('tag').ends_with('Page')") == {a}
+    assert who("property('tag').one_of('x', 'home')") == {b, c}
+    assert who("property('ok') = true") == {a}
+    assert who("property('ok') = 'false'") == {b}
+    assert who("property('ok').absent()") == {c}
+    assert who("property('ok').exists()") == {a, b}
+    assert who("property('tag').omits('o')") == {a, c}
+    assert who("property('missing').absent()") == {a, b, c}
+
+
+def test_trait_conditions_and_dates(world: World) -> None:
+    a = world.profile(
+        world.identify(U1, plan="pro", seats="12", last_login="2026-02-27T10:00:00Z")
+    )
+    b = world.profile(world.identify(U2, plan="free", seats=3, last_login="2025-01-01T00:00:00Z"))
+    c = world.profile(world.identify(U3, plan="pro", last_login="2026-02-30T00:00:00Z"))
+    world.sync()
+    assert world.members("trait('plan') = 'pro'") == {a, c}
+    assert world.members("trait('seats') >= 5") == {a}
+    assert world.members("trait('last_login').within_last(7 days)") == {a}
+    assert world.members("trait('last_login').before_last(30 days)") == {b}  # c: no date
+    assert world.members("trait('last_login').after_date('2025-06-01')") == {a}
+    assert world.members("trait('seats').absent()") == {c}
+
+
+def test_eligibility_without_anonymous_users_a40(world: World) -> None:
+    anonymous = world.profile(world.track({"anonymousId": "only-anon"}, "Viewed", 1))
+    known = world.profile(world.track(U1, "Viewed", 1))
+    world.sync()
+    text = "event('Viewed').count() >= 1"
+    assert world.members(text) == {known}
+    assert world.members(text, include_anonymous=True) == {known, anonymous}
+
+
+# --- batch-only constructs -------------------------------------------------------------------------
+
+
+FUNNEL = (
+    "event('Product Added').where(event('Order Completed').within(parent: 1 days).count() = 0)"
+    ".within(30 days).count() >= 1"
+)
+
+
+def test_funnel_considers_every_parent_event_a42(world: World) -> None:
+    """A42: Product Added (t0), Order Completed (t0+1h), Product Added (t0+2d), no later
+    order: a member, since the second Product Added was not followed by an order."""
+    t0 = 24 * 5
+    a = world.profile(world.track(U1, "Product Added", t0))
+    world.track(U1, "Order Completed", t0 - 1)
+    world.track(U1, "Product Added", t0 - 48)
+    b = world.profile(world.track(U2, "Product Added", t0))
+    world.track(U2, "Order Completed", t0 - 1)
+    c = world.profile(world.track(U3, "Order Completed", t0 + 1))  # the order came first
+    world.track(U3, "Product Added", t0)
+    world.sync()
+    assert world.members(FUNNEL) == {a, c}
+    did = FUNNEL.replace("count() = 0", "count() >= 1")
+    assert world.members(did) == {a, b}
+
+
+def test_funnel_parent_property_reference(world: World) -> None:
+    """``property(parent: 'sku')``: the step must be about the parent event's item."""
+    text = (
+        "event('Item Viewed').where(event('Item Purchased').where(property('sku') = "
+        "property(parent: 'sku')).within(parent: 2 days).count() >= 1).count() >= 1"
+    )
+    a = world.profile(world.track(U1, "Item Viewed", 10, sku="A1"))
+    world.track(U1, "Item Purchased", 9, sku="A1")
+    b = world.profile(world.track(U2, "Item Viewed", 10, sku="B1"))
+    world.track(U2, "Item Purchased", 9, sku="other")
+    world.sync()
+    assert world.members(text) == {a}
+    assert b not in world.members(text)
+
+
+def test_dynamic_trait_reference(world: World) -> None:
+    """``trait('x')`` inside where(): the profile's own trait value."""
+    a = world.profile(world.identify(U1, favorite="red"))
+    world.track(U1, "Bought", 2, color="red")
+    b = world.profile(world.identify(U2, favorite="blue"))
+    world.track(U2, "Bought", 2, color="red")
+    world.sync()
+    text = "event('Bought').where(property('color') = trait('favorite')).count() >= 1"
+    assert world.members(text) == {a}
+    assert b not in world.members(text)
+
+
+def test_audiences_read_other_computations(world: World) -> None:
+    a = world.profile(world.track(U1, "Order Completed", 1, revenue=600))
+    b = world.profile(world.track(U2, "Order Completed", 1, revenue=50))
+    world.sync()
+    spend = parse("event('Order Completed').sum(property('revenue'))", purpose="trait")
+    big = parse("trait('spend') > 500", purpose="audience")
+    references = {
+        "spend": batch.Reference("trait", spend),
+        "big": batch.Reference("audience", big),
+    }
+    assert world.members("trait('spend') > 500", references=references) == {a}
+    assert world.members("trait('big') = false", references=references) == {b}
+    assert world.batch("trait('spend')", purpose="trait", references=references) == {
+        a: 600,
+        b: 50,
+    }
+
+
+def test_account_audiences_any_all_none_a44(world: World) -> None:
+    """A44: account with U1 (logged in) and U2 (not): ANY → member; ALL and ALL NOT → not."""
+    world.track(U1, "Logged In", 24 * 2)
+    world.track(U2, "Other", 1)
+    world.group(U1, "acme", industry="Software")
+    world.group(U2, "acme")
+    world.track(U3, "Logged In", 1)
+    world.group(U3, "solo", industry="Retail")
+    world.sync()
+    logged = "event('Logged In').within(30 days).count() >= 1"
+
+    def accounts(text: str) -> set[str]:
+        return world.members(text, kind="accounts")
+
+    assert accounts(f"ANY {logged}") == {"acme", "solo"}
+    assert accounts(f"ALL {logged}") == {"solo"}
+    assert accounts(f"ALL NOT {logged}") == set()
+    assert accounts(f"ANY {logged} AND trait('industry') = 'Software'") == {"acme"}
+    # an account-level count covers every user's events
+    assert world.batch(
+        "event('Logged In').count()", kind="accounts", purpose="trait"
+    ) == {"acme": 1, "solo": 1}
+
+
+# --- hostile text ------------------------------------------------------------------------------------
+
+
+HOSTILE = [
+    "x'; DROP TABLE batch_space.profile_merges; --",
+    'x"; DROP TABLE batch_space.profile_merges; --',
+    "\\'; SELECT 1; --",
+    "a'||(SELECT 'b')||'",
+    "$$; DROP TABLE x; $$",
+]
+
+
+@pytest.mark.parametrize("hostile", HOSTILE)
+def test_hostile_names_and_strings_are_data(world: World, hostile: str) -> None:
+    """Event names, property paths and strings reach the SQL only quoted."""
+    a = world.profile(world.track(U1, hostile, 1, **{hostile: hostile, "plain": hostile}))
+    world.identify(U1, **{hostile: hostile})
+    world.sync()
+    q = hostile.replace("\\", "\\\\").replace("'", "\\'")
+    texts = [
+        f"event('{q}').where(property('plain') = '{q}').count() >= 1",
+        f"event('{q}').where(property('{q}').exists()).count() >= 1",
+        f"trait('{q}') = '{q}'",
+        f"event('Other').where(property('plain').contains('{q}')).count() = 0",
+    ]
+    for text in texts:
+        assert world.members(text) == {a}, text
+    assert world.rows(f"SELECT count(*) FROM {SCHEMA}.profile_merges")[0][0] >= 1
+
+
+# --- the differential test against the real-time engine ---------------------------------------------
+
+
+def _computation(id_: str, key: str, text: str, purpose: str) -> Computation:
+    kind = "audience" if purpose == "audience" else "trait"
+    return Computation(id_, key, kind, parse(text, purpose=purpose))  # type: ignore[arg-type]
