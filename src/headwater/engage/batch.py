@@ -76,10 +76,10 @@ _STANDARD: Final = frozenset(
     }
 )
 _TRACK_STANDARD: Final = _STANDARD | {"event", "event_text"}
-# Python's float() on ASCII decimals; at most 300 characters and two exponent digits, so the
+# Python's float() on ASCII decimals; at most 200 digits a part and two exponent digits, so the
 # cast can never overflow a double (which fails the query on both engines).
 _NUMERIC: Final = (
-    r"^\s*[+-]?([0-9]{1,300}(\.[0-9]{0,300})?|\.[0-9]{1,300})([eE][+-]?[0-9]{1,2})?\s*$"
+    r"^\s*[+-]?([0-9]{1,200}(\.[0-9]{0,200})?|\.[0-9]{1,200})([eE][+-]?[0-9]{1,2})?\s*$"
 )
 # ISO-8601 times both engines cast (the day is checked against its month separately).
 _ISO: Final = (
