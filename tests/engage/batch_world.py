@@ -132,7 +132,12 @@ class World:
         return self.now - timedelta(hours=hours)
 
     def track(
-        self, who: Mapping[str, str], event: str, hours_ago: float, source: str = "web", **props: Any
+        self,
+        who: Mapping[str, str],
+        event: str,
+        hours_ago: float,
+        source: str = "web",
+        **props: Any,
     ) -> Resolution:
         return self.send(
             self.message("track", self.ago(hours_ago), event=event, properties=props, **who),
@@ -245,7 +250,11 @@ class World:
             traits = {k: v for k, (v, _) in self.traits.get(profile, {}).items()}
             plan.apply_traits(state, traits)
             eligible = bool(self.graph.identifiers(profile, ELIGIBLE))
-            plan.evaluate(state, set(), set(), now, lambda e=eligible: e, everything=True)
+
+            def known(eligible: bool = eligible) -> bool:
+                return eligible
+
+            plan.evaluate(state, set(), set(), now, known, everything=True)
             for computation in plan.computations.values():
                 value = plan.current(state, computation)
                 if computation.kind == "audience" and value:
@@ -259,7 +268,7 @@ def close(a: Any, b: Any) -> bool:
     """Equal, floats within rounding (sums add in another order in SQL)."""
     if isinstance(a, float) or isinstance(b, float):
         if isinstance(a, bool) or isinstance(b, bool) or a is None or b is None:
-            return a == b
+            return bool(a == b)
         try:
             return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-9)
         except (TypeError, ValueError):

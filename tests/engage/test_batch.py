@@ -5,7 +5,8 @@ against the real-time engine."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import random
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from headwater.engage.language import parse
 from headwater.engage.realtime import Computation
 from headwater.store.database import database_url, open_engine
 from headwater.store.migrations import migrate
-from tests.engage.batch_world import SCHEMA, World
+from tests.engage.batch_world import SCHEMA, World, close
 from tests.support.postgres import pg_settings
 
 
@@ -97,9 +98,7 @@ def test_aggregations_a32_a33_a34(world: World) -> None:
     assert trait(f"{cosmetics}.within(90 days).avg(property('revenue'))") == {a: 7.5}
     assert trait("event('Order Completed').min(property('revenue'))") == {a: 5}
     assert trait("event('Order Completed').max(property('revenue'))") == {a: 100}
-    assert trait("event('Order Completed').max(property('category') as string)") == {
-        a: "shoes"
-    }
+    assert trait("event('Order Completed').max(property('category') as string)") == {a: "shoes"}
     assert trait("event('Viewed').mode(property('category'), 2)") == {a: "a"}  # A33
     assert trait("event('Viewed').mode(property('category'), 1)") == {a: "a", b: "x"}
     assert trait("event('Bought').unique(property('category'))") == {b: ["bags", "shoes"]}  # A34
@@ -153,9 +152,7 @@ def test_comparators_follow_compare_py(world: World) -> None:
 
 
 def test_trait_conditions_and_dates(world: World) -> None:
-    a = world.profile(
-        world.identify(U1, plan="pro", seats="12", last_login="2026-02-27T10:00:00Z")
-    )
+    a = world.profile(world.identify(U1, plan="pro", seats="12", last_login="2026-02-27T10:00:00Z"))
     b = world.profile(world.identify(U2, plan="free", seats=3, last_login="2025-01-01T00:00:00Z"))
     c = world.profile(world.identify(U3, plan="pro", last_login="2026-02-30T00:00:00Z"))
     world.sync()
@@ -266,9 +263,10 @@ def test_account_audiences_any_all_none_a44(world: World) -> None:
     assert accounts(f"ALL NOT {logged}") == set()
     assert accounts(f"ANY {logged} AND trait('industry') = 'Software'") == {"acme"}
     # an account-level count covers every user's events
-    assert world.batch(
-        "event('Logged In').count()", kind="accounts", purpose="trait"
-    ) == {"acme": 1, "solo": 1}
+    assert world.batch("event('Logged In').count()", kind="accounts", purpose="trait") == {
+        "acme": 1,
+        "solo": 1,
+    }
 
 
 # --- hostile text ------------------------------------------------------------------------------------
@@ -287,7 +285,7 @@ HOSTILE = [
 def test_hostile_names_and_strings_are_data(world: World, hostile: str) -> None:
     """Event names, property paths and strings reach the SQL only quoted."""
     a = world.profile(world.track(U1, hostile, 1, **{hostile: hostile, "plain": hostile}))
-    world.identify(U1, **{hostile: hostile})
+    world.identify(U1, 1, **{hostile: hostile})
     world.sync()
     q = hostile.replace("\\", "\\\\").replace("'", "\\'")
     texts = [
@@ -307,3 +305,165 @@ def test_hostile_names_and_strings_are_data(world: World, hostile: str) -> None:
 def _computation(id_: str, key: str, text: str, purpose: str) -> Computation:
     kind = "audience" if purpose == "audience" else "trait"
     return Computation(id_, key, kind, parse(text, purpose=purpose))  # type: ignore[arg-type]
+
+
+EVENTS = ("Viewed", "Order Completed", "Logged In")
+CATEGORIES = ("shoes", "bags", "hats", "socks")
+WHERE = (
+    "property('category') = 'shoes'",
+    "property('category').one_of('bags', 'hats')",
+    "property('price') > 20",
+    "property('amount') >= 15",
+    "property('amount') = 12.5",
+    "property('flag') = true",
+    "property('flag') != true",
+    "property('category').contains('a')",
+    "property('category').starts_with('s')",
+    "property('price').absent()",
+    "NOT property('label').ends_with('x')",
+    "(property('price') < 10 OR property('category') = 'socks')",
+)
+WINDOWS = (
+    "",
+    "",
+    ".within(1 days)",
+    ".within(7 days)",
+    ".within(30 days)",
+    ".within(90 days)",
+    ".within(36 hours)",
+)
+REDUCERS = (
+    "count()",
+    "sum(property('price'))",
+    "avg(property('amount'))",
+    "min(property('price'))",
+    "max(property('amount'))",
+    "max(property('category') as string)",
+    "first(property('category'))",
+    "last(property('price'))",
+    "unique(property('category')).count()",
+    "mode(property('category'), 2)",
+    "mode(property('label'), 1)",
+    "unique(property('category'))",
+)
+
+
+def _stream(rng: random.Random) -> str:
+    event = rng.choice(EVENTS)
+    text = f"event('{event}')"
+    for _ in range(rng.choice((0, 0, 0, 1, 2))):
+        text += f".where({rng.choice(WHERE)})"
+    return text + rng.choice(WINDOWS)
+
+
+def _definitions(rng: random.Random) -> list[Computation]:
+    """Random traits, then audiences over events, custom traits and the traits before them."""
+    computations: list[Computation] = []
+    for i in range(14):
+        text = f"{_stream(rng)}.{rng.choice(REDUCERS)}"
+        computations.append(_computation(f"t{i}", f"t{i}", text, "trait"))
+    computations.append(_computation("t_page", "t_page", "event('Page Viewed').count()", "trait"))
+    numeric = [c.key for c in computations if "count()" in c.definition.text]
+    atoms: list[Callable[[], str]] = [
+        lambda: f"{_stream(rng)}.count() >= {rng.choice((1, 2, 3))}",
+        lambda: f"{_stream(rng)}.count() = 0",
+        lambda: f"{_stream(rng)}.count() <= 1",
+        lambda: f"{_stream(rng)}.sum(property('price')) > 50",
+        lambda: "trait('plan') = 'pro'",
+        lambda: f"trait('score') > {rng.choice((2, 5, 8))}",
+        lambda: "trait('score').exists()",
+        lambda: "trait('last_login').within_last(30 days)",
+        lambda: f"trait('{rng.choice(numeric)}') >= 2",
+        lambda: "event('Page Viewed').where(property('url').contains('pricing')).count() >= 1",
+    ]
+    for i in range(16):
+        parts = [rng.choice(atoms)() for _ in range(rng.choice((1, 1, 2, 3)))]
+        if rng.random() < 0.25:
+            parts[0] = f"NOT ({parts[0]})"
+        text = rng.choice((" AND ", " OR ")).join(f"({p})" for p in parts)
+        if i > 10 and rng.random() < 0.5:  # an audience reading an earlier audience
+            text = f"({text}) AND trait('a{rng.randrange(i)}') = {rng.choice(('true', 'false'))}"
+        computations.append(_computation(f"a{i}", f"a{i}", text, "audience"))
+    return computations
+
+
+def _events(world: World, rng: random.Random) -> None:
+    """Users, anonymous visitors who later identify (merges), traits, events over 120 days."""
+    people = []
+    for n in range(40):
+        anonymous = {"anonymousId": f"anon-{n}"}
+        roll = rng.random()
+        if roll < 0.4:
+            people.append({"userId": f"user-{n}"})
+        elif roll < 0.6:
+            people.append(anonymous)  # stays anonymous
+        else:
+            people.append(anonymous)
+            people.append({"anonymousId": f"anon-{n}", "userId": f"user-{n}"})
+    for person in people:
+        if "userId" in person and rng.random() < 0.7:
+            traits: dict[str, object] = {"plan": rng.choice(("pro", "free"))}
+            if rng.random() < 0.7:
+                traits["score"] = rng.choice((1, 3, 6, 9, "7", "4.5"))
+            if rng.random() < 0.5:
+                days = rng.randrange(0, 90)
+                month = 2 if days < 28 else 1
+                traits["last_login"] = f"2026-{month:02d}-{(days % 28) + 1:02d}T08:00:00Z"
+            if rng.random() < 0.3:
+                traits["email"] = f"{person['userId']}@example.com"
+            world.identify(person, rng.uniform(0, 24 * 120), **traits)
+    for _ in range(1500):
+        person = rng.choice(people)
+        hours = rng.uniform(0, 24 * 120)
+        if rng.random() < 0.1:
+            url = rng.choice(("https://x.io/pricing", "https://x.io/", "https://x.io/docs"))
+            world.page(person, hours, url=url)
+            continue
+        props: dict[str, object] = {"category": rng.choice(CATEGORIES)}
+        if rng.random() < 0.8:
+            props["price"] = float(rng.choice((5, 12, 19.5, 25, 40)))
+        if rng.random() < 0.6:
+            props["amount"] = rng.choice(("12.5", "15", "30", "n/a"))
+        if rng.random() < 0.5:
+            props["flag"] = rng.random() < 0.5
+        if rng.random() < 0.5:
+            props["label"] = rng.choice(("ax", "b", "cx"))
+        world.track(person, rng.choice(EVENTS), hours, rng.choice(("web", "ios")), **props)
+
+
+def _batch_values(world: World, computations: list[Computation]) -> dict[str, dict[str, object]]:
+    by_key = {
+        c.key: batch.Reference(c.kind, c.definition, c.include_anonymous) for c in computations
+    }
+    queries = {
+        c.id: world.compile(
+            c.definition,
+            include_anonymous=c.include_anonymous,
+            references={k: r for k, r in by_key.items() if k != c.key},
+        )
+        for c in computations
+    }
+    return batch.run(queries, world.rows)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_batch_equals_realtime_on_random_events_and_definitions(tmp_path: Path, seed: int) -> None:
+    """The issue's requirement: a full recompute gives the real-time path's memberships and
+    trait values — random users, merges, traits and events over 120 days, random
+    definitions the real-time engine supports, on DuckDB through real Profiles Sync."""
+    engine = open_engine(database_url(tmp_path, None))
+    migrate(engine)
+    world = World.make(tmp_path, engine, "duckdb", {})
+    rng = random.Random(seed)
+    computations = _definitions(rng)
+    _events(world, rng)
+    world.sync()
+    expected = world.realtime(computations)
+    found = _batch_values(world, computations)
+    assert sum(len(v) for v in expected.values()) > 50  # the test says something
+    for computation in computations:
+        want, got = expected[computation.id], found[computation.id]
+        assert want.keys() == got.keys(), computation.definition.text
+        for profile, value in want.items():
+            assert close(value, got[profile]), (computation.definition.text, profile)
+    engine.dispose()

@@ -40,12 +40,19 @@ def client(engine: Engine) -> Iterator[TestClient]:
     app = create_api(engine, admin_token_hash=hash_token(TOKEN))
     with TestClient(app, headers={"Authorization": f"Bearer {TOKEN}"}) as http:
         assert http.post("/api/v1/sources", json={"name": "web"}).status_code == 201
-        assert http.post("/api/v1/spaces", json={"name": "main", "sourceIds": ["web"]}).status_code == 201
+        assert (
+            http.post("/api/v1/spaces", json={"name": "main", "sourceIds": ["web"]}).status_code
+            == 201
+        )
         for name, source in (("engage-hook", "main-engage"), ("web-hook", "web")):
             made = http.post(
                 "/api/v1/destinations",
-                json={"name": name, "source": source, "type": "webhook",
-                      "settings": {"url": "https://example.com/hook"}},
+                json={
+                    "name": name,
+                    "source": source,
+                    "type": "webhook",
+                    "settings": {"url": "https://example.com/hook"},
+                },
             )
             assert made.status_code == 201, made.text
         yield http
@@ -157,7 +164,9 @@ def test_the_api_crud(client: TestClient) -> None:
         base,
         json={
             "name": "Total Revenue 180 Days",
-            "definition": {"query": "event('Order Completed').within(180 days).sum(property('revenue'))"},
+            "definition": {
+                "query": "event('Order Completed').within(180 days).sum(property('revenue'))"
+            },
         },
     )
     assert made.status_code == 201, made.text
@@ -167,7 +176,10 @@ def test_the_api_crud(client: TestClient) -> None:
         "query": "event('Order Completed').within(180 days).sum(property('revenue'))",
         "type": "USERS",
     }
-    assert client.get(f"{base}/total_revenue_180_days").json()["data"]["computedTrait"]["id"] == trait["id"]
+    assert (
+        client.get(f"{base}/total_revenue_180_days").json()["data"]["computedTrait"]["id"]
+        == trait["id"]
+    )
     patched = client.patch(f"{base}/{trait['id']}", json={"description": "money"})
     assert patched.json()["data"]["computedTrait"]["description"] == "money"
     assert [t["key"] for t in client.get(base).json()["data"]["computedTraits"]] == [trait["key"]]
@@ -181,12 +193,31 @@ def test_the_api_crud(client: TestClient) -> None:
     [
         ({"name": "A", "definition": {"query": "event('x').count() >= "}}, 422, "position"),
         ({"name": "A", "definition": {"query": "trait('a') = 1 OR"}}, 422, "position"),
-        ({"name": "A", "definition": {"query": "event('x').within(0 days).count() >= 1"}}, 422, "window"),
+        (
+            {"name": "A", "definition": {"query": "event('x').within(0 days).count() >= 1"}},
+            422,
+            "window",
+        ),
         ({"name": "A", "definition": {"query": "ANY event('x').count() >= 1"}}, 422, "ACCOUNTS"),
         ({"name": "A", "definition": {}}, 422, "query or builder"),
-        ({"name": "A", "definition": {"builder": {"event": "x", "count": {"op": "bigger", "value": 1}}}}, 422, "bigger"),
-        ({"name": "A", "definition": {"query": ORDERS}, "destinations": [{"name": "web-hook"}]}, 422, "Engage source"),
-        ({"name": "A", "definition": {"query": ORDERS}, "destinations": [{"name": "nope"}]}, 404, "nope"),
+        (
+            {
+                "name": "A",
+                "definition": {"builder": {"event": "x", "count": {"op": "bigger", "value": 1}}},
+            },
+            422,
+            "bigger",
+        ),
+        (
+            {"name": "A", "definition": {"query": ORDERS}, "destinations": [{"name": "web-hook"}]},
+            422,
+            "Engage source",
+        ),
+        (
+            {"name": "A", "definition": {"query": ORDERS}, "destinations": [{"name": "nope"}]},
+            404,
+            "nope",
+        ),
         ({"name": "", "definition": {"query": ORDERS}}, 422, "name"),
         ({"name": "A", "definition": {"query": 5}}, 422, "query"),
     ],
