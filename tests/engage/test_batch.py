@@ -16,6 +16,9 @@ from headwater.engage.language import parse
 from headwater.engage.realtime import Computation
 from headwater.store.database import database_url, open_engine
 from headwater.store.migrations import migrate
+from headwater.warehouse import rows
+from headwater.warehouse.connect import loader_for
+from headwater.warehouse.naming import naming_for
 from tests.engage.batch_world import SCHEMA, World, close
 from tests.support.postgres import pg_settings
 
@@ -467,3 +470,53 @@ def test_batch_equals_realtime_on_random_events_and_definitions(tmp_path: Path, 
         for profile, value in want.items():
             assert close(value, got[profile]), (computation.definition.text, profile)
     engine.dispose()
+
+
+# --- the warehouse's shape -----------------------------------------------------------------------
+
+
+def test_events_and_properties_never_loaded_read_as_missing(world: World) -> None:
+    """No table for an event nobody sent, no column for a property nobody set: a count of 0
+    and a missing value, not an error."""
+    a = world.profile(world.track(U1, "Viewed", 1, plan="x"))
+    world.sync()
+    assert world.members("event('Never Sent').count() = 0") == {a}
+    assert world.members("event('Viewed').where(property('nope').absent()).count() = 1") == {a}
+    assert world.members("event('Viewed').where(property('id') = 'x').count() >= 1") == set()
+    assert world.batch("event('Never Sent').sum(property('x'))", purpose="trait") == {}
+
+
+def test_excluded_and_ignored_sources(world: World) -> None:
+    a = world.profile(world.track(U1, "Viewed", 1, source="web"))
+    b = world.profile(world.track(U2, "Viewed", 1, source="ios"))
+    world.sync()
+    ios = world.sources["ios"]
+    assert world.members(f"event('Viewed').sources(exclude: '{ios}').count() >= 1") == {a}
+    definition = parse("event('Viewed').count() >= 1", purpose="audience")
+    sql = world.compile(definition)
+    assert {str(r[0]) for r in world.rows(sql)} == {a, b}
+    loader_columns = batch.compile(
+        definition,
+        dialect="duckdb" if world.kind == "duckdb" else "postgresql",
+        schema=SCHEMA,
+        naming=naming_for("duckdb" if world.kind == "duckdb" else "postgres"),
+        columns={t: dict(c) for t, c in _columns(world).items()},
+        now=world.now.timestamp(),
+        ignore_sources=[ios],
+    )
+    assert {str(r[0]) for r in world.rows(loader_columns)} == {a}
+
+
+def _columns(world: World) -> dict[str, dict[str, str]]:
+    loader = loader_for(world.warehouses.require(world.warehouse.id), world.tmp)
+    try:
+        return {t: dict(c) for t, c in loader.columns(SCHEMA).items()}
+    finally:
+        loader.close()
+
+
+def test_standard_columns_match_the_warehouse_rows() -> None:
+    """The columns the compiler never reads as properties are those ``rows.py`` keeps for
+    Segment (plus Profiles Sync's two)."""
+    assert rows.RESERVED_TRACK | {"segment_id", "event_source_id"} == batch._TRACK_STANDARD
+    assert rows.RESERVED | {"segment_id", "event_source_id"} == batch._STANDARD

@@ -55,6 +55,7 @@ from headwater.timestamps import format_timestamp, parse_timestamp
 
 Dialect = Literal["duckdb", "postgresql"]
 HOUR: Final = 3600
+EVENT_TEXT: Final = 512  # the warehouse cuts ``event_text`` (every string) at 512 characters
 ELIGIBLE: Final = ("android.idfa", "email", "ios.idfa", "user_id")  # §13.3
 PAGE_TABLES: Final = {"Page Viewed": "pages", "Screen Viewed": "screens"}
 # Columns Segment writes in every event table (rows.py), and Profiles Sync's two: a property
@@ -694,7 +695,9 @@ class _Compiler:
         filters: list[str] = []
         if table not in PAGE_TABLES.values():
             filters.append(
-                f"t.event_text = {literal(name)}" if self.has(table, "event_text") else "FALSE"
+                f"t.event_text = {literal(name[:EVENT_TEXT])}"
+                if self.has(table, "event_text")
+                else "FALSE"
             )
         excluded = sorted(set(stream.exclude_sources) | self.ignore_sources)
         if excluded and self.has(table, "event_source_id"):
