@@ -339,6 +339,8 @@ def main() -> None:
     conn.close()
     if not args.keep and args.file is None:
         path.unlink()
+        Path(f"{path}.wal").unlink(missing_ok=True)
+        folder.rmdir()
 
 
 if __name__ == "__main__":

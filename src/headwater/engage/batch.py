@@ -144,6 +144,8 @@ class _Row:
     alias: str
     table: str | None
     parent: _Row | None = None
+    source: str = ""  # the SQL of the rows (a funnel step reads its parent's again)
+    joins: list[str] = field(default_factory=list)  # LEFT JOINs its conditions need
 
 
 @dataclass
@@ -617,11 +619,9 @@ class _Compiler:
         cte, kind = self.trait_cte(key, scope.kind)
         sid = scope.sid if row is None else f"{row.alias}.__sid"
         alias = self.fresh("t")
-        if row is None:
-            scope.joins.append(f" LEFT JOIN {quote(cte)} AS {alias} ON {alias}.sid = {sid}")
-            sql = f"{alias}.v"
-        else:
-            sql = f"(SELECT {alias}.v FROM {quote(cte)} AS {alias} WHERE {alias}.sid = {sid})"
+        joins = scope.joins if row is None else row.joins
+        joins.append(f" LEFT JOIN {quote(cte)} AS {alias} ON {alias}.sid = {sid}")
+        sql = f"{alias}.v"
         if kind == "bool":
             sql = f"COALESCE({sql}, FALSE)"  # not a member: false, as the engine reads it
         return _V(sql, kind)
@@ -796,9 +796,8 @@ class _Compiler:
         """A top-level reduce: one aggregate per profile (a CTE joined to the profiles); a
         count, sum or unique count is 0 over an empty window (``seen``: only once the
         profile had a matching event at all)."""
-        row = _Row("a", None)
         sql, table = self.source(node.stream, scope.kind)
-        row.table = table
+        row = _Row("a", table, source=sql)
         where = [self.condition(c, scope, row) for c in node.stream.where]
         window = self.window(node.stream, "a", table)
         zeroes = node.op in ("count", "sum", "unique_count")
@@ -818,7 +817,8 @@ class _Compiler:
             filters = " WHERE " + " AND ".join(where) if where else ""
             name = self.cte(
                 "r",
-                f"SELECT a.__sid AS sid, {agg} AS v{extra} FROM ({sql}) AS a{filters} "
+                f"SELECT a.__sid AS sid, {agg} AS v{extra} FROM ({sql}) AS a"
+                f"{''.join(row.joins)}{filters} "
                 "GROUP BY a.__sid",
             )
         alias = self.fresh("j")
@@ -840,8 +840,8 @@ class _Compiler:
         filters = " AND ".join([*where, window, gives])
         least = max(node.min_frequency or 1, 1)
         counts = (
-            f"SELECT a.__sid AS sid, {value} AS x, count(*) AS n FROM ({sql}) AS a "
-            f"WHERE {filters} GROUP BY a.__sid, {value}"
+            f"SELECT a.__sid AS sid, {value} AS x, count(*) AS n FROM ({sql}) AS a"
+            f"{''.join(row.joins)} WHERE {filters} GROUP BY a.__sid, {value}"
         )
         ranked = (
             f"SELECT sid, x, n, row_number() OVER (PARTITION BY sid ORDER BY n DESC, "
@@ -852,26 +852,56 @@ class _Compiler:
         )
 
     def step(self, node: Reduce, scope: _Scope, parent: _Row) -> _V:
-        """A funnel step (a reduce inside a parent event's ``where``): the child events of the
-        same profile after each parent event, within its window, as a correlated subquery."""
+        """A funnel step (a reduce inside a parent event's ``where``): per parent event, the
+        child events of the same profile after it, within its window. The parent's rows are
+        joined to the child's and grouped by the parent row (a join engines can hash on the
+        profile), then joined back to the parent by its ``id``."""
+        if node.op == "mode" or not parent.source or not self.has(parent.table, "id"):
+            return self.correlated_step(node, scope, parent)
+        alias, again, found = self.fresh("c"), self.fresh("pa"), self.fresh("f")
+        sql, table = self.source(node.stream, scope.kind)
+        parent_again = _Row(again, parent.table, parent.parent, parent.source)
+        row = _Row(alias, table, parent_again, sql)
+        where = [self.condition(c, scope, row) for c in node.stream.where]
+        on = [f"{alias}.__sid = {again}.__sid", self.parent_window(node.stream, row, parent_again)]
+        agg, _ = self.aggregate(node, row, "TRUE")
+        filters = " WHERE " + " AND ".join(where) if where else ""
+        derived = (
+            f"SELECT {again}.id AS id, {again}.__sid AS sid, {agg} AS v "
+            f"FROM ({parent.source}) AS {again} JOIN ({sql}) AS {alias} ON {' AND '.join(on)}"
+            f"{''.join(row.joins)}{filters} GROUP BY {again}.id, {again}.__sid"
+        )
+        parent.joins.append(
+            f" LEFT JOIN ({derived}) AS {found} ON {found}.id = {parent.alias}.id "
+            f"AND {found}.sid = {parent.alias}.__sid"
+        )
+        value = f"{found}.v"
+        if node.op in ("count", "sum", "unique_count"):
+            value = f"COALESCE({value}, 0)"
+        return _V(value, _reduce_kind(node, self, row))
+
+    def correlated_step(self, node: Reduce, scope: _Scope, parent: _Row) -> _V:
+        """A funnel step as a correlated subquery (a most-frequent value, or a parent without
+        row ids)."""
         alias = self.fresh("f")
         sql, table = self.source(node.stream, scope.kind)
-        row = _Row(alias, table, parent)
+        row = _Row(alias, table, parent, sql)
         where = [self.condition(c, scope, row) for c in node.stream.where]
         where.append(f"{alias}.__sid = {parent.alias}.__sid")
         where.append(self.parent_window(node.stream, row, parent))
         kind = _reduce_kind(node, self, row)
+        joins = "".join(row.joins)
         if node.op == "mode":
             value, _, gives = self.reduced_value(node, row)
             least = max(node.min_frequency or 1, 1)
             inner = (
-                f"SELECT {value} AS x, count(*) AS n FROM ({sql}) AS {alias} "
+                f"SELECT {value} AS x, count(*) AS n FROM ({sql}) AS {alias}{joins} "
                 f"WHERE {' AND '.join([*where, gives])} GROUP BY {value} "
                 f"ORDER BY n DESC, {self.collate('x')} ASC LIMIT 1"
             )
             return _V(f"(SELECT x FROM ({inner}) AS o WHERE n >= {least})", kind)
         agg, _ = self.aggregate(node, row, "TRUE")
-        value = f"(SELECT {agg} FROM ({sql}) AS {alias} WHERE {' AND '.join(where)})"
+        value = f"(SELECT {agg} FROM ({sql}) AS {alias}{joins} WHERE {' AND '.join(where)})"
         if node.op in ("sum", "unique_count"):
             value = f"COALESCE({value}, 0)"
         return _V(value, kind)
