@@ -154,6 +154,26 @@ def test_comparators_follow_compare_py(world: World) -> None:
     assert who("property('missing').absent()") == {a, b, c}
 
 
+def test_array_properties_hold_when_an_element_does(world: World) -> None:
+    """Segment's ``$`` operator: a condition on an array property holds when one of its
+    elements does; the warehouse holds the array as JSON text."""
+    a = world.profile(world.track(U1, "E", 1, tags=["red", "big"], sizes=[3, 10.5]))
+    b = world.profile(world.track(U2, "E", 1, tags=["blue"], sizes=[]))
+    c = world.profile(world.track(U3, "E", 1, tags="[red", sizes=["x", None]))
+    world.sync()
+
+    def who(condition: str) -> set[str]:
+        return world.members(f"event('E').where({condition}).count() >= 1")
+
+    assert who("property('tags') = 'red'") == {a}
+    assert who("property('tags') != 'red'") == {a, b, c}  # 'big' differs; '[red' is text
+    assert who("property('tags').contains('ed')") == {a, c}
+    assert who("property('tags').omits('l')") == {a, c}
+    assert who("property('sizes') > 10") == {a}
+    assert who("property('sizes').exists()") == {a, b, c}
+    assert who("property('sizes') = 'x'") == {c}
+
+
 def test_trait_conditions_and_dates(world: World) -> None:
     a = world.profile(world.identify(U1, plan="pro", seats="12", last_login="2026-02-27T10:00:00Z"))
     b = world.profile(world.identify(U2, plan="free", seats=3, last_login="2025-01-01T00:00:00Z"))
@@ -325,6 +345,9 @@ WHERE = (
     "property('price').absent()",
     "NOT property('label').ends_with('x')",
     "(property('price') < 10 OR property('category') = 'socks')",
+    "property('tags') = 'red'",
+    "property('tags').omits('e')",
+    "property('tags').contains('l')",
 )
 WINDOWS = (
     "",
@@ -431,6 +454,8 @@ def _events(world: World, rng: random.Random) -> None:
             props["flag"] = rng.random() < 0.5
         if rng.random() < 0.5:
             props["label"] = rng.choice(("ax", "b", "cx"))
+        if rng.random() < 0.4:
+            props["tags"] = rng.sample(["red", "blue", "gold", "teal"], rng.randrange(0, 3))
         world.track(person, rng.choice(EVENTS), hours, rng.choice(("web", "ios")), **props)
 
 

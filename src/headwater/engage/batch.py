@@ -90,6 +90,13 @@ _ISO: Final = (
 )
 
 
+# A JSON array of scalars, as the warehouse writes an array property (compact JSON): its
+# elements can be read on both engines without a cast that could fail.
+_STRING = r'"([^"\\]|\\.)*"'
+_SCALAR = rf"({_STRING}|-?[0-9]+(\.[0-9]+)?([eE][+-]?[0-9]+)?|true|false|null)"
+_ARRAY: Final = rf"^\[\s*({_SCALAR}(\s*,\s*{_SCALAR})*)?\s*\]$"
+
+
 class Naming(Protocol):
     """How the warehouse names a property's column and a Track event's table
     (``headwater.warehouse.naming.Naming``)."""
@@ -130,6 +137,7 @@ class _V:
     sql: str
     kind: Kind
     const: Any = _NO_CONST
+    listy: bool = False  # an event property's text, which holds an array as JSON
 
     @property
     def is_const(self) -> bool:
@@ -517,9 +525,26 @@ class _Compiler:
         if op == "omits":
             return f"(NOT {self.holds('contains', left, args, hours)})"
         if left.kind == "array":
-            element = _V("u.x", "text")
-            inner = self.holds(op, element, args, hours)
-            return f"EXISTS (SELECT 1 FROM unnest({left.sql}) AS u(x) WHERE {inner})"
+            alias = self.fresh("u")
+            inner = self.holds(op, _V(f"{alias}.x", "text"), args, hours)
+            return f"EXISTS (SELECT 1 FROM unnest({left.sql}) AS {alias}(x) WHERE {inner})"
+        if left.listy:
+            # an array property: a condition holds when one of its elements does (``$``)
+            alias = self.fresh("u")
+            each = self.holds(op, _V(f"{alias}.x", "text"), args, hours)
+            whole = self.holds(op, _V(left.sql, "text"), args, hours)
+            listed = f"({left.sql} LIKE '[%' AND {self.matches(left.sql, _ARRAY)})"
+            # only an array reaches the JSON functions (engines may run both branches)
+            safe = f"(CASE WHEN {listed} THEN {left.sql} ELSE '[]' END)"
+            if self.dialect == "duckdb":
+                elements = f"SELECT unnest(json_extract_string({safe}, '$[*]')) AS x"
+            else:
+                elements = f"SELECT jsonb_array_elements_text(CAST({safe} AS jsonb)) AS x"
+            return (
+                f"(CASE WHEN COALESCE({listed}, FALSE) "
+                f"THEN EXISTS (SELECT 1 FROM ({elements}) AS {alias} WHERE {each}) "
+                f"ELSE {whole} END)"
+            )
         test = self.scalar(op, left, args, hours)
         return f"COALESCE(({left.sql} IS NOT NULL AND {test}), FALSE)"
 
@@ -611,7 +636,7 @@ class _Compiler:
             return _V(self.null("text"), "text")
         assert row.table is not None
         kind = _KINDS.get(self.columns[row.table][column], "text")
-        return _V(f"{row.alias}.{quote(column)}", kind)
+        return _V(f"{row.alias}.{quote(column)}", kind, listy=kind == "text")
 
     def trait(self, key: str, scope: _Scope, row: _Row | None) -> _V:
         """A trait of the profile (or account): another computation's value when the key is
