@@ -185,6 +185,9 @@ def test_trait_conditions_and_dates(world: World) -> None:
     assert world.members("trait('last_login').before_last(30 days)") == {b}  # c: no date
     assert world.members("trait('last_login').after_date('2025-06-01')") == {a}
     assert world.members("trait('seats').absent()") == {c}
+    world.identify(U1, interests=["golf", "chess"])
+    world.sync()
+    assert world.members("trait('interests') = 'chess'") == {a}
 
 
 def test_eligibility_without_anonymous_users_a40(world: World) -> None:

@@ -649,7 +649,8 @@ class _Compiler:
         sql = f"{alias}.v"
         if kind == "bool":
             sql = f"COALESCE({sql}, FALSE)"  # not a member: false, as the engine reads it
-        return _V(sql, kind)
+        # a custom trait's text is JSON for what is not a string: an array compares by element
+        return _V(sql, kind, listy=kind == "text" and key not in self.references)
 
     def trait_cte(self, key: str, kind: str) -> tuple[str, Kind]:
         reference = self.references.get(key)
