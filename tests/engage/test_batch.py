@@ -477,14 +477,26 @@ def _batch_values(world: World, computations: list[Computation]) -> dict[str, di
     return batch.run(queries, world.rows)
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
-def test_batch_equals_realtime_on_random_events_and_definitions(tmp_path: Path, seed: int) -> None:
+@pytest.mark.parametrize(
+    ("kind", "seed"),
+    [
+        ("duckdb", 1),
+        ("duckdb", 2),
+        ("duckdb", 3),
+        pytest.param("postgres", 4, marks=pytest.mark.postgres),
+    ],
+)
+def test_batch_equals_realtime_on_random_events_and_definitions(
+    request: pytest.FixtureRequest, tmp_path: Path, kind: str, seed: int
+) -> None:
     """The issue's requirement: a full recompute gives the real-time path's memberships and
     trait values — random users, merges, traits and events over 120 days, random
-    definitions the real-time engine supports, on DuckDB through real Profiles Sync."""
+    definitions the real-time engine supports, through real Profiles Sync (DuckDB, and once
+    PostgreSQL)."""
     engine = open_engine(database_url(tmp_path, None))
     migrate(engine)
-    world = World.make(tmp_path, engine, "duckdb", {})
+    settings = {} if kind == "duckdb" else pg_settings(request.getfixturevalue("pg_database"))
+    world = World.make(tmp_path, engine, kind, settings)
     rng = random.Random(seed)
     computations = _definitions(rng)
     _events(world, rng)
