@@ -172,6 +172,24 @@ def test_array_properties_hold_when_an_element_does(world: World) -> None:
     assert who("property('sizes') > 10") == {a}
     assert who("property('sizes').exists()") == {a, b, c}
     assert who("property('sizes') = 'x'") == {c}
+    # most frequent and unique values count each element
+    world.track(U1, "E", 2, tags=["red"])
+    world.sync()
+    assert world.batch("event('E').mode(property('tags'), 2)", purpose="trait") == {a: "red"}
+    assert world.batch("event('E').unique(property('tags'))", purpose="trait") == {
+        a: ["big", "red"],
+        b: ["blue"],
+        c: ["[red"],
+    }
+    assert world.batch("event('E').unique(property('sizes')).count()", purpose="trait") == {
+        a: 2,
+        c: 1,
+    }
+    assert world.batch("event('E').mode(property('tags') as array, 1)", purpose="trait") == {
+        a: '["red","big"]',
+        b: '["blue"]',
+        c: "[red",
+    }
 
 
 def test_trait_conditions_and_dates(world: World) -> None:
@@ -363,6 +381,8 @@ WINDOWS = (
 )
 REDUCERS = (
     "count()",
+    "unique(property('tags'))",
+    "mode(property('tags'), 2)",
     "sum(property('price'))",
     "avg(property('amount'))",
     "min(property('price'))",

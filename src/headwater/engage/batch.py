@@ -154,6 +154,7 @@ class _Row:
     parent: _Row | None = None
     source: str = ""  # the SQL of the rows (a funnel step reads its parent's again)
     joins: list[str] = field(default_factory=list)  # LEFT JOINs its conditions need
+    elements: str | None = None  # an array property's elements, one row each (``expand``)
 
 
 @dataclass
@@ -533,7 +534,7 @@ class _Compiler:
             alias = self.fresh("u")
             each = self.holds(op, _V(f"{alias}.x", "text"), args, hours)
             whole = self.holds(op, _V(left.sql, "text"), args, hours)
-            listed = f"({left.sql} LIKE '[%' AND {self.matches(left.sql, _ARRAY)})"
+            listed = self.listed(left.sql)
             # only an array reaches the JSON functions (engines may run both branches)
             safe = f"(CASE WHEN {listed} THEN {left.sql} ELSE '[]' END)"
             if self.dialect == "duckdb":
@@ -547,6 +548,30 @@ class _Compiler:
             )
         test = self.scalar(op, left, args, hours)
         return f"COALESCE(({left.sql} IS NOT NULL AND {test}), FALSE)"
+
+    def listed(self, sql: str) -> str:
+        """Whether a text is an array the warehouse wrote (JSON of scalars)."""
+        return f"({sql} LIKE '[%' AND {self.matches(sql, _ARRAY)})"
+
+    def expand(self, v: _V, row: _Row) -> str:
+        """One row per element of an array property (the value itself when it is none), as
+        the real-time engine adds each element to a most-frequent or unique reducer."""
+        if row.elements is None:
+            alias = self.fresh("e")
+            listed = f"COALESCE({self.listed(v.sql)}, FALSE)"
+            if self.dialect == "duckdb":
+                items = (
+                    f"unnest(CASE WHEN {listed} THEN json_extract_string(CASE WHEN {listed} "
+                    f"THEN {v.sql} ELSE '[]' END, '$[*]') ELSE [{v.sql}] END)"
+                )
+            else:
+                items = (
+                    f"jsonb_array_elements_text(CASE WHEN {listed} THEN CAST(CASE WHEN {listed} "
+                    f"THEN {v.sql} ELSE '[]' END AS jsonb) ELSE jsonb_build_array({v.sql}) END)"
+                )
+            row.joins.append(f" CROSS JOIN LATERAL (SELECT {items} AS x) AS {alias}")
+            row.elements = f"{alias}.x"
+        return row.elements
 
     def equal(self, left: _V, right: _V) -> str:
         """compare.py's ``_equal``: as numbers when both are, else as text (a bool's text is
@@ -787,6 +812,9 @@ class _Compiler:
         if node.op in ("sum", "avg") or (node.op in ("min", "max") and node.as_type != "string"):
             sql = self.num(v)
             return sql, "float", f"{sql} IS NOT NULL"
+        if node.op in ("mode", "unique", "unique_count") and v.listy and node.as_type != "array":
+            element = self.expand(v, row)
+            return element, "text", f"{element} IS NOT NULL"
         if node.op in ("min", "max", "mode", "unique", "unique_count"):
             return self.txt(v), "text", f"{v.sql} IS NOT NULL"
         return v.sql, v.kind, f"{v.sql} IS NOT NULL"  # first, last: the value itself
@@ -916,9 +944,9 @@ class _Compiler:
         where.append(f"{alias}.__sid = {parent.alias}.__sid")
         where.append(self.parent_window(node.stream, row, parent))
         kind = _reduce_kind(node, self, row)
-        joins = "".join(row.joins)
         if node.op == "mode":
             value, _, gives = self.reduced_value(node, row)
+            joins = "".join(row.joins)
             least = max(node.min_frequency or 1, 1)
             inner = (
                 f"SELECT {value} AS x, count(*) AS n FROM ({sql}) AS {alias}{joins} "
@@ -927,6 +955,7 @@ class _Compiler:
             )
             return _V(f"(SELECT x FROM ({inner}) AS o WHERE n >= {least})", kind)
         agg, _ = self.aggregate(node, row, "TRUE")
+        joins = "".join(row.joins)
         value = f"(SELECT {agg} FROM ({sql}) AS {alias}{joins} WHERE {' AND '.join(where)})"
         if node.op in ("sum", "unique_count"):
             value = f"COALESCE({value}, 0)"
