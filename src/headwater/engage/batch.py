@@ -16,8 +16,9 @@ computed trait has a value for. For ``kind="accounts"`` the first column is the 
 The meaning is ``realtime.py``'s and ``compare.py``'s: hourly buckets by event ``timestamp``
 (an event in hour ``now_hour - N`` is outside ``within(N hours)``), a count over an empty
 window is 0 in a condition, numbers compare as numbers (a numeric string too, never a bool),
-everything else as text, and a missing value satisfies only ``absent`` and ``omits``. Where SQL
-cannot say exactly what Python does, ``docs`` (the report) lists it.
+everything else as text, a missing value satisfies only ``absent`` and ``omits``, and an array
+(JSON text in the warehouse) satisfies a condition when one of its elements does. Where SQL
+cannot say exactly what Python does, docs/decisions.md ("Engage: batch") lists it.
 
 Identifiers are always double-quoted and literals single-quoted with quotes doubled: nothing in
 a definition's text (event names, property paths, strings) reaches the SQL unquoted. The
