@@ -258,6 +258,36 @@ def test_funnel_parent_property_reference(world: World) -> None:
     assert b not in world.members(text)
 
 
+def test_three_step_funnel_with_a_trait_in_a_step(world: World) -> None:
+    """Steps nest (A, then B within a day of A, then C within a day of that B) and a step's
+    own conditions may read the profile's traits; a funnel on accounts counts every user's."""
+    text = (
+        "event('A').where(event('B').where(property('color') = trait('favorite'))"
+        ".where(event('C').within(parent: 1 days).count() >= 1)"
+        ".within(parent: 1 days).count() >= 1).count() >= 1"
+    )
+    a = world.profile(world.identify(U1, 100, favorite="red"))
+    world.track(U1, "A", 50)
+    world.track(U1, "B", 40, color="red")
+    world.track(U1, "C", 30)
+    b = world.profile(world.identify(U2, 100, favorite="red"))
+    world.track(U2, "A", 50)
+    world.track(U2, "B", 40, color="red")
+    world.track(U2, "C", 10)  # 30 hours after B: too late
+    c = world.profile(world.identify(U3, 100, favorite="blue"))
+    world.track(U3, "A", 50)
+    world.track(U3, "B", 40, color="red")  # not the favourite
+    world.track(U3, "C", 30)
+    world.group(U1, "acme", 1)
+    world.group(U2, "acme", 1)
+    world.group(U3, "other", 1)
+    world.sync()
+    assert world.members(text) == {a}
+    assert {b, c}.isdisjoint(world.members(text))
+    assert world.members(f"ANY {text}", kind="accounts") == {"acme"}
+    assert world.members(f"ALL {text}", kind="accounts") == set()
+
+
 def test_dynamic_trait_reference(world: World) -> None:
     """``trait('x')`` inside where(): the profile's own trait value."""
     a = world.profile(world.identify(U1, favorite="red"))
