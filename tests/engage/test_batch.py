@@ -1,6 +1,6 @@
 """Engage's batch engine: definitions compiled to SQL over the Profiles Sync tables that real
 identity resolution and a real warehouse sync wrote, on DuckDB and on PostgreSQL — every
-construct, the checks A32–A36, A40, A42 and A44, hostile text, and the differential test
+construct, the checks A-UE-32 … A-UE-36, A-UE-40, A-UE-42 and A-UE-44, hostile text, and the differential test
 against the real-time engine."""
 
 from __future__ import annotations
@@ -227,7 +227,7 @@ FUNNEL = (
 
 
 def test_funnel_considers_every_parent_event_a42(world: World) -> None:
-    """A42: Product Added (t0), Order Completed (t0+1h), Product Added (t0+2d), no later
+    """A-UE-42: Product Added (t0), Order Completed (t0+1h), Product Added (t0+2d), no later
     order: a member, since the second Product Added was not followed by an order."""
     t0 = 24 * 5
     a = world.profile(world.track(U1, "Product Added", t0))
@@ -319,7 +319,7 @@ def test_audiences_read_other_computations(world: World) -> None:
 
 
 def test_account_audiences_any_all_none_a44(world: World) -> None:
-    """A44: account with U1 (logged in) and U2 (not): ANY → member; ALL and ALL NOT → not."""
+    """A-UE-44: account with U1 (logged in) and U2 (not): ANY → member; ALL and ALL NOT → not."""
     world.track(U1, "Logged In", 24 * 2)
     world.track(U2, "Other", 1)
     world.group(U1, "acme", industry="Software")
