@@ -15,8 +15,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import tempfile
-import threading
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -27,13 +25,10 @@ from headwater.api.spaces import Pagination, SpaceId, Spaces
 from headwater.api.subscriptions import GroupId, Groups
 from headwater.api.tracking_plans import _page_body
 from headwater.api.uploads import (
-    CSV_TYPES,
     ONE_AT_A_TIME,
     UploadId,
-    _file_name,
-    _refused,
-    _spool,
     _uploads,
+    receive,
 )
 from headwater.errors import InvalidError, UploadRejected
 from headwater.protocols.plans import page_of
@@ -119,51 +114,22 @@ async def _upload(
                 422, "validation", f"customTrait: {exc.message}", "customTrait"
             ) from None
     uploads = _uploads(request)
-    appender: Appender | None = getattr(request.app.state, "appender", None)
-    if appender is None:
-        raise ApiError(503, "unavailable", "this process cannot append events; retry later")
-    name = _file_name(request, given_name)
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type.startswith("multipart/"):
-        raise ApiError(
-            415,
-            "unsupported_media_type",
-            "send the file itself as the body (Content-Type: text/csv, its name in "
-            "?fileName=), not a multipart form",
-        )
-    with tempfile.NamedTemporaryFile(
-        prefix="headwater-upload-", suffix=".csv", delete=False
-    ) as spool:
-        path = Path(spool.name)
-    started = False
-    try:
-        try:
-            csv_upload.check_file_name(name)
-            if content_type not in CSV_TYPES:
-                raise UploadRejected(csv_upload.INVALID_FILE_TYPE, 415)
-            if await asyncio.to_thread(uploads.busy, space.id):
-                raise UploadRejected(ONE_AT_A_TIME, 409)
-            with path.open("wb") as spooled:
-                size = await _spool(request, spooled)
-            if size == 0:
-                raise UploadRejected(csv_upload.EMPTY_FILE)
-            checked = await asyncio.to_thread(_check, request, path, space, group is not None)
-            upload = await asyncio.to_thread(_accept, uploads, space, name, checked, custom_trait)
-        except UploadRejected as refused:
-            await asyncio.to_thread(_refused, uploads, space.id, name, refused.message)
-            raise ApiError(refused.status, "validation", refused.message) from None
-        thread = threading.Thread(
-            target=_send,
-            args=(request.app.state.engine, uploads, appender, space, upload, path, checked),
-            name=f"upload-{upload.id}",
-            daemon=True,
-        )
-        thread.start()
-        started = True
-        return {"data": {"upload": _json(upload, 0)}}
-    finally:
-        if not started:
-            path.unlink(missing_ok=True)
+    engine = request.app.state.engine
+
+    def send(
+        appender: Appender, upload: Upload, path: Path, checked: subscription_upload.Checked
+    ) -> None:
+        _send(engine, uploads, appender, space, upload, path, checked)
+
+    upload = await receive(
+        request,
+        space,
+        given_name,
+        lambda path: _check(request, path, space, group is not None),
+        lambda name, checked: _accept(uploads, space, name, checked, custom_trait),
+        send,
+    )
+    return {"data": {"upload": _json(upload, 0)}}
 
 
 def _check(

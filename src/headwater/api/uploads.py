@@ -17,9 +17,10 @@ import os
 import re
 import tempfile
 import threading
+from collections.abc import Callable
 from email.message import Message
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, FastAPI, Query, Request, Response
 from fastapi import Path as PathParam
@@ -36,6 +37,8 @@ from headwater.unify.spaces import SpaceInfo
 
 logger = logging.getLogger(__name__)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+Checked = TypeVar("Checked")  # what an uploader's check of a file gives its sender
 
 router = APIRouter(prefix="/spaces", tags=["spaces"])
 
@@ -122,10 +125,38 @@ async def upload_profiles(
     """Upload a profiles CSV: one Identify call per row, once the whole file is checked."""
     space = await asyncio.to_thread(spaces.require, space_id)
     uploads = _uploads(request)
+
+    def send(appender: Appender, upload: Upload, path: Path, checked: csv_upload.Checked) -> None:
+        _send(uploads, appender, space, upload, path, checked.columns)
+
+    upload = await receive(
+        request,
+        space,
+        file_name,
+        lambda path: _check(path, space),
+        # checked again as it is recorded: another file may have started meanwhile
+        lambda name, checked: _accept(uploads, space, name, checked),
+        send,
+    )
+    return {"data": {"upload": upload_json(upload)}}
+
+
+async def receive(
+    request: Request,
+    space: SpaceInfo,
+    given_name: str | None,
+    check: Callable[[Path], Checked],
+    accept: Callable[[str, Checked], Upload],
+    send: Callable[[Appender, Upload, Path, Checked], None],
+) -> Upload:
+    """A CSV upload's way in, shared by the profile and subscription uploaders: the body
+    spooled to a file and checked whole (Segment's messages, every refusal recorded in the
+    history), the upload recorded, then its rows sent by a thread, which owns the file."""
+    uploads = _uploads(request)
     appender: Appender | None = getattr(request.app.state, "appender", None)
     if appender is None:
         raise ApiError(503, "unavailable", "this process cannot append events; retry later")
-    name = _file_name(request, file_name)
+    name = _file_name(request, given_name)
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type.startswith("multipart/"):
         raise ApiError(
@@ -150,21 +181,20 @@ async def upload_profiles(
                 size = await _spool(request, spooled)
             if size == 0:
                 raise UploadRejected(csv_upload.EMPTY_FILE)
-            checked = await asyncio.to_thread(_check, path, space)
-            # checked again as it is recorded: another file may have started meanwhile
-            upload = await asyncio.to_thread(_accept, uploads, space, name, checked)
+            checked = await asyncio.to_thread(check, path)
+            upload = await asyncio.to_thread(accept, name, checked)
         except UploadRejected as refused:
             await asyncio.to_thread(_refused, uploads, space.id, name, refused.message)
             raise ApiError(refused.status, "validation", refused.message) from None
         thread = threading.Thread(
-            target=_send,
-            args=(uploads, appender, space, upload, path, checked.columns),
+            target=send,
+            args=(appender, upload, path, checked),
             name=f"upload-{upload.id}",
             daemon=True,
         )
         thread.start()
         started = True
-        return {"data": {"upload": upload_json(upload)}}
+        return upload
     finally:
         if not started:
             path.unlink(missing_ok=True)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field, fields, is_dataclass, replace
-from typing import Any, Final
+from typing import Any, Final, get_args
 from typing import Literal as Lit
 
 from headwater.engage.definition import (
@@ -59,27 +59,7 @@ MAX_WINDOW_HOURS: Final = 26_280  # 3 years
 EXTRACTORS: Final = ("event", "trait", "property", "context", "literal")
 STREAM_FILTERS: Final = ("where", "sources", "within", "between")
 REDUCERS: Final = ("count", "sum", "avg", "min", "max", "mode", "first", "last", "unique")
-COMPARATORS: Final[tuple[CompareOp, ...]] = (
-    "equals",
-    "differs",
-    "absent",
-    "exists",
-    "greater_than",
-    "at_least",
-    "less_than",
-    "at_most",
-    "contains",
-    "omits",
-    "starts_with",
-    "ends_with",
-    "one_of",
-    "before_date",
-    "after_date",
-    "within_last",
-    "within_next",
-    "before_last",
-    "after_next",
-)
+COMPARATORS: Final[tuple[CompareOp, ...]] = get_args(CompareOp)
 SUGAR: Final[dict[str, CompareOp]] = {
     "=": "equals",
     "==": "equals",

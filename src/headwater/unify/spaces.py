@@ -381,9 +381,22 @@ class SpaceStore:
         """Delete a space: its connections, tokens and Profiles Sync setting go with it, and
         everything Unify made of its events — the identity graph, profile data, Insights,
         uploads, subscription groups and states, SQL traits, and what Profiles Sync had not
-        loaded yet."""
+        loaded yet. Its Engage source goes too (with the destinations on it): it was the
+        space's own."""
+        with self._ws.atomic():
+            self._delete(id_or_name)
+
+    def _delete(self, id_or_name: str) -> None:
+        es = schema.engage_sources
         with self._ws.writing() as conn:
-            row = self._require(conn, id_or_name)
+            space_id = self._require(conn, id_or_name).id
+            engage = conn.execute(
+                sa.select(es.c.source_id).where(es.c.space_id == space_id)
+            ).scalar_one_or_none()
+        if engage is not None and self._ws.get_source(engage) is not None:
+            self._ws.delete_source(engage)
+        with self._ws.writing() as conn:
+            row = self._require(conn, space_id)
             profiles = sa.select(schema.unify_profiles.c.seq).where(
                 schema.unify_profiles.c.space_id == row.id
             )
