@@ -24,13 +24,8 @@ from headwater.api.errors import ApiError
 from headwater.api.spaces import Pagination, SpaceId, Spaces
 from headwater.api.subscriptions import GroupId, Groups
 from headwater.api.tracking_plans import _page_body
-from headwater.api.uploads import (
-    ONE_AT_A_TIME,
-    UploadId,
-    _uploads,
-    receive,
-)
-from headwater.errors import InvalidError, UploadRejected
+from headwater.api.uploads import UploadId, _uploads, accept, receive
+from headwater.errors import InvalidError
 from headwater.protocols.plans import page_of
 from headwater.store.database import write_transaction
 from headwater.store.workspace import check_name
@@ -126,7 +121,15 @@ async def _upload(
         space,
         given_name,
         lambda path: _check(request, path, space, group is not None),
-        lambda name, checked: _accept(uploads, space, name, checked, custom_trait),
+        lambda name, checked: accept(
+            uploads,
+            space,
+            name,
+            checked.rows,
+            list(checked.layout.headers),
+            kind=subscription_upload.KIND,
+            custom_trait=custom_trait,
+        ),
         send,
     )
     return {"data": {"upload": _json(upload, 0)}}
@@ -141,32 +144,6 @@ def _check(
         return subscription_upload.check(
             csv_upload.text_lines(binary), space.identity, groups, only_groups=only_groups
         )
-
-
-def _accept(
-    uploads: Uploads,
-    space: SpaceInfo,
-    name: str,
-    checked: subscription_upload.Checked,
-    custom_trait: str | None,
-) -> Upload:
-    source_id = uploads.upload_source(space)
-    try:
-        upload = uploads.start(
-            space.id,
-            name,
-            rows=checked.rows,
-            columns=list(checked.layout.headers),
-            alone=True,
-            kind=subscription_upload.KIND,
-            custom_trait=custom_trait,
-        )
-    except csv_upload.Busy:
-        raise UploadRejected(ONE_AT_A_TIME, 409) from None
-    uploads.update(upload.id, source_id=source_id)
-    found = uploads.get(space.id, upload.id)
-    assert found is not None
-    return found
 
 
 def _send(

@@ -135,7 +135,9 @@ async def upload_profiles(
         file_name,
         lambda path: _check(path, space),
         # checked again as it is recorded: another file may have started meanwhile
-        lambda name, checked: _accept(uploads, space, name, checked),
+        lambda name, checked: accept(
+            uploads, space, name, checked.rows, [c.header for c in checked.columns]
+        ),
         send,
     )
     return {"data": {"upload": upload_json(upload)}}
@@ -211,16 +213,14 @@ def _refused(uploads: Uploads, space_id: str, name: str, message: str) -> None:
     uploads.update(upload.id, status="failed", error=message)
 
 
-def _accept(uploads: Uploads, space: SpaceInfo, name: str, checked: csv_upload.Checked) -> Upload:
+def accept(
+    uploads: Uploads, space: SpaceInfo, name: str, rows: int, columns: list[str], **start: Any
+) -> Upload:
+    """Record a checked file's upload, from the space's upload source; ``start``: what the
+    uploader adds (a kind, a custom trait). Refused (409) if another file started meanwhile."""
     source_id = uploads.upload_source(space)
     try:
-        upload = uploads.start(
-            space.id,
-            name,
-            rows=checked.rows,
-            columns=[c.header for c in checked.columns],
-            alone=True,
-        )
+        upload = uploads.start(space.id, name, rows=rows, columns=columns, alone=True, **start)
     except csv_upload.Busy:
         raise UploadRejected(ONE_AT_A_TIME, 409) from None
     uploads.update(upload.id, source_id=source_id)
