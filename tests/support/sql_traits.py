@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import msgspec
 import psycopg
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -83,7 +84,8 @@ class SqlTraitWorld:
     def outbox(self) -> list[dict[str, Any]]:
         box = schema.engage_outbox
         with self.engine.connect() as conn:
-            return [dict(r.body) for r in conn.execute(sa.select(box).order_by(box.c.seq))]
+            rows = conn.execute(sa.select(box).order_by(box.c.seq))
+            return [msgspec.json.decode(r.body) for r in rows]
 
     def clear_outbox(self) -> None:
         with self.engine.begin() as conn:
