@@ -302,10 +302,10 @@ class _Builder:
             raise InvalidError("must be a list of trait names", f"{where}.traits")
         return Send(tuple(targets), event, tuple(traits))
 
-    def _branch(self, split: str, name: object, where: str, **fields: Any) -> str:
-        label = _name(name, f"{where}.name")
+    def _branch(self, split: str, name: object, path: str, **fields: Any) -> str:
+        label = _name(name, f"{path}.name")
         bid = f"{split}__{step_id(label)}"
-        self.add(Step(bid, label, fields.pop("kind", "branch"), split, **fields), where)
+        self.add(Step(bid, label, fields.pop("kind", "branch"), split, **fields), path)
         return bid
 
     def true_false(self, body: object, sid: str, where: str) -> None:
@@ -332,9 +332,7 @@ class _Builder:
 
     def randomized(self, body: object, sid: str, where: str) -> None:
         if not isinstance(body, list) or not 2 <= len(body) <= MAX_RANDOM_BRANCHES:
-            raise InvalidError(
-                f"a randomized split has 2 to {MAX_RANDOM_BRANCHES} branches", where
-            )
+            raise InvalidError(f"a randomized split has 2 to {MAX_RANDOM_BRANCHES} branches", where)
         total = 0
         for n, branch in enumerate(body):
             here = f"{where}[{n}]"
@@ -363,8 +361,9 @@ class _Builder:
                 f"{where}.branches",
             )
         seconds = _duration(body.get("timeout"), f"{where}.timeout")
-        self.steps[sid] = Step(sid, self.steps[sid].name, "hold_until", self.steps[sid].parent,
-                               seconds=seconds)
+        self.steps[sid] = Step(
+            sid, self.steps[sid].name, "hold_until", self.steps[sid].parent, seconds=seconds
+        )
         seen: set[tuple[str, tuple[Any, ...]]] = set()
         for n, branch in enumerate(branches):
             here = f"{where}.branches[{n}]"
@@ -464,8 +463,9 @@ def _after(value: object, where: str) -> int:
         raise InvalidError("must be one of {hours: N}, {days: N} or {weeks: N}", f"{where}.after")
     ((unit, amount),) = found.items()
     if unit not in UNITS or isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
-        raise InvalidError("must be a whole positive number of hours, days or weeks",
-                           f"{where}.after")
+        raise InvalidError(
+            "must be a whole positive number of hours, days or weeks", f"{where}.after"
+        )
     return int(amount * UNITS[unit])
 
 
