@@ -96,6 +96,25 @@ class World:
         self.log.append([encode_record(self.workspace_id, self.web, stamp, [event])])
         self.run()
 
+    def send_many(self, events: list[dict[str, Any]]) -> None:
+        """Many events in one log record: one pass of the stage."""
+        stamp = format_timestamp(datetime.fromtimestamp(self.clock.now, UTC))
+        batch = []
+        for fields in events:
+            self.sent += 1
+            batch.append(
+                {
+                    "type": "track",
+                    "messageId": f"m-{self.sent}",
+                    "timestamp": stamp,
+                    "receivedAt": stamp,
+                    "context": {},
+                    **fields,
+                }
+            )
+        self.log.append([encode_record(self.workspace_id, self.web, stamp, batch)])
+        self.run()
+
     def later(self, seconds: float) -> None:
         """Time passes; the stage's idle work runs."""
         self.clock.advance(seconds)

@@ -11,9 +11,12 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from headwater.errors import InvalidError
 from headwater.store import schema
 from tests.engage.journey_world import DAY, HOOK, HOUR, LIST, World
 from tests.support.clock import Clock
+
+DAY_INT = int(DAY)
 
 
 @pytest.fixture
@@ -311,3 +314,40 @@ def test_a_new_version_keeps_send_step_keys_and_a_draft_sends_nothing(world: Wor
     sent = w.messages()
     assert {m["userId"] for m in sent} == {"u3"}
     assert {m["traits"][key] for m in sent if m["type"] == "identify"} == {True}
+
+
+def test_a53_analytics_as_a_share_of_the_previous_step_or_of_the_entry_step(
+    world: World,
+) -> None:
+    w = world
+    w.audience("Visitors", "event('Visit').count() >= 1")
+    w.audience("Carters", "event('Add to Cart').count() >= 1")
+    w.audience("Buyers", "event('Order Completed').count() >= 1")
+    journey = w.journey(
+        "Funnel",
+        {
+            "entry": {"audience": "visitors"},
+            "steps": [
+                {"name": "Carted", "condition": {"audience": "carters"}},
+                {"name": "Bought", "condition": {"audience": "buyers"}},
+            ],
+        },
+    )
+    w.send_many([{"event": "Visit", "userId": f"u{n}"} for n in range(100)])
+    w.send_many([{"event": "Add to Cart", "userId": f"u{n}"} for n in range(50)])
+    w.send_many([{"event": "Order Completed", "userId": f"u{n}"} for n in range(25)])
+    w.send_many([{"event": "Order Completed", "userId": f"u{n}"} for n in range(60, 70)])
+    since, until = int(w.clock.now - DAY), int(w.clock.now + DAY)
+    previous = w.journeys.analytics("main", "funnel", since=since, until=until)
+    assert previous.entered == 100
+    assert [(s.step, s.users, s.percent) for s in previous.steps] == [
+        ("carted", 50, 50.0),
+        ("bought", 25, 50.0),
+    ]
+    assert (previous.completed, previous.in_progress, previous.exits) == (25, 75, 0)
+    entry = w.journeys.analytics("main", journey.id, since=since, until=until, mode="entry")
+    assert [(s.users, s.percent) for s in entry.steps] == [(50, 50.0), (25, 25.0)]
+    earlier = w.journeys.analytics("main", "funnel", since=since - DAY_INT, until=since)
+    assert earlier.entered == 0 and earlier.steps[0].percent is None
+    with pytest.raises(InvalidError):
+        w.journeys.analytics("main", "funnel", since=since, until=since + 181 * DAY_INT)

@@ -26,6 +26,7 @@ from sqlalchemy.engine import Connection as DbConnection
 from sqlalchemy.engine import Row
 
 from headwater.engage.journeys import payloads
+from headwater.engage.journeys.analytics import Analytics, analytics
 from headwater.engage.journeys.model import (
     MAX_KEY,
     LiveJourney,
@@ -126,6 +127,42 @@ class JourneyStore:
             LiveJourney(r.id, r.space_id, r.key, r.version, r.status, parse(r.definition))
             for r in rows
         ]
+
+    def analytics(
+        self,
+        space: str,
+        id_or_key: str,
+        *,
+        since: int,
+        until: int,
+        version: int | None = None,
+        mode: str = "previous",
+        count: str = "unique",
+    ) -> Analytics:
+        """The live version's analytics (or ``version``'s); drafts have none (§15.5)."""
+        space_id = self._spaces.require(space).id
+        with self._ws.reading() as conn:
+            info = self._info(conn, self._require(conn, space_id, id_or_key))
+            chosen = (
+                next((v for v in info.versions if v.version == version), None)
+                if version is not None
+                else info.live
+                or next((v for v in reversed(info.versions) if v.status != "draft"), None)
+            )
+            if chosen is None:
+                raise NotFoundError("the journey has no such published version", "version")
+            if chosen.status == "draft":
+                raise ConflictError("a draft has no analytics; publish it first", "version")
+            return analytics(
+                conn,
+                info.id,
+                chosen.version,
+                parse(chosen.definition),
+                since=since,
+                until=until,
+                mode=mode,
+                count=count,
+            )
 
     # --- writes ---------------------------------------------------------------------------------
 
