@@ -66,7 +66,7 @@ def analytics(
     log = schema.engage_journey_log
     who = log.c.profile_id + sa.literal("\x1f") + log.c.instance
     measure = sa.func.count(sa.distinct(who)) if count == "unique" else sa.func.count()
-    counted = dict(
+    counted: dict[str, int] = dict(
         conn.execute(
             sa.select(log.c.step, measure)
             .where(
