@@ -149,9 +149,9 @@ class JourneyStore:
                 else info.live
                 or next((v for v in reversed(info.versions) if v.status != "draft"), None)
             )
-            if chosen is None:
-                raise NotFoundError("the journey has no such published version", "version")
-            if chosen.status == "draft":
+            if chosen is None and version is not None:
+                raise NotFoundError(f"the journey has no version {version}", "version")
+            if chosen is None or chosen.status == "draft":
                 raise ConflictError("a draft has no analytics; publish it first", "version")
             return analytics(
                 conn,
