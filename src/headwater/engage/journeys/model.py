@@ -505,24 +505,25 @@ def with_keys(written: Mapping[str, Any], keys: Mapping[str, str]) -> dict[str, 
                     item[kind] = body
             for kind in ("multi_branch", "randomized"):
                 if isinstance(item.get(kind), list):
-                    item[kind] = [
-                        {**b, "steps": steps(b.get("steps", []))} if isinstance(b, Mapping) else b
-                        for b in item[kind]
-                    ]
+                    item[kind] = [_branch_keyed(b) for b in item[kind]]
             if isinstance(item.get("hold_until"), Mapping):
                 body = dict(item["hold_until"])
                 if isinstance(body.get("branches"), list):
-                    body["branches"] = [
-                        {**b, "steps": steps(b.get("steps", []))} if isinstance(b, Mapping) else b
-                        for b in body["branches"]
-                    ]
+                    body["branches"] = [_branch_keyed(b) for b in body["branches"]]
                 if "timeout_steps" in body:
                     body["timeout_steps"] = steps(body["timeout_steps"])
                 item["hold_until"] = body
             out.append(item)
         return out
 
-    return {**written, "steps": steps(written.get("steps", []))}
+    def _branch_keyed(branch: Any) -> Any:
+        if isinstance(branch, Mapping) and "steps" in branch:
+            return {**branch, "steps": steps(branch["steps"])}
+        return branch
+
+    return (
+        {**written, "steps": steps(written.get("steps", []))} if "steps" in written else {**written}
+    )
 
 
 @dataclass(frozen=True)

@@ -174,10 +174,15 @@ class JourneyStore:
         *,
         description: str = "",
         publish: bool = False,
+        key: str | None = None,
     ) -> JourneyInfo:
+        """A new journey (version 1, a draft unless ``publish``); ``key``: to keep one that
+        is not its name's (a renamed journey in ``headwater.yaml``)."""
         journey_name(name)
         _check_description(description)
-        key = journey_key(name)
+        if key is not None and (journey_key(key) != key or not key):
+            raise InvalidError("must be a key: lower case letters, digits and _", "key")
+        key = key or journey_key(name)
         plan = parse(definition)
         info = self._spaces.require(space)
         table = schema.engage_journeys
