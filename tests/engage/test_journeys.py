@@ -147,17 +147,17 @@ def test_a50_a_randomized_split_keeps_its_proportions_and_its_branch_on_re_entry
         },
     )
     users = [f"u{n}" for n in range(300)]
-    for user in users:
-        w.send(event="Ping", userId=user)
+    w.send_many([{"event": "Ping", "userId": user} for user in users])
     first = {user: w.steps(journey, user)[1] for user in users}
     counts = Counter(first.values())
     assert 90 <= counts["groups__a"] <= 150 and 90 <= counts["groups__b"] <= 150
     assert 35 <= counts["groups__c"] <= 85
     w.later(2 * DAY)  # all exit
     w.later(DAY)  # re-entry window open; they are no longer active
+    w.send_many([{"event": "Ping", "userId": user} for user in users[:20]])  # re-enter
     for user in users[:20]:
-        w.send(event="Ping", userId=user)  # re-enter
         assert w.steps(journey, user)[1] == first[user]
+    assert w.steps(journey, users[20]) == []  # exited, not back
     # 10,000 entrants: the same hash, without the stage, lands within 1.5 points of 40/40/20.
     from headwater.engage.journeys.runner import _bucket
 

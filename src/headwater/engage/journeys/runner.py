@@ -103,9 +103,12 @@ class JourneyFollower:
         live = self._journeys(space.id)
         if not live:
             return
-        work = self._work(
-            conn, space, graph, profile_id, state, now, self._load(conn, space, profile_id)
-        )
+        work = self._work(conn, space, graph, profile_id, state, now, {})
+        if not changes and all(
+            j.plan.kind == "classic" and not self._holds(work, j.plan.entry.condition) for j in live
+        ):
+            return  # nothing moved: no entry, no condition newly met (time is ``due``'s)
+        work.members.update(self._load(conn, space, profile_id))
         for journey in live:
             if journey.plan.kind == "classic":
                 self._classic(work, journey)
