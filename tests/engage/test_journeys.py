@@ -351,3 +351,33 @@ def test_a53_analytics_as_a_share_of_the_previous_step_or_of_the_entry_step(
     assert earlier.entered == 0 and earlier.steps[0].percent is None
     with pytest.raises(InvalidError):
         w.journeys.analytics("main", "funnel", since=since, until=since + 181 * DAY_INT)
+
+
+def test_a_paused_version_lets_no_one_in_and_its_members_move_on(world: World) -> None:
+    w = world
+    w.audience("Buyers", "event('Order Completed').count() >= 1")
+    definition = {
+        "entry": {"audience": "buyers"},
+        "exclude_previous": True,
+        "steps": [{"name": "Wait", "delay": {"days": 1}}, {"name": "Thanks", "send": _send()}],
+    }
+    journey = w.journey("Thanks", definition)
+    w.send(event="Order Completed", userId="u1")
+    w.journeys.set_status("main", "thanks", "paused")
+    w.send(event="Order Completed", userId="u2")
+    assert w.steps(journey, "u2") == []  # no entries while paused
+    w.later(DAY)
+    assert w.steps(journey, "u1") == ["wait", "thanks"]  # members carry on
+    w.journeys.set_status("main", "thanks", "published")
+    # Version 2 excludes the users of version 1 (version exclusion, §15.4).
+    w.journeys.update("main", "thanks", definition={**definition, "steps": definition["steps"][1:]})
+    v2 = w.journeys.publish("main", "thanks")
+    w.send_many([{"event": "Order Completed", "userId": u} for u in ("u1", "u2", "u3")])
+    with w.engine.connect() as conn:
+        members = conn.execute(
+            sa.select(schema.engage_journey_members.c.version, sa.func.count())
+            .group_by(schema.engage_journey_members.c.version)
+            .order_by(schema.engage_journey_members.c.version)
+        ).all()
+    assert [tuple(m) for m in members] == [(1, 1), (2, 2)]  # u1 in v1; u2 and u3 in v2
+    assert w.steps(v2, "u3") == ["thanks"]

@@ -221,3 +221,24 @@ def test_a_published_event_triggered_journey_cannot_be_edited(world: World) -> N
     with pytest.raises(ConflictError):
         w.journeys.update("main", "carts", definition={**CART, "steps": []})
     assert w.journeys.update("main", "carts", name="Carts 2").name == "Carts 2"
+
+
+def test_an_ended_instance_is_forgotten_after_90_days_and_send_back_is_bounded(
+    world: World,
+) -> None:
+    w = world
+    journey = w.journey("Carts", CART)
+    w.send(event="Cart_Modified", userId="u1", properties={"cart_id": "c1"})
+    w.send(event="Order_Purchased", userId="u1", properties={"cart_id": "c1"})
+    assert w.steps(journey, "u1", "c1")[-1] == "thank_you"
+    w.later(89 * DAY)
+    assert w.steps(journey, "u1", "c1") != []
+    w.later(DAY)
+    assert w.steps(journey, "u1", "c1") == []
+    w.send(event="Cart_Modified", userId="u1", properties={"cart_id": "c2"})
+    update = {"event": "Cart_Modified", "userId": "u1", "properties": {"cart_id": "c2"}}
+    w.send_many([update] * 100)  # 100 loops back to the hold's start
+    w.later(HOUR)
+    w.send(**update)  # no loop left: the hold runs on from the 100th
+    w.later(HOUR)
+    assert w.steps(journey, "u1", "c2")[-1] == "reminder"

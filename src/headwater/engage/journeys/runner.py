@@ -51,6 +51,8 @@ from headwater.unify.sql_graph import SqlGraph
 DUE_BATCH = 1_000
 MAX_INSTANCES = 25  # §16: concurrent instances per profile
 MAX_INSTANCE_ID = 150  # §16: a unique identifier's value
+MAX_LOOPS = 100  # §16: "send back" loops per instance
+KEEP_DONE = 90 * 86_400  # §16: an instance's data is kept 90 days after it ends
 
 Journeys = Callable[[str], Sequence[LiveJourney]]  # a space's live versions
 Computations = Callable[[str], Sequence[Computation]]
@@ -74,6 +76,7 @@ class _Work:
     audiences: Mapping[str, str]  # key → computation id
     members: dict[MemberKey, dict[str, Any]]
     changed: set[MemberKey] = field(default_factory=set)
+    gone: set[MemberKey] = field(default_factory=set)
     log: list[dict[str, Any]] = field(default_factory=list)
     traits: list[tuple[str, str, str, Any]] = field(default_factory=list)
     messages: list[dict[str, Any]] = field(default_factory=list)
@@ -153,6 +156,8 @@ class JourneyFollower:
                     continue
                 if journey.plan.kind == "classic":
                     self._classic(work, journey)
+                elif member.get("done"):
+                    work.gone.add(key)
                 else:
                     self._advance(work, journey, key, member)
             self._write(work)
@@ -292,6 +297,8 @@ class JourneyFollower:
                     continue
                 member["context"][f"{name} - {branch.name}"] = properties
                 if branch.send_back:
+                    if member.get("loops", 0) >= MAX_LOOPS:
+                        return False  # no more loops: the hold runs out
                     member["since"][hold.id] = work.now
                     member["loops"] = member.get("loops", 0) + 1
                 else:
@@ -341,7 +348,7 @@ class JourneyFollower:
                 self._join(work, journey, key, member, step)
                 moved = True
         if plan.kind == "event_triggered" and not self._pending(work, plan, member):
-            member["done"] = True
+            member["done"] = member.get("done") or work.now
             work.changed.add(key)
         self._schedule(work, journey, key, member)
 
@@ -449,7 +456,10 @@ class JourneyFollower:
             again = member["exited"] + (plan.reentry_after or 0)
             if plan.reentry_after is not None and again > work.now:
                 times.append(again)  # once open, an entry condition met lets it in
-        elif not member.get("done"):
+        elif member.get("done"):
+            if key[2]:  # an instance by unique id is forgotten; "enter once" is remembered
+                times.append(float(member["done"]) + KEEP_DONE)
+        else:
             if plan.exit_after is not None:
                 times.append(member["entered"] + plan.exit_after)
             joined = member["joined"]
@@ -534,7 +544,7 @@ class JourneyFollower:
     def _write(self, work: _Work) -> None:
         conn = work.conn
         table = schema.engage_journey_members
-        for key in sorted(work.changed):
+        for key in sorted(work.changed | work.gone):
             member = work.members[key]
             match = sa.and_(
                 table.c.journey_id == key[0],
@@ -543,6 +553,8 @@ class JourneyFollower:
                 table.c.instance == key[2],
             )
             conn.execute(table.delete().where(match))
+            if key in work.gone:
+                continue
             due = member.get("due")
             conn.execute(
                 table.insert().values(
