@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -356,7 +357,7 @@ def test_a53_analytics_as_a_share_of_the_previous_step_or_of_the_entry_step(
 def test_a_paused_version_lets_no_one_in_and_its_members_move_on(world: World) -> None:
     w = world
     w.audience("Buyers", "event('Order Completed').count() >= 1")
-    definition = {
+    definition: dict[str, Any] = {
         "entry": {"audience": "buyers"},
         "exclude_previous": True,
         "steps": [{"name": "Wait", "delay": {"days": 1}}, {"name": "Thanks", "send": _send()}],

@@ -236,7 +236,11 @@ def test_an_ended_instance_is_forgotten_after_90_days_and_send_back_is_bounded(
     w.later(DAY)
     assert w.steps(journey, "u1", "c1") == []
     w.send(event="Cart_Modified", userId="u1", properties={"cart_id": "c2"})
-    update = {"event": "Cart_Modified", "userId": "u1", "properties": {"cart_id": "c2"}}
+    update: dict[str, Any] = {
+        "event": "Cart_Modified",
+        "userId": "u1",
+        "properties": {"cart_id": "c2"},
+    }
     w.send_many([update] * 100)  # 100 loops back to the hold's start
     w.later(HOUR)
     w.send(**update)  # no loop left: the hold runs on from the 100th
