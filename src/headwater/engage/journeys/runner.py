@@ -160,6 +160,8 @@ class JourneyFollower:
                     work.gone.add(key)
                 else:
                     self._advance(work, journey, key, member)
+                if member.get("due") is not None and member["due"] <= now:
+                    member["due"] = None  # never due for ever: the idle loop must end
             self._write(work)
         return len(profiles)
 
