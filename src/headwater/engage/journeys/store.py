@@ -379,23 +379,27 @@ class JourneyStore:
         table = schema.engage_computations
         wanted = plan.audiences()
         if wanted:
-            found = set(
+            modes = dict(
                 conn.execute(
-                    sa.select(table.c.key).where(
+                    sa.select(table.c.key, table.c.mode).where(
                         table.c.space_id == space_id,
                         table.c.kind == "audience",
                         table.c.deleted_at.is_(None),
                         table.c.key.in_(sorted(wanted)),
                     )
-                )
-                .scalars()
-                .all()
+                ).all()
             )
-            missing = sorted(wanted - found)
-            if missing:
-                raise InvalidError(
-                    f"no audience of the space has the key {missing[0]!r}", "definition"
-                )
+            for key in sorted(wanted):
+                if key not in modes:
+                    raise InvalidError(
+                        f"no audience of the space has the key {key!r}", "definition"
+                    )
+                if modes[key] != "realtime":
+                    raise InvalidError(
+                        f"the audience {key!r} is computed in batch; a journey's entry and "
+                        "steps read real-time audiences",
+                        "definition",
+                    )
         names = payloads.unique_targets(send_steps(plan))
         if names:
             source = conn.execute(
