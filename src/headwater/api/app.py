@@ -26,6 +26,7 @@ from headwater.api import (
     engage,
     filters,
     insights,
+    journeys,
     mappings,
     sources,
     spaces,
@@ -96,6 +97,7 @@ def create_api(
     app.include_router(subscriptions.router, prefix=PREFIX)
     app.include_router(subscription_uploads.router, prefix=PREFIX)
     app.include_router(sql_traits.router, prefix=PREFIX)
+    app.include_router(journeys.router, prefix=PREFIX)
     for router in extra_routers:
         app.include_router(router, prefix=PREFIX)
     return app

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 import yaml
 
+from headwater.config.journeys import JourneyConfig
 from headwater.config.model import (
     ComputationConfig,
     ConfigFile,
@@ -49,6 +50,9 @@ from headwater.engage.computations import (
     definition_of,
     destination_of,
 )
+from headwater.engage.journeys.model import parse as parse_journey
+from headwater.engage.journeys.model import step_id as journey_key_of
+from headwater.engage.journeys.store import JourneyInfo, JourneyStore
 from headwater.engage.language import parse
 from headwater.engage.sql_traits.definitions import (
     DEFAULT_EVERY_HOURS,
@@ -481,6 +485,11 @@ def plan(store: WorkspaceStore, config: ConfigFile) -> Plan:
     if config.sql_traits is not None:
         trait_deletes, trait_changes = _plan_sql_traits(store, config)
     changes += trait_deletes  # before their space goes
+    journey_deletes: list[Change] = []
+    journey_changes: list[Change] = []
+    if config.journeys is not None:
+        journey_deletes, journey_changes = _plan_journeys(store, config)
+    changes += journey_deletes
     # Spaces before destinations: a space's Engage source (`<space>-engage`), which Engage's
     # destinations hang off, is made with the space.
     if config.spaces is not None:
@@ -498,6 +507,7 @@ def plan(store: WorkspaceStore, config: ConfigFile) -> Plan:
     changes += connects
     changes += _plan_computations(store, config)
     changes += trait_changes  # once their space and warehouse exist
+    changes += journey_changes  # once the audiences and destinations they name exist
     return Plan(changes)
 
 
@@ -969,6 +979,9 @@ def export_config(store: WorkspaceStore) -> str:
     sql_traits = _export_sql_traits(store)
     if sql_traits:
         data["sql_traits"] = sql_traits
+    journeys = _export_journeys(store)
+    if journeys:
+        data["journeys"] = journeys
     problems = _too_deep(data)
     if problems:
         raise ExportError("cannot export the workspace:\n" + "\n".join(f"  {p}" for p in problems))
@@ -1937,3 +1950,192 @@ def _name_key(name: str) -> str | None:
         return key_of(name)
     except InvalidError:
         return None  # a name without letters or digits: the trait was given its key
+
+
+# --- Engage: journeys ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CreateJourney(Change):
+    config: JourneyConfig
+
+    def render(self) -> str:
+        cfg = self.config
+        found = parse_journey(cfg.definition).steps.values()
+        steps = sum(1 for s in found if s.kind not in ("branch", "timeout"))
+        plural = "" if steps == 1 else "s"
+        return (
+            f"+ journey {cfg.space}/{cfg.name} (key {cfg.journey_key}; {cfg.status}; "
+            f"{steps} step{plural})"
+        )
+
+    def apply(self, store: WorkspaceStore) -> None:
+        cfg = self.config
+        journeys = JourneyStore(store)
+        made = journeys.create(
+            cfg.space,
+            cfg.name,
+            cfg.definition,
+            description=cfg.description,
+            publish=cfg.status != "draft",
+            key=cfg.key,
+        )
+        if cfg.status in ("paused", "archived"):
+            journeys.set_status(cfg.space, made.id, cfg.status)
+
+
+@dataclass(frozen=True)
+class UpdateJourney(Change):
+    space: str
+    journey_id: str
+    name: str
+    new_name: str | None = None
+    description: str | None = None
+    definition: Mapping[str, Any] | None = None
+    publish: bool = False
+    status: str | None = None  # the live version's, after any publish
+
+    def render(self) -> str:
+        parts = []
+        if self.new_name is not None:
+            parts.append(f"name → {self.new_name}")
+        if self.description is not None:
+            parts.append("description changed")
+        if self.definition is not None:
+            parts.append("steps changed")
+        if self.publish:
+            parts.append("publish")
+        if self.status is not None:
+            parts.append(f"status → {self.status}")
+        return f"~ journey {self.space}/{self.name}: {', '.join(parts)}"
+
+    def apply(self, store: WorkspaceStore) -> None:
+        journeys = JourneyStore(store)
+        if self.new_name is not None or self.description is not None or self.definition:
+            journeys.update(
+                self.space,
+                self.journey_id,
+                name=self.new_name,
+                description=self.description,
+                definition=self.definition,
+            )
+        if self.publish:
+            journeys.publish(self.space, self.journey_id)
+        if self.status is not None:
+            journeys.set_status(self.space, self.journey_id, self.status)
+
+
+@dataclass(frozen=True)
+class DeleteJourney(Change):
+    space: str
+    journey_id: str
+    name: str
+
+    def render(self) -> str:
+        return f"- journey {self.space}/{self.name}"
+
+    def apply(self, store: WorkspaceStore) -> None:
+        JourneyStore(store).delete(self.space, self.journey_id)
+
+
+def _journey_status(info: JourneyInfo) -> str:
+    """As the file says it: ``draft`` when the latest version is one (a live version may run
+    under it), else the live version's status, else archived."""
+    if info.latest.status == "draft":
+        return "draft"
+    live = info.live
+    return live.status if live is not None else "archived"
+
+
+def _without_keys(item: Any) -> Any:
+    if isinstance(item, Mapping):
+        return {k: _without_keys(v) for k, v in item.items() if k != "key"}
+    if isinstance(item, list):
+        return [_without_keys(v) for v in item]
+    return item
+
+
+def _plan_journeys(store: WorkspaceStore, config: ConfigFile) -> tuple[list[Change], list[Change]]:
+    """(deletions, creations and updates), matched by space and key. Deletions run before
+    the spaces' changes, the rest last. Steps that change make a new draft version (published
+    when the file says ``published`` or ``paused``); a published event-triggered journey's
+    steps cannot change (§16)."""
+    configs = config.journeys or []
+    spaces = SpaceStore(store).list()
+    journeys = JourneyStore(store)
+    stored: dict[tuple[str, str], JourneyInfo] = {}
+    for space in spaces:
+        for info in journeys.list(space.id):
+            stored[(space.name, info.key)] = info
+    problems = []
+    names = {s.name for s in spaces}
+    for i, cfg in enumerate(configs):
+        if config.spaces is None and cfg.space not in names:
+            problems.append(f"journeys[{i}].space: no space named {cfg.space!r}")
+    listed = {(cfg.space, cfg.journey_key) for cfg in configs}
+    deletes: list[Change] = [
+        DeleteJourney(space, info.id, info.name)
+        for (space, key), info in stored.items()
+        if (space, key) not in listed
+    ]
+    changes: list[Change] = []
+    for i, cfg in enumerate(configs):
+        current = stored.get((cfg.space, cfg.journey_key))
+        if current is None:
+            changes.append(CreateJourney(cfg))
+            continue
+        latest = current.latest
+        stepped = _without_keys(cfg.definition) != _without_keys(latest.definition)
+        if (
+            stepped
+            and parse_journey(latest.definition).kind == "event_triggered"
+            and any(v.status != "draft" for v in current.versions)
+        ):
+            problems.append(
+                f"journeys[{i}].definition: {cfg.space}/{cfg.name} is a published "
+                "event-triggered journey, which cannot be edited (§16); give it another name "
+                "to make a new one"
+            )
+            continue
+        drafted = stepped or latest.status == "draft"
+        live = current.live
+        publish = cfg.status in ("published", "paused") and drafted
+        status: str | None = None
+        if cfg.status == "paused" and (publish or (live is not None and live.status != "paused")):
+            status = "paused"
+        elif cfg.status == "published" and not publish and live is not None:
+            status = "published" if live.status != "published" else None
+        elif cfg.status == "archived" and live is not None:
+            status = "archived"
+        update = UpdateJourney(
+            cfg.space,
+            current.id,
+            current.name,
+            new_name=cfg.name if cfg.name != current.name else None,
+            description=cfg.description if cfg.description != current.description else None,
+            definition=cfg.definition if stepped else None,
+            publish=publish,
+            status=status,
+        )
+        if update != UpdateJourney(cfg.space, current.id, current.name):
+            changes.append(update)
+    if problems:
+        raise ConfigError(problems)
+    return deletes, changes
+
+
+def _export_journeys(store: WorkspaceStore) -> list[dict[str, Any]]:
+    """The ``journeys:`` section: each journey's latest definition, send step keys included,
+    and its status as the file says it."""
+    written = []
+    for space in SpaceStore(store).list():
+        for info in JourneyStore(store).list(space.id):
+            entry: dict[str, Any] = {"space": space.name, "name": info.name}
+            if info.key != journey_key_of(info.name):
+                entry["key"] = info.key
+            if info.description:
+                entry["description"] = info.description
+            entry["status"] = _journey_status(info)
+            entry["definition"] = dict(info.latest.definition)
+            written.append(entry)
+    return written

@@ -31,6 +31,7 @@ from pydantic import (
     model_validator,
 )
 
+from headwater.config.journeys import JourneyConfig, journey_problems
 from headwater.destinations.actions import ActionDefinition, check_mappings
 from headwater.destinations.filters import check_filters
 from headwater.destinations.presets import (
@@ -734,6 +735,8 @@ class ConfigFile(_Section):
     audiences: list[ComputationConfig] | None = None
     # Like spaces: None leaves SQL traits alone; a list is the complete set of every space's.
     sql_traits: list[SqlTraitConfig] | None = None
+    # Like spaces: None leaves journeys alone; a list is the complete set of every space's.
+    journeys: list[JourneyConfig] | None = None
 
     @field_validator("workspace")
     @classmethod
@@ -751,7 +754,13 @@ class ConfigFile(_Section):
         return value
 
     @field_validator(
-        "transformations", "spaces", "computed_traits", "audiences", "sql_traits", mode="before"
+        "transformations",
+        "spaces",
+        "computed_traits",
+        "audiences",
+        "sql_traits",
+        "journeys",
+        mode="before",
     )
     @classmethod
     def _transformations_not_null(cls, value: Any, info: ValidationInfo) -> Any:
@@ -800,6 +809,9 @@ class ConfigFile(_Section):
         problems += self._sql_trait_problems()
         problems += space_identities(self.spaces or [])[1]
         problems += self._computations()
+        problems += journey_problems(
+            self.journeys or [], None if self.spaces is None else {s.name for s in self.spaces}
+        )
         if problems:
             raise ValueError("; ".join(problems))
         return self

@@ -107,7 +107,7 @@ def messages(
             if synced
             else [
                 (_ids(user_id, anonymous_id), {"email": email} if email is not None else {})
-                for user_id, anonymous_id, email in _recipients(computation, identity)
+                for user_id, anonymous_id, email in recipients(computation, identity)
             ]
         )
         enriched = {
@@ -212,7 +212,7 @@ def _synced(
     return found
 
 
-def _recipients(
+def recipients(
     computation: Computation, identity: Identity
 ) -> list[tuple[str | None, str | None, str | None]]:
     """(userId, anonymousId, email) of each message a destination gets for one value."""

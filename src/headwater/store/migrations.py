@@ -175,6 +175,7 @@ MIGRATIONS: list[Migration] = [
         21, "unify: user subscriptions, groups and subscription csv uploads", _user_subscriptions
     ),
     Migration(22, "engage: sql traits, their values and runs", _create_tables),
+    Migration(23, "engage: journeys, their versions, members and step log", _create_tables),
 ]
 
 

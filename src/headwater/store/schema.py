@@ -1071,3 +1071,67 @@ engage_sql_trait_runs = sa.Table(
     sa.Index("ix_engage_sql_trait_runs_trait", "trait_id", "id"),
     sqlite_autoincrement=True,
 )
+
+# --- Engage: journeys (migration 23; see headwater.engage.journeys) -----------------------------
+
+# A journey: the container its versions share (key and name), kept after deletion so its key is
+# never given again in the space.
+engage_journeys = sa.Table(
+    "engage_journeys",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),  # jou_…
+    sa.Column("space_id", sa.String(40), nullable=False),
+    sa.Column("key", sa.String(255), nullable=False),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("description", sa.Text, nullable=False, default=""),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+    sa.Column("deleted_at", sa.BigInteger, nullable=True),
+    sa.UniqueConstraint("space_id", "key", name="uq_engage_journeys_key"),
+)
+
+# A journey's versions (at most 25): the definition (steps with their keys), the status
+# (draft, published, paused, archived); at most one published or paused at a time.
+engage_journey_versions = sa.Table(
+    "engage_journey_versions",
+    metadata,
+    sa.Column("journey_id", sa.String(40), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("status", sa.String(12), nullable=False),
+    sa.Column("definition", sa.JSON, nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("published_at", sa.BigInteger, nullable=True),
+)
+
+# One profile's way through one journey version (``instance``: '' for a classic journey, the
+# unique identifier's value for an event-triggered one): the steps it joined, when, and its
+# context, as JSON; ``due_at``: when time alone moves it next (a delay, a hold's timeout, an
+# exit, a re-entry window).
+engage_journey_members = sa.Table(
+    "engage_journey_members",
+    metadata,
+    sa.Column("journey_id", sa.String(40), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("profile_id", sa.String(40), primary_key=True),
+    sa.Column("instance", sa.String(200), primary_key=True),
+    sa.Column("space_id", sa.String(40), nullable=False),
+    sa.Column("state", sa.JSON, nullable=False),
+    sa.Column("due_at", sa.BigInteger, nullable=True),
+    sa.Index("ix_engage_journey_members_due", "space_id", "due_at"),
+    sa.Index("ix_engage_journey_members_profile", "space_id", "profile_id"),
+)
+
+# Every step join and exit, for analytics (§15.5): ``step`` is the step's id, ``@exit`` an exit.
+engage_journey_log = sa.Table(
+    "engage_journey_log",
+    metadata,
+    sa.Column("seq", BigId, primary_key=True, autoincrement=True),
+    sa.Column("journey_id", sa.String(40), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("profile_id", sa.String(40), nullable=False),
+    sa.Column("instance", sa.String(200), nullable=False),
+    sa.Column("step", sa.String(255), nullable=False),
+    sa.Column("at", sa.BigInteger, nullable=False),
+    sa.Index("ix_engage_journey_log_step", "journey_id", "version", "step", "at"),
+    sqlite_autoincrement=True,
+)
