@@ -39,6 +39,8 @@ from headwater.destinations.routing import schema_integration_filter
 from headwater.destinations.runtime.install import actions_dir
 from headwater.destinations.store import DestinationCache, DestinationStore
 from headwater.engage.computations import Planned
+from headwater.engage.journeys.runner import JourneyFollower
+from headwater.engage.journeys.store import Live as LiveJourneys
 from headwater.engage.outbox import Drain
 from headwater.engage.sql_traits.runs import SqlTraitRuns
 from headwater.engage.stage import EngageStage
@@ -234,8 +236,13 @@ class Server:
         # Engage computes in identity resolution's pass; its messages wait in its outbox
         # until the drain appends them from each space's Engage source.
         planned = Planned(self.store)
+        journeys = JourneyFollower(LiveJourneys(self.store).journeys, planned.computations)
         self.engage = EngageStage(
-            self.engine, planned.computations, planned.connections, clock=self.clock
+            self.engine,
+            planned.computations,
+            planned.connections,
+            clock=self.clock,
+            followers=[journeys],  # journeys move on Engage's results, in the same pass
         )
         # SQL traits: scheduled warehouse queries whose changed rows go out through the outbox.
         self.warehouse_queries = WarehouseQueries(

@@ -1,6 +1,6 @@
 """Classic journeys (§15) through the real identity stage and Engage stage, on SQLite and
 PostgreSQL: entry, delays, conditions, splits, exit and re-entry, send steps and their keys
-(A48 … A52)."""
+(A-UE-48, A-UE-49, A-UE-50, A-UE-51, A-UE-52, A-UE-53)."""
 
 from __future__ import annotations
 

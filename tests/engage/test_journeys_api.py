@@ -1,5 +1,5 @@
 """``/api/v1/spaces/{space}/journeys``: CRUD, versions, lifecycle, analytics, and every
-refusal a 4xx naming the part (A57 over REST)."""
+refusal a 4xx naming the part (A-UE-57 over REST)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Event-triggered journeys (§16) through the real identity stage and Engage stage, on SQLite
 and PostgreSQL: Hold Until with "send back", journey context, parallel instances by a unique
-identifier, the payload's mapped traits, and the limits (A54 … A57)."""
+identifier, the payload's mapped traits, and the limits (A-UE-54, A-UE-55, A-UE-56, A-UE-57)."""
 
 from __future__ import annotations
 

@@ -434,6 +434,23 @@ class SpaceStore:
                 schema.engage_sql_traits,
             ):
                 conn.execute(table.delete().where(table.c.space_id == row.id))
+            # Engage's computations and journeys, with what hangs off them.
+            computations = sa.select(schema.engage_computations.c.id).where(
+                schema.engage_computations.c.space_id == row.id
+            )
+            ec = schema.engage_connections
+            conn.execute(ec.delete().where(ec.c.computation_id.in_(computations)))
+            journeys = sa.select(schema.engage_journeys.c.id).where(
+                schema.engage_journeys.c.space_id == row.id
+            )
+            for table in (schema.engage_journey_versions, schema.engage_journey_log):
+                conn.execute(table.delete().where(table.c.journey_id.in_(journeys)))
+            for table in (
+                schema.engage_journey_members,
+                schema.engage_journeys,
+                schema.engage_computations,
+            ):
+                conn.execute(table.delete().where(table.c.space_id == row.id))
             conn.execute(schema.spaces.delete().where(schema.spaces.c.id == row.id))
             self._ws.bump(conn)
 
