@@ -445,10 +445,6 @@ class Plan:
 
     # --- updates --------------------------------------------------------------------------------
 
-    def wants(self, event: Mapping[str, Any]) -> bool:
-        name = event_name(event)
-        return name is not None and name in self._by_event
-
     def apply_event(
         self, state: ProfileState, event: Mapping[str, Any], source_id: str, now: float
     ) -> set[str]:
