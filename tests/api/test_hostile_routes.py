@@ -188,8 +188,8 @@ _serial = itertools.count()
 
 def _resources(http: httpx.Client) -> dict[str, str]:
     """A fresh source, destinations, filter, mapping, warehouse, sync, tracking plan, space
-    (with a subscription group, an audience and a computed trait) and SQL trait for one
-    route's walk."""
+    (with a subscription group, an audience, a computed trait and a journey) and SQL trait for
+    one route's walk."""
     n = next(_serial)
 
     def made(response: httpx.Response) -> dict[str, Any]:
@@ -262,6 +262,18 @@ def _resources(http: httpx.Client) -> dict[str, str]:
             json={"name": "Orders", "definition": {"query": "event('Order').count()"}},
         )
     )
+    made(
+        http.post(
+            f"/api/v1/spaces/space-{n}/journeys",
+            json={
+                "name": "First Purchase",
+                "definition": {
+                    "entry": {"audience": "buyers"},
+                    "steps": [{"name": "Wait", "delay": {"days": 1}}],
+                },
+            },
+        )
+    )
     upload = made(
         http.post(
             f"/api/v1/spaces/space-{n}/profiles/uploads",
@@ -293,6 +305,7 @@ def _resources(http: httpx.Client) -> dict[str, str]:
         "groupIdOrName": quote("News letter", safe=""),
         "audienceId": "buyers",
         "computedTraitId": "orders",
+        "journeyId": "first_purchase",
         "traitId": trait["id"],
     }
 
