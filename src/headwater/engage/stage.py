@@ -22,13 +22,12 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import msgspec
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection as DbConnection
 from sqlalchemy.engine import Engine
 
-from headwater.engage import activation, outbox
+from headwater.engage import activation, outbox, states
 from headwater.engage.activation import Connection, Identity
 from headwater.engage.realtime import (
     Change,
@@ -96,6 +95,19 @@ class _Touched:
 
 
 @dataclass
+class _Resync:
+    """Values to send again, keyed by a profile's new identifiers (A-UE-41), once the pass
+    has read the identifiers of every profile it has messages for."""
+
+    user: str
+    values: list[tuple[Computation, Any, Sequence[Connection]]]
+    new_user: str | None
+    emails: list[str]
+    anonymous: list[str]
+    cause: str
+
+
+@dataclass
 class _Pass:
     """One observe or expire call's work on one space."""
 
@@ -114,6 +126,8 @@ class _Pass:
     emissions: list[tuple[str, Computation, Any, Sequence[Connection], str]] = field(
         default_factory=list
     )
+    resyncs: list[_Resync] = field(default_factory=list)  # A-UE-41's, made before emissions
+    engage_source: str = "engage"  # the space's Engage source (its messages compute nothing)
 
 
 class EngageStage:
@@ -156,9 +170,7 @@ class EngageStage:
         if (plan.empty and not self._followers) or not resolved:
             return
         work = _Pass(conn, space, graph, plan, self._clock(), profiles)
-        engage_sources = set(
-            conn.execute(sa.select(schema.engage_sources.c.source_id)).scalars().all()
-        )
+        engage_sources = _engage_sources(work)
         needed: set[str] = set()
         for item in resolved:
             if item.resolution.user is not None:
@@ -216,6 +228,7 @@ class EngageStage:
         if not due:
             return 0
         work = _Pass(conn, space, graph, plan, now, profiles)
+        _engage_sources(work)
         self._load(work, due)
         for profile_id in due:
             touched = work.profiles[profile_id]
@@ -307,38 +320,24 @@ class EngageStage:
         added: Sequence[AddIdentifier],
         cause: str,
     ) -> None:
-        """A-UE-41: values that did not change are sent again, keyed by the new identifiers."""
-        changed = {c.computation.id for c in changes}
+        """A-UE-41: values that did not change are sent again, keyed by the new identifiers
+        (the messages are made when the pass ends, as ``_changed``'s are)."""
         new_user = next((a.value for a in added if a.type == "user_id"), None)
         emails = [a.value for a in added if a.type == "email"]
         anonymous = [a.value for a in added if a.type == "anonymous_id"]
         if new_user is None and not emails and not anonymous:
             return
-        known = self._identity(work, user)
-        user_id = new_user or known.user_id
-        # Without a user id a message is keyed by an anonymous id: the profile's latest.
-        keyed = anonymous or ([] if user_id else known.anonymous_ids[-1:])
-        fresh = Identity(
-            user_id,
-            emails,
-            keyed,
-            {t: v for t, v in known.values.items() if t not in ("email", "anonymous_id")},
-        )
+        changed = {c.computation.id for c in changes}
+        values = []
         for computation in work.plan.order:
             c = computation.computation
             if c.id in changed or c.id not in before:
                 continue
             connections = self._connections(c.id)
             if connections:
-                work.messages += activation.messages(
-                    work.space.id,
-                    c,
-                    before[c.id],
-                    fresh,
-                    connections,
-                    at=work.now,
-                    cause=f"resync:{cause}",
-                )
+                values.append((c, before[c.id], connections))
+        if values:
+            work.resyncs.append(_Resync(user, values, new_user, emails, anonymous, cause))
 
     def _changed(self, work: _Pass, user: str, changes: Sequence[Change], cause: str) -> None:
         """Note the profile's new values, and what to tell the connected destinations: the
@@ -353,15 +352,42 @@ class EngageStage:
                 work.emissions.append((user, computation, change.after, connections, cause))
 
     def _emit(self, work: _Pass) -> None:
-        """The messages of the pass's changes (a merged-away profile's go with it: the
-        survivor was evaluated in full)."""
+        """The messages of the pass's resyncs, then of its changes (a merged-away profile's
+        changes go with it: the survivor was evaluated in full), with the identifiers of all
+        their profiles read in one statement."""
         emissions = [e for e in work.emissions if e[0] not in work.gone]
-        _load_identifiers(work, {e[0] for e in emissions})
+        _load_identifiers(work, {e[0] for e in emissions} | {r.user for r in work.resyncs})
         identities: dict[str, Identity] = {}
+
+        def identity_of(user: str) -> Identity:
+            found = identities.get(user)
+            if found is None:
+                found = identities[user] = self._identity(work, user)
+            return found
+
+        for resync in work.resyncs:
+            known = identity_of(resync.user)
+            user_id = resync.new_user or known.user_id
+            # Without a user id a message is keyed by an anonymous id: the profile's latest.
+            keyed = resync.anonymous or ([] if user_id else known.anonymous_ids[-1:])
+            fresh = Identity(
+                user_id,
+                resync.emails,
+                keyed,
+                {t: v for t, v in known.values.items() if t not in ("email", "anonymous_id")},
+            )
+            for computation, value, connections in resync.values:
+                work.messages += activation.messages(
+                    work.space.id,
+                    computation,
+                    value,
+                    fresh,
+                    connections,
+                    at=work.now,
+                    cause=f"resync:{resync.cause}",
+                )
         for user, computation, value, connections, cause in emissions:
-            identity = identities.get(user)
-            if identity is None:
-                identity = identities[user] = self._identity(work, user)
+            identity = identity_of(user)
             wanted = {trait for c in connections for trait, _ in c.trait_enrichment}
             traits = (
                 {k: t.value for k, t in work.data.traits(user, keys=wanted).items()}
@@ -412,49 +438,24 @@ class EngageStage:
 
     def _load(self, work: _Pass, profile_ids: Iterable[str]) -> None:
         wanted = [p for p in profile_ids if p not in work.profiles]
-        table = schema.engage_profiles
-        for chunk in _chunks(wanted, 500):
-            rows = work.conn.execute(
-                sa.select(table.c.profile_id, table.c.state).where(
-                    table.c.space_id == work.space.id, table.c.profile_id.in_(chunk)
-                )
-            )
-            for profile_id, state in rows:
-                work.profiles[profile_id] = _Touched(decode_state(state))
+        for profile_id, state in states.read(work.conn, work.space.id, wanted).items():
+            work.profiles[profile_id] = _Touched(decode_state(state))
 
     def _write(self, work: _Pass, profiles: ProfileData) -> None:
-        table = schema.engage_profiles
         space_id = work.space.id
         conn = work.conn
-        if work.gone:
-            conn.execute(
-                table.delete().where(
-                    table.c.space_id == space_id, table.c.profile_id.in_(sorted(work.gone))
-                )
-            )
-        rows = []
+        states.delete(conn, space_id, sorted(work.gone))
+        rows: list[states.Row] = []
+        plan, now = work.plan, work.now
         for profile_id, touched in work.profiles.items():
             if not touched.dirty:
                 continue
-            work.plan.prune(touched.state, work.now)
-            due = work.plan.due(touched.state, work.now)
+            plan.prune(touched.state, now)
+            due = plan.due(touched.state, now)
             rows.append(
-                {
-                    "space_id": space_id,
-                    "profile_id": profile_id,
-                    "state": encode_state(touched.state),
-                    "due_at": int(due) if due is not None else None,
-                }
+                (profile_id, encode_state(touched.state), int(due) if due is not None else None)
             )
-        if rows:
-            insert = (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(table)
-            conn.execute(
-                insert.on_conflict_do_update(
-                    index_elements=[table.c.space_id, table.c.profile_id],
-                    set_={"state": insert.excluded.state, "due_at": insert.excluded.due_at},
-                ),
-                rows,
-            )
+        states.write(conn, space_id, rows)
         values = [
             (profile_id, trait_class, key, value)
             for profile_id, classes in work.values.items()
@@ -462,7 +463,7 @@ class EngageStage:
             for trait_class, by_key in classes.items()
             for key, value in by_key.items()
         ]
-        profiles.set_computed(conn, values, _engage_source(conn, space_id), work.now)
+        profiles.set_computed(conn, values, work.engage_source, work.now)
         self._emit(work)
         outbox.add(conn, space_id, work.messages, int(work.now))
 
@@ -480,44 +481,39 @@ def _identifiers(
     return [i for i in found if types is None or i.type in types]
 
 
+_IDENTIFIERS = """SELECT p.segment_id, i.type, i.value, i.first_seen, i.source_id, i.message_id
+FROM unify_profiles p JOIN unify_identities i ON i.profile = p.seq
+WHERE p.space_id = {space} AND p.segment_id {ids} AND p.canonical IS NULL ORDER BY i.seq"""
+_IDENTIFIERS_PG = _IDENTIFIERS.format(space="%s", ids="= ANY(%b::text[])")
+_IDENTIFIERS_SQLITE = _IDENTIFIERS.format(space="?", ids="IN (SELECT value FROM json_each(?))")
+
+
 def _load_identifiers(work: _Pass, profile_ids: Iterable[str]) -> None:
-    """The identifiers of profiles not read yet, in one statement per 500 (what
-    ``_identifiers`` would read one profile at a time)."""
+    """The identifiers of profiles not read yet, in one statement (what ``_identifiers``
+    would read one profile at a time); a merged-away profile's are left to it."""
     wanted = [p for p in profile_ids if p not in work.identifiers]
-    profiles, identities = schema.unify_profiles, schema.unify_identities
-    for chunk in _chunks(wanted, 500):
-        found: dict[str, list[StoredIdentifier]] = {p: [] for p in chunk}
-        rows = work.conn.execute(
-            sa.select(
-                profiles.c.segment_id,
-                identities.c.type,
-                identities.c.value,
-                identities.c.first_seen,
-                identities.c.source_id,
-                identities.c.message_id,
-            )
-            .join(identities, identities.c.profile == profiles.c.seq)
-            .where(
-                profiles.c.space_id == work.space.id,
-                profiles.c.segment_id.in_(chunk),
-                profiles.c.canonical.is_(None),
-            )
-            .order_by(identities.c.seq)
+    if not wanted:
+        return
+    conn = work.conn
+    if conn.dialect.name == "postgresql":
+        rows = conn.exec_driver_sql(_IDENTIFIERS_PG, (work.space.id, wanted))
+    else:
+        ids = msgspec.json.encode(wanted).decode()
+        rows = conn.exec_driver_sql(_IDENTIFIERS_SQLITE, (work.space.id, ids))
+    found: dict[str, list[StoredIdentifier]] = {}
+    for segment_id, type_, value, first_seen, source_id, message_id in rows:
+        found.setdefault(segment_id, []).append(
+            StoredIdentifier(type_, value, float(first_seen), source_id, message_id)
         )
-        for segment_id, *values in rows:
-            found[segment_id].append(StoredIdentifier(*values))
-        work.identifiers.update({p: ids for p, ids in found.items() if ids})
+    work.identifiers.update(found)
 
 
-def _engage_source(conn: DbConnection, space_id: str) -> str:
-    found = conn.execute(
-        sa.select(schema.engage_sources.c.source_id).where(
-            schema.engage_sources.c.space_id == space_id
-        )
-    ).scalar_one_or_none()
-    return found or "engage"
-
-
-def _chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+def _engage_sources(work: _Pass) -> set[str]:
+    """Every space's Engage source (their messages compute nothing); notes this space's."""
+    table = schema.engage_sources
+    found = set()
+    for space_id, source_id in work.conn.execute(sa.select(table.c.space_id, table.c.source_id)):
+        found.add(source_id)
+        if space_id == work.space.id:
+            work.engage_source = source_id
+    return found

@@ -233,25 +233,42 @@ class ProfileData:
         """Write values Engage computed: ``(profile, trait class, key, value)`` with class
         ``computed_trait`` or ``audience`` (None removes). Engage writes a value only when it
         changed, and its value is the one that holds now, so nothing is read first: one
-        statement for all of them, as of ``at``."""
+        statement for all of them, as of ``at`` (a key given twice for a profile: the last)."""
         if not values:
             return
         when = micros(datetime.fromtimestamp(at, UTC))
-        rows = []
+        rows: dict[tuple[str, str], tuple[str, str, str | None, str]] = {}
         for profile_id, trait_class, key, value in values:
             if trait_class not in TRAIT_CLASSES:
                 raise ValueError(f"unknown trait class {trait_class!r}")
-            present = value is not None
-            text = _json_text(value) if present else None
-            rows.append(
-                (self.space_id, profile_id, key, text, present, trait_class, source_id, when)
-            )
+            text = _json_text(value) if value is not None else None
+            rows[profile_id, key] = (profile_id, key, text, trait_class)
         buffer = self._buffer
         if buffer is None or buffer.conn is not conn:
             with self._one_off(conn) as buffer:
-                buffer.cursor().executemany(_sql(_UPSERT_TRAITS, self._pg), rows)
+                self._write_computed(buffer, list(rows.values()), source_id, when)
         else:
-            buffer.cursor().executemany(_sql(_UPSERT_TRAITS, self._pg), rows)
+            self._write_computed(buffer, list(rows.values()), source_id, when)
+
+    def _write_computed(
+        self,
+        buffer: _Buffer,
+        rows: list[tuple[str, str, str | None, str]],
+        source_id: str,
+        when: int,
+    ) -> None:
+        cursor = buffer.cursor()
+        if self._pg:  # one statement, the rows as arrays: see _flush
+            columns = [list(column) for column in zip(*rows, strict=True)]
+            cursor.execute(_UPSERT_COMPUTED_PG, [self.space_id, source_id, when, *columns])
+            return
+        cursor.executemany(
+            _sql(_UPSERT_TRAITS, False),
+            [
+                (self.space_id, p, k, text, text is not None, c, source_id, when)
+                for p, k, text, c in rows
+            ],
+        )
 
     def prune(self, now: float | None = None) -> int:
         """Forget this space's events older than 14 days (by their timestamps)."""
@@ -650,6 +667,12 @@ VALUES (?, ?, ?, ?J, ?, ?, ?, ?)
 ON CONFLICT (space_id, profile_id, key) DO UPDATE SET value = excluded.value,
     present = excluded.present, trait_class = excluded.trait_class,
     source_id = excluded.source_id, updated_at = excluded.updated_at"""
+_UPSERT_COMPUTED_PG = """INSERT INTO unify_profile_traits
+    (space_id, profile_id, key, value, present, trait_class, source_id, updated_at)
+SELECT %s, u.profile_id, u.key, u.value::json, u.value IS NOT NULL, u.trait_class, %s, %s
+FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[])
+    AS u(profile_id, key, value, trait_class)
+""" + _UPSERT_TRAITS[_UPSERT_TRAITS.index("ON CONFLICT") :]
 _EVENT_TRAITS_PG = (
     "SELECT key, value::text, present, trait_class, updated_at FROM unify_profile_traits "
     "WHERE space_id = ? AND profile_id = ? AND key = ANY(?)"
