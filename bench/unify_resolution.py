@@ -290,10 +290,15 @@ def resolve_batches(
 
 class Measured:
     """Wall time and CPU time (this process's, and the PostgreSQL server's when it is ours)
-    of what runs inside ``with``; optionally under cProfile."""
+    of what runs inside ``with``; optionally under cProfile. The server's processes that used
+    less than ``floor`` seconds are left out (noise over a long run; pass 0 when the block is
+    short: a bench adding up many blocks would otherwise drop each one's share)."""
 
-    def __init__(self, postmaster: int | None = None, profile: bool = False) -> None:
+    def __init__(
+        self, postmaster: int | None = None, profile: bool = False, floor: float = 0.05
+    ) -> None:
         self.postmaster = postmaster
+        self.floor = floor
         self.profiler = cProfile.Profile() if profile else None
         self.wall = self.cpu = self.server = 0.0
         self.by_kind: dict[str, float] = {}
@@ -315,7 +320,7 @@ class Measured:
         self.by_kind = {
             kind: seconds - self._server.get(kind, 0.0)
             for kind, seconds in after.items()
-            if seconds - self._server.get(kind, 0.0) >= 0.05
+            if seconds - self._server.get(kind, 0.0) >= self.floor
         }
         self.server = sum(self.by_kind.values())
 

@@ -5,9 +5,12 @@ state."""
 
 from __future__ import annotations
 
+import math
+import random
 from datetime import UTC, datetime
 from typing import Any
 
+from headwater.engage.compare import holds
 from headwater.engage.definition import (
     And,
     Compare,
@@ -322,3 +325,60 @@ def test_an_event_reads_only_the_buckets_inside_the_window_at_its_own_time() -> 
     later = NOW + 7 * DAY  # the first order's hour is exactly 168 hours old now
     assert p.send(track("Order", later), now=later) == {}  # 1 then, 1 now (not 2)
     assert p.plan.current(p.state, count) == 1
+
+
+def test_an_ordering_against_a_number_means_what_holds_says_for_every_kind_of_value() -> None:
+    """The compiled audience's shortcut for numbers (``count >= n``) agrees with ``holds``
+    whatever the trait holds: numbers, numeric strings, bools, NaN, lists, nothing."""
+    values: list[Any] = [3, 3.0, 2.5, 4, -1, 10**20, "3", "2.5", "abc", True, False]
+    values += [float("nan"), "nan", [1, 5], [], None]
+    for op in ("greater_than", "at_least", "less_than", "at_most"):
+        for constant in (3, 2.5, "3", "nan", -1):
+            member = audience("m", Compare(TraitRef("x"), op, (Literal(constant),)), anonymous=True)
+            for value in values:
+                p = Profile(member)
+                p.state.t["x"] = value
+                p.tick(NOW)
+                expected = holds(op, value, [constant])
+                assert p.plan.current(p.state, member) is expected, (op, constant, value)
+
+
+def test_counts_in_windows_are_the_events_inside_them_hour_by_hour() -> None:
+    """Counters over windows and over all time, as a trait that had no value reads them
+    (None, not 0, until an event counts) and as an audience reads them."""
+    rng = random.Random(5)
+    for days in (None, 1, 7):
+        count = trait("n", reduce(stream("Order", days=days), "count"))
+        none = audience(
+            "none",
+            Not(Compare(reduce(stream("Order", days=days), "count"), "at_least", (Literal(1),))),
+            anonymous=True,
+        )
+        p = Profile(count, none)
+        p.tick(NOW)
+        assert p.plan.current(p.state, count) is None
+        assert p.plan.current(p.state, none) is True
+        hours: list[float] = []
+        for _ in range(30):
+            ago = rng.uniform(0, 10 * 24)
+            hours.append(ago)
+            p.send(track("Order", NOW - ago * HOUR))
+            inside = [
+                h
+                for h in hours
+                if days is None
+                or math.floor(NOW / HOUR) - math.floor((NOW - h * HOUR) / HOUR) < days * 24
+            ]
+            # no event inside yet: the trait never had a value (None, not 0)
+            assert p.plan.current(p.state, count) == (len(inside) if inside else None)
+            assert p.plan.current(p.state, none) is (not inside)
+        later = NOW + 2 * DAY  # time alone moves events out of the window
+        p.tick(later)
+        left = [
+            h
+            for h in hours
+            if days is None
+            or math.floor(later / HOUR) - math.floor((NOW - h * HOUR) / HOUR) < days * 24
+        ]
+        assert p.plan.current(p.state, count) == len(left)  # it had a value: 0, not None
+        assert p.plan.current(p.state, none) is (not left)

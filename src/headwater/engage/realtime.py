@@ -36,6 +36,7 @@ from headwater.engage.definition import (
     And,
     AnyUser,
     Compare,
+    CompareOp,
     Condition,
     ContextRef,
     Definition,
@@ -146,11 +147,14 @@ def realtime_reason(definition: Definition) -> str | None:
 # --- vectors ---------------------------------------------------------------------------------
 
 
+_FAMILIES = {"avg": "sum", "unique_count": "unique"}  # reducers sharing another's buckets
+
+
 def _vector_key(node: Reduce) -> str:
     """What a vector's buckets depend on: the stream without its window, and the reducer's
     aggregate (sum and avg share one; a mode's minimum frequency is read later)."""
     stream = node.stream
-    family = {"avg": "sum", "unique_count": "unique"}.get(node.op, node.op)
+    family = _FAMILIES.get(node.op, node.op)
     return repr(
         (
             stream.event,
@@ -173,7 +177,7 @@ class _Vector:
     folds: bool = False  # an unwindowed reader counts buckets older than ``keep``
 
     def finish(self) -> None:
-        self.family = {"avg": "sum", "unique_count": "unique"}.get(self.reduce.op, self.reduce.op)
+        self.family = _FAMILIES.get(self.reduce.op, self.reduce.op)
         finite = [end for end in self.ends if end is not None]
         self.keep = max(finite) if finite else None
         self.folds = None in self.ends
@@ -234,18 +238,22 @@ def _read(node: Reduce, buckets: Mapping[int, Any], now_hour: int, zero: bool = 
     """The reducer's value over the buckets inside the node's window. With no bucket there,
     a count, sum or unique count is 0 when ``zero`` (a condition's "performed 0 times", a
     trait that had a value), else None (a trait that never had one does not start at 0)."""
-    family = {"avg": "sum", "unique_count": "unique"}.get(node.op, node.op)
     window = node.stream.window
+    op = node.op
+    if op == "count":  # the commonest reader, without a call a bucket
+        if window is None:
+            return sum(buckets.values()) if buckets or zero else None
+        oldest = now_hour - window.end_hours  # buckets after this hour are inside
+        inside = [n for hour, n in buckets.items() if hour > oldest and hour != FOLDED]
+        return sum(inside) if inside or zero else None
+    family = _FAMILIES.get(op, op)
     total: Any = None
     for hour, bucket in buckets.items():
         if window is not None and (hour == FOLDED or now_hour - hour >= window.end_hours):
             continue
         total = _combine(family, total, bucket)
-    op = node.op
     if total is None and not zero:
         return None
-    if op == "count":
-        return total or 0
     if op == "sum":
         return _tidy(total[0]) if total else 0
     if op == "avg":
@@ -389,6 +397,9 @@ class Plan:
             for i, p in enumerate(self.order)
             if p.computation.kind == "audience" and not p.computation.include_anonymous
         ]
+        # The traits read by computations time moves through a date range (``within_last``…
+        # of a trait): a profile holding one is due every hour.
+        self._dated = [p.traits for p in self.order if p.windowed and not p.vectors]
         for item in self.order:
             root = item.computation.definition.root
             if item.computation.kind == "trait":
@@ -548,7 +559,7 @@ class Plan:
                 if inside:
                     leaves = inside[0] + end
                     best = leaves if best is None else min(best, leaves)
-        if any(p.windowed and not p.vectors and p.traits & state.t.keys() for p in self.order):
+        if self._dated and any(traits & state.t.keys() for traits in self._dated):
             best = now_hour + 1 if best is None else min(best, now_hour + 1)  # date ranges
         return float(best * HOUR) if best is not None else None
 
@@ -656,6 +667,9 @@ class Plan:
             op, hours = node.op, node.hours
             if all(isinstance(arg, Const) for arg in node.args):
                 constants = [arg.value for arg in node.args if isinstance(arg, Const)]
+                bound = number(constants[0]) if op in _ORDERS and constants else None
+                if bound is not None:
+                    return _ordered(left, op, constants, bound)
                 return lambda state, now, hour: holds(
                     op, left(state, now, hour, True), constants, hours=hours, now=now
                 )
@@ -677,6 +691,31 @@ class Plan:
             inner = self._test(node.item)
             return lambda state, now, hour: not inner(state, now, hour)
         return lambda state, now, hour: False  # a value where a condition belongs
+
+
+# The orders (-1, 0, 1 as ``compare._order`` gives them) each ordering comparator accepts.
+_ORDERS = {
+    "greater_than": (1,),
+    "at_least": (0, 1),
+    "less_than": (-1,),
+    "at_most": (-1, 0),
+}
+
+
+def _ordered(left: Reader, op: CompareOp, constants: list[Any], bound: float) -> Test:
+    """``holds`` of an ordering comparator against a numeric constant, without its calls when
+    the value is a number (the commonest audience: a count at least n)."""
+    accepted = _ORDERS[op]
+
+    def test(state: ProfileState, now: float, hour: int) -> bool:
+        value = left(state, now, hour, True)
+        kind = type(value)
+        if kind is int or kind is float:
+            amount = float(value)
+            return ((amount > bound) - (amount < bound)) in accepted
+        return holds(op, value, constants, now=now)
+
+    return test
 
 
 def _topological(planned: Sequence[_Planned], by_key: Mapping[str, _Planned]) -> list[_Planned]:
