@@ -48,12 +48,23 @@ def message_id(*parts: object) -> str:
 
 def add(conn: Connection, space_id: str, messages: Sequence[Mapping[str, Any]], now: int) -> None:
     """Queue ``messages`` (complete Segment messages with their messageIds) of a space."""
-    if messages:
-        encode = msgspec.json.encode
-        conn.execute(
-            schema.engage_outbox.insert(),
-            [{"space_id": space_id, "created_at": now, "body": encode(m)} for m in messages],
-        )
+    if not messages:
+        return
+    encode = msgspec.json.encode
+    if conn.dialect.name == "postgresql":  # one statement, the bodies as an array in binary
+        conn.exec_driver_sql(_ADD_PG, (space_id, now, [encode(m) for m in messages]))
+        return
+    conn.execute(
+        schema.engage_outbox.insert(),
+        [{"space_id": space_id, "created_at": now, "body": encode(m)} for m in messages],
+    )
+
+
+# In the messages' order (``seq`` follows the rows as the INSERT takes them).
+_ADD_PG = (
+    "INSERT INTO engage_outbox (space_id, created_at, body) SELECT %s, %s, u.body "
+    "FROM unnest(%b::bytea[]) WITH ORDINALITY AS u(body, n) ORDER BY u.n"
+)
 
 
 def waiting(engine: Engine) -> int:
