@@ -474,7 +474,7 @@ class Plan:
             stream = node.stream
             if source_id in stream.exclude_sources:
                 continue
-            if not all(_where(c, event, now) for c in stream.where):
+            if stream.where and not all(_where(c, event, now) for c in stream.where):
                 continue
             value = _value_of(node, event)
             if value is None:

@@ -286,9 +286,10 @@ class EngageStage:
             vectors = plan.apply_event(touched.state, item.event, item.source_id, work.now)
         # An identifier of these types can make a profile eligible (§13.3); one the event
         # carries (not blocked) is on the profile it resolved to, whatever limits applied.
-        eligibility = any(a.type in ELIGIBLE for a in added)
-        if eligibility or any(
-            i.type in ELIGIBLE and i.collection == "users" for i in item.identifiers
+        eligibility = bool(added) and any(a.type in ELIGIBLE for a in added)
+        if eligibility or (
+            touched.state.e is not True
+            and any(i.type in ELIGIBLE and i.collection == "users" for i in item.identifiers)
         ):
             touched.state.e = True
         if not (vectors or traits or everything or eligibility):
