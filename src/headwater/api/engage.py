@@ -14,13 +14,20 @@ import itertools
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
 
 from headwater.api.errors import ApiError
 from headwater.api.sources import iso, store_of
-from headwater.engage.computations import ComputationInfo, ComputationStore, Purpose
+from headwater.engage.batch_runs import BatchRuns
+from headwater.engage.computations import (
+    ComputationInfo,
+    ComputationStore,
+    Purpose,
+    definition_of,
+)
+from headwater.engage.definition import Kind
 from headwater.engage.download import Downloads, csv_rows
 from headwater.store.workspace import WorkspaceStore
 
@@ -35,6 +42,18 @@ def downloads_of(request: Request) -> Downloads:
     if found is None:
         workspace: WorkspaceStore = store_of(request)
         found = request.app.state.engage_downloads = Downloads(clock=workspace.now)
+    return found
+
+
+def use_batch_runs(app: FastAPI, runs: BatchRuns) -> None:
+    """Give the preview routes the server's batch engine."""
+    app.state.engage_batch = runs
+
+
+def batch_runs_of(request: Request) -> BatchRuns:
+    found: BatchRuns | None = getattr(request.app.state, "engage_batch", None)
+    if found is None:
+        raise ApiError(503, "unavailable", "previews need the server's batch engine", None)
     return found
 
 
@@ -84,6 +103,11 @@ class CreateBody(_Body):
     destinations: list[DestinationBody] = Field(default_factory=list)
 
 
+class PreviewBody(_Body):
+    definition: DefinitionBody
+    options: OptionsBody = Field(default_factory=OptionsBody)
+
+
 class UpdateBody(_Body):
     name: StrictStr | None = None
     definition: DefinitionBody | None = None
@@ -131,6 +155,7 @@ def computation_json(info: ComputationInfo) -> dict[str, Any]:
         "definition": {"query": info.definition, "type": info.level.upper()},
         "mode": info.mode,
         "status": info.status,
+        "statusDetail": info.status_detail,
         "options": {
             "includeAnonymousUsers": info.include_anonymous,
             "includeHistoricalData": info.include_historical,
@@ -210,6 +235,22 @@ def _routes(path: str, kind: Purpose, one: str, many: str, param: str) -> None:
         store.delete(space, store.get(space, id_, kind).id)
         return {"data": {"status": "SUCCESS"}}
 
+    def preview(
+        space: SpaceId, body: PreviewBody, runs: Annotated[BatchRuns, Depends(batch_runs_of)]
+    ) -> dict[str, Any]:
+        level: Kind = "accounts" if body.definition.type == "ACCOUNTS" else "users"
+        tree = definition_of(_written(body.definition), kind=level, purpose=kind)
+        found = runs.preview(
+            space, tree, include_anonymous=bool(body.options.includeAnonymousUsers)
+        )
+        return {
+            "data": {
+                "size": found.size,
+                "sample": [{"id": i, "value": v} for i, v in found.sample],
+                "asOf": iso(found.loaded_at) if found.loaded_at is not None else None,
+            }
+        }
+
     def download(
         request: Request,
         space: SpaceId,
@@ -234,6 +275,7 @@ def _routes(path: str, kind: Purpose, one: str, many: str, param: str) -> None:
     handlers: list[tuple[str, str, Callable[..., dict[str, Any]], int]] = [
         ("GET", path, list_, 200),
         ("POST", path, create, 201),
+        ("POST", f"{path}/preview", preview, 200),
         ("GET", f"{path}/{{{param}}}", get, 200),
         ("PATCH", f"{path}/{{{param}}}", update, 200),
         ("DELETE", f"{path}/{{{param}}}", delete, 200),

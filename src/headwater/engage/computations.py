@@ -55,9 +55,11 @@ ID_LENGTH = 22
 MAX_KEY = 255
 # Segment's plan quotas (§19.1): 100 audiences, 50 computed traits per space.
 LIMITS = {"audience": 100, "trait": 50}
-# §13.8's statuses; a real-time computation is Live from its creation on (it computes each
-# event from then; history is computed by the batch engine when it has run).
-LIVE, NOT_COMPUTING = "Live", "Not Computing"
+# §13.8's statuses. A real-time computation without history is Live from its creation on;
+# one with history, and a batch one, is Preparing until the batch engine has run it
+# (headwater.engage.batch_runs).
+PREPARING, COMPUTING, LIVE = "Preparing", "Computing", "Live"
+NOT_COMPUTING, FAILED = "Not Computing", "Failed"
 
 
 @dataclass(frozen=True)
@@ -93,11 +95,14 @@ class ComputationInfo:
     created_at: int
     updated_at: int
     destinations: tuple[Destination, ...] = field(default=())
+    status_detail: str | None = None  # why it is Failed or Not Computing, and what to do
 
     def computation(self) -> Computation:
         """As the engine takes it."""
         tree = parse(self.definition, kind=self.level, purpose=self.kind)
-        return Computation(self.id, self.key, self.kind, tree, self.include_anonymous)
+        return Computation(
+            self.id, self.key, self.kind, tree, self.include_anonymous, self.include_historical
+        )
 
 
 def computation_key(name: str) -> str:
@@ -225,7 +230,7 @@ class ComputationStore:
                     level=level,
                     definition=tree.text or to_text(tree),
                     mode=mode,
-                    status=LIVE if mode == "realtime" else NOT_COMPUTING,
+                    status=LIVE if mode == "realtime" and not include_historical else PREPARING,
                     options={
                         "include_anonymous": bool(include_anonymous),
                         "include_historical": bool(include_historical),
@@ -465,6 +470,18 @@ class ComputationStore:
                 by_computation.setdefault(c.computation_id, []).append(
                     destination_of(c.destination_id, c.name, c.settings or {})
                 )
+        b = schema.engage_batch
+        details = (
+            dict(
+                conn.execute(
+                    sa.select(b.c.computation_id, b.c.last_error).where(
+                        b.c.computation_id.in_(ids), b.c.last_error.is_not(None)
+                    )
+                ).all()
+            )
+            if ids
+            else {}
+        )
         out = []
         for r in rows:
             options = r.options or {}
@@ -485,6 +502,7 @@ class ComputationStore:
                     created_at=r.created_at,
                     updated_at=r.updated_at,
                     destinations=tuple(by_computation.get(r.id, ())),
+                    status_detail=details.get(r.id),
                 )
             )
         return out

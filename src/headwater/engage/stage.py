@@ -28,7 +28,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection as DbConnection
 from sqlalchemy.engine import Engine
 
-from headwater.engage import activation, outbox
+from headwater.engage import activation, batch_runs, outbox
 from headwater.engage.activation import Connection, Identity
 from headwater.engage.realtime import (
     Change,
@@ -48,6 +48,7 @@ from headwater.unify.sql_graph import SqlGraph
 # §13.3: without "Include Anonymous Users" a member needs one of these.
 ELIGIBLE = frozenset({"user_id", "email", "android.idfa", "ios.idfa"})
 EXPIRE_BATCH = 1_000  # profiles re-evaluated per call of ``expire``
+STAGED_BATCH = 2_000  # batch results applied per call of ``expire``
 TRAIT_CLASS = {"audience": "audience", "trait": "computed_trait"}
 
 Computations = Callable[[str], Sequence[Computation]]  # a space's, by space id
@@ -134,6 +135,7 @@ class EngageStage:
         self._clock = clock
         self._followers = tuple(followers)
         self._plans: dict[str, tuple[tuple[Computation, ...], Plan]] = {}
+        self._started: dict[str, Plan] = {}  # space → the plan whose vectors are registered
 
     def plan(self, space_id: str) -> Plan:
         computations = tuple(self._computations(space_id))
@@ -141,6 +143,19 @@ class EngageStage:
         if cached is None or cached[0] != computations:
             cached = self._plans[space_id] = (computations, Plan(computations))
         return cached[1]
+
+    def _plan(self, conn: DbConnection, space: SpaceInfo, now: float) -> Plan:
+        """The space's plan, its vectors registered: a new vector counts events received
+        from now on, and waits for its history from the batch engine (when the space has
+        Profiles Sync to read it from and a reader includes history)."""
+        plan = self.plan(space.id)
+        if self._started.get(space.id) is not plan:
+            since = batch_runs.register_vectors(
+                conn, space.id, plan, now, history=space.profiles_sync is not None
+            )
+            plan.start(since)
+            self._started[space.id] = plan
+        return plan
 
     # --- the identity stage's observer --------------------------------------------------------
 
@@ -155,7 +170,9 @@ class EngageStage:
         plan = self.plan(space.id)
         if (plan.empty and not self._followers) or not resolved:
             return
-        work = _Pass(conn, space, graph, plan, self._clock(), profiles)
+        now = self._clock()
+        plan = self._plan(conn, space, now)
+        work = _Pass(conn, space, graph, plan, now, profiles)
         engage_sources = set(
             conn.execute(sa.select(schema.engage_sources.c.source_id)).scalars().all()
         )
@@ -186,9 +203,10 @@ class EngageStage:
     ) -> int:
         """Re-evaluate the profiles whose windows time has moved, then the followers' work
         whose time has come; how much was done."""
-        plan = self.plan(space.id)
         now = self._clock()
+        plan = self._plan(conn, space, now)
         done = self._expire(conn, space, graph, profiles, plan, now) if not plan.empty else 0
+        done += self._apply_batch(conn, space, graph, profiles, plan, now)
         for follower in self._followers:
             done += follower.due(conn, space, graph, now, lambda p: self._stored(conn, space, p))
         return done
@@ -229,6 +247,85 @@ class EngageStage:
                 follower.follow(conn, space, graph, profile_id, touched.state, changes, None, now)
         self._write(work, profiles)
         return len(due)
+
+    def _apply_batch(
+        self,
+        conn: DbConnection,
+        space: SpaceInfo,
+        graph: SqlGraph,
+        profiles: ProfileData,
+        plan: Plan,
+        now: float,
+    ) -> int:
+        """Apply what batch runs staged (``batch_runs``): values of batch definitions,
+        buckets from history, values to send again to a newly connected destination."""
+        staged = batch_runs.staged(conn, space.id, STAGED_BATCH)
+        if not staged:
+            return 0
+        by_id = {c.id: c for c in self._computations(space.id)}
+        work = _Pass(conn, space, graph, plan, now, profiles)
+        owner = {p: graph.canonical(p) or p for p in {row[1] for row in staged}}
+        self._load(work, set(owner.values()))
+        changes: dict[str, list[Change]] = {}
+        traits: dict[str, dict[str, Any]] = {}
+        seeded: set[str] = set()
+        for seq, profile_id, kind, target, destination, body in staged:
+            user = owner[profile_id]
+            if kind == "buckets":
+                touched = self._state(work, user)
+                if plan.seed(touched.state, target, body):
+                    touched.dirty = True
+                    seeded.add(user)
+                continue
+            computation = by_id.get(target)
+            if computation is None:
+                continue  # deleted since
+            if kind == "resend":
+                self._resend(work, user, computation, destination, f"backfill:{seq}")
+                continue
+            touched = self._state(work, user)
+            before = touched.state.c.get(computation.id)
+            after = bool(body) if computation.kind == "audience" else body
+            if computation.kind == "audience":
+                before = bool(before)
+            if after == before and type(after) is type(before):
+                continue
+            if after is None or after is False:
+                touched.state.c.pop(computation.id, None)
+            else:
+                touched.state.c[computation.id] = after
+            touched.dirty = True
+            changes.setdefault(user, []).append(Change(computation, before, after))
+            traits.setdefault(user, {})[computation.key] = after
+        cause = f"batch:{staged[0][0]}"
+        for user in changes.keys() | seeded:
+            state = work.profiles[user].state
+            found = list(changes.get(user, ()))
+            read = plan.apply_traits(state, traits.get(user, {}))
+            if read or user in seeded:
+                found += plan.evaluate(
+                    state, set(), read, now, self._eligible(work, user), everything=user in seeded
+                )
+            self._changed(work, user, found, cause)
+            for follower in self._followers:
+                follower.follow(conn, space, graph, user, state, found, None, now)
+        batch_runs.applied(conn, space.id, [row[0] for row in staged])
+        self._write(work, profiles)
+        return len(staged)
+
+    def _resend(
+        self,
+        work: _Pass,
+        user: str,
+        computation: Computation,
+        destination: str | None,
+        cause: str,
+    ) -> None:
+        """A destination connected after the values were sent gets the current one."""
+        connections = [c for c in self._connections(computation.id) if c.destination == destination]
+        value = work.profiles[user].state.c.get(computation.id) if user in work.profiles else None
+        if connections and value is not None:
+            work.emissions.append((user, computation, value, connections, cause))
 
     def _stored(self, conn: DbConnection, space: SpaceInfo, profile_id: str) -> ProfileState:
         """A profile's state as this transaction has it (empty when Engage never saw it)."""
@@ -324,8 +421,7 @@ class EngageStage:
             keyed,
             {t: v for t, v in known.values.items() if t not in ("email", "anonymous_id")},
         )
-        for computation in work.plan.order:
-            c = computation.computation
+        for c in self._computations(work.space.id):  # real-time and batch values alike
             if c.id in changed or c.id not in before:
                 continue
             connections = self._connections(c.id)

@@ -176,6 +176,7 @@ MIGRATIONS: list[Migration] = [
     ),
     Migration(22, "engage: sql traits, their values and runs", _create_tables),
     Migration(23, "engage: journeys, their versions, members and step log", _create_tables),
+    Migration(24, "engage: batch runs, real-time vectors and staged results", _create_tables),
 ]
 
 
