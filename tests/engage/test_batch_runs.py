@@ -86,14 +86,19 @@ class Pipeline:
         self.seen = 0
 
     def send(self, user: str, event: str, hours_ago: float = 0, **props: Any) -> None:
+        self.message(
+            {"type": "track", "event": event, "userId": user, "properties": props}, hours_ago
+        )
+
+    def group(self, user: str, group_id: str, **traits: Any) -> None:
+        self.message({"type": "group", "userId": user, "groupId": group_id, "traits": traits})
+
+    def message(self, fields: dict[str, Any], hours_ago: float = 0) -> None:
         self.sent += 1
         at = format_timestamp(datetime.fromtimestamp(self.clock.now - hours_ago * HOUR, UTC))
         received = format_timestamp(datetime.fromtimestamp(self.clock.now, UTC))
         message = {
-            "type": "track",
-            "event": event,
-            "userId": user,
-            "properties": props,
+            **fields,
             "messageId": f"m-{self.sent}",
             "timestamp": at,
             "receivedAt": received,
@@ -189,6 +194,40 @@ def test_a38_a_batch_audience_sends_every_member_first_then_only_changes(
     assert p.runs.run_due() == 1  # the safety net: nothing changed, nothing sent
     p.run()
     assert p.entered() == []
+
+
+def test_an_account_audience_sends_a_group_per_account_and_an_identify_per_user(
+    pipeline: Pipeline,
+) -> None:
+    """§13.10, A-UE-44 through the pipeline: an account with a user who logged in is a member
+    (ANY); the account's profile holds it, the Group call names the account, and every user
+    of the account gets an Identify — even the one who never logged in."""
+    p = pipeline
+    p.group("u1", "acme", industry="Software")
+    p.group("u2", "acme")
+    p.group("u3", "solo")
+    p.send("u1", "Logged In", hours_ago=5)
+    p.clock.advance(60)
+    p.sync()
+    p.computations.create(
+        "main",
+        "audience",
+        "Active Accounts",
+        "ANY event('Logged In').within(30 days).count() >= 1",
+        level="accounts",
+        destinations=[{"name": "engage-hook", "send_identify": True}],
+    )
+    assert p.runs.run_due() == 1
+    p.run()
+    messages = p.messages()
+    groups = [(m["groupId"], m["userId"], m["traits"]) for m in messages if m["type"] == "group"]
+    assert groups == [("acme", "u1", {"active_accounts": True})]
+    identifies = sorted((m["userId"], m["traits"]) for m in messages if m["type"] == "identify")
+    assert identifies == [("u1", {"active_accounts": True}), ("u2", {"active_accounts": True})]
+    account = SqlGraph(p.engine, p.space.id).find("accounts", "group_id", "acme")
+    assert account is not None
+    held = ProfileData(p.engine, p.space.id).traits(account, trait_class="audience")
+    assert held["active_accounts"].value is True
 
 
 def test_an_edit_of_the_definition_runs_it_again_at_once(pipeline: Pipeline) -> None:

@@ -164,6 +164,39 @@ def messages(
     return out
 
 
+def group_messages(
+    space_id: str,
+    computation: Computation,
+    value: Any,
+    group_id: str,
+    user_id: str,
+    connections: Sequence[Connection],
+    *,
+    at: float,
+    cause: str,
+) -> list[dict[str, Any]]:
+    """An account-level value's Group call (one per account, §13.10: ``<key>: value`` among
+    the account's traits) for each connection sending traits. The Spec wants a userId on
+    every call: one of the account's users carries it."""
+    if computation.kind == "audience":
+        value = bool(value)
+    stamp = format_timestamp(datetime.fromtimestamp(at, UTC))
+    return [
+        {
+            "type": "group",
+            "groupId": group_id,
+            "userId": user_id,
+            "traits": {computation.key: value},
+            "timestamp": stamp,
+            "integrations": {"All": False, connection.destination: True},
+            "context": {"personas": personas(space_id, computation)},
+            "messageId": message_id(cause, computation.id, connection.destination, "group", 0),
+        }
+        for connection in connections
+        if connection.send_identify
+    ]
+
+
 def _ids(user_id: str | None, anonymous_id: str | None) -> dict[str, str]:
     ids = {}
     if user_id is not None:

@@ -221,10 +221,7 @@ class BatchRuns:
             sql = self._compile(tables, space, computations, tree, info.include_anonymous)
             values = batch.run({info.id: sql}, tables.rows)[info.id]
             if info.level == "accounts":
-                raise InvalidError(
-                    "account-level results are computed but not yet sent to profiles",
-                    "definition",
-                )
+                values = _accounts(self._engine, space.id, values)
             changed = self._stage_values(space.id, info, values)
         except WarehouseError as exc:
             failed = attempts + 1 >= RETRIES
@@ -489,6 +486,31 @@ def _held(engine: Engine, space_id: str, info: ComputationInfo) -> dict[str, Any
                 )
             )
         }
+
+
+def _accounts(engine: Engine, space_id: str, values: Mapping[str, Any]) -> dict[str, Any]:
+    """Values by ``group_id`` as values by the accounts' profiles (a group id the graph
+    does not know yet has no profile to hold a value)."""
+    p, i = schema.unify_profiles, schema.unify_identities
+    canonical = p.alias("c")
+    found: dict[str, Any] = {}
+    ids = list(values)
+    with engine.connect() as conn:
+        for start in range(0, len(ids), 500):
+            rows = conn.execute(
+                sa.select(i.c.value, sa.func.coalesce(canonical.c.segment_id, p.c.segment_id))
+                .join(p, p.c.seq == i.c.profile)
+                .outerjoin(canonical, canonical.c.seq == p.c.canonical)
+                .where(
+                    i.c.space_id == space_id,
+                    i.c.collection == "accounts",
+                    i.c.type == "group_id",
+                    i.c.value.in_(ids[start : start + 500]),
+                )
+            )
+            for group_id, profile_id in rows:
+                found[profile_id] = values[group_id]
+    return found
 
 
 def _staged(

@@ -295,6 +295,9 @@ class EngageStage:
             else:
                 touched.state.c[computation.id] = after
             touched.dirty = True
+            if computation.definition.kind == "accounts":
+                self._account(work, user, computation, after, f"batch:{seq}")
+                continue
             changes.setdefault(user, []).append(Change(computation, before, after))
             traits.setdefault(user, {})[computation.key] = after
         cause = f"batch:{staged[0][0]}"
@@ -312,6 +315,35 @@ class EngageStage:
         batch_runs.applied(conn, space.id, [row[0] for row in staged])
         self._write(work, profiles)
         return len(staged)
+
+    def _account(
+        self, work: _Pass, account: str, computation: Computation, value: Any, cause: str
+    ) -> None:
+        """An account-level value (§13.10): on the account's profile, a Group call for the
+        account, and an Identify or Track for each of its users."""
+        classes = work.values.setdefault(account, {})
+        classes.setdefault(TRAIT_CLASS[computation.kind], {})[computation.key] = value
+        connections = self._connections(computation.id)
+        if not connections:
+            return
+        users = work.graph.links(account)
+        for user in users:
+            work.emissions.append((user, computation, value, connections, f"{cause}:{account}"))
+        group_ids = _identifiers(work, account, frozenset({"group_id"}))
+        user_id = next(
+            (i.value for u in users for i in _identifiers(work, u, frozenset({"user_id"}))), None
+        )
+        if group_ids and user_id is not None:
+            work.messages += activation.group_messages(
+                work.space.id,
+                computation,
+                value,
+                group_ids[0].value,
+                user_id,
+                connections,
+                at=work.now,
+                cause=cause,
+            )
 
     def _resend(
         self,
