@@ -14,8 +14,11 @@ from typing import Any
 import msgspec
 import pytest
 import sqlalchemy as sa
+from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 
+from headwater.api.app import create_api
+from headwater.api.engage import use_batch_runs
 from headwater.destinations.store import DestinationStore
 from headwater.engage.batch_runs import BatchRuns
 from headwater.engage.computations import ComputationStore, Planned
@@ -24,6 +27,7 @@ from headwater.engage.stage import EngageStage
 from headwater.errors import InvalidError
 from headwater.pipeline.consumer import Consumer
 from headwater.store import schema
+from headwater.store.admin_token import hash_token
 from headwater.store.archive import Archive
 from headwater.store.log import EventLog
 from headwater.store.record import encode_record
@@ -323,3 +327,29 @@ def test_without_profiles_sync_a_batch_audience_is_not_computing_and_says_why(
         p.runs.preview(
             "main", parse(ABANDONED, kind="users", purpose="audience"), include_anonymous=False
         )
+
+
+def test_the_preview_route_answers_size_and_sample_and_refuses_a_bad_definition(
+    pipeline: Pipeline,
+) -> None:
+    p = pipeline
+    p.send("u1", "Cart Viewed", hours_ago=50)
+    p.send("u2", "Cart Viewed", hours_ago=50)
+    p.clock.advance(60)
+    p.sync()
+    app = create_api(p.engine, admin_token_hash=hash_token("token-for-tests"))
+    use_batch_runs(app, p.runs)
+    with TestClient(app, headers={"Authorization": "Bearer token-for-tests"}) as http:
+        found = http.post(
+            "/api/v1/spaces/main/audiences/preview", json={"definition": {"query": ABANDONED}}
+        )
+        assert found.status_code == 200, found.text
+        data = found.json()["data"]
+        assert data["size"] == 2 and {s["value"] for s in data["sample"]} == {True}
+        assert data["asOf"] is not None
+        bad = http.post(
+            "/api/v1/spaces/main/computed-traits/preview",
+            json={"definition": {"query": "event('x').within(9 years).count()"}},
+        )
+        assert bad.status_code == 422, bad.text
+        assert "within" in bad.text
