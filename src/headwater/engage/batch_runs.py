@@ -89,6 +89,8 @@ class Tables(Protocol):
 
     def rows(self, sql: str) -> Sequence[Sequence[Any]]: ...
 
+    def request_sync(self, after: int, now: float) -> None: ...
+
 
 TablesOf = Callable[[SpaceInfo], Tables | None]
 
@@ -161,7 +163,13 @@ class BatchRuns:
                 )
                 continue
             fingerprint = _fingerprint(info)
-            due = row.computed != fingerprint or (row.next_run_at or 0) <= now
+            edited = row.computed != fingerprint
+            if edited and (tables.loaded_at or 0) <= info.updated_at:
+                # A new definition reads everything sent before it: wait for a load that
+                # began after the edit (and ask for one).
+                tables.request_sync(info.updated_at, now)
+                continue
+            due = edited or (row.next_run_at or 0) <= now
             if due and self._claim(info.id, now):
                 done += 1
                 self._run(space, tables, computations, info, fingerprint, row.attempts)
@@ -248,6 +256,7 @@ class BatchRuns:
             changed=changed,
             computed_at=now,
         )
+        self._connected(info.id, now)
         logger.info("Engage batch: %s computed, %d profiles changed", info.key, changed)
 
     def _compile(
@@ -332,7 +341,10 @@ class BatchRuns:
         done = 0
         for key_hash, key, since in waiting:
             if tables.loaded_at is None or tables.loaded_at < since + SEED_MARGIN:
-                continue  # the warehouse has not loaded everything received before ``since``
+                # the warehouse has not loaded everything received before ``since``
+                if now >= since + SEED_MARGIN:
+                    tables.request_sync(since + SEED_MARGIN, now)
+                continue
             found = vectors.get(key)
             staged = []
             if found is not None:
@@ -389,7 +401,9 @@ class BatchRuns:
         for info in preparing:
             keys = {k for k in plan.vectors() if info.id in {c.id for c in plan.readers(k)}}
             if keys <= registered and not keys & unseeded:
-                self._set(info, status=LIVE, computed_at=int(self._clock()))
+                now = int(self._clock())
+                self._set(info, status=LIVE, computed_at=now)
+                self._connected(info.id, now)
 
     # --- destinations connected later ------------------------------------------------------------
 
@@ -413,7 +427,7 @@ class BatchRuns:
             info = by_id[computation_id]
             if info.status != LIVE:
                 continue  # its first values are still to come, and go to every destination
-            if info.include_historical and info.updated_at < now:
+            if info.include_historical:
                 held = _held(self._engine, space.id, info)
                 _insert(
                     self._engine,
@@ -434,6 +448,17 @@ class BatchRuns:
                 )
 
     # --- records --------------------------------------------------------------------------------
+
+    def _connected(self, computation_id: str, now: int) -> None:
+        """The computation's first values reach the destinations connected now: none of
+        them needs a backfill of its own."""
+        table = schema.engage_connections
+        with write_transaction(self._engine) as conn:
+            conn.execute(
+                table.update()
+                .where(table.c.computation_id == computation_id, table.c.synced_at.is_(None))
+                .values(synced_at=now)
+            )
 
     def _set(self, info: ComputationInfo, **values: Any) -> None:
         status = values.pop("status", None)

@@ -20,7 +20,7 @@ from headwater.unify.spaces import SpaceInfo
 from headwater.warehouse.connect import loader_for
 from headwater.warehouse.naming import Naming, default_schema_name, naming_for
 from headwater.warehouse.store import WarehouseInfo, WarehouseStore
-from headwater.warehouse.sync import PARTIAL, SUCCESS
+from headwater.warehouse.sync import PARTIAL, REQUESTED, RUNNING, SUCCESS, request_sync
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,7 @@ class ProfilesTables:
     loaded_at: int | None
     warehouse: WarehouseInfo
     data_dir: Path
+    engine: sa.Engine
 
     def columns(self) -> Mapping[str, Mapping[str, str]]:
         with loader_for(self.warehouse, self.data_dir) as loader:
@@ -39,6 +40,20 @@ class ProfilesTables:
     def rows(self, sql: str) -> list[tuple[Any, ...]]:
         with loader_for(self.warehouse, self.data_dir) as loader:
             return loader.query(sql)[1]
+
+    def request_sync(self, after: int, now: float) -> None:
+        """Ask for a sync, unless one asked for or running began at ``after`` or later."""
+        runs = state.warehouse_syncs
+        with self.engine.connect() as conn:
+            coming = conn.execute(
+                sa.select(runs.c.id).where(
+                    runs.c.warehouse_id == self.warehouse.id,
+                    runs.c.status.in_((REQUESTED, RUNNING)),
+                    runs.c.started_at >= after,
+                )
+            ).first()
+        if coming is None:
+            request_sync(self.engine, self.warehouse.id, now)
 
 
 class ProfilesWarehouses:
@@ -69,4 +84,5 @@ class ProfilesWarehouses:
             loaded_at=int(loaded) if loaded is not None else None,
             warehouse=warehouse,
             data_dir=self._data_dir,
+            engine=self._engine,
         )
