@@ -20,6 +20,10 @@ everything else as text, a missing value satisfies only ``absent`` and ``omits``
 (JSON text in the warehouse) satisfies a condition when one of its elements does. Where SQL
 cannot say exactly what Python does, docs/decisions.md ("Engage: batch") lists it.
 
+``compile_buckets`` is the other query: a real-time vector's hourly buckets per profile from
+the events received before a moment, so a new real-time computation that includes historical
+data starts from them and real time adds the rest (``buckets`` decodes its rows).
+
 Identifiers are always double-quoted and literals single-quoted with quotes doubled: nothing in
 a definition's text (event names, property paths, strings) reaches the SQL unquoted. The
 module does not run SQL: the caller runs the text on its warehouse (``run``).
