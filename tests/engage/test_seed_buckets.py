@@ -371,11 +371,15 @@ def test_first_and_last_keep_the_time_and_value(space: World) -> None:
     assert named == {a: {h - 1: [at(1.3), "bags"]}}
 
 
+HOSTILE = "x'; DROP TABLE batch_space.profile_merges; --"
+
+
 def test_where_conditions_and_unknown_events(space: World) -> None:
     """The stream's conditions as batch evaluates them; an event or property nobody sent
-    seeds nothing (no error)."""
+    seeds nothing (no error); an event's name reaches the SQL only quoted."""
     a = space.profile(space.track(U1, "Order", 1, category="shoes", tags=["red"]))
     space.track(U1, "Order", 1, category="bags", tags=["blue"])
+    space.track(U1, HOSTILE, 3)
     space.sync()
     now = space.now.timestamp()
     h = _hour(space, 0)
@@ -383,6 +387,9 @@ def test_where_conditions_and_unknown_events(space: World) -> None:
     assert _seed(space, shoes, now) == {a: {FOLDED: 1}}
     red = _vector("event('Order').where(property('tags') = 'red').within(1 days).count()")
     assert _seed(space, red, now) == {a: {h - 1: 1}}
+    escaped = HOSTILE.replace("'", "\\'")
+    assert _seed(space, _vector(f"event('{escaped}').count()"), now) == {a: {FOLDED: 1}}
+    assert space.rows(f"SELECT count(*) FROM {SCHEMA}.profile_merges")[0][0] >= 1
     assert _seed(space, _vector("event('Never').count()"), now) == {}
     assert _seed(space, _vector("event('Order').sum(property('nope'))"), now) == {}
     with pytest.raises(ValueError, match="family"):
