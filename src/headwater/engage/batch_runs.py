@@ -589,7 +589,9 @@ def register_vectors(
             since[key] = float(row.since) if row.since is not None else None
             continue
         wanted = history and any(c.include_historical for c in plan.readers(key))
-        start = int(now) if wanted else None
+        # The next whole second: events received until then and resolved before now are
+        # the seed's, and so are those received before it but resolved after (skipped here).
+        start = int(now) + 1 if wanted else None
         since[key] = float(start) if start is not None else None
         new.append({"space_id": space_id, "key_hash": key_hash(key), "key": key, "since": start})
     if new:

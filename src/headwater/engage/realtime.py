@@ -514,7 +514,8 @@ class Plan:
             return False
         mine = state.v.setdefault(key, {})
         for hour, bucket in buckets.items():
-            mine[hour] = _combine(vector.family, mine.get(hour), bucket)
+            # the seed's events arrived first: a first/last tie goes as in real time
+            mine[hour] = _combine(vector.family, bucket, mine.get(hour))
         return True
 
     def apply_traits(self, state: ProfileState, traits: Mapping[str, Any]) -> set[str]:
