@@ -88,6 +88,7 @@ class Pipeline:
         )
         self.sent = 0
         self.seen = 0
+        self.ids: set[str] = set()
 
     def send(self, user: str, event: str, hours_ago: float = 0, **props: Any) -> None:
         self.message(
@@ -144,7 +145,11 @@ class Pipeline:
             ).all()
         if rows:
             self.seen = rows[-1].seq
-        return [msgspec.json.decode(r.body) for r in rows]
+        found = [msgspec.json.decode(r.body) for r in rows]
+        for message in found:  # the dedup stage would drop a repeated one
+            assert message["messageId"] not in self.ids, message
+            self.ids.add(message["messageId"])
+        return found
 
     def entered(self) -> list[tuple[str, str, bool]]:
         """(event, userId, value) of the queued tracks."""

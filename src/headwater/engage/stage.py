@@ -300,8 +300,9 @@ class EngageStage:
                 continue
             changes.setdefault(user, []).append(Change(computation, before, after))
             traits.setdefault(user, {})[computation.key] = after
-        cause = f"batch:{staged[0][0]}"
+        run = staged[0][0]  # with the profile: the messageIds of this application
         for user in changes.keys() | seeded:
+            cause = f"batch:{run}:{user}"
             state = work.profiles[user].state
             found = list(changes.get(user, ()))
             read = plan.apply_traits(state, traits.get(user, {}))
@@ -328,7 +329,7 @@ class EngageStage:
             return
         users = work.graph.links(account)
         for user in users:
-            work.emissions.append((user, computation, value, connections, f"{cause}:{account}"))
+            work.emissions.append((user, computation, value, connections, f"{cause}:{user}"))
         group_ids = _identifiers(work, account, frozenset({"group_id"}))
         user_id = next(
             (i.value for u in users for i in _identifiers(work, u, frozenset({"user_id"}))), None
