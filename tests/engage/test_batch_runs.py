@@ -371,3 +371,23 @@ def test_the_preview_route_answers_size_and_sample_and_refuses_a_bad_definition(
         )
         assert bad.status_code == 422, bad.text
         assert "within" in bad.text
+
+
+def test_a_run_that_cannot_read_the_warehouse_is_retried_five_times_then_failed(
+    pipeline: Pipeline,
+) -> None:
+    p = pipeline
+    p.send("u1", "Cart Viewed", hours_ago=50)
+    p.computations.create("main", "audience", "Abandoned Cart", ABANDONED)
+    p.load()
+    (p.tmp / "w.db").write_bytes(b"not a DuckDB file" * 100)  # the warehouse breaks
+    assert p.runs.run_due() == 1
+    status, detail = p.status("abandoned_cart")
+    assert status == "Computing" and detail is not None and "could not be read" in detail
+    assert p.runs.run_due() == 0  # not before 5 minutes
+    for _ in range(4):
+        p.clock.advance(300)
+        assert p.runs.run_due() == 1
+    assert p.status("abandoned_cart")[0] == "Failed"
+    p.clock.advance(300)
+    assert p.runs.run_due() == 0  # a failed one waits for the next 8-hour slot

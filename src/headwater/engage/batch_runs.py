@@ -158,9 +158,9 @@ class BatchRuns:
             if info.mode != "batch":
                 continue
             if tables is None:
-                self._set(
-                    info, status=NOT_COMPUTING, error=NO_PROFILES_SYNC.format(space=space.name)
-                )
+                why = NO_PROFILES_SYNC.format(space=space.name)
+                if (info.status, info.status_detail) != (NOT_COMPUTING, why):
+                    self._set(info, status=NOT_COMPUTING, error=why)
                 continue
             fingerprint = _fingerprint(info)
             edited = row.computed != fingerprint
@@ -172,7 +172,8 @@ class BatchRuns:
             due = edited or (row.next_run_at or 0) <= now
             if due and self._claim(info.id, now):
                 done += 1
-                self._run(space, tables, computations, info, fingerprint, row.attempts)
+                attempts = 0 if edited else row.attempts
+                self._run(space, tables, computations, info, fingerprint, attempts)
         done += self._seed(space, tables, computations, now)
         self._backfill(space, computations, now)
         return done
@@ -231,19 +232,26 @@ class BatchRuns:
             if info.level == "accounts":
                 values = _accounts(self._engine, space.id, values)
             changed = self._stage_values(space.id, info, values)
-        except WarehouseError as exc:
+        except WarehouseError as exc:  # worth retrying: 5 minutes later, 5 times (§13.8)
             failed = attempts + 1 >= RETRIES
             self._release(
                 info,
                 status=FAILED if failed else COMPUTING,
                 error=f"the warehouse could not be read: {exc}",
+                computed=fingerprint,
                 attempts=attempts + 1,
                 next_run_at=int(self._clock()) + (EVERY if failed else RETRY_AFTER),
             )
             return
-        except (InputError, DefinitionError) as exc:
+        except (InputError, DefinitionError) as exc:  # the query itself: until it is edited
             message = exc.message if isinstance(exc, InputError) else str(exc)
-            self._release(info, status=FAILED, error=message, computed=fingerprint)
+            self._release(
+                info,
+                status=FAILED,
+                error=message,
+                computed=fingerprint,
+                next_run_at=int(self._clock()) + EVERY,
+            )
             return
         now = int(self._clock())
         self._release(
