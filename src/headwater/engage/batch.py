@@ -8,8 +8,9 @@ The query reads the tables Profiles Sync writes on every engine (spec §11.2): t
 ``segment_id`` — the profile at event time — and ``event_source_id``), ``profile_merges``
 (every profile id → its current canonical id, so events count for the profile they belong to
 now), ``user_traits`` (one row per trait of a canonical profile, the value as text),
-``user_identifiers`` (§13.3's eligibility) and, for accounts, ``groups`` (the user ↔ account
-links Group calls made, and the accounts' traits). It returns rows
+``user_identifiers`` (§13.3's eligibility) and, for accounts, ``user_accounts`` (the user ↔
+account links Group calls made, whole history) and ``account_traits`` (the accounts' traits),
+or where a warehouse has none of those yet the ``groups`` event table. It returns rows
 ``(canonical_segment_id, value)``: an audience's members (value true), or every profile a
 computed trait has a value for. For ``kind="accounts"`` the first column is the ``group_id``.
 
@@ -523,16 +524,28 @@ class _Compiler:
 
     def links(self) -> str:
         """User ↔ account pairs: every canonical profile that sent a Group call for an
-        account (Profiles Sync's ``groups`` table)."""
+        account — Profiles Sync's ``user_accounts``, and the ``groups`` table's pairs, which
+        are all in ``user_accounts`` too except where the warehouse was loaded before it
+        existed (the union keeps those last two months of links)."""
         found = self.referenced.get(("links", ""))
         if found is not None:
             return found
+        parts = []
+        if self.has("user_accounts", "group_id"):
+            parts.append(
+                "SELECT a.group_id AS aid, a.canonical_segment_id AS sid "
+                f"FROM {self.table('user_accounts')} AS a WHERE a.group_id IS NOT NULL"
+            )
         if self.has("groups", "group_id"):
-            sql = (
-                f"SELECT DISTINCT g.group_id AS aid, {self.canonical('g')} AS sid "
+            parts.append(
+                f"SELECT g.group_id AS aid, {self.canonical('g')} AS sid "
                 f"FROM {self.table('groups')} AS g{self.merge_join('g')} "
                 "WHERE g.group_id IS NOT NULL"
             )
+        if parts:
+            sql = " UNION ".join(parts)  # UNION: each pair once
+            if len(parts) == 1:
+                sql = "SELECT DISTINCT" + sql.removeprefix("SELECT")
         else:
             sql = f"SELECT {self.null('text')} AS aid, {self.null('text')} AS sid WHERE 1 = 0"
         name = self.cte("l", sql)
@@ -748,7 +761,8 @@ class _Compiler:
 
     def trait(self, key: str, scope: _Scope, row: _Row | None) -> _V:
         """A trait of the profile (or account): another computation's value when the key is
-        one, else the custom trait (``user_traits``; an account's from its Group calls)."""
+        one, else the custom trait (``user_traits``; an account's ``account_traits``, or in a
+        warehouse without it the latest value of its Group calls in ``groups``)."""
         cte, kind = self.trait_cte(key, scope.kind)
         sid = scope.sid if row is None else f"{row.alias}.__sid"
         alias = self.fresh("t")
@@ -788,6 +802,12 @@ class _Compiler:
                 f"{self.table('user_traits')} WHERE name = {literal(key)}"
                 if self.has("user_traits")
                 else f"SELECT {self.null('text')} AS sid, {self.null('text')} AS v WHERE 1 = 0"
+            )
+        elif self.has("account_traits"):
+            # Not mixed with ``groups``: a trait a Group call removed would come back.
+            sql = (
+                f"SELECT group_id AS sid, value AS v FROM {self.table('account_traits')} "
+                f"WHERE name = {literal(key)}"
             )
         else:
             column = self.naming.column(key)
