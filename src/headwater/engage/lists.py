@@ -25,9 +25,9 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection as DbConnection
 
+from headwater.destinations.runtime.pool import HookError
 from headwater.engage import activation, outbox
 from headwater.engage.activation import Identity
-from headwater.destinations.runtime.pool import HookError
 from headwater.engage.computations import ComputationStore, connections
 from headwater.store import schema
 from headwater.store.workspace import WorkspaceStore
