@@ -28,7 +28,7 @@ from sqlalchemy.engine import Connection as DbConnection
 from headwater.destinations.runtime.pool import HookError
 from headwater.engage import activation, outbox
 from headwater.engage.activation import Identity
-from headwater.engage.computations import ComputationStore, connections
+from headwater.engage.computations import ComputationStore, connections, creates_audiences
 from headwater.store import schema
 from headwater.store.workspace import WorkspaceStore
 
@@ -81,13 +81,20 @@ class ListAudiences:
             schema.destinations,
         )
         query = (
-            sa.select(comp.c.space_id, table.c.computation_id, table.c.destination_id, dest.c.name)
+            sa.select(
+                comp.c.space_id,
+                table.c.computation_id,
+                table.c.destination_id,
+                dest.c.name,
+                dest.c.type,
+            )
             .join(comp, comp.c.id == table.c.computation_id)
             .join(dest, dest.c.id == table.c.destination_id)
             .where(
                 table.c.external_audience_id.is_(None),
                 comp.c.deleted_at.is_(None),
                 comp.c.kind == "audience",
+                dest.c.type.like("actions:%"),  # only the package's have audience hooks
             )
             .order_by(table.c.created_at, table.c.computation_id, table.c.destination_id)
         )
@@ -96,14 +103,11 @@ class ListAudiences:
         query = query.where(_due(table, self._ws.now()))
         with self._ws.reading() as conn:
             rows = conn.execute(query).all()
-        found = []
-        for row in rows:
-            info = self._computations.get(row.space_id, row.computation_id)
-            if any(a.destination_id == row.destination_id for a in info.external_audiences):
-                found.append(
-                    _Pending(row.space_id, row.computation_id, row.destination_id, row.name)
-                )
-        return found
+        return [
+            _Pending(row.space_id, row.computation_id, row.destination_id, row.name)
+            for row in rows
+            if creates_audiences(row.type)
+        ]
 
     async def create(
         self, hook: AudienceHook, computation_id: str | None = None
