@@ -7,7 +7,8 @@ connection's ``audience_settings`` name an existing one as ``external_audience_i
 with ``getAudience``). The id the destination gives is kept with the connection; every message
 for the connection then carries it in ``context.personas.external_audience_id`` with the
 connection's ``audience_settings``, which the destination's sync action reads to add and
-remove members. Creating it queues the initial upload: one entry message per current member.
+remove members. Creating it queues the initial upload: one entry message per current member
+(the connection's backfill, so batch runs send it none of their own).
 
 A hook that fails leaves the connection without an id, its error kept and shown, and the
 worker tries again every ``RETRY_SECONDS``. Nothing is sent to the connection meanwhile; the
@@ -202,7 +203,11 @@ class ListAudiences:
                 _row(table, pending)
                 .where(table.c.external_audience_id.is_(None))
                 .values(
-                    external_audience_id=external_id, audience_error=None, audience_retry_at=None
+                    external_audience_id=external_id,
+                    audience_error=None,
+                    audience_retry_at=None,
+                    # this upload is the connection's backfill: batch runs send it no other
+                    synced_at=now,
                 )
             )
             if done.rowcount != 1:  # another process made it, or it was disconnected
