@@ -43,6 +43,7 @@ from headwater.engage.batch_runs import BatchRuns
 from headwater.engage.computations import Planned
 from headwater.engage.journeys.runner import JourneyFollower
 from headwater.engage.journeys.store import Live as LiveJourneys
+from headwater.engage.lists import ListAudiences
 from headwater.engage.outbox import Drain
 from headwater.engage.sql_traits.runs import SqlTraitRuns
 from headwater.engage.stage import EngageStage
@@ -108,6 +109,7 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 MAINTENANCE_INTERVAL = 60.0
 WAREHOUSE_TICK = 5.0  # how soon a "sync now" or a due schedule starts
 ENGAGE_DRAIN_INTERVAL = 0.2  # how long queued Engage messages may wait to be appended
+LISTS_TICK = 2.0  # how often the worker looks for list destinations' audiences to create
 READY_PROBE_INTERVAL = 1.0
 COUNTER_RETENTION_DAYS = 14
 SCHEMA_RETENTION_HOURS = 31 * 24  # the Source Schema's longest timeframe is 30 days
@@ -313,6 +315,7 @@ class Server:
         self._warehouse_task: asyncio.Task[None] | None = None
         self._engage_task: asyncio.Task[None] | None = None
         self._sql_traits_task: asyncio.Task[None] | None = None
+        self._lists_task: asyncio.Task[None] | None = None
         self.warehouse_scheduler = WarehouseScheduler(
             WarehouseStore(self.store), self.archive, self.settings.data_dir
         )
@@ -398,6 +401,17 @@ class Server:
             if not appended:
                 await asyncio.sleep(ENGAGE_DRAIN_INTERVAL)
 
+    async def _lists_loop(self) -> None:
+        """List destinations' audiences to create (connected by ``headwater apply``, or whose
+        ``createAudience`` failed and is due again), through the delivery engine's runtime."""
+        lists = ListAudiences(WorkspaceStore(self.engine, self.clock))
+        while True:
+            try:
+                await lists.create(self.delivery.audience_hook)
+            except Exception:
+                logger.exception("Engage: list audiences could not be created; will try again")
+            await asyncio.sleep(LISTS_TICK)
+
     async def _warehouse_queries_loop(self) -> None:
         """SQL traits and Engage batch runs that are due, in a thread (warehouse queries)."""
         while True:
@@ -477,6 +491,7 @@ class Server:
                         self._warehouse_task = asyncio.create_task(self._warehouse_loop())
                         self._engage_task = asyncio.create_task(self._engage_loop())
                         self._sql_traits_task = asyncio.create_task(self._warehouse_queries_loop())
+                        self._lists_task = asyncio.create_task(self._lists_loop())
                 except Exception as exc:
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
@@ -489,6 +504,7 @@ class Server:
                     self._warehouse_task,
                     self._engage_task,
                     self._sql_traits_task,
+                    self._lists_task,
                 )
                 for task in tasks:
                     if task is not None:

@@ -47,6 +47,7 @@ from headwater.engage.computations import (
     Destination,
     Purpose,
     computation_key,
+    creates_audiences,
     definition_of,
     destination_of,
 )
@@ -1711,6 +1712,8 @@ def _plan_computations(store: WorkspaceStore, config: ConfigFile) -> list[Change
     updates: list[Change] = []
     creates: list[Change] = []
     problems: list[str] = []
+    types = {d.name: d.type for d in DestinationStore(store).list()}
+    types.update({d.name: d.type for d in config.destinations or []})
     for section, kind in SECTIONS.items():
         configs: list[ComputationConfig] | None = getattr(config, section)
         if configs is None:
@@ -1725,6 +1728,13 @@ def _plan_computations(store: WorkspaceStore, config: ConfigFile) -> list[Change
             if cfg.space not in planned_spaces:
                 problems.append(f"{section}[{i}].space: no space named {cfg.space!r}")
                 continue
+            if kind == "trait":  # §14.1: list destinations take audiences only
+                problems += [
+                    f"{section}[{i}].destinations[{j}]: {d.name!r} is a list destination "
+                    f"({types[d.name]}): it takes audiences only, not computed traits"
+                    for j, d in enumerate(cfg.destinations)
+                    if d.name in types and creates_audiences(types[d.name])
+                ]
             key = cfg.key or computation_key(cfg.name)
             listed.add((cfg.space, key))
             current = existing.get((cfg.space, key))

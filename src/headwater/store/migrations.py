@@ -148,6 +148,19 @@ def _user_subscriptions(conn: Connection) -> None:
     _create_tables(conn)
 
 
+def _list_audiences(conn: Connection) -> None:
+    """``engage_connections`` keeps a list destination's external audience: its id, the last
+    hook failure and when to try again."""
+    present = {c["name"] for c in sa.inspect(conn).get_columns("engage_connections")}
+    for column, kind in (
+        ("external_audience_id", "VARCHAR(500)"),
+        ("audience_error", "TEXT"),
+        ("audience_retry_at", "BIGINT"),
+    ):
+        if column not in present:
+            conn.execute(sa.text(f"ALTER TABLE engage_connections ADD COLUMN {column} {kind}"))
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "create tables", _create_tables),
     Migration(2, "seed event log partitions", _seed_log_partitions),
@@ -177,6 +190,7 @@ MIGRATIONS: list[Migration] = [
     Migration(22, "engage: sql traits, their values and runs", _create_tables),
     Migration(23, "engage: journeys, their versions, members and step log", _create_tables),
     Migration(24, "engage: batch runs, real-time vectors and staged results", _create_tables),
+    Migration(26, "engage: list destinations' external audiences", _list_audiences),
 ]
 
 

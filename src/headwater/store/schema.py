@@ -922,6 +922,11 @@ engage_connections = sa.Table(
     sa.Column("settings", sa.JSON, nullable=False, default=dict),
     sa.Column("created_at", sa.BigInteger, nullable=False),
     sa.Column("synced_at", sa.BigInteger, nullable=True),  # its initial sync was queued
+    # A list destination's audience (its definition has createAudience): the id the
+    # destination gave it, or the last hook failure and when to try again.
+    sa.Column("external_audience_id", sa.String(500), nullable=True),
+    sa.Column("audience_error", sa.Text, nullable=True),
+    sa.Column("audience_retry_at", sa.BigInteger, nullable=True),
 )
 
 # Each profile's real-time state: the hourly buckets of every stream its space's computations
