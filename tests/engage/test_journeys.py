@@ -382,3 +382,51 @@ def test_a_paused_version_lets_no_one_in_and_its_members_move_on(world: World) -
         ).all()
     assert [tuple(m) for m in members] == [(1, 1), (2, 2)]  # u1 in v1; u2 and u3 in v2
     assert w.steps(v2, "u3") == ["thanks"]
+
+
+def test_a_merged_away_profile_carries_on_as_the_survivor_keeping_the_further_instance(
+    world: World,
+) -> None:
+    w = world
+    w.audience("Started", "event('Start').count() >= 1")
+    w.audience("Browsed", "event('Browse').count() >= 1")
+    both = w.journey(
+        "Both",
+        {
+            "entry": {"audience": "started"},
+            "steps": [
+                {"name": "Wait", "delay": {"hours": 2}},
+                {"name": "Hello", "send": _send()},
+            ],
+        },
+    )
+    one = w.journey(
+        "One", {"entry": {"audience": "browsed"}, "steps": [{"name": "Hi", "send": _send()}]}
+    )
+    w.send(event="Start", userId="u1")
+    w.later(HOUR)
+    by_email = {"anonymousId": "a1", "context": {"traits": {"email": "z@x.com"}}}
+    w.send_many([{"event": "Start", **by_email}, {"event": "Browse", **by_email}])
+    w.later(HOUR)  # u1's wait is over: u1 is further along in "Both"
+    assert w.steps(both, "u1") == ["wait", "hello"]
+    sent = [
+        m["context"]["personas"]["computation_key"] for m in w.messages() if m["type"] == "track"
+    ]
+    assert sorted(k[4:8] for k in sent) == ["both", "one_"]  # u1's Hello, a1's Hi
+    w.send("identify", userId="u1", traits={"email": "z@x.com"})  # merges the two profiles
+    survivor = w.profile("u1")
+    with w.engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(
+                schema.engage_journey_members.c.journey_id,
+                schema.engage_journey_members.c.profile_id,
+            )
+        ).all()
+    # One instance per journey, both on the survivor: "One" moved, "Both" kept u1's.
+    assert sorted((r.journey_id, r.profile_id) for r in rows) == sorted(
+        [(both.id, survivor), (one.id, survivor)]
+    )
+    assert w.steps(both, "u1") == ["wait", "hello"]
+    assert w.steps(one, "u1") == ["hi"]
+    w.later(2 * HOUR)  # a1's wait would have ended now: it is gone, nothing more is sent
+    assert [m for m in w.messages() if m["type"] == "track"] == []

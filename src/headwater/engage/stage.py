@@ -86,6 +86,13 @@ class Follower(Protocol):
         """Work whose time has come (delays, holds, exits); how much was done."""
         ...
 
+    def merged(
+        self, conn: DbConnection, space: SpaceInfo, from_id: str, into_id: str, now: float
+    ) -> None:
+        """``from_id`` was merged into ``into_id``: what followed the one now follows the
+        other (told before the survivor's ``follow`` for the same event)."""
+        ...
+
 
 @dataclass
 class _Touched:
@@ -261,6 +268,8 @@ class EngageStage:
                     plan.merge(survivor.state, merged.state)
                 survivor.dirty = True
                 everything = True
+                for follower in self._followers:
+                    follower.merged(work.conn, work.space, change.from_id, change.into_id, work.now)
             elif isinstance(change, AddIdentifier) and change.collection == "users":
                 added.append(change)
         touched = self._state(work, user)

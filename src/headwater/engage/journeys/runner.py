@@ -165,6 +165,43 @@ class JourneyFollower:
             self._write(work)
         return len(profiles)
 
+    def merged(
+        self, conn: DbConnection, space: SpaceInfo, from_id: str, into_id: str, now: float
+    ) -> None:
+        """The merged-away profile's journey instances move to the survivor; where both were
+        in the same one, the one further along stays (see ``_further``)."""
+        table = schema.engage_journey_members
+        moving = self._load(conn, space, from_id)
+        if not moving:
+            return
+        staying = self._load(conn, space, into_id)
+        for key, member in moving.items():
+            kept = staying.get(key)
+            match = sa.and_(
+                table.c.space_id == space.id,
+                table.c.journey_id == key[0],
+                table.c.version == key[1],
+                table.c.instance == key[2],
+            )
+            if kept is None or _further(member, kept):
+                if kept is not None:
+                    member["entries"] = max(member["entries"], kept["entries"])
+                    conn.execute(table.delete().where(match, table.c.profile_id == into_id))
+                conn.execute(
+                    table.update()
+                    .where(match, table.c.profile_id == from_id)
+                    .values(profile_id=into_id, state=member)
+                )
+            else:
+                if member["entries"] > kept["entries"]:
+                    kept["entries"] = member["entries"]
+                    conn.execute(
+                        table.update()
+                        .where(match, table.c.profile_id == into_id)
+                        .values(state=kept)
+                    )
+                conn.execute(table.delete().where(match, table.c.profile_id == from_id))
+
     # --- classic journeys -----------------------------------------------------------------
 
     def _classic(self, work: _Work, journey: LiveJourney) -> None:
@@ -576,6 +613,17 @@ class JourneyFollower:
                 conn, work.traits, _engage_source(conn, work.space.id), work.now
             )
         outbox.add(conn, work.space.id, work.messages, int(work.now))
+
+
+def _further(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """Whether instance ``a`` is further along than ``b``: one still in the journey before
+    one that exited or ended, then more steps joined, then the earlier entry."""
+
+    def rank(m: Mapping[str, Any]) -> tuple[bool, int, float]:
+        active = m.get("exited") is None and not m.get("done")
+        return (active, len(m["joined"]), -float(m["entered"]))
+
+    return rank(a) > rank(b)
 
 
 def _bucket(journey_id: str, split: str, profile_id: str) -> int:
