@@ -30,6 +30,7 @@ from sqlalchemy.engine import Engine
 
 from headwater.engage import activation, outbox
 from headwater.engage.activation import Connection, Identity
+from headwater.engage.due import due_profiles
 from headwater.engage.realtime import (
     Change,
     Computation,
@@ -209,17 +210,7 @@ class EngageStage:
         plan: Plan,
         now: float,
     ) -> int:
-        table = schema.engage_profiles
-        due = (
-            conn.execute(
-                sa.select(table.c.profile_id)
-                .where(table.c.space_id == space.id, table.c.due_at <= int(now))
-                .order_by(table.c.due_at)
-                .limit(EXPIRE_BATCH)
-            )
-            .scalars()
-            .all()
-        )
+        due = due_profiles(conn, schema.engage_profiles, space.id, now, EXPIRE_BATCH)
         if not due:
             return 0
         work = _Pass(conn, space, graph, plan, now, profiles)

@@ -39,6 +39,7 @@ from sqlalchemy.engine import Connection as DbConnection
 
 from headwater.engage import outbox
 from headwater.engage.activation import Identity
+from headwater.engage.due import due_profiles
 from headwater.engage.journeys import payloads
 from headwater.engage.journeys.model import ENTRY, EXIT, Condition, LiveJourney, Plan, Step
 from headwater.engage.realtime import Change, Computation, ProfileState, event_name
@@ -127,19 +128,7 @@ class JourneyFollower:
         now: float,
         state_of: Callable[[str], ProfileState],
     ) -> int:
-        table = schema.engage_journey_members
-        profiles = list(
-            dict.fromkeys(
-                conn.execute(
-                    sa.select(table.c.profile_id)
-                    .where(table.c.space_id == space.id, table.c.due_at <= int(now))
-                    .order_by(table.c.due_at)
-                    .limit(DUE_BATCH)
-                )
-                .scalars()
-                .all()
-            )
-        )
+        profiles = due_profiles(conn, schema.engage_journey_members, space.id, now, DUE_BATCH)
         if not profiles:
             return 0
         live = {(j.id, j.version): j for j in self._journeys(space.id)}
