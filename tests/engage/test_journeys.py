@@ -14,6 +14,8 @@ from sqlalchemy.engine import Engine
 
 from headwater.errors import InvalidError
 from headwater.store import schema
+from headwater.store.workspace import WorkspaceStore
+from headwater.unify.spaces import SpaceStore
 from tests.engage.journey_world import DAY, HOOK, HOUR, LIST, World
 from tests.support.clock import Clock
 
@@ -430,3 +432,28 @@ def test_a_merged_away_profile_carries_on_as_the_survivor_keeping_the_further_in
     assert w.steps(one, "u1") == ["hi"]
     w.later(2 * HOUR)  # a1's wait would have ended now: it is gone, nothing more is sent
     assert [m for m in w.messages() if m["type"] == "track"] == []
+
+
+def test_a_deleted_space_takes_its_journeys_versions_members_and_step_log(world: World) -> None:
+    w = world
+    w.audience("Buyers", "event('Order Completed').count() >= 1")
+    w.journey(
+        "Thanks", {"entry": {"audience": "buyers"}, "steps": [{"name": "Hi", "send": _send()}]}
+    )
+    w.send(event="Order Completed", userId="u1")
+    tables = (
+        schema.engage_journeys,
+        schema.engage_journey_versions,
+        schema.engage_journey_members,
+        schema.engage_journey_log,
+    )
+
+    def counts() -> list[int]:
+        with w.engine.connect() as conn:
+            return [
+                conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one() for t in tables
+            ]
+
+    assert counts() == [1, 1, 1, 2]  # the entry and Hi
+    SpaceStore(WorkspaceStore(w.engine)).delete("main")
+    assert counts() == [0, 0, 0, 0]
