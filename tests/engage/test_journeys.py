@@ -360,7 +360,7 @@ def test_a_paused_version_lets_no_one_in_and_its_members_move_on(world: World) -
     w = world
     w.audience("Buyers", "event('Order Completed').count() >= 1")
     definition: dict[str, Any] = {
-        "entry": {"audience": "buyers"},
+        "entry": {"audience": "buyers", "use_historical_data": True},  # u2 is in buyers by v2
         "exclude_previous": True,
         "steps": [{"name": "Wait", "delay": {"days": 1}}, {"name": "Thanks", "send": _send()}],
     }
@@ -457,3 +457,31 @@ def test_a_deleted_space_takes_its_journeys_versions_members_and_step_log(world:
     assert counts() == [1, 1, 1, 2]  # the entry and Hi
     SpaceStore(WorkspaceStore(w.engine)).delete("main")
     assert counts() == [0, 0, 0, 0]
+
+
+def test_use_historical_data_lets_in_the_entry_audience_at_publication_and_only_then(
+    world: World,
+) -> None:
+    w = world
+    w.audience("Buyers", "event('Order Completed').count() >= 1")
+    w.send_many([{"event": "Order Completed", "userId": u} for u in ("u1", "u2")])
+    steps = [{"name": "Hi", "send": _send()}]
+    later = w.journey("Later", {"entry": {"audience": "buyers"}, "steps": steps})
+    backfill = w.journey(
+        "Backfill", {"entry": {"audience": "buyers", "use_historical_data": True}, "steps": steps}
+    )
+    w.later(0)  # the stage's idle work lets the members at publication in
+    assert [w.steps(backfill, u) for u in ("u1", "u2")] == [["hi"], ["hi"]]
+    assert [w.steps(later, u) for u in ("u1", "u2")] == [[], []]
+    with w.engine.connect() as conn:
+        pending = conn.execute(sa.select(schema.engage_journey_versions.c.backfill_after))
+        assert set(pending.scalars()) == {None}  # the backfill is over
+    w.send(event="Order Completed", userId="u1")  # still a member: not a new entry
+    w.send(event="Order Completed", userId="u3")  # joins the audience after publication
+    assert w.steps(later, "u1") == []
+    assert w.steps(later, "u3") == ["hi"] and w.steps(backfill, "u3") == ["hi"]
+    hello = [m["userId"] for m in w.messages() if m["type"] == "track"]
+    assert Counter(hello) == {"u1": 1, "u2": 1, "u3": 2}
+    with pytest.raises(InvalidError) as refused:
+        w.journey("Bad", {"entry": {"audience": "buyers", "use_historical_data": "yes"}})
+    assert refused.value.field == "definition.entry.use_historical_data"

@@ -21,6 +21,8 @@ step it can, in the journey's order, until none is left (§15.2):
 - joining a send step sends its messages; joining any step writes
   ``j_<journey>__<step>__step_joined_time`` (trait class ``computed_trait``) on the profile.
 
+A classic journey lets in the profiles that join its entry audience after publication; with
+"Use historical data" also those already members then (``due`` lets them in, a batch at a time).
 Exit settings end a classic membership N after entry (event destinations get the exits);
 re-entry settings let it enter again M after the exit if the entry condition still holds.
 """
@@ -42,7 +44,13 @@ from headwater.engage.activation import Identity
 from headwater.engage.due import due_profiles
 from headwater.engage.journeys import payloads
 from headwater.engage.journeys.model import ENTRY, EXIT, Condition, LiveJourney, Plan, Step
-from headwater.engage.realtime import Change, Computation, ProfileState, event_name
+from headwater.engage.realtime import (
+    Change,
+    Computation,
+    ProfileState,
+    decode_state,
+    event_name,
+)
 from headwater.store import schema
 from headwater.timestamps import format_timestamp
 from headwater.unify.profiles import ProfileData
@@ -82,6 +90,7 @@ class _Work:
     traits: list[tuple[str, str, str, Any]] = field(default_factory=list)
     messages: list[dict[str, Any]] = field(default_factory=list)
     identity: Identity | None = None
+    changes: Sequence[Change] = ()  # the values this call's event or time changed
 
 
 class JourneyFollower:
@@ -90,6 +99,7 @@ class JourneyFollower:
     def __init__(self, journeys: Journeys, computations: Computations) -> None:
         self._journeys = journeys
         self._computations = computations
+        self._backfilled: set[tuple[str, int]] = set()  # versions with none left to let in
 
     # --- the Follower protocol ------------------------------------------------------------
 
@@ -108,8 +118,11 @@ class JourneyFollower:
         if not live:
             return
         work = self._work(conn, space, graph, profile_id, state, now, {})
+        work.changes = changes
         if not changes and all(
-            j.plan.kind == "classic" and not self._holds(work, j.plan.entry.condition) for j in live
+            j.plan.kind == "classic"
+            and not (j.plan.entry.historical and self._holds(work, j.plan.entry.condition))
+            for j in live
         ):
             return  # nothing moved: no entry, no condition newly met (time is ``due``'s)
         work.members.update(self._load(conn, space, profile_id))
@@ -128,9 +141,10 @@ class JourneyFollower:
         now: float,
         state_of: Callable[[str], ProfileState],
     ) -> int:
+        done = self._backfill(conn, space, graph, now)
         profiles = due_profiles(conn, schema.engage_journey_members, space.id, now, DUE_BATCH)
         if not profiles:
-            return 0
+            return done
         live = {(j.id, j.version): j for j in self._journeys(space.id)}
         for profile_id in profiles:
             members = self._load(conn, space, profile_id)
@@ -152,7 +166,43 @@ class JourneyFollower:
                 if member.get("due") is not None and member["due"] <= now:
                     member["due"] = None  # never due for ever: the idle loop must end
             self._write(work)
-        return len(profiles)
+        return done + len(profiles)
+
+    def _backfill(self, conn: DbConnection, space: SpaceInfo, graph: SqlGraph, now: float) -> int:
+        """ "Use historical data": the entry audience's members at publication enter, a batch
+        of profiles per call, in profile id order (``backfill_after`` keeps the place)."""
+        versions, profiles = schema.engage_journey_versions, schema.engage_profiles
+        done = 0
+        for journey in self._journeys(space.id):
+            key = (journey.id, journey.version)
+            plan = journey.plan
+            if key in self._backfilled or journey.status != "published" or plan.kind != "classic":
+                continue
+            match = sa.and_(
+                versions.c.journey_id == journey.id, versions.c.version == journey.version
+            )
+            after = conn.execute(sa.select(versions.c.backfill_after).where(match)).scalar()
+            if after is None:
+                self._backfilled.add(key)
+                continue
+            batch = conn.execute(
+                sa.select(profiles.c.profile_id, profiles.c.state)
+                .where(profiles.c.space_id == space.id, profiles.c.profile_id > after)
+                .order_by(profiles.c.profile_id)
+                .limit(DUE_BATCH)
+            ).all()
+            for profile_id, state in batch:
+                work = self._work(conn, space, graph, profile_id, decode_state(state), now, {})
+                if not self._holds(work, plan.entry.condition):
+                    continue
+                work.members.update(self._load(conn, space, profile_id))
+                if (journey.id, journey.version, "") not in work.members:
+                    self._classic(work, journey)
+                    self._write(work)
+            last = batch[-1].profile_id if len(batch) == DUE_BATCH else None
+            conn.execute(versions.update().where(match).values(backfill_after=last))
+            done += len(batch)
+        return done
 
     def merged(
         self, conn: DbConnection, space: SpaceInfo, from_id: str, into_id: str, now: float
@@ -201,6 +251,8 @@ class JourneyFollower:
         if member is None:
             if journey.status != "published" or not self._holds(work, plan.entry.condition):
                 return
+            if not plan.entry.historical and not self._entered(work, plan.entry.condition):
+                return  # a member from before publication: only "Use historical data" lets it in
             if plan.exclude_previous and any(
                 k[0] == journey.id and k[1] != journey.version for k in work.members
             ):
@@ -514,6 +566,13 @@ class JourneyFollower:
         computation = work.audiences.get(condition.audience)
         member = bool(work.state.c.get(computation)) if computation is not None else False
         return member == condition.member
+
+    def _entered(self, work: _Work, condition: Condition | None) -> bool:
+        """Whether this call's changes made the entry condition hold (it holds now)."""
+        if condition is None:
+            return True
+        computation = work.audiences.get(condition.audience)
+        return any(c.computation.id == computation for c in work.changes)
 
     def _identity(self, work: _Work) -> Identity:
         if work.identity is None:
