@@ -479,8 +479,12 @@ def plan(store: WorkspaceStore, config: ConfigFile) -> Plan:
         changes.append(RenameWorkspace(workspace.name, config.workspace))
     if config.sources is not None:
         changes += _plan_sources(store, config.sources)
+    dropped_warehouses: list[Change] = []  # after the SQL traits and spaces that query them
     if config.warehouses is not None:
-        changes += _plan_warehouses(store, config.warehouses)
+        listed = {w.name for w in config.warehouses}
+        for change in _plan_warehouses(store, config.warehouses):
+            gone = isinstance(change, DeleteInstance) and change.name not in listed
+            (dropped_warehouses if gone else changes).append(change)
     trait_deletes: list[Change] = []
     trait_changes: list[Change] = []
     if config.sql_traits is not None:
@@ -494,7 +498,8 @@ def plan(store: WorkspaceStore, config: ConfigFile) -> Plan:
     # Spaces before destinations: a space's Engage source (`<space>-engage`), which Engage's
     # destinations hang off, is made with the space.
     if config.spaces is not None:
-        changes += _plan_spaces(store, config, changes)
+        changes += _plan_spaces(store, config, changes + dropped_warehouses)
+    changes += dropped_warehouses
     if config.destinations is not None:
         changes += _plan_destinations(store, config.destinations)
     connects: list[Change] = []

@@ -30,6 +30,7 @@ from sqlalchemy.engine import Engine
 
 from headwater.engage import activation, batch_runs, outbox
 from headwater.engage.activation import Connection, Identity
+from headwater.engage.due import due_profiles
 from headwater.engage.realtime import (
     Change,
     Computation,
@@ -85,6 +86,13 @@ class Follower(Protocol):
         state_of: Callable[[str], ProfileState],
     ) -> int:
         """Work whose time has come (delays, holds, exits); how much was done."""
+        ...
+
+    def merged(
+        self, conn: DbConnection, space: SpaceInfo, from_id: str, into_id: str, now: float
+    ) -> None:
+        """``from_id`` was merged into ``into_id``: what followed the one now follows the
+        other (told before the survivor's ``follow`` for the same event)."""
         ...
 
 
@@ -220,17 +228,7 @@ class EngageStage:
         plan: Plan,
         now: float,
     ) -> int:
-        table = schema.engage_profiles
-        due = (
-            conn.execute(
-                sa.select(table.c.profile_id)
-                .where(table.c.space_id == space.id, table.c.due_at <= int(now))
-                .order_by(table.c.due_at)
-                .limit(EXPIRE_BATCH)
-            )
-            .scalars()
-            .all()
-        )
+        due = due_profiles(conn, schema.engage_profiles, space.id, now, EXPIRE_BATCH)
         if not due:
             return 0
         work = _Pass(conn, space, graph, plan, now, profiles)
@@ -391,6 +389,8 @@ class EngageStage:
                     plan.merge(survivor.state, merged.state)
                 survivor.dirty = True
                 everything = True
+                for follower in self._followers:
+                    follower.merged(work.conn, work.space, change.from_id, change.into_id, work.now)
             elif isinstance(change, AddIdentifier) and change.collection == "users":
                 added.append(change)
         touched = self._state(work, user)

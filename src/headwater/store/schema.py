@@ -1153,6 +1153,9 @@ engage_journey_versions = sa.Table(
     sa.Column("definition", sa.JSON, nullable=False),
     sa.Column("created_at", sa.BigInteger, nullable=False),
     sa.Column("published_at", sa.BigInteger, nullable=True),
+    # "Use historical data" (migration 26): the entry audience's members at publication still to
+    # let in, after this profile id ('' : all of them); NULL when none are left.
+    sa.Column("backfill_after", sa.String(40), nullable=True),
 )
 
 # One profile's way through one journey version (``instance``: '' for a classic journey, the
