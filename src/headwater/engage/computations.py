@@ -350,6 +350,12 @@ class ComputationStore:
                     schema.engage_connections.c.computation_id == row.id
                 )
             )
+            # What the batch engine had for it goes with it.
+            batch, staged = schema.engage_batch, schema.engage_batch_staged
+            conn.execute(batch.delete().where(batch.c.computation_id == row.id))
+            conn.execute(
+                staged.delete().where(staged.c.space_id == info.id, staged.c.target == row.id)
+            )
             traits = schema.unify_profile_traits
             conn.execute(
                 traits.update()

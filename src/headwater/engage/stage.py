@@ -267,9 +267,11 @@ class EngageStage:
         changes: dict[str, list[Change]] = {}
         traits: dict[str, dict[str, Any]] = {}
         seeded: set[str] = set()
+        applied: list[int] = []
         for seq, profile_id, kind, target, destination, body in staged:
             user = owner[profile_id]
             if kind == "buckets":
+                applied.append(seq)
                 touched = self._state(work, user)
                 if plan.seed(touched.state, target, body):
                     touched.dirty = True
@@ -277,7 +279,8 @@ class EngageStage:
                 continue
             computation = by_id.get(target)
             if computation is None:
-                continue  # deleted since
+                continue  # too new for this process's plan yet (a deletion removes its rows)
+            applied.append(seq)
             if kind == "resend":
                 self._resend(work, user, computation, destination, f"backfill:{seq}")
                 continue
@@ -311,9 +314,9 @@ class EngageStage:
             self._changed(work, user, found, cause)
             for follower in self._followers:
                 follower.follow(conn, space, graph, user, state, found, None, now)
-        batch_runs.applied(conn, space.id, [row[0] for row in staged])
+        batch_runs.applied(conn, space.id, applied)
         self._write(work, profiles)
-        return len(staged)
+        return len(applied)
 
     def _account(
         self, work: _Pass, account: str, computation: Computation, value: Any, cause: str
