@@ -23,6 +23,7 @@ from sqlalchemy.exc import OperationalError
 
 from headwater.api.app import create_api
 from headwater.api.debugger import router as debugger_router
+from headwater.api.engage import use_batch_runs
 from headwater.api.source_schema import router as source_schema_router
 from headwater.api.source_schema import use_plans
 from headwater.api.sql_traits import use_warehouse_queries
@@ -38,9 +39,11 @@ from headwater.destinations.redirects import Redirects
 from headwater.destinations.routing import schema_integration_filter
 from headwater.destinations.runtime.install import actions_dir
 from headwater.destinations.store import DestinationCache, DestinationStore
+from headwater.engage.batch_runs import BatchRuns
 from headwater.engage.computations import Planned
 from headwater.engage.journeys.runner import JourneyFollower
 from headwater.engage.journeys.store import Live as LiveJourneys
+from headwater.engage.lists import ListAudiences
 from headwater.engage.outbox import Drain
 from headwater.engage.sql_traits.runs import SqlTraitRuns
 from headwater.engage.stage import EngageStage
@@ -92,6 +95,7 @@ from headwater.unify.spaces import SpaceInfo, SpaceStore
 from headwater.unify.sql_graph import SqlGraph
 from headwater.unify.stage import APPLIED_RETENTION, IdentityStage
 from headwater.unify.stage import GROUP as UNIFY_GROUP
+from headwater.warehouse.profiles_tables import ProfilesWarehouses
 from headwater.warehouse.query import WarehouseQueries
 from headwater.warehouse.scheduler import WarehouseScheduler
 from headwater.warehouse.store import WarehouseStore
@@ -105,6 +109,7 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 MAINTENANCE_INTERVAL = 60.0
 WAREHOUSE_TICK = 5.0  # how soon a "sync now" or a due schedule starts
 ENGAGE_DRAIN_INTERVAL = 0.2  # how long queued Engage messages may wait to be appended
+LISTS_TICK = 2.0  # how often the worker looks for list destinations' audiences to create
 READY_PROBE_INTERVAL = 1.0
 COUNTER_RETENTION_DAYS = 14
 SCHEMA_RETENTION_HOURS = 31 * 24  # the Source Schema's longest timeframe is 30 days
@@ -252,6 +257,16 @@ class Server:
         self.sql_traits = SqlTraitRuns(
             self.engine, self.warehouse_queries, owner=f"{owner}:sql-traits", clock=self.clock
         )
+        # Batch computation: scheduled queries on each space's Profiles Sync tables, their
+        # results applied by Engage's observer in identity resolution's pass.
+        self.engage_batch = BatchRuns(
+            self.engine,
+            self.store,
+            ProfilesWarehouses(WarehouseStore(self.store), self.engine, self.settings.data_dir),
+            owner=f"{owner}:engage-batch",
+            clock=self.clock,
+        )
+        use_batch_runs(self.api, self.engage_batch)
         self.engage_drain = Drain(
             self.engine, InternalAppend(self.ingest_log, clock=self.clock), clock=self.clock
         )
@@ -300,6 +315,7 @@ class Server:
         self._warehouse_task: asyncio.Task[None] | None = None
         self._engage_task: asyncio.Task[None] | None = None
         self._sql_traits_task: asyncio.Task[None] | None = None
+        self._lists_task: asyncio.Task[None] | None = None
         self.warehouse_scheduler = WarehouseScheduler(
             WarehouseStore(self.store), self.archive, self.settings.data_dir
         )
@@ -385,13 +401,28 @@ class Server:
             if not appended:
                 await asyncio.sleep(ENGAGE_DRAIN_INTERVAL)
 
-    async def _sql_traits_loop(self) -> None:
-        """SQL traits that are due, one after another, in a thread (warehouse queries)."""
+    async def _lists_loop(self) -> None:
+        """List destinations' audiences to create (connected by ``headwater apply``, or whose
+        ``createAudience`` failed and is due again), through the delivery engine's runtime."""
+        lists = ListAudiences(WorkspaceStore(self.engine, self.clock))
+        while True:
+            try:
+                await lists.create(self.delivery.audience_hook)
+            except Exception:
+                logger.exception("Engage: list audiences could not be created; will try again")
+            await asyncio.sleep(LISTS_TICK)
+
+    async def _warehouse_queries_loop(self) -> None:
+        """SQL traits and Engage batch runs that are due, in a thread (warehouse queries)."""
         while True:
             try:
                 await asyncio.to_thread(self.sql_traits.run_due)
             except Exception:
                 logger.exception("SQL traits failed; will try again")
+            try:
+                await asyncio.to_thread(self.engage_batch.run_due)
+            except Exception:
+                logger.exception("Engage's batch computation failed; will try again")
             await asyncio.sleep(WAREHOUSE_TICK)
 
     async def _warehouse_loop(self) -> None:
@@ -459,7 +490,8 @@ class Server:
                         self._maintenance = asyncio.create_task(self._maintenance_loop())
                         self._warehouse_task = asyncio.create_task(self._warehouse_loop())
                         self._engage_task = asyncio.create_task(self._engage_loop())
-                        self._sql_traits_task = asyncio.create_task(self._sql_traits_loop())
+                        self._sql_traits_task = asyncio.create_task(self._warehouse_queries_loop())
+                        self._lists_task = asyncio.create_task(self._lists_loop())
                 except Exception as exc:
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
@@ -472,6 +504,7 @@ class Server:
                     self._warehouse_task,
                     self._engage_task,
                     self._sql_traits_task,
+                    self._lists_task,
                 )
                 for task in tasks:
                     if task is not None:

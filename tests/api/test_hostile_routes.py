@@ -23,6 +23,7 @@ import uvicorn
 
 from headwater.api.app import create_api
 from headwater.api.debugger import router as debugger_router
+from headwater.api.engage import use_batch_runs
 from headwater.api.source_schema import router as source_schema_router
 from headwater.api.sql_traits import use_warehouse_queries
 from headwater.api.tester import router as event_tester_router
@@ -30,12 +31,14 @@ from headwater.api.tester import use_delivery
 from headwater.api.uploads import use_appender
 from headwater.delivery.engine import DeliveryEngine
 from headwater.destinations.store import DestinationCache, DestinationStore
+from headwater.engage.batch_runs import BatchRuns
 from headwater.ingest.internal import InternalAppend
 from headwater.store.admin_token import hash_token
 from headwater.store.database import database_url, open_engine
 from headwater.store.ingest_log import open_ingest_log
 from headwater.store.migrations import migrate
 from headwater.store.workspace import WorkspaceStore
+from headwater.warehouse.profiles_tables import ProfilesWarehouses
 from headwater.warehouse.query import WarehouseQueries
 from headwater.warehouse.store import WarehouseStore
 from tests.support.hostile import RAW_BODIES, VALUES, deep_array, deep_object
@@ -157,6 +160,15 @@ def base_url(
     log = open_ingest_log(engine, tmp, durability="normal", clock=time.time)
     use_appender(app, InternalAppend(log, clock=time.time))  # profile CSV uploads
     use_warehouse_queries(app, WarehouseQueries(WarehouseStore(workspace), tmp))  # SQL traits
+    use_batch_runs(  # audience and computed-trait previews
+        app,
+        BatchRuns(
+            engine,
+            workspace,
+            ProfilesWarehouses(WarehouseStore(workspace), engine, tmp),
+            owner="hostile",
+        ),
+    )
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = int(sock.getsockname()[1])

@@ -148,3 +148,49 @@ def test_bad_entries_are_named(
     with pytest.raises(ConfigError) as refused:
         parse_config(read_yaml(text))
     assert any(p.startswith(problem) for p in refused.value.problems), refused.value.problems
+
+
+LIST_FILE = """
+workspace: acme
+sources:
+  - name: web
+spaces:
+  - name: main
+    sources: [web]
+audiences:
+  - space: main
+    name: Buyers
+    definition: "event('Order Completed').within(30 days).count() >= 1"
+    destinations:
+      - name: iterable
+        audience_settings: {updateExistingUsersOnly: true}
+destinations:
+  - name: iterable
+    type: actions:iterable-lists
+    source: main-engage
+    settings: {apiKey: key-1}
+"""
+
+
+def test_a_list_destination_applies_exports_and_applies_back_unchanged(
+    store: WorkspaceStore,
+) -> None:
+    run(store, LIST_FILE)
+    [audience] = ComputationStore(store).list("main", "audience")
+    [destination] = audience.destinations
+    assert destination.audience_settings == {"updateExistingUsersOnly": True}
+    [external] = audience.external_audiences  # the worker creates it
+    assert external.external_id is None
+    exported = export_config(store)
+    assert read_yaml(exported)["audiences"][0]["destinations"] == [
+        {"name": "iterable", "audience_settings": {"updateExistingUsersOnly": True}}
+    ]
+    assert run(store, exported) == "No changes."
+    assert run(store, LIST_FILE) == "No changes."
+
+
+def test_a_computed_trait_cannot_go_to_a_list_destination(store: WorkspaceStore) -> None:
+    text = LIST_FILE.replace("audiences:", "computed_traits:").replace("count() >= 1", "count()")
+    with pytest.raises(ConfigError) as refused:
+        run(store, text)
+    assert "list destination" in str(refused.value) and "audiences only" in str(refused.value)

@@ -55,6 +55,7 @@ class World:
     sent: list[tuple[str, dict[str, Any], Resolution]] = field(default_factory=list)
     merged: dict[str, str] = field(default_factory=dict)  # profile → the one it merged into
     traits: dict[str, dict[str, tuple[Any, float]]] = field(default_factory=dict)
+    account_traits: dict[str, dict[str, Any]] = field(default_factory=dict)  # by account profile
     ids: itertools.count[int] = field(default_factory=itertools.count)
 
     def __post_init__(self) -> None:
@@ -113,7 +114,20 @@ class World:
                 elif name not in held or held[name][0] != value:
                     held[name] = (value, at)
                     changed[name] = value
-        return [(resolution.user, changed)] if changed else []
+        found = [(resolution.user, changed)] if changed else []
+        if event.get("type") == "group" and resolution.account is not None:
+            held_by = self.account_traits.setdefault(resolution.account, {})
+            told: dict[str, Any] = {}
+            for name, value in dict(event.get("traits") or {}).items():
+                if held_by.get(name) != value:
+                    told[name] = value
+                    if value is None:
+                        held_by.pop(name, None)
+                    else:
+                        held_by[name] = value
+            if told:  # the profile store tells an account's traits as a profile's
+                found.append((resolution.account, told))
+        return found
 
     def message(self, type_: str, when: datetime, **fields: Any) -> dict[str, Any]:
         stamp = format_timestamp(when)
@@ -153,9 +167,10 @@ class World:
     def group(
         self, who: Mapping[str, str], group_id: str, hours_ago: float = 1, **traits: Any
     ) -> Resolution:
-        return self.send(
-            self.message("group", self.ago(hours_ago), groupId=group_id, traits=traits, **who)
-        )
+        message = self.message("group", self.ago(hours_ago), groupId=group_id, traits=traits)
+        if hours_ago > 24:  # an old Group call was received when it was made
+            message["receivedAt"] = message["timestamp"]
+        return self.send({**message, **who})
 
     # -- the warehouse --
 

@@ -98,3 +98,34 @@ def test_id_sync_settings_are_checked() -> None:
         mappings_of("id_sync", four, "d")
     with pytest.raises(InvalidError, match="unknown key 'x'"):
         mappings_of("trait_enrichment", [{"trait": "a", "field": "b", "x": 1}], "d")
+
+
+def test_a_list_destination_gets_its_external_audience_and_settings_in_personas() -> None:
+    listed = Connection(
+        "iterable",
+        send_track=True,
+        list_audience=True,
+        external_audience_id="4242",
+        audience_settings={"updateExistingUsersOnly": True},
+    )
+    found = sent(True, listed)
+    assert [m["type"] for m in found] == ["identify", "track", "identify", "track"]
+    for message in found:
+        assert message["context"]["personas"] == {
+            "computation_class": "audience",
+            "computation_id": "aud_1",
+            "computation_key": "buyers",
+            "namespace": "spa_1",
+            "space_id": "spa_1",
+            "external_audience_id": "4242",
+            "audience_settings": {"updateExistingUsersOnly": True},
+        }
+    # an event destination's personas stay as they were
+    plain = sent(True, Connection("hook"))
+    assert "external_audience_id" not in plain[0]["context"]["personas"]
+
+
+def test_nothing_goes_to_a_list_destination_before_its_audience_exists() -> None:
+    waiting = Connection("iterable", list_audience=True)
+    assert sent(True, waiting) == []
+    assert sent(False, waiting) == []

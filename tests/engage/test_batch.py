@@ -343,6 +343,43 @@ def test_account_audiences_any_all_none_a44(world: World) -> None:
     }
 
 
+def test_account_links_and_traits_older_than_two_months_count_a44(world: World) -> None:
+    """A-UE-44 through Profiles Sync's account tables: a Group call made (and received) 100
+    days ago is outside the ``groups`` event table (two months) but its link and the trait
+    it set are in ``user_accounts`` and ``account_traits``; an anonymous member who later
+    identifies counts as the profile it merged into, and a trait set to null is gone."""
+    anon = {"anonymousId": "visitor-9"}
+    world.group(U1, "acme", 24 * 100, industry="Software", tier="gold")
+    world.track(U1, "Logged In", 24 * 2)
+    world.group(anon, "acme", 24 * 90)
+    world.track(anon, "Other", 24 * 3)
+    world.identify({**U2, **anon}, 24 * 2)  # the visitor becomes u2: the link follows
+    world.group(U2, "acme", 1, tier=None)
+    world.track(U3, "Logged In", 1)
+    world.group(U3, "solo", 1, industry="Retail")
+    world.sync()
+    assert world.rows(f"SELECT group_id FROM {SCHEMA}.groups ORDER BY group_id") == [
+        ("acme",),
+        ("solo",),
+    ]  # the 100- and 90-day-old calls are not in the event table
+    logged = "event('Logged In').within(30 days).count() >= 1"
+
+    def accounts(text: str) -> set[str]:
+        return world.members(text, kind="accounts")
+
+    assert accounts(f"ANY {logged}") == {"acme", "solo"}
+    assert accounts(f"ALL {logged}") == {"solo"}  # u2 (the merged visitor) never logged in
+    assert accounts(f"ALL NOT {logged}") == set()
+    assert accounts("trait('industry') = 'Software'") == {"acme"}
+    assert accounts("trait('tier').exists()") == set()  # set, then removed by a null
+    assert world.batch("event('Logged In').count()", kind="accounts", purpose="trait") == {
+        "acme": 1,
+        "solo": 1,
+    }
+    # the visitor's event, sent before it identified, counts for acme through u2
+    assert world.batch("event('Other').count()", kind="accounts", purpose="trait") == {"acme": 1}
+
+
 # --- hostile text ------------------------------------------------------------------------------------
 
 

@@ -67,7 +67,11 @@ def test_a37_keys_are_snake_cased_names() -> None:
 
 def test_a_key_is_kept_by_a_rename_and_never_given_again(store: ComputationStore) -> None:
     made = store.create("main", "audience", "Order Completed Last 30days", ORDERS)
-    assert (made.key, made.mode, made.status) == ("order_completed_last_30days", "realtime", "Live")
+    assert (made.key, made.mode, made.status) == (
+        "order_completed_last_30days",
+        "realtime",
+        "Preparing",
+    )
     renamed = store.update("main", made.id, name="Recent buyers")
     assert (renamed.name, renamed.key) == ("Recent buyers", made.key)
     store.delete("main", made.key)
@@ -94,7 +98,7 @@ def test_realtime_and_batch_follow_the_definition_and_an_edit_cannot_switch(
         ".count() >= 1).within(30 days).count() >= 1"
     )
     batch = store.create("main", "audience", "Abandoned carts", funnel)
-    assert (batch.mode, batch.status) == ("batch", "Not Computing")
+    assert (batch.mode, batch.status) == ("batch", "Preparing")
     live = store.create("main", "audience", "Buyers", ORDERS)
     with pytest.raises(InvalidError, match="real-time and batch"):
         store.update("main", live.id, definition=funnel)

@@ -14,6 +14,8 @@ from sqlalchemy.engine import Engine
 
 from headwater.errors import InvalidError
 from headwater.store import schema
+from headwater.store.workspace import WorkspaceStore
+from headwater.unify.spaces import SpaceStore
 from tests.engage.journey_world import DAY, HOOK, HOUR, LIST, World
 from tests.support.clock import Clock
 
@@ -358,7 +360,7 @@ def test_a_paused_version_lets_no_one_in_and_its_members_move_on(world: World) -
     w = world
     w.audience("Buyers", "event('Order Completed').count() >= 1")
     definition: dict[str, Any] = {
-        "entry": {"audience": "buyers"},
+        "entry": {"audience": "buyers", "use_historical_data": True},  # u2 is in buyers by v2
         "exclude_previous": True,
         "steps": [{"name": "Wait", "delay": {"days": 1}}, {"name": "Thanks", "send": _send()}],
     }
@@ -382,3 +384,104 @@ def test_a_paused_version_lets_no_one_in_and_its_members_move_on(world: World) -
         ).all()
     assert [tuple(m) for m in members] == [(1, 1), (2, 2)]  # u1 in v1; u2 and u3 in v2
     assert w.steps(v2, "u3") == ["thanks"]
+
+
+def test_a_merged_away_profile_carries_on_as_the_survivor_keeping_the_further_instance(
+    world: World,
+) -> None:
+    w = world
+    w.audience("Started", "event('Start').count() >= 1")
+    w.audience("Browsed", "event('Browse').count() >= 1")
+    both = w.journey(
+        "Both",
+        {
+            "entry": {"audience": "started"},
+            "steps": [
+                {"name": "Wait", "delay": {"hours": 2}},
+                {"name": "Hello", "send": _send()},
+            ],
+        },
+    )
+    one = w.journey(
+        "One", {"entry": {"audience": "browsed"}, "steps": [{"name": "Hi", "send": _send()}]}
+    )
+    w.send(event="Start", userId="u1")
+    w.later(HOUR)
+    by_email = {"anonymousId": "a1", "context": {"traits": {"email": "z@x.com"}}}
+    w.send_many([{"event": "Start", **by_email}, {"event": "Browse", **by_email}])
+    w.later(HOUR)  # u1's wait is over: u1 is further along in "Both"
+    assert w.steps(both, "u1") == ["wait", "hello"]
+    sent = [
+        m["context"]["personas"]["computation_key"] for m in w.messages() if m["type"] == "track"
+    ]
+    assert sorted(k[4:8] for k in sent) == ["both", "one_"]  # u1's Hello, a1's Hi
+    w.send("identify", userId="u1", traits={"email": "z@x.com"})  # merges the two profiles
+    survivor = w.profile("u1")
+    with w.engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(
+                schema.engage_journey_members.c.journey_id,
+                schema.engage_journey_members.c.profile_id,
+            )
+        ).all()
+    # One instance per journey, both on the survivor: "One" moved, "Both" kept u1's.
+    assert sorted((r.journey_id, r.profile_id) for r in rows) == sorted(
+        [(both.id, survivor), (one.id, survivor)]
+    )
+    assert w.steps(both, "u1") == ["wait", "hello"]
+    assert w.steps(one, "u1") == ["hi"]
+    w.later(2 * HOUR)  # a1's wait would have ended now: it is gone, nothing more is sent
+    assert [m for m in w.messages() if m["type"] == "track"] == []
+
+
+def test_a_deleted_space_takes_its_journeys_versions_members_and_step_log(world: World) -> None:
+    w = world
+    w.audience("Buyers", "event('Order Completed').count() >= 1")
+    w.journey(
+        "Thanks", {"entry": {"audience": "buyers"}, "steps": [{"name": "Hi", "send": _send()}]}
+    )
+    w.send(event="Order Completed", userId="u1")
+    tables = (
+        schema.engage_journeys,
+        schema.engage_journey_versions,
+        schema.engage_journey_members,
+        schema.engage_journey_log,
+    )
+
+    def counts() -> list[int]:
+        with w.engine.connect() as conn:
+            return [
+                conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one() for t in tables
+            ]
+
+    assert counts() == [1, 1, 1, 2]  # the entry and Hi
+    SpaceStore(WorkspaceStore(w.engine)).delete("main")
+    assert counts() == [0, 0, 0, 0]
+
+
+def test_use_historical_data_lets_in_the_entry_audience_at_publication_and_only_then(
+    world: World,
+) -> None:
+    w = world
+    w.audience("Buyers", "event('Order Completed').count() >= 1")
+    w.send_many([{"event": "Order Completed", "userId": u} for u in ("u1", "u2")])
+    steps = [{"name": "Hi", "send": _send()}]
+    later = w.journey("Later", {"entry": {"audience": "buyers"}, "steps": steps})
+    backfill = w.journey(
+        "Backfill", {"entry": {"audience": "buyers", "use_historical_data": True}, "steps": steps}
+    )
+    w.later(0)  # the stage's idle work lets the members at publication in
+    assert [w.steps(backfill, u) for u in ("u1", "u2")] == [["hi"], ["hi"]]
+    assert [w.steps(later, u) for u in ("u1", "u2")] == [[], []]
+    with w.engine.connect() as conn:
+        pending = conn.execute(sa.select(schema.engage_journey_versions.c.backfill_after))
+        assert set(pending.scalars()) == {None}  # the backfill is over
+    w.send(event="Order Completed", userId="u1")  # still a member: not a new entry
+    w.send(event="Order Completed", userId="u3")  # joins the audience after publication
+    assert w.steps(later, "u1") == []
+    assert w.steps(later, "u3") == ["hi"] and w.steps(backfill, "u3") == ["hi"]
+    hello = [m["userId"] for m in w.messages() if m["type"] == "track"]
+    assert Counter(hello) == {"u1": 1, "u2": 1, "u3": 2}
+    with pytest.raises(InvalidError) as refused:
+        w.journey("Bad", {"entry": {"audience": "buyers", "use_historical_data": "yes"}})
+    assert refused.value.field == "definition.entry.use_historical_data"

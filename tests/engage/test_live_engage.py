@@ -5,6 +5,7 @@ leaving when the clock moves past the window with no new event."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.live import LiveServer
+from tests.support.live import ADMIN_TOKEN, LiveServer
 from tests.support.receiver import Receiver
 from tests.support.waiting import wait_for
 
@@ -131,3 +132,77 @@ def test_a_member_is_sent_to_the_engage_destination_and_leaves_when_time_passes(
         ("track", "Audience Exited", "u1", {"audience_key": key, key: False}),
     ]
     wait_for(lambda: traits("audience") == {key: False}, 20, "the exit on the profile")
+
+
+def test_a38_a_batch_audience_reaches_the_destination_after_a_profiles_sync(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    """A-UE-38 on a running server (SQLite, the embedded DuckDB warehouse): a funnel audience
+    (batch-only) made after the events waits for a Profiles Sync load, which it asks for, and
+    then sends one ``Audience Entered`` per member — and nothing for the one who ordered."""
+    path = tmp_path / "headwater.yaml"
+    head = config(receiver.url).split("computed_traits:")[0]
+    head = head.replace(
+        "    sources: [web]\n", "    sources: [web]\n    profiles_sync: {warehouse: default}\n"
+    )
+    tail = "destinations:" + config(receiver.url).split("destinations:")[-1]
+    path.write_text(head + tail)
+    live = LiveServer(data_dir=tmp_path / "data", config=path, role="all")
+    live.start(timeout=60)
+    try:
+        for user, event in (
+            ("u1", "Cart Viewed"),
+            ("u2", "Cart Viewed"),
+            ("u2", "Order Completed"),
+            ("u3", "Cart Viewed"),
+        ):
+            answer = httpx.post(
+                f"{live.url}/v1/track",
+                json={"userId": user, "event": event},
+                auth=("WK_web", ""),
+                timeout=10,
+            )
+            assert answer.status_code == 200, answer.text
+
+        def resolved() -> bool:
+            found = httpx.get(
+                f"{live.url}/v1/spaces/main/collections/users/profiles/user_id:u3/events",
+                auth=(TOKEN, ""),
+                timeout=10,
+            )
+            return found.status_code == 200 and bool(found.json().get("data"))
+
+        wait_for(resolved, 30, "the events resolved")
+        admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        made = httpx.post(
+            f"{live.url}/api/v1/spaces/main/audiences",
+            headers=admin,
+            json={
+                "name": "Abandoned Cart",
+                "definition": {
+                    "query": "event('Cart Viewed').within(30 days).where(event('Order "
+                    "Completed').within(parent: 1 days).count() = 0).count() >= 1"
+                },
+                "destinations": [{"name": "engage-hook", "sendTrack": True, "sendIdentify": False}],
+            },
+            timeout=10,
+        )
+        assert made.status_code == 201, made.text
+        assert made.json()["data"]["audience"]["status"] == "Preparing"
+        entered = receiver.wait_for(2, timeout=90)
+        assert sorted((r.json()["event"], r.json()["userId"]) for r in entered) == [
+            ("Audience Entered", "u1"),
+            ("Audience Entered", "u3"),
+        ]
+
+        def status() -> str:
+            found = httpx.get(
+                f"{live.url}/api/v1/spaces/main/audiences/abandoned_cart", headers=admin, timeout=10
+            )
+            return str(found.json()["data"]["audience"]["status"])
+
+        wait_for(lambda: status() == "Live", 20, "the audience Live")
+        time.sleep(2)  # the later passes and runs send nothing more
+        assert len(receiver.requests) == 2
+    finally:
+        live.stop()

@@ -27,6 +27,7 @@ from headwater.store import schema
 from headwater.store.ingest_log import open_ingest_log
 from headwater.store.record import decode_record
 from headwater.timestamps import format_timestamp
+from headwater.unify.messaging_subscriptions import carries, items_of
 from headwater.unify.spaces import SpaceStore
 from tests.support.sql_traits import SqlTraitWorld
 
@@ -575,3 +576,95 @@ def test_the_calls_drain_into_the_ingest_log_as_sent(world: SqlTraitWorld, tmp_p
     for event, sent in zip(events, queued, strict=True):
         assert {k: event[k] for k in sent} == sent
     assert world.outbox() == []
+
+
+SUBSCRIPTIONS = (
+    "CREATE TABLE prefs (user_id VARCHAR(20), email VARCHAR(64), phone VARCHAR(20), "
+    "email_state VARCHAR(20), sms_state VARCHAR(20))",
+    "INSERT INTO prefs VALUES ('u1', 'ada@example.com', '+15555550100', 'subscribed', "
+    "'unsubscribed'), ('u2', 'bo@example.com', NULL, 'did_not_subscribe', NULL)",
+)
+PREFS = (
+    "select user_id, email, phone, email_state as __segment_internal_email_subscription__, "
+    "sms_state as __segment_internal_sms_subscription__ from prefs order by user_id"
+)
+
+
+def test_subscriptions_with_sql_set_states_through_an_identify(world: SqlTraitWorld) -> None:
+    """§18.5: the status columns become the Identify's ``context.messaging_subscriptions``,
+    which identity resolution applies as it applies any Identify's."""
+    world.warehouse.execute(*SUBSCRIPTIONS)
+    trait = world.traits.create("main", "Preferences", warehouse="dw", query=PREFS)
+    runs = world.runs()
+    first = runs.run(trait.id)
+    assert first is not None and first.status == "success", first
+    u1, u2 = world.outbox()
+    assert u1["traits"] == {"email": "ada@example.com", "phone": "+15555550100"}
+    assert u1["context"]["messaging_subscriptions"] == [
+        {"key": "ada@example.com", "type": "EMAIL", "status": "SUBSCRIBED"},
+        {"key": "+15555550100", "type": "SMS", "status": "UNSUBSCRIBED"},
+    ]
+    # No phone: no SMS item (a blank state never overwrites one).
+    assert u2["context"]["messaging_subscriptions"] == [
+        {"key": "bo@example.com", "type": "EMAIL", "status": "DID_NOT_SUBSCRIBE"}
+    ]
+    assert carries(u1)
+    items, refused = items_of(u1)
+    assert refused == [] and [(i.channel, i.key, i.status) for i in items] == [
+        ("EMAIL", "ada@example.com", "subscribed"),
+        ("SMS", "+15555550100", "unsubscribed"),
+    ]
+    for message in (u1, u2):
+        assert_valid_segment_message(message)
+    # A changed state is sent again; an unchanged row is not.
+    world.warehouse.execute("UPDATE prefs SET email_state = 'unsubscribed' WHERE user_id = 'u2'")
+    again = runs.run(trait.id)
+    assert again is not None and (again.status, again.changed) == ("success", 1)
+    [changed] = world.outbox()[2:]
+    assert changed["userId"] == "u2"
+    assert changed["context"]["messaging_subscriptions"][0]["status"] == "UNSUBSCRIBED"
+
+
+def test_subscriptions_with_sql_refusals(world: SqlTraitWorld) -> None:
+    world.warehouse.execute(*SUBSCRIPTIONS)
+    refusals = [
+        (
+            "select 'u1' as user_id, 'subscribed' as __segment_internal_email_subscription__",
+            "needs a email column",
+        ),
+        (
+            "select user_id, email, 'maybe' as __segment_internal_email_subscription__ from prefs",
+            "'maybe' is no subscription status",
+        ),
+        (
+            "select user_id, 'same@example.com' as email, email_state as "
+            "__segment_internal_email_subscription__ from prefs",
+            "different EMAIL subscription states",
+        ),
+    ]
+    for i, (query, reason) in enumerate(refusals):
+        trait = world.traits.create("main", f"refused {i}", warehouse="dw", query=query)
+        result = world.runs().run(trait.id)
+        assert result is not None and result.status == "failure", query
+        assert result.error is not None and reason in result.error, (query, result.error)
+    accounts = world.traits.create(
+        "main",
+        "accounts",
+        warehouse="dw",
+        level="accounts",
+        query="select 'g1' as group_id, 'a@b.co' as email, "
+        "'subscribed' as __segment_internal_email_subscription__",
+    )
+    result = world.runs().run(accounts.id)
+    assert result is not None and result.error is not None
+    assert "subscription states are set on users" in result.error
+    # Only status columns beside the identifier: no trait column is needed.
+    only = world.traits.create(
+        "main",
+        "only states",
+        warehouse="dw",
+        query="select email, email_state as __segment_internal_email_subscription__ from prefs",
+    )
+    result = world.runs().run(only.id)
+    assert result is not None and result.status == "success", result
+    assert world.outbox()[-1]["traits"] == {"email": "bo@example.com"}

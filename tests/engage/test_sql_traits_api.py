@@ -209,3 +209,14 @@ def test_preview_needs_the_servers_warehouse_queries(world: SqlTraitWorld) -> No
     with TestClient(app, headers={"Authorization": f"Bearer {TOKEN}"}) as http:
         response = http.post(f"{TRAITS}/preview", json={"warehouse": "dw", "query": QUERY})
     error(response, 503, "cannot query warehouses")
+
+
+def test_a_warehouse_a_sql_trait_queries_cannot_be_deleted(client: TestClient) -> None:
+    made = data(
+        client.post(TRAITS, json={"name": "Tickets", "warehouse": "dw", "query": QUERY}), 201
+    )
+    refused = error(client.delete("/api/v1/warehouses/dw"), 409, "main/tickets")
+    assert "delete it first" in refused["message"]
+    assert data(client.get("/api/v1/warehouses/dw"))["warehouse"]["name"] == "dw"
+    client.delete(f"{TRAITS}/{made['sqlTrait']['id']}")  # a deleted trait does not count
+    assert client.delete("/api/v1/warehouses/dw").status_code == 200

@@ -9,8 +9,9 @@ from sqlalchemy.engine import Engine
 from headwater.config.apply import apply, export_config, plan
 from headwater.config.model import parse_config, read_yaml
 from headwater.engage.sql_traits.definitions import SqlTraitStore
-from headwater.errors import ConfigError
+from headwater.errors import ConfigError, ConflictError
 from headwater.store.workspace import WorkspaceStore
+from headwater.warehouse.store import WarehouseStore
 from tests.support.clock import Clock
 
 BASE = """\
@@ -213,3 +214,18 @@ def test_references_to_stored_spaces_and_warehouses(store: WorkspaceStore) -> No
     assert "+ sql trait main/Zendesk Traits" in run(
         store, "workspace: acme\n" + TRAITS[: TRAITS.index("  - space: main\n    name: Account")]
     )
+
+
+def test_a_warehouse_is_not_deleted_under_its_sql_traits(store: WorkspaceStore) -> None:
+    run(store, BASE + TRAITS)
+    kept_traits = BASE.replace("  - name: other\n    type: duckdb\n", "")  # sql_traits: unmanaged
+    with pytest.raises(ConflictError) as refused:
+        run(store, kept_traits)
+    assert "main/plan_of_account" in refused.value.message
+    assert {w.name for w in WarehouseStore(store).list()} == {"dw", "other"}  # nothing applied
+    # Dropping the warehouse with its traits (or their space) works: the traits go first.
+    shown = run(
+        store, kept_traits.replace("spaces:\n  - name: main\n    sources: [web]\n", "spaces: []\n")
+    )
+    assert shown.index("- space main") < shown.index("- warehouse other")
+    assert {w.name for w in WarehouseStore(store).list()} == {"dw"}

@@ -168,6 +168,8 @@ def test_profiles_sync_loads_the_space_schema_on_a_warehouse_sync(tmp_path: Path
     live.start(timeout=60)
     try:
         _send(live, "WK_web", "page", {"anonymousId": "5285bc35", "name": "Home"})
+        group = {"anonymousId": "5285bc35", "groupId": "acme", "traits": {"industry": "Software"}}
+        _send(live, "WK_web", "group", group)
         _send(
             live,
             "WK_web",
@@ -216,5 +218,20 @@ def test_profiles_sync_loads_the_space_schema_on_a_warehouse_sync(tmp_path: Path
             data_dir=data,
         )
         assert graph.stdout.splitlines()[1:] == ["2\t1"], graph.stdout + graph.stderr
+        # The Group call: the account's link (to the merged profile) and its trait, kept by
+        # group_id in the account tables, none of it among the users' traits.
+        accounts = run_headwater(
+            "warehouse",
+            "query",
+            "default",
+            "SELECT a.group_id, t.name, t.value, a.canonical_segment_id IN "
+            "(SELECT canonical_segment_id FROM people.id_graph), "
+            "(SELECT count(*) FROM people.user_traits WHERE name = 'industry') "
+            "FROM people.user_accounts AS a JOIN people.account_traits AS t USING (group_id)",
+            data_dir=data,
+        )
+        assert accounts.stdout.splitlines()[1:] == ["acme\tindustry\tSoftware\tTrue\t0"], (
+            accounts.stdout + accounts.stderr
+        )
     finally:
         live.stop()

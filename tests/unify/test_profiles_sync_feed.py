@@ -14,8 +14,10 @@ from headwater.store import schema
 from headwater.store.database import write_transaction
 from headwater.store.workspace import WorkspaceStore
 from headwater.unify import profiles_sync as feed
+from headwater.unify.identifiers import extract
 from headwater.unify.profiles_sync import ProfilesSyncFeed, Resolved
 from headwater.unify.resolution import Resolution
+from headwater.unify.settings import IdentitySettings
 from headwater.unify.spaces import SpaceStore
 from headwater.warehouse.store import WarehouseStore
 from tests.support.unify import Space
@@ -238,3 +240,67 @@ def test_record_many_keeps_what_record_one_by_one_keeps(engine: Engine) -> None:
     assert shape(many.entries()) == shape(one.entries())
     assert many.pointers() == one.pointers()
     assert len(set(one.pointers().values())) == 1  # everything ends on z
+
+
+def test_group_calls_keep_the_account_link_once_and_account_traits_by_group_id(fed: Fed) -> None:
+    """A Group call's first link of the user to the account is a ``link`` change naming the
+    ``group_id``; the account's traits go to ``accounts`` (not to the user's traits); a
+    second Group call links nothing again."""
+    first = fed.space.event("group", userId="u1", groupId="acme", traits={"plan": "pro"})
+    made = fed.space.resolve(first)
+    assert made.user and made.account
+    fed.record(first, made, [(made.account, {"plan": "pro"}), (made.user, {"x": 1})])
+    again = fed.space.event("group", userId="u1", groupId="acme", traits={"plan": None})
+    second = fed.space.resolve(again)
+    fed.record(again, second, [(made.account, {"plan": None})])
+
+    one, two = fed.entries()
+    assert [op for op in one.ops if op[0] == "link"] == [["link", made.user, "acme", one.timestamp]]
+    assert one.accounts == [("acme", {"plan": "pro"})]
+    assert one.traits == [(made.user, {"x": 1})]  # the account profile has no user traits
+    assert [op[0] for op in two.ops] == []  # linked already
+    assert two.accounts == [("acme", {"plan": None})] and two.traits == []
+    assert made.account not in fed.pointers()  # accounts have no profile pointers
+
+
+def test_a_link_names_the_resolved_profile_after_the_event_merges(fed: Fed) -> None:
+    """An anonymous visitor's Group call links its profile; when an identified call merges
+    it, the outbox says so (the warehouse moves the link) and a later link names the
+    survivor."""
+    visitor = fed.send("group", anonymousId="anon-v", groupId="acme").user
+    known = fed.send("identify", userId="u1").user
+    survivor = fed.send("identify", userId="u1", anonymousId="anon-v").user
+    assert visitor and known and visitor != known and survivor in (visitor, known)
+    gone = known if survivor == visitor else visitor
+    fed.send("group", userId="u1", groupId="beta")
+    entries = fed.entries()
+    assert [op[:3] for op in entries[0].ops if op[0] == "link"] == [["link", visitor, "acme"]]
+    assert [op[:3] for op in entries[2].ops if op[0] == "merge"] == [["merge", gone, survivor]]
+    assert [op[:3] for op in entries[3].ops if op[0] == "link"] == [["link", survivor, "beta"]]
+
+
+def test_record_many_names_the_accounts_of_the_events_identifiers(engine: Engine) -> None:
+    """Given the event's identifiers (the stage's, blocked values left out), the accounts
+    are their ``group_id`` values, not the call's ``groupId``."""
+    event = Space().event("group", userId="u1", groupId="acme", traits={"plan": "pro"})
+    found = extract(event, IdentitySettings()).identifiers
+    assert {(i.collection, i.type) for i in found} == {
+        ("users", "user_id"),
+        ("accounts", "group_id"),
+    }
+    unblocked = tuple(i for i in found if i.type != "group_id")  # as if acme were blocked
+    for space_id, given in (("spa_all", found), ("spa_blocked", unblocked)):
+        fed = Fed(engine, space_id)
+        resolution = fed.space.resolve(dict(event))
+        assert resolution.user and resolution.account
+        told = [(resolution.account, {"plan": "pro"})]
+        with write_transaction(engine) as conn:
+            fed.feed.record_many(conn, space_id, [Resolved("src", event, resolution, told, given)])
+        (entry,) = fed.entries()
+        links = [op[:3] for op in entry.ops if op[0] == "link"]
+        if given is found:
+            assert links == [["link", resolution.user, "acme"]]
+            assert entry.accounts == [("acme", {"plan": "pro"})]
+        else:
+            assert links == [] and entry.accounts == []
+        assert entry.traits == []

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,13 +30,14 @@ from headwater.store.ingest_log import IngestLog, open_ingest_log
 from headwater.store.log import EventLog
 from headwater.store.record import encode_record
 from headwater.store.workspace import WorkspaceStore
+from headwater.timestamps import format_timestamp
 from headwater.unify import csv_upload, subscription_upload
 from headwater.unify.insights import Insights, Query
 from headwater.unify.settings import IdentifierSetting, IdentitySettings
 from headwater.unify.spaces import SpaceStore
 from headwater.unify.stage import GROUP, IdentityStage
 from headwater.unify.subscription_groups import SubscriptionGroups, live_groups
-from headwater.unify.subscriptions import MESSAGES, State, state_of
+from headwater.unify.subscriptions import MESSAGES, State, Written, state_of, write_states
 from tests.support.clock import Clock
 from tests.support.threaded import serving_in_thread
 from tests.support.waiting import wait_for
@@ -656,3 +658,83 @@ def test_cli_uploads_shows_templates_reports_and_states(
     with world.engine.connect() as conn:
         group = live_groups(conn, world.space.id)["newsletter"]
     assert world.state("EMAIL", "a@b.com").groups[group.id].status == "subscribed"
+
+
+def test_the_public_api_replaces_states_at_once_and_answers_with_them(world: World) -> None:
+    group = world.groups.create("main", "Newsletter")
+    url = "/api/v1/spaces/main/messaging-subscriptions"
+    newsletter = [{"name": "newsletter", "status": "SUBSCRIBED"}]
+    answer = world.http.put(
+        url,
+        json={
+            "subscriptions": [
+                {"key": "A@b.com", "type": "EMAIL", "status": "SUBSCRIBED", "groups": newsletter},
+                {"key": "+1 (555) 555-0123", "type": "SMS", "status": "unsubscribed"},
+                {"key": "nope", "type": "EMAIL", "status": "SUBSCRIBED"},
+                {"key": "c@d.com", "type": "EMAIL", "groups": newsletter},
+                {
+                    "key": "e@f.com",
+                    "type": "EMAIL",
+                    "status": "SUBSCRIBED",
+                    "groups": [{"name": "gone", "status": "SUBSCRIBED"}],
+                },
+            ]
+        },
+    )
+    assert answer.status_code == 200, answer.text
+    data = answer.json()["data"]
+    at = format_timestamp(datetime.fromtimestamp(world.clock.now, UTC))
+    assert data["successes"] == [
+        {
+            "key": "A@b.com",
+            "type": "EMAIL",
+            "status": "SUBSCRIBED",
+            "updatedAt": at,
+            "groups": [
+                {"id": group.id, "name": "Newsletter", "status": "SUBSCRIBED", "updatedAt": at}
+            ],
+        },
+        {"key": "+1 (555) 555-0123", "type": "SMS", "status": "UNSUBSCRIBED", "updatedAt": at},
+    ]
+    assert [(f["key"], [e["code"] for e in f["errors"]]) for f in data["failures"]] == [
+        ("nope", ["INVALID_EMAIL"]),
+        ("c@d.com", ["GLOBAL_STATE_NOT_SUBSCRIBED"]),
+        ("e@f.com", ["SUBSCRIPTION_GROUP_NOT_FOUND"]),
+    ]
+    # Written before the answer; a refused item wrote nothing, not even its own status.
+    assert world.state("EMAIL", "a@b.com").status == "subscribed"
+    assert world.state("SMS", "+15555550123").status == "unsubscribed"
+    assert world.state("EMAIL", "e@f.com").status is None
+    # An Identify of an earlier time, applied later, does not undo it; a later one does.
+    earlier = format_timestamp(datetime.fromtimestamp(world.clock.now - 60, UTC))
+    unsubscribe = {"key": "a@b.com", "type": "EMAIL", "status": "unsubscribed"}
+    world.identify(unsubscribe, timestamp=earlier)
+    assert world.state("EMAIL", "a@b.com").status == "subscribed"
+    world.clock.advance(60)
+    world.identify(unsubscribe)
+    assert world.state("EMAIL", "a@b.com").status == "unsubscribed"
+    many = {"subscriptions": [{"key": "a@b.com", "type": "EMAIL"}] * 1001}
+    for body in (
+        many,
+        {"subscriptions": [{"key": "a@b.com", "type": "EMAIL", "status": 1}]},
+        {"subscriptions": [{"key": "a@b.com", "type": "EMAIL", "extra": 1}]},
+        {},
+    ):
+        assert world.http.put(url, json=body).status_code == 422
+    assert (
+        world.http.put(url.replace("main", "nope"), json={"subscriptions": []}).status_code == 404
+    )
+
+
+def test_a_state_written_late_never_replaces_a_newer_one(world: World) -> None:
+    """Two writers (identity resolution, the Public API) may commit in either order: the
+    stored state is the newest whatever the order."""
+    newer = Written("EMAIL", "a@b.com", "unsubscribed", 2_000, "api", "m2")
+    older = Written("EMAIL", "a@b.com", "subscribed", 1_000, "web", "m1")
+    with world.engine.begin() as conn:
+        write_states(conn, world.space.id, [newer])
+    with world.engine.begin() as conn:
+        write_states(conn, world.space.id, [older, older._replace(group_id="sgr_x")])
+    state = world.state("EMAIL", "a@b.com")
+    assert (state.status, state.updated_at) == ("unsubscribed", 2_000)
+    assert state.groups["sgr_x"].status == "subscribed"  # no newer one: written

@@ -18,6 +18,8 @@ from sqlalchemy.engine import Engine
 from headwater import reasons
 from headwater.config.apply import apply, export_config, plan
 from headwater.config.model import parse_config, read_yaml
+from headwater.engage.sql_traits.definitions import SqlTrait
+from headwater.engage.sql_traits.messages import message as sql_trait_message
 from headwater.errors import ConfigError, ConflictError, InvalidError, NotFoundError
 from headwater.pipeline.consumer import Consumer
 from headwater.store import schema
@@ -720,3 +722,31 @@ def test_deleting_the_space_deletes_its_subscriptions(pipeline: Pipeline) -> Non
     assert rows() == [1, 1, 1]
     p.spaces.delete("main")
     assert rows() == [0, 0, 0]
+
+
+def test_subscriptions_with_sql_are_applied_from_the_engage_source(pipeline: Pipeline) -> None:
+    """§18.5: a SQL trait's Identify (Engage's source, as its outbox appends it) sets the
+    states its row gives, as any Identify does."""
+    p = pipeline
+    trait = SqlTrait(
+        "tra_x", p.space.id, "prefs", "Prefs", "wh", "select 1", "users", 12, "success",
+        None, None, None, None, 0, 0,
+    )  # fmt: skip
+    stamp = format_timestamp(datetime.fromtimestamp(p.clock(), UTC))
+    event = sql_trait_message(
+        trait,
+        run_id=1,
+        id_type="user_id",
+        identifier="u1",
+        traits={"email": "ada@example.com"},
+        user_id=None,
+        timestamp=stamp,
+        destinations=[],
+        subscriptions=[("EMAIL", "ada@example.com", "UNSUBSCRIBED")],
+    )
+    engage = p.spaces.engage_source(p.space.id).id
+    p.log.append([encode_record(p.workspace_id, engage, stamp, [{**event, "receivedAt": stamp}])])
+    for _ in range(100):
+        if p.consumer.run_once() == 0:
+            break
+    assert p.state("EMAIL", "ada@example.com").status == "unsubscribed"

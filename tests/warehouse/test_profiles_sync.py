@@ -47,11 +47,13 @@ class TraitBook:
     """What the profiles store tells the feed: per event, the traits it changed on each
     profile — an Identify's changes and, after a merge, what the survivor took from the
     merged profile (later value wins). With ``report_merges`` off only an Identify's own
-    changes are told, so the warehouse's merge semantics stand alone."""
+    changes are told, so the warehouse's merge semantics stand alone. A Group call's traits
+    are told for its account profile, as the profiles store tells them."""
 
     def __init__(self, report_merges: bool = True) -> None:
         self.report_merges = report_merges
         self.traits: dict[str, dict[str, tuple[Any, float]]] = {}
+        self.accounts: dict[str, dict[str, Any]] = {}  # account profile → its traits
 
     def apply(
         self, event: Mapping[str, Any], resolution: Resolution
@@ -79,7 +81,19 @@ class TraitBook:
                 elif name not in held or held[name][0] != value:
                     held[name] = (value, at)
                     changed[name] = value
-        return [(resolution.user, changed)] if changed else []
+        told = [(resolution.user, changed)] if changed else []
+        if event.get("type") == "group" and resolution.account is not None:
+            account = self.accounts.setdefault(resolution.account, {})
+            changed = {}
+            for name, value in dict(event.get("traits") or {}).items():
+                if value is None and name in account:
+                    del account[name]
+                    changed[name] = None
+                elif value is not None and account.get(name) != value:
+                    account[name] = changed[name] = value
+            if changed:
+                told.append((resolution.account, changed))
+        return told
 
 
 @dataclass
@@ -526,6 +540,81 @@ def test_loading_the_same_outbox_range_twice_adds_no_row(world: World) -> None:
     ]
 
 
+def group(message_id: str, when: str, group_id: str, **fields: Any) -> dict[str, Any]:
+    return event("group", message_id, when, groupId=group_id, **fields)
+
+
+def test_account_tables_keep_every_link_and_trait_merges_move_links_replays_add_nothing(
+    world: World,
+) -> None:
+    """``user_accounts``: one row per canonical profile and account, from its first Group
+    call however old (the ``groups`` event table keeps two months); a merge moves the links
+    to the survivor, the earlier of two links to one account surviving. ``account_traits``:
+    one row per account and trait, the later value winning and ``null`` removing. Loading
+    the same outbox range again changes neither."""
+    old = "2022-03-01 09:00:00"
+    world.send(group("g1", old, "acme", anonymousId="anon-v", traits={"industry": "Software", "tier": "gold"}))  # fmt: skip
+    u1 = world.send(group("g2", "2022-06-20 10:00:00", "acme", userId="u1")).user
+    world.send(group("g3", "2022-06-20 11:00:00", "beta", userId="u1", traits={"seats": 5}))
+    world.sync()
+    visitor = world.graph.find("users", "anonymous_id", "anon-v")
+    assert u1 and visitor and u1 != visitor
+    assert world.rows(
+        f"SELECT canonical_segment_id, group_id, timestamp FROM {S}.user_accounts "
+        "ORDER BY timestamp"
+    ) == [
+        (visitor, "acme", utc(old)),
+        (u1, "acme", utc("2022-06-20 10:00:00")),
+        (u1, "beta", utc("2022-06-20 11:00:00")),
+    ]
+    assert world.rows(f"SELECT id FROM {S}.groups ORDER BY id") == [("g2",), ("g3",)]
+
+    with world.engine.connect() as conn:
+        done = {r.seq for r in conn.execute(sa.select(schema.unify_sync_positions))}
+    merging = event(
+        "identify",
+        "i1",
+        "2022-06-21 09:00:00",
+        anonymousId="anon-v",
+        userId="u1",
+        traits={"plan": "pro"},
+    )
+    survivor = world.send(merging).user
+    world.send(group("g4", "2022-06-22 10:00:00", "acme", userId="u1", traits={"tier": None}))
+    with world.engine.connect() as conn:
+        kept = [dict(r._mapping) for r in conn.execute(sa.select(schema.unify_sync_outbox))]
+    assert len(kept) == 2 and done
+    world.sync()
+
+    assert survivor in (u1, visitor)
+    links = (
+        f"SELECT canonical_segment_id, group_id, timestamp FROM {S}.user_accounts ORDER BY group_id"
+    )
+    traits = f"SELECT group_id, name, value FROM {S}.account_traits ORDER BY group_id, name"
+    assert world.rows(links) == [
+        (survivor, "acme", utc(old)),  # the earlier link of the two
+        (survivor, "beta", utc("2022-06-20 11:00:00")),
+    ]
+    assert world.rows(traits) == [("acme", "industry", "Software"), ("beta", "seats", "5")]
+    accounts = [a for a in world.graph.profiles("accounts")]
+    assert len(accounts) == 2
+    assert world.rows(
+        f"SELECT count(*) FROM {S}.user_traits WHERE canonical_segment_id IN "
+        f"('{accounts[0]}', '{accounts[1]}')"
+    ) == [(0,)]  # account profiles have no user rows
+    assert world.rows(f"SELECT canonical_segment_id, name FROM {S}.user_traits") == [
+        (survivor, "plan")
+    ]
+    before = {name: world.table(name) for name in ("user_accounts", "account_traits")}
+
+    with write_transaction(world.engine) as conn:  # the last range again
+        conn.execute(sa.update(schema.unify_sync_positions).values(seq=min(done)))
+        conn.execute(schema.unify_sync_outbox.insert(), kept)
+    world.sync()
+
+    assert {name: world.table(name) for name in before} == before
+
+
 def test_events_older_than_two_months_stay_out_of_the_event_tables(world: World) -> None:
     """Event tables hold the last two months (Segment's backfill); the profile tables keep
     everything."""
@@ -617,12 +706,22 @@ def test_random_events_keep_the_materialized_tables_equal_to_the_graph(
         assert sorted(world.rows(f"SELECT canonical_segment_id, name, value FROM {S}.user_traits")) == sorted(
             (p, name, trait_text(value)) for p, held in book.traits.items() for name, (value, _) in held.items()
         )  # fmt: skip
+        assert sorted(world.rows(f"SELECT canonical_segment_id, group_id FROM {S}.user_accounts")) == sorted(
+            (p, g) for p in graph.profiles() for a in graph.links(p) for g in graph.identities(a)["group_id"]
+        )  # fmt: skip
+        assert sorted(world.rows(f"SELECT group_id, name, value FROM {S}.account_traits")) == sorted(
+            (graph.identities(a)["group_id"][0], name, trait_text(value))
+            for a, held in book.accounts.items() for name, value in held.items()
+        )  # fmt: skip
         assert world.outbox() == 0
 
     for n in range(240):
         when = start + timedelta(minutes=n * 7 + rng.randrange(5))
         fields: dict[str, Any] = {"anonymousId": f"anon-{rng.randrange(40)}"}
-        kind = rng.choice(["page", "identify", "identify", "track"])
+        kind = rng.choice(["page", "identify", "identify", "track", "group"])
+        if kind == "group":
+            fields["groupId"] = f"g{rng.randrange(4)}"
+            fields["traits"] = {"size": rng.choice([1, 5, "big", None])}
         if kind == "identify":
             traits: dict[str, Any] = {}
             if rng.random() < 0.4:
@@ -637,12 +736,18 @@ def test_random_events_keep_the_materialized_tables_equal_to_the_graph(
         if kind == "track":
             fields["event"] = "Clicked"
         made = world.send(event(kind, f"m{n}", when.isoformat()[:19].replace("T", " "), **fields))
-        created += [c.profile_id for c in made.changes if isinstance(c, CreateProfile)]
+        created += [
+            c.profile_id
+            for c in made.changes
+            if isinstance(c, CreateProfile) and c.collection == "users"
+        ]
         if n % 20 == 19:
             world.now = when + timedelta(minutes=1)
             world.sync()
             check()
     assert len(created) > len(graph.profiles()) > 1  # merges happened
+    assert world.rows(f"SELECT count(*) FROM {S}.user_accounts") >= [(10,)]
+    assert world.rows(f"SELECT count(*) FROM {S}.account_traits") >= [(2,)]
 
 
 def test_a_space_whose_schema_is_a_sources_is_not_loaded_and_says_why(world: World) -> None:

@@ -16,6 +16,7 @@ from sqlalchemy.engine import Engine
 from headwater.store.archive import Archive, ArchiveWriter
 from headwater.store.workspace import WorkspaceStore
 from headwater.timestamps import format_timestamp
+from headwater.unify.spaces import SpaceStore
 from headwater.warehouse.connect import loader_for
 from headwater.warehouse.store import WarehouseInfo, WarehouseStore
 from headwater.warehouse.sync import FAILURE, PARTIAL, SUCCESS, SyncResult, WarehouseSync
@@ -554,3 +555,31 @@ def test_long_event_names_sync_and_later_syncs_keep_working(
     assert world.rows(wh, "SELECT count(*) FROM web_app.signed_up") == [(1,)]
     for event, _ in events:
         assert len(world.rows(wh, f'SELECT id FROM web_app."{event}"')) == 2
+
+
+def test_a_spaces_engage_source_lands_in_engage_space_schema(
+    world: World, kind: str, request: pytest.FixtureRequest
+) -> None:
+    """§11.3: Engage's Identify and Track calls land in an ``engage_<space>`` schema (the
+    Engage source's slug), ``users`` one row per user with each audience a column."""
+    space = SpaceStore(world.workspace).create("Main Space")
+    engage = SpaceStore(world.workspace).engage_source(space.id)
+    assert (engage.name, engage.slug) == ("main_space-engage", "engage_main_space")
+    wh = warehouse_of(world, kind, request)
+    assert world.warehouses.schema_names(wh)[engage.id] == "engage_main_space"
+    t = NOW - timedelta(hours=1)
+    entered = track("Audience Entered", t, audience_key="vip", vip=True)
+    world.source_id = engage.id
+    world.archive(identify("u1", t, vip=True), entered)
+    result = world.sync(wh)
+    assert result.status == SUCCESS, result
+    assert result.rows["engage_main_space"] == {
+        "identifies": 1,
+        "users": 1,
+        "tracks": 1,
+        "audience_entered": 1,
+    }
+    assert world.rows(wh, "SELECT id, vip FROM engage_main_space.users") == [("u1", True)]
+    assert world.rows(wh, "SELECT audience_key FROM engage_main_space.audience_entered") == [
+        ("vip",)
+    ]

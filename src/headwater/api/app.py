@@ -73,6 +73,7 @@ def create_api(
     app.state.admin_token_hash = admin_token_hash
     app.state.archive_dir = archive_dir
     app.state.workspace_store = WorkspaceStore(engine, clock=clock)
+    app.state.clock = clock
 
     app.add_exception_handler(ApiError, handle_api_error)
     app.add_exception_handler(InputError, _input_error)

@@ -14,14 +14,24 @@ import itertools
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+import anyio.from_thread
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
 
 from headwater.api.errors import ApiError
 from headwater.api.sources import iso, store_of
-from headwater.engage.computations import ComputationInfo, ComputationStore, Purpose
+from headwater.engage.batch_runs import BatchRuns
+from headwater.engage.computations import (
+    ComputationInfo,
+    ComputationStore,
+    ExternalAudience,
+    Purpose,
+    definition_of,
+)
+from headwater.engage.definition import Kind
 from headwater.engage.download import Downloads, csv_rows
+from headwater.engage.lists import RETRY_SECONDS, ListAudiences
 from headwater.store.workspace import WorkspaceStore
 
 router = APIRouter(prefix="/spaces/{idOrName}", tags=["engage"])
@@ -35,6 +45,18 @@ def downloads_of(request: Request) -> Downloads:
     if found is None:
         workspace: WorkspaceStore = store_of(request)
         found = request.app.state.engage_downloads = Downloads(clock=workspace.now)
+    return found
+
+
+def use_batch_runs(app: FastAPI, runs: BatchRuns) -> None:
+    """Give the preview routes the server's batch engine."""
+    app.state.engage_batch = runs
+
+
+def batch_runs_of(request: Request) -> BatchRuns:
+    found: BatchRuns | None = getattr(request.app.state, "engage_batch", None)
+    if found is None:
+        raise ApiError(503, "unavailable", "previews need the server's batch engine", None)
     return found
 
 
@@ -74,6 +96,9 @@ class DestinationBody(_Body):
     traitEnrichment: list[dict[str, Any]] | None = Field(
         default=None, description="[{trait, field}]"
     )
+    audienceSettings: dict[str, Any] | None = Field(
+        default=None, description="A list destination's audience settings (its audienceFields)."
+    )
 
 
 class CreateBody(_Body):
@@ -82,6 +107,11 @@ class CreateBody(_Body):
     description: StrictStr = ""
     options: OptionsBody = Field(default_factory=OptionsBody)
     destinations: list[DestinationBody] = Field(default_factory=list)
+
+
+class PreviewBody(_Body):
+    definition: DefinitionBody
+    options: OptionsBody = Field(default_factory=OptionsBody)
 
 
 class UpdateBody(_Body):
@@ -100,6 +130,7 @@ _DESTINATION_FIELDS = {
     "traitEvent": "trait_event",
     "idSync": "id_sync",
     "traitEnrichment": "trait_enrichment",
+    "audienceSettings": "audience_settings",
 }
 
 
@@ -121,7 +152,20 @@ def _written(body: DefinitionBody) -> str | dict[str, Any]:
     return body.query if body.query is not None else dict(body.builder or {})
 
 
+def _list_audience(audience: ExternalAudience | None) -> dict[str, Any]:
+    """A list destination's external audience: created (with its id), pending or failed."""
+    if audience is None:
+        return {}
+    status = "created" if audience.external_id else "failed" if audience.error else "pending"
+    return {
+        "externalAudienceId": audience.external_id,
+        "audienceStatus": status,
+        "audienceError": audience.error,
+    }
+
+
 def computation_json(info: ComputationInfo) -> dict[str, Any]:
+    lists = {a.destination_id: a for a in info.external_audiences}
     return {
         "id": info.id,
         "spaceId": info.space_id,
@@ -131,6 +175,7 @@ def computation_json(info: ComputationInfo) -> dict[str, Any]:
         "definition": {"query": info.definition, "type": info.level.upper()},
         "mode": info.mode,
         "status": info.status,
+        "statusDetail": info.status_detail,
         "options": {
             "includeAnonymousUsers": info.include_anonymous,
             "includeHistoricalData": info.include_historical,
@@ -146,12 +191,42 @@ def computation_json(info: ComputationInfo) -> dict[str, Any]:
                 "traitEvent": d.trait_event,
                 "idSync": list(d.id_sync),
                 "traitEnrichment": list(d.trait_enrichment),
+                **(
+                    {"audienceSettings": dict(d.audience_settings or {})}
+                    if d.destination_id in lists
+                    else {}
+                ),
+                **_list_audience(lists.get(d.destination_id)),
             }
             for d in info.destinations
         ],
         "createdAt": iso(info.created_at),
         "updatedAt": iso(info.updated_at),
     }
+
+
+def _with_lists(
+    request: Request, store: ComputationStore, info: ComputationInfo
+) -> ComputationInfo:
+    """Create the audience at each newly connected list destination now, so a failing hook is
+    the answer (a 502 naming the destination and what it said; the connection is kept and the
+    worker tries again). Without the server's delivery engine the worker creates them."""
+    if info.external_audiences and any(a.external_id is None for a in info.external_audiences):
+        delivery = getattr(request.app.state, "delivery", None)
+        if delivery is not None:
+            lists = ListAudiences(store_of(request))
+            failures = anyio.from_thread.run(lists.create, delivery.audience_hook, info.id)
+            if failures:
+                raise ApiError(
+                    502,
+                    "destination_error",
+                    "; ".join(f.message for f in failures)
+                    + f" (the {info.kind} is saved with the connection; Headwater tries again "
+                    f"every {RETRY_SECONDS} seconds, and GET shows the connection's audienceError)",
+                    "destinations",
+                )
+            info = store.get(info.space_id, info.id)
+    return info
 
 
 def _routes(path: str, kind: Purpose, one: str, many: str, param: str) -> None:
@@ -165,7 +240,9 @@ def _routes(path: str, kind: Purpose, one: str, many: str, param: str) -> None:
     def list_(space: SpaceId, store: Computations) -> dict[str, Any]:
         return {"data": {many: [computation_json(c) for c in store.list(space, kind)]}}
 
-    def create(space: SpaceId, body: CreateBody, store: Computations) -> dict[str, Any]:
+    def create(
+        request: Request, space: SpaceId, body: CreateBody, store: Computations
+    ) -> dict[str, Any]:
         options = body.options
         info = store.create(
             space,
@@ -178,13 +255,13 @@ def _routes(path: str, kind: Purpose, one: str, many: str, param: str) -> None:
             description=body.description,
             destinations=_destinations(body.destinations),
         )
-        return wrap(info)
+        return wrap(_with_lists(request, store, info))
 
     def get(space: SpaceId, id_: ComputationId, store: Computations) -> dict[str, Any]:
         return wrap(store.get(space, id_, kind))
 
     def update(
-        space: SpaceId, id_: ComputationId, body: UpdateBody, store: Computations
+        request: Request, space: SpaceId, id_: ComputationId, body: UpdateBody, store: Computations
     ) -> dict[str, Any]:
         current = store.get(space, id_, kind)
         if body.definition is not None and body.definition.type.lower() != current.level:
@@ -204,11 +281,27 @@ def _routes(path: str, kind: Purpose, one: str, many: str, param: str) -> None:
                 _destinations(body.destinations) if body.destinations is not None else None
             ),
         )
-        return wrap(info)
+        return wrap(_with_lists(request, store, info))
 
     def delete(space: SpaceId, id_: ComputationId, store: Computations) -> dict[str, Any]:
         store.delete(space, store.get(space, id_, kind).id)
         return {"data": {"status": "SUCCESS"}}
+
+    def preview(
+        space: SpaceId, body: PreviewBody, runs: Annotated[BatchRuns, Depends(batch_runs_of)]
+    ) -> dict[str, Any]:
+        level: Kind = "accounts" if body.definition.type == "ACCOUNTS" else "users"
+        tree = definition_of(_written(body.definition), kind=level, purpose=kind)
+        found = runs.preview(
+            space, tree, include_anonymous=bool(body.options.includeAnonymousUsers)
+        )
+        return {
+            "data": {
+                "size": found.size,
+                "sample": [{"id": i, "value": v} for i, v in found.sample],
+                "asOf": iso(found.loaded_at) if found.loaded_at is not None else None,
+            }
+        }
 
     def download(
         request: Request,
@@ -234,6 +327,7 @@ def _routes(path: str, kind: Purpose, one: str, many: str, param: str) -> None:
     handlers: list[tuple[str, str, Callable[..., dict[str, Any]], int]] = [
         ("GET", path, list_, 200),
         ("POST", path, create, 201),
+        ("POST", f"{path}/preview", preview, 200),
         ("GET", f"{path}/{{{param}}}", get, 200),
         ("PATCH", f"{path}/{{{param}}}", update, 200),
         ("DELETE", f"{path}/{{{param}}}", delete, 200),

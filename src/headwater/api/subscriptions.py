@@ -8,13 +8,21 @@ keeps its users' preferences (creating it again brings them back).
 ``POST …/messaging-subscriptions/batch`` is the Public API's "Batch Query Messaging
 Subscriptions for Space": ``{"subscriptions": [{"key", "type"}]}`` (at most 1,000), answered
 with each vector's state in ``successes`` (``status`` left out when it has none, its groups,
-``updatedAt``) and each key that is no contact in ``failures`` with its code. States are set
-by identity resolution only, from an Identify's ``context.messaging_subscriptions`` or a
-subscription CSV, so there is no route that writes one.
+``updatedAt``) and each key that is no contact in ``failures`` with its code.
+
+``PUT …/messaging-subscriptions`` is its "Replace Messaging Subscriptions in Spaces", the
+synchronous write: ``{"subscriptions": [{"key", "type", "status", "groups": [{"name",
+"status"}]}]}`` (at most 1,000), each item applied at once, whole or not at all, with an
+Identify's rules (``headwater.unify.subscription_replace``); the answer gives each applied
+item's state as the batch query does in ``successes``, and each refused one in ``failures``
+with its codes. Otherwise states are set by identity resolution, from an Identify's
+``context.messaging_subscriptions`` or a subscription CSV.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -28,12 +36,15 @@ from headwater.api.spaces import SUCCESS, Pagination, SpaceId, Spaces
 from headwater.api.tracking_plans import _page_body
 from headwater.errors import InvalidError
 from headwater.protocols.plans import page_of
+from headwater.store.database import write_transaction
 from headwater.store.workspace import UNSET, WorkspaceStore
 from headwater.timestamps import format_timestamp
 from headwater.unify.subscription_groups import SubscriptionGroup, SubscriptionGroups, live_groups
+from headwater.unify.subscription_replace import replace
 from headwater.unify.subscriptions import (
     MESSAGES,
     Channel,
+    State,
     contact_key,
     key_error,
     parse_channel,
@@ -77,6 +88,24 @@ class VectorBody(_Body):
 
 class BatchQueryBody(_Body):
     subscriptions: list[VectorBody] = Field(description=f"At most {MAX_BATCH}.")
+
+
+class GroupStatusBody(_Body):
+    name: StrictStr = Field(description="The subscription group's name.")
+    status: StrictStr = Field(description="SUBSCRIBED, UNSUBSCRIBED or DID_NOT_SUBSCRIBE.")
+
+
+class SubscriptionBody(_Body):
+    key: StrictStr = Field(description="The email address or phone number.")
+    type: StrictStr = Field(description="EMAIL, SMS or WHATSAPP.")
+    status: StrictStr | None = Field(
+        default=None, description="SUBSCRIBED, UNSUBSCRIBED or DID_NOT_SUBSCRIBE."
+    )
+    groups: list[GroupStatusBody] | None = Field(default=None, description="EMAIL only.")
+
+
+class ReplaceBody(_Body):
+    subscriptions: list[SubscriptionBody] = Field(description=f"At most {MAX_BATCH}.")
 
 
 def group_json(group: SubscriptionGroup) -> dict[str, Any]:
@@ -173,26 +202,56 @@ def batch_query(
     with request.app.state.engine.connect() as conn:
         states = read_states(conn, space.id, [(channel, key) for _, channel, key in asked])
         groups = {g.id: g for g in live_groups(conn, space.id).values()}
-    successes = []
-    for vector, channel, key in asked:
-        state = states[(channel, key)]
-        found: dict[str, Any] = {"key": vector.key, "type": channel}
-        if state.status is not None and state.updated_at is not None:
-            found["status"] = render_status(state.status, "api")
-            found["updatedAt"] = _millis(state.updated_at)
-        held = [h for h in state.groups.values() if h.group_id in groups]
-        if channel == "EMAIL":
-            found["groups"] = [
-                {
-                    "id": h.group_id,
-                    "name": groups[h.group_id].name,
-                    "status": render_status(h.status, "api"),
-                    "updatedAt": _millis(h.updated_at),
-                }
-                for h in sorted(held, key=lambda h: groups[h.group_id].name)
-            ]
-        successes.append(found)
+    successes = [
+        _state_json(vector.key, states[(channel, key)], groups) for vector, channel, key in asked
+    ]
     return {"data": {"successes": successes, "failures": failures, "errors": []}}
+
+
+@router.put("/{idOrName}/messaging-subscriptions", response_model=None)
+def replace_states(
+    request: Request, space_id: SpaceId, body: ReplaceBody, spaces: Spaces
+) -> dict[str, Any]:
+    """Set these contact vectors' states now; the states written, or why not."""
+    space = spaces.require(space_id)
+    if len(body.subscriptions) > MAX_BATCH:
+        raise ApiError(
+            422, "validation", f"subscriptions: at most {MAX_BATCH} a request", "subscriptions"
+        )
+    clock: Callable[[], float] = getattr(request.app.state, "clock", time.time)
+    items = [item.model_dump(exclude_none=True) for item in body.subscriptions]
+    with write_transaction(request.app.state.engine) as conn:
+        outcomes = replace(conn, space.id, items, round(clock() * 1000))
+        groups = {g.id: g for g in live_groups(conn, space.id).values()}
+    successes, failures = [], []
+    for outcome in outcomes:
+        sent = outcome.sent
+        if outcome.state is not None:
+            successes.append(_state_json(sent["key"], outcome.state, groups))
+            continue
+        errors = [{"code": r.code, "message": MESSAGES[r.code]} for r in outcome.refused]
+        failures.append({"key": sent["key"], "type": sent["type"], "errors": errors})
+    return {"data": {"successes": successes, "failures": failures}}
+
+
+def _state_json(key: str, state: State, groups: Mapping[str, SubscriptionGroup]) -> dict[str, Any]:
+    """A vector's state as the Public API gives it (``status`` left out when it has none)."""
+    found: dict[str, Any] = {"key": key, "type": state.channel}
+    if state.status is not None and state.updated_at is not None:
+        found["status"] = render_status(state.status, "api")
+        found["updatedAt"] = _millis(state.updated_at)
+    held = [h for h in state.groups.values() if h.group_id in groups]
+    if state.channel == "EMAIL":
+        found["groups"] = [
+            {
+                "id": h.group_id,
+                "name": groups[h.group_id].name,
+                "status": render_status(h.status, "api"),
+                "updatedAt": _millis(h.updated_at),
+            }
+            for h in sorted(held, key=lambda h: groups[h.group_id].name)
+        ]
+    return found
 
 
 def _failure(vector: VectorBody, code: str, message: str) -> dict[str, Any]:

@@ -47,6 +47,7 @@ from headwater.engage.computations import (
     Destination,
     Purpose,
     computation_key,
+    creates_audiences,
     definition_of,
     destination_of,
 )
@@ -478,8 +479,12 @@ def plan(store: WorkspaceStore, config: ConfigFile) -> Plan:
         changes.append(RenameWorkspace(workspace.name, config.workspace))
     if config.sources is not None:
         changes += _plan_sources(store, config.sources)
+    dropped_warehouses: list[Change] = []  # after the SQL traits and spaces that query them
     if config.warehouses is not None:
-        changes += _plan_warehouses(store, config.warehouses)
+        listed = {w.name for w in config.warehouses}
+        for change in _plan_warehouses(store, config.warehouses):
+            gone = isinstance(change, DeleteInstance) and change.name not in listed
+            (dropped_warehouses if gone else changes).append(change)
     trait_deletes: list[Change] = []
     trait_changes: list[Change] = []
     if config.sql_traits is not None:
@@ -493,7 +498,8 @@ def plan(store: WorkspaceStore, config: ConfigFile) -> Plan:
     # Spaces before destinations: a space's Engage source (`<space>-engage`), which Engage's
     # destinations hang off, is made with the space.
     if config.spaces is not None:
-        changes += _plan_spaces(store, config, changes)
+        changes += _plan_spaces(store, config, changes + dropped_warehouses)
+    changes += dropped_warehouses
     if config.destinations is not None:
         changes += _plan_destinations(store, config.destinations)
     connects: list[Change] = []
@@ -1711,6 +1717,8 @@ def _plan_computations(store: WorkspaceStore, config: ConfigFile) -> list[Change
     updates: list[Change] = []
     creates: list[Change] = []
     problems: list[str] = []
+    types = {d.name: d.type for d in DestinationStore(store).list()}
+    types.update({d.name: d.type for d in config.destinations or []})
     for section, kind in SECTIONS.items():
         configs: list[ComputationConfig] | None = getattr(config, section)
         if configs is None:
@@ -1725,6 +1733,13 @@ def _plan_computations(store: WorkspaceStore, config: ConfigFile) -> list[Change
             if cfg.space not in planned_spaces:
                 problems.append(f"{section}[{i}].space: no space named {cfg.space!r}")
                 continue
+            if kind == "trait":  # §14.1: list destinations take audiences only
+                problems += [
+                    f"{section}[{i}].destinations[{j}]: {d.name!r} is a list destination "
+                    f"({types[d.name]}): it takes audiences only, not computed traits"
+                    for j, d in enumerate(cfg.destinations)
+                    if d.name in types and creates_audiences(types[d.name])
+                ]
             key = cfg.key or computation_key(cfg.name)
             listed.add((cfg.space, key))
             current = existing.get((cfg.space, key))

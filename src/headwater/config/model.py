@@ -615,6 +615,7 @@ class EngageDestinationConfig(_Section):
     trait_event: StrictStr | None = None
     id_sync: list[dict[str, Any]] | None = None  # [{identifier, field, strategy}] (§14.6)
     trait_enrichment: list[dict[str, Any]] | None = None  # [{trait, field}]
+    audience_settings: dict[str, Any] | None = None  # a list destination's (its audienceFields)
 
     def written(self) -> dict[str, Any]:
         return self.model_dump(exclude_none=True)

@@ -287,6 +287,40 @@ class DeliveryEngine:
             return await asyncio.wrap_future(future)
         return await self._test(destination, message, mapping_ids)
 
+    async def audience_hook(
+        self, destination_id: str, hook: str, payload: Mapping[str, Any]
+    ) -> Any:
+        """Run a list destination's ``createAudience`` or ``getAudience`` with the instance's
+        settings as saved (Engage's list destinations); raises ``HookError`` when it fails."""
+        loop = self._loop
+        if self._thread is not None and loop is not None and loop is not asyncio.get_running_loop():
+            # The actions runtime's Node processes belong to the delivery thread's loop.
+            future = asyncio.run_coroutine_threadsafe(
+                self._audience_hook(destination_id, hook, payload), loop
+            )
+            return await asyncio.wrap_future(future)
+        return await self._audience_hook(destination_id, hook, payload)
+
+    async def _audience_hook(
+        self, destination_id: str, hook: str, payload: Mapping[str, Any]
+    ) -> Any:
+        from headwater.delivery import package_actions
+
+        await asyncio.to_thread(self._destinations.refresh, True)
+        destination = await asyncio.to_thread(self._destinations.get, destination_id)
+        if destination is None:
+            raise LookupError(f"no destination has the id {destination_id!r}")
+        definition = destination.definition
+        if hook not in definition.hooks or definition.package_directory is None:
+            raise LookupError(f"{definition.type} has no {hook} hook")
+        saved = definition.parse_settings(destination.settings).model_dump(
+            by_alias=True, exclude_none=True
+        )
+        settings, auth = package_actions.split_settings(saved)
+        return await self._actions_runtime().hook(
+            definition.package_directory, hook, settings, payload, auth=auth
+        )
+
     async def _test(
         self, destination: DestinationInfo, message: dict[str, Any], mapping_ids: Sequence[str]
     ) -> list[Tried]:

@@ -54,6 +54,12 @@ class Connection:
     trait_event: str = TRAIT_COMPUTED
     id_sync: tuple[IdSync, ...] = ()
     trait_enrichment: tuple[tuple[str, str], ...] = ()  # (Segment trait, destination field)
+    # A list destination (its definition creates audiences): the audience's id there, None
+    # until it is created (nothing is sent before: its first upload carries every member),
+    # and the connection's audience settings, both in ``context.personas`` as Segment puts them.
+    list_audience: bool = False
+    external_audience_id: str | None = None
+    audience_settings: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -75,6 +81,17 @@ def personas(space_id: str, computation: Computation) -> dict[str, str]:
         "namespace": space_id,
         "space_id": space_id,
     }
+
+
+def _personas(space_id: str, computation: Computation, connection: Connection) -> dict[str, Any]:
+    """``context.personas``; for a list destination with the audience's external id and
+    settings, which its sync action reads (``$.context.personas.external_audience_id``) and
+    actions-core hands it as ``audienceSettings``."""
+    found: dict[str, Any] = dict(personas(space_id, computation))
+    if connection.list_audience:
+        found["external_audience_id"] = connection.external_audience_id
+        found["audience_settings"] = dict(connection.audience_settings or {})
+    return found
 
 
 def messages(
@@ -100,6 +117,8 @@ def messages(
     stamp = format_timestamp(datetime.fromtimestamp(at, UTC))
     out: list[dict[str, Any]] = []
     for connection in connections:
+        if connection.list_audience and connection.external_audience_id is None:
+            continue  # not created yet: its first upload will carry this member
         # ID Sync keys an entry or a trait's value; an exit goes to every id (§14.6).
         synced = connection.id_sync and not (audience and not value)
         keyed = (
@@ -121,7 +140,7 @@ def messages(
                 if fallback is None:
                     continue
                 ids = {"userId" if identity.user_id else "anonymousId": fallback}
-            context: dict[str, Any] = {"personas": personas(space_id, computation)}
+            context: dict[str, Any] = {"personas": _personas(space_id, computation, connection)}
             if fields:
                 context["traits"] = dict(fields)  # a Track's keys (§14.2 item 6)
             base = {
@@ -162,6 +181,39 @@ def messages(
                     }
                 )
     return out
+
+
+def group_messages(
+    space_id: str,
+    computation: Computation,
+    value: Any,
+    group_id: str,
+    user_id: str,
+    connections: Sequence[Connection],
+    *,
+    at: float,
+    cause: str,
+) -> list[dict[str, Any]]:
+    """An account-level value's Group call (one per account, §13.10: ``<key>: value`` among
+    the account's traits) for each connection sending traits. The Spec wants a userId on
+    every call: one of the account's users carries it."""
+    if computation.kind == "audience":
+        value = bool(value)
+    stamp = format_timestamp(datetime.fromtimestamp(at, UTC))
+    return [
+        {
+            "type": "group",
+            "groupId": group_id,
+            "userId": user_id,
+            "traits": {computation.key: value},
+            "timestamp": stamp,
+            "integrations": {"All": False, connection.destination: True},
+            "context": {"personas": personas(space_id, computation)},
+            "messageId": message_id(cause, computation.id, connection.destination, "group", 0),
+        }
+        for connection in connections
+        if connection.send_identify
+    ]
 
 
 def _ids(user_id: str | None, anonymous_id: str | None) -> dict[str, str]:

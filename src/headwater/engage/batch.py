@@ -8,8 +8,9 @@ The query reads the tables Profiles Sync writes on every engine (spec §11.2): t
 ``segment_id`` — the profile at event time — and ``event_source_id``), ``profile_merges``
 (every profile id → its current canonical id, so events count for the profile they belong to
 now), ``user_traits`` (one row per trait of a canonical profile, the value as text),
-``user_identifiers`` (§13.3's eligibility) and, for accounts, ``groups`` (the user ↔ account
-links Group calls made, and the accounts' traits). It returns rows
+``user_identifiers`` (§13.3's eligibility) and, for accounts, ``user_accounts`` (the user ↔
+account links Group calls made, whole history) and ``account_traits`` (the accounts' traits),
+or where a warehouse has none of those yet the ``groups`` event table. It returns rows
 ``(canonical_segment_id, value)``: an audience's members (value true), or every profile a
 computed trait has a value for. For ``kind="accounts"`` the first column is the ``group_id``.
 
@@ -19,6 +20,10 @@ window is 0 in a condition, numbers compare as numbers (a numeric string too, ne
 everything else as text, a missing value satisfies only ``absent`` and ``omits``, and an array
 (JSON text in the warehouse) satisfies a condition when one of its elements does. Where SQL
 cannot say exactly what Python does, docs/decisions.md ("Engage: batch") lists it.
+
+``compile_buckets`` is the other query: a real-time vector's hourly buckets per profile from
+the events received before a moment, so a new real-time computation that includes historical
+data starts from them and real time adds the rest (``buckets`` decodes its rows).
 
 Identifiers are always double-quoted and literals single-quoted with quotes doubled: nothing in
 a definition's text (event names, property paths, strings) reaches the SQL unquoted. The
@@ -51,6 +56,7 @@ from headwater.engage.definition import (
     Value,
 )
 from headwater.engage.definition import Literal as Const
+from headwater.engage.realtime import FOLDED
 from headwater.errors import DefinitionError
 from headwater.timestamps import format_timestamp, parse_timestamp
 
@@ -214,6 +220,83 @@ def python_value(value: Any) -> Any:
         return [python_value(v) for v in value]
     if hasattr(value, "is_integer") and not isinstance(value, int | bool):  # Decimal
         return python_value(float(value))
+    return value
+
+
+# --- seeding real-time buckets from history ----------------------------------------------------
+
+
+BUCKET_COLUMNS: Final = ("canonical_segment_id", "hour", "value", "n", "at")
+FAMILIES: Final = ("count", "sum", "min", "max", "mode", "unique", "first", "last")
+
+
+def compile_buckets(
+    reduce: Reduce,
+    *,
+    family: str,
+    keep: int | None,
+    folds: bool,
+    received_before: float,
+    dialect: Dialect,
+    schema: str,
+    naming: Naming,
+    columns: Columns,
+    now: float,
+    ignore_sources: Collection[str] = (),
+) -> str:
+    """One SQL query giving, for every profile, the hourly buckets of a real-time vector
+    (``realtime._Vector``: its first reader's ``reduce``, ``family``, ``keep`` and ``folds``)
+    from the events received before ``received_before``, as ``realtime.Plan.apply_event``
+    then ``prune`` at ``now`` would hold them: a new computation that includes historical
+    data starts from these, and real time adds the events received from then on.
+
+    Rows ``(canonical_segment_id, hour, value, n, at)`` (``BUCKET_COLUMNS``), decoded by
+    ``buckets``; ``hour`` is ``realtime.FOLDED`` for the bucket of hours older than ``keep``."""
+    if family not in FAMILIES:
+        raise ValueError(f"unknown vector family {family!r}")
+    compiler = _Compiler(dialect, schema, naming, columns, now, {}, frozenset(ignore_sources))
+    return compiler.buckets(reduce, family, keep, folds, received_before)
+
+
+def buckets(rows: Iterable[Sequence[Any]], family: str) -> dict[str, dict[int, Any]]:
+    """``compile_buckets``' rows as ``ProfileState.v`` holds a vector: ``{segment_id: {hour
+    or FOLDED: bucket}}``, each bucket of the type ``realtime._add`` builds (count: int, sum:
+    ``[total, n]``, min/max: the number or text, mode/unique: ``{value: n}``, first/last:
+    ``[at, value]``), ready for ``realtime._combine`` with the buckets real time adds."""
+    if family not in FAMILIES:
+        raise ValueError(f"unknown vector family {family!r}")
+    found: dict[str, dict[int, Any]] = {}
+    for sid, hour, value, n, at in rows:
+        slots = found.setdefault(str(sid), {})
+        slot = int(hour)
+        if family == "count":
+            slots[slot] = int(n)
+        elif family == "sum":
+            slots[slot] = [float(value), int(n)]
+        elif family in ("min", "max"):
+            slots[slot] = value if isinstance(value, str) else float(value)
+        elif family in ("mode", "unique"):
+            slots.setdefault(slot, {})[str(value)] = int(n)
+        else:
+            slots[slot] = [_seconds(at), _event_value(value)]
+    return found
+
+
+def _seconds(value: Any) -> float:
+    """An event's time as ``realtime.event_seconds`` gives it."""
+    if isinstance(value, datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
+    return float(value)
+
+
+def _event_value(value: Any) -> Any:
+    """A first/last value as the event held it (floats stay floats, unlike a trait's)."""
+    if isinstance(value, datetime):
+        return format_timestamp(value if value.tzinfo else value.replace(tzinfo=UTC))
+    if isinstance(value, tuple | list):
+        return [_event_value(v) for v in value]
+    if hasattr(value, "is_integer") and not isinstance(value, int | float):  # Decimal
+        return float(value)
     return value
 
 
@@ -441,16 +524,28 @@ class _Compiler:
 
     def links(self) -> str:
         """User ↔ account pairs: every canonical profile that sent a Group call for an
-        account (Profiles Sync's ``groups`` table)."""
+        account — Profiles Sync's ``user_accounts``, and the ``groups`` table's pairs, which
+        are all in ``user_accounts`` too except where the warehouse was loaded before it
+        existed (the union keeps those last two months of links)."""
         found = self.referenced.get(("links", ""))
         if found is not None:
             return found
+        parts = []
+        if self.has("user_accounts", "group_id"):
+            parts.append(
+                "SELECT a.group_id AS aid, a.canonical_segment_id AS sid "
+                f"FROM {self.table('user_accounts')} AS a WHERE a.group_id IS NOT NULL"
+            )
         if self.has("groups", "group_id"):
-            sql = (
-                f"SELECT DISTINCT g.group_id AS aid, {self.canonical('g')} AS sid "
+            parts.append(
+                f"SELECT g.group_id AS aid, {self.canonical('g')} AS sid "
                 f"FROM {self.table('groups')} AS g{self.merge_join('g')} "
                 "WHERE g.group_id IS NOT NULL"
             )
+        if parts:
+            sql = " UNION ".join(parts)  # UNION: each pair once
+            if len(parts) == 1:
+                sql = "SELECT DISTINCT" + sql.removeprefix("SELECT")
         else:
             sql = f"SELECT {self.null('text')} AS aid, {self.null('text')} AS sid WHERE 1 = 0"
         name = self.cte("l", sql)
@@ -666,7 +761,8 @@ class _Compiler:
 
     def trait(self, key: str, scope: _Scope, row: _Row | None) -> _V:
         """A trait of the profile (or account): another computation's value when the key is
-        one, else the custom trait (``user_traits``; an account's from its Group calls)."""
+        one, else the custom trait (``user_traits``; an account's ``account_traits``, or in a
+        warehouse without it the latest value of its Group calls in ``groups``)."""
         cte, kind = self.trait_cte(key, scope.kind)
         sid = scope.sid if row is None else f"{row.alias}.__sid"
         alias = self.fresh("t")
@@ -706,6 +802,12 @@ class _Compiler:
                 f"{self.table('user_traits')} WHERE name = {literal(key)}"
                 if self.has("user_traits")
                 else f"SELECT {self.null('text')} AS sid, {self.null('text')} AS v WHERE 1 = 0"
+            )
+        elif self.has("account_traits"):
+            # Not mixed with ``groups``: a trait a Group call removed would come back.
+            sql = (
+                f"SELECT group_id AS sid, value AS v FROM {self.table('account_traits')} "
+                f"WHERE name = {literal(key)}"
             )
         else:
             column = self.naming.column(key)
@@ -905,6 +1007,63 @@ class _Compiler:
         return self.cte(
             "m", f"SELECT sid, x AS v FROM ({ranked}) AS h WHERE k = 1 AND n >= {least}"
         )
+
+    def buckets(
+        self, node: Reduce, family: str, keep: int | None, folds: bool, received_before: float
+    ) -> str:
+        """``compile_buckets``: the stream's rows received before the cut, each in its hour's
+        bucket (or the folded one), one aggregate per profile and bucket."""
+        sql, table = self.source(node.stream, "users")
+        if table is None or not self.has(table, "received_at") or (keep is None and not folds):
+            big, txt = "CAST(NULL AS BIGINT)", self.null("text")
+            nothing = (txt, big, txt, big, self.null("timestamp"))
+            pairs = zip(BUCKET_COLUMNS, nothing, strict=True)
+            return f"SELECT {', '.join(f'{e} AS {quote(c)}' for c, e in pairs)} WHERE 1 = 0"
+        row = _Row("a", table, source=sql)
+        scope = _Scope("users", "a.__sid")
+        where = [self.condition(c, scope, row) for c in node.stream.where]
+        value, _, gives = self.reduced_value(node, row)
+        at = self.when("a", table)
+        hour = f"CAST({self.hour_of(at)} AS BIGINT)"
+        old = "TRUE" if keep is None else f"({self.now_hour} - {hour} >= {int(keep)})"
+        filters = [
+            "a.__sid IS NOT NULL",
+            f"{at} IS NOT NULL",
+            f"a.received_at < {self.at(received_before)}",
+            *where,
+            gives,
+        ]
+        if folds:
+            slot = f"(CASE WHEN {old} THEN {FOLDED} ELSE {hour} END)"
+        else:
+            filters.append(f"NOT {old}")
+            slot = hour
+        rows = (
+            f"SELECT a.__sid AS sid, {slot} AS slot, {value} AS x, {at} AS w, "
+            f"a.received_at AS r FROM ({sql}) AS a{''.join(row.joins)} "
+            f"WHERE {' AND '.join(filters)}"
+        )
+        group = "sid, slot"
+        value_sql, at_sql = self.null("text"), self.null("timestamp")
+        if family == "sum":
+            value_sql = "sum(x)"
+        elif family in ("min", "max"):
+            value_sql = f"{family}({self.collate('x') if node.as_type == 'string' else 'x'})"
+        elif family in ("mode", "unique"):
+            value_sql, group = "x", "sid, slot, x"
+        elif family in ("first", "last"):  # ties at one time go by arrival (received_at)
+            order = "ASC" if family == "first" else "DESC"
+            value_sql = f"(array_agg(x ORDER BY w {order}, r {order}))[1]"
+            at_sql = f"{'min' if family == 'first' else 'max'}(w)"
+        picked = zip(BUCKET_COLUMNS, ("sid", "slot", value_sql, "count(*)", at_sql), strict=True)
+        body = (
+            f"SELECT {', '.join(f'{e} AS {quote(c)}' for c, e in picked)} "
+            f"FROM ({rows}) AS s GROUP BY {group}"
+        )
+        if not self.ctes:
+            return body
+        ctes = ",\n".join(f"{quote(name)} AS (\n{cte}\n)" for name, cte in self.ctes)
+        return f"WITH {ctes}\n{body}"
 
     def step(self, node: Reduce, scope: _Scope, parent: _Row) -> _V:
         """A funnel step (a reduce inside a parent event's ``where``): per parent event, the

@@ -30,6 +30,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection as DbConnection
 from sqlalchemy.engine import Row
 
+from headwater.destinations import registry
 from headwater.engage.activation import (
     ENTERED,
     EXITED,
@@ -43,7 +44,7 @@ from headwater.engage.builder import from_builder
 from headwater.engage.definition import Definition, Kind, TraitRef
 from headwater.engage.language import parse, to_text
 from headwater.engage.realtime import Computation, realtime_reason
-from headwater.errors import ConflictError, InvalidError, NotFoundError
+from headwater.errors import ConflictError, HeadwaterError, InvalidError, NotFoundError
 from headwater.store import schema
 from headwater.store.config_snapshot import ConfigSnapshot
 from headwater.store.workspace import BASE62, WorkspaceStore
@@ -55,9 +56,11 @@ ID_LENGTH = 22
 MAX_KEY = 255
 # Segment's plan quotas (§19.1): 100 audiences, 50 computed traits per space.
 LIMITS = {"audience": 100, "trait": 50}
-# §13.8's statuses; a real-time computation is Live from its creation on (it computes each
-# event from then; history is computed by the batch engine when it has run).
-LIVE, NOT_COMPUTING = "Live", "Not Computing"
+# §13.8's statuses. A real-time computation without history is Live from its creation on;
+# one with history, and a batch one, is Preparing until the batch engine has run it
+# (headwater.engage.batch_runs).
+PREPARING, COMPUTING, LIVE = "Preparing", "Computing", "Live"
+NOT_COMPUTING, FAILED = "Not Computing", "Failed"
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,20 @@ class Destination:
     # Trait Activation (§14.6): [{identifier, field, strategy}], [{trait, field}]
     id_sync: tuple[dict[str, str], ...] = ()
     trait_enrichment: tuple[dict[str, str], ...] = ()
+    # A list destination's audience settings (its definition's ``audienceFields``)
+    audience_settings: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class ExternalAudience:
+    """A list destination's audience (§14.1): made once through the definition's
+    ``createAudience`` hook when the audience is connected. ``external_id`` is None until that
+    worked; ``error`` is the last failure, tried again from ``retry_at`` (seconds)."""
+
+    destination_id: str
+    external_id: str | None
+    error: str | None = None
+    retry_at: int | None = None
 
 
 @dataclass(frozen=True)
@@ -93,11 +110,15 @@ class ComputationInfo:
     created_at: int
     updated_at: int
     destinations: tuple[Destination, ...] = field(default=())
+    status_detail: str | None = None  # why it is Failed or Not Computing, and what to do
+    external_audiences: tuple[ExternalAudience, ...] = field(default=())
 
     def computation(self) -> Computation:
         """As the engine takes it."""
         tree = parse(self.definition, kind=self.level, purpose=self.kind)
-        return Computation(self.id, self.key, self.kind, tree, self.include_anonymous)
+        return Computation(
+            self.id, self.key, self.kind, tree, self.include_anonymous, self.include_historical
+        )
 
 
 def computation_key(name: str) -> str:
@@ -225,7 +246,7 @@ class ComputationStore:
                     level=level,
                     definition=tree.text or to_text(tree),
                     mode=mode,
-                    status=LIVE if mode == "realtime" else NOT_COMPUTING,
+                    status=LIVE if mode == "realtime" and not include_historical else PREPARING,
                     options={
                         "include_anonymous": bool(include_anonymous),
                         "include_historical": bool(include_historical),
@@ -235,7 +256,7 @@ class ComputationStore:
                     updated_at=now,
                 )
             )
-            self._set_destinations(conn, info.id, computation_id, destinations)
+            self._set_destinations(conn, info.id, computation_id, kind, destinations)
             self._ws.bump(conn)
             return self._infos(conn, [self._require(conn, info.id, computation_id)])[0]
 
@@ -293,7 +314,7 @@ class ComputationStore:
                     values["options"] = options
             changed = bool(values)
             if destinations is not None:
-                changed |= self._set_destinations(conn, info.id, row.id, destinations)
+                changed |= self._set_destinations(conn, info.id, row.id, row.kind, destinations)
             if changed:
                 values["updated_at"] = self._ws.now()
                 conn.execute(table.update().where(table.c.id == row.id).values(**values))
@@ -329,6 +350,12 @@ class ComputationStore:
                     schema.engage_connections.c.computation_id == row.id
                 )
             )
+            # What the batch engine had for it goes with it.
+            batch, staged = schema.engage_batch, schema.engage_batch_staged
+            conn.execute(batch.delete().where(batch.c.computation_id == row.id))
+            conn.execute(
+                staged.delete().where(staged.c.space_id == info.id, staged.c.target == row.id)
+            )
             traits = schema.unify_profile_traits
             conn.execute(
                 traits.update()
@@ -361,9 +388,12 @@ class ComputationStore:
         conn: DbConnection,
         space_id: str,
         computation_id: str,
+        kind: Purpose,
         destinations: Sequence[Mapping[str, Any]],
     ) -> bool:
-        """Connect exactly these destinations (instances on the space's Engage source)."""
+        """Connect exactly these destinations (instances on the space's Engage source). A
+        list destination (§14.1) takes audiences only; it keeps its external audience while it
+        stays connected."""
         if isinstance(destinations, str | bytes) or not isinstance(destinations, Sequence):
             raise InvalidError("must be a list", "destinations")
         source = conn.execute(
@@ -379,7 +409,7 @@ class ComputationStore:
             ref = item.get("name") or item.get("id")
             dest = schema.destinations
             found = conn.execute(
-                sa.select(dest.c.id, dest.c.source_id).where(
+                sa.select(dest.c.id, dest.c.source_id, dest.c.type).where(
                     sa.or_(dest.c.id == ref, dest.c.name == ref)
                 )
             ).first()
@@ -393,7 +423,21 @@ class ComputationStore:
                 )
             if found.id in wanted:
                 raise ConflictError(f"{ref!r} is connected twice", where)
-            wanted[found.id] = _connection_settings(item, where)
+            settings = _connection_settings(item, where)
+            if creates_audiences(found.type):
+                if kind != "audience":
+                    raise InvalidError(
+                        f"{ref!r} is a list destination ({found.type}): it takes audiences "
+                        "only, not computed traits (Segment §14.1)",
+                        where,
+                    )
+            elif "audience_settings" in settings:
+                raise InvalidError(
+                    f"{ref!r} ({found.type}) is not a list destination: it has no audience "
+                    "settings",
+                    f"{where}.audience_settings",
+                )
+            wanted[found.id] = settings
         table = schema.engage_connections
         current = {
             r.destination_id: dict(r.settings or {})
@@ -405,19 +449,36 @@ class ComputationStore:
         }
         if current == wanted:
             return False
-        conn.execute(table.delete().where(table.c.computation_id == computation_id))
+        gone = [d for d in current if d not in wanted]
+        if gone:
+            conn.execute(
+                table.delete().where(
+                    table.c.computation_id == computation_id, table.c.destination_id.in_(gone)
+                )
+            )
+        for destination_id, settings in wanted.items():
+            if destination_id in current and current[destination_id] != settings:
+                conn.execute(
+                    table.update()
+                    .where(
+                        table.c.computation_id == computation_id,
+                        table.c.destination_id == destination_id,
+                    )
+                    .values(settings=settings)
+                )
         now = self._ws.now()
-        if wanted:
+        added = [d for d in wanted if d not in current]
+        if added:
             conn.execute(
                 table.insert(),
                 [
                     {
                         "computation_id": computation_id,
                         "destination_id": destination_id,
-                        "settings": settings,
+                        "settings": wanted[destination_id],
                         "created_at": now,
                     }
-                    for destination_id, settings in wanted.items()
+                    for destination_id in added
                 ],
             )
         return True
@@ -452,11 +513,19 @@ class ComputationStore:
     ) -> builtins.list[ComputationInfo]:
         ids = [r.id for r in rows]
         by_computation: dict[str, builtins.list[Destination]] = {}
+        lists: dict[str, builtins.list[ExternalAudience]] = {}
         if ids:
             table, dest = schema.engage_connections, schema.destinations
             for c in conn.execute(
                 sa.select(
-                    table.c.computation_id, table.c.destination_id, dest.c.name, table.c.settings
+                    table.c.computation_id,
+                    table.c.destination_id,
+                    dest.c.name,
+                    dest.c.type,
+                    table.c.settings,
+                    table.c.external_audience_id,
+                    table.c.audience_error,
+                    table.c.audience_retry_at,
                 )
                 .join(dest, dest.c.id == table.c.destination_id)
                 .where(table.c.computation_id.in_(ids))
@@ -465,6 +534,27 @@ class ComputationStore:
                 by_computation.setdefault(c.computation_id, []).append(
                     destination_of(c.destination_id, c.name, c.settings or {})
                 )
+                if creates_audiences(c.type):
+                    lists.setdefault(c.computation_id, []).append(
+                        ExternalAudience(
+                            c.destination_id,
+                            c.external_audience_id,
+                            c.audience_error,
+                            c.audience_retry_at,
+                        )
+                    )
+        b = schema.engage_batch
+        details = (
+            dict(
+                conn.execute(
+                    sa.select(b.c.computation_id, b.c.last_error).where(
+                        b.c.computation_id.in_(ids), b.c.last_error.is_not(None)
+                    )
+                ).all()
+            )
+            if ids
+            else {}
+        )
         out = []
         for r in rows:
             options = r.options or {}
@@ -485,6 +575,8 @@ class ComputationStore:
                     created_at=r.created_at,
                     updated_at=r.updated_at,
                     destinations=tuple(by_computation.get(r.id, ())),
+                    status_detail=details.get(r.id),
+                    external_audiences=tuple(lists.get(r.id, ())),
                 )
             )
         return out
@@ -496,8 +588,18 @@ def destination_of(destination_id: str, name: str, settings: Mapping[str, Any]) 
     return Destination(destination_id, name, **{**settings, **lists})
 
 
+def creates_audiences(destination_type: str) -> bool:
+    """Whether instances of this type are list destinations: an Actions definition with an
+    audience hook (``audienceConfig.createAudience``)."""
+    try:
+        return "createAudience" in registry.get(destination_type).hooks
+    except HeadwaterError:  # an unknown type, or the catalog not installed
+        return False
+
+
 def connections(info: ComputationInfo) -> builtins.list[Connection]:
     """A computation's destinations as activation takes them."""
+    lists = {a.destination_id: a for a in info.external_audiences}
     return [
         Connection(
             d.destination,
@@ -511,6 +613,11 @@ def connections(info: ComputationInfo) -> builtins.list[Connection]:
                 for m in d.id_sync
             ),
             trait_enrichment=tuple((m["trait"], m["field"]) for m in d.trait_enrichment),
+            list_audience=d.destination_id in lists,
+            external_audience_id=(
+                lists[d.destination_id].external_id if d.destination_id in lists else None
+            ),
+            audience_settings=d.audience_settings,
         )
         for d in info.destinations
     ]
@@ -524,6 +631,7 @@ _SETTINGS: dict[str, type] = {
     "trait_event": str,
     "id_sync": list,
     "trait_enrichment": list,
+    "audience_settings": dict,
 }
 _MAPPINGS = {
     "id_sync": ("identifier", "field", "strategy"),
@@ -546,9 +654,8 @@ def _connection_settings(item: Mapping[str, Any], where: str) -> dict[str, Any]:
             settings[key] = mappings_of(key, value, f"{where}.{key}")
             continue
         if not isinstance(value, kind) or (isinstance(value, str) and not value.strip()):
-            raise InvalidError(
-                f"must be {'true or false' if kind is bool else 'a name'}", f"{where}.{key}"
-            )
+            expected = {bool: "true or false", dict: "an object"}.get(kind, "a name")
+            raise InvalidError(f"must be {expected}", f"{where}.{key}")
         settings[key] = value
     if settings.get("send_identify") is False and settings.get("send_track") is not True:
         raise InvalidError("sends nothing: set send_identify or send_track", where)

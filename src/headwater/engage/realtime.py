@@ -69,6 +69,7 @@ class Computation:
     kind: Kind
     definition: Definition
     include_anonymous: bool = False
+    include_historical: bool = False  # a new vector it reads waits for a seed from history
 
 
 @dataclass(frozen=True)
@@ -175,6 +176,7 @@ class _Vector:
     family: str = ""
     keep: int | None = None  # hours of buckets kept apart (None: every reader folds them)
     folds: bool = False  # an unwindowed reader counts buckets older than ``keep``
+    since: float | None = None  # events received earlier come from the history seed
 
     def finish(self) -> None:
         self.family = _FAMILIES.get(self.reduce.op, self.reduce.op)
@@ -470,10 +472,17 @@ class Plan:
         hour = math.floor(at / HOUR)
         now_hour = math.floor(now / HOUR)
         changed: set[str] = set()
+        received: float | None = None
         for vector, node in readers:
             stream = node.stream
             if source_id in stream.exclude_sources:
                 continue
+            if vector.since is not None:
+                if received is None:
+                    stamp = parse_timestamp(event.get("receivedAt"))
+                    received = stamp.timestamp() if stamp is not None else now
+                if received < vector.since:
+                    continue  # the seed from the warehouse counts it
             if stream.where and not all(_where(c, event, now) for c in stream.where):
                 continue
             value = _value_of(node, event)
@@ -493,6 +502,32 @@ class Plan:
                 buckets[slot] = _add(vector.family, buckets.get(slot), item, at)
             changed.add(vector.key)
         return changed
+
+    def vectors(self) -> dict[str, tuple[Reduce, str, int | None, bool]]:
+        """Every vector by key: a reduce reading it, its family, ``keep`` and ``folds`` (what
+        a seed query needs)."""
+        return {k: (v.reduce, v.family, v.keep, v.folds) for k, v in self._vectors.items()}
+
+    def readers(self, key: str) -> list[Computation]:
+        """The computations reading a vector."""
+        return [self.order[i].computation for i in self._by_vector.get(key, ())]
+
+    def start(self, since: Mapping[str, float | None]) -> None:
+        """When each vector began counting events in real time (None: from any time)."""
+        for key, vector in self._vectors.items():
+            vector.since = since.get(key)
+
+    def seed(self, state: ProfileState, key: str, buckets: Mapping[int, Any]) -> bool:
+        """Add a vector's buckets from history (events received before it started) to a
+        profile's; whether the vector is still planned."""
+        vector = self._vectors.get(key)
+        if vector is None:
+            return False
+        mine = state.v.setdefault(key, {})
+        for hour, bucket in buckets.items():
+            # the seed's events arrived first: a first/last tie goes as in real time
+            mine[hour] = _combine(vector.family, bucket, mine.get(hour))
+        return True
 
     def apply_traits(self, state: ProfileState, traits: Mapping[str, Any]) -> set[str]:
         """Note changed custom traits the plan compares; the keys changed."""

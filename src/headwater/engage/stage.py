@@ -27,8 +27,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection as DbConnection
 from sqlalchemy.engine import Engine
 
-from headwater.engage import activation, outbox, states
+from headwater.engage import activation, batch_runs, outbox, states
 from headwater.engage.activation import Connection, Identity
+from headwater.engage.due import due_profiles
 from headwater.engage.realtime import (
     Change,
     Computation,
@@ -47,6 +48,7 @@ from headwater.unify.sql_graph import SqlGraph
 # §13.3: without "Include Anonymous Users" a member needs one of these.
 ELIGIBLE = frozenset({"user_id", "email", "android.idfa", "ios.idfa"})
 EXPIRE_BATCH = 1_000  # profiles re-evaluated per call of ``expire``
+STAGED_BATCH = 2_000  # batch results applied per call of ``expire``
 TRAIT_CLASS = {"audience": "audience", "trait": "computed_trait"}
 
 Computations = Callable[[str], Sequence[Computation]]  # a space's, by space id
@@ -83,6 +85,13 @@ class Follower(Protocol):
         state_of: Callable[[str], ProfileState],
     ) -> int:
         """Work whose time has come (delays, holds, exits); how much was done."""
+        ...
+
+    def merged(
+        self, conn: DbConnection, space: SpaceInfo, from_id: str, into_id: str, now: float
+    ) -> None:
+        """``from_id`` was merged into ``into_id``: what followed the one now follows the
+        other (told before the survivor's ``follow`` for the same event)."""
         ...
 
 
@@ -127,7 +136,7 @@ class _Pass:
         default_factory=list
     )
     resyncs: list[_Resync] = field(default_factory=list)  # A-UE-41's, made before emissions
-    engage_source: str = "engage"  # the space's Engage source (its messages compute nothing)
+    engage_source: str | None = None  # the space's Engage source (``_engage_sources``)
 
 
 class EngageStage:
@@ -148,6 +157,7 @@ class EngageStage:
         self._clock = clock
         self._followers = tuple(followers)
         self._plans: dict[str, tuple[tuple[Computation, ...], Plan]] = {}
+        self._started: dict[str, Plan] = {}  # space → the plan whose vectors are registered
 
     def plan(self, space_id: str) -> Plan:
         computations = tuple(self._computations(space_id))
@@ -155,6 +165,19 @@ class EngageStage:
         if cached is None or cached[0] != computations:
             cached = self._plans[space_id] = (computations, Plan(computations))
         return cached[1]
+
+    def _plan(self, conn: DbConnection, space: SpaceInfo, now: float) -> Plan:
+        """The space's plan, its vectors registered: a new vector counts events received
+        from now on, and waits for its history from the batch engine (when the space has
+        Profiles Sync to read it from and a reader includes history)."""
+        plan = self.plan(space.id)
+        if self._started.get(space.id) is not plan:
+            since = batch_runs.register_vectors(
+                conn, space.id, plan, now, history=space.profiles_sync is not None
+            )
+            plan.start(since)
+            self._started[space.id] = plan
+        return plan
 
     # --- the identity stage's observer --------------------------------------------------------
 
@@ -169,7 +192,9 @@ class EngageStage:
         plan = self.plan(space.id)
         if (plan.empty and not self._followers) or not resolved:
             return
-        work = _Pass(conn, space, graph, plan, self._clock(), profiles)
+        now = self._clock()
+        plan = self._plan(conn, space, now)
+        work = _Pass(conn, space, graph, plan, now, profiles)
         engage_sources = _engage_sources(work)
         needed: set[str] = set()
         for item in resolved:
@@ -198,9 +223,10 @@ class EngageStage:
     ) -> int:
         """Re-evaluate the profiles whose windows time has moved, then the followers' work
         whose time has come; how much was done."""
-        plan = self.plan(space.id)
         now = self._clock()
+        plan = self._plan(conn, space, now)
         done = self._expire(conn, space, graph, profiles, plan, now) if not plan.empty else 0
+        done += self._apply_batch(conn, space, graph, profiles, plan, now)
         for follower in self._followers:
             done += follower.due(conn, space, graph, now, lambda p: self._stored(conn, space, p))
         return done
@@ -214,21 +240,10 @@ class EngageStage:
         plan: Plan,
         now: float,
     ) -> int:
-        table = schema.engage_profiles
-        due = (
-            conn.execute(
-                sa.select(table.c.profile_id)
-                .where(table.c.space_id == space.id, table.c.due_at <= int(now))
-                .order_by(table.c.due_at)
-                .limit(EXPIRE_BATCH)
-            )
-            .scalars()
-            .all()
-        )
+        due = due_profiles(conn, schema.engage_profiles, space.id, now, EXPIRE_BATCH)
         if not due:
             return 0
         work = _Pass(conn, space, graph, plan, now, profiles)
-        _engage_sources(work)
         self._load(work, due)
         for profile_id in due:
             touched = work.profiles[profile_id]
@@ -242,6 +257,121 @@ class EngageStage:
                 follower.follow(conn, space, graph, profile_id, touched.state, changes, None, now)
         self._write(work, profiles)
         return len(due)
+
+    def _apply_batch(
+        self,
+        conn: DbConnection,
+        space: SpaceInfo,
+        graph: SqlGraph,
+        profiles: ProfileData,
+        plan: Plan,
+        now: float,
+    ) -> int:
+        """Apply what batch runs staged (``batch_runs``): values of batch definitions,
+        buckets from history, values to send again to a newly connected destination."""
+        staged = batch_runs.staged(conn, space.id, STAGED_BATCH)
+        if not staged:
+            return 0
+        by_id = {c.id: c for c in self._computations(space.id)}
+        work = _Pass(conn, space, graph, plan, now, profiles)
+        owner = {p: graph.canonical(p) or p for p in {row[1] for row in staged}}
+        self._load(work, set(owner.values()))
+        changes: dict[str, list[Change]] = {}
+        traits: dict[str, dict[str, Any]] = {}
+        seeded: set[str] = set()
+        applied: list[int] = []
+        for seq, profile_id, kind, target, destination, body in staged:
+            user = owner[profile_id]
+            if kind == "buckets":
+                applied.append(seq)
+                touched = self._state(work, user)
+                if plan.seed(touched.state, target, body):
+                    touched.dirty = True
+                    seeded.add(user)
+                continue
+            computation = by_id.get(target)
+            if computation is None:
+                continue  # too new for this process's plan yet (a deletion removes its rows)
+            applied.append(seq)
+            if kind == "resend":
+                self._resend(work, user, computation, destination, f"backfill:{seq}")
+                continue
+            touched = self._state(work, user)
+            before = touched.state.c.get(computation.id)
+            after = bool(body) if computation.kind == "audience" else body
+            if computation.kind == "audience":
+                before = bool(before)
+            if after == before and type(after) is type(before):
+                continue
+            if after is None or after is False:
+                touched.state.c.pop(computation.id, None)
+            else:
+                touched.state.c[computation.id] = after
+            touched.dirty = True
+            if computation.definition.kind == "accounts":
+                self._account(work, user, computation, after, f"batch:{seq}")
+                continue
+            changes.setdefault(user, []).append(Change(computation, before, after))
+            traits.setdefault(user, {})[computation.key] = after
+        run = staged[0][0]  # with the profile: the messageIds of this application
+        for user in changes.keys() | seeded:
+            cause = f"batch:{run}:{user}"
+            state = work.profiles[user].state
+            found = list(changes.get(user, ()))
+            read = plan.apply_traits(state, traits.get(user, {}))
+            if read or user in seeded:
+                found += plan.evaluate(
+                    state, set(), read, now, self._eligible(work, user), everything=user in seeded
+                )
+            self._changed(work, user, found, cause)
+            for follower in self._followers:
+                follower.follow(conn, space, graph, user, state, found, None, now)
+        batch_runs.applied(conn, space.id, applied)
+        self._write(work, profiles)
+        return len(applied)
+
+    def _account(
+        self, work: _Pass, account: str, computation: Computation, value: Any, cause: str
+    ) -> None:
+        """An account-level value (§13.10): on the account's profile, a Group call for the
+        account, and an Identify or Track for each of its users."""
+        classes = work.values.setdefault(account, {})
+        classes.setdefault(TRAIT_CLASS[computation.kind], {})[computation.key] = value
+        connections = self._connections(computation.id)
+        if not connections:
+            return
+        users = work.graph.links(account)
+        for user in users:
+            work.emissions.append((user, computation, value, connections, f"{cause}:{user}"))
+        group_ids = _identifiers(work, account, frozenset({"group_id"}))
+        user_id = next(
+            (i.value for u in users for i in _identifiers(work, u, frozenset({"user_id"}))), None
+        )
+        if group_ids and user_id is not None:
+            work.messages += activation.group_messages(
+                work.space.id,
+                computation,
+                value,
+                group_ids[0].value,
+                user_id,
+                connections,
+                at=work.now,
+                cause=cause,
+            )
+
+    def _resend(
+        self,
+        work: _Pass,
+        user: str,
+        computation: Computation,
+        destination: str | None,
+        cause: str,
+    ) -> None:
+        """A destination connected after the values were sent gets the current one."""
+        connections = [c for c in self._connections(computation.id) if c.destination == destination]
+        value = work.profiles[user].state.c.get(computation.id) if user in work.profiles else None
+        if connections and value is not None:
+            work.emissions.append((user, computation, value, connections, cause))
 
     def _stored(self, conn: DbConnection, space: SpaceInfo, profile_id: str) -> ProfileState:
         """A profile's state as this transaction has it (empty when Engage never saw it)."""
@@ -274,6 +404,8 @@ class EngageStage:
                     plan.merge(survivor.state, merged.state)
                 survivor.dirty = True
                 everything = True
+                for follower in self._followers:
+                    follower.merged(work.conn, work.space, change.from_id, change.into_id, work.now)
             elif isinstance(change, AddIdentifier) and change.collection == "users":
                 added.append(change)
         touched = self._state(work, user)
@@ -330,8 +462,7 @@ class EngageStage:
             return
         changed = {c.computation.id for c in changes}
         values = []
-        for computation in work.plan.order:
-            c = computation.computation
+        for c in self._computations(work.space.id):  # real-time and batch values alike
             if c.id in changed or c.id not in before:
                 continue
             connections = self._connections(c.id)
@@ -464,7 +595,9 @@ class EngageStage:
             for trait_class, by_key in classes.items()
             for key, value in by_key.items()
         ]
-        profiles.set_computed(conn, values, work.engage_source, work.now)
+        if work.engage_source is None:
+            _engage_sources(work)
+        profiles.set_computed(conn, values, work.engage_source or "engage", work.now)
         self._emit(work)
         outbox.add(conn, space_id, work.messages, int(work.now))
 
@@ -510,9 +643,11 @@ def _load_identifiers(work: _Pass, profile_ids: Iterable[str]) -> None:
 
 
 def _engage_sources(work: _Pass) -> set[str]:
-    """Every space's Engage source (their messages compute nothing); notes this space's."""
+    """Every space's Engage source (their messages compute nothing); notes this space's, the
+    source of the values Engage writes to its profiles."""
     table = schema.engage_sources
     found = set()
+    work.engage_source = "engage"  # a space without one (it gets one when Engage is set up)
     for space_id, source_id in work.conn.execute(sa.select(table.c.space_id, table.c.source_id)):
         found.add(source_id)
         if space_id == work.space.id:

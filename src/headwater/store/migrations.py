@@ -132,6 +132,15 @@ def _space_source_replays(conn: Connection) -> None:
             conn.execute(sa.text(f"ALTER TABLE space_sources ADD COLUMN {column} {kind}"))
 
 
+def _journey_backfill(conn: Connection) -> None:
+    """``engage_journey_versions`` gets ``backfill_after``: "Use historical data" still to do."""
+    present = {c["name"] for c in sa.inspect(conn).get_columns("engage_journey_versions")}
+    if "backfill_after" not in present:
+        conn.execute(
+            sa.text("ALTER TABLE engage_journey_versions ADD COLUMN backfill_after VARCHAR(40)")
+        )
+
+
 def _user_subscriptions(conn: Connection) -> None:
     """Engage's user subscriptions: states per contact vector and group, subscription groups,
     subscription CSV error reports; ``unify_csv_uploads`` gets ``kind`` and ``custom_trait``."""
@@ -146,6 +155,19 @@ def _user_subscriptions(conn: Connection) -> None:
     if "custom_trait" not in present:
         conn.execute(sa.text("ALTER TABLE unify_csv_uploads ADD COLUMN custom_trait VARCHAR(200)"))
     _create_tables(conn)
+
+
+def _list_audiences(conn: Connection) -> None:
+    """``engage_connections`` keeps a list destination's external audience: its id, the last
+    hook failure and when to try again."""
+    present = {c["name"] for c in sa.inspect(conn).get_columns("engage_connections")}
+    for column, kind in (
+        ("external_audience_id", "VARCHAR(500)"),
+        ("audience_error", "TEXT"),
+        ("audience_retry_at", "BIGINT"),
+    ):
+        if column not in present:
+            conn.execute(sa.text(f"ALTER TABLE engage_connections ADD COLUMN {column} {kind}"))
 
 
 MIGRATIONS: list[Migration] = [
@@ -176,6 +198,9 @@ MIGRATIONS: list[Migration] = [
     ),
     Migration(22, "engage: sql traits, their values and runs", _create_tables),
     Migration(23, "engage: journeys, their versions, members and step log", _create_tables),
+    Migration(24, "engage: batch runs, real-time vectors and staged results", _create_tables),
+    Migration(25, "engage: list destinations' external audiences", _list_audiences),
+    Migration(26, "engage: journeys' historical entry", _journey_backfill),
 ]
 
 

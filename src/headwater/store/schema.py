@@ -922,6 +922,11 @@ engage_connections = sa.Table(
     sa.Column("settings", sa.JSON, nullable=False, default=dict),
     sa.Column("created_at", sa.BigInteger, nullable=False),
     sa.Column("synced_at", sa.BigInteger, nullable=True),  # its initial sync was queued
+    # A list destination's audience (its definition has createAudience): the id the
+    # destination gave it, or the last hook failure and when to try again.
+    sa.Column("external_audience_id", sa.String(500), nullable=True),
+    sa.Column("audience_error", sa.Text, nullable=True),
+    sa.Column("audience_retry_at", sa.BigInteger, nullable=True),
 )
 
 # Each profile's real-time state: the hourly buckets of every stream its space's computations
@@ -935,6 +940,53 @@ engage_profiles = sa.Table(
     sa.Column("state", sa.LargeBinary, nullable=False),
     sa.Column("due_at", sa.BigInteger, nullable=True),
     sa.Index("ix_engage_profiles_due", "space_id", "due_at"),
+)
+
+# Batch computation (migration 24; see headwater.engage.batch_runs). One row per audience or
+# computed trait: when it runs next, which definition it last computed, and its lease.
+engage_batch = sa.Table(
+    "engage_batch",
+    metadata,
+    sa.Column("computation_id", sa.String(40), primary_key=True),
+    sa.Column("space_id", sa.String(40), nullable=False),
+    sa.Column("computed", sa.String(64), nullable=True),  # fingerprint of what was computed
+    sa.Column("next_run_at", sa.BigInteger, nullable=True),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("members", sa.BigInteger, nullable=True),  # profiles with a value, last run
+    sa.Column("changed", sa.BigInteger, nullable=True),  # profiles whose value it changed
+    sa.Column("lease_owner", sa.String(200), nullable=True),
+    sa.Column("lease_expires_at", sa.BigInteger, nullable=True),
+)
+
+# A real-time vector (a stream's hourly buckets, shared by the computations reading it) from
+# the moment the engine first planned it (``since``: events received earlier are left to the
+# seed from the warehouse, ``seeded_at`` when that was queued; since NULL: no history wanted).
+engage_vectors = sa.Table(
+    "engage_vectors",
+    metadata,
+    sa.Column("space_id", sa.String(40), primary_key=True),
+    sa.Column("key_hash", sa.String(40), primary_key=True),
+    sa.Column("key", sa.Text, nullable=False),
+    sa.Column("since", sa.BigInteger, nullable=True),
+    sa.Column("seeded_at", sa.BigInteger, nullable=True),
+)
+
+# What a batch run decided, waiting for identity resolution's pass to apply it (one writer
+# of profiles' state): a computation's new value (``value``), a vector's buckets from history
+# (``buckets``), or a current value to send again to one new destination (``resend``).
+engage_batch_staged = sa.Table(
+    "engage_batch_staged",
+    metadata,
+    sa.Column("seq", BigId, primary_key=True, autoincrement=True),
+    sa.Column("space_id", sa.String(40), nullable=False),
+    sa.Column("profile_id", sa.String(40), nullable=False),
+    sa.Column("kind", sa.String(8), nullable=False),
+    sa.Column("target", sa.Text, nullable=False),  # computation id, or vector key
+    sa.Column("destination", sa.String(255), nullable=True),  # resend: the instance's name
+    sa.Column("body", sa.LargeBinary, nullable=False),  # MessagePack
+    sa.Index("ix_engage_batch_staged_space", "space_id", "seq"),
+    sqlite_autoincrement=True,
 )
 
 # Messages Engage made, written in the transaction that decided them and appended to the
@@ -1101,6 +1153,9 @@ engage_journey_versions = sa.Table(
     sa.Column("definition", sa.JSON, nullable=False),
     sa.Column("created_at", sa.BigInteger, nullable=False),
     sa.Column("published_at", sa.BigInteger, nullable=True),
+    # "Use historical data" (migration 26): the entry audience's members at publication still to
+    # let in, after this profile id ('' : all of them); NULL when none are left.
+    sa.Column("backfill_after", sa.String(40), nullable=True),
 )
 
 # One profile's way through one journey version (``instance``: '' for a classic journey, the

@@ -1,5 +1,6 @@
 """An Identify's ``context.messaging_subscriptions`` (spec/unify-engage.md §18.2), applied by
-identity resolution: the only writer of subscription states.
+identity resolution (the Public API's synchronous write, ``subscription_replace``, applies the
+same items with the same rules).
 
 The stage hands over a pass's resolved Identify calls that carry the field, in order, inside
 its transaction, so every state is set exactly once with the rest of the event's resolution.
@@ -183,7 +184,7 @@ class SubscriptionRecorder:
             refused = list(refused)
             for item in items:
                 vector = (item.channel, item.key)
-                state, writes = _apply(
+                state, writes = apply_item(
                     item, states[vector], at, upload is not None, groups, refused
                 )
                 states[vector] = state
@@ -207,7 +208,7 @@ class SubscriptionRecorder:
         return Tally(len(written), len(insights))
 
 
-def _apply(
+def apply_item(
     item: Item,
     state: State,
     at: int,

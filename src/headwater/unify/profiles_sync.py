@@ -14,14 +14,20 @@ they applied, already expanded into what the raw tables need:
   store resolved the event;
 - the identifiers the event added (``external_id_mapping_updates``);
 - the traits the event changed, per profile (``profile_traits_updates``), each with the
-  canonical profile it belongs to now.
+  canonical profile it belongs to now;
+- the user ↔ account links the event made (identity resolution's ``LinkProfiles``: a Group
+  call's user joins the account for the first time), as ``link`` changes naming the account
+  by its ``group_id``, and the account traits it changed (``accounts``), for the
+  ``user_accounts`` and ``account_traits`` tables. An account is its ``group_id``, as Engage's
+  batch engine reads it: the feed keeps no pointers for account profiles.
 
 ``record`` is idempotent on the event's ``messageId`` while its row is in the outbox, and the
 warehouse rows it leads to have ids made from the ``messageId``, so a repeat adds no row there
 either. Once pruned, a repeat is kept out by the graph store (its ``messageId`` was applied:
 the resolution is a duplicate, which is not recorded). Events that did not resolve to a user
 profile (dropped, duplicates, no identifiers) are not recorded: Profiles Sync's tables are
-about profiles. Account profiles are left out.
+about profiles. Account profiles have no rows of their own (no ``id_graph_updates``, no
+``user_traits``): their links and traits are kept by ``group_id``.
 
 The warehouse side (``headwater.warehouse.profiles_sync``) reads the outbox in ``seq`` order,
 keeps a position per (space, warehouse) and prunes what every warehouse needing it has loaded.
@@ -41,16 +47,19 @@ from sqlalchemy.engine import Connection
 
 from headwater.store import schema
 from headwater.timestamps import parse_timestamp
-from headwater.unify.graph import AddIdentifier, CreateProfile, MergeProfiles
-from headwater.unify.identifiers import Identifier
+from headwater.unify.graph import AddIdentifier, CreateProfile, LinkProfiles, MergeProfiles
+from headwater.unify.identifiers import Identifier, text
 from headwater.unify.resolution import Resolution, event_time
 
 USERS = "users"
+ACCOUNTS = "accounts"
+GROUP_ID = "group_id"
 
 # One change as the outbox keeps it (JSON lists):
 #   ["create", segment_id, at]
 #   ["add", segment_id, type, value, at]
 #   ["merge", from_id, into_id, at, [segment ids now pointing at into_id, from_id first]]
+#   ["link", segment_id, group_id, at]
 Op = list[Any]
 
 
@@ -87,6 +96,7 @@ class OutboxEntry(NamedTuple):
     received_at: float | None
     ops: list[Op]
     traits: list[tuple[str, dict[str, Any]]]  # (canonical segment id, {trait: value or None})
+    accounts: list[tuple[str, dict[str, Any]]]  # (group_id, {trait: value or None})
 
 
 class ProfilesSyncFeed:
@@ -153,6 +163,8 @@ class ProfilesSyncFeed:
         ops: list[Op] = []
         made: list[str] = []
         here: dict[str, str] = {}  # ids this event re-points, to where
+        groups = _group_ids(item)
+        accounts = {resolution.account} if resolution.account else set()
         for change in resolution.changes:
             if isinstance(change, CreateProfile) and change.collection == USERS:
                 made.append(change.profile_id)
@@ -163,9 +175,14 @@ class ProfilesSyncFeed:
                 moved = _repoint(conn, space_id, change.from_id, change.into_id)
                 here.update((segment, change.into_id) for segment in moved)
                 ops.append(["merge", change.from_id, change.into_id, change.at, moved])
+            elif isinstance(change, MergeProfiles):
+                accounts.update((change.from_id, change.into_id))
+            elif isinstance(change, LinkProfiles):
+                ops += [["link", change.user_id, group, change.at] for group in groups]
         merged = [op[1] for op in ops if op[0] == "merge"]
         # The stage names the resolved (canonical) profile; any other goes through pointers.
-        others = [s for s, _ in item.traits if s != resolution.user and s not in here]
+        users = [(s, t) for s, t in item.traits if s not in accounts]
+        others = [s for s, _ in users if s != resolution.user and s not in here]
         known = _canonical_of(conn, space_id, others)
         body = {
             # The case study (§11.4) keeps an event that merged profiles on the profile it
@@ -175,8 +192,12 @@ class ProfilesSyncFeed:
             "timestamp": at if at is not None else self._clock(),
             "received_at": received.timestamp() if received is not None else None,
             "ops": ops,
-            "traits": [
-                [_follow(segment, here, known), dict(changed)] for segment, changed in item.traits
+            "traits": [[_follow(s, here, known), dict(changed)] for s, changed in users],
+            "accounts": [
+                [group, dict(changed)]
+                for segment, changed in item.traits
+                if segment in accounts
+                for group in groups
             ],
         }
         return body, made
@@ -190,6 +211,19 @@ def _message_id(item: Resolved) -> str:
         or str(item.event.get("messageId") or "")
         or f"no-message-id:{uuid.uuid4()}"
     )
+
+
+def _group_ids(item: Resolved) -> list[str]:
+    """The accounts the event names: its ``group_id`` identifiers, blocked values left out;
+    given none (``record`` is not), the Group call's ``groupId``."""
+    if item.identifiers:
+        return list(
+            dict.fromkeys(
+                i.value for i in item.identifiers if i.collection == ACCOUNTS and i.type == GROUP_ID
+            )
+        )
+    group = text(item.event.get("groupId")) if item.event.get("type") == "group" else None
+    return [group] if group else []
 
 
 def _follow(segment: str, here: Mapping[str, str], known: Mapping[str, str]) -> str:
@@ -332,6 +366,7 @@ def pending(conn: Connection, space_id: str, after: int, limit: int) -> list[Out
                 received_at=None if body["received_at"] is None else float(body["received_at"]),
                 ops=list(body["ops"]),
                 traits=[(str(s), dict(t)) for s, t in body["traits"]],
+                accounts=[(str(g), dict(t)) for g, t in body.get("accounts", ())],
             )
         )
     return found

@@ -58,6 +58,7 @@ from headwater.unify.settings import IdentitySettings
 SPACE_ID_PREFIX = "spa_"
 SPACE_ID_LENGTH = 22  # Segment's ids: spa_w5akhv1XwnGj5j2HVT6NWX
 GENERATED_TOKEN_LENGTH = 43
+ENGAGE_SLUG_MAX = 190  # the Engage source's slug base: room for a ``_N`` within 200
 MIN_TOKEN_LENGTH = 16
 MAX_TOKEN_LENGTH = 200
 # The warehouse kinds Profiles Sync loads (a data lake has no tables to materialize).
@@ -199,7 +200,8 @@ class SpaceStore:
         return found
 
     def engage_source(self, id_or_name: str) -> SourceInfo:
-        """The space's Engage source, ``<slug>-engage``, made if it is not there: Engage's
+        """The space's Engage source, ``<slug>-engage`` (slug ``engage_<slug>``, which its
+        warehouse schema is named after, as Segment's), made if it is not there: Engage's
         messages enter the pipeline from it and its activation destinations hang off it.
         Identity resolution resolves its messages into the space (``SpaceInfo.engage_source_id``)
         without it being one of the space's connected sources."""
@@ -211,13 +213,16 @@ class SpaceStore:
             ).scalar_one_or_none()
         source = self._ws.get_source(known) if known is not None else None
         if source is None:
-            taken = {s.name for s in self._ws.all_sources()}
+            sources = self._ws.all_sources()
+            taken = {s.name for s in sources}
             base = name = f"{row.slug}-engage"
             n = 1
             while name in taken:
                 n += 1
                 name = f"{base}-{n}"
-            source = self._ws.create_source(name)
+            # Its slug names its warehouse schema: ``engage_<space>``, Segment's (§11.3).
+            slug = unique_slug(f"engage_{row.slug}"[:ENGAGE_SLUG_MAX], {s.slug for s in sources})
+            source = self._ws.create_source(name, slug=slug)
             with self._ws.writing() as conn:
                 conn.execute(es.delete().where(es.c.space_id == row.id))
                 conn.execute(es.insert().values(space_id=row.id, source_id=source.id))
@@ -427,6 +432,9 @@ class SpaceStore:
                 schema.engage_sources,
                 schema.engage_profiles,
                 schema.engage_outbox,
+                schema.engage_batch,
+                schema.engage_vectors,
+                schema.engage_batch_staged,
                 schema.unify_subscriptions,
                 schema.unify_subscription_groups,
                 schema.unify_group_subscriptions,

@@ -7,10 +7,11 @@ subscription status": a contact Unify collected without the user giving it). An 
 also has a state per subscription group of the space (``subscription_groups``).
 
 States are the space's, not a profile's: a profile shows the vectors its ``email`` and ``phone``
-identifiers name (``profile_vectors``). Identity resolution is their only writer: it applies an
-Identify's ``context.messaging_subscriptions`` (``messaging_subscriptions``) inside its pass, so
-a state is set exactly once per event, and a subscription CSV sends its rows as such Identify
-calls. The rules every writer follows are here:
+identifiers name (``profile_vectors``). Identity resolution applies an Identify's
+``context.messaging_subscriptions`` (``messaging_subscriptions``) inside its pass, so a state is
+set exactly once per event, and a subscription CSV sends its rows as such Identify calls; the
+Public API's synchronous write (``subscription_replace``) applies the same items at once. A
+write never replaces a newer state, whichever commits last. The rules every writer follows are here:
 
 - the event's time decides: a state is set by an item of an event at least as recent as the one
   that set the current state, never by an older one (equal times: the later processed wins);
@@ -268,7 +269,8 @@ class Written(NamedTuple):
 
 
 def write_states(conn: Connection, space_id: str, written: Sequence[Written]) -> None:
-    """Store states (identity resolution, in its pass's transaction: the only writer)."""
+    """Store states (identity resolution in its pass's transaction, the Public API's write in
+    its own); a stored state newer than the one written stays."""
     vectors = {(w.channel, w.key): w for w in written if w.group_id is None}
     groups = {(w.key, w.group_id): w for w in written if w.group_id is not None}
     if vectors:
@@ -319,7 +321,11 @@ def _upsert(
 
         stmt = pg_insert(table)
     updates = {c: stmt.excluded[c] for c in rows[0] if c not in keys}
-    conn.execute(stmt.on_conflict_do_update(index_elements=list(keys), set_=updates), rows)
+    # Never older over newer, whichever writer commits last (identity resolution, the API).
+    newest = table.c.updated_at <= stmt.excluded.updated_at
+    conn.execute(
+        stmt.on_conflict_do_update(index_elements=list(keys), set_=updates, where=newest), rows
+    )
 
 
 # --- a profile's vectors ---------------------------------------------------------------------

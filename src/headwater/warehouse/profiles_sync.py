@@ -12,7 +12,13 @@ chunks, from the space's position on:
    two months before the load are left out (Segment's event-table history);
 3. the materialized tables, with Segment's merge semantics: ``profile_merges`` (one row per
    profile id, its latest canonical id), ``user_identifiers`` and ``user_traits`` (the merged
-   profile's rows go to the one it merged into; of two values of one trait the later wins).
+   profile's rows go to the one it merged into; of two values of one trait the later wins);
+   and the account tables Segment does not document, for Engage's account audiences:
+   ``user_accounts`` (one row per canonical profile and ``group_id`` it belongs to, since its
+   first Group call for the account; a merge moves the rows, the earlier link of two
+   surviving) and ``account_traits`` (one row per ``group_id`` and trait, like
+   ``user_traits``: the later value wins, ``null`` removes). Both keep the whole history,
+   which the ``groups`` event table (two months) does not.
    The chunk's profiles' rows are read back, the chunk is replayed on them in memory, and the
    result replaces their rows (``Loader.replace``): replaying a chunk on its own result changes
    nothing;
@@ -59,6 +65,8 @@ PROFILE_TRAITS_UPDATES: Final = "profile_traits_updates"
 USER_IDENTIFIERS: Final = "user_identifiers"
 USER_TRAITS: Final = "user_traits"
 PROFILE_MERGES: Final = "profile_merges"
+USER_ACCOUNTS: Final = "user_accounts"
+ACCOUNT_TRAITS: Final = "account_traits"
 EVENT_TABLES_LEFT_OUT: Final = frozenset({"users", "accounts"})
 
 _TRIGGER: Final[dict[str, ColumnType]] = {
@@ -112,6 +120,19 @@ COLUMNS: Final[dict[str, dict[str, ColumnType]]] = {
         "id": "varchar",
         "segment_id": "varchar",
         "canonical_segment_id": "varchar",
+        **_TIMES,
+    },
+    USER_ACCOUNTS: {
+        "id": "varchar",
+        "canonical_segment_id": "varchar",
+        "group_id": "varchar",
+        **_TIMES,
+    },
+    ACCOUNT_TRAITS: {
+        "id": "varchar",
+        "group_id": "varchar",
+        "name": "varchar",
+        "value": "varchar",
         **_TIMES,
     },
 }
@@ -288,6 +309,7 @@ class ProfilesSyncLoad:
         if merges:
             rows = _table(PROFILE_MERGES, merges)
             self._count(outcome, PROFILE_MERGES, loader.replace(schema, rows, "segment_id", []))
+        self._accounts(loader, schema, chunk, outcome)
         touched = chunk.touched()
         if not touched:
             return
@@ -298,7 +320,12 @@ class ProfilesSyncLoad:
         traits: dict[str, dict[str, dict[str, Any]]] = {}
         for r in loader.fetch(schema, USER_TRAITS, "canonical_segment_id", touched):
             traits.setdefault(str(r["canonical_segment_id"]), {})[str(r["name"])] = r
-        chunk.replay(identifiers, traits)
+        links: dict[tuple[str, str], dict[str, Any]] = {
+            (str(r["canonical_segment_id"]), str(r["group_id"])): r
+            for r in loader.fetch(schema, USER_ACCOUNTS, "canonical_segment_id", touched)
+        }
+        linked = bool(links) or chunk.links()
+        chunk.replay(identifiers, traits, links)
         self._count(
             outcome,
             USER_IDENTIFIERS,
@@ -318,6 +345,29 @@ class ProfilesSyncLoad:
                 "canonical_segment_id",
                 touched,
             ),
+        )
+        if linked:  # no table until a first link
+            self._count(
+                outcome,
+                USER_ACCOUNTS,
+                loader.replace(
+                    schema, _table(USER_ACCOUNTS, links.values()), "canonical_segment_id", touched
+                ),
+            )
+
+    def _accounts(self, loader: Loader, schema: str, chunk: _Chunk, outcome: SpaceOutcome) -> None:
+        groups = chunk.accounts_touched()
+        if not groups:
+            return
+        traits: dict[str, dict[str, dict[str, Any]]] = {}
+        for r in loader.fetch(schema, ACCOUNT_TRAITS, "group_id", groups):
+            traits.setdefault(str(r["group_id"]), {})[str(r["name"])] = r
+        chunk.replay_accounts(traits)
+        rows = (row for held in traits.values() for row in held.values())
+        self._count(
+            outcome,
+            ACCOUNT_TRAITS,
+            loader.replace(schema, _table(ACCOUNT_TRAITS, rows), "group_id", groups),
         )
 
     # --- views ---------------------------------------------------------------------------------
@@ -534,7 +584,7 @@ class _Chunk:
         found: dict[str, None] = {}
         for entry in self.entries:
             for op in entry.ops:
-                if op[0] == "add":
+                if op[0] in ("add", "link"):
                     found[op[1]] = None
                 elif op[0] == "merge":
                     found[op[1]] = found[op[2]] = None
@@ -542,15 +592,28 @@ class _Chunk:
                 found[segment] = None
         return list(found)
 
+    def links(self) -> bool:
+        """Whether the chunk links a user to an account."""
+        return any(op[0] == "link" for entry in self.entries for op in entry.ops)
+
+    def accounts_touched(self) -> list[str]:
+        """The accounts (``group_id``) whose traits the chunk may change."""
+        return list(dict.fromkeys(group for entry in self.entries for group, _ in entry.accounts))
+
     def replay(
         self,
         identifiers: dict[tuple[str, str], dict[str, Any]],
         traits: dict[str, dict[str, dict[str, Any]]],
+        links: dict[tuple[str, str], dict[str, Any]],
     ) -> None:
         """Apply the chunk to the current rows of the profiles it touches, in order."""
         for entry in self.entries:
             for op in entry.ops:
-                if op[0] == "add":
+                if op[0] == "link":
+                    _, segment, group, at = op
+                    if (segment, group) not in links:  # a link keeps its first time
+                        links[(segment, group)] = self._link(entry, segment, group, at)
+                elif op[0] == "add":
                     _, segment, type_, value, at = op
                     identifiers[(type_, value)] = {
                         "id": external_id_hash(type_, value),
@@ -564,6 +627,15 @@ class _Chunk:
                     for row in identifiers.values():
                         if row["canonical_segment_id"] == gone:
                             row["canonical_segment_id"] = into
+                    for key in [k for k in links if k[0] == gone]:
+                        row = links.pop(key)
+                        held = links.get((into, key[1]))
+                        if held is None or _newer(held, row):  # the earlier link survives
+                            links[(into, key[1])] = {
+                                **row,
+                                "id": _row_id("account", into, key[1]),
+                                "canonical_segment_id": into,
+                            }
                     moved = traits.pop(gone, {})
                     kept = traits.setdefault(into, {})
                     for name, row in moved.items():
@@ -574,21 +646,46 @@ class _Chunk:
                                 "canonical_segment_id": into,
                             }
             for segment, changed in entry.traits:
-                held = traits.setdefault(segment, {})
-                for name, value in changed.items():
-                    if value is None:
-                        held.pop(name, None)  # null removes a trait
-                        continue
-                    text = trait_text(value)
-                    if name in held and held[name]["value"] == text:
-                        continue  # the value it holds keeps its time (a merge told again)
-                    held[name] = {
-                        "id": _row_id("trait", segment, name),
-                        "canonical_segment_id": segment,
-                        "name": name,
-                        "value": text,
-                        **self._times(entry),
-                    }
+                self._set(traits.setdefault(segment, {}), entry, changed, segment=segment)
+
+    def replay_accounts(self, traits: dict[str, dict[str, dict[str, Any]]]) -> None:
+        """Apply the chunk's account traits to the current rows of the accounts it touches."""
+        for entry in self.entries:
+            for group, changed in entry.accounts:
+                self._set(traits.setdefault(group, {}), entry, changed, group=group)
+
+    def _set(
+        self,
+        held: dict[str, dict[str, Any]],
+        entry: feed.OutboxEntry,
+        changed: Mapping[str, Any],
+        *,
+        segment: str | None = None,
+        group: str | None = None,
+    ) -> None:
+        """One event's trait changes on a profile's (``segment``) or an account's (``group``)
+        rows: the new value wins, ``null`` removes."""
+        for name, value in changed.items():
+            if value is None:
+                held.pop(name, None)  # null removes a trait
+                continue
+            text = trait_text(value)
+            if name in held and held[name]["value"] == text:
+                continue  # the value it holds keeps its time (a merge told again)
+            if group is not None:
+                owner = {"id": _row_id("account-trait", group, name), "group_id": group}
+            else:
+                assert segment is not None
+                owner = {"id": _row_id("trait", segment, name), "canonical_segment_id": segment}
+            held[name] = {**owner, "name": name, "value": text, **self._times(entry)}
+
+    def _link(self, entry: feed.OutboxEntry, segment: str, group: str, at: float) -> dict[str, Any]:
+        return {
+            "id": _row_id("account", segment, group),
+            "canonical_segment_id": segment,
+            "group_id": group,
+            **self._times(entry, at),
+        }
 
 
 def _newer(row: Mapping[str, Any], than: Mapping[str, Any]) -> bool:

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from pydantic import ValidationError
 from sqlalchemy.engine import Connection, Row
 
-from headwater.errors import InvalidError, NotFoundError
+from headwater.errors import ConflictError, InvalidError, NotFoundError
 from headwater.store import schema
 from headwater.store.instances import Instances, keep_secrets
 from headwater.store.instances import redact as redact_secrets
@@ -148,8 +148,18 @@ class WarehouseStore:
             return _info(self._rows.require(conn, row.id))
 
     def delete(self, id_or_name: str) -> None:
+        """Refused while a SQL trait queries the warehouse (its warehouse is fixed at
+        creation: the trait would fail every run); a deleted trait does not count."""
         with self._workspace.writing() as conn:
             row = self._rows.require(conn, id_or_name)
+            traits = _sql_traits(conn, row.id)
+            if traits:
+                one = len(traits) == 1
+                raise ConflictError(
+                    f"warehouse {row.name!r} is queried by the SQL trait{'' if one else 's'} "
+                    f"{', '.join(traits)}: delete {'it' if one else 'them'} first",
+                    "warehouse",
+                )
             for table in (
                 schema.warehouse_positions,
                 schema.warehouse_syncs,
@@ -260,3 +270,15 @@ def _info(row: Row[Any]) -> WarehouseInfo:
         created_at=row.created_at,
         updated_at=row.updated_at,
     )
+
+
+def _sql_traits(conn: Connection, warehouse_id: str) -> list[str]:
+    """The live SQL traits that query a warehouse, as ``space/key``."""
+    traits, spaces = schema.engage_sql_traits, schema.spaces
+    rows = conn.execute(
+        sa.select(spaces.c.name, traits.c.key)
+        .join(spaces, spaces.c.id == traits.c.space_id)
+        .where(traits.c.warehouse_id == warehouse_id, traits.c.deleted_at.is_(None))
+        .order_by(spaces.c.name, traits.c.key)
+    )
+    return [f"{space}/{key}" for space, key in rows]

@@ -9,6 +9,7 @@ journey); a branch's is ``<split id>__<branch>``; the entry is ``@entry``.
 
     type: classic                              # or event_triggered
     entry: {audience: cart_abandoners}         # classic: an audience of the space, by key
+    # (use_historical_data: true lets the audience's members at publication in)
     exit: {after: {days: 7}}                   # optional; re-entry needs it
     reentry: {after: {days: 30}}
     steps:
@@ -104,6 +105,7 @@ class Entry:
     where: tuple[tuple[str, tuple[Any, ...]], ...] = ()
     every_time: bool = True  # event-triggered: re-enter every time (with unique_id)
     unique_id: str = ""
+    historical: bool = False  # classic: "Use historical data": the audience's members enter
 
 
 @dataclass(frozen=True)
@@ -184,8 +186,11 @@ class _Builder:
         if not isinstance(written, Mapping):
             raise InvalidError("must be an object", where)
         if self.kind == "classic":
-            _known(written, ("audience", "member"), where)
-            return Entry(condition=_condition(written, where))
+            _known(written, ("audience", "member", "use_historical_data"), where)
+            historical = written.get("use_historical_data", False)
+            if not isinstance(historical, bool):
+                raise InvalidError("must be true or false", f"{where}.use_historical_data")
+            return Entry(condition=_condition(written, where), historical=historical)
         _known(written, ("event", "where", "audience", "reentry", "unique_id"), where)
         event = written.get("event")
         if not isinstance(event, str) or not event.strip():

@@ -21,6 +21,8 @@ step it can, in the journey's order, until none is left (§15.2):
 - joining a send step sends its messages; joining any step writes
   ``j_<journey>__<step>__step_joined_time`` (trait class ``computed_trait``) on the profile.
 
+A classic journey lets in the profiles that join its entry audience after publication; with
+"Use historical data" also those already members then (``due`` lets them in, a batch at a time).
 Exit settings end a classic membership N after entry (event destinations get the exits);
 re-entry settings let it enter again M after the exit if the entry condition still holds.
 """
@@ -39,9 +41,16 @@ from sqlalchemy.engine import Connection as DbConnection
 
 from headwater.engage import outbox
 from headwater.engage.activation import Identity
+from headwater.engage.due import due_profiles
 from headwater.engage.journeys import payloads
 from headwater.engage.journeys.model import ENTRY, EXIT, Condition, LiveJourney, Plan, Step
-from headwater.engage.realtime import Change, Computation, ProfileState, event_name
+from headwater.engage.realtime import (
+    Change,
+    Computation,
+    ProfileState,
+    decode_state,
+    event_name,
+)
 from headwater.store import schema
 from headwater.timestamps import format_timestamp
 from headwater.unify.profiles import ProfileData
@@ -81,6 +90,7 @@ class _Work:
     traits: list[tuple[str, str, str, Any]] = field(default_factory=list)
     messages: list[dict[str, Any]] = field(default_factory=list)
     identity: Identity | None = None
+    changes: Sequence[Change] = ()  # the values this call's event or time changed
 
 
 class JourneyFollower:
@@ -89,6 +99,7 @@ class JourneyFollower:
     def __init__(self, journeys: Journeys, computations: Computations) -> None:
         self._journeys = journeys
         self._computations = computations
+        self._backfilled: set[tuple[str, int]] = set()  # versions with none left to let in
 
     # --- the Follower protocol ------------------------------------------------------------
 
@@ -107,8 +118,11 @@ class JourneyFollower:
         if not live:
             return
         work = self._work(conn, space, graph, profile_id, state, now, {})
+        work.changes = changes
         if not changes and all(
-            j.plan.kind == "classic" and not self._holds(work, j.plan.entry.condition) for j in live
+            j.plan.kind == "classic"
+            and not (j.plan.entry.historical and self._holds(work, j.plan.entry.condition))
+            for j in live
         ):
             return  # nothing moved: no entry, no condition newly met (time is ``due``'s)
         work.members.update(self._load(conn, space, profile_id))
@@ -127,21 +141,10 @@ class JourneyFollower:
         now: float,
         state_of: Callable[[str], ProfileState],
     ) -> int:
-        table = schema.engage_journey_members
-        profiles = list(
-            dict.fromkeys(
-                conn.execute(
-                    sa.select(table.c.profile_id)
-                    .where(table.c.space_id == space.id, table.c.due_at <= int(now))
-                    .order_by(table.c.due_at)
-                    .limit(DUE_BATCH)
-                )
-                .scalars()
-                .all()
-            )
-        )
+        done = self._backfill(conn, space, graph, now)
+        profiles = due_profiles(conn, schema.engage_journey_members, space.id, now, DUE_BATCH)
         if not profiles:
-            return 0
+            return done
         live = {(j.id, j.version): j for j in self._journeys(space.id)}
         for profile_id in profiles:
             members = self._load(conn, space, profile_id)
@@ -163,7 +166,80 @@ class JourneyFollower:
                 if member.get("due") is not None and member["due"] <= now:
                     member["due"] = None  # never due for ever: the idle loop must end
             self._write(work)
-        return len(profiles)
+        return done + len(profiles)
+
+    def _backfill(self, conn: DbConnection, space: SpaceInfo, graph: SqlGraph, now: float) -> int:
+        """ "Use historical data": the entry audience's members at publication enter, a batch
+        of profiles per call, in profile id order (``backfill_after`` keeps the place)."""
+        versions, profiles = schema.engage_journey_versions, schema.engage_profiles
+        done = 0
+        for journey in self._journeys(space.id):
+            key = (journey.id, journey.version)
+            plan = journey.plan
+            if key in self._backfilled or journey.status != "published" or plan.kind != "classic":
+                continue
+            match = sa.and_(
+                versions.c.journey_id == journey.id, versions.c.version == journey.version
+            )
+            after = conn.execute(sa.select(versions.c.backfill_after).where(match)).scalar()
+            if after is None:
+                self._backfilled.add(key)
+                continue
+            batch = conn.execute(
+                sa.select(profiles.c.profile_id, profiles.c.state)
+                .where(profiles.c.space_id == space.id, profiles.c.profile_id > after)
+                .order_by(profiles.c.profile_id)
+                .limit(DUE_BATCH)
+            ).all()
+            for profile_id, state in batch:
+                work = self._work(conn, space, graph, profile_id, decode_state(state), now, {})
+                if not self._holds(work, plan.entry.condition):
+                    continue
+                work.members.update(self._load(conn, space, profile_id))
+                if (journey.id, journey.version, "") not in work.members:
+                    self._classic(work, journey)
+                    self._write(work)
+            last = batch[-1].profile_id if len(batch) == DUE_BATCH else None
+            conn.execute(versions.update().where(match).values(backfill_after=last))
+            done += len(batch)
+        return done
+
+    def merged(
+        self, conn: DbConnection, space: SpaceInfo, from_id: str, into_id: str, now: float
+    ) -> None:
+        """The merged-away profile's journey instances move to the survivor; where both were
+        in the same one, the one further along stays (see ``_further``)."""
+        table = schema.engage_journey_members
+        moving = self._load(conn, space, from_id)
+        if not moving:
+            return
+        staying = self._load(conn, space, into_id)
+        for key, member in moving.items():
+            kept = staying.get(key)
+            match = sa.and_(
+                table.c.space_id == space.id,
+                table.c.journey_id == key[0],
+                table.c.version == key[1],
+                table.c.instance == key[2],
+            )
+            if kept is None or _further(member, kept):
+                if kept is not None:
+                    member["entries"] = max(member["entries"], kept["entries"])
+                    conn.execute(table.delete().where(match, table.c.profile_id == into_id))
+                conn.execute(
+                    table.update()
+                    .where(match, table.c.profile_id == from_id)
+                    .values(profile_id=into_id, state=member)
+                )
+            else:
+                if member["entries"] > kept["entries"]:
+                    kept["entries"] = member["entries"]
+                    conn.execute(
+                        table.update()
+                        .where(match, table.c.profile_id == into_id)
+                        .values(state=kept)
+                    )
+                conn.execute(table.delete().where(match, table.c.profile_id == from_id))
 
     # --- classic journeys -----------------------------------------------------------------
 
@@ -175,6 +251,8 @@ class JourneyFollower:
         if member is None:
             if journey.status != "published" or not self._holds(work, plan.entry.condition):
                 return
+            if not plan.entry.historical and not self._entered(work, plan.entry.condition):
+                return  # a member from before publication: only "Use historical data" lets it in
             if plan.exclude_previous and any(
                 k[0] == journey.id and k[1] != journey.version for k in work.members
             ):
@@ -489,6 +567,13 @@ class JourneyFollower:
         member = bool(work.state.c.get(computation)) if computation is not None else False
         return member == condition.member
 
+    def _entered(self, work: _Work, condition: Condition | None) -> bool:
+        """Whether this call's changes made the entry condition hold (it holds now)."""
+        if condition is None:
+            return True
+        computation = work.audiences.get(condition.audience)
+        return any(c.computation.id == computation for c in work.changes)
+
     def _identity(self, work: _Work) -> Identity:
         if work.identity is None:
             canonical = work.graph.canonical(work.profile_id) or work.profile_id
@@ -576,6 +661,17 @@ class JourneyFollower:
                 conn, work.traits, _engage_source(conn, work.space.id), work.now
             )
         outbox.add(conn, work.space.id, work.messages, int(work.now))
+
+
+def _further(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """Whether instance ``a`` is further along than ``b``: one still in the journey before
+    one that exited or ended, then more steps joined, then the earlier entry."""
+
+    def rank(m: Mapping[str, Any]) -> tuple[bool, int, float]:
+        active = m.get("exited") is None and not m.get("done")
+        return (active, len(m["joined"]), -float(m["entered"]))
+
+    return rank(a) > rank(b)
 
 
 def _bucket(journey_id: str, split: str, profile_id: str) -> int:

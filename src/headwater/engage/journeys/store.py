@@ -221,7 +221,7 @@ class JourneyStore:
                 )
             )
             if publish:
-                self._publish(conn, journey_id, 1, "archive")
+                self._publish(conn, journey_id, 1, "archive", plan)
             self._ws.bump(conn)
             return self._info(conn, self._require(conn, info.id, journey_id))
 
@@ -317,8 +317,9 @@ class JourneyStore:
                     f"version {wanted} is {found.status}; only a draft can be published",
                     "version",
                 )
-            self._check_references(conn, space_id, parse(found.definition))
-            self._publish(conn, row.id, wanted, previous)
+            plan = parse(found.definition)
+            self._check_references(conn, space_id, plan)
+            self._publish(conn, row.id, wanted, previous, plan)
             self._ws.bump(conn)
             return self._info(conn, self._require(conn, space_id, row.id))
 
@@ -361,7 +362,11 @@ class JourneyStore:
 
     # --- helpers --------------------------------------------------------------------------------
 
-    def _publish(self, conn: DbConnection, journey_id: str, version: int, previous: str) -> None:
+    def _publish(
+        self, conn: DbConnection, journey_id: str, version: int, previous: str, plan: Plan
+    ) -> None:
+        """The version goes live; with "Use historical data" the entry audience's members at
+        this moment are let in by the follower (``backfill_after``)."""
         versions = schema.engage_journey_versions
         conn.execute(
             versions.update()
@@ -371,7 +376,11 @@ class JourneyStore:
         conn.execute(
             versions.update()
             .where(versions.c.journey_id == journey_id, versions.c.version == version)
-            .values(status="published", published_at=self._ws.now())
+            .values(
+                status="published",
+                published_at=self._ws.now(),
+                backfill_after="" if plan.kind == "classic" and plan.entry.historical else None,
+            )
         )
 
     def _check_references(self, conn: DbConnection, space_id: str, plan: Plan) -> None:

@@ -11,6 +11,7 @@ complete Segment message for Engage's outbox.
   whole, with ``null`` for a trait the previous run sent and this one no longer returns.
 - ``context.personas`` names the computation (§14.3); ``integrations`` is ``{"All": false}``
   with ``true`` for each destination connected to the trait (§14.2 #9).
+- ``context.messaging_subscriptions``: the row's subscription states (§18.5), if any.
 - ``messageId``: from the trait, the run and the identifier, so one decision is one id.
 """
 
@@ -37,6 +38,7 @@ def message(
     user_id: str | None,
     timestamp: str,
     destinations: Sequence[str],
+    subscriptions: Sequence[tuple[str, str, str]] = (),
 ) -> dict[str, Any]:
     body: dict[str, Any] = {"type": "group" if id_type == "group_id" else "identify"}
     sent = dict(traits)
@@ -65,6 +67,11 @@ def message(
             "space_id": trait.space_id,
         }
     }
+    if subscriptions:  # §18.5: identity resolution sets the states, as from any Identify
+        body["context"]["messaging_subscriptions"] = [
+            {"key": contact, "type": channel, "status": status}
+            for channel, contact, status in subscriptions
+        ]
     body["integrations"] = {"All": False, **dict.fromkeys(destinations, True)}
     return body
 

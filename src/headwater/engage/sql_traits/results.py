@@ -9,6 +9,13 @@ account (its Group call associates them, §6) and is no trait; and at least one 
 Identifier columns are found whatever their case (Snowflake says ``USER_ID``); trait names are
 the column names as returned.
 
+Subscriptions with SQL (§18.5) ride on a users trait: a ``__segment_internal_email_subscription__``
+column beside an ``email`` column, or ``__segment_internal_sms_subscription__`` beside a
+``phone`` column, sets the contact's subscription state (``subscribed``, ``unsubscribed`` or
+``did_not_subscribe``, as user subscriptions spell them; null leaves it as it is). These columns
+are no traits, and a query with one needs no trait column; the same contact may not appear
+twice with different states.
+
 Then the rows (``Reader``), in one pass: an identifier may not be null or empty, nor appear
 twice; at most 25,000,000 rows. A row is discarded and counted — not an error — when its record
 is 16 KB or more ("larger records are discarded") or its identifier is longer than 500
@@ -30,8 +37,9 @@ from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Any, Final, NamedTuple
 
-from headwater.errors import QueryError
+from headwater.errors import InvalidError, QueryError
 from headwater.timestamps import format_timestamp
+from headwater.unify.subscriptions import parse_status, render_status
 
 MAX_COLUMNS: Final = 25
 MAX_ROWS: Final = 25_000_000
@@ -39,6 +47,11 @@ MAX_RECORD_BYTES: Final = 16 * 1024  # "each record must be less than 16KB"
 MAX_IDENTIFIER_LENGTH: Final = 500
 USER_IDENTIFIERS: Final = ("user_id", "anonymous_id", "email")  # the first present wins
 ACCOUNT_IDENTIFIER: Final = "group_id"
+# §18.5: a status column → (channel, the contact column it needs)
+SUBSCRIPTION_COLUMNS: Final = {
+    "__segment_internal_email_subscription__": ("EMAIL", "email"),
+    "__segment_internal_sms_subscription__": ("SMS", "phone"),
+}
 _SAFE_INTEGER: Final = 2**53
 
 Value = None | bool | int | float | str
@@ -52,6 +65,8 @@ class Shape:
     id_index: int
     user_index: int | None  # accounts: the user_id column, if any
     traits: tuple[tuple[int, str], ...]  # (column index, trait name)
+    # (status column index, channel, contact column index): subscriptions with SQL
+    subscriptions: tuple[tuple[int, str, int], ...] = ()
 
     @property
     def trait_names(self) -> list[str]:
@@ -67,6 +82,8 @@ class Record(NamedTuple):
     traits: dict[str, Value]
     user_id: str | None
     text: str | None
+    # (channel, contact, status) to set: an Identify's ``context.messaging_subscriptions``
+    subscriptions: tuple[tuple[str, str, str], ...] = ()
 
 
 def shape_of(columns: Sequence[str], level: str) -> Shape:
@@ -111,12 +128,34 @@ def shape_of(columns: Sequence[str], level: str) -> Shape:
             )
         identifier, user_index = found[0], None
         special = {ids[identifier]}
+    subscriptions = _subscriptions(columns, level)
+    special |= {status for status, _, _ in subscriptions}
     traits = tuple((i, name) for i, name in enumerate(columns) if i not in special)
-    if not traits:
+    if not traits and not subscriptions:
         raise QueryError(
             f"the query must return at least one trait column besides {identifier}", "query"
         )
-    return Shape(identifier, ids[identifier], user_index, traits)
+    return Shape(identifier, ids[identifier], user_index, traits, subscriptions)
+
+
+def _subscriptions(columns: Sequence[str], level: str) -> tuple[tuple[int, str, int], ...]:
+    """The subscription status columns with their contact columns (§18.5)."""
+    lowered = [name.lower() for name in columns]
+    found = []
+    for index, name in enumerate(lowered):
+        if name not in SUBSCRIPTION_COLUMNS:
+            continue
+        channel, contact = SUBSCRIPTION_COLUMNS[name]
+        if level == "accounts":
+            raise QueryError(
+                f"{name}: subscription states are set on users; use a users trait", "query"
+            )
+        if contact not in lowered:
+            raise QueryError(
+                f"{name} needs a {contact} column: the {contact} whose state it sets", "query"
+            )
+        found.append((index, channel, lowered.index(contact)))
+    return tuple(found)
 
 
 @dataclass
@@ -129,6 +168,7 @@ class Reader:
     rows: int = 0
     discarded: int = 0
     _seen: dict[str, int] = field(default_factory=dict, repr=False)
+    _states: dict[tuple[str, str], tuple[str, int]] = field(default_factory=dict, repr=False)
 
     def read(self, rows: Iterable[Sequence[Any]]) -> Iterator[Record]:
         shape = self.shape
@@ -162,19 +202,53 @@ class Reader:
             traits = {
                 trait: trait_value(row[index], trait, number) for index, trait in shape.traits
             }
-            text: str | None = canonical(traits, user_id)
+            subscriptions = self._subscriptions(row, number)
+            text: str | None = canonical(traits, user_id, subscriptions)
             size = len(str(text).encode()) + len(identifier.encode())
             if len(identifier) > MAX_IDENTIFIER_LENGTH or size >= MAX_RECORD_BYTES:
                 self.discarded += 1
                 text = None
-            yield Record(number, identifier, traits, user_id, text)
+            yield Record(number, identifier, traits, user_id, text, subscriptions)
+
+    def _subscriptions(self, row: Sequence[Any], number: int) -> tuple[tuple[str, str, str], ...]:
+        """The row's states to set; a contact seen before must have the same one."""
+        found = []
+        for status_index, channel, contact_index in self.shape.subscriptions:
+            raw = row[status_index]
+            contact = identifier_text(row[contact_index], "contact", number)
+            try:
+                status = parse_status(raw)
+            except InvalidError:
+                raise QueryError(
+                    f"row {number}: {raw!r} is no subscription status: subscribed, "
+                    "unsubscribed or did_not_subscribe",
+                    "query",
+                ) from None
+            if status is None or contact is None:
+                continue  # a blank status never overwrites a state
+            vector = (channel, contact.strip().lower())
+            first = self._states.setdefault(vector, (status, number))
+            if first[0] != status:
+                raise QueryError(
+                    f"rows {first[1]} and {number} give {contact!r} different {channel} "
+                    "subscription states: each contact must have one",
+                    "query",
+                )
+            found.append((channel, contact, str(render_status(status, "api"))))
+        return tuple(found)
 
 
-def canonical(traits: dict[str, Value], user_id: str | None) -> str:
+def canonical(
+    traits: dict[str, Value],
+    user_id: str | None,
+    subscriptions: Sequence[tuple[str, str, str]] = (),
+) -> str:
     """A row's values as one string: equal values, equal strings."""
     body: dict[str, Any] = {"traits": traits}
     if user_id is not None:
         body["user_id"] = user_id
+    if subscriptions:
+        body["subscriptions"] = [list(s) for s in subscriptions]
     return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 

@@ -274,6 +274,7 @@ class SqlTraitRuns:
                         user_id=record.user_id,
                         timestamp=timestamp,
                         destinations=destinations,
+                        subscriptions=record.subscriptions,
                     )
                 )
                 if len(messages) >= CHUNK:
