@@ -22,6 +22,8 @@ from headwater.api.engage import use_batch_runs
 from headwater.destinations.store import DestinationStore
 from headwater.engage.batch_runs import BatchRuns
 from headwater.engage.computations import ComputationStore, Planned
+from headwater.engage.journeys.runner import JourneyFollower
+from headwater.engage.journeys.store import JourneyStore, Live
 from headwater.engage.language import parse
 from headwater.engage.stage import EngageStage
 from headwater.errors import InvalidError
@@ -73,7 +75,11 @@ class Pipeline:
         self.log.register(GROUP)
         (tmp / "archive").mkdir(exist_ok=True)
         self.archive = Archive(tmp / "archive")
-        engage = EngageStage(engine, planned.computations, planned.connections, clock=clock)
+        self.journeys = JourneyStore(self.workspace)
+        follower = JourneyFollower(Live(self.workspace, interval=0).journeys, planned.computations)
+        engage = EngageStage(
+            engine, planned.computations, planned.connections, clock=clock, followers=[follower]
+        )
         stage = IdentityStage(engine, self.archive, clock=clock, observers=[engage])
         # The test moves the clock by hours: a lease that long outlives every move.
         self.consumer = Consumer(
@@ -391,3 +397,28 @@ def test_a_run_that_cannot_read_the_warehouse_is_retried_five_times_then_failed(
     assert p.status("abandoned_cart")[0] == "Failed"
     p.clock.advance(300)
     assert p.runs.run_due() == 0  # a failed one waits for the next 8-hour slot
+
+
+def test_a_journey_entered_by_a_batch_audience_moves_when_the_run_is_applied(
+    pipeline: Pipeline,
+) -> None:
+    p = pipeline
+    p.send("u1", "Cart Viewed", hours_ago=50)
+    p.computations.create("main", "audience", "Abandoned Cart", ABANDONED)
+    p.journeys.create(
+        "main",
+        "Win Back",
+        {
+            "entry": {"audience": "abandoned_cart"},
+            "steps": [{"name": "Nudge", "send": {"destinations": [{"name": "engage-hook"}]}}],
+        },
+        publish=True,
+    )
+    p.run()
+    p.load()
+    assert p.runs.run_due() == 1
+    p.run()
+    sent = [m for m in p.messages() if m["type"] == "identify"]
+    assert len(sent) == 1 and sent[0]["userId"] == "u1"
+    key = sent[0]["context"]["personas"]["computation_key"]
+    assert key.startswith("j_o_win_back__nudge") and sent[0]["traits"] == {key: True}

@@ -139,7 +139,6 @@ REFUSED: list[tuple[dict[str, Any], str]] = [
     (_hold({"days": 183}), "definition.steps[0].hold_until.timeout.days"),
     (_hold({"hours": 2}, branches=5), "definition.steps[0].hold_until.branches"),
     ({"entry": {"audience": "nobody"}, "steps": []}, "definition"),
-    ({"entry": {"audience": "funnel"}, "steps": []}, "definition"),
     ({"entry": {"audience": "buyers"}, "steps": [{"name": "x"}]}, "definition.steps[0]"),
     (
         {"entry": {"audience": "buyers"}, "steps": [{"name": "W", "delay": {"days": "1"}}]},
@@ -181,8 +180,6 @@ def test_a57_every_refusal_is_a_4xx_naming_the_part(client: TestClient) -> None:
         answer = client.post(BASE, json={"name": "Refused", "definition": definition})
         assert answer.status_code == 422, answer.text
         assert _error(answer)["field"] == field
-        if definition["entry"].get("audience") == "funnel":
-            assert "computed in batch" in _error(answer)["message"]
     assert client.get(BASE).json()["data"]["journeys"] == []
 
 

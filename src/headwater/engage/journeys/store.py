@@ -388,26 +388,20 @@ class JourneyStore:
         table = schema.engage_computations
         wanted = plan.audiences()
         if wanted:
-            modes = dict(
+            known = set(
                 conn.execute(
-                    sa.select(table.c.key, table.c.mode).where(
+                    sa.select(table.c.key).where(
                         table.c.space_id == space_id,
                         table.c.kind == "audience",
                         table.c.deleted_at.is_(None),
                         table.c.key.in_(sorted(wanted)),
                     )
-                ).all()
+                ).scalars()
             )
             for key in sorted(wanted):
-                if key not in modes:
+                if key not in known:
                     raise InvalidError(
                         f"no audience of the space has the key {key!r}", "definition"
-                    )
-                if modes[key] != "realtime":
-                    raise InvalidError(
-                        f"the audience {key!r} is computed in batch; a journey's entry and "
-                        "steps read real-time audiences",
-                        "definition",
                     )
         names = payloads.unique_targets(send_steps(plan))
         if names:
