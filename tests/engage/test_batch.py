@@ -193,6 +193,7 @@ def test_array_properties_hold_when_an_element_does(world: World) -> None:
 
 
 def test_trait_conditions_and_dates(world: World) -> None:
+    """Custom-trait conditions and time comparisons in batch (A-UE-46's `within last`)."""
     a = world.profile(world.identify(U1, plan="pro", seats="12", last_login="2026-02-27T10:00:00Z"))
     b = world.profile(world.identify(U2, plan="free", seats=3, last_login="2025-01-01T00:00:00Z"))
     c = world.profile(world.identify(U3, plan="pro", last_login="2026-02-30T00:00:00Z"))

@@ -382,3 +382,19 @@ def test_counts_in_windows_are_the_events_inside_them_hour_by_hour() -> None:
         ]
         assert p.plan.current(p.state, count) == len(left)  # it had a value: 0, not None
         assert p.plan.current(p.state, none) is (not left)
+
+
+def test_a46_within_last_on_a_custom_trait_is_real_time_and_moves_with_the_clock() -> None:
+    """A-UE-46: `within last 7 days` on `last_login` is a real-time audience; a member leaves
+    when the date gets older than 7 days, with no new event. A value without its `Z` is read
+    as UTC by both engines (Segment would compute that audience in batch instead)."""
+    root = Compare(TraitRef("last_login"), "within_last", (), hours=7 * 24)
+    recent = audience("recent_login", root)
+    assert realtime_reason(recent.definition) is None
+    p = Profile(recent)
+    assert p.traits(last_login="2026-02-27T10:00:00Z") == {"recent_login": True}
+    assert p.tick(NOW + 4 * DAY) == {}  # 6 days and 2.5 hours old
+    assert p.tick(NOW + 5 * DAY) == {"recent_login": False}  # 7 days and 2.5 hours old
+    no_zone = Profile(recent)
+    assert no_zone.traits(last_login="2026-02-27T10:00:00") == {"recent_login": True}
+    assert no_zone.traits(last_login="2026-01-01T00:00:00") == {"recent_login": False}
