@@ -13,6 +13,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from headwater.destinations.store import DestinationStore
 from headwater.engage.activation import Connection
 from headwater.engage.definition import Compare, Definition, Literal, Reduce, Stream, Window
 from headwater.engage.realtime import Computation
@@ -354,3 +355,31 @@ def test_a_pass_that_fails_leaves_no_state_and_no_messages(
     monkeypatch.setattr(ProfileData, "set_computed", original)
     e.run()
     assert [m["type"] for m in e.messages()] == ["identify", "track"]
+
+
+def test_a_list_audience_stored_a_moment_ago_is_read_from_the_database(
+    engage: Engage,
+) -> None:
+    """The engine's copy of a list connection has no audience id yet (the worker stored it a
+    moment ago): a member entering now is sent with the id the database holds, not missed."""
+    e = engage
+    workspace = WorkspaceStore(e.engine, e.clock)
+    made = DestinationStore(workspace).create(
+        "iterable", "webhook", "main-engage", settings={"url": "https://example.com/l"}
+    )
+    with e.engine.begin() as conn:
+        conn.execute(
+            schema.engage_connections.insert().values(
+                computation_id=ORDERS_30.id,
+                destination_id=made.id,
+                settings={},
+                created_at=int(e.clock.now),
+                external_audience_id="4242",
+            )
+        )
+    stale = Connection("iterable", send_track=True, send_identify=False, list_audience=True)
+    e.connected = {ORDERS_30.id: [stale]}
+    e.send(event="Order Completed", userId="u1")
+    [entered] = e.messages()
+    assert entered["event"] == "Audience Entered"
+    assert entered["context"]["personas"]["external_audience_id"] == "4242"

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import msgspec
@@ -337,7 +337,7 @@ class EngageStage:
         account, and an Identify or Track for each of its users."""
         classes = work.values.setdefault(account, {})
         classes.setdefault(TRAIT_CLASS[computation.kind], {})[computation.key] = value
-        connections = self._connections(computation.id)
+        connections = self._connections_now(work, computation.id)
         if not connections:
             return
         users = work.graph.links(account)
@@ -368,10 +368,34 @@ class EngageStage:
         cause: str,
     ) -> None:
         """A destination connected after the values were sent gets the current one."""
-        connections = [c for c in self._connections(computation.id) if c.destination == destination]
+        connections = [
+            c for c in self._connections_now(work, computation.id) if c.destination == destination
+        ]
         value = work.profiles[user].state.c.get(computation.id) if user in work.profiles else None
         if connections and value is not None:
             work.emissions.append((user, computation, value, connections, cause))
+
+    def _connections_now(self, work: _Pass, computation_id: str) -> Sequence[Connection]:
+        """A computation's connections, a list destination's audience id read in the pass's
+        transaction when the engine's copy has none yet (the id was stored a moment ago:
+        a member entering now must not be missed)."""
+        found = self._connections(computation_id)
+        if not any(c.list_audience and c.external_audience_id is None for c in found):
+            return found
+        table, dest = schema.engage_connections, schema.destinations
+        ids = dict(
+            work.conn.execute(
+                sa.select(dest.c.name, table.c.external_audience_id)
+                .join(dest, dest.c.id == table.c.destination_id)
+                .where(table.c.computation_id == computation_id)
+            ).all()
+        )
+        return [
+            replace(c, external_audience_id=ids.get(c.destination))
+            if c.list_audience and c.external_audience_id is None
+            else c
+            for c in found
+        ]
 
     def _stored(self, conn: DbConnection, space: SpaceInfo, profile_id: str) -> ProfileState:
         """A profile's state as this transaction has it (empty when Engage never saw it)."""
@@ -465,7 +489,7 @@ class EngageStage:
         for c in self._computations(work.space.id):  # real-time and batch values alike
             if c.id in changed or c.id not in before:
                 continue
-            connections = self._connections(c.id)
+            connections = self._connections_now(work, c.id)
             if connections:
                 values.append((c, before[c.id], connections))
         if values:
@@ -479,7 +503,7 @@ class EngageStage:
             computation = change.computation
             classes = work.values.setdefault(user, {})
             classes.setdefault(TRAIT_CLASS[computation.kind], {})[computation.key] = change.after
-            connections = self._connections(computation.id)
+            connections = self._connections_now(work, computation.id)
             if connections:
                 work.emissions.append((user, computation, change.after, connections, cause))
 
