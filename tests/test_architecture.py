@@ -15,10 +15,27 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 # Bottom to top. A name is a package or module under ``headwater``; the longest name that
 # contains a module decides its layer (``config.settings`` sits below the rest of ``config``).
 LAYERS: list[list[str]] = [
-    ["", "reasons", "timestamps", "clock", "collector", "admin_client", "engage.definition"],
+    [
+        "",
+        "reasons",
+        "timestamps",
+        "clock",
+        "collector",
+        "admin_client",
+        "engage.definition",
+        "privacy.erasure",
+    ],
     ["errors"],
     ["store", "fql", "observe", "engage.language"],
-    ["destinations", "config.settings", "ingest.normalize", "protocols", "unify", "engage.builder"],
+    [
+        "destinations",
+        "config.settings",
+        "ingest.normalize",
+        "protocols",
+        "unify",
+        "engage.builder",
+        "privacy",
+    ],
     ["delivery", "warehouse", "ingest.internal", "engage"],
     ["pipeline", "ingest"],
     ["api", "config"],

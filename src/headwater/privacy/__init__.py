@@ -1,0 +1,1 @@
+"""Privacy: regulations (deletion and suppression), consent, the Privacy Portal."""
