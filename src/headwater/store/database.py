@@ -106,6 +106,9 @@ def open_engine(
             cursor.execute(f"PRAGMA synchronous={synchronous}")
             cursor.execute("PRAGMA busy_timeout=30000")
             cursor.execute("PRAGMA foreign_keys=ON")
+            # A deleted row's bytes are overwritten, not left in a free page, so a deletion
+            # (a regulation, a purge) really removes what it deletes.
+            cursor.execute("PRAGMA secure_delete=ON")
             if background_checkpoint:
                 cursor.execute("PRAGMA wal_autocheckpoint=0")
             cursor.close()
@@ -143,6 +146,19 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
         conn.begin(),
     ):
         yield conn
+
+
+def forget_deleted(engine: Engine) -> bool:
+    """Make deleted rows unreadable on disk: on SQLite, copy the WAL (whose frames still hold
+    pages as they were before a delete) into the database and truncate it to nothing. False
+    when a reader kept the checkpoint from finishing; call again later. Run after an erasure;
+    ``secure_delete`` has already zeroed the rows' bytes in the pages it wrote."""
+    if not is_sqlite(engine):
+        return True  # PostgreSQL reuses dead tuples' space; VACUUM is the operator's
+    lock = _write_locks.get(engine)
+    with lock if lock is not None else nullcontext(), engine.connect() as conn:
+        busy, _, _ = conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").one()
+    return not busy
 
 
 class WalCheckpointer:

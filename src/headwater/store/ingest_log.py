@@ -50,6 +50,13 @@ class IngestLog(Protocol):
     def probe(self) -> None:
         """Raise unless an append could be committed now."""
 
+    def oldest_appended_at(self) -> int | None:
+        """When the oldest record kept was appended (epoch seconds); None when none is."""
+
+    def request_seal(self) -> None:
+        """Let retention drop every record appended so far once the chain has passed it
+        (segment files: start a new segment at the next append)."""
+
     def close(self) -> None: ...
 
 
@@ -156,6 +163,25 @@ class TableLog:
                 )
             )
         return result.rowcount or 0
+
+    def oldest_appended_at(self) -> int | None:
+        """Per partition, its first record's time (appends take their time before their
+        offsets, so offsets and times ascend together to within the clock's second)."""
+        oldest: int | None = None
+        with self._engine.connect() as conn:
+            for partition in self.partitions:
+                value = conn.execute(
+                    sa.select(ingest_records.c.appended_at)
+                    .where(ingest_records.c.partition == partition)
+                    .order_by(ingest_records.c.offset)
+                    .limit(1)
+                ).scalar()
+                if value is not None and (oldest is None or value < oldest):
+                    oldest = int(value)
+        return oldest
+
+    def request_seal(self) -> None:
+        """Rows are dropped one by one as the chain passes them: nothing to seal."""
 
     def probe(self) -> None:
         with write_transaction(self._engine) as conn:

@@ -506,6 +506,21 @@ class EventLog:
             ).rowcount
         )
 
+    def oldest_appended_at(self) -> int | None:
+        """When the oldest record kept was appended (epoch seconds); None when none is."""
+        oldest: int | None = None
+        with self._engine.connect() as conn:
+            for partition in self.partitions:
+                value = conn.execute(
+                    sa.select(log_records.c.appended_at)
+                    .where(log_records.c.partition == partition)
+                    .order_by(log_records.c.offset)
+                    .limit(1)
+                ).scalar()
+                if value is not None and (oldest is None or value < oldest):
+                    oldest = int(value)
+        return oldest
+
     def lag(self, group: str) -> int:
         with self._engine.connect() as conn:
             value = conn.execute(

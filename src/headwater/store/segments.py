@@ -17,6 +17,11 @@ and a reader that saw the successor can read the segment to its end. A successor
 already holding its first batch (written under a temporary name with a rollback journal, then
 linked into place), so its first offset is stored in its first row; so is the first segment's.
 
+Sealing on request. A deletion cannot rewrite a segment, so it waits for retention to drop
+every segment holding records from before it; the newest segment always stays, so it asks
+for a seal (``request_seal`` writes ``.seal``): the next append, from any process, rotates as
+if the segment were full, then removes the request.
+
 Checkpoints. Appends never checkpoint (``wal_autocheckpoint=0``): a segment's WAL grows to the
 rotation size and is then left alone. SQLite copies it back when a segment's last connection
 closes; the appender hands its old connections to a closer thread so that work never runs in
@@ -108,6 +113,7 @@ class SegmentLog:
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._lock = threading.Lock()  # appends of this process, one at a time
         self._append_lock: int | None = None  # the lock file's descriptor (see _appending)
+        self._seal = str(directory / ".seal")
         self._active: _Active | None = None
         self._readers: dict[int, sqlite3.Connection] = {}
         self._reader_lock = threading.Lock()
@@ -138,7 +144,7 @@ class SegmentLog:
                         conn.execute("ROLLBACK")
                         self._retire_active()  # sealed (or dropped) meanwhile: find the newest
                         continue
-                    if _size(active.wal) >= self._segment_bytes:
+                    if _size(active.wal) >= self._segment_bytes or os.path.exists(self._seal):
                         last = conn.execute('SELECT max("offset") FROM records').fetchone()[0]
                         if not self._create(active.number + 1, last + 1, rows):
                             raise RuntimeError(
@@ -147,6 +153,8 @@ class SegmentLog:
                             )
                         conn.execute("ROLLBACK")
                         self._retire_active()
+                        with contextlib.suppress(FileNotFoundError):
+                            os.unlink(self._seal)
                         return
                     conn.executemany(_INSERT, rows)
                     conn.execute("COMMIT")
@@ -225,6 +233,7 @@ class SegmentLog:
             os.chmod(temporary, 0o600)
             conn.execute("PRAGMA journal_mode=DELETE")
             conn.execute(f"PRAGMA synchronous={self._synchronous}")
+            conn.execute("PRAGMA secure_delete=ON")
             conn.execute("BEGIN")
             conn.execute(_SCHEMA)
             conn.executemany(
@@ -363,6 +372,30 @@ class SegmentLog:
 
     # --- retention ----------------------------------------------------------------------------
 
+    def oldest_appended_at(self) -> int | None:
+        """When the oldest record kept was appended (epoch seconds); None for an empty log."""
+
+        def oldest() -> int | None:
+            with self._reader_lock:
+                for number in self._listed():
+                    row = (
+                        self._reader(number)
+                        .execute('SELECT appended_at FROM records ORDER BY "offset" LIMIT 1')
+                        .fetchone()
+                    )
+                    if row is not None:
+                        return int(row[0])
+            return None
+
+        return self._retrying(oldest)
+
+    def request_seal(self) -> None:
+        """Ask the next append to start a new segment, so retention can drop the newest one."""
+        temporary = f"{self._seal}.{os.getpid()}.tmp"
+        with open(temporary, "wb") as f:
+            f.write(str(self._clock()).encode())
+        os.replace(temporary, self._seal)
+
     def drop_through(self, partition: int, offset: int) -> int:
         """Delete every segment whose records all lie at or below ``offset``; the newest
         segment always stays. Returns how many segments were deleted."""
@@ -431,6 +464,7 @@ class SegmentLog:
             check_same_thread=False,
         )
         conn.execute("PRAGMA busy_timeout=30000")
+        conn.execute("PRAGMA secure_delete=ON")  # segments go whole; should a row ever go too
         if writer:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(f"PRAGMA synchronous={self._synchronous}")
