@@ -16,6 +16,7 @@ import os
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -84,6 +85,7 @@ from headwater.store.ingest_log import open_ingest_log
 from headwater.store.log import EventLog
 from headwater.store.migrations import migrate
 from headwater.store.positions import StagePositions
+from headwater.store.retention import DataRetention
 from headwater.store.workspace import WorkspaceStore
 from headwater.unify.csv_upload import Uploads
 from headwater.unify.graph import GraphStore
@@ -167,6 +169,7 @@ class Server:
                 tester_router,
             ],
             archive_dir=self.settings.archive_dir,
+            archive_retention_days=self.settings.archive_retention_days,
         )
         # The Profile API (Segment's shapes, apart from the REST API), in the api process.
         self._graphs: dict[str, GraphStore] = {}
@@ -363,7 +366,10 @@ class Server:
         self.dedup_runs.maintain(
             before_hour=hour - self.settings.dedup_window_hours - 1, closed_before_hour=hour - 1
         )
-        self.archive.purge(self.settings.archive_retention_days)
+        retention = DataRetention(
+            WorkspaceStore(self.engine, clock=self.clock), self.settings.archive_retention_days
+        )
+        self.archive.purge(retention.days(), now=datetime.fromtimestamp(now, UTC))
         BlockedEvents(self.engine, clock=self.clock).purge()
         ViolationStore(self.engine, clock=self.clock).purge()
         MtuStore(self.engine, clock=self.clock).purge()

@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException
 
 import headwater
 from headwater.api import (
+    data_retention,
     destinations,
     engage,
     filters,
@@ -41,6 +42,7 @@ from headwater.api import (
 from headwater.api.auth import require_admin
 from headwater.api.errors import ApiError, error_body, handle_api_error
 from headwater.errors import ConflictError, InputError, NotFoundError
+from headwater.store.archive import DEFAULT_RETENTION_DAYS
 from headwater.store.workspace import WorkspaceStore
 
 PREFIX = "/api/v1"
@@ -54,6 +56,7 @@ def create_api(
     admin_token_hash: str,
     extra_routers: Sequence[APIRouter] = (),
     archive_dir: Path = Path("archive"),
+    archive_retention_days: int | None = DEFAULT_RETENTION_DAYS,
     clock: Callable[[], float] = time.time,
 ) -> FastAPI:
     """The REST API on ``engine``; ``extra_routers`` are mounted under ``/api/v1`` too."""
@@ -72,6 +75,7 @@ def create_api(
     app.state.engine = engine
     app.state.admin_token_hash = admin_token_hash
     app.state.archive_dir = archive_dir
+    app.state.archive_retention_days = archive_retention_days  # the server's, until a workspace's
     app.state.workspace_store = WorkspaceStore(engine, clock=clock)
     app.state.clock = clock
 
@@ -99,6 +103,7 @@ def create_api(
     app.include_router(subscription_uploads.router, prefix=PREFIX)
     app.include_router(sql_traits.router, prefix=PREFIX)
     app.include_router(journeys.router, prefix=PREFIX)
+    app.include_router(data_retention.router, prefix=PREFIX)
     for router in extra_routers:
         app.include_router(router, prefix=PREFIX)
     return app

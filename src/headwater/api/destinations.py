@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, StrictBool, StrictStr
 from pydantic.alias_generators import to_camel
 
 from headwater.api.changes import NoNulls
+from headwater.api.data_retention import retention_of
 from headwater.api.sources import iso as _iso
 from headwater.delivery.queue import DeliveryQueue
 from headwater.delivery.replay import replay
@@ -181,6 +182,7 @@ def replay_destination(
         schema_filter=schema_integration_filter(
             IntegrationFilterCache(request.app.state.engine).turned_off
         ),
+        oldest=retention_of(request).oldest(request.app.state.clock()),
     )
     return {"data": {"read": result.read, "queued": result.queued, "filtered": result.filtered}}
 

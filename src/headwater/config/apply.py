@@ -73,6 +73,7 @@ from headwater.protocols.schema_controls import read_controls, save_controls
 from headwater.protocols.transformations import Transformation, from_api, to_input
 from headwater.protocols.transformations.store import TransformationStore
 from headwater.store.instances import REDACTED
+from headwater.store.retention import DataRetention, parse_retention, shown
 from headwater.store.workspace import (
     MAX_SETTINGS_DEPTH,
     SourceInfo,
@@ -125,6 +126,18 @@ class RenameWorkspace(Change):
 
     def apply(self, store: WorkspaceStore) -> None:
         store.ensure_workspace(self.new)
+
+
+@dataclass(frozen=True)
+class SetDataRetention(Change):
+    old: int | str | None  # None: the workspace had chosen none (the server's applied)
+    new: int | str
+
+    def render(self) -> str:
+        return f"~ data retention: {self.old or 'server default'} → {self.new}"
+
+    def apply(self, store: WorkspaceStore) -> None:
+        DataRetention(store, None).set(parse_retention(self.new))
 
 
 @dataclass(frozen=True)
@@ -477,6 +490,10 @@ def plan(store: WorkspaceStore, config: ConfigFile) -> Plan:
         changes.append(CreateWorkspace(config.workspace))
     elif workspace.name != config.workspace:
         changes.append(RenameWorkspace(workspace.name, config.workspace))
+    if config.data_retention is not None:
+        chosen, days = DataRetention(store, None).chosen()
+        if not chosen or shown(days) != config.data_retention:
+            changes.append(SetDataRetention(shown(days) if chosen else None, config.data_retention))
     if config.sources is not None:
         changes += _plan_sources(store, config.sources)
     dropped_warehouses: list[Change] = []  # after the SQL traits and spaces that query them
@@ -988,6 +1005,9 @@ def export_config(store: WorkspaceStore) -> str:
     journeys = _export_journeys(store)
     if journeys:
         data["journeys"] = journeys
+    chosen, days = DataRetention(store, None).chosen()
+    if chosen:
+        data["data_retention"] = shown(days)
     problems = _too_deep(data)
     if problems:
         raise ExportError("cannot export the workspace:\n" + "\n".join(f"  {p}" for p in problems))

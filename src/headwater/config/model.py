@@ -64,6 +64,7 @@ from headwater.protocols.plans import normalized_settings
 from headwater.protocols.schema_controls import parse_controls
 from headwater.protocols.transformations import from_api
 from headwater.store.instances import REDACTED
+from headwater.store.retention import parse_retention
 from headwater.store.workspace import check_name, check_settings, check_slug, check_write_key
 from headwater.unify.settings import IdentitySettings, settings_of
 from headwater.unify.spaces import check_access_token
@@ -738,6 +739,8 @@ class ConfigFile(_Section):
     sql_traits: list[SqlTraitConfig] | None = None
     # Like spaces: None leaves journeys alone; a list is the complete set of every space's.
     journeys: list[JourneyConfig] | None = None
+    # The workspace's data retention (days, or "unlimited"); None leaves it as it is.
+    data_retention: StrictInt | Literal["unlimited"] | None = None
 
     @field_validator("workspace")
     @classmethod
@@ -766,6 +769,13 @@ class ConfigFile(_Section):
     @classmethod
     def _transformations_not_null(cls, value: Any, info: ValidationInfo) -> Any:
         return cls._list_not_null(value, info)
+
+    @field_validator("data_retention")
+    @classmethod
+    def _data_retention(cls, value: int | str | None) -> int | str | None:
+        if value is not None:
+            _checked(parse_retention, value)
+        return value
 
     @model_validator(mode="after")
     def _unique(self) -> ConfigFile:

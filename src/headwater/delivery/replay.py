@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -19,9 +19,10 @@ from headwater import reasons
 from headwater.delivery.queue import DeliveryQueue, NewJob
 from headwater.destinations.routing import Stage, default_stages, route
 from headwater.destinations.store import DestinationInfo
+from headwater.errors import InvalidError
 from headwater.protocols.transformations import Transformations
 from headwater.store.archive import Archive
-from headwater.timestamps import parse_timestamp
+from headwater.timestamps import format_timestamp, parse_timestamp
 
 BATCH = 1000
 _encode = msgspec.json.Encoder().encode
@@ -47,6 +48,7 @@ def replay(
     transformations: Transformations | None = None,
     schema_filter: Stage | None = None,
     progress: Callable[[ReplayResult], None] | None = None,
+    oldest: datetime | None = None,
 ) -> ReplayResult:
     """Queue the archived events of ``[start, end)``; ``types``/``events`` narrow them.
 
@@ -54,7 +56,15 @@ def replay(
     destination-scoped ``transformations`` after them; the source-scoped ones run first, as
     live, on the events that arrived after they were made (the archive holds events as they
     were accepted). ``schema_filter``, the sources' schema integration filters as they are now,
-    goes before the stages, as in the router."""
+    goes before the stages, as in the router. ``oldest`` is the data retention's bound
+    (``store/retention.py``): a window starting before it is refused, since what it asks for
+    is purged or about to be (A-DS-10)."""
+    if oldest is not None and _utc(start) < oldest:
+        raise InvalidError(
+            f"the replay window starts before the workspace's data retention: events received "
+            f"before {format_timestamp(oldest)} are no longer kept; start at or after it",
+            "start",
+        )
     transformations = transformations or Transformations()
     source_scope = transformations.for_source(destination.source_id)
     if stages is None:
@@ -115,3 +125,7 @@ def _selected(
         if events and event.get("event") not in events:
             continue
         yield event
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment

@@ -123,6 +123,7 @@ class ArchiveWriter:
 
 
 _FAR = datetime(9999, 1, 1, tzinfo=UTC)
+_NEVER = datetime(1, 1, 1, tzinfo=UTC)
 
 
 def hour_key(hour_start: datetime) -> str:
@@ -231,15 +232,16 @@ class Archive:
 
     def purge(
         self,
-        older_than_days: int = DEFAULT_RETENTION_DAYS,
+        older_than_days: int | None = DEFAULT_RETENTION_DAYS,
         *,
         now: datetime | None = None,
         torn_days: int = TORN_RETENTION_DAYS,
     ) -> int:
-        """Remove hour files wholly older than the retention, and torn tails set aside more
-        than ``torn_days`` ago; return how many hour files went."""
+        """Remove hour files wholly older than the retention (None: unlimited, keep them),
+        and torn tails set aside more than ``torn_days`` ago; return how many hour files
+        went."""
         moment = _as_utc(now or datetime.now(UTC))
-        cutoff = moment - timedelta(days=older_than_days)
+        cutoff = moment - timedelta(days=older_than_days) if older_than_days else _NEVER
         torn_cutoff = (moment - timedelta(days=torn_days)).timestamp()
         if not self._dir.is_dir():
             return 0
