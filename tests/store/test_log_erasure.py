@@ -64,3 +64,15 @@ def test_done_only_once_retention_dropped_what_came_before(
         assert forget_deleted(setup.engine)
         assert find_marker(tmp_path, MARKER) == []
     assert eraser.erase(deletion) is None  # and stays done
+
+
+def test_a_group_is_behind_until_it_passed_what_came_before(setup: Setup) -> None:
+    clock = setup.chain._clock
+    assert isinstance(clock, Clock)
+    run(setup, [subject_request()])
+    moment = clock() + 1
+    assert setup.processed.behind("first", moment)
+    assert not setup.processed.behind("first", clock() - 10)  # nothing that old
+    setup.processed.commit_many("first", {p: o for p, o, _ in setup.read_all("first")})
+    assert not setup.processed.behind("first", moment)
+    assert setup.processed.behind("second", moment)

@@ -521,6 +521,27 @@ class EventLog:
                     oldest = int(value)
         return oldest
 
+    def behind(self, group: str, before: float) -> bool:
+        """Whether ``group`` has yet to pass a record appended at or before ``before`` (a
+        deletion waits for the archive to hold what it will rewrite)."""
+        with self._engine.connect() as conn:
+            found = conn.execute(
+                sa.select(log_records.c.offset)
+                .select_from(
+                    log_records.join(
+                        log_groups,
+                        (log_groups.c.partition == log_records.c.partition)
+                        & (log_groups.c.group_name == group),
+                    )
+                )
+                .where(
+                    log_records.c.offset > log_groups.c.committed_offset,
+                    log_records.c.appended_at <= int(before),
+                )
+                .limit(1)
+            ).first()
+        return found is not None
+
     def lag(self, group: str) -> int:
         with self._engine.connect() as conn:
             value = conn.execute(
