@@ -241,7 +241,7 @@ class Archive:
         and torn tails set aside more than ``torn_days`` ago; return how many hour files
         went."""
         moment = _as_utc(now or datetime.now(UTC))
-        cutoff = moment - timedelta(days=older_than_days) if older_than_days else _NEVER
+        cutoff = moment - timedelta(days=older_than_days) if older_than_days is not None else _NEVER
         torn_cutoff = (moment - timedelta(days=torn_days)).timestamp()
         if not self._dir.is_dir():
             return 0
