@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import msgspec
+
 from headwater.privacy.erasure import Erasure, Progress, Subjects
 from headwater.store.database import forget_deleted, is_sqlite
 from headwater.store.log_erasure import LogEraser
@@ -45,25 +47,28 @@ def test_done_only_once_retention_dropped_what_came_before(
     first = eraser.erase(deletion)
     assert isinstance(first, Progress)
     assert "processed stream" in first.detail  # no group has read them yet
-
-    consume(setup)
     if isinstance(setup.ingest, SegmentLog):
-        # The groups are past, but the newest segment stays: the eraser asked for a seal.
-        assert isinstance(eraser.erase(deletion), Progress)
-        assert (setup.ingest.directory / ".seal").exists()
-        assert find_marker(tmp_path / "log", MARKER)
+        assert (setup.ingest.directory / ".seal").exists()  # the newest segment must go too
 
     clock.advance(60)  # someone else's event, after the deletion, rotates the segment
     run(setup, [batch("after")])
+    if isinstance(setup.ingest, SegmentLog):
+        assert not (setup.ingest.directory / ".seal").exists()
+        assert find_marker(tmp_path / "log", MARKER)  # still there: not every group passed
+    assert isinstance(eraser.erase(deletion), Progress)
     consume(setup)
 
     assert eraser.erase(deletion) is None
-    if isinstance(setup.ingest, SegmentLog):
-        assert not (setup.ingest.directory / ".seal").exists()
     if is_sqlite(setup.engine):
         assert forget_deleted(setup.engine)
         assert find_marker(tmp_path, MARKER) == []
     assert eraser.erase(deletion) is None  # and stays done
+    after = [msgspec.json.decode(p)["events"][0]["messageId"] for _, p in _ingest(setup)]
+    assert after == ["after-0"]  # the rotated segment, holding only what came after
+
+
+def _ingest(setup: Setup) -> list[tuple[int, bytes]]:
+    return [row for p in setup.ingest.partitions for row in setup.ingest.read(p, 0, 100_000)]
 
 
 def test_a_group_is_behind_until_it_passed_what_came_before(setup: Setup) -> None:
@@ -76,3 +81,31 @@ def test_a_group_is_behind_until_it_passed_what_came_before(setup: Setup) -> Non
     setup.processed.commit_many("first", {p: o for p, o, _ in setup.read_all("first")})
     assert not setup.processed.behind("first", moment)
     assert setup.processed.behind("second", moment)
+
+
+def test_a_quiet_log_drops_its_sealed_newest_segment_and_goes_on(
+    setup: Setup,
+    tmp_path: Path,
+) -> None:
+    clock = setup.chain._clock
+    assert isinstance(clock, Clock)
+    run(setup, [subject_request()])
+    eraser = LogEraser(setup.ingest, setup.processed)
+    deletion = Erasure("reg_1", "ws_1", Subjects(user_ids=frozenset({"u2"})), clock() + 5)
+    consume(setup)
+    if isinstance(setup.ingest, SegmentLog):
+        assert isinstance(eraser.erase(deletion), Progress)  # asks for the seal
+        last = setup.ingest.end(0)
+        consume(setup)  # no append came: retention drops the newest segment itself
+        assert list((tmp_path / "log").glob("*.db")) == []
+        assert not (setup.ingest.directory / ".seal").exists()
+    assert eraser.erase(deletion) is None
+    assert find_marker(tmp_path / "log", MARKER) == []
+
+    clock.advance(60)
+    run(setup, [batch("after")])  # a new log, above every offset of the old one
+    if isinstance(setup.ingest, SegmentLog):
+        assert setup.ingest.end(0) > last
+    assert [
+        msgspec.json.decode(p)["events"][0]["messageId"] for _, _, p in setup.read_all("second")
+    ][-1] == "after-0"

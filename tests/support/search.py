@@ -25,7 +25,10 @@ def find_marker(data_dir: Path, marker: str) -> list[str]:
     found: list[str] = []
     for path in sorted(p for p in data_dir.rglob("*") if p.is_file() and not p.is_symlink()):
         name = str(path.relative_to(data_dir))
-        data = path.read_bytes()
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:  # gone since the listing (a -shm file closed meanwhile)
+            continue
         if needle in data:
             found.append(f"{name} (raw)")
         if data.startswith(_GZIP) and needle in _gunzip(data):

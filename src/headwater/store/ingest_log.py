@@ -53,9 +53,9 @@ class IngestLog(Protocol):
     def oldest_appended_at(self) -> int | None:
         """When the oldest record kept was appended (epoch seconds); None when none is."""
 
-    def request_seal(self) -> None:
-        """Let retention drop every record appended so far once the chain has passed it
-        (segment files: start a new segment at the next append)."""
+    def request_seal(self, before: float) -> None:
+        """Let retention drop every record appended at or before ``before`` once the chain
+        has passed it (segment files: the newest segment is sealed)."""
 
     def close(self) -> None: ...
 
@@ -180,7 +180,7 @@ class TableLog:
                     oldest = int(value)
         return oldest
 
-    def request_seal(self) -> None:
+    def request_seal(self, before: float) -> None:
         """Rows are dropped one by one as the chain passes them: nothing to seal."""
 
     def probe(self) -> None:

@@ -36,7 +36,7 @@ class LogEraser:
         waiting = []
         oldest = self._ingest.oldest_appended_at()
         if oldest is not None and oldest <= before:
-            self._ingest.request_seal()
+            self._ingest.request_seal(before)
             waiting.append("the ingest log")
         oldest = self._processed.oldest_appended_at()
         if oldest is not None and oldest <= before:

@@ -20,7 +20,9 @@ linked into place), so its first offset is stored in its first row; so is the fi
 Sealing on request. A deletion cannot rewrite a segment, so it waits for retention to drop
 every segment holding records from before it; the newest segment always stays, so it asks
 for a seal (``request_seal`` writes ``.seal``): the next append, from any process, rotates as
-if the segment were full, then removes the request.
+if the segment were full, then removes the request; if none comes, retention drops the newest
+segment itself once the chain has passed it, under the appenders' lock, and the next append
+starts a new log (whose first offset, the time in microseconds, lies above the old ones).
 
 Checkpoints. Appends never checkpoint (``wal_autocheckpoint=0``): a segment's WAL grows to the
 rotation size and is then left alone. SQLite copies it back when a segment's last connection
@@ -389,8 +391,25 @@ class SegmentLog:
 
         return self._retrying(oldest)
 
-    def request_seal(self) -> None:
-        """Ask the next append to start a new segment, so retention can drop the newest one."""
+    def request_seal(self, before: float) -> None:
+        """Ask the next append to start a new segment when the newest one holds a record
+        appended at or before ``before``, so that retention can drop it."""
+
+        def newest_first() -> int | None:
+            with self._reader_lock:
+                numbers = self._listed()
+                if not numbers:
+                    return None
+                row = (
+                    self._reader(numbers[-1])
+                    .execute('SELECT appended_at FROM records ORDER BY "offset" LIMIT 1')
+                    .fetchone()
+                )
+            return None if row is None else int(row[0])
+
+        first = self._retrying(newest_first)
+        if first is None or first > before:
+            return
         temporary = f"{self._seal}.{os.getpid()}.tmp"
         with open(temporary, "wb") as f:
             f.write(str(self._clock()).encode())
@@ -398,22 +417,49 @@ class SegmentLog:
 
     def drop_through(self, partition: int, offset: int) -> int:
         """Delete every segment whose records all lie at or below ``offset``; the newest
-        segment always stays. Returns how many segments were deleted."""
+        segment stays, unless a seal was asked for and no append has come to do it (see
+        ``_drop_sealed``). Returns how many segments were deleted."""
         dropped = 0
         with self._reader_lock:
             numbers = self._listed()
             for number, successor in itertools.pairwise(numbers):
                 if self._first_offset(successor) > offset + 1:
                     break
-                conn = self._readers.pop(number, None)
-                self._first_offsets.pop(number, None)
-                self._identities.pop(number, None)
-                for suffix in ("", "-wal", "-shm"):
-                    Path(f"{self._path(number)}{suffix}").unlink(missing_ok=True)
-                if conn is not None:
-                    self._close_later(conn)
+                self._forget(number)
                 dropped += 1
+            if numbers and os.path.exists(self._seal):
+                dropped += self._drop_sealed(numbers[-1], offset)
         return dropped
+
+    def _drop_sealed(self, number: int, offset: int) -> int:
+        """Drop the newest segment once every record in it lies at or below ``offset``, under
+        the appenders' lock (a descriptor of our own, so this process's appenders wait too):
+        no append can be committing into it. The next append starts a new log, whose first
+        offset (the time in microseconds) lies above every offset of this one."""
+        descriptor = os.open(self.directory / ".append.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+            if self._numbers()[-1:] != [number]:
+                return 0  # an append rotated meanwhile: the successor holds its records
+            last = self._reader(number).execute('SELECT max("offset") FROM records').fetchone()
+            if last[0] is not None and int(last[0]) > offset:
+                return 0
+            self._forget(number)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._seal)
+            return 1
+        finally:
+            os.close(descriptor)  # releases the lock
+
+    def _forget(self, number: int) -> None:
+        """Unlink a segment and forget what this process kept of it (the reader lock held)."""
+        conn = self._readers.pop(number, None)
+        self._first_offsets.pop(number, None)
+        self._identities.pop(number, None)
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{self._path(number)}{suffix}").unlink(missing_ok=True)
+        if conn is not None:
+            self._close_later(conn)
 
     def close(self) -> None:
         with self._lock:
