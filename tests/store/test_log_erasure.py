@@ -63,8 +63,9 @@ def test_done_only_once_retention_dropped_what_came_before(
         assert forget_deleted(setup.engine)
         assert find_marker(tmp_path, MARKER) == []
     assert eraser.erase(deletion) is None  # and stays done
-    after = [msgspec.json.decode(p)["events"][0]["messageId"] for _, p in _ingest(setup)]
-    assert after == ["after-0"]  # the rotated segment, holding only what came after
+    if isinstance(setup.ingest, SegmentLog):  # the rotated segment holds what came after
+        after = [msgspec.json.decode(p)["events"][0]["messageId"] for _, p in _ingest(setup)]
+        assert after == ["after-0"]
 
 
 def _ingest(setup: Setup) -> list[tuple[int, bytes]]:
