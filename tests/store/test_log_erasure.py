@@ -110,3 +110,15 @@ def test_a_quiet_log_drops_its_sealed_newest_segment_and_goes_on(
     assert [
         msgspec.json.decode(p)["events"][0]["messageId"] for _, _, p in setup.read_all("second")
     ][-1] == "after-0"
+
+
+def test_the_chain_is_behind_until_it_passed_what_came_before(setup: Setup) -> None:
+    clock = setup.chain._clock
+    assert isinstance(clock, Clock)
+    setup.ingest.append([("ws_1", subject_request())])
+    assert setup.chain.behind(clock() + 1)
+    assert not setup.chain.behind(clock() - 10)
+    assert setup.chain.run_once() == 1
+    assert not setup.chain.behind(clock() + 1)
+    # What the archive eraser waits on: the chain, then the archive's consumer group.
+    assert setup.processed.behind("first", clock() + 1)

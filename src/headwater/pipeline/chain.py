@@ -219,6 +219,18 @@ class StageChain:
             dropped += self.ingest_log.drop_through(p, through)
         return dropped
 
+    def behind(self, before: float) -> bool:
+        """Whether an ingest log record appended at or before ``before`` has yet to go through
+        the chain (a deletion waits for it to reach the archive before rewriting)."""
+        positions = self._positions.positions()
+        for partition in self.ingest_log.partitions:
+            following = self.ingest_log.read(partition, positions.get(partition, 0), 1)
+            if following:
+                at = self.ingest_log.appended_at(partition, following[0][0])
+                if at is not None and at <= before:
+                    return True
+        return False
+
     def lag(self) -> tuple[int, float]:
         """Ingest log records not yet through the chain, and the age in seconds of the oldest
         one (0 when there are none)."""
