@@ -23,6 +23,7 @@ from headwater.store import schema
 from headwater.store.database import write_transaction
 from headwater.unify.erasure import GraphExpander
 from headwater.unify.profile_api import ProfileAPI
+from headwater.unify.settings import IdentifierSetting, IdentitySettings
 from headwater.unify.spaces import SpaceStore
 from headwater.unify.sql_graph import SqlGraph
 from headwater.warehouse.store import WarehouseStore
@@ -33,6 +34,9 @@ TOKEN = "profile-token-0123456789"
 MARK = "q7zk"  # in every identifier of u2, and nowhere else
 U2, A2, E2 = f"u2-{MARK}", f"a2-{MARK}", f"u2-{MARK}@example.com"
 U3, A3, E3 = "u3-plain", "a3-plain", "u3-plain@example.com"
+PHONES = {U2: "+1 555 000 2222", U3: "+1 555 000 3333"}
+U2_PHONE = ("000 2222", "5550002222")  # as sent, as a contact key
+PHONE = IdentitySettings().with_identifier(IdentifierSetting(type="phone"))
 
 # Every table that holds a profile, an identifier or a message about one.
 TABLES = (
@@ -67,7 +71,7 @@ class Privacy(World):
         super().__init__(engine, tmp_path, clock)
         spaces = SpaceStore(self.computations._ws)
         warehouse = WarehouseStore(self.computations._ws).create("wh", "duckdb")
-        spaces.update(self.space.id, profiles_sync=(warehouse.id, None))
+        spaces.update(self.space.id, profiles_sync=(warehouse.id, None), identity=PHONE)
         self.other = spaces.create("other", sources=["web"])
         spaces.create_access_token("main", "site", TOKEN)
         self.spaces = spaces
@@ -97,9 +101,12 @@ class Privacy(World):
             "identify",
             userId=user,
             anonymousId=anonymous,
-            traits={"email": email},
+            traits={"email": email, "phone": PHONES[user]},
             context={
-                "messaging_subscriptions": [{"key": email, "type": "EMAIL", "status": "SUBSCRIBED"}]
+                "messaging_subscriptions": [
+                    {"key": email, "type": "EMAIL", "status": "SUBSCRIBED"},
+                    {"key": PHONES[user], "type": "SMS", "status": "SUBSCRIBED"},
+                ]
             },
         )
         self.send(event="Bought", userId=user, properties={"total": 10})
@@ -144,6 +151,17 @@ class Privacy(World):
                     sa.select(sa.func.count()).select_from(table).where(where)
                 ).scalar_one()
         return found
+
+    def contacts(self) -> set[tuple[str, str]]:
+        """The contact vectors with a subscription state in ``main``."""
+        subs = schema.unify_subscriptions
+        with self.engine.connect() as conn:
+            return {
+                (r.channel, r.key)
+                for r in conn.execute(
+                    sa.select(subs.c.channel, subs.c.key).where(subs.c.space_id == self.space.id)
+                )
+            }
 
     def rows(self, table: sa.Table) -> list[str]:
         """Every row of a table as text (JSON, MessagePack and bytes decoded)."""
@@ -273,9 +291,9 @@ def test_the_expander_finds_every_identifier_on_the_subjects_profiles_in_every_s
     subjects = _subjects(w)
     assert subjects.user_ids == {U2}
     assert subjects.anonymous_ids == {A2}
-    assert ("email", E2) in subjects.external_ids
+    # Phone is an identifier in ``main`` only; u3's identifiers are not there.
+    assert subjects.external_ids == {("email", E2), ("phone", PHONES[U2])}
     assert subjects.profile_ids == main | other  # the merged-away ids too
-    assert not any(MARK not in v for _, v in subjects.external_ids)  # nothing of u3's
     # Known by its anonymous id alone, the subject widens to the same identifiers.
     by_anonymous = GraphExpander(w.engine).expand(
         w.erasure(Subjects(anonymous_ids=frozenset({A2})))
@@ -318,6 +336,12 @@ def test_erasing_deletes_every_row_of_the_subjects_profiles_and_keeps_everyone_e
     assert w.by_seq(old_seqs)["unify_merges"] == 2  # one merge in each space
     assert w.by_seq(u3_seqs)["unify_merges"] == 1 and w.by_seq(old_seqs)["unify_identities"] > 0
     u3_graph, old_graph = w.by_seq(u3_seqs), w.by_seq(old_seqs)
+    assert w.contacts() == {
+        ("EMAIL", E2.lower()),
+        ("EMAIL", E3),
+        ("SMS", "+15550002222"),
+        ("SMS", "+15550003333"),
+    }
     assert w.profile_api(U2) == 200
     eraser = profiles_eraser(w.engine)
     assert eraser.target == Target("internal", "profiles", "Profiles and Engage")
@@ -327,17 +351,23 @@ def test_erasing_deletes_every_row_of_the_subjects_profiles_and_keeps_everyone_e
     for table in TABLES:
         for row in w.rows(table):
             assert MARK not in row, (table.name, row)
+            assert not any(m in row for m in U2_PHONE), (table.name, row)
             assert not any(p in row for p in old), (table.name, row)
     after = {t.name: w.rows(t) for t in TABLES}
     for name, rows in before.items():  # everything u3's or nobody's is still there
         if name in old_graph:  # rows naming profiles by seq: counted below
             assert len(after[name]) == len(rows) - old_graph[name], name
             continue
-        kept = [r for r in rows if MARK not in r and not any(p in r for p in old)]
+        kept = [
+            r
+            for r in rows
+            if MARK not in r and not any(m in r for m in U2_PHONE) and not any(p in r for p in old)
+        ]
         assert after[name] == kept, name
     assert w.ids_of(w.space.id, U3) == u3_ids
     assert w.by_seq(old_seqs) == {"unify_identities": 0, "unify_merges": 0, "unify_links": 0}
     assert w.by_seq(u3_seqs) == u3_graph
+    assert w.contacts() == {("EMAIL", E3), ("SMS", "+15550003333")}
     assert w.profile_api(U2) == 404
     assert w.profile_api(U3) == 200
     # Idempotent: a second run (the runner repeats after a crash) finds nothing and is done.

@@ -170,6 +170,14 @@ def _list_audiences(conn: Connection) -> None:
             conn.execute(sa.text(f"ALTER TABLE engage_connections ADD COLUMN {column} {kind}"))
 
 
+def _erasure_indexes(conn: Connection) -> None:
+    """An erasure deletes a profile's journey steps by profile id, not by a scan of the log."""
+    index = next(
+        i for i in schema.engage_journey_log.indexes if i.name == "ix_engage_journey_log_profile"
+    )
+    index.create(conn, checkfirst=True)
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "create tables", _create_tables),
     Migration(2, "seed event log partitions", _seed_log_partitions),
@@ -201,6 +209,7 @@ MIGRATIONS: list[Migration] = [
     Migration(24, "engage: batch runs, real-time vectors and staged results", _create_tables),
     Migration(25, "engage: list destinations' external audiences", _list_audiences),
     Migration(26, "engage: journeys' historical entry", _journey_backfill),
+    Migration(30, "privacy: erasing profiles (journey steps by profile)", _erasure_indexes),
 ]
 
 

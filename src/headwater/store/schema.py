@@ -1188,5 +1188,7 @@ engage_journey_log = sa.Table(
     sa.Column("step", sa.String(255), nullable=False),
     sa.Column("at", sa.BigInteger, nullable=False),
     sa.Index("ix_engage_journey_log_step", "journey_id", "version", "step", "at"),
+    # Migration 30: an erasure (a deletion regulation) finds a profile's steps.
+    sa.Index("ix_engage_journey_log_profile", "profile_id"),
     sqlite_autoincrement=True,
 )

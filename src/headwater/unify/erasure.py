@@ -35,14 +35,12 @@ from headwater.privacy.erasure import Erasure, Progress, Subjects, Target
 from headwater.store import schema
 from headwater.store.database import write_transaction
 from headwater.unify.stage import erased, take_turn
-from headwater.unify.subscriptions import contact_key
+from headwater.unify.subscriptions import CONTACT_TYPES, contact_key
 
 USERS = "users"  # a subject is a person: accounts (group calls) are not erased
 CHUNK = 500  # values per IN list
 PAGE = 1_000  # rows read per query when a table must be scanned (blobs)
-EMAIL_TYPES = frozenset({"email"})
-PHONE_TYPES = frozenset({"phone", "phone_number"})
-CONTACT_TRAITS = {"email": "EMAIL", "phone": "SMS"}
+CONTACT_TRAITS = ("email", "phone")  # traits that name a contact, as the identifiers do
 # Keys whose string value names a person in a stored message or row.
 _NAMING_KEYS = frozenset(
     {"userId", "anonymousId", "previousId", "user_id", "anonymous_id", "email", "phone", "id_value"}
@@ -123,10 +121,11 @@ class Mentions:
 
 
 def decoded(body: Any) -> Any:
-    """A JSON column's or blob's value as Python (drivers hand back text, bytes or objects)."""
+    """A stored message or row as Python: bytes and text holding a JSON object or array are
+    parsed (a JSON column's own values arrive decoded; a plain string stays a string)."""
     if isinstance(body, bytes | bytearray | memoryview):
-        body = bytes(body).decode()
-    if isinstance(body, str):
+        body = bytes(body).decode("utf-8", "replace")
+    if isinstance(body, str) and body[:1] in ("{", "["):
         try:
             return json.loads(body)
         except ValueError:
@@ -213,32 +212,22 @@ def _contacts(
 ) -> set[tuple[str, str]]:
     """The contact vectors (§18) of a space's profiles: their email and phone identifiers and
     their ``email`` and ``phone`` traits."""
-    raw: list[tuple[str, Any]] = []
-    for type_, value in held:
-        if type_ in EMAIL_TYPES:
-            raw.append(("EMAIL", value))
-        elif type_ in PHONE_TYPES:
-            raw.append(("SMS", value))
+    raw: list[tuple[str, Any]] = list(held)
     traits = schema.unify_profile_traits
     for part in chunks(profile_ids):
-        for key, value in conn.execute(
-            sa.select(traits.c.key, traits.c.value).where(
-                traits.c.space_id == space_id,
-                traits.c.profile_id.in_(part),
-                traits.c.key.in_(sorted(CONTACT_TRAITS)),
-            )
-        ):
-            raw.append((CONTACT_TRAITS[key], decoded(value)))
+        query = sa.select(traits.c.key, traits.c.value).where(
+            traits.c.space_id == space_id,
+            traits.c.profile_id.in_(part),
+            traits.c.key.in_(CONTACT_TRAITS),
+        )
+        raw += [(key, value) for key, value in conn.execute(query)]
     found: set[tuple[str, str]] = set()
-    for channel, value in raw:
-        try:
-            key = contact_key(channel, value)  # type: ignore[arg-type]
-        except InvalidError:
-            continue
-        if channel == "SMS":
-            found |= {("SMS", key), ("WHATSAPP", key)}  # one number, a row per channel
-        else:
-            found.add((channel, key))
+    for type_, value in raw:
+        for channel in CONTACT_TYPES.get(type_, ()):
+            try:
+                found.add((channel, contact_key(channel, value)))
+            except InvalidError:
+                continue
     return found
 
 
@@ -311,12 +300,11 @@ def erase_found(conn: Connection, found: Found, subjects: Subjects) -> None:
                 sa.or_(links.c.user_profile.in_(part), links.c.account_profile.in_(part))
             )
         )
+        # A merge from one of them went into one of them (merged-away profiles point at
+        # their survivor), so the index on ``into_profile`` finds every row.
         merges = schema.unify_merges
         conn.execute(
-            sa.delete(merges).where(
-                merges.c.space_id == space_id,
-                sa.or_(merges.c.from_profile.in_(part), merges.c.into_profile.in_(part)),
-            )
+            sa.delete(merges).where(merges.c.space_id == space_id, merges.c.into_profile.in_(part))
         )
         conn.execute(sa.delete(schema.unify_profiles).where(schema.unify_profiles.c.seq.in_(part)))
     for table in (
