@@ -5,7 +5,9 @@ profiles its ids resolve to, in each space of the workspace, so stores that know
 (the archive, warehouses) delete by the subject's other ids too. ``ProfilesEraser`` deletes
 those profiles: the graph's rows, their traits, timeline and metadata, their Profiles Sync and
 Insights rows, the subscription states of their emails and phone numbers, and (through its
-``Follower``s, which ``server.py`` wires in: ``engage/erasure.py``) Engage's state of them.
+``Follower``s: ``engage.erasure.profiles_eraser`` builds it with Engage's) Engage's state of
+them. The graph's applied ``messageId``s (``unify_applied``) stay: they name no one, expire in
+two days, and keep a late replay of the deleted events from building the profile again.
 
 Identity resolution is the only writer of profile state, so the eraser runs in its turn: it
 takes the same row lock a pass takes (``stage.take_turn``) and counts itself there
