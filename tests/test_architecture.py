@@ -26,7 +26,16 @@ LAYERS: list[list[str]] = [
         "privacy.erasure",
     ],
     ["errors"],
-    ["store", "fql", "observe", "engage.language"],
+    # linear_regex (and the JavaScript whitespace it reads) is shared by destinations' filters
+    # and the Privacy Portal's value matchers.
+    [
+        "store",
+        "fql",
+        "observe",
+        "engage.language",
+        "destinations.linear_regex",
+        "destinations.javascript",
+    ],
     [
         "destinations",
         "config.settings",
