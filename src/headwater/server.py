@@ -24,6 +24,7 @@ from sqlalchemy.exc import OperationalError
 from headwater.api.app import create_api
 from headwater.api.debugger import router as debugger_router
 from headwater.api.engage import use_batch_runs
+from headwater.api.privacy import use_masker
 from headwater.api.source_schema import router as source_schema_router
 from headwater.api.source_schema import use_plans
 from headwater.api.sql_traits import use_warehouse_queries
@@ -65,6 +66,8 @@ from headwater.privacy.controls import PrivacyControlsStage
 from headwater.privacy.custom_matchers import CustomMatchers
 from headwater.privacy.inbox import GROUP as PRIVACY_INBOX_GROUP
 from headwater.privacy.inbox import InboxObserver
+from headwater.privacy.masking import Masker, load_masker
+from headwater.privacy.matchers import Matchers
 from headwater.protocols.blocked import BlockedEvents
 from headwater.protocols.compiled import CompiledPlan
 from headwater.protocols.lookup import source_lookup
@@ -174,6 +177,11 @@ class Server:
             ],
             archive_dir=self.settings.archive_dir,
         )
+        # What a reader without PII Access sees masked: rebuilt when the configuration moves.
+        self._masker: ConfigSnapshot[Masker] = ConfigSnapshot(
+            self.store.config_version, lambda: load_masker(self.store), Masker(Matchers())
+        )
+        use_masker(self.api, self._masker.get)
         # The Profile API (Segment's shapes, apart from the REST API), in the api process.
         self._graphs: dict[str, GraphStore] = {}
         self.profile_api = ProfileAPI(
@@ -181,6 +189,7 @@ class Server:
             self.engine,
             self._graph_of,
             requests_per_second=self.settings.profile_api_requests_per_second,
+            masker=self._masker.get,  # tokens without PII Access (§9.8)
         )
         self.archive = Archive(self.settings.archive_dir)
         owner = f"{os.uname().nodename}:{os.getpid()}"

@@ -8,17 +8,20 @@ Segment's Public API has no Portal endpoints, so the shapes are plain, in its st
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Path, Request, Response
+import msgspec
+from fastapi import APIRouter, Body, Depends, FastAPI, Path, Request, Response
 
-from headwater.api.auth import require_admin
+from headwater.api.auth import pii_access, require_admin
 from headwater.api.errors import ApiError
 from headwater.privacy.alerts import Alerts
 from headwater.privacy.controls import Controls
 from headwater.privacy.custom_matchers import CustomMatchers
 from headwater.privacy.inbox import inbox
 from headwater.privacy.inventory import Inventory
+from headwater.privacy.masking import MASK, Masker, load_masker
 from headwater.privacy.matchers import DEFAULT_MATCHERS
 from headwater.store.workspace import WorkspaceStore
 
@@ -26,6 +29,57 @@ router = APIRouter(tags=["privacy"], dependencies=[Depends(require_admin)])
 
 MAX_INBOX = 1000
 JsonBody = Annotated[Any, Body()]
+
+
+def use_masker(app: FastAPI, masker: Callable[[], Masker]) -> None:
+    """Give the API the workspace's masker (the server's, rebuilt on configuration changes)."""
+    app.state.privacy_masker = masker
+
+
+def masker_for(request: Request) -> Masker | None:
+    """The masker for a reader without PII Access; None for one with it."""
+    if pii_access(request):
+        return None
+    lookup: Callable[[], Masker] | None = getattr(request.app.state, "privacy_masker", None)
+    return lookup() if lookup is not None else load_masker(_store(request))
+
+
+def masked_delivery(data: dict[str, Any], masker: Masker) -> dict[str, Any]:
+    """Event Delivery's samples as a reader without PII Access sees them: what was sent masked
+    field by field, the request's and response's bodies masked where they are JSON, else
+    whole."""
+    errors = []
+    for error in data.get("errors", []):
+        samples = []
+        for sample in error.get("samples", []):
+            samples.append(
+                {
+                    **sample,
+                    "youSent": masker.event(sample.get("youSent")),
+                    "requestToDestination": _masked_exchange(
+                        sample.get("requestToDestination"), masker
+                    ),
+                    "responseFromDestination": _masked_exchange(
+                        sample.get("responseFromDestination"), masker
+                    ),
+                }
+            )
+        errors.append({**error, "samples": samples})
+    return {**data, "errors": errors}
+
+
+def _masked_exchange(exchange: Any, masker: Masker) -> Any:
+    if not isinstance(exchange, dict) or not exchange.get("body"):
+        return exchange
+    body = exchange["body"]
+    try:
+        parsed = msgspec.json.decode(body) if isinstance(body, str | bytes) else body
+    except msgspec.DecodeError:
+        return {**exchange, "body": MASK}
+    if isinstance(parsed, dict | list):
+        masked = masker.values({"body": parsed}, "properties")["body"]
+        return {**exchange, "body": masker.event(masked) if isinstance(masked, dict) else masked}
+    return {**exchange, "body": MASK}
 
 
 def _store(request: Request) -> WorkspaceStore:

@@ -30,6 +30,10 @@ class Masker:
         self._matchers = matchers
         self._paths = frozenset(masked_paths)
 
+    @property
+    def mask(self) -> str:
+        return MASK
+
     def restricted(self, path: str, value: Any) -> bool:
         if path in self._paths:
             return True

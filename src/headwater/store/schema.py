@@ -616,6 +616,8 @@ space_access_tokens = sa.Table(
     sa.Column("name", sa.String(200), primary_key=True),
     sa.Column("token_sha256", sa.String(64), nullable=False),
     sa.Column("created_at", sa.BigInteger, nullable=False),
+    # PII Access (§9.8): without it the Profile API masks Red and Yellow values.
+    sa.Column("pii_access", sa.Boolean, nullable=False, server_default=sa.true()),
 )
 
 # Profiles Sync: the warehouse a space's profiles go to, and the schema they land in.

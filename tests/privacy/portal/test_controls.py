@@ -31,7 +31,7 @@ def test_strip_removes_the_paths_and_copies_only_what_it_changes() -> None:
     tree = compile_blocked(
         ["properties.card_number", "context.traits.ssn", "properties.items.$.cvv"]
     ).tree
-    event = {
+    event: dict[str, Any] = {
         "type": "track",
         "properties": {"card_number": "4111", "total": 3, "items": [{"cvv": 1, "sku": "a"}, 5]},
         "context": {"traits": {"ssn": "1", "plan": "pro"}, "ip": "1.2.3.4"},
