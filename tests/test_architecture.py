@@ -24,17 +24,16 @@ LAYERS: list[list[str]] = [
         "admin_client",
         "engage.definition",
         "privacy.erasure",
+        "destinations.javascript",  # JavaScript's value rules, read by linear_regex below
     ],
     ["errors"],
-    # linear_regex (and the JavaScript whitespace it reads) is shared by destinations' filters
-    # and the Privacy Portal's value matchers.
+    # linear_regex is shared by destinations' filters and the Privacy Portal's value matchers.
     [
         "store",
         "fql",
         "observe",
         "engage.language",
         "destinations.linear_regex",
-        "destinations.javascript",
     ],
     [
         "destinations",
