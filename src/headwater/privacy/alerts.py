@@ -52,7 +52,7 @@ class AlertSettings:
 
     def to_json(self) -> dict[str, Any]:
         shown = {k: v for k, v in self.settings.items() if k != "enabledAt"}
-        return {"channel": self.channel.upper(), "enabled": self.enabled, **shown}
+        return {"type": self.channel.upper(), "enabled": self.enabled, **shown}
 
 
 def check_alert(channel: str, data: object) -> tuple[bool, dict[str, Any]]:
