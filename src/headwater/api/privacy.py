@@ -3,7 +3,7 @@ privacy controls and alerts, under ``/api/v1/privacy``.
 
 Segment's Public API has no Portal endpoints, so the shapes are plain, in its style (a
 ``{"data": …}`` envelope, camelCase, classes in capitals). Only the admin token reaches them:
-§9.1 gives the Portal to Workspace Owners alone (A-PR-8 once roles exist).
+§9.1 gives the Portal to Workspace Owners alone (a 403 for other members once roles exist).
 """
 
 from __future__ import annotations

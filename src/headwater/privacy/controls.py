@@ -14,6 +14,7 @@ hold one of the blocked keys.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -87,7 +88,7 @@ class Blocked:
     an empty dict being a leaf) and the keys as JSON bytes for the quick check."""
 
     tree: Mapping[str, Any]
-    needles: tuple[bytes, ...]
+    needles: re.Pattern[bytes]  # any of the blocked keys as a JSON string
 
 
 def blocked_paths(engine: Engine) -> dict[str, Blocked]:
@@ -119,8 +120,8 @@ def compile_blocked(paths: list[str]) -> Blocked:
             node = node.setdefault(part, {})
         node.clear()  # a blocked parent takes its children with it
         node["\x00leaf"] = True
-    needles = tuple(sorted({_encode(last_key(p)) for p in paths}))
-    return Blocked(tree, needles)
+    keys = sorted({_encode(last_key(p)) for p in paths})
+    return Blocked(tree, re.compile(b"|".join(re.escape(k) for k in keys)))
 
 
 def strip(event: dict[str, Any], tree: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -206,13 +207,12 @@ class PrivacyControlsStage:
     def _apply(self, blocked: Blocked, record: LogRecord) -> None:
         kept = []
         changed = False
-        needles = blocked.needles
+        search = blocked.needles.search
         for raw in record.events:
-            data = bytes(raw)
-            if not any(needle in data for needle in needles):
+            if search(memoryview(raw)) is None:
                 kept.append(raw)
                 continue
-            event = _decode(data)
+            event = _decode(raw)
             out = strip(event, blocked.tree) if isinstance(event, dict) else None
             if out is None:
                 kept.append(raw)

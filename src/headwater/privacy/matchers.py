@@ -152,11 +152,21 @@ def _bigrams(text: str) -> dict[str, int]:
 def dice(a: str, b: str) -> float:
     """Sørensen–Dice over character bigrams (godice's CompareString, without spaces)."""
     a, b = a.replace(" ", ""), b.replace(" ", "")
+    return _score(a, _bigrams(a), b, _bigrams(b))
+
+
+def _near(a: str, b: str) -> bool:
+    """Whether two strings' lengths allow a score above SIMILAR (the most they can share is
+    the shorter one's bigrams): most terms are ruled out before their bigrams are counted."""
+    shorter, total = min(len(a), len(b)) - 1, len(a) + len(b) - 2
+    return total <= 0 or 2.0 * shorter / total > SIMILAR
+
+
+def _score(a: str, first: dict[str, int], b: str, second: dict[str, int]) -> float:
     if a == b:
         return 1.0
     if len(a) < 2 or len(b) < 2:
         return 0.0
-    first, second = _bigrams(a), _bigrams(b)
     shared = sum(min(count, second.get(pair, 0)) for pair, count in first.items())
     return 2.0 * shared / (len(a) + len(b) - 2)
 
@@ -165,7 +175,7 @@ def dice(a: str, b: str) -> float:
 class _Compiled:
     matcher: Matcher
     exact: frozenset[str]  # the name and synonyms as words()
-    letters: tuple[str, ...]  # the same as _letters(), for Similar
+    letters: tuple[tuple[str, dict[str, int]], ...]  # _letters() and bigrams, for Similar
     regex: LinearRegex | None = None
 
 
@@ -195,7 +205,7 @@ class Matchers:
             compiled = _Compiled(
                 matcher,
                 frozenset(words(t) for t in terms),
-                tuple(_letters(t) for t in terms),
+                tuple((_letters(t), _bigrams(_letters(t))) for t in terms),
             )
             if matcher.match_on == "key":
                 self._keys.append(compiled)
@@ -223,6 +233,7 @@ class Matchers:
     def _classify_key(self, key: str) -> Match | None:
         exact = words(key)
         letters = exact.replace(" ", "")
+        pairs = _bigrams(letters)
         similar: Match | None = None
         for compiled in self._keys:
             matcher = compiled.matcher
@@ -232,7 +243,10 @@ class Matchers:
             if (
                 similar is None
                 and matcher.precision == "similar"
-                and any(dice(letters, term) > SIMILAR for term in compiled.letters)
+                and any(
+                    _near(letters, term) and _score(letters, pairs, term, grams) > SIMILAR
+                    for term, grams in compiled.letters
+                )
             ):
                 similar = Match(matcher.classification, matcher.name, kind, "similar")
         return similar
