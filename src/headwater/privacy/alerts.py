@@ -123,6 +123,12 @@ class Alerts:
             conn.execute(t.insert().values(channel=channel, enabled=enabled, settings=settings))
         return AlertSettings(channel, enabled, settings)
 
+    def remove(self, channel: str) -> None:
+        """Forget a channel's settings (headwater.yaml no longer lists it)."""
+        t = schema.privacy_alerts
+        with self._store.writing() as conn:
+            conn.execute(t.delete().where(t.c.channel == channel))
+
     def run_once(self) -> int:
         """Announce the new unclassified fields; the number announced."""
         channels = [s for s in self.settings() if s.enabled]

@@ -23,7 +23,7 @@ class CustomMatchers:
     def all(self) -> list[Matcher]:
         t = schema.privacy_matchers
         with self._store.reading() as conn:
-            rows = conn.execute(sa.select(t).order_by(t.c.created_at, t.c.id)).all()
+            rows = conn.execute(sa.select(t).order_by(t.c.created_at, t.c.name)).all()
         return [check_matcher(row.definition, id=row.id) for row in rows]
 
     def matchers(self) -> Matchers:
