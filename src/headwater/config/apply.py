@@ -555,6 +555,7 @@ def _plan_privacy(store: WorkspaceStore, config: PrivacyConfig) -> list[Change]:
             enabled, settings = check_alert(channel.lower(), body)
             alerts[channel.lower()] = {"enabled": enabled, **settings}
         wanted["alerts"] = alerts
+
     def same(key: str, value: Any) -> bool:
         if key == "matchers":  # a set: the order they are listed in means nothing
             return sorted(map(str, value)) == sorted(map(str, current[key]))

@@ -23,6 +23,7 @@ from headwater.privacy.masking import MASK, Masker, load_masker
 from headwater.privacy.matchers import Matchers
 from headwater.store import schema
 from headwater.store.admin_token import hash_token
+from headwater.store.migrations import migrate
 from headwater.store.workspace import WorkspaceStore
 from headwater.unify.profile_api import ProfileAPI
 from headwater.unify.spaces import SpaceStore
@@ -193,5 +194,22 @@ def test_existing_profile_api_tokens_keep_pii_access(engine: Engine) -> None:
                 created_at=0,
             )
         )
+    found = spaces.authorize("main", "old-token-0123456789")
+    assert found is not None and found[1] is True
+
+
+def test_the_upgrade_gives_existing_tokens_pii_access(engine: Engine) -> None:
+    """A database from before the Portal (no ``pii_access`` column) upgraded by migration 32:
+    its tokens keep seeing values unmasked."""
+    workspace = WorkspaceStore(engine)
+    workspace.ensure_workspace("acme")
+    spaces = SpaceStore(workspace)
+    spaces.create("main")
+    spaces.create_access_token("main", "old", "old-token-0123456789")
+    migrations = schema.schema_migrations
+    with engine.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE space_access_tokens DROP COLUMN pii_access"))
+        conn.execute(migrations.delete().where(migrations.c.version == 32))
+    assert migrate(engine) == [32]
     found = spaces.authorize("main", "old-token-0123456789")
     assert found is not None and found[1] is True
