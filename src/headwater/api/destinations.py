@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, StrictBool, StrictStr
 from pydantic.alias_generators import to_camel
 
 from headwater.api.changes import NoNulls
+from headwater.api.privacy import masked_delivery, masker_for
 from headwater.api.sources import iso as _iso
 from headwater.delivery.queue import DeliveryQueue
 from headwater.delivery.replay import replay
@@ -157,7 +158,9 @@ def get_event_delivery(
 ) -> dict[str, Any]:
     """Event Delivery: delivered, not delivered, retrying, P95 latency, errors with samples."""
     destination = store.require(id_or_name)
-    return {"data": event_delivery(request.app.state.engine, destination, minutes=minutes)}
+    found = event_delivery(request.app.state.engine, destination, minutes=minutes)
+    masker = masker_for(request)
+    return {"data": masked_delivery(found, masker) if masker is not None else found}
 
 
 @router.post("/destinations/{idOrName}/replay", response_model=None)

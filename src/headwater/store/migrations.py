@@ -33,6 +33,19 @@ def _create_tables(conn: Connection) -> None:
     schema.metadata.create_all(conn, checkfirst=True)
 
 
+def _privacy_portal(conn: Connection) -> None:
+    """The Portal's tables, and PII Access on Profile API tokens (existing ones keep it)."""
+    _create_tables(conn)
+    present = {c["name"] for c in sa.inspect(conn).get_columns("space_access_tokens")}
+    if "pii_access" not in present:
+        conn.execute(
+            sa.text(
+                "ALTER TABLE space_access_tokens ADD COLUMN pii_access BOOLEAN NOT NULL "
+                "DEFAULT TRUE"
+            )
+        )
+
+
 def _seed_log_partitions(conn: Connection) -> None:
     existing = {row[0] for row in conn.execute(sa.select(schema.log_partitions.c.partition))}
     missing = [
@@ -210,6 +223,7 @@ MIGRATIONS: list[Migration] = [
     Migration(25, "engage: list destinations' external audiences", _list_audiences),
     Migration(26, "engage: journeys' historical entry", _journey_backfill),
     Migration(30, "privacy: erasing profiles (journey steps by profile)", _erasure_indexes),
+    Migration(32, "privacy portal: matchers, inbox, inventory, controls, alerts", _privacy_portal),
 ]
 
 
