@@ -29,7 +29,7 @@ from headwater.unify.profiles_sync import ProfilesSyncFeed
 from headwater.unify.resolution import Resolver
 from headwater.unify.spaces import SpaceStore
 from headwater.warehouse.connect import duckdb_path, loader_for
-from headwater.warehouse.erasure import WarehouseEraser, warehouse_erasers
+from headwater.warehouse.erasure import WarehouseEraser, matches, warehouse_erasers
 from headwater.warehouse.loaders.duckdb import DuckDBLoader
 from headwater.warehouse.naming import default_schema_name
 from headwater.warehouse.store import WarehouseInfo, WarehouseStore
@@ -319,3 +319,30 @@ def test_one_eraser_per_warehouse_with_tables(world: World) -> None:
     assert [(e.target.kind, e.target.id, e.target.name) for e in found] == [
         ("warehouse", world.warehouse.id, "wh")
     ]
+
+
+def test_ids_go_in_batches_and_every_id_is_in_one() -> None:
+    subjects = Subjects(
+        user_ids=frozenset({"u1", "u2", "u3"}),
+        anonymous_ids=frozenset({"a1", "a2"}),
+        external_ids=frozenset({("email", "x@y.z")}),
+    )
+    columns: dict[str, Any] = {"id": "varchar", "user_id": "varchar", "previous_id": "varchar"}
+    found = list(matches("aliases", columns, subjects, None, batch=2))
+    assert len(found) == 3  # previous_id: five ids, two at a time
+    assert all(len(values) <= 2 for m in found for values in m.any_of.values())
+    taken = {c: {v for m in found for v in m.any_of.get(c, ())} for c in ("user_id", "previous_id")}
+    assert taken == {"user_id": {"u1", "u2", "u3"}, "previous_id": {"u1", "u2", "u3", "a1", "a2"}}
+    # A value longer than the warehouse keeps is also matched as it was stored.
+    long = "u" * 600
+    (match,) = matches("users", {"id": "varchar"}, Subjects(user_ids=frozenset({long})), None)
+    assert set(match.any_of["id"]) == {long, long[:512]}
+    # Profile tables have no source: a source-scoped erasure leaves them.
+    profile = {"segment_id": "varchar", "canonical_segment_id": "varchar"}
+    assert not list(matches("profile_merges", profile, subjects, frozenset({"s"})))
+    pairs = {"external_id_type": "varchar", "external_id_value": "varchar", "segment_id": "varchar"}
+    (match,) = matches("external_id_mapping_updates", pairs, subjects, None)
+    assert match.pairs is not None and set(match.pairs[2]) >= {
+        ("email", "x@y.z"),
+        ("user_id", "u1"),
+    }

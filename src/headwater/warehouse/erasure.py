@@ -26,14 +26,13 @@ eraser's, which runs before this one.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 from typing import Final, TypeVar
 
 from headwater.errors import SyncBusy
 from headwater.privacy.erasure import Erasure, Progress, Subjects, Target
 from headwater.unify.spaces import SpaceStore
-from headwater.warehouse.columns import ColumnType
 from headwater.warehouse.connect import loader_for
 from headwater.warehouse.loaders import VARCHAR_LIMIT, RowMatch
 from headwater.warehouse.naming import default_schema_name
@@ -126,7 +125,7 @@ class WarehouseEraser:
 
 def matches(
     table: str,
-    columns: Mapping[str, ColumnType],
+    columns: Collection[str],
     subjects: Subjects,
     within: Collection[str] | None,
     batch: int = BATCH,
