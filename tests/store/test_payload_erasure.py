@@ -1,7 +1,6 @@
 """A regulation's deletion in the state database's event stores (A-DS-6, Headwater's own
-stores): the debugger, Event Delivery samples, the delivery queue, blocked events, violation
-samples, Profiles Insights and CSV error reports lose the subject's rows and keep everyone
-else's, on SQLite and PostgreSQL."""
+stores): the debugger, Event Delivery samples, the delivery queue, blocked events and violation
+samples lose the subject's rows and keep everyone else's, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -21,7 +20,6 @@ from headwater.store.database import write_transaction
 from headwater.store.debugger import append_entries
 from headwater.store.payload_erasure import TABLES, payload_erasers
 from headwater.store.workspace import WorkspaceStore
-from headwater.unify.spaces import SpaceStore
 
 MARKER = "zq-marker-5f1c9e"  # only in u2's events
 EMAIL = "u2@example.com"
@@ -60,7 +58,6 @@ class World:
             .create("hook", "webhook", self.web, settings={"url": "https://hooks.example.com/x"})
             .id
         )
-        self.space = SpaceStore(workspace).create("Main", sources=[self.web]).id
 
     def fill(self) -> None:
         """Every store gets a row of u2 and a row of u3, through its owner where it has one."""
@@ -96,7 +93,14 @@ class World:
         DeliveryQueue(self.engine).enqueue(
             [
                 NewJob(self.hook, f"q-{n}", json.dumps(event).encode(), 0)
-                for n, event in enumerate((u2("q-2"), u3("q-3"), message("x", "a2", "q-4")))
+                for n, event in enumerate(
+                    (
+                        u2("q-2"),
+                        u3("q-3"),
+                        message("x", "a2", "q-4"),  # u2's anonymousId under another userId
+                        message("y", "ay", "q-5", contact={"email": EMAIL}),  # u2's email
+                    )
+                )
             ]
         )
         with write_transaction(self.engine) as conn:
@@ -121,38 +125,6 @@ class World:
                         "sample": m,
                     }
                     for m in (u2("v-2"), u3("v-3"))
-                ],
-            )
-            conn.execute(
-                schema.unify_insights.insert(),
-                [
-                    {
-                        "space_id": self.space,
-                        "kind": "error",
-                        "id_type": "user_id",
-                        "id_value": user,
-                        "identifiers": [["users", "user_id", user]],
-                        "source_id": self.web,
-                        "message_id": f"i-{user}",
-                        "event_type": "track",
-                        "recorded_at": 1,
-                        "payload": m,
-                    }
-                    for user, m in (("u2", u2("i-2")), ("u3", u3("i-3")))
-                ],
-            )
-            conn.execute(
-                schema.unify_upload_errors.insert(),
-                [
-                    {
-                        "upload_id": "upl_1",
-                        "row_number": n,
-                        "space_id": self.space,
-                        "code": "INVALID",
-                        "message": "bad row",
-                        "cells": cells,
-                    }
-                    for n, cells in ((1, [EMAIL, "yes"]), (2, ["u3@example.com", "u2x"]))
                 ],
             )
 
@@ -210,7 +182,7 @@ def test_every_event_store_loses_the_subject_and_keeps_the_others_a_ds_6(world: 
         # Everyone else's rows are all still there, unchanged (u3's order_id "u2" included).
         kept = [r for r in before[store.name] if not is_subjects(r)]
         assert kept and sorted(after) == sorted(kept), store.name
-    # The queued job of another userId with u2's anonymousId is the subject's too.
+    # Queued jobs naming u2's anonymousId or email are the subject's too; u3's stays.
     with world.engine.connect() as conn:
         ids = conn.execute(sa.select(schema.delivery_jobs.c.message_id)).scalars().all()
     assert ids == ["q-1"]
@@ -225,8 +197,6 @@ def test_a_source_scoped_erasure_keeps_other_sources_rows(world: World) -> None:
     assert all(world.app not in e for e in entries if MARKER in e)
     # Stores of the web source only (queue, samples, blocked…) are untouched.
     assert sum(MARKER in r for r in world.texts(schema.blocked_events)) == 1
-    # A CSV error report is no source's: a source-scoped erasure leaves it.
-    assert sum(EMAIL in r for r in world.texts(schema.unify_upload_errors)) == 1
 
 
 def test_erasing_twice_changes_nothing_more(world: World) -> None:

@@ -1,5 +1,5 @@
 """A regulation's deletion in the state database's event stores: every table that keeps
-events (or rows of identifiers) for display or for later, each one its own eraser.
+events for display or for later, each one its own eraser.
 
 | target id | table | what it keeps |
 | --- | --- | --- |
@@ -8,33 +8,32 @@ events (or rows of identifiers) for display or for later, each one its own erase
 | ``delivery-queue`` | ``delivery_jobs`` | events waiting for delivery or a retry |
 | ``blocked-events`` | ``blocked_events`` | events Protocols blocked (30 days) |
 | ``violation-samples`` | ``violation_samples`` | events that violated a tracking plan |
-| ``profiles-insights`` | ``unify_insights`` | identity resolution's errors… with the event |
-| ``upload-errors`` | ``unify_upload_errors`` | the cells of subscription CSV rows refused |
 
 A row is the subject's when its JSON holds a message ``Subjects.matches`` (at any depth: a
 sample wraps the event, a delivery sample the request sent; text that is itself JSON, such as
 a request body kept as a string, is read too), or a text value equal to one of the subject's
 distinctive identifiers: its external ids' values (an email, a phone) and profile ids. A bare
 ``"12345"`` equal to a user id is not enough: another person's ``order_id`` may be that, and
-their queued event must not go. A CSV row's cells have no keys, so there any identifier
-counts. SQL keeps it cheap: only rows whose JSON text contains one of the identifiers (as
-JSON writes it) are read, a hundred identifiers per query, and deleted by key in the same
-transaction. A deletion takes every such row, whenever it was received. Other tables that
-name the subject (profiles, Engage's state and outboxes, the log, dedup state) have erasers
-of their own; the tables counting events (``counters``) hold no one's data.
+their queued event must not go. SQL keeps it cheap: only rows whose JSON text contains one
+of the identifiers (as JSON writes it) are read, a hundred identifiers per query, and deleted
+by key in the same transaction. A deletion takes every such row, whenever it was received.
+
+Other tables that name the subject have erasers of their own: profiles, Engage's state and
+outboxes, Profiles Insights and CSV error reports (``unify/erasure.py``, in identity
+resolution's pass), the log and dedup state. ``counters`` hold no one's data.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any, Final
 
 import msgspec
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
 from sqlalchemy.sql.elements import ColumnElement
 
 from headwater.privacy.erasure import Erasure, Progress, Subjects, Target
@@ -47,17 +46,14 @@ _decode: Final = msgspec.json.Decoder()
 
 @dataclass(frozen=True)
 class PayloadTable:
-    """One table of events: its JSON column, its key, and which rows a scope covers."""
+    """One table of events (keyed by ``id``): its JSON column, and which rows a scope covers."""
 
     name: str  # the Target id
     table: sa.Table
     payload: str
-    key: tuple[str, ...] = ("id",)
     # The rows of the erasure's workspace (and sources, when it names them); None: by the
     # table's ``source_id``.
     scope: Callable[[Erasure], ColumnElement[bool]] | None = None
-    identifiers: tuple[str, ...] = ()  # columns holding one identifier each
-    cells: bool = False  # values without keys (a CSV row): any identifier names the subject
 
 
 class PayloadEraser:
@@ -77,40 +73,27 @@ class PayloadEraser:
         values = identifiers(subjects)
         if not values:
             return None
-        named = values if store.cells else distinctive(subjects)
+        named = distinctive(subjects)
         t = store.table
-        key = [t.c[k] for k in store.key]
         text = _as_text(t.c[store.payload], self._engine.dialect.name)
         ordered = sorted(values)
         for start in range(0, len(ordered), IDS_PER_QUERY):
             part = ordered[start : start + IDS_PER_QUERY]
             wanted = [text.like(pattern, escape="\\") for v in part for pattern in _patterns(v)]
-            wanted += [t.c[c].in_(part) for c in store.identifiers]
             with write_transaction(self._engine) as conn:
                 found = conn.execute(
-                    sa.select(*key, t.c[store.payload], *(t.c[c] for c in store.identifiers))
+                    sa.select(t.c.id, t.c[store.payload])
                     .where(_scope(store, erasure), sa.or_(*wanted))
-                    .order_by(*key)
+                    .order_by(t.c.id)
                 ).all()
                 doomed = [
-                    tuple(row[: len(key)])
-                    for row in found
-                    if mentions(_loaded(row[len(key)]), subjects, named)
-                    or any(v in values for v in row[len(key) + 1 :])
+                    row_id
+                    for row_id, payload in found
+                    if mentions(_loaded(payload), subjects, named)
                 ]
-                _delete(conn, t, key, doomed)
+                for at in range(0, len(doomed), 500):
+                    conn.execute(sa.delete(t).where(t.c.id.in_(doomed[at : at + 500])))
         return None
-
-
-def _delete(
-    conn: Connection, table: sa.Table, key: Sequence[sa.Column[Any]], rows: list[tuple[Any, ...]]
-) -> None:
-    for start in range(0, len(rows), 500):
-        part = rows[start : start + 500]
-        if len(key) == 1:
-            conn.execute(sa.delete(table).where(key[0].in_([r[0] for r in part])))
-        else:
-            conn.execute(sa.delete(table).where(sa.tuple_(*key).in_(part)))
 
 
 def identifiers(subjects: Subjects) -> frozenset[str]:
@@ -200,42 +183,12 @@ def _by_destination(erasure: Erasure) -> ColumnElement[bool]:
     )
 
 
-def _by_space(table: sa.Table) -> Callable[[Erasure], ColumnElement[bool]]:
-    def scope(erasure: Erasure) -> ColumnElement[bool]:
-        spaces = sa.select(schema.spaces.c.id).where(
-            schema.spaces.c.workspace_id == erasure.workspace_id
-        )
-        found = table.c.space_id.in_(spaces)
-        if erasure.source_ids is not None and "source_id" in table.c:
-            return sa.and_(found, table.c.source_id.in_(sorted(erasure.source_ids)))
-        if erasure.source_ids is not None:  # not a source's: a workspace-wide erasure's
-            return sa.false()
-        return found
-
-    return scope
-
-
 TABLES: Final = (
     PayloadTable("debugger", schema.debugger_entries, "entry"),
     PayloadTable("delivery-samples", schema.counter_samples, "sample"),
     PayloadTable("delivery-queue", schema.delivery_jobs, "message", scope=_by_destination),
     PayloadTable("blocked-events", schema.blocked_events, "message"),
     PayloadTable("violation-samples", schema.violation_samples, "sample"),
-    PayloadTable(
-        "profiles-insights",
-        schema.unify_insights,
-        "payload",
-        scope=_by_space(schema.unify_insights),
-        identifiers=("id_value", "profile_id", "merged_id"),
-    ),
-    PayloadTable(
-        "upload-errors",
-        schema.unify_upload_errors,
-        "cells",
-        key=("upload_id", "row_number"),
-        scope=_by_space(schema.unify_upload_errors),
-        cells=True,
-    ),
 )
 
 
