@@ -51,7 +51,7 @@ from headwater.ingest.app import TrackingAPI
 from headwater.ingest.committer import GroupCommitter
 from headwater.ingest.internal import InternalAppend
 from headwater.ingest.ratelimit import RateLimiter
-from headwater.ingest.settings_document import PlannedEvents
+from headwater.ingest.settings_document import PlannedEvents, SourceConsent
 from headwater.ingest.sources import SourceCache
 from headwater.observe.metrics import Metrics
 from headwater.pipeline.chain import StageChain
@@ -60,6 +60,8 @@ from headwater.pipeline.dedup import DedupStage
 from headwater.pipeline.observer import Observer
 from headwater.pipeline.router import GROUP as ROUTER_GROUP
 from headwater.pipeline.router import Router
+from headwater.privacy.consent import ConsentCache
+from headwater.privacy.encryption import EncryptionCache
 from headwater.protocols.blocked import BlockedEvents
 from headwater.protocols.compiled import CompiledPlan
 from headwater.protocols.lookup import source_lookup
@@ -154,6 +156,7 @@ class Server:
             rate_limiter=RateLimiter(limit) if limit else None,
             clock=self.clock,
             planned_events=PlannedEvents(self.store),
+            consent=SourceConsent(self.store),
         )
         # The processed stream: what the stage chain lets through, read by every later stage.
         self.log = EventLog(self.engine, clock=self.clock, ingest_log=self.ingest_log)
@@ -304,6 +307,8 @@ class Server:
                     transformations=TransformationCache(
                         TransformationStore(self.store), self.store
                     ).current,
+                    consent=ConsentCache(self.engine).current,
+                    encryption=EncryptionCache(self.engine).current,
                 ),
                 owner=router_owner,
             ),

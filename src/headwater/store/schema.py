@@ -1190,3 +1190,28 @@ engage_journey_log = sa.Table(
     sa.Index("ix_engage_journey_log_step", "journey_id", "version", "step", "at"),
     sqlite_autoincrement=True,
 )
+
+# The workspace's consent categories (headwater.privacy.consent): ``destinations`` is the JSON
+# list of destination types mapped to the category (every instance of a type is covered).
+consent_categories = sa.Table(
+    "consent_categories",
+    metadata,
+    sa.Column("category_id", sa.String(40), primary_key=True),
+    sa.Column("name", sa.String(40), nullable=False),
+    sa.Column("destinations", sa.JSON, nullable=False),
+    sa.Column("enabled", sa.Boolean, nullable=False, default=True),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+)
+
+# HIPAA-style field encryption of one destination instance (headwater.privacy.encryption): the
+# fields to encrypt and the public key; the private key is shown once and never stored.
+destination_encryption = sa.Table(
+    "destination_encryption",
+    metadata,
+    sa.Column("destination_id", sa.String(40), primary_key=True),
+    sa.Column("enabled", sa.Boolean, nullable=False, default=True),
+    sa.Column("fields", sa.JSON, nullable=False),
+    sa.Column("public_key", sa.Text, nullable=True),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+)
