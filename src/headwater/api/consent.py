@@ -18,7 +18,7 @@ from headwater.api.errors import ApiError
 from headwater.api.sources import store_of
 from headwater.destinations.registry import definitions, get
 from headwater.destinations.store import DestinationStore
-from headwater.errors import InvalidError
+from headwater.errors import InvalidError, UnknownDestinationType
 from headwater.privacy.consent import ConsentCategories, ConsentCategory
 from headwater.privacy.encryption import EncryptionSettings, FieldEncryption
 from headwater.protocols.plans import add_consent_event_in
@@ -70,7 +70,10 @@ def destination_types(value: object, field: str = "destinations") -> list[str]:
         elif item in by_name:
             found.append(by_name[item])
         else:
-            found.append(get(item).type)  # raises UnknownDestinationType (a 4xx)
+            try:
+                found.append(get(item).type)
+            except UnknownDestinationType as exc:
+                raise InvalidError(exc.message, field) from exc
     return found
 
 

@@ -55,7 +55,7 @@ class EncryptionSettings:
     public_key: str | None  # PEM (SubjectPublicKeyInfo); None until keys are generated
 
     @cached_property
-    def _key(self) -> rsa.RSAPublicKey | None:
+    def key(self) -> rsa.RSAPublicKey | None:
         if self.public_key is None:
             return None
         key = serialization.load_pem_public_key(self.public_key.encode())
@@ -63,12 +63,12 @@ class EncryptionSettings:
 
     @property
     def active(self) -> bool:
-        return self.enabled and bool(self.fields) and self._key is not None
+        return self.enabled and bool(self.fields) and self.key is not None
 
     def apply(self, event: dict[str, Any]) -> dict[str, Any]:
         """The event with the chosen fields encrypted (a copy: the event itself is shared with
         other instances); the event unchanged when none is present."""
-        key = self._key
+        key = self.key
         if key is None or not self.enabled:
             return event
         fields = frozenset(self.fields)
