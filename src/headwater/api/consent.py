@@ -16,7 +16,7 @@ from fastapi import APIRouter, Body, Depends, Path, Request
 
 from headwater.api.errors import ApiError
 from headwater.api.sources import store_of
-from headwater.destinations.registry import definitions, get
+from headwater.destinations.registry import type_named
 from headwater.destinations.store import DestinationStore
 from headwater.errors import InvalidError, UnknownDestinationType
 from headwater.privacy.consent import ConsentCategories, ConsentCategory
@@ -59,21 +59,14 @@ def destination_types(value: object, field: str = "destinations") -> list[str]:
     """Destination types, a catalog name standing for its type (one type: every instance)."""
     if not isinstance(value, list):
         raise InvalidError("must be a list of destination types", field)
-    known = definitions()
-    by_name = {d.name: d.type for d in known.values()}
     found: list[str] = []
     for item in value:
         if not isinstance(item, str):
             raise InvalidError("each destination must be a destination type", field)
-        if item in known:
-            found.append(item)
-        elif item in by_name:
-            found.append(by_name[item])
-        else:
-            try:
-                found.append(get(item).type)
-            except UnknownDestinationType as exc:
-                raise InvalidError(exc.message, field) from exc
+        try:
+            found.append(type_named(item))
+        except UnknownDestinationType as exc:
+            raise InvalidError(exc.message, field) from exc
     return found
 
 

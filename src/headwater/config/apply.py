@@ -26,6 +26,7 @@ from headwater.config.journeys import JourneyConfig
 from headwater.config.model import (
     ComputationConfig,
     ConfigFile,
+    ConsentCategoryConfig,
     DestinationConfig,
     ProfilesSyncConfig,
     RuleConfig,
@@ -68,7 +69,14 @@ from headwater.errors import (
     ListError,
     UnknownDestinationType,
 )
-from headwater.protocols.plans import ACTOR_CONFIG, LIBRARY_TYPES, PlanInfo, PlanStore
+from headwater.privacy.consent import ConsentCategories, ConsentCategory
+from headwater.protocols.plans import (
+    ACTOR_CONFIG,
+    LIBRARY_TYPES,
+    PlanInfo,
+    PlanStore,
+    add_consent_event_in,
+)
 from headwater.protocols.schema_controls import read_controls, save_controls
 from headwater.protocols.transformations import Transformation, from_api, to_input
 from headwater.protocols.transformations.store import TransformationStore
@@ -510,6 +518,8 @@ def plan(store: WorkspaceStore, config: ConfigFile) -> Plan:
         changes += _plan_tracking_plans(store, config.tracking_plans)
     if config.transformations is not None:
         changes += _plan_transformations(store, config)
+    if config.consent_categories is not None:  # after the plans: the first adds its event
+        changes += _plan_consent_categories(store, config.consent_categories)
     changes += connects
     changes += _plan_computations(store, config)
     changes += trait_changes  # once their space and warehouse exist
@@ -975,6 +985,9 @@ def export_config(store: WorkspaceStore) -> str:
     transformations = _export_transformations(store)
     if transformations:
         data["transformations"] = transformations
+    consent = [_consent_entry(c) for c in ConsentCategories(store).list()]
+    if consent:
+        data["consent_categories"] = consent
     spaces = _export_spaces(store)
     if spaces:
         data["spaces"] = spaces
@@ -2154,3 +2167,90 @@ def _export_journeys(store: WorkspaceStore) -> list[dict[str, Any]]:
             entry["definition"] = dict(info.latest.definition)
             written.append(entry)
     return written
+
+
+# --- consent_categories: ---------------------------------------------------------------------
+
+
+def _consent_entry(category: ConsentCategory) -> dict[str, Any]:
+    entry: dict[str, Any] = {"id": category.category_id, "name": category.name}
+    if category.destinations:
+        entry["destinations"] = list(category.destinations)
+    if not category.enabled:
+        entry["enabled"] = False
+    return entry
+
+
+def _consent_store(store: WorkspaceStore) -> ConsentCategories:
+    return ConsentCategories(store, on_first=add_consent_event_in)
+
+
+@dataclass(frozen=True)
+class AddConsentCategory(Change):
+    config: ConsentCategoryConfig
+
+    def render(self) -> str:
+        mapped = ", ".join(self.config.destinations) or "no destinations"
+        return f"+ consent category {self.config.id} ({self.config.name}; {mapped})"
+
+    def apply(self, store: WorkspaceStore) -> None:
+        c = self.config
+        _consent_store(store).create(c.id, c.name, c.destinations, enabled=c.enabled)
+
+
+@dataclass(frozen=True)
+class UpdateConsentCategory(Change):
+    current: ConsentCategory
+    config: ConsentCategoryConfig
+
+    def render(self) -> str:
+        return f"~ consent category {self.config.id}"
+
+    def apply(self, store: WorkspaceStore) -> None:
+        c = self.config
+        _consent_store(store).update(
+            c.id, name=c.name, destinations=c.destinations, enabled=c.enabled
+        )
+
+
+@dataclass(frozen=True)
+class DeleteConsentCategory(Change):
+    category_id: str
+
+    def render(self) -> str:
+        return f"- consent category {self.category_id}"
+
+    def apply(self, store: WorkspaceStore) -> None:
+        _consent_store(store).delete(self.category_id)
+
+
+def _plan_consent_categories(
+    store: WorkspaceStore, configs: list[ConsentCategoryConfig]
+) -> list[Change]:
+    """The file's list is the complete set; ids are case-sensitive (``Ads`` and ``ads`` are
+    two categories)."""
+    seen: dict[str, int] = {}
+    for i, cfg in enumerate(configs):
+        if cfg.id in seen:
+            raise ConfigError(
+                [
+                    f"consent_categories[{i}]: id {cfg.id!r} is already used by "
+                    f"consent_categories[{seen[cfg.id]}]"
+                ]
+            )
+        seen[cfg.id] = i
+    current = {c.category_id: c for c in ConsentCategories(store).list()}
+    changes: list[Change] = [
+        DeleteConsentCategory(category_id) for category_id in current if category_id not in seen
+    ]
+    for cfg in configs:
+        found = current.get(cfg.id)
+        if found is None:
+            changes.append(AddConsentCategory(cfg))
+        elif (found.name, list(found.destinations), found.enabled) != (
+            cfg.name,
+            sorted(cfg.destinations),
+            cfg.enabled,
+        ):
+            changes.append(UpdateConsentCategory(found, cfg))
+    return changes
