@@ -89,6 +89,7 @@ def test_row1_no_consent_or_empty_consent_reaches_all(
     assert reached(connected, receiver) == ALL
     assert reached(connected, receiver, context={"consent": {}}) == ALL
     assert reached(connected, receiver, context={"consent": {}}, integrations={}) == ALL
+    assert reached(connected, receiver, context={"consent": {"version": 2}}) == ALL
 
 
 def test_row2_a_cm_5_empty_preferences_reach_only_unmapped(

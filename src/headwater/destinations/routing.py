@@ -54,40 +54,35 @@ CONSENT_EVENT = "Segment Consent Preference Updated"
 _NO_PREFERENCES: Mapping[str, Any] = {}
 
 
-def consent_preferences(event: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    """The event's ``categoryPreferences`` as §12.3's table reads them, or None when consent is
-    not enforced: no ``context.consent``, or ``consent: {}`` without an integrations object
-    (with one, ``consent: {}`` counts as empty preferences). Preferences that are not an
-    object enforce as empty ones: nothing mapped goes."""
-    context = event.get("context")
-    if not isinstance(context, dict):
-        return None
-    consent = context.get("consent")
-    if not isinstance(consent, dict):
-        return None
-    if "categoryPreferences" in consent:
-        preferences = consent["categoryPreferences"]
-        return preferences if isinstance(preferences, dict) else _NO_PREFERENCES
-    flags = event.get("integrations")
-    return _NO_PREFERENCES if isinstance(flags, dict) and flags else None
-
-
 def consent_stage(categories: frozenset[str]) -> Stage:
     """§12.3 for an instance whose type is mapped to ``categories``: it gets the event only if
-    every one of them is ``true`` (a missing key is false). Engage's own messages
-    (``context.personas``) are not enforced (§12.1), nor is the consent event itself for an
-    Actions destination, which forwards consent state (§12.4)."""
+    every one of them is ``true`` (a missing key is false). Not enforced: without
+    ``context.consent``, or with a consent object lacking ``categoryPreferences`` (``consent:
+    {}``) and no integrations object; with one, such a consent object counts as empty
+    preferences (the table's rows 1 and 4). Preferences that are not an object enforce as
+    empty ones. Engage's own messages (``context.personas``) are not enforced (§12.1), nor is
+    the consent event itself for an Actions destination, which forwards consent state (§12.4).
+    Runs per event and mapped instance, so it is written for speed (≤ 2 µs)."""
 
     def stage(event: dict[str, Any], destination: DestinationInfo) -> dict[str, Any] | str:
-        preferences = consent_preferences(event)
-        if preferences is None:
+        context = event.get("context")
+        if type(context) is not dict:
             return event
-        for category in categories:
-            if preferences.get(category) is not True:
-                break
-        else:
+        consent = context.get("consent")
+        if type(consent) is not dict:
             return event
-        if "personas" in event["context"]:
+        preferences = consent.get("categoryPreferences", _NO_PREFERENCES)
+        if preferences is _NO_PREFERENCES:
+            flags = event.get("integrations")
+            if not (isinstance(flags, dict) and flags):
+                return event  # ``consent: {}`` without an integrations object
+        if type(preferences) is dict:
+            for category in categories:
+                if preferences.get(category) is not True:
+                    break
+            else:
+                return event
+        if "personas" in context:
             return event
         if event.get("event") == CONSENT_EVENT and destination.definition.actions:
             return event
