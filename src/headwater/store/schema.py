@@ -1215,3 +1215,16 @@ destination_encryption = sa.Table(
     sa.Column("public_key", sa.Text, nullable=True),
     sa.Column("updated_at", sa.BigInteger, nullable=False),
 )
+
+# A profile's latest consent (headwater.unify.profiles): ``context.consent.categoryPreferences``
+# of the latest Identify or ``Segment Consent Preference Updated`` event, by event time.
+unify_profile_consent = sa.Table(
+    "unify_profile_consent",
+    metadata,
+    sa.Column("space_id", sa.String(40), primary_key=True),
+    sa.Column("profile_id", sa.String(40), primary_key=True),
+    sa.Column("preferences", sa.JSON, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),  # microseconds since 1970
+    sa.Column("message_id", sa.String(200), nullable=False),
+    sa.Column("source_id", sa.String(100), nullable=False),
+)
