@@ -37,6 +37,7 @@ def refused(response: Any, field: str) -> None:
 
 
 def test_a_cm_8_category_ids_and_names(client: TestClient) -> None:
+    """A-CM-8."""
     refused(create(client, categoryId="1abc"), "categoryId")
     refused(create(client, categoryId="a" * 35), "categoryId")
     assert create(client, categoryId="a" * 34).status_code == 201

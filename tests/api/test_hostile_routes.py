@@ -300,6 +300,7 @@ def _resources(http: httpx.Client) -> dict[str, str]:
             json={"name": "t", "warehouse": f"wh-{n}", "query": "select 'u' as user_id, 1 as n"},
         )
     )["sqlTrait"]
+    made(http.post("/api/v1/consent/categories", json={"categoryId": f"c{n}", "name": "C"}))
     return {
         "source": source["name"],
         "hook": f"hook-{n}",
@@ -319,6 +320,7 @@ def _resources(http: httpx.Client) -> dict[str, str]:
         "computedTraitId": "orders",
         "journeyId": "first_purchase",
         "traitId": trait["id"],
+        "categoryId": f"c{n}",
     }
 
 

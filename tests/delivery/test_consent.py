@@ -1,4 +1,4 @@
-"""Consent routing through the router and the delivery engine (§12.3's table, A-CM-1 … A-CM-9).
+"""Consent routing through the router and the delivery engine (§12.3's table, A-CM-1 … 7, 9).
 
 Facebook, Google Ads and Amplitude stand in as webhook-like destinations under those catalog
 names (each posts the message it was given to its own path of one receiver), beside an unmapped
@@ -95,6 +95,7 @@ def test_row1_no_consent_or_empty_consent_reaches_all(
 def test_row2_a_cm_5_empty_preferences_reach_only_unmapped(
     connected: Pipeline, receiver: Receiver
 ) -> None:
+    """A-CM-5."""
     map_doc(connected)
     assert reached(connected, receiver, context=prefs({})) == {"webhook"}
 
@@ -102,6 +103,7 @@ def test_row2_a_cm_5_empty_preferences_reach_only_unmapped(
 def test_row3_a_cm_6_no_consent_integrations_object_alone_decides(
     connected: Pipeline, receiver: Receiver
 ) -> None:
+    """A-CM-6."""
     map_doc(connected)
     assert reached(connected, receiver, integrations=FB_ON) == {"facebook", "google-ads", "webhook"}
     amplitude = connected.store.require("amplitude")
@@ -130,6 +132,7 @@ def test_row5_categories_without_mappings_enforce_nothing(
 
 
 def test_row6_a_cm_1_ad_only(connected: Pipeline, receiver: Receiver) -> None:
+    """A-CM-1: Amplitude's discard reason is Segment's words."""
     map_doc(connected)
     got = reached(connected, receiver, context=prefs({"ad": True, "analytics": False}))
     assert got == {"facebook", "google-ads", "webhook"}
@@ -162,6 +165,7 @@ def test_row8_integrations_false_removes_a_consented_destination(
 def test_row9_a_cm_2_every_category_of_a_destination_must_be_true(
     connected: Pipeline, receiver: Receiver
 ) -> None:
+    """A-CM-2."""
     map_doc(connected, facebook_in_analytics=True)
     got = reached(
         connected, receiver, context=prefs({"ad": True, "analytics": False}), integrations=FB_ON
@@ -174,6 +178,7 @@ def test_row9_a_cm_2_every_category_of_a_destination_must_be_true(
 
 
 def test_row10_a_cm_3_both_true(connected: Pipeline, receiver: Receiver) -> None:
+    """A-CM-3."""
     map_doc(connected, facebook_in_analytics=True)
     got = reached(
         connected, receiver, context=prefs({"ad": True, "analytics": True}), integrations=FB_ON
@@ -184,6 +189,7 @@ def test_row10_a_cm_3_both_true(connected: Pipeline, receiver: Receiver) -> None
 def test_row11_a_cm_4_ad_false_reaches_no_mapped_destination(
     connected: Pipeline, receiver: Receiver
 ) -> None:
+    """A-CM-4."""
     map_doc(connected, facebook_in_analytics=True)
     got = reached(
         connected, receiver, context=prefs({"ad": False, "analytics": True}), integrations=FB_ON
@@ -197,7 +203,8 @@ def test_row11_a_cm_4_ad_false_reaches_no_mapped_destination(
 def test_a_cm_7_cmp_and_workspace_categories_differ(
     connected: Pipeline, receiver: Receiver
 ) -> None:
-    """A CMP category unknown here is ignored; a category here missing from the CMP is false."""
+    """A-CM-7: a CMP category unknown here is ignored; a category here missing from the CMP
+    is false."""
     categories(connected).create("functional", "Functional", ["facebook"])
     got = reached(connected, receiver, context=prefs({"advertising": True}))
     assert got == ALL - {FB}
@@ -206,6 +213,7 @@ def test_a_cm_7_cmp_and_workspace_categories_differ(
 def test_a_cm_9_a_disabled_category_stops_enforcing(
     connected: Pipeline, receiver: Receiver
 ) -> None:
+    """A-CM-9."""
     map_doc(connected)
     categories(connected).update("ad", enabled=False)
     for value in (True, False):

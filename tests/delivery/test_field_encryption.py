@@ -25,6 +25,7 @@ def two(pipeline: Pipeline, receiver: Receiver) -> Pipeline:
 def test_a_hipaa_1_chosen_fields_reach_one_destination_encrypted(
     two: Pipeline, receiver: Receiver
 ) -> None:
+    """A-HIPAA-1."""
     encryption = FieldEncryption(two.workspace)
     d = two.store.require("d")
     encryption.configure(d.id, fields=["email", "age"], enabled=True)
