@@ -66,7 +66,8 @@ def test_crud_and_destination_types(client: TestClient) -> None:
     assert client.delete(f"{CATEGORIES}/ad").status_code == 200
     assert client.get(f"{CATEGORIES}/ad").status_code == 404
     assert client.delete(f"{CATEGORIES}/ad").status_code == 404
-    for body in (None, [], "x", {"categoryId": None, "name": "n"}, {"categoryId": ["a"]}):
+    bodies: list[Any] = [None, [], "x", {"categoryId": None, "name": "n"}, {"categoryId": ["a"]}]
+    for body in bodies:
         response = client.post(CATEGORIES, json=body)
         assert 400 <= response.status_code < 500, (body, response.text)
 

@@ -81,11 +81,14 @@ def _check(live: LiveServer, receiver: Receiver) -> None:
         )
 
         def settled() -> bool:  # the new category reaches the router within a second or two
-            document = http.get("/v1/projects/WK_web/settings").json()
-            return document["consentSettings"] == {
-                "allCategories": ["Ads", "Analytics"],
-                "hasUnmappedDestinations": False,
-            }
+            document: dict[str, Any] = http.get("/v1/projects/WK_web/settings").json()
+            return bool(
+                document["consentSettings"]
+                == {
+                    "allCategories": ["Ads", "Analytics"],
+                    "hasUnmappedDestinations": False,
+                }
+            )
 
         wait_for(settled, 10, "the settings document to show the new category")
         time.sleep(1.5)  # the router's consent map is checked at most once a second
