@@ -103,3 +103,11 @@ def test_long_values_go_in_blocks() -> None:
     assert decrypt_value(encrypt_value({"a": [1, None]}, private.public_key()), pem) == (
         '{"a":[1,null]}'
     )
+
+
+def test_a_deleted_destination_takes_its_encryption_with_it(two: Pipeline) -> None:
+    encryption = FieldEncryption(two.workspace)
+    d = two.store.require("d")
+    encryption.configure(d.id, fields=["email"], enabled=True)
+    two.store.delete("d")
+    assert encryption.get(d.id).fields == ()
