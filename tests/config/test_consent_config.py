@@ -47,6 +47,7 @@ def test_apply_export_and_no_changes_after(store: WorkspaceStore) -> None:
     exported = export_config(store)
     assert "consent_categories:" in exported
     assert plan(store, config(exported)).changes == []
+    assert plan(store, config(FILE)).changes == []  # the file need not list the consent rule
     changed = FILE.replace("    enabled: false\n", "") + "  - id: more\n    name: More\n"
     apply(store, plan(store, config(changed)))
     assert {c.category_id: c.enabled for c in ConsentCategories(store).list()} == {

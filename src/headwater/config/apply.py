@@ -72,6 +72,7 @@ from headwater.errors import (
 from headwater.privacy.consent import ConsentCategories, ConsentCategory
 from headwater.protocols.plans import (
     ACTOR_CONFIG,
+    CONSENT_EVENT,
     LIBRARY_TYPES,
     PlanInfo,
     PlanStore,
@@ -515,7 +516,12 @@ def plan(store: WorkspaceStore, config: ConfigFile) -> Plan:
         disconnects, connects = _plan_source_protocols(store, config)
         changes += disconnects
     if config.tracking_plans is not None:
-        changes += _plan_tracking_plans(store, config.tracking_plans)
+        consent = (
+            bool(config.consent_categories)
+            if config.consent_categories is not None
+            else bool(ConsentCategories(store).list())
+        )
+        changes += _plan_tracking_plans(store, config.tracking_plans, keep_consent_rule=consent)
     if config.transformations is not None:
         changes += _plan_transformations(store, config)
     if config.consent_categories is not None:  # after the plans: the first adds its event
@@ -768,10 +774,11 @@ def _library_names(plans: PlanStore, plan: PlanInfo) -> list[str]:
 
 
 def _plan_tracking_plans(
-    store: WorkspaceStore, configs: Sequence[TrackingPlanConfig]
+    store: WorkspaceStore, configs: Sequence[TrackingPlanConfig], *, keep_consent_rule: bool
 ) -> list[Change]:
     """Plans are matched by name. Libraries are created and changed before the plans that
-    sync them, and deleted after."""
+    sync them, and deleted after. While the workspace has consent categories, a live plan
+    keeps the consent event's rule Headwater added (§12.4) even when the file omits it."""
     plans = PlanStore(store)
     existing = {p.name: p for p in plans.list_plans()}
     listed = {cfg.name for cfg in configs}
@@ -791,13 +798,18 @@ def _plan_tracking_plans(
         if current is None:
             steps.append(CreateTrackingPlan(cfg))
             continue
+        old_rules = _written_rules(plans, current.id)
+        new_rules = [rule.model_dump() for rule in cfg.rules]
+        if keep_consent_rule and cfg.type == "LIVE":
+            listed_keys = {(r["type"], r.get("key", "")) for r in new_rules}
+            if ("TRACK", CONSENT_EVENT) not in listed_keys:
+                new_rules += [
+                    r for r in old_rules if (r["type"], r.get("key")) == ("TRACK", CONSENT_EVENT)
+                ]
         wanted: dict[str, tuple[Any, Any]] = {
             "description": (current.description, cfg.description),
             "labels": (dict(current.labels), dict(cfg.labels)),
-            "rules": (
-                _written_rules(plans, current.id),
-                [rule.model_dump() for rule in cfg.rules],
-            ),
+            "rules": (old_rules, new_rules),
             "libraries": (_library_names(plans, current), list(cfg.libraries)),
         }
         for name, (old, new) in wanted.items():
