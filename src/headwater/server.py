@@ -52,7 +52,7 @@ from headwater.ingest.app import TrackingAPI
 from headwater.ingest.committer import GroupCommitter
 from headwater.ingest.internal import InternalAppend
 from headwater.ingest.ratelimit import RateLimiter
-from headwater.ingest.settings_document import PlannedEvents
+from headwater.ingest.settings_document import PlannedEvents, SourceConsent
 from headwater.ingest.sources import SourceCache
 from headwater.observe.metrics import Metrics
 from headwater.pipeline.chain import StageChain
@@ -62,8 +62,10 @@ from headwater.pipeline.observer import Observer
 from headwater.pipeline.router import GROUP as ROUTER_GROUP
 from headwater.pipeline.router import Router
 from headwater.privacy.alerts import Alerts
+from headwater.privacy.consent import ConsentCache
 from headwater.privacy.controls import PrivacyControlsStage
 from headwater.privacy.custom_matchers import CustomMatchers
+from headwater.privacy.encryption import EncryptionCache
 from headwater.privacy.inbox import GROUP as PRIVACY_INBOX_GROUP
 from headwater.privacy.inbox import InboxObserver
 from headwater.privacy.masking import Masker, load_masker
@@ -163,6 +165,7 @@ class Server:
             rate_limiter=RateLimiter(limit) if limit else None,
             clock=self.clock,
             planned_events=PlannedEvents(self.store),
+            consent=SourceConsent(self.store),
         )
         # The processed stream: what the stage chain lets through, read by every later stage.
         self.log = EventLog(self.engine, clock=self.clock, ingest_log=self.ingest_log)
@@ -344,6 +347,8 @@ class Server:
                     transformations=TransformationCache(
                         TransformationStore(self.store), self.store
                     ).current,
+                    consent=ConsentCache(self.engine).current,
+                    encryption=EncryptionCache(self.engine).current,
                 ),
                 owner=router_owner,
             ),

@@ -310,6 +310,7 @@ def _resources(http: httpx.Client) -> dict[str, str]:
             "/api/v1/privacy/inventory", json={"path": f"properties.f{n}", "classification": "RED"}
         )
     )
+    made(http.post("/api/v1/consent/categories", json={"categoryId": f"c{n}", "name": "C"}))
     return {
         "source": source["name"],
         "sourceId": source["id"],
@@ -333,6 +334,7 @@ def _resources(http: httpx.Client) -> dict[str, str]:
         "computedTraitId": "orders",
         "journeyId": "first_purchase",
         "traitId": trait["id"],
+        "categoryId": f"c{n}",
     }
 
 

@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException
 
 import headwater
 from headwater.api import (
+    consent,
     destinations,
     engage,
     filters,
@@ -101,6 +102,7 @@ def create_api(
     app.include_router(sql_traits.router, prefix=PREFIX)
     app.include_router(journeys.router, prefix=PREFIX)
     app.include_router(privacy.router, prefix=PREFIX)
+    app.include_router(consent.router, prefix=PREFIX)
     for router in extra_routers:
         app.include_router(router, prefix=PREFIX)
     return app

@@ -24,6 +24,8 @@ from headwater.destinations import listing
 from headwater.destinations.registry import definitions
 from headwater.destinations.routing import schema_integration_filter
 from headwater.destinations.store import DestinationInfo, DestinationStore
+from headwater.privacy.consent import ConsentCategories, compile_map
+from headwater.privacy.encryption import load_active
 from headwater.protocols.schema_controls import IntegrationFilterCache
 from headwater.protocols.transformations import Transformations
 from headwater.protocols.transformations.store import TransformationStore
@@ -184,6 +186,8 @@ def replay_destination(
         schema_filter=schema_integration_filter(
             IntegrationFilterCache(request.app.state.engine).turned_off
         ),
+        consent=compile_map(ConsentCategories(request.app.state.workspace_store).list()),
+        encryption=load_active(request.app.state.engine),
     )
     return {"data": {"read": result.read, "queued": result.queued, "filtered": result.filtered}}
 

@@ -42,6 +42,7 @@ from headwater.destinations.presets import (
 )
 from headwater.destinations.redirects import Redirects
 from headwater.destinations.registry import get as get_definition
+from headwater.destinations.registry import type_named
 from headwater.engage.computations import computation_key, definition_of
 from headwater.engage.sql_traits.definitions import (
     DEFAULT_EVERY_HOURS,
@@ -60,6 +61,8 @@ from headwater.errors import (
     UnknownDestinationType,
 )
 from headwater.privacy.alerts import check_alert
+from headwater.privacy.consent import check_category_id
+from headwater.privacy.consent import check_name as check_category_name
 from headwater.privacy.inventory import check_classification, check_path
 from headwater.privacy.matchers import MAX_CUSTOM, check_matcher, words
 from headwater.protocols.compiled import PlanError, Rule, compile_plan
@@ -611,6 +614,34 @@ class SubscriptionGroupConfig(_Section):
         return str(_checked(check_description, value))
 
 
+class ConsentCategoryConfig(_Section):
+    """A consent category (headwater.privacy.consent): ``destinations`` are destination types
+    (or catalog names), each covering every instance of its type."""
+
+    id: StrictStr
+    name: StrictStr
+    destinations: list[StrictStr] = Field(default_factory=list)
+    enabled: StrictBool = True
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, value: str) -> str:
+        return str(_checked(check_category_id, value))
+
+    @field_validator("name")
+    @classmethod
+    def _category_name(cls, value: str) -> str:
+        return str(_checked(check_category_name, value))
+
+    @field_validator("destinations")
+    @classmethod
+    def _destinations(cls, value: list[str]) -> list[str]:
+        try:
+            return sorted({type_named(v) for v in value})
+        except UnknownDestinationType as exc:
+            raise ValueError(exc.message) from exc
+
+
 class SpaceConfig(_Section):
     """A Unify space: the sources connected to it (by name; the list is the complete set), its
     Profile API access tokens (left out: the tokens stay as they are; a list is the complete
@@ -794,6 +825,8 @@ class ConfigFile(_Section):
     journeys: list[JourneyConfig] | None = None
     # The Privacy Portal: None leaves it alone; each key given inside is a complete set.
     privacy: PrivacyConfig | None = None
+    # Like spaces: None leaves consent categories alone; a list is the complete set.
+    consent_categories: list[ConsentCategoryConfig] | None = None
 
     @field_validator("workspace")
     @classmethod
@@ -817,6 +850,7 @@ class ConfigFile(_Section):
         "audiences",
         "sql_traits",
         "journeys",
+        "consent_categories",
         mode="before",
     )
     @classmethod

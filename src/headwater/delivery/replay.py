@@ -8,7 +8,7 @@ marked, so they do not count in Event Delivery.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -17,8 +17,16 @@ import msgspec
 
 from headwater import reasons
 from headwater.delivery.queue import DeliveryQueue, NewJob
-from headwater.destinations.routing import Stage, default_stages, route
+from headwater.destinations.routing import (
+    Encrypts,
+    Stage,
+    consent_stages,
+    default_stages,
+    encryption_stages,
+    route,
+)
 from headwater.destinations.store import DestinationInfo
+from headwater.privacy.consent import ConsentMap
 from headwater.protocols.transformations import Transformations
 from headwater.store.archive import Archive
 from headwater.timestamps import parse_timestamp
@@ -46,6 +54,8 @@ def replay(
     stages: Sequence[Stage] | None = None,
     transformations: Transformations | None = None,
     schema_filter: Stage | None = None,
+    consent: ConsentMap | None = None,
+    encryption: Mapping[str, Encrypts] | None = None,
     progress: Callable[[ReplayResult], None] | None = None,
 ) -> ReplayResult:
     """Queue the archived events of ``[start, end)``; ``types``/``events`` narrow them.
@@ -54,12 +64,18 @@ def replay(
     destination-scoped ``transformations`` after them; the source-scoped ones run first, as
     live, on the events that arrived after they were made (the archive holds events as they
     were accepted). ``schema_filter``, the sources' schema integration filters as they are now,
-    goes before the stages, as in the router."""
+    goes before the stages, as in the router, then ``consent`` (the consent map as it is now:
+    a replayed event is enforced as a live one would be); ``encryption`` last."""
     transformations = transformations or Transformations()
     source_scope = transformations.for_source(destination.source_id)
     if stages is None:
         scope = transformations.for_destination(destination.source_id, destination.type)
         stages = default_stages(destination, None if scope is None else scope.stage)
+    stages = (
+        *consent_stages(destination, consent or {}),
+        *stages,
+        *encryption_stages(destination, encryption or {}),
+    )
     if schema_filter is not None:
         stages = (schema_filter, *stages)
     result = ReplayResult()

@@ -223,6 +223,7 @@ MIGRATIONS: list[Migration] = [
     Migration(25, "engage: list destinations' external audiences", _list_audiences),
     Migration(26, "engage: journeys' historical entry", _journey_backfill),
     Migration(30, "privacy: erasing profiles (journey steps by profile)", _erasure_indexes),
+    Migration(31, "privacy: consent categories and destination field encryption", _create_tables),
     Migration(32, "privacy portal: matchers, inbox, inventory, controls, alerts", _privacy_portal),
 ]
 

@@ -1274,3 +1274,42 @@ privacy_alerted = sa.Table(
     sa.Column("path", sa.String(255), primary_key=True),
     sa.Column("at", sa.BigInteger, nullable=False),
 )
+
+
+# The workspace's consent categories (headwater.privacy.consent): ``destinations`` is the JSON
+# list of destination types mapped to the category (every instance of a type is covered).
+consent_categories = sa.Table(
+    "consent_categories",
+    metadata,
+    sa.Column("category_id", sa.String(40), primary_key=True),
+    sa.Column("name", sa.String(40), nullable=False),
+    sa.Column("destinations", sa.JSON, nullable=False),
+    sa.Column("enabled", sa.Boolean, nullable=False, default=True),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+)
+
+# HIPAA-style field encryption of one destination instance (headwater.privacy.encryption): the
+# fields to encrypt and the public key; the private key is shown once and never stored.
+destination_encryption = sa.Table(
+    "destination_encryption",
+    metadata,
+    sa.Column("destination_id", sa.String(40), primary_key=True),
+    sa.Column("enabled", sa.Boolean, nullable=False, default=True),
+    sa.Column("fields", sa.JSON, nullable=False),
+    sa.Column("public_key", sa.Text, nullable=True),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+)
+
+# A profile's latest consent (headwater.unify.profiles): ``context.consent.categoryPreferences``
+# of the latest Identify or ``Segment Consent Preference Updated`` event, by event time.
+unify_profile_consent = sa.Table(
+    "unify_profile_consent",
+    metadata,
+    sa.Column("space_id", sa.String(40), primary_key=True),
+    sa.Column("profile_id", sa.String(40), primary_key=True),
+    sa.Column("preferences", sa.JSON, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),  # microseconds since 1970
+    sa.Column("message_id", sa.String(200), nullable=False),
+    sa.Column("source_id", sa.String(100), nullable=False),
+)

@@ -585,17 +585,24 @@ class ProfileAPI:
             ids = graph.identifiers(profile)
             first = (ids[0].message_id, ids[0].source_id) if ids else ("", "")
             last = (ids[-1].message_id, ids[-1].source_id) if ids else ("", "")
-        return {
-            "metadata": {
-                "created_at": created,
-                "updated_at": updated,
-                "expires_at": None,
-                "first_message_id": first[0],
-                "first_source_id": first[1],
-                "last_message_id": last[0],
-                "last_source_id": last[1],
-            }
+        shown: dict[str, Any] = {
+            "created_at": created,
+            "updated_at": updated,
+            "expires_at": None,
+            "first_message_id": first[0],
+            "first_source_id": first[1],
+            "last_message_id": last[0],
+            "last_source_id": last[1],
         }
+        consent = data.consent(profile)
+        if consent is not None:  # Headwater's addition: the latest consent (§12.4)
+            shown["consent"] = {
+                "categoryPreferences": consent.preferences,
+                "updated_at": iso(consent.updated_at),
+                "message_id": consent.message_id,
+                "source_id": consent.source_id,
+            }
+        return {"metadata": shown}
 
     def _subscriptions(
         self,
