@@ -14,7 +14,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -25,6 +25,7 @@ from sqlalchemy.exc import OperationalError
 from headwater.api.app import create_api
 from headwater.api.debugger import router as debugger_router
 from headwater.api.engage import use_batch_runs
+from headwater.api.privacy import use_masker
 from headwater.api.source_schema import router as source_schema_router
 from headwater.api.source_schema import use_plans
 from headwater.api.sql_traits import use_warehouse_queries
@@ -52,7 +53,7 @@ from headwater.ingest.app import TrackingAPI
 from headwater.ingest.committer import GroupCommitter
 from headwater.ingest.internal import InternalAppend
 from headwater.ingest.ratelimit import RateLimiter
-from headwater.ingest.settings_document import PlannedEvents
+from headwater.ingest.settings_document import PlannedEvents, SourceConsent
 from headwater.ingest.sources import SourceCache
 from headwater.observe.metrics import Metrics
 from headwater.pipeline.chain import StageChain
@@ -61,6 +62,15 @@ from headwater.pipeline.dedup import DedupStage
 from headwater.pipeline.observer import Observer
 from headwater.pipeline.router import GROUP as ROUTER_GROUP
 from headwater.pipeline.router import Router
+from headwater.privacy.alerts import Alerts
+from headwater.privacy.consent import ConsentCache
+from headwater.privacy.controls import PrivacyControlsStage
+from headwater.privacy.custom_matchers import CustomMatchers
+from headwater.privacy.encryption import EncryptionCache
+from headwater.privacy.inbox import GROUP as PRIVACY_INBOX_GROUP
+from headwater.privacy.inbox import InboxObserver
+from headwater.privacy.masking import Masker, load_masker
+from headwater.privacy.matchers import Matchers
 from headwater.protocols.blocked import BlockedEvents
 from headwater.protocols.compiled import CompiledPlan
 from headwater.protocols.lookup import source_lookup
@@ -112,6 +122,7 @@ MAINTENANCE_INTERVAL = 60.0
 WAREHOUSE_TICK = 5.0  # how soon a "sync now" or a due schedule starts
 ENGAGE_DRAIN_INTERVAL = 0.2  # how long queued Engage messages may wait to be appended
 LISTS_TICK = 2.0  # how often the worker looks for list destinations' audiences to create
+PRIVACY_ALERTS_TICK = 5.0  # how often the worker announces new unclassified fields
 READY_PROBE_INTERVAL = 1.0
 COUNTER_RETENTION_DAYS = 14
 SCHEMA_RETENTION_HOURS = 31 * 24  # the Source Schema's longest timeframe is 30 days
@@ -156,6 +167,7 @@ class Server:
             rate_limiter=RateLimiter(limit) if limit else None,
             clock=self.clock,
             planned_events=PlannedEvents(self.store),
+            consent=SourceConsent(self.store),
         )
         # The processed stream: what the stage chain lets through, read by every later stage.
         self.log = EventLog(self.engine, clock=self.clock, ingest_log=self.ingest_log)
@@ -171,6 +183,11 @@ class Server:
             archive_dir=self.settings.archive_dir,
             archive_retention_days=self.settings.archive_retention_days,
         )
+        # What a reader without PII Access sees masked: rebuilt when the configuration moves.
+        self._masker: ConfigSnapshot[Masker] = ConfigSnapshot(
+            self.store.config_version, lambda: load_masker(self.store), Masker(Matchers())
+        )
+        use_masker(self.api, self._masker.get)
         # The Profile API (Segment's shapes, apart from the REST API), in the api process.
         self._graphs: dict[str, GraphStore] = {}
         self.profile_api = ProfileAPI(
@@ -178,6 +195,7 @@ class Server:
             self.engine,
             self._graph_of,
             requests_per_second=self.settings.profile_api_requests_per_second,
+            masker=self._masker.get,  # tokens without PII Access (§9.8)
         )
         self.archive = Archive(self.settings.archive_dir)
         owner = f"{os.uname().nodename}:{os.getpid()}"
@@ -228,6 +246,10 @@ class Server:
                     window_hours=self.settings.dedup_window_hours,
                     clock=self.clock,
                     on_duplicates=self.metrics.duplicates.inc,
+                ),
+                # (suppression goes here, right after dedup: spec §24 step 2)
+                PrivacyControlsStage(  # §24 step 3: Inventory fields removed at the source
+                    self.engine, config_version=self.store.config_version, clock=self.clock
                 ),
                 self.protocols,
                 MtuStage(self.engine),  # last: it counts what reaches the processed stream
@@ -280,10 +302,31 @@ class Server:
             archive_caught_up=lambda: self.log.lag("archive") == 0,
             observers=[self.engage],
         )
+        self._source_settings: ConfigSnapshot[Mapping[str, Mapping[str, Any]]] = ConfigSnapshot(
+            self.store.config_version,
+            lambda: {s.id: s.settings for s in self.store.all_sources()},
+            {},
+        )
         self.consumers = [
             self.archive_consumer,
             Consumer(self.log, "observer", Observer(self.engine), owner=owner),
             Consumer(self.log, SOURCE_SCHEMA_GROUP, self.schema_observer, owner=owner),
+            # The Privacy Portal's Inbox: every field scanned sources send, pre-classified.
+            Consumer(
+                self.log,
+                PRIVACY_INBOX_GROUP,
+                InboxObserver(
+                    self.engine,
+                    ConfigSnapshot(
+                        self.store.config_version,
+                        CustomMatchers(self.store).matchers,
+                        CustomMatchers(self.store).matchers(),
+                    ).get,
+                    self._source_settings.get,
+                    clock=self.clock,
+                ),
+                owner=owner,
+            ),
             # Identity resolution: one process resolves every space (one writer per graph).
             Consumer(
                 self.log,
@@ -307,6 +350,8 @@ class Server:
                     transformations=TransformationCache(
                         TransformationStore(self.store), self.store
                     ).current,
+                    consent=ConsentCache(self.engine).current,
+                    encryption=EncryptionCache(self.engine).current,
                 ),
                 owner=router_owner,
             ),
@@ -319,6 +364,10 @@ class Server:
         self._engage_task: asyncio.Task[None] | None = None
         self._sql_traits_task: asyncio.Task[None] | None = None
         self._lists_task: asyncio.Task[None] | None = None
+        self._privacy_task: asyncio.Task[None] | None = None
+        self.privacy_alerts = Alerts(
+            self.store, appender=InternalAppend(self.ingest_log, clock=self.clock), clock=self.clock
+        )
         self.warehouse_scheduler = WarehouseScheduler(
             WarehouseStore(self.store), self.archive, self.settings.data_dir
         )
@@ -418,6 +467,15 @@ class Server:
                 logger.exception("Engage: list audiences could not be created; will try again")
             await asyncio.sleep(LISTS_TICK)
 
+    async def _privacy_alerts_loop(self) -> None:
+        """The Privacy Portal's alerts on new unclassified fields (Slack, a source)."""
+        while True:
+            try:
+                await asyncio.to_thread(self.privacy_alerts.run_once)
+            except Exception:
+                logger.exception("privacy alerts failed; will try again")
+            await asyncio.sleep(PRIVACY_ALERTS_TICK)
+
     async def _warehouse_queries_loop(self) -> None:
         """SQL traits and Engage batch runs that are due, in a thread (warehouse queries)."""
         while True:
@@ -498,6 +556,7 @@ class Server:
                         self._engage_task = asyncio.create_task(self._engage_loop())
                         self._sql_traits_task = asyncio.create_task(self._warehouse_queries_loop())
                         self._lists_task = asyncio.create_task(self._lists_loop())
+                        self._privacy_task = asyncio.create_task(self._privacy_alerts_loop())
                 except Exception as exc:
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
@@ -511,6 +570,7 @@ class Server:
                     self._engage_task,
                     self._sql_traits_task,
                     self._lists_task,
+                    self._privacy_task,
                 )
                 for task in tasks:
                     if task is not None:

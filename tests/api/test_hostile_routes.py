@@ -300,8 +300,23 @@ def _resources(http: httpx.Client) -> dict[str, str]:
             json={"name": "t", "warehouse": f"wh-{n}", "query": "select 'u' as user_id, 1 as n"},
         )
     )["sqlTrait"]
+    matcher = made(
+        http.post(
+            "/api/v1/privacy/matchers", json={"name": f"matcher-{n}", "classification": "RED"}
+        )
+    )["matcher"]
+    made(
+        http.post(
+            "/api/v1/privacy/inventory", json={"path": f"properties.f{n}", "classification": "RED"}
+        )
+    )
+    made(http.post("/api/v1/consent/categories", json={"categoryId": f"c{n}", "name": "C"}))
     return {
         "source": source["name"],
+        "sourceId": source["id"],
+        "matcherId": matcher["id"],
+        "path": f"properties.f{n}",
+        "channel": "slack",
         "hook": f"hook-{n}",
         "actions": f"act-{n}",
         "warehouse": f"wh-{n}",
@@ -319,6 +334,7 @@ def _resources(http: httpx.Client) -> dict[str, str]:
         "computedTraitId": "orders",
         "journeyId": "first_purchase",
         "traitId": trait["id"],
+        "categoryId": f"c{n}",
     }
 
 

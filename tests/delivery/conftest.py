@@ -15,6 +15,8 @@ from headwater.delivery.engine import DeliveryEngine
 from headwater.destinations.store import DestinationCache, DestinationInfo, DestinationStore
 from headwater.pipeline.consumer import Consumer
 from headwater.pipeline.router import GROUP, Router
+from headwater.privacy.consent import ConsentCache
+from headwater.privacy.encryption import EncryptionCache
 from headwater.store.counters import CounterStore, Total
 from headwater.store.log import EventLog
 from headwater.store.workspace import WorkspaceStore
@@ -63,7 +65,14 @@ class Pipeline:
             pass
 
     def router(self) -> Router:
-        return Router(self.log, self.cache(), self.delivery.queue, owner="router-1")
+        return Router(
+            self.log,
+            self.cache(),
+            self.delivery.queue,
+            owner="router-1",
+            consent=ConsentCache(self.engine).current,
+            encryption=EncryptionCache(self.engine).current,
+        )
 
     def cache(self) -> DestinationCache:
         return DestinationCache(self.store, self.workspace)

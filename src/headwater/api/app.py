@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException
 
 import headwater
 from headwater.api import (
+    consent,
     data_retention,
     destinations,
     engage,
@@ -29,6 +30,7 @@ from headwater.api import (
     insights,
     journeys,
     mappings,
+    privacy,
     sources,
     spaces,
     sql_traits,
@@ -104,6 +106,8 @@ def create_api(
     app.include_router(sql_traits.router, prefix=PREFIX)
     app.include_router(journeys.router, prefix=PREFIX)
     app.include_router(data_retention.router, prefix=PREFIX)
+    app.include_router(privacy.router, prefix=PREFIX)
+    app.include_router(consent.router, prefix=PREFIX)
     for router in extra_routers:
         app.include_router(router, prefix=PREFIX)
     return app

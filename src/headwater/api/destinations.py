@@ -16,6 +16,7 @@ from pydantic.alias_generators import to_camel
 
 from headwater.api.changes import NoNulls
 from headwater.api.data_retention import retention_of
+from headwater.api.privacy import masked_delivery, masker_for
 from headwater.api.sources import iso as _iso
 from headwater.delivery.queue import DeliveryQueue
 from headwater.delivery.replay import replay
@@ -24,6 +25,8 @@ from headwater.destinations import listing
 from headwater.destinations.registry import definitions
 from headwater.destinations.routing import schema_integration_filter
 from headwater.destinations.store import DestinationInfo, DestinationStore
+from headwater.privacy.consent import ConsentCategories, compile_map
+from headwater.privacy.encryption import load_active
 from headwater.protocols.schema_controls import IntegrationFilterCache
 from headwater.protocols.transformations import Transformations
 from headwater.protocols.transformations.store import TransformationStore
@@ -158,7 +161,9 @@ def get_event_delivery(
 ) -> dict[str, Any]:
     """Event Delivery: delivered, not delivered, retrying, P95 latency, errors with samples."""
     destination = store.require(id_or_name)
-    return {"data": event_delivery(request.app.state.engine, destination, minutes=minutes)}
+    found = event_delivery(request.app.state.engine, destination, minutes=minutes)
+    masker = masker_for(request)
+    return {"data": masked_delivery(found, masker) if masker is not None else found}
 
 
 @router.post("/destinations/{idOrName}/replay", response_model=None)
@@ -183,6 +188,8 @@ def replay_destination(
             IntegrationFilterCache(request.app.state.engine).turned_off
         ),
         oldest=retention_of(request).oldest(request.app.state.clock()),
+        consent=compile_map(ConsentCategories(request.app.state.workspace_store).list()),
+        encryption=load_active(request.app.state.engine),
     )
     return {"data": {"read": result.read, "queued": result.queued, "filtered": result.filtered}}
 

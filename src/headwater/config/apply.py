@@ -26,7 +26,9 @@ from headwater.config.journeys import JourneyConfig
 from headwater.config.model import (
     ComputationConfig,
     ConfigFile,
+    ConsentCategoryConfig,
     DestinationConfig,
+    PrivacyConfig,
     ProfilesSyncConfig,
     RuleConfig,
     SourceConfig,
@@ -68,7 +70,20 @@ from headwater.errors import (
     ListError,
     UnknownDestinationType,
 )
-from headwater.protocols.plans import ACTOR_CONFIG, LIBRARY_TYPES, PlanInfo, PlanStore
+from headwater.privacy.alerts import CHANNELS, Alerts, check_alert
+from headwater.privacy.consent import ConsentCategories, ConsentCategory
+from headwater.privacy.controls import Controls
+from headwater.privacy.custom_matchers import CustomMatchers
+from headwater.privacy.inventory import Inventory
+from headwater.privacy.matchers import check_matcher
+from headwater.protocols.plans import (
+    ACTOR_CONFIG,
+    CONSENT_EVENT,
+    LIBRARY_TYPES,
+    PlanInfo,
+    PlanStore,
+    add_consent_event_in,
+)
 from headwater.protocols.schema_controls import read_controls, save_controls
 from headwater.protocols.transformations import Transformation, from_api, to_input
 from headwater.protocols.transformations.store import TransformationStore
@@ -466,6 +481,115 @@ class SetSchemaSettings(Change):
         PlanStore(store).update_schema_settings(self.source, self.new, merge=False)
 
 
+@dataclass(frozen=True)
+class SetPrivacy(Change):
+    """One key of the Privacy Portal's section (matchers, inventory, controls, alerts),
+    replaced as a whole."""
+
+    key: str
+    old: Any
+    new: Any
+
+    def render(self) -> str:
+        return f"~ privacy {self.key}: {_value(self.old)} → {_value(self.new)}"
+
+    def apply(self, store: WorkspaceStore) -> None:
+        if self.key == "matchers":
+            CustomMatchers(store).replace_all(list(self.new))
+        elif self.key == "inventory":
+            inventory = Inventory(store)
+            for path in set(self.old) - set(self.new):
+                inventory.remove(path)
+            for path, chosen in self.new.items():
+                if self.old.get(path) != chosen:
+                    inventory.classify(path, chosen)
+        elif self.key == "controls":
+            controls = Controls(store)
+            for name in set(self.old) | set(self.new):
+                source = store.get_source(name)
+                if source is None:
+                    raise InvalidError(f"privacy.controls: no source is named {name!r}")
+                wanted = self.new.get(name, {})
+                controls.set(
+                    source.id,
+                    block_red=wanted.get("blockRed", False),
+                    block_yellow=wanted.get("blockYellow", False),
+                )
+        else:
+            alerts = Alerts(store)
+            for channel in CHANNELS:
+                if channel in self.new:
+                    alerts.configure(channel, self.new[channel])
+                else:
+                    alerts.remove(channel)
+
+
+def _current_privacy(store: WorkspaceStore) -> dict[str, Any]:
+    """The Portal's settings in headwater.yaml's shape (sources by name)."""
+    names = {s.id: s.name for s in store.all_sources()}
+    alerts: dict[str, Any] = {}
+    for found in Alerts(store).settings():
+        if found.settings:
+            shown = {k: v for k, v in found.settings.items() if k != "enabledAt"}
+            if "sourceId" in shown:
+                shown["sourceId"] = names.get(shown["sourceId"], shown["sourceId"])
+            alerts[found.channel] = {"enabled": found.enabled, **shown}
+    return {
+        "matchers": [_matcher_entry(m.to_json()) for m in CustomMatchers(store).all()],
+        "inventory": {f.path: f.classification.upper() for f in Inventory(store).fields()},
+        "controls": {
+            names.get(c.source_id, c.source_id): {
+                "blockRed": c.block_red,
+                "blockYellow": c.block_yellow,
+            }
+            for c in Controls(store).all().values()
+        },
+        "alerts": alerts,
+    }
+
+
+def _matcher_entry(found: Mapping[str, Any]) -> dict[str, Any]:
+    """A custom matcher as the file writes it: without its id and the defaults' values."""
+    entry = {k: v for k, v in found.items() if k not in ("id", "type")}
+    if not entry.get("synonyms"):
+        entry.pop("synonyms", None)
+    if not entry.get("pattern"):
+        entry.pop("pattern", None)
+    return entry
+
+
+def _plan_privacy(store: WorkspaceStore, config: PrivacyConfig) -> list[Change]:
+    current = _current_privacy(store)
+    wanted: dict[str, Any] = {}
+    if config.matchers is not None:
+        wanted["matchers"] = [_matcher_entry(check_matcher(m).to_json()) for m in config.matchers]
+    if config.inventory is not None:
+        wanted["inventory"] = {path: c.upper() for path, c in config.inventory.items()}
+    if config.controls is not None:
+        wanted["controls"] = {
+            name: {"blockRed": c.blockRed, "blockYellow": c.blockYellow}
+            for name, c in config.controls.items()
+            if c.blockRed or c.blockYellow
+        }
+    if config.alerts is not None:
+        alerts: dict[str, Any] = {}
+        for channel, body in config.alerts.items():
+            enabled, settings = check_alert(channel.lower(), body)
+            alerts[channel.lower()] = {"enabled": enabled, **settings}
+        wanted["alerts"] = alerts
+
+    def same(key: str, value: Any) -> bool:
+        if key == "matchers":  # a set: the order they are listed in means nothing
+            return sorted(map(str, value)) == sorted(map(str, current[key]))
+        return bool(value == current[key])
+
+    return [
+        SetPrivacy(key, current[key], value)
+        for key, value in wanted.items()
+        if not same(key, value)
+    ]
+
+
 @dataclass
 class Plan:
     changes: list[Change] = field(default_factory=list)
@@ -524,13 +648,22 @@ def plan(store: WorkspaceStore, config: ConfigFile) -> Plan:
         disconnects, connects = _plan_source_protocols(store, config)
         changes += disconnects
     if config.tracking_plans is not None:
-        changes += _plan_tracking_plans(store, config.tracking_plans)
+        consent = (
+            bool(config.consent_categories)
+            if config.consent_categories is not None
+            else bool(ConsentCategories(store).list())
+        )
+        changes += _plan_tracking_plans(store, config.tracking_plans, keep_consent_rule=consent)
     if config.transformations is not None:
         changes += _plan_transformations(store, config)
+    if config.consent_categories is not None:  # after the plans: the first adds its event
+        changes += _plan_consent_categories(store, config.consent_categories)
     changes += connects
     changes += _plan_computations(store, config)
     changes += trait_changes  # once their space and warehouse exist
     changes += journey_changes  # once the audiences and destinations they name exist
+    if config.privacy is not None:  # once the sources its controls and alerts name exist
+        changes += _plan_privacy(store, config.privacy)
     return Plan(changes)
 
 
@@ -775,10 +908,11 @@ def _library_names(plans: PlanStore, plan: PlanInfo) -> list[str]:
 
 
 def _plan_tracking_plans(
-    store: WorkspaceStore, configs: Sequence[TrackingPlanConfig]
+    store: WorkspaceStore, configs: Sequence[TrackingPlanConfig], *, keep_consent_rule: bool
 ) -> list[Change]:
     """Plans are matched by name. Libraries are created and changed before the plans that
-    sync them, and deleted after."""
+    sync them, and deleted after. While the workspace has consent categories, a live plan
+    keeps the consent event's rule Headwater added (§12.4) even when the file omits it."""
     plans = PlanStore(store)
     existing = {p.name: p for p in plans.list_plans()}
     listed = {cfg.name for cfg in configs}
@@ -798,13 +932,18 @@ def _plan_tracking_plans(
         if current is None:
             steps.append(CreateTrackingPlan(cfg))
             continue
+        old_rules = _written_rules(plans, current.id)
+        new_rules = [rule.model_dump() for rule in cfg.rules]
+        if keep_consent_rule and cfg.type == "LIVE":
+            listed_keys = {(r["type"], r.get("key", "")) for r in new_rules}
+            if ("TRACK", CONSENT_EVENT) not in listed_keys:
+                new_rules += [
+                    r for r in old_rules if (r["type"], r.get("key")) == ("TRACK", CONSENT_EVENT)
+                ]
         wanted: dict[str, tuple[Any, Any]] = {
             "description": (current.description, cfg.description),
             "labels": (dict(current.labels), dict(cfg.labels)),
-            "rules": (
-                _written_rules(plans, current.id),
-                [rule.model_dump() for rule in cfg.rules],
-            ),
+            "rules": (old_rules, new_rules),
             "libraries": (_library_names(plans, current), list(cfg.libraries)),
         }
         for name, (old, new) in wanted.items():
@@ -992,6 +1131,9 @@ def export_config(store: WorkspaceStore) -> str:
     transformations = _export_transformations(store)
     if transformations:
         data["transformations"] = transformations
+    consent = [_consent_entry(c) for c in ConsentCategories(store).list()]
+    if consent:
+        data["consent_categories"] = consent
     spaces = _export_spaces(store)
     if spaces:
         data["spaces"] = spaces
@@ -1005,6 +1147,9 @@ def export_config(store: WorkspaceStore) -> str:
     journeys = _export_journeys(store)
     if journeys:
         data["journeys"] = journeys
+    privacy = {key: value for key, value in _current_privacy(store).items() if value}
+    if privacy:
+        data["privacy"] = privacy
     chosen, days = DataRetention(store, None).chosen()
     if chosen:
         data["data_retention"] = shown(days)
@@ -2174,3 +2319,90 @@ def _export_journeys(store: WorkspaceStore) -> list[dict[str, Any]]:
             entry["definition"] = dict(info.latest.definition)
             written.append(entry)
     return written
+
+
+# --- consent_categories: ---------------------------------------------------------------------
+
+
+def _consent_entry(category: ConsentCategory) -> dict[str, Any]:
+    entry: dict[str, Any] = {"id": category.category_id, "name": category.name}
+    if category.destinations:
+        entry["destinations"] = list(category.destinations)
+    if not category.enabled:
+        entry["enabled"] = False
+    return entry
+
+
+def _consent_store(store: WorkspaceStore) -> ConsentCategories:
+    return ConsentCategories(store, on_first=add_consent_event_in)
+
+
+@dataclass(frozen=True)
+class AddConsentCategory(Change):
+    config: ConsentCategoryConfig
+
+    def render(self) -> str:
+        mapped = ", ".join(self.config.destinations) or "no destinations"
+        return f"+ consent category {self.config.id} ({self.config.name}; {mapped})"
+
+    def apply(self, store: WorkspaceStore) -> None:
+        c = self.config
+        _consent_store(store).create(c.id, c.name, c.destinations, enabled=c.enabled)
+
+
+@dataclass(frozen=True)
+class UpdateConsentCategory(Change):
+    current: ConsentCategory
+    config: ConsentCategoryConfig
+
+    def render(self) -> str:
+        return f"~ consent category {self.config.id}"
+
+    def apply(self, store: WorkspaceStore) -> None:
+        c = self.config
+        _consent_store(store).update(
+            c.id, name=c.name, destinations=c.destinations, enabled=c.enabled
+        )
+
+
+@dataclass(frozen=True)
+class DeleteConsentCategory(Change):
+    category_id: str
+
+    def render(self) -> str:
+        return f"- consent category {self.category_id}"
+
+    def apply(self, store: WorkspaceStore) -> None:
+        _consent_store(store).delete(self.category_id)
+
+
+def _plan_consent_categories(
+    store: WorkspaceStore, configs: list[ConsentCategoryConfig]
+) -> list[Change]:
+    """The file's list is the complete set; ids are case-sensitive (``Ads`` and ``ads`` are
+    two categories)."""
+    seen: dict[str, int] = {}
+    for i, cfg in enumerate(configs):
+        if cfg.id in seen:
+            raise ConfigError(
+                [
+                    f"consent_categories[{i}]: id {cfg.id!r} is already used by "
+                    f"consent_categories[{seen[cfg.id]}]"
+                ]
+            )
+        seen[cfg.id] = i
+    current = {c.category_id: c for c in ConsentCategories(store).list()}
+    changes: list[Change] = [
+        DeleteConsentCategory(category_id) for category_id in current if category_id not in seen
+    ]
+    for cfg in configs:
+        found = current.get(cfg.id)
+        if found is None:
+            changes.append(AddConsentCategory(cfg))
+        elif (found.name, list(found.destinations), found.enabled) != (
+            cfg.name,
+            sorted(cfg.destinations),
+            cfg.enabled,
+        ):
+            changes.append(UpdateConsentCategory(found, cfg))
+    return changes

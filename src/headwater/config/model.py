@@ -42,6 +42,7 @@ from headwater.destinations.presets import (
 )
 from headwater.destinations.redirects import Redirects
 from headwater.destinations.registry import get as get_definition
+from headwater.destinations.registry import type_named
 from headwater.engage.computations import computation_key, definition_of
 from headwater.engage.sql_traits.definitions import (
     DEFAULT_EVERY_HOURS,
@@ -59,6 +60,11 @@ from headwater.errors import (
     ListError,
     UnknownDestinationType,
 )
+from headwater.privacy.alerts import check_alert
+from headwater.privacy.consent import check_category_id
+from headwater.privacy.consent import check_name as check_category_name
+from headwater.privacy.inventory import check_classification, check_path
+from headwater.privacy.matchers import MAX_CUSTOM, check_matcher, words
 from headwater.protocols.compiled import PlanError, Rule, compile_plan
 from headwater.protocols.plans import normalized_settings
 from headwater.protocols.schema_controls import parse_controls
@@ -463,6 +469,57 @@ class TransformationConfig(_Section):
         return self
 
 
+# --- the Privacy Portal ------------------------------------------------------------------------
+
+
+class PrivacyControlConfig(_Section):
+    blockRed: StrictBool = False
+    blockYellow: StrictBool = False
+
+
+class PrivacyConfig(_Section):
+    """The Privacy Portal (§9): custom matchers, the Inventory (path → RED|YELLOW|GREEN),
+    controls by source name and the SLACK / SOURCE alerts, in the REST API's shapes. Each key
+    left out is left as it is; a key given is the complete set."""
+
+    matchers: list[dict[str, Any]] | None = None
+    inventory: dict[StrictStr, StrictStr] | None = None
+    controls: dict[StrictStr, PrivacyControlConfig] | None = None
+    alerts: dict[StrictStr, dict[str, Any]] | None = None
+
+    @model_validator(mode="after")
+    def _valid(self) -> PrivacyConfig:
+        problems: list[str] = []
+        names: dict[str, int] = {}
+        for i, item in enumerate(self.matchers or []):
+            try:
+                matcher = check_matcher(item)
+            except InvalidError as exc:
+                where = f"matchers[{i}].{exc.field}" if exc.field else f"matchers[{i}]"
+                problems.append(f"{where}: {exc.message}")
+                continue
+            if words(matcher.name) in names:
+                problems.append(f"matchers[{i}]: {matcher.name!r} is listed twice")
+            names.setdefault(words(matcher.name), i)
+        if len(self.matchers or []) > MAX_CUSTOM:
+            problems.append(f"matchers: at most {MAX_CUSTOM} custom matchers")
+        for path, chosen in (self.inventory or {}).items():
+            for check, value in ((check_path, path), (check_classification, chosen)):
+                try:
+                    check(value)
+                except InvalidError as exc:
+                    problems.append(f"inventory.{path}: {exc.message}")
+        for channel, body in (self.alerts or {}).items():
+            try:
+                check_alert(channel.lower(), body)
+            except InvalidError as exc:
+                where = f"alerts.{channel}.{exc.field}" if exc.field else f"alerts.{channel}"
+                problems.append(f"{where}: {exc.message}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
 # --- Unify spaces ------------------------------------------------------------------------------
 
 
@@ -556,6 +613,34 @@ class SubscriptionGroupConfig(_Section):
     @classmethod
     def _description(cls, value: str) -> str:
         return str(_checked(check_description, value))
+
+
+class ConsentCategoryConfig(_Section):
+    """A consent category (headwater.privacy.consent): ``destinations`` are destination types
+    (or catalog names), each covering every instance of its type."""
+
+    id: StrictStr
+    name: StrictStr
+    destinations: list[StrictStr] = Field(default_factory=list)
+    enabled: StrictBool = True
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, value: str) -> str:
+        return str(_checked(check_category_id, value))
+
+    @field_validator("name")
+    @classmethod
+    def _category_name(cls, value: str) -> str:
+        return str(_checked(check_category_name, value))
+
+    @field_validator("destinations")
+    @classmethod
+    def _destinations(cls, value: list[str]) -> list[str]:
+        try:
+            return sorted({type_named(v) for v in value})
+        except UnknownDestinationType as exc:
+            raise ValueError(exc.message) from exc
 
 
 class SpaceConfig(_Section):
@@ -739,6 +824,10 @@ class ConfigFile(_Section):
     sql_traits: list[SqlTraitConfig] | None = None
     # Like spaces: None leaves journeys alone; a list is the complete set of every space's.
     journeys: list[JourneyConfig] | None = None
+    # The Privacy Portal: None leaves it alone; each key given inside is a complete set.
+    privacy: PrivacyConfig | None = None
+    # Like spaces: None leaves consent categories alone; a list is the complete set.
+    consent_categories: list[ConsentCategoryConfig] | None = None
     # The workspace's data retention (days, or "unlimited"); None leaves it as it is.
     data_retention: StrictInt | Literal["unlimited"] | None = None
 
@@ -764,6 +853,7 @@ class ConfigFile(_Section):
         "audiences",
         "sql_traits",
         "journeys",
+        "consent_categories",
         mode="before",
     )
     @classmethod

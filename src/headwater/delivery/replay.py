@@ -8,7 +8,7 @@ marked, so they do not count in Event Delivery.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -17,9 +17,17 @@ import msgspec
 
 from headwater import reasons
 from headwater.delivery.queue import DeliveryQueue, NewJob
-from headwater.destinations.routing import Stage, default_stages, route
+from headwater.destinations.routing import (
+    Encrypts,
+    Stage,
+    consent_stages,
+    default_stages,
+    encryption_stages,
+    route,
+)
 from headwater.destinations.store import DestinationInfo
 from headwater.errors import InvalidError
+from headwater.privacy.consent import ConsentMap
 from headwater.protocols.transformations import Transformations
 from headwater.store.archive import Archive
 from headwater.timestamps import format_timestamp, parse_timestamp
@@ -47,6 +55,8 @@ def replay(
     stages: Sequence[Stage] | None = None,
     transformations: Transformations | None = None,
     schema_filter: Stage | None = None,
+    consent: ConsentMap | None = None,
+    encryption: Mapping[str, Encrypts] | None = None,
     progress: Callable[[ReplayResult], None] | None = None,
     oldest: datetime | None = None,
 ) -> ReplayResult:
@@ -56,9 +66,10 @@ def replay(
     destination-scoped ``transformations`` after them; the source-scoped ones run first, as
     live, on the events that arrived after they were made (the archive holds events as they
     were accepted). ``schema_filter``, the sources' schema integration filters as they are now,
-    goes before the stages, as in the router. ``oldest`` is the data retention's bound
-    (``store/retention.py``): a window starting before it is refused, since what it asks for
-    is purged or about to be (A-DS-10)."""
+    goes before the stages, as in the router, then ``consent`` (the consent map as it is now:
+    a replayed event is enforced as a live one would be); ``encryption`` last. ``oldest`` is
+    the data retention's bound (``store/retention.py``): a window starting before it is
+    refused, since what it asks for is purged or about to be (A-DS-10)."""
     if oldest is not None and _utc(start) < oldest:
         raise InvalidError(
             f"the replay window starts before the workspace's data retention: events received "
@@ -70,6 +81,11 @@ def replay(
     if stages is None:
         scope = transformations.for_destination(destination.source_id, destination.type)
         stages = default_stages(destination, None if scope is None else scope.stage)
+    stages = (
+        *consent_stages(destination, consent or {}),
+        *stages,
+        *encryption_stages(destination, encryption or {}),
+    )
     if schema_filter is not None:
         stages = (schema_filter, *stages)
     result = ReplayResult()

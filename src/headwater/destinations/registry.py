@@ -152,6 +152,18 @@ def get(destination_type: str) -> DestinationDefinition:
     )
 
 
+def type_named(name: str) -> str:
+    """The destination type a type or catalog name (``Amplitude`` → ``amplitude``) stands for;
+    UnknownDestinationType when neither."""
+    found = definitions()
+    if name in found:
+        return name
+    for definition in found.values():
+        if definition.name == name:
+            return definition.type
+    return get(name).type
+
+
 def integration_names() -> frozenset[str]:
     """Every name the integrations object may use for a destination of the catalog."""
     return frozenset(n for d in definitions().values() for n in d.integration_names)

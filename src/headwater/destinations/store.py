@@ -280,6 +280,8 @@ class DestinationStore:
                     schema.delivery_jobs.c.destination_id == row.id
                 )
             )
+            encryption = schema.destination_encryption  # its public key and fields (§13)
+            conn.execute(sa.delete(encryption).where(encryption.c.destination_id == row.id))
             conn.execute(sa.delete(schema.destinations).where(schema.destinations.c.id == row.id))
             self._workspace.bump(conn)
 

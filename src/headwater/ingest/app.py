@@ -37,7 +37,7 @@ from headwater.ingest.committer import GroupCommitter, Submission
 from headwater.ingest.normalize import Discard, RequestInfo, normalize
 from headwater.ingest.pixel import GIF, pixel_message
 from headwater.ingest.ratelimit import RateLimiter
-from headwater.ingest.settings_document import PlannedEvents, settings_document
+from headwater.ingest.settings_document import PlannedEvents, SourceConsent, settings_document
 from headwater.ingest.sources import SourceCache
 from headwater.observe.metrics import Metrics
 from headwater.store.workspace import SourceInfo
@@ -101,8 +101,10 @@ class TrackingAPI:
         rate_limiter: RateLimiter | None = None,
         clock: Clock = time.time,
         planned_events: PlannedEvents | None = None,
+        consent: SourceConsent | None = None,
     ) -> None:
         self._clock = clock
+        self._consent = consent
         self._sources = sources
         self._planned_events = planned_events
         self._committer = committer
@@ -409,7 +411,8 @@ class TrackingAPI:
         if source is None:
             return 404, _error("unknown_write_key", "No source has this write key."), []
         planned = self._planned_events.of(source.id) if self._planned_events else None
-        document = settings_document(write_key, self._settings.base_url, planned)
+        consent = self._consent.of(source.id) if self._consent else None
+        document = settings_document(write_key, self._settings.base_url, planned, consent)
         return 200, _encode(document), [(b"cache-control", b"public, max-age=60")]
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import msgspec
@@ -21,9 +21,17 @@ from headwater import reasons
 from headwater.delivery.queue import DeliveryQueue, NewJob
 from headwater.destinations import integrations
 from headwater.destinations.registry import integration_names
-from headwater.destinations.routing import Stage, default_stages, route
+from headwater.destinations.routing import (
+    Encrypts,
+    Stage,
+    consent_stages,
+    default_stages,
+    encryption_stages,
+    route,
+)
 from headwater.destinations.store import DestinationCache, DestinationInfo
 from headwater.errors import LeaseLost, RecordError
+from headwater.privacy.consent import ConsentMap
 from headwater.protocols.transformations import Transformations
 from headwater.store.counters import CounterKey, CounterStore, minute_of
 from headwater.store.database import write_transaction
@@ -46,6 +54,14 @@ def _no_transformations() -> Transformations:
     return _NONE
 
 
+def _no_consent() -> ConsentMap:
+    return {}
+
+
+def _no_encryption() -> Mapping[str, Encrypts]:
+    return {}
+
+
 class Router:
     """Log consumer handler: ``router(records)`` with (partition, offset, payload) tuples."""
 
@@ -58,10 +74,15 @@ class Router:
         owner: str,
         schema_filter: Stage | None = None,
         transformations: Callable[[], Transformations] | None = None,
+        consent: Callable[[], ConsentMap] | None = None,
+        encryption: Callable[[], Mapping[str, Encrypts]] | None = None,
     ) -> None:
         """``schema_filter`` is the sources' schema integration filters (a stage before each
         instance's own); ``transformations`` gives the current compiled Protocols
-        transformations (a ``TransformationCache``'s ``current``)."""
+        transformations (a ``TransformationCache``'s ``current``); ``consent`` the current
+        consent map (a ``ConsentCache``'s ``current``), enforced after the schema filters;
+        ``encryption`` the instances' field encryption (an ``EncryptionCache``'s ``current``),
+        the last stage."""
         self._log = log
         self._engine = log.engine
         self._destinations = destinations
@@ -69,14 +90,25 @@ class Router:
         self._owner = owner
         self._schema_filter: tuple[Stage, ...] = (schema_filter,) if schema_filter else ()
         self._transformations = transformations or _no_transformations
+        self._consent = consent or _no_consent
+        self._encryption = encryption or _no_encryption
         self._counters = CounterStore(self._engine)
 
     def _stages_for(
-        self, destination: DestinationInfo, transformations: Transformations
+        self,
+        destination: DestinationInfo,
+        transformations: Transformations,
+        consent: ConsentMap,
+        encryption: Mapping[str, Encrypts],
     ) -> Sequence[Stage]:
         scope = transformations.for_destination(destination.source_id, destination.type)
         own = default_stages(destination, None if scope is None else scope.stage)
-        return (*self._schema_filter, *own) if self._schema_filter else own
+        return (
+            *self._schema_filter,
+            *consent_stages(destination, consent),
+            *own,
+            *encryption_stages(destination, encryption),
+        )
 
     def __call__(self, records: list[tuple[int, int, bytes]]) -> None:
         jobs: list[NewJob] = []
@@ -99,7 +131,11 @@ class Router:
             # Source-scoped transformations run once per event, before every instance's
             # checks (§24 step 6); destination-scoped ones are a stage after its filters.
             source_scope = transformations.for_source(record.source_id)
-            stages = [self._stages_for(d, transformations) for d in destinations]
+            consent = self._consent()
+            encryption = self._encryption()
+            stages = [
+                self._stages_for(d, transformations, consent, encryption) for d in destinations
+            ]
             received = parse_timestamp(record.received_at)
             record_ms = int(received.timestamp() * 1000) if received else 0
             # A record's events arrived in one minute (the counters'), each at its receivedAt

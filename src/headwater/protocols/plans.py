@@ -56,6 +56,7 @@ MAX_DESCRIPTION_LENGTH = 10_000
 
 ACTOR_API = "api"
 ACTOR_CONFIG = "config"
+ACTOR_CONSENT = "consent"  # the consent event added when consent categories begin (§12.4)
 
 RuleIdent = tuple[str, str, int]  # (type, key, version): a rule's identity in Segment's API
 
@@ -372,6 +373,8 @@ class PlanStore:
                 self._save_rules(conn, self._require(conn, plan_id), rule_list, actor)
             else:
                 self._check_compiles(conn, plan_id)
+            if type_ == "LIVE" and _has_consent_categories(conn):
+                _add_consent_rule(conn, plan_id, now)  # §12.4: every new plan
             self._ws.bump(conn)
             return self._plans(conn, [self._require(conn, plan_id)])[0]
 
@@ -914,6 +917,79 @@ class PlanStore:
 
 
 _ABSENT = object()
+
+CONSENT_EVENT = "Segment Consent Preference Updated"
+# The consent event's default rule: the consent object is required, the rest free (§12.4:
+# fields may be added, the defaults should stay).
+CONSENT_RULE_SCHEMA: dict[str, Any] = {
+    "$schema": "http://json-schema.org/draft-07/schema#",
+    "type": "object",
+    "properties": {
+        "context": {
+            "type": "object",
+            "properties": {
+                "consent": {
+                    "type": "object",
+                    "properties": {"categoryPreferences": {"type": "object"}},
+                    "required": ["categoryPreferences"],
+                }
+            },
+            "required": ["consent"],
+        },
+        "properties": {"type": "object"},
+        "traits": {"type": "object"},
+    },
+}
+
+
+def _has_consent_categories(conn: Connection) -> bool:
+    t = schema.consent_categories
+    return conn.execute(sa.select(t.c.category_id).limit(1)).first() is not None
+
+
+def _add_consent_rule(conn: Connection, plan_id: str, now: int) -> None:
+    """The consent event's rule in one plan, unless the plan has a rule of that name."""
+    tr = schema.tracking_plan_rules
+    present = conn.execute(
+        sa.select(tr.c.key).where(
+            tr.c.plan_id == plan_id, tr.c.type == "TRACK", tr.c.key == CONSENT_EVENT
+        )
+    ).first()
+    if present is not None:
+        return
+    conn.execute(
+        tr.insert().values(
+            plan_id=plan_id,
+            type="TRACK",
+            key=CONSENT_EVENT,
+            version=1,
+            json_schema=CONSENT_RULE_SCHEMA,
+            created_at=now,
+            updated_at=now,
+            deprecated_at=None,
+        )
+    )
+    conn.execute(
+        schema.tracking_plan_changes.insert().values(
+            plan_id=plan_id,
+            at=now,
+            actor=ACTOR_CONSENT,
+            action="rule_added",
+            detail={"type": "TRACK", "key": CONSENT_EVENT, "version": 1},
+        )
+    )
+    tp = schema.tracking_plans
+    conn.execute(
+        tp.update().where(tp.c.id == plan_id).values(updated_at=now, revision=tp.c.revision + 1)
+    )
+
+
+def add_consent_event_in(conn: Connection, now: int) -> None:
+    """When the workspace's first consent category is made: the consent event joins every
+    tracking plan (§12.4), in the transaction that makes the category."""
+    tp = schema.tracking_plans
+    for plan_id in conn.execute(sa.select(tp.c.id).where(tp.c.type == "LIVE")).scalars():
+        _add_consent_rule(conn, plan_id, now)
 
 
 def _check_count(count: int) -> None:

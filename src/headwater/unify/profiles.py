@@ -23,8 +23,14 @@ Timeline (§3.2): Track, Page (as ``Page Viewed``) and Screen (as ``Screen Viewe
 Identify or Group; unique on ``messageId`` per profile, so recording an event again changes
 nothing. Kept 14 days by the event's ``timestamp`` (``prune``).
 
+Consent (protocols §12.4): a user profile keeps the ``context.consent.categoryPreferences`` of
+its latest Identify or ``Segment Consent Preference Updated`` event (by the event's time, as
+traits), whole: a newer object replaces the older one. It is not a trait (Segment's Profile API
+does not return consent among traits); the Profile API shows it with the metadata.
+
 Merges (§21 #4): the merged-away profile's traits go to the survivor key by key, the later
-``updated_at`` winning; its events and metadata move too. Only the two profiles' rows change.
+``updated_at`` winning; its events, metadata and consent move too. Only the two profiles' rows
+change.
 """
 
 from __future__ import annotations
@@ -54,6 +60,7 @@ PAGE_VIEWED = "Page Viewed"
 SCREEN_VIEWED = "Screen Viewed"
 CUSTOM = "custom"
 TRAIT_CLASSES = (CUSTOM, "computed_trait", "audience")
+CONSENT_EVENT = "Segment Consent Preference Updated"
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
@@ -65,6 +72,25 @@ class Trait(NamedTuple):
     value: Any
     source_id: str
     updated_at: int  # microseconds since 1970
+
+
+class Consent(NamedTuple):
+    preferences: dict[str, Any]
+    updated_at: int  # microseconds since 1970
+    message_id: str
+    source_id: str
+
+
+def event_consent(event: dict[str, Any]) -> dict[str, Any] | None:
+    """The preferences an event stores on its user's profile: an Identify's or the consent
+    event's ``context.consent.categoryPreferences``, when it is an object."""
+    kind = event.get("type")
+    if kind != "identify" and (kind != "track" or event.get("event") != CONSENT_EVENT):
+        return None
+    context = event.get("context")
+    consent = context.get("consent") if isinstance(context, dict) else None
+    preferences = consent.get("categoryPreferences") if isinstance(consent, dict) else None
+    return preferences if isinstance(preferences, dict) else None
 
 
 class TimelineEvent(NamedTuple):
@@ -363,6 +389,18 @@ class ProfileData:
             ).first()
         return _metadata(row) if row is not None else None
 
+    def consent(self, profile_id: str) -> Consent | None:
+        """The profile's latest consent preferences, if an event gave any."""
+        c = schema.unify_profile_consent
+        with self._engine.connect() as conn:
+            row = conn.execute(
+                sa.select(c).where(c.c.space_id == self.space_id, c.c.profile_id == profile_id)
+            ).first()
+        if row is None:
+            return None
+        preferences = row.preferences if isinstance(row.preferences, dict) else {}
+        return Consent(preferences, row.updated_at, row.message_id, row.source_id)
+
     def profiles(
         self, collection: str, *, after: str | None = None, limit: int = 10
     ) -> list[tuple[str, Metadata]]:
@@ -408,6 +446,20 @@ class ProfileData:
             else {}
         )
         self._note(buffer, profile_id, collection, event, source_id, when, message_id, identifiers)
+        if collection == "users":
+            preferences = event_consent(event)
+            if preferences is not None:  # rare: one statement, no buffering
+                buffer.cursor().execute(
+                    _sql(_UPSERT_CONSENT, self._pg),
+                    (
+                        self.space_id,
+                        profile_id,
+                        _json_text(preferences),
+                        micros(when),
+                        message_id,
+                        source_id,
+                    ),
+                )
         return changed
 
     def _merge(self, buffer: _Buffer, from_id: str, into_id: str) -> dict[str, Any]:
@@ -453,6 +505,8 @@ class ProfileData:
         cursor.execute(_sql(_DELETE_EVENTS, pg), (self.space_id, from_id))
         cursor.execute(_sql(_MERGE_METADATA, pg), (into_id, self.space_id, from_id))
         cursor.execute(_sql(_DELETE_METADATA, pg), (self.space_id, from_id))
+        cursor.execute(_sql(_MERGE_CONSENT, pg), (into_id, self.space_id, from_id))
+        cursor.execute(_sql(_DELETE_CONSENT, pg), (self.space_id, from_id))
         return changed
 
     def _write_traits(
@@ -696,6 +750,23 @@ SELECT space_id, ?, collection, created_at, updated_at, first_message_id, first_
 FROM unify_profile_metadata WHERE space_id = ? AND profile_id = ?
 """ + _UPSERT_METADATA[_UPSERT_METADATA.index("ON CONFLICT") :]
 _DELETE_METADATA = "DELETE FROM unify_profile_metadata WHERE space_id = ? AND profile_id = ?"
+# A profile's consent: the later event wins (the later arrival on a tie, as traits).
+_UPSERT_CONSENT = """INSERT INTO unify_profile_consent AS c
+    (space_id, profile_id, preferences, updated_at, message_id, source_id)
+VALUES (?, ?, ?J, ?, ?, ?)
+ON CONFLICT (space_id, profile_id) DO UPDATE SET preferences = excluded.preferences,
+    updated_at = excluded.updated_at, message_id = excluded.message_id,
+    source_id = excluded.source_id
+WHERE excluded.updated_at >= c.updated_at"""
+_MERGE_CONSENT = """INSERT INTO unify_profile_consent AS c
+    (space_id, profile_id, preferences, updated_at, message_id, source_id)
+SELECT space_id, ?, preferences, updated_at, message_id, source_id
+FROM unify_profile_consent WHERE space_id = ? AND profile_id = ?
+ON CONFLICT (space_id, profile_id) DO UPDATE SET preferences = excluded.preferences,
+    updated_at = excluded.updated_at, message_id = excluded.message_id,
+    source_id = excluded.source_id
+WHERE excluded.updated_at > c.updated_at"""
+_DELETE_CONSENT = "DELETE FROM unify_profile_consent WHERE space_id = ? AND profile_id = ?"
 
 
 class _StoredTrait(NamedTuple):

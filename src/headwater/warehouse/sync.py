@@ -17,6 +17,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -54,6 +55,7 @@ STALE_SECONDS: Final = 600  # a running sync silent this long has died
 
 SUCCESS, PARTIAL, FAILURE, RUNNING = "success", "partial", "failure", "running"
 REQUESTED = "requested"  # "sync now" asked for, not started yet
+ERASURE = "erasure"  # the trigger of a deletion's hold on the warehouse (see ``held``)
 
 
 @dataclass
@@ -348,19 +350,9 @@ class WarehouseSync:
 
     def _start(self, warehouse: WarehouseInfo, trigger: str, started: int) -> int:
         """Record the run, unless another process is syncing this warehouse now."""
-        s, w = schema.warehouse_syncs, schema.warehouses
+        s = schema.warehouse_syncs
         with write_transaction(self._engine) as conn:
-            # Serializes starts: SQLite has one writer; on PostgreSQL this locks the row.
-            conn.execute(sa.select(w.c.id).where(w.c.id == warehouse.id).with_for_update())
-            alive = conn.execute(
-                sa.select(s.c.id).where(
-                    s.c.warehouse_id == warehouse.id,
-                    s.c.status == RUNNING,
-                    s.c.heartbeat_at > started - STALE_SECONDS,
-                )
-            ).first()
-            if alive is not None:
-                raise SyncBusy(f"warehouse {warehouse.name} is already syncing (run {alive.id})")
+            _refuse_if_busy(conn, warehouse, started)
             conn.execute(
                 sa.update(s)
                 .where(s.c.warehouse_id == warehouse.id, s.c.status == RUNNING)
@@ -428,6 +420,62 @@ class WarehouseSync:
                     error=result.error,
                 )
             )
+
+
+def _refuse_if_busy(conn: sa.Connection, warehouse: WarehouseInfo, now: int) -> None:
+    """SyncBusy while a live run holds the warehouse. Serializes the callers: SQLite has one
+    writer; on PostgreSQL this locks the warehouse's row."""
+    s, w = schema.warehouse_syncs, schema.warehouses
+    conn.execute(sa.select(w.c.id).where(w.c.id == warehouse.id).with_for_update())
+    alive = conn.execute(
+        sa.select(s.c.id, s.c.trigger).where(
+            s.c.warehouse_id == warehouse.id,
+            s.c.status == RUNNING,
+            s.c.heartbeat_at > now - STALE_SECONDS,
+        )
+    ).first()
+    if alive is not None:
+        doing = "erasing a subject" if alive.trigger == ERASURE else "already syncing"
+        raise SyncBusy(f"warehouse {warehouse.name} is {doing} (run {alive.id})")
+
+
+@contextmanager
+def held(
+    engine: sa.Engine, warehouse: WarehouseInfo, clock: Callable[[], float] = time.time
+) -> Iterator[Callable[[], None]]:
+    """The warehouse's sync lease for work a sync must not interleave with (a deletion: a
+    sync loading rows between its ``DELETE`` and its end): a running run with the trigger
+    ``erasure``, so a sync starting meanwhile gets SyncBusy and waits for its next turn.
+    SyncBusy here while a sync runs. Yields a heartbeat; the run is removed at the end, so
+    the sync history and the schedule do not count it (one left by a crash goes stale, as a
+    dead sync's does)."""
+    s = schema.warehouse_syncs
+    started = int(clock())
+    with write_transaction(engine) as conn:
+        _refuse_if_busy(conn, warehouse, started)
+        run_id = conn.execute(
+            s.insert()
+            .values(
+                warehouse_id=warehouse.id,
+                trigger=ERASURE,
+                status=RUNNING,
+                started_at=started,
+                heartbeat_at=started,
+                rows={},
+                notices=[],
+            )
+            .returning(s.c.id)
+        ).scalar_one()
+
+    def beat() -> None:
+        with write_transaction(engine) as conn:
+            conn.execute(sa.update(s).where(s.c.id == run_id).values(heartbeat_at=int(clock())))
+
+    try:
+        yield beat
+    finally:
+        with write_transaction(engine) as conn:
+            conn.execute(sa.delete(s).where(s.c.id == run_id))
 
 
 def request_sync(engine: sa.Engine, warehouse_id: str, now: float) -> int:

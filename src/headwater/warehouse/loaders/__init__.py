@@ -28,6 +28,8 @@ What every loader shares lives here; ``duckdb`` and ``postgres`` only speak thei
 - Strings are cut at 512 characters (Segment's limit) and NUL characters are removed
   (PostgreSQL cannot store them; DuckDB does the same so both warehouses agree).
 - Rows without an ``id`` cannot be deduplicated and are skipped with a notice.
+- A deletion (a regulation's, ``warehouse/erasure.py``) is ``delete`` with a ``RowMatch`` per
+  table and batch of ids, then one ``compact`` so the deleted values leave the storage too.
 
 A loader is a session: it connects on first use and keeps the connection until ``close()``
 (a sync opens one per run and closes it at the end). Loaders are not thread-safe.
@@ -36,7 +38,7 @@ A loader is a session: it connects on first use and keeps the connection until `
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import TracebackType
@@ -58,6 +60,7 @@ __all__ = [
     "Cast",
     "LoadResult",
     "Loader",
+    "RowMatch",
     "WarehouseError",
     "open_loader",
     "prepare_batch",
@@ -405,6 +408,24 @@ def _merge(data: pa.Table, order_key: str | None) -> pa.Table:
 
 # --- the interface -----------------------------------------------------------------------------
 
+
+@dataclass(frozen=True)
+class RowMatch:
+    """The rows a deletion takes: those where a column of ``any_of`` holds one of its values,
+    or whose two ``pairs`` columns hold one of its ``(first, second)`` pairs; with ``within``,
+    only among rows whose column holds one of those values (a source's rows in a schema that
+    several sources share). A match with no values takes nothing."""
+
+    any_of: Mapping[str, Collection[str]] = field(default_factory=dict)
+    pairs: tuple[str, str, Collection[tuple[str, str]]] | None = None
+    within: tuple[str, Collection[str]] | None = None
+
+    def __bool__(self) -> bool:
+        if self.within is not None and not self.within[1]:
+            return False
+        return any(self.any_of.values()) or bool(self.pairs and self.pairs[2])
+
+
 Kind = Literal["duckdb", "postgres"]
 
 
@@ -446,6 +467,16 @@ class Loader(ABC):
     @abstractmethod
     def replace_view(self, schema: str, name: str, select: str) -> None:
         """Make ``schema.name`` the view of ``select`` (whatever its columns were before)."""
+
+    @abstractmethod
+    def delete(self, schema: str, table: str, match: RowMatch) -> int:
+        """Delete the rows ``match`` takes, in one transaction; how many went (0 when the
+        table does not exist)."""
+
+    @abstractmethod
+    def compact(self) -> None:
+        """Make the values of rows deleted by ``delete`` leave the storage, not only the
+        tables; safe to repeat, and it finishes what a crash interrupted."""
 
     @abstractmethod
     def close(self) -> None:

@@ -22,6 +22,14 @@ The writer raises ``checkpoint_threshold`` to 1 GB: with DuckDB's 16 MB default,
 a million events checkpointed dozens of times and loaded at 48k events/s; now the WAL is
 folded into the file once, at ``close()`` (58k events/s, the checkpoint included).
 
+A deletion's ``DELETE`` only marks rows deleted, and neither ``CHECKPOINT`` nor rewriting
+the table frees the bytes: DuckDB leaves freed blocks as they were, so a deleted value stays
+readable in the file. ``compact`` therefore copies the database into a fresh file (``COPY FROM
+DATABASE``: tables, views, types) and puts it in place with ``os.replace`` — 15 s for 10 M
+rows of 16 columns. A file ``<path>.erased``, made before the first ``DELETE`` and removed
+once the fresh file is in place, says a copy is owed, so a crash between the two is finished
+by the next ``compact``; a copy left half-written is thrown away and made again.
+
 Rows are read back through Arrow: fetching TIMESTAMPTZ as Python objects needs ``pytz``,
 which is not a dependency.
 """
@@ -45,6 +53,7 @@ from headwater.warehouse.loaders import (
     Cast,
     Loader,
     LoadResult,
+    RowMatch,
     prepare_batch,
     rows_cast,
     sql_column_type,
@@ -61,6 +70,7 @@ _BATCH: Final = "__headwater_batch"
 _KEYS: Final = "__headwater_keys"
 _IDS: Final = "__headwater_ids"
 CHECKPOINT_THRESHOLD: Final = "1GB"  # the Arrow table's name inside a load's connection
+_FRESH: Final = "__headwater_fresh"  # the fresh file, attached while ``compact`` copies
 
 _TABLE_COLUMNS: Final = """
 SELECT column_name, data_type FROM information_schema.columns
@@ -281,6 +291,70 @@ class DuckDBLoader(Loader):
             raise
         return LoadResult(inserted, batch.notices if batch else [])
 
+    def delete(self, schema: str, table: str, match: RowMatch) -> int:
+        if not match or (self._conn is None and not self.path.exists()):
+            return 0
+        conn = self._writer()
+        schema_name, table_name = _name(schema), _name(table)
+        if not conn.execute(_TABLE_COLUMNS, [schema_name, table_name]).fetchall():
+            return 0
+        where, tables = _where(match)
+        owed = self._erased.exists()
+        self._erased.touch()  # before the DELETE: a crash after it still owes a compact
+        conn.begin()
+        try:
+            for name, data in tables.items():
+                conn.register(name, data)
+            found = conn.execute(
+                f"DELETE FROM {quote(schema_name)}.{quote(table_name)} WHERE {where}"
+            ).fetchone()
+            conn.commit()
+        except BaseException as exc:
+            with suppress(duckdb.Error):
+                conn.rollback()
+            if isinstance(exc, duckdb.Error):
+                raise WarehouseError(f"{schema_name}.{table_name}: {exc}") from exc
+            raise
+        finally:
+            for name in tables:
+                with suppress(duckdb.Error):
+                    conn.unregister(name)
+        deleted = int(found[0]) if found else 0
+        if not deleted and not owed:
+            self._erased.unlink(missing_ok=True)
+        return deleted
+
+    def compact(self) -> None:
+        fresh = self.path.with_name(self.path.name + ".fresh")
+        for leftover in (fresh, fresh.with_name(fresh.name + ".wal")):
+            leftover.unlink(missing_ok=True)  # a copy a crash interrupted
+        if not self._erased.exists():
+            return
+        conn = self._writer()
+        try:
+            database = conn.execute("SELECT current_database()").fetchone()
+            assert database is not None
+            conn.execute(f"ATTACH {_literal(str(fresh))} AS {_FRESH}")
+            try:
+                conn.execute(f"COPY FROM DATABASE {quote(str(database[0]))} TO {_FRESH}")
+            finally:
+                conn.execute(f"DETACH {_FRESH}")
+        except duckdb.Error as exc:
+            raise WarehouseError(f"DuckDB file {self.path}: compacting: {exc}") from exc
+        self.close()  # checkpoints: the old file's WAL is folded in and removed
+        wal = self.path.with_name(self.path.name + ".wal")
+        if wal.exists() or fresh.with_name(fresh.name + ".wal").exists():
+            raise WarehouseError(f"DuckDB file {self.path}: a WAL remained after compacting")
+        os.chmod(fresh, self.path.stat().st_mode & 0o777)
+        _fsync(fresh)
+        os.replace(fresh, self.path)
+        _fsync(self.path.parent)
+        self._erased.unlink()
+
+    @property
+    def _erased(self) -> Path:
+        return self.path.with_name(self.path.name + ".erased")
+
     def replace_view(self, schema: str, name: str, select: str) -> None:
         conn = self._writer()
         schema_name = _name(schema)
@@ -296,6 +370,54 @@ class DuckDBLoader(Loader):
             if isinstance(exc, duckdb.Error):
                 raise WarehouseError(f"view {schema_name}.{name}: {exc}") from exc
             raise
+
+
+def _where(match: RowMatch) -> tuple[str, dict[str, pa.Table]]:
+    """The condition of a ``DELETE`` and the Arrow tables of values it reads."""
+    tables: dict[str, pa.Table] = {}
+
+    def values(data: pa.Table) -> str:
+        name = f"__headwater_values_{len(tables)}"
+        tables[name] = data
+        return name
+
+    taken: list[str] = []
+    for column, wanted in match.any_of.items():
+        if wanted:
+            table = values(pa.table({"v": pa.array(list(wanted), pa.string())}))
+            taken.append(f"{quote(column)} IN (SELECT v FROM {table})")
+    if match.pairs is not None and match.pairs[2]:
+        first, second, pairs = match.pairs
+        table = values(
+            pa.table(
+                {
+                    "a": pa.array([a for a, _ in pairs], pa.string()),
+                    "b": pa.array([b for _, b in pairs], pa.string()),
+                }
+            )
+        )
+        taken.append(
+            f"EXISTS (SELECT 1 FROM {table} AS p "
+            f"WHERE p.a = {quote(first)} AND p.b = {quote(second)})"
+        )
+    where = "(" + " OR ".join(taken) + ")"
+    if match.within is not None:
+        column, allowed = match.within
+        table = values(pa.table({"v": pa.array(list(allowed), pa.string())}))
+        where += f" AND {quote(column)} IN (SELECT v FROM {table})"
+    return where, tables
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _columns(conn: duckdb.DuckDBPyConnection, schema: str, table: str) -> dict[str, ColumnType]:

@@ -15,6 +15,10 @@ Every load takes a transaction-scoped advisory lock on its table, so two syncs w
 same schema (two processes, or a retry overlapping a slow run) cannot race on CREATE/ALTER.
 PostgreSQL cuts identifiers at 63 bytes; the loader cuts them the same way first, so the
 catalog and the batch agree on names. ``query`` runs in a READ ONLY transaction.
+
+A deletion is a ``DELETE`` under the table's lock, like a load. ``compact`` does nothing: the
+deleted rows are dead tuples no query can read, and autovacuum makes their space reusable;
+``VACUUM FULL`` would lock the customer's tables against every reader for the whole rewrite.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from headwater.warehouse.loaders import (
     Cast,
     Loader,
     LoadResult,
+    RowMatch,
     prepare_batch,
     rows_cast,
     sql_column_type,
@@ -247,6 +252,46 @@ class PostgresLoader(Loader):
                 )
             _copy(cursor, target, batch)
             return LoadResult(batch.data.num_rows, notices)
+
+    def delete(self, schema: str, table: str, match: RowMatch) -> int:
+        if not match:
+            return 0
+        conn = self._connection()
+        schema_name, table_name = _name(schema), _name(table)
+        taken: list[sql.Composable] = []
+        params: list[Any] = []
+        for column, wanted in match.any_of.items():
+            if wanted:
+                taken.append(sql.SQL("{} = ANY(%s)").format(sql.Identifier(_name(column))))
+                params.append(list(wanted))
+        if match.pairs is not None and match.pairs[2]:
+            first, second, pairs = match.pairs
+            taken.append(
+                sql.SQL("({}, {}) IN (SELECT * FROM unnest(%s::text[], %s::text[]))").format(
+                    sql.Identifier(_name(first)), sql.Identifier(_name(second))
+                )
+            )
+            params += [[a for a, _ in pairs], [b for _, b in pairs]]
+        where = sql.SQL("({})").format(sql.SQL(" OR ").join(taken))
+        if match.within is not None:
+            column, allowed = match.within
+            where += sql.SQL(" AND {} = ANY(%s)").format(sql.Identifier(_name(column)))
+            params.append(list(allowed))
+        try:
+            with conn.transaction(), conn.cursor() as cursor:
+                if not _locked_columns(cursor, schema_name, table_name):
+                    return 0
+                cursor.execute(
+                    sql.SQL("DELETE FROM {} WHERE ").format(sql.Identifier(schema_name, table_name))
+                    + where,
+                    params,
+                )
+                return max(cursor.rowcount, 0)
+        except psycopg.Error as exc:
+            raise WarehouseError(f"{schema_name}.{table_name}: {str(exc).strip()}") from exc
+
+    def compact(self) -> None:
+        """Nothing to do (see the module's docstring)."""
 
     def replace_view(self, schema: str, name: str, select: str) -> None:
         conn = self._connection()
