@@ -5,10 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from sqlalchemy.engine import Engine
 
-from headwater.privacy.erasure import Erasure, Subjects
-from headwater.warehouse.lake.erasure import LakeEraser
+from headwater.privacy.erasure import Erasure, Subjects, Target
+from headwater.store.workspace import WorkspaceStore
+from headwater.warehouse.lake.erasure import LakeEraser, lake_erasers
 from headwater.warehouse.lake.targets import LakeTarget, LocalLakeTarget
+from headwater.warehouse.store import WarehouseStore
 from tests.support.search import find_marker
 from tests.warehouse.test_lake import MotoServer, message, parquet, rows_under, run, utc
 from tests.warehouse.test_lake import moto as moto
@@ -89,3 +92,14 @@ def test_anonymous_ids(tmp_path: Path, anonymous: str) -> None:
     subjects = Subjects(anonymous_ids=frozenset({anonymous}))
     LakeEraser(target, "lake_1").erase(Erasure("r", "ws_1", subjects, 2e9))
     assert rows_under(target, "data/") == []
+
+
+def test_an_eraser_per_lake_of_the_workspace(engine: Engine, tmp_path: Path) -> None:
+    warehouses = WarehouseStore(WorkspaceStore(engine))
+    lake = warehouses.create("lake", "data-lake", settings={"location": "lakes/main"})
+    warehouses.create("dw", "duckdb", settings={})
+    [eraser] = lake_erasers(warehouses, tmp_path)
+    assert eraser.target == Target("warehouse", lake.id, "lake")
+    fill(LocalLakeTarget(tmp_path / "lakes" / "main"))
+    eraser.erase(erasure())
+    assert len(rows_under(LocalLakeTarget(tmp_path / "lakes" / "main"), "data/")) == 2

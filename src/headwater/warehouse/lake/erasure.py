@@ -14,13 +14,16 @@ from __future__ import annotations
 
 import io
 import logging
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from headwater.privacy.erasure import Erasure, Progress, Subjects, Target
+from headwater.warehouse.connect import LAKE, lake_target
 from headwater.warehouse.lake.targets import LakeTarget
 from headwater.warehouse.paths import key_segment
+from headwater.warehouse.store import WarehouseStore
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +76,15 @@ class LakeEraser:
             "lake %s: removed %d rows of an erased subject from %s", self._target.id, gone, key
         )
         return gone
+
+
+def lake_erasers(warehouses: WarehouseStore, data_dir: Path) -> list[LakeEraser]:
+    """An eraser per data lake (``warehouse_erasers`` has the ones with tables)."""
+    return [
+        LakeEraser(lake_target(warehouse, data_dir), warehouse.id, warehouse.name)
+        for warehouse in warehouses.list()
+        if warehouse.type == LAKE
+    ]
 
 
 def _subject_rows(table: pa.Table, subjects: Subjects) -> list[bool]:
