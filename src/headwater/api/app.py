@@ -28,6 +28,7 @@ from headwater.api import (
     insights,
     journeys,
     mappings,
+    regulations,
     sources,
     spaces,
     sql_traits,
@@ -99,6 +100,7 @@ def create_api(
     app.include_router(subscription_uploads.router, prefix=PREFIX)
     app.include_router(sql_traits.router, prefix=PREFIX)
     app.include_router(journeys.router, prefix=PREFIX)
+    app.include_router(regulations.router, prefix=PREFIX)
     for router in extra_routers:
         app.include_router(router, prefix=PREFIX)
     return app

@@ -201,6 +201,7 @@ MIGRATIONS: list[Migration] = [
     Migration(24, "engage: batch runs, real-time vectors and staged results", _create_tables),
     Migration(25, "engage: list destinations' external audiences", _list_audiences),
     Migration(26, "engage: journeys' historical entry", _journey_backfill),
+    Migration(27, "privacy: regulations, their steps, suppressed subjects", _create_tables),
 ]
 
 
