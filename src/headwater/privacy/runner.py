@@ -59,6 +59,7 @@ MAX_ERROR_LENGTH = 500
 
 # What an exception's text may carry that a status must not show.
 _SECRETS = (
+    (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+"), r"\1 [redacted]"),
     (re.compile(r"(\w+://)[^/\s:@]*:[^/\s@]*@"), r"\1[redacted]@"),
     (
         re.compile(
@@ -67,7 +68,6 @@ _SECRETS = (
         ),
         r"\1\2[redacted]",
     ),
-    (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+"), r"\1 [redacted]"),
 )
 
 
