@@ -326,7 +326,7 @@ def test_each_type_reaches_only_its_stores(engine: Engine, store: Engine, clock:
     archive_call = steps[1].calls[0]
     assert archive_call.regulation_id == archive_only
     assert archive_call.subjects == Subjects(anonymous_ids=frozenset({"a2"}))
-    assert archive_call.source_ids == {"s1"}
+    assert archive_call.source_ids == frozenset({"s1"})
     assert [k.target.kind for k in steps if any(c.regulation_id == internal for c in k.calls)] == [
         "internal",
         "archive",
