@@ -300,8 +300,16 @@ def _resources(http: httpx.Client) -> dict[str, str]:
             json={"name": "t", "warehouse": f"wh-{n}", "query": "select 'u' as user_id, 1 as n"},
         )
     )["sqlTrait"]
+    regulation = made(
+        http.post(
+            "/api/v1/regulations",
+            json={"regulationType": "SUPPRESS_ONLY", "subjectType": "USER_ID", "subjectIds": ["u"]},
+        )
+    )["regulateId"]
     return {
         "source": source["name"],
+        "sourceId": source["id"],
+        "regulateId": regulation,
         "hook": f"hook-{n}",
         "actions": f"act-{n}",
         "warehouse": f"wh-{n}",

@@ -59,6 +59,7 @@ def refused(response: Any, status: int) -> dict[str, Any]:
 def test_a_ds_1_suppress_only_is_listed_once_processed(
     http: TestClient, engine: Engine, clock: Clock
 ) -> None:
+    """A-DS-1: 200 with a regulate id and the rate headers; in GET /suppressions once processed."""
     created = regulate(http, "SUPPRESS_ONLY", ["u1"])
     assert created.status_code == 200, created.text
     regulate_id = created.json()["data"]["regulateId"]
@@ -89,6 +90,7 @@ def test_a_ds_1_suppress_only_is_listed_once_processed(
 def test_a_ds_8_deletions_are_not_listed_as_suppressed_users(
     http: TestClient, engine: Engine, clock: Clock
 ) -> None:
+    """A-DS-8 (the API's half): SUPPRESS_WITH_DELETE is a deletion request, not a suppressed user."""
     assert regulate(http, "SUPPRESS_WITH_DELETE", ["u2"]).status_code == 200
     assert regulate(http, "SUPPRESS_ONLY", ["u1"]).status_code == 200
     process(engine, clock)
@@ -98,6 +100,7 @@ def test_a_ds_8_deletions_are_not_listed_as_suppressed_users(
 
 
 def test_a_ds_3_too_many_ids_or_too_large_a_body_is_refused(http: TestClient) -> None:
+    """A-DS-3: 5,001 ids → 400; a body over 4 MB → 413; nothing made."""
     error = refused(regulate(http, "SUPPRESS_ONLY", [f"u{i}" for i in range(5001)]), 400)
     assert error["field"] == "subjectIds" and "5000" in error["message"]
     assert error["type"] == "validation" and error["status"] == 400
@@ -118,6 +121,7 @@ def test_a_ds_3_too_many_ids_or_too_large_a_body_is_refused(http: TestClient) ->
 def test_a_ds_4_the_110001st_subject_in_30_days_is_rate_limited_per_category(
     http: TestClient, clock: Clock
 ) -> None:
+    """A-DS-4: 429 with X-RateLimit-Remaining and X-RateLimit-Reset, per category."""
     for n in range(22):
         created = regulate(http, "DELETE_INTERNAL", [f"u{n}-{i}" for i in range(5000)])
         assert created.status_code == 200, created.text
@@ -166,6 +170,7 @@ def test_600_creations_a_minute_then_429(http: TestClient, engine: Engine, clock
 
 
 def test_a_ds_5_archive_only_and_anonymous_ids_belong_to_sources(http: TestClient) -> None:
+    """A-DS-5."""
     source = source_id(http)
     error = refused(regulate(http, "DELETE_ARCHIVE_ONLY", ["u1"]), 400)
     assert error["field"] == "regulationType"
@@ -187,6 +192,7 @@ def test_a_ds_5_archive_only_and_anonymous_ids_belong_to_sources(http: TestClien
 def test_a_ds_9_a_source_cannot_unsuppress_a_workspace_suppression(
     http: TestClient, engine: Engine, clock: Clock
 ) -> None:
+    """A-DS-9: refused with 400 and Segment's error body."""
     source = source_id(http)
     assert regulate(http, "SUPPRESS_ONLY", ["u3"]).status_code == 200
     # Refused while the workspace's suppression waits for the worker, and once it holds.
@@ -206,6 +212,7 @@ def test_a_ds_9_a_source_cannot_unsuppress_a_workspace_suppression(
 def test_a_ds_7_statuses_and_the_list_filters(
     http: TestClient, engine: Engine, clock: Clock
 ) -> None:
+    """A-DS-7: only the documented statuses; the list's filters and pagination."""
     source = source_id(http)
     for n, type_ in enumerate(["SUPPRESS_ONLY", "DELETE_INTERNAL", "DELETE_ONLY", "UNSUPPRESS"]):
         assert regulate(http, type_, [f"u{n}"]).status_code == 200

@@ -310,6 +310,7 @@ def test_progress_is_asked_again_after_its_wait_and_holds_back_nothing(
 
 
 def test_each_type_reaches_only_its_stores(engine: Engine, store: Engine, clock: Clock) -> None:
+    """KINDS_OF per type; every status one of A-DS-7's."""
     regulations = Regulations(engine, clock=clock)
     archive_only = regulations.create(
         "ws", SOURCE, DELETE_ARCHIVE_ONLY, "ANONYMOUS_ID", ["a2"], source_id="s1"
