@@ -92,8 +92,8 @@ class DeletionRunner:
         source_exists: Callable[[str], bool] | None = None,
     ) -> None:
         self._engine = engine
-        self._expanders = list(expanders)
-        self._erasers = list(erasers)
+        self._expanders = expanders  # server.py may add to its lists after this
+        self._erasers = erasers
         self._clock = clock
         self._max_attempts = max_attempts
         self._backoff = backoff
