@@ -19,6 +19,8 @@ from headwater.privacy.regulations import (
     FINISHED,
     INITIALIZED,
     INVALID,
+    NOT_SUPPORTED,
+    PARTIAL_SUCCESS,
     RUNNING,
     SOURCE,
     STATUSES,
@@ -357,3 +359,20 @@ def test_error_text_keeps_the_reason_and_drops_secrets() -> None:
     )
     assert text.startswith("ValueError: 401 ")
     assert "abc123" not in text and "tok.en" not in text and '"error": "bad"' in text
+
+
+def test_a_store_removed_before_its_step_finished_is_not_supported(
+    engine: Engine, store: Engine, clock: Clock
+) -> None:
+    regulation_id = delete_u2(engine, clock)
+    steps = erasers(store)
+    steps[3].fail = [RuntimeError("503")]
+    DeletionRunner(engine, [GraphExpander(store)], steps, clock=clock, backoff=1).run_due()
+    clock.advance(1)
+    # The destination was deleted from the workspace meanwhile: its eraser is not given.
+    DeletionRunner(engine, [GraphExpander(store)], steps[:3], clock=clock).run_due()
+    regulations = Regulations(engine, clock=clock)
+    last = regulations.steps(regulation_id)[3]
+    assert last.status == NOT_SUPPORTED and "no longer configured" in last.detail
+    found = regulations.get(regulation_id)
+    assert found is not None and found.status == PARTIAL_SUCCESS and found.due_at is None

@@ -16,8 +16,10 @@ destination). Each step's outcome is committed as soon as it is known:
 A step waiting on ``Progress`` does not hold back the steps after it (the log's segments
 expire in days; a warehouse need not wait for them). The regulation is FINISHED when every
 step finished and FAILED when any failed (§10.2: FAILED even when only an unsupported
-destination did). A crash repeats the step it was in (erasers are idempotent) and nothing
-that was recorded as done.
+destination did). A step whose store or destination was removed from the configuration
+before it finished is NOT_SUPPORTED, and the regulation, when nothing failed, PARTIAL_SUCCESS.
+A crash repeats the step it was in (erasers are idempotent) and nothing that was recorded as
+done.
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ from headwater.privacy.regulations import (
     FINISHED,
     INITIALIZED,
     INVALID,
+    NOT_SUPPORTED,
+    PARTIAL_SUCCESS,
     RUNNING,
     SUPPRESSING,
     SUPPRESSION_VERSION_KEY,
@@ -138,10 +142,14 @@ class DeletionRunner:
             source_ids=None if regulation.source_id is None else frozenset({regulation.source_id}),
         )
         steps = {(s.kind, s.target_id): s for s in self.regulations.steps(regulation.id)}
+        present = {(e.target.kind, e.target.id) for e in self._erasers}
+        for key, gone in steps.items():
+            if key not in present and gone.status not in (FINISHED, FAILED, NOT_SUPPORTED):
+                self._unsupported(regulation.id, gone.kind, gone.target_id)
         for eraser in self._erasers:
             target = eraser.target
             step = steps.get((target.kind, target.id))
-            if step is None or step.status in (FINISHED, FAILED):
+            if step is None or step.status in (FINISHED, FAILED, NOT_SUPPORTED):
                 continue
             if step.due_at is not None and step.due_at > self._clock():
                 continue
@@ -308,20 +316,42 @@ class DeletionRunner:
             steps = conn.execute(
                 sa.select(t.c.status, t.c.due_at).where(t.c.regulation_id == regulation_id)
             ).all()
-            open_ = [due for status, due in steps if status not in (FINISHED, FAILED)]
+            done = (FINISHED, FAILED, NOT_SUPPORTED)
+            open_ = [due for status, due in steps if status not in done]
             if open_:
                 due = min((d for d in open_ if d is not None), default=self._clock())
                 conn.execute(r.update().where(r.c.id == regulation_id).values(due_at=due))
                 return
             failed = any(status == FAILED for status, _ in steps)
+            partly = any(status == NOT_SUPPORTED for status, _ in steps)
             conn.execute(
                 r.update()
                 .where(r.c.id == regulation_id)
                 .values(
-                    status=FAILED if failed else FINISHED,
+                    status=FAILED if failed else PARTIAL_SUCCESS if partly else FINISHED,
                     finished_at=self._clock(),
                     due_at=None,
                     error="a step failed; see streamStatus" if failed else None,
+                )
+            )
+
+    def _unsupported(self, regulation_id: str, kind: str, target_id: str) -> None:
+        """A step whose store or destination is gone from the configuration: nothing can erase
+        there any more, so it is NOT_SUPPORTED (the regulation ends PARTIAL_SUCCESS)."""
+        t = schema.regulation_steps
+        with write_transaction(self._engine) as conn:
+            conn.execute(
+                t.update()
+                .where(
+                    t.c.regulation_id == regulation_id,
+                    t.c.kind == kind,
+                    t.c.target_id == target_id,
+                )
+                .values(
+                    status=NOT_SUPPORTED,
+                    detail="no longer configured: nothing here can be erased any more",
+                    due_at=None,
+                    finished_at=self._clock(),
                 )
             )
 
