@@ -24,9 +24,17 @@ LAYERS: list[list[str]] = [
         "admin_client",
         "engage.definition",
         "privacy.erasure",
+        "destinations.javascript",  # JavaScript's value rules, read by linear_regex below
     ],
     ["errors"],
-    ["store", "fql", "observe", "engage.language"],
+    # linear_regex is shared by destinations' filters and the Privacy Portal's value matchers.
+    [
+        "store",
+        "fql",
+        "observe",
+        "engage.language",
+        "destinations.linear_regex",
+    ],
     [
         "destinations",
         "config.settings",

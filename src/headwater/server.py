@@ -14,7 +14,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +24,7 @@ from sqlalchemy.exc import OperationalError
 from headwater.api.app import create_api
 from headwater.api.debugger import router as debugger_router
 from headwater.api.engage import use_batch_runs
+from headwater.api.privacy import use_masker
 from headwater.api.source_schema import router as source_schema_router
 from headwater.api.source_schema import use_plans
 from headwater.api.sql_traits import use_warehouse_queries
@@ -60,7 +61,14 @@ from headwater.pipeline.dedup import DedupStage
 from headwater.pipeline.observer import Observer
 from headwater.pipeline.router import GROUP as ROUTER_GROUP
 from headwater.pipeline.router import Router
+from headwater.privacy.alerts import Alerts
+from headwater.privacy.controls import PrivacyControlsStage
+from headwater.privacy.custom_matchers import CustomMatchers
 from headwater.privacy.erasure import Eraser, Expander
+from headwater.privacy.inbox import GROUP as PRIVACY_INBOX_GROUP
+from headwater.privacy.inbox import InboxObserver
+from headwater.privacy.masking import Masker, load_masker
+from headwater.privacy.matchers import Matchers
 from headwater.privacy.runner import DeletionRunner
 from headwater.privacy.suppression import SuppressionStage
 from headwater.protocols.blocked import BlockedEvents
@@ -114,6 +122,7 @@ REGULATIONS_TICK = 2.0  # how soon a new regulation (a suppression) takes effect
 WAREHOUSE_TICK = 5.0  # how soon a "sync now" or a due schedule starts
 ENGAGE_DRAIN_INTERVAL = 0.2  # how long queued Engage messages may wait to be appended
 LISTS_TICK = 2.0  # how often the worker looks for list destinations' audiences to create
+PRIVACY_ALERTS_TICK = 5.0  # how often the worker announces new unclassified fields
 READY_PROBE_INTERVAL = 1.0
 COUNTER_RETENTION_DAYS = 14
 SCHEMA_RETENTION_HOURS = 31 * 24  # the Source Schema's longest timeframe is 30 days
@@ -172,6 +181,11 @@ class Server:
             ],
             archive_dir=self.settings.archive_dir,
         )
+        # What a reader without PII Access sees masked: rebuilt when the configuration moves.
+        self._masker: ConfigSnapshot[Masker] = ConfigSnapshot(
+            self.store.config_version, lambda: load_masker(self.store), Masker(Matchers())
+        )
+        use_masker(self.api, self._masker.get)
         # The Profile API (Segment's shapes, apart from the REST API), in the api process.
         self._graphs: dict[str, GraphStore] = {}
         self.profile_api = ProfileAPI(
@@ -179,6 +193,7 @@ class Server:
             self.engine,
             self._graph_of,
             requests_per_second=self.settings.profile_api_requests_per_second,
+            masker=self._masker.get,  # tokens without PII Access (§9.8)
         )
         self.archive = Archive(self.settings.archive_dir)
         owner = f"{os.uname().nodename}:{os.getpid()}"
@@ -232,6 +247,9 @@ class Server:
                 ),
                 # Suppressed users' events stop here, before anything else sees them (§24).
                 SuppressionStage(self.engine),
+                PrivacyControlsStage(  # §24 step 3: Inventory fields removed at the source
+                    self.engine, config_version=self.store.config_version, clock=self.clock
+                ),
                 self.protocols,
                 MtuStage(self.engine),  # last: it counts what reaches the processed stream
             ],
@@ -283,10 +301,31 @@ class Server:
             archive_caught_up=lambda: self.log.lag("archive") == 0,
             observers=[self.engage],
         )
+        self._source_settings: ConfigSnapshot[Mapping[str, Mapping[str, Any]]] = ConfigSnapshot(
+            self.store.config_version,
+            lambda: {s.id: s.settings for s in self.store.all_sources()},
+            {},
+        )
         self.consumers = [
             self.archive_consumer,
             Consumer(self.log, "observer", Observer(self.engine), owner=owner),
             Consumer(self.log, SOURCE_SCHEMA_GROUP, self.schema_observer, owner=owner),
+            # The Privacy Portal's Inbox: every field scanned sources send, pre-classified.
+            Consumer(
+                self.log,
+                PRIVACY_INBOX_GROUP,
+                InboxObserver(
+                    self.engine,
+                    ConfigSnapshot(
+                        self.store.config_version,
+                        CustomMatchers(self.store).matchers,
+                        CustomMatchers(self.store).matchers(),
+                    ).get,
+                    self._source_settings.get,
+                    clock=self.clock,
+                ),
+                owner=owner,
+            ),
             # Identity resolution: one process resolves every space (one writer per graph).
             Consumer(
                 self.log,
@@ -322,6 +361,10 @@ class Server:
         self._engage_task: asyncio.Task[None] | None = None
         self._sql_traits_task: asyncio.Task[None] | None = None
         self._lists_task: asyncio.Task[None] | None = None
+        self._privacy_task: asyncio.Task[None] | None = None
+        self.privacy_alerts = Alerts(
+            self.store, appender=InternalAppend(self.ingest_log, clock=self.clock), clock=self.clock
+        )
         self.warehouse_scheduler = WarehouseScheduler(
             WarehouseStore(self.store), self.archive, self.settings.data_dir
         )
@@ -431,6 +474,15 @@ class Server:
                 logger.exception("Engage: list audiences could not be created; will try again")
             await asyncio.sleep(LISTS_TICK)
 
+    async def _privacy_alerts_loop(self) -> None:
+        """The Privacy Portal's alerts on new unclassified fields (Slack, a source)."""
+        while True:
+            try:
+                await asyncio.to_thread(self.privacy_alerts.run_once)
+            except Exception:
+                logger.exception("privacy alerts failed; will try again")
+            await asyncio.sleep(PRIVACY_ALERTS_TICK)
+
     async def _warehouse_queries_loop(self) -> None:
         """SQL traits and Engage batch runs that are due, in a thread (warehouse queries)."""
         while True:
@@ -521,6 +573,7 @@ class Server:
                         self._sql_traits_task = asyncio.create_task(self._warehouse_queries_loop())
                         self._lists_task = asyncio.create_task(self._lists_loop())
                         self._regulations_task = asyncio.create_task(self._regulations_loop())
+                        self._privacy_task = asyncio.create_task(self._privacy_alerts_loop())
                 except Exception as exc:
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
@@ -535,6 +588,7 @@ class Server:
                     self._sql_traits_task,
                     self._lists_task,
                     self._regulations_task,
+                    self._privacy_task,
                 )
                 for task in tasks:
                     if task is not None:

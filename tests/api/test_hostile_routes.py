@@ -306,9 +306,22 @@ def _resources(http: httpx.Client) -> dict[str, str]:
             json={"regulationType": "SUPPRESS_ONLY", "subjectType": "USER_ID", "subjectIds": ["u"]},
         )
     )["regulateId"]
+    matcher = made(
+        http.post(
+            "/api/v1/privacy/matchers", json={"name": f"matcher-{n}", "classification": "RED"}
+        )
+    )["matcher"]
+    made(
+        http.post(
+            "/api/v1/privacy/inventory", json={"path": f"properties.f{n}", "classification": "RED"}
+        )
+    )
     return {
         "source": source["name"],
         "sourceId": source["id"],
+        "matcherId": matcher["id"],
+        "path": f"properties.f{n}",
+        "channel": "slack",
         "regulateId": regulation,
         "hook": f"hook-{n}",
         "actions": f"act-{n}",

@@ -152,11 +152,14 @@ def test_access_tokens_are_shown_once_and_revoked(client: TestClient, engine: En
     assert made.status_code == 201, made.text
     shown = made.json()["data"]["accessToken"]
     token = shown["token"]
-    assert set(shown) == {"name", "createdAt", "token"} and len(token) >= 32
+    assert set(shown) == {"name", "createdAt", "piiAccess", "token"} and len(token) >= 32
+    assert shown["piiAccess"] is True  # the default: PII Access (A-PR-6)
     assert spaces.authenticate(space["id"], token) is not None
     assert spaces.authenticate("main", token) is not None
-    other = client.post(f"{SPACES}/main/access-tokens", json={"name": "app"})
+    other = client.post(f"{SPACES}/main/access-tokens", json={"name": "app", "piiAccess": False})
     other_token = other.json()["data"]["accessToken"]["token"]
+    assert other.json()["data"]["accessToken"]["piiAccess"] is False
+    assert spaces.authorize("main", other_token) == (spaces.require("main"), False)
     assert other_token != token
     assert_error(
         client.post(f"{SPACES}/main/access-tokens", json={"name": "app"}), 409, "conflict", "name"
@@ -168,7 +171,9 @@ def test_access_tokens_are_shown_once_and_revoked(client: TestClient, engine: En
         "app",
         "marketing_site/production",
     ]
-    assert all(set(t) == {"name", "createdAt"} for t in listed.json()["data"]["accessTokens"])
+    assert all(
+        set(t) == {"name", "createdAt", "piiAccess"} for t in listed.json()["data"]["accessTokens"]
+    )
     # the secret is in no later answer, nor in the export
     everything = [
         client.get(SPACES),

@@ -384,7 +384,7 @@ def test_interpret_leaves_whole_request_answers_to_the_engine(receiver: Receiver
 def test_settings() -> None:
     definition = get("amplitude")
     assert definition.name == "Amplitude"
-    assert definition.secrets == {"api_key"}
+    assert definition.secrets == {"api_key", "secret_key"}  # the secret: deletions only
     assert "alias" not in definition.methods
     assert definition.batching is not None and definition.batching.max_events == 1000
     with pytest.raises(ValidationError):
@@ -392,7 +392,7 @@ def test_settings() -> None:
     with pytest.raises(ValidationError):
         definition.parse_settings({"api_key": ""})
     with pytest.raises(ValidationError):
-        definition.parse_settings({"api_key": API_KEY, "secret_key": "x"})
+        definition.parse_settings({"api_key": API_KEY, "secret": "x"})
     urls = [
         render("amplitude", s, [message("track", event="E")]).outgoing[0].request.url
         for s in (

@@ -118,7 +118,7 @@ def test_settings_names_and_secrets() -> None:
     assert definition.name == "Segment"
     assert definition.aliases == ("Segment Connections",)
     assert "Segment.io" not in definition.integration_names
-    assert definition.secrets == {"write_key"}
+    assert definition.secrets == {"write_key", "public_api_token"}
     for bad in (
         {},
         {"write_key": ""},

@@ -28,6 +28,7 @@ from headwater.api import (
     insights,
     journeys,
     mappings,
+    privacy,
     regulations,
     sources,
     spaces,
@@ -100,6 +101,7 @@ def create_api(
     app.include_router(subscription_uploads.router, prefix=PREFIX)
     app.include_router(sql_traits.router, prefix=PREFIX)
     app.include_router(journeys.router, prefix=PREFIX)
+    app.include_router(privacy.router, prefix=PREFIX)
     app.include_router(regulations.router, prefix=PREFIX)
     for router in extra_routers:
         app.include_router(router, prefix=PREFIX)

@@ -20,3 +20,11 @@ def require_admin(request: Request) -> None:
     expected: str = request.app.state.admin_token_hash
     if not hmac.compare_digest(hash_token(token.strip()), expected):
         raise ApiError(401, "unauthorized", "The admin token is not valid.")
+
+
+def pii_access(request: Request) -> bool:
+    """Whether the reader may see Red and Yellow values unmasked (§9.8). The admin token has
+    PII Access; roles (a later issue) set ``request.state.pii_access`` for their members.
+    Nothing the request sends (a query parameter, a header) can grant it."""
+    granted = getattr(request.state, "pii_access", True)
+    return granted is True

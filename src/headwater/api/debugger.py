@@ -22,6 +22,8 @@ from sqlalchemy.engine import Engine
 
 from headwater.api.auth import require_admin
 from headwater.api.errors import ApiError
+from headwater.api.privacy import masker_for
+from headwater.privacy.masking import Masker
 from headwater.store import schema
 
 # Paths are relative to the REST API's prefix: ``create_api`` mounts this router under
@@ -55,7 +57,8 @@ def list_debugger_entries(
     query = sa.select(t).where(t.c.source_id == source_id).order_by(t.c.id.desc())
     with engine.connect() as conn:
         rows = conn.execute(query.limit(MAX_LIMIT if q else count)).all()
-    entries = [_entry(row) for row in rows]
+    masker = masker_for(request)
+    entries = [_entry(row, masker) for row in rows]
     if q:
         needle = q.lower()
         entries = [e for e in entries if needle in _encode(e).decode().lower()][:count]
@@ -77,21 +80,24 @@ async def stream_debugger_entries(
     start = _parse_int("after", after or request.headers.get("last-event-id"), -1, 0, MAX_ID)
     if start < 0:
         start = await asyncio.to_thread(_last_id, engine, source_id)
+    masker = await asyncio.to_thread(masker_for, request)
     return StreamingResponse(
-        _stream(engine, source_id, start),
+        _stream(engine, source_id, start, masker),
         media_type="text/event-stream",
         # Proxies must pass each event on at once rather than buffer the response.
         headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
     )
 
 
-async def _stream(engine: Engine, source_id: str, last_id: int) -> AsyncIterator[bytes]:
+async def _stream(
+    engine: Engine, source_id: str, last_id: int, masker: Masker | None = None
+) -> AsyncIterator[bytes]:
     """Poll for entries above the last one sent; Starlette cancels this when the client goes."""
     # Sent at once, so a client knows it is subscribed; `retry` tunes EventSource's reconnect.
     yield b": connected\nretry: 1000\n\n"
     last_sent = time.monotonic()
     while True:
-        rows = await asyncio.to_thread(_entries_after, engine, source_id, last_id)
+        rows = await asyncio.to_thread(_entries_after, engine, source_id, last_id, masker)
         if rows:
             last_id = rows[-1]["id"]
             yield b"".join(
@@ -128,7 +134,9 @@ def _last_id(engine: Engine, source_id: str) -> int:
         return int(value.scalar() or 0)
 
 
-def _entries_after(engine: Engine, source_id: str, after: int) -> list[dict[str, Any]]:
+def _entries_after(
+    engine: Engine, source_id: str, after: int, masker: Masker | None = None
+) -> list[dict[str, Any]]:
     t = schema.debugger_entries
     query = (
         sa.select(t)
@@ -137,17 +145,19 @@ def _entries_after(engine: Engine, source_id: str, after: int) -> list[dict[str,
         .limit(MAX_LIMIT)
     )
     with engine.connect() as conn:
-        return [_entry(row) for row in conn.execute(query)]
+        return [_entry(row, masker) for row in conn.execute(query)]
 
 
-def _entry(row: sa.Row[Any]) -> dict[str, Any]:
+def _entry(row: sa.Row[Any], masker: Masker | None = None) -> dict[str, Any]:
+    """An entry as the reader may see it: masked for one without PII Access (§9.8)."""
     stored: dict[str, Any] = row.entry if isinstance(row.entry, dict) else {}
     entry: dict[str, Any] = {"id": row.id, "receivedAt": row.received_at, "status": row.status}
     if row.reason is not None:
         entry["reason"] = row.reason
     if "detail" in stored:
         entry["detail"] = stored["detail"]
-    entry["message"] = stored.get("message")
+    message = stored.get("message")
+    entry["message"] = masker.event(message) if masker is not None else message
     return entry
 
 

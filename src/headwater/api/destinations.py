@@ -17,6 +17,7 @@ from pydantic.alias_generators import to_camel
 
 from headwater.api.changes import NoNulls
 from headwater.api.errors import ApiError
+from headwater.api.privacy import masked_delivery, masker_for
 from headwater.api.sources import iso as _iso
 from headwater.delivery.queue import DeliveryQueue
 from headwater.delivery.replay import ReplayResult, replay
@@ -161,7 +162,9 @@ def get_event_delivery(
 ) -> dict[str, Any]:
     """Event Delivery: delivered, not delivered, retrying, P95 latency, errors with samples."""
     destination = store.require(id_or_name)
-    return {"data": event_delivery(request.app.state.engine, destination, minutes=minutes)}
+    found = event_delivery(request.app.state.engine, destination, minutes=minutes)
+    masker = masker_for(request)
+    return {"data": masked_delivery(found, masker) if masker is not None else found}
 
 
 @router.post("/destinations/{idOrName}/replay", response_model=None)

@@ -80,6 +80,10 @@ class ConnectSourceBody(_Body):
 
 class CreateAccessTokenBody(_Body):
     name: StrictStr = Field(description="For example marketing_site/production.")
+    piiAccess: StrictBool = Field(
+        default=True,
+        description="False: the Profile API masks Red and Yellow values (Privacy Portal).",
+    )
 
 
 class BlockedValueBody(_Body):
@@ -153,7 +157,7 @@ def _settings(body: IdentitySettingsBody) -> IdentitySettings:
 
 
 def token_json(token: AccessToken) -> dict[str, Any]:
-    return {"name": token.name, "createdAt": iso(token.created_at)}
+    return {"name": token.name, "createdAt": iso(token.created_at), "piiAccess": token.pii_access}
 
 
 def _sync(body: ProfilesSyncBody | None) -> tuple[str, str | None] | None:
@@ -274,7 +278,7 @@ def create_access_token(
     space_id: SpaceId, body: CreateAccessTokenBody, spaces: Spaces
 ) -> dict[str, Any]:
     """A new token, generated: this answer is the only time it is shown."""
-    token, made = spaces.create_access_token(space_id, body.name)
+    token, made = spaces.create_access_token(space_id, body.name, pii_access=body.piiAccess)
     return {"data": {"accessToken": {**token_json(made), "token": token}}}
 
 

@@ -27,6 +27,7 @@ from headwater.config.model import (
     ComputationConfig,
     ConfigFile,
     DestinationConfig,
+    PrivacyConfig,
     ProfilesSyncConfig,
     RuleConfig,
     SourceConfig,
@@ -68,6 +69,11 @@ from headwater.errors import (
     ListError,
     UnknownDestinationType,
 )
+from headwater.privacy.alerts import CHANNELS, Alerts, check_alert
+from headwater.privacy.controls import Controls
+from headwater.privacy.custom_matchers import CustomMatchers
+from headwater.privacy.inventory import Inventory
+from headwater.privacy.matchers import check_matcher
 from headwater.protocols.plans import ACTOR_CONFIG, LIBRARY_TYPES, PlanInfo, PlanStore
 from headwater.protocols.schema_controls import read_controls, save_controls
 from headwater.protocols.transformations import Transformation, from_api, to_input
@@ -453,6 +459,115 @@ class SetSchemaSettings(Change):
         PlanStore(store).update_schema_settings(self.source, self.new, merge=False)
 
 
+@dataclass(frozen=True)
+class SetPrivacy(Change):
+    """One key of the Privacy Portal's section (matchers, inventory, controls, alerts),
+    replaced as a whole."""
+
+    key: str
+    old: Any
+    new: Any
+
+    def render(self) -> str:
+        return f"~ privacy {self.key}: {_value(self.old)} → {_value(self.new)}"
+
+    def apply(self, store: WorkspaceStore) -> None:
+        if self.key == "matchers":
+            CustomMatchers(store).replace_all(list(self.new))
+        elif self.key == "inventory":
+            inventory = Inventory(store)
+            for path in set(self.old) - set(self.new):
+                inventory.remove(path)
+            for path, chosen in self.new.items():
+                if self.old.get(path) != chosen:
+                    inventory.classify(path, chosen)
+        elif self.key == "controls":
+            controls = Controls(store)
+            for name in set(self.old) | set(self.new):
+                source = store.get_source(name)
+                if source is None:
+                    raise InvalidError(f"privacy.controls: no source is named {name!r}")
+                wanted = self.new.get(name, {})
+                controls.set(
+                    source.id,
+                    block_red=wanted.get("blockRed", False),
+                    block_yellow=wanted.get("blockYellow", False),
+                )
+        else:
+            alerts = Alerts(store)
+            for channel in CHANNELS:
+                if channel in self.new:
+                    alerts.configure(channel, self.new[channel])
+                else:
+                    alerts.remove(channel)
+
+
+def _current_privacy(store: WorkspaceStore) -> dict[str, Any]:
+    """The Portal's settings in headwater.yaml's shape (sources by name)."""
+    names = {s.id: s.name for s in store.all_sources()}
+    alerts: dict[str, Any] = {}
+    for found in Alerts(store).settings():
+        if found.settings:
+            shown = {k: v for k, v in found.settings.items() if k != "enabledAt"}
+            if "sourceId" in shown:
+                shown["sourceId"] = names.get(shown["sourceId"], shown["sourceId"])
+            alerts[found.channel] = {"enabled": found.enabled, **shown}
+    return {
+        "matchers": [_matcher_entry(m.to_json()) for m in CustomMatchers(store).all()],
+        "inventory": {f.path: f.classification.upper() for f in Inventory(store).fields()},
+        "controls": {
+            names.get(c.source_id, c.source_id): {
+                "blockRed": c.block_red,
+                "blockYellow": c.block_yellow,
+            }
+            for c in Controls(store).all().values()
+        },
+        "alerts": alerts,
+    }
+
+
+def _matcher_entry(found: Mapping[str, Any]) -> dict[str, Any]:
+    """A custom matcher as the file writes it: without its id and the defaults' values."""
+    entry = {k: v for k, v in found.items() if k not in ("id", "type")}
+    if not entry.get("synonyms"):
+        entry.pop("synonyms", None)
+    if not entry.get("pattern"):
+        entry.pop("pattern", None)
+    return entry
+
+
+def _plan_privacy(store: WorkspaceStore, config: PrivacyConfig) -> list[Change]:
+    current = _current_privacy(store)
+    wanted: dict[str, Any] = {}
+    if config.matchers is not None:
+        wanted["matchers"] = [_matcher_entry(check_matcher(m).to_json()) for m in config.matchers]
+    if config.inventory is not None:
+        wanted["inventory"] = {path: c.upper() for path, c in config.inventory.items()}
+    if config.controls is not None:
+        wanted["controls"] = {
+            name: {"blockRed": c.blockRed, "blockYellow": c.blockYellow}
+            for name, c in config.controls.items()
+            if c.blockRed or c.blockYellow
+        }
+    if config.alerts is not None:
+        alerts: dict[str, Any] = {}
+        for channel, body in config.alerts.items():
+            enabled, settings = check_alert(channel.lower(), body)
+            alerts[channel.lower()] = {"enabled": enabled, **settings}
+        wanted["alerts"] = alerts
+
+    def same(key: str, value: Any) -> bool:
+        if key == "matchers":  # a set: the order they are listed in means nothing
+            return sorted(map(str, value)) == sorted(map(str, current[key]))
+        return bool(value == current[key])
+
+    return [
+        SetPrivacy(key, current[key], value)
+        for key, value in wanted.items()
+        if not same(key, value)
+    ]
+
+
 @dataclass
 class Plan:
     changes: list[Change] = field(default_factory=list)
@@ -514,6 +629,8 @@ def plan(store: WorkspaceStore, config: ConfigFile) -> Plan:
     changes += _plan_computations(store, config)
     changes += trait_changes  # once their space and warehouse exist
     changes += journey_changes  # once the audiences and destinations they name exist
+    if config.privacy is not None:  # once the sources its controls and alerts name exist
+        changes += _plan_privacy(store, config.privacy)
     return Plan(changes)
 
 
@@ -988,6 +1105,9 @@ def export_config(store: WorkspaceStore) -> str:
     journeys = _export_journeys(store)
     if journeys:
         data["journeys"] = journeys
+    privacy = {key: value for key, value in _current_privacy(store).items() if value}
+    if privacy:
+        data["privacy"] = privacy
     problems = _too_deep(data)
     if problems:
         raise ExportError("cannot export the workspace:\n" + "\n".join(f"  {p}" for p in problems))

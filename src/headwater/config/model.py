@@ -59,6 +59,9 @@ from headwater.errors import (
     ListError,
     UnknownDestinationType,
 )
+from headwater.privacy.alerts import check_alert
+from headwater.privacy.inventory import check_classification, check_path
+from headwater.privacy.matchers import MAX_CUSTOM, check_matcher, words
 from headwater.protocols.compiled import PlanError, Rule, compile_plan
 from headwater.protocols.plans import normalized_settings
 from headwater.protocols.schema_controls import parse_controls
@@ -462,6 +465,57 @@ class TransformationConfig(_Section):
         return self
 
 
+# --- the Privacy Portal ------------------------------------------------------------------------
+
+
+class PrivacyControlConfig(_Section):
+    blockRed: StrictBool = False
+    blockYellow: StrictBool = False
+
+
+class PrivacyConfig(_Section):
+    """The Privacy Portal (§9): custom matchers, the Inventory (path → RED|YELLOW|GREEN),
+    controls by source name and the SLACK / SOURCE alerts, in the REST API's shapes. Each key
+    left out is left as it is; a key given is the complete set."""
+
+    matchers: list[dict[str, Any]] | None = None
+    inventory: dict[StrictStr, StrictStr] | None = None
+    controls: dict[StrictStr, PrivacyControlConfig] | None = None
+    alerts: dict[StrictStr, dict[str, Any]] | None = None
+
+    @model_validator(mode="after")
+    def _valid(self) -> PrivacyConfig:
+        problems: list[str] = []
+        names: dict[str, int] = {}
+        for i, item in enumerate(self.matchers or []):
+            try:
+                matcher = check_matcher(item)
+            except InvalidError as exc:
+                where = f"matchers[{i}].{exc.field}" if exc.field else f"matchers[{i}]"
+                problems.append(f"{where}: {exc.message}")
+                continue
+            if words(matcher.name) in names:
+                problems.append(f"matchers[{i}]: {matcher.name!r} is listed twice")
+            names.setdefault(words(matcher.name), i)
+        if len(self.matchers or []) > MAX_CUSTOM:
+            problems.append(f"matchers: at most {MAX_CUSTOM} custom matchers")
+        for path, chosen in (self.inventory or {}).items():
+            for check, value in ((check_path, path), (check_classification, chosen)):
+                try:
+                    check(value)
+                except InvalidError as exc:
+                    problems.append(f"inventory.{path}: {exc.message}")
+        for channel, body in (self.alerts or {}).items():
+            try:
+                check_alert(channel.lower(), body)
+            except InvalidError as exc:
+                where = f"alerts.{channel}.{exc.field}" if exc.field else f"alerts.{channel}"
+                problems.append(f"{where}: {exc.message}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
 # --- Unify spaces ------------------------------------------------------------------------------
 
 
@@ -738,6 +792,8 @@ class ConfigFile(_Section):
     sql_traits: list[SqlTraitConfig] | None = None
     # Like spaces: None leaves journeys alone; a list is the complete set of every space's.
     journeys: list[JourneyConfig] | None = None
+    # The Privacy Portal: None leaves it alone; each key given inside is a complete set.
+    privacy: PrivacyConfig | None = None
 
     @field_validator("workspace")
     @classmethod

@@ -301,6 +301,28 @@ class DeliveryEngine:
             return await asyncio.wrap_future(future)
         return await self._audience_hook(destination_id, hook, payload)
 
+    def hook_from_thread(
+        self, destination_id: str, hook: str, payload: Mapping[str, Any], timeout: float = 120.0
+    ) -> Any:
+        """A definition's hook (``onDelete`` of a regulation) from a thread that has no event
+        loop; raises ``HookError`` when it fails. While the engine runs, the hook runs on the
+        delivery thread's loop, which owns the actions runtime's processes; otherwise on a loop
+        of its own, the runtime closed after."""
+        loop = self._loop
+        if self._thread is not None and loop is not None:
+            future = asyncio.run_coroutine_threadsafe(
+                self._audience_hook(destination_id, hook, payload), loop
+            )
+            return future.result(timeout)
+
+        async def alone() -> Any:
+            try:
+                return await self._audience_hook(destination_id, hook, payload)
+            finally:
+                await self.close()
+
+        return asyncio.run(alone())
+
     async def _audience_hook(
         self, destination_id: str, hook: str, payload: Mapping[str, Any]
     ) -> Any:

@@ -88,6 +88,12 @@ class Rendered:
 Interpret = Callable[[Response, int], list[str | None] | None]
 
 
+# The requests that ask the destination to delete users' data (a regulation forwarded, §10.3):
+# the user ids, the instance's settings. Raise InvalidSettings when the settings lack what the
+# vendor's deletion API needs (Amplitude's Secret Key).
+RenderDeletion = Callable[[Sequence[str], Any], "list[Request]"]
+
+
 @dataclass(frozen=True)
 class Batching:
     """Limits of one batch request: whichever is reached first closes the batch."""
@@ -124,6 +130,9 @@ class DestinationDefinition:
     # Hooks of the definition beyond its actions: createAudience, getAudience, onDelete,
     # refreshAccessToken, testAuthentication.
     hooks: frozenset[str] = frozenset()
+    # A native destination's deletion API, when the vendor has one (Actions destinations use
+    # their package's ``onDelete`` hook instead).
+    delete: RenderDeletion | None = None
 
     @property
     def integration_names(self) -> tuple[str, ...]:

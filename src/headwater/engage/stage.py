@@ -274,14 +274,19 @@ class EngageStage:
             return 0
         by_id = {c.id: c for c in self._computations(space.id)}
         work = _Pass(conn, space, graph, plan, now, profiles)
-        owner = {p: graph.canonical(p) or p for p in {row[1] for row in staged}}
-        self._load(work, set(owner.values()))
+        # None: a profile erased since the run read it (a deletion regulation): nothing of it
+        # may come back, so its rows are dropped unapplied.
+        owner = {p: graph.canonical(p) for p in {row[1] for row in staged}}
+        self._load(work, {user for user in owner.values() if user is not None})
         changes: dict[str, list[Change]] = {}
         traits: dict[str, dict[str, Any]] = {}
         seeded: set[str] = set()
         applied: list[int] = []
         for seq, profile_id, kind, target, destination, body in staged:
             user = owner[profile_id]
+            if user is None:
+                applied.append(seq)
+                continue
             if kind == "buckets":
                 applied.append(seq)
                 touched = self._state(work, user)

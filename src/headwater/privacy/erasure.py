@@ -152,6 +152,13 @@ class Progress:
     retry_after: float = 60.0
 
 
+class NotSupported(Exception):
+    """Raised by an eraser whose store cannot take deletions (a destination with no deletion
+    API): the step is ``NOT_SUPPORTED``. As in Segment, such a step makes the regulation's
+    overall status ``FAILED`` though every other step finished (§10.2): the user must ask
+    that vendor separately, and the status says so."""
+
+
 class Eraser(Protocol):
     """Deletes one subject from one store. ``erase`` must be idempotent and safe to repeat
     after a crash at any point: the runner repeats it until it returns None (done), and a

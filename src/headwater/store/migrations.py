@@ -33,6 +33,19 @@ def _create_tables(conn: Connection) -> None:
     schema.metadata.create_all(conn, checkfirst=True)
 
 
+def _privacy_portal(conn: Connection) -> None:
+    """The Portal's tables, and PII Access on Profile API tokens (existing ones keep it)."""
+    _create_tables(conn)
+    present = {c["name"] for c in sa.inspect(conn).get_columns("space_access_tokens")}
+    if "pii_access" not in present:
+        conn.execute(
+            sa.text(
+                "ALTER TABLE space_access_tokens ADD COLUMN pii_access BOOLEAN NOT NULL "
+                "DEFAULT TRUE"
+            )
+        )
+
+
 def _seed_log_partitions(conn: Connection) -> None:
     existing = {row[0] for row in conn.execute(sa.select(schema.log_partitions.c.partition))}
     missing = [
@@ -170,6 +183,14 @@ def _list_audiences(conn: Connection) -> None:
             conn.execute(sa.text(f"ALTER TABLE engage_connections ADD COLUMN {column} {kind}"))
 
 
+def _erasure_indexes(conn: Connection) -> None:
+    """An erasure deletes a profile's journey steps by profile id, not by a scan of the log."""
+    index = next(
+        i for i in schema.engage_journey_log.indexes if i.name == "ix_engage_journey_log_profile"
+    )
+    index.create(conn, checkfirst=True)
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "create tables", _create_tables),
     Migration(2, "seed event log partitions", _seed_log_partitions),
@@ -202,6 +223,8 @@ MIGRATIONS: list[Migration] = [
     Migration(25, "engage: list destinations' external audiences", _list_audiences),
     Migration(26, "engage: journeys' historical entry", _journey_backfill),
     Migration(27, "privacy: regulations, their steps, suppressed subjects", _create_tables),
+    Migration(30, "privacy: erasing profiles (journey steps by profile)", _erasure_indexes),
+    Migration(32, "privacy portal: matchers, inbox, inventory, controls, alerts", _privacy_portal),
 ]
 
 

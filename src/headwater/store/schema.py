@@ -616,6 +616,8 @@ space_access_tokens = sa.Table(
     sa.Column("name", sa.String(200), primary_key=True),
     sa.Column("token_sha256", sa.String(64), nullable=False),
     sa.Column("created_at", sa.BigInteger, nullable=False),
+    # PII Access (§9.8): without it the Profile API masks Red and Yellow values.
+    sa.Column("pii_access", sa.Boolean, nullable=False, server_default=sa.true()),
 )
 
 # Profiles Sync: the warehouse a space's profiles go to, and the schema they land in.
@@ -1188,7 +1190,89 @@ engage_journey_log = sa.Table(
     sa.Column("step", sa.String(255), nullable=False),
     sa.Column("at", sa.BigInteger, nullable=False),
     sa.Index("ix_engage_journey_log_step", "journey_id", "version", "step", "at"),
+    # Migration 30: an erasure (a deletion regulation) finds a profile's steps.
+    sa.Index("ix_engage_journey_log_profile", "profile_id"),
     sqlite_autoincrement=True,
+)
+
+# --- The Privacy Portal (§9) -----------------------------------------------------------------
+
+# Custom matchers (at most 100); the 36 defaults live in code (privacy/matchers.py).
+privacy_matchers = sa.Table(
+    "privacy_matchers",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("definition", sa.JSON, nullable=False),  # the matcher's JSON (check_matcher)
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.UniqueConstraint("name", name="uq_privacy_matchers_name"),
+)
+
+# The Inbox: every field a scanned source sent, by source and path, with its last sighting.
+privacy_inbox = sa.Table(
+    "privacy_inbox",
+    metadata,
+    sa.Column(
+        "source_id",
+        sa.String(40),
+        sa.ForeignKey("sources.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("path", sa.String(255), primary_key=True),
+    sa.Column("first_seen", sa.BigInteger, nullable=False),
+    sa.Column("last_seen", sa.BigInteger, nullable=False, index=True),
+    sa.Column("events", sa.JSON, nullable=False),  # up to 20 event names that carry it
+    sa.Column("occurrences", sa.BigInteger, nullable=False, default=0),
+    # the matcher's verdict when last seen (None: Green)
+    sa.Column("classification", sa.String(10), nullable=True),
+    sa.Column("matcher", sa.String(200), nullable=True),
+    sa.Column("matcher_type", sa.String(10), nullable=True),
+    # an example payload snippet, and whose it is, so a deletion can remove it
+    sa.Column("snippet", sa.Text, nullable=False, default=""),
+    sa.Column("snippet_user_id", sa.String(255), nullable=True, index=True),
+    sa.Column("snippet_anonymous_id", sa.String(255), nullable=True, index=True),
+)
+
+# The Inventory: fields a user classified, by path, everywhere. `masked` stays true once a
+# field was ever Red or Yellow (§9.5: re-marking it Green does not unmask it).
+privacy_inventory = sa.Table(
+    "privacy_inventory",
+    metadata,
+    sa.Column("path", sa.String(255), primary_key=True),
+    sa.Column("classification", sa.String(10), nullable=False),
+    sa.Column("masked", sa.Boolean, nullable=False, default=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+)
+
+# Privacy controls, per source: block Inventory fields classified Red and/or Yellow.
+privacy_controls = sa.Table(
+    "privacy_controls",
+    metadata,
+    sa.Column(
+        "source_id",
+        sa.String(40),
+        sa.ForeignKey("sources.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("block_red", sa.Boolean, nullable=False, default=False),
+    sa.Column("block_yellow", sa.Boolean, nullable=False, default=False),
+)
+
+# Alerts on new unclassified fields: one row per channel ("slack", "source").
+privacy_alerts = sa.Table(
+    "privacy_alerts",
+    metadata,
+    sa.Column("channel", sa.String(10), primary_key=True),
+    sa.Column("enabled", sa.Boolean, nullable=False, default=False),
+    sa.Column("settings", sa.JSON, nullable=False, default=dict),
+)
+
+# Fields alerted already (each path once, whatever the source).
+privacy_alerted = sa.Table(
+    "privacy_alerted",
+    metadata,
+    sa.Column("path", sa.String(255), primary_key=True),
+    sa.Column("at", sa.BigInteger, nullable=False),
 )
 
 # --- privacy: regulations (deletion and suppression, spec §10) --------------------------------

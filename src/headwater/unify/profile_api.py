@@ -30,7 +30,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qsl, unquote_to_bytes
 
 import msgspec
@@ -136,7 +136,7 @@ class TokenCache:
     def __init__(self, spaces: SpaceStore, clock: Callable[[], float] = time.monotonic) -> None:
         self._spaces = spaces
         self._clock = clock
-        self._answers: dict[tuple[str, str], SpaceInfo | None] = {}
+        self._answers: dict[tuple[str, str], tuple[SpaceInfo, bool] | None] = {}
         self._version = -1
         self._checked_at = float("-inf")
         self._lock = threading.Lock()
@@ -144,13 +144,13 @@ class TokenCache:
     def fresh(self) -> bool:
         return self._clock() - self._checked_at < AUTH_REFRESH_SECONDS
 
-    def cached(self, space: str, digest: str) -> tuple[bool, SpaceInfo | None]:
+    def cached(self, space: str, digest: str) -> tuple[bool, tuple[SpaceInfo, bool] | None]:
         key = (space, digest)
         if key in self._answers:
             return True, self._answers[key]
         return False, None
 
-    def authenticate(self, space: str, token: str, digest: str) -> SpaceInfo | None:
+    def authenticate(self, space: str, token: str, digest: str) -> tuple[SpaceInfo, bool] | None:
         """Blocking: refresh the version when due, then answer from the cache or the store."""
         with self._lock:
             if not self.fresh():
@@ -162,7 +162,7 @@ class TokenCache:
             key = (space, digest)
             if key in self._answers:
                 return self._answers[key]
-        found = self._spaces.authenticate(space, token)
+        found = self._spaces.authorize(space, token)
         with self._lock:
             if len(self._answers) >= AUTH_CACHE_SIZE:
                 self._answers = {}
@@ -335,8 +335,10 @@ class ProfileAPI:
         requests_per_second: int = DEFAULT_REQUESTS_PER_SECOND,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        masker: Callable[[], Masking] | None = None,
     ) -> None:
         self._engine = engine
+        self._masker = masker
         self._graphs = graphs
         self._tokens = TokenCache(spaces, clock)
         self._limiter = RateLimit(requests_per_second, clock)
@@ -394,20 +396,23 @@ class ProfileAPI:
                 "password.",
             )
         digest = hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest()
-        hit, space = (
+        hit, found = (
             self._tokens.cached(space_ref, digest) if self._tokens.fresh() else (False, None)
         )
         if not hit:
-            space = await asyncio.to_thread(self._tokens.authenticate, space_ref, token, digest)
-        if space is None:
+            found = await asyncio.to_thread(self._tokens.authenticate, space_ref, token, digest)
+        if found is None:
             raise ProfileApiError(
                 401, "authentication_error", "The access token is not valid for this space."
             )
+        space, pii_access = found
         if not self._limiter.admit(space.id):
             raise ProfileApiError(429, "rate_limit_error", "Too many requests; slow down.")
         route = route_of(prefix, space_ref, rest)
         params = parse_query(scope.get("query_string") or b"")
         body = await asyncio.to_thread(self._serve, space, route, params)
+        if not pii_access and self._masker is not None:
+            body = await asyncio.to_thread(_masked, self._masker(), route.kind, body)
         return 200, body, []
 
     # --- blocking part (a worker thread) -----------------------------------------------------
@@ -696,6 +701,42 @@ class ProfileAPI:
             ],
             "cursor": cursor,
         }
+
+
+class Masking(Protocol):
+    """The Privacy Portal's masking (``privacy/masking.py``), given by the server: a token
+    without PII Access sees Red and Yellow values masked (§9.8)."""
+
+    def values(self, values: Any, prefix: str) -> Any: ...
+
+    def event(self, event: Any) -> Any: ...
+
+    def restricted(self, path: str, value: Any) -> bool: ...
+
+    @property
+    def mask(self) -> str: ...
+
+
+def _masked(masking: Masking, kind: str, body: Any) -> Any:
+    """An answer as a reader without PII Access sees it."""
+    if kind == "traits" and isinstance(body.get("traits"), dict):
+        return {**body, "traits": masking.values(body["traits"], "traits")}
+    if kind == "events" and isinstance(body.get("data"), list):
+        return {**body, "data": [masking.event(e) for e in body["data"]]}
+    if kind in ("external_ids", "links") and isinstance(body.get("data"), list):
+        return {**body, "data": [_masked_ids(masking, item) for item in body["data"]]}
+    return body
+
+
+def _masked_ids(masking: Masking, item: Any) -> Any:
+    if not isinstance(item, dict):
+        return item
+    if isinstance(item.get("external_ids"), list):
+        return {**item, "external_ids": [_masked_ids(masking, x) for x in item["external_ids"]]}
+    kind, value = item.get("type"), item.get("id")
+    if isinstance(kind, str) and masking.restricted(f"traits.{kind}", value):
+        return {**item, "id": masking.mask}
+    return item
 
 
 def _external_id(row: StoredIdentifier, collection: str, *, first: bool) -> dict[str, Any]:

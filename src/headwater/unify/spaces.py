@@ -98,6 +98,7 @@ class AccessToken:
 
     name: str
     created_at: int
+    pii_access: bool = True
 
 
 # --- values ----------------------------------------------------------------------------------
@@ -235,9 +236,9 @@ class SpaceStore:
         with self._ws.reading() as conn:
             row = self._require(conn, id_or_name)
             return [
-                AccessToken(r.name, r.created_at)
+                AccessToken(r.name, r.created_at, bool(r.pii_access))
                 for r in conn.execute(
-                    sa.select(tokens.c.name, tokens.c.created_at)
+                    sa.select(tokens.c.name, tokens.c.created_at, tokens.c.pii_access)
                     .where(tokens.c.space_id == row.id)
                     .order_by(tokens.c.name)
                 )
@@ -256,7 +257,13 @@ class SpaceStore:
         return digest is not None and hmac.compare_digest(str(digest), hash_token(token))
 
     def authenticate(self, space_id_or_name: str, token: str) -> SpaceInfo | None:
-        """The space, when ``token`` is one of its access tokens; else None.
+        """The space, when ``token`` is one of its access tokens; else None."""
+        found = self.authorize(space_id_or_name, token)
+        return found[0] if found is not None else None
+
+    def authorize(self, space_id_or_name: str, token: str) -> tuple[SpaceInfo, bool] | None:
+        """The space and whether the token has PII Access, when ``token`` is one of the
+        space's access tokens; else None.
 
         The token's digest is compared with every token of the space, in constant time each,
         so neither the answer's time nor a shared prefix tells a caller anything.
@@ -270,12 +277,17 @@ class SpaceStore:
             if row is None:
                 return None
             digests = conn.execute(
-                sa.select(tokens.c.token_sha256).where(tokens.c.space_id == row.id)
-            ).scalars()
+                sa.select(tokens.c.token_sha256, tokens.c.pii_access).where(
+                    tokens.c.space_id == row.id
+                )
+            )
             matched = False
-            for digest in digests:
-                matched |= hmac.compare_digest(str(digest), given) and bool(given)
-            return self._spaces(conn, [row])[0] if matched else None
+            pii_access = False
+            for digest, access in digests:
+                same = hmac.compare_digest(str(digest), given) and bool(given)
+                matched |= same
+                pii_access |= same and bool(access)
+            return (self._spaces(conn, [row])[0], pii_access) if matched else None
 
     # --- spaces ------------------------------------------------------------------------------
 
@@ -504,9 +516,10 @@ class SpaceStore:
     # --- access tokens -----------------------------------------------------------------------
 
     def create_access_token(
-        self, id_or_name: str, name: str, token: str | None = None
+        self, id_or_name: str, name: str, token: str | None = None, *, pii_access: bool = True
     ) -> tuple[str, AccessToken]:
-        """A new token named ``name`` (the given one, or a generated one), returned this once."""
+        """A new token named ``name`` (the given one, or a generated one), returned this once;
+        without ``pii_access`` the Profile API masks Red and Yellow values for it."""
         check_name(name)
         if token is not None:
             check_access_token(token)
@@ -526,11 +539,15 @@ class SpaceStore:
             now = self._ws.now()
             conn.execute(
                 tokens.insert().values(
-                    space_id=row.id, name=name, token_sha256=hash_token(secret), created_at=now
+                    space_id=row.id,
+                    name=name,
+                    token_sha256=hash_token(secret),
+                    created_at=now,
+                    pii_access=pii_access,
                 )
             )
             self._ws.bump(conn)
-        return secret, AccessToken(name, now)
+        return secret, AccessToken(name, now, pii_access)
 
     def revoke_access_token(self, id_or_name: str, name: str) -> None:
         """The token stops working now."""

@@ -15,6 +15,11 @@ archive, when a source is connected again) changes nothing.
 Connecting a source to a space replays its last month from the archive, oldest first (Segment:
 "Unify replays a month of the source's data"): one chunk per pass, in the pass's transaction,
 until the connection's replay is marked done.
+
+An erasure (a deletion regulation, ``unify/erasure.py``) deletes profiles in its own
+transaction but in the same turn (``take_turn``), and counts itself there (``erased``): the
+next pass sees the count moved and forgets its caches, so a deleted profile is never written
+back from memory.
 """
 
 from __future__ import annotations
@@ -52,7 +57,9 @@ logger = logging.getLogger(__name__)
 
 GROUP = "unify"
 _OFFSETS = "unify.offset."  # meta keys of the offsets a committed pass handled
-_OWNER = "unify.owner."  # a meta row every pass and replay locks: one writer at a time
+# A meta row every pass, replay and erasure locks (one writer at a time); its value counts the
+# erasures (``unify/erasure.py``), so the resolving process knows when to drop its caches.
+_OWNER = "unify.owner."
 REPLAY_DAYS = 30  # "the last month" of a newly connected source
 REPLAY_CHUNK = 2_000  # archived events per pass
 # A connection's replay reads the archive up to a little after the connection, so the events
@@ -140,6 +147,7 @@ class IdentityStage:
         self._feed = ProfilesSyncFeed(clock=clock)
         self._subscriptions = SubscriptionRecorder(self._insights, clock=clock)
         self._written: dict[int, int] = {}  # the offsets this process's last pass recorded
+        self._generation: int | None = None  # the erasures' count at this process's last turn
 
     # --- the consumer's handler ------------------------------------------------------------
 
@@ -155,7 +163,7 @@ class IdentityStage:
                 by_source.setdefault(source_id, []).append(space)
         try:
             with write_transaction(self._engine) as conn:
-                claim_offsets(conn, _OWNER, [0])  # passes and replays take turns
+                self._take_turn(conn)  # passes, replays and erasures take turns
                 done = claim_offsets(conn, _OFFSETS, {p for p, _, _ in records})
                 if any(self._written.get(p, 0) != offset for p, offset in done.items()):
                     self._forget()  # another process wrote since this one's last pass
@@ -204,6 +212,13 @@ class IdentityStage:
                     space.extractor = Extractor(info.identity)
                 space.info = info
         return self._spaces
+
+    def _take_turn(self, conn: Connection) -> None:
+        """Wait for the writer's turn; forget the caches when an erasure ran since the last."""
+        generation = take_turn(conn)
+        if self._generation is not None and generation != self._generation:
+            self._forget()  # profiles were erased behind the caches: none may be written back
+        self._generation = generation
 
     def _forget(self) -> None:
         for space in self._spaces.values():
@@ -302,7 +317,7 @@ class IdentityStage:
             return 0
         try:
             with write_transaction(self._engine) as conn:
-                claim_offsets(conn, _OWNER, [0])
+                self._take_turn(conn)
                 return self._replay_some(conn, spaces) + self._expire(conn, spaces)
         except BaseException:
             self._forget()
@@ -355,6 +370,18 @@ class IdentityStage:
     def pending_replays(self) -> list[tuple[str, str]]:
         with self._engine.connect() as conn:
             return [(p.space_id, p.source_id) for p in _pending(conn)]
+
+
+def take_turn(conn: Connection) -> int:
+    """Take the graph writer's turn for this transaction (a row every pass, replay and erasure
+    locks: one writer of every space's graph at a time); the number of erasures done so far."""
+    return claim_offsets(conn, _OWNER, [0])[0]
+
+
+def erased(conn: Connection, generation: int) -> None:
+    """Tell the resolving process, on its next turn, that profiles went behind its caches
+    (called by an erasure inside ``take_turn``'s transaction, with what it returned)."""
+    record_offsets(conn, _OWNER, [(0, generation + 1)])
 
 
 def _pending(conn: Connection) -> list[_Pending]:

@@ -24,6 +24,7 @@ is not a placeholder such as ``null``: messages without one are rejected here, n
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -44,13 +45,19 @@ from headwater.destinations.definition import (
     Request,
     Response,
 )
-from headwater.errors import MessageRejected
+from headwater.errors import InvalidSettings, MessageRejected
 from headwater.timestamps import parse_timestamp
 
 NAME: Final = "Amplitude"
 US_ENDPOINT: Final = "https://api2.amplitude.com"
 EU_ENDPOINT: Final = "https://api.eu.amplitude.com"
 PATH: Final = "/2/httpapi"
+# The User Privacy API (v1): up to 100 user ids a request, HTTP Basic with the API key and the
+# project's Secret Key.
+DELETION_US: Final = "https://amplitude.com"
+DELETION_EU: Final = "https://analytics.eu.amplitude.com"
+DELETION_PATH: Final = "/api/2/deletions/users"
+MAX_DELETION_IDS: Final = 100
 
 # "Keep request sizes under 1 MB with fewer than 2000 events per request" (413 otherwise).
 MAX_EVENTS_PER_REQUEST: Final = 1000
@@ -95,6 +102,8 @@ class AmplitudeSettings(DestinationSettings):
     min_id_length: int | None = Field(default=None, ge=1)
     group_type_trait: str | None = Field(default=None, min_length=1)
     group_value_trait: str | None = Field(default=None, min_length=1)
+    # Needed only to forward deletions (the User Privacy API), as in Segment.
+    secret_key: str | None = Field(default=None, min_length=1)
 
     def url(self) -> str:
         if self.endpoint is None:
@@ -358,6 +367,39 @@ def _object(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def delete(user_ids: Sequence[str], settings: AmplitudeSettings) -> list[Request]:
+    """A regulation's user ids as User Privacy API deletion jobs of the API key's project."""
+    if settings.secret_key is None:
+        raise InvalidSettings(
+            "Amplitude deletes users only with the project's Secret Key: "
+            "add secret_key to this destination's settings"
+        )
+    if settings.endpoint is not None:  # a proxy: the same origin
+        parts = urlsplit(str(settings.endpoint))
+        base = f"{parts.scheme}://{parts.netloc}"
+    else:
+        base = DELETION_EU if settings.eu_residency else DELETION_US
+    credentials = f"{settings.api_key}:{settings.secret_key}".encode()
+    headers = {
+        "Content-Type": "application/json",
+        "Authorization": "Basic " + base64.b64encode(credentials).decode(),
+    }
+    return [
+        Request(
+            "POST",
+            base + DELETION_PATH,
+            headers,
+            _encode({"user_ids": list(chunk), "requester": "Headwater regulation"}),
+            secret_headers=frozenset({"Authorization"}),
+        )
+        for chunk in _chunks(user_ids, MAX_DELETION_IDS)
+    ]
+
+
+def _chunks(items: Sequence[str], size: int) -> list[Sequence[str]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
 def interpret(response: Response, count: int) -> list[str | None] | None:
     """Per-event verdicts where Amplitude names the events at fault.
 
@@ -403,11 +445,12 @@ DEFINITION = DestinationDefinition(
     settings=AmplitudeSettings,
     render=render,
     methods=frozenset({"track", "page", "screen", "identify", "group"}),
-    secrets=frozenset({"api_key"}),
+    secrets=frozenset({"api_key", "secret_key"}),
     batching=Batching(
         max_events=MAX_EVENTS_PER_REQUEST, max_bytes=MAX_BODY_BYTES, max_wait_seconds=1.0
     ),
     interpret=interpret,
+    delete=delete,
     description="Events, page and screen views and user properties through Amplitude's "
     "HTTP V2 API.",
 )

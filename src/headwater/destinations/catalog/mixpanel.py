@@ -28,6 +28,7 @@ import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
+from urllib.parse import urlencode, urlsplit
 
 import msgspec
 from pydantic import Field, HttpUrl
@@ -43,11 +44,14 @@ from headwater.destinations.definition import (
     Request,
     Response,
 )
-from headwater.errors import MessageRejected
+from headwater.errors import InvalidSettings, MessageRejected
 from headwater.timestamps import parse_timestamp
 
 NAME: Final = "Mixpanel"
 MAX_EVENTS_PER_REQUEST: Final = 2000
+# The GDPR API (v3): up to 2,000 distinct ids a deletion, with a GDPR OAuth token.
+DELETION_PATH: Final = "/api/app/data-deletions/v3.0/"
+MAX_DELETION_IDS: Final = 2000
 # Documented as 2 MB uncompressed per request (the 413 answer names 2097152 bytes); newer
 # pages say 10 MB. The smaller figure is always safe.
 MAX_BODY_BYTES: Final = 2_000_000
@@ -89,9 +93,22 @@ class MixpanelSettings(DestinationSettings):
     api_secret: str | None = Field(default=None, min_length=1)
     # EU residency: https://api-eu.mixpanel.com (India: https://api-in.mixpanel.com).
     endpoint: HttpUrl = HttpUrl("https://api.mixpanel.com")
+    # Needed only to forward deletions: a GDPR OAuth token (Mixpanel's Data & Privacy settings).
+    gdpr_api_token: str | None = Field(default=None, min_length=1)
 
     def base(self) -> str:
         return str(self.endpoint).rstrip("/")
+
+    def deletion_url(self) -> str:
+        """The GDPR API on the residency's app host: api-eu.mixpanel.com → eu.mixpanel.com."""
+        parts = urlsplit(self.base())
+        host = parts.netloc
+        if host.startswith("api-") and host.endswith("mixpanel.com"):
+            host = host.removeprefix("api-")
+        elif host == "api.mixpanel.com":
+            host = "mixpanel.com"
+        query = urlencode({"token": self.project_token})
+        return f"{parts.scheme}://{host}{DELETION_PATH}?{query}"
 
 
 # Which API an item goes to: /import events, /engage profile updates, /track identity events.
@@ -359,6 +376,35 @@ def _object(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def delete(user_ids: Sequence[str], settings: MixpanelSettings) -> list[Request]:
+    """A regulation's user ids (Mixpanel's distinct ids) as GDPR deletion tasks."""
+    if settings.gdpr_api_token is None:
+        raise InvalidSettings(
+            "Mixpanel deletes users only through its GDPR API: add gdpr_api_token (a GDPR "
+            "OAuth token) to this destination's settings"
+        )
+    headers = {
+        "Content-Type": "application/json",
+        "Authorization": f"Bearer {settings.gdpr_api_token}",
+    }
+    url = settings.deletion_url()
+    return [
+        Request(
+            "POST",
+            url,
+            headers,
+            _encode(
+                {
+                    "distinct_ids": list(user_ids[i : i + MAX_DELETION_IDS]),
+                    "compliance_type": "GDPR",
+                }
+            ),
+            secret_headers=frozenset({"Authorization"}),
+        )
+        for i in range(0, len(user_ids), MAX_DELETION_IDS)
+    ]
+
+
 def interpret(response: Response, count: int) -> list[str | None] | None:
     """Per-record verdicts from Mixpanel's answers.
 
@@ -397,10 +443,11 @@ DEFINITION = DestinationDefinition(
     settings=MixpanelSettings,
     render=render,
     methods=frozenset({"track", "page", "screen", "identify", "alias"}),
-    secrets=frozenset({"api_secret"}),
+    secrets=frozenset({"api_secret", "gdpr_api_token"}),
     batching=Batching(
         max_events=MAX_EVENTS_PER_REQUEST, max_bytes=MAX_BODY_BYTES, max_wait_seconds=1.0
     ),
     interpret=interpret,
+    delete=delete,
     description="Events through Mixpanel's Import API, profiles through its Engage API.",
 )

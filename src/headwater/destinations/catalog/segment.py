@@ -33,10 +33,12 @@ from headwater.destinations.definition import (
     Rendered,
     Request,
 )
+from headwater.errors import InvalidSettings
 
 MAX_BATCH_BYTES: Final = 500_000
 MAX_MESSAGE_BYTES: Final = 32 * 1024
 MAX_BATCH_MESSAGES: Final = 2500
+MAX_REGULATION_IDS: Final = 5000  # the Public API's limit a call
 # Set by the receiving Tracking API, or inputs of its timestamp correction (see above);
 # writeKey / projectId would name our source, not the receiver's.
 STRIPPED: Final = frozenset(
@@ -52,6 +54,10 @@ class SegmentSettings(DestinationSettings):
     write_key: str = Field(min_length=1)
     # Segment's EU workspaces: https://events.eu1.segmentapis.com
     endpoint: HttpUrl = HttpUrl("https://api.segment.io")
+    # Deletions go on as regulations of the receiving workspace's Public API (Segment's, or a
+    # Headwater's ``…/api/v1``): needed only to forward them.
+    public_api_token: str | None = Field(default=None, min_length=1)
+    public_api_endpoint: HttpUrl = HttpUrl("https://api.segmentapis.com")
 
     def url(self) -> str:
         return f"{str(self.endpoint).rstrip('/')}/v1/batch"
@@ -101,6 +107,37 @@ def render(messages: Sequence[Message], settings: SegmentSettings) -> Rendered:
     return rendered
 
 
+def delete(user_ids: Sequence[str], settings: SegmentSettings) -> list[Request]:
+    """A regulation's user ids as ``DELETE_ONLY`` regulations of the receiving workspace: it
+    deletes what it received, and its own destinations are asked in turn."""
+    if settings.public_api_token is None:
+        raise InvalidSettings(
+            "forwarding a deletion needs the receiving workspace's Public API token: add "
+            "public_api_token to this destination's settings"
+        )
+    url = f"{str(settings.public_api_endpoint).rstrip('/')}/regulations"
+    headers = {
+        "Content-Type": "application/json",
+        "Authorization": f"Bearer {settings.public_api_token}",
+    }
+    return [
+        Request(
+            "POST",
+            url,
+            headers,
+            msgspec.json.encode(
+                {
+                    "regulationType": "DELETE_ONLY",
+                    "subjectType": "USER_ID",
+                    "subjectIds": list(user_ids[i : i + MAX_REGULATION_IDS]),
+                }
+            ),
+            secret_headers=frozenset({"Authorization"}),
+        )
+        for i in range(0, len(user_ids), MAX_REGULATION_IDS)
+    ]
+
+
 DEFINITION = DestinationDefinition(
     type="segment",
     name="Segment",
@@ -108,9 +145,10 @@ DEFINITION = DestinationDefinition(
     aliases=("Segment Connections",),
     settings=SegmentSettings,
     render=render,
-    secrets=frozenset({"write_key"}),
+    secrets=frozenset({"write_key", "public_api_token"}),
     batching=Batching(
         max_events=MAX_BATCH_MESSAGES, max_bytes=MAX_BATCH_BYTES, max_wait_seconds=1.0
     ),
+    delete=delete,
     description="Forward every message to a source of Segment or of another Headwater.",
 )
