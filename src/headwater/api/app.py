@@ -30,6 +30,7 @@ from headwater.api import (
     journeys,
     mappings,
     privacy,
+    regulations,
     sources,
     spaces,
     sql_traits,
@@ -103,6 +104,7 @@ def create_api(
     app.include_router(journeys.router, prefix=PREFIX)
     app.include_router(privacy.router, prefix=PREFIX)
     app.include_router(consent.router, prefix=PREFIX)
+    app.include_router(regulations.router, prefix=PREFIX)
     for router in extra_routers:
         app.include_router(router, prefix=PREFIX)
     return app
