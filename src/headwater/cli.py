@@ -172,6 +172,34 @@ def _parser() -> argparse.ArgumentParser:
     sub_get.add_argument("--url", default="http://127.0.0.1:8088", help="the server's address")
     sub_get.set_defaults(run=_subscriptions_get)
 
+    regulations = commands.add_parser(
+        "regulations", help="user deletion and suppression (Segment's regulations)"
+    )
+    regulation_actions = regulations.add_subparsers(dest="action", required=True, metavar="ACTION")
+    reg_list = regulation_actions.add_parser("list", help="regulations, newest first")
+    reg_list.add_argument("--source", help="one source's regulations (name or id)")
+    reg_list.add_argument("--status", help="only this status (FINISHED, RUNNING, …)")
+    reg_list.add_argument("--type", action="append", default=[], help="only this type")
+    reg_list.add_argument("--json", action="store_true", help="the API's answer as JSON")
+    reg_show = regulation_actions.add_parser("show", help="a regulation and each store's status")
+    reg_show.add_argument("id", help="the regulation's id (reg_…)")
+    reg_create = regulation_actions.add_parser(
+        "create", help="suppress or delete users: TYPE ID [ID…]"
+    )
+    reg_create.add_argument("type", help="SUPPRESS_ONLY, UNSUPPRESS, SUPPRESS_WITH_DELETE, …")
+    reg_create.add_argument("ids", nargs="+", metavar="ID", help="user ids")
+    reg_create.add_argument("--source", help="only this source (name or id)")
+    reg_create.add_argument(
+        "--subject-type", default="USER_ID", help="USER_ID (default), ANONYMOUS_ID, OBJECT_ID"
+    )
+    reg_suppressions = regulation_actions.add_parser(
+        "suppressions", help="users suppressed now (SUPPRESS_ONLY)"
+    )
+    reg_suppressions.add_argument("--source", help="a source's instead of the workspace's")
+    for sub in (reg_list, reg_show, reg_create, reg_suppressions):
+        sub.add_argument("--url", default="http://127.0.0.1:8088", help="the server's address")
+    regulations.set_defaults(run=_regulations)
+
     replay = commands.add_parser("replay", help="deliver archived events to a destination again")
     replay.add_argument("destination", help="destination name or id")
     replay.add_argument("--start", required=True, help="ISO 8601 time, inclusive")
@@ -828,6 +856,35 @@ def _profiles_template(args: argparse.Namespace) -> int:
     from headwater.unify.commands import show_template
 
     show_template(args.url, _admin_token("profiles template"), args.space)
+    return 0
+
+
+def _regulations(args: argparse.Namespace) -> int:
+    from headwater.privacy import regulations_cli
+
+    token = _admin_token("regulations")
+    if args.action == "list":
+        regulations_cli.list_regulations(
+            args.url,
+            token,
+            source=args.source,
+            status=args.status,
+            types=args.type,
+            as_json=args.json,
+        )
+    elif args.action == "show":
+        regulations_cli.show_regulation(args.url, token, args.id)
+    elif args.action == "create":
+        regulations_cli.create_regulation(
+            args.url,
+            token,
+            args.type,
+            args.ids,
+            subject_type=args.subject_type,
+            source=args.source,
+        )
+    else:
+        regulations_cli.list_suppressions(args.url, token, source=args.source)
     return 0
 
 

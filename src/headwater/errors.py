@@ -24,7 +24,8 @@ with 503 and ``Retry-After``, and the delivery engine turns a ``Rejection`` into
     │   │   └── CatalogNotInstalled an ``actions:*`` type with no Actions package installed
     │   ├── UnsafePathError         a path setting that would leave its directory
     │   ├── QueryError              a SQL trait's query, or its result, Segment's rules refuse
-    │   └── UploadRejected          a profiles CSV, with Segment's message and a 4xx status
+    │   ├── UploadRejected          a profiles CSV, with Segment's message and a 4xx status
+    │   └── RegulationRefused       a regulation request: 400, 409 or 429, with headers
     ├── ExportError                 stored configuration that no file could hold
     ├── AuthorizationFailed         an OAuth authorization that gave no tokens
     ├── FQLEvaluationError          a statement with no answer for one event
@@ -184,6 +185,22 @@ class UploadRejected(InputError):
     def __init__(self, message: str, status: int = 422) -> None:
         super().__init__(message)
         self.status = status
+
+
+class RegulationRefused(InputError):
+    """A regulation request Segment refuses: ``status`` 400 (the request), 409 (a replay runs)
+    or 429 (a rate limit, with ``headers`` saying how many remain and when it resets)."""
+
+    def __init__(
+        self,
+        message: str,
+        status: int = 400,
+        field: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message, field)
+        self.status = status
+        self.headers = headers or {}
 
 
 class ExportError(HeadwaterError):

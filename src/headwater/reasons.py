@@ -102,6 +102,11 @@ PROTOCOLS_VIOLATIONS: Final = "protocols_violations"  # track.allowEventOnViolat
 PROTOCOLS_COMMON_SCHEMA: Final = "protocols_common_schema"  # commonEventOnViolations: BLOCK
 SCHEMA_BLOCKED_EVENT: Final = "schema_blocked_event"  # a schema control (no plan connected)
 
+# --- Privacy (Delivery Overview, "Filtered at source") -----------------------------------------
+# Suppressed by a regulation (SUPPRESS_ONLY, SUPPRESS_WITH_DELETE…): Segment drops these
+# silently; Headwater counts them, under a code that says nothing of whose they were.
+SUPPRESSED: Final = "suppressed"
+
 # --- Identity resolution (Unify) -------------------------------------------------------------
 # Profiles Insights' names, verbatim (spec/unify-engage.md §2.7): an error leaves the event
 # unresolved; a violation leaves one identifier out (or one merge undone) and the event resolves.

@@ -67,10 +67,13 @@ from headwater.privacy.consent import ConsentCache
 from headwater.privacy.controls import PrivacyControlsStage
 from headwater.privacy.custom_matchers import CustomMatchers
 from headwater.privacy.encryption import EncryptionCache
+from headwater.privacy.erasure import Eraser, Expander
 from headwater.privacy.inbox import GROUP as PRIVACY_INBOX_GROUP
 from headwater.privacy.inbox import InboxObserver
 from headwater.privacy.masking import Masker, load_masker
 from headwater.privacy.matchers import Matchers
+from headwater.privacy.runner import DeletionRunner
+from headwater.privacy.suppression import SuppressionStage
 from headwater.protocols.blocked import BlockedEvents
 from headwater.protocols.compiled import CompiledPlan
 from headwater.protocols.lookup import source_lookup
@@ -119,6 +122,7 @@ Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 MAINTENANCE_INTERVAL = 60.0
+REGULATIONS_TICK = 2.0  # how soon a new regulation (a suppression) takes effect
 WAREHOUSE_TICK = 5.0  # how soon a "sync now" or a due schedule starts
 ENGAGE_DRAIN_INTERVAL = 0.2  # how long queued Engage messages may wait to be appended
 LISTS_TICK = 2.0  # how often the worker looks for list destinations' audiences to create
@@ -247,7 +251,8 @@ class Server:
                     clock=self.clock,
                     on_duplicates=self.metrics.duplicates.inc,
                 ),
-                # (suppression goes here, right after dedup: spec §24 step 2)
+                # Suppressed users' events stop here, before anything else sees them (§24).
+                SuppressionStage(self.engine),
                 PrivacyControlsStage(  # §24 step 3: Inventory fields removed at the source
                     self.engine, config_version=self.store.config_version, clock=self.clock
                 ),
@@ -371,6 +376,19 @@ class Server:
         self.warehouse_scheduler = WarehouseScheduler(
             WarehouseStore(self.store), self.archive, self.settings.data_dir
         )
+        # Regulations: suppressions take effect and deletions run here, in the worker. The
+        # identity graph widens each subject first; then each store's eraser, in this order:
+        # internal stores, the archive, warehouses, destinations.
+        self.expanders: list[Expander] = []
+        self.erasers: list[Eraser] = []
+        self.deletions = DeletionRunner(
+            self.engine,
+            self.expanders,
+            self.erasers,
+            clock=self.clock,
+            source_exists=lambda source_id: self.store.get_source(source_id) is not None,
+        )
+        self._regulations_task: asyncio.Task[None] | None = None
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -489,6 +507,15 @@ class Server:
                 logger.exception("Engage's batch computation failed; will try again")
             await asyncio.sleep(WAREHOUSE_TICK)
 
+    async def _regulations_loop(self) -> None:
+        """Regulations due: new suppressions, deletions' steps that are due again."""
+        while True:
+            try:
+                await asyncio.to_thread(self.deletions.run_due)
+            except Exception:
+                logger.exception("regulations failed; will try again")
+            await asyncio.sleep(REGULATIONS_TICK)
+
     async def _warehouse_loop(self) -> None:
         """Warehouse syncs, in a thread of their own: they are long blocking batch jobs."""
         while True:
@@ -556,6 +583,7 @@ class Server:
                         self._engage_task = asyncio.create_task(self._engage_loop())
                         self._sql_traits_task = asyncio.create_task(self._warehouse_queries_loop())
                         self._lists_task = asyncio.create_task(self._lists_loop())
+                        self._regulations_task = asyncio.create_task(self._regulations_loop())
                         self._privacy_task = asyncio.create_task(self._privacy_alerts_loop())
                 except Exception as exc:
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
@@ -570,6 +598,7 @@ class Server:
                     self._engage_task,
                     self._sql_traits_task,
                     self._lists_task,
+                    self._regulations_task,
                     self._privacy_task,
                 )
                 for task in tasks:

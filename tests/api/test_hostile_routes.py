@@ -300,6 +300,12 @@ def _resources(http: httpx.Client) -> dict[str, str]:
             json={"name": "t", "warehouse": f"wh-{n}", "query": "select 'u' as user_id, 1 as n"},
         )
     )["sqlTrait"]
+    regulation = made(
+        http.post(
+            "/api/v1/regulations",
+            json={"regulationType": "SUPPRESS_ONLY", "subjectType": "USER_ID", "subjectIds": ["u"]},
+        )
+    )["regulateId"]
     matcher = made(
         http.post(
             "/api/v1/privacy/matchers", json={"name": f"matcher-{n}", "classification": "RED"}
@@ -317,6 +323,7 @@ def _resources(http: httpx.Client) -> dict[str, str]:
         "matcherId": matcher["id"],
         "path": f"properties.f{n}",
         "channel": "slack",
+        "regulateId": regulation,
         "hook": f"hook-{n}",
         "actions": f"act-{n}",
         "warehouse": f"wh-{n}",

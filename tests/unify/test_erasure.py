@@ -47,6 +47,7 @@ TABLES = (
     schema.unify_profile_traits,
     schema.unify_profile_events,
     schema.unify_profile_metadata,
+    schema.unify_profile_consent,
     schema.unify_sync_outbox,
     schema.unify_sync_profiles,
     schema.unify_insights,
@@ -106,7 +107,8 @@ class Privacy(World):
                 "messaging_subscriptions": [
                     {"key": email, "type": "EMAIL", "status": "SUBSCRIBED"},
                     {"key": PHONES[user], "type": "SMS", "status": "SUBSCRIBED"},
-                ]
+                ],
+                "consent": {"categoryPreferences": {"Advertising": True}},
             },
         )
         self.send(event="Bought", userId=user, properties={"total": 10})
@@ -317,6 +319,7 @@ def test_erasing_deletes_every_row_of_the_subjects_profiles_and_keeps_everyone_e
         "unify_profile_traits",
         "unify_profile_events",
         "unify_profile_metadata",
+        "unify_profile_consent",
         "unify_sync_outbox",
         "unify_sync_profiles",
         "unify_insights",

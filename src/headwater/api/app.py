@@ -31,6 +31,7 @@ from headwater.api import (
     journeys,
     mappings,
     privacy,
+    regulations,
     sources,
     spaces,
     sql_traits,
@@ -108,6 +109,7 @@ def create_api(
     app.include_router(data_retention.router, prefix=PREFIX)
     app.include_router(privacy.router, prefix=PREFIX)
     app.include_router(consent.router, prefix=PREFIX)
+    app.include_router(regulations.router, prefix=PREFIX)
     for router in extra_routers:
         app.include_router(router, prefix=PREFIX)
     return app

@@ -7,6 +7,7 @@ id or name. Settings come back with every secret replaced by ``[redacted]``; sen
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -16,17 +17,20 @@ from pydantic.alias_generators import to_camel
 
 from headwater.api.changes import NoNulls
 from headwater.api.data_retention import retention_of
+from headwater.api.errors import ApiError
 from headwater.api.privacy import masked_delivery, masker_for
 from headwater.api.sources import iso as _iso
 from headwater.delivery.queue import DeliveryQueue
-from headwater.delivery.replay import replay
+from headwater.delivery.replay import ReplayResult, replay
 from headwater.delivery.report import event_delivery
 from headwater.destinations import listing
 from headwater.destinations.registry import definitions
 from headwater.destinations.routing import schema_integration_filter
 from headwater.destinations.store import DestinationInfo, DestinationStore
+from headwater.errors import RegulationRefused
 from headwater.privacy.consent import ConsentCategories, compile_map
 from headwater.privacy.encryption import load_active
+from headwater.privacy.regulations import Regulations
 from headwater.protocols.schema_controls import IntegrationFilterCache
 from headwater.protocols.transformations import Transformations
 from headwater.protocols.transformations.store import TransformationStore
@@ -173,7 +177,29 @@ def replay_destination(
     """Queue the archived events of [start, end) for this destination, enabled or not."""
     destination = store.require(id_or_name)
     archive = Archive(request.app.state.archive_dir)
-    result = replay(
+    # No replay while a deletion waits or runs, nor a deletion while a replay runs (§10.3).
+    regulations = Regulations(request.app.state.engine, clock=request.app.state.clock)
+    try:
+        running = regulations.begin_replay(destination.id)
+    except RegulationRefused as exc:
+        raise ApiError(409, "conflict", exc.message) from None
+    try:
+        result = _replay(
+            destination, body, archive, request, lambda _: regulations.beat_replay(running)
+        )
+    finally:
+        regulations.end_replay(running)
+    return {"data": {"read": result.read, "queued": result.queued, "filtered": result.filtered}}
+
+
+def _replay(
+    destination: DestinationInfo,
+    body: ReplayBody,
+    archive: Archive,
+    request: Request,
+    progress: Callable[[ReplayResult], None],
+) -> ReplayResult:
+    return replay(
         archive,
         DeliveryQueue(request.app.state.engine),
         destination,
@@ -190,8 +216,8 @@ def replay_destination(
         oldest=retention_of(request).oldest(request.app.state.clock()),
         consent=compile_map(ConsentCategories(request.app.state.workspace_store).list()),
         encryption=load_active(request.app.state.engine),
+        progress=progress,
     )
-    return {"data": {"read": result.read, "queued": result.queued, "filtered": result.filtered}}
 
 
 @router.get("/catalog/destinations", response_model=None)

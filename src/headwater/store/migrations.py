@@ -222,6 +222,7 @@ MIGRATIONS: list[Migration] = [
     Migration(24, "engage: batch runs, real-time vectors and staged results", _create_tables),
     Migration(25, "engage: list destinations' external audiences", _list_audiences),
     Migration(26, "engage: journeys' historical entry", _journey_backfill),
+    Migration(27, "privacy: regulations, their steps, suppressed subjects", _create_tables),
     Migration(30, "privacy: erasing profiles (journey steps by profile)", _erasure_indexes),
     Migration(31, "privacy: consent categories and destination field encryption", _create_tables),
     Migration(32, "privacy portal: matchers, inbox, inventory, controls, alerts", _privacy_portal),

@@ -1313,3 +1313,76 @@ unify_profile_consent = sa.Table(
     sa.Column("message_id", sa.String(200), nullable=False),
     sa.Column("source_id", sa.String(100), nullable=False),
 )
+
+
+# --- privacy: regulations (deletion and suppression, spec §10) --------------------------------
+
+# One regulation as the Public API made it: its scope (``source_id`` NULL: the workspace;
+# ``collection`` set: a cloud source's), type, subject type and subjects; ``status`` is
+# Segment's overall status. ``expanded`` holds the subjects widened by the identity graph,
+# stored before any eraser runs (privacy/erasure.py); ``due_at`` is when the runner next looks
+# at it (NULL: nothing left to do).
+regulations = sa.Table(
+    "regulations",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),  # reg_…
+    sa.Column("workspace_id", sa.String(40), nullable=False),
+    sa.Column("source_id", sa.String(40), nullable=True),
+    sa.Column("collection", sa.String(200), nullable=True),
+    sa.Column("regulation_type", sa.String(40), nullable=False),
+    sa.Column("subject_type", sa.String(20), nullable=False),
+    sa.Column("subjects", sa.JSON, nullable=False),
+    sa.Column("subject_count", sa.Integer, nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("finished_at", sa.Float, nullable=True),
+    sa.Column("expanded", sa.JSON, nullable=True),
+    sa.Column("due_at", sa.Float, nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Index("ix_regulations_created", "workspace_id", "created_at"),
+    sa.Index("ix_regulations_due", "due_at"),
+)
+
+# Each eraser's outcome for one regulation (the regulation's ``streamStatus``): its status,
+# attempts so far, when it is next due, and its last message (never a secret).
+regulation_steps = sa.Table(
+    "regulation_steps",
+    metadata,
+    sa.Column("regulation_id", sa.String(40), primary_key=True),
+    sa.Column("kind", sa.String(20), primary_key=True),
+    sa.Column("target_id", sa.String(200), primary_key=True),
+    sa.Column("position", sa.Integer, nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("due_at", sa.Float, nullable=True),
+    sa.Column("detail", sa.Text, nullable=False, default=""),
+    sa.Column("finished_at", sa.Float, nullable=True),
+)
+
+# Subjects whose new events are dropped at ingest: ``scope`` '' for the whole workspace, else a
+# source id. ``regulation_type`` is the type that suppressed it (the Suppressed Users list shows
+# only SUPPRESS_ONLY's). Written when the worker processes a regulation; the suppression stage
+# reloads its sets when the ``suppression_version`` in ``meta`` moves.
+suppressed_subjects = sa.Table(
+    "suppressed_subjects",
+    metadata,
+    sa.Column("workspace_id", sa.String(40), primary_key=True),
+    sa.Column("scope", sa.String(40), primary_key=True),
+    sa.Column("subject_id", sa.String(1000), primary_key=True),
+    sa.Column("regulation_id", sa.String(40), nullable=False),
+    sa.Column("regulation_type", sa.String(40), nullable=False),
+    sa.Column("since", sa.Float, nullable=False),
+)
+
+# Replays running now (they read the archive): a deleting regulation may not be created while
+# one runs, nor a replay start while a deletion waits (§10.3). ``beat_at`` moves as the replay
+# queues its jobs; a row not beaten for a while is a replay whose process died.
+replays_running = sa.Table(
+    "replays_running",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("destination_id", sa.String(40), nullable=False),
+    sa.Column("started_at", sa.Float, nullable=False),
+    sa.Column("beat_at", sa.Float, nullable=False),
+)

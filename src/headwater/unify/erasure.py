@@ -313,6 +313,7 @@ def erase_found(conn: Connection, found: Found, subjects: Subjects) -> None:
         schema.unify_profile_traits,
         schema.unify_profile_events,
         schema.unify_profile_metadata,
+        schema.unify_profile_consent,
     ):
         for part in chunks(profile_ids):
             conn.execute(
