@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -356,7 +357,8 @@ def test_no_deletion_while_a_replay_runs_and_no_replay_while_a_deletion_waits(
     assert regulate(http, "DELETE_ONLY", ["u2"]).status_code == 200
     regulations.end_replay(running)
 
-    window = {"start": "2020-01-01T00:00:00Z", "end": "2020-01-02T00:00:00Z"}
+    day = datetime.fromtimestamp(clock(), UTC)  # within the data retention (A-DS-10)
+    window = {"start": (day - timedelta(days=1)).isoformat(), "end": day.isoformat()}
     error = refused(http.post("/api/v1/destinations/hook/replay", json=window), 409)
     assert "deletion" in error["message"] and "pending" in error["message"]
     process(engine, clock)
