@@ -35,6 +35,7 @@ from headwater.api.uploads import use_appender
 from headwater.api.violations import router as violations_router
 from headwater.clock import wall_clock
 from headwater.config.settings import ServerSettings
+from headwater.delivery.deletion import DestinationEraser
 from headwater.delivery.engine import DeliveryEngine
 from headwater.destinations import registry
 from headwater.destinations.redirects import Redirects
@@ -43,6 +44,7 @@ from headwater.destinations.runtime.install import actions_dir
 from headwater.destinations.store import DestinationCache, DestinationStore
 from headwater.engage.batch_runs import BatchRuns
 from headwater.engage.computations import Planned
+from headwater.engage.erasure import profiles_eraser
 from headwater.engage.journeys.runner import JourneyFollower
 from headwater.engage.journeys.store import Live as LiveJourneys
 from headwater.engage.lists import ListAudiences
@@ -69,7 +71,7 @@ from headwater.privacy.custom_matchers import CustomMatchers
 from headwater.privacy.encryption import EncryptionCache
 from headwater.privacy.erasure import Eraser, Expander
 from headwater.privacy.inbox import GROUP as PRIVACY_INBOX_GROUP
-from headwater.privacy.inbox import InboxObserver
+from headwater.privacy.inbox import InboxEraser, InboxObserver
 from headwater.privacy.masking import Masker, load_masker
 from headwater.privacy.matchers import Matchers
 from headwater.privacy.runner import DeletionRunner
@@ -97,10 +99,12 @@ from headwater.store.dedup import DedupRuns
 from headwater.store.ingest_log import open_ingest_log
 from headwater.store.log import EventLog
 from headwater.store.migrations import migrate
+from headwater.store.payload_erasure import payload_erasers
 from headwater.store.positions import StagePositions
 from headwater.store.retention import DataRetention
 from headwater.store.workspace import WorkspaceStore
 from headwater.unify.csv_upload import Uploads
+from headwater.unify.erasure import GraphExpander
 from headwater.unify.graph import GraphStore
 from headwater.unify.insights import Insights
 from headwater.unify.profile_api import PREFIXES as PROFILE_API_PREFIXES
@@ -110,6 +114,7 @@ from headwater.unify.spaces import SpaceInfo, SpaceStore
 from headwater.unify.sql_graph import SqlGraph
 from headwater.unify.stage import APPLIED_RETENTION, IdentityStage
 from headwater.unify.stage import GROUP as UNIFY_GROUP
+from headwater.warehouse.erasure import warehouse_erasers
 from headwater.warehouse.profiles_tables import ProfilesWarehouses
 from headwater.warehouse.query import WarehouseQueries
 from headwater.warehouse.scheduler import WarehouseScheduler
@@ -205,6 +210,7 @@ class Server:
         owner = f"{os.uname().nodename}:{os.getpid()}"
         self.destinations = DestinationStore(self.store)
         destination_cache = DestinationCache(self.destinations, self.store)
+        self._redirects = Redirects(self.settings.request_redirects)
         # Segment's rates for Engage's destinations (§14.4) apply on the spaces' Engage sources.
         engage_sources: ConfigSnapshot[frozenset[str]] = ConfigSnapshot(
             self.store.config_version,
@@ -218,7 +224,7 @@ class Server:
             destination_cache,
             engage_sources=engage_sources.get,
             owner=f"{owner}:delivery",
-            redirects=Redirects(self.settings.request_redirects),
+            redirects=self._redirects,
             actions_dir=actions_dir(self.settings.data_dir),
             # Without the consumers it only sends the Event Tester's events: one Node process.
             actions_processes=(self.settings.actions_processes or min(2, os.cpu_count() or 1))
@@ -377,9 +383,10 @@ class Server:
             WarehouseStore(self.store), self.archive, self.settings.data_dir
         )
         # Regulations: suppressions take effect and deletions run here, in the worker. The
-        # identity graph widens each subject first; then each store's eraser, in this order:
-        # internal stores, the archive, warehouses, destinations.
-        self.expanders: list[Expander] = []
+        # identity graph widens each subject first; then each store's eraser, in the order of
+        # ``current_erasers``. The runner keeps these lists; each pass refreshes the erasers
+        # so warehouses and destinations added or removed since are seen.
+        self.expanders: list[Expander] = [GraphExpander(self.engine)]
         self.erasers: list[Eraser] = []
         self.deletions = DeletionRunner(
             self.engine,
@@ -507,11 +514,32 @@ class Server:
                 logger.exception("Engage's batch computation failed; will try again")
             await asyncio.sleep(WAREHOUSE_TICK)
 
+    def current_erasers(self) -> list[Eraser]:
+        """Every store's eraser as the configuration stands now. Internal stores come first,
+        then the archive, the warehouses and lakes (loaded from the archive, so after it), and
+        the destinations last."""
+        internal: list[Eraser] = [
+            *payload_erasers(self.engine),
+            profiles_eraser(self.engine),
+            InboxEraser(self.engine),
+        ]
+        warehouses: list[Eraser] = [
+            *warehouse_erasers(WarehouseStore(self.store), self.settings.data_dir, clock=self.clock)
+        ]
+        destinations: list[Eraser] = [
+            DestinationEraser(d, self.delivery, self._redirects) for d in self.destinations.list()
+        ]
+        return [*internal, *warehouses, *destinations]
+
+    def run_regulations(self) -> None:
+        self.erasers[:] = self.current_erasers()
+        self.deletions.run_due()
+
     async def _regulations_loop(self) -> None:
         """Regulations due: new suppressions, deletions' steps that are due again."""
         while True:
             try:
-                await asyncio.to_thread(self.deletions.run_due)
+                await asyncio.to_thread(self.run_regulations)
             except Exception:
                 logger.exception("regulations failed; will try again")
             await asyncio.sleep(REGULATIONS_TICK)

@@ -12,7 +12,14 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from headwater.privacy.erasure import Erasure, Progress, Subjects, Target, TargetKind
+from headwater.privacy.erasure import (
+    Erasure,
+    NotSupported,
+    Progress,
+    Subjects,
+    Target,
+    TargetKind,
+)
 from headwater.privacy.regulations import (
     DELETE_ARCHIVE_ONLY,
     FAILED,
@@ -376,3 +383,21 @@ def test_a_store_removed_before_its_step_finished_is_not_supported(
     assert last.status == NOT_SUPPORTED and "no longer configured" in last.detail
     found = regulations.get(regulation_id)
     assert found is not None and found.status == PARTIAL_SUCCESS and found.due_at is None
+
+
+def test_a_destination_without_a_deletion_api_fails_the_regulation_at_once(
+    engine: Engine, store: Engine, clock: Clock
+) -> None:
+    """A-DS-6's last rule: the unsupported destination fails, though every other store
+    finished, and nothing retries it."""
+    regulation_id = delete_u2(engine, clock)
+    steps = erasers(store)
+    steps[3].fail = [NotSupported("Webhooks takes no deletion requests")]
+    DeletionRunner(engine, [GraphExpander(store)], steps, clock=clock).run_due()
+    regulations = Regulations(engine, clock=clock)
+    statuses = [(s.status, s.attempts) for s in regulations.steps(regulation_id)]
+    assert statuses == [(FINISHED, 0), (FINISHED, 0), (FINISHED, 0), (FAILED, 0)]
+    assert "takes no deletion requests" in regulations.steps(regulation_id)[3].detail
+    found = regulations.get(regulation_id)
+    assert found is not None and found.status == FAILED and found.due_at is None
+    assert left(store) == EVERYONE_ELSE

@@ -154,9 +154,9 @@ class Progress:
 
 class NotSupported(Exception):
     """Raised by an eraser whose store cannot take deletions (a destination with no deletion
-    API): the step is ``NOT_SUPPORTED``. As in Segment, such a step makes the regulation's
-    overall status ``FAILED`` though every other step finished (§10.2): the user must ask
-    that vendor separately, and the status says so."""
+    API): the step fails at once, without retries. As in Segment, such a destination makes
+    the regulation ``FAILED`` though every other step finished (§10.2): the user must ask
+    that vendor separately, and the step's error says so."""
 
 
 class Eraser(Protocol):

@@ -33,7 +33,15 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
-from headwater.privacy.erasure import KINDS_OF, Eraser, Erasure, Expander, Progress, Subjects
+from headwater.privacy.erasure import (
+    KINDS_OF,
+    Eraser,
+    Erasure,
+    Expander,
+    NotSupported,
+    Progress,
+    Subjects,
+)
 from headwater.privacy.regulations import (
     DELETE_ARCHIVE_ONLY,
     DELETING,
@@ -263,6 +271,16 @@ class DeletionRunner:
             conn.execute(t.update().where(*key).values(status=RUNNING))
         try:
             outcome = eraser.erase(erasure)
+        except NotSupported as exc:
+            # A destination with no deletion API: failed at once, no retries. Segment reports
+            # such a destination as a failure, and so the regulation as FAILED though every
+            # other step finished (§10.2): the user must ask that vendor.
+            values = {
+                "status": FAILED,
+                "detail": error_text(exc),
+                "due_at": None,
+                "finished_at": self._clock(),
+            }
         except Exception as exc:
             attempts += 1
             text = error_text(exc)
