@@ -86,18 +86,22 @@ from headwater.protocols.source_schema import SchemaObserver, SchemaStore
 from headwater.protocols.stage import ProtocolsStage
 from headwater.protocols.transformations.store import TransformationCache, TransformationStore
 from headwater.protocols.violations import ViolationStore
+from headwater.store.archive import GROUP as ARCHIVE_GROUP
 from headwater.store.archive import Archive, ArchiveWriter
+from headwater.store.archive_erasure import ArchiveEraser
 from headwater.store.config_snapshot import ConfigSnapshot
 from headwater.store.counters import CounterStore, minute_of
 from headwater.store.database import (
     WalCheckpointer,
     database_url,
+    forget_deleted,
     is_sqlite,
     open_engine,
 )
 from headwater.store.dedup import DedupRuns
 from headwater.store.ingest_log import open_ingest_log
 from headwater.store.log import EventLog
+from headwater.store.log_erasure import LogEraser
 from headwater.store.migrations import migrate
 from headwater.store.payload_erasure import payload_erasers
 from headwater.store.positions import StagePositions
@@ -115,6 +119,7 @@ from headwater.unify.sql_graph import SqlGraph
 from headwater.unify.stage import APPLIED_RETENTION, IdentityStage
 from headwater.unify.stage import GROUP as UNIFY_GROUP
 from headwater.warehouse.erasure import warehouse_erasers
+from headwater.warehouse.lake.erasure import lake_erasers
 from headwater.warehouse.profiles_tables import ProfilesWarehouses
 from headwater.warehouse.query import WarehouseQueries
 from headwater.warehouse.scheduler import WarehouseScheduler
@@ -522,18 +527,28 @@ class Server:
             *payload_erasers(self.engine),
             profiles_eraser(self.engine),
             InboxEraser(self.engine),
+            LogEraser(self.ingest_log, self.log),
         ]
+        # The archive is rewritten once what arrived before the regulation has reached it.
+        archive = ArchiveEraser(
+            self.settings.archive_dir,
+            pending=lambda t: self.chain.behind(t) or self.log.behind(ARCHIVE_GROUP, t),
+        )
+        warehouse_store = WarehouseStore(self.store)
         warehouses: list[Eraser] = [
-            *warehouse_erasers(WarehouseStore(self.store), self.settings.data_dir, clock=self.clock)
+            *warehouse_erasers(warehouse_store, self.settings.data_dir, clock=self.clock),
+            *lake_erasers(warehouse_store, self.settings.data_dir),
         ]
         destinations: list[Eraser] = [
             DestinationEraser(d, self.delivery, self._redirects) for d in self.destinations.list()
         ]
-        return [*internal, *warehouses, *destinations]
+        return [*internal, archive, *warehouses, *destinations]
 
     def run_regulations(self) -> None:
         self.erasers[:] = self.current_erasers()
-        self.deletions.run_due()
+        if self.deletions.run_due():
+            # Deleted rows' old pages leave the WAL (secure_delete zeroed them in the file).
+            forget_deleted(self.engine)
 
     async def _regulations_loop(self) -> None:
         """Regulations due: new suppressions, deletions' steps that are due again."""

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import duckdb
 
+from headwater.config.settings import ServerSettings
 from headwater.privacy.erasure import Erasure, Subjects
+from headwater.server import Server
 from headwater.store.archive import ArchiveWriter
 from headwater.store.archive_erasure import ArchiveEraser
 from headwater.store.database import database_url, forget_deleted, open_engine
@@ -21,6 +23,7 @@ from headwater.warehouse.lake.erasure import LakeEraser
 from headwater.warehouse.lake.seen_ids import SqliteSeenIds
 from headwater.warehouse.lake.targets import LocalLakeTarget
 from headwater.warehouse.lake.writer import write_lake
+from headwater.warehouse.store import WarehouseStore
 from tests.support.chain import dedup_chain
 from tests.support.clock import Clock
 from tests.support.records import log_record, stored_event
@@ -125,3 +128,20 @@ def test_nothing_of_the_subject_is_left_after_the_erasers(tmp_path: Path) -> Non
     chain.stop()
     ingest.close()
     engine.dispose()
+
+
+def test_the_server_runs_the_archive_lake_and_log_erasers(tmp_path: Path) -> None:
+    server = Server(settings=ServerSettings(data_dir=tmp_path / "data"), admin_token_hash="x")
+    try:
+        lake = WarehouseStore(server.store).create(
+            "lake", "data-lake", settings={"location": "lake"}
+        )
+        targets = [(e.target.kind, e.target.id) for e in server.current_erasers()]
+        assert ("internal", "log") in targets
+        assert ("warehouse", lake.id) in targets
+        # The archive after every internal store, before the warehouses and lakes.
+        archive = targets.index(("archive", "archive"))
+        assert all(kind == "internal" for kind, _ in targets[:archive])
+        assert all(kind != "internal" for kind, _ in targets[archive + 1 :])
+    finally:
+        server.engine.dispose()
