@@ -520,14 +520,16 @@ class Server:
             await asyncio.sleep(WAREHOUSE_TICK)
 
     def current_erasers(self) -> list[Eraser]:
-        """Every store's eraser as the configuration stands now. Internal stores come first,
-        then the archive, the warehouses and lakes (loaded from the archive, so after it), and
-        the destinations last."""
+        """Every store's eraser as the configuration stands now, in the order the runner calls
+        them, each after the one before has finished: the log, the other internal stores, the
+        archive, the warehouses and lakes (loaded from the archive), the destinations."""
         internal: list[Eraser] = [
+            # First: once nothing from before the regulation is left in the log, nothing of
+            # the subject can still reach the stores erased after it.
+            LogEraser(self.ingest_log, self.log),
             *payload_erasers(self.engine),
             profiles_eraser(self.engine),
             InboxEraser(self.engine),
-            LogEraser(self.ingest_log, self.log),
         ]
         # The archive is rewritten once what arrived before the regulation has reached it.
         archive = ArchiveEraser(

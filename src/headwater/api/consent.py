@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Path, Request
 
-from headwater.api.errors import ApiError
+from headwater.api.errors import body_object
 from headwater.api.sources import store_of
 from headwater.destinations.registry import type_named
 from headwater.destinations.store import DestinationStore
@@ -70,20 +70,6 @@ def destination_types(value: object, field: str = "destinations") -> list[str]:
     return found
 
 
-def _object(body: Any, allowed: set[str]) -> dict[str, Any]:
-    if not isinstance(body, dict):
-        raise ApiError(422, "validation", "the body must be a JSON object")
-    unknown = sorted(set(body) - allowed)
-    if unknown:
-        raise ApiError(
-            422,
-            "validation",
-            f"{unknown[0]}: unknown field (expected one of: {', '.join(sorted(allowed))})",
-            unknown[0],
-        )
-    return body
-
-
 def _bool(fields: dict[str, Any], name: str) -> Any:
     value = fields.get(name, UNSET)
     if value is not UNSET and not isinstance(value, bool):
@@ -101,7 +87,7 @@ def list_categories(categories: Categories) -> dict[str, Any]:
 
 @router.post("/consent/categories", status_code=201, response_model=None)
 def create_category(body: JsonBody, categories: Categories) -> dict[str, Any]:
-    fields = _object(body, {"categoryId", "name", "destinations", "enabled"})
+    fields = body_object(body, {"categoryId", "name", "destinations", "enabled"})
     enabled = _bool(fields, "enabled")
     category = categories.create(
         fields.get("categoryId"),  # type: ignore[arg-type]  # checked by the store
@@ -122,7 +108,7 @@ def update_category(
     category_id: CategoryId, body: JsonBody, categories: Categories
 ) -> dict[str, Any]:
     """Rename, remap, or disable (``enabled: false`` stops enforcement, §12.1)."""
-    fields = _object(body, {"name", "destinations", "enabled"})
+    fields = body_object(body, {"name", "destinations", "enabled"})
     category = categories.update(
         category_id,
         name=fields.get("name", UNSET),
@@ -166,7 +152,7 @@ def get_encryption(id_or_name: IdOrName, request: Request) -> dict[str, Any]:
 def update_encryption(id_or_name: IdOrName, body: JsonBody, request: Request) -> dict[str, Any]:
     """Choose the fields (keys matched exactly in context, traits, properties) or turn
     encryption on or off; both forward-looking."""
-    fields = _object(body, {"fields", "enabled"})
+    fields = body_object(body, {"fields", "enabled"})
     destination_id = _destination_id(request, id_or_name)
     chosen = fields.get("fields", UNSET)
     if chosen is not UNSET and not isinstance(chosen, list):

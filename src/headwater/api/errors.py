@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import Request
 from fastapi.responses import JSONResponse
 
@@ -15,6 +17,22 @@ class ApiError(Exception):
         self.type = type_
         self.message = message
         self.field = field
+
+
+def body_object(body: Any, allowed: set[str]) -> dict[str, Any]:
+    """A Public API body: a JSON object of the fields a route knows, else a 422 naming the
+    first unknown one."""
+    if not isinstance(body, dict):
+        raise ApiError(422, "validation", "the body must be a JSON object")
+    unknown = sorted(set(body) - allowed)
+    if unknown:
+        raise ApiError(
+            422,
+            "validation",
+            f"{unknown[0]}: unknown field (expected one of: {', '.join(sorted(allowed))})",
+            unknown[0],
+        )
+    return body
 
 
 def error_body(type_: str, message: str, field: str | None = None) -> dict[str, object]:

@@ -17,7 +17,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from headwater.api.errors import ApiError
+from headwater.api.errors import ApiError, body_object
 from headwater.api.sources import _pagination, iso, source_json, store_of
 from headwater.errors import InvalidError
 from headwater.protocols.compiled import Rule
@@ -113,20 +113,6 @@ def _page_body(
     return {"data": {name: items, "pagination": _pagination_json(found, cursor)}}
 
 
-def _object(body: Any, allowed: set[str]) -> dict[str, Any]:
-    if not isinstance(body, dict):
-        raise ApiError(422, "validation", "the body must be a JSON object")
-    unknown = sorted(set(body) - allowed)
-    if unknown:
-        raise ApiError(
-            422,
-            "validation",
-            f"{unknown[0]}: unknown field (expected one of: {', '.join(sorted(allowed))})",
-            unknown[0],
-        )
-    return body
-
-
 def _string(body: dict[str, Any], name: str, *, required: bool = False) -> str | None:
     value = body.get(name)
     if value is None:
@@ -141,7 +127,7 @@ def _string(body: dict[str, Any], name: str, *, required: bool = False) -> str |
 
 
 def _rules_list(body: Any) -> list[Any]:
-    rules = _object(body, {"rules"}).get("rules")
+    rules = body_object(body, {"rules"}).get("rules")
     if not isinstance(rules, list):
         raise ApiError(422, "validation", "rules: must be a list of rules", "rules")
     if len(rules) > MAX_RULES_PER_REQUEST:
@@ -168,7 +154,7 @@ def list_tracking_plans(
 
 @router.post("", status_code=201, response_model=None)
 def create_tracking_plan(body: JsonBody, plans: Plans) -> dict[str, Any]:
-    fields = _object(body, {"name", "description", "type", "labels", "libraries", "rules"})
+    fields = body_object(body, {"name", "description", "type", "labels", "libraries", "rules"})
     name = _string(fields, "name", required=True)
     assert name is not None
     rules: list[Rule] = []
@@ -196,7 +182,7 @@ def get_tracking_plan(plan_id: PlanId, plans: Plans) -> dict[str, Any]:
 
 @router.patch("/{trackingPlanId}", response_model=None)
 def update_tracking_plan(plan_id: PlanId, body: JsonBody, plans: Plans) -> dict[str, Any]:
-    fields = _object(body, {"name", "description", "labels", "libraries"})
+    fields = body_object(body, {"name", "description", "labels", "libraries"})
     libraries = fields.get("libraries", UNSET)
     if libraries is not UNSET and (
         not isinstance(libraries, list) or not all(isinstance(x, str) for x in libraries)
@@ -292,7 +278,7 @@ def list_sources(plan_id: PlanId, page: Pagination, plans: Plans) -> dict[str, A
 
 @router.post("/{trackingPlanId}/sources", response_model=None)
 def add_source(plan_id: PlanId, body: JsonBody, plans: Plans) -> dict[str, Any]:
-    source_id = _string(_object(body, {"sourceId"}), "sourceId", required=True)
+    source_id = _string(body_object(body, {"sourceId"}), "sourceId", required=True)
     assert source_id is not None
     plans.connect_source(plan_id, source_id, actor=ACTOR_API)
     return SUCCESS
@@ -383,7 +369,7 @@ async def upload_csv(plan_id: PlanId, request: Request, plans: Plans) -> dict[st
 def import_rules(plan_id: PlanId, body: JsonBody, plans: Plans) -> dict[str, Any]:
     """Every event the source's schema lists (in the timeframe, default 30d) becomes a rule,
     with its properties or traits planned; events the plan already has keep their rules."""
-    fields = _object(body, {"sourceId", "timeframe"})
+    fields = body_object(body, {"sourceId", "timeframe"})
     source_ref = _string(fields, "sourceId", required=True)
     timeframe = _string(fields, "timeframe") or "30d"
     if timeframe not in TIMEFRAMES:

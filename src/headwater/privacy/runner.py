@@ -13,13 +13,15 @@ destination). Each step's outcome is committed as soon as it is known:
 - ``Progress``: the step is RUNNING and called again after ``retry_after``;
 - an exception: retried with back-off, FAILED with the error's text after ``max_attempts``.
 
-A step waiting on ``Progress`` does not hold back the steps after it (the log's segments
-expire in days; a warehouse need not wait for them). The regulation is FINISHED when every
-step finished and FAILED when any failed (§10.2: FAILED even when only an unsupported
-destination did). A step whose store or destination was removed from the configuration
-before it finished is NOT_SUPPORTED, and the regulation, when nothing failed, PARTIAL_SUCCESS.
-A crash repeats the step it was in (erasers are idempotent) and nothing that was recorded as
-done.
+The steps run one after another: a step that answered ``Progress`` or is waiting to be retried
+holds back the steps after it, since each may be refilled by the ones before it (events still
+in the log reach the debugger and the archive; the archive feeds the warehouses). The log's
+step comes first and lasts about a minute (it seals the log's newest segment). The regulation
+is FINISHED when every step finished and FAILED when any failed (§10.2: FAILED even when only
+an unsupported destination did). A step whose store or destination was removed from the
+configuration before it finished is NOT_SUPPORTED, and the regulation, when nothing failed,
+PARTIAL_SUCCESS. A crash repeats the step it was in (erasers are idempotent) and nothing that
+was recorded as done.
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ from headwater.store.database import write_transaction
 logger = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 5
+DONE = (FINISHED, FAILED, NOT_SUPPORTED)
 BACKOFF_SECONDS = 30.0  # the first retry's wait; each later one waits four times longer
 MAX_ERROR_LENGTH = 500
 
@@ -160,8 +163,9 @@ class DeletionRunner:
             if step is None or step.status in (FINISHED, FAILED, NOT_SUPPORTED):
                 continue
             if step.due_at is not None and step.due_at > self._clock():
-                continue
-            self._call(regulation.id, eraser, erasure, step.attempts)
+                break
+            if self._call(regulation.id, eraser, erasure, step.attempts) not in DONE:
+                break  # the steps after it wait: each may be refilled by the ones before
         self._settle(regulation.id)
 
     # --- suppression --------------------------------------------------------------------------
@@ -259,7 +263,8 @@ class DeletionRunner:
         assert found is not None
         return found
 
-    def _call(self, regulation_id: str, eraser: Eraser, erasure: Erasure, attempts: int) -> None:
+    def _call(self, regulation_id: str, eraser: Eraser, erasure: Erasure, attempts: int) -> str:
+        """Run one step; its new status."""
         target = eraser.target
         t = schema.regulation_steps
         key = (
@@ -325,6 +330,7 @@ class DeletionRunner:
                 }
         with write_transaction(self._engine) as conn:
             conn.execute(t.update().where(*key).values(**values))
+        return str(values["status"])
 
     def _settle(self, regulation_id: str) -> None:
         """The overall status from the steps, and when the regulation is next due."""

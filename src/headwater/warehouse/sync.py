@@ -375,20 +375,7 @@ class WarehouseSync:
                     .values(status=RUNNING, started_at=started, heartbeat_at=started)
                 )
                 return int(requested[0])
-            inserted = conn.execute(
-                s.insert()
-                .values(
-                    warehouse_id=warehouse.id,
-                    trigger=trigger,
-                    status=RUNNING,
-                    started_at=started,
-                    heartbeat_at=started,
-                    rows={},
-                    notices=[],
-                )
-                .returning(s.c.id)
-            )
-            return int(inserted.scalar_one())
+            return _running(conn, warehouse.id, trigger, started)
 
     def _beat(self, run_id: int) -> None:
         s = schema.warehouse_syncs
@@ -453,19 +440,7 @@ def held(
     started = int(clock())
     with write_transaction(engine) as conn:
         _refuse_if_busy(conn, warehouse, started)
-        run_id = conn.execute(
-            s.insert()
-            .values(
-                warehouse_id=warehouse.id,
-                trigger=ERASURE,
-                status=RUNNING,
-                started_at=started,
-                heartbeat_at=started,
-                rows={},
-                notices=[],
-            )
-            .returning(s.c.id)
-        ).scalar_one()
+        run_id = _running(conn, warehouse.id, ERASURE, started)
 
     def beat() -> None:
         with write_transaction(engine) as conn:
@@ -666,3 +641,22 @@ def due(
         if last_started.get(warehouse.id, -1) < slot:
             found.append(warehouse)
     return found
+
+
+def _running(conn: sa.Connection, warehouse_id: str, trigger: str, started: int) -> int:
+    """A new run of the warehouse, running from ``started``: its id."""
+    s = schema.warehouse_syncs
+    inserted = conn.execute(
+        s.insert()
+        .values(
+            warehouse_id=warehouse_id,
+            trigger=trigger,
+            status=RUNNING,
+            started_at=started,
+            heartbeat_at=started,
+            rows={},
+            notices=[],
+        )
+        .returning(s.c.id)
+    )
+    return int(inserted.scalar_one())
