@@ -26,7 +26,9 @@ from typing import Any
 import duckdb
 import httpx
 import pytest
+import sqlalchemy as sa
 
+from headwater.store.database import database_url, open_engine
 from tests.support.live import ADMIN_TOKEN, LiveServer
 from tests.support.receiver import Receiver
 from tests.support.search import find_marker
@@ -120,13 +122,35 @@ def loaded(data: Path, sql: str) -> list[tuple[Any, ...]]:
         return conn.execute(sql).fetchall()
 
 
+def rows_holding(database: str, marker: str) -> list[str]:
+    """The state database's tables (PostgreSQL) with a row whose text holds ``marker``."""
+    engine = open_engine(database_url(Path("."), database))
+    try:
+        with engine.connect() as conn:
+            tables = conn.execute(
+                sa.text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+            ).scalars()
+            return [
+                table
+                for table in list(tables)
+                if conn.execute(
+                    sa.text(f'SELECT count(*) FROM "{table}" t WHERE t::text LIKE :m'),
+                    {"m": f"%{marker}%"},
+                ).scalar_one()
+            ]
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("store", ["sqlite", "postgresql"])
 def test_a_deletion_killed_midway_resumes_and_leaves_nothing_of_the_subject(
-    tmp_path: Path, receiver: Receiver
+    tmp_path: Path, receiver: Receiver, store: str, request: pytest.FixtureRequest
 ) -> None:
     path = tmp_path / "headwater.yaml"
     path.write_text(config(receiver.url))
     data = tmp_path / "data"
-    live = LiveServer(data_dir=data, config=path, role="single")
+    database = request.getfixturevalue("pg_database") if store == "postgresql" else None
+    live = LiveServer(data_dir=data, config=path, role="single", database=database)
     try:
         live.start(timeout=180)
         person(live, "u2", "anon-u2", MARKER)
@@ -187,8 +211,11 @@ def test_a_deletion_killed_midway_resumes_and_leaves_nothing_of_the_subject(
     finally:
         live.stop()
     assert find_marker(tmp_path, MARKER) == []  # the data directory, and the server's log
+    if database is not None:  # the state database: every row of every table, as text
+        assert rows_holding(database, MARKER) == []
+        assert rows_holding(database, OTHERS)  # the search is honest
     # Nothing of anyone else is lost.
-    archived = LiveServer(data_dir=data, config=path).archived()
+    archived = LiveServer(data_dir=data, config=path, database=database).archived()
     assert sum(OTHERS in str(e) for e in archived) == 6
     found = loaded(data, "SELECT user_id, count(*) FROM web.order_completed GROUP BY 1 ORDER BY 1")
     assert found == [("u9", 3)]
