@@ -75,6 +75,7 @@ from headwater.privacy.masking import Masker, load_masker
 from headwater.privacy.matchers import Matchers
 from headwater.privacy.runner import DeletionRunner
 from headwater.privacy.suppression import SuppressionStage
+from headwater.privacy.workspace_deletion import WorkspacePurge
 from headwater.protocols.blocked import BlockedEvents
 from headwater.protocols.compiled import CompiledPlan
 from headwater.protocols.lookup import source_lookup
@@ -188,6 +189,7 @@ class Server:
                 tester_router,
             ],
             archive_dir=self.settings.archive_dir,
+            clock=self.clock,
         )
         # What a reader without PII Access sees masked: rebuilt when the configuration moves.
         self._masker: ConfigSnapshot[Masker] = ConfigSnapshot(
@@ -393,6 +395,13 @@ class Server:
             source_exists=lambda source_id: self.store.get_source(source_id) is not None,
         )
         self._regulations_task: asyncio.Task[None] | None = None
+        # The workspace's deletion, once irreversible: purged in steps, resumable (§11).
+        self.workspace_purge = WorkspacePurge(
+            self.engine,
+            self.settings.archive_dir,
+            clock=self.clock,
+            settled=lambda: all(self.log.lag(c.group) == 0 for c in self.consumers),
+        )
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -526,6 +535,7 @@ class Server:
         return [*internal, *warehouses, *destinations]
 
     def run_regulations(self) -> None:
+        self.workspace_purge.run_due()
         self.erasers[:] = self.current_erasers()
         self.deletions.run_due()
 
