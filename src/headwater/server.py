@@ -109,6 +109,7 @@ from headwater.unify.insights import Insights
 from headwater.unify.profile_api import PREFIXES as PROFILE_API_PREFIXES
 from headwater.unify.profile_api import ProfileAPI
 from headwater.unify.profiles import prune_events
+from headwater.unify.space_deletion import SpaceDeletions
 from headwater.unify.spaces import SpaceInfo, SpaceStore
 from headwater.unify.sql_graph import SqlGraph
 from headwater.unify.stage import APPLIED_RETENTION, IdentityStage
@@ -536,6 +537,7 @@ class Server:
 
     def run_regulations(self) -> None:
         self.workspace_purge.run_due()
+        SpaceDeletions(self.store, clock=self.clock).run_due()  # spaces past their grace
         self.erasers[:] = self.current_erasers()
         self.deletions.run_due()
 

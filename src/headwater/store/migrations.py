@@ -226,7 +226,7 @@ MIGRATIONS: list[Migration] = [
     Migration(30, "privacy: erasing profiles (journey steps by profile)", _erasure_indexes),
     Migration(31, "privacy: consent categories and destination field encryption", _create_tables),
     Migration(32, "privacy portal: matchers, inbox, inventory, controls, alerts", _privacy_portal),
-    Migration(33, "privacy: workspace deletions and source data deletions", _create_tables),
+    Migration(33, "privacy: workspace, space and source data deletions", _create_tables),
 ]
 
 

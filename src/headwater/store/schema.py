@@ -1417,3 +1417,19 @@ source_data_deletions = sa.Table(
     sa.Column("requested_at", sa.Float, nullable=False),
     sa.Column("files_removed", sa.Integer, nullable=False),
 )
+
+# Unify space deletions (§11): requested at ``requested_at``, started at ``starts_at`` (five
+# calendar days later) by the worker unless cancelled first. ``status`` is PENDING, CANCELLED or
+# DELETED; the row outlives the space as the record of its deletion.
+space_deletions = sa.Table(
+    "space_deletions",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("space_id", sa.String(40), nullable=False, index=True),
+    sa.Column("space_name", sa.String(200), nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("requested_at", sa.Float, nullable=False),
+    sa.Column("starts_at", sa.Float, nullable=False),
+    sa.Column("cancelled_at", sa.Float, nullable=True),
+    sa.Column("finished_at", sa.Float, nullable=True),
+)
