@@ -15,7 +15,8 @@ def _url(url: str) -> str:
     return f"{url.rstrip('/')}/api/v1/workspace/deletion"
 
 
-def _show(deletion: dict[str, Any], out: TextIO) -> None:
+def _show(deletion: dict[str, Any], out: TextIO | None) -> None:
+    out = out or sys.stdout  # read now: a test's capture may have replaced it
     if deletion.get("status") is None:
         out.write(f"workspace {deletion.get('workspace')!s}: no deletion requested\n")
         return
@@ -34,20 +35,20 @@ def _show(deletion: dict[str, Any], out: TextIO) -> None:
             out.write(f"  {label:<14} {deletion[key]}\n")
 
 
-def status(url: str, token: str, *, as_json: bool = False, out: TextIO = sys.stdout) -> None:
+def status(url: str, token: str, *, as_json: bool = False, out: TextIO | None = None) -> None:
     deletion = call_api("GET", _url(url), token, WHAT)["deletion"]
     if as_json:
-        out.write(json.dumps(deletion, indent=2) + "\n")
+        (out or sys.stdout).write(json.dumps(deletion, indent=2) + "\n")
     else:
         _show(deletion, out)
 
 
-def delete(url: str, token: str, confirm: str, *, out: TextIO = sys.stdout) -> None:
+def delete(url: str, token: str, confirm: str, *, out: TextIO | None = None) -> None:
     """Request the deletion; ``confirm`` is the workspace's name, as the API asks."""
     deletion = call_api("POST", _url(url), token, WHAT, json={"confirm": confirm})["deletion"]
     _show(deletion, out)
 
 
-def revoke(url: str, token: str, *, out: TextIO = sys.stdout) -> None:
+def revoke(url: str, token: str, *, out: TextIO | None = None) -> None:
     deletion = call_api("DELETE", _url(url), token, WHAT)["deletion"]
     _show(deletion, out)

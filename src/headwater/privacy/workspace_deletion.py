@@ -119,8 +119,16 @@ class WorkspaceDeletions:
     def latest(self) -> WorkspaceDeletion | None:
         t = schema.workspace_deletions
         with self._engine.connect() as conn:
+            # An open deletion first; else the last one asked (its id breaks no tie: random).
+            is_open = sa.case((t.c.status.in_((PENDING, PURGING)), 1), else_=0)
             row = conn.execute(
-                sa.select(t).order_by(t.c.requested_at.desc(), t.c.id.desc()).limit(1)
+                sa.select(t)
+                .order_by(
+                    is_open.desc(),
+                    t.c.requested_at.desc(),
+                    sa.func.coalesce(t.c.finished_at, t.c.revoked_at).desc(),
+                )
+                .limit(1)
             ).first()
         return _deletion(row) if row is not None else None
 

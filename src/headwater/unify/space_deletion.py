@@ -71,7 +71,11 @@ class SpaceDeletions:
             row = conn.execute(
                 sa.select(t)
                 .where(t.c.space_id == space_id)
-                .order_by(t.c.requested_at.desc(), t.c.id.desc())
+                .order_by(  # a pending deletion first; else the last one asked
+                    sa.case((t.c.status == PENDING, 1), else_=0).desc(),
+                    t.c.requested_at.desc(),
+                    sa.func.coalesce(t.c.finished_at, t.c.cancelled_at).desc(),
+                )
                 .limit(1)
             ).first()
         return _deletion(row) if row is not None else None
