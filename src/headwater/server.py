@@ -401,7 +401,7 @@ class Server:
             self.engine,
             self.settings.archive_dir,
             clock=self.clock,
-            settled=lambda: all(self.log.lag(c.group) == 0 for c in self.consumers),
+            settled=self._settled,
         )
 
     # --- lifecycle ----------------------------------------------------------------------------
@@ -534,6 +534,10 @@ class Server:
             DestinationEraser(d, self.delivery, self._redirects) for d in self.destinations.list()
         ]
         return [*internal, *warehouses, *destinations]
+
+    def _settled(self) -> bool:
+        """Whether everything accepted went through the chain and every consumer group."""
+        return self.chain.lag()[0] == 0 and all(self.log.lag(c.group) == 0 for c in self.consumers)
 
     def run_regulations(self) -> None:
         self.workspace_purge.run_due()
