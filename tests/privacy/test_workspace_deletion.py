@@ -148,6 +148,15 @@ def test_a_ds_11_irreversible_after_five_days_and_purged(
     archive_some(archive_dir, source_id(http))
     token_digest = WorkspaceStore(engine).get_meta(META_KEY)
     assert token_digest == hash_token(TOKEN)
+    suppressed = http.post(
+        "/api/v1/regulations",
+        json={"regulationType": "SUPPRESS_ONLY", "subjectType": "USER_ID", "subjectIds": ["u1"]},
+    )
+    assert suppressed.status_code == 200, suppressed.text
+    plan = http.post("/api/v1/tracking-plans", json={"type": "LIVE", "name": "plan"})
+    assert plan.status_code == 201, plan.text
+    filled = ("sources", "write_keys", "destinations", "spaces", "regulations", "tracking_plans")
+    assert all(rows(engine, table) for table in filled)
     request_deletion(http)
     clock.advance(GRACE_SECONDS)
     refused = http.delete("/api/v1/workspace/deletion")
