@@ -200,6 +200,23 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--url", default="http://127.0.0.1:8088", help="the server's address")
     regulations.set_defaults(run=_regulations)
 
+    workspace = commands.add_parser(
+        "workspace", help="delete the workspace (revocable for five days), or revoke that"
+    )
+    workspace_actions = workspace.add_subparsers(dest="action", required=True, metavar="ACTION")
+    ws_delete = workspace_actions.add_parser(
+        "delete", help="request the deletion: NAME is the workspace's name, to confirm"
+    )
+    ws_delete.add_argument("name", help="the workspace's name (headwater workspace status)")
+    ws_revoke = workspace_actions.add_parser(
+        "revoke-deletion", help="revoke the deletion, within five days of the request"
+    )
+    ws_status = workspace_actions.add_parser("status", help="the deletion's status, if any")
+    ws_status.add_argument("--json", action="store_true", help="the API's answer as JSON")
+    for sub in (ws_delete, ws_revoke, ws_status):
+        sub.add_argument("--url", default="http://127.0.0.1:8088", help="the server's address")
+    workspace.set_defaults(run=_workspace)
+
     replay = commands.add_parser("replay", help="deliver archived events to a destination again")
     replay.add_argument("destination", help="destination name or id")
     replay.add_argument("--start", required=True, help="ISO 8601 time, inclusive")
@@ -885,6 +902,19 @@ def _regulations(args: argparse.Namespace) -> int:
         )
     else:
         regulations_cli.list_suppressions(args.url, token, source=args.source)
+    return 0
+
+
+def _workspace(args: argparse.Namespace) -> int:
+    from headwater.privacy import workspace_cli
+
+    token = _admin_token("workspace")
+    if args.action == "delete":
+        workspace_cli.delete(args.url, token, args.name)
+    elif args.action == "revoke-deletion":
+        workspace_cli.revoke(args.url, token)
+    else:
+        workspace_cli.status(args.url, token, as_json=args.json)
     return 0
 
 

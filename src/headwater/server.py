@@ -76,6 +76,7 @@ from headwater.privacy.masking import Masker, load_masker
 from headwater.privacy.matchers import Matchers
 from headwater.privacy.runner import DeletionRunner
 from headwater.privacy.suppression import SuppressionStage
+from headwater.privacy.workspace_deletion import WorkspacePurge
 from headwater.protocols.blocked import BlockedEvents
 from headwater.protocols.compiled import CompiledPlan
 from headwater.protocols.lookup import source_lookup
@@ -114,6 +115,7 @@ from headwater.unify.insights import Insights
 from headwater.unify.profile_api import PREFIXES as PROFILE_API_PREFIXES
 from headwater.unify.profile_api import ProfileAPI
 from headwater.unify.profiles import prune_events
+from headwater.unify.space_deletion import SpaceDeletions
 from headwater.unify.spaces import SpaceInfo, SpaceStore
 from headwater.unify.sql_graph import SqlGraph
 from headwater.unify.stage import APPLIED_RETENTION, IdentityStage
@@ -196,6 +198,7 @@ class Server:
             ],
             archive_dir=self.settings.archive_dir,
             archive_retention_days=self.settings.archive_retention_days,
+            clock=self.clock,
         )
         # What a reader without PII Access sees masked: rebuilt when the configuration moves.
         self._masker: ConfigSnapshot[Masker] = ConfigSnapshot(
@@ -401,6 +404,13 @@ class Server:
             source_exists=lambda source_id: self.store.get_source(source_id) is not None,
         )
         self._regulations_task: asyncio.Task[None] | None = None
+        # The workspace's deletion, once irreversible: purged in steps, resumable (§11).
+        self.workspace_purge = WorkspacePurge(
+            self.engine,
+            self.settings.archive_dir,
+            clock=self.clock,
+            settled=self._settled,
+        )
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -546,7 +556,13 @@ class Server:
         ]
         return [*internal, archive, *warehouses, *destinations]
 
+    def _settled(self) -> bool:
+        """Whether everything accepted went through the chain and every consumer group."""
+        return self.chain.lag()[0] == 0 and all(self.log.lag(c.group) == 0 for c in self.consumers)
+
     def run_regulations(self) -> None:
+        self.workspace_purge.run_due()
+        SpaceDeletions(self.store, clock=self.clock).run_due()  # spaces past their grace
         self.erasers[:] = self.current_erasers()
         if self.deletions.run_due():
             # Deleted rows' old pages leave the WAL (secure_delete zeroed them in the file).

@@ -16,17 +16,25 @@ from headwater.api.app import create_api
 from headwater.config.apply import export_config
 from headwater.store.admin_token import hash_token
 from headwater.store.workspace import WorkspaceStore
+from headwater.unify.space_deletion import GRACE_SECONDS, SpaceDeletions
 from headwater.unify.spaces import SpaceStore
 from tests.api.test_sources_api import assert_error
+from tests.support.clock import Clock
 
 TOKEN = "test-admin-token"
 SPACES = "/api/v1/spaces"
 
 
+def delete_due_spaces(engine: Engine, clock: Clock) -> None:
+    """Five calendar days on, the worker deletes the spaces whose deletion was asked (§11)."""
+    clock.advance(GRACE_SECONDS)
+    SpaceDeletions(WorkspaceStore(engine), clock=clock).run_due()
+
+
 @pytest.fixture
-def client(engine: Engine) -> Iterator[TestClient]:
+def client(engine: Engine, clock: Clock) -> Iterator[TestClient]:
     WorkspaceStore(engine).ensure_workspace("acme")
-    app = create_api(engine, admin_token_hash=hash_token(TOKEN))
+    app = create_api(engine, admin_token_hash=hash_token(TOKEN), clock=clock)
     with TestClient(app, headers={"Authorization": f"Bearer {TOKEN}"}) as http:
         for name in ("web", "ios"):
             assert http.post("/api/v1/sources", json={"name": name}).status_code == 201
@@ -46,7 +54,7 @@ def source_id(client: TestClient, name: str) -> str:
     return found
 
 
-def test_crud(client: TestClient) -> None:
+def test_crud(client: TestClient, engine: Engine, clock: Clock) -> None:
     created = space_of(
         client.post(
             SPACES,
@@ -81,7 +89,9 @@ def test_crud(client: TestClient) -> None:
     assert off["profilesSync"] is None and off["sourceIds"] == created["sourceIds"]
     assert space_of(client.patch(f"{SPACES}/Production", json={"sourceIds": []}))["sourceIds"] == []
 
-    assert client.delete(f"{SPACES}/Production").json() == {"data": {"status": "SUCCESS"}}
+    deleted = client.delete(f"{SPACES}/Production").json()["data"]
+    assert deleted["status"] == "SUCCESS" and deleted["deletion"]["status"] == "PENDING"
+    delete_due_spaces(engine, clock)
     assert_error(client.get(f"{SPACES}/Production"), 404, "not_found")
     assert_error(client.get(f"{SPACES}/{created['id']}"), 404, "not_found")
 
@@ -198,11 +208,12 @@ def test_access_tokens_are_shown_once_and_revoked(client: TestClient, engine: En
     assert spaces.authenticate("main", other_token) is None
 
 
-def test_deleting_a_space_ends_its_tokens(client: TestClient, engine: Engine) -> None:
+def test_deleting_a_space_ends_its_tokens(client: TestClient, engine: Engine, clock: Clock) -> None:
     space_of(client.post(SPACES, json={"name": "main"}), 201)
     made = client.post(f"{SPACES}/main/access-tokens", json={"name": "site"})
     token = made.json()["data"]["accessToken"]["token"]
     client.delete(f"{SPACES}/main")
+    delete_due_spaces(engine, clock)
     space_of(client.post(SPACES, json={"name": "main"}), 201)  # a new space of the same name
     spaces = SpaceStore(WorkspaceStore(engine))
     assert spaces.authenticate("main", token) is None

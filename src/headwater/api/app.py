@@ -23,6 +23,7 @@ from starlette.exceptions import HTTPException
 import headwater
 from headwater.api import (
     consent,
+    data_deletion,
     data_retention,
     destinations,
     engage,
@@ -110,6 +111,7 @@ def create_api(
     app.include_router(privacy.router, prefix=PREFIX)
     app.include_router(consent.router, prefix=PREFIX)
     app.include_router(regulations.router, prefix=PREFIX)
+    app.include_router(data_deletion.router, prefix=PREFIX)
     for router in extra_routers:
         app.include_router(router, prefix=PREFIX)
     return app

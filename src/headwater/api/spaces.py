@@ -24,6 +24,7 @@ from headwater.api.tracking_plans import _page_body
 from headwater.protocols.plans import page_of
 from headwater.store.workspace import UNSET, WorkspaceStore
 from headwater.unify.settings import IdentitySettings, entry_of, settings_of
+from headwater.unify.space_deletion import PENDING, SpaceDeletion, SpaceDeletions
 from headwater.unify.spaces import AccessToken, SpaceInfo, SpaceStore
 
 router = APIRouter(prefix="/spaces", tags=["spaces"])
@@ -201,11 +202,51 @@ def update_space(space_id: SpaceId, body: UpdateSpaceBody, spaces: Spaces) -> di
     return {"data": {"space": space_json(space)}}
 
 
+def _deletions(request: Request) -> SpaceDeletions:
+    return SpaceDeletions(store_of(request), clock=request.app.state.clock)
+
+
+def _deletion_json(deletion: SpaceDeletion, now: float) -> dict[str, Any]:
+    return {
+        "id": deletion.id,
+        "spaceId": deletion.space_id,
+        "space": deletion.space_name,
+        "status": deletion.status,
+        "cancellable": deletion.status == PENDING and now < deletion.starts_at,
+        "requestedAt": iso(int(deletion.requested_at)),
+        "startsAt": iso(int(deletion.starts_at)),
+        "cancelledAt": None if deletion.cancelled_at is None else iso(int(deletion.cancelled_at)),
+        "finishedAt": None if deletion.finished_at is None else iso(int(deletion.finished_at)),
+    }
+
+
 @router.delete("/{idOrName}", response_model=None)
-def delete_space(space_id: SpaceId, spaces: Spaces) -> dict[str, Any]:
-    """Delete the space with its connections, access tokens and Profiles Sync setting."""
-    spaces.delete(space_id)
-    return SUCCESS
+def delete_space(space_id: SpaceId, request: Request) -> dict[str, Any]:
+    """Delete the space five calendar days from now (§11): until then it works as before and
+    `DELETE …/deletion` cancels; then its profiles, graph and Engage state go (not the data
+    at its Engage destinations)."""
+    deletion = _deletions(request).request(space_id)
+    return {
+        "data": {
+            "status": "SUCCESS",
+            "deletion": _deletion_json(deletion, request.app.state.clock()),
+        }
+    }
+
+
+@router.get("/{idOrName}/deletion", response_model=None)
+def get_space_deletion(space_id: SpaceId, request: Request) -> dict[str, Any]:
+    """The space's latest deletion, or null."""
+    deletion = _deletions(request).latest(space_id)
+    now = request.app.state.clock()
+    return {"data": {"deletion": None if deletion is None else _deletion_json(deletion, now)}}
+
+
+@router.delete("/{idOrName}/deletion", response_model=None)
+def cancel_space_deletion(space_id: SpaceId, request: Request) -> dict[str, Any]:
+    """Cancel the space's deletion, within the five days ("Cancel deletion")."""
+    deletion = _deletions(request).cancel(space_id)
+    return {"data": {"deletion": _deletion_json(deletion, request.app.state.clock())}}
 
 
 # --- sources ---------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ import logging
 import mmap
 import os
 import re
+import shutil
 import zlib
 from collections import defaultdict
 from collections.abc import Iterator, Mapping
@@ -265,6 +266,37 @@ class Archive:
                 _remove_if_empty(day_dir)
             _remove_if_empty(source_dir)
         return removed
+
+    def remove_days(self, source_id: str, first: date, last: date) -> int:
+        """Remove one source's day directories from ``first`` to ``last`` (UTC, inclusive),
+        torn tails included (§11: a source's data is deleted a whole day at a time); return
+        how many hour files went. Repeating it after a crash removes what is left."""
+        source_dir = self._dir / _dir_name(source_id)
+        if not source_dir.is_dir():
+            return 0
+        removed = 0
+        for day_dir in sorted(source_dir.iterdir()):
+            day = _parse_day(day_dir.name)
+            if day is None or not day_dir.is_dir() or not first <= day <= last:
+                continue
+            for path in sorted(day_dir.iterdir()):
+                if _HOUR_FILE.match(path.name) is None:
+                    continue
+                _unlink_locked(path)
+                removed += path.name.endswith(".ndjson.gz")
+            _remove_if_empty(day_dir)
+            _fsync_dir(source_dir)
+        _remove_if_empty(source_dir)
+        return removed
+
+    def remove_all(self) -> None:
+        """Remove every source's archive (a workspace's purge, §11)."""
+        if not self._dir.is_dir():
+            return
+        for source_dir in sorted(p for p in self._dir.iterdir() if p.is_dir()):
+            self.remove_days(unquote(source_dir.name), date.min, date.max)
+            if source_dir.is_dir():  # anything else left in it (not an hour file)
+                shutil.rmtree(source_dir, ignore_errors=True)
 
     def _hour_files(
         self, source_id: str, start: datetime, end: datetime

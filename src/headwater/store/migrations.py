@@ -223,9 +223,10 @@ MIGRATIONS: list[Migration] = [
     Migration(25, "engage: list destinations' external audiences", _list_audiences),
     Migration(26, "engage: journeys' historical entry", _journey_backfill),
     Migration(27, "privacy: regulations, their steps, suppressed subjects", _create_tables),
-    Migration(30, "privacy: erasing profiles (journey steps by profile)", _erasure_indexes),
-    Migration(31, "privacy: consent categories and destination field encryption", _create_tables),
-    Migration(32, "privacy portal: matchers, inbox, inventory, controls, alerts", _privacy_portal),
+    Migration(28, "privacy: erasing profiles (journey steps by profile)", _erasure_indexes),
+    Migration(29, "privacy: consent categories and destination field encryption", _create_tables),
+    Migration(30, "privacy portal: matchers, inbox, inventory, controls, alerts", _privacy_portal),
+    Migration(31, "privacy: workspace, space and source data deletions", _create_tables),
 ]
 
 

@@ -1190,7 +1190,7 @@ engage_journey_log = sa.Table(
     sa.Column("step", sa.String(255), nullable=False),
     sa.Column("at", sa.BigInteger, nullable=False),
     sa.Index("ix_engage_journey_log_step", "journey_id", "version", "step", "at"),
-    # Migration 30: an erasure (a deletion regulation) finds a profile's steps.
+    # Migration 28: an erasure (a deletion regulation) finds a profile's steps.
     sa.Index("ix_engage_journey_log_profile", "profile_id"),
     sqlite_autoincrement=True,
 )
@@ -1385,4 +1385,51 @@ replays_running = sa.Table(
     sa.Column("destination_id", sa.String(40), nullable=False),
     sa.Column("started_at", sa.Float, nullable=False),
     sa.Column("beat_at", sa.Float, nullable=False),
+)
+
+# Workspace deletion (§11): requested at ``requested_at``, revocable until ``irrevocable_at``
+# (five days later), then purged by the worker. ``status`` is PENDING, REVOKED, PURGING or
+# PURGED; ``steps_done`` lists the purge's finished steps, so a crash repeats only the step it
+# was in. The row outlives the purge: it is the record that the workspace was deleted.
+workspace_deletions = sa.Table(
+    "workspace_deletions",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("workspace_id", sa.String(40), nullable=False),
+    sa.Column("workspace_name", sa.String(200), nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("requested_at", sa.Float, nullable=False),
+    sa.Column("irrevocable_at", sa.Float, nullable=False),
+    sa.Column("steps_done", sa.JSON, nullable=False),
+    sa.Column("revoked_at", sa.Float, nullable=True),
+    sa.Column("finished_at", sa.Float, nullable=True),
+)
+
+# Source data deletions (§11): the archive's days of one source removed, from and to
+# (``YYYY-MM-DD``, UTC, inclusive), and how many hour files went. Kept as the record of the run.
+source_data_deletions = sa.Table(
+    "source_data_deletions",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("source_id", sa.String(40), nullable=False),
+    sa.Column("from_day", sa.String(10), nullable=False),
+    sa.Column("to_day", sa.String(10), nullable=False),
+    sa.Column("requested_at", sa.Float, nullable=False),
+    sa.Column("files_removed", sa.Integer, nullable=False),
+)
+
+# Unify space deletions (§11): requested at ``requested_at``, started at ``starts_at`` (five
+# calendar days later) by the worker unless cancelled first. ``status`` is PENDING, CANCELLED or
+# DELETED; the row outlives the space as the record of its deletion.
+space_deletions = sa.Table(
+    "space_deletions",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("space_id", sa.String(40), nullable=False, index=True),
+    sa.Column("space_name", sa.String(200), nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("requested_at", sa.Float, nullable=False),
+    sa.Column("starts_at", sa.Float, nullable=False),
+    sa.Column("cancelled_at", sa.Float, nullable=True),
+    sa.Column("finished_at", sa.Float, nullable=True),
 )

@@ -199,7 +199,7 @@ def test_existing_profile_api_tokens_keep_pii_access(engine: Engine) -> None:
 
 
 def test_the_upgrade_gives_existing_tokens_pii_access(engine: Engine) -> None:
-    """A database from before the Portal (no ``pii_access`` column) upgraded by migration 32:
+    """A database from before the Portal (no ``pii_access`` column) upgraded by migration 30:
     its tokens keep seeing values unmasked."""
     workspace = WorkspaceStore(engine)
     workspace.ensure_workspace("acme")
@@ -209,7 +209,7 @@ def test_the_upgrade_gives_existing_tokens_pii_access(engine: Engine) -> None:
     migrations = schema.schema_migrations
     with engine.begin() as conn:
         conn.execute(sa.text("ALTER TABLE space_access_tokens DROP COLUMN pii_access"))
-        conn.execute(migrations.delete().where(migrations.c.version == 32))
-    assert migrate(engine) == [32]
+        conn.execute(migrations.delete().where(migrations.c.version == 30))
+    assert migrate(engine) == [30]
     found = spaces.authorize("main", "old-token-0123456789")
     assert found is not None and found[1] is True
