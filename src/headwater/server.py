@@ -561,11 +561,13 @@ class Server:
         return self.chain.lag()[0] == 0 and all(self.log.lag(c.group) == 0 for c in self.consumers)
 
     def run_regulations(self) -> None:
-        self.workspace_purge.run_due()
-        SpaceDeletions(self.store, clock=self.clock).run_due()  # spaces past their grace
+        """Regulations, a workspace's purge and spaces past their grace: whatever deleted
+        something, its rows' old pages then leave the WAL (secure_delete zeroed them in the
+        file)."""
+        purged = self.workspace_purge.run_due() is not None
+        spaces = SpaceDeletions(self.store, clock=self.clock).run_due()
         self.erasers[:] = self.current_erasers()
-        if self.deletions.run_due():
-            # Deleted rows' old pages leave the WAL (secure_delete zeroed them in the file).
+        if self.deletions.run_due() or purged or spaces:
             forget_deleted(self.engine)
 
     async def _regulations_loop(self) -> None:
