@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -14,7 +15,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 
 from headwater.api.app import create_api
-from headwater.privacy.regulations import PERIOD_SECONDS, STATUSES, Regulations
+from headwater.errors import RegulationRefused
+from headwater.privacy.regulations import PERIOD_SECONDS, STATUSES, WORKSPACE, Regulations
 from headwater.privacy.runner import DeletionRunner
 from headwater.store import schema
 from headwater.store.admin_token import hash_token
@@ -368,3 +370,39 @@ def test_no_deletion_while_a_replay_runs_and_no_replay_while_a_deletion_waits(
             conn.execute(sa.select(sa.func.count()).select_from(schema.replays_running)).scalar()
             == 0
         )
+
+
+def test_creates_at_the_same_moment_never_pass_the_limit_together(
+    engine: Engine, clock: Clock
+) -> None:
+    """With room for one more 5,000-id regulation, eight made at once: exactly one is taken
+    (PostgreSQL's creates take turns per workspace, SQLite's writes are serial)."""
+    regulations = Regulations(engine, clock=clock)
+    for n in range(21):  # 105,000 of 110,000 used
+        regulations.create(
+            "ws", WORKSPACE, "DELETE_INTERNAL", "USER_ID", [f"u{n}-{i}" for i in range(5000)]
+        )
+        clock.advance(1)
+    start = threading.Barrier(8)
+    outcomes: list[str] = []
+
+    def create(n: int) -> None:
+        start.wait()
+        try:
+            regulations.create(
+                "ws",
+                WORKSPACE,
+                "DELETE_INTERNAL",
+                "USER_ID",
+                [f"late{n}-{i}" for i in range(5000)],
+            )
+            outcomes.append("created")
+        except RegulationRefused as refusal:
+            outcomes.append(str(refusal.status))
+
+    threads = [threading.Thread(target=create, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes) == ["429"] * 7 + ["created"]

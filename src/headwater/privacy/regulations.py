@@ -311,6 +311,13 @@ class Regulations:
         now = self._clock()
         category = CATEGORY[type_]
         with write_transaction(self._engine) as conn:
+            if conn.dialect.name == "postgresql":
+                # Two creates at once must not both pass the limits below (SQLite's writes
+                # are serial already): one workspace's creates take turns.
+                conn.execute(
+                    sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
+                    {"key": f"regulations:{workspace_id}"},
+                )
             self._check_rate(conn, workspace_id, now)
             used, oldest = self._used(conn, workspace_id, category, now)
             reset_at = (oldest if oldest is not None else now) + PERIOD_SECONDS
