@@ -368,7 +368,7 @@ def test_interpret_verbose_engage_and_track_answers(receiver: Receiver) -> None:
 def test_settings() -> None:
     definition = get("mixpanel")
     assert definition.name == "Mixpanel"
-    assert definition.secrets == {"api_secret"}
+    assert definition.secrets == {"api_secret", "gdpr_api_token"}  # the token: deletions only
     assert "group" not in definition.methods
     assert definition.batching is not None and definition.batching.max_events == 2000
     with pytest.raises(ValidationError):
