@@ -25,6 +25,7 @@ LAYERS: list[list[str]] = [
         "engage.definition",
         "privacy.erasure",
         "destinations.javascript",  # JavaScript's value rules, read by linear_regex below
+        "functions.contract",  # what a function's invocation is, read by every stage
     ],
     ["errors"],
     # linear_regex is shared by destinations' filters and the Privacy Portal's value matchers.
@@ -43,6 +44,7 @@ LAYERS: list[list[str]] = [
         "unify",
         "engage.builder",
         "privacy",
+        "functions",
     ],
     ["delivery", "warehouse", "ingest.internal", "engage"],
     ["pipeline", "ingest"],
