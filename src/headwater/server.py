@@ -52,6 +52,7 @@ from headwater.engage.lists import ListAudiences
 from headwater.engage.outbox import Drain
 from headwater.engage.sql_traits.runs import SqlTraitRuns
 from headwater.engage.stage import EngageStage
+from headwater.functions.sandbox.runtime import SandboxRuntime
 from headwater.ingest.app import TrackingAPI
 from headwater.ingest.committer import GroupCommitter
 from headwater.ingest.internal import InternalAppend
@@ -202,7 +203,14 @@ class Server:
             clock=self.clock,
         )
         use_functions(
-            self.api, limit=self.settings.functions_limit, base_url=self.settings.base_url
+            self.api,
+            limit=self.settings.functions_limit,
+            base_url=self.settings.base_url,
+            runtime=lambda: SandboxRuntime(  # the test runner's, started on its first test
+                fetch_allow=self.settings.functions_fetch_allow,
+                redirects=self.settings.request_redirects,
+                max_processes=1,
+            ),
         )
         # What a reader without PII Access sees masked: rebuilt when the configuration moves.
         self._masker: ConfigSnapshot[Masker] = ConfigSnapshot(
