@@ -249,7 +249,7 @@ async function onBatch(events, settings) { return events.map(e => ({status: 200}
 """
 WEBHOOK = """
 async function onRequest(request, settings) {
-  const body = request.json()
+  const body = await request.json()
   Segment.track({event: body.type, userId: body.data.customer, properties: {via: settings.label}})
 }
 """
