@@ -682,3 +682,42 @@ def test_a_function_that_uses_no_library_loads_none(libraries_dir: Path) -> None
         lambda runtime: runtime.invoke(code(source), "onTrack", {}, {}), libraries=libraries_dir
     )
     assert result.value is True  # still the lazy getter: lodash was never evaluated
+
+
+def test_ac103_a_call_that_only_waits_past_its_deadline_times_out_and_the_process_lives_on() -> (
+    None
+):
+    """AC-103 (the sandbox's part): a handler running 6 s answers Timeout at 5 s. It was
+    waiting, not spinning, so its process keeps its warm cache and its other calls."""
+    source = """
+    let counter = 0
+    async function onTrack(event) {
+      const value = await cache.load('k', -1, async () => ++counter)
+      if (event.event === 'slow') await new Promise((resolve) => setTimeout(resolve, 6000))
+      else await new Promise((resolve) => setTimeout(resolve, 5300))
+      return value
+    }
+    async function onPage() { return counter }"""
+
+    async def scenario(
+        runtime: SandboxRuntime,
+    ) -> tuple[Invocation, Invocation, Invocation, list[int]]:
+        c = code(source)
+        slow = runtime.invoke(c, "onTrack", {"event": "slow"}, {})
+        await asyncio.sleep(0.2)
+        other = runtime.invoke(c, "onTrack", {"event": "other"}, {}, timeout=7)
+        pids = runtime.processes(c)
+        late, answered = await asyncio.gather(slow, other)
+        return (
+            late,
+            answered,
+            await runtime.invoke(c, "onPage", {}, {}),
+            pids + runtime.processes(c),
+        )
+
+    late, answered, count, pids = run(scenario)
+    assert late.error == TIMEOUT
+    assert 4.9 < late.duration_ms / 1000 < 5.6
+    assert answered.value == 1  # not run again: its process was not killed
+    assert count.value == 1  # the same warm process: the cache held
+    assert len(set(pids)) == 1

@@ -530,7 +530,7 @@ function messageOf (error) {
 }
 
 function finish (call, answer) {
-  calls.delete(call.id)
+  if (!calls.delete(call.id)) return // cancelled
   answer.logs = call.logs
   answer.emitted = call.emitted
   let line
@@ -586,7 +586,11 @@ function handle (line) {
       }
       break
     }
-    case 'reset_cache': sharedCache = new Map(); break
+    case 'ping': send({ op: 'pong' }); break
+    case 'cancel': // past its deadline: its answer is not awaited any more
+      calls.delete(message.id)
+      if (closing && calls.size === 0) exitSoon()
+      break
     default: process.stderr.write(`unknown op ${message.op}\n`)
   }
 }
