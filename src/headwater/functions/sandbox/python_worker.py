@@ -49,6 +49,7 @@ ALLOWED_MODULES = (
 LAZY_MODULES = (
     "_strptime", "encodings.ascii", "encodings.idna", "encodings.latin_1", "encodings.utf_16",
     "encodings.utf_32", "encodings.cp1252", "encodings.base64_codec", "encodings.hex_codec",
+    "encodings.punycode", "encodings.utf_8_sig",
     "unicodedata", "stringprep",
 )  # fmt: skip
 for _name in (*ALLOWED_MODULES, *LAZY_MODULES):
@@ -459,7 +460,7 @@ def _run(awaitable: Any) -> Any:
 
 
 _ONLY = "only the pre-imported standard library is"
-_ALLOWED = frozenset(ALLOWED_MODULES)
+_ALLOWED = frozenset((*ALLOWED_MODULES, *LAZY_MODULES))  # C code imports with the caller's builtins
 
 
 def _safe_import(
