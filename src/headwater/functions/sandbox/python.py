@@ -6,7 +6,9 @@ packages, the standard library only; ``-B``: no bytecode written) under the conf
 bubblewrap when it works). Once it has pre-imported its standard library it installs a tighter
 filter, compiled here and passed in argv: the policy's plus no ``open``/``openat`` (nothing is
 read from disk any more: ``/etc/passwd`` stays out of reach without bwrap too) and no
-``execve`` (the worker cannot turn into another program).
+``execve`` (the worker cannot turn into another program). That filter contains the policy's,
+so under bwrap the worker needs no launcher; without bwrap the policy's filter is installed
+before the exec as for every worker.
 """
 
 from __future__ import annotations
@@ -46,4 +48,5 @@ def command(
         address_space_bytes=address_space_bytes,
         cpu_seconds=CPU_SECONDS,
         bwrap=bwrap,
+        filters_itself=True,  # the worker's filter is the policy's and more
     )
