@@ -21,6 +21,7 @@ import base64
 import builtins
 import collections
 import contextlib
+import contextvars
 import ctypes
 import datetime
 import decimal
@@ -97,15 +98,12 @@ class DropEvent(Exception):
 
 
 class Channel:
-    """The protocol's pipes: lines in (buffered, kept for later while a fetch waits for its
-    answer), lines out (collected and written in one go when the input runs dry)."""
+    """The protocol's pipes: lines in, lines out (collected, written in one go)."""
 
     def __init__(self, read_fd: int, write_fd: int) -> None:
-        self._read_fd = read_fd
+        self.read_fd = read_fd
         self._write_fd = write_fd
         self._buffer = b""
-        self._lines: collections.deque[bytes] = collections.deque()
-        self._later: collections.deque[dict[str, Any]] = collections.deque()
         self._out: list[bytes] = []
 
     def send(self, message: dict[str, Any]) -> None:
@@ -114,6 +112,8 @@ class Channel:
         )
 
     def flush(self) -> None:
+        if not self._out:
+            return
         data = b"".join(self._out)
         self._out.clear()
         view = memoryview(data)
@@ -121,38 +121,18 @@ class Channel:
             written = os.write(self._write_fd, view)
             view = view[written:]
 
-    def _fill(self) -> bool:
-        """Read what is there (flushing answers first); False at end of input."""
-        self.flush()
-        chunk = os.read(self._read_fd, 1 << 20)
+    def read(self) -> list[dict[str, Any]] | None:
+        """The messages one read brings (it blocks when nothing is there); None at the end."""
+        chunk = os.read(self.read_fd, 1 << 20)
         if not chunk:
-            return False
+            return None
         *complete, self._buffer = (self._buffer + chunk).split(b"\n")
-        self._lines.extend(line for line in complete if line.strip())
-        return True
-
-    def _next_line(self) -> dict[str, Any] | None:
-        while not self._lines:
-            if not self._fill():
-                return None
-        message = json.loads(self._lines.popleft())
-        return message if isinstance(message, dict) else {}
-
-    def receive(self) -> dict[str, Any] | None:
-        """The next message to handle; None at end of input."""
-        if self._later:
-            return self._later.popleft()
-        return self._next_line()
-
-    def answer_to(self, fetch_id: int) -> dict[str, Any]:
-        """Wait for ``fetched`` number ``fetch_id``; keep other messages for later."""
-        while True:
-            message = self._next_line()
-            if message is None:
-                raise SystemExit(0)
-            if message.get("op") == "fetched" and message.get("id") == fetch_id:
-                return message
-            self._later.append(message)
+        messages = []
+        for line in complete:
+            if line.strip():
+                message = json.loads(line)
+                messages.append(message if isinstance(message, dict) else {})
+        return messages
 
 
 def _plain(value: Any) -> Any:
@@ -168,26 +148,29 @@ def _plain(value: Any) -> Any:
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
-class Call:
-    """The invocation running now: what it logs and emits, its cache."""
+Store = dict[str, tuple[float | None, Any]]
 
-    def __init__(self, call_id: Any, cache: dict[str, tuple[float | None, Any]]) -> None:
+
+class Call:
+    """One invocation: what it logs and emits, its cache."""
+
+    __slots__ = ("cache", "emitted", "id", "logs")
+
+    def __init__(self, call_id: Any, cache: Store) -> None:
         self.id = call_id
         self.logs: list[list[str]] = []
         self.emitted: list[dict[str, Any]] = []
         self.cache = cache
 
 
-class State:
-    call: Call | None = None
-    channel: Channel
-    shared_cache: dict[str, tuple[float | None, Any]] = {}
-    fetches = 0
+# The invocation the running code belongs to (async handlers run concurrently: one each).
+_current: contextvars.ContextVar[Call | None] = contextvars.ContextVar("call", default=None)
 
 
 def _log(level: str, text: str) -> None:
-    if State.call is not None:
-        State.call.logs.append([level, text])
+    call = _current.get()
+    if call is not None:
+        call.logs.append([level, text])
     else:
         os.write(2, f"[{level}] {text}\n".encode(errors="replace"))
 
@@ -331,10 +314,12 @@ class FetchError(Exception):
     """A fetch that got no answer (not allowed, refused, timed out…)."""
 
 
-def fetch(url: str, *, method: str = "GET", headers: Any = None, body: Any = None) -> Response:
-    """An HTTP request, made by the host (the sandbox has no network): a blocking round trip.
-    ``body``: bytes, str, or a dict/list sent as JSON."""
-    if State.call is None:
+def fetch(url: str, *, method: str = "GET", headers: Any = None, body: Any = None) -> Any:
+    """An HTTP request, made by the host (the sandbox has no network). In an ``async def``
+    handler it is awaitable (``await fetch(…)``) and other calls run while it waits; anywhere
+    else it is a blocking round trip."""
+    call = _current.get()
+    if call is None:
         raise FetchError("fetch is only available while a handler runs")
     pairs = Headers(headers)
     if isinstance(body, str):
@@ -345,20 +330,29 @@ def fetch(url: str, *, method: str = "GET", headers: Any = None, body: Any = Non
             pairs = Headers([*pairs.items(), ("Content-Type", "application/json")])
     if body is not None and not isinstance(body, bytes | bytearray):
         raise TypeError("fetch(body=…) takes bytes, str, a dict or a list")
-    State.fetches += 1
-    fetch_id = State.fetches
-    State.channel.send(
+    fetch_id = WORKER.next_fetch(
         {
             "op": "fetch",
-            "id": fetch_id,
-            "call": State.call.id,
+            "call": call.id,
             "url": str(url),
             "method": str(method).upper(),
             "headers": [list(pair) for pair in pairs.items()],
             "body_base64": None if body is None else base64.b64encode(body).decode(),
         }
     )
-    answer = State.channel.answer_to(fetch_id)
+    if _in_task():
+        return PendingResponse(fetch_id, str(url), WORKER.expect(fetch_id))
+    return _response(WORKER.wait_for(fetch_id), str(url))
+
+
+def _in_task() -> bool:
+    try:
+        return asyncio.current_task() is not None
+    except RuntimeError:
+        return False
+
+
+def _response(answer: dict[str, Any], url: str) -> Response:
     if answer.get("error") is not None:
         raise FetchError(str(answer["error"]))
     return Response(
@@ -368,6 +362,34 @@ def fetch(url: str, *, method: str = "GET", headers: Any = None, body: Any = Non
         Headers(answer.get("headers") or []),
         base64.b64decode(answer.get("body_base64") or ""),
     )
+
+
+class PendingResponse:
+    """``fetch`` in an async handler: ``await`` it for the ``Response``. Used without
+    ``await``, it waits for the answer there and then (blocking) and acts as the response."""
+
+    def __init__(self, fetch_id: int, url: str, future: asyncio.Future[dict[str, Any]]) -> None:
+        self._id = fetch_id
+        self._url = url
+        self._future = future
+        self._response: Response | None = None
+
+    def __await__(self) -> Any:
+        answer = yield from self._future.__await__()
+        return _response(answer, self._url)
+
+    def _resolved(self) -> Response:
+        if self._response is None:
+            if self._future.done():
+                answer = self._future.result()
+            else:
+                answer = WORKER.wait_for(self._id)
+                self._future.cancel()
+            self._response = _response(answer, self._url)
+        return self._response
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._resolved(), name)
 
 
 class Request:
@@ -401,10 +423,11 @@ class Segment:
     """Source functions' calls into Segment, collected into the invocation's ``emitted``."""
 
     def _emit(self, kind: str, payload: Any, extra: dict[str, Any]) -> None:
-        if State.call is None:
+        call = _current.get()
+        if call is None:
             raise RuntimeError("Segment calls are only available while a handler runs")
         body = {**(payload if isinstance(payload, dict) else {}), **extra}
-        State.call.emitted.append({"type": kind, **body})
+        call.emitted.append({"type": kind, **body})
 
     def identify(self, payload: Any = None, **fields: Any) -> None:
         self._emit("identify", payload, fields)
@@ -430,33 +453,61 @@ class Segment:
 
 
 class Cache:
-    """``cache.load(key, ttl_ms, fn)``: fn's value, computed once per ``ttl_ms``
-    (None or -1: forever) per process; ``cache.delete(key)``."""
+    """``cache.load(key, ttl_ms, fn)``: fn's value, computed once per ``ttl_ms`` (None or -1:
+    forever) per process; ``cache.delete(key)``. With an ``async def`` fn, ``load`` is
+    awaitable (as in JavaScript); with a plain fn it is the value."""
+
+    @staticmethod
+    def _store() -> Store:
+        call = _current.get()
+        return call.cache if call is not None else WORKER.shared_cache
 
     def load(self, key: str, ttl_ms: float | None, fn: Any) -> Any:
-        store = State.call.cache if State.call is not None else State.shared_cache
+        store = self._store()
         now = time.monotonic()
         hit = store.get(key)
-        if hit is not None and (hit[0] is None or hit[0] > now):
-            return hit[1]
-        value = fn()
-        if inspect.isawaitable(value):
-            value = _run(value)
+        fresh = hit is not None and (hit[0] is None or hit[0] > now)
         expires = None if ttl_ms is None or ttl_ms < 0 else now + ttl_ms / 1000
+        if inspect.iscoroutinefunction(fn):
+            if fresh:
+                return _ready(hit[1])  # type: ignore[index]
+            if not _in_task():  # a plain handler: only an fn that never waits can run
+                value = _drive(fn())
+                store[key] = (expires, value)
+                return _ready(value)
+            return self._load_async(store, key, expires, fn)
+        if fresh:
+            return hit[1]  # type: ignore[index]
+        value = fn()
+        store[key] = (expires, value)
+        return value
+
+    @staticmethod
+    async def _load_async(store: Store, key: str, expires: float | None, fn: Any) -> Any:
+        value = await fn()
         store[key] = (expires, value)
         return value
 
     def delete(self, key: str) -> None:
-        store = State.call.cache if State.call is not None else State.shared_cache
-        store.pop(key, None)
+        self._store().pop(key, None)
+
+
+async def _ready(value: Any) -> Any:
+    return value
+
+
+def _drive(coroutine: Any) -> Any:
+    """Run a coroutine outside the event loop: fine as long as it never waits on it."""
+    try:
+        coroutine.send(None)
+    except StopIteration as done:
+        return done.value
+    coroutine.close()
+    raise RuntimeError("this waits on the event loop: make the handler an async def")
 
 
 _loop = asyncio.new_event_loop()
-
-
-def _run(awaitable: Any) -> Any:
-    """An ``async def`` handler's (or cache loader's) value: run on the worker's event loop."""
-    return _loop.run_until_complete(awaitable)
+asyncio.set_event_loop(_loop)
 
 
 _ONLY = "only the pre-imported standard library is"
@@ -518,7 +569,8 @@ class Function:
         return found if callable(found) else None
 
     def call(self, handler: Any, payload: Any, settings: Any) -> Any:
-        """``handler(payload, settings)``, or ``handler(payload)`` when it takes one."""
+        """``handler(payload, settings)`` (or ``handler(payload)`` when it takes one): its
+        value, or a coroutine for an ``async def`` handler."""
         arity = self._arity.get(handler)
         if arity is None:
             try:
@@ -526,10 +578,7 @@ class Function:
             except (TypeError, ValueError):
                 arity = 2
             self._arity[handler] = arity
-        result = handler(payload, settings) if arity >= 2 else handler(payload)
-        if inspect.isawaitable(result):
-            result = _run(result)
-        return result
+        return handler(payload, settings) if arity >= 2 else handler(payload)
 
 
 def _no_open(*args: Any, **kwargs: Any) -> Any:
@@ -537,6 +586,7 @@ def _no_open(*args: Any, **kwargs: Any) -> Any:
 
 
 def _error(exc: BaseException) -> tuple[str, str]:
+    """The protocol's error class and message for what the code threw."""
     name = type(exc).__name__
     if isinstance(exc, MemoryError):
         return "MemoryLimit", "the function ran out of memory"
@@ -546,83 +596,181 @@ def _error(exc: BaseException) -> tuple[str, str]:
     return "Error", f"{name}: {text}" if text else name
 
 
-def serve(channel: Channel) -> None:
-    function: Function | None = None
-    while True:
-        message = channel.receive()
-        if message is None:
+class Worker:
+    """The protocol's loop: messages are handled as they arrive; a plain handler runs at once,
+    an ``async def`` one as a task, so calls waiting on ``fetch`` overlap."""
+
+    def __init__(self, channel: Channel) -> None:
+        self.channel = channel
+        self.function: Function | None = None
+        self.shared_cache: Store = {}
+        self._fetches = 0
+        self._expected: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._later: collections.deque[dict[str, Any]] = collections.deque()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._flush_soon = False
+        self._ended = False
+
+    def start(self) -> None:
+        _loop.add_reader(self.channel.read_fd, self._readable)
+        _loop.run_forever()
+        self.channel.flush()
+
+    # input
+    def _readable(self) -> None:
+        messages = self.channel.read()
+        if messages is None:
+            self._ended = True
+            _loop.remove_reader(self.channel.read_fd)
+            self._stop_when_done()
             return
+        self._later.extend(messages)
+        self._drain()
+
+    def _drain(self) -> None:
+        while self._later:
+            self._handle(self._later.popleft())
+        self.channel.flush()
+
+    def _handle(self, message: dict[str, Any]) -> None:
         op = message.get("op")
-        if op == "load":
-            key = message.get("key")
-            try:
-                function = Function(str(message.get("code", "")))
-            except SyntaxError as exc:
-                where = f" (line {exc.lineno})" if exc.lineno else ""
-                channel.send(
-                    {
-                        "op": "loaded",
-                        "key": key,
-                        "error": "LoadError",
-                        "message": f"SyntaxError: {exc.msg}{where}",
-                    }
-                )
-            except BaseException as exc:
-                channel.send(
-                    {
-                        "op": "loaded",
-                        "key": key,
-                        "error": "LoadError",
-                        "message": f"{type(exc).__name__}: {exc}",
-                    }
-                )
-            else:
-                channel.send({"op": "loaded", "key": key})
-        elif op == "invoke":
-            invoke(channel, function, message)
+        if op == "invoke":
+            self._invoke(message)
+        elif op == "fetched":
+            future = self._expected.pop(message.get("id"), None)  # type: ignore[arg-type]
+            if future is not None and not future.done():
+                future.set_result(message)
+        elif op == "load":
+            self._load(message)
         elif op == "reset_cache":
-            State.shared_cache = {}
+            self.shared_cache = {}
 
+    def _load(self, message: dict[str, Any]) -> None:
+        key = message.get("key")
+        answer: dict[str, Any] = {"op": "loaded", "key": key}
+        try:
+            self.function = Function(str(message.get("code", "")))
+        except SyntaxError as exc:
+            where = f" (line {exc.lineno})" if exc.lineno else ""
+            answer.update(error="LoadError", message=f"SyntaxError: {exc.msg}{where}")
+        except BaseException as exc:  # top-level code that raises
+            answer.update(error="LoadError", message=f"{type(exc).__name__}: {exc}")
+        self.channel.send(answer)
 
-def invoke(channel: Channel, function: Function | None, message: dict[str, Any]) -> None:
-    name = str(message.get("handler", ""))
-    call = Call(message.get("id"), {} if message.get("fresh_cache") else State.shared_cache)
-    answer: dict[str, Any] = {"op": "done", "id": call.id}
-    handler = function.handler(name) if function is not None else None
-    if handler is None:
-        answer.update(error="EventNotSupported", message=f"{name} is not implemented")
-    else:
+    # fetch
+    def next_fetch(self, message: dict[str, Any]) -> int:
+        self._fetches += 1
+        self.channel.send({**message, "id": self._fetches})
+        self._schedule_flush()
+        return self._fetches
+
+    def expect(self, fetch_id: int) -> asyncio.Future[dict[str, Any]]:
+        future: asyncio.Future[dict[str, Any]] = _loop.create_future()
+        self._expected[fetch_id] = future
+        return future
+
+    def wait_for(self, fetch_id: int) -> dict[str, Any]:
+        """Block until ``fetched`` number ``fetch_id`` arrives; what else arrives meanwhile
+        is handled afterwards, on the loop."""
+        self._expected.pop(fetch_id, None)
+        self.channel.flush()
+        while True:
+            messages = self.channel.read()
+            if messages is None:
+                raise SystemExit("the host went away")
+            found = None
+            for message in messages:
+                if message.get("op") == "fetched" and message.get("id") == fetch_id:
+                    found = message
+                else:
+                    self._later.append(message)
+            if self._later:
+                _loop.call_soon(self._drain)
+            if found is not None:
+                return found
+
+    # calls
+    def _invoke(self, message: dict[str, Any]) -> None:
+        name = str(message.get("handler", ""))
+        call = Call(message.get("id"), {} if message.get("fresh_cache") else self.shared_cache)
+        function = self.function
+        handler = function.handler(name) if function is not None else None
+        if function is None or handler is None:
+            self._answer(call, error=("EventNotSupported", f"{name} is not implemented"))
+            return
         payload = message.get("payload")
         if name == "onRequest" and isinstance(payload, dict):
             payload = Request(payload)
-        State.call = call
+        token = _current.set(call)
         try:
-            answer["value"] = function.call(handler, payload, message.get("settings") or {})  # type: ignore[union-attr]
-        except SystemExit as exc:
-            answer.pop("value", None)
-            answer.update(error="Error", message=f"SystemExit: {exc}")
-        except BaseException as exc:
-            answer.pop("value", None)
-            error, text = _error(exc)
-            answer.update(error=error, message=text)
+            result = function.call(handler, payload, message.get("settings") or {})
+        except BaseException as exc:  # anything the code throws is its answer
+            self._answer(call, error=_error(exc))
+            return
         finally:
-            State.call = None
-    answer["logs"] = call.logs
-    answer["emitted"] = call.emitted
-    try:
-        channel.send(answer)
-    except (TypeError, ValueError) as exc:  # a value (or emitted call) JSON cannot carry
-        why = f"TypeError: the function's answer cannot be sent: {exc}"
-        channel.send(
-            {
-                "op": "done",
-                "id": call.id,
-                "error": "Error",
-                "message": why,
-                "logs": call.logs,
-                "emitted": [],
-            }
-        )
+            _current.reset(token)
+        if not inspect.isawaitable(result):
+            self._answer(call, value=result)
+            return
+        context = contextvars.copy_context()
+        context.run(_current.set, call)
+        task = _loop.create_task(self._finish(call, result), context=context)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    async def _finish(self, call: Call, awaitable: Any) -> None:
+        try:
+            value = await awaitable
+        except BaseException as exc:  # anything the code throws is its answer
+            self._answer(call, error=_error(exc))
+        else:
+            self._answer(call, value=value)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._schedule_flush()
+        self._stop_when_done()
+
+    def _answer(
+        self, call: Call, *, value: Any = None, error: tuple[str, str] | None = None
+    ) -> None:
+        answer: dict[str, Any] = {"op": "done", "id": call.id}
+        if error is None:
+            answer["value"] = value
+        else:
+            answer["error"], answer["message"] = error
+        answer["logs"] = call.logs
+        answer["emitted"] = call.emitted
+        try:
+            self.channel.send(answer)
+        except (TypeError, ValueError) as exc:  # a value (or emitted call) JSON cannot carry
+            why = f"TypeError: the function's answer cannot be sent: {exc}"
+            self.channel.send(
+                {
+                    "op": "done",
+                    "id": call.id,
+                    "error": "Error",
+                    "message": why,
+                    "logs": call.logs,
+                    "emitted": [],
+                }
+            )
+
+    def _schedule_flush(self) -> None:
+        if not self._flush_soon:
+            self._flush_soon = True
+            _loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_soon = False
+        self.channel.flush()
+
+    def _stop_when_done(self) -> None:
+        if self._ended and not self._tasks:
+            _loop.call_soon(_loop.stop)
+
+
+WORKER: Worker  # the one worker of this process, made by main()
 
 
 class _Prctl:
@@ -666,7 +814,8 @@ def main() -> None:
     root = logging.getLogger()
     root.handlers[:] = [_LogHandler()]
     root.setLevel(logging.INFO)
-    State.channel = Channel(read_fd, write_fd)
+    global WORKER
+    WORKER = Worker(Channel(read_fd, write_fd))
     bpf = bytes.fromhex(sys.argv[1]) if len(sys.argv) > 1 else b""
     if bpf:
         _Prctl(bpf).install()
@@ -683,8 +832,7 @@ def main() -> None:
         sys.modules.pop(name, None)
     sys.path.clear()
     sys.path_importer_cache.clear()
-    serve(State.channel)
-    State.channel.flush()
+    WORKER.start()
 
 
 if __name__ == "__main__":
