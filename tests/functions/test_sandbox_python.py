@@ -490,3 +490,32 @@ def test_request_bodies_travel_as_base64() -> None:
     source = "import base64\ndef on_request(request, settings):\n    return base64.b64encode(request.body).decode()"
     result = invoke(source, REQUEST_HANDLER, IncomingRequest("POST", "https://x/", (), body))
     assert base64.b64decode(result.value) == body
+
+
+def test_async_handlers_waiting_on_fetch_overlap(receiver: Receiver) -> None:
+    """An ``async def`` handler's ``await fetch`` lets the worker run the next call meanwhile;
+    a plain handler's ``fetch`` is a blocking round trip (and still works)."""
+    receiver.default = Answer(delay=0.6)
+    source = f"""
+async def on_track(event, settings):
+    response = await fetch({receiver.url!r} + '/' + event['n'])
+    console.log('call', event['n'])
+    return response.status
+def on_page(event, settings):
+    return fetch({receiver.url!r} + '/page').json()
+"""
+
+    async def scenario(runtime: SandboxRuntime) -> tuple[list[Invocation], Invocation, float]:
+        c = code(source)
+        await runtime.invoke(c, "onIdentify", {}, {})  # the process is up
+        started = time.monotonic()
+        tracks = await runtime.invoke_many(c, [("onTrack", {"n": str(n)}) for n in range(4)], {})
+        took = time.monotonic() - started
+        page = await runtime.invoke(c, "onPage", {}, {})
+        return tracks, page, took
+
+    tracks, page, took = run(scenario, fetch_allow=["127.0.0.1"])
+    assert [t.value for t in tracks] == [200] * 4, tracks
+    assert [t.logs[0].text for t in tracks] == [f"call {n}" for n in range(4)]  # each its own
+    assert took < 4 * 0.6  # overlapped, not one after another
+    assert page.value == {"ok": True}
