@@ -24,6 +24,7 @@ import contextlib
 import importlib
 import itertools
 import logging
+import os
 import signal
 import time
 from collections import deque
@@ -44,6 +45,7 @@ from headwater.functions.contract import (
 )
 from headwater.functions.sandbox import DEFAULT_TIMEOUT_SECONDS, javascript
 from headwater.functions.sandbox.fetch import Fetcher
+from headwater.functions.sandbox.libraries import ENVIRONMENT, installed
 from headwater.functions.sandbox.policy import Confined
 from headwater.functions.sandbox.protocol import decode, encode, encode_many
 
@@ -333,6 +335,12 @@ class _Pool:
             worker.deadline_passed(call)
 
 
+def _shared_libraries() -> Path | None:
+    """``HEADWATER_FUNCTIONS_LIBRARIES_DIR`` when the libraries are installed there."""
+    shared = os.environ.get(ENVIRONMENT)
+    return Path(shared) if shared and installed(Path(shared)) else None
+
+
 def _invocation(answer: Mapping[str, Any]) -> Invocation:
     logs = [LogLine(str(level), str(text)) for level, text in answer.get("logs") or ()]
     emitted = list(answer.get("emitted") or ())
@@ -371,13 +379,14 @@ class SandboxRuntime:
         commands: Mapping[str, Callable[[], Confined]] | None = None,
     ) -> None:
         """``fetch_allow``: ``server.functions_fetch_allow``; ``redirects``:
-        ``server.request_redirects``; ``libraries``: the JavaScript libraries' directory
-        (``javascript.libraries()``); ``bwrap``: None uses bubblewrap when it works here;
+        ``server.request_redirects``; ``libraries``: the installed JavaScript libraries
+        (``libraries.libraries_dir``; None: ``HEADWATER_FUNCTIONS_LIBRARIES_DIR`` when they are
+        installed there, else none); ``bwrap``: None uses bubblewrap when it works here;
         ``commands``: a worker command per language instead of the built-in ones."""
         self.max_processes = max(1, max_processes)
         self.idle_seconds = idle_seconds
         self.heap_mb = heap_mb
-        self.libraries = libraries
+        self.libraries = libraries if libraries is not None else _shared_libraries()
         self.bwrap = bwrap
         self.fetcher = Fetcher(allow=fetch_allow, redirects=redirects or {})
         self._commands = dict(commands or {})
