@@ -519,3 +519,20 @@ def on_page(event, settings):
     assert [t.logs[0].text for t in tracks] == [f"call {n}" for n in range(4)]  # each its own
     assert took < 4 * 0.6  # overlapped, not one after another
     assert page.value == {"ok": True}
+
+
+def test_cache_load_with_an_async_fn_is_awaited_in_an_async_handler() -> None:
+    source = """
+import asyncio
+runs = []
+async def token():
+    await asyncio.sleep(0.01)
+    runs.append(1)
+    return 'token-' + str(len(runs))
+async def on_track(event, settings):
+    first = await cache.load('token', 300000, token)
+    second = await cache.load('token', 300000, token)
+    return [first, second, len(runs)]
+"""
+    result = invoke(source, "onTrack", TRACK)
+    assert result.value == ["token-1", "token-1", 1], result
