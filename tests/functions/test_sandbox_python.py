@@ -154,10 +154,11 @@ def test_a_missing_handler_other_exceptions_and_code_that_does_not_load() -> Non
     )
     assert (other.error, other.message) == (OTHER_ERROR, "ValueError: boom")
     assert not_callable.error == EVENT_NOT_SUPPORTED
-    # the worker answers every call of code that did not load as not implemented; the load
-    # error itself is what the runtime logs
-    assert syntax.error in (LOAD_ERROR, EVENT_NOT_SUPPORTED), syntax
-    assert raising.error in (LOAD_ERROR, EVENT_NOT_SUPPORTED), raising
+    assert (syntax.error, syntax.message) == (
+        LOAD_ERROR,
+        "SyntaxError: '(' was never closed (line 1)",
+    )
+    assert (raising.error, raising.message) == (LOAD_ERROR, "RuntimeError: at load")
 
 
 def test_print_console_and_logging_are_the_invocations_logs() -> None:
