@@ -721,3 +721,56 @@ def test_ac103_a_call_that_only_waits_past_its_deadline_times_out_and_the_proces
     assert answered.value == 1  # not run again: its process was not killed
     assert count.value == 1  # the same warm process: the cache held
     assert len(set(pids)) == 1
+
+
+def test_a_floating_rejection_or_a_throw_in_a_timer_does_not_end_the_process() -> None:
+    source = """
+    async function onTrack(event) {
+      Promise.reject(new Error('nobody awaits me'))
+      setTimeout(() => { throw new Error('thrown in a timer') }, 0)
+      await new Promise((resolve) => setTimeout(resolve, 50))
+      return 'done'
+    }"""
+
+    async def scenario(runtime: SandboxRuntime) -> tuple[Invocation, Invocation, list[int]]:
+        c = code(source)
+        first = await runtime.invoke(c, "onTrack", {}, {})
+        pids = runtime.processes(c)
+        second = await runtime.invoke(c, "onTrack", {}, {})
+        return first, second, pids + runtime.processes(c)
+
+    first, second, pids = run(scenario)
+    assert first.value == second.value == "done"
+    assert len(pids) == 2 and len(set(pids)) == 1
+
+
+def test_an_answer_too_big_to_send_is_the_functions_error() -> None:
+    result = invoke(
+        "async function onTrack() { return 'x'.repeat(20 * 1024 * 1024) }", "onTrack", {}
+    )
+    assert result.error == OTHER_ERROR
+    assert "cannot be sent" in result.message
+
+
+def test_the_pool_grows_under_load_up_to_its_maximum() -> None:
+    source = (
+        "async function onTrack(e) { await new Promise((r) => setTimeout(r, 300)); return e.n }"
+    )
+
+    async def scenario(runtime: SandboxRuntime) -> tuple[list[Invocation], int]:
+        c = code(source)
+        await runtime.invoke(c, "onTrack", {"n": 0}, {})  # one warm process
+        batches = [
+            asyncio.ensure_future(
+                runtime.invoke_many(c, [("onTrack", {"n": n}) for n in range(40)], {})
+            )
+            for _ in range(3)
+        ]
+        await asyncio.sleep(0.2)
+        busy = len(runtime.processes(c))
+        results = [r for batch in await asyncio.gather(*batches) for r in batch]
+        return results, busy
+
+    results, busy = run(scenario, max_processes=2)
+    assert busy == 2  # a second process once the first had 40 in flight; not a third
+    assert [r.value for r in results] == list(range(40)) * 3

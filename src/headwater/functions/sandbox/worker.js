@@ -20,6 +20,7 @@ const fs = require('node:fs')
 const ERROR_CLASSES = ['EventNotSupported', 'InvalidEventPayload', 'ValidationError', 'RetryError', 'DropEvent']
 const MAX_LOG_LINES = 500
 const MAX_LOG_LINE = 4096
+const MAX_ANSWER = 16 * 1024 * 1024 // characters of one answer's line
 const LIBRARIES = process.argv[2] || '' // node_modules of the pre-installed libraries; '' for none
 
 const als = new AsyncLocalStorage()
@@ -89,7 +90,7 @@ const bridge = {
     }
     const id = nextFetch++
     fetches.set(id, callback)
-    send({ op: 'fetch', id, call: call.id, ...JSON.parse(json) })
+    send({ ...JSON.parse(json), op: 'fetch', id, call: call.id })
   },
   base64ToBytes (text) { return Buffer.from(text, 'base64') },
   library (name) { return libraryGlobal(name) },
@@ -536,8 +537,9 @@ function finish (call, answer) {
   let line
   try {
     line = JSON.stringify(answer)
+    if (line.length > MAX_ANSWER) throw new Error(`it is over ${MAX_ANSWER} characters`)
   } catch (error) {
-    line = JSON.stringify({ op: 'done', id: call.id, error: 'Error', message: `the handler's value is not JSON: ${error.message}`, logs: call.logs, emitted: call.emitted })
+    line = JSON.stringify({ op: 'done', id: call.id, error: 'Error', message: `the handler's answer cannot be sent: ${error.message}`, logs: call.logs.slice(0, 20), emitted: [] })
   }
   if (outbox.length === 0) setImmediate(flush)
   outbox.push(line)
@@ -600,6 +602,15 @@ function exitSoon () {
   flush()
   process.stdout.end(() => process.exit(0))
 }
+
+// A promise nobody awaits that rejects, a throw in a timer's callback: the function's bug, not a
+// reason to end the process under its other calls. Logged (stderr: the host's log).
+process.on('unhandledRejection', (reason) => {
+  process.stderr.write(`unhandled rejection in the function: ${messageOf(reason)}\n`.slice(0, MAX_LOG_LINE))
+})
+process.on('uncaughtException', (error) => {
+  process.stderr.write(`uncaught exception in the function: ${messageOf(error)}\n`.slice(0, MAX_LOG_LINE))
+})
 
 let buffered = ''
 process.stdin.setEncoding('utf8')
