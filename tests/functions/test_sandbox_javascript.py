@@ -38,6 +38,7 @@ from headwater.functions.contract import (
     LogLine,
 )
 from headwater.functions.sandbox import javascript, libraries
+from headwater.functions.sandbox.fetch import _PublicResolver
 from headwater.functions.sandbox.runtime import SandboxRuntime
 from tests.support.receiver import Answer, Receiver
 
@@ -774,3 +775,43 @@ def test_the_pool_grows_under_load_up_to_its_maximum() -> None:
     results, busy = run(scenario, max_processes=2)
     assert busy == 2  # a second process once the first had 40 in flight; not a third
     assert [r.value for r in results] == list(range(40)) * 3
+
+
+def test_fetch_sends_form_data_and_url_search_params(receiver: Receiver) -> None:
+    source = f"""
+    async function onTrack() {{
+      const form = new FormData()
+      form.append('name', 'Jane')
+      await fetch('{receiver.url}/form', {{method: 'POST', body: form}})
+      await fetch('{receiver.url}/params', {{method: 'POST', body: new URLSearchParams({{a: '1 2'}})}})
+      return 'sent'
+    }}"""
+    before = len(receiver.requests)
+    result = run(
+        lambda runtime: runtime.invoke(code(source), "onTrack", {}, {}), fetch_allow=["127.0.0.1"]
+    )
+    assert result.value == "sent", result
+    form, params = receiver.requests[before : before + 2]
+    assert form.headers["content-type"].startswith("multipart/form-data; boundary=")
+    assert b'name="name"\r\n\r\nJane\r\n' in form.body
+    assert params.headers["content-type"] == "application/x-www-form-urlencoded;charset=UTF-8"
+    assert params.body == b"a=1+2"
+
+
+def test_the_connection_resolver_keeps_only_public_addresses() -> None:
+    """A name the allow check saw public cannot rebind to a private address before the
+    connection: the connection's own resolution drops non-public addresses."""
+
+    async def scenario() -> tuple[str, int]:
+        strict = _PublicResolver(set())
+        try:
+            await strict.resolve("localhost", 80)
+            refused = "resolved"
+        except OSError as error:
+            refused = str(error)
+        listed = await _PublicResolver({"localhost"}).resolve("localhost", 80)
+        return refused, len(listed)
+
+    refused, listed = asyncio.run(scenario())
+    assert "non-public" in refused
+    assert listed >= 1

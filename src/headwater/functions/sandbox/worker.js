@@ -93,6 +93,7 @@ const bridge = {
     send({ ...JSON.parse(json), op: 'fetch', id, call: call.id })
   },
   base64ToBytes (text) { return Buffer.from(text, 'base64') },
+  Response, // Node's own: encodes a FormData body
   library (name) { return libraryGlobal(name) },
   nodeVersion: process.version,
   URL,
@@ -328,34 +329,33 @@ class Request extends Body {
 }
 define('Request', Request)
 
-function fetch (input, init = {}) {
-  return new Promise((resolve, reject) => {
-    let request
-    try {
-      request = new Request(input, init)
-      if (!/^https?:\/\//i.test(request.url)) throw new TypeError('Only absolute URLs are supported')
-      if (!['follow', 'manual', 'error'].includes(request.redirect)) throw new TypeError('Redirect option ' + request.redirect + ' is not a valid value of RequestRedirect')
-    } catch (error) {
-      reject(error)
-      return
-    }
-    const bytes = request._bytes()
-    bridge.fetch(JSON.stringify({
-      url: request.url,
-      method: request.method,
-      headers: request.headers.pairs(),
-      body_base64: bytes.length || (request.method !== 'GET' && request.method !== 'HEAD') ? bytes.toString('base64') : null,
-      redirect: request.redirect
-    }), (answer) => {
-      const a = JSON.parse(answer)
-      if (a.error !== undefined) {
-        reject(new FetchError('request to ' + request.url + ' failed, reason: ' + a.error, 'system', a.code))
-        return
-      }
-      resolve(new Response(bridge.base64ToBytes(a.body_base64 || ''), {
-        status: a.status, statusText: a.statusText, headers: a.headers, url: a.url, redirected: a.url !== request.url
-      }))
-    })
+async function fetch (input, init = {}) {
+  if (init !== null && typeof init === 'object' && init.body instanceof g.FormData) {
+    // multipart/form-data with its boundary, encoded the way Node's own fetch does
+    const encoded = new bridge.Response(init.body)
+    const headers = new Headers(init.headers)
+    headers.set('content-type', encoded.headers.get('content-type'))
+    init = { ...init, headers, body: g.Buffer.from(await encoded.arrayBuffer()) }
+  }
+  const request = new Request(input, init)
+  if (!/^https?:\/\//i.test(request.url)) throw new TypeError('Only absolute URLs are supported')
+  if (!['follow', 'manual', 'error'].includes(request.redirect)) {
+    throw new TypeError('Redirect option ' + request.redirect + ' is not a valid value of RequestRedirect')
+  }
+  const bytes = request._bytes()
+  const answer = await new Promise((resolve) => bridge.fetch(JSON.stringify({
+    url: request.url,
+    method: request.method,
+    headers: request.headers.pairs(),
+    body_base64: bytes.length || (request.method !== 'GET' && request.method !== 'HEAD') ? bytes.toString('base64') : null,
+    redirect: request.redirect
+  }), resolve))
+  const a = JSON.parse(answer)
+  if (a.error !== undefined) {
+    throw new FetchError('request to ' + request.url + ' failed, reason: ' + a.error, 'system', a.code)
+  }
+  return new Response(bridge.base64ToBytes(a.body_base64 || ''), {
+    status: a.status, statusText: a.statusText, headers: a.headers, url: a.url, redirected: a.url !== request.url
   })
 }
 fetch.isRedirect = (code) => [301, 302, 303, 307, 308].includes(code)
