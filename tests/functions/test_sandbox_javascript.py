@@ -22,7 +22,9 @@ from typing import Any, TypeVar
 
 import pytest
 
+from headwater.destinations.runtime.node import NodeNotFound
 from headwater.functions.contract import (
+    CRASHED,
     DROP_EVENT,
     EVENT_NOT_SUPPORTED,
     INVALID_EVENT_PAYLOAD,
@@ -39,6 +41,7 @@ from headwater.functions.contract import (
 )
 from headwater.functions.sandbox import javascript, libraries
 from headwater.functions.sandbox.fetch import _PublicResolver
+from headwater.functions.sandbox.policy import Confined
 from headwater.functions.sandbox.runtime import SandboxRuntime
 from tests.support.receiver import Answer, Receiver
 
@@ -815,3 +818,15 @@ def test_the_connection_resolver_keeps_only_public_addresses() -> None:
     refused, listed = asyncio.run(scenario())
     assert "non-public" in refused
     assert listed >= 1
+
+
+def test_a_worker_that_cannot_start_answers_crashed_and_does_not_hang() -> None:
+    def broken() -> Confined:
+        raise NodeNotFound("no node here")
+
+    result = run(
+        lambda runtime: runtime.invoke(code("async function onTrack() {}"), "onTrack", {}, {}),
+        commands={"javascript": broken},
+    )
+    assert result.error == CRASHED
+    assert "no node here" in result.message

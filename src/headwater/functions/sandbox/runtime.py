@@ -135,8 +135,8 @@ class _Worker:
 
     async def _run(self) -> None:
         runtime = self.pool.runtime
-        command = runtime.command_for(self.pool.code)
         try:
+            command = runtime.command_for(self.pool.code)
             self.process = await asyncio.create_subprocess_exec(
                 *command.argv,
                 stdin=asyncio.subprocess.PIPE,
@@ -148,8 +148,8 @@ class _Worker:
                 start_new_session=True,
                 limit=64 << 20,
             )
-        except OSError as error:
-            log.error("functions sandbox: cannot start %s: %s", command.argv[0], error)
+        except Exception as error:  # no Node.js, no such language, exec failed…
+            log.error("functions sandbox %s: cannot start: %s", self.pool.code.key, error)
             self._died(f"cannot start: {error}")
             return
         code = self.pool.code
