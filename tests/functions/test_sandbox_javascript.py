@@ -830,3 +830,46 @@ def test_a_worker_that_cannot_start_answers_crashed_and_does_not_hang() -> None:
     )
     assert result.error == CRASHED
     assert "no node here" in result.message
+
+
+def test_a_calls_timers_end_with_it() -> None:
+    source = """
+    let ticks = 0
+    async function onTrack() {
+      setInterval(() => { ticks += 1 }, 10)
+      setTimeout(() => { ticks += 1000 }, 100)
+      await new Promise((resolve) => setTimeout(resolve, 55))
+      return ticks
+    }
+    async function onPage() { await new Promise((resolve) => setTimeout(resolve, 200)); return ticks }"""
+
+    async def scenario(runtime: SandboxRuntime) -> tuple[Any, Any]:
+        c = code(source)
+        during = await runtime.invoke(c, "onTrack", {}, {})
+        after = await runtime.invoke(c, "onPage", {}, {})
+        return during.value, after.value
+
+    during, after = run(scenario)
+    assert 2 <= during <= 6
+    assert after == during  # the interval stopped with its call; the later timeout never fired
+
+
+def test_a_cached_value_left_unmade_by_a_timed_out_call_is_made_again() -> None:
+    source = """
+    let made = 0
+    async function onTrack(event) {
+      return cache.load('k', -1, async () => {
+        made += 1
+        await new Promise((resolve) => setTimeout(resolve, event.wait))
+        return 'made ' + made
+      })
+    }"""
+
+    async def scenario(runtime: SandboxRuntime) -> list[Invocation]:
+        c = code(source)
+        cut = await runtime.invoke(c, "onTrack", {"wait": 3000}, {}, timeout=0.5)
+        return [cut, await runtime.invoke(c, "onTrack", {"wait": 10}, {}, timeout=2)]
+
+    cut, again = run(scenario)
+    assert cut.error == TIMEOUT
+    assert again.value == "made 2"

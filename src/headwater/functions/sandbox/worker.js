@@ -61,6 +61,18 @@ function flush () {
 function current () {
   return als.getStore()
 }
+function own (timer) {
+  const call = current()
+  if (call !== undefined) {
+    if (call.timers === undefined) call.timers = new Set()
+    call.timers.add(timer)
+  }
+  return timer
+}
+function stopTimers (call) {
+  if (call.timers !== undefined) for (const timer of call.timers) clearTimeout(timer)
+}
+
 const bridge = {
   log (level, args) {
     const call = current()
@@ -78,6 +90,11 @@ const bridge = {
     if (call === undefined) throw new Error(`Segment.${type} outside an invocation`)
     call.emitted.push({ type, ...JSON.parse(json) })
   },
+  callId () {
+    const call = current()
+    return call === undefined ? null : call.id
+  },
+  active (id) { return id === null || calls.has(id) },
   cache () {
     const call = current()
     return call !== undefined && call.cache !== undefined ? call.cache : sharedCache
@@ -105,9 +122,10 @@ const bridge = {
   Blob,
   AbortController,
   AbortSignal,
-  setTimeout,
+  // a call's timers end with it (like a Lambda frozen after its answer): none fires later
+  setTimeout: (fn, ms, ...args) => own(setTimeout(fn, ms, ...args)),
   clearTimeout,
-  setInterval,
+  setInterval: (fn, ms, ...args) => own(setInterval(fn, ms, ...args)),
   clearInterval,
   setImmediate,
   clearImmediate,
@@ -186,12 +204,14 @@ const cache = Object.freeze({
     const store = bridge.cache()
     const now = Date.now()
     const found = store.get(key)
-    if (found !== undefined && (found.expires === null || found.expires > now)) return found.value
+    // a value still being made by a call that was cut off (its deadline) is made again
+    const orphan = found !== undefined && !found.settled && !bridge.active(found.owner)
+    if (found !== undefined && !orphan && (found.expires === null || found.expires > now)) return found.value
     const forever = ttl === undefined || ttl === null || ttl === -1 || ttl < 0
     const value = Promise.resolve().then(() => fn())
-    const entry = { value, expires: forever ? null : now + Number(ttl) }
+    const entry = { value, expires: forever ? null : now + Number(ttl), settled: false, owner: bridge.callId() }
     store.set(key, entry)
-    value.catch(() => { if (store.get(key) === entry) store.delete(key) })
+    value.then(() => { entry.settled = true }, () => { if (store.get(key) === entry) store.delete(key) })
     return value
   },
   delete (key) {
@@ -531,6 +551,7 @@ function messageOf (error) {
 }
 
 function finish (call, answer) {
+  stopTimers(call)
   if (!calls.delete(call.id)) return // cancelled
   answer.logs = call.logs
   answer.emitted = call.emitted
@@ -589,10 +610,13 @@ function handle (line) {
       break
     }
     case 'ping': send({ op: 'pong' }); break
-    case 'cancel': // past its deadline: its answer is not awaited any more
+    case 'cancel': { // past its deadline: its answer is not awaited any more
+      const call = calls.get(message.id)
+      if (call !== undefined) stopTimers(call)
       calls.delete(message.id)
       if (closing && calls.size === 0) exitSoon()
       break
+    }
     default: process.stderr.write(`unknown op ${message.op}\n`)
   }
 }
