@@ -873,3 +873,19 @@ def test_a_cached_value_left_unmade_by_a_timed_out_call_is_made_again() -> None:
     cut, again = run(scenario)
     assert cut.error == TIMEOUT
     assert again.value == "made 2"
+
+
+def test_a_batch_with_one_looping_call_blames_that_call_only() -> None:
+    source = """
+    async function onTrack(event) {
+      if (event.n === 2) { while (true) {} }
+      return event.n
+    }"""
+
+    async def scenario(runtime: SandboxRuntime) -> list[Invocation]:
+        calls = [("onTrack", {"n": n}) for n in range(5)]
+        return await runtime.invoke_many(code(source), calls, {}, timeout=1)
+
+    results = run(scenario)
+    assert [r.error for r in results] == [None, None, TIMEOUT, None, None]
+    assert [r.value for r in results if r.ok] == [0, 1, 3, 4]
