@@ -24,6 +24,7 @@ import contextlib
 import importlib
 import itertools
 import logging
+import os
 import signal
 import time
 from collections import deque
@@ -44,6 +45,7 @@ from headwater.functions.contract import (
 )
 from headwater.functions.sandbox import DEFAULT_TIMEOUT_SECONDS, javascript
 from headwater.functions.sandbox.fetch import Fetcher
+from headwater.functions.sandbox.libraries import ENVIRONMENT, installed
 from headwater.functions.sandbox.policy import Confined
 from headwater.functions.sandbox.protocol import decode, encode, encode_many
 
@@ -51,6 +53,9 @@ log = logging.getLogger(__name__)
 
 GROW_AT = 32  # calls in flight on every process before the pool starts another
 IDLE_SECONDS = 300.0
+# After a deadline, how long a process has to answer a ping before it counts as stuck. Generous:
+# a busy machine delays a healthy worker's answer; a stuck one never answers.
+PING_GRACE_SECONDS = 0.5
 # What a process's last words say when it ran out of memory: V8's heap, V8's size limits for
 # one array or string (a fatal "invalid size error"), or malloc under RLIMIT_DATA/RLIMIT_AS
 # (Python's MemoryError).
@@ -69,12 +74,12 @@ class _Call:
     __slots__ = (
         "alone",
         "future",
+        "group",
         "id",
         "message",
         "requests",
         "started",
         "timeout",
-        "timer",
         "worker",
     )
 
@@ -85,7 +90,7 @@ class _Call:
         self.future: asyncio.Future[Invocation] = asyncio.get_running_loop().create_future()
         self.requests: list[OutgoingRequest] = []
         self.started = time.monotonic()
-        self.timer: asyncio.TimerHandle | None = None
+        self.group: _Deadline | None = None
         self.worker: _Worker | None = None
         self.alone = False  # run again alone after its process died under other calls
 
@@ -94,13 +99,42 @@ class _Call:
         return self.started + self.timeout
 
     def settle(self, invocation: Invocation) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        if self.group is not None:
+            self.group.answered(self)
+            self.group = None
         if not self.future.done():
             invocation.requests = self.requests
             invocation.duration_ms = (time.monotonic() - self.started) * 1000
             self.future.set_result(invocation)
+
+
+class _Deadline:
+    """One timer for the calls sent together (``invoke_many``'s batch): they share a deadline."""
+
+    __slots__ = ("calls", "timer")
+
+    def __init__(self, calls: Sequence[_Call], timeout: float) -> None:
+        self.calls = {call.id: call for call in calls}
+        loop = asyncio.get_running_loop()
+        self.timer = loop.call_at(loop.time() + timeout, self._passed)
+        for call in calls:
+            call.group = self
+
+    def answered(self, call: _Call) -> None:
+        self.calls.pop(call.id, None)
+        if not self.calls:
+            self.timer.cancel()
+
+    def _passed(self) -> None:
+        late = list(self.calls.values())
+        self.calls.clear()
+        by_worker: dict[_Worker, list[_Call]] = {}
+        for call in late:
+            call.group = None
+            if call.worker is not None:
+                by_worker.setdefault(call.worker, []).append(call)
+        for worker, calls in by_worker.items():
+            worker.deadline_passed(calls)
 
 
 class _Worker:
@@ -116,6 +150,8 @@ class _Worker:
         self.closing = False
         self.idle_since = time.monotonic()
         self.stderr_tail: deque[bytes] = deque(maxlen=20)
+        self.ping: asyncio.TimerHandle | None = None  # the unanswered ping's grace timer
+        self.suspended: list[list[_Call]] = []  # groups gone late, waiting for the ping's verdict
         pool.runtime.workers.add(self)
         self.task = asyncio.create_task(self._run())
         pool.runtime.tasks.add(self.task)
@@ -128,8 +164,8 @@ class _Worker:
 
     async def _run(self) -> None:
         runtime = self.pool.runtime
-        command = runtime.command_for(self.pool.code)
         try:
+            command = runtime.command_for(self.pool.code)
             self.process = await asyncio.create_subprocess_exec(
                 *command.argv,
                 stdin=asyncio.subprocess.PIPE,
@@ -141,8 +177,8 @@ class _Worker:
                 start_new_session=True,
                 limit=64 << 20,
             )
-        except OSError as error:
-            log.error("functions sandbox: cannot start %s: %s", command.argv[0], error)
+        except Exception as error:  # no Node.js, no such language, exec failed…
+            log.error("functions sandbox %s: cannot start: %s", self.pool.code.key, error)
             self._died(f"cannot start: {error}")
             return
         code = self.pool.code
@@ -200,6 +236,8 @@ class _Worker:
                 self._write(encode({"op": "fetched", "id": answer.get("id"), "error": "no call"}))
                 return
             self.pool.runtime.start_fetch(self, call, answer)
+        elif op == "pong":
+            self._pong()
         elif op == "loaded":
             if answer.get("error"):
                 log.info("functions sandbox %s: %s", self.pool.code.key, answer.get("message"))
@@ -211,7 +249,7 @@ class _Worker:
             self._write(encode(message))
 
     def _call_ended(self) -> None:
-        if not self.calls:
+        if not self.calls and self.ping is None:
             self.idle_since = time.monotonic()
             if self.solo or self.closing:
                 self.close()
@@ -242,28 +280,81 @@ class _Worker:
             with contextlib.suppress(ProcessLookupError):
                 self.process.send_signal(signal.SIGKILL)
 
-    def deadline_passed(self, late: _Call) -> None:
-        """``late`` ran past its deadline here: kill the process, run the others again."""
-        late.timer = None
-        if self.calls.pop(late.id, None) is None:
+    def deadline_passed(self, late: list[_Call]) -> None:
+        """``late`` (calls sent together) ran past their deadline here. A ping asks whether the
+        process's event loop still turns. If it answers, they were only waiting (a slow fetch, a
+        long ``setTimeout``): they answer ``Timeout``, the worker drops them, and the process
+        lives on with its warm cache and its other calls. If not, the loop is stuck (an infinite
+        loop): the process is killed. The culprit is then the first call to go late when it
+        went late alone: it answers ``Timeout``; every other call runs again alone (a batch
+        that went late together runs again call by call: any of them may be the one)."""
+        late = [call for call in late if call.id in self.calls]
+        if not late:
             return
+        self.suspended.append(late)
+        if self.ping is not None:
+            return  # the verdict of the ping already out covers these too
+        if self.process is None:
+            self._stuck()
+            return
+        self.ping = asyncio.get_running_loop().call_later(
+            self.pool.runtime.ping_grace_seconds, self._stuck
+        )
+        self._write(encode({"op": "ping"}))
+
+    def _time_out(self, late: _Call) -> None:
+        self.calls.pop(late.id, None)
         late.settle(
             Invocation(error=TIMEOUT, message=f"the function ran longer than {late.timeout:g} s")
         )
-        self.kill()
-        self._died("killed: a call ran past its deadline")
+        self._write(encode({"op": "cancel", "id": late.id}))
 
-    def _died(self, reason: str) -> None:
+    def _pong(self) -> None:
+        if self.ping is None:
+            return
+        self.ping.cancel()
+        self.ping = None
+        suspended, self.suspended = self.suspended, []
+        for group in suspended:
+            for call in group:
+                if call.id in self.calls:
+                    self._time_out(call)
+        self._call_ended()
+
+    def _stuck(self) -> None:
+        """No pong within the grace: the event loop is blocked."""
+        self.ping = None
+        first = self.suspended[0] if self.suspended else []
+        self.suspended = []
+        if len(first) == 1 and first[0].id in self.calls:
+            self.calls.pop(first[0].id)
+            first[0].settle(
+                Invocation(
+                    error=TIMEOUT,
+                    message=f"the function ran longer than {first[0].timeout:g} s",
+                )
+            )
+        self.kill()
+        self._died("killed: its event loop stayed blocked past a call's deadline", killed=True)
+
+    def _died(self, reason: str, *, killed: bool = False) -> None:
+        """The process is gone: its calls run again alone, unless one is surely what killed it
+        (it ran alone, or was the only call in flight when the process died by itself)."""
         if self.dead:
             return
         self.dead = True
+        if self.ping is not None:
+            self.ping.cancel()
+            self.ping = None
         self.kill()
+        runtime = self.pool.runtime
         self.pool.workers.discard(self)
-        self.pool.runtime.workers.discard(self)
+        runtime.workers.discard(self)
+        if self.solo:
+            runtime.solo_ended()
         calls, self.calls = list(self.calls.values()), {}
         if not calls:
             return
-        runtime = self.pool.runtime
         if runtime.closed:
             for call in calls:
                 call.settle(Invocation(error=CRASHED, message="the functions runtime closed"))
@@ -279,7 +370,7 @@ class _Worker:
             " (out of memory)" if out_of_memory else "",
         )
         for call in calls:
-            if call.alone or (self.solo and len(calls) == 1):
+            if (call.alone and self.solo) or (len(calls) == 1 and not killed):
                 if out_of_memory:
                     call.settle(
                         Invocation(error=MEMORY_LIMIT, message="the function ran out of memory")
@@ -288,7 +379,7 @@ class _Worker:
                     call.settle(Invocation(error=CRASHED, message=f"the sandbox process {reason}"))
             else:
                 call.alone = True
-                self.pool.run_alone(call)
+                runtime.run_alone(self.pool, call)
 
 
 class _Pool:
@@ -311,26 +402,20 @@ class _Pool:
 
     def run(self, calls: Sequence[_Call]) -> None:
         worker = self.pick()
-        for call in calls:
-            self._arm(call)
+        _Deadline(calls, calls[0].timeout)
         worker.send(calls)
 
     def run_alone(self, call: _Call) -> None:
         """A fresh process for this call only, with its full time again."""
         call.started = time.monotonic()
-        self._arm(call)
+        _Deadline([call], call.timeout)
         _Worker(self, solo=True).send([call])
 
-    def _arm(self, call: _Call) -> None:
-        loop = asyncio.get_running_loop()
-        if call.timer is not None:
-            call.timer.cancel()
-        call.timer = loop.call_at(loop.time() + call.timeout, self._late, call)
 
-    def _late(self, call: _Call) -> None:
-        worker = call.worker
-        if worker is not None:
-            worker.deadline_passed(call)
+def _shared_libraries() -> Path | None:
+    """``HEADWATER_FUNCTIONS_LIBRARIES_DIR`` when the libraries are installed there."""
+    shared = os.environ.get(ENVIRONMENT)
+    return Path(shared) if shared and installed(Path(shared)) else None
 
 
 def _invocation(answer: Mapping[str, Any]) -> Invocation:
@@ -368,16 +453,19 @@ class SandboxRuntime:
         heap_mb: int = javascript.HEAP_MB,
         libraries: Path | None = None,
         bwrap: bool | None = None,
+        ping_grace_seconds: float = PING_GRACE_SECONDS,
         commands: Mapping[str, Callable[[], Confined]] | None = None,
     ) -> None:
         """``fetch_allow``: ``server.functions_fetch_allow``; ``redirects``:
-        ``server.request_redirects``; ``libraries``: the JavaScript libraries' directory
-        (``javascript.libraries()``); ``bwrap``: None uses bubblewrap when it works here;
+        ``server.request_redirects``; ``libraries``: the installed JavaScript libraries
+        (``libraries.libraries_dir``; None: ``HEADWATER_FUNCTIONS_LIBRARIES_DIR`` when they are
+        installed there, else none); ``bwrap``: None uses bubblewrap when it works here;
         ``commands``: a worker command per language instead of the built-in ones."""
         self.max_processes = max(1, max_processes)
+        self.ping_grace_seconds = ping_grace_seconds
         self.idle_seconds = idle_seconds
         self.heap_mb = heap_mb
-        self.libraries = libraries
+        self.libraries = libraries if libraries is not None else _shared_libraries()
         self.bwrap = bwrap
         self.fetcher = Fetcher(allow=fetch_allow, redirects=redirects or {})
         self._commands = dict(commands or {})
@@ -386,6 +474,10 @@ class SandboxRuntime:
         self._fetches: set[asyncio.Task[None]] = set()
         self._reaper: asyncio.Task[None] | None = None
         self.workers: set[_Worker] = set()  # every live process, pooled, alone or closing
+        # calls to run again alone, and how many such processes run now (at most max_solo)
+        self._alone: deque[tuple[_Pool, _Call]] = deque()
+        self._solo_running = 0
+        self.max_solo = max(2, self.max_processes)
         self.tasks: set[asyncio.Task[None]] = set()  # the workers' readers, until they exit
         self.closed = False
 
@@ -466,6 +558,24 @@ class SandboxRuntime:
         pool.run(made)
         return list(await asyncio.gather(*(call.future for call in made)))
 
+    def run_alone(self, pool: _Pool, call: _Call) -> None:
+        """Run ``call`` again on a fresh process of its own: a few such processes at a time,
+        so a batch that must be re-run call by call does not start hundreds at once."""
+        self._alone.append((pool, call))
+        self._start_alone()
+
+    def solo_ended(self) -> None:
+        self._solo_running -= 1
+        self._start_alone()
+
+    def _start_alone(self) -> None:
+        while self._alone and self._solo_running < self.max_solo and not self.closed:
+            pool, call = self._alone.popleft()
+            if call.future.done():  # the caller gave up
+                continue
+            self._solo_running += 1
+            pool.run_alone(call)
+
     def start_fetch(self, worker: _Worker, call: _Call, message: dict[str, Any]) -> None:
         """The code's ``fetch``: made by the host, within the call's remaining time."""
         task = asyncio.create_task(self._fetch(worker, call, message))
@@ -512,6 +622,9 @@ class SandboxRuntime:
         self.closed = True
         if self._reaper is not None:
             self._reaper.cancel()
+        while self._alone:
+            _, call = self._alone.popleft()
+            call.settle(Invocation(error=CRASHED, message="the functions runtime closed"))
         self._pools.clear()
         for worker in list(self.workers):
             worker.kill()
