@@ -14,12 +14,13 @@ import importlib
 import os
 import pkgutil
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import cache
 from pathlib import Path
 
 from headwater.destinations import catalog
 from headwater.destinations.definition import DestinationDefinition
+from headwater.destinations.functions import function_name, is_function_type
 from headwater.errors import CatalogNotInstalled, UnknownDestinationType
 
 _lock = threading.Lock()
@@ -28,6 +29,9 @@ _chosen = False
 _package: dict[str, DestinationDefinition] | None = None
 _failed: dict[str, str] = {}
 _all: dict[str, DestinationDefinition] | None = None
+# Destination functions (``function:<name>``): their definitions, by the function's name.
+FunctionLookup = Callable[[str], DestinationDefinition | None]
+_functions: FunctionLookup | None = None
 
 
 @cache
@@ -128,11 +132,27 @@ def _check_names(found: Iterable[DestinationDefinition]) -> None:
             names[name] = definition.type
 
 
+def use_functions(lookup: FunctionLookup | None) -> None:
+    """Say where this process finds destination functions' definitions (None: nowhere, and a
+    ``function:`` type is unknown). The functions' store sits beside this package, so the
+    process that has both tells the catalog (``delivery.functions.FunctionCatalog``)."""
+    global _functions
+    _functions = lookup
+
+
 def get(destination_type: str) -> DestinationDefinition:
     try:
         return definitions()[destination_type]
     except KeyError:
         pass
+    if is_function_type(destination_type):
+        found = _functions(function_name(destination_type)) if _functions is not None else None
+        if found is not None:
+            return found
+        raise UnknownDestinationType(
+            f"unknown destination type {destination_type!r}: there is no deployed destination "
+            f"function named {function_name(destination_type)!r}"
+        )
     from headwater.destinations.runtime.definitions import is_package_type
 
     if is_package_type(destination_type) and not package_definitions():
