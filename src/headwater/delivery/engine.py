@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
 import logging
 import os
 import random
@@ -388,7 +389,15 @@ class DeliveryEngine:
         if source is not None:
             code = deployed.code
             await asyncio.to_thread(
-                source.record, code.function, code.version, destination.id, invocation, payload
+                functools.partial(
+                    source.record,
+                    code.function,
+                    code.version,
+                    destination.id,
+                    invocation,
+                    payload,
+                    secrets=_secret_values(destination),
+                )
             )
         redactor = _redactor(destination)
         raise FunctionFailed(
@@ -672,7 +681,13 @@ class DeliveryEngine:
             claim.messages,
             batch=definition.batching is not None,
         )
-        await self._apply_outcomes(claim, deployed, outcomes, _redactor(claim.destination))
+        await self._apply_outcomes(
+            claim,
+            deployed,
+            outcomes,
+            _redactor(claim.destination),
+            _secret_values(claim.destination),
+        )
         return True
 
     async def _insert_then_send(self, claim: _Claim, settings: Any, insert_function: str) -> bool:
@@ -692,8 +707,11 @@ class DeliveryEngine:
             claim.messages,
             batch=has_handler(code.language, code.source, BATCH_HANDLER),
         )
+        secrets = [
+            v for k, v in insert_settings.items() if k in deployed.secrets and isinstance(v, str)
+        ]
         redactor = Redactor(insert_settings, deployed.secrets, _secret_values(destination))
-        await self._apply_outcomes(claim, deployed, outcomes, redactor)
+        await self._apply_outcomes(claim, deployed, outcomes, redactor, secrets)
         keep = [position for position, o in enumerate(outcomes) if o.event is not None]
         if not keep:
             return False
@@ -724,6 +742,7 @@ class DeliveryEngine:
         deployed: functions.Deployed,
         outcomes: Sequence[functions.Outcome],
         redactor: Redactor,
+        secrets: Sequence[str],
     ) -> None:
         """Put what the function did into the claim, and its failures into its log."""
         failures = []
@@ -753,7 +772,12 @@ class DeliveryEngine:
                     continue
                 seen.add(id(invocation))
                 source.record(
-                    code.function, code.version, claim.destination.id, invocation, message
+                    code.function,
+                    code.version,
+                    claim.destination.id,
+                    invocation,
+                    message,
+                    secrets=secrets,
                 )
 
         try:

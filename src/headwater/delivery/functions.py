@@ -15,16 +15,21 @@ is paid for once per claim, not once per event.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from headwater import reasons
 from headwater.delivery import retry
 from headwater.delivery.redaction import Redactor
+from headwater.destinations import functions as destination_functions
+from headwater.destinations.definition import DestinationDefinition
 from headwater.functions import contract
 from headwater.functions.contract import BATCH_HANDLER, EVENT_HANDLERS, Code, Invocation
+from headwater.functions.logs import FunctionLogs
 from headwater.functions.sandbox import Runtime
+from headwater.functions.store import FunctionStore
+from headwater.store.config_snapshot import ConfigSnapshot
 
 DELIVERED = retry.Verdict(True, False, "200")
 
@@ -51,9 +56,74 @@ class FunctionSource(Protocol):
         instance_id: str,
         invocation: Invocation,
         payload: Any,
+        *,
+        secrets: Iterable[str] = (),
     ) -> None:
-        """Keep a failed invocation in the function's log (its Errors tab)."""
+        """Keep a failed invocation in the function's log (its Errors tab); ``secrets``: the
+        instance's secret values, never written."""
         ...
+
+
+class FunctionCatalog:
+    """The functions' store as delivery and the destination catalog see it: deployed code
+    with its secrets, the error log, and destination functions' definitions
+    (``registry.use_functions(catalog.definition)``), rebuilt when the configuration moves."""
+
+    def __init__(self, store: FunctionStore, logs: FunctionLogs) -> None:
+        self._store = store
+        self._logs = logs
+        workspace = store.workspace
+        self._definitions: ConfigSnapshot[dict[str, DestinationDefinition]] = ConfigSnapshot(
+            workspace.config_version, self._build, {}
+        )
+
+    def deployed(self, function: str) -> Deployed | None:
+        code = self._store.deployed(function)
+        if code is None:
+            return None
+        info = self._store.get(code.function)
+        return Deployed(code, info.secrets if info is not None else frozenset())
+
+    def record(
+        self,
+        function: str,
+        version: int,
+        instance_id: str,
+        invocation: Invocation,
+        payload: Any,
+        *,
+        secrets: Iterable[str] = (),
+    ) -> None:
+        self._logs.record(function, version, instance_id, invocation, payload, secrets=secrets)
+
+    def definition(self, name: str) -> DestinationDefinition | None:
+        """A destination function's definition by its name (None: no such deployed function).
+        Read for every routed event, so from memory; a name not known yet reloads once (a
+        function created a moment ago, then an instance of it)."""
+        found = self._definitions.get().get(name)
+        if found is None:
+            self._definitions.refresh(force=True)
+            found = self._definitions.get().get(name)
+        return found
+
+    def _build(self) -> dict[str, DestinationDefinition]:
+        workspace = self._store.workspace.workspace()
+        workspace_name = workspace.name if workspace is not None else ""
+        built = {}
+        for info in self._store.list():
+            if info.kind != "destination":
+                continue
+            code = self._store.deployed(info.id)
+            built[info.name] = destination_functions.definition(
+                destination_functions.FunctionDestination(
+                    name=info.name,
+                    workspace=workspace_name,
+                    settings=[s.shown() for s in info.settings],
+                    language=info.language,
+                    code=code.source if code is not None else "",
+                )
+            )
+        return built
 
 
 @dataclass
