@@ -233,7 +233,7 @@ class Server:
         # Destination functions are destinations of the catalog (function:<name>); delivery
         # runs them, and insert functions, in the functions' sandbox.
         self.functions = FunctionCatalog(FunctionStore(self.store), FunctionLogs(self.store))
-        registry.use_functions(self.functions.definition)
+        registry.use_functions(self.functions)
         self.delivery = DeliveryEngine(
             self.engine,
             destination_cache,

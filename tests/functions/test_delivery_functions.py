@@ -78,7 +78,7 @@ def functions(pipeline: Pipeline) -> Iterator[FunctionStore]:
     """The pipeline's delivery engine with the functions' store and a real sandbox."""
     store = FunctionStore(pipeline.workspace)
     catalog = FunctionCatalog(store, FunctionLogs(pipeline.workspace, clock=pipeline.clock))
-    registry.use_functions(catalog.definition)
+    registry.use_functions(catalog)
     pipeline.delivery = DeliveryEngine(
         pipeline.engine,
         pipeline.cache(),

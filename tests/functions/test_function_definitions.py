@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from headwater import reasons
 from headwater.delivery.functions import FunctionCatalog
-from headwater.destinations import registry
+from headwater.destinations import listing, registry
 from headwater.destinations.functions import has_handler
 from headwater.destinations.routing import destination_verdict
 from headwater.destinations.store import DestinationStore
@@ -37,7 +37,7 @@ def stores(engine: object) -> Iterator[tuple[FunctionStore, DestinationStore]]:
     workspace.ensure_workspace("My Workspace")
     workspace.create_source("web", write_key="WK_web")
     functions = FunctionStore(workspace)
-    registry.use_functions(FunctionCatalog(functions, FunctionLogs(workspace)).definition)
+    registry.use_functions(FunctionCatalog(functions, FunctionLogs(workspace)))
     try:
         yield functions, DestinationStore(workspace)
     finally:
@@ -72,6 +72,9 @@ def test_a_destination_function_is_a_catalog_type(
     assert definition.function == "post-to-api"
     assert definition.secrets == frozenset({"apiKey"})
     assert definition.batching is None
+    assert registry.function_definitions() == [definition]
+    shown = listing.definition_json(definition)  # the REST API's catalog entry
+    assert shown["type"] == "function:post-to-api"
     settings = definition.parse_settings({"url": "https://api.example.com", "tags": ["a"]})
     assert settings.model_dump(exclude_none=True) == {
         "url": "https://api.example.com",

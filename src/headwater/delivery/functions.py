@@ -67,7 +67,7 @@ class FunctionSource(Protocol):
 class FunctionCatalog:
     """The functions' store as delivery and the destination catalog see it: deployed code
     with its secrets, the error log, and destination functions' definitions
-    (``registry.use_functions(catalog.definition)``), rebuilt when the configuration moves."""
+    (``registry.use_functions(catalog)``), rebuilt when the configuration moves."""
 
     def __init__(self, store: FunctionStore, logs: FunctionLogs) -> None:
         self._store = store
@@ -105,6 +105,10 @@ class FunctionCatalog:
             self._definitions.refresh(force=True)
             found = self._definitions.get().get(name)
         return found
+
+    def definitions(self) -> list[DestinationDefinition]:
+        """Every destination function's definition, by name."""
+        return [found for _, found in sorted(self._definitions.get().items())]
 
     def _build(self) -> dict[str, DestinationDefinition]:
         workspace = self._store.workspace.workspace()

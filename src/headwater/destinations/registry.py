@@ -14,9 +14,10 @@ import importlib
 import os
 import pkgutil
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
+from typing import Protocol
 
 from headwater.destinations import catalog
 from headwater.destinations.definition import DestinationDefinition
@@ -29,9 +30,17 @@ _chosen = False
 _package: dict[str, DestinationDefinition] | None = None
 _failed: dict[str, str] = {}
 _all: dict[str, DestinationDefinition] | None = None
-# Destination functions (``function:<name>``): their definitions, by the function's name.
-FunctionLookup = Callable[[str], DestinationDefinition | None]
-_functions: FunctionLookup | None = None
+
+
+class FunctionDefinitions(Protocol):
+    """Destination functions' definitions (``function:<name>``), made from the functions."""
+
+    def definition(self, name: str) -> DestinationDefinition | None: ...
+
+    def definitions(self) -> list[DestinationDefinition]: ...
+
+
+_functions: FunctionDefinitions | None = None
 
 
 @cache
@@ -132,12 +141,17 @@ def _check_names(found: Iterable[DestinationDefinition]) -> None:
             names[name] = definition.type
 
 
-def use_functions(lookup: FunctionLookup | None) -> None:
+def use_functions(functions: FunctionDefinitions | None) -> None:
     """Say where this process finds destination functions' definitions (None: nowhere, and a
     ``function:`` type is unknown). The functions' store sits beside this package, so the
     process that has both tells the catalog (``delivery.functions.FunctionCatalog``)."""
     global _functions
-    _functions = lookup
+    _functions = functions
+
+
+def function_definitions() -> list[DestinationDefinition]:
+    """The workspace's destination functions as catalog entries (none when not told where)."""
+    return _functions.definitions() if _functions is not None else []
 
 
 def get(destination_type: str) -> DestinationDefinition:
@@ -146,12 +160,13 @@ def get(destination_type: str) -> DestinationDefinition:
     except KeyError:
         pass
     if is_function_type(destination_type):
-        found = _functions(function_name(destination_type)) if _functions is not None else None
+        name = function_name(destination_type)
+        found = _functions.definition(name) if _functions is not None else None
         if found is not None:
             return found
         raise UnknownDestinationType(
             f"unknown destination type {destination_type!r}: there is no deployed destination "
-            f"function named {function_name(destination_type)!r}"
+            f"function named {name!r}"
         )
     from headwater.destinations.runtime.definitions import is_package_type
 
