@@ -789,6 +789,7 @@ class ServerConfig(_Section):
     # Outgoing destination requests: URL prefix -> URL prefix (headwater.destinations.redirects)
     request_redirects: dict[StrictStr, StrictStr] | None = None
     actions_processes: StrictInt | None = Field(default=None, ge=1, le=64)
+    functions_limit: StrictInt = Field(default=25, ge=0, le=10_000)
 
     @field_validator("request_redirects")
     @classmethod
