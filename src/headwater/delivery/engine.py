@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import errno
 import functools
+import importlib
 import logging
 import os
 import random
@@ -68,6 +69,7 @@ REPLAYED = "replayed"  # delivered by a replay: not part of Event Delivery's fig
 LEASE_SECONDS = 120.0
 UNBATCHED_CLAIM = 400  # jobs per claim for destinations that take one message a request
 MAX_FUNCTION_BATCH = 400  # §11.3: an onBatch handler's batches, at most
+SANDBOX_RUNTIME = "headwater.functions.sandbox.runtime"  # the functions' sandbox, when used
 BREAKER_AFTER = 3  # consecutive all-failed claims before the lane pauses
 BREAKER_MAX_PAUSE = 60.0
 
@@ -788,12 +790,10 @@ class DeliveryEngine:
     def _sandbox_runtime(self) -> Runtime:
         """The functions' sandbox, started when a function first has work (one per process)."""
         if self._sandbox is None:
-            if self._sandbox_factory is None:
-                from headwater.functions.sandbox.runtime import SandboxRuntime
-
-                self._sandbox = SandboxRuntime()
-            else:
-                self._sandbox = self._sandbox_factory()
+            factory = self._sandbox_factory
+            if factory is None:
+                factory = importlib.import_module(SANDBOX_RUNTIME).SandboxRuntime
+            self._sandbox = factory()
         return self._sandbox
 
     async def _throttle(self, claim: _Claim) -> None:

@@ -1,0 +1,171 @@
+"""Destination and insert functions through a running server: functions saved with the REST
+API, events sent to the Tracking API, delivered by the worker's sandbox to loopback receivers,
+and reported by Event Delivery (AC-101, AC-106)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support.live import ADMIN_TOKEN, serving
+from tests.support.receiver import Receiver
+from tests.support.waiting import wait_for
+
+pytestmark = pytest.mark.live  # every test here starts a headwater server process
+
+AUTH = {"Authorization": "Basic V0tfd2ViOg=="}  # WK_web:
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+SECRET = "sk-live-never-shown-0042"
+
+ENRICH = """
+async function onTrack(event, settings) {
+  event.properties.message = 'Enriched'
+  event.properties.team = settings.team
+  return event
+}
+async function onIdentify(event, settings) { throw new DropEvent('no identifies here') }
+"""
+POST = """
+async function onTrack(event, settings) {
+  console.log('posting', event.event, 'with', settings.apiKey)
+  if (!event.userId.startsWith('u')) throw new ValidationError('User ID is invalid')
+  const r = await fetch(settings.url, {method: 'POST', body: JSON.stringify(event),
+                                       headers: {authorization: 'Bearer ' + settings.apiKey}})
+  if (r.status >= 500 || r.status === 429) throw new RetryError('HTTP Status ' + r.status)
+}
+"""
+
+
+def config(receiver: Receiver) -> str:
+    # The sandbox's fetch refuses loopback addresses unless the host is listed by name.
+    return f"""workspace: test
+server:
+  functions_fetch_allow: ["127.0.0.1"]
+sources:
+  - name: web
+    write_key: WK_web
+destinations:
+  - name: hook
+    type: webhook
+    source: web
+    settings: {{url: "{receiver.url}/hook"}}
+"""
+
+
+def track(n: int, **extra: Any) -> dict[str, Any]:
+    return {"userId": f"u{n}", "event": "Order Completed", "properties": {"n": n}, **extra}
+
+
+def test_ac106_live_an_insert_function_enriches_and_drops_before_a_webhook(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    """AC-106 through the running server: the webhook receives onTrack's enriched event; the
+    identify the function drops is counted "Filtered at insert function"."""
+    with (
+        serving(tmp_path, config(receiver), role="all") as live,
+        httpx.Client(base_url=live.url, timeout=10) as http,
+    ):
+        created = http.post(
+            "/api/v1/functions",
+            headers=ADMIN,
+            json={
+                "name": "enrich",
+                "kind": "insert",
+                "code": ENRICH,
+                "settings": [{"name": "team", "label": "Team", "type": "string"}],
+            },
+        )
+        assert created.status_code == 201, created.text
+        attached = http.put(
+            "/api/v1/destinations/hook/insert-function",
+            headers=ADMIN,
+            json={"function": "enrich", "settings": {"team": "growth"}},
+        )
+        assert attached.status_code == 200, attached.text
+        wait_for(lambda: True, 1.5, "the worker to see the new configuration")  # ≤ 1 s cache
+        assert http.post("/v1/track", headers=AUTH, json=track(1)).status_code == 200
+        identify = {"userId": "u2", "traits": {"plan": "pro"}}
+        assert http.post("/v1/identify", headers=AUTH, json=identify).status_code == 200
+        [got] = receiver.wait_for(1, timeout=30)
+        body = got.json()
+        assert body["properties"] == {"n": 1, "message": "Enriched", "team": "growth"}
+
+        def report() -> dict[str, Any]:
+            data: dict[str, Any] = http.get(
+                "/api/v1/destinations/hook/delivery", headers=ADMIN
+            ).json()["data"]
+            return data
+
+        data = wait_for(
+            lambda: report()["filtered"].get("Filtered at insert function") == 1 and report(),
+            20,
+            "the dropped identify to be counted",
+        )
+        assert data["delivered"] == 1
+        assert data["notDelivered"] == 0
+    assert len(receiver.requests) == 1
+
+
+def test_ac101_live_a_destination_function_posts_and_its_errors_show_console_logs(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    """A destination function posting to a loopback API through the running server; AC-101:
+    its ValidationError is MESSAGE_REJECTED in Event Delivery, with the console lines, the
+    secret redacted, and in the function's log."""
+    with (
+        serving(tmp_path, config(receiver), role="all") as live,
+        httpx.Client(base_url=live.url, timeout=10) as http,
+    ):
+        created = http.post(
+            "/api/v1/functions",
+            headers=ADMIN,
+            json={
+                "name": "post-to-api",
+                "kind": "destination",
+                "code": POST,
+                "settings": [
+                    {"name": "url", "label": "URL", "type": "string", "required": True},
+                    {"name": "apiKey", "label": "Key", "type": "string", "secret": True},
+                ],
+            },
+        )
+        assert created.status_code == 201, created.text
+        destination = http.post(
+            "/api/v1/destinations",
+            headers=ADMIN,
+            json={
+                "name": "internal-api",
+                "type": "function:post-to-api",
+                "source": "web",
+                "settings": {"url": f"{receiver.url}/api", "apiKey": SECRET},
+            },
+        )
+        assert destination.status_code == 201, destination.text
+        assert SECRET not in destination.text
+        wait_for(lambda: True, 1.5, "the worker to see the new configuration")
+        assert http.post("/v1/track", headers=AUTH, json=track(1)).status_code == 200
+        bad = track(2, userId="x-2")
+        assert http.post("/v1/track", headers=AUTH, json=bad).status_code == 200
+        [got] = receiver.wait_for(1, timeout=30)
+        assert got.path == "/api" and got.json()["properties"] == {"n": 1}
+        assert got.headers["authorization"] == f"Bearer {SECRET}"
+
+        def report() -> dict[str, Any]:
+            data: dict[str, Any] = http.get(
+                "/api/v1/destinations/internal-api/delivery", headers=ADMIN
+            ).json()["data"]
+            return data
+
+        data = wait_for(lambda: report()["notDelivered"] == 1 and report(), 20, "the rejection")
+        assert data["delivered"] == 1
+        [error] = data["errors"]
+        assert error["code"] == "errors.discarded.MESSAGE_REJECTED"
+        [sample] = error["samples"]
+        assert sample["detail"] == "ValidationError: User ID is invalid"
+        assert sample["function"]["logs"] == [["log", "posting Order Completed with [redacted]"]]
+        logs = http.get("/api/v1/functions/post-to-api/logs", headers=ADMIN)
+        assert logs.status_code == 200 and "User ID is invalid" in logs.text
+        assert SECRET not in str(data) + logs.text
