@@ -54,6 +54,7 @@ from headwater.engage.outbox import Drain
 from headwater.engage.sql_traits.runs import SqlTraitRuns
 from headwater.engage.stage import EngageStage
 from headwater.functions.logs import FunctionLogs
+from headwater.functions.sandbox.runtime import SandboxRuntime
 from headwater.functions.store import FunctionStore
 from headwater.ingest.app import TrackingAPI
 from headwater.ingest.committer import GroupCommitter
@@ -242,6 +243,10 @@ class Server:
             self.engine,
             destination_cache,
             functions=self.functions,
+            sandbox=lambda: SandboxRuntime(
+                fetch_allow=self.settings.functions_fetch_allow,
+                redirects=self.settings.request_redirects,
+            ),
             engage_sources=engage_sources.get,
             owner=f"{owner}:delivery",
             redirects=self._redirects,
