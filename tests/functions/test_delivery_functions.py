@@ -22,7 +22,7 @@ from headwater.functions.logs import FunctionLogs
 from headwater.functions.store import FunctionStore
 from headwater.privacy.erasure import Erasure, Subjects
 from headwater.store import schema
-from tests.delivery.conftest import Pipeline, pipeline, track  # noqa: F401  (fixture)
+from tests.delivery.conftest import Pipeline, track
 from tests.functions.sandboxes import sandbox_runtime
 from tests.support.receiver import Answer, Receiver
 
