@@ -39,12 +39,16 @@ async function onTrack(event, settings) {
 }
 """
 POST_PY = """
+import json
+
 def on_track(event, settings):
     print('sending', event['messageId'])
-    r = fetch(settings['url'], {'method': 'POST', 'body': json.dumps(event),
-                                'headers': {'x-api-key': settings['apiKey']}})
+    r = fetch(settings['url'], method='POST', body=json.dumps(event),
+              headers={'x-api-key': settings['apiKey']})
     if r.status >= 500 or r.status == 429:
         raise RetryError('HTTP Status ' + str(r.status))
+    if r.status >= 400:
+        raise ValidationError('HTTP Status ' + str(r.status))
 """
 ENRICH_JS = """
 async function onTrack(event, settings) {
