@@ -497,6 +497,23 @@ async function onBatch(events, settings) {
     }
 
 
+def test_an_insert_function_runs_before_a_destination_function(
+    pipeline: Pipeline, functions: FunctionStore, receiver: Receiver
+) -> None:
+    destination = destination_function(pipeline, functions, POST_JS, receiver)
+    label = [{"name": "label", "label": "Label", "type": "string"}]
+    functions.create("enrich", "insert", "javascript", ENRICH_JS, settings=label)
+    functions.attach_insert(destination.id, "enrich", {"label": "inserted"})
+    pipeline.send(track(), track(type="identify"))
+    pipeline.deliver()
+    [request] = receiver.requests
+    assert request.json()["properties"]["by"] == "inserted"
+    assert pipeline.totals(destination) == {
+        ("delivered", ""): 1,
+        (reasons.FILTERED_AT_DESTINATION, reasons.FILTERED_AT_INSERT_FUNCTION): 1,
+    }
+
+
 def test_the_event_tester_does_not_apply_insert_functions(
     pipeline: Pipeline, functions: FunctionStore, receiver: Receiver
 ) -> None:

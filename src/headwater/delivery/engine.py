@@ -574,8 +574,6 @@ class DeliveryEngine:
                 claim.verdicts[position].append(retry.judge(reasons.INVALID_SETTINGS))
                 claim.details[position] = "the settings are not valid"
             return False
-        if definition.function is not None:
-            return await self._run_function(claim, settings)
         insert_function = claim.destination.insert_function_id
         if insert and insert_function:
             return await self._insert_then_send(claim, settings, insert_function)
@@ -583,6 +581,8 @@ class DeliveryEngine:
 
     async def _send_rendered(self, claim: _Claim, settings: Any) -> bool:
         definition = claim.definition
+        if definition.function is not None:
+            return await self._run_function(claim, settings)
         if definition.package_directory is not None:
             saved = settings.model_dump(by_alias=True, exclude_none=True)
             return await self._execute(claim, saved)
