@@ -158,6 +158,9 @@ def test_ac101_live_a_destination_function_posts_and_its_errors_show_console_log
             },
         )
         assert created.status_code == 201, created.text
+        catalog = http.get("/api/v1/catalog/destinations", headers=ADMIN).json()["data"]
+        listed = {d["type"]: d for d in catalog["destinations"]}
+        assert listed["function:post-to-api"]["name"] == "post-to-api (test)"
         destination = http.post(
             "/api/v1/destinations",
             headers=ADMIN,
