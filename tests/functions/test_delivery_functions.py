@@ -504,14 +504,19 @@ def test_an_insert_function_runs_before_a_destination_function(
     label = [{"name": "label", "label": "Label", "type": "string"}]
     functions.create("enrich", "insert", "javascript", ENRICH_JS, settings=label)
     functions.attach_insert(destination.id, "enrich", {"label": "inserted"})
-    pipeline.send(track(), track(type="identify"))
+    receiver.answer(Answer(status=200), Answer(status=400))
+    pipeline.send(track(), track(type="identify"), track())
     pipeline.deliver()
-    [request] = receiver.requests
-    assert request.json()["properties"]["by"] == "inserted"
+    assert [r.json()["properties"]["by"] for r in receiver.requests] == ["inserted"] * 2
     assert pipeline.totals(destination) == {
         ("delivered", ""): 1,
+        ("failed_delivery", "errors.discarded.MESSAGE_REJECTED"): 1,
         (reasons.FILTERED_AT_DESTINATION, reasons.FILTERED_AT_INSERT_FUNCTION): 1,
     }
+    # The destination function's error (after the insert function) is in the sample.
+    report = event_delivery(pipeline.engine, destination, now=pipeline.clock.now)
+    [sample] = report["errors"][0]["samples"]
+    assert sample["function"]["message"] == "HTTP Status 400"
 
 
 def test_the_event_tester_does_not_apply_insert_functions(

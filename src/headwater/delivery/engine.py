@@ -725,6 +725,10 @@ class DeliveryEngine:
             claim.carried[position] = passed.carried[inner]
             if inner in passed.details:
                 claim.details[position] = passed.details[inner]
+            if inner in passed.function_samples:  # a destination function's, after it
+                claim.function_samples[position] = passed.function_samples[inner]
+            if inner in passed.filtered:
+                claim.filtered.add(position)
         return sent
 
     async def _deployed(self, claim: _Claim, function: str, kind: str) -> functions.Deployed | None:
