@@ -15,6 +15,7 @@ import os
 import subprocess
 import tempfile
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -36,7 +37,7 @@ from headwater.functions.contract import (
     Invocation,
     LogLine,
 )
-from headwater.functions.sandbox import javascript
+from headwater.functions.sandbox import javascript, libraries
 from headwater.functions.sandbox.runtime import SandboxRuntime
 from tests.support.receiver import Answer, Receiver
 
@@ -625,3 +626,98 @@ def test_forget_stops_a_functions_processes_and_idle_ones_stop_by_themselves() -
         assert (
             not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
         )
+
+
+@pytest.fixture(scope="module")
+def libraries_dir() -> Path:
+    """The shared install of the functions' libraries: made ahead of time, never on first use."""
+    found = os.environ.get(libraries.ENVIRONMENT)
+    if not found or not libraries.installed(Path(found)):
+        pytest.fail(
+            f"the functions' JavaScript libraries are not installed in {found}: run "
+            "scripts/test.sh, or `python -m headwater.functions.sandbox.libraries --dir DIR` "
+            f"and set {libraries.ENVIRONMENT}=DIR"
+        )
+    return Path(found)
+
+
+def test_the_pre_installed_libraries_are_globals_of_the_context(libraries_dir: Path) -> None:
+    source = """
+    async function onTrack(event) {
+      const parsed = await new xml2js.Parser().parseStringPromise('<a>1</a>')
+      const phone = libphonenumberjslib.libphonenumberjs.parsePhoneNumber('+12133734253')
+      return [
+        _.get(event, 'properties.total'), _.isArray([]) && [] instanceof Array,
+        moment.tz('2020-01-01T00:00:00Z', 'America/New_York').format(),
+        uuidv5('headwater', uuidv5.URL),
+        jsonwebtoken.verify(jsonwebtoken.sign({a: 1}, 's'), 's').a,
+        xml({a: 'b'}), parsed, phone.country,
+        typeof fetchretrylib.fetchretry(fetch), zlib.gunzipSync(zlib.gzipSync('z')).toString(),
+      ]
+    }"""
+    result = run(
+        lambda runtime: runtime.invoke(code(source), "onTrack", {"properties": {"total": 5}}, {}),
+        libraries=libraries_dir,
+    )
+    assert result.value == [
+        5,
+        True,
+        "2019-12-31T19:00:00-05:00",
+        str(uuid.uuid5(uuid.NAMESPACE_URL, "headwater")),
+        1,
+        "<a>b</a>",
+        {"a": "1"},
+        "US",
+        "function",
+        "z",
+    ]
+
+
+def test_a_function_that_uses_no_library_loads_none(libraries_dir: Path) -> None:
+    source = """
+    async function onTrack() {
+      return Object.getOwnPropertyDescriptor(globalThis, '_').get !== undefined
+    }"""
+    result = run(
+        lambda runtime: runtime.invoke(code(source), "onTrack", {}, {}), libraries=libraries_dir
+    )
+    assert result.value is True  # still the lazy getter: lodash was never evaluated
+
+
+def test_ac103_a_call_that_only_waits_past_its_deadline_times_out_and_the_process_lives_on() -> (
+    None
+):
+    """AC-103 (the sandbox's part): a handler running 6 s answers Timeout at 5 s. It was
+    waiting, not spinning, so its process keeps its warm cache and its other calls."""
+    source = """
+    let counter = 0
+    async function onTrack(event) {
+      const value = await cache.load('k', -1, async () => ++counter)
+      if (event.event === 'slow') await new Promise((resolve) => setTimeout(resolve, 6000))
+      else await new Promise((resolve) => setTimeout(resolve, 5300))
+      return value
+    }
+    async function onPage() { return counter }"""
+
+    async def scenario(
+        runtime: SandboxRuntime,
+    ) -> tuple[Invocation, Invocation, Invocation, list[int]]:
+        c = code(source)
+        slow = runtime.invoke(c, "onTrack", {"event": "slow"}, {})
+        await asyncio.sleep(0.2)
+        other = runtime.invoke(c, "onTrack", {"event": "other"}, {}, timeout=7)
+        pids = runtime.processes(c)
+        late, answered = await asyncio.gather(slow, other)
+        return (
+            late,
+            answered,
+            await runtime.invoke(c, "onPage", {}, {}),
+            pids + runtime.processes(c),
+        )
+
+    late, answered, count, pids = run(scenario)
+    assert late.error == TIMEOUT
+    assert 4.9 < late.duration_ms / 1000 < 5.6
+    assert answered.value == 1  # not run again: its process was not killed
+    assert count.value == 1  # the same warm process: the cache held
+    assert len(set(pids)) == 1

@@ -154,10 +154,11 @@ def test_a_missing_handler_other_exceptions_and_code_that_does_not_load() -> Non
     )
     assert (other.error, other.message) == (OTHER_ERROR, "ValueError: boom")
     assert not_callable.error == EVENT_NOT_SUPPORTED
-    # the worker answers every call of code that did not load as not implemented; the load
-    # error itself is what the runtime logs
-    assert syntax.error in (LOAD_ERROR, EVENT_NOT_SUPPORTED), syntax
-    assert raising.error in (LOAD_ERROR, EVENT_NOT_SUPPORTED), raising
+    assert (syntax.error, syntax.message) == (
+        LOAD_ERROR,
+        "SyntaxError: '(' was never closed (line 1)",
+    )
+    assert (raising.error, raising.message) == (LOAD_ERROR, "RuntimeError: at load")
 
 
 def test_print_console_and_logging_are_the_invocations_logs() -> None:
@@ -490,3 +491,49 @@ def test_request_bodies_travel_as_base64() -> None:
     source = "import base64\ndef on_request(request, settings):\n    return base64.b64encode(request.body).decode()"
     result = invoke(source, REQUEST_HANDLER, IncomingRequest("POST", "https://x/", (), body))
     assert base64.b64decode(result.value) == body
+
+
+def test_async_handlers_waiting_on_fetch_overlap(receiver: Receiver) -> None:
+    """An ``async def`` handler's ``await fetch`` lets the worker run the next call meanwhile;
+    a plain handler's ``fetch`` is a blocking round trip (and still works)."""
+    receiver.default = Answer(delay=0.6)
+    source = f"""
+async def on_track(event, settings):
+    response = await fetch({receiver.url!r} + '/' + event['n'])
+    console.log('call', event['n'])
+    return response.status
+def on_page(event, settings):
+    return fetch({receiver.url!r} + '/page').json()
+"""
+
+    async def scenario(runtime: SandboxRuntime) -> tuple[list[Invocation], Invocation, float]:
+        c = code(source)
+        await runtime.invoke(c, "onIdentify", {}, {})  # the process is up
+        started = time.monotonic()
+        tracks = await runtime.invoke_many(c, [("onTrack", {"n": str(n)}) for n in range(4)], {})
+        took = time.monotonic() - started
+        page = await runtime.invoke(c, "onPage", {}, {})
+        return tracks, page, took
+
+    tracks, page, took = run(scenario, fetch_allow=["127.0.0.1"])
+    assert [t.value for t in tracks] == [200] * 4, tracks
+    assert [t.logs[0].text for t in tracks] == [f"call {n}" for n in range(4)]  # each its own
+    assert took < 4 * 0.6  # overlapped, not one after another
+    assert page.value == {"ok": True}
+
+
+def test_cache_load_with_an_async_fn_is_awaited_in_an_async_handler() -> None:
+    source = """
+import asyncio
+runs = []
+async def token():
+    await asyncio.sleep(0.01)
+    runs.append(1)
+    return 'token-' + str(len(runs))
+async def on_track(event, settings):
+    first = await cache.load('token', 300000, token)
+    second = await cache.load('token', 300000, token)
+    return [first, second, len(runs)]
+"""
+    result = invoke(source, "onTrack", TRACK)
+    assert result.value == ["token-1", "token-1", 1], result

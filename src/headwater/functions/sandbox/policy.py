@@ -33,7 +33,7 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 import pyseccomp as seccomp
 
@@ -343,8 +343,3 @@ def confine(
     argv = [os.path.realpath(shutil.which(argv[0]) or argv[0]), *argv[1:]]
     command = _wrap(argv, readable, launcher=not filters_itself) if wrapped else argv
     return Confined(argv=command, env=dict(ENVIRONMENT), cwd=_empty_directory(), preexec_fn=preexec)
-
-
-def describe() -> dict[str, Any]:
-    """What confines workers on this host (for logs and ``headwater doctor``-style output)."""
-    return {"bwrap": bwrap_works(), "seccomp": True, "no_new_privs": True}

@@ -603,6 +603,7 @@ class Worker:
     def __init__(self, channel: Channel) -> None:
         self.channel = channel
         self.function: Function | None = None
+        self._load_error = "the function is not loaded"
         self.shared_cache: Store = {}
         self._fetches = 0
         self._expected: dict[int, asyncio.Future[dict[str, Any]]] = {}
@@ -652,9 +653,11 @@ class Worker:
             self.function = Function(str(message.get("code", "")))
         except SyntaxError as exc:
             where = f" (line {exc.lineno})" if exc.lineno else ""
-            answer.update(error="LoadError", message=f"SyntaxError: {exc.msg}{where}")
+            self._load_error = f"SyntaxError: {exc.msg}{where}"
+            answer.update(error="LoadError", message=self._load_error)
         except BaseException as exc:  # top-level code that raises
-            answer.update(error="LoadError", message=f"{type(exc).__name__}: {exc}")
+            self._load_error = f"{type(exc).__name__}: {exc}"
+            answer.update(error="LoadError", message=self._load_error)
         self.channel.send(answer)
 
     # fetch
@@ -694,8 +697,11 @@ class Worker:
         name = str(message.get("handler", ""))
         call = Call(message.get("id"), {} if message.get("fresh_cache") else self.shared_cache)
         function = self.function
-        handler = function.handler(name) if function is not None else None
-        if function is None or handler is None:
+        if function is None:  # every call of code that did not load says why
+            self._answer(call, error=("LoadError", self._load_error))
+            return
+        handler = function.handler(name)
+        if handler is None:
             self._answer(call, error=("EventNotSupported", f"{name} is not implemented"))
             return
         payload = message.get("payload")

@@ -92,6 +92,8 @@ const bridge = {
     send({ op: 'fetch', id, call: call.id, ...JSON.parse(json) })
   },
   base64ToBytes (text) { return Buffer.from(text, 'base64') },
+  library (name) { return libraryGlobal(name) },
+  nodeVersion: process.version,
   URL,
   URLSearchParams,
   Buffer,
@@ -116,6 +118,18 @@ const bridge = {
   performance: globalThis.performance
 }
 
+// global name -> how to make it from the installed packages (libraries/package.json)
+const LIBRARY_GLOBALS = {
+  _: (r) => r('lodash'),
+  moment: (r) => r('moment-timezone'),
+  uuidv5: (r) => { const v5 = r('uuid').v5; v5.uuidv5 = v5; return v5 },
+  jsonwebtoken: (r) => r('jsonwebtoken'),
+  xml: (r) => r('xml'),
+  xml2js: (r) => r('xml2js'),
+  libphonenumberjslib: (r) => ({ libphonenumberjs: r('libphonenumber-js') }),
+  fetchretrylib: (r) => ({ fetchretry: r('fetch-retry') }),
+  zlib: (r) => Object.assign({ zlib: r('zlib') }, r('zlib'))
+}
 // ---- the runtime surface evaluated inside the context: its objects belong to the context ----
 const PRELUDE = String.raw`(function (bridge) {
 'use strict'
@@ -347,6 +361,20 @@ fetch.isRedirect = (code) => [301, 302, 303, 307, 308].includes(code)
 define('fetch', fetch)
 define('FetchError', FetchError)
 
+// the pre-installed libraries (§11.1), loaded on first touch: a function using none pays nothing
+for (const name of ${JSON.stringify(Object.keys(LIBRARY_GLOBALS))}) {
+  Object.defineProperty(g, name, {
+    configurable: true,
+    enumerable: false,
+    get () {
+      const value = bridge.library(name)
+      define(name, value)
+      return value
+    },
+    set (value) { define(name, value) }
+  })
+}
+
 // require: only the Node modules Segment's runtime offers (crypto; https is refused: no sockets)
 define('require', function require (name) {
   const bare = String(name).replace(/^node:/, '')
@@ -374,7 +402,21 @@ function incoming (payload) {
   }
 }
 
-return { errors, incoming, parse: JSON.parse }
+// what libraries (not the function: it has no process) see of Node's process
+const libraryProcess = Object.freeze({
+  env: Object.freeze({}),
+  version: bridge.nodeVersion,
+  versions: Object.freeze({ node: bridge.nodeVersion.slice(1) }),
+  platform: 'linux',
+  browser: false,
+  argv: Object.freeze([]),
+  cwd: () => '/',
+  emitWarning: () => undefined,
+  nextTick: (fn, ...args) => queueMicrotask(() => fn(...args)),
+  hrtime: Object.assign(() => [0, 0], { bigint: () => 0n })
+})
+
+return { errors, incoming, parse: JSON.parse, newModule: () => ({ exports: {} }), libraryProcess }
 })`
 
 // ---- loading and invoking ----
@@ -384,25 +426,80 @@ let loadError = null
 function load (message) {
   const context = vm.createContext({}, { name: `function ${message.key}`, codeGeneration: { strings: true, wasm: false } })
   const surface = vm.runInContext(PRELUDE, context, { filename: 'headwater:functions-runtime.js' })(bridge)
-  libraries(context)
+  moduleCache = new Map()
+  loaded = { context, surface, handlers: new Map() }
   try {
     new vm.Script(message.code, { filename: 'function.js' }).runInContext(context)
   } catch (error) {
     loadError = `${error && error.name ? error.name : 'Error'}: ${error && error.message !== undefined ? error.message : String(error)}`
+    loaded = null
     send({ op: 'loaded', key: message.key, error: 'LoadError', message: loadError })
     return
   }
-  loaded = { context, surface, handlers: new Map() }
   send({ op: 'loaded', key: message.key })
 }
 
-// The pure-JavaScript libraries of Segment's runtime, each evaluated inside the context.
-function libraries (context) {
-  if (!LIBRARIES) return
-  const manifest = path.join(LIBRARIES, 'headwater-globals.js')
-  if (!fs.existsSync(manifest)) return
-  const source = fs.readFileSync(manifest, 'utf8')
-  vm.runInContext(source, context, { filename: manifest })
+// ---- the pre-installed libraries: CommonJS modules evaluated inside the function's context ----
+// Node's modules a library may require: the host's (the process is the boundary, not the vm)
+const NODE_MODULES = new Set(['assert', 'buffer', 'crypto', 'events', 'stream', 'string_decoder',
+  'timers', 'url', 'querystring', 'util', 'zlib', 'path'])
+let moduleCache = null
+
+function libraryGlobal (name) {
+  const make = LIBRARY_GLOBALS[name]
+  if (!LIBRARIES) throw new Error(`${name} is not installed here (the functions' libraries are not installed)`)
+  return make((request) => requireFrom(path.join(LIBRARIES, 'node_modules'), request))
+}
+
+function resolveFile (candidate) {
+  for (const file of [candidate, `${candidate}.js`, `${candidate}.json`]) {
+    try { if (fs.statSync(file).isFile()) return file } catch {}
+  }
+  try {
+    const manifest = JSON.parse(fs.readFileSync(path.join(candidate, 'package.json'), 'utf8'))
+    if (manifest.main) return resolveFile(path.join(candidate, manifest.main))
+  } catch {}
+  const index = path.join(candidate, 'index.js')
+  try { if (fs.statSync(index).isFile()) return index } catch {}
+  return null
+}
+
+function requireFrom (directory, request) {
+  const bare = request.replace(/^node:/, '')
+  if (NODE_MODULES.has(bare)) return require(`node:${bare}`)
+  let file = null
+  if (request.startsWith('./') || request.startsWith('../') || request.startsWith('/')) {
+    file = resolveFile(path.resolve(directory, request))
+  } else {
+    const root = path.join(LIBRARIES, 'node_modules')
+    for (let dir = directory; dir.startsWith(root) && file === null; dir = path.dirname(dir)) {
+      const base = path.basename(dir) === 'node_modules' ? dir : path.join(dir, 'node_modules')
+      file = resolveFile(path.join(base, request))
+      if (dir === root) break
+    }
+  }
+  if (file === null) throw new Error(`Cannot find module '${request}' (a library's dependency)`)
+  return loadModule(file)
+}
+
+function loadModule (file) {
+  const cached = moduleCache.get(file)
+  if (cached !== undefined) return cached.exports
+  const { context, surface } = loaded
+  if (file.endsWith('.json')) {
+    const value = surface.parse(fs.readFileSync(file, 'utf8'))
+    moduleCache.set(file, { exports: value })
+    return value
+  }
+  const module = surface.newModule()
+  moduleCache.set(file, module)
+  const wrapper = vm.runInContext(
+    `(function (exports, require, module, __filename, __dirname, process, global) {${fs.readFileSync(file, 'utf8')}\n})`,
+    context, { filename: file })
+  const directory = path.dirname(file)
+  wrapper.call(module.exports, module.exports, (request) => requireFrom(directory, request), module, file,
+    directory, surface.libraryProcess, context)
+  return module.exports
 }
 
 function handlerOf (name) {
@@ -433,7 +530,7 @@ function messageOf (error) {
 }
 
 function finish (call, answer) {
-  calls.delete(call.id)
+  if (!calls.delete(call.id)) return // cancelled
   answer.logs = call.logs
   answer.emitted = call.emitted
   let line
@@ -489,7 +586,11 @@ function handle (line) {
       }
       break
     }
-    case 'reset_cache': sharedCache = new Map(); break
+    case 'ping': send({ op: 'pong' }); break
+    case 'cancel': // past its deadline: its answer is not awaited any more
+      calls.delete(message.id)
+      if (closing && calls.size === 0) exitSoon()
+      break
     default: process.stderr.write(`unknown op ${message.op}\n`)
   }
 }
