@@ -206,7 +206,14 @@ class Server:
             clock=self.clock,
         )
         use_functions(
-            self.api, limit=self.settings.functions_limit, base_url=self.settings.base_url
+            self.api,
+            limit=self.settings.functions_limit,
+            base_url=self.settings.base_url,
+            runtime=lambda: SandboxRuntime(  # the test runner's, started on its first test
+                fetch_allow=self.settings.functions_fetch_allow,
+                redirects=self.settings.request_redirects,
+                max_processes=1,
+            ),
         )
         # What a reader without PII Access sees masked: rebuilt when the configuration moves.
         self._masker: ConfigSnapshot[Masker] = ConfigSnapshot(

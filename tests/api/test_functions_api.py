@@ -12,11 +12,16 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 
+from headwater.api.app import create_api
+from headwater.api.functions import close_runtime, use_functions
 from headwater.functions.contract import Invocation, LogLine
+from headwater.functions.sandbox.runtime import SandboxRuntime
 from headwater.functions.store import FunctionLogs
+from headwater.store.admin_token import hash_token
 from headwater.store.workspace import WorkspaceStore
-from tests.api.client import api_with_destination
+from tests.api.client import TOKEN, api_with_destination
 from tests.api.test_sources_api import assert_error
+from tests.support.receiver import Receiver
 
 ENRICH = """
 async function onTrack(event, settings) {
@@ -227,3 +232,103 @@ def test_test_runner_refuses_what_it_cannot_run(client: TestClient) -> None:
     assert_error(
         client.post("/api/v1/functions/nope/test", json={"event": event}), 404, "not_found"
     )
+
+
+# --- the test runner, on real sandbox processes ------------------------------------------------
+
+POST = """
+async function onTrack(event, settings) {
+  const r = await fetch(settings.url + '?key=' + settings.apiKey, {
+    method: 'POST', body: JSON.stringify(event)
+  })
+  console.log('posted', r.status)
+  if (r.status >= 500) throw new RetryError('HTTP ' + r.status)
+  return {status: r.status}
+}
+async function onBatch(events, settings) { return events.map(e => ({status: 200})) }
+"""
+WEBHOOK = """
+async function onRequest(request, settings) {
+  const body = await request.json()
+  Segment.track({event: body.type, userId: body.data.customer, properties: {via: settings.label}})
+}
+"""
+
+
+@pytest.fixture
+def runner(engine: Engine, receiver: Receiver) -> Iterator[TestClient]:
+    """The API with a test runner whose fetch may call the loopback receiver."""
+    WorkspaceStore(engine).ensure_workspace("acme")
+    app = create_api(engine, admin_token_hash=hash_token(TOKEN))
+    use_functions(app, runtime=lambda: SandboxRuntime(fetch_allow=["127.0.0.1"]))
+    with TestClient(app, headers={"Authorization": f"Bearer {TOKEN}"}) as http:
+        yield http
+        http.portal.call(close_runtime, app)  # type: ignore[union-attr]
+
+
+def test_the_test_runner_runs_latest_with_an_insert_functions_output(runner: TestClient) -> None:
+    create(runner, settings=SECRET)
+    runner.patch("/api/v1/functions/enrich", json={"code": ENRICH.replace("'Enriched'", "'v2'")})
+    event = {"type": "track", "event": "Signed Up", "userId": "u1", "properties": {}}
+    ran = runner.post(
+        "/api/v1/functions/enrich/test", json={"event": event, "settings": {"apiKey": "s3cret-k"}}
+    )
+    assert ran.status_code == 200, ran.text
+    result = ran.json()["data"]
+    assert result["version"] == 2 and result["handler"] == "onTrack"  # LATEST, not DEPLOYED
+    assert result["error"] is None
+    assert result["output"]["properties"] == {"message": "v2"}
+    assert result["logs"] == [["log", "enriching with [redacted]"]]
+    assert "s3cret-k" not in ran.text
+    dropped = runner.post(
+        "/api/v1/functions/enrich/test",
+        json={"event": {**event, "type": "identify"}, "settings": {"apiKey": "k"}},
+    ).json()["data"]
+    assert dropped["error"]["type"] == "DropEvent"
+    assert dropped["error"]["code"] == "Filtered at insert function"
+    missing = runner.post(
+        "/api/v1/functions/enrich/test",
+        json={"event": {**event, "type": "page"}, "settings": {"apiKey": "k"}},
+    ).json()["data"]
+    assert missing["error"]["type"] == "EventNotSupported"
+    assert (missing["error"]["code"], missing["error"]["retry"]) == (
+        "UNSUPPORTED_EVENT_TYPE",
+        False,
+    )
+    # Nothing a test does reaches the function's log.
+    assert runner.get("/api/v1/functions/enrich/logs").json()["data"]["logs"] == []
+
+
+def test_the_test_runner_shows_outgoing_requests(runner: TestClient, receiver: Receiver) -> None:
+    settings = [{"name": "url", "required": True}, {"name": "apiKey", "secret": True}]
+    create(runner, "post", kind="destination", code=POST, settings=settings)
+    body = {
+        "event": {"type": "track", "event": "Signed Up", "userId": "u1"},
+        "settings": {"url": receiver.url + "/events", "apiKey": "s3cret-k"},
+    }
+    result = runner.post("/api/v1/functions/post/test", json=body).json()["data"]
+    assert result["error"] is None and result["output"] == {"status": 200}
+    [request] = result["requests"]
+    assert request["method"] == "POST" and request["status"] == 200
+    assert request["url"] == receiver.url + "/events?key=[redacted]"
+    assert result["logs"] == [["log", "posted 200"]]
+    assert receiver.wait_for(1)[0].json()["userId"] == "u1"
+    batch = runner.post(
+        "/api/v1/functions/post/test",
+        json={"events": [body["event"]] * 3, "settings": body["settings"]},
+    ).json()["data"]
+    assert batch["handler"] == "onBatch" and batch["output"] == [{"status": 200}] * 3
+
+
+def test_the_test_runner_runs_a_source_functions_request(runner: TestClient) -> None:
+    settings = [{"name": "label"}]
+    create(runner, "stripe", kind="source", code=WEBHOOK, settings=settings)
+    sent = {
+        "request": {"body": {"type": "charge.succeeded", "data": {"customer": "cus_1"}}},
+        "settings": {"label": "stripe"},
+    }
+    result = runner.post("/api/v1/functions/stripe/test", json=sent).json()["data"]
+    assert result["handler"] == "onRequest" and result["error"] is None, result
+    [emitted] = result["emitted"]
+    assert emitted["type"] == "track" and emitted["event"] == "charge.succeeded"
+    assert emitted["userId"] == "cus_1" and emitted["properties"] == {"via": "stripe"}

@@ -14,7 +14,6 @@ the test's output would show them.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import json
 from collections.abc import Callable
 from typing import Annotated, Any
@@ -38,6 +37,7 @@ from headwater.functions.contract import (
 )
 from headwater.functions.logs import KEEP, FunctionLogs, LogEntry, console_lines
 from headwater.functions.sandbox import Runtime
+from headwater.functions.sandbox.runtime import SandboxRuntime
 from headwater.functions.store import (
     DEFAULT_LIMIT,
     REDACTED,
@@ -53,7 +53,6 @@ router = APIRouter(tags=["functions"])
 IdOrName = Annotated[str, Path(alias="idOrName", description="The function's id or name.")]
 VersionNumber = Annotated[int, Path(description="A version of the function (1, 2, …).")]
 MAX_TEST_EVENTS = 400  # §11.3: the largest batch an ``onBatch`` gets
-RUNTIME_MODULE = "headwater.functions.sandbox.runtime"
 
 
 def use_functions(
@@ -357,14 +356,9 @@ def _runtime(app: FastAPI) -> Runtime:
     """The API process's sandbox runtime, started on the first test."""
     runtime: Runtime | None = getattr(app.state, "function_runtime", None)
     if runtime is None:
-        factory: Callable[[], Runtime] | None = getattr(app.state, "function_runtime_factory", None)
-        if factory is None:
-            try:
-                factory = importlib.import_module(RUNTIME_MODULE).SandboxRuntime
-            except (ImportError, AttributeError):
-                raise ApiError(
-                    503, "unavailable", "the functions sandbox is not available here"
-                ) from None
+        factory: Callable[[], Runtime] = getattr(
+            app.state, "function_runtime_factory", SandboxRuntime
+        )
         runtime = factory()
         app.state.function_runtime = runtime
     return runtime
