@@ -197,3 +197,74 @@ def test_ac101_live_a_destination_function_posts_and_its_errors_show_console_log
         logs = http.get("/api/v1/functions/post-to-api/logs", headers=ADMIN)
         assert logs.status_code == 200 and "User ID is invalid" in logs.text
         assert SECRET not in str(data) + logs.text
+
+
+def test_ac106_live_the_issue_config_file_runs_both_kinds(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    """headwater.yaml as the issue writes it: an insert function on a webhook (enriching
+    tracks, dropping identifies) and a destination function instance posting to an API."""
+    text = f"""workspace: test
+server:
+  functions_fetch_allow: ["127.0.0.1"]
+functions:
+  - name: enrich
+    kind: insert
+    language: javascript
+    settings: [{{name: apiKey, label: API key, type: string, secret: true}}]
+    code: |
+      async function onTrack(event, settings) {{ event.properties.message = 'Enriched'; return event }}
+      async function onIdentify(event, settings) {{ throw new DropEvent('no identifies here') }}
+  - name: post-to-api
+    kind: destination
+    language: python
+    settings: [{{name: url, label: URL, type: string, required: true}}]
+    code: |
+      import json
+      def on_track(event, settings):
+          r = fetch(settings['url'], method='POST', body=json.dumps(event))
+          if r.status >= 500:
+              raise RetryError('HTTP ' + str(r.status))
+sources:
+  - name: web
+    write_key: WK_web
+destinations:
+  - name: hook
+    type: webhook
+    source: web
+    settings: {{url: "{receiver.url}/hook"}}
+    insert_function: enrich
+    insert_function_settings: {{apiKey: "k-123456"}}
+  - name: internal-api
+    type: "function:post-to-api"
+    source: web
+    settings: {{url: "{receiver.url}/api"}}
+"""
+    with serving(tmp_path, text) as live, httpx.Client(base_url=live.url, timeout=10) as http:
+        assert http.post("/v1/track", headers=AUTH, json=track(1)).status_code == 200
+        identify = {"userId": "u2", "traits": {"plan": "pro"}}
+        assert http.post("/v1/identify", headers=AUTH, json=identify).status_code == 200
+        got = receiver.wait_for(2, timeout=30)
+        by_path = {r.path: r.json() for r in got}
+        assert by_path["/hook"]["properties"] == {"n": 1, "message": "Enriched"}
+        # The destination function had no on_identify: UNSUPPORTED_EVENT_TYPE (AC-100).
+        assert by_path["/api"]["properties"] == {"n": 1}
+
+        def report(name: str) -> dict[str, Any]:
+            data: dict[str, Any] = http.get(
+                f"/api/v1/destinations/{name}/delivery", headers=ADMIN
+            ).json()["data"]
+            return data
+
+        wait_for(
+            lambda: report("hook")["filtered"].get("Filtered at insert function") == 1,
+            20,
+            "the dropped identify",
+        )
+        api = wait_for(
+            lambda: report("internal-api")["notDelivered"] == 1 and report("internal-api"),
+            20,
+            "the identify without a handler",
+        )
+        assert api["errors"][0]["code"] == "errors.discarded.UNSUPPORTED_EVENT_TYPE"
+    assert len(receiver.requests) == 2

@@ -14,7 +14,9 @@ import importlib
 import os
 import pkgutil
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from functools import cache
 from pathlib import Path
 from typing import Protocol
@@ -41,6 +43,9 @@ class FunctionDefinitions(Protocol):
 
 
 _functions: FunctionDefinitions | None = None
+# A change of configuration in progress (``headwater apply``): the functions it is creating, seen
+# inside its own transaction before they are committed.
+_applying: ContextVar[FunctionDefinitions | None] = ContextVar("_applying", default=None)
 
 
 @cache
@@ -149,9 +154,25 @@ def use_functions(functions: FunctionDefinitions | None) -> None:
     _functions = functions
 
 
+@contextmanager
+def functions_while(functions: FunctionDefinitions) -> Iterator[None]:
+    """Destination functions' definitions from ``functions`` for this context only: a
+    configuration applied in one transaction names functions it creates in that transaction."""
+    token = _applying.set(functions)
+    try:
+        yield
+    finally:
+        _applying.reset(token)
+
+
+def _current_functions() -> FunctionDefinitions | None:
+    return _applying.get() or _functions
+
+
 def function_definitions() -> list[DestinationDefinition]:
     """The workspace's destination functions as catalog entries (none when not told where)."""
-    return _functions.definitions() if _functions is not None else []
+    functions = _current_functions()
+    return functions.definitions() if functions is not None else []
 
 
 def get(destination_type: str) -> DestinationDefinition:
@@ -161,7 +182,8 @@ def get(destination_type: str) -> DestinationDefinition:
         pass
     if is_function_type(destination_type):
         name = function_name(destination_type)
-        found = _functions.definition(name) if _functions is not None else None
+        functions = _current_functions()
+        found = functions.definition(name) if functions is not None else None
         if found is not None:
             return found
         raise UnknownDestinationType(
