@@ -38,6 +38,7 @@ from headwater.clock import wall_clock
 from headwater.config.settings import ServerSettings
 from headwater.delivery.deletion import DestinationEraser
 from headwater.delivery.engine import DeliveryEngine
+from headwater.delivery.functions import FunctionCatalog
 from headwater.destinations import registry
 from headwater.destinations.redirects import Redirects
 from headwater.destinations.routing import schema_integration_filter
@@ -52,7 +53,9 @@ from headwater.engage.lists import ListAudiences
 from headwater.engage.outbox import Drain
 from headwater.engage.sql_traits.runs import SqlTraitRuns
 from headwater.engage.stage import EngageStage
+from headwater.functions.logs import FunctionLogs
 from headwater.functions.sandbox.runtime import SandboxRuntime
+from headwater.functions.store import FunctionStore
 from headwater.ingest.app import TrackingAPI
 from headwater.ingest.committer import GroupCommitter
 from headwater.ingest.internal import InternalAppend
@@ -239,9 +242,18 @@ class Server:
             ),
             frozenset(),
         )
+        # Destination functions are destinations of the catalog (function:<name>); delivery
+        # runs them, and insert functions, in the functions' sandbox.
+        self.functions = FunctionCatalog(FunctionStore(self.store), FunctionLogs(self.store))
+        registry.use_functions(self.functions)
         self.delivery = DeliveryEngine(
             self.engine,
             destination_cache,
+            functions=self.functions,
+            sandbox=lambda: SandboxRuntime(
+                fetch_allow=self.settings.functions_fetch_allow,
+                redirects=self.settings.request_redirects,
+            ),
             engage_sources=engage_sources.get,
             owner=f"{owner}:delivery",
             redirects=self._redirects,

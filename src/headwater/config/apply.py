@@ -41,6 +41,8 @@ from headwater.config.model import (
     WarehouseConfig,
     space_identities,
 )
+from headwater.delivery.functions import FunctionCatalog
+from headwater.destinations import registry
 from headwater.destinations.actions import restore_secrets, written_mapping
 from headwater.destinations.registry import get as get_definition
 from headwater.destinations.store import DestinationInfo, DestinationStore, redact
@@ -71,6 +73,7 @@ from headwater.errors import (
     ListError,
     UnknownDestinationType,
 )
+from headwater.functions.logs import FunctionLogs
 from headwater.functions.store import DEFAULT_LIMIT as DEFAULT_FUNCTIONS_LIMIT
 from headwater.functions.store import (
     Attached,
@@ -617,6 +620,11 @@ class Plan:
 
 def plan(store: WorkspaceStore, config: ConfigFile) -> Plan:
     """The changes that make the workspace match ``config``, in the order they must run."""
+    with registry.functions_while(_function_catalog(store)):
+        return _plan(store, config)
+
+
+def _plan(store: WorkspaceStore, config: ConfigFile) -> Plan:
     changes: list[Change] = []
     workspace = store.workspace()
     if workspace is None:
@@ -685,10 +693,17 @@ def plan(store: WorkspaceStore, config: ConfigFile) -> Plan:
 def apply(store: WorkspaceStore, changes: Plan) -> list[str]:
     """Carry out a plan in one transaction (all of it, or none if any step is refused); the
     notes to show once it is done (generated access tokens: shown this once)."""
-    with store.atomic():
+    # Destination functions the plan creates are catalog types (function:<name>) for the
+    # instances it creates after them, inside this one transaction.
+    with store.atomic(), registry.functions_while(_function_catalog(store)):
         for change in changes.changes:
             change.apply(store)
     return [note for change in changes.changes for note in change.notes()]
+
+
+def _function_catalog(store: WorkspaceStore) -> FunctionCatalog:
+    """Destination functions' definitions as ``store`` (and its transaction) sees them."""
+    return FunctionCatalog(FunctionStore(store), FunctionLogs(store))
 
 
 def _all_sources(store: WorkspaceStore) -> list[SourceInfo]:
