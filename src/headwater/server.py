@@ -53,6 +53,7 @@ from headwater.engage.lists import ListAudiences
 from headwater.engage.outbox import Drain
 from headwater.engage.sql_traits.runs import SqlTraitRuns
 from headwater.engage.stage import EngageStage
+from headwater.functions.erasure import FunctionLogEraser
 from headwater.functions.logs import FunctionLogs
 from headwater.functions.sandbox.runtime import SandboxRuntime
 from headwater.functions.store import FunctionStore
@@ -244,7 +245,9 @@ class Server:
         )
         # Destination functions are destinations of the catalog (function:<name>); delivery
         # runs them, and insert functions, in the functions' sandbox.
-        self.functions = FunctionCatalog(FunctionStore(self.store), FunctionLogs(self.store))
+        self.functions = FunctionCatalog(
+            FunctionStore(self.store), FunctionLogs(self.store, clock=self.clock)
+        )
         registry.use_functions(self.functions)
         self.delivery = DeliveryEngine(
             self.engine,
@@ -488,6 +491,7 @@ class Server:
         MtuStore(self.engine, clock=self.clock).purge()
         Insights(clock=self.clock).purge(self.engine)  # Profiles Insights: 30 days, 500 a kind
         Uploads(WorkspaceStore(self.engine, clock=self.clock)).purge()  # Update History: 30 days
+        FunctionLogs(self.store, clock=self.clock).prune()  # the Errors tab: 30 days
         # Delivery Overview and Event Delivery look back two weeks at most, as in Segment.
         oldest_minute = minute_of(now) - COUNTER_RETENTION_DAYS * 24 * 60
         CounterStore(self.engine).expire(oldest_minute)
@@ -562,6 +566,7 @@ class Server:
             # the subject can still reach the stores erased after it.
             LogEraser(self.ingest_log, self.log),
             *payload_erasers(self.engine),
+            FunctionLogEraser(self.engine),  # the functions' Errors tab
             profiles_eraser(self.engine),
             InboxEraser(self.engine),
         ]
