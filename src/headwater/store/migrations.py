@@ -227,6 +227,7 @@ MIGRATIONS: list[Migration] = [
     Migration(29, "privacy: consent categories and destination field encryption", _create_tables),
     Migration(30, "privacy portal: matchers, inbox, inventory, controls, alerts", _privacy_portal),
     Migration(31, "privacy: workspace, space and source data deletions", _create_tables),
+    Migration(33, "functions: source functions' requests and objects", _create_tables),
 ]
 
 
