@@ -1505,7 +1505,7 @@ function_logs = sa.Table(
 
 # Source functions' webhook requests (§11.2): stored before the caller gets its answer, run by
 # the worker, retried on ``RetryError`` and timeouts (6 attempts, then dropped). ``request`` is
-# {method, url, headers: [[name, value], …], body: text}; ``state`` is ``pending`` (due at
+# {method, url, headers: [[name, value], …], body (text) or body_base64}; ``state`` is ``pending`` (due at
 # ``next_attempt_at``) — a row leaves the table once it ran, failed for good or was dropped.
 function_requests = sa.Table(
     "function_requests",
@@ -1518,6 +1518,7 @@ function_requests = sa.Table(
     sa.Column("attempts", sa.Integer, nullable=False, default=0),
     sa.Column("next_attempt_at", sa.Float, nullable=False),
     sa.Column("state", sa.String(20), nullable=False),
+    sa.Column("first_gap", sa.Float, nullable=True),  # seconds before the first retry
     sa.Column("last_error", sa.Text, nullable=True),
     sa.Column("claimed_until", sa.Float, nullable=True),  # a worker runs it until then
     sa.Index("ix_function_requests_due", "state", "next_attempt_at"),
