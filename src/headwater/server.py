@@ -51,11 +51,15 @@ from headwater.engage.lists import ListAudiences
 from headwater.engage.outbox import Drain
 from headwater.engage.sql_traits.runs import SqlTraitRuns
 from headwater.engage.stage import EngageStage
+from headwater.functions.requests import FunctionRequests
+from headwater.functions.store import FunctionStore
 from headwater.ingest.app import TrackingAPI
 from headwater.ingest.committer import GroupCommitter
 from headwater.ingest.internal import InternalAppend
 from headwater.ingest.ratelimit import RateLimiter
 from headwater.ingest.settings_document import PlannedEvents, SourceConsent
+from headwater.ingest.source_functions import PREFIX as SOURCE_FUNCTIONS_PREFIX
+from headwater.ingest.source_functions import SourceFunctionEndpoint
 from headwater.ingest.sources import SourceCache
 from headwater.observe.metrics import Metrics
 from headwater.pipeline.chain import StageChain
@@ -184,6 +188,15 @@ class Server:
             clock=self.clock,
             planned_events=PlannedEvents(self.store),
             consent=SourceConsent(self.store),
+        )
+        # Source functions' webhooks: kept in the state database, run by the worker.
+        self.functions = FunctionStore(self.store)
+        self.function_requests = FunctionRequests(self.engine)
+        self.source_function_endpoint = SourceFunctionEndpoint(
+            SourceCache(self.store),
+            self.function_requests,
+            self._runs_source_function,
+            clock=self.clock,
         )
         # The processed stream: what the stage chain lets through, read by every later stage.
         self.log = EventLog(self.engine, clock=self.clock, ingest_log=self.ingest_log)
@@ -556,6 +569,10 @@ class Server:
         ]
         return [*internal, archive, *warehouses, *destinations]
 
+    def _runs_source_function(self, source_id: str) -> bool:
+        attached = self.functions.source_function(source_id)
+        return attached is not None and attached.function.deployed_version is not None
+
     def _settled(self) -> bool:
         """Whether everything accepted went through the chain and every consumer group."""
         return self.chain.lag()[0] == 0 and all(self.log.lag(c.group) == 0 for c in self.consumers)
@@ -595,6 +612,8 @@ class Server:
             path: str = scope["path"]
             if path.startswith(PROFILE_API_PREFIXES):
                 await self.profile_api(scope, receive, send)
+            elif path.startswith(SOURCE_FUNCTIONS_PREFIX):
+                await self.source_function_endpoint(scope, receive, send)
             elif path.startswith("/v1/"):
                 if self.settings.run_ingest:
                     await self.tracking(scope, receive, send)
