@@ -4,6 +4,7 @@ both stores, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import itertools
 import random
 from datetime import UTC, datetime
 
@@ -37,7 +38,7 @@ def test_ac109_six_attempts_first_retry_in_one_to_three_minutes_doubling_to_twen
         gaps = [retry_gap(first, failed) for failed in range(1, MAX_ATTEMPTS)]
         assert len(gaps) == 5  # six attempts, five waits between them
         assert gaps[0] == first
-        assert all(b == min(MAX_GAP, 2 * a) for a, b in zip(gaps, gaps[1:], strict=False))
+        assert all(b == min(MAX_GAP, 2 * a) for a, b in itertools.pairwise(gaps))
         assert max(gaps) <= 20 * 60
     assert [retry_gap(100.0, n) for n in range(1, 6)] == [100, 200, 400, 800, 1200]
 
