@@ -35,6 +35,7 @@ LAYERS: list[list[str]] = [
         "observe",
         "engage.language",
         "destinations.linear_regex",
+        "destinations.runtime.node",  # finding Node.js: the actions runtime and functions' sandbox
     ],
     [
         "destinations",

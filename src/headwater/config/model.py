@@ -193,6 +193,8 @@ class SourceConfig(_Section):
 
 
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# server.functions_fetch_allow: "*", "*.stripe.com", "api.example.com", "127.0.0.1", "[::1]"
+_HOST_PATTERN = re.compile(r"\*|(\*\.)?[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*|\[[0-9A-Fa-f:.]+\]")
 
 
 def _from_environment(value: Any) -> Any:
@@ -789,6 +791,19 @@ class ServerConfig(_Section):
     # Outgoing destination requests: URL prefix -> URL prefix (headwater.destinations.redirects)
     request_redirects: dict[StrictStr, StrictStr] | None = None
     actions_processes: StrictInt | None = Field(default=None, ge=1, le=64)
+    # Hosts a function's fetch may call (headwater.functions.sandbox.fetch)
+    functions_fetch_allow: list[StrictStr] | None = None
+
+    @field_validator("functions_fetch_allow")
+    @classmethod
+    def _fetch_allow(cls, value: list[str] | None) -> list[str] | None:
+        for pattern in value or ():
+            if not _HOST_PATTERN.fullmatch(pattern):
+                raise ValueError(
+                    f"{pattern!r} is not a host pattern; write e.g. "
+                    '"api.example.com", "*.stripe.com" or "*"'
+                )
+        return value
 
     @field_validator("request_redirects")
     @classmethod

@@ -35,6 +35,10 @@ class ServerSettings:
     max_connections: int | None = None
     # Outgoing destination requests: URL prefix -> URL prefix (headwater.destinations.redirects)
     request_redirects: dict[str, str] = field(default_factory=dict)
+    # Hosts a function's fetch may call: "api.example.com", "*.stripe.com", "*". Loopback,
+    # private and link-local addresses only when listed by exact name
+    # (headwater.functions.sandbox.fetch)
+    functions_fetch_allow: list[str] = field(default_factory=lambda: ["*"])
     # Node.js processes of the actions runtime (Segment's Actions destinations); None: one per
     # CPU, at most two (headwater.destinations.runtime.pool)
     actions_processes: int | None = None
