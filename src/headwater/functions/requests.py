@@ -122,6 +122,11 @@ class FunctionRequests:
         with write_transaction(self._engine) as conn:
             conn.execute(sa.delete(t).where(t.c.id == request_id))
 
+    def any_pending(self) -> bool:
+        t = schema.function_requests
+        with self._engine.connect() as conn:
+            return conn.execute(sa.select(t.c.id).limit(1)).first() is not None
+
     def pending(self, source_id: str | None = None) -> list[StoredRequest]:
         """Requests still waiting to run (all sources when ``source_id`` is None)."""
         t = schema.function_requests
