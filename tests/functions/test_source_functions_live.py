@@ -28,6 +28,7 @@ from headwater.functions.store import FunctionStore
 from headwater.store import schema
 from headwater.store.database import database_url, open_engine
 from headwater.store.workspace import WorkspaceStore
+from tests.support.hostile import ENCODED_BODIES, RAW_BODIES, VALUES
 from tests.support.live import ADMIN_TOKEN, LiveServer, run_headwater
 from tests.support.waiting import wait_for
 
@@ -550,6 +551,36 @@ def test_ac110_set_objects_reach_the_warehouse_and_not_the_debugger(
     )
     assert queried.returncode == 0, queried.stderr
     assert queried.stdout.splitlines()[-1:] == ["product_id\tNike Air Max 90\t11"], queried.stdout
+
+
+def test_hostile_requests_get_answers_never_a_500(
+    live: LiveServer, functions: FunctionStore, engine: Engine
+) -> None:
+    """Bodies no honest client sends are taken (the code's request.json() meets them) and
+    run to an end; broken headers, paths and keys are refused with a 4xx."""
+    wait_for(lambda: functions.source_function("webhooks-in") is not None, 5, "the function")
+    url = f"{live.url}/v1/functions/webhooks-in"
+    json_headers = {**basic("WK_hooks"), "Content-Type": "application/json"}
+    for body in [*(v.encode("utf-8", "surrogatepass") for v in VALUES), *RAW_BODIES]:
+        response = httpx.post(url, content=body, headers=json_headers)
+        assert response.status_code == 200, (body[:40], response.text)
+    for body, encoding in ENCODED_BODIES:
+        headers = {**json_headers, "Content-Encoding": encoding}
+        response = httpx.post(url, content=body, headers=headers)
+        assert response.status_code in (200, 400, 413), (encoding, body[:20], response.text)
+    odd = [
+        ("/v1/functions/", basic("WK_hooks")),
+        ("/v1/functions/%ff%00..%2f", basic("WK_hooks")),
+        ("/v1/functions/webhooks-in?b=" + "A" * 5000, {}),
+        ("/v1/functions/webhooks-in?b=%ff%fe", {}),
+        ("/v1/functions/webhooks-in", {"Authorization": "Basic ///"}),
+        ("/v1/functions/webhooks-in", {"Authorization": "Bearer WK_hooks"}),
+    ]
+    for path, headers in odd:
+        response = httpx.post(live.url + path, json={"a": 1}, headers=headers)
+        assert 400 <= response.status_code < 500, (path, response.status_code, response.text)
+    wait_for(lambda: drained(engine), 60, "every hostile request to run")
+    assert httpx.get(f"{live.url}/health").status_code == 200
 
 
 def test_ac109_retry_error_six_attempts_on_a_moved_clock_then_dropped_to_the_errors_tab(

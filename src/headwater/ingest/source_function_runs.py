@@ -93,8 +93,11 @@ class SourceFunctionRuns:
             async with gate:
                 try:
                     await self._run(stored)
-                except Exception:  # the claim lapses and the next pass tries again
+                except Exception as exc:
+                    # Headwater's failure, not the code's: an attempt like a crashed process's,
+                    # so a request that always breaks something is dropped in the end.
                     logger.exception("source function request %d failed to run", stored.id)
+                    await asyncio.to_thread(self._broken, stored, exc)
 
         await asyncio.gather(*(one(stored) for stored in due))
         return len(due)
@@ -156,6 +159,20 @@ class SourceFunctionRuns:
             )
         await self._record(attached, code.version, stored, invocation, request)
         await asyncio.to_thread(self._requests.done, stored.id)
+
+    def _broken(self, stored: StoredRequest, exc: Exception) -> None:
+        attempts = stored.attempts + 1
+        if attempts >= MAX_ATTEMPTS:
+            self._requests.done(stored.id)
+            return
+        first = stored.first_gap if stored.first_gap is not None else first_gap(self._rng)
+        self._requests.retry_at(
+            stored.id,
+            attempts=attempts,
+            at=self._clock() + retry_gap(first, attempts),
+            first_gap=first,
+            error=f"{CRASHED}: {type(exc).__name__}: {exc}",
+        )
 
     def _keep(self, stored: StoredRequest, invocation: Invocation) -> None:
         """Append the emitted events, keep the objects; a call Segment would refuse becomes
@@ -225,8 +242,9 @@ def incoming(request: Mapping[str, Any]) -> IncomingRequest:
         if name.lower() == "content-type":
             media = value.split(";")[0].strip().lower()
     if media == "application/json":
-        # A body that is not JSON goes as sent: the code's request.json() says what is wrong.
-        with contextlib.suppress(msgspec.DecodeError):
+        # A body that is not JSON (or no JSON encoder takes back: a lone surrogate, nesting
+        # past the decoder's depth) goes as sent: the code's request.json() says what is wrong.
+        with contextlib.suppress(msgspec.MsgspecError, RecursionError, ValueError):
             body = _encode.encode(_decode.decode(body))
     return IncomingRequest(
         method=str(request.get("method", "POST")),
