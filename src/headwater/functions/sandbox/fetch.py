@@ -170,7 +170,7 @@ class Fetcher:
             return (
                 response.status,
                 response.reason or "",
-                [(k, v) for k, v in response.headers.items()],
+                [(str(k), str(v)) for k, v in response.headers.items()],
                 data,
             )
 

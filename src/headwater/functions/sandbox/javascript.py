@@ -1,44 +1,58 @@
-"""How a JavaScript function's sandbox process starts: Node.js running ``worker.js``.
+"""How a JavaScript function's sandbox process starts: Node.js running ``worker.js``, confined.
 
 Node runs with its permission model: the file system is readable only at the worker's own file
-and the pre-installed libraries, and child processes, worker threads, addons and WASI are off
-(not granted). ``--max-old-space-size`` caps V8's heap (out of it, V8 aborts the process: the
-host answers ``MemoryLimit``); the environment is empty, so nothing of the host's leaks in.
+and the pre-installed libraries; child processes, worker threads, addons and WASI are not
+granted. Code generation from strings (``eval``, ``new Function``) is off, so reaching a host
+``Function`` leads nowhere. ``--max-old-space-size`` caps V8's heap (out of it, V8 aborts the
+process: the host answers ``MemoryLimit``) and RLIMIT_DATA caps the rest (Buffers). Around it
+``policy.confine`` adds the clean environment, rlimits, seccomp and bubblewrap when present.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+import os
 from pathlib import Path
 
 from headwater.destinations.runtime.node import find_node
+from headwater.functions.sandbox.policy import Confined, confine
 
 WORKER_JS = Path(__file__).with_name("worker.js")
-HEAP_MB = 128  # V8's old space; the process's RSS is about 40 MiB more
+HEAP_MB = 128  # V8's old space
+# RLIMIT_DATA: V8's heap, Buffers and Node's own (startup needs ~300 MiB of writable mappings,
+# measured: 256 MiB aborts at startup)
+DATA_MB = 512
+# RLIMIT_CPU over a warm process's life: past it the process is killed and replaced (its calls
+# in flight run again alone); the per-call deadline is the host's timer.
+CPU_SECONDS = 3600
 
 
-@dataclass(frozen=True)
-class Launch:
-    """What the pool runs: the same fields as ``policy.Confined``."""
-
-    argv: list[str]
-    env: dict[str, str] = field(default_factory=dict)
-    cwd: str = "/"
-    preexec_fn: Callable[[], None] | None = None
-
-
-def command(*, heap_mb: int = HEAP_MB, libraries: Path | None = None) -> Launch:
-    """The worker's command line; ``libraries``: the pre-installed libraries' directory."""
+def command(
+    *,
+    heap_mb: int = HEAP_MB,
+    data_mb: int = DATA_MB,
+    libraries: Path | None = None,
+    bwrap: bool | None = None,
+    script: Path = WORKER_JS,
+) -> Confined:
+    """The worker's confined command; ``libraries``: the pre-installed libraries' directory.
+    ``script``: another script in the worker's place, under the same layers (tests of what
+    code that escaped the vm context could do)."""
     node = find_node()
-    readable = [WORKER_JS, *([libraries] if libraries is not None else [])]
+    readable = [script, *([libraries] if libraries is not None else [])]
     argv = [
         str(node.executable),
         "--permission",
-        *(f"--allow-fs-read={path}" for path in readable),
+        *(f"--allow-fs-read={os.path.realpath(path)}" for path in readable),
         f"--max-old-space-size={heap_mb}",
         "--disallow-code-generation-from-strings",
-        str(WORKER_JS),
-        str(libraries or ""),
+        str(script.resolve()),
+        str(libraries.resolve()) if libraries is not None else "",
     ]
-    return Launch(argv=argv, env={"LANG": "C.UTF-8"}, cwd="/")
+    return confine(
+        argv,
+        readable=[node.executable.resolve().parent.parent, *readable],
+        memory_bytes=data_mb * 1024 * 1024,
+        address_space_bytes=None,
+        cpu_seconds=CPU_SECONDS,
+        bwrap=bwrap,
+    )

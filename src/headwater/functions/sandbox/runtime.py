@@ -28,7 +28,8 @@ import signal
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol
+from pathlib import Path
+from typing import Any
 
 from headwater.functions.contract import (
     CRASHED,
@@ -43,28 +44,23 @@ from headwater.functions.contract import (
 )
 from headwater.functions.sandbox import DEFAULT_TIMEOUT_SECONDS, javascript
 from headwater.functions.sandbox.fetch import Fetcher
+from headwater.functions.sandbox.policy import Confined
 from headwater.functions.sandbox.protocol import decode, encode, encode_many
 
 log = logging.getLogger(__name__)
 
 GROW_AT = 32  # calls in flight on every process before the pool starts another
 IDLE_SECONDS = 300.0
-# What a process's last words say when it ran out of memory (V8's heap, or malloc under
-# RLIMIT_DATA/RLIMIT_AS: Python's MemoryError, a failed allocation).
-_OUT_OF_MEMORY = (b"heap out of memory", b"Allocation failed", b"MemoryError", b"out of memory")
-
-
-class Command(Protocol):
-    """How to start a worker: ``javascript.Launch`` or ``policy.Confined``."""
-
-    @property
-    def argv(self) -> list[str]: ...
-    @property
-    def env(self) -> dict[str, str]: ...
-    @property
-    def cwd(self) -> str: ...
-    @property
-    def preexec_fn(self) -> Callable[[], None] | None: ...
+# What a process's last words say when it ran out of memory: V8's heap, V8's size limits for
+# one array or string (a fatal "invalid size error"), or malloc under RLIMIT_DATA/RLIMIT_AS
+# (Python's MemoryError).
+_OUT_OF_MEMORY = (
+    b"heap out of memory",
+    b"Allocation failed",
+    b"invalid size error",
+    b"MemoryError",
+    b"out of memory",
+)
 
 
 class _Call:
@@ -370,11 +366,19 @@ class SandboxRuntime:
         max_processes: int = 2,
         idle_seconds: float = IDLE_SECONDS,
         heap_mb: int = javascript.HEAP_MB,
-        commands: Mapping[str, Callable[[], Command]] | None = None,
+        libraries: Path | None = None,
+        bwrap: bool | None = None,
+        commands: Mapping[str, Callable[[], Confined]] | None = None,
     ) -> None:
+        """``fetch_allow``: ``server.functions_fetch_allow``; ``redirects``:
+        ``server.request_redirects``; ``libraries``: the JavaScript libraries' directory
+        (``javascript.libraries()``); ``bwrap``: None uses bubblewrap when it works here;
+        ``commands``: a worker command per language instead of the built-in ones."""
         self.max_processes = max(1, max_processes)
         self.idle_seconds = idle_seconds
         self.heap_mb = heap_mb
+        self.libraries = libraries
+        self.bwrap = bwrap
         self.fetcher = Fetcher(allow=fetch_allow, redirects=redirects or {})
         self._commands = dict(commands or {})
         self._pools: dict[str, _Pool] = {}
@@ -385,15 +389,17 @@ class SandboxRuntime:
         self.tasks: set[asyncio.Task[None]] = set()  # the workers' readers, until they exit
         self.closed = False
 
-    def command_for(self, code: Code) -> Command:
+    def command_for(self, code: Code) -> Confined:
         """How to start a worker for ``code``'s language."""
         made = self._commands.get(code.language)
         if made is not None:
             return made()
         if code.language == "javascript":
-            return javascript.command(heap_mb=self.heap_mb)
+            return javascript.command(
+                heap_mb=self.heap_mb, libraries=self.libraries, bwrap=self.bwrap
+            )
         module = importlib.import_module(f"headwater.functions.sandbox.{code.language}")
-        command: Command = module.command()
+        command: Confined = module.command()
         return command
 
     def _pool(self, code: Code) -> _Pool:
@@ -468,8 +474,12 @@ class SandboxRuntime:
 
     async def _fetch(self, worker: _Worker, call: _Call, message: dict[str, Any]) -> None:
         remaining = max(0.05, call.deadline - time.monotonic())
-        answer, request = await self.fetcher.fetch(message, timeout=remaining)
-        call.requests.append(request)
+        try:
+            answer, request = await self.fetcher.fetch(message, timeout=remaining)
+            call.requests.append(request)
+        except Exception as error:  # the code gets a FetchError, never a hung promise
+            log.exception("functions fetch failed")
+            answer = {"error": f"the host could not make the request: {error}"}
         worker.answer_fetch({"op": "fetched", "id": message.get("id"), **answer})
 
     async def forget(self, function: str) -> None:
