@@ -25,6 +25,7 @@ from sqlalchemy.exc import OperationalError
 from headwater.api.app import create_api
 from headwater.api.debugger import router as debugger_router
 from headwater.api.engage import use_batch_runs
+from headwater.api.functions import close_runtime, use_functions
 from headwater.api.privacy import use_masker
 from headwater.api.source_schema import router as source_schema_router
 from headwater.api.source_schema import use_plans
@@ -217,6 +218,16 @@ class Server:
             archive_dir=self.settings.archive_dir,
             archive_retention_days=self.settings.archive_retention_days,
             clock=self.clock,
+        )
+        use_functions(
+            self.api,
+            limit=self.settings.functions_limit,
+            base_url=self.settings.base_url,
+            runtime=lambda: SandboxRuntime(  # the test runner's, started on its first test
+                fetch_allow=self.settings.functions_fetch_allow,
+                redirects=self.settings.request_redirects,
+                max_processes=1,
+            ),
         )
         # What a reader without PII Access sees masked: rebuilt when the configuration moves.
         self._masker: ConfigSnapshot[Masker] = ConfigSnapshot(
@@ -732,6 +743,7 @@ class Server:
                         task.cancel()
                         with contextlib.suppress(asyncio.CancelledError):
                             await task
+                await close_runtime(self.api)  # the functions test runner's sandboxes
                 await asyncio.to_thread(self.stop)
                 if not self.settings.run_consumers:
                     # The engine did not run here; the Event Tester may have started its

@@ -254,11 +254,11 @@ class FunctionStore:
         """A new function with its code as version 1, deployed: nothing runs it yet, so the
         first version is what its first instance gets."""
         checked_kind = _kind(kind)
-        _name(name, checked_kind)
+        check_function_name(name, checked_kind)
         checked_language = _language(language)
         self._check_code(code, checked_kind)
         declared = [s.shown() for s in check_declarations(settings)]
-        text = _description(description)
+        text = check_description(description)
         f = schema.functions
         with self._workspace.writing() as conn:
             workspace_id = self._workspace.workspace_id(conn, create=True)
@@ -316,12 +316,12 @@ class FunctionStore:
             info = self._reload(conn, row.id)
             values: dict[str, Any] = {}
             if not isinstance(name, Unset) and name != row.name:
-                _name(name, info.kind)
+                check_function_name(name, info.kind)
                 self._check_name_free(conn, row.workspace_id, name)
                 self._check_renamable(conn, info)
                 values["name"] = name
             if not isinstance(description, Unset):
-                values["description"] = _description(description)
+                values["description"] = check_description(description)
             if not isinstance(settings, Unset):
                 values["settings"] = [s.shown() for s in check_declarations(settings)]
             latest = info.latest_version
@@ -501,20 +501,8 @@ class FunctionStore:
         )
 
     def _check_code(self, code: object, kind: Kind) -> None:
-        if not isinstance(code, str):
-            raise InvalidError("must be a string", "code")
-        if not code.strip():
-            raise InvalidError("must not be empty", "code")
-        if not is_unicode(code) or "\x00" in code:
-            raise InvalidError("must be valid Unicode text without NUL characters", "code")
-        if len(code.encode("utf-8")) > MAX_CODE_BYTES:
-            raise InvalidError(f"must be at most {MAX_CODE_BYTES // 1024} KiB", "code")
-        if SEGMENT_FUNCTION_HOST in code.lower():
-            raise InvalidError(
-                f"a function may not call Segment's function host ({SEGMENT_FUNCTION_HOST}): "
-                "it would call itself (AC-113)",
-                "code",
-            )
+        check_code_text(code, kind)
+        assert isinstance(code, str)
         if kind == "source" and self._base_url and self._base_url + OWN_ENDPOINT in code:
             raise InvalidError(
                 f"a source function may not call this server's function endpoints "
@@ -589,6 +577,26 @@ class FunctionStore:
 
 
 # --- checks ----------------------------------------------------------------------------------
+
+
+def check_code_text(code: object, kind: str) -> str:
+    """A function's code, checked as every save checks it (size, text, no call of Segment's
+    function host: AC-113)."""
+    if not isinstance(code, str):
+        raise InvalidError("must be a string", "code")
+    if not code.strip():
+        raise InvalidError("must not be empty", "code")
+    if not is_unicode(code) or "\x00" in code:
+        raise InvalidError("must be valid Unicode text without NUL characters", "code")
+    if len(code.encode("utf-8")) > MAX_CODE_BYTES:
+        raise InvalidError(f"must be at most {MAX_CODE_BYTES // 1024} KiB", "code")
+    if SEGMENT_FUNCTION_HOST in code.lower():
+        raise InvalidError(
+            f"a {kind} function may not call Segment's function host "
+            f"({SEGMENT_FUNCTION_HOST}): it would call itself (AC-113)",
+            "code",
+        )
+    return code
 
 
 def check_declarations(raw: object) -> list[SettingDeclaration]:
@@ -698,7 +706,7 @@ def _language(language: object) -> Language:
     return language
 
 
-def _name(name: object, kind: Kind) -> str:
+def check_function_name(name: object, kind: str) -> str:
     check_name(name)
     assert isinstance(name, str)
     if kind == "insert" and len(name) > MAX_INSERT_NAME:
@@ -713,7 +721,7 @@ def _name(name: object, kind: Kind) -> str:
     return name
 
 
-def _description(description: object) -> str:
+def check_description(description: object) -> str:
     if not isinstance(description, str) or not is_unicode(description):
         raise InvalidError("must be text", "description")
     if len(description) > MAX_DESCRIPTION:
@@ -803,7 +811,10 @@ __all__ = [
     "FunctionVersion",
     "LogEntry",
     "SettingDeclaration",
+    "check_code_text",
     "check_declarations",
+    "check_description",
+    "check_function_name",
     "check_instance_settings",
     "function_name_of_type",
 ]
