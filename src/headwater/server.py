@@ -620,8 +620,9 @@ class Server:
                             redirects=self.settings.request_redirects,
                         )
                         self.source_function_runs = self._source_function_runs(runtime)
-                    if self.source_function_runs is not None:
-                        await self.source_function_runs.run_due()
+                    runs = self.source_function_runs
+                    if runs is not None and await runs.run_due():
+                        continue  # busy: the next batch at once
                 except Exception:
                     logger.exception("source functions failed; will try again")
                 await asyncio.sleep(SOURCE_FUNCTIONS_TICK)
