@@ -53,6 +53,21 @@ sources:
     write_key: WK_objects
   - name: retry-in
     write_key: WK_retry
+  - name: limits-in
+    write_key: WK_limits
+    function: limits-fn
+functions:
+  - name: limits-fn
+    kind: source
+    language: javascript
+    code: |
+      async function onRequest(request, settings) {
+        console.log(JSON.stringify(await request.json()))
+        Segment.track({ event: 'Too Big', userId: 'u', properties: { blob: 'x'.repeat(33 * 1024) } })
+        Segment.track({ event: 'No One' })
+        Segment.set({ collection: 'Products', id: 'p1', properties: {} })
+        Segment.track({ event: 'Small', userId: 'u-small' })
+      }
 """
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 SIGNING_SECRET = "whsec_test_5ecret"
@@ -551,6 +566,40 @@ def test_ac110_set_objects_reach_the_warehouse_and_not_the_debugger(
     )
     assert queried.returncode == 0, queried.stderr
     assert queried.stdout.splitlines()[-1:] == ["product_id\tNike Air Max 90\t11"], queried.stdout
+
+
+def test_emitted_calls_meet_the_tracking_apis_limits_and_the_code_sees_sorted_fields(
+    live: LiveServer, engine: Engine
+) -> None:
+    """A function from headwater.yaml: its calls go through the Tracking API's checks (the
+    32 KB limit with Segment's error, a track with no user, an uppercase collection); the good
+    call is kept, the others are the invocation's error. The code got the JSON alphabetized."""
+    response = httpx.post(
+        f"{live.url}/v1/functions/limits-in",
+        content=b'{"zebra": 1, "apple": {"z": 2, "b": 1}}',
+        headers={**basic("WK_limits"), "Content-Type": "application/json"},
+    )
+    assert response.status_code == 200
+    found = wait_for(lambda: messages(live, "limits-in"), 30, "the small track")
+    wait_for(lambda: drained(engine), 30, "the request to run")
+    assert [(m["event"], m["userId"]) for m in found] == [("Small", "u-small")]
+    (entry,) = FunctionLogs(WorkspaceStore(engine)).recent("limits-fn")
+    assert entry.error == "Error"
+    problems = entry.message.split("; ")
+    assert problems[0] == (
+        "failed calling Tracking API: the message is too large and over the maximum 32KB limit"
+    )
+    assert problems[1].startswith("failed calling Tracking API: ")
+    assert "userId" in problems[1] or "anonymousId" in problems[1]
+    assert problems[2] == "Segment.set: the collection 'Products' must be lowercase"
+    assert entry.logs == [["log", '{"apple":{"b":1,"z":2},"zebra":1}']]
+    with engine.connect() as conn:
+        objects = conn.execute(
+            sa.select(sa.func.count())
+            .select_from(schema.function_objects)
+            .where(schema.function_objects.c.source_id == source_id(engine, "limits-in"))
+        ).scalar_one()
+    assert objects == 0
 
 
 def test_hostile_requests_get_answers_never_a_500(
