@@ -28,6 +28,10 @@ echo "==> installing headwater with its test extras"
 echo "==> Segment's Actions destinations (.cache/actions)"
 .venv/bin/headwater catalog install --dir .cache/actions
 export HEADWATER_ACTIONS_DIR="$PWD/.cache/actions"
+# The functions' JavaScript libraries (lodash, moment-timezone, jsonwebtoken…), likewise.
+echo "==> the functions' JavaScript libraries (.cache/functions-libraries)"
+.venv/bin/python -m headwater.functions.sandbox.libraries --dir .cache/functions-libraries
+export HEADWATER_FUNCTIONS_LIBRARIES_DIR="$PWD/.cache/functions-libraries"
 
 # The differential tests' oracles (tests/oracle): npm writes node_modules/.package-lock.json last,
 # so its age is the install's age.

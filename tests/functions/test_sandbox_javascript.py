@@ -15,13 +15,16 @@ import os
 import subprocess
 import tempfile
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 
+from headwater.destinations.runtime.node import NodeNotFound
 from headwater.functions.contract import (
+    CRASHED,
     DROP_EVENT,
     EVENT_NOT_SUPPORTED,
     INVALID_EVENT_PAYLOAD,
@@ -36,7 +39,9 @@ from headwater.functions.contract import (
     Invocation,
     LogLine,
 )
-from headwater.functions.sandbox import javascript
+from headwater.functions.sandbox import javascript, libraries
+from headwater.functions.sandbox.fetch import _PublicResolver
+from headwater.functions.sandbox.policy import Confined
 from headwater.functions.sandbox.runtime import SandboxRuntime
 from tests.support.receiver import Answer, Receiver
 
@@ -625,3 +630,246 @@ def test_forget_stops_a_functions_processes_and_idle_ones_stop_by_themselves() -
         assert (
             not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
         )
+
+
+@pytest.fixture(scope="module")
+def libraries_dir() -> Path:
+    """The shared install of the functions' libraries: made ahead of time, never on first use."""
+    found = os.environ.get(libraries.ENVIRONMENT)
+    if not found or not libraries.installed(Path(found)):
+        pytest.fail(
+            f"the functions' JavaScript libraries are not installed in {found}: run "
+            "scripts/test.sh, or `python -m headwater.functions.sandbox.libraries --dir DIR` "
+            f"and set {libraries.ENVIRONMENT}=DIR"
+        )
+    return Path(found)
+
+
+def test_the_pre_installed_libraries_are_globals_of_the_context(libraries_dir: Path) -> None:
+    source = """
+    async function onTrack(event) {
+      const parsed = await new xml2js.Parser().parseStringPromise('<a>1</a>')
+      const phone = libphonenumberjslib.libphonenumberjs.parsePhoneNumber('+12133734253')
+      return [
+        _.get(event, 'properties.total'), _.isArray([]) && [] instanceof Array,
+        moment.tz('2020-01-01T00:00:00Z', 'America/New_York').format(),
+        uuidv5('headwater', uuidv5.URL),
+        jsonwebtoken.verify(jsonwebtoken.sign({a: 1}, 's'), 's').a,
+        xml({a: 'b'}), parsed, phone.country,
+        typeof fetchretrylib.fetchretry(fetch), zlib.gunzipSync(zlib.gzipSync('z')).toString(),
+      ]
+    }"""
+    result = run(
+        lambda runtime: runtime.invoke(code(source), "onTrack", {"properties": {"total": 5}}, {}),
+        libraries=libraries_dir,
+    )
+    assert result.value == [
+        5,
+        True,
+        "2019-12-31T19:00:00-05:00",
+        str(uuid.uuid5(uuid.NAMESPACE_URL, "headwater")),
+        1,
+        "<a>b</a>",
+        {"a": "1"},
+        "US",
+        "function",
+        "z",
+    ]
+
+
+def test_a_function_that_uses_no_library_loads_none(libraries_dir: Path) -> None:
+    source = """
+    async function onTrack() {
+      return Object.getOwnPropertyDescriptor(globalThis, '_').get !== undefined
+    }"""
+    result = run(
+        lambda runtime: runtime.invoke(code(source), "onTrack", {}, {}), libraries=libraries_dir
+    )
+    assert result.value is True  # still the lazy getter: lodash was never evaluated
+
+
+def test_ac103_a_call_that_only_waits_past_its_deadline_times_out_and_the_process_lives_on() -> (
+    None
+):
+    """AC-103 (the sandbox's part): a handler running 6 s answers Timeout at 5 s. It was
+    waiting, not spinning, so its process keeps its warm cache and its other calls."""
+    source = """
+    let counter = 0
+    async function onTrack(event) {
+      const value = await cache.load('k', -1, async () => ++counter)
+      if (event.event === 'slow') await new Promise((resolve) => setTimeout(resolve, 6000))
+      else await new Promise((resolve) => setTimeout(resolve, 5300))
+      return value
+    }
+    async function onPage() { return counter }"""
+
+    async def scenario(
+        runtime: SandboxRuntime,
+    ) -> tuple[Invocation, Invocation, Invocation, list[int]]:
+        c = code(source)
+        slow = runtime.invoke(c, "onTrack", {"event": "slow"}, {})
+        await asyncio.sleep(0.2)
+        other = runtime.invoke(c, "onTrack", {"event": "other"}, {}, timeout=7)
+        pids = runtime.processes(c)
+        late, answered = await asyncio.gather(slow, other)
+        return (
+            late,
+            answered,
+            await runtime.invoke(c, "onPage", {}, {}),
+            pids + runtime.processes(c),
+        )
+
+    late, answered, count, pids = run(scenario)
+    assert late.error == TIMEOUT
+    assert 4.9 < late.duration_ms / 1000 < 5.6
+    assert answered.value == 1  # not run again: its process was not killed
+    assert count.value == 1  # the same warm process: the cache held
+    assert len(set(pids)) == 1
+
+
+def test_a_floating_rejection_or_a_throw_in_a_timer_does_not_end_the_process() -> None:
+    source = """
+    async function onTrack(event) {
+      Promise.reject(new Error('nobody awaits me'))
+      setTimeout(() => { throw new Error('thrown in a timer') }, 0)
+      await new Promise((resolve) => setTimeout(resolve, 50))
+      return 'done'
+    }"""
+
+    async def scenario(runtime: SandboxRuntime) -> tuple[Invocation, Invocation, list[int]]:
+        c = code(source)
+        first = await runtime.invoke(c, "onTrack", {}, {})
+        pids = runtime.processes(c)
+        second = await runtime.invoke(c, "onTrack", {}, {})
+        return first, second, pids + runtime.processes(c)
+
+    first, second, pids = run(scenario)
+    assert first.value == second.value == "done"
+    assert len(pids) == 2 and len(set(pids)) == 1
+
+
+def test_an_answer_too_big_to_send_is_the_functions_error() -> None:
+    result = invoke(
+        "async function onTrack() { return 'x'.repeat(20 * 1024 * 1024) }", "onTrack", {}
+    )
+    assert result.error == OTHER_ERROR
+    assert "cannot be sent" in result.message
+
+
+def test_the_pool_grows_under_load_up_to_its_maximum() -> None:
+    source = (
+        "async function onTrack(e) { await new Promise((r) => setTimeout(r, 300)); return e.n }"
+    )
+
+    async def scenario(runtime: SandboxRuntime) -> tuple[list[Invocation], int]:
+        c = code(source)
+        await runtime.invoke(c, "onTrack", {"n": 0}, {})  # one warm process
+        batches = [
+            asyncio.ensure_future(
+                runtime.invoke_many(c, [("onTrack", {"n": n}) for n in range(40)], {})
+            )
+            for _ in range(3)
+        ]
+        await asyncio.sleep(0.2)
+        busy = len(runtime.processes(c))
+        results = [r for batch in await asyncio.gather(*batches) for r in batch]
+        return results, busy
+
+    results, busy = run(scenario, max_processes=2)
+    assert busy == 2  # a second process once the first had 40 in flight; not a third
+    assert [r.value for r in results] == list(range(40)) * 3
+
+
+def test_fetch_sends_form_data_and_url_search_params(receiver: Receiver) -> None:
+    source = f"""
+    async function onTrack() {{
+      const form = new FormData()
+      form.append('name', 'Jane')
+      await fetch('{receiver.url}/form', {{method: 'POST', body: form}})
+      await fetch('{receiver.url}/params', {{method: 'POST', body: new URLSearchParams({{a: '1 2'}})}})
+      return 'sent'
+    }}"""
+    before = len(receiver.requests)
+    result = run(
+        lambda runtime: runtime.invoke(code(source), "onTrack", {}, {}), fetch_allow=["127.0.0.1"]
+    )
+    assert result.value == "sent", result
+    form, params = receiver.requests[before : before + 2]
+    assert form.headers["content-type"].startswith("multipart/form-data; boundary=")
+    assert b'name="name"\r\n\r\nJane\r\n' in form.body
+    assert params.headers["content-type"] == "application/x-www-form-urlencoded;charset=UTF-8"
+    assert params.body == b"a=1+2"
+
+
+def test_the_connection_resolver_keeps_only_public_addresses() -> None:
+    """A name the allow check saw public cannot rebind to a private address before the
+    connection: the connection's own resolution drops non-public addresses."""
+
+    async def scenario() -> tuple[str, int]:
+        strict = _PublicResolver(set())
+        try:
+            await strict.resolve("localhost", 80)
+            refused = "resolved"
+        except OSError as error:
+            refused = str(error)
+        listed = await _PublicResolver({"localhost"}).resolve("localhost", 80)
+        return refused, len(listed)
+
+    refused, listed = asyncio.run(scenario())
+    assert "non-public" in refused
+    assert listed >= 1
+
+
+def test_a_worker_that_cannot_start_answers_crashed_and_does_not_hang() -> None:
+    def broken() -> Confined:
+        raise NodeNotFound("no node here")
+
+    result = run(
+        lambda runtime: runtime.invoke(code("async function onTrack() {}"), "onTrack", {}, {}),
+        commands={"javascript": broken},
+    )
+    assert result.error == CRASHED
+    assert "no node here" in result.message
+
+
+def test_a_calls_timers_end_with_it() -> None:
+    source = """
+    let ticks = 0
+    async function onTrack() {
+      setInterval(() => { ticks += 1 }, 10)
+      setTimeout(() => { ticks += 1000 }, 100)
+      await new Promise((resolve) => setTimeout(resolve, 55))
+      return ticks
+    }
+    async function onPage() { await new Promise((resolve) => setTimeout(resolve, 200)); return ticks }"""
+
+    async def scenario(runtime: SandboxRuntime) -> tuple[Any, Any]:
+        c = code(source)
+        during = await runtime.invoke(c, "onTrack", {}, {})
+        after = await runtime.invoke(c, "onPage", {}, {})
+        return during.value, after.value
+
+    during, after = run(scenario)
+    assert 2 <= during <= 6
+    assert after == during  # the interval stopped with its call; the later timeout never fired
+
+
+def test_a_cached_value_left_unmade_by_a_timed_out_call_is_made_again() -> None:
+    source = """
+    let made = 0
+    async function onTrack(event) {
+      return cache.load('k', -1, async () => {
+        made += 1
+        await new Promise((resolve) => setTimeout(resolve, event.wait))
+        return 'made ' + made
+      })
+    }"""
+
+    async def scenario(runtime: SandboxRuntime) -> list[Invocation]:
+        c = code(source)
+        cut = await runtime.invoke(c, "onTrack", {"wait": 3000}, {}, timeout=0.5)
+        return [cut, await runtime.invoke(c, "onTrack", {"wait": 10}, {}, timeout=2)]
+
+    cut, again = run(scenario)
+    assert cut.error == TIMEOUT
+    assert again.value == "made 2"

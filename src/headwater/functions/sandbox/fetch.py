@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
+from aiohttp.abc import ResolveResult
 
 from headwater.functions.contract import OutgoingRequest
 
@@ -50,6 +51,10 @@ class Fetcher:
             (redirects or {}).items(), key=lambda item: len(item[0]), reverse=True
         )
         self._session: aiohttp.ClientSession | None = None
+        # hosts that may resolve to non-public addresses: listed by name, or a redirect's target
+        self._private_ok = {pattern for pattern in self.allow if "*" not in pattern} | {
+            (urlsplit(target).hostname or "").lower() for _, target in self._redirects
+        }
 
     # ---- the rules ----
     def listed(self, host: str) -> tuple[bool, bool]:
@@ -75,7 +80,7 @@ class Fetcher:
         if explicit:
             return
         for address in await _addresses(host, parts.port or 0):
-            if not address.is_global or address.is_multicast:
+            if not _public(address):
                 raise Refused(
                     f"{host} resolves to {address}, a non-public address: list the host "
                     "explicitly in functions_fetch_allow to call it"
@@ -158,8 +163,9 @@ class Fetcher:
     ) -> tuple[int, str, list[tuple[str, str]], bytes]:
         session = self._session
         if session is None or session.closed:
+            connector = aiohttp.TCPConnector(resolver=_PublicResolver(self._private_ok))
             session = self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=None)
+                connector=connector, timeout=aiohttp.ClientTimeout(total=None)
             )
         async with session.request(
             method, url, headers=headers, data=body, allow_redirects=False
@@ -180,6 +186,32 @@ class Fetcher:
             self._session = None
 
 
+class _PublicResolver(aiohttp.ThreadedResolver):
+    """Resolves for the connection itself, keeping only public addresses (unless the host may
+    be private): a name that ``check`` saw public cannot rebind to 127.0.0.1 in between."""
+
+    def __init__(self, private_ok: set[str]) -> None:
+        super().__init__()
+        self.private_ok = private_ok
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        found = await super().resolve(host, port, family)
+        if host.lower().rstrip(".") in self.private_ok:
+            return found
+        public = [one for one in found if _public(ipaddress.ip_address(one["host"]))]
+        if not public:
+            raise OSError(f"{host} resolves to non-public addresses only")
+        return public
+
+
+def _public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_global and not address.is_multicast
+
+
 def _header(headers: Sequence[tuple[str, str]], name: str) -> str | None:
     return next((v for k, v in headers if k.lower() == name), None)
 
@@ -195,8 +227,5 @@ async def _addresses(host: str, port: int) -> list[ipaddress.IPv4Address | ipadd
         raise Refused(f"getaddrinfo ENOTFOUND {host}: {error}") from error
     found = []
     for info in infos:
-        address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped
-        found.append(address)
+        found.append(ipaddress.ip_address(str(info[4][0]).split("%")[0]))
     return found

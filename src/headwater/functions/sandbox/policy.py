@@ -33,7 +33,7 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 import pyseccomp as seccomp
 
@@ -268,7 +268,9 @@ def _bwrap_prefix(argv0: str, readable: Sequence[Path]) -> list[str]:
     ]
 
 
-def _wrap(argv: Sequence[str], readable: Sequence[Path]) -> list[str]:
+def _wrap(argv: Sequence[str], readable: Sequence[Path], *, launcher: bool) -> list[str]:
+    if not launcher:
+        return [*_bwrap_prefix(argv[0], readable), *argv]
     program = shutil.which(argv[0]) or argv[0]
     return [
         *_bwrap_prefix(argv[0], readable),
@@ -317,12 +319,16 @@ def confine(
     address_space_bytes: int | None,
     cpu_seconds: int,
     bwrap: bool | None = None,
+    filters_itself: bool = False,
 ) -> Confined:
     """``argv`` under every layer this host supports. ``memory_bytes`` caps the data segment
     (RLIMIT_DATA: Node, whose V8 reserves far more address space than it uses),
     ``address_space_bytes`` the whole address space (RLIMIT_AS: Python); ``readable`` are the
     paths the worker must read (its script, its packages) when bwrap hides the rest. ``bwrap``:
-    None uses it when it works here; False leaves it out (tests of the other layers)."""
+    None uses it when it works here; False leaves it out (tests of the other layers).
+    ``filters_itself``: the program installs a filter at least as strict as the policy's
+    before it runs anything untrusted (the Python worker), so under bwrap it needs no
+    launcher (one interpreter start less)."""
     limits = _limits(memory_bytes, address_space_bytes, cpu_seconds)
     installer = _installer()
     wrapped = bwrap_works() if bwrap is None else bwrap and bwrap_works()
@@ -335,10 +341,5 @@ def confine(
 
     # Resolved with the host's PATH: the worker's own PATH is the clean one.
     argv = [os.path.realpath(shutil.which(argv[0]) or argv[0]), *argv[1:]]
-    command = _wrap(argv, readable) if wrapped else argv
+    command = _wrap(argv, readable, launcher=not filters_itself) if wrapped else argv
     return Confined(argv=command, env=dict(ENVIRONMENT), cwd=_empty_directory(), preexec_fn=preexec)
-
-
-def describe() -> dict[str, Any]:
-    """What confines workers on this host (for logs and ``headwater doctor``-style output)."""
-    return {"bwrap": bwrap_works(), "seccomp": True, "no_new_privs": True}

@@ -24,6 +24,7 @@ import contextlib
 import importlib
 import itertools
 import logging
+import os
 import signal
 import time
 from collections import deque
@@ -44,6 +45,7 @@ from headwater.functions.contract import (
 )
 from headwater.functions.sandbox import DEFAULT_TIMEOUT_SECONDS, javascript
 from headwater.functions.sandbox.fetch import Fetcher
+from headwater.functions.sandbox.libraries import ENVIRONMENT, installed
 from headwater.functions.sandbox.policy import Confined
 from headwater.functions.sandbox.protocol import decode, encode, encode_many
 
@@ -51,6 +53,9 @@ log = logging.getLogger(__name__)
 
 GROW_AT = 32  # calls in flight on every process before the pool starts another
 IDLE_SECONDS = 300.0
+# After a deadline, how long a process has to answer a ping before it counts as stuck. Generous:
+# a busy machine delays a healthy worker's answer; a stuck one never answers.
+PING_GRACE_SECONDS = 0.5
 # What a process's last words say when it ran out of memory: V8's heap, V8's size limits for
 # one array or string (a fatal "invalid size error"), or malloc under RLIMIT_DATA/RLIMIT_AS
 # (Python's MemoryError).
@@ -116,6 +121,8 @@ class _Worker:
         self.closing = False
         self.idle_since = time.monotonic()
         self.stderr_tail: deque[bytes] = deque(maxlen=20)
+        self.ping: asyncio.TimerHandle | None = None  # the unanswered ping's grace timer
+        self.suspended: list[_Call] = []  # past their deadline while the ping is out
         pool.runtime.workers.add(self)
         self.task = asyncio.create_task(self._run())
         pool.runtime.tasks.add(self.task)
@@ -128,8 +135,8 @@ class _Worker:
 
     async def _run(self) -> None:
         runtime = self.pool.runtime
-        command = runtime.command_for(self.pool.code)
         try:
+            command = runtime.command_for(self.pool.code)
             self.process = await asyncio.create_subprocess_exec(
                 *command.argv,
                 stdin=asyncio.subprocess.PIPE,
@@ -141,8 +148,8 @@ class _Worker:
                 start_new_session=True,
                 limit=64 << 20,
             )
-        except OSError as error:
-            log.error("functions sandbox: cannot start %s: %s", command.argv[0], error)
+        except Exception as error:  # no Node.js, no such language, exec failed…
+            log.error("functions sandbox %s: cannot start: %s", self.pool.code.key, error)
             self._died(f"cannot start: {error}")
             return
         code = self.pool.code
@@ -200,6 +207,8 @@ class _Worker:
                 self._write(encode({"op": "fetched", "id": answer.get("id"), "error": "no call"}))
                 return
             self.pool.runtime.start_fetch(self, call, answer)
+        elif op == "pong":
+            self._pong()
         elif op == "loaded":
             if answer.get("error"):
                 log.info("functions sandbox %s: %s", self.pool.code.key, answer.get("message"))
@@ -211,7 +220,7 @@ class _Worker:
             self._write(encode(message))
 
     def _call_ended(self) -> None:
-        if not self.calls:
+        if not self.calls and self.ping is None:
             self.idle_since = time.monotonic()
             if self.solo or self.closing:
                 self.close()
@@ -243,20 +252,59 @@ class _Worker:
                 self.process.send_signal(signal.SIGKILL)
 
     def deadline_passed(self, late: _Call) -> None:
-        """``late`` ran past its deadline here: kill the process, run the others again."""
+        """``late`` ran past its deadline here: it answers ``Timeout``. If the process still
+        answers a ping, the call was only waiting (a slow fetch, a long ``setTimeout``): the
+        worker drops it and the process lives on, warm cache and other calls intact. If not, its
+        event loop is stuck (an infinite loop): it is killed and the others run again alone.
+        Deadlines that pass while the ping is out wait for its verdict: a call held up by a
+        neighbour's loop runs again rather than being blamed for it."""
         late.timer = None
-        if self.calls.pop(late.id, None) is None:
+        if late.id not in self.calls:
             return
+        if self.ping is not None:
+            self.suspended.append(late)
+            return
+        self._time_out(late)
+        if self.process is None:
+            self.kill()
+            self._died("killed: a call ran past its deadline")
+            return
+        self.ping = asyncio.get_running_loop().call_later(
+            self.pool.runtime.ping_grace_seconds, self._stuck
+        )
+        self._write(encode({"op": "ping"}))
+
+    def _time_out(self, late: _Call) -> None:
+        self.calls.pop(late.id, None)
         late.settle(
             Invocation(error=TIMEOUT, message=f"the function ran longer than {late.timeout:g} s")
         )
+        self._write(encode({"op": "cancel", "id": late.id}))
+
+    def _pong(self) -> None:
+        if self.ping is None:
+            return
+        self.ping.cancel()
+        self.ping = None
+        suspended, self.suspended = self.suspended, []
+        for call in suspended:
+            if call.id in self.calls:
+                self._time_out(call)
+        self._call_ended()
+
+    def _stuck(self) -> None:
+        """No pong within the grace: the event loop is blocked."""
+        self.ping = None
         self.kill()
-        self._died("killed: a call ran past its deadline")
+        self._died("killed: its event loop stayed blocked past a call's deadline")
 
     def _died(self, reason: str) -> None:
         if self.dead:
             return
         self.dead = True
+        if self.ping is not None:
+            self.ping.cancel()
+            self.ping = None
         self.kill()
         self.pool.workers.discard(self)
         self.pool.runtime.workers.discard(self)
@@ -333,6 +381,12 @@ class _Pool:
             worker.deadline_passed(call)
 
 
+def _shared_libraries() -> Path | None:
+    """``HEADWATER_FUNCTIONS_LIBRARIES_DIR`` when the libraries are installed there."""
+    shared = os.environ.get(ENVIRONMENT)
+    return Path(shared) if shared and installed(Path(shared)) else None
+
+
 def _invocation(answer: Mapping[str, Any]) -> Invocation:
     logs = [LogLine(str(level), str(text)) for level, text in answer.get("logs") or ()]
     emitted = list(answer.get("emitted") or ())
@@ -368,16 +422,19 @@ class SandboxRuntime:
         heap_mb: int = javascript.HEAP_MB,
         libraries: Path | None = None,
         bwrap: bool | None = None,
+        ping_grace_seconds: float = PING_GRACE_SECONDS,
         commands: Mapping[str, Callable[[], Confined]] | None = None,
     ) -> None:
         """``fetch_allow``: ``server.functions_fetch_allow``; ``redirects``:
-        ``server.request_redirects``; ``libraries``: the JavaScript libraries' directory
-        (``javascript.libraries()``); ``bwrap``: None uses bubblewrap when it works here;
+        ``server.request_redirects``; ``libraries``: the installed JavaScript libraries
+        (``libraries.libraries_dir``; None: ``HEADWATER_FUNCTIONS_LIBRARIES_DIR`` when they are
+        installed there, else none); ``bwrap``: None uses bubblewrap when it works here;
         ``commands``: a worker command per language instead of the built-in ones."""
         self.max_processes = max(1, max_processes)
+        self.ping_grace_seconds = ping_grace_seconds
         self.idle_seconds = idle_seconds
         self.heap_mb = heap_mb
-        self.libraries = libraries
+        self.libraries = libraries if libraries is not None else _shared_libraries()
         self.bwrap = bwrap
         self.fetcher = Fetcher(allow=fetch_allow, redirects=redirects or {})
         self._commands = dict(commands or {})

@@ -20,6 +20,7 @@ const fs = require('node:fs')
 const ERROR_CLASSES = ['EventNotSupported', 'InvalidEventPayload', 'ValidationError', 'RetryError', 'DropEvent']
 const MAX_LOG_LINES = 500
 const MAX_LOG_LINE = 4096
+const MAX_ANSWER = 16 * 1024 * 1024 // characters of one answer's line
 const LIBRARIES = process.argv[2] || '' // node_modules of the pre-installed libraries; '' for none
 
 const als = new AsyncLocalStorage()
@@ -60,6 +61,18 @@ function flush () {
 function current () {
   return als.getStore()
 }
+function own (timer) {
+  const call = current()
+  if (call !== undefined) {
+    if (call.timers === undefined) call.timers = new Set()
+    call.timers.add(timer)
+  }
+  return timer
+}
+function stopTimers (call) {
+  if (call.timers !== undefined) for (const timer of call.timers) clearTimeout(timer)
+}
+
 const bridge = {
   log (level, args) {
     const call = current()
@@ -77,6 +90,11 @@ const bridge = {
     if (call === undefined) throw new Error(`Segment.${type} outside an invocation`)
     call.emitted.push({ type, ...JSON.parse(json) })
   },
+  callId () {
+    const call = current()
+    return call === undefined ? null : call.id
+  },
+  active (id) { return id === null || calls.has(id) },
   cache () {
     const call = current()
     return call !== undefined && call.cache !== undefined ? call.cache : sharedCache
@@ -89,9 +107,12 @@ const bridge = {
     }
     const id = nextFetch++
     fetches.set(id, callback)
-    send({ op: 'fetch', id, call: call.id, ...JSON.parse(json) })
+    send({ ...JSON.parse(json), op: 'fetch', id, call: call.id })
   },
   base64ToBytes (text) { return Buffer.from(text, 'base64') },
+  Response, // Node's own: encodes a FormData body
+  library (name) { return libraryGlobal(name) },
+  nodeVersion: process.version,
   URL,
   URLSearchParams,
   Buffer,
@@ -101,9 +122,10 @@ const bridge = {
   Blob,
   AbortController,
   AbortSignal,
-  setTimeout,
+  // a call's timers end with it (like a Lambda frozen after its answer): none fires later
+  setTimeout: (fn, ms, ...args) => own(setTimeout(fn, ms, ...args)),
   clearTimeout,
-  setInterval,
+  setInterval: (fn, ms, ...args) => own(setInterval(fn, ms, ...args)),
   clearInterval,
   setImmediate,
   clearImmediate,
@@ -116,6 +138,18 @@ const bridge = {
   performance: globalThis.performance
 }
 
+// global name -> how to make it from the installed packages (libraries/package.json)
+const LIBRARY_GLOBALS = {
+  _: (r) => r('lodash'),
+  moment: (r) => r('moment-timezone'),
+  uuidv5: (r) => { const v5 = r('uuid').v5; v5.uuidv5 = v5; return v5 },
+  jsonwebtoken: (r) => r('jsonwebtoken'),
+  xml: (r) => r('xml'),
+  xml2js: (r) => r('xml2js'),
+  libphonenumberjslib: (r) => ({ libphonenumberjs: r('libphonenumber-js') }),
+  fetchretrylib: (r) => ({ fetchretry: r('fetch-retry') }),
+  zlib: (r) => Object.assign({ zlib: r('zlib') }, r('zlib'))
+}
 // ---- the runtime surface evaluated inside the context: its objects belong to the context ----
 const PRELUDE = String.raw`(function (bridge) {
 'use strict'
@@ -170,12 +204,14 @@ const cache = Object.freeze({
     const store = bridge.cache()
     const now = Date.now()
     const found = store.get(key)
-    if (found !== undefined && (found.expires === null || found.expires > now)) return found.value
+    // a value still being made by a call that was cut off (its deadline) is made again
+    const orphan = found !== undefined && !found.settled && !bridge.active(found.owner)
+    if (found !== undefined && !orphan && (found.expires === null || found.expires > now)) return found.value
     const forever = ttl === undefined || ttl === null || ttl === -1 || ttl < 0
     const value = Promise.resolve().then(() => fn())
-    const entry = { value, expires: forever ? null : now + Number(ttl) }
+    const entry = { value, expires: forever ? null : now + Number(ttl), settled: false, owner: bridge.callId() }
     store.set(key, entry)
-    value.catch(() => { if (store.get(key) === entry) store.delete(key) })
+    value.then(() => { entry.settled = true }, () => { if (store.get(key) === entry) store.delete(key) })
     return value
   },
   delete (key) {
@@ -313,39 +349,52 @@ class Request extends Body {
 }
 define('Request', Request)
 
-function fetch (input, init = {}) {
-  return new Promise((resolve, reject) => {
-    let request
-    try {
-      request = new Request(input, init)
-      if (!/^https?:\/\//i.test(request.url)) throw new TypeError('Only absolute URLs are supported')
-      if (!['follow', 'manual', 'error'].includes(request.redirect)) throw new TypeError('Redirect option ' + request.redirect + ' is not a valid value of RequestRedirect')
-    } catch (error) {
-      reject(error)
-      return
-    }
-    const bytes = request._bytes()
-    bridge.fetch(JSON.stringify({
-      url: request.url,
-      method: request.method,
-      headers: request.headers.pairs(),
-      body_base64: bytes.length || (request.method !== 'GET' && request.method !== 'HEAD') ? bytes.toString('base64') : null,
-      redirect: request.redirect
-    }), (answer) => {
-      const a = JSON.parse(answer)
-      if (a.error !== undefined) {
-        reject(new FetchError('request to ' + request.url + ' failed, reason: ' + a.error, 'system', a.code))
-        return
-      }
-      resolve(new Response(bridge.base64ToBytes(a.body_base64 || ''), {
-        status: a.status, statusText: a.statusText, headers: a.headers, url: a.url, redirected: a.url !== request.url
-      }))
-    })
+async function fetch (input, init = {}) {
+  if (init !== null && typeof init === 'object' && init.body instanceof g.FormData) {
+    // multipart/form-data with its boundary, encoded the way Node's own fetch does
+    const encoded = new bridge.Response(init.body)
+    const headers = new Headers(init.headers)
+    headers.set('content-type', encoded.headers.get('content-type'))
+    init = { ...init, headers, body: g.Buffer.from(await encoded.arrayBuffer()) }
+  }
+  const request = new Request(input, init)
+  if (!/^https?:\/\//i.test(request.url)) throw new TypeError('Only absolute URLs are supported')
+  if (!['follow', 'manual', 'error'].includes(request.redirect)) {
+    throw new TypeError('Redirect option ' + request.redirect + ' is not a valid value of RequestRedirect')
+  }
+  const bytes = request._bytes()
+  const answer = await new Promise((resolve) => bridge.fetch(JSON.stringify({
+    url: request.url,
+    method: request.method,
+    headers: request.headers.pairs(),
+    body_base64: bytes.length || (request.method !== 'GET' && request.method !== 'HEAD') ? bytes.toString('base64') : null,
+    redirect: request.redirect
+  }), resolve))
+  const a = JSON.parse(answer)
+  if (a.error !== undefined) {
+    throw new FetchError('request to ' + request.url + ' failed, reason: ' + a.error, 'system', a.code)
+  }
+  return new Response(bridge.base64ToBytes(a.body_base64 || ''), {
+    status: a.status, statusText: a.statusText, headers: a.headers, url: a.url, redirected: a.url !== request.url
   })
 }
 fetch.isRedirect = (code) => [301, 302, 303, 307, 308].includes(code)
 define('fetch', fetch)
 define('FetchError', FetchError)
+
+// the pre-installed libraries (§11.1), loaded on first touch: a function using none pays nothing
+for (const name of ${JSON.stringify(Object.keys(LIBRARY_GLOBALS))}) {
+  Object.defineProperty(g, name, {
+    configurable: true,
+    enumerable: false,
+    get () {
+      const value = bridge.library(name)
+      define(name, value)
+      return value
+    },
+    set (value) { define(name, value) }
+  })
+}
 
 // require: only the Node modules Segment's runtime offers (crypto; https is refused: no sockets)
 define('require', function require (name) {
@@ -374,7 +423,21 @@ function incoming (payload) {
   }
 }
 
-return { errors, incoming, parse: JSON.parse }
+// what libraries (not the function: it has no process) see of Node's process
+const libraryProcess = Object.freeze({
+  env: Object.freeze({}),
+  version: bridge.nodeVersion,
+  versions: Object.freeze({ node: bridge.nodeVersion.slice(1) }),
+  platform: 'linux',
+  browser: false,
+  argv: Object.freeze([]),
+  cwd: () => '/',
+  emitWarning: () => undefined,
+  nextTick: (fn, ...args) => queueMicrotask(() => fn(...args)),
+  hrtime: Object.assign(() => [0, 0], { bigint: () => 0n })
+})
+
+return { errors, incoming, parse: JSON.parse, newModule: () => ({ exports: {} }), libraryProcess }
 })`
 
 // ---- loading and invoking ----
@@ -384,25 +447,80 @@ let loadError = null
 function load (message) {
   const context = vm.createContext({}, { name: `function ${message.key}`, codeGeneration: { strings: true, wasm: false } })
   const surface = vm.runInContext(PRELUDE, context, { filename: 'headwater:functions-runtime.js' })(bridge)
-  libraries(context)
+  moduleCache = new Map()
+  loaded = { context, surface, handlers: new Map() }
   try {
     new vm.Script(message.code, { filename: 'function.js' }).runInContext(context)
   } catch (error) {
     loadError = `${error && error.name ? error.name : 'Error'}: ${error && error.message !== undefined ? error.message : String(error)}`
+    loaded = null
     send({ op: 'loaded', key: message.key, error: 'LoadError', message: loadError })
     return
   }
-  loaded = { context, surface, handlers: new Map() }
   send({ op: 'loaded', key: message.key })
 }
 
-// The pure-JavaScript libraries of Segment's runtime, each evaluated inside the context.
-function libraries (context) {
-  if (!LIBRARIES) return
-  const manifest = path.join(LIBRARIES, 'headwater-globals.js')
-  if (!fs.existsSync(manifest)) return
-  const source = fs.readFileSync(manifest, 'utf8')
-  vm.runInContext(source, context, { filename: manifest })
+// ---- the pre-installed libraries: CommonJS modules evaluated inside the function's context ----
+// Node's modules a library may require: the host's (the process is the boundary, not the vm)
+const NODE_MODULES = new Set(['assert', 'buffer', 'crypto', 'events', 'stream', 'string_decoder',
+  'timers', 'url', 'querystring', 'util', 'zlib', 'path'])
+let moduleCache = null
+
+function libraryGlobal (name) {
+  const make = LIBRARY_GLOBALS[name]
+  if (!LIBRARIES) throw new Error(`${name} is not installed here (the functions' libraries are not installed)`)
+  return make((request) => requireFrom(path.join(LIBRARIES, 'node_modules'), request))
+}
+
+function resolveFile (candidate) {
+  for (const file of [candidate, `${candidate}.js`, `${candidate}.json`]) {
+    try { if (fs.statSync(file).isFile()) return file } catch {}
+  }
+  try {
+    const manifest = JSON.parse(fs.readFileSync(path.join(candidate, 'package.json'), 'utf8'))
+    if (manifest.main) return resolveFile(path.join(candidate, manifest.main))
+  } catch {}
+  const index = path.join(candidate, 'index.js')
+  try { if (fs.statSync(index).isFile()) return index } catch {}
+  return null
+}
+
+function requireFrom (directory, request) {
+  const bare = request.replace(/^node:/, '')
+  if (NODE_MODULES.has(bare)) return require(`node:${bare}`)
+  let file = null
+  if (request.startsWith('./') || request.startsWith('../') || request.startsWith('/')) {
+    file = resolveFile(path.resolve(directory, request))
+  } else {
+    const root = path.join(LIBRARIES, 'node_modules')
+    for (let dir = directory; dir.startsWith(root) && file === null; dir = path.dirname(dir)) {
+      const base = path.basename(dir) === 'node_modules' ? dir : path.join(dir, 'node_modules')
+      file = resolveFile(path.join(base, request))
+      if (dir === root) break
+    }
+  }
+  if (file === null) throw new Error(`Cannot find module '${request}' (a library's dependency)`)
+  return loadModule(file)
+}
+
+function loadModule (file) {
+  const cached = moduleCache.get(file)
+  if (cached !== undefined) return cached.exports
+  const { context, surface } = loaded
+  if (file.endsWith('.json')) {
+    const value = surface.parse(fs.readFileSync(file, 'utf8'))
+    moduleCache.set(file, { exports: value })
+    return value
+  }
+  const module = surface.newModule()
+  moduleCache.set(file, module)
+  const wrapper = vm.runInContext(
+    `(function (exports, require, module, __filename, __dirname, process, global) {${fs.readFileSync(file, 'utf8')}\n})`,
+    context, { filename: file })
+  const directory = path.dirname(file)
+  wrapper.call(module.exports, module.exports, (request) => requireFrom(directory, request), module, file,
+    directory, surface.libraryProcess, context)
+  return module.exports
 }
 
 function handlerOf (name) {
@@ -433,14 +551,16 @@ function messageOf (error) {
 }
 
 function finish (call, answer) {
-  calls.delete(call.id)
+  stopTimers(call)
+  if (!calls.delete(call.id)) return // cancelled
   answer.logs = call.logs
   answer.emitted = call.emitted
   let line
   try {
     line = JSON.stringify(answer)
+    if (line.length > MAX_ANSWER) throw new Error(`it is over ${MAX_ANSWER} characters`)
   } catch (error) {
-    line = JSON.stringify({ op: 'done', id: call.id, error: 'Error', message: `the handler's value is not JSON: ${error.message}`, logs: call.logs, emitted: call.emitted })
+    line = JSON.stringify({ op: 'done', id: call.id, error: 'Error', message: `the handler's answer cannot be sent: ${error.message}`, logs: call.logs.slice(0, 20), emitted: [] })
   }
   if (outbox.length === 0) setImmediate(flush)
   outbox.push(line)
@@ -489,7 +609,14 @@ function handle (line) {
       }
       break
     }
-    case 'reset_cache': sharedCache = new Map(); break
+    case 'ping': send({ op: 'pong' }); break
+    case 'cancel': { // past its deadline: its answer is not awaited any more
+      const call = calls.get(message.id)
+      if (call !== undefined) stopTimers(call)
+      calls.delete(message.id)
+      if (closing && calls.size === 0) exitSoon()
+      break
+    }
     default: process.stderr.write(`unknown op ${message.op}\n`)
   }
 }
@@ -499,6 +626,15 @@ function exitSoon () {
   flush()
   process.stdout.end(() => process.exit(0))
 }
+
+// A promise nobody awaits that rejects, a throw in a timer's callback: the function's bug, not a
+// reason to end the process under its other calls. Logged (stderr: the host's log).
+process.on('unhandledRejection', (reason) => {
+  process.stderr.write(`unhandled rejection in the function: ${messageOf(reason)}\n`.slice(0, MAX_LOG_LINE))
+})
+process.on('uncaughtException', (error) => {
+  process.stderr.write(`uncaught exception in the function: ${messageOf(error)}\n`.slice(0, MAX_LOG_LINE))
+})
 
 let buffered = ''
 process.stdin.setEncoding('utf8')
