@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, FastAPI, Path, Query, Request
-from pydantic import BaseModel, ConfigDict, StrictBool, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 from pydantic.alias_generators import to_camel
 
 from headwater.api.changes import NoNulls
@@ -40,6 +40,7 @@ from headwater.functions.sandbox import Runtime
 from headwater.functions.sandbox.runtime import SandboxRuntime
 from headwater.functions.store import (
     DEFAULT_LIMIT,
+    MAX_VERSION,
     REDACTED,
     Attached,
     FunctionInfo,
@@ -51,7 +52,9 @@ from headwater.store.workspace import UNSET, WorkspaceStore
 
 router = APIRouter(tags=["functions"])
 IdOrName = Annotated[str, Path(alias="idOrName", description="The function's id or name.")]
-VersionNumber = Annotated[int, Path(description="A version of the function (1, 2, …).")]
+VersionNumber = Annotated[
+    int, Path(ge=1, le=MAX_VERSION, description="A version of the function (1, 2, …).")
+]
 MAX_TEST_EVENTS = 400  # §11.3: the largest batch an ``onBatch`` gets
 
 
@@ -152,7 +155,7 @@ class UpdateFunctionBody(_Body, NoNulls):
 
 
 class DeployBody(_Body):
-    version: StrictInt | None = None  # LATEST when left out
+    version: StrictInt | None = Field(default=None, ge=1, le=MAX_VERSION)  # None: LATEST
 
 
 class RestoreBody(_Body):

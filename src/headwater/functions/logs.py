@@ -180,6 +180,8 @@ class FunctionLogs:
             conn.execute(sa.delete(t).where(t.c.function_id == function_id, t.c.id < oldest_kept))
 
     def _function_id(self, conn: Connection, function: str) -> str:
+        if "\x00" in function:
+            raise NotFoundError(f"no function has the id or name {function!r}")
         f = schema.functions
         found = conn.execute(sa.select(f.c.id).where(f.c.id == function)).scalar_one_or_none()
         if found is None:

@@ -52,6 +52,7 @@ DESTINATION_TYPE_PREFIX: Final = "function:"
 MAX_DESTINATION_NAME: Final = 100 - len(DESTINATION_TYPE_PREFIX)
 MAX_DESCRIPTION: Final = 10_000
 MAX_SETTINGS: Final = 100
+MAX_VERSION: Final = 2**31 - 1  # an INTEGER column
 SETTING_TYPES: Final = ("string", "boolean", "array", "map")  # Segment's STRING … TEXT_MAP
 SEGMENT_FUNCTION_HOST: Final = "fn.segmentapis.com"
 OWN_ENDPOINT: Final = "/v1/functions/"
@@ -511,6 +512,8 @@ class FunctionStore:
             )
 
     def _find(self, conn: Connection, id_or_name: str) -> Row[Any] | None:
+        if "\x00" in id_or_name:
+            return None  # no name holds one (PostgreSQL text cannot)
         f = schema.functions
         row = conn.execute(sa.select(f).where(f.c.id == id_or_name)).first()
         if row is not None:
@@ -743,8 +746,8 @@ def _latest_versions(conn: Connection, function_ids: Iterable[str]) -> dict[str,
 
 
 def _version(conn: Connection, function_id: str, version: object) -> FunctionVersion:
-    if not isinstance(version, int) or isinstance(version, bool):
-        raise InvalidError("must be a whole number", "version")
+    if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= MAX_VERSION:
+        raise InvalidError(f"must be a whole number from 1 to {MAX_VERSION}", "version")
     v = schema.function_versions
     row = conn.execute(
         sa.select(v).where(v.c.function_id == function_id, v.c.version == version)
@@ -803,6 +806,7 @@ def _stored_declarations(stored: Any) -> list[SettingDeclaration]:
 
 __all__ = [
     "DEFAULT_LIMIT",
+    "MAX_VERSION",
     "REDACTED",
     "Attached",
     "FunctionInfo",
