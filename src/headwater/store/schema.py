@@ -1501,12 +1501,13 @@ function_logs = sa.Table(
     sa.Index("ix_function_logs_function", "function_id", "at"),
 )
 
-# --- functions: source functions' requests and objects (migration 33) ---------------------------------------------------------------------------------
+# --- functions: source functions' requests and objects (migration 33) -------------------------
 
 # Source functions' webhook requests (§11.2): stored before the caller gets its answer, run by
 # the worker, retried on ``RetryError`` and timeouts (6 attempts, then dropped). ``request`` is
-# {method, url, headers: [[name, value], …], body (text) or body_base64}; ``state`` is ``pending`` (due at
-# ``next_attempt_at``) — a row leaves the table once it ran, failed for good or was dropped.
+# {method, url, headers: [[name, value], …], body (text) or body_base64}; ``state`` is
+# ``pending`` (due at ``next_attempt_at``); a row leaves the table once it ran, failed for good
+# or was dropped.
 function_requests = sa.Table(
     "function_requests",
     metadata,
