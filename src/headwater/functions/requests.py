@@ -89,6 +89,7 @@ class FunctionRequests:
                 )
                 .order_by(t.c.next_attempt_at, t.c.id)
                 .limit(limit)
+                .with_for_update(skip_locked=True)  # PostgreSQL: two workers never share one
             ).all()
             if rows:
                 conn.execute(
