@@ -224,8 +224,8 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
         role="all",
         env={OFFSET_FILE_VARIABLE: str(base / "clock-offset")},
     )
-    server.start(timeout=120)  # two cores shared: a busy machine starts slowly
     try:
+        server.start(timeout=120)  # two cores shared: a busy machine starts slowly
         yield server
     finally:
         server.stop()
