@@ -199,20 +199,6 @@ async function onRequest(request, settings) {
 SIGNING = [{"name": "signingSecret", "label": "Signing secret", "type": "string", "secret": True}]
 
 
-def _python_sandbox() -> bool:
-    try:
-        __import__("headwater.functions.sandbox.python")
-    except ImportError:
-        return False
-    return True
-
-
-needs_python = pytest.mark.skipif(
-    not _python_sandbox(),
-    reason="the Python sandbox (headwater.functions.sandbox.python) is not here",
-)
-
-
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     base = tmp_path_factory.mktemp("source-functions")
@@ -479,7 +465,6 @@ def test_a_stripe_webhook_in_javascript(live: LiveServer, functions: FunctionSto
     _stripe("stripe-in", "WK_stripe", live)
 
 
-@needs_python
 def test_a_stripe_webhook_in_python(live: LiveServer, functions: FunctionStore) -> None:
     deploy(
         functions,
@@ -492,7 +477,6 @@ def test_a_stripe_webhook_in_python(live: LiveServer, functions: FunctionStore) 
     _stripe("stripe-py", "WK_stripe_py", live)
 
 
-@needs_python
 def test_a_github_form_webhook_in_python(live: LiveServer, functions: FunctionStore) -> None:
     deploy(
         functions,
