@@ -183,7 +183,7 @@ async function onRequest(request, settings) {
   Segment.set({
     collection: 'products',
     id: 'product_id',
-    properties: { name: 'Nike Air Max 90', size: 11 }
+    properties: { name: 'Nike Air Max 90', size: body.size || 11 }
   })
   Segment.track({ event: 'Product Saved', userId: 'u-objects', properties: { sku: body.sku } })
 }
@@ -550,6 +550,28 @@ def test_ac110_set_objects_reach_the_warehouse_and_not_the_debugger(
     )
     assert queried.returncode == 0, queried.stderr
     assert queried.stdout.splitlines()[-1:] == ["product_id\tNike Air Max 90\t11"], queried.stdout
+    # Setting the object again updates its row: one row per id, the newest values.
+    again = httpx.post(
+        f"{live.url}/v1/functions/objects-in",
+        json={"sku": "NK-90", "size": 12},
+        headers=basic("WK_objects"),
+    )
+    assert again.status_code == 200
+    wait_for(lambda: len(messages(live, "objects-in")) == 2, 30, "the second request to run")
+    wait_for(lambda: drained(engine), 30, "the second request to run")
+    synced = run_headwater(
+        "warehouse", "sync", "default", "--url", live.url, data_dir=live.data_dir
+    )
+    assert synced.returncode == 0, synced.stdout + synced.stderr
+    queried = run_headwater(
+        "warehouse",
+        "query",
+        "default",
+        "SELECT id, name, size FROM objects_in.products",
+        data_dir=live.data_dir,
+    )
+    assert queried.returncode == 0, queried.stderr
+    assert queried.stdout.splitlines()[1:] == ["product_id\tNike Air Max 90\t12"], queried.stdout
 
 
 def test_emitted_calls_meet_the_tracking_apis_limits_and_the_code_sees_sorted_fields(

@@ -271,6 +271,7 @@ class WarehouseSync:
                 p for p in pairs if p[0] not in rules.disabled_collections
             ).items():
                 rows.drop(rules.disabled_properties.get(table, []))
+                rows.upsert = True  # a later Segment.set of an id updates its row
                 try:
                     inserted, notices = loader.load(schema_name, rows)
                 except Exception as exc:
