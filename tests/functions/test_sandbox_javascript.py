@@ -873,3 +873,45 @@ def test_a_cached_value_left_unmade_by_a_timed_out_call_is_made_again() -> None:
     cut, again = run(scenario)
     assert cut.error == TIMEOUT
     assert again.value == "made 2"
+
+
+def test_a_batch_with_one_looping_call_blames_that_call_only() -> None:
+    source = """
+    async function onTrack(event) {
+      if (event.n === 2) { while (true) {} }
+      return event.n
+    }"""
+
+    async def scenario(runtime: SandboxRuntime) -> list[Invocation]:
+        calls = [("onTrack", {"n": n}) for n in range(5)]
+        return await runtime.invoke_many(code(source), calls, {}, timeout=1)
+
+    results = run(scenario)
+    assert [r.error for r in results] == [None, None, TIMEOUT, None, None]
+    assert [r.value for r in results if r.ok] == [0, 1, 3, 4]
+
+
+def test_fetch_refuses_a_response_body_over_the_cap(receiver: Receiver) -> None:
+    receiver.answer(Answer(200, b"x" * (10 * 1024 * 1024 + 1), {}))
+    source = f"""
+    async function onTrack() {{
+      try {{ await fetch('{receiver.url}/big') }} catch (error) {{ return [error.name, error.message] }}
+    }}"""
+    result = run(
+        lambda runtime: runtime.invoke(code(source), "onTrack", {}, {}), fetch_allow=["127.0.0.1"]
+    )
+    assert result.value[0] == "FetchError"
+    assert "over limit" in result.value[1]
+    assert result.requests[0].error is not None and "over limit" in result.requests[0].error
+
+
+def test_server_functions_fetch_allow_takes_host_patterns_only() -> None:
+    from pydantic import ValidationError as Invalid
+
+    from headwater.config.model import ServerConfig
+
+    allowed = ["*", "*.stripe.com", "api.example.com", "127.0.0.1", "[::1]"]
+    assert ServerConfig(functions_fetch_allow=allowed).functions_fetch_allow == allowed
+    for wrong in ("https://api.example.com", "api.example.com/path", "*stripe.com", ""):
+        with pytest.raises(Invalid, match="is not a host pattern"):
+            ServerConfig(functions_fetch_allow=[wrong])

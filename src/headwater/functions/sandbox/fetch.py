@@ -170,9 +170,12 @@ class Fetcher:
         async with session.request(
             method, url, headers=headers, data=body, allow_redirects=False
         ) as response:
-            data = await response.content.read(self.max_body_bytes + 1)
-            if len(data) > self.max_body_bytes:
-                raise Refused(f"content size at {url} over limit: {self.max_body_bytes}")
+            received = bytearray()
+            async for chunk in response.content.iter_chunked(1 << 16):
+                received += chunk
+                if len(received) > self.max_body_bytes:
+                    raise Refused(f"content size at {url} over limit: {self.max_body_bytes}")
+            data = bytes(received)
             return (
                 response.status,
                 response.reason or "",

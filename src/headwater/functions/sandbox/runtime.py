@@ -74,12 +74,12 @@ class _Call:
     __slots__ = (
         "alone",
         "future",
+        "group",
         "id",
         "message",
         "requests",
         "started",
         "timeout",
-        "timer",
         "worker",
     )
 
@@ -90,7 +90,7 @@ class _Call:
         self.future: asyncio.Future[Invocation] = asyncio.get_running_loop().create_future()
         self.requests: list[OutgoingRequest] = []
         self.started = time.monotonic()
-        self.timer: asyncio.TimerHandle | None = None
+        self.group: _Deadline | None = None
         self.worker: _Worker | None = None
         self.alone = False  # run again alone after its process died under other calls
 
@@ -99,13 +99,42 @@ class _Call:
         return self.started + self.timeout
 
     def settle(self, invocation: Invocation) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        if self.group is not None:
+            self.group.answered(self)
+            self.group = None
         if not self.future.done():
             invocation.requests = self.requests
             invocation.duration_ms = (time.monotonic() - self.started) * 1000
             self.future.set_result(invocation)
+
+
+class _Deadline:
+    """One timer for the calls sent together (``invoke_many``'s batch): they share a deadline."""
+
+    __slots__ = ("calls", "timer")
+
+    def __init__(self, calls: Sequence[_Call], timeout: float) -> None:
+        self.calls = {call.id: call for call in calls}
+        loop = asyncio.get_running_loop()
+        self.timer = loop.call_at(loop.time() + timeout, self._passed)
+        for call in calls:
+            call.group = self
+
+    def answered(self, call: _Call) -> None:
+        self.calls.pop(call.id, None)
+        if not self.calls:
+            self.timer.cancel()
+
+    def _passed(self) -> None:
+        late = list(self.calls.values())
+        self.calls.clear()
+        by_worker: dict[_Worker, list[_Call]] = {}
+        for call in late:
+            call.group = None
+            if call.worker is not None:
+                by_worker.setdefault(call.worker, []).append(call)
+        for worker, calls in by_worker.items():
+            worker.deadline_passed(calls)
 
 
 class _Worker:
@@ -122,7 +151,7 @@ class _Worker:
         self.idle_since = time.monotonic()
         self.stderr_tail: deque[bytes] = deque(maxlen=20)
         self.ping: asyncio.TimerHandle | None = None  # the unanswered ping's grace timer
-        self.suspended: list[_Call] = []  # past their deadline while the ping is out
+        self.suspended: list[list[_Call]] = []  # groups gone late, waiting for the ping's verdict
         pool.runtime.workers.add(self)
         self.task = asyncio.create_task(self._run())
         pool.runtime.tasks.add(self.task)
@@ -251,23 +280,22 @@ class _Worker:
             with contextlib.suppress(ProcessLookupError):
                 self.process.send_signal(signal.SIGKILL)
 
-    def deadline_passed(self, late: _Call) -> None:
-        """``late`` ran past its deadline here: it answers ``Timeout``. If the process still
-        answers a ping, the call was only waiting (a slow fetch, a long ``setTimeout``): the
-        worker drops it and the process lives on, warm cache and other calls intact. If not, its
-        event loop is stuck (an infinite loop): it is killed and the others run again alone.
-        Deadlines that pass while the ping is out wait for its verdict: a call held up by a
-        neighbour's loop runs again rather than being blamed for it."""
-        late.timer = None
-        if late.id not in self.calls:
+    def deadline_passed(self, late: list[_Call]) -> None:
+        """``late`` (calls sent together) ran past their deadline here. A ping asks whether the
+        process's event loop still turns. If it answers, they were only waiting (a slow fetch, a
+        long ``setTimeout``): they answer ``Timeout``, the worker drops them, and the process
+        lives on with its warm cache and its other calls. If not, the loop is stuck (an infinite
+        loop): the process is killed. The culprit is then the first call to go late when it
+        went late alone: it answers ``Timeout``; every other call runs again alone (a batch
+        that went late together runs again call by call: any of them may be the one)."""
+        late = [call for call in late if call.id in self.calls]
+        if not late:
             return
+        self.suspended.append(late)
         if self.ping is not None:
-            self.suspended.append(late)
-            return
-        self._time_out(late)
+            return  # the verdict of the ping already out covers these too
         if self.process is None:
-            self.kill()
-            self._died("killed: a call ran past its deadline")
+            self._stuck()
             return
         self.ping = asyncio.get_running_loop().call_later(
             self.pool.runtime.ping_grace_seconds, self._stuck
@@ -287,18 +315,31 @@ class _Worker:
         self.ping.cancel()
         self.ping = None
         suspended, self.suspended = self.suspended, []
-        for call in suspended:
-            if call.id in self.calls:
-                self._time_out(call)
+        for group in suspended:
+            for call in group:
+                if call.id in self.calls:
+                    self._time_out(call)
         self._call_ended()
 
     def _stuck(self) -> None:
         """No pong within the grace: the event loop is blocked."""
         self.ping = None
+        first = self.suspended[0] if self.suspended else []
+        self.suspended = []
+        if len(first) == 1 and first[0].id in self.calls:
+            self.calls.pop(first[0].id)
+            first[0].settle(
+                Invocation(
+                    error=TIMEOUT,
+                    message=f"the function ran longer than {first[0].timeout:g} s",
+                )
+            )
         self.kill()
-        self._died("killed: its event loop stayed blocked past a call's deadline")
+        self._died("killed: its event loop stayed blocked past a call's deadline", killed=True)
 
-    def _died(self, reason: str) -> None:
+    def _died(self, reason: str, *, killed: bool = False) -> None:
+        """The process is gone: its calls run again alone, unless one is surely what killed it
+        (it ran alone, or was the only call in flight when the process died by itself)."""
         if self.dead:
             return
         self.dead = True
@@ -306,12 +347,14 @@ class _Worker:
             self.ping.cancel()
             self.ping = None
         self.kill()
+        runtime = self.pool.runtime
         self.pool.workers.discard(self)
-        self.pool.runtime.workers.discard(self)
+        runtime.workers.discard(self)
+        if self.solo:
+            runtime.solo_ended()
         calls, self.calls = list(self.calls.values()), {}
         if not calls:
             return
-        runtime = self.pool.runtime
         if runtime.closed:
             for call in calls:
                 call.settle(Invocation(error=CRASHED, message="the functions runtime closed"))
@@ -327,7 +370,7 @@ class _Worker:
             " (out of memory)" if out_of_memory else "",
         )
         for call in calls:
-            if call.alone or (self.solo and len(calls) == 1):
+            if (call.alone and self.solo) or (len(calls) == 1 and not killed):
                 if out_of_memory:
                     call.settle(
                         Invocation(error=MEMORY_LIMIT, message="the function ran out of memory")
@@ -336,7 +379,7 @@ class _Worker:
                     call.settle(Invocation(error=CRASHED, message=f"the sandbox process {reason}"))
             else:
                 call.alone = True
-                self.pool.run_alone(call)
+                runtime.run_alone(self.pool, call)
 
 
 class _Pool:
@@ -359,26 +402,14 @@ class _Pool:
 
     def run(self, calls: Sequence[_Call]) -> None:
         worker = self.pick()
-        for call in calls:
-            self._arm(call)
+        _Deadline(calls, calls[0].timeout)
         worker.send(calls)
 
     def run_alone(self, call: _Call) -> None:
         """A fresh process for this call only, with its full time again."""
         call.started = time.monotonic()
-        self._arm(call)
+        _Deadline([call], call.timeout)
         _Worker(self, solo=True).send([call])
-
-    def _arm(self, call: _Call) -> None:
-        loop = asyncio.get_running_loop()
-        if call.timer is not None:
-            call.timer.cancel()
-        call.timer = loop.call_at(loop.time() + call.timeout, self._late, call)
-
-    def _late(self, call: _Call) -> None:
-        worker = call.worker
-        if worker is not None:
-            worker.deadline_passed(call)
 
 
 def _shared_libraries() -> Path | None:
@@ -443,6 +474,10 @@ class SandboxRuntime:
         self._fetches: set[asyncio.Task[None]] = set()
         self._reaper: asyncio.Task[None] | None = None
         self.workers: set[_Worker] = set()  # every live process, pooled, alone or closing
+        # calls to run again alone, and how many such processes run now (at most max_solo)
+        self._alone: deque[tuple[_Pool, _Call]] = deque()
+        self._solo_running = 0
+        self.max_solo = max(2, self.max_processes)
         self.tasks: set[asyncio.Task[None]] = set()  # the workers' readers, until they exit
         self.closed = False
 
@@ -523,6 +558,24 @@ class SandboxRuntime:
         pool.run(made)
         return list(await asyncio.gather(*(call.future for call in made)))
 
+    def run_alone(self, pool: _Pool, call: _Call) -> None:
+        """Run ``call`` again on a fresh process of its own: a few such processes at a time,
+        so a batch that must be re-run call by call does not start hundreds at once."""
+        self._alone.append((pool, call))
+        self._start_alone()
+
+    def solo_ended(self) -> None:
+        self._solo_running -= 1
+        self._start_alone()
+
+    def _start_alone(self) -> None:
+        while self._alone and self._solo_running < self.max_solo and not self.closed:
+            pool, call = self._alone.popleft()
+            if call.future.done():  # the caller gave up
+                continue
+            self._solo_running += 1
+            pool.run_alone(call)
+
     def start_fetch(self, worker: _Worker, call: _Call, message: dict[str, Any]) -> None:
         """The code's ``fetch``: made by the host, within the call's remaining time."""
         task = asyncio.create_task(self._fetch(worker, call, message))
@@ -569,6 +622,9 @@ class SandboxRuntime:
         self.closed = True
         if self._reaper is not None:
             self._reaper.cancel()
+        while self._alone:
+            _, call = self._alone.popleft()
+            call.settle(Invocation(error=CRASHED, message="the functions runtime closed"))
         self._pools.clear()
         for worker in list(self.workers):
             worker.kill()
