@@ -332,3 +332,26 @@ def test_the_test_runner_runs_a_source_functions_request(runner: TestClient) -> 
     [emitted] = result["emitted"]
     assert emitted["type"] == "track" and emitted["event"] == "charge.succeeded"
     assert emitted["userId"] == "cus_1" and emitted["properties"] == {"via": "stripe"}
+
+
+def test_the_test_runner_runs_python_functions(runner: TestClient) -> None:
+    code = (
+        "def on_track(event, settings):\n"
+        "    print('enriching with', settings['apiKey'])\n"
+        "    event['properties']['message'] = 'Enriched'\n"
+        "    return event\n\n"
+        "def on_identify(event, settings):\n"
+        "    raise DropEvent('no identifies here')\n"
+    )
+    create(runner, "enrich-py", language="python", code=code, settings=SECRET)
+    event = {"type": "track", "event": "Signed Up", "userId": "u1", "properties": {}}
+    body = {"event": event, "settings": {"apiKey": "s3cret-k"}}
+    ran = runner.post("/api/v1/functions/enrich-py/test", json=body)
+    result = ran.json()["data"]
+    assert result["error"] is None, result
+    assert result["output"]["properties"] == {"message": "Enriched"}
+    assert result["logs"] == [["log", "enriching with [redacted]"]]
+    assert "s3cret-k" not in ran.text
+    body["event"] = {**event, "type": "identify"}
+    dropped = runner.post("/api/v1/functions/enrich-py/test", json=body).json()["data"]
+    assert dropped["error"]["type"] == "DropEvent"
