@@ -85,6 +85,7 @@ async def throughput(
     assert all(result.ok for result in warm), warm[0]
     assert warm[0].value["properties"]["message"] == "Enriched"
     pid = _worker_pid(runtime, code)
+    print(f"warm worker RSS after its first batch: {_rss_mib(pid):.1f} MiB")
     worker_cpu = _cpu_seconds(pid)
     host_cpu = resource.getrusage(resource.RUSAGE_SELF)
     started = time.perf_counter()
@@ -112,7 +113,7 @@ async def throughput(
         f"  CPU: worker {worker:.2f} s ({done / max(worker, 1e-9):,.0f} events per worker CPU-s), "
         f"host {host:.2f} s; both: {done / max(worker + host, 1e-9):,.0f} events per CPU-s"
     )
-    print(f"warm worker RSS: {_rss_mib(pid):.1f} MiB (pid {pid})")
+    print(f"warm worker RSS after the run: {_rss_mib(pid):.1f} MiB (pid {pid})")
 
 
 async def cold_start(runtime: SandboxRuntime, language: Language, times: int) -> None:

@@ -55,6 +55,9 @@ from headwater.engage.sql_traits.runs import SqlTraitRuns
 from headwater.engage.stage import EngageStage
 from headwater.functions.erasure import FunctionLogEraser
 from headwater.functions.logs import FunctionLogs
+from headwater.functions.objects import FunctionObjects
+from headwater.functions.requests import FunctionRequests
+from headwater.functions.requests_erasure import FunctionObjectEraser, FunctionRequestEraser
 from headwater.functions.sandbox.runtime import SandboxRuntime
 from headwater.functions.store import FunctionStore
 from headwater.ingest.app import TrackingAPI
@@ -62,6 +65,9 @@ from headwater.ingest.committer import GroupCommitter
 from headwater.ingest.internal import InternalAppend
 from headwater.ingest.ratelimit import RateLimiter
 from headwater.ingest.settings_document import PlannedEvents, SourceConsent
+from headwater.ingest.source_function_runs import SourceFunctionRuns
+from headwater.ingest.source_functions import PREFIX as SOURCE_FUNCTIONS_PREFIX
+from headwater.ingest.source_functions import SourceFunctionEndpoint
 from headwater.ingest.sources import SourceCache
 from headwater.observe.metrics import Metrics
 from headwater.pipeline.chain import StageChain
@@ -145,6 +151,7 @@ WAREHOUSE_TICK = 5.0  # how soon a "sync now" or a due schedule starts
 ENGAGE_DRAIN_INTERVAL = 0.2  # how long queued Engage messages may wait to be appended
 LISTS_TICK = 2.0  # how often the worker looks for list destinations' audiences to create
 PRIVACY_ALERTS_TICK = 5.0  # how often the worker announces new unclassified fields
+SOURCE_FUNCTIONS_TICK = 0.5  # how long a source function's webhook request waits to run
 READY_PROBE_INTERVAL = 1.0
 COUNTER_RETENTION_DAYS = 14
 SCHEMA_RETENTION_HOURS = 31 * 24  # the Source Schema's longest timeframe is 30 days
@@ -190,6 +197,15 @@ class Server:
             clock=self.clock,
             planned_events=PlannedEvents(self.store),
             consent=SourceConsent(self.store),
+        )
+        # Source functions' webhooks: kept in the state database, run by the worker.
+        self.functions = FunctionStore(self.store)
+        self.function_requests = FunctionRequests(self.engine)
+        self.source_function_endpoint = SourceFunctionEndpoint(
+            SourceCache(self.store),
+            self.function_requests,
+            self._runs_source_function,
+            clock=self.clock,
         )
         # The processed stream: what the stage chain lets through, read by every later stage.
         self.log = EventLog(self.engine, clock=self.clock, ingest_log=self.ingest_log)
@@ -411,6 +427,8 @@ class Server:
         self._sql_traits_task: asyncio.Task[None] | None = None
         self._lists_task: asyncio.Task[None] | None = None
         self._privacy_task: asyncio.Task[None] | None = None
+        self._functions_task: asyncio.Task[None] | None = None
+        self.source_function_runs: SourceFunctionRuns | None = None
         self.privacy_alerts = Alerts(
             self.store, appender=InternalAppend(self.ingest_log, clock=self.clock), clock=self.clock
         )
@@ -567,6 +585,8 @@ class Server:
             LogEraser(self.ingest_log, self.log),
             *payload_erasers(self.engine),
             FunctionLogEraser(self.engine),  # the functions' Errors tab
+            FunctionRequestEraser(self.engine),  # source functions' waiting requests
+            FunctionObjectEraser(self.engine),  # Segment.set objects (warehouses only)
             profiles_eraser(self.engine),
             InboxEraser(self.engine),
         ]
@@ -585,6 +605,10 @@ class Server:
         ]
         return [*internal, archive, *warehouses, *destinations]
 
+    def _runs_source_function(self, source_id: str) -> bool:
+        attached = self.functions.source_function(source_id)
+        return attached is not None and attached.function.deployed_version is not None
+
     def _settled(self) -> bool:
         """Whether everything accepted went through the chain and every consumer group."""
         return self.chain.lag()[0] == 0 and all(self.log.lag(c.group) == 0 for c in self.consumers)
@@ -598,6 +622,42 @@ class Server:
         self.erasers[:] = self.current_erasers()
         if self.deletions.run_due() or purged or spaces:
             forget_deleted(self.engine)
+
+    async def _source_functions_loop(self) -> None:
+        """Source functions' stored webhook requests that are due (new ones and retries), run
+        in the sandbox; its processes start with the first request and stop with the worker."""
+        runtime: SandboxRuntime | None = None
+        try:
+            while True:
+                try:
+                    if runtime is None and await asyncio.to_thread(
+                        self.function_requests.any_pending
+                    ):
+                        runtime = SandboxRuntime(
+                            fetch_allow=self.settings.functions_fetch_allow,
+                            redirects=self.settings.request_redirects,
+                        )
+                        self.source_function_runs = self._source_function_runs(runtime)
+                    runs = self.source_function_runs
+                    if runs is not None and await runs.run_due():
+                        continue  # busy: the next batch at once
+                except Exception:
+                    logger.exception("source functions failed; will try again")
+                await asyncio.sleep(SOURCE_FUNCTIONS_TICK)
+        finally:
+            if runtime is not None:
+                await runtime.close()
+
+    def _source_function_runs(self, runtime: SandboxRuntime) -> SourceFunctionRuns:
+        return SourceFunctionRuns(
+            self.function_requests,
+            self.functions,
+            FunctionLogs(self.store, clock=self.clock),
+            runtime,
+            InternalAppend(self.ingest_log, clock=self.clock),
+            FunctionObjects(self.engine),
+            clock=self.clock,
+        )
 
     async def _regulations_loop(self) -> None:
         """Regulations due: new suppressions, deletions' steps that are due again."""
@@ -624,6 +684,8 @@ class Server:
             path: str = scope["path"]
             if path.startswith(PROFILE_API_PREFIXES):
                 await self.profile_api(scope, receive, send)
+            elif path.startswith(SOURCE_FUNCTIONS_PREFIX):
+                await self.source_function_endpoint(scope, receive, send)
             elif path.startswith("/v1/"):
                 if self.settings.run_ingest:
                     await self.tracking(scope, receive, send)
@@ -677,6 +739,7 @@ class Server:
                         self._lists_task = asyncio.create_task(self._lists_loop())
                         self._regulations_task = asyncio.create_task(self._regulations_loop())
                         self._privacy_task = asyncio.create_task(self._privacy_alerts_loop())
+                        self._functions_task = asyncio.create_task(self._source_functions_loop())
                 except Exception as exc:
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
@@ -692,6 +755,7 @@ class Server:
                     self._lists_task,
                     self._regulations_task,
                     self._privacy_task,
+                    self._functions_task,
                 )
                 for task in tasks:
                     if task is not None:

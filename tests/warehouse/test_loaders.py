@@ -319,6 +319,23 @@ def test_an_upsert_without_timestamps_orders_by_received_at(loader: Loader) -> N
     ]
 
 
+def test_a_table_of_objects_is_upserted_whatever_its_name(loader: Loader) -> None:
+    """Objects a source function sets (AC-110's ``products``): a later set of an id updates
+    its row, keeping the properties it did not name."""
+    first = table("products", {"id": "p1", "received_at": T0, "name": "Air Max", "size": 11})
+    first.upsert = True
+    loader.load(S, first)
+    later = table("products", {"id": "p1", "received_at": T0 + timedelta(hours=1), "size": 12})
+    later.upsert = True
+    loader.load(S, later)
+    assert select(loader, f"SELECT id, name, size FROM {S}.products") == [("p1", "Air Max", 12)]
+    # Without the flag a table keeps the first row of an id (events are never updated).
+    kept = table("orders", {"id": "o1", "received_at": T0, "total": 1})
+    loader.load(S, kept)
+    loader.load(S, table("orders", {"id": "o1", "received_at": T0, "total": 2}))
+    assert select(loader, f"SELECT id, total FROM {S}.orders") == [("o1", 1)]
+
+
 def test_a_segment_query_gives_the_same_answer(loader: Loader) -> None:
     """Users who completed an order twice within a week, with their latest plan."""
     orders = [

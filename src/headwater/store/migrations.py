@@ -246,6 +246,7 @@ MIGRATIONS: list[Migration] = [
     Migration(30, "privacy portal: matchers, inbox, inventory, controls, alerts", _privacy_portal),
     Migration(31, "privacy: workspace, space and source data deletions", _create_tables),
     Migration(32, "functions: versions, logs, source and insert functions", _functions),
+    Migration(33, "functions: source functions' requests and objects", _create_tables),
 ]
 
 

@@ -1500,3 +1500,51 @@ function_logs = sa.Table(
     sa.Column("duration_ms", sa.Float, nullable=False, default=0.0),
     sa.Index("ix_function_logs_function", "function_id", "at"),
 )
+
+# --- functions: source functions' requests and objects (migration 33) -------------------------
+
+# Source functions' webhook requests (§11.2): stored before the caller gets its answer, run by
+# the worker, retried on ``RetryError`` and timeouts (6 attempts, then dropped). ``request`` is
+# {method, url, headers: [[name, value], …], body (text) or body_base64}; ``state`` is
+# ``pending`` (due at ``next_attempt_at``); a row leaves the table once it ran, failed for good
+# or was dropped.
+function_requests = sa.Table(
+    "function_requests",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("workspace_id", sa.String(40), nullable=False),
+    sa.Column("source_id", sa.String(40), nullable=False),
+    sa.Column("received_at", sa.Float, nullable=False),
+    sa.Column("request", sa.JSON, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("next_attempt_at", sa.Float, nullable=False),
+    sa.Column("state", sa.String(20), nullable=False),
+    sa.Column("first_gap", sa.Float, nullable=True),  # seconds before the first retry
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("claimed_until", sa.Float, nullable=True),  # a worker runs it until then
+    sa.Index("ix_function_requests_due", "state", "next_attempt_at"),
+)
+
+# Objects a source function set (``Segment.set``, the Objects API): warehouses only, loaded
+# into ``<schema>.<collection>`` by warehouse syncs in ``seq`` order (never the debugger, the
+# counters or destinations).
+function_objects = sa.Table(
+    "function_objects",
+    metadata,
+    sa.Column("seq", BigId, primary_key=True, autoincrement=True),
+    sa.Column("source_id", sa.String(40), nullable=False),
+    sa.Column("collection", sa.String(200), nullable=False),
+    sa.Column("object_id", sa.String(200), nullable=False),
+    sa.Column("properties", sa.JSON, nullable=False),
+    sa.Column("received_at", sa.Float, nullable=False),
+    sa.Index("ix_function_objects_source", "source_id", "seq"),
+)
+
+# How far each warehouse has loaded each source's objects.
+function_object_positions = sa.Table(
+    "function_object_positions",
+    metadata,
+    sa.Column("warehouse_id", sa.String(40), primary_key=True),
+    sa.Column("source_id", sa.String(40), primary_key=True),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+)

@@ -24,6 +24,10 @@ class TableRows:
     # Segment's own columns of the table, created even when every row lacks them (NULL), so
     # queries naming them work whatever the senders set; ``types`` wins when it has one.
     standard: dict[str, ColumnType] = field(default_factory=dict)
+    # One row per id, the newest values winning, whatever the table's name: objects that
+    # source functions set (``Segment.set`` updates an object); ``users`` and ``accounts``
+    # are upserted anyway.
+    upsert: bool = False
 
     def drop(self, columns: Iterable[str]) -> None:
         """Leave ``columns`` out entirely: no values and no column (Selective Sync)."""

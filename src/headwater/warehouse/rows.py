@@ -224,6 +224,26 @@ def rows_for(
     return build(event, now)
 
 
+def object_row(
+    collection: str,
+    object_id: str,
+    properties: Mapping[str, Any],
+    *,
+    received_at: datetime,
+    now: datetime,
+    naming: Naming = DUCKDB,
+) -> tuple[str, Row]:
+    """The ``(table, row)`` of an object a source function set (``Segment.set``): table
+    ``<collection>``, its ``id``, ``received_at``, ``uuid_ts`` and the properties as columns."""
+    builder = _builders.get(naming)
+    if builder is None:
+        builder = _builders[naming] = _Builder(naming)
+    row: Row = {"id": object_id, "received_at": received_at, "uuid_ts": now}
+    if properties:
+        _flatten(properties, "", builder.object_columns, row)
+    return naming.table(collection), row
+
+
 def group_rows(pairs: Iterable[tuple[str, Mapping[str, Any]]]) -> dict[str, TableRows]:
     """Rows per table, in arrival order, each column typed from its latest non-null value
     (Segment: "we take the most recent occurrence of a column and choose its datatype").
@@ -389,6 +409,9 @@ def _row_uuid(message_id: str) -> str:
     return f"{h[:8]}-{h[8:12]}-3{h[13:16]}-{_VARIANT[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"
 
 
+_RESERVED_OBJECT: Final = frozenset({"id", "received_at", "uuid_ts"})
+
+
 class _Builder:
     """Everything ``rows_for`` needs for one Naming, with its name caches."""
 
@@ -398,6 +421,7 @@ class _Builder:
         self.columns = _Columns(naming, RESERVED)
         self.group_columns = _Columns(naming, RESERVED_GROUP)
         self.context_columns = _Columns(naming, frozenset(), prefix="context_")
+        self.object_columns = _Columns(naming, _RESERVED_OBJECT)
         self.event_tables: dict[str, str] = {}
         self.by_type: dict[str, Callable[[Mapping[str, Any], datetime], list[tuple[str, Row]]]] = {
             "track": self.track,

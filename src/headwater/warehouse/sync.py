@@ -27,6 +27,7 @@ import sqlalchemy as sa
 
 from headwater.destinations.integrations import warehouse_enabled
 from headwater.errors import SyncBusy, SyncStopped
+from headwater.functions.objects import FunctionObjects
 from headwater.protocols.transformations import Scope
 from headwater.protocols.transformations.store import TransformationCache, TransformationStore
 from headwater.store import schema
@@ -39,7 +40,7 @@ from headwater.warehouse.lake import LakeSync
 from headwater.warehouse.loaders import Loader
 from headwater.warehouse.naming import Naming, naming_for
 from headwater.warehouse.profiles_sync import ProfilesSyncLoad
-from headwater.warehouse.rows import group_rows, rows_for
+from headwater.warehouse.rows import group_rows, object_row, rows_for
 from headwater.warehouse.settings import SourceSync
 from headwater.warehouse.store import WarehouseInfo, WarehouseStore
 
@@ -110,6 +111,7 @@ class WarehouseSync:
         self._transformations = TransformationCache(
             TransformationStore(self._workspace), self._workspace
         )
+        self._objects = FunctionObjects(self._engine)
 
     def stop(self) -> None:
         self._stopping.set()
@@ -147,6 +149,7 @@ class WarehouseSync:
                             lambda: self._beat(run_id),
                             progress,
                         )
+                        self._sync_objects(warehouse, loader, source_id, schemas[source_id], result)
                     self._sync_profiles(
                         warehouse,
                         loader,
@@ -236,6 +239,53 @@ class WarehouseSync:
             beat()
             if progress is not None:
                 progress(f"{warehouse.name}: {schema_name}: {sum(counts.values())} rows")
+
+    def _sync_objects(
+        self,
+        warehouse: WarehouseInfo,
+        loader: Loader,
+        source_id: str,
+        schema_name: str,
+        result: SyncResult,
+    ) -> None:
+        """The objects the source's function set (``Segment.set``) since the last run, into
+        ``<schema>.<collection>``; the position moves only past what loaded."""
+        rules = warehouse.options.selective_sync.get(source_id, SourceSync())
+        naming: Naming = naming_for("postgres" if warehouse.type == "postgres" else "duckdb")
+        counts = result.rows.setdefault(schema_name, {})
+        position = self._objects.position(warehouse.id, source_id)
+        while objects := self._objects.after(source_id, position, self._chunk):
+            now = datetime.fromtimestamp(self._clock(), UTC)
+            pairs = [
+                object_row(
+                    o.collection,
+                    o.id,
+                    o.properties,
+                    received_at=datetime.fromtimestamp(o.received_at, UTC),
+                    now=now,
+                    naming=naming,
+                )
+                for o in objects
+            ]
+            for table, rows in group_rows(
+                p for p in pairs if p[0] not in rules.disabled_collections
+            ).items():
+                rows.drop(rules.disabled_properties.get(table, []))
+                rows.upsert = True  # a later Segment.set of an id updates its row
+                try:
+                    inserted, notices = loader.load(schema_name, rows)
+                except Exception as exc:
+                    logger.warning(
+                        "warehouse %s: %s.%s failed: %s", warehouse.name, schema_name, table, exc
+                    )
+                    result.failed_tables += 1
+                    result.notices.append(f"{schema_name}.{table}: {type(exc).__name__}: {exc}")
+                    return  # the objects wait where they are for the next run
+                result.loaded_tables += 1
+                counts[table] = counts.get(table, 0) + inserted
+                result.notices.extend(f"{schema_name}.{table}: {n}" for n in notices)
+            position = objects[-1].seq
+            self._objects.advance(warehouse.id, source_id, position)
 
     def _sync_profiles(
         self,

@@ -225,7 +225,7 @@ def prepare_batch(
     if missing:
         data = data.filter(pc.is_valid(data["id"]))
         notices.append(f"{table}: {missing} row(s) without an id were skipped")
-    upsert = table in UPSERT_TABLES
+    upsert = table in UPSERT_TABLES or rows.upsert
     # Newest = latest ``timestamp`` (else ``received_at``); a batch with neither is newest.
     order_key = (
         next((k for k in ORDER_KEYS if k in types and data[k].null_count < data.num_rows), None)
