@@ -229,6 +229,11 @@ def _parser() -> argparse.ArgumentParser:
     fn_logs.add_argument("name", help="function name or id")
     fn_logs.add_argument("--count", type=int, default=100, help="at most this many (1-100)")
     fn_logs.add_argument("--json", action="store_true", help="the API's answer as JSON")
+    fn_usage = function_actions.add_parser(
+        "usage", help="a function's invocations and execution time by month"
+    )
+    fn_usage.add_argument("name", help="function name or id")
+    fn_usage.add_argument("--json", action="store_true", help="the API's answer as JSON")
     fn_test = function_actions.add_parser(
         "test", help="run LATEST on a sample event or request; exit 1 when it throws"
     )
@@ -257,7 +262,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     fn_deploy.add_argument("name", help="function name or id")
     fn_deploy.add_argument("--version", type=int, help="deploy this version instead of LATEST")
-    for sub in (fn_list, fn_logs, fn_test, fn_versions, fn_restore, fn_deploy):
+    for sub in (fn_list, fn_logs, fn_usage, fn_test, fn_versions, fn_restore, fn_deploy):
         sub.add_argument("--url", default="http://127.0.0.1:8088", help="the server's address")
     functions.set_defaults(run=_functions)
 
@@ -971,6 +976,8 @@ def _functions(args: argparse.Namespace) -> int:
         functions_cli.list_functions(args.url, token, as_json=args.json)
     elif args.action == "logs":
         functions_cli.show_logs(args.url, token, args.name, count=args.count, as_json=args.json)
+    elif args.action == "usage":
+        functions_cli.show_usage(args.url, token, args.name, as_json=args.json)
     elif args.action == "test":
         ok = functions_cli.test_function(
             args.url,

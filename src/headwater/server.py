@@ -60,6 +60,7 @@ from headwater.functions.requests import FunctionRequests
 from headwater.functions.requests_erasure import FunctionObjectEraser, FunctionRequestEraser
 from headwater.functions.sandbox.runtime import SandboxRuntime
 from headwater.functions.store import FunctionStore
+from headwater.functions.usage import FunctionUsage
 from headwater.ingest.app import TrackingAPI
 from headwater.ingest.committer import GroupCommitter
 from headwater.ingest.internal import InternalAppend
@@ -261,8 +262,16 @@ class Server:
         )
         # Destination functions are destinations of the catalog (function:<name>); delivery
         # runs them, and insert functions, in the functions' sandbox.
+        # Every invocation is added to the functions' monthly usage (§11.1).
+        self.function_usage = FunctionUsage(
+            self.store,
+            clock=self.clock,
+            monthly_execution_ms=self.settings.functions_monthly_execution_ms,
+        )
         self.functions = FunctionCatalog(
-            FunctionStore(self.store), FunctionLogs(self.store, clock=self.clock)
+            FunctionStore(self.store),
+            FunctionLogs(self.store, clock=self.clock),
+            self.function_usage,
         )
         registry.use_functions(self.functions)
         self.delivery = DeliveryEngine(
@@ -657,6 +666,7 @@ class Server:
             InternalAppend(self.ingest_log, clock=self.clock),
             FunctionObjects(self.engine),
             clock=self.clock,
+            usage=self.function_usage,
         )
 
     async def _regulations_loop(self) -> None:

@@ -48,6 +48,7 @@ from headwater.functions.store import (
     FunctionVersion,
     check_instance_settings,
 )
+from headwater.functions.usage import FunctionUsage
 from headwater.store.workspace import UNSET, WorkspaceStore
 
 router = APIRouter(tags=["functions"])
@@ -292,6 +293,18 @@ def function_logs(
     return {"data": {"logs": [log_json(e) for e in logs.recent(function.id, count)]}}
 
 
+# --- usage -----------------------------------------------------------------------------------
+
+
+@router.get("/functions/{idOrName}/usage", response_model=None)
+def function_usage(id_or_name: IdOrName, request: Request, store: Store) -> dict[str, Any]:
+    """Invocations, execution time (ms, billed in millisecond increments) and errors by month,
+    the most recent first; every invocation counts, retries included, not the test runner's."""
+    function = store.require(id_or_name)
+    usage = FunctionUsage(store.workspace, clock=request.app.state.clock)
+    return {"data": {"usage": [m.shown() for m in usage.months(function.id)]}}
+
+
 # --- the test runner -------------------------------------------------------------------------
 
 
@@ -426,14 +439,22 @@ class AttachBody(_Body):
     settings: dict[str, Any] = {}  # secrets left out or "[redacted]" keep their stored value
 
 
-def attached_json(attached: Attached | None) -> dict[str, Any] | None:
+class InsertBody(AttachBody):
+    enabled: StrictBool = True  # the Enable Function toggle (off: events pass unmodified)
+
+
+def attached_json(attached: Attached | None, *, toggle: bool = False) -> dict[str, Any] | None:
+    """``toggle``: an insert function's, with its Enable Function toggle."""
     if attached is None:
         return None
     function = attached.function
-    return {
+    shown: dict[str, Any] = {
         "function": {"id": function.id, "name": function.name, "kind": function.kind},
         "settings": function.redact(attached.settings),
     }
+    if toggle:
+        shown["enabled"] = attached.enabled
+    return shown
 
 
 SourceIdOrName = Annotated[str, Path(alias="idOrName", description="The source's id or name.")]
@@ -466,16 +487,17 @@ def detach_source_function(id_or_name: SourceIdOrName, store: Store) -> dict[str
 @router.get("/destinations/{idOrName}/insert-function", response_model=None)
 def insert_function(id_or_name: DestinationIdOrName, store: Store) -> dict[str, Any]:
     """The insert function this destination instance runs (null: none)."""
-    return {"data": {"function": attached_json(store.insert_function(id_or_name))}}
+    return {"data": {"function": attached_json(store.insert_function(id_or_name), toggle=True)}}
 
 
 @router.put("/destinations/{idOrName}/insert-function", response_model=None)
 def attach_insert_function(
-    id_or_name: DestinationIdOrName, body: AttachBody, store: Store
+    id_or_name: DestinationIdOrName, body: InsertBody, store: Store
 ) -> dict[str, Any]:
-    """Run an insert function before this instance's delivery (one per instance)."""
-    attached = store.attach_insert(id_or_name, body.function, body.settings)
-    return {"data": {"function": attached_json(attached)}}
+    """Run an insert function before this instance's delivery (one per instance); it
+    processes data only while ``enabled`` (Segment's Enable Function toggle, §11.4)."""
+    attached = store.attach_insert(id_or_name, body.function, body.settings, enabled=body.enabled)
+    return {"data": {"function": attached_json(attached, toggle=True)}}
 
 
 @router.delete("/destinations/{idOrName}/insert-function", response_model=None)

@@ -1140,6 +1140,8 @@ def export_config(store: WorkspaceStore) -> str:
             entry["insert_function"] = inserted["function"]
             if inserted["settings"]:
                 entry["insert_function_settings"] = inserted["settings"]
+            if not inserted["enabled"]:
+                entry["insert_function_enabled"] = False
         destinations.append(entry)
     if destinations:
         data["destinations"] = destinations
@@ -2538,6 +2540,7 @@ class AttachFunction(Change):
     new: str | None
     settings: Mapping[str, Any]
     secrets: frozenset[str]
+    enabled: bool = True  # an insert function's Enable Function toggle
 
     def render(self) -> str:
         what = "function" if self.kind == "source" else "insert_function"
@@ -2545,14 +2548,18 @@ class AttachFunction(Change):
             return f"~ {self.kind} {self.instance}: {what} {self.old} → none"
         shown = redact_secrets(self.settings, self.secrets)
         settings = f" (settings {_value(shown)})" if shown else ""
-        return f"~ {self.kind} {self.instance}: {what} {self.old or 'none'} → {self.new}{settings}"
+        disabled = "" if self.enabled else " (disabled)"
+        return (
+            f"~ {self.kind} {self.instance}: {what} {self.old or 'none'} → {self.new}"
+            f"{settings}{disabled}"
+        )
 
     def apply(self, store: WorkspaceStore) -> None:
         functions = FunctionStore(store)
         if self.kind == "source":
             functions.attach_source(self.instance, self.new, self.settings)
         else:
-            functions.attach_insert(self.instance, self.new, self.settings)
+            functions.attach_insert(self.instance, self.new, self.settings, enabled=self.enabled)
 
 
 def _functions_limit(config: ConfigFile) -> int:
@@ -2694,9 +2701,22 @@ def _plan_insert_functions(store: WorkspaceStore, config: ConfigFile) -> list[Ch
         stored = current.insert_function_settings if current and old == cfg.insert_function else {}
         secrets = declared.get(cfg.insert_function or "", ("", frozenset()))[1]
         settings = _restored(cfg.insert_function_settings, stored, secrets)
-        if (old, dict(stored)) != (cfg.insert_function, settings):
+        enabled = current.insert_function_enabled if current and old else True
+        if (old, dict(stored), enabled) != (
+            cfg.insert_function,
+            settings,
+            cfg.insert_function_enabled,
+        ):
             changes.append(
-                AttachFunction("destination", cfg.name, old, cfg.insert_function, settings, secrets)
+                AttachFunction(
+                    "destination",
+                    cfg.name,
+                    old,
+                    cfg.insert_function,
+                    settings,
+                    secrets,
+                    cfg.insert_function_enabled,
+                )
             )
     if problems:
         raise ConfigError(problems)
@@ -2746,4 +2766,5 @@ def _exported_function(attached: Attached | None) -> dict[str, Any]:
     return {
         "function": attached.function.name,
         "settings": attached.function.redact(attached.settings),
+        "enabled": attached.enabled,
     }

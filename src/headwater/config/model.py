@@ -261,6 +261,8 @@ class DestinationConfig(_Section):
     # The insert function run before delivery (by name) and this instance's settings for it.
     insert_function: StrictStr | None = None
     insert_function_settings: dict[str, Any] = Field(default_factory=dict)
+    # Its Enable Function toggle (§11.4): off, events reach the destination unmodified.
+    insert_function_enabled: StrictBool = True
 
     @field_validator("insert_function_settings")
     @classmethod
@@ -271,6 +273,8 @@ class DestinationConfig(_Section):
     def _insert_settings_need_a_function(self) -> DestinationConfig:
         if self.insert_function_settings and self.insert_function is None:
             raise ValueError("insert_function_settings: give `insert_function:` too")
+        if not self.insert_function_enabled and self.insert_function is None:
+            raise ValueError("insert_function_enabled: give `insert_function:` too")
         return self
 
     @field_validator("filters", mode="before")
@@ -886,6 +890,8 @@ class ServerConfig(_Section):
     functions_limit: StrictInt = Field(default=25, ge=0, le=10_000)
     # Hosts a function's fetch may call (headwater.functions.sandbox.fetch)
     functions_fetch_allow: list[StrictStr] | None = None
+    # The functions' monthly execution time (ms): warnings at 75, 90 and 100 % (functions.usage)
+    functions_monthly_execution_ms: StrictInt | None = Field(default=None, ge=1)
 
     @field_validator("functions_fetch_allow")
     @classmethod

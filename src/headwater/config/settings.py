@@ -44,6 +44,9 @@ class ServerSettings:
     actions_processes: int | None = None
     # Functions a workspace may have (§11.1: Segment's default is 25; AC-111).
     functions_limit: int = 25
+    # The functions' monthly execution time in ms (Segment's allotment): crossing 75, 90 and
+    # 100 % logs a warning, nothing is refused (headwater.functions.usage); None: no allotment.
+    functions_monthly_execution_ms: int | None = None
     # Roles this process runs; `serve` runs them all.
     run_ingest: bool = True
     run_consumers: bool = True

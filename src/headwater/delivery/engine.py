@@ -53,6 +53,7 @@ from headwater.errors import Rejection
 from headwater.functions.contract import BATCH_HANDLER
 from headwater.functions.contract import verdict as verdict_of
 from headwater.functions.sandbox import Runtime
+from headwater.functions.usage import tally
 from headwater.store.counters import CounterKey
 
 if TYPE_CHECKING:
@@ -575,7 +576,8 @@ class DeliveryEngine:
                 claim.details[position] = "the settings are not valid"
             return False
         insert_function = claim.destination.insert_function_id
-        if insert and insert_function:
+        # Enable Function off (§11.4): the destination gets its events unmodified.
+        if insert and insert_function and claim.destination.insert_function_enabled:
             return await self._insert_then_send(claim, settings, insert_function)
         return await self._send_rendered(claim, settings)
 
@@ -676,13 +678,21 @@ class DeliveryEngine:
         deployed = await self._deployed(claim, definition.function, "destination function")
         if deployed is None:
             return False
+        rate = self._rate(claim)
+
+        async def throttle() -> None:
+            if rate:
+                await self._take_token(claim.lane, rate)
+
         outcomes = await functions.run_destination(
             self._sandbox_runtime(),
             deployed.code,
             settings.model_dump(exclude_none=True),
             claim.messages,
             batch=definition.batching is not None,
+            throttle=throttle if rate else None,
         )
+        await self._count_usage(deployed, outcomes)
         await self._apply_outcomes(
             claim,
             deployed,
@@ -709,6 +719,7 @@ class DeliveryEngine:
             claim.messages,
             batch=has_handler(code.language, code.source, BATCH_HANDLER),
         )
+        await self._count_usage(deployed, outcomes)
         secrets = [
             v for k, v in insert_settings.items() if k in deployed.secrets and isinstance(v, str)
         ]
@@ -791,6 +802,21 @@ class DeliveryEngine:
         except Exception:  # the log is for people; delivery goes on without it
             logger.exception("delivery: could not record %s's errors", code.function)
 
+    async def _count_usage(
+        self, deployed: functions.Deployed, outcomes: Sequence[functions.Outcome]
+    ) -> None:
+        """A claim's invocations (each attempt's: retries are billed too, AC-103) added to the
+        function's monthly usage in one write."""
+        source = self._functions
+        invocations = [o.invocation for o in outcomes if o.invocation is not None]
+        found = tally(deployed.code.function, invocations)
+        if source is None or not found:
+            return
+        try:
+            await asyncio.to_thread(source.count_usage, found)
+        except Exception:  # usage is for people; delivery goes on without it
+            logger.exception("delivery: could not count %s's usage", deployed.code.function)
+
     def _sandbox_runtime(self) -> Runtime:
         """The functions' sandbox, started when a function first has work (one per process)."""
         if self._sandbox is None:
@@ -801,14 +827,19 @@ class DeliveryEngine:
         return self._sandbox
 
     async def _throttle(self, claim: _Claim) -> None:
-        """The instance's rate limit, if it has one (its own, its type's, or on a space's Engage
-        source Segment's limit for its tool): a token per request (or runtime call)."""
+        """The instance's rate limit, if it has one: a token per request (or runtime call)."""
+        rate = self._rate(claim)
+        if rate:
+            await self._take_token(claim.lane, rate)
+
+    def _rate(self, claim: _Claim) -> float | None:
+        """The instance's rate limit (its own, its type's, or on a space's Engage source
+        Segment's limit for its tool); None: none."""
         destination, definition = claim.destination, claim.definition
         rate = destination.delivery.rate_limit_per_second or definition.rate_limit_per_second
         if not rate and destination.source_id in self._engage_sources():
             rate = engage_rate(definition.name)  # §14.4: Engage's destinations
-        if rate:
-            await self._take_token(claim.lane, rate)
+        return rate or None
 
     def _actions_runtime(self) -> ActionsRuntime:
         """The pool of Node processes, made when a package destination first needs it (its

@@ -15,7 +15,7 @@ is paid for once per claim, not once per event.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -29,6 +29,7 @@ from headwater.functions.contract import BATCH_HANDLER, EVENT_HANDLERS, Code, In
 from headwater.functions.logs import FunctionLogs
 from headwater.functions.sandbox import Runtime
 from headwater.functions.store import FunctionStore
+from headwater.functions.usage import FunctionUsage, Tally
 from headwater.store.config_snapshot import ConfigSnapshot
 
 DELIVERED = retry.Verdict(True, False, "200")
@@ -63,15 +64,22 @@ class FunctionSource(Protocol):
         instance's secret values, never written."""
         ...
 
+    def count_usage(self, tallies: Mapping[str, Tally]) -> None:
+        """Add a claim's invocations to the functions' monthly usage (§11.1)."""
+        ...
+
 
 class FunctionCatalog:
     """The functions' store as delivery and the destination catalog see it: deployed code
     with its secrets, the error log, and destination functions' definitions
     (``registry.use_functions(catalog)``), rebuilt when the configuration moves."""
 
-    def __init__(self, store: FunctionStore, logs: FunctionLogs) -> None:
+    def __init__(
+        self, store: FunctionStore, logs: FunctionLogs, usage: FunctionUsage | None = None
+    ) -> None:
         self._store = store
         self._logs = logs
+        self._usage = usage or FunctionUsage(store.workspace)
         workspace = store.workspace
         self._definitions: ConfigSnapshot[dict[str, DestinationDefinition]] = ConfigSnapshot(
             workspace.config_version, self._build, {}
@@ -95,6 +103,9 @@ class FunctionCatalog:
         secrets: Iterable[str] = (),
     ) -> None:
         self._logs.record(function, version, instance_id, invocation, payload, secrets=secrets)
+
+    def count_usage(self, tallies: Mapping[str, Tally]) -> None:
+        self._usage.add(tallies)
 
     def definition(self, name: str) -> DestinationDefinition | None:
         """A destination function's definition by its name (None: no such deployed function).
@@ -174,10 +185,15 @@ async def run_destination(
     messages: Sequence[dict[str, Any]],
     *,
     batch: bool,
+    throttle: Callable[[], Awaitable[None]] | None = None,
 ) -> list[Outcome]:
     """A destination function delivers ``messages``: one ``onBatch`` call when ``batch``, else
-    each message's handler."""
+    each message's handler. ``throttle``: the instance's rate limit, awaited before each
+    invocation (the calls then go one at a time, as a rate-limited native destination's
+    requests do)."""
     if batch:
+        if throttle is not None:
+            await throttle()
         [invocation] = await runtime.invoke_many(code, [(BATCH_HANDLER, list(messages))], settings)
         return batch_outcomes(invocation, len(messages))
     outcomes: list[Outcome | None] = [None] * len(messages)
@@ -191,7 +207,7 @@ async def run_destination(
         calls.append((handler, message))
         positions.append(position)
     if calls:
-        invocations = await runtime.invoke_many(code, calls, settings)
+        invocations = await _invoke(runtime, code, calls, settings, throttle)
         for position, invocation in zip(positions, invocations, strict=True):
             outcomes[position] = (
                 Outcome(verdict=DELIVERED, invocation=invocation)
@@ -199,6 +215,23 @@ async def run_destination(
                 else failed(invocation)
             )
     return [o for o in outcomes if o is not None]
+
+
+async def _invoke(
+    runtime: Runtime,
+    code: Code,
+    calls: Sequence[tuple[str, Any]],
+    settings: Mapping[str, Any],
+    throttle: Callable[[], Awaitable[None]] | None,
+) -> list[Invocation]:
+    """The calls in one round trip; throttled, one by one after a token each."""
+    if throttle is None:
+        return await runtime.invoke_many(code, calls, settings)
+    invocations: list[Invocation] = []
+    for call in calls:
+        await throttle()
+        invocations.extend(await runtime.invoke_many(code, [call], settings))
+    return invocations
 
 
 def batch_outcomes(invocation: Invocation, count: int) -> list[Outcome]:

@@ -80,6 +80,7 @@ class DestinationInfo:
     # settings for it, secrets included: for running it only, never for display.
     insert_function_id: str | None = None
     insert_function_settings: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    insert_function_enabled: bool = True  # the Enable Function toggle (§11.4)
 
     @property
     def definition(self) -> DestinationDefinition:
@@ -386,6 +387,7 @@ def _info(row: Row[Any]) -> DestinationInfo:
         mappings=tuple(_stored_mappings(row.mappings)),
         insert_function_id=row.insert_function_id,
         insert_function_settings=dict(row.insert_function_settings or {}),
+        insert_function_enabled=bool(row.insert_function_enabled),
     )
 
 

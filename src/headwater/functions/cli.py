@@ -1,4 +1,4 @@
-"""``headwater functions``: list, logs, test, versions, restore and deploy from a terminal,
+"""``headwater functions``: list, logs, usage, test, versions, restore and deploy from a terminal,
 through the REST API (``/api/v1/functions``), so they work against any process of a deployment.
 """
 
@@ -60,6 +60,24 @@ def show_logs(
             out.write(f"    [{level}] {text}\n")
     if not data["logs"]:
         out.write("no errors or logs in the last 30 days\n")
+
+
+def show_usage(
+    url: str, token: str, name: str, *, as_json: bool = False, out: TextIO | None = None
+) -> None:
+    """The function's invocations, execution time and errors by month, most recent first."""
+    out = out or sys.stdout
+    data = call_api("GET", _base(url, name) + "/usage", token, WHAT)
+    if as_json:
+        out.write(json.dumps(data, indent=2) + "\n")
+        return
+    for month in data["usage"]:
+        out.write(
+            f"{month['month']}  {month['invocations']:>12} invocations  "
+            f"{month['executionMs']:>14} ms  {month['errors']:>10} errors\n"
+        )
+    if not data["usage"]:
+        out.write("no invocations yet\n")
 
 
 def test_function(

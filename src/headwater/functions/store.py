@@ -123,6 +123,7 @@ class Attached:
 
     function: FunctionInfo
     settings: Mapping[str, Any]
+    enabled: bool = True  # an insert function's Enable Function toggle (§11.4)
 
 
 def function_name_of_type(destination_type: str) -> str | None:
@@ -233,6 +234,7 @@ class FunctionStore:
             return Attached(
                 self._reload(conn, row.insert_function_id),
                 dict(row.insert_function_settings or {}),
+                bool(row.insert_function_enabled),
             )
 
     def users(self, id_or_name: str) -> builtins.list[str]:
@@ -433,9 +435,16 @@ class FunctionStore:
         return self.source_function(row.id)
 
     def attach_insert(
-        self, destination: str, function: str | None, settings: Mapping[str, Any] | None = None
+        self,
+        destination: str,
+        function: str | None,
+        settings: Mapping[str, Any] | None = None,
+        *,
+        enabled: bool = True,
     ) -> Attached | None:
-        """Make a destination instance run insert function ``function`` (None: none)."""
+        """Make a destination instance run insert function ``function`` (None: none);
+        ``enabled``: its Enable Function toggle (off: events reach the destination
+        unmodified)."""
         with self._workspace.writing() as conn:
             row = _require_destination(conn, self._workspace, destination)
             function_id, stored = self._attachment(
@@ -452,6 +461,7 @@ class FunctionStore:
                 .values(
                     insert_function_id=function_id,
                     insert_function_settings=stored,
+                    insert_function_enabled=enabled or function_id is None,
                     updated_at=self._workspace.now(),
                 )
             )

@@ -48,6 +48,7 @@ from headwater.functions.requests import (
 )
 from headwater.functions.sandbox import Runtime
 from headwater.functions.store import Attached, FunctionStore
+from headwater.functions.usage import FunctionUsage, Tally
 from headwater.ingest.internal import InternalAppend
 from headwater.ingest.normalize import MAX_MESSAGE_BYTES
 
@@ -75,6 +76,7 @@ class SourceFunctionRuns:
         *,
         clock: Clock,
         rng: random.Random | None = None,
+        usage: FunctionUsage | None = None,
     ) -> None:
         self._requests = requests
         self._functions = functions
@@ -84,16 +86,19 @@ class SourceFunctionRuns:
         self._objects = objects
         self._clock = clock
         self._rng = rng or random.Random()
+        self._usage = usage
 
     async def run_due(self) -> int:
-        """Run every request due now; return how many ran."""
+        """Run every request due now; return how many ran. Their invocations (retries
+        included) are added to the functions' usage in one write."""
         due = await asyncio.to_thread(self._requests.claim, self._clock(), BATCH)
         gate = asyncio.Semaphore(CONCURRENCY)
+        spent: dict[str, Tally] = {}
 
         async def one(stored: StoredRequest) -> None:
             async with gate:
                 try:
-                    await self._run(stored)
+                    await self._run(stored, spent)
                 except Exception as exc:
                     # Headwater's failure, not the code's: an attempt like a crashed process's,
                     # so a request that always breaks something is dropped in the end.
@@ -101,9 +106,14 @@ class SourceFunctionRuns:
                     await asyncio.to_thread(self._broken, stored, exc)
 
         await asyncio.gather(*(one(stored) for stored in due))
+        if spent and self._usage is not None:
+            try:
+                await asyncio.to_thread(self._usage.add, spent)
+            except Exception:  # usage is for people; the requests ran
+                logger.exception("source functions: could not count their usage")
         return len(due)
 
-    async def _run(self, stored: StoredRequest) -> None:
+    async def _run(self, stored: StoredRequest, spent: dict[str, Tally]) -> None:
         try:
             attached = await asyncio.to_thread(self._functions.source_function, stored.source_id)
         except InputError:
@@ -128,6 +138,7 @@ class SourceFunctionRuns:
             invocation = await self._runtime.invoke(
                 code, REQUEST_HANDLER, request, attached.settings
             )
+            spent.setdefault(function.id, Tally()).count(invocation)  # not the runtime's failure
         except Exception as exc:  # the runtime itself failed: not the code's fault
             logger.warning("source function %s: the runtime failed: %s", function.name, exc)
             invocation = Invocation(error=CRASHED, message=f"{type(exc).__name__}: {exc}")

@@ -209,6 +209,20 @@ def _functions(conn: Connection) -> None:
             )
 
 
+def _function_usage(conn: Connection) -> None:
+    """Functions' monthly usage, and insert functions' Enable Function toggle (existing
+    instances keep theirs on)."""
+    _create_tables(conn)
+    present = {c["name"] for c in sa.inspect(conn).get_columns("destinations")}
+    if "insert_function_enabled" not in present:
+        conn.execute(
+            sa.text(
+                "ALTER TABLE destinations ADD COLUMN insert_function_enabled BOOLEAN NOT NULL "
+                "DEFAULT TRUE"
+            )
+        )
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "create tables", _create_tables),
     Migration(2, "seed event log partitions", _seed_log_partitions),
@@ -247,6 +261,7 @@ MIGRATIONS: list[Migration] = [
     Migration(31, "privacy: workspace, space and source data deletions", _create_tables),
     Migration(32, "functions: versions, logs, source and insert functions", _functions),
     Migration(33, "functions: source functions' requests and objects", _create_tables),
+    Migration(34, "functions: usage, insert functions' Enable toggle", _function_usage),
 ]
 
 

@@ -100,6 +100,8 @@ destinations = sa.Table(
     # its settings for this instance, secrets included (shown redacted).
     sa.Column("insert_function_id", sa.String(40), nullable=True),
     sa.Column("insert_function_settings", sa.JSON, nullable=False, default=dict),
+    # The insert function's Enable Function toggle (migration 34): off, events pass unmodified.
+    sa.Column("insert_function_enabled", sa.Boolean, nullable=False, default=True),
     sa.UniqueConstraint("workspace_id", "name", name="uq_destinations_name"),
     sa.Index("ix_destinations_source", "source_id"),
 )
@@ -1547,4 +1549,19 @@ function_object_positions = sa.Table(
     sa.Column("warehouse_id", sa.String(40), primary_key=True),
     sa.Column("source_id", sa.String(40), primary_key=True),
     sa.Column("seq", sa.BigInteger, nullable=False),
+)
+
+# --- functions: usage (migration 34; see headwater.functions.usage) ---------------------------
+
+# A function's invocations and execution time per month (``YYYY-MM``, UTC): Segment's Usage &
+# billing. Every invocation of every kind counts, retries included; the test runner does not.
+# ``execution_ms`` adds each invocation's duration in whole milliseconds (rounded up).
+function_usage = sa.Table(
+    "function_usage",
+    metadata,
+    sa.Column("function_id", sa.String(40), primary_key=True),
+    sa.Column("month", sa.String(7), primary_key=True),
+    sa.Column("invocations", sa.BigInteger, nullable=False, default=0),
+    sa.Column("execution_ms", sa.BigInteger, nullable=False, default=0),
+    sa.Column("errors", sa.BigInteger, nullable=False, default=0),
 )
