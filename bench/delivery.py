@@ -10,7 +10,10 @@ log is filled first, then the clock runs until every event is delivered. Three r
 - batched: a Segment (HTTP API) forward destination, batches of up to its limit;
 - isolation: the webhook again, fed a steady 500 events a second, while a second destination
   never answers; the healthy one's P95 latency (receivedAt → delivered, from Event Delivery)
-  is the figure.
+  is the figure;
+- insert functions (``--insert``): the webhook with a small enriching insert function
+  (§11.4), in JavaScript and in Python, run by the functions' sandbox (its processes are not
+  pinned: they share the cores with the rest).
 """
 
 from __future__ import annotations
@@ -35,8 +38,12 @@ sys.path.insert(0, str(ROOT / "src"))
 from processes import pin, start_noop  # noqa: E402
 
 from headwater.delivery.engine import DeliveryEngine  # noqa: E402
+from headwater.delivery.functions import FunctionCatalog  # noqa: E402
 from headwater.delivery.report import event_delivery  # noqa: E402
+from headwater.destinations import registry  # noqa: E402
 from headwater.destinations.store import DestinationCache, DestinationStore  # noqa: E402
+from headwater.functions.logs import FunctionLogs  # noqa: E402
+from headwater.functions.store import FunctionStore  # noqa: E402
 from headwater.pipeline.consumer import Consumer  # noqa: E402
 from headwater.pipeline.router import GROUP, Router  # noqa: E402
 from headwater.store.database import database_url, open_engine  # noqa: E402
@@ -60,6 +67,24 @@ EVENT = {
 }
 
 
+# A small enrichment, as Segment's insert function template does it.
+ENRICH = {
+    "javascript": """
+async function onTrack(event, settings) {
+  event.properties.enriched = true
+  event.properties.plan = settings.plan
+  return event
+}
+""",
+    "python": """
+def on_track(event, settings):
+    event['properties']['enriched'] = True
+    event['properties']['plan'] = settings['plan']
+    return event
+""",
+}
+
+
 def hanging_server() -> str:
     """Accepts connections and never answers."""
     sock = socket.socket()
@@ -76,7 +101,9 @@ def hanging_server() -> str:
     return f"http://127.0.0.1:{sock.getsockname()[1]}"
 
 
-def run(kind: str, receiver: str, events: int, hang: bool) -> dict[str, Any]:
+def run(
+    kind: str, receiver: str, events: int, hang: bool, insert: str | None = None
+) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         engine = open_engine(database_url(Path(tmp), None))
         migrate(engine)
@@ -92,6 +119,14 @@ def run(kind: str, receiver: str, events: int, hang: bool) -> dict[str, Any]:
             healthy = destinations.create(
                 "hook", "webhook", "web", settings={"url": receiver + "/hook"}
             )
+        catalog = None
+        if insert is not None:
+            functions = FunctionStore(workspace)
+            catalog = FunctionCatalog(functions, FunctionLogs(workspace))
+            registry.use_functions(catalog)
+            declared = [{"name": "plan", "label": "Plan", "type": "string"}]
+            functions.create("enrich", "insert", insert, ENRICH[insert], settings=declared)
+            functions.attach_insert("hook", "enrich", {"plan": "pro"})
         if hang:
             destinations.create(
                 "stuck", "webhook", "web", settings={"url": hanging_server() + "/never"}
@@ -133,7 +168,7 @@ def run(kind: str, receiver: str, events: int, hang: bool) -> dict[str, Any]:
 
             threading.Thread(target=feed, daemon=True).start()
         cache = DestinationCache(destinations, workspace)
-        delivery = DeliveryEngine(engine, cache)
+        delivery = DeliveryEngine(engine, cache, functions=catalog)
         router = Consumer(
             log, GROUP, Router(log, cache, delivery.queue, owner="bench"), owner="bench"
         )
@@ -156,6 +191,7 @@ def run(kind: str, receiver: str, events: int, hang: bool) -> dict[str, Any]:
         elapsed = time.perf_counter() - started
         router.stop()
         delivery.stop()
+        registry.use_functions(None)
         engine.dispose()
         return {
             "events_per_s": events / elapsed,
@@ -167,16 +203,28 @@ def run(kind: str, receiver: str, events: int, hang: bool) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--insert", action="store_true", help="only the insert-function runs")
     args = parser.parse_args()
     if pin(0):
         os.sched_setaffinity(0, {0})
     receiver, url = start_noop(1)
     try:
-        results = {
-            "unbatched": run("unbatched", url, args.events, hang=False),
-            "batched": run("batched", url, args.events, hang=False),
-            "unbatched, hanging neighbour": run("unbatched", url, 10_000, hang=True),
-        }
+        if args.insert:
+            results = {
+                "unbatched": run("unbatched", url, args.events, hang=False),
+                **{
+                    f"unbatched + insert ({language})": run(
+                        "unbatched", url, args.events, hang=False, insert=language
+                    )
+                    for language in ("javascript", "python")
+                },
+            }
+        else:
+            results = {
+                "unbatched": run("unbatched", url, args.events, hang=False),
+                "batched": run("batched", url, args.events, hang=False),
+                "unbatched, hanging neighbour": run("unbatched", url, 10_000, hang=True),
+            }
     finally:
         receiver.terminate()
         receiver.wait()

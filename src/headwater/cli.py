@@ -217,6 +217,50 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--url", default="http://127.0.0.1:8088", help="the server's address")
     workspace.set_defaults(run=_workspace)
 
+    functions = commands.add_parser(
+        "functions", help="source, destination and insert functions: logs, tests, versions"
+    )
+    function_actions = functions.add_subparsers(dest="action", required=True, metavar="ACTION")
+    fn_list = function_actions.add_parser("list", help="the workspace's functions")
+    fn_list.add_argument("--json", action="store_true", help="the API's answer as JSON")
+    fn_logs = function_actions.add_parser(
+        "logs", help="a function's most recent errors and logs (100, 30 days)"
+    )
+    fn_logs.add_argument("name", help="function name or id")
+    fn_logs.add_argument("--count", type=int, default=100, help="at most this many (1-100)")
+    fn_logs.add_argument("--json", action="store_true", help="the API's answer as JSON")
+    fn_test = function_actions.add_parser(
+        "test", help="run LATEST on a sample event or request; exit 1 when it throws"
+    )
+    fn_test.add_argument("name", help="function name or id")
+    fn_test.add_argument(
+        "--event", metavar="FILE", help="a JSON event (an array runs onBatch; - reads stdin)"
+    )
+    fn_test.add_argument(
+        "--request",
+        metavar="FILE",
+        help='a source function\'s request as JSON: {"method", "headers", "body"}',
+    )
+    fn_test.add_argument("--settings", metavar="FILE", help="the settings as a JSON object")
+    fn_versions = function_actions.add_parser(
+        "versions", help="a function's versions, LATEST and DEPLOYED"
+    )
+    fn_versions.add_argument("name", help="function name or id")
+    fn_restore = function_actions.add_parser(
+        "restore", help="save an old version's code as the new LATEST"
+    )
+    fn_restore.add_argument("name", help="function name or id")
+    fn_restore.add_argument("version", type=int, help="the version to restore")
+    fn_restore.add_argument("--deploy", action="store_true", help="deploy it too")
+    fn_deploy = function_actions.add_parser(
+        "deploy", help="make every instance run LATEST (or --version N)"
+    )
+    fn_deploy.add_argument("name", help="function name or id")
+    fn_deploy.add_argument("--version", type=int, help="deploy this version instead of LATEST")
+    for sub in (fn_list, fn_logs, fn_test, fn_versions, fn_restore, fn_deploy):
+        sub.add_argument("--url", default="http://127.0.0.1:8088", help="the server's address")
+    functions.set_defaults(run=_functions)
+
     replay = commands.add_parser("replay", help="deliver archived events to a destination again")
     replay.add_argument("destination", help="destination name or id")
     replay.add_argument("--start", required=True, help="ISO 8601 time, inclusive")
@@ -915,6 +959,34 @@ def _workspace(args: argparse.Namespace) -> int:
         workspace_cli.revoke(args.url, token)
     else:
         workspace_cli.status(args.url, token, as_json=args.json)
+    return 0
+
+
+def _functions(args: argparse.Namespace) -> int:
+    """``test`` exits 1 when the function threw, so scripts can check."""
+    from headwater.functions import cli as functions_cli
+
+    token = _admin_token("functions")
+    if args.action == "list":
+        functions_cli.list_functions(args.url, token, as_json=args.json)
+    elif args.action == "logs":
+        functions_cli.show_logs(args.url, token, args.name, count=args.count, as_json=args.json)
+    elif args.action == "test":
+        ok = functions_cli.test_function(
+            args.url,
+            token,
+            args.name,
+            event_file=args.event,
+            request_file=args.request,
+            settings_file=args.settings,
+        )
+        return 0 if ok else 1
+    elif args.action == "versions":
+        functions_cli.list_versions(args.url, token, args.name)
+    elif args.action == "restore":
+        functions_cli.restore(args.url, token, args.name, args.version, deploy=args.deploy)
+    else:
+        functions_cli.deploy(args.url, token, args.name, args.version)
     return 0
 
 

@@ -178,6 +178,8 @@ DROPPED_BY_TRANSFORMATION: Final = "DROPPED_BY_TRANSFORMATION"
 FILTERED_BY_RULES: Final = "FILTERED_BY_RULES"  # a destination filter: FILTERED_BY_RULES:<id>
 FILTER_ERROR: Final = "INTERNAL"  # Segment's code when a filter has no answer for an event
 NO_MATCHING_MAPPING: Final = "NO_MATCHING_MAPPING"  # an Actions destination, no mapping matches
+# An insert function threw DropEvent (§11.4): Segment's words in Delivery Overview, verbatim.
+FILTERED_AT_INSERT_FUNCTION: Final = "Filtered at insert function"
 # A category the instance is mapped to is not true in context.consent.categoryPreferences (§12.3):
 # Segment's own words in Delivery Overview, kept verbatim as the code.
 FILTERED_BY_END_USER_CONSENT: Final = "Filtered by end user consent"

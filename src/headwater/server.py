@@ -25,6 +25,7 @@ from sqlalchemy.exc import OperationalError
 from headwater.api.app import create_api
 from headwater.api.debugger import router as debugger_router
 from headwater.api.engage import use_batch_runs
+from headwater.api.functions import close_runtime, use_functions
 from headwater.api.privacy import use_masker
 from headwater.api.source_schema import router as source_schema_router
 from headwater.api.source_schema import use_plans
@@ -37,6 +38,7 @@ from headwater.clock import wall_clock
 from headwater.config.settings import ServerSettings
 from headwater.delivery.deletion import DestinationEraser
 from headwater.delivery.engine import DeliveryEngine
+from headwater.delivery.functions import FunctionCatalog
 from headwater.destinations import registry
 from headwater.destinations.redirects import Redirects
 from headwater.destinations.routing import schema_integration_filter
@@ -51,6 +53,10 @@ from headwater.engage.lists import ListAudiences
 from headwater.engage.outbox import Drain
 from headwater.engage.sql_traits.runs import SqlTraitRuns
 from headwater.engage.stage import EngageStage
+from headwater.functions.erasure import FunctionLogEraser
+from headwater.functions.logs import FunctionLogs
+from headwater.functions.sandbox.runtime import SandboxRuntime
+from headwater.functions.store import FunctionStore
 from headwater.ingest.app import TrackingAPI
 from headwater.ingest.committer import GroupCommitter
 from headwater.ingest.internal import InternalAppend
@@ -200,6 +206,16 @@ class Server:
             archive_retention_days=self.settings.archive_retention_days,
             clock=self.clock,
         )
+        use_functions(
+            self.api,
+            limit=self.settings.functions_limit,
+            base_url=self.settings.base_url,
+            runtime=lambda: SandboxRuntime(  # the test runner's, started on its first test
+                fetch_allow=self.settings.functions_fetch_allow,
+                redirects=self.settings.request_redirects,
+                max_processes=1,
+            ),
+        )
         # What a reader without PII Access sees masked: rebuilt when the configuration moves.
         self._masker: ConfigSnapshot[Masker] = ConfigSnapshot(
             self.store.config_version, lambda: load_masker(self.store), Masker(Matchers())
@@ -227,9 +243,20 @@ class Server:
             ),
             frozenset(),
         )
+        # Destination functions are destinations of the catalog (function:<name>); delivery
+        # runs them, and insert functions, in the functions' sandbox.
+        self.functions = FunctionCatalog(
+            FunctionStore(self.store), FunctionLogs(self.store, clock=self.clock)
+        )
+        registry.use_functions(self.functions)
         self.delivery = DeliveryEngine(
             self.engine,
             destination_cache,
+            functions=self.functions,
+            sandbox=lambda: SandboxRuntime(
+                fetch_allow=self.settings.functions_fetch_allow,
+                redirects=self.settings.request_redirects,
+            ),
             engage_sources=engage_sources.get,
             owner=f"{owner}:delivery",
             redirects=self._redirects,
@@ -464,6 +491,7 @@ class Server:
         MtuStore(self.engine, clock=self.clock).purge()
         Insights(clock=self.clock).purge(self.engine)  # Profiles Insights: 30 days, 500 a kind
         Uploads(WorkspaceStore(self.engine, clock=self.clock)).purge()  # Update History: 30 days
+        FunctionLogs(self.store, clock=self.clock).prune()  # the Errors tab: 30 days
         # Delivery Overview and Event Delivery look back two weeks at most, as in Segment.
         oldest_minute = minute_of(now) - COUNTER_RETENTION_DAYS * 24 * 60
         CounterStore(self.engine).expire(oldest_minute)
@@ -538,6 +566,7 @@ class Server:
             # the subject can still reach the stores erased after it.
             LogEraser(self.ingest_log, self.log),
             *payload_erasers(self.engine),
+            FunctionLogEraser(self.engine),  # the functions' Errors tab
             profiles_eraser(self.engine),
             InboxEraser(self.engine),
         ]
@@ -669,6 +698,7 @@ class Server:
                         task.cancel()
                         with contextlib.suppress(asyncio.CancelledError):
                             await task
+                await close_runtime(self.api)  # the functions test runner's sandboxes
                 await asyncio.to_thread(self.stop)
                 if not self.settings.run_consumers:
                     # The engine did not run here; the Event Tester may have started its

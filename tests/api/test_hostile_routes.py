@@ -321,6 +321,19 @@ def _resources(http: httpx.Client) -> dict[str, str]:
         )
     )
     made(http.post("/api/v1/consent/categories", json={"categoryId": f"c{n}", "name": "C"}))
+    # One function for every walk (a workspace keeps at most 25); a walk may have deleted it.
+    if http.get("/api/v1/functions/fn-hostile").status_code == 404:
+        made(
+            http.post(
+                "/api/v1/functions",
+                json={
+                    "name": "fn-hostile",
+                    "kind": "insert",
+                    "language": "javascript",
+                    "code": "async function onTrack(event) { return event }",
+                },
+            )
+        )
     return {
         "source": source["name"],
         "sourceId": source["id"],
@@ -346,6 +359,8 @@ def _resources(http: httpx.Client) -> dict[str, str]:
         "journeyId": "first_purchase",
         "traitId": trait["id"],
         "categoryId": f"c{n}",
+        "function": "fn-hostile",
+        "version": "1",
     }
 
 
@@ -359,6 +374,8 @@ def _path_values(path: str, made: dict[str, str]) -> dict[str, str]:
         owner = made["space"]
     elif "/mappings" in path:
         owner = made["actions"]
+    elif path.startswith("/api/v1/functions"):
+        owner = made["function"]
     else:
         owner = made["hook"]
     return {"idOrName": quote(owner, safe=""), "event": "Order%20Completed", **made}

@@ -28,6 +28,7 @@ from headwater.api import (
     destinations,
     engage,
     filters,
+    functions,
     insights,
     journeys,
     mappings,
@@ -112,6 +113,7 @@ def create_api(
     app.include_router(consent.router, prefix=PREFIX)
     app.include_router(regulations.router, prefix=PREFIX)
     app.include_router(data_deletion.router, prefix=PREFIX)
+    app.include_router(functions.router, prefix=PREFIX)
     for router in extra_routers:
         app.include_router(router, prefix=PREFIX)
     return app

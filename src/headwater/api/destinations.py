@@ -24,7 +24,7 @@ from headwater.delivery.queue import DeliveryQueue
 from headwater.delivery.replay import ReplayResult, replay
 from headwater.delivery.report import event_delivery
 from headwater.destinations import listing
-from headwater.destinations.registry import definitions
+from headwater.destinations.registry import definitions, function_definitions
 from headwater.destinations.routing import schema_integration_filter
 from headwater.destinations.store import DestinationInfo, DestinationStore
 from headwater.errors import RegulationRefused
@@ -227,7 +227,8 @@ def destination_catalog(
     ] = None,
 ) -> dict[str, Any]:
     """Every destination type this server can deliver to, with its settings schema: Headwater's
-    own and, when the Actions package is installed, Segment's (``actions:<directory>``)."""
-    found = definitions().values()
+    own and, when the Actions package is installed, Segment's (``actions:<directory>``), and
+    the workspace's destination functions (``function:<name>``)."""
+    found = [*definitions().values(), *function_definitions()]
     chosen = listing.search(found, search) if search else list(found)
     return {"data": {"destinations": [listing.definition_json(d) for d in chosen]}}

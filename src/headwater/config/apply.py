@@ -28,6 +28,7 @@ from headwater.config.model import (
     ConfigFile,
     ConsentCategoryConfig,
     DestinationConfig,
+    FunctionConfig,
     PrivacyConfig,
     ProfilesSyncConfig,
     RuleConfig,
@@ -40,6 +41,8 @@ from headwater.config.model import (
     WarehouseConfig,
     space_identities,
 )
+from headwater.delivery.functions import FunctionCatalog
+from headwater.destinations import registry
 from headwater.destinations.actions import restore_secrets, written_mapping
 from headwater.destinations.registry import get as get_definition
 from headwater.destinations.store import DestinationInfo, DestinationStore, redact
@@ -70,6 +73,14 @@ from headwater.errors import (
     ListError,
     UnknownDestinationType,
 )
+from headwater.functions.logs import FunctionLogs
+from headwater.functions.store import DEFAULT_LIMIT as DEFAULT_FUNCTIONS_LIMIT
+from headwater.functions.store import (
+    Attached,
+    FunctionInfo,
+    FunctionStore,
+    function_name_of_type,
+)
 from headwater.privacy.alerts import CHANNELS, Alerts, check_alert
 from headwater.privacy.consent import ConsentCategories, ConsentCategory
 from headwater.privacy.controls import Controls
@@ -88,6 +99,7 @@ from headwater.protocols.schema_controls import read_controls, save_controls
 from headwater.protocols.transformations import Transformation, from_api, to_input
 from headwater.protocols.transformations.store import TransformationStore
 from headwater.store.instances import REDACTED
+from headwater.store.instances import redact as redact_secrets
 from headwater.store.retention import DataRetention, parse_retention, shown
 from headwater.store.workspace import (
     MAX_SETTINGS_DEPTH,
@@ -608,6 +620,11 @@ class Plan:
 
 def plan(store: WorkspaceStore, config: ConfigFile) -> Plan:
     """The changes that make the workspace match ``config``, in the order they must run."""
+    with registry.functions_while(_function_catalog(store)):
+        return _plan(store, config)
+
+
+def _plan(store: WorkspaceStore, config: ConfigFile) -> Plan:
     changes: list[Change] = []
     workspace = store.workspace()
     if workspace is None:
@@ -618,8 +635,12 @@ def plan(store: WorkspaceStore, config: ConfigFile) -> Plan:
         chosen, days = DataRetention(store, None).chosen()
         if not chosen or shown(days) != config.data_retention:
             changes.append(SetDataRetention(shown(days) if chosen else None, config.data_retention))
+    # Functions before the sources and destinations that run them; the dropped ones last.
+    function_changes, function_deletes = _plan_functions(store, config)
+    changes += function_changes
     if config.sources is not None:
         changes += _plan_sources(store, config.sources)
+        changes += _plan_source_functions(store, config)
     dropped_warehouses: list[Change] = []  # after the SQL traits and spaces that query them
     if config.warehouses is not None:
         listed = {w.name for w in config.warehouses}
@@ -643,6 +664,7 @@ def plan(store: WorkspaceStore, config: ConfigFile) -> Plan:
     changes += dropped_warehouses
     if config.destinations is not None:
         changes += _plan_destinations(store, config.destinations)
+        changes += _plan_insert_functions(store, config)
     connects: list[Change] = []
     if config.sources is not None:
         disconnects, connects = _plan_source_protocols(store, config)
@@ -664,16 +686,24 @@ def plan(store: WorkspaceStore, config: ConfigFile) -> Plan:
     changes += journey_changes  # once the audiences and destinations they name exist
     if config.privacy is not None:  # once the sources its controls and alerts name exist
         changes += _plan_privacy(store, config.privacy)
+    changes += function_deletes  # once nothing runs them
     return Plan(changes)
 
 
 def apply(store: WorkspaceStore, changes: Plan) -> list[str]:
     """Carry out a plan in one transaction (all of it, or none if any step is refused); the
     notes to show once it is done (generated access tokens: shown this once)."""
-    with store.atomic():
+    # Destination functions the plan creates are catalog types (function:<name>) for the
+    # instances it creates after them, inside this one transaction.
+    with store.atomic(), registry.functions_while(_function_catalog(store)):
         for change in changes.changes:
             change.apply(store)
     return [note for change in changes.changes for note in change.notes()]
+
+
+def _function_catalog(store: WorkspaceStore) -> FunctionCatalog:
+    """Destination functions' definitions as ``store`` (and its transaction) sees them."""
+    return FunctionCatalog(FunctionStore(store), FunctionLogs(store))
 
 
 def _all_sources(store: WorkspaceStore) -> list[SourceInfo]:
@@ -1041,6 +1071,7 @@ def export_config(store: WorkspaceStore) -> str:
     """
     workspace = store.workspace()
     plans = PlanStore(store)
+    functions = FunctionStore(store)
     sources = []
     all_sources = _all_sources(store)
     source_names = {s.id: s.name for s in all_sources}
@@ -1070,11 +1101,18 @@ def export_config(store: WorkspaceStore) -> str:
         controls = _shown_controls(read_controls(store, source.id))
         if controls:
             item["schema_controls"] = controls
+        runs = _exported_function(functions.source_function(source.id))
+        if runs:
+            # Secrets are never exported: "[redacted]" keeps the stored value on apply.
+            item["function"] = runs["function"]
+            if runs["settings"]:
+                item["function_settings"] = runs["settings"]
         sources.append(item)
-    data: dict[str, Any] = {
-        "workspace": workspace.name if workspace else "default",
-        "sources": sources,
-    }
+    data: dict[str, Any] = {"workspace": workspace.name if workspace else "default"}
+    exported_functions = _export_functions(store)
+    if exported_functions:
+        data["functions"] = exported_functions
+    data["sources"] = sources
     destinations = []
     for destination in DestinationStore(store).list():
         entry: dict[str, Any] = {
@@ -1097,6 +1135,11 @@ def export_config(store: WorkspaceStore) -> str:
             entry["mappings"] = _shown_mappings(
                 destination.type, [m.written() for m in destination.mappings]
             )
+        inserted = _exported_function(functions.insert_function(destination.id))
+        if inserted:
+            entry["insert_function"] = inserted["function"]
+            if inserted["settings"]:
+                entry["insert_function_settings"] = inserted["settings"]
         destinations.append(entry)
     if destinations:
         data["destinations"] = destinations
@@ -1157,7 +1200,13 @@ def export_config(store: WorkspaceStore) -> str:
     if problems:
         raise ExportError("cannot export the workspace:\n" + "\n".join(f"  {p}" for p in problems))
     try:
-        text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True, default_flow_style=False)
+        text = yaml.dump(
+            data,
+            Dumper=_ExportDumper,
+            sort_keys=False,
+            allow_unicode=True,
+            default_flow_style=False,
+        )
     except RecursionError:
         raise ExportError(
             "cannot export the workspace: a filter or mapping nests too deeply "
@@ -2406,3 +2455,295 @@ def _plan_consent_categories(
         ):
             changes.append(UpdateConsentCategory(found, cfg))
     return changes
+
+
+# --- functions -------------------------------------------------------------------------------
+# ``functions:`` is the complete set when given. A function whose code differs from what is
+# deployed gets a new version, deployed ("Save & Deploy"); code equal to a saved, undeployed
+# LATEST deploys it. Sources' ``function`` and destinations' ``insert_function`` attach them
+# once both exist; functions the file drops go last, once nothing runs them.
+
+
+@dataclass(frozen=True)
+class CreateFunction(Change):
+    config: FunctionConfig
+    limit: int
+
+    def render(self) -> str:
+        cfg = self.config
+        details = [cfg.kind, cfg.language, f"{len(cfg.code or '')} characters of code"]
+        if cfg.settings:
+            details.append(f"settings {', '.join(s['name'] for s in cfg.settings)}")
+        return f"+ function {cfg.name} ({'; '.join(details)})"
+
+    def apply(self, store: WorkspaceStore) -> None:
+        cfg = self.config
+        assert cfg.code is not None
+        FunctionStore(store, limit=self.limit).create(
+            cfg.name,
+            cfg.kind,
+            cfg.language,
+            cfg.code,
+            description=cfg.description,
+            settings=cfg.settings,
+        )
+
+
+@dataclass(frozen=True)
+class UpdateFunction(Change):
+    """One field of a function changes; ``code`` is saved as a new version and deployed."""
+
+    function_id: str
+    name: str
+    field: str
+    old: Any
+    new: Any
+
+    def render(self) -> str:
+        if self.field == "code":
+            return f"~ function {self.name}: code changed (a new version, deployed)"
+        if self.field == "deploy":
+            return f"~ function {self.name}: deploy version {self.new} (was {self.old})"
+        return f"~ function {self.name}: {self.field} {_value(self.old)} → {_value(self.new)}"
+
+    def apply(self, store: WorkspaceStore) -> None:
+        functions = FunctionStore(store)
+        if self.field == "deploy":
+            functions.deploy(self.function_id, self.new)
+        elif self.field == "code":
+            functions.update(self.function_id, code=self.new, deploy=True)
+        else:
+            functions.update(self.function_id, **{self.field: self.new})
+
+
+@dataclass(frozen=True)
+class DeleteFunction(Change):
+    function_id: str
+    name: str
+
+    def render(self) -> str:
+        return f"- function {self.name}"
+
+    def apply(self, store: WorkspaceStore) -> None:
+        FunctionStore(store).delete(self.function_id)
+
+
+@dataclass(frozen=True)
+class AttachFunction(Change):
+    """A source's function or a destination's insert function (``kind``) is set or removed."""
+
+    kind: str  # source | destination
+    instance: str  # its name, as the file gives it
+    old: str | None
+    new: str | None
+    settings: Mapping[str, Any]
+    secrets: frozenset[str]
+
+    def render(self) -> str:
+        what = "function" if self.kind == "source" else "insert_function"
+        if self.new is None:
+            return f"~ {self.kind} {self.instance}: {what} {self.old} → none"
+        shown = redact_secrets(self.settings, self.secrets)
+        settings = f" (settings {_value(shown)})" if shown else ""
+        return f"~ {self.kind} {self.instance}: {what} {self.old or 'none'} → {self.new}{settings}"
+
+    def apply(self, store: WorkspaceStore) -> None:
+        functions = FunctionStore(store)
+        if self.kind == "source":
+            functions.attach_source(self.instance, self.new, self.settings)
+        else:
+            functions.attach_insert(self.instance, self.new, self.settings)
+
+
+def _functions_limit(config: ConfigFile) -> int:
+    if config.server is not None:
+        return config.server.functions_limit
+    return DEFAULT_FUNCTIONS_LIMIT
+
+
+def _plan_functions(store: WorkspaceStore, config: ConfigFile) -> tuple[list[Change], list[Change]]:
+    """(creates and updates, deletes) of the ``functions:`` section."""
+    if config.functions is None:
+        return [], []
+    functions = FunctionStore(store)
+    existing = {f.name: f for f in functions.list()}
+    listed = {cfg.name for cfg in config.functions}
+    upserts: list[Change] = []
+    problems = []
+    for i, cfg in enumerate(config.functions):
+        current = existing.get(cfg.name)
+        if current is None:
+            upserts.append(CreateFunction(cfg, _functions_limit(config)))
+            continue
+        if (current.kind, current.language) != (cfg.kind, cfg.language):
+            problems.append(
+                f"functions[{i}]: function {cfg.name!r} is a {current.kind} function in "
+                f"{current.language}; a function's kind and language cannot change (give the "
+                "new one another name)"
+            )
+            continue
+        for name, old, new in (
+            ("description", current.description, cfg.description),
+            ("settings", [s.shown() for s in current.settings], cfg.settings),
+        ):
+            if old != new:
+                upserts.append(UpdateFunction(current.id, cfg.name, name, old, new))
+        upserts += _code_changes(functions, current, cfg)
+    if problems:
+        raise ConfigError(problems)
+    deletes: list[Change] = [
+        DeleteFunction(f.id, name) for name, f in existing.items() if name not in listed
+    ]
+    return upserts, deletes
+
+
+def _code_changes(
+    functions: FunctionStore, current: FunctionInfo, cfg: FunctionConfig
+) -> list[Change]:
+    deployed = functions.deployed(current.id)
+    if deployed is not None and deployed.source == cfg.code:
+        return []
+    latest = functions.latest(current.id)
+    if latest.source == cfg.code:
+        return [
+            UpdateFunction(current.id, cfg.name, "deploy", current.deployed_version, latest.version)
+        ]
+    return [UpdateFunction(current.id, cfg.name, "code", None, cfg.code)]
+
+
+def _declared(store: WorkspaceStore, config: ConfigFile) -> dict[str, tuple[str, frozenset[str]]]:
+    """Each function's (kind, secret setting names) once the file is applied."""
+    if config.functions is not None:
+        return {
+            f.name: (f.kind, frozenset(s["name"] for s in f.settings if s.get("secret")))
+            for f in config.functions
+        }
+    return {f.name: (f.kind, f.secrets) for f in FunctionStore(store).list()}
+
+
+def _check_function(
+    declared: Mapping[str, tuple[str, frozenset[str]]], name: str, kind: str, where: str
+) -> str | None:
+    found = declared.get(name)
+    if found is None:
+        return f"{where}: no function is named {name!r}"
+    if found[0] != kind:
+        return f"{where}: function {name!r} is a {found[0]} function, not a {kind} function"
+    return None
+
+
+def _plan_source_functions(store: WorkspaceStore, config: ConfigFile) -> list[Change]:
+    """Each listed source's ``function`` and ``function_settings``."""
+    if config.sources is None:
+        return []
+    declared = _declared(store, config)
+    names = {f.id: f.name for f in FunctionStore(store).list()}
+    pairs = _match(config.sources, _all_sources(store))
+    changes: list[Change] = []
+    problems = []
+    for i, (cfg, source) in enumerate(zip(config.sources, pairs, strict=True)):
+        if cfg.function is not None:
+            problem = _check_function(declared, cfg.function, "source", f"sources[{i}].function")
+            if problem:
+                problems.append(problem)
+                continue
+        old = names.get(source.function_id) if source and source.function_id else None
+        stored = source.function_settings if source and old == cfg.function else {}
+        secrets = declared.get(cfg.function or "", ("", frozenset()))[1]
+        settings = _restored(cfg.function_settings, stored, secrets)
+        if (old, dict(stored)) != (cfg.function, settings):
+            changes.append(AttachFunction("source", cfg.name, old, cfg.function, settings, secrets))
+    if problems:
+        raise ConfigError(problems)
+    return changes
+
+
+def _plan_insert_functions(store: WorkspaceStore, config: ConfigFile) -> list[Change]:
+    """Each listed destination's ``insert_function`` and its settings; its ``function:`` type
+    names a destination function."""
+    if config.destinations is None:
+        return []
+    declared = _declared(store, config)
+    names = {f.id: f.name for f in FunctionStore(store).list()}
+    existing = {d.name: d for d in DestinationStore(store).list()}
+    changes: list[Change] = []
+    problems = []
+    for i, cfg in enumerate(config.destinations):
+        function_type = function_name_of_type(cfg.type)
+        if function_type is not None:
+            problem = _check_function(
+                declared, function_type, "destination", f"destinations[{i}].type"
+            )
+            if problem:
+                problems.append(problem)
+        if cfg.insert_function is not None:
+            problem = _check_function(
+                declared, cfg.insert_function, "insert", f"destinations[{i}].insert_function"
+            )
+            if problem:
+                problems.append(problem)
+                continue
+        current = existing.get(cfg.name)
+        if current is not None and current.type != cfg.type:
+            current = None  # made again
+        old = (
+            names.get(current.insert_function_id)
+            if current and current.insert_function_id
+            else None
+        )
+        stored = current.insert_function_settings if current and old == cfg.insert_function else {}
+        secrets = declared.get(cfg.insert_function or "", ("", frozenset()))[1]
+        settings = _restored(cfg.insert_function_settings, stored, secrets)
+        if (old, dict(stored)) != (cfg.insert_function, settings):
+            changes.append(
+                AttachFunction("destination", cfg.name, old, cfg.insert_function, settings, secrets)
+            )
+    if problems:
+        raise ConfigError(problems)
+    return changes
+
+
+class _Code(str):
+    """Code, written as a YAML literal block (``code: |``) when it can be."""
+
+
+class _ExportDumper(yaml.SafeDumper):
+    pass
+
+
+def _literal(dumper: yaml.SafeDumper, value: _Code) -> yaml.Node:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", str(value), style=style)
+
+
+_ExportDumper.add_representer(_Code, _literal)
+
+
+def _export_functions(store: WorkspaceStore) -> list[dict[str, Any]]:
+    """Every function with its DEPLOYED code inline (LATEST if never deployed), so the file
+    describes what runs and applies back to no change."""
+    functions = FunctionStore(store)
+    written = []
+    for function in functions.list():
+        code = functions.deployed(function.id) or functions.latest(function.id)
+        entry: dict[str, Any] = {
+            "name": function.name,
+            "kind": function.kind,
+            "language": function.language,
+        }
+        if function.description:
+            entry["description"] = function.description
+        if function.settings:
+            entry["settings"] = [s.shown() for s in function.settings]
+        entry["code"] = _Code(code.source)
+        written.append(entry)
+    return written
+
+
+def _exported_function(attached: Attached | None) -> dict[str, Any]:
+    if attached is None:
+        return {}
+    return {
+        "function": attached.function.name,
+        "settings": attached.function.redact(attached.settings),
+    }

@@ -60,6 +60,13 @@ from headwater.errors import (
     ListError,
     UnknownDestinationType,
 )
+from headwater.functions.store import (
+    check_code_text,
+    check_declarations,
+    check_function_name,
+    function_name_of_type,
+)
+from headwater.functions.store import check_description as check_function_description
 from headwater.privacy.alerts import check_alert
 from headwater.privacy.consent import check_category_id
 from headwater.privacy.consent import check_name as check_category_name
@@ -128,6 +135,21 @@ class SourceConfig(_Section):
     # Event filters without a plan and schema integration filters (§6.2), in the REST body's
     # shape (protocols/schema_controls.py); absent means none, like ``settings``.
     schema_controls: dict[str, Any] = Field(default_factory=dict)
+    # The source function it runs (by name; its endpoint: POST /v1/functions/<source>) and
+    # this source's settings for it (``${ENV}`` read from the environment, like secrets).
+    function: StrictStr | None = None
+    function_settings: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("function_settings")
+    @classmethod
+    def _function_settings(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return dict(_checked(check_settings, _from_environment(value)))
+
+    @model_validator(mode="after")
+    def _settings_need_a_function(self) -> SourceConfig:
+        if self.function_settings and self.function is None:
+            raise ValueError("function_settings: give `function:` too")
+        return self
 
     @field_validator("schema_controls")
     @classmethod
@@ -236,6 +258,20 @@ class DestinationConfig(_Section):
     delivery: dict[str, Any] = Field(default_factory=dict)
     filters: list[dict[str, Any]] = Field(default_factory=list)
     mappings: list[dict[str, Any]] = Field(default_factory=list)
+    # The insert function run before delivery (by name) and this instance's settings for it.
+    insert_function: StrictStr | None = None
+    insert_function_settings: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("insert_function_settings")
+    @classmethod
+    def _insert_function_settings(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return dict(_checked(check_settings, _from_environment(value)))
+
+    @model_validator(mode="after")
+    def _insert_settings_need_a_function(self) -> DestinationConfig:
+        if self.insert_function_settings and self.insert_function is None:
+            raise ValueError("insert_function_settings: give `insert_function:` too")
+        return self
 
     @field_validator("filters", mode="before")
     @classmethod
@@ -774,6 +810,62 @@ class SqlTraitConfig(_Section):
         return self.key if self.key is not None else key_of(self.name)
 
 
+class FunctionConfig(_Section):
+    """A function: its code inline (``code:``) or in a file (``file:``, relative to the YAML
+    file), and the settings its instances give it. ``apply`` saves changed code as a new
+    version and deploys it."""
+
+    name: StrictStr
+    kind: Literal["source", "destination", "insert"]
+    language: Literal["javascript", "python"] = "javascript"
+    code: StrictStr | None = None
+    file: StrictStr | None = None
+    description: StrictStr = ""
+    settings: list[dict[str, Any]] = Field(default_factory=list)
+
+    @field_validator("settings")
+    @classmethod
+    def _settings(cls, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        try:
+            return [s.shown() for s in check_declarations(value)]
+        except InvalidError as exc:
+            raise ValueError(f"{exc.field}: {exc.message}") from None
+
+    @field_validator("description")
+    @classmethod
+    def _description(cls, value: str) -> str:
+        return str(_checked(check_function_description, value))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_file(cls, data: Any, info: ValidationInfo) -> Any:
+        if not isinstance(data, dict) or "file" not in data:
+            return data
+        if "code" in data:
+            raise ValueError("give code or file, not both")
+        name = data["file"]
+        if not isinstance(name, str) or not name:
+            raise ValueError("file: must be a path")
+        base = Path((info.context or {}).get("base_dir") or Path.cwd())
+        try:
+            text = (base / name).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            raise ValueError(f"file: cannot read {name}: {reason}") from None
+        return {**data, "code": text}
+
+    @model_validator(mode="after")
+    def _checks(self) -> FunctionConfig:
+        try:
+            check_function_name(self.name, self.kind)
+            if self.code is None:
+                raise InvalidError("give the code (`code:`) or a file holding it (`file:`)")
+            check_code_text(self.code, self.kind)
+        except InvalidError as exc:
+            raise ValueError(f"{exc.field}: {exc.message}" if exc.field else exc.message) from None
+        return self
+
+
 class ServerConfig(_Section):
     """Read by ``headwater serve --config``; not part of the workspace, so ``apply`` skips it."""
 
@@ -791,6 +883,7 @@ class ServerConfig(_Section):
     # Outgoing destination requests: URL prefix -> URL prefix (headwater.destinations.redirects)
     request_redirects: dict[StrictStr, StrictStr] | None = None
     actions_processes: StrictInt | None = Field(default=None, ge=1, le=64)
+    functions_limit: StrictInt = Field(default=25, ge=0, le=10_000)
     # Hosts a function's fetch may call (headwater.functions.sandbox.fetch)
     functions_fetch_allow: list[StrictStr] | None = None
 
@@ -845,6 +938,8 @@ class ConfigFile(_Section):
     consent_categories: list[ConsentCategoryConfig] | None = None
     # The workspace's data retention (days, or "unlimited"); None leaves it as it is.
     data_retention: StrictInt | Literal["unlimited"] | None = None
+    # Like sources: None leaves functions alone; a list is the complete set.
+    functions: list[FunctionConfig] | None = None
 
     @field_validator("workspace")
     @classmethod
@@ -869,6 +964,7 @@ class ConfigFile(_Section):
         "sql_traits",
         "journeys",
         "consent_categories",
+        "functions",
         mode="before",
     )
     @classmethod
@@ -903,13 +999,20 @@ class ConfigFile(_Section):
         sections: list[
             tuple[
                 str,
-                Sequence[DestinationConfig | WarehouseConfig | TrackingPlanConfig | SpaceConfig],
+                Sequence[
+                    DestinationConfig
+                    | WarehouseConfig
+                    | TrackingPlanConfig
+                    | SpaceConfig
+                    | FunctionConfig
+                ],
             ]
         ] = [
             ("destinations", self.destinations or []),
             ("warehouses", self.warehouses or []),
             ("tracking_plans", self.tracking_plans or []),
             ("spaces", self.spaces or []),
+            ("functions", self.functions or []),
         ]
         for section, entries in sections:
             names: dict[str, int] = {}
@@ -921,6 +1024,7 @@ class ConfigFile(_Section):
                     )
                 names.setdefault(entry.name, i)
         problems += self._plan_references()
+        problems += self._function_references()
         problems += self._space_references()
         problems += self._sql_trait_problems()
         problems += space_identities(self.spaces or [])[1]
@@ -931,6 +1035,31 @@ class ConfigFile(_Section):
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    def _function_references(self) -> list[str]:
+        """Sources, destinations and insert functions name functions of the right kind (when
+        the file lists functions; else ``apply`` checks them against the workspace's)."""
+        if self.functions is None:
+            return []
+        kinds = {f.name: f.kind for f in self.functions}
+        problems = []
+        uses: list[tuple[str, str | None, str]] = [
+            (f"sources[{i}].function", s.function, "source")
+            for i, s in enumerate(self.sources or [])
+        ]
+        for i, d in enumerate(self.destinations or []):
+            uses.append((f"destinations[{i}].insert_function", d.insert_function, "insert"))
+            uses.append((f"destinations[{i}].type", function_name_of_type(d.type), "destination"))
+        for where, name, kind in uses:
+            if name is None:
+                continue
+            if name not in kinds:
+                problems.append(f"{where}: no function named {name!r} in functions")
+            elif kinds[name] != kind:
+                problems.append(
+                    f"{where}: function {name!r} is a {kinds[name]} function, not a {kind} function"
+                )
+        return problems
 
     def _plan_references(self) -> list[str]:
         """Libraries name library plans of the file (when the file lists plans)."""

@@ -42,6 +42,8 @@ class ServerSettings:
     # Node.js processes of the actions runtime (Segment's Actions destinations); None: one per
     # CPU, at most two (headwater.destinations.runtime.pool)
     actions_processes: int | None = None
+    # Functions a workspace may have (§11.1: Segment's default is 25; AC-111).
+    functions_limit: int = 25
     # Roles this process runs; `serve` runs them all.
     run_ingest: bool = True
     run_consumers: bool = True

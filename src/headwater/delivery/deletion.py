@@ -3,9 +3,11 @@
 Native destinations whose vendor has a deletion API render its requests (``delete`` of their
 definition: Amplitude's User Privacy API, Mixpanel's GDPR API, another Segment workspace's
 regulations); Actions destinations run their package's ``onDelete`` hook, once per user, as
-Segment does. Either way the vendor's answer decides the step: a 2xx finishes it, anything
-else is raised for the regulation runner to retry and, in the end, to record as ``FAILED``
-with the vendor's answer. A destination that has neither raises ``NotSupported``.
+Segment does; destination functions with an ``onDelete`` handler get Segment's delete event
+(``{"type": "delete", "userId": …, "context": {}}``) once per user. Either way the vendor's
+answer decides the step: a 2xx (or a handler that returns) finishes it, anything else is
+raised for the regulation runner to retry and, in the end, to record as ``FAILED`` with the
+vendor's answer. A destination that has neither raises ``NotSupported``.
 
 Only user ids are forwarded: they are what the vendors' deletion APIs key on, and what
 Segment forwards. Requests carry secrets (API keys, tokens) in headers, so an error names the
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 import httpx
 
-from headwater.delivery.engine import DeliveryEngine
+from headwater.delivery.engine import DeliveryEngine, FunctionFailed
 from headwater.destinations.redirects import Redirects
 from headwater.destinations.runtime.pool import HookError
 from headwater.destinations.store import DestinationInfo
@@ -53,6 +55,14 @@ class DestinationEraser:
         definition = destination.definition
         if definition.delete is not None:
             self._send(user_ids)
+        elif definition.function is not None and ON_DELETE in definition.hooks:
+            # A destination function's onDelete gets Segment's delete event (§11.3).
+            for user_id in user_ids:
+                event = {"type": "delete", "userId": user_id, "context": {}}
+                try:
+                    self._delivery.hook_from_thread(destination.id, ON_DELETE, event)
+                except FunctionFailed as error:
+                    raise DeletionRefused(f"{definition.name}: {error}") from None
         elif ON_DELETE in definition.hooks and definition.package_directory is not None:
             for user_id in user_ids:
                 try:

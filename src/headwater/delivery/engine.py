@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
+import importlib
 import logging
 import os
 import random
@@ -31,7 +33,7 @@ from pydantic import ValidationError
 from sqlalchemy.engine import Engine
 
 from headwater import reasons
-from headwater.delivery import retry
+from headwater.delivery import functions, retry
 from headwater.delivery.queue import DeliveryQueue, Job, Settlement
 from headwater.delivery.redaction import Redactor
 from headwater.destinations.actions import secret_values
@@ -44,9 +46,13 @@ from headwater.destinations.definition import (
     Response,
 )
 from headwater.destinations.engage_limits import engage_rate
+from headwater.destinations.functions import has_handler
 from headwater.destinations.redirects import Redirects
 from headwater.destinations.store import DestinationCache, DestinationInfo
 from headwater.errors import Rejection
+from headwater.functions.contract import BATCH_HANDLER
+from headwater.functions.contract import verdict as verdict_of
+from headwater.functions.sandbox import Runtime
 from headwater.store.counters import CounterKey
 
 if TYPE_CHECKING:
@@ -62,10 +68,20 @@ REPLAYED = "replayed"  # delivered by a replay: not part of Event Delivery's fig
 
 LEASE_SECONDS = 120.0
 UNBATCHED_CLAIM = 400  # jobs per claim for destinations that take one message a request
+MAX_FUNCTION_BATCH = 400  # §11.3: an onBatch handler's batches, at most
+SANDBOX_RUNTIME = "headwater.functions.sandbox.runtime"  # the functions' sandbox, when used
 BREAKER_AFTER = 3  # consecutive all-failed claims before the lane pauses
 BREAKER_MAX_PAUSE = 60.0
 
 _decode = msgspec.json.Decoder().decode
+
+
+class FunctionFailed(Exception):
+    """A destination function's handler failed outside delivery (its verdict's code, §11.5)."""
+
+    def __init__(self, message: str, *, retry: bool) -> None:
+        super().__init__(message)
+        self.retry = retry
 
 
 @dataclass
@@ -95,6 +111,9 @@ class _Claim:
     verdicts: list[list[retry.Verdict]] = field(init=False)
     carried: list[list[tuple[Request, _Result]]] = field(init=False)
     details: dict[int, str] = field(default_factory=dict)  # why a message was not sent
+    filtered: set[int] = field(default_factory=set)  # dropped by the insert function
+    # What a function did with a message (Event Delivery's sample): error, console, requests.
+    function_samples: dict[int, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.messages = [_decode(job.message) for job in self.jobs]
@@ -148,6 +167,8 @@ class DeliveryEngine:
         actions_dir: Path | None = None,
         actions_processes: int = 1,
         engage_sources: Callable[[], Collection[str]] = frozenset,
+        functions: functions.FunctionSource | None = None,
+        sandbox: functions.RuntimeFactory | None = None,
     ) -> None:
         self._queue = DeliveryQueue(engine, clock)
         self._engage_sources = engage_sources
@@ -165,6 +186,9 @@ class DeliveryEngine:
         self._actions_dir = actions_dir
         self._actions_processes = actions_processes
         self._runtime: ActionsRuntime | None = None
+        self._functions = functions
+        self._sandbox_factory = sandbox
+        self._sandbox: Runtime | None = None
 
     @property
     def queue(self) -> DeliveryQueue:
@@ -268,6 +292,9 @@ class DeliveryEngine:
         if self._runtime is not None:
             await self._runtime.close()
             self._runtime = None
+        if self._sandbox is not None:
+            await self._sandbox.close()
+            self._sandbox = None
 
     # --- the Event Tester ------------------------------------------------------------------------
 
@@ -333,6 +360,8 @@ class DeliveryEngine:
         if destination is None:
             raise LookupError(f"no destination has the id {destination_id!r}")
         definition = destination.definition
+        if definition.function is not None and hook in definition.hooks:
+            return await self._function_hook(destination, hook, payload)
         if hook not in definition.hooks or definition.package_directory is None:
             raise LookupError(f"{definition.type} has no {hook} hook")
         saved = definition.parse_settings(destination.settings).model_dump(
@@ -341,6 +370,41 @@ class DeliveryEngine:
         settings, auth = package_actions.split_settings(saved)
         return await self._actions_runtime().hook(
             definition.package_directory, hook, settings, payload, auth=auth
+        )
+
+    async def _function_hook(
+        self, destination: DestinationInfo, hook: str, payload: Mapping[str, Any]
+    ) -> Any:
+        """A destination function's handler outside delivery (``onDelete`` of a regulation):
+        its value, or ``FunctionFailed`` (retried by the caller when the verdict says so)."""
+        definition = destination.definition
+        assert definition.function is not None
+        source = self._functions
+        deployed = await asyncio.to_thread(source.deployed, definition.function) if source else None
+        if deployed is None:
+            raise FunctionFailed(f"{definition.function} has no deployed version", retry=False)
+        settings = definition.parse_settings(destination.settings).model_dump(exclude_none=True)
+        invocation = await self._sandbox_runtime().invoke(deployed.code, hook, payload, settings)
+        found = verdict_of(invocation)
+        if found is None:
+            return invocation.value
+        if source is not None:
+            code = deployed.code
+            await asyncio.to_thread(
+                functools.partial(
+                    source.record,
+                    code.function,
+                    code.version,
+                    destination.id,
+                    invocation,
+                    payload,
+                    secrets=_secret_values(destination),
+                )
+            )
+        redactor = _redactor(destination)
+        raise FunctionFailed(
+            f"{found.code}: {invocation.error}: {redactor.text(invocation.message)}",
+            retry=found.retry,
         )
 
     async def _test(
@@ -369,7 +433,8 @@ class DeliveryEngine:
             # A lane of its own: the test neither waits for the destination's backlog nor
             # spends its rate tokens.
             claim = _Claim(destination, definition, _Lane(destination.id, client, tokens=1), jobs)
-            await self._send_claim(claim)
+            # Segment's Event Tester does not apply insert functions (§11.4).
+            await self._send_claim(claim, insert=False)
         redactor = _redactor(destination)
         return [
             Tried(
@@ -416,6 +481,12 @@ class DeliveryEngine:
         return len(claimed)
 
     def _claim_size(self, destination: DestinationInfo, definition: DestinationDefinition) -> int:
+        if definition.function is not None and definition.batching is not None:
+            # onBatch: 20 events by default, raisable to 400 with delivery.batch_size (§11.3).
+            return min(
+                MAX_FUNCTION_BATCH,
+                destination.delivery.batch_size or definition.batching.max_events,
+            )
         if definition.actions:  # a batching action's batch_size can be larger
             return max(UNBATCHED_CLAIM, destination.compiled_mappings.largest_batch)
         if definition.batching is None:
@@ -444,13 +515,24 @@ class DeliveryEngine:
         window_ms = int(destination.delivery.retry_window_hours * 3600 * 1000)
         any_delivered = False
         for position, job in enumerate(claimed):
-            verdict = claim.verdict(position)
             key = CounterKey(destination.source_id, destination.id, "", "")
+            if position in claim.filtered:
+                settlement.done.append(job.id)
+                settlement.count(
+                    key._replace(
+                        step=reasons.FILTERED_AT_DESTINATION,
+                        reason=reasons.FILTERED_AT_INSERT_FUNCTION,
+                    )
+                )
+                continue
+            verdict = claim.verdict(position)
             sample = None
             if not verdict.delivered:
                 sample = _sample(
                     messages[position], carried[position], verdict, redactor, details.get(position)
                 )
+                if position in claim.function_samples:
+                    sample["function"] = claim.function_samples[position]
             if verdict.delivered:
                 any_delivered = True
                 settlement.done.append(job.id)
@@ -481,9 +563,9 @@ class DeliveryEngine:
         self._update_breaker(lane, any_delivered or not sent_any)
         return settlement
 
-    async def _send_claim(self, claim: _Claim) -> bool:
+    async def _send_claim(self, claim: _Claim, *, insert: bool = True) -> bool:
         """Render (or execute) and send a claim's jobs, judging every request into the claim;
-        True if any request went out."""
+        True if any request went out. ``insert``: the instance's insert function runs first."""
         definition = claim.definition
         try:
             settings = definition.parse_settings(claim.destination.settings)
@@ -492,6 +574,15 @@ class DeliveryEngine:
                 claim.verdicts[position].append(retry.judge(reasons.INVALID_SETTINGS))
                 claim.details[position] = "the settings are not valid"
             return False
+        insert_function = claim.destination.insert_function_id
+        if insert and insert_function:
+            return await self._insert_then_send(claim, settings, insert_function)
+        return await self._send_rendered(claim, settings)
+
+    async def _send_rendered(self, claim: _Claim, settings: Any) -> bool:
+        definition = claim.definition
+        if definition.function is not None:
+            return await self._run_function(claim, settings)
         if definition.package_directory is not None:
             saved = settings.model_dump(by_alias=True, exclude_none=True)
             return await self._execute(claim, saved)
@@ -574,6 +665,140 @@ class DeliveryEngine:
             )
         claim.details.update(done.details)
         return done.called
+
+    # --- functions --------------------------------------------------------------------------------
+
+    async def _run_function(self, claim: _Claim, settings: Any) -> bool:
+        """A destination function: its deployed code delivers the claim (§11.3); True if the
+        sandbox was called."""
+        definition = claim.definition
+        assert definition.function is not None
+        deployed = await self._deployed(claim, definition.function, "destination function")
+        if deployed is None:
+            return False
+        outcomes = await functions.run_destination(
+            self._sandbox_runtime(),
+            deployed.code,
+            settings.model_dump(exclude_none=True),
+            claim.messages,
+            batch=definition.batching is not None,
+        )
+        await self._apply_outcomes(
+            claim,
+            deployed,
+            outcomes,
+            _redactor(claim.destination),
+            _secret_values(claim.destination),
+        )
+        return True
+
+    async def _insert_then_send(self, claim: _Claim, settings: Any, insert_function: str) -> bool:
+        """The instance's insert function (§11.4), after its filters and the integrations
+        object (routing) and before its mappings render: each message is replaced by the
+        event it returns, dropped (``DropEvent``) or failed; the rest is sent as usual."""
+        deployed = await self._deployed(claim, insert_function, "insert function")
+        if deployed is None:
+            return False
+        destination = claim.destination
+        insert_settings = dict(destination.insert_function_settings or {})
+        code = deployed.code
+        outcomes = await functions.run_insert(
+            self._sandbox_runtime(),
+            code,
+            insert_settings,
+            claim.messages,
+            batch=has_handler(code.language, code.source, BATCH_HANDLER),
+        )
+        secrets = [
+            v for k, v in insert_settings.items() if k in deployed.secrets and isinstance(v, str)
+        ]
+        redactor = Redactor(insert_settings, deployed.secrets, _secret_values(destination))
+        await self._apply_outcomes(claim, deployed, outcomes, redactor, secrets)
+        keep = [position for position, o in enumerate(outcomes) if o.event is not None]
+        if not keep:
+            return False
+        passed = _Claim(destination, claim.definition, claim.lane, [claim.jobs[p] for p in keep])
+        passed.messages = [outcomes[p].event or {} for p in keep]
+        sent = await self._send_rendered(passed, settings)
+        for inner, position in enumerate(keep):
+            claim.verdicts[position] = passed.verdicts[inner]
+            claim.carried[position] = passed.carried[inner]
+            if inner in passed.details:
+                claim.details[position] = passed.details[inner]
+            if inner in passed.function_samples:  # a destination function's, after it
+                claim.function_samples[position] = passed.function_samples[inner]
+            if inner in passed.filtered:
+                claim.filtered.add(position)
+        return sent
+
+    async def _deployed(self, claim: _Claim, function: str, kind: str) -> functions.Deployed | None:
+        """The function's deployed version; without one, the claim fails with
+        INVALID_SETTINGS (not retried: nothing would change until a deploy)."""
+        source = self._functions
+        deployed = await asyncio.to_thread(source.deployed, function) if source else None
+        if deployed is None:
+            for position in range(len(claim.jobs)):
+                claim.verdicts[position].append(retry.judge(reasons.INVALID_SETTINGS))
+                claim.details[position] = f"the {kind} {function!r} has no deployed version"
+        return deployed
+
+    async def _apply_outcomes(
+        self,
+        claim: _Claim,
+        deployed: functions.Deployed,
+        outcomes: Sequence[functions.Outcome],
+        redactor: Redactor,
+        secrets: Sequence[str],
+    ) -> None:
+        """Put what the function did into the claim, and its failures into its log."""
+        failures = []
+        for position, outcome in enumerate(outcomes):
+            if outcome.filtered:
+                claim.filtered.add(position)
+                continue
+            if outcome.verdict is not None:
+                claim.verdicts[position].append(outcome.verdict)
+                if outcome.detail:
+                    claim.details[position] = redactor.text(outcome.detail)
+            invocation = outcome.invocation
+            if invocation is not None and outcome.verdict is not None:
+                if not outcome.verdict.delivered:
+                    claim.function_samples[position] = functions.sample(invocation, redactor)
+                if not invocation.ok:
+                    failures.append((invocation, claim.messages[position]))
+        source = self._functions
+        if source is None or not failures:
+            return
+        code = deployed.code
+        seen: set[int] = set()  # a batch's one invocation is logged once
+
+        def record() -> None:
+            for invocation, message in failures:
+                if id(invocation) in seen:
+                    continue
+                seen.add(id(invocation))
+                source.record(
+                    code.function,
+                    code.version,
+                    claim.destination.id,
+                    invocation,
+                    message,
+                    secrets=secrets,
+                )
+
+        try:
+            await asyncio.to_thread(record)
+        except Exception:  # the log is for people; delivery goes on without it
+            logger.exception("delivery: could not record %s's errors", code.function)
+
+    def _sandbox_runtime(self) -> Runtime:
+        """The functions' sandbox, started when a function first has work (one per process)."""
+        if self._sandbox is None:
+            factory = self._sandbox_factory
+            if factory is None:
+                factory = importlib.import_module(SANDBOX_RUNTIME).SandboxRuntime
+            self._sandbox = factory()
+        return self._sandbox
 
     async def _throttle(self, claim: _Claim) -> None:
         """The instance's rate limit, if it has one (its own, its type's, or on a space's Engage
@@ -737,6 +962,12 @@ def _exchange(request: Request, result: _Result, redactor: Redactor) -> dict[str
         if result.response is not None
         else {"error": result.error},
     }
+
+
+def _secret_values(destination: DestinationInfo) -> list[str]:
+    """The instance's own secret values, hidden in what its insert function shows too."""
+    secrets = destination.definition.secrets
+    return [v for k, v in destination.settings.items() if k in secrets and isinstance(v, str)]
 
 
 def _redactor(destination: DestinationInfo) -> Redactor:

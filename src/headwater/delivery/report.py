@@ -112,4 +112,7 @@ def _sample(stored: Any) -> dict[str, Any]:
         "requestToDestination": stored.get("request"),
         "responseFromDestination": stored.get("response"),
         "detail": stored.get("detail"),
+        # A function's error, console lines and outgoing requests (destination and insert
+        # functions): Segment shows console logs with failed payloads (§11.1).
+        **({"function": stored["function"]} if "function" in stored else {}),
     }

@@ -133,6 +133,9 @@ class DestinationDefinition:
     # A native destination's deletion API, when the vendor has one (Actions destinations use
     # their package's ``onDelete`` hook instead).
     delete: RenderDeletion | None = None
+    # A destination function's instances (``function:<name>``): the function's name; the
+    # delivery engine runs its deployed code in the functions' sandbox.
+    function: str | None = None
 
     @property
     def integration_names(self) -> tuple[str, ...]:

@@ -14,12 +14,16 @@ import importlib
 import os
 import pkgutil
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from functools import cache
 from pathlib import Path
+from typing import Protocol
 
 from headwater.destinations import catalog
 from headwater.destinations.definition import DestinationDefinition
+from headwater.destinations.functions import function_name, is_function_type
 from headwater.errors import CatalogNotInstalled, UnknownDestinationType
 
 _lock = threading.Lock()
@@ -28,6 +32,20 @@ _chosen = False
 _package: dict[str, DestinationDefinition] | None = None
 _failed: dict[str, str] = {}
 _all: dict[str, DestinationDefinition] | None = None
+
+
+class FunctionDefinitions(Protocol):
+    """Destination functions' definitions (``function:<name>``), made from the functions."""
+
+    def definition(self, name: str) -> DestinationDefinition | None: ...
+
+    def definitions(self) -> list[DestinationDefinition]: ...
+
+
+_functions: FunctionDefinitions | None = None
+# A change of configuration in progress (``headwater apply``): the functions it is creating, seen
+# inside its own transaction before they are committed.
+_applying: ContextVar[FunctionDefinitions | None] = ContextVar("_applying", default=None)
 
 
 @cache
@@ -128,11 +146,50 @@ def _check_names(found: Iterable[DestinationDefinition]) -> None:
             names[name] = definition.type
 
 
+def use_functions(functions: FunctionDefinitions | None) -> None:
+    """Say where this process finds destination functions' definitions (None: nowhere, and a
+    ``function:`` type is unknown). The functions' store sits beside this package, so the
+    process that has both tells the catalog (``delivery.functions.FunctionCatalog``)."""
+    global _functions
+    _functions = functions
+
+
+@contextmanager
+def functions_while(functions: FunctionDefinitions) -> Iterator[None]:
+    """Destination functions' definitions from ``functions`` for this context only: a
+    configuration applied in one transaction names functions it creates in that transaction."""
+    token = _applying.set(functions)
+    try:
+        yield
+    finally:
+        _applying.reset(token)
+
+
+def _current_functions() -> FunctionDefinitions | None:
+    return _applying.get() or _functions
+
+
+def function_definitions() -> list[DestinationDefinition]:
+    """The workspace's destination functions as catalog entries (none when not told where)."""
+    functions = _current_functions()
+    return functions.definitions() if functions is not None else []
+
+
 def get(destination_type: str) -> DestinationDefinition:
     try:
         return definitions()[destination_type]
     except KeyError:
         pass
+    if is_function_type(destination_type):
+        name = function_name(destination_type)
+        functions = _current_functions()
+        found = functions.definition(name) if functions is not None else None
+        if found is not None:
+            return found
+        raise UnknownDestinationType(
+            f"unknown destination type {destination_type!r}: there is no deployed destination "
+            f"function named {name!r}"
+        )
     from headwater.destinations.runtime.definitions import is_package_type
 
     if is_package_type(destination_type) and not package_definitions():

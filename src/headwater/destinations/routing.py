@@ -42,8 +42,14 @@ def integration_names(event: Mapping[str, Any], destination: DestinationInfo) ->
     """The names the event's ``integrations`` object may use for this instance: the catalog's
     name and aliases; for Engage's messages (``context.personas``), the instance's own name
     first, since Engage addresses the one instance a computation is connected to (§14.2 item
-    9) where other senders name a destination by its catalog name (AC-033)."""
-    names = destination.definition.integration_names
+    9) where other senders name a destination by its catalog name (AC-033). A destination
+    function's instance always answers to its own name as well."""
+    definition = destination.definition
+    names = definition.integration_names
+    if definition.function is not None:
+        # A destination function answers to its instance's name and to Segment's display
+        # form, "<function name> (<workspace>)" (§11.3).
+        return (destination.name, *names)
     context = event.get("context")
     if isinstance(context, Mapping) and "personas" in context:
         return (destination.name, *names)

@@ -76,6 +76,10 @@ class DestinationInfo:
     updated_at: int
     filters: tuple[DestinationFilter, ...] = field(default=(), compare=False)
     mappings: tuple[ActionMapping, ...] = field(default=(), compare=False)
+    # The insert function it runs (functions.store.FunctionStore.attach_insert) and its
+    # settings for it, secrets included: for running it only, never for display.
+    insert_function_id: str | None = None
+    insert_function_settings: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
     @property
     def definition(self) -> DestinationDefinition:
@@ -380,6 +384,8 @@ def _info(row: Row[Any]) -> DestinationInfo:
         updated_at=row.updated_at,
         filters=tuple(_stored_filters(row.filters)),
         mappings=tuple(_stored_mappings(row.mappings)),
+        insert_function_id=row.insert_function_id,
+        insert_function_settings=dict(row.insert_function_settings or {}),
     )
 
 

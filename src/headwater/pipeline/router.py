@@ -126,7 +126,14 @@ class Router:
             if not destinations or not record.events:
                 continue
             # Engage's messages name instances (routing.integration_names)
+            # and destination functions are named by instance or "<function> (<workspace>)".
             named = known | {d.name for d in destinations}
+            named |= {
+                n
+                for d in destinations
+                if d.definition.function
+                for n in d.definition.integration_names
+            }
             transformations = self._transformations()
             # Source-scoped transformations run once per event, before every instance's
             # checks (§24 step 6); destination-scoped ones are a stage after its filters.

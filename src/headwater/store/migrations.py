@@ -191,6 +191,24 @@ def _erasure_indexes(conn: Connection) -> None:
     index.create(conn, checkfirst=True)
 
 
+def _functions(conn: Connection) -> None:
+    """Functions, their versions and logs; sources get the source function they run and
+    destinations their insert function, each with its settings."""
+    _create_tables(conn)
+    for table, columns in (
+        ("sources", ("function_id", "function_settings")),
+        ("destinations", ("insert_function_id", "insert_function_settings")),
+    ):
+        present = {c["name"] for c in sa.inspect(conn).get_columns(table)}
+        function_id, settings = columns
+        if function_id not in present:
+            conn.execute(sa.text(f"ALTER TABLE {table} ADD COLUMN {function_id} VARCHAR(40)"))
+        if settings not in present:
+            conn.execute(
+                sa.text(f"ALTER TABLE {table} ADD COLUMN {settings} JSON NOT NULL DEFAULT '{{}}'")
+            )
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "create tables", _create_tables),
     Migration(2, "seed event log partitions", _seed_log_partitions),
@@ -227,6 +245,7 @@ MIGRATIONS: list[Migration] = [
     Migration(29, "privacy: consent categories and destination field encryption", _create_tables),
     Migration(30, "privacy portal: matchers, inbox, inventory, controls, alerts", _privacy_portal),
     Migration(31, "privacy: workspace, space and source data deletions", _create_tables),
+    Migration(32, "functions: versions, logs, source and insert functions", _functions),
 ]
 
 

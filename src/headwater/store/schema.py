@@ -53,6 +53,10 @@ sources = sa.Table(
     sa.Column("updated_at", sa.BigInteger, nullable=False),
     # Protocols schema settings (Segment's `PATCH /sources/{id}/settings` body); {}: defaults.
     sa.Column("schema_settings", sa.JSON, nullable=False, default=dict),
+    # The source function this source runs (migration 32; NULL: none) and its settings for
+    # this source, secrets included (shown redacted, like destination secrets).
+    sa.Column("function_id", sa.String(40), nullable=True),
+    sa.Column("function_settings", sa.JSON, nullable=False, default=dict),
     sa.UniqueConstraint("workspace_id", "name", name="uq_sources_name"),
     sa.UniqueConstraint("workspace_id", "slug", name="uq_sources_slug"),
 )
@@ -92,6 +96,10 @@ destinations = sa.Table(
     # Destination filters (destinations/filters.py) and Actions mappings, in their order.
     sa.Column("filters", sa.JSON, nullable=False, default=list),
     sa.Column("mappings", sa.JSON, nullable=False, default=list),
+    # The insert function run before this instance's rendering (migration 32; NULL: none) and
+    # its settings for this instance, secrets included (shown redacted).
+    sa.Column("insert_function_id", sa.String(40), nullable=True),
+    sa.Column("insert_function_settings", sa.JSON, nullable=False, default=dict),
     sa.UniqueConstraint("workspace_id", "name", name="uq_destinations_name"),
     sa.Index("ix_destinations_source", "source_id"),
 )
@@ -1432,4 +1440,63 @@ space_deletions = sa.Table(
     sa.Column("starts_at", sa.Float, nullable=False),
     sa.Column("cancelled_at", sa.Float, nullable=True),
     sa.Column("finished_at", sa.Float, nullable=True),
+)
+
+# --- Functions (migration 32; see headwater.functions.store) ---------------------------------
+
+# A function of the workspace: source, destination or insert, JavaScript or Python. ``settings``
+# declares the settings each instance gives it (Segment's label, name, type, description,
+# required, secret). ``deployed_version`` is the DEPLOYED label (NULL: never deployed); LATEST
+# is the highest version.
+functions = sa.Table(
+    "functions",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("workspace_id", sa.String(40), sa.ForeignKey("workspaces.id"), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("kind", sa.String(20), nullable=False),
+    sa.Column("language", sa.String(20), nullable=False),
+    sa.Column("description", sa.Text, nullable=False, default=""),
+    sa.Column("settings", sa.JSON, nullable=False, default=list),
+    sa.Column("deployed_version", sa.Integer, nullable=True),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+    sa.UniqueConstraint("workspace_id", "name", name="uq_functions_name"),
+)
+
+# Every save of a function's code is a version (1, 2, …); a restore is a new version too.
+function_versions = sa.Table(
+    "function_versions",
+    metadata,
+    sa.Column(
+        "function_id",
+        sa.String(40),
+        sa.ForeignKey("functions.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("code", sa.Text, nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+)
+
+# A function's errors and logs (Segment's Errors tab): the 100 most recent a function, for
+# 30 days. ``instance_id`` is the source or destination that ran it (NULL: the test runner).
+# ``logs`` the console lines (at most 4 KB), ``requests`` the outgoing requests, ``payload``
+# a sample of the input as JSON text (capped); secret setting values never reach them.
+function_logs = sa.Table(
+    "function_logs",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("function_id", sa.String(40), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("instance_id", sa.String(40), nullable=True),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Column("level", sa.String(10), nullable=False),  # error | log
+    sa.Column("error", sa.String(40), nullable=True),  # the error class; NULL when it returned
+    sa.Column("message", sa.Text, nullable=False, default=""),
+    sa.Column("logs", sa.JSON, nullable=False, default=list),
+    sa.Column("requests", sa.JSON, nullable=False, default=list),
+    sa.Column("payload", sa.Text, nullable=True),
+    sa.Column("duration_ms", sa.Float, nullable=False, default=0.0),
+    sa.Index("ix_function_logs_function", "function_id", "at"),
 )

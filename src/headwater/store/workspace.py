@@ -22,7 +22,7 @@ import string
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
@@ -80,6 +80,10 @@ class SourceInfo:
     write_keys: tuple[str, ...]
     created_at: int
     updated_at: int
+    # The source function it runs (functions.store.FunctionStore.attach_source) and its
+    # settings for it, secrets included: for running it only, never for display.
+    function_id: str | None = None
+    function_settings: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True)
@@ -507,6 +511,8 @@ class WorkspaceStore:
                 write_keys=tuple(key.key for key in keys.get(row.id, [])),
                 created_at=row.created_at,
                 updated_at=row.updated_at,
+                function_id=row.function_id,
+                function_settings=dict(row.function_settings or {}),
             )
             for row in rows
         ]
