@@ -17,6 +17,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -55,6 +56,8 @@ from headwater.engage.sql_traits.runs import SqlTraitRuns
 from headwater.engage.stage import EngageStage
 from headwater.functions.erasure import FunctionLogEraser
 from headwater.functions.logs import FunctionLogs
+from headwater.functions.sandbox.libraries import installed as libraries_installed
+from headwater.functions.sandbox.libraries import libraries_dir
 from headwater.functions.sandbox.runtime import SandboxRuntime
 from headwater.functions.store import FunctionStore
 from headwater.ingest.app import TrackingAPI
@@ -213,6 +216,7 @@ class Server:
             runtime=lambda: SandboxRuntime(  # the test runner's, started on its first test
                 fetch_allow=self.settings.functions_fetch_allow,
                 redirects=self.settings.request_redirects,
+                libraries=self._function_libraries(),
                 max_processes=1,
             ),
         )
@@ -256,6 +260,7 @@ class Server:
             sandbox=lambda: SandboxRuntime(
                 fetch_allow=self.settings.functions_fetch_allow,
                 redirects=self.settings.request_redirects,
+                libraries=self._function_libraries(),
             ),
             engage_sources=engage_sources.get,
             owner=f"{owner}:delivery",
@@ -440,6 +445,11 @@ class Server:
         )
 
     # --- lifecycle ----------------------------------------------------------------------------
+
+    def _function_libraries(self) -> Path | None:
+        """The functions' JavaScript libraries when installed (``serve`` installs them)."""
+        found = libraries_dir(self.settings.data_dir)
+        return found if libraries_installed(found) else None
 
     def start(self) -> None:
         if self.checkpointer is not None:
