@@ -23,6 +23,10 @@ from tests.support.receiver import Receiver
 # install --dir .cache/actions`): every server a test starts shares them instead of installing.
 ACTIONS_DIR = Path(__file__).resolve().parent.parent / ".cache" / "actions"
 os.environ.setdefault("HEADWATER_ACTIONS_DIR", str(ACTIONS_DIR))
+# The functions' JavaScript libraries likewise (scripts/test.sh installs them there).
+os.environ.setdefault(
+    "HEADWATER_FUNCTIONS_LIBRARIES_DIR", str(ACTIONS_DIR.parent / "functions-libraries")
+)
 
 # Fixtures that start or use the session's PostgreSQL server: a test using any of them (directly
 # or through another fixture) is marked `postgres`.

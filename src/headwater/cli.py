@@ -470,6 +470,7 @@ def _serve(args: argparse.Namespace) -> int:
         print(note, flush=True)
     if args.role in ("all", "single", "worker"):
         _install_actions(settings)
+        _install_function_libraries(settings)
     if run is not None:
         return _supervise(args, settings, run)
 
@@ -509,6 +510,22 @@ def _install_actions(settings: Any) -> None:
         print(
             f"headwater serve: Segment's Actions destinations are not available: {exc}. "
             "Native destinations work; run `headwater catalog install` to add them.",
+            flush=True,
+        )
+
+
+def _install_function_libraries(settings: Any) -> None:
+    """The functions' JavaScript libraries (lodash, moment…) on first start; without them
+    functions still run, only those globals are missing, so a failure only warns."""
+    from headwater.errors import HeadwaterError
+    from headwater.functions.sandbox.libraries import install, libraries_dir
+
+    try:
+        install(libraries_dir(settings.data_dir), progress=lambda line: print(line, flush=True))
+    except (HeadwaterError, OSError) as exc:
+        print(
+            f"headwater serve: the functions' JavaScript libraries are not available: {exc}. "
+            "Functions run without them (no _, moment, jsonwebtoken… globals).",
             flush=True,
         )
 

@@ -58,6 +58,8 @@ from headwater.functions.logs import FunctionLogs
 from headwater.functions.objects import FunctionObjects
 from headwater.functions.requests import FunctionRequests
 from headwater.functions.requests_erasure import FunctionObjectEraser, FunctionRequestEraser
+from headwater.functions.sandbox.libraries import installed as libraries_installed
+from headwater.functions.sandbox.libraries import libraries_dir
 from headwater.functions.sandbox.runtime import SandboxRuntime
 from headwater.functions.store import FunctionStore
 from headwater.functions.usage import FunctionUsage
@@ -200,7 +202,8 @@ class Server:
             consent=SourceConsent(self.store),
         )
         # Source functions' webhooks: kept in the state database, run by the worker.
-        self.functions = FunctionStore(self.store)
+        self.function_store = FunctionStore(self.store)
+        self.function_logs = FunctionLogs(self.store, clock=self.clock)
         self.function_requests = FunctionRequests(self.engine)
         self.source_function_endpoint = SourceFunctionEndpoint(
             SourceCache(self.store),
@@ -227,11 +230,7 @@ class Server:
             self.api,
             limit=self.settings.functions_limit,
             base_url=self.settings.base_url,
-            runtime=lambda: SandboxRuntime(  # the test runner's, started on its first test
-                fetch_allow=self.settings.functions_fetch_allow,
-                redirects=self.settings.request_redirects,
-                max_processes=1,
-            ),
+            runtime=lambda: self._sandbox(max_processes=1),  # the test runner's, on first use
         )
         # What a reader without PII Access sees masked: rebuilt when the configuration moves.
         self._masker: ConfigSnapshot[Masker] = ConfigSnapshot(
@@ -269,19 +268,14 @@ class Server:
             monthly_execution_ms=self.settings.functions_monthly_execution_ms,
         )
         self.functions = FunctionCatalog(
-            FunctionStore(self.store),
-            FunctionLogs(self.store, clock=self.clock),
-            self.function_usage,
+            self.function_store, self.function_logs, self.function_usage
         )
         registry.use_functions(self.functions)
         self.delivery = DeliveryEngine(
             self.engine,
             destination_cache,
             functions=self.functions,
-            sandbox=lambda: SandboxRuntime(
-                fetch_allow=self.settings.functions_fetch_allow,
-                redirects=self.settings.request_redirects,
-            ),
+            sandbox=self._sandbox,
             engage_sources=engage_sources.get,
             owner=f"{owner}:delivery",
             redirects=self._redirects,
@@ -468,6 +462,17 @@ class Server:
 
     # --- lifecycle ----------------------------------------------------------------------------
 
+    def _sandbox(self, max_processes: int = 2) -> SandboxRuntime:
+        """A functions' sandbox runtime with this server's fetch rules and, when installed
+        (``serve`` installs them), the JavaScript libraries."""
+        libraries = libraries_dir(self.settings.data_dir)
+        return SandboxRuntime(
+            fetch_allow=self.settings.functions_fetch_allow,
+            redirects=self.settings.request_redirects,
+            libraries=libraries if libraries_installed(libraries) else None,
+            max_processes=max_processes,
+        )
+
     def start(self) -> None:
         if self.checkpointer is not None:
             self.checkpointer.start()
@@ -518,7 +523,7 @@ class Server:
         MtuStore(self.engine, clock=self.clock).purge()
         Insights(clock=self.clock).purge(self.engine)  # Profiles Insights: 30 days, 500 a kind
         Uploads(WorkspaceStore(self.engine, clock=self.clock)).purge()  # Update History: 30 days
-        FunctionLogs(self.store, clock=self.clock).prune()  # the Errors tab: 30 days
+        self.function_logs.prune()  # the Errors tab: 30 days
         # Delivery Overview and Event Delivery look back two weeks at most, as in Segment.
         oldest_minute = minute_of(now) - COUNTER_RETENTION_DAYS * 24 * 60
         CounterStore(self.engine).expire(oldest_minute)
@@ -615,7 +620,7 @@ class Server:
         return [*internal, archive, *warehouses, *destinations]
 
     def _runs_source_function(self, source_id: str) -> bool:
-        attached = self.functions.source_function(source_id)
+        attached = self.function_store.source_function(source_id)
         return attached is not None and attached.function.deployed_version is not None
 
     def _settled(self) -> bool:
@@ -642,10 +647,7 @@ class Server:
                     if runtime is None and await asyncio.to_thread(
                         self.function_requests.any_pending
                     ):
-                        runtime = SandboxRuntime(
-                            fetch_allow=self.settings.functions_fetch_allow,
-                            redirects=self.settings.request_redirects,
-                        )
+                        runtime = self._sandbox()
                         self.source_function_runs = self._source_function_runs(runtime)
                     runs = self.source_function_runs
                     if runs is not None and await runs.run_due():
@@ -660,8 +662,8 @@ class Server:
     def _source_function_runs(self, runtime: SandboxRuntime) -> SourceFunctionRuns:
         return SourceFunctionRuns(
             self.function_requests,
-            self.functions,
-            FunctionLogs(self.store, clock=self.clock),
+            self.function_store,
+            self.function_logs,
             runtime,
             InternalAppend(self.ingest_log, clock=self.clock),
             FunctionObjects(self.engine),

@@ -25,6 +25,7 @@ import contextvars
 import ctypes
 import datetime
 import decimal
+import functools
 import importlib
 import inspect
 import io
@@ -609,6 +610,7 @@ class Worker:
         self._expected: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._later: collections.deque[dict[str, Any]] = collections.deque()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._calls: dict[Any, asyncio.Task[None]] = {}  # async calls in flight, by id
         self._flush_soon = False
         self._ended = False
 
@@ -645,6 +647,12 @@ class Worker:
             self._load(message)
         elif op == "reset_cache":
             self.shared_cache = {}
+        elif op == "ping":  # the host asks whether the loop still turns (a late call)
+            self.channel.send({"op": "pong"})
+        elif op == "cancel":  # a call past its deadline: the host answered it already
+            task = self._calls.pop(message.get("id"), None)
+            if task is not None:
+                task.cancel()
 
     def _load(self, message: dict[str, Any]) -> None:
         key = message.get("key")
@@ -722,15 +730,22 @@ class Worker:
         context.run(_current.set, call)
         task = _loop.create_task(self._finish(call, result), context=context)
         self._tasks.add(task)
+        self._calls[call.id] = task
+        task.add_done_callback(functools.partial(self._forget_call, call.id))
         task.add_done_callback(self._task_done)
 
     async def _finish(self, call: Call, awaitable: Any) -> None:
         try:
             value = await awaitable
+        except asyncio.CancelledError:
+            return  # cancelled by the host: no answer
         except BaseException as exc:  # anything the code throws is its answer
             self._answer(call, error=_error(exc))
         else:
             self._answer(call, value=value)
+
+    def _forget_call(self, call_id: Any, _: asyncio.Task[None]) -> None:
+        self._calls.pop(call_id, None)
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
