@@ -5,7 +5,6 @@ tests/delivery with the real sandbox, posting to loopback receivers."""
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Iterator
 from typing import Any
 
