@@ -234,20 +234,14 @@ def test_a_destination_functions_invocations_keep_its_rate_limit(
     pipeline: Pipeline, functions: FunctionStore, usage: FunctionUsage, receiver: Receiver
 ) -> None:
     """``delivery.rate_limit_per_second`` throttles a destination function's invocations as
-    it throttles a native destination's requests: 8 events at 2 a second span 3.5 s."""
-    destination_function(pipeline, functions, POST_JS, receiver)
-
-    def spread() -> float:
-        receiver.requests.clear()
-        pipeline.send(*[track() for _ in range(8)])
-        pipeline.deliver()
-        arrivals = sorted(r.at for r in receiver.requests)
-        assert len(arrivals) == 8
-        return arrivals[-1] - arrivals[0]
-
-    free = spread()
-    pipeline.store.update("internal-api", delivery={"rate_limit_per_second": 2})
-    throttled = spread()
-    assert throttled >= 3.0  # seven gaps of 0.5 s (unthrottled here: about 1 s)
-    assert throttled > free
-    assert usage.months("post-to-api")[0].invocations == 16
+    it throttles a native destination's requests: 8 events at 2 a second span 3.5 s (sent
+    unthrottled, this machine's sandbox posts them within about a second)."""
+    destination_function(
+        pipeline, functions, POST_JS, receiver, delivery={"rate_limit_per_second": 2}
+    )
+    pipeline.send(*[track() for _ in range(8)])
+    pipeline.deliver()
+    arrivals = sorted(r.at for r in receiver.requests)
+    assert len(arrivals) == 8, pipeline.totals(pipeline.store.require("internal-api"))
+    assert arrivals[-1] - arrivals[0] >= 3.0  # seven gaps of 0.5 s
+    assert usage.months("post-to-api")[0].invocations == 8

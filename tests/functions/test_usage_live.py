@@ -80,6 +80,7 @@ def test_live_the_toggle_and_the_usage_of_an_insert_function(
         [month] = wait_for(lambda: usage(), 20, "the invocation to be counted")
         assert (month["invocations"], month["errors"]) == (1, 0)
         assert month["executionMs"] >= 1
+    assert live.output is not None
     output = live.output.read_text()
     assert "used 100% of their monthly execution time" in output
     assert output.count("used 75% of their monthly execution time") == 1
