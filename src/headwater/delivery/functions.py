@@ -196,6 +196,24 @@ async def run_destination(
             await throttle()
         [invocation] = await runtime.invoke_many(code, [(BATCH_HANDLER, list(messages))], settings)
         return batch_outcomes(invocation, len(messages))
+    return await _each(runtime, code, settings, messages, delivered)
+
+
+def delivered(invocation: Invocation) -> Outcome:
+    if not invocation.ok:
+        return failed(invocation)
+    return Outcome(verdict=DELIVERED, invocation=invocation)
+
+
+async def _each(
+    runtime: Runtime,
+    code: Code,
+    settings: Mapping[str, Any],
+    messages: Sequence[dict[str, Any]],
+    outcome: Callable[[Invocation], Outcome],
+) -> list[Outcome]:
+    """Each message's handler, all in one round trip; a message of a type without a handler
+    name is unsupported without a call."""
     outcomes: list[Outcome | None] = [None] * len(messages)
     calls: list[tuple[str, Any]] = []
     positions: list[int] = []
@@ -209,11 +227,7 @@ async def run_destination(
     if calls:
         invocations = await _invoke(runtime, code, calls, settings, throttle)
         for position, invocation in zip(positions, invocations, strict=True):
-            outcomes[position] = (
-                Outcome(verdict=DELIVERED, invocation=invocation)
-                if invocation.ok
-                else failed(invocation)
-            )
+            outcomes[position] = outcome(invocation)
     return [o for o in outcomes if o is not None]
 
 
@@ -276,21 +290,7 @@ async def run_insert(
     if batch:
         [invocation] = await runtime.invoke_many(code, [(BATCH_HANDLER, list(messages))], settings)
         return inserted_batch(invocation, messages)
-    outcomes: list[Outcome | None] = [None] * len(messages)
-    calls: list[tuple[str, Any]] = []
-    positions: list[int] = []
-    for position, message in enumerate(messages):
-        handler = handler_for(message)
-        if handler is None:
-            outcomes[position] = unsupported(message)
-            continue
-        calls.append((handler, message))
-        positions.append(position)
-    if calls:
-        invocations = await runtime.invoke_many(code, calls, settings)
-        for position, invocation in zip(positions, invocations, strict=True):
-            outcomes[position] = inserted(invocation)
-    return [o for o in outcomes if o is not None]
+    return await _each(runtime, code, settings, messages, inserted)
 
 
 def inserted(invocation: Invocation) -> Outcome:

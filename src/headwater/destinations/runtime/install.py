@@ -8,26 +8,21 @@ Tests and CI install ahead of time; ``serve`` installs on first start.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
+from headwater.destinations.runtime import node as pinned
+from headwater.destinations.runtime.node import InstallError as InstallError
 from headwater.destinations.runtime.node import Node, find_node
-from headwater.errors import HeadwaterError
 
 PACKAGE = Path(__file__).parent / "package"
 CATALOG_SCRIPT = Path(__file__).parent / "catalog.js"
 CATALOG = "catalog.json"
-STAMP = "installed.json"
+STAMP = pinned.STAMP
 PACKAGE_NAME = "@segment/action-destinations"
-
-
-class InstallError(HeadwaterError):
-    pass
 
 
 def actions_dir(data_dir: Path) -> Path:
@@ -38,18 +33,11 @@ def actions_dir(data_dir: Path) -> Path:
 
 
 def lock_digest(package: Path = PACKAGE) -> str:
-    digest = hashlib.sha256()
-    for name in ("package.json", "package-lock.json"):
-        digest.update((package / name).read_bytes())
-    return digest.hexdigest()
+    return pinned.lock_digest(package)
 
 
 def installed(target: Path, package: Path = PACKAGE) -> bool:
-    try:
-        stamp = json.loads((target / STAMP).read_text())
-    except (OSError, ValueError):
-        return False
-    return isinstance(stamp, dict) and stamp.get("lock") == lock_digest(package)
+    return pinned.installed(target, package)
 
 
 def pinned_version(package: Path = PACKAGE) -> str:
@@ -68,26 +56,21 @@ def install(
     if not force and installed(target, package):
         return False
     node = node or find_node()
-    target.mkdir(parents=True, exist_ok=True)
-    (target / STAMP).unlink(missing_ok=True)
-    for name in ("package.json", "package-lock.json"):
-        shutil.copyfile(package / name, target / name)
+    version = pinned_version(package)
     progress(
-        f"installing {PACKAGE_NAME} {pinned_version(package)} into {target} "
+        f"installing {PACKAGE_NAME} {version} into {target} "
         f"(npm ci with Node.js v{'.'.join(map(str, node.version))}, about 100 MB)"
     )
-    command = [*node.npm_command(), "ci", "--no-audit", "--no-fund", "--omit=dev"]
-    result = subprocess.run(command, cwd=target, env=node.environment(), check=False)
-    if result.returncode != 0:
-        raise InstallError(
-            f"npm ci failed in {target} (exit {result.returncode}); check the network or the npm "
-            "registry settings (npm config get registry) and run `headwater catalog install` again"
-        )
-    progress("extracting the destinations' metadata (catalog.json)")
-    write_catalog(target, node)
-    stamp = {"lock": lock_digest(package), "version": pinned_version(package)}
-    (target / STAMP).write_text(json.dumps(stamp))
-    progress(f"installed {PACKAGE_NAME} {stamp['version']}")
+
+    def extract() -> dict[str, str]:
+        progress("extracting the destinations' metadata (catalog.json)")
+        write_catalog(target, node)
+        return {"version": version}
+
+    pinned.npm_ci(
+        package, target, node, again="run `headwater catalog install` again", finish=extract
+    )
+    progress(f"installed {PACKAGE_NAME} {version}")
     return True
 
 

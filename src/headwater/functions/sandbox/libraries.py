@@ -15,24 +15,15 @@ everything else works.
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import os
-import shutil
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
+from headwater.destinations.runtime import node as pinned
 from headwater.destinations.runtime.node import Node, find_node
-from headwater.errors import HeadwaterError
 
 PACKAGE = Path(__file__).parent / "libraries"
-STAMP = "installed.json"
 ENVIRONMENT = "HEADWATER_FUNCTIONS_LIBRARIES_DIR"
-
-
-class InstallError(HeadwaterError):
-    pass
 
 
 def libraries_dir(data_dir: Path) -> Path:
@@ -40,19 +31,8 @@ def libraries_dir(data_dir: Path) -> Path:
     return Path(shared) if shared else data_dir / "functions-libraries"
 
 
-def lock_digest(package: Path = PACKAGE) -> str:
-    digest = hashlib.sha256()
-    for name in ("package.json", "package-lock.json"):
-        digest.update((package / name).read_bytes())
-    return digest.hexdigest()
-
-
 def installed(target: Path, package: Path = PACKAGE) -> bool:
-    try:
-        stamp = json.loads((target / STAMP).read_text())
-    except (OSError, ValueError):
-        return False
-    return isinstance(stamp, dict) and stamp.get("lock") == lock_digest(package)
+    return pinned.installed(target, package)
 
 
 def install(
@@ -67,19 +47,8 @@ def install(
     if not force and installed(target, package):
         return False
     node = node or find_node()
-    target.mkdir(parents=True, exist_ok=True)
-    (target / STAMP).unlink(missing_ok=True)
-    for name in ("package.json", "package-lock.json"):
-        shutil.copyfile(package / name, target / name)
     progress(f"installing the functions' JavaScript libraries into {target} (npm ci, ~30 MB)")
-    command = [*node.npm_command(), "ci", "--no-audit", "--no-fund", "--omit=dev"]
-    result = subprocess.run(command, cwd=target, env=node.environment(), check=False)
-    if result.returncode != 0:
-        raise InstallError(
-            f"npm ci failed in {target} (exit {result.returncode}); check the network or the npm "
-            "registry settings (npm config get registry) and run the install again"
-        )
-    (target / STAMP).write_text(json.dumps({"lock": lock_digest(package)}))
+    pinned.npm_ci(package, target, node, again="run the install again")
     progress("installed the functions' JavaScript libraries")
     return True
 
