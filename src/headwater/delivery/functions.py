@@ -196,7 +196,7 @@ async def run_destination(
             await throttle()
         [invocation] = await runtime.invoke_many(code, [(BATCH_HANDLER, list(messages))], settings)
         return batch_outcomes(invocation, len(messages))
-    return await _each(runtime, code, settings, messages, delivered)
+    return await _each(runtime, code, settings, messages, delivered, throttle)
 
 
 def delivered(invocation: Invocation) -> Outcome:
@@ -211,9 +211,10 @@ async def _each(
     settings: Mapping[str, Any],
     messages: Sequence[dict[str, Any]],
     outcome: Callable[[Invocation], Outcome],
+    throttle: Callable[[], Awaitable[None]] | None = None,
 ) -> list[Outcome]:
-    """Each message's handler, all in one round trip; a message of a type without a handler
-    name is unsupported without a call."""
+    """Each message's handler, all in one round trip (one by one under ``throttle``); a
+    message of a type without a handler name is unsupported without a call."""
     outcomes: list[Outcome | None] = [None] * len(messages)
     calls: list[tuple[str, Any]] = []
     positions: list[int] = []
