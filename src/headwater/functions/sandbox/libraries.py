@@ -19,8 +19,8 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from headwater.destinations.runtime import node as pinned
-from headwater.destinations.runtime.node import Node, find_node
+from headwater.destinations.runtime.node import Node, find_node, npm_ci
+from headwater.destinations.runtime.node import installed as lock_installed
 
 PACKAGE = Path(__file__).parent / "libraries"
 ENVIRONMENT = "HEADWATER_FUNCTIONS_LIBRARIES_DIR"
@@ -32,7 +32,7 @@ def libraries_dir(data_dir: Path) -> Path:
 
 
 def installed(target: Path, package: Path = PACKAGE) -> bool:
-    return pinned.installed(target, package)
+    return lock_installed(target, package)
 
 
 def install(
@@ -48,7 +48,7 @@ def install(
         return False
     node = node or find_node()
     progress(f"installing the functions' JavaScript libraries into {target} (npm ci, ~30 MB)")
-    pinned.npm_ci(package, target, node, again="run the install again")
+    npm_ci(package, target, node, again="run the install again")
     progress("installed the functions' JavaScript libraries")
     return True
 
