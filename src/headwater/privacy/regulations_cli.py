@@ -25,8 +25,9 @@ def list_regulations(
     status: str | None = None,
     types: Sequence[str] = (),
     as_json: bool = False,
-    out: TextIO = sys.stdout,
+    out: TextIO | None = None,
 ) -> None:
+    out = out or sys.stdout  # read at call time: the caller's stdout
     path = "/regulations" if source is None else f"/regulations/sources/{quote(source, safe='')}"
     params: dict[str, Any] = {"pagination.count": 1000}
     if status:
@@ -46,7 +47,8 @@ def list_regulations(
         )
 
 
-def show_regulation(url: str, token: str, regulation_id: str, out: TextIO = sys.stdout) -> None:
+def show_regulation(url: str, token: str, regulation_id: str, out: TextIO | None = None) -> None:
+    out = out or sys.stdout  # read at call time: the caller's stdout
     path = f"/regulations/{quote(regulation_id, safe='')}"
     data = call_api("GET", _base(url) + path, token, WHAT)["regulation"]
     out.write(f"{data['id']}  {data['regulationType']}  {data['overallStatus']}\n")
@@ -68,8 +70,9 @@ def create_regulation(
     *,
     subject_type: str = "USER_ID",
     source: str | None = None,
-    out: TextIO = sys.stdout,
+    out: TextIO | None = None,
 ) -> None:
+    out = out or sys.stdout  # read at call time: the caller's stdout
     path = "/regulations" if source is None else f"/regulations/sources/{quote(source, safe='')}"
     body = {
         "regulationType": regulation_type,
@@ -81,8 +84,9 @@ def create_regulation(
 
 
 def list_suppressions(
-    url: str, token: str, *, source: str | None = None, out: TextIO = sys.stdout
+    url: str, token: str, *, source: str | None = None, out: TextIO | None = None
 ) -> None:
+    out = out or sys.stdout  # read at call time: the caller's stdout
     params: dict[str, Any] = {"pagination.count": 1000}
     if source:
         params["sourceId"] = source
