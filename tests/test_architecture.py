@@ -46,6 +46,7 @@ LAYERS: list[list[str]] = [
         "engage.builder",
         "privacy",
         "functions",
+        "audit",
     ],
     ["delivery", "warehouse", "ingest.internal", "engage"],
     ["pipeline", "ingest"],

@@ -200,6 +200,17 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--url", default="http://127.0.0.1:8088", help="the server's address")
     regulations.set_defaults(run=_regulations)
 
+    audit = commands.add_parser("audit", help="the audit trail: who changed what, newest first")
+    audit.add_argument("--since", help="from this ISO-8601 time (the trail keeps 90 days)")
+    audit.add_argument("--resource", help="only changes to this resource id")
+    audit.add_argument("--actor", help="only changes by this user or token id")
+    audit.add_argument("--type", help='only this event type ("Source Created", …)')
+    audit.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
+    audit.add_argument("--changes", action="store_true", help="print each before and after")
+    audit.add_argument("--json", action="store_true", help="the API's events as JSON")
+    audit.add_argument("--url", default="http://127.0.0.1:8088", help="the server's address")
+    audit.set_defaults(run=_audit)
+
     workspace = commands.add_parser(
         "workspace", help="delete the workspace (revocable for five days), or revoke that"
     )
@@ -735,7 +746,9 @@ def _open_store(args: argparse.Namespace) -> Any:
 
 
 def _apply(args: argparse.Namespace) -> int:
+    from headwater.audit.trail import Actor
     from headwater.config.apply import apply, plan
+    from headwater.config.audit_view import recorded
     from headwater.errors import InputError
 
     config = _load(args.file)
@@ -744,7 +757,9 @@ def _apply(args: argparse.Namespace) -> int:
         changes = plan(store, config)
         print(changes.render())
         if not args.dry_run:
-            for note in apply(store, changes):
+            with recorded(store, Actor("cli", "headwater apply")):
+                notes = apply(store, changes)
+            for note in notes:
                 print(note)
         elif changes.changes:
             print("(dry run: nothing was changed)")
@@ -968,6 +983,23 @@ def _regulations(args: argparse.Namespace) -> int:
         )
     else:
         regulations_cli.list_suppressions(args.url, token, source=args.source)
+    return 0
+
+
+def _audit(args: argparse.Namespace) -> int:
+    from headwater.audit.cli import show_trail
+
+    show_trail(
+        args.url,
+        _admin_token("audit"),
+        since=args.since,
+        resource=args.resource,
+        actor=args.actor,
+        type_=args.type,
+        limit=max(1, args.limit),
+        as_json=args.json,
+        changes=args.changes,
+    )
     return 0
 
 

@@ -23,6 +23,7 @@ import msgspec
 from sqlalchemy.exc import OperationalError
 
 from headwater.api.app import create_api
+from headwater.api.audit import use_audit
 from headwater.api.debugger import router as debugger_router
 from headwater.api.engage import use_batch_runs
 from headwater.api.functions import close_runtime, use_functions
@@ -34,7 +35,10 @@ from headwater.api.tester import router as tester_router
 from headwater.api.tester import use_delivery
 from headwater.api.uploads import use_appender
 from headwater.api.violations import router as violations_router
+from headwater.audit.forwarding import AuditForwarding
+from headwater.audit.trail import AuditTrail
 from headwater.clock import wall_clock
+from headwater.config.audit_view import workspace_view
 from headwater.config.settings import ServerSettings
 from headwater.delivery.deletion import DestinationEraser
 from headwater.delivery.engine import DeliveryEngine
@@ -154,6 +158,7 @@ WAREHOUSE_TICK = 5.0  # how soon a "sync now" or a due schedule starts
 ENGAGE_DRAIN_INTERVAL = 0.2  # how long queued Engage messages may wait to be appended
 LISTS_TICK = 2.0  # how often the worker looks for list destinations' audiences to create
 PRIVACY_ALERTS_TICK = 5.0  # how often the worker announces new unclassified fields
+AUDIT_FORWARDING_TICK = 2.0  # how often audit events are forwarded into their source
 SOURCE_FUNCTIONS_TICK = 0.5  # how long a source function's webhook request waits to run
 READY_PROBE_INTERVAL = 1.0
 COUNTER_RETENTION_DAYS = 14
@@ -237,6 +242,8 @@ class Server:
             self.store.config_version, lambda: load_masker(self.store), Masker(Matchers())
         )
         use_masker(self.api, self._masker.get)
+        # The audit trail: what each change through the API did, as the export shows it.
+        use_audit(self.api, lambda: workspace_view(self.store))
         # The Profile API (Segment's shapes, apart from the REST API), in the api process.
         self._graphs: dict[str, GraphStore] = {}
         self.profile_api = ProfileAPI(
@@ -431,6 +438,7 @@ class Server:
         self._lists_task: asyncio.Task[None] | None = None
         self._privacy_task: asyncio.Task[None] | None = None
         self._functions_task: asyncio.Task[None] | None = None
+        self._audit_task: asyncio.Task[None] | None = None
         self.source_function_runs: SourceFunctionRuns | None = None
         self.privacy_alerts = Alerts(
             self.store, appender=InternalAppend(self.ingest_log, clock=self.clock), clock=self.clock
@@ -524,6 +532,7 @@ class Server:
         Insights(clock=self.clock).purge(self.engine)  # Profiles Insights: 30 days, 500 a kind
         Uploads(WorkspaceStore(self.engine, clock=self.clock)).purge()  # Update History: 30 days
         self.function_logs.prune()  # the Errors tab: 30 days
+        AuditTrail(self.engine, clock=self.clock).prune()  # 90 days
         # Delivery Overview and Event Delivery look back two weeks at most, as in Segment.
         oldest_minute = minute_of(now) - COUNTER_RETENTION_DAYS * 24 * 60
         CounterStore(self.engine).expire(oldest_minute)
@@ -575,6 +584,17 @@ class Server:
             except Exception:
                 logger.exception("privacy alerts failed; will try again")
             await asyncio.sleep(PRIVACY_ALERTS_TICK)
+
+    async def _audit_forwarding_loop(self) -> None:
+        """Audit events into the source audit forwarding names (§21)."""
+        forwarding = AuditForwarding(self.engine, clock=self.clock)
+        appender = InternalAppend(self.ingest_log, clock=self.clock)
+        while True:
+            try:
+                await asyncio.to_thread(forwarding.run_once, appender)
+            except Exception:
+                logger.exception("audit forwarding failed; will try again")
+            await asyncio.sleep(AUDIT_FORWARDING_TICK)
 
     async def _warehouse_queries_loop(self) -> None:
         """SQL traits and Engage batch runs that are due, in a thread (warehouse queries)."""
@@ -752,6 +772,7 @@ class Server:
                         self._regulations_task = asyncio.create_task(self._regulations_loop())
                         self._privacy_task = asyncio.create_task(self._privacy_alerts_loop())
                         self._functions_task = asyncio.create_task(self._source_functions_loop())
+                        self._audit_task = asyncio.create_task(self._audit_forwarding_loop())
                 except Exception as exc:
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
@@ -768,6 +789,7 @@ class Server:
                     self._regulations_task,
                     self._privacy_task,
                     self._functions_task,
+                    self._audit_task,
                 )
                 for task in tasks:
                     if task is not None:

@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException
 
 import headwater
 from headwater.api import (
+    audit,
     consent,
     data_deletion,
     data_retention,
@@ -46,6 +47,7 @@ from headwater.api import (
 )
 from headwater.api.auth import require_admin
 from headwater.api.errors import ApiError, error_body, handle_api_error
+from headwater.audit.trail import AuditTrail
 from headwater.errors import ConflictError, InputError, NotFoundError
 from headwater.store.archive import DEFAULT_RETENTION_DAYS
 from headwater.store.workspace import WorkspaceStore
@@ -82,6 +84,7 @@ def create_api(
     app.state.archive_dir = archive_dir
     app.state.archive_retention_days = archive_retention_days  # the server's, until a workspace's
     app.state.workspace_store = WorkspaceStore(engine, clock=clock)
+    app.state.audit_trail = AuditTrail(engine, clock=clock)
     app.state.clock = clock
 
     app.add_exception_handler(ApiError, handle_api_error)
@@ -114,6 +117,7 @@ def create_api(
     app.include_router(regulations.router, prefix=PREFIX)
     app.include_router(data_deletion.router, prefix=PREFIX)
     app.include_router(functions.router, prefix=PREFIX)
+    app.include_router(audit.router, prefix=PREFIX)
     for router in extra_routers:
         app.include_router(router, prefix=PREFIX)
     return app

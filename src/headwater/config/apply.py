@@ -1069,6 +1069,28 @@ def export_config(store: WorkspaceStore) -> str:
     Values stored before the settings depth limit existed may nest past it; they are named
     (all of them, with how to fix each) rather than exported into a file ``apply`` refuses.
     """
+    data = export_document(store)
+    problems = _too_deep(data)
+    if problems:
+        raise ExportError("cannot export the workspace:\n" + "\n".join(f"  {p}" for p in problems))
+    try:
+        text = yaml.dump(
+            data,
+            Dumper=_ExportDumper,
+            sort_keys=False,
+            allow_unicode=True,
+            default_flow_style=False,
+        )
+    except RecursionError:
+        raise ExportError(
+            "cannot export the workspace: a filter or mapping nests too deeply "
+            "to be written as YAML; simplify it through the REST API"
+        ) from None
+    return EXPORT_HEADER + text
+
+
+def export_document(store: WorkspaceStore) -> dict[str, Any]:
+    """What ``export_config`` writes, as data (the audit trail compares two of these)."""
     workspace = store.workspace()
     plans = PlanStore(store)
     functions = FunctionStore(store)
@@ -1198,23 +1220,7 @@ def export_config(store: WorkspaceStore) -> str:
     chosen, days = DataRetention(store, None).chosen()
     if chosen:
         data["data_retention"] = shown(days)
-    problems = _too_deep(data)
-    if problems:
-        raise ExportError("cannot export the workspace:\n" + "\n".join(f"  {p}" for p in problems))
-    try:
-        text = yaml.dump(
-            data,
-            Dumper=_ExportDumper,
-            sort_keys=False,
-            allow_unicode=True,
-            default_flow_style=False,
-        )
-    except RecursionError:
-        raise ExportError(
-            "cannot export the workspace: a filter or mapping nests too deeply "
-            "to be written as YAML; simplify it through the REST API"
-        ) from None
-    return EXPORT_HEADER + text
+    return data
 
 
 _DEEP_SECTIONS = {

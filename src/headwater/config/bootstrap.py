@@ -13,7 +13,9 @@ import os
 import secrets
 from dataclasses import dataclass, field
 
+from headwater.audit.trail import Actor
 from headwater.config.apply import apply, plan
+from headwater.config.audit_view import recorded
 from headwater.config.model import ConfigFile
 from headwater.config.settings import ServerSettings
 from headwater.store.admin_token import META_KEY as ADMIN_TOKEN_META
@@ -42,7 +44,8 @@ def bootstrap(settings: ServerSettings, config: ConfigFile | None) -> Bootstrap:
         store = WorkspaceStore(engine)
         notes: list[str] = []
         if config is not None:
-            with store.atomic():  # a refused file leaves nothing behind
+            with recorded(store, Actor("cli", "headwater serve --config")), store.atomic():
+                # A refused file leaves nothing behind, and nothing in the audit trail.
                 if config.warehouses is None and store.workspace() is None:
                     # The embedded warehouse exists before the file is applied, so a space's
                     # `profiles_sync: {warehouse: default}` can name it on the first start.

@@ -1565,3 +1565,40 @@ function_usage = sa.Table(
     sa.Column("execution_ms", sa.BigInteger, nullable=False, default=0),
     sa.Column("errors", sa.BigInteger, nullable=False, default=0),
 )
+
+# --- the audit trail (migration 36) ------------------------------------------------------------
+
+# Every change to the workspace (§21): who (``actor`` is a user's or a token's id, or "admin"
+# for the admin token, or "headwater apply"), what (``type`` in Segment's words, "Source
+# Created"; the resource), when, and the resource's before/after as ``headwater export`` shows
+# it (secrets already redacted). Kept 90 days. ``id`` orders the trail, and forwarding into a
+# source follows it.
+audit_events = sa.Table(
+    "audit_events",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Column("type", sa.String(200), nullable=False),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("actor_kind", sa.String(20), nullable=False),  # admin | token | user | cli
+    sa.Column("actor_email", sa.String(320), nullable=True),
+    sa.Column("resource_type", sa.String(60), nullable=False),
+    sa.Column("resource_id", sa.String(200), nullable=True),
+    sa.Column("resource_name", sa.String(400), nullable=True),
+    sa.Column("before", sa.JSON, nullable=True),
+    sa.Column("after", sa.JSON, nullable=True),
+    sa.Index("ix_audit_events_at", "at"),
+    sa.Index("ix_audit_events_resource", "resource_type", "resource_id"),
+)
+
+# Audit forwarding (§21): the source that receives every audit event as a Track call, and the
+# last audit event forwarded (at-least-once: a crash re-sends from there; the messageId is the
+# audit event's, so the log's dedup absorbs the repeat).
+audit_forwarding = sa.Table(
+    "audit_forwarding",
+    metadata,
+    sa.Column("workspace_id", sa.String(40), primary_key=True),
+    sa.Column("source_id", sa.String(40), nullable=True),
+    sa.Column("enabled", sa.Boolean, nullable=False, default=False),
+    sa.Column("forwarded_id", sa.BigInteger, nullable=False, default=0),
+)
