@@ -50,7 +50,7 @@ LAYERS: list[list[str]] = [
     ],
     ["delivery", "warehouse", "ingest.internal", "engage"],
     ["pipeline", "ingest"],
-    ["api", "config"],
+    ["api", "config", "web"],
     ["server", "supervisor", "connections", "hot_routes", "handoff"],
     ["cli"],
     ["__main__"],

@@ -145,6 +145,8 @@ from headwater.warehouse.profiles_tables import ProfilesWarehouses
 from headwater.warehouse.query import WarehouseQueries
 from headwater.warehouse.scheduler import WarehouseScheduler
 from headwater.warehouse.store import WarehouseStore
+from headwater.web.app import WebApp
+from headwater.web.sessions import Sessions
 
 logger = logging.getLogger(__name__)
 
@@ -244,6 +246,13 @@ class Server:
         use_masker(self.api, self._masker.get)
         # The audit trail: what each change through the API did, as the export shows it.
         use_audit(self.api, lambda: workspace_view(self.store))
+        # The web app at /: its pages read and change the workspace through self.api.
+        self.web = WebApp(
+            self.api,
+            Sessions(self.engine, clock=self.clock),
+            admin_token_hash=self.admin_token_hash,
+            workspace_name=self._workspace_name,
+        )
         # The Profile API (Segment's shapes, apart from the REST API), in the api process.
         self._graphs: dict[str, GraphStore] = {}
         self.profile_api = ProfileAPI(
@@ -533,6 +542,7 @@ class Server:
         Uploads(WorkspaceStore(self.engine, clock=self.clock)).purge()  # Update History: 30 days
         self.function_logs.prune()  # the Errors tab: 30 days
         AuditTrail(self.engine, clock=self.clock).prune()  # 90 days
+        Sessions(self.engine, clock=self.clock).prune()  # the web app's, once expired
         # Delivery Overview and Event Delivery look back two weeks at most, as in Segment.
         oldest_minute = minute_of(now) - COUNTER_RETENTION_DAYS * 24 * 60
         CounterStore(self.engine).expire(oldest_minute)
@@ -584,6 +594,10 @@ class Server:
             except Exception:
                 logger.exception("privacy alerts failed; will try again")
             await asyncio.sleep(PRIVACY_ALERTS_TICK)
+
+    def _workspace_name(self) -> str:
+        workspace = self.store.workspace()
+        return workspace.name if workspace is not None else ""
 
     async def _audit_forwarding_loop(self) -> None:
         """Audit events into the source audit forwarding names (§21)."""
@@ -750,8 +764,10 @@ class Server:
                     self.metrics.render(),
                     [(b"content-type", self.metrics.content_type.encode())],
                 )
-            else:
+            elif path.startswith(("/api/", "/segment/")):
                 await self.api(scope, receive, send)
+            else:
+                await self.web(scope, receive, send)
         elif scope["type"] == "lifespan":
             await self._lifespan(receive, send)
         else:  # websockets are not served

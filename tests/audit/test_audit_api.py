@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -32,10 +33,10 @@ def client(engine: Engine, clock: Clock) -> Iterator[TestClient]:
         yield http
 
 
-def trail(client: TestClient, **params: str | int) -> list[dict]:
+def trail(client: TestClient, **params: str | int) -> list[dict[str, Any]]:
     answer = client.get("/api/v1/audit-events", params=params)
     assert answer.status_code == 200, answer.text
-    events: list[dict] = answer.json()["data"]["auditEvents"]
+    events: list[dict[str, Any]] = answer.json()["data"]["auditEvents"]
     return events
 
 

@@ -33,6 +33,7 @@ from headwater.api import (
     insights,
     journeys,
     mappings,
+    overview,
     privacy,
     regulations,
     sources,
@@ -118,6 +119,7 @@ def create_api(
     app.include_router(data_deletion.router, prefix=PREFIX)
     app.include_router(functions.router, prefix=PREFIX)
     app.include_router(audit.router, prefix=PREFIX)
+    app.include_router(overview.router, prefix=PREFIX)
     for router in extra_routers:
         app.include_router(router, prefix=PREFIX)
     return app

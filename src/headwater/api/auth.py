@@ -10,9 +10,17 @@ from fastapi import Request
 from headwater.api.errors import ApiError
 from headwater.store.admin_token import hash_token
 
+# Set by the web app's in-process calls (web/inprocess.py); an HTTP client cannot set scope keys.
+PRINCIPAL_SCOPE_KEY = "headwater.principal"
+
 
 def require_admin(request: Request) -> None:
-    """FastAPI dependency: the request must carry ``Authorization: Bearer <admin token>``."""
+    """FastAPI dependency: the request must carry ``Authorization: Bearer <admin token>``, or
+    come from the web app in this process as a signed-in person (web/inprocess.py)."""
+    principal = request.scope.get(PRINCIPAL_SCOPE_KEY)
+    if principal is not None:
+        request.state.principal = principal
+        return
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:

@@ -138,6 +138,18 @@ class CounterStore:
         with self._engine.connect() as conn:
             return [Total(row.step, row.reason, int(row.total)) for row in conn.execute(query)]
 
+    def by_connection(self, since_minute: int) -> list[tuple[str, str, str, int]]:
+        """(source, destination, step, events) since ``since_minute``: the workspace overview
+        in one query, whatever the number of sources and destinations."""
+        c = schema.counters.c
+        query = (
+            sa.select(c.source_id, c.destination_id, c.step, sa.func.sum(c["count"]))
+            .where(c.minute >= since_minute)
+            .group_by(c.source_id, c.destination_id, c.step)
+        )
+        with self._engine.connect() as conn:
+            return [(r[0], r[1], r[2], int(r[3])) for r in conn.execute(query)]
+
     def samples(
         self,
         source_id: str | None = None,

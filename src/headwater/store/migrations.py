@@ -263,6 +263,7 @@ MIGRATIONS: list[Migration] = [
     Migration(33, "functions: source functions' requests and objects", _create_tables),
     Migration(34, "functions: usage, insert functions' Enable toggle", _function_usage),
     Migration(36, "the audit trail and its forwarding", _create_tables),
+    Migration(37, "the web app's sessions", _create_tables),
 ]
 
 

@@ -1602,3 +1602,21 @@ audit_forwarding = sa.Table(
     sa.Column("enabled", sa.Boolean, nullable=False, default=False),
     sa.Column("forwarded_id", sa.BigInteger, nullable=False, default=0),
 )
+
+# --- the web app's sessions (migration 37) -----------------------------------------------------
+
+# A signed-in browser: the cookie's SHA-256 (the cookie itself is never stored), who it is
+# (the admin token's owner, a user, an API token), the CSRF token its forms carry, and when it
+# ends (7 days, Segment's session; idle limits come from the workspace's settings).
+web_sessions = sa.Table(
+    "web_sessions",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("principal_kind", sa.String(20), nullable=False),  # admin | user | token
+    sa.Column("principal_id", sa.String(200), nullable=False),
+    sa.Column("csrf", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("seen_at", sa.Float, nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=False),
+    sa.Index("ix_web_sessions_expires", "expires_at"),
+)

@@ -1,0 +1,243 @@
+"""The web app's routes: sign-in, sign-out and the pages, rendered on the server from the REST
+API's answers (web/inprocess.py), with the package's own CSS and a little JavaScript.
+
+Every page needs a session; a form that changes something carries the session's CSRF token.
+Answers carry a Content-Security-Policy that allows only this server's own scripts and styles.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import jinja2
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp
+
+from headwater.store.admin_token import hash_token
+from headwater.web.flow import flow_diagram
+from headwater.web.inprocess import Answer, InProcessAPI, Principal
+from headwater.web.sessions import LIFETIME, Session, Sessions
+
+HERE = Path(__file__).parent
+COOKIE = "headwater_session"
+SECURITY_HEADERS = {
+    "content-security-policy": (
+        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+        "frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
+    ),
+    "x-frame-options": "DENY",
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "same-origin",
+    "cache-control": "no-store",
+}
+NAVIGATION = [
+    ("Home", "/"),
+    ("Sources", "/sources"),
+    ("Destinations", "/destinations"),
+    ("Warehouses", "/warehouses"),
+    ("Protocols", "/protocols"),
+    ("Unify", "/unify"),
+    ("Engage", "/engage"),
+    ("Privacy", "/privacy"),
+    ("Functions", "/functions"),
+    ("Settings", "/settings"),
+]
+
+Page = Callable[[Request, Session, Principal], Awaitable[Response]]
+
+
+class WebApp:
+    def __init__(
+        self,
+        api: ASGIApp,
+        sessions: Sessions,
+        *,
+        admin_token_hash: str,
+        workspace_name: Callable[[], str],
+    ) -> None:
+        self.api = InProcessAPI(api)
+        self.sessions = sessions
+        self.admin_token_hash = admin_token_hash
+        self.workspace_name = workspace_name
+        self.templates = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(HERE / "templates"),
+            autoescape=True,
+            undefined=jinja2.StrictUndefined,
+        )
+        self.app = Starlette(
+            routes=[
+                Route("/login", self.login_page, methods=["GET"]),
+                Route("/login", self.login, methods=["POST"]),
+                Route("/logout", self.logout, methods=["POST"]),
+                Route("/", self._page(self.home), methods=["GET"]),
+                Route("/sources", self._page(self.sources), methods=["GET"]),
+                Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
+            ],
+        )
+        self.app.add_exception_handler(404, self._not_found)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self.app(scope, receive, send)
+
+    # --- rendering --------------------------------------------------------------------------
+
+    def render(
+        self, name: str, context: Mapping[str, Any], *, status: int = 200, session: Session | None
+    ) -> HTMLResponse:
+        page = self.templates.get_template(name).render(
+            navigation=NAVIGATION if session is not None else [],
+            csrf=session.csrf if session is not None else "",
+            workspace=self.workspace_name(),
+            **context,
+        )
+        return HTMLResponse(page, status_code=status, headers=SECURITY_HEADERS)
+
+    async def _not_found(self, request: Request, _exc: Exception) -> Response:
+        session = self.sessions.find(request.cookies.get(COOKIE))
+        return self.render(
+            "message.html",
+            {"title": "Not found", "message": "There is no page at this address.", "path": "/"},
+            status=404,
+            session=session,
+        )
+
+    # --- signing in and out -----------------------------------------------------------------
+
+    async def login_page(self, request: Request) -> Response:
+        return self.render(
+            "login.html",
+            {"error": None, "next": _local(request.query_params.get("next"))},
+            session=None,
+        )
+
+    async def login(self, request: Request) -> Response:
+        form = await request.form()
+        token = str(form.get("token", "")).strip()
+        target = _local(str(form.get("next", "/")))
+        principal = self._principal_of_token(token)
+        if principal is None:
+            return self.render(
+                "login.html",
+                {
+                    "error": "That token is not valid. Use the admin token printed at the first "
+                    "start, or an API token.",
+                    "next": target,
+                },
+                status=401,
+                session=None,
+            )
+        cookie, _session = self.sessions.start(principal.kind, principal.id)
+        response = RedirectResponse(target, status_code=303, headers=SECURITY_HEADERS)
+        response.set_cookie(
+            COOKIE,
+            cookie,
+            max_age=LIFETIME,
+            httponly=True,
+            samesite="lax",
+            secure=request.url.scheme == "https",
+            path="/",
+        )
+        return response
+
+    async def logout(self, request: Request) -> Response:
+        session = self.sessions.find(request.cookies.get(COOKIE))
+        form = await request.form()
+        if session is not None:
+            if not session.csrf_matches(str(form.get("csrf", ""))):
+                return self._forbidden(session)
+            self.sessions.end(session)
+        response = RedirectResponse("/login", status_code=303, headers=SECURITY_HEADERS)
+        response.delete_cookie(COOKIE, path="/")
+        return response
+
+    def _principal_of_token(self, token: str) -> Principal | None:
+        if token and hmac.compare_digest(hash_token(token), self.admin_token_hash):
+            return Principal("admin", "admin")
+        return None
+
+    def _forbidden(self, session: Session | None) -> Response:
+        return self.render(
+            "message.html",
+            {
+                "title": "Not allowed",
+                "message": "The form had expired or came from another site. Reload the page "
+                "and try again.",
+                "path": "/",
+            },
+            status=403,
+            session=session,
+        )
+
+    # --- pages ------------------------------------------------------------------------------
+
+    def _page(self, page: Page) -> Callable[[Request], Awaitable[Response]]:
+        async def handle(request: Request) -> Response:
+            session = self.sessions.find(request.cookies.get(COOKIE))
+            if session is None:
+                target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+                return RedirectResponse(
+                    f"/login?next={quote(target)}", status_code=303, headers=SECURITY_HEADERS
+                )
+            principal = Principal(session.principal_kind, session.principal_id)
+            return await page(request, session, principal)
+
+        return handle
+
+    def _refused(self, answer: Answer, session: Session) -> Response:
+        status = answer.status if answer.status in (401, 403, 404) else 502
+        return self.render(
+            "message.html",
+            {"title": "Not available", "message": answer.error, "path": "/"},
+            status=status,
+            session=session,
+        )
+
+    async def home(self, request: Request, session: Session, principal: Principal) -> Response:
+        answer = await self.api.call("GET", "/api/v1/overview", principal, params={"hours": 24})
+        if answer.status != 200:
+            return self._refused(answer, session)
+        data = answer.data
+        return self.render(
+            "home.html",
+            {
+                "sources": data["sources"],
+                "destinations": data["destinations"],
+                "flow": flow_diagram(data["sources"], data["destinations"]),
+                "current": "/",
+            },
+            session=session,
+        )
+
+    async def sources(self, request: Request, session: Session, principal: Principal) -> Response:
+        answer = await self.api.call("GET", "/api/v1/overview", principal, params={"hours": 24})
+        if answer.status != 200:
+            return self._refused(answer, session)
+        data = answer.data
+        connected: dict[str, list[str]] = {}
+        for destination in data["destinations"]:
+            connected.setdefault(destination["sourceId"], []).append(destination["name"])
+        return self.render(
+            "sources.html",
+            {"sources": data["sources"], "connected": connected, "current": "/sources"},
+            session=session,
+        )
+
+
+def _local(target: str | None) -> str:
+    """Only a path on this server: a sign-in link must never send anyone elsewhere."""
+    if not target:
+        return "/"
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+        return "/"
+    if "\\" in target or any(ord(c) < 32 for c in target):
+        return "/"
+    return target
