@@ -34,6 +34,7 @@ from headwater.api import (
     mappings,
     privacy,
     regulations,
+    segment,
     sources,
     spaces,
     sql_traits,
@@ -116,6 +117,8 @@ def create_api(
     app.include_router(functions.router, prefix=PREFIX)
     for router in extra_routers:
         app.include_router(router, prefix=PREFIX)
+    # Segment's Public API shapes, for Segment's SDKs and Terraform provider.
+    app.include_router(segment.router, prefix=segment.PREFIX)
     return app
 
 
