@@ -3,6 +3,7 @@ and PostgreSQL: the same sources and destinations as ``/api/v1``, in Segment's b
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -215,7 +216,9 @@ def test_source_name_may_be_given(client: TestClient) -> None:
 
 
 def test_source_create_refusals(client: TestClient) -> None:
-    post = lambda body: client.post(f"{BASE}/sources", json=body)  # noqa: E731
+    def post(body: Any) -> Any:
+        return client.post(f"{BASE}/sources", json=body)
+
     good = {"slug": "web", "enabled": True, "metadataId": JAVASCRIPT}
     assert_error(post({**good, "metadataId": "nope"}), 404, "not_found", "metadataId")
     assert_error(post({**good, "color": "red"}), 422, "validation", "color")
@@ -236,7 +239,10 @@ def test_source_create_refusals(client: TestClient) -> None:
 
 def test_source_update_refusals(client: TestClient) -> None:
     source = new_source(client, "web")
-    patch = lambda body: client.patch(f"{BASE}/sources/{source['id']}", json=body)  # noqa: E731
+
+    def patch(body: Any) -> Any:
+        return client.patch(f"{BASE}/sources/{source['id']}", json=body)
+
     assert_error(patch({"metadataId": HTTP_API}), 422, "validation", "metadataId")
     assert_error(patch({"name": None}), 422, "validation", "name")
     assert_error(patch({"slug": "a b"}), 422, "validation", "slug")
@@ -351,9 +357,19 @@ def test_destination_names_default_to_the_catalog_name_and_stay_unique(
 def test_destination_create_refusals(client: TestClient) -> None:
     source = new_source(client, "web")
     good = {"sourceId": source["id"], "metadataId": WEBHOOKS, "settings": HOOK_SETTINGS}
-    post = lambda body: client.post(f"{BASE}/destinations", json=body)  # noqa: E731
+
+    def post(body: Any) -> Any:
+        return client.post(f"{BASE}/destinations", json=body)
+
     assert_error(post({**good, "metadataId": "nope"}), 404, "not_found", "metadataId")
     assert_error(post({**good, "sourceId": "nope"}), 404, "not_found", "sourceId")
+    for unusable in ("a\x00b", "\ud800"):  # ids no database can look up
+        response = client.post(
+            f"{BASE}/destinations",
+            content=json.dumps({**good, "sourceId": unusable}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        assert_error(response, 404, "not_found", "sourceId")
     assert_error(post({**good, "type": "webhook"}), 422, "validation", "type")
     assert_error(post({**good, "settings": {"url": "not a url"}}), 422, "validation")
     assert_error(post({k: v for k, v in good.items() if k != "settings"}), 422, "validation")

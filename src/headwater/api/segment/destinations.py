@@ -23,7 +23,7 @@ from headwater.api.segment.envelope import Page, data, paged, pagination
 from headwater.api.segment.workspace import Store
 from headwater.destinations.store import DestinationInfo, DestinationStore
 from headwater.errors import UnknownDestinationType
-from headwater.store.workspace import UNSET
+from headwater.store.workspace import UNSET, is_unicode
 
 router = APIRouter(prefix="/destinations", tags=["segment destinations"])
 
@@ -62,8 +62,9 @@ def _require(store: DestinationStore, destination_id: str) -> DestinationInfo:
 def _free_name(store: DestinationStore, name: str) -> str:
     """``name``, or ``name (2)``, ``(3)``… when another instance has it (Segment does not
     require names; Headwater addresses instances by them, so they stay unique)."""
+    taken = {d.name for d in store.list()}
     candidates = itertools.chain([name], (f"{name} ({n})" for n in itertools.count(2)))
-    return next(c for c in candidates if store.get(c) is None)
+    return next(c for c in candidates if c not in taken)
 
 
 # --- bodies ----------------------------------------------------------------------------------
@@ -104,7 +105,9 @@ def list_destinations(page: Pagination, store: Destinations) -> dict[str, Any]:
 def create_destination(
     body: CreateDestinationBody, store: Destinations, workspace: Store
 ) -> dict[str, Any]:
-    if workspace.get_source(body.source_id) is None:
+    # An id with a NUL or a lone surrogate names nothing (and PostgreSQL cannot look it up).
+    usable = "\x00" not in body.source_id and is_unicode(body.source_id)
+    if not usable or workspace.get_source(body.source_id) is None:
         raise ApiError(
             404, "not_found", f"sourceId: no source has the id {body.source_id!r}", "sourceId"
         )
