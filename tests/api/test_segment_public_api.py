@@ -12,6 +12,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 
 from headwater.api.app import create_api
+from headwater.api.segment.catalog import destination_metadata
+from headwater.destinations.runtime.definitions import build
 from headwater.destinations.store import DestinationStore
 from headwater.store.admin_token import hash_token
 from headwater.store.workspace import WorkspaceStore
@@ -415,7 +417,7 @@ def test_connected_warehouses(client: TestClient) -> None:
 
 
 def test_destination_catalog(client: TestClient) -> None:
-    entries = walk(client, "/catalog/destinations", "destinationsCatalog", 3, ".")
+    entries = walk(client, "/catalog/destinations", "destinationsCatalog", 50, ".")
     ids = [e["id"] for e in entries]
     assert len(ids) == len(set(ids)) >= 11
     assert WEBHOOKS in ids
@@ -447,3 +449,15 @@ def test_source_and_warehouse_catalogs(client: TestClient) -> None:
     postgres = ok(client.get(f"{BASE}/catalog/warehouses/postgres"))["warehouseMetadata"]
     assert {o["name"]: o["type"] for o in postgres["options"]}["password"] == "password"
     assert_error(client.get(f"{BASE}/catalog/warehouses/nope"), 404, "not_found")
+
+
+def test_a_package_definition_keeps_segment_s_id_and_slug() -> None:
+    built = build(
+        {"id": "5f7dd78fe27ce7ff2b8bfa37", "slug": "actions-x", "directory": "x", "name": "X"}
+    )
+    assert (built.metadata_id, built.slug, built.type) == (
+        "5f7dd78fe27ce7ff2b8bfa37",
+        "actions-x",
+        "actions:x",
+    )
+    assert destination_metadata(built)["id"] == "5f7dd78fe27ce7ff2b8bfa37"
