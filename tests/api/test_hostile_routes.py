@@ -210,7 +210,7 @@ def _resources(http: httpx.Client) -> dict[str, str]:
         return data
 
     source = made(http.post("/api/v1/sources", json={"name": f"src-{n}"}))["source"]
-    made(
+    hook = made(
         http.post(
             "/api/v1/destinations",
             json={
@@ -337,6 +337,11 @@ def _resources(http: httpx.Client) -> dict[str, str]:
     return {
         "source": source["name"],
         "sourceId": source["id"],
+        "destinationId": hook["destination"]["id"],
+        "writeKey": source["writeKeys"][0],
+        "destinationMetadataId": "54521fdc25e721e32a72ef04",  # Webhooks
+        "sourceMetadataId": "IqDTy1TpoU",  # Javascript
+        "warehouseMetadataId": "duckdb",
         "matcherId": matcher["id"],
         "path": f"properties.f{n}",
         "channel": "slack",
@@ -394,11 +399,26 @@ def _schema(operation: dict[str, Any]) -> dict[str, Any] | None:
     return schema
 
 
-def _base_body(schema: dict[str, Any], made: dict[str, str]) -> dict[str, Any]:
+def _base_body(schema: dict[str, Any], made: dict[str, str], path: str) -> dict[str, Any]:
     """The schema's required fields with sensible values."""
+    segment: dict[str, Any] = {}
+    if path.startswith("/segment/v1/sources"):  # Segment's Public API bodies
+        segment = {
+            "slug": f"slug_{next(_serial)}",
+            "enabled": True,
+            "metadataId": made["sourceMetadataId"],
+        }
+    elif path.startswith("/segment/v1/destinations"):
+        segment = {
+            "sourceId": made["sourceId"],
+            "metadataId": made["destinationMetadataId"],
+            "settings": {"url": "http://127.0.0.1:9/"},
+        }
     body: dict[str, Any] = {}
     for name in schema.get("required", []):
-        if name in FIELD_DEFAULTS:
+        if name in segment:
+            body[name] = segment[name]
+        elif name in FIELD_DEFAULTS:
             body[name] = FIELD_DEFAULTS[name]
         elif name == "source":
             body[name] = made["source"]
@@ -440,7 +460,9 @@ def test_hostile_input_never_gets_a_5xx(
         query_names = [p["name"] for p in parameters if p["in"] == "query"]
         if path.endswith("/debugger"):
             query_names += ["limit", "q"]
-        if path == "/api/v1/sources":
+        if path == "/api/v1/sources" or (
+            path.startswith("/segment/v1") and "pagination.count" in query_names
+        ):
             query_names += ["pagination[count]", "pagination[cursor]"]
         schema = _schema(operation)
         # A live stream answers, then polls: an error in a poll shows as a stream that ends.
@@ -457,7 +479,7 @@ def test_hostile_input_never_gets_a_5xx(
             headers: dict[str, str] | None = None,
         ) -> None:
             if content is None and schema is not None:
-                content = json.dumps(_base_body(schema, made)).encode()
+                content = json.dumps(_base_body(schema, made, path)).encode()
             extra = {"content-type": "application/json"} if content is not None else {}
             try:
                 with http.stream(
@@ -499,7 +521,7 @@ def test_hostile_input_never_gets_a_5xx(
                     send(
                         f"field {field} = {label}",
                         url({}),
-                        _with_field(_base_body(schema, made), field, raw),
+                        _with_field(_base_body(schema, made, path), field, raw),
                     )
     assert not failures, "\n".join(
         f"{status} on {label}: {text}" for label, status, text in failures

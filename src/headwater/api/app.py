@@ -36,6 +36,7 @@ from headwater.api import (
     overview,
     privacy,
     regulations,
+    segment,
     sources,
     spaces,
     sql_traits,
@@ -122,6 +123,8 @@ def create_api(
     app.include_router(overview.router, prefix=PREFIX)
     for router in extra_routers:
         app.include_router(router, prefix=PREFIX)
+    # Segment's Public API shapes, for Segment's SDKs and Terraform provider.
+    app.include_router(segment.router, prefix=segment.PREFIX)
     return app
 
 

@@ -136,6 +136,10 @@ class DestinationDefinition:
     # A destination function's instances (``function:<name>``): the function's name; the
     # delivery engine runs its deployed code in the functions' sandbox.
     function: str | None = None
+    # Segment's catalog id and slug of this destination (the Public API's ``metadataId``), so
+    # Segment's SDKs and Terraform configurations name it as they do in Segment.
+    metadata_id: str | None = None
+    slug: str | None = None
 
     @property
     def integration_names(self) -> tuple[str, ...]:

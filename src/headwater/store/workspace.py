@@ -313,6 +313,10 @@ class WorkspaceStore:
                 )
             )
 
+    def delete_meta(self, key: str) -> None:
+        with self.writing() as conn:
+            conn.execute(schema.meta.delete().where(schema.meta.c.key == key))
+
     def config_version(self) -> int:
         value = self.get_meta(CONFIG_VERSION_KEY)
         return int(value) if value else 0

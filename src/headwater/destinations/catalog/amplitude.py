@@ -442,6 +442,8 @@ def _indices(value: Any) -> set[int]:
 DEFINITION = DestinationDefinition(
     type="amplitude",
     name=NAME,
+    metadata_id="54521fd525e721e32a72ee91",
+    slug="amplitude",
     settings=AmplitudeSettings,
     render=render,
     methods=frozenset({"track", "page", "screen", "identify", "group"}),

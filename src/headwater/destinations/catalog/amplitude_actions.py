@@ -774,6 +774,8 @@ def _named_events(body: bytes) -> set[int]:
 DEFINITION = DestinationDefinition(
     type="amplitude-actions",
     name=NAME,
+    metadata_id="5f7dd6d21ad74f3842b1fc47",
+    slug="actions-amplitude",
     settings=AmplitudeActionsSettings,
     secrets=frozenset({"api_key", "secret_key"}),
     interpret=interpret,

@@ -38,6 +38,8 @@ def render(messages: Sequence[Message], settings: ClearBrainSettings) -> Rendere
 DEFINITION = DestinationDefinition(
     type="clearbrain",
     name="ClearBrain",
+    metadata_id="5c412bc57526b50001622f52",
+    slug="clearbrain",
     settings=ClearBrainSettings,
     render=render,
     methods=frozenset(TYPES),

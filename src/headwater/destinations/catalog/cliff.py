@@ -43,6 +43,8 @@ def render(messages: Sequence[Message], settings: CliffSettings) -> Rendered:
 DEFINITION = DestinationDefinition(
     type="cliff",
     name="Cliff",
+    metadata_id="603bebf26429db1da7b36150",
+    slug="cliff",
     settings=CliffSettings,
     render=render,
     methods=frozenset(TYPES),

@@ -461,6 +461,8 @@ def _micros(value: object) -> int | None:
 DEFINITION = DestinationDefinition(
     type="google_analytics_4",
     name=NAME,
+    metadata_id="60ad61f9ff47a16b8fb7b5d9",
+    slug="actions-google-analytics-4",
     aliases=ALIASES,
     settings=GoogleAnalytics4Settings,
     render=render,

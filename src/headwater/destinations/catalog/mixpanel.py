@@ -440,6 +440,8 @@ def interpret(response: Response, count: int) -> list[str | None] | None:
 DEFINITION = DestinationDefinition(
     type="mixpanel",
     name=NAME,
+    metadata_id="54521fd925e721e32a72eed6",
+    slug="mixpanel",
     settings=MixpanelSettings,
     render=render,
     methods=frozenset({"track", "page", "screen", "identify", "alias"}),

@@ -745,6 +745,8 @@ def _object(value: Any) -> dict[str, Any]:
 DEFINITION = DestinationDefinition(
     type="mixpanel-actions",
     name=NAME,
+    metadata_id="615c7438d93d9b61b1e9e192",
+    slug="actions-mixpanel",
     settings=MixpanelActionsSettings,
     secrets=frozenset({"api_secret"}),
     # Lets the delivery worker wait briefly for trackEvent batches to fill.

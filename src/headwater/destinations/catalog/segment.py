@@ -141,6 +141,8 @@ def delete(user_ids: Sequence[str], settings: SegmentSettings) -> list[Request]:
 DEFINITION = DestinationDefinition(
     type="segment",
     name="Segment",
+    metadata_id="6371eee1ae5e324869aa8b1b",
+    slug="actions-segment",
     # Segment's own catalog name for this destination; "Segment.io" is a reserved key.
     aliases=("Segment Connections",),
     settings=SegmentSettings,

@@ -239,6 +239,8 @@ def escape(text: str) -> str:
 DEFINITION = DestinationDefinition(
     type="slack",
     name="Slack",
+    metadata_id="56748689e954a874ca44ccfb",
+    slug="slack",
     settings=SlackSettings,
     render=render,
     methods=frozenset({"track", "identify"}),

@@ -62,6 +62,8 @@ def render(messages: Sequence[Message], settings: WebhookSettings) -> Rendered:
 DEFINITION = DestinationDefinition(
     type="webhook",
     name="Webhooks",
+    metadata_id="54521fdc25e721e32a72ef04",
+    slug="webhooks",
     aliases=("Webhook",),
     settings=WebhookSettings,
     render=render,

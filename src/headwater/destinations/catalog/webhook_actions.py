@@ -107,6 +107,8 @@ def send_batch(payloads: Sequence[Mapping[str, Any]], settings: WebhookActionsSe
 DEFINITION = DestinationDefinition(
     type="webhook-actions",
     name="Webhooks (Actions)",
+    metadata_id="614a3c7d791c91c41bae7599",
+    slug="actions-webhook",
     settings=WebhookActionsSettings,
     secrets=frozenset({"shared_secret"}),
     timeout_seconds=5.0,

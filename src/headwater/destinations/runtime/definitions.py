@@ -138,6 +138,8 @@ def build(entry: Mapping[str, Any]) -> DestinationDefinition:
             _preset(p) for p in entry.get("presets") or () if p.get("partnerAction") in actions
         ),
         hooks=frozenset(entry.get("hooks") or ()) & HOOKS,
+        metadata_id=str(entry["id"]) if entry.get("id") else None,
+        slug=str(entry["slug"]) if entry.get("slug") else None,
     )
 
 
