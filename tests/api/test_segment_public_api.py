@@ -1,5 +1,6 @@
 """Segment's Public API shapes under ``/segment/v1``, through FastAPI's TestClient, on SQLite
-and PostgreSQL: the same sources and destinations as ``/api/v1``, in Segment's bodies."""
+and PostgreSQL: the same sources and destinations as ``/api/v1``, in Segment's bodies
+(A-API-1's token and pagination, A-API-2's error bodies)."""
 
 from __future__ import annotations
 
