@@ -545,7 +545,9 @@ class Server:
         Sessions(self.engine, clock=self.clock).prune()  # the web app's, once expired
         # Delivery Overview and Event Delivery look back two weeks at most, as in Segment.
         oldest_minute = minute_of(now) - COUNTER_RETENTION_DAYS * 24 * 60
-        CounterStore(self.engine).expire(oldest_minute)
+        counters = CounterStore(self.engine)
+        counters.roll_up(now)  # hourly totals: the overview reads a day as 24 rows a key
+        counters.expire(oldest_minute)
         self.delivery.queue.expire_latencies(oldest_minute)
         SchemaStore(self.engine).expire(before_hour=hour - SCHEMA_RETENTION_HOURS)
         prune_events(self.engine, now)  # profile timelines keep 14 days

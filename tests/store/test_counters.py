@@ -151,3 +151,39 @@ def test_postgresql_upsert_compiles() -> None:
     sql = str(_upsert_counts(conn).compile(dialect=dialect))
     assert "ON CONFLICT (minute, source_id, destination_id, step, reason) DO UPDATE" in sql
     assert "count = (counters.count + excluded.count)" in sql
+
+
+def test_the_overview_reads_hourly_totals_and_the_minutes_around_them(engine: Engine) -> None:
+    store = CounterStore(engine)
+    base = 29_000_000 * 60  # a minute at the start of an hour
+    a, d = CounterKey("s1", "", "received", ""), CounterKey("s1", "d1", "delivered", "")
+    for minute in range(base - 30, base + 150, 7):  # half an hour before, 2.5 hours after
+        store.add({a: 2, d: 1}, minute=minute)
+
+    def direct(since: int) -> dict[tuple[str, str, str], int]:
+        totals: dict[tuple[str, str, str], int] = {}
+        for minute in range(since, base + 150):
+            if (minute - (base - 30)) % 7 == 0:
+                for key, n in ((a, 2), (d, 1)):
+                    k = (key.source_id, key.destination_id, key.step)
+                    totals[k] = totals.get(k, 0) + n
+        return totals
+
+    def overview(since: int) -> dict[tuple[str, str, str], int]:
+        return {(s, dd, step): n for s, dd, step, n in store.by_connection(since)}
+
+    now = (base + 150) * 60.0
+    for since in (base - 30, base - 29, base, base + 61, base + 149):
+        assert overview(since) == direct(since), since  # before any roll-up
+    assert store.roll_up(now) >= 3
+    for since in (base - 30, base - 29, base, base + 61, base + 149):
+        assert overview(since) == direct(since), since  # hours from totals, the rest minutes
+    # A late write into the last rolled hour shows once the next roll-up totals it again.
+    store.add({a: 1000}, minute=base + 119)
+    store.roll_up(now)
+    assert overview(base)[("s1", "", "received")] == direct(base)[("s1", "", "received")] + 1000
+    # Expiry forgets hours with their minutes.
+    store.expire(base + 60)
+    expected = direct(base + 60)
+    expected[("s1", "", "received")] += 1000  # the late write, in the hour kept
+    assert overview(base - 30) == expected

@@ -111,6 +111,11 @@ class CounterStore:
             result = conn.execute(
                 sa.delete(schema.counters).where(schema.counters.c.minute < before_minute)
             )
+            conn.execute(
+                sa.delete(schema.counter_hours).where(
+                    schema.counter_hours.c.hour < before_minute // 60
+                )
+            )
         return int(result.rowcount or 0)
 
     # --- reading ------------------------------------------------------------------------------
@@ -138,17 +143,70 @@ class CounterStore:
         with self._engine.connect() as conn:
             return [Total(row.step, row.reason, int(row.total)) for row in conn.execute(query)]
 
-    def by_connection(self, since_minute: int) -> list[tuple[str, str, str, int]]:
-        """(source, destination, step, events) since ``since_minute``: the workspace overview
-        in one query, whatever the number of sources and destinations."""
-        c = schema.counters.c
-        query = (
-            sa.select(c.source_id, c.destination_id, c.step, sa.func.sum(c["count"]))
-            .where(c.minute >= since_minute)
-            .group_by(c.source_id, c.destination_id, c.step)
-        )
+    def by_connection(
+        self, since_minute: int, until_minute: int | None = None
+    ) -> list[tuple[str, str, str, int]]:
+        """(source, destination, step, events) over ``since_minute <= minute``: the workspace
+        overview. Hours ``roll_up`` has totalled are read from ``counter_hours``; only the
+        partial hour at the start and the minutes since the last roll-up come from minutes."""
+        c, h = schema.counters.c, schema.counter_hours.c
         with self._engine.connect() as conn:
+            through = _rolled_through(conn)
+            first_full = -(-since_minute // 60)
+            minutes = sa.or_(
+                sa.and_(c.minute >= since_minute, c.minute < first_full * 60),
+                c.minute >= max(first_full, through + 1) * 60,
+            )
+            if until_minute is not None:
+                minutes = sa.and_(minutes, c.minute < until_minute)
+            from_minutes = sa.select(c.source_id, c.destination_id, c.step, c["count"]).where(
+                minutes
+            )
+            from_hours = sa.select(h.source_id, h.destination_id, h.step, h["count"]).where(
+                h.hour >= first_full, h.hour <= through
+            )
+            both = sa.union_all(from_hours, from_minutes).subquery()
+            query = sa.select(
+                both.c.source_id, both.c.destination_id, both.c.step, sa.func.sum(both.c["count"])
+            ).group_by(both.c.source_id, both.c.destination_id, both.c.step)
             return [(r[0], r[1], r[2], int(r[3])) for r in conn.execute(query)]
+
+    def roll_up(self, now: float) -> int:
+        """Total each completed hour into ``counter_hours``; the number of hours written. The
+        last hour is totalled again on the next call: a writer may still have been adding to
+        its last minute."""
+        c = schema.counters.c
+        current_hour = minute_of(now) // 60
+        with write_transaction(self._engine) as conn:
+            through = _rolled_through(conn)
+            if through < 0:
+                oldest = conn.execute(sa.select(sa.func.min(c.minute))).scalar()
+                if oldest is None:
+                    return 0
+                through = int(oldest) // 60 - 1
+            first = max(through, int(current_hour) - 24 * 15)  # never more than retention
+            written = 0
+            for hour in range(first, int(current_hour)):
+                conn.execute(
+                    schema.counter_hours.delete().where(schema.counter_hours.c.hour == hour)
+                )
+                totals = sa.select(
+                    sa.literal(hour, sa.BigInteger),
+                    c.source_id,
+                    c.destination_id,
+                    c.step,
+                    c.reason,
+                    sa.func.sum(c["count"]),
+                ).where(c.minute >= hour * 60, c.minute < (hour + 1) * 60)
+                totals = totals.group_by(c.source_id, c.destination_id, c.step, c.reason)
+                conn.execute(
+                    schema.counter_hours.insert().from_select(
+                        ["hour", "source_id", "destination_id", "step", "reason", "count"], totals
+                    )
+                )
+                written += 1
+            _set_rolled_through(conn, int(current_hour) - 1)
+        return written
 
     def samples(
         self,
@@ -181,6 +239,25 @@ class CounterStore:
                 )
                 for row in conn.execute(query)
             ]
+
+
+_ROLLED_KEY = "counters_rolled_through_hour"
+
+
+def _rolled_through(conn: Connection) -> int:
+    """The last hour ``counter_hours`` holds, or -1 before the first roll-up."""
+    value = conn.execute(
+        sa.select(schema.meta.c.value).where(schema.meta.c.key == _ROLLED_KEY)
+    ).scalar_one_or_none()
+    return int(value) if value else -1
+
+
+def _set_rolled_through(conn: Connection, hour: int) -> None:
+    updated = conn.execute(
+        schema.meta.update().where(schema.meta.c.key == _ROLLED_KEY).values(value=str(hour))
+    )
+    if not updated.rowcount:
+        conn.execute(schema.meta.insert().values(key=_ROLLED_KEY, value=str(hour)))
 
 
 def _key_filter(

@@ -264,6 +264,7 @@ MIGRATIONS: list[Migration] = [
     Migration(34, "functions: usage, insert functions' Enable toggle", _function_usage),
     Migration(36, "the audit trail and its forwarding", _create_tables),
     Migration(37, "the web app's sessions", _create_tables),
+    Migration(38, "counters: hourly totals", _create_tables),
 ]
 
 

@@ -210,6 +210,19 @@ counters = sa.Table(
     sa.Column("count", sa.BigInteger, nullable=False),
 )
 
+# Hourly totals of ``counters`` for completed hours (migration 38), rolled up by the worker's
+# maintenance, so a day's overview sums 24 rows a key instead of 1,440.
+counter_hours = sa.Table(
+    "counter_hours",
+    metadata,
+    sa.Column("hour", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("source_id", sa.String(40), primary_key=True),
+    sa.Column("destination_id", sa.String(40), primary_key=True),
+    sa.Column("step", sa.String(60), primary_key=True),
+    sa.Column("reason", sa.String(100), primary_key=True),
+    sa.Column("count", sa.BigInteger, nullable=False),
+)
+
 counter_samples = sa.Table(
     "counter_samples",
     metadata,
