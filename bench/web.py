@@ -5,8 +5,8 @@
 The workspace has ``--sources`` sources and ``--destinations`` webhook destinations spread
 over them, and per-minute counters for every source and destination over the last ``--hours``
 (each minute: events received on each source, delivered and a few failed on each destination),
-as a busy day leaves them, rolled up into hourly totals as the worker's maintenance does. Each page is requested through the web app's ASGI application as a
-signed-in browser would (the pages call the REST API in process); the median and the slowest
+as a busy day leaves them, rolled up into hourly totals as the worker's maintenance does. Each
+page is requested through the web app's ASGI application as a signed-in browser would (the pages call the REST API in process); the median and the slowest
 time from request to the last byte are reported. The issue's target: ≤ 200 ms a page.
 """
 
