@@ -46,6 +46,7 @@ LAYERS: list[list[str]] = [
         "engage.builder",
         "privacy",
         "functions",
+        "iam",  # roles, grants and the access decision; users, tokens, labels (store below)
     ],
     ["delivery", "warehouse", "ingest.internal", "engage"],
     ["pipeline", "ingest"],
