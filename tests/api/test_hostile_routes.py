@@ -334,6 +334,8 @@ def _resources(http: httpx.Client) -> dict[str, str]:
                 },
             )
         )
+    user = made(http.post("/api/v1/users", json={"email": f"user-{n}@example.com"}))["user"]
+    token = made(http.post("/api/v1/tokens", json={"description": f"token-{n}"}))["token"]
     return {
         "source": source["name"],
         "sourceId": source["id"],
@@ -361,6 +363,9 @@ def _resources(http: httpx.Client) -> dict[str, str]:
         "categoryId": f"c{n}",
         "function": "fn-hostile",
         "version": "1",
+        "userId": user["id"],
+        "tokenId": token["id"],
+        "value": "prod",  # labels/{key}/{value}: ``key`` is the write key (no such label)
     }
 
 

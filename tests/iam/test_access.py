@@ -22,9 +22,7 @@ def test_label_restricted_grants_cover_resources_carrying_all_their_labels() -> 
     """A-IAM-1: Sally [environment:prod] → A, B; Bob [environment:prod, product:truck] → B;
     Jane [product:car] → A, C."""
     sally = _member(Grant("source-read-only", labels=(("environment", "prod"),)))
-    bob = _member(
-        Grant("source-read-only", labels=(("environment", "prod"), ("product", "truck")))
-    )
+    bob = _member(Grant("source-read-only", labels=(("environment", "prod"), ("product", "truck"))))
     jane = _member(Grant("source-read-only", labels=(("product", "car"),)))
     assert _readable(sally) == {"A", "B"}
     assert _readable(bob) == {"B"}
