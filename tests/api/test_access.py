@@ -96,7 +96,7 @@ def test_a_token_reaches_exactly_the_routes_of_its_roles_areas(
         needs = route_access(method, path.removeprefix(PREFIX))
         assert needs is not None
         allowed = ROLES[role_id].can(needs.area, needs.write)
-        body = None if method in ("GET", "HEAD", "DELETE") else {}
+        body: dict[str, Any] | None = None if method in ("GET", "HEAD", "DELETE") else {}
         got = admin.request(method, _fill(path), json=body, headers=headers).status_code
         if (got == 403) == allowed or got == 401:
             wrong.append(f"{method} {path}: {got} (allowed: {allowed})")
