@@ -11,6 +11,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 
 from headwater.api.app import PREFIX, create_api
+from headwater.iam.principals import user_principal
+from headwater.iam.resources import find_resource
 from headwater.iam.roles import ROLES
 from headwater.store.admin_token import hash_token
 from headwater.store.workspace import WorkspaceStore
@@ -210,3 +212,65 @@ def test_label_scoped_tokens_see_their_sources_only(http: TestClient) -> None:
     )
     assert_error(http.post(f"{PREFIX}/sources", json={"name": "D"}, headers=one), 403, "forbidden")
     assert http.post(f"{PREFIX}/sources", json={"name": "D"}, headers=everything).status_code == 201
+
+
+def test_groups_give_their_members_their_grants(http: TestClient, engine: Engine) -> None:
+    """A-IAM-4 through the API: a member of two groups, Source Admin on brand:a and on
+    brand:b, may change sources of either brand and no other."""
+    workspace = WorkspaceStore(engine)
+    for brand in ("a", "b", "c"):
+        _ok(http.post(f"{PREFIX}/labels", json={"label": {"key": "brand", "value": brand}}), 201)
+        _ok(http.post(f"{PREFIX}/sources", json={"name": f"site-{brand}"}), 201)
+        labels = [{"key": "brand", "value": brand}]
+        _ok(http.put(f"{PREFIX}/sources/site-{brand}/labels", json={"labels": labels}))
+    user = _ok(http.post(f"{PREFIX}/users", json={"email": "jane@example.com"}), 201)["user"]
+    groups = {}
+    for brand in ("a", "b"):
+        group = _ok(http.post(f"{PREFIX}/groups", json={"name": f"brand {brand}"}), 201)
+        groups[brand] = group["userGroup"]["id"]
+        added = _ok(
+            http.post(
+                f"{PREFIX}/groups/{groups[brand]}/users", json={"emails": ["Jane@example.com"]}
+            )
+        )
+        assert added["userGroup"]["memberCount"] == 1
+        permissions = [
+            {
+                "roleId": "source-admin",
+                "resources": [{"type": "WORKSPACE", "labels": [{"key": "brand", "value": brand}]}],
+            }
+        ]
+        _ok(
+            http.put(
+                f"{PREFIX}/groups/{groups[brand]}/permissions", json={"permissions": permissions}
+            )
+        )
+    assert_error(http.post(f"{PREFIX}/groups", json={"name": "brand a"}), 409, "conflict")
+    assert_error(
+        http.post(f"{PREFIX}/groups/{groups['a']}/users", json={"emails": ["x@example.com"]}),
+        404,
+        "not_found",
+    )
+    mine = _ok(http.get(f"{PREFIX}/users/{user['id']}/groups"))["userGroups"]
+    assert sorted(g["name"] for g in mine) == ["brand a", "brand b"]
+    members = _ok(http.get(f"{PREFIX}/groups/{groups['a']}/users"))["users"]
+    assert [m["email"] for m in members] == ["jane@example.com"]
+
+    def changeable() -> set[str]:
+        principal = user_principal(workspace, user["id"])
+        assert principal is not None
+        return {
+            brand
+            for brand in ("a", "b", "c")
+            if principal.allows("sources", True, find_resource(engine, "SOURCE", f"site-{brand}"))
+        }
+
+    assert changeable() == {"a", "b"}
+    removed = http.delete(
+        f"{PREFIX}/groups/{groups['b']}/users", params={"emails": ["jane@example.com"]}
+    )
+    _ok(removed)
+    assert changeable() == {"a"}
+    _ok(http.delete(f"{PREFIX}/groups/{groups['a']}"))
+    assert changeable() == set()
+    assert_error(http.get(f"{PREFIX}/groups/{groups['a']}"), 404, "not_found")

@@ -1,5 +1,6 @@
 """Identity and access management in the REST API, in the Public API's shapes (§15.4):
-``/roles``, ``/users`` and their permissions, ``/tokens``, ``/labels`` and a source's labels.
+``/roles``, ``/users`` and ``/groups`` with their permissions, ``/tokens``, ``/labels`` and a
+source's labels.
 
 Every route here but a source's labels is the ``iam`` area, which only Workspace Owners reach
 (api/areas.py), so only owners create tokens (A-API-4). A token's plaintext and a generated
@@ -19,6 +20,7 @@ from headwater.api.errors import body_object
 from headwater.api.sources import iso
 from headwater.errors import InvalidError, NotFoundError
 from headwater.iam.access import Grant, Principal
+from headwater.iam.groups import GroupInfo, GroupStore
 from headwater.iam.labels import LabelInfo, LabelStore
 from headwater.iam.permissions import PermissionStore, permissions_json
 from headwater.iam.roles import ROLES
@@ -146,6 +148,130 @@ def replace_user_permissions(
     permissions = PermissionStore(workspace)
     grants = permissions.grants_from_input(fields["permissions"])
     permissions.set("user", user.id, grants)
+    return {"data": {"permissions": permissions_json(grants)}}
+
+
+@router.get("/users/{userId}/groups", response_model=None)
+def list_user_groups(
+    user_id: UserId, workspace: Workspace, count: Count = 200, cursor: Cursor = None
+) -> dict[str, Any]:
+    user = UserStore(workspace).require(user_id)
+    groups, pagination = _page(GroupStore(workspace).groups_of(user.id), count, cursor)
+    shown = [_group_json(g, ()) for g in groups]
+    return {"data": {"userGroups": shown, "pagination": pagination}}
+
+
+# --- groups ----------------------------------------------------------------------------------
+
+GroupId = Annotated[str, Path(alias="groupId", description="The group's id.")]
+
+
+def _group_json(group: GroupInfo, grants: Sequence[Grant]) -> dict[str, Any]:
+    return {
+        "id": group.id,
+        "name": group.name,
+        "memberCount": group.member_count,
+        "permissions": permissions_json(grants),
+    }
+
+
+@router.get("/groups", response_model=None)
+def list_groups(workspace: Workspace, count: Count = 200, cursor: Cursor = None) -> dict[str, Any]:
+    permissions = PermissionStore(workspace)
+    groups, pagination = _page(GroupStore(workspace).list(), count, cursor)
+    shown = [_group_json(g, permissions.grants("group", g.id)) for g in groups]
+    return {"data": {"userGroups": shown, "pagination": pagination}}
+
+
+@router.post("/groups", status_code=201, response_model=None)
+def create_group(workspace: Workspace, body: Annotated[Any, Body()]) -> dict[str, Any]:
+    fields = body_object(body, {"name"})
+    group = GroupStore(workspace).create(fields.get("name"))
+    return {"data": {"userGroup": _group_json(group, ())}}
+
+
+@router.get("/groups/{groupId}", response_model=None)
+def get_group(group_id: GroupId, workspace: Workspace) -> dict[str, Any]:
+    group = GroupStore(workspace).require(group_id)
+    grants = PermissionStore(workspace).grants("group", group.id)
+    return {"data": {"userGroup": _group_json(group, grants)}}
+
+
+@router.patch("/groups/{groupId}", response_model=None)
+def update_group(
+    group_id: GroupId, workspace: Workspace, body: Annotated[Any, Body()]
+) -> dict[str, Any]:
+    fields = body_object(body, {"name"})
+    group = GroupStore(workspace).rename(group_id, fields.get("name"))
+    grants = PermissionStore(workspace).grants("group", group.id)
+    return {"data": {"userGroup": _group_json(group, grants)}}
+
+
+@router.delete("/groups/{groupId}", response_model=None)
+def delete_group(group_id: GroupId, workspace: Workspace) -> dict[str, Any]:
+    GroupStore(workspace).delete(group_id)
+    return {"data": {"status": "SUCCESS"}}
+
+
+@router.get("/groups/{groupId}/users", response_model=None)
+def list_group_users(
+    group_id: GroupId, workspace: Workspace, count: Count = 200, cursor: Cursor = None
+) -> dict[str, Any]:
+    members, pagination = _page(GroupStore(workspace).members(group_id), count, cursor)
+    shown = [{"id": u.id, "name": u.name, "email": u.email} for u in members]
+    return {"data": {"users": shown, "pagination": pagination}}
+
+
+def _emails(body: object) -> list[Any]:
+    fields = body_object(body, {"emails"})
+    emails = fields.get("emails")
+    if not isinstance(emails, list) or len(emails) > MAX_PAGE_SIZE:
+        raise InvalidError(f"must be a list of at most {MAX_PAGE_SIZE} emails", "emails")
+    return emails
+
+
+@router.post("/groups/{groupId}/users", response_model=None)
+def add_group_users(
+    group_id: GroupId, workspace: Workspace, body: Annotated[Any, Body()]
+) -> dict[str, Any]:
+    """Add members by email: ``{"emails": [...]}``."""
+    groups = GroupStore(workspace)
+    groups.add_members(group_id, _emails(body))
+    return {"data": {"userGroup": _group_json(groups.require(group_id), ())}}
+
+
+@router.put("/groups/{groupId}/users", response_model=None)
+def replace_group_users(
+    group_id: GroupId, workspace: Workspace, body: Annotated[Any, Body()]
+) -> dict[str, Any]:
+    """Make these emails the group's only members."""
+    groups = GroupStore(workspace)
+    groups.add_members(group_id, _emails(body), replace=True)
+    return {"data": {"userGroup": _group_json(groups.require(group_id), ())}}
+
+
+@router.delete("/groups/{groupId}/users", response_model=None)
+def remove_group_users(
+    group_id: GroupId,
+    workspace: Workspace,
+    emails: Annotated[list[str], Query(description="The members' emails.")],
+) -> dict[str, Any]:
+    GroupStore(workspace).remove_members(group_id, emails)
+    return {"data": {"status": "SUCCESS"}}
+
+
+@router.put("/groups/{groupId}/permissions", response_model=None)
+def replace_group_permissions(
+    group_id: GroupId, workspace: Workspace, body: Annotated[Any, Body()]
+) -> dict[str, Any]:
+    """Replace the group's permissions with PermissionInputV1 items."""
+    fields = body_object(body, {"permissions"})
+    if "permissions" not in fields:
+        raise InvalidError("is required", "permissions")
+    group = GroupStore(workspace).require(group_id)
+    permissions = PermissionStore(workspace)
+    grants = permissions.grants_from_input(fields["permissions"])
+    permissions.set("group", group.id, grants)
     return {"data": {"permissions": permissions_json(grants)}}
 
 
