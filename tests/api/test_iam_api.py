@@ -147,6 +147,12 @@ def test_labels_routes(http: TestClient) -> None:
     _ok(http.delete(f"{PREFIX}/labels/environment/dev"))
     assert_error(http.delete(f"{PREFIX}/labels/environment/dev"), 404, "not_found")
     assert_error(http.put(f"{PREFIX}/sources/nope/labels", json={"labels": []}), 404, "not_found")
+    _ok(http.post(f"{PREFIX}/spaces", json={"name": "Prod"}), 201)
+    on_space = [{"key": "environment", "value": "prod"}]
+    assert _ok(http.put(f"{PREFIX}/spaces/Prod/labels", json={"labels": on_space}))["labels"] == (
+        on_space
+    )
+    assert_error(http.put(f"{PREFIX}/spaces/nope/labels", json={"labels": []}), 404, "not_found")
 
 
 def test_label_scoped_tokens_see_their_sources_only(http: TestClient) -> None:

@@ -1,10 +1,10 @@
 """Identity and access management in the REST API, in the Public API's shapes (§15.4):
-``/roles``, ``/users`` and ``/groups`` with their permissions, ``/tokens``, ``/labels`` and a
-source's labels.
+``/roles``, ``/users`` and ``/groups`` with their permissions, ``/tokens``, ``/labels`` and the
+labels of a source or a space.
 
-Every route here but a source's labels is the ``iam`` area, which only Workspace Owners reach
-(api/areas.py), so only owners create tokens (A-API-4). A token's plaintext and a generated
-password are in the answer that creates them and nowhere else, ever.
+Every route here but a source's or a space's labels is the ``iam`` area, which only Workspace
+Owners reach (api/areas.py), so only owners create tokens (A-API-4). A token's plaintext and a
+generated password are in the answer that creates them and nowhere else, ever.
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ from headwater.api.sources import iso
 from headwater.errors import InvalidError, NotFoundError
 from headwater.iam.access import Grant, Principal
 from headwater.iam.groups import GroupInfo, GroupStore
-from headwater.iam.labels import LabelInfo, LabelStore
+from headwater.iam.labels import LabeledType, LabelInfo, LabelStore
 from headwater.iam.permissions import PermissionStore, permissions_json
+from headwater.iam.resources import lookup
 from headwater.iam.roles import ROLES
 from headwater.iam.tokens import TokenInfo, TokenStore
 from headwater.iam.users import UserInfo, UserStore, generate_password
@@ -361,13 +362,28 @@ def delete_label(key: str, value: str, workspace: Workspace) -> dict[str, Any]:
     return {"data": {"status": "SUCCESS"}}
 
 
+IdOrName = Annotated[str, Path(alias="idOrName", description="The resource's id or name.")]
+
+
 @router.put("/sources/{idOrName}/labels", response_model=None)
 def replace_source_labels(
-    id_or_name: Annotated[str, Path(alias="idOrName", description="The source's id or name.")],
-    workspace: Workspace,
-    body: Annotated[Any, Body()],
+    id_or_name: IdOrName, workspace: Workspace, body: Annotated[Any, Body()]
 ) -> dict[str, Any]:
     """Replace the source's labels: ``{"labels": [{key, value}]}``, one value per key."""
+    return _replace_labels(workspace, "SOURCE", id_or_name, body)
+
+
+@router.put("/spaces/{idOrName}/labels", response_model=None)
+def replace_space_labels(
+    id_or_name: IdOrName, workspace: Workspace, body: Annotated[Any, Body()]
+) -> dict[str, Any]:
+    """Replace the space's labels: ``{"labels": [{key, value}]}``, one value per key."""
+    return _replace_labels(workspace, "SPACE", id_or_name, body)
+
+
+def _replace_labels(
+    workspace: WorkspaceStore, type_: LabeledType, id_or_name: str, body: object
+) -> dict[str, Any]:
     fields = body_object(body, {"labels"})
     raw = fields.get("labels")
     if not isinstance(raw, list):
@@ -379,8 +395,8 @@ def replace_source_labels(
         if not isinstance(key, str) or not isinstance(value, str):
             raise InvalidError("key and value must be strings", f"labels.{i}")
         labels.append((key, value))
-    source = workspace.get_source(id_or_name)
-    if source is None:
-        raise NotFoundError(f"no source has the id or name {id_or_name!r}")
-    kept = LabelStore(workspace).set_labels("SOURCE", source.id, labels)
+    resource = lookup(workspace.engine, type_, id_or_name)
+    if resource is None:
+        raise NotFoundError(f"no {type_.lower()} has the id or name {id_or_name!r}")
+    kept = LabelStore(workspace).set_labels(type_, resource.id, labels)
     return {"data": {"labels": [{"key": k, "value": v} for k, v in kept]}}
