@@ -12,12 +12,13 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 
 from headwater.api.app import PREFIX, create_api
 from headwater.api.areas import route_access
+from headwater.api.auth import pii_access
 from headwater.api.debugger import router as debugger_router
 from headwater.api.source_schema import router as source_schema_router
 from headwater.api.tester import router as event_tester_router
@@ -145,3 +146,30 @@ def test_only_owners_create_tokens_and_the_plaintext_is_shown_once(admin: TestCl
     assert again.status_code == 201, again.text
     assert admin.delete(f"{PREFIX}/tokens/{token['id']}").status_code == 200
     assert_error(admin.get(f"{PREFIX}/sources", headers=_as(plaintext)), 401, "unauthorized")
+
+
+def test_the_principal_and_its_pii_access_reach_the_route(engine: Engine) -> None:
+    """What later readers (masking, the Audit Trail) find in ``request.state``."""
+    probe = APIRouter()
+
+    @probe.get("/sources/{idOrName}/probe")
+    def _probe(request: Request) -> dict[str, Any]:
+        principal = request.state.principal
+        return {
+            "pii": pii_access(request),
+            "actor": [principal.kind, principal.id, principal.name, principal.email],
+        }
+
+    WorkspaceStore(engine).ensure_workspace("acme")
+    app = create_api(engine, admin_token_hash=hash_token(ADMIN), extra_routers=[probe])
+    with TestClient(app, headers={"Authorization": f"Bearer {ADMIN}"}) as admin:
+        url = f"{PREFIX}/sources/web/probe"
+        assert admin.get(url).json() == {
+            "pii": True,
+            "actor": ["admin", "admin", "Admin token", None],
+        }
+        for pii in (False, True):
+            token = _token(admin, _role("source-read-only"), pii=pii)
+            answer = admin.get(url, headers=_as(token)).json()
+            assert answer["pii"] is pii
+            assert answer["actor"][0] == "token" and answer["actor"][2] == "t"
