@@ -6,8 +6,9 @@ The workspace has ``--sources`` sources and ``--destinations`` webhook destinati
 over them, and per-minute counters for every source and destination over the last ``--hours``
 (each minute: events received on each source, delivered and a few failed on each destination),
 as a busy day leaves them, rolled up into hourly totals as the worker's maintenance does. Each
-page is requested through the web app's ASGI application as a signed-in browser would (the pages call the REST API in process); the median and the slowest
-time from request to the last byte are reported. The issue's target: ≤ 200 ms a page.
+page is requested through the web app's ASGI application as a signed-in browser would (the
+pages call the REST API in process); the median and the slowest time from request to the last
+byte are reported. The issue's target: ≤ 200 ms a page.
 """
 
 from __future__ import annotations
@@ -71,12 +72,7 @@ def build(data: Path, sources: int, destinations: int, hours: int) -> tuple[WebA
     counters.roll_up(time.time())  # what the worker's maintenance does every minute
     print(f"hourly roll-up of all of it: {time.perf_counter() - started:.1f} s")
     api = create_api(engine, admin_token_hash=hash_token(TOKEN))
-    web = WebApp(
-        api,
-        Sessions(engine),
-        admin_token_hash=hash_token(TOKEN),
-        workspace_name=lambda: "bench",
-    )
+    web = WebApp(api, store, admin_token_hash=hash_token(TOKEN), clock=time.time)
     cookie, _session = Sessions(engine).start("admin", "admin")
     return web, cookie
 

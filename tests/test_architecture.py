@@ -47,6 +47,7 @@ LAYERS: list[list[str]] = [
         "privacy",
         "functions",
         "audit",
+        "iam",  # roles, grants and the access decision; users, tokens, labels (store below)
     ],
     ["delivery", "warehouse", "ingest.internal", "engage"],
     ["pipeline", "ingest"],

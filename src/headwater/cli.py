@@ -277,6 +277,43 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--url", default="http://127.0.0.1:8088", help="the server's address")
     functions.set_defaults(run=_functions)
 
+    users = commands.add_parser("users", help="team members and their roles")
+    user_actions = users.add_subparsers(dest="action", required=True, metavar="ACTION")
+    users_add = user_actions.add_parser(
+        "add", help="add a member; prints a generated password once (or --password-stdin)"
+    )
+    users_add.add_argument("email", help="the member's email address")
+    users_add.add_argument(
+        "--role",
+        action="append",
+        required=True,
+        help="a role's id or name over the whole workspace (repeat for more); "
+        "workspace-owner for an owner",
+    )
+    users_add.add_argument("--name", help="the member's name (default: the email's local part)")
+    users_add.add_argument(
+        "--password-stdin", action="store_true", help="read the password from stdin"
+    )
+    users_list = user_actions.add_parser("list", help="every member and their roles")
+    for sub in (users_add, users_list):
+        _state_options(sub)
+    users.set_defaults(run=_users)
+
+    tokens = commands.add_parser("tokens", help="Public API tokens")
+    token_actions = tokens.add_subparsers(dest="action", required=True, metavar="ACTION")
+    tokens_create = token_actions.add_parser(
+        "create", help="create a token with roles; prints it once"
+    )
+    tokens_create.add_argument(
+        "--role", action="append", required=True, help="a role's id or name (repeat for more)"
+    )
+    tokens_create.add_argument("--description", required=True, help="what the token is for")
+    tokens_create.add_argument(
+        "--pii-access", action="store_true", help="see Red and Yellow values unmasked"
+    )
+    _state_options(tokens_create)
+    tokens.set_defaults(run=_tokens)
+
     replay = commands.add_parser("replay", help="deliver archived events to a destination again")
     replay.add_argument("destination", help="destination name or id")
     replay.add_argument("--start", required=True, help="ISO 8601 time, inclusive")
@@ -954,6 +991,36 @@ def _profiles_template(args: argparse.Namespace) -> int:
     from headwater.unify.commands import show_template
 
     show_template(args.url, _admin_token("profiles template"), args.space)
+    return 0
+
+
+def _users(args: argparse.Namespace) -> int:
+    from headwater.errors import InputError
+    from headwater.iam import cli as iam_cli
+
+    store = _open_store(args)
+    try:
+        if args.action == "add":
+            password = sys.stdin.readline().rstrip("\r\n") if args.password_stdin else None
+            iam_cli.add_user(store, args.email, args.role, name=args.name, password=password)
+        else:
+            iam_cli.list_users(store)
+    except InputError as exc:
+        field = f"{exc.field}: " if exc.field else ""
+        raise SystemExit(f"headwater users {args.action}: {field}{exc}") from None
+    return 0
+
+
+def _tokens(args: argparse.Namespace) -> int:
+    from headwater.errors import InputError
+    from headwater.iam import cli as iam_cli
+
+    store = _open_store(args)
+    try:
+        iam_cli.create_token(store, args.role, args.description, pii_access=args.pii_access)
+    except InputError as exc:
+        field = f"{exc.field}: " if exc.field else ""
+        raise SystemExit(f"headwater tokens create: {field}{exc}") from None
     return 0
 
 

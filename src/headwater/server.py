@@ -248,10 +248,7 @@ class Server:
         use_audit(self.api, lambda: workspace_view(self.store))
         # The web app at /: its pages read and change the workspace through self.api.
         self.web = WebApp(
-            self.api,
-            Sessions(self.engine, clock=self.clock),
-            admin_token_hash=self.admin_token_hash,
-            workspace_name=self._workspace_name,
+            self.api, self.store, admin_token_hash=self.admin_token_hash, clock=self.clock
         )
         # The Profile API (Segment's shapes, apart from the REST API), in the api process.
         self._graphs: dict[str, GraphStore] = {}
@@ -596,10 +593,6 @@ class Server:
             except Exception:
                 logger.exception("privacy alerts failed; will try again")
             await asyncio.sleep(PRIVACY_ALERTS_TICK)
-
-    def _workspace_name(self) -> str:
-        workspace = self.store.workspace()
-        return workspace.name if workspace is not None else ""
 
     async def _audit_forwarding_loop(self) -> None:
         """Audit events into the source audit forwarding names (§21)."""

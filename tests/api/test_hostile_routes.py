@@ -334,6 +334,9 @@ def _resources(http: httpx.Client) -> dict[str, str]:
                 },
             )
         )
+    user = made(http.post("/api/v1/users", json={"email": f"user-{n}@example.com"}))["user"]
+    token = made(http.post("/api/v1/tokens", json={"description": f"token-{n}"}))["token"]
+    group = made(http.post("/api/v1/groups", json={"name": f"group-{n}"}))["userGroup"]
     return {
         "source": source["name"],
         "sourceId": source["id"],
@@ -366,6 +369,10 @@ def _resources(http: httpx.Client) -> dict[str, str]:
         "categoryId": f"c{n}",
         "function": "fn-hostile",
         "version": "1",
+        "userId": user["id"],
+        "tokenId": token["id"],
+        "groupId": group["id"],
+        "value": "prod",  # labels/{key}/{value}: ``key`` is the write key (no such label)
     }
 
 

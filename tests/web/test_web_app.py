@@ -15,7 +15,7 @@ from headwater.store.admin_token import hash_token
 from headwater.store.counters import RECEIVED, CounterKey, CounterStore, minute_of
 from headwater.store.workspace import WorkspaceStore
 from headwater.web.app import COOKIE, WebApp
-from headwater.web.sessions import LIFETIME, Sessions
+from headwater.web.sessions import LIFETIME
 from tests.support.clock import Clock
 
 TOKEN = "test-admin-token"
@@ -37,12 +37,7 @@ def web(engine: Engine, clock: Clock) -> Iterator[TestClient]:
         }
         created = rest.post("/api/v1/destinations", json=hook)
         assert created.status_code == 201
-    app = WebApp(
-        api,
-        Sessions(engine, clock=clock),
-        admin_token_hash=hash_token(TOKEN),
-        workspace_name=lambda: "acme",
-    )
+    app = WebApp(api, store, admin_token_hash=hash_token(TOKEN), clock=clock)
     with TestClient(app, follow_redirects=False) as http:
         yield http
 

@@ -30,6 +30,7 @@ from headwater.api import (
     engage,
     filters,
     functions,
+    iam,
     insights,
     journeys,
     mappings,
@@ -47,7 +48,7 @@ from headwater.api import (
     uploads,
     warehouses,
 )
-from headwater.api.auth import require_admin
+from headwater.api.auth import require_access
 from headwater.api.errors import ApiError, error_body, handle_api_error
 from headwater.audit.trail import AuditTrail
 from headwater.errors import ConflictError, InputError, NotFoundError
@@ -74,12 +75,13 @@ def create_api(
         version=headwater.__version__,
         description="Manage a Headwater workspace: sources and their write keys, destinations, "
         "Event Delivery and Replay. Send "
-        "`Authorization: Bearer <admin token>` with every request.",
+        "`Authorization: Bearer <token>` with every request: the admin token, or an API "
+        "token (`hwp_…`), which may use the routes its roles allow.",
         openapi_url=f"{PREFIX}/openapi.json",
         docs_url=f"{PREFIX}/docs",
         redoc_url=None,
         # The docs and the OpenAPI document are not API routes, so they stay public.
-        dependencies=[Depends(require_admin), Depends(_reject_nul)],
+        dependencies=[Depends(require_access), Depends(_reject_nul)],
     )
     app.state.engine = engine
     app.state.admin_token_hash = admin_token_hash
@@ -121,6 +123,7 @@ def create_api(
     app.include_router(functions.router, prefix=PREFIX)
     app.include_router(audit.router, prefix=PREFIX)
     app.include_router(overview.router, prefix=PREFIX)
+    app.include_router(iam.router, prefix=PREFIX)
     for router in extra_routers:
         app.include_router(router, prefix=PREFIX)
     # Segment's Public API shapes, for Segment's SDKs and Terraform provider.
@@ -159,10 +162,10 @@ async def _input_error(_request: Request, exc: Exception) -> JSONResponse:
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    # FastAPI reads the body before the auth dependency runs; say 401 first, so a caller
-    # without the token learns nothing about the API's inputs.
+    # FastAPI reads the body before the auth dependency runs; say 401 (or 403) first, so a
+    # caller without the token (or without access) learns nothing about the API's inputs.
     try:
-        require_admin(request)
+        require_access(request)
     except ApiError as auth:
         return await handle_api_error(request, auth)
     errors: list[dict[str, object]] = []

@@ -20,7 +20,7 @@ from fastapi import APIRouter, Depends, Path, Request, Response
 from fastapi.responses import StreamingResponse
 from sqlalchemy.engine import Engine
 
-from headwater.api.auth import require_admin
+from headwater.api.auth import require_access
 from headwater.api.errors import ApiError
 from headwater.api.privacy import masker_for
 from headwater.privacy.masking import Masker
@@ -43,7 +43,7 @@ SourceRef = Annotated[str, Path(alias="idOrName", description="The source's id o
 
 @router.get(
     "/sources/{idOrName}/debugger",
-    dependencies=[Depends(require_admin)],
+    dependencies=[Depends(require_access)],
     summary="The source's newest debugger entries, newest first",
 )
 def list_debugger_entries(
@@ -67,7 +67,7 @@ def list_debugger_entries(
 
 @router.get(
     "/sources/{idOrName}/debugger/stream",
-    dependencies=[Depends(require_admin)],
+    dependencies=[Depends(require_access)],
     summary="New debugger entries as Server-Sent Events",
     response_class=StreamingResponse,
 )

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import msgspec
 from fastapi import APIRouter, Body, Depends, FastAPI, Path, Request, Response
 
-from headwater.api.auth import pii_access, require_admin
+from headwater.api.auth import pii_access, require_access
 from headwater.api.errors import ApiError
 from headwater.privacy.alerts import Alerts
 from headwater.privacy.controls import Controls
@@ -25,7 +25,7 @@ from headwater.privacy.masking import MASK, Masker, load_masker
 from headwater.privacy.matchers import DEFAULT_MATCHERS
 from headwater.store.workspace import WorkspaceStore
 
-router = APIRouter(tags=["privacy"], dependencies=[Depends(require_admin)])
+router = APIRouter(tags=["privacy"], dependencies=[Depends(require_access)])
 
 MAX_INBOX = 1000
 JsonBody = Annotated[Any, Body()]

@@ -23,7 +23,7 @@ import msgspec
 import sqlalchemy as sa
 from fastapi import APIRouter, Body, Depends, FastAPI, Path, Request, Response
 
-from headwater.api.auth import require_admin
+from headwater.api.auth import require_access
 from headwater.api.errors import ApiError
 from headwater.protocols.compiled import PAGE_VIEWED, SCREEN_VIEWED, CompiledEvent, CompiledPlan
 from headwater.protocols.schema_controls import read_controls, save_controls
@@ -41,7 +41,7 @@ from headwater.protocols.source_schema import (
 )
 from headwater.store import schema
 
-router = APIRouter(tags=["source schema"], dependencies=[Depends(require_admin)])
+router = APIRouter(tags=["source schema"], dependencies=[Depends(require_access)])
 
 PlanLookup = Callable[[str], CompiledPlan | None]  # source id -> its connected plan
 

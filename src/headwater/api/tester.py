@@ -17,7 +17,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, FastAPI, Request
 from pydantic import BaseModel, ConfigDict, StrictStr
 
-from headwater.api.auth import require_admin
+from headwater.api.auth import require_access
 from headwater.api.destinations import IdOrName
 from headwater.api.errors import ApiError
 from headwater.delivery.engine import DeliveryEngine
@@ -29,7 +29,7 @@ from headwater.ingest.normalize import Discard, RequestInfo, normalize
 from headwater.store.workspace import WorkspaceStore
 from headwater.timestamps import format_timestamp
 
-router = APIRouter(tags=["destinations"], dependencies=[Depends(require_admin)])
+router = APIRouter(tags=["destinations"], dependencies=[Depends(require_access)])
 
 
 class EventTesterBody(BaseModel):

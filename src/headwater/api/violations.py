@@ -12,14 +12,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Request
 
-from headwater.api.auth import require_admin
+from headwater.api.auth import require_access
 from headwater.api.errors import ApiError
 from headwater.protocols.blocked import BlockedEvents
 from headwater.protocols.mtu import MtuStore
 from headwater.protocols.violations import DIGEST_ZONE, WINDOWS, UnknownWindow, ViolationStore
 from headwater.store.workspace import WorkspaceStore
 
-router = APIRouter(tags=["protocols"], dependencies=[Depends(require_admin)])
+router = APIRouter(tags=["protocols"], dependencies=[Depends(require_access)])
 
 SourceRef = Annotated[str, Path(alias="idOrName", description="The source's id or name.")]
 MAX_SAMPLES = 20

@@ -223,6 +223,21 @@ def _function_usage(conn: Connection) -> None:
         )
 
 
+def _iam(conn: Connection) -> None:
+    """IAM's tables, and the default labels every workspace has (§20.4)."""
+    _create_tables(conn)
+    labels = schema.iam_labels
+    present = {(r.key, r.value) for r in conn.execute(sa.select(labels.c.key, labels.c.value))}
+    defaults = [("environment", "dev"), ("environment", "prod")]
+    missing = [
+        {"key": k, "value": v, "description": "", "created_at": int(time.time())}
+        for k, v in defaults
+        if (k, v) not in present
+    ]
+    if missing:
+        conn.execute(labels.insert(), missing)
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "create tables", _create_tables),
     Migration(2, "seed event log partitions", _seed_log_partitions),
@@ -262,6 +277,7 @@ MIGRATIONS: list[Migration] = [
     Migration(32, "functions: versions, logs, source and insert functions", _functions),
     Migration(33, "functions: source functions' requests and objects", _create_tables),
     Migration(34, "functions: usage, insert functions' Enable toggle", _function_usage),
+    Migration(35, "iam: users, groups, api tokens, permissions, labels", _iam),
     Migration(36, "the audit trail and its forwarding", _create_tables),
     Migration(37, "the web app's sessions", _create_tables),
     Migration(38, "counters: hourly totals", _create_tables),

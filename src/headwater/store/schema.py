@@ -1579,6 +1579,101 @@ function_usage = sa.Table(
     sa.Column("errors", sa.BigInteger, nullable=False, default=0),
 )
 
+# --- identity and access management (migration 35; see headwater.iam) ------------------------
+
+# Team members. ``email`` is kept lowercased (one account per address); ``password_hash`` is an
+# argon2id hash (NULL: no password, e.g. a member who signs in through SSO); ``totp_secret`` is
+# for MFA (NULL: not enrolled). ``pii_access``: Red and Yellow values unmasked (§9.8; owners
+# always have it).
+iam_users = sa.Table(
+    "iam_users",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("email", sa.String(320), nullable=False, unique=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("password_hash", sa.Text, nullable=True),
+    sa.Column("totp_secret", sa.Text, nullable=True),
+    sa.Column("pii_access", sa.Boolean, nullable=False, default=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+)
+
+iam_groups = sa.Table(
+    "iam_groups",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False, unique=True),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+)
+
+iam_group_members = sa.Table(
+    "iam_group_members",
+    metadata,
+    sa.Column(
+        "group_id",
+        sa.String(40),
+        sa.ForeignKey("iam_groups.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column(
+        "user_id",
+        sa.String(40),
+        sa.ForeignKey("iam_users.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Index("ix_iam_group_members_user", "user_id"),
+)
+
+# Public API tokens: only the SHA-256 digest of ``hwp_…`` is kept (the plaintext is shown once).
+# ``created_by`` names the actor that created it (an email, a token's description, "admin").
+api_tokens = sa.Table(
+    "api_tokens",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("description", sa.String(200), nullable=False),
+    sa.Column("token_sha256", sa.String(64), nullable=False, unique=True),
+    sa.Column("pii_access", sa.Boolean, nullable=False, default=False),
+    sa.Column("created_by", sa.String(320), nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("last_used_at", sa.BigInteger, nullable=True),
+)
+
+# Policies: one role on one resource for a user, a group or a token (``principal_kind``).
+# ``resource_id`` NULL: all current and future resources; ``labels`` [[key, value], …] narrows
+# a workspace-level grant to resources carrying all of them.
+iam_permissions = sa.Table(
+    "iam_permissions",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("principal_kind", sa.String(10), nullable=False),  # user | group | token
+    sa.Column("principal_id", sa.String(40), nullable=False),
+    sa.Column("role_id", sa.String(60), nullable=False),
+    sa.Column("resource_type", sa.String(20), nullable=False),
+    sa.Column("resource_id", sa.String(40), nullable=True),
+    sa.Column("labels", sa.JSON, nullable=False, default=list),
+    sa.Index("ix_iam_permissions_principal", "principal_kind", "principal_id"),
+)
+
+# Labels (§20.4): ``key:value`` pairs, and the sources and spaces that carry them (one value
+# per key per resource: the primary key says so).
+iam_labels = sa.Table(
+    "iam_labels",
+    metadata,
+    sa.Column("key", sa.String(100), primary_key=True),
+    sa.Column("value", sa.String(100), primary_key=True),
+    sa.Column("description", sa.Text, nullable=False, default=""),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+)
+
+resource_labels = sa.Table(
+    "resource_labels",
+    metadata,
+    sa.Column("resource_type", sa.String(10), primary_key=True),  # SOURCE | SPACE
+    sa.Column("resource_id", sa.String(40), primary_key=True),
+    sa.Column("key", sa.String(100), primary_key=True),
+    sa.Column("value", sa.String(100), nullable=False),
+    sa.Index("ix_resource_labels_label", "key", "value"),
+)
+
 # --- the audit trail (migration 36) ------------------------------------------------------------
 
 # Every change to the workspace (§21): who (``actor`` is a user's or a token's id, or "admin"

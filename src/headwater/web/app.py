@@ -21,9 +21,13 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 
+from headwater.iam.access import Principal
+from headwater.iam.principals import ADMIN, principal_of, token_principal
+from headwater.iam.users import UserStore
 from headwater.store.admin_token import hash_token
+from headwater.store.workspace import WorkspaceStore
 from headwater.web.flow import flow_diagram
-from headwater.web.inprocess import Answer, InProcessAPI, Principal
+from headwater.web.inprocess import Answer, InProcessAPI
 from headwater.web.sessions import LIFETIME, Session, Sessions
 
 HERE = Path(__file__).parent
@@ -58,15 +62,15 @@ class WebApp:
     def __init__(
         self,
         api: ASGIApp,
-        sessions: Sessions,
+        store: WorkspaceStore,
         *,
         admin_token_hash: str,
-        workspace_name: Callable[[], str],
+        clock: Callable[[], float],
     ) -> None:
         self.api = InProcessAPI(api)
-        self.sessions = sessions
+        self.store = store
+        self.sessions = Sessions(store.engine, clock=clock)
         self.admin_token_hash = admin_token_hash
-        self.workspace_name = workspace_name
         self.templates = jinja2.Environment(
             loader=jinja2.FileSystemLoader(HERE / "templates"),
             autoescape=True,
@@ -95,10 +99,14 @@ class WebApp:
         page = self.templates.get_template(name).render(
             navigation=NAVIGATION if session is not None else [],
             csrf=session.csrf if session is not None else "",
-            workspace=self.workspace_name(),
+            workspace=self._workspace_name(),
             **context,
         )
         return HTMLResponse(page, status_code=status, headers=SECURITY_HEADERS)
+
+    def _workspace_name(self) -> str:
+        workspace = self.store.workspace()
+        return workspace.name if workspace is not None else ""
 
     async def _not_found(self, request: Request, _exc: Exception) -> Response:
         session = self.sessions.find(request.cookies.get(COOKIE))
@@ -119,20 +127,24 @@ class WebApp:
         )
 
     async def login(self, request: Request) -> Response:
+        """Email and password, or a token: the admin token (the owner) or an API token."""
         form = await request.form()
-        token = str(form.get("token", "")).strip()
         target = _local(str(form.get("next", "/")))
-        principal = self._principal_of_token(token)
+        token = str(form.get("token", "")).strip()
+        if token:
+            principal = self._principal_of_token(token)
+            error = (
+                "That token is not valid. Use the admin token printed at the first start, or "
+                "an API token (hwp_…)."
+            )
+        else:
+            email, password = str(form.get("email", "")), str(form.get("password", ""))
+            user = UserStore(self.store).verify_password(email, password) if email else None
+            principal = None if user is None else principal_of(self.store, "user", user.id)
+            error = "The email or the password is wrong."
         if principal is None:
             return self.render(
-                "login.html",
-                {
-                    "error": "That token is not valid. Use the admin token printed at the first "
-                    "start, or an API token.",
-                    "next": target,
-                },
-                status=401,
-                session=None,
+                "login.html", {"error": error, "next": target}, status=401, session=None
             )
         cookie, _session = self.sessions.start(principal.kind, principal.id)
         response = RedirectResponse(target, status_code=303, headers=SECURITY_HEADERS)
@@ -159,9 +171,9 @@ class WebApp:
         return response
 
     def _principal_of_token(self, token: str) -> Principal | None:
-        if token and hmac.compare_digest(hash_token(token), self.admin_token_hash):
-            return Principal("admin", "admin")
-        return None
+        if hmac.compare_digest(hash_token(token), self.admin_token_hash):
+            return ADMIN
+        return token_principal(self.store, token)
 
     def _forbidden(self, session: Session | None) -> Response:
         return self.render(
@@ -181,12 +193,14 @@ class WebApp:
     def _page(self, page: Page) -> Callable[[Request], Awaitable[Response]]:
         async def handle(request: Request) -> Response:
             session = self.sessions.find(request.cookies.get(COOKIE))
-            if session is None:
+            principal = None
+            if session is not None:
+                principal = principal_of(self.store, session.principal_kind, session.principal_id)
+            if session is None or principal is None:
                 target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
                 return RedirectResponse(
                     f"/login?next={quote(target)}", status_code=303, headers=SECURITY_HEADERS
                 )
-            principal = Principal(session.principal_kind, session.principal_id)
             return await page(request, session, principal)
 
         return handle

@@ -14,14 +14,7 @@ from urllib.parse import urlencode
 
 from starlette.types import ASGIApp, Message
 
-PRINCIPAL_SCOPE_KEY = "headwater.principal"
-
-
-@dataclass(frozen=True)
-class Principal:
-    kind: str  # admin | user | token
-    id: str
-    email: str | None = None
+from headwater.iam.access import PRINCIPAL_SCOPE_KEY, Principal
 
 
 @dataclass(frozen=True)
