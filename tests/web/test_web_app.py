@@ -11,6 +11,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 
 from headwater.api.app import create_api
+from headwater.iam.tokens import TokenStore
+from headwater.iam.users import UserStore
 from headwater.store.admin_token import hash_token
 from headwater.store.counters import RECEIVED, CounterKey, CounterStore, minute_of
 from headwater.store.workspace import WorkspaceStore
@@ -19,6 +21,17 @@ from headwater.web.sessions import LIFETIME
 from tests.support.clock import Clock
 
 TOKEN = "test-admin-token"
+
+
+def api_token(engine: Engine, role_id: str) -> str:
+    """An API token with one role over the workspace, made as the admin token makes one."""
+    api = create_api(engine, admin_token_hash=hash_token(TOKEN))
+    with TestClient(api, headers={"Authorization": f"Bearer {TOKEN}"}) as rest:
+        permission = {"roleId": role_id, "resources": [{"type": "WORKSPACE"}]}
+        made = rest.post("/api/v1/tokens", json={"description": "web", "permissions": [permission]})
+        assert made.status_code == 201, made.text
+        token: str = made.json()["data"]["token"]["token"]
+        return token
 
 
 @pytest.fixture
@@ -118,3 +131,28 @@ def test_unknown_pages_and_static_files(web: TestClient) -> None:
     css = web.get("/static/app.css")
     assert css.status_code == 200 and "text/css" in css.headers["content-type"]
     assert web.get("/static/../app.py").status_code == 404
+
+
+def test_members_sign_in_with_a_password_or_an_api_token_and_see_what_their_roles_allow(
+    web: TestClient, engine: Engine
+) -> None:
+    store = WorkspaceStore(engine)
+    UserStore(store).create("ana@example.com", "Ana", password="correct horse battery")
+    wrong = web.post("/login", data={"email": "ana@example.com", "password": "nope", "next": "/"})
+    assert wrong.status_code == 401 and "wrong" in wrong.text
+    signed = web.post(
+        "/login", data={"email": "ana@example.com", "password": "correct horse battery"}
+    )
+    assert signed.status_code == 303
+    # A member without roles: signed in, but Home's data is not theirs to read.
+    refused = web.get("/")
+    assert refused.status_code == 403 and "hook" not in refused.text
+    web.cookies.clear()
+
+    reader = api_token(engine, "source-read-only")
+    sign_in(web, reader)
+    assert web.get("/").status_code == 200 and ">hook</text>" in web.get("/").text
+    # Revoking the token ends the sessions it signed in.
+    token_id = TokenStore(store).list()[0].id
+    TokenStore(store).delete(token_id)
+    assert web.get("/").status_code == 303
