@@ -252,6 +252,7 @@ class Server:
             Sessions(self.engine, clock=self.clock),
             admin_token_hash=self.admin_token_hash,
             workspace_name=self._workspace_name,
+            public_url=self.settings.public_url,
         )
         # The Profile API (Segment's shapes, apart from the REST API), in the api process.
         self._graphs: dict[str, GraphStore] = {}
