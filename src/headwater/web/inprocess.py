@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -51,7 +51,7 @@ class Stream:
 
     status: int
     headers: list[tuple[bytes, bytes]]
-    chunks: AsyncIterator[bytes]
+    chunks: AsyncGenerator[bytes, None]
 
 
 class InProcessAPI:
@@ -131,7 +131,7 @@ class InProcessAPI:
             await _finish(task)
             return Stream(500, [], _no_chunks())
 
-        async def chunks() -> AsyncIterator[bytes]:
+        async def chunks() -> AsyncGenerator[bytes, None]:
             try:
                 while (message := await messages.get()) is not None:
                     if message["type"] != "http.response.body":
@@ -186,6 +186,6 @@ async def _finish(task: asyncio.Task[None]) -> None:
         await task
 
 
-async def _no_chunks() -> AsyncIterator[bytes]:
+async def _no_chunks() -> AsyncGenerator[bytes, None]:
     return
     yield

@@ -108,7 +108,7 @@ class SourcePages:
         )
         destinations = [d for d in overview.data["destinations"] if d["sourceId"] == source["id"]]
         keys: list[str] = source["writeKeys"]
-        newest = keys[-1] if keys else ""
+        newest = keys[0] if keys else ""  # the API lists the newest first
         return self.web.render(
             "source.html",
             {
