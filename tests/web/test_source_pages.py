@@ -154,10 +154,12 @@ def test_the_debugger_shows_entries_as_json_and_searches(web: TestClient, engine
     page = web.get(f"/sources/{source_id}/debugger")
     assert page.status_code == 200
     text = page.text
-    assert text.index("&lt;b&gt;Signed Up&lt;/b&gt;") < text.index("Order Completed")  # newest first
+    assert text.index("&lt;b&gt;Signed Up&lt;/b&gt;") < text.index(
+        "Order Completed"
+    )  # newest first
     assert "<b>Signed" not in text
     assert "&#34;email&#34;: &#34;a@example.com&#34;" in text  # pretty JSON; admin sees PII
-    assert '/debugger/stream?after=' in text
+    assert "/debugger/stream?after=" in text
     found = web.get(f"/sources/{source_id}/debugger", params={"q": "order"}).text
     assert "Order Completed" in found and "Signed Up" not in found
     none = web.get(f"/sources/{source_id}/debugger", params={"q": "refund"}).text
