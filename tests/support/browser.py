@@ -62,8 +62,11 @@ class PageProblems:
         page.on("response", lambda r: self._answer(r.url, r.status))
 
     def _console(self, message: ConsoleMessage) -> None:
-        if message.type == "error" and not any(e in message.text for e in self.expected):
-            self.errors.append(f"console: {message.text}")
+        if message.type != "error":
+            return
+        where = f"{message.location.get('url', '')} {message.text}"
+        if not any(e in where for e in self.expected):
+            self.errors.append(f"console: {message.text} ({message.location.get('url')})")
 
     def _failed(self, request: Request) -> None:
         failure = request.failure or ""
