@@ -145,7 +145,9 @@ def test_a_phone_sized_screen_shows_the_navigation(browser: Browser, server: Liv
     page.context.close()
 
 
-def test_the_keyboard_reaches_the_forms(browser: Browser, server: LiveServer, tmp_path: Path) -> None:
+def test_the_keyboard_reaches_the_forms(
+    browser: Browser, server: LiveServer, tmp_path: Path
+) -> None:
     page, watcher = watched_page(browser)
     sign_in(page, watcher, server)
     page.goto(server.url + "/sources")

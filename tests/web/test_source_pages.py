@@ -61,7 +61,7 @@ def add_source(web: TestClient, name: str) -> str:
     csrf = csrf_of(web.get("/sources").text)
     answer = web.post("/sources", data={"csrf": csrf, "name": name})
     assert answer.status_code == 303, answer.text
-    location = answer.headers["location"]
+    location: str = answer.headers["location"]
     assert location.startswith("/sources/")
     return location.removeprefix("/sources/")
 
