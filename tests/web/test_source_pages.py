@@ -164,6 +164,10 @@ def test_the_debugger_shows_entries_as_json_and_searches(web: TestClient, engine
     assert "Order Completed" in found and "Signed Up" not in found
     none = web.get(f"/sources/{source_id}/debugger", params={"q": "refund"}).text
     assert "No events match" in none
+    odd = web.get(f"/sources/{source_id}/debugger", params={"q": "\x00" + "x" * 5000})
+    assert odd.status_code in (200, 400), odd.text
+    bad = web.get(f"/sources/{source_id}/debugger/stream", params={"after": "soon"})
+    assert bad.status_code == 400 and bad.json()["errors"][0]["field"] == "after"
 
 
 def test_the_stream_passes_on_the_apis_events_and_stops_when_read_no_more(
@@ -194,3 +198,16 @@ def test_the_stream_passes_on_the_apis_events_and_stops_when_read_no_more(
     received = asyncio.run(asyncio.wait_for(scenario(), timeout=20))
     assert b": connected" in received
     assert b"Live Event" in received and b"id: " in received
+
+
+@pytest.mark.parametrize("ref", ["%2E%2E", "a%3Fb=1", "%00", "x" * 3000, "%F0%9F%92%A9", "%25"])
+def test_hostile_source_references_are_4xx_pages(web: TestClient, ref: str) -> None:
+    csrf = csrf_of(web.get("/sources").text)
+    for path in (f"/sources/{ref}", f"/sources/{ref}/debugger?q=%00"):
+        answer = web.get(path)
+        assert answer.status_code in (400, 404), (path, answer.text)
+        assert "Back to Home" in answer.text
+    rotate = web.post(f"/sources/{ref}/write-keys", data={"csrf": csrf})
+    assert rotate.status_code in (400, 404)
+    stream = web.get(f"/sources/{ref}/debugger/stream", params={"after": "-1"})
+    assert stream.status_code in (400, 404)

@@ -207,7 +207,8 @@ class WebApp:
         return handle
 
     def refused(self, answer: Answer, session: Session) -> Response:
-        status = answer.status if answer.status in (401, 403, 404) else 502
+        # The API refusing what the browser sent is the browser's 4xx; anything else, ours.
+        status = answer.status if 400 <= answer.status < 500 else 502
         return self.render(
             "message.html",
             {"title": "Not available", "message": answer.error, "path": "/"},
