@@ -9,6 +9,7 @@ need_apt=()
 compgen -G "/usr/lib/postgresql/*/bin/initdb" > /dev/null || need_apt+=(postgresql)
 command -v npm > /dev/null || need_apt+=(nodejs npm)  # the differential tests' oracles
 command -v bwrap > /dev/null || need_apt+=(bubblewrap)  # functions' sandbox namespaces
+command -v chromium > /dev/null || need_apt+=(chromium)  # the web app's browser tests
 if ((${#need_apt[@]})); then
   echo "==> installing system packages: ${need_apt[*]}"
   if [ "$(id -u)" -eq 0 ]; then SUDO=(); else SUDO=(sudo); fi

@@ -248,7 +248,11 @@ class Server:
         use_audit(self.api, lambda: workspace_view(self.store))
         # The web app at /: its pages read and change the workspace through self.api.
         self.web = WebApp(
-            self.api, self.store, admin_token_hash=self.admin_token_hash, clock=self.clock
+            self.api,
+            self.store,
+            admin_token_hash=self.admin_token_hash,
+            clock=self.clock,
+            public_url=self.settings.public_url,
         )
         # The Profile API (Segment's shapes, apart from the REST API), in the api process.
         self._graphs: dict[str, GraphStore] = {}

@@ -29,6 +29,7 @@ from headwater.store.workspace import WorkspaceStore
 from headwater.web.flow import flow_diagram
 from headwater.web.inprocess import Answer, InProcessAPI
 from headwater.web.sessions import LIFETIME, Session, Sessions
+from headwater.web.sources import SourcePages
 
 HERE = Path(__file__).parent
 COOKIE = "headwater_session"
@@ -66,11 +67,15 @@ class WebApp:
         *,
         admin_token_hash: str,
         clock: Callable[[], float],
+        public_url: str | None = None,
     ) -> None:
+        """``public_url``: the address browsers and SDKs use (``server.public_url``); None: the
+        address each request came to."""
         self.api = InProcessAPI(api)
         self.store = store
         self.sessions = Sessions(store.engine, clock=clock)
         self.admin_token_hash = admin_token_hash
+        self._public_url = public_url
         self.templates = jinja2.Environment(
             loader=jinja2.FileSystemLoader(HERE / "templates"),
             autoescape=True,
@@ -81,8 +86,8 @@ class WebApp:
                 Route("/login", self.login_page, methods=["GET"]),
                 Route("/login", self.login, methods=["POST"]),
                 Route("/logout", self.logout, methods=["POST"]),
-                Route("/", self._page(self.home), methods=["GET"]),
-                Route("/sources", self._page(self.sources), methods=["GET"]),
+                Route("/", self.signed_in(self.home), methods=["GET"]),
+                *SourcePages(self).routes(),
                 Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
             ],
         )
@@ -107,6 +112,16 @@ class WebApp:
     def _workspace_name(self) -> str:
         workspace = self.store.workspace()
         return workspace.name if workspace is not None else ""
+
+    def see_other(self, path: str) -> Response:
+        """After a form's change: the browser loads ``path`` with a GET."""
+        return RedirectResponse(path, status_code=303, headers=SECURITY_HEADERS)
+
+    def public_url(self, request: Request) -> str:
+        """Where a website's analytics.js reaches this server."""
+        if self._public_url:
+            return self._public_url.rstrip("/")
+        return f"{request.url.scheme}://{request.url.netloc}"
 
     async def _not_found(self, request: Request, _exc: Exception) -> Response:
         session = self.sessions.find(request.cookies.get(COOKIE))
@@ -164,7 +179,7 @@ class WebApp:
         form = await request.form()
         if session is not None:
             if not session.csrf_matches(str(form.get("csrf", ""))):
-                return self._forbidden(session)
+                return self.forbidden(session)
             self.sessions.end(session)
         response = RedirectResponse("/login", status_code=303, headers=SECURITY_HEADERS)
         response.delete_cookie(COOKIE, path="/")
@@ -175,7 +190,7 @@ class WebApp:
             return ADMIN
         return token_principal(self.store, token)
 
-    def _forbidden(self, session: Session | None) -> Response:
+    def forbidden(self, session: Session | None) -> Response:
         return self.render(
             "message.html",
             {
@@ -190,7 +205,7 @@ class WebApp:
 
     # --- pages ------------------------------------------------------------------------------
 
-    def _page(self, page: Page) -> Callable[[Request], Awaitable[Response]]:
+    def signed_in(self, page: Page) -> Callable[[Request], Awaitable[Response]]:
         async def handle(request: Request) -> Response:
             session = self.sessions.find(request.cookies.get(COOKIE))
             principal = None
@@ -205,8 +220,9 @@ class WebApp:
 
         return handle
 
-    def _refused(self, answer: Answer, session: Session) -> Response:
-        status = answer.status if answer.status in (401, 403, 404) else 502
+    def refused(self, answer: Answer, session: Session) -> Response:
+        # The API refusing what the browser sent is the browser's 4xx; anything else, ours.
+        status = answer.status if 400 <= answer.status < 500 else 502
         return self.render(
             "message.html",
             {"title": "Not available", "message": answer.error, "path": "/"},
@@ -217,7 +233,7 @@ class WebApp:
     async def home(self, request: Request, session: Session, principal: Principal) -> Response:
         answer = await self.api.call("GET", "/api/v1/overview", principal, params={"hours": 24})
         if answer.status != 200:
-            return self._refused(answer, session)
+            return self.refused(answer, session)
         data = answer.data
         return self.render(
             "home.html",
@@ -227,20 +243,6 @@ class WebApp:
                 "flow": flow_diagram(data["sources"], data["destinations"]),
                 "current": "/",
             },
-            session=session,
-        )
-
-    async def sources(self, request: Request, session: Session, principal: Principal) -> Response:
-        answer = await self.api.call("GET", "/api/v1/overview", principal, params={"hours": 24})
-        if answer.status != 200:
-            return self._refused(answer, session)
-        data = answer.data
-        connected: dict[str, list[str]] = {}
-        for destination in data["destinations"]:
-            connected.setdefault(destination["sourceId"], []).append(destination["name"])
-        return self.render(
-            "sources.html",
-            {"sources": data["sources"], "connected": connected, "current": "/sources"},
             session=session,
         )
 

@@ -7,7 +7,10 @@ identity travels in the ASGI scope (``headwater.principal``), which no HTTP clie
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -35,6 +38,15 @@ class Answer:
             return f"the server answered {self.status}"
 
 
+@dataclass(frozen=True)
+class Stream:
+    """A streamed answer: its status and headers at once, then the body as the API sends it."""
+
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    chunks: AsyncGenerator[bytes, None]
+
+
 class InProcessAPI:
     def __init__(self, api: ASGIApp) -> None:
         self.api = api
@@ -49,28 +61,7 @@ class InProcessAPI:
         body: Any = None,
     ) -> Answer:
         payload = b"" if body is None else json.dumps(body).encode()
-        headers = [(b"host", b"headwater.internal"), (b"accept", b"application/json")]
-        if body is not None:
-            headers += [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(payload)).encode()),
-            ]
-        scope: dict[str, Any] = {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": method,
-            "scheme": "http",
-            "path": path,
-            "raw_path": path.encode(),
-            "root_path": "",
-            "query_string": urlencode(params or {}, doseq=True).encode(),
-            "headers": headers,
-            "client": ("127.0.0.1", 0),
-            "server": ("headwater.internal", 80),
-            "state": {},
-            PRINCIPAL_SCOPE_KEY: principal,
-        }
+        scope = _scope(method, path, principal, params, payload if body is not None else None)
         sent = False
         status = 500
         chunks: list[bytes] = []
@@ -96,3 +87,98 @@ class InProcessAPI:
         except ValueError:
             decoded = None
         return Answer(status, decoded)
+
+    async def stream(
+        self,
+        path: str,
+        principal: Principal,
+        *,
+        params: dict[str, Any] | None = None,
+        headers: Sequence[tuple[bytes, bytes]] = (),
+    ) -> Stream:
+        """A GET whose body arrives piece by piece (Server-Sent Events). The route runs in a task
+        of its own until its body ends or the caller stops reading, which tells the route the
+        client went away, as a closed connection would."""
+        scope = _scope("GET", path, principal, params, None, headers)
+        messages: asyncio.Queue[Message | None] = asyncio.Queue()
+        gone = asyncio.Event()
+        asked = False
+
+        async def receive() -> Message:
+            nonlocal asked
+            if not asked:
+                asked = True
+                return {"type": "http.request", "body": b"", "more_body": False}
+            await gone.wait()
+            return {"type": "http.disconnect"}
+
+        async def run() -> None:
+            try:
+                await self.api(scope, receive, messages.put)
+            finally:
+                messages.put_nowait(None)
+
+        task = asyncio.create_task(run())
+        start = await messages.get()
+        if start is None or start["type"] != "http.response.start":
+            await _finish(task)
+            return Stream(500, [], _no_chunks())
+
+        async def chunks() -> AsyncGenerator[bytes, None]:
+            try:
+                while (message := await messages.get()) is not None:
+                    if message["type"] != "http.response.body":
+                        continue
+                    if message.get("body"):
+                        yield message["body"]
+                    if not message.get("more_body", False):
+                        return
+            finally:
+                gone.set()
+                await _finish(task)
+
+        return Stream(start["status"], list(start.get("headers", [])), chunks())
+
+
+def _scope(
+    method: str,
+    path: str,
+    principal: Principal,
+    params: dict[str, Any] | None,
+    payload: bytes | None,
+    extra: Sequence[tuple[bytes, bytes]] = (),
+) -> dict[str, Any]:
+    headers = [(b"host", b"headwater.internal"), (b"accept", b"application/json"), *extra]
+    if payload is not None:
+        headers += [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(payload)).encode()),
+        ]
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": urlencode(params or {}, doseq=True).encode(),
+        "headers": headers,
+        "client": ("127.0.0.1", 0),
+        "server": ("headwater.internal", 80),
+        "state": {},
+        PRINCIPAL_SCOPE_KEY: principal,
+    }
+
+
+async def _finish(task: asyncio.Task[None]) -> None:
+    """Stop the route's task; what it raised was already answered (or logged) by the API."""
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await task
+
+
+async def _no_chunks() -> AsyncGenerator[bytes, None]:
+    return
+    yield
