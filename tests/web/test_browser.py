@@ -53,8 +53,9 @@ def sign_in(page: Page, watcher: PageProblems, server: LiveServer) -> None:
     page.goto(server.url + "/")
     expect(page).to_have_url(server.url + "/login?next=/")
     assert_page_ok(page, watcher)
+    page.get_by_text("Sign in with a token").click()  # members sign in with email and password
     page.get_by_label("Admin or API token").fill(ADMIN_TOKEN)
-    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("button", name="Sign in with the token").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Home")
     assert_page_ok(page, watcher)
 
