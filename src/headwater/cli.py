@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from headwater.audit.trail import AuditEvent
+    from headwater.store.workspace import WorkspaceStore
     from headwater.supervisor import RunDirectory
 
 DEFAULT_DATA_DIR = Path("headwater-data")
@@ -994,7 +996,15 @@ def _profiles_template(args: argparse.Namespace) -> int:
     return 0
 
 
+def _audited(store: WorkspaceStore, command: str, event: AuditEvent) -> None:
+    """A change a command made in the database itself, in the audit trail."""
+    from headwater.audit.trail import Actor, AuditTrail
+
+    AuditTrail(store.engine).record(Actor("cli", command), [event])
+
+
 def _users(args: argparse.Namespace) -> int:
+    from headwater.audit.trail import AuditEvent
     from headwater.errors import InputError
     from headwater.iam import cli as iam_cli
 
@@ -1002,7 +1012,12 @@ def _users(args: argparse.Namespace) -> int:
     try:
         if args.action == "add":
             password = sys.stdin.readline().rstrip("\r\n") if args.password_stdin else None
-            iam_cli.add_user(store, args.email, args.role, name=args.name, password=password)
+            user = iam_cli.add_user(store, args.email, args.role, name=args.name, password=password)
+            _audited(
+                store,
+                "headwater users add",
+                AuditEvent("User Created", "user", user.id, user.email),
+            )
         else:
             iam_cli.list_users(store)
     except InputError as exc:
@@ -1012,12 +1027,15 @@ def _users(args: argparse.Namespace) -> int:
 
 
 def _tokens(args: argparse.Namespace) -> int:
+    from headwater.audit.trail import AuditEvent
     from headwater.errors import InputError
     from headwater.iam import cli as iam_cli
 
     store = _open_store(args)
     try:
-        iam_cli.create_token(store, args.role, args.description, pii_access=args.pii_access)
+        token = iam_cli.create_token(store, args.role, args.description, pii_access=args.pii_access)
+        created = AuditEvent("Token Created", "token", token.id, token.description)
+        _audited(store, "headwater tokens create", created)
     except InputError as exc:
         field = f"{exc.field}: " if exc.field else ""
         raise SystemExit(f"headwater tokens create: {field}{exc}") from None

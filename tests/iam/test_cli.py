@@ -10,6 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from headwater.api.app import create_api
+from headwater.audit.trail import AuditTrail, Query
 from headwater.cli import main
 from headwater.iam.users import UserStore
 from headwater.store.admin_token import hash_token
@@ -53,6 +54,13 @@ def test_users_and_tokens(
     users = UserStore(workspace)
     assert users.verify_password("owner@example.com", password) is not None
     assert users.verify_password("bob@example.com", "correct horse") is not None
+    # The audit trail records the commands' changes, never the password or the token.
+    recorded = AuditTrail(engine).page(Query(), count=10).items
+    assert [(r.event.type, r.actor.id) for r in recorded] == [
+        ("Token Created", "headwater tokens create"),
+        ("User Created", "headwater users add"),
+        ("User Created", "headwater users add"),
+    ]
     stored = b"".join(f.read_bytes() for f in tmp_path.rglob("*") if f.is_file())
     assert b"hwp_" not in stored and password.encode() not in stored
     workspace.ensure_workspace("acme")

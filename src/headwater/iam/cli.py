@@ -13,8 +13,8 @@ from headwater.errors import InvalidError
 from headwater.iam.access import Grant
 from headwater.iam.permissions import PermissionStore
 from headwater.iam.roles import ROLES, Role
-from headwater.iam.tokens import TokenStore
-from headwater.iam.users import UserStore, generate_password
+from headwater.iam.tokens import TokenInfo, TokenStore
+from headwater.iam.users import UserInfo, UserStore, generate_password
 from headwater.store.workspace import WorkspaceStore
 
 
@@ -40,7 +40,7 @@ def add_user(
     name: str | None = None,
     password: str | None = None,
     out: TextIO | None = None,
-) -> None:
+) -> UserInfo:
     """Add a member with ``roles``; without ``password`` one is generated and printed once."""
     out = out or sys.stdout
     grants = _grants(roles)
@@ -53,6 +53,7 @@ def add_user(
     out.write(f"added {user.email} ({user.id}) as {names}\n")
     if shown:
         out.write(f"password (shown once): {password}\n")
+    return user
 
 
 def list_users(workspace: WorkspaceStore, *, out: TextIO | None = None) -> None:
@@ -79,7 +80,7 @@ def create_token(
     *,
     pii_access: bool = False,
     out: TextIO | None = None,
-) -> None:
+) -> TokenInfo:
     """A Public API token with ``roles``; the token is printed once."""
     out = out or sys.stdout
     grants = _grants(roles)
@@ -90,3 +91,4 @@ def create_token(
         PermissionStore(workspace).set("token", token.id, grants)
     out.write(f"created token {token.id} ({token.description}); it is shown once:\n")
     out.write(f"{plaintext}\n")
+    return token
