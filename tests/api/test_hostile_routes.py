@@ -349,6 +349,7 @@ def _resources(http: httpx.Client) -> dict[str, str]:
         "hook": f"hook-{n}",
         "actions": f"act-{n}",
         "warehouse": f"wh-{n}",
+        "warehouseId": f"wh-{n}",
         "filterId": filter_["id"],
         "mappingId": mapping["id"],
         "transformationId": transformation["id"],
@@ -414,6 +415,10 @@ def _base_body(schema: dict[str, Any], made: dict[str, str], path: str) -> dict[
             "metadataId": made["destinationMetadataId"],
             "settings": {"url": "http://127.0.0.1:9/"},
         }
+    elif path.startswith("/segment/v1/destination/"):  # a destination's filters
+        segment = {"sourceId": made["sourceId"], "title": "f", "enabled": True}
+    elif path.startswith("/segment/v1/warehouses"):
+        segment = {"metadataId": made["warehouseMetadataId"], "settings": {}}
     body: dict[str, Any] = {}
     for name in schema.get("required", []):
         if name in segment:
