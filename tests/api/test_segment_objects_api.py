@@ -337,3 +337,23 @@ def test_warehouse_connected_sources(client: TestClient) -> None:
     assert_error(
         client.post(f"{BASE}/warehouses/{none['id']}/connected-sources/nope"), 404, "not_found"
     )
+
+
+# --- source schema settings ------------------------------------------------------------------
+
+
+def test_source_schema_settings(client: TestClient) -> None:
+    """A-API-3 under /segment/v1: a PATCH without ``forwardingViolationsTo`` turns it off."""
+    web, quarantine = new_source(client, "web"), new_source(client, "quarantine")
+    url = f"{BASE}/sources/{web['id']}/settings"
+    assert ok(client.get(url)) == {"sourceId": web["id"], "settings": {}}
+    body = {"track": {"allowUnplannedEvents": False}, "forwardingViolationsTo": quarantine["id"]}
+    first = ok(client.patch(url, json=body))["settings"]
+    assert first == {**body, "forwardingViolationsTo": quarantine["id"]}
+    second = ok(client.patch(url, json={"track": {"allowEventOnViolations": False}}))["settings"]
+    assert second == {"track": {"allowUnplannedEvents": False, "allowEventOnViolations": False}}
+    assert ok(client.get(url))["settings"] == second
+    assert client.get(f"/api/v1/sources/{web['id']}/settings").json()["data"]["settings"] == second
+    assert_error(client.patch(url, json={"colour": 1}), 422, "validation")
+    assert_error(client.patch(url, json=[1]), 422, "validation")
+    assert_error(client.get(f"{BASE}/sources/nope/settings"), 404, "not_found")

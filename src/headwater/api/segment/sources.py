@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path
+from fastapi import APIRouter, Body, Depends, Path
 from pydantic import BaseModel, ConfigDict, StrictBool, StrictStr
 from pydantic.alias_generators import to_camel
 
+from headwater.api import sources as v1
 from headwater.api.changes import NoNulls
 from headwater.api.errors import ApiError
 from headwater.api.segment.catalog import DEFAULT_SOURCE, source_metadata, warehouse_metadata
@@ -191,6 +192,21 @@ def list_connected_destinations(
 ) -> dict[str, Any]:
     found, out = paged(destinations.list(require_source(store, source_id).id), page)
     return data(destinations=[destination_json(d) for d in found], pagination=out)
+
+
+@router.get("/{sourceId}/settings", response_model=None)
+def list_schema_settings(source_id: SourceId, store: Store) -> dict[str, Any]:
+    """Segment's ``listSchemaSettingsInSource``: ``/api/v1``'s, which already has its shape."""
+    return v1.get_schema_settings(source_id, store)
+
+
+@router.patch("/{sourceId}/settings", response_model=None)
+def update_schema_settings(
+    source_id: SourceId, store: Store, body: Annotated[Any, Body()]
+) -> dict[str, Any]:
+    """Segment's ``updateSchemaSettingsInSource``: ``track``, ``identify`` and ``group`` change
+    field by field; a forwarding field left out turns that forwarding off."""
+    return v1.update_schema_settings(source_id, store, body)
 
 
 def warehouse_json(warehouse: WarehouseInfo) -> dict[str, Any]:
