@@ -12,6 +12,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 
 from headwater.api.app import create_api
+from headwater.delivery.functions import FunctionCatalog
+from headwater.destinations import registry
+from headwater.functions.logs import FunctionLogs
+from headwater.functions.store import FunctionStore
 from headwater.privacy.runner import DeletionRunner
 from headwater.store.admin_token import hash_token
 from headwater.store.workspace import WorkspaceStore
@@ -357,3 +361,128 @@ def test_source_schema_settings(client: TestClient) -> None:
     assert_error(client.patch(url, json={"colour": 1}), 422, "validation")
     assert_error(client.patch(url, json=[1]), 422, "validation")
     assert_error(client.get(f"{BASE}/sources/nope/settings"), 404, "not_found")
+
+
+# --- functions -------------------------------------------------------------------------------
+
+SEND = "async function onTrack(event, settings) { await fetch(settings.url) }"
+
+
+def new_function(client: TestClient, **extra: Any) -> dict[str, Any]:
+    body = {
+        "displayName": "Sender",
+        "resourceType": "DESTINATION",
+        "code": SEND,
+        "settings": [
+            {
+                "name": "url",
+                "label": "URL",
+                "description": "where to send",
+                "type": "STRING",
+                "required": True,
+                "sensitive": False,
+            },
+            {
+                "name": "apiKey",
+                "label": "API key",
+                "description": "",
+                "type": "STRING",
+                "required": False,
+                "sensitive": True,
+            },
+        ],
+        **extra,
+    }
+    made: dict[str, Any] = ok(client.post(f"{BASE}/functions", json=body))["function"]
+    return made
+
+
+@pytest.fixture
+def function_catalog(engine: Engine) -> Iterator[None]:
+    """Destination functions in the destination catalog, as the server wires them."""
+    workspace = WorkspaceStore(engine)
+    registry.use_functions(FunctionCatalog(FunctionStore(workspace), FunctionLogs(workspace)))
+    try:
+        yield
+    finally:
+        registry.use_functions(None)
+
+
+@pytest.mark.usefixtures("function_catalog")
+def test_function_crud_in_segment_shapes(client: TestClient) -> None:
+    made = new_function(client, description="sends")
+    assert made["displayName"] == "Sender" and made["resourceType"] == "DESTINATION"
+    assert made["code"] == SEND and made["description"] == "sends"
+    assert made["settings"][1] == {
+        "name": "apiKey",
+        "label": "API key",
+        "description": "",
+        "type": "STRING",
+        "required": False,
+        "sensitive": True,
+    }
+    assert made["catalogId"] == "function:Sender"
+    one = f"{BASE}/functions/{made['id']}"
+    assert ok(client.get(one))["function"] == made
+    v1 = client.get(f"/api/v1/functions/{made['id']}").json()["data"]["function"]
+    assert v1["name"] == "Sender" and v1["kind"] == "destination"
+    assert v1["settings"][1]["secret"] is True
+
+    # The catalog id makes an instance, as in Segment.
+    source = new_source(client, "web")
+    instance = ok(
+        client.post(
+            f"{BASE}/destinations",
+            json={
+                "sourceId": source["id"],
+                "metadataId": made["catalogId"],
+                "settings": {"url": "http://127.0.0.1:9/"},
+            },
+        )
+    )["destination"]
+    assert instance["metadata"]["id"] == "function:Sender"
+
+    newer = "async function onTrack(event, settings) { await fetch(settings.url + '/v2') }"
+    changed = ok(client.patch(one, json={"code": newer, "description": "v2"}))["function"]
+    assert changed["code"] == newer and changed["description"] == "v2"
+    deployed = client.get(f"/api/v1/functions/{made['id']}").json()["data"]["function"]
+    assert deployed["deployedVersion"] == deployed["latestVersion"] == 2
+
+    versions = ok(client.get(f"{one}/versions"))["versions"]
+    assert [(v["id"], v["isDeployed"]) for v in versions] == [("2", True), ("1", False)]
+    assert ok(client.get(f"{one}/versions/1"))["version"]["code"] == SEND
+    restored = ok(client.post(f"{one}/versions", json={"versionId": "1"}))["version"]
+    assert restored == {**restored, "id": "3", "code": SEND, "isDeployed": True}
+    assert_error(client.get(f"{one}/versions/9"), 404, "not_found")
+    assert_error(client.get(f"{one}/versions/x"), 404, "not_found")
+
+    assert_error(client.delete(one), 409, "conflict")  # an instance runs it
+    client.delete(f"{BASE}/destinations/{instance['id']}")
+    assert ok(client.delete(one)) == {"status": "SUCCESS"}
+    assert_error(client.get(one), 404, "not_found")
+
+
+def test_functions_list_by_resource_type_and_refusals(client: TestClient) -> None:
+    new_function(client)
+    new_function(
+        client,
+        displayName="Incoming",
+        resourceType="SOURCE",
+        code="async function onRequest() {}",
+        settings=[],
+    )
+    path = f"{BASE}/functions"
+    both = walk(client, "/functions", "functions", 1, "[")
+    assert sorted(f["displayName"] for f in both) == ["Incoming", "Sender"]
+    sources = ok(client.get(path, params={"resourceType": "SOURCE"}))["functions"]
+    assert [f["displayName"] for f in sources] == ["Incoming"]
+    assert_error(client.get(path, params={"resourceType": "NOPE"}), 422, "validation")
+    body = {"displayName": "x", "resourceType": "INSERT_SOURCE", "code": "x"}
+    assert_error(client.post(path, json=body), 422, "validation", "resourceType")
+    bad_setting = {"displayName": "y", "resourceType": "DESTINATION", "code": SEND}
+    bad_setting["settings"] = [{"name": "a", "label": "A", "type": "NUMBER"}]  # type: ignore[assignment]
+    assert client.post(path, json=bad_setting).status_code == 422
+    assert_error(
+        client.post(path, json={**body, "resourceType": "SOURCE", "bogus": 1}), 422, "validation"
+    )
+    assert len(ok(client.get(path))["functions"]) == 2  # nothing was made

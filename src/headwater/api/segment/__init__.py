@@ -14,6 +14,7 @@ from headwater.api.segment import (
     catalog,
     destinations,
     filters,
+    functions,
     regulations,
     sources,
     tracking_plans,
@@ -35,3 +36,4 @@ router.include_router(tracking_plans.router)
 router.include_router(regulations.router)
 router.include_router(transformations.router)
 router.include_router(warehouses.router)
+router.include_router(functions.router)
