@@ -486,3 +486,72 @@ def test_functions_list_by_resource_type_and_refusals(client: TestClient) -> Non
         client.post(path, json={**body, "resourceType": "SOURCE", "bogus": 1}), 422, "validation"
     )
     assert len(ok(client.get(path))["functions"]) == 2  # nothing was made
+
+
+# --- spaces and audiences --------------------------------------------------------------------
+
+
+def new_space(client: TestClient, name: str) -> dict[str, Any]:
+    source = new_source(client, f"{name}_src")
+    response = client.post("/api/v1/spaces", json={"name": name, "sourceIds": [source["id"]]})
+    assert response.status_code == 201, response.text
+    space: dict[str, Any] = response.json()["data"]["space"]
+    return space
+
+
+def test_spaces(client: TestClient) -> None:
+    made = [new_space(client, f"space{i}") for i in range(3)]
+    found = walk(client, "/spaces", "spaces", 2, ".")
+    shown = [{"id": s["id"], "slug": s["slug"], "name": s["name"]} for s in made]
+    assert found == shown
+    assert ok(client.get(f"{BASE}/spaces/{made[0]['id']}"))["space"] == shown[0]
+    assert_error(client.get(f"{BASE}/spaces/nope"), 404, "not_found")
+
+
+def test_audience_crud(client: TestClient) -> None:
+    space = new_space(client, "main")
+    path = f"{BASE}/spaces/{space['id']}/audiences"
+    query = "event('Order Completed').count() >= 1"
+    body = {"name": "Buyers", "definition": {"query": query}, "audienceType": "USERS"}
+    made = ok(client.post(path, json=body))["audience"]
+    assert made["key"] == "buyers" and made["spaceId"] == space["id"]
+    assert made["definition"]["query"] == query and made["audienceType"] == "USERS"
+    assert made["enabled"] is True
+    one = f"{path}/{made['id']}"
+    assert ok(client.get(one))["audience"] == made
+    v1 = client.get(f"/api/v1/spaces/{space['id']}/audiences/buyers").json()["data"]["audience"]
+    assert v1["id"] == made["id"]
+
+    newer = "event('Order Completed').count() >= 2"
+    changed = ok(client.patch(one, json={"definition": {"query": newer}, "description": "2+"}))
+    assert changed["audience"]["definition"]["query"] == newer
+    assert changed["audience"]["description"] == "2+"
+    for i in range(3):
+        ok(client.post(path, json={**body, "name": f"Buyers {i}"}))
+    assert len(walk(client, f"/spaces/{space['id']}/audiences", "audiences", 2, "[")) == 4
+    assert ok(client.delete(one)) == {"status": "SUCCESS"}
+    assert_error(client.get(one), 404, "not_found")
+
+
+def test_audience_refusals(client: TestClient) -> None:
+    space = new_space(client, "main")
+    path = f"{BASE}/spaces/{space['id']}/audiences"
+    body = {"name": "Buyers", "definition": {"query": "event('Order').count() >= 1"}}
+    assert_error(client.post(path, json={**body, "enabled": False}), 422, "validation", "enabled")
+    mixed = {
+        **body,
+        "audienceType": "ACCOUNTS",
+        "definition": {**body["definition"], "type": "USERS"},
+    }  # type: ignore[dict-item]
+    assert_error(client.post(path, json=mixed), 422, "validation", "audienceType")
+    bad_query = {**body, "definition": {"query": "event(("}}
+    assert client.post(path, json=bad_query).status_code == 422
+    assert_error(client.post(path, json={**body, "bogus": 1}), 422, "validation")
+    assert_error(client.post(f"{BASE}/spaces/nope/audiences", json=body), 404, "not_found")
+    assert ok(client.get(path))["audiences"] == []  # nothing was made
+    made = ok(client.post(path, json=body))["audience"]
+    one = f"{path}/{made['id']}"
+    assert_error(client.patch(one, json={"enabled": False}), 422, "validation", "enabled")
+    accounts = {"definition": {"query": "event('Order').count() >= 1", "type": "ACCOUNTS"}}
+    assert_error(client.patch(one, json=accounts), 422, "validation")
+    assert ok(client.get(one))["audience"] == made

@@ -11,12 +11,14 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 
 from headwater.api.segment import (
+    audiences,
     catalog,
     destinations,
     filters,
     functions,
     regulations,
     sources,
+    spaces,
     tracking_plans,
     transformations,
     warehouses,
@@ -37,3 +39,5 @@ router.include_router(regulations.router)
 router.include_router(transformations.router)
 router.include_router(warehouses.router)
 router.include_router(functions.router)
+router.include_router(spaces.router)
+router.include_router(audiences.router)
