@@ -65,6 +65,40 @@ def new_filter(client: TestClient, destination: dict[str, Any], **extra: Any) ->
     return made
 
 
+def test_every_new_operation_needs_the_token(client: TestClient) -> None:
+    for method, path in [
+        ("GET", "/destination/x/filters"),
+        ("POST", "/destination/filters/preview"),
+        ("GET", "/tracking-plans"),
+        ("POST", "/regulations"),
+        ("GET", "/suppressions"),
+        ("GET", "/transformations"),
+        ("GET", "/warehouses"),
+        ("GET", "/functions"),
+        ("GET", "/spaces"),
+        ("GET", "/spaces/x/audiences"),
+        ("PATCH", "/sources/x/settings"),
+    ]:
+        response = client.request(method, f"{BASE}{path}", headers={"Authorization": ""})
+        assert_error(response, 401, "unauthorized")
+
+
+def test_segment_media_types_hold_for_the_new_operations(client: TestClient) -> None:
+    response = client.get(f"{BASE}/warehouses", headers={"Accept": "text/html"})
+    assert_error(response, 406, "not_acceptable")
+    body = b'{"name": "x"}'
+    response = client.post(
+        f"{BASE}/tracking-plans", content=body, headers={"Content-Type": "text/plain"}
+    )
+    assert_error(response, 415, "unsupported_media_type")
+    response = client.post(
+        f"{BASE}/tracking-plans",
+        content=body,
+        headers={"Content-Type": "application/vnd.segment.v1+json"},
+    )
+    assert ok(response)["trackingPlan"]["name"] == "x"
+
+
 # --- destination filters ---------------------------------------------------------------------
 
 
