@@ -513,8 +513,12 @@ def test_functions_list_by_resource_type_and_refusals(client: TestClient) -> Non
     assert_error(client.get(path, params={"resourceType": "NOPE"}), 422, "validation")
     body = {"displayName": "x", "resourceType": "INSERT_SOURCE", "code": "x"}
     assert_error(client.post(path, json=body), 422, "validation", "resourceType")
-    bad_setting = {"displayName": "y", "resourceType": "DESTINATION", "code": SEND}
-    bad_setting["settings"] = [{"name": "a", "label": "A", "type": "NUMBER"}]  # type: ignore[assignment]
+    bad_setting = {
+        "displayName": "y",
+        "resourceType": "DESTINATION",
+        "code": SEND,
+        "settings": [{"name": "a", "label": "A", "type": "NUMBER"}],
+    }
     assert client.post(path, json=bad_setting).status_code == 422
     assert_error(
         client.post(path, json={**body, "resourceType": "SOURCE", "bogus": 1}), 422, "validation"
@@ -570,13 +574,10 @@ def test_audience_crud(client: TestClient) -> None:
 def test_audience_refusals(client: TestClient) -> None:
     space = new_space(client, "main")
     path = f"{BASE}/spaces/{space['id']}/audiences"
-    body = {"name": "Buyers", "definition": {"query": "event('Order').count() >= 1"}}
+    query = "event('Order').count() >= 1"
+    body: dict[str, Any] = {"name": "Buyers", "definition": {"query": query}}
     assert_error(client.post(path, json={**body, "enabled": False}), 422, "validation", "enabled")
-    mixed = {
-        **body,
-        "audienceType": "ACCOUNTS",
-        "definition": {**body["definition"], "type": "USERS"},
-    }  # type: ignore[dict-item]
+    mixed = {**body, "audienceType": "ACCOUNTS", "definition": {"query": query, "type": "USERS"}}
     assert_error(client.post(path, json=mixed), 422, "validation", "audienceType")
     bad_query = {**body, "definition": {"query": "event(("}}
     assert client.post(path, json=bad_query).status_code == 422

@@ -101,7 +101,9 @@ def create_warehouse(body: CreateWarehouseBody, store: Warehouses) -> dict[str, 
             "metadataId",
         )
     named, settings = _name_in(body.settings)
-    name = body.name or named or _free_name(store, metadata["name"])
+    name = next((n for n in (body.name, named) if n is not None), None)
+    if name is None:
+        name = _free_name(store, metadata["name"])
     created = store.create(
         name,
         body.metadata_id,
@@ -126,7 +128,7 @@ def update_warehouse(
     settings: dict[str, Any] | None = None
     if body.settings is not None:
         named, given = _name_in(body.settings)
-        name = name or named
+        name = name if name is not None else named
         # Secrets are shown as [redacted], which the store reads as "keep the stored value".
         settings = {**current.shown_settings(), **given}
     changed = store.update(
