@@ -523,6 +523,15 @@ def test_functions_list_by_resource_type_and_refusals(client: TestClient) -> Non
     assert_error(
         client.post(path, json={**body, "resourceType": "SOURCE", "bogus": 1}), 422, "validation"
     )
+    nul = {**bad_setting, "settings": [], "description": "a\x00b"}  # PostgreSQL holds no NUL
+    assert_error(client.post(path, json=nul), 422, "validation", "description")
+    nul_label = {**bad_setting, "settings": [{"name": "a", "label": "\x00", "type": "STRING"}]}
+    assert_error(client.post(path, json=nul_label), 422, "validation", "settings[0].label")
+    sender = ok(client.get(path, params={"resourceType": "DESTINATION"}))["functions"][0]
+    nul_change = {"description": "\x00"}
+    assert_error(
+        client.patch(f"{path}/{sender['id']}", json=nul_change), 422, "validation", "description"
+    )
     assert len(ok(client.get(path))["functions"]) == 2  # nothing was made
 
 
