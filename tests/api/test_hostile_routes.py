@@ -352,6 +352,7 @@ def _resources(http: httpx.Client) -> dict[str, str]:
         "hook": f"hook-{n}",
         "actions": f"act-{n}",
         "warehouse": f"wh-{n}",
+        "warehouseId": f"wh-{n}",
         "filterId": filter_["id"],
         "mappingId": mapping["id"],
         "transformationId": transformation["id"],
@@ -359,6 +360,8 @@ def _resources(http: httpx.Client) -> dict[str, str]:
         "syncId": str(sync["id"]),
         "trackingPlanId": plan["id"],
         "space": f"space-{n}",
+        "spaceId": f"space-{n}",
+        "id": "buyers",  # Segment's audience path parameter
         "tokenName": "site/production",
         "uploadId": upload["id"],
         "groupIdOrName": quote("News letter", safe=""),
@@ -368,6 +371,8 @@ def _resources(http: httpx.Client) -> dict[str, str]:
         "traitId": trait["id"],
         "categoryId": f"c{n}",
         "function": "fn-hostile",
+        "functionId": "fn-hostile",
+        "versionId": "1",
         "version": "1",
         "userId": user["id"],
         "tokenId": token["id"],
@@ -420,6 +425,19 @@ def _base_body(schema: dict[str, Any], made: dict[str, str], path: str) -> dict[
             "sourceId": made["sourceId"],
             "metadataId": made["destinationMetadataId"],
             "settings": {"url": "http://127.0.0.1:9/"},
+        }
+    elif path.startswith("/segment/v1/destination/"):  # a destination's filters
+        segment = {"sourceId": made["sourceId"], "title": "f", "enabled": True}
+    elif path.startswith("/segment/v1/warehouses"):
+        segment = {"metadataId": made["warehouseMetadataId"], "settings": {}}
+    elif path.startswith("/segment/v1/spaces"):
+        segment = {"definition": {"query": "event('Order').count() >= 1"}}
+    elif path.startswith("/segment/v1/functions"):
+        segment = {
+            "displayName": f"fn-{next(_serial)}",
+            "resourceType": "INSERT_DESTINATION",
+            "code": "async function onTrack(event) { return event }",
+            "versionId": "1",
         }
     body: dict[str, Any] = {}
     for name in schema.get("required", []):

@@ -641,11 +641,16 @@ def check_declarations(raw: object) -> list[SettingDeclaration]:
         label = item.get("label", name)
         type_ = item.get("type", "string")
         description = item.get("description", "")
-        if not isinstance(label, str) or len(label) > 200 or not is_unicode(label):
+        if (
+            not isinstance(label, str)
+            or len(label) > 200
+            or not is_unicode(label)
+            or "\x00" in label
+        ):
             raise InvalidError("must be text of at most 200 characters", f"{field}.label")
         if type_ not in SETTING_TYPES:
             raise InvalidError(f"must be one of {', '.join(SETTING_TYPES)}", f"{field}.type")
-        if not isinstance(description, str) or not is_unicode(description):
+        if not isinstance(description, str) or not is_unicode(description) or "\x00" in description:
             raise InvalidError("must be text", f"{field}.description")
         flags = {}
         for flag in ("required", "secret"):
@@ -735,7 +740,8 @@ def check_function_name(name: object, kind: str) -> str:
 
 
 def check_description(description: object) -> str:
-    if not isinstance(description, str) or not is_unicode(description):
+    # PostgreSQL's text holds no NUL.
+    if not isinstance(description, str) or not is_unicode(description) or "\x00" in description:
         raise InvalidError("must be text", "description")
     if len(description) > MAX_DESCRIPTION:
         raise InvalidError(f"must be at most {MAX_DESCRIPTION} characters", "description")

@@ -10,7 +10,20 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends
 
-from headwater.api.segment import catalog, destinations, sources, workspace
+from headwater.api.segment import (
+    audiences,
+    catalog,
+    destinations,
+    filters,
+    functions,
+    regulations,
+    sources,
+    spaces,
+    tracking_plans,
+    transformations,
+    warehouses,
+    workspace,
+)
 from headwater.api.segment.envelope import negotiate
 
 PREFIX = "/segment/v1"
@@ -20,3 +33,11 @@ router.include_router(workspace.router)
 router.include_router(sources.router)
 router.include_router(destinations.router)
 router.include_router(catalog.router)
+router.include_router(filters.router)
+router.include_router(tracking_plans.router)
+router.include_router(regulations.router)
+router.include_router(transformations.router)
+router.include_router(warehouses.router)
+router.include_router(functions.router)
+router.include_router(spaces.router)
+router.include_router(audiences.router)

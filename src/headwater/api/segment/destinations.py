@@ -52,7 +52,7 @@ def destination_json(destination: DestinationInfo) -> dict[str, Any]:
     }
 
 
-def _require(store: DestinationStore, destination_id: str) -> DestinationInfo:
+def require_destination(store: DestinationStore, destination_id: str) -> DestinationInfo:
     found = store.get(destination_id)
     if found is None:
         raise ApiError(404, "not_found", f"no destination has the id {destination_id!r}")
@@ -132,14 +132,14 @@ def create_destination(
 
 @router.get("/{destinationId}", response_model=None)
 def get_destination(destination_id: DestinationId, store: Destinations) -> dict[str, Any]:
-    return data(destination=destination_json(_require(store, destination_id)))
+    return data(destination=destination_json(require_destination(store, destination_id)))
 
 
 @router.patch("/{destinationId}", response_model=None)
 def update_destination(
     body: UpdateDestinationBody, destination_id: DestinationId, store: Destinations
 ) -> dict[str, Any]:
-    current = _require(store, destination_id)
+    current = require_destination(store, destination_id)
     # Secrets are shown as [redacted], which the store reads as "keep the stored value".
     settings = None if body.settings is None else {**current.shown_settings(), **body.settings}
     destination = store.update(
@@ -153,5 +153,5 @@ def update_destination(
 
 @router.delete("/{destinationId}", response_model=None)
 def delete_destination(destination_id: DestinationId, store: Destinations) -> dict[str, Any]:
-    store.delete(_require(store, destination_id).id)
+    store.delete(require_destination(store, destination_id).id)
     return data(status="SUCCESS")

@@ -12,13 +12,15 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Query, Request
 
 from headwater.api.errors import ApiError
+from headwater.errors import InvalidError
 from headwater.store.workspace import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 
 JSON = "application/json"
@@ -139,6 +141,18 @@ def bad_cursor() -> ApiError:
         "pagination.cursor: is not a cursor this server gave out",
         "pagination.cursor",
     )
+
+
+@contextmanager
+def cursor_checked() -> Iterator[None]:
+    """Around a list an ``/api/v1`` function pages: a cursor its store cannot read is the 400
+    every ``/segment/v1`` list gives."""
+    try:
+        yield
+    except InvalidError as exc:
+        if exc.field in ("cursor", "pagination.cursor"):
+            raise bad_cursor() from None
+        raise
 
 
 def _encode(offset: int) -> str:

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path
+from fastapi import APIRouter, Body, Depends, Path
 from pydantic import BaseModel, ConfigDict, StrictBool, StrictStr
 from pydantic.alias_generators import to_camel
 
+from headwater.api import sources as v1
 from headwater.api.changes import NoNulls
 from headwater.api.errors import ApiError
 from headwater.api.segment.catalog import DEFAULT_SOURCE, source_metadata, warehouse_metadata
@@ -56,7 +57,7 @@ def source_json(store: WorkspaceStore, source: SourceInfo) -> dict[str, Any]:
     }
 
 
-def _require(store: WorkspaceStore, source_id: str) -> SourceInfo:
+def require_source(store: WorkspaceStore, source_id: str) -> SourceInfo:
     source = store.get_source(source_id)
     if source is None:
         raise ApiError(404, "not_found", f"no source has the id {source_id!r}")
@@ -141,7 +142,7 @@ def create_source(body: CreateSourceBody, store: Store) -> dict[str, Any]:
 
 @router.get("/{sourceId}", response_model=None)
 def get_source(source_id: SourceId, store: Store) -> dict[str, Any]:
-    source = _require(store, source_id)
+    source = require_source(store, source_id)
     plan = PlanStore(store).plan_of_source(source.id)
     return data(source=source_json(store, source), trackingPlanId=plan.id if plan else None)
 
@@ -149,7 +150,7 @@ def get_source(source_id: SourceId, store: Store) -> dict[str, Any]:
 @router.patch("/{sourceId}", response_model=None)
 def update_source(body: UpdateSourceBody, source_id: SourceId, store: Store) -> dict[str, Any]:
     source = store.update_source(
-        _require(store, source_id).id,
+        require_source(store, source_id).id,
         name=body.name if body.name is not None else UNSET,
         slug=body.slug if body.slug is not None else UNSET,
         enabled=body.enabled if body.enabled is not None else UNSET,
@@ -160,7 +161,7 @@ def update_source(body: UpdateSourceBody, source_id: SourceId, store: Store) -> 
 
 @router.delete("/{sourceId}", response_model=None)
 def delete_source(source_id: SourceId, store: Store) -> dict[str, Any]:
-    source = _require(store, source_id)
+    source = require_source(store, source_id)
     with store.atomic():
         store.delete_source(source.id)
         store.delete_meta(_METADATA_KEY + source.id)
@@ -170,7 +171,7 @@ def delete_source(source_id: SourceId, store: Store) -> dict[str, Any]:
 @router.post("/{sourceId}/writekey", response_model=None)
 def create_write_key(source_id: SourceId, store: Store) -> dict[str, Any]:
     """A new write key beside the source's others (Segment's ``createWriteKeyForSource``)."""
-    _, source = store.add_write_key(_require(store, source_id).id)
+    _, source = store.add_write_key(require_source(store, source_id).id)
     return data(source=source_json(store, source))
 
 
@@ -181,7 +182,7 @@ def remove_write_key(
     store: Store,
 ) -> dict[str, Any]:
     """Stop a write key now; the source's last key stays (409): create another first."""
-    store.revoke_write_key(_require(store, source_id).id, write_key)
+    store.revoke_write_key(require_source(store, source_id).id, write_key)
     return data(status="SUCCESS")
 
 
@@ -189,11 +190,26 @@ def remove_write_key(
 def list_connected_destinations(
     source_id: SourceId, page: Pagination, destinations: Destinations, store: Store
 ) -> dict[str, Any]:
-    found, out = paged(destinations.list(_require(store, source_id).id), page)
+    found, out = paged(destinations.list(require_source(store, source_id).id), page)
     return data(destinations=[destination_json(d) for d in found], pagination=out)
 
 
-def _warehouse_json(warehouse: WarehouseInfo) -> dict[str, Any]:
+@router.get("/{sourceId}/settings", response_model=None)
+def list_schema_settings(source_id: SourceId, store: Store) -> dict[str, Any]:
+    """Segment's ``listSchemaSettingsInSource``: ``/api/v1``'s, which already has its shape."""
+    return v1.get_schema_settings(source_id, store)
+
+
+@router.patch("/{sourceId}/settings", response_model=None)
+def update_schema_settings(
+    source_id: SourceId, store: Store, body: Annotated[Any, Body()]
+) -> dict[str, Any]:
+    """Segment's ``updateSchemaSettingsInSource``: ``track``, ``identify`` and ``group`` change
+    field by field; a forwarding field left out turns that forwarding off."""
+    return v1.update_schema_settings(source_id, store, body)
+
+
+def warehouse_json(warehouse: WarehouseInfo) -> dict[str, Any]:
     """Segment's ``WarehouseV1``; as in Segment, the warehouse's name is in its settings."""
     return {
         "id": warehouse.id,
@@ -208,11 +224,11 @@ def _warehouse_json(warehouse: WarehouseInfo) -> dict[str, Any]:
 def list_connected_warehouses(
     source_id: SourceId, page: Pagination, store: Store
 ) -> dict[str, Any]:
-    source = _require(store, source_id)
+    source = require_source(store, source_id)
     connected = [
         w
         for w in WarehouseStore(store).list()
         if w.options.sources is None or source.id in w.options.sources
     ]
     found, out = paged(connected, page)
-    return data(warehouses=[_warehouse_json(w) for w in found], pagination=out)
+    return data(warehouses=[warehouse_json(w) for w in found], pagination=out)
