@@ -55,10 +55,13 @@ _SPECIAL: Final[dict[str, Area]] = {
     "/spaces/{idOrName}/subscription-groups": "engage",
     "/spaces/{idOrName}/subscriptions": "engage",
     "/spaces/{idOrName}/messaging-subscriptions": "engage",
+    "/spaces/{spaceId}/audiences": "engage",  # /segment/v1's
 }
 
 # POST routes that change nothing: they evaluate the statement or code they are sent.
-_PREVIEWS: Final = frozenset({"/filters/preview", "/transformations/preview"})
+_PREVIEWS: Final = frozenset(
+    {"/filters/preview", "/transformations/preview", "/destination/filters/preview"}
+)
 
 # Routes whose path names the resource that permissions are checked against: the template
 # prefix, the resource's type, and whether the parameter names a destination (whose source
