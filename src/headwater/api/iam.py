@@ -22,7 +22,7 @@ from headwater.errors import InvalidError, NotFoundError
 from headwater.iam.access import Grant, Principal
 from headwater.iam.groups import GroupInfo, GroupStore
 from headwater.iam.labels import LabeledType, LabelInfo, LabelStore
-from headwater.iam.permissions import PermissionStore, permissions_json
+from headwater.iam.permissions import Holder, PermissionStore, permissions_json
 from headwater.iam.resources import lookup
 from headwater.iam.roles import ROLES
 from headwater.iam.tokens import TokenInfo, TokenStore
@@ -142,14 +142,8 @@ def replace_user_permissions(
     user_id: UserId, workspace: Workspace, body: Annotated[Any, Body()]
 ) -> dict[str, Any]:
     """Replace the user's own permissions (its groups' stay) with PermissionInputV1 items."""
-    fields = body_object(body, {"permissions"})
-    if "permissions" not in fields:
-        raise InvalidError("is required", "permissions")
     user = UserStore(workspace).require(user_id)
-    permissions = PermissionStore(workspace)
-    grants = permissions.grants_from_input(fields["permissions"])
-    permissions.set("user", user.id, grants)
-    return {"data": {"permissions": permissions_json(grants)}}
+    return _replace_permissions(workspace, "user", user.id, body)
 
 
 @router.get("/users/{userId}/groups", response_model=None)
@@ -266,13 +260,19 @@ def replace_group_permissions(
     group_id: GroupId, workspace: Workspace, body: Annotated[Any, Body()]
 ) -> dict[str, Any]:
     """Replace the group's permissions with PermissionInputV1 items."""
+    group = GroupStore(workspace).require(group_id)
+    return _replace_permissions(workspace, "group", group.id, body)
+
+
+def _replace_permissions(
+    workspace: WorkspaceStore, holder: Holder, holder_id: str, body: Any
+) -> dict[str, Any]:
     fields = body_object(body, {"permissions"})
     if "permissions" not in fields:
         raise InvalidError("is required", "permissions")
-    group = GroupStore(workspace).require(group_id)
     permissions = PermissionStore(workspace)
     grants = permissions.grants_from_input(fields["permissions"])
-    permissions.set("group", group.id, grants)
+    permissions.set(holder, holder_id, grants)
     return {"data": {"permissions": permissions_json(grants)}}
 
 
