@@ -406,7 +406,11 @@ class _Pool:
         worker.send(calls)
 
     def run_alone(self, call: _Call) -> None:
-        """A fresh process for this call only, with its full time again."""
+        """A fresh process for this call only, with its full time again: the deadline it
+        shared with its first process's calls no longer applies to it."""
+        if call.group is not None:
+            call.group.answered(call)
+            call.group = None
         call.started = time.monotonic()
         _Deadline([call], call.timeout)
         _Worker(self, solo=True).send([call])
