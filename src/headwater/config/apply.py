@@ -1090,7 +1090,13 @@ def export_config(store: WorkspaceStore) -> str:
 
 
 def export_document(store: WorkspaceStore) -> dict[str, Any]:
-    """What ``export_config`` writes, as data (the audit trail compares two of these)."""
+    """What ``export_config`` writes, as data (the audit trail compares two of these).
+    Destination functions' instances are read with the functions ``store`` sees."""
+    with registry.functions_while(_function_catalog(store)):
+        return _document(store)
+
+
+def _document(store: WorkspaceStore) -> dict[str, Any]:
     workspace = store.workspace()
     plans = PlanStore(store)
     functions = FunctionStore(store)

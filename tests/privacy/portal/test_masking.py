@@ -66,19 +66,6 @@ def test_a_pr_6_the_masker(store: WorkspaceStore) -> None:
     assert load_masker(store).event(EVENT)["traits"]["plan"] == MASK
 
 
-class WithoutPiiAccess:
-    """The API as a member without PII Access reaches it: what roles (a later issue) will set
-    on the request's state."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
-            scope = {**scope, "state": {**scope.get("state", {}), "pii_access": False}}
-        await self.app(scope, receive, send)
-
-
 def test_a_pr_6_the_debugger_masks_for_a_reader_without_pii_access(
     engine: Engine, store: WorkspaceStore
 ) -> None:
@@ -100,7 +87,15 @@ def test_a_pr_6_the_debugger_masks_for_a_reader_without_pii_access(
         # The admin token has PII Access; no query parameter takes it away.
         (entry,) = http.get(path, params={"piiAccess": "false"}).json()["data"]["events"]
         assert entry["message"]["traits"]["email"] == "a@b.c"
-    with TestClient(WithoutPiiAccess(app), headers={"authorization": "Bearer t"}) as http:
+        # A member's token that may read sources, without PII Access (§9.8).
+        reader = {"roleId": "source-read-only", "resources": [{"type": "WORKSPACE"}]}
+        made = http.post(
+            "/api/v1/tokens",
+            json={"description": "reader", "permissions": [reader], "piiAccess": False},
+        )
+        assert made.status_code == 201, made.text
+        token = made.json()["data"]["token"]["token"]
+    with TestClient(app, headers={"authorization": f"Bearer {token}"}) as http:
         for query in ({}, {"piiAccess": "true"}, {"pii_access": "1"}):  # none grants it
             (entry,) = http.get(path, params=query).json()["data"]["events"]
             assert entry["message"]["traits"]["email"] == MASK
