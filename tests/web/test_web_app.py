@@ -144,8 +144,12 @@ def test_members_sign_in_with_a_password_or_an_api_token_and_see_what_their_role
         "/login", data={"email": "ana@example.com", "password": "correct horse battery"}
     )
     assert signed.status_code == 303
-    # A member without roles: signed in, but Home's data is not theirs to read.
-    refused = web.get("/")
+    # A member without roles: signed in, but Home's data is not theirs to read, nor any
+    # section's; a page of one answers 403 with nothing of it.
+    home = web.get("/")
+    assert home.status_code == 200 and "hook" not in home.text and "None yet" in home.text
+    assert 'href="/sources"' not in home.text
+    refused = web.get("/sources")
     assert refused.status_code == 403 and "hook" not in refused.text
     web.cookies.clear()
 

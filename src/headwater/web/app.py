@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 import jinja2
 from starlette.applications import Starlette
+from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
@@ -23,6 +25,7 @@ from starlette.types import ASGIApp
 
 from headwater.iam.access import Principal
 from headwater.iam.principals import ADMIN, principal_of, token_principal
+from headwater.iam.roles import Area
 from headwater.iam.users import UserStore
 from headwater.store.admin_token import hash_token
 from headwater.store.workspace import WorkspaceStore
@@ -43,20 +46,22 @@ SECURITY_HEADERS = {
     "referrer-policy": "same-origin",
     "cache-control": "no-store",
 }
-NAVIGATION = [
-    ("Home", "/"),
-    ("Sources", "/sources"),
-    ("Destinations", "/destinations"),
-    ("Warehouses", "/warehouses"),
-    ("Protocols", "/protocols"),
-    ("Unify", "/unify"),
-    ("Engage", "/engage"),
-    ("Privacy", "/privacy"),
-    ("Functions", "/functions"),
-    ("Settings", "/settings"),
+# Each section with the area a person must be able to read to see it (iam/roles.py).
+NAVIGATION: list[tuple[str, str, Area]] = [
+    ("Home", "/", "sources"),
+    ("Sources", "/sources", "sources"),
+    ("Destinations", "/destinations", "sources"),
+    ("Warehouses", "/warehouses", "warehouses"),
+    ("Protocols", "/protocols", "tracking_plans"),
+    ("Unify", "/unify", "unify"),
+    ("Engage", "/engage", "engage"),
+    ("Privacy", "/privacy", "privacy"),
+    ("Functions", "/functions", "functions"),
+    ("Settings", "/settings", "iam"),
 ]
 
 Page = Callable[[Request, Session, Principal], Awaitable[Response]]
+Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 class WebApp:
@@ -101,8 +106,13 @@ class WebApp:
     def render(
         self, name: str, context: Mapping[str, Any], *, status: int = 200, session: Session | None
     ) -> HTMLResponse:
+        principal = session.principal if session is not None else None
         page = self.templates.get_template(name).render(
-            navigation=NAVIGATION if session is not None else [],
+            navigation=[
+                (label, href)
+                for label, href, area in NAVIGATION
+                if principal is not None and principal.allows(area, False)
+            ],
             csrf=session.csrf if session is not None else "",
             workspace=self._workspace_name(),
             **context,
@@ -190,6 +200,11 @@ class WebApp:
             return ADMIN
         return token_principal(self.store, token)
 
+    async def posted_form(self, request: Request, session: Session) -> FormData | None:
+        """The form a page posted, or None when it lacks the session's CSRF token."""
+        form = await request.form()
+        return form if session.csrf_matches(str(form.get("csrf", ""))) else None
+
     def forbidden(self, session: Session | None) -> Response:
         return self.render(
             "message.html",
@@ -205,7 +220,11 @@ class WebApp:
 
     # --- pages ------------------------------------------------------------------------------
 
-    def signed_in(self, page: Page) -> Callable[[Request], Awaitable[Response]]:
+    def signed_in(self, page: Page, area: Area | None = None) -> Endpoint:
+        """``page`` for a signed-in person who may read ``area`` (a page whose reads all go
+        through the API may leave it None: the API's 403 is the page's); everyone else is sent
+        to sign in, or answered 403 with nothing of the page."""
+
         async def handle(request: Request) -> Response:
             session = self.sessions.find(request.cookies.get(COOKIE))
             principal = None
@@ -216,12 +235,30 @@ class WebApp:
                 return RedirectResponse(
                     f"/login?next={quote(target)}", status_code=303, headers=SECURITY_HEADERS
                 )
+            session = replace(session, principal=principal)
+            if area is not None and not principal.allows(area, False):
+                return self.not_allowed(session)
             return await page(request, session, principal)
 
         return handle
 
+    def not_allowed(self, session: Session) -> Response:
+        return self.render(
+            "message.html",
+            {
+                "title": "Not allowed",
+                "message": "Your role does not give you access to this page. A Workspace "
+                "Owner can change your access in Settings.",
+                "path": "/",
+            },
+            status=403,
+            session=session,
+        )
+
     def refused(self, answer: Answer, session: Session) -> Response:
         # The API refusing what the browser sent is the browser's 4xx; anything else, ours.
+        if answer.status == 403:
+            return self.not_allowed(session)
         status = answer.status if 400 <= answer.status < 500 else 502
         return self.render(
             "message.html",
@@ -231,6 +268,8 @@ class WebApp:
         )
 
     async def home(self, request: Request, session: Session, principal: Principal) -> Response:
+        if not principal.allows("sources", False):  # the sections the role opens, no flow
+            return self.render("home.html", {"limited": True, "current": "/"}, session=session)
         answer = await self.api.call("GET", "/api/v1/overview", principal, params={"hours": 24})
         if answer.status != 200:
             return self.refused(answer, session)
@@ -241,6 +280,7 @@ class WebApp:
                 "sources": data["sources"],
                 "destinations": data["destinations"],
                 "flow": flow_diagram(data["sources"], data["destinations"]),
+                "limited": False,
                 "current": "/",
             },
             session=session,

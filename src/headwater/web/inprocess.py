@@ -37,6 +37,11 @@ class Answer:
         except (KeyError, IndexError, TypeError):
             return f"the server answered {self.status}"
 
+    @property
+    def form_status(self) -> int:
+        """A refused form shows again with the API's 4xx; anything else is the server's fault."""
+        return self.status if 400 <= self.status < 500 else 502
+
 
 @dataclass(frozen=True)
 class Stream:

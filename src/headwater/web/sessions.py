@@ -15,6 +15,7 @@ from typing import Final
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from headwater.iam.access import Principal
 from headwater.store import schema
 from headwater.store.database import write_transaction
 
@@ -29,6 +30,8 @@ class Session:
     principal_id: str
     csrf: str
     expires_at: float
+    # Who is signed in, as of this request (``WebApp.signed_in`` fills it: roles can change).
+    principal: Principal | None = None
 
     def csrf_matches(self, sent: str | None) -> bool:
         return sent is not None and hmac.compare_digest(sent, self.csrf)

@@ -21,7 +21,7 @@ from headwater.web.sessions import Session
 from headwater.web.snippet import analytics_snippet
 
 if TYPE_CHECKING:
-    from headwater.web.app import WebApp
+    from headwater.web.app import Endpoint, Page, WebApp
 
 DEBUGGER_ROWS = 50
 _STREAM_HEADERS = {"cache-control": "no-store", "x-accel-buffering": "no"}
@@ -33,7 +33,9 @@ class SourcePages:
         self.api = web.api
 
     def routes(self) -> list[Route]:
-        page = self.web.signed_in
+        def page(handler: Page) -> Endpoint:
+            return self.web.signed_in(handler, "sources")
+
         return [
             Route("/sources", page(self.list_page), methods=["GET"]),
             Route("/sources", page(self.create), methods=["POST"]),
@@ -49,8 +51,8 @@ class SourcePages:
         return await self._list(session, principal, name="", error=None)
 
     async def create(self, request: Request, session: Session, principal: Principal) -> Response:
-        form = await request.form()
-        if not session.csrf_matches(str(form.get("csrf", ""))):
+        form = await self.web.posted_form(request, session)
+        if form is None:
             return self.web.forbidden(session)
         name = str(form.get("name", "")).strip()
         if not name:
@@ -58,7 +60,7 @@ class SourcePages:
         answer = await self.api.call("POST", "/api/v1/sources", principal, body={"name": name})
         if answer.status != 201:
             return await self._list(
-                session, principal, name=name, error=answer.error, status=_form_status(answer)
+                session, principal, name=name, error=answer.error, status=answer.form_status
             )
         source = answer.data["source"]
         return self.web.see_other(f"/sources/{source['id']}")
@@ -126,8 +128,7 @@ class SourcePages:
 
     async def rotate(self, request: Request, session: Session, principal: Principal) -> Response:
         """Segment's "Rotate": a new key; the current ones keep working for a day."""
-        form = await request.form()
-        if not session.csrf_matches(str(form.get("csrf", ""))):
+        if await self.web.posted_form(request, session) is None:
             return self.web.forbidden(session)
         source = request.path_params["source"]
         answer = await self.api.call(
@@ -206,8 +207,3 @@ def _shown(entry: dict[str, Any]) -> dict[str, Any]:
         "label": str(label),
         "json": json.dumps(found, indent=2, ensure_ascii=False, sort_keys=True),
     }
-
-
-def _form_status(answer: Answer) -> int:
-    """A refused form shows again with the API's 4xx; anything else is the server's fault."""
-    return answer.status if 400 <= answer.status < 500 else 502
