@@ -20,7 +20,7 @@ import re
 import secrets
 import string
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -397,9 +397,14 @@ class WorkspaceStore:
             return self._sources(conn, [row])[0] if row is not None else None
 
     def list_sources(
-        self, *, cursor: str | None = None, count: int = DEFAULT_PAGE_SIZE
+        self,
+        *,
+        cursor: str | None = None,
+        count: int = DEFAULT_PAGE_SIZE,
+        only: Collection[str] | None = None,
     ) -> SourcePage:
-        """One page of the workspace's sources by name; cursors are opaque and stable."""
+        """One page of the workspace's sources by name (of those whose ids are in ``only``, if
+        given); cursors are opaque and stable."""
         _check_count(count)
         after = _decode_cursor(cursor) if cursor else None
         src = schema.sources
@@ -407,14 +412,15 @@ class WorkspaceStore:
             workspace_id = self.workspace_id(conn)
             if workspace_id is None:
                 return SourcePage([], None, 0)
-            query = sa.select(src).where(src.c.workspace_id == workspace_id)
+            where = [src.c.workspace_id == workspace_id]
+            if only is not None:
+                where.append(src.c.id.in_(list(only)))
+            query = sa.select(src).where(*where)
             if after is not None:
                 query = query.where(src.c.name > after)
             rows = list(conn.execute(query.order_by(src.c.name).limit(count + 1)))
             total = conn.execute(
-                sa.select(sa.func.count())
-                .select_from(src)
-                .where(src.c.workspace_id == workspace_id)
+                sa.select(sa.func.count()).select_from(src).where(*where)
             ).scalar_one()
             page = self._sources(conn, rows[:count])
         next_cursor = _encode_cursor(rows[count - 1].name) if len(rows) > count else None
@@ -431,7 +437,12 @@ class WorkspaceStore:
                 return found
             cursor = page.next_cursor
 
-    def previous_cursor(self, cursor: str | None, count: int = DEFAULT_PAGE_SIZE) -> str | None:
+    def previous_cursor(
+        self,
+        cursor: str | None,
+        count: int = DEFAULT_PAGE_SIZE,
+        only: Collection[str] | None = None,
+    ) -> str | None:
         """The cursor of the page before ``cursor``'s (None on the first page)."""
         _check_count(count)
         after = _decode_cursor(cursor) if cursor else None
@@ -440,12 +451,12 @@ class WorkspaceStore:
         src = schema.sources
         with self.reading() as conn:
             workspace_id = self.workspace_id(conn)
+            where = [src.c.workspace_id == workspace_id, src.c.name <= after]
+            if only is not None:
+                where.append(src.c.id.in_(list(only)))
             names = list(
                 conn.execute(
-                    sa.select(src.c.name)
-                    .where(src.c.workspace_id == workspace_id, src.c.name <= after)
-                    .order_by(src.c.name.desc())
-                    .limit(count + 1)
+                    sa.select(src.c.name).where(*where).order_by(src.c.name.desc()).limit(count + 1)
                 ).scalars()
             )
         return _encode_cursor(names[count]) if len(names) > count else FIRST_PAGE
