@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, Row
@@ -59,6 +59,9 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # --- records ---------------------------------------------------------------------------------
 
 
+HIPAA_ELIGIBLE: Final = "hipaaEligible"  # the workspace setting's key
+
+
 @dataclass(frozen=True)
 class Workspace:
     id: str
@@ -66,6 +69,12 @@ class Workspace:
     slug: str
     settings: Mapping[str, Any]
     created_at: int
+
+    @property
+    def hipaa_eligible(self) -> bool:
+        """Segment's HIPAA-eligible workspace flag (§13): its members' sessions end after 15
+        idle minutes."""
+        return bool(self.settings.get(HIPAA_ELIGIBLE))
 
 
 @dataclass(frozen=True)
@@ -296,6 +305,22 @@ class WorkspaceStore:
         return self._transactions.reading()
 
     # --- meta and the config version -----------------------------------------------------------
+
+    def set_setting(self, key: str, value: Any) -> None:
+        """One of the workspace's settings (its ``settings`` JSON), creating the workspace if
+        there is none yet."""
+        with self.writing() as conn:
+            self.workspace_id(conn, create=True)
+            ws = schema.workspaces
+            row = conn.execute(
+                sa.select(ws.c.id, ws.c.settings).order_by(ws.c.created_at, ws.c.id).limit(1)
+            ).one()
+            settings: dict[str, Any] = dict(row.settings or {})
+            if key in settings and settings[key] == value:
+                return
+            settings[key] = value
+            conn.execute(ws.update().where(ws.c.id == row.id).values(settings=settings))
+            self.bump(conn)
 
     def get_meta(self, key: str) -> str | None:
         with self.reading() as conn:

@@ -31,7 +31,7 @@ from headwater.store.admin_token import hash_token
 from headwater.store.workspace import WorkspaceStore
 from headwater.web.flow import flow_diagram
 from headwater.web.inprocess import Answer, InProcessAPI
-from headwater.web.sessions import LIFETIME, Session, Sessions
+from headwater.web.sessions import HIPAA_IDLE, LIFETIME, Session, Sessions
 from headwater.web.sources import SourcePages
 
 HERE = Path(__file__).parent
@@ -78,7 +78,7 @@ class WebApp:
         address each request came to."""
         self.api = InProcessAPI(api)
         self.store = store
-        self.sessions = Sessions(store.engine, clock=clock)
+        self.sessions = Sessions(store.engine, clock=clock, idle_limit=self._idle_limit)
         self.admin_token_hash = admin_token_hash
         self._public_url = public_url
         self.templates = jinja2.Environment(
@@ -118,6 +118,10 @@ class WebApp:
             **context,
         )
         return HTMLResponse(page, status_code=status, headers=SECURITY_HEADERS)
+
+    def _idle_limit(self) -> float | None:
+        workspace = self.store.workspace()
+        return HIPAA_IDLE if workspace is not None and workspace.hipaa_eligible else None
 
     def _workspace_name(self) -> str:
         workspace = self.store.workspace()
