@@ -1,6 +1,6 @@
 """Identity and access management in the REST API, in the Public API's shapes (§15.4):
-``/roles``, ``/users`` and ``/groups`` with their permissions, ``/invites``, ``/tokens``, ``/labels`` and the
-labels of a source or a space.
+``/roles``, ``/users`` and ``/groups`` with their permissions, ``/invites``, ``/tokens``,
+``/labels`` and the labels of a source or a space.
 
 Every route here but a source's or a space's labels is the ``iam`` area, which only Workspace
 Owners reach (api/areas.py), so only owners create tokens (A-API-4). A token's plaintext and a
@@ -173,9 +173,7 @@ def _invite_json(invite: InviteInfo, now: int) -> dict[str, Any]:
 
 
 @router.get("/invites", response_model=None)
-def list_invites(
-    workspace: Workspace, count: Count = 200, cursor: Cursor = None
-) -> dict[str, Any]:
+def list_invites(workspace: Workspace, count: Count = 200, cursor: Cursor = None) -> dict[str, Any]:
     """Invites not accepted yet: "pending", or "expired" (their links grant nothing)."""
     invites, pagination = _page(InviteStore(workspace).list(), count, cursor)
     now = workspace.now()

@@ -61,9 +61,7 @@ class InviteStore:
         u, i = schema.iam_users, schema.iam_invites
         token = secrets.token_urlsafe(TOKEN_BYTES)
         now = self._workspace.now()
-        invite = InviteInfo(
-            new_id(), address, tuple(grants), created_by, now, now + LIFETIME, None
-        )
+        invite = InviteInfo(new_id(), address, tuple(grants), created_by, now, now + LIFETIME, None)
         with self._workspace.writing() as conn:
             if conn.execute(sa.select(u.c.id).where(u.c.email == address)).first() is not None:
                 raise ConflictError(f"{address} is a member of this workspace already", "email")
