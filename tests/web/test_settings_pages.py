@@ -141,6 +141,7 @@ def test_an_invite_link_signs_the_member_in_with_the_invited_role(
     assert re.search(r'<a href="/settings/users/\w+">Ana</a>', listing)
     audit = web.get("/settings/audit").text
     assert "Invite Created" in audit
+    assert "Invite Accepted" in audit and "User Created" in audit
     assert path.removeprefix("/invite/") not in audit
 
 
@@ -391,7 +392,7 @@ def test_settings_need_the_iam_area(
 def test_two_factor_enrolls_with_a_code_and_then_guards_signing_in(
     visitor: TestClient, store: WorkspaceStore, clock: Clock
 ) -> None:
-    member(store, "hal@example.com", Grant("workspace-owner"))
+    user_id = member(store, "hal@example.com", Grant("workspace-owner"))
     assert sign_in(visitor, "hal@example.com") == 303
     page = visitor.get("/settings/account").text
     assert "<strong>Off.</strong>" in page
@@ -458,6 +459,9 @@ def test_two_factor_enrolls_with_a_code_and_then_guards_signing_in(
         data={"csrf": csrf, "action": "disable", "code": totp.at(clock.now)},
     )
     assert off.status_code == 303
+    audit = visitor.get("/settings/audit", params={"actor": user_id}).text
+    assert "Two-Factor Authentication Enabled" in audit
+    assert "Two-Factor Authentication Disabled" in audit
     visitor.cookies.clear()
     assert sign_in(visitor, "hal@example.com") == 303  # the password alone again
 

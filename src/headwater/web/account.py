@@ -25,6 +25,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from headwater.audit.trail import Actor, AuditEvent, AuditTrail
 from headwater.errors import InputError, NotFoundError
 from headwater.iam.access import Principal
 from headwater.iam.invites import InviteInfo, InviteStore
@@ -51,6 +52,8 @@ class AccountPages:
         self._key = hashlib.sha256(
             b"headwater two-factor:" + web.admin_token_hash.encode()
         ).digest()
+        # Changes made here, not through the API, are recorded in the audit trail here.
+        self.trail = AuditTrail(web.store.engine, clock=web.sessions.clock)
         self._wrong: dict[str, int] = {}  # a pending sign-in's wrong codes (this process's)
         self._used: dict[str, int] = {}  # each member's last accepted TOTP step
 
@@ -244,6 +247,7 @@ class AccountPages:
                     status=400,
                 )
             self.users.set_totp_secret(principal.id, secret)
+            self._record(principal, "Two-Factor Authentication Enabled")
             return self.web.see_other("/settings/account?done=on")
         if action == "disable":
             current = self.users.totp_secret(principal.id)
@@ -257,8 +261,15 @@ class AccountPages:
                     status=400,
                 )
             self.users.set_totp_secret(principal.id, None)
+            self._record(principal, "Two-Factor Authentication Disabled")
             return self.web.see_other("/settings/account?done=off")
         return self._account(session, principal, error="Unknown action.", status=400)
+
+    def _record(self, principal: Principal, event: str) -> None:
+        self.trail.record(
+            Actor("user", principal.id, principal.email),
+            [AuditEvent(event, "user", principal.id, principal.email)],
+        )
 
     # --- joining by invite ------------------------------------------------------------------
 
@@ -332,6 +343,13 @@ class AccountPages:
             field = {"password": "The password", "name": "The name"}.get(exc.field or "", "")
             message = f"{field} {exc.message}." if field else f"{exc.message}."
             return self._invite_form(token, invite, name=name, error=message, status=422)
+        self.trail.record(
+            Actor("user", user.id, user.email),
+            [
+                AuditEvent("Invite Accepted", "invite", invite.id, invite.email),
+                AuditEvent("User Created", "user", user.id, user.email),
+            ],
+        )
         principal = user_principal(self.web.store, user.id)
         if principal is None:  # removed the same instant
             return self._refused(None) or self.web.forbidden(None)
