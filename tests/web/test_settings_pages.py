@@ -79,7 +79,8 @@ def csrf_of(page: str) -> str:
 def post(web: TestClient, path: str, data: dict[str, str], page: str = "/settings/users") -> str:
     answer = web.post(path, data={"csrf": csrf_of(web.get(page).text), **data})
     assert answer.status_code in (200, 303), answer.text
-    return answer.text
+    text: str = answer.text
+    return text
 
 
 def member(store: WorkspaceStore, email: str, *grants: Grant) -> str:
@@ -90,7 +91,8 @@ def member(store: WorkspaceStore, email: str, *grants: Grant) -> str:
 
 def sign_in(http: TestClient, email: str, password: str = PASSWORD) -> int:
     answer = http.post("/login", data={"email": email, "password": password, "next": "/"})
-    return answer.status_code
+    status: int = answer.status_code
+    return status
 
 
 # --- invites ---------------------------------------------------------------------------------
