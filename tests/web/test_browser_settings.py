@@ -96,5 +96,15 @@ def test_an_invited_member_joins_with_the_role_they_were_given(
     expect(owner.get_by_role("link", name="Rea Der")).to_be_visible()
     expect(owner.get_by_role("row", name="Rea Der")).to_contain_text("Source Read-only")
     assert_page_ok(owner, watcher)
+
+    # On a phone, nothing of the Settings page is wider than the screen.
+    owner.set_viewport_size({"width": 375, "height": 740})
+    for tab in ("Users", "Roles", "Access tokens", "Audit trail", "My account"):
+        link = owner.get_by_role("navigation", name="Settings").get_by_role("link", name=tab)
+        link.click()
+        expect(link).to_have_attribute("aria-current", "page")
+        width = owner.evaluate("document.documentElement.scrollWidth")
+        assert width <= 375, (tab, width)
+        assert_page_ok(owner, watcher)
     member.context.close()
     owner.context.close()
