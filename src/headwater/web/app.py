@@ -29,9 +29,11 @@ from headwater.iam.roles import Area
 from headwater.iam.users import UserStore
 from headwater.store.admin_token import hash_token
 from headwater.store.workspace import WorkspaceStore
+from headwater.web.account import AccountPages
 from headwater.web.flow import flow_diagram
 from headwater.web.inprocess import Answer, InProcessAPI
 from headwater.web.sessions import HIPAA_IDLE, LIFETIME, Session, Sessions
+from headwater.web.settings import SettingsPages
 from headwater.web.sources import SourcePages
 
 HERE = Path(__file__).parent
@@ -86,6 +88,7 @@ class WebApp:
             autoescape=True,
             undefined=jinja2.StrictUndefined,
         )
+        self.account = AccountPages(self)
         self.app = Starlette(
             routes=[
                 Route("/login", self.login_page, methods=["GET"]),
@@ -93,6 +96,8 @@ class WebApp:
                 Route("/logout", self.logout, methods=["POST"]),
                 Route("/", self.signed_in(self.home), methods=["GET"]),
                 *SourcePages(self).routes(),
+                *SettingsPages(self).routes(),
+                *self.account.routes(),
                 Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
             ],
         )
@@ -169,12 +174,18 @@ class WebApp:
         else:
             email, password = str(form.get("email", "")), str(form.get("password", ""))
             user = UserStore(self.store).verify_password(email, password) if email else None
+            if user is not None and self.account.has_two_factor(user.id):
+                return self.account.ask_code(user.id, target)
             principal = None if user is None else principal_of(self.store, "user", user.id)
             error = "The email or the password is wrong."
         if principal is None:
             return self.render(
                 "login.html", {"error": error, "next": target}, status=401, session=None
             )
+        return self.start_session(request, principal, target)
+
+    def start_session(self, request: Request, principal: Principal, target: str) -> Response:
+        """Sign ``principal`` in: a new session's cookie, and on to ``target``."""
         cookie, _session = self.sessions.start(principal.kind, principal.id)
         response = RedirectResponse(target, status_code=303, headers=SECURITY_HEADERS)
         response.set_cookie(
