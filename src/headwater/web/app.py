@@ -88,6 +88,8 @@ class WebApp:
             autoescape=True,
             undefined=jinja2.StrictUndefined,
         )
+        # Each signed-in page's area (None: any signed-in person's), for the tests' walk.
+        self.areas: dict[Endpoint, Area | None] = {}
         self.account = AccountPages(self)
         self.app = Starlette(
             routes=[
@@ -255,6 +257,7 @@ class WebApp:
                 return self.not_allowed(session)
             return await page(request, session, principal)
 
+        self.areas[handle] = area
         return handle
 
     def not_allowed(self, session: Session) -> Response:
