@@ -29,6 +29,7 @@ from headwater.iam.roles import Area
 from headwater.iam.users import UserStore
 from headwater.store.admin_token import hash_token
 from headwater.store.workspace import WorkspaceStore
+from headwater.web.destinations import DestinationPages
 from headwater.web.flow import flow_diagram
 from headwater.web.inprocess import Answer, InProcessAPI
 from headwater.web.sessions import LIFETIME, Session, Sessions
@@ -93,6 +94,7 @@ class WebApp:
                 Route("/logout", self.logout, methods=["POST"]),
                 Route("/", self.signed_in(self.home), methods=["GET"]),
                 *SourcePages(self).routes(),
+                *DestinationPages(self).routes(),
                 Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
             ],
         )
