@@ -165,7 +165,9 @@ def get_event_delivery(
 ) -> dict[str, Any]:
     """Event Delivery: delivered, not delivered, retrying, P95 latency, errors with samples."""
     destination = store.require(id_or_name)
-    found = event_delivery(request.app.state.engine, destination, minutes=minutes)
+    found = event_delivery(
+        request.app.state.engine, destination, minutes=minutes, now=request.app.state.clock()
+    )
     masker = masker_for(request)
     return {"data": masked_delivery(found, masker) if masker is not None else found}
 

@@ -1,9 +1,9 @@
 """Event Delivery for one destination instance: what was delivered, what was not, and why.
 
 As Segment's Event Delivery tool: delivered, not delivered and P95 latency (``receivedAt`` →
-delivered) over a time range, per hour for the chart, the messages waiting for a retry, and the errors grouped by code
-with samples of what you sent, the request to the destination and its response. Replays are
-not counted, as in Segment.
+delivered) over a time range (and per hour, for the chart), the messages waiting for a retry,
+and the errors grouped by code with samples of what you sent, the request to the destination
+and its response. Replays are not counted, as in Segment.
 """
 
 from __future__ import annotations
@@ -107,9 +107,7 @@ def _hourly(
         for hour in range(first, last + 1)
     }
     field = {DELIVERED: "delivered", RETRY: "retrying", FAILED_DELIVERY: "notDelivered"}
-    for minute, step, events in counters.per_minute(
-        destination_id, list(field), since, until + 1
-    ):
+    for minute, step, events in counters.per_minute(destination_id, list(field), since, until + 1):
         hours[minute // 60][field[step]] += events
     return list(hours.values())
 

@@ -181,7 +181,12 @@ class DestinationPages:
             if created.status == 403:
                 return self.web.refused(created, session)
             return await self._add_form(
-                request, session, principal, form=form, error=created.error, status=created.form_status
+                request,
+                session,
+                principal,
+                form=form,
+                error=created.error,
+                status=created.form_status,
             )
         return self.web.see_other(f"/destinations/{created.data['destination']['id']}")
 
@@ -273,7 +278,12 @@ class DestinationPages:
             if changed.status == 403:
                 return self.web.refused(changed, session)
             return await self._overview(
-                request, session, principal, form=form, error=changed.error, status=changed.form_status
+                request,
+                session,
+                principal,
+                form=form,
+                error=changed.error,
+                status=changed.form_status,
             )
         return self.web.see_other(f"/destinations/{destination['id']}?saved=1")
 
@@ -311,7 +321,9 @@ class DestinationPages:
         overview = await self.api.call("GET", "/api/v1/overview", principal, params={"hours": 24})
         if overview.status != 200:
             return self.web.refused(overview, session)
-        counts = next((d for d in overview.data["destinations"] if d["id"] == destination["id"]), {})
+        counts = next(
+            (d for d in overview.data["destinations"] if d["id"] == destination["id"]), {}
+        )
         source = next(
             (s for s in overview.data["sources"] if s["id"] == destination["sourceId"]), None
         )
@@ -376,7 +388,12 @@ class DestinationPages:
             if answer.status == 403:
                 return self.web.refused(answer, session)
             return await self._delivery(
-                request, session, principal, replay=None, error=answer.error, status=answer.form_status
+                request,
+                session,
+                principal,
+                replay=None,
+                error=answer.error,
+                status=answer.form_status,
             )
         return await self._delivery(request, session, principal, replay=answer.data, error=None)
 
