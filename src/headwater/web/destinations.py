@@ -321,7 +321,7 @@ class DestinationPages:
         overview = await self.api.call("GET", "/api/v1/overview", principal, params={"hours": 24})
         if overview.status != 200:
             return self.web.refused(overview, session)
-        counts = next(
+        counts: dict[str, Any] = next(
             (d for d in overview.data["destinations"] if d["id"] == destination["id"]), {}
         )
         source = next(
@@ -485,8 +485,9 @@ def _hour_label(hour: int, hours: int) -> str:
 def _pretty(value: Any) -> str:
     """A sample's part as the page shows it: JSON indented, a text as it is."""
     if isinstance(value, str):
+        text = value
         try:
-            value = json.loads(value)
+            value = json.loads(text)
         except ValueError:
-            return value
+            return text
     return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True)
