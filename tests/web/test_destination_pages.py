@@ -288,3 +288,30 @@ def test_a_role_without_sources_is_refused_every_page(
             assert "hooks.example.com" not in answer.text and "Catalog" not in answer.text
         home = http.get("/").text
         assert 'href="/destinations"' not in home
+
+
+def test_an_actions_destination_is_added_with_its_generated_form(web: TestClient) -> None:
+    source = add_source(web, "Website")
+    page = web.get("/destinations/catalog/actions:customerio").text
+    answer = web.post(
+        "/destinations/catalog/actions:customerio",
+        data={
+            "csrf": csrf_of(page),
+            "source": source,
+            "name": "cio",
+            "setting.siteId": "site-Secret-1234",
+            "setting.apiKey": SECRET,
+            "setting.accountRegion": "EU 🇪🇺",
+        },
+    )
+    assert answer.status_code == 303, answer.text
+    shown = web.get(answer.headers["location"]).text
+    assert '<option value="EU 🇪🇺" selected>' in shown
+    assert shown.count("set — enter a new value to replace") >= 2
+    assert SECRET not in shown and "site-Secret-1234" not in shown
+    missing = web.post(
+        "/destinations/catalog/actions:customerio",
+        data={"csrf": csrf_of(page), "source": source, "name": "cio2"},
+    )
+    assert missing.status_code == 422  # the API names the required secret
+    assert re.search(r'role="alert">[^<]*(siteId|apiKey)', missing.text), missing.text[-3000:]
