@@ -192,5 +192,12 @@ def test_a_newcomers_first_ten_minutes(
     expect(delivered).not_to_have_text("0")
     expect(page.locator("figure.chart svg title").first).to_contain_text("per hour")
     assert_page_ok(page, watcher)
+
+    # On a phone, neither Event Delivery nor the settings form is wider than the screen.
+    page.set_viewport_size({"width": 375, "height": 740})
+    for path in (destination_url + "/delivery", destination_url):
+        page.goto(path)
+        assert page.evaluate("document.documentElement.scrollWidth") <= 375, path
+    assert_page_ok(page, watcher)
     site.close()
     page.context.close()
