@@ -94,6 +94,22 @@ def test_the_catalog_searches_on_the_server_and_filters_by_category(web: TestCli
     assert "No destination matches." in none
 
 
+def test_the_catalog_api_answers_a_brief_list(api: FastAPI) -> None:
+    with TestClient(api, headers={"Authorization": f"Bearer {TOKEN}"}) as http:
+        brief = http.get("/api/v1/catalog/destinations", params={"brief": "true"})
+        full = http.get("/api/v1/catalog/destinations", params={"search": "webhook"})
+    assert brief.status_code == 200 and full.status_code == 200
+    entries = brief.json()["data"]["destinations"]
+    webhook = next(d for d in entries if d["type"] == "webhook")
+    assert webhook == {
+        "type": "webhook",
+        "name": "Webhooks",
+        "kind": "native",
+        "description": webhook["description"],
+    }
+    assert "settings" in next(d for d in full.json()["data"]["destinations"])
+
+
 def test_the_settings_form_is_generated_from_the_definition(web: TestClient) -> None:
     add_source(web, "Website")
     webhook = web.get("/destinations/catalog/webhook").text

@@ -227,10 +227,16 @@ def destination_catalog(
     search: Annotated[
         str | None, Query(description="Only those whose type, name or description has every word.")
     ] = None,
+    brief: Annotated[
+        bool,
+        Query(description="Only each type, name, kind and description (no settings, actions)."),
+    ] = False,
 ) -> dict[str, Any]:
     """Every destination type this server can deliver to, with its settings schema: Headwater's
     own and, when the Actions package is installed, Segment's (``actions:<directory>``), and
-    the workspace's destination functions (``function:<name>``)."""
+    the workspace's destination functions (``function:<name>``). ``brief``: a list to browse,
+    a hundredth of the size."""
     found = [*definitions().values(), *function_definitions()]
     chosen = listing.search(found, search) if search else list(found)
-    return {"data": {"destinations": [listing.definition_json(d) for d in chosen]}}
+    shown = listing.brief_json if brief else listing.definition_json
+    return {"data": {"destinations": [shown(d) for d in chosen]}}

@@ -106,7 +106,7 @@ class DestinationPages:
     ) -> Response:
         search = request.query_params.get("q", "").strip()[:200]
         chosen = request.query_params.get("category", "")
-        params = {"search": search} if search else {}
+        params: dict[str, Any] = {"brief": "true", **({"search": search} if search else {})}
         answer = await self.api.call(
             "GET", "/api/v1/catalog/destinations", principal, params=params
         )
@@ -139,7 +139,11 @@ class DestinationPages:
 
     async def _definition(self, principal: Principal, type_: str) -> tuple[Answer, Any]:
         """The catalog's entry for ``type_`` (None when there is none), and the answer."""
-        answer = await self.api.call("GET", "/api/v1/catalog/destinations", principal)
+        # The type as the search: the catalog answers the few entries that mention it, not
+        # all two hundred with their settings and actions.
+        answer = await self.api.call(
+            "GET", "/api/v1/catalog/destinations", principal, params={"search": type_}
+        )
         found = next((d for d in answer.data.get("destinations", []) if d["type"] == type_), None)
         return answer, found
 
