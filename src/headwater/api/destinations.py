@@ -167,7 +167,9 @@ def get_event_delivery(
 ) -> dict[str, Any]:
     """Event Delivery: delivered, not delivered, retrying, P95 latency, errors with samples."""
     destination = store.require(id_or_name)
-    found = event_delivery(request.app.state.engine, destination, minutes=minutes)
+    found = event_delivery(
+        request.app.state.engine, destination, minutes=minutes, now=request.app.state.clock()
+    )
     masker = masker_for(request)
     return {"data": masked_delivery(found, masker) if masker is not None else found}
 
@@ -227,10 +229,16 @@ def destination_catalog(
     search: Annotated[
         str | None, Query(description="Only those whose type, name or description has every word.")
     ] = None,
+    brief: Annotated[
+        bool,
+        Query(description="Only each type, name, kind and description (no settings, actions)."),
+    ] = False,
 ) -> dict[str, Any]:
     """Every destination type this server can deliver to, with its settings schema: Headwater's
     own and, when the Actions package is installed, Segment's (``actions:<directory>``), and
-    the workspace's destination functions (``function:<name>``)."""
+    the workspace's destination functions (``function:<name>``). ``brief``: a list to browse,
+    a hundredth of the size."""
     found = [*definitions().values(), *function_definitions()]
     chosen = listing.search(found, search) if search else list(found)
-    return {"data": {"destinations": [listing.definition_json(d) for d in chosen]}}
+    shown = listing.brief_json if brief else listing.definition_json
+    return {"data": {"destinations": [shown(d) for d in chosen]}}

@@ -30,6 +30,7 @@ from headwater.iam.users import UserStore
 from headwater.store.admin_token import hash_token
 from headwater.store.workspace import WorkspaceStore
 from headwater.web.account import AccountPages
+from headwater.web.destinations import DestinationPages
 from headwater.web.flow import flow_diagram
 from headwater.web.inprocess import Answer, InProcessAPI
 from headwater.web.sessions import HIPAA_IDLE, LIFETIME, Session, Sessions
@@ -100,6 +101,7 @@ class WebApp:
                 *SourcePages(self).routes(),
                 *SettingsPages(self).routes(),
                 *self.account.routes(),
+                *DestinationPages(self).routes(),
                 Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
             ],
         )
