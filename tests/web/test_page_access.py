@@ -121,6 +121,7 @@ def seeded(api: FastAPI) -> Iterator[tuple[dict[str, str], dict[str, str]]]:
             "user": user["id"],
             "group": group["id"],
             "invite": invite["id"],
+            "type": "webhook",
             "key": "env",
             "value": "walk",
             "token": tokens["workspace-member"]["id"],
