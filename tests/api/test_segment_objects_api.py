@@ -664,3 +664,21 @@ def test_destination_subscriptions_are_the_mappings(client: TestClient) -> None:
     assert ok(client.delete(one)) == {"status": "SUCCESS"}
     assert ok(client.get(path))["subscriptions"] == []
     assert_error(client.get(f"{BASE}/destinations/nope/subscriptions"), 404, "not_found")
+
+
+def test_labels_and_iam_in_segment_shapes(client: TestClient) -> None:
+    label = {"key": "brand", "value": "acme", "description": "Acme's sites"}
+    made = client.post(f"{BASE}/labels", json={"label": label})
+    assert made.status_code == 201 and made.json()["data"]["label"] == label
+    assert label in ok(client.get(f"{BASE}/labels"))["labels"]
+    source = new_source(client, "shop")
+    one = f"{BASE}/sources/{source['id']}/labels"
+    put = client.put(one, json={"labels": [{"key": "brand", "value": "acme"}]})
+    assert put.status_code == 200, put.text
+    shown = ok(client.get(f"{BASE}/sources/{source['id']}"))["source"]["labels"]
+    assert shown == [{"key": "brand", "value": "acme"}]
+    assert_error(client.delete(f"{BASE}/labels/brand/acme"), 409, "conflict")
+    roles = ok(client.get(f"{BASE}/roles"))["roles"]
+    assert "Source Admin" in {r["name"] for r in roles}
+    user = client.post(f"{BASE}/users", json={"email": "ana@example.com"}).json()["data"]["user"]
+    assert ok(client.get(f"{BASE}/users/{user['id']}"))["user"]["email"] == "ana@example.com"

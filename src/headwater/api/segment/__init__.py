@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends
 
+from headwater.api import iam
 from headwater.api.segment import (
     audiences,
     catalog,
@@ -43,3 +44,5 @@ router.include_router(warehouses.router)
 router.include_router(functions.router)
 router.include_router(spaces.router)
 router.include_router(audiences.router)
+# IAM (roles, users, groups, invites, labels) already speaks Segment's shapes: mounted as it is.
+router.include_router(iam.router)

@@ -24,6 +24,7 @@ from headwater.api.segment.destinations import Destinations, destination_json
 from headwater.api.segment.envelope import Page, bad_cursor, data, paged, pagination
 from headwater.api.segment.workspace import Store
 from headwater.errors import InvalidError
+from headwater.iam.labels import LabelStore
 from headwater.protocols.plans import PlanStore
 from headwater.store.workspace import FIRST_PAGE, UNSET, SourceInfo, WorkspaceStore
 from headwater.warehouse.store import WarehouseInfo, WarehouseStore
@@ -54,7 +55,10 @@ def source_json(store: WorkspaceStore, source: SourceInfo) -> dict[str, Any]:
         "writeKeys": list(source.write_keys),
         "metadata": _metadata_of(store, source.id),
         "settings": dict(source.settings),
-        "labels": [],
+        "labels": [
+            {"key": key, "value": value}
+            for key, value in LabelStore(store).labels_of("SOURCE", source.id)
+        ],
     }
 
 
