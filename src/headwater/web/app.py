@@ -31,8 +31,10 @@ from headwater.store.admin_token import hash_token
 from headwater.store.workspace import WorkspaceStore
 from headwater.web.flow import flow_diagram
 from headwater.web.inprocess import Answer, InProcessAPI
+from headwater.web.protocols import ProtocolPages
 from headwater.web.sessions import LIFETIME, Session, Sessions
 from headwater.web.sources import SourcePages
+from headwater.web.warehouses import WarehousePages
 
 HERE = Path(__file__).parent
 COOKIE = "headwater_session"
@@ -93,6 +95,8 @@ class WebApp:
                 Route("/logout", self.logout, methods=["POST"]),
                 Route("/", self.signed_in(self.home), methods=["GET"]),
                 *SourcePages(self).routes(),
+                *WarehousePages(self).routes(),
+                *ProtocolPages(self).routes(),
                 Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
             ],
         )
