@@ -357,13 +357,11 @@ class ProtocolPages:
             return self.web.see_other(f"/protocols/tracking-plans/{ref}?uploaded={count}")
         if answer.status in (403, 404):
             return self.web.refused(answer, session)
-        field = _field(answer.body)
-        error = f"{field}: {answer.error}" if field and field.startswith("line") else answer.error
         return await self._plan(
             request,
             session,
             principal,
-            editing={"slot": "csv", "error": error},
+            editing={"slot": "csv", "error": answer.error},
             status=answer.form_status,
         )
 
@@ -478,7 +476,7 @@ class ProtocolPages:
             errors["event_type"] = f"Choose one of {', '.join(EVENT_TYPES)}."
         elif kind == "track" and not event:
             errors["event"] = "Enter the Track event's name."
-        renames, problem = _renames(values.get("renames", ""))
+        renames, problem = _renames(values.get("renames", ""), kind)
         if problem:
             errors["renames"] = problem
         if errors:
@@ -529,9 +527,7 @@ class ProtocolPages:
             values = {
                 "name": shown["name"],
                 "new_event": shown.get("newEventName") or "",
-                "renames": "\n".join(
-                    f"{r['oldName']} = {r['newName']}" for r in shown["propertyRenames"]
-                ),
+                "renames": "\n".join(f"{r['old']} = {r['new']}" for r in shown["renames"]),
                 "enabled": "on" if shown["enabled"] else "",
             }
         return self._render(
@@ -557,7 +553,11 @@ class ProtocolPages:
             return self.web.forbidden(session)
         ref = request.path_params["transformation"]
         values = {k: str(v) for k, v in form.items() if k != "csrf"}
-        renames, problem = _renames(values.get("renames", ""))
+        current = await self.api.call("GET", f"/api/v1/transformations/{ref}", principal)
+        if current.status != 200:
+            return self.web.refused(current, session)
+        kind = _shown_transformation(current.data["transformation"], {})["eventType"]
+        renames, problem = _renames(values.get("renames", ""), kind)
         errors: dict[str, str] = {}
         if not values.get("name", "").strip():
             errors["name"] = "Enter a name."
@@ -572,9 +572,6 @@ class ProtocolPages:
             "enabled": values.get("enabled") == "on",
             "propertyRenames": renames,
         }
-        current = await self.api.call("GET", f"/api/v1/transformations/{ref}", principal)
-        if current.status != 200:
-            return self.web.refused(current, session)
         new_event = values.get("new_event", "").strip()
         if new_event or "newEventName" in current.data["transformation"]:
             body["newEventName"] = new_event or None
@@ -646,6 +643,7 @@ def _shown_rule(rule: dict[str, Any], index: int) -> dict[str, Any]:
     return {
         **rule,
         "slot": str(index),
+        "synced": rule.get("syncedFrom"),
         "properties": _properties_count(rule["type"], schema),
         "text": json.dumps(schema, indent=2, ensure_ascii=False),
     }
@@ -693,7 +691,7 @@ def _matcher(kind: str, event: str) -> str:
     return f"type='{kind}'"
 
 
-def _renames(text: str) -> tuple[list[dict[str, str]], str | None]:
+def _renames(text: str, kind: str) -> tuple[list[dict[str, str]], str | None]:
     """``old = new`` lines as the API's ``propertyRenames``, or the first bad line's error."""
     renames = []
     for number, line in enumerate(text.splitlines(), start=1):
@@ -702,8 +700,20 @@ def _renames(text: str) -> tuple[list[dict[str, str]], str | None]:
         old, sep, new = line.partition("=")
         if not sep or not old.strip() or not new.strip():
             return [], f"Line {number}: write each rename as old_name = new_name."
-        renames.append({"oldName": old.strip(), "newName": new.strip()})
+        renames.append({"oldName": _under(old.strip(), kind), "newName": _under(new.strip(), kind)})
     return renames, None
+
+
+def _under(name: str, kind: str) -> str:
+    """A property's path as the API takes it: below ``properties`` (Track) or ``traits``
+    (Identify, Group) unless the person wrote the full path."""
+    root = "properties" if kind == "track" else "traits"
+    return name if name.startswith(("properties.", "traits.", "context.")) else f"{root}.{name}"
+
+
+def _short(name: str) -> str:
+    """A renamed property as the page shows it: without the ``properties.`` or ``traits.``."""
+    return name.split(".", 1)[1] if name.startswith(("properties.", "traits.")) else name
 
 
 def _shown_transformation(t: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
@@ -711,7 +721,13 @@ def _shown_transformation(t: dict[str, Any], names: dict[str, str]) -> dict[str,
     kind, event = matched if matched is not None else ("", "")
     return {
         **t,
+        "newEventName": t.get("newEventName"),
+        "destinationMetadataId": t.get("destinationMetadataId"),
         "sourceName": names.get(t["sourceId"], t["sourceId"]),
+        "renames": [
+            {"old": _short(r["oldName"]), "new": _short(r["newName"])}
+            for r in t.get("propertyRenames", [])
+        ],
         "eventType": kind or "custom",
         "event": event,
     }
