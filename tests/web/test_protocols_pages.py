@@ -9,6 +9,7 @@ import json
 import re
 from collections.abc import Iterator
 
+import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -16,6 +17,7 @@ from sqlalchemy.engine import Engine
 
 from headwater.api.app import create_api
 from headwater.api.violations import router as violations_router
+from headwater.protocols.schema_messages import Violation
 from headwater.protocols.violations import ViolationTallies
 from headwater.store.admin_token import hash_token
 from headwater.store.database import write_transaction
@@ -86,11 +88,16 @@ def create_plan(web: TestClient, name: str = "Ecommerce") -> str:
     return location.removeprefix("/protocols/tracking-plans/")
 
 
-def add_rule(web: TestClient, plan: str, key: str, schema: object, kind: str = "TRACK") -> object:
+def add_rule(
+    web: TestClient, plan: str, key: str, schema: object, kind: str = "TRACK"
+) -> httpx.Response:
     csrf = csrf_of(web.get(f"/protocols/tracking-plans/{plan}").text)
     text = schema if isinstance(schema, str) else json.dumps(schema)
     data = {"csrf": csrf, "slot": "new", "type": kind, "key": key, "version": "1"}
-    return web.post(f"/protocols/tracking-plans/{plan}/rules", data={**data, "jsonSchema": text})
+    answer: httpx.Response = web.post(
+        f"/protocols/tracking-plans/{plan}/rules", data={**data, "jsonSchema": text}
+    )
+    return answer
 
 
 def source_id(engine: Engine, name: str) -> str:
@@ -110,7 +117,7 @@ def test_creating_a_plan_and_adding_a_rule(web: TestClient) -> None:
     assert page.status_code == 200 and "<h1>Ecommerce</h1>" in page.text
     assert "No rules yet" in page.text
     added = add_rule(web, plan, "Order Completed", ORDER_SCHEMA)
-    assert added.status_code == 303, added.text  # type: ignore[attr-defined]
+    assert added.status_code == 303, added.text
     page = web.get(f"/protocols/tracking-plans/{plan}")
     row = re.search(r'<tr id="rule-0">(.*?)</tr>', page.text, re.S)
     assert row is not None
@@ -144,8 +151,8 @@ def test_a_rule_that_does_not_compile_shows_the_error_by_its_schema(
 ) -> None:
     plan = create_plan(web)
     answer = add_rule(web, plan, "Signed Up", schema)
-    assert 400 <= answer.status_code < 500, answer.text  # type: ignore[attr-defined]
-    text: str = answer.text  # type: ignore[attr-defined]
+    assert 400 <= answer.status_code < 500, answer.text
+    text: str = answer.text
     error = re.search(r'<p id="rule-new-error" class="error" role="alert">([^<]+)</p>', text)
     assert error is not None and message.lower() in error.group(1).lower(), error
     assert re.search(r'<textarea id="rule-schema"[^>]*aria-invalid="true"', text)
@@ -284,7 +291,7 @@ def test_violations_by_source_and_event_with_samples(
             "tp_1",
             "track",
             "Order Completed",
-            [("Required", "properties.order_id", "properties.order_id is required")],
+            [Violation("Required", "properties.order_id", "properties.order_id is required")],
             now_ms,
             sample,
         )
@@ -293,7 +300,11 @@ def test_violations_by_source_and_event_with_samples(
         "tp_1",
         "track",
         "Signed Up",
-        [("Invalid Type", "properties.age", "Invalid type. Expected: integer, given: string")],
+        [
+            Violation(
+                "Invalid Type", "properties.age", "Invalid type. Expected: integer, given: string"
+            )
+        ],
         now_ms,
         {"type": "track", "event": "Signed Up"},
     )
