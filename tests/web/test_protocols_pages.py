@@ -264,13 +264,38 @@ def test_csv_download_and_upload(web: TestClient) -> None:
     assert forged.status_code == 403
 
 
+def test_deleting_a_plan_needs_a_confirmation(web: TestClient) -> None:
+    plan = create_plan(web)
+    csrf = csrf_of(web.get(f"/protocols/tracking-plans/{plan}").text)
+    unconfirmed = web.post(f"/protocols/tracking-plans/{plan}/delete", data={"csrf": csrf})
+    assert unconfirmed.status_code == 400 and 'id="rule-delete-error"' in unconfirmed.text
+    deleted = web.post(
+        f"/protocols/tracking-plans/{plan}/delete", data={"csrf": csrf, "confirm": "on"}
+    )
+    assert deleted.status_code == 303 and deleted.headers["location"] == "/protocols?deleted=1"
+    listing = web.get(deleted.headers["location"]).text
+    assert "The tracking plan was deleted." in listing and "Ecommerce" not in listing
+    assert web.get(f"/protocols/tracking-plans/{plan}").status_code == 404
+
+
+@pytest.mark.parametrize("ref", ["nope", "%2E%2E", "x" * 3000, "%00"])
+def test_unknown_transformations_are_4xx_pages(web: TestClient, ref: str) -> None:
+    csrf = csrf_of(web.get("/protocols/transformations").text)
+    assert web.get(f"/protocols/transformations/{ref}").status_code in (400, 404)
+    for action in ("", "/enabled"):
+        data = {"csrf": csrf, "name": "x", "enabled": "true"}
+        answer = web.post(f"/protocols/transformations/{ref}{action}", data=data)
+        assert answer.status_code in (400, 404), (action, answer.text)
+
+
 @pytest.mark.parametrize("ref", ["nope", "%2E%2E", "x" * 3000, "%00"])
 def test_unknown_plans_are_4xx_pages(web: TestClient, ref: str) -> None:
     csrf = csrf_of(web.get("/protocols").text)
     for path in (f"/protocols/tracking-plans/{ref}", f"/protocols/tracking-plans/{ref}/csv"):
         assert web.get(path).status_code in (400, 404), path
-    for action in ("rules", "rules/delete", "sources", "sources/remove"):
+    for action in ("rules", "rules/delete", "sources", "sources/remove", "delete"):
         data = {"csrf": csrf, "type": "TRACK", "key": "a", "jsonSchema": "{}", "source": "web"}
+        data["confirm"] = "on"
         answer = web.post(f"/protocols/tracking-plans/{ref}/{action}", data=data)
         assert answer.status_code in (400, 404), (action, answer.text)
 

@@ -104,14 +104,14 @@ def test_adding_a_warehouse_never_shows_its_secret(web: TestClient, engine: Engi
 
 def test_refused_warehouses_show_the_error_by_the_field(web: TestClient) -> None:
     csrf = csrf_of(web.get("/warehouses").text)
-    missing = web.post(
-        "/warehouses", data={"csrf": csrf, "type": "postgres", "name": "pg", "s_host": "h"}
-    )
+    form = {"csrf": csrf, "type": "postgres", "name": "pg", "s_host": "h", "s_password": SECRET}
+    missing = web.post("/warehouses", data=form)
     assert missing.status_code == 422, missing.text
     assert re.search(
         r'<p id="s_database-error" class="error" role="alert">[^<]*database', missing.text
     )
-    assert 'value="h"' in missing.text  # what was typed stays
+    assert 'value="h"' in missing.text  # what was typed stays, but never a secret
+    assert SECRET not in missing.text
     nameless = web.post("/warehouses", data={"csrf": csrf, "type": "duckdb", "name": " "})
     assert nameless.status_code == 400 and 'id="name-error"' in nameless.text
     odd = web.post("/warehouses", data={"csrf": csrf, "type": "oracle", "name": "x"})

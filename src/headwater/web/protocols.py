@@ -62,6 +62,7 @@ class ProtocolPages:
             Route("/protocols", plans(self.plans_page), methods=["GET"]),
             Route("/protocols/tracking-plans", plans(self.create_plan), methods=["POST"]),
             Route(plan, plans(self.plan_page), methods=["GET"]),
+            Route(plan + "/delete", plans(self.delete_plan), methods=["POST"]),
             Route(plan + "/rules", plans(self.save_rule), methods=["POST"]),
             Route(plan + "/rules/delete", plans(self.delete_rule), methods=["POST"]),
             Route(plan + "/sources", plans(self.connect_source), methods=["POST"]),
@@ -108,7 +109,8 @@ class ProtocolPages:
     async def plans_page(
         self, request: Request, session: Session, principal: Principal
     ) -> Response:
-        return await self._plans(session, principal, values={}, errors={})
+        deleted = request.query_params.get("deleted") == "1"
+        return await self._plans(session, principal, values={}, errors={}, deleted=deleted)
 
     async def create_plan(
         self, request: Request, session: Session, principal: Principal
@@ -141,6 +143,7 @@ class ProtocolPages:
         values: dict[str, str],
         errors: dict[str, str],
         status: int = 200,
+        deleted: bool = False,
     ) -> Response:
         answer = await self.api.call(
             "GET", "/api/v1/tracking-plans", principal, params={"pagination.count": 1000}
@@ -151,6 +154,7 @@ class ProtocolPages:
             "tracking_plans.html",
             {
                 "plans": answer.data["trackingPlans"],
+                "deleted": deleted,
                 "values": values,
                 "errors": errors,
                 "may_change": principal.allows("tracking_plans", True),
@@ -196,6 +200,7 @@ class ProtocolPages:
             {
                 "plan": plan,
                 "rules": shown,
+                "total": rules.data["pagination"].get("totalEntries", len(shown)),
                 "connected": connected.data["sources"],
                 "others": others,
                 "rule_types": RULE_TYPES,
@@ -209,6 +214,23 @@ class ProtocolPages:
             tab="/protocols",
             status=status,
         )
+
+    async def delete_plan(
+        self, request: Request, session: Session, principal: Principal
+    ) -> Response:
+        """Deleting a plan cannot be undone (Segment cannot restore one either): the form
+        asks the person to say so."""
+        form = await self.web.posted_form(request, session)
+        if form is None:
+            return self.web.forbidden(session)
+        if form.get("confirm") != "on":
+            editing = {"slot": "delete", "error": "Tick the box to confirm: this cannot be undone."}
+            return await self._plan(request, session, principal, editing=editing, status=400)
+        ref = request.path_params["plan"]
+        answer = await self.api.call("DELETE", f"/api/v1/tracking-plans/{ref}", principal)
+        if answer.status != 200:
+            return self.web.refused(answer, session)
+        return self.web.see_other("/protocols?deleted=1")
 
     async def save_rule(self, request: Request, session: Session, principal: Principal) -> Response:
         """Add a rule, or change one's JSON Schema (the API's upsert)."""
@@ -339,7 +361,8 @@ class ProtocolPages:
             if not session.csrf_matches(str(form.get("csrf", ""))):
                 return self.web.forbidden(session)
             upload = form.get("file")
-            data = await upload.read() if isinstance(upload, UploadFile) else b""
+            # The API refuses a file of MAX_BYTES or more; reading no further bounds memory.
+            data = await upload.read(MAX_BYTES) if isinstance(upload, UploadFile) else b""
         if not data:
             return await self._plan(
                 request,
