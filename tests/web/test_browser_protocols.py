@@ -153,4 +153,15 @@ def test_a_rule_broken_by_an_event_shows_as_a_violation(
     page.get_by_text("recent", exact=False).first.click()  # opens the samples
     expect(page.locator("section.violations pre").first).to_contain_text('"total": 10')
     assert_page_ok(page, watcher)
+
+    # On a phone, the plan's editor and the violations fit the screen (tables scroll).
+    page.set_viewport_size({"width": 375, "height": 740})
+    for link in ("Violations", "Tracking plans"):
+        page.get_by_role("navigation", name="Protocols").get_by_role("link", name=link).click()
+        assert_page_ok(page, watcher)
+        assert page.evaluate("document.documentElement.scrollWidth") <= 375
+    page.get_by_role("link", name="Ecommerce").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Ecommerce")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375
+    assert_page_ok(page, watcher)
     page.context.close()

@@ -385,7 +385,10 @@ def test_creating_editing_and_enabling_a_transformation(web: TestClient, engine:
         f"/protocols/transformations/{ident}/enabled", data={"csrf": csrf, "enabled": "false"}
     )
     assert toggle.status_code == 303
-    assert ">Enable<span" in web.get("/protocols/transformations").text
+    assert (
+        'aria-label="Enable Fix order event">Enable</button>'
+        in web.get("/protocols/transformations").text
+    )
 
     edit = web.get(f"/protocols/transformations/{ident}").text
     assert "orderId = order_id" in edit and 'value="Order Completed"' in edit
@@ -402,7 +405,7 @@ def test_creating_editing_and_enabling_a_transformation(web: TestClient, engine:
     assert saved.status_code == 303, saved.text
     listing = web.get("/protocols/transformations").text
     assert "Renamed" in listing and "Rename to “Order Done”" in listing and "orderId" not in listing
-    assert ">Disable<span" in listing
+    assert 'aria-label="Disable Renamed">Disable</button>' in listing
 
 
 def test_refused_transformations_show_errors_by_their_fields(
