@@ -137,6 +137,42 @@ def test_a_bad_setting_on_save_shows_by_its_field(web: TestClient) -> None:
     assert 'value="seventy"' in answer.text
 
 
+def test_the_schedule_and_the_sources_synced(web: TestClient, engine: Engine) -> None:
+    warehouse_id = add_postgres(web, s_password=SECRET)
+    page = web.get(f"/warehouses/{warehouse_id}").text
+    assert '<option value="24" selected>24 (every 1 h)</option>' in page
+    assert '<option value="8">8 (every 3 h)</option>' in page
+    assert 'name="sources_all" checked' in page
+    web_id = WorkspaceStore(engine).get_source("web")
+    assert web_id is not None
+    fields = {"s_host": "db", "s_database": "dw", "s_user": "u", "enabled": "on"}
+    answer = web.post(
+        f"/warehouses/{warehouse_id}/settings",
+        data={
+            "csrf": csrf_of(page),
+            **fields,
+            "syncs_per_day": "6",
+            "sources_shown": "1",
+            "source": web_id.id,
+        },
+    )
+    assert answer.status_code == 303, answer.text
+    stored = WarehouseStore(WorkspaceStore(engine)).require(warehouse_id)
+    assert stored.options.syncs_per_day == 6 and stored.options.sources == [web_id.id]
+    assert stored.settings["password"] == SECRET
+    page = web.get(f"/warehouses/{warehouse_id}").text
+    assert f'value="{web_id.id}" checked' in page and 'name="sources_all" checked' not in page
+    assert "<dd>6</dd>" in page
+    listing = web.get("/warehouses").text
+    assert "<td>web</td>" in listing
+    refused = web.post(
+        f"/warehouses/{warehouse_id}/settings",
+        data={"csrf": csrf_of(page), **fields, "syncs_per_day": "48", "sources_shown": "1"},
+    )
+    assert refused.status_code == 422, refused.text
+    assert 'id="syncs_per_day-error"' in refused.text
+
+
 def test_sync_now_and_the_sync_history(web: TestClient, engine: Engine, clock: Clock) -> None:
     warehouse_id = add_postgres(web, s_password=SECRET)
     page = web.get(f"/warehouses/{warehouse_id}").text

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from headwater.web.app import Endpoint, Page, WebApp
 
 TYPES = tuple(sorted(KINDS))
+SCHEDULES = (1, 2, 3, 4, 6, 8, 12, 24)  # syncs a day: Segment's choices divide the day evenly
 
 
 class WarehousePages:
@@ -155,6 +156,9 @@ class WarehousePages:
             {
                 "warehouse": warehouse,
                 "sources": connected_sources(warehouse, names),
+                "all_sources": sorted(names.items(), key=lambda item: item[1].lower()),
+                "taken": set(warehouse["options"].get("sources") or ()),
+                "schedules": sorted({*SCHEDULES, warehouse["options"].get("syncs_per_day", 24)}),
                 "syncs_per_day": warehouse["options"].get("syncs_per_day", 24),
                 "fields": setting_fields(warehouse["type"], warehouse["settings"]),
                 "values": values or {},
@@ -183,6 +187,7 @@ class WarehousePages:
         body = {
             "settings": settings_of(form, warehouse["type"], warehouse["settings"]),
             "enabled": form.get("enabled") == "on",
+            "options": await self._options_of(form, warehouse, principal),
         }
         answer = await self.api.call(
             "PATCH", f"/api/v1/warehouses/{warehouse['id']}", principal, body=body
@@ -210,6 +215,23 @@ class WarehousePages:
         found = await self.api.call("GET", f"/api/v1/warehouses/{ref}", principal)
         target = found.data["warehouse"]["id"] if found.status == 200 else ref
         return self.web.see_other(f"/warehouses/{target}?synced={answer.data['sync']['id']}")
+
+    async def _options_of(
+        self, form: FormData, warehouse: dict[str, Any], principal: Principal
+    ) -> dict[str, Any]:
+        """The warehouse's options with the form's schedule and sources; the rest (schema
+        names, Selective Sync) kept. Sources change only where the role may read them."""
+        options = dict(warehouse["options"])
+        schedule = form.get("syncs_per_day")
+        if schedule is not None:
+            text = str(schedule)
+            options["syncs_per_day"] = int(text) if text.isdigit() and len(text) < 6 else text
+        if principal.allows("sources", False) and "sources_shown" in form:
+            if form.get("sources_all") == "on":
+                options.pop("sources", None)
+            else:
+                options["sources"] = [str(v) for v in form.getlist("source")]
+        return options
 
     async def _source_names(self, principal: Principal) -> dict[str, str]:
         """Source names by id, where the role may read sources (otherwise the ids show)."""
@@ -308,4 +330,8 @@ def _field_of(body: Any) -> str:
         return "form"
     if field.startswith("settings."):
         return "s_" + field.removeprefix("settings.")
+    if field.startswith("options.syncs_per_day"):
+        return "syncs_per_day"
+    if field.startswith("options.sources"):
+        return "sources"
     return field if field in ("name", "type") else "form"
