@@ -282,7 +282,7 @@ def test_deleting_a_plan_needs_a_confirmation(web: TestClient) -> None:
 def test_unknown_transformations_are_4xx_pages(web: TestClient, ref: str) -> None:
     csrf = csrf_of(web.get("/protocols/transformations").text)
     assert web.get(f"/protocols/transformations/{ref}").status_code in (400, 404)
-    for action in ("", "/enabled"):
+    for action in ("", "/enabled", "/delete"):
         data = {"csrf": csrf, "name": "x", "enabled": "true"}
         answer = web.post(f"/protocols/transformations/{ref}{action}", data=data)
         assert answer.status_code in (400, 404), (action, answer.text)
@@ -406,6 +406,13 @@ def test_creating_editing_and_enabling_a_transformation(web: TestClient, engine:
     listing = web.get("/protocols/transformations").text
     assert "Renamed" in listing and "Rename to “Order Done”" in listing and "orderId" not in listing
     assert 'aria-label="Disable Renamed">Disable</button>' in listing
+    assert (
+        web.post(f"/protocols/transformations/{ident}/delete", data={"csrf": "x"}).status_code
+        == 403
+    )
+    deleted = web.post(f"/protocols/transformations/{ident}/delete", data={"csrf": csrf})
+    assert deleted.status_code == 303
+    assert "No transformations yet." in web.get("/protocols/transformations").text
 
 
 def test_refused_transformations_show_errors_by_their_fields(

@@ -75,6 +75,9 @@ class ProtocolPages:
             Route(transformation, sources(self.transformation_page), methods=["GET"]),
             Route(transformation, sources(self.save_transformation), methods=["POST"]),
             Route(transformation + "/enabled", sources(self.toggle), methods=["POST"]),
+            Route(
+                transformation + "/delete", sources(self.delete_transformation), methods=["POST"]
+            ),
         ]
 
     def _tabs(self, principal: Principal) -> list[tuple[str, str]]:
@@ -626,6 +629,17 @@ class ProtocolPages:
             )
 
         return await self._patch(request, session, principal, body, failed=failed)
+
+    async def delete_transformation(
+        self, request: Request, session: Session, principal: Principal
+    ) -> Response:
+        if await self.web.posted_form(request, session) is None:
+            return self.web.forbidden(session)
+        ref = request.path_params["transformation"]
+        answer = await self.api.call("DELETE", f"/api/v1/transformations/{ref}", principal)
+        if answer.status != 200:
+            return self.web.refused(answer, session)
+        return self.web.see_other("/protocols/transformations")
 
     async def _patch(
         self,
