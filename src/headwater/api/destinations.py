@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, StrictBool, StrictStr
 from pydantic.alias_generators import to_camel
 
+from headwater.api.auth import ReadableSources
 from headwater.api.changes import NoNulls
 from headwater.api.data_retention import retention_of
 from headwater.api.errors import ApiError
@@ -101,9 +102,10 @@ class ReplayBody(_Body):
 @router.get("/destinations", response_model=None)
 def list_destinations(
     store: Store,
+    only: ReadableSources,
     source: Annotated[str | None, Query(description="Only this source's (id or name).")] = None,
 ) -> dict[str, Any]:
-    found = store.list(source)
+    found = [d for d in store.list(source) if only is None or d.source_id in only]
     return {
         "data": {
             "destinations": [destination_json(d) for d in found],
