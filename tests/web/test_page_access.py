@@ -31,7 +31,7 @@ from tests.support.clock import Clock
 
 TOKEN = "test-admin-token"
 # Names that only the pages of their area may show.
-SECRET_NAMES = ("src-walk", "hook-walk", "wh-walk", "space-walk", "tp-walk", "fn-walk")
+SECRET_NAMES = ("src-walk", "hook-walk", "wh-walk", "space-walk", "tp-walk", "fn-walk", "tf-walk")
 # Pages the walk does not visit as a signed-in role: public, or streams.
 PUBLIC = {"/login", "/login/code", "/logout", "/invite/{token}"}
 STREAMS = {"/sources/{source}/debugger/stream"}
@@ -82,6 +82,18 @@ def seeded(api: FastAPI) -> Iterator[tuple[dict[str, str], dict[str, str]]]:
             http.post("/api/v1/spaces", json={"name": "space-walk", "sourceIds": [source["id"]]})
         )["space"]
         plan = _made(http.post("/api/v1/tracking-plans", json={"name": "tp-walk"}))["trackingPlan"]
+        transformation = _made(
+            http.post(
+                "/api/v1/transformations",
+                json={
+                    "name": "tf-walk",
+                    "sourceId": source["id"],
+                    "enabled": True,
+                    "if": "event='Walked'",
+                    "newEventName": "Walk Done",
+                },
+            )
+        )["transformation"]
         function = _made(
             http.post(
                 "/api/v1/functions",
@@ -117,6 +129,7 @@ def seeded(api: FastAPI) -> Iterator[tuple[dict[str, str], dict[str, str]]]:
             "warehouse": warehouse["id"],
             "space": space["id"],
             "plan": plan["id"],
+            "transformation": transformation["id"],
             "function": function["id"],
             "user": user["id"],
             "group": group["id"],

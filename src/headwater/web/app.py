@@ -33,9 +33,11 @@ from headwater.web.account import AccountPages
 from headwater.web.destinations import DestinationPages
 from headwater.web.flow import flow_diagram
 from headwater.web.inprocess import Answer, InProcessAPI
+from headwater.web.protocols import ProtocolPages
 from headwater.web.sessions import HIPAA_IDLE, LIFETIME, Session, Sessions
 from headwater.web.settings import SettingsPages
 from headwater.web.sources import SourcePages
+from headwater.web.warehouses import WarehousePages
 
 HERE = Path(__file__).parent
 COOKIE = "headwater_session"
@@ -102,6 +104,8 @@ class WebApp:
                 *SettingsPages(self).routes(),
                 *self.account.routes(),
                 *DestinationPages(self).routes(),
+                *WarehousePages(self).routes(),
+                *ProtocolPages(self).routes(),
                 Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
             ],
         )

@@ -64,9 +64,14 @@ class InProcessAPI:
         *,
         params: dict[str, Any] | None = None,
         body: Any = None,
+        content: bytes | None = None,
     ) -> Answer:
+        """``content``: a body sent as it is (a CSV upload) instead of ``body`` as JSON."""
         payload = b"" if body is None else json.dumps(body).encode()
-        scope = _scope(method, path, principal, params, payload if body is not None else None)
+        if content is not None:
+            payload = content
+        sends = body is not None or content is not None
+        scope = _scope(method, path, principal, params, payload if sends else None)
         sent = False
         status = 500
         chunks: list[bytes] = []
