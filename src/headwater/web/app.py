@@ -30,6 +30,7 @@ from headwater.iam.users import UserStore
 from headwater.store.admin_token import hash_token
 from headwater.store.workspace import WorkspaceStore
 from headwater.web.flow import flow_diagram
+from headwater.web.functions import FunctionPages
 from headwater.web.inprocess import Answer, InProcessAPI
 from headwater.web.sessions import LIFETIME, Session, Sessions
 from headwater.web.sources import SourcePages
@@ -93,6 +94,7 @@ class WebApp:
                 Route("/logout", self.logout, methods=["POST"]),
                 Route("/", self.signed_in(self.home), methods=["GET"]),
                 *SourcePages(self).routes(),
+                *FunctionPages(self).routes(),
                 Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
             ],
         )
