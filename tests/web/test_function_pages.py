@@ -214,7 +214,9 @@ def test_deleting_a_function(web: TestClient) -> None:
 
 
 def test_forms_need_the_csrf_token_and_unknown_functions_are_404(web: TestClient) -> None:
-    assert web.post("/functions", data={"csrf": "x", "name": "a", "kind": "insert"}).status_code == 403
+    assert (
+        web.post("/functions", data={"csrf": "x", "name": "a", "kind": "insert"}).status_code == 403
+    )
     function_id = create(web)
     forged = web.post(f"/functions/{function_id}", data={"csrf": "x", "code": "// x"})
     assert forged.status_code == 403

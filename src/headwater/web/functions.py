@@ -317,7 +317,9 @@ class FunctionPages:
         if found.status != 200:
             return self.web.refused(found, session)
         function = found.data["function"]
-        answer = await self.api.call("GET", f"/api/v1/functions/{function['id']}/versions", principal)
+        answer = await self.api.call(
+            "GET", f"/api/v1/functions/{function['id']}/versions", principal
+        )
         if answer.status != 200:
             return self.web.refused(answer, session)
         return self.web.render(
@@ -385,8 +387,7 @@ class FunctionPages:
         if answer.status != 200:
             return self.web.refused(answer, session)
         logs = [
-            {**entry, "payloadJson": _pretty(entry.get("payload"))}
-            for entry in answer.data["logs"]
+            {**entry, "payloadJson": _pretty(entry.get("payload"))} for entry in answer.data["logs"]
         ]
         return self.web.render(
             "function_logs.html",
