@@ -29,6 +29,7 @@ from headwater.iam.roles import Area
 from headwater.iam.users import UserStore
 from headwater.store.admin_token import hash_token
 from headwater.store.workspace import WorkspaceStore
+from headwater.web.filters import FilterPages
 from headwater.web.flow import flow_diagram
 from headwater.web.functions import FunctionPages
 from headwater.web.inprocess import Answer, InProcessAPI
@@ -95,6 +96,7 @@ class WebApp:
                 Route("/", self.signed_in(self.home), methods=["GET"]),
                 *SourcePages(self).routes(),
                 *FunctionPages(self).routes(),
+                *FilterPages(self).routes(),
                 Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
             ],
         )
