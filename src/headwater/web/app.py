@@ -33,6 +33,7 @@ from headwater.web.filters import FilterPages
 from headwater.web.flow import flow_diagram
 from headwater.web.functions import FunctionPages
 from headwater.web.inprocess import Answer, InProcessAPI
+from headwater.web.mappings import MappingPages
 from headwater.web.sessions import LIFETIME, Session, Sessions
 from headwater.web.sources import SourcePages
 
@@ -97,6 +98,7 @@ class WebApp:
                 *SourcePages(self).routes(),
                 *FunctionPages(self).routes(),
                 *FilterPages(self).routes(),
+                *MappingPages(self).routes(),
                 Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
             ],
         )
