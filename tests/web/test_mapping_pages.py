@@ -94,9 +94,9 @@ def mapping_form(page: str, **changes: str) -> dict[str, str]:
             data.pop(name.group(1), None)
             if " checked" in tag:
                 data[name.group(1)] = "1"
-        if name and 'type="radio"' in tag:
-            if " checked" in tag:
-                data[name.group(1)] = re.search(r'value="([^"]*)"', tag).group(1)  # type: ignore[union-attr]
+        value = re.search(r'value="([^"]*)"', tag)
+        if name and value and 'type="radio"' in tag and " checked" in tag:
+            data[name.group(1)] = value.group(1)
     for name, body in re.findall(r'<select [^>]*name="([^"]+)"[^>]*>(.*?)</select>', form, re.S):
         chosen = re.search(r'<option value="([^"]*)" selected>', body)
         data[name] = chosen.group(1) if chosen else ""

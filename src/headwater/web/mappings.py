@@ -603,9 +603,9 @@ def _field_rows(action: dict[str, Any], shown: dict[str, Any]) -> list[dict[str,
         spec = action["fields"].get(name, {})
         paths = list(COMMON_PATHS)
         default = spec.get("default")
-        if isinstance(default, dict) and isinstance(default.get("@path"), str):
-            if default["@path"] not in paths:
-                paths.insert(0, default["@path"])
+        path = default.get("@path") if isinstance(default, dict) else None
+        if isinstance(path, str) and path not in paths:
+            paths.insert(0, path)
         if source.startswith("$.") and source not in paths:
             paths.insert(0, source)
         rows.append(
