@@ -63,7 +63,7 @@ def test_a_function_from_creation_to_a_test_run(browser: Browser, server: LiveSe
     assert_page_ok(page, watcher)
 
     # The editor: Tab indents with spaces instead of leaving the field.
-    editor = page.get_by_label("Code")
+    editor = page.get_by_role("textbox", name="Code", exact=True)
     editor.fill(CODE)
     editor.focus()
     page.keyboard.press("Control+Home")
@@ -89,6 +89,6 @@ def test_a_function_from_creation_to_a_test_run(browser: Browser, server: LiveSe
     assert_page_ok(page, watcher)
     page.get_by_role("button", name="Restore", exact=True).click()
     expect(page.get_by_role("status")).to_have_text("Restored as version 3.")
-    assert "enriched" not in page.get_by_label("Code").input_value()
+    assert "enriched" not in page.get_by_role("textbox", name="Code", exact=True).input_value()
     assert_page_ok(page, watcher)
     page.context.close()

@@ -46,7 +46,7 @@ def api(engine: Engine, clock: Clock) -> FastAPI:
 def destination_id(api: FastAPI, engine: Engine) -> str:
     with TestClient(api, headers={"Authorization": f"Bearer {TOKEN}"}) as rest:
         found = rest.get("/api/v1/destinations/hook").json()["data"]["destination"]
-    events = [
+    events: list[tuple[str, dict[str, Any]]] = [
         ("track", {"event": "Order Completed", "properties": {"email": "a@x.com", "total": 5}}),
         ("track", {"event": "Page Scrolled", "properties": {"depth": 50}}),
         ("identify", {"traits": {"plan": "pro"}}),

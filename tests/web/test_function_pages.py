@@ -169,7 +169,8 @@ def test_the_test_runner_saves_runs_and_shows_output_error_and_logs(web: TestCli
             },
         )
         assert answer.status_code in (200, 400, 422), answer.text
-        return answer.text
+        text: str = answer.text
+        return text
 
     ran = run(event)
     assert "Ran onTrack of version 2" in ran
