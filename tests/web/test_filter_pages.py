@@ -238,3 +238,26 @@ def test_a_role_without_sources_gets_403(
     assert page.status_code == 200
     saved = web.post(base, data=form(csrf_of(page.text), "all", action_drop="1"))
     assert saved.status_code == 403 and "Not allowed" in saved.text
+
+
+@pytest.mark.parametrize("ref", ["%2E%2E", "a%3Fb=1", "%00", "x" * 3000, "%F0%9F%92%A9", "%25"])
+def test_hostile_references_are_4xx_pages(web: TestClient, destination_id: str, ref: str) -> None:
+    csrf = csrf_of(web.get(f"/destinations/{destination_id}/filters/new").text)
+    for path in (
+        f"/destinations/{ref}/filters",
+        f"/destinations/{ref}/filters/new",
+        f"/destinations/{destination_id}/filters/{ref}",
+    ):
+        answer = web.get(path)
+        assert answer.status_code in (400, 404), (path, answer.text)
+        assert "Back to Home" in answer.text
+    for path in (
+        f"/destinations/{ref}/filters",
+        f"/destinations/{destination_id}/filters/{ref}",
+        f"/destinations/{destination_id}/filters/{ref}/enabled",
+        f"/destinations/{destination_id}/filters/{ref}/delete",
+    ):
+        posted = web.post(path, data=form(csrf, "all", action_drop="1"))
+        assert posted.status_code in (400, 404), (path, posted.text)
+    live = web.post(f"/destinations/{ref}/filters/preview", data=form(csrf, "all", action_drop="1"))
+    assert live.status_code in (400, 404)

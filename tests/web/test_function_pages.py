@@ -246,3 +246,39 @@ def test_a_role_without_functions_gets_403_and_a_reader_cannot_save(
         data={"csrf": csrf_of(page.text), "code": ENRICH, "action": "save"},
     )
     assert answer.status_code == 403 and "Not allowed" in answer.text
+
+
+@pytest.mark.parametrize("ref", ["%2E%2E", "a%3Fb=1", "%00", "x" * 3000, "%F0%9F%92%A9", "%25"])
+def test_hostile_function_references_are_4xx_pages(web: TestClient, ref: str) -> None:
+    csrf = csrf_of(web.get("/functions").text)
+    for path in (f"/functions/{ref}", f"/functions/{ref}/versions", f"/functions/{ref}/logs"):
+        answer = web.get(path)
+        assert answer.status_code in (400, 404), (path, answer.text)
+        assert "Back to Home" in answer.text
+    for path in (
+        f"/functions/{ref}",
+        f"/functions/{ref}/delete",
+        f"/functions/{ref}/versions/1/restore",
+    ):
+        posted = web.post(path, data={"csrf": csrf, "code": "// x", "action": "test"})
+        assert posted.status_code in (400, 404), (path, posted.text)
+    version = web.get(f"/functions/{create(web)}/versions/{ref}")
+    assert version.status_code in (400, 404, 422), version.text
+
+
+def test_a_function_in_use_is_not_deleted(web: TestClient, api: FastAPI) -> None:
+    function_id = create(web)
+    with TestClient(api, headers={"Authorization": f"Bearer {TOKEN}"}) as rest:
+        assert rest.post("/api/v1/sources", json={"name": "web"}).status_code == 201
+        hook = {"source": "web", "name": "hook", "type": "webhook"}
+        made = rest.post("/api/v1/destinations", json={**hook, "settings": {"url": "http://x/"}})
+        assert made.status_code == 201, made.text
+        attached = rest.put(
+            "/api/v1/destinations/hook/insert-function", json={"function": "enrich"}
+        )
+        assert attached.status_code == 200, attached.text
+    page = web.get(f"/functions/{function_id}").text
+    assert "Used by: destination &#39;hook&#39;" in page
+    answer = web.post(f"/functions/{function_id}/delete", data={"csrf": csrf_of(page)})
+    assert answer.status_code == 409
+    assert 'id="delete-error"' in answer.text and "<h1>enrich</h1>" in answer.text

@@ -288,3 +288,25 @@ def test_a_role_without_sources_gets_403(web: TestClient, engine: Engine) -> Non
     assert page.status_code == 200
     saved = web.post(location, data=mapping_form(page.text))
     assert saved.status_code == 403 and "Not allowed" in saved.text
+
+
+@pytest.mark.parametrize("ref", ["%2E%2E", "a%3Fb=1", "%00", "x" * 3000, "%F0%9F%92%A9", "%25"])
+def test_hostile_references_are_4xx_pages(web: TestClient, ref: str) -> None:
+    csrf = csrf_of(web.get("/destinations/orders/mappings").text)
+    for path in (
+        f"/destinations/{ref}/mappings",
+        f"/destinations/{ref}/mappings/new?action=send",
+        f"/destinations/orders/mappings/{ref}",
+    ):
+        answer = web.get(path)
+        assert answer.status_code in (400, 404), (path, answer.text)
+        assert "Back to Home" in answer.text
+    for path in (
+        f"/destinations/{ref}/mappings",
+        f"/destinations/orders/mappings/{ref}",
+        f"/destinations/orders/mappings/{ref}/enabled",
+        f"/destinations/orders/mappings/{ref}/delete",
+        f"/destinations/orders/mappings/{ref}/test",
+    ):
+        posted = web.post(path, data={"csrf": csrf, "action": "send", "event": "{}"})
+        assert posted.status_code in (400, 404), (path, posted.text)
