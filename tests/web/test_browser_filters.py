@@ -1,7 +1,8 @@
-"""A destination filter in a real browser (headless Chromium) through a running server: events
+"""A destination filter and an Actions mapping in a real browser (headless Chromium) through a running server: events
 sent to the Tracking API, then a filter written on the destination's filters page whose live
 preview shows, as the FQL is typed, which of those events it drops; invalid FQL shows the
-parser's error by the field; saving lists the filter. Every page visited loads without a
+parser's error by the field; saving lists the filter. A mapping set up from an action with
+the trigger builder, saved, enabled and tested on a loopback receiver. Every page visited loads without a
 console error or a failed request, and axe-core finds nothing serious."""
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from playwright.sync_api import Browser, expect
 
 from tests.support.browser import assert_page_ok, chromium, watched_page
 from tests.support.live import ADMIN_TOKEN, LiveServer
+from tests.support.receiver import Receiver
 from tests.support.waiting import wait_for
 from tests.web.test_browser import sign_in, track
 
@@ -28,6 +30,9 @@ destinations:
     type: webhook
     source: web
     settings: {url: "http://127.0.0.1:9/hook"}
+  - name: orders
+    type: webhook-actions
+    source: web
 """
 
 
@@ -95,5 +100,49 @@ def test_a_filter_previewed_live_on_recent_events(browser: Browser, server: Live
     page.get_by_role("button", name="Save filter").click()
     expect(page.get_by_role("status")).to_have_text("Filter saved.")
     expect(page.get_by_role("link", name="No scrolls")).to_be_visible()
+    assert_page_ok(page, watcher)
+    page.context.close()
+
+
+def test_a_mapping_set_up_with_the_builder_and_tested(
+    browser: Browser, server: LiveServer, receiver: Receiver
+) -> None:
+    page, watcher = watched_page(browser)
+    sign_in(page, watcher, server)
+    page.goto(server.url + "/destinations/orders/mappings")
+    expect(page.get_by_text("No mappings yet")).to_be_visible()
+    assert_page_ok(page, watcher)
+
+    page.get_by_label("Action").select_option("send")
+    page.get_by_label("Name").fill("Completed orders")
+    page.get_by_role("button", name="Set up mapping").click()
+    expect(page.get_by_role("heading", level=2)).to_contain_text("New mapping")
+    assert_page_ok(page, watcher)
+
+    page.get_by_label("and the event name").select_option("is")
+    page.get_by_label("Event name", exact=True).fill("Order Completed")
+    page.get_by_label("url (required)").select_option("literal")
+    page.get_by_label("Value of url").fill(receiver.url + "/orders")
+    page.get_by_label("data", exact=True).select_option("json")
+    page.get_by_label("Value of data").fill('{"order": {"@path": "$.properties.order_id"}}')
+    page.get_by_label("Enabled").check()
+    page.get_by_role("button", name="Save mapping").click()
+    expect(page.get_by_role("status")).to_have_text("Mapping saved.")
+    expect(page.get_by_role("heading", level=2)).to_contain_text("enabled")
+    assert_page_ok(page, watcher)
+
+    sample = '{"type": "track", "event": "Order Completed", "userId": "u1", "properties": {"order_id": "o-7"}}'
+    page.get_by_label("Sample event (JSON)").fill(sample)
+    page.get_by_role("button", name="Send test event").click()
+    expect(page.locator("#tester-summary")).to_contain_text("Delivered")
+    [received] = receiver.wait_for(1)
+    assert received.json() == {"order": "o-7"}
+    assert_page_ok(page, watcher)
+
+    page.get_by_role("link", name="All mappings of orders").click()
+    expect(page.get_by_role("cell", name="Enabled")).to_be_visible()
+    expect(
+        page.locator("code", has_text='type = "track" and event = "Order Completed"')
+    ).to_be_visible()
     assert_page_ok(page, watcher)
     page.context.close()

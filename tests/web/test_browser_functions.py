@@ -91,4 +91,8 @@ def test_a_function_from_creation_to_a_test_run(browser: Browser, server: LiveSe
     expect(page.get_by_role("status")).to_have_text("Restored as version 3.")
     assert "enriched" not in page.get_by_role("textbox", name="Code", exact=True).input_value()
     assert_page_ok(page, watcher)
+
+    page.get_by_role("navigation", name="Function").get_by_role("link", name="Logs").click()
+    expect(page.locator("#no-logs")).to_be_visible()  # test runs are not logged
+    assert_page_ok(page, watcher)
     page.context.close()

@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 
 from headwater.api.app import create_api
-from headwater.api.tester import router as tester_router
+from headwater.api.tester import router as event_tester_router
 from headwater.api.tester import use_delivery
 from headwater.delivery.engine import DeliveryEngine
 from headwater.destinations.store import DestinationCache, DestinationStore
@@ -37,7 +37,7 @@ def api(engine: Engine, clock: Clock) -> FastAPI:
     workspace = WorkspaceStore(engine, clock=clock)
     workspace.ensure_workspace("acme")
     app = create_api(
-        engine, admin_token_hash=hash_token(TOKEN), extra_routers=[tester_router], clock=clock
+        engine, admin_token_hash=hash_token(TOKEN), extra_routers=[event_tester_router], clock=clock
     )
     use_delivery(
         app, DeliveryEngine(engine, DestinationCache(DestinationStore(workspace), workspace))
