@@ -95,4 +95,15 @@ def test_a_function_from_creation_to_a_test_run(browser: Browser, server: LiveSe
     page.get_by_role("navigation", name="Function").get_by_role("link", name="Logs").click()
     expect(page.locator("#no-logs")).to_be_visible()  # test runs are not logged
     assert_page_ok(page, watcher)
+    function_url = page.url.removesuffix("/logs")
     page.context.close()
+
+    # On a phone the editor and its test runner fit the screen.
+    phone, watcher = watched_page(browser, width=375, height=740)
+    sign_in(phone, watcher, server)
+    phone.goto(function_url)
+    expect(phone.get_by_role("button", name="Run test")).to_be_visible()
+    assert_page_ok(phone, watcher)
+    width = phone.evaluate("document.documentElement.scrollWidth")
+    assert width <= 375, width
+    phone.context.close()
