@@ -228,7 +228,9 @@ class FilterPages:
             return JSONResponse({"errors": {"form": "The form expired; reload."}}, status_code=403)
         destination = await self._destination(request, principal)
         if destination.status != 200:
-            return JSONResponse({"errors": {"form": destination.error}}, status_code=404)
+            return JSONResponse(
+                {"errors": {"form": destination.error}}, status_code=destination.form_status
+            )
         body, errors = _filter_of(form)
         preview: dict[str, Any] | None = None
         if not errors:
