@@ -241,6 +241,10 @@ def test_a_role_without_functions_gets_403_and_a_reader_cannot_save(
     assert web.post("/login", data={"token": reader, "next": "/"}).status_code == 303
     page = web.get(f"/functions/{function_id}")
     assert page.status_code == 200 and "<h1>enrich</h1>" in page.text
+    assert 'id="read-only"' in page.text and " readonly" in page.text
+    assert "Run test" not in page.text and "Delete function" not in page.text
+    assert "Create function" not in web.get("/functions").text
+    assert "Restore" not in web.get(f"/functions/{function_id}/versions/1").text
     answer = web.post(
         f"/functions/{function_id}",
         data={"csrf": csrf_of(page.text), "code": ENRICH, "action": "save"},

@@ -17,7 +17,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from headwater.functions.contract import KINDS, LANGUAGES
-from headwater.iam.access import Principal
+from headwater.iam.access import Principal, Resource
 from headwater.web.inprocess import Answer
 from headwater.web.sessions import Session
 
@@ -163,6 +163,7 @@ class FunctionPages:
                 "kinds": KIND_NAMES,
                 "languages": LANGUAGES,
                 "form": {"name": "", "kind": "destination", "language": "javascript", **form},
+                "can_create": principal.allows("functions", True),
                 "error": error,
                 "field": field if error else None,
                 "current": "/functions",
@@ -287,6 +288,7 @@ class FunctionPages:
                 "errors": errors or {},
                 "result": _shown_result(result) if result is not None else None,
                 "notice": notice,
+                "can_edit": _can_edit(principal, function),
                 "tab": "code",
                 "current": "/functions",
             },
@@ -352,6 +354,7 @@ class FunctionPages:
             {
                 "function": function,
                 "version": answer.data["version"],
+                "can_edit": _can_edit(principal, function),
                 "tab": "versions",
                 "current": "/functions",
             },
@@ -394,6 +397,11 @@ class FunctionPages:
             {"function": function, "logs": logs, "tab": "logs", "current": "/functions"},
             session=session,
         )
+
+
+def _can_edit(principal: Principal, function: dict[str, Any]) -> bool:
+    """Whether the page offers saving, testing and deleting (the API decides in the end)."""
+    return principal.allows("functions", True, Resource("FUNCTION", str(function["id"])))
 
 
 def _field(answer: Answer) -> str | None:
