@@ -154,6 +154,8 @@ def test_a_new_mapping_starts_from_the_actions_defaults_and_saves_disabled(
     assert "Send, disabled" in page.text and 'value="http://127.0.0.1:9/orders"' in page.text
     listing = web.get("/destinations/orders/mappings").text
     assert "<td>Disabled</td>" in listing and "<code>type = &#34;track&#34;</code>" in listing
+    bare = web.get("/destinations/orders/mappings/new")
+    assert bare.status_code == 303 and bare.headers["location"].endswith("/mappings")
     refused = web.get("/destinations/orders/mappings/new", params={"action": "nope"})
     assert refused.status_code == 400 and 'id="action-error"' in refused.text
 

@@ -147,6 +147,8 @@ class MappingPages:
         if found.status != 200:
             return self.web.refused(found, session)
         destination = found.data["destination"]
+        if "action" not in request.query_params:  # no action chosen yet: the list chooses one
+            return self.web.see_other(f"/destinations/{destination['id']}/mappings")
         action = _action(await self._definition(destination, principal), given["action"])
         if action is None:
             errors = {"action": "Choose an action."}
