@@ -105,6 +105,12 @@ def seeded(api: FastAPI) -> Iterator[tuple[dict[str, str], dict[str, str]]]:
                 },
             )
         )["function"]
+        walk_filter = _made(
+            http.post(
+                f"/api/v1/destinations/{hook['id']}/filters",
+                json={"title": "hook-walk filter", "if": "all", "actions": [{"type": "DROP"}]},
+            )
+        )["filter"]
         user = _made(http.post("/api/v1/users", json={"email": "member@example.com"}))["user"]
         group = _made(http.post("/api/v1/groups", json={"name": "walkers"}))["userGroup"]
         _made(http.post("/api/v1/labels", json={"label": {"key": "env", "value": "walk"}}))
@@ -131,10 +137,13 @@ def seeded(api: FastAPI) -> Iterator[tuple[dict[str, str], dict[str, str]]]:
             "plan": plan["id"],
             "transformation": transformation["id"],
             "function": function["id"],
+            "version": "1",
+            "filter": walk_filter["id"],
+            "mapping": "no-such-mapping",  # hook-walk has none (not an Actions destination)
+            "type": "webhook",  # a catalog entry
             "user": user["id"],
             "group": group["id"],
             "invite": invite["id"],
-            "type": "webhook",
             "key": "env",
             "value": "walk",
             "token": tokens["workspace-member"]["id"],

@@ -31,8 +31,11 @@ from headwater.store.admin_token import hash_token
 from headwater.store.workspace import WorkspaceStore
 from headwater.web.account import AccountPages
 from headwater.web.destinations import DestinationPages
+from headwater.web.filters import FilterPages
 from headwater.web.flow import flow_diagram
+from headwater.web.functions import FunctionPages
 from headwater.web.inprocess import Answer, InProcessAPI
+from headwater.web.mappings import MappingPages
 from headwater.web.protocols import ProtocolPages
 from headwater.web.sessions import HIPAA_IDLE, LIFETIME, Session, Sessions
 from headwater.web.settings import SettingsPages
@@ -106,6 +109,9 @@ class WebApp:
                 *DestinationPages(self).routes(),
                 *WarehousePages(self).routes(),
                 *ProtocolPages(self).routes(),
+                *FunctionPages(self).routes(),
+                *FilterPages(self).routes(),
+                *MappingPages(self).routes(),
                 Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
             ],
         )
