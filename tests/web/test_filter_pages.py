@@ -93,7 +93,7 @@ def test_a_new_filter_previews_then_saves_and_lists(web: TestClient, destination
     base = f"/destinations/{destination_id}/filters"
     empty = web.get(base)
     assert empty.status_code == 200 and "No filters" in empty.text
-    assert f'href="/destinations/{destination_id}">Back to destination' in empty.text
+    assert f'href="/destinations/{destination_id}">Overview' in empty.text
     new = web.get(base + "/new")
     assert new.status_code == 200 and 'id="if"' in new.text and "filters.js" in new.text
     csrf = csrf_of(new.text)

@@ -134,7 +134,7 @@ def test_a_new_mapping_starts_from_the_actions_defaults_and_saves_disabled(
 ) -> None:
     listing = web.get("/destinations/orders/mappings")
     assert listing.status_code == 200 and "No mappings yet" in listing.text
-    assert "Back to destination" in listing.text
+    assert ">Event Delivery</a>" in listing.text
     assert '<option value="send">Send</option>' in listing.text
     new = web.get("/destinations/orders/mappings/new", params={"action": "send", "name": "Orders"})
     assert new.status_code == 200 and "not saved yet" in new.text
