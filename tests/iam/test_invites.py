@@ -102,3 +102,12 @@ def test_a_members_totp_secret_is_set_and_cleared(workspace: WorkspaceStore) -> 
     assert users.totp_secret(user.id) is None
     with pytest.raises(NotFoundError):
         users.set_totp_secret("nosuchuser", None)
+
+
+def test_a_iam_3_any_role_may_be_invited(workspace: WorkspaceStore) -> None:
+    """A-IAM-3 does not apply: with no Free or Team plan, an invite may give Tracking Plan
+    Admin (Segment's Business behaviour)."""
+    invites = InviteStore(workspace)
+    token, _ = invites.create("tp@example.com", [Grant("tracking-plan-admin")], created_by="o")
+    user = invites.accept(token, "TP", "a long password")
+    assert PermissionStore(workspace).grants("user", user.id) == (Grant("tracking-plan-admin"),)
