@@ -33,10 +33,32 @@ from headwater.web.app import COOKIE, WebApp
 from headwater.web.sessions import Sessions
 
 TOKEN = "bench-admin-token"
-PAGES = ["/", "/sources"]
+# Every section's main pages; {source} and {destination} are the first of each.
+PAGES = [
+    "/",
+    "/sources",
+    "/sources/{source}",
+    "/sources/{source}/debugger",
+    "/destinations",
+    "/destinations/catalog",
+    "/destinations/catalog/webhook",
+    "/destinations/{destination}",
+    "/destinations/{destination}/delivery",
+    "/destinations/{destination}/filters",
+    "/warehouses",
+    "/protocols",
+    "/protocols/violations",
+    "/protocols/transformations",
+    "/functions",
+    "/settings/users",
+    "/settings/tokens",
+    "/settings/audit",
+]
 
 
-def build(data: Path, sources: int, destinations: int, hours: int) -> tuple[WebApp, str]:
+def build(
+    data: Path, sources: int, destinations: int, hours: int
+) -> tuple[WebApp, str, dict[str, str]]:
     engine = open_engine(database_url(data, None))
     migrate(engine)
     store = WorkspaceStore(engine)
@@ -74,23 +96,24 @@ def build(data: Path, sources: int, destinations: int, hours: int) -> tuple[WebA
     api = create_api(engine, admin_token_hash=hash_token(TOKEN))
     web = WebApp(api, store, admin_token_hash=hash_token(TOKEN), clock=time.time)
     cookie, _session = Sessions(engine).start("admin", "admin")
-    return web, cookie
+    return web, cookie, {"source": created[0].id, "destination": made[0].id}
 
 
-async def measure(web: WebApp, cookie: str, repeat: int) -> None:
+async def measure(web: WebApp, cookie: str, ids: dict[str, str], repeat: int) -> None:
     transport = httpx.ASGITransport(app=web)
     async with httpx.AsyncClient(
         transport=transport, base_url="http://bench", cookies={COOKIE: cookie}
     ) as client:
         for page in PAGES:
+            path = page.format(**ids)
             times = []
             for _ in range(repeat):
                 started = time.perf_counter()
-                answer = await client.get(page)
+                answer = await client.get(path)
                 times.append((time.perf_counter() - started) * 1000)
                 assert answer.status_code == 200, answer.text[:300]
             print(
-                f"{page:<10} median {statistics.median(times):7.1f} ms   "
+                f"{page:<38} median {statistics.median(times):7.1f} ms   "
                 f"slowest {max(times):7.1f} ms   ({len(answer.content):,} bytes)"
             )
 
@@ -103,8 +126,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=20)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        web, cookie = build(Path(tmp), args.sources, args.destinations, args.hours)
-        asyncio.run(measure(web, cookie, args.repeat))
+        web, cookie, ids = build(Path(tmp), args.sources, args.destinations, args.hours)
+        asyncio.run(measure(web, cookie, ids, args.repeat))
 
 
 if __name__ == "__main__":

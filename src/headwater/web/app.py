@@ -94,6 +94,8 @@ class WebApp:
             autoescape=True,
             undefined=jinja2.StrictUndefined,
         )
+        for name in self.templates.list_templates():  # compiled now, not on a first request
+            self.templates.get_template(name)
         # Each signed-in page's area (None: any signed-in person's), for the tests' walk.
         self.areas: dict[Endpoint, Area | None] = {}
         self.account = AccountPages(self)
