@@ -33,6 +33,7 @@ from headwater.web.flow import flow_diagram
 from headwater.web.inprocess import Answer, InProcessAPI
 from headwater.web.sessions import LIFETIME, Session, Sessions
 from headwater.web.sources import SourcePages
+from headwater.web.unify import UnifyPages
 
 HERE = Path(__file__).parent
 COOKIE = "headwater_session"
@@ -93,6 +94,7 @@ class WebApp:
                 Route("/logout", self.logout, methods=["POST"]),
                 Route("/", self.signed_in(self.home), methods=["GET"]),
                 *SourcePages(self).routes(),
+                *UnifyPages(self).routes(),
                 Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
             ],
         )
