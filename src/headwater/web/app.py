@@ -31,6 +31,7 @@ from headwater.store.admin_token import hash_token
 from headwater.store.workspace import WorkspaceStore
 from headwater.web.flow import flow_diagram
 from headwater.web.inprocess import Answer, InProcessAPI
+from headwater.web.privacy import PrivacyPages
 from headwater.web.sessions import LIFETIME, Session, Sessions
 from headwater.web.sources import SourcePages
 from headwater.web.unify import UnifyPages
@@ -95,6 +96,7 @@ class WebApp:
                 Route("/", self.signed_in(self.home), methods=["GET"]),
                 *SourcePages(self).routes(),
                 *UnifyPages(self).routes(),
+                *PrivacyPages(self).routes(),
                 Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
             ],
         )
