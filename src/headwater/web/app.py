@@ -29,6 +29,7 @@ from headwater.iam.roles import Area
 from headwater.iam.users import UserStore
 from headwater.store.admin_token import hash_token
 from headwater.store.workspace import WorkspaceStore
+from headwater.web.engage import EngagePages
 from headwater.web.flow import flow_diagram
 from headwater.web.inprocess import Answer, InProcessAPI
 from headwater.web.privacy import PrivacyPages
@@ -97,6 +98,7 @@ class WebApp:
                 *SourcePages(self).routes(),
                 *UnifyPages(self).routes(),
                 *PrivacyPages(self).routes(),
+                *EngagePages(self).routes(),
                 Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
             ],
         )
