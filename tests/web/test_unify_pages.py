@@ -68,6 +68,21 @@ def test_search_finds_the_profile_by_any_identifier(web: TestClient, world: Worl
     assert "email: ana@example.com" in page.text and "anonymous_id: anon-1" in page.text
 
 
+def test_search_finds_a_custom_external_id(web: TestClient, world: World) -> None:
+    with TestClient(world.api, headers={"Authorization": f"Bearer {TOKEN}"}) as rest:
+        path = f"/api/v1/spaces/{world.space.id}/identity-settings"
+        settings = rest.get(path).json()["data"]["identitySettings"]
+        settings["identifiers"].append({"type": "crm_id"})
+        assert rest.put(path, json=settings).status_code == 200
+    world.send(type="identify", userId="u5", traits={"crm_id": "C-77"})
+    sign_in(web)
+    page = web.get(f"/unify/{world.space.id}/profiles", params={"q": "C-77"})
+    assert page.status_code == 200, page.text
+    assert "crm_id: C-77" in page.text and "user_id: u5" in page.text
+    typed = web.get(f"/unify/{world.space.id}/profiles", params={"q": "crm_id:C-77"})
+    assert "user_id: u5" in typed.text
+
+
 def test_search_by_profile_id_and_unknown_identifier(web: TestClient, world: World) -> None:
     sign_in(web)
     base = f"/unify/{world.space.id}/profiles"
