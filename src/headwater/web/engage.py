@@ -186,7 +186,7 @@ class EngagePages:
             return given, {"error": f"Enter at most {MAX_QUERY:,} characters."}, 400
         if action == "preview":
             answer = await self._preview(request, principal, given)
-            if 400 <= answer.status < 500 and answer.status not in (403, 404):
+            if answer.status == 422 and _field(answer) != "space":  # the query refused
                 return given, {"error": answer.error}, answer.status
             return given, {"preview": _preview_of(answer)}, 200
         return given, {}, 200
@@ -366,6 +366,14 @@ class EngagePages:
             },
             session=session,
         )
+
+
+def _field(answer: Answer) -> str | None:
+    """The field an API refusal names, if any."""
+    try:
+        return str(answer.body["errors"][0]["field"])
+    except (KeyError, IndexError, TypeError):
+        return None
 
 
 def _preview_of(answer: Answer) -> dict[str, Any]:
