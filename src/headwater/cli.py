@@ -516,6 +516,8 @@ def _serve(args: argparse.Namespace) -> int:
         prepared = bootstrap(settings, config)
     except InputError as exc:
         raise SystemExit(f"headwater serve: cannot apply {args.config}: {exc}") from exc
+    except RuntimeError as exc:  # what the first start needs and lacks (an owner's email)
+        raise SystemExit(f"headwater serve: {exc}") from None
     for note in prepared.notes:
         print(note, flush=True)
     if args.role in ("all", "single", "worker"):

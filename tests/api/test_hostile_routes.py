@@ -337,6 +337,7 @@ def _resources(http: httpx.Client) -> dict[str, str]:
     user = made(http.post("/api/v1/users", json={"email": f"user-{n}@example.com"}))["user"]
     token = made(http.post("/api/v1/tokens", json={"description": f"token-{n}"}))["token"]
     group = made(http.post("/api/v1/groups", json={"name": f"group-{n}"}))["userGroup"]
+    invite = made(http.post("/api/v1/invites", json={"email": f"invitee-{n}@example.com"}))
     return {
         "source": source["name"],
         "sourceId": source["id"],
@@ -378,6 +379,7 @@ def _resources(http: httpx.Client) -> dict[str, str]:
         "userId": user["id"],
         "tokenId": token["id"],
         "groupId": group["id"],
+        "inviteId": invite["invite"]["id"],
         "value": "prod",  # labels/{key}/{value}: ``key`` is the write key (no such label)
     }
 

@@ -191,6 +191,18 @@ def test_label_scoped_tokens_see_their_sources_only(http: TestClient) -> None:
                 assert_error(got, 403, "forbidden")
                 assert name not in got.text
         assert seen == expected, who
+        # Lists show exactly those, and their destinations (A-IAM-2 on list routes).
+        listed = _ok(http.get(f"{PREFIX}/sources", headers=headers))
+        assert {x["name"] for x in listed["sources"]} == expected, who
+        assert listed["pagination"]["totalEntries"] == len(expected)
+        segment = http.get("/segment/v1/sources", headers=headers).json()["data"]["sources"]
+        assert {x["name"] for x in segment} == expected, who
+        overview = _ok(http.get(f"{PREFIX}/overview", headers=headers))
+        assert {x["name"] for x in overview["sources"]} == expected, who
+        hooks = {d["name"] for d in overview["destinations"]}
+        assert hooks == ({"hook"} if "A" in expected else set()), who
+        listed_hooks = _ok(http.get(f"{PREFIX}/destinations", headers=headers))["destinations"]
+        assert {d["name"] for d in listed_hooks} == hooks, who
         missing = http.get(f"{PREFIX}/sources/no-such-source", headers=headers)
         assert (
             missing.json()
@@ -280,3 +292,36 @@ def test_groups_give_their_members_their_grants(http: TestClient, engine: Engine
     _ok(http.delete(f"{PREFIX}/groups/{groups['a']}"))
     assert changeable() == set()
     assert_error(http.get(f"{PREFIX}/groups/{groups['a']}"), 404, "not_found")
+
+
+def test_lists_of_warehouses_spaces_and_functions_show_only_the_granted(
+    http: TestClient,
+) -> None:
+    warehouses = [
+        _ok(http.post(f"{PREFIX}/warehouses", json={"name": n, "type": "duckdb"}), 201)
+        for n in ("wh-a", "wh-b")
+    ]
+    spaces = [_ok(http.post(f"{PREFIX}/spaces", json={"name": n}), 201) for n in ("Prod", "Dev")]
+    code = "async function onTrack(event) { return event }\n"
+    functions = [
+        _ok(
+            http.post(
+                f"{PREFIX}/functions",
+                json={"name": n, "kind": "insert", "language": "javascript", "code": code},
+            ),
+            201,
+        )
+        for n in ("fa", "fb")
+    ]
+    cases = [
+        ("warehouse-destination-read-only", "WAREHOUSE", warehouses[0]["warehouse"]["id"]),
+        ("unify-read-only", "SPACE", spaces[0]["space"]["id"]),
+        ("function-read-only", "FUNCTION", functions[0]["function"]["id"]),
+    ]
+    for role, type_, resource_id in cases:
+        one = _token(http, [{"roleId": role, "resources": [{"type": type_, "id": resource_id}]}])
+        every = _token(http, [{"roleId": role, "resources": [{"type": "WORKSPACE"}]}])
+        key = {"WAREHOUSE": "warehouses", "SPACE": "spaces", "FUNCTION": "functions"}[type_]
+        for path in (f"{PREFIX}/{key}", f"/segment/v1/{key}"):
+            assert [x["id"] for x in _ok(http.get(path, headers=one))[key]] == [resource_id], path
+            assert len(_ok(http.get(path, headers=every))[key]) == 2, path

@@ -599,3 +599,68 @@ def test_audience_refusals(client: TestClient) -> None:
     accounts = {"definition": {"query": "event('Order').count() >= 1", "type": "ACCOUNTS"}}
     assert_error(client.patch(one, json=accounts), 422, "validation")
     assert ok(client.get(one))["audience"] == made
+
+
+def test_destination_subscriptions_are_the_mappings(client: TestClient) -> None:
+    source = new_source(client, "shop")
+    body = {"sourceId": source["id"], "metadataId": "614a3c7d791c91c41bae7599", "settings": {}}
+    hook = ok(client.post(f"{BASE}/destinations", json=body))["destination"]
+    path = f"{BASE}/destinations/{hook['id']}/subscriptions"
+    settings = {
+        "url": "http://127.0.0.1:9/orders",
+        "data": {"order": {"@path": "$.properties.order_id"}},
+    }
+    created = ok(
+        client.post(
+            path,
+            json={
+                "name": "Orders",
+                "actionId": "send",
+                "trigger": 'type = "track" and event = "Order Completed"',
+                "enabled": True,
+                "settings": settings,
+            },
+        )
+    )["destinationSubscription"]
+    assert created == {
+        "id": created["id"],
+        "name": "Orders",
+        "actionId": "send",
+        "actionSlug": "send",
+        "destinationId": hook["id"],
+        "enabled": True,
+        "trigger": 'type = "track" and event = "Order Completed"',
+        "settings": settings,
+    }
+    one = f"{path}/{created['id']}"
+    assert ok(client.get(one))["subscription"] == created
+    assert ok(client.get(path))["subscriptions"] == [created]
+    # The same mapping through /api/v1.
+    [mapping] = client.get(f"/api/v1/destinations/{hook['id']}/mappings").json()["data"]["mappings"]
+    assert (mapping["id"], mapping["action"], mapping["fields"]) == (
+        created["id"],
+        "send",
+        settings,
+    )
+    changed = ok(client.patch(one, json={"input": {"enabled": False, "name": "Paid"}}))
+    assert changed["subscription"] == {**created, "enabled": False, "name": "Paid"}
+    # Refusals name the field; nothing changes.
+    assert_error(
+        client.post(
+            path,
+            json={"name": "x", "actionId": "explode", "trigger": 'type = "track"', "enabled": True},
+        ),
+        422,
+        "validation",
+    )
+    assert_error(
+        client.patch(one, json={"input": {"reverseETLModelId": "m1"}}),
+        422,
+        "validation",
+        "input.reverseETLModelId",
+    )
+    assert_error(client.patch(one, json={"enabled": True}), 422, "validation")
+    assert_error(client.get(f"{path}/nope"), 404, "not_found")
+    assert ok(client.delete(one)) == {"status": "SUCCESS"}
+    assert ok(client.get(path))["subscriptions"] == []
+    assert_error(client.get(f"{BASE}/destinations/nope/subscriptions"), 404, "not_found")

@@ -131,6 +131,7 @@ class LiveServer:
         try:
             wait_for(ready, timeout, "the server to be ready", interval=0.05)
         except AssertionError:
+            self.stop()  # the caller's `finally` never runs: leave no server (and children) behind
             raise RuntimeError(f"server not ready in {timeout}s: {output.read_text()}") from None
 
     def stop(self, sig: int = signal.SIGTERM) -> None:

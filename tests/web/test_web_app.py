@@ -125,6 +125,41 @@ def test_sessions_end_after_seven_days(web: TestClient, clock: Clock) -> None:
     assert web.get("/").status_code == 303
 
 
+def test_a_hipaa_eligible_workspace_ends_sessions_after_15_idle_minutes(
+    web: TestClient, engine: Engine, clock: Clock
+) -> None:
+    """A-IAM-7: idle 15 minutes in a HIPAA-eligible workspace → signed out; activity keeps the
+    session; the flag is the owner's, through the REST API."""
+    api = create_api(engine, admin_token_hash=hash_token(TOKEN), clock=clock)
+    with TestClient(api, headers={"Authorization": f"Bearer {TOKEN}"}) as rest:
+        assert rest.get("/api/v1/workspace/settings").json()["data"]["workspace"] == {
+            "id": WorkspaceStore(engine).workspace().id,  # type: ignore[union-attr]
+            "name": "acme",
+            "slug": "acme",
+            "hipaaEligible": False,
+        }
+        refused = rest.patch("/api/v1/workspace/settings", json={"hipaaEligible": "yes"})
+        assert refused.status_code == 422
+        reader = {"Authorization": f"Bearer {api_token(engine, 'source-admin')}"}
+        denied = rest.patch(
+            "/api/v1/workspace/settings", json={"hipaaEligible": True}, headers=reader
+        )
+        assert denied.status_code == 403
+        sign_in(web)
+        made = rest.patch("/api/v1/workspace/settings", json={"hipaaEligible": True})
+        assert made.json()["data"]["workspace"]["hipaaEligible"] is True
+    for _ in range(4):  # an hour of use, a request every 14 minutes
+        clock.advance(14 * 60)
+        assert web.get("/").status_code == 200
+    clock.advance(15 * 60 + 1)
+    assert web.get("/").status_code == 303  # to sign in again
+    with TestClient(api, headers={"Authorization": f"Bearer {TOKEN}"}) as rest:
+        assert rest.patch("/api/v1/workspace/settings", json={"hipaaEligible": False}).is_success
+    sign_in(web)
+    clock.advance(LIFETIME - 60)
+    assert web.get("/").status_code == 200  # not HIPAA-eligible: 7 days
+
+
 def test_unknown_pages_and_static_files(web: TestClient) -> None:
     missing = web.get("/no/such/page")
     assert missing.status_code == 404 and "There is no page" in missing.text

@@ -48,6 +48,7 @@ from headwater.api import (
     transformations,
     uploads,
     warehouses,
+    workspace_settings,
 )
 from headwater.api.auth import require_access
 from headwater.api.errors import ApiError, error_body, handle_api_error
@@ -118,6 +119,7 @@ def create_api(
     app.include_router(sql_traits.router, prefix=PREFIX)
     app.include_router(journeys.router, prefix=PREFIX)
     app.include_router(data_retention.router, prefix=PREFIX)
+    app.include_router(workspace_settings.router, prefix=PREFIX)
     app.include_router(privacy.router, prefix=PREFIX)
     app.include_router(consent.router, prefix=PREFIX)
     app.include_router(regulations.router, prefix=PREFIX)

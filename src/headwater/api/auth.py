@@ -6,21 +6,25 @@ Workspace Owner with PII Access; an API token (``hwp_…``) has its grants — a
 without one. It then asks the principal about the route's area and resource (api/areas.py) and
 answers 403 when the principal may not, saying nothing about the resource. The principal is
 left in ``request.state.principal`` (``kind``, ``id``, ``name``, ``email``: the Audit Trail's
-actor) and its PII Access in ``request.state.pii_access``.
+actor) and its PII Access in ``request.state.pii_access``. List routes show only what the
+principal may read (``readable_ids``).
 """
 
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable
+from typing import Annotated
 
-from fastapi import Request
+from fastapi import Depends, Request
 from starlette.routing import Route
 
 from headwater.api.areas import route_access
 from headwater.api.errors import ApiError
 from headwater.iam.access import PRINCIPAL_SCOPE_KEY, Principal, Resource
 from headwater.iam.principals import ADMIN, token_principal
-from headwater.iam.resources import destination_source, find_resource
+from headwater.iam.resources import destination_source, find_resource, readable
+from headwater.iam.roles import Area, ResourceType
 from headwater.store.admin_token import hash_token
 from headwater.store.workspace import WorkspaceStore
 
@@ -95,3 +99,21 @@ def pii_access(request: Request) -> bool:
 def _workspace(request: Request) -> WorkspaceStore:
     store: WorkspaceStore | None = getattr(request.app.state, "workspace_store", None)
     return store if store is not None else WorkspaceStore(request.app.state.engine)
+
+
+def readable_ids(area: Area, type_: ResourceType) -> Callable[[Request], frozenset[str] | None]:
+    """FastAPI dependency: the ids of ``type_`` the caller may read (None: all), for a list
+    route to show only those."""
+
+    def ids(request: Request) -> frozenset[str] | None:
+        return readable(request.app.state.engine, require_access(request), area, type_)
+
+    return ids
+
+
+ReadableSources = Annotated[frozenset[str] | None, Depends(readable_ids("sources", "SOURCE"))]
+ReadableWarehouses = Annotated[
+    frozenset[str] | None, Depends(readable_ids("warehouses", "WAREHOUSE"))
+]
+ReadableSpaces = Annotated[frozenset[str] | None, Depends(readable_ids("unify", "SPACE"))]
+ReadableFunctions = Annotated[frozenset[str] | None, Depends(readable_ids("functions", "FUNCTION"))]

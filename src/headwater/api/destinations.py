@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, StrictBool, StrictStr
 from pydantic.alias_generators import to_camel
 
+from headwater.api.auth import ReadableSources
 from headwater.api.changes import NoNulls
 from headwater.api.data_retention import retention_of
 from headwater.api.errors import ApiError
@@ -101,9 +102,10 @@ class ReplayBody(_Body):
 @router.get("/destinations", response_model=None)
 def list_destinations(
     store: Store,
+    only: ReadableSources,
     source: Annotated[str | None, Query(description="Only this source's (id or name).")] = None,
 ) -> dict[str, Any]:
-    found = store.list(source)
+    found = [d for d in store.list(source) if only is None or d.source_id in only]
     return {
         "data": {
             "destinations": [destination_json(d) for d in found],
@@ -165,7 +167,9 @@ def get_event_delivery(
 ) -> dict[str, Any]:
     """Event Delivery: delivered, not delivered, retrying, P95 latency, errors with samples."""
     destination = store.require(id_or_name)
-    found = event_delivery(request.app.state.engine, destination, minutes=minutes)
+    found = event_delivery(
+        request.app.state.engine, destination, minutes=minutes, now=request.app.state.clock()
+    )
     masker = masker_for(request)
     return {"data": masked_delivery(found, masker) if masker is not None else found}
 
@@ -225,10 +229,16 @@ def destination_catalog(
     search: Annotated[
         str | None, Query(description="Only those whose type, name or description has every word.")
     ] = None,
+    brief: Annotated[
+        bool,
+        Query(description="Only each type, name, kind and description (no settings, actions)."),
+    ] = False,
 ) -> dict[str, Any]:
     """Every destination type this server can deliver to, with its settings schema: Headwater's
     own and, when the Actions package is installed, Segment's (``actions:<directory>``), and
-    the workspace's destination functions (``function:<name>``)."""
+    the workspace's destination functions (``function:<name>``). ``brief``: a list to browse,
+    a hundredth of the size."""
     found = [*definitions().values(), *function_definitions()]
     chosen = listing.search(found, search) if search else list(found)
-    return {"data": {"destinations": [listing.definition_json(d) for d in chosen]}}
+    shown = listing.brief_json if brief else listing.definition_json
+    return {"data": {"destinations": [shown(d) for d in chosen]}}

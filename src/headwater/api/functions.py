@@ -22,6 +22,7 @@ from fastapi import APIRouter, Body, Depends, FastAPI, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 from pydantic.alias_generators import to_camel
 
+from headwater.api.auth import ReadableFunctions
 from headwater.api.changes import NoNulls
 from headwater.api.errors import ApiError
 from headwater.api.sources import iso
@@ -181,8 +182,8 @@ class TestBody(_Body):
 
 
 @router.get("/functions", response_model=None)
-def list_functions(store: Store) -> dict[str, Any]:
-    found = store.list()
+def list_functions(store: Store, only: ReadableFunctions) -> dict[str, Any]:
+    found = [f for f in store.list() if only is None or f.id in only]
     return {
         "data": {
             "functions": [function_json(f) for f in found],

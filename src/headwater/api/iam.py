@@ -1,6 +1,6 @@
 """Identity and access management in the REST API, in the Public API's shapes (§15.4):
-``/roles``, ``/users`` and ``/groups`` with their permissions, ``/tokens``, ``/labels`` and the
-labels of a source or a space.
+``/roles``, ``/users`` and ``/groups`` with their permissions, ``/invites``, ``/tokens``,
+``/labels`` and the labels of a source or a space.
 
 Every route here but a source's or a space's labels is the ``iam`` area, which only Workspace
 Owners reach (api/areas.py), so only owners create tokens (A-API-4). A token's plaintext and a
@@ -21,6 +21,7 @@ from headwater.api.sources import iso
 from headwater.errors import InvalidError, NotFoundError
 from headwater.iam.access import Grant, Principal
 from headwater.iam.groups import GroupInfo, GroupStore
+from headwater.iam.invites import InviteInfo, InviteStore
 from headwater.iam.labels import LabeledType, LabelInfo, LabelStore
 from headwater.iam.permissions import Holder, PermissionStore, permissions_json
 from headwater.iam.resources import lookup
@@ -154,6 +155,60 @@ def list_user_groups(
     groups, pagination = _page(GroupStore(workspace).groups_of(user.id), count, cursor)
     shown = [_group_json(g, ()) for g in groups]
     return {"data": {"userGroups": shown, "pagination": pagination}}
+
+
+# --- invites ---------------------------------------------------------------------------------
+
+
+def _invite_json(invite: InviteInfo, now: int) -> dict[str, Any]:
+    return {
+        "id": invite.id,
+        "email": invite.email,
+        "status": invite.status(now),
+        "createdBy": invite.created_by,
+        "createdAt": iso(invite.created_at),
+        "expiresAt": iso(invite.expires_at),
+        "permissions": permissions_json(invite.grants),
+    }
+
+
+@router.get("/invites", response_model=None)
+def list_invites(workspace: Workspace, count: Count = 200, cursor: Cursor = None) -> dict[str, Any]:
+    """Invites not accepted yet: "pending", or "expired" (their links grant nothing)."""
+    invites, pagination = _page(InviteStore(workspace).list(), count, cursor)
+    now = workspace.now()
+    return {"data": {"invites": [_invite_json(i, now) for i in invites], "pagination": pagination}}
+
+
+@router.post("/invites", status_code=201, response_model=None)
+def create_invite(
+    workspace: Workspace, caller: Caller, body: Annotated[Any, Body()]
+) -> dict[str, Any]:
+    """Invite ``email`` with ``permissions`` (PermissionInputV1 items; none: Minimal Workspace
+    Access). The link's ``token`` and ``path`` (``/invite/<token>``) are in this answer only;
+    inviting the same email again replaces its open invite."""
+    fields = body_object(body, {"email", "permissions"})
+    grants = PermissionStore(workspace).grants_from_input(fields.get("permissions", []))
+    token, invite = InviteStore(workspace).create(
+        fields.get("email"), grants, created_by=caller.email or caller.name
+    )
+    return {
+        "data": {
+            "invite": _invite_json(invite, workspace.now()),
+            "token": token,
+            "path": f"/invite/{token}",
+        }
+    }
+
+
+@router.delete("/invites/{inviteId}", response_model=None)
+def delete_invite(
+    invite_id: Annotated[str, Path(alias="inviteId", description="The invite's id.")],
+    workspace: Workspace,
+) -> dict[str, Any]:
+    """Revoke Invite: its link stops working."""
+    InviteStore(workspace).delete(invite_id)
+    return {"data": {"status": "SUCCESS"}}
 
 
 # --- groups ----------------------------------------------------------------------------------

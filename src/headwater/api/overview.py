@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
+from headwater.api.auth import ReadableSources
 from headwater.delivery.engine import DELIVERED, FAILED_DELIVERY, RETRY
 from headwater.destinations.store import DestinationStore
 from headwater.store.counters import (
@@ -25,9 +26,11 @@ router = APIRouter(tags=["overview"])
 @router.get("/overview", response_model=None)
 def workspace_overview(
     request: Request,
+    only: ReadableSources,
     hours: Annotated[int, Query(ge=1, le=14 * 24, description="Look back this many hours.")] = 24,
 ) -> dict[str, Any]:
-    """Every source and destination with its counts over the last ``hours``."""
+    """Every source and destination the caller may read, with its counts over the last
+    ``hours``."""
     store: WorkspaceStore = request.app.state.workspace_store
     since = minute_of(request.app.state.clock()) - hours * 60
     sources: dict[str, dict[str, int]] = {}
@@ -49,6 +52,7 @@ def workspace_overview(
             "filteredAtSource": sources.get(s.id, {}).get(FILTERED_AT_SOURCE, 0),
         }
         for s in store.all_sources()
+        if only is None or s.id in only
     ]
     destination_rows = [
         {
@@ -62,5 +66,6 @@ def workspace_overview(
             "retrying": destinations.get(d.id, {}).get(RETRY, 0),
         }
         for d in DestinationStore(store).list()
+        if only is None or d.source_id in only
     ]
     return {"data": {"hours": hours, "sources": source_rows, "destinations": destination_rows}}

@@ -22,6 +22,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from headwater.api.auth import ReadableSources
 from headwater.api.changes import NoNulls
 from headwater.api.errors import ApiError
 from headwater.protocols.plans import PlanStore
@@ -213,13 +214,14 @@ def _pagination(
 def list_sources(
     page: Annotated[tuple[str | None, int], Depends(_pagination)],
     store: Store,
+    only: ReadableSources,
 ) -> dict[str, Any]:
     cursor, count = page
-    sources, next_cursor, total = store.list_sources(cursor=cursor, count=count)
+    sources, next_cursor, total = store.list_sources(cursor=cursor, count=count, only=only)
     pagination: dict[str, Any] = {"current": cursor or FIRST_PAGE}
     if next_cursor is not None:
         pagination["next"] = next_cursor
-    previous = store.previous_cursor(cursor, count)
+    previous = store.previous_cursor(cursor, count, only)
     if previous is not None:
         pagination["previous"] = previous
     pagination["totalEntries"] = total

@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
+from headwater.api.auth import ReadableSpaces
 from headwater.api.errors import ApiError
 from headwater.api.sources import _pagination, iso, source_json, store_of
 from headwater.api.tracking_plans import _page_body
@@ -169,9 +170,10 @@ def _sync(body: ProfilesSyncBody | None) -> tuple[str, str | None] | None:
 
 
 @router.get("", response_model=None)
-def list_spaces(page: Pagination, spaces: Spaces) -> dict[str, Any]:
+def list_spaces(page: Pagination, spaces: Spaces, only: ReadableSpaces) -> dict[str, Any]:
     cursor, count = page
-    return _page_body("spaces", page_of(spaces.list(), cursor, count), cursor, space_json)
+    listed = [s for s in spaces.list() if only is None or s.id in only]
+    return _page_body("spaces", page_of(listed, cursor, count), cursor, space_json)
 
 
 @router.post("", status_code=201, response_model=None)

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Request
 from pydantic import BaseModel, ConfigDict, StrictBool, StrictStr
 
+from headwater.api.auth import ReadableWarehouses
 from headwater.api.changes import NoNulls
 from headwater.api.sources import iso as _iso
 from headwater.errors import NotFoundError
@@ -74,8 +75,9 @@ def _sync_json(run: dict[str, Any]) -> dict[str, Any]:
 
 
 @router.get("/warehouses", response_model=None)
-def list_warehouses(store: Store) -> dict[str, Any]:
-    return {"data": {"warehouses": [warehouse_json(w) for w in store.list()]}}
+def list_warehouses(store: Store, only: ReadableWarehouses) -> dict[str, Any]:
+    found = [w for w in store.list() if only is None or w.id in only]
+    return {"data": {"warehouses": [warehouse_json(w) for w in found]}}
 
 
 @router.post("/warehouses", status_code=201, response_model=None)

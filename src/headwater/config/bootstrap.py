@@ -4,7 +4,8 @@ Migrate, apply the config file if one is given, create a workspace with one sour
 first start without a config, give a workspace without warehouses the embedded DuckDB one
 (unless the config file lists its warehouses), and settle the admin token:
 ``HEADWATER_ADMIN_TOKEN`` when set, else the token generated (and printed once) on first
-start, of which only a digest is kept.
+start, of which only a digest is kept. The first start also makes the Workspace Owner, a
+member who signs in to the web app with an email and a password (printed once).
 """
 
 from __future__ import annotations
@@ -13,11 +14,16 @@ import os
 import secrets
 from dataclasses import dataclass, field
 
-from headwater.audit.trail import Actor
+from headwater.audit.trail import Actor, AuditEvent, AuditTrail
 from headwater.config.apply import apply, plan
 from headwater.config.audit_view import recorded
 from headwater.config.model import ConfigFile
 from headwater.config.settings import ServerSettings
+from headwater.errors import InputError
+from headwater.iam.access import Grant
+from headwater.iam.permissions import PermissionStore
+from headwater.iam.roles import WORKSPACE_OWNER
+from headwater.iam.users import UserStore, generate_password
 from headwater.store.admin_token import META_KEY as ADMIN_TOKEN_META
 from headwater.store.admin_token import hash_token
 from headwater.store.database import database_url, open_engine, readable_by_others
@@ -27,6 +33,9 @@ from headwater.warehouse.connect import duckdb_path
 from headwater.warehouse.store import WarehouseStore
 
 ADMIN_TOKEN_ENV = "HEADWATER_ADMIN_TOKEN"
+OWNER_EMAIL_ENV = "HEADWATER_OWNER_EMAIL"
+DEFAULT_OWNER_EMAIL = "owner@headwater.local"
+_OWNER_META = "first_owner"
 DEFAULT_WAREHOUSE = "default"
 
 
@@ -68,6 +77,9 @@ def bootstrap(settings: ServerSettings, config: ConfigFile | None) -> Bootstrap:
             if note:
                 notes.append(note)
         token_hash, note = _admin_token_hash(store)
+        if note:
+            notes.append(note)
+        note = _first_owner(store)
         if note:
             notes.append(note)
         if exposed:
@@ -116,3 +128,28 @@ def _admin_token_hash(store: WorkspaceStore) -> tuple[str, str | None]:
     digest = hash_token(token)
     store.set_meta(ADMIN_TOKEN_META, digest)
     return digest, (f"Admin token (shown once; set {ADMIN_TOKEN_ENV} to choose your own): {token}")
+
+
+def _first_owner(store: WorkspaceStore) -> str | None:
+    """Once per state database: a Workspace Owner to sign in as, unless members exist already
+    (a database from before members existed gets one too; removing it later makes no other)."""
+    if store.get_meta(_OWNER_META) or UserStore(store).list():
+        return None
+    email = os.environ.get(OWNER_EMAIL_ENV) or DEFAULT_OWNER_EMAIL
+    password = generate_password()
+    try:
+        with store.atomic():
+            user = UserStore(store).create(email, "Owner", password)
+            PermissionStore(store).set("user", user.id, [Grant(WORKSPACE_OWNER)])
+            store.set_meta(_OWNER_META, user.id)
+    except InputError as exc:
+        raise RuntimeError(
+            f"{OWNER_EMAIL_ENV}: {exc}; set it to the owner's email address"
+        ) from None
+    AuditTrail(store.engine).record(
+        Actor("cli", "headwater serve"), [AuditEvent("User Created", "user", user.id, user.email)]
+    )
+    return (
+        f"Workspace Owner: {user.email}, password (shown once; set {OWNER_EMAIL_ENV} before the "
+        f"first start to choose the email): {password}"
+    )

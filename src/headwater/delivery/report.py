@@ -1,9 +1,9 @@
 """Event Delivery for one destination instance: what was delivered, what was not, and why.
 
 As Segment's Event Delivery tool: delivered, not delivered and P95 latency (``receivedAt`` →
-delivered) over a time range, the messages waiting for a retry, and the errors grouped by code
-with samples of what you sent, the request to the destination and its response. Replays are
-not counted, as in Segment.
+delivered) over a time range (and per hour, for the chart), the messages waiting for a retry,
+and the errors grouped by code with samples of what you sent, the request to the destination
+and its response. Replays are not counted, as in Segment.
 """
 
 from __future__ import annotations
@@ -92,7 +92,24 @@ def event_delivery(
             t.reason: t.events for t in totals if t.step == reasons.FILTERED_AT_DESTINATION
         },
         "errors": errors,
+        "hourly": _hourly(counters, destination.id, since, until),
     }
+
+
+def _hourly(
+    counters: CounterStore, destination_id: str, since: int, until: int
+) -> list[dict[str, Any]]:
+    """Delivered, retried and not delivered per hour of the range (oldest first), for Event
+    Delivery's chart; ``hour`` is the hour's start in Unix seconds."""
+    first, last = since // 60, until // 60
+    hours = {
+        hour: {"hour": hour * 3600, "delivered": 0, "retrying": 0, "notDelivered": 0}
+        for hour in range(first, last + 1)
+    }
+    field = {DELIVERED: "delivered", RETRY: "retrying", FAILED_DELIVERY: "notDelivered"}
+    for minute, step, events in counters.per_minute(destination_id, list(field), since, until + 1):
+        hours[minute // 60][field[step]] += events
+    return list(hours.values())
 
 
 def destination_brief(destination: DestinationInfo) -> dict[str, Any]:

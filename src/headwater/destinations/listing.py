@@ -73,6 +73,11 @@ def action_json(action: ActionDefinition) -> dict[str, Any]:
     }
 
 
+def brief_json(d: DestinationDefinition) -> dict[str, Any]:
+    """A catalog entry as a list shows it."""
+    return {"type": d.type, "name": d.name, "kind": kind(d), "description": d.description}
+
+
 def definition_json(d: DestinationDefinition) -> dict[str, Any]:
     return {
         "type": d.type,

@@ -13,9 +13,9 @@ import re
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from headwater.iam.access import Resource
+from headwater.iam.access import Principal, Resource
 from headwater.iam.labels import labels_of
-from headwater.iam.roles import ResourceType
+from headwater.iam.roles import Area, ResourceType
 from headwater.store import schema
 
 _UNUSABLE = re.compile(r"[\x00-\x1f\x7f]")
@@ -80,3 +80,29 @@ def _usable(reference: str) -> bool:
     except UnicodeEncodeError:
         return False
     return not _UNUSABLE.search(reference) and len(reference) <= 200
+
+
+def readable(
+    engine: Engine, principal: Principal, area: Area, type_: ResourceType
+) -> frozenset[str] | None:
+    """The ids of the resources of ``type_`` that ``principal`` may read in ``area``, or None
+    for all of them: lists show only those (a Source Admin of one source sees that source, not
+    its neighbours' names)."""
+    anything = Resource(type_, "", ())
+    if principal.owner or any(
+        grant.unrestricted and grant.covers(area, False, anything) for grant in principal.grants
+    ):
+        return None
+    t = schema.resource_labels
+    labels: dict[str, list[tuple[str, str]]] = {}
+    with engine.connect() as conn:
+        ids = [str(i) for i in conn.execute(sa.select(_TABLES[type_].c.id)).scalars()]
+        for row in conn.execute(
+            sa.select(t.c.resource_id, t.c.key, t.c.value).where(t.c.resource_type == type_)
+        ):
+            labels.setdefault(row.resource_id, []).append((row.key, row.value))
+    return frozenset(
+        i
+        for i in ids
+        if principal.allows(area, False, Resource(type_, i, tuple(sorted(labels.get(i, ())))))
+    )

@@ -131,6 +131,23 @@ class UserStore:
             if done.rowcount == 0:
                 raise NotFoundError(f"no user has the id {user_id!r}")
 
+    def totp_secret(self, user_id: str) -> str | None:
+        """The member's TOTP secret (base32) when two-factor authentication is on (§20.7)."""
+        if not is_id(user_id):
+            return None
+        u = schema.iam_users
+        with self._workspace.reading() as conn:
+            found = conn.execute(sa.select(u.c.totp_secret).where(u.c.id == user_id)).first()
+        return None if found is None or not found.totp_secret else str(found.totp_secret)
+
+    def set_totp_secret(self, user_id: str, secret: str | None) -> None:
+        """Turn two-factor authentication on with ``secret``, or off with None."""
+        u = schema.iam_users
+        with self._workspace.writing() as conn:
+            done = conn.execute(u.update().where(u.c.id == user_id).values(totp_secret=secret))
+            if done.rowcount == 0:
+                raise NotFoundError(f"no user has the id {user_id!r}")
+
     def verify_password(self, email: str, password: str) -> UserInfo | None:
         """The user whose email and password these are, else None (for signing in)."""
         u = schema.iam_users

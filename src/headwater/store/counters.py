@@ -143,6 +143,26 @@ class CounterStore:
         with self._engine.connect() as conn:
             return [Total(row.step, row.reason, int(row.total)) for row in conn.execute(query)]
 
+    def per_minute(
+        self, destination_id: str, steps: Sequence[str], since_minute: int, until_minute: int
+    ) -> list[tuple[int, str, int]]:
+        """(minute, step, events) of one destination over ``since_minute <= minute <
+        until_minute``: Event Delivery's chart buckets them by hour."""
+        c = schema.counters.c
+        query = (
+            sa.select(c.minute, c.step, sa.func.sum(c["count"]))
+            .where(
+                c.destination_id == destination_id,
+                c.step.in_(list(steps)),
+                c.minute >= since_minute,
+                c.minute < until_minute,
+            )
+            .group_by(c.minute, c.step)
+            .order_by(c.minute)
+        )
+        with self._engine.connect() as conn:
+            return [(int(r[0]), str(r[1]), int(r[2])) for r in conn.execute(query)]
+
     def by_connection(
         self, since_minute: int, until_minute: int | None = None
     ) -> list[tuple[str, str, str, int]]:

@@ -238,6 +238,14 @@ def _iam(conn: Connection) -> None:
         conn.execute(labels.insert(), missing)
 
 
+def _invites_and_mfa(conn: Connection) -> None:
+    """Invites, and members' TOTP secrets (§20.7) where ``iam_users`` predates the column."""
+    _create_tables(conn)
+    present = {c["name"] for c in sa.inspect(conn).get_columns("iam_users")}
+    if "totp_secret" not in present:
+        conn.execute(sa.text("ALTER TABLE iam_users ADD COLUMN totp_secret TEXT"))
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "create tables", _create_tables),
     Migration(2, "seed event log partitions", _seed_log_partitions),
@@ -281,6 +289,7 @@ MIGRATIONS: list[Migration] = [
     Migration(36, "the audit trail and its forwarding", _create_tables),
     Migration(37, "the web app's sessions", _create_tables),
     Migration(38, "counters: hourly totals", _create_tables),
+    Migration(39, "iam: invites and two-factor authentication", _invites_and_mfa),
 ]
 
 

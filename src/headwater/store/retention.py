@@ -10,12 +10,8 @@ refuses a window that starts before it, since those events are gone or going.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
-
-import sqlalchemy as sa
 
 from headwater.errors import InvalidError
-from headwater.store import schema
 from headwater.store.workspace import WorkspaceStore
 
 OPTIONS = (14, 30, 90, 180, 365)
@@ -62,18 +58,7 @@ class DataRetention:
         return days if chosen else self._default
 
     def set(self, days: Retention) -> None:
-        with self._store.writing() as conn:
-            self._store.workspace_id(conn, create=True)
-            ws = schema.workspaces
-            row = conn.execute(
-                sa.select(ws.c.id, ws.c.settings).order_by(ws.c.created_at, ws.c.id).limit(1)
-            ).one()
-            settings: dict[str, Any] = dict(row.settings or {})
-            if SETTING in settings and settings[SETTING] == days:
-                return
-            settings[SETTING] = days
-            conn.execute(ws.update().where(ws.c.id == row.id).values(settings=settings))
-            self._store.bump(conn)
+        self._store.set_setting(SETTING, days)
 
     def oldest(self, now: float) -> datetime | None:
         """The earliest ``receivedAt`` still kept, or None when nothing expires."""

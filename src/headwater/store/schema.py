@@ -1728,3 +1728,17 @@ web_sessions = sa.Table(
     sa.Column("expires_at", sa.Float, nullable=False),
     sa.Index("ix_web_sessions_expires", "expires_at"),
 )
+# Invitations to join the workspace (§20.3): the link's token is kept only as its SHA-256.
+iam_invites = sa.Table(
+    "iam_invites",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("email", sa.String(320), nullable=False),
+    sa.Column("token_sha256", sa.String(64), nullable=False, unique=True),
+    sa.Column("grants", sa.JSON, nullable=False, default=list),
+    sa.Column("created_by", sa.String(320), nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("expires_at", sa.BigInteger, nullable=False),
+    sa.Column("accepted_at", sa.BigInteger, nullable=True),
+    sa.Index("ix_iam_invites_email", "email"),
+)

@@ -20,10 +20,10 @@ import re
 import secrets
 import string
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, Row
@@ -59,6 +59,9 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # --- records ---------------------------------------------------------------------------------
 
 
+HIPAA_ELIGIBLE: Final = "hipaaEligible"  # the workspace setting's key
+
+
 @dataclass(frozen=True)
 class Workspace:
     id: str
@@ -66,6 +69,12 @@ class Workspace:
     slug: str
     settings: Mapping[str, Any]
     created_at: int
+
+    @property
+    def hipaa_eligible(self) -> bool:
+        """Segment's HIPAA-eligible workspace flag (§13): its members' sessions end after 15
+        idle minutes."""
+        return bool(self.settings.get(HIPAA_ELIGIBLE))
 
 
 @dataclass(frozen=True)
@@ -297,6 +306,22 @@ class WorkspaceStore:
 
     # --- meta and the config version -----------------------------------------------------------
 
+    def set_setting(self, key: str, value: Any) -> None:
+        """One of the workspace's settings (its ``settings`` JSON), creating the workspace if
+        there is none yet."""
+        with self.writing() as conn:
+            self.workspace_id(conn, create=True)
+            ws = schema.workspaces
+            row = conn.execute(
+                sa.select(ws.c.id, ws.c.settings).order_by(ws.c.created_at, ws.c.id).limit(1)
+            ).one()
+            settings: dict[str, Any] = dict(row.settings or {})
+            if key in settings and settings[key] == value:
+                return
+            settings[key] = value
+            conn.execute(ws.update().where(ws.c.id == row.id).values(settings=settings))
+            self.bump(conn)
+
     def get_meta(self, key: str) -> str | None:
         with self.reading() as conn:
             value: str | None = conn.execute(
@@ -397,9 +422,14 @@ class WorkspaceStore:
             return self._sources(conn, [row])[0] if row is not None else None
 
     def list_sources(
-        self, *, cursor: str | None = None, count: int = DEFAULT_PAGE_SIZE
+        self,
+        *,
+        cursor: str | None = None,
+        count: int = DEFAULT_PAGE_SIZE,
+        only: Collection[str] | None = None,
     ) -> SourcePage:
-        """One page of the workspace's sources by name; cursors are opaque and stable."""
+        """One page of the workspace's sources by name (of those whose ids are in ``only``, if
+        given); cursors are opaque and stable."""
         _check_count(count)
         after = _decode_cursor(cursor) if cursor else None
         src = schema.sources
@@ -407,14 +437,15 @@ class WorkspaceStore:
             workspace_id = self.workspace_id(conn)
             if workspace_id is None:
                 return SourcePage([], None, 0)
-            query = sa.select(src).where(src.c.workspace_id == workspace_id)
+            where = [src.c.workspace_id == workspace_id]
+            if only is not None:
+                where.append(src.c.id.in_(list(only)))
+            query = sa.select(src).where(*where)
             if after is not None:
                 query = query.where(src.c.name > after)
             rows = list(conn.execute(query.order_by(src.c.name).limit(count + 1)))
             total = conn.execute(
-                sa.select(sa.func.count())
-                .select_from(src)
-                .where(src.c.workspace_id == workspace_id)
+                sa.select(sa.func.count()).select_from(src).where(*where)
             ).scalar_one()
             page = self._sources(conn, rows[:count])
         next_cursor = _encode_cursor(rows[count - 1].name) if len(rows) > count else None
@@ -431,7 +462,12 @@ class WorkspaceStore:
                 return found
             cursor = page.next_cursor
 
-    def previous_cursor(self, cursor: str | None, count: int = DEFAULT_PAGE_SIZE) -> str | None:
+    def previous_cursor(
+        self,
+        cursor: str | None,
+        count: int = DEFAULT_PAGE_SIZE,
+        only: Collection[str] | None = None,
+    ) -> str | None:
         """The cursor of the page before ``cursor``'s (None on the first page)."""
         _check_count(count)
         after = _decode_cursor(cursor) if cursor else None
@@ -440,12 +476,12 @@ class WorkspaceStore:
         src = schema.sources
         with self.reading() as conn:
             workspace_id = self.workspace_id(conn)
+            where = [src.c.workspace_id == workspace_id, src.c.name <= after]
+            if only is not None:
+                where.append(src.c.id.in_(list(only)))
             names = list(
                 conn.execute(
-                    sa.select(src.c.name)
-                    .where(src.c.workspace_id == workspace_id, src.c.name <= after)
-                    .order_by(src.c.name.desc())
-                    .limit(count + 1)
+                    sa.select(src.c.name).where(*where).order_by(src.c.name.desc()).limit(count + 1)
                 ).scalars()
             )
         return _encode_cursor(names[count]) if len(names) > count else FIRST_PAGE

@@ -29,11 +29,14 @@ from headwater.iam.roles import Area
 from headwater.iam.users import UserStore
 from headwater.store.admin_token import hash_token
 from headwater.store.workspace import WorkspaceStore
+from headwater.web.account import AccountPages
+from headwater.web.destinations import DestinationPages
 from headwater.web.engage import EngagePages
 from headwater.web.flow import flow_diagram
 from headwater.web.inprocess import Answer, InProcessAPI
 from headwater.web.privacy import PrivacyPages
-from headwater.web.sessions import LIFETIME, Session, Sessions
+from headwater.web.sessions import HIPAA_IDLE, LIFETIME, Session, Sessions
+from headwater.web.settings import SettingsPages
 from headwater.web.sources import SourcePages
 from headwater.web.unify import UnifyPages
 
@@ -81,7 +84,7 @@ class WebApp:
         address each request came to."""
         self.api = InProcessAPI(api)
         self.store = store
-        self.sessions = Sessions(store.engine, clock=clock)
+        self.sessions = Sessions(store.engine, clock=clock, idle_limit=self._idle_limit)
         self.admin_token_hash = admin_token_hash
         self._public_url = public_url
         self.templates = jinja2.Environment(
@@ -89,6 +92,9 @@ class WebApp:
             autoescape=True,
             undefined=jinja2.StrictUndefined,
         )
+        # Each signed-in page's area (None: any signed-in person's), for the tests' walk.
+        self.areas: dict[Endpoint, Area | None] = {}
+        self.account = AccountPages(self)
         self.app = Starlette(
             routes=[
                 Route("/login", self.login_page, methods=["GET"]),
@@ -99,6 +105,9 @@ class WebApp:
                 *UnifyPages(self).routes(),
                 *PrivacyPages(self).routes(),
                 *EngagePages(self).routes(),
+                *SettingsPages(self).routes(),
+                *self.account.routes(),
+                *DestinationPages(self).routes(),
                 Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
             ],
         )
@@ -124,6 +133,10 @@ class WebApp:
             **context,
         )
         return HTMLResponse(page, status_code=status, headers=SECURITY_HEADERS)
+
+    def _idle_limit(self) -> float | None:
+        workspace = self.store.workspace()
+        return HIPAA_IDLE if workspace is not None and workspace.hipaa_eligible else None
 
     def _workspace_name(self) -> str:
         workspace = self.store.workspace()
@@ -171,12 +184,18 @@ class WebApp:
         else:
             email, password = str(form.get("email", "")), str(form.get("password", ""))
             user = UserStore(self.store).verify_password(email, password) if email else None
+            if user is not None and self.account.has_two_factor(user.id):
+                return self.account.ask_code(user.id, target)
             principal = None if user is None else principal_of(self.store, "user", user.id)
             error = "The email or the password is wrong."
         if principal is None:
             return self.render(
                 "login.html", {"error": error, "next": target}, status=401, session=None
             )
+        return self.start_session(request, principal, target)
+
+    def start_session(self, request: Request, principal: Principal, target: str) -> Response:
+        """Sign ``principal`` in: a new session's cookie, and on to ``target``."""
         cookie, _session = self.sessions.start(principal.kind, principal.id)
         response = RedirectResponse(target, status_code=303, headers=SECURITY_HEADERS)
         response.set_cookie(
@@ -246,6 +265,7 @@ class WebApp:
                 return self.not_allowed(session)
             return await page(request, session, principal)
 
+        self.areas[handle] = area
         return handle
 
     def not_allowed(self, session: Session) -> Response:

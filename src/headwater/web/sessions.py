@@ -1,6 +1,7 @@
 """Signed-in browsers. A session is a random cookie whose SHA-256 is kept here with who it is
 and the CSRF token its forms must carry; it lasts 7 days (Segment's session) and ends at
-sign-out. The cookie alone never reaches the database, a log or a page."""
+sign-out, or after 15 idle minutes in a HIPAA-eligible workspace (§13, A-IAM-7). The cookie
+alone never reaches the database, a log or a page."""
 
 from __future__ import annotations
 
@@ -20,7 +21,9 @@ from headwater.store import schema
 from headwater.store.database import write_transaction
 
 LIFETIME: Final = 7 * 86400
-_TOUCH_EVERY: Final = 60.0  # seen_at is written at most once a minute a session
+HIPAA_IDLE: Final = 15 * 60
+_TOUCH_EVERY: Final = 60.0  # seen_at is written at most once a minute a session…
+_TOUCH_EVERY_IDLE: Final = 10.0  # …or every 10 s where idleness ends it
 
 
 @dataclass(frozen=True)
@@ -38,9 +41,18 @@ class Session:
 
 
 class Sessions:
-    def __init__(self, engine: Engine, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        clock: Callable[[], float] = time.time,
+        idle_limit: Callable[[], float | None] = lambda: None,
+    ) -> None:
+        """``idle_limit``: the seconds without a request after which a session ends (None:
+        none), asked at each request so a workspace's change applies at once."""
         self.engine = engine
         self.clock = clock
+        self.idle_limit = idle_limit
 
     def start(self, principal_kind: str, principal_id: str) -> tuple[str, Session]:
         """A new session; the cookie value is returned once, for the answer's Set-Cookie."""
@@ -76,7 +88,12 @@ class Sessions:
             ).first()
         if row is None:
             return None
-        if now - row.seen_at > _TOUCH_EVERY:
+        idle = self.idle_limit()
+        if idle is not None and now - row.seen_at > idle:
+            with write_transaction(self.engine) as conn:
+                conn.execute(schema.web_sessions.delete().where(t.id == row.id))
+            return None
+        if now - row.seen_at > (_TOUCH_EVERY if idle is None else _TOUCH_EVERY_IDLE):
             with write_transaction(self.engine) as conn:
                 conn.execute(schema.web_sessions.update().where(t.id == row.id).values(seen_at=now))
         return Session(row.id, row.principal_kind, row.principal_id, row.csrf, row.expires_at)

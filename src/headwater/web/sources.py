@@ -163,7 +163,9 @@ class SourcePages:
                 "source": source,
                 "events": events,
                 "search": search,
-                "after": max((e["id"] for e in events), default=None),
+                # An empty list (and no search) streams from the first entry: one that lands
+                # between this page and its stream's start still shows.
+                "after": max((e["id"] for e in events), default=None if search else 0),
                 "current": "/sources",
             },
             session=session,

@@ -19,6 +19,7 @@ from headwater.api.segment import (
     regulations,
     sources,
     spaces,
+    subscriptions,
     tracking_plans,
     transformations,
     warehouses,
@@ -32,6 +33,7 @@ router = APIRouter(dependencies=[Depends(negotiate)])
 router.include_router(workspace.router)
 router.include_router(sources.router)
 router.include_router(destinations.router)
+router.include_router(subscriptions.router)
 router.include_router(catalog.router)
 router.include_router(filters.router)
 router.include_router(tracking_plans.router)

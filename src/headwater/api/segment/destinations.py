@@ -16,6 +16,7 @@ from fastapi import APIRouter, Depends, Path
 from pydantic import BaseModel, ConfigDict, StrictBool, StrictStr
 from pydantic.alias_generators import to_camel
 
+from headwater.api.auth import ReadableSources
 from headwater.api.destinations import destinations_of
 from headwater.api.errors import ApiError
 from headwater.api.segment.catalog import destination_metadata, find_destination
@@ -96,8 +97,11 @@ class UpdateDestinationBody(_Body):
 
 
 @router.get("", response_model=None)
-def list_destinations(page: Pagination, store: Destinations) -> dict[str, Any]:
-    found, out = paged(store.list(), page)
+def list_destinations(
+    page: Pagination, store: Destinations, only: ReadableSources
+) -> dict[str, Any]:
+    listed = [d for d in store.list() if only is None or d.source_id in only]
+    found, out = paged(listed, page)
     return data(destinations=[destination_json(d) for d in found], pagination=out)
 
 

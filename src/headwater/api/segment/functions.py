@@ -16,6 +16,7 @@ from fastapi import APIRouter, Depends, Path, Query
 from pydantic import BaseModel, ConfigDict, StrictStr
 from pydantic.alias_generators import to_camel
 
+from headwater.api.auth import ReadableFunctions
 from headwater.api.errors import ApiError
 from headwater.api.functions import Store
 from headwater.api.segment.envelope import Page, data, paged, pagination
@@ -153,13 +154,15 @@ class RestoreBody(_Body):
 def list_functions(
     page: Pagination,
     store: Store,
+    only: ReadableFunctions,
     resource_type: Annotated[
         str | None,
         Query(alias="resourceType", description=f"One of {', '.join(RESOURCE_TYPES)}."),
     ] = None,
 ) -> dict[str, Any]:
     kind = None if resource_type is None else _kind(resource_type)
-    found, out = paged([f for f in store.list() if kind in (None, f.kind)], page)
+    listed = [f for f in store.list() if kind in (None, f.kind) and (only is None or f.id in only)]
+    found, out = paged(listed, page)
     return data(functions=[function_json(f, None) for f in found], pagination=out)
 
 

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, StrictBool, StrictStr
 from pydantic.alias_generators import to_camel
 
 from headwater.api import sources as v1
+from headwater.api.auth import ReadableSources
 from headwater.api.changes import NoNulls
 from headwater.api.errors import ApiError
 from headwater.api.segment.catalog import DEFAULT_SOURCE, source_metadata, warehouse_metadata
@@ -95,10 +96,12 @@ class UpdateSourceBody(_Body, NoNulls):
 
 
 @router.get("", response_model=None)
-def list_sources(page: Pagination, store: Store) -> dict[str, Any]:
+def list_sources(page: Pagination, store: Store, only: ReadableSources) -> dict[str, Any]:
     try:
-        found, next_cursor, total = store.list_sources(cursor=page.cursor, count=page.count)
-        previous = store.previous_cursor(page.cursor, page.count)
+        found, next_cursor, total = store.list_sources(
+            cursor=page.cursor, count=page.count, only=only
+        )
+        previous = store.previous_cursor(page.cursor, page.count, only)
     except InvalidError:
         raise bad_cursor() from None
     out: dict[str, Any] = {"current": page.cursor or FIRST_PAGE}

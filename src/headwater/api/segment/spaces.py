@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path
 
+from headwater.api.auth import ReadableSpaces
 from headwater.api.segment.envelope import Page, data, paged, pagination
 from headwater.api.spaces import Spaces
 from headwater.unify.spaces import SpaceInfo
@@ -23,8 +24,8 @@ def space_json(space: SpaceInfo) -> dict[str, Any]:
 
 
 @router.get("", response_model=None)
-def list_spaces(page: Pagination, spaces: Spaces) -> dict[str, Any]:
-    found, out = paged(spaces.list(), page)
+def list_spaces(page: Pagination, spaces: Spaces, only: ReadableSpaces) -> dict[str, Any]:
+    found, out = paged([s for s in spaces.list() if only is None or s.id in only], page)
     return data(spaces=[space_json(s) for s in found], pagination=out)
 
 

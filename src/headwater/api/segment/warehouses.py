@@ -16,6 +16,7 @@ from fastapi import APIRouter, Depends, Path
 from pydantic import BaseModel, ConfigDict, StrictBool, StrictStr
 from pydantic.alias_generators import to_camel
 
+from headwater.api.auth import ReadableWarehouses
 from headwater.api.errors import ApiError
 from headwater.api.segment.catalog import warehouse_metadata
 from headwater.api.segment.envelope import Page, data, paged, pagination
@@ -84,8 +85,10 @@ def _set_sources(store: WarehouseStore, warehouse: WarehouseInfo, ids: list[str]
 
 
 @router.get("", response_model=None)
-def list_warehouses(page: Pagination, store: Warehouses) -> dict[str, Any]:
-    found, out = paged(store.list(), page)
+def list_warehouses(
+    page: Pagination, store: Warehouses, only: ReadableWarehouses
+) -> dict[str, Any]:
+    found, out = paged([w for w in store.list() if only is None or w.id in only], page)
     return data(warehouses=[warehouse_json(w) for w in found], pagination=out)
 
 
