@@ -369,6 +369,7 @@ def _resources(http: httpx.Client) -> dict[str, str]:
         "audienceId": "buyers",
         "computedTraitId": "orders",
         "journeyId": "first_purchase",
+        "profileId": "use_000000000000000000000000000",
         "traitId": trait["id"],
         "categoryId": f"c{n}",
         "function": "fn-hostile",

@@ -36,6 +36,7 @@ from headwater.api import (
     mappings,
     overview,
     privacy,
+    profiles,
     regulations,
     segment,
     sources,
@@ -111,6 +112,7 @@ def create_api(
     app.include_router(spaces.router, prefix=PREFIX)
     app.include_router(insights.router, prefix=PREFIX)
     app.include_router(uploads.router, prefix=PREFIX)
+    app.include_router(profiles.router, prefix=PREFIX)
     app.include_router(engage.router, prefix=PREFIX)
     app.include_router(subscriptions.router, prefix=PREFIX)
     app.include_router(subscription_uploads.router, prefix=PREFIX)

@@ -31,15 +31,18 @@ from headwater.store.admin_token import hash_token
 from headwater.store.workspace import WorkspaceStore
 from headwater.web.account import AccountPages
 from headwater.web.destinations import DestinationPages
+from headwater.web.engage import EngagePages
 from headwater.web.filters import FilterPages
 from headwater.web.flow import flow_diagram
 from headwater.web.functions import FunctionPages
 from headwater.web.inprocess import Answer, InProcessAPI
 from headwater.web.mappings import MappingPages
+from headwater.web.privacy import PrivacyPages
 from headwater.web.protocols import ProtocolPages
 from headwater.web.sessions import HIPAA_IDLE, LIFETIME, Session, Sessions
 from headwater.web.settings import SettingsPages
 from headwater.web.sources import SourcePages
+from headwater.web.unify import UnifyPages
 from headwater.web.warehouses import WarehousePages
 
 HERE = Path(__file__).parent
@@ -106,6 +109,9 @@ class WebApp:
                 Route("/logout", self.logout, methods=["POST"]),
                 Route("/", self.signed_in(self.home), methods=["GET"]),
                 *SourcePages(self).routes(),
+                *UnifyPages(self).routes(),
+                *PrivacyPages(self).routes(),
+                *EngagePages(self).routes(),
                 *SettingsPages(self).routes(),
                 *self.account.routes(),
                 *DestinationPages(self).routes(),
