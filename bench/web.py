@@ -23,6 +23,10 @@ from pathlib import Path
 import httpx
 
 from headwater.api.app import create_api
+from headwater.api.debugger import router as debugger_router
+from headwater.api.source_schema import router as source_schema_router
+from headwater.api.tester import router as tester_router
+from headwater.api.violations import router as violations_router
 from headwater.destinations.store import DestinationStore
 from headwater.store.admin_token import hash_token
 from headwater.store.counters import RECEIVED, CounterKey, CounterStore, minute_of
@@ -93,7 +97,11 @@ def build(
     started = time.perf_counter()
     counters.roll_up(time.time())  # what the worker's maintenance does every minute
     print(f"hourly roll-up of all of it: {time.perf_counter() - started:.1f} s")
-    api = create_api(engine, admin_token_hash=hash_token(TOKEN))
+    api = create_api(  # with the routers the server adds, as server.py does
+        engine,
+        admin_token_hash=hash_token(TOKEN),
+        extra_routers=[debugger_router, violations_router, source_schema_router, tester_router],
+    )
     web = WebApp(api, store, admin_token_hash=hash_token(TOKEN), clock=time.time)
     cookie, _session = Sessions(engine).start("admin", "admin")
     return web, cookie, {"source": created[0].id, "destination": made[0].id}
