@@ -6,15 +6,13 @@ visited loads without a console error or a failed request, and axe-core finds no
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, expect
 
-from tests.support.browser import PageProblems, assert_page_ok, chromium, watched_page
-from tests.support.live import ADMIN_TOKEN, LiveServer
+from tests.support.browser import assert_page_ok, sign_in, track, watched_page
+from tests.support.live import LiveServer
 
 pytestmark = pytest.mark.live  # starts a headwater server process
 
@@ -28,46 +26,6 @@ destinations:
     source: web
     settings: {url: "http://127.0.0.1:9/hook"}
 """
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    root = tmp_path_factory.mktemp("browser")
-    config = root / "headwater.yaml"
-    config.write_text(CONFIG)
-    live = LiveServer(data_dir=root / "data", config=config, role="single")
-    try:
-        live.start(timeout=120)
-        yield live
-    finally:
-        live.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with chromium() as found:
-        yield found
-
-
-def sign_in(page: Page, watcher: PageProblems, server: LiveServer) -> None:
-    page.goto(server.url + "/")
-    expect(page).to_have_url(server.url + "/login?next=/")
-    assert_page_ok(page, watcher)
-    page.get_by_text("Sign in with a token").click()  # members sign in with email and password
-    page.get_by_label("Admin or API token").fill(ADMIN_TOKEN)
-    page.get_by_role("button", name="Sign in with the token").click()
-    expect(page.get_by_role("heading", level=1)).to_have_text("Home")
-    assert_page_ok(page, watcher)
-
-
-def track(server: LiveServer, write_key: str, event: str) -> None:
-    answer = httpx.post(
-        server.url + "/v1/track",
-        json={"userId": "u-browser", "event": event, "properties": {"plan": "pro"}},
-        auth=(write_key, ""),
-        timeout=10,
-    )
-    assert answer.status_code == 200, answer.text
 
 
 def test_a_source_from_creation_to_live_events(browser: Browser, server: LiveServer) -> None:
@@ -104,14 +62,14 @@ def test_a_source_from_creation_to_live_events(browser: Browser, server: LiveSer
     expect(page.locator("#events")).to_have_attribute("data-live", "true")
     assert_page_ok(page, watcher)
 
-    track(server, write_key, "Browser Test Event")
+    track(server, "Browser Test Event", write_key=write_key)
     arrived = page.locator("#events .label", has_text="Browser Test Event")
     expect(arrived).to_be_visible(timeout=20_000)
     arrived.click()  # opens the entry's JSON
     expect(page.locator("#events pre").first).to_contain_text('"plan": "pro"')
 
     page.get_by_role("button", name="Pause").click()
-    track(server, write_key, "Held While Paused")
+    track(server, "Held While Paused", write_key=write_key)
     page.wait_for_timeout(1500)  # long enough for the stream to bring it (it polls at 0.2 s)
     held = page.locator("#events .label", has_text="Held While Paused")
     expect(held).to_have_count(0)

@@ -7,17 +7,14 @@ console error or a failed request, and axe-core finds nothing serious."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import httpx
 import pytest
 from playwright.sync_api import Browser, expect
 
-from tests.support.browser import assert_page_ok, chromium, watched_page
+from tests.support.browser import assert_page_ok, sign_in, track, watched_page
 from tests.support.live import ADMIN_TOKEN, LiveServer
 from tests.support.receiver import Receiver
 from tests.support.waiting import wait_for
-from tests.web.test_browser import sign_in, track
 
 pytestmark = pytest.mark.live  # starts a headwater server process
 
@@ -36,25 +33,6 @@ destinations:
 """
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    root = tmp_path_factory.mktemp("browser-filters")
-    config = root / "headwater.yaml"
-    config.write_text(CONFIG)
-    live = LiveServer(data_dir=root / "data", config=config, role="single")
-    try:
-        live.start(timeout=120)
-        yield live
-    finally:
-        live.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with chromium() as found:
-        yield found
-
-
 def in_debugger(server: LiveServer, count: int) -> bool:
     answer = httpx.get(
         server.url + "/api/v1/sources/web/debugger",
@@ -66,7 +44,7 @@ def in_debugger(server: LiveServer, count: int) -> bool:
 
 def test_a_filter_previewed_live_on_recent_events(browser: Browser, server: LiveServer) -> None:
     for event in ("Order Completed", "Page Scrolled", "Page Scrolled"):
-        track(server, "WK_web", event)
+        track(server, event)
     wait_for(lambda: in_debugger(server, 3), 30, "the events in the debugger")
 
     page, watcher = watched_page(browser)

@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Page, Route, expect
 
-from tests.support.browser import assert_page_ok, chromium, watched_page
-from tests.support.live import ADMIN_TOKEN, LiveServer
+from tests.support.browser import assert_page_ok, sign_in, watched_page
+from tests.support.live import LiveServer
 from tests.support.receiver import Receiver
 
 pytestmark = pytest.mark.live  # starts a headwater server process
@@ -37,25 +37,6 @@ BUNDLES = (
     / "umd"
 )
 CONFIG = "workspace: newcomer\n"
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    root = tmp_path_factory.mktemp("first-ten-minutes")
-    config = root / "headwater.yaml"
-    config.write_text(CONFIG)
-    live = LiveServer(data_dir=root / "data", config=config, role="single")
-    try:
-        live.start(timeout=120)
-        yield live
-    finally:
-        live.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with chromium() as found:
-        yield found
 
 
 @pytest.fixture
@@ -117,13 +98,7 @@ def test_a_newcomers_first_ten_minutes(
     page.context.route(f"{server.url}/analytics-next/bundles/**", _bundle)
 
     # Sign in with the admin token printed at the first start.
-    page.goto(server.url + "/")
-    assert_page_ok(page, watcher)
-    page.get_by_text("Sign in with a token").click()
-    page.get_by_label("Admin or API token").fill(ADMIN_TOKEN)
-    page.get_by_role("button", name="Sign in with the token").click()
-    _heading(page, "Home")
-    assert_page_ok(page, watcher)
+    sign_in(page, watcher, server)
 
     # Add a source and copy its snippet.
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Sources").click()

@@ -6,14 +6,11 @@ serious."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from playwright.sync_api import Browser, expect
 
-from tests.support.browser import assert_page_ok, chromium, watched_page
+from tests.support.browser import assert_page_ok, sign_in, watched_page
 from tests.support.live import LiveServer
-from tests.web.test_browser import sign_in
 
 pytestmark = pytest.mark.live  # starts a headwater server process
 
@@ -27,25 +24,6 @@ console.log('enriching', event.event)
 event.properties.enriched = true
 return event
 }"""
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    root = tmp_path_factory.mktemp("browser-functions")
-    config = root / "headwater.yaml"
-    config.write_text(CONFIG)
-    live = LiveServer(data_dir=root / "data", config=config, role="single")
-    try:
-        live.start(timeout=120)
-        yield live
-    finally:
-        live.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with chromium() as found:
-        yield found
 
 
 def test_a_function_from_creation_to_a_test_run(browser: Browser, server: LiveServer) -> None:

@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 
-import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, expect
 
-from tests.support.browser import PageProblems, assert_page_ok, chromium, watched_page
-from tests.support.live import ADMIN_TOKEN, LiveServer
+from tests.support.browser import assert_page_ok, sign_in, track, watched_page
+from tests.support.live import LiveServer
 
 pytestmark = pytest.mark.live  # starts a headwater server process
 
@@ -40,44 +38,6 @@ RULE = {
     },
     "required": ["properties"],
 }
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    root = tmp_path_factory.mktemp("browser-protocols")
-    config = root / "headwater.yaml"
-    config.write_text(CONFIG)
-    live = LiveServer(data_dir=root / "data", config=config, role="single")
-    try:
-        live.start(timeout=120)
-        yield live
-    finally:
-        live.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with chromium() as found:
-        yield found
-
-
-def sign_in(page: Page, watcher: PageProblems, server: LiveServer) -> None:
-    page.goto(server.url + "/login")
-    page.get_by_text("Sign in with a token").click()
-    page.get_by_label("Admin or API token").fill(ADMIN_TOKEN)
-    page.get_by_role("button", name="Sign in with the token").click()
-    expect(page.get_by_role("heading", level=1)).to_have_text("Home")
-    assert_page_ok(page, watcher)
-
-
-def track(server: LiveServer, properties: dict[str, object]) -> None:
-    answer = httpx.post(
-        server.url + "/v1/track",
-        json={"userId": "u-browser", "event": "Order Completed", "properties": properties},
-        auth=("WK_web", ""),
-        timeout=10,
-    )
-    assert answer.status_code == 200, answer.text
 
 
 def test_sync_now_shows_the_run_in_the_history(browser: Browser, server: LiveServer) -> None:
@@ -145,7 +105,7 @@ def test_a_rule_broken_by_an_event_shows_as_a_violation(
     found = page.get_by_role("cell", name="properties.order_id", exact=True)
     deadline = time.monotonic() + 60
     while found.count() == 0 and time.monotonic() < deadline:
-        track(server, {"total": 10})
+        track(server, "Order Completed", {"total": 10})
         page.wait_for_timeout(1500)
         page.reload()
     expect(found).to_be_visible()
