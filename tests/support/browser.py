@@ -33,6 +33,13 @@ LAUNCH_ARGS = [
     "--disable-sync",
 ]
 BLOCKING_IMPACTS = {"serious", "critical"}
+# The start of most browser tests' headwater.yaml: one source, ``web``, whose write key
+# ``track`` uses unless told.
+WEB_SOURCE = """workspace: test
+sources:
+  - name: web
+    write_key: WK_web
+"""
 
 
 @contextmanager
@@ -153,6 +160,31 @@ def sign_in(
     page.get_by_role("button", name="Sign in with the token").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Home")
     assert_page_ok(page, watcher)
+
+
+def signed_in_page(
+    browser: Browser, server: LiveServer, *, width: int = 1280, height: int = 800
+) -> tuple[Page, PageProblems]:
+    """A fresh page (``watched_page``) signed in with the admin token, showing Home."""
+    page, watcher = watched_page(browser, width=width, height=height)
+    sign_in(page, watcher, server)
+    return page, watcher
+
+
+def open_area(page: Page, watcher: PageProblems, name: str) -> None:
+    """Follow the main navigation's link to an area; its page is headed with the area's name
+    and passes the checks."""
+    page.get_by_role("navigation", name="Main").get_by_role("link", name=name).click()
+    expect(page.get_by_role("heading", level=1)).to_have_text(name)
+    assert_page_ok(page, watcher)
+
+
+def assert_fits_the_screen(page: Page, where: object = None) -> None:
+    """Nothing on the page is wider than its viewport (a phone's, in the tests that ask)."""
+    viewport = page.viewport_size
+    assert viewport is not None
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= viewport["width"], (where or page.url, width)
 
 
 def track(

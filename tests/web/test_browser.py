@@ -11,30 +11,32 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, expect
 
-from tests.support.browser import assert_page_ok, sign_in, track, watched_page
+from tests.support.browser import (
+    WEB_SOURCE,
+    assert_fits_the_screen,
+    assert_page_ok,
+    open_area,
+    signed_in_page,
+    track,
+)
 from tests.support.live import LiveServer
 
 pytestmark = pytest.mark.live  # starts a headwater server process
 
-CONFIG = """workspace: test
-sources:
-  - name: web
-    write_key: WK_web
-destinations:
+CONFIG = (
+    WEB_SOURCE
+    + """destinations:
   - name: hook
     type: webhook
     source: web
     settings: {url: "http://127.0.0.1:9/hook"}
 """
+)
 
 
 def test_a_source_from_creation_to_live_events(browser: Browser, server: LiveServer) -> None:
-    page, watcher = watched_page(browser)
-    sign_in(page, watcher, server)
-
-    page.get_by_role("navigation", name="Main").get_by_role("link", name="Sources").click()
-    expect(page.get_by_role("heading", level=1)).to_have_text("Sources")
-    assert_page_ok(page, watcher)
+    page, watcher = signed_in_page(browser, server)
+    open_area(page, watcher, "Sources")
 
     # A name the API refuses shows its error by the field; the page still works.
     watcher.expected.append("/sources")
@@ -87,8 +89,7 @@ def test_a_source_from_creation_to_live_events(browser: Browser, server: LiveSer
 
 
 def test_a_phone_sized_screen_shows_the_navigation(browser: Browser, server: LiveServer) -> None:
-    page, watcher = watched_page(browser, width=375, height=740)
-    sign_in(page, watcher, server)
+    page, watcher = signed_in_page(browser, server, width=375, height=740)
     navigation = page.get_by_role("navigation", name="Main")
     expect(navigation).to_be_in_viewport()
     links = navigation.get_by_role("link")
@@ -98,17 +99,14 @@ def test_a_phone_sized_screen_shows_the_navigation(browser: Browser, server: Liv
     navigation.get_by_role("link", name="Sources").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Sources")
     assert_page_ok(page, watcher)
-    # Nothing is wider than the screen.
-    width = page.evaluate("document.documentElement.scrollWidth")
-    assert width <= 375, width
+    assert_fits_the_screen(page)
     page.context.close()
 
 
 def test_the_keyboard_reaches_the_forms(
     browser: Browser, server: LiveServer, tmp_path: Path
 ) -> None:
-    page, watcher = watched_page(browser)
-    sign_in(page, watcher, server)
+    page, watcher = signed_in_page(browser, server)
     page.goto(server.url + "/sources")
     page.keyboard.press("Tab")
     expect(page.get_by_role("link", name="Skip to content")).to_be_focused()

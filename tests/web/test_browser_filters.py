@@ -11,18 +11,16 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, expect
 
-from tests.support.browser import assert_page_ok, sign_in, track, watched_page
+from tests.support.browser import WEB_SOURCE, assert_page_ok, signed_in_page, track
 from tests.support.live import ADMIN_TOKEN, LiveServer
 from tests.support.receiver import Receiver
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.live  # starts a headwater server process
 
-CONFIG = """workspace: test
-sources:
-  - name: web
-    write_key: WK_web
-destinations:
+CONFIG = (
+    WEB_SOURCE
+    + """destinations:
   - name: hook
     type: webhook
     source: web
@@ -31,6 +29,7 @@ destinations:
     type: webhook-actions
     source: web
 """
+)
 
 
 def in_debugger(server: LiveServer, count: int) -> bool:
@@ -47,8 +46,7 @@ def test_a_filter_previewed_live_on_recent_events(browser: Browser, server: Live
         track(server, event)
     wait_for(lambda: in_debugger(server, 3), 30, "the events in the debugger")
 
-    page, watcher = watched_page(browser)
-    sign_in(page, watcher, server)
+    page, watcher = signed_in_page(browser, server)
     page.goto(server.url + "/destinations/hook/filters")
     expect(page.get_by_role("heading", level=1)).to_have_text("hook")
     expect(page.get_by_text("No filters")).to_be_visible()
@@ -85,8 +83,7 @@ def test_a_filter_previewed_live_on_recent_events(browser: Browser, server: Live
 def test_a_mapping_set_up_with_the_builder_and_tested(
     browser: Browser, server: LiveServer, receiver: Receiver
 ) -> None:
-    page, watcher = watched_page(browser)
-    sign_in(page, watcher, server)
+    page, watcher = signed_in_page(browser, server)
     page.goto(server.url + "/destinations/orders/mappings")
     expect(page.get_by_text("No mappings yet")).to_be_visible()
     assert_page_ok(page, watcher)

@@ -21,7 +21,12 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Page, Route, expect
 
-from tests.support.browser import assert_page_ok, sign_in, watched_page
+from tests.support.browser import (
+    assert_fits_the_screen,
+    assert_page_ok,
+    open_area,
+    signed_in_page,
+)
 from tests.support.live import LiveServer
 from tests.support.receiver import Receiver
 
@@ -93,17 +98,13 @@ def test_a_newcomers_first_ten_minutes(
     if not (BUNDLES / "standalone.js").is_file():
         pytest.skip("analytics.js is not installed: npm ci --prefix tests/oracle")
     site_url, site_root = website
-    page, watcher = watched_page(browser)
+    # Sign in with the admin token printed at the first start.
+    page, watcher = signed_in_page(browser, server)
     page.context.route("https://cdn.segment.com/analytics.js/**", _bundle)
     page.context.route(f"{server.url}/analytics-next/bundles/**", _bundle)
 
-    # Sign in with the admin token printed at the first start.
-    sign_in(page, watcher, server)
-
     # Add a source and copy its snippet.
-    page.get_by_role("navigation", name="Main").get_by_role("link", name="Sources").click()
-    _heading(page, "Sources")
-    assert_page_ok(page, watcher)
+    open_area(page, watcher, "Sources")
     page.get_by_label("Name").fill("My Website")
     page.get_by_role("button", name="Add source").click()
     _heading(page, "My Website")
@@ -132,9 +133,7 @@ def test_a_newcomers_first_ten_minutes(
     expect(arrived).to_be_visible(timeout=20_000)
 
     # Connect a webhook from the catalog.
-    page.get_by_role("navigation", name="Main").get_by_role("link", name="Destinations").click()
-    _heading(page, "Destinations")
-    assert_page_ok(page, watcher)
+    open_area(page, watcher, "Destinations")
     page.get_by_role("link", name="Add a destination from the catalog").click()
     _heading(page, "Destination catalog")
     assert_page_ok(page, watcher)
@@ -172,7 +171,7 @@ def test_a_newcomers_first_ten_minutes(
     page.set_viewport_size({"width": 375, "height": 740})
     for path in (destination_url + "/delivery", destination_url):
         page.goto(path)
-        assert page.evaluate("document.documentElement.scrollWidth") <= 375, path
+        assert_fits_the_screen(page, path)
     assert_page_ok(page, watcher)
     site.close()
     page.context.close()

@@ -9,16 +9,18 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import Browser, expect
 
-from tests.support.browser import assert_page_ok, sign_in, watched_page
+from tests.support.browser import (
+    WEB_SOURCE,
+    assert_fits_the_screen,
+    assert_page_ok,
+    open_area,
+    signed_in_page,
+)
 from tests.support.live import LiveServer
 
 pytestmark = pytest.mark.live  # starts a headwater server process
 
-CONFIG = """workspace: test
-sources:
-  - name: web
-    write_key: WK_web
-"""
+CONFIG = WEB_SOURCE
 CODE = """async function onTrack(event, settings) {
 console.log('enriching', event.event)
 event.properties.enriched = true
@@ -27,12 +29,8 @@ return event
 
 
 def test_a_function_from_creation_to_a_test_run(browser: Browser, server: LiveServer) -> None:
-    page, watcher = watched_page(browser)
-    sign_in(page, watcher, server)
-
-    page.get_by_role("navigation", name="Main").get_by_role("link", name="Functions").click()
-    expect(page.get_by_role("heading", level=1)).to_have_text("Functions")
-    assert_page_ok(page, watcher)
+    page, watcher = signed_in_page(browser, server)
+    open_area(page, watcher, "Functions")
 
     page.get_by_label("Name").fill("enrich")
     page.get_by_label("Type").select_option("insert")
@@ -77,11 +75,9 @@ def test_a_function_from_creation_to_a_test_run(browser: Browser, server: LiveSe
     page.context.close()
 
     # On a phone the editor and its test runner fit the screen.
-    phone, watcher = watched_page(browser, width=375, height=740)
-    sign_in(phone, watcher, server)
+    phone, watcher = signed_in_page(browser, server, width=375, height=740)
     phone.goto(function_url)
     expect(phone.get_by_role("button", name="Run test")).to_be_visible()
     assert_page_ok(phone, watcher)
-    width = phone.evaluate("document.documentElement.scrollWidth")
-    assert width <= 375, width
+    assert_fits_the_screen(phone)
     phone.context.close()

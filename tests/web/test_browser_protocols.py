@@ -13,19 +13,25 @@ import time
 import pytest
 from playwright.sync_api import Browser, expect
 
-from tests.support.browser import assert_page_ok, sign_in, track, watched_page
+from tests.support.browser import (
+    WEB_SOURCE,
+    assert_fits_the_screen,
+    assert_page_ok,
+    open_area,
+    signed_in_page,
+    track,
+)
 from tests.support.live import LiveServer
 
 pytestmark = pytest.mark.live  # starts a headwater server process
 
-CONFIG = """workspace: test
-sources:
-  - name: web
-    write_key: WK_web
-warehouses:
+CONFIG = (
+    WEB_SOURCE
+    + """warehouses:
   - name: default
     type: duckdb
 """
+)
 RULE = {
     "$schema": "http://json-schema.org/draft-07/schema#",
     "type": "object",
@@ -41,11 +47,8 @@ RULE = {
 
 
 def test_sync_now_shows_the_run_in_the_history(browser: Browser, server: LiveServer) -> None:
-    page, watcher = watched_page(browser)
-    sign_in(page, watcher, server)
-    page.get_by_role("navigation", name="Main").get_by_role("link", name="Warehouses").click()
-    expect(page.get_by_role("heading", level=1)).to_have_text("Warehouses")
-    assert_page_ok(page, watcher)
+    page, watcher = signed_in_page(browser, server)
+    open_area(page, watcher, "Warehouses")
     page.get_by_role("link", name="default").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("default")
     assert_page_ok(page, watcher)
@@ -65,11 +68,8 @@ def test_sync_now_shows_the_run_in_the_history(browser: Browser, server: LiveSer
 def test_a_rule_broken_by_an_event_shows_as_a_violation(
     browser: Browser, server: LiveServer
 ) -> None:
-    page, watcher = watched_page(browser)
-    sign_in(page, watcher, server)
-    page.get_by_role("navigation", name="Main").get_by_role("link", name="Protocols").click()
-    expect(page.get_by_role("heading", level=1)).to_have_text("Protocols")
-    assert_page_ok(page, watcher)
+    page, watcher = signed_in_page(browser, server)
+    open_area(page, watcher, "Protocols")
 
     page.get_by_label("Name").fill("Ecommerce")
     page.get_by_role("button", name="Create tracking plan").click()
@@ -119,9 +119,9 @@ def test_a_rule_broken_by_an_event_shows_as_a_violation(
     for link in ("Violations", "Tracking plans"):
         page.get_by_role("navigation", name="Protocols").get_by_role("link", name=link).click()
         assert_page_ok(page, watcher)
-        assert page.evaluate("document.documentElement.scrollWidth") <= 375
+        assert_fits_the_screen(page, link)
     page.get_by_role("link", name="Ecommerce").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Ecommerce")
-    assert page.evaluate("document.documentElement.scrollWidth") <= 375
+    assert_fits_the_screen(page)
     assert_page_ok(page, watcher)
     page.context.close()

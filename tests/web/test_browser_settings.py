@@ -9,23 +9,24 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import Browser, expect
 
-from tests.support.browser import assert_page_ok, sign_in, watched_page
+from tests.support.browser import (
+    WEB_SOURCE,
+    assert_fits_the_screen,
+    assert_page_ok,
+    signed_in_page,
+    watched_page,
+)
 from tests.support.live import LiveServer
 
 pytestmark = pytest.mark.live  # starts a headwater server process
 
-CONFIG = """workspace: test
-sources:
-  - name: web
-    write_key: WK_web
-"""
+CONFIG = WEB_SOURCE
 
 
 def test_an_invited_member_joins_with_the_role_they_were_given(
     browser: Browser, server: LiveServer
 ) -> None:
-    owner, watcher = watched_page(browser)
-    sign_in(owner, watcher, server)
+    owner, watcher = signed_in_page(browser, server)
 
     owner.get_by_role("navigation", name="Main").get_by_role("link", name="Settings").click()
     expect(owner.get_by_role("heading", level=2, name="Invite a team member")).to_be_visible()
@@ -77,8 +78,7 @@ def test_an_invited_member_joins_with_the_role_they_were_given(
         link = owner.get_by_role("navigation", name="Settings").get_by_role("link", name=tab)
         link.click()
         expect(link).to_have_attribute("aria-current", "page")
-        width = owner.evaluate("document.documentElement.scrollWidth")
-        assert width <= 375, (tab, width)
+        assert_fits_the_screen(owner, tab)
         assert_page_ok(owner, watcher)
     member.context.close()
     owner.context.close()
