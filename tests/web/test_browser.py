@@ -6,77 +6,37 @@ visited loads without a console error or a failed request, and axe-core finds no
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, expect
 
-from tests.support.browser import PageProblems, assert_page_ok, chromium, watched_page
-from tests.support.live import ADMIN_TOKEN, LiveServer
+from tests.support.browser import (
+    WEB_SOURCE,
+    assert_fits_the_screen,
+    assert_page_ok,
+    open_area,
+    signed_in_page,
+    track,
+)
+from tests.support.live import LiveServer
 
 pytestmark = pytest.mark.live  # starts a headwater server process
 
-CONFIG = """workspace: test
-sources:
-  - name: web
-    write_key: WK_web
-destinations:
+CONFIG = (
+    WEB_SOURCE
+    + """destinations:
   - name: hook
     type: webhook
     source: web
     settings: {url: "http://127.0.0.1:9/hook"}
 """
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    root = tmp_path_factory.mktemp("browser")
-    config = root / "headwater.yaml"
-    config.write_text(CONFIG)
-    live = LiveServer(data_dir=root / "data", config=config, role="single")
-    try:
-        live.start(timeout=120)
-        yield live
-    finally:
-        live.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with chromium() as found:
-        yield found
-
-
-def sign_in(page: Page, watcher: PageProblems, server: LiveServer) -> None:
-    page.goto(server.url + "/")
-    expect(page).to_have_url(server.url + "/login?next=/")
-    assert_page_ok(page, watcher)
-    page.get_by_text("Sign in with a token").click()  # members sign in with email and password
-    page.get_by_label("Admin or API token").fill(ADMIN_TOKEN)
-    page.get_by_role("button", name="Sign in with the token").click()
-    expect(page.get_by_role("heading", level=1)).to_have_text("Home")
-    assert_page_ok(page, watcher)
-
-
-def track(server: LiveServer, write_key: str, event: str) -> None:
-    answer = httpx.post(
-        server.url + "/v1/track",
-        json={"userId": "u-browser", "event": event, "properties": {"plan": "pro"}},
-        auth=(write_key, ""),
-        timeout=10,
-    )
-    assert answer.status_code == 200, answer.text
+)
 
 
 def test_a_source_from_creation_to_live_events(browser: Browser, server: LiveServer) -> None:
-    page, watcher = watched_page(browser)
-    sign_in(page, watcher, server)
-
-    page.get_by_role("navigation", name="Main").get_by_role("link", name="Sources").click()
-    expect(page.get_by_role("heading", level=1)).to_have_text("Sources")
-    assert_page_ok(page, watcher)
+    page, watcher = signed_in_page(browser, server)
+    open_area(page, watcher, "Sources")
 
     # A name the API refuses shows its error by the field; the page still works.
     watcher.expected.append("/sources")
@@ -104,14 +64,14 @@ def test_a_source_from_creation_to_live_events(browser: Browser, server: LiveSer
     expect(page.locator("#events")).to_have_attribute("data-live", "true")
     assert_page_ok(page, watcher)
 
-    track(server, write_key, "Browser Test Event")
+    track(server, "Browser Test Event", write_key=write_key)
     arrived = page.locator("#events .label", has_text="Browser Test Event")
     expect(arrived).to_be_visible(timeout=20_000)
     arrived.click()  # opens the entry's JSON
     expect(page.locator("#events pre").first).to_contain_text('"plan": "pro"')
 
     page.get_by_role("button", name="Pause").click()
-    track(server, write_key, "Held While Paused")
+    track(server, "Held While Paused", write_key=write_key)
     page.wait_for_timeout(1500)  # long enough for the stream to bring it (it polls at 0.2 s)
     held = page.locator("#events .label", has_text="Held While Paused")
     expect(held).to_have_count(0)
@@ -129,8 +89,7 @@ def test_a_source_from_creation_to_live_events(browser: Browser, server: LiveSer
 
 
 def test_a_phone_sized_screen_shows_the_navigation(browser: Browser, server: LiveServer) -> None:
-    page, watcher = watched_page(browser, width=375, height=740)
-    sign_in(page, watcher, server)
+    page, watcher = signed_in_page(browser, server, width=375, height=740)
     navigation = page.get_by_role("navigation", name="Main")
     expect(navigation).to_be_in_viewport()
     links = navigation.get_by_role("link")
@@ -140,17 +99,14 @@ def test_a_phone_sized_screen_shows_the_navigation(browser: Browser, server: Liv
     navigation.get_by_role("link", name="Sources").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Sources")
     assert_page_ok(page, watcher)
-    # Nothing is wider than the screen.
-    width = page.evaluate("document.documentElement.scrollWidth")
-    assert width <= 375, width
+    assert_fits_the_screen(page)
     page.context.close()
 
 
 def test_the_keyboard_reaches_the_forms(
     browser: Browser, server: LiveServer, tmp_path: Path
 ) -> None:
-    page, watcher = watched_page(browser)
-    sign_in(page, watcher, server)
+    page, watcher = signed_in_page(browser, server)
     page.goto(server.url + "/sources")
     page.keyboard.press("Tab")
     expect(page.get_by_role("link", name="Skip to content")).to_be_focused()

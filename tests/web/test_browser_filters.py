@@ -7,25 +7,20 @@ console error or a failed request, and axe-core finds nothing serious."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import httpx
 import pytest
 from playwright.sync_api import Browser, expect
 
-from tests.support.browser import assert_page_ok, chromium, watched_page
+from tests.support.browser import WEB_SOURCE, assert_page_ok, signed_in_page, track
 from tests.support.live import ADMIN_TOKEN, LiveServer
 from tests.support.receiver import Receiver
 from tests.support.waiting import wait_for
-from tests.web.test_browser import sign_in, track
 
 pytestmark = pytest.mark.live  # starts a headwater server process
 
-CONFIG = """workspace: test
-sources:
-  - name: web
-    write_key: WK_web
-destinations:
+CONFIG = (
+    WEB_SOURCE
+    + """destinations:
   - name: hook
     type: webhook
     source: web
@@ -34,25 +29,7 @@ destinations:
     type: webhook-actions
     source: web
 """
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    root = tmp_path_factory.mktemp("browser-filters")
-    config = root / "headwater.yaml"
-    config.write_text(CONFIG)
-    live = LiveServer(data_dir=root / "data", config=config, role="single")
-    try:
-        live.start(timeout=120)
-        yield live
-    finally:
-        live.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with chromium() as found:
-        yield found
+)
 
 
 def in_debugger(server: LiveServer, count: int) -> bool:
@@ -66,11 +43,10 @@ def in_debugger(server: LiveServer, count: int) -> bool:
 
 def test_a_filter_previewed_live_on_recent_events(browser: Browser, server: LiveServer) -> None:
     for event in ("Order Completed", "Page Scrolled", "Page Scrolled"):
-        track(server, "WK_web", event)
+        track(server, event)
     wait_for(lambda: in_debugger(server, 3), 30, "the events in the debugger")
 
-    page, watcher = watched_page(browser)
-    sign_in(page, watcher, server)
+    page, watcher = signed_in_page(browser, server)
     page.goto(server.url + "/destinations/hook/filters")
     expect(page.get_by_role("heading", level=1)).to_have_text("hook")
     expect(page.get_by_text("No filters")).to_be_visible()
@@ -107,8 +83,7 @@ def test_a_filter_previewed_live_on_recent_events(browser: Browser, server: Live
 def test_a_mapping_set_up_with_the_builder_and_tested(
     browser: Browser, server: LiveServer, receiver: Receiver
 ) -> None:
-    page, watcher = watched_page(browser)
-    sign_in(page, watcher, server)
+    page, watcher = signed_in_page(browser, server)
     page.goto(server.url + "/destinations/orders/mappings")
     expect(page.get_by_text("No mappings yet")).to_be_visible()
     assert_page_ok(page, watcher)

@@ -21,8 +21,13 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Page, Route, expect
 
-from tests.support.browser import assert_page_ok, chromium, watched_page
-from tests.support.live import ADMIN_TOKEN, LiveServer
+from tests.support.browser import (
+    assert_fits_the_screen,
+    assert_page_ok,
+    open_area,
+    signed_in_page,
+)
+from tests.support.live import LiveServer
 from tests.support.receiver import Receiver
 
 pytestmark = pytest.mark.live  # starts a headwater server process
@@ -37,25 +42,6 @@ BUNDLES = (
     / "umd"
 )
 CONFIG = "workspace: newcomer\n"
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    root = tmp_path_factory.mktemp("first-ten-minutes")
-    config = root / "headwater.yaml"
-    config.write_text(CONFIG)
-    live = LiveServer(data_dir=root / "data", config=config, role="single")
-    try:
-        live.start(timeout=120)
-        yield live
-    finally:
-        live.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with chromium() as found:
-        yield found
 
 
 @pytest.fixture
@@ -112,23 +98,13 @@ def test_a_newcomers_first_ten_minutes(
     if not (BUNDLES / "standalone.js").is_file():
         pytest.skip("analytics.js is not installed: npm ci --prefix tests/oracle")
     site_url, site_root = website
-    page, watcher = watched_page(browser)
+    # Sign in with the admin token printed at the first start.
+    page, watcher = signed_in_page(browser, server)
     page.context.route("https://cdn.segment.com/analytics.js/**", _bundle)
     page.context.route(f"{server.url}/analytics-next/bundles/**", _bundle)
 
-    # Sign in with the admin token printed at the first start.
-    page.goto(server.url + "/")
-    assert_page_ok(page, watcher)
-    page.get_by_text("Sign in with a token").click()
-    page.get_by_label("Admin or API token").fill(ADMIN_TOKEN)
-    page.get_by_role("button", name="Sign in with the token").click()
-    _heading(page, "Home")
-    assert_page_ok(page, watcher)
-
     # Add a source and copy its snippet.
-    page.get_by_role("navigation", name="Main").get_by_role("link", name="Sources").click()
-    _heading(page, "Sources")
-    assert_page_ok(page, watcher)
+    open_area(page, watcher, "Sources")
     page.get_by_label("Name").fill("My Website")
     page.get_by_role("button", name="Add source").click()
     _heading(page, "My Website")
@@ -157,9 +133,7 @@ def test_a_newcomers_first_ten_minutes(
     expect(arrived).to_be_visible(timeout=20_000)
 
     # Connect a webhook from the catalog.
-    page.get_by_role("navigation", name="Main").get_by_role("link", name="Destinations").click()
-    _heading(page, "Destinations")
-    assert_page_ok(page, watcher)
+    open_area(page, watcher, "Destinations")
     page.get_by_role("link", name="Add a destination from the catalog").click()
     _heading(page, "Destination catalog")
     assert_page_ok(page, watcher)
@@ -197,7 +171,7 @@ def test_a_newcomers_first_ten_minutes(
     page.set_viewport_size({"width": 375, "height": 740})
     for path in (destination_url + "/delivery", destination_url):
         page.goto(path)
-        assert page.evaluate("document.documentElement.scrollWidth") <= 375, path
+        assert_fits_the_screen(page, path)
     assert_page_ok(page, watcher)
     site.close()
     page.context.close()

@@ -6,22 +6,21 @@ serious."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from playwright.sync_api import Browser, expect
 
-from tests.support.browser import assert_page_ok, chromium, watched_page
+from tests.support.browser import (
+    WEB_SOURCE,
+    assert_fits_the_screen,
+    assert_page_ok,
+    open_area,
+    signed_in_page,
+)
 from tests.support.live import LiveServer
-from tests.web.test_browser import sign_in
 
 pytestmark = pytest.mark.live  # starts a headwater server process
 
-CONFIG = """workspace: test
-sources:
-  - name: web
-    write_key: WK_web
-"""
+CONFIG = WEB_SOURCE
 CODE = """async function onTrack(event, settings) {
 console.log('enriching', event.event)
 event.properties.enriched = true
@@ -29,32 +28,9 @@ return event
 }"""
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    root = tmp_path_factory.mktemp("browser-functions")
-    config = root / "headwater.yaml"
-    config.write_text(CONFIG)
-    live = LiveServer(data_dir=root / "data", config=config, role="single")
-    try:
-        live.start(timeout=120)
-        yield live
-    finally:
-        live.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with chromium() as found:
-        yield found
-
-
 def test_a_function_from_creation_to_a_test_run(browser: Browser, server: LiveServer) -> None:
-    page, watcher = watched_page(browser)
-    sign_in(page, watcher, server)
-
-    page.get_by_role("navigation", name="Main").get_by_role("link", name="Functions").click()
-    expect(page.get_by_role("heading", level=1)).to_have_text("Functions")
-    assert_page_ok(page, watcher)
+    page, watcher = signed_in_page(browser, server)
+    open_area(page, watcher, "Functions")
 
     page.get_by_label("Name").fill("enrich")
     page.get_by_label("Type").select_option("insert")
@@ -99,11 +75,9 @@ def test_a_function_from_creation_to_a_test_run(browser: Browser, server: LiveSe
     page.context.close()
 
     # On a phone the editor and its test runner fit the screen.
-    phone, watcher = watched_page(browser, width=375, height=740)
-    sign_in(phone, watcher, server)
+    phone, watcher = signed_in_page(browser, server, width=375, height=740)
     phone.goto(function_url)
     expect(phone.get_by_role("button", name="Run test")).to_be_visible()
     assert_page_ok(phone, watcher)
-    width = phone.evaluate("document.documentElement.scrollWidth")
-    assert width <= 375, width
+    assert_fits_the_screen(phone)
     phone.context.close()

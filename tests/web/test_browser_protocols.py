@@ -9,25 +9,29 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 
-import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, expect
 
-from tests.support.browser import PageProblems, assert_page_ok, chromium, watched_page
-from tests.support.live import ADMIN_TOKEN, LiveServer
+from tests.support.browser import (
+    WEB_SOURCE,
+    assert_fits_the_screen,
+    assert_page_ok,
+    open_area,
+    signed_in_page,
+    track,
+)
+from tests.support.live import LiveServer
 
 pytestmark = pytest.mark.live  # starts a headwater server process
 
-CONFIG = """workspace: test
-sources:
-  - name: web
-    write_key: WK_web
-warehouses:
+CONFIG = (
+    WEB_SOURCE
+    + """warehouses:
   - name: default
     type: duckdb
 """
+)
 RULE = {
     "$schema": "http://json-schema.org/draft-07/schema#",
     "type": "object",
@@ -42,50 +46,9 @@ RULE = {
 }
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    root = tmp_path_factory.mktemp("browser-protocols")
-    config = root / "headwater.yaml"
-    config.write_text(CONFIG)
-    live = LiveServer(data_dir=root / "data", config=config, role="single")
-    try:
-        live.start(timeout=120)
-        yield live
-    finally:
-        live.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with chromium() as found:
-        yield found
-
-
-def sign_in(page: Page, watcher: PageProblems, server: LiveServer) -> None:
-    page.goto(server.url + "/login")
-    page.get_by_text("Sign in with a token").click()
-    page.get_by_label("Admin or API token").fill(ADMIN_TOKEN)
-    page.get_by_role("button", name="Sign in with the token").click()
-    expect(page.get_by_role("heading", level=1)).to_have_text("Home")
-    assert_page_ok(page, watcher)
-
-
-def track(server: LiveServer, properties: dict[str, object]) -> None:
-    answer = httpx.post(
-        server.url + "/v1/track",
-        json={"userId": "u-browser", "event": "Order Completed", "properties": properties},
-        auth=("WK_web", ""),
-        timeout=10,
-    )
-    assert answer.status_code == 200, answer.text
-
-
 def test_sync_now_shows_the_run_in_the_history(browser: Browser, server: LiveServer) -> None:
-    page, watcher = watched_page(browser)
-    sign_in(page, watcher, server)
-    page.get_by_role("navigation", name="Main").get_by_role("link", name="Warehouses").click()
-    expect(page.get_by_role("heading", level=1)).to_have_text("Warehouses")
-    assert_page_ok(page, watcher)
+    page, watcher = signed_in_page(browser, server)
+    open_area(page, watcher, "Warehouses")
     page.get_by_role("link", name="default").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("default")
     assert_page_ok(page, watcher)
@@ -105,11 +68,8 @@ def test_sync_now_shows_the_run_in_the_history(browser: Browser, server: LiveSer
 def test_a_rule_broken_by_an_event_shows_as_a_violation(
     browser: Browser, server: LiveServer
 ) -> None:
-    page, watcher = watched_page(browser)
-    sign_in(page, watcher, server)
-    page.get_by_role("navigation", name="Main").get_by_role("link", name="Protocols").click()
-    expect(page.get_by_role("heading", level=1)).to_have_text("Protocols")
-    assert_page_ok(page, watcher)
+    page, watcher = signed_in_page(browser, server)
+    open_area(page, watcher, "Protocols")
 
     page.get_by_label("Name").fill("Ecommerce")
     page.get_by_role("button", name="Create tracking plan").click()
@@ -145,7 +105,7 @@ def test_a_rule_broken_by_an_event_shows_as_a_violation(
     found = page.get_by_role("cell", name="properties.order_id", exact=True)
     deadline = time.monotonic() + 60
     while found.count() == 0 and time.monotonic() < deadline:
-        track(server, {"total": 10})
+        track(server, "Order Completed", {"total": 10})
         page.wait_for_timeout(1500)
         page.reload()
     expect(found).to_be_visible()
@@ -159,9 +119,9 @@ def test_a_rule_broken_by_an_event_shows_as_a_violation(
     for link in ("Violations", "Tracking plans"):
         page.get_by_role("navigation", name="Protocols").get_by_role("link", name=link).click()
         assert_page_ok(page, watcher)
-        assert page.evaluate("document.documentElement.scrollWidth") <= 375
+        assert_fits_the_screen(page, link)
     page.get_by_role("link", name="Ecommerce").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Ecommerce")
-    assert page.evaluate("document.documentElement.scrollWidth") <= 375
+    assert_fits_the_screen(page)
     assert_page_ok(page, watcher)
     page.context.close()

@@ -6,52 +6,27 @@ error or a failed request (but the expected 403), and axe-core finds nothing ser
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from playwright.sync_api import Browser, expect
 
-from tests.support.browser import assert_page_ok, chromium, watched_page
-from tests.support.live import ADMIN_TOKEN, LiveServer
+from tests.support.browser import (
+    WEB_SOURCE,
+    assert_fits_the_screen,
+    assert_page_ok,
+    signed_in_page,
+    watched_page,
+)
+from tests.support.live import LiveServer
 
 pytestmark = pytest.mark.live  # starts a headwater server process
 
-CONFIG = """workspace: test
-sources:
-  - name: web
-    write_key: WK_web
-"""
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    root = tmp_path_factory.mktemp("browser-settings")
-    config = root / "headwater.yaml"
-    config.write_text(CONFIG)
-    live = LiveServer(data_dir=root / "data", config=config, role="single")
-    try:
-        live.start(timeout=120)
-        yield live
-    finally:
-        live.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with chromium() as found:
-        yield found
+CONFIG = WEB_SOURCE
 
 
 def test_an_invited_member_joins_with_the_role_they_were_given(
     browser: Browser, server: LiveServer
 ) -> None:
-    owner, watcher = watched_page(browser)
-    owner.goto(server.url + "/login")
-    owner.get_by_text("Sign in with a token").click()
-    owner.get_by_label("Admin or API token").fill(ADMIN_TOKEN)
-    owner.get_by_role("button", name="Sign in with the token").click()
-    expect(owner.get_by_role("heading", level=1)).to_have_text("Home")
-    assert_page_ok(owner, watcher)
+    owner, watcher = signed_in_page(browser, server)
 
     owner.get_by_role("navigation", name="Main").get_by_role("link", name="Settings").click()
     expect(owner.get_by_role("heading", level=2, name="Invite a team member")).to_be_visible()
@@ -103,8 +78,7 @@ def test_an_invited_member_joins_with_the_role_they_were_given(
         link = owner.get_by_role("navigation", name="Settings").get_by_role("link", name=tab)
         link.click()
         expect(link).to_have_attribute("aria-current", "page")
-        width = owner.evaluate("document.documentElement.scrollWidth")
-        assert width <= 375, (tab, width)
+        assert_fits_the_screen(owner, tab)
         assert_page_ok(owner, watcher)
     member.context.close()
     owner.context.close()
