@@ -6,13 +6,12 @@ finds nothing serious."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 
 import httpx
 import pytest
 from playwright.sync_api import Browser, expect
 
-from tests.support.browser import assert_page_ok, chromium, watched_page
+from tests.support.browser import assert_page_ok, open_area, signed_in_page
 from tests.support.live import ADMIN_TOKEN, LiveServer
 
 pytestmark = pytest.mark.live  # starts a headwater server process
@@ -40,33 +39,9 @@ JOURNEY = {
 }
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    root = tmp_path_factory.mktemp("browser-engage")
-    config = root / "headwater.yaml"
-    config.write_text(CONFIG)
-    live = LiveServer(data_dir=root / "data", config=config, role="single")
-    try:
-        live.start(timeout=120)
-        yield live
-    finally:
-        live.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with chromium() as found:
-        yield found
-
-
 def test_an_audience_built_previewed_and_created(browser: Browser, server: LiveServer) -> None:
-    page, watcher = watched_page(browser)
-    page.goto(server.url + "/login?next=/engage")
-    page.get_by_text("Sign in with a token").click()
-    page.get_by_label("Admin or API token").fill(ADMIN_TOKEN)
-    page.get_by_role("button", name="Sign in with the token").click()
-    expect(page.get_by_role("heading", level=1)).to_have_text("Engage")
-    assert_page_ok(page, watcher)
+    page, watcher = signed_in_page(browser, server)
+    open_area(page, watcher, "Engage")
     page.get_by_role("link", name="main").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("main")
     assert_page_ok(page, watcher)

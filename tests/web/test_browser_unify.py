@@ -6,14 +6,13 @@ and axe-core finds nothing serious."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, expect
 
-from tests.support.browser import PageProblems, assert_page_ok, chromium, watched_page
-from tests.support.live import ADMIN_TOKEN, LiveServer
+from tests.support.browser import assert_page_ok, open_area, signed_in_page
+from tests.support.live import LiveServer
 
 pytestmark = pytest.mark.live  # starts a headwater server process
 
@@ -25,34 +24,6 @@ spaces:
   - name: main
     sources: [web]
 """
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    root = tmp_path_factory.mktemp("browser-unify")
-    config = root / "headwater.yaml"
-    config.write_text(CONFIG)
-    live = LiveServer(data_dir=root / "data", config=config, role="single")
-    try:
-        live.start(timeout=120)
-        yield live
-    finally:
-        live.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with chromium() as found:
-        yield found
-
-
-def sign_in(page: Page, watcher: PageProblems, server: LiveServer) -> None:
-    page.goto(server.url + "/login?next=/unify")
-    page.get_by_text("Sign in with a token").click()
-    page.get_by_label("Admin or API token").fill(ADMIN_TOKEN)
-    page.get_by_role("button", name="Sign in with the token").click()
-    expect(page.get_by_role("heading", level=1)).to_have_text("Unify")
-    assert_page_ok(page, watcher)
 
 
 def identify(server: LiveServer, **fields: object) -> None:
@@ -68,8 +39,8 @@ def test_a_profile_found_by_email_shows_its_traits(browser: Browser, server: Liv
         anonymousId="anon-browser",
         traits={"email": "ana@example.com", "name": "Ana Lima"},
     )
-    page, watcher = watched_page(browser)
-    sign_in(page, watcher, server)
+    page, watcher = signed_in_page(browser, server)
+    open_area(page, watcher, "Unify")
     page.get_by_role("link", name="main").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("main")
     assert_page_ok(page, watcher)
