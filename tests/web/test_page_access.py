@@ -111,6 +111,34 @@ def seeded(api: FastAPI) -> Iterator[tuple[dict[str, str], dict[str, str]]]:
                 json={"title": "hook-walk filter", "if": "all", "actions": [{"type": "DROP"}]},
             )
         )["filter"]
+        audience = _made(
+            http.post(
+                f"/api/v1/spaces/{space['id']}/audiences",
+                json={"name": "Buyers", "definition": {"query": "event('Order').count() >= 1"}},
+            )
+        )["audience"]
+        journey = _made(
+            http.post(
+                f"/api/v1/spaces/{space['id']}/journeys",
+                json={
+                    "name": "First Purchase",
+                    "definition": {
+                        "entry": {"audience": "buyers"},
+                        "steps": [{"name": "Wait", "delay": {"days": 1}}],
+                    },
+                },
+            )
+        )["journey"]
+        regulation = _made(
+            http.post(
+                "/api/v1/regulations",
+                json={
+                    "regulationType": "SUPPRESS_ONLY",
+                    "subjectType": "USER_ID",
+                    "subjectIds": ["u-walk"],
+                },
+            )
+        )["regulateId"]
         user = _made(http.post("/api/v1/users", json={"email": "member@example.com"}))["user"]
         group = _made(http.post("/api/v1/groups", json={"name": "walkers"}))["userGroup"]
         _made(http.post("/api/v1/labels", json={"label": {"key": "env", "value": "walk"}}))
@@ -141,6 +169,10 @@ def seeded(api: FastAPI) -> Iterator[tuple[dict[str, str], dict[str, str]]]:
             "filter": walk_filter["id"],
             "mapping": "no-such-mapping",  # hook-walk has none (not an Actions destination)
             "type": "webhook",  # a catalog entry
+            "audience": audience["id"],
+            "journey": journey["id"],
+            "regulation": regulation,
+            "profile": "use_no_such_profile",  # a reader gets the page's 404
             "user": user["id"],
             "group": group["id"],
             "invite": invite["id"],
