@@ -25,7 +25,7 @@ from headwater.web.sessions import Session
 from headwater.web.settings_form import fields_of, posted_values, settings_from_form
 
 if TYPE_CHECKING:
-    from headwater.web.app import Endpoint, Page, WebApp
+    from headwater.web.app import WebApp
 
 REDACTED = "[redacted]"
 DELIVERY_RANGES = (1, 6, 24, 72, 168)  # hours Event Delivery can show
@@ -65,22 +65,20 @@ class DestinationPages:
         self.api = web.api
 
     def routes(self) -> list[Route]:
-        def page(handler: Page) -> Endpoint:
-            return self.web.signed_in(handler, "sources")
-
-        return [
-            Route("/destinations", page(self.list_page), methods=["GET"]),
-            Route("/destinations/catalog", page(self.catalog_page), methods=["GET"]),
-            Route("/destinations/catalog/{type}", page(self.add_page), methods=["GET"]),
-            Route("/destinations/catalog/{type}", page(self.create), methods=["POST"]),
-            Route("/destinations/{destination}", page(self.destination_page), methods=["GET"]),
-            Route("/destinations/{destination}", page(self.update), methods=["POST"]),
-            Route("/destinations/{destination}/enabled", page(self.enable), methods=["POST"]),
-            Route(
-                "/destinations/{destination}/delivery", page(self.delivery_page), methods=["GET"]
-            ),
-            Route("/destinations/{destination}/replay", page(self.replay), methods=["POST"]),
-        ]
+        return self.web.page_routes(
+            "sources",
+            [
+                ("GET", "/destinations", self.list_page),
+                ("GET", "/destinations/catalog", self.catalog_page),
+                ("GET", "/destinations/catalog/{type}", self.add_page),
+                ("POST", "/destinations/catalog/{type}", self.create),
+                ("GET", "/destinations/{destination}", self.destination_page),
+                ("POST", "/destinations/{destination}", self.update),
+                ("POST", "/destinations/{destination}/enabled", self.enable),
+                ("GET", "/destinations/{destination}/delivery", self.delivery_page),
+                ("POST", "/destinations/{destination}/replay", self.replay),
+            ],
+        )
 
     # --- the list ---------------------------------------------------------------------------
 

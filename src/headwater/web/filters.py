@@ -24,7 +24,7 @@ from headwater.web.inprocess import Answer
 from headwater.web.sessions import Session
 
 if TYPE_CHECKING:
-    from headwater.web.app import Endpoint, Page, WebApp
+    from headwater.web.app import WebApp
 
 PREVIEW_EVENTS = 20  # the source's newest debugger events a preview evaluates
 # The editor's action checkboxes in Segment's order (the order the filter applies them).
@@ -44,20 +44,20 @@ class FilterPages:
         self.api = web.api
 
     def routes(self) -> list[Route]:
-        def page(handler: Page) -> Endpoint:
-            return self.web.signed_in(handler, "sources")
-
         base = "/destinations/{destination}/filters"
-        return [
-            Route(base, page(self.list_page), methods=["GET"]),
-            Route(base, page(self.create), methods=["POST"]),
-            Route(base + "/new", page(self.new_page), methods=["GET"]),
-            Route(base + "/preview", page(self.live_preview), methods=["POST"]),
-            Route(base + "/{filter}", page(self.edit_page), methods=["GET"]),
-            Route(base + "/{filter}", page(self.update), methods=["POST"]),
-            Route(base + "/{filter}/enabled", page(self.toggle), methods=["POST"]),
-            Route(base + "/{filter}/delete", page(self.delete), methods=["POST"]),
-        ]
+        return self.web.page_routes(
+            "sources",
+            [
+                ("GET", base, self.list_page),
+                ("POST", base, self.create),
+                ("GET", base + "/new", self.new_page),
+                ("POST", base + "/preview", self.live_preview),
+                ("GET", base + "/{filter}", self.edit_page),
+                ("POST", base + "/{filter}", self.update),
+                ("POST", base + "/{filter}/enabled", self.toggle),
+                ("POST", base + "/{filter}/delete", self.delete),
+            ],
+        )
 
     # --- the list ----------------------------------------------------------------------------
 

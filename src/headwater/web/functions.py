@@ -22,7 +22,7 @@ from headwater.web.inprocess import Answer
 from headwater.web.sessions import Session
 
 if TYPE_CHECKING:
-    from headwater.web.app import Endpoint, Page, WebApp
+    from headwater.web.app import WebApp
 
 KIND_NAMES = {
     "source": "Source function",
@@ -83,28 +83,20 @@ class FunctionPages:
         self.api = web.api
 
     def routes(self) -> list[Route]:
-        def page(handler: Page) -> Endpoint:
-            return self.web.signed_in(handler, "functions")
-
-        return [
-            Route("/functions", page(self.list_page), methods=["GET"]),
-            Route("/functions", page(self.create), methods=["POST"]),
-            Route("/functions/{function}", page(self.function_page), methods=["GET"]),
-            Route("/functions/{function}", page(self.save), methods=["POST"]),
-            Route("/functions/{function}/delete", page(self.delete), methods=["POST"]),
-            Route("/functions/{function}/versions", page(self.versions_page), methods=["GET"]),
-            Route(
-                "/functions/{function}/versions/{version}",
-                page(self.version_page),
-                methods=["GET"],
-            ),
-            Route(
-                "/functions/{function}/versions/{version}/restore",
-                page(self.restore),
-                methods=["POST"],
-            ),
-            Route("/functions/{function}/logs", page(self.logs_page), methods=["GET"]),
-        ]
+        return self.web.page_routes(
+            "functions",
+            [
+                ("GET", "/functions", self.list_page),
+                ("POST", "/functions", self.create),
+                ("GET", "/functions/{function}", self.function_page),
+                ("POST", "/functions/{function}", self.save),
+                ("POST", "/functions/{function}/delete", self.delete),
+                ("GET", "/functions/{function}/versions", self.versions_page),
+                ("GET", "/functions/{function}/versions/{version}", self.version_page),
+                ("POST", "/functions/{function}/versions/{version}/restore", self.restore),
+                ("GET", "/functions/{function}/logs", self.logs_page),
+            ],
+        )
 
     # --- the list, and creating a function --------------------------------------------------
 

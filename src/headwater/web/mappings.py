@@ -24,7 +24,7 @@ from headwater.web.inprocess import Answer
 from headwater.web.sessions import Session
 
 if TYPE_CHECKING:
-    from headwater.web.app import Endpoint, Page, WebApp
+    from headwater.web.app import WebApp
 
 EVENT_TYPES = ("track", "identify", "page", "screen", "group", "alias")
 OPERATORS = {
@@ -75,20 +75,20 @@ class MappingPages:
         self.api = web.api
 
     def routes(self) -> list[Route]:
-        def page(handler: Page) -> Endpoint:
-            return self.web.signed_in(handler, "sources")
-
         base = "/destinations/{destination}/mappings"
-        return [
-            Route(base, page(self.list_page), methods=["GET"]),
-            Route(base, page(self.create), methods=["POST"]),
-            Route(base + "/new", page(self.new_page), methods=["GET"]),
-            Route(base + "/{mapping}", page(self.mapping_page), methods=["GET"]),
-            Route(base + "/{mapping}", page(self.save), methods=["POST"]),
-            Route(base + "/{mapping}/enabled", page(self.toggle), methods=["POST"]),
-            Route(base + "/{mapping}/delete", page(self.delete), methods=["POST"]),
-            Route(base + "/{mapping}/test", page(self.test), methods=["POST"]),
-        ]
+        return self.web.page_routes(
+            "sources",
+            [
+                ("GET", base, self.list_page),
+                ("POST", base, self.create),
+                ("GET", base + "/new", self.new_page),
+                ("GET", base + "/{mapping}", self.mapping_page),
+                ("POST", base + "/{mapping}", self.save),
+                ("POST", base + "/{mapping}/enabled", self.toggle),
+                ("POST", base + "/{mapping}/delete", self.delete),
+                ("POST", base + "/{mapping}/test", self.test),
+            ],
+        )
 
     # --- the list, and adding a mapping -----------------------------------------------------
 

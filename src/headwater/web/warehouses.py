@@ -29,7 +29,7 @@ from headwater.web.settings_form import (
 )
 
 if TYPE_CHECKING:
-    from headwater.web.app import Endpoint, Page, WebApp
+    from headwater.web.app import WebApp
 
 TYPES = tuple(sorted(KINDS))
 SCHEDULES = (1, 2, 3, 4, 6, 8, 12, 24)  # syncs a day: Segment's choices divide the day evenly
@@ -41,16 +41,16 @@ class WarehousePages:
         self.api = web.api
 
     def routes(self) -> list[Route]:
-        def page(handler: Page) -> Endpoint:
-            return self.web.signed_in(handler, "warehouses")
-
-        return [
-            Route("/warehouses", page(self.list_page), methods=["GET"]),
-            Route("/warehouses", page(self.create), methods=["POST"]),
-            Route("/warehouses/{warehouse}", page(self.warehouse_page), methods=["GET"]),
-            Route("/warehouses/{warehouse}/settings", page(self.save_settings), methods=["POST"]),
-            Route("/warehouses/{warehouse}/syncs", page(self.sync_now), methods=["POST"]),
-        ]
+        return self.web.page_routes(
+            "warehouses",
+            [
+                ("GET", "/warehouses", self.list_page),
+                ("POST", "/warehouses", self.create),
+                ("GET", "/warehouses/{warehouse}", self.warehouse_page),
+                ("POST", "/warehouses/{warehouse}/settings", self.save_settings),
+                ("POST", "/warehouses/{warehouse}/syncs", self.sync_now),
+            ],
+        )
 
     # --- the list, and adding a warehouse ---------------------------------------------------
 
