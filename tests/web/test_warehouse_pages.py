@@ -6,7 +6,6 @@ the sync history with rows per table and notices, and 403 for a role without war
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 
 import pytest
 from fastapi import FastAPI
@@ -21,8 +20,8 @@ from headwater.store.workspace import WorkspaceStore
 from headwater.warehouse.store import WarehouseStore
 from headwater.web.app import WebApp
 from tests.support.clock import Clock
+from tests.web.conftest import TOKEN, api_token, csrf_of
 
-TOKEN = "test-admin-token"
 SECRET = "hunter2-very-secret"
 
 
@@ -32,34 +31,6 @@ def api(engine: Engine, clock: Clock) -> FastAPI:
     store.ensure_workspace("acme")
     store.create_source("web")
     return create_api(engine, admin_token_hash=hash_token(TOKEN), clock=clock)
-
-
-@pytest.fixture
-def app(api: FastAPI, engine: Engine, clock: Clock) -> WebApp:
-    store = WorkspaceStore(engine, clock=clock)
-    return WebApp(api, store, admin_token_hash=hash_token(TOKEN), clock=clock)
-
-
-@pytest.fixture
-def web(app: WebApp) -> Iterator[TestClient]:
-    with TestClient(app, follow_redirects=False) as http:
-        assert http.post("/login", data={"token": TOKEN, "next": "/"}).status_code == 303
-        yield http
-
-
-def api_token(api: FastAPI, role_id: str) -> str:
-    with TestClient(api, headers={"Authorization": f"Bearer {TOKEN}"}) as rest:
-        permission = {"roleId": role_id, "resources": [{"type": "WORKSPACE"}]}
-        made = rest.post("/api/v1/tokens", json={"description": "web", "permissions": [permission]})
-        assert made.status_code == 201, made.text
-        token: str = made.json()["data"]["token"]["token"]
-        return token
-
-
-def csrf_of(page: str) -> str:
-    found = re.search(r'name="csrf" value="([^"]+)"', page)
-    assert found is not None
-    return found.group(1)
 
 
 def add_postgres(web: TestClient, name: str = "analytics", **settings: str) -> str:

@@ -20,9 +20,9 @@ from starlette.routing import Route
 
 from headwater.iam.access import Principal
 from headwater.web.charts import Series, stacked_bars
-from headwater.web.inprocess import Answer
+from headwater.web.inprocess import Answer, InProcessAPI
 from headwater.web.sessions import Session
-from headwater.web.settings_form import fields_of, posted_values, settings_from_form
+from headwater.web.settings_form import settings_from_form, shown_fields
 
 if TYPE_CHECKING:
     from headwater.web.app import WebApp
@@ -49,6 +49,27 @@ CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Functions", ("function:",)),
 )
 OTHER = "Other"
+
+
+async def destination_of(api: InProcessAPI, request: Request, principal: Principal) -> Answer:
+    """The destination the page's path names, as the API answers it (a 403 or 404 is the
+    page's): the destination's own pages, its filters and its mappings load it alike."""
+    ref = request.path_params["destination"]
+    return await api.call("GET", f"/api/v1/destinations/{ref}", principal)
+
+
+async def definition_of(
+    api: InProcessAPI, principal: Principal, type_: str
+) -> tuple[Answer, dict[str, Any] | None]:
+    """The catalog's entry for ``type_`` (its settings and actions; None when there is none),
+    and the answer."""
+    # The type as the search: the catalog answers the few entries that mention it, not
+    # all two hundred with their settings and actions.
+    answer = await api.call(
+        "GET", "/api/v1/catalog/destinations", principal, params={"search": type_}
+    )
+    found = next((d for d in answer.data.get("destinations", []) if d["type"] == type_), None)
+    return answer, found
 
 
 def category(definition: dict[str, Any]) -> str:
@@ -135,16 +156,6 @@ class DestinationPages:
             session=session,
         )
 
-    async def _definition(self, principal: Principal, type_: str) -> tuple[Answer, Any]:
-        """The catalog's entry for ``type_`` (None when there is none), and the answer."""
-        # The type as the search: the catalog answers the few entries that mention it, not
-        # all two hundred with their settings and actions.
-        answer = await self.api.call(
-            "GET", "/api/v1/catalog/destinations", principal, params={"search": type_}
-        )
-        found = next((d for d in answer.data.get("destinations", []) if d["type"] == type_), None)
-        return answer, found
-
     # --- adding a destination ---------------------------------------------------------------
 
     async def add_page(self, request: Request, session: Session, principal: Principal) -> Response:
@@ -154,7 +165,7 @@ class DestinationPages:
         form = await self.web.posted_form(request, session)
         if form is None:
             return self.web.forbidden(session)
-        answer, definition = await self._definition(principal, request.path_params["type"])
+        answer, definition = await definition_of(self.api, principal, request.path_params["type"])
         if answer.status != 200:
             return self.web.refused(answer, session)
         if definition is None:
@@ -203,7 +214,7 @@ class DestinationPages:
         errors: dict[str, str] | None = None,
         status: int = 400,
     ) -> Response:
-        answer, definition = await self._definition(principal, request.path_params["type"])
+        answer, definition = await definition_of(self.api, principal, request.path_params["type"])
         if answer.status != 200:
             return self.web.refused(answer, session)
         if definition is None:
@@ -211,10 +222,7 @@ class DestinationPages:
         sources = await self.api.call("GET", "/api/v1/sources", principal)
         if sources.status != 200:
             return self.web.refused(sources, session)
-        values = posted_values(definition["settings"], form) if form is not None else None
-        fields = fields_of(definition["settings"], values)
-        for f in fields:
-            f.error = (errors or {}).get(f.name)
+        fields = shown_fields(definition["settings"], None, form, errors)
         return self.web.render(
             "destination_add.html",
             {
@@ -255,11 +263,11 @@ class DestinationPages:
         form = await self.web.posted_form(request, session)
         if form is None:
             return self.web.forbidden(session)
-        found = await self._destination(request, principal)
+        found = await destination_of(self.api, request, principal)
         if found.status != 200:
             return self.web.refused(found, session)
         destination = found.data["destination"]
-        answer, definition = await self._definition(principal, destination["type"])
+        answer, definition = await definition_of(self.api, principal, destination["type"])
         if answer.status != 200:
             return self.web.refused(answer, session)
         schema = definition["settings"] if definition is not None else {"properties": {}}
@@ -313,11 +321,11 @@ class DestinationPages:
         errors: dict[str, str] | None = None,
         status: int = 400,
     ) -> Response:
-        found = await self._destination(request, principal)
+        found = await destination_of(self.api, request, principal)
         if found.status != 200:
             return self.web.refused(found, session)
         destination = found.data["destination"]
-        answer, definition = await self._definition(principal, destination["type"])
+        answer, definition = await definition_of(self.api, principal, destination["type"])
         if answer.status != 200:
             return self.web.refused(answer, session)
         overview = await self.api.call("GET", "/api/v1/overview", principal, params={"hours": 24})
@@ -332,10 +340,7 @@ class DestinationPages:
         schema = definition["settings"] if definition is not None else {"properties": {}}
         saved: dict[str, Any] = destination["settings"]
         stored = frozenset(k for k, v in saved.items() if v == REDACTED)
-        values = posted_values(schema, form) if form is not None else saved
-        fields = fields_of(schema, values, stored_secrets=stored)
-        for f in fields:
-            f.error = (errors or {}).get(f.name)
+        fields = shown_fields(schema, saved, form, errors, stored_secrets=stored)
         return self.web.render(
             "destination.html",
             {
@@ -352,10 +357,6 @@ class DestinationPages:
             status=200 if error is None else status,
             session=session,
         )
-
-    async def _destination(self, request: Request, principal: Principal) -> Answer:
-        destination = request.path_params["destination"]
-        return await self.api.call("GET", f"/api/v1/destinations/{destination}", principal)
 
     # --- Event Delivery ---------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from headwater.iam.access import Principal
+from headwater.web.destinations import destination_of
 from headwater.web.inprocess import Answer
 from headwater.web.sessions import Session
 
@@ -62,7 +63,7 @@ class FilterPages:
     # --- the list ----------------------------------------------------------------------------
 
     async def list_page(self, request: Request, session: Session, principal: Principal) -> Response:
-        destination = await self._destination(request, principal)
+        destination = await destination_of(self.api, request, principal)
         if destination.status != 200:
             return self.web.refused(destination, session)
         found = destination.data["destination"]
@@ -118,14 +119,14 @@ class FilterPages:
     # --- the editor --------------------------------------------------------------------------
 
     async def new_page(self, request: Request, session: Session, principal: Principal) -> Response:
-        destination = await self._destination(request, principal)
+        destination = await destination_of(self.api, request, principal)
         if destination.status != 200:
             return self.web.refused(destination, session)
         shown = _form_of({"if": "", "actions": [{"type": "DROP"}], "enabled": True})
         return self._editor(session, destination.data["destination"], None, shown)
 
     async def edit_page(self, request: Request, session: Session, principal: Principal) -> Response:
-        destination = await self._destination(request, principal)
+        destination = await destination_of(self.api, request, principal)
         if destination.status != 200:
             return self.web.refused(destination, session)
         found = destination.data["destination"]
@@ -153,7 +154,7 @@ class FilterPages:
         form = await self.web.posted_form(request, session)
         if form is None:
             return self.web.forbidden(session)
-        destination = await self._destination(request, principal)
+        destination = await destination_of(self.api, request, principal)
         if destination.status != 200:
             return self.web.refused(destination, session)
         found = destination.data["destination"]
@@ -226,7 +227,7 @@ class FilterPages:
         form = await self.web.posted_form(request, session)
         if form is None:
             return JSONResponse({"errors": {"form": "The form expired; reload."}}, status_code=403)
-        destination = await self._destination(request, principal)
+        destination = await destination_of(self.api, request, principal)
         if destination.status != 200:
             return JSONResponse(
                 {"errors": {"form": destination.error}}, status_code=destination.form_status
@@ -291,10 +292,6 @@ class FilterPages:
             "count": len(events),
             "dropped": sum(1 for r in rows if r["outcome"] == "dropped"),
         }
-
-    async def _destination(self, request: Request, principal: Principal) -> Answer:
-        ref = request.path_params["destination"]
-        return await self.api.call("GET", f"/api/v1/destinations/{ref}", principal)
 
 
 # --- forms -----------------------------------------------------------------------------------

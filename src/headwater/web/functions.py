@@ -306,16 +306,10 @@ class FunctionPages:
     async def versions_page(
         self, request: Request, session: Session, principal: Principal
     ) -> Response:
-        ref = request.path_params["function"]
-        found = await self.api.call("GET", f"/api/v1/functions/{ref}", principal)
-        if found.status != 200:
-            return self.web.refused(found, session)
-        function = found.data["function"]
-        answer = await self.api.call(
-            "GET", f"/api/v1/functions/{function['id']}/versions", principal
-        )
-        if answer.status != 200:
-            return self.web.refused(answer, session)
+        loaded = await self._part(request, principal, "versions")
+        if isinstance(loaded, Answer):
+            return self.web.refused(loaded, session)
+        function, answer = loaded
         return self.web.render(
             "function_versions.html",
             {
@@ -330,17 +324,11 @@ class FunctionPages:
     async def version_page(
         self, request: Request, session: Session, principal: Principal
     ) -> Response:
-        ref = request.path_params["function"]
-        found = await self.api.call("GET", f"/api/v1/functions/{ref}", principal)
-        if found.status != 200:
-            return self.web.refused(found, session)
-        function = found.data["function"]
         number = request.path_params["version"]
-        answer = await self.api.call(
-            "GET", f"/api/v1/functions/{function['id']}/versions/{number}", principal
-        )
-        if answer.status != 200:
-            return self.web.refused(answer, session)
+        loaded = await self._part(request, principal, f"versions/{number}")
+        if isinstance(loaded, Answer):
+            return self.web.refused(loaded, session)
+        function, answer = loaded
         return self.web.render(
             "function_version.html",
             {
@@ -373,14 +361,10 @@ class FunctionPages:
     # --- logs --------------------------------------------------------------------------------
 
     async def logs_page(self, request: Request, session: Session, principal: Principal) -> Response:
-        ref = request.path_params["function"]
-        found = await self.api.call("GET", f"/api/v1/functions/{ref}", principal)
-        if found.status != 200:
-            return self.web.refused(found, session)
-        function = found.data["function"]
-        answer = await self.api.call("GET", f"/api/v1/functions/{function['id']}/logs", principal)
-        if answer.status != 200:
-            return self.web.refused(answer, session)
+        loaded = await self._part(request, principal, "logs")
+        if isinstance(loaded, Answer):
+            return self.web.refused(loaded, session)
+        function, answer = loaded
         logs = [
             {**entry, "payloadJson": _pretty(entry.get("payload"))} for entry in answer.data["logs"]
         ]
@@ -389,6 +373,19 @@ class FunctionPages:
             {"function": function, "logs": logs, "tab": "logs", "current": "/functions"},
             session=session,
         )
+
+    async def _part(
+        self, request: Request, principal: Principal, part: str
+    ) -> tuple[dict[str, Any], Answer] | Answer:
+        """The function the path names and the API's answer for a part of it (its versions, a
+        version, its logs); or the refusal of either, for the page to show."""
+        ref = request.path_params["function"]
+        found = await self.api.call("GET", f"/api/v1/functions/{ref}", principal)
+        if found.status != 200:
+            return found
+        function: dict[str, Any] = found.data["function"]
+        answer = await self.api.call("GET", f"/api/v1/functions/{function['id']}/{part}", principal)
+        return (function, answer) if answer.status == 200 else answer
 
 
 def _can_edit(principal: Principal, function: dict[str, Any]) -> bool:

@@ -20,6 +20,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from headwater.iam.access import Principal
+from headwater.web.destinations import definition_of, destination_of
 from headwater.web.inprocess import Answer
 from headwater.web.sessions import Session
 
@@ -105,7 +106,7 @@ class MappingPages:
         errors: dict[str, str] | None = None,
         status: int = 200,
     ) -> Response:
-        found = await self._destination(request, principal)
+        found = await destination_of(self.api, request, principal)
         if found.status != 200:
             return self.web.refused(found, session)
         destination = found.data["destination"]
@@ -143,7 +144,7 @@ class MappingPages:
             "name": request.query_params.get("name", "").strip()[:200],
             "action": request.query_params.get("action", ""),
         }
-        found = await self._destination(request, principal)
+        found = await destination_of(self.api, request, principal)
         if found.status != 200:
             return self.web.refused(found, session)
         destination = found.data["destination"]
@@ -172,7 +173,7 @@ class MappingPages:
         form = await self.web.posted_form(request, session)
         if form is None:
             return self.web.forbidden(session)
-        found = await self._destination(request, principal)
+        found = await destination_of(self.api, request, principal)
         if found.status != 200:
             return self.web.refused(found, session)
         destination = found.data["destination"]
@@ -237,6 +238,12 @@ class MappingPages:
         if answer.status != 200:
             return self.web.refused(answer, session)
         return self.web.see_other(f"/destinations/{ref}/mappings?deleted=1")
+
+    async def _definition(
+        self, destination: dict[str, Any], principal: Principal
+    ) -> dict[str, Any] | None:
+        """The destination's catalog entry (its actions and their fields)."""
+        return (await definition_of(self.api, principal, destination["type"]))[1]
 
     # --- one mapping -------------------------------------------------------------------------
 
@@ -388,7 +395,7 @@ class MappingPages:
         self, request: Request, principal: Principal
     ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]] | Answer:
         """The destination, the mapping and its action's definition, or the API's refusal."""
-        found = await self._destination(request, principal)
+        found = await destination_of(self.api, request, principal)
         if found.status != 200:
             return found
         destination = found.data["destination"]
@@ -407,26 +414,6 @@ class MappingPages:
             "fields": {},
         }
         return destination, mapping, action
-
-    async def _destination(self, request: Request, principal: Principal) -> Answer:
-        ref = request.path_params["destination"]
-        return await self.api.call("GET", f"/api/v1/destinations/{ref}", principal)
-
-    async def _definition(
-        self, destination: dict[str, Any], principal: Principal
-    ) -> dict[str, Any] | None:
-        """The destination's catalog entry (its actions and their fields)."""
-        answer = await self.api.call(
-            "GET",
-            "/api/v1/catalog/destinations",
-            principal,
-            params={"search": destination["type"]},
-        )
-        if answer.status != 200:
-            return None
-        return next(
-            (d for d in answer.data["destinations"] if d["type"] == destination["type"]), None
-        )
 
 
 # --- the trigger builder ---------------------------------------------------------------------

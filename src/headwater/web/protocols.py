@@ -495,18 +495,13 @@ class ProtocolPages:
         if form is None:
             return self.web.forbidden(session)
         values = {k: str(v) for k, v in form.items() if k != "csrf"}
-        errors: dict[str, str] = {}
         kind = values.get("event_type", "track")
         event = values.get("event", "").strip()
-        if not values.get("name", "").strip():
-            errors["name"] = "Enter a name."
+        renames, errors = _transformation_form(values, kind)
         if kind not in EVENT_TYPES:
             errors["event_type"] = f"Choose one of {', '.join(EVENT_TYPES)}."
         elif kind == "track" and not event:
             errors["event"] = "Enter the Track event's name."
-        renames, problem = _renames(values.get("renames", ""), kind)
-        if problem:
-            errors["renames"] = problem
         if errors:
             return await self._transformations(
                 session, principal, values=values, errors=errors, status=400
@@ -585,12 +580,7 @@ class ProtocolPages:
         if current.status != 200:
             return self.web.refused(current, session)
         kind = _shown_transformation(current.data["transformation"], {})["eventType"]
-        renames, problem = _renames(values.get("renames", ""), kind)
-        errors: dict[str, str] = {}
-        if not values.get("name", "").strip():
-            errors["name"] = "Enter a name."
-        if problem:
-            errors["renames"] = problem
+        renames, errors = _transformation_form(values, kind)
         if errors:
             return await self._transformation(
                 request, session, principal, values=values, errors=errors, status=400
@@ -728,6 +718,20 @@ def _matcher(kind: str, event: str) -> str:
     if kind == "track":
         return "event='{}'".format(event.replace("\\", "\\\\").replace("'", "\\'"))
     return f"type='{kind}'"
+
+
+def _transformation_form(
+    values: dict[str, str], kind: str
+) -> tuple[list[dict[str, str]], dict[str, str]]:
+    """The renames a transformation form gives, and its errors (name, renames): adding and
+    saving a transformation check them alike."""
+    errors: dict[str, str] = {}
+    if not values.get("name", "").strip():
+        errors["name"] = "Enter a name."
+    renames, problem = _renames(values.get("renames", ""), kind)
+    if problem:
+        errors["renames"] = problem
+    return renames, errors
 
 
 def _renames(text: str, kind: str) -> tuple[list[dict[str, str]], str | None]:

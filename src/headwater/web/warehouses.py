@@ -20,13 +20,7 @@ from starlette.routing import Route
 from headwater.iam.access import Principal
 from headwater.warehouse.settings import KINDS, SECRETS
 from headwater.web.sessions import Session
-from headwater.web.settings_form import (
-    PREFIX,
-    Field,
-    fields_of,
-    posted_values,
-    settings_from_form,
-)
+from headwater.web.settings_form import PREFIX, Field, settings_from_form, shown_fields
 
 if TYPE_CHECKING:
     from headwater.web.app import WebApp
@@ -276,14 +270,9 @@ def warehouse_fields(
 ) -> list[Field]:
     """The settings form's fields: the stored settings (a secret only says it is set), or what
     a refused form posted, each with its error."""
-    schema = settings_schema(kind)
-    secrets = SECRETS.get(kind, frozenset())
-    values = posted_values(schema, form) if form is not None else stored
-    is_set = frozenset(k for k in secrets if stored.get(k) not in (None, ""))
-    fields = fields_of(schema, values, stored_secrets=is_set)
-    for found in fields:
-        found.error = errors.get(found.input_name)
-    return fields
+    is_set = frozenset(k for k in SECRETS.get(kind, ()) if stored.get(k) not in (None, ""))
+    by_setting = {k.removeprefix(PREFIX): v for k, v in errors.items() if k.startswith(PREFIX)}
+    return shown_fields(settings_schema(kind), stored, form, by_setting, stored_secrets=is_set)
 
 
 def connected_sources(warehouse: dict[str, Any], names: dict[str, str]) -> list[str] | None:
