@@ -72,6 +72,20 @@ async def definition_of(
     return answer, found
 
 
+async def delete_part(
+    web: WebApp, request: Request, session: Session, principal: Principal, part: str
+) -> Response:
+    """Delete one of a destination's filters or mappings (``part``), then back to their list:
+    both pages' Delete buttons post here alike."""
+    if await web.posted_form(request, session) is None:
+        return web.forbidden(session)
+    ref, item = request.path_params["destination"], request.path_params[part.removesuffix("s")]
+    answer = await web.api.call("DELETE", f"/api/v1/destinations/{ref}/{part}/{item}", principal)
+    if answer.status != 200:
+        return web.refused(answer, session)
+    return web.see_other(f"/destinations/{ref}/{part}?deleted=1")
+
+
 def category(definition: dict[str, Any]) -> str:
     text = " ".join((definition["type"], definition["name"], definition["description"])).lower()
     for name, words in CATEGORIES:

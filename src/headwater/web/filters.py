@@ -20,7 +20,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from headwater.iam.access import Principal
-from headwater.web.destinations import destination_of
+from headwater.web.destinations import delete_part, destination_of
 from headwater.web.inprocess import Answer
 from headwater.web.sessions import Session
 
@@ -106,15 +106,7 @@ class FilterPages:
         return self.web.see_other(f"/destinations/{answer.data['filter']['destinationId']}/filters")
 
     async def delete(self, request: Request, session: Session, principal: Principal) -> Response:
-        if await self.web.posted_form(request, session) is None:
-            return self.web.forbidden(session)
-        ref, filter_id = request.path_params["destination"], request.path_params["filter"]
-        answer = await self.api.call(
-            "DELETE", f"/api/v1/destinations/{ref}/filters/{filter_id}", principal
-        )
-        if answer.status != 200:
-            return self.web.refused(answer, session)
-        return self.web.see_other(f"/destinations/{ref}/filters?deleted=1")
+        return await delete_part(self.web, request, session, principal, "filters")
 
     # --- the editor --------------------------------------------------------------------------
 

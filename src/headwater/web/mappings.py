@@ -20,7 +20,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from headwater.iam.access import Principal
-from headwater.web.destinations import definition_of, destination_of
+from headwater.web.destinations import definition_of, delete_part, destination_of
 from headwater.web.inprocess import Answer
 from headwater.web.sessions import Session
 
@@ -229,15 +229,7 @@ class MappingPages:
         return self.web.see_other(f"/destinations/{ref}/mappings{back}")
 
     async def delete(self, request: Request, session: Session, principal: Principal) -> Response:
-        if await self.web.posted_form(request, session) is None:
-            return self.web.forbidden(session)
-        ref, mapping_id = request.path_params["destination"], request.path_params["mapping"]
-        answer = await self.api.call(
-            "DELETE", f"/api/v1/destinations/{ref}/mappings/{mapping_id}", principal
-        )
-        if answer.status != 200:
-            return self.web.refused(answer, session)
-        return self.web.see_other(f"/destinations/{ref}/mappings?deleted=1")
+        return await delete_part(self.web, request, session, principal, "mappings")
 
     async def _definition(
         self, destination: dict[str, Any], principal: Principal
