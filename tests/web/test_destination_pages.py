@@ -22,7 +22,8 @@ from headwater.store.counters import CounterKey, CounterStore, minute_of
 from headwater.store.workspace import WorkspaceStore
 from headwater.web.app import WebApp
 from tests.support.clock import Clock
-from tests.web.test_source_pages import add_source, csrf_of
+from tests.web.conftest import csrf_of
+from tests.web.test_source_pages import add_source
 
 TOKEN = "test-admin-token"
 SECRET = "whsec-Very-Secret-4417"

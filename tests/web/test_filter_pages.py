@@ -6,7 +6,6 @@ and the live one's JSON), enabling, deleting, CSRF, and 403 for a role without S
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -20,12 +19,9 @@ from headwater.store.admin_token import hash_token
 from headwater.store.database import write_transaction
 from headwater.store.debugger import append_entries
 from headwater.store.workspace import WorkspaceStore
-from headwater.web.app import WebApp
 from tests.support.clock import Clock
-from tests.web.test_source_pages import csrf_of
+from tests.web.conftest import TOKEN, csrf_of
 from tests.web.test_web_app import api_token
-
-TOKEN = "test-admin-token"
 
 
 @pytest.fixture
@@ -65,16 +61,6 @@ def entry(source_id: str, kind: str, fields: dict[str, Any]) -> dict[str, Any]:
         "reason": None,
         "entry": {"message": {"type": kind, "userId": "u1", **fields}},
     }
-
-
-@pytest.fixture
-def web(api: FastAPI, engine: Engine, clock: Clock) -> Iterator[TestClient]:
-    app = WebApp(
-        api, WorkspaceStore(engine, clock=clock), admin_token_hash=hash_token(TOKEN), clock=clock
-    )
-    with TestClient(app, follow_redirects=False) as http:
-        assert http.post("/login", data={"token": TOKEN, "next": "/"}).status_code == 303
-        yield http
 
 
 def form(csrf: str, statement: str, **extra: str) -> dict[str, str]:

@@ -21,7 +21,7 @@ from headwater.store.admin_token import hash_token
 from headwater.store.workspace import WorkspaceStore
 from headwater.web.app import WebApp
 from tests.support.clock import Clock
-from tests.web.test_source_pages import csrf_of
+from tests.web.conftest import csrf_of
 from tests.web.test_web_app import api_token
 
 TOKEN = "test-admin-token"

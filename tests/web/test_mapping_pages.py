@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 
 import pytest
 from fastapi import FastAPI
@@ -22,14 +21,11 @@ from headwater.delivery.engine import DeliveryEngine
 from headwater.destinations.store import DestinationCache, DestinationStore
 from headwater.store.admin_token import hash_token
 from headwater.store.workspace import WorkspaceStore
-from headwater.web.app import WebApp
 from headwater.web.mappings import built_trigger, read_trigger
 from tests.support.clock import Clock
 from tests.support.receiver import Receiver
-from tests.web.test_source_pages import csrf_of
+from tests.web.conftest import TOKEN, csrf_of
 from tests.web.test_web_app import api_token
-
-TOKEN = "test-admin-token"
 
 
 @pytest.fixture
@@ -51,16 +47,6 @@ def api(engine: Engine, clock: Clock) -> FastAPI:
             made = rest.post("/api/v1/destinations", json={"source": "web", **body})
             assert made.status_code == 201, made.text
     return app
-
-
-@pytest.fixture
-def web(api: FastAPI, engine: Engine, clock: Clock) -> Iterator[TestClient]:
-    app = WebApp(
-        api, WorkspaceStore(engine, clock=clock), admin_token_hash=hash_token(TOKEN), clock=clock
-    )
-    with TestClient(app, follow_redirects=False) as http:
-        assert http.post("/login", data={"token": TOKEN, "next": "/"}).status_code == 303
-        yield http
 
 
 def destination_id(web: TestClient, name: str) -> str:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -24,8 +23,8 @@ from headwater.store.database import write_transaction
 from headwater.store.workspace import WorkspaceStore
 from headwater.web.app import WebApp
 from tests.support.clock import Clock
+from tests.web.conftest import TOKEN, api_token, csrf_of
 
-TOKEN = "test-admin-token"
 ORDER_SCHEMA = {
     "$schema": "http://json-schema.org/draft-07/schema#",
     "type": "object",
@@ -49,35 +48,6 @@ def api(engine: Engine, clock: Clock) -> FastAPI:
     return create_api(
         engine, admin_token_hash=hash_token(TOKEN), extra_routers=[violations_router], clock=clock
     )
-
-
-@pytest.fixture
-def app(api: FastAPI, engine: Engine, clock: Clock) -> WebApp:
-    return WebApp(
-        api, WorkspaceStore(engine, clock=clock), admin_token_hash=hash_token(TOKEN), clock=clock
-    )
-
-
-@pytest.fixture
-def web(app: WebApp) -> Iterator[TestClient]:
-    with TestClient(app, follow_redirects=False) as http:
-        assert http.post("/login", data={"token": TOKEN, "next": "/"}).status_code == 303
-        yield http
-
-
-def api_token(api: FastAPI, role_id: str) -> str:
-    with TestClient(api, headers={"Authorization": f"Bearer {TOKEN}"}) as rest:
-        permission = {"roleId": role_id, "resources": [{"type": "WORKSPACE"}]}
-        made = rest.post("/api/v1/tokens", json={"description": "web", "permissions": [permission]})
-        assert made.status_code == 201, made.text
-        token: str = made.json()["data"]["token"]["token"]
-        return token
-
-
-def csrf_of(page: str) -> str:
-    found = re.search(r'name="csrf" value="([^"]+)"', page)
-    assert found is not None
-    return found.group(1)
 
 
 def create_plan(web: TestClient, name: str = "Ecommerce") -> str:

@@ -25,6 +25,7 @@ from headwater.store.admin_token import hash_token
 from headwater.store.workspace import WorkspaceStore
 from headwater.web.app import COOKIE, WebApp
 from tests.support.clock import Clock
+from tests.web.conftest import csrf_of
 
 TOKEN = "test-admin-token"
 PASSWORD = "correct horse battery"
@@ -68,12 +69,6 @@ def visitor(app: WebApp) -> Iterator[TestClient]:
     """A second browser, signed in as no one."""
     with TestClient(app, follow_redirects=False) as http:
         yield http
-
-
-def csrf_of(page: str) -> str:
-    found = re.search(r'name="csrf" value="([^"]+)"', page)
-    assert found is not None
-    return found.group(1)
 
 
 def post(web: TestClient, path: str, data: dict[str, str], page: str = "/settings/users") -> str:

@@ -24,6 +24,7 @@ from headwater.store.workspace import WorkspaceStore
 from headwater.web.app import WebApp
 from headwater.web.inprocess import InProcessAPI
 from tests.support.clock import Clock
+from tests.web.conftest import csrf_of
 
 TOKEN = "test-admin-token"
 
@@ -49,12 +50,6 @@ def web(api: FastAPI, engine: Engine, clock: Clock) -> Iterator[TestClient]:
         answer = http.post("/login", data={"token": TOKEN, "next": "/"})
         assert answer.status_code == 303
         yield http
-
-
-def csrf_of(page: str) -> str:
-    found = re.search(r'name="csrf" value="([^"]+)"', page)
-    assert found is not None
-    return found.group(1)
 
 
 def add_source(web: TestClient, name: str) -> str:

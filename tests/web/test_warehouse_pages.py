@@ -6,7 +6,6 @@ the sync history with rows per table and notices, and 403 for a role without war
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 
 import pytest
 from fastapi import FastAPI
@@ -21,8 +20,8 @@ from headwater.store.workspace import WorkspaceStore
 from headwater.warehouse.store import WarehouseStore
 from headwater.web.app import WebApp
 from tests.support.clock import Clock
+from tests.web.conftest import TOKEN, api_token, csrf_of
 
-TOKEN = "test-admin-token"
 SECRET = "hunter2-very-secret"
 
 
@@ -34,37 +33,9 @@ def api(engine: Engine, clock: Clock) -> FastAPI:
     return create_api(engine, admin_token_hash=hash_token(TOKEN), clock=clock)
 
 
-@pytest.fixture
-def app(api: FastAPI, engine: Engine, clock: Clock) -> WebApp:
-    store = WorkspaceStore(engine, clock=clock)
-    return WebApp(api, store, admin_token_hash=hash_token(TOKEN), clock=clock)
-
-
-@pytest.fixture
-def web(app: WebApp) -> Iterator[TestClient]:
-    with TestClient(app, follow_redirects=False) as http:
-        assert http.post("/login", data={"token": TOKEN, "next": "/"}).status_code == 303
-        yield http
-
-
-def api_token(api: FastAPI, role_id: str) -> str:
-    with TestClient(api, headers={"Authorization": f"Bearer {TOKEN}"}) as rest:
-        permission = {"roleId": role_id, "resources": [{"type": "WORKSPACE"}]}
-        made = rest.post("/api/v1/tokens", json={"description": "web", "permissions": [permission]})
-        assert made.status_code == 201, made.text
-        token: str = made.json()["data"]["token"]["token"]
-        return token
-
-
-def csrf_of(page: str) -> str:
-    found = re.search(r'name="csrf" value="([^"]+)"', page)
-    assert found is not None
-    return found.group(1)
-
-
 def add_postgres(web: TestClient, name: str = "analytics", **settings: str) -> str:
     csrf = csrf_of(web.get("/warehouses?type=postgres").text)
-    fields = {"s_host": "db.internal", "s_database": "dw", "s_user": "loader"}
+    fields = {"setting.host": "db.internal", "setting.database": "dw", "setting.user": "loader"}
     fields.update(settings)
     answer = web.post(
         "/warehouses", data={"csrf": csrf, "type": "postgres", "name": name, **fields}
@@ -76,25 +47,31 @@ def add_postgres(web: TestClient, name: str = "analytics", **settings: str) -> s
 
 def test_adding_a_warehouse_never_shows_its_secret(web: TestClient, engine: Engine) -> None:
     form = web.get("/warehouses?type=postgres").text
-    assert 'name="s_password" type="password"' in form and "Host (required)" in form
-    warehouse_id = add_postgres(web, s_password=SECRET)
+    assert 'name="setting.password" type="password"' in form
+    assert 'Host <span class="required">(required)</span>' in form
+    warehouse_id = add_postgres(web, **{"setting.password": SECRET})
     page = web.get(f"/warehouses/{warehouse_id}")
     assert page.status_code == 200
     assert "<h1>analytics</h1>" in page.text and "db.internal" in page.text
     assert SECRET not in page.text and "[redacted]" not in page.text
-    assert "A value is stored; it is never shown" in page.text
+    assert "Set — enter a new value to replace it; leave blank to keep it." in page.text
     listing = web.get("/warehouses").text
     assert f'<a href="/warehouses/{warehouse_id}">analytics</a>' in listing
     assert "All sources" in listing and "Never synced" in listing and SECRET not in listing
 
     # Saving with the secret left empty keeps it; a new value replaces it.
     csrf = csrf_of(page.text)
-    fields = {"s_host": "db2.internal", "s_database": "dw", "s_user": "loader", "enabled": "on"}
+    fields = {
+        "setting.host": "db2.internal",
+        "setting.database": "dw",
+        "setting.user": "loader",
+        "enabled": "on",
+    }
     saved = web.post(f"/warehouses/{warehouse_id}/settings", data={"csrf": csrf, **fields})
     assert saved.status_code == 303 and saved.headers["location"].endswith("?saved=1")
     stored = WarehouseStore(WorkspaceStore(engine)).require(warehouse_id)
     assert stored.settings["password"] == SECRET and stored.settings["host"] == "db2.internal"
-    again = {**fields, "s_password": "new-secret-value"}
+    again = {**fields, "setting.password": "new-secret-value"}
     web.post(f"/warehouses/{warehouse_id}/settings", data={"csrf": csrf, **again})
     stored = WarehouseStore(WorkspaceStore(engine)).require(warehouse_id)
     assert stored.settings["password"] == "new-secret-value"
@@ -104,12 +81,16 @@ def test_adding_a_warehouse_never_shows_its_secret(web: TestClient, engine: Engi
 
 def test_refused_warehouses_show_the_error_by_the_field(web: TestClient) -> None:
     csrf = csrf_of(web.get("/warehouses").text)
-    form = {"csrf": csrf, "type": "postgres", "name": "pg", "s_host": "h", "s_password": SECRET}
+    form = {
+        "csrf": csrf,
+        "type": "postgres",
+        "name": "pg",
+        "setting.host": "h",
+        "setting.password": SECRET,
+    }
     missing = web.post("/warehouses", data=form)
     assert missing.status_code == 422, missing.text
-    assert re.search(
-        r'<p id="s_database-error" class="error" role="alert">[^<]*database', missing.text
-    )
+    assert re.search(r'<p id="setting-database-error" class="error">[^<]*database', missing.text)
     assert 'value="h"' in missing.text  # what was typed stays, but never a secret
     assert SECRET not in missing.text
     nameless = web.post("/warehouses", data={"csrf": csrf, "type": "duckdb", "name": " "})
@@ -130,22 +111,27 @@ def test_refused_warehouses_show_the_error_by_the_field(web: TestClient) -> None
 def test_a_bad_setting_on_save_shows_by_its_field(web: TestClient) -> None:
     warehouse_id = add_postgres(web)
     csrf = csrf_of(web.get(f"/warehouses/{warehouse_id}").text)
-    fields = {"s_host": "db", "s_database": "dw", "s_user": "u", "s_port": "seventy"}
+    fields = {
+        "setting.host": "db",
+        "setting.database": "dw",
+        "setting.user": "u",
+        "setting.port": "seventy",
+    }
     answer = web.post(f"/warehouses/{warehouse_id}/settings", data={"csrf": csrf, **fields})
     assert answer.status_code == 422, answer.text
-    assert re.search(r'<p id="s_port-error" class="error" role="alert">', answer.text)
+    assert re.search(r'<p id="setting-port-error" class="error">Enter a whole number', answer.text)
     assert 'value="seventy"' in answer.text
 
 
 def test_the_schedule_and_the_sources_synced(web: TestClient, engine: Engine) -> None:
-    warehouse_id = add_postgres(web, s_password=SECRET)
+    warehouse_id = add_postgres(web, **{"setting.password": SECRET})
     page = web.get(f"/warehouses/{warehouse_id}").text
     assert '<option value="24" selected>24 (every 1 h)</option>' in page
     assert '<option value="8">8 (every 3 h)</option>' in page
     assert 'name="sources_all" checked' in page
     web_id = WorkspaceStore(engine).get_source("web")
     assert web_id is not None
-    fields = {"s_host": "db", "s_database": "dw", "s_user": "u", "enabled": "on"}
+    fields = {"setting.host": "db", "setting.database": "dw", "setting.user": "u", "enabled": "on"}
     answer = web.post(
         f"/warehouses/{warehouse_id}/settings",
         data={
@@ -174,7 +160,7 @@ def test_the_schedule_and_the_sources_synced(web: TestClient, engine: Engine) ->
 
 
 def test_sync_now_and_the_sync_history(web: TestClient, engine: Engine, clock: Clock) -> None:
-    warehouse_id = add_postgres(web, s_password=SECRET)
+    warehouse_id = add_postgres(web, **{"setting.password": SECRET})
     page = web.get(f"/warehouses/{warehouse_id}").text
     assert "No syncs yet." in page
     answer = web.post(f"/warehouses/{warehouse_id}/syncs", data={"csrf": csrf_of(page)})
@@ -210,7 +196,7 @@ def test_sync_now_and_the_sync_history(web: TestClient, engine: Engine, clock: C
 def test_roles_without_warehouses_are_refused_and_readers_cannot_change(
     web: TestClient, app: WebApp, api: FastAPI
 ) -> None:
-    warehouse_id = add_postgres(web, s_password=SECRET)
+    warehouse_id = add_postgres(web, **{"setting.password": SECRET})
     for role, status in (("source-read-only", 403), ("warehouse-destination-read-only", 200)):
         with TestClient(app, follow_redirects=False) as other:
             token = api_token(api, role)

@@ -19,19 +19,13 @@ from headwater.store.workspace import WorkspaceStore
 from headwater.web.app import COOKIE, WebApp
 from headwater.web.sessions import LIFETIME
 from tests.support.clock import Clock
-
-TOKEN = "test-admin-token"
+from tests.web.conftest import TOKEN
+from tests.web.conftest import api_token as role_token
 
 
 def api_token(engine: Engine, role_id: str) -> str:
     """An API token with one role over the workspace, made as the admin token makes one."""
-    api = create_api(engine, admin_token_hash=hash_token(TOKEN))
-    with TestClient(api, headers={"Authorization": f"Bearer {TOKEN}"}) as rest:
-        permission = {"roleId": role_id, "resources": [{"type": "WORKSPACE"}]}
-        made = rest.post("/api/v1/tokens", json={"description": "web", "permissions": [permission]})
-        assert made.status_code == 201, made.text
-        token: str = made.json()["data"]["token"]["token"]
-        return token
+    return role_token(create_api(engine, admin_token_hash=hash_token(TOKEN)), role_id)
 
 
 @pytest.fixture

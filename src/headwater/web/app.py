@@ -324,6 +324,14 @@ class WebApp:
             session=session,
         )
 
+    def page_routes(self, area: Area | None, pages: list[tuple[str, str, Page]]) -> list[Route]:
+        """A page module's routes, each ``(method, path, handler)``, for people who may read
+        ``area``: one place says how every module's pages are guarded."""
+        return [
+            Route(path, self.signed_in(handler, area), methods=[method])
+            for method, path, handler in pages
+        ]
+
 
 def _local(target: str | None) -> str:
     """Only a path on this server: a sign-in link must never send anyone elsewhere."""

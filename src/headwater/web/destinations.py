@@ -20,12 +20,12 @@ from starlette.routing import Route
 
 from headwater.iam.access import Principal
 from headwater.web.charts import Series, stacked_bars
-from headwater.web.inprocess import Answer
+from headwater.web.inprocess import Answer, InProcessAPI
 from headwater.web.sessions import Session
-from headwater.web.settings_form import fields_of, posted_values, settings_from_form
+from headwater.web.settings_form import settings_from_form, shown_fields
 
 if TYPE_CHECKING:
-    from headwater.web.app import Endpoint, Page, WebApp
+    from headwater.web.app import WebApp
 
 REDACTED = "[redacted]"
 DELIVERY_RANGES = (1, 6, 24, 72, 168)  # hours Event Delivery can show
@@ -51,6 +51,41 @@ CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
 OTHER = "Other"
 
 
+async def destination_of(api: InProcessAPI, request: Request, principal: Principal) -> Answer:
+    """The destination the page's path names, as the API answers it (a 403 or 404 is the
+    page's): the destination's own pages, its filters and its mappings load it alike."""
+    ref = request.path_params["destination"]
+    return await api.call("GET", f"/api/v1/destinations/{ref}", principal)
+
+
+async def definition_of(
+    api: InProcessAPI, principal: Principal, type_: str
+) -> tuple[Answer, dict[str, Any] | None]:
+    """The catalog's entry for ``type_`` (its settings and actions; None when there is none),
+    and the answer."""
+    # The type as the search: the catalog answers the few entries that mention it, not
+    # all two hundred with their settings and actions.
+    answer = await api.call(
+        "GET", "/api/v1/catalog/destinations", principal, params={"search": type_}
+    )
+    found = next((d for d in answer.data.get("destinations", []) if d["type"] == type_), None)
+    return answer, found
+
+
+async def delete_part(
+    web: WebApp, request: Request, session: Session, principal: Principal, part: str
+) -> Response:
+    """Delete one of a destination's filters or mappings (``part``), then back to their list:
+    both pages' Delete buttons post here alike."""
+    if await web.posted_form(request, session) is None:
+        return web.forbidden(session)
+    ref, item = request.path_params["destination"], request.path_params[part.removesuffix("s")]
+    answer = await web.api.call("DELETE", f"/api/v1/destinations/{ref}/{part}/{item}", principal)
+    if answer.status != 200:
+        return web.refused(answer, session)
+    return web.see_other(f"/destinations/{ref}/{part}?deleted=1")
+
+
 def category(definition: dict[str, Any]) -> str:
     text = " ".join((definition["type"], definition["name"], definition["description"])).lower()
     for name, words in CATEGORIES:
@@ -65,22 +100,20 @@ class DestinationPages:
         self.api = web.api
 
     def routes(self) -> list[Route]:
-        def page(handler: Page) -> Endpoint:
-            return self.web.signed_in(handler, "sources")
-
-        return [
-            Route("/destinations", page(self.list_page), methods=["GET"]),
-            Route("/destinations/catalog", page(self.catalog_page), methods=["GET"]),
-            Route("/destinations/catalog/{type}", page(self.add_page), methods=["GET"]),
-            Route("/destinations/catalog/{type}", page(self.create), methods=["POST"]),
-            Route("/destinations/{destination}", page(self.destination_page), methods=["GET"]),
-            Route("/destinations/{destination}", page(self.update), methods=["POST"]),
-            Route("/destinations/{destination}/enabled", page(self.enable), methods=["POST"]),
-            Route(
-                "/destinations/{destination}/delivery", page(self.delivery_page), methods=["GET"]
-            ),
-            Route("/destinations/{destination}/replay", page(self.replay), methods=["POST"]),
-        ]
+        return self.web.page_routes(
+            "sources",
+            [
+                ("GET", "/destinations", self.list_page),
+                ("GET", "/destinations/catalog", self.catalog_page),
+                ("GET", "/destinations/catalog/{type}", self.add_page),
+                ("POST", "/destinations/catalog/{type}", self.create),
+                ("GET", "/destinations/{destination}", self.destination_page),
+                ("POST", "/destinations/{destination}", self.update),
+                ("POST", "/destinations/{destination}/enabled", self.enable),
+                ("GET", "/destinations/{destination}/delivery", self.delivery_page),
+                ("POST", "/destinations/{destination}/replay", self.replay),
+            ],
+        )
 
     # --- the list ---------------------------------------------------------------------------
 
@@ -137,16 +170,6 @@ class DestinationPages:
             session=session,
         )
 
-    async def _definition(self, principal: Principal, type_: str) -> tuple[Answer, Any]:
-        """The catalog's entry for ``type_`` (None when there is none), and the answer."""
-        # The type as the search: the catalog answers the few entries that mention it, not
-        # all two hundred with their settings and actions.
-        answer = await self.api.call(
-            "GET", "/api/v1/catalog/destinations", principal, params={"search": type_}
-        )
-        found = next((d for d in answer.data.get("destinations", []) if d["type"] == type_), None)
-        return answer, found
-
     # --- adding a destination ---------------------------------------------------------------
 
     async def add_page(self, request: Request, session: Session, principal: Principal) -> Response:
@@ -156,7 +179,7 @@ class DestinationPages:
         form = await self.web.posted_form(request, session)
         if form is None:
             return self.web.forbidden(session)
-        answer, definition = await self._definition(principal, request.path_params["type"])
+        answer, definition = await definition_of(self.api, principal, request.path_params["type"])
         if answer.status != 200:
             return self.web.refused(answer, session)
         if definition is None:
@@ -205,7 +228,7 @@ class DestinationPages:
         errors: dict[str, str] | None = None,
         status: int = 400,
     ) -> Response:
-        answer, definition = await self._definition(principal, request.path_params["type"])
+        answer, definition = await definition_of(self.api, principal, request.path_params["type"])
         if answer.status != 200:
             return self.web.refused(answer, session)
         if definition is None:
@@ -213,10 +236,7 @@ class DestinationPages:
         sources = await self.api.call("GET", "/api/v1/sources", principal)
         if sources.status != 200:
             return self.web.refused(sources, session)
-        values = posted_values(definition["settings"], form) if form is not None else None
-        fields = fields_of(definition["settings"], values)
-        for f in fields:
-            f.error = (errors or {}).get(f.name)
+        fields = shown_fields(definition["settings"], None, form, errors)
         return self.web.render(
             "destination_add.html",
             {
@@ -257,11 +277,11 @@ class DestinationPages:
         form = await self.web.posted_form(request, session)
         if form is None:
             return self.web.forbidden(session)
-        found = await self._destination(request, principal)
+        found = await destination_of(self.api, request, principal)
         if found.status != 200:
             return self.web.refused(found, session)
         destination = found.data["destination"]
-        answer, definition = await self._definition(principal, destination["type"])
+        answer, definition = await definition_of(self.api, principal, destination["type"])
         if answer.status != 200:
             return self.web.refused(answer, session)
         schema = definition["settings"] if definition is not None else {"properties": {}}
@@ -315,11 +335,11 @@ class DestinationPages:
         errors: dict[str, str] | None = None,
         status: int = 400,
     ) -> Response:
-        found = await self._destination(request, principal)
+        found = await destination_of(self.api, request, principal)
         if found.status != 200:
             return self.web.refused(found, session)
         destination = found.data["destination"]
-        answer, definition = await self._definition(principal, destination["type"])
+        answer, definition = await definition_of(self.api, principal, destination["type"])
         if answer.status != 200:
             return self.web.refused(answer, session)
         overview = await self.api.call("GET", "/api/v1/overview", principal, params={"hours": 24})
@@ -334,10 +354,7 @@ class DestinationPages:
         schema = definition["settings"] if definition is not None else {"properties": {}}
         saved: dict[str, Any] = destination["settings"]
         stored = frozenset(k for k, v in saved.items() if v == REDACTED)
-        values = posted_values(schema, form) if form is not None else saved
-        fields = fields_of(schema, values, stored_secrets=stored)
-        for f in fields:
-            f.error = (errors or {}).get(f.name)
+        fields = shown_fields(schema, saved, form, errors, stored_secrets=stored)
         return self.web.render(
             "destination.html",
             {
@@ -354,10 +371,6 @@ class DestinationPages:
             status=200 if error is None else status,
             session=session,
         )
-
-    async def _destination(self, request: Request, principal: Principal) -> Answer:
-        destination = request.path_params["destination"]
-        return await self.api.call("GET", f"/api/v1/destinations/{destination}", principal)
 
     # --- Event Delivery ---------------------------------------------------------------------
 

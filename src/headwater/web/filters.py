@@ -20,11 +20,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from headwater.iam.access import Principal
+from headwater.web.destinations import delete_part, destination_of
 from headwater.web.inprocess import Answer
 from headwater.web.sessions import Session
 
 if TYPE_CHECKING:
-    from headwater.web.app import Endpoint, Page, WebApp
+    from headwater.web.app import WebApp
 
 PREVIEW_EVENTS = 20  # the source's newest debugger events a preview evaluates
 # The editor's action checkboxes in Segment's order (the order the filter applies them).
@@ -44,25 +45,25 @@ class FilterPages:
         self.api = web.api
 
     def routes(self) -> list[Route]:
-        def page(handler: Page) -> Endpoint:
-            return self.web.signed_in(handler, "sources")
-
         base = "/destinations/{destination}/filters"
-        return [
-            Route(base, page(self.list_page), methods=["GET"]),
-            Route(base, page(self.create), methods=["POST"]),
-            Route(base + "/new", page(self.new_page), methods=["GET"]),
-            Route(base + "/preview", page(self.live_preview), methods=["POST"]),
-            Route(base + "/{filter}", page(self.edit_page), methods=["GET"]),
-            Route(base + "/{filter}", page(self.update), methods=["POST"]),
-            Route(base + "/{filter}/enabled", page(self.toggle), methods=["POST"]),
-            Route(base + "/{filter}/delete", page(self.delete), methods=["POST"]),
-        ]
+        return self.web.page_routes(
+            "sources",
+            [
+                ("GET", base, self.list_page),
+                ("POST", base, self.create),
+                ("GET", base + "/new", self.new_page),
+                ("POST", base + "/preview", self.live_preview),
+                ("GET", base + "/{filter}", self.edit_page),
+                ("POST", base + "/{filter}", self.update),
+                ("POST", base + "/{filter}/enabled", self.toggle),
+                ("POST", base + "/{filter}/delete", self.delete),
+            ],
+        )
 
     # --- the list ----------------------------------------------------------------------------
 
     async def list_page(self, request: Request, session: Session, principal: Principal) -> Response:
-        destination = await self._destination(request, principal)
+        destination = await destination_of(self.api, request, principal)
         if destination.status != 200:
             return self.web.refused(destination, session)
         found = destination.data["destination"]
@@ -105,27 +106,19 @@ class FilterPages:
         return self.web.see_other(f"/destinations/{answer.data['filter']['destinationId']}/filters")
 
     async def delete(self, request: Request, session: Session, principal: Principal) -> Response:
-        if await self.web.posted_form(request, session) is None:
-            return self.web.forbidden(session)
-        ref, filter_id = request.path_params["destination"], request.path_params["filter"]
-        answer = await self.api.call(
-            "DELETE", f"/api/v1/destinations/{ref}/filters/{filter_id}", principal
-        )
-        if answer.status != 200:
-            return self.web.refused(answer, session)
-        return self.web.see_other(f"/destinations/{ref}/filters?deleted=1")
+        return await delete_part(self.web, request, session, principal, "filters")
 
     # --- the editor --------------------------------------------------------------------------
 
     async def new_page(self, request: Request, session: Session, principal: Principal) -> Response:
-        destination = await self._destination(request, principal)
+        destination = await destination_of(self.api, request, principal)
         if destination.status != 200:
             return self.web.refused(destination, session)
         shown = _form_of({"if": "", "actions": [{"type": "DROP"}], "enabled": True})
         return self._editor(session, destination.data["destination"], None, shown)
 
     async def edit_page(self, request: Request, session: Session, principal: Principal) -> Response:
-        destination = await self._destination(request, principal)
+        destination = await destination_of(self.api, request, principal)
         if destination.status != 200:
             return self.web.refused(destination, session)
         found = destination.data["destination"]
@@ -153,7 +146,7 @@ class FilterPages:
         form = await self.web.posted_form(request, session)
         if form is None:
             return self.web.forbidden(session)
-        destination = await self._destination(request, principal)
+        destination = await destination_of(self.api, request, principal)
         if destination.status != 200:
             return self.web.refused(destination, session)
         found = destination.data["destination"]
@@ -226,7 +219,7 @@ class FilterPages:
         form = await self.web.posted_form(request, session)
         if form is None:
             return JSONResponse({"errors": {"form": "The form expired; reload."}}, status_code=403)
-        destination = await self._destination(request, principal)
+        destination = await destination_of(self.api, request, principal)
         if destination.status != 200:
             return JSONResponse(
                 {"errors": {"form": destination.error}}, status_code=destination.form_status
@@ -291,10 +284,6 @@ class FilterPages:
             "count": len(events),
             "dropped": sum(1 for r in rows if r["outcome"] == "dropped"),
         }
-
-    async def _destination(self, request: Request, principal: Principal) -> Answer:
-        ref = request.path_params["destination"]
-        return await self.api.call("GET", f"/api/v1/destinations/{ref}", principal)
 
 
 # --- forms -----------------------------------------------------------------------------------

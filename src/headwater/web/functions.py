@@ -22,7 +22,7 @@ from headwater.web.inprocess import Answer
 from headwater.web.sessions import Session
 
 if TYPE_CHECKING:
-    from headwater.web.app import Endpoint, Page, WebApp
+    from headwater.web.app import WebApp
 
 KIND_NAMES = {
     "source": "Source function",
@@ -83,28 +83,20 @@ class FunctionPages:
         self.api = web.api
 
     def routes(self) -> list[Route]:
-        def page(handler: Page) -> Endpoint:
-            return self.web.signed_in(handler, "functions")
-
-        return [
-            Route("/functions", page(self.list_page), methods=["GET"]),
-            Route("/functions", page(self.create), methods=["POST"]),
-            Route("/functions/{function}", page(self.function_page), methods=["GET"]),
-            Route("/functions/{function}", page(self.save), methods=["POST"]),
-            Route("/functions/{function}/delete", page(self.delete), methods=["POST"]),
-            Route("/functions/{function}/versions", page(self.versions_page), methods=["GET"]),
-            Route(
-                "/functions/{function}/versions/{version}",
-                page(self.version_page),
-                methods=["GET"],
-            ),
-            Route(
-                "/functions/{function}/versions/{version}/restore",
-                page(self.restore),
-                methods=["POST"],
-            ),
-            Route("/functions/{function}/logs", page(self.logs_page), methods=["GET"]),
-        ]
+        return self.web.page_routes(
+            "functions",
+            [
+                ("GET", "/functions", self.list_page),
+                ("POST", "/functions", self.create),
+                ("GET", "/functions/{function}", self.function_page),
+                ("POST", "/functions/{function}", self.save),
+                ("POST", "/functions/{function}/delete", self.delete),
+                ("GET", "/functions/{function}/versions", self.versions_page),
+                ("GET", "/functions/{function}/versions/{version}", self.version_page),
+                ("POST", "/functions/{function}/versions/{version}/restore", self.restore),
+                ("GET", "/functions/{function}/logs", self.logs_page),
+            ],
+        )
 
     # --- the list, and creating a function --------------------------------------------------
 
@@ -314,16 +306,10 @@ class FunctionPages:
     async def versions_page(
         self, request: Request, session: Session, principal: Principal
     ) -> Response:
-        ref = request.path_params["function"]
-        found = await self.api.call("GET", f"/api/v1/functions/{ref}", principal)
-        if found.status != 200:
-            return self.web.refused(found, session)
-        function = found.data["function"]
-        answer = await self.api.call(
-            "GET", f"/api/v1/functions/{function['id']}/versions", principal
-        )
-        if answer.status != 200:
-            return self.web.refused(answer, session)
+        loaded = await self._part(request, principal, "versions")
+        if isinstance(loaded, Answer):
+            return self.web.refused(loaded, session)
+        function, answer = loaded
         return self.web.render(
             "function_versions.html",
             {
@@ -338,17 +324,11 @@ class FunctionPages:
     async def version_page(
         self, request: Request, session: Session, principal: Principal
     ) -> Response:
-        ref = request.path_params["function"]
-        found = await self.api.call("GET", f"/api/v1/functions/{ref}", principal)
-        if found.status != 200:
-            return self.web.refused(found, session)
-        function = found.data["function"]
         number = request.path_params["version"]
-        answer = await self.api.call(
-            "GET", f"/api/v1/functions/{function['id']}/versions/{number}", principal
-        )
-        if answer.status != 200:
-            return self.web.refused(answer, session)
+        loaded = await self._part(request, principal, f"versions/{number}")
+        if isinstance(loaded, Answer):
+            return self.web.refused(loaded, session)
+        function, answer = loaded
         return self.web.render(
             "function_version.html",
             {
@@ -381,14 +361,10 @@ class FunctionPages:
     # --- logs --------------------------------------------------------------------------------
 
     async def logs_page(self, request: Request, session: Session, principal: Principal) -> Response:
-        ref = request.path_params["function"]
-        found = await self.api.call("GET", f"/api/v1/functions/{ref}", principal)
-        if found.status != 200:
-            return self.web.refused(found, session)
-        function = found.data["function"]
-        answer = await self.api.call("GET", f"/api/v1/functions/{function['id']}/logs", principal)
-        if answer.status != 200:
-            return self.web.refused(answer, session)
+        loaded = await self._part(request, principal, "logs")
+        if isinstance(loaded, Answer):
+            return self.web.refused(loaded, session)
+        function, answer = loaded
         logs = [
             {**entry, "payloadJson": _pretty(entry.get("payload"))} for entry in answer.data["logs"]
         ]
@@ -397,6 +373,19 @@ class FunctionPages:
             {"function": function, "logs": logs, "tab": "logs", "current": "/functions"},
             session=session,
         )
+
+    async def _part(
+        self, request: Request, principal: Principal, part: str
+    ) -> tuple[dict[str, Any], Answer] | Answer:
+        """The function the path names and the API's answer for a part of it (its versions, a
+        version, its logs); or the refusal of either, for the page to show."""
+        ref = request.path_params["function"]
+        found = await self.api.call("GET", f"/api/v1/functions/{ref}", principal)
+        if found.status != 200:
+            return found
+        function: dict[str, Any] = found.data["function"]
+        answer = await self.api.call("GET", f"/api/v1/functions/{function['id']}/{part}", principal)
+        return (function, answer) if answer.status == 200 else answer
 
 
 def _can_edit(principal: Principal, function: dict[str, Any]) -> bool:

@@ -20,11 +20,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from headwater.iam.access import Principal
+from headwater.web.destinations import definition_of, delete_part, destination_of
 from headwater.web.inprocess import Answer
 from headwater.web.sessions import Session
 
 if TYPE_CHECKING:
-    from headwater.web.app import Endpoint, Page, WebApp
+    from headwater.web.app import WebApp
 
 EVENT_TYPES = ("track", "identify", "page", "screen", "group", "alias")
 OPERATORS = {
@@ -75,20 +76,20 @@ class MappingPages:
         self.api = web.api
 
     def routes(self) -> list[Route]:
-        def page(handler: Page) -> Endpoint:
-            return self.web.signed_in(handler, "sources")
-
         base = "/destinations/{destination}/mappings"
-        return [
-            Route(base, page(self.list_page), methods=["GET"]),
-            Route(base, page(self.create), methods=["POST"]),
-            Route(base + "/new", page(self.new_page), methods=["GET"]),
-            Route(base + "/{mapping}", page(self.mapping_page), methods=["GET"]),
-            Route(base + "/{mapping}", page(self.save), methods=["POST"]),
-            Route(base + "/{mapping}/enabled", page(self.toggle), methods=["POST"]),
-            Route(base + "/{mapping}/delete", page(self.delete), methods=["POST"]),
-            Route(base + "/{mapping}/test", page(self.test), methods=["POST"]),
-        ]
+        return self.web.page_routes(
+            "sources",
+            [
+                ("GET", base, self.list_page),
+                ("POST", base, self.create),
+                ("GET", base + "/new", self.new_page),
+                ("GET", base + "/{mapping}", self.mapping_page),
+                ("POST", base + "/{mapping}", self.save),
+                ("POST", base + "/{mapping}/enabled", self.toggle),
+                ("POST", base + "/{mapping}/delete", self.delete),
+                ("POST", base + "/{mapping}/test", self.test),
+            ],
+        )
 
     # --- the list, and adding a mapping -----------------------------------------------------
 
@@ -105,7 +106,7 @@ class MappingPages:
         errors: dict[str, str] | None = None,
         status: int = 200,
     ) -> Response:
-        found = await self._destination(request, principal)
+        found = await destination_of(self.api, request, principal)
         if found.status != 200:
             return self.web.refused(found, session)
         destination = found.data["destination"]
@@ -143,7 +144,7 @@ class MappingPages:
             "name": request.query_params.get("name", "").strip()[:200],
             "action": request.query_params.get("action", ""),
         }
-        found = await self._destination(request, principal)
+        found = await destination_of(self.api, request, principal)
         if found.status != 200:
             return self.web.refused(found, session)
         destination = found.data["destination"]
@@ -172,7 +173,7 @@ class MappingPages:
         form = await self.web.posted_form(request, session)
         if form is None:
             return self.web.forbidden(session)
-        found = await self._destination(request, principal)
+        found = await destination_of(self.api, request, principal)
         if found.status != 200:
             return self.web.refused(found, session)
         destination = found.data["destination"]
@@ -228,15 +229,13 @@ class MappingPages:
         return self.web.see_other(f"/destinations/{ref}/mappings{back}")
 
     async def delete(self, request: Request, session: Session, principal: Principal) -> Response:
-        if await self.web.posted_form(request, session) is None:
-            return self.web.forbidden(session)
-        ref, mapping_id = request.path_params["destination"], request.path_params["mapping"]
-        answer = await self.api.call(
-            "DELETE", f"/api/v1/destinations/{ref}/mappings/{mapping_id}", principal
-        )
-        if answer.status != 200:
-            return self.web.refused(answer, session)
-        return self.web.see_other(f"/destinations/{ref}/mappings?deleted=1")
+        return await delete_part(self.web, request, session, principal, "mappings")
+
+    async def _definition(
+        self, destination: dict[str, Any], principal: Principal
+    ) -> dict[str, Any] | None:
+        """The destination's catalog entry (its actions and their fields)."""
+        return (await definition_of(self.api, principal, destination["type"]))[1]
 
     # --- one mapping -------------------------------------------------------------------------
 
@@ -388,7 +387,7 @@ class MappingPages:
         self, request: Request, principal: Principal
     ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]] | Answer:
         """The destination, the mapping and its action's definition, or the API's refusal."""
-        found = await self._destination(request, principal)
+        found = await destination_of(self.api, request, principal)
         if found.status != 200:
             return found
         destination = found.data["destination"]
@@ -407,26 +406,6 @@ class MappingPages:
             "fields": {},
         }
         return destination, mapping, action
-
-    async def _destination(self, request: Request, principal: Principal) -> Answer:
-        ref = request.path_params["destination"]
-        return await self.api.call("GET", f"/api/v1/destinations/{ref}", principal)
-
-    async def _definition(
-        self, destination: dict[str, Any], principal: Principal
-    ) -> dict[str, Any] | None:
-        """The destination's catalog entry (its actions and their fields)."""
-        answer = await self.api.call(
-            "GET",
-            "/api/v1/catalog/destinations",
-            principal,
-            params={"search": destination["type"]},
-        )
-        if answer.status != 200:
-            return None
-        return next(
-            (d for d in answer.data["destinations"] if d["type"] == destination["type"]), None
-        )
 
 
 # --- the trigger builder ---------------------------------------------------------------------

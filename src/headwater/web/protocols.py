@@ -27,7 +27,7 @@ from headwater.web.inprocess import Answer
 from headwater.web.sessions import Session
 
 if TYPE_CHECKING:
-    from headwater.web.app import Endpoint, Page, WebApp
+    from headwater.web.app import WebApp
 
 RULE_TYPES = ("TRACK", "IDENTIFY", "GROUP", "PAGE", "SCREEN", "COMMON")
 EVENT_TYPES = ("track", "identify", "group")
@@ -49,34 +49,36 @@ class ProtocolPages:
         self.api = web.api
 
     def routes(self) -> list[Route]:
-        def plans(handler: Page) -> Endpoint:
-            return self.web.signed_in(handler, "tracking_plans")
-
-        def sources(handler: Page) -> Endpoint:
-            return self.web.signed_in(handler, "sources")
-
         plan = "/protocols/tracking-plans/{plan}"
         listed = "/protocols/transformations"
         transformation = listed + "/{transformation}"
         return [
-            Route("/protocols", plans(self.plans_page), methods=["GET"]),
-            Route("/protocols/tracking-plans", plans(self.create_plan), methods=["POST"]),
-            Route(plan, plans(self.plan_page), methods=["GET"]),
-            Route(plan + "/delete", plans(self.delete_plan), methods=["POST"]),
-            Route(plan + "/rules", plans(self.save_rule), methods=["POST"]),
-            Route(plan + "/rules/delete", plans(self.delete_rule), methods=["POST"]),
-            Route(plan + "/sources", plans(self.connect_source), methods=["POST"]),
-            Route(plan + "/sources/remove", plans(self.disconnect_source), methods=["POST"]),
-            Route(plan + "/csv", plans(self.download_csv), methods=["GET"]),
-            Route(plan + "/csv", plans(self.upload_csv), methods=["POST"]),
-            Route("/protocols/violations", sources(self.violations_page), methods=["GET"]),
-            Route(listed, sources(self.transformations_page), methods=["GET"]),
-            Route(listed, sources(self.create_transformation), methods=["POST"]),
-            Route(transformation, sources(self.transformation_page), methods=["GET"]),
-            Route(transformation, sources(self.save_transformation), methods=["POST"]),
-            Route(transformation + "/enabled", sources(self.toggle), methods=["POST"]),
-            Route(
-                transformation + "/delete", sources(self.delete_transformation), methods=["POST"]
+            *self.web.page_routes(
+                "tracking_plans",
+                [
+                    ("GET", "/protocols", self.plans_page),
+                    ("POST", "/protocols/tracking-plans", self.create_plan),
+                    ("GET", plan, self.plan_page),
+                    ("POST", plan + "/delete", self.delete_plan),
+                    ("POST", plan + "/rules", self.save_rule),
+                    ("POST", plan + "/rules/delete", self.delete_rule),
+                    ("POST", plan + "/sources", self.connect_source),
+                    ("POST", plan + "/sources/remove", self.disconnect_source),
+                    ("GET", plan + "/csv", self.download_csv),
+                    ("POST", plan + "/csv", self.upload_csv),
+                ],
+            ),
+            *self.web.page_routes(
+                "sources",
+                [
+                    ("GET", "/protocols/violations", self.violations_page),
+                    ("GET", listed, self.transformations_page),
+                    ("POST", listed, self.create_transformation),
+                    ("GET", transformation, self.transformation_page),
+                    ("POST", transformation, self.save_transformation),
+                    ("POST", transformation + "/enabled", self.toggle),
+                    ("POST", transformation + "/delete", self.delete_transformation),
+                ],
             ),
         ]
 
@@ -493,18 +495,13 @@ class ProtocolPages:
         if form is None:
             return self.web.forbidden(session)
         values = {k: str(v) for k, v in form.items() if k != "csrf"}
-        errors: dict[str, str] = {}
         kind = values.get("event_type", "track")
         event = values.get("event", "").strip()
-        if not values.get("name", "").strip():
-            errors["name"] = "Enter a name."
+        renames, errors = _transformation_form(values, kind)
         if kind not in EVENT_TYPES:
             errors["event_type"] = f"Choose one of {', '.join(EVENT_TYPES)}."
         elif kind == "track" and not event:
             errors["event"] = "Enter the Track event's name."
-        renames, problem = _renames(values.get("renames", ""), kind)
-        if problem:
-            errors["renames"] = problem
         if errors:
             return await self._transformations(
                 session, principal, values=values, errors=errors, status=400
@@ -583,12 +580,7 @@ class ProtocolPages:
         if current.status != 200:
             return self.web.refused(current, session)
         kind = _shown_transformation(current.data["transformation"], {})["eventType"]
-        renames, problem = _renames(values.get("renames", ""), kind)
-        errors: dict[str, str] = {}
-        if not values.get("name", "").strip():
-            errors["name"] = "Enter a name."
-        if problem:
-            errors["renames"] = problem
+        renames, errors = _transformation_form(values, kind)
         if errors:
             return await self._transformation(
                 request, session, principal, values=values, errors=errors, status=400
@@ -726,6 +718,20 @@ def _matcher(kind: str, event: str) -> str:
     if kind == "track":
         return "event='{}'".format(event.replace("\\", "\\\\").replace("'", "\\'"))
     return f"type='{kind}'"
+
+
+def _transformation_form(
+    values: dict[str, str], kind: str
+) -> tuple[list[dict[str, str]], dict[str, str]]:
+    """The renames a transformation form gives, and its errors (name, renames): adding and
+    saving a transformation check them alike."""
+    errors: dict[str, str] = {}
+    if not values.get("name", "").strip():
+        errors["name"] = "Enter a name."
+    renames, problem = _renames(values.get("renames", ""), kind)
+    if problem:
+        errors["renames"] = problem
+    return renames, errors
 
 
 def _renames(text: str, kind: str) -> tuple[list[dict[str, str]], str | None]:

@@ -25,7 +25,7 @@ from headwater.web.inprocess import Answer
 from headwater.web.sessions import Session
 
 if TYPE_CHECKING:
-    from headwater.web.app import Endpoint, Page, WebApp
+    from headwater.web.app import WebApp
 
 AUDIT_ROWS = 50
 # The Settings tabs, with the area each needs (the account tab is every signed-in person's).
@@ -57,36 +57,30 @@ class SettingsPages:
         self.api = web.api
 
     def routes(self) -> list[Route]:
-        def page(handler: Page) -> Endpoint:
-            return self.web.signed_in(handler, "iam")
-
         return [
-            Route("/settings", page(self.index), methods=["GET"]),
-            Route("/settings/users", page(self.users_page), methods=["GET"]),
-            Route("/settings/invites", page(self.invite), methods=["POST"]),
-            Route("/settings/invites/{invite}/revoke", page(self.revoke_invite), methods=["POST"]),
-            Route("/settings/users/{user}", page(self.member_page), methods=["GET"]),
-            Route("/settings/users/{user}/roles", page(self.change_roles), methods=["POST"]),
-            Route("/settings/users/{user}/remove", page(self.remove_member), methods=["POST"]),
-            Route("/settings/roles", page(self.roles_page), methods=["GET"]),
-            Route("/settings/groups", page(self.groups_page), methods=["GET"]),
-            Route("/settings/groups", page(self.create_group), methods=["POST"]),
-            Route("/settings/groups/{group}/delete", page(self.delete_group), methods=["POST"]),
-            Route("/settings/labels", page(self.labels_page), methods=["GET"]),
-            Route("/settings/labels", page(self.create_label), methods=["POST"]),
-            Route(
-                "/settings/labels/{key}/{value}/delete",
-                page(self.delete_label),
-                methods=["POST"],
+            *self.web.page_routes(
+                "iam",
+                [
+                    ("GET", "/settings", self.index),
+                    ("GET", "/settings/users", self.users_page),
+                    ("POST", "/settings/invites", self.invite),
+                    ("POST", "/settings/invites/{invite}/revoke", self.revoke_invite),
+                    ("GET", "/settings/users/{user}", self.member_page),
+                    ("POST", "/settings/users/{user}/roles", self.change_roles),
+                    ("POST", "/settings/users/{user}/remove", self.remove_member),
+                    ("GET", "/settings/roles", self.roles_page),
+                    ("GET", "/settings/groups", self.groups_page),
+                    ("POST", "/settings/groups", self.create_group),
+                    ("POST", "/settings/groups/{group}/delete", self.delete_group),
+                    ("GET", "/settings/labels", self.labels_page),
+                    ("POST", "/settings/labels", self.create_label),
+                    ("POST", "/settings/labels/{key}/{value}/delete", self.delete_label),
+                    ("GET", "/settings/tokens", self.tokens_page),
+                    ("POST", "/settings/tokens", self.create_token),
+                    ("POST", "/settings/tokens/{token}/revoke", self.revoke_token),
+                ],
             ),
-            Route("/settings/tokens", page(self.tokens_page), methods=["GET"]),
-            Route("/settings/tokens", page(self.create_token), methods=["POST"]),
-            Route("/settings/tokens/{token}/revoke", page(self.revoke_token), methods=["POST"]),
-            Route(
-                "/settings/audit",
-                self.web.signed_in(self.audit_page, "audit"),
-                methods=["GET"],
-            ),
+            *self.web.page_routes("audit", [("GET", "/settings/audit", self.audit_page)]),
         ]
 
     def _render(

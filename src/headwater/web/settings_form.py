@@ -74,6 +74,23 @@ def fields_of(
     return fields
 
 
+def shown_fields(
+    schema: Mapping[str, Any],
+    saved: Mapping[str, Any] | None,
+    form: FormData | None,
+    errors: Mapping[str, str] | None = None,
+    *,
+    stored_secrets: frozenset[str] = frozenset(),
+) -> list[Field]:
+    """The fields a page shows: the saved settings, or what a refused ``form`` posted (never a
+    secret), each with its error by setting name."""
+    values = posted_values(schema, form) if form is not None else saved
+    fields = fields_of(schema, values, stored_secrets=stored_secrets)
+    for found in fields:
+        found.error = (errors or {}).get(found.name)
+    return fields
+
+
 def settings_from_form(
     schema: Mapping[str, Any], form: FormData
 ) -> tuple[dict[str, Any], dict[str, str]]:

@@ -21,7 +21,7 @@ from headwater.web.sessions import Session
 from headwater.web.snippet import analytics_snippet
 
 if TYPE_CHECKING:
-    from headwater.web.app import Endpoint, Page, WebApp
+    from headwater.web.app import WebApp
 
 DEBUGGER_ROWS = 50
 _STREAM_HEADERS = {"cache-control": "no-store", "x-accel-buffering": "no"}
@@ -33,17 +33,17 @@ class SourcePages:
         self.api = web.api
 
     def routes(self) -> list[Route]:
-        def page(handler: Page) -> Endpoint:
-            return self.web.signed_in(handler, "sources")
-
-        return [
-            Route("/sources", page(self.list_page), methods=["GET"]),
-            Route("/sources", page(self.create), methods=["POST"]),
-            Route("/sources/{source}", page(self.source_page), methods=["GET"]),
-            Route("/sources/{source}/write-keys", page(self.rotate), methods=["POST"]),
-            Route("/sources/{source}/debugger", page(self.debugger_page), methods=["GET"]),
-            Route("/sources/{source}/debugger/stream", page(self.stream), methods=["GET"]),
-        ]
+        return self.web.page_routes(
+            "sources",
+            [
+                ("GET", "/sources", self.list_page),
+                ("POST", "/sources", self.create),
+                ("GET", "/sources/{source}", self.source_page),
+                ("POST", "/sources/{source}/write-keys", self.rotate),
+                ("GET", "/sources/{source}/debugger", self.debugger_page),
+                ("GET", "/sources/{source}/debugger/stream", self.stream),
+            ],
+        )
 
     # --- the list, and adding a source ------------------------------------------------------
 

@@ -18,12 +18,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from headwater.iam.access import Principal
-from headwater.store.instances import REDACTED
 from headwater.warehouse.settings import KINDS, SECRETS
 from headwater.web.sessions import Session
+from headwater.web.settings_form import PREFIX, Field, settings_from_form, shown_fields
 
 if TYPE_CHECKING:
-    from headwater.web.app import Endpoint, Page, WebApp
+    from headwater.web.app import WebApp
 
 TYPES = tuple(sorted(KINDS))
 SCHEDULES = (1, 2, 3, 4, 6, 8, 12, 24)  # syncs a day: Segment's choices divide the day evenly
@@ -35,16 +35,16 @@ class WarehousePages:
         self.api = web.api
 
     def routes(self) -> list[Route]:
-        def page(handler: Page) -> Endpoint:
-            return self.web.signed_in(handler, "warehouses")
-
-        return [
-            Route("/warehouses", page(self.list_page), methods=["GET"]),
-            Route("/warehouses", page(self.create), methods=["POST"]),
-            Route("/warehouses/{warehouse}", page(self.warehouse_page), methods=["GET"]),
-            Route("/warehouses/{warehouse}/settings", page(self.save_settings), methods=["POST"]),
-            Route("/warehouses/{warehouse}/syncs", page(self.sync_now), methods=["POST"]),
-        ]
+        return self.web.page_routes(
+            "warehouses",
+            [
+                ("GET", "/warehouses", self.list_page),
+                ("POST", "/warehouses", self.create),
+                ("GET", "/warehouses/{warehouse}", self.warehouse_page),
+                ("POST", "/warehouses/{warehouse}/settings", self.save_settings),
+                ("POST", "/warehouses/{warehouse}/syncs", self.sync_now),
+            ],
+        )
 
     # --- the list, and adding a warehouse ---------------------------------------------------
 
@@ -52,7 +52,7 @@ class WarehousePages:
         kind = request.query_params.get("type", "duckdb")
         if kind not in KINDS:
             kind = "duckdb"
-        return await self._list(session, principal, kind=kind, values={}, errors={})
+        return await self._list(session, principal, kind=kind, form=None, errors={})
 
     async def create(self, request: Request, session: Session, principal: Principal) -> Response:
         form = await self.web.posted_form(request, session)
@@ -60,24 +60,29 @@ class WarehousePages:
             return self.web.forbidden(session)
         kind = str(form.get("type", ""))
         name = str(form.get("name", "")).strip()
-        values = {"name": name, **{k: str(v) for k, v in form.items() if k.startswith("s_")}}
         if kind not in KINDS:
             errors = {"type": f"Choose one of {', '.join(TYPES)}."}
             return await self._list(
-                session, principal, kind="duckdb", values=values, errors=errors, status=400
+                session, principal, kind="duckdb", form=form, errors=errors, status=400
             )
         if not name:
             return await self._list(
-                session, principal, kind=kind, values=values, errors={"name": "Enter a name."}
+                session, principal, kind=kind, form=form, errors={"name": "Enter a name."}
             )
-        body = {"name": name, "type": kind, "settings": settings_of(form, kind, {})}
+        settings, unread = settings_from_form(settings_schema(kind), form)
+        if unread:
+            errors = {PREFIX + key: message for key, message in unread.items()}
+            return await self._list(
+                session, principal, kind=kind, form=form, errors=errors, status=422
+            )
+        body = {"name": name, "type": kind, "settings": settings}
         answer = await self.api.call("POST", "/api/v1/warehouses", principal, body=body)
         if answer.status != 201:
             return await self._list(
                 session,
                 principal,
                 kind=kind,
-                values=values,
+                form=form,
                 errors={_field_of(answer.body): answer.error},
                 status=answer.form_status,
             )
@@ -89,7 +94,7 @@ class WarehousePages:
         principal: Principal,
         *,
         kind: str,
-        values: dict[str, str],
+        form: FormData | None,
         errors: dict[str, str],
         status: int = 200,
     ) -> Response:
@@ -116,8 +121,8 @@ class WarehousePages:
                 "warehouses": rows,
                 "types": TYPES,
                 "kind": kind,
-                "fields": setting_fields(kind, {}),
-                "values": values,
+                "fields": warehouse_fields(kind, {}, form, errors),
+                "name": str(form.get("name", "")).strip() if form is not None else "",
                 "errors": errors,
                 "current": "/warehouses",
             },
@@ -130,7 +135,7 @@ class WarehousePages:
     async def warehouse_page(
         self, request: Request, session: Session, principal: Principal
     ) -> Response:
-        return await self._warehouse(request, session, principal, values=None, errors={})
+        return await self._warehouse(request, session, principal, form=None, errors={})
 
     async def _warehouse(
         self,
@@ -138,7 +143,7 @@ class WarehousePages:
         session: Session,
         principal: Principal,
         *,
-        values: dict[str, str] | None,
+        form: FormData | None,
         errors: dict[str, str],
         status: int = 200,
     ) -> Response:
@@ -160,8 +165,7 @@ class WarehousePages:
                 "taken": set(warehouse["options"].get("sources") or ()),
                 "schedules": sorted({*SCHEDULES, warehouse["options"].get("syncs_per_day", 24)}),
                 "syncs_per_day": warehouse["options"].get("syncs_per_day", 24),
-                "fields": setting_fields(warehouse["type"], warehouse["settings"]),
-                "values": values or {},
+                "fields": warehouse_fields(warehouse["type"], warehouse["settings"], form, errors),
                 "errors": errors,
                 "syncs": [shown_sync(s) for s in syncs.data["syncs"]],
                 "requested": request.query_params.get("synced"),
@@ -184,8 +188,15 @@ class WarehousePages:
         if found.status != 200:
             return self.web.refused(found, session)
         warehouse = found.data["warehouse"]
+        # A secret left blank is left out, and the API keeps the stored one.
+        settings, unread = settings_from_form(settings_schema(warehouse["type"]), form)
+        if unread:
+            errors = {PREFIX + key: message for key, message in unread.items()}
+            return await self._warehouse(
+                request, session, principal, form=form, errors=errors, status=422
+            )
         body = {
-            "settings": settings_of(form, warehouse["type"], warehouse["settings"]),
+            "settings": settings,
             "enabled": form.get("enabled") == "on",
             "options": await self._options_of(form, warehouse, principal),
         }
@@ -193,12 +204,11 @@ class WarehousePages:
             "PATCH", f"/api/v1/warehouses/{warehouse['id']}", principal, body=body
         )
         if answer.status != 200:
-            values = {k: str(v) for k, v in form.items() if k.startswith("s_")}
             return await self._warehouse(
                 request,
                 session,
                 principal,
-                values=values,
+                form=form,
                 errors={_field_of(answer.body): answer.error},
                 status=answer.form_status,
             )
@@ -243,42 +253,26 @@ class WarehousePages:
         return {s["id"]: s["name"] for s in answer.data.get("sources", [])}
 
 
-def setting_fields(kind: str, shown: dict[str, Any]) -> list[dict[str, Any]]:
-    """The settings form's fields for a kind: name, whether secret or required, and the value
-    to show (never a secret's: a secret field says only whether one is set)."""
+def settings_schema(kind: str) -> dict[str, Any]:
+    """A kind's settings as JSON Schema, its secrets ``writeOnly``: the form destinations'
+    definitions generate then serves warehouses too."""
     model = KINDS.get(kind)
     if model is None:
-        return []
-    secrets = SECRETS.get(kind, frozenset())
-    fields = []
-    for name, info in model.model_fields.items():
-        secret = name in secrets
-        value = shown.get(name)
-        fields.append(
-            {
-                "name": name,
-                "label": name.replace("_", " ").capitalize(),
-                "secret": secret,
-                "required": info.is_required(),
-                "is_set": secret and value not in (None, ""),
-                "value": "" if secret or value is None else str(value),
-            }
-        )
-    return fields
+        return {"properties": {}}
+    schema = model.model_json_schema()
+    for name in SECRETS.get(kind, frozenset()):
+        schema["properties"][name]["writeOnly"] = True
+    return schema
 
 
-def settings_of(form: FormData, kind: str, shown: dict[str, Any]) -> dict[str, Any]:
-    """The settings a form sends: empty fields left out, an empty secret kept as stored."""
-    secrets = SECRETS.get(kind, frozenset())
-    model = KINDS.get(kind)
-    settings: dict[str, Any] = {}
-    for name in model.model_fields if model is not None else ():
-        value = str(form.get(f"s_{name}", "")).strip()
-        if value:
-            settings[name] = value
-        elif name in secrets and shown.get(name) == REDACTED:
-            settings[name] = REDACTED  # the API keeps the stored secret
-    return settings
+def warehouse_fields(
+    kind: str, stored: dict[str, Any], form: FormData | None, errors: dict[str, str]
+) -> list[Field]:
+    """The settings form's fields: the stored settings (a secret only says it is set), or what
+    a refused form posted, each with its error."""
+    is_set = frozenset(k for k in SECRETS.get(kind, ()) if stored.get(k) not in (None, ""))
+    by_setting = {k.removeprefix(PREFIX): v for k, v in errors.items() if k.startswith(PREFIX)}
+    return shown_fields(settings_schema(kind), stored, form, by_setting, stored_secrets=is_set)
 
 
 def connected_sources(warehouse: dict[str, Any], names: dict[str, str]) -> list[str] | None:
@@ -323,13 +317,13 @@ def _duration(started: str, finished: str | None) -> str:
 
 
 def _field_of(body: Any) -> str:
-    """The form field an API error names: ``settings.host`` → ``s_host``; else ``name``."""
+    """The form field an API error names: ``settings.host`` → ``setting.host``; else ``name``."""
     try:
         field = str(body["errors"][0].get("field") or "")
     except (KeyError, IndexError, TypeError, AttributeError):
         return "form"
     if field.startswith("settings."):
-        return "s_" + field.removeprefix("settings.")
+        return PREFIX + field.removeprefix("settings.")
     if field.startswith("options.syncs_per_day"):
         return "syncs_per_day"
     if field.startswith("options.sources"):
