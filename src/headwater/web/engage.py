@@ -24,7 +24,7 @@ from headwater.web.journey_diagram import journey_diagram
 from headwater.web.sessions import Session
 
 if TYPE_CHECKING:
-    from headwater.web.app import Endpoint, Page, WebApp
+    from headwater.web.app import WebApp
 
 MAX_QUERY = 20_000
 FIELDS = ("name", "description", "query", "type", "event", "times", "days")
@@ -52,25 +52,19 @@ class EngagePages:
         self.api = web.api
 
     def routes(self) -> list[Route]:
-        def page(handler: Page) -> Endpoint:
-            return self.web.signed_in(handler, "engage")
-
         return [
-            Route("/engage", page(self.spaces_page), methods=["GET"]),
-            Route("/engage/{space}", page(self.space_page), methods=["GET"]),
-            Route("/engage/{space}/audiences", page(self.new_audience), methods=["POST"]),
-            Route(
-                "/engage/{space}/audiences/{audience}", page(self.audience_page), methods=["GET"]
+            *self.web.page_routes(
+                "engage",
+                [
+                    ("GET", "/engage", self.spaces_page),
+                    ("GET", "/engage/{space}", self.space_page),
+                    ("POST", "/engage/{space}/audiences", self.new_audience),
+                    ("GET", "/engage/{space}/audiences/{audience}", self.audience_page),
+                    ("POST", "/engage/{space}/audiences/{audience}", self.edit_audience),
+                    ("POST", "/engage/{space}/audiences/{audience}/destinations", self.connect),
+                    ("GET", "/engage/{space}/journeys/{journey}", self.journey_page),
+                ],
             ),
-            Route(
-                "/engage/{space}/audiences/{audience}", page(self.edit_audience), methods=["POST"]
-            ),
-            Route(
-                "/engage/{space}/audiences/{audience}/destinations",
-                page(self.connect),
-                methods=["POST"],
-            ),
-            Route("/engage/{space}/journeys/{journey}", page(self.journey_page), methods=["GET"]),
         ]
 
     # --- the spaces, and one space's lists ---------------------------------------------------

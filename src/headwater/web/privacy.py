@@ -21,7 +21,7 @@ from headwater.privacy.regulations import REGULATION_TYPES, SUBJECT_TYPES
 from headwater.web.sessions import Session
 
 if TYPE_CHECKING:
-    from headwater.web.app import Endpoint, Page, WebApp
+    from headwater.web.app import WebApp
 
 MAX_SUBJECTS_TEXT = 100_000
 CLASSES = ("RED", "YELLOW", "GREEN")
@@ -43,19 +43,23 @@ class PrivacyPages:
         self.api = web.api
 
     def routes(self) -> list[Route]:
-        def page(handler: Page) -> Endpoint:
-            return self.web.signed_in(handler, "privacy")
-
-        def owners(handler: Page) -> Endpoint:
-            return self.web.signed_in(handler, "workspace")
-
         return [
-            Route("/privacy", page(self.regulations_page), methods=["GET"]),
-            Route("/privacy/regulations", page(self.create_regulation), methods=["POST"]),
-            Route("/privacy/regulations/{regulation}", page(self.regulation_page), methods=["GET"]),
-            Route("/privacy/portal", owners(self.portal_page), methods=["GET"]),
-            Route("/privacy/consent", owners(self.consent_page), methods=["GET"]),
-            Route("/privacy/consent", owners(self.create_category), methods=["POST"]),
+            *self.web.page_routes(
+                "privacy",
+                [
+                    ("GET", "/privacy", self.regulations_page),
+                    ("POST", "/privacy/regulations", self.create_regulation),
+                    ("GET", "/privacy/regulations/{regulation}", self.regulation_page),
+                ],
+            ),
+            *self.web.page_routes(
+                "workspace",
+                [
+                    ("GET", "/privacy/portal", self.portal_page),
+                    ("GET", "/privacy/consent", self.consent_page),
+                    ("POST", "/privacy/consent", self.create_category),
+                ],
+            ),
         ]
 
     def _tabs(self, principal: Principal, current: str) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from headwater.iam.access import Principal
 from headwater.web.sessions import Session
 
 if TYPE_CHECKING:
-    from headwater.web.app import Endpoint, Page, WebApp
+    from headwater.web.app import WebApp
 
 MAX_SEARCH = 200
 
@@ -50,14 +50,16 @@ class UnifyPages:
         self.api = web.api
 
     def routes(self) -> list[Route]:
-        def page(handler: Page) -> Endpoint:
-            return self.web.signed_in(handler, "unify")
-
         return [
-            Route("/unify", page(self.spaces_page), methods=["GET"]),
-            Route("/unify/{space}", page(self.space_page), methods=["GET"]),
-            Route("/unify/{space}/profiles", page(self.search_page), methods=["GET"]),
-            Route("/unify/{space}/profiles/{profile}", page(self.profile_page), methods=["GET"]),
+            *self.web.page_routes(
+                "unify",
+                [
+                    ("GET", "/unify", self.spaces_page),
+                    ("GET", "/unify/{space}", self.space_page),
+                    ("GET", "/unify/{space}/profiles", self.search_page),
+                    ("GET", "/unify/{space}/profiles/{profile}", self.profile_page),
+                ],
+            ),
         ]
 
     async def spaces_page(
